@@ -1,0 +1,39 @@
+# Pointsman: `make demo` and `make test` do everything; both build .venv/ first when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test unit lint demo bench clean
+
+install: $(STAMP)
+
+# xds-protos ships an old copy of opentelemetry/proto/* that overwrites opentelemetry-proto's and
+# breaks the OTLP exporter (InstrumentationScope); reinstalling opentelemetry-proto afterwards
+# restores it, and Envoy's modules still import (tests/unit/test_dependencies.py checks both).
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --force-reinstall --no-deps \
+	  "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check controlplane proxy protos tests examples
+	$(BIN)/mypy
+
+test: install lint
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -p no:cacheprovider
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+demo: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python examples/demo/run.py
+
+bench: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

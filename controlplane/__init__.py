@@ -1,0 +1,1 @@
+"""Pointsman's xDS control plane."""
