@@ -1,0 +1,1 @@
+"""Test support shared by every tier: free ports, managed processes, real Envoy, backends."""
