@@ -44,7 +44,7 @@ class Envoy(ManagedProcess):
         self.wait_until(lambda: self.admin("/ready")[0] == 200, timeout, "ready")
 
     def stat(self, name: str) -> int:
-        status, body = self.admin(f"/stats?filter=^{name}$")
+        _status, body = self.admin(f"/stats?filter=^{name}$")
         for line in body.splitlines():
             key, _, value = line.partition(": ")
             if key == name:
