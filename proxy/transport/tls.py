@@ -1,0 +1,249 @@
+"""`envoy.transport_sockets.tls`: DownstreamTlsContext / UpstreamTlsContext -> ssl.SSLContext.
+
+Translated once, at config time (bad certificates are config errors naming the field), into a
+frozen model that carries the ready `ssl.SSLContext`. Behaviour follows Envoy's docs
+(api/envoy/extensions/transport_sockets/tls/v3/{tls,common}.proto):
+- downstream: the chain's certificate; ALPN chosen from `alpn_protocols` by server preference;
+  a client certificate is requested when a validation context is set and required when
+  `require_client_certificate` is true.
+- upstream: `sni` sent as SNI; the server chain is verified against `trusted_ca` when set
+  (Envoy checks SANs only when `match_typed_subject_alt_names` is set, so no hostname check);
+  a client certificate is presented for mTLS when `tls_certificates` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from protos.errors import ConfigError, unsupported
+from protos.loader import unpack_any
+from proxy.model.fields import reject_unsupported
+
+TLS_SOCKET_NAME = "envoy.transport_sockets.tls"
+RAW_BUFFER_TYPE = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+DOWNSTREAM_TYPE = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+UPSTREAM_TYPE = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+_VERSIONS = {
+    common_pb2.TlsParameters.TLSv1_0: ssl.TLSVersion.TLSv1,
+    common_pb2.TlsParameters.TLSv1_1: ssl.TLSVersion.TLSv1_1,
+    common_pb2.TlsParameters.TLSv1_2: ssl.TLSVersion.TLSv1_2,
+    common_pb2.TlsParameters.TLSv1_3: ssl.TLSVersion.TLSv1_3,
+}
+
+
+@dataclass(frozen=True)
+class TlsCertificate:
+    certificate_chain: bytes
+    private_key: bytes
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    trusted_ca: bytes | None
+
+
+@dataclass(frozen=True)
+class DownstreamTls:
+    certificate: TlsCertificate
+    alpn_protocols: tuple[str, ...]
+    validation: ValidationContext | None
+    require_client_certificate: bool
+    ssl_context: ssl.SSLContext = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class UpstreamTls:
+    sni: str
+    alpn_protocols: tuple[str, ...]
+    certificate: TlsCertificate | None
+    validation: ValidationContext | None
+    ssl_context: ssl.SSLContext = field(compare=False, repr=False)
+
+
+def translate_downstream_tls(message: Message) -> DownstreamTls | None:
+    """A listener chain's transport_socket (TransportSocket, Any or the context) -> model."""
+    context = _unwrap(message, tls_pb2.DownstreamTlsContext, DOWNSTREAM_TYPE)
+    if context is None:
+        return None
+    reject_unsupported(context, {"common_tls_context", "require_client_certificate"})
+    common = context.common_tls_context
+    certificate, validation, alpn = _translate_common(common, "common_tls_context.")
+    if certificate is None:
+        raise ConfigError("a downstream TLS context needs one certificate",
+                          field="common_tls_context.tls_certificates")
+    require_client = context.HasField("require_client_certificate") and \
+        context.require_client_certificate.value
+    if require_client and validation is None:
+        raise ConfigError("require_client_certificate needs a validation_context",
+                          field="require_client_certificate")
+    ssl_context = _server_context(common, certificate, validation, alpn, require_client)
+    return DownstreamTls(certificate, alpn, validation, require_client, ssl_context)
+
+
+def translate_upstream_tls(message: Message) -> UpstreamTls | None:
+    """A cluster's transport_socket (TransportSocket, Any or the context) -> model."""
+    context = _unwrap(message, tls_pb2.UpstreamTlsContext, UPSTREAM_TYPE)
+    if context is None:
+        return None
+    reject_unsupported(context, {"common_tls_context", "sni", "max_session_keys"})
+    if context.allow_renegotiation:
+        raise unsupported("allow_renegotiation")
+    common = context.common_tls_context
+    certificate, validation, alpn = _translate_common(common, "common_tls_context.")
+    ssl_context = _client_context(common, certificate, validation, alpn)
+    return UpstreamTls(context.sni, alpn, certificate, validation, ssl_context)
+
+
+def _unwrap(message: Message, cls: type[Any], type_name: str) -> Any | None:
+    """Accept a TransportSocket, an Any, or the context itself; None for raw_buffer."""
+    if isinstance(message, base_pb2.TransportSocket):
+        if not message.HasField("typed_config"):
+            if message.name in ("", "envoy.transport_sockets.raw_buffer"):
+                return None
+            raise ConfigError(f"transport socket {message.name!r} needs a typed_config",
+                              field="typed_config")
+        message = message.typed_config
+    if isinstance(message, any_pb2.Any):
+        if message.type_url.endswith("/" + RAW_BUFFER_TYPE):
+            return None
+        if not message.type_url.endswith("/" + type_name):
+            raise ConfigError(f"transport socket {message.type_url!r} is not supported "
+                              f"(expected {type_name} or raw_buffer)", field="typed_config")
+        message = unpack_any(message)
+    if not isinstance(message, cls):
+        raise ConfigError(f"expected {type_name}, got {message.DESCRIPTOR.full_name}",
+                          field="typed_config")
+    return message
+
+
+def _translate_common(common: Any, prefix: str
+                      ) -> tuple[TlsCertificate | None, ValidationContext | None, tuple[str, ...]]:
+    reject_unsupported(common, {"tls_params", "tls_certificates", "validation_context",
+                                "alpn_protocols"}, prefix=prefix)
+    if common.HasField("tls_params"):
+        reject_unsupported(common.tls_params,
+                           {"tls_minimum_protocol_version", "tls_maximum_protocol_version"},
+                           prefix=prefix + "tls_params.")
+    if len(common.tls_certificates) > 1:
+        raise unsupported(prefix + "tls_certificates[1]", "one certificate per context")
+    certificate = None
+    if common.tls_certificates:
+        certificate = _translate_certificate(common.tls_certificates[0],
+                                             prefix + "tls_certificates[0].")
+    validation = None
+    if common.HasField("validation_context"):
+        validation = _translate_validation(common.validation_context,
+                                           prefix + "validation_context.")
+    return certificate, validation, tuple(common.alpn_protocols)
+
+
+def _translate_certificate(message: Any, prefix: str) -> TlsCertificate:
+    reject_unsupported(message, {"certificate_chain", "private_key"}, prefix=prefix)
+    if not message.HasField("certificate_chain") or not message.HasField("private_key"):
+        raise ConfigError("both certificate_chain and private_key are required",
+                          field=prefix.rstrip("."))
+    return TlsCertificate(read_data_source(message.certificate_chain, prefix + "certificate_chain"),
+                          read_data_source(message.private_key, prefix + "private_key"))
+
+
+def _translate_validation(message: Any, prefix: str) -> ValidationContext:
+    reject_unsupported(message, {"trusted_ca"}, prefix=prefix)
+    trusted = None
+    if message.HasField("trusted_ca"):
+        trusted = read_data_source(message.trusted_ca, prefix + "trusted_ca")
+    return ValidationContext(trusted)
+
+
+def read_data_source(source: Any, field_name: str) -> bytes:
+    """envoy.config.core.v3.DataSource: filename, inline_bytes, inline_string, env variable."""
+    kind = source.WhichOneof("specifier")
+    if kind == "filename":
+        try:
+            return Path(source.filename).read_bytes()
+        except OSError as error:
+            raise ConfigError(f"cannot read {source.filename!r}: {error.strerror}",
+                              field=field_name + ".filename") from error
+    if kind == "inline_bytes":
+        return bytes(source.inline_bytes)
+    if kind == "inline_string":
+        return str(source.inline_string).encode()
+    if kind == "environment_variable":
+        value = os.environ.get(source.environment_variable)
+        if value is None:
+            raise ConfigError(f"environment variable {source.environment_variable!r} is unset",
+                              field=field_name + ".environment_variable")
+        return value.encode()
+    raise ConfigError("the data source is empty", field=field_name)
+
+
+def _apply_versions(context: ssl.SSLContext, common: Any, default_max: ssl.TLSVersion) -> None:
+    # Envoy's defaults: minimum TLSv1_2; maximum TLSv1_3 for servers (common.proto TlsParameters).
+    params = common.tls_params
+    context.minimum_version = _VERSIONS.get(params.tls_minimum_protocol_version,
+                                            ssl.TLSVersion.TLSv1_2)
+    context.maximum_version = _VERSIONS.get(params.tls_maximum_protocol_version, default_max)
+
+
+def _load_certificate(context: ssl.SSLContext, certificate: TlsCertificate,
+                      field_name: str) -> None:
+    # ssl only loads chains from files: write them to a private directory, load, delete.
+    with tempfile.TemporaryDirectory(prefix="pointsman-tls-") as directory:
+        chain = Path(directory, "chain.pem")
+        key = Path(directory, "key.pem")
+        chain.write_bytes(certificate.certificate_chain)
+        key.write_bytes(certificate.private_key)
+        try:
+            context.load_cert_chain(chain, key)
+        except ssl.SSLError as error:
+            raise ConfigError(f"invalid certificate or key: {error.reason or error}",
+                              field=field_name) from error
+
+
+def _load_ca(context: ssl.SSLContext, validation: ValidationContext, field_name: str) -> None:
+    assert validation.trusted_ca is not None
+    try:
+        context.load_verify_locations(cadata=validation.trusted_ca.decode())
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(f"invalid trusted_ca: {error}", field=field_name) from error
+
+
+def _server_context(common: Any, certificate: TlsCertificate,
+                    validation: ValidationContext | None, alpn: tuple[str, ...],
+                    require_client: bool) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _apply_versions(context, common, ssl.TLSVersion.TLSv1_3)
+    _load_certificate(context, certificate, "common_tls_context.tls_certificates[0]")
+    if validation is not None and validation.trusted_ca is not None:
+        _load_ca(context, validation, "common_tls_context.validation_context.trusted_ca")
+        context.verify_mode = ssl.CERT_REQUIRED if require_client else ssl.CERT_OPTIONAL
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
+
+
+def _client_context(common: Any, certificate: TlsCertificate | None,
+                    validation: ValidationContext | None,
+                    alpn: tuple[str, ...]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    _apply_versions(context, common, ssl.TLSVersion.TLSv1_3)
+    if certificate is not None:
+        _load_certificate(context, certificate, "common_tls_context.tls_certificates[0]")
+    if validation is not None and validation.trusted_ca is not None:
+        _load_ca(context, validation, "common_tls_context.validation_context.trusted_ca")
+        context.verify_mode = ssl.CERT_REQUIRED
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
