@@ -1,0 +1,1 @@
+"""The sidecar's L7: codecs, the HTTP filter chain, routing and the router."""

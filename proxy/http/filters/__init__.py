@@ -1,0 +1,1 @@
+"""Built-in HTTP filters; importing this package registers them (proxy.http.filter)."""

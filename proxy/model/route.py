@@ -1,0 +1,663 @@
+"""RouteConfiguration -> a frozen routing model (Envoy `config/route/v3/route_components.proto`).
+
+Translated once, at the config boundary: every field that would change behaviour and that we do
+not implement is refused by name (`protos.errors.unsupported`), never ignored. Matching over this
+model is a pure function in `proxy.http.routing`; the router in `proxy.http.router` executes the
+actions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from google.protobuf.message import Message
+
+from protos.errors import ConfigError, unsupported
+from proxy.http.header_format import HeaderTemplate, parse_header_template
+
+# Envoy's default route timeout (route_components.proto, RouteAction.timeout: "defaults to 15s").
+DEFAULT_ROUTE_TIMEOUT = 15.0
+
+StringKind = Literal["exact", "prefix", "suffix", "contains", "regex"]
+PathKind = Literal["prefix", "path", "regex", "path_separated_prefix"]
+AppendAction = Literal[
+    "APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD", "OVERWRITE_IF_EXISTS"
+]
+
+
+@dataclass(frozen=True)
+class StringMatcher:
+    """envoy.type.matcher.v3.StringMatcher; regexes are full matches, as RE2 in Envoy."""
+
+    kind: StringKind
+    value: str
+    ignore_case: bool = False
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, candidate: str) -> bool:
+        if self.kind == "regex":
+            assert self.pattern is not None
+            return self.pattern.fullmatch(candidate) is not None
+        value = self.value
+        if self.ignore_case:
+            value, candidate = value.lower(), candidate.lower()
+        if self.kind == "exact":
+            return candidate == value
+        if self.kind == "prefix":
+            return candidate.startswith(value)
+        if self.kind == "suffix":
+            return candidate.endswith(value)
+        return value in candidate
+
+
+@dataclass(frozen=True)
+class HeaderMatcher:
+    """RouteMatch.headers: `string` is None for present_match and range_match."""
+
+    name: str
+    string: StringMatcher | None = None
+    present: bool | None = None
+    int_range: tuple[int, int] | None = None  # [start, end)
+    invert: bool = False
+    treat_missing_as_empty: bool = False
+
+
+@dataclass(frozen=True)
+class QueryParameterMatcher:
+    name: str
+    string: StringMatcher | None = None  # None: present_match
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    path_kind: PathKind
+    path: str = ""
+    pattern: re.Pattern[str] | None = None
+    case_sensitive: bool = True
+    headers: tuple[HeaderMatcher, ...] = ()
+    query_parameters: tuple[QueryParameterMatcher, ...] = ()
+    grpc: bool = False
+
+
+@dataclass(frozen=True)
+class HeaderAddition:
+    name: str
+    value: HeaderTemplate
+    append_action: AppendAction = "APPEND_IF_EXISTS_OR_ADD"
+    keep_empty_value: bool = False
+
+
+@dataclass(frozen=True)
+class HeaderMutations:
+    request_add: tuple[HeaderAddition, ...] = ()
+    request_remove: tuple[str, ...] = ()
+    response_add: tuple[HeaderAddition, ...] = ()
+    response_remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retry_on: frozenset[str]
+    num_retries: int = 1
+    per_try_timeout: float | None = None
+    retriable_status_codes: frozenset[int] = frozenset()
+    backoff_base: float = 0.025  # Envoy: 25 ms base, max 10x base (router.md "x-envoy-max-...")
+    backoff_max: float = 0.25
+    avoid_previous_hosts: bool = False
+    host_selection_retry_max_attempts: int = 1
+
+
+@dataclass(frozen=True)
+class HashPolicy:
+    kind: Literal["header", "cookie", "source_ip", "query_parameter"]
+    name: str = ""
+    cookie_ttl: float | None = None  # set: the sidecar sets the cookie when absent
+    cookie_path: str = ""
+    terminal: bool = False
+
+
+@dataclass(frozen=True)
+class WeightedClusterEntry:
+    name: str
+    weight: int
+    cluster_header: str = ""
+    mutations: HeaderMutations = field(default_factory=HeaderMutations)
+    host_rewrite_literal: str = ""
+
+
+@dataclass(frozen=True)
+class RegexRewrite:
+    pattern: re.Pattern[str]
+    substitution: str
+
+    def apply(self, path: str) -> str:
+        # Envoy's regex_rewrite substitutes every match; RE2 `\1` groups map to Python's.
+        return self.pattern.sub(self.substitution, path)
+
+
+@dataclass(frozen=True)
+class ForwardAction:
+    """RouteAction: send the request to a cluster."""
+
+    cluster: str = ""
+    cluster_header: str = ""
+    weighted_clusters: tuple[WeightedClusterEntry, ...] = ()
+    total_weight: int = 0
+    cluster_not_found_response_code: int = 503
+    prefix_rewrite: str | None = None
+    regex_rewrite: RegexRewrite | None = None
+    host_rewrite_literal: str = ""
+    auto_host_rewrite: bool = False
+    host_rewrite_header: str = ""
+    timeout: float = DEFAULT_ROUTE_TIMEOUT  # 0 disables
+    idle_timeout: float | None = None
+    retry_policy: RetryPolicy | None = None
+    hash_policies: tuple[HashPolicy, ...] = ()
+    max_grpc_timeout: float | None = None  # None: grpc-timeout ignored; 0: no maximum
+    grpc_timeout_offset: float = 0.0
+    upgrades: frozenset[str] = frozenset()  # "websocket", "connect"
+
+
+@dataclass(frozen=True)
+class RedirectAction:
+    scheme: str = ""
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    prefix_rewrite: str | None = None
+    regex_rewrite: RegexRewrite | None = None
+    response_code: int = 301
+    strip_query: bool = False
+
+
+@dataclass(frozen=True)
+class DirectResponseAction:
+    status: int
+    body: bytes = b""
+
+
+Action = ForwardAction | RedirectAction | DirectResponseAction
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    match: RouteMatch
+    action: Action
+    mutations: HeaderMutations = field(default_factory=HeaderMutations)
+
+
+@dataclass(frozen=True)
+class VirtualHost:
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+    mutations: HeaderMutations = field(default_factory=HeaderMutations)
+    retry_policy: RetryPolicy | None = None
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    name: str
+    virtual_hosts: tuple[VirtualHost, ...]
+    mutations: HeaderMutations = field(default_factory=HeaderMutations)
+    internal_only_headers: tuple[str, ...] = ()
+    most_specific_header_mutations_wins: bool = False
+    ignore_port_in_host_matching: bool = False
+
+
+# --- translation -------------------------------------------------------------------------------
+
+_MUTATION_FIELDS = {
+    "request_headers_to_add", "request_headers_to_remove",
+    "response_headers_to_add", "response_headers_to_remove",
+}
+# Informational or validation-only fields: they do not change how a request is routed.
+_HARMLESS = {"name", "metadata", "validate_clusters", "stat_prefix", "decorator"}
+
+
+def _refuse_unknown(message: Message, supported: set[str]) -> None:
+    """Reject every set field outside `supported`, naming it (we never ignore config)."""
+    for descriptor, _value in message.ListFields():
+        if descriptor.name not in supported and descriptor.name not in _HARMLESS:
+            raise unsupported(descriptor.name)
+
+
+def _within(prefix: str, call, *args):  # type: ignore[no-untyped-def]
+    try:
+        return call(*args)
+    except ConfigError as error:
+        raise error.within(field=prefix) from error
+
+
+def _seconds(duration: Message) -> float:
+    return float(duration.seconds) + duration.nanos / 1e9  # type: ignore[attr-defined]
+
+
+def translate_route_configuration(message: Message) -> RouteConfig:
+    """envoy.config.route.v3.RouteConfiguration -> RouteConfig."""
+    _refuse_unknown(message, _MUTATION_FIELDS | {
+        "virtual_hosts", "internal_only_headers", "most_specific_header_mutations_wins",
+        "ignore_port_in_host_matching", "max_direct_response_body_size_bytes",
+    })
+    m = message
+    hosts = tuple(
+        _within(f"virtual_hosts[{i}]", translate_virtual_host, vh)
+        for i, vh in enumerate(m.virtual_hosts)  # type: ignore[attr-defined]
+    )
+    _check_unique_domains(hosts)
+    return RouteConfig(
+        name=m.name,  # type: ignore[attr-defined]
+        virtual_hosts=hosts,
+        mutations=_mutations(m),
+        internal_only_headers=tuple(h.lower() for h in m.internal_only_headers),  # type: ignore
+        most_specific_header_mutations_wins=m.most_specific_header_mutations_wins,  # type: ignore
+        ignore_port_in_host_matching=m.ignore_port_in_host_matching,  # type: ignore
+    )
+
+
+# `translate_<type>` per docs/architecture.md.
+translate_route = translate_route_configuration
+
+
+def _check_unique_domains(hosts: tuple[VirtualHost, ...]) -> None:
+    # Envoy rejects a route configuration that lists one domain in two virtual hosts.
+    seen: dict[str, str] = {}
+    for index, host in enumerate(hosts):
+        for domain in host.domains:
+            if domain in seen:
+                raise ConfigError(f"domain {domain!r} is in virtual hosts {seen[domain]!r} and "
+                                  f"{host.name!r}", field=f"virtual_hosts[{index}].domains")
+            seen[domain] = host.name
+
+
+def translate_virtual_host(vh: Message) -> VirtualHost:
+    _refuse_unknown(vh, _MUTATION_FIELDS | {"domains", "routes", "retry_policy"})
+    domains = tuple(d.lower() for d in vh.domains)  # type: ignore[attr-defined]
+    if not domains:
+        raise ConfigError("at least one domain is required", field="domains")
+    for index, domain in enumerate(domains):
+        if ("*" in domain and domain != "*" and not (
+            domain.startswith("*") or domain.endswith("*")
+        )) or domain.count("*") > 1:
+            raise ConfigError(f"invalid wildcard domain {domain!r}", field=f"domains[{index}]")
+    retry = None
+    if vh.HasField("retry_policy"):  # type: ignore[attr-defined]
+        retry = _within("retry_policy", _retry_policy, vh.retry_policy)  # type: ignore
+    return VirtualHost(
+        name=vh.name,  # type: ignore[attr-defined]
+        domains=domains,
+        routes=tuple(
+            _within(f"routes[{i}]", _route, r) for i, r in enumerate(vh.routes)  # type: ignore
+        ),
+        mutations=_mutations(vh),
+        retry_policy=retry,
+    )
+
+
+def _route(r: Message) -> Route:
+    _refuse_unknown(r, _MUTATION_FIELDS | {"match", "route", "redirect", "direct_response"})
+    kind = r.WhichOneof("action")
+    action: Action
+    if kind == "route":
+        action = _within("route", _forward_action, r.route)  # type: ignore[attr-defined]
+    elif kind == "redirect":
+        action = _within("redirect", _redirect_action, r.redirect)  # type: ignore[attr-defined]
+    elif kind == "direct_response":
+        action = _within("direct_response", _direct_response,
+                         r.direct_response)  # type: ignore[attr-defined]
+    else:
+        raise ConfigError("a route needs route, redirect or direct_response", field="action")
+    return Route(
+        name=r.name,  # type: ignore[attr-defined]
+        match=_within("match", _route_match, r.match),  # type: ignore[attr-defined]
+        action=action,
+        mutations=_mutations(r),
+    )
+
+
+def _regex(matcher: Message, field_name: str) -> re.Pattern[str]:
+    _refuse_unknown(matcher, {"google_re2", "regex"})
+    try:
+        return re.compile(matcher.regex)  # type: ignore[attr-defined]
+    except re.error as error:
+        raise ConfigError(f"invalid regex: {error}", field=f"{field_name}.regex") from error
+
+
+def _string_matcher(m: Message) -> StringMatcher:
+    _refuse_unknown(m, {"exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"})
+    kind = m.WhichOneof("match_pattern")
+    ignore_case = bool(m.ignore_case)  # type: ignore[attr-defined]
+    if kind == "safe_regex":
+        if ignore_case:
+            raise unsupported("ignore_case", "not applicable to safe_regex")
+        return StringMatcher("regex", "", pattern=_regex(m.safe_regex, "safe_regex"))  # type: ignore
+    if kind is None:
+        raise ConfigError("a string matcher needs a pattern", field="match_pattern")
+    value = getattr(m, kind)
+    if kind in ("prefix", "suffix", "contains") and not value:
+        raise ConfigError("must not be empty", field=kind)
+    return StringMatcher(kind, value, ignore_case)  # type: ignore[arg-type]
+
+
+def _route_match(m: Message) -> RouteMatch:
+    _refuse_unknown(m, {"prefix", "path", "safe_regex", "path_separated_prefix",
+                        "case_sensitive", "headers", "query_parameters", "grpc"})
+    kind = m.WhichOneof("path_specifier")
+    pattern = None
+    path = ""
+    if kind == "safe_regex":
+        pattern = _within("safe_regex", _regex, m.safe_regex, "safe_regex")  # type: ignore
+    elif kind in ("prefix", "path", "path_separated_prefix"):
+        path = getattr(m, kind)
+        if kind == "path_separated_prefix" and (
+            not path.startswith("/") or (path.endswith("/") and path != "/") or "?" in path
+            or "#" in path
+        ):
+            raise ConfigError("must start with '/', not end with '/' and hold no '?' or '#'",
+                              field="path_separated_prefix")
+    else:
+        raise ConfigError(f"path specifier {kind!r} is not supported", field=str(kind or "path"))
+    case_sensitive = True
+    if m.HasField("case_sensitive"):  # type: ignore[attr-defined]
+        case_sensitive = m.case_sensitive.value  # type: ignore[attr-defined]
+    return RouteMatch(
+        path_kind="regex" if kind == "safe_regex" else kind,  # type: ignore[arg-type]
+        path=path,
+        pattern=pattern,
+        case_sensitive=case_sensitive,
+        headers=tuple(_within(f"headers[{i}]", _header_matcher, h)
+                      for i, h in enumerate(m.headers)),  # type: ignore[attr-defined]
+        query_parameters=tuple(_within(f"query_parameters[{i}]", _query_matcher, q)
+                               for i, q in enumerate(m.query_parameters)),  # type: ignore
+        grpc=m.HasField("grpc"),  # type: ignore[attr-defined]
+    )
+
+
+def _header_matcher(h: Message) -> HeaderMatcher:
+    _refuse_unknown(h, {"name", "exact_match", "safe_regex_match", "range_match", "present_match",
+                        "prefix_match", "suffix_match", "contains_match", "string_match",
+                        "invert_match", "treat_missing_header_as_empty"})
+    kind = h.WhichOneof("header_match_specifier")
+    string: StringMatcher | None = None
+    present: bool | None = None
+    int_range = None
+    legacy = {"exact_match": "exact", "prefix_match": "prefix", "suffix_match": "suffix",
+              "contains_match": "contains"}
+    if kind in legacy:
+        string = StringMatcher(legacy[kind], getattr(h, kind))  # type: ignore[arg-type]
+    elif kind == "safe_regex_match":
+        string = StringMatcher("regex", "", pattern=_regex(h.safe_regex_match,  # type: ignore
+                                                          "safe_regex_match"))
+    elif kind == "string_match":
+        string = _within("string_match", _string_matcher, h.string_match)  # type: ignore
+    elif kind == "range_match":
+        int_range = (h.range_match.start, h.range_match.end)  # type: ignore[attr-defined]
+    elif kind == "present_match":
+        present = h.present_match  # type: ignore[attr-defined]
+    else:
+        present = True  # no specifier: Envoy matches on presence
+    return HeaderMatcher(
+        name=h.name.lower(),  # type: ignore[attr-defined]
+        string=string, present=present, int_range=int_range,
+        invert=h.invert_match,  # type: ignore[attr-defined]
+        treat_missing_as_empty=h.treat_missing_header_as_empty,  # type: ignore[attr-defined]
+    )
+
+
+def _query_matcher(q: Message) -> QueryParameterMatcher:
+    _refuse_unknown(q, {"name", "string_match", "present_match"})
+    if q.HasField("string_match"):  # type: ignore[attr-defined]
+        return QueryParameterMatcher(q.name, _within("string_match", _string_matcher,  # type: ignore
+                                                     q.string_match))  # type: ignore
+    return QueryParameterMatcher(q.name)  # type: ignore[attr-defined]
+
+
+def _header_additions(options: list[Message], field_name: str) -> tuple[HeaderAddition, ...]:
+    return tuple(_within(f"{field_name}[{i}]", _header_addition, o) for i, o in enumerate(options))
+
+
+_APPEND_ACTIONS: dict[int, AppendAction] = {
+    0: "APPEND_IF_EXISTS_OR_ADD", 1: "ADD_IF_ABSENT", 2: "OVERWRITE_IF_EXISTS_OR_ADD",
+    3: "OVERWRITE_IF_EXISTS",
+}
+
+
+def _header_addition(o: Message) -> HeaderAddition:
+    _refuse_unknown(o, {"header", "append", "append_action", "keep_empty_value"})
+    header = o.header  # type: ignore[attr-defined]
+    _refuse_unknown(header, {"key", "value"})
+    action: AppendAction = "APPEND_IF_EXISTS_OR_ADD"
+    if o.HasField("append"):  # type: ignore[attr-defined]
+        if o.append_action:  # type: ignore[attr-defined]
+            raise ConfigError("append and append_action are mutually exclusive", field="append")
+        action = "APPEND_IF_EXISTS_OR_ADD" if o.append.value else "OVERWRITE_IF_EXISTS_OR_ADD"  # type: ignore
+    else:
+        action = _APPEND_ACTIONS[o.append_action]  # type: ignore[attr-defined]
+    name = header.key.lower()
+    # Envoy refuses to modify pseudo-headers and Host through header manipulation.
+    if not name or name.startswith(":") or name == "host":
+        raise ConfigError(f"cannot add header {header.key!r}", field="header.key")
+    try:
+        template = parse_header_template(header.value)
+    except ValueError as error:
+        raise ConfigError(str(error), field="header.value") from error
+    return HeaderAddition(name, template, action, o.keep_empty_value)  # type: ignore[attr-defined]
+
+
+def _mutations(m: Message) -> HeaderMutations:
+    return HeaderMutations(
+        request_add=_header_additions(m.request_headers_to_add,  # type: ignore[attr-defined]
+                                      "request_headers_to_add"),
+        request_remove=tuple(h.lower() for h in m.request_headers_to_remove),  # type: ignore
+        response_add=_header_additions(m.response_headers_to_add,  # type: ignore[attr-defined]
+                                       "response_headers_to_add"),
+        response_remove=tuple(h.lower() for h in m.response_headers_to_remove),  # type: ignore
+    )
+
+
+def _regex_rewrite(m: Message) -> RegexRewrite:
+    _refuse_unknown(m, {"pattern", "substitution"})
+    pattern = _within("pattern", _regex, m.pattern, "pattern")  # type: ignore[attr-defined]
+    return RegexRewrite(pattern, m.substitution)  # type: ignore[attr-defined]
+
+
+_FORWARD_FIELDS = {
+    "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
+    "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
+    "host_rewrite_header", "timeout", "idle_timeout", "retry_policy", "hash_policy",
+    "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
+}
+
+
+def _forward_action(a: Message) -> ForwardAction:
+    _refuse_unknown(a, _FORWARD_FIELDS)
+    specifier = a.WhichOneof("cluster_specifier")
+    if specifier is None:
+        raise ConfigError("a cluster specifier is required", field="cluster_specifier")
+    if a.prefix_rewrite and a.HasField("regex_rewrite"):  # type: ignore[attr-defined]
+        raise ConfigError("prefix_rewrite and regex_rewrite are exclusive", field="regex_rewrite")
+    entries: tuple[WeightedClusterEntry, ...] = ()
+    total = 0
+    if specifier == "weighted_clusters":
+        entries, total = _within("weighted_clusters", _weighted, a.weighted_clusters)  # type: ignore
+    retry = None
+    if a.HasField("retry_policy"):  # type: ignore[attr-defined]
+        retry = _within("retry_policy", _retry_policy, a.retry_policy)  # type: ignore
+    not_found = {0: 503, 1: 404, 2: 500}[a.cluster_not_found_response_code]  # type: ignore
+    return ForwardAction(
+        cluster=a.cluster,  # type: ignore[attr-defined]
+        cluster_header=a.cluster_header.lower(),  # type: ignore[attr-defined]
+        weighted_clusters=entries,
+        total_weight=total,
+        cluster_not_found_response_code=not_found,
+        prefix_rewrite=a.prefix_rewrite if a.prefix_rewrite else None,  # type: ignore
+        regex_rewrite=_within("regex_rewrite", _regex_rewrite, a.regex_rewrite)  # type: ignore
+        if a.HasField("regex_rewrite") else None,  # type: ignore[attr-defined]
+        host_rewrite_literal=a.host_rewrite_literal,  # type: ignore[attr-defined]
+        auto_host_rewrite=a.auto_host_rewrite.value,  # type: ignore[attr-defined]
+        host_rewrite_header=a.host_rewrite_header.lower(),  # type: ignore[attr-defined]
+        timeout=_seconds(a.timeout) if a.HasField("timeout")  # type: ignore[attr-defined]
+        else DEFAULT_ROUTE_TIMEOUT,
+        idle_timeout=_seconds(a.idle_timeout)  # type: ignore[attr-defined]
+        if a.HasField("idle_timeout") else None,  # type: ignore[attr-defined]
+        retry_policy=retry,
+        hash_policies=tuple(_within(f"hash_policy[{i}]", _hash_policy, h)
+                            for i, h in enumerate(a.hash_policy)),  # type: ignore
+        max_grpc_timeout=_seconds(a.max_grpc_timeout)  # type: ignore[attr-defined]
+        if a.HasField("max_grpc_timeout") else None,  # type: ignore[attr-defined]
+        grpc_timeout_offset=_seconds(a.grpc_timeout_offset)  # type: ignore[attr-defined]
+        if a.HasField("grpc_timeout_offset") else 0.0,  # type: ignore[attr-defined]
+        upgrades=_within("upgrade_configs", _upgrades, a.upgrade_configs),  # type: ignore
+    )
+
+
+def _upgrades(configs: list[Message]) -> frozenset[str]:
+    enabled = set()
+    for index, config in enumerate(configs):
+        _refuse_unknown(config, {"upgrade_type", "enabled"})
+        kind = config.upgrade_type.lower()  # type: ignore[attr-defined]
+        if kind not in ("websocket", "connect"):
+            raise ConfigError(f"upgrade type {kind!r} is not supported",
+                              field=f"[{index}].upgrade_type")
+        if not config.HasField("enabled") or config.enabled.value:  # type: ignore
+            enabled.add(kind)
+    return frozenset(enabled)
+
+
+def _weighted(w: Message) -> tuple[tuple[WeightedClusterEntry, ...], int]:
+    _refuse_unknown(w, {"clusters", "total_weight"})
+    entries = []
+    for index, c in enumerate(w.clusters):  # type: ignore[attr-defined]
+        try:
+            _refuse_unknown(c, _MUTATION_FIELDS | {"name", "cluster_header", "weight",
+                                                   "host_rewrite_literal"})
+        except ConfigError as error:
+            raise error.within(field=f"clusters[{index}]") from error
+        if bool(c.name) == bool(c.cluster_header):
+            raise ConfigError("exactly one of name and cluster_header is required",
+                              field=f"clusters[{index}]")
+        entries.append(WeightedClusterEntry(
+            name=c.name, weight=c.weight.value, cluster_header=c.cluster_header.lower(),
+            mutations=_within(f"clusters[{index}]", _mutations, c),
+            host_rewrite_literal=c.host_rewrite_literal,
+        ))
+    total = sum(e.weight for e in entries)
+    if w.HasField("total_weight") and w.total_weight.value != total:  # type: ignore
+        raise ConfigError(f"weights sum to {total}, not {w.total_weight.value}",  # type: ignore
+                          field="total_weight")
+    if total <= 0:
+        raise ConfigError("weights must sum to more than 0", field="clusters")
+    return tuple(entries), total
+
+
+# router/router.md "x-envoy-retry-on" and "x-envoy-retry-grpc-on".
+RETRY_ON = frozenset({
+    "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure",
+    "retriable-4xx", "refused-stream", "retriable-status-codes",
+    "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
+})
+
+
+def _retry_policy(p: Message) -> RetryPolicy:
+    _refuse_unknown(p, {"retry_on", "num_retries", "per_try_timeout", "retriable_status_codes",
+                        "retry_back_off", "retry_host_predicate",
+                        "host_selection_retry_max_attempts"})
+    retry_on = frozenset(s.strip() for s in p.retry_on.split(",") if s.strip())  # type: ignore
+    for condition in retry_on - RETRY_ON:
+        raise unsupported("retry_on", f"condition {condition!r}")
+    base, maximum = 0.025, 0.25
+    if p.HasField("retry_back_off"):  # type: ignore[attr-defined]
+        back_off = p.retry_back_off  # type: ignore[attr-defined]
+        base = _seconds(back_off.base_interval)
+        if base <= 0:
+            raise ConfigError("must be greater than zero", field="retry_back_off.base_interval")
+        maximum = _seconds(back_off.max_interval) if back_off.HasField("max_interval") \
+            else base * 10
+    avoid = False
+    for index, predicate in enumerate(p.retry_host_predicate):  # type: ignore[attr-defined]
+        if predicate.name != "envoy.retry_host_predicates.previous_hosts":
+            raise unsupported(f"retry_host_predicate[{index}]", predicate.name)
+        avoid = True
+    return RetryPolicy(
+        retry_on=retry_on,
+        num_retries=p.num_retries.value if p.HasField("num_retries") else 1,  # type: ignore
+        per_try_timeout=_seconds(p.per_try_timeout)  # type: ignore[attr-defined]
+        if p.HasField("per_try_timeout") else None,  # type: ignore[attr-defined]
+        retriable_status_codes=frozenset(p.retriable_status_codes),  # type: ignore
+        backoff_base=base,
+        backoff_max=maximum,
+        avoid_previous_hosts=avoid,
+        host_selection_retry_max_attempts=max(1, p.host_selection_retry_max_attempts),  # type: ignore
+    )
+
+
+def _hash_policy(h: Message) -> HashPolicy:
+    _refuse_unknown(h, {"header", "cookie", "connection_properties", "query_parameter",
+                        "terminal"})
+    kind = h.WhichOneof("policy_specifier")
+    terminal = h.terminal  # type: ignore[attr-defined]
+    if kind == "header":
+        _refuse_unknown(h.header, {"header_name"})  # type: ignore[attr-defined]
+        return HashPolicy("header", h.header.header_name.lower(), terminal=terminal)  # type: ignore
+    if kind == "cookie":
+        cookie = h.cookie  # type: ignore[attr-defined]
+        _refuse_unknown(cookie, {"name", "ttl", "path"})
+        ttl = _seconds(cookie.ttl) if cookie.HasField("ttl") else None
+        return HashPolicy("cookie", cookie.name, cookie_ttl=ttl, cookie_path=cookie.path,
+                          terminal=terminal)
+    if kind == "connection_properties":
+        if not h.connection_properties.source_ip:  # type: ignore[attr-defined]
+            raise ConfigError("source_ip must be true", field="connection_properties.source_ip")
+        return HashPolicy("source_ip", terminal=terminal)
+    if kind == "query_parameter":
+        return HashPolicy("query_parameter", h.query_parameter.name,  # type: ignore
+                          terminal=terminal)
+    raise unsupported(str(kind or "policy_specifier"))
+
+
+_REDIRECT_CODES = {0: 301, 1: 302, 2: 303, 3: 307, 4: 308}
+
+
+def _redirect_action(r: Message) -> RedirectAction:
+    _refuse_unknown(r, {"https_redirect", "scheme_redirect", "host_redirect", "port_redirect",
+                        "path_redirect", "prefix_rewrite", "regex_rewrite", "response_code",
+                        "strip_query"})
+    scheme = "https" if r.https_redirect else r.scheme_redirect.lower()  # type: ignore
+    rewrite = r.WhichOneof("path_rewrite_specifier")
+    return RedirectAction(
+        scheme=scheme,
+        host=r.host_redirect,  # type: ignore[attr-defined]
+        port=r.port_redirect,  # type: ignore[attr-defined]
+        path=r.path_redirect if rewrite == "path_redirect" else "",  # type: ignore
+        prefix_rewrite=r.prefix_rewrite if rewrite == "prefix_rewrite" else None,  # type: ignore
+        regex_rewrite=_within("regex_rewrite", _regex_rewrite, r.regex_rewrite)  # type: ignore
+        if rewrite == "regex_rewrite" else None,
+        response_code=_REDIRECT_CODES[r.response_code],  # type: ignore[attr-defined]
+        strip_query=r.strip_query,  # type: ignore[attr-defined]
+    )
+
+
+def _direct_response(d: Message) -> DirectResponseAction:
+    _refuse_unknown(d, {"status", "body"})
+    status = d.status  # type: ignore[attr-defined]
+    if not 200 <= status < 600:
+        raise ConfigError("status must be in [200, 600)", field="status")
+    body = b""
+    if d.HasField("body"):  # type: ignore[attr-defined]
+        source = d.body  # type: ignore[attr-defined]
+        _refuse_unknown(source, {"inline_string", "inline_bytes", "filename"})
+        kind = source.WhichOneof("specifier")
+        if kind == "inline_string":
+            body = source.inline_string.encode()
+        elif kind == "inline_bytes":
+            body = source.inline_bytes
+        elif kind == "filename":
+            try:
+                with open(source.filename, "rb") as handle:
+                    body = handle.read()
+            except OSError as error:
+                raise ConfigError(str(error), field="body.filename") from error
+    return DirectResponseAction(status, body)

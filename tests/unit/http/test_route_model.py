@@ -1,0 +1,133 @@
+"""RouteConfiguration -> model: actions, header manipulation, policies, refusals by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from protos.errors import ConfigError
+from proxy.model.route import (
+    DirectResponseAction,
+    ForwardAction,
+    RedirectAction,
+)
+from tests.unit.http.routes import one_host, route_config
+
+
+def _action(route: dict[str, object]):  # type: ignore[no-untyped-def]
+    return one_host({"match": {"prefix": "/"}, **route}).virtual_hosts[0].routes[0].action
+
+
+def test_forward_action_fields() -> None:
+    action = _action({"route": {
+        "cluster": "c", "prefix_rewrite": "/new", "host_rewrite_literal": "up.test",
+        "timeout": "2.5s", "idle_timeout": "30s", "max_grpc_timeout": "0s",
+        "retry_policy": {"retry_on": "5xx,reset,retriable-status-codes", "num_retries": 3,
+                         "per_try_timeout": "1s", "retriable_status_codes": [409],
+                         "retry_back_off": {"base_interval": "0.01s"}},
+        "hash_policy": [{"cookie": {"name": "sticky", "ttl": "60s", "path": "/"}},
+                        {"header": {"header_name": "X-User"}},
+                        {"connection_properties": {"source_ip": True}},
+                        {"query_parameter": {"name": "u"}, "terminal": True}],
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
+    }})
+    assert isinstance(action, ForwardAction)
+    assert (action.cluster, action.prefix_rewrite, action.host_rewrite_literal) == \
+        ("c", "/new", "up.test")
+    assert (action.timeout, action.idle_timeout, action.max_grpc_timeout) == (2.5, 30.0, 0.0)
+    retry = action.retry_policy
+    assert retry is not None
+    assert retry.retry_on == {"5xx", "reset", "retriable-status-codes"}
+    assert (retry.num_retries, retry.per_try_timeout, retry.retriable_status_codes) == \
+        (3, 1.0, {409})
+    assert (retry.backoff_base, retry.backoff_max) == (0.01, pytest.approx(0.1))
+    kinds = [(h.kind, h.name, h.cookie_ttl, h.terminal) for h in action.hash_policies]
+    assert kinds == [("cookie", "sticky", 60.0, False), ("header", "x-user", None, False),
+                     ("source_ip", "", None, False), ("query_parameter", "u", None, True)]
+    assert action.upgrades == {"websocket"}
+
+
+def test_defaults_follow_envoy() -> None:
+    action = _action({"route": {"cluster": "c"}})
+    assert isinstance(action, ForwardAction)
+    assert action.timeout == 15.0 and action.retry_policy is None
+    assert action.max_grpc_timeout is None
+    retry = _action({"route": {"cluster": "c", "retry_policy": {"retry_on": "5xx"}}}) \
+        .retry_policy
+    assert retry.num_retries == 1 and retry.backoff_base == 0.025
+
+
+def test_regex_rewrite_substitutes_groups() -> None:
+    action = _action({"route": {"cluster": "c", "regex_rewrite": {
+        "pattern": {"regex": "^/service/([^/]+)(/.*)$"}, "substitution": "\\2/instance/\\1"}}})
+    assert action.regex_rewrite.apply("/service/foo/v1/api") == "/v1/api/instance/foo"
+
+
+def test_redirect_and_direct_response() -> None:
+    redirect = _action({"redirect": {"https_redirect": True, "host_redirect": "secure.test",
+                                     "response_code": "PERMANENT_REDIRECT",
+                                     "strip_query": True}})
+    assert isinstance(redirect, RedirectAction)
+    assert (redirect.scheme, redirect.host, redirect.response_code, redirect.strip_query) == \
+        ("https", "secure.test", 308, True)
+    direct = _action({"direct_response": {"status": 418, "body": {"inline_string": "teapot"}}})
+    assert direct == DirectResponseAction(418, b"teapot")
+
+
+def test_header_mutations_at_every_level() -> None:
+    config = route_config({
+        "request_headers_to_add": [{"header": {"key": "X-Config", "value": "c"}}],
+        "response_headers_to_remove": ["server"],
+        "internal_only_headers": ["X-Internal"],
+        "virtual_hosts": [{
+            "name": "vh", "domains": ["*"],
+            "request_headers_to_add": [{
+                "header": {"key": "x-client", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "c"},
+                        "response_headers_to_add": [{"header": {"key": "x-r", "value": "100%%"},
+                                                     "append": False}]}]}]})
+    assert config.mutations.request_add[0].name == "x-config"
+    assert config.mutations.response_remove == ("server",)
+    assert config.internal_only_headers == ("x-internal",)
+    vhost_add = config.virtual_hosts[0].mutations.request_add[0]
+    assert vhost_add.append_action == "OVERWRITE_IF_EXISTS_OR_ADD"
+    assert vhost_add.value.parts == (("DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", ""),)
+    route_add = config.virtual_hosts[0].routes[0].mutations.response_add[0]
+    assert route_add.append_action == "OVERWRITE_IF_EXISTS_OR_ADD"
+    assert route_add.value.parts == ("100%",)
+
+
+@pytest.mark.parametrize(("route", "field"), [
+    ({"route": {"cluster": "c", "hedge_policy": {}}}, "hedge_policy"),
+    ({"route": {"cluster": "c", "request_mirror_policies": [{"cluster": "m"}]}},
+     "request_mirror_policies"),
+    ({"route": {"cluster": "c", "retry_policy": {"retry_on": "magic"}}}, "retry_on"),
+    ({"route": {"cluster": "c"}, "tracing": {}}, "tracing"),
+    ({"route": {"cluster": "c"}, "request_headers_to_add": []}, None),
+    ({"route": {"cluster": "c"}, "request_headers_to_add": [
+        {"header": {"key": "x", "value": "%NOPE%"}}]}, "header.value"),
+    ({"route": {"cluster": "c"}, "request_headers_to_add": [
+        {"header": {"key": ":path", "value": "x"}}]}, "header.key"),
+])
+def test_unsupported_fields_are_refused_by_name(route: dict[str, object],
+                                                field: str | None) -> None:
+    if field is None:
+        _action(route)
+        return
+    with pytest.raises(ConfigError) as caught:
+        _action(route)
+    assert field in str(caught.value)
+    assert "virtual_hosts[0].routes[0]" in str(caught.value)
+
+
+def test_vhost_level_refusals_and_duplicate_domains() -> None:
+    with pytest.raises(ConfigError, match="cors"):
+        route_config({"virtual_hosts": [{"name": "v", "domains": ["*"], "cors": {}}]})
+    with pytest.raises(ConfigError, match="vhds"):
+        route_config({"vhds": {}, "virtual_hosts": []})
+    with pytest.raises(ConfigError, match=r"a\.test"):
+        route_config({"virtual_hosts": [{"name": "x", "domains": ["a.test"]},
+                                        {"name": "y", "domains": ["a.test"]}]})
+    with pytest.raises(ConfigError, match="total_weight"):
+        _action({"route": {"weighted_clusters": {"total_weight": 5, "clusters": [
+            {"name": "a", "weight": 1}]}}})
