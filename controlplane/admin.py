@@ -1,0 +1,70 @@
+"""Admin HTTP endpoint on plain asyncio: GET /status (JSON), /metrics (Prometheus), /ready.
+
+HTTP/1.1 with `Connection: close`, one request per connection: enough for curl, Prometheus
+and tests, with no web framework dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from controlplane.observe import Observer
+
+MAX_REQUEST_BYTES = 16384
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class AdminServer:
+    def __init__(self, observer: Observer, ready: Callable[[], bool]) -> None:
+        self.observer = observer
+        self.ready = ready
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._handle, host, port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def route(self, path: str) -> tuple[int, str, str]:
+        """(status, content type, body) for a GET of `path`."""
+        path = path.split("?", 1)[0]
+        if path == "/status":
+            return 200, "application/json", json.dumps(self.observer.status(), indent=1)
+        if path == "/metrics":
+            return 200, PROMETHEUS_TEXT, self.observer.metrics_text()
+        if path == "/ready":
+            ready = self.ready()
+            return (200 if ready else 503), "text/plain", "LIVE\n" if ready else "NOT READY\n"
+        if path == "/":
+            return 200, "text/plain", "/status\n/metrics\n/ready\n"
+        return 404, "text/plain", "not found\n"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            if len(head) > MAX_REQUEST_BYTES:
+                raise ValueError("request too large")
+            method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            if method != "GET":
+                status, kind, body = 405, "text/plain", "only GET\n"
+            else:
+                status, kind, body = self.route(path)
+            payload = body.encode()
+            writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
+                         f"Content-Type: {kind}\r\nContent-Length: {len(payload)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + payload)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
+                ValueError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}

@@ -1,0 +1,124 @@
+"""`pointsman controlplane --resources PATH [--listen HOST:PORT] [--admin HOST:PORT]
+[--tls-cert FILE --tls-key FILE [--client-ca FILE]]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+
+from controlplane import logs
+from controlplane.admin import AdminServer
+from controlplane.cache import SnapshotCache
+from controlplane.observe import Observer
+from controlplane.server import DiscoveryServer
+from controlplane.sources.files import FileSource
+from protos.errors import ConfigError
+
+DEFAULT_LISTEN = "127.0.0.1:18000"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pointsman controlplane",
+                                     description="Pointsman's xDS control plane (SotW ADS).")
+    parser.add_argument("--resources", required=True, type=Path,
+                        help="YAML/JSON file or folder of Envoy filesystem-subscription files")
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, help="xDS gRPC address HOST:PORT")
+    parser.add_argument("--admin", default=None, help="admin HTTP address HOST:PORT (optional)")
+    parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM): serve over TLS")
+    parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    parser.add_argument("--client-ca", type=Path,
+                        help="CA bundle (PEM): require client certificates (mutual TLS)")
+    parser.add_argument("--allow-plaintext", action="store_true",
+                        help="serve without TLS on a non-loopback address (Secrets travel "
+                             "in clear text: only for trusted networks)")
+    parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between scans")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.client_ca and not args.tls_cert:
+        parser.error("--client-ca needs --tls-cert and --tls-key")
+    host, _ = split_address(args.listen)
+    if not args.tls_cert and not is_loopback(host) and not args.allow_plaintext:
+        parser.error(f"--listen {args.listen} is not loopback: give --tls-cert/--tls-key "
+                     "(Secrets must not travel in clear text) or --allow-plaintext")
+    return args
+
+
+def split_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"pointsman controlplane: bad address {value!r}, expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    if not args.tls_cert:
+        return None
+    ca = args.client_ca.read_bytes() if args.client_ca else None
+    return grpc.ssl_server_credentials(
+        [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
+        root_certificates=ca, require_client_auth=ca is not None)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    cache = SnapshotCache()
+    observer = Observer(cache)
+    source = FileSource(args.resources, cache, interval=args.poll_interval,
+                        on_error=observer.config_rejected)
+    cache.watch(lambda: observer.config_loaded(
+        len(cache.groups), sum(item.count() for item in cache.groups.values())))
+    if not source.poll():
+        print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
+        return 1
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
+    credentials = server_credentials(args)
+    host, port = split_address(args.listen)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = (server.add_secure_port(target, credentials) if credentials
+             else server.add_insecure_port(target))
+    admin = AdminServer(observer, ready=lambda: source.loads > 0)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    try:
+        admin_port = await admin.start(*split_address(args.admin)) if args.admin else None
+        logs.event("serving", listen=f"{host}:{bound}", admin_port=admin_port,
+                   tls=bool(credentials), mutual_tls=bool(args.client_ca))
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(source.run())
+            await stop.wait()
+            watcher.cancel()
+    finally:
+        await admin.close()
+        await server.stop(grace=1.0)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.log_level)
+    try:
+        return asyncio.run(serve(args))
+    except ConfigError as error:
+        print(f"pointsman controlplane: {error}", file=sys.stderr)
+        return 1

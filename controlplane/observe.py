@@ -1,0 +1,190 @@
+"""What the admin endpoint shows: connected nodes, counters and push latency.
+
+The server reports each stream's actions here (a narrow hook, like go-control-plane's
+Callbacks); this module keeps counters and renders them. Node status is read live from each
+stream's subscription state, so it is never out of step with the protocol.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane import logs
+from controlplane.cache import SnapshotCache, group_for
+from controlplane.protocol.events import (
+    Acked,
+    Action,
+    Nacked,
+    NodeIdentified,
+    Push,
+    StaleNonceIgnored,
+    Subscribed,
+)
+from controlplane.protocol.sotw import SotwStream
+from controlplane.resources import BY_TYPE_URL
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Histogram:
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+
+    def render(self, name: str) -> list[str]:
+        lines, running = [], 0
+        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            running += count
+            label = "+Inf" if bound == float("inf") else repr(bound)
+            lines.append(f'{name}_bucket{{le="{label}"}} {running}')
+        lines += [f"{name}_sum {self.total:.6f}", f"{name}_count {running}"]
+        return lines
+
+
+@dataclass
+class StreamRecord:
+    stream: SotwStream
+    service: str
+    peer: str
+    connected_at: float
+
+
+def _short(type_url: str) -> str:
+    kind = BY_TYPE_URL.get(type_url)
+    return kind.short_name if kind else type_url
+
+
+class Observer:
+    """Counts and logs stream events; renders /status JSON and /metrics text."""
+
+    def __init__(self, cache: SnapshotCache) -> None:
+        self.cache = cache
+        self.streams: dict[int, StreamRecord] = {}
+        self.pushes: dict[str, int] = {}
+        self.acks: dict[str, int] = {}
+        self.nacks: dict[str, int] = {}
+        self.stale_nonces = 0
+        self.config_loads = 0
+        self.config_errors = 0
+        self.last_config_error = ""
+        self.push_latency = Histogram()
+        self._ids = itertools.count(1)
+
+    def opened(self, stream: SotwStream, service: str, peer: str) -> int:
+        stream_id = next(self._ids)
+        self.streams[stream_id] = StreamRecord(stream, service, peer, time.time())
+        return stream_id
+
+    def closed(self, stream_id: int) -> None:
+        record = self.streams.pop(stream_id, None)
+        if record is not None and record.stream.node is not None:
+            logs.event("disconnect", stream=stream_id, node=record.stream.node.id)
+
+    def config_loaded(self, groups: int, resources: int) -> None:
+        self.config_loads += 1
+        self.last_config_error = ""
+        logs.event("config_loaded", groups=groups, resources=resources)
+
+    def config_rejected(self, error: Exception) -> None:
+        self.config_errors += 1
+        self.last_config_error = str(error)
+        logs.event("config_rejected", logging.ERROR, error=str(error))
+
+    def record(self, stream_id: int, actions: list[Action]) -> None:
+        record = self.streams.get(stream_id)
+        node = record.stream.node.id if record and record.stream.node else ""
+        for action in actions:
+            self._record_one(stream_id, node, action)
+
+    def _record_one(self, stream_id: int, node: str, action: Action) -> None:
+        if isinstance(action, Push):
+            kind = _short(action.type_url)
+            self.pushes[kind] = self.pushes.get(kind, 0) + 1
+            logs.event("push", stream=stream_id, node=node, type=kind, version=action.version,
+                       nonce=action.nonce, resources=len(action.resources))
+        elif isinstance(action, Acked):
+            kind = _short(action.type_url)
+            self.acks[kind] = self.acks.get(kind, 0) + 1
+            self.push_latency.observe(action.latency)
+            logs.event("ack", stream=stream_id, node=node, type=kind, version=action.version,
+                       nonce=action.nonce)
+        elif isinstance(action, Nacked):
+            kind = _short(action.type_url)
+            self.nacks[kind] = self.nacks.get(kind, 0) + 1
+            logs.event("nack", logging.WARNING, stream=stream_id, node=node, type=kind,
+                       version=action.version, nonce=action.nonce, error=action.message)
+        elif isinstance(action, NodeIdentified):
+            logs.event("connect", stream=stream_id, node=action.node.id,
+                       cluster=action.node.cluster,
+                       group=group_for(action.node, self.cache.groups) or "(shared)")
+        elif isinstance(action, Subscribed):
+            logs.event("subscribe", logging.DEBUG, stream=stream_id, node=node,
+                       type=_short(action.type_url), wildcard=action.wildcard,
+                       names=sorted(action.names)[:20])
+        elif isinstance(action, StaleNonceIgnored):
+            self.stale_nonces += 1
+
+    # ---- rendering ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        nodes = [self._stream_status(stream_id, record)
+                 for stream_id, record in sorted(self.streams.items())]
+        groups = {name or "(shared)": snapshot.version
+                  for name, snapshot in self.cache.groups.items()}
+        return {"nodes": nodes, "snapshots": groups,
+                "last_config_error": self.last_config_error or None}
+
+    def _stream_status(self, stream_id: int, record: StreamRecord) -> dict[str, Any]:
+        stream = record.stream
+        node = stream.node
+        subscriptions = {}
+        for type_url, sub in sorted(stream.subscriptions.items()):
+            nack = sub.last_nack
+            subscriptions[_short(type_url)] = {
+                "wildcard": sub.wildcard,
+                "names": sorted(sub.names),
+                "sent_version": sub.sent_version,
+                "acked_version": sub.acked_version,
+                "awaiting_ack": sub.awaiting_reply,
+                "last_nack": {"version": nack[0], "message": nack[1]} if nack else None,
+            }
+        return {"stream": stream_id, "service": record.service, "peer": record.peer,
+                "id": node.id if node else None, "cluster": node.cluster if node else None,
+                "group": group_for(node, self.cache.groups) or "(shared)" if node else None,
+                "connected_at": record.connected_at, "subscriptions": subscriptions}
+
+    def metrics_text(self) -> str:
+        lines = [
+            "# HELP pointsman_xds_connected_streams xDS streams currently open.",
+            "# TYPE pointsman_xds_connected_streams gauge",
+            f"pointsman_xds_connected_streams {len(self.streams)}",
+        ]
+        for metric, counts, text in (("pointsman_xds_pushes_total", self.pushes, "Responses sent"),
+                                     ("pointsman_xds_acks_total", self.acks, "ACKs received"),
+                                     ("pointsman_xds_nacks_total", self.nacks, "NACKs received")):
+            lines += [f"# HELP {metric} {text}, by resource type.", f"# TYPE {metric} counter"]
+            lines += [f'{metric}{{type="{kind}"}} {count}'
+                      for kind, count in sorted(counts.items())]
+        lines += ["# HELP pointsman_xds_stale_nonces_total Requests ignored for a stale nonce.",
+                  "# TYPE pointsman_xds_stale_nonces_total counter",
+                  f"pointsman_xds_stale_nonces_total {self.stale_nonces}",
+                  "# HELP pointsman_config_loads_total Snapshots published from the source.",
+                  "# TYPE pointsman_config_loads_total counter",
+                  f"pointsman_config_loads_total {self.config_loads}",
+                  "# HELP pointsman_config_errors_total Config changes rejected.",
+                  "# TYPE pointsman_config_errors_total counter",
+                  f"pointsman_config_errors_total {self.config_errors}",
+                  "# HELP pointsman_xds_push_ack_seconds Time from a push to its ACK.",
+                  "# TYPE pointsman_xds_push_ack_seconds histogram"]
+        lines += self.push_latency.render("pointsman_xds_push_ack_seconds")
+        return "\n".join(lines) + "\n"

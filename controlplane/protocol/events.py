@@ -1,0 +1,64 @@
+"""What a state-of-the-world stream asks its adapter to do (Push) or reports (the rest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.core.v3 import base_pb2
+
+from controlplane.cache import CachedResource
+
+
+class ProtocolError(Exception):
+    """The peer broke the xDS protocol; the adapter ends the stream with INVALID_ARGUMENT."""
+
+
+@dataclass(frozen=True)
+class Push:
+    """Send one DiscoveryResponse."""
+
+    type_url: str
+    version: str
+    nonce: str
+    resources: tuple[CachedResource, ...]
+
+    def __repr__(self) -> str:
+        return (f"Push({self.type_url.rsplit('.', 1)[-1]}, v={self.version}, nonce={self.nonce}, "
+                f"{len(self.resources)} resources)")
+
+
+@dataclass(frozen=True)
+class NodeIdentified:
+    node: base_pb2.Node
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    type_url: str
+    wildcard: bool
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Acked:
+    type_url: str
+    version: str
+    nonce: str
+    latency: float  # seconds from the push to this ACK
+
+
+@dataclass(frozen=True)
+class Nacked:
+    type_url: str
+    version: str  # the version that was refused
+    nonce: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StaleNonceIgnored:
+    type_url: str
+    nonce: str
+
+
+Action = Push | NodeIdentified | Subscribed | Acked | Nacked | StaleNonceIgnored

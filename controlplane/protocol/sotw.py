@@ -1,0 +1,251 @@
+"""State-of-the-world xDS subscription state for one gRPC stream, sans-I/O.
+
+Rules come from the xDS protocol document (envoy/api/xds_protocol.rst):
+- the node is taken from the first request of the stream ("Only the first request on a stream
+  is guaranteed to carry the node identifier");
+- every response carries a fresh nonce; a request whose response_nonce is not the latest one
+  sent for its type is stale and ignored ("ACK and NACK semantics", "Resource updates");
+- an ACK (matching nonce, no error_detail) records the version; nothing is sent again until
+  something the client subscribed to changes; a NACK (error_detail) is recorded and the refused
+  version is not resent: the next change is delivered;
+- an empty resource_names list on the first request of a type is a (legacy) wildcard, `*` is an
+  explicit wildcard ("How the client specifies what resources to return");
+- Listener and Cluster responses always carry the full subscribed set; for the other types a
+  resource is answered as soon as it exists, never held back for other names;
+- pushes go clusters -> endpoints -> listeners -> routes, and clusters that disappeared are kept
+  in CDS responses until the listeners/routes naming them were replaced ("Eventual consistency
+  considerations"); secrets go first because warming clusters and listeners wait for them;
+- after a Cluster/Listener push, the next EDS/RDS request is answered even when unchanged: the
+  client is warming the new cluster/listener and waits for it ("Resource warming").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.cache import CachedResource, Snapshot, set_version
+from controlplane.protocol.events import (
+    Acked,
+    Action,
+    Nacked,
+    NodeIdentified,
+    ProtocolError,
+    Push,
+    StaleNonceIgnored,
+    Subscribed,
+)
+from controlplane.resources import BY_TYPE_URL, CLUSTER, LISTENER, PUSH_ORDER, ROUTE, WARMED_BY
+
+WILDCARD = "*"
+ROUTING_TYPES = (LISTENER.type_url, ROUTE.type_url)
+
+
+@dataclass
+class Subscription:
+    """One type on one stream: what the client asked for and what it was last sent."""
+
+    type_url: str
+    wildcard: bool = False
+    names: frozenset[str] = frozenset()
+    nonce: str = ""  # of the latest response
+    sent: dict[str, CachedResource] = field(default_factory=dict)
+    sent_version: str = ""
+    sent_at: float = 0.0
+    awaiting_reply: bool = False  # the latest response is neither ACKed nor NACKed yet
+    acked_version: str = ""
+    last_nack: tuple[str, str] | None = None  # (refused version, error message)
+    needs_warm_answer: bool = False
+
+    def matches_sent(self, resources: tuple[CachedResource, ...]) -> bool:
+        if len(resources) != len(self.sent):
+            return False
+        for resource in resources:
+            previous = self.sent.get(resource.name)
+            if previous is None or previous.version != resource.version:
+                return False
+        return True
+
+
+class SotwStream:
+    """Subscription state of one ADS (or single-type) stream.
+
+    `resolve(node)` returns the snapshot for the node's group. Feed `receive(request, now)` with
+    each DiscoveryRequest and call `snapshot_changed(now)` after the cache changes; both return
+    the actions to perform, Push first among them in push order.
+    """
+
+    def __init__(self, resolve: Callable[[base_pb2.Node], Snapshot], *,
+                 allowed_types: Iterable[str] | None = None, default_type: str = "") -> None:
+        self._resolve = resolve
+        self.allowed_types = frozenset(allowed_types or BY_TYPE_URL)
+        self.default_type = default_type
+        self.node: base_pb2.Node | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.retained_clusters: dict[str, CachedResource] = {}
+        self._nonces = 0
+
+    def __repr__(self) -> str:
+        node = self.node.id if self.node else "?"
+        return f"SotwStream(node={node!r}, types={sorted(self.subscriptions)})"
+
+    # ---- inputs -------------------------------------------------------------------------------
+
+    def receive(self, request: discovery_pb2.DiscoveryRequest, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self.node is None:
+            self.node = base_pb2.Node()
+            self.node.CopyFrom(request.node)
+            actions.append(NodeIdentified(self.node))
+        type_url = request.type_url or self.default_type
+        if type_url not in self.allowed_types:
+            raise ProtocolError(f"type_url {type_url!r} is not served on this stream")
+        subscription = self.subscriptions.get(type_url)
+        if request.response_nonce:
+            if subscription is None or request.response_nonce != subscription.nonce:
+                return [*actions, StaleNonceIgnored(type_url, request.response_nonce)]
+            actions.append(self._record_reply(subscription, request, now))
+            changed = self._update_names(subscription, request.resource_names)
+            if changed:
+                actions.append(self._subscribed(subscription))
+            if changed or subscription.needs_warm_answer:
+                actions.extend(self._answer(subscription, now, force=True))
+            actions.extend(self._release_retained_clusters(now))
+            return actions
+        # No nonce: the first request of this type on the stream, or a change of names sent
+        # before the first response arrived; either way answer it.
+        if subscription is None:
+            subscription = self.subscriptions[type_url] = Subscription(type_url)
+            self._set_initial_names(subscription, request.resource_names)
+        else:
+            self._update_names(subscription, request.resource_names)
+        actions.append(self._subscribed(subscription))
+        actions.extend(self._answer(subscription, now, force=True))
+        return actions
+
+    def snapshot_changed(self, now: float) -> list[Action]:
+        snapshot = self._snapshot()
+        clusters = snapshot.of_type(CLUSTER.type_url).resources
+        self.retained_clusters = {name: resource for name, resource
+                                  in self.retained_clusters.items() if name not in clusters}
+        planned = {kind.type_url for kind in PUSH_ORDER if self._differs(kind.type_url, snapshot)}
+        routing_moves = bool(planned & set(ROUTING_TYPES)) or self._routing_unacked()
+        cds = self.subscriptions.get(CLUSTER.type_url)
+        if cds is not None and routing_moves:
+            # Make before break: keep serving removed clusters until routes stop naming them.
+            self.retained_clusters.update(
+                {name: resource for name, resource in cds.sent.items() if name not in clusters})
+        actions: list[Action] = []
+        for kind in PUSH_ORDER:
+            subscription = self.subscriptions.get(kind.type_url)
+            if subscription is not None:
+                actions.extend(self._answer(subscription, now, force=False, snapshot=snapshot))
+        return actions
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _snapshot(self) -> Snapshot:
+        return self._resolve(self.node or base_pb2.Node())
+
+    def _record_reply(self, subscription: Subscription,
+                      request: discovery_pb2.DiscoveryRequest, now: float) -> Action:
+        subscription.awaiting_reply = False
+        if request.HasField("error_detail"):
+            refused = subscription.sent_version
+            subscription.last_nack = (refused, request.error_detail.message)
+            return Nacked(subscription.type_url, refused, request.response_nonce,
+                          request.error_detail.message)
+        subscription.acked_version = request.version_info
+        return Acked(subscription.type_url, request.version_info, request.response_nonce,
+                     max(0.0, now - subscription.sent_at))
+
+    def _set_initial_names(self, subscription: Subscription, names: Iterable[str]) -> None:
+        requested = frozenset(names)
+        subscription.wildcard = not requested or WILDCARD in requested
+        subscription.names = requested - {WILDCARD}
+
+    def _update_names(self, subscription: Subscription, names: Iterable[str]) -> bool:
+        """Apply a request's names; True when the subscription changed."""
+        requested = frozenset(names)
+        if not requested and subscription.wildcard and not subscription.names:
+            return False  # a legacy wildcard stays a wildcard on later empty requests
+        wildcard = WILDCARD in requested
+        explicit = requested - {WILDCARD}
+        changed = wildcard != subscription.wildcard or explicit != subscription.names
+        subscription.wildcard, subscription.names = wildcard, explicit
+        return changed
+
+    def _subscribed(self, subscription: Subscription) -> Subscribed:
+        return Subscribed(subscription.type_url, subscription.wildcard, subscription.names)
+
+    def _desired(self, subscription: Subscription,
+                 snapshot: Snapshot) -> tuple[str, tuple[CachedResource, ...]]:
+        typed = snapshot.of_type(subscription.type_url)
+        retained: dict[str, CachedResource] = {}
+        if subscription.type_url == CLUSTER.type_url:
+            retained = {name: resource for name, resource in self.retained_clusters.items()
+                        if subscription.wildcard or name in subscription.names}
+        if subscription.wildcard and not retained:
+            return typed.version, typed.ordered
+        if subscription.wildcard:
+            chosen = dict(typed.resources)
+        else:
+            chosen = {name: typed.resources[name] for name in subscription.names
+                      if name in typed.resources}
+        version = typed.version
+        if retained:
+            chosen.update(retained)
+            version = f"{version}+{set_version(retained.values())}"
+        return version, tuple(chosen[name] for name in sorted(chosen))
+
+    def _differs(self, type_url: str, snapshot: Snapshot) -> bool:
+        subscription = self.subscriptions.get(type_url)
+        if subscription is None:
+            return False
+        _, resources = self._desired(subscription, snapshot)
+        return not subscription.matches_sent(resources)
+
+    def _answer(self, subscription: Subscription, now: float, *, force: bool,
+                snapshot: Snapshot | None = None) -> list[Action]:
+        snapshot = snapshot or self._snapshot()
+        version, resources = self._desired(subscription, snapshot)
+        full_set = BY_TYPE_URL[subscription.type_url].full_set
+        if not force and subscription.matches_sent(resources):
+            return []  # silence until something this client asked for changes
+        if not resources and not full_set and (force or not subscription.sent):
+            # Named resources that do not exist yet: answered when they appear. (A full-set type
+            # answers with the empty set: that tells the client its resources are gone.)
+            return []
+        return [self._push(subscription, version, resources, now)]
+
+    def _push(self, subscription: Subscription, version: str,
+              resources: tuple[CachedResource, ...], now: float) -> Push:
+        self._nonces += 1
+        nonce = str(self._nonces)
+        subscription.nonce = nonce
+        subscription.sent = {resource.name: resource for resource in resources}
+        subscription.sent_version = version
+        subscription.sent_at = now
+        subscription.awaiting_reply = True
+        subscription.needs_warm_answer = False
+        for child, parent in WARMED_BY.items():
+            if parent == subscription.type_url and child in self.subscriptions:
+                self.subscriptions[child].needs_warm_answer = True
+        return Push(subscription.type_url, version, nonce, resources)
+
+    def _routing_unacked(self) -> bool:
+        return any(self.subscriptions[type_url].awaiting_reply
+                   for type_url in ROUTING_TYPES if type_url in self.subscriptions)
+
+    def _release_retained_clusters(self, now: float) -> list[Action]:
+        """Once listeners and routes are acknowledged, drop the clusters kept for them."""
+        if not self.retained_clusters or self._routing_unacked():
+            return []
+        self.retained_clusters = {}
+        cds = self.subscriptions.get(CLUSTER.type_url)
+        if cds is None:
+            return []
+        return self._answer(cds, now, force=False)

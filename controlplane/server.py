@@ -1,0 +1,114 @@
+"""grpcio aio servicers: ADS and the per-type discovery services. No protocol logic here.
+
+Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items, the
+cache watch adds a "snapshot changed" item (coalesced), and the loop feeds them to a sans-I/O
+`SotwStream`, writing the Push actions. Responses are pre-encoded bytes (cache.ResponseEncoder),
+so the RPCs are registered with an identity response serialiser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.cache import ResponseEncoder, SnapshotCache
+from controlplane.logs import now
+from controlplane.observe import Observer
+from controlplane.protocol.events import ProtocolError, Push
+from controlplane.protocol.sotw import SotwStream
+from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+
+# service -> (stream method, the one type it serves, or "" for ADS which serves them all)
+SERVICES: dict[str, tuple[str, str]] = {
+    "envoy.service.discovery.v3.AggregatedDiscoveryService": ("StreamAggregatedResources", ""),
+    "envoy.service.cluster.v3.ClusterDiscoveryService": ("StreamClusters", CLUSTER.type_url),
+    "envoy.service.endpoint.v3.EndpointDiscoveryService": ("StreamEndpoints", ENDPOINT.type_url),
+    "envoy.service.listener.v3.ListenerDiscoveryService": ("StreamListeners", LISTENER.type_url),
+    "envoy.service.route.v3.RouteDiscoveryService": ("StreamRoutes", ROUTE.type_url),
+    "envoy.service.secret.v3.SecretDiscoveryService": ("StreamSecrets", SECRET.type_url),
+}
+
+_SNAPSHOT_CHANGED = object()
+_END = object()
+
+
+def _already_bytes(data: bytes) -> bytes:
+    return data
+
+
+class DiscoveryServer:
+    """Serves state-of-the-world xDS from `cache`; reports every action to `observer`."""
+
+    def __init__(self, cache: SnapshotCache, observer: Observer) -> None:
+        self.cache = cache
+        self.observer = observer
+        self.encoder = ResponseEncoder()
+
+    def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
+        handlers = []
+        for service, (method, type_url) in SERVICES.items():
+            behaviour = self._stream_behaviour(service, type_url)
+            handler = grpc.stream_stream_rpc_method_handler(
+                behaviour, request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_already_bytes)
+            handlers.append(grpc.method_handlers_generic_handler(service, {method: handler}))
+        return handlers
+
+    def _stream_behaviour(self, service: str, type_url: str
+                          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+        allowed = (type_url,) if type_url else None
+
+        async def behaviour(_requests: Any, context: grpc.aio.ServicerContext) -> None:
+            stream = SotwStream(self.cache.snapshot_for, allowed_types=allowed,
+                                default_type=type_url)
+            await self.serve_stream(stream, context, service.rsplit(".", 1)[-1])
+        return behaviour
+
+    async def serve_stream(self, stream: SotwStream, context: grpc.aio.ServicerContext,
+                           service: str) -> None:
+        inbox: asyncio.Queue[object] = asyncio.Queue()
+        change_pending = False
+
+        def on_change() -> None:
+            nonlocal change_pending
+            if not change_pending:
+                change_pending = True
+                inbox.put_nowait(_SNAPSHOT_CHANGED)
+
+        stream_id = self.observer.opened(stream, service, context.peer())
+        cancel_watch = self.cache.watch(on_change)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                reader = tasks.create_task(self._read_requests(context, inbox))
+                while (item := await inbox.get()) is not _END:
+                    if item is _SNAPSHOT_CHANGED:
+                        change_pending = False
+                        actions = stream.snapshot_changed(now())
+                    else:
+                        assert isinstance(item, discovery_pb2.DiscoveryRequest)
+                        try:
+                            actions = stream.receive(item, now())
+                        except ProtocolError as error:
+                            reader.cancel()
+                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                    self.observer.record(stream_id, actions)
+                    for action in actions:
+                        if isinstance(action, Push):
+                            await context.write(self.encoder.encode(  # type: ignore[arg-type]
+                                action.type_url, action.version, action.resources, action.nonce))
+        finally:
+            cancel_watch()
+            self.observer.closed(stream_id)
+
+    @staticmethod
+    async def _read_requests(context: grpc.aio.ServicerContext,
+                             inbox: asyncio.Queue[object]) -> None:
+        try:
+            while (request := await context.read()) is not grpc.aio.EOF:
+                inbox.put_nowait(request)
+        finally:
+            inbox.put_nowait(_END)

@@ -1,0 +1,1 @@
+"""Where configuration comes from. The default is files (sources/files.py)."""

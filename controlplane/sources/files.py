@@ -1,0 +1,175 @@
+"""Resources from YAML/JSON files in Envoy's filesystem-subscription format, watched by polling.
+
+Layout (docs/controlplane.md, "Node scoping"): PATH is one file, or a folder whose own files are
+shared by every node and whose sub-folders are node groups: `PATH/<name>/` applies to nodes whose
+node id, or else node cluster, is `<name>`; its resources replace shared ones of the same type
+and name, or add to them. Hidden files and folders (`.name`) are ignored.
+
+Polling every 0.5 s compares each file's path, mtime, size and content hash, so it needs no
+inotify and sees edits that keep the size and mtime (fast successive writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from controlplane.cache import DEFAULT_GROUP, Snapshot, SnapshotCache
+from controlplane.resources import BY_TYPE_URL
+from controlplane.resources.consistency import (
+    Index,
+    LoadedResource,
+    check_references,
+    index_unique,
+    messages_by_type,
+    overlay,
+)
+from protos.errors import ConfigError
+from protos.loader import parse_any_resource, read_document
+
+SUFFIXES = (".yaml", ".yml", ".json")
+log = logging.getLogger("pointsman.controlplane.files")
+
+
+def read_resources(path: Path) -> list[LoadedResource]:
+    """Parse and validate every resource of one file."""
+    source = str(path)
+    document = read_document(path)
+    if document is None:
+        return []
+    if not isinstance(document, dict) or not isinstance(document.get("resources", []), list):
+        raise ConfigError("expected a mapping with a 'resources' list", source=source)
+    unknown = sorted(set(document) - {"resources", "version_info"})
+    if unknown:
+        raise ConfigError(f"unknown top-level key {unknown[0]!r}", field=unknown[0], source=source)
+    return [_read_one(obj, source, index)
+            for index, obj in enumerate(document.get("resources") or [])]
+
+
+def _read_one(obj: object, source: str, index: int) -> LoadedResource:
+    message = parse_any_resource(obj, source=source, index=index)
+    type_url = "type.googleapis.com/" + message.DESCRIPTOR.full_name
+    kind = BY_TYPE_URL.get(type_url)
+    if kind is None:
+        raise ConfigError(f"{message.DESCRIPTOR.full_name} is not an xDS resource type served "
+                          f"here (Listener, RouteConfiguration, Cluster, ClusterLoadAssignment, "
+                          f"Secret)", field=f"resources[{index}].@type", source=source)
+    name = kind.name_of(message)
+    try:
+        kind.validate(message)
+    except ConfigError as error:
+        raise error.within(field=f"resources[{index}]", resource=name, source=source) from error
+    return LoadedResource(type_url, name, message, source, index)
+
+
+def config_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir()
+                  if path.is_file() and path.suffix in SUFFIXES and not path.name.startswith("."))
+
+
+def group_folders(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir()
+                  if path.is_dir() and not path.name.startswith("."))
+
+
+def _read_folder_tree(folder: Path) -> list[LoadedResource]:
+    loaded = [item for path in config_files(folder) for item in read_resources(path)]
+    for child in group_folders(folder):
+        loaded.extend(_read_folder_tree(child))
+    return loaded
+
+
+def load_snapshots(root: Path) -> dict[str, Snapshot]:
+    """Read, validate and cross-check everything under `root`; ConfigError on the first problem."""
+    if not root.exists():
+        raise ConfigError("no such file or folder", source=str(root))
+    if root.is_file():
+        return {DEFAULT_GROUP: _snapshot(index_unique(read_resources(root)))}
+    shared = index_unique(item for path in config_files(root) for item in read_resources(path))
+    snapshots = {DEFAULT_GROUP: _snapshot(shared)}
+    for folder in group_folders(root):
+        snapshots[folder.name] = _snapshot(overlay(shared,
+                                                   index_unique(_read_folder_tree(folder))))
+    return snapshots
+
+
+def _snapshot(index: Index) -> Snapshot:
+    check_references(index)
+    return Snapshot.build(messages_by_type(index))
+
+
+def fingerprint(root: Path) -> tuple[tuple[str, int, int, str], ...]:
+    """What changes when any config file under `root` is added, removed or edited."""
+    if root.is_file():
+        paths = [root]
+    elif root.is_dir():
+        paths = sorted(path for path in root.rglob("*")
+                       if path.is_file() and path.suffix in SUFFIXES
+                       and not any(part.startswith(".") for part in path.relative_to(root).parts))
+    else:
+        return ()
+    marks = []
+    for path in paths:
+        try:
+            stat = path.stat()
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+        except OSError:
+            continue  # removed between listing and reading: the next poll sees it
+        marks.append((str(path), stat.st_mtime_ns, stat.st_size, digest))
+    return tuple(marks)
+
+
+class FileSource:
+    """Publishes `root` into `cache` at start and whenever it changes; keeps the last good
+    snapshot when a change is invalid, reporting the error once per bad state."""
+
+    def __init__(self, root: Path, cache: SnapshotCache, *, interval: float = 0.5,
+                 on_error: Callable[[ConfigError], None] | None = None) -> None:
+        self.root = root
+        self.cache = cache
+        self.interval = interval
+        self.on_error = on_error or (lambda error: log.error("config rejected: %s", error))
+        self.last_error: ConfigError | None = None
+        self.loads = 0
+        self._seen: tuple[tuple[str, int, int, str], ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"FileSource({self.root}, loads={self.loads}, error={self.last_error})"
+
+    def poll(self) -> bool:
+        """Reload when the files changed; True when a new snapshot was published."""
+        return self._apply(self._load_if_changed())
+
+    async def run(self) -> None:
+        """Poll forever (cancel to stop). Reading and parsing run in a worker thread so the
+        loop keeps serving; the new snapshots are swapped in on the loop, atomically."""
+        while True:
+            self._apply(await asyncio.to_thread(self._load_if_changed))
+            await asyncio.sleep(self.interval)
+
+    def _load_if_changed(self) -> dict[str, Snapshot] | ConfigError | None:
+        marks = fingerprint(self.root)
+        if marks == self._seen:
+            return None
+        self._seen = marks
+        try:
+            return load_snapshots(self.root)
+        except ConfigError as error:
+            return error
+        except OSError as error:
+            return ConfigError(str(error), source=str(self.root))
+
+    def _apply(self, result: dict[str, Snapshot] | ConfigError | None) -> bool:
+        if result is None:
+            return False
+        if isinstance(result, ConfigError):
+            self.last_error = result
+            self.on_error(result)
+            return False
+        self.last_error = None
+        self.loads += 1
+        self.cache.set_snapshots(result)
+        return True
