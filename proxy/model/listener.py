@@ -1,0 +1,273 @@
+"""Listener proto -> frozen model: address, listener filters, filter chains with their match.
+
+Translated once (LDS or the bootstrap); the data path never reads protobuf. Each chain's single
+network filter is translated by its registered factory (proxy.network.base.NETWORK_FILTERS) and
+its downstream TLS context by proxy.transport.tls. Unsupported fields that would change
+behaviour are refused by name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+
+from protos.errors import ConfigError, unsupported
+from protos.loader import unpack_any
+from protos.registry import type_name
+from proxy.model.fields import reject_unsupported, seconds
+from proxy.network.base import NetworkFilterFactory, factory_for
+from proxy.transport.tls import DownstreamTls, translate_downstream_tls
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+TLS_INSPECTOR = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+PROXY_PROTOCOL = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol"
+
+# FilterChainMatch.ConnectionSourceType
+SOURCE_ANY = 0
+SOURCE_SAME_IP_OR_LOOPBACK = 1
+SOURCE_EXTERNAL = 2
+
+# Envoy's default listener_filters_timeout (listener.proto): 15 s.
+DEFAULT_LISTENER_FILTERS_TIMEOUT = 15.0
+
+_LISTENER_FIELDS = {
+    "name", "address", "stat_prefix", "filter_chains", "default_filter_chain", "listener_filters",
+    "listener_filters_timeout", "continue_on_listener_filters_timeout", "metadata",
+    "traffic_direction", "per_connection_buffer_limit_bytes", "enable_reuse_port",
+    "tcp_backlog_size", "drain_type",
+}
+_MATCH_FIELDS = {
+    "destination_port", "prefix_ranges", "source_type", "source_prefix_ranges", "source_ports",
+    "server_names", "transport_protocol", "application_protocols",
+}
+
+
+@dataclass(frozen=True)
+class FilterChainMatch:
+    destination_port: int | None = None
+    prefix_ranges: tuple[Network, ...] = ()
+    server_names: tuple[str, ...] = ()
+    transport_protocol: str = ""
+    application_protocols: tuple[str, ...] = ()
+    source_type: int = SOURCE_ANY
+    source_prefix_ranges: tuple[Network, ...] = ()
+    source_ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkFilterConfig:
+    name: str
+    config_type: str
+    config: Any
+    factory: NetworkFilterFactory = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FilterChain:
+    name: str
+    match: FilterChainMatch
+    filter: NetworkFilterConfig  # the chain's terminal network filter
+    tls: DownstreamTls | None = None
+
+
+@dataclass(frozen=True)
+class ListenerFilter:
+    name: str
+    kind: str  # TLS_INSPECTOR or PROXY_PROTOCOL
+    allow_requests_without_proxy_protocol: bool = False
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    address: tuple[str, int]
+    stat_prefix: str
+    filter_chains: tuple[FilterChain, ...]
+    default_filter_chain: FilterChain | None = None
+    listener_filters: tuple[ListenerFilter, ...] = ()
+    listener_filters_timeout: float | None = DEFAULT_LISTENER_FILTERS_TIMEOUT
+    continue_on_listener_filters_timeout: bool = False
+    backlog: int = 1024
+    rds_route_config_names: tuple[str, ...] = ()
+
+    @property
+    def uses_tls_inspector(self) -> bool:
+        return any(f.kind == TLS_INSPECTOR for f in self.listener_filters)
+
+    @property
+    def stats_name(self) -> str:
+        """Envoy's listener stat scope: `listener.<stat_prefix or ADDRESS_PORT>.`."""
+        return self.stat_prefix or f"{self.address[0]}_{self.address[1]}"
+
+
+def translate_listener(message: listener_pb2.Listener) -> Listener:
+    """Listener proto -> model, raising ConfigError naming the field and the listener."""
+    try:
+        return _translate(message)
+    except ConfigError as error:
+        raise error.within(resource=message.name) from error
+
+
+def _translate(message: listener_pb2.Listener) -> Listener:
+    reject_unsupported(message, _LISTENER_FIELDS)
+    if not message.name:
+        raise ConfigError("a listener needs a name", field="name")
+    address = translate_socket_address(message.address, "address")
+    chains = tuple(
+        _translate_chain(chain, f"filter_chains[{index}]", index)
+        for index, chain in enumerate(message.filter_chains)
+    )
+    default = None
+    if message.HasField("default_filter_chain"):
+        default = _translate_chain(message.default_filter_chain, "default_filter_chain", -1)
+    if not chains and default is None:
+        raise ConfigError("a listener needs filter_chains or a default_filter_chain",
+                          field="filter_chains")
+    _check_distinct_matches(chains)
+    timeout: float | None = DEFAULT_LISTENER_FILTERS_TIMEOUT
+    if message.HasField("listener_filters_timeout"):
+        value = seconds(message.listener_filters_timeout)
+        timeout = value if value > 0 else None  # 0 disables the timeout
+    every_chain = (*chains, *([default] if default else []))
+    return Listener(
+        name=message.name,
+        address=address,
+        stat_prefix=message.stat_prefix,
+        filter_chains=chains,
+        default_filter_chain=default,
+        listener_filters=tuple(
+            _translate_listener_filter(item, f"listener_filters[{index}]")
+            for index, item in enumerate(message.listener_filters)
+        ),
+        listener_filters_timeout=timeout,
+        continue_on_listener_filters_timeout=message.continue_on_listener_filters_timeout,
+        backlog=message.tcp_backlog_size.value if message.HasField("tcp_backlog_size") else 1024,
+        rds_route_config_names=tuple(
+            name for chain in every_chain
+            if (name := getattr(chain.filter.config, "rds_route_config_name", None))
+        ),
+    )
+
+
+def translate_socket_address(address: Any, field_name: str) -> tuple[str, int]:
+    if address.WhichOneof("address") != "socket_address":
+        raise unsupported(f"{field_name}.{address.WhichOneof('address') or 'socket_address'}",
+                          "only socket_address listeners")
+    socket_address = address.socket_address
+    reject_unsupported(socket_address, {"address", "port_value", "protocol"},
+                       prefix=f"{field_name}.socket_address.")
+    if socket_address.protocol != 0:
+        raise unsupported(f"{field_name}.socket_address.protocol", "TCP only")
+    try:
+        ipaddress.ip_address(socket_address.address)
+    except ValueError:
+        raise ConfigError(f"{socket_address.address!r} is not an IP address",
+                          field=f"{field_name}.socket_address.address") from None
+    return socket_address.address, socket_address.port_value
+
+
+def _translate_chain(chain: Any, field_name: str, index: int) -> FilterChain:
+    try:
+        reject_unsupported(chain, {"filter_chain_match", "filters", "transport_socket", "name",
+                                   "metadata"})
+        if not chain.filters:
+            raise ConfigError("a filter chain needs a network filter", field="filters")
+        if len(chain.filters) > 1:
+            raise unsupported("filters[1]", "one terminal network filter per chain")
+        tls = None
+        if chain.HasField("transport_socket"):
+            try:
+                tls = translate_downstream_tls(chain.transport_socket)
+            except ConfigError as error:
+                raise error.within(field="transport_socket") from error
+        return FilterChain(
+            name=chain.name or f"chain{index}",
+            match=translate_match(chain.filter_chain_match),
+            filter=_translate_network_filter(chain.filters[0], "filters[0]"),
+            tls=tls,
+        )
+    except ConfigError as error:
+        raise error.within(field=field_name) from error
+
+
+def _translate_network_filter(item: Any, field_name: str) -> NetworkFilterConfig:
+    reject_unsupported(item, {"name", "typed_config"}, prefix=f"{field_name}.")
+    if not item.HasField("typed_config"):
+        raise ConfigError("a network filter needs a typed_config", field=f"{field_name}.name")
+    config_type = type_name(item.typed_config.type_url)
+    try:
+        factory = factory_for(config_type)
+        config = factory.translate(unpack_any(item.typed_config))
+    except ConfigError as error:
+        raise error.within(field=f"{field_name}.typed_config") from error
+    return NetworkFilterConfig(item.name, config_type, config, factory)
+
+
+def translate_match(match: listener_components_pb2.FilterChainMatch) -> FilterChainMatch:
+    reject_unsupported(match, _MATCH_FIELDS, prefix="filter_chain_match.")
+    for index, name in enumerate(match.server_names):
+        if "*" in name and not (name.startswith("*.") and "*" not in name[1:]):
+            raise ConfigError("only a leading '*.' wildcard is allowed",
+                              field=f"filter_chain_match.server_names[{index}]")
+    return FilterChainMatch(
+        destination_port=(match.destination_port.value
+                          if match.HasField("destination_port") else None),
+        prefix_ranges=_cidrs(match.prefix_ranges, "filter_chain_match.prefix_ranges"),
+        server_names=tuple(name.lower() for name in match.server_names),
+        transport_protocol=match.transport_protocol,
+        application_protocols=tuple(match.application_protocols),
+        source_type=int(match.source_type),
+        source_prefix_ranges=_cidrs(match.source_prefix_ranges,
+                                    "filter_chain_match.source_prefix_ranges"),
+        source_ports=tuple(match.source_ports),
+    )
+
+
+def _cidrs(ranges: Any, field_name: str) -> tuple[Network, ...]:
+    result = []
+    for index, cidr in enumerate(ranges):
+        prefix_len = cidr.prefix_len.value if cidr.HasField("prefix_len") else None
+        try:
+            address = ipaddress.ip_address(cidr.address_prefix)
+            length = address.max_prefixlen if prefix_len is None else prefix_len
+            result.append(ipaddress.ip_network(f"{address}/{length}", strict=False))
+        except ValueError as error:
+            raise ConfigError(str(error), field=f"{field_name}[{index}]") from error
+    return tuple(result)
+
+
+def _check_distinct_matches(chains: tuple[FilterChain, ...]) -> None:
+    """Envoy rejects a listener whose chains have identical matches ('multiple filter chains
+    with the same matching rules are defined')."""
+    seen: dict[FilterChainMatch, int] = {}
+    for index, chain in enumerate(chains):
+        if chain.match in seen:
+            raise ConfigError(
+                f"filter chain has the same match as filter_chains[{seen[chain.match]}]",
+                field=f"filter_chains[{index}].filter_chain_match")
+        seen[chain.match] = index
+
+
+def _translate_listener_filter(item: Any, field_name: str) -> ListenerFilter:
+    reject_unsupported(item, {"name", "typed_config"}, prefix=f"{field_name}.")
+    kind = type_name(item.typed_config.type_url) if item.HasField("typed_config") else ""
+    if kind == TLS_INSPECTOR:
+        inspector = unpack_any(item.typed_config, field=f"{field_name}.typed_config")
+        assert isinstance(inspector, tls_inspector_pb2.TlsInspector)
+        reject_unsupported(inspector, {"initial_read_buffer_size", "max_client_hello_size"},
+                           prefix=f"{field_name}.typed_config.")
+        return ListenerFilter(item.name, kind)
+    if kind == PROXY_PROTOCOL:
+        config = unpack_any(item.typed_config, field=f"{field_name}.typed_config")
+        assert isinstance(config, proxy_protocol_pb2.ProxyProtocol)
+        reject_unsupported(config, {"allow_requests_without_proxy_protocol", "stat_prefix"},
+                           prefix=f"{field_name}.typed_config.")
+        return ListenerFilter(item.name, kind, config.allow_requests_without_proxy_protocol)
+    raise ConfigError(f"listener filter {kind or item.name!r} is not supported by Pointsman",
+                      field=f"{field_name}.typed_config")

@@ -1,0 +1,177 @@
+"""Zero-copy relay between two plain TCP sockets: `os.splice` through a pipe per direction.
+
+The bytes never enter Python: splice(2) moves them socket -> pipe -> socket inside the kernel.
+The adapter is a pair of readiness callbacks per direction on the raw fds (loop.add_reader /
+add_writer); Python only sees byte counts. Half-close follows Envoy's tcp_proxy: a FIN from one
+side is passed on as shutdown(SHUT_WR) to the other once its pipe is empty, and the relay ends
+when both directions have ended, on an error (both sides then close), or after `idle_timeout`
+seconds without bytes in either direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import socket
+import time
+
+PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size is 1 MiB by default
+_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+
+
+class RelayClosed(Exception):
+    """Why a relay ended early (reset, broken pipe, idle timeout)."""
+
+
+class _Direction:
+    """One way: `source` socket -> pipe -> `destination` socket."""
+
+    def __init__(self, relay: SpliceRelay, source: socket.socket, destination: socket.socket
+                 ) -> None:
+        self.relay = relay
+        self.source = source.fileno()
+        self.destination = destination
+        self.read_end, self.write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        self.pending = 0
+        self.transferred = 0
+        self.source_ended = False
+        self.finished = False
+        self.reading = False
+        self.waiting_writable = False
+
+    def start(self) -> None:
+        self._read_on()
+
+    def _read_on(self) -> None:
+        if not self.reading:
+            self.relay.loop.add_reader(self.source, self._on_readable)
+            self.reading = True
+
+    def _read_off(self) -> None:
+        if self.reading:
+            self.relay.loop.remove_reader(self.source)
+            self.reading = False
+
+    def _on_readable(self) -> None:
+        try:
+            moved = os.splice(self.source, self.write_end, PIPE_SIZE, flags=_FLAGS)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self.relay.fail(error)
+            return
+        if moved == 0:
+            self.source_ended = True
+            self._read_off()
+        else:
+            self.pending += moved
+            self.transferred += moved
+            self.relay.touch()
+        self._flush()
+
+    def _on_writable(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        destination = self.destination.fileno()
+        while self.pending:
+            try:
+                moved = os.splice(self.read_end, destination, self.pending, flags=_FLAGS)
+            except BlockingIOError:
+                self._wait_writable(destination)
+                return
+            except OSError as error:
+                self.relay.fail(error)
+                return
+            self.pending -= moved
+        if self.waiting_writable:
+            self.relay.loop.remove_writer(destination)
+            self.waiting_writable = False
+        if self.source_ended:
+            self._finish()
+        else:
+            self._read_on()
+
+    def _wait_writable(self, destination: int) -> None:
+        # Back-pressure: stop reading until the destination drains the pipe.
+        self._read_off()
+        if not self.waiting_writable:
+            self.relay.loop.add_writer(destination, self._on_writable)
+            self.waiting_writable = True
+
+    def _finish(self) -> None:
+        with contextlib.suppress(OSError):
+            self.destination.shutdown(socket.SHUT_WR)  # pass the FIN on (half-close)
+        self.finished = True
+        self.relay.direction_finished()
+
+    def stop(self) -> None:
+        self._read_off()
+        if self.waiting_writable:
+            with contextlib.suppress(ValueError, OSError):
+                self.relay.loop.remove_writer(self.destination.fileno())
+            self.waiting_writable = False
+        for fd in (self.read_end, self.write_end):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class SpliceRelay:
+    """Relay both ways between `downstream` and `upstream` until both end; sockets stay open
+    (the caller closes them in `finally`)."""
+
+    def __init__(self, downstream: socket.socket, upstream: socket.socket, *,
+                 idle_timeout: float | None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.idle_timeout = idle_timeout
+        self.last_activity = time.monotonic()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.upstream_bound = _Direction(self, downstream, upstream)
+        self.downstream_bound = _Direction(self, upstream, downstream)
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return (f"SpliceRelay(up={self.upstream_bound.transferred}, "
+                f"down={self.downstream_bound.transferred}, done={self.done.done()})")
+
+    async def run(self) -> None:
+        """Relay until both directions end; raises RelayClosed on reset or idle timeout."""
+        self.upstream_bound.start()
+        self.downstream_bound.start()
+        self._arm_idle_timer(self.idle_timeout)
+        try:
+            await self.done
+        finally:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            self.upstream_bound.stop()
+            self.downstream_bound.stop()
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(RelayClosed(str(error)))
+
+    def direction_finished(self) -> None:
+        if self.upstream_bound.finished and self.downstream_bound.finished \
+                and not self.done.done():
+            self.done.set_result(None)
+
+    def _arm_idle_timer(self, delay: float | None) -> None:
+        if delay is not None:
+            self._idle_timer = self.loop.call_later(delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        # One timer per connection, re-armed lazily: cheaper than resetting it on every read.
+        assert self.idle_timeout is not None
+        idle_for = time.monotonic() - self.last_activity
+        if idle_for >= self.idle_timeout:
+            self.fail(TimeoutError("idle timeout"))
+        else:
+            self._arm_idle_timer(self.idle_timeout - idle_for)

@@ -1,0 +1,107 @@
+"""Opening an upstream connection for an L4 filter: cluster -> host -> connected socket.
+
+The one place tcp_proxy meets the cluster manager (proxy.upstream): check the cluster's
+max_connections circuit breaker (Envoy's tcp_proxy refuses with `upstream_cx_overflow`),
+choose a host with the connection's LbContext, connect honouring the cluster's
+connect_timeout, report the outcome to the cluster runtime (stats, outlier detection), and
+retry with a fresh host choice up to `attempts` times (tcp_proxy `max_connect_attempts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.context import ServerContext
+from proxy.upstream.circuit_breakers import Resource
+from proxy.upstream.lb.base import LbContext
+
+
+class UpstreamConnectError(Exception):
+    def __init__(self, message: str, *, no_route: bool = False) -> None:
+        super().__init__(message)
+        self.no_route = no_route
+
+
+@dataclass(eq=False)
+class UpstreamConnection:
+    sock: socket.socket
+    host: Any
+    ssl_context: ssl.SSLContext | None
+    sni: str
+    on_release: list[Callable[[], None]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"UpstreamConnection({self.host!r}, tls={self.ssl_context is not None})"
+
+    def release(self) -> None:
+        """Close the socket and give back the connection slot (idempotent)."""
+        self.sock.close()
+        while self.on_release:
+            self.on_release.pop()()
+
+
+async def open_upstream(context: ServerContext, cluster_name: str, *, hash_key: int | None,
+                        attempts: int) -> UpstreamConnection:
+    manager = context.cluster_manager
+    runtime = manager.get(cluster_name) if manager is not None else None
+    if runtime is None:
+        raise UpstreamConnectError(f"unknown cluster {cluster_name!r}", no_route=True)
+    breaker = runtime.circuit_breaker()
+    if not breaker.try_acquire(Resource.CONNECTIONS):
+        raise UpstreamConnectError(f"cluster {cluster_name!r}: max_connections reached")
+    try:
+        connection = await _connect_with_attempts(runtime, cluster_name, hash_key, attempts)
+    except BaseException:
+        breaker.release(Resource.CONNECTIONS)
+        raise
+    connection.on_release.append(lambda: breaker.release(Resource.CONNECTIONS))
+    return connection
+
+
+async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int | None,
+                                 attempts: int) -> UpstreamConnection:
+    last_error = "no attempt"
+    for _attempt in range(attempts):
+        host = runtime.choose_host(LbContext(hash_key=hash_key))
+        if host is None:
+            runtime.stats.counter(f"cluster.{cluster_name}.upstream_cx_none_healthy").inc()
+            raise UpstreamConnectError(f"cluster {cluster_name!r} has no healthy host")
+        try:
+            sock = await connect_tcp(host.address, host.port, runtime.config.connect_timeout)
+        except TimeoutError:
+            runtime.connection_failed(host, timeout=True)
+            last_error = f"connect to {host.address}:{host.port} timed out"
+            continue
+        except OSError as error:
+            runtime.connection_failed(host)
+            last_error = f"connect to {host.address}:{host.port}: {error.strerror}"
+            continue
+        runtime.connection_opened(host)
+        tls = runtime.config.upstream_tls
+        connection = UpstreamConnection(sock, host, tls.ssl_context if tls else None,
+                                        tls.sni if tls else "")
+        connection.on_release.append(functools.partial(runtime.connection_closed, host))
+        return connection
+    raise UpstreamConnectError(last_error)
+
+
+async def connect_tcp(address: str, port: int, connect_timeout: float) -> socket.socket:
+    """A connected non-blocking TCP socket, or TimeoutError / OSError."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        async with asyncio.timeout(connect_timeout):
+            await loop.sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

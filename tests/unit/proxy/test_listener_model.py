@@ -1,0 +1,62 @@
+"""Listener translation: supported fields become the model, others are refused by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from protos.errors import ConfigError
+from tests.unit.proxy.listener_helpers import TLS_INSPECTOR, build, chain, listener_dict
+
+
+def test_translates_address_chains_and_listener_filters() -> None:
+    listener = build(listener_dict(
+        chain("a", server_names=["a.com"]), default="b",
+        listener_filters=[{"name": "tls", "typed_config": {"@type": TLS_INSPECTOR}}],
+        listener_filters_timeout="2s",
+    ))
+    assert listener.address == ("127.0.0.1", 10000)
+    assert listener.filter_chains[0].match.server_names == ("a.com",)
+    assert listener.default_filter_chain is not None
+    assert listener.uses_tls_inspector
+    assert listener.listener_filters_timeout == 2.0
+    assert listener.stats_name == "127.0.0.1_10000"
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"use_original_dst": True}, "use_original_dst"),
+    ({"socket_options": [{"level": 1, "name": 2, "int_value": 1}]}, "socket_options"),
+])
+def test_unsupported_listener_fields_are_named(extra: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build(listener_dict(chain("a"), **extra))
+    assert caught.value.field == field
+    assert caught.value.resource == "test"
+
+
+def test_unsupported_match_field_is_named_with_its_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        build(listener_dict(chain("a", direct_source_prefix_ranges=[
+            {"address_prefix": "10.0.0.0", "prefix_len": 8}])))
+    assert caught.value.field == "filter_chains[0].filter_chain_match.direct_source_prefix_ranges"
+
+
+def test_duplicate_matches_are_rejected_like_envoy() -> None:
+    with pytest.raises(ConfigError, match="same match"):
+        build(listener_dict(chain("a", server_names=["x.com"]),
+                            chain("b", server_names=["x.com"])))
+
+
+def test_tcp_proxy_errors_name_the_filter_field() -> None:
+    body = listener_dict(chain("a"))
+    body["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = [{"name": "x"}]
+    with pytest.raises(ConfigError) as caught:
+        build(body)
+    assert caught.value.field == "filter_chains[0].filters[0].typed_config.access_log"
+
+
+def test_unknown_network_filter_is_rejected() -> None:
+    body = listener_dict(chain("a"))
+    body["filter_chains"][0]["filters"][0]["typed_config"] = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo"}
+    with pytest.raises(ConfigError, match="not supported"):
+        build(body)
