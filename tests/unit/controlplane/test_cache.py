@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.cache import DEFAULT_GROUP, ResponseEncoder, SnapshotCache, group_for
+from protos.registry import CLUSTER, ROUTE_CONFIGURATION
+from tests.unit.controlplane.builders import cluster, endpoints, route, snapshot
+
+
+def test_resource_versions_follow_content_and_type_versions_are_independent():
+    first = snapshot(cluster("a"), endpoints("a", 1), route("r", "a"))
+    second = snapshot(cluster("a"), endpoints("a", 1), route("r", "a", "a"))
+    assert first.of_type(CLUSTER).version == second.of_type(CLUSTER).version
+    assert (first.of_type(CLUSTER).resources["a"].version
+            == second.of_type(CLUSTER).resources["a"].version)
+    assert first.of_type(ROUTE_CONFIGURATION).version != second.of_type(
+        ROUTE_CONFIGURATION).version
+    assert first.version != second.version
+
+
+def test_encoded_response_is_shared_and_only_the_nonce_differs():
+    typed = snapshot(cluster("a"), cluster("b")).of_type(CLUSTER)
+    encoder = ResponseEncoder()
+    one = encoder.encode(CLUSTER, typed.version, typed.ordered, "1")
+    two = encoder.encode(CLUSTER, typed.version, typed.ordered, "2" * 200)
+    assert encoder.encoded == 1
+    parsed = discovery_pb2.DiscoveryResponse.FromString(two)
+    assert parsed.nonce == "2" * 200 and parsed.version_info == typed.version
+    assert [item.type_url for item in parsed.resources] == [CLUSTER, CLUSTER]
+    assert discovery_pb2.DiscoveryResponse.FromString(one).nonce == "1"
+
+
+def test_node_group_is_chosen_by_node_id_then_cluster():
+    groups = ["", "edge", "node-7"]
+    assert group_for(base_pb2.Node(id="node-7", cluster="edge"), groups) == "node-7"
+    assert group_for(base_pb2.Node(id="x", cluster="edge"), groups) == "edge"
+    assert group_for(base_pb2.Node(id="x", cluster="other"), groups) == DEFAULT_GROUP
+
+
+def test_watchers_hear_every_change_until_cancelled():
+    cache = SnapshotCache()
+    heard: list[int] = []
+    cancel = cache.watch(lambda: heard.append(cache.generation))
+    cache.set_snapshots({DEFAULT_GROUP: snapshot(cluster("a"))})
+    cancel()
+    cache.set_snapshots({DEFAULT_GROUP: snapshot(cluster("b"))})
+    assert heard == [1] and cache.watcher_count == 0

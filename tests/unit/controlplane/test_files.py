@@ -1,0 +1,121 @@
+"""File source: parsing, validation that names file/resource/field, node groups, last good."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controlplane.cache import DEFAULT_GROUP, SnapshotCache
+from controlplane.sources.files import FileSource, load_snapshots
+from protos.errors import ConfigError
+from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
+from tests.unit.controlplane.builders import cluster, endpoints, listener, route
+
+GOOD = [cluster("a"), endpoints("a", 1), listener("http", "main"), route("main", "a")]
+
+
+def write(path: Path, resources: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"resources": resources}))
+    return path
+
+
+def error_for(path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_snapshots(path)
+    return caught.value
+
+
+def test_a_good_file_becomes_one_shared_snapshot(tmp_path):
+    snapshots = load_snapshots(write(tmp_path / "all.yaml", GOOD))
+    shared = snapshots[DEFAULT_GROUP]
+    assert list(shared.of_type(CLUSTER).resources) == ["a"]
+    assert list(shared.of_type(LISTENER).resources) == ["http"]
+
+
+def test_json_files_work_too(tmp_path):
+    (tmp_path / "all.json").write_text(json.dumps({"resources": GOOD}))
+    assert list(load_snapshots(tmp_path)[DEFAULT_GROUP].of_type(ROUTE_CONFIGURATION)
+                .resources) == ["main"]
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("resources: [ {oops\n")
+    error = error_for(path)
+    assert str(path) in str(error) and "malformed" in str(error)
+
+
+def test_unknown_type_names_the_field(tmp_path):
+    path = write(tmp_path / "x.yaml", [{"@type": "type.googleapis.com/no.Such", "name": "x"}])
+    error = error_for(path)
+    assert error.field == "resources[0].@type" and "no.Such" in str(error)
+
+
+def test_bad_field_value_names_file_resource_and_field(tmp_path):
+    bad = endpoints("a", 1)
+    bad["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][
+        "port_value"] = 70000
+    error = error_for(write(tmp_path / "e.yaml", [cluster("a"), bad]))
+    assert error.source.endswith("e.yaml") and error.resource == "a"
+    assert error.field == ("resources[1].endpoints[0].lb_endpoints[0].endpoint.address"
+                           ".socket_address.port_value")
+
+
+def test_wrongly_typed_value_is_rejected(tmp_path):
+    bad = cluster("a", timeout="soon")
+    error = error_for(write(tmp_path / "c.yaml", [bad, endpoints("a", 1)]))
+    assert error.resource == "a" and "resources[0]" in error.field
+
+
+def test_duplicate_names_are_rejected(tmp_path):
+    write(tmp_path / "one.yaml", [cluster("a"), endpoints("a", 1)])
+    write(tmp_path / "two.yaml", [cluster("a")])
+    error = error_for(tmp_path)
+    assert "duplicate cluster name" in str(error) and error.source.endswith("two.yaml")
+
+
+def test_route_naming_a_missing_cluster_is_a_dangling_reference(tmp_path):
+    path = write(tmp_path / "r.yaml", [*GOOD[:3], route("main", "a", "ghost")])
+    error = error_for(path)
+    assert error.resource == "main" and "ghost" in str(error)
+    assert error.field == "resources[3].virtual_hosts[0].routes[1].route.cluster"
+
+
+def test_listener_naming_a_missing_route_and_cluster_without_endpoints(tmp_path):
+    error = error_for(write(tmp_path / "l.yaml", [*GOOD[:3]]))
+    assert "route 'main'" in str(error) and error.field.endswith("rds.route_config_name")
+    error = error_for(write(tmp_path / "c.yaml", [cluster("a")]))
+    assert "endpoint 'a'" in str(error)
+
+
+def test_node_group_folders_override_and_add(tmp_path):
+    write(tmp_path / "shared.yaml", GOOD)
+    write(tmp_path / "edge" / "more.yaml",
+          [endpoints("a", 2), cluster("extra"), endpoints("extra", 3)])
+    snapshots = load_snapshots(tmp_path)
+    assert sorted(snapshots) == [DEFAULT_GROUP, "edge"]
+    edge, shared = snapshots["edge"], snapshots[DEFAULT_GROUP]
+    assert sorted(edge.of_type(CLUSTER).resources) == ["a", "extra"]
+    assert (edge.of_type(CLUSTER_LOAD_ASSIGNMENT).resources["a"].version
+            != shared.of_type(CLUSTER_LOAD_ASSIGNMENT).resources["a"].version)
+    assert edge.of_type(LISTENER).resources["http"] is not None
+
+
+def test_file_source_keeps_the_last_good_snapshot(tmp_path):
+    path = write(tmp_path / "all.yaml", GOOD)
+    cache = SnapshotCache()
+    errors: list[ConfigError] = []
+    source = FileSource(path, cache, on_error=errors.append)
+    assert source.poll() and not source.poll()  # unchanged files: nothing new
+    good = cache.groups[DEFAULT_GROUP]
+    path.write_text("resources: [ {")
+    assert not source.poll()
+    assert cache.groups[DEFAULT_GROUP] is good and len(errors) == 1
+    write(path, [*GOOD, cluster("b"), endpoints("b", 2)])
+    assert source.poll() and source.last_error is None
+    assert sorted(cache.groups[DEFAULT_GROUP].of_type(CLUSTER).resources) == ["a", "b"]
