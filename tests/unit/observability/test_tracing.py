@@ -1,0 +1,240 @@
+"""HCM tracing config, the Tracer's spans, sampling, and the bounded export queue."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from protos.errors import ConfigError
+from protos.loader import parse_message
+from proxy.observability.request_info import HeaderMap, RequestInfo
+from proxy.observability.tracing.config import TracingConfig, translate_tracing
+from proxy.observability.tracing.environment import BatchSettings, tracing_from_environment
+from proxy.observability.tracing.export import SpanPipeline
+from proxy.observability.tracing.tracer import TcpSpan, Tracer
+from proxy.stats import Stats
+
+OTEL = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def tracing_message(tracing: dict[str, Any]) -> Any:
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2 as hcm,
+    )
+    return parse_message({"stat_prefix": "x", "tracing": tracing},
+                         hcm.HttpConnectionManager).tracing
+
+
+def provider(**config: Any) -> dict[str, Any]:
+    return {"name": "envoy.tracers.opentelemetry", "typed_config": {"@type": OTEL, **config}}
+
+
+def make_tracer(config: TracingConfig, stats: Stats | None = None,
+                seed: int = 1) -> tuple[Tracer, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    stats = stats or Stats()
+    pipeline = SpanPipeline(config, stats=stats, settings=BatchSettings(), exporter=exporter)
+    return Tracer(config, pipeline, stats, rng=random.Random(seed)), exporter
+
+
+def finished(tracer: Tracer, exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    assert tracer.flush()
+    return list(exporter.get_finished_spans())
+
+
+def test_translate_full_tracing_block() -> None:
+    config = translate_tracing(tracing_message({
+        "provider": provider(grpc_service={"envoy_grpc": {"cluster_name": "otel"},
+                                           "timeout": "0.25s"}, service_name="front"),
+        "random_sampling": {"value": 50}, "overall_sampling": {"value": 10},
+        "custom_tags": [{"tag": "team", "literal": {"value": "mesh"}},
+                        {"tag": "tenant", "request_header": {"name": "X-Tenant",
+                                                             "default_value": "none"}}],
+        "spawn_upstream_span": True, "max_path_tag_length": 8,
+    }))
+    assert config.service_name == "front" and config.grpc is not None
+    assert config.grpc.cluster_name == "otel" and config.grpc.timeout == 0.25
+    assert (config.random_sampling, config.client_sampling, config.overall_sampling) == (
+        50.0, 100.0, 10.0)
+    assert config.custom_tags[1].request_header == "x-tenant"
+    assert config.spawn_upstream_span and config.max_path_tag_length == 8
+
+
+def test_unsupported_tracing_fields_are_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        translate_tracing(tracing_message({"provider": provider(), "verbose": True}))
+    assert caught.value.field == "verbose"
+    zipkin = {"name": "envoy.tracers.zipkin", "typed_config": {
+        "@type": "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
+        "collector_cluster": "z", "collector_endpoint": "/api/v2/spans",
+        "collector_endpoint_version": "HTTP_JSON"}}
+    with pytest.raises(ConfigError, match="ZipkinConfig") as caught:
+        translate_tracing(tracing_message({"provider": zipkin}))
+    assert caught.value.field == "provider.typed_config"
+    with pytest.raises(ConfigError) as caught:
+        translate_tracing(tracing_message({"provider": provider(), "custom_tags": [
+            {"tag": "m", "metadata": {"kind": {"request": {}}, "metadata_key": {"key": "k"}}}]}))
+    assert caught.value.field == "custom_tags[0].metadata"
+
+
+def test_server_span_continues_w3c_parent_with_semconv_attributes() -> None:
+    tracer, exporter = make_tracer(TracingConfig(service_name="front"))
+    headers = HeaderMap([("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01"),
+                         ("user-agent", "curl"), ("tracestate", "k=v")])
+    span = tracer.start_server_span(headers, method="GET", path="/a?b=1", authority="svc")
+    assert span.sampled and span.trace_id == TRACE
+    injected = dict(span.inject_headers())
+    assert injected["traceparent"].startswith(f"00-{TRACE}-") and injected["tracestate"] == "k=v"
+    span.finish(RequestInfo(start_time=1.0, duration=0.5, method="GET", path="/a?b=1",
+                            authority="svc", protocol="HTTP/1.1", response_code=503,
+                            response_flags=("UF",), upstream_cluster="backend",
+                            upstream_host="10.0.0.1:80", route_name="r1",
+                            request_headers=headers, downstream_remote_address=("1.2.3.4", 5)))
+    [server] = finished(tracer, exporter)
+    assert server.kind is SpanKind.SERVER and server.parent is not None
+    assert f"{server.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert server.resource.attributes["service.name"] == "front"
+    attributes = dict(server.attributes or {})
+    assert attributes["http.request.method"] == "GET" and attributes["url.path"] == "/a"
+    assert attributes["http.response.status_code"] == 503
+    assert attributes["response_flags"] == "UF" and attributes["upstream_cluster"] == "backend"
+    assert attributes["http.route"] == "r1" and attributes["network.protocol.version"] == "1.1"
+    assert server.status.status_code is StatusCode.ERROR
+    assert server.end_time is not None and server.start_time is not None
+    assert server.end_time - server.start_time == 500_000_000
+
+
+def test_client_span_per_attempt_when_spawned() -> None:
+    tracer, exporter = make_tracer(TracingConfig(spawn_upstream_span=True))
+    span = tracer.start_server_span(HeaderMap(), method="GET", path="/", authority="svc")
+    first = span.start_client_span(cluster="backend", upstream_host="10.0.0.1:80")
+    first.finish(status_code=503, response_flags=("URX",))
+    second = span.start_client_span(cluster="backend", upstream_host="10.0.0.2:80")
+    assert dict(second.inject_headers())["traceparent"].split("-")[2] != span.context.span_id_hex
+    second.finish(status_code=200)
+    span.finish(RequestInfo(start_time=0, duration=0.1, response_code=200))
+    spans = finished(tracer, exporter)
+    clients = [s for s in spans if s.kind is SpanKind.CLIENT]
+    [server] = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert len(clients) == 2
+    assert all(c.parent is not None and c.parent.span_id == server.context.span_id
+               for c in clients)
+    assert [dict(c.attributes or {})["http.request.resend_count"] for c in clients] == [0, 1]
+    assert clients[0].status.status_code is StatusCode.ERROR
+
+
+def test_without_spawn_upstream_sees_the_server_span_as_parent() -> None:
+    tracer, exporter = make_tracer(TracingConfig())
+    span = tracer.start_server_span(HeaderMap(), path="/")
+    attempt = span.start_client_span(cluster="c", upstream_host="h:1")
+    assert attempt.inject_headers() == span.inject_headers()
+    attempt.finish(status_code=200)
+    span.finish(RequestInfo(start_time=0, response_code=200))
+    assert [s.kind for s in finished(tracer, exporter)] == [SpanKind.SERVER]
+
+
+def test_sampling_decisions() -> None:
+    stats = Stats()
+    tracer, _ = make_tracer(TracingConfig(random_sampling=0.0, client_sampling=100.0),
+                                   stats)
+    unsampled = tracer.start_server_span(HeaderMap())
+    assert not unsampled.sampled and unsampled.inject_headers()[0][1].endswith("-00")
+    unsampled.finish(RequestInfo(start_time=0))
+    assert tracer.start_server_span(HeaderMap([("x-client-trace-id", "1")])).sampled
+    assert tracer.start_server_span(HeaderMap([("x-envoy-force-trace", "1")])).sampled
+    incoming = HeaderMap([("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01")])
+    assert tracer.start_server_span(incoming).sampled
+    incoming_off = HeaderMap([("traceparent", f"00-{TRACE}-00f067aa0ba902b7-00")])
+    off = tracer.start_server_span(incoming_off)
+    assert not off.sampled and off.trace_id == TRACE
+    assert stats.counter("tracing.not_traceable").value == 2
+    half, _ = make_tracer(TracingConfig(random_sampling=50.0), seed=7)
+    decisions = [half.start_server_span(HeaderMap()).sampled for _ in range(400)]
+    assert 120 < sum(decisions) < 280
+    nothing, _ = make_tracer(TracingConfig(overall_sampling=0.0))
+    assert not nothing.start_server_span(HeaderMap([("x-envoy-force-trace", "1")])).sampled
+
+
+def test_custom_tags_literal_and_header() -> None:
+    config = translate_tracing(tracing_message({"provider": provider(), "custom_tags": [
+        {"tag": "team", "literal": {"value": "mesh"}},
+        {"tag": "tenant", "request_header": {"name": "x-tenant", "default_value": "none"}},
+        {"tag": "env", "environment": {"name": "POINTSMAN_NO_SUCH_VAR", "default_value": "d"}}]}))
+    tracer, exporter = make_tracer(config)
+    span = tracer.start_server_span(HeaderMap())
+    span.finish(RequestInfo(start_time=0, response_code=200,
+                            request_headers=HeaderMap([("x-tenant", "acme")])))
+    [server] = finished(tracer, exporter)
+    attributes = dict(server.attributes or {})
+    assert (attributes["team"], attributes["tenant"], attributes["env"]) == ("mesh", "acme", "d")
+
+
+class BlockedExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(10)
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+
+def test_a_stuck_exporter_drops_and_counts_instead_of_blocking() -> None:
+    stats = Stats()
+    exporter = BlockedExporter()
+    settings = BatchSettings(max_queue_size=10, schedule_delay=0.01, max_export_batch_size=5)
+    pipeline = SpanPipeline(TracingConfig(), stats=stats, settings=settings, exporter=exporter)
+    tracer = Tracer(TracingConfig(), pipeline, stats)
+    for _ in range(100):
+        tracer.start_server_span(HeaderMap()).finish(RequestInfo(start_time=0))
+    dropped = stats.counter("tracing.opentelemetry.spans_dropped").value
+    assert 100 - 10 - 5 <= dropped <= 100 - 10
+    exporter.release.set()
+    pipeline.close()
+
+
+def test_tcp_span_records_bytes_and_sni() -> None:
+    exporter = InMemorySpanExporter()
+    pipeline = SpanPipeline(TracingConfig(), stats=Stats(), settings=BatchSettings(),
+                            exporter=exporter)
+    span = TcpSpan(pipeline, listener="l", cluster="db", downstream=("1.1.1.1", 9),
+                   server_name="db.local", start_time=10.0)
+    span.finish(RequestInfo(start_time=10.0, duration=2.0, bytes_received=5, bytes_sent=7,
+                            upstream_host="10.0.0.9:5432"))
+    assert pipeline.flush()
+    [tcp] = exporter.get_finished_spans()
+    attributes = dict(tcp.attributes or {})
+    assert attributes["tls.server_name"] == "db.local"
+    assert attributes["network.io.bytes_sent"] == 7
+    assert attributes["upstream_address"] == "10.0.0.9:5432"
+
+
+def test_otel_environment_variables() -> None:
+    assert tracing_from_environment({}) is None
+    config = tracing_from_environment({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_SERVICE_NAME": "svc",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test,team=a%20b",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"})
+    assert config is not None and config.grpc is not None
+    assert config.grpc.target_uri == "127.0.0.1:4317" and config.service_name == "svc"
+    assert ("team", "a b") in config.resource_attributes and config.random_sampling == 25.0
+    http = tracing_from_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+                                     "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
+    assert http is not None and http.http is not None
+    assert http.http.uri == "http://c:4318/v1/traces"
+    assert tracing_from_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317",
+                                     "OTEL_SDK_DISABLED": "true"}) is None
+    with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER"):
+        tracing_from_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "x:1",
+                                  "OTEL_TRACES_SAMPLER": "jaeger_remote"})
