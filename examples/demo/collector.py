@@ -57,7 +57,7 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, store: SpanStore) -> None:
         self.store = store
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def Export(self, request: Any, context: Any) -> Any:  # gRPC method name
         self.store.add(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
