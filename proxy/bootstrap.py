@@ -1,0 +1,175 @@
+"""An Envoy v3 bootstrap file (YAML or JSON) -> the sidecar's typed start-up config.
+
+Supported (issue 3, start-up): `node` (id, cluster, locality, metadata), `admin.address`,
+`static_resources.listeners` / `.clusters`, and `dynamic_resources.ads_config` (GRPC,
+`envoy_grpc` naming a static cluster) with `lds_config` / `cds_config` `{ads: {}}`. Anything
+else that would change behaviour stops start-up with a ConfigError naming the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
+from google.protobuf import json_format
+
+from protos.errors import ConfigError, unsupported
+from protos.loader import parse_message, read_document
+from proxy.context import NodeInfo
+from proxy.model.cluster import Cluster, translate_cluster
+from proxy.model.fields import reject_unsupported
+from proxy.model.listener import Listener, translate_listener, translate_socket_address
+
+_BOOTSTRAP_FIELDS = {"node", "static_resources", "dynamic_resources", "admin"}
+_NODE_FIELDS = {"id", "cluster", "metadata", "locality", "user_agent_name",
+                "user_agent_version", "client_features"}
+
+
+@dataclass(frozen=True)
+class AdsConfig:
+    """ADS over gRPC to the static cluster `cluster_name`; which types come over it."""
+
+    cluster_name: str
+    lds: bool
+    cds: bool
+    initial_fetch_timeout: float = 15.0  # Envoy's ConfigSource default
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    node: NodeInfo
+    node_proto: base_pb2.Node = field(compare=False, repr=False)
+    admin_address: tuple[str, int] | None = None
+    listeners: tuple[Listener, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    ads: AdsConfig | None = None
+    source: str = ""
+
+
+def ensure_network_filters() -> None:
+    """Register every network filter factory we ship (tcp_proxy; the HCM if present)."""
+    importlib.import_module("proxy.network.tcp_proxy")
+    with contextlib.suppress(ModuleNotFoundError):
+        importlib.import_module("proxy.network.http_connection_manager")
+
+
+def load_bootstrap(path: Path) -> Bootstrap:
+    source = str(path)
+    document = read_document(path)
+    message = parse_message(document or {}, bootstrap_pb2.Bootstrap, source=source)
+    try:
+        return translate_bootstrap(message, source=source)
+    except ConfigError as error:
+        raise error.within(source=source) from error
+
+
+def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -> Bootstrap:
+    ensure_network_filters()
+    reject_unsupported(message, _BOOTSTRAP_FIELDS)
+    reject_unsupported(message.node, _NODE_FIELDS, prefix="node.")
+    statics = message.static_resources
+    reject_unsupported(statics, {"listeners", "clusters"}, prefix="static_resources.")
+    listeners = tuple(_each(translate_listener, statics.listeners, "static_resources.listeners"))
+    clusters = tuple(_each(translate_cluster, statics.clusters, "static_resources.clusters"))
+    _check_unique([item.name for item in listeners], "static_resources.listeners")
+    _check_unique([item.name for item in clusters], "static_resources.clusters")
+    ads = None
+    if message.HasField("dynamic_resources"):
+        ads = _translate_dynamic(message.dynamic_resources, {c.name for c in clusters})
+    return Bootstrap(
+        node=_node_info(message.node),
+        node_proto=message.node,
+        admin_address=_admin_address(message),
+        listeners=listeners,
+        clusters=clusters,
+        ads=ads,
+        source=source,
+    )
+
+
+def _each(translate: Any, items: Any, prefix: str) -> list[Any]:
+    result = []
+    for index, item in enumerate(items):
+        try:
+            result.append(translate(item))
+        except ConfigError as error:
+            raise error.within(field=f"{prefix}[{index}]") from error
+    return result
+
+
+def _check_unique(names: list[str], field_name: str) -> None:
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(f"duplicate name {name!r}", field=f"{field_name}[{index}].name")
+        seen.add(name)
+
+
+def _node_info(node: base_pb2.Node) -> NodeInfo:
+    locality = node.locality
+    return NodeInfo(
+        id=node.id,
+        cluster=node.cluster,
+        metadata=json_format.MessageToDict(node.metadata),
+        locality=(locality.region, locality.zone, locality.sub_zone),
+    )
+
+
+def _admin_address(message: bootstrap_pb2.Bootstrap) -> tuple[str, int] | None:
+    if not message.HasField("admin"):
+        return None
+    admin = message.admin
+    reject_unsupported(admin, {"address", "access_log_path"}, prefix="admin.")
+    if admin.access_log_path not in ("", "/dev/null"):
+        raise unsupported("admin.access_log_path", "admin access logs")
+    if not admin.HasField("address"):
+        return None
+    return translate_socket_address(admin.address, "admin.address")
+
+
+def _translate_dynamic(dynamic: Any, static_clusters: set[str]) -> AdsConfig | None:
+    reject_unsupported(dynamic, {"ads_config", "lds_config", "cds_config"},
+                       prefix="dynamic_resources.")
+    lds = _over_ads(dynamic, "lds_config")
+    cds = _over_ads(dynamic, "cds_config")
+    if not dynamic.HasField("ads_config"):
+        if lds or cds:
+            raise ConfigError("{ads: {}} needs dynamic_resources.ads_config",
+                              field="dynamic_resources.ads_config")
+        return None
+    ads = dynamic.ads_config
+    prefix = "dynamic_resources.ads_config."
+    reject_unsupported(ads, {"api_type", "transport_api_version", "grpc_services",
+                             "set_node_on_first_message_only"}, prefix=prefix)
+    if ads.api_type != config_source_pb2.ApiConfigSource.GRPC:
+        raise unsupported(prefix + "api_type", "state-of-the-world GRPC only")
+    if len(ads.grpc_services) != 1:
+        raise ConfigError("exactly one grpc_services entry is required",
+                          field=prefix + "grpc_services")
+    service = ads.grpc_services[0]
+    reject_unsupported(service, {"envoy_grpc", "timeout"}, prefix=prefix + "grpc_services[0].")
+    if not service.HasField("envoy_grpc"):
+        raise unsupported(prefix + "grpc_services[0].google_grpc", "envoy_grpc only")
+    reject_unsupported(service.envoy_grpc, {"cluster_name"},
+                       prefix=prefix + "grpc_services[0].envoy_grpc.")
+    cluster_name = service.envoy_grpc.cluster_name
+    if cluster_name not in static_clusters:
+        raise ConfigError(f"{cluster_name!r} is not a static cluster",
+                          field=prefix + "grpc_services[0].envoy_grpc.cluster_name")
+    return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds)
+
+
+def _over_ads(dynamic: Any, name: str) -> bool:
+    if not dynamic.HasField(name):
+        return False
+    source = getattr(dynamic, name)
+    reject_unsupported(source, {"ads", "resource_api_version", "initial_fetch_timeout"},
+                       prefix=f"dynamic_resources.{name}.")
+    if not source.HasField("ads"):
+        raise unsupported(f"dynamic_resources.{name}", "only {ads: {}}")
+    return True
