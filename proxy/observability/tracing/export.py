@@ -1,132 +1,173 @@
-"""The span export pipeline: opentelemetry-sdk TracerProvider + a bounded batch processor.
+"""The span export pipeline: a bounded queue, a thread that encodes and sends OTLP batches.
 
-One pipeline per (collector, resource): the data path ends spans into a bounded queue
-(`proxy.observability.batching`), a thread exports batches over OTLP gRPC or HTTP. A full queue
-drops spans and counts them in `tracing.opentelemetry.spans_dropped`; exported spans are counted in
-`tracing.opentelemetry.spans_sent` (Envoy's stat name), failed exports in
-`tracing.opentelemetry.export_failures`.
+The data path ends spans into the queue (`proxy.observability.batching`): no I/O, no encoding.
+The thread encodes a batch (`tracing.otlp`) and sends it once over OTLP/gRPC or OTLP/HTTP with
+the collector's timeout; a failed send is counted and the batch dropped (no retry loop, so a dead
+collector costs one fast failure per batch). A full queue drops spans. Stats:
+`tracing.opentelemetry.spans_sent` (Envoy's name), `.spans_dropped`, `.export_failures`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+import logging
+import urllib.request
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from proxy.observability.batching import BackgroundBatcher
-from proxy.observability.grpc_target import ClusterResolver
-from proxy.observability.tracing.config import TracingConfig
+from proxy.observability.grpc_target import ClusterResolver, GrpcTarget
+from proxy.observability.tracing.config import HttpTarget, TracingConfig
 from proxy.observability.tracing.environment import BatchSettings
+from proxy.observability.tracing.otlp import (
+    SpanRecord,
+    encode_request,
+    encode_resource,
+    encode_scope,
+)
 from proxy.stats import Stats
 
+LOG = logging.getLogger(__name__)
 DEFAULT_SERVICE_NAME = "unknown_service:pointsman"
 INSTRUMENTATION_NAME = "pointsman"
+TRACE_EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-class BoundedSpanProcessor(SpanProcessor):
-    """BatchSpanProcessor semantics with the drops counted in proxy.stats."""
+class TraceExporter(Protocol):
+    def send(self, request: bytes) -> None:
+        """Send one encoded ExportTraceServiceRequest; raise on failure."""
 
-    def __init__(self, exporter: SpanExporter, stats: Stats, settings: BatchSettings) -> None:
-        self._exporter = exporter
-        self._sent = stats.counter("tracing.opentelemetry.spans_sent")
-        self._failures = stats.counter("tracing.opentelemetry.export_failures")
-        dropped = stats.counter("tracing.opentelemetry.spans_dropped")
-        self._batcher: BackgroundBatcher[ReadableSpan] = BackgroundBatcher(
-            self._export, name="otel-span-export", max_queue=settings.max_queue_size,
-            max_batch=settings.max_export_batch_size, interval=settings.schedule_delay,
-            on_drop=dropped.inc)
+    def close(self) -> None: ...
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+
+class GrpcTraceExporter:
+    """OTLP/gRPC with the bytes we encoded (no serializer: grpc sends them as they are)."""
+
+    def __init__(self, target: GrpcTarget, resolve: ClusterResolver | None) -> None:
+        import grpc
+
+        options = [("grpc.default_authority", target.authority)] if target.authority else []
+        self._channel = grpc.insecure_channel(target.endpoint(resolve), options=options)
+        self._export = self._channel.unary_unary(TRACE_EXPORT_METHOD)
+        self._timeout = target.timeout
+        self._metadata = target.headers or None
+
+    def send(self, request: bytes) -> None:
+        self._export(request, timeout=self._timeout, metadata=self._metadata)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class HttpTraceExporter:
+    """OTLP/HTTP: POST application/x-protobuf (Envoy sends to http_uri.cluster, uri's path)."""
+
+    def __init__(self, target: HttpTarget, resolve: ClusterResolver | None) -> None:
+        self._url = _http_url(target, resolve)
+        self._timeout = target.timeout
+        self._headers = {"Content-Type": "application/x-protobuf", **dict(target.headers)}
+
+    def send(self, request: bytes) -> None:
+        http_request = urllib.request.Request(self._url, data=request, headers=self._headers,
+                                              method="POST")
+        with urllib.request.urlopen(http_request, timeout=self._timeout) as response:
+            response.read()
+
+    def close(self) -> None:
         return None
 
-    def on_end(self, span: ReadableSpan) -> None:
-        self._batcher.add(span)
 
-    def _export(self, spans: list[ReadableSpan]) -> None:
-        result = self._exporter.export(spans)
-        if result is SpanExportResult.SUCCESS:
-            self._sent.inc(len(spans))
-        else:
-            self._failures.inc()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._batcher.flush_now(timeout_millis / 1000.0)
-
-    def shutdown(self) -> None:
-        self._batcher.close(timeout=2.0)
-        self._exporter.shutdown()
-
-    @property
-    def queued(self) -> int:
-        return len(self._batcher)
-
-
-def build_exporter(config: TracingConfig, resolve: ClusterResolver | None) -> SpanExporter:
-    if config.grpc is not None:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
-        return GrpcSpanExporter(endpoint=config.grpc.endpoint(resolve), insecure=True,
-                                timeout=config.grpc.timeout,
-                                headers=dict(config.grpc.headers) or None)
-    if config.http is not None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpSpanExporter,
-        )
-        return HttpSpanExporter(endpoint=_http_endpoint(config, resolve),
-                                timeout=config.http.timeout,
-                                headers=dict(config.http.headers) or None)
-    return _NoExporter()
-
-
-def _http_endpoint(config: TracingConfig, resolve: ClusterResolver | None) -> str:
-    """Envoy sends to `http_uri.cluster` with the uri's path; without a resolvable cluster we
-    use the uri itself."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    assert config.http is not None
-    parts = urlsplit(config.http.uri)
-    address = resolve(config.http.cluster) if (resolve and config.http.cluster) else None
+def _http_url(target: HttpTarget, resolve: ClusterResolver | None) -> str:
+    parts = urlsplit(target.uri)
+    address = resolve(target.cluster) if (resolve is not None and target.cluster) else None
     if address is None:
-        return config.http.uri
+        return target.uri
     host, port = address
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-class _NoExporter(SpanExporter):
+class NoExporter:
     """OpenTelemetryConfig without a collector: Envoy accepts it and exports nowhere."""
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
+    def send(self, request: bytes) -> None:
+        return None
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         return None
 
 
-class SpanPipeline:
-    """A TracerProvider with our processor; `tracer` is what Tracer objects start spans on."""
+class MemoryExporter:
+    """A fake collector for tests: decodes every request with the generated OTLP classes."""
 
-    def __init__(self, config: TracingConfig, *, stats: Stats, settings: BatchSettings,
-                 resolve: ClusterResolver | None = None, exporter: SpanExporter | None = None,
-                 extra_resource: dict[str, str] | None = None) -> None:
-        attributes: dict[str, Any] = dict(config.resource_attributes)
-        attributes.update(extra_resource or {})
-        attributes["service.name"] = config.service_name or DEFAULT_SERVICE_NAME
-        self.processor = BoundedSpanProcessor(
-            exporter or build_exporter(config, resolve), stats, settings)
-        self.provider = TracerProvider(resource=Resource.create(attributes), sampler=ALWAYS_ON,
-                                       shutdown_on_exit=False)
-        self.provider.add_span_processor(self.processor)
-        self.tracer = self.provider.get_tracer(INSTRUMENTATION_NAME)
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        return self.processor.force_flush(int(timeout * 1000))
+    def send(self, request: bytes) -> None:
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.requests.append(trace_service_pb2.ExportTraceServiceRequest.FromString(request))
+
+    def spans(self) -> list[Any]:
+        return [span for request in self.requests for resource_spans in request.resource_spans
+                for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
 
     def close(self) -> None:
-        self.provider.shutdown()
+        return None
+
+
+def build_exporter(config: TracingConfig, resolve: ClusterResolver | None) -> TraceExporter:
+    if config.grpc is not None:
+        return GrpcTraceExporter(config.grpc, resolve)
+    if config.http is not None:
+        return HttpTraceExporter(config.http, resolve)
+    return NoExporter()
+
+
+class SpanPipeline:
+    """Spans of one resource (service) to one collector."""
+
+    def __init__(self, config: TracingConfig, *, stats: Stats, settings: BatchSettings,
+                 resolve: ClusterResolver | None = None, exporter: TraceExporter | None = None,
+                 extra_resource: dict[str, str] | None = None) -> None:
+        attributes: dict[str, str] = dict(config.resource_attributes)
+        attributes.update(extra_resource or {})
+        attributes["service.name"] = config.service_name or DEFAULT_SERVICE_NAME
+        attributes.setdefault("telemetry.sdk.name", "pointsman")
+        attributes.setdefault("telemetry.sdk.language", "python")
+        self.resource = dict(attributes)
+        self._resource = encode_resource(sorted(attributes.items()))
+        self._scope = encode_scope(INSTRUMENTATION_NAME)
+        self._exporter = exporter or build_exporter(config, resolve)
+        self._sent = stats.counter("tracing.opentelemetry.spans_sent")
+        self._failures = stats.counter("tracing.opentelemetry.export_failures")
+        dropped = stats.counter("tracing.opentelemetry.spans_dropped")
+        self._batcher: BackgroundBatcher[SpanRecord] = BackgroundBatcher(
+            self._export, name="otel-span-export", max_queue=settings.max_queue_size,
+            max_batch=settings.max_export_batch_size, interval=settings.schedule_delay,
+            on_drop=dropped.inc)
+        self.submit = self._batcher.add
+
+    def _export(self, spans: list[SpanRecord]) -> None:
+        try:
+            self._exporter.send(encode_request(self._resource, self._scope, spans))
+        except Exception as error:  # grpc.RpcError, OSError, HTTPError: drop the batch
+            self._failures.inc()
+            if self._failures.value == 1 or self._failures.value % 100 == 0:
+                LOG.warning("span export failed (%d failures so far): %s",
+                            self._failures.value, error)
+            return
+        self._sent.inc(len(spans))
+
+    @property
+    def queued(self) -> int:
+        return len(self._batcher)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self._batcher.flush_now(timeout)
+
+    def close(self) -> None:
+        self._batcher.close(timeout=2.0)
+        self._exporter.close()
+
+    def __repr__(self) -> str:
+        return f"SpanPipeline({self.resource.get('service.name')!r}, {self._batcher!r})"

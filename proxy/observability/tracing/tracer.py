@@ -21,13 +21,10 @@ import random
 import time
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
-from opentelemetry.trace.span import TraceFlags, TraceState
-
 from proxy.observability.request_info import HeaderAccessor, RequestInfo, format_address
 from proxy.observability.tracing.config import TracingConfig
 from proxy.observability.tracing.export import SpanPipeline
+from proxy.observability.tracing.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, SpanRecord
 from proxy.observability.tracing.propagation import (
     TraceContext,
     extract,
@@ -37,50 +34,57 @@ from proxy.observability.tracing.propagation import (
 )
 from proxy.stats import Stats
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _PROTOCOL_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/3": "3"}
 
 
+def _end_ns(record: SpanRecord, duration: float | None) -> int:
+    """The span's own start plus the measured (monotonic) duration; now when unknown."""
+    if duration is None:
+        return time.time_ns()
+    return record.start_ns + round(duration * 1e9)
+
+
 class ClientSpan:
-    """One upstream attempt (SpanKind.CLIENT), or a stand-in when no span is spawned."""
+    """One upstream attempt (CLIENT span), or a stand-in when no span is spawned."""
 
-    __slots__ = ("_span", "context")
+    __slots__ = ("_pipeline", "_record", "context")
 
-    def __init__(self, span: Any | None, context: TraceContext) -> None:
-        self._span = span
+    def __init__(self, pipeline: SpanPipeline | None, record: SpanRecord | None,
+                 context: TraceContext) -> None:
+        self._pipeline = pipeline
+        self._record = record
         self.context = context
 
     def inject_headers(self) -> list[tuple[str, str]]:
         return inject(self.context)
 
     def finish(self, *, status_code: int | None = None, response_flags: tuple[str, ...] = (),
-               error: str = "") -> None:
-        span = self._span
-        if span is None:
+               error: str = "", duration: float | None = None) -> None:
+        record, self._record = self._record, None
+        if record is None or self._pipeline is None:
             return
-        self._span = None
+        attributes = record.attributes
         if status_code:
-            span.set_attribute("http.response.status_code", status_code)
+            attributes["http.response.status_code"] = status_code
         if response_flags:
-            span.set_attribute("response_flags", ",".join(response_flags))
+            attributes["response_flags"] = ",".join(response_flags)
         # Semconv: a client span is an error for 4xx/5xx or no response at all.
         if error or not status_code or status_code >= 400:
-            span.set_attribute("error.type", error or str(status_code or "no_response"))
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
+            attributes["error.type"] = error or str(status_code or "no_response")
+            record.error = True
+        record.end_ns = _end_ns(record, duration)
+        self._pipeline.submit(record)
 
 
 class ServerSpan:
-    """One downstream request (SpanKind.SERVER); `context` is what upstreams see as parent."""
+    """One downstream request (SERVER span); `context` is what upstreams see as parent."""
 
-    __slots__ = ("_attempts", "_custom", "_span", "_tracer", "context")
+    __slots__ = ("_attempts", "_record", "_tracer", "context")
 
-    def __init__(self, tracer: Tracer, span: Any | None, context: TraceContext,
-                 custom: dict[str, str]) -> None:
+    def __init__(self, tracer: Tracer, record: SpanRecord | None, context: TraceContext) -> None:
         self._tracer = tracer
-        self._span = span
+        self._record = record
         self.context = context
-        self._custom = custom
         self._attempts = 0
 
     @property
@@ -97,49 +101,44 @@ class ServerSpan:
     def start_client_span(self, *, cluster: str, upstream_host: str, method: str = "",
                           path: str = "", authority: str = "") -> ClientSpan:
         self._attempts += 1
-        if self._span is None or not self._tracer.config.spawn_upstream_span:
-            return ClientSpan(None, self.context)
         config = self._tracer.config
+        if self._record is None or not config.spawn_upstream_span:
+            return ClientSpan(None, None, self.context)
         attributes: dict[str, Any] = {
             "upstream_cluster": cluster, "upstream_address": upstream_host,
-            "http.request.method": method, "url.full": f"http://{authority}{path}"[
-                :config.max_path_tag_length],
             "http.request.resend_count": self._attempts - 1,
         }
+        if method:
+            attributes["http.request.method"] = method
+        if path:
+            attributes["url.full"] = f"http://{authority}{path}"[:config.max_path_tag_length]
         host, _, port = upstream_host.rpartition(":")
-        if host:
+        if host and port.isdigit():
             attributes["server.address"] = host.strip("[]")
-            attributes["server.port"] = int(port) if port.isdigit() else 0
-        name = config.upstream_operation or f"router {cluster} egress"
-        span = self._tracer.pipeline.tracer.start_span(
-            name, context=trace.set_span_in_context(self._span), kind=SpanKind.CLIENT,
-            attributes=attributes)
-        context = span.get_span_context()
-        return ClientSpan(span, TraceContext(context.trace_id, context.span_id, True,
-                                             self.context.tracestate))
+            attributes["server.port"] = int(port)
+        record = SpanRecord(self.context.trace_id, new_span_id(), self.context.span_id,
+                            config.upstream_operation or f"router {cluster} egress",
+                            SPAN_KIND_CLIENT, time.time_ns(), attributes=attributes,
+                            tracestate=self.context.tracestate)
+        context = TraceContext(record.trace_id, record.span_id, True, record.tracestate)
+        return ClientSpan(self._tracer.pipeline, record, context)
 
     def finish(self, info: RequestInfo) -> None:
-        span = self._span
-        if span is None:
+        record, self._record = self._record, None
+        if record is None:
             return
-        self._span = None
-        span.set_attributes(_server_attributes(info, self._tracer.config.max_path_tag_length))
-        for tag in self._tracer.config.custom_tags:
+        config = self._tracer.config
+        record.attributes.update(_server_attributes(info, config.max_path_tag_length))
+        for tag in config.custom_tags:
             value = tag.literal if tag.literal is not None else (
                 info.request_header(tag.request_header) or tag.default_value)
             if value:
-                span.set_attribute(tag.tag, value)
+                record.attributes[tag.tag] = value
         if info.response_code is None or info.response_code >= 500:
-            span.set_attribute("error.type", str(info.response_code or "no_response"))
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=_end_time(span, info))
-
-
-def _end_time(span: Any, info: RequestInfo) -> int | None:
-    """The span's own start plus the measured (monotonic) duration; now when unknown."""
-    if info.duration is None or span.start_time is None:
-        return None
-    return int(span.start_time) + round(info.duration * 1e9)
+            record.attributes["error.type"] = str(info.response_code or "no_response")
+            record.error = True
+        record.end_ns = _end_ns(record, info.duration)
+        self._tracer.pipeline.submit(record)
 
 
 def _server_attributes(info: RequestInfo, max_path: int) -> dict[str, Any]:
@@ -152,6 +151,9 @@ def _server_attributes(info: RequestInfo, max_path: int) -> dict[str, Any]:
         "network.protocol.name": "http",
         "network.protocol.version": _PROTOCOL_VERSIONS.get(info.protocol, info.protocol),
         "component": "proxy",
+        "response_flags": info.response_flags_text,
+        "http.request.body.size": info.bytes_received,
+        "http.response.body.size": info.bytes_sent,
     }
     if query:
         attributes["url.query"] = query
@@ -169,9 +171,6 @@ def _server_attributes(info: RequestInfo, max_path: int) -> dict[str, Any]:
         attributes["upstream_cluster"] = info.upstream_cluster
     if info.upstream_host:
         attributes["upstream_address"] = info.upstream_host
-    attributes["response_flags"] = info.response_flags_text
-    attributes["http.request.body.size"] = info.bytes_received
-    attributes["http.response.body.size"] = info.bytes_sent
     request_id = info.request_header("x-request-id")
     if request_id:
         attributes["guid:x-request-id"] = request_id
@@ -217,26 +216,16 @@ class Tracer:
                           authority: str = "", start_time: float | None = None) -> ServerSpan:
         parent, incoming = extract(headers)
         sampled = self._decide(headers, incoming)
+        trace_id = parent.trace_id if parent is not None else new_trace_id()
         tracestate = parent.tracestate if parent is not None else ""
+        context = TraceContext(trace_id, new_span_id(), sampled, tracestate)
         if not sampled:
-            trace_id = parent.trace_id if parent is not None else new_trace_id()
-            return ServerSpan(self, None, TraceContext(trace_id, new_span_id(), False,
-                                                       tracestate), {})
-        if parent is not None:
-            remote = SpanContext(parent.trace_id, parent.span_id, is_remote=True,
-                                 trace_flags=_SAMPLED,
-                                 trace_state=TraceState.from_header([tracestate])
-                                 if tracestate else None)
-            context = trace.set_span_in_context(NonRecordingSpan(remote))
-        else:
-            context = None
-        name = self.config.operation or _span_name(method, authority, path)
+            return ServerSpan(self, None, context)
         start_ns = int(start_time * 1e9) if start_time is not None else time.time_ns()
-        span = self.pipeline.tracer.start_span(name, context=context, kind=SpanKind.SERVER,
-                                               start_time=start_ns)
-        own = span.get_span_context()
-        return ServerSpan(self, span, TraceContext(own.trace_id, own.span_id, True, tracestate),
-                          {})
+        record = SpanRecord(trace_id, context.span_id, parent.span_id if parent else 0,
+                            self.config.operation or _span_name(method, authority, path),
+                            SPAN_KIND_SERVER, start_ns, tracestate=tracestate)
+        return ServerSpan(self, record, context)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.pipeline.flush(timeout)
@@ -250,7 +239,7 @@ def _span_name(method: str, authority: str, path: str) -> str:
 class TcpSpan:
     """A span per tcp_proxy connection (L4): bytes, duration, upstream host, SNI."""
 
-    __slots__ = ("_span",)
+    __slots__ = ("_pipeline", "_record")
 
     def __init__(self, pipeline: SpanPipeline, *, listener: str, cluster: str,
                  downstream: tuple[str, int] | None, server_name: str = "",
@@ -263,18 +252,19 @@ class TcpSpan:
             attributes["client.port"] = downstream[1]
         if server_name:
             attributes["tls.server_name"] = server_name
-        self._span = pipeline.tracer.start_span(f"tcp_proxy {cluster}", kind=SpanKind.SERVER,
-                                                attributes=attributes, start_time=start_ns)
+        self._pipeline = pipeline
+        self._record = SpanRecord(new_trace_id(), new_span_id(), 0, f"tcp_proxy {cluster}",
+                                  SPAN_KIND_SERVER, start_ns, attributes=attributes)
 
     def finish(self, info: RequestInfo) -> None:
-        span = self._span
-        span.set_attributes({
+        record = self._record
+        record.attributes.update({
             "upstream_address": info.upstream_host,
             "network.io.bytes_received": info.bytes_received,
             "network.io.bytes_sent": info.bytes_sent,
             "response_flags": info.response_flags_text,
             "peer.address": format_address(info.downstream_remote_address),
         })
-        if info.response_flags:
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=_end_time(span, info))
+        record.error = bool(info.response_flags)
+        record.end_ns = _end_ns(record, info.duration)
+        self._pipeline.submit(record)

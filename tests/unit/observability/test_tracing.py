@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
 
 from protos.errors import ConfigError
 from protos.loader import parse_message
 from proxy.observability.request_info import HeaderMap, RequestInfo
 from proxy.observability.tracing.config import TracingConfig, translate_tracing
 from proxy.observability.tracing.environment import BatchSettings, tracing_from_environment
-from proxy.observability.tracing.export import SpanPipeline
+from proxy.observability.tracing.export import MemoryExporter, SpanPipeline
+from proxy.observability.tracing.otlp import SPAN_KIND_CLIENT, SPAN_KIND_SERVER
 from proxy.observability.tracing.tracer import TcpSpan, Tracer
 from proxy.stats import Stats
 
@@ -39,16 +35,24 @@ def provider(**config: Any) -> dict[str, Any]:
 
 
 def make_tracer(config: TracingConfig, stats: Stats | None = None,
-                seed: int = 1) -> tuple[Tracer, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
+                seed: int = 1) -> tuple[Tracer, MemoryExporter]:
+    exporter = MemoryExporter()
     stats = stats or Stats()
     pipeline = SpanPipeline(config, stats=stats, settings=BatchSettings(), exporter=exporter)
     return Tracer(config, pipeline, stats, rng=random.Random(seed)), exporter
 
 
-def finished(tracer: Tracer, exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+def finished(tracer: Tracer, exporter: MemoryExporter) -> list[Any]:
     assert tracer.flush()
-    return list(exporter.get_finished_spans())
+    return exporter.spans()
+
+
+def attributes_of(span: Any) -> dict[str, Any]:
+    values = {}
+    for kv in span.attributes:
+        kind = kv.value.WhichOneof("value")
+        values[kv.key] = getattr(kv.value, kind)
+    return values
 
 
 def test_translate_full_tracing_block() -> None:
@@ -100,17 +104,20 @@ def test_server_span_continues_w3c_parent_with_semconv_attributes() -> None:
                             upstream_host="10.0.0.1:80", route_name="r1",
                             request_headers=headers, downstream_remote_address=("1.2.3.4", 5)))
     [server] = finished(tracer, exporter)
-    assert server.kind is SpanKind.SERVER and server.parent is not None
-    assert f"{server.parent.span_id:016x}" == "00f067aa0ba902b7"
-    assert server.resource.attributes["service.name"] == "front"
-    attributes = dict(server.attributes or {})
+    assert server.kind == SPAN_KIND_SERVER and server.parent_span_id.hex() == "00f067aa0ba902b7"
+    assert server.trace_id.hex() == TRACE and server.trace_state == "k=v"
+    [resource_spans] = exporter.requests[0].resource_spans
+    resource = attributes_of(resource_spans.resource)
+    assert resource["service.name"] == "front"
+    attributes = attributes_of(server)
     assert attributes["http.request.method"] == "GET" and attributes["url.path"] == "/a"
     assert attributes["http.response.status_code"] == 503
     assert attributes["response_flags"] == "UF" and attributes["upstream_cluster"] == "backend"
     assert attributes["http.route"] == "r1" and attributes["network.protocol.version"] == "1.1"
-    assert server.status.status_code is StatusCode.ERROR
-    assert server.end_time is not None and server.start_time is not None
-    assert server.end_time - server.start_time == 500_000_000
+    assert attributes["client.port"] == 5
+    assert server.status.code == 2  # STATUS_CODE_ERROR
+    assert server.end_time_unix_nano - server.start_time_unix_nano == 500_000_000
+    assert server.flags & 0xFF == 1
 
 
 def test_client_span_per_attempt_when_spawned() -> None:
@@ -123,13 +130,13 @@ def test_client_span_per_attempt_when_spawned() -> None:
     second.finish(status_code=200)
     span.finish(RequestInfo(start_time=0, duration=0.1, response_code=200))
     spans = finished(tracer, exporter)
-    clients = [s for s in spans if s.kind is SpanKind.CLIENT]
-    [server] = [s for s in spans if s.kind is SpanKind.SERVER]
+    clients = [s for s in spans if s.kind == SPAN_KIND_CLIENT]
+    [server] = [s for s in spans if s.kind == SPAN_KIND_SERVER]
     assert len(clients) == 2
-    assert all(c.parent is not None and c.parent.span_id == server.context.span_id
+    assert all(c.parent_span_id == server.span_id and c.trace_id == server.trace_id
                for c in clients)
-    assert [dict(c.attributes or {})["http.request.resend_count"] for c in clients] == [0, 1]
-    assert clients[0].status.status_code is StatusCode.ERROR
+    assert [attributes_of(c)["http.request.resend_count"] for c in clients] == [0, 1]
+    assert clients[0].status.code == 2 and clients[1].status.code == 0
 
 
 def test_without_spawn_upstream_sees_the_server_span_as_parent() -> None:
@@ -139,7 +146,7 @@ def test_without_spawn_upstream_sees_the_server_span_as_parent() -> None:
     assert attempt.inject_headers() == span.inject_headers()
     attempt.finish(status_code=200)
     span.finish(RequestInfo(start_time=0, response_code=200))
-    assert [s.kind for s in finished(tracer, exporter)] == [SpanKind.SERVER]
+    assert [s.kind for s in finished(tracer, exporter)] == [SPAN_KIND_SERVER]
 
 
 def test_sampling_decisions() -> None:
@@ -174,19 +181,19 @@ def test_custom_tags_literal_and_header() -> None:
     span.finish(RequestInfo(start_time=0, response_code=200,
                             request_headers=HeaderMap([("x-tenant", "acme")])))
     [server] = finished(tracer, exporter)
-    attributes = dict(server.attributes or {})
+    attributes = attributes_of(server)
     assert (attributes["team"], attributes["tenant"], attributes["env"]) == ("mesh", "acme", "d")
 
 
-class BlockedExporter(SpanExporter):
+class BlockedExporter:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def send(self, request: bytes) -> None:
         self.release.wait(10)
-        return SpanExportResult.FAILURE
+        raise ConnectionError("collector is dead")
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         self.release.set()
 
 
@@ -202,10 +209,11 @@ def test_a_stuck_exporter_drops_and_counts_instead_of_blocking() -> None:
     assert 100 - 10 - 5 <= dropped <= 100 - 10
     exporter.release.set()
     pipeline.close()
+    assert stats.counter("tracing.opentelemetry.export_failures").value >= 1
 
 
 def test_tcp_span_records_bytes_and_sni() -> None:
-    exporter = InMemorySpanExporter()
+    exporter = MemoryExporter()
     pipeline = SpanPipeline(TracingConfig(), stats=Stats(), settings=BatchSettings(),
                             exporter=exporter)
     span = TcpSpan(pipeline, listener="l", cluster="db", downstream=("1.1.1.1", 9),
@@ -213,8 +221,8 @@ def test_tcp_span_records_bytes_and_sni() -> None:
     span.finish(RequestInfo(start_time=10.0, duration=2.0, bytes_received=5, bytes_sent=7,
                             upstream_host="10.0.0.9:5432"))
     assert pipeline.flush()
-    [tcp] = exporter.get_finished_spans()
-    attributes = dict(tcp.attributes or {})
+    [tcp] = exporter.spans()
+    attributes = attributes_of(tcp)
     assert attributes["tls.server_name"] == "db.local"
     assert attributes["network.io.bytes_sent"] == 7
     assert attributes["upstream_address"] == "10.0.0.9:5432"
