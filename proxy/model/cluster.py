@@ -1,0 +1,351 @@
+"""Cluster proto -> frozen model (api/envoy/config/cluster/v3/cluster.proto).
+
+Translated once at the config boundary. Everything the data path needs is here: discovery type,
+connect timeout, LB policy and its config, inline endpoints, health checks, outlier detection,
+circuit breakers, panic threshold, the upstream TLS context and, untouched, the typed extension
+protocol options (for the HTTP connection pools). Any other field that is set and would change
+behaviour raises ConfigError naming it (proxy.model.fields.reject_unsupported).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from google.protobuf import any_pb2
+
+from protos.errors import ConfigError, unsupported
+from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
+from proxy.model.fields import optional_seconds, reject_unsupported, seconds
+from proxy.transport.tls import UpstreamTls, translate_upstream_tls
+from proxy.upstream.circuit_breakers import CircuitBreakers, translate_circuit_breakers
+from proxy.upstream.health.config import (
+    HealthCheck,
+    OutlierDetection,
+    translate_health_check,
+    translate_outlier_detection,
+)
+
+
+class DiscoveryType(enum.IntEnum):
+    STATIC = 0
+    STRICT_DNS = 1
+    LOGICAL_DNS = 2
+    EDS = 3
+
+
+class LbPolicy(enum.IntEnum):
+    ROUND_ROBIN = 0
+    LEAST_REQUEST = 1
+    RING_HASH = 2
+    RANDOM = 3
+    MAGLEV = 5
+
+
+class DnsLookupFamily(enum.IntEnum):
+    AUTO = 0  # Envoy: IPv6 first, falling back to IPv4
+    V4_ONLY = 1
+    V6_ONLY = 2
+    V4_PREFERRED = 3
+    ALL = 4
+
+
+@dataclass(frozen=True)
+class LeastRequestConfig:
+    choice_count: int = 2
+    active_request_bias: float = 1.0
+
+
+@dataclass(frozen=True)
+class RingHashConfig:
+    # Envoy defaults (cluster.proto RingHashLbConfig): 1024 and 8M entries.
+    minimum_ring_size: int = 1024
+    maximum_ring_size: int = 8 * 1024 * 1024
+    use_hostname_for_hashing: bool = False
+
+
+@dataclass(frozen=True)
+class MaglevConfig:
+    table_size: int = 65537
+    use_hostname_for_hashing: bool = False
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    type: DiscoveryType = DiscoveryType.STATIC
+    eds_service_name: str = ""  # EDS resource name; the cluster name when empty
+    connect_timeout: float = 5.0  # seconds (Envoy default 5 s)
+    lb_policy: LbPolicy = LbPolicy.ROUND_ROBIN
+    least_request: LeastRequestConfig = field(default_factory=LeastRequestConfig)
+    ring_hash: RingHashConfig = field(default_factory=RingHashConfig)
+    maglev: MaglevConfig = field(default_factory=MaglevConfig)
+    load_assignment: LoadAssignment | None = None
+    health_checks: tuple[HealthCheck, ...] = ()
+    outlier_detection: OutlierDetection | None = None
+    circuit_breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
+    healthy_panic_threshold: float = 50.0  # percent; 0 disables panic mode
+    dns_refresh_rate: float = 5.0  # seconds
+    dns_lookup_family: DnsLookupFamily = DnsLookupFamily.AUTO
+    upstream_tls: UpstreamTls | None = None
+    # For proxy.http pools: extension name -> the raw Any (HttpProtocolOptions...).
+    typed_extension_protocol_options: dict[str, any_pb2.Any] = field(
+        default_factory=dict, compare=False)
+    per_connection_buffer_limit_bytes: int = 1024 * 1024
+
+    @property
+    def eds_resource_name(self) -> str:
+        return self.eds_service_name or self.name
+
+
+_CLUSTER_FIELDS = {
+    "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment",
+    "health_checks", "circuit_breakers", "outlier_detection", "common_lb_config",
+    "least_request_lb_config", "ring_hash_lb_config", "maglev_lb_config", "round_robin_lb_config",
+    "transport_socket", "typed_extension_protocol_options", "dns_refresh_rate",
+    "dns_lookup_family", "metadata", "wait_for_warm_on_init", "per_connection_buffer_limit_bytes",
+    "track_cluster_stats",
+}
+_COMMON_LB_FIELDS = {"healthy_panic_threshold", "consistent_hashing_lb_config",
+                     "update_merge_window"}
+
+
+def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
+    """Cluster -> model; ConfigError names the field and the cluster."""
+    try:
+        return _translate(message)
+    except ConfigError as error:
+        raise error.within(resource=message.name) from error
+
+
+def _translate(message: cluster_pb2.Cluster) -> Cluster:
+    if not message.name:
+        raise ConfigError("a cluster needs a name", field="name")
+    reject_unsupported(message, _CLUSTER_FIELDS)
+    cluster_type = _discovery_type(message)
+    lb_policy = _lb_policy(message)
+    load_assignment = _load_assignment(message, cluster_type)
+    panic, use_hostname = _common_lb(message)
+    _check_health_check_support(message)
+    return Cluster(
+        name=message.name,
+        type=cluster_type,
+        eds_service_name=_eds_service_name(message, cluster_type),
+        connect_timeout=_connect_timeout(message),
+        lb_policy=lb_policy,
+        least_request=_least_request(message),
+        ring_hash=_ring_hash(message, use_hostname),
+        maglev=_maglev(message, use_hostname),
+        load_assignment=load_assignment,
+        health_checks=tuple(
+            _within(translate_health_check, check, f"health_checks[{index}]")
+            for index, check in enumerate(message.health_checks)
+        ),
+        outlier_detection=(
+            _within(translate_outlier_detection, message.outlier_detection, "outlier_detection")
+            if message.HasField("outlier_detection") else None
+        ),
+        circuit_breakers=_within(translate_circuit_breakers, message.circuit_breakers,
+                                 "circuit_breakers"),
+        healthy_panic_threshold=panic,
+        dns_refresh_rate=optional_seconds(message, "dns_refresh_rate", 5.0) or 5.0,
+        dns_lookup_family=DnsLookupFamily(message.dns_lookup_family),
+        upstream_tls=_upstream_tls(message),
+        typed_extension_protocol_options=dict(message.typed_extension_protocol_options),
+        per_connection_buffer_limit_bytes=(
+            message.per_connection_buffer_limit_bytes.value
+            if message.HasField("per_connection_buffer_limit_bytes") else 1024 * 1024
+        ),
+    )
+
+
+def _check_health_check_support(message: cluster_pb2.Cluster) -> None:
+    if len(message.health_checks) > 1:
+        # Envoy: "Multiple health checks not supported".
+        raise ConfigError("only one health check per cluster is supported (as in Envoy)",
+                          field="health_checks[1]")
+    if message.health_checks and message.HasField("transport_socket"):
+        raise unsupported("health_checks", "health checks over a TLS transport_socket")
+
+
+def _within(translate: Any, message: Any, prefix: str) -> Any:
+    try:
+        return translate(message)
+    except ConfigError as error:
+        raise error.within(field=prefix) from error
+
+
+def _discovery_type(message: cluster_pb2.Cluster) -> DiscoveryType:
+    if message.type not in DiscoveryType._value2member_map_:
+        raise unsupported("type", cluster_pb2.Cluster.DiscoveryType.Name(message.type))
+    return DiscoveryType(message.type)
+
+
+def _eds_service_name(message: cluster_pb2.Cluster, cluster_type: DiscoveryType) -> str:
+    if not message.HasField("eds_cluster_config"):
+        return ""
+    if cluster_type is not DiscoveryType.EDS:
+        raise ConfigError("only valid for type EDS", field="eds_cluster_config")
+    config = message.eds_cluster_config
+    if config.HasField("eds_config") and config.eds_config.WhichOneof("config_source_specifier") \
+            not in ("ads", None):
+        # The xDS client fetches EDS over ADS only (issue 3, start-up).
+        raise unsupported("eds_cluster_config.eds_config", "only {ads: {}}")
+    return config.service_name
+
+
+def _connect_timeout(message: cluster_pb2.Cluster) -> float:
+    if not message.HasField("connect_timeout"):
+        return 5.0
+    value = seconds(message.connect_timeout)
+    if value <= 0:
+        raise ConfigError("must be greater than 0", field="connect_timeout")
+    return value
+
+
+def _lb_policy(message: cluster_pb2.Cluster) -> LbPolicy:
+    if message.lb_policy not in LbPolicy._value2member_map_:
+        raise unsupported("lb_policy", cluster_pb2.Cluster.LbPolicy.Name(message.lb_policy))
+    policy = LbPolicy(message.lb_policy)
+    configs = {
+        "least_request_lb_config": LbPolicy.LEAST_REQUEST,
+        "ring_hash_lb_config": LbPolicy.RING_HASH,
+        "maglev_lb_config": LbPolicy.MAGLEV,
+        "round_robin_lb_config": LbPolicy.ROUND_ROBIN,
+    }
+    for name, owner in configs.items():
+        if message.HasField(name) and owner is not policy:
+            # Envoy ignores a mismatched config; we refuse it rather than ignore it.
+            raise ConfigError(f"set but lb_policy is {policy.name}", field=name)
+    if message.HasField("round_robin_lb_config"):
+        reject_unsupported(message.round_robin_lb_config, (), prefix="round_robin_lb_config.")
+    return policy
+
+
+def _least_request(message: cluster_pb2.Cluster) -> LeastRequestConfig:
+    if not message.HasField("least_request_lb_config"):
+        return LeastRequestConfig()
+    config = message.least_request_lb_config
+    reject_unsupported(config, {"choice_count", "active_request_bias"},
+                       prefix="least_request_lb_config.")
+    choice_count = config.choice_count.value if config.HasField("choice_count") else 2
+    if choice_count < 2:
+        raise ConfigError("must be at least 2", field="least_request_lb_config.choice_count")
+    bias = 1.0
+    if config.HasField("active_request_bias"):
+        bias = config.active_request_bias.default_value
+        if config.active_request_bias.runtime_key:
+            raise unsupported("least_request_lb_config.active_request_bias.runtime_key")
+        if bias < 0:
+            raise ConfigError("must be >= 0", field="least_request_lb_config.active_request_bias")
+    return LeastRequestConfig(choice_count, bias)
+
+
+def _ring_hash(message: cluster_pb2.Cluster, use_hostname: bool) -> RingHashConfig:
+    if not message.HasField("ring_hash_lb_config"):
+        return RingHashConfig(use_hostname_for_hashing=use_hostname)
+    config = message.ring_hash_lb_config
+    reject_unsupported(config, {"minimum_ring_size", "maximum_ring_size", "hash_function"},
+                       prefix="ring_hash_lb_config.")
+    if config.hash_function != cluster_pb2.Cluster.RingHashLbConfig.XX_HASH:
+        raise unsupported("ring_hash_lb_config.hash_function", "only XX_HASH")
+    minimum = config.minimum_ring_size.value if config.HasField("minimum_ring_size") else 1024
+    maximum = (config.maximum_ring_size.value if config.HasField("maximum_ring_size")
+               else 8 * 1024 * 1024)
+    if not 0 < minimum <= 8 * 1024 * 1024:
+        raise ConfigError("must be 1..8M", field="ring_hash_lb_config.minimum_ring_size")
+    if not 0 < maximum <= 8 * 1024 * 1024:
+        raise ConfigError("must be 1..8M", field="ring_hash_lb_config.maximum_ring_size")
+    if minimum > maximum:
+        # Envoy: "ring hash: minimum_ring_size (..) > maximum_ring_size (..)".
+        raise ConfigError("minimum_ring_size exceeds maximum_ring_size",
+                          field="ring_hash_lb_config.minimum_ring_size")
+    return RingHashConfig(minimum, maximum, use_hostname)
+
+
+def _maglev(message: cluster_pb2.Cluster, use_hostname: bool) -> MaglevConfig:
+    if not message.HasField("maglev_lb_config"):
+        return MaglevConfig(use_hostname_for_hashing=use_hostname)
+    config = message.maglev_lb_config
+    reject_unsupported(config, {"table_size"}, prefix="maglev_lb_config.")
+    size = config.table_size.value if config.HasField("table_size") else 65537
+    if size > 5000011 or not _is_prime(size):
+        # maglev.proto: table_size "must be prime number limited to 5000011".
+        raise ConfigError("must be a prime number <= 5000011", field="maglev_lb_config.table_size")
+    return MaglevConfig(size, use_hostname)
+
+
+def _is_prime(number: int) -> bool:
+    if number < 2:
+        return False
+    divisor = 2
+    while divisor * divisor <= number:
+        if number % divisor == 0:
+            return False
+        divisor += 1
+    return True
+
+
+def _common_lb(message: cluster_pb2.Cluster) -> tuple[float, bool]:
+    if not message.HasField("common_lb_config"):
+        return 50.0, False
+    config = message.common_lb_config
+    reject_unsupported(config, _COMMON_LB_FIELDS, prefix="common_lb_config.")
+    panic = 50.0
+    if config.HasField("healthy_panic_threshold"):
+        panic = config.healthy_panic_threshold.value
+        if not 0 <= panic <= 100:
+            raise ConfigError("must be 0..100", field="common_lb_config.healthy_panic_threshold")
+    use_hostname = False
+    if config.HasField("consistent_hashing_lb_config"):
+        hashing = config.consistent_hashing_lb_config
+        reject_unsupported(hashing, {"use_hostname_for_hashing"},
+                           prefix="common_lb_config.consistent_hashing_lb_config.")
+        use_hostname = hashing.use_hostname_for_hashing
+    return panic, use_hostname
+
+
+def _load_assignment(message: cluster_pb2.Cluster,
+                     cluster_type: DiscoveryType) -> LoadAssignment | None:
+    if not message.HasField("load_assignment"):
+        if cluster_type in (DiscoveryType.STRICT_DNS, DiscoveryType.LOGICAL_DNS):
+            raise ConfigError(f"{cluster_type.name} clusters need endpoints",
+                              field="load_assignment")
+        return None
+    if cluster_type is DiscoveryType.EDS:
+        raise ConfigError("EDS clusters take endpoints from EDS", field="load_assignment")
+    try:
+        assignment = translate_cluster_load_assignment(message.load_assignment)
+    except ConfigError as error:
+        raise error.within(field="load_assignment") from error
+    if cluster_type is DiscoveryType.LOGICAL_DNS and len(assignment.all_endpoints()) != 1:
+        # Envoy: "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single
+        # lb_endpoint".
+        raise ConfigError("LOGICAL_DNS clusters need exactly one endpoint",
+                          field="load_assignment")
+    if cluster_type is DiscoveryType.STATIC:
+        _require_ip_addresses(assignment)
+    return assignment
+
+
+def _require_ip_addresses(assignment: LoadAssignment) -> None:
+    import ipaddress
+
+    for index, endpoint in enumerate(assignment.all_endpoints()):
+        try:
+            ipaddress.ip_address(endpoint.address)
+        except ValueError:
+            raise ConfigError(f"STATIC endpoints need an IP address, got {endpoint.address!r}",
+                              field=f"load_assignment.endpoints[*].lb_endpoints[{index}]"
+                              ) from None
+
+
+def _upstream_tls(message: cluster_pb2.Cluster) -> UpstreamTls | None:
+    if not message.HasField("transport_socket"):
+        return None
+    try:
+        return translate_upstream_tls(message.transport_socket)
+    except ConfigError as error:
+        raise error.within(field="transport_socket") from error

@@ -1,0 +1,164 @@
+"""Circuit breakers per routing priority (Envoy: intro/arch_overview/upstream/circuit_breaking).
+
+Each cluster has one set of limits per routing priority (DEFAULT, HIGH): max_connections,
+max_pending_requests, max_requests, max_retries (Envoy defaults 1024/1024/1024/3). Callers
+`try_acquire` a resource before using it and `release` it after; a refused acquire is counted
+with Envoy's overflow stat and returns False at once (fail fast, no queueing):
+
+  connections       -> cluster.NAME.upstream_cx_overflow
+  pending requests  -> cluster.NAME.upstream_rq_pending_overflow
+  requests          -> cluster.NAME.upstream_rq_pending_overflow (Envoy counts max_requests
+                       overflow there too: "requests that overflowed connection pool or requests
+                       (mainly for HTTP/2 and above) circuit breaking")
+  retries           -> cluster.NAME.upstream_rq_retry_overflow
+
+While a resource is at its limit the gauge `circuit_breakers.PRIORITY.{cx,rq_pending,rq,
+rq_retry}_open` is 1; with `track_remaining`, `remaining_{cx,pending,rq,retries}` are kept.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from protos.errors import ConfigError, unsupported
+from proxy.model.fields import reject_unsupported
+from proxy.stats import Stats
+
+
+class RoutingPriority(enum.IntEnum):
+    DEFAULT = 0
+    HIGH = 1
+
+
+class Resource(enum.Enum):
+    CONNECTIONS = "cx"
+    PENDING_REQUESTS = "rq_pending"
+    REQUESTS = "rq"
+    RETRIES = "rq_retry"
+
+
+_OVERFLOW_STAT = {
+    Resource.CONNECTIONS: "upstream_cx_overflow",
+    Resource.PENDING_REQUESTS: "upstream_rq_pending_overflow",
+    Resource.REQUESTS: "upstream_rq_pending_overflow",
+    Resource.RETRIES: "upstream_rq_retry_overflow",
+}
+_REMAINING_STAT = {
+    Resource.CONNECTIONS: "remaining_cx",
+    Resource.PENDING_REQUESTS: "remaining_pending",
+    Resource.REQUESTS: "remaining_rq",
+    Resource.RETRIES: "remaining_retries",
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_connections: int = 1024
+    max_pending_requests: int = 1024
+    max_requests: int = 1024
+    max_retries: int = 3
+    track_remaining: bool = False
+
+    def limit(self, resource: Resource) -> int:
+        return {
+            Resource.CONNECTIONS: self.max_connections,
+            Resource.PENDING_REQUESTS: self.max_pending_requests,
+            Resource.REQUESTS: self.max_requests,
+            Resource.RETRIES: self.max_retries,
+        }[resource]
+
+
+@dataclass(frozen=True)
+class CircuitBreakers:
+    default: Thresholds = Thresholds()
+    high: Thresholds = Thresholds()
+
+    def for_priority(self, priority: RoutingPriority) -> Thresholds:
+        return self.high if priority is RoutingPriority.HIGH else self.default
+
+
+_THRESHOLD_FIELDS = {"priority", "max_connections", "max_pending_requests", "max_requests",
+                     "max_retries", "track_remaining"}
+
+
+def translate_circuit_breakers(message: Any) -> CircuitBreakers:
+    """config.cluster.v3.CircuitBreakers -> model. `per_host_thresholds` and retry budgets are
+    refused by name."""
+    reject_unsupported(message, {"thresholds"})
+    by_priority: dict[int, Thresholds] = {}
+    for index, thresholds in enumerate(message.thresholds):
+        prefix = f"thresholds[{index}]."
+        if thresholds.HasField("retry_budget"):
+            raise unsupported(f"{prefix}retry_budget")
+        reject_unsupported(thresholds, _THRESHOLD_FIELDS, prefix=prefix)
+        if thresholds.priority in by_priority:
+            raise ConfigError("duplicate priority", field=f"{prefix}priority")
+        by_priority[thresholds.priority] = Thresholds(
+            max_connections=_value(thresholds, "max_connections", 1024),
+            max_pending_requests=_value(thresholds, "max_pending_requests", 1024),
+            max_requests=_value(thresholds, "max_requests", 1024),
+            max_retries=_value(thresholds, "max_retries", 3),
+            track_remaining=thresholds.track_remaining,
+        )
+    return CircuitBreakers(
+        default=by_priority.get(RoutingPriority.DEFAULT, Thresholds()),
+        high=by_priority.get(RoutingPriority.HIGH, Thresholds()),
+    )
+
+
+def _value(message: Any, name: str, default: int) -> int:
+    return int(getattr(message, name).value) if message.HasField(name) else default
+
+
+class CircuitBreaker:
+    """The live counts for one cluster and one routing priority."""
+
+    def __init__(self, cluster_name: str, priority: RoutingPriority, thresholds: Thresholds,
+                 stats: Stats) -> None:
+        self.thresholds = thresholds
+        self._prefix = f"cluster.{cluster_name}."
+        self._breaker_prefix = f"{self._prefix}circuit_breakers.{priority.name.lower()}."
+        self._stats = stats
+        self.in_use: dict[Resource, int] = dict.fromkeys(Resource, 0)
+        for resource in Resource:
+            self._update_gauges(resource)
+
+    def try_acquire(self, resource: Resource) -> bool:
+        """Take one unit of `resource`, or count the overflow and return False."""
+        if self.in_use[resource] >= self.thresholds.limit(resource):
+            self._stats.counter(self._prefix + _OVERFLOW_STAT[resource]).inc()
+            return False
+        self.in_use[resource] += 1
+        self._update_gauges(resource)
+        return True
+
+    def release(self, resource: Resource) -> None:
+        if self.in_use[resource] <= 0:
+            raise RuntimeError(f"circuit breaker {resource.name} released more than acquired")
+        self.in_use[resource] -= 1
+        self._update_gauges(resource)
+
+    def can_acquire(self, resource: Resource) -> bool:
+        return self.in_use[resource] < self.thresholds.limit(resource)
+
+    def retune(self, thresholds: Thresholds) -> None:
+        """New limits from a cluster update; counts in use carry over."""
+        self.thresholds = thresholds
+        for resource in Resource:
+            self._update_gauges(resource)
+
+    def _update_gauges(self, resource: Resource) -> None:
+        limit = self.thresholds.limit(resource)
+        used = self.in_use[resource]
+        self._stats.gauge(f"{self._breaker_prefix}{resource.value}_open").set(
+            1 if used >= limit else 0)
+        if self.thresholds.track_remaining:
+            self._stats.gauge(self._breaker_prefix + _REMAINING_STAT[resource]).set(
+                max(0, limit - used))
+
+    def __repr__(self) -> str:
+        used = ", ".join(f"{r.value}={n}/{self.thresholds.limit(r)}"
+                         for r, n in self.in_use.items())
+        return f"CircuitBreaker({self._breaker_prefix.rstrip('.')}: {used})"

@@ -1,0 +1,265 @@
+"""One cluster at run time: its hosts by priority, load balancing, health, breakers and stats.
+
+`ClusterRuntime` is synchronous bookkeeping (no I/O, time passed in through `clock`); the
+asyncio parts (active health checks, DNS refresh, the outlier-detection timer) live in
+`proxy.upstream.manager` and only call the methods here.
+
+The data path, for tcp_proxy and the HTTP router:
+
+    runtime = manager.get("backend")             # None: unknown cluster
+    host = runtime.choose_host(LbContext(hash_key=...))   # None: no healthy upstream
+    breaker = runtime.circuit_breaker(RoutingPriority.DEFAULT)
+    if not breaker.try_acquire(Resource.REQUESTS): ...   # overflow counted, refuse fast
+    runtime.request_started(host)
+    ...
+    runtime.request_finished(host, http_status=502)   # or result=Result.LOCAL_ORIGIN_TIMEOUT
+    breaker.release(Resource.REQUESTS)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from proxy.model.cluster import Cluster
+from proxy.stats import Stats
+from proxy.upstream.circuit_breakers import CircuitBreaker, RoutingPriority
+from proxy.upstream.health.outlier import OutlierDetector
+from proxy.upstream.host import Health, HealthFlag, Host, Result
+from proxy.upstream.host_set import HostSet, ResolvedEndpoint
+from proxy.upstream.lb.base import LbContext
+from proxy.upstream.lb.policies import picker_factory
+
+
+class ClusterRuntime:
+    """The live state of one cluster. Replace config with `reconfigure`, hosts with
+    `set_endpoints`; both keep the state of hosts that stay (health, counters)."""
+
+    def __init__(self, config: Cluster, stats: Stats, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.stats = stats
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.prefix = f"cluster.{config.name}."
+        # Envoy keeps a cluster "warming" until its first endpoints (EDS/DNS) and first
+        # round of health checks arrive; `initialized` is True after that.
+        self.endpoints_received = False
+        self.had_traffic = False  # Envoy's no_traffic_interval applies until the first connection
+        self.host_set = HostSet(config, picker_factory(config), self.rng)
+        self.outlier = (OutlierDetector(config.outlier_detection, self._on_ejection_change,
+                                        self.rng, stats, self.prefix)
+                        if config.outlier_detection else None)
+        self._breakers = {
+            priority: CircuitBreaker(config.name, priority,
+                                     config.circuit_breakers.for_priority(priority), stats)
+            for priority in RoutingPriority
+        }
+        self._host_change_listeners: list[Callable[[ClusterRuntime], None]] = []
+        # Called after any host-set or health change (the manager's initialization watch).
+        self.state_listeners: list[Callable[[], None]] = []
+        self._update_membership()
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def reconfigure(self, config: Cluster) -> None:
+        """A new version of this cluster's config (same name); hosts and their state are kept
+        when the discovery type and endpoints allow it."""
+        self.config = config
+        self.host_set.reconfigure(config, picker_factory(config))
+        for priority, breaker in self._breakers.items():
+            breaker.retune(config.circuit_breakers.for_priority(priority))
+        if config.outlier_detection is None:
+            self.outlier = None
+        elif self.outlier is None or self.outlier.config != config.outlier_detection:
+            self.outlier = OutlierDetector(config.outlier_detection, self._on_ejection_change,
+                                           self.rng, self.stats, self.prefix)
+        self._update_membership()
+
+    def set_endpoints(self, endpoints: Iterable[ResolvedEndpoint]) -> None:
+        """Replace the host set (from EDS, DNS or the inline load_assignment). Hosts that stay
+        (same address and port) keep their health flags and counters; new hosts start
+        failed-active-HC when the cluster has health checks, as in Envoy."""
+        added, removed = self.host_set.update(
+            endpoints, health_checked=bool(self.config.health_checks))
+        self.endpoints_received = True
+        if self.outlier is not None:
+            for host in removed:
+                self.outlier.remove_host(host)
+        if added or removed:
+            self.stats.counter(self.prefix + "membership_change").inc()
+        self._update_membership()
+        for listener in list(self._host_change_listeners):
+            listener(self)
+        self._notify_state()
+
+    def _notify_state(self) -> None:
+        for notify in list(self.state_listeners):
+            notify()
+
+    def on_hosts_changed(self, listener: Callable[[ClusterRuntime], None]) -> None:
+        """Call `listener(runtime)` after every host set update (health checkers use this)."""
+        self._host_change_listeners.append(listener)
+
+    def remove_hosts_listener(self, listener: Callable[[ClusterRuntime], None]) -> None:
+        if listener in self._host_change_listeners:
+            self._host_change_listeners.remove(listener)
+
+    @property
+    def hosts(self) -> list[Host]:
+        return self.host_set.all_hosts()
+
+    @property
+    def initialized(self) -> bool:
+        """Endpoints known, and every health-checked host checked at least once."""
+        if not self.endpoints_received:
+            return False
+        return not any(host.flags & HealthFlag.PENDING_ACTIVE_HC for host in self.hosts)
+
+    # -- load balancing -----------------------------------------------------------------------
+
+    def choose_host(self, context: LbContext | None = None) -> Host | None:
+        """A host for one connection or request, or None ("no healthy upstream").
+
+        Picks a priority by Envoy's priority load (hash_key % 100 when the context has a hash
+        key, else random), then a host within that priority with the cluster's LB policy;
+        priorities in panic balance over all their hosts (stat `lb_healthy_panic`).
+        """
+        context = context or LbContext()
+        host, panic = self.host_set.choose(context)
+        if panic:
+            self.stats.counter(self.prefix + "lb_healthy_panic").inc()
+        return host
+
+    # -- connections and requests (feed least-request, stats and outlier detection) ----------
+
+    def connection_opened(self, host: Host) -> None:
+        """An upstream connection to `host` is established (after connect succeeded)."""
+        self.had_traffic = True
+        host.active_connections += 1
+        host.connections_total += 1
+        self.stats.counter(self.prefix + "upstream_cx_total").inc()
+        self.stats.gauge(self.prefix + "upstream_cx_active").inc()
+        self.report(host, result=Result.LOCAL_ORIGIN_CONNECT_SUCCESS)
+
+    def connection_failed(self, host: Host, *, timeout: bool = False) -> None:
+        """Connecting to `host` failed (refused/unreachable) or timed out (connect_timeout)."""
+        self.had_traffic = True
+        self.stats.counter(self.prefix + "upstream_cx_total").inc()
+        self.stats.counter(self.prefix + "upstream_cx_connect_fail").inc()
+        if timeout:
+            self.stats.counter(self.prefix + "upstream_cx_connect_timeout").inc()
+        host.connections_total += 1
+        self.report(host, result=(Result.LOCAL_ORIGIN_TIMEOUT if timeout
+                                  else Result.LOCAL_ORIGIN_CONNECT_FAILED))
+
+    def connection_closed(self, host: Host) -> None:
+        host.active_connections -= 1
+        self.stats.gauge(self.prefix + "upstream_cx_active").dec()
+        self.stats.counter(self.prefix + "upstream_cx_destroy").inc()
+
+    def request_started(self, host: Host) -> None:
+        """A request is now in flight on `host` (least-request reads `active_requests`)."""
+        host.active_requests += 1
+        host.requests_total += 1
+        self.stats.counter(self.prefix + "upstream_rq_total").inc()
+        self.stats.gauge(self.prefix + "upstream_rq_active").inc()
+
+    def request_finished(self, host: Host, *, http_status: int | None = None,
+                         result: Result | None = None) -> None:
+        """The request on `host` ended: with an HTTP status from upstream, or with a `Result`
+        (local-origin failure such as a reset or timeout, or a non-HTTP outcome). Counts
+        `upstream_rq_<code>` / `upstream_rq_<N>xx` and feeds outlier detection."""
+        host.active_requests -= 1
+        self.stats.gauge(self.prefix + "upstream_rq_active").dec()
+        if http_status is not None:
+            self.stats.counter(f"{self.prefix}upstream_rq_{http_status}").inc()
+            self.stats.counter(f"{self.prefix}upstream_rq_{http_status // 100}xx").inc()
+        failed = (http_status is not None and http_status >= 500) or result in (
+            Result.LOCAL_ORIGIN_CONNECT_FAILED, Result.LOCAL_ORIGIN_TIMEOUT,
+            Result.EXT_ORIGIN_REQUEST_FAILED)
+        if failed:
+            host.requests_error += 1
+        else:
+            host.requests_success += 1
+        self.report(host, http_status=http_status, result=result)
+
+    def report(self, host: Host, *, http_status: int | None = None,
+               result: Result | None = None) -> None:
+        """Feed one outcome to outlier detection only (no request accounting)."""
+        if self.outlier is None:
+            return
+        now = self.clock()
+        if http_status is not None:
+            self.outlier.report_http_status(host, http_status, now)
+        if result is not None:
+            self.outlier.report_result(host, result, now)
+
+    def circuit_breaker(self, priority: RoutingPriority = RoutingPriority.DEFAULT
+                        ) -> CircuitBreaker:
+        """The breaker for a routing priority: `try_acquire(Resource.X)` / `release(...)`."""
+        return self._breakers[priority]
+
+    # -- health (called by the health-check runner and the outlier timer) ---------------------
+
+    def health_changed(self) -> None:
+        """A host's health flags changed: recompute priority load, pickers and gauges."""
+        self.host_set.invalidate()
+        self._update_membership()
+        self._notify_state()
+
+    def _on_ejection_change(self, host: Host, ejected: bool) -> None:
+        host.set_flag(HealthFlag.FAILED_OUTLIER_CHECK, ejected)
+        self.health_changed()
+
+    def _update_membership(self) -> None:
+        hosts = self.hosts
+        self.stats.gauge(self.prefix + "membership_total").set(len(hosts))
+        self.stats.gauge(self.prefix + "membership_healthy").set(
+            sum(1 for host in hosts if host.health is Health.HEALTHY))
+        self.stats.gauge(self.prefix + "membership_degraded").set(
+            sum(1 for host in hosts if host.health is Health.DEGRADED))
+        if self.outlier is not None:
+            self.outlier.set_host_count(len(hosts))
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    def admin_view(self) -> dict[str, Any]:
+        """A JSON-able view for /clusters (shaped like Envoy's `/clusters?format=json`)."""
+        return {
+            "name": self.name,
+            "type": self.config.type.name,
+            "lb_policy": self.config.lb_policy.name,
+            "initialized": self.initialized,
+            "priority_load": list(self.host_set.load().healthy),
+            "host_statuses": [
+                {
+                    "address": {"socket_address": {"address": h.address, "port_value": h.port}},
+                    "hostname": h.hostname,
+                    "weight": h.weight,
+                    "priority": h.priority,
+                    "locality": {"region": h.locality.region, "zone": h.locality.zone,
+                                 "sub_zone": h.locality.sub_zone},
+                    "health": h.health.value,
+                    "health_flags": h.health_flag_names(),
+                    "active_requests": h.active_requests,
+                    "active_connections": h.active_connections,
+                    "stats": {"cx_total": h.connections_total, "rq_total": h.requests_total,
+                              "rq_success": h.requests_success, "rq_error": h.requests_error},
+                }
+                for h in self.hosts
+            ],
+            "circuit_breakers": {
+                priority.name: {r.name.lower(): breaker.thresholds.limit(r)
+                                for r in breaker.in_use}
+                for priority, breaker in self._breakers.items()
+            },
+        }
+
+    def __repr__(self) -> str:
+        return (f"ClusterRuntime({self.name}, {self.config.type.name}, "
+                f"{self.config.lb_policy.name}, hosts={len(self.hosts)})")

@@ -1,0 +1,105 @@
+"""Opening upstream connections and resolving DNS clusters (the only I/O in proxy.upstream
+besides the health-check runner).
+
+- `connect(address, port, connect_timeout)`: a connected, non-blocking TCP socket with
+  TCP_NODELAY (as Envoy sets on upstream connections), or `ConnectTimeout` / `OSError`; the
+  socket is closed on every failure path.
+- `connect_host(runtime, host)`: the same for a cluster host, honouring the cluster's
+  `connect_timeout` and recording `upstream_cx_*` stats and the outcome for outlier detection.
+  The caller owns the socket and calls `runtime.connection_closed(host)` after closing it.
+- `resolve_endpoints(cluster)`: STRICT_DNS expands each endpoint into one host per address;
+  LOGICAL_DNS keeps only the first address (Envoy cluster types docs). Uses
+  `loop.getaddrinfo` (a thread, never blocking the loop) and `dns_lookup_family`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING
+
+from proxy.model.cluster import Cluster, DiscoveryType, DnsLookupFamily
+from proxy.upstream.host import Host
+from proxy.upstream.host_set import ResolvedEndpoint
+
+if TYPE_CHECKING:
+    from proxy.upstream.cluster import ClusterRuntime
+
+
+class ConnectTimeout(TimeoutError):
+    """connect_timeout elapsed before the TCP handshake completed."""
+
+
+async def connect(address: str, port: int, connect_timeout: float) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await loop.sock_connect(sock, (address, port))
+        except TimeoutError:
+            raise ConnectTimeout(f"connect to {address}:{port} timed out after {connect_timeout}s"
+                                 ) from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def connect_host(runtime: ClusterRuntime, host: Host) -> socket.socket:
+    """Connect to `host` with the cluster's connect_timeout, accounting for it in `runtime`."""
+    try:
+        sock = await connect(host.address, host.port, runtime.config.connect_timeout)
+    except ConnectTimeout:
+        runtime.connection_failed(host, timeout=True)
+        raise
+    except OSError:
+        runtime.connection_failed(host)
+        raise
+    runtime.connection_opened(host)
+    return sock
+
+
+_FAMILIES = {
+    DnsLookupFamily.V4_ONLY: (socket.AF_INET,),
+    DnsLookupFamily.V6_ONLY: (socket.AF_INET6,),
+    DnsLookupFamily.AUTO: (socket.AF_INET6, socket.AF_INET),  # v6 first, v4 fallback
+    DnsLookupFamily.V4_PREFERRED: (socket.AF_INET, socket.AF_INET6),
+    DnsLookupFamily.ALL: (socket.AF_INET, socket.AF_INET6),
+}
+
+
+async def resolve(name: str, port: int, family: DnsLookupFamily) -> list[str]:
+    """The addresses for `name` in the order Envoy would use them, de-duplicated."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(name, port, family=socket.AF_UNSPEC,
+                                   type=socket.SOCK_STREAM)
+    by_family: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
+    for info_family, _, _, _, sockaddr in infos:
+        address = str(sockaddr[0])
+        if info_family in by_family and address not in by_family[info_family]:
+            by_family[info_family].append(address)
+    order = _FAMILIES[family]
+    if family is DnsLookupFamily.ALL:
+        return by_family[order[0]] + by_family[order[1]]
+    for wanted in order:
+        if by_family[wanted]:
+            return by_family[wanted]
+    return []
+
+
+async def resolve_endpoints(cluster: Cluster) -> list[ResolvedEndpoint]:
+    """Resolve every endpoint of a STRICT_DNS / LOGICAL_DNS cluster (raises OSError)."""
+    assert cluster.load_assignment is not None
+    resolved: list[ResolvedEndpoint] = []
+    for group in cluster.load_assignment.localities:
+        for endpoint in group.endpoints:
+            addresses = await resolve(endpoint.address, endpoint.port, cluster.dns_lookup_family)
+            if cluster.type is DiscoveryType.LOGICAL_DNS:
+                addresses = addresses[:1]
+            resolved.extend(ResolvedEndpoint(endpoint, address, group.locality, group.priority)
+                            for address in addresses)
+    return resolved

@@ -1,0 +1,130 @@
+"""One health check attempt against one address, for each checker kind: the I/O half of
+active health checking. Each probe returns a `Verdict`; the timeout is enforced by the runner.
+
+- TCP (health_check.proto TcpHealthCheck): connect; with a `send` payload write it, and with
+  `receive` blocks read until every block has been seen in order (not necessarily contiguous,
+  Envoy's "fuzzy" match). Connect-only when both are empty. Closed before a match: network
+  failure.
+- HTTP/1.1 (HttpHealthCheck): `METHOD path` with `Host: host` (the cluster name when empty) and
+  `User-Agent: Envoy/HC`; a status in `expected_statuses` passes, any other status is an active
+  failure. A new connection per check (Envoy reuses one when `reuse_connection`, the default:
+  only the connection count differs).
+- gRPC (grpc.health.v1.Health/Check with `service_name`, `:authority` = `authority` or the
+  cluster name): SERVING passes; another serving status or a non-OK grpc-status is an active
+  failure; UNAVAILABLE before a response is a network failure. The channel is kept per host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from proxy.upstream.health.config import GrpcCheck, HttpCheck, TcpCheck
+from proxy.upstream.health.state import Verdict
+
+
+async def _open(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(address, port)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+async def tcp_probe(address: str, port: int, check: TcpCheck) -> Verdict:
+    try:
+        reader, writer = await _open(address, port)
+    except OSError:
+        return Verdict.NETWORK_FAILURE
+    try:
+        if check.send:
+            writer.write(check.send)
+            await writer.drain()
+        if not check.receive:
+            return Verdict.SUCCESS
+        received = b""
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return Verdict.NETWORK_FAILURE
+            received += chunk
+            if blocks_found_in_order(received, check.receive):
+                return Verdict.SUCCESS
+    except OSError:
+        return Verdict.NETWORK_FAILURE
+    finally:
+        await _close(writer)
+
+
+def blocks_found_in_order(data: bytes, blocks: tuple[bytes, ...]) -> bool:
+    """Every block appears in `data`, each after the previous one (Envoy TcpHealthCheck)."""
+    start = 0
+    for block in blocks:
+        found = data.find(block, start)
+        if found < 0:
+            return False
+        start = found + len(block)
+    return True
+
+
+async def http_probe(address: str, port: int, check: HttpCheck, cluster_name: str) -> Verdict:
+    try:
+        reader, writer = await _open(address, port)
+    except OSError:
+        return Verdict.NETWORK_FAILURE
+    try:
+        host = check.host or cluster_name
+        request = (f"{check.method} {check.path} HTTP/1.1\r\nHost: {host}\r\n"
+                   "User-Agent: Envoy/HC\r\nConnection: close\r\n\r\n")
+        writer.write(request.encode("latin-1"))
+        await writer.drain()
+        status = parse_status_line(await reader.readline())
+        if status is None:
+            return Verdict.NETWORK_FAILURE
+        return Verdict.SUCCESS if check.expects(status) else Verdict.ACTIVE_FAILURE
+    except OSError:
+        return Verdict.NETWORK_FAILURE
+    finally:
+        await _close(writer)
+
+
+def parse_status_line(line: bytes) -> int | None:
+    """`HTTP/1.1 200 OK` -> 200; None for anything else (closed or not HTTP)."""
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+class GrpcProber:
+    """A grpc.aio channel to one host, reused across checks; `close()` when the host goes."""
+
+    def __init__(self, address: str, port: int, check: GrpcCheck, cluster_name: str) -> None:
+        target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        authority = check.authority or cluster_name
+        self._channel = grpc.aio.insecure_channel(
+            target, options=[("grpc.default_authority", authority)])
+        self._stub = health_pb2_grpc.HealthStub(self._channel)
+        self._service = check.service_name
+
+    async def probe(self, deadline_seconds: float) -> Verdict:
+        request = health_pb2.HealthCheckRequest(service=self._service)
+        try:
+            response = await self._stub.Check(request, timeout=deadline_seconds)
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                return Verdict.TIMEOUT
+            if error.code() is grpc.StatusCode.UNAVAILABLE:
+                return Verdict.NETWORK_FAILURE
+            return Verdict.ACTIVE_FAILURE
+        if response.status == health_pb2.HealthCheckResponse.SERVING:
+            return Verdict.SUCCESS
+        return Verdict.ACTIVE_FAILURE
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,123 @@
+"""The thin asyncio adapter for active health checks: one task per host, owned by the runner.
+
+Each host task sleeps for the state machine's delay, runs one probe bounded by the check's
+`timeout`, feeds the verdict to `HostCheckState.on_result`, and tells the cluster runtime when
+health changed. Host-set changes start tasks for new hosts and cancel tasks of removed ones.
+Stats (Envoy names, under `cluster.NAME.health_check.`): attempt, success, failure,
+network_failure, healthy (gauge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from proxy.upstream.health.config import CheckKind, HealthCheck
+from proxy.upstream.health.probes import GrpcProber, http_probe, tcp_probe
+from proxy.upstream.health.state import HostCheckState, Transition, Verdict
+from proxy.upstream.host import HealthFlag, Host
+
+if TYPE_CHECKING:
+    from proxy.upstream.cluster import ClusterRuntime
+
+log = logging.getLogger(__name__)
+
+
+class HealthCheckRunner:
+    def __init__(self, runtime: ClusterRuntime, rng: random.Random) -> None:
+        self.runtime = runtime
+        self.check: HealthCheck = runtime.config.health_checks[0]
+        self.rng = rng
+        self.prefix = f"cluster.{runtime.name}.health_check."
+        self._tasks: dict[Host, asyncio.Task[None]] = {}
+        self._stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        """Check every host until cancelled; follows host-set changes."""
+        self.runtime.on_hosts_changed(self._sync_hosts)
+        try:
+            self._sync_hosts(self.runtime)
+            await self._stopped.wait()
+        finally:
+            self.runtime.remove_hosts_listener(self._sync_hosts)
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._tasks.clear()
+
+    def _sync_hosts(self, runtime: ClusterRuntime) -> None:
+        current = {host for host in runtime.hosts if not host.active_health_check_disabled}
+        for host in list(self._tasks):
+            if host not in current:
+                self._tasks.pop(host).cancel()
+        for host in current:
+            if host not in self._tasks:
+                self._tasks[host] = asyncio.get_running_loop().create_task(
+                    self._check_host(host), name=f"health check {runtime.name} {host.key}")
+
+    async def _check_host(self, host: Host) -> None:
+        state = HostCheckState(self.check)
+        prober = self._grpc_prober(host)
+        try:
+            await asyncio.sleep(state.initial_delay(self.rng))
+            while True:
+                verdict = await self._probe(host, prober)
+                self._record(host, state, verdict)
+                await asyncio.sleep(state.next_interval(
+                    host, had_traffic=self.runtime.had_traffic, rng=self.rng))
+        finally:
+            if prober is not None:
+                await prober.close()
+
+    def _grpc_prober(self, host: Host) -> GrpcProber | None:
+        if self.check.kind is not CheckKind.GRPC:
+            return None
+        assert self.check.grpc is not None
+        address, port = self._target(host)
+        return GrpcProber(address, port, self.check.grpc, self.runtime.name)
+
+    def _target(self, host: Host) -> tuple[str, int]:
+        address, port = host.health_check_address or host.key
+        return address, (self.check.alt_port or port)
+
+    async def _probe(self, host: Host, prober: GrpcProber | None) -> Verdict:
+        address, port = self._target(host)
+        check = self.check
+        self.runtime.stats.counter(self.prefix + "attempt").inc()
+        if prober is not None:
+            return await prober.probe(check.timeout)
+        try:
+            if check.kind is CheckKind.TCP:
+                assert check.tcp is not None
+                coro = tcp_probe(address, port, check.tcp)
+            else:
+                assert check.http is not None
+                coro = http_probe(address, port, check.http, self.runtime.name)
+            return await asyncio.wait_for(coro, check.timeout)
+        except TimeoutError:
+            return Verdict.TIMEOUT
+
+    def _record(self, host: Host, state: HostCheckState, verdict: Verdict) -> None:
+        was_pending = bool(host.flags & HealthFlag.PENDING_ACTIVE_HC)
+        transition = state.on_result(host, verdict)
+        stats = self.runtime.stats
+        if verdict is Verdict.SUCCESS:
+            stats.counter(self.prefix + "success").inc()
+            if self.runtime.outlier is not None:
+                self.runtime.outlier.active_health_check_succeeded(host)
+        else:
+            stats.counter(self.prefix + "failure").inc()
+            if verdict in (Verdict.NETWORK_FAILURE, Verdict.TIMEOUT):
+                stats.counter(self.prefix + "network_failure").inc()
+        if transition is Transition.CHANGED or was_pending:
+            log.info("cluster %s: host %s:%d is now %s", self.runtime.name, host.address,
+                     host.port, host.health.value)
+            self.runtime.health_changed()
+        stats.gauge(self.prefix + "healthy").set(
+            sum(1 for h in self.runtime.hosts if not h.flags & HealthFlag.FAILED_ACTIVE_HC))

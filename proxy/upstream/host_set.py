@@ -1,0 +1,156 @@
+"""A cluster's hosts grouped by priority, with Envoy's priority load and per-priority pickers.
+
+Synchronous and I/O-free. `update` merges a new endpoint list into the hosts (hosts that stay
+keep their state); any health change calls `invalidate`, after which the priority load and the
+pickers (one per priority and host subset: healthy, degraded, all-for-panic) are rebuilt lazily
+on the next `choose`, as Envoy rebuilds its per-priority LB state on host set changes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from proxy.model.cluster import Cluster
+from proxy.model.endpoint import Endpoint, Locality
+from proxy.upstream.host import Health, HealthFlag, Host
+from proxy.upstream.lb.base import LbContext, Picker, PickerFactory
+from proxy.upstream.priority import PriorityCounts, PriorityLoad, compute_load
+
+
+@dataclass(frozen=True)
+class ResolvedEndpoint:
+    """An endpoint with its address resolved to an IP (DNS clusters), ready to be a Host."""
+
+    endpoint: Endpoint
+    address: str
+    locality: Locality = field(default_factory=Locality)
+    priority: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.address, self.endpoint.port)
+
+
+class HostSet:
+    def __init__(self, config: Cluster, factory: PickerFactory, rng: random.Random) -> None:
+        self.config = config
+        self._factory = factory
+        self._rng = rng
+        self._hosts: dict[tuple[str, int], Host] = {}
+        self._load: PriorityLoad | None = None
+        self._levels: list[dict[str, tuple[Host, ...]]] = []
+        self._pickers: dict[tuple[int, str], Picker] = {}
+        self._factor_override = 0  # from an EDS ClusterLoadAssignment's policy
+
+    def reconfigure(self, config: Cluster, factory: PickerFactory) -> None:
+        self.config = config
+        self._factory = factory
+        self.invalidate()
+
+    def all_hosts(self) -> list[Host]:
+        return list(self._hosts.values())
+
+    def update(self, endpoints: Iterable[ResolvedEndpoint], *,
+               health_checked: bool) -> tuple[list[Host], list[Host]]:
+        """Merge a new endpoint list; returns (added, removed) hosts."""
+        fresh: dict[tuple[str, int], Host] = {}
+        added: list[Host] = []
+        for resolved in endpoints:
+            if resolved.key in fresh:
+                continue  # Envoy de-duplicates hosts by address
+            host = self._hosts.get(resolved.key)
+            if host is None:
+                host = self._new_host(resolved, health_checked)
+                added.append(host)
+            self._refresh(host, resolved)
+            fresh[resolved.key] = host
+        removed = [host for key, host in self._hosts.items() if key not in fresh]
+        self._hosts = fresh
+        self.invalidate()
+        return added, removed
+
+    def _new_host(self, resolved: ResolvedEndpoint, health_checked: bool) -> Host:
+        endpoint = resolved.endpoint
+        host = Host(address=resolved.address, port=endpoint.port)
+        if health_checked and not endpoint.active_health_check_disabled:
+            # Envoy: hosts of a health-checked cluster start failed until their first check.
+            host.flags |= HealthFlag.FAILED_ACTIVE_HC | HealthFlag.PENDING_ACTIVE_HC
+        return host
+
+    @staticmethod
+    def _refresh(host: Host, resolved: ResolvedEndpoint) -> None:
+        endpoint = resolved.endpoint
+        host.weight = endpoint.weight
+        host.locality = resolved.locality
+        host.priority = resolved.priority
+        host.hostname = endpoint.hostname or (
+            endpoint.address if endpoint.address != resolved.address else "")
+        host.active_health_check_disabled = endpoint.active_health_check_disabled
+        check_host = endpoint.health_check_hostname or resolved.address
+        check_port = endpoint.health_check_port or endpoint.port
+        host.health_check_address = (
+            None if (check_host, check_port) == host.key else (check_host, check_port))
+        host.set_eds_health(endpoint.health_status)
+
+    def invalidate(self) -> None:
+        self._load = None
+        self._levels = []
+        self._pickers = {}
+
+    # -- choosing -----------------------------------------------------------------------------
+
+    def load(self) -> PriorityLoad:
+        if self._load is None:
+            self._rebuild()
+        assert self._load is not None
+        return self._load
+
+    def _rebuild(self) -> None:
+        count = 1 + max((host.priority for host in self._hosts.values()), default=0)
+        levels: list[dict[str, list[Host]]] = [
+            {"healthy": [], "degraded": [], "all": []} for _ in range(count)]
+        for host in self._hosts.values():
+            level = levels[host.priority]
+            level["all"].append(host)
+            if host.health is Health.HEALTHY:
+                level["healthy"].append(host)
+            elif host.health is Health.DEGRADED:
+                level["degraded"].append(host)
+        self._levels = [{kind: tuple(hosts) for kind, hosts in level.items()}
+                        for level in levels]
+        counts = [PriorityCounts(len(level["all"]), len(level["healthy"]),
+                                 len(level["degraded"])) for level in levels]
+        factor = self._overprovisioning_factor()
+        self._load = compute_load(counts, factor, self.config.healthy_panic_threshold)
+
+    def _overprovisioning_factor(self) -> int:
+        assignment = self.config.load_assignment
+        return self._factor_override or (assignment.overprovisioning_factor if assignment
+                                         else 140)
+
+    def set_overprovisioning_factor(self, factor: int) -> None:
+        """EDS carries the factor in its ClusterLoadAssignment policy."""
+        self._factor_override = factor
+        self.invalidate()
+
+    def choose(self, context: LbContext) -> tuple[Host | None, bool]:
+        """(host or None, whether the chosen priority was in panic)."""
+        load = self.load()
+        if not self._hosts or (sum(load.healthy) + sum(load.degraded)) == 0:
+            return None, False
+        bucket = (context.hash_key % 100 if context.hash_key is not None
+                  else self._rng.randrange(100))
+        priority, degraded = load.choose(bucket)
+        panic = load.panic[priority]
+        kind = "all" if panic else ("degraded" if degraded else "healthy")
+        picker = self._picker(priority, kind)
+        return picker.pick(context), panic
+
+    def _picker(self, priority: int, kind: str) -> Picker:
+        picker = self._pickers.get((priority, kind))
+        if picker is None:
+            hosts = self._levels[priority][kind]
+            picker = self._pickers[(priority, kind)] = self._factory(hosts, self._rng)
+        return picker

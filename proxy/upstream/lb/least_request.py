@@ -1,0 +1,59 @@
+"""LEAST_REQUEST, as Envoy does it (arch_overview/upstream/load_balancing/load_balancers):
+
+- all weights equal: "power of N choices": pick `choice_count` hosts at random (with
+  replacement) and take the one with the fewest active requests (the first seen on ties);
+- weights differ: weighted round robin (EDF) where each host's effective weight is
+  `weight / (active_requests + 1) ** active_request_bias`, recomputed whenever the host is
+  picked; bias 0 gives plain weighted round robin.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from proxy.upstream.host import Host
+from proxy.upstream.lb.base import LbContext, filter_excluded
+from proxy.upstream.lb.round_robin import EdfScheduler
+
+
+class LeastRequestPicker:
+    def __init__(self, hosts: Sequence[Host], rng: random.Random, *, choice_count: int = 2,
+                 active_request_bias: float = 1.0) -> None:
+        self.hosts = tuple(hosts)
+        self.choice_count = choice_count
+        self.bias = active_request_bias
+        self._rng = rng
+        self.weighted = len({host.weight for host in self.hosts}) > 1
+        self._scheduler = (EdfScheduler([(h, self._effective_weight(h)) for h in self.hosts])
+                           if self.weighted else None)
+
+    def _effective_weight(self, host: Host) -> float:
+        if self.bias == 0:
+            return float(host.weight)
+        return host.weight / (host.active_requests + 1) ** self.bias
+
+    def pick(self, context: LbContext) -> Host | None:
+        if not self.hosts:
+            return None
+        if self._scheduler is not None:
+            return self._pick_weighted(context)
+        candidates = filter_excluded(self.hosts, context)
+        best: Host | None = None
+        for _ in range(self.choice_count):
+            host = candidates[self._rng.randrange(len(candidates))]
+            if best is None or host.active_requests < best.active_requests:
+                best = host
+        return best
+
+    def _pick_weighted(self, context: LbContext) -> Host:
+        assert self._scheduler is not None
+        chosen: Host | None = None
+        for _ in range(len(self.hosts)):
+            host, _weight = self._scheduler.pop()
+            self._scheduler.add(host, self._effective_weight(host))
+            chosen = host
+            if context.allows(host):
+                break
+        assert chosen is not None
+        return chosen

@@ -1,0 +1,21 @@
+"""RANDOM: a uniformly random available host (Envoy's random LB does not use weights)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from proxy.upstream.host import Host
+from proxy.upstream.lb.base import LbContext, filter_excluded
+
+
+class RandomPicker:
+    def __init__(self, hosts: Sequence[Host], rng: random.Random) -> None:
+        self.hosts = tuple(hosts)
+        self._rng = rng
+
+    def pick(self, context: LbContext) -> Host | None:
+        candidates = filter_excluded(self.hosts, context)
+        if not candidates:
+            return None
+        return candidates[self._rng.randrange(len(candidates))]

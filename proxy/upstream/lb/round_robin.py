@@ -1,0 +1,74 @@
+"""ROUND_ROBIN: plain rotation when weights are equal, Envoy's EDF scheduler when they differ.
+
+Envoy (source/common/upstream/load_balancer_impl.cc, edf_scheduler.h): with equal weights hosts
+are taken in turn; with different weights each host is an entry with deadline
+`now + 1 / weight` in an earliest-deadline-first queue, so a host of weight 3 is picked three
+times as often as one of weight 1, interleaved rather than in bursts. Both start at a random
+offset so that many proxies do not march in step.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Sequence
+
+from proxy.upstream.host import Host
+from proxy.upstream.lb.base import LbContext
+
+
+class EdfScheduler:
+    """Earliest deadline first over (host, weight); ties go to the earlier-added entry."""
+
+    def __init__(self, entries: Sequence[tuple[Host, float]]) -> None:
+        self._now = 0.0
+        self._order = 0
+        self._heap: list[tuple[float, int, Host, float]] = []
+        for host, weight in entries:
+            self.add(host, weight)
+
+    def add(self, host: Host, weight: float) -> None:
+        self._order += 1
+        heapq.heappush(self._heap, (self._now + 1.0 / weight, self._order, host, weight))
+
+    def pick_and_readd(self) -> Host:
+        deadline, _, host, weight = heapq.heappop(self._heap)
+        self._now = deadline
+        self.add(host, weight)
+        return host
+
+    def pop(self) -> tuple[Host, float]:
+        deadline, _, host, weight = heapq.heappop(self._heap)
+        self._now = deadline
+        return host, weight
+
+
+class RoundRobinPicker:
+    def __init__(self, hosts: Sequence[Host], rng: random.Random) -> None:
+        self.hosts = tuple(hosts)
+        self.weighted = len({host.weight for host in self.hosts}) > 1
+        self._index = rng.randrange(len(self.hosts)) if self.hosts else 0
+        self._scheduler = (EdfScheduler([(h, float(h.weight)) for h in self.hosts])
+                           if self.weighted else None)
+        if self._scheduler is not None:
+            for _ in range(rng.randrange(len(self.hosts))):
+                self._scheduler.pick_and_readd()
+
+    def pick(self, context: LbContext) -> Host | None:
+        if not self.hosts:
+            return None
+        chosen = self._next()
+        # Retries: skip hosts already tried while some other host remains (Envoy re-runs the
+        # pick up to host_selection_retry_max_attempts; we try one full turn).
+        for _ in range(len(self.hosts) - 1):
+            if context.allows(chosen):
+                break
+            chosen = self._next()
+        return chosen
+
+    def _next(self) -> Host:
+        if self._scheduler is not None:
+            return self._scheduler.pick_and_readd()
+        host = self.hosts[self._index % len(self.hosts)]
+        self._index += 1
+        return host
