@@ -49,6 +49,8 @@ class Bootstrap:
     clusters: tuple[Cluster, ...] = ()
     ads: AdsConfig | None = None
     source: str = ""
+    message: bootstrap_pb2.Bootstrap = field(default_factory=bootstrap_pb2.Bootstrap,
+                                             compare=False, repr=False)
 
 
 def ensure_network_filters() -> None:
@@ -89,6 +91,7 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
         clusters=clusters,
         ads=ads,
         source=source,
+        message=message,
     )
 
 

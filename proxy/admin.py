@@ -1,0 +1,169 @@
+"""The admin endpoint (Envoy doc: operations/admin), loopback by default.
+
+GET /ready (200 LIVE / 503 PRE_INITIALIZING), /config_dump (JSON, versions per resource),
+/clusters (Envoy's text lines, or `?format=json`), /stats (`name: value`, `?filter=REGEX`),
+/stats/prometheus, /listeners. A deliberately small HTTP/1.1 server: one request per
+connection, no keep-alive, bodies ignored.
+
+`AdminSource` is what the pages read; the single-process server passes itself
+(proxy.server.Server), proxy.workers passes an aggregate over worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import urllib.parse
+from typing import Any, Protocol
+
+from proxy.stats import Stats
+
+log = logging.getLogger(__name__)
+
+_MAX_REQUEST_HEAD = 8192
+
+
+class AdminSource(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    def config_dump(self) -> dict[str, Any]: ...
+
+    def clusters_view(self) -> dict[str, Any]: ...
+
+    def stats_store(self) -> Stats: ...
+
+    def listener_addresses(self) -> dict[str, tuple[str, int]]: ...
+
+
+def render_clusters_text(view: dict[str, Any]) -> str:
+    """Envoy's /clusters text: `cluster::host:port::field::value` lines per host."""
+    lines = []
+    for cluster in view.get("cluster_statuses", []):
+        name = cluster["name"]
+        for host in cluster.get("host_statuses", []):
+            socket_address = host["address"]["socket_address"]
+            prefix = f"{name}::{socket_address['address']}:{socket_address['port_value']}::"
+            lines += [
+                f"{prefix}cx_active::{host.get('active_connections', 0)}",
+                f"{prefix}cx_total::{host.get('stats', {}).get('cx_total', 0)}",
+                f"{prefix}rq_active::{host.get('active_requests', 0)}",
+                f"{prefix}rq_total::{host.get('stats', {}).get('rq_total', 0)}",
+                f"{prefix}health_flags::{'|'.join(host.get('health_flags', ['healthy']))}",
+                f"{prefix}weight::{host.get('weight', 1)}",
+                f"{prefix}region::{host.get('locality', {}).get('region', '')}",
+                f"{prefix}zone::{host.get('locality', {}).get('zone', '')}",
+                f"{prefix}priority::{host.get('priority', 0)}",
+            ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def render_prometheus(stats: Stats) -> str:
+    """Prometheus text exposition with Envoy's naming: `envoy_` + dots as underscores."""
+    out: list[str] = []
+    for name, counter in sorted(stats.counters.items()):
+        metric = _prometheus_name(name)
+        out += [f"# TYPE {metric} counter", f"{metric} {counter.value}"]
+    for name, gauge in sorted(stats.gauges.items()):
+        metric = _prometheus_name(name)
+        out += [f"# TYPE {metric} gauge", f"{metric} {gauge.value}"]
+    for name, histogram in sorted(stats.histograms.items()):
+        metric = _prometheus_name(name)
+        out.append(f"# TYPE {metric} histogram")
+        for bound, count in histogram.cumulative():
+            label = "+Inf" if bound == float("inf") else f"{bound:g}"
+            out.append(f'{metric}_bucket{{le="{label}"}} {count}')
+        out += [f"{metric}_sum {histogram.total:g}", f"{metric}_count {histogram.samples}"]
+    return "\n".join(out) + "\n"
+
+
+def _prometheus_name(name: str) -> str:
+    return "envoy_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def route(source: AdminSource, target: str) -> tuple[int, str, str]:
+    """(status, content type, body) for one GET: pure, so it is unit-tested directly."""
+    parsed = urllib.parse.urlsplit(target)
+    query = dict(urllib.parse.parse_qsl(parsed.query))
+    path = parsed.path
+    text = "text/plain; charset=UTF-8"
+    if path == "/ready":
+        return (200, text, "LIVE\n") if source.ready else (503, text, "PRE_INITIALIZING\n")
+    if path == "/config_dump":
+        return 200, "application/json", json.dumps(source.config_dump(), indent=2)
+    if path == "/clusters":
+        view = source.clusters_view()
+        if query.get("format") == "json":
+            return 200, "application/json", json.dumps(view, indent=2)
+        return 200, text, render_clusters_text(view)
+    if path == "/stats":
+        return 200, text, _filtered_stats(source.stats_store(), query.get("filter"))
+    if path == "/stats/prometheus":
+        return 200, "text/plain; version=0.0.4", render_prometheus(source.stats_store())
+    if path == "/listeners":
+        lines = [f"{name}::{host}:{port}"
+                 for name, (host, port) in sorted(source.listener_addresses().items())]
+        return 200, text, "\n".join(lines) + "\n"
+    return 404, text, "invalid path. admin commands are: /ready /config_dump /clusters " \
+                      "/stats /stats/prometheus /listeners\n"
+
+
+def _filtered_stats(stats: Stats, pattern: str | None) -> str:
+    body = stats.render_text()
+    if not pattern:
+        return body
+    try:
+        regex = re.compile(pattern)
+    except re.error:
+        return f"invalid regex {pattern!r}\n"
+    return "".join(line + "\n" for line in body.splitlines()
+                   if regex.search(line.partition(": ")[0]))
+
+
+class AdminServer:
+    def __init__(self, source: AdminSource, address: tuple[str, int]) -> None:
+        self.source = source
+        self.address = address
+        self._server: asyncio.Server | None = None
+
+    def __repr__(self) -> str:
+        return f"AdminServer({self.address})"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, *self.address)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self.address = (host, port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+            if len(head) > _MAX_REQUEST_HEAD:
+                return
+            method, target, _version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            if method not in ("GET", "HEAD"):
+                status, content_type, body = 405, "text/plain", "method not allowed\n"
+            else:
+                status, content_type, body = route(self.source, target)
+            payload = body.encode()
+            writer.write(
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
+                f"content-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
+                "connection: close\r\n\r\n".encode("latin-1")
+                + (payload if method == "GET" else b""))
+            await writer.drain()
+        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as error:
+            log.debug("admin request failed: %s", error)
+        finally:
+            writer.close()
+
+
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}

@@ -1,0 +1,98 @@
+"""`pointsman proxy -c BOOTSTRAP [--concurrency N] [--log-level L] [--drain-time-s S]`.
+
+Reads an Envoy v3 bootstrap (the same file starts real Envoy), refuses unsupported config with
+a message naming the field (exit 1), then serves until SIGTERM / SIGINT. With
+`--concurrency N > 1` the work runs in N worker processes (proxy.workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from protos.errors import ConfigError
+from proxy.admin import AdminServer
+from proxy.bootstrap import Bootstrap, load_bootstrap
+from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT
+
+log = logging.getLogger("proxy")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pointsman proxy",
+                                     description="the Pointsman sidecar (Envoy v3 bootstrap)")
+    parser.add_argument("-c", "--config-path", required=True, type=Path,
+                        help="Envoy v3 bootstrap file (YAML or JSON)")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="worker processes sharing the listeners (SO_REUSEPORT)")
+    parser.add_argument("--log-level", "-l", default="info",
+                        choices=["trace", "debug", "info", "warn", "warning", "error",
+                                 "critical", "off"])
+    parser.add_argument("--drain-time-s", type=float, default=DEFAULT_DRAIN_TIMEOUT,
+                        help="how long connections of an updated or removed listener may run")
+    return parser.parse_args(argv)
+
+
+def _configure_logging(level: str) -> None:
+    names = {"trace": "DEBUG", "warn": "WARNING", "off": "CRITICAL"}
+    logging.basicConfig(level=names.get(level, level.upper()), stream=sys.stderr,
+                        format="[%(asctime)s][%(process)d][%(levelname)s][%(name)s] %(message)s")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        bootstrap = load_bootstrap(args.config_path)
+    except ConfigError as error:
+        print(f"pointsman proxy: {error}", file=sys.stderr)
+        return 1
+    if args.concurrency < 1:
+        print("pointsman proxy: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        if args.concurrency > 1:
+            from proxy.workers import run_workers
+
+            return run_workers(args.config_path, bootstrap, args.concurrency,
+                               drain_timeout=args.drain_time_s)
+        _install_uvloop()
+        return asyncio.run(serve(bootstrap, drain_timeout=args.drain_time_s))
+    except OSError as error:
+        print(f"pointsman proxy: {error}", file=sys.stderr)
+        return 1
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve(bootstrap: Bootstrap, *, drain_timeout: float) -> int:
+    from proxy.server import Server, ServerAdminSource
+
+    server = Server(bootstrap, drain_timeout=drain_timeout)
+    admin = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if bootstrap.admin_address is not None:
+            admin = AdminServer(ServerAdminSource(server), bootstrap.admin_address)
+            await admin.start()
+        await server.start()
+        log.info("pointsman proxy started (node %s)", bootstrap.node.id or "-")
+        await stop.wait()
+    finally:
+        if admin is not None:
+            await admin.close()
+        await server.close()
+    return 0

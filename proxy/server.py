@@ -1,0 +1,329 @@
+"""The sidecar at run time: config state, xDS application, warming, listeners and clusters.
+
+`Server` holds the current config (static from the bootstrap + dynamic from ADS), applies
+updates as whole state-of-the-world sets (translate everything first: one bad resource NACKs
+the update and the last good config stays), and owns the ClusterManager and the
+ListenerManager. Envoy's initialization (intro/arch_overview/operations/init): listeners start
+accepting only once the first CDS/LDS responses arrived, every cluster has its endpoints (EDS)
+and first health check results, and every referenced route configuration arrived — or
+`initial_fetch_timeout` passed. `/ready` reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from protos.errors import ConfigError
+from protos.loader import unpack_any
+from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
+from proxy.bootstrap import Bootstrap, ensure_network_filters
+from proxy.context import ServerContext
+from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerManager
+from proxy.model.cluster import Cluster, translate_cluster
+from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
+from proxy.model.listener import Listener, translate_listener
+from proxy.stats import Stats
+from proxy.upstream.manager import ClusterManager
+
+log = logging.getLogger(__name__)
+
+_TYPE_NAMES = {LISTENER: "LDS", CLUSTER: "CDS", ROUTE_CONFIGURATION: "RDS",
+               CLUSTER_LOAD_ASSIGNMENT: "EDS"}
+
+
+class RouteStore:
+    """ServerContext.routes: the latest RouteConfig model per name (RDS)."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any | None:
+        return self._routes.get(name)
+
+    def names(self) -> set[str]:
+        return set(self._routes)
+
+    def update(self, routes: dict[str, Any]) -> None:
+        self._routes = {**self._routes, **routes}
+
+
+class SecretStore:
+    """ServerContext.secrets: SDS is not supported, so there are never named secrets."""
+
+    def get(self, name: str) -> Any | None:
+        return None
+
+
+@dataclass
+class DynamicResource:
+    """What /config_dump shows for one resource received over xDS."""
+
+    version: str
+    message: Message
+    model: Any
+
+
+@dataclass
+class ConfigState:
+    """The dynamic part of the config, by xDS type and resource name (last good values)."""
+
+    resources: dict[str, dict[str, DynamicResource]] = field(default_factory=lambda: {
+        LISTENER: {}, CLUSTER: {}, ROUTE_CONFIGURATION: {}, CLUSTER_LOAD_ASSIGNMENT: {}})
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def models(self, type_url: str) -> dict[str, Any]:
+        return {name: item.model for name, item in self.resources[type_url].items()}
+
+
+class Server:
+    def __init__(self, bootstrap: Bootstrap, *, stats: Stats | None = None,
+                 reuse_port: bool = False, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+                 initial_fetch_timeout: float | None = None) -> None:
+        ensure_network_filters()
+        self.bootstrap = bootstrap
+        self.stats = stats or Stats()
+        self.routes = RouteStore()
+        self.cluster_manager = ClusterManager(self.stats)
+        self.context = ServerContext(self.stats, bootstrap.node, self.cluster_manager,
+                                     self.routes, SecretStore())
+        self.listener_manager = ListenerManager(self.context, reuse_port=reuse_port,
+                                                drain_timeout=drain_timeout)
+        self.state = ConfigState()
+        self.static_listeners = {item.name: item for item in bootstrap.listeners}
+        self.static_clusters = {item.name: item for item in bootstrap.clusters}
+        self.initialized = asyncio.Event()
+        self.initial_fetch_timeout = initial_fetch_timeout if initial_fetch_timeout is not None \
+            else (bootstrap.ads.initial_fetch_timeout if bootstrap.ads else 0.0)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._xds_client: Any = None
+        self.cluster_manager.update(self.static_clusters.values())
+
+    def __repr__(self) -> str:
+        return (f"Server(listeners={sorted(self.listener_manager.models)}, "
+                f"clusters={self.cluster_manager.names()}, ready={self.ready})")
+
+    @property
+    def ready(self) -> bool:
+        return self.initialized.is_set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self, *, xds: bool = True) -> None:
+        """Start clusters, the ADS client (if configured) and, once warm, the listeners."""
+        await self.cluster_manager.start()
+        if self.bootstrap.ads is not None and xds:
+            self._spawn(self._run_xds())
+        self._spawn(self._initialize())
+
+    async def wait_ready(self) -> None:
+        await self.initialized.wait()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.listener_manager.close()
+        await self.cluster_manager.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _initialize(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.initial_fetch_timeout
+        while not self._warm():
+            if self.initial_fetch_timeout and loop.time() >= deadline:
+                log.warning("initial fetch timeout: starting listeners with what is known")
+                break
+            await asyncio.sleep(0.02)
+        self.listener_manager.apply(self._all_listeners())
+        self.initialized.set()
+
+    def _warm(self) -> bool:
+        """Envoy's init targets: first CDS/LDS, cluster warming, referenced routes."""
+        ads = self.bootstrap.ads
+        if ads is not None:
+            if ads.cds and CLUSTER not in self.state.versions:
+                return False
+            if ads.lds and LISTENER not in self.state.versions:
+                return False
+        if not self.cluster_manager.all_initialized():
+            return False
+        return set(self.wanted_names(ROUTE_CONFIGURATION)) <= self.routes.names()
+
+    async def _run_xds(self) -> None:
+        from proxy.xds.client import AdsClient
+        from proxy.xds.protocol import AdsProtocol
+
+        ads = self.bootstrap.ads
+        assert ads is not None
+        runtime = self.cluster_manager.get(ads.cluster_name)
+        if runtime is None or not runtime.hosts:
+            raise RuntimeError(f"ADS cluster {ads.cluster_name!r} has no endpoints")
+        host = runtime.hosts[0]
+        protocol = AdsProtocol(self.bootstrap.node_proto)
+        protocol.subscribe_wildcard([t for t, on in ((CLUSTER, ads.cds), (LISTENER, ads.lds))
+                                     if on])
+        self._xds_client = AdsClient(f"{host.address}:{host.port}", protocol, self, self.stats)
+        await self._xds_client.run()
+
+    # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------
+
+    def apply(self, type_url: str, version: str, resources: tuple[Any, ...]) -> None:
+        """Apply one state-of-the-world update; ConfigError (-> NACK) changes nothing."""
+        translated = self._translate_all(type_url, version, resources)
+        if type_url == LISTENER:
+            self._apply_listeners(translated)
+        elif type_url == CLUSTER:
+            self._apply_clusters(translated)
+        elif type_url == CLUSTER_LOAD_ASSIGNMENT:
+            self._apply_assignments(translated)
+        elif type_url == ROUTE_CONFIGURATION:
+            self.state.resources[type_url].update(translated)
+            self.routes.update({name: item.model for name, item in translated.items()})
+        else:
+            raise ConfigError(f"resource type {type_url!r} is not supported")
+        self.state.versions[type_url] = version
+
+    def wanted_names(self, type_url: str) -> Iterable[str]:
+        if type_url == CLUSTER_LOAD_ASSIGNMENT:
+            return self.cluster_manager.eds_resource_names()
+        if type_url == ROUTE_CONFIGURATION:
+            return sorted({name for listener in self._all_listeners().values()
+                           for name in listener.rds_route_config_names})
+        return ()
+
+    def _translate_all(self, type_url: str, version: str, resources: tuple[Any, ...]
+                       ) -> dict[str, DynamicResource]:
+        translate = _TRANSLATORS.get(type_url)
+        if translate is None:
+            raise ConfigError(f"resource type {type_url!r} is not supported")
+        result: dict[str, DynamicResource] = {}
+        for index, packed in enumerate(resources):
+            try:
+                message = unpack_any(packed, field=f"resources[{index}]")
+                model = translate(message)
+            except ConfigError as error:
+                raise error.within(source=_TYPE_NAMES[type_url]) from error
+            name = _resource_name(model)
+            if name in result:
+                raise ConfigError(f"duplicate resource {name!r}", resource=name,
+                                  source=_TYPE_NAMES[type_url])
+            result[name] = DynamicResource(version, message, model)
+        return result
+
+    def _apply_listeners(self, translated: dict[str, DynamicResource]) -> None:
+        for name in translated:
+            if name in self.static_listeners:
+                raise ConfigError("a static listener has this name", resource=name,
+                                  source="LDS")
+        listeners = {**self.static_listeners,
+                     **{name: item.model for name, item in translated.items()}}
+        if self.ready:
+            try:
+                self.listener_manager.apply(listeners)
+            except OSError as error:
+                raise ConfigError(f"cannot listen: {error.strerror}", source="LDS",
+                                  field="address") from error
+        self.state.resources[LISTENER] = translated
+
+    def _apply_clusters(self, translated: dict[str, DynamicResource]) -> None:
+        for name in translated:
+            if name in self.static_clusters:
+                raise ConfigError("a static cluster has this name", resource=name,
+                                  source="CDS")
+        clusters: list[Cluster] = [*self.static_clusters.values(),
+                                   *(item.model for item in translated.values())]
+        self.cluster_manager.update(clusters)
+        self.state.resources[CLUSTER] = translated
+
+    def _apply_assignments(self, translated: dict[str, DynamicResource]) -> None:
+        for item in translated.values():
+            self.cluster_manager.update_assignment(item.model)
+        self.state.resources[CLUSTER_LOAD_ASSIGNMENT].update(translated)
+
+    def _all_listeners(self) -> dict[str, Listener]:
+        return {**self.static_listeners, **self.state.models(LISTENER)}
+
+    # -- admin --------------------------------------------------------------------------------
+
+    def config_dump(self) -> dict[str, Any]:
+        """Envoy's /config_dump shape: static and dynamic resources with their versions."""
+        message = self.bootstrap.message
+        statics = message.static_resources
+
+        def dump(item: Message) -> dict[str, Any]:
+            return json_format.MessageToDict(item, preserving_proto_field_name=True)
+
+        def dynamic(type_url: str, key: str) -> list[dict[str, Any]]:
+            return [{"name": name, "version_info": item.version, key: dump(item.message)}
+                    for name, item in sorted(self.state.resources[type_url].items())]
+
+        prefix = "type.googleapis.com/envoy.admin.v3."
+        return {"configs": [
+            {"@type": prefix + "BootstrapConfigDump", "bootstrap": dump(message)},
+            {"@type": prefix + "ClustersConfigDump",
+             "version_info": self.state.versions.get(CLUSTER, ""),
+             "static_clusters": [{"cluster": dump(c)} for c in statics.clusters],
+             "dynamic_active_clusters": dynamic(CLUSTER, "cluster")},
+            {"@type": prefix + "EndpointsConfigDump",
+             "dynamic_endpoint_configs": dynamic(CLUSTER_LOAD_ASSIGNMENT, "endpoint_config")},
+            {"@type": prefix + "ListenersConfigDump",
+             "version_info": self.state.versions.get(LISTENER, ""),
+             "static_listeners": [{"listener": dump(item)} for item in statics.listeners],
+             "dynamic_listeners": dynamic(LISTENER, "listener")},
+            {"@type": prefix + "RoutesConfigDump",
+             "dynamic_route_configs": dynamic(ROUTE_CONFIGURATION, "route_config")},
+        ]}
+
+
+def _translate_route(message: Message) -> Any:
+    from proxy.model.route import translate_route_configuration
+
+    return translate_route_configuration(message)
+
+
+def _resource_name(model: Any) -> str:
+    if isinstance(model, LoadAssignment):
+        return model.cluster_name
+    return str(model.name)
+
+
+_TRANSLATORS: dict[str, Any] = {
+    LISTENER: translate_listener,
+    CLUSTER: translate_cluster,
+    CLUSTER_LOAD_ASSIGNMENT: translate_cluster_load_assignment,
+    ROUTE_CONFIGURATION: _translate_route,
+}
+
+
+class ServerAdminSource:
+    """proxy.admin.AdminSource over one in-process Server."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    @property
+    def ready(self) -> bool:
+        return self.server.ready
+
+    def config_dump(self) -> dict[str, Any]:
+        return self.server.config_dump()
+
+    def clusters_view(self) -> dict[str, Any]:
+        return self.server.cluster_manager.admin_view()
+
+    def stats_store(self) -> Stats:
+        return self.server.stats
+
+    def listener_addresses(self) -> dict[str, tuple[str, int]]:
+        return self.server.listener_manager.addresses()

@@ -1,0 +1,181 @@
+"""Shared by the proxy integration and conformance tests: tagged backends, bootstraps,
+and a `pointsman proxy` process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import socketserver
+import ssl
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from tests.support.ports import free_port
+from tests.support.processes import ManagedProcess, http_get, python_argv
+
+TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+TLS_INSPECTOR = ("type.googleapis.com/"
+                 "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")
+PROXY_PROTOCOL = ("type.googleapis.com/"
+                  "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol")
+DOWNSTREAM_TLS = ("type.googleapis.com/"
+                  "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext")
+UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: TaggedServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        if self.server.ssl_context is not None:
+            try:
+                sock = self.server.ssl_context.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        self.server.connections.append(self.client_address)
+        try:
+            server_name = getattr(sock, "sni", "")
+            sock.sendall(f"{self.server.name} {server_name}\n".encode())
+            while data := sock.recv(65536):
+                sock.sendall(data)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class TaggedServer(socketserver.ThreadingTCPServer):
+    """Says `NAME SNI\\n` on each connection, then echoes until EOF (half-close aware)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, name: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.name = name
+        self.ssl_context = ssl_context
+        self.connections: list[Any] = []
+        if ssl_context is not None:
+            ssl_context.sni_callback = _remember_sni
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def _remember_sni(sock: ssl.SSLObject | ssl.SSLSocket, name: str | None,
+                  _context: ssl.SSLContext) -> None:
+    sock.sni = name or ""  # type: ignore[union-attr]
+
+
+def read_line(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().strip()
+
+
+def endpoint(port: int) -> dict[str, Any]:
+    return {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                         "port_value": port}}}}
+
+
+def static_cluster(name: str, ports: list[int], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name,
+                            "endpoints": [{"lb_endpoints": [endpoint(p) for p in ports]}]},
+        **extra,
+    }
+
+
+def tcp_proxy(cluster: str | None = None, weighted: list[tuple[str, int]] | None = None,
+              **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {"@type": TCP_PROXY, "stat_prefix": "tcp", **extra}
+    if weighted:
+        config["weighted_clusters"] = {"clusters": [{"name": n, "weight": w}
+                                                    for n, w in weighted]}
+    else:
+        config["cluster"] = cluster
+    return {"name": "envoy.filters.network.tcp_proxy", "typed_config": config}
+
+
+def listener(name: str, port: int, chains: list[dict[str, Any]], **extra: Any
+             ) -> dict[str, Any]:
+    return {"name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": chains, **extra}
+
+
+def tls_files(directory: Path, names: list[str]) -> dict[str, tuple[Path, Path]]:
+    """A CA and one leaf certificate per name (cryptography-free: openssl CLI)."""
+    import subprocess
+
+    ca_key, ca_cert = directory / "ca.key", directory / "ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=pointsman-test-ca", "-keyout", ca_key, "-out", ca_cert],
+                   check=True, capture_output=True)
+    result = {"ca": (ca_cert, ca_key)}
+    for name in names:
+        key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", \
+            directory / f"{name}.pem"
+        ext = directory / f"{name}.ext"
+        ext.write_text(f"subjectAltName=DNS:{name}\n")
+        subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        f"/CN={name}", "-keyout", key, "-out", csr],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
+                        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert],
+                       check=True, capture_output=True)
+        result[name] = (cert, key)
+    return result
+
+
+def server_ssl(cert: Path, key: Path, alpn: list[str] | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+class Pointsman(ManagedProcess):
+    """`pointsman proxy -c BOOTSTRAP` with the admin on a free loopback port."""
+
+    def __init__(self, bootstrap: dict[str, Any], *, name: str = "pointsman",
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.admin_port = free_port()
+        bootstrap = dict(bootstrap)
+        bootstrap["admin"] = {"address": {"socket_address": {
+            "address": "127.0.0.1", "port_value": self.admin_port}}}
+        self.config_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".json")[1])
+        self.config_path.write_text(json.dumps(bootstrap))
+        super().__init__(python_argv("-m", "proxy", "-c", str(self.config_path),
+                                     "--log-level", "warn", *extra_args), name=name)
+
+    def admin(self, path: str) -> tuple[int, str]:
+        return http_get(f"http://127.0.0.1:{self.admin_port}{path}")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        self.wait_until(lambda: self.admin("/ready")[0] == 200, timeout, "ready")
+
+    def stat(self, name: str) -> int:
+        _status, body = self.admin(f"/stats?filter=^{name}$")
+        for line in body.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
