@@ -1,0 +1,54 @@
+"""The Observability facade: tracer/pipeline sharing, environment tracing, access logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proxy.observability.access_log.config import AccessLogConfig
+from proxy.observability.access_log.format import TextFormatter
+from proxy.observability.hooks import Observability, disabled
+from proxy.observability.request_info import HeaderMap, RequestInfo
+from proxy.observability.tracing.config import TracingConfig
+from proxy.stats import Stats
+
+
+def test_disabled_has_no_tracer_and_no_metrics() -> None:
+    observability = disabled()
+    assert observability.tracer(None) is None and observability.metrics is None
+    observability.request_finished(RequestInfo(start_time=0))
+    observability.close()
+
+
+def test_same_collector_shares_one_pipeline_and_env_fills_service_name() -> None:
+    observability = Observability(Stats(), environ={"OTEL_SERVICE_NAME": "from-env"})
+    first = observability.tracer(TracingConfig(random_sampling=10.0))
+    second = observability.tracer(TracingConfig(random_sampling=90.0, spawn_upstream_span=True))
+    assert first is not None and second is not None
+    assert first.pipeline is second.pipeline
+    assert first.config.service_name == "from-env"
+    assert first.pipeline.resource["service.name"] == "from-env"
+    observability.close()
+
+
+def test_otel_endpoint_alone_turns_tracing_on() -> None:
+    observability = Observability(Stats(), environ={
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1",
+        "OTEL_METRICS_EXPORTER": "none"})
+    tracer = observability.tracer(None)
+    assert tracer is not None and tracer.config.from_environment
+    assert observability.metrics is None
+    span = tracer.start_server_span(HeaderMap())
+    span.finish(RequestInfo(start_time=0, response_code=200))
+    observability.close()
+
+
+def test_access_logger_from_configs(tmp_path: Path) -> None:
+    path = tmp_path / "a.log"
+    observability = disabled()
+    logger = observability.access_logger([AccessLogConfig(
+        "x", "file", TextFormatter.parse("%RESPONSE_CODE% %ROUTE_NAME%\n"), path=str(path))])
+    observability.request_finished(RequestInfo(start_time=0, response_code=204, route_name="r"),
+                                   logger)
+    assert observability.flush()
+    assert path.read_text() == "204 r\n"
+    observability.close()
