@@ -46,6 +46,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+        finally:
+            if sock is not self.request:
+                sock.close()
 
 
 class TaggedServer(socketserver.ThreadingTCPServer):
