@@ -23,13 +23,18 @@ COMMANDS = frozenset({
 
 
 class FormatContext(Protocol):
-    remote_address: tuple[str, int]
-    local_address: tuple[str, int]
-    protocol: str  # "HTTP/1.1", "HTTP/2"
+    @property
+    def remote_address(self) -> tuple[str, int]: ...
+
+    @property
+    def local_address(self) -> tuple[str, int]: ...
+
+    @property
+    def protocol(self) -> str: ...  # "HTTP/1.1", "HTTP/2"
 
     def request_header(self, name: str) -> str | None: ...
 
-    def upstream_address(self) -> tuple[str, int] | None: ...
+    def upstream_address_value(self) -> tuple[str, int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,6 @@ def _evaluate(command: str, argument: str, context: FormatContext) -> str:
         # Envoy's default START_TIME format: ISO 8601 in UTC with milliseconds.
         return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     if command == "UPSTREAM_REMOTE_ADDRESS":
-        address = context.upstream_address()
+        address = context.upstream_address_value()
         return _host_port(address) if address else ""
     raise AssertionError(command)

@@ -136,10 +136,10 @@ def _query_matches(matchers: tuple[QueryParameterMatcher, ...], query: str) -> b
     for key, value in parse_qsl(query, keep_blank_values=True):
         params.setdefault(key, value)  # the first occurrence wins, as in Envoy
     for matcher in matchers:
-        value = params.get(matcher.name)
-        if value is None:
+        param = params.get(matcher.name)
+        if param is None:
             return False
-        if matcher.string is not None and not matcher.string.matches(value):
+        if matcher.string is not None and not matcher.string.matches(param):
             return False
     return True
 

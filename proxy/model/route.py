@@ -661,3 +661,12 @@ def _direct_response(d: Message) -> DirectResponseAction:
             except OSError as error:
                 raise ConfigError(str(error), field="body.filename") from error
     return DirectResponseAction(status, body)
+
+
+# Shared with HTTP filters (rbac, health_check) that match headers and paths like routes do.
+def translate_header_matcher(message: Message) -> HeaderMatcher:
+    return _header_matcher(message)
+
+
+def translate_string_matcher(message: Message) -> StringMatcher:
+    return _string_matcher(message)

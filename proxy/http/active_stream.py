@@ -1,0 +1,205 @@
+"""One request/response exchange inside the connection manager (Envoy `ActiveStream`).
+
+Order, as in Envoy's HCM: request header rules (XFF, x-request-id, internal headers), then the
+decoder filters in chain order, then the route lookup, then the router. Every response head,
+local or proxied, passes the route's response header manipulation, the encoder filters (reverse
+order) and the `server`/`date` rules before the codec writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from proxy.http.body import BodyChannel
+from proxy.http.filter import HttpFilter, HttpStream, LocalReply
+from proxy.http.header_mutation import apply_response_mutations, ordered_levels
+from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.http.local_reply import render_local_reply
+from proxy.http.request_headers import mutate_request_headers
+from proxy.http.routing import match_route, select_virtual_host
+from proxy.model.route import ForwardAction, RouteConfig
+
+if TYPE_CHECKING:
+    from proxy.http.downstream import HttpConnectionHandler
+
+log = logging.getLogger(__name__)
+
+
+class ActiveStream:
+    def __init__(self, connection: HttpConnectionHandler, stream_id: int,
+                 head: RequestHead) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        settings = connection.settings
+        self.info = HttpStream(head, connection.remote_address, connection.local_address,
+                               connection.connection_id)
+        self.body = BodyChannel(high_watermark=settings.buffer_limit_bytes,
+                                on_pressure=lambda on: connection.body_pressure(self, on),
+                                on_consumed=lambda n: connection.body_consumed(self, n))
+        self.filters: list[HttpFilter] = [make() for make in connection.filter_makers]
+        self.head_sent = False
+        self.complete = False
+        self.config: RouteConfig | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        request = self.info.request
+        return f"ActiveStream({self.stream_id} {request.method} {request.path})"
+
+    # --- the request path --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._process()
+        except asyncio.CancelledError:
+            self.info.set_flag("DC")
+            raise
+        except Exception:
+            log.exception("stream %s failed", self)
+            if not self.head_sent:
+                await self.send_local_reply(LocalReply(500, "internal error", flag="LR"))
+            else:
+                self.reset()
+        finally:
+            self._finish()
+
+    async def _process(self) -> None:
+        connection = self.connection
+        settings = connection.settings
+        request = self.info.request
+        self.config = connection.route_config()
+        internal_only = self.config.internal_only_headers if self.config else ()
+        client, internal = mutate_request_headers(
+            request, connection.remote_address[0], connection.scheme, settings, internal_only)
+        self.info.trusted_client_address, self.info.internal = client, internal
+        for http_filter in self.filters:
+            reply = http_filter.on_request_headers(self.info)
+            if reply is not None:
+                await self.send_local_reply(reply)
+                return
+        self._resolve_route()
+        if request.upgrade and not self._upgrade_allowed():
+            # Envoy answers an upgrade no route or HCM enables with 403 (upgrade_failed).
+            await self.send_local_reply(LocalReply(403, details="upgrade_failed"))
+            return
+        await connection.router.handle(self.info, self.config, self)
+
+    def _resolve_route(self) -> None:
+        if self.config is None:
+            return
+        vhost = select_virtual_host(self.config, self.info.request.authority)
+        self.info.virtual_host = vhost
+        if vhost is None:
+            return
+        route = match_route(vhost, self.info.request)
+        self.info.route = route
+        if route is not None:
+            levels = ordered_levels([route.mutations, vhost.mutations, self.config.mutations],
+                                    self.config.most_specific_header_mutations_wins)
+            self.info.state["response_levels"] = levels
+
+    def _upgrade_allowed(self) -> bool:
+        kind = self.info.request.upgrade
+        route = self.info.route
+        if route is not None and isinstance(route.action, ForwardAction) \
+                and kind in route.action.upgrades:
+            return True
+        return kind in self.connection.settings.upgrades
+
+    # --- the response path (the router's Downstream) -----------------------------------------
+
+    async def send_response(self, head: ResponseHead, *, end_stream: bool) -> None:
+        if self.head_sent:
+            return
+        levels = self.info.state.get("response_levels")
+        if levels:
+            apply_response_mutations(head.headers, levels, self.info)
+        for http_filter in reversed(self.filters):
+            http_filter.on_response_headers(self.info, head)
+        self._server_and_date(head.headers)
+        self.head_sent = True
+        self.info.response = head
+        self.info.response_code = head.status
+        await self.connection.write_head(self, head, end_stream=end_stream)
+        if end_stream:
+            self.complete = True
+
+    def _server_and_date(self, headers: Headers) -> None:
+        settings = self.connection.settings
+        if settings.server_header == "OVERWRITE" or (
+            settings.server_header == "APPEND_IF_ABSENT" and "server" not in headers
+        ):
+            headers.set("server", settings.server_name)
+        headers.set("date", formatdate(usegmt=True))
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        for http_filter in reversed(self.filters):
+            data = http_filter.on_response_data(self.info, data, end_stream)
+        self.info.bytes_sent += len(data)
+        await self.connection.write_data(self, data, end_stream=end_stream)
+        if end_stream:
+            self.complete = True
+
+    async def send_trailers(self, trailers: Headers) -> None:
+        await self.connection.write_trailers(self, trailers)
+        self.complete = True
+
+    async def send_local_reply(self, reply: LocalReply) -> None:
+        self.info.set_flag(reply.flag)
+        self.info.response_details = reply.details
+        if self.head_sent:
+            self.reset()
+            return
+        head, body = render_local_reply(reply, self.info.request)
+        if reply.close_connection:
+            self.connection.close_after_response()
+        await self.send_response(head, end_stream=not body)
+        if body:
+            await self.send_data(body, end_stream=True)
+
+    def reset(self) -> None:
+        if not self.complete:
+            self.info.set_flag("LR" if not self.info.response_flags else "")
+            self.connection.reset_stream(self)
+            self.complete = True
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        for http_filter in self.filters:
+            try:
+                http_filter.on_complete(self.info)
+            except Exception:
+                log.exception("filter %r on_complete failed", http_filter)
+        self.connection.stream_finished(self)
+        self.connection.log_stream(self)
+
+    def request_info(self) -> Any:
+        """The observability record of this stream (proxy.observability.request_info)."""
+        from proxy.observability.request_info import HeaderMap, RequestInfo
+
+        info = self.info
+        request = info.request
+        response = info.response
+        trailers = info.response_trailers
+        return RequestInfo(
+            start_time=info.start_time,
+            duration=time.monotonic() - info.start_monotonic,
+            method=request.method, path=request.path, authority=request.authority,
+            scheme=request.scheme, protocol=request.protocol,
+            response_code=info.response_code, response_code_details=info.response_details,
+            response_flags=tuple(info.response_flags), upstream_host=info.upstream_host,
+            upstream_cluster=info.upstream_cluster, attempt_count=info.attempt_count,
+            route_name=info.route.name if info.route else "",
+            bytes_received=info.bytes_received, bytes_sent=info.bytes_sent,
+            downstream_remote_address=info.remote_address,
+            downstream_local_address=info.local_address,
+            connection_id=info.connection_id,
+            request_headers=HeaderMap(request.headers),
+            response_headers=HeaderMap(response.headers) if response else HeaderMap(),
+            response_trailers=HeaderMap(trailers) if trailers else HeaderMap(),
+        )

@@ -1,0 +1,91 @@
+"""A bounded, awaitable body pipe between a codec adapter (producer) and a consumer.
+
+The producer pushes chunks as they arrive; when more than `high_watermark` bytes wait, it is
+told to stop reading (`on_pressure(True)`) and told to resume once the consumer drained below
+half of it (Envoy's watermark buffers, `per_connection_buffer_limit_bytes`). For HTTP/2 each
+chunk also carries the flow-controlled length to acknowledge once consumed, so the peer's
+window only reopens as fast as we forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from proxy.http.headers import Headers
+
+
+class StreamResetError(Exception):
+    """The stream was reset (by the peer, a timeout or the other side of the proxy)."""
+
+
+class BodyChannel:
+    def __init__(self, *, high_watermark: int = 1024 * 1024,
+                 on_pressure: Callable[[bool], None] | None = None,
+                 on_consumed: Callable[[int], None] | None = None) -> None:
+        self.high_watermark = high_watermark
+        self._on_pressure = on_pressure
+        self._on_consumed = on_consumed
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._buffered = 0
+        self._pressured = False
+        self.ended = False
+        self.reset = False
+        self.trailers: Headers | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # --- producer ------------------------------------------------------------------------------
+
+    def push(self, data: bytes, flow_controlled: int = 0) -> None:
+        if self.ended or self.reset:
+            return
+        self._chunks.append((data, flow_controlled))
+        self._buffered += len(data)
+        if not self._pressured and self._buffered > self.high_watermark:
+            self._pressured = True
+            if self._on_pressure:
+                self._on_pressure(True)
+        self._wake()
+
+    def end(self, trailers: Headers | None = None) -> None:
+        self.trailers = trailers
+        self.ended = True
+        self._wake()
+
+    def abort(self) -> None:
+        self.reset = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # --- consumer ------------------------------------------------------------------------------
+
+    async def read(self) -> bytes | None:
+        """The next chunk, or None at the end of the body; raises StreamResetError."""
+        while not self._chunks:
+            if self.reset:
+                raise StreamResetError("stream reset")
+            if self.ended:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data, flow_controlled = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._on_consumed and flow_controlled:
+            self._on_consumed(flow_controlled)
+        if self._pressured and self._buffered <= self.high_watermark // 2:
+            self._pressured = False
+            if self._on_pressure:
+                self._on_pressure(False)
+        return data
+
+    @property
+    def exhausted(self) -> bool:
+        """Ended and fully read."""
+        return self.ended and not self._chunks

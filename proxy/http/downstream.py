@@ -1,0 +1,393 @@
+"""The asyncio adapter of one downstream HTTP connection: bytes <-> codec <-> streams.
+
+Thin by design: it feeds received bytes to the codec, turns events into `ActiveStream`
+calls, writes what the codec produces, and owns the stream tasks (cancelled on close) and the
+connection timers (idle_timeout, request_headers_timeout). HTTP/1.1 streams run one at a time
+in arrival order (pipelining safe); HTTP/2 streams run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import h2.errors
+
+from proxy.http.active_stream import ActiveStream
+from proxy.http.events import (
+    ConnectionEnded,
+    DataReceived,
+    Event,
+    ProtocolFailed,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    TunnelEstablished,
+    WindowOpened,
+)
+from proxy.http.filter import FilterMaker, LocalReply
+from proxy.http.headers import Headers, ResponseHead
+from proxy.http.http1 import Http1ServerCodec
+from proxy.http.http2 import PREFACE, Http2Codec
+from proxy.http.local_reply import render_local_reply
+from proxy.http.router import Router
+from proxy.http.settings import HcmSettings
+from proxy.model.route import RouteConfig
+from proxy.upstream.pools.connection import WriteFlow
+from proxy.upstream.pools.http2 import send_flow_controlled
+
+log = logging.getLogger(__name__)
+
+
+class HttpConnectionHandler(asyncio.Protocol):
+    def __init__(self, *, settings: HcmSettings, route_config: Callable[[], RouteConfig | None],
+                 filter_makers: list[FilterMaker], router: Router,
+                 remote_address: tuple[str, int], local_address: tuple[str, int],
+                 connection_id: int, tls: bool, alpn: tuple[str, ...] = (),
+                 stats: Any = None, on_stream_log: Callable[[ActiveStream], None] | None = None
+                 ) -> None:
+        self.settings = settings
+        self.route_config = route_config
+        self.filter_makers = filter_makers
+        self.router = router
+        self.remote_address = remote_address
+        self.local_address = local_address
+        self.connection_id = connection_id
+        self.scheme = "https" if tls else "http"
+        self.stats = stats
+        self._on_stream_log = on_stream_log
+        self.transport: asyncio.Transport | None = None
+        self.codec: Http1ServerCodec | Http2Codec | None = None
+        self.streams: dict[int, ActiveStream] = {}
+        self.h1_queue: deque[ActiveStream] = deque()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.flow = WriteFlow()
+        self.window_waiters: list[asyncio.Future[None]] = []
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._buffer = b""
+        self._closing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._pressured: set[int] = set()
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        ssl_object = transport.get_extra_info("ssl_object")
+        negotiated = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        codec_type = self.settings.codec_type
+        if codec_type == "HTTP2" or (codec_type == "AUTO" and negotiated == "h2"):
+            self._start_http2()
+        elif codec_type == "HTTP1" or negotiated == "http/1.1":
+            self._start_http1()
+        self._arm_timer(self.settings.request_headers_timeout or self.settings.idle_timeout)
+
+    def _start_http1(self) -> None:
+        s = self.settings
+        self.codec = Http1ServerCodec(scheme=self.scheme, max_header_bytes=s.max_header_bytes,
+                                      max_headers_count=s.max_headers_count,
+                                      accept_http_10=s.accept_http_10,
+                                      default_host_for_http_10=s.default_host_for_http_10)
+
+    def _start_http2(self) -> None:
+        s = self.settings
+        codec = Http2Codec(client_side=False, scheme=self.scheme,
+                           max_concurrent_streams=min(s.max_concurrent_streams, 2**31 - 1),
+                           initial_window_size=s.initial_stream_window_size,
+                           max_header_list_size=s.max_header_bytes)
+        codec.initiate()
+        self.codec = codec
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self.codec is None:
+            # codec_type AUTO without ALPN: HTTP/2 prior knowledge starts with the preface.
+            self._buffer += data
+            if len(self._buffer) < len(PREFACE) and PREFACE.startswith(self._buffer):
+                return
+            data, self._buffer = self._buffer, b""
+            self._start_http2() if data.startswith(PREFACE) else self._start_http1()
+        assert self.codec is not None
+        for event in self.codec.receive_data(data):
+            self._on_event(event)
+        self._flush()
+
+    def eof_received(self) -> bool | None:
+        for stream in list(self.streams.values()):
+            if not stream.body.ended:
+                stream.body.end() if stream.info.request.upgrade else stream.body.abort()
+        # Keep the transport open for a half-closed HTTP/1.1 client still awaiting a response.
+        return bool(self.streams) and isinstance(self.codec, Http1ServerCodec)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.flow.connection_lost()
+        self._cancel_timer()
+        for stream in list(self.streams.values()):
+            stream.body.abort()
+        for task in list(self.tasks):
+            task.cancel()
+        self._wake_writers()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.flow.pause()
+
+    def resume_writing(self) -> None:
+        self.flow.resume()
+
+    # --- events --------------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            self._on_request(event)
+            return
+        if isinstance(event, WindowOpened):
+            self._wake_writers()
+            return
+        if isinstance(event, ProtocolFailed):
+            self._on_protocol_failure(event)
+            return
+        if isinstance(event, ConnectionEnded):
+            self._closing = True
+            return
+        stream = self.streams.get(getattr(event, "stream_id", -1))
+        if stream is None:
+            if isinstance(event, DataReceived) and isinstance(self.codec, Http2Codec):
+                self.codec.acknowledge(event.stream_id, event.flow_controlled_length)
+            return
+        if isinstance(event, DataReceived | TunnelEstablished):
+            length = event.flow_controlled_length if isinstance(event, DataReceived) else 0
+            if event.data or length:
+                stream.body.push(event.data, length)
+        elif isinstance(event, TrailersReceived):
+            stream.body.trailers = event.trailers
+        elif isinstance(event, StreamEnded):
+            stream.body.end(stream.body.trailers)
+        elif isinstance(event, StreamReset):
+            stream.body.abort()
+            if stream.task is not None:
+                stream.task.cancel()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        self._arm_timer(None)
+        head = event.head
+        stream = ActiveStream(self, event.stream_id, head)
+        self.streams[event.stream_id] = stream
+        self._count("downstream_rq_total")
+        if event.end_stream:
+            stream.body.end()
+        expect = head.headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue":
+            # Envoy answers 100-continue itself unless proxy_100_continue (off by default).
+            head.headers.remove("expect")
+            if isinstance(self.codec, Http1ServerCodec) and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if isinstance(self.codec, Http1ServerCodec) and len(self.h1_queue) > 0:
+            self.h1_queue.append(stream)  # pipelined: answered after the ones before it
+            return
+        if isinstance(self.codec, Http1ServerCodec):
+            self.h1_queue.append(stream)
+        self._spawn(stream)
+
+    def _spawn(self, stream: ActiveStream) -> None:
+        task = asyncio.get_running_loop().create_task(stream.run())
+        stream.task = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _on_protocol_failure(self, event: ProtocolFailed) -> None:
+        self._count("downstream_rq_rx_reset" if isinstance(self.codec, Http2Codec)
+                    else "downstream_cx_protocol_error")
+        if isinstance(self.codec, Http2Codec):
+            self._flush()  # the GOAWAY
+            self._close()
+            return
+        # HTTP/1.1: answer with the status (400, 431, 426, 501) and close (RFC 9112 9.6).
+        head, body = render_local_reply(LocalReply(event.status, _protocol_text(event)), None)
+        head.headers.set("connection", "close")
+        if self.transport is not None and not self.h1_queue:
+            assert isinstance(self.codec, Http1ServerCodec)
+            self.codec.close_after_response = True
+            self.transport.write(self.codec.encode_response_head(head, end_stream=not body) + body)
+        self._close()
+
+    # --- writing (called by ActiveStream) ------------------------------------------------------
+
+    async def write_head(self, stream: ActiveStream, head: ResponseHead, *,
+                         end_stream: bool) -> None:
+        codec = self.codec
+        if isinstance(codec, Http2Codec):
+            if codec.stream_open(stream.stream_id):
+                codec.send_response_head(stream.stream_id, head, end_stream=end_stream)
+                self._flush()
+        elif codec is not None and self.transport is not None:
+            self.transport.write(codec.encode_response_head(head, end_stream=end_stream))
+            if end_stream:
+                self._h1_response_done(stream)
+        await self.flow.drained()
+
+    async def write_data(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> None:
+        codec = self.codec
+        if isinstance(codec, Http2Codec):
+            await send_flow_controlled(codec, stream.stream_id, data, end_stream, self._flush,
+                                       self._wait_window, lambda: self.transport is None
+                                       or self.transport.is_closing())
+        elif codec is not None and self.transport is not None:
+            out = codec.encode_data(data, end_stream=end_stream)
+            if out:
+                self.transport.write(out)
+            if end_stream:
+                self._h1_response_done(stream)
+        await self.flow.drained()
+
+    async def write_trailers(self, stream: ActiveStream, trailers: Headers) -> None:
+        codec = self.codec
+        if isinstance(codec, Http2Codec):
+            if codec.stream_open(stream.stream_id):
+                codec.send_trailers(stream.stream_id, trailers)
+                self._flush()
+        else:
+            await self.write_data(stream, b"", end_stream=True)
+
+    def reset_stream(self, stream: ActiveStream) -> None:
+        codec = self.codec
+        if isinstance(codec, Http2Codec):
+            codec.reset(stream.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self._flush()
+        else:
+            self._close()  # HTTP/1.1 has no stream reset: the connection goes
+
+    def _h1_response_done(self, stream: ActiveStream) -> None:
+        assert isinstance(self.codec, Http1ServerCodec)
+        self.codec.response_complete()
+        if self.codec.close_after_response or not stream.body.ended:
+            self._close()  # also when the request body was not read to its end
+
+    def close_after_response(self) -> None:
+        if isinstance(self.codec, Http1ServerCodec):
+            self.codec.close_after_response = True
+        else:
+            self._closing = True
+
+    def stream_finished(self, stream: ActiveStream) -> None:
+        self.streams.pop(stream.stream_id, None)
+        self._pressured.discard(stream.stream_id)
+        if isinstance(self.codec, Http1ServerCodec):
+            if self.h1_queue and self.h1_queue[0] is stream:
+                self.h1_queue.popleft()
+            if not stream.complete:
+                self._close()
+            elif self.h1_queue and self.transport is not None and not self.transport.is_closing():
+                self._spawn(self.h1_queue[0])
+            self._update_reading()
+        elif isinstance(self.codec, Http2Codec) and not stream.complete:
+            self.codec.reset(stream.stream_id, h2.errors.ErrorCodes.CANCEL)
+            self._flush()
+        if not self.streams:
+            if self._closing:
+                self._close()
+            else:
+                self._arm_timer(self.settings.idle_timeout)
+
+    def log_stream(self, stream: ActiveStream) -> None:
+        status = stream.info.response_code
+        if status is not None:
+            self._count(f"downstream_rq_{status // 100}xx")
+        if self._on_stream_log is not None:
+            try:
+                self._on_stream_log(stream)
+            except Exception:
+                log.exception("access log failed")
+
+    # --- flow control --------------------------------------------------------------------------
+
+    def body_pressure(self, stream: ActiveStream, on: bool) -> None:
+        if isinstance(self.codec, Http2Codec):
+            return  # the peer's window bounds it
+        if on:
+            self._pressured.add(stream.stream_id)
+        else:
+            self._pressured.discard(stream.stream_id)
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._pressured:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def body_consumed(self, stream: ActiveStream, length: int) -> None:
+        if isinstance(self.codec, Http2Codec):
+            self.codec.acknowledge(stream.stream_id, length)
+            self._flush()
+
+    async def _wait_window(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.window_waiters.append(waiter)
+        await waiter
+
+    def _wake_writers(self) -> None:
+        waiters, self.window_waiters = self.window_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if isinstance(self.codec, Http2Codec) and self.transport is not None:
+            data = self.codec.data_to_send()
+            if data and not self.transport.is_closing():
+                self.transport.write(data)
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Stop everything now (the listener is closing or the handler exits)."""
+        if isinstance(self.codec, Http2Codec):
+            self.codec.close()
+            self._flush()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm_timer(self, seconds: float | None) -> None:
+        self._cancel_timer()
+        if seconds:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        """idle_timeout with no stream, or request_headers_timeout before the first request."""
+        if self.streams:
+            return
+        self._count("downstream_cx_idle_timeout")
+        if isinstance(self.codec, Http2Codec):
+            self.codec.close(h2.errors.ErrorCodes.NO_ERROR)
+            self._flush()
+        self._close()
+
+    def _count(self, name: str) -> None:
+        if self.stats is not None:
+            self.stats.counter(f"http.{self.settings.stat_prefix}.{name}").inc()
+
+    def __repr__(self) -> str:
+        kind = type(self.codec).__name__ if self.codec else "undecided"
+        return (f"HttpConnectionHandler(#{self.connection_id} {kind} "
+                f"{self.remote_address[0]}:{self.remote_address[1]} streams={len(self.streams)})")
+
+
+def _protocol_text(event: ProtocolFailed) -> str:
+    return {426: "", 431: ""}.get(event.status, "Bad Request")

@@ -1,0 +1,352 @@
+"""HTTP/1.1 codecs over httptools (llhttp), sans-I/O: bytes in, events out; heads in, bytes out.
+
+llhttp in strict mode already refuses the request-smuggling shapes (RFC 9112 section 6.3:
+Content-Length with Transfer-Encoding, duplicate Content-Length, obs-fold, bare LF, bad token
+and value characters). On top of it we enforce Envoy's limits and rules:
+`max_request_headers_kb` (431), `max_headers_count` (431), HTTP/1.0 refused with 426 unless
+accepted, a Transfer-Encoding other than `chunked` refused with 501 (Envoy
+`http1.invalid_transfer_encoding`), and a missing Host refused with 400.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import httptools
+
+from proxy.http.events import (
+    DataReceived,
+    Event,
+    InformationalReceived,
+    ProtocolFailed,
+    RequestReceived,
+    ResponseReceived,
+    StreamEnded,
+    TunnelEstablished,
+)
+from proxy.http.headers import Headers, RequestHead, ResponseHead
+
+# RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
+    "http2-settings",
+})
+
+REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted",
+    204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found",
+    303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
+    418: "I'm a teapot", 426: "Upgrade Required", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass
+class _Pending:
+    """What the response framing needs to know about a request in flight (pipelining safe)."""
+
+    method: str
+    http10: bool
+    keep_alive: bool
+
+
+def _latin1(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+class Http1ServerCodec:
+    """Downstream side: parses requests, frames responses. Stream ids count requests 1, 2, ..."""
+
+    def __init__(self, *, scheme: str = "http", max_header_bytes: int = 60 * 1024,
+                 max_headers_count: int = 100, accept_http_10: bool = False,
+                 default_host_for_http_10: str = "") -> None:
+        self.scheme = scheme
+        self.max_header_bytes = max_header_bytes
+        self.max_headers_count = max_headers_count
+        self.accept_http_10 = accept_http_10
+        self.default_host_for_http_10 = default_host_for_http_10
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._url = bytearray()
+        self._headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
+        self._stream_id = 0
+        self._upgrading = False
+        self._tunnel = False
+        self.failed = False
+        self.pending: deque[_Pending] = deque()
+        self._response_chunked = False
+        self.close_after_response = False
+
+    # --- parsing ---------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self._tunnel:
+            return [DataReceived(self._stream_id, data)] if data else []
+        if self.failed:
+            return []
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = int(upgrade.args[0])
+            self._tunnel = True
+            self._events.append(TunnelEstablished(self._stream_id, data[offset:]))
+        except httptools.HttpParserCallbackError as error:
+            cause = error.__context__
+            self._fail(cause.status if isinstance(cause, _Refused) else 400, str(cause or error))
+        except httptools.HttpParserError as error:
+            self._fail(400, str(error))
+        events, self._events = self._events, []
+        return events
+
+    def _fail(self, status: int, reason: str) -> None:
+        self.failed = True
+        self._events.append(ProtocolFailed(reason, status))
+
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.max_header_bytes:
+            raise _Refused(431, "headers exceed max_request_headers_kb")
+
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._headers = []
+        self._header_bytes = 0
+        self._stream_id += 1
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        self._headers.append((_latin1(name).lower(), _latin1(value)))
+        if len(self._headers) > self.max_headers_count:
+            raise _Refused(431, "too many headers")
+
+    def on_headers_complete(self) -> None:
+        head = self._request_head()
+        self._upgrading = bool(head.upgrade)
+        self.pending.append(_Pending(head.method, head.protocol == "HTTP/1.0",
+                                     self._parser.should_keep_alive()))
+        self._events.append(RequestReceived(self._stream_id, head, end_stream=False))
+
+    def _request_head(self) -> RequestHead:
+        method = self._parser.get_method().decode("ascii")
+        version = self._parser.get_http_version()
+        if version == "1.0" and not self.accept_http_10:
+            raise _Refused(426, "HTTP/1.0 is not accepted")
+        if version not in ("1.0", "1.1"):
+            raise _Refused(400, f"HTTP/{version} is not supported")
+        headers = Headers(self._headers)
+        encodings = headers.get_all("transfer-encoding")
+        if encodings and [e.strip().lower() for e in encodings] != ["chunked"]:
+            raise _Refused(501, "unsupported transfer-encoding")
+        authority = headers.get_all("host")
+        if len(authority) > 1:
+            raise _Refused(400, "duplicate host")
+        target = _latin1(bytes(self._url))
+        host = authority[0] if authority else ""
+        if method == "CONNECT":
+            path, host = "", target
+        elif target.startswith("/") or target == "*":
+            path = target
+        else:
+            url = httptools.parse_url(self._url)  # absolute-form (RFC 9112 section 3.2.2)
+            host = _latin1(url.host or b"") + (f":{url.port}" if url.port else "")
+            path = _latin1(url.path or b"/") + (f"?{_latin1(url.query)}" if url.query else "")
+        if not host:
+            if version == "1.0" and self.default_host_for_http_10:
+                host = self.default_host_for_http_10
+            else:
+                raise _Refused(400, "missing host")
+        upgrade = ""
+        connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
+        if method == "CONNECT":
+            upgrade = "connect"
+        elif "upgrade" in connection and headers.get("upgrade"):
+            upgrade = (headers.get("upgrade") or "").lower()
+        if not upgrade:
+            for name in HOP_BY_HOP | connection - {"close", "keep-alive", ""}:
+                if name != "te" and name != "transfer-encoding":
+                    headers.remove(name)
+        headers.remove("host")
+        return RequestHead(method=method, path=path, authority=host, scheme=self.scheme,
+                           headers=headers, protocol=f"HTTP/{version}", upgrade=upgrade)
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(DataReceived(self._stream_id, bytes(body)))
+
+    def on_message_complete(self) -> None:
+        if not self._upgrading:
+            self._events.append(StreamEnded(self._stream_id))
+
+    # --- framing responses --------------------------------------------------------------------
+
+    def encode_response_head(self, head: ResponseHead, *, end_stream: bool) -> bytes:
+        """The status line and headers; chooses content-length, chunked or close framing."""
+        request = self.pending[0] if self.pending else _Pending("GET", False, False)
+        headers = head.headers.copy()
+        for name in ("connection", "keep-alive", "transfer-encoding", "proxy-connection"):
+            headers.remove(name)
+        no_body = (request.method == "HEAD" or head.status in (204, 304)
+                   or 100 <= head.status < 200)
+        self._response_chunked = False
+        keep_alive = request.keep_alive and not self.close_after_response
+        if head.status == 101:
+            headers.set("connection", "upgrade")
+        elif not no_body and "content-length" not in headers:
+            if end_stream:
+                headers.add("content-length", "0")
+            elif request.http10:
+                keep_alive = False  # RFC 9112 section 6.3: delimit by closing
+            else:
+                headers.add("transfer-encoding", "chunked")
+                self._response_chunked = True
+        if head.status != 101 and not keep_alive:
+            headers.set("connection", "close")
+            self.close_after_response = True
+        version = "HTTP/1.0" if request.http10 else "HTTP/1.1"
+        reason = head.reason or REASONS.get(head.status, "Unknown")
+        lines = [f"{version} {head.status} {reason}"]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def encode_data(self, data: bytes, *, end_stream: bool) -> bytes:
+        if not self._response_chunked:
+            return data
+        out = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        return out + b"0\r\n\r\n" if end_stream else out
+
+    def response_complete(self) -> None:
+        """The current response is fully written: the next pipelined request may answer."""
+        if self.pending:
+            self.pending.popleft()
+
+
+class Http1ClientCodec:
+    """Upstream side of one HTTP/1.1 connection: one request at a time (no pipelining)."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._events: list[Event] = []
+        self._headers: list[tuple[str, str]] = []
+        self._method = "GET"
+        self._request_chunked = False
+        self._head_seen = False
+        self._complete = False
+        self._ended_by_head = False
+        self.keep_alive = True
+        self.failed = False
+        self.tunnel = False
+        self.stream_id = 0
+
+    def encode_request_head(self, head: RequestHead, *, end_stream: bool) -> bytes:
+        self.stream_id += 1
+        if self._ended_by_head:
+            self._parser = httptools.HttpResponseParser(self)
+            self._ended_by_head = False
+        self._method = head.method
+        self._head_seen = self._complete = False
+        headers = head.headers.copy()
+        self._request_chunked = False
+        target = head.path
+        if head.method == "CONNECT":
+            target = head.authority
+        elif head.upgrade:
+            headers.set("connection", "upgrade")
+            headers.set("upgrade", head.upgrade)
+        elif "content-length" not in headers and not end_stream:
+            headers.add("transfer-encoding", "chunked")
+            self._request_chunked = True
+        lines = [f"{head.method} {target} HTTP/1.1", f"host: {head.authority}"]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def encode_data(self, data: bytes, *, end_stream: bool) -> bytes:
+        if not self._request_chunked:
+            return data
+        out = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        return out + b"0\r\n\r\n" if end_stream else out
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        if self.tunnel:
+            return [DataReceived(self.stream_id, data)] if data else []
+        if self.failed:
+            return []
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.tunnel = True
+            rest = data[int(upgrade.args[0]):]
+            if rest:
+                self._events.append(DataReceived(self.stream_id, rest))
+        except httptools.HttpParserError as error:
+            self.failed = True
+            self.keep_alive = False
+            self._events.append(ProtocolFailed(str(error), 502))
+        events, self._events = self._events, []
+        return events
+
+    def receive_eof(self) -> list[Event]:
+        """The upstream closed: ends a close-delimited body, otherwise it is a reset."""
+        self.keep_alive = False
+        if self._head_seen and not self._complete and not self.tunnel:
+            self._complete = True
+            return [StreamEnded(self.stream_id)]
+        return []
+
+    @property
+    def response_complete(self) -> bool:
+        return self._complete
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((_latin1(name).lower(), _latin1(value)))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        headers = Headers(self._headers)
+        if 100 <= status < 200 and status != 101:
+            self._events.append(InformationalReceived(self.stream_id, ResponseHead(status,
+                                                                                   headers)))
+            return
+        self._head_seen = True
+        self.keep_alive = self._parser.should_keep_alive()
+        connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
+        for name in HOP_BY_HOP | connection - {"close", "keep-alive", ""}:
+            if not (status == 101 and name in ("upgrade", "connection")):
+                headers.remove(name)
+        self._events.append(ResponseReceived(self.stream_id, ResponseHead(status, headers),
+                                             end_stream=False))
+        if self._method == "HEAD":
+            # A response to HEAD has no body whatever its Content-Length (RFC 9110 9.3.2).
+            self._finish()
+            self._ended_by_head = True
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(DataReceived(self.stream_id, bytes(body)))
+
+    def on_message_complete(self) -> None:
+        if not self._head_seen or self._ended_by_head:
+            return
+        if self._parser.get_status_code() == 101:
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._complete:
+            self._complete = True
+            self._events.append(StreamEnded(self.stream_id))

@@ -1,0 +1,87 @@
+"""Request header processing done by the connection manager before any filter runs.
+
+Envoy `ConnectionManagerUtility::mutateRequestHeaders` (docs: "HTTP header manipulation",
+"x-forwarded-for", "x-forwarded-proto", "x-request-id", "x-envoy-internal"):
+
+- use_remote_address: the connection's peer is the client; it is appended to XFF (unless
+  skip_xff_append); x-forwarded-proto is overwritten with the connection's scheme.
+- otherwise the client is found in XFF, `xff_num_trusted_hops` entries from the right; an absent
+  x-forwarded-proto is set from the scheme.
+- requests from non-internal clients lose Envoy-internal headers (x-envoy-internal and the
+  x-envoy-* controls) and the route configuration's internal_only_headers; internal ones get
+  `x-envoy-internal: true`.
+- x-request-id is generated when absent (generate_request_id), and regenerated for an external
+  client at the edge unless preserve_external_request_id.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+
+from proxy.http.headers import RequestHead
+from proxy.http.settings import HcmSettings
+
+# ConnectionManagerUtility::cleanInternalHeaders and the router's own control headers.
+ENVOY_CONTROL_HEADERS = (
+    "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node", "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address", "x-envoy-force-trace", "x-envoy-internal", "x-envoy-ip-tags",
+    "x-envoy-max-retries", "x-envoy-original-path", "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes", "x-envoy-retry-grpc-on", "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-stream-duration-ms", "x-envoy-hedge-on-per-try-timeout",
+)
+
+
+def is_internal(address: str, settings: HcmSettings) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in settings.internal_networks)
+
+
+def _xff_entries(head: RequestHead) -> list[str]:
+    joined = head.headers.joined("x-forwarded-for") or ""
+    return [entry.strip() for entry in joined.split(",") if entry.strip()]
+
+
+def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
+                           settings: HcmSettings, internal_only: tuple[str, ...] = ()
+                           ) -> tuple[str, bool]:
+    """Apply the rules above in place; return (trusted client address, internal)."""
+    headers = head.headers
+    if settings.use_remote_address:
+        client = remote_ip
+        if not settings.skip_xff_append:
+            entries = _xff_entries(head)
+            headers.set("x-forwarded-for", ", ".join([*entries, remote_ip]))
+        headers.set("x-forwarded-proto", scheme)
+        internal = is_internal(client, settings)
+        # Envoy: internal only when XFF held nothing before us.
+        internal = internal and len(_xff_entries(head)) <= 1
+    else:
+        entries = _xff_entries(head)
+        hops = settings.xff_num_trusted_hops
+        client = entries[-1 - hops] if len(entries) > hops else ""
+        if "x-forwarded-proto" not in headers:
+            headers.set("x-forwarded-proto", scheme)
+        internal = len(entries) == 1 and is_internal(entries[0], settings)
+    edge_external = settings.use_remote_address and not internal
+    if not internal:
+        for name in ENVOY_CONTROL_HEADERS:
+            headers.remove(name)
+        for name in internal_only:
+            headers.remove(name)
+        if settings.use_remote_address:
+            headers.set("x-envoy-external-address", client)
+    else:
+        headers.set("x-envoy-internal", "true")
+    request_id = headers.get("x-request-id")
+    if settings.generate_request_id and (
+        request_id is None or (edge_external and not settings.preserve_external_request_id)
+    ):
+        headers.set("x-request-id", str(uuid.uuid4()))
+    return client or remote_ip, internal

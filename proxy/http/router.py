@@ -1,0 +1,416 @@
+"""`envoy.filters.http.router`: forwards a routed request upstream (Envoy `router.cc`).
+
+Per request: execute direct_response/redirect locally; otherwise pick the cluster (cluster,
+cluster_header, weighted), rewrite path and host, apply header manipulation, compute the hash
+key, then run attempts: pick a host (excluding tried hosts when the retry policy says so), get
+a stream from the host's pool, send the request (body buffered for replay while it fits the
+retry buffer), and read the response. Retries follow the route's retry policy; the route
+timeout bounds the whole exchange, `per_try_timeout` each attempt. Local failures answer with
+Envoy's texts and response flags: UH (no healthy upstream), UF (connect failure), UO
+(overflow), UC/UR (reset), UT (timeout), URX (retries exhausted), NC (no cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from proxy.http.body import BodyChannel
+from proxy.http.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
+from proxy.http.events import TrailersReceived as TrailersEvent
+from proxy.http.filter import HttpStream, LocalReply
+from proxy.http.hashing import compute_hash
+from proxy.http.header_mutation import apply_request_mutations, ordered_levels
+from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
+from proxy.http.retry import Failure, RetryState, parse_grpc_timeout
+from proxy.http.routing import select_cluster
+from proxy.model.route import (
+    DirectResponseAction,
+    ForwardAction,
+    HeaderMutations,
+    RedirectAction,
+    RegexRewrite,
+    Route,
+    RouteConfig,
+)
+from proxy.upstream.lb.base import LbContext
+from proxy.upstream.pools import ConnectFailedError, PoolManager, PoolOverflowError
+from proxy.upstream.pools.base import UpstreamStream
+
+RETRY_BUFFER_LIMIT = 64 * 1024  # Envoy's per_request_buffer_limit_bytes default for retries
+CONNECT_FAILURE_TEXT = ("upstream connect error or disconnect/reset before headers. "
+                        "reset reason: connection failure")
+RESET_TEXT = ("upstream connect error or disconnect/reset before headers. "
+              "reset reason: connection termination")
+
+
+class Downstream(Protocol):
+    """The downstream side of one stream, implemented by the connection manager."""
+
+    body: BodyChannel
+    head_sent: bool
+
+    async def send_response(self, head: ResponseHead, *, end_stream: bool) -> None: ...
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None: ...
+
+    async def send_trailers(self, trailers: Headers) -> None: ...
+
+    async def send_local_reply(self, reply: LocalReply) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, failure: Failure, flag: str, text: str) -> None:
+        super().__init__(text)
+        self.failure = failure
+        self.flag = flag
+        self.text = text
+
+
+@dataclass
+class _Plan:
+    """Everything fixed before the first attempt."""
+
+    action: ForwardAction
+    runtime: Any
+    head: RequestHead
+    hash_key: int | None
+    set_cookie: str | None
+    timeout: float | None
+    response_levels: list[HeaderMutations]
+
+
+class _BodyReplay:
+    """The request body as sent so far, replayable for a retry while it fits the buffer."""
+
+    def __init__(self, channel: BodyChannel) -> None:
+        self.channel = channel
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflowed = False
+
+    @property
+    def replayable(self) -> bool:
+        return not self.overflowed
+
+    async def pump(self, upstream: UpstreamStream, stream: HttpStream) -> None:
+        for chunk in self.chunks:
+            await upstream.send_data(chunk, end_stream=False)
+        while True:
+            data = await self.channel.read()
+            if data is None:
+                break
+            stream.bytes_received += len(data)
+            if not self.overflowed:
+                self.chunks.append(data)
+                self.size += len(data)
+                if self.size > RETRY_BUFFER_LIMIT:
+                    self.overflowed = True
+                    self.chunks.clear()
+            await upstream.send_data(data, end_stream=False)
+        if self.channel.trailers is not None:
+            await upstream.send_trailers(self.channel.trailers)
+        else:
+            await upstream.send_data(b"", end_stream=True)
+
+
+class Router:
+    def __init__(self, cluster_manager: Any, pools: PoolManager, *,
+                 suppress_envoy_headers: bool = False, rng: random.Random | None = None) -> None:
+        self.cluster_manager = cluster_manager
+        self.pools = pools
+        self.suppress_envoy_headers = suppress_envoy_headers
+        self.rng = rng or random.Random()
+
+    async def handle(self, stream: HttpStream, config: RouteConfig | None,
+                     downstream: Downstream) -> None:
+        route = stream.route
+        if route is None or config is None:
+            stream.set_flag("NR")
+            await downstream.send_local_reply(LocalReply(404, details="route_not_found"))
+            return
+        action = route.action
+        if isinstance(action, DirectResponseAction):
+            await downstream.send_local_reply(LocalReply(action.status, action.body.decode(
+                "utf-8", "replace"), details="direct_response"))
+            return
+        if isinstance(action, RedirectAction):
+            await downstream.send_local_reply(_redirect(action, stream.request, route))
+            return
+        await self._forward(stream, config, action, downstream)
+
+    # --- planning ------------------------------------------------------------------------------
+
+    def _plan(self, stream: HttpStream, config: RouteConfig,
+              action: ForwardAction) -> _Plan | LocalReply:
+        request = stream.request
+        cluster_name, entry = select_cluster(action, request, self.rng.randrange(1 << 30))
+        runtime = self.cluster_manager.get(cluster_name) if cluster_name else None
+        stream.upstream_cluster = cluster_name
+        if runtime is None:
+            stream.set_flag("NC")
+            return LocalReply(action.cluster_not_found_response_code,
+                              details="cluster_not_found")
+        assert stream.route is not None and stream.virtual_host is not None
+        levels = [entry.mutations] if entry else []
+        levels += [stream.route.mutations, stream.virtual_host.mutations, config.mutations]
+        levels = ordered_levels(levels, config.most_specific_header_mutations_wins)
+        head = _upstream_head(request, stream.route, action,
+                              entry.host_rewrite_literal if entry else "",
+                              self.suppress_envoy_headers)
+        apply_request_mutations(head.headers, levels, stream)
+        timeout = _timeout(action, request)
+        if not self.suppress_envoy_headers and timeout:
+            per_try = action.retry_policy.per_try_timeout if action.retry_policy else None
+            head.headers.set("x-envoy-expected-rq-timeout-ms",
+                             str(int((per_try or timeout) * 1000)))
+        hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
+                              _address_text(stream.remote_address))
+        return _Plan(action, runtime, head, hashed.key, hashed.set_cookie, timeout, levels)
+
+    # --- forwarding ----------------------------------------------------------------------------
+
+    async def _forward(self, stream: HttpStream, config: RouteConfig, action: ForwardAction,
+                       downstream: Downstream) -> None:
+        plan = self._plan(stream, config, action)
+        if isinstance(plan, LocalReply):
+            await downstream.send_local_reply(plan)
+            return
+        stream.state["response_levels"] = plan.response_levels
+        try:
+            if plan.timeout:
+                async with asyncio.timeout(plan.timeout):
+                    await self._attempts(stream, plan, downstream)
+            else:
+                await self._attempts(stream, plan, downstream)
+        except TimeoutError:
+            stream.set_flag("UT")
+            if downstream.head_sent:
+                downstream.reset()
+            else:
+                await downstream.send_local_reply(LocalReply(
+                    504, "upstream request timeout", details="upstream_response_timeout",
+                    grpc_status=GRPC_DEADLINE_EXCEEDED))
+
+    async def _attempts(self, stream: HttpStream, plan: _Plan, downstream: Downstream) -> None:
+        retry_policy = plan.action.retry_policy
+        if retry_policy is None and stream.virtual_host is not None:
+            retry_policy = stream.virtual_host.retry_policy
+        retries = RetryState(retry_policy, self.rng)
+        replay = _BodyReplay(downstream.body)
+        tried: list[Any] = []
+        while True:
+            excluded = tried if retry_policy and retry_policy.avoid_previous_hosts else ()
+            host = plan.runtime.choose_host(LbContext(hash_key=plan.hash_key, excluded=excluded))
+            if host is None:
+                stream.set_flag("UH")
+                await downstream.send_local_reply(LocalReply(
+                    503, "no healthy upstream", details="no_healthy_upstream"))
+                return
+            tried.append(host)
+            stream.attempt_count += 1
+            stream.upstream_host = f"{host.address}:{host.port}"
+            stream.upstream_address = (host.address, host.port)
+            try:
+                outcome = await self._one_attempt(stream, plan, host, replay, retries,
+                                                  downstream)
+            except _AttemptFailed as failed:
+                stream.set_flag(failed.flag)
+                can_replay = replay.replayable
+                if can_replay and retries.should_retry_failure(failed.failure):
+                    await asyncio.sleep(retries.next_backoff())
+                    continue
+                if retries.policy is not None and retries.remaining == 0:
+                    stream.set_flag("URX")
+                status = 504 if failed.failure == "per_try_timeout" else 503
+                await downstream.send_local_reply(LocalReply(status, failed.text,
+                                                             details=failed.flag))
+                return
+            if outcome == "retry":
+                await asyncio.sleep(retries.next_backoff())
+                continue
+            return
+
+    async def _one_attempt(self, stream: HttpStream, plan: _Plan, host: Any,
+                           replay: _BodyReplay, retries: RetryState,
+                           downstream: Downstream) -> str:
+        runtime = plan.runtime
+        per_try = retries.policy.per_try_timeout if retries.policy else None
+        try:
+            upstream = await self.pools.new_stream(runtime, host)
+        except ConnectFailedError as error:
+            raise _AttemptFailed("connect_failure", "UF", CONNECT_FAILURE_TEXT) from error
+        except PoolOverflowError as error:
+            raise _AttemptFailed("reset", "UO", "upstream connect error or disconnect/reset "
+                                 "before headers. reset reason: overflow") from error
+        runtime.request_started(host)
+        started = time.monotonic()
+        status: int | None = None
+        pump: asyncio.Task[None] | None = None
+        try:
+            end_stream = downstream.body.exhausted and not replay.chunks \
+                and downstream.body.trailers is None
+            await upstream.send_head(plan.head, end_stream=end_stream)
+            if not end_stream:
+                pump = asyncio.ensure_future(replay.pump(upstream, stream))
+            try:
+                if per_try:
+                    async with asyncio.timeout(per_try):
+                        response = await self._await_head(upstream)
+                else:
+                    response = await self._await_head(upstream)
+            except TimeoutError:
+                upstream.reset()
+                runtime.request_finished(host, http_status=504)
+                status = -1
+                raise _AttemptFailed("per_try_timeout", "UT", "upstream request timeout") \
+                    from None
+            status = response.head.status
+            grpc_status = _grpc_status(response.head.headers)
+            if retries.should_retry_status(status, grpc_status) and replay.replayable:
+                upstream.reset()
+                runtime.request_finished(host, http_status=status)
+                if pump is not None:
+                    pump.cancel()
+                return "retry"
+            if retries.would_retry_status(status, grpc_status):
+                stream.set_flag("URX")
+            await self._stream_response(stream, plan, upstream, response, started, downstream)
+            runtime.request_finished(host, http_status=status)
+            return "done"
+        except BaseException:
+            upstream.reset()
+            if status is None:
+                runtime.request_finished(host, http_status=503)
+            raise
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+            if pump is not None:
+                await asyncio.gather(pump, return_exceptions=True)
+
+    async def _await_head(self, upstream: UpstreamStream) -> ResponseReceived:
+        while True:
+            event = await upstream.next_event()
+            if isinstance(event, ResponseReceived):
+                return event
+            if isinstance(event, StreamReset):
+                refused = event.error_code == 7  # RFC 9113 REFUSED_STREAM
+                raise _AttemptFailed("refused_stream" if refused else "reset", "UC", RESET_TEXT)
+
+    async def _stream_response(self, stream: HttpStream, plan: _Plan, upstream: UpstreamStream,
+                               response: ResponseReceived, started: float,
+                               downstream: Downstream) -> None:
+        head = response.head
+        if not self.suppress_envoy_headers:
+            elapsed_ms = int((time.monotonic() - started) * 1000)
+            head.headers.set("x-envoy-upstream-service-time", str(elapsed_ms))
+        if plan.set_cookie:
+            head.headers.add("set-cookie", plan.set_cookie)
+        await downstream.send_response(head, end_stream=response.end_stream)
+        if response.end_stream:
+            upstream.release()
+            return
+        while True:
+            event = await upstream.next_event()
+            if isinstance(event, DataReceived):
+                await downstream.send_data(event.data, end_stream=event.end_stream)
+                upstream.consumed(event)
+            elif isinstance(event, TrailersEvent):
+                stream.response_trailers = event.trailers
+                await downstream.send_trailers(event.trailers)
+            elif isinstance(event, StreamEnded):
+                if stream.response_trailers is None:
+                    await downstream.send_data(b"", end_stream=True)
+                upstream.release()
+                return
+            elif isinstance(event, StreamReset):
+                stream.set_flag("UR")
+                downstream.reset()
+                return
+
+
+def _grpc_status(headers: Headers) -> int | None:
+    value = headers.get("grpc-status")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _timeout(action: ForwardAction, request: RequestHead) -> float | None:
+    """The route timeout, or the grpc-timeout header when max_grpc_timeout says so."""
+    timeout: float | None = action.timeout or None
+    if action.max_grpc_timeout is not None:
+        grpc = parse_grpc_timeout(request.headers.get("grpc-timeout"))
+        if grpc is not None:
+            if action.max_grpc_timeout > 0:
+                grpc = min(grpc, action.max_grpc_timeout)
+            timeout = max(grpc - action.grpc_timeout_offset, 0.001)
+    return timeout
+
+
+def _address_text(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _matched_prefix_length(route: Route) -> int | None:
+    """How much of the path prefix_rewrite replaces: the matched prefix or path."""
+    if route.match.path_kind in ("prefix", "path", "path_separated_prefix"):
+        return len(route.match.path)
+    return None
+
+
+def _rewrite_path(path: str, route: Route, prefix_rewrite: str | None,
+                  regex_rewrite: RegexRewrite | None) -> str:
+    only, sep, query = path.partition("?")
+    length = _matched_prefix_length(route)
+    if prefix_rewrite is not None and length is not None:
+        return prefix_rewrite + path[length:]
+    if regex_rewrite is not None:
+        return regex_rewrite.apply(only) + sep + query
+    return path
+
+
+def _upstream_head(request: RequestHead, route: Route, action: ForwardAction,
+                   entry_host_rewrite: str, suppress_envoy_headers: bool) -> RequestHead:
+    path = _rewrite_path(request.path, route, action.prefix_rewrite, action.regex_rewrite)
+    headers = request.headers.copy()
+    if path != request.path and not suppress_envoy_headers:
+        headers.set("x-envoy-original-path", request.path)
+    authority = entry_host_rewrite or action.host_rewrite_literal or request.authority
+    if action.host_rewrite_header:
+        authority = request.headers.get(action.host_rewrite_header) or authority
+    return RequestHead(method=request.method, path=path, authority=authority,
+                       scheme=request.scheme, headers=headers, protocol=request.protocol,
+                       upgrade=request.upgrade)
+
+
+def _redirect(action: RedirectAction, request: RequestHead, route: Route) -> LocalReply:
+    scheme = action.scheme or request.scheme
+    authority = request.authority
+    host, port = authority, ""
+    if ":" in authority and not authority.endswith("]"):
+        host, _, port = authority.rpartition(":")
+    if action.host:
+        host = action.host
+    if action.port:
+        port = str(action.port)
+    elif action.scheme and action.scheme != request.scheme:
+        port = ""  # Envoy drops the port when the scheme changes
+    if port and ((scheme == "http" and port == "80") or (scheme == "https" and port == "443")):
+        port = ""
+    path, _, query = request.path.partition("?")
+    if action.path:
+        path, _, new_query = action.path.partition("?")
+        query = new_query if "?" in action.path else query
+    else:
+        path = _rewrite_path(path, route, action.prefix_rewrite, action.regex_rewrite)
+    if action.strip_query:
+        query = ""
+    location = f"{scheme}://{host}{':' + port if port else ''}{path}{'?' + query if query else ''}"
+    return LocalReply(action.response_code, headers=Headers([("location", location)]),
+                      details="redirect")

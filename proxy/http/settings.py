@@ -1,0 +1,61 @@
+"""The HTTP connection manager's settings, translated once from HttpConnectionManager."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from proxy.model.route import RouteConfig
+
+CodecType = Literal["AUTO", "HTTP1", "HTTP2"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Envoy's historical default internal addresses (RFC 1918, loopback, RFC 4193 ULA).
+DEFAULT_INTERNAL = (
+    ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("172.16.0.0/12"),
+    ipaddress.ip_network("192.168.0.0/16"), ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"), ipaddress.ip_network("fd00::/8"),
+)
+
+
+@dataclass(frozen=True)
+class HttpFilterConfig:
+    name: str
+    config_type: str
+    config: Any
+
+
+@dataclass(frozen=True)
+class HcmSettings:
+    stat_prefix: str
+    codec_type: CodecType = "AUTO"
+    rds_route_config_name: str | None = None
+    route_config: RouteConfig | None = None
+    http_filters: tuple[HttpFilterConfig, ...] = ()
+    suppress_envoy_headers: bool = False  # from the router filter's config
+    use_remote_address: bool = False
+    xff_num_trusted_hops: int = 0
+    skip_xff_append: bool = False
+    generate_request_id: bool = True
+    preserve_external_request_id: bool = False
+    internal_networks: tuple[Network, ...] = DEFAULT_INTERNAL
+    server_name: str = "envoy"
+    server_header: Literal["OVERWRITE", "APPEND_IF_ABSENT", "PASS_THROUGH"] = "OVERWRITE"
+    max_request_headers_kb: int = 60
+    max_headers_count: int = 100
+    idle_timeout: float | None = 3600.0  # connection idle (common_http_protocol_options)
+    request_headers_timeout: float | None = None
+    stream_idle_timeout: float | None = 300.0
+    request_timeout: float | None = None
+    max_concurrent_streams: int = 2147483647
+    initial_stream_window_size: int = 1024 * 1024
+    accept_http_10: bool = False
+    default_host_for_http_10: str = ""
+    buffer_limit_bytes: int = 1024 * 1024
+    upgrades: frozenset[str] = field(default_factory=frozenset)
+    access_logs: tuple[Any, ...] = ()
+
+    @property
+    def max_header_bytes(self) -> int:
+        return self.max_request_headers_kb * 1024

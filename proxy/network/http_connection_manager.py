@@ -1,0 +1,310 @@
+"""`envoy.filters.network.http_connection_manager`: the sidecar's L7 entry point.
+
+Envoy doc: configuration/http/http_conn_man and api/envoy/extensions/filters/network/
+http_connection_manager/v3/http_connection_manager.proto. The proto is translated once into
+`HcmSettings` (proxy.http.settings); fields we do not implement and that would change
+behaviour are refused by name. Routes come inline (`route_config`) or through RDS
+(`rds.route_config_name`, read from `ServerContext.routes` on every new stream, so an RDS
+update applies to the next request and never to one in flight). A request arriving before
+its RDS RouteConfiguration gets 404 (NR), as in Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass, replace
+from typing import Any
+
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf.message import Message
+
+from protos.errors import ConfigError, unsupported
+from protos.loader import unpack_any
+from proxy.context import ServerContext
+from proxy.http.active_stream import ActiveStream
+from proxy.http.downstream import HttpConnectionHandler
+from proxy.http.filter import ROUTER_CONFIG_TYPE, FilterMaker, http_filter_factory
+from proxy.http.router import Router
+from proxy.http.settings import HcmSettings, HttpFilterConfig
+from proxy.model.route import RouteConfig, translate_route_configuration
+from proxy.network.base import DownstreamConnection, register
+from proxy.upstream.pools import PoolManager
+
+log = logging.getLogger(__name__)
+
+CONFIG_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+_SUPPORTED = {
+    "codec_type", "stat_prefix", "rds", "route_config", "http_filters",
+    "common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
+    "server_name", "server_header_transformation", "max_request_headers_kb",
+    "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout",
+    "delayed_close_timeout", "access_log", "use_remote_address", "xff_num_trusted_hops",
+    "internal_address_config", "skip_xff_append", "generate_request_id",
+    "preserve_external_request_id", "upgrade_configs",
+}
+
+
+@dataclass(frozen=True)
+class HttpConnectionManagerConfig:
+    """The translated HCM; `rds_route_config_name` tells the xDS client what to subscribe."""
+
+    settings: HcmSettings
+
+    @property
+    def rds_route_config_name(self) -> str | None:
+        return self.settings.rds_route_config_name
+
+    @property
+    def route_config(self) -> RouteConfig | None:
+        return self.settings.route_config
+
+
+def _seconds(duration: Any) -> float:
+    return float(duration.seconds) + duration.nanos / 1e9
+
+
+def _optional(message: Any, name: str, default: float | None) -> float | None:
+    """A Duration field; unset -> default, 0 -> disabled (Envoy's convention)."""
+    if not message.HasField(name):
+        return default
+    value = _seconds(getattr(message, name))
+    return value or None
+
+
+def _reject(message: Message, supported: set[str], prefix: str) -> None:
+    for descriptor, _ in message.ListFields():
+        if descriptor.name not in supported:
+            raise unsupported(f"{prefix}{descriptor.name}")
+
+
+def translate_http_connection_manager(message: Message) -> HttpConnectionManagerConfig:
+    m: Any = message
+    _reject(m, _SUPPORTED, "")
+    if not m.stat_prefix:
+        raise ConfigError("stat_prefix is required", field="stat_prefix")
+    kind = m.WhichOneof("route_specifier")
+    rds_name: str | None = None
+    route_config: RouteConfig | None = None
+    if kind == "rds":
+        rds_name = m.rds.route_config_name
+        if not rds_name:
+            raise ConfigError("route_config_name is required", field="rds.route_config_name")
+    elif kind == "route_config":
+        try:
+            route_config = translate_route_configuration(m.route_config)
+        except ConfigError as error:
+            raise error.within(field="route_config") from error
+    else:
+        raise ConfigError("rds or route_config is required", field="route_specifier")
+    settings = HcmSettings(
+        stat_prefix=m.stat_prefix,
+        codec_type=hcm_pb2.HttpConnectionManager.CodecType.Name(m.codec_type),  # type: ignore
+        rds_route_config_name=rds_name,
+        route_config=route_config,
+        use_remote_address=m.use_remote_address.value,
+        xff_num_trusted_hops=m.xff_num_trusted_hops,
+        skip_xff_append=m.skip_xff_append,
+        generate_request_id=m.generate_request_id.value
+        if m.HasField("generate_request_id") else True,
+        preserve_external_request_id=m.preserve_external_request_id,
+        server_name=m.server_name or "envoy",
+        server_header=hcm_pb2.HttpConnectionManager.ServerHeaderTransformation.Name(  # type: ignore
+            m.server_header_transformation),
+        max_request_headers_kb=m.max_request_headers_kb.value
+        if m.HasField("max_request_headers_kb") else 60,
+        request_headers_timeout=_optional(m, "request_headers_timeout", None),
+        stream_idle_timeout=_optional(m, "stream_idle_timeout", 300.0),
+        request_timeout=_optional(m, "request_timeout", None),
+        upgrades=_upgrades(m),
+    )
+    if settings.codec_type not in ("AUTO", "HTTP1", "HTTP2"):
+        raise unsupported("codec_type", settings.codec_type)
+    settings = _protocol_options(m, settings)
+    settings = _internal_addresses(m, settings)
+    settings = _filters(m, settings)
+    if m.access_log:
+        from proxy.observability.access_log.config import translate_access_logs
+
+        settings = replace(settings, access_logs=translate_access_logs(m.access_log))
+    return HttpConnectionManagerConfig(settings)
+
+
+def _upgrades(m: Any) -> frozenset[str]:
+    enabled = set()
+    for index, config in enumerate(m.upgrade_configs):
+        _reject(config, {"upgrade_type", "enabled"}, f"upgrade_configs[{index}].")
+        kind = config.upgrade_type.lower()
+        if kind not in ("websocket", "connect"):
+            raise unsupported(f"upgrade_configs[{index}].upgrade_type", kind)
+        if not config.HasField("enabled") or config.enabled.value:
+            enabled.add(kind)
+    return frozenset(enabled)
+
+
+def _protocol_options(m: Any, settings: HcmSettings) -> HcmSettings:
+    common = m.common_http_protocol_options
+    _reject(common, {"idle_timeout", "max_headers_count"}, "common_http_protocol_options.")
+    h1 = m.http_protocol_options
+    _reject(h1, {"accept_http_10", "default_host_for_http_10", "allow_absolute_url"},
+            "http_protocol_options.")
+    h2 = m.http2_protocol_options
+    _reject(h2, {"max_concurrent_streams", "initial_stream_window_size",
+                 "initial_connection_window_size", "hpack_table_size"},
+            "http2_protocol_options.")
+    return replace(
+        settings,
+        idle_timeout=_optional(common, "idle_timeout", 3600.0),
+        max_headers_count=common.max_headers_count.value
+        if common.HasField("max_headers_count") else 100,
+        accept_http_10=h1.accept_http_10,
+        default_host_for_http_10=h1.default_host_for_http_10,
+        max_concurrent_streams=h2.max_concurrent_streams.value
+        if h2.HasField("max_concurrent_streams") else 2147483647,
+        initial_stream_window_size=min(h2.initial_stream_window_size.value, 2**31 - 1)
+        if h2.HasField("initial_stream_window_size") else 1024 * 1024,
+    )
+
+
+def _internal_addresses(m: Any, settings: HcmSettings) -> HcmSettings:
+    if not m.HasField("internal_address_config"):
+        return settings
+    config = m.internal_address_config
+    _reject(config, {"cidr_ranges", "unix_sockets"}, "internal_address_config.")
+    networks = []
+    for index, cidr in enumerate(config.cidr_ranges):
+        try:
+            networks.append(ipaddress.ip_network(
+                f"{cidr.address_prefix}/{cidr.prefix_len.value}", strict=False))
+        except ValueError as error:
+            raise ConfigError(str(error),
+                              field=f"internal_address_config.cidr_ranges[{index}]") from error
+    return replace(settings, internal_networks=tuple(networks))
+
+
+def _filters(m: Any, settings: HcmSettings) -> HcmSettings:
+    configs: list[HttpFilterConfig] = []
+    suppress = False
+    for index, http_filter in enumerate(m.http_filters):
+        where = f"http_filters[{index}]"
+        _reject(http_filter, {"name", "typed_config"}, f"{where}.")
+        if not http_filter.HasField("typed_config"):
+            raise ConfigError("typed_config is required", field=f"{where}.typed_config")
+        try:
+            typed = unpack_any(http_filter.typed_config)
+            type_name = typed.DESCRIPTOR.full_name
+            if type_name == ROUTER_CONFIG_TYPE:
+                if index != len(m.http_filters) - 1:
+                    raise ConfigError("the router must be the last HTTP filter", field="name")
+                _reject(typed, {"suppress_envoy_headers", "dynamic_stats", "start_child_span"},
+                        "typed_config.")
+                suppress = typed.suppress_envoy_headers  # type: ignore[attr-defined]
+                continue
+            factory = http_filter_factory(type_name)
+            configs.append(HttpFilterConfig(http_filter.name, type_name,
+                                            factory.translate(typed)))
+        except ConfigError as error:
+            raise error.within(field=where) from error
+    if not m.http_filters or unpack_any(m.http_filters[-1].typed_config).DESCRIPTOR.full_name \
+            != ROUTER_CONFIG_TYPE:
+        raise ConfigError("the last HTTP filter must be envoy.filters.http.router",
+                          field="http_filters")
+    return replace(settings, http_filters=tuple(configs), suppress_envoy_headers=suppress)
+
+
+def pools_of(context: ServerContext) -> PoolManager:
+    """The worker's upstream HTTP pools, shared by every HCM of this ServerContext."""
+    pools = getattr(context, "_http_pools", None)
+    if pools is None:
+        pools = PoolManager()
+        context._http_pools = pools  # type: ignore[attr-defined]
+    return pools
+
+
+class HttpConnectionManager:
+    """One per filter chain; serves its downstream connections."""
+
+    def __init__(self, config: HttpConnectionManagerConfig, context: ServerContext) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.context = context
+        self.router = Router(context.cluster_manager, pools_of(context),
+                             suppress_envoy_headers=self.settings.suppress_envoy_headers)
+        self.filter_makers: list[FilterMaker] = [
+            http_filter_factory(f.config_type).create(f.config, context)
+            for f in self.settings.http_filters
+        ]
+        self.access_logger = _access_logger(self.settings, context)
+        context.stats.counter(f"http.{self.settings.stat_prefix}.downstream_cx_total")
+
+    def route_config(self) -> RouteConfig | None:
+        if self.settings.route_config is not None:
+            return self.settings.route_config
+        assert self.settings.rds_route_config_name is not None
+        found = self.context.routes.get(self.settings.rds_route_config_name)
+        return found if isinstance(found, RouteConfig) else None
+
+    def _log(self, stream: ActiveStream) -> None:
+        info = None
+        if self.access_logger:
+            info = stream.request_info()
+            self.access_logger.log(info)
+        hooks = self.context.observability
+        if hooks is not None and hasattr(hooks, "log"):
+            hooks.log(info or stream.request_info())
+
+    async def on_new_connection(self, connection: DownstreamConnection) -> None:
+        loop = asyncio.get_running_loop()
+        stats = self.context.stats
+        prefix = f"http.{self.settings.stat_prefix}."
+        stats.counter(prefix + "downstream_cx_total").inc()
+        stats.gauge(prefix + "downstream_cx_active").inc()
+        handler = HttpConnectionHandler(
+            settings=self.settings, route_config=self.route_config,
+            filter_makers=self.filter_makers, router=self.router,
+            remote_address=connection.remote_address, local_address=connection.local_address,
+            connection_id=connection.connection_id, tls=connection.server_ssl is not None,
+            stats=stats, on_stream_log=self._log)
+        transport: asyncio.BaseTransport | None = None
+        try:
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: handler, connection.sock, ssl=connection.server_ssl)
+            await handler.closed
+        except (OSError, ConnectionError) as error:
+            log.debug("downstream connection %s failed: %s", connection.connection_id, error)
+        finally:
+            stats.gauge(prefix + "downstream_cx_active").dec()
+            if transport is not None:
+                handler.shutdown()
+                if handler.tasks:
+                    await asyncio.gather(*handler.tasks, return_exceptions=True)
+            connection.sock.close()
+
+
+def _access_logger(settings: HcmSettings, context: ServerContext) -> Any:
+    if not settings.access_logs:
+        return None
+    from proxy.observability.access_log.sinks import AccessLogger, build_sink
+
+    return AccessLogger([build_sink(config, stats=context.stats, node_id=context.node.id,
+                                    cluster=context.node.cluster)
+                         for config in settings.access_logs])
+
+
+class HttpConnectionManagerFactory:
+    config_type = CONFIG_TYPE
+
+    def translate(self, message: Message) -> HttpConnectionManagerConfig:
+        return translate_http_connection_manager(message)
+
+    def create(self, config: Any, context: ServerContext) -> HttpConnectionManager:
+        return HttpConnectionManager(config, context)
+
+
+register(HttpConnectionManagerFactory())

@@ -1,0 +1,109 @@
+"""Upstream HTTP connection pools, one per (cluster, host, protocol), owned by a PoolManager.
+
+The protocol comes from the cluster's `typed_extension_protocol_options`
+`envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (explicit HTTP/1.1 or HTTP/2; for
+`auto_config`, HTTP/2 when TLS ALPN negotiates h2, else HTTP/1.1), HTTP/1.1 when absent, as
+in Envoy.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+
+from protos.errors import ConfigError, unsupported
+from proxy.upstream.host import Host
+from proxy.upstream.pools.base import ConnectFailedError, PoolOverflowError, UpstreamStream
+from proxy.upstream.pools.http1 import Http1Pool
+from proxy.upstream.pools.http2 import Http2Pool
+
+__all__ = ["ConnectFailedError", "PoolManager", "PoolOverflowError", "UpstreamProtocol",
+           "UpstreamStream", "upstream_protocol"]
+
+PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+@dataclass(frozen=True)
+class UpstreamProtocol:
+    http2: bool = False
+    auto: bool = False
+    max_concurrent_streams: int | None = None  # our own cap on top of the peer's SETTINGS
+    idle_timeout: float | None = 3600.0  # Envoy common_http_protocol_options.idle_timeout: 1h
+
+
+def upstream_protocol(cluster: Any) -> UpstreamProtocol:
+    """The HTTP protocol settings of a `proxy.model.cluster.Cluster` (cached on the model)."""
+    options = getattr(cluster, "typed_extension_protocol_options", {}) or {}
+    packed = options.get(PROTOCOL_OPTIONS)
+    if packed is None:
+        return UpstreamProtocol()
+    message = hpo.HttpProtocolOptions()
+    if not packed.Unpack(message):
+        raise ConfigError("cannot unpack HttpProtocolOptions",
+                          field=f"typed_extension_protocol_options[{PROTOCOL_OPTIONS}]")
+    for descriptor, _ in message.ListFields():
+        if descriptor.name not in ("explicit_http_config", "auto_config",
+                                   "use_downstream_protocol_config",
+                                   "common_http_protocol_options"):
+            raise unsupported(f"typed_extension_protocol_options.{descriptor.name}")
+    idle = 3600.0
+    if message.HasField("common_http_protocol_options"):
+        common = message.common_http_protocol_options
+        if common.HasField("idle_timeout"):
+            idle = common.idle_timeout.seconds + common.idle_timeout.nanos / 1e9
+    kind = message.WhichOneof("upstream_protocol_options")
+    if kind == "explicit_http_config":
+        explicit = message.explicit_http_config
+        if explicit.WhichOneof("protocol_config") == "http2_protocol_options":
+            streams = explicit.http2_protocol_options.max_concurrent_streams
+            return UpstreamProtocol(True, False, streams.value if streams.value else None,
+                                    idle or None)
+        return UpstreamProtocol(False, False, None, idle or None)
+    if kind == "auto_config":
+        return UpstreamProtocol(False, True, None, idle or None)
+    if kind == "use_downstream_protocol_config":
+        raise unsupported("typed_extension_protocol_options.use_downstream_protocol_config")
+    return UpstreamProtocol(idle_timeout=idle or None)
+
+
+class PoolManager:
+    """All pools of one worker. `runtime` is the cluster's proxy.upstream ClusterRuntime (or a
+    fake with the same connection_opened/failed/closed methods)."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[str, str, int, bool], Http1Pool | Http2Pool] = {}
+
+    def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool:
+        cluster = runtime.config
+        protocol = upstream_protocol(cluster)
+        tls = getattr(cluster, "upstream_tls", None)
+        context: ssl.SSLContext | None = tls.ssl_context if tls is not None else None
+        sni = tls.sni if tls is not None and tls.sni else None
+        http2 = protocol.http2 or (protocol.auto and context is not None)
+        key = (cluster.name, host.address, host.port, http2)
+        pool = self._pools.get(key)
+        if pool is None or pool.closed:
+            timeout = float(getattr(cluster, "connect_timeout", 5.0))
+            if http2:
+                pool = Http2Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
+                                 server_hostname=sni,
+                                 max_concurrent_streams=protocol.max_concurrent_streams)
+            else:
+                pool = Http1Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
+                                 server_hostname=sni)
+            self._pools[key] = pool
+        return pool
+
+    async def new_stream(self, runtime: Any, host: Host) -> UpstreamStream:
+        return await self.pool_for(runtime, host).new_stream()
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+    def __repr__(self) -> str:
+        return f"PoolManager({len(self._pools)} pools)"

@@ -1,0 +1,65 @@
+"""Opening upstream connections (asyncio adapter shared by both pools)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TypeVar
+
+from proxy.upstream.pools.base import ConnectFailedError
+
+P = TypeVar("P", bound=asyncio.Protocol)
+
+
+async def open_connection(factory: Callable[[], P], address: str, port: int, *,
+                          connect_timeout: float, ssl_context: ssl.SSLContext | None,
+                          server_hostname: str | None) -> tuple[asyncio.Transport, P]:
+    """Connect within `connect_timeout` (cluster connect_timeout) or raise ConnectFailedError."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(connect_timeout):
+            transport, protocol = await loop.create_connection(
+                factory, address, port, ssl=ssl_context,
+                server_hostname=(server_hostname or address) if ssl_context else None)
+    except TimeoutError:
+        raise ConnectFailedError("connect timeout", timeout=True) from None
+    except (OSError, ssl.SSLError) as error:
+        raise ConnectFailedError(f"connect failed: {error}") from error
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return transport, protocol  # type: ignore[return-value]
+
+
+class WriteFlow:
+    """Backpressure for transport writes: `await drained()` while the kernel buffer is full."""
+
+    def __init__(self) -> None:
+        self._paused = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self.lost = False
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def connection_lost(self) -> None:
+        self.lost = True
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def drained(self) -> None:
+        while self._paused and not self.lost:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter

@@ -1,0 +1,278 @@
+"""HTTP/2 multiplexed pool: streams share connections up to the peer's max_concurrent_streams.
+
+A new connection is opened only when every live connection is at its stream limit (the
+peer's SETTINGS_MAX_CONCURRENT_STREAMS, capped by our cluster's http2_protocol_options), as
+Envoy's HTTP/2 pool does. Concurrent callers wait for one connection attempt instead of each
+opening their own. Per-stream load balancing happens above this pool: the router picks a
+host per request, so one downstream connection spreads over every host's pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+import h2.errors
+
+from proxy.http.events import (
+    ConnectionEnded,
+    DataReceived,
+    ProtocolFailed,
+    SettingsChanged,
+    StreamReset,
+    WindowOpened,
+)
+from proxy.http.headers import Headers, RequestHead
+from proxy.http.http2 import Http2Codec
+from proxy.upstream.host import Host
+from proxy.upstream.pools.base import ConnectFailedError, UpstreamStream
+from proxy.upstream.pools.connection import WriteFlow, open_connection
+
+SETTINGS_TIMEOUT = 5.0
+
+
+class Http2Connection(asyncio.Protocol):
+    def __init__(self, pool: Http2Pool) -> None:
+        self.pool = pool
+        self.codec = Http2Codec(client_side=True)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, Http2Stream] = {}
+        self.flow = WriteFlow()
+        self.settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.window_waiters: list[asyncio.Future[None]] = []
+        self.closed = False
+        self.draining = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.codec.initiate()
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.codec.receive_data(data):
+            self._dispatch(event)
+        self.flush()
+
+    def _dispatch(self, event: object) -> None:
+        if isinstance(event, SettingsChanged):
+            if not self.settled.done():
+                self.settled.set_result(None)
+        elif isinstance(event, WindowOpened):
+            self._wake_writers()
+        elif isinstance(event, ConnectionEnded):
+            self.draining = True
+            for stream_id, stream in list(self.streams.items()):
+                if stream_id > event.last_stream_id:
+                    stream.deliver(StreamReset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM))
+        elif isinstance(event, ProtocolFailed):
+            self.draining = True
+            for stream_id, stream in list(self.streams.items()):
+                stream.deliver(StreamReset(stream_id, event.status))
+        elif hasattr(event, "stream_id"):
+            target = self.streams.get(event.stream_id)
+            if target is not None:
+                target.deliver(event)  # type: ignore[arg-type]
+            elif isinstance(event, DataReceived):
+                self.codec.acknowledge(event.stream_id, event.flow_controlled_length)
+
+    def _wake_writers(self) -> None:
+        waiters, self.window_waiters = self.window_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_window(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.window_waiters.append(waiter)
+        await waiter
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.flow.connection_lost()
+        if not self.settled.done():
+            self.settled.set_exception(ConnectFailedError("connection closed before SETTINGS"))
+        for stream_id, stream in list(self.streams.items()):
+            stream.deliver(StreamReset(stream_id, 0))
+        self._wake_writers()
+        self.pool.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self.flow.pause()
+
+    def resume_writing(self) -> None:
+        self.flow.resume()
+
+    def flush(self) -> None:
+        data = self.codec.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    @property
+    def capacity(self) -> int:
+        if self.closed or self.draining or self.codec.closed:
+            return 0
+        limit = self.codec.peer_max_concurrent_streams
+        if self.pool.max_concurrent_streams:
+            limit = min(limit, self.pool.max_concurrent_streams)
+        return limit - len(self.streams)
+
+    def open_stream(self) -> Http2Stream:
+        stream_id = self.codec.new_stream_id()
+        stream = Http2Stream(self.pool.host, self, stream_id)
+        self.streams[stream_id] = stream
+        return stream
+
+    def stream_done(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+        if not self.streams and (self.draining or self.pool.closed):
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.codec.close()
+            self.flush()
+            self.transport.close()
+
+    def __repr__(self) -> str:
+        return (f"Http2Connection({self.pool.host.address}:{self.pool.host.port} "
+                f"streams={len(self.streams)} closed={self.closed})")
+
+
+class Http2Stream(UpstreamStream):
+    def __init__(self, host: Host, connection: Http2Connection, stream_id: int) -> None:
+        super().__init__(host)
+        self.connection = connection
+        self.stream_id = stream_id
+
+    async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
+        if self.connection.closed:
+            self.deliver(StreamReset(self.stream_id, 0))
+            return
+        self.connection.codec.send_request_head(self.stream_id, head, end_stream=end_stream)
+        self.connection.flush()
+        await self.connection.flow.drained()
+
+    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        await send_flow_controlled(self.connection.codec, self.stream_id, data, end_stream,
+                                   self.connection.flush, self.connection.wait_window,
+                                   lambda: self.connection.closed or self.finished)
+        await self.connection.flow.drained()
+
+    async def send_trailers(self, trailers: Headers) -> None:
+        if self.connection.codec.stream_open(self.stream_id):
+            self.connection.codec.send_trailers(self.stream_id, trailers)
+            self.connection.flush()
+
+    def consumed(self, event: DataReceived) -> None:
+        self.connection.codec.acknowledge(self.stream_id, event.flow_controlled_length)
+        self.connection.flush()
+
+    def reset(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.connection.codec.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
+        self.connection.flush()
+        self.connection.stream_done(self.stream_id)
+
+    def release(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.connection.codec.stream_open(self.stream_id):
+            self.connection.codec.reset(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            self.connection.flush()
+        self.connection.stream_done(self.stream_id)
+
+
+async def send_flow_controlled(codec: Http2Codec, stream_id: int, data: bytes, end_stream: bool,
+                               flush: Any, wait_window: Any, gone: Any) -> None:
+    """Send DATA within the peer's windows, waiting for WINDOW_UPDATE when they are shut."""
+    view = memoryview(data)
+    while True:
+        if gone():
+            return
+        allowed = codec.sendable(stream_id)
+        if allowed < 0:
+            return  # the stream is closed
+        if allowed == 0 and view:
+            await wait_window()
+            continue
+        chunk = view[:allowed]
+        view = view[allowed:]
+        last = end_stream and not view
+        codec.send_data(stream_id, bytes(chunk), end_stream=last)
+        flush()
+        if not view:
+            return
+
+
+class Http2Pool:
+    def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
+                 ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
+                 max_concurrent_streams: int | None = None) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.max_concurrent_streams = max_concurrent_streams
+        self.connections: list[Http2Connection] = []
+        self._connecting: asyncio.Future[Http2Connection] | None = None
+        self.closed = False
+
+    async def new_stream(self) -> Http2Stream:
+        while True:
+            for connection in self.connections:
+                if connection.capacity > 0:
+                    return connection.open_stream()
+            if self._connecting is None:
+                self._connecting = asyncio.get_running_loop().create_future()
+                connecting = self._connecting
+                try:
+                    connection = await self._connect()
+                except ConnectFailedError as error:
+                    connecting.set_exception(error)
+                    connecting.exception()  # retrieved: waiters re-raise their own copy
+                    raise
+                finally:
+                    self._connecting = None
+                connecting.set_result(connection)
+                return connection.open_stream()
+            await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> Http2Connection:
+        try:
+            _transport, connection = await open_connection(
+                lambda: Http2Connection(self), self.host.address, self.host.port,
+                connect_timeout=self.connect_timeout, ssl_context=self.ssl_context,
+                server_hostname=self.server_hostname)
+        except ConnectFailedError as error:
+            self.runtime.connection_failed(self.host, timeout=error.timeout)
+            raise
+        self.runtime.connection_opened(self.host)
+        self.connections.append(connection)
+        try:
+            async with asyncio.timeout(SETTINGS_TIMEOUT):
+                await connection.settled
+        except TimeoutError:
+            connection.close()
+            raise ConnectFailedError("no SETTINGS from upstream", timeout=True) from None
+        return connection
+
+    def connection_closed(self, connection: Http2Connection) -> None:
+        if connection in self.connections:
+            self.connections.remove(connection)
+        self.runtime.connection_closed(self.host)
+
+    def close(self) -> None:
+        self.closed = True
+        for connection in list(self.connections):
+            if not connection.streams:
+                connection.close()
+
+    def __repr__(self) -> str:
+        streams = sum(len(c.streams) for c in self.connections)
+        return (f"Http2Pool({self.host.address}:{self.host.port} "
+                f"connections={len(self.connections)} streams={streams})")
