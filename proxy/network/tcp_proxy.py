@@ -146,7 +146,8 @@ class TcpProxyFilter:
                 else None
             try:
                 upstream = await open_upstream(self.context, cluster, hash_key=hash_key,
-                                               attempts=self.config.max_connect_attempts)
+                                               attempts=self.config.max_connect_attempts,
+                                               downstream=connection)
             except UpstreamConnectError as error:
                 (self.cx_no_route if error.no_route else self.connect_failures).inc()
                 log.debug("tcp_proxy %s: %s", self.config.stat_prefix, error)

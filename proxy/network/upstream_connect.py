@@ -4,7 +4,8 @@ The one place tcp_proxy meets the cluster manager (proxy.upstream): check the cl
 max_connections circuit breaker (Envoy's tcp_proxy refuses with `upstream_cx_overflow`),
 choose a host with the connection's LbContext, connect honouring the cluster's
 connect_timeout, report the outcome to the cluster runtime (stats, outlier detection), and
-retry with a fresh host choice up to `attempts` times (tcp_proxy `max_connect_attempts`).
+retry with a fresh host choice up to `attempts` times (tcp_proxy `max_connect_attempts`),
+then write the upstream PROXY protocol header when the cluster's transport socket asks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.context import ServerContext
+from proxy.listeners import proxy_protocol
+from proxy.network.base import DownstreamConnection
 from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.lb.base import LbContext
 
@@ -47,7 +50,8 @@ class UpstreamConnection:
 
 
 async def open_upstream(context: ServerContext, cluster_name: str, *, hash_key: int | None,
-                        attempts: int) -> UpstreamConnection:
+                        attempts: int, downstream: DownstreamConnection | None = None
+                        ) -> UpstreamConnection:
     manager = context.cluster_manager
     runtime = manager.get(cluster_name) if manager is not None else None
     if runtime is None:
@@ -57,11 +61,30 @@ async def open_upstream(context: ServerContext, cluster_name: str, *, hash_key: 
         raise UpstreamConnectError(f"cluster {cluster_name!r}: max_connections reached")
     try:
         connection = await _connect_with_attempts(runtime, cluster_name, hash_key, attempts)
+        await _send_proxy_header(connection, runtime.config.upstream_tls, downstream)
     except BaseException:
         breaker.release(Resource.CONNECTIONS)
         raise
     connection.on_release.append(lambda: breaker.release(Resource.CONNECTIONS))
     return connection
+
+
+async def _send_proxy_header(connection: UpstreamConnection, transport: Any,
+                             downstream: DownstreamConnection | None) -> None:
+    """Upstream PROXY protocol: the downstream client's address and the address it connected
+    to, before any other byte (and before a TLS handshake)."""
+    version = getattr(transport, "proxy_protocol_version", None)
+    if version is None:
+        return
+    if downstream is None:
+        raise UpstreamConnectError("PROXY protocol needs the downstream connection")
+    build = proxy_protocol.build_v2 if version == 2 else proxy_protocol.build_v1
+    header = build(downstream.remote_address, downstream.local_address)
+    try:
+        await asyncio.get_running_loop().sock_sendall(connection.sock, header)
+    except OSError as error:
+        connection.release()
+        raise UpstreamConnectError(f"sending the PROXY header: {error.strerror}") from error
 
 
 async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int | None,

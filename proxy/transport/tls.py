@@ -9,10 +9,13 @@ frozen model that carries the ready `ssl.SSLContext`. Behaviour follows Envoy's 
 - upstream: `sni` sent as SNI; the server chain is verified against `trusted_ca` when set
   (Envoy checks SANs only when `match_typed_subject_alt_names` is set, so no hostname check);
   a client certificate is presented for mTLS when `tls_certificates` is set.
+- upstream PROXY protocol (ProxyProtocolUpstreamTransport, `config.version` V1/V2) wrapping
+  TLS or raw_buffer: the header goes first, in clear, before any TLS handshake.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import ssl
 import tempfile
@@ -20,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2
+from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -33,6 +37,8 @@ TLS_SOCKET_NAME = "envoy.transport_sockets.tls"
 RAW_BUFFER_TYPE = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
 DOWNSTREAM_TYPE = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 UPSTREAM_TYPE = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+PROXY_PROTOCOL_TYPE = ("envoy.extensions.transport_sockets.proxy_protocol.v3."
+                       "ProxyProtocolUpstreamTransport")
 
 _VERSIONS = {
     common_pb2.TlsParameters.TLSv1_0: ssl.TLSVersion.TLSv1,
@@ -64,11 +70,15 @@ class DownstreamTls:
 
 @dataclass(frozen=True)
 class UpstreamTls:
-    sni: str
-    alpn_protocols: tuple[str, ...]
-    certificate: TlsCertificate | None
-    validation: ValidationContext | None
-    ssl_context: ssl.SSLContext = field(compare=False, repr=False)
+    """A cluster's transport socket: TLS origination when `ssl_context` is set, and/or a
+    PROXY protocol header first (envoy.transport_sockets.upstream_proxy_protocol)."""
+
+    sni: str = ""
+    alpn_protocols: tuple[str, ...] = ()
+    certificate: TlsCertificate | None = None
+    validation: ValidationContext | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    proxy_protocol_version: int | None = None  # 1 or 2
 
 
 def translate_downstream_tls(message: Message) -> DownstreamTls | None:
@@ -92,7 +102,11 @@ def translate_downstream_tls(message: Message) -> DownstreamTls | None:
 
 
 def translate_upstream_tls(message: Message) -> UpstreamTls | None:
-    """A cluster's transport_socket (TransportSocket, Any or the context) -> model."""
+    """A cluster's transport_socket (TransportSocket, Any or the context) -> model; None for
+    plain TCP. The PROXY protocol transport socket may wrap TLS or raw_buffer."""
+    proxy_protocol = _proxy_protocol_wrapper(message)
+    if proxy_protocol is not None:
+        return _translate_proxy_protocol(proxy_protocol)
     context = _unwrap(message, tls_pb2.UpstreamTlsContext, UPSTREAM_TYPE)
     if context is None:
         return None
@@ -103,6 +117,32 @@ def translate_upstream_tls(message: Message) -> UpstreamTls | None:
     certificate, validation, alpn = _translate_common(common, "common_tls_context.")
     ssl_context = _client_context(common, certificate, validation, alpn)
     return UpstreamTls(context.sni, alpn, certificate, validation, ssl_context)
+
+
+def _proxy_protocol_wrapper(message: Message) -> Any | None:
+    packed = message.typed_config if isinstance(message, base_pb2.TransportSocket) else message
+    if isinstance(packed, any_pb2.Any) and packed.type_url.endswith("/" + PROXY_PROTOCOL_TYPE):
+        return unpack_any(packed)
+    if isinstance(packed, upstream_proxy_protocol_pb2.ProxyProtocolUpstreamTransport):
+        return packed
+    return None
+
+
+def _translate_proxy_protocol(message: Any) -> UpstreamTls:
+    """envoy.transport_sockets.upstream_proxy_protocol: a v1/v2 header with the downstream
+    connection's addresses, then the wrapped transport socket."""
+    reject_unsupported(message, {"config", "transport_socket"})
+    reject_unsupported(message.config, {"version"}, prefix="config.")
+    version = 2 if message.config.version == proxy_protocol_pb2.ProxyProtocolConfig.V2 else 1
+    inner = None
+    if message.HasField("transport_socket"):
+        try:
+            inner = translate_upstream_tls(message.transport_socket)
+        except ConfigError as error:
+            raise error.within(field="typed_config.transport_socket") from error
+    if inner is not None and inner.proxy_protocol_version is not None:
+        raise ConfigError("PROXY protocol wrapped twice", field="typed_config.transport_socket")
+    return dataclasses.replace(inner or UpstreamTls(), proxy_protocol_version=version)
 
 
 def _unwrap(message: Message, cls: type[Any], type_name: str) -> Any | None:
