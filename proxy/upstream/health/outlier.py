@@ -11,9 +11,10 @@ calls `tick(now)` every `config.interval` seconds (`next_tick_at`). Rules:
 - an ejection is refused (counted `ejections_overflow`) when `max_ejection_percent` of the hosts
   are already ejected (the check uses the count before this ejection, so one host can always
   go, as Envoy's docs say), unless `always_eject_one_host` and none is ejected;
-- an ejected host returns after `min(base_ejection_time * backoff, max_ejection_time) + jitter`;
-  each ejection raises `backoff` by one (while that stays within max_ejection_time) and each
-  interval a host spends un-ejected lowers it by one;
+- an ejected host returns at the first interval sweep after
+  `min(base_ejection_time * backoff, max_ejection_time) + jitter`; each ejection raises `backoff`
+  by one (while backoff * base < max + base) and each sweep that finds the host un-ejected
+  lowers it by one;
 - at each interval: success-rate ejection (hosts with >= `success_rate_request_volume`
   requests; needs >= `success_rate_minimum_hosts` such hosts; threshold mean - stdev *
   factor/1000) and failure-percentage ejection (failure% >= threshold), on the interval's
@@ -59,9 +60,6 @@ class HostMonitor:
     external_total: int = 0
     local_success: int = 0
     local_total: int = 0
-
-    def reset_consecutive(self) -> None:
-        self.consecutive_5xx = self.consecutive_gateway = self.consecutive_local = 0
 
 
 class OutlierDetector:
@@ -189,10 +187,10 @@ class OutlierDetector:
         self._active_gauge().inc()
         monitor.ejected = True
         monitor.ejected_at = now
-        if self.config.base_ejection_time * (monitor.backoff + 1) <= \
-                self.config.max_ejection_time:
+        # Envoy `ejectHost`: the backoff grows while backoff * base < max + base.
+        if monitor.backoff * self.config.base_ejection_time < \
+                self.config.max_ejection_time + self.config.base_ejection_time:
             monitor.backoff += 1
-        monitor.backoff = max(monitor.backoff, 1)
         jitter_max = self.config.max_ejection_time_jitter
         monitor.jitter = self._rng.uniform(0, jitter_max) if jitter_max > 0 else 0.0
         self._on_change(host, True)
@@ -204,7 +202,8 @@ class OutlierDetector:
 
     def _uneject(self, host: Host, monitor: HostMonitor) -> None:
         monitor.ejected = False
-        monitor.reset_consecutive()
+        # Envoy resets the 5xx and gateway counters so a few new errors do not re-eject.
+        monitor.consecutive_5xx = monitor.consecutive_gateway = 0
         self._active_gauge().dec()
         self._on_change(host, False)
 

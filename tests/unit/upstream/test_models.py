@@ -1,0 +1,146 @@
+"""Cluster and ClusterLoadAssignment translation: values, defaults, and refusals by name."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.config.endpoint.v3 import endpoint_pb2
+
+from protos.errors import ConfigError
+from protos.loader import parse_message
+from proxy.model.cluster import DiscoveryType, LbPolicy
+from proxy.model.endpoint import EdsHealth, translate_cluster_load_assignment
+from proxy.upstream.health.config import CheckKind
+from tests.unit.upstream.builders import cluster, static_endpoints
+
+HC = {"timeout": "1s", "interval": "2s", "unhealthy_threshold": 3, "healthy_threshold": 2}
+
+
+def _assignment(body: dict):
+    return translate_cluster_load_assignment(
+        parse_message(body, endpoint_pb2.ClusterLoadAssignment))
+
+
+def test_static_cluster_with_defaults() -> None:
+    model = cluster(load_assignment={"cluster_name": "backend",
+                                     "endpoints": [static_endpoints(1, 2)]})
+    assert model.type is DiscoveryType.STATIC
+    assert model.connect_timeout == 1.0
+    assert model.lb_policy is LbPolicy.ROUND_ROBIN
+    assert model.healthy_panic_threshold == 50.0
+    assert [ep.port for ep in model.load_assignment.all_endpoints()] == [1, 2]
+
+
+def test_lb_configs() -> None:
+    model = cluster(lb_policy="LEAST_REQUEST",
+                    least_request_lb_config={"choice_count": 4,
+                                             "active_request_bias": {"default_value": 0.5,
+                                                                     "runtime_key": ""}})
+    assert (model.least_request.choice_count, model.least_request.active_request_bias) == (4, 0.5)
+    model = cluster(lb_policy="RING_HASH", ring_hash_lb_config={
+        "minimum_ring_size": 64, "maximum_ring_size": 4096})
+    assert (model.ring_hash.minimum_ring_size, model.ring_hash.maximum_ring_size) == (64, 4096)
+    assert cluster(lb_policy="MAGLEV", maglev_lb_config={"table_size": 5003}).maglev.table_size \
+        == 5003
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": 1000}}, "table_size"),
+    ({"lb_policy": "RING_HASH", "ring_hash_lb_config": {"hash_function": "MURMUR_HASH_2"}},
+     "hash_function"),
+    ({"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 100,
+                                                        "maximum_ring_size": 10}},
+     "minimum_ring_size"),
+    ({"lb_policy": "ROUND_ROBIN", "ring_hash_lb_config": {}}, "ring_hash_lb_config"),
+    ({"lb_policy": "CLUSTER_PROVIDED"}, "lb_policy"),
+    ({"type": "ORIGINAL_DST"}, "type"),
+    ({"lb_subset_config": {"fallback_policy": "ANY_ENDPOINT"}}, "lb_subset_config"),
+    ({"upstream_bind_config": {"source_address": {"address": "127.0.0.1",
+                                                   "port_value": 0}}},
+     "upstream_bind_config"),
+    ({"common_lb_config": {"locality_weighted_lb_config": {}}}, "locality_weighted_lb_config"),
+    ({"lb_policy": "LEAST_REQUEST", "round_robin_lb_config": {}}, "round_robin_lb_config"),
+    ({"health_checks": [{**HC, "tcp_health_check": {}}, {**HC, "tcp_health_check": {}}]},
+     "health_checks[1]"),
+    ({"health_checks": [{**HC, "http_health_check": {"path": "/",
+                                                     "codec_client_type": "HTTP2"}}]},
+     "codec_client_type"),
+    ({"health_checks": [{**HC, "event_log_path": "/tmp/x", "tcp_health_check": {}}]},
+     "event_log_path"),
+    ({"outlier_detection": {"monitors": [{"name": "x"}]}}, "monitors"),
+    ({"type": "STRICT_DNS"}, "load_assignment"),
+    ({"type": "EDS", "eds_cluster_config": {"eds_config": {"path_config_source": {
+        "path": "/tmp/eds.yaml"}}}}, "eds_config"),
+    ({"load_assignment": {"cluster_name": "b", "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "example.com",
+                                                     "port_value": 80}}}}]}]}},
+     "load_assignment"),
+])
+def test_unsupported_or_invalid_fields_are_named(fields: dict, named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        cluster(**fields)
+    assert named in str(caught.value)
+    assert "backend" in str(caught.value)  # the resource is named too
+
+
+def test_health_check_translation() -> None:
+    model = cluster(health_checks=[{**HC, "no_traffic_interval": "3s", "interval_jitter": "1s",
+                                    "http_health_check": {"path": "/healthz", "host": "svc",
+                                                          "expected_statuses": [
+                                                              {"start": 200, "end": 300}]}}])
+    check = model.health_checks[0]
+    assert check.kind is CheckKind.HTTP and check.http is not None
+    assert (check.timeout, check.interval, check.unhealthy_threshold,
+            check.healthy_threshold) == (1.0, 2.0, 3, 2)
+    assert check.no_traffic_interval == 3.0 and check.interval_jitter == 1.0
+    assert check.http.expects(204) and not check.http.expects(300)
+    tcp = cluster(health_checks=[{**HC, "tcp_health_check": {
+        "send": {"text": "50494e47"}, "receive": [{"text": "504f4e47"}]}}]).health_checks[0]
+    assert tcp.tcp is not None and (tcp.tcp.send, tcp.tcp.receive) == (b"PING", (b"PONG",))
+    grpc = cluster(health_checks=[{**HC, "grpc_health_check": {"service_name": "s"}}])
+    assert grpc.health_checks[0].grpc.service_name == "s"
+
+
+def test_outlier_detection_defaults_follow_envoy() -> None:
+    outlier = cluster(outlier_detection={"base_ejection_time": "400s"}).outlier_detection
+    assert outlier is not None
+    assert outlier.consecutive_5xx == 5 and outlier.enforcing_consecutive_gateway_failure == 0
+    assert outlier.max_ejection_percent == 10 and outlier.interval == 10.0
+    assert outlier.max_ejection_time == 400.0  # max(300 s, base) when unset
+
+
+def test_endpoint_assignment_translation() -> None:
+    assignment = _assignment({
+        "cluster_name": "svc",
+        "endpoints": [
+            {"locality": {"region": "eu", "zone": "a"}, "priority": 1,
+             "load_balancing_weight": 3, "lb_endpoints": [
+                 {"endpoint": {"address": {"socket_address": {"address": "10.0.0.1",
+                                                              "port_value": 80}},
+                               "health_check_config": {"port_value": 8080}},
+                  "health_status": "DEGRADED", "load_balancing_weight": 7}]}],
+        "policy": {"overprovisioning_factor": 200}})
+    group = assignment.localities[0]
+    endpoint = group.endpoints[0]
+    assert (group.priority, group.weight, str(group.locality)) == (1, 3, "eu/a")
+    assert (endpoint.weight, endpoint.health_status, endpoint.health_check_port) == (
+        7, EdsHealth.DEGRADED, 8080)
+    assert assignment.overprovisioning_factor == 200
+    assert assignment.priority_count == 2
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ({"cluster_name": "s", "policy": {"drop_overloads": [{"category": "x", "drop_percentage": {
+        "numerator": 1}}]}}, "drop_overloads"),
+    ({"cluster_name": "s", "policy": {"weighted_priority_health": True}},
+     "weighted_priority_health"),
+    ({"cluster_name": "s", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+        "pipe": {"path": "/tmp/s"}}}}]}]}, "pipe"),
+    ({"cluster_name": "s", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+        "socket_address": {"address": "10.0.0.1", "port_value": 80, "protocol": "UDP"}}}}]}]},
+     "protocol"),
+    ({"cluster_name": "s", "endpoints": [{"leds_cluster_locality_config": {}}]},
+     "leds_cluster_locality_config"),
+])
+def test_endpoint_refusals(body: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        _assignment(body)
