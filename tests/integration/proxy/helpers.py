@@ -82,9 +82,13 @@ def _remember_sni(sock: ssl.SSLObject | ssl.SSLSocket, name: str | None,
 
 
 def read_line(sock: socket.socket) -> str:
+    """One line; '' if the peer closed or reset first."""
     data = b""
     while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
+        try:
+            chunk = sock.recv(1)
+        except ConnectionResetError:
+            return ""
         if not chunk:
             break
         data += chunk
@@ -182,3 +186,36 @@ class Pointsman(ManagedProcess):
             if key == name:
                 return int(value)
         return 0
+
+
+class _ProxyProtocolHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        from proxy.listeners import proxy_protocol
+
+        sock: socket.socket = self.request
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+            verdict = proxy_protocol.parse(data)
+            if not isinstance(verdict, proxy_protocol.NeedMore):
+                break
+        if isinstance(verdict, proxy_protocol.ProxyHeader) and verdict.source:
+            line = f"v{verdict.version} {verdict.source[0]}:{verdict.source[1]}\n"
+        else:
+            line = f"none {verdict!r}\n"
+        sock.sendall(line.encode())
+
+
+class ProxyProtocolServer(TaggedServer):
+    """Reads a PROXY header and answers `vN SOURCE_IP:PORT` (or `none ...`)."""
+
+    def __init__(self) -> None:
+        socketserver.ThreadingTCPServer.__init__(self, ("127.0.0.1", 0), _ProxyProtocolHandler)
+        self.name = "pp"
+        self.ssl_context = None
+        self.connections = []
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
