@@ -73,10 +73,11 @@ class SimulatedClient:
         self.eds_version = ""
         self.eds_acked_at = 0.0
         self.converged = asyncio.Event()
+        self.updated = asyncio.Event()
 
     async def run(self, target: str) -> None:
-        from envoy.service.discovery.v3 import discovery_pb2 as pb
         import grpc
+        from envoy.service.discovery.v3 import discovery_pb2 as pb
 
         async with grpc.aio.insecure_channel(target) as channel:
             call = channel.stream_stream(ADS_METHOD,
@@ -103,6 +104,7 @@ class SimulatedClient:
                     await call.write(ack)
                     self.eds_version, self.eds_acked_at = response.version_info, time.time()
                     self.converged.set()
+                    self.updated.set()
 
     @staticmethod
     def _cluster_names(response: Any) -> list[str]:
@@ -119,8 +121,10 @@ async def worker_main(target: str, first: int, count: int, pipe: Connection) -> 
         loop = asyncio.get_running_loop()
         while (command := await loop.run_in_executor(None, pipe.recv)) != "stop":
             baseline = command
-            while any(client.eds_version == baseline for client in clients):
-                await asyncio.sleep(0.01)
+            for client in clients:
+                while client.eds_version == baseline:
+                    client.updated.clear()
+                    await client.updated.wait()
             pipe.send(("changed", max(client.eds_acked_at for client in clients)))
         for runner in runners:
             runner.cancel()
