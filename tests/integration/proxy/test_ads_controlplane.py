@@ -104,3 +104,47 @@ def _listening(port: int) -> bool:
 def _backend_of(port: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         return read_line(sock)
+
+
+def listener_only(listen_port: int, cluster_ports: dict[str, int], target: str | None,
+                  version: str) -> dict[str, Any]:
+    items: list[dict[str, Any]] = []
+    for name, port in cluster_ports.items():
+        items.append({"@type": CLUSTER, "name": name, "type": "STATIC", "connect_timeout": "1s",
+                      "load_assignment": {"cluster_name": name, "endpoints": [
+                          {"lb_endpoints": [endpoint(port)]}]}})
+    if target is not None:
+        items.append({"@type": LISTENER, "name": "l4", "address": {"socket_address": {
+            "address": "127.0.0.1", "port_value": listen_port}},
+            "filter_chains": [{"filters": [tcp_proxy(target)]}]})
+    return {"version_info": version, "resources": items}
+
+
+def test_listener_update_and_removal_drain(tmp_path: Path,
+                                           backends: list[TaggedServer]) -> None:
+    xds_port, listen_port = free_port(), free_port()
+    ports = {"a": backends[0].port, "b": backends[1].port}
+    config = tmp_path / "resources.json"
+    config.write_text(json.dumps(listener_only(listen_port, ports, "a", "1")))
+    with ManagedProcess(python_argv("-m", "controlplane", "--resources", str(config),
+                                    "--listen", f"127.0.0.1:{xds_port}",
+                                    "--poll-interval", "0.1"), name="controlplane") as cp:
+        cp.wait_until(lambda: _listening(xds_port), 30, "listening")
+        with Pointsman(ads_bootstrap(xds_port), extra_args=("--drain-time-s", "2")) as proxy:
+            proxy.wait_ready()
+            old = socket.create_connection(("127.0.0.1", listen_port), timeout=10)
+            with old:
+                assert read_line(old) == "a"
+                # Update: new connections use the new chain, the old one keeps working.
+                config.write_text(json.dumps(listener_only(listen_port, ports, "b", "2")))
+                proxy.wait_until(lambda: _backend_of(listen_port) == "b", 30, "updated")
+                old.sendall(b"ping")
+                assert old.recv(10) == b"ping"
+                assert proxy.stat("listener_manager.listener_modified") == 1
+                # ... until the drain time ends it.
+                assert old.recv(10) == b""
+            # Removal: the port stops accepting.
+            config.write_text(json.dumps(listener_only(listen_port, ports, None, "3")))
+            proxy.wait_until(lambda: not _listening(listen_port), 30, "removed")
+            assert proxy.stat("listener_manager.listener_removed") == 1
+            assert proxy.stat("listener_manager.total_listeners_active") == 0
