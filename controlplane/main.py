@@ -84,7 +84,7 @@ async def serve(args: argparse.Namespace) -> int:
                         on_error=observer.config_rejected)
     cache.watch(lambda: observer.config_loaded(
         len(cache.groups), sum(item.count() for item in cache.groups.values())))
-    if not source.poll():
+    if not await source.poll_in_thread():
         print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
         return 1
     server = grpc.aio.server()

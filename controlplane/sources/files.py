@@ -50,7 +50,10 @@ def read_resources(path: Path) -> list[LoadedResource]:
 
 
 def _read_one(obj: object, source: str, index: int) -> LoadedResource:
-    message = parse_any_resource(obj, source=source, index=index)
+    try:
+        message = parse_any_resource(obj, source=source, index=index)
+    except ConfigError as error:  # nested @type errors come without the resource: add it
+        raise error.within(resource=_name_hint(obj), source=source) from error
     type_url = "type.googleapis.com/" + message.DESCRIPTOR.full_name
     kind = BY_TYPE_URL.get(type_url)
     if kind is None:
@@ -63,6 +66,12 @@ def _read_one(obj: object, source: str, index: int) -> LoadedResource:
     except ConfigError as error:
         raise error.within(field=f"resources[{index}]", resource=name, source=source) from error
     return LoadedResource(type_url, name, message, source, index)
+
+
+def _name_hint(obj: object) -> str:
+    if not isinstance(obj, dict):
+        return ""
+    return str(obj.get("name") or obj.get("cluster_name") or obj.get("clusterName") or "")
 
 
 def config_files(folder: Path) -> list[Path]:
@@ -143,11 +152,15 @@ class FileSource:
         """Reload when the files changed; True when a new snapshot was published."""
         return self._apply(self._load_if_changed())
 
+    async def poll_in_thread(self) -> bool:
+        """`poll()` with the reading and parsing done in a worker thread."""
+        return self._apply(await asyncio.to_thread(self._load_if_changed))
+
     async def run(self) -> None:
         """Poll forever (cancel to stop). Reading and parsing run in a worker thread so the
         loop keeps serving; the new snapshots are swapped in on the loop, atomically."""
         while True:
-            self._apply(await asyncio.to_thread(self._load_if_changed))
+            await self.poll_in_thread()
             await asyncio.sleep(self.interval)
 
     def _load_if_changed(self) -> dict[str, Snapshot] | ConfigError | None:

@@ -119,3 +119,46 @@ def test_file_source_keeps_the_last_good_snapshot(tmp_path):
     write(path, [*GOOD, cluster("b"), endpoints("b", 2)])
     assert source.poll() and source.last_error is None
     assert sorted(cache.groups[DEFAULT_GROUP].of_type(CLUSTER).resources) == ["a", "b"]
+
+
+def test_unsupported_fields_are_refused_by_name(tmp_path):
+    scoped = listener("http", "main")
+    hcm = scoped["filter_chains"][0]["filters"][0]["typed_config"]
+    del hcm["rds"]
+    hcm["scoped_routes"] = {"name": "s"}
+    error = error_for(write(tmp_path / "l.yaml", [scoped]))
+    assert error.field.endswith("typed_config.scoped_routes") and "not supported" in str(error)
+
+
+def test_secret_and_tcp_proxy_references_are_checked(tmp_path):
+    tls_cluster = cluster("a")
+    tls_cluster["transport_socket"] = {"name": "tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                 "UpstreamTlsContext",
+        "common_tls_context": {"tls_certificate_sds_secret_configs": [
+            {"name": "client-cert", "sds_config": {"ads": {}}}]}}}
+    error = error_for(write(tmp_path / "s.yaml", [tls_cluster, endpoints("a", 1)]))
+    assert "secret 'client-cert'" in str(error)
+    assert error.field.endswith("tls_certificate_sds_secret_configs[0].name")
+    secret = {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+              "name": "client-cert", "tls_certificate": {
+                  "certificate_chain": {"inline_string": "PEM"},
+                  "private_key": {"inline_string": "KEY"}}}
+    write(tmp_path / "s.yaml", [tls_cluster, endpoints("a", 1), secret])
+    assert "client-cert" in load_snapshots(tmp_path / "s.yaml")[DEFAULT_GROUP].of_type(
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret").resources
+    tcp = {"@type": CLUSTER.replace("cluster.v3.Cluster", "listener.v3.Listener"), "name": "tcp",
+           "address": {"socket_address": {"address": "127.0.0.1", "port_value": 9000}},
+           "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3."
+                        "TcpProxy", "stat_prefix": "tcp", "cluster": "nowhere"}}]}]}
+    error = error_for(write(tmp_path / "t.yaml", [tcp]))
+    assert "cluster 'nowhere'" in str(error) and error.field.endswith("typed_config.cluster")
+
+
+def test_an_unknown_nested_typed_config_is_named(tmp_path):
+    bad = listener("http", "main")
+    bad["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"][
+        "@type"] = "type.googleapis.com/no.such.Filter"
+    error = error_for(write(tmp_path / "l.yaml", [*GOOD[:2], bad, GOOD[3]]))
+    assert "no.such.Filter" in str(error) and error.resource == "http"
