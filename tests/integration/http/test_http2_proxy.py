@@ -1,0 +1,56 @@
+"""HTTP/2 downstream (h2c prior knowledge) and upstream, with per-stream load balancing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.http.clients import H1Client, H2Client
+from tests.integration.http.harness import (
+    H2_OPTIONS,
+    Sidecar,
+    hcm,
+    simple_routes,
+    static_cluster,
+)
+
+
+async def test_one_h2_connection_spreads_over_three_h2c_backends(backends) -> None:  # type: ignore[no-untyped-def]
+    servers = [backends(f"b{i}", http2=True) for i in range(3)]
+    cluster = static_cluster("grpcish", [s.port for s in servers],
+                             typed_extension_protocol_options=H2_OPTIONS)
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "grpcish"}})
+    async with Sidecar(hcm(routes), [cluster]) as sidecar, H2Client(sidecar.port) as client:
+        responses = await asyncio.gather(*(client.request("GET", f"/r{i}") for i in range(60)))
+        assert all(r.status == 200 for r in responses)
+        counts = sorted(s.total for s in servers)
+        assert counts == [20, 20, 20]  # round robin per request, not per connection
+        # the upstream side multiplexes: one connection per backend
+        assert sidecar.counter("cluster.grpcish.upstream_cx_total") == 3
+
+
+async def test_h2_downstream_to_h1_upstream_and_trailers(backends) -> None:  # type: ignore[no-untyped-def]
+    h1 = backends("h1")
+    h2 = backends("h2", http2=True)
+    routes = simple_routes(
+        {"match": {"prefix": "/one"}, "route": {"cluster": "h1"}},
+        {"match": {"prefix": "/two"}, "route": {"cluster": "h2"}})
+    clusters = [static_cluster("h1", [h1.port]),
+                static_cluster("h2", [h2.port], typed_extension_protocol_options=H2_OPTIONS)]
+    async with Sidecar(hcm(routes), clusters) as sidecar, H2Client(sidecar.port) as client:
+        one = await client.request("POST", "/one", body=b"x" * 100_000)
+        assert one.status == 200 and one.json()["body"] == "x" * 100_000
+        two = await client.request("GET", "/two", headers=[("x-echo-trailer", "grpc-status=0")])
+        assert two.status == 200
+        assert two.trailers == [("grpc-status", "0")]
+        big = await client.request("GET", "/two", headers=[("x-echo-size", "3000000")])
+        assert len(big.body) == 3_000_000
+
+
+async def test_codec_auto_serves_both_protocols(backends) -> None:  # type: ignore[no-untyped-def]
+    backend = backends("a")
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "a"}})
+    async with Sidecar(hcm(routes), [static_cluster("a", [backend.port])]) as sidecar:
+        async with H1Client(sidecar.port) as h1:
+            assert (await h1.request("GET", "/")).status == 200
+        async with H2Client(sidecar.port) as h2:
+            assert (await h2.request("GET", "/")).status == 200
