@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from envoy.config.cluster.v3 import cluster_pb2
 
 from protos.loader import parse_message
 from proxy.model.cluster import translate_cluster
@@ -106,8 +107,6 @@ async def test_envoy_and_pointsman_agree_on_backend_health() -> None:
                 ports[2]: _backend(ports[2], bad_root)}
     cluster = _cluster(ports)
     envoy = Envoy(_bootstrap(cluster, free_port()), name="envoy-hc")
-    from envoy.config.cluster.v3 import cluster_pb2
-
     manager = ClusterManager(Stats(), rng=random.Random(5))
     manager.update([translate_cluster(parse_message(cluster, cluster_pb2.Cluster))])
     await manager.start()
