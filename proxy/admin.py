@@ -151,6 +151,9 @@ class AdminServer:
             if method not in ("GET", "HEAD"):
                 status, content_type, body = 405, "text/plain", "method not allowed\n"
             else:
+                refresh = getattr(self.source, "refresh", None)
+                if refresh is not None:  # proxy.workers: gather the workers' stats first
+                    await refresh()
                 status, content_type, body = route(self.source, target)
             payload = body.encode()
             writer.write(

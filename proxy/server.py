@@ -85,7 +85,11 @@ class ConfigState:
 class Server:
     def __init__(self, bootstrap: Bootstrap, *, stats: Stats | None = None,
                  reuse_port: bool = False, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-                 initial_fetch_timeout: float | None = None) -> None:
+                 initial_fetch_timeout: float | None = None,
+                 serve_traffic: bool = True) -> None:
+        """`serve_traffic=False` is the --concurrency parent (proxy.workers): it keeps and
+        validates the config and talks xDS, but binds no listener and runs no health checks;
+        `update_observers` receive every applied update to fan it out to the workers."""
         ensure_network_filters()
         self.bootstrap = bootstrap
         self.stats = stats or Stats()
@@ -103,6 +107,8 @@ class Server:
             else (bootstrap.ads.initial_fetch_timeout if bootstrap.ads else 0.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._xds_client: Any = None
+        self.serve_traffic = serve_traffic
+        self.update_observers: list[Any] = []
         self.cluster_manager.update(self.static_clusters.values())
 
     def __repr__(self) -> str:
@@ -117,10 +123,11 @@ class Server:
 
     async def start(self, *, xds: bool = True) -> None:
         """Start clusters, the ADS client (if configured) and, once warm, the listeners."""
-        await self.cluster_manager.start()
         if self.bootstrap.ads is not None and xds:
             self._spawn(self._run_xds())
-        self._spawn(self._initialize())
+        if self.serve_traffic:
+            await self.cluster_manager.start()
+            self._spawn(self._initialize())
 
     async def wait_ready(self) -> None:
         await self.initialized.wait()
@@ -193,6 +200,8 @@ class Server:
         else:
             raise ConfigError(f"resource type {type_url!r} is not supported")
         self.state.versions[type_url] = version
+        for observer in self.update_observers:
+            observer(type_url, version, resources)
 
     def wanted_names(self, type_url: str) -> Iterable[str]:
         if type_url == CLUSTER_LOAD_ASSIGNMENT:
@@ -228,7 +237,7 @@ class Server:
                                   source="LDS")
         listeners = {**self.static_listeners,
                      **{name: item.model for name, item in translated.items()}}
-        if self.ready:
+        if self.ready and self.serve_traffic:
             try:
                 self.listener_manager.apply(listeners)
             except OSError as error:

@@ -61,8 +61,10 @@ def backends() -> Iterator[list[TaggedServer]]:
         server.stop()
 
 
+@pytest.mark.parametrize("concurrency", [1, 2])
 def test_configured_over_ads_and_live_endpoint_change(tmp_path: Path,
-                                                       backends: list[TaggedServer]) -> None:
+                                                       backends: list[TaggedServer],
+                                                       concurrency: int) -> None:
     xds_port, listen_port = free_port(), free_port()
     config = tmp_path / "resources.json"
     config.write_text(json.dumps(resources(listen_port, backends[0].port, "1")))
@@ -70,7 +72,8 @@ def test_configured_over_ads_and_live_endpoint_change(tmp_path: Path,
                                     "--listen", f"127.0.0.1:{xds_port}",
                                     "--poll-interval", "0.1"), name="controlplane") as cp:
         cp.wait_until(lambda: _listening(xds_port), 30, "listening")
-        with Pointsman(ads_bootstrap(xds_port)) as proxy:
+        with Pointsman(ads_bootstrap(xds_port),
+                       extra_args=("--concurrency", str(concurrency))) as proxy:
             proxy.wait_ready()
             established = socket.create_connection(("127.0.0.1", listen_port), timeout=5)
             with established:

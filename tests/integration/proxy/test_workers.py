@@ -1,0 +1,57 @@
+"""`--concurrency 2`: two worker processes share the listener (SO_REUSEPORT), one ADS-free
+static config, stats merged at the parent's admin endpoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from tests.integration.proxy.helpers import (
+    Pointsman,
+    TaggedServer,
+    listener,
+    read_line,
+    static_cluster,
+    tcp_proxy,
+)
+from tests.support.ports import free_port
+
+
+def test_two_workers_share_a_listener_and_merge_stats() -> None:
+    backend = TaggedServer("a")
+    port = free_port()
+    bootstrap = {"static_resources": {
+        "listeners": [listener("l4", port, [{"filters": [tcp_proxy("backend")]}])],
+        "clusters": [static_cluster("backend", [backend.port])],
+    }}
+    try:
+        with Pointsman(bootstrap, extra_args=("--concurrency", "2")) as proxy:
+            proxy.wait_ready()
+            connections = 40
+            for _ in range(connections):
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    assert read_line(sock) == "a"
+            proxy.wait_until(lambda: proxy.stat("tcp.tcp.downstream_cx_total") == connections,
+                             10, "all counted")
+            assert proxy.stat("cluster.backend.upstream_cx_total") == connections
+            # Shared state is not multiplied by the number of workers.
+            assert proxy.stat("cluster.backend.membership_total") == 1
+            # Two worker processes are children of the proxy.
+            children = _children(proxy.pid)
+            assert len(children) == 2, children
+    finally:
+        backend.stop()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
