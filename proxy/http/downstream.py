@@ -207,13 +207,22 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._flush()  # the GOAWAY
             self._close()
             return
-        # HTTP/1.1: answer with the status (400, 431, 426, 501) and close (RFC 9112 9.6).
-        head, body = render_local_reply(LocalReply(event.status, _protocol_text(event)), None)
-        head.headers.set("connection", "close")
-        if self.transport is not None and not self.h1_queue:
+        # HTTP/1.1: answer with the status (400, 431, 426, 501) and close (RFC 9112 9.6),
+        # unless a response already started, in which case closing is all we can do.
+        answering = self.transport is not None and not any(
+            stream.head_sent for stream in self.h1_queue)
+        for stream in list(self.h1_queue):
+            stream.complete = True  # nothing more is written for it
+            stream.body.abort()
+            if stream.task is not None:
+                stream.task.cancel()
+        if answering and self.transport is not None:
+            head, body = render_local_reply(LocalReply(event.status, _protocol_text(event)),
+                                            None)
             assert isinstance(self.codec, Http1ServerCodec)
             self.codec.close_after_response = True
-            self.transport.write(self.codec.encode_response_head(head, end_stream=not body) + body)
+            self.transport.write(self.codec.encode_response_head(head, end_stream=not body)
+                                 + body)
         self._close()
 
     # --- writing (called by ActiveStream) ------------------------------------------------------
