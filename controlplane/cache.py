@@ -66,11 +66,23 @@ def set_version(resources: Iterable[CachedResource]) -> str:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """Some named resources of one type, sorted by name; `key` names exactly this content."""
+
+    resources: tuple[CachedResource, ...]
+    key: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """What one node group sees: every type's resources, consistent with each other."""
 
     types: Mapping[str, TypeSnapshot]
     version: str
+    # Named subscriptions are mostly alike (every Envoy asks EDS for the same clusters): the
+    # selection for a given name set is computed once per snapshot and shared by all streams.
+    _selections: dict[tuple[str, frozenset[str]], Selection] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, resources: Mapping[str, Mapping[str, Message]]) -> Snapshot:
@@ -93,6 +105,16 @@ class Snapshot:
 
     def of_type(self, type_url: str) -> TypeSnapshot:
         return self.types.get(type_url) or TypeSnapshot(set_version(()), MappingProxyType({}))
+
+    def select(self, type_url: str, names: frozenset[str]) -> Selection:
+        """The existing resources among `names`, memoised per snapshot."""
+        memo_key = (type_url, names)
+        selection = self._selections.get(memo_key)
+        if selection is None:
+            available = self.of_type(type_url).resources
+            chosen = tuple(available[name] for name in sorted(names) if name in available)
+            selection = self._selections[memo_key] = Selection(chosen, set_version(chosen))
+        return selection
 
     def count(self) -> int:
         return sum(len(item.resources) for item in self.types.values())
@@ -159,9 +181,9 @@ class ResponseEncoder:
         self.encoded = 0  # how many bodies were actually serialised (tests, metrics)
 
     def encode(self, type_url: str, version: str, resources: tuple[CachedResource, ...],
-               nonce: str) -> bytes:
-        # `version` is derived from content (see the protocol), so with the names it fixes bytes.
-        key = (type_url, version, tuple(resource.name for resource in resources))
+               content_key: str, nonce: str) -> bytes:
+        """`content_key` names the exact resources (a hash of their names and versions)."""
+        key = (type_url, version, content_key)
         body = self._memo.get(key)
         if body is None:
             response = discovery_pb2.DiscoveryResponse(

@@ -99,7 +99,8 @@ class DiscoveryServer:
                     for action in actions:
                         if isinstance(action, Push):
                             await context.write(self.encoder.encode(  # type: ignore[arg-type]
-                                action.type_url, action.version, action.resources, action.nonce))
+                                action.type_url, action.version, action.resources,
+                                action.content_key, action.nonce))
         finally:
             cancel_watch()
             self.observer.closed(stream_id)

@@ -21,6 +21,7 @@ class Push:
     version: str
     nonce: str
     resources: tuple[CachedResource, ...]
+    content_key: str = ""  # hash of the resources' names and versions (memoised encoding)
 
     def __repr__(self) -> str:
         return (f"Push({self.type_url.rsplit('.', 1)[-1]}, v={self.version}, nonce={self.nonce}, "

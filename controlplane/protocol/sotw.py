@@ -22,7 +22,7 @@ Rules come from the xDS protocol document (envoy/api/xds_protocol.rst):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -44,6 +44,31 @@ WILDCARD = "*"
 ROUTING_TYPES = (LISTENER.type_url, ROUTE.type_url)
 
 
+@dataclass(frozen=True)
+class Desired:
+    """What a subscription should hold now: version_info, resources, their content key."""
+
+    version: str
+    resources: tuple[CachedResource, ...]
+    key: str
+
+
+_NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
+_NAME_SETS_LIMIT = 65536
+
+
+def shared_names(names: Iterable[str]) -> frozenset[str]:
+    """One frozenset object per distinct name set across streams: a thousand Envoys asking EDS
+    for the same thousand clusters hold one set, and its hash is computed once."""
+    requested = frozenset(names)
+    found = _NAME_SETS.get(requested)
+    if found is None:
+        if len(_NAME_SETS) >= _NAME_SETS_LIMIT:
+            _NAME_SETS.clear()
+        found = _NAME_SETS[requested] = requested
+    return found
+
+
 @dataclass
 class Subscription:
     """One type on one stream: what the client asked for and what it was last sent."""
@@ -52,7 +77,8 @@ class Subscription:
     wildcard: bool = False
     names: frozenset[str] = frozenset()
     nonce: str = ""  # of the latest response
-    sent: dict[str, CachedResource] = field(default_factory=dict)
+    sent: tuple[CachedResource, ...] = ()  # shared with other streams, never copied
+    sent_key: str = ""  # content key of `sent`
     sent_version: str = ""
     sent_at: float = 0.0
     awaiting_reply: bool = False  # the latest response is neither ACKed nor NACKed yet
@@ -60,14 +86,8 @@ class Subscription:
     last_nack: tuple[str, str] | None = None  # (refused version, error message)
     needs_warm_answer: bool = False
 
-    def matches_sent(self, resources: tuple[CachedResource, ...]) -> bool:
-        if len(resources) != len(self.sent):
-            return False
-        for resource in resources:
-            previous = self.sent.get(resource.name)
-            if previous is None or previous.version != resource.version:
-                return False
-        return True
+    def matches_sent(self, content_key: str) -> bool:
+        return bool(self.nonce) and content_key == self.sent_key
 
 
 class SotwStream:
@@ -137,7 +157,7 @@ class SotwStream:
         if cds is not None and routing_moves:
             # Make before break: keep serving removed clusters until routes stop naming them.
             self.retained_clusters.update(
-                {name: resource for name, resource in cds.sent.items() if name not in clusters})
+                {resource.name: resource for resource in cds.sent if resource.name not in clusters})
         actions: list[Action] = []
         for kind in PUSH_ORDER:
             subscription = self.subscriptions.get(kind.type_url)
@@ -165,7 +185,7 @@ class SotwStream:
     def _set_initial_names(self, subscription: Subscription, names: Iterable[str]) -> None:
         requested = frozenset(names)
         subscription.wildcard = not requested or WILDCARD in requested
-        subscription.names = requested - {WILDCARD}
+        subscription.names = shared_names(requested - {WILDCARD})
 
     def _update_names(self, subscription: Subscription, names: Iterable[str]) -> bool:
         """Apply a request's names; True when the subscription changed."""
@@ -175,66 +195,64 @@ class SotwStream:
         wildcard = WILDCARD in requested
         explicit = requested - {WILDCARD}
         changed = wildcard != subscription.wildcard or explicit != subscription.names
-        subscription.wildcard, subscription.names = wildcard, explicit
+        if changed:
+            subscription.wildcard, subscription.names = wildcard, shared_names(explicit)
         return changed
 
     def _subscribed(self, subscription: Subscription) -> Subscribed:
         return Subscribed(subscription.type_url, subscription.wildcard, subscription.names)
 
-    def _desired(self, subscription: Subscription,
-                 snapshot: Snapshot) -> tuple[str, tuple[CachedResource, ...]]:
+    def _desired(self, subscription: Subscription, snapshot: Snapshot) -> Desired:
         typed = snapshot.of_type(subscription.type_url)
-        retained: dict[str, CachedResource] = {}
-        if subscription.type_url == CLUSTER.type_url:
-            retained = {name: resource for name, resource in self.retained_clusters.items()
-                        if subscription.wildcard or name in subscription.names}
-        if subscription.wildcard and not retained:
-            return typed.version, typed.ordered
         if subscription.wildcard:
-            chosen = dict(typed.resources)
+            base = Desired(typed.version, typed.ordered, typed.version)
         else:
-            chosen = {name: typed.resources[name] for name in subscription.names
-                      if name in typed.resources}
-        version = typed.version
-        if retained:
-            chosen.update(retained)
-            version = f"{version}+{set_version(retained.values())}"
-        return version, tuple(chosen[name] for name in sorted(chosen))
+            selection = snapshot.select(subscription.type_url, subscription.names)
+            base = Desired(typed.version, selection.resources, selection.key)
+        if subscription.type_url != CLUSTER.type_url or not self.retained_clusters:
+            return base
+        retained = {name: resource for name, resource in self.retained_clusters.items()
+                    if subscription.wildcard or name in subscription.names}
+        if not retained:
+            return base
+        chosen = {resource.name: resource for resource in base.resources}
+        chosen.update(retained)
+        resources = tuple(chosen[name] for name in sorted(chosen))
+        return Desired(f"{base.version}+{set_version(retained.values())}", resources,
+                       set_version(resources))
 
     def _differs(self, type_url: str, snapshot: Snapshot) -> bool:
         subscription = self.subscriptions.get(type_url)
         if subscription is None:
             return False
-        _, resources = self._desired(subscription, snapshot)
-        return not subscription.matches_sent(resources)
+        return not subscription.matches_sent(self._desired(subscription, snapshot).key)
 
     def _answer(self, subscription: Subscription, now: float, *, force: bool,
                 snapshot: Snapshot | None = None) -> list[Action]:
-        snapshot = snapshot or self._snapshot()
-        version, resources = self._desired(subscription, snapshot)
+        desired = self._desired(subscription, snapshot or self._snapshot())
         full_set = BY_TYPE_URL[subscription.type_url].full_set
-        if not force and subscription.matches_sent(resources):
+        if not force and subscription.matches_sent(desired.key):
             return []  # silence until something this client asked for changes
-        if not resources and not full_set and (force or not subscription.sent):
+        if not desired.resources and not full_set and (force or not subscription.sent):
             # Named resources that do not exist yet: answered when they appear. (A full-set type
             # answers with the empty set: that tells the client its resources are gone.)
             return []
-        return [self._push(subscription, version, resources, now)]
+        return [self._push(subscription, desired, now)]
 
-    def _push(self, subscription: Subscription, version: str,
-              resources: tuple[CachedResource, ...], now: float) -> Push:
+    def _push(self, subscription: Subscription, desired: Desired, now: float) -> Push:
         self._nonces += 1
         nonce = str(self._nonces)
         subscription.nonce = nonce
-        subscription.sent = {resource.name: resource for resource in resources}
-        subscription.sent_version = version
+        subscription.sent = desired.resources
+        subscription.sent_key = desired.key
+        subscription.sent_version = desired.version
         subscription.sent_at = now
         subscription.awaiting_reply = True
         subscription.needs_warm_answer = False
         for child, parent in WARMED_BY.items():
             if parent == subscription.type_url and child in self.subscriptions:
                 self.subscriptions[child].needs_warm_answer = True
-        return Push(subscription.type_url, version, nonce, resources)
+        return Push(subscription.type_url, desired.version, nonce, desired.resources, desired.key)
 
     def _routing_unacked(self) -> bool:
         return any(self.subscriptions[type_url].awaiting_reply

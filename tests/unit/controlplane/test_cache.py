@@ -22,8 +22,8 @@ def test_resource_versions_follow_content_and_type_versions_are_independent():
 def test_encoded_response_is_shared_and_only_the_nonce_differs():
     typed = snapshot(cluster("a"), cluster("b")).of_type(CLUSTER)
     encoder = ResponseEncoder()
-    one = encoder.encode(CLUSTER, typed.version, typed.ordered, "1")
-    two = encoder.encode(CLUSTER, typed.version, typed.ordered, "2" * 200)
+    one = encoder.encode(CLUSTER, typed.version, typed.ordered, typed.version, "1")
+    two = encoder.encode(CLUSTER, typed.version, typed.ordered, typed.version, "2" * 200)
     assert encoder.encoded == 1
     parsed = discovery_pb2.DiscoveryResponse.FromString(two)
     assert parsed.nonce == "2" * 200 and parsed.version_info == typed.version
@@ -46,3 +46,14 @@ def test_watchers_hear_every_change_until_cancelled():
     cancel()
     cache.set_snapshots({DEFAULT_GROUP: snapshot(cluster("b"))})
     assert heard == [1] and cache.watcher_count == 0
+
+
+def test_a_named_selection_is_computed_once_per_snapshot_and_names_its_content():
+    current = snapshot(cluster("a"), cluster("b"), cluster("c"))
+    first = current.select(CLUSTER, frozenset({"c", "a", "missing"}))
+    assert [resource.name for resource in first.resources] == ["a", "c"]
+    assert current.select(CLUSTER, frozenset({"a", "c", "missing"})) is first
+    assert snapshot(cluster("a"), cluster("c")).select(CLUSTER, frozenset({"a", "c"})).key == (
+        first.key)
+    assert snapshot(cluster("a", "3s"), cluster("c")).select(
+        CLUSTER, frozenset({"a", "c"})).key != first.key
