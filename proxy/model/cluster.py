@@ -94,6 +94,8 @@ class Cluster:
     typed_extension_protocol_options: dict[str, any_pb2.Any] = field(
         default_factory=dict, compare=False)
     per_connection_buffer_limit_bytes: int = 1024 * 1024
+    # False: start-up does not wait for this cluster to warm (Envoy wait_for_warm_on_init).
+    wait_for_warm_on_init: bool = True
 
     @property
     def eds_resource_name(self) -> str:
@@ -128,7 +130,8 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
     lb_policy = _lb_policy(message)
     load_assignment = _load_assignment(message, cluster_type)
     panic, use_hostname = _common_lb(message)
-    _check_health_check_support(message)
+    upstream_tls = _upstream_tls(message)
+    _check_health_check_support(message, upstream_tls)
     return Cluster(
         name=message.name,
         type=cluster_type,
@@ -152,22 +155,32 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         healthy_panic_threshold=panic,
         dns_refresh_rate=optional_seconds(message, "dns_refresh_rate", 5.0) or 5.0,
         dns_lookup_family=DnsLookupFamily(message.dns_lookup_family),
-        upstream_tls=_upstream_tls(message),
+        upstream_tls=upstream_tls,
         typed_extension_protocol_options=dict(message.typed_extension_protocol_options),
         per_connection_buffer_limit_bytes=(
             message.per_connection_buffer_limit_bytes.value
             if message.HasField("per_connection_buffer_limit_bytes") else 1024 * 1024
         ),
+        wait_for_warm_on_init=(message.wait_for_warm_on_init.value
+                               if message.HasField("wait_for_warm_on_init") else True),
     )
 
 
-def _check_health_check_support(message: cluster_pb2.Cluster) -> None:
+def _check_health_check_support(message: cluster_pb2.Cluster,
+                                upstream_tls: UpstreamTls | None) -> None:
     if len(message.health_checks) > 1:
         # Envoy: "Multiple health checks not supported".
         raise ConfigError("only one health check per cluster is supported (as in Envoy)",
                           field="health_checks[1]")
-    if message.health_checks and message.HasField("transport_socket"):
-        raise unsupported("health_checks", "health checks over a TLS transport_socket")
+    if upstream_tls is None or not message.health_checks:
+        return
+    if upstream_tls.proxy_protocol_version is not None:
+        raise unsupported("health_checks", "health checks through a PROXY protocol "
+                          "transport_socket")
+    if upstream_tls.ssl_context is not None and message.health_checks[0].HasField(
+            "grpc_health_check"):
+        raise unsupported("health_checks[0].grpc_health_check",
+                          "gRPC health checks over a TLS transport_socket")
 
 
 def _within(translate: Any, message: Any, prefix: str) -> Any:

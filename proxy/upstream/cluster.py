@@ -50,6 +50,7 @@ class ClusterRuntime:
         # round of health checks arrive; `initialized` is True after that.
         self.endpoints_received = False
         self.had_traffic = False  # Envoy's no_traffic_interval applies until the first connection
+        self._first_health_round_done = False
         self.host_set = HostSet(config, picker_factory(config), self.rng)
         self.outlier = (OutlierDetector(config.outlier_detection, self._on_ejection_change,
                                         self.rng, stats, self.prefix)
@@ -69,16 +70,27 @@ class ClusterRuntime:
     def reconfigure(self, config: Cluster) -> None:
         """A new version of this cluster's config (same name); hosts and their state are kept
         when the discovery type and endpoints allow it."""
+        old = self.config
         self.config = config
         self.host_set.reconfigure(config, picker_factory(config))
         for priority, breaker in self._breakers.items():
             breaker.retune(config.circuit_breakers.for_priority(priority))
-        if config.outlier_detection is None:
-            self.outlier = None
-        elif self.outlier is None or self.outlier.config != config.outlier_detection:
-            self.outlier = OutlierDetector(config.outlier_detection, self._on_ejection_change,
-                                           self.rng, self.stats, self.prefix)
-        self._update_membership()
+        if old.outlier_detection != config.outlier_detection:
+            # A new detector starts from scratch: nothing stays ejected by the old one.
+            self._clear_flags(HealthFlag.FAILED_OUTLIER_CHECK)
+            if self.outlier is not None:
+                self.stats.gauge(self.prefix + "outlier_detection.ejections_active").set(0)
+            self.outlier = (OutlierDetector(config.outlier_detection, self._on_ejection_change,
+                                            self.rng, self.stats, self.prefix)
+                            if config.outlier_detection else None)
+        if not config.health_checks:
+            # Health checking removed: its verdicts no longer apply.
+            self._clear_flags(HealthFlag.FAILED_ACTIVE_HC | HealthFlag.PENDING_ACTIVE_HC)
+        self.health_changed()
+
+    def _clear_flags(self, flags: HealthFlag) -> None:
+        for host in self.hosts:
+            host.flags &= ~flags
 
     def set_endpoints(self, endpoints: Iterable[ResolvedEndpoint]) -> None:
         """Replace the host set (from EDS, DNS or the inline load_assignment). Hosts that stay
@@ -118,6 +130,11 @@ class ClusterRuntime:
         """Endpoints known, and every health-checked host checked at least once."""
         if not self.endpoints_received:
             return False
+        if self.config.health_checks and self._first_health_round_done:
+            return True
+        if not any(host.flags & HealthFlag.PENDING_ACTIVE_HC for host in self.hosts):
+            # Later additions do not send the cluster back to warming.
+            self._first_health_round_done = True
         return not any(host.flags & HealthFlag.PENDING_ACTIVE_HC for host in self.hosts)
 
     # -- load balancing -----------------------------------------------------------------------

@@ -89,7 +89,8 @@ class ClusterManager:
 
     def all_initialized(self) -> bool:
         """Envoy's cluster warming: every cluster has endpoints and first health results."""
-        return all(runtime.initialized for runtime in self._clusters.values())
+        return all(runtime.initialized for runtime in self._clusters.values()
+                   if runtime.config.wait_for_warm_on_init)
 
     def admin_view(self) -> dict[str, Any]:
         """JSON-able, shaped like Envoy's `/clusters?format=json` (`cluster_statuses`)."""

@@ -1,6 +1,9 @@
 """One health check attempt against one address, for each checker kind: the I/O half of
 active health checking. Each probe returns a `Verdict`; the timeout is enforced by the runner.
 
+TCP and HTTP checks run over the cluster's TLS transport socket when it has one (as Envoy's do);
+gRPC checks over TLS are refused at config time.
+
 - TCP (health_check.proto TcpHealthCheck): connect; with a `send` payload write it, and with
   `receive` blocks read until every block has been seen in order (not necessarily contiguous,
   Envoy's "fuzzy" match). Connect-only when both are empty. Closed before a match: network
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,19 +31,33 @@ from proxy.upstream.health.config import GrpcCheck, HttpCheck, TcpCheck
 from proxy.upstream.health.state import Verdict
 
 
-async def _open(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(address, port)
+@dataclass(frozen=True)
+class ProbeTls:
+    """The cluster's upstream TLS, which Envoy's TCP and HTTP checks also use."""
+
+    context: ssl.SSLContext
+    sni: str = ""
+
+
+async def _open(address: str, port: int, tls: ProbeTls | None
+                ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if tls is None:
+        return await asyncio.open_connection(address, port)
+    # Empty server_hostname: no SNI and no hostname check, as Envoy without `sni`.
+    return await asyncio.open_connection(address, port, ssl=tls.context,
+                                         server_hostname=tls.sni)
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # ssl.SSLError is an OSError
         await writer.wait_closed()
 
 
-async def tcp_probe(address: str, port: int, check: TcpCheck) -> Verdict:
+async def tcp_probe(address: str, port: int, check: TcpCheck,
+                    tls: ProbeTls | None = None) -> Verdict:
     try:
-        reader, writer = await _open(address, port)
+        reader, writer = await _open(address, port, tls)
     except OSError:
         return Verdict.NETWORK_FAILURE
     try:
@@ -72,9 +91,10 @@ def blocks_found_in_order(data: bytes, blocks: tuple[bytes, ...]) -> bool:
     return True
 
 
-async def http_probe(address: str, port: int, check: HttpCheck, cluster_name: str) -> Verdict:
+async def http_probe(address: str, port: int, check: HttpCheck, cluster_name: str,
+                     tls: ProbeTls | None = None) -> Verdict:
     try:
-        reader, writer = await _open(address, port)
+        reader, writer = await _open(address, port, tls)
     except OSError:
         return Verdict.NETWORK_FAILURE
     try:

@@ -16,7 +16,7 @@ import random
 from typing import TYPE_CHECKING
 
 from proxy.upstream.health.config import CheckKind, HealthCheck
-from proxy.upstream.health.probes import GrpcProber, http_probe, tcp_probe
+from proxy.upstream.health.probes import GrpcProber, ProbeTls, http_probe, tcp_probe
 from proxy.upstream.health.state import HostCheckState, Transition, Verdict
 from proxy.upstream.host import HealthFlag, Host
 
@@ -34,6 +34,9 @@ class HealthCheckRunner:
         self.prefix = f"cluster.{runtime.name}.health_check."
         self._tasks: dict[Host, asyncio.Task[None]] = {}
         self._stopped = asyncio.Event()
+        tls = runtime.config.upstream_tls
+        self.tls = (ProbeTls(tls.ssl_context, tls.sni)
+                    if tls is not None and tls.ssl_context is not None else None)
 
     async def run(self) -> None:
         """Check every host until cancelled; follows host-set changes."""
@@ -95,10 +98,10 @@ class HealthCheckRunner:
         try:
             if check.kind is CheckKind.TCP:
                 assert check.tcp is not None
-                coro = tcp_probe(address, port, check.tcp)
+                coro = tcp_probe(address, port, check.tcp, self.tls)
             else:
                 assert check.http is not None
-                coro = http_probe(address, port, check.http, self.runtime.name)
+                coro = http_probe(address, port, check.http, self.runtime.name, self.tls)
             return await asyncio.wait_for(coro, check.timeout)
         except TimeoutError:
             return Verdict.TIMEOUT

@@ -152,3 +152,19 @@ def test_admin_view_lists_hosts() -> None:
     assert host["weight"] == 3 and host["health"] == "healthy"
     assert host["health_flags"] == ["healthy"]
     assert view["priority_load"] == [100]
+
+
+def test_reconfigure_drops_verdicts_of_removed_checkers() -> None:
+    hc = {"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1,
+          "tcp_health_check": {}}
+    rt, stats = runtime(cluster(health_checks=[hc], outlier_detection={"consecutive_5xx": 1}))
+    rt.set_endpoints([resolved(1), resolved(2)])
+    first, second = rt.hosts
+    second.flags = HealthFlag.NONE
+    rt.report(second, http_status=500)
+    assert second.flags & HealthFlag.FAILED_OUTLIER_CHECK
+    rt.reconfigure(cluster())  # no health checks, no outlier detection any more
+    assert first.healthy and second.healthy
+    assert rt.outlier is None
+    assert stats.gauge(C + "outlier_detection.ejections_active").value == 0
+    assert stats.gauge(C + "membership_healthy").value == 2

@@ -75,3 +75,11 @@ def test_admin_view_is_json_able() -> None:
                                              "endpoints": [static_endpoints(1)]})])
     view = json.loads(json.dumps(manager.admin_view()))
     assert view["cluster_statuses"][0]["name"] == "backend"
+
+
+def test_cluster_that_does_not_wait_for_warming() -> None:
+    manager = _manager()
+    manager.update([cluster(name="lazy", type="EDS", eds_cluster_config={},
+                            wait_for_warm_on_init=False)])
+    assert not manager.get("lazy").initialized
+    assert manager.all_initialized()

@@ -67,6 +67,11 @@ def test_lb_configs() -> None:
     ({"health_checks": [{**HC, "event_log_path": "/tmp/x", "tcp_health_check": {}}]},
      "event_log_path"),
     ({"outlier_detection": {"monitors": [{"name": "x"}]}}, "monitors"),
+    ({"health_checks": [{**HC, "grpc_health_check": {}}], "transport_socket": {
+        "name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/"
+                     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"}}},
+     "grpc_health_check"),
     ({"type": "STRICT_DNS"}, "load_assignment"),
     ({"type": "EDS", "eds_cluster_config": {"eds_config": {"path_config_source": {
         "path": "/tmp/eds.yaml"}}}}, "eds_config"),
