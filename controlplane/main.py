@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -77,9 +79,18 @@ def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | Non
         root_certificates=ca, require_client_auth=ca is not None)
 
 
+def telemetry_from_environment() -> Any:
+    """OpenTelemetry push spans/metrics when OTEL_* is set; imported only then (it is heavy)."""
+    if not any(key.startswith("OTEL_") for key in os.environ):
+        return None
+    from proxy.observability.controlplane import ControlPlaneTelemetry
+    return ControlPlaneTelemetry.from_environment()
+
+
 async def serve(args: argparse.Namespace) -> int:
     cache = SnapshotCache()
-    observer = Observer(cache)
+    telemetry = telemetry_from_environment()
+    observer = Observer(cache, hooks=(telemetry,) if telemetry is not None else ())
     source = FileSource(args.resources, cache, interval=args.poll_interval,
                         on_error=observer.config_rejected)
     cache.watch(lambda: observer.config_loaded(
@@ -111,6 +122,8 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         await admin.close()
         await server.stop(grace=1.0)
+        if telemetry is not None:
+            telemetry.close()
     return 0
 
 

@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from controlplane import logs
 from controlplane.cache import SnapshotCache, group_for
@@ -64,11 +64,20 @@ def _short(type_url: str) -> str:
     return kind.short_name if kind else type_url
 
 
+class TelemetryHook(Protocol):
+    """Extra observers of stream actions (proxy.observability.controlplane: OTel spans)."""
+
+    def record(self, stream_id: int, node_id: str, actions: list[Action]) -> None: ...
+
+    def stream_closed(self, stream_id: int) -> None: ...
+
+
 class Observer:
     """Counts and logs stream events; renders /status JSON and /metrics text."""
 
-    def __init__(self, cache: SnapshotCache) -> None:
+    def __init__(self, cache: SnapshotCache, hooks: tuple[TelemetryHook, ...] = ()) -> None:
         self.cache = cache
+        self.hooks = hooks
         self.streams: dict[int, StreamRecord] = {}
         self.pushes: dict[str, int] = {}
         self.acks: dict[str, int] = {}
@@ -87,6 +96,8 @@ class Observer:
 
     def closed(self, stream_id: int) -> None:
         record = self.streams.pop(stream_id, None)
+        for hook in self.hooks:
+            hook.stream_closed(stream_id)
         if record is not None and record.stream.node is not None:
             logs.event("disconnect", stream=stream_id, node=record.stream.node.id)
 
@@ -105,6 +116,8 @@ class Observer:
         node = record.stream.node.id if record and record.stream.node else ""
         for action in actions:
             self._record_one(stream_id, node, action)
+        for hook in self.hooks:
+            hook.record(stream_id, node, actions)
 
     def _record_one(self, stream_id: int, node: str, action: Action) -> None:
         if isinstance(action, Push):

@@ -57,3 +57,28 @@ def test_a_named_selection_is_computed_once_per_snapshot_and_names_its_content()
         first.key)
     assert snapshot(cluster("a", "3s"), cluster("c")).select(
         CLUSTER, frozenset({"a", "c"})).key != first.key
+
+
+def test_observer_hands_actions_and_closed_streams_to_hooks():
+    from controlplane.observe import Observer
+    from controlplane.protocol.sotw import SotwStream
+    from tests.unit.controlplane.builders import request
+
+    seen: list[tuple[str, object]] = []
+
+    class Hook:
+        def record(self, stream_id, node_id, actions):
+            seen.extend((node_id, type(action).__name__) for action in actions)
+
+        def stream_closed(self, stream_id):
+            seen.append(("closed", stream_id))
+
+    cache = SnapshotCache()
+    cache.set_snapshots({DEFAULT_GROUP: snapshot(cluster("a"), endpoints("a", 1))})
+    observer = Observer(cache, hooks=(Hook(),))
+    stream = SotwStream(cache.snapshot_for)
+    stream_id = observer.opened(stream, "ADS", "peer")
+    observer.record(stream_id, stream.receive(request(CLUSTER, node_id="n"), 0.0))
+    observer.closed(stream_id)
+    assert ("n", "Push") in seen and seen[-1] == ("closed", stream_id)
+    assert observer.pushes == {"cluster": 1} and not observer.streams
