@@ -108,3 +108,67 @@ async def test_ring_hash_and_maglev_choose_the_same_backend_as_envoy() -> None:
         for server in servers:
             server.close()
             await server.wait_closed()
+
+
+def _envoy_unhealthy_ports(envoy: Envoy, cluster: str) -> set[int]:
+    _, body = envoy.admin("/clusters")
+    ports = set()
+    for line in body.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[0] == cluster and parts[2] == "health_flags" \
+                and parts[3] != "healthy":
+            ports.add(int(parts[1].rsplit(":", 1)[1]))
+    return ports
+
+
+async def test_priority_failover_with_a_lost_host_matches_envoy() -> None:
+    """P0 = {up, down}, P1 = {up, up}, health-checked: P0 keeps 70% (50% healthy x 1.4) and
+    the rest spills to P1; with ring hash the split is decided by hash % 100, so Envoy and we
+    must agree on every source address."""
+    servers = [await asyncio.start_server(_answer_port, "127.0.0.1", 0) for _ in range(3)]
+    up = [server.sockets[0].getsockname()[1] for server in servers]
+    down = free_port()
+    cluster = {
+        "name": "failover", "type": "STATIC", "connect_timeout": "1s", "lb_policy": "RING_HASH",
+        "load_assignment": {"cluster_name": "failover", "endpoints": [
+            {"priority": 0, "lb_endpoints": [_endpoint(up[0]), _endpoint(down)]},
+            {"priority": 1, "lb_endpoints": [_endpoint(up[1]), _endpoint(up[2])]}]},
+        "health_checks": [{"timeout": "1s", "interval": "0.2s", "no_traffic_interval": "0.2s",
+                           "unhealthy_threshold": 1, "healthy_threshold": 1,
+                           "tcp_health_check": {}}],
+    }
+    listen_port = free_port()
+    envoy = Envoy({"static_resources": {
+        "listeners": [_listener("l_failover", listen_port, "failover")],
+        "clusters": [cluster]}}, name="envoy-failover")
+    manager = ClusterManager(Stats(), rng=random.Random(1))
+    manager.update([translate_cluster(parse_message(cluster, cluster_pb2.Cluster))])
+    await manager.start()
+    try:
+        await asyncio.to_thread(envoy.wait_ready)
+        async with asyncio.timeout(20):
+            await manager.wait_initialized()
+        for _ in range(200):  # Envoy's first check round: poll /clusters for up to 20 s
+            if await asyncio.to_thread(_envoy_unhealthy_ports, envoy, "failover") == {down}:
+                break
+            await asyncio.sleep(0.1)
+        runtime = manager.get("failover")
+        assert runtime is not None
+        assert {h.port for h in runtime.hosts if not h.healthy} == {down}
+        assert runtime.host_set.load().healthy == (70, 30)
+        ours = {source: runtime.choose_host(LbContext(hash_key=hash_of(source))).port
+                for source in SOURCES}
+        envoys = {source: await _picked_by_envoy(listen_port, source) for source in SOURCES}
+        assert ours == envoys
+        assert {up[0]} < set(envoys.values())  # both priorities were used
+    finally:
+        await manager.close()
+        envoy.stop()
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
+def _endpoint(port: int) -> dict[str, Any]:
+    return {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                        "port_value": port}}}}
