@@ -22,14 +22,20 @@ from controlplane.protocol.events import ProtocolError, Push
 from controlplane.protocol.sotw import SotwStream
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
-# service -> (stream method, the one type it serves, or "" for ADS which serves them all)
-SERVICES: dict[str, tuple[str, str]] = {
-    "envoy.service.discovery.v3.AggregatedDiscoveryService": ("StreamAggregatedResources", ""),
-    "envoy.service.cluster.v3.ClusterDiscoveryService": ("StreamClusters", CLUSTER.type_url),
-    "envoy.service.endpoint.v3.EndpointDiscoveryService": ("StreamEndpoints", ENDPOINT.type_url),
-    "envoy.service.listener.v3.ListenerDiscoveryService": ("StreamListeners", LISTENER.type_url),
-    "envoy.service.route.v3.RouteDiscoveryService": ("StreamRoutes", ROUTE.type_url),
-    "envoy.service.secret.v3.SecretDiscoveryService": ("StreamSecrets", SECRET.type_url),
+# service -> (its type, or "" for ADS which serves them all; stream method; unary fetch method)
+SERVICES: dict[str, tuple[str, str, str]] = {
+    "envoy.service.discovery.v3.AggregatedDiscoveryService":
+        ("", "StreamAggregatedResources", ""),
+    "envoy.service.cluster.v3.ClusterDiscoveryService":
+        (CLUSTER.type_url, "StreamClusters", "FetchClusters"),
+    "envoy.service.endpoint.v3.EndpointDiscoveryService":
+        (ENDPOINT.type_url, "StreamEndpoints", "FetchEndpoints"),
+    "envoy.service.listener.v3.ListenerDiscoveryService":
+        (LISTENER.type_url, "StreamListeners", "FetchListeners"),
+    "envoy.service.route.v3.RouteDiscoveryService":
+        (ROUTE.type_url, "StreamRoutes", "FetchRoutes"),
+    "envoy.service.secret.v3.SecretDiscoveryService":
+        (SECRET.type_url, "StreamSecrets", "FetchSecrets"),
 }
 
 _SNAPSHOT_CHANGED = object()
@@ -50,13 +56,39 @@ class DiscoveryServer:
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
-        for service, (method, type_url) in SERVICES.items():
-            behaviour = self._stream_behaviour(service, type_url)
-            handler = grpc.stream_stream_rpc_method_handler(
-                behaviour, request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                response_serializer=_already_bytes)
-            handlers.append(grpc.method_handlers_generic_handler(service, {method: handler}))
+        for service, (type_url, stream_method, fetch_method) in SERVICES.items():
+            methods = {stream_method: grpc.stream_stream_rpc_method_handler(
+                self._stream_behaviour(service, type_url),
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_already_bytes)}
+            if fetch_method:
+                methods[fetch_method] = grpc.unary_unary_rpc_method_handler(
+                    self._fetch_behaviour(type_url),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=_already_bytes)
+            handlers.append(grpc.method_handlers_generic_handler(service, methods))
         return handlers
+
+    def _fetch_behaviour(self, type_url: str
+                         ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:
+        async def fetch(request: discovery_pb2.DiscoveryRequest,
+                        context: grpc.aio.ServicerContext) -> bytes:
+            """One request, one answer (xds_protocol.rst, "REST-JSON polling" semantics over
+            gRPC): the current resources, an empty set when none of the names exist."""
+            stream = SotwStream(self.cache.snapshot_for, allowed_types=(type_url,),
+                                default_type=type_url)
+            try:
+                actions = stream.receive(request, now())
+            except ProtocolError as error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            for action in actions:
+                if isinstance(action, Push):
+                    return self.encoder.encode(action.type_url, action.version, action.resources,
+                                               action.content_key, action.nonce)
+            typed = stream.resolve_snapshot().of_type(type_url)
+            return discovery_pb2.DiscoveryResponse(version_info=typed.version,
+                                                   type_url=type_url).SerializeToString()
+        return fetch
 
     def _stream_behaviour(self, service: str, type_url: str
                           ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:

@@ -147,7 +147,7 @@ class SotwStream:
         return actions
 
     def snapshot_changed(self, now: float) -> list[Action]:
-        snapshot = self._snapshot()
+        snapshot = self.resolve_snapshot()
         clusters = snapshot.of_type(CLUSTER.type_url).resources
         self.retained_clusters = {name: resource for name, resource
                                   in self.retained_clusters.items() if name not in clusters}
@@ -167,7 +167,8 @@ class SotwStream:
 
     # ---- helpers ------------------------------------------------------------------------------
 
-    def _snapshot(self) -> Snapshot:
+    def resolve_snapshot(self) -> Snapshot:
+        """The snapshot this stream's node sees now."""
         return self._resolve(self.node or base_pb2.Node())
 
     def _record_reply(self, subscription: Subscription,
@@ -229,7 +230,7 @@ class SotwStream:
 
     def _answer(self, subscription: Subscription, now: float, *, force: bool,
                 snapshot: Snapshot | None = None) -> list[Action]:
-        desired = self._desired(subscription, snapshot or self._snapshot())
+        desired = self._desired(subscription, snapshot or self.resolve_snapshot())
         full_set = BY_TYPE_URL[subscription.type_url].full_set
         if not force and subscription.matches_sent(desired.key):
             return []  # silence until something this client asked for changes

@@ -184,3 +184,19 @@ async def test_mutual_tls_serves_clients_with_a_certificate_only(tmp_path: Path)
                 await call.write(pb.DiscoveryRequest(type_url=CLUSTER, node={"id": "anon"}))
                 await asyncio.wait_for(call.read(), TIMEOUT)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_fetch_answers_once_with_the_current_resources(tmp_path: Path) -> None:
+    config = tmp_path / "all.yaml"
+    write(config, [cluster("a"), endpoints("a", 1), cluster("b"), endpoints("b", 2)])
+    async with control_plane(config) as (port, _source, _admin), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        fetch = channel.unary_unary(
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/FetchEndpoints",
+            request_serializer=pb.DiscoveryRequest.SerializeToString,
+            response_deserializer=pb.DiscoveryResponse.FromString)
+        response = await fetch(pb.DiscoveryRequest(resource_names=["b"], node={"id": "f"}),
+                               timeout=TIMEOUT)
+        assert response.type_url == CLUSTER_LOAD_ASSIGNMENT and names(response) == ["b"]
+        empty = await fetch(pb.DiscoveryRequest(resource_names=["zzz"]), timeout=TIMEOUT)
+        assert list(empty.resources) == [] and empty.version_info
