@@ -87,6 +87,7 @@ class Cluster:
     outlier_detection: OutlierDetection | None = None
     circuit_breakers: CircuitBreakers = field(default_factory=CircuitBreakers)
     healthy_panic_threshold: float = 50.0  # percent; 0 disables panic mode
+    locality_weighted_lb: bool = False  # common_lb_config.locality_weighted_lb_config
     dns_refresh_rate: float = 5.0  # seconds
     dns_lookup_family: DnsLookupFamily = DnsLookupFamily.AUTO
     upstream_tls: UpstreamTls | None = None
@@ -111,7 +112,7 @@ _CLUSTER_FIELDS = {
     "track_cluster_stats",
 }
 _COMMON_LB_FIELDS = {"healthy_panic_threshold", "consistent_hashing_lb_config",
-                     "update_merge_window"}
+                     "update_merge_window", "locality_weighted_lb_config"}
 
 
 def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
@@ -153,6 +154,7 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         circuit_breakers=_within(translate_circuit_breakers, message.circuit_breakers,
                                  "circuit_breakers"),
         healthy_panic_threshold=panic,
+        locality_weighted_lb=_locality_weighted(message, lb_policy),
         dns_refresh_rate=optional_seconds(message, "dns_refresh_rate", 5.0) or 5.0,
         dns_lookup_family=DnsLookupFamily(message.dns_lookup_family),
         upstream_tls=upstream_tls,
@@ -318,6 +320,15 @@ def _common_lb(message: cluster_pb2.Cluster) -> tuple[float, bool]:
                            prefix="common_lb_config.consistent_hashing_lb_config.")
         use_hostname = hashing.use_hostname_for_hashing
     return panic, use_hostname
+
+
+def _locality_weighted(message: cluster_pb2.Cluster, policy: LbPolicy) -> bool:
+    if not message.common_lb_config.HasField("locality_weighted_lb_config"):
+        return False
+    if policy in (LbPolicy.RING_HASH, LbPolicy.MAGLEV):
+        raise unsupported("common_lb_config.locality_weighted_lb_config",
+                          f"with {policy.name}")
+    return True
 
 
 def _load_assignment(message: cluster_pb2.Cluster,

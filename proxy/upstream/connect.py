@@ -100,6 +100,7 @@ async def resolve_endpoints(cluster: Cluster) -> list[ResolvedEndpoint]:
             addresses = await resolve(endpoint.address, endpoint.port, cluster.dns_lookup_family)
             if cluster.type is DiscoveryType.LOGICAL_DNS:
                 addresses = addresses[:1]
-            resolved.extend(ResolvedEndpoint(endpoint, address, group.locality, group.priority)
+            resolved.extend(ResolvedEndpoint(endpoint, address, group.locality, group.priority,
+                                             group.weight)
                             for address in addresses)
     return resolved

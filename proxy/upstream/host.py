@@ -62,6 +62,7 @@ class Host:
     port: int
     weight: int = 1
     locality: Locality = field(default_factory=Locality)
+    locality_weight: int | None = None  # its LocalityLbEndpoints' load_balancing_weight
     priority: int = 0
     hostname: str = ""  # the endpoint's hostname, or the DNS name it was resolved from
     health_check_address: tuple[str, int] | None = None  # None: check address/port

@@ -16,6 +16,7 @@ from proxy.model.cluster import Cluster
 from proxy.model.endpoint import Endpoint, Locality
 from proxy.upstream.host import Health, HealthFlag, Host
 from proxy.upstream.lb.base import LbContext, Picker, PickerFactory
+from proxy.upstream.locality import LocalityScheduler, effective_weights
 from proxy.upstream.priority import PriorityCounts, PriorityLoad, compute_load
 
 
@@ -27,6 +28,7 @@ class ResolvedEndpoint:
     address: str
     locality: Locality = field(default_factory=Locality)
     priority: int = 0
+    locality_weight: int | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -41,7 +43,8 @@ class HostSet:
         self._hosts: dict[tuple[str, int], Host] = {}
         self._load: PriorityLoad | None = None
         self._levels: list[dict[str, tuple[Host, ...]]] = []
-        self._pickers: dict[tuple[int, str], Picker] = {}
+        self._pickers: dict[tuple[int, str, Locality | None], Picker] = {}
+        self._locality_schedulers: dict[tuple[int, str], LocalityScheduler] = {}
         self._factor_override = 0  # from an EDS ClusterLoadAssignment's policy
 
     def reconfigure(self, config: Cluster, factory: PickerFactory) -> None:
@@ -84,6 +87,7 @@ class HostSet:
         endpoint = resolved.endpoint
         host.weight = endpoint.weight
         host.locality = resolved.locality
+        host.locality_weight = resolved.locality_weight
         host.priority = resolved.priority
         host.hostname = endpoint.hostname or (
             endpoint.address if endpoint.address != resolved.address else "")
@@ -98,6 +102,7 @@ class HostSet:
         self._load = None
         self._levels = []
         self._pickers = {}
+        self._locality_schedulers = {}
 
     # -- choosing -----------------------------------------------------------------------------
 
@@ -145,12 +150,30 @@ class HostSet:
         priority, degraded = load.choose(bucket)
         panic = load.panic[priority]
         kind = "all" if panic else ("degraded" if degraded else "healthy")
-        picker = self._picker(priority, kind)
+        locality = None
+        if self.config.locality_weighted_lb and not panic:
+            locality = self._locality_scheduler(priority, kind).pick()
+        picker = self._picker(priority, kind, locality)
         return picker.pick(context), panic
 
-    def _picker(self, priority: int, kind: str) -> Picker:
-        picker = self._pickers.get((priority, kind))
+    def _locality_scheduler(self, priority: int, kind: str) -> LocalityScheduler:
+        scheduler = self._locality_schedulers.get((priority, kind))
+        if scheduler is None:
+            level = self._levels[priority]
+            weights = effective_weights(level[kind], level["all"],
+                                        self._overprovisioning_factor())
+            scheduler = self._locality_schedulers[(priority, kind)] = LocalityScheduler(weights)
+        return scheduler
+
+    def _picker(self, priority: int, kind: str, locality: Locality | None) -> Picker:
+        """The picker over one priority's hosts of `kind`, narrowed to `locality` if given
+        (None: the whole priority, which is also Envoy's fallback when no locality has an
+        effective weight)."""
+        picker = self._pickers.get((priority, kind, locality))
         if picker is None:
             hosts = self._levels[priority][kind]
-            picker = self._pickers[(priority, kind)] = self._factory(hosts, self._rng)
+            if locality is not None:
+                hosts = tuple(host for host in hosts if host.locality == locality)
+            picker = self._factory(hosts, self._rng)
+            self._pickers[(priority, kind, locality)] = picker
         return picker

@@ -131,7 +131,8 @@ class ClusterManager:
     def _apply_assignment(runtime: ClusterRuntime, assignment: LoadAssignment) -> None:
         runtime.host_set.set_overprovisioning_factor(assignment.overprovisioning_factor)
         runtime.set_endpoints(
-            ResolvedEndpoint(endpoint, endpoint.address, group.locality, group.priority)
+            ResolvedEndpoint(endpoint, endpoint.address, group.locality, group.priority,
+                             group.weight)
             for group in assignment.localities for endpoint in group.endpoints)
 
     # -- asyncio side -------------------------------------------------------------------------

@@ -25,7 +25,8 @@ class LeastRequestPicker:
         self.bias = active_request_bias
         self._rng = rng
         self.weighted = len({host.weight for host in self.hosts}) > 1
-        self._scheduler = (EdfScheduler([(h, self._effective_weight(h)) for h in self.hosts])
+        self._scheduler = (EdfScheduler[Host]([(h, self._effective_weight(h))
+                                               for h in self.hosts])
                            if self.weighted else None)
 
     def _effective_weight(self, host: Host) -> float:

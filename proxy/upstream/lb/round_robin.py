@@ -12,35 +12,38 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from proxy.upstream.host import Host
 from proxy.upstream.lb.base import LbContext
 
+T = TypeVar("T")
 
-class EdfScheduler:
-    """Earliest deadline first over (host, weight); ties go to the earlier-added entry."""
 
-    def __init__(self, entries: Sequence[tuple[Host, float]]) -> None:
+class EdfScheduler(Generic[T]):
+    """Earliest deadline first over (item, weight); ties go to the earlier-added entry."""
+
+    def __init__(self, entries: Sequence[tuple[T, float]]) -> None:
         self._now = 0.0
         self._order = 0
-        self._heap: list[tuple[float, int, Host, float]] = []
-        for host, weight in entries:
-            self.add(host, weight)
+        self._heap: list[tuple[float, int, T, float]] = []
+        for item, weight in entries:
+            self.add(item, weight)
 
-    def add(self, host: Host, weight: float) -> None:
+    def add(self, item: T, weight: float) -> None:
         self._order += 1
-        heapq.heappush(self._heap, (self._now + 1.0 / weight, self._order, host, weight))
+        heapq.heappush(self._heap, (self._now + 1.0 / weight, self._order, item, weight))
 
-    def pick_and_readd(self) -> Host:
-        deadline, _, host, weight = heapq.heappop(self._heap)
+    def pick_and_readd(self) -> T:
+        deadline, _, item, weight = heapq.heappop(self._heap)
         self._now = deadline
-        self.add(host, weight)
-        return host
+        self.add(item, weight)
+        return item
 
-    def pop(self) -> tuple[Host, float]:
-        deadline, _, host, weight = heapq.heappop(self._heap)
+    def pop(self) -> tuple[T, float]:
+        deadline, _, item, weight = heapq.heappop(self._heap)
         self._now = deadline
-        return host, weight
+        return item, weight
 
 
 class RoundRobinPicker:
@@ -48,7 +51,7 @@ class RoundRobinPicker:
         self.hosts = tuple(hosts)
         self.weighted = len({host.weight for host in self.hosts}) > 1
         self._index = rng.randrange(len(self.hosts)) if self.hosts else 0
-        self._scheduler = (EdfScheduler([(h, float(h.weight)) for h in self.hosts])
+        self._scheduler = (EdfScheduler[Host]([(h, float(h.weight)) for h in self.hosts])
                            if self.weighted else None)
         if self._scheduler is not None:
             for _ in range(rng.randrange(len(self.hosts))):
