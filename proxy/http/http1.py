@@ -176,10 +176,12 @@ class Http1ServerCodec:
             upgrade = "connect"
         elif "upgrade" in connection and headers.get("upgrade"):
             upgrade = (headers.get("upgrade") or "").lower()
-        if not upgrade:
-            for name in HOP_BY_HOP | connection - {"close", "keep-alive", ""}:
-                if name != "te" and name != "transfer-encoding":
-                    headers.remove(name)
+        te_trailers = (headers.get("te") or "").strip().lower() == "trailers"
+        for name in HOP_BY_HOP | connection - {"close", "keep-alive", ""}:
+            if not (upgrade and name in ("upgrade", "connection")):
+                headers.remove(name)
+        if te_trailers:
+            headers.add("te", "trailers")  # the one TE value a proxy forwards (gRPC)
         headers.remove("host")
         return RequestHead(method=method, path=path, authority=host, scheme=self.scheme,
                            headers=headers, protocol=f"HTTP/{version}", upgrade=upgrade)

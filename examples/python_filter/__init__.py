@@ -1,0 +1,1 @@
+"""An HTTP filter written in Python against proxy.http.filter.HttpFilter."""
