@@ -65,7 +65,9 @@ class Host:
     locality_weight: int | None = None  # its LocalityLbEndpoints' load_balancing_weight
     priority: int = 0
     hostname: str = ""  # the endpoint's hostname, or the DNS name it was resolved from
-    health_check_address: tuple[str, int] | None = None  # None: check address/port
+    health_check_port: int = 0  # endpoint health_check_config.port_value; 0: `port`
+    # endpoint health_check_config.hostname: the Host/:authority of HTTP/gRPC checks.
+    health_check_hostname: str = ""
     active_health_check_disabled: bool = False
     flags: HealthFlag = HealthFlag.NONE
     active_requests: int = 0

@@ -92,10 +92,8 @@ class HostSet:
         host.hostname = endpoint.hostname or (
             endpoint.address if endpoint.address != resolved.address else "")
         host.active_health_check_disabled = endpoint.active_health_check_disabled
-        check_host = endpoint.health_check_hostname or resolved.address
-        check_port = endpoint.health_check_port or endpoint.port
-        host.health_check_address = (
-            None if (check_host, check_port) == host.key else (check_host, check_port))
+        host.health_check_port = endpoint.health_check_port
+        host.health_check_hostname = endpoint.health_check_hostname
         host.set_eds_health(endpoint.health_status)
 
     def invalidate(self) -> None:

@@ -8,13 +8,14 @@ gRPC checks over TLS are refused at config time.
   `receive` blocks read until every block has been seen in order (not necessarily contiguous,
   Envoy's "fuzzy" match). Connect-only when both are empty. Closed before a match: network
   failure.
-- HTTP/1.1 (HttpHealthCheck): `METHOD path` with `Host: host` (the cluster name when empty) and
+- HTTP/1.1 (HttpHealthCheck): `METHOD path` with `Host:` the authority the runner chose (Envoy:
+  the endpoint's health_check_config.hostname, else `host`, else the cluster name) and
   `User-Agent: Envoy/HC`; a status in `expected_statuses` passes, any other status is an active
   failure. A new connection per check (Envoy reuses one when `reuse_connection`, the default:
   only the connection count differs).
-- gRPC (grpc.health.v1.Health/Check with `service_name`, `:authority` = `authority` or the
-  cluster name): SERVING passes; another serving status or a non-OK grpc-status is an active
-  failure; UNAVAILABLE before a response is a network failure. The channel is kept per host.
+- gRPC (grpc.health.v1.Health/Check with `service_name`, `:authority` chosen the same way):
+  SERVING passes; another serving status or a non-OK grpc-status is an active failure;
+  UNAVAILABLE before a response is a network failure. The channel is kept per host.
 """
 
 from __future__ import annotations
@@ -91,15 +92,14 @@ def blocks_found_in_order(data: bytes, blocks: tuple[bytes, ...]) -> bool:
     return True
 
 
-async def http_probe(address: str, port: int, check: HttpCheck, cluster_name: str,
+async def http_probe(address: str, port: int, check: HttpCheck, authority: str,
                      tls: ProbeTls | None = None) -> Verdict:
     try:
         reader, writer = await _open(address, port, tls)
     except OSError:
         return Verdict.NETWORK_FAILURE
     try:
-        host = check.host or cluster_name
-        request = (f"{check.method} {check.path} HTTP/1.1\r\nHost: {host}\r\n"
+        request = (f"{check.method} {check.path} HTTP/1.1\r\nHost: {authority}\r\n"
                    "User-Agent: Envoy/HC\r\nConnection: close\r\n\r\n")
         writer.write(request.encode("latin-1"))
         await writer.drain()
@@ -124,9 +124,8 @@ def parse_status_line(line: bytes) -> int | None:
 class GrpcProber:
     """A grpc.aio channel to one host, reused across checks; `close()` when the host goes."""
 
-    def __init__(self, address: str, port: int, check: GrpcCheck, cluster_name: str) -> None:
+    def __init__(self, address: str, port: int, check: GrpcCheck, authority: str) -> None:
         target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-        authority = check.authority or cluster_name
         self._channel = grpc.aio.insecure_channel(
             target, options=[("grpc.default_authority", authority)])
         self._stub = health_pb2_grpc.HealthStub(self._channel)

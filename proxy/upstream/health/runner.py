@@ -83,11 +83,20 @@ class HealthCheckRunner:
             return None
         assert self.check.grpc is not None
         address, port = self._target(host)
-        return GrpcProber(address, port, self.check.grpc, self.runtime.name)
+        return GrpcProber(address, port, self.check.grpc, self._authority(host))
 
     def _target(self, host: Host) -> tuple[str, int]:
-        address, port = host.health_check_address or host.key
-        return address, (self.check.alt_port or port)
+        # Envoy: the endpoint's health_check_config.port_value, else the cluster check's
+        # alt_port, else the host's own port.
+        return host.address, (host.health_check_port or self.check.alt_port or host.port)
+
+    def _authority(self, host: Host) -> str:
+        """Envoy `getHostname`: the endpoint's health-check hostname, else the check's
+        host/authority, else the cluster name."""
+        check = self.check
+        configured = (check.http.host if check.http is not None
+                      else check.grpc.authority if check.grpc is not None else "")
+        return host.health_check_hostname or configured or self.runtime.name
 
     async def _probe(self, host: Host, prober: GrpcProber | None) -> Verdict:
         address, port = self._target(host)
@@ -101,7 +110,7 @@ class HealthCheckRunner:
                 coro = tcp_probe(address, port, check.tcp, self.tls)
             else:
                 assert check.http is not None
-                coro = http_probe(address, port, check.http, self.runtime.name, self.tls)
+                coro = http_probe(address, port, check.http, self._authority(host), self.tls)
             return await asyncio.wait_for(coro, check.timeout)
         except TimeoutError:
             return Verdict.TIMEOUT

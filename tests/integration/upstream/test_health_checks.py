@@ -155,3 +155,25 @@ async def test_grpc_health_check_follows_serving_status() -> None:
             await _until(lambda: _health(manager) == {port: Health.UNHEALTHY})
     finally:
         await server.stop(None)
+
+
+async def test_endpoint_health_check_port_and_hostname_override_the_cluster_check() -> None:
+    seen: list[bytes] = []
+    server, port = await _serve(_http_server({"/healthz": 200}, seen))
+    traffic_port = free_port()  # nothing listens: only the health-check port is served
+    config = translate_cluster(cluster_proto(
+        load_assignment={"cluster_name": "backend", "endpoints": [{"lb_endpoints": [{
+            "endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1",
+                                               "port_value": traffic_port}},
+                "health_check_config": {"port_value": port, "hostname": "per-host.local"}}}]}]},
+        health_checks=[{**FAST, "http_health_check": {"path": "/healthz", "host": "svc"}}]))
+    manager = ClusterManager(Stats(), rng=random.Random(3))
+    manager.update([config])
+    async with server:
+        await manager.start()
+        try:
+            await _until(lambda: _health(manager) == {traffic_port: Health.HEALTHY})
+            assert b"Host: per-host.local" in seen[0]
+        finally:
+            await manager.close()
