@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 DEFAULT_DRAIN_TIMEOUT = 600.0  # Envoy's --drain-time-s default
 _RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _MAX_ACCEPT_BACKOFF = 1.0
+_ACCEPT_BATCH = 64
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass(eq=False)
@@ -148,24 +154,43 @@ class ActiveListener:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _accept_loop(self) -> None:
+        """Accept in batches on readiness (no future per connection); on EMFILE and other
+        resource errors stop reading and retry after a growing pause instead of spinning."""
         assert self.sock is not None
         loop = asyncio.get_running_loop()
         backoff = 0.01
+        fd = self.sock.fileno()
         while True:
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, ready)
             try:
-                client, peer = await loop.sock_accept(self.sock)
-            except OSError as error:
-                if error.errno not in _RESOURCE_ERRORS:
-                    log.warning("accept on %s: %s", self.current.listener.name, error)
-                    continue
-                # Out of file descriptors or memory: back off instead of spinning (EMFILE).
-                log.warning("accept on %s: %s; retrying in %.2fs",
-                            self.current.listener.name, error.strerror, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_ACCEPT_BACKOFF)
+                await ready
+            finally:
+                loop.remove_reader(fd)
+            error = self._accept_batch()
+            if error is None:
+                backoff = 0.01
                 continue
-            backoff = 0.01
+            log.warning("accept on %s: %s; retrying in %.2fs",
+                        self.current.listener.name, error.strerror, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_ACCEPT_BACKOFF)
+
+    def _accept_batch(self) -> OSError | None:
+        """Accept what is queued (up to a bound); the resource error that stopped it."""
+        assert self.sock is not None
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                client, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as error:
+                if error.errno in _RESOURCE_ERRORS:
+                    return error
+                log.warning("accept on %s: %s", self.current.listener.name, error)
+                return None
             self._spawn(client, peer)
+        return None
 
     def _spawn(self, client: socket.socket, peer: Any) -> None:
         generation = self.current

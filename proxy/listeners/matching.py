@@ -22,9 +22,12 @@ from proxy.model.listener import (
     SOURCE_EXTERNAL,
     SOURCE_SAME_IP_OR_LOOPBACK,
     FilterChain,
+    FilterChainMatch,
     Listener,
     Network,
 )
+
+_MATCH_ALL = FilterChainMatch()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ Step = Callable[[list[FilterChain], ConnectionFacts], list[FilterChain]]
 
 
 def select_filter_chain(listener: Listener, facts: ConnectionFacts) -> FilterChain | None:
+    if len(listener.filter_chains) == 1 and listener.filter_chains[0].match == _MATCH_ALL:
+        return listener.filter_chains[0]  # the common single catch-all chain
     candidates = list(listener.filter_chains)
     for step in _STEPS:
         candidates = step(candidates, facts)
@@ -65,6 +70,8 @@ def _by_destination_port(candidates: list[FilterChain], facts: ConnectionFacts
 
 def _longest_prefix(candidates: list[FilterChain], address: str,
                     ranges: Callable[[FilterChain], tuple[Network, ...]]) -> list[FilterChain]:
+    if not any(ranges(chain) for chain in candidates):
+        return candidates  # nothing to compare: skip parsing the address (hot path)
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -129,6 +136,8 @@ def _is_local(facts: ConnectionFacts) -> bool:
 
 
 def _by_source_type(candidates: list[FilterChain], facts: ConnectionFacts) -> list[FilterChain]:
+    if all(chain.match.source_type == SOURCE_ANY for chain in candidates):
+        return candidates
     wanted = SOURCE_SAME_IP_OR_LOOPBACK if _is_local(facts) else SOURCE_EXTERNAL
     return _exact_or_unset(candidates, lambda c: c.match.source_type == wanted,
                            lambda c: c.match.source_type == SOURCE_ANY)

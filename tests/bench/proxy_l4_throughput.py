@@ -1,0 +1,172 @@
+"""L4 benchmark (a script, not a test): tcp_proxy bulk throughput (iperf3) and connections per
+second, `pointsman proxy` side by side with Envoy, both `--concurrency 1`, in one run.
+
+Reported: throughput (Gbit/s) and the Pointsman/Envoy ratio, connections/s and the ratio, and
+each proxy's CPU seconds per GB moved (utime+stime of the proxy process tree from /proc).
+Both sides of the sidecar are plain TCP, so Pointsman relays with os.splice (zero copy).
+
+    .venv/bin/python tests/bench/proxy_l4_throughput.py [--seconds 5] [--streams 1]
+
+Needs iperf3 (Debian package `iperf3`). On a shared 2-core machine the client, the server and
+the proxy compete for CPU: compare the ratios of one run, not absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.integration.proxy.helpers import (  # noqa: E402
+    Pointsman,
+    listener,
+    static_cluster,
+    tcp_proxy,
+)
+from tests.support.envoy import Envoy  # noqa: E402
+from tests.support.ports import free_port, wait_for_port  # noqa: E402
+from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def bootstrap(listen_port: int, backend_port: int) -> dict[str, Any]:
+    return {"static_resources": {
+        "listeners": [listener("bench", listen_port, [{"filters": [tcp_proxy("backend")]}])],
+        "clusters": [static_cluster("backend", [backend_port])],
+    }}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its children processes (workers), in seconds."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def iperf(port: int, seconds: float, streams: int) -> float:
+    """Bytes received by the iperf3 server through the proxy."""
+    result = subprocess.run(
+        ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams),
+         "-J"], capture_output=True, text=True, timeout=seconds + 30, check=True)
+    report = json.loads(result.stdout)
+    if "error" in report:
+        raise RuntimeError(f"iperf3: {report['error']}")
+    return float(report["end"]["sum_received"]["bytes"])
+
+
+CPS_CLIENT = r"""
+import asyncio, sys, time
+async def main(port, seconds, concurrency):
+    done = 0
+    deadline = time.monotonic() + seconds
+    async def worker():
+        nonlocal done
+        while time.monotonic() < deadline:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.readexactly(1)
+            writer.close()
+            await writer.wait_closed()
+            done += 1
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    print(done / seconds)
+asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])))
+"""
+
+CPS_SERVER = r"""
+import asyncio, sys
+async def handle(reader, writer):
+    writer.write(b"x")
+    await writer.drain()
+    writer.close()
+async def main(port):
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    await server.serve_forever()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def connections_per_second(port: int, seconds: float) -> float:
+    result = subprocess.run(python_argv("-c", CPS_CLIENT, str(port), str(seconds), "16"),
+                            capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return float(result.stdout.strip())
+
+
+def measure(kind: str, args: argparse.Namespace, iperf_port: int,
+            cps_port: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for what, backend in (("bulk", iperf_port), ("cps", cps_port)):
+        listen_port = free_port()
+        config = bootstrap(listen_port, backend)
+        proxy = Envoy(config) if kind == "envoy" else Pointsman(config)
+        with proxy:
+            proxy.wait_ready()  # no probe connection: iperf3 -s serves one test at a time
+            before = cpu_seconds(proxy.pid)
+            if what == "bulk":
+                moved = iperf(listen_port, args.seconds, args.streams)
+                cpu = cpu_seconds(proxy.pid) - before
+                results["gbit_per_s"] = moved * 8 / args.seconds / 1e9
+                results["cpu_s_per_gb"] = cpu / (moved / 1e9)
+            else:
+                results["cps"] = connections_per_second(listen_port, args.seconds)
+                results["cps_cpu_s"] = cpu_seconds(proxy.pid) - before
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate Envoy and Pointsman this many times; report medians")
+    args = parser.parse_args()
+    if shutil.which("iperf3") is None:
+        print("iperf3 not found: apt-get install -y iperf3", file=sys.stderr)
+        return 2
+    iperf_port, cps_port = free_port(), free_port()
+    with ManagedProcess(["iperf3", "-s", "-p", str(iperf_port)], name="iperf3"), \
+            ManagedProcess(python_argv("-c", CPS_SERVER, str(cps_port)), name="cps-server"):
+        wait_for_port(cps_port)
+        time.sleep(0.5)  # iperf3 -s prints nothing to wait on; do not poke its port
+        rounds: dict[str, list[dict[str, float]]] = {"envoy": [], "pointsman": []}
+        for _ in range(args.rounds):  # interleaved, so background load hits both alike
+            for kind in rounds:
+                rounds[kind].append(measure(kind, args, iperf_port, cps_port))
+    envoy, ours = (_medians(rounds["envoy"]), _medians(rounds["pointsman"]))
+    print(f"tcp_proxy, --concurrency 1, iperf3 {args.seconds:g}s x {args.streams} stream(s), "
+          f"median of {args.rounds} interleaved rounds")
+    print(f"{'':22}{'envoy':>12}{'pointsman':>12}{'ratio':>8}")
+    rows = [("throughput Gbit/s", "gbit_per_s"), ("connections/s", "cps"),
+            ("CPU s per GB", "cpu_s_per_gb")]
+    for label, key in rows:
+        ratio = ours[key] / envoy[key] if envoy[key] else float("nan")
+        print(f"{label:22}{envoy[key]:12.2f}{ours[key]:12.2f}{ratio:8.2f}")
+    print(json.dumps({"median": {"envoy": envoy, "pointsman": ours}, "rounds": rounds}))
+    return 0
+
+
+def _medians(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
