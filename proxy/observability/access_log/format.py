@@ -47,7 +47,8 @@ _SIMPLE: dict[str, Callable[[RequestInfo], Value]] = {
     "PROTOCOL": lambda i: _text(i.protocol),
     "RESPONSE_CODE": lambda i: i.response_code or 0,
     "RESPONSE_CODE_DETAILS": lambda i: _text(i.response_code_details),
-    "RESPONSE_FLAGS": lambda i: _text(",".join(i.response_flags)),
+    # Envoy renders "no flags" as the string "-", in JSON too (checked against Envoy 1.40).
+    "RESPONSE_FLAGS": lambda i: i.response_flags_text,
     "DURATION": lambda i: _ms(i.duration),
     "REQUEST_DURATION": lambda i: _ms(i.request_duration),
     "RESPONSE_DURATION": lambda i: _ms(i.response_duration),
