@@ -91,16 +91,42 @@ async def resolve(name: str, port: int, family: DnsLookupFamily) -> list[str]:
     return []
 
 
-async def resolve_endpoints(cluster: Cluster) -> list[ResolvedEndpoint]:
-    """Resolve every endpoint of a STRICT_DNS / LOGICAL_DNS cluster (raises OSError)."""
-    assert cluster.load_assignment is not None
-    resolved: list[ResolvedEndpoint] = []
-    for group in cluster.load_assignment.localities:
-        for endpoint in group.endpoints:
-            addresses = await resolve(endpoint.address, endpoint.port, cluster.dns_lookup_family)
-            if cluster.type is DiscoveryType.LOGICAL_DNS:
+class DnsTargets:
+    """The last good resolution of each endpoint of a STRICT_DNS / LOGICAL_DNS cluster.
+
+    Envoy resolves each target on its own and keeps a target's hosts when its re-resolution
+    fails; the cluster counts as initialized after the first round, even a failed one.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        assert cluster.load_assignment is not None
+        self.cluster = cluster
+        self.targets = [(group, endpoint) for group in cluster.load_assignment.localities
+                        for endpoint in group.endpoints]
+        self.last_good: dict[int, list[ResolvedEndpoint]] = {}
+
+    async def refresh(self) -> tuple[list[ResolvedEndpoint], list[str]]:
+        """Re-resolve every target: (all hosts, error messages of the targets that failed)."""
+        errors: list[str] = []
+        for index, (group, endpoint) in enumerate(self.targets):
+            try:
+                addresses = await resolve(endpoint.address, endpoint.port,
+                                          self.cluster.dns_lookup_family)
+            except (OSError, UnicodeError) as error:  # UnicodeError: not a valid name
+                errors.append(f"{endpoint.address}: {error}")
+                continue
+            if self.cluster.type is DiscoveryType.LOGICAL_DNS:
                 addresses = addresses[:1]
-            resolved.extend(ResolvedEndpoint(endpoint, address, group.locality, group.priority,
-                                             group.weight)
-                            for address in addresses)
-    return resolved
+            self.last_good[index] = [
+                ResolvedEndpoint(endpoint, address, group.locality, group.priority, group.weight)
+                for address in addresses]
+        hosts = [host for index in sorted(self.last_good) for host in self.last_good[index]]
+        return hosts, errors
+
+
+async def resolve_endpoints(cluster: Cluster) -> list[ResolvedEndpoint]:
+    """Resolve every endpoint of a DNS cluster once (raises OSError on any failure)."""
+    hosts, errors = await DnsTargets(cluster).refresh()
+    if errors:
+        raise OSError("; ".join(errors))
+    return hosts

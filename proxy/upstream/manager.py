@@ -26,7 +26,7 @@ from proxy.model.cluster import Cluster, DiscoveryType
 from proxy.model.endpoint import LoadAssignment
 from proxy.stats import Stats
 from proxy.upstream.cluster import ClusterRuntime
-from proxy.upstream.connect import resolve_endpoints
+from proxy.upstream.connect import DnsTargets
 from proxy.upstream.health.runner import HealthCheckRunner
 from proxy.upstream.host_set import ResolvedEndpoint
 
@@ -205,17 +205,20 @@ class _ClusterTasks:
 
     async def _dns_loop(self) -> None:
         config = self.runtime.config
-        assert config.load_assignment is not None
+        targets = DnsTargets(config)
+        prefix = f"cluster.{config.name}."
         while True:
-            try:
-                resolved = await resolve_endpoints(config)
-            except OSError as error:
-                log.warning("cluster %s: DNS resolution failed: %s", config.name, error)
-                self.runtime.stats.counter(
-                    f"cluster.{config.name}.update_failure").inc()
+            self.runtime.stats.counter(prefix + "update_attempt").inc()
+            hosts, errors = await targets.refresh()
+            if errors:
+                log.warning("cluster %s: DNS resolution failed: %s", config.name,
+                            "; ".join(errors))
+                self.runtime.stats.counter(prefix + "update_failure").inc()
             else:
-                self.runtime.stats.counter(f"cluster.{config.name}.update_success").inc()
-                self.runtime.set_endpoints(resolved)
+                self.runtime.stats.counter(prefix + "update_success").inc()
+            # Failed targets keep their last good hosts; the first round initializes the
+            # cluster even if it failed (Envoy), so start-up never waits on DNS forever.
+            self.runtime.set_endpoints(hosts)
             await asyncio.sleep(config.dns_refresh_rate)
 
     async def _outlier_loop(self) -> None:

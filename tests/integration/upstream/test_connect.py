@@ -86,3 +86,23 @@ async def test_strict_dns_cluster_resolves_into_hosts() -> None:
         assert rt.choose_host() is rt.hosts[0]
     finally:
         await manager.close()
+
+
+async def test_dns_failure_keeps_resolvable_targets_and_initializes() -> None:
+    config = translate_cluster(cluster_proto(
+        type="STRICT_DNS", dns_lookup_family="V4_ONLY", dns_refresh_rate="0.1s",
+        load_assignment={"cluster_name": "backend", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": name,
+                                                         "port_value": 8080}}}}
+            for name in ("nonexistent.invalid", "bad..name", "localhost")]}]}))
+    manager = ClusterManager(Stats(), rng=random.Random(1))
+    manager.update([config])
+    await manager.start()
+    try:
+        await asyncio.wait_for(manager.wait_initialized(), 10)
+        rt = manager.get("backend")
+        assert rt is not None
+        assert [h.hostname for h in rt.hosts] == ["localhost"]
+        assert rt.stats.counter("cluster.backend.update_failure").value >= 1
+    finally:
+        await manager.close()
