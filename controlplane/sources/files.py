@@ -27,6 +27,7 @@ from controlplane.resources.consistency import (
     messages_by_type,
     overlay,
 )
+from controlplane.resources.pgv import validate_message
 from protos.errors import ConfigError
 from protos.loader import parse_any_resource, read_document
 
@@ -62,7 +63,8 @@ def _read_one(obj: object, source: str, index: int) -> LoadedResource:
                           f"Secret)", field=f"resources[{index}].@type", source=source)
     name = kind.name_of(message)
     try:
-        kind.validate(message)
+        kind.validate(message)  # what Pointsman adds: required pieces, unsupported fields
+        validate_message(message)  # Envoy's own (validate.rules) constraints
     except ConfigError as error:
         raise error.within(field=f"resources[{index}]", resource=name, source=source) from error
     return LoadedResource(type_url, name, message, source, index)
