@@ -10,9 +10,10 @@ gRPC checks over TLS are refused at config time.
   failure.
 - HTTP/1.1 (HttpHealthCheck): `METHOD path` with `Host:` the authority the runner chose (Envoy:
   the endpoint's health_check_config.hostname, else `host`, else the cluster name) and
-  `User-Agent: Envoy/HC`; a status in `expected_statuses` passes, any other status is an active
-  failure. A new connection per check (Envoy reuses one when `reuse_connection`, the default:
-  only the connection count differs).
+  `User-Agent: Envoy/HC`; a status in `expected_statuses` passes (degraded when the response
+  carries `x-envoy-degraded`), any other status is an active failure. A new connection per
+  check (Envoy reuses one when `reuse_connection`, the default: only the connection count
+  differs).
 - gRPC (grpc.health.v1.Health/Check with `service_name`, `:authority` chosen the same way):
   SERVING passes; another serving status or a non-OK grpc-status is an active failure;
   UNAVAILABLE before a response is a network failure. The channel is kept per host.
@@ -106,11 +107,26 @@ async def http_probe(address: str, port: int, check: HttpCheck, authority: str,
         status = parse_status_line(await reader.readline())
         if status is None:
             return Verdict.NETWORK_FAILURE
-        return Verdict.SUCCESS if check.expects(status) else Verdict.ACTIVE_FAILURE
+        if not check.expects(status):
+            return Verdict.ACTIVE_FAILURE
+        headers = await _read_header_names(reader)
+        # Envoy: a passing response carrying `x-envoy-degraded` marks the host degraded.
+        return Verdict.DEGRADED if b"x-envoy-degraded" in headers else Verdict.SUCCESS
     except OSError:
         return Verdict.NETWORK_FAILURE
     finally:
         await _close(writer)
+
+
+async def _read_header_names(reader: asyncio.StreamReader, limit: int = 100) -> set[bytes]:
+    """Lower-cased header names up to the blank line (at most `limit` headers)."""
+    names: set[bytes] = set()
+    for _ in range(limit):
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        names.add(line.split(b":", 1)[0].strip().lower())
+    return names
 
 
 def parse_status_line(line: bytes) -> int | None:

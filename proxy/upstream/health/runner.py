@@ -117,17 +117,21 @@ class HealthCheckRunner:
 
     def _record(self, host: Host, state: HostCheckState, verdict: Verdict) -> None:
         was_pending = bool(host.flags & HealthFlag.PENDING_ACTIVE_HC)
+        was_degraded = bool(host.flags & HealthFlag.DEGRADED_ACTIVE_HC)
         transition = state.on_result(host, verdict)
         stats = self.runtime.stats
-        if verdict is Verdict.SUCCESS:
+        if verdict in (Verdict.SUCCESS, Verdict.DEGRADED):
             stats.counter(self.prefix + "success").inc()
+            if verdict is Verdict.DEGRADED:
+                stats.counter(self.prefix + "degraded").inc()
             if self.runtime.outlier is not None:
                 self.runtime.outlier.active_health_check_succeeded(host)
         else:
             stats.counter(self.prefix + "failure").inc()
             if verdict in (Verdict.NETWORK_FAILURE, Verdict.TIMEOUT):
                 stats.counter(self.prefix + "network_failure").inc()
-        if transition is Transition.CHANGED or was_pending:
+        degraded_changed = was_degraded != bool(host.flags & HealthFlag.DEGRADED_ACTIVE_HC)
+        if transition is Transition.CHANGED or was_pending or degraded_changed:
             log.info("cluster %s: host %s:%d is now %s", self.runtime.name, host.address,
                      host.port, host.health.value)
             self.runtime.health_changed()

@@ -25,6 +25,7 @@ from proxy.upstream.host import HealthFlag, Host
 
 class Verdict(enum.Enum):
     SUCCESS = "success"
+    DEGRADED = "degraded"  # passed, but the host asked to be degraded (x-envoy-degraded)
     ACTIVE_FAILURE = "active_failure"  # the host answered, wrongly: unhealthy at once
     NETWORK_FAILURE = "network_failure"  # refused/reset/closed: counts to the threshold
     TIMEOUT = "timeout"  # no answer within `timeout`: counts to the threshold
@@ -49,11 +50,13 @@ class HostCheckState:
 
     def on_result(self, host: Host, verdict: Verdict) -> Transition:
         """Apply one check result to `host`'s FAILED_ACTIVE_HC flag."""
-        transition = (self._on_success(host) if verdict is Verdict.SUCCESS
-                      else self._on_failure(host, verdict))
+        passed = verdict in (Verdict.SUCCESS, Verdict.DEGRADED)
+        transition = self._on_success(host) if passed else self._on_failure(host, verdict)
+        if passed:
+            host.set_flag(HealthFlag.DEGRADED_ACTIVE_HC, verdict is Verdict.DEGRADED)
         host.set_flag(HealthFlag.PENDING_ACTIVE_HC, False)
         self.first_check = False
-        self.last_success = verdict is Verdict.SUCCESS
+        self.last_success = passed
         self.last_transition = transition
         return transition
 

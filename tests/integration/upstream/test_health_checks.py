@@ -107,7 +107,8 @@ def _http_server(statuses: dict[str, int], seen: list[bytes]) -> Any:
             seen.append(head)
             path = head.split(b" ")[1].decode()
             status = statuses.get(path, 404)
-            writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
+            extra = "x-envoy-degraded: 1\r\n" if status == 299 else ""
+            writer.write(f"HTTP/1.1 {status} X\r\n{extra}content-length: 0\r\n\r\n".encode())
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -132,6 +133,8 @@ async def test_http_check_path_host_and_expected_statuses() -> None:
             await _until(lambda: _health(manager) == {port: Health.UNHEALTHY})
             statuses["/healthz"] = 200
             await _until(lambda: _health(manager) == {port: Health.HEALTHY})
+            statuses["/healthz"] = 299  # the test server adds x-envoy-degraded for 299
+            await _until(lambda: _health(manager) == {port: Health.DEGRADED})
 
 
 async def test_grpc_health_check_follows_serving_status() -> None:

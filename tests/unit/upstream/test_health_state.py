@@ -113,3 +113,12 @@ def test_jitter_is_bounded() -> None:
     assert max(values) > 11.0 and min(values) < 10.5
     delays = [state.initial_delay(rng) for _ in range(100)]
     assert all(0 <= d <= 3.0 for d in delays) and max(delays) > 2.0
+
+
+def test_degraded_verdict_passes_and_marks_degraded() -> None:
+    host = _new_host()
+    state = HostCheckState(_check())
+    state.on_result(host, Verdict.DEGRADED)
+    assert host.health is Health.DEGRADED
+    state.on_result(host, Verdict.SUCCESS)
+    assert host.health is Health.HEALTHY
