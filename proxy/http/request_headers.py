@@ -16,7 +16,11 @@ Envoy `ConnectionManagerUtility::mutateRequestHeaders` (docs: "HTTP header manip
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import ipaddress
+import socket
+import struct
 import uuid
 
 from proxy.http.headers import RequestHead
@@ -33,6 +37,32 @@ ENVOY_CONTROL_HEADERS = (
     "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-stream-duration-ms", "x-envoy-hedge-on-per-try-timeout",
 )
+
+
+@functools.cache
+def local_interface_address() -> str:
+    """The first non-loopback IPv4 address of this machine (Envoy's `getLocalAddress`), which
+    Envoy appends to XFF in place of a loopback peer."""
+    siocgifaddr = 0x8915  # Linux SIOCGIFADDR
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _index, name in socket.if_nameindex():
+            try:
+                packed = fcntl.ioctl(probe.fileno(), siocgifaddr,
+                                     struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue
+            address = socket.inet_ntoa(packed[20:24])
+            if not address.startswith("127."):
+                return address
+    return "127.0.0.1"
+
+
+def _xff_entry_for(remote_ip: str) -> str:
+    try:
+        loopback = ipaddress.ip_address(remote_ip).is_loopback
+    except ValueError:
+        loopback = False
+    return local_interface_address() if loopback else remote_ip
 
 
 def is_internal(address: str, settings: HcmSettings) -> bool:
@@ -57,7 +87,8 @@ def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
         client = remote_ip
         if not settings.skip_xff_append:
             entries = _xff_entries(head)
-            headers.set("x-forwarded-for", ", ".join([*entries, remote_ip]))
+            # Envoy appends without a space after the comma.
+            headers.set("x-forwarded-for", ",".join([*entries, _xff_entry_for(remote_ip)]))
         headers.set("x-forwarded-proto", scheme)
         internal = is_internal(client, settings)
         # Envoy: internal only when XFF held nothing before us.

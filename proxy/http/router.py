@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from proxy.http.body import BodyChannel
@@ -43,7 +43,7 @@ from proxy.upstream.pools.base import UpstreamStream
 
 RETRY_BUFFER_LIMIT = 64 * 1024  # Envoy's per_request_buffer_limit_bytes default for retries
 CONNECT_FAILURE_TEXT = ("upstream connect error or disconnect/reset before headers. "
-                        "reset reason: connection failure")
+                        "reset reason: remote connection failure")
 RESET_TEXT = ("upstream connect error or disconnect/reset before headers. "
               "reset reason: connection termination")
 
@@ -253,10 +253,19 @@ class Router:
         started = time.monotonic()
         status: int | None = None
         pump: asyncio.Task[None] | None = None
+        head = plan.head
+        if plan.action.auto_host_rewrite and str(getattr(host, "hostname", "")):
+            # Envoy: the chosen host's hostname (strict_dns / logical_dns clusters only).
+            head = replace(head, headers=head.headers.copy(), authority=host.hostname)
+        end_stream = downstream.body.exhausted and not replay.chunks \
+            and downstream.body.trailers is None
+        if end_stream and head.method in ("POST", "PUT", "PATCH") \
+                and "content-length" not in head.headers:
+            # Envoy states an empty body explicitly for methods that usually carry one.
+            head = replace(head, headers=head.headers.copy())
+            head.headers.set("content-length", "0")
         try:
-            end_stream = downstream.body.exhausted and not replay.chunks \
-                and downstream.body.trailers is None
-            await upstream.send_head(plan.head, end_stream=end_stream)
+            await upstream.send_head(head, end_stream=end_stream)
             if not end_stream:
                 pump = asyncio.ensure_future(replay.pump(upstream, stream))
             try:
@@ -384,6 +393,8 @@ def _upstream_head(request: RequestHead, route: Route, action: ForwardAction,
     authority = entry_host_rewrite or action.host_rewrite_literal or request.authority
     if action.host_rewrite_header:
         authority = request.headers.get(action.host_rewrite_header) or authority
+    if authority != request.authority and not suppress_envoy_headers:
+        headers.set("x-envoy-original-host", request.authority)
     return RequestHead(method=request.method, path=path, authority=authority,
                        scheme=request.scheme, headers=headers, protocol=request.protocol,
                        upgrade=request.upgrade)
@@ -399,9 +410,9 @@ def _redirect(action: RedirectAction, request: RequestHead, route: Route) -> Loc
         host = action.host
     if action.port:
         port = str(action.port)
-    elif action.scheme and action.scheme != request.scheme:
-        port = ""  # Envoy drops the port when the scheme changes
-    if port and ((scheme == "http" and port == "80") or (scheme == "https" and port == "443")):
+    # Envoy drops a port that is the default of the old or the new scheme.
+    if port in ("80", "443") and (scheme != request.scheme or
+                                  (scheme, port) in (("http", "80"), ("https", "443"))):
         port = ""
     path, _, query = request.path.partition("?")
     if action.path:

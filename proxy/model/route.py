@@ -206,6 +206,23 @@ class RouteConfig:
     internal_only_headers: tuple[str, ...] = ()
     most_specific_header_mutations_wins: bool = False
     ignore_port_in_host_matching: bool = False
+    validate_clusters: bool | None = None  # None: Envoy's default (true when inline/static)
+
+    def referenced_clusters(self) -> list[tuple[str, str]]:
+        """(cluster name, field path) of every statically named cluster."""
+        found = []
+        for h, vhost in enumerate(self.virtual_hosts):
+            for r, route in enumerate(vhost.routes):
+                action = route.action
+                where = f"virtual_hosts[{h}].routes[{r}].route"
+                if isinstance(action, ForwardAction):
+                    if action.cluster:
+                        found.append((action.cluster, f"{where}.cluster"))
+                    for w, entry in enumerate(action.weighted_clusters):
+                        if entry.name:
+                            found.append((entry.name,
+                                          f"{where}.weighted_clusters.clusters[{w}].name"))
+        return found
 
 
 # --- translation -------------------------------------------------------------------------------
@@ -215,7 +232,7 @@ _MUTATION_FIELDS = {
     "response_headers_to_add", "response_headers_to_remove",
 }
 # Informational or validation-only fields: they do not change how a request is routed.
-_HARMLESS = {"name", "metadata", "validate_clusters", "stat_prefix", "decorator"}
+_HARMLESS = {"name", "metadata", "stat_prefix", "decorator"}
 
 
 def _refuse_unknown(message: Message, supported: set[str]) -> None:
@@ -241,6 +258,7 @@ def translate_route_configuration(message: Message) -> RouteConfig:
     _refuse_unknown(message, _MUTATION_FIELDS | {
         "virtual_hosts", "internal_only_headers", "most_specific_header_mutations_wins",
         "ignore_port_in_host_matching", "max_direct_response_body_size_bytes",
+        "validate_clusters",
     })
     m = message
     hosts = tuple(
@@ -255,6 +273,8 @@ def translate_route_configuration(message: Message) -> RouteConfig:
         internal_only_headers=tuple(h.lower() for h in m.internal_only_headers),  # type: ignore
         most_specific_header_mutations_wins=m.most_specific_header_mutations_wins,  # type: ignore
         ignore_port_in_host_matching=m.ignore_port_in_host_matching,  # type: ignore
+        validate_clusters=m.validate_clusters.value  # type: ignore[attr-defined]
+        if m.HasField("validate_clusters") else None,  # type: ignore[attr-defined]
     )
 
 

@@ -240,6 +240,7 @@ class HttpConnectionManager:
             for f in self.settings.http_filters
         ]
         self.access_logger = _access_logger(self.settings, context)
+        _validate_inline_clusters(self.settings.route_config, context)
         context.stats.counter(f"http.{self.settings.stat_prefix}.downstream_cx_total")
 
     def route_config(self) -> RouteConfig | None:
@@ -285,6 +286,17 @@ class HttpConnectionManager:
                 if handler.tasks:
                     await asyncio.gather(*handler.tasks, return_exceptions=True)
             connection.sock.close()
+
+
+def _validate_inline_clusters(routes: RouteConfig | None, context: ServerContext) -> None:
+    """Envoy refuses an inline route config naming an unknown cluster (validate_clusters
+    defaults to true for it) with "route: unknown cluster"."""
+    if routes is None or routes.validate_clusters is False:
+        return
+    manager = context.cluster_manager
+    for name, where in routes.referenced_clusters():
+        if manager is not None and manager.get(name) is None:
+            raise ConfigError(f"unknown cluster {name!r}", field=f"route_config.{where}")
 
 
 def _access_logger(settings: HcmSettings, context: ServerContext) -> Any:

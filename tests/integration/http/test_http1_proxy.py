@@ -71,7 +71,8 @@ async def test_rewrites_and_header_manipulation(backends) -> None:  # type: igno
 
 async def test_local_replies(backends) -> None:  # type: ignore[no-untyped-def]
     domains = ["known.test", "known.test:8080"]
-    routes = {"name": "local", "virtual_hosts": [{"name": "vh", "domains": domains, "routes": [
+    routes = {"name": "local", "validate_clusters": False, "virtual_hosts": [{
+        "name": "vh", "domains": domains, "routes": [
         {"match": {"path": "/direct"}, "direct_response": {"status": 418,
                                                             "body": {"inline_string": "tea"}}},
         {"match": {"prefix": "/moved"}, "redirect": {"https_redirect": True,
@@ -88,7 +89,7 @@ async def test_local_replies(backends) -> None:  # type: ignore[no-untyped-def]
         assert (direct.status, direct.body) == (418, b"tea")
         moved = await client.request("GET", "/moved/x?y=1", host="known.test:8080")
         assert moved.status == 301
-        assert moved.header("location") == "https://known.test/new/x?y=1"
+        assert moved.header("location") == "https://known.test:8080/new/x?y=1"  # as Envoy
         assert (await client.request("GET", "/", host="other.test")).status == 404
         assert (await client.request("GET", "/nowhere", host="known.test")).status == 503
         dead = await client.request("GET", "/dead", host="known.test")
@@ -123,3 +124,13 @@ async def test_retries_move_to_a_healthy_host(backends) -> None:  # type: ignore
         statuses = [(await client.request("GET", f"/{i}")).status for i in range(6)]
         assert statuses == [200] * 6
         assert bad.total >= 1 and good.total == 6
+
+
+def test_inline_routes_to_unknown_clusters_are_refused() -> None:
+    import pytest
+
+    from protos.errors import ConfigError
+
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "ghost"}})
+    with pytest.raises(ConfigError, match="unknown cluster 'ghost'"):
+        Sidecar(hcm(routes), [])
