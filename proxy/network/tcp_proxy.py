@@ -131,7 +131,6 @@ class TcpProxyFilter:
         self.cx_rx_bytes = stats.counter(scope + "downstream_cx_rx_bytes_total")
         self.cx_tx_bytes = stats.counter(scope + "downstream_cx_tx_bytes_total")
         self.idle_timeouts = stats.counter(scope + "idle_timeout")
-        self.connect_failures = stats.counter(scope + "upstream_connect_failed")  # local name
 
     def __repr__(self) -> str:
         return f"TcpProxyFilter({self.config.stat_prefix} -> {self.config.cluster_names})"
@@ -149,7 +148,9 @@ class TcpProxyFilter:
                                                attempts=self.config.max_connect_attempts,
                                                downstream=connection)
             except UpstreamConnectError as error:
-                (self.cx_no_route if error.no_route else self.connect_failures).inc()
+                # Connect failures are counted on the cluster (upstream_cx_connect_fail...).
+                if error.no_route:
+                    self.cx_no_route.inc()
                 log.debug("tcp_proxy %s: %s", self.config.stat_prefix, error)
                 return
             await self._relay(connection, upstream.sock, upstream.ssl_context, upstream.sni)

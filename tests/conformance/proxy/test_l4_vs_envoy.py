@@ -144,3 +144,38 @@ def test_weighted_clusters_split_like_envoy() -> None:
     assert abs(shares["envoy"] - 0.75) < 0.15
     assert abs(shares["pointsman"] - 0.75) < 0.15
     assert abs(shares["pointsman"] - shares["envoy"]) < 0.2
+
+
+def test_stats_names_and_values_match_envoy() -> None:
+    backend = TaggedServer("a")
+    compared = ["cluster.backend.upstream_cx_total", "cluster.backend.upstream_cx_active",
+                "tcp.tcp.downstream_cx_total", "tcp.tcp.downstream_cx_rx_bytes_total",
+                "tcp.tcp.downstream_cx_tx_bytes_total", "tcp.tcp.downstream_cx_no_route",
+                "listener.{address}.downstream_cx_total", "listener.{address}.downstream_cx_active",
+                "listener.{address}.no_filter_chain_match", "cluster.backend.membership_total"]
+    seen: dict[str, dict[str, Any]] = {}
+    try:
+        for kind in ("envoy", "pointsman"):
+            port = free_port()
+            bootstrap = {"static_resources": {
+                "listeners": [listener("l4", port, [{"filters": [tcp_proxy("backend")]}])],
+                "clusters": [static_cluster("backend", [backend.port])]}}
+            proxy = Envoy(bootstrap) if kind == "envoy" else Pointsman(bootstrap)
+            with proxy:
+                proxy.wait_ready()
+                for _ in range(3):
+                    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                        assert read_line(sock) == "a"
+                        sock.sendall(b"12345")
+                        assert sock.recv(5) == b"12345"
+                names = [name.format(address=f"127.0.0.1_{port}") for name in compared]
+                active = names[1]
+                proxy.wait_until(lambda p=proxy, n=active: p.stat(n) == 0, 10, "closed")
+                values = {name.replace(str(port), "PORT"): proxy.stat(name) for name in names}
+                _, text = proxy.admin("/stats/prometheus")
+                line = next(x for x in text.splitlines()
+                            if x.startswith("envoy_cluster_upstream_cx_total{"))
+                seen[kind] = {"stats": values, "prometheus": line}
+    finally:
+        backend.stop()
+    assert seen["pointsman"] == seen["envoy"]

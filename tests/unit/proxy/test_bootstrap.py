@@ -1,0 +1,94 @@
+"""Bootstrap translation: what start-up accepts, and refusals that name the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protos.errors import ConfigError
+from proxy.bootstrap import load_bootstrap
+
+TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+
+
+def write(tmp_path: Path, body: dict[str, Any], suffix: str = ".json") -> Path:
+    path = tmp_path / f"bootstrap{suffix}"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def static_cluster(name: str) -> dict[str, Any]:
+    return {"name": name, "type": "STATIC", "load_assignment": {
+        "cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+            "socket_address": {"address": "127.0.0.1", "port_value": 1}}}}]}]}}
+
+
+ADS = {"ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                      "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+       "lds_config": {"ads": {}, "resource_api_version": "V3"},
+       "cds_config": {"ads": {}, "resource_api_version": "V3"}}
+
+
+def test_full_bootstrap(tmp_path: Path) -> None:
+    bootstrap = load_bootstrap(write(tmp_path, {
+        "node": {"id": "n1", "cluster": "c1", "locality": {"region": "r", "zone": "z"},
+                 "metadata": {"team": "edge"}},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
+        "dynamic_resources": ADS,
+        "static_resources": {
+            "clusters": [static_cluster("xds")],
+            "listeners": [{"name": "l", "address": {"socket_address": {
+                "address": "0.0.0.0", "port_value": 8080}}, "filter_chains": [{"filters": [{
+                    "name": "tcp", "typed_config": {"@type": TCP_PROXY, "stat_prefix": "s",
+                                                    "cluster": "xds"}}]}]}],
+        },
+    }))
+    assert bootstrap.node.id == "n1"
+    assert bootstrap.node.locality == ("r", "z", "")
+    assert bootstrap.node.metadata == {"team": "edge"}
+    assert bootstrap.admin_address == ("127.0.0.1", 9901)
+    assert bootstrap.ads is not None
+    assert (bootstrap.ads.cluster_name, bootstrap.ads.lds, bootstrap.ads.cds) == ("xds", True,
+                                                                                   True)
+    assert [item.name for item in bootstrap.listeners] == ["l"]
+
+
+def test_yaml_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text("node: {id: yaml-node}\nstatic_resources: {clusters: []}\n")
+    assert load_bootstrap(path).node.id == "yaml-node"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"overload_manager": {}}, "overload_manager"),
+    ({"dynamic_resources": {**ADS, "ads_config": {**ADS["ads_config"], "api_type": "DELTA_GRPC"}},
+      "static_resources": {"clusters": [static_cluster("xds")]}},
+     "dynamic_resources.ads_config.api_type"),
+    ({"dynamic_resources": ADS}, "dynamic_resources.ads_config.grpc_services[0].envoy_grpc."
+                                 "cluster_name"),
+    ({"dynamic_resources": {"lds_config": {"path_config_source": {"path": "/x"}}}},
+     "dynamic_resources.lds_config.path_config_source"),
+    ({"static_resources": {"clusters": [static_cluster("a"), static_cluster("a")]}},
+     "static_resources.clusters[1].name"),
+    ({"static_resources": {"secrets": [{"name": "s"}]}}, "static_resources.secrets"),
+])
+def test_refusals_name_the_field(tmp_path: Path, body: dict[str, Any], field: str) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(ConfigError) as caught:
+        load_bootstrap(path)
+    assert caught.value.field == field
+    assert caught.value.source == str(path)
+
+
+def test_static_listener_error_names_listener_and_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_bootstrap(write(tmp_path, {"static_resources": {"listeners": [{
+            "name": "broken", "address": {"socket_address": {"address": "not-an-ip",
+                                                             "port_value": 1}},
+            "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                "@type": TCP_PROXY, "stat_prefix": "s", "cluster": "c"}}]}]}]}}))
+    assert caught.value.field == "static_resources.listeners[0].address.socket_address.address"
+    assert caught.value.resource == "broken"

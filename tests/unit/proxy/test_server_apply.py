@@ -1,0 +1,71 @@
+"""The runtime's config application (no sockets): whole-update validation, last good config
+kept on a NACK, RDS/EDS interest, config_dump with versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+
+from protos.errors import ConfigError
+from protos.loader import pack_any, parse_message
+from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION
+from proxy.bootstrap import translate_bootstrap
+from proxy.server import Server
+
+
+def cluster(name: str, **extra: Any) -> Any:
+    return pack_any(parse_message({"name": name, "type": "EDS", "connect_timeout": "1s",
+                                   "eds_cluster_config": {"service_name": f"{name}-eds"},
+                                   **extra}, cluster_pb2.Cluster))
+
+
+def new_server() -> Server:
+    return Server(translate_bootstrap(bootstrap_pb2.Bootstrap()))
+
+
+def test_cds_update_is_all_or_nothing() -> None:
+    server = new_server()
+    server.apply(CLUSTER, "1", (cluster("a"), cluster("b")))
+    assert server.cluster_manager.names() == ["a", "b"]
+    assert list(server.wanted_names(CLUSTER_LOAD_ASSIGNMENT)) == ["a-eds", "b-eds"]
+    with pytest.raises(ConfigError) as caught:
+        server.apply(CLUSTER, "2", (cluster("c"), cluster("d", lb_policy="CLUSTER_PROVIDED")))
+    assert caught.value.resource == "d"
+    assert caught.value.source == "CDS"
+    assert server.cluster_manager.names() == ["a", "b"]  # nothing of version 2 applied
+    assert server.state.versions[CLUSTER] == "1"
+    server.apply(CLUSTER, "3", (cluster("a"),))
+    assert server.cluster_manager.names() == ["a"]
+
+
+def test_duplicate_names_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="duplicate"):
+        new_server().apply(CLUSTER, "1", (cluster("a"), cluster("a")))
+
+
+def test_eds_is_merged_and_dumped_with_versions() -> None:
+    server = new_server()
+    server.apply(CLUSTER, "1", (cluster("a"),))
+    assignment = pack_any(parse_message({"cluster_name": "a-eds", "endpoints": [
+        {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+            "address": "10.0.0.1", "port_value": 80}}}}]}]}, endpoint_pb2.ClusterLoadAssignment))
+    server.apply(CLUSTER_LOAD_ASSIGNMENT, "e7", (assignment,))
+    runtime = server.cluster_manager.get("a")
+    assert runtime is not None and [h.address for h in runtime.hosts] == ["10.0.0.1"]
+    dump = server.config_dump()["configs"]
+    endpoints = next(c for c in dump if c["@type"].endswith("EndpointsConfigDump"))
+    assert endpoints["dynamic_endpoint_configs"][0]["version_info"] == "e7"
+    clusters = next(c for c in dump if c["@type"].endswith("ClustersConfigDump"))
+    assert clusters["version_info"] == "1"
+    assert clusters["dynamic_active_clusters"][0]["name"] == "a"
+
+
+def test_unknown_type_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="not supported"):
+        new_server().apply("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                           "Secret", "1", ())
+    assert list(new_server().wanted_names(ROUTE_CONFIGURATION)) == []
