@@ -103,3 +103,48 @@ def test_envoy_routes_by_ads_and_follows_a_file_edit(tmp_path: Path) -> None:
                 metrics = control.admin("/metrics")[1]
                 assert "pointsman_xds_connected_streams 1" in metrics
                 assert 'pointsman_xds_nacks_total{type="cluster"}' not in metrics
+
+
+def regex_route(name: str, cluster_name: str, pattern: str) -> dict[str, Any]:
+    config = route(name, cluster_name)
+    config["virtual_hosts"][0]["routes"].insert(0, {
+        "match": {"safe_regex": {"regex": pattern}}, "route": {"cluster": cluster_name}})
+    return config
+
+
+def test_envoy_nack_is_recorded_and_the_next_change_delivered(tmp_path: Path) -> None:
+    """A regex only RE2 can judge passes our validation; Envoy refuses it (NACK). The refusal
+    shows in /status and /metrics, Envoy keeps routing with the last good routes, and the next
+    change is delivered."""
+    config = tmp_path / "mesh.yaml"
+    listen = free_port()
+    with http_backend("web-1") as web1, http_backend("web-2") as web2:
+        good = [cluster("web"), endpoints("web", web1), listener("http", "main", listen)]
+        write_resources(config, [*good, route("main", "web")])
+        with ControlPlane(config) as control:
+            control.wait_ready()
+            with Envoy(ads_bootstrap(control.port), name="envoy-nack") as envoy:
+                envoy.wait_ready()
+                wait_for_body(envoy, listen, "/web", "web-1", 30)
+
+                write_resources(config, [*good, regex_route("main", "web", "((")])
+                control.wait_until(lambda: route_state(control)["last_nack"] is not None, 15,
+                                   "NACK recorded")
+                state = route_state(control)
+                assert state["last_nack"]["version"] == state["sent_version"]
+                assert state["acked_version"] != state["sent_version"]
+                assert "missing )" in state["last_nack"]["message"]  # RE2: "missing ): (("
+                assert 'pointsman_xds_nacks_total{type="route"} 1' in control.admin("/metrics")[1]
+                assert get_body(listen, "/web") == "web-1"  # the last good routes still serve
+
+                write_resources(config, [cluster("web"), endpoints("web", web2),
+                                         listener("http", "main", listen),
+                                         regex_route("main", "web", "^/w.b$")])
+                wait_for_body(envoy, listen, "/web", "web-2", 15)
+                control.wait_until(lambda: route_state(control)["acked_version"] == route_state(
+                    control)["sent_version"], 15, "fixed routes ACKed")
+
+
+def route_state(control: ControlPlane) -> dict[str, Any]:
+    [node] = control.status()["nodes"]
+    return dict(node["subscriptions"]["route"])
