@@ -52,8 +52,9 @@ def get_json(url: str) -> Any:
 
 
 class Demo:
-    def __init__(self, sidecar: str, requests: int) -> None:
+    def __init__(self, sidecar: str, requests: int, tracing: bool = True) -> None:
         self.sidecar = sidecar
+        self.tracing = tracing
         self.requests = requests
         self.workdir = Path(tempfile.mkdtemp(prefix="pointsman-demo-"))
         self.processes: list[ManagedProcess] = []
@@ -87,8 +88,9 @@ class Demo:
     def start_control_plane(self) -> None:
         p = self.ports
         resources = self.workdir / "resources"
-        write_resources(resources, "frontend", topology.frontend_resources(p))
-        write_resources(resources, "backend", topology.backend_resources(p, list(p.backends)))
+        write_resources(resources, "frontend", topology.frontend_resources(p, self.tracing))
+        write_resources(resources, "backend",
+                        topology.backend_resources(p, list(p.backends), self.tracing))
         say(f"starting the control plane on 127.0.0.1:{p.xds} (resources in {resources})")
         self.start([sys.executable, "-m", "controlplane", "--resources", str(resources),
                     "--listen", f"127.0.0.1:{p.xds}", "--admin", f"127.0.0.1:{p.xds_admin}"],
@@ -126,7 +128,7 @@ class Demo:
         p = self.ports
         say("live change: backend-3 leaves the backend's endpoints (a file edit, pushed over EDS)")
         write_resources(self.workdir / "resources", "backend",
-                        topology.backend_resources(p, list(p.backends[:2])))
+                        topology.backend_resources(p, list(p.backends[:2]), self.tracing))
         time.sleep(2.0)  # the control plane pushes within 2 s of a file change
 
     def show_status(self) -> None:
@@ -153,6 +155,11 @@ class Demo:
         else:
             print("no trace spans both sidecars yet")
 
+    def show_logs(self) -> None:
+        for process in self.processes:
+            say(f"last lines of {process.name} ({process.log})")
+            print("\n".join(process.output().splitlines()[-8:]))
+
     def run(self) -> int:
         try:
             self.start_services()
@@ -162,11 +169,18 @@ class Demo:
             self.live_change()
             after = self.send_traffic("after the change")
             self.show_status()
-            self.show_trace()
+            if self.tracing:
+                self.show_trace()
             ok = len(before) == 3 and "backend-3" not in after and sum(after.values()) == (
                 after["backend-1"] + after["backend-2"])
             say("demo " + ("succeeded" if ok else "FAILED"))
+            if not ok:
+                self.show_logs()
             return 0 if ok else 1
+        except (OSError, RuntimeError, TimeoutError, KeyError, ValueError) as error:
+            say(f"demo FAILED: {error!r}")
+            self.show_logs()
+            return 1
         finally:
             self.stop_all()
 
@@ -175,8 +189,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sidecar", choices=("pointsman", "envoy"), default="pointsman")
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--no-tracing", action="store_true", help="leave tracing unconfigured")
     args = parser.parse_args()
-    return Demo(args.sidecar, args.requests).run()
+    return Demo(args.sidecar, args.requests, tracing=not args.no_tracing).run()
 
 
 if __name__ == "__main__":

@@ -73,28 +73,31 @@ def static_cluster(name: str, port: int, *, http2: bool = False) -> dict[str, An
     return cluster
 
 
-def http_listener(name: str, port: int, service: str, *, route: str) -> dict[str, Any]:
+def http_listener(name: str, port: int, service: str, *, route: str,
+                  tracing: bool = True) -> dict[str, Any]:
+    hcm: dict[str, Any] = {
+        "@type": HCM,
+        "stat_prefix": name,
+        "rds": {"route_config_name": route,
+                "config_source": {"ads": {}, "resource_api_version": "V3"}},
+        "http_filters": [{"name": "envoy.filters.http.router",
+                          "typed_config": {"@type": ROUTER}}],
+    }
+    if tracing:
+        hcm["tracing"] = {
+            "random_sampling": {"value": 100},
+            "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+                "@type": OTEL, "service_name": service,
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otel_collector"},
+                                 "timeout": "1s"}}},
+        }
     return {
         "@type": T + "envoy.config.listener.v3.Listener",
         "name": name,
         "address": address(port),
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": HCM,
-                "stat_prefix": name,
-                "rds": {"route_config_name": route,
-                        "config_source": {"ads": {}, "resource_api_version": "V3"}},
-                "tracing": {
-                    "random_sampling": {"value": 100},
-                    "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
-                        "@type": OTEL, "service_name": service,
-                        "grpc_service": {"envoy_grpc": {"cluster_name": "otel_collector"},
-                                         "timeout": "1s"}}},
-                },
-                "http_filters": [{"name": "envoy.filters.http.router",
-                                  "typed_config": {"@type": ROUTER}}],
-            },
+            "typed_config": hcm,
         }]}],
     }
 
@@ -114,24 +117,28 @@ def route(name: str, cluster: str | list[tuple[str, int]]) -> dict[str, Any]:
     }
 
 
-def frontend_resources(p: Ports) -> list[dict[str, Any]]:
+def frontend_resources(p: Ports, tracing: bool = True) -> list[dict[str, Any]]:
     return [
         {"@type": T + "envoy.config.cluster.v3.Cluster", **static_cluster("frontend_local",
                                                                          p.frontend)},
         eds_cluster("backend"),
         endpoints("backend", [p.back_in]),
-        http_listener("front_in", p.front_in, "sidecar-frontend", route="front_in"),
-        http_listener("front_out", p.front_out, "sidecar-frontend", route="front_out"),
+        http_listener("front_in", p.front_in, "sidecar-frontend", route="front_in",
+                      tracing=tracing),
+        http_listener("front_out", p.front_out, "sidecar-frontend", route="front_out",
+                      tracing=tracing),
         route("front_in", "frontend_local"),
         route("front_out", "backend"),
     ]
 
 
-def backend_resources(p: Ports, live_backends: list[int]) -> list[dict[str, Any]]:
+def backend_resources(p: Ports, live_backends: list[int],
+                      tracing: bool = True) -> list[dict[str, Any]]:
     return [
         eds_cluster("backend_local"),
         endpoints("backend_local", live_backends),
-        http_listener("back_in", p.back_in, "sidecar-backend", route="back_in"),
+        http_listener("back_in", p.back_in, "sidecar-backend", route="back_in",
+                      tracing=tracing),
         route("back_in", "backend_local"),
     ]
 
