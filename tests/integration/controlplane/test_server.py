@@ -200,3 +200,20 @@ async def test_fetch_answers_once_with_the_current_resources(tmp_path: Path) -> 
         assert response.type_url == CLUSTER_LOAD_ASSIGNMENT and names(response) == ["b"]
         empty = await fetch(pb.DiscoveryRequest(resource_names=["zzz"]), timeout=TIMEOUT)
         assert list(empty.resources) == [] and empty.version_info
+
+
+async def test_node_groups_see_their_own_folder(tmp_path: Path) -> None:
+    write(tmp_path / "shared.yaml", [cluster("a"), endpoints("a", 1)])
+    (tmp_path / "edge").mkdir()
+    write(tmp_path / "edge" / "extra.yaml", [cluster("edge-only"), endpoints("edge-only", 2)])
+    async with control_plane(tmp_path) as (port, _source, _admin), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        edge, other = stream(channel, ADS), stream(channel, ADS)
+        await edge.write(pb.DiscoveryRequest(type_url=CLUSTER,
+                                             node={"id": "e1", "cluster": "edge"}))
+        await other.write(pb.DiscoveryRequest(type_url=CLUSTER,
+                                              node={"id": "o1", "cluster": "other"}))
+        assert names(await read(edge)) == ["a", "edge-only"]
+        assert names(await read(other)) == ["a"]
+        edge.cancel()
+        other.cancel()
