@@ -50,7 +50,9 @@ DEFAULT_EXTRACTORS: tuple[TagExtractor, ...] = (
                r"^listener\.(((?:[_.\d]*|[_\[\]aAbBcCdDeEfF\d]*))\.)"),
     _extractor("virtual_host", r"^vhost\.((.*?)\.)"),
     _extractor("rds_route_config", r"^http(?=\.).*?\.rds\.((.*?)\.)\w+?$", ".rds."),
-    _extractor("worker_id", r"^listener_manager\.((worker_\d+)\.)", "listener_manager.worker_"),
+    # Envoy 1.40 keeps `worker_` in the name and tags the id (`server.worker_0.watchdog_miss`
+    # -> envoy_server_worker_watchdog_miss{envoy_worker_id="0"}), checked against its output.
+    _extractor("worker_id", r"(?:^|\.)worker_((\d+)\.)", "worker_"),
 )
 
 Tags = tuple[tuple[str, str], ...]
