@@ -124,8 +124,10 @@ class SotwStream:
         if type_url not in self.allowed_types:
             raise ProtocolError(f"type_url {type_url!r} is not served on this stream")
         subscription = self.subscriptions.get(type_url)
-        if request.response_nonce:
-            if subscription is None or request.response_nonce != subscription.nonce:
+        if request.response_nonce and subscription is not None:
+            # A nonce from another stream (a client resuming after a reconnect) is not stale:
+            # with no subscription of this type yet, the request is a first request below.
+            if request.response_nonce != subscription.nonce:
                 return [*actions, StaleNonceIgnored(type_url, request.response_nonce)]
             actions.append(self._record_reply(subscription, request, now))
             changed = self._update_names(subscription, request.resource_names)
@@ -135,7 +137,7 @@ class SotwStream:
                 actions.extend(self._answer(subscription, now, force=True))
             actions.extend(self._release_retained_clusters(now))
             return actions
-        # No nonce: the first request of this type on the stream, or a change of names sent
+        # The first request of this type on the stream, or (no nonce) a change of names sent
         # before the first response arrived; either way answer it.
         if subscription is None:
             subscription = self.subscriptions[type_url] = Subscription(type_url)

@@ -230,3 +230,10 @@ def test_a_type_not_served_on_the_stream_is_a_protocol_error():
     stream, _ = new_stream(snapshot(*BASE))
     with pytest.raises(ProtocolError):
         stream.receive(request("type.googleapis.com/google.protobuf.Empty"), 0)
+
+
+def test_first_request_after_a_reconnect_is_answered_even_with_an_old_nonce():
+    stream, _ = new_stream(snapshot(*BASE))
+    resumed = request(CLUSTER, nonce="17", version="old-version", node_id="n1")
+    [push] = pushes(stream.receive(resumed, 0))
+    assert names(push) == ["a", "b"] and push.nonce != "17"
