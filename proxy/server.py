@@ -197,6 +197,7 @@ class Server:
         elif type_url == ROUTE_CONFIGURATION:
             self.state.resources[type_url].update(translated)
             self.routes.update({name: item.model for name, item in translated.items()})
+            self._serve_warm_listeners(self.state.models(LISTENER))  # some may be warm now
         else:
             raise ConfigError(f"resource type {type_url!r} is not supported")
         self.state.versions[type_url] = version
@@ -235,15 +236,28 @@ class Server:
             if name in self.static_listeners:
                 raise ConfigError("a static listener has this name", resource=name,
                                   source="LDS")
-        listeners = {**self.static_listeners,
-                     **{name: item.model for name, item in translated.items()}}
-        if self.ready and self.serve_traffic:
-            try:
-                self.listener_manager.apply(listeners)
-            except OSError as error:
-                raise ConfigError(f"cannot listen: {error.strerror}", source="LDS",
-                                  field="address") from error
+        self._serve_warm_listeners({name: item.model for name, item in translated.items()})
         self.state.resources[LISTENER] = translated
+
+    def _serve_warm_listeners(self, dynamic: dict[str, Listener]) -> None:
+        """Envoy's listener warming after start-up: a new or updated listener serves once its
+        route configurations (RDS) arrived; until then the previous version of the same
+        listener, if any, keeps serving (intro/arch_overview/operations/init)."""
+        if not (self.ready and self.serve_traffic):
+            return
+        serving = dict(self.static_listeners)
+        known_routes = self.routes.names()
+        active = self.listener_manager.models
+        for name, model in dynamic.items():
+            if set(model.rds_route_config_names) <= known_routes:
+                serving[name] = model
+            elif name in active:
+                serving[name] = active[name]
+        try:
+            self.listener_manager.apply(serving)
+        except OSError as error:
+            raise ConfigError(f"cannot listen: {error.strerror}", source="LDS",
+                              field="address") from error
 
     def _apply_clusters(self, translated: dict[str, DynamicResource]) -> None:
         for name in translated:

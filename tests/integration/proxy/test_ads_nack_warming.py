@@ -97,3 +97,59 @@ def test_warming_nack_and_resume(backend: TaggedServer) -> None:
 def _greeting(port: int) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         return read_line(sock)
+
+
+HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+       "HttpConnectionManager")
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+
+def http_listener(port: int) -> listener_pb2.Listener:
+    hcm = {"name": "hcm", "typed_config": {
+        "@type": HCM, "stat_prefix": "ingress",
+        "rds": {"route_config_name": "routes",
+                "config_source": {"ads": {}, "resource_api_version": "V3"}},
+        "http_filters": [{"name": "router", "typed_config": {"@type": ROUTER}}]}}
+    return parse_message(listener("http", port, [{"filters": [hcm]}]), listener_pb2.Listener)
+
+
+def test_new_listener_warms_until_its_routes_arrive(backend: TaggedServer) -> None:
+    from envoy.config.route.v3 import route_pb2
+
+    from protos.registry import ROUTE_CONFIGURATION
+
+    ads = FakeAds()
+    tcp_port, http_port = free_port(), free_port()
+    l4 = parse_message(listener("l4", tcp_port, [{"filters": [tcp_proxy("backend")]}]),
+                       listener_pb2.Listener)
+    try:
+        with Pointsman(ads_bootstrap(ads.port)) as proxy:
+            ads.wait_request(LISTENER)
+            ads.push(CLUSTER, "c1", [eds_cluster()])
+            ads.wait_request(CLUSTER_LOAD_ASSIGNMENT)
+            ads.push(CLUSTER_LOAD_ASSIGNMENT, "e1", [assignment(backend.port)])
+            ads.push(LISTENER, "l1", [l4])
+            proxy.wait_ready()
+            nonce = ads.push(LISTENER, "l2", [l4, http_listener(http_port)])
+            rds = ads.wait_request(ROUTE_CONFIGURATION)
+            assert list(rds.resource_names) == ["routes"]
+            ads.wait_request(LISTENER, nonce=nonce)
+            with pytest.raises(ConnectionRefusedError):  # warming: not accepting yet
+                socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
+            assert _greeting(tcp_port) == "a"  # the other listener is untouched
+            routes = parse_message({"name": "routes", "virtual_hosts": [{
+                "name": "all", "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]},
+                route_pb2.RouteConfiguration)
+            ads.push(ROUTE_CONFIGURATION, "r1", [routes])
+            proxy.wait_until(lambda: _accepts(http_port), 20, "warm")
+    finally:
+        ads.stop()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
