@@ -1,11 +1,13 @@
 """L4 benchmark (a script, not a test): tcp_proxy bulk throughput (iperf3) and connections per
-second, `pointsman proxy` side by side with Envoy, both `--concurrency 1`, in one run.
+second, `pointsman proxy` side by side with Envoy at equal `--concurrency` (default 1), in one
+run.
 
 Reported: throughput (Gbit/s) and the Pointsman/Envoy ratio, connections/s and the ratio, and
 each proxy's CPU seconds per GB moved (utime+stime of the proxy process tree from /proc).
 Both sides of the sidecar are plain TCP, so Pointsman relays with os.splice (zero copy).
 
     .venv/bin/python tests/bench/proxy_l4_throughput.py [--seconds 5] [--streams 1]
+        [--rounds 3] [--concurrency 1]
 
 Needs iperf3 (Debian package `iperf3`). On a shared 2-core machine the client, the server and
 the proxy compete for CPU: compare the ratios of one run, not absolute numbers across runs.
@@ -106,7 +108,7 @@ asyncio.run(main(int(sys.argv[1])))
 
 
 def connections_per_second(port: int, seconds: float) -> float:
-    result = subprocess.run(python_argv("-c", CPS_CLIENT, str(port), str(seconds), "16"),
+    result = subprocess.run(python_argv("-c", CPS_CLIENT, str(port), str(seconds), "32"),
                             capture_output=True, text=True, timeout=seconds + 60, check=True)
     return float(result.stdout.strip())
 
@@ -117,7 +119,9 @@ def measure(kind: str, args: argparse.Namespace, iperf_port: int,
     for what, backend in (("bulk", iperf_port), ("cps", cps_port)):
         listen_port = free_port()
         config = bootstrap(listen_port, backend)
-        proxy = Envoy(config) if kind == "envoy" else Pointsman(config)
+        concurrency = ("--concurrency", str(args.concurrency))
+        proxy = (Envoy(config, extra_args=concurrency) if kind == "envoy"
+                 else Pointsman(config, extra_args=concurrency))
         with proxy:
             proxy.wait_ready()  # no probe connection: iperf3 -s serves one test at a time
             before = cpu_seconds(proxy.pid)
@@ -136,6 +140,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--streams", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="workers for both proxies (Envoy threads, Pointsman processes)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate Envoy and Pointsman this many times; report medians")
     args = parser.parse_args()
@@ -152,8 +158,8 @@ def main() -> int:
             for kind in rounds:
                 rounds[kind].append(measure(kind, args, iperf_port, cps_port))
     envoy, ours = (_medians(rounds["envoy"]), _medians(rounds["pointsman"]))
-    print(f"tcp_proxy, --concurrency 1, iperf3 {args.seconds:g}s x {args.streams} stream(s), "
-          f"median of {args.rounds} interleaved rounds")
+    print(f"tcp_proxy, --concurrency {args.concurrency}, iperf3 {args.seconds:g}s x "
+          f"{args.streams} stream(s), median of {args.rounds} interleaved rounds")
     print(f"{'':22}{'envoy':>12}{'pointsman':>12}{'ratio':>8}")
     rows = [("throughput Gbit/s", "gbit_per_s"), ("connections/s", "cps"),
             ("CPU s per GB", "cpu_s_per_gb")]
