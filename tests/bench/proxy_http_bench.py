@@ -1,0 +1,221 @@
+"""L7 benchmark (a script, not a test): `pointsman proxy` side by side with Envoy, both
+`--concurrency 1`, same bootstrap, same backend, in one run.
+
+    .venv/bin/python tests/bench/proxy_http_bench.py [--seconds 5]
+
+Backend: a second Envoy answering every request with a direct_response (HTTP/1.1 and h2c), so
+the backend is never the bottleneck; gRPC uses grpcio servers (same for both proxies).
+Measured per proxy: HTTP/1.1 requests/s (wrk -t1 -c10), HTTP/2 requests/s (h2load one
+connection x10 streams, ten connections x10 streams), gRPC unary calls/s (grpcio, 4 client
+threads), latency added at a fixed 200 requests/s (p50/p99 through the proxy minus direct),
+and CPU seconds per request of the proxy process (utime+stime from /proc). Ratios are
+Pointsman/Envoy. Needs wrk and h2load (Debian: wrk, nghttp2-client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import grpc  # noqa: E402
+
+from tests.integration.proxy.helpers import Pointsman  # noqa: E402
+from tests.support.envoy import Envoy  # noqa: E402
+from tests.support.grpc_backends import GrpcBackend  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+       ".HttpConnectionManager")
+ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+H2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "explicit_http_config": {"http2_protocol_options": {}}}}
+
+
+def _listener(name: str, port: int, routes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": name, "address": {"socket_address": {"address": "127.0.0.1",
+                                                         "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {"@type": HCM, "stat_prefix": name, "http_filters": [ROUTER],
+                                 "route_config": {"virtual_hosts": [{
+                                     "name": "all", "domains": ["*"], "routes": routes}]}}}]}]}
+
+
+def _cluster(name: str, port: int, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s", **extra,
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                             "port_value": port}}}}]}]}}
+
+
+def backend_bootstrap(port: int) -> dict[str, Any]:
+    body = {"status": 200, "body": {"inline_string": "x" * 100}}
+    return {"static_resources": {"listeners": [
+        _listener("backend", port, [{"match": {"prefix": "/"}, "direct_response": body}])]}}
+
+
+def proxy_bootstrap(ports: dict[str, int], backend: int, grpc_port: int) -> dict[str, Any]:
+    return {"static_resources": {
+        "listeners": [
+            _listener("h1", ports["h1"], [{"match": {"prefix": "/"},
+                                           "route": {"cluster": "backend_h1"}}]),
+            _listener("h2", ports["h2"], [
+                {"match": {"prefix": "/", "grpc": {}}, "route": {"cluster": "grpc"}},
+                {"match": {"prefix": "/"}, "route": {"cluster": "backend_h2"}}]),
+        ],
+        "clusters": [_cluster("backend_h1", backend), _cluster("backend_h2", backend,
+                                                               typed_extension_protocol_options=H2),
+                     _cluster("grpc", grpc_port, typed_extension_protocol_options=H2)]}}
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def run(argv: list[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False).stdout
+
+
+def wrk_rps(port: int, seconds: int) -> float:
+    out = run(["wrk", "-t1", "-c10", f"-d{seconds}s", f"http://127.0.0.1:{port}/"])
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(found.group(1)) if found else 0.0
+
+
+def h2load_rps(port: int, clients: int, requests: int) -> float:
+    out = run(["h2load", f"-c{clients}", "-m10", f"-n{requests}", f"http://127.0.0.1:{port}/"])
+    found = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    return float(found.group(1)) if found else 0.0
+
+
+def grpc_rps(port: int, seconds: float, threads: int = 4) -> float:
+    done = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def worker(index: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            unary = channel.unary_unary("/test.Echo/Unary")
+            while time.monotonic() < deadline:
+                unary(b"x", timeout=10)
+                done[index] += 1
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def latencies(port: int, rate: float, count: int) -> list[float]:
+    """Sequential keep-alive GETs at a fixed rate; per-request latency in ms."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    results = []
+    interval = 1.0 / rate
+    next_at = time.monotonic()
+    for _ in range(count):
+        time.sleep(max(0.0, next_at - time.monotonic()))
+        next_at += interval
+        started = time.perf_counter()
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        results.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return results
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def measure(pid: int, action: Callable[[], float], requests: Callable[[float], float]
+            ) -> tuple[float, float]:
+    """(rate, CPU ms per request) for one load run against the proxy with `pid`."""
+    before = cpu_seconds(pid)
+    rate = action()
+    used = cpu_seconds(pid) - before
+    count = requests(rate)
+    return rate, (used * 1000 / count if count else float("nan"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    seconds = args.seconds
+    backend_port = free_port()
+    backend = Envoy(backend_bootstrap(backend_port), name="bench-backend",
+                    extra_args=("--concurrency", "1"))
+    grpc_server = GrpcBackend("g").start()
+    proxies: dict[str, Any] = {}
+    ports: dict[str, dict[str, int]] = {}
+    try:
+        backend.wait_ready()
+        for name, cls in (("envoy", Envoy), ("pointsman", Pointsman)):
+            ports[name] = {"h1": free_port(), "h2": free_port()}
+            proxies[name] = cls(proxy_bootstrap(ports[name], backend_port, grpc_server.port),
+                                name=f"bench-{name}")
+        for proxy in proxies.values():
+            proxy.wait_ready()
+        rows: dict[str, dict[str, tuple[float, float]]] = {}
+        h2_requests = 20000
+        for name, proxy in proxies.items():
+            pid = proxy.pid
+            p = ports[name]
+            rows[name] = {
+                "HTTP/1.1 wrk -c10 req/s": measure(
+                    pid, lambda p=p: wrk_rps(p["h1"], seconds), lambda r: r * seconds),
+                "HTTP/2 h2load -c1 -m10 req/s": measure(
+                    pid, lambda p=p: h2load_rps(p["h2"], 1, h2_requests),
+                    lambda r: h2_requests),
+                "HTTP/2 h2load -c10 -m10 req/s": measure(
+                    pid, lambda p=p: h2load_rps(p["h2"], 10, h2_requests),
+                    lambda r: h2_requests),
+                "gRPC unary calls/s (4 threads)": measure(
+                    pid, lambda p=p: grpc_rps(p["h2"], seconds), lambda r: r * seconds),
+            }
+        direct = latencies(backend_port, 200, 400)
+        print(f"{'metric':34} {'envoy':>10} {'pointsman':>10} {'ratio':>7}   CPU ms/req e / p")
+        for metric in rows["envoy"]:
+            envoy_rate, envoy_cpu = rows["envoy"][metric]
+            ours_rate, ours_cpu = rows["pointsman"][metric]
+            ratio = ours_rate / envoy_rate if envoy_rate else float("nan")
+            print(f"{metric:34} {envoy_rate:10.0f} {ours_rate:10.0f} {ratio:7.2f}   "
+                  f"{envoy_cpu:.3f} / {ours_cpu:.3f}")
+        base50, base99 = percentile(direct, 0.5), percentile(direct, 0.99)
+        print(f"direct to backend at 200 req/s: p50 {base50:.3f} ms, p99 {base99:.3f} ms")
+        for name in proxies:
+            through = latencies(ports[name]["h1"], 200, 400)
+            print(f"added by {name:9} at 200 req/s: p50 "
+                  f"{percentile(through, 0.5) - base50:+.3f} ms, p99 "
+                  f"{percentile(through, 0.99) - base99:+.3f} ms "
+                  f"(mean {statistics.mean(through):.3f} ms)")
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+        backend.stop()
+        grpc_server.stop()
+
+
+if __name__ == "__main__":
+    main()
