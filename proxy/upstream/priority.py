@@ -10,11 +10,13 @@ and `LoadBalancerBase::recalculatePerPriorityState`:
 - load is handed out in priority order, each level taking `min(remaining, health * 100 /
   normalized_total)`, first for healthy hosts and then with what is left for degraded hosts;
   rounding leftovers go to the first priority with healthy (else degraded) hosts;
-- a priority is in panic when `100 * (healthy + degraded) / total < panic_threshold`: it then
-  balances across all its hosts, healthy or not;
-- if nothing is available anywhere (normalized total 0) every priority is in panic and load is
-  spread across priorities in proportion to their host counts (Envoy
-  `recalculateLoadInTotalPanic`).
+- a priority is in panic when `100 * (healthy + degraded) / total < panic_threshold` *and* the
+  normalized total availability is below 100 (`recalculatePerPriorityPanic`: while other
+  priorities can absorb the load, none panics); in panic it balances across all its hosts;
+- if every priority is in panic (always so when nothing is available anywhere) load is spread
+  across priorities in proportion to their host counts instead (Envoy
+  `recalculateLoadInTotalPanic`); checked against real Envoy in
+  tests/conformance/upstream/test_hash_differential.py.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def compute_load(levels: Sequence[PriorityCounts], overprovisioning_factor: int 
     healthy_avail = [h for h, _ in health]
     degraded_avail = [d for _, d in health]
     normalized_total = min(100, sum(healthy_avail) + sum(degraded_avail))
-    if normalized_total == 0:
+    panic = tuple(normalized_total < 100 and in_panic(level, panic_threshold)
+                  for level in levels)
+    if normalized_total == 0 or all(panic):
         return _total_panic(levels, panic_threshold)
     healthy_load, first_healthy, remaining = _distribute(healthy_avail, 100, normalized_total)
     degraded_load, first_degraded, remaining = _distribute(degraded_avail, remaining,
@@ -90,7 +94,6 @@ def compute_load(levels: Sequence[PriorityCounts], overprovisioning_factor: int 
             healthy_load[first_healthy] += remaining
         elif first_degraded >= 0:
             degraded_load[first_degraded] += remaining
-    panic = tuple(in_panic(level, panic_threshold) for level in levels)
     return PriorityLoad(tuple(healthy_load), tuple(degraded_load), panic)
 
 
@@ -109,7 +112,7 @@ def _distribute(avail: Sequence[int], total_load: int,
 
 
 def _total_panic(levels: Sequence[PriorityCounts], panic_threshold: float) -> PriorityLoad:
-    """No priority has available hosts: spread load by host count (all levels panic)."""
+    """Every priority panics: spread load by host count, balancing over all hosts."""
     total_hosts = sum(level.total for level in levels)
     zeros = tuple(0 for _ in levels)
     if panic_threshold <= 0 or total_hosts == 0:

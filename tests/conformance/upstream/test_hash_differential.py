@@ -66,15 +66,19 @@ async def _answer_port(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         writer.close()
 
 
-async def _picked_by_envoy(listen_port: int, source: str) -> int:
+async def _picked_by_envoy(listen_port: int, source: str) -> int | None:
+    """The backend port Envoy connected this source to; None when Envoy closed the connection
+    without data (it picked a host that refuses connections)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", listen_port,
                                                    local_addr=(source, 0))
     try:
         async with asyncio.timeout(10):
             line = await reader.readline()
+    except ConnectionError:
+        line = b""
     finally:
         writer.close()
-    return int(line)
+    return int(line) if line.strip() else None
 
 
 async def test_ring_hash_and_maglev_choose_the_same_backend_as_envoy() -> None:
@@ -121,18 +125,35 @@ def _envoy_unhealthy_ports(envoy: Envoy, cluster: str) -> set[int]:
     return ports
 
 
-async def test_priority_failover_with_a_lost_host_matches_envoy() -> None:
-    """P0 = {up, down}, P1 = {up, up}, health-checked: P0 keeps 70% (50% healthy x 1.4) and
-    the rest spills to P1; with ring hash the split is decided by hash % 100, so Envoy and we
-    must agree on every source address."""
+@pytest.mark.parametrize(("down_in_p0", "down_in_p1", "expected_load", "panic"), [
+    # P0 50% healthy: 50 x 1.4 = 70% stays, 30% spills to P1.
+    (1, 0, (70, 30), (False, False)),
+    # P0 33% healthy (below the 50% panic threshold) but P1 can take the rest: no panic.
+    (2, 0, (46, 54), (False, False)),
+    # P0 25% and P1 40% healthy: availability 35 + 56 < 100 and both below the panic
+    # threshold: all priorities panic, so load follows host counts (4 vs 5 hosts).
+    (3, 3, (45, 55), (True, True)),
+    # P0 20% (panic) and P1 50% healthy: 28 + 70 < 100, only P0 panics; load keeps the
+    # availability split.
+    (4, 2, (29, 71), (True, False)),
+])
+async def test_priority_failover_and_panic_match_envoy(
+        down_in_p0: int, down_in_p1: int, expected_load: tuple[int, int],
+        panic: tuple[bool, bool]) -> None:
+    """P0 = {up, down...}, P1 = {up, up, down...}, health-checked, RING_HASH: the priority is
+    chosen by hash % 100 and the host by the ring, so Envoy and we must agree on every source
+    address. In panic a priority balances over all its hosts, down ones included: Envoy then
+    closes the connection (None), and our pick is one of the down hosts."""
     servers = [await asyncio.start_server(_answer_port, "127.0.0.1", 0) for _ in range(3)]
     up = [server.sockets[0].getsockname()[1] for server in servers]
-    down = free_port()
+    down_p0 = sorted({free_port() for _ in range(down_in_p0)})
+    down_p1 = sorted({free_port() for _ in range(down_in_p1)} - set(down_p0))
+    down = set(down_p0) | set(down_p1)
     cluster = {
         "name": "failover", "type": "STATIC", "connect_timeout": "1s", "lb_policy": "RING_HASH",
         "load_assignment": {"cluster_name": "failover", "endpoints": [
-            {"priority": 0, "lb_endpoints": [_endpoint(up[0]), _endpoint(down)]},
-            {"priority": 1, "lb_endpoints": [_endpoint(up[1]), _endpoint(up[2])]}]},
+            {"priority": 0, "lb_endpoints": [_endpoint(p) for p in (up[0], *down_p0)]},
+            {"priority": 1, "lb_endpoints": [_endpoint(p) for p in (up[1], up[2], *down_p1)]}]},
         "health_checks": [{"timeout": "1s", "interval": "0.2s", "no_traffic_interval": "0.2s",
                            "unhealthy_threshold": 1, "healthy_threshold": 1,
                            "tcp_health_check": {}}],
@@ -149,18 +170,25 @@ async def test_priority_failover_with_a_lost_host_matches_envoy() -> None:
         async with asyncio.timeout(20):
             await manager.wait_initialized()
         for _ in range(200):  # Envoy's first check round: poll /clusters for up to 20 s
-            if await asyncio.to_thread(_envoy_unhealthy_ports, envoy, "failover") == {down}:
+            if await asyncio.to_thread(_envoy_unhealthy_ports, envoy, "failover") == down:
                 break
             await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("Envoy did not mark the down hosts unhealthy in 20 s")
         runtime = manager.get("failover")
         assert runtime is not None
-        assert {h.port for h in runtime.hosts if not h.healthy} == {down}
-        assert runtime.host_set.load().healthy == (70, 30)
-        ours = {source: runtime.choose_host(LbContext(hash_key=hash_of(source))).port
-                for source in SOURCES}
+        assert {h.port for h in runtime.hosts if not h.healthy} == down
+        load = runtime.host_set.load()
+        assert load.healthy == expected_load and load.panic == panic
+        ours: dict[str, int | None] = {}
+        for source in SOURCES:
+            host = runtime.choose_host(LbContext(hash_key=hash_of(source)))
+            assert host is not None
+            ours[source] = None if host.port in down else host.port
         envoys = {source: await _picked_by_envoy(listen_port, source) for source in SOURCES}
         assert ours == envoys
         assert {up[0]} < set(envoys.values())  # both priorities were used
+        assert (None in envoys.values()) is any(panic)
     finally:
         await manager.close()
         envoy.stop()

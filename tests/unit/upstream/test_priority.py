@@ -43,7 +43,7 @@ def test_degraded_hosts_take_load_left_after_healthy_ones() -> None:
     # LoadBalancerBase comment: health 10/20/10 and degraded 20/10/0 (factor 100 here) give
     # 16/28/14 to healthy hosts and 28/14/0 to degraded hosts.
     levels = [PriorityCounts(100, 10, 20), PriorityCounts(100, 20, 10), PriorityCounts(100, 10, 0)]
-    load = compute_load(levels, overprovisioning_factor=100)
+    load = compute_load(levels, overprovisioning_factor=100, panic_threshold=0)
     assert load.healthy == (16, 28, 14)
     assert load.degraded == (28, 14, 0)
 
@@ -52,6 +52,28 @@ def test_panic_below_threshold_and_disabled_at_zero() -> None:
     assert in_panic(PriorityCounts(10, 4), 50.0)
     assert not in_panic(PriorityCounts(10, 5), 50.0)
     assert not in_panic(PriorityCounts(10, 0), 0.0)
+
+
+def test_no_panic_while_other_priorities_make_up_full_availability() -> None:
+    load = compute_load([PriorityCounts(3, 1), PriorityCounts(2, 2)])  # 33% healthy P0
+    assert load.panic == (False, False)
+    assert load.healthy == (46, 54)
+
+
+def test_every_priority_in_panic_spreads_by_host_count() -> None:
+    # P0 25% and P1 40% healthy: availability 35 + 56 < 100 and both below the threshold.
+    load = compute_load([PriorityCounts(4, 1), PriorityCounts(5, 2)])
+    assert load.panic == (True, True) and load.total_panic
+    assert load.healthy == (45, 55)  # 100 * 4 / 9 = 44 (+1 rounding to P0), 100 * 5 / 9 = 55
+
+
+def test_one_priority_in_panic_keeps_the_availability_split() -> None:
+    # P0 25% healthy (panic), P1 60% (no panic): 35 + 84 -> capped 100, so nobody panics.
+    assert compute_load([PriorityCounts(4, 1), PriorityCounts(5, 3)]).panic == (False, False)
+    # P0 20% (panic), P1 50% (no panic): 28 + 70 = 98 < 100 -> only P0 panics.
+    load = compute_load([PriorityCounts(5, 1), PriorityCounts(2, 1)])
+    assert load.panic == (True, False) and not load.total_panic
+    assert load.healthy == (29, 71)
 
 
 def test_total_panic_spreads_by_host_count() -> None:
