@@ -3,13 +3,17 @@ real local backends, a live file edit re-routing traffic, and what the admin end
 
 from __future__ import annotations
 
+import shutil
+import ssl
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conformance.controlplane.support import ControlPlane, http_backend, write_resources
+from tests.integration.controlplane.certificates import make_certificates
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port
 from tests.support.processes import http_get
@@ -148,3 +152,54 @@ def test_envoy_nack_is_recorded_and_the_next_change_delivered(tmp_path: Path) ->
 def route_state(control: ControlPlane) -> dict[str, Any]:
     [node] = control.status()["nodes"]
     return dict(node["subscriptions"]["route"])
+
+
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+DOWNSTREAM_TLS = ("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                  "DownstreamTlsContext")
+
+
+def tls_listener(name: str, route_name: str, port: int, secret: str) -> dict[str, Any]:
+    config = listener(name, route_name, port)
+    config["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": DOWNSTREAM_TLS, "common_tls_context": {
+                "tls_certificate_sds_secret_configs": [{"name": secret, "sds_config": ADS}]}}}
+    return config
+
+
+def certificate_secret(name: str, files: dict[str, bytes]) -> dict[str, Any]:
+    return {"@type": SECRET, "name": name, "tls_certificate": {
+        "certificate_chain": {"inline_string": files["server.pem"].decode()},
+        "private_key": {"inline_string": files["server.key"].decode()}}}
+
+
+def https_body(port: int, ca: Path) -> str:
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/web", context=context,
+                                    timeout=2) as response:
+            return str(response.read().decode())
+    except OSError as error:
+        return f"<{error}>"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_envoy_terminates_tls_with_a_certificate_sent_over_sds(tmp_path: Path) -> None:
+    files = make_certificates(tmp_path)
+    config = tmp_path / "mesh.yaml"
+    listen = free_port()
+    with http_backend("web-tls") as web:
+        write_resources(config, [cluster("web"), endpoints("web", web),
+                                 tls_listener("https", "main", listen, "server-cert"),
+                                 route("main", "web"), certificate_secret("server-cert", files)])
+        with ControlPlane(config) as control:
+            control.wait_ready()
+            with Envoy(ads_bootstrap(control.port), name="envoy-sds") as envoy:
+                envoy.wait_ready()
+                envoy.wait_until(lambda: https_body(listen, tmp_path / "ca.pem") == "web-tls",
+                                 30, "HTTPS through the SDS certificate")
+                [node] = control.status()["nodes"]
+                secret = node["subscriptions"]["secret"]
+                assert secret["names"] == ["server-cert"]
+                assert secret["acked_version"] == secret["sent_version"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from controlplane.observe import Observer
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT
+from tests.integration.controlplane.certificates import make_certificates
 from tests.unit.controlplane.builders import cluster, endpoints
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -143,22 +143,6 @@ async def test_per_type_service_serves_only_its_type(tmp_path: Path) -> None:
             await asyncio.wait_for(wrong.read(), TIMEOUT)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         call.cancel()
-
-
-def make_certificates(folder: Path) -> dict[str, bytes]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "1", "-subj", "/CN=pointsman-test-ca")
-    for name, extension in (("server", "subjectAltName=IP:127.0.0.1"),
-                            ("client", "extendedKeyUsage=clientAuth")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-            f"{name}.csr", "-subj", f"/CN={name}")
-        (folder / f"{name}.ext").write_text(extension + "\n")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext")
-    return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
