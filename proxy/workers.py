@@ -46,6 +46,7 @@ _STATE_GAUGE_SUFFIXES = (
     ".ejections_active", "total_listeners_active", "connected_state",
 )
 _REPLAY_ORDER = (CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION)
+_RESTART_DELAY = 0.5
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -130,6 +131,7 @@ class WorkerPool:
         self.workers = [WorkerHandle(index) for index in range(count)]
         self._tasks: set[asyncio.Task[None]] = set()
         self._merged = Stats()
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"WorkerPool({self.workers})"
@@ -169,7 +171,16 @@ class WorkerPool:
         while (message := await read_message(reader)) is not None:
             worker.on_message(message)
         worker.ready = False
-        log.error("worker %d exited", worker.index)
+        if self._closing:
+            return
+        # A worker died: reap it and start a replacement, which gets the current config.
+        assert worker.process is not None
+        code = await worker.process.wait()
+        log.error("worker %d exited with %s; restarting it", worker.index, code)
+        if worker.writer is not None:
+            worker.writer.close()
+        await asyncio.sleep(_RESTART_DELAY)
+        await self._spawn(worker)
 
     def _fan_out(self, type_url: str, version: str, resources: tuple[Any, ...]) -> None:
         message = update_message(type_url, version, resources)
@@ -177,6 +188,7 @@ class WorkerPool:
             worker.send(message)
 
     async def close(self) -> None:
+        self._closing = True
         await self.server.close()
         for worker in self.workers:
             if worker.process is not None and worker.process.returncode is None:

@@ -4,6 +4,7 @@ static config, stats merged at the parent's admin endpoint."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 
 from tests.integration.proxy.helpers import (
@@ -39,6 +40,14 @@ def test_two_workers_share_a_listener_and_merge_stats() -> None:
             # Two worker processes are children of the proxy.
             children = _children(proxy.pid)
             assert len(children) == 2, children
+            # A worker that dies is replaced, with the config, and traffic keeps flowing.
+            os.kill(children[0], signal.SIGKILL)
+            proxy.wait_until(lambda: len(_children(proxy.pid)) == 2
+                             and children[0] not in _children(proxy.pid), 20, "restarted")
+            proxy.wait_ready()
+            for _ in range(10):
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    assert read_line(sock) == "a"
     finally:
         backend.stop()
 
