@@ -203,3 +203,35 @@ def test_envoy_terminates_tls_with_a_certificate_sent_over_sds(tmp_path: Path) -
                 secret = node["subscriptions"]["secret"]
                 assert secret["names"] == ["server-cert"]
                 assert secret["acked_version"] == secret["sent_version"]
+
+
+UPSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_envoy_over_mutual_tls_to_the_control_plane(tmp_path: Path) -> None:
+    make_certificates(tmp_path)
+    config = tmp_path / "mesh.yaml"
+    listen = free_port()
+    with http_backend("web-mtls") as web:
+        write_resources(config, [cluster("web"), endpoints("web", web),
+                                 listener("http", "main", listen), route("main", "web")])
+        tls = ("--tls-cert", str(tmp_path / "server.pem"), "--tls-key",
+               str(tmp_path / "server.key"), "--client-ca", str(tmp_path / "ca.pem"))
+        with ControlPlane(config, *tls) as control:
+            control.wait_ready()
+            bootstrap = ads_bootstrap(control.port)
+            bootstrap["static_resources"]["clusters"][0]["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls", "typed_config": {
+                    "@type": UPSTREAM_TLS, "common_tls_context": {
+                        "tls_certificates": [{
+                            "certificate_chain": {"filename": str(tmp_path / "client.pem")},
+                            "private_key": {"filename": str(tmp_path / "client.key")}}],
+                        "validation_context": {
+                            "trusted_ca": {"filename": str(tmp_path / "ca.pem")},
+                            "match_typed_subject_alt_names": [{
+                                "san_type": "IP_ADDRESS",
+                                "matcher": {"exact": "127.0.0.1"}}]}}}}
+            with Envoy(bootstrap, name="envoy-mtls") as envoy:
+                envoy.wait_ready()
+                wait_for_body(envoy, listen, "/web", "web-mtls", 30)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from controlplane.main import is_loopback, parse_args, split_address
+
+
+def test_defaults():
+    args = parse_args(["--resources", "x.yaml"])
+    assert args.listen == "127.0.0.1:18000" and args.admin is None and args.tls_cert is None
+
+
+def test_plaintext_beyond_loopback_is_refused_unless_asked(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--resources", "x", "--listen", "0.0.0.0:18000"])
+    assert "clear text" in capsys.readouterr().err
+    assert parse_args(["--resources", "x", "--listen", "0.0.0.0:1", "--allow-plaintext"])
+    assert parse_args(["--resources", "x", "--listen", "10.0.0.1:1", "--tls-cert", "c",
+                       "--tls-key", "k"])
+
+
+def test_tls_options_go_together():
+    with pytest.raises(SystemExit):
+        parse_args(["--resources", "x", "--tls-cert", "c"])
+    with pytest.raises(SystemExit):
+        parse_args(["--resources", "x", "--client-ca", "ca"])
+
+
+def test_addresses():
+    assert split_address("[::1]:80") == ("::1", 80)
+    assert is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
