@@ -101,3 +101,25 @@ def test_grpc_xds_client_round_robins_and_honours_endpoint_removal(tmp_path: Pat
 
             # The client process is gone: its stream closes and leaves the status page.
             control.wait_until(lambda: not control.status()["nodes"], 15, "stream closed")
+
+
+def test_grpc_xds_client_target_that_appears_later(tmp_path: Path) -> None:
+    """The client asks for a listener before it exists (the empty LDS answer says so); when the
+    file gains it, it is pushed and calls start to succeed."""
+    config = tmp_path / "greeter.yaml"
+    bootstrap = tmp_path / "bootstrap.json"
+    with grpc_backend("late") as port:
+        write_resources(config, [])
+        with ControlPlane(config) as control:
+            control.wait_ready()
+            bootstrap.write_text(json.dumps({
+                "xds_servers": [{"server_uri": f"127.0.0.1:{control.port}",
+                                 "channel_creds": [{"type": "insecure"}],
+                                 "server_features": ["xds_v3"]}],
+                "node": {"id": "grpc-client-2", "cluster": "grpc-clients"}}))
+            with ManagedProcess(python_argv(str(CLIENT), "xds:///greeter"), name="grpc-xds-late",
+                                env={"GRPC_XDS_BOOTSTRAP": str(bootstrap)}) as client:
+                client.wait_until(lambda: any(line.startswith("ERROR")
+                                              for line in answers(client)), 30, "failing first")
+                write_resources(config, greeter_resources(port))
+                client.wait_until(lambda: answers(client)[-1:] == ["late"], 30, "calls succeed")
