@@ -187,7 +187,10 @@ async def test_priority_failover_and_panic_match_envoy(
             ours[source] = None if host.port in down else host.port
         envoys = {source: await _picked_by_envoy(listen_port, source) for source in SOURCES}
         assert ours == envoys
-        assert {up[0]} < set(envoys.values())  # both priorities were used
+        # Not degenerate: P1 got traffic (P0's live host may get none when it owns little of
+        # the panic ring; the ring depends on the random ports).
+        assert {up[1], up[2]} & set(envoys.values())
+        assert len(set(envoys.values())) >= 2
         assert (None in envoys.values()) is any(panic)
     finally:
         await manager.close()
