@@ -1,4 +1,5 @@
-"""Admin HTTP endpoint on plain asyncio: GET /status (JSON), /metrics (Prometheus), /ready.
+"""Admin HTTP endpoint on plain asyncio: GET /status[?node=ID] (JSON), /metrics (Prometheus),
+/ready.
 
 HTTP/1.1 with `Connection: close`, one request per connection: enough for curl, Prometheus
 and tests, with no web framework dependency.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.parse
 from collections.abc import Callable
 
 from controlplane.observe import Observer
@@ -33,9 +35,15 @@ class AdminServer:
 
     def route(self, path: str) -> tuple[int, str, str]:
         """(status, content type, body) for a GET of `path`."""
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
         if path == "/status":
-            return 200, "application/json", json.dumps(self.observer.status(), indent=1)
+            # /status?node=ID shows the streams of one node (by node id or node cluster).
+            wanted = urllib.parse.parse_qs(query).get("node", [])
+            status = self.observer.status()
+            if wanted:
+                status["nodes"] = [node for node in status["nodes"]
+                                   if node["id"] in wanted or node["cluster"] in wanted]
+            return 200, "application/json", json.dumps(status, indent=1)
         if path == "/metrics":
             return 200, PROMETHEUS_TEXT, self.observer.metrics_text()
         if path == "/ready":

@@ -121,6 +121,8 @@ async def test_ads_push_on_file_change_and_nack_in_status(tmp_path: Path) -> Non
             "version": second.version_info, "message": "cluster b refused"}
         assert node["subscriptions"]["cluster"]["acked_version"] == first.version_info
         assert node["subscriptions"]["endpoint"]["names"] == ["a"]
+        assert json.loads(admin.route("/status?node=c")[2])["nodes"][0]["id"] == "n1"
+        assert json.loads(admin.route("/status?node=other")[2])["nodes"] == []
         metrics = admin.route("/metrics")[2]
         assert 'pointsman_xds_nacks_total{type="cluster"} 1' in metrics
         assert "pointsman_xds_connected_streams 1" in metrics
