@@ -107,6 +107,10 @@ def load_snapshots(root: Path) -> dict[str, Snapshot]:
     return snapshots
 
 
+def _culprit(error: BaseException, root: Path) -> str:
+    return str(getattr(error, "filename", None) or root)
+
+
 def _snapshot(index: Index) -> Snapshot:
     check_references(index)
     return Snapshot.build(messages_by_type(index))
@@ -174,8 +178,12 @@ class FileSource:
             return load_snapshots(self.root)
         except ConfigError as error:
             return error
-        except OSError as error:
-            return ConfigError(str(error), source=str(self.root))
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as error:
+            # Whatever a broken file does to the parsers, the server keeps the last good config.
+            return ConfigError(f"cannot read: {error}", source=_culprit(error, self.root))
+        except Exception as error:  # a bug of ours must not take the serving process down
+            log.exception("unexpected error loading %s", self.root)
+            return ConfigError(f"internal error while loading: {error!r}", source=str(self.root))
 
     def _apply(self, result: dict[str, Snapshot] | ConfigError | None) -> bool:
         if result is None:

@@ -162,3 +162,16 @@ def test_an_unknown_nested_typed_config_is_named(tmp_path):
         "@type"] = "type.googleapis.com/no.such.Filter"
     error = error_for(write(tmp_path / "l.yaml", [*GOOD[:2], bad, GOOD[3]]))
     assert "no.such.Filter" in str(error) and error.resource == "http"
+
+
+def test_undecodable_or_odd_files_are_errors_not_crashes(tmp_path):
+    path = write(tmp_path / "all.yaml", GOOD)
+    errors: list[ConfigError] = []
+    source = FileSource(tmp_path, SnapshotCache(), on_error=errors.append)
+    assert source.poll()
+    for content in (b"\xff\xfe\x00binary", b"resources: 7", b"- just\n- a list",
+                    b"resources: [7]", b"resources: [{'@type': 5}]"):
+        path.write_bytes(content)
+        assert not source.poll()
+        assert errors[-1].source.endswith("all.yaml") or str(tmp_path) in errors[-1].source
+    assert len(errors) == 5
