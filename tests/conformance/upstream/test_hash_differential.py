@@ -22,6 +22,12 @@ from proxy.model.cluster import translate_cluster
 from proxy.stats import Stats
 from proxy.upstream.lb.base import LbContext, hash_of
 from proxy.upstream.manager import ClusterManager
+from tests.conformance.upstream.backends import (
+    answer_port,
+    endpoint,
+    picked_by_envoy,
+    tcp_proxy_listener,
+)
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port, wait_for_port
 
@@ -41,53 +47,16 @@ def _cluster(name: str, policy: str, ports: list[int]) -> dict[str, Any]:
     }
 
 
-def _listener(name: str, port: int, cluster: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {
-                "@type": "type.googleapis.com/"
-                         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                "stat_prefix": name, "cluster": cluster,
-                "hash_policy": [{"source_ip": {}}]}}]}],
-    }
 
-
-async def _answer_port(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    port = writer.get_extra_info("sockname")[1]
-    writer.write(f"{port}\n".encode())
-    try:
-        await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
-async def _picked_by_envoy(listen_port: int, source: str) -> int | None:
-    """The backend port Envoy connected this source to; None when Envoy closed the connection
-    without data (it picked a host that refuses connections)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", listen_port,
-                                                   local_addr=(source, 0))
-    try:
-        async with asyncio.timeout(10):
-            line = await reader.readline()
-    except ConnectionError:
-        line = b""
-    finally:
-        writer.close()
-    return int(line) if line.strip() else None
 
 
 async def test_ring_hash_and_maglev_choose_the_same_backend_as_envoy() -> None:
-    servers = [await asyncio.start_server(_answer_port, "127.0.0.1", 0) for _ in range(3)]
+    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(3)]
     ports = [server.sockets[0].getsockname()[1] for server in servers]
     clusters = [_cluster("ring", "RING_HASH", ports), _cluster("maglev", "MAGLEV", ports)]
     listen = {"ring": free_port(), "maglev": free_port()}
     envoy = Envoy({"static_resources": {
-        "listeners": [_listener(f"l_{name}", port, name) for name, port in listen.items()],
+        "listeners": [tcp_proxy_listener(f"l_{name}", port, name) for name, port in listen.items()],
         "clusters": clusters}}, name="envoy-hash")
     manager = ClusterManager(Stats(), rng=random.Random(1))
     manager.update([translate_cluster(parse_message(c, cluster_pb2.Cluster)) for c in clusters])
@@ -104,7 +73,7 @@ async def test_ring_hash_and_maglev_choose_the_same_backend_as_envoy() -> None:
                 host = runtime.choose_host(LbContext(hash_key=hash_of(source)))
                 assert host is not None
                 ours[source] = host.port
-                envoys[source] = await _picked_by_envoy(listen_port, source)
+                envoys[source] = await picked_by_envoy(listen_port, source)
             assert ours == envoys, name
             assert len(set(envoys.values())) > 1, "all sources hashed to one host"
     finally:
@@ -144,7 +113,7 @@ async def test_priority_failover_and_panic_match_envoy(
     chosen by hash % 100 and the host by the ring, so Envoy and we must agree on every source
     address. In panic a priority balances over all its hosts, down ones included: Envoy then
     closes the connection (None), and our pick is one of the down hosts."""
-    servers = [await asyncio.start_server(_answer_port, "127.0.0.1", 0) for _ in range(3)]
+    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(3)]
     up = [server.sockets[0].getsockname()[1] for server in servers]
     down_p0 = sorted({free_port() for _ in range(down_in_p0)})
     down_p1 = sorted({free_port() for _ in range(down_in_p1)} - set(down_p0))
@@ -152,15 +121,15 @@ async def test_priority_failover_and_panic_match_envoy(
     cluster = {
         "name": "failover", "type": "STATIC", "connect_timeout": "1s", "lb_policy": "RING_HASH",
         "load_assignment": {"cluster_name": "failover", "endpoints": [
-            {"priority": 0, "lb_endpoints": [_endpoint(p) for p in (up[0], *down_p0)]},
-            {"priority": 1, "lb_endpoints": [_endpoint(p) for p in (up[1], up[2], *down_p1)]}]},
+            {"priority": 0, "lb_endpoints": [endpoint(p) for p in (up[0], *down_p0)]},
+            {"priority": 1, "lb_endpoints": [endpoint(p) for p in (up[1], up[2], *down_p1)]}]},
         "health_checks": [{"timeout": "1s", "interval": "0.2s", "no_traffic_interval": "0.2s",
                            "unhealthy_threshold": 1, "healthy_threshold": 1,
                            "tcp_health_check": {}}],
     }
     listen_port = free_port()
     envoy = Envoy({"static_resources": {
-        "listeners": [_listener("l_failover", listen_port, "failover")],
+        "listeners": [tcp_proxy_listener("l_failover", listen_port, "failover")],
         "clusters": [cluster]}}, name="envoy-failover")
     manager = ClusterManager(Stats(), rng=random.Random(1))
     manager.update([translate_cluster(parse_message(cluster, cluster_pb2.Cluster))])
@@ -185,7 +154,7 @@ async def test_priority_failover_and_panic_match_envoy(
             host = runtime.choose_host(LbContext(hash_key=hash_of(source)))
             assert host is not None
             ours[source] = None if host.port in down else host.port
-        envoys = {source: await _picked_by_envoy(listen_port, source) for source in SOURCES}
+        envoys = {source: await picked_by_envoy(listen_port, source) for source in SOURCES}
         assert ours == envoys
         # Not degenerate: P1 got traffic (P0's live host may get none when it owns little of
         # the panic ring; the ring depends on the random ports).
@@ -198,8 +167,3 @@ async def test_priority_failover_and_panic_match_envoy(
         for server in servers:
             server.close()
             await server.wait_closed()
-
-
-def _endpoint(port: int) -> dict[str, Any]:
-    return {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                        "port_value": port}}}}

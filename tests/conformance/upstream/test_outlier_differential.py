@@ -1,0 +1,96 @@
+"""Differential: connect failures eject the same host, with the same stats, in Envoy and here.
+
+Envoy: a tcp_proxy listener in front of a ROUND_ROBIN cluster of three hosts, one refusing
+connections, with outlier detection (consecutive_5xx: 2; without split_external_local_origin
+errors a connect failure counts as a 503). We open connections through Envoy until it ejects.
+Pointsman: the same cluster config, the same kind of traffic through `choose_host` +
+`connect_host` against the same backends. Both must eject exactly the refusing host, once,
+and report it under the same stat names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+
+from protos.loader import parse_message
+from proxy.model.cluster import translate_cluster
+from proxy.stats import Stats
+from proxy.upstream.connect import connect_host
+from proxy.upstream.host import HealthFlag
+from proxy.upstream.manager import ClusterManager
+from tests.conformance.upstream.backends import (
+    answer_port,
+    endpoint,
+    picked_by_envoy,
+    tcp_proxy_listener,
+)
+from tests.support.envoy import Envoy
+from tests.support.ports import free_port, wait_for_port
+
+pytestmark = pytest.mark.conformance
+
+STATS = ("outlier_detection.ejections_active", "outlier_detection.ejections_enforced_total",
+         "outlier_detection.ejections_enforced_consecutive_5xx",
+         "outlier_detection.ejections_detected_consecutive_5xx")
+
+
+def _envoy_ejected(envoy: Envoy) -> set[int]:
+    _, body = envoy.admin("/clusters")
+    ejected = set()
+    for line in body.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[2] == "health_flags" and "failed_outlier_check" in parts[3]:
+            ejected.add(int(parts[1].rsplit(":", 1)[1]))
+    return ejected
+
+
+async def test_connect_failures_eject_the_refusing_host_in_both() -> None:
+    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(2)]
+    up = [server.sockets[0].getsockname()[1] for server in servers]
+    down = free_port()
+    cluster = {
+        "name": "backend", "type": "STATIC", "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {"cluster_name": "backend", "endpoints": [{"lb_endpoints": [
+            endpoint(up[0]), endpoint(down), endpoint(up[1])]}]},
+        "outlier_detection": {"consecutive_5xx": 2, "interval": "30s",
+                              "base_ejection_time": "60s", "max_ejection_percent": 50},
+    }
+    listen_port = free_port()
+    envoy = Envoy({"static_resources": {"listeners": [tcp_proxy_listener("front", listen_port,
+                                                                "backend")],
+                                        "clusters": [cluster]}}, name="envoy-outlier")
+    manager = ClusterManager(Stats(), rng=random.Random(1))
+    manager.update([translate_cluster(parse_message(cluster, cluster_pb2.Cluster))])
+    try:
+        await asyncio.to_thread(envoy.wait_ready)
+        await asyncio.to_thread(wait_for_port, listen_port)
+        for _ in range(12):  # round robin: the refusing host is tried every third connection
+            await picked_by_envoy(listen_port, "127.0.0.1")
+        runtime = manager.get("backend")
+        assert runtime is not None
+        for _ in range(12):
+            host = runtime.choose_host()
+            assert host is not None
+            with contextlib.suppress(OSError):
+                sock = await connect_host(runtime, host)
+                sock.close()
+                runtime.connection_closed(host)
+        ours_ejected = {h.port for h in runtime.hosts if h.flags & HealthFlag.FAILED_OUTLIER_CHECK}
+        assert await asyncio.to_thread(_envoy_ejected, envoy) == ours_ejected == {down}
+        for name in STATS:
+            ours = (runtime.stats.gauges.get(f"cluster.backend.{name}")
+                    or runtime.stats.counters.get(f"cluster.backend.{name}"))
+            assert ours is not None, name
+            envoy_value = await asyncio.to_thread(envoy.stat, f"cluster.backend.{name}")
+            assert (name, ours.value) == (name, envoy_value)
+    finally:
+        envoy.stop()
+        for server in servers:
+            server.close()
+            await server.wait_closed()
