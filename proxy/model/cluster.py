@@ -10,6 +10,7 @@ behaviour raises ConfigError naming it (proxy.model.fields.reject_unsupported).
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,8 +356,6 @@ def _load_assignment(message: cluster_pb2.Cluster,
 
 
 def _require_ip_addresses(assignment: LoadAssignment) -> None:
-    import ipaddress
-
     for index, endpoint in enumerate(assignment.all_endpoints()):
         try:
             ipaddress.ip_address(endpoint.address)

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from proxy.model.cluster import Cluster
+from proxy.model.cluster import Cluster, LbPolicy
 from proxy.model.endpoint import Endpoint, Locality
 from proxy.upstream.host import Health, HealthFlag, Host
 from proxy.upstream.lb.base import LbContext, Picker, PickerFactory
@@ -143,7 +143,10 @@ class HostSet:
         load = self.load()
         if not self._hosts or (sum(load.healthy) + sum(load.degraded)) == 0:
             return None, False
-        bucket = (context.hash_key % 100 if context.hash_key is not None
+        # Consistent-hash policies pick the priority from the hash too (Envoy
+        # ThreadAwareLoadBalancerBase); the others draw a random number.
+        hashing = self.config.lb_policy in (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
+        bucket = (context.hash_key % 100 if hashing and context.hash_key is not None
                   else self._rng.randrange(100))
         priority, degraded = load.choose(bucket)
         panic = load.panic[priority]
