@@ -1,7 +1,8 @@
 """An Envoy v3 bootstrap file (YAML or JSON) -> the sidecar's typed start-up config.
 
 Supported (issue 3, start-up): `node` (id, cluster, locality, metadata), `admin.address`,
-`static_resources.listeners` / `.clusters`, and `dynamic_resources.ads_config` (GRPC,
+`static_resources.listeners` / `.clusters` / `.secrets` (static secrets that TLS contexts name),
+and `dynamic_resources.ads_config` (GRPC,
 `envoy_grpc` naming a static cluster) with `lds_config` / `cds_config` `{ads: {}}`. Anything
 else that would change behaviour stops start-up with a ConfigError naming the field.
 """
@@ -24,6 +25,7 @@ from proxy.context import NodeInfo
 from proxy.model.cluster import Cluster, translate_cluster
 from proxy.model.fields import reject_unsupported
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
+from proxy.model.secret import set_static_secrets, translate_secret
 
 _BOOTSTRAP_FIELDS = {"node", "static_resources", "dynamic_resources", "admin"}
 _NODE_FIELDS = {"id", "cluster", "metadata", "locality", "user_agent_name",
@@ -75,7 +77,11 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
     reject_unsupported(message, _BOOTSTRAP_FIELDS)
     reject_unsupported(message.node, _NODE_FIELDS, prefix="node.")
     statics = message.static_resources
-    reject_unsupported(statics, {"listeners", "clusters"}, prefix="static_resources.")
+    reject_unsupported(statics, {"listeners", "clusters", "secrets"},
+                       prefix="static_resources.")
+    secrets = _each(translate_secret, statics.secrets, "static_resources.secrets")
+    _check_unique([item.name for item in secrets], "static_resources.secrets")
+    set_static_secrets(secrets)  # listeners and clusters may name them
     listeners = tuple(_each(translate_listener, statics.listeners, "static_resources.listeners"))
     clusters = tuple(_each(translate_cluster, statics.clusters, "static_resources.clusters"))
     _check_unique([item.name for item in listeners], "static_resources.listeners")

@@ -55,10 +55,12 @@ class RouteStore:
 
 
 class SecretStore:
-    """ServerContext.secrets: SDS is not supported, so there are never named secrets."""
+    """ServerContext.secrets: the bootstrap's static secrets (SDS is not supported)."""
 
     def get(self, name: str) -> Any | None:
-        return None
+        from proxy.model.secret import static_secret
+
+        return static_secret(name)
 
 
 @dataclass

@@ -170,25 +170,49 @@ def _unwrap(message: Message, cls: type[Any], type_name: str) -> Any | None:
 def _translate_common(common: Any, prefix: str
                       ) -> tuple[TlsCertificate | None, ValidationContext | None, tuple[str, ...]]:
     reject_unsupported(common, {"tls_params", "tls_certificates", "validation_context",
-                                "alpn_protocols"}, prefix=prefix)
+                                "alpn_protocols", "tls_certificate_sds_secret_configs",
+                                "validation_context_sds_secret_config"}, prefix=prefix)
     if common.HasField("tls_params"):
         reject_unsupported(common.tls_params,
                            {"tls_minimum_protocol_version", "tls_maximum_protocol_version"},
                            prefix=prefix + "tls_params.")
-    if len(common.tls_certificates) > 1:
+    certificates = [
+        translate_certificate(item, f"{prefix}tls_certificates[{index}].")
+        for index, item in enumerate(common.tls_certificates)
+    ] + [
+        _static_secret(item, f"{prefix}tls_certificate_sds_secret_configs[{index}]",
+                       "tls_certificate")
+        for index, item in enumerate(common.tls_certificate_sds_secret_configs)
+    ]
+    if len(certificates) > 1:
         raise unsupported(prefix + "tls_certificates[1]", "one certificate per context")
-    certificate = None
-    if common.tls_certificates:
-        certificate = _translate_certificate(common.tls_certificates[0],
-                                             prefix + "tls_certificates[0].")
     validation = None
     if common.HasField("validation_context"):
-        validation = _translate_validation(common.validation_context,
+        validation = translate_validation(common.validation_context,
                                            prefix + "validation_context.")
-    return certificate, validation, tuple(common.alpn_protocols)
+    elif common.HasField("validation_context_sds_secret_config"):
+        validation = _static_secret(common.validation_context_sds_secret_config,
+                                    prefix + "validation_context_sds_secret_config",
+                                    "validation_context")
+    return (certificates[0] if certificates else None), validation, \
+        tuple(common.alpn_protocols)
 
 
-def _translate_certificate(message: Any, prefix: str) -> TlsCertificate:
+def _static_secret(config: Any, field_name: str, kind: str) -> Any:
+    """An SdsSecretConfig without sds_config names a static secret of the bootstrap
+    (Envoy: configuration/security/secret, "static secrets"). SDS itself is not supported."""
+    from proxy.model.secret import static_secret
+
+    reject_unsupported(config, {"name"}, prefix=field_name + ".")
+    found = static_secret(config.name)
+    value = getattr(found, kind, None) if found is not None else None
+    if value is None:
+        raise ConfigError(f"no static secret {config.name!r} with a {kind}",
+                          field=field_name + ".name")
+    return value
+
+
+def translate_certificate(message: Any, prefix: str) -> TlsCertificate:
     reject_unsupported(message, {"certificate_chain", "private_key"}, prefix=prefix)
     if not message.HasField("certificate_chain") or not message.HasField("private_key"):
         raise ConfigError("both certificate_chain and private_key are required",
@@ -197,7 +221,7 @@ def _translate_certificate(message: Any, prefix: str) -> TlsCertificate:
                           read_data_source(message.private_key, prefix + "private_key"))
 
 
-def _translate_validation(message: Any, prefix: str) -> ValidationContext:
+def translate_validation(message: Any, prefix: str) -> ValidationContext:
     reject_unsupported(message, {"trusted_ca"}, prefix=prefix)
     trusted = None
     if message.HasField("trusted_ca"):

@@ -73,7 +73,10 @@ def test_yaml_is_read(tmp_path: Path) -> None:
      "dynamic_resources.lds_config.path_config_source"),
     ({"static_resources": {"clusters": [static_cluster("a"), static_cluster("a")]}},
      "static_resources.clusters[1].name"),
-    ({"static_resources": {"secrets": [{"name": "s"}]}}, "static_resources.secrets"),
+    ({"static_resources": {"secrets": [{"name": "s"}]}},
+     "static_resources.secrets[0].tls_certificate"),
+    ({"static_resources": {"secrets": [{"name": "s", "generic_secret": {}}]}},
+     "static_resources.secrets[0].generic_secret"),
 ])
 def test_refusals_name_the_field(tmp_path: Path, body: dict[str, Any], field: str) -> None:
     path = write(tmp_path, body)

@@ -83,8 +83,11 @@ def test_proxy_protocol_wrapping_raw_buffer_and_tls() -> None:
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"require_sni": True}, "require_sni"),
-    ({"common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "s"}]}},
-     "common_tls_context.tls_certificate_sds_secret_configs"),
+    ({"common_tls_context": {"tls_certificate_sds_secret_configs": [
+        {"name": "s", "sds_config": {"ads": {}}}]}},
+     "common_tls_context.tls_certificate_sds_secret_configs[0].sds_config"),
+    ({"common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "missing"}]}},
+     "common_tls_context.tls_certificate_sds_secret_configs[0].name"),
     ({"common_tls_context": {"tls_params": {"cipher_suites": ["AES128-SHA"]}}},
      "common_tls_context.tls_params.cipher_suites"),
     ({"common_tls_context": {"tls_certificates": [{"certificate_chain": {
@@ -110,3 +113,28 @@ def test_bad_key_is_a_config_error(pem: dict) -> None:
 def test_raw_buffer_is_plain() -> None:
     raw = parse_message({"name": "envoy.transport_sockets.raw_buffer"}, base_pb2.TransportSocket)
     assert translate_upstream_tls(raw) is None
+
+
+def test_static_secrets_are_resolved_by_name(pem: dict) -> None:
+    from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+
+    from proxy.model.secret import set_static_secrets, translate_secret
+
+    secrets = [
+        translate_secret(parse_message({"name": "server-cert",
+                                        "tls_certificate": certificate(pem)},
+                                       secret_pb2.Secret)),
+        translate_secret(parse_message({"name": "ca", "validation_context": {
+            "trusted_ca": {"filename": str(pem["ca"][0])}}}, secret_pb2.Secret)),
+    ]
+    set_static_secrets(secrets)
+    try:
+        model = translate_downstream_tls(socket_message(DOWNSTREAM_TLS, {
+            "common_tls_context": {
+                "tls_certificate_sds_secret_configs": [{"name": "server-cert"}],
+                "validation_context_sds_secret_config": {"name": "ca"}}}))
+        assert model is not None
+        assert model.certificate == secrets[0].tls_certificate
+        assert model.ssl_context.verify_mode == ssl.CERT_OPTIONAL  # client cert requested
+    finally:
+        set_static_secrets([])
