@@ -83,3 +83,18 @@ def test_cluster_that_does_not_wait_for_warming() -> None:
                             wait_for_warm_on_init=False)])
     assert not manager.get("lazy").initialized
     assert manager.all_initialized()
+
+
+def test_protocol_option_changes_reach_the_runtime() -> None:
+    manager = _manager()
+    options = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}}}}
+    manager.update([cluster(load_assignment={"cluster_name": "backend",
+                                             "endpoints": [static_endpoints(1)]})])
+    manager.update([cluster(load_assignment={"cluster_name": "backend",
+                                             "endpoints": [static_endpoints(1)]},
+                            typed_extension_protocol_options=options)])
+    runtime = manager.get("backend")
+    assert runtime is not None
+    assert list(runtime.config.typed_extension_protocol_options) == list(options)
