@@ -72,6 +72,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._pressured: set[int] = set()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -186,7 +188,7 @@ class HttpConnectionHandler(asyncio.Protocol):
             # Envoy answers 100-continue itself unless proxy_100_continue (off by default).
             head.headers.remove("expect")
             if isinstance(self.codec, Http1ServerCodec) and self.transport is not None:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if isinstance(self.codec, Http1ServerCodec) and len(self.h1_queue) > 0:
             self.h1_queue.append(stream)  # pipelined: answered after the ones before it
             return
@@ -204,8 +206,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._count("downstream_rq_rx_reset" if isinstance(self.codec, Http2Codec)
                     else "downstream_cx_protocol_error")
         if isinstance(self.codec, Http2Codec):
-            self._flush()  # the GOAWAY
-            self._close()
+            self._close()  # flushes the GOAWAY first
             return
         # HTTP/1.1: answer with the status (400, 431, 426, 501) and close (RFC 9112 9.6),
         # unless a response already started, in which case closing is all we can do.
@@ -221,8 +222,7 @@ class HttpConnectionHandler(asyncio.Protocol):
                                             None)
             assert isinstance(self.codec, Http1ServerCodec)
             self.codec.close_after_response = True
-            self.transport.write(self.codec.encode_response_head(head, end_stream=not body)
-                                 + body)
+            self._write(self.codec.encode_response_head(head, end_stream=not body) + body)
         self._close()
 
     # --- writing (called by ActiveStream) ------------------------------------------------------
@@ -235,7 +235,7 @@ class HttpConnectionHandler(asyncio.Protocol):
                 codec.send_response_head(stream.stream_id, head, end_stream=end_stream)
                 self._flush()
         elif codec is not None and self.transport is not None:
-            self.transport.write(codec.encode_response_head(head, end_stream=end_stream))
+            self._write(codec.encode_response_head(head, end_stream=end_stream))
             if end_stream:
                 self._h1_response_done(stream)
         await self.flow.drained()
@@ -249,7 +249,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         elif codec is not None and self.transport is not None:
             out = codec.encode_data(data, end_stream=end_stream)
             if out:
-                self.transport.write(out)
+                self._write(out)
             if end_stream:
                 self._h1_response_done(stream)
         await self.flow.drained()
@@ -350,21 +350,39 @@ class HttpConnectionHandler(asyncio.Protocol):
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def _write(self, data: bytes) -> None:
+        """Queue bytes for the socket; one write per loop iteration (fewer syscalls)."""
+        self._out.append(data)
+        self._schedule_flush()
+
     def _flush(self) -> None:
-        if isinstance(self.codec, Http2Codec) and self.transport is not None:
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
+        if isinstance(self.codec, Http2Codec):
             data = self.codec.data_to_send()
-            if data and not self.transport.is_closing():
-                self.transport.write(data)
+            if data:
+                self._out.append(data)
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._out) if len(self._out) > 1 else self._out[0])
+        self._out.clear()
 
     def _close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self._flush_now()
             self.transport.close()
 
     def shutdown(self) -> None:
         """Stop everything now (the listener is closing or the handler exits)."""
         if isinstance(self.codec, Http2Codec):
             self.codec.close()
-            self._flush()
+            self._flush_now()
         if self.transport is not None:
             self.transport.abort()
 
@@ -385,7 +403,6 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._count("downstream_cx_idle_timeout")
         if isinstance(self.codec, Http2Codec):
             self.codec.close(h2.errors.ErrorCodes.NO_ERROR)
-            self._flush()
         self._close()
 
     def _count(self, name: str) -> None:

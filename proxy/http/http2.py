@@ -54,9 +54,13 @@ class Http2Codec:
                  max_concurrent_streams: int = 1024,
                  initial_window_size: int = ADVERTISED_STREAM_WINDOW,
                  max_header_list_size: int = 60 * 1024) -> None:
+        # Inbound headers are validated (hostile peers); outbound ones are ours, built from
+        # validated input with lower-case names, so h2's per-header checks are skipped.
         config = h2.config.H2Configuration(client_side=client_side, header_encoding=None,
                                            validate_inbound_headers=True,
-                                           normalize_inbound_headers=True)
+                                           normalize_inbound_headers=True,
+                                           validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
         self.conn = h2.connection.H2Connection(config)
         self.client_side = client_side
         self.scheme = scheme

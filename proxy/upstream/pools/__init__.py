@@ -34,8 +34,22 @@ class UpstreamProtocol:
     idle_timeout: float | None = 3600.0  # Envoy common_http_protocol_options.idle_timeout: 1h
 
 
+_CACHE: dict[int, tuple[Any, UpstreamProtocol]] = {}
+
+
 def upstream_protocol(cluster: Any) -> UpstreamProtocol:
-    """The HTTP protocol settings of a `proxy.model.cluster.Cluster` (cached on the model)."""
+    """The HTTP protocol settings of a `proxy.model.cluster.Cluster`, cached per model."""
+    cached = _CACHE.get(id(cluster))
+    if cached is not None and cached[0] is cluster:
+        return cached[1]
+    if len(_CACHE) > 4096:
+        _CACHE.clear()
+    protocol = _translate_protocol(cluster)
+    _CACHE[id(cluster)] = (cluster, protocol)
+    return protocol
+
+
+def _translate_protocol(cluster: Any) -> UpstreamProtocol:
     options = getattr(cluster, "typed_extension_protocol_options", {}) or {}
     packed = options.get(PROTOCOL_OPTIONS)
     if packed is None:

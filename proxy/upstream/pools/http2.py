@@ -43,6 +43,7 @@ class Http2Connection(asyncio.Protocol):
         self.window_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.draining = False
+        self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -104,6 +105,13 @@ class Http2Connection(asyncio.Protocol):
         self.flow.resume()
 
     def flush(self) -> None:
+        """Send what the codec produced, once per loop iteration (coalesced writes)."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self._flush_scheduled = False
         data = self.codec.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
@@ -131,7 +139,7 @@ class Http2Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.codec.close()
-            self.flush()
+            self.flush_now()
             self.transport.close()
 
     def __repr__(self) -> str:
