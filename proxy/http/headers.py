@@ -54,6 +54,11 @@ class Headers:
     def remove(self, name: str) -> None:
         self._items = [item for item in self._items if item[0] != name]
 
+    def remove_all(self, names: frozenset[str] | set[str]) -> None:
+        """Remove every header whose name is in `names`, in one pass."""
+        if any(key in names for key, _ in self._items):
+            self._items = [item for item in self._items if item[0] not in names]
+
     def remove_prefix(self, prefix: str) -> None:
         self._items = [item for item in self._items if not item[0].startswith(prefix)]
 

@@ -45,6 +45,9 @@ REASONS = {
 }
 
 
+_FRAMING = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection"})
+
+
 class _Refused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -177,9 +180,8 @@ class Http1ServerCodec:
         elif "upgrade" in connection and headers.get("upgrade"):
             upgrade = (headers.get("upgrade") or "").lower()
         te_trailers = (headers.get("te") or "").strip().lower() == "trailers"
-        for name in HOP_BY_HOP | connection - {"close", "keep-alive", ""}:
-            if not (upgrade and name in ("upgrade", "connection")):
-                headers.remove(name)
+        stripped = HOP_BY_HOP | connection - {"close", "keep-alive", ""}
+        headers.remove_all(stripped - {"upgrade", "connection"} if upgrade else stripped)
         if te_trailers:
             headers.add("te", "trailers")  # the one TE value a proxy forwards (gRPC)
         headers.remove("host")
@@ -199,8 +201,7 @@ class Http1ServerCodec:
         """The status line and headers; chooses content-length, chunked or close framing."""
         request = self.pending[0] if self.pending else _Pending("GET", False, False)
         headers = head.headers.copy()
-        for name in ("connection", "keep-alive", "transfer-encoding", "proxy-connection"):
-            headers.remove(name)
+        headers.remove_all(_FRAMING)
         no_body = (request.method == "HEAD" or head.status in (204, 304)
                    or 100 <= head.status < 200)
         self._response_chunked = False
@@ -328,9 +329,8 @@ class Http1ClientCodec:
         self._head_seen = True
         self.keep_alive = self._parser.should_keep_alive()
         connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
-        for name in HOP_BY_HOP | connection - {"close", "keep-alive", ""}:
-            if not (status == 101 and name in ("upgrade", "connection")):
-                headers.remove(name)
+        stripped = HOP_BY_HOP | connection - {"close", "keep-alive", ""}
+        headers.remove_all(stripped - {"upgrade", "connection"} if status == 101 else stripped)
         self._events.append(ResponseReceived(self.stream_id, ResponseHead(status, headers),
                                              end_stream=False))
         if self._method == "HEAD":

@@ -27,7 +27,7 @@ from proxy.http.headers import RequestHead
 from proxy.http.settings import HcmSettings
 
 # ConnectionManagerUtility::cleanInternalHeaders and the router's own control headers.
-ENVOY_CONTROL_HEADERS = (
+ENVOY_CONTROL_HEADERS = frozenset((
     "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
     "x-envoy-downstream-service-node", "x-envoy-expected-rq-timeout-ms",
     "x-envoy-external-address", "x-envoy-force-trace", "x-envoy-internal", "x-envoy-ip-tags",
@@ -36,7 +36,7 @@ ENVOY_CONTROL_HEADERS = (
     "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-per-try-timeout-ms",
     "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-stream-duration-ms", "x-envoy-hedge-on-per-try-timeout",
-)
+))
 
 
 @functools.cache
@@ -102,10 +102,7 @@ def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
         internal = len(entries) == 1 and is_internal(entries[0], settings)
     edge_external = settings.use_remote_address and not internal
     if not internal:
-        for name in ENVOY_CONTROL_HEADERS:
-            headers.remove(name)
-        for name in internal_only:
-            headers.remove(name)
+        headers.remove_all(ENVOY_CONTROL_HEADERS | set(internal_only))
         if settings.use_remote_address:
             headers.set("x-envoy-external-address", client)
     else:
