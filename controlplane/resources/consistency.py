@@ -12,6 +12,7 @@ from google.protobuf.message import Message
 
 from controlplane.resources import BY_TYPE_URL
 from protos.errors import ConfigError
+from protos.registry import LISTENER as LISTENER_TYPE
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,27 @@ def check_references(index: Index) -> None:
                     raise ConfigError(f"names {target} {reference.name!r}, which does not exist",
                                       field=f"{resource.field}.{reference.field}",
                                       resource=name, source=resource.source)
+
+
+def check_listener_addresses(index: Index) -> None:
+    """Two listeners may not bind the same address: Envoy refuses the whole LDS update ("has
+    duplicate address ... as existing listener"), so we refuse the file instead."""
+    owners: dict[tuple[str, int, int], LoadedResource] = {}
+    for name in sorted(index.get(LISTENER_TYPE, {})):
+        resource = index[LISTENER_TYPE][name]
+        message = resource.message
+        if not message.HasField("address") or not message.address.HasField(  # type: ignore[attr-defined]
+                "socket_address"):
+            continue
+        socket = message.address.socket_address  # type: ignore[attr-defined]
+        key = (socket.address, socket.port_value, socket.protocol)
+        first = owners.get(key)
+        if first is not None and socket.port_value != 0:
+            raise ConfigError(f"address {socket.address}:{socket.port_value} is already bound by "
+                              f"listener {first.name!r} ({first.source})",
+                              field=f"{resource.field}.address.socket_address",
+                              resource=name, source=resource.source)
+        owners[key] = resource
 
 
 def messages_by_type(index: Index) -> Mapping[str, Mapping[str, Message]]:

@@ -22,6 +22,7 @@ from controlplane.resources import BY_TYPE_URL
 from controlplane.resources.consistency import (
     Index,
     LoadedResource,
+    check_listener_addresses,
     check_references,
     index_unique,
     messages_by_type,
@@ -113,6 +114,7 @@ def _culprit(error: BaseException, root: Path) -> str:
 
 def _snapshot(index: Index) -> Snapshot:
     check_references(index)
+    check_listener_addresses(index)
     return Snapshot.build(messages_by_type(index))
 
 

@@ -175,3 +175,10 @@ def test_undecodable_or_odd_files_are_errors_not_crashes(tmp_path):
         assert not source.poll()
         assert errors[-1].source.endswith("all.yaml") or str(tmp_path) in errors[-1].source
     assert len(errors) == 5
+
+
+def test_two_listeners_on_one_address_are_refused(tmp_path):
+    error = error_for(write(tmp_path / "l.yaml",
+                            [*GOOD, listener("second", "main")]))  # both on 127.0.0.1:10000
+    assert error.resource == "second" and "already bound by listener 'http'" in str(error)
+    assert error.field == "resources[4].address.socket_address"
