@@ -152,6 +152,7 @@ class Http1Pool:
         self.server_hostname = server_hostname
         self.max_idle = max_idle
         self.idle: list[Http1Connection] = []
+        self.busy: set[Http1Connection] = set()
         self.active = 0
         self.closed = False
 
@@ -166,6 +167,7 @@ class Http1Pool:
     def _start(self, connection: Http1Connection) -> Http1Stream:
         stream = Http1Stream(self.host, connection)
         connection.stream = stream
+        self.busy.add(connection)
         return stream
 
     async def _connect(self) -> Http1Connection:
@@ -182,6 +184,7 @@ class Http1Pool:
         return connection
 
     def return_idle(self, connection: Http1Connection) -> None:
+        self.busy.discard(connection)
         if self.closed or len(self.idle) >= self.max_idle:
             connection.close()
             return
@@ -189,6 +192,7 @@ class Http1Pool:
         self.idle.append(connection)
 
     def connection_closed(self, connection: Http1Connection) -> None:
+        self.busy.discard(connection)
         if connection in self.idle:
             self.idle.remove(connection)
         self.active -= 1
@@ -202,7 +206,7 @@ class Http1Pool:
 
     def __repr__(self) -> str:
         return (f"Http1Pool({self.host.address}:{self.host.port} active={self.active} "
-                f"idle={len(self.idle)})")
+                f"busy={len(self.busy)} idle={len(self.idle)})")
 
 
 

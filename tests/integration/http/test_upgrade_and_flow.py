@@ -1,0 +1,96 @@
+"""WebSocket upgrade tunnelled after the 101, and bounded buffering for a slow reader."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.integration.http.harness import Sidecar, hcm, simple_routes, static_cluster
+
+
+@pytest.fixture
+async def upgrade_backend() -> AsyncIterator[int]:
+    """Answers an Upgrade request with 101 and then echoes raw bytes back."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"upgrade: websocket" not in head.lower():
+                writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                return
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n")
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+           b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+
+async def test_websocket_is_tunnelled_after_101(upgrade_backend: int) -> None:
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "ws"}})
+    config = hcm(routes, upgrade_configs=[{"upgrade_type": "websocket"}])
+    async with Sidecar(config, [static_cluster("ws", [upgrade_backend])]) as sidecar:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.port)
+        writer.write(UPGRADE)
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101 ")
+            assert b"upgrade: websocket" in head.lower()
+            for message in (b"hello", b"\x81\x05frame"):
+                writer.write(message)
+                assert await reader.readexactly(len(message)) == message
+        writer.close()
+
+
+async def test_upgrade_not_enabled_is_403(upgrade_backend: int) -> None:
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "ws"}})
+    async with Sidecar(hcm(routes), [static_cluster("ws", [upgrade_backend])]) as sidecar:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.port)
+        writer.write(UPGRADE)
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 403 ")
+
+
+async def test_slow_reader_does_not_make_the_sidecar_buffer_everything(backends) -> None:  # type: ignore[no-untyped-def]
+    """A 64 MB response to a client that stops reading: the sidecar stops reading upstream
+    once its buffers (about 1 MB per direction plus socket buffers) are full."""
+    backend = backends("big")
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "a",
+                                                                "timeout": "0s"}})
+    async with Sidecar(hcm(routes), [static_cluster("a", [backend.port])]) as sidecar:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.port,
+                                                       limit=1024)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nx-echo-size: 67108864\r\n\r\n")
+        await asyncio.sleep(1.5)  # the client reads nothing meanwhile
+        pools = list(sidecar.context._http_pools._pools.values())  # type: ignore[attr-defined]
+        busy = [connection for pool in pools for connection in pool.busy]
+        assert len(busy) == 1
+        connection = busy[0]
+        held = connection.stream._buffered  # response bytes queued inside the sidecar
+        assert connection.transport.is_reading() is False  # upstream reads are paused
+        assert held <= 2 * 1024 * 1024
+        # the backend could not push the whole body into the sidecar
+        received = 0
+        async with asyncio.timeout(30):
+            while chunk := await reader.read(1 << 20):
+                received += len(chunk)
+                if received > 64 * 1024 * 1024:
+                    break
+        writer.close()
+    assert received >= 64 * 1024 * 1024
