@@ -14,6 +14,7 @@ Data path: both sides plain TCP -> proxy.network.splice (zero copy); TLS on eith
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -183,28 +184,41 @@ class TcpProxyFilter:
     async def _relay_streams(self, connection: DownstreamConnection,
                              upstream_sock: socket.socket, upstream_ssl: ssl.SSLContext | None,
                              sni: str) -> None:
-        loop = asyncio.get_running_loop()
         down_reader, down_writer = await accepted_streams(connection.sock,
                                                           connection.server_ssl)
         try:
+            # An empty server_hostname sends no SNI, as Envoy does without `sni`.
             up_reader, up_writer = await asyncio.open_connection(
                 sock=upstream_sock, ssl=upstream_ssl,
-                server_hostname=(sni or None) if upstream_ssl else None)
+                server_hostname=sni if upstream_ssl else None)
             try:
-                idle = self.config.idle_timeout
-                async with asyncio.timeout(idle) as deadline:
-                    def touch() -> None:
-                        if idle is not None:
-                            deadline.reschedule(loop.time() + idle)
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(_pump(down_reader, up_writer, touch, self.cx_rx_bytes))
-                        group.create_task(_pump(up_reader, down_writer, touch, self.cx_tx_bytes))
+                await self._pump_both(down_reader, down_writer, up_reader, up_writer)
             finally:
-                up_writer.close()
+                await _close(up_writer)
         except* (OSError, ssl.SSLError, EOFError, _HalfCloseUnsupported):
             pass
         finally:
-            down_writer.close()
+            await _close(down_writer)
+
+    async def _pump_both(self, down_reader: asyncio.StreamReader,
+                         down_writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
+                         up_writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        idle = self.config.idle_timeout
+        async with asyncio.timeout(idle) as deadline:
+            def touch() -> None:
+                if idle is not None:
+                    deadline.reschedule(loop.time() + idle)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_pump(down_reader, up_writer, touch, self.cx_rx_bytes))
+                group.create_task(_pump(up_reader, down_writer, touch, self.cx_tx_bytes))
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close and wait until the transport let go of its socket (no leak at shutdown)."""
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
 
 
 class _HalfCloseUnsupported(Exception):

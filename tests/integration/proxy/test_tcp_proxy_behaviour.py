@@ -178,3 +178,38 @@ async def test_bulk_both_ways_at_once_and_upstream_reset(tmp_path: Path,
     finally:
         upstream.close()
         await upstream.wait_closed()
+
+
+async def test_upstream_mtls_presents_the_client_certificate(tmp_path: Path) -> None:
+    from tests.integration.proxy.helpers import UPSTREAM_TLS, server_ssl
+
+    files = tls_files(tmp_path, ["backend.test", "sidecar.test"])
+    backend_context = server_ssl(*files["backend.test"])
+    backend_context.load_verify_locations(files["ca"][0])
+    backend_context.verify_mode = ssl.CERT_REQUIRED  # mTLS: the sidecar must present a cert
+    backend = TaggedServer("mtls", backend_context)
+    cert, key = files["sidecar.test"]
+
+    def origination(with_certificate: bool) -> dict[str, Any]:
+        common: dict[str, Any] = {"validation_context": {
+            "trusted_ca": {"filename": str(files["ca"][0])}}}
+        if with_certificate:
+            common["tls_certificates"] = [{"certificate_chain": {"filename": str(cert)},
+                                           "private_key": {"filename": str(key)}}]
+        return {"name": "tls", "typed_config": {"@type": UPSTREAM_TLS, "sni": "backend.test",
+                                                "common_tls_context": common}}
+
+    try:
+        for with_certificate, expected in ((True, b"mtls backend.test\n"), (False, b"")):
+            port = free_port()
+            bootstrap = config(port, [static_cluster(
+                "backend", [backend.port], transport_socket=origination(with_certificate))],
+                [{"filters": [tcp_proxy("backend")]}])
+            async with running(tmp_path, bootstrap):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                async with asyncio.timeout(10):
+                    with contextlib.suppress(ConnectionResetError):
+                        assert await reader.readline() == expected
+                writer.close()
+    finally:
+        backend.stop()
