@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Envoy prints %RESPONSE_FLAGS% in this fixed order (stream_info ResponseFlag enum order).
+FLAG_ORDER = ("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX",
+              "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC",
+              "OM", "DF", "DO", "DR")
+
 
 class ActiveStream:
     def __init__(self, connection: HttpConnectionHandler, stream_id: int,
@@ -76,6 +81,12 @@ class ActiveStream:
         client, internal = mutate_request_headers(
             request, connection.remote_address[0], connection.scheme, settings, internal_only)
         self.info.trusted_client_address, self.info.internal = client, internal
+        if connection.tracer is not None:
+            from proxy.observability.request_info import HeaderMap
+
+            self.info.state["span"] = connection.tracer.start_server_span(
+                HeaderMap(request.headers), method=request.method, path=request.path,
+                authority=request.authority, start_time=self.info.start_time)
         for http_filter in self.filters:
             reply = http_filter.on_request_headers(self.info)
             if reply is not None:
@@ -184,6 +195,8 @@ class ActiveStream:
 
         info = self.info
         request = info.request
+        span = info.state.get("span")
+        trace_id = span.trace_id if span is not None and span.sampled else ""
         response = info.response
         trailers = info.response_trailers
         return RequestInfo(
@@ -192,14 +205,19 @@ class ActiveStream:
             method=request.method, path=request.path, authority=request.authority,
             scheme=request.scheme, protocol=request.protocol,
             response_code=info.response_code, response_code_details=info.response_details,
-            response_flags=tuple(info.response_flags), upstream_host=info.upstream_host,
+            response_flags=tuple(sorted(info.response_flags, key=_flag_rank)),
+            upstream_host=info.upstream_host,
             upstream_cluster=info.upstream_cluster, attempt_count=info.attempt_count,
             route_name=info.route.name if info.route else "",
             bytes_received=info.bytes_received, bytes_sent=info.bytes_sent,
             downstream_remote_address=info.remote_address,
             downstream_local_address=info.local_address,
-            connection_id=info.connection_id,
+            connection_id=info.connection_id, trace_id=trace_id,
             request_headers=HeaderMap(request.headers),
             response_headers=HeaderMap(response.headers) if response else HeaderMap(),
             response_trailers=HeaderMap(trailers) if trailers else HeaderMap(),
         )
+
+
+def _flag_rank(flag: str) -> int:
+    return FLAG_ORDER.index(flag) if flag in FLAG_ORDER else len(FLAG_ORDER)

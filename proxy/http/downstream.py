@@ -48,8 +48,8 @@ class HttpConnectionHandler(asyncio.Protocol):
                  filter_makers: list[FilterMaker], router: Router,
                  remote_address: tuple[str, int], local_address: tuple[str, int],
                  connection_id: int, tls: bool, alpn: tuple[str, ...] = (),
-                 stats: Any = None, on_stream_log: Callable[[ActiveStream], None] | None = None
-                 ) -> None:
+                 stats: Any = None, on_stream_log: Callable[[ActiveStream], None] | None = None,
+                 tracer: Any = None) -> None:
         self.settings = settings
         self.route_config = route_config
         self.filter_makers = filter_makers
@@ -59,6 +59,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.connection_id = connection_id
         self.scheme = "https" if tls else "http"
         self.stats = stats
+        self.tracer = tracer  # proxy.observability Tracer, or None
         self._on_stream_log = on_stream_log
         self.transport: asyncio.Transport | None = None
         self.codec: Http1ServerCodec | Http2Codec | None = None

@@ -8,6 +8,7 @@ list, so HTTP/1.1 and HTTP/2 look the same to filters (Envoy's HeaderMap does th
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 
@@ -54,7 +55,7 @@ class Headers:
     def remove(self, name: str) -> None:
         self._items = [item for item in self._items if item[0] != name]
 
-    def remove_all(self, names: frozenset[str] | set[str]) -> None:
+    def remove_all(self, names: AbstractSet[str]) -> None:
         """Remove every header whose name is in `names`, in one pass."""
         if any(key in names for key, _ in self._items):
             self._items = [item for item in self._items if item[0] not in names]

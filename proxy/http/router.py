@@ -122,8 +122,10 @@ class _BodyReplay:
 
 class Router:
     def __init__(self, cluster_manager: Any, pools: PoolManager, *,
-                 suppress_envoy_headers: bool = False, rng: random.Random | None = None) -> None:
+                 suppress_envoy_headers: bool = False, rng: random.Random | None = None,
+                 observability: Any = None) -> None:
         self.cluster_manager = cluster_manager
+        self.observability = observability
         self.pools = pools
         self.suppress_envoy_headers = suppress_envoy_headers
         self.rng = rng or random.Random()
@@ -264,6 +266,15 @@ class Router:
             # Envoy states an empty body explicitly for methods that usually carry one.
             head = replace(head, headers=head.headers.copy())
             head.headers.set("content-length", "0")
+        client_span = None
+        server_span = stream.state.get("span")
+        if server_span is not None:
+            client_span = server_span.start_client_span(
+                cluster=stream.upstream_cluster, upstream_host=stream.upstream_host,
+                method=head.method, path=head.path, authority=head.authority)
+            head = replace(head, headers=head.headers.copy())
+            for name, value in client_span.inject_headers():
+                head.headers.set(name, value)
         try:
             await upstream.send_head(head, end_stream=end_stream)
             if not end_stream:
@@ -299,10 +310,23 @@ class Router:
                 runtime.request_finished(host, http_status=503)
             raise
         finally:
+            self._attempt_finished(stream, client_span, head, status, started)
             if pump is not None and not pump.done():
                 pump.cancel()
             if pump is not None:
                 await asyncio.gather(pump, return_exceptions=True)
+
+    def _attempt_finished(self, stream: HttpStream, client_span: Any, head: RequestHead,
+                          status: int | None, started: float) -> None:
+        duration = time.monotonic() - started
+        code = status if status is not None and status > 0 else None
+        if client_span is not None:
+            client_span.finish(status_code=code, response_flags=tuple(stream.response_flags),
+                               duration=duration)
+        if self.observability is not None:
+            self.observability.upstream_attempt_finished(
+                duration=duration, method=head.method, status_code=code,
+                cluster=stream.upstream_cluster, upstream_host=stream.upstream_host)
 
     async def _await_head(self, upstream: UpstreamStream) -> ResponseReceived:
         while True:

@@ -53,6 +53,7 @@ class HcmSettings:
     buffer_limit_bytes: int = 1024 * 1024
     upgrades: frozenset[str] = field(default_factory=frozenset)
     access_logs: tuple[Any, ...] = ()
+    tracing: Any = None  # proxy.observability.tracing.config.TracingConfig
 
     @property
     def max_header_bytes(self) -> int:

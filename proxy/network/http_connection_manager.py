@@ -46,7 +46,7 @@ _SUPPORTED = {
     "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout",
     "delayed_close_timeout", "access_log", "use_remote_address", "xff_num_trusted_hops",
     "internal_address_config", "skip_xff_append", "generate_request_id",
-    "preserve_external_request_id", "upgrade_configs",
+    "preserve_external_request_id", "upgrade_configs", "tracing",
 }
 
 
@@ -132,6 +132,13 @@ def translate_http_connection_manager(message: Message) -> HttpConnectionManager
         from proxy.observability.access_log.config import translate_access_logs
 
         settings = replace(settings, access_logs=translate_access_logs(m.access_log))
+    if m.HasField("tracing"):
+        from proxy.observability.tracing.config import translate_tracing
+
+        try:
+            settings = replace(settings, tracing=translate_tracing(m.tracing))
+        except ConfigError as error:
+            raise error.within(field="tracing") from error
     return HttpConnectionManagerConfig(settings)
 
 
@@ -233,8 +240,12 @@ class HttpConnectionManager:
         self.config = config
         self.settings = config.settings
         self.context = context
+        observability = context.observability
         self.router = Router(context.cluster_manager, pools_of(context),
-                             suppress_envoy_headers=self.settings.suppress_envoy_headers)
+                             suppress_envoy_headers=self.settings.suppress_envoy_headers,
+                             observability=observability)
+        self.tracer = observability.tracer(self.settings.tracing) \
+            if observability is not None else None
         self.filter_makers: list[FilterMaker] = [
             http_filter_factory(f.config_type).create(f.config, context)
             for f in self.settings.http_filters
@@ -251,13 +262,17 @@ class HttpConnectionManager:
         return found if isinstance(found, RouteConfig) else None
 
     def _log(self, stream: ActiveStream) -> None:
-        info = None
-        if self.access_logger:
-            info = stream.request_info()
+        observability = self.context.observability
+        span = stream.info.state.get("span")
+        if observability is None and not self.access_logger and span is None:
+            return
+        info = stream.request_info()
+        if span is not None:
+            span.finish(info)
+        if observability is not None:
+            observability.request_finished(info, self.access_logger)
+        elif self.access_logger:
             self.access_logger.log(info)
-        hooks = self.context.observability
-        if hooks is not None and hasattr(hooks, "log"):
-            hooks.log(info or stream.request_info())
 
     async def on_new_connection(self, connection: DownstreamConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -267,7 +282,7 @@ class HttpConnectionManager:
         stats.gauge(prefix + "downstream_cx_active").inc()
         handler = HttpConnectionHandler(
             settings=self.settings, route_config=self.route_config,
-            filter_makers=self.filter_makers, router=self.router,
+            filter_makers=self.filter_makers, router=self.router, tracer=self.tracer,
             remote_address=connection.remote_address, local_address=connection.local_address,
             connection_id=connection.connection_id, tls=connection.server_ssl is not None,
             stats=stats, on_stream_log=self._log)
@@ -302,6 +317,10 @@ def _validate_inline_clusters(routes: RouteConfig | None, context: ServerContext
 def _access_logger(settings: HcmSettings, context: ServerContext) -> Any:
     if not settings.access_logs:
         return None
+    if context.observability is not None:
+        return context.observability.access_logger(settings.access_logs)
+    # Without the server's Observability (unit harnesses) the sinks are ours; their writer
+    # threads are daemons that end with the process.
     from proxy.observability.access_log.sinks import AccessLogger, build_sink
 
     return AccessLogger([build_sink(config, stats=context.stats, node_id=context.node.id,

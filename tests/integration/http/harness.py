@@ -65,14 +65,15 @@ def simple_routes(*routes: dict[str, Any], **vhost: Any) -> dict[str, Any]:
 
 
 class Sidecar:
-    def __init__(self, hcm_config: dict[str, Any], clusters: list[dict[str, Any]]) -> None:
+    def __init__(self, hcm_config: dict[str, Any], clusters: list[dict[str, Any]], *,
+                 observability: Any = None) -> None:
         self.stats = Stats()
         self.manager = ClusterManager(self.stats)
         self.manager.update([translate_cluster(parse_message(c, cluster_pb2.Cluster))
                              for c in clusters])
         self.routes = Routes()
         self.context = ServerContext(self.stats, NodeInfo(), self.manager, self.routes,
-                                     Routes())
+                                     Routes(), observability)
         factory = factory_for(CONFIG_TYPE)
         self.config = factory.translate(parse_message(hcm_config,
                                                       hcm_pb2.HttpConnectionManager))
