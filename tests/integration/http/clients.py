@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +36,17 @@ class Response:
 
 
 class H1Client:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.ssl_context = ssl_context
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.connection = h11.Connection(h11.CLIENT)
 
     async def __aenter__(self) -> H1Client:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, ssl=self.ssl_context,
+            server_hostname="localhost" if self.ssl_context else None)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -101,8 +105,9 @@ async def raw_exchange(port: int, data: bytes, wait: float = 5.0) -> bytes:
 class H2Client:
     """One h2c connection (prior knowledge); `request` may be called concurrently."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.ssl_context = ssl_context
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="latin-1"))
         self.streams: dict[int, asyncio.Queue[Any]] = {}
@@ -113,7 +118,9 @@ class H2Client:
         self.window = asyncio.Event()
 
     async def __aenter__(self) -> H2Client:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, ssl=self.ssl_context,
+            server_hostname="localhost" if self.ssl_context else None)
         self.conn.initiate_connection()
         self.writer.write(self.conn.data_to_send())
         self.task = asyncio.create_task(self._read())

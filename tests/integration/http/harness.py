@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import ssl
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -66,7 +67,8 @@ def simple_routes(*routes: dict[str, Any], **vhost: Any) -> dict[str, Any]:
 
 class Sidecar:
     def __init__(self, hcm_config: dict[str, Any], clusters: list[dict[str, Any]], *,
-                 observability: Any = None) -> None:
+                 observability: Any = None, server_ssl: ssl.SSLContext | None = None) -> None:
+        self.server_ssl = server_ssl
         self.stats = Stats()
         self.manager = ClusterManager(self.stats)
         self.manager.update([translate_cluster(parse_message(c, cluster_pb2.Cluster))
@@ -105,7 +107,8 @@ class Sidecar:
             sock, address = await loop.sock_accept(self.listener)
             sock.setblocking(False)
             connection = DownstreamConnection(sock, address[:2], ("127.0.0.1", self.port),
-                                              "test", next(self._ids))
+                                              "test", next(self._ids),
+                                              server_ssl=self.server_ssl)
             task = asyncio.create_task(self.filter.on_new_connection(connection))
             self.connections.add(task)
             task.add_done_callback(self.connections.discard)
