@@ -43,7 +43,8 @@ class ClusterManager:
         self._assignments: dict[str, LoadAssignment] = {}
         self._tasks: dict[str, _ClusterTasks] = {}
         self._running = False
-        self._closing: list[list[asyncio.Task[None]]] = []
+        # Cancelled tasks not yet finished, awaited by close().
+        self._closing: list[asyncio.Task[None]] = []
         self._progress: asyncio.Event | None = None  # set on any host or health change
 
     # -- configuration (synchronous) -----------------------------------------------------------
@@ -162,7 +163,7 @@ class ClusterManager:
         names = list(self._tasks)
         for name in names:
             self._stop_tasks(name)
-        pending = [task for tasks in self._closing for task in tasks]
+        pending = list(self._closing)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         self._closing.clear()
@@ -173,7 +174,8 @@ class ClusterManager:
     def _stop_tasks(self, name: str) -> None:
         tasks = self._tasks.pop(name, None)
         if tasks is not None:
-            self._closing.append(tasks.cancel())
+            self._closing = [task for task in self._closing if not task.done()]
+            self._closing.extend(tasks.cancel())
 
     def __repr__(self) -> str:
         return f"ClusterManager({', '.join(self.names())})"

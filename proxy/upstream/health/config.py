@@ -66,6 +66,7 @@ class HealthCheck:
     unhealthy_edge_interval: float | None = None  # None: unhealthy_interval
     healthy_edge_interval: float | None = None  # None: interval
     alt_port: int = 0
+    reuse_connection: bool = True  # HTTP checks keep one connection per host (Envoy default)
 
 
 _HC_FIELDS = {
@@ -105,6 +106,8 @@ def translate_health_check(message: Any) -> HealthCheck:
         unhealthy_edge_interval=_duration(message, "unhealthy_edge_interval"),
         healthy_edge_interval=_duration(message, "healthy_edge_interval"),
         alt_port=message.alt_port.value if message.HasField("alt_port") else 0,
+        reuse_connection=(message.reuse_connection.value
+                          if message.HasField("reuse_connection") else True),
     )
 
 

@@ -8,13 +8,8 @@ gRPC checks over TLS are refused at config time.
   `receive` blocks read until every block has been seen in order (not necessarily contiguous,
   Envoy's "fuzzy" match). Connect-only when both are empty. Closed before a match: network
   failure.
-- HTTP/1.1 (HttpHealthCheck): `METHOD path` with `Host:` the authority the runner chose (Envoy:
-  the endpoint's health_check_config.hostname, else `host`, else the cluster name) and
-  `User-Agent: Envoy/HC`; a status in `expected_statuses` passes (degraded when the response
-  carries `x-envoy-degraded`), any other status is an active failure. A new connection per
-  check (Envoy reuses one when `reuse_connection`, the default: only the connection count
-  differs).
-- gRPC (grpc.health.v1.Health/Check with `service_name`, `:authority` chosen the same way):
+- HTTP/1.1: see `proxy.upstream.health.http_prober` (keep-alive, as Envoy).
+- gRPC (grpc.health.v1.Health/Check with `service_name`, `:authority` chosen as for HTTP):
   SERVING passes; another serving status or a non-OK grpc-status is an active failure;
   UNAVAILABLE before a response is a network failure. The channel is kept per host.
 """
@@ -29,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from proxy.upstream.health.config import GrpcCheck, HttpCheck, TcpCheck
+from proxy.upstream.health.config import GrpcCheck, TcpCheck
 from proxy.upstream.health.state import Verdict
 
 
@@ -91,50 +86,6 @@ def blocks_found_in_order(data: bytes, blocks: tuple[bytes, ...]) -> bool:
             return False
         start = found + len(block)
     return True
-
-
-async def http_probe(address: str, port: int, check: HttpCheck, authority: str,
-                     tls: ProbeTls | None = None) -> Verdict:
-    try:
-        reader, writer = await _open(address, port, tls)
-    except OSError:
-        return Verdict.NETWORK_FAILURE
-    try:
-        request = (f"{check.method} {check.path} HTTP/1.1\r\nHost: {authority}\r\n"
-                   "User-Agent: Envoy/HC\r\nConnection: close\r\n\r\n")
-        writer.write(request.encode("latin-1"))
-        await writer.drain()
-        status = parse_status_line(await reader.readline())
-        if status is None:
-            return Verdict.NETWORK_FAILURE
-        if not check.expects(status):
-            return Verdict.ACTIVE_FAILURE
-        headers = await _read_header_names(reader)
-        # Envoy: a passing response carrying `x-envoy-degraded` marks the host degraded.
-        return Verdict.DEGRADED if b"x-envoy-degraded" in headers else Verdict.SUCCESS
-    except OSError:
-        return Verdict.NETWORK_FAILURE
-    finally:
-        await _close(writer)
-
-
-async def _read_header_names(reader: asyncio.StreamReader, limit: int = 100) -> set[bytes]:
-    """Lower-cased header names up to the blank line (at most `limit` headers)."""
-    names: set[bytes] = set()
-    for _ in range(limit):
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n", b""):
-            break
-        names.add(line.split(b":", 1)[0].strip().lower())
-    return names
-
-
-def parse_status_line(line: bytes) -> int | None:
-    """`HTTP/1.1 200 OK` -> 200; None for anything else (closed or not HTTP)."""
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        return None
-    return int(parts[1])
 
 
 class GrpcProber:

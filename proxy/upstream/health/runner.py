@@ -16,7 +16,8 @@ import random
 from typing import TYPE_CHECKING
 
 from proxy.upstream.health.config import CheckKind, HealthCheck
-from proxy.upstream.health.probes import GrpcProber, ProbeTls, http_probe, tcp_probe
+from proxy.upstream.health.http_prober import HttpProber
+from proxy.upstream.health.probes import GrpcProber, ProbeTls, tcp_probe
 from proxy.upstream.health.state import HostCheckState, Transition, Verdict
 from proxy.upstream.host import HealthFlag, Host
 
@@ -66,7 +67,7 @@ class HealthCheckRunner:
 
     async def _check_host(self, host: Host) -> None:
         state = HostCheckState(self.check)
-        prober = self._grpc_prober(host)
+        prober = self._prober(host)
         try:
             await asyncio.sleep(state.initial_delay(self.rng))
             while True:
@@ -78,12 +79,17 @@ class HealthCheckRunner:
             if prober is not None:
                 await prober.close()
 
-    def _grpc_prober(self, host: Host) -> GrpcProber | None:
-        if self.check.kind is not CheckKind.GRPC:
-            return None
-        assert self.check.grpc is not None
+    def _prober(self, host: Host) -> GrpcProber | HttpProber | None:
+        """The per-host prober that keeps a connection (gRPC channel, HTTP keep-alive)."""
         address, port = self._target(host)
-        return GrpcProber(address, port, self.check.grpc, self._authority(host))
+        if self.check.kind is CheckKind.GRPC:
+            assert self.check.grpc is not None
+            return GrpcProber(address, port, self.check.grpc, self._authority(host))
+        if self.check.kind is CheckKind.HTTP:
+            assert self.check.http is not None
+            return HttpProber(address, port, self.check.http, self._authority(host),
+                              tls=self.tls, reuse_connection=self.check.reuse_connection)
+        return None
 
     def _target(self, host: Host) -> tuple[str, int]:
         # Envoy: the endpoint's health_check_config.port_value, else the cluster check's
@@ -98,20 +104,18 @@ class HealthCheckRunner:
                       else check.grpc.authority if check.grpc is not None else "")
         return host.health_check_hostname or configured or self.runtime.name
 
-    async def _probe(self, host: Host, prober: GrpcProber | None) -> Verdict:
+    async def _probe(self, host: Host, prober: GrpcProber | HttpProber | None) -> Verdict:
         address, port = self._target(host)
         check = self.check
         self.runtime.stats.counter(self.prefix + "attempt").inc()
-        if prober is not None:
-            return await prober.probe(check.timeout)
+        if isinstance(prober, GrpcProber):
+            return await prober.probe(check.timeout)  # the RPC deadline bounds it
         try:
-            if check.kind is CheckKind.TCP:
+            async with asyncio.timeout(check.timeout):
+                if prober is not None:
+                    return await prober.probe()
                 assert check.tcp is not None
-                coro = tcp_probe(address, port, check.tcp, self.tls)
-            else:
-                assert check.http is not None
-                coro = http_probe(address, port, check.http, self._authority(host), self.tls)
-            return await asyncio.wait_for(coro, check.timeout)
+                return await tcp_probe(address, port, check.tcp, self.tls)
         except TimeoutError:
             return Verdict.TIMEOUT
 
