@@ -50,6 +50,13 @@ class ActiveStream:
         self.complete = False
         self.config: RouteConfig | None = None
         self.task: asyncio.Task[None] | None = None
+        # Stream idle timeout (HCM stream_idle_timeout, overridden by the route's
+        # idle_timeout): checked lazily against the last activity, re-armed only on expiry.
+        self.idle_timeout = settings.stream_idle_timeout
+        self.idle_expired = False
+        self._last_activity = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.info.touch = self.touch
 
     def __repr__(self) -> str:
         request = self.info.request
@@ -58,11 +65,14 @@ class ActiveStream:
     # --- the request path --------------------------------------------------------------------
 
     async def run(self) -> None:
+        self._arm_idle(self.idle_timeout)
         try:
             await self._process()
         except asyncio.CancelledError:
-            self.info.set_flag("DC")
-            raise
+            if not self.idle_expired:
+                self.info.set_flag("DC")
+                raise
+            await self._idle_reply()
         except Exception:
             log.exception("stream %s failed", self)
             if not self.head_sent:
@@ -70,7 +80,47 @@ class ActiveStream:
             else:
                 self.reset()
         finally:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
             self._finish()
+
+    # --- stream idle timeout (Envoy "stream_idle_timeout", route "idle_timeout") ---------------
+
+    def touch(self) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+
+    def _arm_idle(self, timeout: float | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self.idle_timeout = timeout
+        if timeout:
+            self.touch()
+            self._idle_timer = asyncio.get_running_loop().call_later(timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        assert self.idle_timeout
+        loop = asyncio.get_running_loop()
+        remaining = self._last_activity + self.idle_timeout - loop.time()
+        if remaining > 0:
+            self._idle_timer = loop.call_later(remaining, self._check_idle)
+            return
+        self._idle_timer = None
+        if self.complete or self.task is None or self.task.done():
+            return
+        self.idle_expired = True
+        self.task.cancel()
+
+    async def _idle_reply(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        self.info.set_flag("SI")
+        if self.head_sent:
+            self.reset()
+        else:
+            await self.send_local_reply(LocalReply(408, "stream timeout",
+                                                   details="stream_idle_timeout"))
 
     async def _process(self) -> None:
         connection = self.connection
@@ -108,6 +158,9 @@ class ActiveStream:
             return
         route = match_route(vhost, self.info.request)
         self.info.route = route
+        if route is not None and isinstance(route.action, ForwardAction) \
+                and route.action.idle_timeout is not None:
+            self._arm_idle(route.action.idle_timeout or None)
         if route is not None:
             levels = ordered_levels([route.mutations, vhost.mutations, self.config.mutations],
                                     self.config.most_specific_header_mutations_wins)
@@ -148,6 +201,7 @@ class ActiveStream:
         headers.set("date", formatdate(usegmt=True))
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+        self.touch()
         for http_filter in reversed(self.filters):
             data = http_filter.on_response_data(self.info, data, end_stream)
         self.info.bytes_sent += len(data)

@@ -22,6 +22,7 @@ Writing a filter in Python (see examples/python_filter/):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,6 +77,8 @@ class HttpStream:
     response_trailers: Headers | None = None
     # Free-form per-stream state for filters (Envoy's filter state).
     state: dict[str, Any] = field(default_factory=dict)
+    # Called on upstream/downstream activity (resets the stream idle timer).
+    touch: Callable[[], None] = field(default=lambda: None, repr=False)
 
     @property
     def protocol(self) -> str:

@@ -106,6 +106,7 @@ class _BodyReplay:
             data = await self.channel.read()
             if data is None:
                 break
+            stream.touch()
             stream.bytes_received += len(data)
             if not self.overflowed:
                 self.chunks.append(data)
@@ -352,6 +353,7 @@ class Router:
             return
         while True:
             event = await upstream.next_event()
+            stream.touch()
             if isinstance(event, DataReceived):
                 await downstream.send_data(event.data, end_stream=event.end_stream)
                 upstream.consumed(event)

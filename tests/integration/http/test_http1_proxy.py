@@ -134,3 +134,22 @@ def test_inline_routes_to_unknown_clusters_are_refused() -> None:
     routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "ghost"}})
     with pytest.raises(ConfigError, match="unknown cluster 'ghost'"):
         Sidecar(hcm(routes), [])
+
+
+async def test_stream_idle_timeout_gives_408(backends) -> None:  # type: ignore[no-untyped-def]
+    backend = backends("slow")
+    routes = simple_routes(
+        {"match": {"prefix": "/route-idle"}, "route": {"cluster": "a", "idle_timeout": "0.2s"}},
+        {"match": {"prefix": "/"}, "route": {"cluster": "a"}})
+    config = hcm(routes, stream_idle_timeout="0.3s")
+    async with Sidecar(config, [static_cluster("a", [backend.port])]) as sidecar, \
+            H1Client(sidecar.port) as client:
+        idle = await client.request("GET", "/", headers=[("x-echo-delay", "3")])
+        assert (idle.status, idle.body) == (408, b"stream timeout")
+    async with Sidecar(config, [static_cluster("a", [backend.port])]) as sidecar, \
+            H1Client(sidecar.port) as client:
+        fine = await client.request("GET", "/", headers=[("x-echo-delay", "0.1")])
+        assert fine.status == 200
+        route_idle = await client.request("GET", "/route-idle",
+                                          headers=[("x-echo-delay", "3")])
+        assert route_idle.status == 408
