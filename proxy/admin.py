@@ -18,6 +18,7 @@ import re
 import urllib.parse
 from typing import Any, Protocol
 
+from proxy.observability import prometheus
 from proxy.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -60,64 +61,6 @@ def render_clusters_text(view: dict[str, Any]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-# Envoy's default tag extractors (source/common/config/well_known_names.cc): each regex's
-# group 1 is cut out of the name and group 2 becomes the tag's value.
-_TAG_EXTRACTORS = (
-    ("envoy_cluster_name", re.compile(r"^cluster\.((.*?)\.)")),
-    ("envoy_listener_address",
-     re.compile(r"^listener\.(((?:[_.0-9]*|[_\[\]aAbBcCdDeEfF0-9]*))\.)")),
-    ("envoy_http_conn_manager_prefix", re.compile(r"^http\.((.*?)\.)")),
-    ("envoy_tcp_prefix", re.compile(r"^tcp\.((.*?)\.)\w+?$")),
-    ("envoy_response_code", re.compile(r"_rq(_(\d{3}))$")),
-    ("envoy_response_code_class", re.compile(r"_rq(_(\dxx))$")),
-)
-
-
-def extract_tags(name: str) -> tuple[str, list[tuple[str, str]]]:
-    """Envoy's tag extraction: `cluster.web.upstream_rq_200` ->
-    (`cluster.upstream_rq`, [(envoy_cluster_name, web), (envoy_response_code, 200)])."""
-    tags = []
-    for tag, regex in _TAG_EXTRACTORS:
-        match = regex.search(name)
-        if match:
-            tags.append((tag, match.group(2)))
-            name = name[:match.start(1)] + name[match.end(1):]
-    return name, tags
-
-
-def render_prometheus(stats: Stats) -> str:
-    """Prometheus text exposition as Envoy renders it: `envoy_` + the tag-extracted name with
-    dots as underscores, the extracted tags as labels, one TYPE line per metric family."""
-    families: dict[str, tuple[str, list[str]]] = {}
-
-    def add(name: str, kind: str, lines: list[tuple[str, str, float | int]]) -> None:
-        base, tags = extract_tags(name)
-        metric = "envoy_" + re.sub(r"[^a-zA-Z0-9_]", "_", base)
-        family = families.setdefault(metric, (kind, []))
-        for suffix, extra_label, value in lines:
-            labels = [f'{key}="{value_}"' for key, value_ in tags]
-            if extra_label:
-                labels.append(extra_label)
-            label_text = "{" + ",".join(labels) + "}" if labels else ""
-            family[1].append(f"{metric}{suffix}{label_text} {value}")
-
-    for name, counter in sorted(stats.counters.items()):
-        add(name, "counter", [("", "", counter.value)])
-    for name, gauge in sorted(stats.gauges.items()):
-        add(name, "gauge", [("", "", gauge.value)])
-    for name, histogram in sorted(stats.histograms.items()):
-        buckets: list[tuple[str, str, float | int]] = [
-            ("_bucket", f'le="{"+Inf" if bound == float("inf") else f"{bound:g}"}"', count)
-            for bound, count in histogram.cumulative()]
-        add(name, "histogram", [*buckets, ("_sum", "", round(histogram.total, 6)),
-                                ("_count", "", histogram.samples)])
-    out: list[str] = []
-    for metric, (kind, lines) in sorted(families.items()):
-        out.append(f"# TYPE {metric} {kind}")
-        out += lines
-    return "\n".join(out) + "\n"
-
-
 def route(source: AdminSource, target: str) -> tuple[int, str, str]:
     """(status, content type, body) for one GET: pure, so it is unit-tested directly."""
     parsed = urllib.parse.urlsplit(target)
@@ -136,7 +79,8 @@ def route(source: AdminSource, target: str) -> tuple[int, str, str]:
     if path == "/stats":
         return 200, text, _filtered_stats(source.stats_store(), query.get("filter"))
     if path == "/stats/prometheus":
-        return 200, "text/plain; version=0.0.4", render_prometheus(source.stats_store())
+        # Envoy's names and tags, rendered by proxy.observability.prometheus.
+        return 200, "text/plain; version=0.0.4", prometheus.render(source.stats_store())
     if path == "/listeners":
         lines = [f"{name}::{host}:{port}"
                  for name, (host, port) in sorted(source.listener_addresses().items())]

@@ -2,9 +2,10 @@
 
 Supported (issue 3, start-up): `node` (id, cluster, locality, metadata), `admin.address`,
 `static_resources.listeners` / `.clusters` / `.secrets` (static secrets that TLS contexts name),
-and `dynamic_resources.ads_config` (GRPC,
-`envoy_grpc` naming a static cluster) with `lds_config` / `cds_config` `{ads: {}}`. Anything
-else that would change behaviour stops start-up with a ConfigError naming the field.
+`stats_sinks` (envoy.stat_sinks.open_telemetry) with `stats_flush_interval`, and
+`dynamic_resources.ads_config` (GRPC, `envoy_grpc` naming a static cluster) with
+`lds_config` / `cds_config` `{ads: {}}`. Anything else that would change behaviour stops
+start-up with a ConfigError naming the field.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from protos.errors import ConfigError, unsupported
 from protos.loader import parse_message, read_document
 from proxy.context import NodeInfo
 from proxy.model.cluster import Cluster, translate_cluster
-from proxy.model.fields import reject_unsupported
+from proxy.model.fields import reject_unsupported, seconds
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
 
-_BOOTSTRAP_FIELDS = {"node", "static_resources", "dynamic_resources", "admin"}
+_BOOTSTRAP_FIELDS = {"node", "static_resources", "dynamic_resources", "admin", "stats_sinks",
+                     "stats_flush_interval"}
 _NODE_FIELDS = {"id", "cluster", "metadata", "locality", "user_agent_name",
                 "user_agent_version", "client_features"}
 
@@ -53,6 +55,8 @@ class Bootstrap:
     source: str = ""
     message: bootstrap_pb2.Bootstrap = field(default_factory=bootstrap_pb2.Bootstrap,
                                              compare=False, repr=False)
+    stats_sinks: tuple[Any, ...] = ()  # proxy.observability.stat_sink.StatSinkConfig
+    stats_flush_interval: float = 5.0  # Envoy's default
 
 
 def ensure_network_filters() -> None:
@@ -98,7 +102,19 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
         ads=ads,
         source=source,
         message=message,
+        stats_sinks=_stats_sinks(message),
+        stats_flush_interval=(seconds(message.stats_flush_interval)
+                              if message.HasField("stats_flush_interval") else 5.0),
     )
+
+
+def _stats_sinks(message: bootstrap_pb2.Bootstrap) -> tuple[Any, ...]:
+    """`stats_sinks`: envoy.stat_sinks.open_telemetry, translated by proxy.observability."""
+    if not message.stats_sinks:
+        return ()
+    from proxy.observability.stat_sink import translate_stats_sinks
+
+    return translate_stats_sinks(message.stats_sinks)
 
 
 def _each(translate: Any, items: Any, prefix: str) -> list[Any]:

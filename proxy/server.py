@@ -29,6 +29,7 @@ from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerManager
 from proxy.model.cluster import Cluster, translate_cluster
 from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
 from proxy.model.listener import Listener, translate_listener
+from proxy.observability.hooks import Observability
 from proxy.stats import Stats
 from proxy.upstream.manager import ClusterManager
 
@@ -97,8 +98,13 @@ class Server:
         self.stats = stats or Stats()
         self.routes = RouteStore()
         self.cluster_manager = ClusterManager(self.stats)
+        self.observability = Observability(
+            self.stats, node_id=bootstrap.node.id, node_cluster=bootstrap.node.cluster,
+            resolve_cluster=self.resolve_cluster,
+            stat_sinks=bootstrap.stats_sinks if serve_traffic else (),
+            stats_flush_interval=bootstrap.stats_flush_interval)
         self.context = ServerContext(self.stats, bootstrap.node, self.cluster_manager,
-                                     self.routes, SecretStore())
+                                     self.routes, SecretStore(), self.observability)
         self.listener_manager = ListenerManager(self.context, reuse_port=reuse_port,
                                                 drain_timeout=drain_timeout)
         self.state = ConfigState()
@@ -121,6 +127,14 @@ class Server:
     def ready(self) -> bool:
         return self.initialized.is_set()
 
+    def resolve_cluster(self, name: str) -> tuple[str, int] | None:
+        """A host of cluster `name` (for exporters configured with envoy_grpc cluster names)."""
+        runtime = self.cluster_manager.get(name)
+        if runtime is None or not runtime.hosts:
+            return None
+        host = runtime.choose_host() or runtime.hosts[0]
+        return host.address, host.port
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self, *, xds: bool = True) -> None:
@@ -140,6 +154,7 @@ class Server:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.listener_manager.close()
         await self.cluster_manager.close()
+        await asyncio.to_thread(self.observability.close)  # bounded drain of exporters
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -5,7 +5,9 @@ api/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto. Supported: `s
 `cluster`, `weighted_clusters` (a cluster picked at random in proportion to its weight, per
 connection), `idle_timeout` (default 1 h, 0 disables), `max_connect_attempts` (default 1; each
 attempt picks a host again), `hash_policy` with `source_ip` (the LB hash key; without it hash
-load balancers pick at random, as Envoy does). Half-close is passed through.
+load balancers pick at random, as Envoy does), `access_log` (proxy.observability: one record
+per connection with bytes, upstream host and response flags NC/UO/UH/UF). Half-close is passed
+through. With OTEL_* tracing configured, a span per connection.
 
 Data path: both sides plain TCP -> proxy.network.splice (zero copy); TLS on either side
 (termination by the chain's transport socket, origination by the cluster's) -> asyncio streams.
@@ -19,7 +21,8 @@ import logging
 import random
 import socket
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
@@ -53,6 +56,7 @@ class TcpProxyConfig:
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT
     max_connect_attempts: int = 1
     hash_source_ip: bool = False
+    access_logs: tuple[Any, ...] = ()  # proxy.observability AccessLogConfig
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -73,7 +77,7 @@ def choose_cluster(clusters: tuple[WeightedCluster, ...], draw: int) -> str:
 def translate_tcp_proxy(message: Message) -> TcpProxyConfig:
     assert isinstance(message, tcp_proxy_pb2.TcpProxy)
     reject_unsupported(message, {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout",
-                                 "max_connect_attempts", "hash_policy"})
+                                 "max_connect_attempts", "hash_policy", "access_log"})
     if not message.stat_prefix:
         raise ConfigError("stat_prefix is required", field="stat_prefix")
     kind = message.WhichOneof("cluster_specifier")
@@ -92,7 +96,15 @@ def translate_tcp_proxy(message: Message) -> TcpProxyConfig:
         if attempts < 1:
             raise ConfigError("must be at least 1", field="max_connect_attempts")
     return TcpProxyConfig(message.stat_prefix, clusters, idle, attempts,
-                          _hash_source_ip(message))
+                          _hash_source_ip(message), _access_logs(message))
+
+
+def _access_logs(message: Any) -> tuple[Any, ...]:
+    if not message.access_log:
+        return ()
+    from proxy.observability.access_log.config import translate_access_logs
+
+    return translate_access_logs(message.access_log, field="access_log")
 
 
 def _weighted(message: Any) -> tuple[WeightedCluster, ...]:
@@ -121,6 +133,19 @@ def _hash_source_ip(message: Any) -> bool:
     return True
 
 
+@dataclass
+class _ConnectionRecord:
+    """What one proxied connection did, for the access log and the span."""
+
+    start_time: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
+    cluster: str = ""
+    upstream_host: str = ""
+    response_flags: list[str] = field(default_factory=list)
+    received: int = 0
+    sent: int = 0
+
+
 class TcpProxyFilter:
     def __init__(self, config: TcpProxyConfig, context: ServerContext) -> None:
         self.config = config
@@ -132,36 +157,72 @@ class TcpProxyFilter:
         self.cx_rx_bytes = stats.counter(scope + "downstream_cx_rx_bytes_total")
         self.cx_tx_bytes = stats.counter(scope + "downstream_cx_tx_bytes_total")
         self.idle_timeouts = stats.counter(scope + "idle_timeout")
+        observability = context.observability
+        self.access_logger = (observability.access_logger(config.access_logs)
+                              if observability is not None and config.access_logs else None)
 
     def __repr__(self) -> str:
         return f"TcpProxyFilter({self.config.stat_prefix} -> {self.config.cluster_names})"
 
     async def on_new_connection(self, connection: DownstreamConnection) -> None:
         self.cx_total.inc()
+        record = _ConnectionRecord()
         upstream = None
+        record.cluster = choose_cluster(self.config.clusters, random.getrandbits(32))
+        span = self._span(connection, record.cluster)
         try:
-            cluster = choose_cluster(self.config.clusters, random.getrandbits(32))
             # tcp_proxy hash_policy source_ip: the LB hash key is the client's address.
             hash_key = hash_of(connection.remote_address[0]) if self.config.hash_source_ip \
                 else None
             try:
-                upstream = await open_upstream(self.context, cluster, hash_key=hash_key,
+                upstream = await open_upstream(self.context, record.cluster, hash_key=hash_key,
                                                attempts=self.config.max_connect_attempts,
                                                downstream=connection)
             except UpstreamConnectError as error:
                 # Connect failures are counted on the cluster (upstream_cx_connect_fail...).
                 if error.no_route:
                     self.cx_no_route.inc()
+                record.response_flags.append(error.response_flag)
                 log.debug("tcp_proxy %s: %s", self.config.stat_prefix, error)
                 return
-            await self._relay(connection, upstream.sock, upstream.ssl_context, upstream.sni)
+            record.upstream_host = f"{upstream.host.address}:{upstream.host.port}"
+            await self._relay(connection, upstream.sock, upstream.ssl_context, upstream.sni,
+                              record)
         finally:
             if upstream is not None:
                 upstream.release()
             connection.sock.close()
+            if self.access_logger is not None or span is not None:
+                self._log(connection, record, span)
+
+    def _span(self, connection: DownstreamConnection, cluster: str) -> Any:
+        observability = self.context.observability
+        if observability is None:
+            return None
+        return observability.tcp_span(None, listener=connection.listener_name, cluster=cluster,
+                                      downstream=connection.remote_address,
+                                      server_name=connection.server_name)
+
+    def _log(self, connection: DownstreamConnection, record: _ConnectionRecord,
+             span: Any) -> None:
+        from proxy.observability.request_info import RequestInfo
+
+        info = RequestInfo(
+            start_time=record.start_time, duration=time.monotonic() - record.started,
+            response_flags=tuple(record.response_flags), upstream_host=record.upstream_host,
+            upstream_cluster=record.cluster, bytes_received=record.received,
+            bytes_sent=record.sent, downstream_remote_address=connection.remote_address,
+            downstream_local_address=connection.local_address,
+            requested_server_name=connection.server_name,
+            connection_id=connection.connection_id)
+        if span is not None:
+            span.finish(info)
+        if self.access_logger is not None:
+            self.access_logger.log(info)
 
     async def _relay(self, connection: DownstreamConnection, upstream_sock: socket.socket,
-                     upstream_ssl: ssl.SSLContext | None, sni: str) -> None:
+                     upstream_ssl: ssl.SSLContext | None, sni: str,
+                     record: _ConnectionRecord) -> None:
         try:
             if connection.server_ssl is None and upstream_ssl is None:
                 relay = SpliceRelay(connection.sock, upstream_sock,
@@ -169,10 +230,12 @@ class TcpProxyFilter:
                 try:
                     await relay.run()
                 finally:
-                    self.cx_rx_bytes.inc(relay.upstream_bound.transferred)
-                    self.cx_tx_bytes.inc(relay.downstream_bound.transferred)
+                    record.received = relay.upstream_bound.transferred
+                    record.sent = relay.downstream_bound.transferred
+                    self.cx_rx_bytes.inc(record.received)
+                    self.cx_tx_bytes.inc(record.sent)
             else:
-                await self._relay_streams(connection, upstream_sock, upstream_ssl, sni)
+                await self._relay_streams(connection, upstream_sock, upstream_ssl, sni, record)
         except RelayClosed as error:
             if "idle" in str(error):
                 self.idle_timeouts.inc()
@@ -183,7 +246,7 @@ class TcpProxyFilter:
 
     async def _relay_streams(self, connection: DownstreamConnection,
                              upstream_sock: socket.socket, upstream_ssl: ssl.SSLContext | None,
-                             sni: str) -> None:
+                             sni: str, record: _ConnectionRecord) -> None:
         down_reader, down_writer = await accepted_streams(connection.sock,
                                                           connection.server_ssl)
         try:
@@ -192,7 +255,7 @@ class TcpProxyFilter:
                 sock=upstream_sock, ssl=upstream_ssl,
                 server_hostname=sni if upstream_ssl else None)
             try:
-                await self._pump_both(down_reader, down_writer, up_reader, up_writer)
+                await self._pump_both(down_reader, down_writer, up_reader, up_writer, record)
             finally:
                 await _close(up_writer)
         except* (OSError, ssl.SSLError, EOFError, _HalfCloseUnsupported):
@@ -202,16 +265,24 @@ class TcpProxyFilter:
 
     async def _pump_both(self, down_reader: asyncio.StreamReader,
                          down_writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
-                         up_writer: asyncio.StreamWriter) -> None:
+                         up_writer: asyncio.StreamWriter, record: _ConnectionRecord) -> None:
         loop = asyncio.get_running_loop()
         idle = self.config.idle_timeout
         async with asyncio.timeout(idle) as deadline:
             def touch() -> None:
                 if idle is not None:
                     deadline.reschedule(loop.time() + idle)
+            def received(size: int) -> None:
+                record.received += size
+                self.cx_rx_bytes.inc(size)
+
+            def sent(size: int) -> None:
+                record.sent += size
+                self.cx_tx_bytes.inc(size)
+
             async with asyncio.TaskGroup() as group:
-                group.create_task(_pump(down_reader, up_writer, touch, self.cx_rx_bytes))
-                group.create_task(_pump(up_reader, down_writer, touch, self.cx_tx_bytes))
+                group.create_task(_pump(down_reader, up_writer, touch, received))
+                group.create_task(_pump(up_reader, down_writer, touch, sent))
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -226,10 +297,10 @@ class _HalfCloseUnsupported(Exception):
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, touch: Any,
-                counter: Any) -> None:
+                count: Any) -> None:
     while data := await reader.read(_READ_SIZE):
         writer.write(data)
-        counter.inc(len(data))
+        count(len(data))
         touch()
         await writer.drain()
     if not writer.can_write_eof():

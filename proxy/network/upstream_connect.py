@@ -26,9 +26,16 @@ from proxy.upstream.lb.base import LbContext
 
 
 class UpstreamConnectError(Exception):
-    def __init__(self, message: str, *, no_route: bool = False) -> None:
+    """No upstream connection; `response_flag` is Envoy's short name for why (access logs):
+    NC cluster not found, UO circuit breaker overflow, UH no healthy host, UF connect failure."""
+
+    def __init__(self, message: str, response_flag: str) -> None:
         super().__init__(message)
-        self.no_route = no_route
+        self.response_flag = response_flag
+
+    @property
+    def no_route(self) -> bool:
+        return self.response_flag == "NC"
 
 
 @dataclass(eq=False)
@@ -55,10 +62,10 @@ async def open_upstream(context: ServerContext, cluster_name: str, *, hash_key: 
     manager = context.cluster_manager
     runtime = manager.get(cluster_name) if manager is not None else None
     if runtime is None:
-        raise UpstreamConnectError(f"unknown cluster {cluster_name!r}", no_route=True)
+        raise UpstreamConnectError(f"unknown cluster {cluster_name!r}", "NC")
     breaker = runtime.circuit_breaker()
     if not breaker.try_acquire(Resource.CONNECTIONS):
-        raise UpstreamConnectError(f"cluster {cluster_name!r}: max_connections reached")
+        raise UpstreamConnectError(f"cluster {cluster_name!r}: max_connections reached", "UO")
     try:
         connection = await _connect_with_attempts(runtime, cluster_name, hash_key, attempts)
         await _send_proxy_header(connection, runtime.config.upstream_tls, downstream)
@@ -77,14 +84,15 @@ async def _send_proxy_header(connection: UpstreamConnection, transport: Any,
     if version is None:
         return
     if downstream is None:
-        raise UpstreamConnectError("PROXY protocol needs the downstream connection")
+        raise UpstreamConnectError("PROXY protocol needs the downstream connection", "UF")
     build = proxy_protocol.build_v2 if version == 2 else proxy_protocol.build_v1
     header = build(downstream.remote_address, downstream.local_address)
     try:
         await asyncio.get_running_loop().sock_sendall(connection.sock, header)
     except OSError as error:
         connection.release()
-        raise UpstreamConnectError(f"sending the PROXY header: {error.strerror}") from error
+        raise UpstreamConnectError(f"sending the PROXY header: {error.strerror}",
+                                   "UF") from error
 
 
 async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int | None,
@@ -94,7 +102,7 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
         host = runtime.choose_host(LbContext(hash_key=hash_key))
         if host is None:
             runtime.stats.counter(f"cluster.{cluster_name}.upstream_cx_none_healthy").inc()
-            raise UpstreamConnectError(f"cluster {cluster_name!r} has no healthy host")
+            raise UpstreamConnectError(f"cluster {cluster_name!r} has no healthy host", "UH")
         try:
             sock = await connect_tcp(host.address, host.port, runtime.config.connect_timeout)
         except TimeoutError:
@@ -111,7 +119,7 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
                                         tls.sni if tls else "")
         connection.on_release.append(functools.partial(runtime.connection_closed, host))
         return connection
-    raise UpstreamConnectError(last_error)
+    raise UpstreamConnectError(last_error, "UF")
 
 
 async def connect_tcp(address: str, port: int, connect_timeout: float) -> socket.socket:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.admin import extract_tags, render_prometheus, route
+from proxy.admin import route
 from proxy.stats import Stats
 
 
@@ -52,20 +52,11 @@ def test_clusters_text_like_envoy() -> None:
 def test_stats_filter_and_prometheus() -> None:
     _, _, body = route(FakeSource(), "/stats?filter=^cluster%5C.")
     assert body == "cluster.backend.upstream_cx_total: 3\n"
-    text = render_prometheus(FakeSource().stats).splitlines()
+    text = route(FakeSource(), "/stats/prometheus")[2].splitlines()
     assert "# TYPE envoy_cluster_upstream_cx_total counter" in text
     assert 'envoy_cluster_upstream_cx_total{envoy_cluster_name="backend"} 3' in text
     assert ('envoy_listener_downstream_cx_active{envoy_listener_address="127.0.0.1_80"} 2'
             in text)
-
-
-def test_tag_extraction_like_envoy() -> None:
-    assert extract_tags("cluster.web.upstream_rq_200") == (
-        "cluster.upstream_rq", [("envoy_cluster_name", "web"), ("envoy_response_code", "200")])
-    assert extract_tags("tcp.ingress.downstream_cx_total") == (
-        "tcp.downstream_cx_total", [("envoy_tcp_prefix", "ingress")])
-    assert extract_tags("listener_manager.listener_added") == (
-        "listener_manager.listener_added", [])
 
 
 def test_unknown_path_is_404_and_listeners_page() -> None:

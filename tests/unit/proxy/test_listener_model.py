@@ -48,10 +48,12 @@ def test_duplicate_matches_are_rejected_like_envoy() -> None:
 
 def test_tcp_proxy_errors_name_the_filter_field() -> None:
     body = listener_dict(chain("a"))
-    body["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = [{"name": "x"}]
+    body["filter_chains"][0]["filters"][0]["typed_config"]["max_downstream_connection_duration"] \
+        = "5s"
     with pytest.raises(ConfigError) as caught:
         build(body)
-    assert caught.value.field == "filter_chains[0].filters[0].typed_config.access_log"
+    assert caught.value.field == \
+        "filter_chains[0].filters[0].typed_config.max_downstream_connection_duration"
 
 
 def test_unknown_network_filter_is_rejected() -> None:
