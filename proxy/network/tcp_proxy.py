@@ -6,7 +6,7 @@ api/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto. Supported: `s
 connection), `idle_timeout` (default 1 h, 0 disables), `max_connect_attempts` (default 1; each
 attempt picks a host again), `hash_policy` with `source_ip` (the LB hash key; without it hash
 load balancers pick at random, as Envoy does), `access_log` (proxy.observability: one record
-per connection with bytes, upstream host and response flags NC/UO/UH/UF). Half-close is passed
+per connection with bytes, upstream host and response flags NC/UO/UH/UF/URX). Half-close is passed
 through. With OTEL_* tracing configured, a span per connection.
 
 Data path: both sides plain TCP -> proxy.network.splice (zero copy); TLS on either side
@@ -182,7 +182,7 @@ class TcpProxyFilter:
                 # Connect failures are counted on the cluster (upstream_cx_connect_fail...).
                 if error.no_route:
                     self.cx_no_route.inc()
-                record.response_flags.append(error.response_flag)
+                record.response_flags.extend(error.response_flags)
                 log.debug("tcp_proxy %s: %s", self.config.stat_prefix, error)
                 return
             record.upstream_host = f"{upstream.host.address}:{upstream.host.port}"

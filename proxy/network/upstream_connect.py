@@ -26,16 +26,17 @@ from proxy.upstream.lb.base import LbContext
 
 
 class UpstreamConnectError(Exception):
-    """No upstream connection; `response_flag` is Envoy's short name for why (access logs):
-    NC cluster not found, UO circuit breaker overflow, UH no healthy host, UF connect failure."""
+    """No upstream connection; `response_flags` are Envoy's short names for why (access logs):
+    NC cluster not found, UO circuit breaker overflow, UH no healthy host, UF connect failure,
+    plus URX when the failures used up max_connect_attempts (Envoy's tcp_proxy sets both)."""
 
-    def __init__(self, message: str, response_flag: str) -> None:
+    def __init__(self, message: str, *response_flags: str) -> None:
         super().__init__(message)
-        self.response_flag = response_flag
+        self.response_flags = response_flags
 
     @property
     def no_route(self) -> bool:
-        return self.response_flag == "NC"
+        return "NC" in self.response_flags
 
 
 @dataclass(eq=False)
@@ -119,7 +120,7 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
                                         tls.sni if tls else "")
         connection.on_release.append(functools.partial(runtime.connection_closed, host))
         return connection
-    raise UpstreamConnectError(last_error, "UF")
+    raise UpstreamConnectError(last_error, "UF", "URX")
 
 
 async def connect_tcp(address: str, port: int, connect_timeout: float) -> socket.socket:
