@@ -25,16 +25,24 @@ class LbContext:
     `hash_key`: a 64-bit hash for RING_HASH/MAGLEV (Envoy's `computeHashKey()`); tcp_proxy
     computes it from the source IP, the HTTP router from its hash policies, both with
     `hash_of(...)`. None: consistent-hash policies fall back to a random pick, like Envoy.
-    `excluded`: hosts the router already tried on this request (retry `previous_hosts`); the
-    balancer avoids them while other hosts remain, and picks among them only if nothing else is
-    available.
+    `excluded`: hosts the router already tried on this request (retry predicate
+    `previous_hosts`). As in Envoy, a pick that lands on an excluded host is re-attempted up to
+    `host_selection_retry_max_attempts` times (retry policy field, Envoy default 1), and the
+    last pick is used if all land on excluded hosts. Re-attempts follow Envoy's per-policy
+    rules (round robin/least request/random pick again; ring hash steps `attempt` entries
+    along the ring; maglev xors the hash with `~0 - attempt + 1`).
     """
 
     hash_key: int | None = None
     excluded: Collection[Host] = field(default_factory=frozenset)
+    host_selection_retry_max_attempts: int = 1
 
     def allows(self, host: Host) -> bool:
         return host not in self.excluded
+
+    @property
+    def attempts(self) -> int:
+        return 1 + self.host_selection_retry_max_attempts if self.excluded else 1
 
 
 def hash_of(data: bytes | str, seed: int = 0) -> int:
@@ -52,12 +60,16 @@ class Picker(Protocol):
 PickerFactory = Callable[[Sequence[Host], random.Random], Picker]
 
 
-def filter_excluded(hosts: Sequence[Host], context: LbContext) -> Sequence[Host]:
-    """The hosts not excluded by `context`, or all of them if that leaves none."""
-    if not context.excluded:
-        return hosts
-    remaining = [host for host in hosts if context.allows(host)]
-    return remaining or hosts
+def pick_with_retries(pick_once: Callable[[int], Host | None],
+                      context: LbContext) -> Host | None:
+    """Envoy's host-selection loop: `pick_once(attempt)` until a host `context` allows, at
+    most `context.attempts` times; the last pick otherwise."""
+    host: Host | None = None
+    for attempt in range(context.attempts):
+        host = pick_once(attempt)
+        if host is None or context.allows(host):
+            return host
+    return host
 
 
 def host_hash_key(host: Host, use_hostname: bool) -> str:

@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 
 from proxy.upstream.host import Host
-from proxy.upstream.lb.base import LbContext, filter_excluded
+from proxy.upstream.lb.base import LbContext, pick_with_retries
 from proxy.upstream.lb.round_robin import EdfScheduler
 
 
@@ -37,24 +37,20 @@ class LeastRequestPicker:
     def pick(self, context: LbContext) -> Host | None:
         if not self.hosts:
             return None
-        if self._scheduler is not None:
-            return self._pick_weighted(context)
-        candidates = filter_excluded(self.hosts, context)
+        once = self._pick_weighted if self._scheduler is not None else self._pick_of_n
+        return pick_with_retries(once, context)
+
+    def _pick_of_n(self, _attempt: int) -> Host:
         best: Host | None = None
         for _ in range(self.choice_count):
-            host = candidates[self._rng.randrange(len(candidates))]
+            host = self.hosts[self._rng.randrange(len(self.hosts))]
             if best is None or host.active_requests < best.active_requests:
                 best = host
+        assert best is not None
         return best
 
-    def _pick_weighted(self, context: LbContext) -> Host:
+    def _pick_weighted(self, _attempt: int) -> Host:
         assert self._scheduler is not None
-        chosen: Host | None = None
-        for _ in range(len(self.hosts)):
-            host, _weight = self._scheduler.pop()
-            self._scheduler.add(host, self._effective_weight(host))
-            chosen = host
-            if context.allows(host):
-                break
-        assert chosen is not None
-        return chosen
+        host, _weight = self._scheduler.pop()
+        self._scheduler.add(host, self._effective_weight(host))
+        return host

@@ -13,7 +13,9 @@ import random
 from collections.abc import Sequence
 
 from proxy.upstream.host import Host
-from proxy.upstream.lb.base import LbContext, hash_of, host_hash_key
+from proxy.upstream.lb.base import LbContext, hash_of, host_hash_key, pick_with_retries
+
+_MASK = 2**64 - 1
 
 
 class MaglevPicker:
@@ -27,16 +29,16 @@ class MaglevPicker:
         if not self.table:
             return None
         key = context.hash_key if context.hash_key is not None else self._rng.getrandbits(64)
-        index = key % len(self.table)
-        host = self.table[index]
-        if not context.excluded or context.allows(host):
-            return host
-        # Retry: probe following slots for a host not tried yet.
-        for step in range(1, len(self.table)):
-            candidate = self.table[(index + step) % len(self.table)]
-            if context.allows(candidate):
-                return candidate
-        return host
+        size = len(self.table)
+        return pick_with_retries(lambda attempt: self.table[_mutate(key, attempt) % size],
+                                 context)
+
+
+def _mutate(key: int, attempt: int) -> int:
+    """Envoy `MaglevTable::chooseHost`: a re-attempt xors the hash with `~0 - attempt + 1`,
+    a value with most bits set, to land far from the first choice."""
+    key &= _MASK
+    return key if attempt == 0 else key ^ ((_MASK - attempt + 1) & _MASK)
 
 
 def build_table(hosts: Sequence[Host], size: int, use_hostname: bool) -> list[Host]:

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 
 from proxy.upstream.host import Host
-from proxy.upstream.lb.base import LbContext, filter_excluded
+from proxy.upstream.lb.base import LbContext, pick_with_retries
 
 
 class RandomPicker:
@@ -15,7 +15,7 @@ class RandomPicker:
         self._rng = rng
 
     def pick(self, context: LbContext) -> Host | None:
-        candidates = filter_excluded(self.hosts, context)
-        if not candidates:
+        if not self.hosts:
             return None
-        return candidates[self._rng.randrange(len(candidates))]
+        return pick_with_retries(
+            lambda _attempt: self.hosts[self._rng.randrange(len(self.hosts))], context)

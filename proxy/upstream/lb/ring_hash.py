@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 
 from proxy.upstream.host import Host
-from proxy.upstream.lb.base import LbContext, hash_of, host_hash_key
+from proxy.upstream.lb.base import LbContext, hash_of, host_hash_key, pick_with_retries
 
 
 class RingHashPicker:
@@ -41,14 +41,10 @@ class RingHashPicker:
         index = bisect.bisect_left(self._hashes, key % 2**64)
         if index == len(self._hashes):
             index = 0
-        if not context.excluded:
-            return self._ring_hosts[index]
-        # Retry: walk the ring to the next point owned by a host not tried yet.
-        for step in range(len(self._hashes)):
-            host = self._ring_hosts[(index + step) % len(self._hashes)]
-            if context.allows(host):
-                return host
-        return self._ring_hosts[index]
+        # Envoy: a re-attempt behaves "as if this host was not in the ring": `attempt` entries
+        # further along (which may still be the same host).
+        return pick_with_retries(
+            lambda attempt: self._ring_hosts[(index + attempt) % len(self._hashes)], context)
 
 
 def build_ring(hosts: Sequence[Host], minimum: int, maximum: int,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 from proxy.upstream.host import Host
-from proxy.upstream.lb.base import LbContext
+from proxy.upstream.lb.base import LbContext, pick_with_retries
 
 T = TypeVar("T")
 
@@ -60,16 +60,9 @@ class RoundRobinPicker:
     def pick(self, context: LbContext) -> Host | None:
         if not self.hosts:
             return None
-        chosen = self._next()
-        # Retries: skip hosts already tried while some other host remains (Envoy re-runs the
-        # pick up to host_selection_retry_max_attempts; we try one full turn).
-        for _ in range(len(self.hosts) - 1):
-            if context.allows(chosen):
-                break
-            chosen = self._next()
-        return chosen
+        return pick_with_retries(self._next, context)
 
-    def _next(self) -> Host:
+    def _next(self, attempt: int = 0) -> Host:
         if self._scheduler is not None:
             return self._scheduler.pick_and_readd()
         host = self.hosts[self._index % len(self.hosts)]

@@ -46,13 +46,16 @@ def test_round_robin_weighted_follows_weights_and_interleaves() -> None:
                    for i in range(56))
 
 
-def test_round_robin_skips_excluded_hosts() -> None:
+def test_round_robin_reattempts_like_envoy() -> None:
     group = hosts(3)
     picker = RoundRobinPicker(group, random.Random(1))
-    context = LbContext(excluded={group[0], group[1]})
-    assert all(picker.pick(context) is group[2] for _ in range(5))
-    # Everything excluded: still returns a host (Envoy falls back to the last pick).
-    assert picker.pick(LbContext(excluded=set(group))) in group
+    order = [picker.pick(LbContext()) for _ in range(3)]
+    # The next pick would be order[0]; excluded, Envoy picks once more (default 1 retry).
+    assert picker.pick(LbContext(excluded={order[0]})) is order[1]
+    # Two excluded in a row with one retry: the last pick is used anyway (Envoy).
+    assert picker.pick(LbContext(excluded={order[2], order[0]})) is order[0]
+    assert picker.pick(LbContext(excluded={order[1], order[2]},
+                                 host_selection_retry_max_attempts=2)) is order[0]
 
 
 def test_random_is_uniform_and_ignores_weights() -> None:
@@ -150,13 +153,30 @@ def test_ring_hash_ring_size_respects_min_max_and_weights() -> None:
     assert len(build_ring(group, 1024, 100, False)) == 100
 
 
-def test_ring_hash_retry_walks_to_another_host() -> None:
+def test_ring_hash_reattempt_steps_along_the_ring() -> None:
     group = hosts(3)
-    picker = RingHashPicker(group, random.Random(1))
-    key = 12345
+    picker = RingHashPicker(group, random.Random(1), minimum_ring_size=16)
+    ring = build_ring(group, 16, 8 * 1024 * 1024, False)
+    key = ring[5][0] - 1  # maps to entry 5
     first = picker.pick(LbContext(hash_key=key))
-    second = picker.pick(LbContext(hash_key=key, excluded={first}))
-    assert second is not first and second in group
+    assert first is ring[5][1]
+    retried = picker.pick(LbContext(hash_key=key, excluded={first},
+                                    host_selection_retry_max_attempts=len(ring)))
+    expected = next(host for _, host in ring[6:] + ring[:5] if host is not first)
+    assert retried is expected
+
+
+def test_maglev_reattempt_xors_the_hash() -> None:
+    group = hosts(3)
+    picker = MaglevPicker(group, random.Random(1), table_size=257)
+    key = 123456789
+    first = picker.pick(LbContext(hash_key=key))
+    assert first is picker.table[key % 257]
+    second = picker.table[(key ^ (2**64 - 1)) % 257]  # attempt 1: ~0 - 1 + 1
+    third = picker.table[(key ^ (2**64 - 2)) % 257]
+    retried = picker.pick(LbContext(hash_key=key, excluded={first},
+                                    host_selection_retry_max_attempts=2))
+    assert retried is (second if second is not first else third)
 
 
 def test_maglev_table_is_full_and_balanced() -> None:
