@@ -90,9 +90,23 @@ async def serve(bootstrap: Bootstrap, *, drain_timeout: float) -> int:
             await admin.start()
         await server.start()
         log.info("pointsman proxy started (node %s)", bootstrap.node.id or "-")
-        await stop.wait()
+        if await first_of(stop, server.startup_failed) is server.startup_failed:
+            print(f"pointsman proxy: {server.startup_error}", file=sys.stderr)
+            return 1
     finally:
         if admin is not None:
             await admin.close()
         await server.close()
     return 0
+
+
+async def first_of(*events: asyncio.Event) -> asyncio.Event:
+    """Wait until one of `events` is set; returns it."""
+    waiters = {asyncio.ensure_future(event.wait()): event for event in events}
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    return waiters[next(iter(done))]

@@ -25,7 +25,7 @@ from protos.loader import unpack_any
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from proxy.bootstrap import Bootstrap, ensure_network_filters
 from proxy.context import ServerContext
-from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerManager
+from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerBindError, ListenerManager
 from proxy.model.cluster import Cluster, translate_cluster
 from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
 from proxy.model.listener import Listener, translate_listener
@@ -111,6 +111,8 @@ class Server:
         self.static_listeners = {item.name: item for item in bootstrap.listeners}
         self.static_clusters = {item.name: item for item in bootstrap.clusters}
         self.initialized = asyncio.Event()
+        self.startup_failed = asyncio.Event()
+        self.startup_error = ""
         self.initial_fetch_timeout = initial_fetch_timeout if initial_fetch_timeout is not None \
             else (bootstrap.ads.initial_fetch_timeout if bootstrap.ads else 0.0)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -169,7 +171,14 @@ class Server:
                 log.warning("initial fetch timeout: starting listeners with what is known")
                 break
             await asyncio.sleep(0.02)
-        self.listener_manager.apply(self._all_listeners())
+        try:
+            self.listener_manager.apply(self._all_listeners())
+        except ListenerBindError as error:
+            # Envoy exits when a listener of the initial config cannot bind.
+            self.startup_error = (f"listener {error.listener!r}: cannot listen on "
+                                  f"{error.address[0]}:{error.address[1]}: {error.strerror}")
+            self.startup_failed.set()
+            return
         self.initialized.set()
 
     def _warm(self) -> bool:
@@ -253,6 +262,8 @@ class Server:
             if name in self.static_listeners:
                 raise ConfigError("a static listener has this name", resource=name,
                                   source="LDS")
+        _check_distinct_addresses({**self.static_listeners,
+                                   **{name: item.model for name, item in translated.items()}})
         self._serve_warm_listeners({name: item.model for name, item in translated.items()})
         self.state.resources[LISTENER] = translated
 
@@ -272,8 +283,9 @@ class Server:
                 serving[name] = active[name]
         try:
             self.listener_manager.apply(serving)
-        except OSError as error:
-            raise ConfigError(f"cannot listen: {error.strerror}", source="LDS",
+        except ListenerBindError as error:
+            raise ConfigError(f"cannot listen on {error.address[0]}:{error.address[1]}: "
+                              f"{error.strerror}", source="LDS", resource=error.listener,
                               field="address") from error
 
     def _apply_clusters(self, translated: dict[str, DynamicResource]) -> None:
@@ -324,6 +336,20 @@ class Server:
             {"@type": prefix + "RoutesConfigDump",
              "dynamic_route_configs": dynamic(ROUTE_CONFIGURATION, "route_config")},
         ]}
+
+
+def _check_distinct_addresses(listeners: dict[str, Listener]) -> None:
+    """Envoy refuses two listeners on one address ("has duplicate address"); with
+    SO_REUSEPORT (workers) the second bind would not fail, so check by name first."""
+    seen: dict[tuple[str, int], str] = {}
+    for name, listener in sorted(listeners.items()):
+        if listener.address[1] == 0:
+            continue
+        if listener.address in seen:
+            raise ConfigError(f"duplicate address {listener.address[0]}:{listener.address[1]} "
+                              f"(listener {seen[listener.address]!r} has it)", source="LDS",
+                              resource=name, field="address")
+        seen[listener.address] = name
 
 
 def _translate_route(message: Message) -> Any:

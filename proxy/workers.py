@@ -34,6 +34,7 @@ from protos.loader import pack_any
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
+from proxy.main import first_of
 from proxy.server import Server, ServerAdminSource
 from proxy.stats import Stats
 
@@ -47,6 +48,7 @@ _STATE_GAUGE_SUFFIXES = (
 )
 _REPLAY_ORDER = (CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION)
 _RESTART_DELAY = 0.5
+STARTUP_FAILED = 3  # a worker's exit status when its listeners cannot start
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -132,6 +134,7 @@ class WorkerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._merged = Stats()
         self._closing = False
+        self.fatal = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"WorkerPool({self.workers})"
@@ -176,6 +179,9 @@ class WorkerPool:
         # A worker died: reap it and start a replacement, which gets the current config.
         assert worker.process is not None
         code = await worker.process.wait()
+        if code == STARTUP_FAILED:  # the config cannot start (a port in use): give up
+            self.fatal.set()
+            return
         log.error("worker %d exited with %s; restarting it", worker.index, code)
         if worker.writer is not None:
             worker.writer.close()
@@ -254,7 +260,8 @@ async def _parent(config_path: Path, bootstrap: Bootstrap, count: int,
             admin = AdminServer(pool, bootstrap.admin_address)
             await admin.start()
         await pool.start()
-        await stop.wait()
+        if await first_of(stop, pool.fatal) is pool.fatal:
+            return 1
     finally:
         if admin is not None:
             await admin.close()
@@ -278,14 +285,18 @@ async def _worker(fd: int, config_path: Path, drain_timeout: float) -> int:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(_announce_ready(server, writer)),
                      group.create_task(_serve_parent(server, source, reader, writer)),
-                     group.create_task(stop.wait())]
-            # Until the parent goes away (EOF) or asks us to stop (SIGTERM).
+                     group.create_task(stop.wait()),
+                     group.create_task(server.startup_failed.wait())]
+            # Until the parent goes away (EOF), asks us to stop (SIGTERM), or start-up failed.
             await asyncio.wait(tasks[1:], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
     finally:
         writer.close()
         await server.close()
+    if server.startup_failed.is_set():
+        print(f"pointsman proxy worker: {server.startup_error}", file=sys.stderr)
+        return STARTUP_FAILED
     return 0
 
 

@@ -36,6 +36,15 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class ListenerBindError(OSError):
+    """A listener's address could not be bound; nothing of the update was applied."""
+
+    def __init__(self, listener: str, address: tuple[str, int], error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.listener = listener
+        self.address = address
+
+
 @dataclass(eq=False)
 class _Generation:
     """One version of a listener's config and the connections accepted under it."""
@@ -284,7 +293,10 @@ class ListenerManager:
                     continue
                 new = ActiveListener(model, self.context, reuse_port=self.reuse_port,
                                      drain_timeout=self.drain_timeout)
-                new.bind()  # raises OSError before any change is made
+                try:
+                    new.bind()  # fails before any change is made
+                except OSError as error:
+                    raise ListenerBindError(name, model.address, error) from error
                 starting.append(new)
         except BaseException:
             for new in starting:

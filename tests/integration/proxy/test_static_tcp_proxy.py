@@ -65,3 +65,24 @@ def test_unsupported_field_stops_start_up_naming_it(tmp_path) -> None:
     output = proxy.output()
     assert "use_original_dst" in output
     assert "l4" in output
+
+
+def test_port_in_use_stops_start_up() -> None:
+    import socket as socket_module
+
+    taken = socket_module.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    bootstrap = {"static_resources": {
+        "listeners": [listener("busy", port, [{"filters": [tcp_proxy("backend")]}])],
+        "clusters": [static_cluster("backend", [1])],
+    }}
+    try:
+        for concurrency in ("1", "2"):
+            proxy = Pointsman(bootstrap, extra_args=("--concurrency", concurrency))
+            try:
+                assert proxy.popen.wait(30) == 1
+            finally:
+                proxy.stop()
+            assert "busy" in proxy.output() and "in use" in proxy.output()
+    finally:
+        taken.close()

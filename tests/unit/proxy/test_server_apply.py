@@ -69,3 +69,21 @@ def test_unknown_type_is_rejected() -> None:
         new_server().apply("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
                            "Secret", "1", ())
     assert list(new_server().wanted_names(ROUTE_CONFIGURATION)) == []
+
+
+def test_two_listeners_on_one_address_are_refused() -> None:
+    from envoy.config.listener.v3 import listener_pb2
+
+    from protos.registry import LISTENER
+    from tests.unit.proxy.listener_helpers import chain, listener_dict
+
+    def packed(name: str) -> Any:
+        body = listener_dict(chain("backend"))
+        body["name"] = name
+        return pack_any(parse_message(body, listener_pb2.Listener))
+
+    with pytest.raises(ConfigError) as caught:
+        new_server().apply(LISTENER, "1", (packed("first"), packed("second")))
+    assert caught.value.resource == "second"
+    assert caught.value.field == "address"
+    assert "duplicate address" in str(caught.value)
