@@ -13,7 +13,7 @@ from typing import Literal
 
 from proxy.model.route import RetryPolicy
 
-Failure = Literal["connect_failure", "reset", "refused_stream", "per_try_timeout"]
+Failure = Literal["connect_failure", "reset", "refused_stream", "per_try_timeout", "overflow"]
 
 _GRPC_CONDITIONS = {1: "cancelled", 4: "deadline-exceeded", 8: "resource-exhausted",
                     13: "internal", 14: "unavailable"}
@@ -33,6 +33,8 @@ def status_is_retriable(policy: RetryPolicy, status: int, grpc_status: int | Non
 
 
 def failure_is_retriable(policy: RetryPolicy, failure: Failure) -> bool:
+    if failure == "overflow":
+        return False  # a circuit breaker said no: retrying would defeat it
     on = policy.retry_on
     if on & {"5xx", "gateway-error"}:
         return True  # Envoy counts a reset/connect failure/per-try timeout as a 5xx

@@ -37,6 +37,7 @@ from proxy.model.route import (
     Route,
     RouteConfig,
 )
+from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.lb.base import LbContext
 from proxy.upstream.pools import ConnectFailedError, PoolManager, PoolOverflowError
 from proxy.upstream.pools.base import UpstreamStream
@@ -44,6 +45,8 @@ from proxy.upstream.pools.base import UpstreamStream
 RETRY_BUFFER_LIMIT = 64 * 1024  # Envoy's per_request_buffer_limit_bytes default for retries
 CONNECT_FAILURE_TEXT = ("upstream connect error or disconnect/reset before headers. "
                         "reset reason: remote connection failure")
+OVERFLOW_TEXT = ("upstream connect error or disconnect/reset before headers. "
+                 "reset reason: overflow")
 RESET_TEXT = ("upstream connect error or disconnect/reset before headers. "
               "reset reason: connection termination")
 
@@ -84,6 +87,27 @@ class _Plan:
     set_cookie: str | None
     timeout: float | None
     response_levels: list[HeaderMutations]
+
+
+class _RetryBudget:
+    """The cluster's max_retries circuit breaker: a retry holds one slot from the decision to
+    retry until that retry's attempt is over (Envoy counts retries in flight)."""
+
+    def __init__(self, breaker: Any) -> None:
+        self.breaker = breaker
+        self.holding = False
+
+    def acquire(self) -> bool:
+        self.release()  # the previous retry, if any, is over
+        if self.breaker is None:
+            return True
+        self.holding = self.breaker.try_acquire(Resource.RETRIES)
+        return self.holding
+
+    def release(self) -> None:
+        if self.holding:
+            self.breaker.release(Resource.RETRIES)
+            self.holding = False
 
 
 class _BodyReplay:
@@ -208,50 +232,72 @@ class Router:
         retries = RetryState(retry_policy, self.rng)
         replay = _BodyReplay(downstream.body)
         tried: list[Any] = []
-        while True:
-            excluded = tried if retry_policy and retry_policy.avoid_previous_hosts else ()
-            host = plan.runtime.choose_host(LbContext(hash_key=plan.hash_key, excluded=excluded))
-            if host is None:
-                stream.set_flag("UH")
-                await downstream.send_local_reply(LocalReply(
-                    503, "no healthy upstream", details="no_healthy_upstream"))
-                return
-            tried.append(host)
-            stream.attempt_count += 1
-            stream.upstream_host = f"{host.address}:{host.port}"
-            stream.upstream_address = (host.address, host.port)
-            try:
-                outcome = await self._one_attempt(stream, plan, host, replay, retries,
-                                                  downstream)
-            except _AttemptFailed as failed:
-                stream.set_flag(failed.flag)
-                can_replay = replay.replayable
-                if can_replay and retries.should_retry_failure(failed.failure):
+        budget = _RetryBudget(plan.runtime.circuit_breaker()
+                              if hasattr(plan.runtime, "circuit_breaker") else None)
+        try:
+            while True:
+                excluded = tried if retry_policy and retry_policy.avoid_previous_hosts else ()
+                host = plan.runtime.choose_host(LbContext(hash_key=plan.hash_key,
+                                                          excluded=excluded))
+                if host is None:
+                    stream.set_flag("UH")
+                    await downstream.send_local_reply(LocalReply(
+                        503, "no healthy upstream", details="no_healthy_upstream"))
+                    return
+                tried.append(host)
+                stream.attempt_count += 1
+                stream.upstream_host = f"{host.address}:{host.port}"
+                stream.upstream_address = (host.address, host.port)
+                failed: _AttemptFailed | None = None
+                try:
+                    outcome = await self._one_attempt(stream, plan, host, replay, retries,
+                                                      downstream, budget)
+                except _AttemptFailed as error:
+                    failed, outcome = error, "failed"
+                    stream.set_flag(error.flag)
+                if outcome == "retry" or (
+                    failed is not None and replay.replayable
+                    and retries.should_retry_failure(failed.failure) and budget.acquire()
+                ):
                     await asyncio.sleep(retries.next_backoff())
                     continue
+                if failed is None:
+                    return  # the response went downstream
                 if retries.policy is not None and retries.remaining == 0:
                     stream.set_flag("URX")
                 status = 504 if failed.failure == "per_try_timeout" else 503
                 await downstream.send_local_reply(LocalReply(status, failed.text,
                                                              details=failed.flag))
                 return
-            if outcome == "retry":
-                await asyncio.sleep(retries.next_backoff())
-                continue
-            return
+        finally:
+            budget.release()
 
     async def _one_attempt(self, stream: HttpStream, plan: _Plan, host: Any,
                            replay: _BodyReplay, retries: RetryState,
-                           downstream: Downstream) -> str:
+                           downstream: Downstream, budget: _RetryBudget) -> str:
         runtime = plan.runtime
         per_try = retries.policy.per_try_timeout if retries.policy else None
+        breaker = runtime.circuit_breaker() if hasattr(runtime, "circuit_breaker") else None
+        if breaker is not None and not breaker.try_acquire(Resource.REQUESTS):
+            raise _AttemptFailed("overflow", "UO", OVERFLOW_TEXT)
+        try:
+            return await self._attempt_with_request_slot(stream, plan, host, replay, retries,
+                                                         downstream, per_try, budget)
+        finally:
+            if breaker is not None:
+                breaker.release(Resource.REQUESTS)
+
+    async def _attempt_with_request_slot(self, stream: HttpStream, plan: _Plan, host: Any,
+                                         replay: _BodyReplay, retries: RetryState,
+                                         downstream: Downstream, per_try: float | None,
+                                         budget: _RetryBudget) -> str:
+        runtime = plan.runtime
         try:
             upstream = await self.pools.new_stream(runtime, host)
         except ConnectFailedError as error:
             raise _AttemptFailed("connect_failure", "UF", CONNECT_FAILURE_TEXT) from error
         except PoolOverflowError as error:
-            raise _AttemptFailed("reset", "UO", "upstream connect error or disconnect/reset "
-                                 "before headers. reset reason: overflow") from error
+            raise _AttemptFailed("overflow", "UO", OVERFLOW_TEXT) from error
         runtime.request_started(host)
         started = time.monotonic()
         status: int | None = None
@@ -294,7 +340,8 @@ class Router:
                     from None
             status = response.head.status
             grpc_status = _grpc_status(response.head.headers)
-            if retries.should_retry_status(status, grpc_status) and replay.replayable:
+            if retries.should_retry_status(status, grpc_status) and replay.replayable \
+                    and budget.acquire():
                 upstream.reset()
                 runtime.request_finished(host, http_status=status)
                 if pump is not None:

@@ -153,3 +153,21 @@ async def test_stream_idle_timeout_gives_408(backends) -> None:  # type: ignore[
         route_idle = await client.request("GET", "/route-idle",
                                           headers=[("x-echo-delay", "3")])
         assert route_idle.status == 408
+
+
+async def test_max_requests_circuit_breaker_overflows_with_503(backends) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    backend = backends("a")
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "a"}})
+    cluster = static_cluster("a", [backend.port], circuit_breakers={"thresholds": [
+        {"priority": "DEFAULT", "max_requests": 1}]})
+    async with Sidecar(hcm(routes), [cluster]) as sidecar, H1Client(sidecar.port) as first, \
+            H1Client(sidecar.port) as second:
+        slow = asyncio.create_task(first.request("GET", "/", headers=[("x-echo-delay", "0.5")]))
+        await asyncio.sleep(0.2)
+        refused = await second.request("GET", "/")
+        assert (await slow).status == 200
+    assert refused.status == 503
+    assert refused.body.endswith(b"reset reason: overflow")
+    assert sidecar.counter("cluster.a.upstream_rq_pending_overflow") == 1
