@@ -101,13 +101,16 @@ class PoolManager:
         pool = self._pools.get(key)
         if pool is None or pool.closed:
             timeout = float(getattr(cluster, "connect_timeout", 5.0))
+            # Cluster per_connection_buffer_limit_bytes bounds what one response may queue.
+            limit = int(getattr(cluster, "per_connection_buffer_limit_bytes", 1024 * 1024))
             if http2:
                 pool = Http2Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni,
-                                 max_concurrent_streams=protocol.max_concurrent_streams)
+                                 max_concurrent_streams=protocol.max_concurrent_streams,
+                                 buffer_limit=limit)
             else:
                 pool = Http1Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
-                                 server_hostname=sni)
+                                 server_hostname=sni, buffer_limit=limit)
             self._pools[key] = pool
         return pool
 

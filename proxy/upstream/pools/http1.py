@@ -144,7 +144,8 @@ class Http1Pool:
 
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                 max_idle: int = 64) -> None:
+                 max_idle: int = 64, buffer_limit: int = 1024 * 1024) -> None:
+        self.buffer_limit = buffer_limit
         self.runtime = runtime
         self.host = host
         self.connect_timeout = connect_timeout
@@ -166,6 +167,7 @@ class Http1Pool:
 
     def _start(self, connection: Http1Connection) -> Http1Stream:
         stream = Http1Stream(self.host, connection)
+        stream.high_watermark = self.buffer_limit
         connection.stream = stream
         self.busy.add(connection)
         return stream

@@ -128,6 +128,7 @@ class Http2Connection(asyncio.Protocol):
     def open_stream(self) -> Http2Stream:
         stream_id = self.codec.new_stream_id()
         stream = Http2Stream(self.pool.host, self, stream_id)
+        stream.high_watermark = self.pool.buffer_limit
         self.streams[stream_id] = stream
         return stream
 
@@ -219,7 +220,9 @@ async def send_flow_controlled(codec: Http2Codec, stream_id: int, data: bytes, e
 class Http2Pool:
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                 max_concurrent_streams: int | None = None) -> None:
+                 max_concurrent_streams: int | None = None,
+                 buffer_limit: int = 1024 * 1024) -> None:
+        self.buffer_limit = buffer_limit
         self.runtime = runtime
         self.host = host
         self.connect_timeout = connect_timeout
