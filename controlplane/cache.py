@@ -10,6 +10,7 @@ the same set share one serialisation; only the nonce is appended per client.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +41,12 @@ class CachedResource:
         packed = any_pb2.Any(type_url=type_url, value=message.SerializeToString(deterministic=True))
         digest = hashlib.blake2b(packed.value, digest_size=8).hexdigest()
         return cls(type_url, name, digest, packed)
+
+    @functools.cached_property
+    def delta_bytes(self) -> bytes:
+        """This resource as a serialised discovery `Resource` (delta xDS), made once."""
+        return discovery_pb2.Resource(name=self.name, version=self.version,
+                                      resource=self.packed).SerializeToString()
 
     def __repr__(self) -> str:
         return f"CachedResource({self.name!r}, {self.version})"
@@ -197,6 +204,21 @@ class ResponseEncoder:
         else:
             self._memo.move_to_end(key)
         return body + self.NONCE_FIELD_TAG + _varint(len(nonce)) + nonce.encode()
+
+
+def encode_delta_response(type_url: str, version: str, resources: tuple[CachedResource, ...],
+                          removed: tuple[str, ...], nonce: str) -> bytes:
+    """DeltaDiscoveryResponse bytes from each resource's pre-serialised `Resource`."""
+    parts = [_length_delimited(1, version.encode())]  # system_version_info
+    parts += [_length_delimited(2, resource.delta_bytes) for resource in resources]
+    parts.append(_length_delimited(4, type_url.encode()))
+    parts += [_length_delimited(6, name.encode()) for name in removed]  # removed_resources
+    parts.append(_length_delimited(5, nonce.encode()))
+    return b"".join(parts)
+
+
+def _length_delimited(field_number: int, payload: bytes) -> bytes:
+    return bytes([(field_number << 3) | 2]) + _varint(len(payload)) + payload
 
 
 def _varint(value: int) -> bytes:

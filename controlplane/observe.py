@@ -16,16 +16,18 @@ from typing import Any, Protocol
 
 from controlplane import logs
 from controlplane.cache import SnapshotCache, group_for
+from controlplane.protocol.delta import DeltaStream, DeltaSubscription
 from controlplane.protocol.events import (
     Acked,
     Action,
+    DeltaPush,
     Nacked,
     NodeIdentified,
     Push,
     StaleNonceIgnored,
     Subscribed,
 )
-from controlplane.protocol.sotw import SotwStream
+from controlplane.protocol.sotw import SotwStream, Subscription
 from controlplane.resources import BY_TYPE_URL
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -53,7 +55,7 @@ class Histogram:
 
 @dataclass
 class StreamRecord:
-    stream: SotwStream
+    stream: SotwStream | DeltaStream
     service: str
     peer: str
     connected_at: float
@@ -89,7 +91,7 @@ class Observer:
         self.push_latency = Histogram()
         self._ids = itertools.count(1)
 
-    def opened(self, stream: SotwStream, service: str, peer: str) -> int:
+    def opened(self, stream: SotwStream | DeltaStream, service: str, peer: str) -> int:
         stream_id = next(self._ids)
         self.streams[stream_id] = StreamRecord(stream, service, peer, time.time())
         return stream_id
@@ -120,11 +122,15 @@ class Observer:
             hook.record(stream_id, node, actions)
 
     def _record_one(self, stream_id: int, node: str, action: Action) -> None:
-        if isinstance(action, Push):
+        if isinstance(action, Push | DeltaPush):
             kind = _short(action.type_url)
             self.pushes[kind] = self.pushes.get(kind, 0) + 1
-            logs.event("push", stream=stream_id, node=node, type=kind, version=action.version,
-                       nonce=action.nonce, resources=len(action.resources))
+            fields: dict[str, Any] = {"stream": stream_id, "node": node, "type": kind,
+                                      "version": action.version, "nonce": action.nonce,
+                                      "resources": len(action.resources)}
+            if isinstance(action, DeltaPush) and action.removed:
+                fields["removed"] = list(action.removed)[:20]
+            logs.event("push", **fields)
         elif isinstance(action, Acked):
             kind = _short(action.type_url)
             self.acks[kind] = self.acks.get(kind, 0) + 1
@@ -161,7 +167,8 @@ class Observer:
         stream = record.stream
         node = stream.node
         subscriptions = {}
-        for type_url, sub in sorted(stream.subscriptions.items()):
+        states: dict[str, Subscription | DeltaSubscription] = dict(stream.subscriptions)
+        for type_url, sub in sorted(states.items()):
             nack = sub.last_nack
             subscriptions[_short(type_url)] = {
                 "wildcard": sub.wildcard,

@@ -1,4 +1,5 @@
-"""grpcio aio servicers: ADS and the per-type discovery services. No protocol logic here.
+"""grpcio aio servicers: ADS and the per-type discovery services, state-of-the-world and delta
+(incremental). No protocol logic here.
 
 Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items, the
 cache watch adds a "snapshot changed" item (coalesced), and the loop feeds them to a sans-I/O
@@ -15,28 +16,25 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import ResponseEncoder, SnapshotCache
+from controlplane.cache import ResponseEncoder, SnapshotCache, encode_delta_response
 from controlplane.logs import now
 from controlplane.observe import Observer
-from controlplane.protocol.events import ProtocolError, Push
+from controlplane.protocol.delta import DeltaStream
+from controlplane.protocol.events import DeltaPush, ProtocolError, Push
 from controlplane.protocol.sotw import SotwStream
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
-# service -> (its type, or "" for ADS which serves them all; stream method; unary fetch method)
-SERVICES: dict[str, tuple[str, str, str]] = {
-    "envoy.service.discovery.v3.AggregatedDiscoveryService":
-        ("", "StreamAggregatedResources", ""),
-    "envoy.service.cluster.v3.ClusterDiscoveryService":
-        (CLUSTER.type_url, "StreamClusters", "FetchClusters"),
-    "envoy.service.endpoint.v3.EndpointDiscoveryService":
-        (ENDPOINT.type_url, "StreamEndpoints", "FetchEndpoints"),
-    "envoy.service.listener.v3.ListenerDiscoveryService":
-        (LISTENER.type_url, "StreamListeners", "FetchListeners"),
-    "envoy.service.route.v3.RouteDiscoveryService":
-        (ROUTE.type_url, "StreamRoutes", "FetchRoutes"),
-    "envoy.service.secret.v3.SecretDiscoveryService":
-        (SECRET.type_url, "StreamSecrets", "FetchSecrets"),
+# service -> (its type, or "" for ADS which serves them all; its method prefix). Methods are
+# Stream<X> (SotW), Delta<X> (incremental) and Fetch<X> (unary; not on ADS).
+SERVICES: dict[str, tuple[str, str]] = {
+    "envoy.service.discovery.v3.AggregatedDiscoveryService": ("", "AggregatedResources"),
+    "envoy.service.cluster.v3.ClusterDiscoveryService": (CLUSTER.type_url, "Clusters"),
+    "envoy.service.endpoint.v3.EndpointDiscoveryService": (ENDPOINT.type_url, "Endpoints"),
+    "envoy.service.listener.v3.ListenerDiscoveryService": (LISTENER.type_url, "Listeners"),
+    "envoy.service.route.v3.RouteDiscoveryService": (ROUTE.type_url, "Routes"),
+    "envoy.service.secret.v3.SecretDiscoveryService": (SECRET.type_url, "Secrets"),
 }
+XdsStream = SotwStream | DeltaStream
 
 _SNAPSHOT_CHANGED = object()
 _END = object()
@@ -47,7 +45,7 @@ def _already_bytes(data: bytes) -> bytes:
 
 
 class DiscoveryServer:
-    """Serves state-of-the-world xDS from `cache`; reports every action to `observer`."""
+    """Serves SotW and delta xDS from `cache`; reports every action to `observer`."""
 
     def __init__(self, cache: SnapshotCache, observer: Observer) -> None:
         self.cache = cache
@@ -56,18 +54,31 @@ class DiscoveryServer:
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
-        for service, (type_url, stream_method, fetch_method) in SERVICES.items():
-            methods = {stream_method: grpc.stream_stream_rpc_method_handler(
-                self._stream_behaviour(service, type_url),
-                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                response_serializer=_already_bytes)}
-            if fetch_method:
-                methods[fetch_method] = grpc.unary_unary_rpc_method_handler(
+        for service, (type_url, suffix) in SERVICES.items():
+            short = service.rsplit(".", 1)[-1]
+            methods = {
+                f"Stream{suffix}": grpc.stream_stream_rpc_method_handler(
+                    self._stream_behaviour(SotwStream, short, type_url),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=_already_bytes),
+                f"Delta{suffix}": grpc.stream_stream_rpc_method_handler(
+                    self._stream_behaviour(DeltaStream, f"{short}(delta)", type_url),
+                    request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                    response_serializer=_already_bytes)}
+            if type_url:
+                methods[f"Fetch{suffix}"] = grpc.unary_unary_rpc_method_handler(
                     self._fetch_behaviour(type_url),
                     request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
                     response_serializer=_already_bytes)
             handlers.append(grpc.method_handlers_generic_handler(service, methods))
         return handlers
+
+    def encode(self, action: Push | DeltaPush) -> bytes:
+        if isinstance(action, DeltaPush):
+            return encode_delta_response(action.type_url, action.version, action.resources,
+                                         action.removed, action.nonce)
+        return self.encoder.encode(action.type_url, action.version, action.resources,
+                                   action.content_key, action.nonce)
 
     def _fetch_behaviour(self, type_url: str
                          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:
@@ -83,24 +94,22 @@ class DiscoveryServer:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
             for action in actions:
                 if isinstance(action, Push):
-                    return self.encoder.encode(action.type_url, action.version, action.resources,
-                                               action.content_key, action.nonce)
+                    return self.encode(action)
             typed = stream.resolve_snapshot().of_type(type_url)
             return discovery_pb2.DiscoveryResponse(version_info=typed.version,
                                                    type_url=type_url).SerializeToString()
         return fetch
 
-    def _stream_behaviour(self, service: str, type_url: str
+    def _stream_behaviour(self, kind: type[XdsStream], service: str, type_url: str
                           ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
         allowed = (type_url,) if type_url else None
 
         async def behaviour(_requests: Any, context: grpc.aio.ServicerContext) -> None:
-            stream = SotwStream(self.cache.snapshot_for, allowed_types=allowed,
-                                default_type=type_url)
-            await self.serve_stream(stream, context, service.rsplit(".", 1)[-1])
+            stream = kind(self.cache.snapshot_for, allowed_types=allowed, default_type=type_url)
+            await self.serve_stream(stream, context, service)
         return behaviour
 
-    async def serve_stream(self, stream: SotwStream, context: grpc.aio.ServicerContext,
+    async def serve_stream(self, stream: XdsStream, context: grpc.aio.ServicerContext,
                            service: str) -> None:
         inbox: asyncio.Queue[object] = asyncio.Queue()
         change_pending = False
@@ -121,18 +130,15 @@ class DiscoveryServer:
                         change_pending = False
                         actions = stream.snapshot_changed(now())
                     else:
-                        assert isinstance(item, discovery_pb2.DiscoveryRequest)
                         try:
-                            actions = stream.receive(item, now())
+                            actions = stream.receive(item, now())  # type: ignore[arg-type]
                         except ProtocolError as error:
                             reader.cancel()
                             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
                     self.observer.record(stream_id, actions)
                     for action in actions:
-                        if isinstance(action, Push):
-                            await context.write(self.encoder.encode(  # type: ignore[arg-type]
-                                action.type_url, action.version, action.resources,
-                                action.content_key, action.nonce))
+                        if isinstance(action, Push | DeltaPush):
+                            await context.write(self.encode(action))  # type: ignore[arg-type]
         finally:
             cancel_watch()
             self.observer.closed(stream_id)

@@ -29,6 +29,21 @@ class Push:
 
 
 @dataclass(frozen=True)
+class DeltaPush:
+    """Send one DeltaDiscoveryResponse: changed resources and names removed (or absent)."""
+
+    type_url: str
+    version: str  # system_version_info: the type's snapshot version, for debugging only
+    nonce: str
+    resources: tuple[CachedResource, ...]
+    removed: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        return (f"DeltaPush({self.type_url.rsplit('.', 1)[-1]}, nonce={self.nonce}, "
+                f"{len(self.resources)} resources, removed={list(self.removed)})")
+
+
+@dataclass(frozen=True)
 class NodeIdentified:
     node: base_pb2.Node
 
@@ -62,4 +77,4 @@ class StaleNonceIgnored:
     nonce: str
 
 
-Action = Push | NodeIdentified | Subscribed | Acked | Nacked | StaleNonceIgnored
+Action = Push | DeltaPush | NodeIdentified | Subscribed | Acked | Nacked | StaleNonceIgnored

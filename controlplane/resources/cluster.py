@@ -22,6 +22,12 @@ def eds_service_name(cluster: cluster_pb2.Cluster) -> str:
     return cluster.eds_cluster_config.service_name or cluster.name
 
 
+def eds_service_name_of_packed(value: bytes) -> str | None:
+    """The ClusterLoadAssignment name of a serialised cluster, None when it is not EDS."""
+    cluster = Cluster.FromString(value)
+    return eds_service_name(cluster) if cluster.type == Cluster.EDS else None
+
+
 def references(message: Message) -> list[Reference]:
     assert isinstance(message, Cluster)
     found = find_references(message)

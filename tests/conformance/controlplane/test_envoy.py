@@ -22,11 +22,12 @@ from tests.unit.controlplane.builders import ADS, cluster, endpoints, listener, 
 pytestmark = pytest.mark.conformance
 
 
-def ads_bootstrap(xds_port: int) -> dict[str, Any]:
+def ads_bootstrap(xds_port: int, api_type: str = "GRPC") -> dict[str, Any]:
+    """ADS bootstrap; api_type GRPC is state of the world, DELTA_GRPC incremental."""
     return {
         "node": {"id": "envoy-1", "cluster": "conformance"},
         "dynamic_resources": {
-            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+            "ads_config": {"api_type": api_type, "transport_api_version": "V3",
                            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
             "cds_config": ADS, "lds_config": ADS},
         "static_resources": {"clusters": [{
@@ -57,7 +58,8 @@ def wait_for_body(envoy: Envoy, port: int, path: str, expected: str, timeout: fl
     return time.monotonic() - start
 
 
-def test_envoy_routes_by_ads_and_follows_a_file_edit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+def test_envoy_routes_by_ads_and_follows_a_file_edit(tmp_path: Path, api_type: str) -> None:
     config = tmp_path / "mesh.yaml"
     listen = free_port()
     with http_backend("web-1") as web1, http_backend("web-2") as web2, \
@@ -66,7 +68,7 @@ def test_envoy_routes_by_ads_and_follows_a_file_edit(tmp_path: Path) -> None:
                                  listener("http", "main", listen), route("main", "web")])
         with ControlPlane(config) as control:
             control.wait_ready()
-            with Envoy(ads_bootstrap(control.port), name="envoy-ads") as envoy:
+            with Envoy(ads_bootstrap(control.port, api_type), name="envoy-ads") as envoy:
                 envoy.wait_ready()
                 wait_for_body(envoy, listen, "/web", "web-1", 30)
 
@@ -79,8 +81,24 @@ def test_envoy_routes_by_ads_and_follows_a_file_edit(tmp_path: Path) -> None:
                 assert get_body(listen, "/web") == "web-2"
                 assert took < 10, f"edit took {took:.1f}s to reach Envoy"
 
+                # Only the cluster changes: Envoy warms it and waits for its endpoints (forever:
+                # initial_fetch_timeout 0s), so the server must answer the EDS re-request.
+                updates = envoy.stat("cluster_manager.cds.update_success")
+                patient = cluster("web", "2s")
+                patient["eds_cluster_config"]["eds_config"] = {**ADS,
+                                                               "initial_fetch_timeout": "0s"}
+                write_resources(config, [patient, endpoints("web", web2),
+                                         cluster("api"), endpoints("api", api1),
+                                         listener("http", "main", listen),
+                                         route("main", "web", "api")])
+                envoy.wait_until(lambda: envoy.stat("cluster_manager.cds.update_success")
+                                 > updates, 15, "cluster update applied")
+                envoy.wait_until(lambda: envoy.stat("cluster_manager.warming_clusters") == 0,
+                                 20, "cluster warmed")
+                assert get_body(listen, "/web") == "web-2"
+
                 # Remove "api" again: its route goes and Envoy drops the cluster only after.
-                write_resources(config, [cluster("web"), endpoints("web", web2),
+                write_resources(config, [patient, endpoints("web", web2),
                                          listener("http", "main", listen), route("main", "web")])
                 wait_for_body(envoy, listen, "/api", "<404>", 15)
                 envoy.wait_until(lambda: not has_cluster(envoy, "api"), 15,

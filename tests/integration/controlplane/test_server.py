@@ -203,3 +203,25 @@ async def test_node_groups_see_their_own_folder(tmp_path: Path) -> None:
         assert names(await read(other)) == ["a"]
         edge.cancel()
         other.cancel()
+
+
+async def test_delta_ads_sends_changes_and_removals(tmp_path: Path) -> None:
+    config = tmp_path / "all.yaml"
+    write(config, [cluster("a"), endpoints("a", 1), cluster("b"), endpoints("b", 2)])
+    async with control_plane(config) as (port, _source, admin), \
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.stream_stream(
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+            request_serializer=pb.DeltaDiscoveryRequest.SerializeToString,
+            response_deserializer=pb.DeltaDiscoveryResponse.FromString)()
+        await call.write(pb.DeltaDiscoveryRequest(type_url=CLUSTER, node={"id": "d1"}))
+        first = await asyncio.wait_for(call.read(), TIMEOUT)
+        assert sorted(item.name for item in first.resources) == ["a", "b"]
+        await call.write(pb.DeltaDiscoveryRequest(type_url=CLUSTER, response_nonce=first.nonce))
+        write(config, [cluster("a", "2s"), endpoints("a", 1)])
+        change = await asyncio.wait_for(call.read(), TIMEOUT)
+        assert [item.name for item in change.resources] == ["a"]
+        assert list(change.removed_resources) == ["b"]
+        status = await wait_for_status(admin, lambda node: True)
+        assert status["nodes"][0]["service"] == "AggregatedDiscoveryService(delta)"
+        call.cancel()
