@@ -233,6 +233,7 @@ class ActiveListener:
                 application_protocols=facts.application_protocols,
                 transport_protocol=facts.transport_protocol,
                 server_ssl=chain.tls.ssl_context if chain.tls else None,
+                buffer_limit=listener.per_connection_buffer_limit_bytes,
             )
             await generation.filters[id(chain)].on_new_connection(connection)
         except OSError as error:

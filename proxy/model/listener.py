@@ -95,6 +95,8 @@ class Listener:
     continue_on_listener_filters_timeout: bool = False
     backlog: int = 1024
     rds_route_config_names: tuple[str, ...] = ()
+    # Envoy's soft limit on a downstream connection's buffers (default 1 MiB).
+    per_connection_buffer_limit_bytes: int = 1024 * 1024
 
     @property
     def uses_tls_inspector(self) -> bool:
@@ -148,6 +150,9 @@ def _translate(message: listener_pb2.Listener) -> Listener:
         listener_filters_timeout=timeout,
         continue_on_listener_filters_timeout=message.continue_on_listener_filters_timeout,
         backlog=message.tcp_backlog_size.value if message.HasField("tcp_backlog_size") else 1024,
+        per_connection_buffer_limit_bytes=(
+            message.per_connection_buffer_limit_bytes.value
+            if message.HasField("per_connection_buffer_limit_bytes") else 1024 * 1024),
         rds_route_config_names=tuple(
             name for chain in every_chain
             if (name := getattr(chain.filter.config, "rds_route_config_name", None))

@@ -39,6 +39,8 @@ class DownstreamConnection:
     # The chain's downstream TLS context (envoy.transport_sockets.tls), None for plain TCP.
     server_ssl: ssl.SSLContext | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The listener's per_connection_buffer_limit_bytes (Envoy's default 1 MiB).
+    buffer_limit: int = 1024 * 1024
 
 
 class NetworkFilter(Protocol):

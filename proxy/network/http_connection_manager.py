@@ -43,7 +43,8 @@ _SUPPORTED = {
     "codec_type", "stat_prefix", "rds", "route_config", "http_filters",
     "common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
     "server_name", "server_header_transformation", "max_request_headers_kb",
-    "stream_idle_timeout", "request_timeout", "request_headers_timeout", "drain_timeout",
+    # delayed_close_timeout: we always flush a response before closing, its purpose.
+    "stream_idle_timeout", "request_timeout", "request_headers_timeout",
     "delayed_close_timeout", "access_log", "use_remote_address", "xff_num_trusted_hops",
     "internal_address_config", "skip_xff_append", "generate_request_id",
     "preserve_external_request_id", "upgrade_configs", "tracing",

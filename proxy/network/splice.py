@@ -18,6 +18,7 @@ import socket
 import time
 
 PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size is 1 MiB by default
+_DEFAULT_PIPE_SIZE = 1 << 16
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _MAX_ROUNDS_PER_WAKEUP = 16  # bound the work per callback so other connections get a turn
 
@@ -29,14 +30,18 @@ class RelayClosed(Exception):
 class _Direction:
     """One way: `source` socket -> pipe -> `destination` socket."""
 
-    def __init__(self, relay: SpliceRelay, source: socket.socket, destination: socket.socket
-                 ) -> None:
+    def __init__(self, relay: SpliceRelay, source: socket.socket, destination: socket.socket,
+                 buffer_limit: int) -> None:
         self.relay = relay
         self.source = source.fileno()
         self.destination = destination
         self.read_end, self.write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self.write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        # The pipe is this direction's buffer: sized by Envoy's per_connection_buffer_limit_bytes
+        # of the reading side (the kernel rounds up to pages, at least one page).
+        self.chunk = max(4096, min(buffer_limit, PIPE_SIZE))
+        if self.chunk != _DEFAULT_PIPE_SIZE:
+            with contextlib.suppress(OSError):
+                self.chunk = fcntl.fcntl(self.write_end, fcntl.F_SETPIPE_SZ, self.chunk)
         self.pending = 0
         self.transferred = 0
         self.source_ended = False
@@ -61,7 +66,7 @@ class _Direction:
         # Move as much as is ready in one wake-up: fewer trips through the event loop.
         for _ in range(_MAX_ROUNDS_PER_WAKEUP):
             try:
-                moved = os.splice(self.source, self.write_end, PIPE_SIZE, flags=_FLAGS)
+                moved = os.splice(self.source, self.write_end, self.chunk, flags=_FLAGS)
             except BlockingIOError:
                 return
             except OSError as error:
@@ -132,13 +137,14 @@ class SpliceRelay:
     (the caller closes them in `finally`)."""
 
     def __init__(self, downstream: socket.socket, upstream: socket.socket, *,
-                 idle_timeout: float | None) -> None:
+                 idle_timeout: float | None, downstream_buffer: int = PIPE_SIZE,
+                 upstream_buffer: int = PIPE_SIZE) -> None:
         self.loop = asyncio.get_running_loop()
         self.idle_timeout = idle_timeout
         self.last_activity = time.monotonic()
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self.upstream_bound = _Direction(self, downstream, upstream)
-        self.downstream_bound = _Direction(self, upstream, downstream)
+        self.upstream_bound = _Direction(self, downstream, upstream, downstream_buffer)
+        self.downstream_bound = _Direction(self, upstream, downstream, upstream_buffer)
         self._idle_timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:

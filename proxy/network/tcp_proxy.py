@@ -33,7 +33,11 @@ from proxy.context import ServerContext
 from proxy.model.fields import reject_unsupported, seconds
 from proxy.network.base import DownstreamConnection, register
 from proxy.network.splice import RelayClosed, SpliceRelay
-from proxy.network.upstream_connect import UpstreamConnectError, open_upstream
+from proxy.network.upstream_connect import (
+    UpstreamConnectError,
+    UpstreamConnection,
+    open_upstream,
+)
 from proxy.upstream.lb.base import hash_of
 
 log = logging.getLogger(__name__)
@@ -186,8 +190,7 @@ class TcpProxyFilter:
                 log.debug("tcp_proxy %s: %s", self.config.stat_prefix, error)
                 return
             record.upstream_host = f"{upstream.host.address}:{upstream.host.port}"
-            await self._relay(connection, upstream.sock, upstream.ssl_context, upstream.sni,
-                              record)
+            await self._relay(connection, upstream, record)
         finally:
             if upstream is not None:
                 upstream.release()
@@ -220,13 +223,14 @@ class TcpProxyFilter:
         if self.access_logger is not None:
             self.access_logger.log(info)
 
-    async def _relay(self, connection: DownstreamConnection, upstream_sock: socket.socket,
-                     upstream_ssl: ssl.SSLContext | None, sni: str,
+    async def _relay(self, connection: DownstreamConnection, upstream: UpstreamConnection,
                      record: _ConnectionRecord) -> None:
         try:
-            if connection.server_ssl is None and upstream_ssl is None:
-                relay = SpliceRelay(connection.sock, upstream_sock,
-                                    idle_timeout=self.config.idle_timeout)
+            if connection.server_ssl is None and upstream.ssl_context is None:
+                relay = SpliceRelay(connection.sock, upstream.sock,
+                                    idle_timeout=self.config.idle_timeout,
+                                    downstream_buffer=connection.buffer_limit,
+                                    upstream_buffer=upstream.buffer_limit)
                 try:
                     await relay.run()
                 finally:
@@ -235,7 +239,8 @@ class TcpProxyFilter:
                     self.cx_rx_bytes.inc(record.received)
                     self.cx_tx_bytes.inc(record.sent)
             else:
-                await self._relay_streams(connection, upstream_sock, upstream_ssl, sni, record)
+                await self._relay_streams(connection, upstream.sock, upstream.ssl_context,
+                                          upstream.sni, record)
         except RelayClosed as error:
             if "idle" in str(error):
                 self.idle_timeouts.inc()

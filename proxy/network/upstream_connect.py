@@ -45,6 +45,7 @@ class UpstreamConnection:
     host: Any
     ssl_context: ssl.SSLContext | None
     sni: str
+    buffer_limit: int = 1024 * 1024  # the cluster's per_connection_buffer_limit_bytes
     on_release: list[Callable[[], None]] = field(default_factory=list)
 
     def __repr__(self) -> str:
@@ -116,8 +117,9 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
             continue
         runtime.connection_opened(host)
         tls = runtime.config.upstream_tls
-        connection = UpstreamConnection(sock, host, tls.ssl_context if tls else None,
-                                        tls.sni if tls else "")
+        connection = UpstreamConnection(
+            sock, host, tls.ssl_context if tls else None, tls.sni if tls else "",
+            buffer_limit=runtime.config.per_connection_buffer_limit_bytes)
         connection.on_release.append(functools.partial(runtime.connection_closed, host))
         return connection
     raise UpstreamConnectError(last_error, "UF", "URX")

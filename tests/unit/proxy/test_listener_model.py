@@ -12,8 +12,9 @@ def test_translates_address_chains_and_listener_filters() -> None:
     listener = build(listener_dict(
         chain("a", server_names=["a.com"]), default="b",
         listener_filters=[{"name": "tls", "typed_config": {"@type": TLS_INSPECTOR}}],
-        listener_filters_timeout="2s",
+        listener_filters_timeout="2s", per_connection_buffer_limit_bytes=32768,
     ))
+    assert listener.per_connection_buffer_limit_bytes == 32768
     assert listener.address == ("127.0.0.1", 10000)
     assert listener.filter_chains[0].match.server_names == ("a.com",)
     assert listener.default_filter_chain is not None
