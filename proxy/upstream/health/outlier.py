@@ -130,14 +130,17 @@ class OutlierDetector:
             if code is not None:
                 self.report_http_status(host, code, now)
             return
+        # Envoy `putResultWithLocalExternalSplit`.
         monitor = self.monitor(host)
-        if result in (Result.EXT_ORIGIN_REQUEST_SUCCESS, Result.EXT_ORIGIN_REQUEST_FAILED):
-            self.report_http_status(
-                host, 200 if result is Result.EXT_ORIGIN_REQUEST_SUCCESS else 503, now)
+        if result is Result.EXT_ORIGIN_REQUEST_FAILED:
+            self.report_http_status(host, 503, now)
             return
+        if result is Result.EXT_ORIGIN_REQUEST_SUCCESS:
+            self.report_http_status(host, 200, now)
         monitor.local_total += 1
         if result in (Result.LOCAL_ORIGIN_CONNECT_SUCCESS,
-                      Result.LOCAL_ORIGIN_CONNECT_SUCCESS_FINAL):
+                      Result.LOCAL_ORIGIN_CONNECT_SUCCESS_FINAL,
+                      Result.EXT_ORIGIN_REQUEST_SUCCESS):
             monitor.local_success += 1
             monitor.consecutive_local = 0
             return

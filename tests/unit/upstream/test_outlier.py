@@ -172,3 +172,15 @@ def test_active_health_check_success_unejects() -> None:
     detector.active_health_check_succeeded(group[0])
     assert changes == [(group[0], True), (group[0], False)]
     assert detector.ejections_active == 0
+
+
+def test_split_mode_request_success_also_clears_local_origin_failures() -> None:
+    config = OutlierDetection(split_external_local_origin_errors=True,
+                              consecutive_local_origin_failure=2)
+    detector, group, _, changes = _detector(config)
+    detector.report_result(group[0], Result.LOCAL_ORIGIN_TIMEOUT, 0.0)
+    detector.report_result(group[0], Result.EXT_ORIGIN_REQUEST_SUCCESS, 0.0)
+    detector.report_result(group[0], Result.LOCAL_ORIGIN_TIMEOUT, 0.0)
+    assert changes == []
+    detector.report_result(group[0], Result.LOCAL_ORIGIN_CONNECT_FAILED, 0.0)
+    assert changes == [(group[0], True)]
