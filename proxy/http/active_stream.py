@@ -56,6 +56,8 @@ class ActiveStream:
         self.idle_expired = False
         self._last_activity = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._request_timer: asyncio.TimerHandle | None = None
+        self.timeout_reply: LocalReply | None = None
         self.info.touch = self.touch
 
     def __repr__(self) -> str:
@@ -66,6 +68,12 @@ class ActiveStream:
 
     async def run(self) -> None:
         self._arm_idle(self.idle_timeout)
+        request_timeout = self.connection.settings.request_timeout
+        if request_timeout:
+            # HCM request_timeout: the whole request must arrive within it (Envoy answers 408
+            # "request timeout" if no response started, else resets).
+            self._request_timer = asyncio.get_running_loop().call_later(
+                request_timeout, self._check_request_complete)
         try:
             await self._process()
         except asyncio.CancelledError:
@@ -80,8 +88,9 @@ class ActiveStream:
             else:
                 self.reset()
         finally:
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
+            for timer in (self._idle_timer, self._request_timer):
+                if timer is not None:
+                    timer.cancel()
             self._finish()
 
     # --- stream idle timeout (Envoy "stream_idle_timeout", route "idle_timeout") ---------------
@@ -106,21 +115,31 @@ class ActiveStream:
             self._idle_timer = loop.call_later(remaining, self._check_idle)
             return
         self._idle_timer = None
-        if self.complete or self.task is None or self.task.done():
+        self._expire(LocalReply(408, "stream timeout", details="stream_idle_timeout", flag="SI"))
+
+    def _check_request_complete(self) -> None:
+        self._request_timer = None
+        if not self.body.ended:
+            self._expire(LocalReply(408, "request timeout", details="request_overall_timeout"))
+
+    def _expire(self, reply: LocalReply) -> None:
+        if self.complete or self.task is None or self.task.done() or self.idle_expired:
             return
         self.idle_expired = True
+        self.timeout_reply = reply
         self.task.cancel()
 
     async def _idle_reply(self) -> None:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
-        self.info.set_flag("SI")
+        reply = self.timeout_reply
+        assert reply is not None
+        self.info.set_flag(reply.flag)
         if self.head_sent:
             self.reset()
         else:
-            await self.send_local_reply(LocalReply(408, "stream timeout",
-                                                   details="stream_idle_timeout"))
+            await self.send_local_reply(reply)
 
     async def _process(self) -> None:
         connection = self.connection

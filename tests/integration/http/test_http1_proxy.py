@@ -171,3 +171,17 @@ async def test_max_requests_circuit_breaker_overflows_with_503(backends) -> None
     assert refused.status == 503
     assert refused.body.endswith(b"reset reason: overflow")
     assert sidecar.counter("cluster.a.upstream_rq_pending_overflow") == 1
+
+
+async def test_request_timeout_gives_408_for_a_slow_body(backends) -> None:  # type: ignore[no-untyped-def]
+    from tests.integration.http.clients import raw_exchange
+
+    backend = backends("a")
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "a"}})
+    config = hcm(routes, request_timeout="0.3s")
+    async with Sidecar(config, [static_cluster("a", [backend.port])]) as sidecar:
+        # the body never completes: 10 bytes announced, 2 sent
+        reply = await raw_exchange(sidecar.port, b"POST / HTTP/1.1\r\nHost: a\r\n"
+                                   b"Content-Length: 10\r\n\r\nab", wait=5)
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert reply.endswith(b"request timeout")

@@ -1,0 +1,72 @@
+"""HttpConnectionManager -> settings: defaults, supported fields, refusals by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from protos.errors import ConfigError
+from protos.loader import parse_message
+from proxy.network.http_connection_manager import translate_http_connection_manager
+
+ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def _translate(**fields: Any):  # type: ignore[no-untyped-def]
+    config = {"stat_prefix": "x", "rds": {"route_config_name": "r", "config_source": {"ads": {}}},
+              "http_filters": [ROUTER], **fields}
+    return translate_http_connection_manager(parse_message(config,
+                                                           hcm_pb2.HttpConnectionManager))
+
+
+def test_defaults_follow_envoy() -> None:
+    config = _translate()
+    settings = config.settings
+    assert config.rds_route_config_name == "r" and config.route_config is None
+    assert (settings.codec_type, settings.server_name, settings.max_request_headers_kb) == \
+        ("AUTO", "envoy", 60)
+    assert (settings.idle_timeout, settings.stream_idle_timeout) == (3600.0, 300.0)
+    assert settings.generate_request_id and not settings.use_remote_address
+    assert settings.internal_networks == ()
+
+
+def test_supported_fields() -> None:
+    settings = _translate(
+        codec_type="HTTP2", use_remote_address=True, xff_num_trusted_hops=2,
+        server_name="pointsman", max_request_headers_kb=8, stream_idle_timeout="0s",
+        common_http_protocol_options={"idle_timeout": "10s", "max_headers_count": 50},
+        http2_protocol_options={"max_concurrent_streams": 7},
+        internal_address_config={"cidr_ranges": [{"address_prefix": "10.0.0.0",
+                                                  "prefix_len": 8}]},
+        upgrade_configs=[{"upgrade_type": "websocket"}],
+        http_filters=[ROUTER | {"typed_config": ROUTER["typed_config"]
+                                | {"suppress_envoy_headers": True}}]).settings
+    assert settings.codec_type == "HTTP2" and settings.use_remote_address
+    assert (settings.xff_num_trusted_hops, settings.server_name) == (2, "pointsman")
+    assert settings.max_header_bytes == 8 * 1024 and settings.stream_idle_timeout is None
+    assert (settings.idle_timeout, settings.max_headers_count) == (10.0, 50)
+    assert settings.max_concurrent_streams == 7 and settings.upgrades == {"websocket"}
+    assert str(settings.internal_networks[0]) == "10.0.0.0/8"
+    assert settings.suppress_envoy_headers
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"drain_timeout": "5s"}, "drain_timeout"),
+    ({"normalize_path": True}, "normalize_path"),
+    ({"via": "proxy"}, "via"),
+    ({"http_protocol_options": {"enable_trailers": True}}, "http_protocol_options.enable_trailers"),
+    ({"http_filters": [{"name": "envoy.filters.http.buffer", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+        "max_request_bytes": 10}}, ROUTER]}, "http_filters[0]"),
+    ({"http_filters": []}, "http_filters"),
+    ({"http_filters": [ROUTER, ROUTER]}, "http_filters[0]"),
+])
+def test_refused_by_name(fields: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _translate(**fields)
+    assert named in str(caught.value)
