@@ -264,7 +264,8 @@ class OutlierDetector:
         fp_enforcing = (config.enforcing_failure_percentage_local_origin if local
                         else config.enforcing_failure_percentage)
         fp_hosts = [r for r in rates if r[3] >= config.failure_percentage_request_volume]
-        if fp_enforcing and len(fp_hosts) >= config.failure_percentage_minimum_hosts:
+        # Envoy detects (and counts) even when enforcing is 0; ejection then rolls the dice.
+        if fp_hosts and len(fp_hosts) >= config.failure_percentage_minimum_hosts:
             for host, monitor, rate, _ in fp_hosts:
                 if 100.0 - rate >= config.failure_percentage_threshold and not monitor.ejected:
                     self._eject(host, monitor,

@@ -184,3 +184,15 @@ def test_split_mode_request_success_also_clears_local_origin_failures() -> None:
     assert changes == []
     detector.report_result(group[0], Result.LOCAL_ORIGIN_CONNECT_FAILED, 0.0)
     assert changes == [(group[0], True)]
+
+
+def test_failure_percentage_detected_but_not_enforced_by_default() -> None:
+    detector, group, stats, changes = _detector(
+        OutlierDetection(consecutive_5xx=1000, enforcing_success_rate=0,
+                         failure_percentage_request_volume=10), count=5)
+    for host in group:
+        for request in range(10):
+            detector.report_http_status(host, 503 if host is group[0] else 200, 0.0)
+    detector.tick(10.0)
+    assert changes == []
+    assert stats.counter(P + "ejections_detected_failure_percentage").value == 1
