@@ -1,7 +1,7 @@
 """The span export pipeline: a bounded queue, a thread that encodes and sends OTLP batches.
 
-The data path ends spans into the queue (`proxy.observability.batching`): no I/O, no encoding.
-The thread encodes a batch (`tracing.otlp`) and sends it once over OTLP/gRPC or OTLP/HTTP with
+The data path encodes each ended span (`tracing.otlp`, a few microseconds) and queues the bytes
+(`proxy.observability.batching`): no I/O. The thread frames a batch and sends it once over OTLP/gRPC or OTLP/HTTP with
 the collector's timeout; a failed send is counted and the batch dropped (no retry loop, so a dead
 collector costs one fast failure per batch). A full queue drops spans. Stats:
 `tracing.opentelemetry.spans_sent` (Envoy's name), `.spans_dropped`, `.export_failures`.
@@ -20,9 +20,10 @@ from proxy.observability.tracing.config import HttpTarget, TracingConfig
 from proxy.observability.tracing.environment import BatchSettings
 from proxy.observability.tracing.otlp import (
     SpanRecord,
-    encode_request,
+    encode_request_from_fields,
     encode_resource,
     encode_scope,
+    encode_span_field,
 )
 from proxy.stats import Stats
 
@@ -141,15 +142,20 @@ class SpanPipeline:
         self._sent = stats.counter("tracing.opentelemetry.spans_sent")
         self._failures = stats.counter("tracing.opentelemetry.export_failures")
         dropped = stats.counter("tracing.opentelemetry.spans_dropped")
-        self._batcher: BackgroundBatcher[SpanRecord] = BackgroundBatcher(
+        self._batcher: BackgroundBatcher[bytes] = BackgroundBatcher(
             self._export, name="otel-span-export", max_queue=settings.max_queue_size,
             max_batch=settings.max_export_batch_size, interval=settings.schedule_delay,
             on_drop=dropped.inc)
-        self.submit = self._batcher.add
+        self._add = self._batcher.add
 
-    def _export(self, spans: list[SpanRecord]) -> None:
+    def submit(self, span: SpanRecord) -> None:
+        """Encode on the caller's thread (measured cheaper than handing records to the export
+        thread: no GIL ping-pong with the event loop) and queue the bytes."""
+        self._add(encode_span_field(span))
+
+    def _export(self, spans: list[bytes]) -> None:
         try:
-            self._exporter.send(encode_request(self._resource, self._scope, spans))
+            self._exporter.send(encode_request_from_fields(self._resource, self._scope, spans))
         except Exception as error:  # grpc.RpcError, OSError, HTTPError: drop the batch
             self._failures.inc()
             if self._failures.value == 1 or self._failures.value % 100 == 0:

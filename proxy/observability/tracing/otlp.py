@@ -129,8 +129,17 @@ def encode_scope(name: str, version: str = "") -> bytes:
     return _length_delimited(1, body)
 
 
-def encode_request(resource: bytes, scope: bytes, spans: Sequence[SpanRecord]) -> bytes:
+def encode_span_field(span: SpanRecord) -> bytes:
+    """One span as a ScopeSpans.spans field (what the export queue holds)."""
+    return _length_delimited(2, encode_span(span))
+
+
+def encode_request_from_fields(resource: bytes, scope: bytes, span_fields: Sequence[bytes]
+                               ) -> bytes:
     """ExportTraceServiceRequest{resource_spans: [{resource, scope_spans: [{scope, spans}]}]}."""
-    span_bytes = b"".join(_length_delimited(2, encode_span(span)) for span in spans)
-    scope_spans = _length_delimited(2, scope + span_bytes)
+    scope_spans = _length_delimited(2, scope + b"".join(span_fields))
     return _length_delimited(1, resource + scope_spans)
+
+
+def encode_request(resource: bytes, scope: bytes, spans: Sequence[SpanRecord]) -> bytes:
+    return encode_request_from_fields(resource, scope, [encode_span_field(s) for s in spans])

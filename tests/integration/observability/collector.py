@@ -24,7 +24,12 @@ _SERVICES = {
 
 
 class FakeCollector:
-    def __init__(self) -> None:
+    """`decode=False` keeps raw request bytes only (cheap: for benchmarks)."""
+
+    def __init__(self, *, decode: bool = True) -> None:
+        self.decode = decode
+        self.raw_bytes = 0
+        self.raw_requests = 0
         self.traces: list[Any] = []
         self.metrics: list[Any] = []
         self.logs: list[Any] = []
@@ -37,7 +42,7 @@ class FakeCollector:
             handlers.append(grpc.method_handlers_generic_handler(service, {
                 "Export": grpc.unary_unary_rpc_method_handler(
                     self._exporter(sink, response_type),
-                    request_deserializer=request_type.FromString,
+                    request_deserializer=request_type.FromString if decode else None,
                     response_serializer=response_type.SerializeToString)}))
         self._server.add_generic_rpc_handlers(handlers)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
@@ -46,7 +51,11 @@ class FakeCollector:
     def _exporter(self, sink: list[Any], response_type: Any) -> Any:
         def export(request: Any, context: grpc.ServicerContext) -> Any:
             with self._lock:
-                sink.append(request)
+                if self.decode:
+                    sink.append(request)
+                else:
+                    self.raw_bytes += len(request)
+                    self.raw_requests += 1
             return response_type()
         return export
 
