@@ -1,10 +1,11 @@
-"""The span export pipeline: a bounded queue, a thread that encodes and sends OTLP batches.
+"""The span export pipeline: a bounded queue, a thread that sends OTLP batches.
 
 The data path encodes each ended span (`tracing.otlp`, a few microseconds) and queues the bytes
 (`proxy.observability.batching`): no I/O. The thread frames a batch and sends it once over
-OTLP/gRPC or OTLP/HTTP with the collector's timeout; a failed send is counted and the batch dropped (no retry loop, so a dead
-collector costs one fast failure per batch). A full queue drops spans. Stats:
-`tracing.opentelemetry.spans_sent` (Envoy's name), `.spans_dropped`, `.export_failures`.
+OTLP/gRPC or OTLP/HTTP with the collector's timeout; a failed send is counted and the batch
+dropped (no retry loop, so a dead collector costs one fast failure per batch). A full queue
+drops spans. Stats: `tracing.opentelemetry.spans_sent` (Envoy's name), `.spans_dropped`,
+`.export_failures`.
 """
 
 from __future__ import annotations
