@@ -67,7 +67,7 @@ def ads_bootstrap(node_id: str, xds_port: int, phoenix_grpc_port: int) -> dict[s
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session scope: checked before Phoenix (~15 s) starts
 def sidecar_tracing() -> None:
     require_sidecar_tracing(sidecar_hcm("sidecar-a", "service-a"))
 
