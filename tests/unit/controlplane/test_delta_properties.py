@@ -68,7 +68,8 @@ class FakeDeltaEnvoy:
             self.subscribed[type_url] = wanted
             for name in dropped:
                 self.held.get(type_url, {}).pop(name, None)
-                self.routes.pop(name, None) if type_url == ROUTE_CONFIGURATION else None
+                if type_url == ROUTE_CONFIGURATION:
+                    self.routes.pop(name, None)
             self.send(delta(type_url, tuple(sorted(added)), tuple(sorted(dropped))))
 
     def check_routes_have_clusters(self) -> None:
