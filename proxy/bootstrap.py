@@ -41,6 +41,8 @@ class AdsConfig:
     cluster_name: str
     lds: bool
     cds: bool
+    target: str = ""  # HOST:PORT of the cluster's first endpoint (gRPC resolves names)
+    tls: Any = None  # the cluster's UpstreamTls, None for plaintext
     initial_fetch_timeout: float = 15.0  # Envoy's ConfigSource default
 
 
@@ -92,7 +94,7 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
     _check_unique([item.name for item in clusters], "static_resources.clusters")
     ads = None
     if message.HasField("dynamic_resources"):
-        ads = _translate_dynamic(message.dynamic_resources, {c.name for c in clusters})
+        ads = _translate_dynamic(message.dynamic_resources, {c.name: c for c in clusters})
     return Bootstrap(
         node=_node_info(message.node),
         node_proto=message.node,
@@ -157,7 +159,7 @@ def _admin_address(message: bootstrap_pb2.Bootstrap) -> tuple[str, int] | None:
     return translate_socket_address(admin.address, "admin.address")
 
 
-def _translate_dynamic(dynamic: Any, static_clusters: set[str]) -> AdsConfig | None:
+def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> AdsConfig | None:
     reject_unsupported(dynamic, {"ads_config", "lds_config", "cds_config"},
                        prefix="dynamic_resources.")
     lds = _over_ads(dynamic, "lds_config")
@@ -183,10 +185,19 @@ def _translate_dynamic(dynamic: Any, static_clusters: set[str]) -> AdsConfig | N
     reject_unsupported(service.envoy_grpc, {"cluster_name"},
                        prefix=prefix + "grpc_services[0].envoy_grpc.")
     cluster_name = service.envoy_grpc.cluster_name
-    if cluster_name not in static_clusters:
-        raise ConfigError(f"{cluster_name!r} is not a static cluster",
-                          field=prefix + "grpc_services[0].envoy_grpc.cluster_name")
-    return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds)
+    field_name = prefix + "grpc_services[0].envoy_grpc.cluster_name"
+    cluster = static_clusters.get(cluster_name)
+    if cluster is None:
+        raise ConfigError(f"{cluster_name!r} is not a static cluster", field=field_name)
+    endpoints = [endpoint for group in (cluster.load_assignment.localities
+                                        if cluster.load_assignment else ())
+                 for endpoint in group.endpoints]
+    if not endpoints:
+        raise ConfigError(f"cluster {cluster_name!r} needs an inline endpoint", field=field_name)
+    host = endpoints[0].address
+    target = f"[{host}]:{endpoints[0].port}" if ":" in host else f"{host}:{endpoints[0].port}"
+    return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=target,
+                     tls=cluster.upstream_tls)
 
 
 def _over_ads(dynamic: Any, name: str) -> bool:

@@ -199,14 +199,13 @@ class Server:
 
         ads = self.bootstrap.ads
         assert ads is not None
-        runtime = self.cluster_manager.get(ads.cluster_name)
-        if runtime is None or not runtime.hosts:
-            raise RuntimeError(f"ADS cluster {ads.cluster_name!r} has no endpoints")
-        host = runtime.hosts[0]
         protocol = AdsProtocol(self.bootstrap.node_proto)
         protocol.subscribe_wildcard([t for t, on in ((CLUSTER, ads.cds), (LISTENER, ads.lds))
                                      if on])
-        self._xds_client = AdsClient(f"{host.address}:{host.port}", protocol, self, self.stats)
+        self._xds_client = AdsClient(ads.target, protocol, self, self.stats,
+                                     credentials=ads_credentials(ads.tls),
+                                     options=(("grpc.ssl_target_name_override", ads.tls.sni),)
+                                     if ads.tls is not None and ads.tls.sni else ())
         await self._xds_client.run()
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------
@@ -336,6 +335,19 @@ class Server:
             {"@type": prefix + "RoutesConfigDump",
              "dynamic_route_configs": dynamic(ROUTE_CONFIGURATION, "route_config")},
         ]}
+
+
+def ads_credentials(tls: Any) -> Any:
+    """gRPC channel credentials from the ADS cluster's UpstreamTlsContext (None: plaintext).
+    Without a trusted_ca gRPC verifies against the system roots (Envoy would not verify)."""
+    if tls is None or tls.ssl_context is None:
+        return None
+    import grpc
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls.validation.trusted_ca if tls.validation else None,
+        private_key=tls.certificate.private_key if tls.certificate else None,
+        certificate_chain=tls.certificate.certificate_chain if tls.certificate else None)
 
 
 def _check_distinct_addresses(listeners: dict[str, Listener]) -> None:

@@ -44,8 +44,10 @@ class XdsApplier(Protocol):
 
 class AdsClient:
     def __init__(self, target: str, protocol: AdsProtocol, applier: XdsApplier, stats: Stats,
-                 *, credentials: grpc.ChannelCredentials | None = None) -> None:
+                 *, credentials: grpc.ChannelCredentials | None = None,
+                 options: tuple[tuple[str, Any], ...] = ()) -> None:
         self.target = target
+        self.options = options
         self.protocol = protocol
         self.applier = applier
         self.stats = stats
@@ -72,8 +74,8 @@ class AdsClient:
             await asyncio.sleep(self.rng.uniform(0, delay))  # full jitter
 
     async def _one_stream(self) -> None:
-        channel = (grpc.aio.secure_channel(self.target, self.credentials) if self.credentials
-                   else grpc.aio.insecure_channel(self.target))
+        channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
+                   if self.credentials else grpc.aio.insecure_channel(self.target))
         try:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
             call = stub.StreamAggregatedResources()

@@ -151,3 +151,30 @@ def test_listener_update_and_removal_drain(tmp_path: Path,
             proxy.wait_until(lambda: not _listening(listen_port), 30, "removed")
             assert proxy.stat("listener_manager.listener_removed") == 1
             assert proxy.stat("listener_manager.total_listeners_active") == 0
+
+
+def test_ads_over_mutual_tls(tmp_path: Path, backends: list[TaggedServer]) -> None:
+    from tests.integration.proxy.helpers import UPSTREAM_TLS, tls_files
+
+    files = tls_files(tmp_path, ["xds.test", "sidecar.test"])
+    xds_port, listen_port = free_port(), free_port()
+    config = tmp_path / "resources.json"
+    config.write_text(json.dumps(resources(listen_port, backends[0].port, "1")))
+    cert, key = files["xds.test"]
+    bootstrap = ads_bootstrap(xds_port)
+    client_cert, client_key = files["sidecar.test"]
+    bootstrap["static_resources"]["clusters"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": UPSTREAM_TLS, "sni": "xds.test", "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": str(client_cert)},
+                                      "private_key": {"filename": str(client_key)}}],
+                "validation_context": {"trusted_ca": {"filename": str(files["ca"][0])}}}}}
+    with ManagedProcess(python_argv("-m", "controlplane", "--resources", str(config),
+                                    "--listen", f"127.0.0.1:{xds_port}",
+                                    "--tls-cert", str(cert), "--tls-key", str(key),
+                                    "--client-ca", str(files["ca"][0])),
+                        name="controlplane") as cp:
+        cp.wait_until(lambda: _listening(xds_port), 30, "listening")
+        with Pointsman(bootstrap) as proxy:
+            proxy.wait_ready()
+            assert _backend_of(listen_port) == "a"
