@@ -50,7 +50,7 @@ class ClusterRuntime:
         # round of health checks arrive; `initialized` is True after that.
         self.endpoints_received = False
         self.had_traffic = False  # Envoy's no_traffic_interval applies until the first connection
-        self._first_health_round_done = False
+        self._warmed = False
         self.host_set = HostSet(config, picker_factory(config), self.rng)
         self.outlier = (OutlierDetector(config.outlier_detection, self._on_ejection_change,
                                         self.rng, stats, self.prefix)
@@ -110,6 +110,7 @@ class ClusterRuntime:
         self._notify_state()
 
     def _notify_state(self) -> None:
+        self._update_initialized()
         for notify in list(self.state_listeners):
             notify()
 
@@ -127,15 +128,14 @@ class ClusterRuntime:
 
     @property
     def initialized(self) -> bool:
-        """Endpoints known, and every health-checked host checked at least once."""
-        if not self.endpoints_received:
-            return False
-        if self.config.health_checks and self._first_health_round_done:
-            return True
-        if not any(host.flags & HealthFlag.PENDING_ACTIVE_HC for host in self.hosts):
-            # Later additions do not send the cluster back to warming.
-            self._first_health_round_done = True
-        return not any(host.flags & HealthFlag.PENDING_ACTIVE_HC for host in self.hosts)
+        """Endpoints known, and every health-checked host checked at least once (hosts added
+        later do not send the cluster back to warming)."""
+        return self.endpoints_received and self._warmed
+
+    def _update_initialized(self) -> None:
+        if self.endpoints_received and not any(
+                host.flags & HealthFlag.PENDING_ACTIVE_HC for host in self.hosts):
+            self._warmed = True
 
     # -- load balancing -----------------------------------------------------------------------
 
