@@ -111,15 +111,17 @@ class ClusterManager:
         old = runtime.config
         runtime.reconfigure(config)
         self._load_static_endpoints(runtime)
-        if self._running and (old.health_checks != config.health_checks or old.type != config.type
-                              or old.load_assignment != config.load_assignment
-                              or old.outlier_detection != config.outlier_detection):
+        if self._running and _task_inputs(old) != _task_inputs(config):
             self._stop_tasks(runtime.name)
             self._start_tasks(runtime)
 
     def _remove(self, name: str) -> None:
         self._stop_tasks(name)
-        del self._clusters[name]
+        removed = self._clusters.pop(name)
+        still_used = {r.config.eds_resource_name for r in self._clusters.values()
+                      if r.config.type is DiscoveryType.EDS}
+        if removed.config.eds_resource_name not in still_used:
+            self._assignments.pop(removed.config.eds_resource_name, None)
 
     def _load_static_endpoints(self, runtime: ClusterRuntime) -> None:
         config = runtime.config
@@ -234,3 +236,9 @@ class _ClusterTasks:
             await asyncio.sleep(max(0.0, detector.next_tick_at(now) - now))
             detector.tick(self.runtime.clock())
 
+
+def _task_inputs(config: Cluster) -> tuple[Any, ...]:
+    """What the per-cluster tasks were built from: a change restarts them."""
+    return (config.type, config.load_assignment, config.dns_refresh_rate,
+            config.dns_lookup_family, config.health_checks, config.upstream_tls,
+            config.outlier_detection)

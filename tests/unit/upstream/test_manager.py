@@ -98,3 +98,12 @@ def test_protocol_option_changes_reach_the_runtime() -> None:
     runtime = manager.get("backend")
     assert runtime is not None
     assert list(runtime.config.typed_extension_protocol_options) == list(options)
+
+
+def test_removing_an_eds_cluster_forgets_its_endpoints() -> None:
+    manager = _manager()
+    manager.update([cluster(name="web", type="EDS", eds_cluster_config={})],
+                   {"web": _eds("web", 1)})
+    manager.update([])
+    manager.update([cluster(name="web", type="EDS", eds_cluster_config={})])
+    assert not manager.get("web").initialized  # waits for a fresh EDS response
