@@ -10,6 +10,7 @@ header) resets only that stream with PROTOCOL_ERROR (section 8.1.1).
 from __future__ import annotations
 
 import h2.config
+from hpack import NeverIndexedHeaderTuple
 import h2.connection
 import h2.errors
 import h2.events
@@ -41,6 +42,10 @@ DEFAULT_STREAM_WINDOW = 256 * 1024 * 1024
 DEFAULT_CONNECTION_WINDOW = 256 * 1024 * 1024
 # What we advertise: large enough not to throttle, small enough to bound buffering per stream.
 ADVERTISED_STREAM_WINDOW = 1024 * 1024
+
+
+_VOLATILE = frozenset({"x-request-id", "date", "x-envoy-upstream-service-time", "traceparent",
+                       "x-envoy-original-path", "content-length"})
 
 
 def _text(value: bytes | str) -> str:
@@ -200,7 +205,10 @@ class Http2Codec:
     @staticmethod
     def _regular(headers: Headers) -> list[tuple[str, str]]:
         # RFC 9113 section 8.2.2: no connection-specific fields; TE only as "trailers".
-        return [(name, value) for name, value in headers
+        # Values unique per request stay out of the HPACK dynamic table (RFC 7541 6.2.3):
+        # indexing them only evicts entries that would have been reused.
+        return [(NeverIndexedHeaderTuple(name, value) if name in _VOLATILE else (name, value))
+                for name, value in headers
                 if name not in HOP_BY_HOP or (name == "te" and value.lower() == "trailers")]
 
     def send_trailers(self, stream_id: int, trailers: Headers) -> None:
