@@ -191,7 +191,7 @@ def test_failure_percentage_detected_but_not_enforced_by_default() -> None:
         OutlierDetection(consecutive_5xx=1000, enforcing_success_rate=0,
                          failure_percentage_request_volume=10), count=5)
     for host in group:
-        for request in range(10):
+        for _ in range(10):
             detector.report_http_status(host, 503 if host is group[0] else 200, 0.0)
     detector.tick(10.0)
     assert changes == []
