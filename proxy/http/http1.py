@@ -206,8 +206,13 @@ class Http1ServerCodec:
                    or 100 <= head.status < 200)
         self._response_chunked = False
         keep_alive = request.keep_alive and not self.close_after_response
+        tunnel = request.method == "CONNECT" and 200 <= head.status < 300
         if head.status == 101:
             headers.set("connection", "upgrade")
+        elif tunnel:
+            # RFC 9110 9.3.6: a 2xx to CONNECT has no framing; the tunnel follows.
+            headers.remove_all({"content-length"})
+            keep_alive = True
         elif not no_body and "content-length" not in headers:
             if end_stream:
                 headers.add("content-length", "0")
@@ -216,7 +221,7 @@ class Http1ServerCodec:
             else:
                 headers.add("transfer-encoding", "chunked")
                 self._response_chunked = True
-        if head.status != 101 and not keep_alive:
+        if head.status != 101 and not tunnel and not keep_alive:
             headers.set("connection", "close")
             self.close_after_response = True
         version = "HTTP/1.0" if request.http10 else "HTTP/1.1"

@@ -10,12 +10,12 @@ header) resets only that stream with PROTOCOL_ERROR (section 8.1.1).
 from __future__ import annotations
 
 import h2.config
-from hpack import NeverIndexedHeaderTuple
 import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hpack import NeverIndexedHeaderTuple
 
 from proxy.http.events import (
     ConnectionEnded,
@@ -45,7 +45,7 @@ ADVERTISED_STREAM_WINDOW = 1024 * 1024
 
 
 _VOLATILE = frozenset({"x-request-id", "date", "x-envoy-upstream-service-time", "traceparent",
-                       "x-envoy-original-path", "content-length"})
+                       "x-envoy-original-path"})
 
 
 def _text(value: bytes | str) -> str:
@@ -207,7 +207,8 @@ class Http2Codec:
         # RFC 9113 section 8.2.2: no connection-specific fields; TE only as "trailers".
         # Values unique per request stay out of the HPACK dynamic table (RFC 7541 6.2.3):
         # indexing them only evicts entries that would have been reused.
-        return [(NeverIndexedHeaderTuple(name, value) if name in _VOLATILE else (name, value))
+        return [(NeverIndexedHeaderTuple(name, value)  # type: ignore[misc]
+                 if name in _VOLATILE else (name, value))
                 for name, value in headers
                 if name not in HOP_BY_HOP or (name == "te" and value.lower() == "trailers")]
 

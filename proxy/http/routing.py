@@ -80,6 +80,10 @@ def route_matches(match: RouteMatch, request: RequestHead) -> bool:
 
 
 def _path_matches(match: RouteMatch, request: RequestHead) -> bool:
+    if match.path_kind == "connect":
+        return request.method == "CONNECT"
+    if request.method == "CONNECT" and not request.path:
+        return False  # an HTTP/1.1 CONNECT has no path: only connect_matcher matches it
     if match.path_kind == "regex":
         assert match.pattern is not None
         return match.pattern.fullmatch(_without_fragment(request.path_only)) is not None

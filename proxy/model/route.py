@@ -21,7 +21,7 @@ from proxy.http.header_format import HeaderTemplate, parse_header_template
 DEFAULT_ROUTE_TIMEOUT = 15.0
 
 StringKind = Literal["exact", "prefix", "suffix", "contains", "regex"]
-PathKind = Literal["prefix", "path", "regex", "path_separated_prefix"]
+PathKind = Literal["prefix", "path", "regex", "path_separated_prefix", "connect"]
 AppendAction = Literal[
     "APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD", "OVERWRITE_IF_EXISTS"
 ]
@@ -364,11 +364,14 @@ def _string_matcher(m: Message) -> StringMatcher:
 
 def _route_match(m: Message) -> RouteMatch:
     _refuse_unknown(m, {"prefix", "path", "safe_regex", "path_separated_prefix",
-                        "case_sensitive", "headers", "query_parameters", "grpc"})
+                        "connect_matcher", "case_sensitive", "headers", "query_parameters",
+                        "grpc"})
     kind = m.WhichOneof("path_specifier")
     pattern = None
     path = ""
-    if kind == "safe_regex":
+    if kind == "connect_matcher":
+        pass  # matches CONNECT requests only (route_components.proto RouteMatch)
+    elif kind == "safe_regex":
         pattern = _within("safe_regex", _regex, m.safe_regex, "safe_regex")  # type: ignore
     elif kind in ("prefix", "path", "path_separated_prefix"):
         path = getattr(m, kind)
@@ -384,7 +387,8 @@ def _route_match(m: Message) -> RouteMatch:
     if m.HasField("case_sensitive"):  # type: ignore[attr-defined]
         case_sensitive = m.case_sensitive.value  # type: ignore[attr-defined]
     return RouteMatch(
-        path_kind="regex" if kind == "safe_regex" else kind,  # type: ignore[arg-type]
+        path_kind={"safe_regex": "regex", "connect_matcher": "connect"}.get(  # type: ignore
+            kind, kind),
         path=path,
         pattern=pattern,
         case_sensitive=case_sensitive,

@@ -94,3 +94,38 @@ async def test_slow_reader_does_not_make_the_sidecar_buffer_everything(backends)
                     break
         writer.close()
     assert received >= 64 * 1024 * 1024
+
+
+async def test_connect_is_tunnelled_after_200() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"CONNECT target.test:443 HTTP/1.1")
+            writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+            while data := await reader.read(65536):
+                writer.write(data[::-1])
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    routes = simple_routes({"match": {"connect_matcher": {}}, "route": {"cluster": "proxy"}},
+                           {"match": {"prefix": "/"}, "direct_response": {"status": 404}})
+    config = hcm(routes, upgrade_configs=[{"upgrade_type": "CONNECT"}])
+    try:
+        async with Sidecar(config, [static_cluster("proxy", [port])]) as sidecar:
+            reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.port)
+            writer.write(b"CONNECT target.test:443 HTTP/1.1\r\nHost: target.test:443\r\n\r\n")
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200 ")
+                assert b"transfer-encoding" not in head.lower()
+                writer.write(b"abc")
+                assert await reader.readexactly(3) == b"cba"
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
