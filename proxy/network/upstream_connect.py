@@ -11,7 +11,9 @@ then write the upstream PROXY protocol header when the cluster's transport socke
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -126,16 +128,45 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
 
 
 async def connect_tcp(address: str, port: int, connect_timeout: float) -> socket.socket:
-    """A connected non-blocking TCP socket, or TimeoutError / OSError."""
+    """A connected non-blocking TCP socket, or TimeoutError / OSError.
+
+    A raw non-blocking connect() and one writability wait: about half the CPU of
+    loop.sock_connect under an asyncio.timeout, which matters at thousands of connections/s."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        async with asyncio.timeout(connect_timeout):
-            await loop.sock_connect(sock, (address, port))
+        error = sock.connect_ex((address, port))
+        if error == errno.EINPROGRESS:
+            await _writable(loop, sock, connect_timeout)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                    connect_timeout: float) -> None:
+    done: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _settle, done, None)
+    timer = loop.call_later(connect_timeout, _settle, done, TimeoutError("connect timeout"))
+    try:
+        await done
+    finally:
+        timer.cancel()
+        loop.remove_writer(fd)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
