@@ -29,6 +29,7 @@ from tests.conformance.upstream.backends import (
     picked_by_envoy,
     tcp_proxy_listener,
 )
+from tests.integration.proxy.helpers import Pointsman
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port, wait_for_port
 
@@ -39,8 +40,8 @@ STATS = ("outlier_detection.ejections_active", "outlier_detection.ejections_enfo
          "outlier_detection.ejections_detected_consecutive_5xx")
 
 
-def _envoy_ejected(envoy: Envoy) -> set[int]:
-    _, body = envoy.admin("/clusters")
+def _ejected_ports(proxy: Envoy | Pointsman) -> set[int]:
+    _, body = proxy.admin("/clusters")
     ejected = set()
     for line in body.splitlines():
         parts = line.split("::")
@@ -82,7 +83,7 @@ async def test_connect_failures_eject_the_refusing_host_in_both() -> None:
                 sock.close()
                 runtime.connection_closed(host)
         ours_ejected = {h.port for h in runtime.hosts if h.flags & HealthFlag.FAILED_OUTLIER_CHECK}
-        assert await asyncio.to_thread(_envoy_ejected, envoy) == ours_ejected == {down}
+        assert await asyncio.to_thread(_ejected_ports, envoy) == ours_ejected == {down}
         for name in STATS:
             ours = (runtime.stats.gauges.get(f"cluster.backend.{name}")
                     or runtime.stats.counters.get(f"cluster.backend.{name}"))
@@ -91,6 +92,45 @@ async def test_connect_failures_eject_the_refusing_host_in_both() -> None:
             assert (name, ours.value) == (name, envoy_value)
     finally:
         envoy.stop()
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
+async def test_sidecar_ejects_like_envoy_through_tcp_proxy() -> None:
+    """The same, end to end: the bootstrap given to `pointsman proxy` and to Envoy."""
+    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(2)]
+    up = [server.sockets[0].getsockname()[1] for server in servers]
+    down = free_port()
+    cluster = {
+        "name": "backend", "type": "STATIC", "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {"cluster_name": "backend", "endpoints": [{"lb_endpoints": [
+            endpoint(up[0]), endpoint(down), endpoint(up[1])]}]},
+        "outlier_detection": {"consecutive_5xx": 2, "interval": "30s",
+                              "base_ejection_time": "60s", "max_ejection_percent": 50},
+    }
+    ports = {"envoy": free_port(), "ours": free_port()}
+    proxies = {
+        "envoy": Envoy({"static_resources": {"listeners": [tcp_proxy_listener(
+            "front", ports["envoy"], "backend")], "clusters": [cluster]}}, name="envoy-od"),
+        "ours": Pointsman({"static_resources": {"listeners": [tcp_proxy_listener(
+            "front", ports["ours"], "backend")], "clusters": [cluster]}}, name="pm-od"),
+    }
+    try:
+        results = {}
+        for name, proxy in proxies.items():
+            await asyncio.to_thread(proxy.wait_ready)
+            for _ in range(12):
+                await picked_by_envoy(ports[name], "127.0.0.1")
+            stats = [await asyncio.to_thread(proxy.stat, f"cluster.backend.{stat}")
+                     for stat in STATS]
+            results[name] = (await asyncio.to_thread(_ejected_ports, proxy), stats)
+        assert results["envoy"] == ({down}, [1, 1, 1, 1])
+        assert results["ours"] == results["envoy"]
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
         for server in servers:
             server.close()
             await server.wait_closed()
