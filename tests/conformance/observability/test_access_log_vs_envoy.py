@@ -123,9 +123,6 @@ def test_proxied_request_logs_match_envoy(both_logs: tuple[Logs, Logs]) -> None:
     assert lines_with_code(ours, 200) == lines_with_code(envoy_logs, 200)
 
 
-@pytest.mark.xfail(strict=False, reason="BYTES_SENT differs: proxy/http/router.py "
-                   "CONNECT_FAILURE_TEXT says 'reset reason: connection failure' (91 bytes), "
-                   "Envoy 1.40 says 'reset reason: remote connection failure' (98 bytes)")
 def test_connect_failure_logs_match_envoy(both_logs: tuple[Logs, Logs]) -> None:
     envoy_logs, ours = both_logs
     assert lines_with_code(envoy_logs, 503)[0], envoy_logs
