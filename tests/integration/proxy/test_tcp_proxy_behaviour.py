@@ -213,3 +213,33 @@ async def test_upstream_mtls_presents_the_client_certificate(tmp_path: Path) -> 
                 writer.close()
     finally:
         backend.stop()
+
+
+async def test_connect_timeout_is_counted(tmp_path: Path) -> None:
+    # A listener that never accepts, its backlog full: further SYNs are dropped and the
+    # connect hangs until the cluster's connect_timeout.
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(stuck.getsockname())
+            fillers.append(filler)
+        await asyncio.sleep(0.1)
+        port = free_port()
+        cluster = static_cluster("backend", [stuck.getsockname()[1]])
+        cluster["connect_timeout"] = "0.3s"
+        bootstrap = config(port, [cluster], [{"filters": [tcp_proxy("backend")]}])
+        async with running(tmp_path, bootstrap) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            async with asyncio.timeout(10):
+                assert await reader.read() == b""
+            writer.close()
+            assert server.stats.counter(
+                "cluster.backend.upstream_cx_connect_timeout").value == 1
+    finally:
+        for sock in [stuck, *fillers]:
+            sock.close()
