@@ -45,7 +45,9 @@ def render_local_reply(reply: LocalReply, request: RequestHead | None) -> tuple[
     body = reply.body.encode()
     if body:
         headers.set("content-type", "text/plain")
-    headers.set("content-length", str(len(body)))
+        headers.set("content-length", str(len(body)))
+    # An empty reply carries no content-length on HTTP/2 (as Envoy); the HTTP/1.1 codec adds
+    # `content-length: 0` for framing.
     if request is not None and request.method == "HEAD":
         body = b""
     return ResponseHead(reply.status, headers), body
