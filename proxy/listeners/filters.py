@@ -53,14 +53,18 @@ async def _inspect_tls(sock: socket.socket, facts: ConnectionFacts) -> Connectio
                                        application_protocols=verdict.application_protocols)
         if isinstance(verdict, tls_inspector.NotTls):
             return facts
+        if isinstance(verdict, tls_inspector.TooLarge):
+            raise ListenerFilterRejected("ClientHello larger than max_client_hello_size")
         seen = len(data)
 
 
 async def _read_proxy_header(sock: socket.socket, item: ListenerFilter,
                              facts: ConnectionFacts) -> ConnectionFacts:
     seen = 0
+    size = 536  # section 2.2: a v2 receiver should read 536 bytes; more when TLVs need it
     while True:
-        data = await peek(sock, 536, seen)  # 536: the v2 header limit suggested in section 2.2
+        data = await peek(sock, size, seen)
+        size = max(size, proxy_protocol.header_length(data))
         verdict = proxy_protocol.parse(data)
         if isinstance(verdict, proxy_protocol.ProxyHeader):
             sock.recv(verdict.length)  # consume exactly the header: it is all in the buffer

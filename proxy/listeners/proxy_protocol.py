@@ -58,6 +58,13 @@ def parse(data: bytes) -> Verdict:
     return NotProxyProtocol()
 
 
+def header_length(data: bytes) -> int:
+    """The v2 header's full length once its fixed part is in `data`, else 0."""
+    if len(data) >= 16 and data[:12] == V2_SIGNATURE:
+        return 16 + int(struct.unpack_from("!H", data, 14)[0])
+    return 0
+
+
 def _could_be(data: bytes, signature: bytes) -> bool:
     size = min(len(data), len(signature))
     return data[:size] == signature[:size]

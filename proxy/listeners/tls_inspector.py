@@ -1,6 +1,7 @@
 """`envoy.filters.listener.tls_inspector`, sans-I/O: read SNI and ALPN from a peeked ClientHello.
 
-Fed the bytes peeked so far (never consumed); answers NeedMore, NotTls or ClientHello.
+Fed the bytes peeked so far (never consumed); answers NeedMore, NotTls, TooLarge or
+ClientHello.
 Formats: RFC 8446 section 5.1 (record layer) and 4.1.2 (ClientHello), RFC 6066 section 3
 (server_name), RFC 7301 section 3.1 (ALPN). A ClientHello split over several handshake records
 is reassembled. Envoy's default max_client_hello_size is 16 KiB (tls_inspector.proto).
@@ -29,12 +30,18 @@ class NotTls:
 
 
 @dataclass(frozen=True)
+class TooLarge:
+    """A ClientHello longer than max_client_hello_size: Envoy closes the connection
+    (stat `client_hello_too_large`)."""
+
+
+@dataclass(frozen=True)
 class ClientHello:
     server_name: str
     application_protocols: tuple[str, ...]
 
 
-Verdict = NeedMore | NotTls | ClientHello
+Verdict = NeedMore | NotTls | TooLarge | ClientHello
 
 
 class _Truncated(Exception):
@@ -48,9 +55,11 @@ def inspect(data: bytes, max_size: int = MAX_CLIENT_HELLO_SIZE) -> Verdict:
         return NotTls()
     handshake = _reassemble(data)
     if handshake is None:
-        return NeedMore() if len(data) < max_size else NotTls()
+        return NeedMore() if len(data) < max_size else TooLarge()
     if isinstance(handshake, NotTls):
         return handshake
+    if len(handshake) > max_size:
+        return TooLarge()
     try:
         return _parse_client_hello(handshake)
     except (_Truncated, struct.error, UnicodeDecodeError):

@@ -51,3 +51,17 @@ def test_v1_unknown_and_v2_local_keep_real_addresses() -> None:
     assert parse(b"PROXY UNKNOWN\r\n") == ProxyHeader(15, None, None, 1)
     local = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x20, 0x00, 0x00, 0x00])
     assert parse(local) == ProxyHeader(16, None, None, 2)
+
+
+def test_v2_with_tlvs_longer_than_536_bytes() -> None:
+    from proxy.listeners.proxy_protocol import header_length
+
+    header = build_v2(SOURCE, DESTINATION)
+    tlv = b"\x04" + (1000).to_bytes(2, "big") + b"x" * 1000  # PP2_TYPE_NOOP
+    body_length = int.from_bytes(header[14:16], "big") + len(tlv)
+    long_header = header[:14] + body_length.to_bytes(2, "big") + header[16:] + tlv
+    assert header_length(long_header[:16]) == len(long_header)
+    assert isinstance(parse(long_header[:536]), NeedMore)
+    verdict = parse(long_header + b"data")
+    assert isinstance(verdict, ProxyHeader)
+    assert (verdict.source, verdict.length) == (SOURCE, len(long_header))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ssl
 
-from proxy.listeners.tls_inspector import ClientHello, NeedMore, NotTls, inspect
+from proxy.listeners.tls_inspector import ClientHello, NeedMore, NotTls, TooLarge, inspect
 
 
 def client_hello(server_name: str | None, alpn: list[str] | None = None) -> bytes:
@@ -51,3 +51,8 @@ def test_client_hello_split_over_two_records() -> None:
 def test_plain_text_is_not_tls() -> None:
     assert inspect(b"GET / HTTP/1.1\r\n") == NotTls()
     assert inspect(b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00") == NotTls()  # not a ClientHello
+
+
+def test_oversized_client_hello_is_refused() -> None:
+    data = client_hello("big.test")
+    assert inspect(data, max_size=100) == TooLarge()
