@@ -17,8 +17,8 @@ from proxy.listeners import proxy_protocol, tls_inspector
 from proxy.listeners.matching import ConnectionFacts
 from proxy.model.listener import PROXY_PROTOCOL, TLS_INSPECTOR, Listener, ListenerFilter
 
-_PEEK_SIZE = tls_inspector.MAX_CLIENT_HELLO_SIZE
 _NO_PROGRESS_PAUSE = 0.005
+_RECORD_OVERHEAD = 1024  # record headers around a ClientHello split over several records
 
 
 class ListenerFilterRejected(Exception):
@@ -36,17 +36,18 @@ async def run_listener_filters(sock: socket.socket, listener: Listener,
 async def _run_one(sock: socket.socket, item: ListenerFilter,
                    facts: ConnectionFacts) -> ConnectionFacts:
     if item.kind == TLS_INSPECTOR:
-        return await _inspect_tls(sock, facts)
+        return await _inspect_tls(sock, facts, item.max_client_hello_size)
     if item.kind == PROXY_PROTOCOL:
         return await _read_proxy_header(sock, item, facts)
     raise AssertionError(f"unknown listener filter {item.kind}")  # the model rejects others
 
 
-async def _inspect_tls(sock: socket.socket, facts: ConnectionFacts) -> ConnectionFacts:
+async def _inspect_tls(sock: socket.socket, facts: ConnectionFacts,
+                       max_size: int) -> ConnectionFacts:
     seen = 0
     while True:
-        data = await peek(sock, _PEEK_SIZE, seen)
-        verdict = tls_inspector.inspect(data)
+        data = await peek(sock, max_size + _RECORD_OVERHEAD, seen)
+        verdict = tls_inspector.inspect(data, max_size)
         if isinstance(verdict, tls_inspector.ClientHello):
             return dataclasses.replace(facts, transport_protocol="tls",
                                        server_name=verdict.server_name,

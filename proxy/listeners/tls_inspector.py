@@ -53,20 +53,18 @@ def inspect(data: bytes, max_size: int = MAX_CLIENT_HELLO_SIZE) -> Verdict:
         return NeedMore()
     if data[0] != _HANDSHAKE_RECORD:
         return NotTls()
-    handshake = _reassemble(data)
+    handshake = _reassemble(data, max_size)
     if handshake is None:
-        return NeedMore() if len(data) < max_size else TooLarge()
-    if isinstance(handshake, NotTls):
+        return NeedMore()
+    if isinstance(handshake, NotTls | TooLarge):
         return handshake
-    if len(handshake) > max_size:
-        return TooLarge()
     try:
         return _parse_client_hello(handshake)
     except (_Truncated, struct.error, UnicodeDecodeError):
         return NotTls()
 
 
-def _reassemble(data: bytes) -> bytes | NotTls | None:
+def _reassemble(data: bytes, max_size: int) -> bytes | NotTls | TooLarge | None:
     """The whole handshake message from consecutive records, or None when incomplete."""
     payload = b""
     offset = 0
@@ -84,6 +82,8 @@ def _reassemble(data: bytes) -> bytes | NotTls | None:
             if payload[0] != _CLIENT_HELLO:
                 return NotTls()
             needed = 4 + int.from_bytes(payload[1:4], "big")
+            if needed > max_size:
+                return TooLarge()
             if len(payload) >= needed:
                 return payload[:needed]
 

@@ -81,6 +81,7 @@ class ListenerFilter:
     name: str
     kind: str  # TLS_INSPECTOR or PROXY_PROTOCOL
     allow_requests_without_proxy_protocol: bool = False
+    max_client_hello_size: int = 16 * 1024  # tls_inspector.proto default
 
 
 @dataclass(frozen=True)
@@ -265,9 +266,12 @@ def _translate_listener_filter(item: Any, field_name: str) -> ListenerFilter:
     if kind == TLS_INSPECTOR:
         inspector = unpack_any(item.typed_config, field=f"{field_name}.typed_config")
         assert isinstance(inspector, tls_inspector_pb2.TlsInspector)
+        # initial_read_buffer_size only tunes how much is peeked first: no behaviour change.
         reject_unsupported(inspector, {"initial_read_buffer_size", "max_client_hello_size"},
                            prefix=f"{field_name}.typed_config.")
-        return ListenerFilter(item.name, kind)
+        size = (inspector.max_client_hello_size.value
+                if inspector.HasField("max_client_hello_size") else 16 * 1024)
+        return ListenerFilter(item.name, kind, max_client_hello_size=size)
     if kind == PROXY_PROTOCOL:
         config = unpack_any(item.typed_config, field=f"{field_name}.typed_config")
         assert isinstance(config, proxy_protocol_pb2.ProxyProtocol)
