@@ -56,10 +56,26 @@ class CachedResource:
 class TypeSnapshot:
     """All resources of one type in one snapshot, with a version naming that whole set."""
 
-
     version: str
     resources: Mapping[str, CachedResource]
     ordered: tuple[CachedResource, ...] = ()  # all resources sorted by name (wildcard answers)
+    _changes: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    def changed_since(self, older: TypeSnapshot) -> frozenset[str]:
+        """Names added, removed or changed since `older`; computed once per older version and
+        shared by every delta stream moving from it to this one."""
+        found = self._changes.get(older.version)
+        if found is None:
+            found = frozenset(
+                name for name in older.resources.keys() | self.resources.keys()
+                if _version(older, name) != _version(self, name))
+            self._changes[older.version] = found
+        return found
+
+
+def _version(typed: TypeSnapshot, name: str) -> str | None:
+    resource = typed.resources.get(name)
+    return resource.version if resource is not None else None
 
 
 def set_version(resources: Iterable[CachedResource]) -> str:
@@ -205,15 +221,37 @@ class ResponseEncoder:
             self._memo.move_to_end(key)
         return body + self.NONCE_FIELD_TAG + _varint(len(nonce)) + nonce.encode()
 
+    def encode_delta(self, type_url: str, version: str, resources: tuple[CachedResource, ...],
+                     removed: tuple[str, ...], nonce: str) -> bytes:
+        """A DeltaDiscoveryResponse; bodies memoised like SotW ones (the type version and the
+        names fix the content: resources come from the snapshot with that version)."""
+        key = ("delta", type_url, version, tuple(resource.name for resource in resources),
+               removed)
+        body = self._memo.get(key)
+        if body is None:
+            body = _delta_body(type_url, version, resources, removed)
+            self.encoded += 1
+            self._memo[key] = body
+            if len(self._memo) > self.capacity:
+                self._memo.popitem(last=False)
+        else:
+            self._memo.move_to_end(key)
+        return body + self.NONCE_FIELD_TAG + _varint(len(nonce)) + nonce.encode()
+
 
 def encode_delta_response(type_url: str, version: str, resources: tuple[CachedResource, ...],
                           removed: tuple[str, ...], nonce: str) -> bytes:
     """DeltaDiscoveryResponse bytes from each resource's pre-serialised `Resource`."""
+    return _delta_body(type_url, version, resources, removed) + _length_delimited(
+        5, nonce.encode())
+
+
+def _delta_body(type_url: str, version: str, resources: tuple[CachedResource, ...],
+                removed: tuple[str, ...]) -> bytes:
     parts = [_length_delimited(1, version.encode())]  # system_version_info
     parts += [_length_delimited(2, resource.delta_bytes) for resource in resources]
     parts.append(_length_delimited(4, type_url.encode()))
     parts += [_length_delimited(6, name.encode()) for name in removed]  # removed_resources
-    parts.append(_length_delimited(5, nonce.encode()))
     return b"".join(parts)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import ResponseEncoder, SnapshotCache, encode_delta_response
+from controlplane.cache import ResponseEncoder, SnapshotCache
 from controlplane.logs import now
 from controlplane.observe import Observer
 from controlplane.protocol.delta import DeltaStream
@@ -75,8 +75,8 @@ class DiscoveryServer:
 
     def encode(self, action: Push | DeltaPush) -> bytes:
         if isinstance(action, DeltaPush):
-            return encode_delta_response(action.type_url, action.version, action.resources,
-                                         action.removed, action.nonce)
+            return self.encoder.encode_delta(action.type_url, action.version, action.resources,
+                                             action.removed, action.nonce)
         return self.encoder.encode(action.type_url, action.version, action.resources,
                                    action.content_key, action.nonce)
 

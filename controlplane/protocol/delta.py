@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import CachedResource, Snapshot
+from controlplane.cache import CachedResource, Snapshot, TypeSnapshot
 from controlplane.protocol.events import (
     Acked,
     Action,
@@ -57,12 +57,16 @@ class DeltaSubscription:
     awaiting_reply: bool = False
     acked_version: str = ""
     last_nack: tuple[str, str] | None = None
+    # The type snapshot `known` fully matches (for the subscribed scope): the next plan only
+    # looks at names that changed since, which every stream shares (TypeSnapshot.changed_since).
+    synced: TypeSnapshot | None = None
 
 
 @dataclass(frozen=True)
 class DeltaPlan:
     resources: tuple[CachedResource, ...]
     removed: tuple[str, ...]
+    complete: bool = True  # False when removals were withheld (make before break)
 
     def __bool__(self) -> bool:
         return bool(self.resources or self.removed)
@@ -161,6 +165,7 @@ class DeltaStream:
             if name == WILDCARD:
                 changed |= not subscription.wildcard
                 subscription.wildcard = True
+                subscription.synced = None  # everything not yet held is now in scope
             else:
                 changed |= name not in subscription.names
                 subscription.names.add(name)
@@ -182,18 +187,15 @@ class DeltaStream:
         return changed
 
     def _plan(self, subscription: DeltaSubscription, snapshot: Snapshot) -> DeltaPlan:
-        available = snapshot.of_type(subscription.type_url).resources
-        candidates = set(subscription.names) | subscription.forced
-        if subscription.wildcard:
-            candidates |= available.keys() | subscription.known.keys()
-        else:
-            candidates |= subscription.known.keys() & subscription.names
+        typed = snapshot.of_type(subscription.type_url)
+        available = typed.resources
         send: list[CachedResource] = []
         removed: list[str] = []
+        withheld = False
         # While listeners/routes move, removed clusters (and their endpoints) stay with the client.
         withhold = self.defer_cluster_removal and subscription.type_url in (
             CLUSTER.type_url, ENDPOINT.type_url)
-        for name in sorted(candidates):
+        for name in sorted(self._candidates(subscription, typed)):
             resource = available.get(name)
             if resource is not None:
                 if (subscription.wildcard or name in subscription.names) and (
@@ -202,15 +204,30 @@ class DeltaStream:
                     send.append(resource)
             elif name in subscription.forced or name in subscription.known:
                 if withhold and name in subscription.known:
-                    continue  # make before break: routes may still name it
+                    withheld = True  # make before break: routes may still name it
+                    continue
                 removed.append(name)
-        return DeltaPlan(tuple(send), tuple(removed))
+        return DeltaPlan(tuple(send), tuple(removed), complete=not withheld)
+
+    @staticmethod
+    def _candidates(subscription: DeltaSubscription, typed: TypeSnapshot) -> set[str]:
+        """Names that may need sending or removing: with a synced subscription, only the names
+        changed since (shared work); otherwise everything in scope."""
+        if subscription.synced is not None:
+            if subscription.synced.version == typed.version:
+                return set(subscription.forced)
+            return set(typed.changed_since(subscription.synced)) | subscription.forced
+        candidates = set(subscription.names) | subscription.forced
+        if subscription.wildcard:
+            return candidates | typed.resources.keys() | subscription.known.keys()
+        return candidates | (subscription.known.keys() & subscription.names)
 
     def _answer(self, subscription: DeltaSubscription, now: float, *, always: bool = False,
                 snapshot: Snapshot | None = None) -> list[Action]:
         snapshot = snapshot or self.resolve_snapshot()
         plan = self._plan(subscription, snapshot)
         subscription.forced.clear()
+        subscription.synced = snapshot.of_type(subscription.type_url) if plan.complete else None
         if not plan and not always:
             return []
         if subscription.type_url == CLUSTER.type_url:

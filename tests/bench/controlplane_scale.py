@@ -12,6 +12,7 @@ clusters with 2 endpoints each, and ACK every response. Measured:
 
     .venv/bin/python tests/bench/controlplane_scale.py            # N = 100 and 1000
     .venv/bin/python tests/bench/controlplane_scale.py --clients 100
+    .venv/bin/python tests/bench/controlplane_scale.py --delta --changed 1   # delta xDS
 """
 
 from __future__ import annotations
@@ -36,15 +37,17 @@ from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+DELTA_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 
 
-def resources(clusters: int, port_shift: int) -> dict[str, Any]:
+def resources(clusters: int, port_shift: int, changed: int) -> dict[str, Any]:
+    """`changed` clusters (the first ones) get their second endpoint moved by `port_shift`."""
     items: list[dict[str, Any]] = []
     for index in range(clusters):
         name = f"service-{index:04d}"
         items.append({"@type": CLUSTER, "name": name, "type": "EDS", "connect_timeout": "1s",
                       "eds_cluster_config": {"eds_config": {"ads": {}}}})
-        ports = (20000 + index, 40000 + index + port_shift)
+        ports = (20000 + index, 40000 + index + (port_shift if index < changed else 0))
         items.append({"@type": ENDPOINTS, "cluster_name": name, "endpoints": [{
             "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
                 "address": "127.0.0.1", "port_value": port}}}} for port in ports]}]})
@@ -103,18 +106,52 @@ class SimulatedClient:
                 else:
                     ack.resource_names.extend(eds_names)
                     await call.write(ack)
-                    self.eds_version, self.eds_acked_at = response.version_info, time.time()
-                    self.converged.set()
-                    self.updated.set()
+                    self._acked(response.version_info)
 
     @staticmethod
     def _cluster_names(response: Any) -> list[str]:
         from envoy.config.cluster.v3 import cluster_pb2
         return [cluster_pb2.Cluster.FromString(item.value).name for item in response.resources]
 
+    def _acked(self, version: str) -> None:
+        self.eds_version, self.eds_acked_at = version, time.time()
+        self.converged.set()
+        self.updated.set()
 
-async def worker_main(target: str, first: int, count: int, pipe: Connection) -> None:
-    clients = [SimulatedClient(first + offset) for offset in range(count)]
+
+class DeltaSimulatedClient(SimulatedClient):
+    """The same subscriptions over delta xDS (DeltaAggregatedResources)."""
+
+    async def run(self, target: str) -> None:
+        import grpc
+        from envoy.service.discovery.v3 import discovery_pb2 as pb
+
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = channel.stream_stream(
+                DELTA_METHOD, request_serializer=pb.DeltaDiscoveryRequest.SerializeToString,
+                response_deserializer=pb.DeltaDiscoveryResponse.FromString)()
+            node = {"id": f"bench-delta-{self.index}", "cluster": "bench"}
+            await call.write(pb.DeltaDiscoveryRequest(type_url=CLUSTER, node=node))
+            subscribed = False
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    return
+                await call.write(pb.DeltaDiscoveryRequest(type_url=response.type_url,
+                                                          response_nonce=response.nonce))
+                if response.type_url == CLUSTER and not subscribed:
+                    subscribed = True
+                    names = sorted(item.name for item in response.resources)
+                    await call.write(pb.DeltaDiscoveryRequest(
+                        type_url=ENDPOINTS, resource_names_subscribe=names))
+                elif response.type_url == ENDPOINTS:
+                    self._acked(response.system_version_info)
+
+
+async def worker_main(target: str, first: int, count: int, delta: bool,
+                      pipe: Connection) -> None:
+    kind = DeltaSimulatedClient if delta else SimulatedClient
+    clients = [kind(first + offset) for offset in range(count)]
     async with asyncio.TaskGroup() as tasks:
         runners = [tasks.create_task(client.run(target)) for client in clients]
         await asyncio.gather(*(client.converged.wait() for client in clients))
@@ -132,9 +169,9 @@ async def worker_main(target: str, first: int, count: int, pipe: Connection) -> 
             runner.cancel()
 
 
-def worker_entry(target: str, first: int, count: int, pipe: Connection) -> None:
+def worker_entry(target: str, first: int, count: int, delta: bool, pipe: Connection) -> None:
     try:
-        asyncio.run(worker_main(target, first, count, pipe))
+        asyncio.run(worker_main(target, first, count, delta, pipe))
     except BaseExceptionGroup as group:  # cancelled runners at stop
         if not all(isinstance(error, asyncio.CancelledError) for error in group.exceptions):
             raise
@@ -142,10 +179,11 @@ def worker_entry(target: str, first: int, count: int, pipe: Connection) -> None:
 
 # ---- the run --------------------------------------------------------------------------------
 
-def measure(clients: int, clusters: int, workers: int, rounds: int) -> dict[str, Any]:
+def measure(clients: int, clusters: int, workers: int, rounds: int, delta: bool,
+            changed: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="cp-bench-"))
     config = folder / "resources.json"
-    write_json(config, resources(clusters, 0))
+    write_json(config, resources(clusters, 0, changed))
     port, admin = free_port(), free_port()
     server = ManagedProcess(python_argv("-m", "controlplane", "--resources", str(config),
                                         "--listen", f"127.0.0.1:{port}",
@@ -166,7 +204,7 @@ def measure(clients: int, clusters: int, workers: int, rounds: int) -> dict[str,
                 break
             parent, child = context.Pipe()
             process = context.Process(target=worker_entry, daemon=True,
-                                      args=(f"127.0.0.1:{port}", first, count, child))
+                                      args=(f"127.0.0.1:{port}", first, count, delta, child))
             process.start()
             pipes.append(parent)
             processes.append(process)
@@ -180,11 +218,13 @@ def measure(clients: int, clusters: int, workers: int, rounds: int) -> dict[str,
             for pipe in pipes:
                 pipe.recv()
             changed_at = time.time()
-            write_json(config, resources(clusters, round_number))
+            write_json(config, resources(clusters, round_number, changed))
             changes.append(max(pipe.recv()[1] for pipe in pipes) - changed_at)
         for pipe in pipes:
             pipe.send("stop")
-        return {"clients": clients, "clusters": clusters, "initial_convergence_s": initial,
+        return {"protocol": "delta" if delta else "sotw", "clients": clients,
+                "clusters": clusters, "clusters_changed": changed,
+                "initial_convergence_s": initial,
                 "change_to_last_ack_s": sorted(changes)[len(changes) // 2],
                 "change_to_last_ack_all_s": [round(item, 3) for item in changes],
                 "rss_idle_mib": rss_before / 1024, "rss_connected_mib": rss_after / 1024,
@@ -203,9 +243,13 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="file changes timed (median)")
+    parser.add_argument("--delta", action="store_true", help="delta xDS clients instead of SotW")
+    parser.add_argument("--changed", type=int, default=None,
+                        help="clusters whose endpoints change per round (default: all)")
     args = parser.parse_args()
     for clients in args.clients or [100, 1000]:
-        result = measure(clients, args.clusters, args.workers, args.rounds)
+        changed = args.clusters if args.changed is None else args.changed
+        result = measure(clients, args.clusters, args.workers, args.rounds, args.delta, changed)
         print(json.dumps({key: round(value, 3) if isinstance(value, float) else value
                           for key, value in result.items()}), flush=True)
 
