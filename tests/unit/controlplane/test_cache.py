@@ -82,3 +82,23 @@ def test_observer_hands_actions_and_closed_streams_to_hooks():
     observer.closed(stream_id)
     assert ("n", "Push") in seen and seen[-1] == ("closed", stream_id)
     assert observer.pushes == {"cluster": 1} and not observer.streams
+
+
+def test_changed_since_names_added_removed_and_changed_once_per_pair():
+    old = snapshot(cluster("a"), cluster("b"), cluster("c")).of_type(CLUSTER)
+    new = snapshot(cluster("a"), cluster("b", "9s"), cluster("d")).of_type(CLUSTER)
+    changed = new.changed_since(old)
+    assert changed == {"b", "c", "d"}
+    assert new.changed_since(old) is changed
+
+
+def test_delta_responses_are_memoised_and_parse():
+    typed = snapshot(cluster("a"), cluster("b")).of_type(CLUSTER)
+    encoder = ResponseEncoder()
+    first = encoder.encode_delta(CLUSTER, typed.version, typed.ordered, ("gone",), "1")
+    second = encoder.encode_delta(CLUSTER, typed.version, typed.ordered, ("gone",), "2")
+    assert encoder.encoded == 1
+    parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(second)
+    assert [item.name for item in parsed.resources] == ["a", "b"]
+    assert list(parsed.removed_resources) == ["gone"] and parsed.nonce == "2"
+    assert discovery_pb2.DeltaDiscoveryResponse.FromString(first).nonce == "1"
