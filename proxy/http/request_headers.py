@@ -66,6 +66,8 @@ def _xff_entry_for(remote_ip: str) -> str:
 
 
 def is_internal(address: str, settings: HcmSettings) -> bool:
+    if not settings.internal_networks:
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -74,7 +76,9 @@ def is_internal(address: str, settings: HcmSettings) -> bool:
 
 
 def _xff_entries(head: RequestHead) -> list[str]:
-    joined = head.headers.joined("x-forwarded-for") or ""
+    joined = head.headers.joined("x-forwarded-for")
+    if not joined:
+        return []
     return [entry.strip() for entry in joined.split(",") if entry.strip()]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import h11
 
 from tests.support.ports import free_port
@@ -28,8 +29,10 @@ from tests.support.ports import free_port
 
 class EchoBackend:
     def __init__(self, name: str, *, http2: bool = False, port: int | None = None,
-                 fail_status: int | None = None) -> None:
+                 fail_status: int | None = None, max_streams: int | None = None) -> None:
         self.name = name
+        self.max_streams = max_streams  # h2c: SETTINGS_MAX_CONCURRENT_STREAMS
+        self.connections = 0
         self.fail_status = fail_status  # answer every request with this status
         self.http2 = http2
         self.port = port or free_port()
@@ -163,6 +166,10 @@ class EchoBackend:
         config = h2.config.H2Configuration(client_side=False, header_encoding="latin-1")
         connection = h2.connection.H2Connection(config)
         connection.initiate_connection()
+        self.connections += 1
+        if self.max_streams is not None:
+            connection.update_settings(
+                {h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
         writer.write(connection.data_to_send())
         streams: dict[int, tuple[list[tuple[str, str]], bytearray]] = {}
         tasks: set[asyncio.Task[None]] = set()

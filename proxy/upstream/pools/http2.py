@@ -44,6 +44,7 @@ class Http2Connection(asyncio.Protocol):
         self.closed = False
         self.draining = False
         self._flush_scheduled = False
+        self.peer_max_streams = 100  # RFC 9113 6.5.2 suggests >= 100 until SETTINGS arrive
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -57,6 +58,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, SettingsChanged):
+            self.peer_max_streams = self.codec.peer_max_concurrent_streams
             if not self.settled.done():
                 self.settled.set_result(None)
         elif isinstance(event, WindowOpened):
@@ -120,7 +122,7 @@ class Http2Connection(asyncio.Protocol):
     def capacity(self) -> int:
         if self.closed or self.draining or self.codec.closed:
             return 0
-        limit = self.codec.peer_max_concurrent_streams
+        limit = self.peer_max_streams
         if self.pool.max_concurrent_streams:
             limit = min(limit, self.pool.max_concurrent_streams)
         return limit - len(self.streams)

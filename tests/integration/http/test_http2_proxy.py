@@ -54,3 +54,17 @@ async def test_codec_auto_serves_both_protocols(backends) -> None:  # type: igno
             assert (await h1.request("GET", "/")).status == 200
         async with H2Client(sidecar.port) as h2:
             assert (await h2.request("GET", "/")).status == 200
+
+
+async def test_h2_pool_honours_the_peers_max_concurrent_streams(backends) -> None:  # type: ignore[no-untyped-def]
+    backend = backends("limited", http2=True, max_streams=2)
+    cluster = static_cluster("limited", [backend.port], typed_extension_protocol_options=H2_OPTIONS)
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "limited"}})
+    async with Sidecar(hcm(routes), [cluster]) as sidecar, H2Client(sidecar.port) as client:
+        slow = [("x-echo-delay", "0.3")]
+        responses = await asyncio.gather(*(client.request("GET", f"/{i}", headers=slow)
+                                           for i in range(6)))
+        assert [r.status for r in responses] == [200] * 6
+        # six concurrent streams, two per connection: three upstream connections
+        assert sidecar.counter("cluster.limited.upstream_cx_total") == 3
+        assert backend.connections == 3
