@@ -239,13 +239,6 @@ class ResponseEncoder:
         return body + self.NONCE_FIELD_TAG + _varint(len(nonce)) + nonce.encode()
 
 
-def encode_delta_response(type_url: str, version: str, resources: tuple[CachedResource, ...],
-                          removed: tuple[str, ...], nonce: str) -> bytes:
-    """DeltaDiscoveryResponse bytes from each resource's pre-serialised `Resource`."""
-    return _delta_body(type_url, version, resources, removed) + _length_delimited(
-        5, nonce.encode())
-
-
 def _delta_body(type_url: str, version: str, resources: tuple[CachedResource, ...],
                 removed: tuple[str, ...]) -> bytes:
     parts = [_length_delimited(1, version.encode())]  # system_version_info
