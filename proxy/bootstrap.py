@@ -43,7 +43,8 @@ class AdsConfig:
     cds: bool
     target: str = ""  # HOST:PORT of the cluster's first endpoint (gRPC resolves names)
     tls: Any = None  # the cluster's UpstreamTls, None for plaintext
-    initial_fetch_timeout: float = 15.0  # Envoy's ConfigSource default
+    initial_fetch_timeout: float = 15.0  # Envoy's ConfigSource default; 0: wait forever
+    node_on_every_request: bool = True  # not set_node_on_first_message_only
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,23 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
     host = endpoints[0].address
     target = f"[{host}]:{endpoints[0].port}" if ":" in host else f"{host}:{endpoints[0].port}"
     return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=target,
-                     tls=cluster.upstream_tls)
+                     tls=cluster.upstream_tls,
+                     initial_fetch_timeout=_initial_fetch_timeout(dynamic),
+                     node_on_every_request=not ads.set_node_on_first_message_only)
+
+
+def _initial_fetch_timeout(dynamic: Any) -> float:
+    """The longest initial_fetch_timeout of cds_config / lds_config (Envoy: 15 s default;
+    0 disables the timeout, so initialization waits for the first responses)."""
+    values = []
+    for name in ("cds_config", "lds_config"):
+        if dynamic.HasField(name):
+            source = getattr(dynamic, name)
+            values.append(seconds(source.initial_fetch_timeout)
+                          if source.HasField("initial_fetch_timeout") else 15.0)
+    if not values:
+        return 15.0
+    return 0.0 if 0.0 in values else max(values)
 
 
 def _over_ads(dynamic: Any, name: str) -> bool:

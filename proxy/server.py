@@ -199,7 +199,8 @@ class Server:
 
         ads = self.bootstrap.ads
         assert ads is not None
-        protocol = AdsProtocol(self.bootstrap.node_proto)
+        protocol = AdsProtocol(self.bootstrap.node_proto,
+                               node_on_every_request=ads.node_on_every_request)
         protocol.subscribe_wildcard([t for t, on in ((CLUSTER, ads.cds), (LISTENER, ads.lds))
                                      if on])
         self._xds_client = AdsClient(ads.target, protocol, self, self.stats,

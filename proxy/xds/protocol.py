@@ -59,6 +59,8 @@ class ResourcesReceived:
 @dataclass
 class AdsProtocol:
     node: base_pb2.Node
+    # Envoy sends the node on every request unless set_node_on_first_message_only.
+    node_on_every_request: bool = True
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     first_request_sent: bool = False
 
@@ -131,8 +133,8 @@ class AdsProtocol:
         )
         if error_detail is not None:
             request.error_detail.CopyFrom(error_detail)
-        if not self.first_request_sent:
-            request.node.CopyFrom(self.node)  # the node goes on the first request of a stream
+        if self.node_on_every_request or not self.first_request_sent:
+            request.node.CopyFrom(self.node)
             self.first_request_sent = True
         subscription.sent_on_stream = True
         return request

@@ -54,6 +54,9 @@ def test_full_bootstrap(tmp_path: Path) -> None:
     assert (bootstrap.ads.cluster_name, bootstrap.ads.lds, bootstrap.ads.cds) == ("xds", True,
                                                                                    True)
     assert [item.name for item in bootstrap.listeners] == ["l"]
+    assert bootstrap.ads.target == "127.0.0.1:1"
+    assert bootstrap.ads.initial_fetch_timeout == 15.0
+    assert bootstrap.ads.node_on_every_request
 
 
 def test_yaml_is_read(tmp_path: Path) -> None:

@@ -38,8 +38,9 @@ class FakeApplier:
         return self.wanted[type_url]
 
 
-def new_client() -> tuple[AdsClient, FakeApplier, Stats]:
-    protocol = AdsProtocol(base_pb2.Node(id="sidecar-1", cluster="web"))
+def new_client(node_on_every_request: bool = False) -> tuple[AdsClient, FakeApplier, Stats]:
+    protocol = AdsProtocol(base_pb2.Node(id="sidecar-1", cluster="web"),
+                           node_on_every_request=node_on_every_request)
     protocol.subscribe_wildcard([CLUSTER, LISTENER])
     applier = FakeApplier()
     stats = Stats()
@@ -52,8 +53,10 @@ def test_first_requests_are_wildcard_cds_then_lds_with_node_once() -> None:
     assert [r.type_url for r in requests] == [CLUSTER, LISTENER]
     assert [list(r.resource_names) for r in requests] == [[], []]
     assert requests[0].node.id == "sidecar-1"
-    assert not requests[1].HasField("node")
+    assert not requests[1].HasField("node")  # set_node_on_first_message_only
     assert all(r.version_info == "" and r.response_nonce == "" for r in requests)
+    client, _, _ = new_client(node_on_every_request=True)  # Envoy's default
+    assert all(r.node.id == "sidecar-1" for r in client.protocol.stream_started())
 
 
 def test_ack_carries_new_version_and_nonce() -> None:
