@@ -28,6 +28,13 @@ from proxy.upstream.health.config import (
     translate_health_check,
     translate_outlier_detection,
 )
+from proxy.upstream.lb.config import (
+    LbPolicy,
+    LeastRequestConfig,
+    MaglevConfig,
+    RingHashConfig,
+    translate_lb_settings,
+)
 
 
 class DiscoveryType(enum.IntEnum):
@@ -37,40 +44,12 @@ class DiscoveryType(enum.IntEnum):
     EDS = 3
 
 
-class LbPolicy(enum.IntEnum):
-    ROUND_ROBIN = 0
-    LEAST_REQUEST = 1
-    RING_HASH = 2
-    RANDOM = 3
-    MAGLEV = 5
-
-
 class DnsLookupFamily(enum.IntEnum):
     AUTO = 0  # Envoy: IPv6 first, falling back to IPv4
     V4_ONLY = 1
     V6_ONLY = 2
     V4_PREFERRED = 3
     ALL = 4
-
-
-@dataclass(frozen=True)
-class LeastRequestConfig:
-    choice_count: int = 2
-    active_request_bias: float = 1.0
-
-
-@dataclass(frozen=True)
-class RingHashConfig:
-    # Envoy defaults (cluster.proto RingHashLbConfig): 1024 and 8M entries.
-    minimum_ring_size: int = 1024
-    maximum_ring_size: int = 8 * 1024 * 1024
-    use_hostname_for_hashing: bool = False
-
-
-@dataclass(frozen=True)
-class MaglevConfig:
-    table_size: int = 65537
-    use_hostname_for_hashing: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,7 +87,8 @@ _CLUSTER_FIELDS = {
     "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment",
     "health_checks", "circuit_breakers", "outlier_detection", "common_lb_config",
     "least_request_lb_config", "ring_hash_lb_config", "maglev_lb_config", "round_robin_lb_config",
-    "transport_socket", "typed_extension_protocol_options", "dns_refresh_rate",
+    "load_balancing_policy", "transport_socket", "typed_extension_protocol_options",
+    "dns_refresh_rate",
     "dns_lookup_family", "metadata", "wait_for_warm_on_init", "per_connection_buffer_limit_bytes",
     "track_cluster_stats",
 }
@@ -129,9 +109,9 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         raise ConfigError("a cluster needs a name", field="name")
     reject_unsupported(message, _CLUSTER_FIELDS)
     cluster_type = _discovery_type(message)
-    lb_policy = _lb_policy(message)
+    lb = translate_lb_settings(message)
     load_assignment = _load_assignment(message, cluster_type)
-    panic, use_hostname = _common_lb(message)
+    panic = _panic_threshold(message)
     upstream_tls = _upstream_tls(message)
     _check_health_check_support(message, upstream_tls)
     return Cluster(
@@ -139,10 +119,10 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         type=cluster_type,
         eds_service_name=_eds_service_name(message, cluster_type),
         connect_timeout=_connect_timeout(message),
-        lb_policy=lb_policy,
-        least_request=_least_request(message),
-        ring_hash=_ring_hash(message, use_hostname),
-        maglev=_maglev(message, use_hostname),
+        lb_policy=lb.policy,
+        least_request=lb.least_request,
+        ring_hash=lb.ring_hash,
+        maglev=lb.maglev,
         load_assignment=load_assignment,
         health_checks=tuple(
             _within(translate_health_check, check, f"health_checks[{index}]")
@@ -155,7 +135,7 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         circuit_breakers=_within(translate_circuit_breakers, message.circuit_breakers,
                                  "circuit_breakers"),
         healthy_panic_threshold=panic,
-        locality_weighted_lb=_locality_weighted(message, lb_policy),
+        locality_weighted_lb=lb.locality_weighted,
         dns_refresh_rate=optional_seconds(message, "dns_refresh_rate", 5.0) or 5.0,
         dns_lookup_family=DnsLookupFamily(message.dns_lookup_family),
         upstream_tls=upstream_tls,
@@ -221,115 +201,23 @@ def _connect_timeout(message: cluster_pb2.Cluster) -> float:
     return value
 
 
-def _lb_policy(message: cluster_pb2.Cluster) -> LbPolicy:
-    if message.lb_policy not in LbPolicy._value2member_map_:
-        raise unsupported("lb_policy", cluster_pb2.Cluster.LbPolicy.Name(message.lb_policy))
-    policy = LbPolicy(message.lb_policy)
-    configs = {
-        "least_request_lb_config": LbPolicy.LEAST_REQUEST,
-        "ring_hash_lb_config": LbPolicy.RING_HASH,
-        "maglev_lb_config": LbPolicy.MAGLEV,
-        "round_robin_lb_config": LbPolicy.ROUND_ROBIN,
-    }
-    for name, owner in configs.items():
-        if message.HasField(name) and owner is not policy:
-            # Envoy ignores a mismatched config; we refuse it rather than ignore it.
-            raise ConfigError(f"set but lb_policy is {policy.name}", field=name)
-    if message.HasField("round_robin_lb_config"):
-        reject_unsupported(message.round_robin_lb_config, (), prefix="round_robin_lb_config.")
-    return policy
 
 
-def _least_request(message: cluster_pb2.Cluster) -> LeastRequestConfig:
-    if not message.HasField("least_request_lb_config"):
-        return LeastRequestConfig()
-    config = message.least_request_lb_config
-    reject_unsupported(config, {"choice_count", "active_request_bias"},
-                       prefix="least_request_lb_config.")
-    choice_count = config.choice_count.value if config.HasField("choice_count") else 2
-    if choice_count < 2:
-        raise ConfigError("must be at least 2", field="least_request_lb_config.choice_count")
-    bias = 1.0
-    if config.HasField("active_request_bias"):
-        bias = config.active_request_bias.default_value
-        if config.active_request_bias.runtime_key:
-            raise unsupported("least_request_lb_config.active_request_bias.runtime_key")
-        if bias < 0:
-            raise ConfigError("must be >= 0", field="least_request_lb_config.active_request_bias")
-    return LeastRequestConfig(choice_count, bias)
 
 
-def _ring_hash(message: cluster_pb2.Cluster, use_hostname: bool) -> RingHashConfig:
-    if not message.HasField("ring_hash_lb_config"):
-        return RingHashConfig(use_hostname_for_hashing=use_hostname)
-    config = message.ring_hash_lb_config
-    reject_unsupported(config, {"minimum_ring_size", "maximum_ring_size", "hash_function"},
-                       prefix="ring_hash_lb_config.")
-    if config.hash_function != cluster_pb2.Cluster.RingHashLbConfig.XX_HASH:
-        raise unsupported("ring_hash_lb_config.hash_function", "only XX_HASH")
-    minimum = config.minimum_ring_size.value if config.HasField("minimum_ring_size") else 1024
-    maximum = (config.maximum_ring_size.value if config.HasField("maximum_ring_size")
-               else 8 * 1024 * 1024)
-    if not 0 < minimum <= 8 * 1024 * 1024:
-        raise ConfigError("must be 1..8M", field="ring_hash_lb_config.minimum_ring_size")
-    if not 0 < maximum <= 8 * 1024 * 1024:
-        raise ConfigError("must be 1..8M", field="ring_hash_lb_config.maximum_ring_size")
-    if minimum > maximum:
-        # Envoy: "ring hash: minimum_ring_size (..) > maximum_ring_size (..)".
-        raise ConfigError("minimum_ring_size exceeds maximum_ring_size",
-                          field="ring_hash_lb_config.minimum_ring_size")
-    return RingHashConfig(minimum, maximum, use_hostname)
 
 
-def _maglev(message: cluster_pb2.Cluster, use_hostname: bool) -> MaglevConfig:
-    if not message.HasField("maglev_lb_config"):
-        return MaglevConfig(use_hostname_for_hashing=use_hostname)
-    config = message.maglev_lb_config
-    reject_unsupported(config, {"table_size"}, prefix="maglev_lb_config.")
-    size = config.table_size.value if config.HasField("table_size") else 65537
-    if size > 5000011 or not _is_prime(size):
-        # maglev.proto: table_size "must be prime number limited to 5000011".
-        raise ConfigError("must be a prime number <= 5000011", field="maglev_lb_config.table_size")
-    return MaglevConfig(size, use_hostname)
 
-
-def _is_prime(number: int) -> bool:
-    if number < 2:
-        return False
-    divisor = 2
-    while divisor * divisor <= number:
-        if number % divisor == 0:
-            return False
-        divisor += 1
-    return True
-
-
-def _common_lb(message: cluster_pb2.Cluster) -> tuple[float, bool]:
-    if not message.HasField("common_lb_config"):
-        return 50.0, False
+def _panic_threshold(message: cluster_pb2.Cluster) -> float:
+    """common_lb_config.healthy_panic_threshold (percent, Envoy default 50; 0 disables)."""
     config = message.common_lb_config
     reject_unsupported(config, _COMMON_LB_FIELDS, prefix="common_lb_config.")
-    panic = 50.0
-    if config.HasField("healthy_panic_threshold"):
-        panic = config.healthy_panic_threshold.value
-        if not 0 <= panic <= 100:
-            raise ConfigError("must be 0..100", field="common_lb_config.healthy_panic_threshold")
-    use_hostname = False
-    if config.HasField("consistent_hashing_lb_config"):
-        hashing = config.consistent_hashing_lb_config
-        reject_unsupported(hashing, {"use_hostname_for_hashing"},
-                           prefix="common_lb_config.consistent_hashing_lb_config.")
-        use_hostname = hashing.use_hostname_for_hashing
-    return panic, use_hostname
-
-
-def _locality_weighted(message: cluster_pb2.Cluster, policy: LbPolicy) -> bool:
-    if not message.common_lb_config.HasField("locality_weighted_lb_config"):
-        return False
-    if policy in (LbPolicy.RING_HASH, LbPolicy.MAGLEV):
-        raise unsupported("common_lb_config.locality_weighted_lb_config",
-                          f"with {policy.name}")
-    return True
+    if not config.HasField("healthy_panic_threshold"):
+        return 50.0
+    panic = float(config.healthy_panic_threshold.value)
+    if not 0 <= panic <= 100:
+        raise ConfigError("must be 0..100", field="common_lb_config.healthy_panic_threshold")
+    return panic
 
 
 def _load_assignment(message: cluster_pb2.Cluster,

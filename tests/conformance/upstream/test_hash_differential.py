@@ -47,14 +47,24 @@ def _cluster(name: str, policy: str, ports: list[int]) -> dict[str, Any]:
     }
 
 
-
+def _typed(name: str, extension: str, ports: list[int]) -> dict[str, Any]:
+    """The same cluster with `load_balancing_policy` (typed extension) instead of the enum."""
+    cluster = _cluster(name, "ROUND_ROBIN", ports)
+    del cluster["lb_policy"]
+    cluster["load_balancing_policy"] = {"policies": [{"typed_extension_config": {
+        "name": name, "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.load_balancing_policies."
+                     + extension}}}]}
+    return cluster
 
 
 async def test_ring_hash_and_maglev_choose_the_same_backend_as_envoy() -> None:
     servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(3)]
     ports = [server.sockets[0].getsockname()[1] for server in servers]
-    clusters = [_cluster("ring", "RING_HASH", ports), _cluster("maglev", "MAGLEV", ports)]
-    listen = {"ring": free_port(), "maglev": free_port()}
+    clusters = [_cluster("ring", "RING_HASH", ports), _cluster("maglev", "MAGLEV", ports),
+                _typed("typed_ring", "ring_hash.v3.RingHash", ports),
+                _typed("typed_maglev", "maglev.v3.Maglev", ports)]
+    listen = {cluster["name"]: free_port() for cluster in clusters}
     envoy = Envoy({"static_resources": {
         "listeners": [tcp_proxy_listener(f"l_{name}", port, name) for name, port in listen.items()],
         "clusters": clusters}}, name="envoy-hash")

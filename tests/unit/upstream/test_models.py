@@ -7,7 +7,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from protos.errors import ConfigError
 from protos.loader import parse_message
-from proxy.model.cluster import DiscoveryType, LbPolicy
+from proxy.model.cluster import DiscoveryType, LbPolicy, RingHashConfig
 from proxy.model.endpoint import EdsHealth, translate_cluster_load_assignment
 from proxy.upstream.health.config import CheckKind
 from tests.unit.upstream.builders import cluster, static_endpoints
@@ -152,3 +152,53 @@ def test_endpoint_assignment_translation() -> None:
 def test_endpoint_refusals(body: dict, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         _assignment(body)
+
+
+def _typed_policy(*configs: dict) -> dict:
+    return {"policies": [{"typed_extension_config": {"name": f"p{index}", "typed_config": c}}
+                         for index, c in enumerate(configs)]}
+
+
+LB = "type.googleapis.com/envoy.extensions.load_balancing_policies."
+
+
+def test_typed_load_balancing_policy_first_supported_wins() -> None:
+    model = cluster(load_balancing_policy=_typed_policy(
+        {"@type": "type.googleapis.com/envoy.extensions.load_balancing_policies."
+                  "client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin"},
+        {"@type": LB + "least_request.v3.LeastRequest", "choice_count": 3,
+         "locality_lb_config": {"locality_weighted_lb_config": {}}}))
+    assert model.lb_policy is LbPolicy.LEAST_REQUEST
+    assert model.least_request.choice_count == 3 and model.locality_weighted_lb
+    ring = cluster(load_balancing_policy=_typed_policy(
+        {"@type": LB + "ring_hash.v3.RingHash", "hash_function": "XX_HASH",
+         "minimum_ring_size": 128, "consistent_hashing_lb_config": {
+             "use_hostname_for_hashing": True}}))
+    assert ring.lb_policy is LbPolicy.RING_HASH
+    assert ring.ring_hash == RingHashConfig(128, 8 * 1024 * 1024, True)
+    maglev = cluster(load_balancing_policy=_typed_policy(
+        {"@type": LB + "maglev.v3.Maglev", "table_size": 5003}))
+    assert (maglev.lb_policy, maglev.maglev.table_size) == (LbPolicy.MAGLEV, 5003)
+    assert cluster(load_balancing_policy=_typed_policy(
+        {"@type": LB + "random.v3.Random"})).lb_policy is LbPolicy.RANDOM
+
+
+@pytest.mark.parametrize(("policy", "named"), [
+    ({"@type": LB + "round_robin.v3.RoundRobin", "slow_start_config": {}}, "slow_start_config"),
+    ({"@type": LB + "ring_hash.v3.RingHash", "hash_balance_factor": 150},
+     "hash_balance_factor"),
+    ({"@type": LB + "ring_hash.v3.RingHash", "hash_function": "MURMUR_HASH_2"},
+     "hash_function"),
+    ({"@type": LB + "random.v3.Random",
+      "locality_lb_config": {"zone_aware_lb_config": {}}}, "zone_aware_lb_config"),
+    ({"@type": LB + "pick_first.v3.PickFirst"}, "load_balancing_policy"),
+])
+def test_typed_load_balancing_policy_refusals(policy: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        cluster(load_balancing_policy=_typed_policy(policy))
+
+
+def test_typed_policy_cannot_be_mixed_with_the_enum() -> None:
+    with pytest.raises(ConfigError, match="lb_policy"):
+        cluster(lb_policy="MAGLEV", load_balancing_policy=_typed_policy(
+            {"@type": LB + "random.v3.Random"}))
