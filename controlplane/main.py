@@ -27,7 +27,8 @@ DEFAULT_LISTEN = "127.0.0.1:18000"
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pointsman controlplane",
-                                     description="Pointsman's xDS control plane (SotW ADS).")
+                                     description="Pointsman's xDS control plane (ADS and per-type "
+                                                 "services, state of the world and delta).")
     parser.add_argument("--resources", required=True, type=Path,
                         help="YAML/JSON file or folder of Envoy filesystem-subscription files")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, help="xDS gRPC address HOST:PORT")

@@ -65,7 +65,7 @@ def check_references(index: Index) -> None:
             resource = index[type_url][name]
             for reference in kind.references(resource.message):
                 if reference.name not in index.get(reference.type_url, {}):
-                    target = BY_TYPE_URL[reference.type_url].short_name
+                    target = BY_TYPE_URL[reference.type_url].message_class.DESCRIPTOR.name
                     raise ConfigError(f"names {target} {reference.name!r}, which does not exist",
                                       field=f"{resource.field}.{reference.field}",
                                       resource=name, source=resource.source)

@@ -88,9 +88,9 @@ def test_route_naming_a_missing_cluster_is_a_dangling_reference(tmp_path):
 
 def test_listener_naming_a_missing_route_and_cluster_without_endpoints(tmp_path):
     error = error_for(write(tmp_path / "l.yaml", [*GOOD[:3]]))
-    assert "route 'main'" in str(error) and error.field.endswith("rds.route_config_name")
+    assert "RouteConfiguration 'main'" in str(error) and error.field.endswith("rds.route_config_name")
     error = error_for(write(tmp_path / "c.yaml", [cluster("a")]))
-    assert "endpoint 'a'" in str(error)
+    assert "ClusterLoadAssignment 'a'" in str(error)
 
 
 def test_node_group_folders_override_and_add(tmp_path):
@@ -138,7 +138,7 @@ def test_secret_and_tcp_proxy_references_are_checked(tmp_path):
         "common_tls_context": {"tls_certificate_sds_secret_configs": [
             {"name": "client-cert", "sds_config": {"ads": {}}}]}}}
     error = error_for(write(tmp_path / "s.yaml", [tls_cluster, endpoints("a", 1)]))
-    assert "secret 'client-cert'" in str(error)
+    assert "Secret 'client-cert'" in str(error)
     assert error.field.endswith("tls_certificate_sds_secret_configs[0].name")
     secret = {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
               "name": "client-cert", "tls_certificate": {
@@ -153,7 +153,7 @@ def test_secret_and_tcp_proxy_references_are_checked(tmp_path):
                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3."
                         "TcpProxy", "stat_prefix": "tcp", "cluster": "nowhere"}}]}]}
     error = error_for(write(tmp_path / "t.yaml", [tcp]))
-    assert "cluster 'nowhere'" in str(error) and error.field.endswith("typed_config.cluster")
+    assert "Cluster 'nowhere'" in str(error) and error.field.endswith("typed_config.cluster")
 
 
 def test_an_unknown_nested_typed_config_is_named(tmp_path):
