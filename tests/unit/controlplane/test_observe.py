@@ -19,6 +19,7 @@ def test_connect_push_ack_nack_are_json_lines():
     handler = logging.StreamHandler(sink)
     handler.setFormatter(logs.JsonLines())
     logs.LOGGER.addHandler(handler)
+    previous_level = logs.LOGGER.level
     logs.LOGGER.setLevel(logging.INFO)
     try:
         cache = SnapshotCache()
@@ -39,6 +40,7 @@ def test_connect_push_ack_nack_are_json_lines():
         observer.closed(stream_id)
     finally:
         logs.LOGGER.removeHandler(handler)
+        logs.LOGGER.setLevel(previous_level)
     entries = [json.loads(line) for line in sink.getvalue().splitlines()]
     assert [entry["event"] for entry in entries] == [
         "connect", "push", "ack", "push", "nack", "disconnect"]
