@@ -23,6 +23,17 @@ from controlplane.sources.files import FileSource
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
+SERVER_OPTIONS = (
+    # Find dead peers (a node that vanished without closing) so they leave /status.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # Accept clients' own keepalive pings down to every 10 s (Envoy's grpc_service keepalive)
+    # instead of answering them with GOAWAY "too_many_pings".
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # A node may subscribe to many names at once (EDS for every cluster).
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -99,7 +110,7 @@ async def serve(args: argparse.Namespace) -> int:
     if not await source.poll_in_thread():
         print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
         return 1
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
     credentials = server_credentials(args)
     host, port = split_address(args.listen)
