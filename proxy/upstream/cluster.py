@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from proxy.model.cluster import Cluster
+from proxy.model.cluster import Cluster, DiscoveryType
 from proxy.stats import Stats
 from proxy.upstream.circuit_breakers import CircuitBreaker, RoutingPriority
 from proxy.upstream.health.outlier import OutlierDetector
@@ -96,9 +96,14 @@ class ClusterRuntime:
         """Replace the host set (from EDS, DNS or the inline load_assignment). Hosts that stay
         (same address and port) keep their health flags and counters; new hosts start
         failed-active-HC when the cluster has health checks, as in Envoy."""
+        health_checked = bool(self.config.health_checks)
         added, removed = self.host_set.update(
-            endpoints, health_checked=bool(self.config.health_checks))
+            endpoints, health_checked=health_checked,
+            keep_healthy_removed=health_checked and self.config.type is not DiscoveryType.STATIC)
         self.endpoints_received = True
+        self._hosts_changed(added, removed)
+
+    def _hosts_changed(self, added: list[Host], removed: list[Host]) -> None:
         if self.outlier is not None:
             for host in removed:
                 self.outlier.remove_host(host)
@@ -224,8 +229,13 @@ class ClusterRuntime:
     # -- health (called by the health-check runner and the outlier timer) ---------------------
 
     def health_changed(self) -> None:
-        """A host's health flags changed: recompute priority load, pickers and gauges."""
+        """A host's health flags changed: recompute priority load, pickers and gauges, and
+        let hosts awaiting removal go once they fail their checks."""
         self.host_set.invalidate()
+        gone = self.host_set.drop_failed_pending_removals()
+        if gone:
+            self._hosts_changed([], gone)
+            return
         self._update_membership()
         self._notify_state()
 

@@ -26,6 +26,7 @@ class HealthFlag(enum.IntFlag):
     DEGRADED_ACTIVE_HC = 8
     DEGRADED_EDS_HEALTH = 16
     PENDING_ACTIVE_HC = 32  # added, not checked yet
+    PENDING_DYNAMIC_REMOVAL = 64  # gone from discovery, kept while it passes health checks
 
 
 class Health(enum.Enum):

@@ -55,9 +55,14 @@ class HostSet:
     def all_hosts(self) -> list[Host]:
         return list(self._hosts.values())
 
-    def update(self, endpoints: Iterable[ResolvedEndpoint], *,
-               health_checked: bool) -> tuple[list[Host], list[Host]]:
-        """Merge a new endpoint list; returns (added, removed) hosts."""
+    def update(self, endpoints: Iterable[ResolvedEndpoint], *, health_checked: bool,
+               keep_healthy_removed: bool = False) -> tuple[list[Host], list[Host]]:
+        """Merge a new endpoint list; returns (added, removed) hosts.
+
+        `keep_healthy_removed` (dynamic clusters with active health checks): a host gone from
+        discovery but passing its checks stays, flagged PENDING_DYNAMIC_REMOVAL, until it fails
+        one (Envoy service discovery docs, "absent + health check OK: route").
+        """
         fresh: dict[tuple[str, int], Host] = {}
         added: list[Host] = []
         for resolved in endpoints:
@@ -68,11 +73,31 @@ class HostSet:
                 host = self._new_host(resolved, health_checked)
                 added.append(host)
             self._refresh(host, resolved)
+            host.set_flag(HealthFlag.PENDING_DYNAMIC_REMOVAL, False)
             fresh[resolved.key] = host
-        removed = [host for key, host in self._hosts.items() if key not in fresh]
+        removed = []
+        for key, host in self._hosts.items():
+            if key in fresh:
+                continue
+            if keep_healthy_removed and not host.flags & HealthFlag.FAILED_ACTIVE_HC:
+                host.set_flag(HealthFlag.PENDING_DYNAMIC_REMOVAL, True)
+                fresh[key] = host
+            else:
+                removed.append(host)
         self._hosts = fresh
         self.invalidate()
         return added, removed
+
+    def drop_failed_pending_removals(self) -> list[Host]:
+        """Remove the hosts kept for PENDING_DYNAMIC_REMOVAL that now fail active checks."""
+        gone = [host for host in self._hosts.values()
+                if host.flags & HealthFlag.PENDING_DYNAMIC_REMOVAL
+                and host.flags & HealthFlag.FAILED_ACTIVE_HC]
+        for host in gone:
+            del self._hosts[host.key]
+        if gone:
+            self.invalidate()
+        return gone
 
     def _new_host(self, resolved: ResolvedEndpoint, health_checked: bool) -> Host:
         endpoint = resolved.endpoint

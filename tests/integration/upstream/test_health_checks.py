@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proxy.model.cluster import translate_cluster
+from proxy.model.endpoint import Endpoint, LoadAssignment, Locality, LocalityEndpoints
 from proxy.stats import Stats
 from proxy.upstream.host import Health
 from proxy.upstream.manager import ClusterManager
@@ -178,5 +179,31 @@ async def test_endpoint_health_check_port_and_hostname_override_the_cluster_chec
         try:
             await _until(lambda: _health(manager) == {traffic_port: Health.HEALTHY})
             assert b"Host: per-host.local" in seen[0]
+        finally:
+            await manager.close()
+
+
+async def test_host_removed_from_eds_is_kept_until_its_checks_fail() -> None:
+    def assignment(*ports: int) -> LoadAssignment:
+        return LoadAssignment("backend", (LocalityEndpoints(
+            Locality(), tuple(Endpoint("127.0.0.1", port) for port in ports)),))
+
+    first, first_port = await _serve(lambda r, w: w.close())
+    second, second_port = await _serve(lambda r, w: w.close())
+    config = translate_cluster(cluster_proto(
+        type="EDS", eds_cluster_config={},
+        health_checks=[{**FAST, "unhealthy_threshold": 1, "tcp_health_check": {}}]))
+    manager = ClusterManager(Stats(), rng=random.Random(3))
+    manager.update([config], {"backend": assignment(first_port, second_port)})
+    async with first, second:
+        await manager.start()
+        try:
+            await _until(lambda: _health(manager) == {first_port: Health.HEALTHY,
+                                                      second_port: Health.HEALTHY})
+            manager.update_assignment(assignment(first_port))
+            assert set(_health(manager)) == {first_port, second_port}  # still passing: kept
+            second.close()
+            await second.wait_closed()
+            await _until(lambda: set(_health(manager)) == {first_port})
         finally:
             await manager.close()

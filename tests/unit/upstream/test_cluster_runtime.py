@@ -168,3 +168,31 @@ def test_reconfigure_drops_verdicts_of_removed_checkers() -> None:
     assert rt.outlier is None
     assert stats.gauge(C + "outlier_detection.ejections_active").value == 0
     assert stats.gauge(C + "membership_healthy").value == 2
+
+
+def test_healthy_host_gone_from_eds_stays_until_it_fails_a_check() -> None:
+    hc = {"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1,
+          "tcp_health_check": {}}
+    rt, stats = runtime(cluster(type="EDS", eds_cluster_config={}, health_checks=[hc]))
+    rt.set_endpoints([resolved(1), resolved(2), resolved(3)])
+    for host in rt.hosts[:2]:
+        host.flags = HealthFlag.NONE  # 1 and 2 passed their checks, 3 has not
+    kept = rt.hosts[1]
+    rt.set_endpoints([resolved(1)])
+    assert [h.port for h in rt.hosts] == [1, 2]  # 3 (never healthy) went at once
+    assert kept.flags & HealthFlag.PENDING_DYNAMIC_REMOVAL and kept.healthy
+    assert kept in {rt.choose_host() for _ in range(50)}  # still routed to
+    rt.set_endpoints([resolved(1), resolved(2)])  # back in discovery: no longer pending
+    assert not kept.flags & HealthFlag.PENDING_DYNAMIC_REMOVAL
+    rt.set_endpoints([resolved(1)])
+    kept.set_flag(HealthFlag.FAILED_ACTIVE_HC, True)
+    rt.health_changed()
+    assert [h.port for h in rt.hosts] == [1]
+    assert stats.gauge(C + "membership_total").value == 1
+
+
+def test_without_health_checks_removed_hosts_go_at_once() -> None:
+    rt, _ = runtime(cluster(type="EDS", eds_cluster_config={}))
+    rt.set_endpoints([resolved(1), resolved(2)])
+    rt.set_endpoints([resolved(1)])
+    assert [h.port for h in rt.hosts] == [1]
