@@ -147,10 +147,9 @@ class Http1ServerCodec:
     def _request_head(self) -> RequestHead:
         method = self._parser.get_method().decode("ascii")
         version = self._parser.get_http_version()
-        if version == "1.0" and not self.accept_http_10:
-            raise _Refused(426, "HTTP/1.0 is not accepted")
-        if version not in ("1.0", "1.1"):
-            raise _Refused(400, f"HTTP/{version} is not supported")
+        # Envoy answers any version but 1.1 with 426 (and 1.0 too unless accept_http_10).
+        if version != "1.1" and not (version == "1.0" and self.accept_http_10):
+            raise _Refused(426, f"HTTP/{version} is not accepted")
         headers = Headers(self._headers)
         encodings = headers.get_all("transfer-encoding")
         if encodings and [e.strip().lower() for e in encodings] != ["chunked"]:
