@@ -65,24 +65,23 @@ class Observability:
     def _request_metrics(self, sinks: Sequence[StatSinkConfig],
                          interval: float) -> RequestMetrics | None:
         """The semconv histograms go to the first stat sink's collector, else OTEL_* metrics."""
-        endpoint = ""
         if sinks:
-            endpoint = sinks[0].target.endpoint(self._resolve)
-        elif self._environ.get("OTEL_METRICS_EXPORTER", "otlp") != "none" and \
-                self._environ.get("OTEL_SDK_DISABLED", "").lower() != "true":
-            endpoint = (self._environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-                        or self._environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).strip()
+            target = sinks[0].target
+            reader = otlp_reader(lambda: target.endpoint(self._resolve), interval=interval)
+            return RequestMetrics([reader], self._resource(""))
+        if self._environ.get("OTEL_METRICS_EXPORTER", "otlp") == "none" or \
+                self._environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+            return None
+        endpoint = (self._environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+                    or self._environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")).strip()
         if not endpoint:
             return None
         protocol = (self._environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
                     or self._environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc")
-        if sinks:
-            protocol = "grpc"
-        if protocol != "grpc" and not sinks and "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" not in \
-                self._environ:
-            endpoint = endpoint.rstrip("/") + "/v1/metrics"
-        elif protocol == "grpc":
+        if protocol == "grpc":
             endpoint = endpoint.split("://", 1)[-1]
+        elif "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" not in self._environ:
+            endpoint = endpoint.rstrip("/") + "/v1/metrics"  # the spec's per-signal path
         reader = otlp_reader(endpoint, protocol=protocol, interval=interval)
         return RequestMetrics([reader], self._resource(""))
 

@@ -9,11 +9,16 @@ Envoy-named counters and gauges travel through `stat_sink` and `prometheus` inst
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+)
 from opentelemetry.sdk.resources import Resource
 
 from proxy.observability.request_info import RequestInfo
@@ -97,21 +102,50 @@ class RequestMetrics:
         self.provider.shutdown()
 
 
-def otlp_reader(endpoint: str, *, protocol: str = "grpc", interval: float = 5.0,
-                timeout: float = 5.0) -> MetricReader:
-    """A PeriodicExportingMetricReader with the OTLP exporter for `protocol`."""
+class _DeferredExporter(MetricExporter):
+    """Builds the OTLP exporter at the first export: a collector named by cluster is resolved
+    once the server's clusters exist. Until it resolves, exports fail (and are retried)."""
+
+    def __init__(self, make: Callable[[], MetricExporter]) -> None:
+        super().__init__()
+        self._make = make
+        self._inner: MetricExporter | None = None
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **kwargs: Any) -> MetricExportResult:
+        if self._inner is None:
+            try:
+                self._inner = self._make()
+            except Exception:  # e.g. the collector's cluster has no endpoint yet
+                return MetricExportResult.FAILURE
+        return self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True if self._inner is None else self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if self._inner is not None:
+            self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def otlp_reader(endpoint: str | Callable[[], str], *, protocol: str = "grpc",
+                interval: float = 5.0, timeout: float = 5.0) -> MetricReader:
+    """A PeriodicExportingMetricReader with the OTLP exporter for `protocol`; `endpoint` may be
+    a callable, resolved at the first export."""
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    exporter: Any
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-        exporter = GrpcMetricExporter(endpoint=endpoint, insecure=True, timeout=timeout)
-    else:
+    def make() -> MetricExporter:
+        target = endpoint() if callable(endpoint) else endpoint
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                OTLPMetricExporter as GrpcMetricExporter,
+            )
+            return GrpcMetricExporter(endpoint=target, insecure=True, timeout=timeout)
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
             OTLPMetricExporter as HttpMetricExporter,
         )
-        exporter = HttpMetricExporter(endpoint=endpoint, timeout=timeout)
-    return PeriodicExportingMetricReader(exporter, export_interval_millis=interval * 1000,
+        return HttpMetricExporter(endpoint=target, timeout=timeout)
+
+    return PeriodicExportingMetricReader(_DeferredExporter(make),
+                                         export_interval_millis=interval * 1000,
                                          export_timeout_millis=timeout * 1000)

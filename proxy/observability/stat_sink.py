@@ -166,28 +166,40 @@ def _point(point: Any, tags: tuple[tuple[str, str], ...], start: int, now: int) 
 
 
 class OtlpStatSink:
-    """Flushes a Stats store every `interval` seconds on a daemon thread."""
+    """Flushes a Stats store every `interval` seconds on a daemon thread.
+
+    The collector's cluster is resolved at the first flush, not at construction: the server
+    builds its observability before its static clusters exist (Envoy too connects lazily).
+    """
 
     def __init__(self, config: StatSinkConfig, stats: Stats, *, resolve: ClusterResolver | None,
                  resource: dict[str, str], interval: float = 5.0) -> None:
-        import grpc
-
+        self._config = config
+        self._resolve = resolve
         self._builder = StatsToOtlp(config, resource)
         self._stats = stats
-        self._channel = grpc.insecure_channel(config.target.endpoint(resolve))
-        self._export = self._channel.unary_unary(
-            METRICS_EXPORT_METHOD, request_serializer=lambda message: message.SerializeToString())
-        self._timeout = config.target.timeout
+        self._channel: Any = None
+        self._export: Any = None
         self._failures = stats.counter("stats_sink.open_telemetry.export_failures")
         self._stop = threading.Event()
         self._interval = interval
         self._thread = threading.Thread(target=self._run, name="otel-stat-sink", daemon=True)
         self._thread.start()
 
+    def _connect(self) -> Any:
+        if self._export is None:
+            import grpc
+
+            self._channel = grpc.insecure_channel(self._config.target.endpoint(self._resolve))
+            self._export = self._channel.unary_unary(
+                METRICS_EXPORT_METHOD,
+                request_serializer=lambda message: message.SerializeToString())
+        return self._export
+
     def flush(self) -> None:
         try:
-            self._export(self._builder.build(self._stats), timeout=self._timeout)
-        except Exception as error:  # a dead collector must not stop the flushes
+            self._connect()(self._builder.build(self._stats), timeout=self._config.target.timeout)
+        except Exception as error:  # a dead or unknown collector must not stop the flushes
             self._failures.inc()
             LOG.debug("stat sink export failed: %s", error)
 
@@ -198,4 +210,5 @@ class OtlpStatSink:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()

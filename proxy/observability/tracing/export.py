@@ -42,34 +42,45 @@ class TraceExporter(Protocol):
 
 
 class GrpcTraceExporter:
-    """OTLP/gRPC with the bytes we encoded (no serializer: grpc sends them as they are)."""
+    """OTLP/gRPC with the bytes we encoded (no serializer: grpc sends them as they are).
+
+    The channel is made at the first send: a collector named by cluster is resolved then
+    (it may arrive over CDS after the listener that traces to it)."""
 
     def __init__(self, target: GrpcTarget, resolve: ClusterResolver | None) -> None:
-        import grpc
-
-        options = [("grpc.default_authority", target.authority)] if target.authority else []
-        self._channel = grpc.insecure_channel(target.endpoint(resolve), options=options)
-        self._export = self._channel.unary_unary(TRACE_EXPORT_METHOD)
-        self._timeout = target.timeout
+        self._target = target
+        self._resolve = resolve
+        self._channel: Any = None
+        self._export: Any = None
         self._metadata = target.headers or None
 
     def send(self, request: bytes) -> None:
-        self._export(request, timeout=self._timeout, metadata=self._metadata)
+        if self._export is None:
+            import grpc
+
+            target = self._target
+            options = [("grpc.default_authority", target.authority)] if target.authority else []
+            self._channel = grpc.insecure_channel(target.endpoint(self._resolve), options=options)
+            self._export = self._channel.unary_unary(TRACE_EXPORT_METHOD)
+        self._export(request, timeout=self._target.timeout, metadata=self._metadata)
 
     def close(self) -> None:
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
 
 
 class HttpTraceExporter:
     """OTLP/HTTP: POST application/x-protobuf (Envoy sends to http_uri.cluster, uri's path)."""
 
     def __init__(self, target: HttpTarget, resolve: ClusterResolver | None) -> None:
-        self._url = _http_url(target, resolve)
+        self._target = target
+        self._resolve = resolve
         self._timeout = target.timeout
         self._headers = {"Content-Type": "application/x-protobuf", **dict(target.headers)}
 
     def send(self, request: bytes) -> None:
-        http_request = urllib.request.Request(self._url, data=request, headers=self._headers,
+        http_request = urllib.request.Request(_http_url(self._target, self._resolve),
+                                              data=request, headers=self._headers,
                                               method="POST")
         with urllib.request.urlopen(http_request, timeout=self._timeout) as response:
             response.read()

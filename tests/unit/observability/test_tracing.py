@@ -246,3 +246,17 @@ def test_otel_environment_variables() -> None:
     with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER"):
         tracing_from_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "x:1",
                                   "OTEL_TRACES_SAMPLER": "jaeger_remote"})
+
+
+def test_collector_cluster_resolved_at_first_export_and_failure_counted() -> None:
+    from proxy.observability.grpc_target import GrpcTarget
+
+    stats = Stats()
+    config = TracingConfig(grpc=GrpcTarget(cluster_name="not-yet"))
+    settings = BatchSettings(schedule_delay=0.01)
+    pipeline = SpanPipeline(config, stats=stats, settings=settings, resolve=lambda name: None)
+    Tracer(config, pipeline, stats).start_server_span(HeaderMap()).finish(
+        RequestInfo(start_time=0, response_code=200))
+    assert pipeline.flush()
+    assert stats.counter("tracing.opentelemetry.export_failures").value == 1
+    pipeline.close()
