@@ -1,0 +1,134 @@
+"""Differential: a health-checked host that leaves EDS, in Envoy and in our cluster manager.
+
+Envoy reads EDS from a watched file (path_config_source; updated by atomic rename) and we apply
+the same ClusterLoadAssignment in-process. Envoy's service discovery docs: a host absent from
+discovery but passing active health checks keeps being routed to until a check fails. We
+compare /clusters host lists after the removal and after that host's server dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+
+from protos.loader import parse_message
+from proxy.model.cluster import translate_cluster
+from proxy.model.endpoint import translate_cluster_load_assignment
+from proxy.stats import Stats
+from proxy.upstream.manager import ClusterManager
+from tests.conformance.upstream.backends import endpoint
+from tests.support.envoy import Envoy
+
+pytestmark = pytest.mark.conformance
+
+HC = {"timeout": "1s", "interval": "0.2s", "no_traffic_interval": "0.2s",
+      "unhealthy_threshold": 1, "healthy_threshold": 1, "tcp_health_check": {}}
+
+
+def _assignment(ports: list[int]) -> dict[str, Any]:
+    return {"cluster_name": "backend",
+            "endpoints": [{"lb_endpoints": [endpoint(port) for port in ports]}]}
+
+
+def _write_eds(directory: Path, ports: list[int]) -> None:
+    document = {"version_info": str(len(ports)), "resources": [{
+        "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+        **_assignment(ports)}]}
+    staging = directory / "eds.tmp"
+    staging.write_text(json.dumps(document))
+    os.replace(staging, directory / "eds.json")  # atomic, as Envoy's watcher expects
+
+
+def _envoy_hosts(envoy: Envoy) -> set[int]:
+    _, body = envoy.admin("/clusters")
+    return {int(parts[1].rsplit(":", 1)[1]) for parts in
+            (line.split("::") for line in body.splitlines())
+            if len(parts) == 4 and parts[0] == "backend" and parts[2] == "health_flags"}
+
+
+def _envoy_flags(envoy: Envoy, port: int) -> str:
+    _, body = envoy.admin("/clusters")
+    for line in body.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[2] == "health_flags" and parts[1].endswith(f":{port}"):
+            return parts[3]
+    return ""
+
+
+def _our_hosts(manager: ClusterManager) -> set[int]:
+    runtime = manager.get("backend")
+    assert runtime is not None
+    return {host.port for host in runtime.hosts}
+
+
+async def _until(what: str, check: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within 20 s: {what}")
+
+
+def _apply(manager: ClusterManager, ports: list[int]) -> None:
+    manager.update_assignment(translate_cluster_load_assignment(
+        parse_message(_assignment(ports), endpoint_pb2.ClusterLoadAssignment)))
+
+
+async def test_healthy_host_leaving_eds_is_kept_until_it_fails_like_envoy() -> None:
+    servers = [await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+               for _ in range(2)]
+    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    directory = Path(tempfile.mkdtemp(prefix="eds-"))
+    _write_eds(directory, ports)
+    base = {"name": "backend", "type": "EDS", "connect_timeout": "1s", "health_checks": [HC]}
+    envoy_cluster = {**base, "eds_cluster_config": {"eds_config": {
+        "resource_api_version": "V3",
+        "path_config_source": {"path": str(directory / "eds.json"),
+                               "watched_directory": {"path": str(directory)}}}}}
+    envoy = Envoy({"node": {"id": "test", "cluster": "test"},
+                   "static_resources": {"clusters": [envoy_cluster]}}, name="envoy-eds")
+    manager = ClusterManager(Stats(), rng=random.Random(1))
+    manager.update([translate_cluster(parse_message({**base, "eds_cluster_config": {}},
+                                                    cluster_pb2.Cluster))])
+    _apply(manager, ports)
+    await manager.start()
+    try:
+        await asyncio.to_thread(envoy.wait_ready)
+        await _until("both hosts up", lambda: _envoy_hosts(envoy) == set(ports))
+        async with asyncio.timeout(20):
+            await manager.wait_initialized()
+        await asyncio.sleep(0.5)  # a few check rounds: both hosts healthy everywhere
+        _write_eds(directory, ports[:1])
+        _apply(manager, ports[:1])
+        await _until("envoy sees the removal", lambda: "pending_dynamic_removal" in
+                     _envoy_flags(envoy, ports[1]))
+        await asyncio.sleep(0.6)  # several check rounds pass: still kept
+        assert await asyncio.to_thread(_envoy_hosts, envoy) == set(ports)
+        assert _our_hosts(manager) == set(ports)
+        runtime = manager.get("backend")
+        assert runtime is not None
+        ours = {h["address"]["socket_address"]["port_value"]: h["health_flags"]
+                for h in runtime.admin_view()["host_statuses"]}
+        assert ours[ports[1]] == ["pending_dynamic_removal"]
+        assert (await asyncio.to_thread(_envoy_flags, envoy, ports[1])).strip("/") == \
+            "pending_dynamic_removal"
+        servers[1].close()
+        await servers[1].wait_closed()
+        await _until("envoy drops it", lambda: _envoy_hosts(envoy) == {ports[0]})
+        await _until("we drop it", lambda: _our_hosts(manager) == {ports[0]})
+    finally:
+        await manager.close()
+        envoy.stop()
+        for server in servers:
+            server.close()
+            await server.wait_closed()
