@@ -1,9 +1,11 @@
-"""Differential: a health-checked host that leaves EDS, in Envoy and in our cluster manager.
+"""Differentials driven by EDS: Envoy reads a ClusterLoadAssignment from a file
+(path_config_source; updates by atomic rename in a watched directory) and we apply the same
+assignment in-process.
 
-Envoy reads EDS from a watched file (path_config_source; updated by atomic rename) and we apply
-the same ClusterLoadAssignment in-process. Envoy's service discovery docs: a host absent from
-discovery but passing active health checks keeps being routed to until a check fails. We
-compare /clusters host lists after the removal and after that host's server dies.
+- A host absent from discovery but passing active health checks keeps being routed to until a
+  check fails (Envoy service discovery docs), flagged pending_dynamic_removal in both.
+- EDS health_status (HEALTHY / UNHEALTHY / DEGRADED) and policy.overprovisioning_factor drive
+  the priority split: ring-hash picks per source IP must be identical.
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ from protos.loader import parse_message
 from proxy.model.cluster import translate_cluster
 from proxy.model.endpoint import translate_cluster_load_assignment
 from proxy.stats import Stats
+from proxy.upstream.lb.base import LbContext, hash_of
 from proxy.upstream.manager import ClusterManager
-from tests.conformance.upstream.backends import endpoint
+from tests.conformance.upstream.backends import (
+    answer_port,
+    endpoint,
+    picked_by_envoy,
+    tcp_proxy_listener,
+)
 from tests.support.envoy import Envoy
+from tests.support.ports import free_port, wait_for_port
 
 pytestmark = pytest.mark.conformance
 
+SOURCES = [f"127.0.0.{last}" for last in range(70, 94)]
 HC = {"timeout": "1s", "interval": "0.2s", "no_traffic_interval": "0.2s",
       "unhealthy_threshold": 1, "healthy_threshold": 1, "tcp_health_check": {}}
 
@@ -128,6 +138,63 @@ async def test_healthy_host_leaving_eds_is_kept_until_it_fails_like_envoy() -> N
         await _until("we drop it", lambda: _our_hosts(manager) == {ports[0]})
     finally:
         await manager.close()
+        envoy.stop()
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
+async def test_eds_health_status_and_overprovisioning_factor_route_like_envoy() -> None:
+    """EDS-driven priority math: P0 = {HEALTHY, UNHEALTHY (EDS status), DEGRADED}, P1 =
+    {HEALTHY}, overprovisioning_factor 100 (not 140), RING_HASH on the source IP: every source
+    must go to the same backend through Envoy and through our runtime."""
+    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(4)]
+    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    assignment = {
+        "cluster_name": "backend",
+        "endpoints": [
+            {"priority": 0, "lb_endpoints": [
+                {**endpoint(ports[0]), "health_status": "HEALTHY"},
+                {**endpoint(ports[1]), "health_status": "UNHEALTHY"},
+                {**endpoint(ports[2]), "health_status": "DEGRADED"}]},
+            {"priority": 1, "lb_endpoints": [endpoint(ports[3])]}],
+        "policy": {"overprovisioning_factor": 100},
+    }
+    directory = Path(tempfile.mkdtemp(prefix="eds-"))
+    (directory / "eds.json").write_text(json.dumps({"version_info": "1", "resources": [{
+        "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+        **assignment}]}))
+    base = {"name": "backend", "type": "EDS", "connect_timeout": "1s", "lb_policy": "RING_HASH"}
+    envoy_cluster = {**base, "eds_cluster_config": {"eds_config": {
+        "resource_api_version": "V3",
+        "path_config_source": {"path": str(directory / "eds.json")}}}}
+    listen_port = free_port()
+    envoy = Envoy({"node": {"id": "test", "cluster": "test"}, "static_resources": {
+        "listeners": [tcp_proxy_listener("front", listen_port, "backend")],
+        "clusters": [envoy_cluster]}}, name="envoy-eds-health")
+    manager = ClusterManager(Stats(), rng=random.Random(1))
+    manager.update([translate_cluster(parse_message({**base, "eds_cluster_config": {}},
+                                                    cluster_pb2.Cluster))])
+    manager.update_assignment(translate_cluster_load_assignment(
+        parse_message(assignment, endpoint_pb2.ClusterLoadAssignment)))
+    try:
+        await asyncio.to_thread(envoy.wait_ready)
+        await asyncio.to_thread(wait_for_port, listen_port)
+        runtime = manager.get("backend")
+        assert runtime is not None
+        load = runtime.host_set.load()
+        # P0: healthy 1/3 -> 33, degraded 1/3 -> 33; P1: 100. Healthy load first: 33 to P0,
+        # the remaining 67 to P1; nothing is left for P0's degraded host.
+        assert (load.healthy, load.degraded) == ((33, 67), (0, 0))
+        ours = {}
+        for source in SOURCES:
+            host = runtime.choose_host(LbContext(hash_key=hash_of(source)))
+            assert host is not None
+            ours[source] = host.port
+        envoys = {source: await picked_by_envoy(listen_port, source) for source in SOURCES}
+        assert ours == envoys
+        assert set(envoys.values()) == {ports[0], ports[3]}
+    finally:
         envoy.stop()
         for server in servers:
             server.close()
