@@ -105,3 +105,22 @@ def find_references(message: Message) -> list[Reference]:
         if extractor is not None:
             found.extend(extractor(path, msg))
     return found
+
+
+# Config that makes a client ask this server for a resource type it does not serve: the client
+# would wait for it forever, so it is refused by name (xDS types beyond LDS/RDS/CDS/EDS/SDS).
+NOT_SERVED: dict[str, str] = {
+    "envoy.config.core.v3.ExtensionConfigSource": "extension config discovery (ECDS)",
+    "envoy.config.route.v3.Vhds": "virtual host discovery (VHDS)",
+    "envoy.config.endpoint.v3.LedsClusterLocalityConfig": "locality endpoint discovery (LEDS)",
+    "envoy.extensions.filters.network.http_connection_manager.v3.ScopedRoutes":
+        "scoped route discovery (SRDS)",
+}
+
+
+def check_served(message: Message) -> None:
+    """Refuse a resource that needs an xDS type this control plane does not serve."""
+    for path, inner in walk(message):
+        what = NOT_SERVED.get(inner.DESCRIPTOR.full_name)
+        if what is not None:
+            raise ConfigError(f"{what} is not served by Pointsman's control plane", field=path)

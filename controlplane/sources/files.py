@@ -29,6 +29,7 @@ from controlplane.resources.consistency import (
     overlay,
 )
 from controlplane.resources.pgv import validate_message
+from controlplane.resources.walk import check_served
 from protos.errors import ConfigError
 from protos.loader import parse_any_resource, read_document
 
@@ -65,6 +66,7 @@ def _read_one(obj: object, source: str, index: int) -> LoadedResource:
     name = kind.name_of(message)
     try:
         kind.validate(message)  # what Pointsman adds: required pieces, unsupported fields
+        check_served(message)  # nothing that needs an xDS type we do not serve
         validate_message(message)  # Envoy's own (validate.rules) constraints
     except ConfigError as error:
         raise error.within(field=f"resources[{index}]", resource=name, source=source) from error

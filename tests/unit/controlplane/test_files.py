@@ -182,3 +182,18 @@ def test_two_listeners_on_one_address_are_refused(tmp_path):
                             [*GOOD, listener("second", "main")]))  # both on 127.0.0.1:10000
     assert error.resource == "second" and "already bound by listener 'http'" in str(error)
     assert error.field == "resources[4].address.socket_address"
+
+
+def test_config_needing_an_xds_type_we_do_not_serve_is_refused(tmp_path):
+    ecds = listener("http", "main")
+    ecds["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0] = {
+        "name": "dynamic", "config_discovery": {
+            "config_source": {"ads": {}},
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"]}}
+    error = error_for(write(tmp_path / "l.yaml", [*GOOD[:2], ecds, GOOD[3]]))
+    assert "ECDS" in str(error)
+    assert error.field.endswith("typed_config.http_filters[0].config_discovery")
+    vhds = route("main", "a")
+    vhds["vhds"] = {"config_source": {"ads": {}}}
+    error = error_for(write(tmp_path / "l.yaml", [*GOOD[:3], vhds]))
+    assert "VHDS" in str(error) and error.field == "resources[3].vhds"
