@@ -78,7 +78,6 @@ class Host:
     requests_total: int = 0
     requests_error: int = 0
     requests_success: int = 0
-    metadata: dict[str, object] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, int]:
