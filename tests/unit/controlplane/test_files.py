@@ -88,7 +88,8 @@ def test_route_naming_a_missing_cluster_is_a_dangling_reference(tmp_path):
 
 def test_listener_naming_a_missing_route_and_cluster_without_endpoints(tmp_path):
     error = error_for(write(tmp_path / "l.yaml", [*GOOD[:3]]))
-    assert "RouteConfiguration 'main'" in str(error) and error.field.endswith("rds.route_config_name")
+    assert "RouteConfiguration 'main'" in str(error)
+    assert error.field.endswith("rds.route_config_name")
     error = error_for(write(tmp_path / "c.yaml", [cluster("a")]))
     assert "ClusterLoadAssignment 'a'" in str(error)
 
