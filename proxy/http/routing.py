@@ -13,10 +13,9 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from proxy.http.headers import RequestHead
+from proxy.http.matchers import HeaderMatcher, QueryParameterMatcher
 from proxy.model.route import (
     ForwardAction,
-    HeaderMatcher,
-    QueryParameterMatcher,
     Route,
     RouteConfig,
     RouteMatch,

@@ -15,59 +15,19 @@ from typing import Literal
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
-from proxy.http.header_format import HeaderTemplate, parse_header_template
+from proxy.http.header_mutation import HeaderMutations, translate_mutations
+from proxy.http.matchers import (
+    HeaderMatcher,
+    QueryParameterMatcher,
+    translate_header_matcher,
+    translate_query_matcher,
+    translate_regex,
+)
 
 # Envoy's default route timeout (route_components.proto, RouteAction.timeout: "defaults to 15s").
 DEFAULT_ROUTE_TIMEOUT = 15.0
 
-StringKind = Literal["exact", "prefix", "suffix", "contains", "regex"]
 PathKind = Literal["prefix", "path", "regex", "path_separated_prefix", "connect"]
-AppendAction = Literal[
-    "APPEND_IF_EXISTS_OR_ADD", "ADD_IF_ABSENT", "OVERWRITE_IF_EXISTS_OR_ADD", "OVERWRITE_IF_EXISTS"
-]
-
-
-@dataclass(frozen=True)
-class StringMatcher:
-    """envoy.type.matcher.v3.StringMatcher; regexes are full matches, as RE2 in Envoy."""
-
-    kind: StringKind
-    value: str
-    ignore_case: bool = False
-    pattern: re.Pattern[str] | None = None
-
-    def matches(self, candidate: str) -> bool:
-        if self.kind == "regex":
-            assert self.pattern is not None
-            return self.pattern.fullmatch(candidate) is not None
-        value = self.value
-        if self.ignore_case:
-            value, candidate = value.lower(), candidate.lower()
-        if self.kind == "exact":
-            return candidate == value
-        if self.kind == "prefix":
-            return candidate.startswith(value)
-        if self.kind == "suffix":
-            return candidate.endswith(value)
-        return value in candidate
-
-
-@dataclass(frozen=True)
-class HeaderMatcher:
-    """RouteMatch.headers: `string` is None for present_match and range_match."""
-
-    name: str
-    string: StringMatcher | None = None
-    present: bool | None = None
-    int_range: tuple[int, int] | None = None  # [start, end)
-    invert: bool = False
-    treat_missing_as_empty: bool = False
-
-
-@dataclass(frozen=True)
-class QueryParameterMatcher:
-    name: str
-    string: StringMatcher | None = None  # None: present_match
 
 
 @dataclass(frozen=True)
@@ -79,22 +39,6 @@ class RouteMatch:
     headers: tuple[HeaderMatcher, ...] = ()
     query_parameters: tuple[QueryParameterMatcher, ...] = ()
     grpc: bool = False
-
-
-@dataclass(frozen=True)
-class HeaderAddition:
-    name: str
-    value: HeaderTemplate
-    append_action: AppendAction = "APPEND_IF_EXISTS_OR_ADD"
-    keep_empty_value: bool = False
-
-
-@dataclass(frozen=True)
-class HeaderMutations:
-    request_add: tuple[HeaderAddition, ...] = ()
-    request_remove: tuple[str, ...] = ()
-    response_add: tuple[HeaderAddition, ...] = ()
-    response_remove: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,7 +213,7 @@ def translate_route_configuration(message: Message) -> RouteConfig:
     return RouteConfig(
         name=m.name,  # type: ignore[attr-defined]
         virtual_hosts=hosts,
-        mutations=_mutations(m),
+        mutations=translate_mutations(m),
         internal_only_headers=tuple(h.lower() for h in m.internal_only_headers),  # type: ignore
         most_specific_header_mutations_wins=m.most_specific_header_mutations_wins,  # type: ignore
         ignore_port_in_host_matching=m.ignore_port_in_host_matching,  # type: ignore
@@ -312,7 +256,7 @@ def translate_virtual_host(vh: Message) -> VirtualHost:
         routes=tuple(
             _within(f"routes[{i}]", _route, r) for i, r in enumerate(vh.routes)  # type: ignore
         ),
-        mutations=_mutations(vh),
+        mutations=translate_mutations(vh),
         retry_policy=retry,
     )
 
@@ -334,32 +278,8 @@ def _route(r: Message) -> Route:
         name=r.name,  # type: ignore[attr-defined]
         match=_within("match", _route_match, r.match),  # type: ignore[attr-defined]
         action=action,
-        mutations=_mutations(r),
+        mutations=translate_mutations(r),
     )
-
-
-def _regex(matcher: Message, field_name: str) -> re.Pattern[str]:
-    _refuse_unknown(matcher, {"google_re2", "regex"})
-    try:
-        return re.compile(matcher.regex)  # type: ignore[attr-defined]
-    except re.error as error:
-        raise ConfigError(f"invalid regex: {error}", field=f"{field_name}.regex") from error
-
-
-def _string_matcher(m: Message) -> StringMatcher:
-    _refuse_unknown(m, {"exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"})
-    kind = m.WhichOneof("match_pattern")
-    ignore_case = bool(m.ignore_case)  # type: ignore[attr-defined]
-    if kind == "safe_regex":
-        if ignore_case:
-            raise unsupported("ignore_case", "not applicable to safe_regex")
-        return StringMatcher("regex", "", pattern=_regex(m.safe_regex, "safe_regex"))  # type: ignore
-    if kind is None:
-        raise ConfigError("a string matcher needs a pattern", field="match_pattern")
-    value = getattr(m, kind)
-    if kind in ("prefix", "suffix", "contains") and not value:
-        raise ConfigError("must not be empty", field=kind)
-    return StringMatcher(kind, value, ignore_case)  # type: ignore[arg-type]
 
 
 def _route_match(m: Message) -> RouteMatch:
@@ -372,7 +292,7 @@ def _route_match(m: Message) -> RouteMatch:
     if kind == "connect_matcher":
         pass  # matches CONNECT requests only (route_components.proto RouteMatch)
     elif kind == "safe_regex":
-        pattern = _within("safe_regex", _regex, m.safe_regex, "safe_regex")  # type: ignore
+        pattern = _within("safe_regex", translate_regex, m.safe_regex, "safe_regex")  # type: ignore
     elif kind in ("prefix", "path", "path_separated_prefix"):
         path = getattr(m, kind)
         if kind == "path_separated_prefix" and (
@@ -392,99 +312,17 @@ def _route_match(m: Message) -> RouteMatch:
         path=path,
         pattern=pattern,
         case_sensitive=case_sensitive,
-        headers=tuple(_within(f"headers[{i}]", _header_matcher, h)
+        headers=tuple(_within(f"headers[{i}]", translate_header_matcher, h)
                       for i, h in enumerate(m.headers)),  # type: ignore[attr-defined]
-        query_parameters=tuple(_within(f"query_parameters[{i}]", _query_matcher, q)
+        query_parameters=tuple(_within(f"query_parameters[{i}]", translate_query_matcher, q)
                                for i, q in enumerate(m.query_parameters)),  # type: ignore
         grpc=m.HasField("grpc"),  # type: ignore[attr-defined]
     )
 
 
-def _header_matcher(h: Message) -> HeaderMatcher:
-    _refuse_unknown(h, {"name", "exact_match", "safe_regex_match", "range_match", "present_match",
-                        "prefix_match", "suffix_match", "contains_match", "string_match",
-                        "invert_match", "treat_missing_header_as_empty"})
-    kind = h.WhichOneof("header_match_specifier")
-    string: StringMatcher | None = None
-    present: bool | None = None
-    int_range = None
-    legacy = {"exact_match": "exact", "prefix_match": "prefix", "suffix_match": "suffix",
-              "contains_match": "contains"}
-    if kind in legacy:
-        string = StringMatcher(legacy[kind], getattr(h, kind))  # type: ignore[arg-type]
-    elif kind == "safe_regex_match":
-        string = StringMatcher("regex", "", pattern=_regex(h.safe_regex_match,  # type: ignore
-                                                          "safe_regex_match"))
-    elif kind == "string_match":
-        string = _within("string_match", _string_matcher, h.string_match)  # type: ignore
-    elif kind == "range_match":
-        int_range = (h.range_match.start, h.range_match.end)  # type: ignore[attr-defined]
-    elif kind == "present_match":
-        present = h.present_match  # type: ignore[attr-defined]
-    else:
-        present = True  # no specifier: Envoy matches on presence
-    return HeaderMatcher(
-        name=h.name.lower(),  # type: ignore[attr-defined]
-        string=string, present=present, int_range=int_range,
-        invert=h.invert_match,  # type: ignore[attr-defined]
-        treat_missing_as_empty=h.treat_missing_header_as_empty,  # type: ignore[attr-defined]
-    )
-
-
-def _query_matcher(q: Message) -> QueryParameterMatcher:
-    _refuse_unknown(q, {"name", "string_match", "present_match"})
-    if q.HasField("string_match"):  # type: ignore[attr-defined]
-        return QueryParameterMatcher(q.name, _within("string_match", _string_matcher,  # type: ignore
-                                                     q.string_match))  # type: ignore
-    return QueryParameterMatcher(q.name)  # type: ignore[attr-defined]
-
-
-def _header_additions(options: list[Message], field_name: str) -> tuple[HeaderAddition, ...]:
-    return tuple(_within(f"{field_name}[{i}]", _header_addition, o) for i, o in enumerate(options))
-
-
-_APPEND_ACTIONS: dict[int, AppendAction] = {
-    0: "APPEND_IF_EXISTS_OR_ADD", 1: "ADD_IF_ABSENT", 2: "OVERWRITE_IF_EXISTS_OR_ADD",
-    3: "OVERWRITE_IF_EXISTS",
-}
-
-
-def _header_addition(o: Message) -> HeaderAddition:
-    _refuse_unknown(o, {"header", "append", "append_action", "keep_empty_value"})
-    header = o.header  # type: ignore[attr-defined]
-    _refuse_unknown(header, {"key", "value"})
-    action: AppendAction = "APPEND_IF_EXISTS_OR_ADD"
-    if o.HasField("append"):  # type: ignore[attr-defined]
-        if o.append_action:  # type: ignore[attr-defined]
-            raise ConfigError("append and append_action are mutually exclusive", field="append")
-        action = "APPEND_IF_EXISTS_OR_ADD" if o.append.value else "OVERWRITE_IF_EXISTS_OR_ADD"  # type: ignore
-    else:
-        action = _APPEND_ACTIONS[o.append_action]  # type: ignore[attr-defined]
-    name = header.key.lower()
-    # Envoy refuses to modify pseudo-headers and Host through header manipulation.
-    if not name or name.startswith(":") or name == "host":
-        raise ConfigError(f"cannot add header {header.key!r}", field="header.key")
-    try:
-        template = parse_header_template(header.value)
-    except ValueError as error:
-        raise ConfigError(str(error), field="header.value") from error
-    return HeaderAddition(name, template, action, o.keep_empty_value)  # type: ignore[attr-defined]
-
-
-def _mutations(m: Message) -> HeaderMutations:
-    return HeaderMutations(
-        request_add=_header_additions(m.request_headers_to_add,  # type: ignore[attr-defined]
-                                      "request_headers_to_add"),
-        request_remove=tuple(h.lower() for h in m.request_headers_to_remove),  # type: ignore
-        response_add=_header_additions(m.response_headers_to_add,  # type: ignore[attr-defined]
-                                       "response_headers_to_add"),
-        response_remove=tuple(h.lower() for h in m.response_headers_to_remove),  # type: ignore
-    )
-
-
 def _regex_rewrite(m: Message) -> RegexRewrite:
     _refuse_unknown(m, {"pattern", "substitution"})
-    pattern = _within("pattern", _regex, m.pattern, "pattern")  # type: ignore[attr-defined]
+    pattern = _within("pattern", translate_regex, m.pattern, "pattern")  # type: ignore[attr-defined]
     return RegexRewrite(pattern, m.substitution)  # type: ignore[attr-defined]
 
 
@@ -565,7 +403,7 @@ def _weighted(w: Message) -> tuple[tuple[WeightedClusterEntry, ...], int]:
                               field=f"clusters[{index}]")
         entries.append(WeightedClusterEntry(
             name=c.name, weight=c.weight.value, cluster_header=c.cluster_header.lower(),
-            mutations=_within(f"clusters[{index}]", _mutations, c),
+            mutations=_within(f"clusters[{index}]", translate_mutations, c),
             host_rewrite_literal=c.host_rewrite_literal,
         ))
     total = sum(e.weight for e in entries)
@@ -686,11 +524,3 @@ def _direct_response(d: Message) -> DirectResponseAction:
                 raise ConfigError(str(error), field="body.filename") from error
     return DirectResponseAction(status, body)
 
-
-# Shared with HTTP filters (rbac, health_check) that match headers and paths like routes do.
-def translate_header_matcher(message: Message) -> HeaderMatcher:
-    return _header_matcher(message)
-
-
-def translate_string_matcher(message: Message) -> StringMatcher:
-    return _string_matcher(message)

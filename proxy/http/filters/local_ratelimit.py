@@ -20,9 +20,8 @@ from google.protobuf.message import Message
 from protos.errors import ConfigError, unsupported
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.header_mutation import apply_additions
+from proxy.http.header_mutation import HeaderAddition, apply_additions, translate_header_additions
 from proxy.http.headers import Headers, ResponseHead
-from proxy.model.route import HeaderAddition, _header_additions
 
 
 @dataclass(frozen=True)
@@ -100,8 +99,9 @@ def translate(message: Message) -> LocalRateLimitConfig:
         fill_interval=interval,
         enabled_percent=_percent(m.filter_enabled) if m.HasField("filter_enabled") else 0.0,
         enforced_percent=_percent(m.filter_enforced) if m.HasField("filter_enforced") else 0.0,
-        response_headers=_header_additions(m.response_headers_to_add, "response_headers_to_add"),
-        headers_when_not_enforced=_header_additions(
+        response_headers=translate_header_additions(m.response_headers_to_add,
+                                                    "response_headers_to_add"),
+        headers_when_not_enforced=translate_header_additions(
             m.request_headers_to_add_when_not_enforced,
             "request_headers_to_add_when_not_enforced"),
         x_ratelimit_headers=m.enable_x_ratelimit_headers == 1,
