@@ -18,8 +18,9 @@ from controlplane import logs
 from controlplane.admin import AdminServer
 from controlplane.cache import SnapshotCache
 from controlplane.observe import Observer
+from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
-from controlplane.sources.files import FileSource
+from controlplane.sources.files import FileSource, load_snapshots
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
@@ -54,6 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between scans")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--check", action="store_true",
+                        help="validate --resources, print what each node group gets, and exit")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -139,8 +142,24 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(path: Path) -> int:
+    """`--check`: the same validation as serving, then a summary per node group."""
+    try:
+        snapshots = load_snapshots(path)
+    except ConfigError as error:
+        print(f"pointsman controlplane: {error}", file=sys.stderr)
+        return 1
+    for group, snapshot in sorted(snapshots.items()):
+        counts = ", ".join(f"{len(snapshot.of_type(kind.type_url).resources)} "
+                           f"{kind.short_name}s" for kind in PUSH_ORDER)
+        print(f"{group or '(shared)'}: {counts} (version {snapshot.version})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.check:
+        return check(args.resources)
     logs.configure(args.log_level)
     try:
         return asyncio.run(serve(args))

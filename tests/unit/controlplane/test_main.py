@@ -30,3 +30,16 @@ def test_addresses():
     assert split_address("[::1]:80") == ("::1", 80)
     assert is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
+
+
+def test_check_validates_and_summarises(tmp_path, capsys):
+    from controlplane.main import main
+    from tests.unit.controlplane.test_files import GOOD, write
+
+    good = write(tmp_path / "good.yaml", GOOD)
+    assert main(["--resources", str(good), "--check"]) == 0
+    assert "(shared): 0 secrets, 1 clusters, 1 endpoints, 1 listeners, 1 routes" in (
+        capsys.readouterr().out)
+    bad = write(tmp_path / "bad.yaml", GOOD[:3])
+    assert main(["--resources", str(bad), "--check"]) == 1
+    assert "RouteConfiguration 'main'" in capsys.readouterr().err
