@@ -77,6 +77,8 @@ def route(source: AdminSource, target: str) -> tuple[int, str, str]:
             return 200, "application/json", json.dumps(view, indent=2)
         return 200, text, render_clusters_text(view)
     if path == "/stats":
+        if query.get("format") == "json":
+            return 200, "application/json", _stats_json(source.stats_store(), query.get("filter"))
         return 200, text, _filtered_stats(source.stats_store(), query.get("filter"))
     if path == "/stats/prometheus":
         # Envoy's names and tags, rendered by proxy.observability.prometheus.
@@ -87,6 +89,25 @@ def route(source: AdminSource, target: str) -> tuple[int, str, str]:
         return 200, text, "\n".join(lines) + "\n"
     return 404, text, "invalid path. admin commands are: /ready /config_dump /clusters " \
                       "/stats /stats/prometheus /listeners\n"
+
+
+def _stats_json(stats: Stats, pattern: str | None) -> str:
+    """Envoy's `/stats?format=json`: {"stats": [{"name": ..., "value": ...}, ...]}."""
+    regex = _compile(pattern)
+    values = {**{n: c.value for n, c in stats.counters.items()},
+              **{n: g.value for n, g in stats.gauges.items()}}
+    return json.dumps({"stats": [{"name": name, "value": value}
+                                 for name, value in sorted(values.items())
+                                 if regex is None or regex.search(name)]})
+
+
+def _compile(pattern: str | None) -> re.Pattern[str] | None:
+    if not pattern:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return re.compile(re.escape(pattern))
 
 
 def _filtered_stats(stats: Stats, pattern: str | None) -> str:

@@ -59,6 +59,13 @@ def test_stats_filter_and_prometheus() -> None:
             in text)
 
 
+def test_stats_json() -> None:
+    _, content_type, body = route(FakeSource(), "/stats?format=json&filter=cluster")
+    assert content_type == "application/json"
+    assert json.loads(body) == {"stats": [{"name": "cluster.backend.upstream_cx_total",
+                                           "value": 3}]}
+
+
 def test_unknown_path_is_404_and_listeners_page() -> None:
     assert route(FakeSource(), "/nope")[0] == 404
     assert route(FakeSource(), "/listeners")[2] == "l4::127.0.0.1:80\n"
