@@ -402,8 +402,14 @@ class Router:
             event = await upstream.next_event()
             stream.touch()
             if isinstance(event, DataReceived):
-                await downstream.send_data(event.data, end_stream=event.end_stream)
+                # The last chunk carries END_STREAM itself when the end is already queued.
+                last = upstream.end_is_next()
+                await downstream.send_data(event.data, end_stream=event.end_stream or last)
                 upstream.consumed(event)
+                if last:
+                    await upstream.next_event()  # the StreamEnded
+                    upstream.release()
+                    return
             elif isinstance(event, TrailersEvent):
                 stream.response_trailers = event.trailers
                 await downstream.send_trailers(event.trailers)

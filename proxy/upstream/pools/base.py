@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from proxy.http.events import DataReceived, Event, StreamReset
+from proxy.http.events import DataReceived, Event, StreamEnded, StreamReset
 from proxy.http.headers import Headers, RequestHead
 from proxy.upstream.host import Host
 
@@ -69,6 +69,10 @@ class UpstreamStream:
             if self._buffered <= self.high_watermark // 2:
                 self._pressure(False)
         return event
+
+    def end_is_next(self) -> bool:
+        """Whether the next queued event is the end of the response (no trailers)."""
+        return bool(self._events) and isinstance(self._events[0], StreamEnded)
 
     def consumed(self, event: DataReceived) -> None:
         """The router forwarded `event`: return its flow-control credit."""
