@@ -198,3 +198,17 @@ def test_config_needing_an_xds_type_we_do_not_serve_is_refused(tmp_path):
     vhds["vhds"] = {"config_source": {"ads": {}}}
     error = error_for(write(tmp_path / "l.yaml", [*GOOD[:3], vhds]))
     assert "VHDS" in str(error) and error.field == "resources[3].vhds"
+
+
+def test_a_kubernetes_configmap_volume_layout_is_followed(tmp_path):
+    first = write(tmp_path / "..2026_01" / "mesh.yaml", GOOD)
+    (tmp_path / "..data").symlink_to(first.parent.name)
+    (tmp_path / "mesh.yaml").symlink_to("..data/mesh.yaml")
+    cache = SnapshotCache()
+    source = FileSource(tmp_path, cache)
+    assert source.poll() and list(cache.groups) == [DEFAULT_GROUP]  # hidden dirs: no groups
+    write(tmp_path / "..2026_02" / "mesh.yaml", [*GOOD, cluster("b"), endpoints("b", 2)])
+    (tmp_path / "..data_tmp").symlink_to("..2026_02")
+    (tmp_path / "..data_tmp").replace(tmp_path / "..data")  # the kubelet's atomic swap
+    assert source.poll()
+    assert sorted(cache.groups[DEFAULT_GROUP].of_type(CLUSTER).resources) == ["a", "b"]
