@@ -74,9 +74,10 @@ class EchoBackend:
             self._loop.run_forever()
         finally:
             self._server.close()
-            for task in asyncio.all_tasks(self._loop):
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
                 task.cancel()
-            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.close()
 
     # --- behaviour -----------------------------------------------------------------------------
@@ -133,8 +134,9 @@ class EchoBackend:
                 if connection.our_state is h11.MUST_CLOSE:
                     return
                 connection.start_next_cycle()
-        except (ConnectionError, h11.RemoteProtocolError, h11.LocalProtocolError):
-            return
+        except (ConnectionError, h11.RemoteProtocolError, h11.LocalProtocolError,
+                asyncio.CancelledError):
+            return  # a cancelled handler ends quietly when the backend stops
         finally:
             writer.close()
 
@@ -192,8 +194,8 @@ class EchoBackend:
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
                 writer.write(connection.data_to_send())
-        except (ConnectionError, h2.exceptions.ProtocolError):
-            return
+        except (ConnectionError, h2.exceptions.ProtocolError, asyncio.CancelledError):
+            return  # a cancelled handler ends quietly when the backend stops
         finally:
             for task in tasks:
                 task.cancel()
