@@ -89,24 +89,28 @@ def group_folders(folder: Path) -> list[Path]:
                   if path.is_dir() and not path.name.startswith("."))
 
 
-def _read_folder_tree(folder: Path) -> list[LoadedResource]:
-    loaded = [item for path in config_files(folder) for item in read_resources(path)]
+Reader = Callable[[Path], list[LoadedResource]]
+
+
+def _read_folder_tree(folder: Path, read: Reader) -> list[LoadedResource]:
+    loaded = [item for path in config_files(folder) for item in read(path)]
     for child in group_folders(folder):
-        loaded.extend(_read_folder_tree(child))
+        loaded.extend(_read_folder_tree(child, read))
     return loaded
 
 
-def load_snapshots(root: Path) -> dict[str, Snapshot]:
-    """Read, validate and cross-check everything under `root`; ConfigError on the first problem."""
+def load_snapshots(root: Path, read: Reader = read_resources) -> dict[str, Snapshot]:
+    """Read, validate and cross-check everything under `root`; ConfigError on the first problem.
+    `read` parses one file (FileSource passes a memoised one)."""
     if not root.exists():
         raise ConfigError("no such file or folder", source=str(root))
     if root.is_file():
-        return {DEFAULT_GROUP: _snapshot(index_unique(read_resources(root)))}
-    shared = index_unique(item for path in config_files(root) for item in read_resources(path))
+        return {DEFAULT_GROUP: _snapshot(index_unique(read(root)))}
+    shared = index_unique(item for path in config_files(root) for item in read(path))
     snapshots = {DEFAULT_GROUP: _snapshot(shared)}
     for folder in group_folders(root):
         snapshots[folder.name] = _snapshot(overlay(shared,
-                                                   index_unique(_read_folder_tree(folder))))
+                                                   index_unique(_read_folder_tree(folder, read))))
     return snapshots
 
 
@@ -153,7 +157,11 @@ class FileSource:
         self.on_error = on_error or (lambda error: log.error("config rejected: %s", error))
         self.last_error: ConfigError | None = None
         self.loads = 0
+        self.files_parsed = 0
         self._seen: tuple[tuple[str, int, int, str], ...] | None = None
+        # Parsed files by path, with the fingerprint they were parsed at: a change to one file
+        # of many re-parses that file only.
+        self._parsed: dict[str, tuple[tuple[int, int, str], list[LoadedResource]]] = {}
 
     def __repr__(self) -> str:
         return f"FileSource({self.root}, loads={self.loads}, error={self.last_error})"
@@ -178,8 +186,23 @@ class FileSource:
         if marks == self._seen:
             return None
         self._seen = marks
+        current = {path: (mtime, size, digest) for path, mtime, size, digest in marks}
+        self._parsed = {path: parsed for path, parsed in self._parsed.items()
+                        if path in current}
+
+        def read(path: Path) -> list[LoadedResource]:
+            mark = current.get(str(path))
+            cached = self._parsed.get(str(path))
+            if cached is not None and mark is not None and cached[0] == mark:
+                return cached[1]
+            loaded = read_resources(path)
+            self.files_parsed += 1
+            if mark is not None:
+                self._parsed[str(path)] = (mark, loaded)
+            return loaded
+
         try:
-            return load_snapshots(self.root)
+            return load_snapshots(self.root, read)
         except ConfigError as error:
             return error
         except (OSError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as error:

@@ -212,3 +212,12 @@ def test_a_kubernetes_configmap_volume_layout_is_followed(tmp_path):
     (tmp_path / "..data_tmp").replace(tmp_path / "..data")  # the kubelet's atomic swap
     assert source.poll()
     assert sorted(cache.groups[DEFAULT_GROUP].of_type(CLUSTER).resources) == ["a", "b"]
+
+
+def test_only_changed_files_are_parsed_again(tmp_path):
+    write(tmp_path / "clusters.yaml", [cluster("a"), endpoints("a", 1)])
+    routes = write(tmp_path / "routes.yaml", [listener("http", "main"), route("main", "a")])
+    source = FileSource(tmp_path, SnapshotCache())
+    assert source.poll() and source.files_parsed == 2
+    write(routes, [listener("http", "main", 10001), route("main", "a")])
+    assert source.poll() and source.files_parsed == 3
