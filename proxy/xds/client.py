@@ -67,6 +67,8 @@ class AdsClient:
                 attempt = 0
             except grpc.aio.AioRpcError as error:
                 log.warning("ADS stream to %s: %s", self.target, error.code().name)
+            except Exception:
+                log.exception("ADS stream to %s failed", self.target)
             finally:
                 self.connected.set(0)
             attempt += 1
@@ -114,6 +116,11 @@ class AdsClient:
             self.stats.counter(scope + "update_rejected").inc()
             log.warning("NACK %s version %r: %s", received.type_url, received.version, error)
             return self.protocol.reject(received, str(error))
+        except Exception as error:  # a bug must not end the subscription: NACK and go on
+            self.stats.counter(scope + "update_rejected").inc()
+            log.exception("NACK %s version %r: internal error", received.type_url,
+                          received.version)
+            return self.protocol.reject(received, f"internal error: {error!r}")
         self.stats.counter(scope + "update_success").inc()
         return self.protocol.accept(received)
 

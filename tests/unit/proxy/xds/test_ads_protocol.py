@@ -129,3 +129,16 @@ def test_responses_for_types_not_requested_are_ignored() -> None:
     client.protocol.stream_started()
     assert client.handle(response(ROUTE_CONFIGURATION, "r1", "n1")) == []
     assert applier.applied == []
+
+
+def test_unexpected_errors_are_nacked_not_fatal() -> None:
+    client, applier, _ = new_client()
+    client.protocol.stream_started()
+
+    def broken(*_args: Any) -> None:
+        raise KeyError("bug")
+
+    applier.apply = broken  # type: ignore[method-assign]
+    [nack] = client.handle(response(CLUSTER, "v1", "n1"))
+    assert nack.error_detail.message.startswith("internal error")
+    assert nack.version_info == ""
