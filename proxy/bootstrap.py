@@ -23,7 +23,7 @@ from google.protobuf import json_format
 from protos.errors import ConfigError, unsupported
 from protos.loader import parse_message, read_document
 from proxy.context import NodeInfo
-from proxy.model.cluster import Cluster, translate_cluster
+from proxy.model.cluster import Cluster, DiscoveryType, translate_cluster
 from proxy.model.fields import reject_unsupported, seconds
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
@@ -96,6 +96,8 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
     ads = None
     if message.HasField("dynamic_resources"):
         ads = _translate_dynamic(message.dynamic_resources, {c.name: c for c in clusters})
+    if ads is None:
+        _check_no_ads_needed(listeners, clusters)
     return Bootstrap(
         node=_node_info(message.node),
         node_proto=message.node,
@@ -118,6 +120,21 @@ def _stats_sinks(message: bootstrap_pb2.Bootstrap) -> tuple[Any, ...]:
     from proxy.observability.stat_sink import translate_stats_sinks
 
     return translate_stats_sinks(message.stats_sinks)
+
+
+def _check_no_ads_needed(listeners: tuple[Listener, ...], clusters: tuple[Cluster, ...]) -> None:
+    """RDS and EDS come over ADS only: without ads_config they would never arrive and the
+    sidecar would never become ready, so refuse at start-up as Envoy does."""
+    for index, listener in enumerate(listeners):
+        if listener.rds_route_config_names:
+            raise ConfigError("RDS needs dynamic_resources.ads_config",
+                              field=f"static_resources.listeners[{index}]",
+                              resource=listener.name)
+    for index, cluster in enumerate(clusters):
+        if cluster.type is DiscoveryType.EDS:
+            raise ConfigError("an EDS cluster needs dynamic_resources.ads_config",
+                              field=f"static_resources.clusters[{index}].type",
+                              resource=cluster.name)
 
 
 def _each(translate: Any, items: Any, prefix: str) -> list[Any]:
