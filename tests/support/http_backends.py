@@ -29,8 +29,11 @@ from tests.support.ports import free_port
 
 class EchoBackend:
     def __init__(self, name: str, *, http2: bool = False, port: int | None = None,
-                 fail_status: int | None = None, max_streams: int | None = None) -> None:
+                 fail_status: int | None = None, max_streams: int | None = None,
+                 ssl_context: Any = None) -> None:
         self.name = name
+        # TLS: with ALPN set on the context, "h2" picks HTTP/2, anything else HTTP/1.1.
+        self.ssl_context = ssl_context
         self.max_streams = max_streams  # h2c: SETTINGS_MAX_CONCURRENT_STREAMS
         self.connections = 0
         self.fail_status = fail_status  # answer every request with this status
@@ -67,8 +70,10 @@ class EchoBackend:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         handler = self._serve_h2 if self.http2 else self._serve_h1
+        if self.ssl_context is not None:
+            handler = self._serve_by_alpn
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(handler, "127.0.0.1", self.port))
+            asyncio.start_server(handler, "127.0.0.1", self.port, ssl=self.ssl_context))
         self._ready.set()
         try:
             self._loop.run_forever()
@@ -107,6 +112,14 @@ class EchoBackend:
         response_headers = [("content-type", content_type), ("x-backend", info["backend"]),
                             *extra]
         return status, response_headers, body, trailers, delay  # type: ignore[return-value]
+
+    async def _serve_by_alpn(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            await self._serve_h2(reader, writer)
+        else:
+            await self._serve_h1(reader, writer)
 
     # --- HTTP/1.1 (h11) ------------------------------------------------------------------------
 

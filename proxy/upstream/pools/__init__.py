@@ -2,8 +2,8 @@
 
 The protocol comes from the cluster's `typed_extension_protocol_options`
 `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (explicit HTTP/1.1 or HTTP/2; for
-`auto_config`, HTTP/2 when TLS ALPN negotiates h2, else HTTP/1.1), HTTP/1.1 when absent, as
-in Envoy.
+`auto_config`, what TLS ALPN negotiates: proxy.upstream.pools.auto; HTTP/1.1 without TLS),
+HTTP/1.1 when absent, as in Envoy.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
 from protos.errors import ConfigError, unsupported
 from proxy.upstream.host import Host
+from proxy.upstream.pools.auto import AutoPool
 from proxy.upstream.pools.base import ConnectFailedError, PoolOverflowError, UpstreamStream
 from proxy.upstream.pools.http1 import Http1Pool
 from proxy.upstream.pools.http2 import Http2Pool
@@ -88,22 +89,28 @@ class PoolManager:
     fake with the same connection_opened/failed/closed methods)."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[str, str, int, bool], Http1Pool | Http2Pool] = {}
+        self._pools: dict[tuple[str, str, int, str], Http1Pool | Http2Pool | AutoPool] = {}
 
-    def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool:
+    def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
         cluster = runtime.config
         protocol = upstream_protocol(cluster)
         tls = getattr(cluster, "upstream_tls", None)
         context: ssl.SSLContext | None = tls.ssl_context if tls is not None else None
         sni = tls.sni if tls is not None and tls.sni else None
-        http2 = protocol.http2 or (protocol.auto and context is not None)
-        key = (cluster.name, host.address, host.port, http2)
+        kind = "h2" if protocol.http2 else "auto" if protocol.auto and context else "h1"
+        key = (cluster.name, host.address, host.port, kind)
         pool = self._pools.get(key)
         if pool is None or pool.closed:
             timeout = float(getattr(cluster, "connect_timeout", 5.0))
             # Cluster per_connection_buffer_limit_bytes bounds what one response may queue.
             limit = int(getattr(cluster, "per_connection_buffer_limit_bytes", 1024 * 1024))
-            if http2:
+            if kind == "auto":
+                assert context is not None
+                pool = AutoPool(runtime, host, connect_timeout=timeout, ssl_context=context,
+                                server_hostname=sni,
+                                max_concurrent_streams=protocol.max_concurrent_streams,
+                                buffer_limit=limit)
+            elif kind == "h2":
                 pool = Http2Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni,
                                  max_concurrent_streams=protocol.max_concurrent_streams,

@@ -33,3 +33,31 @@ async def test_alpn_selects_the_codec(tmp_path: Path, backends) -> None:  # type
             response = await h1.request("GET", "/tls")
             assert response.status == 200
             assert response.json()["backend"] == "a"
+
+
+async def test_upstream_auto_config_follows_alpn(tmp_path: Path, backends) -> None:  # type: ignore[no-untyped-def]
+    files = tls_files(tmp_path, ["backend.test"])
+    servers = {}
+    for alpn in (["h2", "http/1.1"], ["http/1.1"]):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*files["backend.test"])
+        context.set_alpn_protocols(alpn)
+        servers[alpn[0]] = backends(f"tls-{alpn[0]}", ssl_context=context)
+    auto = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "auto_config": {}}}
+    tls = {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+                 ".UpstreamTlsContext",
+        "sni": "backend.test",
+        "common_tls_context": {"alpn_protocols": ["h2", "http/1.1"]}}}
+    clusters = [static_cluster(name, [server.port], typed_extension_protocol_options=auto,
+                               transport_socket=tls) for name, server in servers.items()]
+    routes = simple_routes({"match": {"prefix": "/two"}, "route": {"cluster": "h2"}},
+                           {"match": {"prefix": "/one"}, "route": {"cluster": "http/1.1"}})
+    async with Sidecar(hcm(routes), clusters) as sidecar, H1Client(sidecar.port) as client:
+        for path in ("/two", "/one", "/two"):
+            assert (await client.request("GET", path)).status == 200
+    # what each backend saw: h2 requests carry no Host header (:authority instead)
+    assert [dict(seen["headers"]).get("host") for seen in servers["h2"].seen] == [None, None]
+    assert dict(servers["http/1.1"].seen[0]["headers"]).get("host") == "example.com"
