@@ -77,19 +77,27 @@ def _any_value(value: AttributeValue) -> bytes:
     return _length_delimited(1, str(value).encode())
 
 
-# Most attribute values repeat (method, cluster, status, flags): cache whole encoded KeyValues.
+# Most attribute values repeat (method, cluster, status, flags): cache whole encoded KeyValues,
+# except for keys whose values are (nearly) unique per request, which would only churn it.
 _KEY_VALUE_CACHE: dict[tuple[int, str, type, AttributeValue], bytes] = {}
+UNCACHED_KEYS = frozenset({"guid:x-request-id", "url.full", "url.query", "client.port",
+                           "http.request.body.size", "http.response.body.size",
+                           "network.io.bytes_received", "network.io.bytes_sent",
+                           "xds.nonce", "xds.version"})
 
 
 def encode_attributes(number: int, attributes: Iterable[tuple[str, AttributeValue]]) -> bytes:
     parts = []
     cache = _KEY_VALUE_CACHE
     for key, value in attributes:
+        if key in UNCACHED_KEYS:
+            parts.append(_length_delimited(
+                number, _key(key) + _length_delimited(2, _any_value(value))))
+            continue
         cache_key = (number, key, type(value), value)
         encoded = cache.get(cache_key)
         if encoded is None:
-            body = _key(key) + _length_delimited(2, _any_value(value))
-            encoded = _length_delimited(number, body)
+            encoded = _length_delimited(number, _key(key) + _length_delimited(2, _any_value(value)))
             if len(cache) > 65536:
                 cache.clear()
             cache[cache_key] = encoded
