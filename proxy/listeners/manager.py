@@ -147,6 +147,10 @@ class ActiveListener:
         await self.stop()
 
     def _drain(self, generation: _Generation) -> None:
+        for network_filter in generation.filters.values():
+            start_draining = getattr(network_filter, "start_draining", None)
+            if start_draining is not None:  # proxy.network.base.DrainableNetworkFilter
+                start_draining()
         if not generation.connections:
             return
         task = asyncio.get_running_loop().create_task(self._drain_generation(generation))

@@ -48,6 +48,15 @@ class NetworkFilter(Protocol):
         """Serve the connection until it ends; close `connection.sock` in `finally`."""
 
 
+class DrainableNetworkFilter(NetworkFilter, Protocol):
+    """Optional: a filter with `start_draining()` is told when its listener generation drains
+    (listener updated or removed; Envoy doc intro/arch_overview/operations/draining), so it can
+    end its connections gracefully (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY). Connections
+    still open after the drain time are cancelled either way."""
+
+    def start_draining(self) -> None: ...
+
+
 class NetworkFilterFactory(Protocol):
     # Full proto name of the typed_config this factory accepts.
     config_type: str
