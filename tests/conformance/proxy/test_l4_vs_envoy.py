@@ -179,3 +179,56 @@ def test_stats_names_and_values_match_envoy() -> None:
     finally:
         backend.stop()
     assert seen["pointsman"] == seen["envoy"]
+
+
+def test_transport_protocol_and_alpn_matching_like_envoy(
+        certs: dict[str, tuple[Path, Path]]) -> None:
+    backends = {"h2": TaggedServer("h2", server_ssl(*certs["a.test"], alpn=["h2"])),
+                "tls": TaggedServer("tls", server_ssl(*certs["a.test"])),
+                "plain": TaggedServer("plain")}
+    chains = [
+        {"filter_chain_match": {"transport_protocol": "tls", "application_protocols": ["h2"]},
+         "filters": [tcp_proxy("h2")]},
+        {"filter_chain_match": {"transport_protocol": "tls"}, "filters": [tcp_proxy("tls")]},
+        {"filters": [tcp_proxy("plain")]},
+    ]
+
+    def tls_greeting(port: int, alpn: list[str]) -> str:
+        context = ssl.create_default_context(cafile=str(certs["ca"][0]))
+        context.check_hostname = False
+        context.set_alpn_protocols(alpn)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    context.wrap_socket(raw, server_hostname="a.test") as sock:
+                return read_line(sock) or "closed"
+        except (ssl.SSLError, ConnectionError):
+            return "closed"
+
+    def plain_greeting(port: int) -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"hello\n")  # tls_inspector needs a first byte to decide
+            return read_line(sock) or "closed"
+
+    results = {}
+    try:
+        for kind in ("envoy", "pointsman"):
+            port = free_port()
+            bootstrap = {"static_resources": {
+                "listeners": [listener("alpn", port, chains, listener_filters=[
+                    {"name": "envoy.filters.listener.tls_inspector",
+                     "typed_config": {"@type": TLS_INSPECTOR}}])],
+                "clusters": [static_cluster(name, [server.port])
+                             for name, server in backends.items()]}}
+            proxy = Envoy(bootstrap) if kind == "envoy" else Pointsman(bootstrap)
+            with proxy:
+                proxy.wait_ready()
+                results[kind] = {"h2": tls_greeting(port, ["h2", "http/1.1"]),
+                                 "http/1.1": tls_greeting(port, ["http/1.1"]),
+                                 "no alpn": tls_greeting(port, []),
+                                 "plain": plain_greeting(port)}
+    finally:
+        for server in backends.values():
+            server.stop()
+    assert results["pointsman"] == results["envoy"]
+    assert results["envoy"] == {"h2": "h2 a.test", "http/1.1": "tls a.test",
+                                "no alpn": "tls a.test", "plain": "plain"}
