@@ -42,7 +42,7 @@ class ActiveStream:
         settings = connection.settings
         self.info = HttpStream(head, connection.remote_address, connection.local_address,
                                connection.connection_id)
-        self.body = BodyChannel(high_watermark=settings.buffer_limit_bytes,
+        self.body = BodyChannel(high_watermark=connection.buffer_limit,
                                 on_pressure=lambda on: connection.body_pressure(self, on),
                                 on_consumed=lambda n: connection.body_consumed(self, n))
         self.filters: list[HttpFilter] = [make() for make in connection.filter_makers]

@@ -49,7 +49,7 @@ class HttpConnectionHandler(asyncio.Protocol):
                  remote_address: tuple[str, int], local_address: tuple[str, int],
                  connection_id: int, tls: bool, alpn: tuple[str, ...] = (),
                  stats: Any = None, on_stream_log: Callable[[ActiveStream], None] | None = None,
-                 tracer: Any = None) -> None:
+                 tracer: Any = None, buffer_limit: int = 1024 * 1024) -> None:
         self.settings = settings
         self.route_config = route_config
         self.filter_makers = filter_makers
@@ -60,6 +60,9 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.scheme = "https" if tls else "http"
         self.stats = stats
         self.tracer = tracer  # proxy.observability Tracer, or None
+        # The listener's per_connection_buffer_limit_bytes: request bytes one stream may queue
+        # before we stop reading the socket (HTTP/1.1) or stop opening the window (HTTP/2).
+        self.buffer_limit = buffer_limit
         self._on_stream_log = on_stream_log
         self.transport: asyncio.Transport | None = None
         self.codec: Http1ServerCodec | Http2Codec | None = None

@@ -50,7 +50,6 @@ class HcmSettings:
     initial_stream_window_size: int = 1024 * 1024
     accept_http_10: bool = False
     default_host_for_http_10: str = ""
-    buffer_limit_bytes: int = 1024 * 1024
     upgrades: frozenset[str] = field(default_factory=frozenset)
     access_logs: tuple[Any, ...] = ()
     tracing: Any = None  # proxy.observability.tracing.config.TracingConfig

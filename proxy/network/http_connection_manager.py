@@ -286,7 +286,8 @@ class HttpConnectionManager:
             filter_makers=self.filter_makers, router=self.router, tracer=self.tracer,
             remote_address=connection.remote_address, local_address=connection.local_address,
             connection_id=connection.connection_id, tls=connection.server_ssl is not None,
-            stats=stats, on_stream_log=self._log)
+            stats=stats, on_stream_log=self._log,
+            buffer_limit=getattr(connection, "buffer_limit", 1024 * 1024))
         transport: asyncio.BaseTransport | None = None
         try:
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,32 @@
+"""BodyChannel watermarks: the producer is paused above the limit and resumed below half."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.http.body import BodyChannel, StreamResetError
+
+
+async def test_pressure_and_flow_control_credit() -> None:
+    pressure: list[bool] = []
+    credit: list[int] = []
+    channel = BodyChannel(high_watermark=10, on_pressure=pressure.append,
+                          on_consumed=credit.append)
+    channel.push(b"123456", 6)
+    assert pressure == []
+    channel.push(b"789012", 6)  # 12 > 10: stop reading
+    assert pressure == [True]
+    assert await channel.read() == b"123456"
+    assert pressure == [True]  # 6 bytes left: not yet under half the limit
+    assert credit == [6]
+    channel.end()
+    assert await channel.read() == b"789012"
+    assert pressure == [True, False]  # drained: reading resumes
+    assert await channel.read() is None and channel.exhausted
+
+
+async def test_reset_wakes_the_reader() -> None:
+    channel = BodyChannel()
+    channel.abort()
+    with pytest.raises(StreamResetError):
+        await channel.read()
