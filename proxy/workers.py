@@ -245,10 +245,11 @@ class WorkerPool:
 def run_workers(config_path: Path, bootstrap: Bootstrap, count: int, *,
                 drain_timeout: float) -> int:
     for listener in bootstrap.listeners:
-        if listener.address[1] == 0:
-            # Each worker binds for itself: port 0 would give every worker another port.
-            print(f"pointsman proxy: listener {listener.name!r} has port 0, which needs "
-                  "--concurrency 1", file=sys.stderr)
+        # Each worker binds for itself: port 0 would give every worker another port, and
+        # without SO_REUSEPORT the second worker could not bind.
+        if listener.address[1] == 0 or not listener.enable_reuse_port:
+            print(f"pointsman proxy: listener {listener.name!r}: port 0 or "
+                  "enable_reuse_port false need --concurrency 1", file=sys.stderr)
             return 1
     return asyncio.run(_parent(config_path, bootstrap, count, drain_timeout))
 

@@ -106,7 +106,8 @@ class ActiveListener:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.reuse_port:
+            # Listener.enable_reuse_port (default true, as in Envoy); workers always need it.
+            if self.reuse_port or self.current.listener.enable_reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             sock.listen(self.current.listener.backlog)

@@ -98,6 +98,7 @@ class Listener:
     rds_route_config_names: tuple[str, ...] = ()
     # Envoy's soft limit on a downstream connection's buffers (default 1 MiB).
     per_connection_buffer_limit_bytes: int = 1024 * 1024
+    enable_reuse_port: bool = True  # Envoy's default since 1.20: SO_REUSEPORT
 
     @property
     def uses_tls_inspector(self) -> bool:
@@ -154,6 +155,8 @@ def _translate(message: listener_pb2.Listener) -> Listener:
         per_connection_buffer_limit_bytes=(
             message.per_connection_buffer_limit_bytes.value
             if message.HasField("per_connection_buffer_limit_bytes") else 1024 * 1024),
+        enable_reuse_port=(message.enable_reuse_port.value
+                           if message.HasField("enable_reuse_port") else True),
         rds_route_config_names=tuple(
             name for chain in every_chain
             if (name := getattr(chain.filter.config, "rds_route_config_name", None))
