@@ -252,8 +252,22 @@ class HttpConnectionManager:
             for f in self.settings.http_filters
         ]
         self.access_logger = _access_logger(self.settings, context)
+        self.handlers: set[HttpConnectionHandler] = set()
+        self.draining = False
         _validate_inline_clusters(self.settings.route_config, context)
         context.stats.counter(f"http.{self.settings.stat_prefix}.downstream_cx_total")
+
+    def start_draining(self) -> None:
+        """proxy.network.base.DrainableNetworkFilter: drain every connection of this chain."""
+        self.draining = True
+        for handler in list(self.handlers):
+            handler.start_draining()
+
+    def start_draining(self) -> None:
+        """proxy.network.base.DrainableNetworkFilter: drain every connection of this chain."""
+        self.draining = True
+        for handler in list(self.handlers):
+            handler.start_draining()
 
     def route_config(self) -> RouteConfig | None:
         if self.settings.route_config is not None:
@@ -293,10 +307,14 @@ class HttpConnectionManager:
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport, _ = await loop.connect_accepted_socket(
                 lambda: handler, connection.sock, ssl=connection.server_ssl)
+            self.handlers.add(handler)
+            if self.draining:
+                handler.start_draining()
             await handler.closed
         except (OSError, ConnectionError) as error:
             log.debug("downstream connection %s failed: %s", connection.connection_id, error)
         finally:
+            self.handlers.discard(handler)
             stats.gauge(prefix + "downstream_cx_active").dec()
             if transport is not None:
                 handler.shutdown()

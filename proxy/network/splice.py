@@ -24,7 +24,11 @@ _MAX_ROUNDS_PER_WAKEUP = 16  # bound the work per callback so other connections 
 
 
 class RelayClosed(Exception):
-    """Why a relay ended early (reset, broken pipe, idle timeout)."""
+    """A relay ended early: a reset or broken pipe (`idle` False) or the idle timeout."""
+
+    def __init__(self, message: str, *, idle: bool = False) -> None:
+        super().__init__(message)
+        self.idle = idle
 
 
 class _Direction:
@@ -171,6 +175,10 @@ class SpliceRelay:
         if not self.done.done():
             self.done.set_exception(RelayClosed(str(error)))
 
+    def _idle_out(self) -> None:
+        if not self.done.done():
+            self.done.set_exception(RelayClosed("idle timeout", idle=True))
+
     def direction_finished(self) -> None:
         if self.upstream_bound.finished and self.downstream_bound.finished \
                 and not self.done.done():
@@ -185,6 +193,6 @@ class SpliceRelay:
         assert self.idle_timeout is not None
         idle_for = time.monotonic() - self.last_activity
         if idle_for >= self.idle_timeout:
-            self.fail(TimeoutError("idle timeout"))
+            self._idle_out()
         else:
             self._arm_idle_timer(self.idle_timeout - idle_for)

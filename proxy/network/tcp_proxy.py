@@ -242,7 +242,7 @@ class TcpProxyFilter:
                 await self._relay_streams(connection, upstream.sock, upstream.ssl_context,
                                           upstream.sni, record)
         except RelayClosed as error:
-            if "idle" in str(error):
+            if error.idle:
                 self.idle_timeouts.inc()
         except TimeoutError:
             self.idle_timeouts.inc()
