@@ -107,15 +107,9 @@ class DeltaStream:
         subscription = self.subscriptions.get(type_url)
         first = subscription is None
         if subscription is None:
-            subscription = self.subscriptions[type_url] = DeltaSubscription(type_url)
-            subscription.known = dict(request.initial_resource_versions)
-            legacy = not request.resource_names_subscribe and not request.resource_names_unsubscribe
-            subscription.wildcard = legacy
+            subscription = self._open(type_url, request)
         elif request.response_nonce:
-            if request.response_nonce == subscription.nonce:
-                actions.append(self._record_reply(subscription, request, now))
-            else:
-                actions.append(StaleNonceIgnored(type_url, request.response_nonce))
+            actions.append(self._record_nonce(subscription, request, now))
         changed = self._apply_interest(subscription, request)
         if first:  # a reconnecting client already holds these versions: not resent
             subscription.forced -= {name for name, version in subscription.known.items()
@@ -142,6 +136,22 @@ class DeltaStream:
         return actions
 
     # ---- helpers ------------------------------------------------------------------------------
+
+    def _open(self, type_url: str,
+              request: discovery_pb2.DeltaDiscoveryRequest) -> DeltaSubscription:
+        """The first request of a type: what the client holds, and a legacy wildcard when it
+        names nothing at all."""
+        subscription = self.subscriptions[type_url] = DeltaSubscription(type_url)
+        subscription.known = dict(request.initial_resource_versions)
+        subscription.wildcard = (not request.resource_names_subscribe
+                                 and not request.resource_names_unsubscribe)
+        return subscription
+
+    def _record_nonce(self, subscription: DeltaSubscription,
+                      request: discovery_pb2.DeltaDiscoveryRequest, now: float) -> Action:
+        if request.response_nonce == subscription.nonce:
+            return self._record_reply(subscription, request, now)
+        return StaleNonceIgnored(subscription.type_url, request.response_nonce)
 
     def _current_version(self, type_url: str, name: str) -> str | None:
         resource = self.resolve_snapshot().of_type(type_url).resources.get(name)
