@@ -34,7 +34,6 @@ class StatSinkConfig:
     target: GrpcTarget
     prefix: str = ""
     report_counters_as_deltas: bool = False
-    report_histograms_as_deltas: bool = False
     emit_tags_as_attributes: bool = True
     use_tag_extracted_name: bool = True
 
@@ -64,6 +63,8 @@ def translate_stats_sink(sink: Any) -> StatSinkConfig:
             raise unsupported("custom_metric_conversions")
         if len(config.resource_detectors):
             raise unsupported("resource_detectors")
+        if config.report_histograms_as_deltas:
+            raise unsupported("report_histograms_as_deltas", "histograms are cumulative")
         if not config.HasField("grpc_service"):
             raise ConfigError("grpc_service is required", field="grpc_service")
         try:
@@ -75,7 +76,6 @@ def translate_stats_sink(sink: Any) -> StatSinkConfig:
     return StatSinkConfig(
         target=target, prefix=config.prefix,
         report_counters_as_deltas=config.report_counters_as_deltas,
-        report_histograms_as_deltas=config.report_histograms_as_deltas,
         emit_tags_as_attributes=_bool(config, "emit_tags_as_attributes"),
         use_tag_extracted_name=_bool(config, "use_tag_extracted_name"),
     )

@@ -84,3 +84,11 @@ def test_stats_become_otlp_metrics_with_tags() -> None:
     second = builder.build(stats)
     metrics = {m.name: m for m in second.resource_metrics[0].scope_metrics[0].metrics}
     assert metrics["cluster.upstream_rq_retry"].sum.data_points[0].as_int == 5  # delta
+
+
+def test_histogram_deltas_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError) as caught:
+        translate_stats_sinks(sinks([{"typed_config": {
+            "@type": SINK, "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}},
+            "report_histograms_as_deltas": True}}]))
+    assert caught.value.field == "stats_sinks[0].typed_config.report_histograms_as_deltas"
