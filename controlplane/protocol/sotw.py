@@ -129,24 +129,31 @@ class SotwStream:
             # with no subscription of this type yet, the request is a first request below.
             if request.response_nonce != subscription.nonce:
                 return [*actions, StaleNonceIgnored(type_url, request.response_nonce)]
-            actions.append(self._record_reply(subscription, request, now))
-            changed = self._update_names(subscription, request.resource_names)
-            if changed:
-                actions.append(self._subscribed(subscription))
-            if changed or subscription.needs_warm_answer:
-                actions.extend(self._answer(subscription, now, force=True))
-            actions.extend(self._release_retained_clusters(now))
-            return actions
-        # The first request of this type on the stream, or (no nonce) a change of names sent
-        # before the first response arrived; either way answer it.
+            return actions + self._reply(subscription, request, now)
+        return actions + self._request(type_url, subscription, request, now)
+
+    def _reply(self, subscription: Subscription, request: discovery_pb2.DiscoveryRequest,
+               now: float) -> list[Action]:
+        """An ACK or NACK of the latest response, possibly changing the names too."""
+        actions = [self._record_reply(subscription, request, now)]
+        changed = self._update_names(subscription, request.resource_names)
+        if changed:
+            actions.append(self._subscribed(subscription))
+        if changed or subscription.needs_warm_answer:
+            actions.extend(self._answer(subscription, now, force=True))
+        actions.extend(self._release_retained_clusters(now))
+        return actions
+
+    def _request(self, type_url: str, subscription: Subscription | None,
+                 request: discovery_pb2.DiscoveryRequest, now: float) -> list[Action]:
+        """The first request of this type on the stream, or (no nonce) a change of names sent
+        before the first response arrived; either way it is answered."""
         if subscription is None:
             subscription = self.subscriptions[type_url] = Subscription(type_url)
             self._set_initial_names(subscription, request.resource_names)
         else:
             self._update_names(subscription, request.resource_names)
-        actions.append(self._subscribed(subscription))
-        actions.extend(self._answer(subscription, now, force=True))
-        return actions
+        return [self._subscribed(subscription), *self._answer(subscription, now, force=True)]
 
     def snapshot_changed(self, now: float) -> list[Action]:
         snapshot = self.resolve_snapshot()
