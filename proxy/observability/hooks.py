@@ -104,8 +104,13 @@ class Observability:
         pipeline = self._pipelines.get(key)
         if pipeline is None:
             extra = {"service.instance.id": self.node_id} if self.node_id else {}
+            settings = self._batch
+            if config.max_cache_size is not None:  # Envoy: flush once this many are buffered
+                settings = replace(settings, max_export_batch_size=config.max_cache_size,
+                                   max_queue_size=max(settings.max_queue_size,
+                                                      config.max_cache_size))
             pipeline = self._pipelines[key] = SpanPipeline(
-                config, stats=self.stats, settings=self._batch, resolve=self._resolve,
+                config, stats=self.stats, settings=settings, resolve=self._resolve,
                 extra_resource=extra)
         return pipeline
 

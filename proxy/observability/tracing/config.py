@@ -58,6 +58,7 @@ class TracingConfig:
     operation: str = ""
     upstream_operation: str = ""
     from_environment: bool = False  # built from OTEL_* variables, not the HCM
+    max_cache_size: int | None = None  # spans buffered before a flush (Envoy default 1024)
 
 
 def _percent(message: Any, name: str) -> float:
@@ -90,6 +91,7 @@ def translate_tracing(message: Any, *, environ: dict[str, str] | None = None) ->
         grpc=provider.grpc,
         http=provider.http,
         resource_attributes=provider.resource_attributes,
+        max_cache_size=provider.max_cache_size,
         random_sampling=_percent(message, "random_sampling"),
         client_sampling=_percent(message, "client_sampling"),
         overall_sampling=_percent(message, "overall_sampling"),
@@ -131,8 +133,11 @@ def _translate_opentelemetry(config: Any) -> TracingConfig:
     for index, detector in enumerate(config.resource_detectors):
         field = f"resource_detectors[{index}]"
         resource.extend(_detect_resource(detector, field))
+    max_cache_size = config.max_cache_size.value if config.HasField("max_cache_size") else None
+    if max_cache_size == 0:
+        raise ConfigError("max_cache_size must be positive", field="max_cache_size")
     return TracingConfig(service_name=config.service_name, grpc=grpc, http=http,
-                         resource_attributes=tuple(resource))
+                         resource_attributes=tuple(resource), max_cache_size=max_cache_size)
 
 
 def _translate_http_service(service: Any) -> HttpTarget:

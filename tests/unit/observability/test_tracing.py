@@ -58,7 +58,8 @@ def attributes_of(span: Any) -> dict[str, Any]:
 def test_translate_full_tracing_block() -> None:
     config = translate_tracing(tracing_message({
         "provider": provider(grpc_service={"envoy_grpc": {"cluster_name": "otel"},
-                                           "timeout": "0.25s"}, service_name="front"),
+                                           "timeout": "0.25s"}, service_name="front",
+                             max_cache_size=64),
         "random_sampling": {"value": 50}, "overall_sampling": {"value": 10},
         "custom_tags": [{"tag": "team", "literal": {"value": "mesh"}},
                         {"tag": "tenant", "request_header": {"name": "X-Tenant",
@@ -71,6 +72,7 @@ def test_translate_full_tracing_block() -> None:
         50.0, 100.0, 10.0)
     assert config.custom_tags[1].request_header == "x-tenant"
     assert config.spawn_upstream_span and config.max_path_tag_length == 8
+    assert config.max_cache_size == 64
 
 
 def test_unsupported_tracing_fields_are_named() -> None:
@@ -88,6 +90,10 @@ def test_unsupported_tracing_fields_are_named() -> None:
         translate_tracing(tracing_message({"provider": provider(), "custom_tags": [
             {"tag": "m", "metadata": {"kind": {"request": {}}, "metadata_key": {"key": "k"}}}]}))
     assert caught.value.field == "custom_tags[0].metadata"
+    with pytest.raises(ConfigError) as caught:
+        translate_tracing(tracing_message({"provider": provider(), "custom_tags": [
+            {"tag": "v", "value": "%REQ(:PATH)%"}]}))
+    assert caught.value.field == "custom_tags[0].value"
 
 
 def test_server_span_continues_w3c_parent_with_semconv_attributes() -> None:
