@@ -102,6 +102,16 @@ def telemetry_from_environment() -> Any:
     return ControlPlaneTelemetry.from_environment()
 
 
+def bind(server: grpc.aio.Server, args: argparse.Namespace) -> str:
+    """Add the xDS port (TLS when configured); returns the address actually bound."""
+    credentials = server_credentials(args)
+    host, port = split_address(args.listen)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = (server.add_secure_port(target, credentials) if credentials
+             else server.add_insecure_port(target))
+    return f"{host}:{bound}"
+
+
 async def serve(args: argparse.Namespace) -> int:
     cache = SnapshotCache()
     telemetry = telemetry_from_environment()
@@ -115,11 +125,7 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
-    credentials = server_credentials(args)
-    host, port = split_address(args.listen)
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = (server.add_secure_port(target, credentials) if credentials
-             else server.add_insecure_port(target))
+    listen = bind(server, args)
     admin = AdminServer(observer, ready=lambda: source.loads > 0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -128,8 +134,8 @@ async def serve(args: argparse.Namespace) -> int:
     await server.start()
     try:
         admin_port = await admin.start(*split_address(args.admin)) if args.admin else None
-        logs.event("serving", listen=f"{host}:{bound}", admin_port=admin_port,
-                   tls=bool(credentials), mutual_tls=bool(args.client_ca))
+        logs.event("serving", listen=listen, admin_port=admin_port,
+                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
         async with asyncio.TaskGroup() as tasks:
             watcher = tasks.create_task(source.run())
             await stop.wait()
