@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test unit lint demo bench clean
+.PHONY: install install-phoenix test unit lint demo bench clean
 
 install: $(STAMP)
 
@@ -19,12 +19,22 @@ $(STAMP): pyproject.toml Makefile
 	  "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
+# Arize Phoenix, the tracing backend of the end-to-end tests, in its own venv: its pytest plugin
+# breaks `-W error` when installed beside the project (tests/conformance/observability/backends.py).
+PHOENIX_STAMP := .venv-phoenix/.installed
+install-phoenix: $(PHOENIX_STAMP)
+
+$(PHOENIX_STAMP):
+	test -x .venv-phoenix/bin/python || $(PYTHON) -m venv .venv-phoenix
+	.venv-phoenix/bin/pip install -q arize-phoenix
+	touch $(PHOENIX_STAMP)
+
 lint: install
 	$(BIN)/ruff check controlplane proxy protos tests examples
 	$(BIN)/mypy
 
 test: install lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -p no:cacheprovider
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs -p no:cacheprovider
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
@@ -33,7 +43,7 @@ demo: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python examples/demo/run.py
 
 bench: install
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/bench/run_all.py
+	for script in tests/bench/*.py; do PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-phoenix .mypy_cache .ruff_cache .pytest_cache

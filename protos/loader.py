@@ -32,7 +32,10 @@ def read_document(path: Path) -> Any:
 def parse_message(obj: Any, cls: type[M], *, source: str = "", resource: str = "") -> M:
     """Protobuf's JSON mapping of `obj` into `cls`; unknown fields and bad values are errors."""
     registry.load_all()
-    _check_any_types(obj, "")
+    try:
+        _check_any_types(obj, "")
+    except ConfigError as error:
+        raise error.within(source=source, resource=resource) from error
     message = cls()
     try:
         json_format.ParseDict(obj, message, ignore_unknown_fields=False)
