@@ -54,6 +54,9 @@ class RouteStore:
     def update(self, routes: dict[str, Any]) -> None:
         self._routes = {**self._routes, **routes}
 
+    def keep_only(self, names: set[str]) -> None:
+        self._routes = {name: route for name, route in self._routes.items() if name in names}
+
 
 class SecretStore:
     """ServerContext.secrets: the bootstrap's static secrets (SDS is not supported)."""
@@ -266,6 +269,12 @@ class Server:
                                    **{name: item.model for name, item in translated.items()}})
         self._serve_warm_listeners({name: item.model for name, item in translated.items()})
         self.state.resources[LISTENER] = translated
+        # Route configurations no listener names any more are dropped (unsubscribed).
+        wanted = set(self.wanted_names(ROUTE_CONFIGURATION))
+        routes = self.state.resources[ROUTE_CONFIGURATION]
+        for name in [name for name in routes if name not in wanted]:
+            del routes[name]
+        self.routes.keep_only(wanted)
 
     def _serve_warm_listeners(self, dynamic: dict[str, Listener]) -> None:
         """Envoy's listener warming after start-up: a new or updated listener serves once its
@@ -297,6 +306,11 @@ class Server:
                                    *(item.model for item in translated.values())]
         self.cluster_manager.update(clusters)
         self.state.resources[CLUSTER] = translated
+        # Envoy forgets the endpoints of clusters that went away (the EDS subscription ends).
+        wanted = set(self.cluster_manager.eds_resource_names())
+        assignments = self.state.resources[CLUSTER_LOAD_ASSIGNMENT]
+        for name in [name for name in assignments if name not in wanted]:
+            del assignments[name]
 
     def _apply_assignments(self, translated: dict[str, DynamicResource]) -> None:
         for item in translated.values():

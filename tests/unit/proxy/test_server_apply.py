@@ -87,3 +87,14 @@ def test_two_listeners_on_one_address_are_refused() -> None:
     assert caught.value.resource == "second"
     assert caught.value.field == "address"
     assert "duplicate address" in str(caught.value)
+
+
+def test_endpoints_of_removed_clusters_are_forgotten() -> None:
+    server = new_server()
+    server.apply(CLUSTER, "1", (cluster("a"), cluster("b")))
+    assignments = tuple(pack_any(parse_message({"cluster_name": f"{name}-eds"},
+                                               endpoint_pb2.ClusterLoadAssignment))
+                        for name in ("a", "b"))
+    server.apply(CLUSTER_LOAD_ASSIGNMENT, "e1", assignments)
+    server.apply(CLUSTER, "2", (cluster("a"),))
+    assert sorted(server.state.resources[CLUSTER_LOAD_ASSIGNMENT]) == ["a-eds"]
