@@ -194,9 +194,16 @@ class TcpProxyFilter:
         finally:
             if upstream is not None:
                 upstream.release()
+                self._count_upstream_bytes(record)
             connection.sock.close()
             if self.access_logger is not None or span is not None:
                 self._log(connection, record, span)
+
+    def _count_upstream_bytes(self, record: _ConnectionRecord) -> None:
+        # Envoy's cluster stats: what went to (tx) and came from (rx) the upstream.
+        scope = f"cluster.{record.cluster}."
+        self.context.stats.counter(scope + "upstream_cx_tx_bytes_total").inc(record.received)
+        self.context.stats.counter(scope + "upstream_cx_rx_bytes_total").inc(record.sent)
 
     def _span(self, connection: DownstreamConnection, cluster: str) -> Any:
         observability = self.context.observability
