@@ -153,6 +153,7 @@ def test_stats_names_and_values_match_envoy() -> None:
                 "tcp.tcp.downstream_cx_tx_bytes_total", "tcp.tcp.downstream_cx_no_route",
                 "listener.{address}.downstream_cx_total", "listener.{address}.downstream_cx_active",
                 "listener.{address}.no_filter_chain_match", "cluster.backend.membership_total",
+                "listener.{address}.downstream_cx_destroy", "cluster.backend.upstream_cx_destroy",
                 "cluster.backend.upstream_cx_rx_bytes_total",
                 "cluster.backend.upstream_cx_tx_bytes_total"]
     seen: dict[str, dict[str, Any]] = {}
