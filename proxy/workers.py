@@ -8,7 +8,8 @@ processes the way to use more cores).
   the same way. A worker that starts late is sent the current config first.
 - The parent serves the admin endpoint: /ready when every worker is ready; /stats merges the
   workers' stats (proxy.stats snapshot/merge; state gauges such as cluster membership are
-  the same in every worker and are taken once); /clusters is worker 0's view.
+  the same in every worker and are taken once); /clusters is worker 0's view with each host's
+  activity summed over the workers.
 
 Parent <-> worker messages are length-prefixed JSON over a socketpair.
 """
@@ -81,6 +82,32 @@ def merge_snapshots(snapshots: list[dict[str, Any]]) -> Stats:
                 if not name.endswith(_STATE_GAUGE_SUFFIXES)}}
         merged.merge(snapshot)
     return merged
+
+
+def merge_cluster_views(views: list[dict[str, Any]]) -> dict[str, Any]:
+    """/clusters over workers: the first worker's view (health is the same everywhere), with
+    each host's activity and counters summed over all workers."""
+    if not views:
+        return {"cluster_statuses": []}
+    merged: dict[str, Any] = json.loads(json.dumps(views[0]))
+    hosts = {(cluster["name"], _host_key(host)): host
+             for cluster in merged["cluster_statuses"] for host in cluster["host_statuses"]}
+    for view in views[1:]:
+        for cluster in view["cluster_statuses"]:
+            for host in cluster["host_statuses"]:
+                target = hosts.get((cluster["name"], _host_key(host)))
+                if target is None:
+                    continue
+                for key in ("active_requests", "active_connections"):
+                    target[key] = target.get(key, 0) + host.get(key, 0)
+                for key, value in host.get("stats", {}).items():
+                    target.setdefault("stats", {})[key] = target["stats"].get(key, 0) + value
+    return merged
+
+
+def _host_key(host: dict[str, Any]) -> tuple[str, int]:
+    address = host["address"]["socket_address"]
+    return address["address"], address["port_value"]
 
 
 class WorkerHandle:
@@ -225,7 +252,7 @@ class WorkerPool:
         good = [reply for reply in replies if isinstance(reply, dict)]
         self._merged = merge_snapshots([self.server.stats.snapshot()]
                                        + [reply["stats"] for reply in good])
-        self._clusters = good[0]["clusters"] if good else {"cluster_statuses": []}
+        self._clusters = merge_cluster_views([reply["clusters"] for reply in good])
         self._listeners = {name: (host, port) for name, (host, port)
                            in (good[0]["listeners"] if good else {}).items()}
 

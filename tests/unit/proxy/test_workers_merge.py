@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from proxy.stats import Stats
-from proxy.workers import encode, merge_snapshots, read_message
+from proxy.workers import encode, merge_cluster_views, merge_snapshots, read_message
 
 
 def worker_stats(connections: int) -> dict:
@@ -36,3 +36,16 @@ async def test_framing_round_trip_split_in_tiny_pieces() -> None:
     assert await read_message(reader) == message
     assert await read_message(reader) == {"op": "ready"}
     assert await read_message(reader) is None
+
+
+def test_cluster_views_sum_host_activity() -> None:
+    def view(active: int, total: int) -> dict:
+        return {"cluster_statuses": [{"name": "web", "host_statuses": [{
+            "address": {"socket_address": {"address": "10.0.0.1", "port_value": 80}},
+            "health": "healthy", "active_connections": active, "active_requests": 0,
+            "stats": {"cx_total": total}}]}]}
+
+    merged = merge_cluster_views([view(1, 10), view(2, 5)])
+    [host] = merged["cluster_statuses"][0]["host_statuses"]
+    assert (host["active_connections"], host["stats"]["cx_total"]) == (3, 15)
+    assert merge_cluster_views([]) == {"cluster_statuses": []}
