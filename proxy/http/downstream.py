@@ -382,6 +382,18 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._flush_now()
             self.transport.close()
 
+    def start_draining(self) -> None:
+        """The listener drains: finish what is in flight, take nothing new (Envoy draining:
+        HTTP/1.1 answers with `connection: close`, HTTP/2 sends GOAWAY NO_ERROR)."""
+        self._closing = True
+        codec = self.codec
+        if isinstance(codec, Http2Codec):
+            self._write(codec.graceful_goaway())
+        elif isinstance(codec, Http1ServerCodec):
+            codec.close_after_response = True
+        if not self.streams:
+            self._close()
+
     def shutdown(self) -> None:
         """Stop everything now (the listener is closing or the handler exits)."""
         if isinstance(self.codec, Http2Codec):

@@ -16,6 +16,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from hpack import NeverIndexedHeaderTuple
+from hyperframe.frame import GoAwayFrame
 
 from proxy.http.events import (
     ConnectionEnded,
@@ -134,8 +135,18 @@ class Http2Codec:
             opened = [WindowOpened(0)]
             return [SettingsChanged(changed.new_value if changed else None), *opened]
         if isinstance(event, h2.events.ConnectionTerminated):
+            if not event.error_code:
+                self._keep_open_after_goaway()
             return [ConnectionEnded(event.last_stream_id or 0, int(event.error_code or 0))]
         return []
+
+    def _keep_open_after_goaway(self) -> None:
+        """A GOAWAY NO_ERROR is graceful (RFC 9113 6.8): streams up to its last stream id
+        still complete. h2 closes its state machine on any GOAWAY, so reopen it; the owner
+        stops opening new streams on ConnectionEnded."""
+        open_state = (h2.connection.ConnectionState.CLIENT_OPEN if self.client_side
+                      else h2.connection.ConnectionState.SERVER_OPEN)
+        self.conn.state_machine.state = open_state
 
     def _request(self, event: h2.events.RequestReceived) -> list[Event]:
         pseudo: dict[str, str] = {}
@@ -249,6 +260,12 @@ class Http2Codec:
     def stream_open(self, stream_id: int) -> bool:
         stream = self.conn.streams.get(stream_id)
         return stream is not None and not stream.closed
+
+    def graceful_goaway(self) -> bytes:
+        """A GOAWAY NO_ERROR naming the highest stream we received (RFC 9113 6.8), built
+        outside h2's state machine so the streams in flight can still finish."""
+        last = self.conn.highest_inbound_stream_id
+        return GoAwayFrame(0, last_stream_id=last, error_code=0).serialize()
 
     def close(self, error_code: int = 0) -> None:
         if not self.closed:

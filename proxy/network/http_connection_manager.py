@@ -263,12 +263,6 @@ class HttpConnectionManager:
         for handler in list(self.handlers):
             handler.start_draining()
 
-    def start_draining(self) -> None:
-        """proxy.network.base.DrainableNetworkFilter: drain every connection of this chain."""
-        self.draining = True
-        for handler in list(self.handlers):
-            handler.start_draining()
-
     def route_config(self) -> RouteConfig | None:
         if self.settings.route_config is not None:
             return self.settings.route_config

@@ -139,6 +139,9 @@ class H2Client:
             for event in self.conn.receive_data(data):
                 if isinstance(event, h2.events.ConnectionTerminated):
                     self.goaway = event
+                    if not event.error_code:  # graceful: let streams in flight finish
+                        self.conn.state_machine.state = \
+                            h2.connection.ConnectionState.CLIENT_OPEN
                 if isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
                     self.window.set()
                 stream_id = getattr(event, "stream_id", None)

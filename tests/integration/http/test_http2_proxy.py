@@ -68,3 +68,26 @@ async def test_h2_pool_honours_the_peers_max_concurrent_streams(backends) -> Non
         # six concurrent streams, two per connection: three upstream connections
         assert sidecar.counter("cluster.limited.upstream_cx_total") == 3
         assert backend.connections == 3
+
+
+async def test_draining_finishes_in_flight_work_and_refuses_new(backends) -> None:  # type: ignore[no-untyped-def]
+    backend = backends("a")
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "a"}})
+    async with Sidecar(hcm(routes), [static_cluster("a", [backend.port])]) as sidecar, \
+            H2Client(sidecar.port) as h2, H1Client(sidecar.port) as h1:
+        assert (await h1.request("GET", "/warm")).status == 200
+        in_flight = asyncio.create_task(h2.request("GET", "/slow",
+                                                   headers=[("x-echo-delay", "0.3")]))
+        slow_h1 = asyncio.create_task(h1.request("GET", "/slow1",
+                                                 headers=[("x-echo-delay", "0.3")]))
+        await asyncio.sleep(0.1)
+        sidecar.filter.start_draining()
+        response = await in_flight
+        assert response.status == 200  # the stream in flight completes
+        for _ in range(50):
+            if h2.goaway is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert h2.goaway is not None and h2.goaway.error_code == 0
+        last = await slow_h1
+        assert last.status == 200 and last.header("connection") == "close"

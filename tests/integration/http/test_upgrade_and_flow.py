@@ -77,13 +77,20 @@ async def test_slow_reader_does_not_make_the_sidecar_buffer_everything(backends)
         reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.port,
                                                        limit=1024)
         writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nx-echo-size: 67108864\r\n\r\n")
-        await asyncio.sleep(1.5)  # the client reads nothing meanwhile
-        pools = list(sidecar.context._http_pools._pools.values())  # type: ignore[attr-defined]
-        busy = [connection for pool in pools for connection in pool.busy]
-        assert len(busy) == 1
-        connection = busy[0]
-        held = connection.stream._buffered  # response bytes queued inside the sidecar
-        assert connection.transport.is_reading() is False  # upstream reads are paused
+        # the client reads nothing; wait (generously) until the sidecar stops reading upstream
+        manager = sidecar.context._http_pools  # type: ignore[attr-defined]
+        paused = None
+        async with asyncio.timeout(20):
+            while paused is None:
+                await asyncio.sleep(0.05)
+                busy = [connection for pool in manager._pools.values()
+                        for connection in pool.busy]
+                if busy and busy[0].transport is not None \
+                        and not busy[0].transport.is_reading():
+                    paused = busy[0]
+        await asyncio.sleep(0.5)  # and it stays bounded while paused
+        held = paused.stream._buffered  # response bytes queued inside the sidecar
+        assert not paused.transport.is_reading()
         assert held <= 2 * 1024 * 1024
         # the backend could not push the whole body into the sidecar
         received = 0
