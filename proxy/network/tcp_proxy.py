@@ -233,7 +233,7 @@ class TcpProxyFilter:
     async def _relay(self, connection: DownstreamConnection, upstream: UpstreamConnection,
                      record: _ConnectionRecord) -> None:
         try:
-            if connection.server_ssl is None and upstream.ssl_context is None:
+            if connection.server_ssl is None and upstream.streams is None:
                 relay = SpliceRelay(connection.sock, upstream.sock,
                                     idle_timeout=self.config.idle_timeout,
                                     downstream_buffer=connection.buffer_limit,
@@ -246,8 +246,7 @@ class TcpProxyFilter:
                     self.cx_rx_bytes.inc(record.received)
                     self.cx_tx_bytes.inc(record.sent)
             else:
-                await self._relay_streams(connection, upstream.sock, upstream.ssl_context,
-                                          upstream.sni, record)
+                await self._relay_streams(connection, upstream, record)
         except RelayClosed as error:
             if error.idle:
                 self.idle_timeouts.inc()
@@ -257,15 +256,12 @@ class TcpProxyFilter:
             log.debug("tcp_proxy %s: %s", self.config.stat_prefix, error)
 
     async def _relay_streams(self, connection: DownstreamConnection,
-                             upstream_sock: socket.socket, upstream_ssl: ssl.SSLContext | None,
-                             sni: str, record: _ConnectionRecord) -> None:
+                             upstream: UpstreamConnection, record: _ConnectionRecord) -> None:
         down_reader, down_writer = await accepted_streams(connection.sock,
                                                           connection.server_ssl)
         try:
-            # An empty server_hostname sends no SNI, as Envoy does without `sni`.
-            up_reader, up_writer = await asyncio.open_connection(
-                sock=upstream_sock, ssl=upstream_ssl,
-                server_hostname=sni if upstream_ssl else None)
+            up_reader, up_writer = upstream.streams or await asyncio.open_connection(
+                sock=upstream.sock)
             try:
                 await self._pump_both(down_reader, down_writer, up_reader, up_writer, record)
             finally:

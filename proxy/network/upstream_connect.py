@@ -43,18 +43,22 @@ class UpstreamConnectError(Exception):
 
 @dataclass(eq=False)
 class UpstreamConnection:
+    """A connected upstream: a raw socket (plain TCP, for splice) or, when the cluster
+    originates TLS, asyncio streams over the handshaken connection."""
+
     sock: socket.socket
     host: Any
-    ssl_context: ssl.SSLContext | None
-    sni: str
+    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     buffer_limit: int = 1024 * 1024  # the cluster's per_connection_buffer_limit_bytes
     on_release: list[Callable[[], None]] = field(default_factory=list)
 
     def __repr__(self) -> str:
-        return f"UpstreamConnection({self.host!r}, tls={self.ssl_context is not None})"
+        return f"UpstreamConnection({self.host!r}, tls={self.streams is not None})"
 
     def release(self) -> None:
-        """Close the socket and give back the connection slot (idempotent)."""
+        """Close the connection and give back the connection slot (idempotent)."""
+        if self.streams is not None:
+            self.streams[1].close()
         self.sock.close()
         while self.on_release:
             self.on_release.pop()()
@@ -71,8 +75,8 @@ async def open_upstream(context: ServerContext, cluster_name: str, *, hash_key: 
     if not breaker.try_acquire(Resource.CONNECTIONS):
         raise UpstreamConnectError(f"cluster {cluster_name!r}: max_connections reached", "UO")
     try:
-        connection = await _connect_with_attempts(runtime, cluster_name, hash_key, attempts)
-        await _send_proxy_header(connection, runtime.config.upstream_tls, downstream)
+        connection = await _connect_with_attempts(runtime, cluster_name, hash_key, attempts,
+                                                  downstream)
     except BaseException:
         breaker.release(Resource.CONNECTIONS)
         raise
@@ -80,27 +84,9 @@ async def open_upstream(context: ServerContext, cluster_name: str, *, hash_key: 
     return connection
 
 
-async def _send_proxy_header(connection: UpstreamConnection, transport: Any,
-                             downstream: DownstreamConnection | None) -> None:
-    """Upstream PROXY protocol: the downstream client's address and the address it connected
-    to, before any other byte (and before a TLS handshake)."""
-    version = getattr(transport, "proxy_protocol_version", None)
-    if version is None:
-        return
-    if downstream is None:
-        raise UpstreamConnectError("PROXY protocol needs the downstream connection", "UF")
-    build = proxy_protocol.build_v2 if version == 2 else proxy_protocol.build_v1
-    header = build(downstream.remote_address, downstream.local_address)
-    try:
-        await asyncio.get_running_loop().sock_sendall(connection.sock, header)
-    except OSError as error:
-        connection.release()
-        raise UpstreamConnectError(f"sending the PROXY header: {error.strerror}",
-                                   "UF") from error
-
-
 async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int | None,
-                                 attempts: int) -> UpstreamConnection:
+                                 attempts: int, downstream: DownstreamConnection | None
+                                 ) -> UpstreamConnection:
     last_error = "no attempt"
     for _attempt in range(attempts):
         host = runtime.choose_host(LbContext(hash_key=hash_key))
@@ -108,23 +94,58 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
             runtime.stats.counter(f"cluster.{cluster_name}.upstream_cx_none_healthy").inc()
             raise UpstreamConnectError(f"cluster {cluster_name!r} has no healthy host", "UH")
         try:
-            sock = await connect_tcp(host.address, host.port, runtime.config.connect_timeout)
+            connection = await _connect(runtime, host, downstream)
         except TimeoutError:
             runtime.connection_failed(host, timeout=True)
             last_error = f"connect to {host.address}:{host.port} timed out"
             continue
-        except OSError as error:
+        except (OSError, ssl.SSLError) as error:  # refused, reset, TLS handshake failure
             runtime.connection_failed(host)
-            last_error = f"connect to {host.address}:{host.port}: {error.strerror}"
+            last_error = f"connect to {host.address}:{host.port}: {error}"
             continue
         runtime.connection_opened(host)
-        tls = runtime.config.upstream_tls
-        connection = UpstreamConnection(
-            sock, host, tls.ssl_context if tls else None, tls.sni if tls else "",
-            buffer_limit=runtime.config.per_connection_buffer_limit_bytes)
         connection.on_release.append(functools.partial(runtime.connection_closed, host))
         return connection
     raise UpstreamConnectError(last_error, "UF", "URX")
+
+
+async def _connect(runtime: Any, host: Any, downstream: DownstreamConnection | None
+                   ) -> UpstreamConnection:
+    """One attempt, as Envoy counts it: TCP connect, the PROXY header if configured, then the
+    TLS handshake if configured (a handshake failure is a connect failure), all within
+    connect_timeout."""
+    config = runtime.config
+    deadline = asyncio.get_running_loop().time() + config.connect_timeout
+    sock = await connect_tcp(host.address, host.port, config.connect_timeout)
+    try:
+        transport = config.upstream_tls
+        await _send_proxy_header(sock, transport, downstream)
+        streams = None
+        if transport is not None and transport.ssl_context is not None:
+            # An empty server_hostname sends no SNI, as Envoy does without `sni`.
+            remaining = max(0.001, deadline - asyncio.get_running_loop().time())
+            streams = await asyncio.open_connection(
+                sock=sock, ssl=transport.ssl_context, server_hostname=transport.sni,
+                ssl_handshake_timeout=remaining)
+    except BaseException:
+        sock.close()
+        raise
+    return UpstreamConnection(sock, host, streams,
+                              buffer_limit=config.per_connection_buffer_limit_bytes)
+
+
+async def _send_proxy_header(sock: socket.socket, transport: Any,
+                             downstream: DownstreamConnection | None) -> None:
+    """Upstream PROXY protocol: the downstream client's address and the address it connected
+    to, before any other byte (and before a TLS handshake)."""
+    version = getattr(transport, "proxy_protocol_version", None)
+    if version is None:
+        return
+    if downstream is None:
+        raise OSError("PROXY protocol needs the downstream connection")
+    build = proxy_protocol.build_v2 if version == 2 else proxy_protocol.build_v1
+    await asyncio.get_running_loop().sock_sendall(
+        sock, build(downstream.remote_address, downstream.local_address))
 
 
 async def connect_tcp(address: str, port: int, connect_timeout: float) -> socket.socket:

@@ -243,3 +243,29 @@ async def test_connect_timeout_is_counted(tmp_path: Path) -> None:
     finally:
         for sock in [stuck, *fillers]:
             sock.close()
+
+
+async def test_tls_handshake_failure_is_a_connect_failure(tmp_path: Path,
+                                                          backend: TaggedServer) -> None:
+    from tests.integration.proxy.helpers import UPSTREAM_TLS, server_ssl
+
+    files = tls_files(tmp_path, ["good.test"])
+    good = TaggedServer("good", server_ssl(*files["good.test"]))
+    origination = {"name": "tls", "typed_config": {
+        "@type": UPSTREAM_TLS, "sni": "good.test", "common_tls_context": {
+            "validation_context": {"trusted_ca": {"filename": str(files["ca"][0])}}}}}
+    port = free_port()
+    # `backend` speaks plain text: the TLS handshake with it fails, and tcp_proxy moves on.
+    cluster = static_cluster("mixed", [backend.port, good.port], transport_socket=origination)
+    bootstrap = config(port, [cluster],
+                       [{"filters": [tcp_proxy("mixed", max_connect_attempts=2)]}])
+    try:
+        async with running(tmp_path, bootstrap) as server:
+            for _ in range(4):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                async with asyncio.timeout(10):
+                    assert await reader.readline() == b"good good.test\n"
+                writer.close()
+            assert server.stats.counter("cluster.mixed.upstream_cx_connect_fail").value >= 2
+    finally:
+        good.stop()
