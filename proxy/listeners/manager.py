@@ -22,6 +22,7 @@ from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import DownstreamConnection, NetworkFilter
+from proxy.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,27 @@ class ListenerBindError(OSError):
         self.address = address
 
 
+class ListenerStats:
+    """Envoy's per-listener stats (`listener.<address or stat_prefix>.`)."""
+
+    def __init__(self, stats: Stats, listener: Listener) -> None:
+        scope = f"listener.{listener.stats_name}."
+        self.cx_total = stats.counter(scope + "downstream_cx_total")
+        self.cx_active = stats.gauge(scope + "downstream_cx_active")
+        self.cx_destroy = stats.counter(scope + "downstream_cx_destroy")
+        self.no_chain = stats.counter(scope + "no_filter_chain_match")
+        self.pre_cx_timeout = stats.counter(scope + "downstream_pre_cx_timeout")
+        self.filter_errors = stats.counter(scope + "downstream_listener_filter_error")
+
+
 @dataclass(eq=False)
 class _Generation:
-    """One version of a listener's config and the connections accepted under it."""
+    """One version of a listener's config, its stats and the connections accepted under it
+    (which keep counting in this generation's stats even after an update renames them)."""
 
     listener: Listener
     filters: dict[int, NetworkFilter]  # id(chain) -> the chain's filter instance
+    stats: ListenerStats
     connections: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -61,7 +77,7 @@ class _Generation:
         return cls(listener, {
             id(chain): chain.filter.factory.create(chain.filter.config, context)
             for chain in chains
-        })
+        }, ListenerStats(context.stats, listener))
 
 
 class ActiveListener:
@@ -77,7 +93,6 @@ class ActiveListener:
         self.sock: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
         self._next_id = 0
-        self._set_stats(listener)
 
     def __repr__(self) -> str:
         return (f"ActiveListener({self.current.listener.name} {self.address}, "
@@ -89,16 +104,6 @@ class ActiveListener:
             host, port = self.sock.getsockname()[:2]
             return host, port
         return self.current.listener.address
-
-    def _set_stats(self, listener: Listener) -> None:
-        scope = f"listener.{listener.stats_name}."
-        stats = self.context.stats
-        self.cx_total = stats.counter(scope + "downstream_cx_total")
-        self.cx_active = stats.gauge(scope + "downstream_cx_active")
-        self.cx_destroy = stats.counter(scope + "downstream_cx_destroy")
-        self.no_chain = stats.counter(scope + "no_filter_chain_match")
-        self.pre_cx_timeout = stats.counter(scope + "downstream_pre_cx_timeout")
-        self.filter_errors = stats.counter(scope + "downstream_listener_filter_error")
 
     def bind(self) -> None:
         host, port = self.current.listener.address
@@ -127,7 +132,6 @@ class ActiveListener:
         """New connections use `listener` now; the old generation drains."""
         old = self.current
         self.current = _Generation.build(listener, self.context)
-        self._set_stats(listener)
         self._drain(old)
 
     async def stop(self) -> None:
@@ -209,8 +213,8 @@ class ActiveListener:
     def _spawn(self, client: socket.socket, peer: Any) -> None:
         generation = self.current
         self._next_id += 1
-        self.cx_total.inc()
-        self.cx_active.inc()
+        generation.stats.cx_total.inc()
+        generation.stats.cx_active.inc()
         task = asyncio.get_running_loop().create_task(
             self._serve(generation, client, (peer[0], peer[1]), self._next_id))
         generation.connections.add(task)
@@ -224,12 +228,12 @@ class ActiveListener:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             local = client.getsockname()
             accepted = ConnectionFacts(destination=(local[0], local[1]), source=peer)
-            facts = await self._listener_filters(client, listener, accepted)
+            facts = await self._listener_filters(client, generation, accepted)
             if facts is None:
                 return
             chain = select_filter_chain(listener, facts)
             if chain is None:
-                self.no_chain.inc()
+                generation.stats.no_chain.inc()
                 return
             connection = DownstreamConnection(
                 sock=client, remote_address=facts.source, local_address=facts.destination,
@@ -247,21 +251,22 @@ class ActiveListener:
             log.exception("connection %d on %s failed", connection_id, listener.name)
         finally:
             client.close()
-            self.cx_active.dec()
-            self.cx_destroy.inc()
+            generation.stats.cx_active.dec()
+            generation.stats.cx_destroy.inc()
 
-    async def _listener_filters(self, client: socket.socket, listener: Listener,
+    async def _listener_filters(self, client: socket.socket, generation: _Generation,
                                 facts: ConnectionFacts) -> ConnectionFacts | None:
+        listener = generation.listener
         if not listener.listener_filters:
             return facts
         try:
             async with asyncio.timeout(listener.listener_filters_timeout):
                 return await run_listener_filters(client, listener, facts)
         except TimeoutError:
-            self.pre_cx_timeout.inc()
+            generation.stats.pre_cx_timeout.inc()
             return facts if listener.continue_on_listener_filters_timeout else None
         except ListenerFilterRejected as error:
-            self.filter_errors.inc()
+            generation.stats.filter_errors.inc()
             log.debug("listener %s: %s", listener.name, error)
             return None
 
