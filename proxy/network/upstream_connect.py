@@ -11,9 +11,7 @@ then write the upstream PROXY protocol header when the cluster's transport socke
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
-import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from proxy.context import ServerContext
 from proxy.listeners import proxy_protocol
 from proxy.network.base import DownstreamConnection
 from proxy.upstream.circuit_breakers import Resource
+from proxy.upstream.connect import connect
 from proxy.upstream.lb.base import LbContext
 
 
@@ -105,6 +104,10 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
             continue
         runtime.connection_opened(host)
         connection.on_release.append(functools.partial(runtime.connection_closed, host))
+        # Envoy's tcp_proxy counts each connection as one upstream request too
+        # (upstream_rq_total == upstream_cx_total), which least-request balancing reads.
+        runtime.request_started(host)
+        connection.on_release.append(functools.partial(runtime.request_finished, host))
         return connection
     raise UpstreamConnectError(last_error, "UF", "URX")
 
@@ -116,7 +119,7 @@ async def _connect(runtime: Any, host: Any, downstream: DownstreamConnection | N
     connect_timeout."""
     config = runtime.config
     deadline = asyncio.get_running_loop().time() + config.connect_timeout
-    sock = await connect_tcp(host.address, host.port, config.connect_timeout)
+    sock = await connect(host.address, host.port, config.connect_timeout)
     try:
         transport = config.upstream_tls
         await _send_proxy_header(sock, transport, downstream)
@@ -146,48 +149,3 @@ async def _send_proxy_header(sock: socket.socket, transport: Any,
     build = proxy_protocol.build_v2 if version == 2 else proxy_protocol.build_v1
     await asyncio.get_running_loop().sock_sendall(
         sock, build(downstream.remote_address, downstream.local_address))
-
-
-async def connect_tcp(address: str, port: int, connect_timeout: float) -> socket.socket:
-    """A connected non-blocking TCP socket, or TimeoutError / OSError.
-
-    A raw non-blocking connect() and one writability wait: about half the CPU of
-    loop.sock_connect under an asyncio.timeout, which matters at thousands of connections/s."""
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        error = sock.connect_ex((address, port))
-        if error == errno.EINPROGRESS:
-            await _writable(loop, sock, connect_timeout)
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if error:
-            raise OSError(error, os.strerror(error))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket,
-                    connect_timeout: float) -> None:
-    done: asyncio.Future[None] = loop.create_future()
-    fd = sock.fileno()
-    loop.add_writer(fd, _settle, done, None)
-    timer = loop.call_later(connect_timeout, _settle, done, TimeoutError("connect timeout"))
-    try:
-        await done
-    finally:
-        timer.cancel()
-        loop.remove_writer(fd)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)

@@ -15,6 +15,8 @@ besides the health-check runner).
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 from typing import TYPE_CHECKING
 
@@ -31,22 +33,47 @@ class ConnectTimeout(TimeoutError):
 
 
 async def connect(address: str, port: int, connect_timeout: float) -> socket.socket:
+    """A connected non-blocking TCP socket, or ConnectTimeout / OSError.
+
+    A raw non-blocking connect() and one writability wait: about half the CPU of
+    loop.sock_connect under an asyncio.timeout, which matters at thousands of connections/s."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            async with asyncio.timeout(connect_timeout):
-                await loop.sock_connect(sock, (address, port))
-        except TimeoutError:
-            raise ConnectTimeout(f"connect to {address}:{port} timed out after {connect_timeout}s"
-                                 ) from None
+        error = sock.connect_ex((address, port))
+        if error == errno.EINPROGRESS:
+            if not await _writable(loop, sock, connect_timeout):
+                raise ConnectTimeout(
+                    f"connect to {address}:{port} timed out after {connect_timeout}s")
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                    wait_seconds: float) -> bool:
+    """Wait until `sock` is writable (connect finished, either way); False on timeout."""
+    done: asyncio.Future[bool] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _settle, done, True)
+    timer = loop.call_later(wait_seconds, _settle, done, False)
+    try:
+        return await done
+    finally:
+        timer.cancel()
+        loop.remove_writer(fd)
+
+
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 async def connect_host(runtime: ClusterRuntime, host: Host) -> socket.socket:

@@ -155,7 +155,8 @@ def test_stats_names_and_values_match_envoy() -> None:
                 "listener.{address}.no_filter_chain_match", "cluster.backend.membership_total",
                 "listener.{address}.downstream_cx_destroy", "cluster.backend.upstream_cx_destroy",
                 "cluster.backend.upstream_cx_rx_bytes_total",
-                "cluster.backend.upstream_cx_tx_bytes_total"]
+                "cluster.backend.upstream_cx_tx_bytes_total",
+                "cluster.backend.upstream_rq_total", "cluster.backend.upstream_rq_active"]
     seen: dict[str, dict[str, Any]] = {}
     try:
         for kind in ("envoy", "pointsman"):
