@@ -83,6 +83,7 @@ class EchoBackend:
             for task in pending:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.run_until_complete(asyncio.sleep(0.01))  # connection_lost callbacks
             self._loop.close()
 
     # --- behaviour -----------------------------------------------------------------------------
@@ -147,9 +148,11 @@ class EchoBackend:
                 if connection.our_state is h11.MUST_CLOSE:
                     return
                 connection.start_next_cycle()
-        except (ConnectionError, h11.RemoteProtocolError, h11.LocalProtocolError,
-                asyncio.CancelledError):
-            return  # a cancelled handler ends quietly when the backend stops
+        except (ConnectionError, h11.RemoteProtocolError, h11.LocalProtocolError):
+            return
+        except asyncio.CancelledError:
+            writer.transport.abort()  # the backend stops: drop unsent bytes, close now
+            return
         finally:
             writer.close()
 
@@ -207,8 +210,11 @@ class EchoBackend:
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
                 writer.write(connection.data_to_send())
-        except (ConnectionError, h2.exceptions.ProtocolError, asyncio.CancelledError):
-            return  # a cancelled handler ends quietly when the backend stops
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            return
+        except asyncio.CancelledError:
+            writer.transport.abort()  # the backend stops: drop unsent bytes, close now
+            return
         finally:
             for task in tasks:
                 task.cancel()

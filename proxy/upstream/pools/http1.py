@@ -201,9 +201,11 @@ class Http1Pool:
         self.runtime.connection_closed(self.host)
 
     def close(self) -> None:
+        """Idle connections are dropped at once (abort: no TLS shutdown to wait for); busy
+        ones end with their request."""
         self.closed = True
         for connection in list(self.idle):
-            connection.close()
+            connection.abort()
         self.idle.clear()
 
     def __repr__(self) -> str:

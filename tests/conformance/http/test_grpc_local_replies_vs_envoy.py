@@ -31,8 +31,10 @@ def bootstrap(port: int, grpc_port: int) -> dict[str, Any]:
 
     routes = [
         {"match": {"prefix": "/empty."}, "route": {"cluster": "empty"}},
+        # the offset makes the proxy's timer fire before the server's own deadline
         {"match": {"prefix": "/test.Echo/"}, "route": {"cluster": "grpc",
-                                                       "max_grpc_timeout": "0s"}},
+                                                       "max_grpc_timeout": "0s",
+                                                       "grpc_timeout_offset": "0.2s"}},
         {"match": {"prefix": "/direct"}, "direct_response": {"status": 403}},
     ]
     return {"static_resources": {
@@ -68,7 +70,7 @@ MESSAGE = b"\x00\x00\x00\x00\x01x"
 CASES = {
     "no healthy upstream": ("/empty.Svc/Call", GRPC, MESSAGE),
     "no route": ("/unknown.Svc/Call", GRPC, MESSAGE),
-    "deadline": ("/test.Echo/Slow", [*GRPC, ("grpc-timeout", "200m")], MESSAGE),
+    "deadline": ("/test.Echo/Slow", [*GRPC, ("grpc-timeout", "400m")], MESSAGE),
     "status from server": ("/test.Echo/Fail", GRPC, MESSAGE),
     "ok": ("/test.Echo/Unary", GRPC, MESSAGE),
     "direct h2": ("/direct", [], b""),

@@ -93,9 +93,10 @@ async def test_sidecar_itself_ends_an_expired_grpc_timeout(grpc_servers) -> None
                              typed_extension_protocol_options=H2_OPTIONS)
     message = b"\x00\x00\x00\x00\x01x"  # gRPC length-prefixed message
     headers = [("content-type", "application/grpc"), ("te", "trailers"),
-               ("grpc-timeout", "300m")]
-    async with Sidecar(hcm(_routes(max_grpc_timeout="0s")), [cluster]) as sidecar, \
-            H2Client(sidecar.port) as client:
+               ("grpc-timeout", "400m")]
+    # the offset makes the sidecar's timer fire well before the server's own deadline
+    routes = _routes(max_grpc_timeout="0s", grpc_timeout_offset="0.2s")
+    async with Sidecar(hcm(routes), [cluster]) as sidecar, H2Client(sidecar.port) as client:
         response = await client.request("POST", "/test.Echo/Slow", headers=headers,
                                         body=message)
     assert response.status == 200
