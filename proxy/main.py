@@ -18,6 +18,7 @@ from protos.errors import ConfigError
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
 from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT
+from proxy.process import install_uvloop, tune_garbage_collector
 
 log = logging.getLogger("proxy")
 
@@ -60,19 +61,11 @@ def main(argv: list[str]) -> int:
 
             return run_workers(args.config_path, bootstrap, args.concurrency,
                                drain_timeout=args.drain_time_s)
-        _install_uvloop()
+        install_uvloop()
         return asyncio.run(serve(bootstrap, drain_timeout=args.drain_time_s))
     except OSError as error:
         print(f"pointsman proxy: {error}", file=sys.stderr)
         return 1
-
-
-def _install_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 async def serve(bootstrap: Bootstrap, *, drain_timeout: float) -> int:
@@ -89,6 +82,7 @@ async def serve(bootstrap: Bootstrap, *, drain_timeout: float) -> int:
             admin = AdminServer(ServerAdminSource(server), bootstrap.admin_address)
             await admin.start()
         await server.start()
+        tune_garbage_collector()
         log.info("pointsman proxy started (node %s)", bootstrap.node.id or "-")
         if await first_of(stop, server.startup_failed) is server.startup_failed:
             print(f"pointsman proxy: {server.startup_error}", file=sys.stderr)

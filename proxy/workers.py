@@ -36,6 +36,7 @@ from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CO
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
 from proxy.main import first_of
+from proxy.process import install_uvloop, tune_garbage_collector
 from proxy.server import Server, ServerAdminSource
 from proxy.stats import Stats
 
@@ -316,6 +317,7 @@ async def _worker(fd: int, config_path: Path, drain_timeout: float) -> int:
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     try:
         await server.start(xds=False)
+        tune_garbage_collector()
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(_announce_ready(server, writer)),
                      group.create_task(_serve_parent(server, source, reader, writer)),
@@ -369,12 +371,7 @@ def worker_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="[%(asctime)s][worker %(process)d][%(levelname)s] %(message)s")
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
+    install_uvloop()
     return asyncio.run(_worker(args.fd, args.c, args.drain_time_s))
 
 
