@@ -40,3 +40,6 @@ class ServerContext:
     secrets: SecretProvider
     # proxy.observability hooks (tracing, access logs); no-op by default.
     observability: Any = None
+    # proxy.upstream.pools.PoolManager: upstream HTTP connection pools shared by every HTTP
+    # connection manager of this worker; created on first use, closed by the server.
+    http_pools: Any = None

@@ -158,6 +158,8 @@ class Server:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.listener_manager.close()
+        if self.context.http_pools is not None:
+            self.context.http_pools.close()
         await self.cluster_manager.close()
         await asyncio.to_thread(self.observability.close)  # bounded drain of exporters
 

@@ -227,10 +227,9 @@ def _filters(m: Any, settings: HcmSettings) -> HcmSettings:
 
 def pools_of(context: ServerContext) -> PoolManager:
     """The worker's upstream HTTP pools, shared by every HCM of this ServerContext."""
-    pools = getattr(context, "_http_pools", None)
-    if pools is None:
-        pools = PoolManager()
-        context._http_pools = pools  # type: ignore[attr-defined]
+    if context.http_pools is None:
+        context.http_pools = PoolManager()
+    pools: PoolManager = context.http_pools
     return pools
 
 

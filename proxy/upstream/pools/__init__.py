@@ -8,6 +8,7 @@ HTTP/1.1 when absent, as in Envoy.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from proxy.upstream.pools.auto import AutoPool
 from proxy.upstream.pools.base import ConnectFailedError, PoolOverflowError, UpstreamStream
 from proxy.upstream.pools.http1 import Http1Pool
 from proxy.upstream.pools.http2 import Http2Pool
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConnectFailedError", "PoolManager", "PoolOverflowError", "UpstreamProtocol",
            "UpstreamStream", "upstream_protocol"]
@@ -95,6 +98,14 @@ class PoolManager:
         cluster = runtime.config
         protocol = upstream_protocol(cluster)
         tls = getattr(cluster, "upstream_tls", None)
+        if tls is not None and tls.proxy_protocol_version is not None:
+            # Envoy keys HTTP pools by the downstream addresses the PROXY header carries; our
+            # pools do not yet, and sending pooled requests without the header would ignore
+            # the cluster's transport socket. Fail the attempt visibly instead (503, UF).
+            log.warning("cluster %r: upstream PROXY protocol is not implemented for HTTP "
+                        "upstreams (tcp_proxy supports it)", cluster.name)
+            raise ConnectFailedError("upstream PROXY protocol is not supported for HTTP "
+                                     "upstreams")
         context: ssl.SSLContext | None = tls.ssl_context if tls is not None else None
         sni = tls.sni if tls is not None and tls.sni else None
         kind = "h2" if protocol.http2 else "auto" if protocol.auto and context else "h1"

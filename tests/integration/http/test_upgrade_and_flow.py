@@ -78,7 +78,7 @@ async def test_slow_reader_does_not_make_the_sidecar_buffer_everything(backends)
                                                        limit=1024)
         writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nx-echo-size: 67108864\r\n\r\n")
         # the client reads nothing; wait (generously) until the sidecar stops reading upstream
-        manager = sidecar.context._http_pools  # type: ignore[attr-defined]
+        manager = sidecar.context.http_pools
         paused = None
         async with asyncio.timeout(20):
             while paused is None:
