@@ -32,8 +32,8 @@ from tests.conformance.observability.http_support import (  # noqa: E402
     opentelemetry_tracing,
 )
 from tests.integration.observability.collector import FakeCollector  # noqa: E402
-from tests.integration.proxy.helpers import Pointsman  # noqa: E402
 from tests.support.envoy import Envoy  # noqa: E402
+from tests.support.pointsman import Pointsman  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 
 

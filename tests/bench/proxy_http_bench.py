@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402
 
-from tests.integration.proxy.helpers import Pointsman  # noqa: E402
 from tests.support.envoy import Envoy  # noqa: E402
 from tests.support.grpc_backends import GrpcBackend  # noqa: E402
+from tests.support.pointsman import Pointsman  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

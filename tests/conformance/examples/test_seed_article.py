@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.proxy.helpers import Pointsman, tls_files
+from tests.integration.proxy.helpers import tls_files
 from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
 from tests.support.processes import REPO, ManagedProcess
 
 pytestmark = pytest.mark.conformance

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.proxy.helpers import Pointsman
 from tests.support.envoy import Envoy
 from tests.support.http_backends import EchoBackend
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance

@@ -10,9 +10,9 @@ import pytest
 
 from tests.conformance.http.test_h2load_balancing import H2_OPTIONS, HCM
 from tests.integration.http.clients import H2Client
-from tests.integration.proxy.helpers import Pointsman
 from tests.support.envoy import Envoy
 from tests.support.grpc_backends import GrpcBackend
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance

@@ -11,9 +11,9 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.integration.proxy.helpers import Pointsman
 from tests.support.grpc_backends import GrpcBackend
 from tests.support.http_backends import EchoBackend
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance

@@ -22,8 +22,8 @@ from tests.conformance.observability.http_support import (
     hcm,
     http_listener,
 )
-from tests.integration.proxy.helpers import Pointsman
 from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 

@@ -26,7 +26,7 @@ from tests.conformance.observability.http_support import (
     opentelemetry_tracing,
 )
 from tests.conformance.observability.wiring import require_sidecar_tracing
-from tests.integration.proxy.helpers import Pointsman
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ManagedProcess, python_argv
 

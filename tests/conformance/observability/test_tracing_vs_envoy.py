@@ -21,8 +21,8 @@ from tests.conformance.observability.http_support import (
 )
 from tests.conformance.observability.wiring import require_sidecar_tracing
 from tests.integration.observability.collector import FakeCollector
-from tests.integration.proxy.helpers import Pointsman
 from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 

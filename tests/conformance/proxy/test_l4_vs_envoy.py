@@ -17,7 +17,6 @@ from tests.integration.proxy.helpers import (
     DOWNSTREAM_TLS,
     TLS_INSPECTOR,
     UPSTREAM_TLS,
-    Pointsman,
     TaggedServer,
     listener,
     read_line,
@@ -27,6 +26,7 @@ from tests.integration.proxy.helpers import (
     tls_files,
 )
 from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance

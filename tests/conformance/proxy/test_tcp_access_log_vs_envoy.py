@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.integration.proxy.helpers import (
-    Pointsman,
     TaggedServer,
     listener,
     read_line,
@@ -19,6 +18,7 @@ from tests.integration.proxy.helpers import (
     tcp_proxy,
 )
 from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance

@@ -29,8 +29,8 @@ from tests.conformance.upstream.backends import (
     picked_by_envoy,
     tcp_proxy_listener,
 )
-from tests.integration.proxy.helpers import Pointsman
 from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
 
 pytestmark = pytest.mark.conformance

@@ -32,7 +32,7 @@ from tests.conformance.observability.http_support import (
     opentelemetry_tracing,
 )
 from tests.conformance.observability.wiring import require_sidecar_tracing
-from tests.integration.proxy.helpers import Pointsman
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 

@@ -21,7 +21,7 @@ from tests.conformance.observability.http_support import (
     http_listener,
 )
 from tests.integration.observability.collector import FakeCollector
-from tests.integration.proxy.helpers import Pointsman
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ManagedProcess, python_argv
 

@@ -1,20 +1,16 @@
-"""Shared by the proxy integration and conformance tests: tagged backends, bootstraps,
-and a `pointsman proxy` process."""
+"""Shared by the proxy integration and conformance tests: tagged backends and bootstraps.
+`Pointsman` (the sidecar as a test process) lives in tests.support.pointsman; it is
+re-exported here for the tests that import it from this module."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import socketserver
 import ssl
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
-
-from tests.support.ports import free_port
-from tests.support.processes import ManagedProcess, http_get, python_argv
 
 TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 TLS_INSPECTOR = ("type.googleapis.com/"
@@ -157,35 +153,6 @@ def server_ssl(cert: Path, key: Path, alpn: list[str] | None = None) -> ssl.SSLC
     if alpn:
         context.set_alpn_protocols(alpn)
     return context
-
-
-class Pointsman(ManagedProcess):
-    """`pointsman proxy -c BOOTSTRAP` with the admin on a free loopback port."""
-
-    def __init__(self, bootstrap: dict[str, Any], *, name: str = "pointsman",
-                 extra_args: tuple[str, ...] = ()) -> None:
-        self.admin_port = free_port()
-        bootstrap = dict(bootstrap)
-        bootstrap["admin"] = {"address": {"socket_address": {
-            "address": "127.0.0.1", "port_value": self.admin_port}}}
-        self.config_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".json")[1])
-        self.config_path.write_text(json.dumps(bootstrap))
-        super().__init__(python_argv("-m", "proxy", "-c", str(self.config_path),
-                                     "--log-level", "warn", *extra_args), name=name)
-
-    def admin(self, path: str) -> tuple[int, str]:
-        return http_get(f"http://127.0.0.1:{self.admin_port}{path}")
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        self.wait_until(lambda: self.admin("/ready")[0] == 200, timeout, "ready")
-
-    def stat(self, name: str) -> int:
-        _status, body = self.admin(f"/stats?filter=^{name}$")
-        for line in body.splitlines():
-            key, _, value = line.partition(": ")
-            if key == name:
-                return int(value)
-        return 0
 
 
 class _ProxyProtocolHandler(socketserver.BaseRequestHandler):

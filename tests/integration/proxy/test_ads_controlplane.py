@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.proxy.helpers import Pointsman, TaggedServer, endpoint, read_line, tcp_proxy
+from tests.integration.proxy.helpers import TaggedServer, endpoint, read_line, tcp_proxy
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ManagedProcess, python_argv
 

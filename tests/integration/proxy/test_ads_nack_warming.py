@@ -14,15 +14,9 @@ from envoy.config.listener.v3 import listener_pb2
 from protos.loader import parse_message
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER
 from tests.integration.proxy.fake_ads import FakeAds
-from tests.integration.proxy.helpers import (
-    Pointsman,
-    TaggedServer,
-    endpoint,
-    listener,
-    read_line,
-    tcp_proxy,
-)
+from tests.integration.proxy.helpers import TaggedServer, endpoint, listener, read_line, tcp_proxy
 from tests.integration.proxy.test_ads_controlplane import ads_bootstrap
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.proxy.helpers import (
-    Pointsman,
     TaggedServer,
     listener,
     read_line,
     static_cluster,
     tcp_proxy,
 )
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
 
