@@ -32,6 +32,7 @@ class HcmSettings:
     route_config: RouteConfig | None = None
     http_filters: tuple[HttpFilterConfig, ...] = ()
     suppress_envoy_headers: bool = False  # from the router filter's config
+    router_start_child_span: bool = False  # the router's start_child_span (CLIENT spans)
     use_remote_address: bool = False
     xff_num_trusted_hops: int = 0
     skip_xff_append: bool = False

@@ -137,7 +137,12 @@ def translate_http_connection_manager(message: Message) -> HttpConnectionManager
         from proxy.observability.tracing.config import translate_tracing
 
         try:
-            settings = replace(settings, tracing=translate_tracing(m.tracing))
+            tracing = translate_tracing(m.tracing)
+            if settings.router_start_child_span:
+                # The router's start_child_span (deprecated in Envoy in favour of
+                # tracing.spawn_upstream_span) asks for the same per-attempt CLIENT spans.
+                tracing = replace(tracing, spawn_upstream_span=True)
+            settings = replace(settings, tracing=tracing)
         except ConfigError as error:
             raise error.within(field="tracing") from error
     return HttpConnectionManagerConfig(settings)
@@ -197,7 +202,7 @@ def _internal_addresses(m: Any, settings: HcmSettings) -> HcmSettings:
 
 def _filters(m: Any, settings: HcmSettings) -> HcmSettings:
     configs: list[HttpFilterConfig] = []
-    suppress = False
+    suppress = child_spans = False
     for index, http_filter in enumerate(m.http_filters):
         where = f"http_filters[{index}]"
         _reject(http_filter, {"name", "typed_config"}, f"{where}.")
@@ -211,7 +216,12 @@ def _filters(m: Any, settings: HcmSettings) -> HcmSettings:
                     raise ConfigError("the router must be the last HTTP filter", field="name")
                 _reject(typed, {"suppress_envoy_headers", "dynamic_stats", "start_child_span"},
                         "typed_config.")
-                suppress = typed.suppress_envoy_headers  # type: ignore[attr-defined]
+                router: Any = typed
+                if router.HasField("dynamic_stats") and not router.dynamic_stats.value:
+                    # Envoy then skips per-status cluster stats; we always keep them.
+                    raise unsupported("typed_config.dynamic_stats", "only true (the default)")
+                suppress = router.suppress_envoy_headers
+                child_spans = bool(router.start_child_span)
                 continue
             factory = http_filter_factory(type_name)
             configs.append(HttpFilterConfig(http_filter.name, type_name,
@@ -222,7 +232,8 @@ def _filters(m: Any, settings: HcmSettings) -> HcmSettings:
             != ROUTER_CONFIG_TYPE:
         raise ConfigError("the last HTTP filter must be envoy.filters.http.router",
                           field="http_filters")
-    return replace(settings, http_filters=tuple(configs), suppress_envoy_headers=suppress)
+    return replace(settings, http_filters=tuple(configs), suppress_envoy_headers=suppress,
+                   router_start_child_span=child_spans)
 
 
 def pools_of(context: ServerContext) -> PoolManager:

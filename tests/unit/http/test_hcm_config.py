@@ -70,3 +70,23 @@ def test_refused_by_name(fields: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _translate(**fields)
     assert named in str(caught.value)
+
+
+def _router(**fields: Any) -> dict[str, Any]:
+    return ROUTER | {"typed_config": ROUTER["typed_config"] | fields}
+
+
+def test_router_start_child_span_turns_on_upstream_spans_when_tracing() -> None:
+    tracing = {"provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+        "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+        "service_name": "s", "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}}}}}
+    plain = _translate(tracing=tracing).settings
+    child = _translate(tracing=tracing, http_filters=[_router(start_child_span=True)]).settings
+    assert plain.tracing is not None and not plain.tracing.spawn_upstream_span
+    assert child.tracing is not None and child.tracing.spawn_upstream_span
+
+
+def test_router_dynamic_stats_false_is_refused_true_accepted() -> None:
+    assert _translate(http_filters=[_router(dynamic_stats=True)]).settings is not None
+    with pytest.raises(ConfigError, match="dynamic_stats"):
+        _translate(http_filters=[_router(dynamic_stats=False)])
