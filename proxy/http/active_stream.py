@@ -34,6 +34,18 @@ FLAG_ORDER = ("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", 
               "OM", "DF", "DO", "DR")
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The Date header value (RFC 9110 6.6.1), formatted once per second, not per response."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, usegmt=True))
+    return _date_cache[1]
+
+
 class ActiveStream:
     def __init__(self, connection: HttpConnectionHandler, stream_id: int,
                  head: RequestHead) -> None:
@@ -217,7 +229,7 @@ class ActiveStream:
             settings.server_header == "APPEND_IF_ABSENT" and "server" not in headers
         ):
             headers.set("server", settings.server_name)
-        headers.set("date", formatdate(usegmt=True))
+        headers.set("date", http_date())
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
         self.touch()

@@ -19,9 +19,9 @@ from __future__ import annotations
 import fcntl
 import functools
 import ipaddress
+import os
 import socket
 import struct
-import uuid
 
 from proxy.http.headers import RequestHead
 from proxy.http.settings import HcmSettings
@@ -115,5 +115,15 @@ def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
     if settings.generate_request_id and (
         request_id is None or (edge_external and not settings.preserve_external_request_id)
     ):
-        headers.set("x-request-id", str(uuid.uuid4()))
+        headers.set("x-request-id", random_request_id())
     return client or remote_ip, internal
+
+
+def random_request_id() -> str:
+    """A random (version 4) UUID in its text form, as Envoy's x-request-id (RFC 9562 5.4);
+    the same as str(uuid.uuid4()) without building a UUID object per request."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
