@@ -37,6 +37,7 @@ from proxy.http.local_reply import render_local_reply
 from proxy.http.router import Router
 from proxy.http.settings import HcmSettings
 from proxy.model.route import RouteConfig
+from proxy.stats import Counter
 from proxy.upstream.pools.connection import WriteFlow
 from proxy.upstream.pools.http2 import send_flow_controlled
 
@@ -75,6 +76,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._buffer = b""
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._counters: dict[str, Counter] = {}
         self._pressured: set[int] = set()
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -403,14 +406,36 @@ class HttpConnectionHandler(asyncio.Protocol):
             self.transport.abort()
 
     def _arm_timer(self, seconds: float | None) -> None:
-        self._cancel_timer()
-        if seconds:
-            self._timer = asyncio.get_running_loop().call_later(seconds, self._on_timeout)
+        """Time out `seconds` from now (None: not at all). Lazy: a busy connection moves a
+        deadline instead of creating and cancelling a timer handle per request; a timer that
+        fires before the deadline re-arms itself for the rest."""
+        if not seconds:
+            self._deadline = None
+            return
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + seconds
+        if self._timer is not None and self._timer.when() <= self._deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(self._deadline, self._on_timer)
 
     def _cancel_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        self._deadline = None
+        self._on_timeout()
 
     def _on_timeout(self) -> None:
         """idle_timeout with no stream, or request_headers_timeout before the first request."""
@@ -422,8 +447,13 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._close()
 
     def _count(self, name: str) -> None:
-        if self.stats is not None:
-            self.stats.counter(f"http.{self.settings.stat_prefix}.{name}").inc()
+        if self.stats is None:
+            return
+        counter = self._counters.get(name)
+        if counter is None:  # stat names built once per connection, not per request
+            counter = self.stats.counter(f"http.{self.settings.stat_prefix}.{name}")
+            self._counters[name] = counter
+        counter.inc()
 
     def __repr__(self) -> str:
         kind = type(self.codec).__name__ if self.codec else "undecided"
