@@ -67,6 +67,7 @@ class ActiveStream:
         self.idle_timeout = settings.stream_idle_timeout
         self.idle_expired = False
         self._last_activity = 0.0
+        self._clock = asyncio.get_running_loop().time  # touch() runs per frame: look it up once
         self._idle_timer: asyncio.TimerHandle | None = None
         self._request_timer: asyncio.TimerHandle | None = None
         self.timeout_reply: LocalReply | None = None
@@ -108,7 +109,7 @@ class ActiveStream:
     # --- stream idle timeout (Envoy "stream_idle_timeout", route "idle_timeout") ---------------
 
     def touch(self) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        self._last_activity = self._clock()
 
     def _arm_idle(self, timeout: float | None) -> None:
         if self._idle_timer is not None:
