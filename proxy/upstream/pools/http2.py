@@ -283,7 +283,12 @@ class Http2Pool:
         self.closed = True
         for connection in list(self.connections):
             if not connection.streams:
+                # GOAWAY goes out (written at once), then the socket closes without waiting
+                # for a TLS close_notify round trip, as the HTTP/1.1 pool drops idle ones:
+                # a shutting-down loop must not be left holding a half-closed transport.
                 connection.close()
+                if connection.transport is not None:
+                    connection.transport.abort()
 
     def __repr__(self) -> str:
         streams = sum(len(c.streams) for c in self.connections)
