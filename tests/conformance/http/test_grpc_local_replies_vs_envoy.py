@@ -10,10 +10,8 @@ import pytest
 
 from tests.conformance.http.test_h2load_balancing import H2_OPTIONS, HCM
 from tests.integration.http.clients import H2Client
-from tests.support.envoy import Envoy
+from tests.support.differential import envoy_and_pointsman
 from tests.support.grpc_backends import GrpcBackend
-from tests.support.pointsman import Pointsman
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance
 
@@ -52,16 +50,11 @@ def bootstrap(port: int, grpc_port: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ports() -> Iterator[tuple[int, int]]:
     server = GrpcBackend("g").start()
-    envoy_port, ours_port = free_port(), free_port()
-    envoy = Envoy(bootstrap(envoy_port, server.port), name="envoy-grpc-local")
-    ours = Pointsman(bootstrap(ours_port, server.port), name="pointsman-grpc-local")
     try:
-        envoy.wait_ready()
-        ours.wait_ready()
-        yield envoy_port, ours_port
+        with envoy_and_pointsman(lambda port: bootstrap(port, server.port),
+                                 "grpc-local") as ports:
+            yield ports
     finally:
-        envoy.stop()
-        ours.stop()
         server.stop()
 
 

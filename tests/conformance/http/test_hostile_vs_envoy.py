@@ -11,10 +11,8 @@ import pytest
 
 from tests.conformance.http.test_h2load_balancing import HCM
 from tests.integration.http.test_hostile_input import SMUGGLING
-from tests.support.envoy import Envoy
+from tests.support.differential import envoy_and_pointsman
 from tests.support.http_backends import EchoBackend
-from tests.support.pointsman import Pointsman
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance
 
@@ -52,16 +50,11 @@ def bootstrap(port: int, backend: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ports() -> Iterator[tuple[int, int]]:
     backend = EchoBackend("b").start()
-    envoy_port, ours_port = free_port(), free_port()
-    envoy = Envoy(bootstrap(envoy_port, backend.port), name="envoy-hostile")
-    ours = Pointsman(bootstrap(ours_port, backend.port), name="pointsman-hostile")
     try:
-        envoy.wait_ready()
-        ours.wait_ready()
-        yield envoy_port, ours_port
+        with envoy_and_pointsman(lambda port: bootstrap(port, backend.port),
+                                 "hostile") as ports:
+            yield ports
     finally:
-        envoy.stop()
-        ours.stop()
         backend.stop()
 
 
