@@ -283,8 +283,9 @@ class HttpConnectionManager:
     def _log(self, stream: ActiveStream) -> None:
         observability = self.context.observability
         span = stream.info.state.get("span")
-        if observability is None and not self.access_logger and span is None:
-            return
+        metrics = observability is not None and observability.metrics is not None
+        if not metrics and not self.access_logger and span is None:
+            return  # nothing consumes the request record: do not build it
         info = stream.request_info()
         if span is not None:
             span.finish(info)
