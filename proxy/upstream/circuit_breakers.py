@@ -24,7 +24,7 @@ from typing import Any
 
 from protos.errors import ConfigError, unsupported
 from proxy.model.fields import reject_unsupported
-from proxy.stats import Stats
+from proxy.stats import Gauge, Stats
 
 
 class RoutingPriority(enum.IntEnum):
@@ -122,6 +122,7 @@ class CircuitBreaker:
         self._breaker_prefix = f"{self._prefix}circuit_breakers.{priority.name.lower()}."
         self._stats = stats
         self.in_use: dict[Resource, int] = dict.fromkeys(Resource, 0)
+        self._gauges: dict[tuple[Resource, bool], Gauge] = {}  # names built once, not per request
         for resource in Resource:
             self._update_gauges(resource)
 
@@ -152,11 +153,17 @@ class CircuitBreaker:
     def _update_gauges(self, resource: Resource) -> None:
         limit = self.thresholds.limit(resource)
         used = self.in_use[resource]
-        self._stats.gauge(f"{self._breaker_prefix}{resource.value}_open").set(
-            1 if used >= limit else 0)
+        self._gauge(resource, False).set(1 if used >= limit else 0)
         if self.thresholds.track_remaining:
-            self._stats.gauge(self._breaker_prefix + _REMAINING_STAT[resource]).set(
-                max(0, limit - used))
+            self._gauge(resource, True).set(max(0, limit - used))
+
+    def _gauge(self, resource: Resource, remaining: bool) -> Gauge:
+        found = self._gauges.get((resource, remaining))
+        if found is None:
+            name = (self._breaker_prefix + _REMAINING_STAT[resource] if remaining
+                    else f"{self._breaker_prefix}{resource.value}_open")
+            found = self._gauges[(resource, remaining)] = self._stats.gauge(name)
+        return found
 
     def __repr__(self) -> str:
         used = ", ".join(f"{r.value}={n}/{self.thresholds.limit(r)}"
