@@ -72,7 +72,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.flow = WriteFlow()
         self.window_waiters: list[asyncio.Future[None]] = []
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
         self._buffer = b""
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
@@ -204,7 +205,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._spawn(stream)
 
     def _spawn(self, stream: ActiveStream) -> None:
-        task = asyncio.get_running_loop().create_task(stream.run())
+        task = self._loop.create_task(stream.run())
         stream.task = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -368,7 +369,7 @@ class HttpConnectionHandler(asyncio.Protocol):
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_now)
+            self._loop.call_soon(self._flush_now)
 
     def _flush_now(self) -> None:
         self._flush_scheduled = False

@@ -39,7 +39,8 @@ class Http2Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Http2Stream] = {}
         self.flow = WriteFlow()
-        self.settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.settled: asyncio.Future[None] = self._loop.create_future()
         self.window_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.draining = False
@@ -110,7 +111,7 @@ class Http2Connection(asyncio.Protocol):
         """Send what the codec produced, once per loop iteration (coalesced writes)."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush_now)
+            self._loop.call_soon(self.flush_now)
 
     def flush_now(self) -> None:
         self._flush_scheduled = False
