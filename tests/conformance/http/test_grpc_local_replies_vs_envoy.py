@@ -32,7 +32,7 @@ def bootstrap(port: int, grpc_port: int) -> dict[str, Any]:
         # the offset makes the proxy's timer fire before the server's own deadline
         {"match": {"prefix": "/test.Echo/"}, "route": {"cluster": "grpc",
                                                        "max_grpc_timeout": "0s",
-                                                       "grpc_timeout_offset": "0.2s"}},
+                                                       "grpc_timeout_offset": "1s"}},
         {"match": {"prefix": "/direct"}, "direct_response": {"status": 403}},
     ]
     return {"static_resources": {
@@ -63,7 +63,7 @@ MESSAGE = b"\x00\x00\x00\x00\x01x"
 CASES = {
     "no healthy upstream": ("/empty.Svc/Call", GRPC, MESSAGE),
     "no route": ("/unknown.Svc/Call", GRPC, MESSAGE),
-    "deadline": ("/test.Echo/Slow", [*GRPC, ("grpc-timeout", "400m")], MESSAGE),
+    "deadline": ("/test.Echo/Slow", [*GRPC, ("grpc-timeout", "2S")], MESSAGE),
     "status from server": ("/test.Echo/Fail", GRPC, MESSAGE),
     "ok": ("/test.Echo/Unary", GRPC, MESSAGE),
     "direct h2": ("/direct", [], b""),
