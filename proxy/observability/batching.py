@@ -32,6 +32,7 @@ class BackgroundBatcher(Generic[T]):
         self._wake = threading.Event()
         self._draining = False
         self._closed = False
+        self._flush_requested = False
         self.dropped = 0
         self.flushed = 0
         self.failures = 0
@@ -58,6 +59,7 @@ class BackgroundBatcher(Generic[T]):
         while self._queue or self._draining:
             if time.monotonic() > deadline:
                 return False
+            self._flush_requested = True
             self._wake.set()
             time.sleep(0.005)
         return True
@@ -70,21 +72,32 @@ class BackgroundBatcher(Generic[T]):
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self._interval)
+            woken = self._wake.wait(self._interval)
             self._wake.clear()
+            # A full batch wakes the thread early: send full batches only. The interval timer,
+            # flush_now() and close() send what is queued, partial batch included. Sending the
+            # stragglers on every wake-up made exports of two or three spans each under load.
+            everything = not woken or self._closed or self._flush_requested
+            self._flush_requested = False
             self._draining = True
             try:
-                self._drain()
+                self._drain(everything)
             finally:
                 self._draining = False
             if self._closed:
                 return
 
-    def _drain(self) -> None:
-        while self._queue:
+    def _drain(self, everything: bool) -> None:
+        # Only what is queued now: items added meanwhile wait for their own batch.
+        remaining = len(self._queue) if everything else \
+            len(self._queue) - len(self._queue) % self._max_batch
+        while remaining > 0:
             batch: list[T] = []
-            while self._queue and len(batch) < self._max_batch:
+            while self._queue and len(batch) < min(self._max_batch, remaining):
                 batch.append(self._queue.popleft())
+            remaining -= len(batch)
+            if not batch:
+                return
             try:
                 self._flush(batch)
                 self.flushed += len(batch)
