@@ -25,13 +25,12 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.cache import CachedResource, Snapshot, TypeSnapshot
+from controlplane.protocol.common import identify
 from controlplane.protocol.events import (
     Acked,
     Action,
     DeltaPush,
     Nacked,
-    NodeIdentified,
-    ProtocolError,
     StaleNonceIgnored,
     Subscribed,
 )
@@ -96,14 +95,7 @@ class DeltaStream:
     # ---- inputs -------------------------------------------------------------------------------
 
     def receive(self, request: discovery_pb2.DeltaDiscoveryRequest, now: float) -> list[Action]:
-        actions: list[Action] = []
-        if self.node is None:
-            self.node = base_pb2.Node()
-            self.node.CopyFrom(request.node)
-            actions.append(NodeIdentified(self.node))
-        type_url = request.type_url or self.default_type
-        if type_url not in self.allowed_types:
-            raise ProtocolError(f"type_url {type_url!r} is not served on this stream")
+        actions, type_url = identify(self, request)
         subscription = self.subscriptions.get(type_url)
         first = subscription is None
         if subscription is None:

@@ -28,12 +28,11 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.cache import CachedResource, Snapshot, set_version
+from controlplane.protocol.common import identify
 from controlplane.protocol.events import (
     Acked,
     Action,
     Nacked,
-    NodeIdentified,
-    ProtocolError,
     Push,
     StaleNonceIgnored,
     Subscribed,
@@ -115,14 +114,7 @@ class SotwStream:
     # ---- inputs -------------------------------------------------------------------------------
 
     def receive(self, request: discovery_pb2.DiscoveryRequest, now: float) -> list[Action]:
-        actions: list[Action] = []
-        if self.node is None:
-            self.node = base_pb2.Node()
-            self.node.CopyFrom(request.node)
-            actions.append(NodeIdentified(self.node))
-        type_url = request.type_url or self.default_type
-        if type_url not in self.allowed_types:
-            raise ProtocolError(f"type_url {type_url!r} is not served on this stream")
+        actions, type_url = identify(self, request)
         subscription = self.subscriptions.get(type_url)
         if request.response_nonce and subscription is not None:
             # A nonce from another stream (a client resuming after a reconnect) is not stale:
