@@ -103,11 +103,13 @@ def _principal(p: Any) -> Predicate:
         return _within("header", _header, p.header)
     if kind == "url_path":
         return _within("url_path", _path, p.url_path)
-    if kind == "direct_remote_ip":
-        contains = _cidr(p.direct_remote_ip)
-        return lambda stream: contains(stream.remote_address[0])
-    if kind in ("remote_ip", "source_ip"):
+    if kind in ("direct_remote_ip", "source_ip"):
+        # rbac.proto: source_ip (deprecated for direct_remote_ip) "will honor proxy protocol,
+        # but will not honor XFF"; remote_address already carries the PROXY header's address.
         contains = _cidr(getattr(p, kind))
+        return lambda stream: contains(stream.remote_address[0])
+    if kind == "remote_ip":
+        contains = _cidr(p.remote_ip)
         return lambda stream: contains(stream.trusted_client_address or stream.remote_address[0])
     if kind in ("and_ids", "or_ids"):
         ids = _list(getattr(p, kind).ids, _principal, f"{kind}.ids")

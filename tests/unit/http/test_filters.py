@@ -62,6 +62,16 @@ def test_rbac_allow_policy_by_source_range_and_path() -> None:
         == "admins"
 
 
+def test_rbac_source_ip_is_the_peer_not_the_forwarded_client() -> None:
+    # rbac.proto: source_ip honours PROXY protocol but not XFF, like direct_remote_ip.
+    for field in ("source_ip", "direct_remote_ip"):
+        config = _rbac({"action": "ALLOW", "policies": {"net": {
+            "permissions": [{"any": True}],
+            "principals": [{field: {"address_prefix": "10.10.1.0", "prefix_len": 24}}]}}})
+        assert rbac.matched_policy(config, _stream("/", "10.10.1.9")) == "net"
+        assert rbac.matched_policy(config, _stream("/", "127.0.0.1", client="10.10.1.3")) is None
+
+
 def test_rbac_filter_verdicts() -> None:
     from proxy.stats import Stats
 
