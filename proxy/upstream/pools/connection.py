@@ -6,7 +6,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from proxy.upstream.pools.base import ConnectFailedError
 
@@ -31,6 +31,20 @@ async def open_connection(factory: Callable[[], P], address: str, port: int, *,
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return transport, protocol  # type: ignore[return-value]
+
+
+async def open_pooled(pool: Any, factory: Callable[[], P]) -> P:
+    """A new connection for `pool` (either HTTP pool: host, connect settings, cluster runtime),
+    with the outcome recorded on the cluster runtime (upstream_cx_* stats, outlier detection)."""
+    try:
+        _transport, connection = await open_connection(
+            factory, pool.host.address, pool.host.port, connect_timeout=pool.connect_timeout,
+            ssl_context=pool.ssl_context, server_hostname=pool.server_hostname)
+    except ConnectFailedError as error:
+        pool.runtime.connection_failed(pool.host, timeout=error.timeout)
+        raise
+    pool.runtime.connection_opened(pool.host)
+    return connection
 
 
 class WriteFlow:

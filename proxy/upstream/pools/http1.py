@@ -15,8 +15,8 @@ from proxy.http.events import ProtocolFailed, StreamReset
 from proxy.http.headers import Headers, RequestHead
 from proxy.http.http1 import Http1ClientCodec
 from proxy.upstream.host import Host
-from proxy.upstream.pools.base import ConnectFailedError, UpstreamStream
-from proxy.upstream.pools.connection import WriteFlow, open_connection
+from proxy.upstream.pools.base import UpstreamStream
+from proxy.upstream.pools.connection import WriteFlow, open_pooled
 
 
 class Http1Connection(asyncio.Protocol):
@@ -173,16 +173,8 @@ class Http1Pool:
         return stream
 
     async def _connect(self) -> Http1Connection:
-        try:
-            _transport, connection = await open_connection(
-                lambda: Http1Connection(self), self.host.address, self.host.port,
-                connect_timeout=self.connect_timeout, ssl_context=self.ssl_context,
-                server_hostname=self.server_hostname)
-        except ConnectFailedError as error:
-            self.runtime.connection_failed(self.host, timeout=error.timeout)
-            raise
+        connection = await open_pooled(self, lambda: Http1Connection(self))
         self.active += 1
-        self.runtime.connection_opened(self.host)
         return connection
 
     def return_idle(self, connection: Http1Connection) -> None:

@@ -27,7 +27,7 @@ from proxy.http.headers import Headers, RequestHead
 from proxy.http.http2 import Http2Codec
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import ConnectFailedError, UpstreamStream
-from proxy.upstream.pools.connection import WriteFlow, open_connection
+from proxy.upstream.pools.connection import WriteFlow, open_pooled
 
 SETTINGS_TIMEOUT = 5.0
 
@@ -257,15 +257,7 @@ class Http2Pool:
             await asyncio.shield(self._connecting)
 
     async def _connect(self) -> Http2Connection:
-        try:
-            _transport, connection = await open_connection(
-                lambda: Http2Connection(self), self.host.address, self.host.port,
-                connect_timeout=self.connect_timeout, ssl_context=self.ssl_context,
-                server_hostname=self.server_hostname)
-        except ConnectFailedError as error:
-            self.runtime.connection_failed(self.host, timeout=error.timeout)
-            raise
-        self.runtime.connection_opened(self.host)
+        connection = await open_pooled(self, lambda: Http2Connection(self))
         self.connections.append(connection)
         try:
             async with asyncio.timeout(SETTINGS_TIMEOUT):
