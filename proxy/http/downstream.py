@@ -14,8 +14,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import h2.errors
-
 from proxy.http.active_stream import ActiveStream
 from proxy.http.events import (
     ConnectionEnded,
@@ -32,7 +30,7 @@ from proxy.http.events import (
 from proxy.http.filter import FilterMaker, LocalReply
 from proxy.http.headers import Headers, ResponseHead
 from proxy.http.http1 import Http1ServerCodec
-from proxy.http.http2 import PREFACE, Http2Codec
+from proxy.http.http2 import PREFACE, ErrorCodes, Http2Codec
 from proxy.http.local_reply import render_local_reply
 from proxy.http.router import Router
 from proxy.http.settings import HcmSettings
@@ -274,7 +272,7 @@ class HttpConnectionHandler(asyncio.Protocol):
     def reset_stream(self, stream: ActiveStream) -> None:
         codec = self.codec
         if isinstance(codec, Http2Codec):
-            codec.reset(stream.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            codec.reset(stream.stream_id, ErrorCodes.INTERNAL_ERROR)
             self._flush()
         else:
             self._close()  # HTTP/1.1 has no stream reset: the connection goes
@@ -303,7 +301,7 @@ class HttpConnectionHandler(asyncio.Protocol):
                 self._spawn(self.h1_queue[0])
             self._update_reading()
         elif isinstance(self.codec, Http2Codec) and not stream.complete:
-            self.codec.reset(stream.stream_id, h2.errors.ErrorCodes.CANCEL)
+            self.codec.reset(stream.stream_id, ErrorCodes.CANCEL)
             self._flush()
         if not self.streams:
             if self._closing:
@@ -392,7 +390,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._closing = True
         codec = self.codec
         if isinstance(codec, Http2Codec):
-            self._write(codec.graceful_goaway())
+            codec.graceful_goaway()
+            self._flush()
         elif isinstance(codec, Http1ServerCodec):
             codec.close_after_response = True
         if not self.streams:
@@ -444,7 +443,7 @@ class HttpConnectionHandler(asyncio.Protocol):
             return
         self._count("downstream_cx_idle_timeout")
         if isinstance(self.codec, Http2Codec):
-            self.codec.close(h2.errors.ErrorCodes.NO_ERROR)
+            self.codec.close(ErrorCodes.NO_ERROR)
         self._close()
 
     def _count(self, name: str) -> None:

@@ -1,22 +1,22 @@
-"""HTTP/2 codec over python-hyper/h2, sans-I/O, for both sides of the proxy.
+"""HTTP/2 codec over libnghttp2 (the `ngh2` binding), sans-I/O, for both sides of the proxy.
 
-h2 does the framing, HPACK, stream states and flow-control accounting (RFC 9113); this module
-translates its events into ours and pseudo-headers into `RequestHead`/`ResponseHead`. A
-protocol error from the peer ends the connection with GOAWAY carrying h2's error code
-(RFC 9113 section 5.4.1); a malformed request (missing pseudo-header, connection-specific
-header) resets only that stream with PROTOCOL_ERROR (section 8.1.1).
+libnghttp2 (the codec Envoy itself used for years) does the framing, HPACK, stream states,
+flow-control accounting and the RFC 9113 message checks: a malformed request (missing or
+repeated pseudo-header, connection-specific or upper-case header field, content-length
+mismatch) resets only that stream with PROTOCOL_ERROR (section 8.1.1), a connection error ends
+the connection with GOAWAY naming the code (section 5.4.1). This module translates its events
+into ours and pseudo-headers into `RequestHead`/`ResponseHead`.
+
+Flow control is manual (`auto_window_update=False`): received DATA is acknowledged with
+`acknowledge()` only once the bytes have left our buffers, so a slow reader on the other side
+closes the window towards a fast writer (Envoy's HTTP/2 flow control).
 """
 
 from __future__ import annotations
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-from hpack import Encoder, NeverIndexedHeaderTuple
-from hyperframe.frame import GoAwayFrame
+from enum import IntEnum
+
+import ngh2
 
 from proxy.http.events import (
     ConnectionEnded,
@@ -43,26 +43,119 @@ DEFAULT_STREAM_WINDOW = 256 * 1024 * 1024
 DEFAULT_CONNECTION_WINDOW = 256 * 1024 * 1024
 # What we advertise: large enough not to throttle, small enough to bound buffering per stream.
 ADVERTISED_STREAM_WINDOW = 1024 * 1024
+# RFC 9113 6.9.2: the window every stream starts with until SETTINGS say otherwise.
+_DEFAULT_INITIAL_WINDOW = 65535
+# One send_data() call hands at most this much to the codec, so one large body cannot make a
+# single write of many megabytes.
+_MAX_CHUNK = 1024 * 1024
 
 
-_VOLATILE = frozenset({"x-request-id", "date", "x-envoy-upstream-service-time", "traceparent",
-                       "x-envoy-original-path"})
+class ErrorCodes(IntEnum):
+    """RFC 9113 section 7 error codes, for RST_STREAM and GOAWAY."""
+
+    NO_ERROR = 0x0
+    PROTOCOL_ERROR = 0x1
+    INTERNAL_ERROR = 0x2
+    FLOW_CONTROL_ERROR = 0x3
+    SETTINGS_TIMEOUT = 0x4
+    STREAM_CLOSED = 0x5
+    FRAME_SIZE_ERROR = 0x6
+    REFUSED_STREAM = 0x7
+    CANCEL = 0x8
+    COMPRESSION_ERROR = 0x9
+    CONNECT_ERROR = 0xA
+    ENHANCE_YOUR_CALM = 0xB
+    INADEQUATE_SECURITY = 0xC
+    HTTP_1_1_REQUIRED = 0xD
 
 
-class PlainLiteralEncoder(Encoder):
-    """HPACK encoder that sends string literals without Huffman coding.
+# Values unique per request stay out of the HPACK dynamic table (RFC 7541 6.2.3): indexing
+# them only evicts entries that would have been reused.
+_VOLATILE = frozenset({b"x-request-id", b"date", b"x-envoy-upstream-service-time",
+                       b"traceparent", b"x-envoy-original-path"})
+_SETTING_MAX_STREAMS = int(ngh2.Setting.MAX_CONCURRENT_STREAMS)
+_SETTING_INITIAL_WINDOW = int(ngh2.Setting.INITIAL_WINDOW_SIZE)
 
-    RFC 7541 section 5.2 lets the sender choose per literal. hpack's Huffman coder is a
-    per-character Python loop and was ~5% of the proxy's CPU per HTTP/2 request; the bytes it
-    saves matter only for literals not in the dynamic table (request ids, dates), a few
-    bytes per request on the wire."""
+# ngh2 event classes, looked up once.
+_NgRequest = ngh2.RequestReceived
+_NgResponse = ngh2.ResponseReceived
+_NgData = ngh2.DataReceived
+_NgTrailers = ngh2.TrailersReceived
+_NgInformational = ngh2.InformationalResponseReceived
+_NgReset = ngh2.StreamReset
+_NgClosed = ngh2.StreamClosed
+_NgWindow = ngh2.WindowUpdated
+_NgSettings = ngh2.SettingsReceived
+_NgGoAway = ngh2.GoAwayReceived
+_NgConnectionClosed = ngh2.ConnectionClosed
 
-    def encode(self, headers: object, huffman: bool = True) -> bytes:  # type: ignore[override]
-        return super().encode(headers, huffman=False)  # type: ignore[arg-type]
+
+def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | None:
+    """Pseudo-headers to a RequestHead; None when a mandatory one is missing (RFC 9113
+    8.3.1: :method, :scheme and :path, except for CONNECT). Cookie crumbs are joined with
+    "; " (RFC 9113 8.2.3) so upstreams see one cookie header, as Envoy forwards it."""
+    method = path = authority = ""
+    req_scheme = scheme
+    headers = Headers()
+    cookies: list[str] = []
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        if name[0] == ":":
+            if name == ":method":
+                method = value
+            elif name == ":path":
+                path = value
+            elif name == ":authority":
+                authority = value
+            elif name == ":scheme":
+                req_scheme = value
+        elif name == "cookie":
+            cookies.append(value)
+        else:
+            headers.add(name, value)
+    if cookies:
+        headers.add("cookie", "; ".join(cookies))
+    host = headers.get("host")
+    if host is not None:
+        authority = authority or host
+        headers.remove("host")
+    if method == "CONNECT":
+        return RequestHead(method, "", authority, "", headers, "HTTP/2", upgrade="connect")
+    if not path or not authority:
+        return None
+    return RequestHead(method, path, authority, req_scheme, headers, "HTTP/2")
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
+def _response_head(raw: tuple[ngh2.Header, ...]) -> ResponseHead:
+    status = 0
+    headers = Headers()
+    for raw_name, raw_value in raw:
+        if raw_name == b":status":
+            status = int(raw_value)
+        elif raw_name[:1] != b":":
+            headers.add(raw_name.decode("latin-1"), raw_value.decode("latin-1"))
+    return ResponseHead(status, headers)
+
+
+def _plain(raw: tuple[ngh2.Header, ...]) -> Headers:
+    return Headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw if n[:1] != b":")
+
+
+def _regular(headers: Headers) -> list[ngh2.Header]:
+    """Our header list as HPACK input. RFC 9113 section 8.2.2: no connection-specific fields;
+    TE only as "trailers"."""
+    block: list[ngh2.Header] = []
+    for name, value in headers:
+        if name in HOP_BY_HOP and (name != "te" or value.lower() != "trailers"):
+            continue
+        raw_name = name.encode("latin-1")
+        raw_value = value.encode("latin-1")
+        if raw_name in _VOLATILE:
+            block.append(ngh2.NeverIndexedHeader(raw_name, raw_value))
+        else:
+            block.append((raw_name, raw_value))
+    return block
 
 
 class Http2Codec:
@@ -72,180 +165,182 @@ class Http2Codec:
                  max_concurrent_streams: int = 1024,
                  initial_window_size: int = ADVERTISED_STREAM_WINDOW,
                  max_header_list_size: int = 60 * 1024) -> None:
-        # Inbound headers are validated (hostile peers); outbound ones are ours, built from
-        # validated input with lower-case names, so h2's per-header checks are skipped.
-        config = h2.config.H2Configuration(client_side=client_side, header_encoding=None,
-                                           validate_inbound_headers=True,
-                                           normalize_inbound_headers=True,
-                                           validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
-        self.conn = h2.connection.H2Connection(config)
-        self.conn.encoder = PlainLiteralEncoder()
+        config = ngh2.Configuration(auto_window_update=False,
+                                    max_inbound_header_list_size=max_header_list_size)
+        role = ngh2.Role.CLIENT if client_side else ngh2.Role.SERVER
+        self.conn = ngh2.Connection(role, config)
         self.client_side = client_side
         self.scheme = scheme
         self.closed = False
-        self._settings: dict[h2.settings.SettingCodes | int, int] = {
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: initial_window_size,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+        self._settings: dict[int, int] = {
+            _SETTING_MAX_STREAMS: max_concurrent_streams,
+            _SETTING_INITIAL_WINDOW: initial_window_size,
+            int(ngh2.Setting.MAX_HEADER_LIST_SIZE): max_header_list_size,
         }
         if client_side:
-            del self._settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS]
-            self._settings[h2.settings.SettingCodes.ENABLE_PUSH] = 0
+            del self._settings[_SETTING_MAX_STREAMS]
+            self._settings[int(ngh2.Setting.ENABLE_PUSH)] = 0
         self._connection_window = initial_window_size * 16
+        self._open: set[int] = set()
+        self._local_resets: set[int] = set()
+        self._remote_goaway = False
+        self._pending = b""  # bytes produced while detecting a connection error
 
     def initiate(self) -> None:
-        self.conn.initiate_connection()
-        self.conn.update_settings(self._settings)
-        grow = self._connection_window - self.conn.inbound_flow_control_window
-        if grow > 0:
-            self.conn.increment_flow_control_window(grow)
+        self.conn.initiate_connection(self._settings)
+        if self._connection_window > _DEFAULT_INITIAL_WINDOW:
+            self.conn.set_local_window_size(self._connection_window)
 
     def data_to_send(self) -> bytes:
-        return self.conn.data_to_send()
+        data = self.conn.data_to_send()
+        if self._pending:
+            data, self._pending = self._pending + data, b""
+        return data
 
     # --- receiving ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:
         if self.closed:
             return []
+        conn = self.conn
         try:
-            received = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as error:
-            self.closed = True
-            code = getattr(error, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            self.conn.close_connection(error_code=code, additional_data=str(error)[:64].encode())
-            return [ProtocolFailed(f"HTTP/2 protocol error: {error}", int(code))]
+            conn.receive_data(data)
+        except ngh2.NGH2Error as error:
+            return self._failed(f"HTTP/2 protocol error: {error}", ErrorCodes.PROTOCOL_ERROR)
+        # Serialise what libnghttp2 queued in answer (SETTINGS ACK, PING ACK, a RST_STREAM or
+        # GOAWAY for an error it found): the events naming its own resets and a connection
+        # error (RFC 9113 5.4.1) are produced only then.
+        self._pending += conn.data_to_send()
         events: list[Event] = []
-        for event in received:
-            events.extend(self._translate(event))
+        for event in conn.events():
+            self._translate(event, events)
         return events
 
-    def _translate(self, event: h2.events.Event) -> list[Event]:
-        if isinstance(event, h2.events.RequestReceived):
-            return self._request(event)
-        if isinstance(event, h2.events.ResponseReceived):
-            return [self._response(event)]
-        if isinstance(event, h2.events.InformationalResponseReceived):
-            head = self._response_head(event.headers)
-            return [InformationalReceived(event.stream_id, head)]
-        if isinstance(event, h2.events.TrailersReceived):
-            events: list[Event] = [TrailersReceived(event.stream_id, self._plain(event.headers))]
-            if event.stream_ended is not None:
-                events.append(StreamEnded(event.stream_id))
-            return events
-        if isinstance(event, h2.events.DataReceived):
-            return [DataReceived(event.stream_id, event.data, False,
-                                 event.flow_controlled_length)]
-        if isinstance(event, h2.events.StreamEnded):
-            return [StreamEnded(event.stream_id)]
-        if isinstance(event, h2.events.StreamReset):
-            return [StreamReset(event.stream_id, int(event.error_code), event.remote_reset)]
-        if isinstance(event, h2.events.WindowUpdated):
-            return [WindowOpened(event.stream_id)]
-        if isinstance(event, h2.events.RemoteSettingsChanged):
-            changed = event.changed_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
-            opened = [WindowOpened(0)]
-            return [SettingsChanged(changed.new_value if changed else None), *opened]
-        if isinstance(event, h2.events.ConnectionTerminated):
-            if not event.error_code:
-                self._keep_open_after_goaway()
-            return [ConnectionEnded(event.last_stream_id or 0, int(event.error_code or 0))]
-        return []
+    def _failed(self, reason: str, code: int) -> list[Event]:
+        # Like Envoy, the GOAWAY is all that goes out: drop a RST_STREAM libnghttp2 queued
+        # for the malformed stream (a peer would take it as an error on an idle stream).
+        self.closed = True
+        self._pending = b""
+        try:
+            self.conn.terminate_connection(code)
+        except ngh2.NGH2Error:
+            pass
+        return [ProtocolFailed(reason, int(code))]
 
-    def _keep_open_after_goaway(self) -> None:
-        """A GOAWAY NO_ERROR is graceful (RFC 9113 6.8): streams up to its last stream id
-        still complete. h2 closes its state machine on any GOAWAY, so reopen it; the owner
-        stops opening new streams on ConnectionEnded."""
-        open_state = (h2.connection.ConnectionState.CLIENT_OPEN if self.client_side
-                      else h2.connection.ConnectionState.SERVER_OPEN)
-        self.conn.state_machine.state = open_state
+    def _translate(self, event: object, out: list[Event]) -> None:
+        kind = type(event)
+        if kind is _NgData:
+            data = event.data  # type: ignore[attr-defined]
+            stream_id = event.stream_id  # type: ignore[attr-defined]
+            out.append(DataReceived(stream_id, data, False, len(data)))
+            if event.end_stream:  # type: ignore[attr-defined]
+                out.append(StreamEnded(stream_id))
+        elif kind is _NgRequest:
+            self._request(event, out)  # type: ignore[arg-type]
+        elif kind is _NgResponse:
+            head = _response_head(event.headers)  # type: ignore[attr-defined]
+            out.append(ResponseReceived(event.stream_id, head,  # type: ignore[attr-defined]
+                                        event.end_stream))  # type: ignore[attr-defined]
+        elif kind is _NgClosed:
+            self._stream_closed(event, out)  # type: ignore[arg-type]
+        elif kind is _NgTrailers:
+            stream_id = event.stream_id  # type: ignore[attr-defined]
+            out.append(TrailersReceived(stream_id, _plain(event.headers)))  # type: ignore[attr-defined]
+            out.append(StreamEnded(stream_id))  # trailers always end the stream (RFC 9113 8.1)
+        elif kind is _NgWindow:
+            out.append(WindowOpened(event.stream_id))  # type: ignore[attr-defined]
+        elif kind is _NgInformational:
+            out.append(InformationalReceived(event.stream_id,  # type: ignore[attr-defined]
+                                             _response_head(event.headers)))  # type: ignore[attr-defined]
+        elif kind is _NgReset:
+            stream_id = event.stream_id  # type: ignore[attr-defined]
+            self._open.discard(stream_id)
+            self._local_resets.add(stream_id)  # reported here; StreamClosed follows
+            out.append(StreamReset(stream_id, event.error_code, True))  # type: ignore[attr-defined]
+        elif kind is _NgSettings:
+            changed = event.settings.get(_SETTING_MAX_STREAMS)  # type: ignore[attr-defined]
+            out.append(SettingsChanged(changed))
+            out.append(WindowOpened(0))  # INITIAL_WINDOW_SIZE may have grown every window
+        elif kind is _NgGoAway:
+            self._remote_goaway = True
+            out.append(ConnectionEnded(event.last_stream_id,  # type: ignore[attr-defined]
+                                       event.error_code))  # type: ignore[attr-defined]
+        elif kind is _NgConnectionClosed:
+            self._connection_closed(event, out)  # type: ignore[arg-type]
 
-    def _request(self, event: h2.events.RequestReceived) -> list[Event]:
-        pseudo: dict[str, str] = {}
-        headers = Headers()
-        for raw_name, raw_value in event.headers:
-            name, value = _text(raw_name), _text(raw_value)
-            if name.startswith(":"):
-                pseudo[name] = value
-            else:
-                headers.add(name, value)
-        method = pseudo.get(":method", "")
-        authority = pseudo.get(":authority") or headers.get("host") or ""
-        headers.remove("host")
-        if method == "CONNECT":
-            head = RequestHead(method, "", authority, "", headers, "HTTP/2", upgrade="connect")
-        elif not pseudo.get(":path") or not authority:
-            # RFC 9113 section 8.3.1: :method, :scheme and :path are mandatory.
-            self.reset(event.stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            return [StreamReset(event.stream_id, int(h2.errors.ErrorCodes.PROTOCOL_ERROR),
-                                remote=False)]
-        else:
-            head = RequestHead(method, pseudo[":path"], authority,
-                               pseudo.get(":scheme", self.scheme), headers, "HTTP/2")
-        ended = event.stream_ended is not None
-        events: list[Event] = [RequestReceived(event.stream_id, head, ended)]
-        if ended:
-            events.append(StreamEnded(event.stream_id))
-        return events
+    def _request(self, event: ngh2.RequestReceived, out: list[Event]) -> None:
+        stream_id = event.stream_id
+        head = _request_head(event.headers, self.scheme)
+        if head is None:
+            self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            out.append(StreamReset(stream_id, int(ErrorCodes.PROTOCOL_ERROR), remote=False))
+            return
+        self._open.add(stream_id)
+        out.append(RequestReceived(stream_id, head, event.end_stream))
+        if event.end_stream:
+            out.append(StreamEnded(stream_id))
 
-    def _response_head(self, raw: list[tuple[bytes, bytes]]) -> ResponseHead:
-        status = 0
-        headers = Headers()
-        for raw_name, raw_value in raw:
-            name, value = _text(raw_name), _text(raw_value)
-            if name == ":status":
-                status = int(value)
-            elif not name.startswith(":"):
-                headers.add(name, value)
-        return ResponseHead(status, headers)
+    def _stream_closed(self, event: ngh2.StreamClosed, out: list[Event]) -> None:
+        stream_id = event.stream_id
+        self._open.discard(stream_id)
+        if stream_id in self._local_resets:
+            self._local_resets.discard(stream_id)
+        elif event.error_code == ErrorCodes.PROTOCOL_ERROR and not self.closed:
+            # libnghttp2 reset a malformed message (RFC 9113 8.1.1). Envoy's default
+            # (Http2ProtocolOptions.override_stream_error_on_invalid_http_messaging unset)
+            # terminates the whole connection with PROTOCOL_ERROR, so do we.
+            out.extend(self._failed(f"invalid HTTP/2 message on stream {stream_id}",
+                                    ErrorCodes.PROTOCOL_ERROR))
+        elif event.error_code:
+            out.append(StreamReset(stream_id, event.error_code, False))
 
-    def _response(self, event: h2.events.ResponseReceived) -> Event:
-        head = self._response_head(event.headers)
-        return ResponseReceived(event.stream_id, head, event.stream_ended is not None)
-
-    @staticmethod
-    def _plain(raw: list[tuple[bytes, bytes]]) -> Headers:
-        return Headers((_text(n), _text(v)) for n, v in raw if not _text(n).startswith(":"))
+    def _connection_closed(self, event: ngh2.ConnectionClosed, out: list[Event]) -> None:
+        if self.closed or self._remote_goaway:
+            return
+        if event.error_code:
+            self.closed = True
+            reason = event.debug_data.decode("latin-1", "replace")
+            out.append(ProtocolFailed(f"HTTP/2 protocol error: {reason}", event.error_code))
 
     # --- sending -----------------------------------------------------------------------------
 
-    def new_stream_id(self) -> int:
-        return self.conn.get_next_available_stream_id()
-
-    def send_request_head(self, stream_id: int, head: RequestHead, *, end_stream: bool) -> None:
+    def send_request_head(self, head: RequestHead, *, end_stream: bool) -> int:
+        """Open a stream with this request; returns its id (assigned by the codec)."""
         if head.method == "CONNECT":
-            block = [(":method", "CONNECT"), (":authority", head.authority)]
+            block: list[ngh2.Header] = [(b":method", b"CONNECT"),
+                                        (b":authority", head.authority.encode("latin-1"))]
         else:
-            block = [(":method", head.method), (":scheme", head.scheme or "http"),
-                     (":authority", head.authority), (":path", head.path)]
-        block.extend(self._regular(head.headers))
-        self.conn.send_headers(stream_id, block, end_stream=end_stream)
+            block = [(b":method", head.method.encode("latin-1")),
+                     (b":scheme", (head.scheme or "http").encode("latin-1")),
+                     (b":authority", head.authority.encode("latin-1")),
+                     (b":path", head.path.encode("latin-1"))]
+        block.extend(_regular(head.headers))
+        stream_id = self.conn.send_request(block, end_stream=end_stream)
+        self._open.add(stream_id)
+        return stream_id
 
     def send_response_head(self, stream_id: int, head: ResponseHead, *, end_stream: bool) -> None:
-        block = [(":status", str(head.status)), *self._regular(head.headers)]
-        self.conn.send_headers(stream_id, block, end_stream=end_stream)
-
-    @staticmethod
-    def _regular(headers: Headers) -> list[tuple[str, str]]:
-        # RFC 9113 section 8.2.2: no connection-specific fields; TE only as "trailers".
-        # Values unique per request stay out of the HPACK dynamic table (RFC 7541 6.2.3):
-        # indexing them only evicts entries that would have been reused.
-        return [(NeverIndexedHeaderTuple(name, value)  # type: ignore[misc]
-                 if name in _VOLATILE else (name, value))
-                for name, value in headers
-                if name not in HOP_BY_HOP or (name == "te" and value.lower() == "trailers")]
+        block: list[ngh2.Header] = [(b":status", str(head.status).encode())]
+        block.extend(_regular(head.headers))
+        self.conn.send_response(stream_id, block, end_stream=end_stream)
 
     def send_trailers(self, stream_id: int, trailers: Headers) -> None:
-        self.conn.send_headers(stream_id, list(self._regular(trailers)), end_stream=True)
+        self.conn.send_trailers(stream_id, _regular(trailers))
 
     def sendable(self, stream_id: int) -> int:
-        """How many DATA bytes may be sent now on `stream_id` (flow control and frame size)."""
-        try:
-            window = self.conn.local_flow_control_window(stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
+        """How many DATA bytes may be handed to the codec now on `stream_id` without queuing
+        beyond the peer's windows; -1 once the stream is closed."""
+        if stream_id not in self._open:
             return -1
-        return min(window, self.conn.max_outbound_frame_size)
+        conn = self.conn
+        try:
+            stream_window = conn.stream_remote_window_size(stream_id)
+        except ngh2.NGH2Error:
+            # Not on the wire yet (libnghttp2 creates the stream when its HEADERS go out).
+            stream_window = conn.remote_settings.get(_SETTING_INITIAL_WINDOW,
+                                                     _DEFAULT_INITIAL_WINDOW)
+        window = min(stream_window, conn.remote_window_size)
+        return max(0, min(window - conn.queued_body_size(stream_id), _MAX_CHUNK))
 
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
         self.conn.send_data(stream_id, data, end_stream=end_stream)
@@ -254,41 +349,48 @@ class Http2Codec:
         self.conn.end_stream(stream_id)
 
     def acknowledge(self, stream_id: int, length: int) -> None:
-        """Return `length` bytes of window to the peer once they left our buffers."""
-        if length <= 0:
-            return
-        try:
-            self.conn.acknowledge_received_data(length, stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError,
-                KeyError):
-            self.conn.increment_flow_control_window(length)
+        """Return `length` bytes of window to the peer once they left our buffers (also for a
+        stream already closed: the connection window still counts them)."""
+        if length > 0 and not self.closed:
+            try:
+                self.conn.acknowledge_received_data(length, stream_id)
+            except ngh2.NGH2Error:
+                pass
 
-    def reset(self, stream_id: int, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+    def reset(self, stream_id: int, code: int = ErrorCodes.CANCEL) -> None:
+        if stream_id not in self._open:
+            return
+        self._open.discard(stream_id)
+        self._local_resets.add(stream_id)
         try:
-            self.conn.reset_stream(stream_id, error_code=code)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError,
-                h2.exceptions.ProtocolError):
-            pass
+            self.conn.reset_stream(stream_id, int(code))
+        except ngh2.NGH2Error:
+            self._local_resets.discard(stream_id)
 
     def stream_open(self, stream_id: int) -> bool:
-        stream = self.conn.streams.get(stream_id)
-        return stream is not None and not stream.closed
+        return stream_id in self._open
 
-    def graceful_goaway(self) -> bytes:
-        """A GOAWAY NO_ERROR naming the highest stream we received (RFC 9113 6.8), built
-        outside h2's state machine so the streams in flight can still finish."""
-        last = self.conn.highest_inbound_stream_id
-        return GoAwayFrame(0, last_stream_id=last, error_code=0).serialize()
+    def graceful_goaway(self) -> None:
+        """Queue a GOAWAY NO_ERROR naming the last stream we took (RFC 9113 6.8): the streams
+        in flight still finish, new ones are refused."""
+        if not self.closed:
+            try:
+                self.conn.send_goaway(0)
+            except ngh2.NGH2Error:
+                pass
 
     def close(self, error_code: int = 0) -> None:
         if not self.closed:
             self.closed = True
-            self.conn.close_connection(error_code=error_code)
+            try:
+                self.conn.terminate_connection(int(error_code))
+            except ngh2.NGH2Error:
+                pass
 
     @property
-    def open_outbound_streams(self) -> int:
-        return self.conn.open_outbound_streams
+    def open_streams(self) -> int:
+        return len(self._open)
 
     @property
     def peer_max_concurrent_streams(self) -> int:
-        return self.conn.remote_settings.max_concurrent_streams
+        return self.conn.remote_settings.get(_SETTING_MAX_STREAMS, DEFAULT_MAX_CONCURRENT_STREAMS)

@@ -13,8 +13,6 @@ import asyncio
 import ssl
 from typing import Any
 
-import h2.errors
-
 from proxy.http.events import (
     ConnectionEnded,
     DataReceived,
@@ -24,7 +22,7 @@ from proxy.http.events import (
     WindowOpened,
 )
 from proxy.http.headers import Headers, RequestHead
-from proxy.http.http2 import Http2Codec
+from proxy.http.http2 import ErrorCodes, Http2Codec
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import ConnectFailedError, UpstreamStream
 from proxy.upstream.pools.connection import WriteFlow, open_pooled
@@ -38,6 +36,7 @@ class Http2Connection(asyncio.Protocol):
         self.codec = Http2Codec(client_side=True)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Http2Stream] = {}
+        self.unsent = 0  # streams handed out whose HEADERS (and so stream id) are not yet sent
         self.flow = WriteFlow()
         self._loop = asyncio.get_running_loop()
         self.settled: asyncio.Future[None] = self._loop.create_future()
@@ -68,7 +67,7 @@ class Http2Connection(asyncio.Protocol):
             self.draining = True
             for stream_id, stream in list(self.streams.items()):
                 if stream_id > event.last_stream_id:
-                    stream.deliver(StreamReset(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM))
+                    stream.deliver(StreamReset(stream_id, ErrorCodes.REFUSED_STREAM))
         elif isinstance(event, ProtocolFailed):
             self.draining = True
             for stream_id, stream in list(self.streams.items()):
@@ -126,18 +125,29 @@ class Http2Connection(asyncio.Protocol):
         limit = self.peer_max_streams
         if self.pool.max_concurrent_streams:
             limit = min(limit, self.pool.max_concurrent_streams)
-        return limit - len(self.streams)
+        return limit - len(self.streams) - self.unsent
 
     def open_stream(self) -> Http2Stream:
-        stream_id = self.codec.new_stream_id()
-        stream = Http2Stream(self.pool.host, self, stream_id)
+        """Reserve a stream slot; the codec assigns the id when the request HEADERS go out,
+        so ids stay in the order streams start (RFC 9113 5.1.1)."""
+        stream = Http2Stream(self.pool.host, self)
         stream.high_watermark = self.pool.buffer_limit
-        self.streams[stream_id] = stream
+        self.unsent += 1
         return stream
 
-    def stream_done(self, stream_id: int) -> None:
-        self.streams.pop(stream_id, None)
-        if not self.streams and (self.draining or self.pool.closed):
+    def start_stream(self, stream: Http2Stream, head: RequestHead, end_stream: bool) -> int:
+        self.unsent -= 1
+        stream_id = self.codec.send_request_head(head, end_stream=end_stream)
+        self.streams[stream_id] = stream
+        self.flush()
+        return stream_id
+
+    def stream_done(self, stream: Http2Stream) -> None:
+        if stream.stream_id:
+            self.streams.pop(stream.stream_id, None)
+        else:
+            self.unsent -= 1
+        if not self.streams and not self.unsent and (self.draining or self.pool.closed):
             self.close()
 
     def close(self) -> None:
@@ -152,18 +162,18 @@ class Http2Connection(asyncio.Protocol):
 
 
 class Http2Stream(UpstreamStream):
-    def __init__(self, host: Host, connection: Http2Connection, stream_id: int) -> None:
+    def __init__(self, host: Host, connection: Http2Connection) -> None:
         super().__init__(host)
         self.connection = connection
-        self.stream_id = stream_id
+        self.stream_id = 0  # assigned when the HEADERS are sent
 
     async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
-        if self.connection.closed:
-            self.deliver(StreamReset(self.stream_id, 0))
+        connection = self.connection
+        if connection.closed or connection.codec.closed or connection.draining:
+            self.deliver(StreamReset(self.stream_id, ErrorCodes.REFUSED_STREAM))
             return
-        self.connection.codec.send_request_head(self.stream_id, head, end_stream=end_stream)
-        self.connection.flush()
-        await self.connection.flow.drained()
+        self.stream_id = connection.start_stream(self, head, end_stream)
+        await connection.flow.drained()
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
         await send_flow_controlled(self.connection.codec, self.stream_id, data, end_stream,
@@ -184,18 +194,19 @@ class Http2Stream(UpstreamStream):
         if self.finished:
             return
         self.finished = True
-        self.connection.codec.reset(self.stream_id, h2.errors.ErrorCodes.CANCEL)
-        self.connection.flush()
-        self.connection.stream_done(self.stream_id)
+        if self.stream_id:
+            self.connection.codec.reset(self.stream_id, ErrorCodes.CANCEL)
+            self.connection.flush()
+        self.connection.stream_done(self)
 
     def release(self) -> None:
         if self.finished:
             return
         self.finished = True
         if self.connection.codec.stream_open(self.stream_id):
-            self.connection.codec.reset(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            self.connection.codec.reset(self.stream_id, ErrorCodes.NO_ERROR)
             self.connection.flush()
-        self.connection.stream_done(self.stream_id)
+        self.connection.stream_done(self)
 
 
 async def send_flow_controlled(codec: Http2Codec, stream_id: int, data: bytes, end_stream: bool,

@@ -16,7 +16,7 @@ from proxy.http.events import (
     StreamEnded,
     StreamReset,
 )
-from proxy.http.headers import Headers, ResponseHead
+from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.http2 import PREFACE, Http2Codec
 
 
@@ -90,3 +90,67 @@ def test_fuzzed_bytes_after_the_preface(data: bytes) -> None:
     server = _server()
     events = server.receive_data(PREFACE + data)
     assert all(not isinstance(e, RequestReceived) or e.head.path for e in events)
+
+
+def _raw_client(headers: list[tuple[str, str]]) -> bytes:
+    """Bytes of a client that skips its own header checks, to send malformed requests."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False))
+    client.initiate_connection()
+    client.send_headers(1, headers, end_stream=True)
+    return client.data_to_send()
+
+
+def test_malformed_request_ends_the_connection_like_envoy() -> None:
+    # An upper-case field name makes the request malformed (RFC 9113 8.2.1); with Envoy's
+    # default (override_stream_error_on_invalid_http_messaging unset) the connection ends
+    # with GOAWAY PROTOCOL_ERROR and no RST_STREAM before it.
+    server = _server()
+    events = server.receive_data(_raw_client([(":method", "GET"), (":scheme", "http"),
+                                              (":authority", "a"), (":path", "/"),
+                                              ("X-Upper", "1")]))
+    assert not any(isinstance(e, RequestReceived) for e in events)
+    failed = [e for e in events if isinstance(e, ProtocolFailed)]
+    assert failed and failed[0].status == 1  # PROTOCOL_ERROR
+    wire = server.data_to_send()
+    frame_types = []
+    while wire:
+        length = int.from_bytes(wire[:3], "big")
+        frame_types.append(wire[3])
+        wire = wire[9 + length:]
+    assert frame_types == [0x7]  # GOAWAY only
+
+
+def test_cookie_crumbs_are_joined_for_the_upstream() -> None:
+    server = _server()
+    events = server.receive_data(_raw_client([(":method", "GET"), (":scheme", "http"),
+                                              (":authority", "a"), (":path", "/"),
+                                              ("cookie", "a=1"), ("cookie", "b=2")]))
+    request = next(e for e in events if isinstance(e, RequestReceived))
+    assert request.head.headers.get("cookie") == "a=1; b=2"  # RFC 9113 8.2.3
+
+
+def test_sendable_follows_the_peer_window_and_what_is_queued() -> None:
+    client = Http2Codec(client_side=True)
+    client.initiate()
+    server = Http2Codec(client_side=False)
+    server.initiate()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    stream_id = client.send_request_head(
+        RequestHead("POST", "/", "a", "http", Headers(), "HTTP/2"), end_stream=False)
+    assert stream_id == 1
+    # The server advertised a 1 MiB stream window; the connection window is RFC 9113's
+    # 65,535 until the server's WINDOW_UPDATE arrives, which it did above.
+    allowed = client.sendable(stream_id)
+    assert 0 < allowed <= 1024 * 1024
+    client.send_data(stream_id, b"x" * allowed, end_stream=False)
+    assert client.sendable(stream_id) == 0  # everything the windows allow is queued
+    events = server.receive_data(client.data_to_send())
+    received = sum(len(e.data) for e in events if isinstance(e, DataReceived))
+    assert received == allowed
+    server.acknowledge(stream_id, received)
+    client.receive_data(server.data_to_send())
+    assert client.sendable(stream_id) > 0  # WINDOW_UPDATE reopened it
+    client.reset(stream_id)
+    assert client.sendable(stream_id) == -1
