@@ -18,8 +18,8 @@ from proxy.upstream.lb.base import hash_of
 MASK64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
-class HashResult:
+@dataclass(slots=True)
+class HashResult:  # one per request: slotted, not frozen (cheaper to build)
     key: int | None
     set_cookie: str | None = None  # a Set-Cookie value to add to the response
 

@@ -142,19 +142,40 @@ def _plain(raw: tuple[ngh2.Header, ...]) -> Headers:
     return Headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw if n[:1] != b":")
 
 
+# Per header name, computed once: its wire bytes and how it goes out (None: never, it is
+# connection-specific). Bounded, since names come from peers too.
+_OUTBOUND: dict[str, tuple[bytes, bool] | None] = {}
+_OUTBOUND_LIMIT = 4096
+
+
+def _outbound(name: str) -> tuple[bytes, bool] | None:
+    if name in HOP_BY_HOP and name != "te":
+        found = None
+    else:
+        raw = name.encode("latin-1")
+        found = (raw, raw in _VOLATILE)
+    if len(_OUTBOUND) < _OUTBOUND_LIMIT:
+        _OUTBOUND[name] = found
+    return found
+
+
 def _regular(headers: Headers) -> list[ngh2.Header]:
     """Our header list as HPACK input. RFC 9113 section 8.2.2: no connection-specific fields;
     TE only as "trailers"."""
     block: list[ngh2.Header] = []
+    append = block.append
+    outbound = _OUTBOUND
     for name, value in headers:
-        if name in HOP_BY_HOP and (name != "te" or value.lower() != "trailers"):
+        kind = outbound[name] if name in outbound else _outbound(name)
+        if kind is None:
             continue
-        raw_name = name.encode("latin-1")
-        raw_value = value.encode("latin-1")
-        if raw_name in _VOLATILE:
-            block.append(ngh2.NeverIndexedHeader(raw_name, raw_value))
+        raw_name, volatile = kind
+        if raw_name == b"te" and value.lower() != "trailers":
+            continue
+        if volatile:
+            append(ngh2.NeverIndexedHeader(raw_name, value.encode("latin-1")))
         else:
-            block.append((raw_name, raw_value))
+            append((raw_name, value.encode("latin-1")))
     return block
 
 
