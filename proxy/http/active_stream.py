@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from email.utils import formatdate
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from proxy.http.body import BodyChannel
@@ -37,6 +39,20 @@ FLAG_ORDER = ("LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", 
 _date_cache: tuple[int, str] = (0, "")
 
 
+class _Activity:
+    """When a stream last moved (stream idle timeout). Separate from the stream so that
+    `HttpStream.touch` does not tie the stream into a reference cycle."""
+
+    __slots__ = ("clock", "last")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock  # touch() runs per frame: the loop's clock is looked up once
+        self.last = 0.0
+
+    def touch(self) -> None:
+        self.last = self.clock()
+
+
 def http_date() -> str:
     """The Date header value (RFC 9110 6.6.1), formatted once per second, not per response."""
     global _date_cache
@@ -54,9 +70,12 @@ class ActiveStream:
         settings = connection.settings
         self.info = HttpStream(head, connection.remote_address, connection.local_address,
                                connection.connection_id)
+        # Nothing the stream owns may point back at it: a reference cycle per request left
+        # ~36 objects for the cyclic collector each time (its passes cost ~14 us per request
+        # under load); without cycles reference counting frees a finished stream at once.
         self.body = BodyChannel(high_watermark=connection.buffer_limit,
-                                on_pressure=lambda on: connection.body_pressure(self, on),
-                                on_consumed=lambda n: connection.body_consumed(self, n))
+                                on_pressure=partial(connection.body_pressure, stream_id),
+                                on_consumed=partial(connection.body_consumed, stream_id))
         self.filters: list[HttpFilter] = [make() for make in connection.filter_makers]
         self.head_sent = False
         self.complete = False
@@ -66,12 +85,11 @@ class ActiveStream:
         # idle_timeout): checked lazily against the last activity, re-armed only on expiry.
         self.idle_timeout = settings.stream_idle_timeout
         self.idle_expired = False
-        self._last_activity = 0.0
-        self._clock = asyncio.get_running_loop().time  # touch() runs per frame: look it up once
+        self._activity = _Activity(asyncio.get_running_loop().time)
         self._idle_timer: asyncio.TimerHandle | None = None
         self._request_timer: asyncio.TimerHandle | None = None
         self.timeout_reply: LocalReply | None = None
-        self.info.touch = self.touch
+        self.info.touch = self._activity.touch
 
     def __repr__(self) -> str:
         request = self.info.request
@@ -104,12 +122,13 @@ class ActiveStream:
             for timer in (self._idle_timer, self._request_timer):
                 if timer is not None:
                     timer.cancel()
+            self._idle_timer = self._request_timer = None  # their callbacks hold self
             self._finish()
 
     # --- stream idle timeout (Envoy "stream_idle_timeout", route "idle_timeout") ---------------
 
     def touch(self) -> None:
-        self._last_activity = self._clock()
+        self._activity.touch()
 
     def _arm_idle(self, timeout: float | None) -> None:
         if self._idle_timer is not None:
@@ -123,7 +142,7 @@ class ActiveStream:
     def _check_idle(self) -> None:
         assert self.idle_timeout
         loop = asyncio.get_running_loop()
-        remaining = self._last_activity + self.idle_timeout - loop.time()
+        remaining = self._activity.last + self.idle_timeout - loop.time()
         if remaining > 0:
             self._idle_timer = loop.call_later(remaining, self._check_idle)
             return

@@ -321,13 +321,13 @@ class HttpConnectionHandler(asyncio.Protocol):
 
     # --- flow control --------------------------------------------------------------------------
 
-    def body_pressure(self, stream: ActiveStream, on: bool) -> None:
+    def body_pressure(self, stream_id: int, on: bool) -> None:
         if isinstance(self.codec, Http2Codec):
             return  # the peer's window bounds it
         if on:
-            self._pressured.add(stream.stream_id)
+            self._pressured.add(stream_id)
         else:
-            self._pressured.discard(stream.stream_id)
+            self._pressured.discard(stream_id)
         self._update_reading()
 
     def _update_reading(self) -> None:
@@ -338,9 +338,9 @@ class HttpConnectionHandler(asyncio.Protocol):
         else:
             self.transport.resume_reading()
 
-    def body_consumed(self, stream: ActiveStream, length: int) -> None:
+    def body_consumed(self, stream_id: int, length: int) -> None:
         if isinstance(self.codec, Http2Codec):
-            self.codec.acknowledge(stream.stream_id, length)
+            self.codec.acknowledge(stream_id, length)
             self._flush()
 
     async def _wait_window(self) -> None:
