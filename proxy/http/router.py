@@ -266,7 +266,12 @@ class Router:
                 if retries.policy is not None and retries.remaining == 0:
                     stream.set_flag("URX")
                 status = 504 if failed.failure == "per_try_timeout" else 503
-                await downstream.send_local_reply(LocalReply(status, failed.text,
+                headers = Headers()
+                if failed.failure == "overflow" and not self.suppress_envoy_headers:
+                    # Envoy router.cc onUpstreamAbort: a request dropped by a circuit
+                    # breaker says so (x-envoy-overloaded, router filter docs).
+                    headers.set("x-envoy-overloaded", "true")
+                await downstream.send_local_reply(LocalReply(status, failed.text, headers,
                                                              details=failed.flag))
                 return
         finally:
@@ -275,23 +280,10 @@ class Router:
     async def _one_attempt(self, stream: HttpStream, plan: _Plan, host: Any,
                            replay: _BodyReplay, retries: RetryState,
                            downstream: Downstream, budget: _RetryBudget) -> str:
+        """One try on `host`. The pool applies the max_pending_requests, max_connections and
+        max_requests circuit breakers (Envoy's conn_pool_base.cc); overflow fails it UO."""
         runtime = plan.runtime
         per_try = retries.policy.per_try_timeout if retries.policy else None
-        breaker = runtime.circuit_breaker() if hasattr(runtime, "circuit_breaker") else None
-        if breaker is not None and not breaker.try_acquire(Resource.REQUESTS):
-            raise _AttemptFailed("overflow", "UO", OVERFLOW_TEXT)
-        try:
-            return await self._attempt_with_request_slot(stream, plan, host, replay, retries,
-                                                         downstream, per_try, budget)
-        finally:
-            if breaker is not None:
-                breaker.release(Resource.REQUESTS)
-
-    async def _attempt_with_request_slot(self, stream: HttpStream, plan: _Plan, host: Any,
-                                         replay: _BodyReplay, retries: RetryState,
-                                         downstream: Downstream, per_try: float | None,
-                                         budget: _RetryBudget) -> str:
-        runtime = plan.runtime
         try:
             upstream = await self.pools.new_stream(runtime, host)
         except ConnectFailedError as error:

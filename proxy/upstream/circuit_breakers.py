@@ -7,9 +7,9 @@ with Envoy's overflow stat and returns False at once (fail fast, no queueing):
 
   connections       -> cluster.NAME.upstream_cx_overflow
   pending requests  -> cluster.NAME.upstream_rq_pending_overflow
-  requests          -> cluster.NAME.upstream_rq_pending_overflow (Envoy counts max_requests
-                       overflow there too: "requests that overflowed connection pool or requests
-                       (mainly for HTTP/2 and above) circuit breaking")
+  requests          -> cluster.NAME.upstream_rq_active_overflow (what Envoy 1.40 counts
+                       when max_requests refuses a request; checked against the binary in
+                       tests/conformance/http/test_circuit_breakers_vs_envoy.py)
   retries           -> cluster.NAME.upstream_rq_retry_overflow
 
 While a resource is at its limit the gauge `circuit_breakers.PRIORITY.{cx,rq_pending,rq,
@@ -46,7 +46,7 @@ class Resource(enum.Enum):
 _OVERFLOW_STAT = {
     Resource.CONNECTIONS: "upstream_cx_overflow",
     Resource.PENDING_REQUESTS: "upstream_rq_pending_overflow",
-    Resource.REQUESTS: "upstream_rq_pending_overflow",
+    Resource.REQUESTS: "upstream_rq_active_overflow",
     Resource.RETRIES: "upstream_rq_retry_overflow",
 }
 _REMAINING_STAT = {
@@ -139,6 +139,12 @@ class CircuitBreaker:
         self.in_use[resource] += 1
         self._update_gauges(resource)
         return True
+
+    def force_acquire(self, resource: Resource) -> None:
+        """Take one unit even past the limit (Envoy opens a pool's first connection even when
+        max_connections is used up elsewhere, so its pending requests cannot starve)."""
+        self.in_use[resource] += 1
+        self._update_gauges(resource)
 
     def release(self, resource: Resource) -> None:
         if self.in_use[resource] <= 0:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from proxy.http.events import DataReceived, Event, StreamEnded, StreamReset
 from proxy.http.headers import Headers, RequestHead
+from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.host import Host
 
 
@@ -25,7 +28,72 @@ class ConnectFailedError(Exception):
 
 
 class PoolOverflowError(Exception):
-    """The circuit breaker refused a connection or pending request (response flag UO)."""
+    """The circuit breaker refused a pending request or a request (response flag UO)."""
+
+
+class PoolBreakers:
+    """The circuit-breaker steps of Envoy's connection pools (conn_pool_base.cc), shared by
+    the HTTP/1.1 and HTTP/2 pools; limits are per cluster and routing priority (DEFAULT).
+
+    - A request that cannot go on a ready connection at once is *pending* until one has room:
+      `start_pending` refuses it past max_pending_requests (upstream_rq_pending_overflow) and
+      counts upstream_rq_pending_total / upstream_rq_pending_active.
+    - A new connection needs a max_connections slot; past the limit the overflow is counted
+      (upstream_cx_overflow) and the request stays pending, except that a pool with no
+      connection at all still opens one, so its pending requests cannot starve.
+    - Putting a request on a connection takes a max_requests slot (`attach`); past the limit
+      the request fails with overflow, counted as upstream_rq_pending_overflow as in Envoy.
+      The slot is held until the stream is finished (released or reset).
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        make_breaker = getattr(runtime, "circuit_breaker", None)
+        self.breaker = make_breaker() if make_breaker is not None else None
+        stats = getattr(runtime, "stats", None)
+        prefix = getattr(runtime, "prefix", "")
+        self._pending_total = stats.counter(prefix + "upstream_rq_pending_total") \
+            if stats is not None else None
+        self._pending_active = stats.gauge(prefix + "upstream_rq_pending_active") \
+            if stats is not None else None
+
+    def start_pending(self) -> None:
+        if self.breaker is not None and not self.breaker.try_acquire(Resource.PENDING_REQUESTS):
+            raise PoolOverflowError("max pending requests")
+        if self._pending_total is not None and self._pending_active is not None:
+            self._pending_total.inc()
+            self._pending_active.inc()
+
+    def end_pending(self) -> None:
+        if self.breaker is not None:
+            self.breaker.release(Resource.PENDING_REQUESTS)
+        if self._pending_active is not None:
+            self._pending_active.dec()
+
+    def may_connect(self, *, pool_is_empty: bool) -> bool:
+        """Take a max_connections slot for a new connection, if the breaker allows it."""
+        if self.breaker is None or self.breaker.try_acquire(Resource.CONNECTIONS):
+            return True
+        if pool_is_empty:
+            self.breaker.force_acquire(Resource.CONNECTIONS)
+            return True
+        return False
+
+    def connection_gone(self) -> None:
+        """A connection that held a slot failed to connect or closed."""
+        if self.breaker is not None:
+            self.breaker.release(Resource.CONNECTIONS)
+
+    def can_attach(self) -> bool:
+        return self.breaker is None or self.breaker.can_acquire(Resource.REQUESTS)
+
+    def attach(self, stream: UpstreamStream) -> None:
+        """Give `stream` a max_requests slot (released when it finishes) or raise overflow."""
+        breaker = self.breaker
+        if breaker is None:
+            return
+        if not breaker.try_acquire(Resource.REQUESTS):
+            raise PoolOverflowError("max requests")
+        stream.on_finished(lambda: breaker.release(Resource.REQUESTS))
 
 
 class UpstreamStream:
@@ -38,7 +106,27 @@ class UpstreamStream:
         self._events: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._buffered = 0
-        self.finished = False
+        self._finished = False
+        self._finish_callbacks: list[Callable[[], None]] = []
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @finished.setter
+    def finished(self, value: bool) -> None:
+        """Subclasses set it when the exchange ends (release or reset); callbacks run once."""
+        self._finished = value
+        if value and self._finish_callbacks:
+            callbacks, self._finish_callbacks = self._finish_callbacks, []
+            for callback in callbacks:
+                callback()
+
+    def on_finished(self, callback: Callable[[], None]) -> None:
+        if self._finished:
+            callback()
+        else:
+            self._finish_callbacks.append(callback)
 
     # --- connection side -----------------------------------------------------------------------
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
 from typing import Any
 
 from proxy.http.events import ProtocolFailed, StreamReset
 from proxy.http.headers import Headers, RequestHead
 from proxy.http.http1 import Http1ClientCodec
 from proxy.upstream.host import Host
-from proxy.upstream.pools.base import UpstreamStream
+from proxy.upstream.pools.base import (
+    ConnectFailedError,
+    PoolBreakers,
+    PoolOverflowError,
+    UpstreamStream,
+)
 from proxy.upstream.pools.connection import WriteFlow, open_pooled
 
 
@@ -140,7 +146,14 @@ class Http1Stream(UpstreamStream):
 
 
 class Http1Pool:
-    """Connections to one host of one cluster."""
+    """Connections to one host of one cluster (Envoy's HTTP/1.1 pool, conn_pool_base.cc).
+
+    A request takes an idle connection at once; otherwise it is pending (circuit breaker
+    max_pending_requests) and one connection is opened per pending request while
+    max_connections allows. A connection that connects or finishes a response serves the
+    oldest pending request first. A failed connect fails every pending request (Envoy purges
+    them so the router can retry elsewhere).
+    """
 
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
@@ -152,34 +165,107 @@ class Http1Pool:
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.max_idle = max_idle
+        self.breakers = PoolBreakers(runtime)
         self.idle: list[Http1Connection] = []
         self.busy: set[Http1Connection] = set()
+        self.pending: deque[asyncio.Future[Http1Stream]] = deque()
+        self.connecting = 0
+        self._connect_tasks: set[asyncio.Task[None]] = set()
         self.active = 0
         self.closed = False
 
     async def new_stream(self) -> Http1Stream:
+        connection = self._take_idle()
+        if connection is not None:
+            return self._attach(connection)
+        self.breakers.start_pending()
+        waiter: asyncio.Future[Http1Stream] = asyncio.get_running_loop().create_future()
+        self.pending.append(waiter)
+        try:
+            self._connect_for_pending()
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                waiter.result().reset()  # handed a connection just as the caller gave up
+            raise
+        finally:
+            if waiter in self.pending:
+                self.pending.remove(waiter)
+            self.breakers.end_pending()
+
+    def _take_idle(self) -> Http1Connection | None:
         while self.idle:
             connection = self.idle.pop()
             if connection.reusable:
-                return self._start(connection)
-        connection = await self._connect()
-        return self._start(connection)
+                return connection
+            connection.close()
+        return None
 
-    def _start(self, connection: Http1Connection) -> Http1Stream:
+    def _attach(self, connection: Http1Connection) -> Http1Stream:
         stream = Http1Stream(self.host, connection)
         stream.high_watermark = self.buffer_limit
+        self.breakers.attach(stream)  # may raise PoolOverflowError (max_requests)
         connection.stream = stream
         self.busy.add(connection)
         return stream
 
-    async def _connect(self) -> Http1Connection:
-        connection = await open_pooled(self, lambda: Http1Connection(self))
+    def _serve_pending(self, connection: Http1Connection) -> bool:
+        """Give a ready connection to the oldest pending request; True if one took it.
+        Requests refused by max_requests on the way fail with overflow."""
+        while self.pending:
+            waiter = self.pending.popleft()
+            if waiter.done():
+                continue
+            try:
+                waiter.set_result(self._attach(connection))
+                return True
+            except PoolOverflowError as error:
+                waiter.set_exception(error)
+        return False
+
+    def _connect_for_pending(self) -> None:
+        """Envoy tryCreateNewConnections: one connection per pending request not yet covered
+        by a connection being opened, within max_connections."""
+        while not self.closed and len(self.pending) > self.connecting:
+            empty = not (self.idle or self.busy or self.connecting)
+            if not self.breakers.may_connect(pool_is_empty=empty):
+                return
+            self.connecting += 1
+            task = asyncio.get_running_loop().create_task(self._connect_one())
+            self._connect_tasks.add(task)
+            task.add_done_callback(self._connect_tasks.discard)
+
+    async def _connect_one(self) -> None:
+        try:
+            connection = await open_pooled(self, lambda: Http1Connection(self))
+        except ConnectFailedError as error:
+            self.connecting -= 1
+            self.breakers.connection_gone()
+            self._fail_pending(error)
+            return
+        except asyncio.CancelledError:
+            self.connecting -= 1
+            self.breakers.connection_gone()
+            raise
+        self.connecting -= 1
         self.active += 1
-        return connection
+        self.busy.add(connection)
+        self.return_idle(connection)
+
+    def _fail_pending(self, error: ConnectFailedError) -> None:
+        waiters, self.pending = self.pending, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(ConnectFailedError(str(error), timeout=error.timeout))
 
     def return_idle(self, connection: Http1Connection) -> None:
         self.busy.discard(connection)
-        if self.closed or len(self.idle) >= self.max_idle:
+        if self.closed or not connection.reusable:
+            connection.close()
+            return
+        if self._serve_pending(connection):
+            return
+        if len(self.idle) >= self.max_idle:
             connection.close()
             return
         connection.idle_since = asyncio.get_running_loop().time()
@@ -190,19 +276,23 @@ class Http1Pool:
         if connection in self.idle:
             self.idle.remove(connection)
         self.active -= 1
+        self.breakers.connection_gone()
         self.runtime.connection_closed(self.host)
+        if self.pending:
+            self._connect_for_pending()  # a freed max_connections slot serves the queue
 
     def close(self) -> None:
         """Idle connections are dropped at once (abort: no TLS shutdown to wait for); busy
-        ones end with their request."""
+        ones end with their request; pending requests fail and connects in progress stop."""
         self.closed = True
         for connection in list(self.idle):
             connection.abort()
         self.idle.clear()
+        for task in list(self._connect_tasks):
+            task.cancel()
+        self._fail_pending(ConnectFailedError("connection pool closed"))
 
     def __repr__(self) -> str:
         return (f"Http1Pool({self.host.address}:{self.host.port} active={self.active} "
-                f"busy={len(self.busy)} idle={len(self.idle)})")
-
-
-
+                f"busy={len(self.busy)} idle={len(self.idle)} pending={len(self.pending)} "
+                f"connecting={self.connecting})")

@@ -170,7 +170,7 @@ async def test_max_requests_circuit_breaker_overflows_with_503(backends) -> None
         assert (await slow).status == 200
     assert refused.status == 503
     assert refused.body.endswith(b"reset reason: overflow")
-    assert sidecar.counter("cluster.a.upstream_rq_pending_overflow") == 1
+    assert sidecar.counter("cluster.a.upstream_rq_active_overflow") == 1
 
 
 async def test_request_timeout_gives_408_for_a_slow_body(backends) -> None:  # type: ignore[no-untyped-def]

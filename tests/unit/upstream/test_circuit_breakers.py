@@ -26,7 +26,7 @@ def test_defaults_are_envoys() -> None:
 @pytest.mark.parametrize(("resource", "stat"), [
     (Resource.CONNECTIONS, "upstream_cx_overflow"),
     (Resource.PENDING_REQUESTS, "upstream_rq_pending_overflow"),
-    (Resource.REQUESTS, "upstream_rq_pending_overflow"),
+    (Resource.REQUESTS, "upstream_rq_active_overflow"),
     (Resource.RETRIES, "upstream_rq_retry_overflow"),
 ])
 def test_overflow_is_refused_and_counted(resource: Resource, stat: str) -> None:
@@ -62,7 +62,7 @@ def test_thresholds_per_priority_from_config() -> None:
     assert not default.try_acquire(Resource.REQUESTS)
     assert all(high.try_acquire(Resource.REQUESTS) for _ in range(3))
     assert not high.try_acquire(Resource.REQUESTS)
-    assert stats.counter(C + "upstream_rq_pending_overflow").value == 2
+    assert stats.counter(C + "upstream_rq_active_overflow").value == 2
 
 
 def test_unsupported_breaker_fields_are_named() -> None:
