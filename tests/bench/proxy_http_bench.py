@@ -1,7 +1,7 @@
 """L7 benchmark (a script, not a test): `pointsman proxy` side by side with Envoy, both
 `--concurrency 1`, same bootstrap, same backend, in one run.
 
-    .venv/bin/python tests/bench/proxy_http_bench.py [--seconds 5]
+    .venv/bin/python tests/bench/proxy_http_bench.py [--seconds 5] [--rounds 3]
 
 Backend: a second Envoy answering every request with a direct_response (HTTP/1.1 and h2c), so
 the backend is never the bottleneck; gRPC uses grpcio servers (same for both proxies).
@@ -161,8 +161,9 @@ def measure(pid: int, action: Callable[[], float], requests: Callable[[float], f
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    seconds = args.seconds
+    seconds, rounds = args.seconds, args.rounds
     backend_port = free_port()
     backend = Envoy(backend_bootstrap(backend_port), name="bench-backend",
                     extra_args=("--concurrency", "1"))
@@ -177,31 +178,43 @@ def main() -> None:
                                 name=f"bench-{name}")
         for proxy in proxies.values():
             proxy.wait_ready()
-        rows: dict[str, dict[str, tuple[float, float]]] = {}
         h2_requests = 20000
-        for name, proxy in proxies.items():
-            pid = proxy.pid
-            p = ports[name]
-            rows[name] = {
-                "HTTP/1.1 wrk -c10 req/s": measure(
-                    pid, lambda p=p: wrk_rps(p["h1"], seconds), lambda r: r * seconds),
-                "HTTP/2 h2load -c1 -m10 req/s": measure(
-                    pid, lambda p=p: h2load_rps(p["h2"], 1, h2_requests),
-                    lambda r: h2_requests),
-                "HTTP/2 h2load -c10 -m10 req/s": measure(
-                    pid, lambda p=p: h2load_rps(p["h2"], 10, h2_requests),
-                    lambda r: h2_requests),
-                "gRPC unary calls/s (4 threads)": measure(
-                    pid, lambda p=p: grpc_rps(p["h2"], seconds), lambda r: r * seconds),
-            }
+        loads: dict[str, Callable[[dict[str, int]], tuple[Callable[[], float],
+                                                          Callable[[float], float]]]] = {
+            "HTTP/1.1 wrk -c10 req/s": lambda p: (lambda: wrk_rps(p["h1"], seconds),
+                                                  lambda r: r * seconds),
+            "HTTP/2 h2load -c1 -m10 req/s": lambda p: (lambda: h2load_rps(p["h2"], 1, h2_requests),
+                                                       lambda r: h2_requests),
+            "HTTP/2 h2load -c10 -m10 req/s": lambda p: (
+                lambda: h2load_rps(p["h2"], 10, h2_requests), lambda r: h2_requests),
+            "gRPC unary calls/s (4 threads)": lambda p: (lambda: grpc_rps(p["h2"], seconds),
+                                                         lambda r: r * seconds),
+        }
+        # Rounds alternate which proxy goes first, so a burst of load from elsewhere on the
+        # machine hits both; the table gives medians and the range of per-round ratios.
+        samples: dict[str, dict[str, list[tuple[float, float]]]] = {
+            name: {metric: [] for metric in loads} for name in proxies}
+        for round_index in range(rounds):
+            order = list(proxies) if round_index % 2 == 0 else list(proxies)[::-1]
+            for metric, load in loads.items():
+                for name in order:
+                    action, requests = load(ports[name])
+                    samples[name][metric].append(measure(proxies[name].pid, action, requests))
         direct = latencies(backend_port, 200, 400)
-        print(f"{'metric':34} {'envoy':>10} {'pointsman':>10} {'ratio':>7}   CPU ms/req e / p")
-        for metric in rows["envoy"]:
-            envoy_rate, envoy_cpu = rows["envoy"][metric]
-            ours_rate, ours_cpu = rows["pointsman"][metric]
+        print(f"{rounds} round(s); medians; ratio = Pointsman/Envoy (per-round range)")
+        print(f"{'metric':34} {'envoy':>10} {'pointsman':>10} {'ratio':>7} {'range':>11}"
+              f"   CPU ms/req e / p")
+        for metric in loads:
+            envoy_runs, ours_runs = samples["envoy"][metric], samples["pointsman"][metric]
+            envoy_rate = statistics.median(r for r, _ in envoy_runs)
+            ours_rate = statistics.median(r for r, _ in ours_runs)
+            envoy_cpu = statistics.median(c for _, c in envoy_runs)
+            ours_cpu = statistics.median(c for _, c in ours_runs)
+            ratios = [o[0] / e[0] for o, e in zip(ours_runs, envoy_runs, strict=True) if e[0]]
             ratio = ours_rate / envoy_rate if envoy_rate else float("nan")
-            print(f"{metric:34} {envoy_rate:10.0f} {ours_rate:10.0f} {ratio:7.2f}   "
-                  f"{envoy_cpu:.3f} / {ours_cpu:.3f}")
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+            print(f"{metric:34} {envoy_rate:10.0f} {ours_rate:10.0f} {ratio:7.2f} {spread:>11}"
+                  f"   {envoy_cpu:.3f} / {ours_cpu:.3f}")
         base50, base99 = percentile(direct, 0.5), percentile(direct, 0.99)
         print(f"direct to backend at 200 req/s: p50 {base50:.3f} ms, p99 {base99:.3f} ms")
         for name in proxies:
