@@ -36,29 +36,36 @@ class Headers:
         return ",".join(values) if values else None
 
     def __contains__(self, name: object) -> bool:
-        return any(key == name for key, _ in self._items)
+        for key, _ in self._items:
+            if key == name:
+                return True
+        return False
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of `name` by one value, kept at the first one's position."""
-        for index, (key, _) in enumerate(self._items):
+        items = self._items
+        for index, (key, _) in enumerate(items):
             if key == name:
-                self._items[index] = (name, value)
-                self._items[index + 1:] = [
-                    item for item in self._items[index + 1:] if item[0] != name
-                ]
+                items[index] = (name, value)
+                for later in range(index + 1, len(items)):
+                    if items[later][0] == name:  # rare: drop the other values
+                        items[later:] = [item for item in items[later:] if item[0] != name]
+                        break
                 return
-        self._items.append((name, value))
+        items.append((name, value))
 
     def remove(self, name: str) -> None:
         self._items = [item for item in self._items if item[0] != name]
 
     def remove_all(self, names: AbstractSet[str]) -> None:
         """Remove every header whose name is in `names`, in one pass."""
-        if any(key in names for key, _ in self._items):
-            self._items = [item for item in self._items if item[0] not in names]
+        for key, _ in self._items:
+            if key in names:
+                self._items = [item for item in self._items if item[0] not in names]
+                return
 
     def remove_prefix(self, prefix: str) -> None:
         self._items = [item for item in self._items if not item[0].startswith(prefix)]
