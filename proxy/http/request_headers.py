@@ -106,7 +106,8 @@ def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
         internal = len(entries) == 1 and is_internal(entries[0], settings)
     edge_external = settings.use_remote_address and not internal
     if not internal:
-        headers.remove_all(ENVOY_CONTROL_HEADERS | set(internal_only))
+        headers.remove_all(ENVOY_CONTROL_HEADERS.union(internal_only) if internal_only
+                           else ENVOY_CONTROL_HEADERS)
         if settings.use_remote_address:
             headers.set("x-envoy-external-address", client)
     else:
@@ -119,10 +120,34 @@ def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
     return client or remote_ip, internal
 
 
+class _RandomPool:
+    """Kernel randomness read 4 KiB at a time instead of one getrandom() call per request (as
+    Envoy's random generator buffers its bytes). Emptied in a forked child, so two worker
+    processes never hand out the same ids."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.offset = 0
+
+    def take16(self) -> bytes:
+        if self.offset + 16 > len(self.data):
+            self.data, self.offset = os.urandom(4096), 0
+        start = self.offset
+        self.offset = start + 16
+        return self.data[start:start + 16]
+
+    def clear(self) -> None:
+        self.data, self.offset = b"", 0
+
+
+_random_pool = _RandomPool()
+os.register_at_fork(after_in_child=_random_pool.clear)
+
+
 def random_request_id() -> str:
     """A random (version 4) UUID in its text form, as Envoy's x-request-id (RFC 9562 5.4);
     the same as str(uuid.uuid4()) without building a UUID object per request."""
-    raw = bytearray(os.urandom(16))
+    raw = bytearray(_random_pool.take16())
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     text = raw.hex()
