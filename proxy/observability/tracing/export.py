@@ -165,6 +165,10 @@ class SpanPipeline:
         thread: no GIL ping-pong with the event loop) and queue the bytes."""
         self._add(encode_span_field(span))
 
+    def submit_encoded(self, span_field: bytes) -> None:
+        """Queue a span already encoded as a ScopeSpans.spans field."""
+        self._add(span_field)
+
     def _export(self, spans: list[bytes]) -> None:
         try:
             self._exporter.send(encode_request_from_fields(self._resource, self._scope, spans))

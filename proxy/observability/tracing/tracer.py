@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import time
+from random import getrandbits
 from typing import Any
 
 from proxy.observability.request_info import HeaderAccessor, RequestInfo, format_address
@@ -32,9 +33,8 @@ from proxy.observability.tracing.propagation import (
     new_span_id,
     new_trace_id,
 )
+from proxy.observability.tracing.span_encoder import ServerSpanEncoder, span_field
 from proxy.stats import Stats
-
-_PROTOCOL_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/3": "3"}
 
 
 def _end_ns(record: SpanRecord, duration: float | None) -> int:
@@ -76,34 +76,65 @@ class ClientSpan:
         self._pipeline.submit(record)
 
 
+class _UnspawnedAttempt:
+    """An upstream attempt without its own span (spawn_upstream_span off, Envoy's default):
+    the upstream sees the SERVER span as its parent."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: ServerSpan) -> None:
+        self._server = server
+
+    def inject_headers(self) -> list[tuple[str, str]]:
+        return self._server.inject_headers()
+
+    def finish(self, *, status_code: int | None = None, response_flags: tuple[str, ...] = (),
+               error: str = "", duration: float | None = None) -> None:
+        return None
+
+
 class ServerSpan:
-    """One downstream request (SERVER span); `context` is what upstreams see as parent."""
+    """One downstream request (SERVER span). Plain fields only: the span is encoded straight
+    to OTLP bytes when it finishes (`span_encoder.ServerSpanEncoder`)."""
 
-    __slots__ = ("_attempts", "_record", "_tracer", "context")
+    __slots__ = ("_attempts", "_finished", "_tracer", "name", "parent_span_id", "sampled",
+                 "span_id", "start_ns", "trace_id_int", "tracestate")
 
-    def __init__(self, tracer: Tracer, record: SpanRecord | None, context: TraceContext) -> None:
+    def __init__(self, tracer: Tracer, trace_id: int, span_id: int, parent_span_id: int,
+                 sampled: bool, tracestate: str, name: str, start_ns: int) -> None:
         self._tracer = tracer
-        self._record = record
-        self.context = context
+        self.trace_id_int = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.sampled = sampled
+        self.tracestate = tracestate
+        self.name = name
+        self.start_ns = start_ns
         self._attempts = 0
+        self._finished = not sampled
 
     @property
-    def sampled(self) -> bool:
-        return self.context.sampled
+    def context(self) -> TraceContext:
+        """What upstreams see as parent."""
+        return TraceContext(self.trace_id_int, self.span_id, self.sampled, self.tracestate)
 
     @property
     def trace_id(self) -> str:
-        return self.context.trace_id_hex
+        return f"{self.trace_id_int:032x}"
 
     def inject_headers(self) -> list[tuple[str, str]]:
-        return inject(self.context)
+        traceparent = (f"00-{self.trace_id_int:032x}-{self.span_id:016x}-"
+                       f"{'01' if self.sampled else '00'}")
+        if self.tracestate:
+            return [("traceparent", traceparent), ("tracestate", self.tracestate)]
+        return [("traceparent", traceparent)]
 
     def start_client_span(self, *, cluster: str, upstream_host: str, method: str = "",
-                          path: str = "", authority: str = "") -> ClientSpan:
+                          path: str = "", authority: str = "") -> ClientSpan | _UnspawnedAttempt:
         self._attempts += 1
         config = self._tracer.config
-        if self._record is None or not config.spawn_upstream_span:
-            return ClientSpan(None, None, self.context)
+        if not self.sampled or not config.spawn_upstream_span:
+            return _UnspawnedAttempt(self)
         attributes: dict[str, Any] = {
             "upstream_cluster": cluster, "upstream_address": upstream_host,
             "http.request.resend_count": self._attempts - 1,
@@ -116,65 +147,26 @@ class ServerSpan:
         if host and port.isdigit():
             attributes["server.address"] = host.strip("[]")
             attributes["server.port"] = int(port)
-        record = SpanRecord(self.context.trace_id, new_span_id(), self.context.span_id,
+        record = SpanRecord(self.trace_id_int, new_span_id(), self.span_id,
                             config.upstream_operation or f"router {cluster} egress",
                             SPAN_KIND_CLIENT, time.time_ns(), attributes=attributes,
-                            tracestate=self.context.tracestate)
+                            tracestate=self.tracestate)
         context = TraceContext(record.trace_id, record.span_id, True, record.tracestate)
         return ClientSpan(self._tracer.pipeline, record, context)
 
     def finish(self, info: RequestInfo) -> None:
-        record, self._record = self._record, None
-        if record is None:
+        if self._finished:
             return
-        config = self._tracer.config
-        record.attributes.update(_server_attributes(info, config.max_path_tag_length))
-        for tag in config.custom_tags:
-            value = tag.literal if tag.literal is not None else (
-                info.request_header(tag.request_header) or tag.default_value)
-            if value:
-                record.attributes[tag.tag] = value
-        if info.response_code is None or info.response_code >= 500:
-            record.attributes["error.type"] = str(info.response_code or "no_response")
-            record.error = True
-        record.end_ns = _end_ns(record, info.duration)
-        self._tracer.pipeline.submit(record)
-
-
-def _server_attributes(info: RequestInfo, max_path: int) -> dict[str, Any]:
-    path, _, query = info.path.partition("?")
-    attributes: dict[str, Any] = {
-        "http.request.method": info.method or "_OTHER",
-        "url.path": path[:max_path],
-        "url.scheme": info.scheme or "http",
-        "server.address": info.authority,
-        "network.protocol.name": "http",
-        "network.protocol.version": _PROTOCOL_VERSIONS.get(info.protocol, info.protocol),
-        "component": "proxy",
-        "response_flags": info.response_flags_text,
-        "http.request.body.size": info.bytes_received,
-        "http.response.body.size": info.bytes_sent,
-    }
-    if query:
-        attributes["url.query"] = query
-    if info.response_code is not None:
-        attributes["http.response.status_code"] = info.response_code
-    if info.route_name:
-        attributes["http.route"] = info.route_name
-    if info.downstream_remote_address is not None:
-        attributes["client.address"] = info.downstream_remote_address[0]
-        attributes["client.port"] = info.downstream_remote_address[1]
-    user_agent = info.request_header("user-agent")
-    if user_agent:
-        attributes["user_agent.original"] = user_agent
-    if info.upstream_cluster:
-        attributes["upstream_cluster"] = info.upstream_cluster
-    if info.upstream_host:
-        attributes["upstream_address"] = info.upstream_host
-    request_id = info.request_header("x-request-id")
-    if request_id:
-        attributes["guid:x-request-id"] = request_id
-    return attributes
+        self._finished = True
+        tracer = self._tracer
+        header_tags = [(tag, value) for tag, header, default in tracer.header_tags
+                       if (value := info.request_header(header) or default)] \
+            if tracer.header_tags else ()
+        duration = info.duration
+        end_ns = time.time_ns() if duration is None else self.start_ns + round(duration * 1e9)
+        tracer.pipeline.submit_encoded(span_field(tracer.encoder.encode(
+            self.trace_id_int, self.span_id, self.parent_span_id, self.tracestate, self.name,
+            self.start_ns, end_ns, info, header_tags)))
 
 
 class Tracer:
@@ -187,23 +179,49 @@ class Tracer:
         self._random_sampled = stats.counter("tracing.random_sampling")
         self._client_enabled = stats.counter("tracing.client_enabled")
         self._service_forced = stats.counter("tracing.service_forced")
+        # Envoy turns the HCM percentages into numerators over 10,000
+        # (PROTOBUF_PERCENT_TO_ROUNDED_INTEGER_OR_DEFAULT(..., 10000, 10000)).
+        self._random_numerator = round(config.random_sampling * 100)
+        self._overall_numerator = round(config.overall_sampling * 100)
+        literal = [(tag.tag, tag.literal) for tag in config.custom_tags
+                   if tag.literal is not None and tag.literal]
+        self.header_tags = tuple((tag.tag, tag.request_header, tag.default_value)
+                                 for tag in config.custom_tags if tag.literal is None)
+        self.encoder = ServerSpanEncoder(config.max_path_tag_length, literal)
 
-    def _decide(self, headers: HeaderAccessor, incoming: bool | None) -> bool:
-        """Envoy's HCM tracing decision (stats: tracing.random_sampling, ...)."""
-        if incoming is not None:
-            decided = incoming
+    def _decide(self, headers: HeaderAccessor) -> bool:
+        """Envoy's HCM tracing decision, stable per x-request-id.
+
+        ConnectionManagerUtility::mutateTracingRequestHeader: the UUID request-id extension
+        gives the integer value of the id's first 8 hex digits (no such value: the request is
+        not traceable); `x-client-trace-id` traces with `client_sampling` (a random draw),
+        `x-envoy-force-trace` forces, otherwise `random_sampling` traces when value % 10000 is
+        below the percentage's numerator over 10,000; `overall_sampling` applies to the same
+        value last. So every proxy sampling at the same rates takes the same decision for one
+        request id. A trace reason already stamped in the id (its 15th character: `9`
+        sampled, `a` forced, `b` client) keeps the request traced, as in Envoy.
+        Stats: tracing.random_sampling, .service_forced, .client_enabled, .not_traceable.
+        """
+        request_id = headers.get("x-request-id")
+        value = _request_id_value(request_id)
+        if value is None:
+            self._not_traced.inc()
+            return False
+        decided = False
+        assert request_id is not None
+        if len(request_id) == 36 and request_id[14] in _TRACED_REASONS:
+            decided = True
+        elif headers.get("x-client-trace-id") is not None and \
+                self._chance(self.config.client_sampling):
+            self._client_enabled.inc()
+            decided = True
         elif headers.get("x-envoy-force-trace") is not None:
             self._service_forced.inc()
             decided = True
-        elif headers.get("x-client-trace-id") is not None:
-            decided = self._chance(self.config.client_sampling)
-            if decided:
-                self._client_enabled.inc()
-        else:
-            decided = self._chance(self.config.random_sampling)
-            if decided:
-                self._random_sampled.inc()
-        if decided and not self._chance(self.config.overall_sampling):
+        elif value % 10000 < self._random_numerator:
+            self._random_sampled.inc()
+            decided = True
+        if decided and value % 10000 >= self._overall_numerator:
             decided = False
         if not decided:
             self._not_traced.inc()
@@ -214,21 +232,50 @@ class Tracer:
 
     def start_server_span(self, headers: HeaderAccessor, *, method: str = "", path: str = "",
                           authority: str = "", start_time: float | None = None) -> ServerSpan:
-        parent, incoming = extract(headers)
-        sampled = self._decide(headers, incoming)
-        trace_id = parent.trace_id if parent is not None else new_trace_id()
-        tracestate = parent.tracestate if parent is not None else ""
-        context = TraceContext(trace_id, new_span_id(), sampled, tracestate)
-        if not sampled:
-            return ServerSpan(self, None, context)
+        """The SERVER span of one request. An incoming sampled flag (W3C `traceparent`, or B3)
+        decides, as Envoy's OpenTelemetry tracer keeps the parent's decision; otherwise the
+        HCM decision above."""
+        sampled = self._decide(headers)
+        parent_span_id, tracestate = 0, ""
+        if _may_carry_context(headers):
+            parent, incoming = extract(headers)
+            if incoming is not None:
+                sampled = incoming
+            if parent is not None:
+                trace_id, parent_span_id, tracestate = (parent.trace_id, parent.span_id,
+                                                        parent.tracestate)
+            else:
+                trace_id = getrandbits(128) or 1
+        else:
+            trace_id = getrandbits(128) or 1
         start_ns = int(start_time * 1e9) if start_time is not None else time.time_ns()
-        record = SpanRecord(trace_id, context.span_id, parent.span_id if parent else 0,
-                            self.config.operation or _span_name(method, authority, path),
-                            SPAN_KIND_SERVER, start_ns, tracestate=tracestate)
-        return ServerSpan(self, record, context)
+        name = self.config.operation or _span_name(method, authority, path)
+        return ServerSpan(self, trace_id, getrandbits(64) or 1, parent_span_id, sampled,
+                          tracestate, name, start_ns)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.pipeline.flush(timeout)
+
+
+_TRACED_REASONS = frozenset("9ab")  # UUIDRequestIDExtension's marks at index 14 of a UUID
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _request_id_value(request_id: str | None) -> int | None:
+    """UUIDRequestIDExtension::getInteger: the first 8 characters read as hexadecimal."""
+    if request_id is None or len(request_id) < 8:
+        return None
+    head = request_id[:8]
+    if not _HEX_DIGITS.issuperset(head):
+        return None
+    return int(head, 16)
+
+
+def _may_carry_context(headers: HeaderAccessor) -> bool:
+    """Cheap pre-check before the full W3C/B3 extraction: most requests carry none."""
+    return (headers.get("traceparent") is not None or headers.get("b3") is not None
+            or headers.get("x-b3-traceid") is not None or headers.get("x-b3-sampled") is not None
+            or headers.get("x-b3-flags") is not None)
 
 
 def _span_name(method: str, authority: str, path: str) -> str:

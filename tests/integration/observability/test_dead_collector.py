@@ -65,7 +65,8 @@ def run_spans(port: int, count: int) -> tuple[float, Stats, SpanPipeline]:
     tracer = Tracer(config, pipeline, stats)
     started = time.monotonic()
     for _ in range(count):
-        span = tracer.start_server_span(HeaderMap(), method="GET", path="/")
+        span = tracer.start_server_span(HeaderMap([("x-request-id", "0123abcd-aaaa")]),
+                                        method="GET", path="/")
         span.finish(RequestInfo(start_time=time.time(), duration=0.001, response_code=200))
     return time.monotonic() - started, stats, pipeline
 

@@ -37,7 +37,8 @@ def test_otel_endpoint_alone_turns_tracing_on() -> None:
     tracer = observability.tracer(None)
     assert tracer is not None and tracer.config.from_environment
     assert observability.metrics is None
-    span = tracer.start_server_span(HeaderMap())
+    span = tracer.start_server_span(HeaderMap([("x-request-id", "0123abcd-aaaa")]))
+    assert span.sampled
     span.finish(RequestInfo(start_time=0, response_code=200))
     observability.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -32,6 +33,11 @@ def tracing_message(tracing: dict[str, Any]) -> Any:
 
 def provider(**config: Any) -> dict[str, Any]:
     return {"name": "envoy.tracers.opentelemetry", "typed_config": {"@type": OTEL, **config}}
+
+
+def request(*pairs: tuple[str, str], request_id: str | None = None) -> HeaderMap:
+    """Request headers as the HCM hands them to the tracer: with an x-request-id (a UUID)."""
+    return HeaderMap([("x-request-id", request_id or str(uuid.uuid4())), *pairs])
 
 
 def make_tracer(config: TracingConfig, stats: Stats | None = None,
@@ -98,8 +104,8 @@ def test_unsupported_tracing_fields_are_named() -> None:
 
 def test_server_span_continues_w3c_parent_with_semconv_attributes() -> None:
     tracer, exporter = make_tracer(TracingConfig(service_name="front"))
-    headers = HeaderMap([("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01"),
-                         ("user-agent", "curl"), ("tracestate", "k=v")])
+    headers = request(("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01"),
+                      ("user-agent", "curl"), ("tracestate", "k=v"))
     span = tracer.start_server_span(headers, method="GET", path="/a?b=1", authority="svc")
     assert span.sampled and span.trace_id == TRACE
     injected = dict(span.inject_headers())
@@ -128,7 +134,7 @@ def test_server_span_continues_w3c_parent_with_semconv_attributes() -> None:
 
 def test_client_span_per_attempt_when_spawned() -> None:
     tracer, exporter = make_tracer(TracingConfig(spawn_upstream_span=True))
-    span = tracer.start_server_span(HeaderMap(), method="GET", path="/", authority="svc")
+    span = tracer.start_server_span(request(), method="GET", path="/", authority="svc")
     first = span.start_client_span(cluster="backend", upstream_host="10.0.0.1:80")
     first.finish(status_code=503, response_flags=("URX",))
     second = span.start_client_span(cluster="backend", upstream_host="10.0.0.2:80")
@@ -147,7 +153,7 @@ def test_client_span_per_attempt_when_spawned() -> None:
 
 def test_without_spawn_upstream_sees_the_server_span_as_parent() -> None:
     tracer, exporter = make_tracer(TracingConfig())
-    span = tracer.start_server_span(HeaderMap(), path="/")
+    span = tracer.start_server_span(request(), path="/")
     attempt = span.start_client_span(cluster="c", upstream_host="h:1")
     assert attempt.inject_headers() == span.inject_headers()
     attempt.finish(status_code=200)
@@ -158,23 +164,57 @@ def test_without_spawn_upstream_sees_the_server_span_as_parent() -> None:
 def test_sampling_decisions() -> None:
     stats = Stats()
     tracer, _ = make_tracer(TracingConfig(random_sampling=0.0, client_sampling=100.0),
-                                   stats)
-    unsampled = tracer.start_server_span(HeaderMap())
+                            stats)
+    unsampled = tracer.start_server_span(request())
     assert not unsampled.sampled and unsampled.inject_headers()[0][1].endswith("-00")
     unsampled.finish(RequestInfo(start_time=0))
-    assert tracer.start_server_span(HeaderMap([("x-client-trace-id", "1")])).sampled
-    assert tracer.start_server_span(HeaderMap([("x-envoy-force-trace", "1")])).sampled
-    incoming = HeaderMap([("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01")])
+    assert tracer.start_server_span(request(("x-client-trace-id", "1"))).sampled
+    assert tracer.start_server_span(request(("x-envoy-force-trace", "1"))).sampled
+    # Envoy's OpenTelemetry tracer keeps the decision of an incoming traceparent.
+    incoming = request(("traceparent", f"00-{TRACE}-00f067aa0ba902b7-01"))
     assert tracer.start_server_span(incoming).sampled
-    incoming_off = HeaderMap([("traceparent", f"00-{TRACE}-00f067aa0ba902b7-00")])
+    incoming_off = request(("traceparent", f"00-{TRACE}-00f067aa0ba902b7-00"))
+    forced_off = request(("traceparent", f"00-{TRACE}-00f067aa0ba902b7-00"),
+                         ("x-envoy-force-trace", "1"))
     off = tracer.start_server_span(incoming_off)
     assert not off.sampled and off.trace_id == TRACE
-    assert stats.counter("tracing.not_traceable").value == 2
-    half, _ = make_tracer(TracingConfig(random_sampling=50.0), seed=7)
-    decisions = [half.start_server_span(HeaderMap()).sampled for _ in range(400)]
-    assert 120 < sum(decisions) < 280
+    assert not tracer.start_server_span(forced_off).sampled
+    assert stats.counter("tracing.not_traceable").value == 3
+    assert stats.counter("tracing.service_forced").value == 2
     nothing, _ = make_tracer(TracingConfig(overall_sampling=0.0))
-    assert not nothing.start_server_span(HeaderMap([("x-envoy-force-trace", "1")])).sampled
+    assert not nothing.start_server_span(request(("x-envoy-force-trace", "1"))).sampled
+
+
+def test_random_sampling_is_stable_per_request_id() -> None:
+    """Envoy (UUIDRequestIDExtension::getInteger, mutateTracingRequestHeader): the first 8 hex
+    digits of x-request-id modulo 10,000, against the percentage's numerator over 10,000."""
+    stats = Stats()
+    half, _ = make_tracer(TracingConfig(random_sampling=50.0), stats, seed=7)
+    other, _ = make_tracer(TracingConfig(random_sampling=50.0), seed=8)
+    rng = random.Random(3)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(400)]
+    decisions = [half.start_server_span(request(request_id=i)).sampled for i in ids]
+    assert decisions == [other.start_server_span(request(request_id=i)).sampled for i in ids]
+    assert decisions == [int(i[:8], 16) % 10000 < 5000 for i in ids]
+    assert 120 < sum(decisions) < 280
+    assert stats.counter("tracing.random_sampling").value == sum(decisions)
+    # 0x00001388 % 10000 == 5000: just outside 50%; 0x00001387 just inside.
+    assert not half.start_server_span(request(request_id="00001388-0000-4000-8000-0")).sampled
+    assert half.start_server_span(request(request_id="00001387-0000-4000-8000-0")).sampled
+    # overall_sampling applies to the same value: 50% x 25% keeps values below 2500.
+    quarter, _ = make_tracer(TracingConfig(random_sampling=50.0, overall_sampling=25.0))
+    assert quarter.start_server_span(request(request_id="000009c3-aaaa")).sampled  # 2499
+    assert not quarter.start_server_span(request(request_id="000009c4-aaaa")).sampled  # 2500
+    # A trace reason already stamped in a UUID (index 14: 9 sampled, a forced, b client).
+    none, _ = make_tracer(TracingConfig(random_sampling=0.0))
+    stamped = "ffffffff-0000-9000-8000-000000000000"
+    assert none.start_server_span(request(request_id=stamped)).sampled
+    assert not none.start_server_span(request(request_id=stamped.replace("-9", "-4"))).sampled
+    # No usable request id: Envoy finds the request not traceable.
+    everything, _ = make_tracer(TracingConfig(), stats)
+    assert not everything.start_server_span(HeaderMap()).sampled
+    assert not everything.start_server_span(request(request_id="not-hex-at-all")).sampled
+    assert everything.start_server_span(request(request_id="abcdef12")).sampled
 
 
 def test_custom_tags_literal_and_header() -> None:
@@ -183,7 +223,7 @@ def test_custom_tags_literal_and_header() -> None:
         {"tag": "tenant", "request_header": {"name": "x-tenant", "default_value": "none"}},
         {"tag": "env", "environment": {"name": "POINTSMAN_NO_SUCH_VAR", "default_value": "d"}}]}))
     tracer, exporter = make_tracer(config)
-    span = tracer.start_server_span(HeaderMap())
+    span = tracer.start_server_span(request())
     span.finish(RequestInfo(start_time=0, response_code=200,
                             request_headers=HeaderMap([("x-tenant", "acme")])))
     [server] = finished(tracer, exporter)
@@ -210,7 +250,7 @@ def test_a_stuck_exporter_drops_and_counts_instead_of_blocking() -> None:
     pipeline = SpanPipeline(TracingConfig(), stats=stats, settings=settings, exporter=exporter)
     tracer = Tracer(TracingConfig(), pipeline, stats)
     for _ in range(100):
-        tracer.start_server_span(HeaderMap()).finish(RequestInfo(start_time=0))
+        tracer.start_server_span(request()).finish(RequestInfo(start_time=0))
     dropped = stats.counter("tracing.opentelemetry.spans_dropped").value
     assert 100 - 10 - 5 <= dropped <= 100 - 10
     exporter.release.set()
@@ -261,7 +301,7 @@ def test_collector_cluster_resolved_at_first_export_and_failure_counted() -> Non
     config = TracingConfig(grpc=GrpcTarget(cluster_name="not-yet"))
     settings = BatchSettings(schedule_delay=0.01)
     pipeline = SpanPipeline(config, stats=stats, settings=settings, resolve=lambda name: None)
-    Tracer(config, pipeline, stats).start_server_span(HeaderMap()).finish(
+    Tracer(config, pipeline, stats).start_server_span(request()).finish(
         RequestInfo(start_time=0, response_code=200))
     assert pipeline.flush()
     assert stats.counter("tracing.opentelemetry.export_failures").value == 1
