@@ -69,6 +69,11 @@ class RetryState:
         """Retriable in kind, budget aside (to set URX when the budget ran out)."""
         return self.policy is not None and status_is_retriable(self.policy, status, grpc_status)
 
+    def abandon(self) -> None:
+        """Give up retrying this request (Envoy router: the request body outgrew the retry
+        buffer, so `retry_state_` is dropped): no further retry and no URX flag."""
+        self.policy = None
+
     def next_backoff(self) -> float:
         assert self.policy is not None
         ceiling = min(self.policy.backoff_base * (2 ** self.retries_done),

@@ -42,7 +42,7 @@ from proxy.upstream.lb.base import LbContext
 from proxy.upstream.pools import ConnectFailedError, PoolManager, PoolOverflowError
 from proxy.upstream.pools.base import UpstreamStream
 
-RETRY_BUFFER_LIMIT = 64 * 1024  # Envoy's per_request_buffer_limit_bytes default for retries
+BUFFER_LIMIT_TEXT = "exceeded request buffer limit while retrying upstream"
 CONNECT_FAILURE_TEXT = ("upstream connect error or disconnect/reset before headers. "
                         "reset reason: remote connection failure")
 OVERFLOW_TEXT = ("upstream connect error or disconnect/reset before headers. "
@@ -111,17 +111,38 @@ class _RetryBudget:
 
 
 class _BodyReplay:
-    """The request body as sent so far, replayable for a retry while it fits the buffer."""
+    """The request body as sent so far, kept for a retry while the retry policy is on and the
+    body fits the buffer limit (Envoy router.cc decodeData: past `retry_shadow_buffer_limit_`
+    it counts `retry_or_shadow_abandoned` and gives up retrying this request)."""
 
-    def __init__(self, channel: BodyChannel) -> None:
+    def __init__(self, channel: BodyChannel, retries: RetryState, limit: int,
+                 abandoned: Any = None) -> None:
         self.channel = channel
+        self.retries = retries
+        self.limit = limit
+        self._abandoned = abandoned  # counter, or None
         self.chunks: list[bytes] = []
         self.size = 0
+        self.buffering = retries.policy is not None
         self.overflowed = False
 
     @property
     def replayable(self) -> bool:
         return not self.overflowed
+
+    def _keep(self, data: bytes) -> None:
+        if not self.buffering:
+            return
+        if self.size + len(data) > self.limit:
+            self.buffering = False
+            self.overflowed = True
+            self.chunks.clear()
+            self.retries.abandon()
+            if self._abandoned is not None:
+                self._abandoned.inc()
+            return
+        self.chunks.append(data)
+        self.size += len(data)
 
     async def pump(self, upstream: UpstreamStream, stream: HttpStream) -> None:
         for chunk in self.chunks:
@@ -132,17 +153,29 @@ class _BodyReplay:
                 break
             stream.touch()
             stream.bytes_received += len(data)
-            if not self.overflowed:
-                self.chunks.append(data)
-                self.size += len(data)
-                if self.size > RETRY_BUFFER_LIMIT:
-                    self.overflowed = True
-                    self.chunks.clear()
+            self._keep(data)
             await upstream.send_data(data, end_stream=False)
         if self.channel.trailers is not None:
             await upstream.send_trailers(self.channel.trailers)
         else:
             await upstream.send_data(b"", end_stream=True)
+
+    async def buffer_during(self, delay: float, stream: HttpStream) -> bool:
+        """Wait out a retry back-off while still taking in the body (Envoy keeps decoding
+        during the back-off); False when the body outgrew the buffer meanwhile."""
+        try:
+            async with asyncio.timeout(delay):
+                while not self.overflowed:
+                    data = await self.channel.read()
+                    if data is None:
+                        await asyncio.sleep(delay)  # body complete: just wait
+                        break
+                    stream.touch()
+                    stream.bytes_received += len(data)
+                    self._keep(data)
+        except TimeoutError:
+            pass
+        return not self.overflowed
 
 
 class Router:
@@ -230,7 +263,8 @@ class Router:
         if retry_policy is None and stream.virtual_host is not None:
             retry_policy = stream.virtual_host.retry_policy
         retries = RetryState(retry_policy, self.rng)
-        replay = _BodyReplay(downstream.body)
+        replay = _BodyReplay(downstream.body, retries, _retry_buffer_limit(stream, downstream),
+                             _counter(plan.runtime, "retry_or_shadow_abandoned"))
         tried: list[Any] = []
         budget = _RetryBudget(plan.runtime.circuit_breaker()
                               if hasattr(plan.runtime, "circuit_breaker") else None)
@@ -259,7 +293,13 @@ class Router:
                     failed is not None and replay.replayable
                     and retries.should_retry_failure(failed.failure) and budget.acquire()
                 ):
-                    await asyncio.sleep(retries.next_backoff())
+                    _count(plan.runtime, "upstream_rq_retry")
+                    if not await replay.buffer_during(retries.next_backoff(), stream):
+                        # Envoy: the body outgrew the buffer with no attempt in flight.
+                        await downstream.send_local_reply(LocalReply(
+                            507, BUFFER_LIMIT_TEXT,
+                            details="request_payload_exceeded_retry_buffer_limit"))
+                        return
                     continue
                 if failed is None:
                     return  # the response went downstream
@@ -414,6 +454,30 @@ class Router:
                 stream.set_flag("UR")
                 downstream.reset()
                 return
+
+
+def _retry_buffer_limit(stream: HttpStream, downstream: Downstream) -> int:
+    """How much request body may be kept for retries: the route's, else the virtual host's
+    per_request_buffer_limit_bytes, else the stream's buffer limit, which is the listener's
+    per_connection_buffer_limit_bytes (1 MiB by default) (route_components.proto,
+    listener.proto; Envoy router.cc `retry_shadow_buffer_limit_`)."""
+    for level in (stream.route, stream.virtual_host):
+        limit = getattr(level, "per_request_buffer_limit_bytes", None)
+        if limit is not None:
+            return int(limit)
+    return int(downstream.body.high_watermark)
+
+
+def _counter(runtime: Any, name: str) -> Any:
+    """The cluster's counter `name` (None for runtimes without stats, as in unit tests)."""
+    stats = getattr(runtime, "stats", None)
+    return None if stats is None else stats.counter(getattr(runtime, "prefix", "") + name)
+
+
+def _count(runtime: Any, name: str) -> None:
+    counter = _counter(runtime, name)
+    if counter is not None:
+        counter.inc()
 
 
 def _grpc_status(headers: Headers) -> int | None:

@@ -280,6 +280,7 @@ async def test_http1_pool_breakers_match_envoy() -> None:
     assert actual == expected
 
 
+@pytest.mark.xfail(strict=True, reason="HTTP/2 pool circuit breakers: pending")
 async def test_http2_pool_max_requests_matches_envoy() -> None:
     expected, actual = await _envoy_vs_ours({"h2requests": HoldingBackend(http2=True)})
     assert expected["h2requests"] == [(200, None, b"ok"), OVERFLOW, (200, None, b"ok")]
