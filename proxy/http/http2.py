@@ -185,6 +185,8 @@ class Http2Codec:
     def __init__(self, *, client_side: bool, scheme: str = "http",
                  max_concurrent_streams: int = 1024,
                  initial_window_size: int = ADVERTISED_STREAM_WINDOW,
+                 connection_window_size: int | None = None,
+                 header_table_size: int | None = None,
                  max_header_list_size: int = 60 * 1024) -> None:
         config = ngh2.Configuration(auto_window_update=False,
                                     max_inbound_header_list_size=max_header_list_size)
@@ -198,10 +200,16 @@ class Http2Codec:
             _SETTING_INITIAL_WINDOW: initial_window_size,
             int(ngh2.Setting.MAX_HEADER_LIST_SIZE): max_header_list_size,
         }
+        if header_table_size is not None:
+            # Http2ProtocolOptions.hpack_table_size: the HPACK table the peer's encoder may
+            # use towards us (SETTINGS_HEADER_TABLE_SIZE, RFC 7541 4.2); 0 turns indexing off.
+            self._settings[int(ngh2.Setting.HEADER_TABLE_SIZE)] = header_table_size
         if client_side:
             del self._settings[_SETTING_MAX_STREAMS]
             self._settings[int(ngh2.Setting.ENABLE_PUSH)] = 0
-        self._connection_window = initial_window_size * 16
+        # Http2ProtocolOptions.initial_connection_window_size; unset: 16 stream windows.
+        self._connection_window = (connection_window_size if connection_window_size is not None
+                                   else initial_window_size * 16)
         self._open: set[int] = set()
         self._local_resets: set[int] = set()
         self._remote_goaway = False
