@@ -28,30 +28,60 @@ def select_virtual_host(config: RouteConfig, authority: str) -> VirtualHost | No
     host = authority.lower()
     if config.ignore_port_in_host_matching:
         host = strip_port(host)
-    best: tuple[int, int, VirtualHost] | None = None  # (rank, -length) smaller is better
-    for vhost in config.virtual_hosts:
-        for domain in vhost.domains:
-            rank = _domain_rank(domain, host)
-            if rank is None:
-                continue
-            candidate = (rank, -len(domain), vhost)
-            if best is None or candidate[:2] < best[:2]:
-                best = candidate
-    return best[2] if best else None
+    index = config.lookup_cache.get("hosts")
+    if index is None:
+        index = config.lookup_cache["hosts"] = _HostIndex(config.virtual_hosts)
+    return index.find(host)
 
 
-def _domain_rank(domain: str, host: str) -> int | None:
-    if domain == host:
-        return 0
-    if domain == "*":
-        return 3
-    if domain.startswith("*"):
-        suffix = domain[1:]
-        return 1 if len(host) > len(suffix) and host.endswith(suffix) else None
-    if domain.endswith("*"):
-        prefix = domain[:-1]
-        return 2 if len(host) > len(prefix) and host.startswith(prefix) else None
-    return None
+class _HostIndex:
+    """VirtualHost.domains in Envoy's search order, built once per route configuration: a map
+    of exact names, then wildcard suffixes and prefixes longest first (config order among
+    equals), then `*`. A mesh sidecar's outbound configuration has a virtual host per service,
+    so this is a map look-up, not a scan of every domain per request."""
+
+    MEMO_LIMIT = 1024  # hosts come from clients: bound what is remembered
+
+    def __init__(self, virtual_hosts: tuple[VirtualHost, ...]) -> None:
+        self.exact: dict[str, VirtualHost] = {}
+        suffixes: list[tuple[str, VirtualHost]] = []
+        prefixes: list[tuple[str, VirtualHost]] = []
+        self.star: VirtualHost | None = None
+        for vhost in virtual_hosts:
+            for domain in vhost.domains:
+                if domain == "*":
+                    self.star = self.star or vhost
+                elif domain.startswith("*"):
+                    suffixes.append((domain[1:], vhost))
+                elif domain.endswith("*"):
+                    prefixes.append((domain[:-1], vhost))
+                else:
+                    self.exact.setdefault(domain, vhost)
+        # sorted() is stable: among equal lengths the first in the configuration wins.
+        self.suffixes = sorted(suffixes, key=lambda item: -len(item[0]))
+        self.prefixes = sorted(prefixes, key=lambda item: -len(item[0]))
+        self.memo: dict[str, VirtualHost | None] = {}
+
+    def find(self, host: str) -> VirtualHost | None:
+        if host in self.memo:
+            return self.memo[host]
+        found = self._search(host)
+        if len(self.memo) >= self.MEMO_LIMIT:
+            self.memo.clear()
+        self.memo[host] = found
+        return found
+
+    def _search(self, host: str) -> VirtualHost | None:
+        found = self.exact.get(host)
+        if found is not None:
+            return found
+        for suffix, vhost in self.suffixes:  # a wildcard never matches the empty string
+            if len(host) > len(suffix) and host.endswith(suffix):
+                return vhost
+        for prefix, vhost in self.prefixes:
+            if len(host) > len(prefix) and host.startswith(prefix):
+                return vhost
+        return self.star
 
 
 def strip_port(host: str) -> str:

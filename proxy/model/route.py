@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from google.protobuf.message import Message
 
@@ -151,6 +151,10 @@ class RouteConfig:
     most_specific_header_mutations_wins: bool = False
     ignore_port_in_host_matching: bool = False
     validate_clusters: bool | None = None  # None: Envoy's default (true when inline/static)
+    # Look-up structures the router derives from this (immutable) configuration, built on
+    # first use (proxy.http.routing); not part of its value.
+    lookup_cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False,
+                                         hash=False, repr=False)
 
     def referenced_clusters(self) -> list[tuple[str, str]]:
         """(cluster name, field path) of every statically named cluster."""

@@ -141,3 +141,23 @@ def test_weighted_and_header_cluster_selection() -> None:
     assert select_cluster(by_header, request("/h", headers=(("x-cluster", "blue"),)), 0)[0] \
         == "blue"
     assert select_cluster(by_header, request("/h"), 0)[0] == ""
+
+
+def test_many_virtual_hosts_and_repeated_lookups() -> None:
+    # A mesh sidecar's outbound table: one virtual host per service, looked up by map.
+    hosts = [{"name": f"svc{i}", "domains": [f"svc{i}", f"svc{i}:80"],
+              "routes": [_to(f"c{i}", prefix="/")]} for i in range(500)]
+    hosts.append({"name": "wild", "domains": ["*.mesh", "*.b.mesh"],
+                  "routes": [_to("b", prefix="/")]})
+    hosts.append({"name": "wild2", "domains": ["*.a.mesh"], "routes": [_to("a", prefix="/")]})
+    config = route_config({"virtual_hosts": hosts})
+    for _ in range(2):  # the second round is answered from the memo
+        assert _cluster_of(config, request(authority="svc417:80")) == "c417"
+        assert _cluster_of(config, request(authority="x.a.mesh")) == "a"  # longest suffix
+        assert _cluster_of(config, request(authority="x.b.mesh")) == "b"
+        assert _cluster_of(config, request(authority="x.mesh")) == "b"
+        assert _cluster_of(config, request(authority="unknown")) is None
+    # Hosts come from clients: the memo stays bounded.
+    for i in range(3000):
+        select_virtual_host(config, f"random{i}.example")
+    assert len(config.lookup_cache["hosts"].memo) <= 1024
