@@ -6,6 +6,12 @@ and value characters). On top of it we enforce Envoy's limits and rules:
 `max_request_headers_kb` (431), `max_headers_count` (431), HTTP/1.0 refused with 426 unless
 accepted, a Transfer-Encoding other than `chunked` refused with 501 (Envoy
 `http1.invalid_transfer_encoding`), and a missing Host refused with 400.
+
+Trailers (Envoy Http1ProtocolOptions.enable_trailers, core/v3/protocol.proto): off by default,
+so trailers received after a chunked body are dropped and trailers to send end the chunked
+body without them; when on, received trailers become a TrailersReceived event and trailers to
+send go into the last chunk (RFC 9112 section 7.1.2). A body framed by Content-Length has no
+place for trailers: they are dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from proxy.http.events import (
     RequestReceived,
     ResponseReceived,
     StreamEnded,
+    TrailersReceived,
     TunnelEstablished,
 )
 from proxy.http.headers import Headers, RequestHead, ResponseHead
@@ -67,13 +74,23 @@ def _latin1(value: bytes) -> str:
     return value.decode("latin-1")
 
 
+def _last_chunk(trailers: Headers | None) -> bytes:
+    """The last chunk, with a trailer section when there are trailers (RFC 9112 7.1.2)."""
+    if not trailers:
+        return b"0\r\n\r\n"
+    lines = "".join(f"{name}: {value}\r\n" for name, value in trailers)
+    return b"0\r\n" + lines.encode("latin-1") + b"\r\n"
+
+
 class Http1ServerCodec:
     """Downstream side: parses requests, frames responses. Stream ids count requests 1, 2, ..."""
 
     def __init__(self, *, scheme: str = "http", max_header_bytes: int = 60 * 1024,
                  max_headers_count: int = 100, accept_http_10: bool = False,
-                 default_host_for_http_10: str = "") -> None:
+                 default_host_for_http_10: str = "", enable_trailers: bool = False) -> None:
         self.scheme = scheme
+        self.enable_trailers = enable_trailers
+        self._trailers: list[tuple[str, str]] | None = None  # set once the head is parsed
         self.max_header_bytes = max_header_bytes
         self.max_headers_count = max_headers_count
         self.accept_http_10 = accept_http_10
@@ -124,6 +141,7 @@ class Http1ServerCodec:
     def on_message_begin(self) -> None:
         self._url.clear()
         self._headers = []
+        self._trailers = None
         self._header_bytes = 0
         self._stream_id += 1
 
@@ -133,11 +151,15 @@ class Http1ServerCodec:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
+        if self._trailers is not None:  # after a chunked body: a trailer field
+            self._trailers.append((_latin1(name).lower(), _latin1(value)))
+            return
         self._headers.append((_latin1(name).lower(), _latin1(value)))
         if len(self._headers) > self.max_headers_count:
             raise _Refused(431, "too many headers")
 
     def on_headers_complete(self) -> None:
+        self._trailers = []
         head = self._request_head()
         self._upgrading = bool(head.upgrade)
         self.pending.append(_Pending(head.method, head.protocol == "HTTP/1.0",
@@ -192,6 +214,8 @@ class Http1ServerCodec:
 
     def on_message_complete(self) -> None:
         if not self._upgrading:
+            if self._trailers and self.enable_trailers:
+                self._events.append(TrailersReceived(self._stream_id, Headers(self._trailers)))
             self._events.append(StreamEnded(self._stream_id))
 
     # --- framing responses --------------------------------------------------------------------
@@ -235,6 +259,12 @@ class Http1ServerCodec:
         out = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
         return out + b"0\r\n\r\n" if end_stream else out
 
+    def encode_trailers(self, trailers: Headers) -> bytes:
+        """End the response with `trailers` (in the last chunk if enabled and chunked)."""
+        if not self._response_chunked:
+            return b""
+        return _last_chunk(trailers if self.enable_trailers else None)
+
     def response_complete(self) -> None:
         """The current response is fully written: the next pipelined request may answer."""
         if self.pending:
@@ -244,10 +274,12 @@ class Http1ServerCodec:
 class Http1ClientCodec:
     """Upstream side of one HTTP/1.1 connection: one request at a time (no pipelining)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, enable_trailers: bool = False) -> None:
+        self.enable_trailers = enable_trailers
         self._parser = httptools.HttpResponseParser(self)
         self._events: list[Event] = []
         self._headers: list[tuple[str, str]] = []
+        self._trailers: list[tuple[str, str]] | None = None
         self._method = "GET"
         self._request_chunked = False
         self._head_seen = False
@@ -286,6 +318,12 @@ class Http1ClientCodec:
         out = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
         return out + b"0\r\n\r\n" if end_stream else out
 
+    def encode_trailers(self, trailers: Headers) -> bytes:
+        """End the request with `trailers` (in the last chunk if enabled and chunked)."""
+        if not self._request_chunked:
+            return b""
+        return _last_chunk(trailers if self.enable_trailers else None)
+
     def receive_data(self, data: bytes) -> list[Event]:
         if self.tunnel:
             return [DataReceived(self.stream_id, data)] if data else []
@@ -319,9 +357,13 @@ class Http1ClientCodec:
 
     def on_message_begin(self) -> None:
         self._headers = []
+        self._trailers = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((_latin1(name).lower(), _latin1(value)))
+        if self._trailers is not None:  # after a chunked body: a trailer field
+            self._trailers.append((_latin1(name).lower(), _latin1(value)))
+        else:
+            self._headers.append((_latin1(name).lower(), _latin1(value)))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -331,6 +373,7 @@ class Http1ClientCodec:
                                                                                    headers)))
             return
         self._head_seen = True
+        self._trailers = []
         self.keep_alive = self._parser.should_keep_alive()
         connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
         stripped = HOP_BY_HOP | connection - {"close", "keep-alive", ""}
@@ -350,6 +393,8 @@ class Http1ClientCodec:
             return
         if self._parser.get_status_code() == 101:
             return
+        if self._trailers and self.enable_trailers and not self._complete:
+            self._events.append(TrailersReceived(self.stream_id, Headers(self._trailers)))
         self._finish()
 
     def _finish(self) -> None:

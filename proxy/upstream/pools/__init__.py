@@ -36,9 +36,16 @@ class UpstreamProtocol:
     auto: bool = False
     max_concurrent_streams: int | None = None  # our own cap on top of the peer's SETTINGS
     idle_timeout: float | None = 3600.0  # Envoy common_http_protocol_options.idle_timeout: 1h
+    http1_trailers: bool = False  # http_protocol_options.enable_trailers (HTTP/1.1 upstreams)
 
 
 _CACHE: dict[int, tuple[Any, UpstreamProtocol]] = {}
+
+_OPTIONS_FIELD = f"typed_extension_protocol_options[{PROTOCOL_OPTIONS}]"
+# What we honour inside HttpProtocolOptions; anything else set is refused by name.
+_COMMON_FIELDS = {"idle_timeout"}
+_HTTP1_FIELDS = {"enable_trailers"}
+_HTTP2_FIELDS = {"max_concurrent_streams"}
 
 
 def upstream_protocol(cluster: Any) -> UpstreamProtocol:
@@ -53,6 +60,18 @@ def upstream_protocol(cluster: Any) -> UpstreamProtocol:
     return protocol
 
 
+def validate_protocol_options(cluster: Any) -> None:
+    """Raise ConfigError naming the field if the cluster's HttpProtocolOptions set anything
+    the pools do not implement."""
+    _translate_protocol(cluster)
+
+
+def _refuse_unknown(message: Any, allowed: set[str], prefix: str) -> None:
+    for descriptor, _ in message.ListFields():
+        if descriptor.name not in allowed:
+            raise unsupported(f"{_OPTIONS_FIELD}.{prefix}{descriptor.name}")
+
+
 def _translate_protocol(cluster: Any) -> UpstreamProtocol:
     options = getattr(cluster, "typed_extension_protocol_options", {}) or {}
     packed = options.get(PROTOCOL_OPTIONS)
@@ -60,30 +79,39 @@ def _translate_protocol(cluster: Any) -> UpstreamProtocol:
         return UpstreamProtocol()
     message = hpo.HttpProtocolOptions()
     if not packed.Unpack(message):
-        raise ConfigError("cannot unpack HttpProtocolOptions",
-                          field=f"typed_extension_protocol_options[{PROTOCOL_OPTIONS}]")
-    for descriptor, _ in message.ListFields():
-        if descriptor.name not in ("explicit_http_config", "auto_config",
-                                   "use_downstream_protocol_config",
-                                   "common_http_protocol_options"):
-            raise unsupported(f"typed_extension_protocol_options.{descriptor.name}")
+        raise ConfigError("cannot unpack HttpProtocolOptions", field=_OPTIONS_FIELD)
+    _refuse_unknown(message, {"explicit_http_config", "auto_config",
+                              "common_http_protocol_options"}, "")
     idle = 3600.0
     if message.HasField("common_http_protocol_options"):
         common = message.common_http_protocol_options
+        _refuse_unknown(common, _COMMON_FIELDS, "common_http_protocol_options.")
         if common.HasField("idle_timeout"):
             idle = common.idle_timeout.seconds + common.idle_timeout.nanos / 1e9
     kind = message.WhichOneof("upstream_protocol_options")
     if kind == "explicit_http_config":
         explicit = message.explicit_http_config
+        prefix = "explicit_http_config."
         if explicit.WhichOneof("protocol_config") == "http2_protocol_options":
-            streams = explicit.http2_protocol_options.max_concurrent_streams
+            http2 = explicit.http2_protocol_options
+            _refuse_unknown(http2, _HTTP2_FIELDS, prefix + "http2_protocol_options.")
+            streams = http2.max_concurrent_streams
             return UpstreamProtocol(True, False, streams.value if streams.value else None,
                                     idle or None)
-        return UpstreamProtocol(False, False, None, idle or None)
+        http1 = explicit.http_protocol_options
+        _refuse_unknown(http1, _HTTP1_FIELDS, prefix + "http_protocol_options.")
+        return UpstreamProtocol(False, False, None, idle or None, http1.enable_trailers)
     if kind == "auto_config":
-        return UpstreamProtocol(False, True, None, idle or None)
-    if kind == "use_downstream_protocol_config":
-        raise unsupported("typed_extension_protocol_options.use_downstream_protocol_config")
+        auto = message.auto_config
+        prefix = "auto_config."
+        _refuse_unknown(auto, {"http_protocol_options", "http2_protocol_options"}, prefix)
+        _refuse_unknown(auto.http_protocol_options, _HTTP1_FIELDS,
+                        prefix + "http_protocol_options.")
+        _refuse_unknown(auto.http2_protocol_options, _HTTP2_FIELDS,
+                        prefix + "http2_protocol_options.")
+        streams = auto.http2_protocol_options.max_concurrent_streams
+        return UpstreamProtocol(False, True, streams.value if streams.value else None,
+                                idle or None, auto.http_protocol_options.enable_trailers)
     return UpstreamProtocol(idle_timeout=idle or None)
 
 
@@ -120,7 +148,7 @@ class PoolManager:
                 pool = AutoPool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                 server_hostname=sni,
                                 max_concurrent_streams=protocol.max_concurrent_streams,
-                                buffer_limit=limit)
+                                buffer_limit=limit, enable_trailers=protocol.http1_trailers)
             elif kind == "h2":
                 pool = Http2Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni,
@@ -128,7 +156,8 @@ class PoolManager:
                                  buffer_limit=limit)
             else:
                 pool = Http1Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
-                                 server_hostname=sni, buffer_limit=limit)
+                                 server_hostname=sni, buffer_limit=limit,
+                                 enable_trailers=protocol.http1_trailers)
             self._pools[key] = pool
         return pool
 

@@ -21,14 +21,15 @@ from proxy.upstream.pools.http2 import Http2Pool
 class AutoPool:
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext, server_hostname: str | None,
-                 max_concurrent_streams: int | None, buffer_limit: int) -> None:
+                 max_concurrent_streams: int | None, buffer_limit: int,
+                 enable_trailers: bool = False) -> None:
         self.host = host
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.http1 = Http1Pool(runtime, host, connect_timeout=connect_timeout,
                                ssl_context=ssl_context, server_hostname=server_hostname,
-                               buffer_limit=buffer_limit)
+                               buffer_limit=buffer_limit, enable_trailers=enable_trailers)
         self.http2 = Http2Pool(runtime, host, connect_timeout=connect_timeout,
                                ssl_context=ssl_context, server_hostname=server_hostname,
                                max_concurrent_streams=max_concurrent_streams,

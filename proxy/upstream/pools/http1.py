@@ -28,7 +28,7 @@ from proxy.upstream.pools.connection import WriteFlow, open_pooled
 class Http1Connection(asyncio.Protocol):
     def __init__(self, pool: Http1Pool) -> None:
         self.pool = pool
-        self.codec = Http1ClientCodec()
+        self.codec = Http1ClientCodec(enable_trailers=pool.enable_trailers)
         self.transport: asyncio.Transport | None = None
         self.stream: Http1Stream | None = None
         self.flow = WriteFlow()
@@ -121,8 +121,10 @@ class Http1Stream(UpstreamStream):
         await self.connection.flow.drained()
 
     async def send_trailers(self, trailers: Headers) -> None:
-        # Envoy drops request trailers towards HTTP/1.1 upstreams unless enable_trailers.
-        await self.send_data(b"", end_stream=True)
+        # Dropped unless the cluster's http_protocol_options.enable_trailers (see http1.py).
+        self.connection.write(self.connection.codec.encode_trailers(trailers))
+        self._request_done = True
+        await self.connection.flow.drained()
 
     def reset(self) -> None:
         if self.finished:
@@ -157,8 +159,10 @@ class Http1Pool:
 
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
-                 max_idle: int = 64, buffer_limit: int = 1024 * 1024) -> None:
+                 max_idle: int = 64, buffer_limit: int = 1024 * 1024,
+                 enable_trailers: bool = False) -> None:
         self.buffer_limit = buffer_limit
+        self.enable_trailers = enable_trailers
         self.runtime = runtime
         self.host = host
         self.connect_timeout = connect_timeout
