@@ -50,6 +50,10 @@ _DEFAULT_INITIAL_WINDOW = 65535
 _MAX_CHUNK = 1024 * 1024
 
 
+class StreamRefusedError(Exception):
+    """The connection cannot open another stream (it is shutting down)."""
+
+
 class ErrorCodes(IntEnum):
     """RFC 9113 section 7 error codes, for RST_STREAM and GOAWAY."""
 
@@ -344,17 +348,34 @@ class Http2Codec:
                      (b":authority", head.authority.encode("latin-1")),
                      (b":path", head.path.encode("latin-1"))]
         block.extend(_regular(head.headers))
-        stream_id = self.conn.send_request(block, end_stream=end_stream)
+        try:
+            stream_id = self.conn.send_request(block, end_stream=end_stream)
+        except ngh2.NGH2Error as error:
+            # Shutting down (GOAWAY either way) or out of stream ids: the caller retries
+            # elsewhere, as for REFUSED_STREAM (RFC 9113 8.7).
+            raise StreamRefusedError(str(error)) from error
         self._open.add(stream_id)
         return stream_id
 
     def send_response_head(self, stream_id: int, head: ResponseHead, *, end_stream: bool) -> None:
         block: list[ngh2.Header] = [(b":status", str(head.status).encode())]
         block.extend(_regular(head.headers))
-        self.conn.send_response(stream_id, block, end_stream=end_stream)
+        try:
+            self.conn.send_response(stream_id, block, end_stream=end_stream)
+        except ngh2.NGH2Error:
+            self._gone(stream_id)
 
     def send_trailers(self, stream_id: int, trailers: Headers) -> None:
-        self.conn.send_trailers(stream_id, _regular(trailers))
+        try:
+            self.conn.send_trailers(stream_id, _regular(trailers))
+        except ngh2.NGH2Error:
+            self._gone(stream_id)
+
+    def _gone(self, stream_id: int) -> None:
+        """A send found the stream reset or the connection terminating: libnghttp2 already
+        dropped it; the owner learns from the StreamReset / ProtocolFailed it also gets.
+        Nothing more is sent on it."""
+        self._open.discard(stream_id)
 
     def sendable(self, stream_id: int) -> int:
         """How many DATA bytes may be handed to the codec now on `stream_id` without queuing
@@ -368,14 +389,24 @@ class Http2Codec:
             # Not on the wire yet (libnghttp2 creates the stream when its HEADERS go out).
             stream_window = conn.remote_settings.get(_SETTING_INITIAL_WINDOW,
                                                      _DEFAULT_INITIAL_WINDOW)
-        window = min(stream_window, conn.remote_window_size)
-        return max(0, min(window - conn.queued_body_size(stream_id), _MAX_CHUNK))
+        try:
+            window = min(stream_window, conn.remote_window_size)
+            return max(0, min(window - conn.queued_body_size(stream_id), _MAX_CHUNK))
+        except ngh2.NGH2Error:
+            self._gone(stream_id)
+            return -1
 
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None:
-        self.conn.send_data(stream_id, data, end_stream=end_stream)
+        try:
+            self.conn.send_data(stream_id, data, end_stream=end_stream)
+        except ngh2.NGH2Error:
+            self._gone(stream_id)
 
     def end_stream(self, stream_id: int) -> None:
-        self.conn.end_stream(stream_id)
+        try:
+            self.conn.end_stream(stream_id)
+        except ngh2.NGH2Error:
+            self._gone(stream_id)
 
     def acknowledge(self, stream_id: int, length: int) -> None:
         """Return `length` bytes of window to the peer once they left our buffers (also for a

@@ -22,7 +22,7 @@ from proxy.http.events import (
     WindowOpened,
 )
 from proxy.http.headers import Headers, RequestHead
-from proxy.http.http2 import ErrorCodes, Http2Codec
+from proxy.http.http2 import ErrorCodes, Http2Codec, StreamRefusedError
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import ConnectFailedError, UpstreamStream
 from proxy.upstream.pools.connection import WriteFlow, open_pooled
@@ -136,8 +136,14 @@ class Http2Connection(asyncio.Protocol):
         return stream
 
     def start_stream(self, stream: Http2Stream, head: RequestHead, end_stream: bool) -> int:
+        """Send the request HEADERS; 0 when the connection can no longer open streams."""
         self.unsent -= 1
-        stream_id = self.codec.send_request_head(head, end_stream=end_stream)
+        stream.started = True
+        try:
+            stream_id = self.codec.send_request_head(head, end_stream=end_stream)
+        except StreamRefusedError:
+            self.draining = True
+            return 0
         self.streams[stream_id] = stream
         self.flush()
         return stream_id
@@ -145,7 +151,7 @@ class Http2Connection(asyncio.Protocol):
     def stream_done(self, stream: Http2Stream) -> None:
         if stream.stream_id:
             self.streams.pop(stream.stream_id, None)
-        else:
+        elif not stream.started:
             self.unsent -= 1
         if not self.streams and not self.unsent and (self.draining or self.pool.closed):
             self.close()
@@ -166,6 +172,7 @@ class Http2Stream(UpstreamStream):
         super().__init__(host)
         self.connection = connection
         self.stream_id = 0  # assigned when the HEADERS are sent
+        self.started = False  # start_stream() was called (its slot no longer counts as unsent)
 
     async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
         connection = self.connection
@@ -173,6 +180,9 @@ class Http2Stream(UpstreamStream):
             self.deliver(StreamReset(self.stream_id, ErrorCodes.REFUSED_STREAM))
             return
         self.stream_id = connection.start_stream(self, head, end_stream)
+        if not self.stream_id:
+            self.deliver(StreamReset(0, ErrorCodes.REFUSED_STREAM))
+            return
         await connection.flow.drained()
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:

@@ -6,6 +6,7 @@ import struct
 
 import h2.config
 import h2.connection
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,7 @@ from proxy.http.events import (
     StreamReset,
 )
 from proxy.http.headers import Headers, RequestHead, ResponseHead
-from proxy.http.http2 import PREFACE, Http2Codec
+from proxy.http.http2 import PREFACE, Http2Codec, StreamRefusedError
 
 
 def _server() -> Http2Codec:
@@ -154,3 +155,26 @@ def test_sendable_follows_the_peer_window_and_what_is_queued() -> None:
     assert client.sendable(stream_id) > 0  # WINDOW_UPDATE reopened it
     client.reset(stream_id)
     assert client.sendable(stream_id) == -1
+
+
+def test_sending_on_a_dead_stream_or_connection_never_raises_into_the_proxy() -> None:
+    client = Http2Codec(client_side=True)
+    client.initiate()
+    server = Http2Codec(client_side=False)
+    server.initiate()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    stream_id = client.send_request_head(
+        RequestHead("POST", "/", "a", "http", Headers(), "HTTP/2"), end_stream=False)
+    server.receive_data(client.data_to_send())
+    server.reset(stream_id)
+    client.receive_data(server.data_to_send())  # RST_STREAM reaches the client
+    client.send_data(stream_id, b"late", end_stream=True)  # dropped, no exception
+    client.send_trailers(stream_id, Headers([("x", "1")]))
+    assert client.sendable(stream_id) == -1
+    server.send_response_head(stream_id, ResponseHead(200), end_stream=True)  # ours, reset
+    server.close(1)  # GOAWAY PROTOCOL_ERROR
+    client.receive_data(server.data_to_send())
+    with pytest.raises(StreamRefusedError):
+        client.send_request_head(RequestHead("GET", "/", "a", "http", Headers(), "HTTP/2"),
+                                 end_stream=True)
