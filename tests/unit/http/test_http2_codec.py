@@ -178,3 +178,23 @@ def test_sending_on_a_dead_stream_or_connection_never_raises_into_the_proxy() ->
     with pytest.raises(StreamRefusedError):
         client.send_request_head(RequestHead("GET", "/", "a", "http", Headers(), "HTTP/2"),
                                  end_stream=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_frames, st.integers(1, 64))
+def test_fuzzed_frames_towards_the_upstream_side(frames: list[bytes], chunk: int) -> None:
+    # The upstream (client) codec with a request in flight, fed random server frames in
+    # random chunk sizes, answering what it can: events or a GOAWAY, never an exception.
+    client = Http2Codec(client_side=True)
+    client.initiate()
+    stream_id = client.send_request_head(
+        RequestHead("POST", "/", "a", "http", Headers(), "HTTP/2"), end_stream=False)
+    client.data_to_send()
+    wire = _frame(0x4, 0, 0, b"") + b"".join(frames)  # the server's SETTINGS first
+    for start in range(0, len(wire), chunk):
+        for event in client.receive_data(wire[start:start + chunk]):
+            if isinstance(event, DataReceived):
+                client.acknowledge(event.stream_id, event.flow_controlled_length)
+        if client.sendable(stream_id) > 0:
+            client.send_data(stream_id, b"x", end_stream=False)
+        client.data_to_send()
