@@ -12,7 +12,7 @@ seconds measured on a monotonic clock by the caller (None when the event never h
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +45,10 @@ class HeaderMap:
     def get(self, name: str) -> str | None:
         return self._values.get(name.lower())
 
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """(lower-case name, first value) pairs, as proxy.http.headers.Headers iterates."""
+        return iter(self._values.items())
+
     def __repr__(self) -> str:
         return f"HeaderMap({len(self._values)} headers)"
 
@@ -52,9 +56,12 @@ class HeaderMap:
 EMPTY_HEADERS = HeaderMap()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestInfo:
     """What one finished HTTP stream (or tcp_proxy connection) looked like.
+
+    Built once per request and only read afterwards. Not `frozen`: a frozen dataclass sets its
+    30 fields through object.__setattr__, which made building it ~3.6 us instead of ~0.6 us.
 
     Fill in what is known; leave the rest at its default. `response_code` None means no response
     was sent (Envoy logs 0). `response_flags` are Envoy's short names (`UH`, `UF`, `URX`, `NR`,

@@ -69,13 +69,47 @@ def int_attribute(key_field: bytes, value: int) -> bytes:
     return b"\x4a" + varint(len(pair)) + pair
 
 
+class _StringAttribute:
+    """One string attribute key: the bytes before the value depend only on its length."""
+
+    __slots__ = ("_key_field", "_prefixes")
+
+    def __init__(self, key: str) -> None:
+        self._key_field = _key_field(key)
+        self._prefixes: dict[int, bytes] = {}
+
+    def encode(self, value: str) -> bytes:
+        raw = value.encode()
+        prefix = self._prefixes.get(len(raw))
+        if prefix is None:
+            prefix = string_attribute(self._key_field, value)[:-len(raw) or None]
+            self._prefixes = _bounded(self._prefixes)
+            self._prefixes[len(raw)] = prefix
+        return prefix + raw
+
+
+class _IntAttribute:
+    """One integer attribute key, its encoded KeyValues cached per value (ports, sizes)."""
+
+    __slots__ = ("_encoded", "_key_field")
+
+    def __init__(self, key: str) -> None:
+        self._key_field = _key_field(key)
+        self._encoded: dict[int, bytes] = {}
+
+    def encode(self, value: int) -> bytes:
+        encoded = self._encoded.get(value)
+        if encoded is None:
+            encoded = int_attribute(self._key_field, value)
+            self._encoded = _bounded(self._encoded)
+            self._encoded[value] = encoded
+        return encoded
+
+
 _PATH = _key_field("url.path")
-_QUERY = _key_field("url.query")
+_QUERY = _StringAttribute("url.query")
 _CLIENT_ADDRESS = _key_field("client.address")
-_CLIENT_PORT = _key_field("client.port")
-_REQUEST_SIZE = _key_field("http.request.body.size")
-_RESPONSE_SIZE = _key_field("http.response.body.size")
-_REQUEST_ID = _key_field("guid:x-request-id")
+_REQUEST_ID = _StringAttribute("guid:x-request-id")
 
 
 def span_field(body: bytes) -> bytes:
@@ -94,6 +128,9 @@ class ServerSpanEncoder:
         self._paths: dict[str, bytes] = {}
         self._clients: dict[str, bytes] = {}
         self._names: dict[str, bytes] = {}
+        self._client_port = _IntAttribute("client.port")
+        self._request_size = _IntAttribute("http.request.body.size")
+        self._response_size = _IntAttribute("http.response.body.size")
 
     def encode(self, trace_id: int, span_id: int, parent_span_id: int, tracestate: str,
                name: str, start_ns: int, end_ns: int, info: RequestInfo,
@@ -114,16 +151,16 @@ class ServerSpanEncoder:
         path, _, query = info.path.partition("?")
         parts.append(self._path(path))
         if query:
-            parts.append(string_attribute(_QUERY, query))
-        parts.append(int_attribute(_REQUEST_SIZE, info.bytes_received))
-        parts.append(int_attribute(_RESPONSE_SIZE, info.bytes_sent))
+            parts.append(_QUERY.encode(query))
+        parts.append(self._request_size.encode(info.bytes_received))
+        parts.append(self._response_size.encode(info.bytes_sent))
         client = info.downstream_remote_address
         if client is not None:
             parts.append(self._client_address(client[0]))
-            parts.append(int_attribute(_CLIENT_PORT, client[1]))
+            parts.append(self._client_port.encode(client[1]))
         request_id = info.request_headers.get("x-request-id")
         if request_id:
-            parts.append(string_attribute(_REQUEST_ID, request_id))
+            parts.append(_REQUEST_ID.encode(request_id))
         parts.append(self._literal_tags)
         if header_tags:
             parts.append(encode_attributes(9, header_tags))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
 from random import getrandbits
 from typing import Any
 
@@ -230,23 +231,28 @@ class Tracer:
     def _chance(self, percent: float) -> bool:
         return percent >= 100.0 or (percent > 0.0 and self._random() * 100.0 < percent)
 
-    def start_server_span(self, headers: HeaderAccessor, *, method: str = "", path: str = "",
-                          authority: str = "", start_time: float | None = None) -> ServerSpan:
-        """The SERVER span of one request. An incoming sampled flag (W3C `traceparent`, or B3)
-        decides, as Envoy's OpenTelemetry tracer keeps the parent's decision; otherwise the
-        HCM decision above."""
-        sampled = self._decide(headers)
+    def start_server_span(self, headers: Iterable[tuple[str, str]], *, method: str = "",
+                          path: str = "", authority: str = "",
+                          start_time: float | None = None) -> ServerSpan:
+        """The SERVER span of one request (`headers`: lower-case names, as the HCM has them).
+
+        An incoming sampled flag (W3C `traceparent`, or B3) decides, as Envoy's OpenTelemetry
+        tracer keeps the parent's decision; otherwise the HCM decision above."""
+        found: dict[str, str] = {}
+        for name, value in headers:  # one pass for the ~8 headers tracing reads
+            if name in _TRACING_HEADERS and name not in found:
+                found[name] = value
+        sampled = self._decide(found)
         parent_span_id, tracestate = 0, ""
-        if _may_carry_context(headers):
-            parent, incoming = extract(headers)
+        trace_id = 0
+        if len(found) > ("x-request-id" in found):  # more than the request id: maybe a parent
+            parent, incoming = extract(found)
             if incoming is not None:
                 sampled = incoming
             if parent is not None:
                 trace_id, parent_span_id, tracestate = (parent.trace_id, parent.span_id,
                                                         parent.tracestate)
-            else:
-                trace_id = getrandbits(128) or 1
-        else:
+        if not trace_id:
             trace_id = getrandbits(128) or 1
         start_ns = int(start_time * 1e9) if start_time is not None else time.time_ns()
         name = self.config.operation or _span_name(method, authority, path)
@@ -257,8 +263,10 @@ class Tracer:
         return self.pipeline.flush(timeout)
 
 
+_TRACING_HEADERS = frozenset({
+    "x-request-id", "x-client-trace-id", "x-envoy-force-trace", "traceparent", "tracestate",
+    "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"})
 _TRACED_REASONS = frozenset("9ab")  # UUIDRequestIDExtension's marks at index 14 of a UUID
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _request_id_value(request_id: str | None) -> int | None:
@@ -266,16 +274,12 @@ def _request_id_value(request_id: str | None) -> int | None:
     if request_id is None or len(request_id) < 8:
         return None
     head = request_id[:8]
-    if not _HEX_DIGITS.issuperset(head):
+    if not head.isalnum():  # int() would also take "+", "_" and spaces
         return None
-    return int(head, 16)
-
-
-def _may_carry_context(headers: HeaderAccessor) -> bool:
-    """Cheap pre-check before the full W3C/B3 extraction: most requests carry none."""
-    return (headers.get("traceparent") is not None or headers.get("b3") is not None
-            or headers.get("x-b3-traceid") is not None or headers.get("x-b3-sampled") is not None
-            or headers.get("x-b3-flags") is not None)
+    try:
+        return int(head, 16)
+    except ValueError:
+        return None
 
 
 def _span_name(method: str, authority: str, path: str) -> str:
