@@ -384,15 +384,15 @@ class Http2Codec:
             return -1
         conn = self.conn
         try:
-            stream_window = conn.stream_remote_window_size(stream_id)
-        except ngh2.NGH2Error:
-            # Not on the wire yet (libnghttp2 creates the stream when its HEADERS go out).
-            stream_window = conn.remote_settings.get(_SETTING_INITIAL_WINDOW,
-                                                     _DEFAULT_INITIAL_WINDOW)
-        try:
+            try:
+                stream_window = conn.stream_remote_window_size(stream_id)
+            except ngh2.StreamUnavailableError:
+                # Not on the wire yet (libnghttp2 creates the stream when its HEADERS go out).
+                stream_window = conn.remote_settings.get(_SETTING_INITIAL_WINDOW,
+                                                         _DEFAULT_INITIAL_WINDOW)
             window = min(stream_window, conn.remote_window_size)
             return max(0, min(window - conn.queued_body_size(stream_id), _MAX_CHUNK))
-        except ngh2.NGH2Error:
+        except ngh2.NGH2Error:  # the connection is terminating
             self._gone(stream_id)
             return -1
 
@@ -453,4 +453,8 @@ class Http2Codec:
 
     @property
     def peer_max_concurrent_streams(self) -> int:
-        return self.conn.remote_settings.get(_SETTING_MAX_STREAMS, DEFAULT_MAX_CONCURRENT_STREAMS)
+        try:
+            settings = self.conn.remote_settings
+        except ngh2.NGH2Error:  # the connection is terminating: no new streams
+            return 0
+        return settings.get(_SETTING_MAX_STREAMS, DEFAULT_MAX_CONCURRENT_STREAMS)
