@@ -306,6 +306,11 @@ class Router:
                 if retries.policy is not None and retries.remaining == 0:
                     stream.set_flag("URX")
                 status = 504 if failed.failure == "per_try_timeout" else 503
+                if failed.failure in ("connect_failure", "overflow"):
+                    # Envoy router.cc chargeUpstreamAbort: the local reply's code counts for
+                    # the cluster even though no request reached the host.
+                    _count(plan.runtime, f"upstream_rq_{status}")
+                    _count(plan.runtime, f"upstream_rq_{status // 100}xx")
                 headers = Headers()
                 if failed.failure == "overflow" and not self.suppress_envoy_headers:
                     # Envoy router.cc onUpstreamAbort: a request dropped by a circuit
