@@ -131,7 +131,8 @@ def test_cookie_crumbs_are_joined_for_the_upstream() -> None:
     assert request.head.headers.get("cookie") == "a=1; b=2"  # RFC 9113 8.2.3
 
 
-def test_sendable_follows_the_peer_window_and_what_is_queued() -> None:
+def _connected_pair_with_a_post() -> tuple[Http2Codec, Http2Codec, int]:
+    """A client and a server codec past their SETTINGS, the client with a POST open."""
     client = Http2Codec(client_side=True)
     client.initiate()
     server = Http2Codec(client_side=False)
@@ -140,6 +141,11 @@ def test_sendable_follows_the_peer_window_and_what_is_queued() -> None:
     client.receive_data(server.data_to_send())
     stream_id = client.send_request_head(
         RequestHead("POST", "/", "a", "http", Headers(), "HTTP/2"), end_stream=False)
+    return client, server, stream_id
+
+
+def test_sendable_follows_the_peer_window_and_what_is_queued() -> None:
+    client, server, stream_id = _connected_pair_with_a_post()
     assert stream_id == 1
     # The server advertised a 1 MiB stream window; the connection window is RFC 9113's
     # 65,535 until the server's WINDOW_UPDATE arrives, which it did above.
@@ -158,14 +164,7 @@ def test_sendable_follows_the_peer_window_and_what_is_queued() -> None:
 
 
 def test_sending_on_a_dead_stream_or_connection_never_raises_into_the_proxy() -> None:
-    client = Http2Codec(client_side=True)
-    client.initiate()
-    server = Http2Codec(client_side=False)
-    server.initiate()
-    server.receive_data(client.data_to_send())
-    client.receive_data(server.data_to_send())
-    stream_id = client.send_request_head(
-        RequestHead("POST", "/", "a", "http", Headers(), "HTTP/2"), end_stream=False)
+    client, server, stream_id = _connected_pair_with_a_post()
     server.receive_data(client.data_to_send())
     server.reset(stream_id)
     client.receive_data(server.data_to_send())  # RST_STREAM reaches the client
