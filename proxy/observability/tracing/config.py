@@ -86,6 +86,9 @@ def translate_tracing(message: Any, *, environ: dict[str, str] | None = None) ->
     if message.HasField("max_path_tag_length"):
         max_path = message.max_path_tag_length.value
     spawn = message.spawn_upstream_span.value if message.HasField("spawn_upstream_span") else False
+    for name in ("operation", "upstream_operation"):
+        if "%" in getattr(message, name):  # Envoy formats them as substitution strings
+            raise unsupported(name, "command operators in span names")
     return TracingConfig(
         service_name=provider.service_name,
         grpc=provider.grpc,

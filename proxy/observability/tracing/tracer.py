@@ -189,6 +189,11 @@ class Tracer:
         self.header_tags = tuple((tag.tag, tag.request_header, tag.default_value)
                                  for tag in config.custom_tags if tag.literal is None)
         self.encoder = ServerSpanEncoder(config.max_path_tag_length, literal)
+        # Envoy 1.40 names the HCM's span after HttpConnectionManager.Tracing.operation, else
+        # "ingress" (listeners with traffic_direction OUTBOUND: "egress <host>"; a route
+        # decorator's operation overrides: neither reaches the HCM here, see
+        # docs/observability.md). Checked against Envoy with a fake collector.
+        self._name = config.operation or "ingress"
 
     def _decide(self, headers: HeaderAccessor) -> bool:
         """Envoy's HCM tracing decision, stable per x-request-id.
@@ -255,9 +260,8 @@ class Tracer:
         if not trace_id:
             trace_id = getrandbits(128) or 1
         start_ns = int(start_time * 1e9) if start_time is not None else time.time_ns()
-        name = self.config.operation or _span_name(method, authority, path)
         return ServerSpan(self, trace_id, getrandbits(64) or 1, parent_span_id, sampled,
-                          tracestate, name, start_ns)
+                          tracestate, self._name, start_ns)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.pipeline.flush(timeout)
@@ -280,11 +284,6 @@ def _request_id_value(request_id: str | None) -> int | None:
         return int(head, 16)
     except ValueError:
         return None
-
-
-def _span_name(method: str, authority: str, path: str) -> str:
-    """Envoy names the HCM span after the request: `<authority><path>` without the query."""
-    return f"{authority}{path.partition('?')[0]}" or method or "ingress"
 
 
 class TcpSpan:

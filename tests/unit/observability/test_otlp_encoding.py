@@ -5,13 +5,16 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from proxy.observability.request_info import HeaderMap, RequestInfo
 from proxy.observability.tracing.otlp import (
     SpanRecord,
     encode_request,
     encode_resource,
     encode_scope,
 )
+from proxy.observability.tracing.span_encoder import ServerSpanEncoder
 
 values = st.one_of(st.text(max_size=40), st.booleans(),
                    st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -41,3 +44,69 @@ def test_round_trip(attributes: dict[str, object], name: str, trace_id: int, spa
     assert span.status.code == (2 if error else 0)
     decoded = {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in span.attributes}
     assert decoded == attributes
+
+
+texts = st.text(max_size=30)
+
+
+@given(trace_id=st.integers(1, 2**128 - 1), span_id=st.integers(1, 2**64 - 1),
+       parent=st.integers(0, 2**64 - 1), tracestate=texts, name=texts,
+       start=st.integers(0, 2**62), duration=st.integers(0, 2**30),
+       method=texts, path=texts, authority=texts, protocol=st.sampled_from(
+           ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "x"]),
+       code=st.one_of(st.none(), st.integers(100, 599)),
+       flags=st.lists(st.sampled_from(["UF", "URX", "NR"]), max_size=2).map(tuple),
+       route=texts, cluster=texts, upstream=texts,
+       client=st.one_of(st.none(), st.tuples(texts, st.integers(0, 65535))),
+       sizes=st.tuples(st.integers(0, 2**40), st.integers(0, 2**40)),
+       headers=st.dictionaries(st.sampled_from(["user-agent", "x-request-id", "x-tenant"]),
+                               st.text(min_size=1, max_size=40)))
+def test_server_span_encoder_round_trip(trace_id: int, span_id: int, parent: int,
+                                        tracestate: str, name: str, start: int, duration: int,
+                                        method: str, path: str, authority: str, protocol: str,
+                                        code: int | None, flags: tuple[str, ...], route: str,
+                                        cluster: str, upstream: str,
+                                        client: tuple[str, int] | None,
+                                        sizes: tuple[int, int], headers: dict[str, str]) -> None:
+    """The hand-built SERVER span bytes, decoded by the official opentelemetry-proto Span."""
+    info = RequestInfo(start_time=0, method=method, path=path, authority=authority,
+                       protocol=protocol, response_code=code, response_flags=flags,
+                       route_name=route, upstream_cluster=cluster, upstream_host=upstream,
+                       downstream_remote_address=client, bytes_received=sizes[0],
+                       bytes_sent=sizes[1], request_headers=HeaderMap(headers.items()))
+    encoder = ServerSpanEncoder(16, [("team", "mesh")])
+    header_tags = [("tenant", headers["x-tenant"])] if "x-tenant" in headers else []
+    for _ in range(2):  # the second time from the caches
+        span = Span.FromString(encoder.encode(trace_id, span_id, parent, tracestate, name,
+                                              start, start + duration, info, header_tags))
+        assert int.from_bytes(span.trace_id, "big") == trace_id
+        assert int.from_bytes(span.span_id, "big") == span_id
+        assert span.parent_span_id == (parent.to_bytes(8, "big") if parent else b"")
+        assert (span.name, span.kind, span.trace_state) == (name, 2, tracestate)
+        assert (span.start_time_unix_nano, span.end_time_unix_nano) == (start, start + duration)
+        error = code is None or code >= 500
+        assert span.status.code == (2 if error else 0) and span.flags == 1
+        attributes = {kv.key: getattr(kv.value, kv.value.WhichOneof("value"))
+                      for kv in span.attributes}
+        assert len(attributes) == len(span.attributes)  # no key twice
+        just_path, _, query = path.partition("?")
+        expected: dict[str, object] = {
+            "http.request.method": method or "_OTHER", "url.path": just_path[:16],
+            "url.scheme": "http", "server.address": authority, "network.protocol.name": "http",
+            "network.protocol.version": {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1",
+                                         "HTTP/2": "2"}.get(protocol, protocol),
+            "component": "proxy", "response_flags": ",".join(flags) or "-",
+            "http.request.body.size": sizes[0], "http.response.body.size": sizes[1],
+            "team": "mesh"}
+        optional = {"url.query": query, "http.route": route, "upstream_cluster": cluster,
+                    "upstream_address": upstream, "user_agent.original": headers.get("user-agent"),
+                    "guid:x-request-id": headers.get("x-request-id"),
+                    "tenant": headers.get("x-tenant")}
+        expected.update({key: value for key, value in optional.items() if value})
+        if code is not None:
+            expected["http.response.status_code"] = code
+        if client is not None:
+            expected["client.address"], expected["client.port"] = client
+        if error:
+            expected["error.type"] = str(code or "no_response")
+        assert attributes == expected

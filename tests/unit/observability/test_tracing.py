@@ -306,3 +306,24 @@ def test_collector_cluster_resolved_at_first_export_and_failure_counted() -> Non
     assert pipeline.flush()
     assert stats.counter("tracing.opentelemetry.export_failures").value == 1
     pipeline.close()
+
+
+def test_span_names_follow_envoy() -> None:
+    """Envoy 1.40 (checked with a fake collector): the SERVER span is "ingress", or the HCM's
+    `operation`; CLIENT spans "router <cluster> egress", or `upstream_operation`."""
+    tracer, exporter = make_tracer(TracingConfig(spawn_upstream_span=True))
+    span = tracer.start_server_span(request(), method="GET", path="/a?b", authority="svc")
+    span.start_client_span(cluster="backend", upstream_host="h:1").finish(status_code=200)
+    span.finish(RequestInfo(start_time=0, response_code=200))
+    named, named_exporter = make_tracer(TracingConfig(spawn_upstream_span=True,
+                                                      operation="op", upstream_operation="up"))
+    other = named.start_server_span(request())
+    other.start_client_span(cluster="backend", upstream_host="h:1").finish(status_code=200)
+    other.finish(RequestInfo(start_time=0, response_code=200))
+    assert sorted(s.name for s in finished(tracer, exporter)) == [
+        "ingress", "router backend egress"]
+    assert sorted(s.name for s in finished(named, named_exporter)) == ["op", "up"]
+    with pytest.raises(ConfigError) as caught:
+        translate_tracing(tracing_message({"provider": provider(),
+                                           "operation": "%REQ(:PATH)%"}))
+    assert caught.value.field == "operation"
