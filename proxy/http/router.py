@@ -356,7 +356,9 @@ class Router:
             client_span = server_span.start_client_span(
                 cluster=stream.upstream_cluster, upstream_host=stream.upstream_host,
                 method=head.method, path=head.path, authority=head.authority)
-            head = replace(head, headers=head.headers.copy())
+            if client_span.spawned:  # a span id per attempt: a header copy per attempt
+                head = replace(head, headers=head.headers.copy())
+            # Otherwise the same traceparent for every attempt, set on the router's own copy.
             for name, value in client_span.inject_headers():
                 head.headers.set(name, value)
         try:

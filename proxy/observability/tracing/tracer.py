@@ -49,6 +49,7 @@ class ClientSpan:
     """One upstream attempt (CLIENT span), or a stand-in when no span is spawned."""
 
     __slots__ = ("_pipeline", "_record", "context")
+    spawned = True  # its own span id: callers copy the request headers per attempt
 
     def __init__(self, pipeline: SpanPipeline | None, record: SpanRecord | None,
                  context: TraceContext) -> None:
@@ -82,6 +83,7 @@ class _UnspawnedAttempt:
     the upstream sees the SERVER span as its parent."""
 
     __slots__ = ("_server",)
+    spawned = False
 
     def __init__(self, server: ServerSpan) -> None:
         self._server = server
