@@ -5,7 +5,9 @@ tracing on at 100% sampling, for `pointsman proxy` and Envoy side by side, same 
 
 Backend: an Envoy answering with a direct_response. Collector: an in-process fake OTLP/gRPC
 collector that only counts bytes (decoding would steal CPU from the proxies on 2 cores).
-Load: wrk -t1 -c10 over HTTP/1.1 keep-alive. Both proxies run `--concurrency 1`.
+Load: wrk -t1 -c10 over HTTP/1.1 keep-alive. Both proxies run `--concurrency 1`. The traced and
+the untraced proxy run at the same time and wrk alternates between them, round by round: the
+machine is shared, and sequential runs measured other people's load as much as tracing.
 Target (issue 5): overhead under 15%.
 """
 
@@ -73,68 +75,86 @@ def wrk(port: int, seconds: int) -> float:
     return float(match.group(1))
 
 
-def measure(kind: str, config: dict[str, Any], port: int, seconds: int,
-            rounds: int) -> tuple[float, float]:
-    """(median requests/s over `rounds` runs, proxy CPU microseconds per request)."""
+def start_proxy(kind: str, config: dict[str, Any], port: int, name: str) -> Any:
     if kind == "envoy":
         config = {**config, "layered_runtime": {"layers": [{"name": "static", "static_layer": {
             "tracing.opentelemetry.flush_interval_ms": 1000}}]}}
-        proxy: Any = Envoy(config, name="bench-envoy")
+        proxy: Any = Envoy(config, name=name)
     else:
-        proxy = Pointsman(config, name="bench-pointsman")
+        proxy = Pointsman(config, name=name)
+    proxy.wait_ready()
+    wait_for_port(port)
+    return proxy
+
+
+def measure_round(proxy: Any, port: int, seconds: int) -> tuple[float, float]:
+    """(requests/s, proxy CPU microseconds per request) of one wrk run."""
+    before = cpu_seconds(proxy.pid)
+    rate = wrk(port, seconds)
+    cpu = cpu_seconds(proxy.pid) - before
+    return rate, cpu / (rate * seconds) * 1e6
+
+
+def compare(kind: str, backend_port: int, collector_port: int, seconds: int, rounds: int,
+            spawn: bool) -> list[tuple[float, float, float, float]]:
+    """Both proxies (tracing off and on) run side by side; wrk alternates between them round
+    by round (off, on, on, off, ...), so a burst of load elsewhere on the machine hits both
+    about equally. One (off rps, on rps, off us/rq, on us/rq) per round."""
+    proxies: dict[bool, tuple[Any, int]] = {}
     try:
-        proxy.wait_ready()
-        wait_for_port(port)
-        wrk(port, 1)  # warm-up
-        rates, cpu_per_request = [], []
-        for _ in range(rounds):
-            before = cpu_seconds(proxy.pid)
-            rate = wrk(port, seconds)
-            cpu = cpu_seconds(proxy.pid) - before
-            rates.append(rate)
-            cpu_per_request.append(cpu / (rate * seconds) * 1e6)
-        return statistics.median(rates), statistics.median(cpu_per_request)
+        for traced in (False, True):
+            port = free_port()
+            config = proxy_bootstrap(port, backend_port, collector_port, traced, spawn)
+            proxies[traced] = (start_proxy(kind, config, port, f"bench-{kind}-{traced}"), port)
+        for _, port in proxies.values():
+            wrk(port, 1)  # warm-up
+        results = []
+        for round_number in range(rounds):
+            measured: dict[bool, tuple[float, float]] = {}
+            order = (False, True) if round_number % 2 == 0 else (True, False)
+            for traced in order:
+                measured[traced] = measure_round(*proxies[traced], seconds)
+            results.append((measured[False][0], measured[True][0],
+                            measured[False][1], measured[True][1]))
+        return results
     finally:
-        proxy.stop()
+        for proxy, _ in proxies.values():
+            proxy.stop()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--spawn-upstream-span", action="store_true",
                         help="a CLIENT span per attempt too (two spans per request)")
     args = parser.parse_args()
     backend_port = free_port()
     backend = Envoy(backend_bootstrap(backend_port), name="bench-backend")
     collector = FakeCollector(decode=False)
+    results: dict[str, list[tuple[float, float, float, float]]] = {}
     try:
         backend.wait_ready()
-        results: dict[tuple[str, bool], tuple[float, float]] = {}
         for kind in ("pointsman", "envoy"):
-            for traced in (False, True):
-                port = free_port()
-                config = proxy_bootstrap(port, backend_port, collector.port, traced,
-                                         args.spawn_upstream_span)
-                try:
-                    results[(kind, traced)] = measure(kind, config, port, args.seconds,
-                                                      args.rounds)
-                except RuntimeError as error:
-                    print(f"{kind} tracing={'on' if traced else 'off'}: failed: "
-                          f"{str(error)[-400:]}")
+            try:
+                results[kind] = compare(kind, backend_port, collector.port, args.seconds,
+                                        args.rounds, args.spawn_upstream_span)
+            except RuntimeError as error:
+                print(f"{kind}: failed: {str(error)[-400:]}")
     finally:
         collector.stop()
         backend.stop()
     print(f"collector: {collector.raw_requests} export requests, {collector.raw_bytes} bytes")
     print(f"{'proxy':<10} {'off rps':>9} {'on rps':>9} {'rps cost':>9} "
-          f"{'off us/rq':>10} {'on us/rq':>10} {'cpu cost':>9}")
-    for kind in ("pointsman", "envoy"):
-        off, on = results.get((kind, False)), results.get((kind, True))
-        if off is None or on is None:
-            print(f"{kind:<10} incomplete")
-            continue
-        print(f"{kind:<10} {off[0]:>9.0f} {on[0]:>9.0f} {100 * (1 - on[0] / off[0]):>8.1f}% "
-              f"{off[1]:>10.0f} {on[1]:>10.0f} {100 * (on[1] / off[1] - 1):>8.1f}%")
+          f"{'off us/rq':>10} {'on us/rq':>10} {'cpu cost':>9}   (medians of {args.rounds} rounds;"
+          " rps cost per round)")
+    for kind, rounds in results.items():
+        off_rps, on_rps, off_cpu, on_cpu = (statistics.median(r[i] for r in rounds)
+                                            for i in range(4))
+        costs = [100 * (1 - on / off) for off, on, _, _ in rounds]
+        print(f"{kind:<10} {off_rps:>9.0f} {on_rps:>9.0f} {statistics.median(costs):>8.1f}% "
+              f"{off_cpu:>10.0f} {on_cpu:>10.0f} {100 * (on_cpu / off_cpu - 1):>8.1f}%   "
+              f"[{' '.join(f'{c:.0f}' for c in costs)}]")
     return 0
 
 
