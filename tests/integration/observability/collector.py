@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-_SERVICES = {
+_SERVICES: dict[str, tuple[Any, Any]] = {
     "opentelemetry.proto.collector.trace.v1.TraceService": (
         trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
     "opentelemetry.proto.collector.metrics.v1.MetricsService": (
@@ -63,7 +63,7 @@ class FakeCollector:
         """(resource attributes, span) for every span received."""
         with self._lock:
             requests = list(self.traces)
-        found = []
+        found: list[tuple[dict[str, str], Any]] = []
         for request in requests:
             for resource_spans in request.resource_spans:
                 resource = {kv.key: kv.value.string_value
