@@ -30,7 +30,6 @@ _PROTOCOL_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP
 # Span fields: 1 trace_id, 2 span_id (bytes); 3 trace_state; 4 parent_span_id; 5 name;
 # 6 kind (varint); 7/8 start/end time (fixed64, tags 0x39/0x41); 9 attributes; 15 status;
 # 16 flags (fixed32, tag 0x85 0x01).
-_IDS = struct.Struct(">BBQQBBQ")  # 0x0a 16 <trace id: two big-endian halves> 0x12 8 <span id>
 _PARENT = struct.Struct(">BBQ")  # 0x22 8 <parent span id>
 _TIMES = struct.Struct("<BQBQ")
 _SAMPLED_FLAGS = b"\x85\x01\x01\x00\x00\x00"  # W3C trace flags: sampled
@@ -132,14 +131,14 @@ class ServerSpanEncoder:
         self._request_size = _IntAttribute("http.request.body.size")
         self._response_size = _IntAttribute("http.response.body.size")
 
-    def encode(self, trace_id: int, span_id: int, parent_span_id: int, tracestate: str,
-               name: str, start_ns: int, end_ns: int, info: RequestInfo,
+    def encode(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
+               start_ns: int, end_ns: int, info: RequestInfo,
                header_tags: Sequence[tuple[str, str]] = ()) -> bytes:
-        """The Span message bytes (wrap with `span_field` for the queue)."""
+        """The Span message bytes (wrap with `span_field` for the queue). `ids`: the trace id
+        (16 bytes) and the span id (8 bytes), big-endian as OTLP carries them."""
         code = info.response_code
         error = code is None or code >= 500  # semconv: server spans fail on 5xx only
-        parts = [_IDS.pack(0x0a, 16, trace_id >> 64, trace_id & 0xFFFFFFFFFFFFFFFF,
-                           0x12, 8, span_id)]
+        parts = [b"\x0a\x10" + ids[:16] + b"\x12\x08" + ids[16:]]
         if tracestate:
             encoded = tracestate.encode()
             parts.append(b"\x1a" + varint(len(encoded)) + encoded)

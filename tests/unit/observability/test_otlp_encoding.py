@@ -77,8 +77,9 @@ def test_server_span_encoder_round_trip(trace_id: int, span_id: int, parent: int
     encoder = ServerSpanEncoder(16, [("team", "mesh")])
     header_tags = [("tenant", headers["x-tenant"])] if "x-tenant" in headers else []
     for _ in range(2):  # the second time from the caches
-        span = Span.FromString(encoder.encode(trace_id, span_id, parent, tracestate, name,
-                                              start, start + duration, info, header_tags))
+        ids = trace_id.to_bytes(16, "big") + span_id.to_bytes(8, "big")
+        span = Span.FromString(encoder.encode(ids, parent, tracestate, name, start,
+                                              start + duration, info, header_tags))
         assert int.from_bytes(span.trace_id, "big") == trace_id
         assert int.from_bytes(span.span_id, "big") == span_id
         assert span.parent_span_id == (parent.to_bytes(8, "big") if parent else b"")

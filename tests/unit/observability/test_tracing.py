@@ -327,3 +327,15 @@ def test_span_names_follow_envoy() -> None:
         translate_tracing(tracing_message({"provider": provider(),
                                            "operation": "%REQ(:PATH)%"}))
     assert caught.value.field == "operation"
+
+
+def test_all_zero_ids_are_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """W3C Trace Context: an all-zero trace id or parent id is invalid."""
+    import proxy.observability.tracing.tracer as tracer_module
+
+    monkeypatch.setattr(tracer_module, "getrandbits", lambda bits: 0)
+    tracer, _ = make_tracer(TracingConfig())
+    span = tracer.start_server_span(request())
+    _, trace_id, span_id, _ = dict(span.inject_headers())["traceparent"].split("-")
+    assert int(trace_id, 16) and int(span_id, 16)
+    assert span.trace_id == trace_id and span.context.span_id_hex == span_id
