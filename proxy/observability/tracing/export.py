@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import urllib.request
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -165,9 +166,10 @@ class SpanPipeline:
         thread: no GIL ping-pong with the event loop) and queue the bytes."""
         self._add(encode_span_field(span))
 
-    def submit_encoded(self, span_field: bytes) -> None:
-        """Queue a span already encoded as a ScopeSpans.spans field."""
-        self._add(span_field)
+    @property
+    def submit_encoded(self) -> Callable[[bytes], None]:
+        """Queue a span already encoded as a ScopeSpans.spans field (the batcher's `add`)."""
+        return self._add
 
     def _export(self, spans: list[bytes]) -> None:
         try:

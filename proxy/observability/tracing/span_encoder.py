@@ -111,11 +111,6 @@ _CLIENT_ADDRESS = _key_field("client.address")
 _REQUEST_ID = _StringAttribute("guid:x-request-id")
 
 
-def span_field(body: bytes) -> bytes:
-    """A Span as a ScopeSpans.spans field (field 2): what the export queue holds."""
-    return b"\x12" + varint(len(body)) + body
-
-
 class ServerSpanEncoder:
     """Encodes finished SERVER spans of one tracer (its custom tags and path limit)."""
 
@@ -131,11 +126,9 @@ class ServerSpanEncoder:
         self._request_size = _IntAttribute("http.request.body.size")
         self._response_size = _IntAttribute("http.response.body.size")
 
-    def encode(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
+    def _parts(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
                start_ns: int, end_ns: int, info: RequestInfo,
-               header_tags: Sequence[tuple[str, str]] = ()) -> bytes:
-        """The Span message bytes (wrap with `span_field` for the queue). `ids`: the trace id
-        (16 bytes) and the span id (8 bytes), big-endian as OTLP carries them."""
+               header_tags: Sequence[tuple[str, str]]) -> list[bytes]:
         code = info.response_code
         error = code is None or code >= 500  # semconv: server spans fail on 5xx only
         parts = [b"\x0a\x10" + ids[:16] + b"\x12\x08" + ids[16:]]
@@ -166,6 +159,24 @@ class ServerSpanEncoder:
         if error:
             parts.append(_ERROR_STATUS)
         parts.append(_SAMPLED_FLAGS)
+        return parts
+
+    def encode(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
+               start_ns: int, end_ns: int, info: RequestInfo,
+               header_tags: Sequence[tuple[str, str]] = ()) -> bytes:
+        """The Span message bytes. `ids`: the trace id (16 bytes) and the span id (8 bytes),
+        big-endian as OTLP carries them."""
+        return b"".join(self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns,
+                                    info, header_tags))
+
+    def encode_field(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
+                     start_ns: int, end_ns: int, info: RequestInfo,
+                     header_tags: Sequence[tuple[str, str]] = ()) -> bytes:
+        """The span as a ScopeSpans.spans field, what the export queue holds: the length
+        prefix goes in front of the first part, so the span is joined (copied) once."""
+        parts = self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns, info,
+                            header_tags)
+        parts[0] = b"\x12" + varint(sum(map(len, parts))) + parts[0]
         return b"".join(parts)
 
     def _name_and_kind(self, name: str) -> bytes:

@@ -34,7 +34,7 @@ from proxy.observability.tracing.propagation import (
     new_span_id,
     new_trace_id,
 )
-from proxy.observability.tracing.span_encoder import ServerSpanEncoder, span_field
+from proxy.observability.tracing.span_encoder import ServerSpanEncoder
 from proxy.stats import Stats
 
 
@@ -176,9 +176,9 @@ class ServerSpan:
             if tracer.header_tags else ()
         duration = info.duration
         end_ns = time.time_ns() if duration is None else self.start_ns + round(duration * 1e9)
-        tracer.pipeline.submit_encoded(span_field(tracer.encoder.encode(
+        tracer.queue_span(tracer.encoder.encode_field(
             self.ids, self.parent_span_id, self.tracestate, self.name, self.start_ns, end_ns,
-            info, header_tags)))
+            info, header_tags))
 
 
 class Tracer:
@@ -186,6 +186,7 @@ class Tracer:
                  *, rng: random.Random | None = None) -> None:
         self.config = config
         self.pipeline = pipeline
+        self.queue_span = pipeline.submit_encoded
         self._random = (rng or random.Random()).random
         self._not_traced = stats.counter("tracing.not_traceable")
         self._random_sampled = stats.counter("tracing.random_sampling")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
 from proxy.observability.request_info import HeaderMap, RequestInfo
 from proxy.observability.tracing.otlp import (
@@ -80,6 +80,9 @@ def test_server_span_encoder_round_trip(trace_id: int, span_id: int, parent: int
         ids = trace_id.to_bytes(16, "big") + span_id.to_bytes(8, "big")
         span = Span.FromString(encoder.encode(ids, parent, tracestate, name, start,
                                               start + duration, info, header_tags))
+        as_field = encoder.encode_field(ids, parent, tracestate, name, start, start + duration,
+                                        info, header_tags)
+        assert list(ScopeSpans.FromString(as_field).spans) == [span]
         assert int.from_bytes(span.trace_id, "big") == trace_id
         assert int.from_bytes(span.span_id, "big") == span_id
         assert span.parent_span_id == (parent.to_bytes(8, "big") if parent else b"")
