@@ -11,8 +11,8 @@ says to ignore are followed by a request: the connection must still answer it.
 Envoy runs with its defaults (stream_error_on_invalid_http_messaging: false), so malformed
 requests end the connection, not only the stream.
 
-One deliberate difference, pinned by `ours`: for many connection errors Envoy 1.40 (its oghttp2
-codec) sends no GOAWAY at all and closes the connection after delayed_close_timeout (1 s).
+One deliberate difference, pinned by `ours`: for many connection errors Envoy 1.40 (its default
+HTTP/2 codec) sends no GOAWAY at all and closes the connection after delayed_close_timeout (1 s).
 RFC 9113 5.4.1 says an endpoint SHOULD send GOAWAY with the error code first, and issue 4 asks
 for GOAWAY with the right code, which libnghttp2 gives us; so there Pointsman answers
 ("GOAWAY", code) where Envoy is ("CLOSED",).
@@ -116,8 +116,8 @@ CASES: dict[str, Case] = {
         h2.headers(1, SLOW_GET) + h2.data(1, b"x"), _goaway(h2.STREAM_CLOSED)),
     "headers_on_half_closed_remote": _silent(
         h2.headers(1, SLOW_GET) + h2.headers(1, (("x-trailer", "1"),)), h2.STREAM_CLOSED),
-    # RFC 9113 5.1 makes these connection errors of type STREAM_CLOSED; Envoy (like
-    # libnghttp2) ignores frames on a stream it closed recently, and a later request works.
+    # RFC 9113 5.1 makes these connection errors of type STREAM_CLOSED; Envoy (and
+    # libnghttp2) ignore frames on a stream closed recently, and a later request works.
     "data_on_closed_stream": Case(h2.data(1, b"x") + h2.headers(3), OK, setup=h2.headers(1)),
     "headers_on_closed_stream": Case(h2.headers(1) + h2.headers(3), OK, setup=h2.headers(1)),
     # --- 5.1.1 stream identifiers ---------------------------------------------------------------
@@ -138,6 +138,8 @@ CASES: dict[str, Case] = {
     "headers_padding_too_long": Case(
         h2.frame(h2.HEADERS, h2.PADDED | h2.END_HEADERS | h2.END_STREAM, 1,
                  b"\xff" + h2.header_block(GET)), _goaway(h2.PROTOCOL_ERROR)),
+    # RFC 9113 5.3.1: a stream error PROTOCOL_ERROR; Envoy ends the connection (no GOAWAY),
+    # although it ignores the same self-dependency in a PRIORITY frame (below).
     "headers_self_dependency": _silent(
         h2.frame(h2.HEADERS, h2.PRIORITY_FLAG | h2.END_HEADERS | h2.END_STREAM, 1,
                  (1).to_bytes(4, "big") + b"\x0f" + h2.header_block(GET)), h2.PROTOCOL_ERROR),
@@ -178,6 +180,8 @@ CASES: dict[str, Case] = {
     # --- 6.9 WINDOW_UPDATE ----------------------------------------------------------------------
     "window_update_zero_connection": _silent(
         h2.window_update(0, 0), h2.PROTOCOL_ERROR),
+    # RFC 9113 6.9 / 6.9.1: on a stream these are stream errors (RST_STREAM); Envoy ends the
+    # connection (5.4.1 allows it), without GOAWAY.
     "window_update_zero_stream": _silent(
         OPEN_1 + h2.window_update(1, 0), h2.PROTOCOL_ERROR),
     "window_update_bad_length": Case(
@@ -186,6 +190,8 @@ CASES: dict[str, Case] = {
         h2.window_update(0, 2**31 - 1), h2.FLOW_CONTROL_ERROR),
     "window_update_overflow_stream": _silent(
         OPEN_1 + h2.window_update(1, 2**31 - 1), h2.FLOW_CONTROL_ERROR),
+    "window_update_overflow_connection_in_two_steps": _silent(
+        h2.window_update(0, 2**30) + h2.window_update(0, 2**30), h2.FLOW_CONTROL_ERROR),
     # --- 6.10 CONTINUATION ----------------------------------------------------------------------
     "continuation_after_complete_headers": Case(
         OPEN_1 + h2.frame(h2.CONTINUATION, h2.END_HEADERS, 1, h2.header_block(GET)),
