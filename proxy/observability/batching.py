@@ -91,13 +91,13 @@ class BackgroundBatcher(Generic[T]):
         # Only what is queued now: items added meanwhile wait for their own batch.
         remaining = len(self._queue) if everything else \
             len(self._queue) - len(self._queue) % self._max_batch
+        popleft = self._queue.popleft
         while remaining > 0:
-            batch: list[T] = []
-            while self._queue and len(batch) < min(self._max_batch, remaining):
-                batch.append(self._queue.popleft())
-            remaining -= len(batch)
-            if not batch:
+            size = min(self._max_batch, remaining, len(self._queue))
+            if size <= 0:
                 return
+            batch: list[T] = [popleft() for _ in range(size)]  # only this thread pops
+            remaining -= size
             try:
                 self._flush(batch)
                 self.flushed += len(batch)
