@@ -158,6 +158,8 @@ class ReplyReader:
     ended: set[int] = field(default_factory=set)
     settings_seen: bool = False
     settings_acked: bool = False
+    server_settings: dict[int, int] = field(default_factory=dict)  # as advertised
+    connection_window_increments: int = 0  # WINDOW_UPDATEs on stream 0 so far
     _block: bytearray = field(default_factory=bytearray)
     _block_stream: int = 0
     _block_ends_stream: bool = False
@@ -168,6 +170,12 @@ class ReplyReader:
                 self.settings_acked = True
             else:
                 self.settings_seen = True
+                payload = item.payload
+                for at in range(0, len(payload) - len(payload) % 6, 6):
+                    ident = int.from_bytes(payload[at:at + 2], "big")
+                    self.server_settings[ident] = int.from_bytes(payload[at + 2:at + 6], "big")
+        elif item.kind == WINDOW_UPDATE and item.stream == 0:
+            self.connection_window_increments += int.from_bytes(item.payload[:4], "big")
         elif item.kind == GOAWAY:
             self.events.append(("GOAWAY", int.from_bytes(item.payload[4:8], "big")))
         elif item.kind == RST_STREAM:
