@@ -39,7 +39,7 @@ pytestmark = pytest.mark.conformance
 # concurrently on a shared 2-core machine. No expected outcome waits for the timeout.
 READ_TIMEOUT = 6.0
 SETUP_TIMEOUT = 6.0
-CONCURRENT_CASES = 8
+CONCURRENT_CASES = 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,30 @@ def _malformed(*fields: tuple[str, str]) -> bytes:
 CONTENT_LENGTH = ("content-length mismatch: Envoy RST_STREAM(PROTOCOL_ERROR) on the stream, "
                   "Pointsman GOAWAY(PROTOCOL_ERROR) (proxy/http/http2.py _stream_closed)")
 
+HEADER_COUNT = ("max_headers_count (default 100, pseudo-headers included): Envoy resets the "
+                "stream with INTERNAL_ERROR; Pointsman's HTTP/2 codec does not count headers")
+LEADING_SPACE = ("a field value with leading whitespace: Envoy accepts it, libnghttp2 (RFC 9113 "
+                 "8.2.1) rejects the message and Pointsman ends the connection")
+EMPTY_FRAMES = ("max_consecutive_inbound_frames_with_empty_payload (default 1): Envoy ends the "
+                "connection at the second empty DATA frame; Pointsman accepts them")
+_BIG_BLOCK = h2.header_block((*GET, ("x-big", "x" * 70_000)))
+
+
+def _in_frames(stream: int, block: bytes, size: int = 16384) -> bytes:
+    """A header block as HEADERS (END_STREAM) and as many CONTINUATIONs as it takes."""
+    pieces = [block[at:at + size] for at in range(0, len(block), size)]
+    last = len(pieces) - 1
+    frames = [h2.frame(h2.HEADERS, h2.END_STREAM | (h2.END_HEADERS if last == 0 else 0),
+                       stream, pieces[0])]
+    frames += [h2.frame(h2.CONTINUATION, h2.END_HEADERS if index == last else 0, stream, piece)
+               for index, piece in enumerate(pieces[1:], 1)]
+    return b"".join(frames)
+
+
+def _regular(count: int) -> tuple[tuple[str, str], ...]:
+    return tuple((f"x-h{index}", "v") for index in range(count))
+
+
 CASES: dict[str, Case] = {
     # --- sanity ---------------------------------------------------------------------------------
     "valid_get": Case(h2.headers(1), OK),
@@ -90,6 +114,8 @@ CASES: dict[str, Case] = {
     "unknown_flags_ignored": Case(
         h2.frame(h2.HEADERS, 0x1 | 0x4 | 0x10 | 0x40, 1, h2.header_block(GET)), OK),
     "reserved_bit_ignored": Case(h2.headers(1 | 0x80000000), OK),
+    "unsolicited_ping_ack_ignored": Case(h2.ping(flags=h2.ACK) + h2.headers(1), OK),
+    "client_goaway_then_request": Case(h2.frame(h2.GOAWAY, 0, 0, bytes(8)) + h2.headers(1), OK),
     # --- 4.2 frame size -------------------------------------------------------------------------
     "data_above_max_frame_size": Case(
         OPEN_1 + h2.data(1, b"x" * 16385), _goaway(h2.FRAME_SIZE_ERROR)),
@@ -103,6 +129,22 @@ CASES: dict[str, Case] = {
     "hpack_table_size_update_after_field": Case(
         h2.headers(1, block=h2.header_block(GET) + h2.hpack_int(0, 5, 0x20)),
         _goaway(h2.COMPRESSION_ERROR)),
+    "hpack_table_size_update_to_zero_allowed": Case(
+        h2.headers(1, block=h2.hpack_int(0, 5, 0x20) + h2.header_block(GET)), OK),
+    "hpack_huffman_eos": Case(  # RFC 7541 5.2: an EOS symbol in a string is an error
+        h2.headers(1, block=h2.header_block(GET) + b"\x00\x03x-a\x84\xff\xff\xff\xff"),
+        _goaway(h2.COMPRESSION_ERROR)),
+    "hpack_integer_overflow": Case(
+        h2.headers(1, block=b"\xff" + b"\xff" * 10 + b"\x01"), _goaway(h2.COMPRESSION_ERROR)),
+    # Above max_request_headers_kb (60 KiB): both fail the HPACK decoding for the whole
+    # connection.
+    "header_list_too_large": Case(_in_frames(1, _BIG_BLOCK), _goaway(h2.COMPRESSION_ERROR)),
+    "header_count_at_limit": Case(h2.headers(1, (*GET, *_regular(96))), OK),
+    "header_count_above_limit": Case(h2.headers(1, (*GET, *_regular(97))),
+                                     _reset(1, h2.INTERNAL_ERROR), known_difference=HEADER_COUNT),
+    "trailer_count_above_limit": Case(OPEN_1 + h2.headers(1, _regular(101)),
+                                      _reset(1, h2.INTERNAL_ERROR),
+                                      known_difference=HEADER_COUNT),
     # --- 5.1 stream states ----------------------------------------------------------------------
     "data_on_idle_stream": Case(h2.data(1, b"x"), _goaway(h2.PROTOCOL_ERROR)),
     "rst_stream_on_idle_stream": _silent(h2.rst_stream(1), h2.PROTOCOL_ERROR),
@@ -120,6 +162,12 @@ CASES: dict[str, Case] = {
     # libnghttp2) ignore frames on a stream closed recently, and a later request works.
     "data_on_closed_stream": Case(h2.data(1, b"x") + h2.headers(3), OK, setup=h2.headers(1)),
     "headers_on_closed_stream": Case(h2.headers(1) + h2.headers(3), OK, setup=h2.headers(1)),
+    "rst_stream_then_new_stream": Case(OPEN_1 + h2.rst_stream(1) + h2.headers(3), OK),
+    "rst_stream_on_half_closed_remote": Case(
+        h2.headers(1, SLOW_GET) + h2.rst_stream(1) + h2.headers(3), OK),
+    "data_after_client_reset_ignored": Case(
+        OPEN_1 + h2.rst_stream(1) + h2.data(1, b"x") + h2.headers(3), OK),
+    "window_update_on_half_closed_remote": Case(h2.headers(1) + h2.window_update(1, 1000), OK),
     # --- 5.1.1 stream identifiers ---------------------------------------------------------------
     "headers_on_even_stream": _silent(h2.headers(2), h2.PROTOCOL_ERROR),
     # RFC 9113 5.1.1: a lower stream id than one already used is a connection error
@@ -134,6 +182,9 @@ CASES: dict[str, Case] = {
         OPEN_1 + h2.frame(h2.DATA, h2.PADDED | h2.END_STREAM, 1, b"\x05abc"),
         _goaway(h2.PROTOCOL_ERROR)),
     # --- 6.2 HEADERS ----------------------------------------------------------------------------
+    "headers_with_valid_priority": Case(
+        h2.frame(h2.HEADERS, h2.PRIORITY_FLAG | h2.END_HEADERS | h2.END_STREAM, 1,
+                 bytes(4) + b"\x0f" + h2.header_block(GET)), OK),
     "headers_on_stream_0": _silent(h2.headers(0), h2.PROTOCOL_ERROR),
     "headers_padding_too_long": Case(
         h2.frame(h2.HEADERS, h2.PADDED | h2.END_HEADERS | h2.END_STREAM, 1,
@@ -214,10 +265,39 @@ CASES: dict[str, Case] = {
     # --- 8.2, 8.3 malformed requests ------------------------------------------------------------
     "uppercase_header_name": _silent(
         _malformed(*GET, ("X-Upper", "1")), h2.PROTOCOL_ERROR),
+    "header_name_with_space": _silent(_malformed(*GET, ("x a", "1")), h2.PROTOCOL_ERROR),
+    "header_name_with_colon": _silent(_malformed(*GET, ("x:a", "1")), h2.PROTOCOL_ERROR),
+    "empty_header_name": _silent(_malformed(*GET, ("", "1")), h2.PROTOCOL_ERROR),
+    "header_value_with_nul": _silent(_malformed(*GET, ("x-a", "a\x00b")), h2.PROTOCOL_ERROR),
+    "header_value_with_crlf": _silent(_malformed(*GET, ("x-a", "a\r\nb")), h2.PROTOCOL_ERROR),
+    # RFC 9113 8.2.1: malformed; Envoy accepts it.
+    "header_value_leading_space": Case(_malformed(*GET, ("x-a", " a")), OK,
+                                       known_difference=LEADING_SPACE),
+    "keep_alive_header": _silent(_malformed(*GET, ("keep-alive", "1")), h2.PROTOCOL_ERROR),
+    "proxy_connection_header": _silent(
+        _malformed(*GET, ("proxy-connection", "1")), h2.PROTOCOL_ERROR),
+    "transfer_encoding_header": _silent(
+        _malformed(*POST, ("transfer-encoding", "chunked")), h2.PROTOCOL_ERROR),
+    "upgrade_header": _silent(_malformed(*GET, ("upgrade", "websocket")), h2.PROTOCOL_ERROR),
     "connection_specific_header": _silent(
         _malformed(*GET, ("connection", "keep-alive")), h2.PROTOCOL_ERROR),
     "te_other_than_trailers": _silent(_malformed(*GET, ("te", "gzip")), h2.PROTOCOL_ERROR),
     "te_trailers_allowed": Case(_malformed(*GET, ("te", "trailers")), OK),
+    "te_trailers_any_case_allowed": Case(_malformed(*GET, ("te", "Trailers")), OK),
+    "cookie_crumbs_allowed": Case(_malformed(*GET, ("cookie", "a=1"), ("cookie", "b=2")), OK),
+    "lowercase_method_allowed": Case(_malformed((":method", "get"), *GET[1:]), OK),
+    "host_instead_of_authority": Case(_malformed(*GET[:3], ("host", "a")), OK),
+    "https_scheme_on_h2c_allowed": Case(_malformed(GET[0], (":scheme", "https"), *GET[2:]), OK),
+    # RFC 9113 8.3.1 lets :authority be omitted; Envoy wants it (or host).
+    "no_authority_no_host": _silent(_malformed(*GET[:3]), h2.PROTOCOL_ERROR),
+    "path_not_absolute": _silent(_malformed(*GET[:2], (":path", "foo"), GET[3]),
+                                 h2.PROTOCOL_ERROR),
+    "asterisk_path_on_get": _silent(_malformed(*GET[:2], (":path", "*"), GET[3]),
+                                    h2.PROTOCOL_ERROR),
+    "connect_without_authority": _silent(_malformed((":method", "CONNECT")), h2.PROTOCOL_ERROR),
+    "connect_with_path_and_scheme": _silent(
+        _malformed((":method", "CONNECT"), (":authority", "a:80"), (":path", "/"),
+                   (":scheme", "http")), h2.PROTOCOL_ERROR),
     "missing_method": _silent(_malformed(*GET[1:]), h2.PROTOCOL_ERROR),
     "missing_scheme": _silent(_malformed(GET[0], *GET[2:]), h2.PROTOCOL_ERROR),
     "missing_path": _silent(_malformed(*GET[:2], GET[3]), h2.PROTOCOL_ERROR),
@@ -241,6 +321,16 @@ CASES: dict[str, Case] = {
     "content_length_less_than_data": Case(
         h2.headers(1, (*POST, ("content-length", "1")), end_stream=False) + h2.data(1, b"abc"),
         _reset(1, h2.PROTOCOL_ERROR), known_difference=CONTENT_LENGTH),
+    # ... but a content-length on a request whose HEADERS end the stream ends the connection.
+    "content_length_without_body": _silent(_malformed(*POST, ("content-length", "3")),
+                                           h2.PROTOCOL_ERROR),
+    "content_length_not_a_number": _silent(
+        h2.headers(1, (*POST, ("content-length", "abc")), end_stream=False) + h2.data(1, b"abc"),
+        h2.PROTOCOL_ERROR),
+    # --- flood protection (Envoy Http2ProtocolOptions defaults) ---------------------------------
+    "empty_data_frames": Case(
+        OPEN_1 + h2.data(1, b"", end_stream=False) * 3 + h2.headers(3), SILENT,
+        known_difference=EMPTY_FRAMES),
 }
 
 
