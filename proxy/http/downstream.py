@@ -106,7 +106,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         codec = Http2Codec(client_side=False, scheme=self.scheme,
                            max_concurrent_streams=min(s.max_concurrent_streams, 2**31 - 1),
                            initial_window_size=s.initial_stream_window_size,
-                           max_header_list_size=s.max_header_bytes)
+                           max_header_list_size=s.max_header_bytes,
+                           max_headers_count=s.max_headers_count)
         codec.initiate()
         self.codec = codec
         self._flush()

@@ -191,7 +191,8 @@ class Http2Codec:
                  initial_window_size: int = ADVERTISED_STREAM_WINDOW,
                  connection_window_size: int | None = None,
                  header_table_size: int | None = None,
-                 max_header_list_size: int = 60 * 1024) -> None:
+                 max_header_list_size: int = 60 * 1024,
+                 max_headers_count: int = 100) -> None:
         config = ngh2.Configuration(auto_window_update=False,
                                     max_inbound_header_list_size=max_header_list_size)
         role = ngh2.Role.CLIENT if client_side else ngh2.Role.SERVER
@@ -215,6 +216,11 @@ class Http2Codec:
         self._connection_window = (connection_window_size if connection_window_size is not None
                                    else initial_window_size * 16)
         self._open: set[int] = set()
+        # common_http_protocol_options.max_headers_count (Envoy counts pseudo-headers too).
+        self.max_headers_count = max_headers_count
+        # Streams whose request declared a content-length (see _stream_closed).
+        self._declared_length: set[int] = set()
+        self._empty_data_frames = 0
         self._local_resets: set[int] = set()
         self._remote_goaway = False
         self._pending = b""  # bytes produced while detecting a connection error
@@ -265,6 +271,12 @@ class Http2Codec:
         if kind is _NgData:
             data = event.data  # type: ignore[attr-defined]
             stream_id = event.stream_id  # type: ignore[attr-defined]
+            if data or event.end_stream:  # type: ignore[attr-defined]
+                self._empty_data_frames = 0
+            elif self._empty_flood():
+                out.extend(self._failed("consecutive DATA frames with an empty payload",
+                                        ErrorCodes.ENHANCE_YOUR_CALM))
+                return
             out.append(DataReceived(stream_id, data, False, len(data)))
             if event.end_stream:  # type: ignore[attr-defined]
                 out.append(StreamEnded(stream_id))
@@ -278,6 +290,9 @@ class Http2Codec:
             self._stream_closed(event, out)  # type: ignore[arg-type]
         elif kind is _NgTrailers:
             stream_id = event.stream_id  # type: ignore[attr-defined]
+            if len(event.headers) > self.max_headers_count:  # type: ignore[attr-defined]
+                self._too_many_headers(stream_id, out)
+                return
             out.append(TrailersReceived(stream_id, _plain(event.headers)))  # type: ignore[attr-defined]
             out.append(StreamEnded(stream_id))  # trailers always end the stream (RFC 9113 8.1)
         elif kind is _NgWindow:
@@ -301,23 +316,48 @@ class Http2Codec:
         elif kind is _NgConnectionClosed:
             self._connection_closed(event, out)  # type: ignore[arg-type]
 
+    def _empty_flood(self) -> bool:
+        """Envoy's Http2ProtocolOptions.max_consecutive_inbound_frames_with_empty_payload
+        (default 1): a second DATA frame in a row without payload or END_STREAM is a flood."""
+        self._empty_data_frames += 1
+        return self._empty_data_frames > 1
+
+    def _too_many_headers(self, stream_id: int, out: list[Event]) -> None:
+        """More fields than max_headers_count: Envoy resets the stream with INTERNAL_ERROR."""
+        self.reset(stream_id, ErrorCodes.INTERNAL_ERROR)
+        self._open.discard(stream_id)
+        out.append(StreamReset(stream_id, int(ErrorCodes.INTERNAL_ERROR), remote=False))
+
     def _request(self, event: ngh2.RequestReceived, out: list[Event]) -> None:
         stream_id = event.stream_id
+        if len(event.headers) > self.max_headers_count:
+            self._open.add(stream_id)  # so that reset() sends the RST_STREAM
+            self._too_many_headers(stream_id, out)
+            return
         head = _request_head(event.headers, self.scheme)
         if head is None:
             self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
             out.append(StreamReset(stream_id, int(ErrorCodes.PROTOCOL_ERROR), remote=False))
             return
         self._open.add(stream_id)
+        if not event.end_stream and "content-length" in head.headers:
+            self._declared_length.add(stream_id)
         out.append(RequestReceived(stream_id, head, event.end_stream))
         if event.end_stream:
             out.append(StreamEnded(stream_id))
 
     def _stream_closed(self, event: ngh2.StreamClosed, out: list[Event]) -> None:
         stream_id = event.stream_id
+        was_open = stream_id in self._open
         self._open.discard(stream_id)
+        declared_length = stream_id in self._declared_length
+        self._declared_length.discard(stream_id)
         if stream_id in self._local_resets:
             self._local_resets.discard(stream_id)
+        elif event.error_code == ErrorCodes.PROTOCOL_ERROR and was_open and declared_length:
+            # An accepted request with a content-length that libnghttp2 resets: its DATA did
+            # not add up to the length (RFC 9113 8.1.1). Envoy resets just that stream.
+            out.append(StreamReset(stream_id, event.error_code, False))
         elif event.error_code == ErrorCodes.PROTOCOL_ERROR and not self.closed:
             # libnghttp2 reset a malformed message (RFC 9113 8.1.1). Envoy's default
             # (Http2ProtocolOptions.override_stream_error_on_invalid_http_messaging unset)
