@@ -10,11 +10,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 from proxy.observability.request_info import HeaderMap, RequestInfo
 from proxy.observability.tracing.otlp import (
     SpanRecord,
+    _varint,
     encode_request,
     encode_resource,
     encode_scope,
 )
-from proxy.observability.tracing.span_encoder import ServerSpanEncoder
+from proxy.observability.tracing.span_encoder import ServerSpanEncoder, varint
 
 values = st.one_of(st.text(max_size=40), st.booleans(),
                    st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -114,3 +115,8 @@ def test_server_span_encoder_round_trip(trace_id: int, span_id: int, parent: int
         if error:
             expected["error.type"] = str(code or "no_response")
         assert attributes == expected
+
+
+@given(value=st.one_of(st.integers(0, 2**16), st.integers(0, 2**64 - 1)))
+def test_fast_varint_matches_the_generic_one(value: int) -> None:
+    assert varint(value) == _varint(value)
