@@ -22,7 +22,7 @@ import struct
 from collections.abc import Sequence
 from typing import TypeVar
 
-from proxy.observability.request_info import RequestInfo
+from proxy.observability.request_info import HeaderAccessor, RequestInfo
 from proxy.observability.tracing.otlp import STATUS_CODE_ERROR, encode_attributes
 
 _PROTOCOL_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/3": "3"}
@@ -130,7 +130,10 @@ class ServerSpanEncoder:
 
     def _parts(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
                start_ns: int, end_ns: int, info: RequestInfo,
-               header_tags: Sequence[tuple[str, str]]) -> list[bytes]:
+               header_tags: Sequence[tuple[str, str]],
+               headers: HeaderAccessor | None) -> list[bytes]:
+        if headers is None:
+            headers = info.request_headers
         code = info.response_code
         error = code is None or code >= 500  # semconv: server spans fail on 5xx only
         parts = [b"\x0a\x10" + ids[:16] + b"\x12\x08" + ids[16:]]
@@ -141,7 +144,7 @@ class ServerSpanEncoder:
             parts.append(_PARENT.pack(0x22, 8, parent_span_id))
         parts.append(self._name_and_kind(name))
         parts.append(_TIMES.pack(0x39, start_ns, 0x41, end_ns))
-        parts.append(self._common_attributes(info, error))
+        parts.append(self._common_attributes(info, headers.get("user-agent"), error))
         path, _, query = info.path.partition("?")
         parts.append(self._path(path))
         if query:
@@ -152,7 +155,7 @@ class ServerSpanEncoder:
         if client is not None:
             parts.append(self._client_address(client[0]))
             parts.append(self._client_port.encode(client[1]))
-        request_id = info.request_headers.get("x-request-id")
+        request_id = headers.get("x-request-id")
         if request_id:
             parts.append(_REQUEST_ID.encode(request_id))
         parts.append(self._literal_tags)
@@ -165,19 +168,22 @@ class ServerSpanEncoder:
 
     def encode(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
                start_ns: int, end_ns: int, info: RequestInfo,
-               header_tags: Sequence[tuple[str, str]] = ()) -> bytes:
+               header_tags: Sequence[tuple[str, str]] = (),
+               headers: HeaderAccessor | None = None) -> bytes:
         """The Span message bytes. `ids`: the trace id (16 bytes) and the span id (8 bytes),
-        big-endian as OTLP carries them."""
+        big-endian as OTLP carries them. `headers`: where user-agent and x-request-id are read
+        (the tracer passes the few headers it kept at the start; default the request's)."""
         return b"".join(self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns,
-                                    info, header_tags))
+                                    info, header_tags, headers))
 
     def encode_field(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
                      start_ns: int, end_ns: int, info: RequestInfo,
-                     header_tags: Sequence[tuple[str, str]] = ()) -> bytes:
+                     header_tags: Sequence[tuple[str, str]] = (),
+                     headers: HeaderAccessor | None = None) -> bytes:
         """The span as a ScopeSpans.spans field, what the export queue holds: the length
         prefix goes in front of the first part, so the span is joined (copied) once."""
         parts = self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns, info,
-                            header_tags)
+                            header_tags, headers)
         parts[0] = b"\x12" + varint(sum(map(len, parts))) + parts[0]
         return b"".join(parts)
 
@@ -206,8 +212,8 @@ class ServerSpanEncoder:
             self._clients[address] = encoded
         return encoded
 
-    def _common_attributes(self, info: RequestInfo, error: bool) -> bytes:
-        user_agent = info.request_headers.get("user-agent")
+    def _common_attributes(self, info: RequestInfo, user_agent: str | None,
+                           error: bool) -> bytes:
         key = (info.method, info.scheme, info.authority, info.protocol, info.response_code,
                info.response_flags, info.route_name, user_agent, info.upstream_cluster,
                info.upstream_host)

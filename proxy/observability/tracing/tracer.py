@@ -100,12 +100,14 @@ class ServerSpan:
     """One downstream request (SERVER span). Plain fields only: the span is encoded straight
     to OTLP bytes when it finishes (`span_encoder.ServerSpanEncoder`)."""
 
-    __slots__ = ("_attempts", "_finished", "_tracer", "ids", "name", "parent_span_id", "sampled",
-                 "start_ns", "tracestate")
+    __slots__ = ("_attempts", "_finished", "_headers", "_tracer", "ids", "name", "parent_span_id",
+                 "sampled", "start_ns", "tracestate")
 
     def __init__(self, tracer: Tracer, ids: bytes, parent_span_id: int, sampled: bool,
-                 tracestate: str, name: str, start_ns: int) -> None:
+                 tracestate: str, name: str, start_ns: int,
+                 headers: dict[str, str] | None = None) -> None:
         self._tracer = tracer
+        self._headers = headers  # the request headers tracing reads, kept from the start
         self.ids = ids  # trace id (16 bytes) + span id (8 bytes), as OTLP and W3C write them
         self.parent_span_id = parent_span_id
         self.sampled = sampled
@@ -178,7 +180,7 @@ class ServerSpan:
         end_ns = time.time_ns() if duration is None else self.start_ns + round(duration * 1e9)
         tracer.queue_span(tracer.encoder.encode_field(
             self.ids, self.parent_span_id, self.tracestate, self.name, self.start_ns, end_ns,
-            info, header_tags))
+            info, header_tags, self._headers))
 
 
 class Tracer:
@@ -262,7 +264,7 @@ class Tracer:
         sampled = self._decide(found)
         parent_span_id, tracestate = 0, ""
         ids = b""
-        if len(found) > ("x-request-id" in found):  # more than the request id: maybe a parent
+        if not _CONTEXT_HEADERS.isdisjoint(found):
             parent, incoming = extract(found)
             if incoming is not None:
                 sampled = incoming
@@ -274,15 +276,19 @@ class Tracer:
         if ids[16:] == _ZERO_SPAN_ID or ids[:16] == _ZERO_TRACE_ID:  # invalid in W3C (2^-64)
             ids = new_trace_id().to_bytes(16, "big") + new_span_id().to_bytes(8, "big")
         start_ns = int(start_time * 1e9) if start_time is not None else time.time_ns()
-        return ServerSpan(self, ids, parent_span_id, sampled, tracestate, self._name, start_ns)
+        return ServerSpan(self, ids, parent_span_id, sampled, tracestate, self._name, start_ns,
+                          found)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.pipeline.flush(timeout)
 
 
-_TRACING_HEADERS = frozenset({
-    "x-request-id", "x-client-trace-id", "x-envoy-force-trace", "traceparent", "tracestate",
-    "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"})
+_CONTEXT_HEADERS = frozenset({
+    "traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled",
+    "x-b3-flags"})
+# Read once at the start: sampling, propagation, and the span's user agent and request id.
+_TRACING_HEADERS = _CONTEXT_HEADERS | {"x-request-id", "x-client-trace-id",
+                                       "x-envoy-force-trace", "user-agent"}
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _TRACED_REASONS = frozenset("9ab")  # UUIDRequestIDExtension's marks at index 14 of a UUID

@@ -127,6 +127,8 @@ def test_server_span_continues_w3c_parent_with_semconv_attributes() -> None:
     assert attributes["response_flags"] == "UF" and attributes["upstream_cluster"] == "backend"
     assert attributes["http.route"] == "r1" and attributes["network.protocol.version"] == "1.1"
     assert attributes["client.port"] == 5
+    assert attributes["user_agent.original"] == "curl"
+    assert attributes["guid:x-request-id"] == headers.get("x-request-id")
     assert server.status.code == 2  # STATUS_CODE_ERROR
     assert server.end_time_unix_nano - server.start_time_unix_nano == 500_000_000
     assert server.flags & 0xFF == 1
