@@ -53,8 +53,8 @@ def emit_one_request(observability: Observability, config: TracingConfig) -> tup
 def check_trace(spans: list[dict[str, Any]], trace_id: str, server_span_id: str) -> None:
     # Phoenix's span_kind is OpenInference's (LLM, CHAIN...), not OTLP's: tell them by name.
     by_name = {span["name"]: span for span in spans}
-    assert set(by_name) == {"svc/hello", "router backend egress"}, spans
-    server, client = by_name["svc/hello"], by_name["router backend egress"]
+    assert set(by_name) == {"ingress", "router backend egress"}, spans
+    server, client = by_name["ingress"], by_name["router backend egress"]
     assert server["context"]["trace_id"] == client["context"]["trace_id"] == trace_id
     assert server["context"]["span_id"] == server_span_id
     assert client["parent_id"] == server_span_id
