@@ -192,6 +192,8 @@ class ActiveStream:
                 await self.send_local_reply(reply)
                 return
         self._resolve_route()
+        if "span" in self.info.state:
+            self._decorate_span(self.info.state["span"])
         if request.upgrade and not self._upgrade_allowed():
             # Envoy answers an upgrade no route or HCM enables with 403 (upgrade_failed).
             await self.send_local_reply(LocalReply(403, details="upgrade_failed"))
@@ -215,6 +217,24 @@ class ActiveStream:
                                     self.config.most_specific_header_mutations_wins)
             self.info.state["response_levels"] = levels
 
+    def _decorate_span(self, span: Any) -> None:
+        """Envoy's ingress tracing (conn_manager_impl traceRequest, checked against Envoy
+        1.40): the route's decorator names the SERVER span, an x-envoy-decorator-operation
+        request header overrides it and is not forwarded; with `propagate` the operation goes
+        back in the response (send_response)."""
+        route = self.info.route
+        decorator = route.decorator if route is not None else None
+        if decorator is not None:
+            span.name = decorator.operation
+        headers = self.info.request.headers
+        incoming = headers.get("x-envoy-decorator-operation")
+        if incoming is not None:
+            headers.remove("x-envoy-decorator-operation")
+            if incoming:
+                span.name = incoming
+        if decorator is not None and decorator.propagate:
+            self.info.state["decorator_operation"] = decorator.operation
+
     def _upgrade_allowed(self) -> bool:
         kind = self.info.request.upgrade
         route = self.info.route
@@ -234,6 +254,9 @@ class ActiveStream:
         for http_filter in reversed(self.filters):
             http_filter.on_response_headers(self.info, head)
         self._server_and_date(head.headers)
+        operation = self.info.state.get("decorator_operation")
+        if operation is not None:
+            head.headers.set("x-envoy-decorator-operation", operation)
         self.head_sent = True
         self.info.response = head
         self.info.response_code = head.status

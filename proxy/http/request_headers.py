@@ -37,6 +37,13 @@ ENVOY_CONTROL_HEADERS = frozenset((
     "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-stream-duration-ms", "x-envoy-hedge-on-per-try-timeout",
 ))
+# Stripped only from edge requests (external and use_remote_address); an external request at
+# an intermediate hop keeps them (cleanInternalHeaders; checked against Envoy 1.40).
+EDGE_ONLY_HEADERS = frozenset((
+    "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node", "x-envoy-external-address", "x-envoy-original-path",
+))
+_INTERMEDIATE_STRIPPED = ENVOY_CONTROL_HEADERS - EDGE_ONLY_HEADERS
 
 
 @functools.cache
@@ -106,8 +113,8 @@ def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
         internal = len(entries) == 1 and is_internal(entries[0], settings)
     edge_external = settings.use_remote_address and not internal
     if not internal:
-        headers.remove_all(ENVOY_CONTROL_HEADERS.union(internal_only) if internal_only
-                           else ENVOY_CONTROL_HEADERS)
+        stripped = ENVOY_CONTROL_HEADERS if edge_external else _INTERMEDIATE_STRIPPED
+        headers.remove_all(stripped.union(internal_only) if internal_only else stripped)
         if settings.use_remote_address:
             headers.set("x-envoy-external-address", client)
     else:

@@ -131,6 +131,17 @@ class Route:
     match: RouteMatch
     action: Action
     mutations: HeaderMutations = field(default_factory=HeaderMutations)
+    decorator: Decorator | None = None
+
+
+@dataclass(frozen=True)
+class Decorator:
+    """Route.decorator (route_components.proto): with tracing on, `operation` names the
+    SERVER span and, when `propagate` (default true), goes back to the downstream in
+    x-envoy-decorator-operation (Envoy, ingress)."""
+
+    operation: str
+    propagate: bool = True
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ _MUTATION_FIELDS = {
     "response_headers_to_add", "response_headers_to_remove",
 }
 # Informational or validation-only fields: they do not change how a request is routed.
-_HARMLESS = {"name", "metadata", "stat_prefix", "decorator"}
+_HARMLESS = {"name", "metadata", "stat_prefix"}
 
 
 def _refuse_unknown(message: Message, supported: set[str]) -> None:
@@ -266,7 +277,8 @@ def translate_virtual_host(vh: Message) -> VirtualHost:
 
 
 def _route(r: Message) -> Route:
-    _refuse_unknown(r, _MUTATION_FIELDS | {"match", "route", "redirect", "direct_response"})
+    _refuse_unknown(r, _MUTATION_FIELDS | {"match", "route", "redirect", "direct_response",
+                                           "decorator"})
     kind = r.WhichOneof("action")
     action: Action
     if kind == "route":
@@ -283,7 +295,17 @@ def _route(r: Message) -> Route:
         match=_within("match", _route_match, r.match),  # type: ignore[attr-defined]
         action=action,
         mutations=translate_mutations(r),
+        decorator=_within("decorator", _decorator, r.decorator)  # type: ignore[attr-defined]
+        if r.HasField("decorator") else None,
     )
+
+
+def _decorator(d: Message) -> Decorator:
+    operation = d.operation  # type: ignore[attr-defined]
+    if not operation:  # PGV: min_len 1
+        raise ConfigError("must not be empty", field="operation")
+    propagate = d.propagate.value if d.HasField("propagate") else True  # type: ignore[attr-defined]
+    return Decorator(operation, propagate)
 
 
 def _route_match(m: Message) -> RouteMatch:
