@@ -99,13 +99,16 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.codec = Http1ServerCodec(scheme=self.scheme, max_header_bytes=s.max_header_bytes,
                                       max_headers_count=s.max_headers_count,
                                       accept_http_10=s.accept_http_10,
-                                      default_host_for_http_10=s.default_host_for_http_10)
+                                      default_host_for_http_10=s.default_host_for_http_10,
+                                      enable_trailers=s.http1_enable_trailers)
 
     def _start_http2(self) -> None:
         s = self.settings
         codec = Http2Codec(client_side=False, scheme=self.scheme,
                            max_concurrent_streams=min(s.max_concurrent_streams, 2**31 - 1),
                            initial_window_size=s.initial_stream_window_size,
+                           connection_window_size=s.initial_connection_window_size,
+                           header_table_size=s.hpack_table_size,
                            max_header_list_size=s.max_header_bytes,
                            max_headers_count=s.max_headers_count)
         codec.initiate()
@@ -267,8 +270,14 @@ class HttpConnectionHandler(asyncio.Protocol):
             if codec.stream_open(stream.stream_id):
                 codec.send_trailers(stream.stream_id, trailers)
                 self._flush()
-        else:
-            await self.write_data(stream, b"", end_stream=True)
+        elif codec is not None and self.transport is not None:
+            # HTTP/1.1: in the last chunk when http_protocol_options.enable_trailers (and the
+            # response is chunked), else just the end of the body, as Envoy.
+            out = codec.encode_trailers(trailers)
+            if out:
+                self._write(out)
+            self._h1_response_done(stream)
+            await self.flow.drained()
 
     def reset_stream(self, stream: ActiveStream) -> None:
         codec = self.codec

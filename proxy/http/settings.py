@@ -47,10 +47,16 @@ class HcmSettings:
     request_headers_timeout: float | None = None
     stream_idle_timeout: float | None = 300.0
     request_timeout: float | None = None
-    max_concurrent_streams: int = 2147483647
-    initial_stream_window_size: int = 1024 * 1024
+    # Http2ProtocolOptions as Envoy 1.40 applies them when unset (its SETTINGS, measured in
+    # tests/conformance/http/test_h2_protocol_vs_envoy.py): 1024 streams, 16 MiB per stream,
+    # 24 MiB per connection; hpack_table_size None: RFC 7541's 4096, not advertised.
+    max_concurrent_streams: int = 1024
+    initial_stream_window_size: int = 16 * 1024 * 1024
+    initial_connection_window_size: int = 24 * 1024 * 1024
+    hpack_table_size: int | None = None
     accept_http_10: bool = False
     default_host_for_http_10: str = ""
+    http1_enable_trailers: bool = False  # http_protocol_options.enable_trailers
     upgrades: frozenset[str] = field(default_factory=frozenset)
     access_logs: tuple[Any, ...] = ()
     tracing: Any = None  # proxy.observability.tracing.config.TracingConfig

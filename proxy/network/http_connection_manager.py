@@ -164,8 +164,8 @@ def _protocol_options(m: Any, settings: HcmSettings) -> HcmSettings:
     common = m.common_http_protocol_options
     _reject(common, {"idle_timeout", "max_headers_count"}, "common_http_protocol_options.")
     h1 = m.http_protocol_options
-    _reject(h1, {"accept_http_10", "default_host_for_http_10", "allow_absolute_url"},
-            "http_protocol_options.")
+    _reject(h1, {"accept_http_10", "default_host_for_http_10", "allow_absolute_url",
+                 "enable_trailers"}, "http_protocol_options.")
     h2 = m.http2_protocol_options
     _reject(h2, {"max_concurrent_streams", "initial_stream_window_size",
                  "initial_connection_window_size", "hpack_table_size"},
@@ -177,10 +177,15 @@ def _protocol_options(m: Any, settings: HcmSettings) -> HcmSettings:
         if common.HasField("max_headers_count") else 100,
         accept_http_10=h1.accept_http_10,
         default_host_for_http_10=h1.default_host_for_http_10,
+        http1_enable_trailers=h1.enable_trailers,
         max_concurrent_streams=h2.max_concurrent_streams.value
-        if h2.HasField("max_concurrent_streams") else 2147483647,
+        if h2.HasField("max_concurrent_streams") else settings.max_concurrent_streams,
         initial_stream_window_size=min(h2.initial_stream_window_size.value, 2**31 - 1)
-        if h2.HasField("initial_stream_window_size") else 1024 * 1024,
+        if h2.HasField("initial_stream_window_size") else settings.initial_stream_window_size,
+        initial_connection_window_size=min(h2.initial_connection_window_size.value, 2**31 - 1)
+        if h2.HasField("initial_connection_window_size")
+        else settings.initial_connection_window_size,
+        hpack_table_size=h2.hpack_table_size.value if h2.HasField("hpack_table_size") else None,
     )
 
 

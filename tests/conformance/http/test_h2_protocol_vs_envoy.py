@@ -441,7 +441,6 @@ async def _advertised(port: int) -> dict[str, int]:
 # Envoy 1.40's downstream HTTP/2 defaults are not those its older docs list (2^31-1 streams,
 # 256 MiB windows): it advertises 1024 streams, a 16 MiB stream window and a 24 MiB connection
 # window. Pointsman advertises 2^31-1 streams, 1 MiB and 16 MiB (proxy/http/settings.py).
-@pytest.mark.xfail(strict=True, reason="HTTP/2 settings defaults differ from Envoy 1.40's")
 async def test_same_advertised_settings_as_envoy(ports: tuple[int, int]) -> None:
     envoy_port, ours_port = ports
     envoy, ours = await asyncio.gather(_advertised(envoy_port), _advertised(ours_port))

@@ -59,7 +59,8 @@ def test_supported_fields() -> None:
     ({"drain_timeout": "5s"}, "drain_timeout"),
     ({"normalize_path": True}, "normalize_path"),
     ({"via": "proxy"}, "via"),
-    ({"http_protocol_options": {"enable_trailers": True}}, "http_protocol_options.enable_trailers"),
+    ({"http_protocol_options": {"header_key_format": {"proper_case_words": {}}}},
+     "http_protocol_options.header_key_format"),
     ({"http_filters": [{"name": "envoy.filters.http.buffer", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
         "max_request_bytes": 10}}, ROUTER]}, "http_filters[0]"),
