@@ -33,6 +33,10 @@ def test_defaults_follow_envoy() -> None:
     assert (settings.idle_timeout, settings.stream_idle_timeout) == (3600.0, 300.0)
     assert settings.generate_request_id and not settings.use_remote_address
     assert settings.internal_networks == ()
+    # Envoy 1.40's HTTP/2 SETTINGS when Http2ProtocolOptions leaves them unset.
+    assert (settings.max_concurrent_streams, settings.initial_stream_window_size,
+            settings.initial_connection_window_size, settings.hpack_table_size) == \
+        (1024, 16 * 1024 * 1024, 24 * 1024 * 1024, None)
 
 
 def test_supported_fields() -> None:
@@ -40,7 +44,9 @@ def test_supported_fields() -> None:
         codec_type="HTTP2", use_remote_address=True, xff_num_trusted_hops=2,
         server_name="pointsman", max_request_headers_kb=8, stream_idle_timeout="0s",
         common_http_protocol_options={"idle_timeout": "10s", "max_headers_count": 50},
-        http2_protocol_options={"max_concurrent_streams": 7},
+        http2_protocol_options={"max_concurrent_streams": 7, "hpack_table_size": 0,
+                                "initial_connection_window_size": 1048576},
+        http_protocol_options={"enable_trailers": True},
         internal_address_config={"cidr_ranges": [{"address_prefix": "10.0.0.0",
                                                   "prefix_len": 8}]},
         upgrade_configs=[{"upgrade_type": "websocket"}],
@@ -51,6 +57,8 @@ def test_supported_fields() -> None:
     assert settings.max_header_bytes == 8 * 1024 and settings.stream_idle_timeout is None
     assert (settings.idle_timeout, settings.max_headers_count) == (10.0, 50)
     assert settings.max_concurrent_streams == 7 and settings.upgrades == {"websocket"}
+    assert (settings.hpack_table_size, settings.initial_connection_window_size) == (0, 1048576)
+    assert settings.http1_enable_trailers
     assert str(settings.internal_networks[0]) == "10.0.0.0/8"
     assert settings.suppress_envoy_headers
 
