@@ -167,7 +167,7 @@ class PoolManager:
                                  server_hostname=sni,
                                  max_concurrent_streams=protocol.max_concurrent_streams,
                                  buffer_limit=limit)
-                self._http2_breakers[key] = PoolBreakers(runtime)
+                self._http2_breakers[key] = pool.breakers = PoolBreakers(runtime)
             else:
                 pool = Http1Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni, buffer_limit=limit,

@@ -45,6 +45,7 @@ class Http2Connection(asyncio.Protocol):
         self.draining = False
         self._flush_scheduled = False
         self.peer_max_streams = 100  # RFC 9113 6.5.2 suggests >= 100 until SETTINGS arrive
+        self.holds_slot = False  # took a max_connections slot (released when it closes)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -61,6 +62,7 @@ class Http2Connection(asyncio.Protocol):
             self.peer_max_streams = self.codec.peer_max_concurrent_streams
             if not self.settled.done():
                 self.settled.set_result(None)
+            self.pool.capacity_freed()  # the peer may allow more streams now
         elif isinstance(event, WindowOpened):
             self._wake_writers()
         elif isinstance(event, ConnectionEnded):
@@ -153,6 +155,8 @@ class Http2Connection(asyncio.Protocol):
             self.streams.pop(stream.stream_id, None)
         elif not stream.started:
             self.unsent -= 1
+        if self.pool._capacity_waiters:
+            self.pool.capacity_freed()
         if not self.streams and not self.unsent and (self.draining or self.pool.closed):
             self.close()
 
@@ -256,6 +260,10 @@ class Http2Pool:
         self.connections: list[Http2Connection] = []
         self._connecting: asyncio.Future[Http2Connection] | None = None
         self.closed = False
+        # The cluster's max_connections step (PoolBreakers, set by the PoolManager): without
+        # a slot for a new connection, a request waits for a stream slot on an existing one.
+        self.breakers: Any = None
+        self._capacity_waiters: list[asyncio.Future[None]] = []
 
     async def new_stream(self) -> Http2Stream:
         while True:
@@ -263,11 +271,17 @@ class Http2Pool:
                 if connection.capacity > 0:
                     return connection.open_stream()
             if self._connecting is None:
+                if self.breakers is not None and not self.breakers.may_connect(
+                        pool_is_empty=not self.connections):
+                    await self._wait_capacity()  # upstream_cx_overflow counted: stay pending
+                    continue
                 self._connecting = asyncio.get_running_loop().create_future()
                 connecting = self._connecting
                 try:
                     connection = await self._connect()
                 except ConnectFailedError as error:
+                    if self.breakers is not None:
+                        self.breakers.connection_gone()
                     connecting.set_exception(error)
                     connecting.exception()  # retrieved: waiters re-raise their own copy
                     raise
@@ -277,8 +291,21 @@ class Http2Pool:
                 return connection.open_stream()
             await asyncio.shield(self._connecting)
 
+    async def _wait_capacity(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._capacity_waiters.append(waiter)
+        await waiter
+
+    def capacity_freed(self) -> None:
+        """A stream finished or a connection went: pending requests look again."""
+        waiters, self._capacity_waiters = self._capacity_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def _connect(self) -> Http2Connection:
         connection = await open_pooled(self, lambda: Http2Connection(self))
+        connection.holds_slot = self.breakers is not None
         self.connections.append(connection)
         try:
             async with asyncio.timeout(SETTINGS_TIMEOUT):
@@ -291,7 +318,11 @@ class Http2Pool:
     def connection_closed(self, connection: Http2Connection) -> None:
         if connection in self.connections:
             self.connections.remove(connection)
+        if connection.holds_slot and self.breakers is not None:
+            connection.holds_slot = False
+            self.breakers.connection_gone()
         self.runtime.connection_closed(self.host)
+        self.capacity_freed()
 
     def close(self) -> None:
         self.closed = True

@@ -294,7 +294,6 @@ async def test_http2_pool_max_requests_matches_envoy() -> None:
     assert actual == expected
 
 
-@pytest.mark.xfail(strict=True, reason="HTTP/2 pool max_connections not enforced yet")
 async def test_http2_pool_max_connections_and_pending_match_envoy() -> None:
     """The upstream allows one stream per connection (SETTINGS): the second request waits for
     it as pending, since max_connections forbids a second connection; the third overflows."""
