@@ -99,7 +99,13 @@ _COMMON_LB_FIELDS = {"healthy_panic_threshold", "consistent_hashing_lb_config",
 def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
     """Cluster -> model; ConfigError names the field and the cluster."""
     try:
-        return _translate(message)
+        cluster = _translate(message)
+        # HttpProtocolOptions are read by the pools; check them now so that a field they do
+        # not implement is a NACK / start-up error, not a failure on the first request.
+        from proxy.upstream.pools import validate_protocol_options
+
+        validate_protocol_options(cluster)
+        return cluster
     except ConfigError as error:
         raise error.within(resource=message.name) from error
 
