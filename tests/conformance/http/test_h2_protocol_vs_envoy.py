@@ -27,13 +27,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from tests.conformance.http import h2_frames as h2
 from tests.conformance.http.h2_frames import GET, POST, Outcome, RawClient
-from tests.conformance.http.test_h2load_balancing import HCM
+from tests.conformance.http.test_hostile_vs_envoy import bootstrap
 from tests.support.differential import envoy_and_pointsman
 from tests.support.http_backends import EchoBackend
 
@@ -330,31 +329,12 @@ CASES: dict[str, Case] = {
 }
 
 
-def bootstrap(port: int, backend: int) -> dict[str, Any]:
-    router = {"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-    return {"static_resources": {
-        "listeners": [{"name": "h2c", "address": {"socket_address": {
-            "address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {"@type": HCM, "stat_prefix": "h2c", "codec_type": "AUTO",
-                                 "http_filters": [router],
-                                 "route_config": {"virtual_hosts": [{
-                                     "name": "all", "domains": ["*"], "routes": [
-                                         {"match": {"prefix": "/"},
-                                          "route": {"cluster": "b"}}]}]}}}]}]}],
-        "clusters": [{"name": "b", "type": "STATIC", "connect_timeout": "1s",
-                      "load_assignment": {"cluster_name": "b", "endpoints": [{"lb_endpoints": [
-                          {"endpoint": {"address": {"socket_address": {
-                              "address": "127.0.0.1", "port_value": backend}}}}]}]}}]}}
-
-
 @pytest.fixture(scope="module")
 def ports() -> Iterator[tuple[int, int]]:
     backend = EchoBackend("b").start()
     try:
-        with envoy_and_pointsman(lambda port: bootstrap(port, backend.port), "h2spec") as ports:
+        with envoy_and_pointsman(lambda port: bootstrap(port, backend.port, "AUTO"),
+                                 "h2spec") as ports:
             yield ports
     finally:
         backend.stop()

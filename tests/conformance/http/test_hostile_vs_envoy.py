@@ -29,13 +29,14 @@ EXTRA = {
 CASES = {**SMUGGLING, **EXTRA}
 
 
-def bootstrap(port: int, backend: int) -> dict[str, Any]:
+def bootstrap(port: int, backend: int, codec_type: str = "HTTP1") -> dict[str, Any]:
+    """One HCM listener routing everything to cluster `b` (also used by the HTTP/2 suite)."""
     return {"static_resources": {
         "listeners": [{"name": "l7", "address": {"socket_address": {
             "address": "127.0.0.1", "port_value": port}},
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {"@type": HCM, "stat_prefix": "l7", "codec_type": "HTTP1",
+                "typed_config": {"@type": HCM, "stat_prefix": "l7", "codec_type": codec_type,
                                  "http_filters": [ROUTER],
                                  "route_config": {"virtual_hosts": [{
                                      "name": "all", "domains": ["*"], "routes": [
