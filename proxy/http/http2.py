@@ -37,10 +37,8 @@ from proxy.http.http1 import HOP_BY_HOP
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-# Envoy's defaults (config/core/v3/protocol.proto Http2ProtocolOptions).
+# RFC 9113 6.5.2: no limit on concurrent streams until the peer's SETTINGS name one.
 DEFAULT_MAX_CONCURRENT_STREAMS = 2147483647
-DEFAULT_STREAM_WINDOW = 256 * 1024 * 1024
-DEFAULT_CONNECTION_WINDOW = 256 * 1024 * 1024
 # What we advertise: large enough not to throttle, small enough to bound buffering per stream.
 ADVERTISED_STREAM_WINDOW = 1024 * 1024
 # RFC 9113 6.9.2: the window every stream starts with until SETTINGS say otherwise.
@@ -197,7 +195,6 @@ class Http2Codec:
                                     max_inbound_header_list_size=max_header_list_size)
         role = ngh2.Role.CLIENT if client_side else ngh2.Role.SERVER
         self.conn = ngh2.Connection(role, config)
-        self.client_side = client_side
         self.scheme = scheme
         self.closed = False
         self._settings: dict[int, int] = {
@@ -223,7 +220,7 @@ class Http2Codec:
         self._empty_data_frames = 0
         self._local_resets: set[int] = set()
         self._remote_goaway = False
-        self._pending = b""  # bytes produced while detecting a connection error
+        self._pending = b""  # frames serialised inside receive_data, sent by the next flush
 
     def initiate(self) -> None:
         self.conn.initiate_connection(self._settings)
@@ -324,20 +321,22 @@ class Http2Codec:
 
     def _too_many_headers(self, stream_id: int, out: list[Event]) -> None:
         """More fields than max_headers_count: Envoy resets the stream with INTERNAL_ERROR."""
-        self.reset(stream_id, ErrorCodes.INTERNAL_ERROR)
+        self._refuse(stream_id, ErrorCodes.INTERNAL_ERROR, out)
+
+    def _refuse(self, stream_id: int, code: int, out: list[Event]) -> None:
+        """Reset a stream we received and will not serve, and tell the owner."""
         self._open.discard(stream_id)
-        out.append(StreamReset(stream_id, int(ErrorCodes.INTERNAL_ERROR), remote=False))
+        self._send_reset(stream_id, code)
+        out.append(StreamReset(stream_id, int(code), remote=False))
 
     def _request(self, event: ngh2.RequestReceived, out: list[Event]) -> None:
         stream_id = event.stream_id
         if len(event.headers) > self.max_headers_count:
-            self._open.add(stream_id)  # so that reset() sends the RST_STREAM
             self._too_many_headers(stream_id, out)
             return
         head = _request_head(event.headers, self.scheme)
         if head is None:
-            self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
-            out.append(StreamReset(stream_id, int(ErrorCodes.PROTOCOL_ERROR), remote=False))
+            self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR, out)
             return
         self._open.add(stream_id)
         if not event.end_stream and "content-length" in head.headers:
@@ -442,12 +441,6 @@ class Http2Codec:
         except ngh2.NGH2Error:
             self._gone(stream_id)
 
-    def end_stream(self, stream_id: int) -> None:
-        try:
-            self.conn.end_stream(stream_id)
-        except ngh2.NGH2Error:
-            self._gone(stream_id)
-
     def acknowledge(self, stream_id: int, length: int) -> None:
         """Return `length` bytes of window to the peer once they left our buffers (also for a
         stream already closed: the connection window still counts them)."""
@@ -458,10 +451,13 @@ class Http2Codec:
                 pass
 
     def reset(self, stream_id: int, code: int = ErrorCodes.CANCEL) -> None:
-        if stream_id not in self._open:
-            return
-        self._open.discard(stream_id)
-        self._local_resets.add(stream_id)
+        """RST_STREAM a stream that is still open (a closed one needs nothing)."""
+        if stream_id in self._open:
+            self._open.discard(stream_id)
+            self._send_reset(stream_id, code)
+
+    def _send_reset(self, stream_id: int, code: int) -> None:
+        self._local_resets.add(stream_id)  # our reset: its StreamClosed is not reported again
         try:
             self.conn.reset_stream(stream_id, int(code))
         except ngh2.NGH2Error:
@@ -486,10 +482,6 @@ class Http2Codec:
                 self.conn.terminate_connection(int(error_code))
             except ngh2.NGH2Error:
                 pass
-
-    @property
-    def open_streams(self) -> int:
-        return len(self._open)
 
     @property
     def peer_max_concurrent_streams(self) -> int:
