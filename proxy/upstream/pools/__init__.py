@@ -20,10 +20,8 @@ from proxy.upstream.host import Host
 from proxy.upstream.pools.auto import AutoPool
 from proxy.upstream.pools.base import (
     ConnectFailedError,
-    PoolBreakers,
     PoolOverflowError,
     UpstreamStream,
-    open_multiplexed_stream,
 )
 from proxy.upstream.pools.http1 import Http1Pool
 from proxy.upstream.pools.http2 import Http2Pool
@@ -127,9 +125,6 @@ class PoolManager:
 
     def __init__(self) -> None:
         self._pools: dict[tuple[str, str, int, str], Http1Pool | Http2Pool | AutoPool] = {}
-        # Circuit-breaker steps for the HTTP/2 pools (the HTTP/1.1 and auto pools keep their
-        # own): pending requests and max_requests, as Envoy's conn_pool_base.cc.
-        self._http2_breakers: dict[tuple[str, str, int, str], PoolBreakers] = {}
 
     def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
         return self._pool_and_key(runtime, host)[0]
@@ -167,7 +162,6 @@ class PoolManager:
                                  server_hostname=sni,
                                  max_concurrent_streams=protocol.max_concurrent_streams,
                                  buffer_limit=limit)
-                self._http2_breakers[key] = pool.breakers = PoolBreakers(runtime)
             else:
                 pool = Http1Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni, buffer_limit=limit,
@@ -176,16 +170,12 @@ class PoolManager:
         return pool, key
 
     async def new_stream(self, runtime: Any, host: Host) -> UpstreamStream:
-        pool, key = self._pool_and_key(runtime, host)
-        if isinstance(pool, Http2Pool):
-            return await open_multiplexed_stream(pool, self._http2_breakers[key])
-        return await pool.new_stream()
+        return await self._pool_and_key(runtime, host)[0].new_stream()
 
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
-        self._http2_breakers.clear()
 
     def __repr__(self) -> str:
         return f"PoolManager({len(self._pools)} pools)"

@@ -12,7 +12,7 @@ import ssl
 from typing import Any
 
 from proxy.upstream.host import Host
-from proxy.upstream.pools.base import PoolBreakers, UpstreamStream, open_multiplexed_stream
+from proxy.upstream.pools.base import UpstreamStream
 from proxy.upstream.pools.connection import open_connection
 from proxy.upstream.pools.http1 import Http1Pool
 from proxy.upstream.pools.http2 import Http2Pool
@@ -34,7 +34,6 @@ class AutoPool:
                                ssl_context=ssl_context, server_hostname=server_hostname,
                                max_concurrent_streams=max_concurrent_streams,
                                buffer_limit=buffer_limit)
-        self.http2_breakers = PoolBreakers(runtime)
         self.chosen: Http1Pool | Http2Pool | None = None
         self._probing: asyncio.Future[Http1Pool | Http2Pool] | None = None
         self.closed = False
@@ -48,8 +47,6 @@ class AutoPool:
             except BaseException:
                 self._probing = None  # a failed probe is retried by the next request
                 raise
-        if self.chosen is self.http2:
-            return await open_multiplexed_stream(self.http2, self.http2_breakers)
         return await self.chosen.new_stream()
 
     async def _probe(self) -> Http1Pool | Http2Pool:

@@ -96,28 +96,6 @@ class PoolBreakers:
         stream.on_finished(lambda: breaker.release(Resource.REQUESTS))
 
 
-async def open_multiplexed_stream(pool: Any, breakers: PoolBreakers) -> UpstreamStream:
-    """A stream from an HTTP/2 pool with Envoy's pending and max_requests steps around it:
-    without a connection that has a free stream slot the request is pending until the pool
-    gives it one (the pool opens or waits for a connection); then it takes a max_requests
-    slot or fails with overflow. `pool` has `connections` (each with `capacity`) and
-    `new_stream()`."""
-    if any(connection.capacity > 0 for connection in pool.connections):
-        stream: UpstreamStream = await pool.new_stream()
-    else:
-        breakers.start_pending()
-        try:
-            stream = await pool.new_stream()
-        finally:
-            breakers.end_pending()
-    try:
-        breakers.attach(stream)
-    except PoolOverflowError:
-        stream.reset()  # give the unsent stream slot back
-        raise
-    return stream
-
-
 class UpstreamStream:
     """One request/response exchange on an upstream connection (subclassed per protocol)."""
 

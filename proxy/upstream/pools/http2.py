@@ -24,7 +24,12 @@ from proxy.http.events import (
 from proxy.http.headers import Headers, RequestHead
 from proxy.http.http2 import ErrorCodes, Http2Codec, StreamRefusedError
 from proxy.upstream.host import Host
-from proxy.upstream.pools.base import ConnectFailedError, UpstreamStream
+from proxy.upstream.pools.base import (
+    ConnectFailedError,
+    PoolBreakers,
+    PoolOverflowError,
+    UpstreamStream,
+)
 from proxy.upstream.pools.connection import WriteFlow, open_pooled
 
 SETTINGS_TIMEOUT = 5.0
@@ -36,7 +41,8 @@ class Http2Connection(asyncio.Protocol):
         self.codec = Http2Codec(client_side=True)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Http2Stream] = {}
-        self.unsent = 0  # streams handed out whose HEADERS (and so stream id) are not yet sent
+        # Streams handed out whose HEADERS (and so stream id) are not yet sent.
+        self.unsent: set[Http2Stream] = set()
         self.flow = WriteFlow()
         self._loop = asyncio.get_running_loop()
         self.settled: asyncio.Future[None] = self._loop.create_future()
@@ -127,20 +133,19 @@ class Http2Connection(asyncio.Protocol):
         limit = self.peer_max_streams
         if self.pool.max_concurrent_streams:
             limit = min(limit, self.pool.max_concurrent_streams)
-        return limit - len(self.streams) - self.unsent
+        return limit - len(self.streams) - len(self.unsent)
 
     def open_stream(self) -> Http2Stream:
         """Reserve a stream slot; the codec assigns the id when the request HEADERS go out,
         so ids stay in the order streams start (RFC 9113 5.1.1)."""
         stream = Http2Stream(self.pool.host, self)
         stream.high_watermark = self.pool.buffer_limit
-        self.unsent += 1
+        self.unsent.add(stream)
         return stream
 
     def start_stream(self, stream: Http2Stream, head: RequestHead, end_stream: bool) -> int:
         """Send the request HEADERS; 0 when the connection can no longer open streams."""
-        self.unsent -= 1
-        stream.started = True
+        self.unsent.discard(stream)
         try:
             stream_id = self.codec.send_request_head(head, end_stream=end_stream)
         except StreamRefusedError:
@@ -153,10 +158,9 @@ class Http2Connection(asyncio.Protocol):
     def stream_done(self, stream: Http2Stream) -> None:
         if stream.stream_id:
             self.streams.pop(stream.stream_id, None)
-        elif not stream.started:
-            self.unsent -= 1
-        if self.pool._capacity_waiters:
-            self.pool.capacity_freed()
+        else:
+            self.unsent.discard(stream)
+        self.pool.capacity_freed()
         if not self.streams and not self.unsent and (self.draining or self.pool.closed):
             self.close()
 
@@ -176,7 +180,6 @@ class Http2Stream(UpstreamStream):
         super().__init__(host)
         self.connection = connection
         self.stream_id = 0  # assigned when the HEADERS are sent
-        self.started = False  # start_stream() was called (its slot no longer counts as unsent)
 
     async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
         connection = self.connection
@@ -260,28 +263,45 @@ class Http2Pool:
         self.connections: list[Http2Connection] = []
         self._connecting: asyncio.Future[Http2Connection] | None = None
         self.closed = False
-        # The cluster's max_connections step (PoolBreakers, set by the PoolManager): without
-        # a slot for a new connection, a request waits for a stream slot on an existing one.
-        self.breakers: Any = None
+        self.breakers = PoolBreakers(runtime)
         self._capacity_waiters: list[asyncio.Future[None]] = []
 
     async def new_stream(self) -> Http2Stream:
+        """A stream with Envoy's pool steps around it (conn_pool_base.cc): without a free
+        stream slot the request is pending (max_pending_requests) until one opens; then it
+        takes a max_requests slot or fails with overflow."""
+        if any(connection.capacity > 0 for connection in self.connections):
+            stream = await self._stream_slot()
+        else:
+            self.breakers.start_pending()
+            try:
+                stream = await self._stream_slot()
+            finally:
+                self.breakers.end_pending()
+        try:
+            self.breakers.attach(stream)
+        except PoolOverflowError:
+            stream.reset()  # give the unsent stream slot back
+            raise
+        return stream
+
+    async def _stream_slot(self) -> Http2Stream:
+        """A slot on a connection with room, opening one if max_connections allows; without
+        a connection slot (upstream_cx_overflow counted) wait for a stream to finish."""
         while True:
             for connection in self.connections:
                 if connection.capacity > 0:
                     return connection.open_stream()
             if self._connecting is None:
-                if self.breakers is not None and not self.breakers.may_connect(
-                        pool_is_empty=not self.connections):
-                    await self._wait_capacity()  # upstream_cx_overflow counted: stay pending
+                if not self.breakers.may_connect(pool_is_empty=not self.connections):
+                    await self._wait_capacity()
                     continue
                 self._connecting = asyncio.get_running_loop().create_future()
                 connecting = self._connecting
                 try:
                     connection = await self._connect()
                 except ConnectFailedError as error:
-                    if self.breakers is not None:
-                        self.breakers.connection_gone()
+                    self.breakers.connection_gone()
                     connecting.set_exception(error)
                     connecting.exception()  # retrieved: waiters re-raise their own copy
                     raise
@@ -305,7 +325,7 @@ class Http2Pool:
 
     async def _connect(self) -> Http2Connection:
         connection = await open_pooled(self, lambda: Http2Connection(self))
-        connection.holds_slot = self.breakers is not None
+        connection.holds_slot = True
         self.connections.append(connection)
         try:
             async with asyncio.timeout(SETTINGS_TIMEOUT):
@@ -318,7 +338,7 @@ class Http2Pool:
     def connection_closed(self, connection: Http2Connection) -> None:
         if connection in self.connections:
             self.connections.remove(connection)
-        if connection.holds_slot and self.breakers is not None:
+        if connection.holds_slot:
             connection.holds_slot = False
             self.breakers.connection_gone()
         self.runtime.connection_closed(self.host)
