@@ -38,7 +38,12 @@ class SpanRecord:
     sampled: bool = True
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint; the one- and two-byte cases (tags, most lengths) directly."""
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -48,11 +53,11 @@ def _varint(value: int) -> bytes:
 
 
 def _tag(number: int, wire_type: int) -> bytes:
-    return _varint((number << 3) | wire_type)
+    return varint((number << 3) | wire_type)
 
 
 def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _tag(number, 2) + _varint(len(payload)) + payload
+    return _tag(number, 2) + varint(len(payload)) + payload
 
 
 _KEY_CACHE: dict[str, bytes] = {}
@@ -71,7 +76,7 @@ def _any_value(value: AttributeValue) -> bytes:
     if isinstance(value, bool):  # before int: bool is an int
         return b"\x10" + (b"\x01" if value else b"\x00")
     if isinstance(value, int):
-        return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)
+        return b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)
     if isinstance(value, float):
         return b"\x21" + struct.pack("<d", value)
     return _length_delimited(1, str(value).encode())
@@ -115,12 +120,12 @@ def encode_span(span: SpanRecord) -> bytes:
     if span.parent_span_id:
         parts.append(b"\x22\x08" + span.parent_span_id.to_bytes(8, "big"))
     parts.append(_length_delimited(5, span.name.encode()))
-    parts.append(b"\x30" + _varint(span.kind))
+    parts.append(b"\x30" + varint(span.kind))
     parts.append(b"\x39" + struct.pack("<Q", span.start_ns))
     parts.append(b"\x41" + struct.pack("<Q", span.end_ns or span.start_ns))
     parts.append(encode_attributes(9, span.attributes.items()))
     if span.error:
-        parts.append(_length_delimited(15, b"\x18" + _varint(STATUS_CODE_ERROR)))
+        parts.append(_length_delimited(15, b"\x18" + varint(STATUS_CODE_ERROR)))
     parts.append(b"\x85\x01" + struct.pack("<I", 1 if span.sampled else 0))  # W3C flags
     return b"".join(parts)
 

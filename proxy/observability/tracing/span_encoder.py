@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from proxy.observability.request_info import HeaderAccessor, RequestInfo
-from proxy.observability.tracing.otlp import STATUS_CODE_ERROR, encode_attributes
+from proxy.observability.tracing.otlp import STATUS_CODE_ERROR, encode_attributes, varint
 
 _PROTOCOL_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/3": "3"}
 
@@ -36,19 +36,6 @@ _SAMPLED_FLAGS = b"\x85\x01\x01\x00\x00\x00"  # W3C trace flags: sampled
 _ERROR_STATUS = b"\x7a\x02\x18" + bytes((STATUS_CODE_ERROR,))
 _CACHE_LIMIT = 4096
 K = TypeVar("K")
-
-
-def varint(value: int) -> bytes:
-    if value < 0x80:
-        return bytes((value,))
-    if value < 0x4000:  # a span's own length: two bytes
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _key_field(key: str) -> bytes:
