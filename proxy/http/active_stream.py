@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from proxy.http.body import BodyChannel
+from proxy.http.deadline import Deadline
 from proxy.http.filter import HttpFilter, HttpStream, LocalReply
 from proxy.http.header_mutation import apply_response_mutations, ordered_levels
 from proxy.http.headers import Headers, RequestHead, ResponseHead
@@ -85,7 +86,8 @@ class ActiveStream:
         # idle_timeout): checked lazily against the last activity, re-armed only on expiry.
         self.idle_timeout = settings.stream_idle_timeout
         self.idle_expired = False
-        self._activity = _Activity(asyncio.get_running_loop().time)
+        self._loop = connection.loop
+        self._activity = _Activity(self._loop.time)
         self._idle_timer: asyncio.TimerHandle | None = None
         self._request_timer: asyncio.TimerHandle | None = None
         self.timeout_reply: LocalReply | None = None
@@ -103,7 +105,7 @@ class ActiveStream:
         if request_timeout:
             # HCM request_timeout: the whole request must arrive within it (Envoy answers 408
             # "request timeout" if no response started, else resets).
-            self._request_timer = asyncio.get_running_loop().call_later(
+            self._request_timer = self._loop.call_later(
                 request_timeout, self._check_request_complete)
         try:
             await self._process()
@@ -137,11 +139,11 @@ class ActiveStream:
         self.idle_timeout = timeout
         if timeout:
             self.touch()
-            self._idle_timer = asyncio.get_running_loop().call_later(timeout, self._check_idle)
+            self._idle_timer = self._loop.call_later(timeout, self._check_idle)
 
     def _check_idle(self) -> None:
         assert self.idle_timeout
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         remaining = self._activity.last + self.idle_timeout - loop.time()
         if remaining > 0:
             self._idle_timer = loop.call_later(remaining, self._check_idle)
@@ -297,6 +299,10 @@ class ActiveStream:
         await self.send_response(head, end_stream=not body)
         if body:
             await self.send_data(body, end_stream=True)
+
+    def deadline(self, seconds: float) -> Deadline:
+        assert self.task is not None
+        return Deadline(self._loop, self.task, seconds)
 
     def reset(self) -> None:
         if not self.complete:

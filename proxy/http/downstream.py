@@ -70,7 +70,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self.flow = WriteFlow()
         self.window_waiters: list[asyncio.Future[None]] = []
-        self._loop = asyncio.get_running_loop()
+        self._loop = self.loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self._buffer = b""
         self._closing = False
@@ -248,21 +248,29 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._write(codec.encode_response_head(head, end_stream=end_stream))
             if end_stream:
                 self._h1_response_done(stream)
-        await self.flow.drained()
+        if self.flow.paused:
+            await self.flow.drained()
 
     async def write_data(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> None:
         codec = self.codec
         if isinstance(codec, Http2Codec):
-            await send_flow_controlled(codec, stream.stream_id, data, end_stream, self._flush,
-                                       self._wait_window, lambda: self.transport is None
-                                       or self.transport.is_closing())
+            allowed = codec.sendable(stream.stream_id)
+            if len(data) <= allowed and self.transport is not None:
+                # Fits the peer's windows (the usual case): no flow-control loop needed.
+                codec.send_data(stream.stream_id, data, end_stream=end_stream)
+                self._flush()
+            elif allowed >= 0:
+                await send_flow_controlled(codec, stream.stream_id, data, end_stream,
+                                           self._flush, self._wait_window,
+                                           self._transport_gone)
         elif codec is not None and self.transport is not None:
             out = codec.encode_data(data, end_stream=end_stream)
             if out:
                 self._write(out)
             if end_stream:
                 self._h1_response_done(stream)
-        await self.flow.drained()
+        if self.flow.paused:
+            await self.flow.drained()
 
     async def write_trailers(self, stream: ActiveStream, trailers: Headers) -> None:
         codec = self.codec
@@ -277,7 +285,8 @@ class HttpConnectionHandler(asyncio.Protocol):
             if out:
                 self._write(out)
             self._h1_response_done(stream)
-            await self.flow.drained()
+            if self.flow.paused:
+                await self.flow.drained()
 
     def reset_stream(self, stream: ActiveStream) -> None:
         codec = self.codec
@@ -353,8 +362,11 @@ class HttpConnectionHandler(asyncio.Protocol):
             self.codec.acknowledge(stream_id, length)
             self._flush()
 
+    def _transport_gone(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
     async def _wait_window(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._loop.create_future()
         self.window_waiters.append(waiter)
         await waiter
 
@@ -422,7 +434,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         if not seconds:
             self._deadline = None
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._deadline = loop.time() + seconds
         if self._timer is not None and self._timer.when() <= self._deadline:
             return
@@ -440,7 +452,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._timer = None
         if self._deadline is None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._on_timer)
             return

@@ -20,6 +20,13 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
 
+    @classmethod
+    def adopt(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers over `items` itself (no copy): the caller built the list and lets it go."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        return headers
+
     def get(self, name: str) -> str | None:
         """The first value of `name`, or None."""
         for key, value in self._items:

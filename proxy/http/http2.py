@@ -92,36 +92,56 @@ _NgGoAway = ngh2.GoAwayReceived
 _NgConnectionClosed = ngh2.ConnectionClosed
 
 
+# Received header names, decoded once each (bounded: names come from peers).
+_NAMES: dict[bytes, str] = {}
+_NAMES_LIMIT = 4096
+
+
+def _name(raw: bytes) -> str:
+    name = raw.decode("latin-1")
+    if len(_NAMES) < _NAMES_LIMIT:
+        _NAMES[raw] = name
+    return name
+
+
 def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | None:
     """Pseudo-headers to a RequestHead; None when a mandatory one is missing (RFC 9113
     8.3.1: :method, :scheme and :path, except for CONNECT). Cookie crumbs are joined with
     "; " (RFC 9113 8.2.3) so upstreams see one cookie header, as Envoy forwards it."""
     method = path = authority = ""
     req_scheme = scheme
-    headers = Headers()
-    cookies: list[str] = []
+    items: list[tuple[str, str]] = []
+    append = items.append
+    names = _NAMES
+    cookies: list[str] | None = None
+    host: str | None = None
     for raw_name, raw_value in raw:
-        name = raw_name.decode("latin-1")
         value = raw_value.decode("latin-1")
-        if name[0] == ":":
-            if name == ":method":
+        if raw_name[0] == 58:  # ":", a pseudo-header (libnghttp2 checked which may appear)
+            if raw_name == b":method":
                 method = value
-            elif name == ":path":
+            elif raw_name == b":path":
                 path = value
-            elif name == ":authority":
+            elif raw_name == b":authority":
                 authority = value
-            elif name == ":scheme":
+            elif raw_name == b":scheme":
                 req_scheme = value
-        elif name == "cookie":
+            continue
+        name = names.get(raw_name) or _name(raw_name)
+        if name == "cookie":
+            if cookies is None:
+                cookies = []
             cookies.append(value)
+        elif name == "host":
+            if host is None:
+                host = value
         else:
-            headers.add(name, value)
+            append((name, value))
     if cookies:
-        headers.add("cookie", "; ".join(cookies))
-    host = headers.get("host")
+        append(("cookie", "; ".join(cookies)))
     if host is not None:
         authority = authority or host
-        headers.remove("host")
+    headers = Headers.adopt(items)
     if method == "CONNECT":
         return RequestHead(method, "", authority, "", headers, "HTTP/2", upgrade="connect")
     if not path or not authority:
@@ -131,13 +151,16 @@ def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | No
 
 def _response_head(raw: tuple[ngh2.Header, ...]) -> ResponseHead:
     status = 0
-    headers = Headers()
+    items: list[tuple[str, str]] = []
+    append = items.append
+    names = _NAMES
     for raw_name, raw_value in raw:
-        if raw_name == b":status":
-            status = int(raw_value)
-        elif raw_name[:1] != b":":
-            headers.add(raw_name.decode("latin-1"), raw_value.decode("latin-1"))
-    return ResponseHead(status, headers)
+        if raw_name[0] == 58:  # ":"
+            if raw_name == b":status":
+                status = int(raw_value)
+            continue
+        append((names.get(raw_name) or _name(raw_name), raw_value.decode("latin-1")))
+    return ResponseHead(status, Headers.adopt(items))
 
 
 def _plain(raw: tuple[ngh2.Header, ...]) -> Headers:
@@ -148,6 +171,7 @@ def _plain(raw: tuple[ngh2.Header, ...]) -> Headers:
 # connection-specific). Bounded, since names come from peers too.
 _OUTBOUND: dict[str, tuple[bytes, bool] | None] = {}
 _OUTBOUND_LIMIT = 4096
+_UNKNOWN: tuple[bytes, bool] = (b"", False)  # not in _OUTBOUND yet
 
 
 def _outbound(name: str) -> tuple[bytes, bool] | None:
@@ -168,7 +192,9 @@ def _regular(headers: Headers) -> list[ngh2.Header]:
     append = block.append
     outbound = _OUTBOUND
     for name, value in headers:
-        kind = outbound[name] if name in outbound else _outbound(name)
+        kind = outbound.get(name, _UNKNOWN)
+        if kind is _UNKNOWN:
+            kind = _outbound(name)
         if kind is None:
             continue
         raw_name, volatile = kind

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from proxy.http.body import BodyChannel
+from proxy.http.deadline import Deadline
 from proxy.http.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 from proxy.http.events import TrailersReceived as TrailersEvent
 from proxy.http.filter import HttpStream, LocalReply
@@ -67,6 +68,10 @@ class Downstream(Protocol):
 
     def reset(self) -> None: ...
 
+    def deadline(self, seconds: float) -> Deadline:
+        """A deadline on the stream's task (the route timeout)."""
+        ...
+
 
 class _AttemptFailed(Exception):
     def __init__(self, failure: Failure, flag: str, text: str) -> None:
@@ -76,7 +81,7 @@ class _AttemptFailed(Exception):
         self.text = text
 
 
-@dataclass
+@dataclass(slots=True)
 class _Plan:
     """Everything fixed before the first attempt."""
 
@@ -93,14 +98,19 @@ class _RetryBudget:
     """The cluster's max_retries circuit breaker: a retry holds one slot from the decision to
     retry until that retry's attempt is over (Envoy counts retries in flight)."""
 
-    def __init__(self, breaker: Any) -> None:
-        self.breaker = breaker
+    __slots__ = ("breaker", "holding", "runtime")
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime  # the breaker is looked up only when a retry is considered
         self.holding = False
+        self.breaker: Any = None
 
     def acquire(self) -> bool:
         self.release()  # the previous retry, if any, is over
         if self.breaker is None:
-            return True
+            if not hasattr(self.runtime, "circuit_breaker"):
+                return True
+            self.breaker = self.runtime.circuit_breaker()
         self.holding = self.breaker.try_acquire(Resource.RETRIES)
         return self.holding
 
@@ -116,11 +126,11 @@ class _BodyReplay:
     it counts `retry_or_shadow_abandoned` and gives up retrying this request)."""
 
     def __init__(self, channel: BodyChannel, retries: RetryState, limit: int,
-                 abandoned: Any = None) -> None:
+                 runtime: Any = None) -> None:
         self.channel = channel
         self.retries = retries
         self.limit = limit
-        self._abandoned = abandoned  # counter, or None
+        self._runtime = runtime  # its retry_or_shadow_abandoned counter, looked up on use
         self.chunks: list[bytes] = []
         self.size = 0
         self.buffering = retries.policy is not None
@@ -138,8 +148,7 @@ class _BodyReplay:
             self.overflowed = True
             self.chunks.clear()
             self.retries.abandon()
-            if self._abandoned is not None:
-                self._abandoned.inc()
+            _count(self._runtime, "retry_or_shadow_abandoned")
             return
         self.chunks.append(data)
         self.size += len(data)
@@ -243,13 +252,12 @@ class Router:
             await downstream.send_local_reply(plan)
             return
         stream.state["response_levels"] = plan.response_levels
+        deadline = downstream.deadline(plan.timeout) if plan.timeout else None
         try:
-            if plan.timeout:
-                async with asyncio.timeout(plan.timeout):
-                    await self._attempts(stream, plan, downstream)
-            else:
-                await self._attempts(stream, plan, downstream)
-        except TimeoutError:
+            await self._attempts(stream, plan, downstream)
+        except asyncio.CancelledError:
+            if deadline is None or not deadline.timed_out():
+                raise
             stream.set_flag("UT")
             if downstream.head_sent:
                 downstream.reset()
@@ -257,17 +265,20 @@ class Router:
                 await downstream.send_local_reply(LocalReply(
                     504, "upstream request timeout", details="upstream_response_timeout",
                     grpc_status=GRPC_DEADLINE_EXCEEDED))
+        finally:
+            if deadline is not None:
+                deadline.disarm()
 
     async def _attempts(self, stream: HttpStream, plan: _Plan, downstream: Downstream) -> None:
         retry_policy = plan.action.retry_policy
         if retry_policy is None and stream.virtual_host is not None:
             retry_policy = stream.virtual_host.retry_policy
         retries = RetryState(retry_policy, self.rng)
-        replay = _BodyReplay(downstream.body, retries, _retry_buffer_limit(stream, downstream),
-                             _counter(plan.runtime, "retry_or_shadow_abandoned"))
+        replay = _BodyReplay(downstream.body, retries,
+                             _retry_buffer_limit(stream, downstream) if retry_policy else 0,
+                             plan.runtime)
         tried: list[Any] = []
-        budget = _RetryBudget(plan.runtime.circuit_breaker()
-                              if hasattr(plan.runtime, "circuit_breaker") else None)
+        budget = _RetryBudget(plan.runtime)
         try:
             while True:
                 excluded = tried if retry_policy and retry_policy.avoid_previous_hosts else ()
@@ -330,7 +341,8 @@ class Router:
         runtime = plan.runtime
         per_try = retries.policy.per_try_timeout if retries.policy else None
         try:
-            upstream = await self.pools.new_stream(runtime, host)
+            upstream = self.pools.try_new_stream(runtime, host) \
+                or await self.pools.new_stream(runtime, host)
         except ConnectFailedError as error:
             raise _AttemptFailed("connect_failure", "UF", CONNECT_FAILURE_TEXT) from error
         except PoolOverflowError as error:
@@ -378,16 +390,17 @@ class Router:
                 raise _AttemptFailed("per_try_timeout", "UT", "upstream request timeout") \
                     from None
             status = response.head.status
-            grpc_status = _grpc_status(response.head.headers)
-            if retries.should_retry_status(status, grpc_status) and replay.replayable \
-                    and budget.acquire():
-                upstream.reset()
-                runtime.request_finished(host, http_status=status)
-                if pump is not None:
-                    pump.cancel()
-                return "retry"
-            if retries.would_retry_status(status, grpc_status):
-                stream.set_flag("URX")
+            if retries.policy is not None:
+                grpc_status = _grpc_status(response.head.headers)
+                if retries.should_retry_status(status, grpc_status) and replay.replayable \
+                        and budget.acquire():
+                    upstream.reset()
+                    runtime.request_finished(host, http_status=status)
+                    if pump is not None:
+                        pump.cancel()
+                    return "retry"
+                if retries.would_retry_status(status, grpc_status):
+                    stream.set_flag("URX")
             await self._stream_response(stream, plan, upstream, response, started, downstream)
             runtime.request_finished(host, http_status=status)
             return "done"

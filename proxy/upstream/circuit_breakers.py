@@ -127,17 +127,23 @@ class CircuitBreaker:
         self._breaker_prefix = f"{self._prefix}circuit_breakers.{priority.name.lower()}."
         self._stats = stats
         self.in_use: dict[Resource, int] = dict.fromkeys(Resource, 0)
-        self._gauges: dict[tuple[Resource, bool], Gauge] = {}  # names built once, not per request
-        for resource in Resource:
-            self._update_gauges(resource)
+        # Per resource: (limit, its _open gauge, its remaining_ gauge or None), built when the
+        # thresholds change, so that taking and giving back a unit (per request) only adds.
+        self._slots: dict[Resource, tuple[int, Gauge, Gauge | None]] = {}
+        self.retune(thresholds)
 
     def try_acquire(self, resource: Resource) -> bool:
         """Take one unit of `resource`, or count the overflow and return False."""
-        if self.in_use[resource] >= self.thresholds.limit(resource):
+        limit, is_open, remaining = self._slots[resource]
+        used = self.in_use[resource]
+        if used >= limit:
             self._stats.counter(self._prefix + _OVERFLOW_STAT[resource]).inc()
             return False
-        self.in_use[resource] += 1
-        self._update_gauges(resource)
+        used += 1
+        self.in_use[resource] = used
+        is_open.value = 1 if used >= limit else 0
+        if remaining is not None:
+            remaining.value = limit - used
         return True
 
     def force_acquire(self, resource: Resource) -> None:
@@ -147,34 +153,36 @@ class CircuitBreaker:
         self._update_gauges(resource)
 
     def release(self, resource: Resource) -> None:
-        if self.in_use[resource] <= 0:
+        used = self.in_use[resource]
+        if used <= 0:
             raise RuntimeError(f"circuit breaker {resource.name} released more than acquired")
-        self.in_use[resource] -= 1
-        self._update_gauges(resource)
+        used -= 1
+        self.in_use[resource] = used
+        limit, is_open, remaining = self._slots[resource]
+        is_open.value = 1 if used >= limit else 0
+        if remaining is not None:
+            remaining.value = max(0, limit - used)
 
     def can_acquire(self, resource: Resource) -> bool:
-        return self.in_use[resource] < self.thresholds.limit(resource)
+        return self.in_use[resource] < self._slots[resource][0]
 
     def retune(self, thresholds: Thresholds) -> None:
-        """New limits from a cluster update; counts in use carry over."""
+        """New limits (at creation and from a cluster update); counts in use carry over."""
         self.thresholds = thresholds
         for resource in Resource:
+            remaining = (self._stats.gauge(self._breaker_prefix + _REMAINING_STAT[resource])
+                         if thresholds.track_remaining else None)
+            self._slots[resource] = (
+                thresholds.limit(resource),
+                self._stats.gauge(f"{self._breaker_prefix}{resource.value}_open"), remaining)
             self._update_gauges(resource)
 
     def _update_gauges(self, resource: Resource) -> None:
-        limit = self.thresholds.limit(resource)
+        limit, is_open, remaining = self._slots[resource]
         used = self.in_use[resource]
-        self._gauge(resource, False).set(1 if used >= limit else 0)
-        if self.thresholds.track_remaining:
-            self._gauge(resource, True).set(max(0, limit - used))
-
-    def _gauge(self, resource: Resource, remaining: bool) -> Gauge:
-        found = self._gauges.get((resource, remaining))
-        if found is None:
-            name = (self._breaker_prefix + _REMAINING_STAT[resource] if remaining
-                    else f"{self._breaker_prefix}{resource.value}_open")
-            found = self._gauges[(resource, remaining)] = self._stats.gauge(name)
-        return found
+        is_open.set(1 if used >= limit else 0)
+        if remaining is not None:
+            remaining.set(max(0, limit - used))
 
     def __repr__(self) -> str:
         used = ", ".join(f"{r.value}={n}/{self.thresholds.limit(r)}"

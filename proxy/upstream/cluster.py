@@ -24,13 +24,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from proxy.model.cluster import Cluster, DiscoveryType
-from proxy.stats import Stats
+from proxy.stats import Counter, Stats
 from proxy.upstream.circuit_breakers import CircuitBreaker, RoutingPriority
 from proxy.upstream.health.outlier import OutlierDetector
 from proxy.upstream.host import Health, HealthFlag, Host, Result
 from proxy.upstream.host_set import HostSet, ResolvedEndpoint
 from proxy.upstream.lb.base import LbContext
 from proxy.upstream.lb.policies import picker_factory
+
+# Outcomes that count as a failed request on the host (alongside HTTP 5xx).
+_FAILED_RESULTS = frozenset({Result.LOCAL_ORIGIN_CONNECT_FAILED, Result.LOCAL_ORIGIN_TIMEOUT,
+                             Result.EXT_ORIGIN_REQUEST_FAILED})
 
 
 class ClusterRuntime:
@@ -60,6 +64,10 @@ class ClusterRuntime:
                                      config.circuit_breakers.for_priority(priority), stats)
             for priority in RoutingPriority
         }
+        # Per-request stats, their names built once (not per request).
+        self._rq_total = stats.counter(self.prefix + "upstream_rq_total")
+        self._rq_active = stats.gauge(self.prefix + "upstream_rq_active")
+        self._rq_by_status: dict[int, tuple[Counter, Counter]] = {}
         self._host_change_listeners: list[Callable[[ClusterRuntime], None]] = []
         # Called after any host-set or health change (the manager's initialization watch).
         self.state_listeners: list[Callable[[], None]] = []
@@ -188,8 +196,8 @@ class ClusterRuntime:
         """A request is now in flight on `host` (least-request reads `active_requests`)."""
         host.active_requests += 1
         host.requests_total += 1
-        self.stats.counter(self.prefix + "upstream_rq_total").inc()
-        self.stats.gauge(self.prefix + "upstream_rq_active").inc()
+        self._rq_total.value += 1
+        self._rq_active.value += 1
 
     def request_finished(self, host: Host, *, http_status: int | None = None,
                          result: Result | None = None) -> None:
@@ -197,18 +205,28 @@ class ClusterRuntime:
         (local-origin failure such as a reset or timeout, or a non-HTTP outcome). Counts
         `upstream_rq_<code>` / `upstream_rq_<N>xx` and feeds outlier detection."""
         host.active_requests -= 1
-        self.stats.gauge(self.prefix + "upstream_rq_active").dec()
+        self._rq_active.value -= 1
         if http_status is not None:
-            self.stats.counter(f"{self.prefix}upstream_rq_{http_status}").inc()
-            self.stats.counter(f"{self.prefix}upstream_rq_{http_status // 100}xx").inc()
-        failed = (http_status is not None and http_status >= 500) or result in (
-            Result.LOCAL_ORIGIN_CONNECT_FAILED, Result.LOCAL_ORIGIN_TIMEOUT,
-            Result.EXT_ORIGIN_REQUEST_FAILED)
+            by_status = self._rq_by_status.get(http_status)
+            if by_status is None:
+                by_status = self._status_counters(http_status)
+            by_status[0].value += 1
+            by_status[1].value += 1
+        failed = (http_status is not None and http_status >= 500) or (
+            result is not None and result in _FAILED_RESULTS)
         if failed:
             host.requests_error += 1
         else:
             host.requests_success += 1
         self.report(host, http_status=http_status, result=result)
+
+    def _status_counters(self, status: int) -> tuple[Counter, Counter]:
+        """upstream_rq_<code> and upstream_rq_<N>xx (bounded: codes come from upstreams)."""
+        pair = (self.stats.counter(f"{self.prefix}upstream_rq_{status}"),
+                self.stats.counter(f"{self.prefix}upstream_rq_{status // 100}xx"))
+        if len(self._rq_by_status) < 1000:
+            self._rq_by_status[status] = pair
+        return pair
 
     def report(self, host: Host, *, http_status: int | None = None,
                result: Result | None = None) -> None:

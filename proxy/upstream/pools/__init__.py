@@ -125,6 +125,8 @@ class PoolManager:
 
     def __init__(self) -> None:
         self._pools: dict[tuple[str, str, int, str], Http1Pool | Http2Pool | AutoPool] = {}
+        self._by_objects: dict[tuple[int, int], tuple[Any, Host,
+                                                      Http1Pool | Http2Pool | AutoPool]] = {}
 
     def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
         return self._pool_and_key(runtime, host)[0]
@@ -169,13 +171,32 @@ class PoolManager:
             self._pools[key] = pool
         return pool, key
 
+    def try_new_stream(self, runtime: Any, host: Host) -> UpstreamStream | None:
+        """A stream on a ready connection without waiting, or None (then await new_stream)."""
+        return self._pool(runtime, host).try_new_stream()
+
     async def new_stream(self, runtime: Any, host: Host) -> UpstreamStream:
-        return await self._pool_and_key(runtime, host)[0].new_stream()
+        return await self._pool(runtime, host).new_stream()
+
+    def _pool(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
+        """The pool, remembered per (cluster model, host) object pair: the lookup by protocol
+        and key below runs once per pair, not once per request."""
+        config = runtime.config
+        found = self._by_objects.get((id(config), id(host)))
+        if found is not None and found[0] is config and found[1] is host \
+                and not found[2].closed:
+            return found[2]
+        pool = self._pool_and_key(runtime, host)[0]
+        if len(self._by_objects) > 4096:
+            self._by_objects.clear()
+        self._by_objects[(id(config), id(host))] = (config, host, pool)
+        return pool
 
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        self._by_objects.clear()
 
     def __repr__(self) -> str:
         return f"PoolManager({len(self._pools)} pools)"

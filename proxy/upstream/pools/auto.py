@@ -38,6 +38,10 @@ class AutoPool:
         self._probing: asyncio.Future[Http1Pool | Http2Pool] | None = None
         self.closed = False
 
+    def try_new_stream(self) -> UpstreamStream | None:
+        """A stream without waiting once the protocol is known and a slot is ready."""
+        return self.chosen.try_new_stream() if self.chosen is not None else None
+
     async def new_stream(self) -> UpstreamStream:
         if self.chosen is None:
             if self._probing is None:

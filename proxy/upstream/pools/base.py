@@ -101,8 +101,9 @@ class UpstreamStream:
 
     high_watermark = 1024 * 1024
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.host = host
+        self._loop = loop  # the connection's loop (looked up per wait when None)
         self._events: deque[Event] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._buffered = 0
@@ -146,7 +147,7 @@ class UpstreamStream:
 
     async def next_event(self) -> Event:
         while not self._events:
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = (self._loop or asyncio.get_running_loop()).create_future()
             try:
                 await self._waiter
             finally:

@@ -51,15 +51,16 @@ class WriteFlow:
     """Backpressure for transport writes: `await drained()` while the kernel buffer is full."""
 
     def __init__(self) -> None:
-        self._paused = False
+        # Writers check `paused` before awaiting drained(): no coroutine per write.
+        self.paused = False
         self._waiters: list[asyncio.Future[None]] = []
         self.lost = False
 
     def pause(self) -> None:
-        self._paused = True
+        self.paused = True
 
     def resume(self) -> None:
-        self._paused = False
+        self.paused = False
         self._wake()
 
     def connection_lost(self) -> None:
@@ -73,7 +74,7 @@ class WriteFlow:
         self._waiters.clear()
 
     async def drained(self) -> None:
-        while self._paused and not self.lost:
+        while self.paused and not self.lost:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter

@@ -113,18 +113,21 @@ class Http1Stream(UpstreamStream):
         self.connection.write(self.connection.codec.encode_request_head(head,
                                                                         end_stream=end_stream))
         self._request_done = end_stream
-        await self.connection.flow.drained()
+        if self.connection.flow.paused:
+            await self.connection.flow.drained()
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
         self.connection.write(self.connection.codec.encode_data(data, end_stream=end_stream))
         self._request_done = end_stream
-        await self.connection.flow.drained()
+        if self.connection.flow.paused:
+            await self.connection.flow.drained()
 
     async def send_trailers(self, trailers: Headers) -> None:
         # Dropped unless the cluster's http_protocol_options.enable_trailers (see http1.py).
         self.connection.write(self.connection.codec.encode_trailers(trailers))
         self._request_done = True
-        await self.connection.flow.drained()
+        if self.connection.flow.paused:
+            await self.connection.flow.drained()
 
     def reset(self) -> None:
         if self.finished:
@@ -178,10 +181,15 @@ class Http1Pool:
         self.active = 0
         self.closed = False
 
-    async def new_stream(self) -> Http1Stream:
+    def try_new_stream(self) -> Http1Stream | None:
+        """new_stream() without waiting when an idle connection is ready; else None."""
         connection = self._take_idle()
-        if connection is not None:
-            return self._attach(connection)
+        return self._attach(connection) if connection is not None else None
+
+    async def new_stream(self) -> Http1Stream:
+        ready = self.try_new_stream()
+        if ready is not None:
+            return ready
         self.breakers.start_pending()
         waiter: asyncio.Future[Http1Stream] = asyncio.get_running_loop().create_future()
         self.pending.append(waiter)

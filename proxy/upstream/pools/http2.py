@@ -44,7 +44,7 @@ class Http2Connection(asyncio.Protocol):
         # Streams handed out whose HEADERS (and so stream id) are not yet sent.
         self.unsent: set[Http2Stream] = set()
         self.flow = WriteFlow()
-        self._loop = asyncio.get_running_loop()
+        self._loop = self.loop = asyncio.get_running_loop()
         self.settled: asyncio.Future[None] = self._loop.create_future()
         self.window_waiters: list[asyncio.Future[None]] = []
         self.closed = False
@@ -94,7 +94,7 @@ class Http2Connection(asyncio.Protocol):
                 waiter.set_result(None)
 
     async def wait_window(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self._loop.create_future()
         self.window_waiters.append(waiter)
         await waiter
 
@@ -177,7 +177,7 @@ class Http2Connection(asyncio.Protocol):
 
 class Http2Stream(UpstreamStream):
     def __init__(self, host: Host, connection: Http2Connection) -> None:
-        super().__init__(host)
+        super().__init__(host, connection.loop)
         self.connection = connection
         self.stream_id = 0  # assigned when the HEADERS are sent
 
@@ -190,13 +190,22 @@ class Http2Stream(UpstreamStream):
         if not self.stream_id:
             self.deliver(StreamReset(0, ErrorCodes.REFUSED_STREAM))
             return
-        await connection.flow.drained()
+        if connection.flow.paused:
+            await connection.flow.drained()
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
-        await send_flow_controlled(self.connection.codec, self.stream_id, data, end_stream,
-                                   self.connection.flush, self.connection.wait_window,
-                                   lambda: self.connection.closed or self.finished)
-        await self.connection.flow.drained()
+        connection = self.connection
+        if not connection.closed and not self.finished \
+                and len(data) <= connection.codec.sendable(self.stream_id):
+            # Fits the peer's windows (the usual case): no flow-control loop needed.
+            connection.codec.send_data(self.stream_id, data, end_stream=end_stream)
+            connection.flush()
+        else:
+            await send_flow_controlled(self.connection.codec, self.stream_id, data, end_stream,
+                                       self.connection.flush, self.connection.wait_window,
+                                       lambda: self.connection.closed or self.finished)
+        if self.connection.flow.paused:
+            await self.connection.flow.drained()
 
     async def send_trailers(self, trailers: Headers) -> None:
         if self.connection.codec.stream_open(self.stream_id):
@@ -266,18 +275,29 @@ class Http2Pool:
         self.breakers = PoolBreakers(runtime)
         self._capacity_waiters: list[asyncio.Future[None]] = []
 
+    def try_new_stream(self) -> Http2Stream | None:
+        """new_stream() without waiting when a connection has a free stream slot now (the
+        usual case); None when the request would have to wait."""
+        for connection in self.connections:
+            if connection.capacity > 0:
+                return self._attach(connection.open_stream())
+        return None
+
     async def new_stream(self) -> Http2Stream:
         """A stream with Envoy's pool steps around it (conn_pool_base.cc): without a free
         stream slot the request is pending (max_pending_requests) until one opens; then it
         takes a max_requests slot or fails with overflow."""
-        if any(connection.capacity > 0 for connection in self.connections):
+        ready = self.try_new_stream()
+        if ready is not None:
+            return ready
+        self.breakers.start_pending()
+        try:
             stream = await self._stream_slot()
-        else:
-            self.breakers.start_pending()
-            try:
-                stream = await self._stream_slot()
-            finally:
-                self.breakers.end_pending()
+        finally:
+            self.breakers.end_pending()
+        return self._attach(stream)
+
+    def _attach(self, stream: Http2Stream) -> Http2Stream:
         try:
             self.breakers.attach(stream)
         except PoolOverflowError:
