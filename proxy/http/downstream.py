@@ -155,32 +155,39 @@ class HttpConnectionHandler(asyncio.Protocol):
     # --- events --------------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, RequestReceived):
-            self._on_request(event)
+        # Events are final classes: dispatch on the exact type, the frequent ones first.
+        kind = type(event)
+        if kind is RequestReceived:
+            self._on_request(event)  # type: ignore[arg-type]
             return
-        if isinstance(event, WindowOpened):
+        if kind is StreamEnded or kind is DataReceived or kind is TrailersReceived \
+                or kind is StreamReset or kind is TunnelEstablished:
+            self._on_stream_event(event)
+            return
+        if kind is WindowOpened:
             self._wake_writers()
-            return
-        if isinstance(event, ProtocolFailed):
-            self._on_protocol_failure(event)
-            return
-        if isinstance(event, ConnectionEnded):
+        elif kind is ProtocolFailed:
+            self._on_protocol_failure(event)  # type: ignore[arg-type]
+        elif kind is ConnectionEnded:
             self._closing = True
-            return
-        stream = self.streams.get(getattr(event, "stream_id", -1))
+
+    def _on_stream_event(self, event: Event) -> None:
+        stream = self.streams.get(event.stream_id)  # type: ignore[union-attr]
+        kind = type(event)
         if stream is None:
-            if isinstance(event, DataReceived) and isinstance(self.codec, Http2Codec):
-                self.codec.acknowledge(event.stream_id, event.flow_controlled_length)
+            if kind is DataReceived and isinstance(self.codec, Http2Codec):
+                self.codec.acknowledge(event.stream_id,  # type: ignore[union-attr]
+                                       event.flow_controlled_length)  # type: ignore[union-attr]
             return
-        if isinstance(event, DataReceived | TunnelEstablished):
-            length = event.flow_controlled_length if isinstance(event, DataReceived) else 0
-            if event.data or length:
-                stream.body.push(event.data, length)
-        elif isinstance(event, TrailersReceived):
-            stream.body.trailers = event.trailers
-        elif isinstance(event, StreamEnded):
+        if kind is StreamEnded:
             stream.body.end(stream.body.trailers)
-        elif isinstance(event, StreamReset):
+        elif kind is DataReceived or kind is TunnelEstablished:
+            length = event.flow_controlled_length if kind is DataReceived else 0  # type: ignore[union-attr]
+            if event.data or length:  # type: ignore[union-attr]
+                stream.body.push(event.data, length)  # type: ignore[union-attr]
+        elif kind is TrailersReceived:
+            stream.body.trailers = event.trailers  # type: ignore[union-attr]
+        elif kind is StreamReset:
             stream.body.abort()
             if stream.task is not None:
                 stream.task.cancel()

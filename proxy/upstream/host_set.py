@@ -166,6 +166,13 @@ class HostSet:
     def choose(self, context: LbContext) -> tuple[Host | None, bool]:
         """(host or None, whether the chosen priority was in panic)."""
         load = self.load()
+        if load.healthy[0] == 100 and not self.config.locality_weighted_lb:
+            # Priority 0's healthy hosts take every bucket (the usual case): no draw needed.
+            panic = load.panic[0]
+            picker = self._pickers.get((0, "all" if panic else "healthy", None))
+            if picker is None:
+                picker = self._picker(0, "all" if panic else "healthy", None)
+            return picker.pick(context), panic
         if not self._hosts or (sum(load.healthy) + sum(load.degraded)) == 0:
             return None, False
         # Consistent-hash policies pick the priority from the hash too (Envoy

@@ -64,6 +64,15 @@ class Http2Connection(asyncio.Protocol):
         self.flush()
 
     def _dispatch(self, event: object) -> None:
+        stream_id = getattr(event, "stream_id", 0)
+        if stream_id and type(event) is not WindowOpened:
+            # A stream's event (the frequent case): to its stream, if it is still ours.
+            target = self.streams.get(stream_id)
+            if target is not None:
+                target.deliver(event)  # type: ignore[arg-type]
+            elif type(event) is DataReceived:
+                self.codec.acknowledge(stream_id, event.flow_controlled_length)
+            return
         if isinstance(event, SettingsChanged):
             self.peer_max_streams = self.codec.peer_max_concurrent_streams
             if not self.settled.done():
