@@ -216,8 +216,7 @@ class HttpConnectionHandler(asyncio.Protocol):
     def _spawn(self, stream: ActiveStream) -> None:
         task = self._loop.create_task(stream.run())
         stream.task = task
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)  # discarded by stream_finished (no done callback per request)
 
     def _on_protocol_failure(self, event: ProtocolFailed) -> None:
         self._count("downstream_rq_rx_reset" if isinstance(self.codec, Http2Codec)
@@ -316,6 +315,9 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._closing = True
 
     def stream_finished(self, stream: ActiveStream) -> None:
+        """Called by the stream's task as it ends (in its `finally`)."""
+        if stream.task is not None:
+            self.tasks.discard(stream.task)
         self.streams.pop(stream.stream_id, None)
         self._pressured.discard(stream.stream_id)
         if isinstance(self.codec, Http1ServerCodec):
@@ -338,7 +340,7 @@ class HttpConnectionHandler(asyncio.Protocol):
     def log_stream(self, stream: ActiveStream) -> None:
         status = stream.info.response_code
         if status is not None:
-            self._count(f"downstream_rq_{status // 100}xx")
+            self._count(_RQ_CLASS_STATS.get(status // 100) or f"downstream_rq_{status // 100}xx")
         if self._on_stream_log is not None:
             try:
                 self._on_stream_log(stream)
@@ -488,6 +490,9 @@ class HttpConnectionHandler(asyncio.Protocol):
         kind = type(self.codec).__name__ if self.codec else "undecided"
         return (f"HttpConnectionHandler(#{self.connection_id} {kind} "
                 f"{self.remote_address[0]}:{self.remote_address[1]} streams={len(self.streams)})")
+
+
+_RQ_CLASS_STATS = {n: f"downstream_rq_{n}xx" for n in range(1, 6)}
 
 
 def _protocol_text(event: ProtocolFailed) -> str:

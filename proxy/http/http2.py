@@ -172,6 +172,8 @@ def _plain(raw: tuple[ngh2.Header, ...]) -> Headers:
 _OUTBOUND: dict[str, tuple[bytes, bool] | None] = {}
 _OUTBOUND_LIMIT = 4096
 _UNKNOWN: tuple[bytes, bool] = (b"", False)  # not in _OUTBOUND yet
+_NeverIndexed = ngh2.NeverIndexedHeader
+_new_tuple = tuple.__new__
 
 
 def _outbound(name: str) -> tuple[bytes, bool] | None:
@@ -200,8 +202,8 @@ def _regular(headers: Headers) -> list[ngh2.Header]:
         raw_name, volatile = kind
         if raw_name == b"te" and value.lower() != "trailers":
             continue
-        if volatile:
-            append(ngh2.NeverIndexedHeader(raw_name, value.encode("latin-1")))
+        if volatile:  # a NamedTuple: built with tuple.__new__, a third of its constructor
+            append(_new_tuple(_NeverIndexed, (raw_name, value.encode("latin-1"))))
         else:
             append((raw_name, value.encode("latin-1")))
     return block

@@ -129,33 +129,34 @@ def mutate_request_headers(head: RequestHead, remote_ip: str, scheme: str,
 
 class _RandomPool:
     """Kernel randomness read 4 KiB at a time instead of one getrandom() call per request (as
-    Envoy's random generator buffers its bytes). Emptied in a forked child, so two worker
-    processes never hand out the same ids."""
+    Envoy's random generator buffers its bytes), kept as hex text. Emptied in a forked child,
+    so two worker processes never hand out the same ids."""
 
     def __init__(self) -> None:
-        self.data = b""
+        self.text = ""
         self.offset = 0
 
-    def take16(self) -> bytes:
-        if self.offset + 16 > len(self.data):
-            self.data, self.offset = os.urandom(4096), 0
+    def take32(self) -> str:
+        """32 random hex digits (16 random bytes)."""
+        if self.offset + 32 > len(self.text):
+            self.text, self.offset = os.urandom(4096).hex(), 0
         start = self.offset
-        self.offset = start + 16
-        return self.data[start:start + 16]
+        self.offset = start + 32
+        return self.text[start:start + 32]
 
     def clear(self) -> None:
-        self.data, self.offset = b"", 0
+        self.text, self.offset = "", 0
 
 
 _random_pool = _RandomPool()
 os.register_at_fork(after_in_child=_random_pool.clear)
+# RFC 9562 4.1: the variant bits 10 in the top of octet 8, i.e. its first hex digit 8-b.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def random_request_id() -> str:
     """A random (version 4) UUID in its text form, as Envoy's x-request-id (RFC 9562 5.4);
     the same as str(uuid.uuid4()) without building a UUID object per request."""
-    raw = bytearray(_random_pool.take16())
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = _random_pool.take32()
+    return (f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT_DIGIT[text[16]]}{text[17:20]}"
+            f"-{text[20:]}")

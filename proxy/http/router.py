@@ -219,7 +219,10 @@ class Router:
     def _plan(self, stream: HttpStream, config: RouteConfig,
               action: ForwardAction) -> _Plan | LocalReply:
         request = stream.request
-        cluster_name, entry = select_cluster(action, request, self.rng.randrange(1 << 30))
+        # The random value matters only for weighted_clusters: drawn only then.
+        cluster_name, entry = (select_cluster(action, request, 0) if action.cluster
+                               else select_cluster(action, request,
+                                                   self.rng.randrange(1 << 30)))
         runtime = self.cluster_manager.get(cluster_name) if cluster_name else None
         stream.upstream_cluster = cluster_name
         if runtime is None:
@@ -238,7 +241,9 @@ class Router:
         if not self.suppress_envoy_headers and timeout:
             per_try = action.retry_policy.per_try_timeout if action.retry_policy else None
             head.headers.set("x-envoy-expected-rq-timeout-ms",
-                             str(int((per_try or timeout) * 1000)))
+                             _milliseconds_text(per_try or timeout))
+        if not action.hash_policies:
+            return _Plan(action, runtime, head, None, None, timeout, levels)
         hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
                               _address_text(stream.remote_address))
         return _Plan(action, runtime, head, hashed.key, hashed.set_cookie, timeout, levels)
@@ -291,8 +296,8 @@ class Router:
                     return
                 tried.append(host)
                 stream.attempt_count += 1
-                stream.upstream_host = f"{host.address}:{host.port}"
-                stream.upstream_address = (host.address, host.port)
+                stream.upstream_host = host.address_text
+                stream.upstream_address = host.address_port
                 failed: _AttemptFailed | None = None
                 try:
                     outcome = await self._one_attempt(stream, plan, host, replay, retries,
@@ -515,6 +520,19 @@ def _timeout(action: ForwardAction, request: RequestHead) -> float | None:
                 grpc = min(grpc, action.max_grpc_timeout)
             timeout = max(grpc - action.grpc_timeout_offset, 0.001)
     return timeout
+
+
+_MS_TEXT: dict[float, str] = {}
+
+
+def _milliseconds_text(seconds: float) -> str:
+    """Whole milliseconds as text, remembered per configured timeout (a handful)."""
+    text = _MS_TEXT.get(seconds)
+    if text is None:
+        text = str(int(seconds * 1000))
+        if len(_MS_TEXT) < 256:  # grpc-timeout values come from clients
+            _MS_TEXT[seconds] = text
+    return text
 
 
 def _address_text(address: tuple[str, int]) -> str:

@@ -78,10 +78,17 @@ class Host:
     requests_total: int = 0
     requests_error: int = 0
     requests_success: int = 0
+    # Computed once (read per request for stream info and access logs).
+    address_port: tuple[str, int] = field(init=False, repr=False)
+    address_text: str = field(init=False, repr=False)  # "address:port"
+
+    def __post_init__(self) -> None:
+        self.address_port = (self.address, self.port)
+        self.address_text = f"{self.address}:{self.port}"
 
     @property
     def key(self) -> tuple[str, int]:
-        return (self.address, self.port)
+        return self.address_port
 
     @property
     def health(self) -> Health:
