@@ -200,7 +200,7 @@ class ActiveStream:
             # Envoy answers an upgrade no route or HCM enables with 403 (upgrade_failed).
             await self.send_local_reply(LocalReply(403, details="upgrade_failed"))
             return
-        await connection.router.handle(self.info, self.config, self)
+        await connection.router.handle(self.info, self.config, self)  # returns an awaitable
 
     def _resolve_route(self) -> None:
         if self.config is None:
@@ -262,9 +262,12 @@ class ActiveStream:
         self.head_sent = True
         self.info.response = head
         self.info.response_code = head.status
-        await self.connection.write_head(self, head, end_stream=end_stream)
+        connection = self.connection
+        connection.write_head(self, head, end_stream=end_stream)
         if end_stream:
             self.complete = True
+        if connection.flow.paused:
+            await connection.flow.drained()
 
     def _server_and_date(self, headers: Headers) -> None:
         settings = self.connection.settings
@@ -279,7 +282,11 @@ class ActiveStream:
         for http_filter in reversed(self.filters):
             data = http_filter.on_response_data(self.info, data, end_stream)
         self.info.bytes_sent += len(data)
-        await self.connection.write_data(self, data, end_stream=end_stream)
+        connection = self.connection
+        if not connection.write_data_nowait(self, data, end_stream=end_stream):
+            await connection.write_data(self, data, end_stream=end_stream)
+        elif connection.flow.paused:
+            await connection.flow.drained()
         if end_stream:
             self.complete = True
 

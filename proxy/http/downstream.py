@@ -243,8 +243,8 @@ class HttpConnectionHandler(asyncio.Protocol):
 
     # --- writing (called by ActiveStream) ------------------------------------------------------
 
-    async def write_head(self, stream: ActiveStream, head: ResponseHead, *,
-                         end_stream: bool) -> None:
+    def write_head(self, stream: ActiveStream, head: ResponseHead, *, end_stream: bool) -> None:
+        """Queue the response head (the caller awaits `flow.drained()` when `flow.paused`)."""
         codec = self.codec
         if isinstance(codec, Http2Codec):
             if codec.stream_open(stream.stream_id):
@@ -254,8 +254,25 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._write(codec.encode_response_head(head, end_stream=end_stream))
             if end_stream:
                 self._h1_response_done(stream)
-        if self.flow.paused:
-            await self.flow.drained()
+
+    def write_data_nowait(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> bool:
+        """Queue DATA when that needs no waiting for windows: True when done (the caller still
+        awaits `flow.drained()` when `flow.paused`); False: use write_data()."""
+        codec = self.codec
+        if isinstance(codec, Http2Codec):
+            if self.transport is None or len(data) > codec.sendable(stream.stream_id):
+                return False
+            codec.send_data(stream.stream_id, data, end_stream=end_stream)
+            self._flush()
+            return True
+        if codec is None or self.transport is None:
+            return False
+        out = codec.encode_data(data, end_stream=end_stream)
+        if out:
+            self._write(out)
+        if end_stream:
+            self._h1_response_done(stream)
+        return True
 
     async def write_data(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> None:
         codec = self.codec

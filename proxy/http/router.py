@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -42,6 +43,9 @@ from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.lb.base import LbContext
 from proxy.upstream.pools import ConnectFailedError, PoolManager, PoolOverflowError
 from proxy.upstream.pools.base import UpstreamStream
+
+_NO_PREFERENCE = LbContext()  # no hash key, no excluded host (never mutated)
+_NO_RETRIES = RetryState(None)
 
 BUFFER_LIMIT_TEXT = "exceeded request buffer limit while retrying upstream"
 CONNECT_FAILURE_TEXT = ("upstream connect error or disconnect/reset before headers. "
@@ -125,6 +129,9 @@ class _BodyReplay:
     body fits the buffer limit (Envoy router.cc decodeData: past `retry_shadow_buffer_limit_`
     it counts `retry_or_shadow_abandoned` and gives up retrying this request)."""
 
+    __slots__ = ("_runtime", "buffering", "channel", "chunks", "limit", "overflowed", "retries",
+                 "size")
+
     def __init__(self, channel: BodyChannel, retries: RetryState, limit: int,
                  runtime: Any = None) -> None:
         self.channel = channel
@@ -197,22 +204,22 @@ class Router:
         self.suppress_envoy_headers = suppress_envoy_headers
         self.rng = rng or random.Random()
 
-    async def handle(self, stream: HttpStream, config: RouteConfig | None,
-                     downstream: Downstream) -> None:
+    def handle(self, stream: HttpStream, config: RouteConfig | None,
+               downstream: Downstream) -> Awaitable[None]:
+        """The work for this request, to await (a plain function returning the coroutine that
+        does it: one coroutine layer less on every resumption of the stream's task)."""
         route = stream.route
         if route is None or config is None:
             stream.set_flag("NR")
-            await downstream.send_local_reply(LocalReply(404, details="route_not_found"))
-            return
+            return downstream.send_local_reply(LocalReply(404, details="route_not_found"))
         action = route.action
+        if isinstance(action, ForwardAction):
+            return self._forward(stream, config, action, downstream)
         if isinstance(action, DirectResponseAction):
-            await downstream.send_local_reply(LocalReply(action.status, action.body.decode(
+            return downstream.send_local_reply(LocalReply(action.status, action.body.decode(
                 "utf-8", "replace"), details="direct_response"))
-            return
-        if isinstance(action, RedirectAction):
-            await downstream.send_local_reply(_redirect(action, stream.request, route))
-            return
-        await self._forward(stream, config, action, downstream)
+        assert isinstance(action, RedirectAction)
+        return downstream.send_local_reply(_redirect(action, stream.request, route))
 
     # --- planning ------------------------------------------------------------------------------
 
@@ -278,7 +285,8 @@ class Router:
         retry_policy = plan.action.retry_policy
         if retry_policy is None and stream.virtual_host is not None:
             retry_policy = stream.virtual_host.retry_policy
-        retries = RetryState(retry_policy, self.rng)
+        # Without a policy the state is never changed: one shared instance serves.
+        retries = RetryState(retry_policy, self.rng) if retry_policy else _NO_RETRIES
         replay = _BodyReplay(downstream.body, retries,
                              _retry_buffer_limit(stream, downstream) if retry_policy else 0,
                              plan.runtime)
@@ -287,8 +295,9 @@ class Router:
         try:
             while True:
                 excluded = tried if retry_policy and retry_policy.avoid_previous_hosts else ()
-                host = plan.runtime.choose_host(LbContext(hash_key=plan.hash_key,
-                                                          excluded=excluded))
+                host = plan.runtime.choose_host(
+                    LbContext(hash_key=plan.hash_key, excluded=excluded)
+                    if plan.hash_key is not None or excluded else _NO_PREFERENCE)
                 if host is None:
                     stream.set_flag("UH")
                     await downstream.send_local_reply(LocalReply(
@@ -379,7 +388,8 @@ class Router:
             for name, value in client_span.inject_headers():
                 head.headers.set(name, value)
         try:
-            await upstream.send_head(head, end_stream=end_stream)
+            if not upstream.send_head_nowait(head, end_stream=end_stream):
+                await upstream.send_head(head, end_stream=end_stream)
             if not end_stream:
                 pump = asyncio.ensure_future(replay.pump(upstream, stream))
             try:
@@ -387,7 +397,13 @@ class Router:
                     async with asyncio.timeout(per_try):
                         response = await self._await_head(upstream)
                 else:
-                    response = await self._await_head(upstream)
+                    # _await_head inline (the common case): one coroutine less per request.
+                    while True:
+                        event = upstream.next_event_nowait() or await upstream.next_event()
+                        if type(event) is ResponseReceived:
+                            response = event
+                            break
+                        _raise_if_reset(event)
             except TimeoutError:
                 upstream.reset()
                 runtime.request_finished(host, http_status=504)
@@ -436,11 +452,9 @@ class Router:
     async def _await_head(self, upstream: UpstreamStream) -> ResponseReceived:
         while True:
             event = await upstream.next_event()
-            if isinstance(event, ResponseReceived):
+            if type(event) is ResponseReceived:
                 return event
-            if isinstance(event, StreamReset):
-                refused = event.error_code == 7  # RFC 9113 REFUSED_STREAM
-                raise _AttemptFailed("refused_stream" if refused else "reset", "UC", RESET_TEXT)
+            _raise_if_reset(event)
 
     async def _stream_response(self, stream: HttpStream, plan: _Plan, upstream: UpstreamStream,
                                response: ResponseReceived, started: float,
@@ -456,7 +470,7 @@ class Router:
             upstream.release()
             return
         while True:
-            event = await upstream.next_event()
+            event = upstream.next_event_nowait() or await upstream.next_event()
             stream.touch()
             if isinstance(event, DataReceived):
                 # The last chunk carries END_STREAM itself when the end is already queued.
@@ -464,7 +478,7 @@ class Router:
                 await downstream.send_data(event.data, end_stream=event.end_stream or last)
                 upstream.consumed(event)
                 if last:
-                    await upstream.next_event()  # the StreamEnded
+                    upstream.next_event_nowait()  # the StreamEnded
                     upstream.release()
                     return
             elif isinstance(event, TrailersEvent):
@@ -479,6 +493,13 @@ class Router:
                 stream.set_flag("UR")
                 downstream.reset()
                 return
+
+
+def _raise_if_reset(event: object) -> None:
+    """A reset before the response head fails the attempt (UC)."""
+    if isinstance(event, StreamReset):
+        refused = event.error_code == 7  # RFC 9113 REFUSED_STREAM
+        raise _AttemptFailed("refused_stream" if refused else "reset", "UC", RESET_TEXT)
 
 
 def _retry_buffer_limit(stream: HttpStream, downstream: Downstream) -> int:

@@ -159,12 +159,27 @@ class UpstreamStream:
                 self._pressure(False)
         return event
 
+    def next_event_nowait(self) -> Event | None:
+        """The next event if one is queued (then no coroutine is needed), else None."""
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        if type(event) is DataReceived:
+            self._buffered -= len(event.data)
+            if self._buffered <= self.high_watermark // 2:
+                self._pressure(False)
+        return event
+
     def end_is_next(self) -> bool:
         """Whether the next queued event is the end of the response (no trailers)."""
         return bool(self._events) and isinstance(self._events[0], StreamEnded)
 
     def consumed(self, event: DataReceived) -> None:
         """The router forwarded `event`: return its flow-control credit."""
+
+    def send_head_nowait(self, head: RequestHead, *, end_stream: bool) -> bool:
+        """Send the head when that needs no waiting: True when sent; False: use send_head()."""
+        return False
 
     async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
         raise NotImplementedError

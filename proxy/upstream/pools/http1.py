@@ -109,6 +109,14 @@ class Http1Stream(UpstreamStream):
         else:
             transport.resume_reading()
 
+    def send_head_nowait(self, head: RequestHead, *, end_stream: bool) -> bool:
+        if self.connection.flow.paused:
+            return False
+        self.connection.write(self.connection.codec.encode_request_head(head,
+                                                                        end_stream=end_stream))
+        self._request_done = end_stream
+        return True
+
     async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
         self.connection.write(self.connection.codec.encode_request_head(head,
                                                                         end_stream=end_stream))

@@ -190,7 +190,19 @@ class Http2Stream(UpstreamStream):
         self.connection = connection
         self.stream_id = 0  # assigned when the HEADERS are sent
 
+    def send_head_nowait(self, head: RequestHead, *, end_stream: bool) -> bool:
+        if self.connection.flow.paused:
+            return False
+        self._start(head, end_stream)
+        return True
+
     async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
+        self._start(head, end_stream)
+        if self.stream_id and self.connection.flow.paused:
+            await self.connection.flow.drained()
+
+    def _start(self, head: RequestHead, end_stream: bool) -> None:
+        """HEADERS out; a refused stream learns it from a StreamReset event."""
         connection = self.connection
         if connection.closed or connection.codec.closed or connection.draining:
             self.deliver(StreamReset(self.stream_id, ErrorCodes.REFUSED_STREAM))
@@ -198,9 +210,6 @@ class Http2Stream(UpstreamStream):
         self.stream_id = connection.start_stream(self, head, end_stream)
         if not self.stream_id:
             self.deliver(StreamReset(0, ErrorCodes.REFUSED_STREAM))
-            return
-        if connection.flow.paused:
-            await connection.flow.drained()
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
         connection = self.connection
