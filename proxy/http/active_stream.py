@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from proxy.http.body import BodyChannel
 from proxy.http.deadline import Deadline
 from proxy.http.filter import HttpFilter, HttpStream, LocalReply
-from proxy.http.header_mutation import apply_response_mutations, ordered_levels
+from proxy.http.header_mutation import apply_response_mutations, route_levels
 from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import render_local_reply
 from proxy.http.request_headers import mutate_request_headers
@@ -215,9 +215,7 @@ class ActiveStream:
                 and route.action.idle_timeout is not None:
             self._arm_idle(route.action.idle_timeout or None)
         if route is not None:
-            levels = ordered_levels([route.mutations, vhost.mutations, self.config.mutations],
-                                    self.config.most_specific_header_mutations_wins)
-            self.info.state["response_levels"] = levels
+            self.info.state["response_levels"] = route_levels(self.config, vhost, route)
 
     def _decorate_span(self, span: Any) -> None:
         """Envoy's ingress tracing (conn_manager_impl traceRequest, checked against Envoy

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from google.protobuf.message import Message
 
@@ -38,6 +38,9 @@ class HeaderMutations:
     request_remove: tuple[str, ...] = ()
     response_add: tuple[HeaderAddition, ...] = ()
     response_remove: tuple[str, ...] = ()
+
+
+_NO_MUTATIONS = HeaderMutations()
 
 
 # --- translation (route config, virtual host, route, weighted cluster, filters) -------------
@@ -110,6 +113,20 @@ def ordered_levels(levels_most_specific_first: list[HeaderMutations],
                    most_specific_wins: bool) -> list[HeaderMutations]:
     return list(reversed(levels_most_specific_first)) if most_specific_wins \
         else levels_most_specific_first
+
+
+def route_levels(config: Any, vhost: Any, route: Any) -> list[HeaderMutations]:
+    """The route's, virtual host's and route configuration's header mutations in the order
+    they apply (`ordered_levels`), empty ones left out; computed once per route and kept in
+    the RouteConfig's lookup cache (the route configuration owns its routes, so the route
+    object's identity is a stable key while the configuration lives)."""
+    cache: dict[int, list[HeaderMutations]] = config.lookup_cache.setdefault("levels", {})
+    levels = cache.get(id(route))
+    if levels is None:
+        ordered = ordered_levels([route.mutations, vhost.mutations, config.mutations],
+                                 config.most_specific_header_mutations_wins)
+        levels = cache[id(route)] = [level for level in ordered if level != _NO_MUTATIONS]
+    return levels
 
 
 def apply_request_mutations(headers: Headers, levels: list[HeaderMutations],

@@ -25,7 +25,7 @@ from proxy.http.events import DataReceived, ResponseReceived, StreamEnded, Strea
 from proxy.http.events import TrailersReceived as TrailersEvent
 from proxy.http.filter import HttpStream, LocalReply
 from proxy.http.hashing import compute_hash
-from proxy.http.header_mutation import apply_request_mutations, ordered_levels
+from proxy.http.header_mutation import apply_request_mutations, ordered_levels, route_levels
 from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.retry import Failure, RetryState, parse_grpc_timeout
@@ -237,9 +237,12 @@ class Router:
             return LocalReply(action.cluster_not_found_response_code,
                               details="cluster_not_found")
         assert stream.route is not None and stream.virtual_host is not None
-        levels = [entry.mutations] if entry else []
-        levels += [stream.route.mutations, stream.virtual_host.mutations, config.mutations]
-        levels = ordered_levels(levels, config.most_specific_header_mutations_wins)
+        if entry is None:
+            levels = route_levels(config, stream.virtual_host, stream.route)
+        else:  # a weighted cluster's own mutations are the most specific level
+            levels = ordered_levels([entry.mutations, stream.route.mutations,
+                                     stream.virtual_host.mutations, config.mutations],
+                                    config.most_specific_header_mutations_wins)
         head = _upstream_head(request, stream.route, action,
                               entry.host_rewrite_literal if entry else "",
                               self.suppress_envoy_headers)
