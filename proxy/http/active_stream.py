@@ -88,7 +88,9 @@ class ActiveStream:
         self.idle_expired = False
         self._loop = connection.loop
         self._activity = _Activity(self._loop.time)
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._timers = connection.timers  # the connection's StreamTimers (idle timeout)
+        self.when = 0.0  # when the idle timeout is next due (StreamTimer), once armed
+        self._idle_armed = False
         self._request_timer: asyncio.TimerHandle | None = None
         self.timeout_reply: LocalReply | None = None
         self.info.touch = self._activity.touch
@@ -121,10 +123,11 @@ class ActiveStream:
             else:
                 self.reset()
         finally:
-            for timer in (self._idle_timer, self._request_timer):
-                if timer is not None:
-                    timer.cancel()
-            self._idle_timer = self._request_timer = None  # their callbacks hold self
+            if self._idle_armed:
+                self._timers.discard(self)
+            if self._request_timer is not None:
+                self._request_timer.cancel()
+                self._request_timer = None  # its callback holds self
             self._finish()
 
     # --- stream idle timeout (Envoy "stream_idle_timeout", route "idle_timeout") ---------------
@@ -133,22 +136,27 @@ class ActiveStream:
         self._activity.touch()
 
     def _arm_idle(self, timeout: float | None) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        """(Re)start the idle timeout; checked lazily against the last activity, through the
+        connection's StreamTimers (no loop timer per stream)."""
+        if self._idle_armed:
+            self._timers.discard(self)
+            self._idle_armed = False
         self.idle_timeout = timeout
         if timeout:
             self.touch()
-            self._idle_timer = self._loop.call_later(timeout, self._check_idle)
+            self.when = self._activity.last + timeout
+            self._idle_armed = True
+            self._timers.add(self)
 
-    def _check_idle(self) -> None:
+    def fire(self, now: float) -> None:
+        """StreamTimer: the idle timeout is due unless there was activity since it was set."""
         assert self.idle_timeout
-        loop = self._loop
-        remaining = self._activity.last + self.idle_timeout - loop.time()
-        if remaining > 0:
-            self._idle_timer = loop.call_later(remaining, self._check_idle)
+        due = self._activity.last + self.idle_timeout
+        if due > now:
+            self.when = due
+            self._timers.add(self)
             return
-        self._idle_timer = None
+        self._idle_armed = False
         self._expire(LocalReply(408, "stream timeout", details="stream_idle_timeout", flag="SI"))
 
     def _check_request_complete(self) -> None:
@@ -307,7 +315,7 @@ class ActiveStream:
 
     def deadline(self, seconds: float) -> Deadline:
         assert self.task is not None
-        return Deadline(self._loop, self.task, seconds)
+        return Deadline(self._timers, self.task, self._loop.time() + seconds)
 
     def reset(self) -> None:
         if not self.complete:

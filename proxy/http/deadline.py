@@ -2,10 +2,11 @@
 
 The route timeout bounds every forwarded request, so it is armed and disarmed once per request.
 `asyncio.timeout` looks up the running loop and the current task on each use (each lookup a
-getpid() system call in CPython 3.11) and goes through two coroutines; this holds the loop and
-the task it was given. The rules are asyncio.timeout's: on expiry the task is cancelled; the
-cancellation is taken back, and becomes "timed out", only when it was ours and no other
-cancellation of the task is pending (Task.uncancel(), Python 3.11 asyncio docs).
+getpid() system call in CPython 3.11), goes through two coroutines and arms a loop timer; this
+holds the task it was given and waits in the connection's StreamTimers. The rules are
+asyncio.timeout's: on expiry the task is cancelled; the cancellation is taken back, and becomes
+"timed out", only when it was ours and no other cancellation of the task is pending
+(Task.uncancel(), Python 3.11 asyncio docs).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from proxy.http.stream_timers import StreamTimers
+
 
 class Deadline:
     """Armed on creation; `timed_out()` on CancelledError, `disarm()` in `finally`.
 
-        deadline = Deadline(loop, task, seconds)
+        deadline = Deadline(timers, task, loop.time() + seconds)
         try:
             await work()
         except asyncio.CancelledError:
@@ -26,19 +29,22 @@ class Deadline:
             ...  # timed out
         finally:
             deadline.disarm()
+
+    It is a StreamTimer of the connection's StreamTimers (no loop timer of its own).
     """
 
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+    __slots__ = ("_cancelling", "_expired", "_task", "_timers", "when")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any],
-                 seconds: float) -> None:
+    def __init__(self, timers: StreamTimers, task: asyncio.Task[Any], when: float) -> None:
         self._task = task
         self._cancelling = task.cancelling()
         self._expired = False
-        self._handle: asyncio.TimerHandle | None = loop.call_later(seconds, self._expire)
+        self.when = when
+        self._timers: StreamTimers | None = timers
+        timers.add(self)
 
-    def _expire(self) -> None:
-        self._handle = None
+    def fire(self, now: float) -> None:
+        self._timers = None  # the timers let go of us
         self._expired = True
         self._task.cancel()
 
@@ -51,10 +57,10 @@ class Deadline:
         return self._task.uncancel() <= self._cancelling
 
     def disarm(self) -> None:
-        if self._handle is not None:
-            # Dropping the handle also drops its reference to us: no cycle outlives the request.
-            self._handle.cancel()
-            self._handle = None
+        if self._timers is not None:
+            # Leaving the set also drops its reference to us: no cycle outlives the request.
+            self._timers.discard(self)
+            self._timers = None
         elif self._expired:  # expired as the work finished anyway: take the cancellation back
             self._expired = False
             self._task.uncancel()

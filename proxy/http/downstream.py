@@ -34,6 +34,7 @@ from proxy.http.http2 import PREFACE, ErrorCodes, Http2Codec
 from proxy.http.local_reply import render_local_reply
 from proxy.http.router import Router
 from proxy.http.settings import HcmSettings
+from proxy.http.stream_timers import StreamTimers
 from proxy.model.route import RouteConfig
 from proxy.stats import Counter
 from proxy.upstream.pools.connection import WriteFlow
@@ -71,6 +72,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.flow = WriteFlow()
         self.window_waiters: list[asyncio.Future[None]] = []
         self._loop = self.loop = asyncio.get_running_loop()
+        self.timers = StreamTimers(self._loop)  # the streams' idle timeouts and deadlines
         self.closed: asyncio.Future[None] = self._loop.create_future()
         self._buffer = b""
         self._closing = False
@@ -138,6 +140,7 @@ class HttpConnectionHandler(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.flow.connection_lost()
         self._cancel_timer()
+        self.timers.close()
         for stream in list(self.streams.values()):
             stream.body.abort()
         for task in list(self.tasks):
