@@ -49,7 +49,7 @@ class LocalReply:
     close_connection: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class HttpStream:
     """What filters see of one request: its head, the connection and the routing result."""
 

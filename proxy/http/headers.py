@@ -93,7 +93,7 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestHead:
     method: str
     path: str  # origin-form path with query ("/a?b=1"); for CONNECT, the authority
@@ -125,7 +125,7 @@ class RequestHead:
         return (self.headers.get("content-type") or "").startswith("application/grpc")
 
 
-@dataclass
+@dataclass(slots=True)
 class ResponseHead:
     status: int
     headers: Headers = field(default_factory=Headers)

@@ -55,7 +55,7 @@ class Result(enum.Enum):
     EXT_ORIGIN_REQUEST_FAILED = "ext_origin_request_failed"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Host:
     """One upstream host. Identity is (address, port); the rest is updated in place."""
 

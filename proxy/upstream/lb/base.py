@@ -18,7 +18,7 @@ import xxhash
 from proxy.upstream.host import Host
 
 
-@dataclass
+@dataclass(slots=True)
 class LbContext:
     """What the caller tells the load balancer about one pick.
 
