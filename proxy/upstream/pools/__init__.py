@@ -24,7 +24,7 @@ from proxy.upstream.pools.base import (
     UpstreamStream,
 )
 from proxy.upstream.pools.http1 import Http1Pool
-from proxy.upstream.pools.http2 import Http2Pool
+from proxy.upstream.pools.http2 import ENVOY_DEFAULT_WINDOWS, Http2Pool, Http2Windows
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class UpstreamProtocol:
     max_concurrent_streams: int | None = None  # our own cap on top of the peer's SETTINGS
     idle_timeout: float | None = 3600.0  # Envoy common_http_protocol_options.idle_timeout: 1h
     http1_trailers: bool = False  # http_protocol_options.enable_trailers (HTTP/1.1 upstreams)
+    http2_windows: Http2Windows = ENVOY_DEFAULT_WINDOWS  # http2_protocol_options windows, HPACK
 
 
 _CACHE: dict[int, tuple[Any, UpstreamProtocol]] = {}
@@ -49,7 +50,8 @@ _OPTIONS_FIELD = f"typed_extension_protocol_options[{PROTOCOL_OPTIONS}]"
 # What we honour inside HttpProtocolOptions; anything else set is refused by name.
 _COMMON_FIELDS = {"idle_timeout"}
 _HTTP1_FIELDS = {"enable_trailers"}
-_HTTP2_FIELDS = {"max_concurrent_streams"}
+_HTTP2_FIELDS = {"max_concurrent_streams", "initial_stream_window_size",
+                 "initial_connection_window_size", "hpack_table_size"}
 
 
 def upstream_protocol(cluster: Any) -> UpstreamProtocol:
@@ -74,6 +76,22 @@ def _refuse_unknown(message: Any, allowed: set[str], prefix: str) -> None:
     for descriptor, _ in message.ListFields():
         if descriptor.name not in allowed:
             raise unsupported(f"{_OPTIONS_FIELD}.{prefix}{descriptor.name}")
+
+
+def _windows(http2: Any) -> Http2Windows:
+    """Http2ProtocolOptions windows (capped at 2^31-1, RFC 9113 6.9.1) and HPACK table size;
+    unset fields keep Envoy's defaults."""
+    default = ENVOY_DEFAULT_WINDOWS
+    return Http2Windows(
+        initial_stream_window_size=min(http2.initial_stream_window_size.value, 2**31 - 1)
+        if http2.HasField("initial_stream_window_size")
+        else default.initial_stream_window_size,
+        initial_connection_window_size=min(http2.initial_connection_window_size.value,
+                                           2**31 - 1)
+        if http2.HasField("initial_connection_window_size")
+        else default.initial_connection_window_size,
+        hpack_table_size=http2.hpack_table_size.value if http2.HasField("hpack_table_size")
+        else None)
 
 
 def _translate_protocol(cluster: Any) -> UpstreamProtocol:
@@ -101,7 +119,7 @@ def _translate_protocol(cluster: Any) -> UpstreamProtocol:
             _refuse_unknown(http2, _HTTP2_FIELDS, prefix + "http2_protocol_options.")
             streams = http2.max_concurrent_streams
             return UpstreamProtocol(True, False, streams.value if streams.value else None,
-                                    idle or None)
+                                    idle or None, http2_windows=_windows(http2))
         http1 = explicit.http_protocol_options
         _refuse_unknown(http1, _HTTP1_FIELDS, prefix + "http_protocol_options.")
         return UpstreamProtocol(False, False, None, idle or None, http1.enable_trailers)
@@ -115,7 +133,8 @@ def _translate_protocol(cluster: Any) -> UpstreamProtocol:
                         prefix + "http2_protocol_options.")
         streams = auto.http2_protocol_options.max_concurrent_streams
         return UpstreamProtocol(False, True, streams.value if streams.value else None,
-                                idle or None, auto.http_protocol_options.enable_trailers)
+                                idle or None, auto.http_protocol_options.enable_trailers,
+                                _windows(auto.http2_protocol_options))
     return UpstreamProtocol(idle_timeout=idle or None)
 
 
@@ -158,12 +177,13 @@ class PoolManager:
                 pool = AutoPool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                 server_hostname=sni,
                                 max_concurrent_streams=protocol.max_concurrent_streams,
-                                buffer_limit=limit, enable_trailers=protocol.http1_trailers)
+                                buffer_limit=limit, enable_trailers=protocol.http1_trailers,
+                                windows=protocol.http2_windows)
             elif kind == "h2":
                 pool = Http2Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni,
                                  max_concurrent_streams=protocol.max_concurrent_streams,
-                                 buffer_limit=limit)
+                                 buffer_limit=limit, windows=protocol.http2_windows)
             else:
                 pool = Http1Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni, buffer_limit=limit,

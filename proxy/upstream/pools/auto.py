@@ -15,14 +15,15 @@ from proxy.upstream.host import Host
 from proxy.upstream.pools.base import UpstreamStream
 from proxy.upstream.pools.connection import open_connection
 from proxy.upstream.pools.http1 import Http1Pool
-from proxy.upstream.pools.http2 import Http2Pool
+from proxy.upstream.pools.http2 import ENVOY_DEFAULT_WINDOWS, Http2Pool, Http2Windows
 
 
 class AutoPool:
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext, server_hostname: str | None,
                  max_concurrent_streams: int | None, buffer_limit: int,
-                 enable_trailers: bool = False) -> None:
+                 enable_trailers: bool = False,
+                 windows: Http2Windows = ENVOY_DEFAULT_WINDOWS) -> None:
         self.host = host
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
@@ -33,7 +34,7 @@ class AutoPool:
         self.http2 = Http2Pool(runtime, host, connect_timeout=connect_timeout,
                                ssl_context=ssl_context, server_hostname=server_hostname,
                                max_concurrent_streams=max_concurrent_streams,
-                               buffer_limit=buffer_limit)
+                               buffer_limit=buffer_limit, windows=windows)
         self.chosen: Http1Pool | Http2Pool | None = None
         self._probing: asyncio.Future[Http1Pool | Http2Pool] | None = None
         self.closed = False

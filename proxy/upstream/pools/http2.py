@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.http.events import (
@@ -35,10 +36,29 @@ from proxy.upstream.pools.connection import WriteFlow, open_pooled
 SETTINGS_TIMEOUT = 5.0
 
 
+@dataclass(frozen=True)
+class Http2Windows:
+    """The cluster's http2_protocol_options for our side of its connections: the windows and
+    HPACK table we advertise. Defaults are Envoy's (Http2ProtocolOptions: 16 MiB per stream,
+    24 MiB per connection; the RFC 7541 table of 4096 bytes, not advertised). A stream window
+    is also how much one upstream stream may have in flight towards us unread."""
+
+    initial_stream_window_size: int = 16 * 1024 * 1024
+    initial_connection_window_size: int = 24 * 1024 * 1024
+    hpack_table_size: int | None = None
+
+
+ENVOY_DEFAULT_WINDOWS = Http2Windows()
+
+
 class Http2Connection(asyncio.Protocol):
     def __init__(self, pool: Http2Pool) -> None:
         self.pool = pool
-        self.codec = Http2Codec(client_side=True)
+        windows = pool.windows
+        self.codec = Http2Codec(client_side=True,
+                                initial_window_size=windows.initial_stream_window_size,
+                                connection_window_size=windows.initial_connection_window_size,
+                                header_table_size=windows.hpack_table_size)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Http2Stream] = {}
         # Streams handed out whose HEADERS (and so stream id) are not yet sent.
@@ -279,8 +299,10 @@ class Http2Pool:
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
                  max_concurrent_streams: int | None = None,
-                 buffer_limit: int = 1024 * 1024) -> None:
+                 buffer_limit: int = 1024 * 1024,
+                 windows: Http2Windows = ENVOY_DEFAULT_WINDOWS) -> None:
         self.buffer_limit = buffer_limit
+        self.windows = windows
         self.runtime = runtime
         self.host = host
         self.connect_timeout = connect_timeout
