@@ -110,7 +110,8 @@ class HttpConnectionHandler(asyncio.Protocol):
                            connection_window_size=s.initial_connection_window_size,
                            header_table_size=s.hpack_table_size,
                            max_header_list_size=s.max_header_bytes,
-                           max_headers_count=s.max_headers_count)
+                           max_headers_count=s.max_headers_count,
+                           enable_connect_protocol=s.allow_connect)
         codec.initiate()
         self.codec = codec
         self._flush()

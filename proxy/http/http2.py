@@ -77,6 +77,7 @@ _VOLATILE = frozenset({b"x-request-id", b"date", b"x-envoy-upstream-service-time
                        b"traceparent", b"x-envoy-original-path"})
 _SETTING_MAX_STREAMS = int(ngh2.Setting.MAX_CONCURRENT_STREAMS)
 _SETTING_INITIAL_WINDOW = int(ngh2.Setting.INITIAL_WINDOW_SIZE)
+_SETTING_ENABLE_CONNECT = int(ngh2.Setting.ENABLE_CONNECT_PROTOCOL)
 
 # ngh2 event classes, looked up once.
 _NgRequest = ngh2.RequestReceived
@@ -96,7 +97,7 @@ def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | No
     """Pseudo-headers to a RequestHead; None when a mandatory one is missing (RFC 9113
     8.3.1: :method, :scheme and :path, except for CONNECT). Cookie crumbs are joined with
     "; " (RFC 9113 8.2.3) so upstreams see one cookie header, as Envoy forwards it."""
-    method = path = authority = ""
+    method = path = authority = protocol = ""
     req_scheme = scheme
     headers = Headers()
     cookies: list[str] = []
@@ -112,6 +113,8 @@ def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | No
                 authority = value
             elif name == ":scheme":
                 req_scheme = value
+            elif name == ":protocol":
+                protocol = value
         elif name == "cookie":
             cookies.append(value)
         else:
@@ -123,10 +126,38 @@ def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | No
         authority = authority or host
         headers.remove("host")
     if method == "CONNECT":
+        if protocol and protocol != "bytestream":
+            return _extended_connect(protocol, path, authority, req_scheme, headers)
         return RequestHead(method, "", authority, "", headers, "HTTP/2", upgrade="connect")
     if not path or not authority:
         return None
     return RequestHead(method, path, authority, req_scheme, headers, "HTTP/2")
+
+
+def _extended_connect(protocol: str, path: str, authority: str, scheme: str,
+                      headers: Headers) -> RequestHead:
+    """RFC 8441 extended CONNECT (`:protocol websocket`) as the HTTP/1.1 upgrade it stands for,
+    as Envoy's codec does (Http::Utility::transformUpgradeRequestFromH2toH1): method GET,
+    `upgrade: <protocol>`, `connection: upgrade`. Routes, filters and the upgrade_configs check
+    then see one shape for both protocols, and an HTTP/1.1 upstream gets the Upgrade request.
+    libnghttp2 accepts `:protocol` only once we advertised SETTINGS_ENABLE_CONNECT_PROTOCOL and
+    checks that :scheme, :path and :authority come with it (RFC 8441 section 4)."""
+    headers.set("upgrade", protocol)
+    headers.set("connection", "upgrade")
+    return RequestHead("GET", path, authority, scheme, headers, "HTTP/2",
+                       upgrade=protocol.lower())
+
+
+def _upgrade_response(head: ResponseHead) -> ResponseHead:
+    """An upstream's 101 to an upgrade that arrived as extended CONNECT is a 200 on the stream
+    (RFC 8441 section 5; HTTP/2 has no 101, RFC 9113 8.6), as Envoy's
+    transformUpgradeResponseFromH1toH2: upgrade and connection go (connection-specific), and
+    so does a `content-length: 0`."""
+    headers = head.headers
+    if headers.get("content-length") == "0":
+        headers = headers.copy()
+        headers.remove("content-length")
+    return ResponseHead(200, headers, head.reason)
 
 
 def _response_head(raw: tuple[ngh2.Header, ...]) -> ResponseHead:
@@ -190,7 +221,8 @@ class Http2Codec:
                  connection_window_size: int | None = None,
                  header_table_size: int | None = None,
                  max_header_list_size: int = 60 * 1024,
-                 max_headers_count: int = 100) -> None:
+                 max_headers_count: int = 100,
+                 enable_connect_protocol: bool = False) -> None:
         config = ngh2.Configuration(auto_window_update=False,
                                     max_inbound_header_list_size=max_header_list_size)
         role = ngh2.Role.CLIENT if client_side else ngh2.Role.SERVER
@@ -206,6 +238,9 @@ class Http2Codec:
             # Http2ProtocolOptions.hpack_table_size: the HPACK table the peer's encoder may
             # use towards us (SETTINGS_HEADER_TABLE_SIZE, RFC 7541 4.2); 0 turns indexing off.
             self._settings[int(ngh2.Setting.HEADER_TABLE_SIZE)] = header_table_size
+        if enable_connect_protocol and not client_side:
+            # Http2ProtocolOptions.allow_connect: RFC 8441 section 3, extended CONNECT.
+            self._settings[_SETTING_ENABLE_CONNECT] = 1
         if client_side:
             del self._settings[_SETTING_MAX_STREAMS]
             self._settings[int(ngh2.Setting.ENABLE_PUSH)] = 0
@@ -397,6 +432,8 @@ class Http2Codec:
         return stream_id
 
     def send_response_head(self, stream_id: int, head: ResponseHead, *, end_stream: bool) -> None:
+        if head.status == 101:
+            head = _upgrade_response(head)
         block: list[ngh2.Header] = [(b":status", str(head.status).encode())]
         block.extend(_regular(head.headers))
         try:
