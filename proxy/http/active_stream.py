@@ -195,8 +195,10 @@ class ActiveStream:
         if "span" in self.info.state:
             self._decorate_span(self.info.state["span"])
         if request.upgrade and not self._upgrade_allowed():
-            # Envoy answers an upgrade no route or HCM enables with 403 (upgrade_failed).
-            await self.send_local_reply(LocalReply(403, details="upgrade_failed"))
+            # Envoy answers an upgrade no route or HCM enables with 403 (upgrade_failed) and
+            # closes the connection (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY).
+            await self.send_local_reply(LocalReply(403, details="upgrade_failed",
+                                                   close_connection=True))
             return
         await connection.router.handle(self.info, self.config, self)
 

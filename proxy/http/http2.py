@@ -512,6 +512,16 @@ class Http2Codec:
             except ngh2.NGH2Error:
                 pass
 
+    def shutdown_notice(self) -> None:
+        """Queue a GOAWAY NO_ERROR with the last stream id 2^31-1 (RFC 9113 6.8: the
+        connection is going away; streams keep working until the final GOAWAY), as Envoy
+        starts closing an HTTP/2 connection."""
+        if not self.closed:
+            try:
+                self.conn.send_shutdown_notice()
+            except ngh2.NGH2Error:
+                pass
+
     def close(self, error_code: int = 0) -> None:
         if not self.closed:
             self.closed = True

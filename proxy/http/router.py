@@ -87,6 +87,24 @@ class _Plan:
     set_cookie: str | None
     timeout: float | None
     response_levels: list[HeaderMutations]
+    # The route timeout's scope while it waits for the end of the request (see _RouteTimer).
+    route_timer: _RouteTimer | None = None
+
+
+class _RouteTimer:
+    """Envoy's route timeout spans "between the point at which the entire downstream request
+    (i.e. end-of-stream) has been processed and when the upstream response has been completely
+    processed" (route_components.proto, RouteAction.timeout). A request whose body is still
+    coming when it is routed (an upload, a WebSocket tunnel) starts the clock when its body
+    ends; a tunnel the client never half-closes has none."""
+
+    def __init__(self, scope: asyncio.Timeout, timeout: float) -> None:
+        self.scope = scope
+        self.timeout = timeout
+
+    def request_ended(self) -> None:
+        if self.scope.when() is None:
+            self.scope.reschedule(asyncio.get_running_loop().time() + self.timeout)
 
 
 class _RetryBudget:
@@ -116,8 +134,9 @@ class _BodyReplay:
     it counts `retry_or_shadow_abandoned` and gives up retrying this request)."""
 
     def __init__(self, channel: BodyChannel, retries: RetryState, limit: int,
-                 abandoned: Any = None) -> None:
+                 abandoned: Any = None, route_timer: _RouteTimer | None = None) -> None:
         self.channel = channel
+        self.route_timer = route_timer
         self.retries = retries
         self.limit = limit
         self._abandoned = abandoned  # counter, or None
@@ -150,6 +169,8 @@ class _BodyReplay:
         while True:
             data = await self.channel.read()
             if data is None:
+                if self.route_timer is not None:
+                    self.route_timer.request_ended()
                 break
             stream.touch()
             stream.bytes_received += len(data)
@@ -168,6 +189,8 @@ class _BodyReplay:
                 while not self.overflowed:
                     data = await self.channel.read()
                     if data is None:
+                        if self.route_timer is not None:
+                            self.route_timer.request_ended()
                         await asyncio.sleep(delay)  # body complete: just wait
                         break
                     stream.touch()
@@ -244,7 +267,11 @@ class Router:
             return
         stream.state["response_levels"] = plan.response_levels
         try:
-            if plan.timeout:
+            if plan.timeout and not downstream.body.ended:
+                async with asyncio.timeout(None) as scope:
+                    plan.route_timer = _RouteTimer(scope, plan.timeout)
+                    await self._attempts(stream, plan, downstream)
+            elif plan.timeout:
                 async with asyncio.timeout(plan.timeout):
                     await self._attempts(stream, plan, downstream)
             else:
@@ -264,7 +291,8 @@ class Router:
             retry_policy = stream.virtual_host.retry_policy
         retries = RetryState(retry_policy, self.rng)
         replay = _BodyReplay(downstream.body, retries, _retry_buffer_limit(stream, downstream),
-                             _counter(plan.runtime, "retry_or_shadow_abandoned"))
+                             _counter(plan.runtime, "retry_or_shadow_abandoned"),
+                             plan.route_timer)
         tried: list[Any] = []
         budget = _RetryBudget(plan.runtime.circuit_breaker()
                               if hasattr(plan.runtime, "circuit_breaker") else None)
@@ -345,6 +373,8 @@ class Router:
             head = replace(head, headers=head.headers.copy(), authority=host.hostname)
         end_stream = downstream.body.exhausted and not replay.chunks \
             and downstream.body.trailers is None
+        if end_stream and plan.route_timer is not None:
+            plan.route_timer.request_ended()  # the body ended while we connected
         if end_stream and head.method in ("POST", "PUT", "PATCH") \
                 and "content-length" not in head.headers:
             # Envoy states an empty body explicitly for methods that usually carry one.
@@ -395,6 +425,10 @@ class Router:
             upstream.reset()
             if status is None:
                 runtime.request_finished(host, http_status=503)
+            elif status > 0:
+                # Cut off after the response head (route timeout, downstream reset): the
+                # request still ends, with the status Envoy charged at the head.
+                runtime.request_finished(host, http_status=status)
             raise
         finally:
             self._attempt_finished(stream, client_span, head, status, started)

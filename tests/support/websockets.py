@@ -25,6 +25,8 @@ class TunnelEnd:
     end_stream: bool = False  # DATA/HEADERS with END_STREAM
     reset_code: int | None = None  # RST_STREAM error code
     connection_closed: bool = False
+    error: str = ""  # what the client's own h2 checks refused, if anything
+    goaway: tuple[int, int] | None = None  # (error code, last stream id) of a GOAWAY
 
 
 class H2WebSocketClient:
@@ -69,18 +71,29 @@ class H2WebSocketClient:
 
     async def _read(self) -> None:
         assert self._reader is not None
+        pending = b""
         try:
             while data := await self._reader.read(65536):
-                for event in self.conn.receive_data(data):
-                    self._on_event(event)
+                pending += data
+                # Frame by frame, so that a GOAWAY is seen before the frames that follow it
+                # (h2 refuses those unless told the GOAWAY was graceful).
+                while len(pending) >= 9 and len(pending) >= 9 + int.from_bytes(pending[:3]):
+                    size = 9 + int.from_bytes(pending[:3])
+                    frame, pending = pending[:size], pending[size:]
+                    for event in self.conn.receive_data(frame):
+                        self._on_event(event)
                 self._flush()
-        except (ConnectionError, h2.exceptions.ProtocolError):
-            pass
+        except (ConnectionError, h2.exceptions.ProtocolError) as error:
+            self.end.error = repr(error)
         self.end.connection_closed = True
         self._data.set()
         self.settings_seen.set()
 
     def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.ConnectionTerminated):
+            self.end.goaway = (int(event.error_code or 0), int(event.last_stream_id or 0))
+            if not event.error_code:  # graceful: the streams in flight still finish
+                self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
         if isinstance(event, h2.events.RemoteSettingsChanged):
             self.settings_seen.set()
             if self.conn.remote_settings.get(h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL):
@@ -150,6 +163,18 @@ class H2WebSocketClient:
     async def ended(self) -> TunnelEnd:
         while not self._ended():
             await self._wait_data()
+        return self.end
+
+    async def reset_after_end(self, wait: float = 1.0) -> TunnelEnd:
+        """After the response ended: up to `wait` seconds for the RST_STREAM a server may add
+        while our side is still open (RFC 9113 8.1)."""
+        await self.ended()
+        try:
+            async with asyncio.timeout(wait):
+                while self.end.reset_code is None and not self.end.connection_closed:
+                    await self._wait_data()
+        except TimeoutError:
+            pass
         return self.end
 
 

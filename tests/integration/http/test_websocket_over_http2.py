@@ -69,3 +69,43 @@ async def test_websocket_not_enabled_is_403(echo: tuple[UpgradeEchoBackend, int]
         async with asyncio.timeout(5):
             assert await client.open() == 403
     assert backend.heads == []
+
+
+async def test_route_timeout_starts_when_the_client_half_closes(
+        echo: tuple[UpgradeEchoBackend, int]) -> None:
+    """RouteAction.timeout runs from the end of the request: an open tunnel outlives it; once
+    the client sends END_STREAM the clock starts and the stream is reset (INTERNAL_ERROR)."""
+    _, port = echo
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "ws",
+                                                                "timeout": "0.3s"}})
+    config = hcm(routes, codec_type="HTTP2", http2_protocol_options={"allow_connect": True},
+                 upgrade_configs=[{"upgrade_type": "websocket"}])
+    async with Sidecar(config, [static_cluster("ws", [port])]) as sidecar, \
+            H2WebSocketClient(sidecar.port) as client:
+        async with asyncio.timeout(5):
+            assert await client.open() == 200
+            await asyncio.sleep(0.5)  # past the route timeout: nothing happens yet
+            client.send(b"still here")
+            assert await client.receive(10) == b"still here"
+            started = asyncio.get_running_loop().time()
+            client.send(b"last", end_stream=True)
+            assert await client.receive(4) == b"last"
+            end = await client.ended()
+            elapsed = asyncio.get_running_loop().time() - started
+    assert (end.end_stream, end.reset_code) == (False, 2)
+    assert 0.25 < elapsed < 2
+    assert sidecar.counter("cluster.ws.upstream_rq_101") == 1
+
+
+async def test_backend_closing_the_tunnel_is_a_connect_error(
+        echo: tuple[UpgradeEchoBackend, int]) -> None:
+    _, port = echo
+    config = _config(upgrade_configs=[{"upgrade_type": "websocket"}])
+    async with Sidecar(config, [static_cluster("ws", [port])]) as sidecar, \
+            H2WebSocketClient(sidecar.port) as client:
+        async with asyncio.timeout(5):
+            assert await client.open() == 200
+            client.send(b"bye")
+            assert await client.receive(3) == b"bye"
+            end = await client.ended()
+    assert (end.end_stream, end.reset_code) == (False, 0xA)  # RFC 9113 8.5 CONNECT_ERROR
