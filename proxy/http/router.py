@@ -337,6 +337,7 @@ class Router:
                 if failed.failure in ("connect_failure", "overflow"):
                     # Envoy router.cc chargeUpstreamAbort: the local reply's code counts for
                     # the cluster even though no request reached the host.
+                    _count(plan.runtime, "upstream_rq_completed")
                     _count(plan.runtime, f"upstream_rq_{status}")
                     _count(plan.runtime, f"upstream_rq_{status // 100}xx")
                 headers = Headers()
@@ -412,7 +413,9 @@ class Router:
             if retries.should_retry_status(status, grpc_status) and replay.replayable \
                     and budget.acquire():
                 upstream.reset()
-                runtime.request_finished(host, http_status=status)
+                # Envoy router.cc onUpstreamHeaders: a retried response feeds outlier
+                # detection but charges no upstream_rq_<code> / upstream_rq_completed.
+                runtime.request_finished(host, http_status=status, charge_code=False)
                 if pump is not None:
                     pump.cancel()
                 return "retry"

@@ -192,13 +192,17 @@ class ClusterRuntime:
         self.stats.gauge(self.prefix + "upstream_rq_active").inc()
 
     def request_finished(self, host: Host, *, http_status: int | None = None,
-                         result: Result | None = None) -> None:
+                         result: Result | None = None, charge_code: bool = True) -> None:
         """The request on `host` ended: with an HTTP status from upstream, or with a `Result`
         (local-origin failure such as a reset or timeout, or a non-HTTP outcome). Counts
-        `upstream_rq_<code>` / `upstream_rq_<N>xx` and feeds outlier detection."""
+        `upstream_rq_completed`, `upstream_rq_<code>` / `upstream_rq_<N>xx` (unless
+        `charge_code` is False: Envoy's router charges no code for a response it retries)
+        and feeds outlier detection."""
         host.active_requests -= 1
         self.stats.gauge(self.prefix + "upstream_rq_active").dec()
-        if http_status is not None:
+        if http_status is not None and charge_code:
+            # Envoy CodeStatsImpl::chargeBasicResponseStat: completed, group, code.
+            self.stats.counter(self.prefix + "upstream_rq_completed").inc()
             self.stats.counter(f"{self.prefix}upstream_rq_{http_status}").inc()
             self.stats.counter(f"{self.prefix}upstream_rq_{http_status // 100}xx").inc()
         failed = (http_status is not None and http_status >= 500) or result in (

@@ -135,7 +135,8 @@ async def _run(proxy: AdminProxy, ports: tuple[int, int], backend: FailFirstBack
         default = await _post(ports[0], f"/{tag}/default")
         small = await _post(ports[1], f"/{tag}/small")
     stats = {name: await asyncio.to_thread(proxy.stat, f"cluster.backend.{name}")
-             for name in ("upstream_rq_retry", "retry_or_shadow_abandoned")}
+             for name in ("upstream_rq_retry", "retry_or_shadow_abandoned",
+                          "upstream_rq_completed", "upstream_rq_503", "upstream_rq_200")}
     return {"default": default, "small": small, "stats": stats,
             "seen": {kind: backend.lengths.get(f"/{tag}/{kind}") for kind in ("default", "small")}}
 
@@ -159,5 +160,8 @@ async def test_large_body_retries_follow_the_buffer_limit_like_envoy() -> None:
     assert expected["default"] == (200, b'{"length": 200000}')
     assert expected["seen"] == {"default": [200_000, 200_000], "small": [200_000]}
     assert expected["small"][0] == 503
-    assert expected["stats"] == {"upstream_rq_retry": 1, "retry_or_shadow_abandoned": 1}
+    # A retried response charges no code stats: completed counts the two answers sent back.
+    assert expected["stats"] == {"upstream_rq_retry": 1, "retry_or_shadow_abandoned": 1,
+                                 "upstream_rq_completed": 2, "upstream_rq_503": 1,
+                                 "upstream_rq_200": 1}
     assert actual == expected

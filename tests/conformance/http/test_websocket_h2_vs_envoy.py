@@ -100,7 +100,8 @@ async def _run(proxy: AdminProxy, ports: tuple[int, int],
         forbidden = await _not_enabled(ports[1])
     seen = [_upgrade_lines(head) for head in backend.heads]
     stats = {name: await asyncio.to_thread(proxy.stat, name) for name in (
-        "cluster.backend.upstream_rq_101", "http.ws.downstream_rq_1xx",
+        "cluster.backend.upstream_rq_101", "cluster.backend.upstream_rq_completed",
+        "http.ws.downstream_rq_1xx",
         "http.ws.downstream_rq_2xx", "http.plain.downstream_rq_4xx")}
     return {"closes": closes, "half": half, "forbidden": forbidden, "seen": seen,
             "stats": stats}
