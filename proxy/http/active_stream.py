@@ -23,7 +23,7 @@ from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import render_local_reply
 from proxy.http.request_headers import mutate_request_headers
 from proxy.http.routing import match_route, select_virtual_host
-from proxy.model.route import ForwardAction, RouteConfig
+from proxy.model.route import ForwardAction, RouteConfig, request_buffer_limit
 
 if TYPE_CHECKING:
     from proxy.http.downstream import HttpConnectionHandler
@@ -211,6 +211,11 @@ class ActiveStream:
             return
         route = match_route(vhost, self.info.request)
         self.info.route = route
+        limit = request_buffer_limit(route, vhost)
+        if limit is not None:
+            # per_request_buffer_limit_bytes replaces the listener's limit for this request's
+            # body (how much we queue before we stop reading; the retry buffer, router.py).
+            self.body.high_watermark = limit
         if route is not None and isinstance(route.action, ForwardAction) \
                 and route.action.idle_timeout is not None:
             self._arm_idle(route.action.idle_timeout or None)

@@ -36,6 +36,7 @@ from proxy.model.route import (
     RegexRewrite,
     Route,
     RouteConfig,
+    request_buffer_limit,
 )
 from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.lb.base import LbContext
@@ -505,11 +506,8 @@ def _retry_buffer_limit(stream: HttpStream, downstream: Downstream) -> int:
     per_request_buffer_limit_bytes, else the stream's buffer limit, which is the listener's
     per_connection_buffer_limit_bytes (1 MiB by default) (route_components.proto,
     listener.proto; Envoy router.cc `retry_shadow_buffer_limit_`)."""
-    for level in (stream.route, stream.virtual_host):
-        limit = getattr(level, "per_request_buffer_limit_bytes", None)
-        if limit is not None:
-            return int(limit)
-    return int(downstream.body.high_watermark)
+    limit = request_buffer_limit(stream.route, stream.virtual_host)
+    return int(downstream.body.high_watermark) if limit is None else limit
 
 
 def _counter(runtime: Any, name: str) -> Any:
