@@ -255,6 +255,8 @@ class Http2Codec:
         self._empty_data_frames = 0
         self._local_resets: set[int] = set()
         self._remote_goaway = False
+        # Client side: streams opened as extended CONNECT for an upgrade -> its protocol.
+        self._upgrades: dict[int, str] = {}
         self._pending = b""  # frames serialised inside receive_data, sent by the next flush
 
     def initiate(self) -> None:
@@ -316,6 +318,8 @@ class Http2Codec:
             self._request(event, out)  # type: ignore[arg-type]
         elif kind is _NgResponse:
             head = _response_head(event.headers)  # type: ignore[attr-defined]
+            if self._upgrades:
+                head = self._upgrade_answered(event.stream_id, head)  # type: ignore[attr-defined]
             out.append(ResponseReceived(event.stream_id, head,  # type: ignore[attr-defined]
                                         event.end_stream))  # type: ignore[attr-defined]
         elif kind is _NgClosed:
@@ -347,6 +351,16 @@ class Http2Codec:
                                        event.error_code))  # type: ignore[attr-defined]
         elif kind is _NgConnectionClosed:
             self._connection_closed(event, out)  # type: ignore[arg-type]
+
+    def _upgrade_answered(self, stream_id: int, head: ResponseHead) -> ResponseHead:
+        """A 200 to our extended CONNECT is the 101 of the upgrade it carried (Envoy
+        transformUpgradeResponseFromH2toH1); any other status stays as it is."""
+        protocol = self._upgrades.pop(stream_id, None)
+        if protocol is None or head.status != 200:
+            return head
+        head.headers.set("upgrade", protocol)
+        head.headers.set("connection", "upgrade")
+        return ResponseHead(101, head.headers, head.reason)
 
     def _empty_flood(self) -> bool:
         """Envoy's Http2ProtocolOptions.max_consecutive_inbound_frames_with_empty_payload
@@ -382,6 +396,8 @@ class Http2Codec:
 
     def _stream_closed(self, event: ngh2.StreamClosed, out: list[Event]) -> None:
         stream_id = event.stream_id
+        if self._upgrades:
+            self._upgrades.pop(stream_id, None)
         was_open = stream_id in self._open
         self._open.discard(stream_id)
         declared_length = stream_id in self._declared_length
@@ -413,15 +429,27 @@ class Http2Codec:
 
     def send_request_head(self, head: RequestHead, *, end_stream: bool) -> int:
         """Open a stream with this request; returns its id (assigned by the codec)."""
+        protocol = ""
         if head.method == "CONNECT":
             block: list[ngh2.Header] = [(b":method", b"CONNECT"),
                                         (b":authority", head.authority.encode("latin-1"))]
+        elif head.upgrade:
+            # RFC 8441: an HTTP/1.1 upgrade travels as extended CONNECT (Envoy
+            # transformUpgradeRequestFromH1toH2); the method is lost, GET is assumed back.
+            protocol = head.headers.get("upgrade") or head.upgrade
+            block = [(b":method", b"CONNECT"), (b":protocol", protocol.encode("latin-1")),
+                     (b":scheme", (head.scheme or "http").encode("latin-1")),
+                     (b":authority", head.authority.encode("latin-1")),
+                     (b":path", head.path.encode("latin-1"))]
         else:
             block = [(b":method", head.method.encode("latin-1")),
                      (b":scheme", (head.scheme or "http").encode("latin-1")),
                      (b":authority", head.authority.encode("latin-1")),
                      (b":path", head.path.encode("latin-1"))]
         block.extend(_regular(head.headers))
+        if protocol:
+            # nghttp2 refuses an extended CONNECT with a content-length (Envoy drops "0").
+            block = [field for field in block if field != (b"content-length", b"0")]
         try:
             stream_id = self.conn.send_request(block, end_stream=end_stream)
         except ngh2.NGH2Error as error:
@@ -429,6 +457,8 @@ class Http2Codec:
             # elsewhere, as for REFUSED_STREAM (RFC 9113 8.7).
             raise StreamRefusedError(str(error)) from error
         self._open.add(stream_id)
+        if protocol:
+            self._upgrades[stream_id] = protocol
         return stream_id
 
     def send_response_head(self, stream_id: int, head: ResponseHead, *, end_stream: bool) -> None:

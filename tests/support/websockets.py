@@ -219,3 +219,67 @@ class UpgradeEchoBackend:
         finally:
             self.writers.discard(writer)
             writer.close()
+
+
+@dataclass
+class H2ConnectEchoBackend:
+    """h2c with SETTINGS_ENABLE_CONNECT_PROTOCOL=1: answers an extended CONNECT
+    (`:protocol websocket`) with 200 and echoes its DATA; b"bye" or the client's END_STREAM
+    ends the stream from our side. `requests` keeps each request's header list."""
+
+    requests: list[list[tuple[str, str]]] = field(default_factory=list)
+    server: asyncio.Server | None = None
+    writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        await asyncio.sleep(0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="latin-1"))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+        writer.write(conn.data_to_send())
+        ended: set[int] = set()
+        try:
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    self._on_event(conn, event, ended)
+                writer.write(conn.data_to_send())
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    def _on_event(self, conn: h2.connection.H2Connection, event: h2.events.Event,
+                  ended: set[int]) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            headers = [(n, v) for n, v in event.headers]
+            self.requests.append(headers)
+            found = dict(headers)
+            if (found.get(":method"), found.get(":protocol")) == ("CONNECT", "websocket"):
+                conn.send_headers(event.stream_id, [(":status", "200")])
+            else:
+                conn.send_headers(event.stream_id, [(":status", "400")], end_stream=True)
+                ended.add(event.stream_id)
+        elif isinstance(event, h2.events.DataReceived) and event.stream_id not in ended:
+            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            size = conn.max_outbound_frame_size
+            for offset in range(0, len(event.data), size):
+                conn.send_data(event.stream_id, event.data[offset:offset + size])
+            if event.data.endswith(b"bye"):
+                conn.end_stream(event.stream_id)
+                ended.add(event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded) and event.stream_id not in ended:
+            conn.end_stream(event.stream_id)
+            ended.add(event.stream_id)

@@ -6,7 +6,9 @@ echoes (Envoy docs: arch_overview/http/upgrades, "Websocket over HTTP/2 hops"). 
 the status and headers of the answer, the echoed bytes, how the stream ends when the backend
 closes (after outliving the route timeout) and when the client half-closes (the route
 timeout starts then), the request line and upgrade headers the backend received, stats, and
-the 403 (and GOAWAY) when no upgrade_configs enable websocket.
+the 403 (and GOAWAY) when no upgrade_configs enable websocket; and, to an HTTP/2 cluster, the
+extended CONNECT the upstream receives (from HTTP/2 and from HTTP/1.1 clients) and the answer
+the client gets (200 on HTTP/2, 101 on HTTP/1.1).
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 from tests.support.proxies import AdminProxy
-from tests.support.websockets import H2WebSocketClient, UpgradeEchoBackend
+from tests.support.websockets import (
+    H2ConnectEchoBackend,
+    H2WebSocketClient,
+    UpgradeEchoBackend,
+)
 
 pytestmark = pytest.mark.conformance
 
@@ -31,16 +37,20 @@ ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
 # The route timeout runs from the end of the request (the client's END_STREAM), so a tunnel
 # outlives it until the client half-closes.
 ROUTE_TIMEOUT = "1s"
+H2_OPTIONS = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "explicit_http_config": {"http2_protocol_options": {}}}}
 # Per-process or per-request values, not behaviour.
 VOLATILE = {"date", "x-envoy-upstream-service-time", "server"}
 
 
-def _listener(name: str, port: int, upgrades: list[dict[str, Any]]) -> dict[str, Any]:
-    hcm = {"@type": HCM, "stat_prefix": name, "codec_type": "HTTP2",
+def _listener(name: str, port: int, upgrades: list[dict[str, Any]], *,
+              cluster: str = "backend", codec: str = "HTTP2") -> dict[str, Any]:
+    hcm = {"@type": HCM, "stat_prefix": name, "codec_type": codec,
            "http2_protocol_options": {"allow_connect": True}, "http_filters": [ROUTER],
            "upgrade_configs": upgrades,
            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-               {"match": {"prefix": "/"}, "route": {"cluster": "backend",
+               {"match": {"prefix": "/"}, "route": {"cluster": cluster,
                                                     "timeout": ROUTE_TIMEOUT}}]}]}}
     return {"name": name, "address": {"socket_address": {"address": "127.0.0.1",
                                                          "port_value": port}},
@@ -49,14 +59,24 @@ def _listener(name: str, port: int, upgrades: list[dict[str, Any]]) -> dict[str,
                 "typed_config": hcm}]}]}
 
 
-def _bootstrap(ports: tuple[int, int], backend_port: int) -> dict[str, Any]:
+def _cluster(name: str, port: int, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "STATIC", "connect_timeout": "2s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{
+                "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": port}}}}]}]}, **extra}
+
+
+def _bootstrap(ports: dict[str, int], backend_ports: tuple[int, int]) -> dict[str, Any]:
+    websocket = [{"upgrade_type": "websocket"}]
     return {"static_resources": {
-        "listeners": [_listener("ws", ports[0], [{"upgrade_type": "websocket"}]),
-                      _listener("plain", ports[1], [])],
-        "clusters": [{"name": "backend", "type": "STATIC", "connect_timeout": "2s",
-                      "load_assignment": {"cluster_name": "backend", "endpoints": [{
-                          "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                              "address": "127.0.0.1", "port_value": backend_port}}}}]}]}}]}}
+        "listeners": [_listener("ws", ports["ws"], websocket),
+                      _listener("plain", ports["plain"], []),
+                      _listener("h2up", ports["h2up"], websocket, cluster="h2backend"),
+                      _listener("h1to2", ports["h1to2"], websocket, cluster="h2backend",
+                                codec="HTTP1")],
+        "clusters": [_cluster("backend", backend_ports[0]),
+                     _cluster("h2backend", backend_ports[1],
+                              typed_extension_protocol_options=H2_OPTIONS)]}}
 
 
 async def _backend_closes(port: int) -> dict[str, Any]:
@@ -91,20 +111,57 @@ async def _not_enabled(port: int) -> dict[str, Any]:
             "client_error": end.error}
 
 
-async def _run(proxy: AdminProxy, ports: tuple[int, int],
-               backend: UpgradeEchoBackend) -> dict[str, Any]:
+async def _h2_upstream(port: int) -> dict[str, Any]:
+    async with H2WebSocketClient(port) as client:
+        status = await client.open("/up?x=1", "ws.test")
+        client.send(b"hello")
+        echoed = await client.receive(5)
+        client.send(b"bye")
+        echoed += await client.receive(3)
+        end = await client.ended()
+        headers = sorted((n, v) for n, v in client.headers if n not in VOLATILE)
+    return {"status": status, "headers": headers, "echoed": echoed,
+            "end": (end.end_stream, end.reset_code)}
+
+
+async def _http1_to_h2_upstream(port: int) -> dict[str, Any]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /h1 HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"ping")
+        echoed = await reader.readexactly(4)
+    finally:
+        writer.close()
+    lines = head.lower().split(b"\r\n")
+    return {"status_line": lines[0], "echoed": echoed, "headers": sorted(
+        line for line in lines[1:] if line.startswith((b"upgrade:", b"connection:",
+                                                       b"content-length:",
+                                                       b"transfer-encoding:")))}
+
+
+async def _run(proxy: AdminProxy, ports: dict[str, int], backend: UpgradeEchoBackend,
+               h2_backend: H2ConnectEchoBackend) -> dict[str, Any]:
     backend.heads.clear()
+    h2_backend.requests.clear()
     async with asyncio.timeout(20):
-        closes = await _backend_closes(ports[0])
-        half = await _client_half_closes(ports[0])
-        forbidden = await _not_enabled(ports[1])
+        closes = await _backend_closes(ports["ws"])
+        half = await _client_half_closes(ports["ws"])
+        forbidden = await _not_enabled(ports["plain"])
+        h2_upstream = await _h2_upstream(ports["h2up"])
+        h1_to_h2 = await _http1_to_h2_upstream(ports["h1to2"])
     seen = [_upgrade_lines(head) for head in backend.heads]
+    seen_h2 = [sorted((n, v) for n, v in request if n.startswith(":") or n in (
+        "upgrade", "connection", "content-length", "sec-websocket-version"))
+        for request in h2_backend.requests]
     stats = {name: await asyncio.to_thread(proxy.stat, name) for name in (
         "cluster.backend.upstream_rq_101", "cluster.backend.upstream_rq_completed",
         "http.ws.downstream_rq_1xx",
         "http.ws.downstream_rq_2xx", "http.plain.downstream_rq_4xx")}
     return {"closes": closes, "half": half, "forbidden": forbidden, "seen": seen,
-            "stats": stats}
+            "stats": stats, "h2_upstream": h2_upstream, "h1_to_h2": h1_to_h2,
+            "seen_h2": seen_h2}
 
 
 def _upgrade_lines(head: bytes) -> list[bytes]:
@@ -116,21 +173,23 @@ def _upgrade_lines(head: bytes) -> list[bytes]:
 
 
 async def test_websocket_over_http2_like_envoy() -> None:
-    backend = UpgradeEchoBackend()
-    backend_port = await backend.start()
-    envoy_ports = (free_port(), free_port())
-    ours_ports = (free_port(), free_port())
-    envoy = Envoy(_bootstrap(envoy_ports, backend_port), name="envoy-ws-h2")
-    ours = Pointsman(_bootstrap(ours_ports, backend_port), name="pm-ws-h2")
+    backend, h2_backend = UpgradeEchoBackend(), H2ConnectEchoBackend()
+    backend_ports = (await backend.start(), await h2_backend.start())
+    names = ("ws", "plain", "h2up", "h1to2")
+    envoy_ports = {name: free_port() for name in names}
+    ours_ports = {name: free_port() for name in names}
+    envoy = Envoy(_bootstrap(envoy_ports, backend_ports), name="envoy-ws-h2")
+    ours = Pointsman(_bootstrap(ours_ports, backend_ports), name="pm-ws-h2")
     try:
         await asyncio.to_thread(envoy.wait_ready)
         await asyncio.to_thread(ours.wait_ready)
-        expected = await _run(envoy, envoy_ports, backend)
-        actual = await _run(ours, ours_ports, backend)
+        expected = await _run(envoy, envoy_ports, backend, h2_backend)
+        actual = await _run(ours, ours_ports, backend, h2_backend)
     finally:
         envoy.stop()
         ours.stop()
         await backend.close()
+        await h2_backend.close()
     print("envoy:", expected)
     print("ours: ", actual)
     assert expected["closes"]["status"] == 200
@@ -141,4 +200,10 @@ async def test_websocket_over_http2_like_envoy() -> None:
     # the backend closing a tunnel: CONNECT_ERROR; the route timeout after the client's
     # END_STREAM: INTERNAL_ERROR
     assert (expected["closes"]["end"], expected["half"]["end"]) == ((False, 10), (False, 2))
+    # to an HTTP/2 upstream the upgrade travels as extended CONNECT, its 200 is a 101 again
+    assert (expected["h2_upstream"]["status"], expected["h2_upstream"]["echoed"]) == \
+        (200, b"hellobye")
+    assert expected["h1_to_h2"]["status_line"].startswith(b"http/1.1 101 ")
+    assert all((":method", "CONNECT") in seen and (":protocol", "websocket") in seen
+               for seen in expected["seen_h2"]) and len(expected["seen_h2"]) == 2
     assert actual == expected

@@ -9,8 +9,18 @@ from typing import Any
 
 import pytest
 
-from tests.integration.http.harness import Sidecar, hcm, simple_routes, static_cluster
-from tests.support.websockets import H2WebSocketClient, UpgradeEchoBackend
+from tests.integration.http.harness import (
+    H2_OPTIONS,
+    Sidecar,
+    hcm,
+    simple_routes,
+    static_cluster,
+)
+from tests.support.websockets import (
+    H2ConnectEchoBackend,
+    H2WebSocketClient,
+    UpgradeEchoBackend,
+)
 
 
 @pytest.fixture
@@ -109,3 +119,56 @@ async def test_backend_closing_the_tunnel_is_a_connect_error(
             assert await client.receive(3) == b"bye"
             end = await client.ended()
     assert (end.end_stream, end.reset_code) == (False, 0xA)  # RFC 9113 8.5 CONNECT_ERROR
+
+
+@pytest.fixture
+async def h2_echo() -> AsyncIterator[tuple[H2ConnectEchoBackend, int]]:
+    backend = H2ConnectEchoBackend()
+    port = await backend.start()
+    yield backend, port
+    await backend.close()
+
+
+async def test_websocket_to_an_http2_upstream_is_extended_connect_both_ways(
+        h2_echo: tuple[H2ConnectEchoBackend, int]) -> None:
+    """HTTP/2 on both hops: CONNECT -> (GET upgrade inside) -> CONNECT :protocol upstream;
+    the upstream's 200 comes back as 200 (a 101 in between)."""
+    backend, port = h2_echo
+    config = _config(upgrade_configs=[{"upgrade_type": "websocket"}])
+    cluster = static_cluster("ws", [port], typed_extension_protocol_options=H2_OPTIONS)
+    async with Sidecar(config, [cluster]) as sidecar, \
+            H2WebSocketClient(sidecar.port) as client:
+        async with asyncio.timeout(5):
+            assert await client.open("/chat?x=1") == 200
+            client.send(b"hello")
+            assert await client.receive(5) == b"hello"
+            client.send(b"bye")
+            assert await client.receive(3) == b"bye"
+            end = await client.ended()
+    assert end.end_stream
+    request = dict(backend.requests[0])
+    assert (request[":method"], request[":protocol"], request[":path"],
+            request[":authority"]) == ("CONNECT", "websocket", "/chat?x=1", "example.com")
+    assert "upgrade" not in request and "connection" not in request
+
+
+async def test_http1_websocket_to_an_http2_upstream(
+        h2_echo: tuple[H2ConnectEchoBackend, int]) -> None:
+    backend, port = h2_echo
+    routes = simple_routes({"match": {"prefix": "/"}, "route": {"cluster": "ws"}})
+    config = hcm(routes, upgrade_configs=[{"upgrade_type": "websocket"}])
+    cluster = static_cluster("ws", [port], typed_extension_protocol_options=H2_OPTIONS)
+    async with Sidecar(config, [cluster]) as sidecar:
+        reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.port)
+        writer.write(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"ping")
+            echoed = await reader.readexactly(4)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"\r\nupgrade: websocket\r\n" in head.lower()
+    assert b"\r\nconnection: upgrade\r\n" in head.lower()
+    assert echoed == b"ping"
+    assert dict(backend.requests[0])[":protocol"] == "websocket"

@@ -6,6 +6,8 @@ import struct
 
 import h2.config
 import h2.connection
+import h2.events
+import h2.settings
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -284,3 +286,31 @@ def test_connect_without_protocol_is_still_a_plain_connect() -> None:
     head = next(e for e in events if isinstance(e, RequestReceived)).head
     assert (head.method, head.authority, head.upgrade) == ("CONNECT", "target.test:443",
                                                            "connect")
+
+
+def test_client_sends_an_upgrade_as_extended_connect_and_maps_200_to_101() -> None:
+    client = Http2Codec(client_side=True)
+    client.initiate()
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    head = RequestHead("GET", "/chat", "a.test", "http", Headers([
+        ("upgrade", "websocket"), ("connection", "upgrade"), ("content-length", "0"),
+        ("sec-websocket-version", "13")]), "HTTP/1.1", upgrade="websocket")
+    upgraded = client.send_request_head(head, end_stream=False)
+    plain_upgrade = client.send_request_head(head, end_stream=False)
+    received = [e for e in server.receive_data(client.data_to_send())
+                if isinstance(e, h2.events.RequestReceived)]
+    assert received[0].headers == [
+        (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+        (b":authority", b"a.test"), (b":path", b"/chat"), (b"sec-websocket-version", b"13")]
+    server.send_headers(upgraded, [(":status", "200")])
+    server.send_headers(plain_upgrade, [(":status", "404")], end_stream=True)
+    heads = {e.stream_id: e.head for e in client.receive_data(server.data_to_send())
+             if type(e).__name__ == "ResponseReceived"}
+    assert heads[upgraded].status == 101  # the upgrade's answer, as the router expects it
+    assert heads[upgraded].headers.get("upgrade") == "websocket"
+    assert heads[upgraded].headers.get("connection") == "upgrade"
+    assert heads[plain_upgrade].status == 404  # refusals pass as they are
