@@ -279,9 +279,11 @@ class Router:
                 await self._attempts(stream, plan, downstream)
         except TimeoutError:
             stream.set_flag("UT")
+            _count(plan.runtime, "upstream_rq_timeout")
             if downstream.head_sent:
                 downstream.reset()
             else:
+                _charge_code(plan.runtime, 504)  # Envoy onResponseTimeout
                 await downstream.send_local_reply(LocalReply(
                     504, "upstream request timeout", details="upstream_response_timeout",
                     grpc_status=GRPC_DEADLINE_EXCEEDED))
@@ -335,12 +337,10 @@ class Router:
                 if retries.policy is not None and retries.remaining == 0:
                     stream.set_flag("URX")
                 status = 504 if failed.failure == "per_try_timeout" else 503
-                if failed.failure in ("connect_failure", "overflow"):
-                    # Envoy router.cc chargeUpstreamAbort: the local reply's code counts for
-                    # the cluster even though no request reached the host.
-                    _count(plan.runtime, "upstream_rq_completed")
-                    _count(plan.runtime, f"upstream_rq_{status}")
-                    _count(plan.runtime, f"upstream_rq_{status // 100}xx")
+                # Envoy router.cc chargeUpstreamAbort / onPerTryTimeoutCommon: the code of
+                # the local reply counts for the cluster once no retry follows (also when no
+                # request reached the host); a retried failure counts nothing.
+                _charge_code(plan.runtime, status)
                 headers = Headers()
                 if failed.failure == "overflow" and not self.suppress_envoy_headers:
                     # Envoy router.cc onUpstreamAbort: a request dropped by a circuit
@@ -405,7 +405,8 @@ class Router:
                     response = await self._await_head(upstream)
             except TimeoutError:
                 upstream.reset()
-                runtime.request_finished(host, http_status=504)
+                _count(runtime, "upstream_rq_per_try_timeout")
+                runtime.request_finished(host, http_status=504, charge_code=False)
                 status = -1
                 raise _AttemptFailed("per_try_timeout", "UT", "upstream request timeout") \
                     from None
@@ -428,7 +429,9 @@ class Router:
         except BaseException:
             upstream.reset()
             if status is None:
-                runtime.request_finished(host, http_status=503)
+                # No response head: the code is charged by whoever answers (_attempts,
+                # _forward), once, as Envoy does.
+                runtime.request_finished(host, http_status=503, charge_code=False)
             elif status > 0:
                 # Cut off after the response head (route timeout, downstream reset): the
                 # request still ends, with the status Envoy charged at the head.
@@ -520,6 +523,13 @@ def _count(runtime: Any, name: str) -> None:
     counter = _counter(runtime, name)
     if counter is not None:
         counter.inc()
+
+
+def _charge_code(runtime: Any, status: int) -> None:
+    """The cluster's code stats for an answer made here (Envoy chargeBasicResponseStat)."""
+    _count(runtime, "upstream_rq_completed")
+    _count(runtime, f"upstream_rq_{status}")
+    _count(runtime, f"upstream_rq_{status // 100}xx")
 
 
 def _grpc_status(headers: Headers) -> int | None:
