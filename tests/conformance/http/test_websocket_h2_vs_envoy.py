@@ -118,7 +118,7 @@ async def _h2_upstream(port: int) -> dict[str, Any]:
         echoed = await client.receive(5)
         client.send(b"bye")
         echoed += await client.receive(3)
-        end = await client.ended()
+        end = await client.reset_after_end()
         headers = sorted((n, v) for n, v in client.headers if n not in VOLATILE)
     return {"status": status, "headers": headers, "echoed": echoed,
             "end": (end.end_stream, end.reset_code)}
