@@ -5,7 +5,7 @@ retried or not, Envoy vs `pointsman proxy`.
 Envoy charges the code of an answer once: a retried failure counts no code; the 504/503 the
 router answers with (per-try timeout, reset, route timeout) counts once
 (router.cc onPerTryTimeoutCommon, chargeUpstreamAbort, onResponseTimeout). The backend fails
-the first request on each path (`slow`: answers after 1 s, past the 0.2 s timeouts; `reset`:
+the first request on each path (`slow`: answers after 1.5 s, past the 0.5 s timeouts; `reset`:
 closes the connection) and answers 200 afterwards.
 """
 
@@ -34,12 +34,12 @@ STATS = ("upstream_rq_completed", "upstream_rq_200", "upstream_rq_503", "upstrea
 # path prefix -> what the route does; each is requested with /slow and /reset
 ROUTES = {
     "retried": {"retry_policy": {"retry_on": "reset,5xx", "num_retries": 1,
-                                 "per_try_timeout": "0.2s",
+                                 "per_try_timeout": "0.5s",
                                  "retry_back_off": {"base_interval": "0.01s",
                                                     "max_interval": "0.02s"}}},
     "single": {"retry_policy": {"retry_on": "reset,5xx", "num_retries": 0,
-                                "per_try_timeout": "0.2s"}},
-    "route_timeout": {"timeout": "0.2s"},
+                                "per_try_timeout": "0.5s"}},
+    "route_timeout": {"timeout": "0.5s"},
 }
 
 
@@ -73,7 +73,7 @@ class FailFirstBackend:
                 writer.transport.abort()
                 return
             if first and path.endswith("/slow"):
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.5)
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
