@@ -130,11 +130,15 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._flush()
 
     def eof_received(self) -> bool | None:
+        tunnel = False
         for stream in list(self.streams.values()):
+            tunnel = tunnel or bool(stream.info.request.upgrade)
             if not stream.body.ended:
-                stream.body.end() if stream.info.request.upgrade else stream.body.abort()
-        # Keep the transport open for a half-closed HTTP/1.1 client still awaiting a response.
-        return bool(self.streams) and isinstance(self.codec, Http1ServerCodec)
+                stream.body.abort()
+        # Keep the transport open for a half-closed HTTP/1.1 client still awaiting a response;
+        # not for a tunnel: Envoy does not half-close one, the client's FIN closes it
+        # (measured in tests/conformance/http/test_websocket_h2_vs_envoy.py).
+        return bool(self.streams) and isinstance(self.codec, Http1ServerCodec) and not tunnel
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.flow.connection_lost()

@@ -73,7 +73,8 @@ def _bootstrap(ports: dict[str, int], backend_ports: tuple[int, int]) -> dict[st
                       _listener("plain", ports["plain"], []),
                       _listener("h2up", ports["h2up"], websocket, cluster="h2backend"),
                       _listener("h1to2", ports["h1to2"], websocket, cluster="h2backend",
-                                codec="HTTP1")],
+                                codec="HTTP1"),
+                      _listener("h1", ports["h1"], websocket, codec="HTTP1")],
         "clusters": [_cluster("backend", backend_ports[0]),
                      _cluster("h2backend", backend_ports[1],
                               typed_extension_protocol_options=H2_OPTIONS)]}}
@@ -141,6 +142,32 @@ async def _http1_to_h2_upstream(port: int) -> dict[str, Any]:
                                                        b"transfer-encoding:")))}
 
 
+async def _http1_tunnel(port: int, *, half_close: bool) -> dict[str, Any]:
+    """HTTP/1.1 on both hops: the backend closing after b"bye", or the client half-closing
+    (EOF) while the backend keeps its side open: what the client gets. Envoy does not
+    half-close a tunnel: the client's FIN closes it at once, before any echo comes back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    try:
+        writer.write(b"GET /h1 HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not half_close:
+            await asyncio.sleep(1.2)  # longer than the route timeout: the tunnel stays
+        writer.write(b"last" if half_close else b"bye")
+        if half_close:
+            writer.write_eof()
+        started = loop.time()
+        rest = await reader.read()  # to the end of the connection
+        waited = loop.time() - started
+    finally:
+        writer.close()
+    # After the backend's close Envoy waits out delayed_close_timeout (1 s) before closing,
+    # we close at once: only the client's half-close is timed.
+    return {"status_line": head.split(b"\r\n")[0].lower(), "rest": rest,
+            "closed_at_once": waited < 0.8 if half_close else None}
+
+
 async def _run(proxy: AdminProxy, ports: dict[str, int], backend: UpgradeEchoBackend,
                h2_backend: H2ConnectEchoBackend) -> dict[str, Any]:
     backend.heads.clear()
@@ -151,7 +178,10 @@ async def _run(proxy: AdminProxy, ports: dict[str, int], backend: UpgradeEchoBac
         forbidden = await _not_enabled(ports["plain"])
         h2_upstream = await _h2_upstream(ports["h2up"])
         h1_to_h2 = await _http1_to_h2_upstream(ports["h1to2"])
-    seen = [_upgrade_lines(head) for head in backend.heads]
+        h1_closes = await _http1_tunnel(ports["h1"], half_close=False)
+        h1_half = await _http1_tunnel(ports["h1"], half_close=True)
+    seen = [_upgrade_lines(head) for head in backend.heads
+            if not head.startswith(b"get /h1 ")]
     seen_h2 = [sorted((n, v) for n, v in request if n.startswith(":") or n in (
         "upgrade", "connection", "content-length", "sec-websocket-version"))
         for request in h2_backend.requests]
@@ -161,6 +191,7 @@ async def _run(proxy: AdminProxy, ports: dict[str, int], backend: UpgradeEchoBac
         "http.ws.downstream_rq_2xx", "http.plain.downstream_rq_4xx")}
     return {"closes": closes, "half": half, "forbidden": forbidden, "seen": seen,
             "stats": stats, "h2_upstream": h2_upstream, "h1_to_h2": h1_to_h2,
+            "h1_closes": h1_closes, "h1_half": h1_half,
             "seen_h2": seen_h2}
 
 
@@ -175,7 +206,7 @@ def _upgrade_lines(head: bytes) -> list[bytes]:
 async def test_websocket_over_http2_like_envoy() -> None:
     backend, h2_backend = UpgradeEchoBackend(), H2ConnectEchoBackend()
     backend_ports = (await backend.start(), await h2_backend.start())
-    names = ("ws", "plain", "h2up", "h1to2")
+    names = ("ws", "plain", "h2up", "h1to2", "h1")
     envoy_ports = {name: free_port() for name in names}
     ours_ports = {name: free_port() for name in names}
     envoy = Envoy(_bootstrap(envoy_ports, backend_ports), name="envoy-ws-h2")
@@ -206,4 +237,6 @@ async def test_websocket_over_http2_like_envoy() -> None:
     assert expected["h1_to_h2"]["status_line"].startswith(b"http/1.1 101 ")
     assert all((":method", "CONNECT") in seen and (":protocol", "websocket") in seen
                for seen in expected["seen_h2"]) and len(expected["seen_h2"]) == 2
+    assert expected["h1_closes"]["rest"] == b"bye"
+    assert (expected["h1_half"]["rest"], expected["h1_half"]["closed_at_once"]) == (b"", True)
     assert actual == expected
