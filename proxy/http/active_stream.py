@@ -24,7 +24,7 @@ from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import render_local_reply
 from proxy.http.request_headers import mutate_request_headers
 from proxy.http.routing import match_route, select_virtual_host
-from proxy.model.route import ForwardAction, RouteConfig
+from proxy.model.route import ForwardAction, RouteConfig, request_buffer_limit
 
 if TYPE_CHECKING:
     from proxy.http.downstream import HttpConnectionHandler
@@ -205,8 +205,10 @@ class ActiveStream:
         if "span" in self.info.state:
             self._decorate_span(self.info.state["span"])
         if request.upgrade and not self._upgrade_allowed():
-            # Envoy answers an upgrade no route or HCM enables with 403 (upgrade_failed).
-            await self.send_local_reply(LocalReply(403, details="upgrade_failed"))
+            # Envoy answers an upgrade no route or HCM enables with 403 (upgrade_failed) and
+            # closes the connection (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY).
+            await self.send_local_reply(LocalReply(403, details="upgrade_failed",
+                                                   close_connection=True))
             return
         await connection.router.handle(self.info, self.config, self)  # returns an awaitable
 
@@ -219,6 +221,11 @@ class ActiveStream:
             return
         route = match_route(vhost, self.info.request)
         self.info.route = route
+        limit = request_buffer_limit(route, vhost)
+        if limit is not None:
+            # per_request_buffer_limit_bytes replaces the listener's limit for this request's
+            # body (how much we queue before we stop reading; the retry buffer, router.py).
+            self.body.high_watermark = limit
         if route is not None and isinstance(route.action, ForwardAction) \
                 and route.action.idle_timeout is not None:
             self._arm_idle(route.action.idle_timeout or None)
@@ -313,9 +320,9 @@ class ActiveStream:
         if body:
             await self.send_data(body, end_stream=True)
 
-    def deadline(self, seconds: float) -> Deadline:
+    def deadline(self, seconds: float, *, started: bool = True) -> Deadline:
         assert self.task is not None
-        return Deadline(self._timers, self.task, self._loop.time() + seconds)
+        return Deadline(self._timers, self.task, seconds, started=started)
 
     def reset(self) -> None:
         if not self.complete:

@@ -12,6 +12,7 @@ asyncio.timeout's: on expiry the task is cancelled; the cancellation is taken ba
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from proxy.http.stream_timers import StreamTimers
@@ -20,7 +21,7 @@ from proxy.http.stream_timers import StreamTimers
 class Deadline:
     """Armed on creation; `timed_out()` on CancelledError, `disarm()` in `finally`.
 
-        deadline = Deadline(timers, task, loop.time() + seconds)
+        deadline = Deadline(timers, task, seconds)  # or started=False, then start()
         try:
             await work()
         except asyncio.CancelledError:
@@ -33,15 +34,27 @@ class Deadline:
     It is a StreamTimer of the connection's StreamTimers (no loop timer of its own).
     """
 
-    __slots__ = ("_cancelling", "_expired", "_task", "_timers", "when")
+    __slots__ = ("_cancelling", "_expired", "_seconds", "_started", "_task", "_timers", "when")
 
-    def __init__(self, timers: StreamTimers, task: asyncio.Task[Any], when: float) -> None:
+    def __init__(self, timers: StreamTimers, task: asyncio.Task[Any], seconds: float, *,
+                 started: bool = True) -> None:
         self._task = task
         self._cancelling = task.cancelling()
         self._expired = False
-        self.when = when
+        self._seconds = seconds
         self._timers: StreamTimers | None = timers
-        timers.add(self)
+        self._started = False
+        self.when = math.inf
+        if started:
+            self.start()
+
+    def start(self) -> None:
+        """Start the clock (once; a deadline made with started=False waits for this)."""
+        if self._started or self._timers is None:
+            return
+        self._started = True
+        self.when = self._timers.now() + self._seconds
+        self._timers.add(self)
 
     def fire(self, now: float) -> None:
         self._timers = None  # the timers let go of us

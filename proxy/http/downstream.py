@@ -112,7 +112,8 @@ class HttpConnectionHandler(asyncio.Protocol):
                            connection_window_size=s.initial_connection_window_size,
                            header_table_size=s.hpack_table_size,
                            max_header_list_size=s.max_header_bytes,
-                           max_headers_count=s.max_headers_count)
+                           max_headers_count=s.max_headers_count,
+                           enable_connect_protocol=s.allow_connect)
         codec.initiate()
         self.codec = codec
         self._flush()
@@ -131,11 +132,15 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._flush()
 
     def eof_received(self) -> bool | None:
+        tunnel = False
         for stream in list(self.streams.values()):
+            tunnel = tunnel or bool(stream.info.request.upgrade)
             if not stream.body.ended:
-                stream.body.end() if stream.info.request.upgrade else stream.body.abort()
-        # Keep the transport open for a half-closed HTTP/1.1 client still awaiting a response.
-        return bool(self.streams) and isinstance(self.codec, Http1ServerCodec)
+                stream.body.abort()
+        # Keep the transport open for a half-closed HTTP/1.1 client still awaiting a response;
+        # not for a tunnel: Envoy does not half-close one, the client's FIN closes it
+        # (measured in tests/conformance/http/test_websocket_h2_vs_envoy.py).
+        return bool(self.streams) and isinstance(self.codec, Http1ServerCodec) and not tunnel
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.flow.connection_lost()
@@ -317,7 +322,7 @@ class HttpConnectionHandler(asyncio.Protocol):
     def reset_stream(self, stream: ActiveStream) -> None:
         codec = self.codec
         if isinstance(codec, Http2Codec):
-            codec.reset(stream.stream_id, ErrorCodes.INTERNAL_ERROR)
+            codec.reset(stream.stream_id, _reset_code(stream))
             self._flush()
         else:
             self._close()  # HTTP/1.1 has no stream reset: the connection goes
@@ -332,6 +337,9 @@ class HttpConnectionHandler(asyncio.Protocol):
         if isinstance(self.codec, Http1ServerCodec):
             self.codec.close_after_response = True
         else:
+            if isinstance(self.codec, Http2Codec) and not self._closing:
+                self.codec.shutdown_notice()  # Envoy's HTTP/2 way of "connection: close"
+                self._flush()
             self._closing = True
 
     def stream_finished(self, stream: ActiveStream) -> None:
@@ -350,6 +358,13 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._update_reading()
         elif isinstance(self.codec, Http2Codec) and not stream.complete:
             self.codec.reset(stream.stream_id, ErrorCodes.CANCEL)
+            self._flush()
+        elif isinstance(self.codec, Http2Codec) and not stream.body.ended:
+            # RFC 9113 8.1: the response is complete before the request; RST_STREAM NO_ERROR
+            # asks the client to stop sending it, as Envoy does. The response goes out first
+            # (libnghttp2 would otherwise put the RST_STREAM ahead of it).
+            self._flush_now()
+            self.codec.reset(stream.stream_id, ErrorCodes.NO_ERROR)
             self._flush()
         if not self.streams:
             if self._closing:
@@ -510,6 +525,17 @@ class HttpConnectionHandler(asyncio.Protocol):
         kind = type(self.codec).__name__ if self.codec else "undecided"
         return (f"HttpConnectionHandler(#{self.connection_id} {kind} "
                 f"{self.remote_address[0]}:{self.remote_address[1]} streams={len(self.streams)})")
+
+
+def _reset_code(stream: ActiveStream) -> int:
+    """The RST_STREAM code for a stream we reset. A tunnel (upgrade or CONNECT) whose upstream
+    went away (UR) while the client still sends gets CONNECT_ERROR (RFC 9113 8.5: the TCP
+    connection failed); anything else INTERNAL_ERROR. Both as Envoy 1.40 does, measured in
+    tests/conformance/http/test_websocket_h2_vs_envoy.py."""
+    info = stream.info
+    if info.request.upgrade and "UR" in info.response_flags and not stream.body.ended:
+        return ErrorCodes.CONNECT_ERROR
+    return ErrorCodes.INTERNAL_ERROR
 
 
 _RQ_CLASS_STATS = {n: f"downstream_rq_{n}xx" for n in range(1, 6)}

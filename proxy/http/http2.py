@@ -77,6 +77,7 @@ _VOLATILE = frozenset({b"x-request-id", b"date", b"x-envoy-upstream-service-time
                        b"traceparent", b"x-envoy-original-path"})
 _SETTING_MAX_STREAMS = int(ngh2.Setting.MAX_CONCURRENT_STREAMS)
 _SETTING_INITIAL_WINDOW = int(ngh2.Setting.INITIAL_WINDOW_SIZE)
+_SETTING_ENABLE_CONNECT = int(ngh2.Setting.ENABLE_CONNECT_PROTOCOL)
 
 # ngh2 event classes, looked up once.
 _NgRequest = ngh2.RequestReceived
@@ -108,7 +109,7 @@ def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | No
     """Pseudo-headers to a RequestHead; None when a mandatory one is missing (RFC 9113
     8.3.1: :method, :scheme and :path, except for CONNECT). Cookie crumbs are joined with
     "; " (RFC 9113 8.2.3) so upstreams see one cookie header, as Envoy forwards it."""
-    method = path = authority = ""
+    method = path = authority = protocol = ""
     req_scheme = scheme
     items: list[tuple[str, str]] = []
     append = items.append
@@ -126,6 +127,8 @@ def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | No
                 authority = value
             elif raw_name == b":scheme":
                 req_scheme = value
+            elif raw_name == b":protocol":
+                protocol = value
             continue
         name = names.get(raw_name) or _name(raw_name)
         if name == "cookie":
@@ -143,10 +146,38 @@ def _request_head(raw: tuple[ngh2.Header, ...], scheme: str) -> RequestHead | No
         authority = authority or host
     headers = Headers.adopt(items)
     if method == "CONNECT":
+        if protocol and protocol != "bytestream":
+            return _extended_connect(protocol, path, authority, req_scheme, headers)
         return RequestHead(method, "", authority, "", headers, "HTTP/2", upgrade="connect")
     if not path or not authority:
         return None
     return RequestHead(method, path, authority, req_scheme, headers, "HTTP/2")
+
+
+def _extended_connect(protocol: str, path: str, authority: str, scheme: str,
+                      headers: Headers) -> RequestHead:
+    """RFC 8441 extended CONNECT (`:protocol websocket`) as the HTTP/1.1 upgrade it stands for,
+    as Envoy's codec does (Http::Utility::transformUpgradeRequestFromH2toH1): method GET,
+    `upgrade: <protocol>`, `connection: upgrade`. Routes, filters and the upgrade_configs check
+    then see one shape for both protocols, and an HTTP/1.1 upstream gets the Upgrade request.
+    libnghttp2 accepts `:protocol` only once we advertised SETTINGS_ENABLE_CONNECT_PROTOCOL and
+    checks that :scheme, :path and :authority come with it (RFC 8441 section 4)."""
+    headers.set("upgrade", protocol)
+    headers.set("connection", "upgrade")
+    return RequestHead("GET", path, authority, scheme, headers, "HTTP/2",
+                       upgrade=protocol.lower())
+
+
+def _upgrade_response(head: ResponseHead) -> ResponseHead:
+    """An upstream's 101 to an upgrade that arrived as extended CONNECT is a 200 on the stream
+    (RFC 8441 section 5; HTTP/2 has no 101, RFC 9113 8.6), as Envoy's
+    transformUpgradeResponseFromH1toH2: upgrade and connection go (connection-specific), and
+    so does a `content-length: 0`."""
+    headers = head.headers
+    if headers.get("content-length") == "0":
+        headers = headers.copy()
+        headers.remove("content-length")
+    return ResponseHead(200, headers, head.reason)
 
 
 def _response_head(raw: tuple[ngh2.Header, ...]) -> ResponseHead:
@@ -218,7 +249,8 @@ class Http2Codec:
                  connection_window_size: int | None = None,
                  header_table_size: int | None = None,
                  max_header_list_size: int = 60 * 1024,
-                 max_headers_count: int = 100) -> None:
+                 max_headers_count: int = 100,
+                 enable_connect_protocol: bool = False) -> None:
         config = ngh2.Configuration(auto_window_update=False,
                                     max_inbound_header_list_size=max_header_list_size)
         role = ngh2.Role.CLIENT if client_side else ngh2.Role.SERVER
@@ -234,6 +266,9 @@ class Http2Codec:
             # Http2ProtocolOptions.hpack_table_size: the HPACK table the peer's encoder may
             # use towards us (SETTINGS_HEADER_TABLE_SIZE, RFC 7541 4.2); 0 turns indexing off.
             self._settings[int(ngh2.Setting.HEADER_TABLE_SIZE)] = header_table_size
+        if enable_connect_protocol and not client_side:
+            # Http2ProtocolOptions.allow_connect: RFC 8441 section 3, extended CONNECT.
+            self._settings[_SETTING_ENABLE_CONNECT] = 1
         if client_side:
             del self._settings[_SETTING_MAX_STREAMS]
             self._settings[int(ngh2.Setting.ENABLE_PUSH)] = 0
@@ -248,6 +283,8 @@ class Http2Codec:
         self._empty_data_frames = 0
         self._local_resets: set[int] = set()
         self._remote_goaway = False
+        # Client side: streams opened as extended CONNECT for an upgrade -> its protocol.
+        self._upgrades: dict[int, str] = {}
         self._pending = b""  # frames serialised inside receive_data, sent by the next flush
 
     def initiate(self) -> None:
@@ -309,6 +346,8 @@ class Http2Codec:
             self._request(event, out)  # type: ignore[arg-type]
         elif kind is _NgResponse:
             head = _response_head(event.headers)  # type: ignore[attr-defined]
+            if self._upgrades:
+                head = self._upgrade_answered(event.stream_id, head)  # type: ignore[attr-defined]
             out.append(ResponseReceived(event.stream_id, head,  # type: ignore[attr-defined]
                                         event.end_stream))  # type: ignore[attr-defined]
         elif kind is _NgClosed:
@@ -340,6 +379,16 @@ class Http2Codec:
                                        event.error_code))  # type: ignore[attr-defined]
         elif kind is _NgConnectionClosed:
             self._connection_closed(event, out)  # type: ignore[arg-type]
+
+    def _upgrade_answered(self, stream_id: int, head: ResponseHead) -> ResponseHead:
+        """A 200 to our extended CONNECT is the 101 of the upgrade it carried (Envoy
+        transformUpgradeResponseFromH2toH1); any other status stays as it is."""
+        protocol = self._upgrades.pop(stream_id, None)
+        if protocol is None or head.status != 200:
+            return head
+        head.headers.set("upgrade", protocol)
+        head.headers.set("connection", "upgrade")
+        return ResponseHead(101, head.headers, head.reason)
 
     def _empty_flood(self) -> bool:
         """Envoy's Http2ProtocolOptions.max_consecutive_inbound_frames_with_empty_payload
@@ -375,6 +424,8 @@ class Http2Codec:
 
     def _stream_closed(self, event: ngh2.StreamClosed, out: list[Event]) -> None:
         stream_id = event.stream_id
+        if self._upgrades:
+            self._upgrades.pop(stream_id, None)
         was_open = stream_id in self._open
         self._open.discard(stream_id)
         declared_length = stream_id in self._declared_length
@@ -406,15 +457,27 @@ class Http2Codec:
 
     def send_request_head(self, head: RequestHead, *, end_stream: bool) -> int:
         """Open a stream with this request; returns its id (assigned by the codec)."""
+        protocol = ""
         if head.method == "CONNECT":
             block: list[ngh2.Header] = [(b":method", b"CONNECT"),
                                         (b":authority", head.authority.encode("latin-1"))]
+        elif head.upgrade:
+            # RFC 8441: an HTTP/1.1 upgrade travels as extended CONNECT (Envoy
+            # transformUpgradeRequestFromH1toH2); the method is lost, GET is assumed back.
+            protocol = head.headers.get("upgrade") or head.upgrade
+            block = [(b":method", b"CONNECT"), (b":protocol", protocol.encode("latin-1")),
+                     (b":scheme", (head.scheme or "http").encode("latin-1")),
+                     (b":authority", head.authority.encode("latin-1")),
+                     (b":path", head.path.encode("latin-1"))]
         else:
             block = [(b":method", head.method.encode("latin-1")),
                      (b":scheme", (head.scheme or "http").encode("latin-1")),
                      (b":authority", head.authority.encode("latin-1")),
                      (b":path", head.path.encode("latin-1"))]
         block.extend(_regular(head.headers))
+        if protocol:
+            # nghttp2 refuses an extended CONNECT with a content-length (Envoy drops "0").
+            block = [field for field in block if field != (b"content-length", b"0")]
         try:
             stream_id = self.conn.send_request(block, end_stream=end_stream)
         except ngh2.NGH2Error as error:
@@ -422,9 +485,13 @@ class Http2Codec:
             # elsewhere, as for REFUSED_STREAM (RFC 9113 8.7).
             raise StreamRefusedError(str(error)) from error
         self._open.add(stream_id)
+        if protocol:
+            self._upgrades[stream_id] = protocol
         return stream_id
 
     def send_response_head(self, stream_id: int, head: ResponseHead, *, end_stream: bool) -> None:
+        if head.status == 101:
+            head = _upgrade_response(head)
         block: list[ngh2.Header] = [(b":status", str(head.status).encode())]
         block.extend(_regular(head.headers))
         try:
@@ -500,6 +567,16 @@ class Http2Codec:
         if not self.closed:
             try:
                 self.conn.send_goaway(0)
+            except ngh2.NGH2Error:
+                pass
+
+    def shutdown_notice(self) -> None:
+        """Queue a GOAWAY NO_ERROR with the last stream id 2^31-1 (RFC 9113 6.8: the
+        connection is going away; streams keep working until the final GOAWAY), as Envoy
+        starts closing an HTTP/2 connection."""
+        if not self.closed:
+            try:
+                self.conn.send_shutdown_notice()
             except ngh2.NGH2Error:
                 pass
 

@@ -38,6 +38,7 @@ from proxy.model.route import (
     RegexRewrite,
     Route,
     RouteConfig,
+    request_buffer_limit,
 )
 from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.lb.base import LbContext
@@ -72,8 +73,8 @@ class Downstream(Protocol):
 
     def reset(self) -> None: ...
 
-    def deadline(self, seconds: float) -> Deadline:
-        """A deadline on the stream's task (the route timeout)."""
+    def deadline(self, seconds: float, *, started: bool = True) -> Deadline:
+        """A deadline on the stream's task (the route timeout), running now or from start()."""
         ...
 
 
@@ -96,6 +97,8 @@ class _Plan:
     set_cookie: str | None
     timeout: float | None
     response_levels: list[HeaderMutations]
+    # The route timeout while it waits for the end of the request to start (see _forward).
+    route_timer: Deadline | None = None
 
 
 class _RetryBudget:
@@ -130,11 +133,12 @@ class _BodyReplay:
     it counts `retry_or_shadow_abandoned` and gives up retrying this request)."""
 
     __slots__ = ("_runtime", "buffering", "channel", "chunks", "limit", "overflowed", "retries",
-                 "size")
+                 "route_timer", "size")
 
     def __init__(self, channel: BodyChannel, retries: RetryState, limit: int,
-                 runtime: Any = None) -> None:
+                 runtime: Any = None, route_timer: Deadline | None = None) -> None:
         self.channel = channel
+        self.route_timer = route_timer
         self.retries = retries
         self.limit = limit
         self._runtime = runtime  # its retry_or_shadow_abandoned counter, looked up on use
@@ -166,6 +170,8 @@ class _BodyReplay:
         while True:
             data = await self.channel.read()
             if data is None:
+                if self.route_timer is not None:
+                    self.route_timer.start()
                 break
             stream.touch()
             stream.bytes_received += len(data)
@@ -184,6 +190,8 @@ class _BodyReplay:
                 while not self.overflowed:
                     data = await self.channel.read()
                     if data is None:
+                        if self.route_timer is not None:
+                            self.route_timer.start()
                         await asyncio.sleep(delay)  # body complete: just wait
                         break
                     stream.touch()
@@ -267,16 +275,27 @@ class Router:
             await downstream.send_local_reply(plan)
             return
         stream.state["response_levels"] = plan.response_levels
-        deadline = downstream.deadline(plan.timeout) if plan.timeout else None
+        deadline = None
+        if plan.timeout:
+            # Envoy: the route timeout runs "between the point at which the entire downstream
+            # request (i.e. end-of-stream) has been processed and when the upstream response
+            # has been completely processed" (route_components.proto, RouteAction.timeout).
+            # A request whose body is still coming (an upload, a WebSocket tunnel) starts the
+            # clock when its body ends; a tunnel the client never half-closes has none.
+            deadline = downstream.deadline(plan.timeout, started=downstream.body.ended)
+            if not downstream.body.ended:
+                plan.route_timer = deadline
         try:
             await self._attempts(stream, plan, downstream)
         except asyncio.CancelledError:
             if deadline is None or not deadline.timed_out():
                 raise
             stream.set_flag("UT")
+            _count(plan.runtime, "upstream_rq_timeout")
             if downstream.head_sent:
                 downstream.reset()
             else:
+                _charge_code(plan.runtime, 504)  # Envoy onResponseTimeout
                 await downstream.send_local_reply(LocalReply(
                     504, "upstream request timeout", details="upstream_response_timeout",
                     grpc_status=GRPC_DEADLINE_EXCEEDED))
@@ -292,7 +311,7 @@ class Router:
         retries = RetryState(retry_policy, self.rng) if retry_policy else _NO_RETRIES
         replay = _BodyReplay(downstream.body, retries,
                              _retry_buffer_limit(stream, downstream) if retry_policy else 0,
-                             plan.runtime)
+                             plan.runtime, plan.route_timer)
         tried: list[Any] = []
         budget = _RetryBudget(plan.runtime)
         try:
@@ -334,11 +353,10 @@ class Router:
                 if retries.policy is not None and retries.remaining == 0:
                     stream.set_flag("URX")
                 status = 504 if failed.failure == "per_try_timeout" else 503
-                if failed.failure in ("connect_failure", "overflow"):
-                    # Envoy router.cc chargeUpstreamAbort: the local reply's code counts for
-                    # the cluster even though no request reached the host.
-                    _count(plan.runtime, f"upstream_rq_{status}")
-                    _count(plan.runtime, f"upstream_rq_{status // 100}xx")
+                # Envoy router.cc chargeUpstreamAbort / onPerTryTimeoutCommon: the code of
+                # the local reply counts for the cluster once no retry follows (also when no
+                # request reached the host); a retried failure counts nothing.
+                _charge_code(plan.runtime, status)
                 headers = Headers()
                 if failed.failure == "overflow" and not self.suppress_envoy_headers:
                     # Envoy router.cc onUpstreamAbort: a request dropped by a circuit
@@ -374,6 +392,8 @@ class Router:
             head = replace(head, headers=head.headers.copy(), authority=host.hostname)
         end_stream = downstream.body.exhausted and not replay.chunks \
             and downstream.body.trailers is None
+        if end_stream and plan.route_timer is not None:
+            plan.route_timer.start()  # the body ended while we connected
         if end_stream and head.method in ("POST", "PUT", "PATCH") \
                 and "content-length" not in head.headers:
             # Envoy states an empty body explicitly for methods that usually carry one.
@@ -409,7 +429,8 @@ class Router:
                         _raise_if_reset(event)
             except TimeoutError:
                 upstream.reset()
-                runtime.request_finished(host, http_status=504)
+                _count(runtime, "upstream_rq_per_try_timeout")
+                runtime.request_finished(host, http_status=504, charge_code=False)
                 status = -1
                 raise _AttemptFailed("per_try_timeout", "UT", "upstream request timeout") \
                     from None
@@ -419,7 +440,9 @@ class Router:
                 if retries.should_retry_status(status, grpc_status) and replay.replayable \
                         and budget.acquire():
                     upstream.reset()
-                    runtime.request_finished(host, http_status=status)
+                    # Envoy router.cc onUpstreamHeaders: a retried response feeds outlier
+                    # detection but charges no upstream_rq_<code> / upstream_rq_completed.
+                    runtime.request_finished(host, http_status=status, charge_code=False)
                     if pump is not None:
                         pump.cancel()
                     return "retry"
@@ -431,7 +454,13 @@ class Router:
         except BaseException:
             upstream.reset()
             if status is None:
-                runtime.request_finished(host, http_status=503)
+                # No response head: the code is charged by whoever answers (_attempts,
+                # _forward), once, as Envoy does.
+                runtime.request_finished(host, http_status=503, charge_code=False)
+            elif status > 0:
+                # Cut off after the response head (route timeout, downstream reset): the
+                # request still ends, with the status Envoy charged at the head.
+                runtime.request_finished(host, http_status=status)
             raise
         finally:
             self._attempt_finished(stream, client_span, head, status, started)
@@ -510,11 +539,8 @@ def _retry_buffer_limit(stream: HttpStream, downstream: Downstream) -> int:
     per_request_buffer_limit_bytes, else the stream's buffer limit, which is the listener's
     per_connection_buffer_limit_bytes (1 MiB by default) (route_components.proto,
     listener.proto; Envoy router.cc `retry_shadow_buffer_limit_`)."""
-    for level in (stream.route, stream.virtual_host):
-        limit = getattr(level, "per_request_buffer_limit_bytes", None)
-        if limit is not None:
-            return int(limit)
-    return int(downstream.body.high_watermark)
+    limit = request_buffer_limit(stream.route, stream.virtual_host)
+    return int(downstream.body.high_watermark) if limit is None else limit
 
 
 def _counter(runtime: Any, name: str) -> Any:
@@ -527,6 +553,13 @@ def _count(runtime: Any, name: str) -> None:
     counter = _counter(runtime, name)
     if counter is not None:
         counter.inc()
+
+
+def _charge_code(runtime: Any, status: int) -> None:
+    """The cluster's code stats for an answer made here (Envoy chargeBasicResponseStat)."""
+    _count(runtime, "upstream_rq_completed")
+    _count(runtime, f"upstream_rq_{status}")
+    _count(runtime, f"upstream_rq_{status // 100}xx")
 
 
 def _grpc_status(headers: Headers) -> int | None:

@@ -54,6 +54,9 @@ class HcmSettings:
     initial_stream_window_size: int = 16 * 1024 * 1024
     initial_connection_window_size: int = 24 * 1024 * 1024
     hpack_table_size: int | None = None
+    # Http2ProtocolOptions.allow_connect: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL and take
+    # RFC 8441 extended CONNECT (WebSocket over HTTP/2; docs arch_overview/http/upgrades).
+    allow_connect: bool = False
     accept_http_10: bool = False
     default_host_for_http_10: str = ""
     http1_enable_trailers: bool = False  # http_protocol_options.enable_trailers

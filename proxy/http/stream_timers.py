@@ -35,6 +35,9 @@ class StreamTimers:
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = math.inf
 
+    def now(self) -> float:
+        return self._loop.time()
+
     def add(self, timer: StreamTimer) -> None:
         self._timers[timer] = None
         if timer.when < self._armed_at:

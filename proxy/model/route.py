@@ -132,6 +132,7 @@ class Route:
     action: Action
     mutations: HeaderMutations = field(default_factory=HeaderMutations)
     decorator: Decorator | None = None
+    per_request_buffer_limit_bytes: int | None = None  # see request_buffer_limit()
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,19 @@ class VirtualHost:
     routes: tuple[Route, ...]
     mutations: HeaderMutations = field(default_factory=HeaderMutations)
     retry_policy: RetryPolicy | None = None
+    per_request_buffer_limit_bytes: int | None = None  # see request_buffer_limit()
+
+
+def request_buffer_limit(route: Route | None, vhost: VirtualHost | None) -> int | None:
+    """How much of one request's body may be buffered: the route's, else the virtual host's
+    per_request_buffer_limit_bytes; None: the listener's per_connection_buffer_limit_bytes.
+    Envoy 1.40 lets it replace the listener's limit either way (larger or smaller), both for
+    the stream's buffers and for the body kept for retries (measured in
+    tests/conformance/http/test_retry_buffer_vs_envoy.py)."""
+    for level in (route, vhost):
+        if level is not None and level.per_request_buffer_limit_bytes is not None:
+            return level.per_request_buffer_limit_bytes
+    return None
 
 
 @dataclass(frozen=True)
@@ -253,7 +267,8 @@ def _check_unique_domains(hosts: tuple[VirtualHost, ...]) -> None:
 
 
 def translate_virtual_host(vh: Message) -> VirtualHost:
-    _refuse_unknown(vh, _MUTATION_FIELDS | {"domains", "routes", "retry_policy"})
+    _refuse_unknown(vh, _MUTATION_FIELDS | {"domains", "routes", "retry_policy",
+                                            "per_request_buffer_limit_bytes"})
     domains = tuple(d.lower() for d in vh.domains)  # type: ignore[attr-defined]
     if not domains:
         raise ConfigError("at least one domain is required", field="domains")
@@ -273,12 +288,13 @@ def translate_virtual_host(vh: Message) -> VirtualHost:
         ),
         mutations=translate_mutations(vh),
         retry_policy=retry,
+        per_request_buffer_limit_bytes=_optional_u32(vh, "per_request_buffer_limit_bytes"),
     )
 
 
 def _route(r: Message) -> Route:
     _refuse_unknown(r, _MUTATION_FIELDS | {"match", "route", "redirect", "direct_response",
-                                           "decorator"})
+                                           "decorator", "per_request_buffer_limit_bytes"})
     kind = r.WhichOneof("action")
     action: Action
     if kind == "route":
@@ -297,7 +313,15 @@ def _route(r: Message) -> Route:
         mutations=translate_mutations(r),
         decorator=_within("decorator", _decorator, r.decorator)  # type: ignore[attr-defined]
         if r.HasField("decorator") else None,
+        per_request_buffer_limit_bytes=_optional_u32(r, "per_request_buffer_limit_bytes"),
     )
+
+
+def _optional_u32(message: Message, name: str) -> int | None:
+    """A google.protobuf.UInt32Value field: its value, None when unset."""
+    if not message.HasField(name):
+        return None
+    return int(getattr(message, name).value)
 
 
 def _decorator(d: Message) -> Decorator:

@@ -168,7 +168,7 @@ def _protocol_options(m: Any, settings: HcmSettings) -> HcmSettings:
                  "enable_trailers"}, "http_protocol_options.")
     h2 = m.http2_protocol_options
     _reject(h2, {"max_concurrent_streams", "initial_stream_window_size",
-                 "initial_connection_window_size", "hpack_table_size"},
+                 "initial_connection_window_size", "hpack_table_size", "allow_connect"},
             "http2_protocol_options.")
     return replace(
         settings,
@@ -186,6 +186,7 @@ def _protocol_options(m: Any, settings: HcmSettings) -> HcmSettings:
         if h2.HasField("initial_connection_window_size")
         else settings.initial_connection_window_size,
         hpack_table_size=h2.hpack_table_size.value if h2.HasField("hpack_table_size") else None,
+        allow_connect=h2.allow_connect,
     )
 
 

@@ -67,6 +67,7 @@ class ClusterRuntime:
         # Per-request stats, their names built once (not per request).
         self._rq_total = stats.counter(self.prefix + "upstream_rq_total")
         self._rq_active = stats.gauge(self.prefix + "upstream_rq_active")
+        self._rq_completed = stats.counter(self.prefix + "upstream_rq_completed")
         self._rq_by_status: dict[int, tuple[Counter, Counter]] = {}
         self._host_change_listeners: list[Callable[[ClusterRuntime], None]] = []
         # Called after any host-set or health change (the manager's initialization watch).
@@ -200,13 +201,17 @@ class ClusterRuntime:
         self._rq_active.value += 1
 
     def request_finished(self, host: Host, *, http_status: int | None = None,
-                         result: Result | None = None) -> None:
+                         result: Result | None = None, charge_code: bool = True) -> None:
         """The request on `host` ended: with an HTTP status from upstream, or with a `Result`
         (local-origin failure such as a reset or timeout, or a non-HTTP outcome). Counts
-        `upstream_rq_<code>` / `upstream_rq_<N>xx` and feeds outlier detection."""
+        `upstream_rq_completed`, `upstream_rq_<code>` / `upstream_rq_<N>xx` (unless
+        `charge_code` is False: Envoy's router charges no code for a response it retries)
+        and feeds outlier detection."""
         host.active_requests -= 1
         self._rq_active.value -= 1
-        if http_status is not None:
+        if http_status is not None and charge_code:
+            # Envoy CodeStatsImpl::chargeBasicResponseStat: completed, group, code.
+            self._rq_completed.value += 1
             by_status = self._rq_by_status.get(http_status)
             if by_status is None:
                 by_status = self._status_counters(http_status)

@@ -52,7 +52,7 @@ THRESHOLDS = {"pending": {"max_connections": 1, "max_pending_requests": 1},
               "h2pending": {"max_connections": 1, "max_pending_requests": 1}}
 STATS = ("upstream_rq_pending_overflow", "upstream_rq_active_overflow", "upstream_cx_overflow",
          "upstream_cx_total", "upstream_rq_total", "upstream_rq_pending_total",
-         "upstream_rq_503", "upstream_rq_5xx", "upstream_rq_200")
+         "upstream_rq_503", "upstream_rq_5xx", "upstream_rq_200", "upstream_rq_completed")
 
 
 class HoldingBackend:

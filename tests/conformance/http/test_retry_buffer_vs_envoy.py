@@ -1,14 +1,16 @@
 """Differential: retries of requests with large bodies, Envoy vs `pointsman proxy`.
 
-The router keeps the request body for a retry up to the buffer limit (the route's
-per_request_buffer_limit_bytes, else the listener's per_connection_buffer_limit_bytes, 1 MiB by
-default); past it Envoy gives up retrying that request (`retry_or_shadow_abandoned`). The
-backend answers 503 to the first request on each path (after reading the whole body) and 200
-afterwards, reporting the body length it received.
+The router keeps the request body for a retry up to the buffer limit (the route's, else the
+virtual host's per_request_buffer_limit_bytes, which replace the listener's
+per_connection_buffer_limit_bytes, 1 MiB by default, even when larger); past it Envoy gives up
+retrying that request (`retry_or_shadow_abandoned`). The backend answers 503 to the first
+request on each path (after reading the whole body) and 200 afterwards, reporting the body
+length it received. A 200 KB POST on each listener of LIMITS:
 
-- default limit: a 200 KB POST is retried and succeeds; the backend saw the body twice.
-- listener per_connection_buffer_limit_bytes 64 KiB: the same POST is not retried; the 503
-  goes back to the client.
+- default limit, a route limit of 4 MiB (over a listener's 64 KiB, or a vhost's 64 KiB): the
+  POST is retried and succeeds; the backend saw the body twice.
+- listener per_connection_buffer_limit_bytes 64 KiB, or a route or vhost limit of 64 KiB: the
+  same POST is not retried; the 503 goes back to the client.
 """
 
 from __future__ import annotations
@@ -98,25 +100,41 @@ class FailFirstBackend:
                 return path, length
 
 
-def _listener(name: str, port: int, **extra: Any) -> dict[str, Any]:
-    route = {"match": {"prefix": "/"}, "route": {"cluster": "backend", "retry_policy": {
-        "retry_on": "5xx", "num_retries": 1,
-        "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.02s"}}}}
+def _listener(name: str, port: int, *, route_limit: int | None = None,
+              vhost_limit: int | None = None, **extra: Any) -> dict[str, Any]:
+    route: dict[str, Any] = {"match": {"prefix": "/"}, "route": {
+        "cluster": "backend", "retry_policy": {
+            "retry_on": "5xx", "num_retries": 1,
+            "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.02s"}}}}
+    vhost: dict[str, Any] = {"name": "all", "domains": ["*"], "routes": [route]}
+    if route_limit is not None:
+        route["per_request_buffer_limit_bytes"] = route_limit
+    if vhost_limit is not None:
+        vhost["per_request_buffer_limit_bytes"] = vhost_limit
     return {"name": name, "address": {"socket_address": {"address": "127.0.0.1",
                                                          "port_value": port}},
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": {"@type": HCM, "stat_prefix": name, "http_filters": [ROUTER],
-                                 "route_config": {"virtual_hosts": [{
-                                     "name": "all", "domains": ["*"], "routes": [route]}]}}}]}],
+                                 "route_config": {"virtual_hosts": [vhost]}}}]}],
             **extra}
 
 
-def _bootstrap(ports: tuple[int, int], backend_port: int) -> dict[str, Any]:
+# Listener -> what it sets; the 200 KB POST is retried only where the effective limit fits it.
+LIMITS: dict[str, dict[str, int]] = {
+    "default": {},
+    "small": {"per_connection_buffer_limit_bytes": 65536},
+    # per_request_buffer_limit_bytes replaces the listener's limit, larger or smaller
+    "route_small": {"route_limit": 65536},
+    "route_large": {"route_limit": 4 * 1024 * 1024, "per_connection_buffer_limit_bytes": 65536},
+    "vhost_small": {"vhost_limit": 65536},
+    "route_over_vhost": {"route_limit": 4 * 1024 * 1024, "vhost_limit": 65536},
+}
+
+
+def _bootstrap(ports: dict[str, int], backend_port: int) -> dict[str, Any]:
     return {"static_resources": {
-        "listeners": [_listener("default", ports[0]),
-                      _listener("small", ports[1],
-                                per_connection_buffer_limit_bytes=65536)],
+        "listeners": [_listener(name, ports[name], **extra) for name, extra in LIMITS.items()],
         "clusters": [{"name": "backend", "type": "STATIC", "connect_timeout": "2s",
                       "load_assignment": {"cluster_name": "backend", "endpoints": [{
                           "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
@@ -129,22 +147,22 @@ async def _post(port: int, path: str) -> tuple[int, bytes]:
     return response.status, response.body
 
 
-async def _run(proxy: AdminProxy, ports: tuple[int, int], backend: FailFirstBackend,
+async def _run(proxy: AdminProxy, ports: dict[str, int], backend: FailFirstBackend,
                tag: str) -> dict[str, Any]:
     async with asyncio.timeout(30):
-        default = await _post(ports[0], f"/{tag}/default")
-        small = await _post(ports[1], f"/{tag}/small")
+        answers = {name: await _post(ports[name], f"/{tag}/{name}") for name in LIMITS}
     stats = {name: await asyncio.to_thread(proxy.stat, f"cluster.backend.{name}")
-             for name in ("upstream_rq_retry", "retry_or_shadow_abandoned")}
-    return {"default": default, "small": small, "stats": stats,
-            "seen": {kind: backend.lengths.get(f"/{tag}/{kind}") for kind in ("default", "small")}}
+             for name in ("upstream_rq_retry", "retry_or_shadow_abandoned",
+                          "upstream_rq_completed", "upstream_rq_503", "upstream_rq_200")}
+    return {**answers, "stats": stats,
+            "seen": {kind: backend.lengths.get(f"/{tag}/{kind}") for kind in LIMITS}}
 
 
 async def test_large_body_retries_follow_the_buffer_limit_like_envoy() -> None:
     backend = FailFirstBackend()
     backend_port = await backend.start()
-    envoy_ports = (free_port(), free_port())
-    ours_ports = (free_port(), free_port())
+    envoy_ports = {name: free_port() for name in LIMITS}
+    ours_ports = {name: free_port() for name in LIMITS}
     envoy = Envoy(_bootstrap(envoy_ports, backend_port), name="envoy-retry-buffer")
     ours = Pointsman(_bootstrap(ours_ports, backend_port), name="pm-retry-buffer")
     try:
@@ -157,7 +175,13 @@ async def test_large_body_retries_follow_the_buffer_limit_like_envoy() -> None:
         ours.stop()
         await backend.close()
     assert expected["default"] == (200, b'{"length": 200000}')
-    assert expected["seen"] == {"default": [200_000, 200_000], "small": [200_000]}
-    assert expected["small"][0] == 503
-    assert expected["stats"] == {"upstream_rq_retry": 1, "retry_or_shadow_abandoned": 1}
+    retried, abandoned = ["default", "route_large", "route_over_vhost"], \
+        ["small", "route_small", "vhost_small"]
+    assert expected["seen"] == {**{name: [200_000, 200_000] for name in retried},
+                                **{name: [200_000] for name in abandoned}}
+    assert {expected[name][0] for name in abandoned} == {503}
+    # A retried response charges no code stats: completed counts the answers sent back.
+    assert expected["stats"] == {"upstream_rq_retry": 3, "retry_or_shadow_abandoned": 3,
+                                 "upstream_rq_completed": 6, "upstream_rq_503": 3,
+                                 "upstream_rq_200": 3}
     assert actual == expected

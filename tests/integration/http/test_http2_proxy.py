@@ -12,6 +12,7 @@ from tests.integration.http.harness import (
     simple_routes,
     static_cluster,
 )
+from tests.support.websockets import H2WebSocketClient
 
 
 async def test_one_h2_connection_spreads_over_three_h2c_backends(backends) -> None:  # type: ignore[no-untyped-def]
@@ -91,3 +92,22 @@ async def test_draining_finishes_in_flight_work_and_refuses_new(backends) -> Non
         assert h2.goaway is not None and h2.goaway.error_code == 0
         last = await slow_h1
         assert last.status == 200 and last.header("connection") == "close"
+
+
+async def test_a_response_before_the_end_of_the_request_is_followed_by_rst_no_error() -> None:
+    """RFC 9113 8.1: a server that answered before the request ended may ask the client to
+    stop sending with RST_STREAM NO_ERROR, after the complete response (Envoy does). The
+    WebSocket test client is a raw h2 client with a frame-level view of how streams end."""
+    routes = simple_routes({"match": {"prefix": "/"}, "direct_response": {"status": 403}})
+    async with Sidecar(hcm(routes, codec_type="HTTP2"), []) as sidecar, \
+            H2WebSocketClient(sidecar.port) as client:
+        async with asyncio.timeout(5):
+            await client.settings_seen.wait()
+            client.stream_id = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(client.stream_id, [
+                (":method", "POST"), (":scheme", "http"), (":path", "/upload"),
+                (":authority", "a.test")])
+            client.send(b"part of a body")
+            end = await client.reset_after_end()
+    assert client.status == 403
+    assert (end.end_stream, end.reset_code) == (True, 0)

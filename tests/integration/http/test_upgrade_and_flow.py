@@ -65,6 +65,7 @@ async def test_upgrade_not_enabled_is_403(upgrade_backend: int) -> None:
             head = await reader.readuntil(b"\r\n\r\n")
         writer.close()
     assert head.startswith(b"HTTP/1.1 403 ")
+    assert b"\r\nconnection: close\r\n" in head.lower()  # Envoy closes after refusing
 
 
 async def test_slow_reader_does_not_make_the_sidecar_buffer_everything(backends) -> None:  # type: ignore[no-untyped-def]

@@ -32,7 +32,7 @@ def test_defaults_follow_envoy() -> None:
         ("AUTO", "envoy", 60)
     assert (settings.idle_timeout, settings.stream_idle_timeout) == (3600.0, 300.0)
     assert settings.generate_request_id and not settings.use_remote_address
-    assert settings.internal_networks == ()
+    assert settings.internal_networks == () and not settings.allow_connect
     # Envoy 1.40's HTTP/2 SETTINGS when Http2ProtocolOptions leaves them unset.
     assert (settings.max_concurrent_streams, settings.initial_stream_window_size,
             settings.initial_connection_window_size, settings.hpack_table_size) == \
@@ -45,7 +45,8 @@ def test_supported_fields() -> None:
         server_name="pointsman", max_request_headers_kb=8, stream_idle_timeout="0s",
         common_http_protocol_options={"idle_timeout": "10s", "max_headers_count": 50},
         http2_protocol_options={"max_concurrent_streams": 7, "hpack_table_size": 0,
-                                "initial_connection_window_size": 1048576},
+                                "initial_connection_window_size": 1048576,
+                                "allow_connect": True},
         http_protocol_options={"enable_trailers": True},
         internal_address_config={"cidr_ranges": [{"address_prefix": "10.0.0.0",
                                                   "prefix_len": 8}]},
@@ -58,7 +59,7 @@ def test_supported_fields() -> None:
     assert (settings.idle_timeout, settings.max_headers_count) == (10.0, 50)
     assert settings.max_concurrent_streams == 7 and settings.upgrades == {"websocket"}
     assert (settings.hpack_table_size, settings.initial_connection_window_size) == (0, 1048576)
-    assert settings.http1_enable_trailers
+    assert settings.http1_enable_trailers and settings.allow_connect
     assert str(settings.internal_networks[0]) == "10.0.0.0/8"
     assert settings.suppress_envoy_headers
 

@@ -6,6 +6,8 @@ import struct
 
 import h2.config
 import h2.connection
+import h2.events
+import h2.settings
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -197,3 +199,118 @@ def test_fuzzed_frames_towards_the_upstream_side(frames: list[bytes], chunk: int
         if client.sendable(stream_id) > 0:
             client.send_data(stream_id, b"x", end_stream=False)
         client.data_to_send()
+
+
+# --- RFC 8441 extended CONNECT (Http2ProtocolOptions.allow_connect) ----------------------------
+
+WEBSOCKET_CONNECT = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                     (":authority", "a.test"), (":path", "/chat?room=1"),
+                     ("sec-websocket-version", "13")]
+
+
+def _h2_client() -> h2.connection.H2Connection:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    return client
+
+
+def _connect_server() -> tuple[Http2Codec, h2.connection.H2Connection]:
+    """A server with allow_connect and an h2 client that has seen its SETTINGS."""
+    server = Http2Codec(client_side=False, enable_connect_protocol=True)
+    server.initiate()
+    client = _h2_client()
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    return server, client
+
+
+def test_allow_connect_advertises_enable_connect_protocol() -> None:
+    _, client = _connect_server()
+    assert client.remote_settings.get(0x8) == 1  # SETTINGS_ENABLE_CONNECT_PROTOCOL
+    plain = _h2_client()
+    plain.receive_data(_server_preface())
+    assert plain.remote_settings.get(0x8, 0) == 0
+
+
+def _server_preface() -> bytes:
+    codec = Http2Codec(client_side=False)
+    codec.initiate()
+    return codec.data_to_send()
+
+
+def test_extended_connect_becomes_an_upgrade_and_the_101_a_200() -> None:
+    server, client = _connect_server()
+    client.send_headers(1, WEBSOCKET_CONNECT)
+    wire = client.data_to_send()
+    events = []
+    for index in range(len(wire)):  # byte by byte
+        events.extend(server.receive_data(wire[index:index + 1]))
+    request = next(e for e in events if isinstance(e, RequestReceived))
+    head = request.head
+    assert not request.end_stream
+    # Envoy's transformUpgradeRequestFromH2toH1: the upgrade the CONNECT stands for.
+    assert (head.method, head.path, head.authority, head.scheme, head.upgrade) == \
+        ("GET", "/chat?room=1", "a.test", "http", "websocket")
+    assert head.headers.get("upgrade") == "websocket"
+    assert head.headers.get("connection") == "upgrade"
+    assert head.headers.get("sec-websocket-version") == "13"
+    server.send_response_head(1, ResponseHead(101, Headers([
+        ("upgrade", "websocket"), ("connection", "upgrade"), ("content-length", "0"),
+        ("sec-websocket-extensions", "x")])), end_stream=False)
+    server.send_data(1, b"from-upstream", end_stream=False)
+    answers = client.receive_data(server.data_to_send())
+    response = next(e for e in answers if type(e).__name__ == "ResponseReceived")
+    assert response.headers == [(b":status", b"200"), (b"sec-websocket-extensions", b"x")]
+    assert b"".join(e.data for e in answers if type(e).__name__ == "DataReceived") \
+        == b"from-upstream"
+    client.send_data(1, b"from-client")
+    events = server.receive_data(client.data_to_send())
+    assert [e.data for e in events if isinstance(e, DataReceived)] == [b"from-client"]
+
+
+def test_extended_connect_without_allow_connect_ends_the_connection() -> None:
+    # Without SETTINGS_ENABLE_CONNECT_PROTOCOL a :protocol pseudo-header makes the request
+    # malformed (RFC 8441 section 3); like any malformed request (Envoy's default) the
+    # connection ends with PROTOCOL_ERROR.
+    server = _server()
+    events = server.receive_data(_raw_client(WEBSOCKET_CONNECT))
+    assert not any(isinstance(e, RequestReceived) for e in events)
+    assert [e.status for e in events if isinstance(e, ProtocolFailed)] == [1]
+
+
+def test_connect_without_protocol_is_still_a_plain_connect() -> None:
+    server, client = _connect_server()
+    client.send_headers(1, [(":method", "CONNECT"), (":authority", "target.test:443")])
+    events = server.receive_data(client.data_to_send())
+    head = next(e for e in events if isinstance(e, RequestReceived)).head
+    assert (head.method, head.authority, head.upgrade) == ("CONNECT", "target.test:443",
+                                                           "connect")
+
+
+def test_client_sends_an_upgrade_as_extended_connect_and_maps_200_to_101() -> None:
+    client = Http2Codec(client_side=True)
+    client.initiate()
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    head = RequestHead("GET", "/chat", "a.test", "http", Headers([
+        ("upgrade", "websocket"), ("connection", "upgrade"), ("content-length", "0"),
+        ("sec-websocket-version", "13")]), "HTTP/1.1", upgrade="websocket")
+    upgraded = client.send_request_head(head, end_stream=False)
+    plain_upgrade = client.send_request_head(head, end_stream=False)
+    received = [e for e in server.receive_data(client.data_to_send())
+                if isinstance(e, h2.events.RequestReceived)]
+    assert received[0].headers == [
+        (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+        (b":authority", b"a.test"), (b":path", b"/chat"), (b"sec-websocket-version", b"13")]
+    server.send_headers(upgraded, [(":status", "200")])
+    server.send_headers(plain_upgrade, [(":status", "404")], end_stream=True)
+    heads = {e.stream_id: e.head for e in client.receive_data(server.data_to_send())
+             if type(e).__name__ == "ResponseReceived"}
+    assert heads[upgraded].status == 101  # the upgrade's answer, as the router expects it
+    assert heads[upgraded].headers.get("upgrade") == "websocket"
+    assert heads[upgraded].headers.get("connection") == "upgrade"
+    assert heads[plain_upgrade].status == 404  # refusals pass as they are

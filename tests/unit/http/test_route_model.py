@@ -9,6 +9,7 @@ from proxy.model.route import (
     DirectResponseAction,
     ForwardAction,
     RedirectAction,
+    request_buffer_limit,
 )
 from tests.unit.http.routes import one_host, route_config
 
@@ -103,6 +104,7 @@ def test_header_mutations_at_every_level() -> None:
      "request_mirror_policies"),
     ({"route": {"cluster": "c", "retry_policy": {"retry_on": "magic"}}}, "retry_on"),
     ({"route": {"cluster": "c"}, "tracing": {}}, "tracing"),
+    ({"route": {"cluster": "c"}, "request_body_buffer_limit": 10}, "request_body_buffer_limit"),
     ({"route": {"cluster": "c"}, "request_headers_to_add": []}, None),
     ({"route": {"cluster": "c"}, "request_headers_to_add": [
         {"header": {"key": "x", "value": "%NOPE%"}}]}, "header.value"),
@@ -131,3 +133,22 @@ def test_vhost_level_refusals_and_duplicate_domains() -> None:
     with pytest.raises(ConfigError, match="total_weight"):
         _action({"route": {"weighted_clusters": {"total_weight": 5, "clusters": [
             {"name": "a", "weight": 1}]}}})
+
+
+def test_per_request_buffer_limit_route_over_virtual_host() -> None:
+    config = route_config({"virtual_hosts": [
+        {"name": "limited", "domains": ["a.test"], "per_request_buffer_limit_bytes": 65536,
+         "routes": [{"match": {"prefix": "/own"}, "route": {"cluster": "c"},
+                     "per_request_buffer_limit_bytes": 4194304},
+                    {"match": {"prefix": "/zero"}, "route": {"cluster": "c"},
+                     "per_request_buffer_limit_bytes": 0},
+                    {"match": {"prefix": "/"}, "route": {"cluster": "c"}}]},
+        {"name": "plain", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": "c"}}]}]})
+    limited, plain = config.virtual_hosts
+    own, zero, inherits = limited.routes
+    assert request_buffer_limit(own, limited) == 4194304  # larger than the vhost's: it wins
+    assert request_buffer_limit(zero, limited) == 0
+    assert request_buffer_limit(inherits, limited) == 65536
+    assert request_buffer_limit(plain.routes[0], plain) is None  # the listener's limit
+    assert request_buffer_limit(None, None) is None

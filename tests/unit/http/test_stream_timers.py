@@ -88,7 +88,7 @@ async def test_deadline_times_out_the_task_like_asyncio_timeout() -> None:
     timers = StreamTimers(loop)
     task = asyncio.current_task()
     assert task is not None
-    deadline = Deadline(timers, task, loop.time() + 0.02)
+    deadline = Deadline(timers, task, 0.02)
     timed_out = False
     try:
         await asyncio.sleep(1)
@@ -107,7 +107,7 @@ async def test_deadline_disarmed_in_time_never_cancels() -> None:
     timers = StreamTimers(loop)
     task = asyncio.current_task()
     assert task is not None
-    deadline = Deadline(timers, task, loop.time() + 0.02)
+    deadline = Deadline(timers, task, 0.02)
     await asyncio.sleep(0)
     deadline.disarm()
     await asyncio.sleep(0.05)  # would raise CancelledError had it fired
@@ -121,7 +121,7 @@ async def test_another_cancellation_is_not_mistaken_for_the_deadline() -> None:
     async def work() -> None:
         task = asyncio.current_task()
         assert task is not None
-        deadline = Deadline(timers, task, loop.time() + 10)
+        deadline = Deadline(timers, task, 10)
         try:
             await asyncio.sleep(1)
         except asyncio.CancelledError:
@@ -136,3 +136,19 @@ async def test_another_cancellation_is_not_mistaken_for_the_deadline() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(timers) == 0
+
+
+async def test_a_deadline_made_unstarted_runs_only_from_start() -> None:
+    loop = asyncio.get_running_loop()
+    timers = StreamTimers(loop)
+    task = asyncio.current_task()
+    assert task is not None
+    deadline = Deadline(timers, task, 0.02, started=False)
+    await asyncio.sleep(0.05)  # not started: no timeout yet
+    assert len(timers) == 0
+    deadline.start()
+    deadline.start()  # once
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.sleep(1)
+    assert deadline.timed_out()
+    deadline.disarm()

@@ -122,6 +122,24 @@ def test_request_accounting_and_outlier_feed() -> None:
     assert not host.flags & HealthFlag.FAILED_OUTLIER_CHECK
 
 
+def test_code_stats_count_completed_requests_and_skip_retried_responses() -> None:
+    config = cluster(outlier_detection={"consecutive_5xx": 2})
+    rt, stats = runtime(config, clock=FakeClock())
+    rt.set_endpoints([resolved(1)])
+    host = rt.hosts[0]
+    rt.request_started(host)
+    rt.request_finished(host, http_status=503, charge_code=False)  # the router retries it
+    rt.request_started(host)
+    rt.request_finished(host, http_status=503)
+    rt.request_started(host)
+    rt.request_finished(host)  # no HTTP outcome: no code stats
+    assert stats.counter(C + "upstream_rq_completed").value == 1
+    assert stats.counter(C + "upstream_rq_503").value == 1
+    assert stats.gauge(C + "upstream_rq_active").value == 0
+    # the retried 503 still counted for outlier detection: two in a row ejected the host
+    assert host.flags & HealthFlag.FAILED_OUTLIER_CHECK
+
+
 def test_connection_accounting() -> None:
     rt, stats = runtime(cluster())
     rt.set_endpoints([resolved(1)])
