@@ -25,6 +25,7 @@ from proxy.http.local_reply import render_local_reply
 from proxy.http.request_headers import mutate_request_headers
 from proxy.http.routing import match_route, select_virtual_host
 from proxy.model.route import ForwardAction, RouteConfig, request_buffer_limit
+from proxy.observability.request_info import EMPTY_HEADERS, RequestInfo
 
 if TYPE_CHECKING:
     from proxy.http.downstream import HttpConnectionHandler
@@ -343,8 +344,6 @@ class ActiveStream:
 
     def request_info(self) -> Any:
         """The observability record of this stream (proxy.observability.request_info)."""
-        from proxy.observability.request_info import EMPTY_HEADERS, RequestInfo
-
         info = self.info
         request = info.request
         span = info.state.get("span")
@@ -357,7 +356,8 @@ class ActiveStream:
             method=request.method, path=request.path, authority=request.authority,
             scheme=request.scheme, protocol=request.protocol,
             response_code=info.response_code, response_code_details=info.response_details,
-            response_flags=tuple(sorted(info.response_flags, key=_flag_rank)),
+            response_flags=(tuple(sorted(info.response_flags, key=_flag_rank))
+                            if info.response_flags else ()),
             upstream_host=info.upstream_host,
             upstream_cluster=info.upstream_cluster, attempt_count=info.attempt_count,
             route_name=info.route.name if info.route else "",
