@@ -473,7 +473,7 @@ class Router:
                           status: int | None, started: float) -> None:
         duration = time.monotonic() - started
         code = status if status is not None and status > 0 else None
-        if client_span is not None:
+        if client_span is not None and client_span.spawned:  # else nothing to end
             client_span.finish(status_code=code, response_flags=tuple(stream.response_flags),
                                duration=duration)
         if self.observability is not None:
