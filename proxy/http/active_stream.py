@@ -226,6 +226,9 @@ class ActiveStream:
         decorator = route.decorator if route is not None else None
         if decorator is not None:
             span.name = decorator.operation
+        if span.egress:
+            self._decorate_egress_request(decorator)
+            return
         headers = self.info.request.headers
         incoming = headers.get("x-envoy-decorator-operation")
         if incoming is not None:
@@ -234,6 +237,13 @@ class ActiveStream:
                 span.name = incoming
         if decorator is not None and decorator.propagate:
             self.info.state["decorator_operation"] = decorator.operation
+
+    def _decorate_egress_request(self, decorator: Any) -> None:
+        """Egress (OUTBOUND listener), as Envoy's traceRequest: an incoming
+        x-envoy-decorator-operation is left alone, and with `propagate` the decorator's
+        operation goes upstream (for the next hop's server span), not back downstream."""
+        if decorator is not None and decorator.propagate:
+            self.info.request.headers.set("x-envoy-decorator-operation", decorator.operation)
 
     def _upgrade_allowed(self) -> bool:
         kind = self.info.request.upgrade

@@ -134,6 +134,11 @@ class ServerSpan:
     def trace_id(self) -> str:
         return self.ids[:16].hex()
 
+    @property
+    def egress(self) -> bool:
+        """The HCM's tracing operation is egress (its listener is OUTBOUND)."""
+        return self._tracer.egress
+
     def inject_headers(self) -> list[tuple[str, str]]:
         # bytes.hex() of the stored ids: formatting 128-bit ints with :032x cost ~2% of the
         # traced request's CPU in py-spy.
@@ -204,10 +209,12 @@ class Tracer:
                                  for tag in config.custom_tags if tag.literal is None)
         self.encoder = ServerSpanEncoder(config.max_path_tag_length, literal)
         # Envoy 1.40 names the HCM's span after HttpConnectionManager.Tracing.operation, else
-        # "ingress" (listeners with traffic_direction OUTBOUND: "egress <host>"; a route
-        # decorator's operation overrides: neither reaches the HCM here, see
-        # docs/observability.md). Checked against Envoy with a fake collector.
+        # "ingress", or "egress <host>" on a listener with traffic_direction OUTBOUND
+        # (TracerImpl::startSpan; host = :authority). A route decorator's operation overrides
+        # (the HCM's _decorate_span). Checked against Envoy with a fake collector.
         self._name = config.operation or "ingress"
+        self.egress = config.egress
+        self._egress_name = config.egress and not config.operation
 
     def _decide(self, headers: HeaderAccessor) -> bool:
         """Envoy's HCM tracing decision, stable per x-request-id.
@@ -276,8 +283,8 @@ class Tracer:
         if ids[16:] == _ZERO_SPAN_ID or ids[:16] == _ZERO_TRACE_ID:  # invalid in W3C (2^-64)
             ids = new_trace_id().to_bytes(16, "big") + new_span_id().to_bytes(8, "big")
         start_ns = int(start_time * 1e9) if start_time is not None else time.time_ns()
-        return ServerSpan(self, ids, parent_span_id, sampled, tracestate, self._name, start_ns,
-                          found)
+        name = f"egress {authority}" if self._egress_name else self._name
+        return ServerSpan(self, ids, parent_span_id, sampled, tracestate, name, start_ns, found)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.pipeline.flush(timeout)

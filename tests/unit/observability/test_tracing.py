@@ -325,6 +325,16 @@ def test_span_names_follow_envoy() -> None:
     assert sorted(s.name for s in finished(tracer, exporter)) == [
         "ingress", "router backend egress"]
     assert sorted(s.name for s in finished(named, named_exporter)) == ["op", "up"]
+    # A listener with traffic_direction OUTBOUND: "egress <:authority>" (TracerImpl::startSpan);
+    # the HCM's `operation` still wins.
+    egress, egress_exporter = make_tracer(TracingConfig(egress=True))
+    egress.start_server_span(request(), authority="svc.example:8080").finish(
+        RequestInfo(start_time=0, response_code=200))
+    assert [s.name for s in finished(egress, egress_exporter)] == ["egress svc.example:8080"]
+    operation, operation_exporter = make_tracer(TracingConfig(egress=True, operation="op"))
+    operation.start_server_span(request(), authority="svc").finish(
+        RequestInfo(start_time=0, response_code=200))
+    assert [s.name for s in finished(operation, operation_exporter)] == ["op"]
     with pytest.raises(ConfigError) as caught:
         translate_tracing(tracing_message({"provider": provider(),
                                            "operation": "%REQ(:PATH)%"}))
