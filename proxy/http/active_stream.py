@@ -183,9 +183,11 @@ class ActiveStream:
             request, connection.remote_address[0], connection.scheme, settings, internal_only)
         self.info.trusted_client_address, self.info.internal = client, internal
         if connection.tracer is not None:  # Headers' names are lower-case: no HeaderMap copy
-            self.info.state["span"] = connection.tracer.start_server_span(
+            span = self.info.state["span"] = connection.tracer.start_server_span(
                 request.headers, method=request.method, path=request.path,
                 authority=request.authority, start_time=self.info.start_time)
+            if span.request_id is not None:  # Envoy's pack_trace_reason
+                request.headers.set("x-request-id", span.request_id)
         for http_filter in self.filters:
             reply = http_filter.on_request_headers(self.info)
             if reply is not None:
