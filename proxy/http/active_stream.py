@@ -194,9 +194,11 @@ class ActiveStream:
             request, connection.remote_address[0], connection.scheme, settings, internal_only)
         self.info.trusted_client_address, self.info.internal = client, internal
         if connection.tracer is not None:  # Headers' names are lower-case: no HeaderMap copy
-            self.info.state["span"] = connection.tracer.start_server_span(
+            span = self.info.state["span"] = connection.tracer.start_server_span(
                 request.headers, method=request.method, path=request.path,
                 authority=request.authority, start_time=self.info.start_time)
+            if span.request_id is not None:  # Envoy's pack_trace_reason
+                request.headers.set("x-request-id", span.request_id)
         for http_filter in self.filters:
             reply = http_filter.on_request_headers(self.info)
             if reply is not None:
@@ -242,6 +244,9 @@ class ActiveStream:
         decorator = route.decorator if route is not None else None
         if decorator is not None:
             span.name = decorator.operation
+        if span.egress:
+            self._decorate_egress_request(decorator)
+            return
         headers = self.info.request.headers
         incoming = headers.get("x-envoy-decorator-operation")
         if incoming is not None:
@@ -250,6 +255,13 @@ class ActiveStream:
                 span.name = incoming
         if decorator is not None and decorator.propagate:
             self.info.state["decorator_operation"] = decorator.operation
+
+    def _decorate_egress_request(self, decorator: Any) -> None:
+        """Egress (OUTBOUND listener), as Envoy's traceRequest: an incoming
+        x-envoy-decorator-operation is left alone, and with `propagate` the decorator's
+        operation goes upstream (for the next hop's server span), not back downstream."""
+        if decorator is not None and decorator.propagate:
+            self.info.request.headers.set("x-envoy-decorator-operation", decorator.operation)
 
     def _upgrade_allowed(self) -> bool:
         kind = self.info.request.upgrade

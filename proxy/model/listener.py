@@ -9,9 +9,10 @@ behaviour are refused by name.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from envoy.config.core.v3 import base_pb2 as core_base_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
@@ -134,6 +135,9 @@ def _translate(message: listener_pb2.Listener) -> Listener:
         raise ConfigError("a listener needs filter_chains or a default_filter_chain",
                           field="filter_chains")
     _check_distinct_matches(chains)
+    if message.traffic_direction == core_base_pb2.TrafficDirection.OUTBOUND:
+        chains = tuple(_outbound(chain) for chain in chains)
+        default = _outbound(default) if default is not None else None
     timeout: float | None = DEFAULT_LISTENER_FILTERS_TIMEOUT
     if message.HasField("listener_filters_timeout"):
         value = seconds(message.listener_filters_timeout)
@@ -203,6 +207,15 @@ def _translate_chain(chain: Any, field_name: str, index: int) -> FilterChain:
         )
     except ConfigError as error:
         raise error.within(field=field_name) from error
+
+
+def _outbound(chain: FilterChain) -> FilterChain:
+    """The chain of an OUTBOUND listener: its terminal filter learns the direction (the HCM
+    names its spans `egress <host>`, as Envoy), when it cares (`for_outbound_listener`)."""
+    hook = getattr(chain.filter.config, "for_outbound_listener", None)
+    if hook is None:
+        return chain
+    return replace(chain, filter=replace(chain.filter, config=hook()))
 
 
 def _translate_network_filter(item: Any, field_name: str) -> NetworkFilterConfig:

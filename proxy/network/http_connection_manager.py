@@ -65,6 +65,14 @@ class HttpConnectionManagerConfig:
     def route_config(self) -> RouteConfig | None:
         return self.settings.route_config
 
+    def for_outbound_listener(self) -> HttpConnectionManagerConfig:
+        """This HCM on a listener with traffic_direction OUTBOUND: Envoy's tracing operation
+        is then egress (ConnectionManagerTracingConfig; INBOUND and unspecified: ingress)."""
+        tracing = self.settings.tracing
+        if tracing is None:
+            return self
+        return replace(self, settings=replace(self.settings, tracing=replace(tracing, egress=True)))
+
 
 def _seconds(duration: Any) -> float:
     return float(duration.seconds) + duration.nanos / 1e9

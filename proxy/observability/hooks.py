@@ -100,7 +100,7 @@ class Observability:
     def _pipeline(self, config: TracingConfig) -> SpanPipeline:
         key = replace(config, random_sampling=0, client_sampling=0, overall_sampling=0,
                       custom_tags=(), operation="", upstream_operation="",
-                      spawn_upstream_span=False, max_path_tag_length=0)
+                      spawn_upstream_span=False, max_path_tag_length=0, egress=False)
         pipeline = self._pipelines.get(key)
         if pipeline is None:
             extra = {"service.instance.id": self.node_id} if self.node_id else {}

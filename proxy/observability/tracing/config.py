@@ -57,6 +57,9 @@ class TracingConfig:
     spawn_upstream_span: bool = False
     operation: str = ""
     upstream_operation: str = ""
+    # The HCM's listener has traffic_direction OUTBOUND: Envoy's egress operation
+    # (ConnectionManagerTracingConfig), set by the listener translation, not by this message.
+    egress: bool = False
     from_environment: bool = False  # built from OTEL_* variables, not the HCM
     max_cache_size: int | None = None  # spans buffered before a flush (Envoy default 1024)
 

@@ -101,7 +101,7 @@ class ServerSpan:
     to OTLP bytes when it finishes (`span_encoder.ServerSpanEncoder`)."""
 
     __slots__ = ("_attempts", "_finished", "_headers", "_tracer", "ids", "name", "parent_span_id",
-                 "sampled", "start_ns", "tracestate")
+                 "request_id", "sampled", "start_ns", "tracestate")
 
     def __init__(self, tracer: Tracer, ids: bytes, parent_span_id: int, sampled: bool,
                  tracestate: str, name: str, start_ns: int,
@@ -116,6 +116,8 @@ class ServerSpan:
         self.start_ns = start_ns
         self._attempts = 0
         self._finished = not sampled
+        # The x-request-id to forward when the trace decision was stamped into it, else None.
+        self.request_id: str | None = None
 
     @property
     def trace_id_int(self) -> int:
@@ -133,6 +135,11 @@ class ServerSpan:
     @property
     def trace_id(self) -> str:
         return self.ids[:16].hex()
+
+    @property
+    def egress(self) -> bool:
+        """The HCM's tracing operation is egress (its listener is OUTBOUND)."""
+        return self._tracer.egress
 
     def inject_headers(self) -> list[tuple[str, str]]:
         # bytes.hex() of the stored ids: formatting 128-bit ints with :032x cost ~2% of the
@@ -204,12 +211,14 @@ class Tracer:
                                  for tag in config.custom_tags if tag.literal is None)
         self.encoder = ServerSpanEncoder(config.max_path_tag_length, literal)
         # Envoy 1.40 names the HCM's span after HttpConnectionManager.Tracing.operation, else
-        # "ingress" (listeners with traffic_direction OUTBOUND: "egress <host>"; a route
-        # decorator's operation overrides: neither reaches the HCM here, see
-        # docs/observability.md). Checked against Envoy with a fake collector.
+        # "ingress", or "egress <host>" on a listener with traffic_direction OUTBOUND
+        # (TracerImpl::startSpan; host = :authority). A route decorator's operation overrides
+        # (the HCM's _decorate_span). Checked against Envoy with a fake collector.
         self._name = config.operation or "ingress"
+        self.egress = config.egress
+        self._egress_name = config.egress and not config.operation
 
-    def _decide(self, headers: HeaderAccessor) -> bool:
+    def _decide(self, headers: HeaderAccessor) -> tuple[bool, str]:
         """Envoy's HCM tracing decision, stable per x-request-id.
 
         ConnectionManagerUtility::mutateTracingRequestHeader: the UUID request-id extension
@@ -220,32 +229,34 @@ class Tracer:
         value last. So every proxy sampling at the same rates takes the same decision for one
         request id. A trace reason already stamped in the id (its 15th character: `9`
         sampled, `a` forced, `b` client) keeps the request traced, as in Envoy.
+        Returns (traced, the trace-reason mark to stamp into the id or ""): a new decision
+        stamps its reason, and overall_sampling turning one off stamps `4` (setTraceReason).
         Stats: tracing.random_sampling, .service_forced, .client_enabled, .not_traceable.
         """
         request_id = headers.get("x-request-id")
         value = _request_id_value(request_id)
         if value is None:
             self._not_traced.inc()
-            return False
-        decided = False
+            return False, ""
+        decided, mark = False, ""
         assert request_id is not None
         if len(request_id) == 36 and request_id[14] in _TRACED_REASONS:
             decided = True
         elif headers.get("x-client-trace-id") is not None and \
                 self._chance(self.config.client_sampling):
             self._client_enabled.inc()
-            decided = True
+            decided, mark = True, _CLIENT_FORCED
         elif headers.get("x-envoy-force-trace") is not None:
             self._service_forced.inc()
-            decided = True
+            decided, mark = True, _SERVICE_FORCED
         elif value % 10000 < self._random_numerator:
             self._random_sampled.inc()
-            decided = True
+            decided, mark = True, _SAMPLED
         if decided and value % 10000 >= self._overall_numerator:
-            decided = False
+            decided, mark = False, _NOT_TRACEABLE
         if not decided:
             self._not_traced.inc()
-        return decided
+        return decided, mark
 
     def _chance(self, percent: float) -> bool:
         return percent >= 100.0 or (percent > 0.0 and self._random() * 100.0 < percent)
@@ -261,7 +272,8 @@ class Tracer:
         for name, value in headers:  # one pass for the ~8 headers tracing reads
             if name in _TRACING_HEADERS and name not in found:
                 found[name] = value
-        sampled = self._decide(found)
+        sampled, mark = self._decide(found)
+        request_id = _stamped(found, mark) if mark else None
         parent_span_id, tracestate = 0, ""
         ids = b""
         if not _CONTEXT_HEADERS.isdisjoint(found):
@@ -276,8 +288,10 @@ class Tracer:
         if ids[16:] == _ZERO_SPAN_ID or ids[:16] == _ZERO_TRACE_ID:  # invalid in W3C (2^-64)
             ids = new_trace_id().to_bytes(16, "big") + new_span_id().to_bytes(8, "big")
         start_ns = int(start_time * 1e9) if start_time is not None else time.time_ns()
-        return ServerSpan(self, ids, parent_span_id, sampled, tracestate, self._name, start_ns,
-                          found)
+        name = f"egress {authority}" if self._egress_name else self._name
+        span = ServerSpan(self, ids, parent_span_id, sampled, tracestate, name, start_ns, found)
+        span.request_id = request_id
+        return span
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.pipeline.flush(timeout)
@@ -292,6 +306,19 @@ _TRACING_HEADERS = _CONTEXT_HEADERS | {"x-request-id", "x-client-trace-id",
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _TRACED_REASONS = frozenset("9ab")  # UUIDRequestIDExtension's marks at index 14 of a UUID
+_SAMPLED, _SERVICE_FORCED, _CLIENT_FORCED, _NOT_TRACEABLE = "9", "a", "b", "4"
+
+
+def _stamped(found: dict[str, str], mark: str) -> str | None:
+    """UUIDRequestIDExtension::setTraceReason (pack_trace_reason, Envoy's default): the
+    decision written at index 14 of a 36-character x-request-id, which is forwarded so the
+    next proxies keep it; other ids are left alone. The span's guid tag shows the new id.
+    None when nothing changes."""
+    request_id = found["x-request-id"]
+    if len(request_id) != 36 or request_id[14] == mark:
+        return None
+    found["x-request-id"] = request_id = request_id[:14] + mark + request_id[15:]
+    return request_id
 
 
 def _request_id_value(request_id: str | None) -> int | None:

@@ -128,7 +128,10 @@ def test_server_span_continues_w3c_parent_with_semconv_attributes() -> None:
     assert attributes["http.route"] == "r1" and attributes["network.protocol.version"] == "1.1"
     assert attributes["client.port"] == 5
     assert attributes["user_agent.original"] == "curl"
-    assert attributes["guid:x-request-id"] == headers.get("x-request-id")
+    # The id forwarded upstream, with the trace decision stamped in it (pack_trace_reason).
+    stamped = headers.get("x-request-id")
+    assert stamped is not None and span.request_id == stamped[:14] + "9" + stamped[15:]
+    assert attributes["guid:x-request-id"] == span.request_id
     assert server.status.code == 2  # STATUS_CODE_ERROR
     assert server.end_time_unix_nano - server.start_time_unix_nano == 500_000_000
     assert server.flags & 0xFF == 1
@@ -325,6 +328,16 @@ def test_span_names_follow_envoy() -> None:
     assert sorted(s.name for s in finished(tracer, exporter)) == [
         "ingress", "router backend egress"]
     assert sorted(s.name for s in finished(named, named_exporter)) == ["op", "up"]
+    # A listener with traffic_direction OUTBOUND: "egress <:authority>" (TracerImpl::startSpan);
+    # the HCM's `operation` still wins.
+    egress, egress_exporter = make_tracer(TracingConfig(egress=True))
+    egress.start_server_span(request(), authority="svc.example:8080").finish(
+        RequestInfo(start_time=0, response_code=200))
+    assert [s.name for s in finished(egress, egress_exporter)] == ["egress svc.example:8080"]
+    operation, operation_exporter = make_tracer(TracingConfig(egress=True, operation="op"))
+    operation.start_server_span(request(), authority="svc").finish(
+        RequestInfo(start_time=0, response_code=200))
+    assert [s.name for s in finished(operation, operation_exporter)] == ["op"]
     with pytest.raises(ConfigError) as caught:
         translate_tracing(tracing_message({"provider": provider(),
                                            "operation": "%REQ(:PATH)%"}))
@@ -341,3 +354,26 @@ def test_all_zero_ids_are_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
     _, trace_id, span_id, _ = dict(span.inject_headers())["traceparent"].split("-")
     assert int(trace_id, 16) and int(span_id, 16)
     assert span.trace_id == trace_id and span.context.span_id_hex == span_id
+
+
+@pytest.mark.parametrize(("config", "extra", "request_id", "forwarded"), [
+    (TracingConfig(), (), "0f8fad5b-d9cb-469f-a165-70867728950e", "0f8fad5b-d9cb-969f"),
+    (TracingConfig(), (("x-client-trace-id", "c"),), "0f8fad5b-d9cb-469f-a165-70867728950e",
+     "0f8fad5b-d9cb-b69f"),
+    (TracingConfig(), (), "0f8fad5b-d9cb-b69f-a165-70867728950e", None),
+    (TracingConfig(random_sampling=0), (), "0f8fad5b-d9cb-769f-a165-70867728950e", None),
+    (TracingConfig(overall_sampling=0), (), "0f8fad5b-d9cb-969f-a165-70867728950e",
+     "0f8fad5b-d9cb-469f"),
+    (TracingConfig(), (), "0f8fad5b-not-a-uuid", None),
+])
+def test_trace_decision_is_packed_into_the_request_id(
+        config: TracingConfig, extra: tuple[tuple[str, str], ...], request_id: str,
+        forwarded: str | None) -> None:
+    """UUIDRequestIDExtension::setTraceReason as Envoy 1.40 applies it (pinned by
+    tests/conformance/observability/test_request_id_trace_reason_vs_envoy.py)."""
+    tracer, _ = make_tracer(config)
+    span = tracer.start_server_span(request(*extra, request_id=request_id))
+    if forwarded is None:
+        assert span.request_id is None
+    else:
+        assert span.request_id == forwarded + request_id[len(forwarded):]

@@ -63,3 +63,31 @@ def test_unknown_network_filter_is_rejected() -> None:
         "@type": "type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo"}
     with pytest.raises(ConfigError, match="not supported"):
         build(body)
+
+
+def _hcm_chain(tracing: bool) -> dict[str, object]:
+    import proxy.network.http_connection_manager  # noqa: F401  (registers the HCM factory)
+
+    manager: dict[str, object] = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                 "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "http", "route_config": {"name": "local"},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
+    if tracing:
+        manager["tracing"] = {"provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+            "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"}}}
+    return {"filters": [{"name": "hcm", "typed_config": manager}]}
+
+
+@pytest.mark.parametrize(("direction", "egress"),
+                         [("OUTBOUND", True), ("INBOUND", False), (None, False)])
+def test_traffic_direction_reaches_the_http_connection_manager_tracing(
+        direction: str | None, egress: bool) -> None:
+    """Envoy ConnectionManagerTracingConfig: OUTBOUND listeners trace egress, the others
+    ingress."""
+    extra = {"traffic_direction": direction} if direction else {}
+    listener = build(listener_dict(_hcm_chain(True), **extra))
+    assert listener.filter_chains[0].filter.config.settings.tracing.egress is egress
+    untraced = build(listener_dict(_hcm_chain(False), **extra))
+    assert untraced.filter_chains[0].filter.config.settings.tracing is None
