@@ -298,8 +298,10 @@ class HttpConnectionManager:
         observability = self.context.observability
         span = stream.info.state.get("span")
         metrics = observability is not None and observability.metrics is not None
-        if not metrics and not self.access_logger and span is None:
-            return  # nothing consumes the request record: do not build it
+        if not metrics and not self.access_logger:
+            if span is not None:
+                stream.finish_span(span)  # the span alone: no request record unless needed
+            return
         info = stream.request_info()
         if span is not None:
             span.finish(info)

@@ -19,7 +19,7 @@ output with the generated classes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from proxy.observability.request_info import HeaderAccessor, RequestInfo
@@ -131,7 +131,9 @@ class ServerSpanEncoder:
             parts.append(b"\x1a" + varint(len(encoded)) + encoded)
         if parent_span_id:
             parts.append(_PARENT.pack(0x22, 8, parent_span_id))
-        parts.append(self._request_block(name, info, headers.get("user-agent")))
+        user_agent = headers.get("user-agent")
+        parts.append(self._request_block(name, user_agent, request_shape(info),
+                                         lambda: info))
         request_id = headers.get("x-request-id")
         if request_id:
             parts.append(_REQUEST_ID.encode(request_id))
@@ -139,19 +141,39 @@ class ServerSpanEncoder:
             parts.append(encode_attributes(9, header_tags))
         return parts
 
-    def _request_block(self, name: str, info: RequestInfo, user_agent: str | None) -> bytes:
+    def _request_block(self, name: str, user_agent: str | None, shape: tuple[object, ...],
+                       record: Callable[[], RequestInfo]) -> bytes:
         """Name, kind, status, flags and every attribute but x-request-id, in one block cached
-        per distinct request shape (one dict lookup on the common path instead of ten)."""
-        key = (name, info.method, info.scheme, info.authority, info.protocol,
-               info.response_code, info.response_flags, info.route_name, user_agent,
-               info.upstream_cluster, info.upstream_host, info.path, info.bytes_received,
-               info.bytes_sent, info.downstream_remote_address)
+        per distinct request shape (`request_shape`; one dict lookup on the common path
+        instead of ten). `record()` gives the request record on a miss only."""
+        key = (name, user_agent, shape)
         block = self._blocks.get(key)
         if block is None:
-            block = b"".join(self._block_parts(name, info, user_agent))
+            block = b"".join(self._block_parts(name, record(), user_agent))
             self._blocks = _bounded(self._blocks)
             self._blocks[key] = block
         return block
+
+    def encode_shaped_field(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
+                            start_ns: int, end_ns: int, shape: tuple[object, ...],
+                            record: Callable[[], RequestInfo],
+                            headers: HeaderAccessor) -> bytes:
+        """encode_field() for a caller that has the request's shape (`request_shape` order)
+        without a request record: the record is built only when the shape is new. What the
+        HCM uses when only the span reads the request (no access log, no metrics)."""
+        parts = [b"\x0a\x10" + ids[:16] + b"\x12\x08" + ids[16:]
+                 + _TIMES.pack(0x39, start_ns, 0x41, end_ns)]
+        if tracestate:
+            encoded = tracestate.encode()
+            parts.append(b"\x1a" + varint(len(encoded)) + encoded)
+        if parent_span_id:
+            parts.append(_PARENT.pack(0x22, 8, parent_span_id))
+        parts.append(self._request_block(name, headers.get("user-agent"), shape, record))
+        request_id = headers.get("x-request-id")
+        if request_id:
+            parts.append(_REQUEST_ID.encode(request_id))
+        parts[0] = b"\x12" + varint(sum(map(len, parts))) + parts[0]
+        return b"".join(parts)
 
     def _block_parts(self, name: str, info: RequestInfo, user_agent: str | None) -> list[bytes]:
         code = info.response_code
@@ -230,6 +252,14 @@ class ServerSpanEncoder:
             self._common = _bounded(self._common)
             self._common[key] = encoded
         return encoded
+
+
+def request_shape(info: RequestInfo) -> tuple[object, ...]:
+    """What the cached block of a SERVER span depends on, in the order the HCM builds it from
+    its stream (proxy/http/active_stream.py, ActiveStream.span_shape): keep the two equal."""
+    return (info.method, info.scheme, info.authority, info.protocol, info.response_code,
+            info.response_flags, info.route_name, info.upstream_cluster, info.upstream_host,
+            info.path, info.bytes_received, info.bytes_sent, info.downstream_remote_address)
 
 
 def _bounded(cache: dict[K, bytes]) -> dict[K, bytes]:

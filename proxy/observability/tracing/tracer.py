@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from random import getrandbits
 from typing import Any
 
@@ -174,6 +174,21 @@ class ServerSpan:
                             tracestate=self.tracestate)
         context = TraceContext(record.trace_id, record.span_id, True, record.tracestate)
         return ClientSpan(self._tracer.pipeline, record, context)
+
+    def finish_shaped(self, shape: tuple[object, ...], duration: float,
+                      record: Callable[[], RequestInfo]) -> None:
+        """finish() from the request's shape (span_encoder.request_shape order) and duration;
+        the request record is built only if the span needs more (a new shape, custom tags)."""
+        if self._finished:
+            return
+        tracer = self._tracer
+        if tracer.header_tags or self._headers is None:
+            self.finish(record())
+            return
+        self._finished = True
+        tracer.queue_span(tracer.encoder.encode_shaped_field(
+            self.ids, self.parent_span_id, self.tracestate, self.name, self.start_ns,
+            self.start_ns + round(duration * 1e9), shape, record, self._headers))
 
     def finish(self, info: RequestInfo) -> None:
         if self._finished:

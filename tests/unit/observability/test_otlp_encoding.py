@@ -16,7 +16,7 @@ from proxy.observability.tracing.otlp import (
     encode_scope,
     varint,
 )
-from proxy.observability.tracing.span_encoder import ServerSpanEncoder
+from proxy.observability.tracing.span_encoder import ServerSpanEncoder, request_shape
 
 values = st.one_of(st.text(max_size=40), st.booleans(),
                    st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -85,6 +85,11 @@ def test_server_span_encoder_round_trip(trace_id: int, span_id: int, parent: int
         as_field = encoder.encode_field(ids, parent, tracestate, name, start, start + duration,
                                         info, header_tags)
         assert list(ScopeSpans.FromString(as_field).spans) == [span]
+        if not header_tags:  # the HCM's span-only path: same bytes from the request's shape
+            shaped = encoder.encode_shaped_field(ids, parent, tracestate, name, start,
+                                                 start + duration, request_shape(info),
+                                                 lambda: info, info.request_headers)
+            assert shaped == as_field
         assert int.from_bytes(span.trace_id, "big") == trace_id
         assert int.from_bytes(span.span_id, "big") == span_id
         assert span.parent_span_id == (parent.to_bytes(8, "big") if parent else b"")
