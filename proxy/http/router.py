@@ -402,13 +402,15 @@ class Router:
         client_span = None
         server_span = stream.state.get("span")
         if server_span is not None:
-            client_span = server_span.start_client_span(
-                cluster=stream.upstream_cluster, upstream_host=stream.upstream_host,
-                method=head.method, path=head.path, authority=head.authority)
-            if client_span.spawned:  # a span id per attempt: a header copy per attempt
-                head = replace(head, headers=head.headers.copy())
-            # Otherwise the same traceparent for every attempt, set on the router's own copy.
-            for name, value in client_span.inject_headers():
+            if server_span.spawns_client_spans:
+                client_span = server_span.start_client_span(
+                    cluster=stream.upstream_cluster, upstream_host=stream.upstream_host,
+                    method=head.method, path=head.path, authority=head.authority)
+                head = replace(head, headers=head.headers.copy())  # a span id per attempt
+                injected = client_span.inject_headers()
+            else:  # the SERVER span is the parent of every attempt: set on the router's copy
+                injected = server_span.inject_headers()
+            for name, value in injected:
                 head.headers.set(name, value)
         try:
             if not upstream.send_head_nowait(head, end_stream=end_stream):

@@ -4,7 +4,10 @@ Per downstream request:  span = tracer.start_server_span(headers, method=..., pa
 Per upstream attempt:    attempt = span.start_client_span(cluster=..., upstream_host=...)
                          headers_to_set = attempt.inject_headers()   (traceparent, tracestate)
                          attempt.finish(status_code=..., response_flags=...)
-At stream end:           span.finish(request_info)
+                         (the router does this only when span.spawns_client_spans; else it
+                         sets span.inject_headers() on each attempt)
+At stream end:           span.finish(request_info), or span.finish_shaped(shape, ...) when
+                         only the span reads the request
 
 Sampling follows Envoy's HCM rules (HttpConnectionManager.Tracing docs): an incoming sampling
 decision (W3C flags, B3) is kept; otherwise `x-envoy-force-trace` traces, `x-client-trace-id`
@@ -149,6 +152,12 @@ class ServerSpan:
         if self.tracestate:
             return [("traceparent", traceparent), ("tracestate", self.tracestate)]
         return [("traceparent", traceparent)]
+
+    @property
+    def spawns_client_spans(self) -> bool:
+        """Whether each upstream attempt gets a CLIENT span of its own (sampled, and
+        spawn_upstream_span); otherwise every attempt carries inject_headers() as they are."""
+        return self.sampled and self._tracer.config.spawn_upstream_span
 
     def start_client_span(self, *, cluster: str, upstream_host: str, method: str = "",
                           path: str = "", authority: str = "") -> ClientSpan | _UnspawnedAttempt:
