@@ -213,7 +213,10 @@ class ServerSpanEncoder:
         prefix goes in front of the first part, so the span is joined (copied) once."""
         parts = self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns, info,
                             header_tags, headers)
-        parts[0] = b"\x12" + varint(sum(map(len, parts))) + parts[0]
+        size = sum(map(len, parts))
+        # The length's varint inline for the usual 128 B - 16 KiB span (varint() otherwise).
+        parts[0] = (b"\x12" + (bytes(((size & 0x7F) | 0x80, size >> 7))
+                                if 0x80 <= size < 0x4000 else varint(size)) + parts[0])
         return b"".join(parts)
 
     def _name_and_kind(self, name: str) -> bytes:

@@ -258,7 +258,7 @@ class Tracer:
         Stats: tracing.random_sampling, .service_forced, .client_enabled, .not_traceable.
         """
         request_id = headers.get("x-request-id")
-        value = _request_id_value(request_id)
+        value = _request_id_value(request_id) if request_id is not None else None
         if value is None:
             self._not_traced.inc()
             return False, ""
@@ -297,7 +297,15 @@ class Tracer:
             if name in _TRACING_HEADERS and name not in found:
                 found[name] = value
         sampled, mark = self._decide(found)
-        request_id = _stamped(found, mark) if mark else None
+        request_id = None
+        if mark:
+            # UUIDRequestIDExtension::setTraceReason (pack_trace_reason, Envoy's default): the
+            # decision goes into index 14 of a 36-character x-request-id, forwarded so the
+            # next proxies keep it (the HCM sets span.request_id on the request); other ids
+            # are left alone. The span's guid tag shows the new id.
+            current = found["x-request-id"]
+            if len(current) == 36 and current[14] != mark:
+                found["x-request-id"] = request_id = current[:14] + mark + current[15:]
         parent_span_id, tracestate = 0, ""
         ids = b""
         if not _CONTEXT_HEADERS.isdisjoint(found):
@@ -331,18 +339,6 @@ _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _TRACED_REASONS = frozenset("9ab")  # UUIDRequestIDExtension's marks at index 14 of a UUID
 _SAMPLED, _SERVICE_FORCED, _CLIENT_FORCED, _NOT_TRACEABLE = "9", "a", "b", "4"
-
-
-def _stamped(found: dict[str, str], mark: str) -> str | None:
-    """UUIDRequestIDExtension::setTraceReason (pack_trace_reason, Envoy's default): the
-    decision written at index 14 of a 36-character x-request-id, which is forwarded so the
-    next proxies keep it; other ids are left alone. The span's guid tag shows the new id.
-    None when nothing changes."""
-    request_id = found["x-request-id"]
-    if len(request_id) != 36 or request_id[14] == mark:
-        return None
-    found["x-request-id"] = request_id = request_id[:14] + mark + request_id[15:]
-    return request_id
 
 
 def _request_id_value(request_id: str | None) -> int | None:
