@@ -219,6 +219,9 @@ class ActiveListener:
             self._serve(generation, client, (peer[0], peer[1]), self._next_id))
         generation.connections.add(task)
         task.add_done_callback(generation.connections.discard)
+        # _serve closes the socket in its `finally`, but a task cancelled before its first
+        # step (the listener closing right after an accept) never enters that `try`.
+        task.add_done_callback(lambda _: client.close())
 
     async def _serve(self, generation: _Generation, client: socket.socket,
                      peer: tuple[str, int], connection_id: int) -> None:

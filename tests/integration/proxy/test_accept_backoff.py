@@ -81,3 +81,25 @@ async def test_emfile_backs_off_and_recovers(caplog: pytest.LogCaptureFixture) -
         for sock in hogs + clients:
             sock.close()
         await active.close_now()
+
+
+async def test_a_connection_cancelled_before_it_starts_still_closes_its_socket() -> None:
+    """A listener closing right after an accept cancels the connection task before its first
+    step: the accepted socket must be closed anyway (no ResourceWarning, no leaked fd)."""
+    model = build(listener_dict(chain("unused")))
+    context = ServerContext(Stats(), None, None, None, None)  # type: ignore[arg-type]
+    active = ActiveListener(model, context, reuse_port=False, drain_timeout=0)
+    active.current.filters = {id(model.filter_chains[0]): Greeter()}
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    try:
+        accepted, peer = server.accept()
+        active._spawn(accepted, peer)
+        [task] = active.current.connections
+        task.cancel()  # before the task ever ran
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)  # done callbacks run
+        assert accepted.fileno() == -1
+    finally:
+        client.close()
+        server.close()
