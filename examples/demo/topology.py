@@ -74,7 +74,9 @@ def static_cluster(name: str, port: int, *, http2: bool = False) -> dict[str, An
 
 
 def http_listener(name: str, port: int, service: str, *, route: str,
-                  tracing: bool = True) -> dict[str, Any]:
+                  tracing: bool = True, direction: str = "INBOUND") -> dict[str, Any]:
+    """`direction`: Listener.traffic_direction, as a mesh marks its sidecar listeners (Istio
+    does): the tracer names an OUTBOUND listener's SERVER span `egress <host>`."""
     hcm: dict[str, Any] = {
         "@type": HCM,
         "stat_prefix": name,
@@ -95,6 +97,7 @@ def http_listener(name: str, port: int, service: str, *, route: str,
         "@type": T + "envoy.config.listener.v3.Listener",
         "name": name,
         "address": address(port),
+        "traffic_direction": direction,
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": hcm,
@@ -126,7 +129,7 @@ def frontend_resources(p: Ports, tracing: bool = True) -> list[dict[str, Any]]:
         http_listener("front_in", p.front_in, "sidecar-frontend", route="front_in",
                       tracing=tracing),
         http_listener("front_out", p.front_out, "sidecar-frontend", route="front_out",
-                      tracing=tracing),
+                      tracing=tracing, direction="OUTBOUND"),
         route("front_in", "frontend_local"),
         route("front_out", "backend"),
     ]
