@@ -117,11 +117,9 @@ class ServerSpanEncoder:
         self._response_size = _IntAttribute("http.response.body.size")
 
     def _parts(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
-               start_ns: int, end_ns: int, info: RequestInfo,
-               header_tags: Sequence[tuple[str, str]],
-               headers: HeaderAccessor | None) -> list[bytes]:
-        if headers is None:
-            headers = info.request_headers
+               start_ns: int, end_ns: int, shape: tuple[object, ...],
+               record: Callable[[], RequestInfo], headers: HeaderAccessor,
+               header_tags: Sequence[tuple[str, str]]) -> list[bytes]:
         # Protobuf fields may come in any order (the decoder merges them), so what changes on
         # every request (ids, times, x-request-id) is written around one cached block.
         parts = [b"\x0a\x10" + ids[:16] + b"\x12\x08" + ids[16:]
@@ -131,9 +129,7 @@ class ServerSpanEncoder:
             parts.append(b"\x1a" + varint(len(encoded)) + encoded)
         if parent_span_id:
             parts.append(_PARENT.pack(0x22, 8, parent_span_id))
-        user_agent = headers.get("user-agent")
-        parts.append(self._request_block(name, user_agent, request_shape(info),
-                                         lambda: info))
+        parts.append(self._request_block(name, headers.get("user-agent"), shape, record))
         request_id = headers.get("x-request-id")
         if request_id:
             parts.append(_REQUEST_ID.encode(request_id))
@@ -161,19 +157,8 @@ class ServerSpanEncoder:
         """encode_field() for a caller that has the request's shape (`request_shape` order)
         without a request record: the record is built only when the shape is new. What the
         HCM uses when only the span reads the request (no access log, no metrics)."""
-        parts = [b"\x0a\x10" + ids[:16] + b"\x12\x08" + ids[16:]
-                 + _TIMES.pack(0x39, start_ns, 0x41, end_ns)]
-        if tracestate:
-            encoded = tracestate.encode()
-            parts.append(b"\x1a" + varint(len(encoded)) + encoded)
-        if parent_span_id:
-            parts.append(_PARENT.pack(0x22, 8, parent_span_id))
-        parts.append(self._request_block(name, headers.get("user-agent"), shape, record))
-        request_id = headers.get("x-request-id")
-        if request_id:
-            parts.append(_REQUEST_ID.encode(request_id))
-        parts[0] = b"\x12" + varint(sum(map(len, parts))) + parts[0]
-        return b"".join(parts)
+        return _as_field(self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns,
+                                     shape, record, headers, ()))
 
     def _block_parts(self, name: str, info: RequestInfo, user_agent: str | None) -> list[bytes]:
         code = info.response_code
@@ -203,21 +188,19 @@ class ServerSpanEncoder:
         big-endian as OTLP carries them. `headers`: where user-agent and x-request-id are read
         (the tracer passes the few headers it kept at the start; default the request's)."""
         return b"".join(self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns,
-                                    info, header_tags, headers))
+                                    request_shape(info), lambda: info,
+                                    info.request_headers if headers is None else headers,
+                                    header_tags))
 
     def encode_field(self, ids: bytes, parent_span_id: int, tracestate: str, name: str,
                      start_ns: int, end_ns: int, info: RequestInfo,
                      header_tags: Sequence[tuple[str, str]] = (),
                      headers: HeaderAccessor | None = None) -> bytes:
-        """The span as a ScopeSpans.spans field, what the export queue holds: the length
-        prefix goes in front of the first part, so the span is joined (copied) once."""
-        parts = self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns, info,
-                            header_tags, headers)
-        size = sum(map(len, parts))
-        # The length's varint inline for the usual 128 B - 16 KiB span (varint() otherwise).
-        parts[0] = (b"\x12" + (bytes(((size & 0x7F) | 0x80, size >> 7))
-                                if 0x80 <= size < 0x4000 else varint(size)) + parts[0])
-        return b"".join(parts)
+        """The span as a ScopeSpans.spans field, what the export queue holds."""
+        return _as_field(self._parts(ids, parent_span_id, tracestate, name, start_ns, end_ns,
+                                     request_shape(info), lambda: info,
+                                     info.request_headers if headers is None else headers,
+                                     header_tags))
 
     def _name_and_kind(self, name: str) -> bytes:
         encoded = self._names.get(name)
@@ -255,6 +238,16 @@ class ServerSpanEncoder:
             self._common = _bounded(self._common)
             self._common[key] = encoded
         return encoded
+
+
+def _as_field(parts: list[bytes]) -> bytes:
+    """The span as a ScopeSpans.spans field: the length prefix goes in front of the first
+    part, so the span is joined (copied) once. The length's varint is inline for the usual
+    128 B - 16 KiB span (varint() otherwise)."""
+    size = sum(map(len, parts))
+    parts[0] = (b"\x12" + (bytes(((size & 0x7F) | 0x80, size >> 7))
+                            if 0x80 <= size < 0x4000 else varint(size)) + parts[0])
+    return b"".join(parts)
 
 
 def request_shape(info: RequestInfo) -> tuple[object, ...]:
