@@ -179,12 +179,10 @@ class H2WebSocketClient:
 
 
 @dataclass
-class UpgradeEchoBackend:
-    """HTTP/1.1: answers an `Upgrade: websocket` request with 101 and echoes the bytes that
-    follow; a tunnel that receives b"bye" closes after echoing it. `heads` keeps each request
-    head as received (lower-cased)."""
+class _EchoServer:
+    """The lifecycle both echo backends share: a loopback server, its open connections
+    aborted on close. Subclasses implement `_serve`."""
 
-    heads: list[bytes] = field(default_factory=list)
     server: asyncio.Server | None = None
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -198,6 +196,18 @@ class UpgradeEchoBackend:
         for writer in list(self.writers):
             writer.transport.abort()
         await asyncio.sleep(0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class UpgradeEchoBackend(_EchoServer):
+    """HTTP/1.1: answers an `Upgrade: websocket` request with 101 and echoes the bytes that
+    follow; a tunnel that receives b"bye" closes after echoing it. `heads` keeps each request
+    head as received (lower-cased)."""
+
+    heads: list[bytes] = field(default_factory=list)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.add(writer)
@@ -222,25 +232,12 @@ class UpgradeEchoBackend:
 
 
 @dataclass
-class H2ConnectEchoBackend:
+class H2ConnectEchoBackend(_EchoServer):
     """h2c with SETTINGS_ENABLE_CONNECT_PROTOCOL=1: answers an extended CONNECT
     (`:protocol websocket`) with 200 and echoes its DATA; b"bye" or the client's END_STREAM
     ends the stream from our side. `requests` keeps each request's header list."""
 
     requests: list[list[tuple[str, str]]] = field(default_factory=list)
-    server: asyncio.Server | None = None
-    writers: set[asyncio.StreamWriter] = field(default_factory=set)
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for writer in list(self.writers):
-            writer.transport.abort()
-        await asyncio.sleep(0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.writers.add(writer)
