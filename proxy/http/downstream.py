@@ -283,23 +283,14 @@ class HttpConnectionHandler(asyncio.Protocol):
         return True
 
     async def write_data(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> None:
-        codec = self.codec
-        if isinstance(codec, Http2Codec):
-            allowed = codec.sendable(stream.stream_id)
-            if len(data) <= allowed and self.transport is not None:
-                # Fits the peer's windows (the usual case): no flow-control loop needed.
-                codec.send_data(stream.stream_id, data, end_stream=end_stream)
-                self._flush()
-            elif allowed >= 0:
+        """write_data_nowait(), else (HTTP/2 beyond the peer's windows) send as the windows
+        open."""
+        if not self.write_data_nowait(stream, data, end_stream=end_stream):
+            codec = self.codec
+            if isinstance(codec, Http2Codec) and codec.sendable(stream.stream_id) >= 0:
                 await send_flow_controlled(codec, stream.stream_id, data, end_stream,
                                            self._flush, self._wait_window,
                                            self._transport_gone)
-        elif codec is not None and self.transport is not None:
-            out = codec.encode_data(data, end_stream=end_stream)
-            if out:
-                self._write(out)
-            if end_stream:
-                self._h1_response_done(stream)
         if self.flow.paused:
             await self.flow.drained()
 

@@ -152,11 +152,8 @@ class UpstreamStream:
                 await self._waiter
             finally:
                 self._waiter = None
-        event = self._events.popleft()
-        if isinstance(event, DataReceived):
-            self._buffered -= len(event.data)
-            if self._buffered <= self.high_watermark // 2:
-                self._pressure(False)
+        event = self.next_event_nowait()
+        assert event is not None
         return event
 
     def next_event_nowait(self) -> Event | None:

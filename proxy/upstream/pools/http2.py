@@ -232,16 +232,9 @@ class Http2Stream(UpstreamStream):
             self.deliver(StreamReset(0, ErrorCodes.REFUSED_STREAM))
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
-        connection = self.connection
-        if not connection.closed and not self.finished \
-                and len(data) <= connection.codec.sendable(self.stream_id):
-            # Fits the peer's windows (the usual case): no flow-control loop needed.
-            connection.codec.send_data(self.stream_id, data, end_stream=end_stream)
-            connection.flush()
-        else:
-            await send_flow_controlled(self.connection.codec, self.stream_id, data, end_stream,
-                                       self.connection.flush, self.connection.wait_window,
-                                       lambda: self.connection.closed or self.finished)
+        await send_flow_controlled(self.connection.codec, self.stream_id, data, end_stream,
+                                   self.connection.flush, self.connection.wait_window,
+                                   lambda: self.connection.closed or self.finished)
         if self.connection.flow.paused:
             await self.connection.flow.drained()
 
