@@ -295,7 +295,7 @@ class Router:
             if downstream.head_sent:
                 downstream.reset()
             else:
-                _charge_code(plan.runtime, 504)  # Envoy onResponseTimeout
+                plan.runtime.charge_code(504)  # Envoy onResponseTimeout
                 await downstream.send_local_reply(LocalReply(
                     504, "upstream request timeout", details="upstream_response_timeout",
                     grpc_status=GRPC_DEADLINE_EXCEEDED))
@@ -356,7 +356,7 @@ class Router:
                 # Envoy router.cc chargeUpstreamAbort / onPerTryTimeoutCommon: the code of
                 # the local reply counts for the cluster once no retry follows (also when no
                 # request reached the host); a retried failure counts nothing.
-                _charge_code(plan.runtime, status)
+                plan.runtime.charge_code(status)
                 headers = Headers()
                 if failed.failure == "overflow" and not self.suppress_envoy_headers:
                     # Envoy router.cc onUpstreamAbort: a request dropped by a circuit
@@ -555,13 +555,6 @@ def _count(runtime: Any, name: str) -> None:
     counter = _counter(runtime, name)
     if counter is not None:
         counter.inc()
-
-
-def _charge_code(runtime: Any, status: int) -> None:
-    """The cluster's code stats for an answer made here (Envoy chargeBasicResponseStat)."""
-    _count(runtime, "upstream_rq_completed")
-    _count(runtime, f"upstream_rq_{status}")
-    _count(runtime, f"upstream_rq_{status // 100}xx")
 
 
 def _grpc_status(headers: Headers) -> int | None:

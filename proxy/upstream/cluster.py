@@ -210,13 +210,7 @@ class ClusterRuntime:
         host.active_requests -= 1
         self._rq_active.value -= 1
         if http_status is not None and charge_code:
-            # Envoy CodeStatsImpl::chargeBasicResponseStat: completed, group, code.
-            self._rq_completed.value += 1
-            by_status = self._rq_by_status.get(http_status)
-            if by_status is None:
-                by_status = self._status_counters(http_status)
-            by_status[0].value += 1
-            by_status[1].value += 1
+            self.charge_code(http_status)
         failed = (http_status is not None and http_status >= 500) or (
             result is not None and result in _FAILED_RESULTS)
         if failed:
@@ -224,6 +218,17 @@ class ClusterRuntime:
         else:
             host.requests_success += 1
         self.report(host, http_status=http_status, result=result)
+
+    def charge_code(self, status: int) -> None:
+        """Envoy CodeStatsImpl::chargeBasicResponseStat: upstream_rq_completed, the class
+        (upstream_rq_5xx) and the code (upstream_rq_503). For upstream answers (through
+        request_finished) and for the router's own answers on the cluster's behalf."""
+        self._rq_completed.value += 1
+        by_status = self._rq_by_status.get(status)
+        if by_status is None:
+            by_status = self._status_counters(status)
+        by_status[0].value += 1
+        by_status[1].value += 1
 
     def _status_counters(self, status: int) -> tuple[Counter, Counter]:
         """upstream_rq_<code> and upstream_rq_<N>xx (bounded: codes come from upstreams)."""
