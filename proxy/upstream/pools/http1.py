@@ -112,17 +112,18 @@ class Http1Stream(UpstreamStream):
     def send_head_nowait(self, head: RequestHead, *, end_stream: bool) -> bool:
         if self.connection.flow.paused:
             return False
-        self.connection.write(self.connection.codec.encode_request_head(head,
-                                                                        end_stream=end_stream))
-        self._request_done = end_stream
+        self._write_head(head, end_stream)
         return True
 
     async def send_head(self, head: RequestHead, *, end_stream: bool) -> None:
+        self._write_head(head, end_stream)
+        if self.connection.flow.paused:
+            await self.connection.flow.drained()
+
+    def _write_head(self, head: RequestHead, end_stream: bool) -> None:
         self.connection.write(self.connection.codec.encode_request_head(head,
                                                                         end_stream=end_stream))
         self._request_done = end_stream
-        if self.connection.flow.paused:
-            await self.connection.flow.drained()
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
         self.connection.write(self.connection.codec.encode_data(data, end_stream=end_stream))
