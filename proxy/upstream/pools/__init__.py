@@ -147,11 +147,8 @@ class PoolManager:
         self._by_objects: dict[tuple[int, int], tuple[Any, Host,
                                                       Http1Pool | Http2Pool | AutoPool]] = {}
 
-    def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
-        return self._pool_and_key(runtime, host)[0]
-
-    def _pool_and_key(self, runtime: Any, host: Host
-                      ) -> tuple[Http1Pool | Http2Pool | AutoPool, tuple[str, str, int, str]]:
+    def _find_or_make(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
+        """The pool by (cluster name, address, port, protocol kind), made when missing."""
         cluster = runtime.config
         protocol = upstream_protocol(cluster)
         tls = getattr(cluster, "upstream_tls", None)
@@ -189,24 +186,24 @@ class PoolManager:
                                  server_hostname=sni, buffer_limit=limit,
                                  enable_trailers=protocol.http1_trailers)
             self._pools[key] = pool
-        return pool, key
+        return pool
 
     def try_new_stream(self, runtime: Any, host: Host) -> UpstreamStream | None:
         """A stream on a ready connection without waiting, or None (then await new_stream)."""
-        return self._pool(runtime, host).try_new_stream()
+        return self.pool_for(runtime, host).try_new_stream()
 
     async def new_stream(self, runtime: Any, host: Host) -> UpstreamStream:
-        return await self._pool(runtime, host).new_stream()
+        return await self.pool_for(runtime, host).new_stream()
 
-    def _pool(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
+    def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
         """The pool, remembered per (cluster model, host) object pair: the lookup by protocol
-        and key below runs once per pair, not once per request."""
+        and key (_find_or_make) runs once per pair, not once per request."""
         config = runtime.config
         found = self._by_objects.get((id(config), id(host)))
         if found is not None and found[0] is config and found[1] is host \
                 and not found[2].closed:
             return found[2]
-        pool = self._pool_and_key(runtime, host)[0]
+        pool = self._find_or_make(runtime, host)
         if len(self._by_objects) > 4096:
             self._by_objects.clear()
         self._by_objects[(id(config), id(host))] = (config, host, pool)
