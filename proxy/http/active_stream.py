@@ -362,8 +362,7 @@ class ActiveStream:
         route = info.route
         shape = (request.method, request.scheme, request.authority, request.protocol,
                  info.response_code,
-                 tuple(sorted(info.response_flags, key=_flag_rank)) if info.response_flags
-                 else (),
+                 _envoy_order(info.response_flags),
                  route.name if route is not None else "", info.upstream_cluster,
                  info.upstream_host, request.path, info.bytes_received, info.bytes_sent,
                  info.remote_address)
@@ -383,8 +382,7 @@ class ActiveStream:
             method=request.method, path=request.path, authority=request.authority,
             scheme=request.scheme, protocol=request.protocol,
             response_code=info.response_code, response_code_details=info.response_details,
-            response_flags=(tuple(sorted(info.response_flags, key=_flag_rank))
-                            if info.response_flags else ()),
+            response_flags=_envoy_order(info.response_flags),
             upstream_host=info.upstream_host,
             upstream_cluster=info.upstream_cluster, attempt_count=info.attempt_count,
             route_name=info.route.name if info.route else "",
@@ -398,6 +396,11 @@ class ActiveStream:
             response_headers=response.headers if response else EMPTY_HEADERS,
             response_trailers=trailers if trailers else EMPTY_HEADERS,
         )
+
+
+def _envoy_order(flags: list[str]) -> tuple[str, ...]:
+    """Response flags in the order Envoy prints %RESPONSE_FLAGS% (FLAG_ORDER)."""
+    return tuple(sorted(flags, key=_flag_rank)) if flags else ()
 
 
 def _flag_rank(flag: str) -> int:
