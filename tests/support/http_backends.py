@@ -25,6 +25,7 @@ import h2.settings
 import h11
 
 from tests.support.ports import free_port
+from tests.support.tcp_servers import start_server, stop_servers
 
 
 class EchoBackend:
@@ -73,12 +74,12 @@ class EchoBackend:
         if self.ssl_context is not None:
             handler = self._serve_by_alpn
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(handler, "127.0.0.1", self.port, ssl=self.ssl_context))
+            start_server(handler, port=self.port, ssl=self.ssl_context))
         self._ready.set()
         try:
             self._loop.run_forever()
         finally:
-            self._server.close()
+            self._loop.run_until_complete(stop_servers(self._server))
             pending = asyncio.all_tasks(self._loop)
             for task in pending:
                 task.cancel()

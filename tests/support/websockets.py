@@ -17,6 +17,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from tests.support.tcp_servers import port_of, start_server, stop_servers
+
 
 @dataclass
 class TunnelEnd:
@@ -187,15 +189,14 @@ class _EchoServer:
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
+        self.server = await start_server(self._serve)
+        return port_of(self.server)
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
         for writer in list(self.writers):
             writer.transport.abort()
-        await asyncio.sleep(0)
+        if self.server is not None:
+            await stop_servers(self.server)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError

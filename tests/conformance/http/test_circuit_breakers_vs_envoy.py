@@ -36,6 +36,7 @@ from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 from tests.support.proxies import AdminProxy
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -71,11 +72,11 @@ class HoldingBackend:
     @property
     def port(self) -> int:
         assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
+        return port_of(self.server)
 
     async def start(self) -> None:
         handler = self._serve_h2 if self.http2 else self._serve_h1
-        self.server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        self.server = await start_server(handler)
 
     def reset(self) -> None:
         self.held = 0
@@ -84,7 +85,7 @@ class HoldingBackend:
     async def close(self) -> None:
         """Stop listening and drop every connection (the handlers see EOF and return)."""
         assert self.server is not None
-        self.server.close()
+        await stop_servers(self.server)
         self.released.set()
         for writer in list(self.writers):
             writer.transport.abort()

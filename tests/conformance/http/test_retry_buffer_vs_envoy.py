@@ -27,6 +27,7 @@ from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 from tests.support.proxies import AdminProxy
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -47,12 +48,12 @@ class FailFirstBackend:
         self.writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
+        self.server = await start_server(self._serve)
+        return port_of(self.server)
 
     async def close(self) -> None:
         assert self.server is not None
-        self.server.close()
+        await stop_servers(self.server)
         for writer in list(self.writers):
             writer.transport.abort()
         await asyncio.sleep(0.01)

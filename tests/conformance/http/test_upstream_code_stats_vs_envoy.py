@@ -21,6 +21,7 @@ from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 from tests.support.proxies import AdminProxy
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -50,12 +51,12 @@ class FailFirstBackend:
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
+        self.server = await start_server(self._serve)
+        return port_of(self.server)
 
     async def close(self) -> None:
         assert self.server is not None
-        self.server.close()
+        await stop_servers(self.server)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

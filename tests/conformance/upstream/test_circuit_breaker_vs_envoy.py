@@ -17,6 +17,7 @@ from tests.conformance.upstream.backends import endpoint, tcp_proxy_listener
 from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -65,8 +66,8 @@ async def _behaviour(listen_port: int, stat: Any) -> tuple[bytes, bytes, int, in
 
 
 async def test_max_connections_refuses_and_counts_like_envoy() -> None:
-    server = await asyncio.start_server(_hold, "127.0.0.1", 0)
-    backend_port = server.sockets[0].getsockname()[1]
+    server = await start_server(_hold)
+    backend_port = port_of(server)
     envoy_port, ours_port = free_port(), free_port()
     envoy = Envoy(_bootstrap(envoy_port, backend_port), name="envoy-breaker")
     ours = Pointsman(copy.deepcopy(_bootstrap(ours_port, backend_port)), name="pm-breaker")
@@ -83,5 +84,4 @@ async def test_max_connections_refuses_and_counts_like_envoy() -> None:
     finally:
         envoy.stop()
         ours.stop()
-        server.close()
-        await server.wait_closed()
+        await stop_servers(server)

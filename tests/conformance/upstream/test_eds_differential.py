@@ -37,6 +37,7 @@ from tests.conformance.upstream.backends import (
 )
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port, wait_for_port
+from tests.support.tcp_servers import port_of, start_server, start_servers, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -95,9 +96,9 @@ def _apply(manager: ClusterManager, ports: list[int]) -> None:
 
 
 async def test_healthy_host_leaving_eds_is_kept_until_it_fails_like_envoy() -> None:
-    servers = [await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    servers = [await start_server(lambda r, w: w.close())
                for _ in range(2)]
-    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    ports = [port_of(server) for server in servers]
     directory = Path(tempfile.mkdtemp(prefix="eds-"))
     _write_eds(directory, ports)
     base = {"name": "backend", "type": "EDS", "connect_timeout": "1s", "health_checks": [HC]}
@@ -132,24 +133,21 @@ async def test_healthy_host_leaving_eds_is_kept_until_it_fails_like_envoy() -> N
         assert ours[ports[1]] == ["pending_dynamic_removal"]
         assert (await asyncio.to_thread(_envoy_flags, envoy, ports[1])).strip("/") == \
             "pending_dynamic_removal"
-        servers[1].close()
-        await servers[1].wait_closed()
+        await stop_servers(servers[1])
         await _until("envoy drops it", lambda: _envoy_hosts(envoy) == {ports[0]})
         await _until("we drop it", lambda: _our_hosts(manager) == {ports[0]})
     finally:
         await manager.close()
         envoy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)
 
 
 async def test_eds_health_status_and_overprovisioning_factor_route_like_envoy() -> None:
     """EDS-driven priority math: P0 = {HEALTHY, UNHEALTHY (EDS status), DEGRADED}, P1 =
     {HEALTHY}, overprovisioning_factor 100 (not 140), RING_HASH on the source IP: every source
     must go to the same backend through Envoy and through our runtime."""
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(4)]
-    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    servers = await start_servers(answer_port, 4)
+    ports = [port_of(server) for server in servers]
     assignment = {
         "cluster_name": "backend",
         "endpoints": [
@@ -196,6 +194,4 @@ async def test_eds_health_status_and_overprovisioning_factor_route_like_envoy() 
         assert set(envoys.values()) == {ports[0], ports[3]}
     finally:
         envoy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)

@@ -30,6 +30,7 @@ from tests.conformance.upstream.backends import (
 )
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port, wait_for_port
+from tests.support.tcp_servers import port_of, start_servers, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -59,8 +60,8 @@ def _typed(name: str, extension: str, ports: list[int]) -> dict[str, Any]:
 
 
 async def test_ring_hash_and_maglev_choose_the_same_backend_as_envoy() -> None:
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(3)]
-    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    servers = await start_servers(answer_port, 3)
+    ports = [port_of(server) for server in servers]
     clusters = [_cluster("ring", "RING_HASH", ports), _cluster("maglev", "MAGLEV", ports),
                 _typed("typed_ring", "ring_hash.v3.RingHash", ports),
                 _typed("typed_maglev", "maglev.v3.Maglev", ports)]
@@ -88,9 +89,7 @@ async def test_ring_hash_and_maglev_choose_the_same_backend_as_envoy() -> None:
             assert len(set(envoys.values())) > 1, "all sources hashed to one host"
     finally:
         envoy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)
 
 
 def _envoy_unhealthy_ports(envoy: Envoy, cluster: str) -> set[int]:
@@ -123,8 +122,8 @@ async def test_priority_failover_and_panic_match_envoy(
     chosen by hash % 100 and the host by the ring, so Envoy and we must agree on every source
     address. In panic a priority balances over all its hosts, down ones included: Envoy then
     closes the connection (None), and our pick is one of the down hosts."""
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(3)]
-    up = [server.sockets[0].getsockname()[1] for server in servers]
+    servers = await start_servers(answer_port, 3)
+    up = [port_of(server) for server in servers]
     down_p0 = sorted({free_port() for _ in range(down_in_p0)})
     down_p1 = sorted({free_port() for _ in range(down_in_p1)} - set(down_p0))
     down = set(down_p0) | set(down_p1)
@@ -174,6 +173,4 @@ async def test_priority_failover_and_panic_match_envoy(
     finally:
         await manager.close()
         envoy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)

@@ -28,6 +28,7 @@ from tests.conformance.upstream.backends import (
 )
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port, wait_for_port
+from tests.support.tcp_servers import port_of, start_servers, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -58,8 +59,8 @@ def _envoy_unhealthy(envoy: Envoy) -> set[int]:
 
 
 async def test_locality_weighted_split_matches_envoy() -> None:
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(2)]
-    a, b_up = (server.sockets[0].getsockname()[1] for server in servers)
+    servers = await start_servers(answer_port, 2)
+    a, b_up = (port_of(server) for server in servers)
     b_down = free_port()
     cluster = _cluster(a, b_up, b_down)
     listen_port = free_port()
@@ -92,6 +93,4 @@ async def test_locality_weighted_split_matches_envoy() -> None:
     finally:
         await manager.close()
         envoy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)

@@ -32,6 +32,7 @@ from tests.conformance.upstream.backends import (
 from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
+from tests.support.tcp_servers import port_of, start_servers, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -51,8 +52,8 @@ def _ejected_ports(proxy: Envoy | Pointsman) -> set[int]:
 
 
 async def test_connect_failures_eject_the_refusing_host_in_both() -> None:
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(2)]
-    up = [server.sockets[0].getsockname()[1] for server in servers]
+    servers = await start_servers(answer_port, 2)
+    up = [port_of(server) for server in servers]
     down = free_port()
     cluster = {
         "name": "backend", "type": "STATIC", "connect_timeout": "1s",
@@ -92,15 +93,13 @@ async def test_connect_failures_eject_the_refusing_host_in_both() -> None:
             assert (name, ours.value) == (name, envoy_value)
     finally:
         envoy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)
 
 
 async def test_sidecar_ejects_like_envoy_through_tcp_proxy() -> None:
     """The same, end to end: the bootstrap given to `pointsman proxy` and to Envoy."""
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(2)]
-    up = [server.sockets[0].getsockname()[1] for server in servers]
+    servers = await start_servers(answer_port, 2)
+    up = [port_of(server) for server in servers]
     down = free_port()
     cluster = {
         "name": "backend", "type": "STATIC", "connect_timeout": "1s",
@@ -131,6 +130,4 @@ async def test_sidecar_ejects_like_envoy_through_tcp_proxy() -> None:
     finally:
         for proxy in proxies.values():
             proxy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)

@@ -23,6 +23,7 @@ from tests.conformance.upstream.backends import (
 from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
+from tests.support.tcp_servers import port_of, start_servers, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -69,8 +70,8 @@ async def _picks(listen_port: int) -> dict[str, int | None]:
 
 
 async def test_same_bootstrap_same_health_same_backends() -> None:
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(3)]
-    up = [server.sockets[0].getsockname()[1] for server in servers]
+    servers = await start_servers(answer_port, 3)
+    up = [port_of(server) for server in servers]
     down = free_port()
     envoy_port, ours_port = free_port(), free_port()
     bootstrap = _bootstrap(envoy_port, [up[0], down], [up[1], up[2]])
@@ -90,8 +91,7 @@ async def test_same_bootstrap_same_health_same_backends() -> None:
         assert await _picks(ours_port) == before
         assert len(set(before.values())) >= 2
 
-        servers[0].close()  # P0's last live host dies: all traffic fails over to P1
-        await servers[0].wait_closed()
+        await stop_servers(servers[0])  # P0's last live host dies: all traffic fails over to P1
         await _converge(envoy.admin, {down, up[0]}, "Envoy")
         await _converge(ours.admin, {down, up[0]}, "Pointsman")
         after = await _picks(envoy_port)
@@ -100,6 +100,4 @@ async def test_same_bootstrap_same_health_same_backends() -> None:
     finally:
         envoy.stop()
         ours.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)

@@ -27,6 +27,7 @@ from tests.conformance.upstream.backends import (
 )
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port, wait_for_port
+from tests.support.tcp_servers import port_of, start_servers, stop_servers
 
 pytestmark = pytest.mark.conformance
 
@@ -56,8 +57,8 @@ async def _quiesce(envoy: Envoy) -> None:
 
 @pytest.mark.parametrize("policy", ["ROUND_ROBIN", "LEAST_REQUEST"])
 async def test_weighted_split_matches_envoy(policy: str) -> None:
-    servers = [await asyncio.start_server(answer_port, "127.0.0.1", 0) for _ in range(3)]
-    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    servers = await start_servers(answer_port, 3)
+    ports = [port_of(server) for server in servers]
     cluster = _cluster("backend", policy, ports)
     listen_port = free_port()
     listener = tcp_proxy_listener("front", listen_port, "backend")
@@ -81,6 +82,4 @@ async def test_weighted_split_matches_envoy(policy: str) -> None:
             assert abs(envoys[port] - ours[port]) <= 1, (policy, envoys, ours)
     finally:
         envoy.stop()
-        for server in servers:
-            server.close()
-            await server.wait_closed()
+        await stop_servers(*servers)

@@ -14,6 +14,7 @@ from proxy.upstream.host import Host
 from proxy.upstream.pools.base import ConnectFailedError, PoolOverflowError
 from proxy.upstream.pools.http1 import Http1Pool
 from tests.support.ports import free_port
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 
 class Runtime:
@@ -55,9 +56,9 @@ async def _exchange(pool: Http1Pool) -> None:
 
 
 async def test_pending_requests_share_the_one_allowed_connection() -> None:
-    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+    server = await start_server(_answer)
     runtime = Runtime(Thresholds(max_connections=1, max_pending_requests=10))
-    pool = Http1Pool(runtime, Host("127.0.0.1", server.sockets[0].getsockname()[1]),
+    pool = Http1Pool(runtime, Host("127.0.0.1", port_of(server)),
                      connect_timeout=2)
     try:
         async with asyncio.timeout(20):
@@ -69,14 +70,13 @@ async def test_pending_requests_share_the_one_allowed_connection() -> None:
         assert runtime.breaker.in_use[Resource.PENDING_REQUESTS] == 0
     finally:
         pool.close()
-        server.close()
-        await server.wait_closed()
+        await stop_servers(server)
 
 
 async def test_max_requests_fails_a_request_when_its_connection_is_ready() -> None:
-    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+    server = await start_server(_answer)
     runtime = Runtime(Thresholds(max_requests=1))
-    pool = Http1Pool(runtime, Host("127.0.0.1", server.sockets[0].getsockname()[1]),
+    pool = Http1Pool(runtime, Host("127.0.0.1", port_of(server)),
                      connect_timeout=2)
     try:
         async with asyncio.timeout(20):
@@ -90,8 +90,7 @@ async def test_max_requests_fails_a_request_when_its_connection_is_ready() -> No
         assert runtime.breaker.in_use[Resource.REQUESTS] == 0
     finally:
         pool.close()
-        server.close()
-        await server.wait_closed()
+        await stop_servers(server)
 
 
 async def test_a_failed_connect_fails_every_pending_request() -> None:
@@ -108,9 +107,9 @@ async def test_a_failed_connect_fails_every_pending_request() -> None:
 
 
 async def test_a_cancelled_pending_request_leaves_the_queue() -> None:
-    server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+    server = await start_server(_answer)
     runtime = Runtime(Thresholds(max_connections=1, max_pending_requests=1))
-    pool = Http1Pool(runtime, Host("127.0.0.1", server.sockets[0].getsockname()[1]),
+    pool = Http1Pool(runtime, Host("127.0.0.1", port_of(server)),
                      connect_timeout=2)
     try:
         async with asyncio.timeout(20):
@@ -125,5 +124,4 @@ async def test_a_cancelled_pending_request_leaves_the_queue() -> None:
             first.reset()
     finally:
         pool.close()
-        server.close()
-        await server.wait_closed()
+        await stop_servers(server)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.integration.http.harness import Sidecar, hcm, simple_routes, static_cluster
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 
 @pytest.fixture
@@ -30,10 +31,9 @@ async def upgrade_backend() -> AsyncIterator[int]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
+    server = await start_server(serve)
+    yield port_of(server)
+    await stop_servers(server)
 
 
 UPGRADE = (b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -118,8 +118,8 @@ async def test_connect_is_tunnelled_after_200() -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server = await start_server(serve)
+    port = port_of(server)
     routes = simple_routes({"match": {"connect_matcher": {}}, "route": {"cluster": "proxy"}},
                            {"match": {"prefix": "/"}, "direct_response": {"status": 404}})
     config = hcm(routes, upgrade_configs=[{"upgrade_type": "CONNECT"}])
@@ -135,5 +135,4 @@ async def test_connect_is_tunnelled_after_200() -> None:
                 assert await reader.readexactly(3) == b"cba"
             writer.close()
     finally:
-        server.close()
-        await server.wait_closed()
+        await stop_servers(server)

@@ -9,6 +9,8 @@ import h2.connection
 import h2.events
 import h11
 
+from tests.support.tcp_servers import port_of, start_server, stop_servers
+
 
 class TrailerBackends:
     """One h2c and one HTTP/1.1 server; both record request trailers per path and answer
@@ -21,13 +23,12 @@ class TrailerBackends:
 
     async def start(self) -> tuple[int, int]:
         for handler in (self._serve_h2, self._serve_h1):
-            self.servers.append(await asyncio.start_server(handler, "127.0.0.1", 0))
-        return (self.servers[0].sockets[0].getsockname()[1],
-                self.servers[1].sockets[0].getsockname()[1])
+            self.servers.append(await start_server(handler))
+        return (port_of(self.servers[0]),
+                port_of(self.servers[1]))
 
     async def close(self) -> None:
-        for server in self.servers:
-            server.close()
+        await stop_servers(*self.servers)
         for writer in list(self.writers):
             writer.transport.abort()
         await asyncio.sleep(0.01)

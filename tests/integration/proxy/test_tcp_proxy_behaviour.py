@@ -28,6 +28,7 @@ from tests.integration.proxy.helpers import (
     tls_files,
 )
 from tests.support.ports import free_port
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 
 @contextlib.asynccontextmanager
@@ -164,8 +165,8 @@ async def test_bulk_both_ways_at_once_and_upstream_reset(tmp_path: Path,
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.close()  # linger 0: an RST instead of a FIN
 
-    upstream = await asyncio.start_server(resetting, "127.0.0.1", 0)
-    upstream_port = upstream.sockets[0].getsockname()[1]
+    upstream = await start_server(resetting)
+    upstream_port = port_of(upstream)
     bootstrap = config(port, [static_cluster("backend", [upstream_port])],
                        [{"filters": [tcp_proxy("backend")]}])
     try:
@@ -176,8 +177,7 @@ async def test_bulk_both_ways_at_once_and_upstream_reset(tmp_path: Path,
                     assert await reader.read() == b""
             writer.close()
     finally:
-        upstream.close()
-        await upstream.wait_closed()
+        await stop_servers(upstream)
 
 
 async def test_upstream_mtls_presents_the_client_certificate(tmp_path: Path) -> None:

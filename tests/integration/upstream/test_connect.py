@@ -13,14 +13,15 @@ from proxy.stats import Stats
 from proxy.upstream.connect import ConnectTimeout, connect, connect_host, resolve
 from proxy.upstream.manager import ClusterManager
 from tests.support.ports import free_port
+from tests.support.tcp_servers import port_of, start_server
 from tests.unit.upstream.builders import cluster, cluster_proto, resolved, runtime
 
 C = "cluster.backend."
 
 
 async def test_connect_success_and_refusal_are_accounted() -> None:
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server = await start_server(lambda r, w: w.close())
+    port = port_of(server)
     async with server:
         rt, stats = runtime(cluster())
         rt.set_endpoints([resolved(port), resolved(free_port())])

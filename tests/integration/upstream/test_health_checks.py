@@ -19,6 +19,7 @@ from proxy.stats import Stats
 from proxy.upstream.host import Health
 from proxy.upstream.manager import ClusterManager
 from tests.support.ports import free_port
+from tests.support.tcp_servers import port_of, start_server, stop_servers
 from tests.unit.upstream.builders import cluster_proto, static_endpoints
 
 FAST = {"timeout": "0.5s", "interval": "0.05s", "no_traffic_interval": "0.05s",
@@ -55,8 +56,8 @@ def _health(manager: ClusterManager) -> dict[int, Health]:
 
 
 async def _serve(handler: Any) -> tuple[asyncio.Server, int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
+    server = await start_server(handler)
+    return server, port_of(server)
 
 
 async def _pong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -86,8 +87,7 @@ async def test_tcp_check_with_payloads_marks_hosts_and_follows_a_dying_server() 
             assert runtime is not None
             assert runtime.stats.counter("cluster.backend.health_check.success").value >= 1
             assert runtime.stats.counter("cluster.backend.health_check.failure").value >= 1
-            good.close()
-            await good.wait_closed()
+            await stop_servers(good)
             await _until(lambda: _health(manager)[good_port] is Health.UNHEALTHY)
             assert runtime.choose_host() is not None  # panic: all unhealthy -> all hosts
 
@@ -202,8 +202,7 @@ async def test_host_removed_from_eds_is_kept_until_its_checks_fail() -> None:
                                                       second_port: Health.HEALTHY})
             manager.update_assignment(assignment(first_port))
             assert set(_health(manager)) == {first_port, second_port}  # still passing: kept
-            second.close()
-            await second.wait_closed()
+            await stop_servers(second)
             await _until(lambda: set(_health(manager)) == {first_port})
         finally:
             await manager.close()
