@@ -35,8 +35,9 @@ class _Direction:
     """One way: `source` socket -> pipe -> `destination` socket."""
 
     def __init__(self, relay: SpliceRelay, source: socket.socket, destination: socket.socket,
-                 buffer_limit: int) -> None:
+                 buffer_limit: int, *, from_upstream: bool) -> None:
         self.relay = relay
+        self.from_upstream = from_upstream  # the source is the upstream socket
         self.source = source.fileno()
         self.destination = destination
         self.read_end, self.write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -74,10 +75,11 @@ class _Direction:
             except BlockingIOError:
                 return
             except OSError as error:
-                self.relay.fail(error)
+                self.relay.fail(error, upstream=self.from_upstream)
                 return
             if moved == 0:
                 self.source_ended = True
+                self.relay.side_ended(upstream=self.from_upstream)
                 self._read_off()
                 self._flush()
                 return
@@ -100,7 +102,7 @@ class _Direction:
                 self._wait_writable(destination)
                 return False
             except OSError as error:
-                self.relay.fail(error)
+                self.relay.fail(error, upstream=not self.from_upstream)
                 return False
             self.pending -= moved
         if self.waiting_writable:
@@ -147,9 +149,14 @@ class SpliceRelay:
         self.idle_timeout = idle_timeout
         self.last_activity = time.monotonic()
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self.upstream_bound = _Direction(self, downstream, upstream, downstream_buffer)
-        self.downstream_bound = _Direction(self, upstream, downstream, upstream_buffer)
+        self.upstream_bound = _Direction(self, downstream, upstream, downstream_buffer,
+                                         from_upstream=False)
+        self.downstream_bound = _Direction(self, upstream, downstream, upstream_buffer,
+                                           from_upstream=True)
         self._idle_timer: asyncio.TimerHandle | None = None
+        # Whether the upstream's end (its FIN or an error on it) was the relay's last event:
+        # Envoy then counts the upstream connection's close as remote, else as local.
+        self.upstream_closed_last = False
 
     def __repr__(self) -> str:
         return (f"SpliceRelay(up={self.upstream_bound.transferred}, "
@@ -171,12 +178,20 @@ class SpliceRelay:
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
-    def fail(self, error: BaseException) -> None:
+    def side_ended(self, *, upstream: bool) -> None:
+        """A side sent its FIN (the relay goes on the other way)."""
         if not self.done.done():
+            self.upstream_closed_last = upstream
+
+    def fail(self, error: BaseException, *, upstream: bool) -> None:
+        """A reset or broken pipe on the upstream (`upstream`) or the downstream socket."""
+        if not self.done.done():
+            self.upstream_closed_last = upstream
             self.done.set_exception(RelayClosed(str(error)))
 
     def _idle_out(self) -> None:
         if not self.done.done():
+            self.upstream_closed_last = False  # we close both
             self.done.set_exception(RelayClosed("idle timeout", idle=True))
 
     def direction_finished(self) -> None:

@@ -22,6 +22,7 @@ import random
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,9 @@ class _ConnectionRecord:
     response_flags: list[str] = field(default_factory=list)
     received: int = 0
     sent: int = 0
+    # The upstream's end (FIN or error) was the last event: Envoy counts the upstream close as
+    # remote (upstream_cx_destroy_remote*), else as local.
+    upstream_closed_last: bool = False
 
 
 class TcpProxyFilter:
@@ -193,6 +197,7 @@ class TcpProxyFilter:
             await self._relay(connection, upstream, record)
         finally:
             if upstream is not None:
+                upstream.closed_by_peer = record.upstream_closed_last
                 upstream.release()
                 self._count_upstream_bytes(record)
             connection.sock.close()
@@ -241,6 +246,7 @@ class TcpProxyFilter:
                 try:
                     await relay.run()
                 finally:
+                    record.upstream_closed_last = relay.upstream_closed_last
                     record.received = relay.upstream_bound.transferred
                     record.sent = relay.downstream_bound.transferred
                     self.cx_rx_bytes.inc(record.received)
@@ -252,6 +258,7 @@ class TcpProxyFilter:
                 self.idle_timeouts.inc()
         except TimeoutError:
             self.idle_timeouts.inc()
+            record.upstream_closed_last = False  # we close both
         except (OSError, ssl.SSLError, EOFError) as error:
             log.debug("tcp_proxy %s: %s", self.config.stat_prefix, error)
 
@@ -288,9 +295,14 @@ class TcpProxyFilter:
                 record.sent += size
                 self.cx_tx_bytes.inc(size)
 
+            def ended(upstream: bool) -> None:
+                record.upstream_closed_last = upstream
+
             async with asyncio.TaskGroup() as group:
-                group.create_task(_pump(down_reader, up_writer, touch, received))
-                group.create_task(_pump(up_reader, down_writer, touch, sent))
+                group.create_task(_pump(down_reader, up_writer, touch, received,
+                                        lambda: ended(False)))
+                group.create_task(_pump(up_reader, down_writer, touch, sent,
+                                        lambda: ended(True)))
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -305,12 +317,21 @@ class _HalfCloseUnsupported(Exception):
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, touch: Any,
-                count: Any) -> None:
-    while data := await reader.read(_READ_SIZE):
+                count: Any, source_ended: Callable[[], None]) -> None:
+    """Copy one way; `source_ended` is called when the reading side ends (FIN or error)."""
+    while True:
+        try:
+            data = await reader.read(_READ_SIZE)
+        except (OSError, ssl.SSLError):
+            source_ended()
+            raise
+        if not data:
+            break
         writer.write(data)
         count(len(data))
         touch()
         await writer.drain()
+    source_ended()
     if not writer.can_write_eof():
         raise _HalfCloseUnsupported
     writer.write_eof()

@@ -50,6 +50,7 @@ class UpstreamConnection:
     streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     buffer_limit: int = 1024 * 1024  # the cluster's per_connection_buffer_limit_bytes
     on_release: list[Callable[[], None]] = field(default_factory=list)
+    closed_by_peer: bool = False  # set by the user before release(): the close's side in stats
 
     def __repr__(self) -> str:
         return f"UpstreamConnection({self.host!r}, tls={self.streams is not None})"
@@ -103,13 +104,20 @@ async def _connect_with_attempts(runtime: Any, cluster_name: str, hash_key: int 
             last_error = f"connect to {host.address}:{host.port}: {error}"
             continue
         runtime.connection_opened(host)
-        connection.on_release.append(functools.partial(runtime.connection_closed, host))
+        connection.on_release.append(functools.partial(_count_close, runtime, connection))
         # Envoy's tcp_proxy counts each connection as one upstream request too
         # (upstream_rq_total == upstream_cx_total), which least-request balancing reads.
         runtime.request_started(host)
         connection.on_release.append(functools.partial(runtime.request_finished, host))
         return connection
     raise UpstreamConnectError(last_error, "UF", "URX")
+
+
+def _count_close(runtime: Any, connection: UpstreamConnection) -> None:
+    # Envoy's TCP pool counts every close under tcp_proxy as with an active request (the
+    # connection stays assigned until it closes); measured against Envoy 1.40.
+    runtime.connection_closed(connection.host, local=not connection.closed_by_peer,
+                              with_active_request=True)
 
 
 async def _connect(runtime: Any, host: Any, downstream: DownstreamConnection | None

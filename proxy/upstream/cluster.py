@@ -178,20 +178,36 @@ class ClusterRuntime:
         self.report(host, result=Result.LOCAL_ORIGIN_CONNECT_SUCCESS)
 
     def connection_failed(self, host: Host, *, timeout: bool = False) -> None:
-        """Connecting to `host` failed (refused/unreachable) or timed out (connect_timeout)."""
+        """Connecting to `host` failed (refused/unreachable) or timed out (connect_timeout).
+        Envoy also counts the attempt as a destroyed connection: closed by the peer (a
+        refusal), or by us when connect_timeout fires."""
         self.had_traffic = True
-        self.stats.counter(self.prefix + "upstream_cx_total").inc()
-        self.stats.counter(self.prefix + "upstream_cx_connect_fail").inc()
+        counter = self.stats.counter
+        counter(self.prefix + "upstream_cx_total").inc()
+        counter(self.prefix + "upstream_cx_connect_fail").inc()
+        counter(self.prefix + "upstream_cx_destroy").inc()
+        counter(self.prefix + ("upstream_cx_destroy_local" if timeout
+                               else "upstream_cx_destroy_remote")).inc()
         if timeout:
-            self.stats.counter(self.prefix + "upstream_cx_connect_timeout").inc()
+            counter(self.prefix + "upstream_cx_connect_timeout").inc()
         host.connections_total += 1
         self.report(host, result=(Result.LOCAL_ORIGIN_TIMEOUT if timeout
                                   else Result.LOCAL_ORIGIN_CONNECT_FAILED))
 
-    def connection_closed(self, host: Host) -> None:
+    def connection_closed(self, host: Host, *, local: bool, with_active_request: bool) -> None:
+        """An established upstream connection to `host` closed: by us (`local`) or by the
+        peer, with a request still incomplete on it or not. Envoy's ConnPoolImplBase
+        onConnectionEvent counts upstream_cx_destroy and its _local/_remote split, and the
+        _with_active_rq family when the connection dies under an unfinished stream."""
         host.active_connections -= 1
         self.stats.gauge(self.prefix + "upstream_cx_active").dec()
-        self.stats.counter(self.prefix + "upstream_cx_destroy").inc()
+        side = "local" if local else "remote"
+        counter = self.stats.counter
+        counter(self.prefix + "upstream_cx_destroy").inc()
+        counter(f"{self.prefix}upstream_cx_destroy_{side}").inc()
+        if with_active_request:
+            counter(self.prefix + "upstream_cx_destroy_with_active_rq").inc()
+            counter(f"{self.prefix}upstream_cx_destroy_{side}_with_active_rq").inc()
 
     def request_started(self, host: Host) -> None:
         """A request is now in flight on `host` (least-request reads `active_requests`)."""

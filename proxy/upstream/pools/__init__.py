@@ -175,16 +175,19 @@ class PoolManager:
                                 server_hostname=sni,
                                 max_concurrent_streams=protocol.max_concurrent_streams,
                                 buffer_limit=limit, enable_trailers=protocol.http1_trailers,
-                                windows=protocol.http2_windows)
+                                windows=protocol.http2_windows,
+                                idle_timeout=protocol.idle_timeout)
             elif kind == "h2":
                 pool = Http2Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni,
                                  max_concurrent_streams=protocol.max_concurrent_streams,
-                                 buffer_limit=limit, windows=protocol.http2_windows)
+                                 buffer_limit=limit, windows=protocol.http2_windows,
+                                 idle_timeout=protocol.idle_timeout)
             else:
                 pool = Http1Pool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                  server_hostname=sni, buffer_limit=limit,
-                                 enable_trailers=protocol.http1_trailers)
+                                 enable_trailers=protocol.http1_trailers,
+                                 idle_timeout=protocol.idle_timeout)
             self._pools[key] = pool
         return pool
 

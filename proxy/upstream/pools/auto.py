@@ -23,18 +23,21 @@ class AutoPool:
                  ssl_context: ssl.SSLContext, server_hostname: str | None,
                  max_concurrent_streams: int | None, buffer_limit: int,
                  enable_trailers: bool = False,
-                 windows: Http2Windows = ENVOY_DEFAULT_WINDOWS) -> None:
+                 windows: Http2Windows = ENVOY_DEFAULT_WINDOWS,
+                 idle_timeout: float | None = 3600.0) -> None:
         self.host = host
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.http1 = Http1Pool(runtime, host, connect_timeout=connect_timeout,
                                ssl_context=ssl_context, server_hostname=server_hostname,
-                               buffer_limit=buffer_limit, enable_trailers=enable_trailers)
+                               buffer_limit=buffer_limit, enable_trailers=enable_trailers,
+                               idle_timeout=idle_timeout)
         self.http2 = Http2Pool(runtime, host, connect_timeout=connect_timeout,
                                ssl_context=ssl_context, server_hostname=server_hostname,
                                max_concurrent_streams=max_concurrent_streams,
-                               buffer_limit=buffer_limit, windows=windows)
+                               buffer_limit=buffer_limit, windows=windows,
+                               idle_timeout=idle_timeout)
         self.chosen: Http1Pool | Http2Pool | None = None
         self._probing: asyncio.Future[Http1Pool | Http2Pool] | None = None
         self.closed = False

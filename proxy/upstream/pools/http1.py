@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
 from typing import Any
 
@@ -23,6 +24,7 @@ from proxy.upstream.pools.base import (
     UpstreamStream,
 )
 from proxy.upstream.pools.connection import WriteFlow, open_pooled
+from proxy.upstream.pools.idle import IdleTimer
 
 
 class Http1Connection(asyncio.Protocol):
@@ -33,6 +35,8 @@ class Http1Connection(asyncio.Protocol):
         self.stream: Http1Stream | None = None
         self.flow = WriteFlow()
         self.closed = False
+        self.closed_by_us = False  # close() or abort() started it (Envoy's LocalClose)
+        self.abandoned_request = False  # a stream reset with its response unfinished
         self.request_sent = False
         self.idle_since = 0.0
 
@@ -66,6 +70,19 @@ class Http1Connection(asyncio.Protocol):
                 stream.deliver(StreamReset(self.codec.stream_id, 0))
         self.pool.connection_closed(self)
 
+    @property
+    def closed_locally(self) -> bool:
+        """Ours to count as a local close: we closed it, or the peer's FIN followed a complete
+        response that said `connection: close` (Envoy's codec client closes on that header as
+        soon as the response is decoded, before it reads on)."""
+        return self.closed_by_us or (self.stream is not None and self.codec.response_complete
+                                     and not self.codec.keep_alive and not self.codec.tunnel)
+
+    @property
+    def closed_with_active_request(self) -> bool:
+        return self.abandoned_request or (self.stream is not None
+                                          and not self.codec.response_complete)
+
     def pause_writing(self) -> None:
         self.flow.pause()
 
@@ -83,10 +100,13 @@ class Http1Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.closed_by_us = True
             self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
+            if not self.transport.is_closing():
+                self.closed_by_us = True
             self.transport.abort()
 
     def __repr__(self) -> str:
@@ -143,8 +163,10 @@ class Http1Stream(UpstreamStream):
             return
         self.finished = True
         self._pressure(False)
-        self.connection.stream = None
-        self.connection.abort()
+        connection = self.connection
+        connection.abandoned_request = not connection.codec.response_complete
+        connection.stream = None
+        connection.abort()
 
     def release(self) -> None:
         if self.finished:
@@ -172,7 +194,7 @@ class Http1Pool:
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
                  max_idle: int = 64, buffer_limit: int = 1024 * 1024,
-                 enable_trailers: bool = False) -> None:
+                 enable_trailers: bool = False, idle_timeout: float | None = 3600.0) -> None:
         self.buffer_limit = buffer_limit
         self.enable_trailers = enable_trailers
         self.runtime = runtime
@@ -189,6 +211,7 @@ class Http1Pool:
         self._connect_tasks: set[asyncio.Task[None]] = set()
         self.active = 0
         self.closed = False
+        self.idle_timer = IdleTimer(idle_timeout, self._close_idle_since)
 
     def try_new_stream(self) -> Http1Stream | None:
         """new_stream() without waiting when an idle connection is ready; else None."""
@@ -289,8 +312,16 @@ class Http1Pool:
         if len(self.idle) >= self.max_idle:
             connection.close()
             return
-        connection.idle_since = asyncio.get_running_loop().time()
+        connection.idle_since = time.monotonic()
         self.idle.append(connection)
+        self.idle_timer.went_idle(connection.idle_since)
+
+    def _close_idle_since(self, cutoff: float) -> float | None:
+        """The idle timeout: close connections idle since `cutoff` (the oldest come first in
+        `idle`, which is taken from the end); the next one's idle_since, or None."""
+        while self.idle and self.idle[0].idle_since <= cutoff:
+            self.idle.pop(0).close()
+        return self.idle[0].idle_since if self.idle else None
 
     def connection_closed(self, connection: Http1Connection) -> None:
         self.busy.discard(connection)
@@ -298,7 +329,8 @@ class Http1Pool:
             self.idle.remove(connection)
         self.active -= 1
         self.breakers.connection_gone()
-        self.runtime.connection_closed(self.host)
+        self.runtime.connection_closed(self.host, local=connection.closed_locally,
+                                       with_active_request=connection.closed_with_active_request)
         if self.pending:
             self._connect_for_pending()  # a freed max_connections slot serves the queue
 
@@ -306,6 +338,7 @@ class Http1Pool:
         """Idle connections are dropped at once (abort: no TLS shutdown to wait for); busy
         ones end with their request; pending requests fail and connects in progress stop."""
         self.closed = True
+        self.idle_timer.cancel()
         for connection in list(self.idle):
             connection.abort()
         self.idle.clear()

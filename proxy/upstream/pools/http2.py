@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from proxy.upstream.pools.base import (
     UpstreamStream,
 )
 from proxy.upstream.pools.connection import WriteFlow, open_pooled
+from proxy.upstream.pools.idle import IdleTimer
 
 SETTINGS_TIMEOUT = 5.0
 
@@ -68,10 +70,13 @@ class Http2Connection(asyncio.Protocol):
         self.settled: asyncio.Future[None] = self._loop.create_future()
         self.window_waiters: list[asyncio.Future[None]] = []
         self.closed = False
+        self.closed_by_us = False  # close() started it (Envoy's LocalClose)
+        self.streams_at_close = 0
         self.draining = False
         self._flush_scheduled = False
         self.peer_max_streams = 100  # RFC 9113 6.5.2 suggests >= 100 until SETTINGS arrive
         self.holds_slot = False  # took a max_connections slot (released when it closes)
+        self.idle_since: float | None = None  # no stream since then (the pool's idle timeout)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -129,6 +134,7 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.streams_at_close = len(self.streams)
         self.flow.connection_lost()
         if not self.settled.done():
             self.settled.set_exception(ConnectFailedError("connection closed before SETTINGS"))
@@ -170,6 +176,7 @@ class Http2Connection(asyncio.Protocol):
         stream = Http2Stream(self.pool.host, self)
         stream.high_watermark = self.pool.buffer_limit
         self.unsent.add(stream)
+        self.idle_since = None
         return stream
 
     def start_stream(self, stream: Http2Stream, head: RequestHead, end_stream: bool) -> int:
@@ -190,11 +197,16 @@ class Http2Connection(asyncio.Protocol):
         else:
             self.unsent.discard(stream)
         self.pool.capacity_freed()
-        if not self.streams and not self.unsent and (self.draining or self.pool.closed):
-            self.close()
+        if not self.streams and not self.unsent:
+            if self.draining or self.pool.closed:
+                self.close()
+            else:
+                self.idle_since = time.monotonic()
+                self.pool.idle_timer.went_idle(self.idle_since)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.closed_by_us = True
             self.codec.close()
             self.flush_now()
             self.transport.close()
@@ -293,8 +305,10 @@ class Http2Pool:
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
                  max_concurrent_streams: int | None = None,
                  buffer_limit: int = 1024 * 1024,
-                 windows: Http2Windows = ENVOY_DEFAULT_WINDOWS) -> None:
+                 windows: Http2Windows = ENVOY_DEFAULT_WINDOWS,
+                 idle_timeout: float | None = 3600.0) -> None:
         self.buffer_limit = buffer_limit
+        self.idle_timer = IdleTimer(idle_timeout, self._close_idle_since)
         self.windows = windows
         self.runtime = runtime
         self.host = host
@@ -369,6 +383,20 @@ class Http2Pool:
         self._capacity_waiters.append(waiter)
         await waiter
 
+    def _close_idle_since(self, cutoff: float) -> float | None:
+        """The idle timeout: close (GOAWAY) connections without a stream since `cutoff`; the
+        earliest idle_since of those still idle, or None."""
+        earliest: float | None = None
+        for connection in list(self.connections):
+            since = connection.idle_since
+            if since is None or connection.streams or connection.unsent:
+                continue
+            if since <= cutoff:
+                connection.close()
+            elif earliest is None or since < earliest:
+                earliest = since
+        return earliest
+
     def capacity_freed(self) -> None:
         """A stream finished or a connection went: pending requests look again."""
         waiters, self._capacity_waiters = self._capacity_waiters, []
@@ -394,11 +422,13 @@ class Http2Pool:
         if connection.holds_slot:
             connection.holds_slot = False
             self.breakers.connection_gone()
-        self.runtime.connection_closed(self.host)
+        self.runtime.connection_closed(self.host, local=connection.closed_by_us,
+                                       with_active_request=connection.streams_at_close > 0)
         self.capacity_freed()
 
     def close(self) -> None:
         self.closed = True
+        self.idle_timer.cancel()
         for connection in list(self.connections):
             if not connection.streams:
                 # GOAWAY goes out (written at once), then the socket closes without waiting

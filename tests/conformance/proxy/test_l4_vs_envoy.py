@@ -154,6 +154,11 @@ def test_stats_names_and_values_match_envoy() -> None:
                 "listener.{address}.downstream_cx_total", "listener.{address}.downstream_cx_active",
                 "listener.{address}.no_filter_chain_match", "cluster.backend.membership_total",
                 "listener.{address}.downstream_cx_destroy", "cluster.backend.upstream_cx_destroy",
+                # the client closes first: the upstream's close answers ours, a remote close
+                "cluster.backend.upstream_cx_destroy_remote",
+                "cluster.backend.upstream_cx_destroy_local",
+                "cluster.backend.upstream_cx_destroy_remote_with_active_rq",
+                "cluster.backend.upstream_cx_destroy_local_with_active_rq",
                 "cluster.backend.upstream_cx_rx_bytes_total",
                 "cluster.backend.upstream_cx_tx_bytes_total",
                 "cluster.backend.upstream_rq_total", "cluster.backend.upstream_rq_active"]

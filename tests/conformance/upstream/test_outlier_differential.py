@@ -82,7 +82,7 @@ async def test_connect_failures_eject_the_refusing_host_in_both() -> None:
             with contextlib.suppress(OSError):
                 sock = await connect_host(runtime, host)
                 sock.close()
-                runtime.connection_closed(host)
+                runtime.connection_closed(host, local=True, with_active_request=False)
         ours_ejected = {h.port for h in runtime.hosts if h.flags & HealthFlag.FAILED_OUTLIER_CHECK}
         assert await asyncio.to_thread(_ejected_ports, envoy) == ours_ejected == {down}
         for name in STATS:

@@ -33,7 +33,7 @@ class Runtime:
     def connection_failed(self, host: Host, *, timeout: bool = False) -> None:
         self.failed += 1
 
-    def connection_closed(self, host: Host) -> None:
+    def connection_closed(self, host: Host, *, local: bool, with_active_request: bool) -> None:
         self.closed += 1
 
 

@@ -32,7 +32,7 @@ async def test_connect_success_and_refusal_are_accounted() -> None:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         finally:
             sock.close()
-            rt.connection_closed(good)
+            rt.connection_closed(good, local=True, with_active_request=False)
         with pytest.raises(ConnectionRefusedError):
             await connect_host(rt, bad)
         assert stats.counter(C + "upstream_cx_total").value == 2

@@ -146,8 +146,15 @@ def test_connection_accounting() -> None:
     host = rt.hosts[0]
     rt.connection_opened(host)
     rt.connection_failed(host, timeout=True)
-    rt.connection_closed(host)
+    rt.connection_closed(host, local=False, with_active_request=True)
     assert stats.counter(C + "upstream_cx_total").value == 2
+    # Envoy counts a failed connect as destroyed too: a timed-out one by us (local).
+    assert stats.counter(C + "upstream_cx_destroy").value == 2
+    assert stats.counter(C + "upstream_cx_destroy_local").value == 1
+    assert stats.counter(C + "upstream_cx_destroy_remote").value == 1
+    assert stats.counter(C + "upstream_cx_destroy_remote_with_active_rq").value == 1
+    assert stats.counter(C + "upstream_cx_destroy_with_active_rq").value == 1
+    assert stats.counter(C + "upstream_cx_destroy_local_with_active_rq").value == 0
     assert stats.counter(C + "upstream_cx_connect_fail").value == 1
     assert stats.counter(C + "upstream_cx_connect_timeout").value == 1
     assert stats.gauge(C + "upstream_cx_active").value == 0
