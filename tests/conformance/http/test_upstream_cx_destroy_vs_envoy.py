@@ -111,7 +111,7 @@ async def _get(port: int, path: str, *headers: tuple[str, str]) -> int:
 
 
 async def _measure(proxy: AdminProxy, cluster: str, action: Callable[[], Awaitable[int]],
-                   settle: float = 0.6) -> tuple[int, dict[str, int]]:
+                   settle: float = 0.8) -> tuple[int, dict[str, int]]:
     """The status `action` got and every stat of `cluster` it changed."""
     before = await _stats(proxy, cluster)
     status = await action()

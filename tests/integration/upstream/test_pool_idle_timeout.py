@@ -39,14 +39,14 @@ async def test_http1_connection_idle_past_the_timeout_is_closed_by_us() -> None:
     server = await start_server(_answer)
     runtime = ClosingRuntime()
     pool = Http1Pool(runtime, Host("127.0.0.1", port_of(server)), connect_timeout=2,
-                     idle_timeout=0.3)
+                     idle_timeout=0.6)
     try:
         await _exchange(pool)
         await asyncio.sleep(0.2)
         await _exchange(pool)  # reused in time: its idle time starts again
         await asyncio.sleep(0.2)
         assert (runtime.opened, runtime.closes, len(pool.idle)) == (1, [], 1)
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.9)
         assert (runtime.closes, pool.idle) == ([(True, False)], [])
     finally:
         pool.close()
@@ -71,14 +71,14 @@ async def test_http2_connection_without_streams_past_the_timeout_is_closed_by_us
     with EchoBackend("h2", http2=True) as backend:
         runtime = ClosingRuntime()
         pool = Http2Pool(runtime, Host("127.0.0.1", backend.port), connect_timeout=2,
-                         idle_timeout=0.3)
+                         idle_timeout=0.6)
         try:
             await _exchange(pool)
             await asyncio.sleep(0.2)
             await _exchange(pool)
             await asyncio.sleep(0.2)
             assert (runtime.opened, runtime.closes, len(pool.connections)) == (1, [], 1)
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.9)
             assert (runtime.closes, pool.connections) == ([(True, False)], [])
         finally:
             pool.close()
