@@ -93,3 +93,24 @@ def parse_grpc_timeout(value: str | None) -> float | None:
     if not digits.isdigit() or unit not in _GRPC_UNITS:
         return None
     return int(digits) * _GRPC_UNITS[unit]
+
+
+_GRPC_TEXT: dict[float, str] = {}
+_GRPC_MAX_VALUE = 99_999_999  # at most 8 digits
+_GRPC_DIVISORS = (1000, 60, 60)  # m -> S -> M -> H
+
+
+def grpc_timeout_text(seconds: float) -> str:
+    """`seconds` as a grpc-timeout value the way Envoy writes one (Grpc::Common::toGrpcTimeout):
+    whole milliseconds, moving to S, M, then H while the value needs more than 8 digits."""
+    text = _GRPC_TEXT.get(seconds)
+    if text is not None:
+        return text
+    value, unit = int(seconds * 1000), 0
+    while value > _GRPC_MAX_VALUE and unit < len(_GRPC_DIVISORS):
+        value //= _GRPC_DIVISORS[unit]
+        unit += 1
+    text = f"{min(value, _GRPC_MAX_VALUE)}{'mSMH'[unit]}"
+    if len(_GRPC_TEXT) < 256:  # values follow client headers: keep the cache small
+        _GRPC_TEXT[seconds] = text
+    return text

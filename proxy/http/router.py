@@ -28,7 +28,7 @@ from proxy.http.hashing import compute_hash
 from proxy.http.header_mutation import apply_request_mutations, ordered_levels, route_levels
 from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
-from proxy.http.retry import Failure, RetryState, parse_grpc_timeout
+from proxy.http.retry import Failure, RetryState, grpc_timeout_text, parse_grpc_timeout
 from proxy.http.routing import select_cluster
 from proxy.model.route import (
     DirectResponseAction,
@@ -254,12 +254,19 @@ class Router:
         head = _upstream_head(request, stream.route, action,
                               entry.host_rewrite_literal if entry else "",
                               self.suppress_envoy_headers)
+        grpc_timeout = action.max_grpc_timeout is not None and request.is_grpc()
+        timeout = _global_timeout(action, request) if grpc_timeout else action.timeout or None
+        # Envoy's FilterUtility::finalTimeout, before the route's header mutations: the upstream
+        # learns the timeout it has (the per-try one first) in x-envoy-expected-rq-timeout-ms
+        # and, under max_grpc_timeout, in a rewritten grpc-timeout.
+        per_try = action.retry_policy.per_try_timeout if action.retry_policy else None
+        expected = per_try or timeout
+        if expected:
+            if not self.suppress_envoy_headers:
+                head.headers.set("x-envoy-expected-rq-timeout-ms", _milliseconds_text(expected))
+            if grpc_timeout:
+                head.headers.set("grpc-timeout", grpc_timeout_text(expected))
         apply_request_mutations(head.headers, levels, stream)
-        timeout = _timeout(action, request)
-        if not self.suppress_envoy_headers and timeout:
-            per_try = action.retry_policy.per_try_timeout if action.retry_policy else None
-            head.headers.set("x-envoy-expected-rq-timeout-ms",
-                             _milliseconds_text(per_try or timeout))
         if not action.hash_policies:
             return _Plan(action, runtime, head, None, None, timeout, levels)
         hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
@@ -562,16 +569,19 @@ def _grpc_status(headers: Headers) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _timeout(action: ForwardAction, request: RequestHead) -> float | None:
-    """The route timeout, or the grpc-timeout header when max_grpc_timeout says so."""
-    timeout: float | None = action.timeout or None
-    if action.max_grpc_timeout is not None:
-        grpc = parse_grpc_timeout(request.headers.get("grpc-timeout"))
-        if grpc is not None:
-            if action.max_grpc_timeout > 0:
-                grpc = min(grpc, action.max_grpc_timeout)
-            timeout = max(grpc - action.grpc_timeout_offset, 0.001)
-    return timeout
+def _global_timeout(action: ForwardAction, request: RequestHead) -> float | None:
+    """A gRPC request's timeout under max_grpc_timeout (None: none), as Envoy 1.40 computes
+    it (FilterUtility::finalTimeout, checked in tests/conformance/http): the grpc-timeout
+    header, none or 0 meaning infinity; grpc_timeout_offset subtracted only when smaller than
+    it; then capped at max_grpc_timeout unless that is 0. The route `timeout` is not used."""
+    grpc = parse_grpc_timeout(request.headers.get("grpc-timeout")) or 0.0
+    offset = action.grpc_timeout_offset
+    if offset and offset < grpc:
+        grpc -= offset
+    cap = action.max_grpc_timeout or 0.0
+    if cap and (not grpc or grpc > cap):
+        grpc = cap
+    return grpc or None
 
 
 _MS_TEXT: dict[float, str] = {}

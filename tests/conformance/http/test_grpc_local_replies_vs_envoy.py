@@ -29,10 +29,12 @@ def bootstrap(port: int, grpc_port: int) -> dict[str, Any]:
 
     routes = [
         {"match": {"prefix": "/empty."}, "route": {"cluster": "empty"}},
-        # the offset makes the proxy's timer fire before the server's own deadline
+        # Both proxies rewrite grpc-timeout to the 1 s they apply (2 s less the offset); the
+        # route then removes it, so the server sets no deadline of its own to race theirs.
         {"match": {"prefix": "/test.Echo/"}, "route": {"cluster": "grpc",
                                                        "max_grpc_timeout": "0s",
-                                                       "grpc_timeout_offset": "1s"}},
+                                                       "grpc_timeout_offset": "1s"},
+         "request_headers_to_remove": ["grpc-timeout"]},
         {"match": {"prefix": "/direct"}, "direct_response": {"status": 403}},
     ]
     return {"static_resources": {
