@@ -325,7 +325,10 @@ class Router:
             while True:
                 excluded = tried if retry_policy and retry_policy.avoid_previous_hosts else ()
                 host = plan.runtime.choose_host(
-                    LbContext(hash_key=plan.hash_key, excluded=excluded)
+                    LbContext(hash_key=plan.hash_key, excluded=excluded,
+                              host_selection_retry_max_attempts=(
+                                  retry_policy.host_selection_retry_max_attempts
+                                  if retry_policy else 1))
                     if plan.hash_key is not None or excluded else _NO_PREFERENCE)
                 if host is None:
                     stream.set_flag("UH")
