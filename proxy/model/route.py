@@ -239,6 +239,10 @@ def translate_route_configuration(message: Message) -> RouteConfig:
         for i, vh in enumerate(m.virtual_hosts)  # type: ignore[attr-defined]
     )
     _check_unique_domains(hosts)
+    limit = 4096  # Envoy's default max_direct_response_body_size_bytes
+    if m.HasField("max_direct_response_body_size_bytes"):
+        limit = m.max_direct_response_body_size_bytes.value  # type: ignore[attr-defined]
+    _check_direct_response_bodies(hosts, limit)
     return RouteConfig(
         name=m.name,  # type: ignore[attr-defined]
         virtual_hosts=hosts,
@@ -253,6 +257,19 @@ def translate_route_configuration(message: Message) -> RouteConfig:
 
 # `translate_<type>` per docs/architecture.md.
 translate_route = translate_route_configuration
+
+
+def _check_direct_response_bodies(hosts: tuple[VirtualHost, ...], limit: int) -> None:
+    """RouteConfiguration.max_direct_response_body_size_bytes (default 4096): Envoy refuses a
+    route table with a larger direct_response body."""
+    for i, host in enumerate(hosts):
+        for j, route in enumerate(host.routes):
+            action = route.action
+            if isinstance(action, DirectResponseAction) and len(action.body) > limit:
+                raise ConfigError(
+                    f"direct_response body is {len(action.body)} bytes; the maximum is {limit}"
+                    " (max_direct_response_body_size_bytes)",
+                    field=f"virtual_hosts[{i}].routes[{j}].direct_response.body")
 
 
 def _check_unique_domains(hosts: tuple[VirtualHost, ...]) -> None:

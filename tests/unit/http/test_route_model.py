@@ -74,6 +74,19 @@ def test_redirect_and_direct_response() -> None:
     assert direct == DirectResponseAction(418, b"teapot")
 
 
+def test_direct_response_body_limit() -> None:
+    def config(body: str, **limit: object) -> object:
+        return route_config({**limit, "virtual_hosts": [{"name": "vh", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {
+                "status": 200, "body": {"inline_string": body}}}]}]})
+
+    config("x" * 4096)  # Envoy's default maximum
+    with pytest.raises(ConfigError) as error:
+        config("x" * 4097)
+    assert "virtual_hosts[0].routes[0].direct_response.body" in str(error.value)
+    config("x" * 5000, max_direct_response_body_size_bytes=5000)
+
+
 def test_header_mutations_at_every_level() -> None:
     config = route_config({
         "request_headers_to_add": [{"header": {"key": "X-Config", "value": "c"}}],
