@@ -188,6 +188,13 @@ class ActiveStream:
         connection = self.connection
         settings = connection.settings
         request = self.info.request
+        if request.path and request.path[0] != "/":
+            # Envoy's HCM takes only origin-form paths at the application layer: an absolute
+            # target kept by allow_absolute_url=false, or "*", gets 404 (conn_manager_impl.cc,
+            # details absolute_path, stat downstream_rq_non_relative_path).
+            connection.count_stat("downstream_rq_non_relative_path")
+            await self.send_local_reply(LocalReply(404, details="absolute_path"))
+            return
         self.config = connection.route_config()
         internal_only = self.config.internal_only_headers if self.config else ()
         client, internal = mutate_request_headers(

@@ -101,6 +101,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.codec = Http1ServerCodec(scheme=self.scheme, max_header_bytes=s.max_header_bytes,
                                       max_headers_count=s.max_headers_count,
                                       accept_http_10=s.accept_http_10,
+                                      allow_absolute_url=s.allow_absolute_url,
                                       default_host_for_http_10=s.default_host_for_http_10,
                                       enable_trailers=s.http1_enable_trailers)
 
@@ -205,7 +206,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         head = event.head
         stream = ActiveStream(self, event.stream_id, head)
         self.streams[event.stream_id] = stream
-        self._count("downstream_rq_total")
+        self.count_stat("downstream_rq_total")
         if event.end_stream:
             stream.body.end()
         expect = head.headers.get("expect")
@@ -227,7 +228,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.tasks.add(task)  # discarded by stream_finished (no done callback per request)
 
     def _on_protocol_failure(self, event: ProtocolFailed) -> None:
-        self._count("downstream_rq_rx_reset" if isinstance(self.codec, Http2Codec)
+        self.count_stat("downstream_rq_rx_reset" if isinstance(self.codec, Http2Codec)
                     else "downstream_cx_protocol_error")
         if isinstance(self.codec, Http2Codec):
             self._close()  # flushes the GOAWAY first
@@ -366,7 +367,8 @@ class HttpConnectionHandler(asyncio.Protocol):
     def log_stream(self, stream: ActiveStream) -> None:
         status = stream.info.response_code
         if status is not None:
-            self._count(_RQ_CLASS_STATS.get(status // 100) or f"downstream_rq_{status // 100}xx")
+            self.count_stat(_RQ_CLASS_STATS.get(status // 100)
+                            or f"downstream_rq_{status // 100}xx")
         if self._on_stream_log is not None:
             try:
                 self._on_stream_log(stream)
@@ -498,12 +500,12 @@ class HttpConnectionHandler(asyncio.Protocol):
         """idle_timeout with no stream, or request_headers_timeout before the first request."""
         if self.streams:
             return
-        self._count("downstream_cx_idle_timeout")
+        self.count_stat("downstream_cx_idle_timeout")
         if isinstance(self.codec, Http2Codec):
             self.codec.close(ErrorCodes.NO_ERROR)
         self._close()
 
-    def _count(self, name: str) -> None:
+    def count_stat(self, name: str) -> None:
         if self.stats is None:
             return
         counter = self._counters.get(name)

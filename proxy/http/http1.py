@@ -87,8 +87,10 @@ class Http1ServerCodec:
 
     def __init__(self, *, scheme: str = "http", max_header_bytes: int = 60 * 1024,
                  max_headers_count: int = 100, accept_http_10: bool = False,
-                 default_host_for_http_10: str = "", enable_trailers: bool = False) -> None:
+                 default_host_for_http_10: str = "", enable_trailers: bool = False,
+                 allow_absolute_url: bool = True) -> None:
         self.scheme = scheme
+        self.allow_absolute_url = allow_absolute_url
         self.enable_trailers = enable_trailers
         self._trailers: list[tuple[str, str]] | None = None  # set once the head is parsed
         self.max_header_bytes = max_header_bytes
@@ -183,8 +185,8 @@ class Http1ServerCodec:
         host = authority[0] if authority else ""
         if method == "CONNECT":
             path, host = "", target
-        elif target.startswith("/") or target == "*":
-            path = target
+        elif target.startswith("/") or target == "*" or not self.allow_absolute_url:
+            path = target  # without allow_absolute_url Envoy keeps any target as the :path
         else:
             url = httptools.parse_url(self._url)  # absolute-form (RFC 9112 section 3.2.2)
             host = _latin1(url.host or b"") + (f":{url.port}" if url.port else "")

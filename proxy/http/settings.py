@@ -59,6 +59,9 @@ class HcmSettings:
     allow_connect: bool = False
     accept_http_10: bool = False
     default_host_for_http_10: str = ""
+    # Http1ProtocolOptions.allow_absolute_url (Envoy's HCM default: true): take the host and
+    # path from an absolute-form target (RFC 9112 3.2.2); false keeps the target as :path.
+    allow_absolute_url: bool = True
     http1_enable_trailers: bool = False  # http_protocol_options.enable_trailers
     upgrades: frozenset[str] = field(default_factory=frozenset)
     access_logs: tuple[Any, ...] = ()

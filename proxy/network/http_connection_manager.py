@@ -185,6 +185,8 @@ def _protocol_options(m: Any, settings: HcmSettings) -> HcmSettings:
         if common.HasField("max_headers_count") else 100,
         accept_http_10=h1.accept_http_10,
         default_host_for_http_10=h1.default_host_for_http_10,
+        allow_absolute_url=h1.allow_absolute_url.value
+        if h1.HasField("allow_absolute_url") else True,
         http1_enable_trailers=h1.enable_trailers,
         max_concurrent_streams=h2.max_concurrent_streams.value
         if h2.HasField("max_concurrent_streams") else settings.max_concurrent_streams,
