@@ -273,9 +273,11 @@ class ActiveStream:
     def _upgrade_allowed(self) -> bool:
         kind = self.info.request.upgrade
         route = self.info.route
-        if route is not None and isinstance(route.action, ForwardAction) \
-                and kind in route.action.upgrades:
-            return True
+        if route is not None and isinstance(route.action, ForwardAction):
+            if kind in route.action.upgrades:
+                return True
+            if kind in route.action.upgrades_disabled:
+                return False  # the route's enabled: false beats the HCM's
         return kind in self.connection.settings.upgrades
 
     # --- the response path (the router's Downstream) -----------------------------------------

@@ -102,6 +102,8 @@ class ForwardAction:
     max_grpc_timeout: float | None = None  # None: grpc-timeout ignored; 0: no maximum
     grpc_timeout_offset: float = 0.0
     upgrades: frozenset[str] = frozenset()  # "websocket", "connect"
+    # Types the route's upgrade_configs turn off (enabled: false): they override the HCM.
+    upgrades_disabled: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -416,6 +418,8 @@ def _forward_action(a: Message) -> ForwardAction:
     if a.HasField("retry_policy"):  # type: ignore[attr-defined]
         retry = _within("retry_policy", _retry_policy, a.retry_policy)  # type: ignore
     not_found = {0: 503, 1: 404, 2: 500}[a.cluster_not_found_response_code]  # type: ignore
+    upgrades, upgrades_disabled = _within("upgrade_configs", _upgrades,
+                                          a.upgrade_configs)  # type: ignore[attr-defined]
     return ForwardAction(
         cluster=a.cluster,  # type: ignore[attr-defined]
         cluster_header=a.cluster_header.lower(),  # type: ignore[attr-defined]
@@ -439,12 +443,15 @@ def _forward_action(a: Message) -> ForwardAction:
         if a.HasField("max_grpc_timeout") else None,  # type: ignore[attr-defined]
         grpc_timeout_offset=_seconds(a.grpc_timeout_offset)  # type: ignore[attr-defined]
         if a.HasField("grpc_timeout_offset") else 0.0,  # type: ignore[attr-defined]
-        upgrades=_within("upgrade_configs", _upgrades, a.upgrade_configs),  # type: ignore
+        upgrades=upgrades,
+        upgrades_disabled=upgrades_disabled,
     )
 
 
-def _upgrades(configs: list[Message]) -> frozenset[str]:
-    enabled = set()
+def _upgrades(configs: list[Message]) -> tuple[frozenset[str], frozenset[str]]:
+    """(enabled, disabled) upgrade types of a route. Either overrides the HCM's setting for
+    its type (Envoy's createUpgradeFilterChain); types not named follow the HCM."""
+    enabled, disabled = set(), set()
     for index, config in enumerate(configs):
         _refuse_unknown(config, {"upgrade_type", "enabled"})
         kind = config.upgrade_type.lower()  # type: ignore[attr-defined]
@@ -453,7 +460,9 @@ def _upgrades(configs: list[Message]) -> frozenset[str]:
                               field=f"[{index}].upgrade_type")
         if not config.HasField("enabled") or config.enabled.value:  # type: ignore
             enabled.add(kind)
-    return frozenset(enabled)
+        else:
+            disabled.add(kind)
+    return frozenset(enabled), frozenset(disabled)
 
 
 def _weighted(w: Message) -> tuple[tuple[WeightedClusterEntry, ...], int]:
