@@ -121,8 +121,11 @@ class HttpFilterFactory(Protocol):
     def translate(self, message: Message) -> Any:
         """Proto -> frozen config, raising ConfigError naming the bad field."""
 
-    def create(self, config: Any, context: ServerContext) -> FilterMaker:
-        """Called once per filter chain; the result makes one filter per stream."""
+    def create(self, config: Any, context: ServerContext, *,
+               stat_prefix: str = "") -> FilterMaker:
+        """Called once per filter chain; the result makes one filter per stream.
+        `stat_prefix`: the owning HCM's, under which Envoy names a filter's stats
+        (http.<stat_prefix>.<filter namespace>.)."""
 
 
 class FilterMaker(Protocol):

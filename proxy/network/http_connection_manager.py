@@ -274,7 +274,8 @@ class HttpConnectionManager:
         self.tracer = observability.tracer(self.settings.tracing) \
             if observability is not None else None
         self.filter_makers: list[FilterMaker] = [
-            http_filter_factory(f.config_type).create(f.config, context)
+            http_filter_factory(f.config_type).create(f.config, context,
+                                                      stat_prefix=self.settings.stat_prefix)
             for f in self.settings.http_filters
         ]
         self.access_logger = _access_logger(self.settings, context)

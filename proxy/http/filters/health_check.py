@@ -80,7 +80,8 @@ class HealthCheckFactory:
     def translate(self, message: Message) -> HealthCheckConfig:
         return translate(message)
 
-    def create(self, config: HealthCheckConfig, context: ServerContext) -> FilterMaker:
+    def create(self, config: HealthCheckConfig, context: ServerContext, *,
+               stat_prefix: str = "") -> FilterMaker:
         return lambda: HealthCheckFilter(config, context.cluster_manager)
 
 

@@ -164,7 +164,8 @@ class LocalRateLimitFactory:
     def translate(self, message: Message) -> LocalRateLimitConfig:
         return translate(message)
 
-    def create(self, config: LocalRateLimitConfig, context: ServerContext,
+    def create(self, config: LocalRateLimitConfig, context: ServerContext, *,
+               stat_prefix: str = "",
                clock: Callable[[], float] = time.monotonic) -> FilterMaker:
         if config.per_connection:
             raise unsupported("local_rate_limit_per_downstream_connection")

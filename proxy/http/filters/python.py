@@ -67,7 +67,8 @@ class TypedStructFactory:
             raise ConfigError("must be an object", field="value.config")
         return PythonFilterConfig(load_filter_class(str(value.get("class", ""))), config)
 
-    def create(self, config: PythonFilterConfig, context: ServerContext) -> FilterMaker:
+    def create(self, config: PythonFilterConfig, context: ServerContext, *,
+               stat_prefix: str = "") -> FilterMaker:
         filter_class, settings = config.filter_class, config.config
         return lambda: filter_class(settings)  # type: ignore[call-arg]
 

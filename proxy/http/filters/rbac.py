@@ -29,6 +29,7 @@ Predicate = Callable[[HttpStream], bool]
 class RbacConfig:
     action: str  # "ALLOW", "DENY", "LOG"; "" when no rules (allow all)
     policies: tuple[tuple[str, Predicate, Predicate], ...]
+    rules_stat_prefix: str = ""  # an extra prefix for the allowed/denied stats
 
 
 def _within(prefix: str, build: Callable[[Any], Predicate], message: Any) -> Predicate:
@@ -127,7 +128,7 @@ def translate(message: Message) -> RbacConfig:
         if descriptor.name not in ("rules", "rules_stat_prefix"):
             raise unsupported(descriptor.name)
     if not m.HasField("rules"):
-        return RbacConfig("", ())
+        return RbacConfig("", (), m.rules_stat_prefix)
     rules = m.rules
     if rules.HasField("audit_logging_options"):
         raise unsupported("rules.audit_logging_options")
@@ -142,7 +143,7 @@ def translate(message: Message) -> RbacConfig:
         permissions = _list(policy.permissions, _permission, f"{where}.permissions")
         principals = _list(policy.principals, _principal, f"{where}.principals")
         policies.append((name, _any_of(permissions), _any_of(principals)))
-    return RbacConfig(action, tuple(policies))
+    return RbacConfig(action, tuple(policies), m.rules_stat_prefix)
 
 
 def _any_of(predicates: list[Predicate]) -> Predicate:
@@ -167,7 +168,7 @@ class RbacFilter(HttpFilter):
             return None
         matched = matched_policy(self.config, stream)
         allowed = (matched is not None) == (self.config.action == "ALLOW")
-        self.stats.counter(f"{self.prefix}rbac.{'allowed' if allowed else 'denied'}").inc()
+        self.stats.counter(f"{self.prefix}{'allowed' if allowed else 'denied'}").inc()
         if allowed:
             return None
         return LocalReply(403, "RBAC: access denied", details="rbac_access_denied_matched_policy"
@@ -181,8 +182,12 @@ class RbacFactory:
     def translate(self, message: Message) -> RbacConfig:
         return translate(message)
 
-    def create(self, config: RbacConfig, context: ServerContext) -> FilterMaker:
-        return lambda: RbacFilter(config, context.stats, "http.")
+    def create(self, config: RbacConfig, context: ServerContext, *,
+               stat_prefix: str = "") -> FilterMaker:
+        # Envoy 1.40: http.<HCM stat_prefix>.rbac.[<rules_stat_prefix>.]{allowed,denied}
+        rules = f"{config.rules_stat_prefix}." if config.rules_stat_prefix else ""
+        prefix = f"http.{stat_prefix}.rbac.{rules}"
+        return lambda: RbacFilter(config, context.stats, prefix)
 
 
 register_http_filter(RbacFactory())

@@ -31,6 +31,7 @@ def filters() -> list[dict[str, Any]]:
             "headers": [{"name": ":path", "string_match": {"exact": "/healthz"}}]}},
         {"name": "envoy.filters.http.rbac", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules_stat_prefix": "edge_",
             "rules": {"action": "DENY", "policies": {
                 "admin-from-elsewhere": {
                     "permissions": [{"header": {"name": ":authority",
@@ -77,7 +78,7 @@ def bootstrap(port: int, good: int, bad: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def proxies() -> Iterator[tuple[int, int, EchoBackend]]:
+def proxies() -> Iterator[tuple[int, int, EchoBackend, Envoy, Pointsman]]:
     good = EchoBackend("good").start()
     bad = EchoBackend("bad", fail_status=503).start()
     envoy_port, ours_port = free_port(), free_port()
@@ -86,7 +87,7 @@ def proxies() -> Iterator[tuple[int, int, EchoBackend]]:
     try:
         envoy.wait_ready()
         ours.wait_ready()
-        yield envoy_port, ours_port, bad
+        yield envoy_port, ours_port, bad, envoy, ours
     finally:
         envoy.stop()
         ours.stop()
@@ -108,8 +109,9 @@ def _get(port: int, path: str, host: str = "app.test") -> tuple[Any, ...]:
         connection.close()
 
 
-def test_filter_chain_answers_like_envoy(proxies: tuple[int, int, EchoBackend]) -> None:
-    envoy_port, ours_port, bad = proxies
+def test_filter_chain_answers_like_envoy(
+        proxies: tuple[int, int, EchoBackend, Envoy, Pointsman]) -> None:
+    envoy_port, ours_port, bad, envoy, ours = proxies
     sequence = [("/healthz", "app.test"), ("/", "admin.test"), ("/secret/x", "app.test"),
                 ("/retry-ok", "app.test"), ("/retry-bad", "app.test"), ("/", "app.test"),
                 ("/", "app.test")]
@@ -120,3 +122,8 @@ def test_filter_chain_answers_like_envoy(proxies: tuple[int, int, EchoBackend]) 
     assert actual == expected
     # 5xx retried twice: three attempts on the failing cluster for both proxies
     assert bad.total - bad_calls_envoy == bad_calls_envoy == 3
+    # RBAC stats: http.<HCM stat_prefix>.rbac.<rules_stat_prefix>.{allowed,denied}; the
+    # health check answers before RBAC, the rate limit after it.
+    names = [f"http.l7.rbac.edge_.{outcome}" for outcome in ("allowed", "denied")]
+    assert [envoy.stat(name) for name in names] == [4, 2]
+    assert [ours.stat(name) for name in names] == [4, 2]
