@@ -226,6 +226,7 @@ class Server:
         elif type_url == CLUSTER_LOAD_ASSIGNMENT:
             self._apply_assignments(translated)
         elif type_url == ROUTE_CONFIGURATION:
+            self._check_route_clusters(translated)
             self.state.resources[type_url].update(translated)
             self.routes.update({name: item.model for name, item in translated.items()})
             self._serve_warm_listeners(self.state.models(LISTENER))  # some may be warm now
@@ -234,6 +235,18 @@ class Server:
         self.state.versions[type_url] = version
         for observer in self.update_observers:
             observer(type_url, version, resources)
+
+    def _check_route_clusters(self, translated: dict[str, DynamicResource]) -> None:
+        """RouteConfiguration.validate_clusters over RDS (default false there): when true, a
+        route table naming a cluster the cluster manager does not know is refused (NACK), as
+        Envoy refuses to load it."""
+        for name, item in translated.items():
+            if item.model.validate_clusters is not True:
+                continue
+            for cluster, where in item.model.referenced_clusters():
+                if self.cluster_manager.get(cluster) is None:
+                    raise ConfigError(f"route config {name!r}: unknown cluster {cluster!r}",
+                                      field=where)
 
     def wanted_names(self, type_url: str) -> Iterable[str]:
         if type_url == CLUSTER_LOAD_ASSIGNMENT:

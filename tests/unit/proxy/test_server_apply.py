@@ -9,6 +9,7 @@ import pytest
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.route.v3 import route_pb2
 
 from protos.errors import ConfigError
 from protos.loader import pack_any, parse_message
@@ -98,3 +99,24 @@ def test_endpoints_of_removed_clusters_are_forgotten() -> None:
     server.apply(CLUSTER_LOAD_ASSIGNMENT, "e1", assignments)
     server.apply(CLUSTER, "2", (cluster("a"),))
     assert sorted(server.state.resources[CLUSTER_LOAD_ASSIGNMENT]) == ["a-eds"]
+
+
+def _routes(name: str, cluster_name: str, **extra: Any) -> Any:
+    return pack_any(parse_message({"name": name, **extra, "virtual_hosts": [{
+        "name": "vh", "domains": ["*"], "routes": [{"match": {"prefix": "/"},
+                                                    "route": {"cluster": cluster_name}}]}]},
+        route_pb2.RouteConfiguration))
+
+
+def test_rds_validate_clusters_refuses_unknown_clusters_only_when_asked() -> None:
+    # RouteConfiguration.validate_clusters defaults to false over RDS: unknown clusters load
+    # (a 503/404 at request time); set to true, Envoy refuses the route table.
+    server = new_server()
+    server.apply(CLUSTER, "1", (cluster("known"),))
+    server.apply(ROUTE_CONFIGURATION, "1", (_routes("r", "missing"),))
+    with pytest.raises(ConfigError) as caught:
+        server.apply(ROUTE_CONFIGURATION, "2",
+                     (_routes("r", "missing", validate_clusters=True),))
+    assert "unknown cluster 'missing'" in str(caught.value)
+    assert server.state.versions[ROUTE_CONFIGURATION] == "1"
+    server.apply(ROUTE_CONFIGURATION, "3", (_routes("r", "known", validate_clusters=True),))
