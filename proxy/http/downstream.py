@@ -82,6 +82,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._pressured: set[int] = set()
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._delayed_close: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -120,6 +121,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if self._delayed_close is not None:
+            return  # closing: what the client still sends is dropped (delayed close)
         if self.codec is None:
             # codec_type AUTO without ALPN: HTTP/2 prior knowledge starts with the preface.
             self._buffer += data
@@ -133,6 +136,10 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._flush()
 
     def eof_received(self) -> bool | None:
+        if self._delayed_close is not None:
+            self._delayed_close.cancel()  # the client closed first, as the delay hoped
+            self._delayed_close = None
+            return None
         tunnel = False
         for stream in list(self.streams.values()):
             tunnel = tunnel or bool(stream.info.request.upgrade)
@@ -144,6 +151,9 @@ class HttpConnectionHandler(asyncio.Protocol):
         return bool(self.streams) and isinstance(self.codec, Http1ServerCodec) and not tunnel
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._delayed_close is not None:
+            self._delayed_close.cancel()
+            self._delayed_close = None
         self.flow.connection_lost()
         self._cancel_timer()
         self.timers.close()
@@ -345,7 +355,7 @@ class HttpConnectionHandler(asyncio.Protocol):
                 self.h1_queue.popleft()
             if not stream.complete:
                 self._close()
-            elif self.h1_queue and self.transport is not None and not self.transport.is_closing():
+            elif self.h1_queue and not self._transport_gone():
                 self._spawn(self.h1_queue[0])
             self._update_reading()
         elif isinstance(self.codec, Http2Codec) and not stream.complete:
@@ -387,12 +397,13 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or self._transport_gone():
             return
         if self._pressured:
-            self.transport.pause_reading()
+            transport.pause_reading()
         else:
-            self.transport.resume_reading()
+            transport.resume_reading()
 
     def body_consumed(self, stream_id: int, length: int) -> None:
         if isinstance(self.codec, Http2Codec):
@@ -400,7 +411,9 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._flush()
 
     def _transport_gone(self) -> bool:
-        return self.transport is None or self.transport.is_closing()
+        """Closed, closing, or waiting out the delayed close: nothing more is written."""
+        return self.transport is None or self.transport.is_closing() \
+            or self._delayed_close is not None
 
     async def _wait_window(self) -> None:
         waiter = self._loop.create_future()
@@ -439,8 +452,24 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._out.clear()
 
     def _close(self) -> None:
+        """Close after flushing. With delayed_close_timeout (Envoy's FlushWriteAndDelay), the
+        socket stays open that long for the client to close first: a client still sending
+        (a rejected body, pipelined requests) would otherwise get an RST that can destroy the
+        response in its receive buffer (HCM delayed_close_timeout docs)."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._delayed_close is not None:
+            return
+        self._flush_now()
+        delay = self.settings.delayed_close_timeout
+        if not delay:
+            transport.close()
+            return
+        self._delayed_close = self._loop.call_later(delay, self._close_now)
+        transport.resume_reading()  # drain the client meanwhile (data_received drops it)
+
+    def _close_now(self) -> None:
+        self._delayed_close = None
         if self.transport is not None and not self.transport.is_closing():
-            self._flush_now()
             self.transport.close()
 
     def start_draining(self) -> None:

@@ -61,6 +61,12 @@ class _Refused(Exception):
         self.status = status
 
 
+class _LastRequest(Exception):
+    """A request that closes the connection (`connection: close`, HTTP/1.0 without
+    keep-alive) has ended: what the client sends after it is not parsed (Envoy stops reading
+    there; a stray byte must not turn the pending answer into a 400)."""
+
+
 @dataclass
 class _Pending:
     """What the response framing needs to know about a request in flight (pipelining safe)."""
@@ -106,6 +112,7 @@ class Http1ServerCodec:
         self._upgrading = False
         self._tunnel = False
         self.failed = False
+        self.last_request_read = False
         self.pending: deque[_Pending] = deque()
         self._response_chunked = False
         self.close_after_response = False
@@ -115,7 +122,7 @@ class Http1ServerCodec:
     def receive_data(self, data: bytes) -> list[Event]:
         if self._tunnel:
             return [DataReceived(self._stream_id, data)] if data else []
-        if self.failed:
+        if self.failed or self.last_request_read:
             return []
         try:
             self._parser.feed_data(data)
@@ -125,7 +132,9 @@ class Http1ServerCodec:
             self._events.append(TunnelEstablished(self._stream_id, data[offset:]))
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
-            self._fail(cause.status if isinstance(cause, _Refused) else 400, str(cause or error))
+            if not isinstance(cause, _LastRequest):
+                self._fail(cause.status if isinstance(cause, _Refused) else 400,
+                           str(cause or error))
         except httptools.HttpParserError as error:
             self._fail(400, str(error))
         events, self._events = self._events, []
@@ -219,6 +228,9 @@ class Http1ServerCodec:
             if self._trailers and self.enable_trailers:
                 self._events.append(TrailersReceived(self._stream_id, Headers(self._trailers)))
             self._events.append(StreamEnded(self._stream_id))
+            if not self._parser.should_keep_alive():
+                self.last_request_read = True
+                raise _LastRequest
 
     # --- framing responses --------------------------------------------------------------------
 

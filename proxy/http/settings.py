@@ -46,6 +46,9 @@ class HcmSettings:
     idle_timeout: float | None = 3600.0  # connection idle (common_http_protocol_options)
     request_headers_timeout: float | None = None
     stream_idle_timeout: float | None = 300.0
+    # HCM delayed_close_timeout (Envoy default 1 s, 0 = off): after we start closing, wait
+    # that long for the client to close first (reading and dropping what it still sends).
+    delayed_close_timeout: float | None = 1.0
     request_timeout: float | None = None
     # Http2ProtocolOptions as Envoy 1.40 applies them when unset (its SETTINGS, measured in
     # tests/conformance/http/test_h2_protocol_vs_envoy.py): 1024 streams, 16 MiB per stream,

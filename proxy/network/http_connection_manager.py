@@ -43,7 +43,6 @@ _SUPPORTED = {
     "codec_type", "stat_prefix", "rds", "route_config", "http_filters",
     "common_http_protocol_options", "http_protocol_options", "http2_protocol_options",
     "server_name", "server_header_transformation", "max_request_headers_kb",
-    # delayed_close_timeout: we always flush a response before closing, its purpose.
     "stream_idle_timeout", "request_timeout", "request_headers_timeout",
     "delayed_close_timeout", "access_log", "use_remote_address", "xff_num_trusted_hops",
     "internal_address_config", "skip_xff_append", "generate_request_id",
@@ -129,6 +128,7 @@ def translate_http_connection_manager(message: Message) -> HttpConnectionManager
         if m.HasField("max_request_headers_kb") else 60,
         request_headers_timeout=_optional(m, "request_headers_timeout", None),
         stream_idle_timeout=_optional(m, "stream_idle_timeout", 300.0),
+        delayed_close_timeout=_optional(m, "delayed_close_timeout", 1.0),
         request_timeout=_optional(m, "request_timeout", None),
         upgrades=_upgrades(m),
     )

@@ -1,0 +1,82 @@
+"""Differential: how a downstream HTTP/1.1 connection ends after the last response, Envoy vs
+`pointsman proxy`, one bootstrap.
+
+- HCM delayed_close_timeout (default 1 s; 0 turns it off): after the response that closes the
+  connection, the socket stays open that long for the client to close first.
+- A request that closes the connection is the last one read: bytes after it are not parsed
+  (pipelined garbage must not turn its 200 into a 400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.differential import envoy_and_pointsman
+
+pytestmark = pytest.mark.conformance
+
+HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+       ".HttpConnectionManager")
+ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+REQUESTS = {
+    "connection close": b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    "smuggling shape": (b"GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\n"
+                        b"transfer-encoding: chunked\r\n\r\n"),
+    "HTTP/1.0": b"GET / HTTP/1.0\r\n\r\n",
+    "bytes after the last request": (b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+                                     b"NOT HTTP AT ALL\r\n\r\n"),
+}
+
+
+def bootstrap(port: int, delayed_close: str | None) -> dict[str, Any]:
+    hcm: dict[str, Any] = {
+        "@type": HCM, "stat_prefix": "close", "http_filters": [ROUTER],
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {
+                "status": 200, "body": {"inline_string": "ok"}}}]}]}}
+    if delayed_close is not None:
+        hcm["delayed_close_timeout"] = delayed_close
+    return {"static_resources": {"listeners": [{
+        "name": "close", "address": {"socket_address": {
+            "address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": hcm}]}]}]}}
+
+
+async def _until_closed(port: int, request: bytes) -> tuple[bytes, float]:
+    """The status line, and how long the proxy kept the connection after answering."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(5):
+            status = await reader.readline()
+            answered = time.monotonic()
+            while await reader.read(65536):
+                pass
+        return status.split(b" ")[1], time.monotonic() - answered
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("delayed_close", [None, "0s"])
+async def test_connection_end_like_envoy(delayed_close: str | None) -> None:
+    seen = []
+    with envoy_and_pointsman(lambda port: bootstrap(port, delayed_close),
+                             f"close-{delayed_close}") as ports:
+        for port in ports:
+            results = await asyncio.gather(*(_until_closed(port, request)
+                                             for request in REQUESTS.values()))
+            # kept open for the client ~1 s (delayed close), or closed at once
+            seen.append({name: (status, held > 0.7) for name, (status, held)
+                         in zip(REQUESTS, results, strict=True)})
+    envoy, ours = seen
+    held = delayed_close is None
+    assert envoy == {"connection close": (b"200", held), "smuggling shape": (b"400", held),
+                     "HTTP/1.0": (b"426", held), "bytes after the last request": (b"200", held)}
+    assert ours == envoy
