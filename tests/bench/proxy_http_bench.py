@@ -32,19 +32,15 @@ sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402
 
+from tests.support.bootstraps import H2_OPTIONS as H2  # noqa: E402
+from tests.support.bootstraps import HCM_TYPE as HCM  # noqa: E402
+from tests.support.bootstraps import ROUTER  # noqa: E402
 from tests.support.envoy import Envoy  # noqa: E402
 from tests.support.grpc_backends import GrpcBackend  # noqa: E402
 from tests.support.pointsman import Pointsman  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-       ".HttpConnectionManager")
-ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-H2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-    "explicit_http_config": {"http2_protocol_options": {}}}}
 
 
 def _listener(name: str, port: int, routes: list[dict[str, Any]]) -> dict[str, Any]:

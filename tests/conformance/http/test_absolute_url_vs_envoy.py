@@ -12,36 +12,20 @@ from typing import Any
 import pytest
 
 from tests.integration.http.clients import H1Client
+from tests.support.bootstraps import http_bootstrap, static_cluster
 from tests.support.differential import envoy_and_pointsman
 from tests.support.http_backends import EchoBackend
 
 pytestmark = pytest.mark.conformance
 
-HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-       ".HttpConnectionManager")
-ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
 def bootstrap(port: int, backend_port: int, allow: bool | None) -> dict[str, Any]:
-    hcm: dict[str, Any] = {
-        "@type": HCM, "stat_prefix": "abs", "http_filters": [ROUTER],
-        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-            {"match": {"prefix": "/"}, "route": {"cluster": "echo"}},
-            {"match": {"safe_regex": {"regex": "http://.*"}}, "route": {"cluster": "echo"}},
-        ]}]}}
-    if allow is not None:
-        hcm["http_protocol_options"] = {"allow_absolute_url": allow}
-    return {"static_resources": {
-        "listeners": [{"name": "abs", "address": {"socket_address": {
-            "address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": hcm}]}]}],
-        "clusters": [{"name": "echo", "type": "STATIC", "connect_timeout": "1s",
-                      "load_assignment": {"cluster_name": "echo", "endpoints": [{
-                          "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                              "address": "127.0.0.1", "port_value": backend_port}}}}]}]}}]}}
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}},
+              {"match": {"safe_regex": {"regex": "http://.*"}}, "route": {"cluster": "echo"}}]
+    options = {} if allow is None else {"http_protocol_options": {"allow_absolute_url": allow}}
+    return http_bootstrap(port, routes, [static_cluster("echo", [backend_port])],
+                          stat_prefix="abs", **options)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.bootstraps import http_bootstrap
 from tests.support.differential import envoy_and_pointsman
 
 pytestmark = pytest.mark.conformance
 
-HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-       ".HttpConnectionManager")
-ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 REQUESTS = {
     "connection close": b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
     "smuggling shape": (b"GET / HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\n"
@@ -34,19 +31,10 @@ REQUESTS = {
 
 
 def bootstrap(port: int, delayed_close: str | None) -> dict[str, Any]:
-    hcm: dict[str, Any] = {
-        "@type": HCM, "stat_prefix": "close", "http_filters": [ROUTER],
-        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-            {"match": {"prefix": "/"}, "direct_response": {
-                "status": 200, "body": {"inline_string": "ok"}}}]}]}}
-    if delayed_close is not None:
-        hcm["delayed_close_timeout"] = delayed_close
-    return {"static_resources": {"listeners": [{
-        "name": "close", "address": {"socket_address": {
-            "address": "127.0.0.1", "port_value": port}},
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": hcm}]}]}]}}
+    routes = [{"match": {"prefix": "/"}, "direct_response": {
+        "status": 200, "body": {"inline_string": "ok"}}}]
+    options = {} if delayed_close is None else {"delayed_close_timeout": delayed_close}
+    return http_bootstrap(port, routes, [], stat_prefix="close", **options)
 
 
 async def _until_closed(port: int, request: bytes) -> tuple[bytes, float]:

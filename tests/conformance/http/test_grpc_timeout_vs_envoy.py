@@ -11,15 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.http.test_h2load_balancing import H2_OPTIONS, HCM
 from tests.integration.http.clients import H2Client
+from tests.support.bootstraps import H2_OPTIONS, http_bootstrap, static_cluster
 from tests.support.differential import envoy_and_pointsman
 from tests.support.http_backends import EchoBackend
 
 pytestmark = pytest.mark.conformance
 
-ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 ROUTES = {
     "offset": {"max_grpc_timeout": "0s", "grpc_timeout_offset": "1s"},
     "max": {"max_grpc_timeout": "3s"},
@@ -41,20 +39,8 @@ CASES = [  # (route, the client's grpc-timeout or None, gRPC or not)
 def bootstrap(port: int, backend_port: int) -> dict[str, Any]:
     routes = [{"match": {"prefix": f"/{name}/"}, "route": {"cluster": "echo", **action}}
               for name, action in ROUTES.items()]
-    return {"static_resources": {
-        "listeners": [{"name": "h2", "address": {"socket_address": {
-            "address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {"@type": HCM, "stat_prefix": "h2", "codec_type": "HTTP2",
-                                 "http_filters": [ROUTER],
-                                 "route_config": {"virtual_hosts": [{
-                                     "name": "all", "domains": ["*"], "routes": routes}]}}}]}]}],
-        "clusters": [{"name": "echo", "type": "STATIC", "connect_timeout": "1s",
-                      "typed_extension_protocol_options": H2_OPTIONS,
-                      "load_assignment": {"cluster_name": "echo", "endpoints": [{
-                          "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                              "address": "127.0.0.1", "port_value": backend_port}}}}]}]}}]}}
+    echo = static_cluster("echo", [backend_port], typed_extension_protocol_options=H2_OPTIONS)
+    return http_bootstrap(port, routes, [echo], stat_prefix="h2", codec_type="HTTP2")
 
 
 @pytest.fixture(scope="module")

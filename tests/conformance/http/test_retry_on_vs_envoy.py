@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.http.clients import H1Client
+from tests.support.bootstraps import http_bootstrap, static_cluster
 from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
@@ -22,10 +23,6 @@ from tests.support.tcp_servers import port_of, start_server, stop_servers
 
 pytestmark = pytest.mark.conformance
 
-HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-       ".HttpConnectionManager")
-ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
-    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 CONDITIONS = ("reset", "reset-before-request", "connect-failure", "5xx", "gateway-error",
               "refused-stream", "retriable-4xx")
 STATS = ("upstream_rq_retry", "upstream_rq_per_try_timeout")
@@ -44,13 +41,6 @@ async def _slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-def _cluster(name: str, port: int) -> dict[str, Any]:
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
-                "endpoint": {"address": {"socket_address": {
-                    "address": "127.0.0.1", "port_value": port}}}}]}]}}
-
-
 def _bootstrap(port: int, slow_port: int, refused_port: int) -> dict[str, Any]:
     routes = []
     for condition in CONDITIONS:
@@ -60,15 +50,9 @@ def _bootstrap(port: int, slow_port: int, refused_port: int) -> dict[str, Any]:
             routes.append({"match": {"prefix": f"/{condition}/{cluster}"},
                            "route": {"cluster": cluster, "timeout": "5s",
                                      "retry_policy": policy}})
-    return {"static_resources": {
-        "listeners": [{"name": "retry", "address": {"socket_address": {
-            "address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {"@type": HCM, "stat_prefix": "retry", "http_filters": [ROUTER],
-                                 "route_config": {"virtual_hosts": [{
-                                     "name": "all", "domains": ["*"], "routes": routes}]}}}]}]}],
-        "clusters": [_cluster("slow", slow_port), _cluster("refused", refused_port)]}}
+    return http_bootstrap(port, routes, [static_cluster("slow", [slow_port]),
+                                         static_cluster("refused", [refused_port])],
+                          stat_prefix="retry")
 
 
 async def _stats(proxy: AdminProxy, cluster: str) -> dict[str, int]:

@@ -26,6 +26,7 @@ from tests.conformance.http.test_upstream_code_stats_vs_envoy import (
     _bootstrap as code_stats_bootstrap,
 )
 from tests.integration.http.clients import H1Client
+from tests.support.bootstraps import H2_OPTIONS, static_cluster
 from tests.support.envoy import Envoy
 from tests.support.http_backends import EchoBackend
 from tests.support.pointsman import Pointsman
@@ -39,9 +40,6 @@ STATS = ("upstream_cx_destroy", "upstream_cx_destroy_local", "upstream_cx_destro
          "upstream_cx_destroy_with_active_rq", "upstream_cx_destroy_local_with_active_rq",
          "upstream_cx_destroy_remote_with_active_rq", "upstream_cx_total",
          "upstream_cx_connect_fail", "upstream_cx_active")
-H2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-    "explicit_http_config": {"http2_protocol_options": {}}}}
 IDLE_TIMEOUT = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
     "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "common_http_protocol_options": {"idle_timeout": "0.3s"},
@@ -75,14 +73,8 @@ async def _answer_keep_alive(reader: asyncio.StreamReader, writer: asyncio.Strea
 
 
 def _cluster(name: str, port: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    cluster: dict[str, Any] = {
-        "name": name, "type": "STATIC", "connect_timeout": "2s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{
-            "endpoint": {"address": {"socket_address": {
-                "address": "127.0.0.1", "port_value": port}}}}]}]}}
-    if options:
-        cluster["typed_extension_protocol_options"] = options
-    return cluster
+    extra = {"typed_extension_protocol_options": options} if options else {}
+    return static_cluster(name, [port], connect_timeout="2s", **extra)
 
 
 def _bootstrap(port: int, ports: dict[str, int]) -> dict[str, Any]:
@@ -91,7 +83,8 @@ def _bootstrap(port: int, ports: dict[str, int]) -> dict[str, Any]:
     bootstrap = code_stats_bootstrap(port, ports["backend"])
     extra = [_cluster("idle_peer", ports["idle_peer"]), _cluster("refused", ports["refused"]),
              _cluster("idle_timeout", ports["idle_timeout"], IDLE_TIMEOUT),
-             _cluster("h2_idle", ports["h2_idle"], H2), _cluster("h2_dies", ports["h2_dies"], H2)]
+             _cluster("h2_idle", ports["h2_idle"], H2_OPTIONS),
+             _cluster("h2_dies", ports["h2_dies"], H2_OPTIONS)]
     bootstrap["static_resources"]["clusters"].extend(extra)
     hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]

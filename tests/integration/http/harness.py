@@ -21,6 +21,7 @@ from proxy.network.base import DownstreamConnection, factory_for
 from proxy.network.http_connection_manager import CONFIG_TYPE, pools_of
 from proxy.stats import Stats
 from proxy.upstream.manager import ClusterManager
+from tests.support.bootstraps import H2_OPTIONS, static_cluster  # noqa: F401 (re-exported)
 
 
 class Routes:
@@ -29,22 +30,6 @@ class Routes:
 
     def get(self, name: str) -> Any | None:
         return self.configs.get(name)
-
-
-def static_cluster(name: str, ports: list[int], **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name, "type": "STATIC", "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
-                                                         "port_value": port}}}}
-            for port in ports]}]},
-        **extra,
-    }
-
-
-H2_OPTIONS = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-    "explicit_http_config": {"http2_protocol_options": {}}}}
 
 
 def hcm(routes: dict[str, Any] | None = None, *, filters: list[dict[str, Any]] | None = None,
