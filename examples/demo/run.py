@@ -10,7 +10,6 @@ import argparse
 import collections
 import json
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -25,13 +24,8 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from examples.demo import topology  # noqa: E402
 from tests.support.envoy import envoy_binary  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ManagedProcess, http_get  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def say(text: str) -> None:

@@ -30,10 +30,17 @@ HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports: all probe sockets stay bound until every port is known
+    (released one by one, the kernel may hand out the same port twice)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def backend(name: str) -> int:
@@ -106,7 +113,7 @@ def wait_for(check: Any, timeout: float = 30.0) -> None:
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="pointsman-example-"))
     ports = {"web": backend("web"), "api": backend("api")}
-    listen, xds, admin, envoy_admin = free_port(), free_port(), free_port(), free_port()
+    listen, xds, admin, envoy_admin = free_ports(4)
     config = work / "resources.yaml"
     config.write_text(yaml.safe_dump(resources(ports, listen, "api")))
     (work / "envoy.json").write_text(json.dumps(bootstrap(xds, envoy_admin)))
