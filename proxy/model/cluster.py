@@ -90,8 +90,7 @@ _CLUSTER_FIELDS = {
     "load_balancing_policy", "transport_socket", "typed_extension_protocol_options",
     "dns_refresh_rate",
     "dns_lookup_family", "metadata", "wait_for_warm_on_init", "per_connection_buffer_limit_bytes",
-    "track_cluster_stats",
-}
+}  # not track_cluster_stats: it asks for timeout-budget and size histograms we do not emit
 _COMMON_LB_FIELDS = {"healthy_panic_threshold", "consistent_hashing_lb_config",
                      "update_merge_window", "locality_weighted_lb_config"}
 

@@ -206,8 +206,9 @@ _MUTATION_FIELDS = {
     "request_headers_to_add", "request_headers_to_remove",
     "response_headers_to_add", "response_headers_to_remove",
 }
-# Informational or validation-only fields: they do not change how a request is routed.
-_HARMLESS = {"name", "metadata", "stat_prefix"}
+# Informational fields: they change neither routing nor what we report. (Route.stat_prefix
+# is refused: it asks for vhost.<name>.route.<prefix>.* statistics we do not emit.)
+_HARMLESS = {"name", "metadata"}
 
 
 def _refuse_unknown(message: Message, supported: set[str]) -> None:

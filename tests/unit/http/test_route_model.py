@@ -117,6 +117,7 @@ def test_header_mutations_at_every_level() -> None:
      "request_mirror_policies"),
     ({"route": {"cluster": "c", "retry_policy": {"retry_on": "magic"}}}, "retry_on"),
     ({"route": {"cluster": "c"}, "tracing": {}}, "tracing"),
+    ({"route": {"cluster": "c"}, "stat_prefix": "critical"}, "stat_prefix"),
     ({"route": {"cluster": "c"}, "request_body_buffer_limit": 10}, "request_body_buffer_limit"),
     ({"route": {"cluster": "c"}, "request_headers_to_add": []}, None),
     ({"route": {"cluster": "c"}, "request_headers_to_add": [

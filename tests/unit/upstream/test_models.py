@@ -70,6 +70,7 @@ def test_lb_configs() -> None:
     ({"health_checks": [{**HC, "event_log_path": "/tmp/x", "tcp_health_check": {}}]},
      "event_log_path"),
     ({"outlier_detection": {"monitors": [{"name": "x"}]}}, "monitors"),
+    ({"track_cluster_stats": {"request_response_sizes": True}}, "track_cluster_stats"),
     ({"health_checks": [{**HC, "grpc_health_check": {}}], "transport_socket": {
         "name": "envoy.transport_sockets.tls", "typed_config": {
             "@type": "type.googleapis.com/"
