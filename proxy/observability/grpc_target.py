@@ -83,11 +83,10 @@ def translate_grpc_service(message: Any) -> GrpcTarget:
 
 
 def refuse_tls_collector(cluster: Any) -> None:
-    """Exporters speak plaintext gRPC; Envoy would use the collector cluster's TLS
-    transport_socket. Refuse such a cluster rather than send telemetry in clear to a TLS port.
-    `cluster`: a proxy.model.cluster.Cluster (its upstream_tls is the translated
-    UpstreamTlsContext)."""
+    """Exporters speak plaintext (gRPC, or HTTP for the tracer); Envoy would use the collector
+    cluster's transport_socket. Refuse such a cluster rather than send telemetry in clear to a
+    TLS port. `cluster`: a proxy.model.cluster.Cluster (upstream_tls: its transport socket)."""
     if getattr(cluster, "upstream_tls", None) is not None:
-        raise ConfigError(f"cluster {cluster.name!r} has a TLS transport_socket; Pointsman's "
-                          "exporters (access log, stats sink, tracer) only speak plaintext gRPC "
-                          "to a collector", field="transport_socket")
+        raise ConfigError(f"cluster {cluster.name!r} has a transport_socket (TLS or PROXY "
+                          "protocol); Pointsman's exporters (access log, stats sink, tracer) "
+                          "only speak plaintext to a collector", field="transport_socket")

@@ -202,7 +202,10 @@ class OtlpStatSink:
                           metadata=self._config.target.metadata)
         except Exception as error:  # a dead or unknown collector must not stop the flushes
             self._failures.inc()
-            LOG.debug("stat sink export failed: %s", error)
+            if isinstance(error, ConfigError):  # a refused collector (e.g. TLS): say so loudly
+                LOG.warning("stat sink export refused: %s", error)
+            else:
+                LOG.debug("stat sink export failed: %s", error)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

@@ -7,10 +7,11 @@ from typing import Any
 
 import grpc
 import pytest
+from envoy.config.cluster.v3 import cluster_pb2
 
 from protos.errors import ConfigError
 from protos.loader import parse_message
-from proxy.model.cluster import Cluster
+from proxy.model.cluster import Cluster, translate_cluster
 from proxy.observability.grpc_target import (
     GrpcTarget,
     refuse_tls_collector,
@@ -64,10 +65,15 @@ def test_implemented_fields_are_translated() -> None:
 
 
 def test_tls_collector_cluster_is_refused() -> None:
-    plain = Cluster(name="plain")
-    refuse_tls_collector(plain)  # no error
-    tls = Cluster(name="tls", upstream_tls=object())  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="tls") as caught:
+    refuse_tls_collector(Cluster(name="plain"))  # no error
+    tls = translate_cluster(parse_message({
+        "name": "otel", "connect_timeout": "1s",
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/"
+                     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": "collector.example"}}}, cluster_pb2.Cluster))
+    assert tls.upstream_tls is not None
+    with pytest.raises(ConfigError, match="otel") as caught:
         refuse_tls_collector(tls)
     assert caught.value.field == "transport_socket"
 
