@@ -47,8 +47,13 @@ class GrpcTarget:
         collector cluster with a TLS transport_socket (see proxy.server.resolve_cluster)."""
         import grpc
 
-        options = [("grpc.default_authority", self.authority)] if self.authority else []
-        return grpc.insecure_channel(self.endpoint(resolve), options=options)
+        return grpc.insecure_channel(self.endpoint(resolve), options=self.channel_options)
+
+    @property
+    def channel_options(self) -> tuple[tuple[str, str], ...]:
+        """envoy_grpc.authority: the :authority of every call (the cluster name when unset, see
+        translate_grpc_service); google_grpc: grpc's default, the target_uri."""
+        return (("grpc.default_authority", self.authority),) if self.authority else ()
 
 
 # Fields of envoy.config.core.v3.GrpcService and its two targets that we implement; any other
@@ -71,7 +76,10 @@ def translate_grpc_service(message: Any) -> GrpcTarget:
         reject_unsupported(envoy, ENVOY_GRPC_FIELDS, prefix="envoy_grpc.")
         if not envoy.cluster_name:
             raise ConfigError("cluster_name is required", field="envoy_grpc.cluster_name")
-        return GrpcTarget(cluster_name=envoy.cluster_name, authority=envoy.authority,
+        # grpc_service.proto: "If this field is not set, the authority header value will be
+        # cluster_name".
+        return GrpcTarget(cluster_name=envoy.cluster_name,
+                          authority=envoy.authority or envoy.cluster_name,
                           timeout=timeout, headers=headers)
     if which == "google_grpc":
         google = message.google_grpc

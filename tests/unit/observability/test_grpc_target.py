@@ -103,3 +103,20 @@ def test_stat_sink_sends_initial_metadata() -> None:
         server.stop(None)
     assert seen and seen[0].get("x-token") == "secret"
     assert stats.counter("stats_sink.open_telemetry.export_failures").value == 0
+
+
+def test_authority_defaults_to_the_cluster_name_as_in_envoy() -> None:
+    target = translate_grpc_service(grpc_service({"envoy_grpc": {"cluster_name": "otel"}}))
+    assert target.authority == "otel"
+    assert target.channel_options == (("grpc.default_authority", "otel"),)
+    google = translate_grpc_service(grpc_service({"google_grpc": {"target_uri": "h:1"}}))
+    assert google.channel_options == ()
+
+
+def test_every_exporter_channel_carries_the_authority(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[tuple[str, Any]] = []
+    monkeypatch.setattr(grpc, "insecure_channel",
+                        lambda address, options=(): opened.append((address, options)))
+    target = GrpcTarget(cluster_name="otel", authority="collector.example")
+    target.open_channel(lambda name: ("127.0.0.1", 4317))
+    assert opened == [("127.0.0.1:4317", (("grpc.default_authority", "collector.example"),))]
