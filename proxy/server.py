@@ -29,6 +29,7 @@ from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerBindError, Li
 from proxy.model.cluster import Cluster, translate_cluster
 from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
 from proxy.model.listener import Listener, translate_listener
+from proxy.observability.grpc_target import refuse_tls_collector
 from proxy.observability.hooks import Observability
 from proxy.stats import Stats
 from proxy.upstream.manager import ClusterManager
@@ -137,6 +138,7 @@ class Server:
         runtime = self.cluster_manager.get(name)
         if runtime is None or not runtime.hosts:
             return None
+        refuse_tls_collector(runtime.config)
         host = runtime.choose_host() or runtime.hosts[0]
         return host.address, host.port
 

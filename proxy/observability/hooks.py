@@ -67,7 +67,9 @@ class Observability:
         """The semconv histograms go to the first stat sink's collector, else OTEL_* metrics."""
         if sinks:
             target = sinks[0].target
-            reader = otlp_reader(lambda: target.endpoint(self._resolve), interval=interval)
+            reader = otlp_reader(lambda: target.endpoint(self._resolve), interval=interval,
+                                 timeout=target.timeout, headers=target.headers,
+                                 channel_options=target.channel_options)
             return RequestMetrics([reader], self._resource(""))
         if self._environ.get("OTEL_METRICS_EXPORTER", "otlp") == "none" or \
                 self._environ.get("OTEL_SDK_DISABLED", "").lower() == "true":

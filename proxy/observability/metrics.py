@@ -10,7 +10,7 @@ Envoy-named counters and gauges travel through `stat_sink` and `prometheus` inst
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -129,9 +129,12 @@ class _DeferredExporter(MetricExporter):
 
 
 def otlp_reader(endpoint: str | Callable[[], str], *, protocol: str = "grpc",
-                interval: float = 5.0, timeout: float = 5.0) -> MetricReader:
+                interval: float = 5.0, timeout: float = 5.0,
+                headers: tuple[tuple[str, str], ...] = (),
+                channel_options: tuple[tuple[str, str], ...] = ()) -> MetricReader:
     """A PeriodicExportingMetricReader with the OTLP exporter for `protocol`; `endpoint` may be
-    a callable, resolved at the first export."""
+    a callable, resolved at the first export. `headers` / `channel_options` (gRPC only): a
+    GrpcService's initial_metadata and authority (see GrpcTarget.channel_options)."""
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
     def make() -> MetricExporter:
@@ -140,7 +143,9 @@ def otlp_reader(endpoint: str | Callable[[], str], *, protocol: str = "grpc",
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
                 OTLPMetricExporter as GrpcMetricExporter,
             )
-            return GrpcMetricExporter(endpoint=target, insecure=True, timeout=timeout)
+            return GrpcMetricExporter(endpoint=target, insecure=True, timeout=timeout,
+                                      headers=headers or None,
+                                      channel_options=cast(Any, channel_options) or None)
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
             OTLPMetricExporter as HttpMetricExporter,
         )

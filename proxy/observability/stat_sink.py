@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from protos.errors import ConfigError, unsupported
+from protos.errors import ConfigError
 from protos.loader import unpack_any
+from proxy.model.fields import reject_unsupported
 from proxy.observability.grpc_target import ClusterResolver, GrpcTarget, translate_grpc_service
 from proxy.observability.prometheus import extract_tags
 from proxy.stats import Stats
@@ -59,12 +60,9 @@ def translate_stats_sink(sink: Any) -> StatSinkConfig:
                           "Pointsman (only envoy.stat_sinks.open_telemetry)", field="typed_config")
     config: Any = typed
     try:
-        if config.HasField("custom_metric_conversions"):
-            raise unsupported("custom_metric_conversions")
-        if len(config.resource_detectors):
-            raise unsupported("resource_detectors")
-        if config.report_histograms_as_deltas:
-            raise unsupported("report_histograms_as_deltas", "histograms are cumulative")
+        # Allow-list: custom_metric_conversions, resource_detectors, report_histograms_as_deltas
+        # (our histograms are cumulative) and any newer field are refused by name.
+        reject_unsupported(config, SINK_FIELDS)
         if not config.HasField("grpc_service"):
             raise ConfigError("grpc_service is required", field="grpc_service")
         try:
@@ -79,6 +77,10 @@ def translate_stats_sink(sink: Any) -> StatSinkConfig:
         emit_tags_as_attributes=_bool(config, "emit_tags_as_attributes"),
         use_tag_extracted_name=_bool(config, "use_tag_extracted_name"),
     )
+
+
+SINK_FIELDS = ("grpc_service", "report_counters_as_deltas", "emit_tags_as_attributes",
+               "use_tag_extracted_name", "prefix")
 
 
 def _bool(config: Any, name: str) -> bool:
@@ -188,9 +190,7 @@ class OtlpStatSink:
 
     def _connect(self) -> Any:
         if self._export is None:
-            import grpc
-
-            self._channel = grpc.insecure_channel(self._config.target.endpoint(self._resolve))
+            self._channel = self._config.target.open_channel(self._resolve)
             self._export = self._channel.unary_unary(
                 METRICS_EXPORT_METHOD,
                 request_serializer=lambda message: message.SerializeToString())
@@ -198,10 +198,14 @@ class OtlpStatSink:
 
     def flush(self) -> None:
         try:
-            self._connect()(self._builder.build(self._stats), timeout=self._config.target.timeout)
+            self._connect()(self._builder.build(self._stats), timeout=self._config.target.timeout,
+                          metadata=self._config.target.metadata)
         except Exception as error:  # a dead or unknown collector must not stop the flushes
             self._failures.inc()
-            LOG.debug("stat sink export failed: %s", error)
+            if isinstance(error, ConfigError):  # a refused collector (e.g. TLS): say so loudly
+                LOG.warning("stat sink export refused: %s", error)
+            else:
+                LOG.debug("stat sink export failed: %s", error)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

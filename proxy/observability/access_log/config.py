@@ -5,7 +5,8 @@ Supported (envoy.config.accesslog.v3.AccessLog.typed_config):
   json_format / typed_json_format)
 - envoy.extensions.access_loggers.stream.v3.StdoutAccessLog / StderrAccessLog
 - envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig (OTLP logs over
-  gRPC: common_config.log_name/grpc_service/buffer_flush_interval, body, attributes,
+  gRPC: common_config.log_name/grpc_service/buffer_flush_interval/buffer_size_bytes (0 only),
+  body, attributes,
   resource_attributes, disable_builtin_labels)
 `AccessLog.filter` and custom `formatters` extensions are refused.
 """
@@ -22,6 +23,7 @@ from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
+from proxy.model.fields import reject_unsupported
 from proxy.observability.access_log.format import DEFAULT_FORMAT, JsonFormatter, TextFormatter
 from proxy.observability.grpc_target import GrpcTarget, translate_grpc_service
 
@@ -42,6 +44,7 @@ class OtlpLogConfig:
     resource_attributes: tuple[tuple[str, str], ...]
     disable_builtin_labels: bool
     flush_interval: float  # seconds (Envoy default 1 s)
+    max_batch: int = 512  # 1 when common_config.buffer_size_bytes is 0: every entry flushed
 
 
 @dataclass(frozen=True)
@@ -165,14 +168,18 @@ def _read_data_source(source: Any, field_name: str) -> str:
     raise ConfigError("empty data source", field=field_name)
 
 
+# What we implement of OpenTelemetryAccessLogConfig and its CommonGrpcAccessLogConfig; any other
+# set field (stat_prefix, formatters, grpc_stream_retry_policy, custom_tags, ...) is refused.
+OTLP_LOG_FIELDS = ("common_config", "disable_builtin_labels", "resource_attributes", "body",
+                   "attributes")
+OTLP_COMMON_FIELDS = ("log_name", "grpc_service", "transport_api_version",
+                      "buffer_flush_interval", "buffer_size_bytes")
+
+
 def _translate_otlp(typed: Any) -> OtlpLogConfig:
     common = typed.common_config
-    if len(common.filter_state_objects_to_log):
-        raise unsupported("common_config.filter_state_objects_to_log")
-    if len(common.custom_tags):
-        raise unsupported("common_config.custom_tags")
-    if len(typed.formatters):
-        raise unsupported("formatters", "formatter extensions")
+    reject_unsupported(typed, OTLP_LOG_FIELDS)
+    reject_unsupported(common, OTLP_COMMON_FIELDS, prefix="common_config.")
     if not common.HasField("grpc_service"):
         raise ConfigError("an OpenTelemetry access log needs common_config.grpc_service",
                           field="common_config.grpc_service")
@@ -194,7 +201,20 @@ def _translate_otlp(typed: Any) -> OtlpLogConfig:
             (kv.key, kv.value.string_value) for kv in typed.resource_attributes.values),
         disable_builtin_labels=typed.disable_builtin_labels,
         flush_interval=interval,
+        max_batch=_max_batch(common),
     )
+
+
+def _max_batch(common: Any) -> int:
+    """common_config.buffer_size_bytes: Envoy flushes once the buffered entries exceed that many
+    bytes, and 0 "effectively disables the batching" (als.proto). We batch by entry count, so we
+    honour 0 (flush every entry) and refuse other sizes rather than approximate them."""
+    if not common.HasField("buffer_size_bytes"):
+        return 512
+    if common.buffer_size_bytes.value == 0:
+        return 1
+    raise unsupported("common_config.buffer_size_bytes",
+                      "only 0 (no batching); batches are counted in entries, not bytes")
 
 
 def _any_value_format(value: Any, field_name: str) -> Formatter:

@@ -77,16 +77,16 @@ class OtlpLogSink:
 
     def __init__(self, config: OtlpLogConfig, resolve: ClusterResolver | None,
                  *, node_id: str = "", cluster: str = "", stats: Stats | None = None) -> None:
-        import grpc
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
         self._config = config
-        self._channel = grpc.insecure_channel(config.target.endpoint(resolve))
+        self._channel = config.target.open_channel(resolve)
         self._export = logs_service_pb2_grpc.LogsServiceStub(self._channel).Export
         self._resource = _resource_attributes(config, node_id, cluster)
         dropped = stats.counter("access_logs.otlp.dropped") if stats is not None else None
         self._batcher: BackgroundBatcher[RequestInfo] = BackgroundBatcher(
             self._send, name="access-log-otlp", interval=config.flush_interval,
+            max_batch=config.max_batch,
             on_drop=dropped.inc if dropped is not None else None)
 
     def log(self, info: RequestInfo) -> None:
@@ -105,7 +105,7 @@ class OtlpLogSink:
         for info in infos:
             self._fill_record(scope_logs.log_records.add(), info)
         self._export(request, timeout=self._config.target.timeout,
-                     metadata=self._config.target.headers or None)
+                     metadata=self._config.target.metadata)
 
     def _fill_record(self, record: object, info: RequestInfo) -> None:
         record.time_unix_nano = int(info.start_time * 1e9)  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
+from proxy.model.fields import reject_unsupported
 from proxy.observability.grpc_target import GrpcTarget, translate_grpc_service
 
 OPENTELEMETRY_CONFIG = "envoy.config.trace.v3.OpenTelemetryConfig"
@@ -122,7 +123,16 @@ def _translate_provider(provider: Any) -> TracingConfig:
         raise error.within(field="typed_config") from error
 
 
+# What we implement of envoy.config.trace.v3.OpenTelemetryConfig and its HttpService; any other
+# set field is refused by name (never ignored).
+OPENTELEMETRY_FIELDS = ("grpc_service", "http_service", "service_name", "resource_detectors",
+                        "sampler", "max_cache_size")
+HTTP_SERVICE_FIELDS = ("http_uri", "request_headers_to_add")
+HTTP_URI_FIELDS = ("uri", "cluster", "timeout")
+
+
 def _translate_opentelemetry(config: Any) -> TracingConfig:
+    reject_unsupported(config, OPENTELEMETRY_FIELDS)
     if config.HasField("sampler"):
         sampler = unpack_any(config.sampler.typed_config, field="sampler.typed_config")
         if sampler.DESCRIPTOR.full_name != _ALWAYS_ON:
@@ -147,6 +157,11 @@ def _translate_opentelemetry(config: Any) -> TracingConfig:
 
 
 def _translate_http_service(service: Any) -> HttpTarget:
+    reject_unsupported(service, HTTP_SERVICE_FIELDS, prefix="http_service.")
+    reject_unsupported(service.http_uri, HTTP_URI_FIELDS, prefix="http_service.http_uri.")
+    for index, option in enumerate(service.request_headers_to_add):
+        reject_unsupported(option.header, ("key", "value"),
+                           prefix=f"http_service.request_headers_to_add[{index}].header.")
     uri = service.http_uri.uri
     if not urlsplit(uri).scheme.startswith("http"):
         raise ConfigError("uri must be an http(s) URL", field="http_service.http_uri.uri")

@@ -57,11 +57,7 @@ class GrpcTraceExporter:
 
     def send(self, request: bytes) -> None:
         if self._export is None:
-            import grpc
-
-            target = self._target
-            options = [("grpc.default_authority", target.authority)] if target.authority else []
-            self._channel = grpc.insecure_channel(target.endpoint(self._resolve), options=options)
+            self._channel = self._target.open_channel(self._resolve)
             self._export = self._channel.unary_unary(TRACE_EXPORT_METHOD)
         self._export(request, timeout=self._target.timeout, metadata=self._metadata)
 

@@ -114,3 +114,31 @@ def test_no_access_logs_is_falsy_and_cheap() -> None:
     logger = AccessLogger([])
     assert not logger
     logger.log(RequestInfo(start_time=0))
+
+
+def otlp_entry(common: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"typed_config": {"@type": OTLP, "common_config": {
+        "log_name": "otel", "grpc_service": {"envoy_grpc": {"cluster_name": "collector"}},
+        **common}, **extra}}
+
+
+def test_otlp_buffer_size_bytes_zero_flushes_every_entry() -> None:
+    [default] = translate_access_logs(access_logs([otlp_entry({})]))
+    assert default.otlp is not None and default.otlp.max_batch == 512
+    [unbatched] = translate_access_logs(access_logs([otlp_entry({"buffer_size_bytes": 0})]))
+    assert unbatched.otlp is not None and unbatched.otlp.max_batch == 1
+
+
+@pytest.mark.parametrize(("entry", "field"), [
+    (otlp_entry({"buffer_size_bytes": 4096}), "common_config.buffer_size_bytes"),
+    (otlp_entry({"grpc_stream_retry_policy": {"num_retries": 3}}),
+     "common_config.grpc_stream_retry_policy"),
+    (otlp_entry({}, stat_prefix="otel."), "stat_prefix"),
+    (otlp_entry({"grpc_service": {"envoy_grpc": {"cluster_name": "c",
+                                                 "skip_envoy_headers": True}}}),
+     "common_config.grpc_service.envoy_grpc.skip_envoy_headers"),
+])
+def test_otlp_unimplemented_fields_are_refused_by_name(entry: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        translate_access_logs(access_logs([entry]))
+    assert caught.value.field == f"access_log[0].typed_config.{field}"

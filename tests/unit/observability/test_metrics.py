@@ -92,3 +92,17 @@ def test_histogram_deltas_are_refused_by_name() -> None:
             "@type": SINK, "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}},
             "report_histograms_as_deltas": True}}]))
     assert caught.value.field == "stats_sinks[0].typed_config.report_histograms_as_deltas"
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"report_histograms_as_deltas": True}, "report_histograms_as_deltas"),
+    ({"custom_metric_conversions": {}}, "custom_metric_conversions"),
+    ({"grpc_service": {"envoy_grpc": {"cluster_name": "otel", "max_receive_message_length": 1}}},
+     "grpc_service.envoy_grpc.max_receive_message_length"),
+])
+def test_stat_sink_refuses_unimplemented_fields_by_name(extra: dict[str, Any], field: str) -> None:
+    typed = {"@type": SINK, "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}}, **extra}
+    with pytest.raises(ConfigError) as caught:
+        translate_stats_sinks(sinks([{"name": "envoy.stat_sinks.open_telemetry",
+                                      "typed_config": typed}]))
+    assert caught.value.field == f"stats_sinks[0].typed_config.{field}"

@@ -377,3 +377,28 @@ def test_trace_decision_is_packed_into_the_request_id(
         assert span.request_id is None
     else:
         assert span.request_id == forwarded + request_id[len(forwarded):]
+
+
+@pytest.mark.parametrize(("config", "field"), [
+    ({"grpc_service": {"envoy_grpc": {"cluster_name": "c", "skip_envoy_headers": True}}},
+     "grpc_service.envoy_grpc.skip_envoy_headers"),
+    ({"grpc_service": {"google_grpc": {"target_uri": "h:1", "channel_args": {}}}},
+     "grpc_service.google_grpc.channel_args"),
+    ({"http_service": {"http_uri": {"uri": "http://c/v1/traces", "cluster": "c",
+                                    "timeout": "1s"},
+                       "request_headers_to_add": [{"header": {"key": "k", "raw_value": "dg=="}}]}},
+     "http_service.request_headers_to_add[0].header.raw_value"),
+])
+def test_exporter_fields_we_do_not_implement_are_named(config: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        translate_tracing(tracing_message({"provider": provider(**config)}))
+    assert caught.value.field == f"provider.typed_config.{field}"
+
+
+def test_exporter_authority_and_metadata_reach_the_target() -> None:
+    config = translate_tracing(tracing_message({"provider": provider(grpc_service={
+        "envoy_grpc": {"cluster_name": "otel", "authority": "collector.example"},
+        "initial_metadata": [{"key": "x-token", "value": "t"}]})}))
+    assert config is not None and config.grpc is not None
+    assert config.grpc.authority == "collector.example"
+    assert config.grpc.metadata == (("x-token", "t"),)
