@@ -111,42 +111,35 @@ HEADER_CASES = {
 }
 
 
+def _header_timeout_run(kind: type[Envoy] | type[Pointsman], backend: int
+                        ) -> tuple[dict[str, Any], dict[str, int]]:
+    """Every case against one proxy: what the clients saw, and the stats afterwards."""
+    port = free_port()
+    proxy = kind(_with_hcm(port, backend, request_headers_timeout="0.3s"),
+                 name=f"{kind.__name__.lower()}-rq-headers-timeout")
+    try:
+        proxy.wait_ready()
+        seen: dict[str, Any] = {name: _exchange(port, pieces)
+                                for name, (pieces, _) in HEADER_CASES.items()}
+        seen["nothing_sent"] = _exchange(port, [], wait=0.8)
+        return seen, _stats(proxy)
+    finally:
+        proxy.stop()
+
+
 def test_request_headers_timeout_matches_envoy() -> None:
-    with _SlowBodyBackend(0.0) as backend, envoy_and_pointsman(
-            lambda port: _with_hcm(port, backend.port, request_headers_timeout="0.3s"),
-            "rq-headers-timeout") as (envoy_port, ours_port):
-        for name, (pieces, count) in HEADER_CASES.items():
-            envoy, ours = _exchange(envoy_port, pieces), _exchange(ours_port, pieces)
-            assert ours == envoy, name
-            assert envoy[1] and len(envoy[0]) == count, name
-            assert envoy[0][-1] == (408, "close", b"request header timeout"), name
-        # Nothing sent: request_headers_timeout starts at a first byte, so nothing happens.
-        idle_envoy = _exchange(envoy_port, [], wait=0.8)
-        idle_ours = _exchange(ours_port, [], wait=0.8)
-        assert idle_ours == idle_envoy == ([], False)
-
-
-def test_request_headers_timeout_stats_match_envoy() -> None:
-    def run(port: int) -> None:
-        for pieces, _ in HEADER_CASES.values():
-            _exchange(port, pieces, wait=1.5)
-
     with _SlowBodyBackend(0.0) as backend:
-        results = []
-        kind: type[Envoy] | type[Pointsman]
-        for kind in (Envoy, Pointsman):
-            port = free_port()
-            proxy = kind(_with_hcm(port, backend.port, request_headers_timeout="0.3s"),
-                         name=f"{kind.__name__.lower()}-rq-headers-stats")
-            try:
-                proxy.wait_ready()
-                run(port)
-                results.append(_stats(proxy))
-            finally:
-                proxy.stop()
-    envoy, ours = results
-    assert envoy["downstream_rq_header_timeout"] == 2
-    assert ours == envoy
+        envoy, envoy_stats = _header_timeout_run(Envoy, backend.port)
+        ours, ours_stats = _header_timeout_run(Pointsman, backend.port)
+    for name, (_, count) in HEADER_CASES.items():
+        responses, closed = envoy[name]
+        assert closed and len(responses) == count, name
+        assert responses[-1] == (408, "close", b"request header timeout"), name
+        assert ours[name] == envoy[name], name
+    # Nothing sent: the timer starts at a first byte, so nothing happens (not even a close).
+    assert ours["nothing_sent"] == envoy["nothing_sent"] == ([], False)
+    assert envoy_stats["downstream_rq_header_timeout"] == 2
+    assert ours_stats == envoy_stats
 
 
 def test_request_timeout_spares_a_started_response() -> None:
