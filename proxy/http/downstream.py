@@ -387,6 +387,14 @@ class HttpConnectionHandler(asyncio.Protocol):
                 self._close()
             else:
                 self._arm_timer(self.settings.idle_timeout)
+                if self._headers_deadline is not None:
+                    self._rearm_headers_deadline()  # a pipelined head may be in progress
+
+    def _rearm_headers_deadline(self) -> None:
+        assert self._headers_deadline is not None
+        due = self._headers_deadline.due
+        if due is not None:
+            self._arm_timer(max(due - self._loop.time(), 0.001))
 
     def log_stream(self, stream: ActiveStream) -> None:
         status = stream.info.response_code
