@@ -107,7 +107,7 @@ class ActiveStream:
         request_timeout = self.connection.settings.request_timeout
         if request_timeout:
             # HCM request_timeout: the whole request must arrive within it (Envoy answers 408
-            # "request timeout" if no response started, else resets).
+            # "request timeout"), unless a response has started by then.
             self._request_timer = self._loop.call_later(
                 request_timeout, self._check_request_complete)
         try:
@@ -162,7 +162,8 @@ class ActiveStream:
 
     def _check_request_complete(self) -> None:
         self._request_timer = None
-        if not self.body.ended:
+        # Envoy docs (HCM request_timeout): disarmed when the response is initiated, too.
+        if not self.body.ended and not self.head_sent:
             self._expire(LocalReply(408, "request timeout", details="request_overall_timeout"))
 
     def _expire(self, reply: LocalReply) -> None:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from proxy.http.active_stream import ActiveStream
+from proxy.http.active_stream import ActiveStream, http_date
 from proxy.http.events import (
     ConnectionEnded,
     DataReceived,
@@ -28,6 +28,7 @@ from proxy.http.events import (
     WindowOpened,
 )
 from proxy.http.filter import FilterMaker, LocalReply
+from proxy.http.header_timeout import HeadersDeadline, header_timeout_reply
 from proxy.http.headers import Headers, ResponseHead
 from proxy.http.http1 import Http1ServerCodec
 from proxy.http.http2 import PREFACE, ErrorCodes, Http2Codec
@@ -83,6 +84,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._delayed_close: asyncio.TimerHandle | None = None
+        # request_headers_timeout (HTTP/1.1 only; None when not configured: no per-read work)
+        self._headers_deadline: HeadersDeadline | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -95,10 +98,12 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._start_http2()
         elif codec_type == "HTTP1" or negotiated == "http/1.1":
             self._start_http1()
-        self._arm_timer(self.settings.request_headers_timeout or self.settings.idle_timeout)
+        self._arm_timer(self.settings.idle_timeout)  # request_headers_timeout: at a first byte
 
     def _start_http1(self) -> None:
         s = self.settings
+        if s.request_headers_timeout:
+            self._headers_deadline = HeadersDeadline(s.request_headers_timeout)
         self.codec = Http1ServerCodec(scheme=self.scheme, max_header_bytes=s.max_header_bytes,
                                       max_headers_count=s.max_headers_count,
                                       accept_http_10=s.accept_http_10,
@@ -133,7 +138,16 @@ class HttpConnectionHandler(asyncio.Protocol):
         assert self.codec is not None
         for event in self.codec.receive_data(data):
             self._on_event(event)
+        if self._headers_deadline is not None:
+            self._watch_request_head()
         self._flush()
+
+    def _watch_request_head(self) -> None:
+        """request_headers_timeout: arm the connection timer at a head's first byte."""
+        assert self._headers_deadline is not None and isinstance(self.codec, Http1ServerCodec)
+        deadline = self._headers_deadline
+        if deadline.observe(self.codec.receiving_head, self._loop.time()):
+            self._arm_timer(deadline.timeout)
 
     def eof_received(self) -> bool | None:
         if self._delayed_close is not None:
@@ -373,6 +387,14 @@ class HttpConnectionHandler(asyncio.Protocol):
                 self._close()
             else:
                 self._arm_timer(self.settings.idle_timeout)
+                if self._headers_deadline is not None:
+                    self._rearm_headers_deadline()  # a pipelined head may be in progress
+
+    def _rearm_headers_deadline(self) -> None:
+        assert self._headers_deadline is not None
+        due = self._headers_deadline.due
+        if due is not None:
+            self._arm_timer(max(due - self._loop.time(), 0.001))
 
     def log_stream(self, stream: ActiveStream) -> None:
         status = stream.info.response_code
@@ -526,12 +548,34 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._on_timeout()
 
     def _on_timeout(self) -> None:
-        """idle_timeout with no stream, or request_headers_timeout before the first request."""
+        """idle_timeout with no stream, or request_headers_timeout for a head in progress."""
+        deadline = self._headers_deadline
+        if deadline is not None and deadline.expired(self._loop.time()):
+            self._on_request_headers_timeout()
+            return
         if self.streams:
             return
         self.count_stat("downstream_cx_idle_timeout")
         if isinstance(self.codec, Http2Codec):
             self.codec.close(ErrorCodes.NO_ERROR)
+        self._close()
+
+    def _on_request_headers_timeout(self) -> None:
+        """Envoy 1.40: 408 "request header timeout" and close; the stream Envoy opened at the
+        first byte counts as a request (downstream_rq_total, downstream_rq_4xx)."""
+        self.count_stat("downstream_rq_header_timeout")
+        self.count_stat("downstream_rq_total")
+        if self.h1_queue or self.transport is None:
+            self._close()  # a pipelined response is still being written: only closing is left
+            return
+        self.count_stat("downstream_rq_4xx")
+        head, body = render_local_reply(header_timeout_reply(), None)
+        if self.settings.server_header != "PASS_THROUGH":
+            head.headers.set("server", self.settings.server_name)
+        head.headers.set("date", http_date())
+        assert isinstance(self.codec, Http1ServerCodec)
+        self.codec.close_after_response = True
+        self._write(self.codec.encode_response_head(head, end_stream=not body) + body)
         self._close()
 
     def count_stat(self, name: str) -> None:

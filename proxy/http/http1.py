@@ -116,6 +116,9 @@ class Http1ServerCodec:
         self.pending: deque[_Pending] = deque()
         self._response_chunked = False
         self.close_after_response = False
+        # A request head is being received: from its first byte to its last (the HCM's
+        # request_headers_timeout runs in between).
+        self.receiving_head = False
 
     # --- parsing ---------------------------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class Http1ServerCodec:
             raise _Refused(431, "headers exceed max_request_headers_kb")
 
     def on_message_begin(self) -> None:
+        self.receiving_head = True
         self._url.clear()
         self._headers = []
         self._trailers = None
@@ -170,6 +174,7 @@ class Http1ServerCodec:
             raise _Refused(431, "too many headers")
 
     def on_headers_complete(self) -> None:
+        self.receiving_head = False
         self._trailers = []
         head = self._request_head()
         self._upgrading = bool(head.upgrade)

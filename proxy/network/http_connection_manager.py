@@ -134,6 +134,10 @@ def translate_http_connection_manager(message: Message) -> HttpConnectionManager
     )
     if settings.codec_type not in ("AUTO", "HTTP1", "HTTP2"):
         raise unsupported("codec_type", settings.codec_type)
+    if settings.request_headers_timeout and settings.codec_type == "HTTP2":
+        # Only HTTP/1.1 heads are timed (proxy/http/header_timeout.py); Envoy also times an
+        # HTTP/2 HEADERS block waiting for its CONTINUATION, which our codec does not expose.
+        raise unsupported("request_headers_timeout", "with codec_type HTTP2")
     settings = _protocol_options(m, settings)
     settings = _internal_addresses(m, settings)
     settings = _filters(m, settings)

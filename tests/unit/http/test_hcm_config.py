@@ -75,6 +75,7 @@ def test_supported_fields() -> None:
         "max_request_bytes": 10}}, ROUTER]}, "http_filters[0]"),
     ({"http_filters": []}, "http_filters"),
     ({"http_filters": [ROUTER, ROUTER]}, "http_filters[0]"),
+    ({"codec_type": "HTTP2", "request_headers_timeout": "1s"}, "request_headers_timeout"),
 ])
 def test_refused_by_name(fields: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as caught:
