@@ -279,6 +279,8 @@ class HttpConnectionHandler(asyncio.Protocol):
     def write_head(self, stream: ActiveStream, head: ResponseHead, *, end_stream: bool) -> None:
         """Queue the response head (the caller awaits `flow.drained()` when `flow.paused`)."""
         codec = self.codec
+        if not stream.body.ended:
+            self._answer_before_request_end()
         if isinstance(codec, Http2Codec):
             if codec.stream_open(stream.stream_id):
                 codec.send_response_head(stream.stream_id, head, end_stream=end_stream)
@@ -287,6 +289,14 @@ class HttpConnectionHandler(asyncio.Protocol):
             self._write(codec.encode_response_head(head, end_stream=end_stream))
             if end_stream:
                 self._h1_response_done(stream)
+
+    def _answer_before_request_end(self) -> None:
+        """A response starts before its request ended. Envoy (conn_manager_impl encodeHeaders)
+        counts downstream_rq_response_before_rq_complete and, on HTTP/1.1, will not wait for
+        the rest of the request: the response says `connection: close`."""
+        self.count_stat("downstream_rq_response_before_rq_complete")
+        if isinstance(self.codec, Http1ServerCodec):
+            self.codec.close_after_response = True
 
     def write_data_nowait(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> bool:
         """Queue DATA when that needs no waiting for windows: True when done (the caller still

@@ -5,6 +5,7 @@
   connection, the socket stays open that long for the client to close first.
 - A request that closes the connection is the last one read: bytes after it are not parsed
   (pipelined garbage must not turn its 200 into a 400).
+- A response that starts before its request ended says `connection: close`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import pytest
 
 from tests.support.bootstraps import http_bootstrap
 from tests.support.differential import envoy_and_pointsman
+from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance
 
@@ -68,3 +72,36 @@ async def test_connection_end_like_envoy(delayed_close: str | None) -> None:
     assert envoy == {"connection close": (b"200", held), "smuggling shape": (b"400", held),
                      "HTTP/1.0": (b"426", held), "bytes after the last request": (b"200", held)}
     assert ours == envoy
+
+
+async def _head_of_early_answer(port: int) -> list[bytes]:
+    """The status line and any Connection header of a response sent while the request body
+    is still incomplete (8 of its 10 bytes never come)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nab")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        return [line for line in head.split(b"\r\n")
+                if line.startswith(b"HTTP/") or line.lower().startswith(b"connection")]
+    finally:
+        writer.close()
+
+
+async def test_an_answer_before_the_request_ends_says_connection_close_like_envoy() -> None:
+    # conn_manager_impl encodeHeaders: the HTTP/1.1 connection will not wait for the rest of
+    # the request; downstream_rq_response_before_rq_complete counts it.
+    stat = "http.close.downstream_rq_response_before_rq_complete"
+    seen = []
+    envoy_port, ours_port = free_port(), free_port()
+    envoy = Envoy(bootstrap(envoy_port, None), name="envoy-early-answer")
+    ours = Pointsman(bootstrap(ours_port, None), name="pm-early-answer")
+    try:
+        for proxy, port in ((envoy, envoy_port), (ours, ours_port)):
+            await asyncio.to_thread(proxy.wait_ready)
+            seen.append((await _head_of_early_answer(port), proxy.stat(stat)))
+    finally:
+        envoy.stop()
+        ours.stop()
+    assert seen[0] == ([b"HTTP/1.1 200 OK", b"connection: close"], 1)
+    assert seen[1] == seen[0]
