@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
 import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from tests.integration.observability.collector import FakeCollector
+from tests.support.ports import free_port
+from tests.support.processes import ManagedProcess
 
 HCM = ("type.googleapis.com/"
        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager")
@@ -120,3 +126,24 @@ def get(url: str, headers: dict[str, str] | None = None, timeout: float = 10.0) 
     request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status, response.read().decode()
+
+
+ConfigFor = Callable[[int, int, int], dict[str, Any]]
+
+
+@contextlib.contextmanager
+def traced_proxy(start: Callable[[dict[str, Any]], ManagedProcess], config_for: ConfigFor
+                 ) -> Iterator[tuple[int, RecordingBackend, FakeCollector]]:
+    """One proxy (Envoy or ours: `start`) from config_for(listen port, backend port, collector
+    port), between a RecordingBackend and a FakeCollector; yields (listen port, backend,
+    collector) and stops all three on exit."""
+    collector = FakeCollector()
+    backend = RecordingBackend("backend")
+    port = free_port()
+    proxy = start(config_for(port, backend.port, collector.port))
+    try:
+        yield port, backend, collector
+    finally:
+        proxy.stop()
+        backend.stop()
+        collector.stop()

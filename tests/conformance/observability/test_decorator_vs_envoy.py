@@ -11,17 +11,16 @@ from typing import Any
 import pytest
 
 from tests.conformance.observability.http_support import (
-    RecordingBackend,
+    ConfigFor,
     bootstrap,
     cluster,
     grpc_cluster,
     hcm,
     http_listener,
     opentelemetry_tracing,
+    traced_proxy,
 )
 from tests.conformance.observability.test_tracing_vs_envoy import start_envoy, start_sidecar
-from tests.integration.observability.collector import FakeCollector
-from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.conformance
@@ -41,28 +40,24 @@ def _config(port: int, backend: int, collector: int) -> dict[str, Any]:
                      [cluster("backend", backend), grpc_cluster("otel", collector)])
 
 
-def _observe(start: Callable[[dict[str, Any]], ManagedProcess]) -> tuple[list[Any], list[str]]:
-    collector = FakeCollector()
-    backend = RecordingBackend("backend")
-    port = free_port()
-    proxy = start(_config(port, backend.port, collector.port))
-    seen = []
-    try:
-        for path, headers in REQUESTS:
+def observe_decorators(start: Callable[[dict[str, Any]], ManagedProcess], config_for: ConfigFor,
+                       requests: tuple[tuple[str, dict[str, str]], ...]
+                       ) -> tuple[list[Any], list[str]]:
+    """Per request: the path, the x-envoy-decorator-operation the client and the backend saw;
+    then the sorted names of the exported spans."""
+    with traced_proxy(start, config_for) as (port, backend, collector):
+        seen = []
+        for path, headers in requests:
             request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
             with urllib.request.urlopen(request, timeout=10) as response:
                 seen.append((path, response.headers.get("x-envoy-decorator-operation"),
                              backend.requests[-1].get("x-envoy-decorator-operation")))
-        names = sorted(span.name for _, span in collector.wait_for_spans(len(REQUESTS)))
-    finally:
-        proxy.stop()
-        backend.stop()
-        collector.stop()
+        names = sorted(span.name for _, span in collector.wait_for_spans(len(requests)))
     return seen, names
 
 
 def test_decorator_names_the_span_and_propagates_like_envoy() -> None:
-    envoy = _observe(start_envoy)
+    envoy = observe_decorators(start_envoy, _config, REQUESTS)
     assert envoy == ([("/a", "op-a", None), ("/b", None, None), ("/c", None, None),
                       ("/c", None, None)], ["client", "ingress", "op-a", "op-b"])
-    assert _observe(start_sidecar) == envoy
+    assert observe_decorators(start_sidecar, _config, REQUESTS) == envoy

@@ -6,6 +6,7 @@ overall_sampling turns the decision off. What the upstream sees must match Envoy
 
 from __future__ import annotations
 
+import functools
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -13,17 +14,15 @@ from typing import Any
 import pytest
 
 from tests.conformance.observability.http_support import (
-    RecordingBackend,
     bootstrap,
     cluster,
     grpc_cluster,
     hcm,
     http_listener,
     opentelemetry_tracing,
+    traced_proxy,
 )
 from tests.conformance.observability.test_tracing_vs_envoy import start_envoy, start_sidecar
-from tests.integration.observability.collector import FakeCollector
-from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.conformance
@@ -52,20 +51,13 @@ def _config(port: int, backend: int, collector: int, sampling: dict[str, Any]) -
 
 def _forwarded_ids(start: Callable[[dict[str, Any]], ManagedProcess],
                    sampling: dict[str, Any]) -> list[str | None]:
-    collector = FakeCollector()
-    backend = RecordingBackend("backend")
-    port = free_port()
-    proxy = start(_config(port, backend.port, collector.port, sampling))
-    try:
+    config = functools.partial(_config, sampling=sampling)
+    with traced_proxy(start, config) as (port, backend, _collector):
         for headers in REQUESTS:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers)
             with urllib.request.urlopen(request, timeout=10) as response:
                 response.read()
         return [seen.get("x-request-id") for seen in backend.requests]
-    finally:
-        proxy.stop()
-        backend.stop()
-        collector.stop()
 
 
 @pytest.mark.parametrize("sampling", list(SAMPLING))

@@ -7,14 +7,12 @@ egress the decorator's operation is sent upstream instead of back downstream
 
 from __future__ import annotations
 
-import urllib.request
-from collections.abc import Callable
+import functools
 from typing import Any
 
 import pytest
 
 from tests.conformance.observability.http_support import (
-    RecordingBackend,
     bootstrap,
     cluster,
     grpc_cluster,
@@ -22,10 +20,8 @@ from tests.conformance.observability.http_support import (
     http_listener,
     opentelemetry_tracing,
 )
+from tests.conformance.observability.test_decorator_vs_envoy import observe_decorators
 from tests.conformance.observability.test_tracing_vs_envoy import start_envoy, start_sidecar
-from tests.integration.observability.collector import FakeCollector
-from tests.support.ports import free_port
-from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.conformance
 
@@ -46,29 +42,9 @@ def _config(port: int, backend: int, collector: int, direction: str | None) -> d
     return bootstrap([listener], [cluster("backend", backend), grpc_cluster("otel", collector)])
 
 
-def _observe(start: Callable[[dict[str, Any]], ManagedProcess],
-             direction: str | None) -> tuple[list[Any], list[str]]:
-    collector = FakeCollector()
-    backend = RecordingBackend("backend")
-    port = free_port()
-    proxy = start(_config(port, backend.port, collector.port, direction))
-    seen = []
-    try:
-        for path, headers in REQUESTS:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
-            with urllib.request.urlopen(request, timeout=10) as response:
-                seen.append((path, response.headers.get("x-envoy-decorator-operation"),
-                             backend.requests[-1].get("x-envoy-decorator-operation")))
-        names = sorted(span.name for _, span in collector.wait_for_spans(len(REQUESTS)))
-    finally:
-        proxy.stop()
-        backend.stop()
-        collector.stop()
-    return seen, names
-
-
 @pytest.mark.parametrize("direction", ["OUTBOUND", "INBOUND", None])
 def test_span_name_and_decorator_follow_the_listener_direction(direction: str | None) -> None:
-    envoy = _observe(start_envoy, direction)
+    config = functools.partial(_config, direction=direction)
+    envoy = observe_decorators(start_envoy, config, REQUESTS)
     print(direction, envoy)
-    assert _observe(start_sidecar, direction) == envoy
+    assert observe_decorators(start_sidecar, config, REQUESTS) == envoy
