@@ -185,9 +185,7 @@ class ClusterRuntime:
         counter = self.stats.counter
         counter(self.prefix + "upstream_cx_total").inc()
         counter(self.prefix + "upstream_cx_connect_fail").inc()
-        counter(self.prefix + "upstream_cx_destroy").inc()
-        counter(self.prefix + ("upstream_cx_destroy_local" if timeout
-                               else "upstream_cx_destroy_remote")).inc()
+        self._count_destroy(local=timeout, with_active_request=False)
         if timeout:
             counter(self.prefix + "upstream_cx_connect_timeout").inc()
         host.connections_total += 1
@@ -201,6 +199,9 @@ class ClusterRuntime:
         _with_active_rq family when the connection dies under an unfinished stream."""
         host.active_connections -= 1
         self.stats.gauge(self.prefix + "upstream_cx_active").dec()
+        self._count_destroy(local=local, with_active_request=with_active_request)
+
+    def _count_destroy(self, *, local: bool, with_active_request: bool) -> None:
         side = "local" if local else "remote"
         counter = self.stats.counter
         counter(self.prefix + "upstream_cx_destroy").inc()

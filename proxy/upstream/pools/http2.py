@@ -71,7 +71,6 @@ class Http2Connection(asyncio.Protocol):
         self.window_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self.closed_by_us = False  # close() started it (Envoy's LocalClose)
-        self.streams_at_close = 0
         self.draining = False
         self._flush_scheduled = False
         self.peer_max_streams = 100  # RFC 9113 6.5.2 suggests >= 100 until SETTINGS arrive
@@ -134,7 +133,6 @@ class Http2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.streams_at_close = len(self.streams)
         self.flow.connection_lost()
         if not self.settled.done():
             self.settled.set_exception(ConnectFailedError("connection closed before SETTINGS"))
@@ -422,8 +420,9 @@ class Http2Pool:
         if connection.holds_slot:
             connection.holds_slot = False
             self.breakers.connection_gone()
+        # Called from connection_lost: the streams it just reset are still listed.
         self.runtime.connection_closed(self.host, local=connection.closed_by_us,
-                                       with_active_request=connection.streams_at_close > 0)
+                                       with_active_request=bool(connection.streams))
         self.capacity_freed()
 
     def close(self) -> None:
