@@ -242,13 +242,15 @@ class Server:
         """RouteConfiguration.validate_clusters over RDS (default false there): when true, a
         route table naming a cluster the cluster manager does not know is refused (NACK), as
         Envoy refuses to load it."""
+        def known(cluster: str) -> bool:
+            return self.cluster_manager.get(cluster) is not None
+
         for name, item in translated.items():
-            if item.model.validate_clusters is not True:
-                continue
-            for cluster, where in item.model.referenced_clusters():
-                if self.cluster_manager.get(cluster) is None:
-                    raise ConfigError(f"route config {name!r}: unknown cluster {cluster!r}",
-                                      field=where)
+            if item.model.validate_clusters is True:
+                try:
+                    item.model.refuse_unknown_clusters(known)
+                except ConfigError as error:
+                    raise error.within(resource=name, source="RDS") from error
 
     def wanted_names(self, type_url: str) -> Iterable[str]:
         if type_url == CLUSTER_LOAD_ASSIGNMENT:

@@ -9,6 +9,7 @@ actions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -198,6 +199,13 @@ class RouteConfig:
                             found.append((entry.name,
                                           f"{where}.weighted_clusters.clusters[{w}].name"))
         return found
+
+    def refuse_unknown_clusters(self, known: Callable[[str], bool]) -> None:
+        """RouteConfiguration.validate_clusters: a route naming a cluster that `known` does not
+        know makes Envoy refuse the whole table ("unknown cluster")."""
+        for name, where in self.referenced_clusters():
+            if not known(name):
+                raise ConfigError(f"unknown cluster {name!r}", field=where)
 
 
 # --- translation -------------------------------------------------------------------------------

@@ -358,12 +358,13 @@ class HttpConnectionManager:
 def _validate_inline_clusters(routes: RouteConfig | None, context: ServerContext) -> None:
     """Envoy refuses an inline route config naming an unknown cluster (validate_clusters
     defaults to true for it) with "route: unknown cluster"."""
-    if routes is None or routes.validate_clusters is False:
-        return
     manager = context.cluster_manager
-    for name, where in routes.referenced_clusters():
-        if manager is not None and manager.get(name) is None:
-            raise ConfigError(f"unknown cluster {name!r}", field=f"route_config.{where}")
+    if routes is None or routes.validate_clusters is False or manager is None:
+        return
+    try:
+        routes.refuse_unknown_clusters(lambda name: manager.get(name) is not None)
+    except ConfigError as error:
+        raise error.within(field="route_config") from error
 
 
 def _access_logger(settings: HcmSettings, context: ServerContext) -> Any:
