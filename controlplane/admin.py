@@ -37,13 +37,7 @@ class AdminServer:
         """(status, content type, body) for a GET of `path`."""
         path, _, query = path.partition("?")
         if path == "/status":
-            # /status?node=ID shows the streams of one node (by node id or node cluster).
-            wanted = urllib.parse.parse_qs(query).get("node", [])
-            status = self.observer.status()
-            if wanted:
-                status["nodes"] = [node for node in status["nodes"]
-                                   if node["id"] in wanted or node["cluster"] in wanted]
-            return 200, "application/json", json.dumps(status, indent=1)
+            return self._status(urllib.parse.parse_qs(query).get("node", []))
         if path == "/metrics":
             return 200, PROMETHEUS_TEXT, self.observer.metrics_text()
         if path == "/ready":
@@ -52,6 +46,18 @@ class AdminServer:
         if path == "/":
             return 200, "text/plain", "/status\n/metrics\n/ready\n"
         return 404, "text/plain", "not found\n"
+
+    def _status(self, wanted: list[str]) -> tuple[int, str, str]:
+        """/status, or with ?node=ID the streams of one node (by node id or node cluster):
+        404 when no open stream is that node's."""
+        status = self.observer.status()
+        if wanted:
+            status["nodes"] = [node for node in status["nodes"]
+                               if node["id"] in wanted or node["cluster"] in wanted]
+            if not status["nodes"]:
+                body = {"error": f"no connected node has id or cluster {', '.join(wanted)}"}
+                return 404, "application/json", json.dumps(body)
+        return 200, "application/json", json.dumps(status, indent=1)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -2,7 +2,12 @@
 
 The server reports each stream's actions here (a narrow hook, like go-control-plane's
 Callbacks); this module keeps counters and renders them. Node status is read live from each
-stream's subscription state, so it is never out of step with the protocol.
+stream's subscription state, so it is never out of step with the protocol: a NACK is shown
+with its time, and as superseded (by which version, when) once a later version is ACKed.
+
+A node whose id and cluster match none of the named resource groups gets only the shared
+resources; when named groups exist that is most likely a typo, so it is a warning in the log
+(at connect and after each config load) and on the node's /status entry.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controlplane import logs
-from controlplane.cache import SnapshotCache, group_for
+from controlplane.cache import DEFAULT_GROUP, SnapshotCache, group_for
 from controlplane.protocol.delta import DeltaStream, DeltaSubscription
 from controlplane.protocol.events import (
     Acked,
     Action,
     DeltaPush,
     Nacked,
+    NackRecord,
     NodeIdentified,
     Push,
     StaleNonceIgnored,
@@ -107,6 +113,9 @@ class Observer:
         self.config_loads += 1
         self.last_config_error = ""
         logs.event("config_loaded", groups=groups, resources=resources)
+        for stream_id, record in sorted(self.streams.items()):
+            if record.stream.node is not None:
+                self._warn_if_ungrouped(stream_id, record.stream.node)
 
     def config_rejected(self, error: Exception) -> None:
         self.config_errors += 1
@@ -146,12 +155,27 @@ class Observer:
             logs.event("connect", stream=stream_id, node=action.node.id,
                        cluster=action.node.cluster,
                        group=group_for(action.node, self.cache.groups) or "(shared)")
+            self._warn_if_ungrouped(stream_id, action.node)
         elif isinstance(action, Subscribed):
             logs.event("subscribe", logging.DEBUG, stream=stream_id, node=node,
                        type=_short(action.type_url), wildcard=action.wildcard,
                        names=sorted(action.names)[:20])
         elif isinstance(action, StaleNonceIgnored):
             self.stale_nonces += 1
+
+    def ungrouped_warning(self, node: Any) -> str | None:
+        """Why a node gets only the shared resources, when named groups exist; else None."""
+        named = sorted(name for name in self.cache.groups if name != DEFAULT_GROUP)
+        if not named or group_for(node, named) != DEFAULT_GROUP:
+            return None
+        return (f"node id {node.id!r} and cluster {node.cluster!r} match no resource group "
+                f"({', '.join(named)}): it gets the shared resources only")
+
+    def _warn_if_ungrouped(self, stream_id: int, node: Any) -> None:
+        warning = self.ungrouped_warning(node)
+        if warning is not None:
+            logs.event("node_matches_no_group", logging.WARNING, stream=stream_id, node=node.id,
+                       cluster=node.cluster, message=warning)
 
     # ---- rendering ---------------------------------------------------------------------------
 
@@ -169,18 +193,18 @@ class Observer:
         subscriptions = {}
         states: dict[str, Subscription | DeltaSubscription] = dict(stream.subscriptions)
         for type_url, sub in sorted(states.items()):
-            nack = sub.last_nack
             subscriptions[_short(type_url)] = {
                 "wildcard": sub.wildcard,
                 "names": sorted(sub.names),
                 "sent_version": sub.sent_version,
                 "acked_version": sub.acked_version,
                 "awaiting_ack": sub.awaiting_reply,
-                "last_nack": {"version": nack[0], "message": nack[1]} if nack else None,
+                "last_nack": _nack_status(sub.last_nack),
             }
         return {"stream": stream_id, "service": record.service, "peer": record.peer,
                 "id": node.id if node else None, "cluster": node.cluster if node else None,
                 "group": group_for(node, self.cache.groups) or "(shared)" if node else None,
+                "warning": self.ungrouped_warning(node) if node else None,
                 "connected_at": record.connected_at, "subscriptions": subscriptions}
 
     def metrics_text(self) -> str:
@@ -208,3 +232,17 @@ class Observer:
                   "# TYPE pointsman_xds_push_ack_seconds histogram"]
         lines += self.push_latency.render("pointsman_xds_push_ack_seconds")
         return "\n".join(lines) + "\n"
+
+
+def _wall_time(monotonic: float) -> float:
+    """A protocol `now` (logs.now(), monotonic) as seconds since the epoch, like connected_at."""
+    return round(time.time() - (logs.now() - monotonic), 3)
+
+
+def _nack_status(nack: NackRecord | None) -> dict[str, Any] | None:
+    if nack is None:
+        return None
+    superseded = None if nack.superseded_at is None else {
+        "acked_version": nack.superseded_by, "at": _wall_time(nack.superseded_at)}
+    return {"version": nack.version, "message": nack.message, "at": _wall_time(nack.at),
+            "superseded": superseded}

@@ -3,8 +3,9 @@
 Supported (issue 3, start-up): `node` (id, cluster, locality, metadata), `admin.address`,
 `static_resources.listeners` / `.clusters` / `.secrets` (static secrets that TLS contexts name),
 `stats_sinks` (envoy.stat_sinks.open_telemetry) with `stats_flush_interval`, and
-`dynamic_resources.ads_config` (GRPC, `envoy_grpc` naming a static cluster) with
-`lds_config` / `cds_config` `{ads: {}}`. Anything else that would change behaviour stops
+`dynamic_resources.ads_config` (GRPC, `envoy_grpc` naming a static cluster, its
+`retry_policy.retry_back_off` setting the reconnect backoff) with `lds_config` / `cds_config`
+`{ads: {}}`. Anything else that would change behaviour stops
 start-up with a ConfigError naming the field.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ from proxy.model.cluster import Cluster, DiscoveryType, translate_cluster
 from proxy.model.fields import reject_unsupported, seconds
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
+from proxy.xds.backoff import BackoffSettings
+
+log = logging.getLogger(__name__)
 
 _BOOTSTRAP_FIELDS = {"node", "static_resources", "dynamic_resources", "admin", "stats_sinks",
                      "stats_flush_interval"}
@@ -45,6 +50,8 @@ class AdsConfig:
     tls: Any = None  # the cluster's UpstreamTls, None for plaintext
     initial_fetch_timeout: float = 15.0  # Envoy's ConfigSource default; 0: wait forever
     node_on_every_request: bool = True  # not set_node_on_first_message_only
+    # the reconnect backoff (Envoy: 500 ms, 30 s)
+    backoff: BackoffSettings = field(default_factory=BackoffSettings)
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,7 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
     reject_unsupported(service, {"envoy_grpc", "timeout"}, prefix=prefix + "grpc_services[0].")
     if not service.HasField("envoy_grpc"):
         raise unsupported(prefix + "grpc_services[0].google_grpc", "envoy_grpc only")
-    reject_unsupported(service.envoy_grpc, {"cluster_name"},
+    reject_unsupported(service.envoy_grpc, {"cluster_name", "retry_policy"},
                        prefix=prefix + "grpc_services[0].envoy_grpc.")
     cluster_name = service.envoy_grpc.cluster_name
     field_name = prefix + "grpc_services[0].envoy_grpc.cluster_name"
@@ -217,7 +224,49 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
     return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=target,
                      tls=cluster.upstream_tls,
                      initial_fetch_timeout=_initial_fetch_timeout(dynamic),
-                     node_on_every_request=not ads.set_node_on_first_message_only)
+                     node_on_every_request=not ads.set_node_on_first_message_only,
+                     backoff=_ads_backoff(service.envoy_grpc,
+                                          prefix + "grpc_services[0].envoy_grpc.retry_policy."))
+
+
+def _ads_backoff(envoy_grpc: Any, prefix: str) -> BackoffSettings:
+    """GrpcService.EnvoyGrpc.retry_policy: "the retry policy for re-establishing the gRPC
+    stream ... Currently only supported for xDS gRPC streams"; Envoy reads only its
+    retry_back_off there (Config::Utility::prepareJitteredExponentialBackOffStrategy)."""
+    if not envoy_grpc.HasField("retry_policy"):
+        return BackoffSettings()
+    policy = envoy_grpc.retry_policy
+    unused = [descriptor.name for descriptor, _ in policy.ListFields()
+              if descriptor.name != "retry_back_off"]
+    if unused:
+        log.warning("%s%s: not used for the ADS stream (Envoy reads only retry_back_off there)",
+                    prefix, ", ".join(unused))
+    if not policy.HasField("retry_back_off"):
+        return BackoffSettings()
+    return _backoff_strategy(policy.retry_back_off, prefix + "retry_back_off.")
+
+
+def _backoff_strategy(backoff: Any, prefix: str) -> BackoffSettings:
+    """config.core.v3.BackoffStrategy in whole milliseconds, as Envoy reads it: base_interval
+    required and at least 1 ms, max_interval > 0 and 10 x base when unset, not below base."""
+    if not backoff.HasField("base_interval"):
+        raise ConfigError("base_interval is required", field=prefix + "base_interval")
+    base = _milliseconds(backoff.base_interval)
+    if base < 1:
+        raise ConfigError("must be at least 1ms", field=prefix + "base_interval")
+    if not backoff.HasField("max_interval"):
+        return BackoffSettings(base, base * 10)
+    maximum = _milliseconds(backoff.max_interval)
+    if maximum <= 0:
+        raise ConfigError("must be greater than 0", field=prefix + "max_interval")
+    if maximum < base:
+        raise ConfigError("max_interval must be greater than or equal to the base_interval",
+                          field=prefix + "max_interval")
+    return BackoffSettings(base, maximum)
+
+
+def _milliseconds(duration: Any) -> int:
+    return int(duration.seconds * 1000 + duration.nanos // 1_000_000)
 
 
 def _initial_fetch_timeout(dynamic: Any) -> float:

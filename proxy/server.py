@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +202,7 @@ class Server:
         return set(self.wanted_names(ROUTE_CONFIGURATION)) <= self.routes.names()
 
     async def _run_xds(self) -> None:
+        from proxy.xds.backoff import JitteredBackoff
         from proxy.xds.client import AdsClient
         from proxy.xds.protocol import AdsProtocol
 
@@ -213,7 +215,8 @@ class Server:
         self._xds_client = AdsClient(ads.target, protocol, self, self.stats,
                                      credentials=ads_credentials(ads.tls),
                                      options=(("grpc.ssl_target_name_override", ads.tls.sni),)
-                                     if ads.tls is not None and ads.tls.sni else ())
+                                     if ads.tls is not None and ads.tls.sni else (),
+                                     backoff=JitteredBackoff(ads.backoff, random.Random()))
         await self._xds_client.run()
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------

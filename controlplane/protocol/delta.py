@@ -31,6 +31,7 @@ from controlplane.protocol.events import (
     Action,
     DeltaPush,
     Nacked,
+    NackRecord,
     StaleNonceIgnored,
     Subscribed,
 )
@@ -55,7 +56,7 @@ class DeltaSubscription:
     sent_at: float = 0.0
     awaiting_reply: bool = False
     acked_version: str = ""
-    last_nack: tuple[str, str] | None = None
+    last_nack: NackRecord | None = None
     # The type snapshot `known` fully matches (for the subscribed scope): the next plan only
     # looks at names that changed since, which every stream shares (TypeSnapshot.changed_since).
     synced: TypeSnapshot | None = None
@@ -153,10 +154,13 @@ class DeltaStream:
                       request: discovery_pb2.DeltaDiscoveryRequest, now: float) -> Action:
         subscription.awaiting_reply = False
         if request.HasField("error_detail"):
-            subscription.last_nack = (subscription.sent_version, request.error_detail.message)
+            subscription.last_nack = NackRecord(subscription.sent_version,
+                                                request.error_detail.message, now)
             return Nacked(subscription.type_url, subscription.sent_version,
                           request.response_nonce, request.error_detail.message)
         subscription.acked_version = subscription.sent_version
+        if subscription.last_nack is not None:
+            subscription.last_nack = subscription.last_nack.acked(subscription.sent_version, now)
         return Acked(subscription.type_url, subscription.sent_version, request.response_nonce,
                      max(0.0, now - subscription.sent_at))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from envoy.config.core.v3 import base_pb2
 
@@ -69,6 +69,25 @@ class Nacked:
     version: str  # the version that was refused
     nonce: str
     message: str
+
+
+@dataclass(frozen=True)
+class NackRecord:
+    """A subscription's last NACK, kept for /status. Once the client ACKs a version sent
+    after it, the NACK is marked superseded (by that version, at that time) rather than shown
+    as if it still held."""
+
+    version: str  # the version that was refused
+    message: str
+    at: float  # the stream's `now` when the NACK arrived
+    superseded_by: str | None = None  # the version ACKed after it
+    superseded_at: float | None = None
+
+    def acked(self, version: str, now: float) -> NackRecord:
+        """This record after an ACK of `version` (unchanged if already superseded)."""
+        if self.superseded_by is not None:
+            return self
+        return replace(self, superseded_by=version, superseded_at=now)
 
 
 @dataclass(frozen=True)

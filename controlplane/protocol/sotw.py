@@ -33,6 +33,7 @@ from controlplane.protocol.events import (
     Acked,
     Action,
     Nacked,
+    NackRecord,
     Push,
     StaleNonceIgnored,
     Subscribed,
@@ -82,7 +83,7 @@ class Subscription:
     sent_at: float = 0.0
     awaiting_reply: bool = False  # the latest response is neither ACKed nor NACKed yet
     acked_version: str = ""
-    last_nack: tuple[str, str] | None = None  # (refused version, error message)
+    last_nack: NackRecord | None = None
     needs_warm_answer: bool = False
 
     def matches_sent(self, content_key: str) -> bool:
@@ -177,10 +178,12 @@ class SotwStream:
         subscription.awaiting_reply = False
         if request.HasField("error_detail"):
             refused = subscription.sent_version
-            subscription.last_nack = (refused, request.error_detail.message)
+            subscription.last_nack = NackRecord(refused, request.error_detail.message, now)
             return Nacked(subscription.type_url, refused, request.response_nonce,
                           request.error_detail.message)
         subscription.acked_version = request.version_info
+        if subscription.last_nack is not None:
+            subscription.last_nack = subscription.last_nack.acked(request.version_info, now)
         return Acked(subscription.type_url, request.version_info, request.response_nonce,
                      max(0.0, now - subscription.sent_at))
 

@@ -2,6 +2,11 @@
 
 Everything runs on 127.0.0.1 with ports picked free, and stops when the demo ends (or on Ctrl-C).
 `--sidecar envoy` runs the very same topology with real Envoy as the sidecars, for comparison.
+
+The demo checks what it shows and exits 1 otherwise: three backends answer round robin, after
+the live EDS change backend-3 no longer does, and (unless --no-tracing) every request reached
+the collector as one trace of three spans: the frontend sidecar's ingress span (the root), its
+egress span under it, and the backend sidecar's ingress span under that.
 """
 
 from __future__ import annotations
@@ -43,6 +48,25 @@ def write_resources(folder: Path, group: str, resources: list[dict[str, Any]]) -
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
+
+
+def is_mesh_trace(spans: list[dict[str, Any]]) -> bool:
+    """One request's trace through both sidecars: sidecar-frontend `ingress` (no parent) ->
+    sidecar-frontend `egress <host>` -> sidecar-backend `ingress`, and nothing else. (The
+    egress span's kind is left out: Envoy exports it as CLIENT.)"""
+    if len(spans) != 3:
+        return False
+    by_parent = {span["parent_span_id"]: span for span in spans}
+    root = by_parent.get("")
+    egress = by_parent.get(root["span_id"]) if root else None
+    backend = by_parent.get(egress["span_id"]) if egress else None
+    if root is None or egress is None or backend is None:
+        return False
+    return ((root["service"], root["name"], root["kind"]) == ("sidecar-frontend", "ingress",
+                                                              "SERVER")
+            and egress["service"] == "sidecar-frontend" and egress["name"].startswith("egress ")
+            and (backend["service"], backend["name"], backend["kind"]) == (
+                "sidecar-backend", "ingress", "SERVER"))
 
 
 class Demo:
@@ -130,24 +154,25 @@ class Demo:
         say("control plane status (admin /status)")
         print(json.dumps(status, indent=1)[:1500])
 
-    def show_trace(self) -> None:
-        deadline = time.monotonic() + 10
+    def check_traces(self, sent: int) -> bool:
+        """Wait (Envoy exports every 5 s) until each of the `sent` requests is at the collector
+        as a full mesh trace; show one. False if some are missing or malformed."""
+        deadline = time.monotonic() + 20
         traces: dict[str, list[dict[str, Any]]] = {}
-        while time.monotonic() < deadline:
-            traces = get_json(f"http://127.0.0.1:{self.ports.collector_http}/traces")
-            if any(len({s["service"] for s in spans}) >= 2 for spans in traces.values()):
-                break
+        complete: list[str] = []
+        while time.monotonic() < deadline and len(complete) < sent:
             time.sleep(0.5)
-        say(f"traces received by the collector: {len(traces)}")
-        for trace_id, spans in traces.items():
-            if len({s["service"] for s in spans}) >= 2:
-                print(f"trace {trace_id}:")
-                for span in sorted(spans, key=lambda s: s["duration_ms"], reverse=True):
-                    print(f"  {span['service']:<18} {span['kind']:<7} {span['name']:<28} "
-                          f"{span['duration_ms']:7.2f} ms")
-                break
-        else:
-            print("no trace spans both sidecars yet")
+            traces = get_json(f"http://127.0.0.1:{self.ports.collector_http}/traces")
+            complete = [trace for trace, spans in traces.items() if is_mesh_trace(spans)]
+        spans = sum(len(item) for item in traces.values())
+        say(f"traces: {len(complete)} of {sent} requests traced through both sidecars "
+            f"({len(traces)} traces, {spans} spans at the collector)")
+        for trace_id in complete[:1]:
+            print(f"trace {trace_id}:")
+            for span in sorted(traces[trace_id], key=lambda s: s["duration_ms"], reverse=True):
+                print(f"  {span['service']:<18} {span['kind']:<7} {span['name']:<28} "
+                      f"{span['duration_ms']:7.2f} ms")
+        return len(complete) == sent == len(traces)
 
     def show_logs(self) -> None:
         for process in self.processes:
@@ -163,10 +188,9 @@ class Demo:
             self.live_change()
             after = self.send_traffic("after the change")
             self.show_status()
-            if self.tracing:
-                self.show_trace()
-            ok = len(before) == 3 and "backend-3" not in after and sum(after.values()) == (
-                after["backend-1"] + after["backend-2"])
+            traced = self.check_traces(2 * self.requests) if self.tracing else True
+            ok = traced and len(before) == 3 and "backend-3" not in after and sum(
+                after.values()) == after["backend-1"] + after["backend-2"]
             say("demo " + ("succeeded" if ok else "FAILED"))
             if not ok:
                 self.show_logs()

@@ -71,7 +71,8 @@ class ActiveStream:
         self.stream_id = stream_id
         settings = connection.settings
         self.info = HttpStream(head, connection.remote_address, connection.local_address,
-                               connection.connection_id)
+                               connection.connection_id,
+                               connection_state=connection.filter_state)
         # Nothing the stream owns may point back at it: a reference cycle per request left
         # ~36 objects for the cyclic collector each time (its passes cost ~14 us per request
         # under load); without cycles reference counting frees a finished stream at once.

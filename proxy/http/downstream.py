@@ -58,6 +58,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.remote_address = remote_address
         self.local_address = local_address
         self.connection_id = connection_id
+        self.filter_state: dict[Any, Any] = {}  # HttpStream.connection_state
         self.scheme = "https" if tls else "http"
         self.stats = stats
         self.tracer = tracer  # proxy.observability Tracer, or None

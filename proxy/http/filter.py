@@ -77,6 +77,9 @@ class HttpStream:
     response_trailers: Headers | None = None
     # Free-form per-stream state for filters (Envoy's filter state).
     state: dict[str, Any] = field(default_factory=dict)
+    # State that lives as long as the downstream connection (Envoy's filter state with
+    # LifeSpan::Connection), shared by the connection's streams; keyed by its owner.
+    connection_state: dict[Any, Any] = field(default_factory=dict)
     # Called on upstream/downstream activity (resets the stream idle timer).
     touch: Callable[[], None] = field(default=lambda: None, repr=False)
 

@@ -3,8 +3,9 @@
 Connects to the bootstrap's ADS cluster, sends the subscriptions, and for each response asks
 the applier (proxy.server) to apply the resources: success -> ACK, ConfigError -> NACK with
 the error naming resource and field (the last good config stays). After each applied update it
-re-reads which RDS / EDS names the config needs and changes the subscriptions. On stream
-failure it reconnects with jittered exponential backoff (Envoy: 500 ms base, 30 s max) and
+re-reads which RDS / EDS names the config needs and changes the subscriptions. When a stream
+fails or ends it opens a new one after a jittered exponential backoff (proxy.xds.backoff:
+Envoy's, from the bootstrap's retry_back_off or 500 ms / 30 s), reset by each response, and
 resumes with the versions it holds.
 """
 
@@ -22,12 +23,11 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from protos.errors import ConfigError
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from proxy.stats import Stats
+from proxy.xds.backoff import BackoffSettings, JitteredBackoff
 from proxy.xds.protocol import AdsProtocol, ResourcesReceived
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE = 0.5
-BACKOFF_MAX = 30.0
 # Envoy's stat scopes for config updates (docs: config/cluster_manager/cluster_stats,
 # configuration/listeners/lds).
 _STAT_SCOPES = {CLUSTER: "cluster_manager.cds.", LISTENER: "listener_manager.lds.",
@@ -45,7 +45,8 @@ class XdsApplier(Protocol):
 class AdsClient:
     def __init__(self, target: str, protocol: AdsProtocol, applier: XdsApplier, stats: Stats,
                  *, credentials: grpc.ChannelCredentials | None = None,
-                 options: tuple[tuple[str, Any], ...] = ()) -> None:
+                 options: tuple[tuple[str, Any], ...] = (),
+                 backoff: JitteredBackoff | None = None) -> None:
         self.target = target
         self.options = options
         self.protocol = protocol
@@ -53,27 +54,23 @@ class AdsClient:
         self.stats = stats
         self.credentials = credentials
         self.connected = stats.gauge("control_plane.connected_state")
-        self.rng = random.Random()
+        self.backoff = backoff or JitteredBackoff(BackoffSettings(), random.Random())
 
     def __repr__(self) -> str:
         return f"AdsClient({self.target}, connected={self.connected.value})"
 
     async def run(self) -> None:
         """Keep one stream up until cancelled."""
-        attempt = 0
         while True:
             try:
                 await self._one_stream()
-                attempt = 0
             except grpc.aio.AioRpcError as error:
                 log.warning("ADS stream to %s: %s", self.target, error.code().name)
             except Exception:
                 log.exception("ADS stream to %s failed", self.target)
             finally:
                 self.connected.set(0)
-            attempt += 1
-            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** min(attempt, 10))
-            await asyncio.sleep(self.rng.uniform(0, delay))  # full jitter
+            await asyncio.sleep(self.backoff.next_delay())
 
     async def _one_stream(self) -> None:
         channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
@@ -88,6 +85,7 @@ class AdsClient:
                 response = await call.read()
                 if response is grpc.aio.EOF:
                     return
+                self.backoff.reset()  # Envoy: GrpcStream::onReceiveMessage
                 self.connected.set(1)
                 for request in self.handle(response):
                     await call.write(request)

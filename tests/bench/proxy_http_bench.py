@@ -10,6 +10,10 @@ connection x10 streams, ten connections x10 streams), gRPC unary calls/s (grpcio
 threads), latency added at a fixed 200 requests/s (p50/p99 through the proxy minus direct),
 and CPU seconds per request of the proxy process (utime+stime from /proc). Ratios are
 Pointsman/Envoy. Needs wrk and h2load (Debian: wrk, nghttp2-client).
+
+A run with any non-2xx answer, socket error, failed or errored request or failed gRPC call
+stops the benchmark with the tool's figures and exit status 1 (tests/bench/load_checks.py):
+a proxy answering 503 quickly is not throughput.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -32,6 +35,12 @@ sys.path.insert(0, str(REPO))
 
 import grpc  # noqa: E402
 
+from tests.bench.load_checks import (  # noqa: E402
+    LoadError,
+    h2load_requests_per_second,
+    run_checked,
+    wrk_requests_per_second,
+)
 from tests.support.bootstraps import H2_OPTIONS as H2  # noqa: E402
 from tests.support.bootstraps import HCM_TYPE as HCM  # noqa: E402
 from tests.support.bootstraps import ROUTER  # noqa: E402
@@ -86,31 +95,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def run(argv: list[str]) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False).stdout
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
 
 
 def wrk_rps(port: int, seconds: int) -> float:
-    out = run(["wrk", "-t1", "-c10", f"-d{seconds}s", f"http://127.0.0.1:{port}/"])
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(found.group(1)) if found else 0.0
+    return wrk_requests_per_second(
+        run(["wrk", "-t1", "-c10", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]))
 
 
 def h2load_rps(port: int, clients: int, requests: int) -> float:
-    out = run(["h2load", f"-c{clients}", "-m10", f"-n{requests}", f"http://127.0.0.1:{port}/"])
-    found = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
-    return float(found.group(1)) if found else 0.0
+    return h2load_requests_per_second(
+        run(["h2load", f"-c{clients}", "-m10", f"-n{requests}", f"http://127.0.0.1:{port}/"]),
+        requests)
 
 
 def grpc_rps(port: int, seconds: float, threads: int = 4) -> float:
+    """Unary calls/s over `threads` channels; any failed call fails the run."""
     done = [0] * threads
+    failures: list[grpc.RpcError] = []
     deadline = time.monotonic() + seconds
 
     def worker(index: int) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             unary = channel.unary_unary("/test.Echo/Unary")
-            while time.monotonic() < deadline:
-                unary(b"x", timeout=10)
+            while time.monotonic() < deadline and not failures:
+                try:
+                    unary(b"x", timeout=10)
+                except grpc.RpcError as error:
+                    failures.append(error)
+                    return
                 done[index] += 1
 
     workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
@@ -119,6 +133,10 @@ def grpc_rps(port: int, seconds: float, threads: int = 4) -> float:
         thread.start()
     for thread in workers:
         thread.join()
+    if failures:
+        first: Any = failures[0]
+        raise LoadError(f"gRPC: {len(failures)} call(s) failed after {sum(done)} succeeded: "
+                        f"{first.code().name} {first.details()!r}")
     return sum(done) / (time.monotonic() - started)
 
 
@@ -128,14 +146,19 @@ def latencies(port: int, rate: float, count: int) -> list[float]:
     results = []
     interval = 1.0 / rate
     next_at = time.monotonic()
-    for _ in range(count):
-        time.sleep(max(0.0, next_at - time.monotonic()))
-        next_at += interval
-        started = time.perf_counter()
-        connection.request("GET", "/")
-        connection.getresponse().read()
-        results.append((time.perf_counter() - started) * 1000)
-    connection.close()
+    try:
+        for _ in range(count):
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
+            started = time.perf_counter()
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            response.read()
+            if not 200 <= response.status < 300:
+                raise LoadError(f"latency run: GET / answered {response.status}")
+            results.append((time.perf_counter() - started) * 1000)
+    finally:
+        connection.close()
     return results
 
 
@@ -154,7 +177,7 @@ def measure(pid: int, action: Callable[[], float], requests: Callable[[float], f
     return rate, (used * 1000 / count if count else float("nan"))
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -224,7 +247,8 @@ def main() -> None:
             proxy.stop()
         backend.stop()
         grpc_server.stop()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_checked(main))

@@ -11,6 +11,8 @@ Both sides of the sidecar are plain TCP, so Pointsman relays with os.splice (zer
 
 Needs iperf3 (Debian package `iperf3`). On a shared 2-core machine the client, the server and
 the proxy compete for CPU: compare the ratios of one run, not absolute numbers across runs.
+An iperf3 error, a failed connection or a run that moved nothing stops the benchmark with
+exit status 1 (tests/bench/load_checks.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.bench.load_checks import LoadError, run_checked  # noqa: E402
 from tests.integration.proxy.helpers import (  # noqa: E402
     Pointsman,
     listener,
@@ -69,11 +72,17 @@ def iperf(port: int, seconds: float, streams: int) -> float:
     """Bytes received by the iperf3 server through the proxy."""
     result = subprocess.run(
         ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams),
-         "-J"], capture_output=True, text=True, timeout=seconds + 30, check=True)
-    report = json.loads(result.stdout)
-    if "error" in report:
-        raise RuntimeError(f"iperf3: {report['error']}")
-    return float(report["end"]["sum_received"]["bytes"])
+         "-J"], capture_output=True, text=True, timeout=seconds + 30, check=False)
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        report = {"error": (result.stdout + result.stderr).strip()[-500:]}
+    if result.returncode != 0 or "error" in report:
+        raise LoadError(f"iperf3 (exit {result.returncode}): {report.get('error')}")
+    moved = float(report["end"]["sum_received"]["bytes"])
+    if moved <= 0:
+        raise LoadError("iperf3 moved no bytes through the proxy")
+    return moved
 
 
 CPS_CLIENT = r"""
@@ -109,8 +118,14 @@ asyncio.run(main(int(sys.argv[1])))
 
 def connections_per_second(port: int, seconds: float) -> float:
     result = subprocess.run(python_argv("-c", CPS_CLIENT, str(port), str(seconds), "32"),
-                            capture_output=True, text=True, timeout=seconds + 60, check=True)
-    return float(result.stdout.strip())
+                            capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise LoadError(f"connection client failed (exit {result.returncode}): "
+                        f"{result.stderr.strip()[-500:]}")
+    rate = float(result.stdout.strip())
+    if rate <= 0:
+        raise LoadError("no connection completed through the proxy")
+    return rate
 
 
 def measure(kind: str, args: argparse.Namespace, iperf_port: int,
@@ -175,4 +190,4 @@ def _medians(samples: list[dict[str, float]]) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_checked(main))

@@ -4,6 +4,15 @@ Envoy doc: configuration/http/http_filters/local_rate_limit_filter. `filter_enab
 `filter_enforced` default to 0% (the filter does nothing until enabled). A limited request gets
 `status` (429 by default) with body "local_rate_limited", flag RL, `response_headers_to_add`,
 and the x-ratelimit-* headers when `enable_x_ratelimit_headers: DRAFT_VERSION_03`.
+
+The bucket refills continuously, pro rata: `tokens_per_fill` per `fill_interval`, capped at
+`max_tokens`, as Envoy 1.40's `RateLimitTokenBucket` over `AtomicTokenBucketImpl`
+(source/extensions/filters/common/local_ratelimit/local_ratelimit_impl.cc,
+source/common/common/token_bucket_impl.h); there is no fill timer. Without a `token_bucket`
+Envoy has no default bucket and lets every request through (counted enabled/ok, no headers).
+With `local_rate_limit_per_downstream_connection` each downstream connection has its own
+bucket (Envoy keeps it in the connection's filter state). Under `--concurrency N` each worker
+process has its own buckets, where Envoy's worker threads share one: the limit is per worker.
 """
 
 from __future__ import annotations
@@ -24,13 +33,57 @@ from proxy.http.header_mutation import HeaderAddition, apply_additions, translat
 from proxy.http.headers import Headers, ResponseHead
 
 
+class TokenBucket:
+    """Sans-I/O continuous token bucket (Envoy's AtomicTokenBucketImpl): the state is one
+    instant, `_empty_at`, when the bucket would have been empty; the tokens at `now` are
+    min(max_tokens, (now - _empty_at) * fill_rate). Taking a token moves that instant forward
+    by 1 / fill_rate. It starts full."""
+
+    def __init__(self, max_tokens: int, tokens_per_fill: int, fill_interval: float,
+                 now: float) -> None:
+        self.max_tokens = max_tokens
+        self.fill_rate = tokens_per_fill / fill_interval  # tokens per second
+        self._empty_at = now - max_tokens / self.fill_rate
+
+    def tokens(self, now: float) -> float:
+        return min(float(self.max_tokens), (now - self._empty_at) * self.fill_rate)
+
+    def consume(self, now: float) -> bool:
+        available = self.tokens(now)
+        if available < 1:
+            return False
+        self._empty_at = now - (available - 1) / self.fill_rate
+        return True
+
+    def remaining(self, now: float) -> int:
+        """x-ratelimit-remaining: whole tokens left (Envoy truncates remainingTokens())."""
+        return int(self.tokens(now))
+
+    def reset_seconds(self, now: float) -> int:
+        """x-ratelimit-reset: 0 while a token is available, else the seconds until the next
+        one, rounded up (Envoy: nextTokenAvailable() in whole milliseconds, then seconds)."""
+        available = self.tokens(now)
+        if available >= 1:
+            return 0
+        milliseconds = math.ceil((1 - available) / self.fill_rate * 1000)
+        return math.ceil(milliseconds / 1000)
+
+
+@dataclass(frozen=True)
+class BucketSettings:
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval: float  # seconds, whole milliseconds as Envoy reads it
+
+    def new_bucket(self, now: float) -> TokenBucket:
+        return TokenBucket(self.max_tokens, self.tokens_per_fill, self.fill_interval, now)
+
+
 @dataclass(frozen=True)
 class LocalRateLimitConfig:
     stat_prefix: str
     status: int
-    max_tokens: int
-    tokens_per_fill: int
-    fill_interval: float
+    bucket: BucketSettings | None  # None: no token_bucket, nothing is limited
     enabled_percent: float
     enforced_percent: float
     response_headers: tuple[HeaderAddition, ...]
@@ -39,38 +92,25 @@ class LocalRateLimitConfig:
     per_connection: bool
 
 
-class TokenBucket:
-    """Sans-I/O token bucket: whole refills every `fill_interval` (Envoy's timer-based fill)."""
-
-    def __init__(self, max_tokens: int, tokens_per_fill: int, fill_interval: float,
-                 now: float) -> None:
-        self.max_tokens = max_tokens
-        self.tokens_per_fill = tokens_per_fill
-        self.fill_interval = fill_interval
-        self.tokens = max_tokens
-        self.last_fill = now
-
-    def _refill(self, now: float) -> None:
-        fills = math.floor((now - self.last_fill) / self.fill_interval)
-        if fills > 0:
-            self.tokens = min(self.max_tokens, self.tokens + fills * self.tokens_per_fill)
-            self.last_fill += fills * self.fill_interval
-
-    def consume(self, now: float) -> bool:
-        self._refill(now)
-        if self.tokens > 0:
-            self.tokens -= 1
-            return True
-        return False
-
-    def reset_in(self, now: float) -> float:
-        return max(0.0, self.last_fill + self.fill_interval - now)
-
-
 def _percent(fractional: Any) -> float:
     default = fractional.default_value
     denominator = {0: 100, 1: 10_000, 2: 1_000_000}[default.denominator]
     return 100.0 * default.numerator / denominator
+
+
+def _bucket_settings(bucket: Any) -> BucketSettings:
+    # Envoy reads the interval in whole milliseconds (PROTOBUF_GET_MS_OR_DEFAULT) and refuses
+    # one under 50 ms; max_tokens and tokens_per_fill must be > 0 (token_bucket.proto rules).
+    milliseconds = bucket.fill_interval.seconds * 1000 + bucket.fill_interval.nanos // 1_000_000
+    if milliseconds < 50:
+        raise ConfigError("local rate limit token bucket fill timer must be >= 50ms",
+                          field="token_bucket.fill_interval")
+    if bucket.max_tokens <= 0:
+        raise ConfigError("must be greater than 0", field="token_bucket.max_tokens")
+    tokens_per_fill = bucket.tokens_per_fill.value if bucket.HasField("tokens_per_fill") else 1
+    if tokens_per_fill <= 0:
+        raise ConfigError("must be greater than 0", field="token_bucket.tokens_per_fill")
+    return BucketSettings(bucket.max_tokens, tokens_per_fill, milliseconds / 1000)
 
 
 def translate(message: Message) -> LocalRateLimitConfig:
@@ -84,19 +124,10 @@ def translate(message: Message) -> LocalRateLimitConfig:
             raise unsupported(descriptor.name)
     if not m.stat_prefix:
         raise ConfigError("stat_prefix is required", field="stat_prefix")
-    bucket = m.token_bucket
-    if not m.HasField("token_bucket"):
-        raise ConfigError("token_bucket is required", field="token_bucket")
-    interval = bucket.fill_interval.seconds + bucket.fill_interval.nanos / 1e9
-    if interval < 0.05:
-        raise ConfigError("must be at least 50ms", field="token_bucket.fill_interval")
     return LocalRateLimitConfig(
         stat_prefix=m.stat_prefix,
         status=m.status.code if m.HasField("status") and m.status.code else 429,
-        max_tokens=bucket.max_tokens,
-        tokens_per_fill=bucket.tokens_per_fill.value if bucket.HasField("tokens_per_fill")
-        else 1,
-        fill_interval=interval,
+        bucket=_bucket_settings(m.token_bucket) if m.HasField("token_bucket") else None,
         enabled_percent=_percent(m.filter_enabled) if m.HasField("filter_enabled") else 0.0,
         enforced_percent=_percent(m.filter_enforced) if m.HasField("filter_enforced") else 0.0,
         response_headers=translate_header_additions(m.response_headers_to_add,
@@ -109,15 +140,35 @@ def translate(message: Message) -> LocalRateLimitConfig:
     )
 
 
+class Buckets:
+    """Where a filter finds its bucket: one for the whole filter chain (shared by every stream
+    of its connections), or one per downstream connection, kept in the connection's state as
+    Envoy keeps its PerConnectionRateLimiter (filter state, LifeSpan::Connection)."""
+
+    def __init__(self, settings: BucketSettings, per_connection: bool,
+                 clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.per_connection = per_connection
+        self.shared = None if per_connection else settings.new_bucket(clock())
+
+    def for_stream(self, stream: HttpStream, now: float) -> TokenBucket:
+        if self.shared is not None:
+            return self.shared
+        bucket: TokenBucket | None = stream.connection_state.get(self)
+        if bucket is None:
+            bucket = stream.connection_state[self] = self.settings.new_bucket(now)
+        return bucket
+
+
 class LocalRateLimitFilter(HttpFilter):
-    def __init__(self, config: LocalRateLimitConfig, bucket: TokenBucket, stats: Any,
+    def __init__(self, config: LocalRateLimitConfig, buckets: Buckets | None, stats: Any,
                  clock: Callable[[], float], rng: random.Random) -> None:
         self.config = config
-        self.bucket = bucket
+        self.buckets = buckets
         self.stats = stats
         self.clock = clock
         self.rng = rng
-        self._limited_headers = False
+        self._bucket: TokenBucket | None = None  # the bucket whose x-ratelimit-* to send
 
     def _count(self, name: str) -> None:
         self.stats.counter(f"{self.config.stat_prefix}.http_local_rate_limit.{name}").inc()
@@ -127,8 +178,14 @@ class LocalRateLimitFilter(HttpFilter):
         if self.rng.uniform(0, 100) >= config.enabled_percent:
             return None
         self._count("enabled")
-        allowed = self.bucket.consume(self.clock())
-        self._limited_headers = config.x_ratelimit_headers
+        if self.buckets is None:  # no token_bucket: Envoy allows, without x-ratelimit-*
+            self._count("ok")
+            return None
+        now = self.clock()
+        bucket = self.buckets.for_stream(stream, now)
+        allowed = bucket.consume(now)
+        if config.x_ratelimit_headers:
+            self._bucket = bucket
         if allowed:
             self._count("ok")
             return None
@@ -140,21 +197,22 @@ class LocalRateLimitFilter(HttpFilter):
         headers = Headers()
         apply_additions(headers, config.response_headers, stream)
         self._add_x_ratelimit(headers)
-        self._limited_headers = False
+        self._bucket = None
         return LocalReply(config.status, "local_rate_limited", headers=headers,
                           details="local_rate_limited", flag="RL")
 
     def on_response_headers(self, stream: HttpStream, head: ResponseHead) -> None:
-        if self._limited_headers:
-            self._add_x_ratelimit(head.headers)
+        self._add_x_ratelimit(head.headers)
 
     def _add_x_ratelimit(self, headers: Headers) -> None:
-        if not self.config.x_ratelimit_headers:
+        # Envoy adds them in encodeHeaders, so the values are the bucket's at response time.
+        bucket = self._bucket
+        if bucket is None:
             return
         now = self.clock()
-        headers.set("x-ratelimit-limit", str(self.bucket.max_tokens))
-        headers.set("x-ratelimit-remaining", str(max(self.bucket.tokens, 0)))
-        headers.set("x-ratelimit-reset", str(math.ceil(self.bucket.reset_in(now))))
+        headers.set("x-ratelimit-limit", str(bucket.max_tokens))
+        headers.set("x-ratelimit-remaining", str(bucket.remaining(now)))
+        headers.set("x-ratelimit-reset", str(bucket.reset_seconds(now)))
 
 
 class LocalRateLimitFactory:
@@ -167,12 +225,10 @@ class LocalRateLimitFactory:
     def create(self, config: LocalRateLimitConfig, context: ServerContext, *,
                stat_prefix: str = "",
                clock: Callable[[], float] = time.monotonic) -> FilterMaker:
-        if config.per_connection:
-            raise unsupported("local_rate_limit_per_downstream_connection")
-        bucket = TokenBucket(config.max_tokens, config.tokens_per_fill, config.fill_interval,
-                             clock())
+        buckets = Buckets(config.bucket, config.per_connection, clock) \
+            if config.bucket is not None else None
         rng = random.Random()
-        return lambda: LocalRateLimitFilter(config, bucket, context.stats, clock, rng)
+        return lambda: LocalRateLimitFilter(config, buckets, context.stats, clock, rng)
 
 
 register_http_filter(LocalRateLimitFactory())

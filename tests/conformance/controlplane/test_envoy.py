@@ -165,6 +165,45 @@ def test_envoy_nack_is_recorded_and_the_next_change_delivered(tmp_path: Path) ->
                 wait_for_body(envoy, listen, "/web", "web-2", 15)
                 control.wait_until(lambda: route_state(control)["acked_version"] == route_state(
                     control)["sent_version"], 15, "fixed routes ACKed")
+                # The NACK is kept for the record, marked superseded by the ACKed version.
+                state = route_state(control)
+                nack = state["last_nack"]
+                assert "missing )" in nack["message"]
+                assert nack["superseded"]["acked_version"] == state["acked_version"]
+                assert nack["at"] <= nack["superseded"]["at"] <= time.time()
+
+                # /status?node= answers 404 for a node with no open stream.
+                assert control.admin("/status?node=envoy-1")[0] == 200
+                status, body = control.admin("/status?node=nobody")
+                assert status == 404 and "nobody" in body
+
+
+def test_node_matching_no_group_is_a_warning(tmp_path: Path) -> None:
+    """With node groups in PATH, an Envoy whose id and cluster match none of them gets the
+    shared resources only: a warning in the log and on its /status entry, not silence."""
+    listen = free_port()
+    with http_backend("web-1") as web1:
+        write_resources(tmp_path / "shared.yaml", [cluster("web"), endpoints("web", web1),
+                                                   listener("http", "main", listen),
+                                                   route("main", "web")])
+        (tmp_path / "payments").mkdir()
+        write_resources(tmp_path / "payments" / "extra.yaml", [cluster("ledger"),
+                                                               endpoints("ledger", web1)])
+        with ControlPlane(tmp_path) as control:
+            control.wait_ready()
+            with Envoy(ads_bootstrap(control.port), name="envoy-ungrouped") as envoy:
+                envoy.wait_ready()
+                wait_for_body(envoy, listen, "/web", "web-1", 30)  # the shared set is served
+                [node] = control.status()["nodes"]
+                assert node["group"] == "(shared)"
+                assert node["warning"] == ("node id 'envoy-1' and cluster 'conformance' match "
+                                           "no resource group (payments): it gets the shared "
+                                           "resources only")
+                control.wait_until(lambda: '"event": "node_matches_no_group"' in
+                                   control.output(), 10, "warning logged")
+                [line] = [line for line in control.output().splitlines()
+                          if "node_matches_no_group" in line]
+                assert '"level": "warning"' in line and '"node": "envoy-1"' in line
 
 
 def route_state(control: ControlPlane) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -117,16 +118,31 @@ async def test_ads_push_on_file_change_and_nack_in_status(tmp_path: Path) -> Non
             "last_nack"] is not None))["nodes"]
         assert (node["id"], node["cluster"], node["service"]) == (
             "n1", "c", "AggregatedDiscoveryService")
-        assert node["subscriptions"]["cluster"]["last_nack"] == {
-            "version": second.version_info, "message": "cluster b refused"}
+        nack = node["subscriptions"]["cluster"]["last_nack"]
+        assert (nack["version"], nack["message"], nack["superseded"]) == (
+            second.version_info, "cluster b refused", None)
+        assert abs(nack["at"] - time.time()) < TIMEOUT
         assert node["subscriptions"]["cluster"]["acked_version"] == first.version_info
         assert node["subscriptions"]["endpoint"]["names"] == ["a"]
+        assert node["warning"] is None  # no named groups: nothing to match
         assert json.loads(admin.route("/status?node=c")[2])["nodes"][0]["id"] == "n1"
-        assert json.loads(admin.route("/status?node=other")[2])["nodes"] == []
+        assert admin.route("/status?node=other")[0] == 404
         metrics = admin.route("/metrics")[2]
         assert 'pointsman_xds_nacks_total{type="cluster"} 1' in metrics
         assert "pointsman_xds_connected_streams 1" in metrics
         assert "pointsman_xds_push_ack_seconds_count 1" in metrics
+
+        # A later version ACKed: the NACK stays on record, marked superseded, with its time.
+        write(config, [cluster("a"), endpoints("a", 1), cluster("c"), endpoints("c", 2)])
+        third = await read(call)
+        await call.write(pb.DiscoveryRequest(type_url=CLUSTER, version_info=third.version_info,
+                                             response_nonce=third.nonce))
+        [node] = (await wait_for_status(admin, lambda node: node["subscriptions"]["cluster"][
+            "last_nack"]["superseded"] is not None))["nodes"]
+        nack = node["subscriptions"]["cluster"]["last_nack"]
+        assert nack["version"] == second.version_info
+        assert nack["superseded"]["acked_version"] == third.version_info
+        assert nack["at"] <= nack["superseded"]["at"]
         call.cancel()
 
 

@@ -6,7 +6,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
 from controlplane.protocol.delta import DeltaStream
-from controlplane.protocol.events import Action, DeltaPush, Nacked, StaleNonceIgnored
+from controlplane.protocol.events import Action, DeltaPush, Nacked, NackRecord, StaleNonceIgnored
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from tests.unit.controlplane.builders import (
     Holder,
@@ -135,6 +135,11 @@ def test_nack_is_recorded_not_resent_and_the_next_change_delivered():
     holder.current = snapshot(cluster("a", "2s"), *BASE[1:])
     [fixed] = pushes(stream.snapshot_changed(4))
     assert sent(fixed) == ["a"]
+    cds = stream.subscriptions[CLUSTER]
+    assert cds.last_nack == NackRecord(bad.version, "refused", at=2)
+    stream.receive(delta(CLUSTER, nonce=fixed.nonce), 5)  # ACK: the NACK is superseded
+    assert cds.last_nack == NackRecord(bad.version, "refused", at=2,
+                                       superseded_by=fixed.version, superseded_at=5)
 
 
 def test_cluster_removal_waits_for_routes_and_pushes_keep_order():

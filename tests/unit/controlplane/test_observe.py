@@ -50,3 +50,38 @@ def test_connect_push_ack_nack_are_json_lines():
     assert 'pointsman_xds_pushes_total{type="cluster"} 2' in metrics
     assert 'pointsman_xds_push_ack_seconds_bucket{le="0.5"} 1' in metrics
     assert "pointsman_xds_connected_streams 0" in metrics
+
+
+def _connected(cache: SnapshotCache, node_id: str, node_cluster: str) -> tuple[Observer, int]:
+    observer = Observer(cache)
+    stream = SotwStream(cache.snapshot_for)
+    stream_id = observer.opened(stream, "ADS", "ipv4:127.0.0.1:1")
+    first = request(CLUSTER, node_id=node_id)
+    first.node.cluster = node_cluster
+    observer.record(stream_id, stream.receive(first, 0.0))
+    return observer, stream_id
+
+
+def test_node_matching_no_named_group_is_a_warning(caplog):
+    shared = snapshot(cluster("a"), endpoints("a", 1))
+    cache = SnapshotCache()
+    cache.set_snapshots({DEFAULT_GROUP: shared})
+    with caplog.at_level(logging.WARNING, logger=logs.LOGGER.name):
+        observer, _ = _connected(cache, "n1", "web")
+    assert observer.status()["nodes"][0]["warning"] is None  # no named groups: shared is it
+    assert "node_matches_no_group" not in caplog.text
+    cache.set_snapshots({DEFAULT_GROUP: shared, "payments": shared, "web": shared})
+    with caplog.at_level(logging.WARNING, logger=logs.LOGGER.name):
+        observer, _ = _connected(cache, "n1", "web")  # by cluster
+        assert observer.status()["nodes"][0]["warning"] is None
+        observer, _ = _connected(cache, "n2", "api")
+    [node] = observer.status()["nodes"]
+    assert node["group"] == "(shared)"
+    assert node["warning"] == ("node id 'n2' and cluster 'api' match no resource group "
+                               "(payments, web): it gets the shared resources only")
+    [record] = [r for r in caplog.records if r.getMessage() == "node_matches_no_group"]
+    assert record.levelno == logging.WARNING and record.fields["node"] == "n2"  # type: ignore[attr-defined]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=logs.LOGGER.name):
+        observer.config_loaded(groups=3, resources=2)  # still unmatched after a reload: again
+    assert [r.getMessage() for r in caplog.records] == ["node_matches_no_group"]

@@ -7,6 +7,7 @@ import pytest
 from controlplane.protocol.events import (
     Acked,
     Nacked,
+    NackRecord,
     NodeIdentified,
     ProtocolError,
     StaleNonceIgnored,
@@ -80,13 +81,19 @@ def test_nack_is_recorded_not_resent_and_the_next_change_is_delivered():
     assert (nack.version, nack.message) == (bad.version, "connect_timeout too long")
     assert pushes(actions) == []
     cds = stream.subscriptions[CLUSTER]
-    assert cds.last_nack == (bad.version, "connect_timeout too long")
+    assert cds.last_nack == NackRecord(bad.version, "connect_timeout too long", at=2)
     assert cds.acked_version == sent["cds"].version
     holder.current = snapshot(cluster("a", "5s"), *BASE[1:])  # same content again: not resent
     assert pushes(stream.snapshot_changed(3)) == []
     holder.current = snapshot(cluster("a", "3s"), *BASE[1:])
     [fixed] = pushes(stream.snapshot_changed(4))
     assert fixed.type_url == CLUSTER and fixed.version != bad.version
+    ack(stream, fixed, now=5)  # the NACK no longer holds: superseded by the ACKed version
+    assert cds.last_nack == NackRecord(bad.version, "connect_timeout too long", at=2,
+                                       superseded_by=fixed.version, superseded_at=5)
+    holder.current = snapshot(cluster("a", "4s"), *BASE[1:])
+    ack(stream, pushes(stream.snapshot_changed(6))[0], now=7)  # later ACKs leave it as it was
+    assert (cds.last_nack.superseded_by, cds.last_nack.superseded_at) == (fixed.version, 5)
 
 
 def test_stale_nonce_is_ignored():

@@ -27,6 +27,7 @@ async def test_the_stream_shape_is_the_record_shape() -> None:
         settings=SimpleNamespace(stream_idle_timeout=None), remote_address=("10.0.0.1", 4242),
         local_address=("127.0.0.1", 80), connection_id=7, buffer_limit=1024,
         body_pressure=lambda *_: None, body_consumed=lambda *_: None, filter_makers=[],
+        filter_state={},
         loop=loop, timers=StreamTimers(loop))
     head = RequestHead("POST", "/a?b=1", "svc.test", "https", Headers(), "HTTP/2")
     stream = ActiveStream(connection, 1, head)  # type: ignore[arg-type]

@@ -101,3 +101,46 @@ def test_static_listener_error_names_listener_and_path(tmp_path: Path) -> None:
                 "@type": TCP_PROXY, "stat_prefix": "s", "cluster": "c"}}]}]}]}}))
     assert caught.value.field == "static_resources.listeners[0].address.socket_address.address"
     assert caught.value.resource == "broken"
+
+
+def _ads_with_retry(retry_policy: dict[str, Any]) -> dict[str, Any]:
+    service = {"envoy_grpc": {"cluster_name": "xds", "retry_policy": retry_policy}}
+    return {"dynamic_resources": {**ADS, "ads_config": {**ADS["ads_config"],
+                                                        "grpc_services": [service]}},
+            "static_resources": {"clusters": [static_cluster("xds")]}}
+
+
+@pytest.mark.parametrize(("retry_policy", "expected"), [
+    (None, (500, 30_000)),  # Envoy's xDS defaults
+    ({"num_retries": 3}, (500, 30_000)),
+    ({"retry_back_off": {"base_interval": "0.1s", "max_interval": "2s"}}, (100, 2000)),
+    ({"retry_back_off": {"base_interval": "0.25s"}}, (250, 2500)),  # max: 10 x base
+    ({"retry_back_off": {"base_interval": "1.0009s", "max_interval": "1.0009s"}}, (1000, 1000)),
+])
+def test_ads_retry_back_off_sets_the_reconnect_backoff(
+        tmp_path: Path, retry_policy: dict[str, Any] | None, expected: tuple[int, int]) -> None:
+    body = _ads_with_retry(retry_policy) if retry_policy is not None else {
+        "dynamic_resources": ADS, "static_resources": {"clusters": [static_cluster("xds")]}}
+    ads = load_bootstrap(write(tmp_path, body)).ads
+    assert ads is not None
+    assert (ads.backoff.base_ms, ads.backoff.max_ms) == expected
+
+
+def test_ads_retry_policy_fields_envoy_does_not_use_are_named_in_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    load_bootstrap(write(tmp_path, _ads_with_retry({"num_retries": 3, "retry_on": "5xx"})))
+    assert "retry_policy.num_retries, retry_on: not used for the ADS stream" in caplog.text
+
+
+@pytest.mark.parametrize(("back_off", "field", "message"), [
+    ({"base_interval": "2s", "max_interval": "1s"}, "max_interval",
+     "max_interval must be greater than or equal to the base_interval"),
+    ({"base_interval": "0.0005s"}, "base_interval", "must be at least 1ms"),
+    ({"max_interval": "1s"}, "base_interval", "base_interval is required"),
+])
+def test_ads_retry_back_off_refused_as_envoy_refuses_it(
+        tmp_path: Path, back_off: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_bootstrap(write(tmp_path, _ads_with_retry({"retry_back_off": back_off})))
+    assert caught.value.field == ("dynamic_resources.ads_config.grpc_services[0].envoy_grpc."
+                                  f"retry_policy.retry_back_off.{field}")
