@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2
+from envoy.config.listener.v3 import listener_pb2
 from google.protobuf import json_format
 
 from protos.errors import ConfigError, unsupported
@@ -89,7 +91,7 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
     secrets = _each(translate_secret, statics.secrets, "static_resources.secrets")
     _check_unique([item.name for item in secrets], "static_resources.secrets")
     set_static_secrets(secrets)  # listeners and clusters may name them
-    listeners = tuple(_each(translate_listener, statics.listeners, "static_resources.listeners"))
+    listeners = tuple(_each(_static_listener, statics.listeners, "static_resources.listeners"))
     clusters = tuple(_each(translate_cluster, statics.clusters, "static_resources.clusters"))
     _check_unique([item.name for item in listeners], "static_resources.listeners")
     _check_unique([item.name for item in clusters], "static_resources.clusters")
@@ -111,6 +113,12 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
         stats_flush_interval=(seconds(message.stats_flush_interval)
                               if message.HasField("stats_flush_interval") else 5.0),
     )
+
+
+def _static_listener(message: listener_pb2.Listener) -> Listener:
+    """A static listener; Envoy names one without a `name` with a random UUID
+    (ListenerManagerImpl::addOrUpdateListener). Its stats use the address either way."""
+    return translate_listener(message, name=message.name or str(uuid.uuid4()))
 
 
 def _stats_sinks(message: bootstrap_pb2.Bootstrap) -> tuple[Any, ...]:

@@ -101,3 +101,21 @@ def test_static_listener_error_names_listener_and_path(tmp_path: Path) -> None:
                 "@type": TCP_PROXY, "stat_prefix": "s", "cluster": "c"}}]}]}]}}))
     assert caught.value.field == "static_resources.listeners[0].address.socket_address.address"
     assert caught.value.resource == "broken"
+
+
+def test_static_listener_without_name_is_named_with_a_uuid(tmp_path: Path) -> None:
+    """Envoy names an unnamed static listener with a random UUID (its stats use the
+    address); a second unnamed listener gets another one."""
+    import uuid
+
+    def unnamed(port: int) -> dict[str, Any]:
+        return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                    "@type": TCP_PROXY, "stat_prefix": "s", "cluster": "c"}}]}]}
+
+    bootstrap = load_bootstrap(write(tmp_path, {"static_resources": {
+        "clusters": [static_cluster("c")], "listeners": [unnamed(8080), unnamed(8081)]}}))
+    names = [item.name for item in bootstrap.listeners]
+    assert [str(uuid.UUID(name)) for name in names] == names and len(set(names)) == 2
+    assert bootstrap.listeners[0].stats_name == "127.0.0.1_8080"
+    assert not bootstrap.message.static_resources.listeners[0].name  # config_dump as given
