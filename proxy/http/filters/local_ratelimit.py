@@ -3,7 +3,9 @@
 Envoy doc: configuration/http/http_filters/local_rate_limit_filter. `filter_enabled` and
 `filter_enforced` default to 0% (the filter does nothing until enabled). A limited request gets
 `status` (429 by default) with body "local_rate_limited", flag RL, `response_headers_to_add`,
-and the x-ratelimit-* headers when `enable_x_ratelimit_headers: DRAFT_VERSION_03`.
+and the x-ratelimit-* headers when `enable_x_ratelimit_headers: DRAFT_VERSION_03`. Without a
+`token_bucket` (valid in the HCM's config, where Envoy leaves limits to per-route configs) the
+filter counts `enabled` and `ok` and limits nothing.
 """
 
 from __future__ import annotations
@@ -85,10 +87,11 @@ def translate(message: Message) -> LocalRateLimitConfig:
     if not m.stat_prefix:
         raise ConfigError("stat_prefix is required", field="stat_prefix")
     bucket = m.token_bucket
-    if not m.HasField("token_bucket"):
-        raise ConfigError("token_bucket is required", field="token_bucket")
+    # No token_bucket is valid in the HCM's filter config (Envoy's FilterConfig: "no token
+    # bucket is fine for the global config"): the filter then limits nothing (fill_interval 0,
+    # as LocalRateLimiterImpl ignores a default bucket with a 0 fill interval).
     interval = bucket.fill_interval.seconds + bucket.fill_interval.nanos / 1e9
-    if interval < 0.05:
+    if m.HasField("token_bucket") and interval < 0.05:
         raise ConfigError("must be at least 50ms", field="token_bucket.fill_interval")
     return LocalRateLimitConfig(
         stat_prefix=m.stat_prefix,
@@ -110,7 +113,7 @@ def translate(message: Message) -> LocalRateLimitConfig:
 
 
 class LocalRateLimitFilter(HttpFilter):
-    def __init__(self, config: LocalRateLimitConfig, bucket: TokenBucket, stats: Any,
+    def __init__(self, config: LocalRateLimitConfig, bucket: TokenBucket | None, stats: Any,
                  clock: Callable[[], float], rng: random.Random) -> None:
         self.config = config
         self.bucket = bucket
@@ -127,6 +130,9 @@ class LocalRateLimitFilter(HttpFilter):
         if self.rng.uniform(0, 100) >= config.enabled_percent:
             return None
         self._count("enabled")
+        if self.bucket is None:  # no token bucket: every request is allowed
+            self._count("ok")
+            return None
         allowed = self.bucket.consume(self.clock())
         self._limited_headers = config.x_ratelimit_headers
         if allowed:
@@ -149,7 +155,7 @@ class LocalRateLimitFilter(HttpFilter):
             self._add_x_ratelimit(head.headers)
 
     def _add_x_ratelimit(self, headers: Headers) -> None:
-        if not self.config.x_ratelimit_headers:
+        if not self.config.x_ratelimit_headers or self.bucket is None:
             return
         now = self.clock()
         headers.set("x-ratelimit-limit", str(self.bucket.max_tokens))
@@ -170,7 +176,7 @@ class LocalRateLimitFactory:
         if config.per_connection:
             raise unsupported("local_rate_limit_per_downstream_connection")
         bucket = TokenBucket(config.max_tokens, config.tokens_per_fill, config.fill_interval,
-                             clock())
+                             clock()) if config.fill_interval > 0 else None
         rng = random.Random()
         return lambda: LocalRateLimitFilter(config, bucket, context.stats, clock, rng)
 
