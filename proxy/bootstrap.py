@@ -26,7 +26,7 @@ from protos.errors import ConfigError, unsupported
 from protos.loader import parse_message, read_document
 from proxy.context import NodeInfo
 from proxy.model.cluster import Cluster, DiscoveryType, translate_cluster
-from proxy.model.fields import reject_unsupported, seconds
+from proxy.model.fields import enum_name, reject_unsupported, seconds
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
 
@@ -200,7 +200,8 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
     reject_unsupported(ads, {"api_type", "transport_api_version", "grpc_services",
                              "set_node_on_first_message_only"}, prefix=prefix)
     if ads.api_type != config_source_pb2.ApiConfigSource.GRPC:
-        raise unsupported(prefix + "api_type", "state-of-the-world GRPC only")
+        raise unsupported(prefix + "api_type",
+                          f"{enum_name(ads, 'api_type')}: state-of-the-world GRPC only")
     if len(ads.grpc_services) != 1:
         raise ConfigError("exactly one grpc_services entry is required",
                           field=prefix + "grpc_services")

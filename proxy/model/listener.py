@@ -21,7 +21,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from protos.registry import type_name
-from proxy.model.fields import reject_unsupported, seconds
+from proxy.model.fields import enum_name, reject_unsupported, seconds
 from proxy.network.base import NETWORK_FILTERS, NetworkFilterFactory, factory_for
 from proxy.network.no_filters import NO_FILTERS
 from proxy.transport.tls import DownstreamTls, translate_downstream_tls
@@ -182,7 +182,8 @@ def translate_socket_address(address: Any, field_name: str) -> tuple[str, int]:
     reject_unsupported(socket_address, {"address", "port_value", "protocol"},
                        prefix=f"{field_name}.socket_address.")
     if socket_address.protocol != 0:
-        raise unsupported(f"{field_name}.socket_address.protocol", "TCP only")
+        raise unsupported(f"{field_name}.socket_address.protocol",
+                          f"{enum_name(socket_address, 'protocol')}: TCP only")
     try:
         ipaddress.ip_address(socket_address.address)
     except ValueError:
