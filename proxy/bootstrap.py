@@ -29,6 +29,7 @@ from proxy.model.cluster import Cluster, DiscoveryType, translate_cluster
 from proxy.model.fields import enum_name, reject_unsupported, seconds
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
+from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 
 _BOOTSTRAP_FIELDS = {"node", "static_resources", "dynamic_resources", "admin", "stats_sinks",
                      "stats_flush_interval"}
@@ -95,6 +96,8 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
     clusters = tuple(_each(translate_cluster, statics.clusters, "static_resources.clusters"))
     _check_unique([item.name for item in listeners], "static_resources.listeners")
     _check_unique([item.name for item in clusters], "static_resources.clusters")
+    sinks = _stats_sinks(message)
+    refuse_tls_collectors(collector_uses(listeners, sinks), {c.name: c for c in clusters})
     ads = None
     if message.HasField("dynamic_resources"):
         ads = _translate_dynamic(message.dynamic_resources, {c.name: c for c in clusters})
@@ -109,7 +112,7 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
         ads=ads,
         source=source,
         message=message,
-        stats_sinks=_stats_sinks(message),
+        stats_sinks=sinks,
         stats_flush_interval=(seconds(message.stats_flush_interval)
                               if message.HasField("stats_flush_interval") else 5.0),
     )

@@ -29,6 +29,7 @@ from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerBindError, Li
 from proxy.model.cluster import Cluster, translate_cluster
 from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
 from proxy.model.listener import Listener, translate_listener
+from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 from proxy.observability.grpc_target import refuse_tls_collector
 from proxy.observability.hooks import Observability
 from proxy.stats import Stats
@@ -286,6 +287,10 @@ class Server:
                                   source="LDS")
         _check_distinct_addresses({**self.static_listeners,
                                    **{name: item.model for name, item in translated.items()}})
+        self._refuse_tls_collectors(
+            [*self.static_listeners.values(), *(item.model for item in translated.values())],
+            [*self.static_clusters.values(), *self.state.models(CLUSTER).values()],
+            source="LDS")
         self._serve_warm_listeners({name: item.model for name, item in translated.items()})
         self.state.resources[LISTENER] = translated
         # Route configurations no listener names any more are dropped (unsubscribed).
@@ -323,6 +328,7 @@ class Server:
                                   source="CDS")
         clusters: list[Cluster] = [*self.static_clusters.values(),
                                    *(item.model for item in translated.values())]
+        self._refuse_tls_collectors(self._all_listeners().values(), clusters, source="CDS")
         self.cluster_manager.update(clusters)
         self.state.resources[CLUSTER] = translated
         # Envoy forgets the endpoints of clusters that went away (the EDS subscription ends).
@@ -330,6 +336,13 @@ class Server:
         assignments = self.state.resources[CLUSTER_LOAD_ASSIGNMENT]
         for name in [name for name in assignments if name not in wanted]:
             del assignments[name]
+
+    def _refuse_tls_collectors(self, listeners: Iterable[Listener], clusters: Iterable[Cluster],
+                               *, source: str) -> None:
+        """A collector cluster with a transport_socket is refused when the update joining
+        the two arrives (proxy.observability.collectors): NACK, the old config stays."""
+        refuse_tls_collectors(collector_uses(listeners, self.bootstrap.stats_sinks),
+                              {cluster.name: cluster for cluster in clusters}, source=source)
 
     def _apply_assignments(self, translated: dict[str, DynamicResource]) -> None:
         for item in translated.values():

@@ -119,3 +119,21 @@ def test_static_listener_without_name_is_named_with_a_uuid(tmp_path: Path) -> No
     assert [str(uuid.UUID(name)) for name in names] == names and len(set(names)) == 2
     assert bootstrap.listeners[0].stats_name == "127.0.0.1_8080"
     assert not bootstrap.message.static_resources.listeners[0].name  # config_dump as given
+
+
+def test_a_tls_collector_cluster_stops_start_up(tmp_path: Path) -> None:
+    """A stats sink (or a static listener's tracer or OTLP access log) naming a static cluster
+    with a transport_socket: our exporters speak plaintext, so start-up refuses it."""
+    tls = {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                 "UpstreamTlsContext"}}
+    sink = {"name": "envoy.stat_sinks.open_telemetry", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3."
+                 "SinkConfig", "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}}}}
+    with pytest.raises(ConfigError) as caught:
+        load_bootstrap(write(tmp_path, {"stats_sinks": [sink], "static_resources": {
+            "clusters": [static_cluster("otel") | {"transport_socket": tls}]}}))
+    assert (caught.value.resource, caught.value.field) == ("otel", "transport_socket")
+    assert "stats_sinks[0]" in caught.value.message
+    assert load_bootstrap(write(tmp_path, {"stats_sinks": [sink], "static_resources": {
+        "clusters": [static_cluster("otel")]}})).stats_sinks
