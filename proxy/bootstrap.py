@@ -27,6 +27,7 @@ from protos.loader import parse_message, read_document
 from proxy.context import NodeInfo
 from proxy.model.cluster import Cluster, DiscoveryType, translate_cluster
 from proxy.model.fields import enum_name, reject_unsupported, seconds
+from proxy.model.http_clusters import inline_route_configs, refuse_proxy_protocol_routes
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
 from proxy.observability.collectors import collector_uses, refuse_tls_collectors
@@ -97,7 +98,9 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
     _check_unique([item.name for item in listeners], "static_resources.listeners")
     _check_unique([item.name for item in clusters], "static_resources.clusters")
     sinks = _stats_sinks(message)
-    refuse_tls_collectors(collector_uses(listeners, sinks), {c.name: c for c in clusters})
+    by_name = {cluster.name: cluster for cluster in clusters}
+    refuse_tls_collectors(collector_uses(listeners, sinks), by_name)
+    refuse_proxy_protocol_routes(inline_route_configs(listeners), by_name)
     ads = None
     if message.HasField("dynamic_resources"):
         ads = _translate_dynamic(message.dynamic_resources, {c.name: c for c in clusters})
@@ -224,6 +227,10 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
                  for endpoint in group.endpoints]
     if not endpoints:
         raise ConfigError(f"cluster {cluster_name!r} needs an inline endpoint", field=field_name)
+    if cluster.upstream_tls is not None and cluster.upstream_tls.proxy_protocol_version:
+        # gRPC opens the ADS channel itself and sends no PROXY header.
+        raise unsupported(field_name, f"cluster {cluster_name!r} has an upstream PROXY "
+                          "protocol transport_socket, which the ADS client does not send")
     host = endpoints[0].address
     target = f"[{host}]:{endpoints[0].port}" if ":" in host else f"{host}:{endpoints[0].port}"
     return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=target,

@@ -164,3 +164,40 @@ def test_a_tls_collector_cluster_is_nacked_whichever_update_joins_the_two() -> N
         server.apply(LISTENER, "2", (_traced_listener("tls"),))
     assert (caught.value.source, caught.value.resource) == ("LDS", "tls")
     assert server.state.versions[LISTENER] == "1"
+
+
+PROXY_PROTOCOL_SOCKET = {
+    "name": "envoy.transport_sockets.upstream_proxy_protocol", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3"
+                 ".ProxyProtocolUpstreamTransport",
+        "config": {"version": "V1"},
+        "transport_socket": {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3"
+                     ".RawBuffer"}}}}
+
+
+def test_http_routes_to_an_upstream_proxy_protocol_cluster_are_nacked() -> None:
+    """The HTTP pools do not send a PROXY header: RDS or CDS joining a route to such a
+    cluster is refused (it used to fail every request with a 503)."""
+    server = new_server()
+    server.apply(CLUSTER, "1", (cluster("pp", transport_socket=PROXY_PROTOCOL_SOCKET),
+                                cluster("plain")))
+    routes = pack_any(parse_message({"name": "r", "virtual_hosts": [{
+        "name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/a"}, "route": {"cluster": "plain"}},
+            {"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [
+                {"name": "plain", "weight": 1}, {"name": "pp", "weight": 1}]}}}]}]},
+        route_pb2.RouteConfiguration))
+    with pytest.raises(ConfigError) as caught:
+        server.apply(ROUTE_CONFIGURATION, "1", (routes,))
+    assert (caught.value.source, caught.value.resource, caught.value.field) == \
+        ("RDS", "pp", "transport_socket")
+    assert "virtual_hosts[0].routes[1].route.weighted_clusters.clusters[1].name" \
+        in caught.value.message
+    server.apply(CLUSTER, "2", (cluster("pp"), cluster("plain")))
+    server.apply(ROUTE_CONFIGURATION, "2", (routes,))
+    with pytest.raises(ConfigError) as caught:
+        server.apply(CLUSTER, "3", (cluster("pp", transport_socket=PROXY_PROTOCOL_SOCKET),
+                                    cluster("plain")))
+    assert (caught.value.source, caught.value.resource) == ("CDS", "pp")
+    assert server.state.versions[CLUSTER] == "2"
