@@ -214,12 +214,28 @@ def _panic_threshold(message: cluster_pb2.Cluster) -> float:
     """common_lb_config.healthy_panic_threshold (percent, Envoy default 50; 0 disables)."""
     config = message.common_lb_config
     reject_unsupported(config, _COMMON_LB_FIELDS, prefix="common_lb_config.")
+    _check_merge_window(config)
     if not config.HasField("healthy_panic_threshold"):
         return 50.0
     panic = float(config.healthy_panic_threshold.value)
     if not 0 <= panic <= 100:
         raise ConfigError("must be 0..100", field="common_lb_config.healthy_panic_threshold")
     return panic
+
+
+def _check_merge_window(config: Any) -> None:
+    """common_lb_config.update_merge_window (Envoy default 1 s; 0 = off). Envoy merges host
+    updates that add or remove no host (health, weight, metadata) arriving within the window
+    of the previous one and applies them when it ends; an update after a quiet window, or one
+    changing membership, applies at once (ClusterManagerImpl::scheduleUpdate). We apply every
+    update at once: exactly 0, and the default except for bursts within one second. A value
+    set to anything else asks for coalescing we do not do, so it is refused by name; 1 s is
+    the default written out and taken like it."""
+    if not config.HasField("update_merge_window"):
+        return
+    if seconds(config.update_merge_window) not in (0.0, 1.0):
+        raise unsupported("common_lb_config.update_merge_window",
+                          "host updates apply at once: only 0s, or Envoy's default 1s")
 
 
 def _load_assignment(message: cluster_pb2.Cluster,

@@ -55,6 +55,21 @@ def test_config_of_another_lb_policy_is_accepted_without_effect(fields: dict[str
     assert model.ring_hash == RingHashConfig() and model.least_request == LeastRequestConfig()
 
 
+@pytest.mark.parametrize(("window", "accepted"), [
+    (None, True), ("0s", True), ("1s", True), ("5s", False), ("0.2s", False)])
+def test_update_merge_window_only_as_we_apply_updates(window: str | None,
+                                                      accepted: bool) -> None:
+    """Host updates apply at once: 0 (off) is exact, unset or 1 s is Envoy's default (it only
+    delays bursts within a second); any other value is refused by name, not ignored."""
+    common = {} if window is None else {"update_merge_window": window}
+    if accepted:
+        cluster(common_lb_config=common)
+        return
+    with pytest.raises(ConfigError) as caught:
+        cluster(common_lb_config=common)
+    assert caught.value.field == "common_lb_config.update_merge_window"
+
+
 def test_unsupported_enum_value_is_named_not_numbered() -> None:
     with pytest.raises(ConfigError) as caught:
         cluster(lb_policy="CLUSTER_PROVIDED")
