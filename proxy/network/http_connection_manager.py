@@ -134,14 +134,6 @@ def translate_http_connection_manager(message: Message) -> HttpConnectionManager
     )
     if settings.codec_type not in ("AUTO", "HTTP1", "HTTP2"):
         raise unsupported("codec_type", settings.codec_type)
-    if settings.request_headers_timeout and settings.codec_type == "HTTP2":
-        # Only HTTP/1.1 heads are timed (proxy/http/header_timeout.py); Envoy also times an
-        # HTTP/2 HEADERS block waiting for its CONTINUATION, which our codec does not expose.
-        raise unsupported("request_headers_timeout", "with codec_type HTTP2")
-    if settings.request_headers_timeout and settings.codec_type == "AUTO":
-        log.warning("HCM %s: request_headers_timeout times HTTP/1.1 request heads only; "
-                    "HTTP/2 connections on it are not timed (Envoy times those too)",
-                    settings.stat_prefix)
     settings = _protocol_options(m, settings)
     settings = _internal_addresses(m, settings)
     settings = _filters(m, settings)

@@ -74,7 +74,6 @@ def test_supported_fields() -> None:
         "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
         "max_request_bytes": 10}}, ROUTER]}, "http_filters[0]"),
     ({"http_filters": [ROUTER, ROUTER]}, "http_filters[0]"),
-    ({"codec_type": "HTTP2", "request_headers_timeout": "1s"}, "request_headers_timeout"),
 ])
 def test_refused_by_name(fields: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as caught:
