@@ -37,16 +37,18 @@ def _bootstrap(port: int, cert: Path, key: Path) -> dict[str, Any]:
     return {"static_resources": {"listeners": [unnamed]}}
 
 
-def _handshake_fails(port: int) -> str:
+def _handshake_fails(port: int) -> bool:
+    """True when the proxy closes before a TLS handshake. (Whether the client then sees EOF or
+    a reset depends on whether its ClientHello arrived before the close: not compared.)"""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         try:
             with context.wrap_socket(sock, server_hostname="a.test"):
-                return "handshake completed"
-        except (ssl.SSLError, ConnectionResetError, OSError) as error:
-            return type(error).__name__ if not isinstance(error, ssl.SSLError) else "SSLError"
+                return False
+        except (ssl.SSLError, OSError):
+            return True
 
 
 def test_unnamed_listener_with_a_filterless_tls_chain_closes_like_envoy(
@@ -71,6 +73,6 @@ def test_unnamed_listener_with_a_filterless_tls_chain_closes_like_envoy(
                            "downstream_cx_active")],
                 "listeners": re.sub(UUID, "UUID", listeners.strip()).replace(str(port), "P"),
             }
-    assert seen["envoy"] == {"outcomes": ["SSLError", "SSLError"], "stats": [2, 2, 0],
+    assert seen["envoy"] == {"outcomes": [True, True], "stats": [2, 2, 0],
                              "listeners": "UUID::127.0.0.1:P"}
     assert seen["pointsman"] == seen["envoy"]
