@@ -12,6 +12,7 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
 from protos import registry
+from protos.enums import upper_enum_names
 from protos.errors import ConfigError
 
 M = TypeVar("M", bound=Message)
@@ -30,7 +31,8 @@ def read_document(path: Path) -> Any:
 
 
 def parse_message(obj: Any, cls: type[M], *, source: str = "", resource: str = "") -> M:
-    """Protobuf's JSON mapping of `obj` into `cls`; unknown fields and bad values are errors."""
+    """Protobuf's JSON mapping of `obj` into `cls`; unknown fields and bad values are errors.
+    Enum names are taken in any case, as Envoy's parser takes them (protos.enums)."""
     registry.load_all()
     try:
         _check_any_types(obj, "")
@@ -38,7 +40,8 @@ def parse_message(obj: Any, cls: type[M], *, source: str = "", resource: str = "
         raise error.within(source=source, resource=resource) from error
     message = cls()
     try:
-        json_format.ParseDict(obj, message, ignore_unknown_fields=False)
+        json_format.ParseDict(upper_enum_names(obj, cls.DESCRIPTOR), message,
+                              ignore_unknown_fields=False)
     except json_format.ParseError as error:
         raise ConfigError(str(error), source=source, resource=resource) from error
     return message

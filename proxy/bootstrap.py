@@ -14,21 +14,25 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2
+from envoy.config.listener.v3 import listener_pb2
 from google.protobuf import json_format
 
 from protos.errors import ConfigError, unsupported
 from protos.loader import parse_message, read_document
 from proxy.context import NodeInfo
 from proxy.model.cluster import Cluster, DiscoveryType, translate_cluster
-from proxy.model.fields import reject_unsupported, seconds
+from proxy.model.fields import enum_name, reject_unsupported, seconds
+from proxy.model.http_clusters import inline_route_configs, refuse_proxy_protocol_routes
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
+from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 from proxy.xds.backoff import BackoffSettings
 
 log = logging.getLogger(__name__)
@@ -96,10 +100,14 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
     secrets = _each(translate_secret, statics.secrets, "static_resources.secrets")
     _check_unique([item.name for item in secrets], "static_resources.secrets")
     set_static_secrets(secrets)  # listeners and clusters may name them
-    listeners = tuple(_each(translate_listener, statics.listeners, "static_resources.listeners"))
+    listeners = tuple(_each(_static_listener, statics.listeners, "static_resources.listeners"))
     clusters = tuple(_each(translate_cluster, statics.clusters, "static_resources.clusters"))
     _check_unique([item.name for item in listeners], "static_resources.listeners")
     _check_unique([item.name for item in clusters], "static_resources.clusters")
+    sinks = _stats_sinks(message)
+    by_name = {cluster.name: cluster for cluster in clusters}
+    refuse_tls_collectors(collector_uses(listeners, sinks), by_name)
+    refuse_proxy_protocol_routes(inline_route_configs(listeners), by_name)
     ads = None
     if message.HasField("dynamic_resources"):
         ads = _translate_dynamic(message.dynamic_resources, {c.name: c for c in clusters})
@@ -114,10 +122,16 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
         ads=ads,
         source=source,
         message=message,
-        stats_sinks=_stats_sinks(message),
+        stats_sinks=sinks,
         stats_flush_interval=(seconds(message.stats_flush_interval)
                               if message.HasField("stats_flush_interval") else 5.0),
     )
+
+
+def _static_listener(message: listener_pb2.Listener) -> Listener:
+    """A static listener; Envoy names one without a `name` with a random UUID
+    (ListenerManagerImpl::addOrUpdateListener). Its stats use the address either way."""
+    return translate_listener(message, name=message.name or str(uuid.uuid4()))
 
 
 def _stats_sinks(message: bootstrap_pb2.Bootstrap) -> tuple[Any, ...]:
@@ -199,7 +213,8 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
     reject_unsupported(ads, {"api_type", "transport_api_version", "grpc_services",
                              "set_node_on_first_message_only"}, prefix=prefix)
     if ads.api_type != config_source_pb2.ApiConfigSource.GRPC:
-        raise unsupported(prefix + "api_type", "state-of-the-world GRPC only")
+        raise unsupported(prefix + "api_type",
+                          f"{enum_name(ads, 'api_type')}: state-of-the-world GRPC only")
     if len(ads.grpc_services) != 1:
         raise ConfigError("exactly one grpc_services entry is required",
                           field=prefix + "grpc_services")
@@ -219,6 +234,10 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
                  for endpoint in group.endpoints]
     if not endpoints:
         raise ConfigError(f"cluster {cluster_name!r} needs an inline endpoint", field=field_name)
+    if cluster.upstream_tls is not None and cluster.upstream_tls.proxy_protocol_version:
+        # gRPC opens the ADS channel itself and sends no PROXY header.
+        raise unsupported(field_name, f"cluster {cluster_name!r} has an upstream PROXY "
+                          "protocol transport_socket, which the ADS client does not send")
     host = endpoints[0].address
     target = f"[{host}]:{endpoints[0].port}" if ":" in host else f"{host}:{endpoints[0].port}"
     return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=target,

@@ -29,7 +29,9 @@ from proxy.context import ServerContext
 from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerBindError, ListenerManager
 from proxy.model.cluster import Cluster, translate_cluster
 from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
+from proxy.model.http_clusters import inline_route_configs, refuse_proxy_protocol_routes
 from proxy.model.listener import Listener, translate_listener
+from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 from proxy.observability.grpc_target import refuse_tls_collector
 from proxy.observability.hooks import Observability
 from proxy.stats import Stats
@@ -232,6 +234,9 @@ class Server:
             self._apply_assignments(translated)
         elif type_url == ROUTE_CONFIGURATION:
             self._check_route_clusters(translated)
+            refuse_proxy_protocol_routes(
+                [(item.model, f"RouteConfiguration {name!r}") for name, item in translated.items()],
+                {**self.static_clusters, **self.state.models(CLUSTER)}, source="RDS")
             self.state.resources[type_url].update(translated)
             self.routes.update({name: item.model for name, item in translated.items()})
             self._serve_warm_listeners(self.state.models(LISTENER))  # some may be warm now
@@ -289,6 +294,11 @@ class Server:
                                   source="LDS")
         _check_distinct_addresses({**self.static_listeners,
                                    **{name: item.model for name, item in translated.items()}})
+        listeners = [*self.static_listeners.values(),
+                     *(item.model for item in translated.values())]
+        clusters = {**self.static_clusters, **self.state.models(CLUSTER)}
+        self._refuse_tls_collectors(listeners, clusters.values(), source="LDS")
+        refuse_proxy_protocol_routes(inline_route_configs(listeners), clusters, source="LDS")
         self._serve_warm_listeners({name: item.model for name, item in translated.items()})
         self.state.resources[LISTENER] = translated
         # Route configurations no listener names any more are dropped (unsubscribed).
@@ -326,6 +336,9 @@ class Server:
                                   source="CDS")
         clusters: list[Cluster] = [*self.static_clusters.values(),
                                    *(item.model for item in translated.values())]
+        self._refuse_tls_collectors(self._all_listeners().values(), clusters, source="CDS")
+        refuse_proxy_protocol_routes(self._route_configs(), {c.name: c for c in clusters},
+                                     source="CDS")
         self.cluster_manager.update(clusters)
         self.state.resources[CLUSTER] = translated
         # Envoy forgets the endpoints of clusters that went away (the EDS subscription ends).
@@ -333,6 +346,19 @@ class Server:
         assignments = self.state.resources[CLUSTER_LOAD_ASSIGNMENT]
         for name in [name for name in assignments if name not in wanted]:
             del assignments[name]
+
+    def _route_configs(self) -> list[tuple[Any, str]]:
+        """Every route table in use: inline in listeners, and those from RDS."""
+        return [*inline_route_configs(self._all_listeners().values()),
+                *((model, f"RouteConfiguration {name!r}")
+                  for name, model in self.state.models(ROUTE_CONFIGURATION).items())]
+
+    def _refuse_tls_collectors(self, listeners: Iterable[Listener], clusters: Iterable[Cluster],
+                               *, source: str) -> None:
+        """A collector cluster with a transport_socket is refused when the update joining
+        the two arrives (proxy.observability.collectors): NACK, the old config stays."""
+        refuse_tls_collectors(collector_uses(listeners, self.bootstrap.stats_sinks),
+                              {cluster.name: cluster for cluster in clusters}, source=source)
 
     def _apply_assignments(self, translated: dict[str, DynamicResource]) -> None:
         for item in translated.values():

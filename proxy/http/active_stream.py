@@ -159,7 +159,11 @@ class ActiveStream:
             self._timers.add(self)
             return
         self._idle_armed = False
-        self._expire(LocalReply(408, "stream timeout", details="stream_idle_timeout", flag="SI"))
+        # Envoy's onIdleTimeout: maybeRequestTimeoutCode(remoteDecodeComplete()), 504 once the
+        # whole request arrived, 408 while it is still arriving.
+        status = 504 if self.body.ended else 408
+        self._expire(LocalReply(status, "stream timeout", details="stream_idle_timeout",
+                                flag="SI"))
 
     def _check_request_complete(self) -> None:
         self._request_timer = None
@@ -222,7 +226,19 @@ class ActiveStream:
             await self.send_local_reply(LocalReply(403, details="upgrade_failed",
                                                    close_connection=True))
             return
+        if not settings.has_router:
+            await self._unanswered()
+            return
         await connection.router.handle(self.info, self.config, self)  # returns an awaitable
+
+    async def _unanswered(self) -> None:
+        """An HCM without HTTP filters has no router (Envoy 1.40 adds none): nothing answers.
+        The body is read and dropped, and the stream waits for its stream idle timeout or
+        request_timeout, as Envoy (tests/conformance/http/test_minimal_hcm_vs_envoy.py).
+        """
+        while await self.body.read() is not None:
+            pass
+        await self._loop.create_future()  # until a timeout or the connection ends
 
     def _resolve_route(self) -> None:
         if self.config is None:

@@ -2,7 +2,8 @@
 
 Thin by design: it feeds received bytes to the codec, turns events into `ActiveStream`
 calls, writes what the codec produces, and owns the stream tasks (cancelled on close) and the
-connection timers (idle_timeout, request_headers_timeout). HTTP/1.1 streams run one at a time
+connection timers (idle_timeout, request_headers_timeout for HTTP/1.1 heads and HTTP/2 header
+blocks: proxy.http.header_timeout). HTTP/1.1 streams run one at a time
 in arrival order (pipelining safe); HTTP/2 streams run concurrently.
 """
 
@@ -28,7 +29,11 @@ from proxy.http.events import (
     WindowOpened,
 )
 from proxy.http.filter import FilterMaker, LocalReply
-from proxy.http.header_timeout import HeadersDeadline, header_timeout_reply
+from proxy.http.header_timeout import (
+    HeadersDeadline,
+    Http2HeadersDeadline,
+    header_timeout_reply,
+)
 from proxy.http.headers import Headers, ResponseHead
 from proxy.http.http1 import Http1ServerCodec
 from proxy.http.http2 import PREFACE, ErrorCodes, Http2Codec
@@ -85,8 +90,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._delayed_close: asyncio.TimerHandle | None = None
-        # request_headers_timeout (HTTP/1.1 only; None when not configured: no per-read work)
-        self._headers_deadline: HeadersDeadline | None = None
+        # request_headers_timeout (None when not configured: no per-read work)
+        self._headers_deadline: HeadersDeadline | Http2HeadersDeadline | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -124,6 +129,8 @@ class HttpConnectionHandler(asyncio.Protocol):
                            enable_connect_protocol=s.allow_connect)
         codec.initiate()
         self.codec = codec
+        if s.request_headers_timeout:
+            self._headers_deadline = Http2HeadersDeadline(s.request_headers_timeout)
         self._flush()
 
     def data_received(self, data: bytes) -> None:
@@ -140,14 +147,20 @@ class HttpConnectionHandler(asyncio.Protocol):
         for event in self.codec.receive_data(data):
             self._on_event(event)
         if self._headers_deadline is not None:
-            self._watch_request_head()
+            self._watch_request_head(data)
         self._flush()
 
-    def _watch_request_head(self) -> None:
-        """request_headers_timeout: arm the connection timer at a head's first byte."""
-        assert self._headers_deadline is not None and isinstance(self.codec, Http1ServerCodec)
+    def _watch_request_head(self, data: bytes) -> None:
+        """request_headers_timeout: arm the connection timer at a head's first byte (HTTP/1.1)
+        or when a HEADERS frame opens a stream's header block (HTTP/2)."""
         deadline = self._headers_deadline
-        if deadline.observe(self.codec.receiving_head, self._loop.time()):
+        now = self._loop.time()
+        if isinstance(deadline, Http2HeadersDeadline):
+            started = deadline.feed(data, now)
+        else:
+            assert deadline is not None and isinstance(self.codec, Http1ServerCodec)
+            started = deadline.observe(self.codec.receiving_head, now)
+        if started:
             self._arm_timer(deadline.timeout)
 
     def eof_received(self) -> bool | None:
@@ -576,6 +589,9 @@ class HttpConnectionHandler(asyncio.Protocol):
         first byte counts as a request (downstream_rq_total, downstream_rq_4xx)."""
         self.count_stat("downstream_rq_header_timeout")
         self.count_stat("downstream_rq_total")
+        if isinstance(self._headers_deadline, Http2HeadersDeadline):
+            self._h2_header_block_timeout(self._headers_deadline.expire())
+            return
         if self.h1_queue or self.transport is None:
             self._close()  # a pipelined response is still being written: only closing is left
             return
@@ -588,6 +604,23 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.codec.close_after_response = True
         self._write(self.codec.encode_response_head(head, end_stream=not body) + body)
         self._close()
+
+    def _h2_header_block_timeout(self, stream_id: int) -> None:
+        """Envoy 1.40 on HTTP/2: 408 "request header timeout" on the stream whose header
+        block did not end in time, then RST_STREAM NO_ERROR; the connection stays (measured
+        in tests/conformance/http/test_request_timeouts_vs_envoy.py)."""
+        assert isinstance(self.codec, Http2Codec)
+        self.count_stat("downstream_rq_4xx")
+        reply = header_timeout_reply()
+        reply.close_connection = False
+        head, body = render_local_reply(reply, None)
+        if self.settings.server_header != "PASS_THROUGH":
+            head.headers.set("server", self.settings.server_name)
+        head.headers.set("date", http_date())
+        self.codec.answer_unopened(stream_id, head, body)
+        self._flush()
+        if not self.streams:
+            self._arm_timer(self.settings.idle_timeout)
 
     def count_stat(self, name: str) -> None:
         if self.stats is None:

@@ -144,12 +144,15 @@ def register_http_filter(factory: HttpFilterFactory) -> HttpFilterFactory:
     return factory
 
 
-def http_filter_factory(type_name: str) -> HttpFilterFactory:
+def http_filter_factory(type_name: str, name: str = "") -> HttpFilterFactory:
+    """The factory of a typed_config type; ConfigError naming the filter (its `name` and
+    type) when we have none."""
     _load_builtin()
     try:
         return HTTP_FILTERS[type_name]
     except KeyError:
-        raise ConfigError(f"HTTP filter {type_name!r} is not supported by Pointsman",
+        described = f"{name!r} ({type_name})" if name else repr(type_name)
+        raise ConfigError(f"HTTP filter {described} is not supported by Pointsman",
                           field="typed_config") from None
 
 

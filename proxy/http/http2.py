@@ -499,6 +499,21 @@ class Http2Codec:
         except ngh2.NGH2Error:
             self._gone(stream_id)
 
+    def answer_unopened(self, stream_id: int, head: ResponseHead, body: bytes) -> None:
+        """Answer a stream whose request headers never completed (request_headers_timeout)
+        and reset it with NO_ERROR, the answer going out first (libnghttp2 would drop frames
+        queued before a reset of their stream)."""
+        block: list[ngh2.Header] = [(b":status", str(head.status).encode())]
+        block.extend(_regular(head.headers))
+        try:
+            self.conn.send_response(stream_id, block, end_stream=not body)
+            if body:
+                self.conn.send_data(stream_id, body, end_stream=True)
+            self._pending += self.conn.data_to_send()
+        except ngh2.NGH2Error:
+            return
+        self._send_reset(stream_id, ErrorCodes.NO_ERROR)
+
     def send_trailers(self, stream_id: int, trailers: Headers) -> None:
         try:
             self.conn.send_trailers(stream_id, _regular(trailers))

@@ -31,6 +31,9 @@ class HcmSettings:
     rds_route_config_name: str | None = None
     route_config: RouteConfig | None = None
     http_filters: tuple[HttpFilterConfig, ...] = ()
+    # False for an HCM without http_filters: Envoy 1.40 then has no router and leaves each
+    # request unanswered until a timeout (proxy.http.active_stream).
+    has_router: bool = True
     suppress_envoy_headers: bool = False  # from the router filter's config
     router_start_child_span: bool = False  # the router's start_child_span (CLIENT spans)
     use_remote_address: bool = False

@@ -2,9 +2,10 @@
 
 Translated once at the config boundary. Everything the data path needs is here: discovery type,
 connect timeout, LB policy and its config, inline endpoints, health checks, outlier detection,
-circuit breakers, panic threshold, the upstream TLS context and, untouched, the typed extension
-protocol options (for the HTTP connection pools). Any other field that is set and would change
-behaviour raises ConfigError naming it (proxy.model.fields.reject_unsupported).
+circuit breakers, panic threshold, the upstream TLS context and the protocol options
+(proxy.model.protocol_options: what the HTTP pools and tcp_proxy need; unknown keys refused).
+Any other field that is set and would change behaviour raises ConfigError naming it
+(proxy.model.fields.reject_unsupported).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
-from google.protobuf import any_pb2
 
 from protos.errors import ConfigError, unsupported
 from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
 from proxy.model.fields import optional_seconds, reject_unsupported, seconds
+from proxy.model.protocol_options import ProtocolOptions, translate_protocol_options
 from proxy.transport.tls import UpstreamTls, translate_upstream_tls
 from proxy.upstream.circuit_breakers import CircuitBreakers, translate_circuit_breakers
 from proxy.upstream.health.config import (
@@ -71,9 +72,9 @@ class Cluster:
     dns_refresh_rate: float = 5.0  # seconds
     dns_lookup_family: DnsLookupFamily = DnsLookupFamily.AUTO
     upstream_tls: UpstreamTls | None = None
-    # For proxy.http pools: extension name -> the raw Any (HttpProtocolOptions...).
-    typed_extension_protocol_options: dict[str, any_pb2.Any] = field(
-        default_factory=dict, compare=False)
+    # typed_extension_protocol_options (and the deprecated HTTP option fields), translated:
+    # `.http` for the HTTP pools, `.tcp_idle_timeout` (proxy.model.protocol_options).
+    protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
     per_connection_buffer_limit_bytes: int = 1024 * 1024
     # False: start-up does not wait for this cluster to warm (Envoy wait_for_warm_on_init).
     wait_for_warm_on_init: bool = True
@@ -90,6 +91,8 @@ _CLUSTER_FIELDS = {
     "load_balancing_policy", "transport_socket", "typed_extension_protocol_options",
     "dns_refresh_rate",
     "dns_lookup_family", "metadata", "wait_for_warm_on_init", "per_connection_buffer_limit_bytes",
+    # deprecated, said with HttpProtocolOptions when that is absent (proxy.model.protocol_options)
+    "http_protocol_options", "http2_protocol_options", "common_http_protocol_options",
 }  # not track_cluster_stats: it asks for timeout-budget and size histograms we do not emit
 _COMMON_LB_FIELDS = {"healthy_panic_threshold", "consistent_hashing_lb_config",
                      "update_merge_window", "locality_weighted_lb_config"}
@@ -98,13 +101,7 @@ _COMMON_LB_FIELDS = {"healthy_panic_threshold", "consistent_hashing_lb_config",
 def translate_cluster(message: cluster_pb2.Cluster) -> Cluster:
     """Cluster -> model; ConfigError names the field and the cluster."""
     try:
-        cluster = _translate(message)
-        # HttpProtocolOptions are read by the pools; check them now so that a field they do
-        # not implement is a NACK / start-up error, not a failure on the first request.
-        from proxy.upstream.pools import validate_protocol_options
-
-        validate_protocol_options(cluster)
-        return cluster
+        return _translate(message)
     except ConfigError as error:
         raise error.within(resource=message.name) from error
 
@@ -144,7 +141,7 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         dns_refresh_rate=optional_seconds(message, "dns_refresh_rate", 5.0) or 5.0,
         dns_lookup_family=DnsLookupFamily(message.dns_lookup_family),
         upstream_tls=upstream_tls,
-        typed_extension_protocol_options=dict(message.typed_extension_protocol_options),
+        protocol_options=translate_protocol_options(message),
         per_connection_buffer_limit_bytes=(
             message.per_connection_buffer_limit_bytes.value
             if message.HasField("per_connection_buffer_limit_bytes") else 1024 * 1024
@@ -217,12 +214,28 @@ def _panic_threshold(message: cluster_pb2.Cluster) -> float:
     """common_lb_config.healthy_panic_threshold (percent, Envoy default 50; 0 disables)."""
     config = message.common_lb_config
     reject_unsupported(config, _COMMON_LB_FIELDS, prefix="common_lb_config.")
+    _check_merge_window(config)
     if not config.HasField("healthy_panic_threshold"):
         return 50.0
     panic = float(config.healthy_panic_threshold.value)
     if not 0 <= panic <= 100:
         raise ConfigError("must be 0..100", field="common_lb_config.healthy_panic_threshold")
     return panic
+
+
+def _check_merge_window(config: Any) -> None:
+    """common_lb_config.update_merge_window (Envoy default 1 s; 0 = off). Envoy merges host
+    updates that add or remove no host (health, weight, metadata) arriving within the window
+    of the previous one and applies them when it ends; an update after a quiet window, or one
+    changing membership, applies at once (ClusterManagerImpl::scheduleUpdate). We apply every
+    update at once: exactly 0, and the default except for bursts within one second. A value
+    set to anything else asks for coalescing we do not do, so it is refused by name; 1 s is
+    the default written out and taken like it."""
+    if not config.HasField("update_merge_window"):
+        return
+    if seconds(config.update_merge_window) not in (0.0, 1.0):
+        raise unsupported("common_lb_config.update_merge_window",
+                          "host updates apply at once: only 0s, or Envoy's default 1s")
 
 
 def _load_assignment(message: cluster_pb2.Cluster,

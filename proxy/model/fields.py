@@ -22,6 +22,14 @@ def reject_unsupported(message: Message, supported: Iterable[str], *, prefix: st
             raise unsupported(f"{prefix}{descriptor.name}")
 
 
+def enum_name(message: Message, name: str) -> str:
+    """The name of enum field `name`'s value (`CLUSTER_PROVIDED`, not 6), for messages."""
+    value = getattr(message, name)
+    enum_type = message.DESCRIPTOR.fields_by_name[name].enum_type
+    found = enum_type.values_by_number.get(value) if enum_type is not None else None
+    return found.name if found is not None else str(value)
+
+
 def seconds(duration: duration_pb2.Duration) -> float:
     return duration.seconds + duration.nanos / 1e9
 

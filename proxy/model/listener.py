@@ -1,7 +1,8 @@
 """Listener proto -> frozen model: address, listener filters, filter chains with their match.
 
 Translated once (LDS or the bootstrap); the data path never reads protobuf. Each chain's single
-network filter is translated by its registered factory (proxy.network.base.NETWORK_FILTERS) and
+network filter is translated by its registered factory (proxy.network.base.NETWORK_FILTERS; a
+chain without filters closes its connections, as Envoy: proxy.network.no_filters) and
 its downstream TLS context by proxy.transport.tls. Unsupported fields that would change
 behaviour are refused by name.
 """
@@ -20,8 +21,9 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from protos.registry import type_name
-from proxy.model.fields import reject_unsupported, seconds
-from proxy.network.base import NetworkFilterFactory, factory_for
+from proxy.model.fields import enum_name, reject_unsupported, seconds
+from proxy.network.base import NETWORK_FILTERS, NetworkFilterFactory, factory_for
+from proxy.network.no_filters import NO_FILTERS
 from proxy.transport.tls import DownstreamTls, translate_downstream_tls
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -111,17 +113,21 @@ class Listener:
         return self.stat_prefix or f"{self.address[0]}_{self.address[1]}"
 
 
-def translate_listener(message: listener_pb2.Listener) -> Listener:
-    """Listener proto -> model, raising ConfigError naming the field and the listener."""
+def translate_listener(message: listener_pb2.Listener, *, name: str = "") -> Listener:
+    """Listener proto -> model, raising ConfigError naming the field and the listener.
+
+    `name` names a listener whose `name` is empty: a static listener, which Envoy names
+    itself with a random UUID (ListenerManagerImpl::addOrUpdateListener); proxy.bootstrap
+    passes one. An LDS listener is keyed by its resource name and needs one."""
     try:
-        return _translate(message)
+        return _translate(message, message.name or name)
     except ConfigError as error:
         raise error.within(resource=message.name) from error
 
 
-def _translate(message: listener_pb2.Listener) -> Listener:
+def _translate(message: listener_pb2.Listener, name: str) -> Listener:
     reject_unsupported(message, _LISTENER_FIELDS)
-    if not message.name:
+    if not name:
         raise ConfigError("a listener needs a name", field="name")
     address = translate_socket_address(message.address, "address")
     chains = tuple(
@@ -144,7 +150,7 @@ def _translate(message: listener_pb2.Listener) -> Listener:
         timeout = value if value > 0 else None  # 0 disables the timeout
     every_chain = (*chains, *([default] if default else []))
     return Listener(
-        name=message.name,
+        name=name,
         address=address,
         stat_prefix=message.stat_prefix,
         filter_chains=chains,
@@ -162,8 +168,8 @@ def _translate(message: listener_pb2.Listener) -> Listener:
         enable_reuse_port=(message.enable_reuse_port.value
                            if message.HasField("enable_reuse_port") else True),
         rds_route_config_names=tuple(
-            name for chain in every_chain
-            if (name := getattr(chain.filter.config, "rds_route_config_name", None))
+            rds for chain in every_chain
+            if (rds := getattr(chain.filter.config, "rds_route_config_name", None))
         ),
     )
 
@@ -176,7 +182,8 @@ def translate_socket_address(address: Any, field_name: str) -> tuple[str, int]:
     reject_unsupported(socket_address, {"address", "port_value", "protocol"},
                        prefix=f"{field_name}.socket_address.")
     if socket_address.protocol != 0:
-        raise unsupported(f"{field_name}.socket_address.protocol", "TCP only")
+        raise unsupported(f"{field_name}.socket_address.protocol",
+                          f"{enum_name(socket_address, 'protocol')}: TCP only")
     try:
         ipaddress.ip_address(socket_address.address)
     except ValueError:
@@ -189,10 +196,7 @@ def _translate_chain(chain: Any, field_name: str, index: int) -> FilterChain:
     try:
         reject_unsupported(chain, {"filter_chain_match", "filters", "transport_socket", "name",
                                    "metadata"})
-        if not chain.filters:
-            raise ConfigError("a filter chain needs a network filter", field="filters")
-        if len(chain.filters) > 1:
-            raise unsupported("filters[1]", "one terminal network filter per chain")
+        network_filter = _chain_filter(chain.filters)
         tls = None
         if chain.HasField("transport_socket"):
             try:
@@ -202,7 +206,7 @@ def _translate_chain(chain: Any, field_name: str, index: int) -> FilterChain:
         return FilterChain(
             name=chain.name or f"chain{index}",
             match=translate_match(chain.filter_chain_match),
-            filter=_translate_network_filter(chain.filters[0], "filters[0]"),
+            filter=network_filter,
             tls=tls,
         )
     except ConfigError as error:
@@ -218,13 +222,48 @@ def _outbound(chain: FilterChain) -> FilterChain:
     return replace(chain, filter=replace(chain.filter, config=hook()))
 
 
-def _translate_network_filter(item: Any, field_name: str) -> NetworkFilterConfig:
+def _chain_filter(filters: Any) -> NetworkFilterConfig:
+    """The chain's one terminal network filter (tcp_proxy or the HCM, whose factories are
+    registered). No filters: Envoy accepts the chain and closes its connections at once
+    (proxy.network.no_filters). A filter before the terminal one is refused by its own name."""
+    if not filters:
+        return NetworkFilterConfig("", "", None, NO_FILTERS)
+    last = len(filters) - 1
+    for index, item in enumerate(filters[:last]):
+        where = f"filters[{index}]"
+        _require_typed_config(item, where)
+        if type_name(item.typed_config.type_url) in NETWORK_FILTERS:
+            # Envoy: "terminal filter named X of type Y must be the last filter in a network
+            # filter chain".
+            raise ConfigError(f"terminal network filter {_describe(item)} must be the last "
+                              "filter of its chain", field=f"{where}.name")
+        raise ConfigError(f"network filter {_describe(item)} is not supported by Pointsman "
+                          "(a chain takes one terminal filter: tcp_proxy or "
+                          "http_connection_manager)", field=f"{where}.typed_config")
+    return _translate_network_filter(filters[last], f"filters[{last}]")
+
+
+def _describe(item: Any) -> str:
+    """A filter as Envoy names it in errors: its `name` and its typed_config type."""
+    kind = type_name(item.typed_config.type_url) if item.HasField("typed_config") else ""
+    if item.name and kind:
+        return f"{item.name!r} ({kind})"
+    return repr(item.name or kind)
+
+
+def _require_typed_config(item: Any, field_name: str) -> None:
     reject_unsupported(item, {"name", "typed_config"}, prefix=f"{field_name}.")
     if not item.HasField("typed_config"):
-        raise ConfigError("a network filter needs a typed_config", field=f"{field_name}.name")
+        # Envoy 1.40: "Didn't find a registered implementation for 'NAME' with type URL: ''".
+        raise ConfigError(f"network filter {item.name!r} needs a typed_config (Envoy finds no "
+                          "implementation by name alone)", field=f"{field_name}.typed_config")
+
+
+def _translate_network_filter(item: Any, field_name: str) -> NetworkFilterConfig:
+    _require_typed_config(item, field_name)
     config_type = type_name(item.typed_config.type_url)
     try:
-        factory = factory_for(config_type)
+        factory = factory_for(config_type, item.name)
         config = factory.translate(unpack_any(item.typed_config))
     except ConfigError as error:
         raise error.within(field=f"{field_name}.typed_config") from error

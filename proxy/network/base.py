@@ -76,9 +76,11 @@ def register(factory: NetworkFilterFactory) -> NetworkFilterFactory:
     return factory
 
 
-def factory_for(type_name: str) -> NetworkFilterFactory:
+def factory_for(type_name: str, name: str = "") -> NetworkFilterFactory:
+    """The factory of a typed_config type; ConfigError naming the filter (its `name` and
+    type) when we have none. The caller adds the field."""
     try:
         return NETWORK_FILTERS[type_name]
     except KeyError:
-        raise ConfigError(f"network filter {type_name!r} is not supported by Pointsman",
-                          field="typed_config") from None
+        described = f"{name!r} ({type_name})" if name else repr(type_name)
+        raise ConfigError(f"network filter {described} is not supported by Pointsman") from None

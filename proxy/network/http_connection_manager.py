@@ -134,14 +134,6 @@ def translate_http_connection_manager(message: Message) -> HttpConnectionManager
     )
     if settings.codec_type not in ("AUTO", "HTTP1", "HTTP2"):
         raise unsupported("codec_type", settings.codec_type)
-    if settings.request_headers_timeout and settings.codec_type == "HTTP2":
-        # Only HTTP/1.1 heads are timed (proxy/http/header_timeout.py); Envoy also times an
-        # HTTP/2 HEADERS block waiting for its CONTINUATION, which our codec does not expose.
-        raise unsupported("request_headers_timeout", "with codec_type HTTP2")
-    if settings.request_headers_timeout and settings.codec_type == "AUTO":
-        log.warning("HCM %s: request_headers_timeout times HTTP/1.1 request heads only; "
-                    "HTTP/2 connections on it are not timed (Envoy times those too)",
-                    settings.stat_prefix)
     settings = _protocol_options(m, settings)
     settings = _internal_addresses(m, settings)
     settings = _filters(m, settings)
@@ -225,39 +217,61 @@ def _internal_addresses(m: Any, settings: HcmSettings) -> HcmSettings:
 
 
 def _filters(m: Any, settings: HcmSettings) -> HcmSettings:
+    """http_filters: ours in order, then Envoy's router, which must come last. None at all is
+    accepted as Envoy 1.40 accepts it: there is no router then, and requests stay unanswered
+    until the stream idle timeout (proxy.http.active_stream)."""
+    if not m.http_filters:
+        log.warning("HCM %s has no http_filters: without a router its requests get no "
+                    "answer until a timeout (as in Envoy)", settings.stat_prefix)
+        return replace(settings, has_router=False)
     configs: list[HttpFilterConfig] = []
     suppress = child_spans = False
+    last = len(m.http_filters) - 1
     for index, http_filter in enumerate(m.http_filters):
         where = f"http_filters[{index}]"
-        _reject(http_filter, {"name", "typed_config"}, f"{where}.")
-        if not http_filter.HasField("typed_config"):
-            raise ConfigError("typed_config is required", field=f"{where}.typed_config")
         try:
-            typed = unpack_any(http_filter.typed_config)
+            typed = _http_filter_config(http_filter)
             type_name = typed.DESCRIPTOR.full_name
             if type_name == ROUTER_CONFIG_TYPE:
-                if index != len(m.http_filters) - 1:
-                    raise ConfigError("the router must be the last HTTP filter", field="name")
-                _reject(typed, {"suppress_envoy_headers", "dynamic_stats", "start_child_span"},
-                        "typed_config.")
-                router: Any = typed
-                if router.HasField("dynamic_stats") and not router.dynamic_stats.value:
-                    # Envoy then skips per-status cluster stats; we always keep them.
-                    raise unsupported("typed_config.dynamic_stats", "only true (the default)")
-                suppress = router.suppress_envoy_headers
-                child_spans = bool(router.start_child_span)
+                if index != last:
+                    # Envoy: "terminal filter named X of type Y must be the last filter in a
+                    # http filter chain".
+                    raise ConfigError(f"the router {http_filter.name!r} must be the last "
+                                      "HTTP filter", field="name")
+                suppress, child_spans = _router(typed)
                 continue
-            factory = http_filter_factory(type_name)
+            factory = http_filter_factory(type_name, http_filter.name)
+            if index == last:
+                # Envoy: "non-terminal filter named X of type Y is the last filter in a http
+                # filter chain".
+                raise ConfigError(f"HTTP filter {http_filter.name!r} ({type_name}) is the last "
+                                  "HTTP filter: the last must be envoy.filters.http.router",
+                                  field="name")
             configs.append(HttpFilterConfig(http_filter.name, type_name,
                                             factory.translate(typed)))
         except ConfigError as error:
             raise error.within(field=where) from error
-    if not m.http_filters or unpack_any(m.http_filters[-1].typed_config).DESCRIPTOR.full_name \
-            != ROUTER_CONFIG_TYPE:
-        raise ConfigError("the last HTTP filter must be envoy.filters.http.router",
-                          field="http_filters")
     return replace(settings, http_filters=tuple(configs), suppress_envoy_headers=suppress,
                    router_start_child_span=child_spans)
+
+
+def _http_filter_config(http_filter: Any) -> Message:
+    _reject(http_filter, {"name", "typed_config"}, "")
+    if not http_filter.HasField("typed_config"):
+        # Envoy 1.40: "Didn't find a registered implementation for 'NAME' with type URL: ''".
+        raise ConfigError(f"HTTP filter {http_filter.name!r} needs a typed_config (Envoy finds "
+                          "no implementation by name alone)", field="typed_config")
+    return unpack_any(http_filter.typed_config)
+
+
+def _router(typed: Any) -> tuple[bool, bool]:
+    """The router's config: (suppress_envoy_headers, start_child_span)."""
+    _reject(typed, {"suppress_envoy_headers", "dynamic_stats", "start_child_span"},
+            "typed_config.")
+    if typed.HasField("dynamic_stats") and not typed.dynamic_stats.value:
+        # Envoy then skips per-status cluster stats; we always keep them.
+        raise unsupported("typed_config.dynamic_stats", "only true (the default)")
+    return bool(typed.suppress_envoy_headers), bool(typed.start_child_span)
 
 
 def pools_of(context: ServerContext) -> PoolManager:

@@ -43,8 +43,9 @@ class GrpcTarget:
 
     def open_channel(self, resolve: ClusterResolver | None) -> Any:
         """The one way every exporter (access log, stat sink, tracer) opens its channel, so each
-        field of the target is honoured by all of them. Plaintext only: the resolver refuses a
-        collector cluster with a TLS transport_socket (see proxy.server.resolve_cluster)."""
+        field of the target is honoured by all of them. Plaintext only: a collector cluster
+        with a transport_socket is refused at config time (proxy.observability.collectors;
+        refuse_tls_collector below stays as the resolver's backstop)."""
         import grpc
 
         return grpc.insecure_channel(self.endpoint(resolve), options=self.channel_options)

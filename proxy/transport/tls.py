@@ -9,6 +9,8 @@ frozen model that carries the ready `ssl.SSLContext`. Behaviour follows Envoy's 
 - upstream: `sni` sent as SNI; the server chain is verified against `trusted_ca` when set
   (Envoy checks SANs only when `match_typed_subject_alt_names` is set, so no hostname check);
   a client certificate is presented for mTLS when `tls_certificates` is set.
+- upstream sessions are resumed as Envoy resumes them, up to `max_session_keys`
+  (proxy.transport.resumption);
 - upstream PROXY protocol (ProxyProtocolUpstreamTransport, `config.version` V1/V2) wrapping
   TLS or raw_buffer: the header goes first, in clear, before any TLS handshake.
 """
@@ -32,6 +34,7 @@ from google.protobuf.message import Message
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.model.fields import reject_unsupported
+from proxy.transport.resumption import ResumingClientContext
 
 TLS_SOCKET_NAME = "envoy.transport_sockets.tls"
 RAW_BUFFER_TYPE = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
@@ -116,6 +119,9 @@ def translate_upstream_tls(message: Message) -> UpstreamTls | None:
     common = context.common_tls_context
     certificate, validation, alpn = _translate_common(common, "common_tls_context.")
     ssl_context = _client_context(common, certificate, validation, alpn)
+    # max_session_keys: sessions kept for resumption (tls.proto: default 1, 0 disables).
+    ssl_context.configure_resumption(context.max_session_keys.value
+                                     if context.HasField("max_session_keys") else 1)
     return UpstreamTls(context.sni, alpn, certificate, validation, ssl_context)
 
 
@@ -298,8 +304,8 @@ def _server_context(common: Any, certificate: TlsCertificate,
 
 def _client_context(common: Any, certificate: TlsCertificate | None,
                     validation: ValidationContext | None,
-                    alpn: tuple[str, ...]) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    alpn: tuple[str, ...]) -> ResumingClientContext:
+    context = ResumingClientContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     _apply_versions(context, common, ssl.TLSVersion.TLSv1_3)

@@ -66,9 +66,7 @@ class ClusterManager:
             runtime = self._clusters.get(name)
             if runtime is None:
                 self._add(config)
-            elif runtime.config != config or (runtime.config.typed_extension_protocol_options
-                                              != config.typed_extension_protocol_options):
-                # (The protocol options are left out of Cluster equality: compare them too.)
+            elif runtime.config != config:
                 self._reconfigure(runtime, config)
 
     def update_assignment(self, assignment: LoadAssignment) -> None:

@@ -13,6 +13,7 @@ bounded-load hashing, murmur hash, full-scan least request...) are refused by na
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,9 @@ from envoy.extensions.load_balancing_policies.round_robin.v3 import round_robin_
 
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
-from proxy.model.fields import reject_unsupported
+from proxy.model.fields import enum_name, reject_unsupported
+
+log = logging.getLogger(__name__)
 
 MAX_RING_SIZE = 8 * 1024 * 1024
 MAX_MAGLEV_TABLE = 5000011
@@ -92,13 +95,14 @@ def translate_lb_settings(cluster: Any) -> LbSettings:
 
 def _enum_policy(cluster: Any) -> LbSettings:
     if cluster.lb_policy not in LbPolicy._value2member_map_:
-        raise unsupported("lb_policy", f"value {cluster.lb_policy}")
+        raise unsupported("lb_policy", enum_name(cluster, "lb_policy"))
     policy = LbPolicy(cluster.lb_policy)
     for name, owner in _ENUM_CONFIGS.items():
         if cluster.HasField(name) and owner is not policy:
-            # Envoy ignores a config for another policy; we refuse it rather than ignore it.
-            raise ConfigError(f"set but lb_policy is {policy.name}", field=name)
-    if cluster.HasField("round_robin_lb_config"):
+            # Envoy accepts a config for another policy and it has no effect there: so here.
+            log.warning("cluster %r: %s has no effect with lb_policy %s (as in Envoy)",
+                        cluster.name, name, policy.name)
+    if cluster.HasField("round_robin_lb_config") and policy is LbPolicy.ROUND_ROBIN:
         reject_unsupported(cluster.round_robin_lb_config, (), prefix="round_robin_lb_config.")
     use_hostname = False
     common = cluster.common_lb_config
@@ -111,15 +115,15 @@ def _enum_policy(cluster: Any) -> LbSettings:
     if locality and policy in (LbPolicy.RING_HASH, LbPolicy.MAGLEV):
         raise unsupported("common_lb_config.locality_weighted_lb_config", f"with {policy.name}")
     least_request = LeastRequestConfig()
-    if cluster.HasField("least_request_lb_config"):
+    if cluster.HasField("least_request_lb_config") and policy is LbPolicy.LEAST_REQUEST:
         least_request = _least_request(cluster.least_request_lb_config,
                                        "least_request_lb_config.", allowed=set())
     ring_hash = RingHashConfig(use_hostname_for_hashing=use_hostname)
-    if cluster.HasField("ring_hash_lb_config"):
+    if cluster.HasField("ring_hash_lb_config") and policy is LbPolicy.RING_HASH:
         ring_hash = _ring_hash(cluster.ring_hash_lb_config, "ring_hash_lb_config.",
                                use_hostname, allowed=set())
     maglev = MaglevConfig(use_hostname_for_hashing=use_hostname)
-    if cluster.HasField("maglev_lb_config"):
+    if cluster.HasField("maglev_lb_config") and policy is LbPolicy.MAGLEV:
         maglev = _maglev(cluster.maglev_lb_config, "maglev_lb_config.", use_hostname,
                          allowed=set())
     return LbSettings(policy, least_request, ring_hash, maglev, locality)

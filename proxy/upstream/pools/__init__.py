@@ -1,8 +1,9 @@
 """Upstream HTTP connection pools, one per (cluster, host, protocol), owned by a PoolManager.
 
 The protocol comes from the cluster's `typed_extension_protocol_options`
-`envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (explicit HTTP/1.1 or HTTP/2; for
-`auto_config`, what TLS ALPN negotiates: proxy.upstream.pools.auto; HTTP/1.1 without TLS),
+`envoy.extensions.upstreams.http.v3.HttpProtocolOptions`, translated with the cluster into
+`UpstreamProtocol` (proxy.model.protocol_options): explicit HTTP/1.1 or HTTP/2; for
+`auto_config`, what TLS ALPN negotiates (proxy.upstream.pools.auto; HTTP/1.1 without TLS);
 HTTP/1.1 when absent, as in Envoy.
 """
 
@@ -10,12 +11,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
-
-from protos.errors import ConfigError, unsupported
+from proxy.model.protocol_options import UpstreamProtocol
 from proxy.upstream.host import Host
 from proxy.upstream.pools.auto import AutoPool
 from proxy.upstream.pools.base import (
@@ -24,118 +22,22 @@ from proxy.upstream.pools.base import (
     UpstreamStream,
 )
 from proxy.upstream.pools.http1 import Http1Pool
-from proxy.upstream.pools.http2 import ENVOY_DEFAULT_WINDOWS, Http2Pool, Http2Windows
+from proxy.upstream.pools.http2 import Http2Pool
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ConnectFailedError", "PoolManager", "PoolOverflowError", "UpstreamProtocol",
            "UpstreamStream", "upstream_protocol"]
 
-PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-
-
-@dataclass(frozen=True)
-class UpstreamProtocol:
-    http2: bool = False
-    auto: bool = False
-    max_concurrent_streams: int | None = None  # our own cap on top of the peer's SETTINGS
-    idle_timeout: float | None = 3600.0  # Envoy common_http_protocol_options.idle_timeout: 1h
-    http1_trailers: bool = False  # http_protocol_options.enable_trailers (HTTP/1.1 upstreams)
-    http2_windows: Http2Windows = ENVOY_DEFAULT_WINDOWS  # http2_protocol_options windows, HPACK
-
-
-_CACHE: dict[int, tuple[Any, UpstreamProtocol]] = {}
-
-_OPTIONS_FIELD = f"typed_extension_protocol_options[{PROTOCOL_OPTIONS}]"
-# What we honour inside HttpProtocolOptions; anything else set is refused by name.
-_COMMON_FIELDS = {"idle_timeout"}
-_HTTP1_FIELDS = {"enable_trailers"}
-_HTTP2_FIELDS = {"max_concurrent_streams", "initial_stream_window_size",
-                 "initial_connection_window_size", "hpack_table_size"}
-
 
 def upstream_protocol(cluster: Any) -> UpstreamProtocol:
-    """The HTTP protocol settings of a `proxy.model.cluster.Cluster`, cached per model."""
-    cached = _CACHE.get(id(cluster))
-    if cached is not None and cached[0] is cluster:
-        return cached[1]
-    if len(_CACHE) > 4096:
-        _CACHE.clear()
-    protocol = _translate_protocol(cluster)
-    _CACHE[id(cluster)] = (cluster, protocol)
-    return protocol
+    """The HTTP protocol settings of a `proxy.model.cluster.Cluster`, translated with it
+    (proxy.model.protocol_options); the default (HTTP/1.1) for a model without them."""
+    options = getattr(cluster, "protocol_options", None)
+    return options.http if options is not None else _DEFAULT
 
 
-def validate_protocol_options(cluster: Any) -> None:
-    """Raise ConfigError naming the field if the cluster's HttpProtocolOptions set anything
-    the pools do not implement."""
-    _translate_protocol(cluster)
-
-
-def _refuse_unknown(message: Any, allowed: set[str], prefix: str) -> None:
-    for descriptor, _ in message.ListFields():
-        if descriptor.name not in allowed:
-            raise unsupported(f"{_OPTIONS_FIELD}.{prefix}{descriptor.name}")
-
-
-def _windows(http2: Any) -> Http2Windows:
-    """Http2ProtocolOptions windows (capped at 2^31-1, RFC 9113 6.9.1) and HPACK table size;
-    unset fields keep Envoy's defaults."""
-    default = ENVOY_DEFAULT_WINDOWS
-    return Http2Windows(
-        initial_stream_window_size=min(http2.initial_stream_window_size.value, 2**31 - 1)
-        if http2.HasField("initial_stream_window_size")
-        else default.initial_stream_window_size,
-        initial_connection_window_size=min(http2.initial_connection_window_size.value,
-                                           2**31 - 1)
-        if http2.HasField("initial_connection_window_size")
-        else default.initial_connection_window_size,
-        hpack_table_size=http2.hpack_table_size.value if http2.HasField("hpack_table_size")
-        else None)
-
-
-def _translate_protocol(cluster: Any) -> UpstreamProtocol:
-    options = getattr(cluster, "typed_extension_protocol_options", {}) or {}
-    packed = options.get(PROTOCOL_OPTIONS)
-    if packed is None:
-        return UpstreamProtocol()
-    message = hpo.HttpProtocolOptions()
-    if not packed.Unpack(message):
-        raise ConfigError("cannot unpack HttpProtocolOptions", field=_OPTIONS_FIELD)
-    _refuse_unknown(message, {"explicit_http_config", "auto_config",
-                              "common_http_protocol_options"}, "")
-    idle = 3600.0
-    if message.HasField("common_http_protocol_options"):
-        common = message.common_http_protocol_options
-        _refuse_unknown(common, _COMMON_FIELDS, "common_http_protocol_options.")
-        if common.HasField("idle_timeout"):
-            idle = common.idle_timeout.seconds + common.idle_timeout.nanos / 1e9
-    kind = message.WhichOneof("upstream_protocol_options")
-    if kind == "explicit_http_config":
-        explicit = message.explicit_http_config
-        prefix = "explicit_http_config."
-        if explicit.WhichOneof("protocol_config") == "http2_protocol_options":
-            http2 = explicit.http2_protocol_options
-            _refuse_unknown(http2, _HTTP2_FIELDS, prefix + "http2_protocol_options.")
-            streams = http2.max_concurrent_streams
-            return UpstreamProtocol(True, False, streams.value if streams.value else None,
-                                    idle or None, http2_windows=_windows(http2))
-        http1 = explicit.http_protocol_options
-        _refuse_unknown(http1, _HTTP1_FIELDS, prefix + "http_protocol_options.")
-        return UpstreamProtocol(False, False, None, idle or None, http1.enable_trailers)
-    if kind == "auto_config":
-        auto = message.auto_config
-        prefix = "auto_config."
-        _refuse_unknown(auto, {"http_protocol_options", "http2_protocol_options"}, prefix)
-        _refuse_unknown(auto.http_protocol_options, _HTTP1_FIELDS,
-                        prefix + "http_protocol_options.")
-        _refuse_unknown(auto.http2_protocol_options, _HTTP2_FIELDS,
-                        prefix + "http2_protocol_options.")
-        streams = auto.http2_protocol_options.max_concurrent_streams
-        return UpstreamProtocol(False, True, streams.value if streams.value else None,
-                                idle or None, auto.http_protocol_options.enable_trailers,
-                                _windows(auto.http2_protocol_options))
-    return UpstreamProtocol(idle_timeout=idle or None)
+_DEFAULT = UpstreamProtocol()
 
 
 class PoolManager:

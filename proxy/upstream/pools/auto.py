@@ -11,11 +11,12 @@ import asyncio
 import ssl
 from typing import Any
 
+from proxy.model.protocol_options import ENVOY_DEFAULT_WINDOWS, Http2Windows
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import UpstreamStream
 from proxy.upstream.pools.connection import open_connection
 from proxy.upstream.pools.http1 import Http1Pool
-from proxy.upstream.pools.http2 import ENVOY_DEFAULT_WINDOWS, Http2Pool, Http2Windows
+from proxy.upstream.pools.http2 import Http2Pool
 
 
 class AutoPool:

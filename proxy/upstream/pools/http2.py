@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from proxy.http.events import (
@@ -25,6 +24,7 @@ from proxy.http.events import (
 )
 from proxy.http.headers import Headers, RequestHead
 from proxy.http.http2 import ErrorCodes, Http2Codec, StreamRefusedError
+from proxy.model.protocol_options import ENVOY_DEFAULT_WINDOWS, Http2Windows
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import (
     ConnectFailedError,
@@ -38,19 +38,6 @@ from proxy.upstream.pools.idle import IdleTimer
 SETTINGS_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class Http2Windows:
-    """The cluster's http2_protocol_options for our side of its connections: the windows and
-    HPACK table we advertise. Defaults are Envoy's (Http2ProtocolOptions: 16 MiB per stream,
-    24 MiB per connection; the RFC 7541 table of 4096 bytes, not advertised). A stream window
-    is also how much one upstream stream may have in flight towards us unread."""
-
-    initial_stream_window_size: int = 16 * 1024 * 1024
-    initial_connection_window_size: int = 24 * 1024 * 1024
-    hpack_table_size: int | None = None
-
-
-ENVOY_DEFAULT_WINDOWS = Http2Windows()
 
 
 class Http2Connection(asyncio.Protocol):

@@ -107,6 +107,28 @@ def test_local_ratelimit_defaults_to_disabled() -> None:
             local_rate_limit_pb2.LocalRateLimit))
 
 
+def test_local_ratelimit_without_token_bucket_limits_nothing() -> None:
+    """Valid in the HCM's config (Envoy: "no token bucket is fine for the global config"):
+    every request passes and counts enabled/ok, with no x-ratelimit headers."""
+    from types import SimpleNamespace
+
+    from proxy.stats import Stats
+
+    config = local_ratelimit.translate(parse_message({
+        "stat_prefix": "x", "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+        "filter_enabled": {"default_value": {"numerator": 100}},
+        "filter_enforced": {"default_value": {"numerator": 100}}},
+        local_rate_limit_pb2.LocalRateLimit))
+    stats = Stats()
+    make = local_ratelimit.LocalRateLimitFactory().create(
+        config, SimpleNamespace(stats=stats), clock=lambda: 0.0)  # type: ignore[arg-type]
+    for _ in range(3):
+        limiter = make()
+        assert limiter.on_request_headers(_stream()) is None
+    assert stats.counter("x.http_local_rate_limit.enabled").value == 3
+    assert stats.counter("x.http_local_rate_limit.ok").value == 3
+
+
 def _rbac(rules: dict[str, Any]) -> rbac.RbacConfig:
     return rbac.translate(parse_message({"rules": rules}, rbac_pb2.RBAC))
 

@@ -73,14 +73,44 @@ def test_supported_fields() -> None:
     ({"http_filters": [{"name": "envoy.filters.http.buffer", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
         "max_request_bytes": 10}}, ROUTER]}, "http_filters[0]"),
-    ({"http_filters": []}, "http_filters"),
     ({"http_filters": [ROUTER, ROUTER]}, "http_filters[0]"),
-    ({"codec_type": "HTTP2", "request_headers_timeout": "1s"}, "request_headers_timeout"),
 ])
 def test_refused_by_name(fields: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _translate(**fields)
     assert named in str(caught.value)
+
+
+def test_no_http_filters_is_accepted_without_a_router() -> None:
+    """Envoy 1.40 accepts an HCM without http_filters and adds no router (its requests wait
+    for the stream idle timeout: tests/conformance/http/test_filters_vs_envoy.py)."""
+    assert not _translate(http_filters=[]).settings.has_router
+    assert _translate().settings.has_router
+
+
+LOCAL_RATELIMIT = {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+    "stat_prefix": "rl"}}
+
+
+@pytest.mark.parametrize(("filters", "field", "words"), [
+    ([{"name": "envoy.filters.http.cors", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}}, ROUTER],
+     "http_filters[0].typed_config",
+     "HTTP filter 'envoy.filters.http.cors' (envoy.extensions.filters.http.cors.v3.Cors) is not"),
+    ([{"name": "envoy.filters.http.router"}], "http_filters[0].typed_config",
+     "HTTP filter 'envoy.filters.http.router' needs a typed_config"),
+    ([LOCAL_RATELIMIT], "http_filters[0].name",
+     "HTTP filter 'envoy.filters.http.local_ratelimit' (envoy.extensions.filters.http."
+     "local_ratelimit.v3.LocalRateLimit) is the last HTTP filter"),
+    ([ROUTER, LOCAL_RATELIMIT], "http_filters[0].name",
+     "the router 'envoy.filters.http.router' must be the last HTTP filter"),
+])
+def test_filter_errors_name_the_filter(filters: list[Any], field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _translate(http_filters=filters)
+    assert caught.value.field == field
+    assert words in caught.value.message
 
 
 def _router(**fields: Any) -> dict[str, Any]:

@@ -66,3 +66,49 @@ def test_within_prefixes_fields_and_keeps_innermost_names() -> None:
     outer = inner.within(field="routes", resource="ignored", source="f.yaml")
     assert str(outer) == "f.yaml: resource 'r1': field 'routes[2].cluster': bad"
     assert "not supported" in str(unsupported("x.y"))
+
+
+def test_enum_names_in_any_case_as_envoy_parses_them() -> None:
+    """Envoy parses with case_insensitive_enum_parsing: a value that is not an enum name is
+    tried in upper case (`auto`, `Auto`), inside typed_config and repeated fields too."""
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2 as hcm_pb2,
+    )
+
+    cluster = loader.parse_message({"name": "c", "type": "strict_dns", "lb_policy": "Maglev",
+                                    "dns_lookup_family": "v4_only"}, cluster_pb2.Cluster)
+    assert (cluster.type, cluster.lb_policy, cluster.dns_lookup_family) == (
+        cluster_pb2.Cluster.STRICT_DNS, cluster_pb2.Cluster.MAGLEV, cluster_pb2.Cluster.V4_ONLY)
+    listener = loader.parse_any_resource({
+        "@type": registry.LISTENER, "name": "l1", "trafficDirection": "outbound",
+        "filter_chains": [{"filters": [{"name": "hcm", "typed_config": {
+            "@type": registry.TYPE_PREFIX + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name,
+            "stat_prefix": "s", "codec_type": "aUtO",
+            "upgrade_configs": [{"upgrade_type": "websocket"}],
+            "server_header_transformation": "pass_through"}}]}]})
+    assert isinstance(listener, listener_pb2.Listener)
+    assert listener.traffic_direction == 2  # OUTBOUND
+    inner = loader.unpack_any(listener.filter_chains[0].filters[0].typed_config)
+    assert isinstance(inner, hcm_pb2.HttpConnectionManager)
+    assert inner.codec_type == hcm_pb2.HttpConnectionManager.AUTO
+    assert inner.server_header_transformation == hcm_pb2.HttpConnectionManager.PASS_THROUGH
+    assert inner.upgrade_configs[0].upgrade_type == "websocket"  # a string, left alone
+
+
+@pytest.mark.parametrize("value", ["http_2", " AUTO", "auto "])
+def test_enum_values_envoy_refuses_stay_errors(value: str) -> None:
+    """Only upper-casing is tried, as protobuf's parser: `http_2` or padded names fail."""
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2 as hcm_pb2,
+    )
+
+    with pytest.raises(ConfigError, match=r"codec_type|Invalid enum"):
+        loader.parse_message({"stat_prefix": "s", "codec_type": value},
+                             hcm_pb2.HttpConnectionManager)
+
+
+def test_enum_case_in_struct_metadata_is_kept() -> None:
+    """Struct values (metadata) are not proto enums: their strings are kept as written."""
+    cluster = loader.parse_message({"name": "c", "metadata": {"filter_metadata": {
+        "x": {"type": "strict_dns"}}}}, cluster_pb2.Cluster)
+    assert cluster.metadata.filter_metadata["x"]["type"] == "strict_dns"

@@ -144,3 +144,88 @@ def test_ads_retry_back_off_refused_as_envoy_refuses_it(
         load_bootstrap(write(tmp_path, _ads_with_retry({"retry_back_off": back_off})))
     assert caught.value.field == ("dynamic_resources.ads_config.grpc_services[0].envoy_grpc."
                                   f"retry_policy.retry_back_off.{field}")
+
+
+def test_static_listener_without_name_is_named_with_a_uuid(tmp_path: Path) -> None:
+    """Envoy names an unnamed static listener with a random UUID (its stats use the
+    address); a second unnamed listener gets another one."""
+    import uuid
+
+    def unnamed(port: int) -> dict[str, Any]:
+        return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                    "@type": TCP_PROXY, "stat_prefix": "s", "cluster": "c"}}]}]}
+
+    bootstrap = load_bootstrap(write(tmp_path, {"static_resources": {
+        "clusters": [static_cluster("c")], "listeners": [unnamed(8080), unnamed(8081)]}}))
+    names = [item.name for item in bootstrap.listeners]
+    assert [str(uuid.UUID(name)) for name in names] == names and len(set(names)) == 2
+    assert bootstrap.listeners[0].stats_name == "127.0.0.1_8080"
+    assert not bootstrap.message.static_resources.listeners[0].name  # config_dump as given
+
+
+def test_a_tls_collector_cluster_stops_start_up(tmp_path: Path) -> None:
+    """A stats sink (or a static listener's tracer or OTLP access log) naming a static cluster
+    with a transport_socket: our exporters speak plaintext, so start-up refuses it."""
+    tls = {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                 "UpstreamTlsContext"}}
+    sink = {"name": "envoy.stat_sinks.open_telemetry", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3."
+                 "SinkConfig", "grpc_service": {"envoy_grpc": {"cluster_name": "otel"}}}}
+    with pytest.raises(ConfigError) as caught:
+        load_bootstrap(write(tmp_path, {"stats_sinks": [sink], "static_resources": {
+            "clusters": [static_cluster("otel") | {"transport_socket": tls}]}}))
+    assert (caught.value.resource, caught.value.field) == ("otel", "transport_socket")
+    assert "stats_sinks[0]" in caught.value.message
+    assert load_bootstrap(write(tmp_path, {"stats_sinks": [sink], "static_resources": {
+        "clusters": [static_cluster("otel")]}})).stats_sinks
+
+
+PROXY_PROTOCOL = {"name": "envoy.transport_sockets.upstream_proxy_protocol", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3"
+             ".ProxyProtocolUpstreamTransport", "config": {"version": "V2"},
+    "transport_socket": {"name": "raw", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3"
+                 ".RawBuffer"}}}}
+
+
+def _http_listener(cluster: str) -> dict[str, Any]:
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]
+    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network."
+                    "http_connection_manager.v3.HttpConnectionManager",
+           "stat_prefix": "web", "http_filters": [{"name": "router", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+           "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                                               "routes": routes}]}}
+    return {"name": "web", "address": {"socket_address": {
+        "address": "127.0.0.1", "port_value": 8080}},
+        "filter_chains": [{"filters": [{"name": "hcm", "typed_config": hcm}]}]}
+
+
+def test_http_route_to_an_upstream_proxy_protocol_cluster_stops_start_up(
+        tmp_path: Path) -> None:
+    """tcp_proxy sends the PROXY header, the HTTP pools do not: refused at start-up rather
+    than failing each request; a PROXY protocol cluster no HTTP route uses is fine."""
+    clusters = [static_cluster("pp") | {"transport_socket": PROXY_PROTOCOL}]
+    with pytest.raises(ConfigError) as caught:
+        load_bootstrap(write(tmp_path, {"static_resources": {
+            "clusters": clusters, "listeners": [_http_listener("pp")]}}))
+    assert (caught.value.resource, caught.value.field) == ("pp", "transport_socket")
+    assert "the route_config of listener 'web'" in caught.value.message
+    tcp = {"name": "l4", "address": {"socket_address": {"address": "127.0.0.1",
+                                                          "port_value": 8081}},
+           "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+               "@type": TCP_PROXY, "stat_prefix": "s", "cluster": "pp"}}]}]}
+    assert load_bootstrap(write(tmp_path, {"static_resources": {
+        "clusters": clusters, "listeners": [tcp]}})).listeners
+
+
+def test_ads_cluster_with_upstream_proxy_protocol_is_refused(tmp_path: Path) -> None:
+    """The gRPC ADS channel sends no PROXY header: refused by name, not ignored."""
+    with pytest.raises(ConfigError) as caught:
+        load_bootstrap(write(tmp_path, {"dynamic_resources": ADS, "static_resources": {
+            "clusters": [static_cluster("xds") | {"transport_socket": PROXY_PROTOCOL}]}}))
+    assert caught.value.field == \
+        "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name"
+    assert "PROXY protocol" in caught.value.message

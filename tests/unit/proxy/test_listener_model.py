@@ -65,6 +65,64 @@ def test_unknown_network_filter_is_rejected() -> None:
         build(body)
 
 
+def test_network_filter_errors_name_the_filter_not_the_one_after_it() -> None:
+    limit = {"name": "envoy.filters.network.connection_limit", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3"
+                 ".ConnectionLimit", "stat_prefix": "cl", "max_connections": 1}}
+    body = listener_dict(chain("a"))
+    body["filter_chains"][0]["filters"].insert(0, limit)
+    with pytest.raises(ConfigError) as caught:
+        build(body)
+    assert caught.value.field == "filter_chains[0].filters[0].typed_config"
+    assert caught.value.message.startswith(
+        "network filter 'envoy.filters.network.connection_limit' (envoy.extensions.filters."
+        "network.connection_limit.v3.ConnectionLimit) is not supported by Pointsman")
+    body["filter_chains"][0]["filters"][0] = {
+        "name": "redis", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3"
+                     ".RedisProxy"}}
+    del body["filter_chains"][0]["filters"][1]
+    with pytest.raises(ConfigError) as caught:
+        build(body)
+    assert caught.value.field == "filter_chains[0].filters[0].typed_config"  # not doubled
+    assert "'redis' (envoy.extensions.filters.network.redis_proxy.v3.RedisProxy)" \
+        in caught.value.message
+
+
+def test_terminal_filter_before_another_is_refused_by_name() -> None:
+    body = listener_dict(chain("a"))
+    body["filter_chains"][0]["filters"].append(chain("b")["filters"][0])
+    with pytest.raises(ConfigError) as caught:
+        build(body)
+    assert caught.value.field == "filter_chains[0].filters[0].name"
+    assert "'envoy.filters.network.tcp_proxy'" in caught.value.message
+    assert "must be the last" in caught.value.message
+
+
+def test_chain_without_filters_closes_its_connections() -> None:
+    """Envoy accepts `filters: []` (with or without a transport socket) and closes each
+    connection of the chain at once (proxy.network.no_filters)."""
+    from proxy.network.no_filters import NO_FILTERS
+
+    listener = build(listener_dict({"filters": []}, chain("a", server_names=["a.com"])))
+    assert listener.filter_chains[0].filter.factory is NO_FILTERS
+    assert listener.filter_chains[1].filter.factory is not NO_FILTERS
+
+
+def test_listener_without_name_is_refused_unless_named_by_the_caller() -> None:
+    from envoy.config.listener.v3 import listener_pb2
+
+    from protos.loader import parse_message
+    from proxy.model.listener import translate_listener
+
+    body = listener_dict(chain("a"))
+    del body["name"]
+    message = parse_message(body, listener_pb2.Listener)
+    with pytest.raises(ConfigError, match="needs a name"):
+        translate_listener(message)  # LDS: the resource name is the listener's name
+    assert translate_listener(message, name="given").name == "given"
+
+
 def _hcm_chain(tracing: bool) -> dict[str, object]:
     import proxy.network.http_connection_manager  # noqa: F401  (registers the HCM factory)
 

@@ -120,3 +120,84 @@ def test_rds_validate_clusters_refuses_unknown_clusters_only_when_asked() -> Non
     assert "unknown cluster 'missing'" in str(caught.value)
     assert server.state.versions[ROUTE_CONFIGURATION] == "1"
     server.apply(ROUTE_CONFIGURATION, "3", (_routes("r", "known", validate_clusters=True),))
+
+
+TLS_SOCKET = {"name": "envoy.transport_sockets.tls", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    "sni": "collector.example"}}
+
+
+def _traced_listener(collector: str) -> Any:
+    """An LDS listener whose HCM traces to the `collector` cluster (OTLP over gRPC)."""
+    from envoy.config.listener.v3 import listener_pb2
+
+    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network."
+                    "http_connection_manager.v3.HttpConnectionManager",
+           "stat_prefix": "in", "route_config": {"name": "r"},
+           "http_filters": [{"name": "router", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+           "tracing": {"provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+               "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+               "grpc_service": {"envoy_grpc": {"cluster_name": collector}}}}}}
+    return pack_any(parse_message({
+        "name": "traced", "address": {"socket_address": {"address": "127.0.0.1",
+                                                         "port_value": 1}},
+        "filter_chains": [{"filters": [{"name": "hcm", "typed_config": hcm}]}]},
+        listener_pb2.Listener))
+
+
+def test_a_tls_collector_cluster_is_nacked_whichever_update_joins_the_two() -> None:
+    """Our exporters speak plaintext: a collector cluster with a transport_socket is refused
+    by the update that joins cluster and collector (CDS or LDS), not at the first export."""
+    from protos.registry import LISTENER
+
+    server = new_server()
+    server.apply(LISTENER, "1", (_traced_listener("otel"),))
+    with pytest.raises(ConfigError) as caught:
+        server.apply(CLUSTER, "1", (cluster("otel", transport_socket=TLS_SOCKET),))
+    assert (caught.value.source, caught.value.resource, caught.value.field) == \
+        ("CDS", "otel", "transport_socket")
+    assert "the tracer of listener 'traced'" in caught.value.message
+    assert server.cluster_manager.names() == []
+    server.apply(CLUSTER, "2", (cluster("otel"), cluster("tls", transport_socket=TLS_SOCKET)))
+    with pytest.raises(ConfigError) as caught:
+        server.apply(LISTENER, "2", (_traced_listener("tls"),))
+    assert (caught.value.source, caught.value.resource) == ("LDS", "tls")
+    assert server.state.versions[LISTENER] == "1"
+
+
+PROXY_PROTOCOL_SOCKET = {
+    "name": "envoy.transport_sockets.upstream_proxy_protocol", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3"
+                 ".ProxyProtocolUpstreamTransport",
+        "config": {"version": "V1"},
+        "transport_socket": {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3"
+                     ".RawBuffer"}}}}
+
+
+def test_http_routes_to_an_upstream_proxy_protocol_cluster_are_nacked() -> None:
+    """The HTTP pools do not send a PROXY header: RDS or CDS joining a route to such a
+    cluster is refused (it used to fail every request with a 503)."""
+    server = new_server()
+    server.apply(CLUSTER, "1", (cluster("pp", transport_socket=PROXY_PROTOCOL_SOCKET),
+                                cluster("plain")))
+    routes = pack_any(parse_message({"name": "r", "virtual_hosts": [{
+        "name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/a"}, "route": {"cluster": "plain"}},
+            {"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [
+                {"name": "plain", "weight": 1}, {"name": "pp", "weight": 1}]}}}]}]},
+        route_pb2.RouteConfiguration))
+    with pytest.raises(ConfigError) as caught:
+        server.apply(ROUTE_CONFIGURATION, "1", (routes,))
+    assert (caught.value.source, caught.value.resource, caught.value.field) == \
+        ("RDS", "pp", "transport_socket")
+    assert "virtual_hosts[0].routes[1].route.weighted_clusters.clusters[1].name" \
+        in caught.value.message
+    server.apply(CLUSTER, "2", (cluster("pp"), cluster("plain")))
+    server.apply(ROUTE_CONFIGURATION, "2", (routes,))
+    with pytest.raises(ConfigError) as caught:
+        server.apply(CLUSTER, "3", (cluster("pp", transport_socket=PROXY_PROTOCOL_SOCKET),
+                                    cluster("plain")))
+    assert (caught.value.source, caught.value.resource) == ("CDS", "pp")
+    assert server.state.versions[CLUSTER] == "2"

@@ -1,5 +1,6 @@
-"""The cluster's HttpProtocolOptions as the HTTP pools read them: what we honour is
-translated, anything else set is refused naming the field."""
+"""The cluster's protocol options as the HTTP pools read them: what we honour is translated
+with the cluster, anything else set (fields, or keys of typed_extension_protocol_options) is
+refused naming it."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from envoy.config.cluster.v3 import cluster_pb2
 from protos.errors import ConfigError
 from protos.loader import parse_message
 from proxy.model.cluster import Cluster, translate_cluster
+from proxy.model.protocol_options import Http2Windows
 from proxy.upstream.host import Host
 from proxy.upstream.pools import upstream_protocol
-from proxy.upstream.pools.http2 import Http2Connection, Http2Pool, Http2Windows
+from proxy.upstream.pools.http2 import Http2Connection, Http2Pool
 
 OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
@@ -70,6 +72,60 @@ def test_anything_else_is_refused_by_name(options: dict[str, Any], field: str) -
     # Refused when the cluster is translated (a NACK or start-up error), not on first use.
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         _cluster(options)
+
+
+def _translate(body: dict[str, Any]) -> Cluster:
+    return translate_cluster(parse_message({"name": "a", "type": "STATIC", **body},
+                                           cluster_pb2.Cluster))
+
+
+def test_an_unknown_key_is_refused_naming_it() -> None:
+    """Envoy refuses it ("Didn't find a registered network or http filter or protocol options
+    implementation for name"); before, a misspelled key left an HTTP/2 cluster on HTTP/1.1."""
+    misspelled = "envoy.extensions.upstream.http.v3.HttpProtocolOptions"
+    with pytest.raises(ConfigError) as caught:
+        _translate({"typed_extension_protocol_options": {misspelled: {
+            "@type": f"type.googleapis.com/{OPTIONS}",
+            "explicit_http_config": {"http2_protocol_options": {}}}}})
+    assert caught.value.field == f"typed_extension_protocol_options[{misspelled}]"
+    assert caught.value.resource == "a" and "unknown protocol options" in caught.value.message
+
+
+def test_a_known_key_with_another_type_is_refused() -> None:
+    with pytest.raises(ConfigError, match="expected a envoy"):
+        _translate({"typed_extension_protocol_options": {OPTIONS: {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions"}}})
+
+
+def test_tcp_protocol_options_idle_timeout_is_translated() -> None:
+    tcp = "envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions"
+    model = _translate({"typed_extension_protocol_options": {tcp: {
+        "@type": f"type.googleapis.com/{tcp}", "idle_timeout": "2s"}}})
+    assert model.protocol_options.tcp_idle_timeout == 2.0
+    assert _translate({}).protocol_options.tcp_idle_timeout == 600.0  # Envoy's 10 minutes
+
+
+def test_deprecated_cluster_fields_say_the_same() -> None:
+    """Without HttpProtocolOptions, Envoy reads Cluster.http2_protocol_options & co. (the
+    quick-start xDS bootstrap uses `http2_protocol_options: {}`)."""
+    protocol = upstream_protocol(_translate({
+        "http2_protocol_options": {"max_concurrent_streams": 5},
+        "common_http_protocol_options": {"idle_timeout": "7s"}}))
+    assert (protocol.http2, protocol.max_concurrent_streams, protocol.idle_timeout) == \
+        (True, 5, 7.0)
+    assert upstream_protocol(_translate({"http_protocol_options": {
+        "enable_trailers": True}})).http1_trailers
+    typed_wins = upstream_protocol(_translate({
+        "http2_protocol_options": {}, "typed_extension_protocol_options": {OPTIONS: {
+            "@type": f"type.googleapis.com/{OPTIONS}",
+            "explicit_http_config": {"http_protocol_options": {}}}}}))
+    assert not typed_wins.http2
+    with pytest.raises(ConfigError) as caught:
+        _translate({"http2_protocol_options": {}, "http_protocol_options": {}})
+    assert caught.value.field == "http2_protocol_options"
+    with pytest.raises(ConfigError) as caught:
+        _translate({"http2_protocol_options": {"max_outbound_frames": 3}})
+    assert caught.value.field == "http2_protocol_options.max_outbound_frames"
 
 
 async def test_the_windows_are_what_the_upstream_connection_advertises() -> None:

@@ -97,7 +97,7 @@ def test_protocol_option_changes_reach_the_runtime() -> None:
                             typed_extension_protocol_options=options)])
     runtime = manager.get("backend")
     assert runtime is not None
-    assert list(runtime.config.typed_extension_protocol_options) == list(options)
+    assert runtime.config.protocol_options.http.http2
 
 
 def test_removing_an_eds_cluster_forgets_its_endpoints() -> None:

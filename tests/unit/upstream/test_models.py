@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from envoy.config.endpoint.v3 import endpoint_pb2
 
 from protos.errors import ConfigError
 from protos.loader import parse_message
-from proxy.model.cluster import DiscoveryType, LbPolicy, RingHashConfig
+from proxy.model.cluster import DiscoveryType, LbPolicy, LeastRequestConfig, RingHashConfig
 from proxy.model.endpoint import EdsHealth, translate_cluster_load_assignment
 from proxy.upstream.health.config import CheckKind
 from tests.unit.upstream.builders import cluster, static_endpoints
@@ -43,6 +45,38 @@ def test_lb_configs() -> None:
         == 5003
 
 
+@pytest.mark.parametrize("fields", [
+    {"lb_policy": "ROUND_ROBIN", "ring_hash_lb_config": {"hash_function": "MURMUR_HASH_2"}},
+    {"lb_policy": "LEAST_REQUEST", "round_robin_lb_config": {"slow_start_config": {}}},
+])
+def test_config_of_another_lb_policy_is_accepted_without_effect(fields: dict[str, Any]) -> None:
+    """Envoy 1.40 accepts a *_lb_config of another policy and it has no effect there."""
+    model = cluster(**fields)
+    assert model.ring_hash == RingHashConfig() and model.least_request == LeastRequestConfig()
+
+
+@pytest.mark.parametrize(("window", "accepted"), [
+    (None, True), ("0s", True), ("1s", True), ("5s", False), ("0.2s", False)])
+def test_update_merge_window_only_as_we_apply_updates(window: str | None,
+                                                      accepted: bool) -> None:
+    """Host updates apply at once: 0 (off) is exact, unset or 1 s is Envoy's default (it only
+    delays bursts within a second); any other value is refused by name, not ignored."""
+    common = {} if window is None else {"update_merge_window": window}
+    if accepted:
+        cluster(common_lb_config=common)
+        return
+    with pytest.raises(ConfigError) as caught:
+        cluster(common_lb_config=common)
+    assert caught.value.field == "common_lb_config.update_merge_window"
+
+
+def test_unsupported_enum_value_is_named_not_numbered() -> None:
+    with pytest.raises(ConfigError) as caught:
+        cluster(lb_policy="CLUSTER_PROVIDED")
+    assert caught.value.field == "lb_policy"
+    assert "CLUSTER_PROVIDED" in caught.value.message and "6" not in caught.value.message
+
+
 @pytest.mark.parametrize(("fields", "named"), [
     ({"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": 1000}}, "table_size"),
     ({"lb_policy": "RING_HASH", "ring_hash_lb_config": {"hash_function": "MURMUR_HASH_2"}},
@@ -50,7 +84,6 @@ def test_lb_configs() -> None:
     ({"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 100,
                                                         "maximum_ring_size": 10}},
      "minimum_ring_size"),
-    ({"lb_policy": "ROUND_ROBIN", "ring_hash_lb_config": {}}, "ring_hash_lb_config"),
     ({"lb_policy": "CLUSTER_PROVIDED"}, "lb_policy"),
     ({"type": "ORIGINAL_DST"}, "type"),
     ({"lb_subset_config": {"fallback_policy": "ANY_ENDPOINT"}}, "lb_subset_config"),
@@ -61,7 +94,6 @@ def test_lb_configs() -> None:
      "locality_weighted_lb_config"),
     ({"common_lb_config": {"zone_aware_lb_config": {"min_cluster_size": 3}}},
      "zone_aware_lb_config"),
-    ({"lb_policy": "LEAST_REQUEST", "round_robin_lb_config": {}}, "round_robin_lb_config"),
     ({"health_checks": [{**HC, "tcp_health_check": {}}, {**HC, "tcp_health_check": {}}]},
      "health_checks[1]"),
     ({"health_checks": [{**HC, "http_health_check": {"path": "/",

@@ -1,5 +1,7 @@
 """HTTP pools refuse a cluster whose transport socket asks for an upstream PROXY header,
-instead of silently sending pooled requests without it (tcp_proxy implements it)."""
+instead of silently sending pooled requests without it (tcp_proxy implements it). Routes that
+name such a cluster are refused at config time (proxy.model.http_clusters); this is the
+backstop for a cluster chosen per request (cluster_header)."""
 
 from __future__ import annotations
 
