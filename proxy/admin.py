@@ -6,7 +6,8 @@ GET /ready (200 LIVE / 503 PRE_INITIALIZING), /config_dump (JSON, versions per r
 connection, no keep-alive, bodies ignored.
 
 `AdminSource` is what the pages read; the single-process server passes itself
-(proxy.server.Server), proxy.workers passes an aggregate over worker processes.
+(proxy.server.Server), proxy.workers passes an aggregate over worker processes. An address in
+use is an `AdminBindError` naming the setting.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import urllib.parse
 from typing import Any, Protocol
@@ -122,6 +124,18 @@ def _filtered_stats(stats: Stats, pattern: str | None) -> str:
                    if regex.search(line.partition(": ")[0]))
 
 
+class AdminBindError(OSError):
+    """The admin address cannot be listened on (`admin.address` of the bootstrap)."""
+
+    def __init__(self, address: tuple[str, int], error: OSError) -> None:
+        # asyncio's strerror repeats the address: the plain one names the cause.
+        super().__init__(error.errno, os.strerror(error.errno) if error.errno else str(error))
+        self.address = address
+
+    def __str__(self) -> str:
+        return f"admin.address {self.address[0]}:{self.address[1]}: cannot listen: {self.strerror}"
+
+
 class AdminServer:
     def __init__(self, source: AdminSource, address: tuple[str, int]) -> None:
         self.source = source
@@ -132,7 +146,10 @@ class AdminServer:
         return f"AdminServer({self.address})"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, *self.address)
+        try:
+            self._server = await asyncio.start_server(self._handle, *self.address)
+        except OSError as error:
+            raise AdminBindError(self.address, error) from error
         host, port = self._server.sockets[0].getsockname()[:2]
         self.address = (host, port)
 
