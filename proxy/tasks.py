@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 ErrorHandler = Callable[[str, BaseException], None]
 
 
+def log_failure(task: asyncio.Task[Any]) -> None:
+    """A done callback for a task kept elsewhere (a dict by host, say): an exception is
+    logged with its traceback when the task ends, not lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("task %r failed", task.get_name(), exc_info=task.exception())
+
+
 class TaskSet:
     def __init__(self, owner: str, on_error: ErrorHandler | None = None) -> None:
         self.owner = owner

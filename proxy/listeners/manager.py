@@ -33,7 +33,7 @@ from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import DownstreamConnection, NetworkFilter
 from proxy.stats import Stats
-from proxy.tasks import TaskSet
+from proxy.tasks import TaskSet, log_failure
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +176,7 @@ class ActiveListener:
         self.sock.listen(self.current.listener.backlog)
         self._accept_task = asyncio.get_running_loop().create_task(
             self._accept_loop(), name=f"accept {self.current.listener.name}")
-        self._accept_task.add_done_callback(self._accept_ended)
-
-    def _accept_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("listener %s stopped accepting", self.current.listener.name,
-                      exc_info=task.exception())
+        self._accept_task.add_done_callback(log_failure)
 
     def update(self, listener: Listener) -> None:
         """New connections use `listener` now; the old generation drains."""
