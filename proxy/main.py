@@ -24,6 +24,7 @@ from pathlib import Path
 from protos.errors import ConfigError
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
+from proxy.descriptors import raise_descriptor_limit
 from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT
 from proxy.process import install_uvloop, tune_garbage_collector
 
@@ -62,6 +63,7 @@ def main(argv: list[str]) -> int:
     if args.concurrency < 1:
         print("pointsman proxy: --concurrency must be at least 1", file=sys.stderr)
         return 2
+    raise_descriptor_limit()
     try:
         if args.concurrency > 1:
             from proxy.workers import run_workers

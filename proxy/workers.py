@@ -35,6 +35,7 @@ from protos.loader import pack_any
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
+from proxy.descriptors import raise_descriptor_limit
 from proxy.listeners.manager import ListenerBindError, bind_listener_socket
 from proxy.main import first_of
 from proxy.process import install_uvloop, tune_garbage_collector
@@ -394,6 +395,7 @@ def worker_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="[%(asctime)s][worker %(process)d][%(levelname)s] %(message)s")
+    raise_descriptor_limit()
     install_uvloop()
     return asyncio.run(_worker(args.fd, args.c, args.drain_time_s))
 

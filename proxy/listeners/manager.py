@@ -13,14 +13,14 @@ removed listener stops accepting and drains the same way. A staged socket is bou
 listen() until it is activated (Envoy binds at listener creation and listens when the workers
 start it), so a warming port refuses connections.
 
-Every connection is a task owned by its generation; every socket closes in `finally`.
+Every connection is a task owned by its generation; every socket closes in `finally`. At the
+descriptor limit a listener refuses new connections cleanly (proxy.descriptors).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from typing import Any
 
 from protos.errors import ConfigError
 from proxy.context import ServerContext
+from proxy.descriptors import RESOURCE_ERRORS, SpareDescriptor, listener_spare
 from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.model.listener import FilterChain, Listener
@@ -38,7 +39,6 @@ from proxy.tasks import TaskSet, log_failure
 log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT = 600.0  # Envoy's --drain-time-s default
-_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _MAX_ACCEPT_BACKOFF = 1.0
 _ACCEPT_BATCH = 64
 
@@ -90,6 +90,7 @@ class ListenerStats:
         self.no_chain = stats.counter(scope + "no_filter_chain_match")
         self.pre_cx_timeout = stats.counter(scope + "downstream_pre_cx_timeout")
         self.filter_errors = stats.counter(scope + "downstream_listener_filter_error")
+        self.global_cx_overflow = stats.counter(scope + "downstream_global_cx_overflow")
 
 
 @dataclass(eq=False)
@@ -143,15 +144,18 @@ class ActiveListener:
 
     def __init__(self, listener: Listener, context: ServerContext, *, reuse_port: bool,
                  drain_timeout: float, generation: _Generation | None = None,
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None, spare: SpareDescriptor | None = None
+                 ) -> None:
         self.context = context
         self.reuse_port = reuse_port
         self.drain_timeout = drain_timeout
         self.current = generation or _Generation.build(listener, context)
         self.draining = TaskSet(f"listener {listener.name} drain")
         self.sock = sock
+        self.spare = spare or listener_spare()
         self._accept_task: asyncio.Task[None] | None = None
         self._next_id = 0
+        self._refusing = False
 
     def __repr__(self) -> str:
         return (f"ActiveListener({self.current.listener.name} {self.address}, "
@@ -224,8 +228,9 @@ class ActiveListener:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _accept_loop(self) -> None:
-        """Accept in batches on readiness (no future per connection); on EMFILE and other
-        resource errors stop reading and retry after a growing pause instead of spinning."""
+        """Accept in batches on readiness (no future per connection). Out of descriptors, the
+        waiting connections are refused cleanly with the spare descriptor; on other resource
+        errors (or no spare) stop reading and retry after a growing pause instead of spinning."""
         assert self.sock is not None
         loop = asyncio.get_running_loop()
         backoff = 0.01
@@ -255,12 +260,39 @@ class ActiveListener:
             except (BlockingIOError, InterruptedError):
                 return None
             except OSError as error:
-                if error.errno in _RESOURCE_ERRORS:
+                if error.errno not in RESOURCE_ERRORS:
+                    log.warning("accept on %s: %s", self.current.listener.name, error)
+                    return None
+                if not self._refuse_waiting(error):
                     return error
-                log.warning("accept on %s: %s", self.current.listener.name, error)
-                return None
+                continue
+            self._refusing = False
             self._spawn(client, peer)
         return None
+
+    def _refuse_waiting(self, error: OSError) -> bool:
+        """Out of descriptors: accept the connections waiting with the spare descriptor and
+        close them at once (proxy.descriptors). False when there is no spare to use."""
+        assert self.sock is not None
+        if not self.spare.release():
+            return False
+        refused = 0
+        try:
+            while refused < _ACCEPT_BATCH:
+                try:
+                    client, _peer = self.sock.accept()
+                except OSError:
+                    break
+                client.close()
+                refused += 1
+        finally:
+            self.spare.restore()
+        self.current.stats.global_cx_overflow.inc(refused)
+        if refused and not self._refusing:
+            log.warning("listener %s: %s; refusing new connections until descriptors free up",
+                        self.current.listener.name, error.strerror)
+        self._refusing = self._refusing or refused > 0
+        return True
 
     def _spawn(self, client: socket.socket, peer: Any) -> None:
         generation = self.current
