@@ -412,7 +412,8 @@ class ListenerManager:
                 staged.close()
         self._warming = built
         self.staged = dict(listeners)
-        self.total_warming.set(len(built))
+        if self.bind:  # the --concurrency parent only validates: its listeners never warm
+            self.total_warming.set(len(built))
 
     def _build(self, name: str, model: Listener) -> _Staged | None:
         """The staged form of one listener; None when it serves as it is."""
@@ -446,7 +447,8 @@ class ListenerManager:
             del self.models[name]
             self._stop_later(self.active.pop(name))
         self.total_active.set(len(self.active))
-        self.total_warming.set(len(self._warming))
+        if self.bind:
+            self.total_warming.set(len(self._warming))
         return failures
 
     def _serve(self, name: str, staged: _Staged) -> ListenerBindError | None:
