@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.bootstraps import http_bootstrap, static_cluster
+from tests.support.bootstraps import ROUTER, http_bootstrap, static_cluster
 from tests.support.ports import free_port
 
 EXIT_TIMEOUT = 30.0  # generous: the machine is shared
@@ -27,6 +27,20 @@ def unknown_cluster_bootstrap(port: int, admin_port: int) -> dict[str, Any]:
     bootstrap = http_bootstrap(port, [{"match": {"prefix": "/"},
                                        "route": {"cluster": "nope"}}],
                                [static_cluster("known", [free_port()])])
+    return with_admin(bootstrap, admin_port)
+
+
+def per_connection_ratelimit_bootstrap(port: int, admin_port: int) -> dict[str, Any]:
+    """local_ratelimit with local_rate_limit_per_downstream_connection, which Pointsman
+    refuses when the filter is created (issue 11 names this case: it hung at start-up)."""
+    ratelimit = {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3."
+                 "LocalRateLimit",
+        "stat_prefix": "rl", "token_bucket": {"max_tokens": 1, "fill_interval": "1s"},
+        "local_rate_limit_per_downstream_connection": True}}
+    bootstrap = http_bootstrap(port, [{"match": {"prefix": "/"},
+                                       "direct_response": {"status": 200}}], [],
+                               http_filters=[ratelimit, ROUTER])
     return with_admin(bootstrap, admin_port)
 
 
@@ -75,6 +89,16 @@ def test_unknown_cluster_in_an_inline_route_exits_with_one_line(
         "pointsman proxy: resource 'ingress': field 'filter_chains[0].filters[0]."
         "typed_config.route_config.virtual_hosts[0].routes[0].route.cluster': "
         "unknown cluster 'nope'\n")
+
+
+def test_a_filter_refusing_its_config_when_created_exits_with_one_line(tmp_path: Path) -> None:
+    code, output = run_proxy(tmp_path, per_connection_ratelimit_bootstrap(free_port(),
+                                                                          free_port()))
+    assert code == 1
+    assert output == (
+        "pointsman proxy: resource 'ingress': field 'filter_chains[0].filters[0].typed_config."
+        "http_filters[0].typed_config.local_rate_limit_per_downstream_connection': "
+        "field is not supported by Pointsman\n")
 
 
 def test_listener_address_in_use_exits_with_one_line(tmp_path: Path,
