@@ -16,7 +16,6 @@ admin stays reachable at the limit. An address in use is an `AdminBindError` nam
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -221,6 +220,8 @@ class AdminServer:
             self._spare.restore()
 
     def _closed(self, client: socket.socket) -> None:
+        """Close the connection; if it held the spare's slot, take the spare back in the same
+        step, so nothing else (a data-plane accept) can take that descriptor in between."""
         client.close()
         if client is self._spare_user:
             self._spare_user = None
@@ -228,47 +229,48 @@ class AdminServer:
             self._spare_back.set()
 
     async def _serve(self, client: socket.socket) -> None:
+        """One request, one answer, on the raw socket: no transport that would close the
+        descriptor later than `_closed` runs."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_MAX_REQUEST_HEAD, loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         try:
-            transport, _ = await loop.connect_accepted_socket(lambda: protocol, client)
-            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            try:
-                await self._handle(reader, writer)
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-        except OSError as error:
-            log.debug("admin connection failed: %s", error)
+            async with asyncio.timeout(10):
+                head = await _read_head(loop, client)
+                response = await self._answer(head) if head is not None else b""
+                if response:
+                    await loop.sock_sendall(client, response)
+        except (OSError, ValueError, TimeoutError) as error:
+            log.debug("admin request failed: %s", error)
         finally:
             self._closed(client)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(10):
-                head = await reader.readuntil(b"\r\n\r\n")
-            if len(head) > _MAX_REQUEST_HEAD:
-                return
-            method, target, _version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            if method not in ("GET", "HEAD"):
-                status, content_type, body = 405, "text/plain", "method not allowed\n"
-            else:
-                refresh = getattr(self.source, "refresh", None)
-                if refresh is not None:  # proxy.workers: gather the workers' stats first
-                    await refresh()
-                status, content_type, body = route(self.source, target)
-            payload = body.encode()
-            writer.write(
-                f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
+    async def _answer(self, head: bytes) -> bytes:
+        method, target, _version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        if method not in ("GET", "HEAD"):
+            status, content_type, body = 405, "text/plain", "method not allowed\n"
+        else:
+            refresh = getattr(self.source, "refresh", None)
+            if refresh is not None:  # proxy.workers: gather the workers' stats first
+                await refresh()
+            status, content_type, body = route(self.source, target)
+        payload = body.encode()
+        return (f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
                 f"content-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
                 "connection: close\r\n\r\n".encode("latin-1")
                 + (payload if method == "GET" else b""))
-            await writer.drain()
-        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError) as error:
-            log.debug("admin request failed: %s", error)
+
+
+async def _read_head(loop: asyncio.AbstractEventLoop, client: socket.socket) -> bytes | None:
+    """The request head (bodies are ignored); None if the client closed first or sent more
+    than _MAX_REQUEST_HEAD without ending it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > _MAX_REQUEST_HEAD:
+            return None
+        chunk = await loop.sock_recv(client, 4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\r\n\r\n", 1)[0]
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:

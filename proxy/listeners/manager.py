@@ -272,16 +272,22 @@ class ActiveListener:
 
     def _refuse_waiting(self, error: OSError) -> bool:
         """Out of descriptors: accept the connections waiting with the spare descriptor and
-        close them at once (proxy.descriptors). False when there is no spare to use."""
+        close them at once (proxy.descriptors). Linux reports EMFILE before it looks at the
+        backlog, so there may be none waiting. False when the spare did not help (none, or
+        the freed descriptor was taken first): the caller backs off instead of spinning."""
         assert self.sock is not None
         if not self.spare.release():
             return False
         refused = 0
+        helped = True
         try:
             while refused < _ACCEPT_BATCH:
                 try:
                     client, _peer = self.sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    break  # nothing (more) waiting
                 except OSError:
+                    helped = refused > 0
                     break
                 client.close()
                 refused += 1
@@ -292,7 +298,7 @@ class ActiveListener:
             log.warning("listener %s: %s; refusing new connections until descriptors free up",
                         self.current.listener.name, error.strerror)
         self._refusing = self._refusing or refused > 0
-        return True
+        return helped
 
     def _spawn(self, client: socket.socket, peer: Any) -> None:
         generation = self.current
