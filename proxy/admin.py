@@ -204,6 +204,9 @@ class AdminServer:
                 raise
             try:
                 client, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):  # EMFILE comes before the backlog
+                self._spare.restore()
+                return None
             except OSError:
                 self._spare.restore()
                 raise
