@@ -1,5 +1,11 @@
 """`pointsman controlplane --resources PATH [--listen HOST:PORT] [--admin HOST:PORT]
-[--tls-cert FILE --tls-key FILE [--client-ca FILE]]`."""
+[--tls-cert FILE --tls-key FILE [--client-ca FILE]]`.
+
+An address that cannot be listened on ends the start-up with exit 1 and one line naming the
+setting, `pointsman controlplane: --listen 127.0.0.1:18000: cannot listen: Address already in
+use`, before anything serves. gRPC's SO_REUSEPORT is off: with it, a second control plane on
+the same `--listen` started too and the kernel split the sidecars between the two.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import asyncio
 import ipaddress
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,17 @@ SERVER_OPTIONS = (
     ("grpc.keepalive_permit_without_calls", 1),
     # A node may subscribe to many names at once (EDS for every cluster).
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # One control plane per address: a second one on the same --listen must fail to start,
+    # not share the port and split the sidecars between two configurations.
+    ("grpc.so_reuseport", 0),
 )
+
+
+class ListenError(Exception):
+    """An address from the command line cannot be listened on."""
+
+    def __init__(self, setting: str, value: str, reason: str) -> None:
+        super().__init__(f"{setting} {value}: cannot listen: {reason}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -103,16 +120,51 @@ def telemetry_from_environment() -> Any:
 
 
 def bind(server: grpc.aio.Server, args: argparse.Namespace) -> str:
-    """Add the xDS port (TLS when configured); returns the address actually bound."""
+    """Add the xDS port (TLS when configured); returns the address actually bound. Raises
+    ListenError naming `--listen` when the address is taken (or otherwise refused)."""
     credentials = server_credentials(args)
     host, port = split_address(args.listen)
+    check_free(host, port, "--listen", args.listen)
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = (server.add_secure_port(target, credentials) if credentials
-             else server.add_insecure_port(target))
+    try:
+        bound = (server.add_secure_port(target, credentials) if credentials
+                 else server.add_insecure_port(target))
+    except RuntimeError as error:  # taken since check_free, say; gRPC logs its reason
+        raise ListenError("--listen", args.listen, "gRPC could not bind it") from error
     return f"{host}:{bound}"
 
 
+def check_free(host: str, port: int, setting: str, value: str) -> None:
+    """Bind (and close) each address `host` resolves to, as the server will: the reason a
+    taken address is refused (gRPC's own error does not say), before anything starts."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ListenError(setting, value, str(error.strerror)) from error
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                raise ListenError(setting, value, os.strerror(error.errno or 0)) from error
+
+
+async def start_admin(admin: AdminServer, value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return await admin.start(*split_address(value))
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ListenError("--admin", value, reason) from error
+
+
 async def serve(args: argparse.Namespace) -> int:
+    check_free(*split_address(args.listen), "--listen", args.listen)  # before any work
+    if args.admin:
+        check_free(*split_address(args.admin), "--admin", args.admin)
     cache = SnapshotCache()
     telemetry = telemetry_from_environment()
     observer = Observer(cache, hooks=(telemetry,) if telemetry is not None else ())
@@ -125,15 +177,15 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
-    listen = bind(server, args)
     admin = AdminServer(observer, ready=lambda: source.loads > 0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await server.start()
     try:
-        admin_port = await admin.start(*split_address(args.admin)) if args.admin else None
+        listen = bind(server, args)
+        admin_port = await start_admin(admin, args.admin)
+        await server.start()
         logs.event("serving", listen=listen, admin_port=admin_port,
                    tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
         async with asyncio.TaskGroup() as tasks:
@@ -169,6 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         return asyncio.run(serve(args))
-    except ConfigError as error:
+    except (ConfigError, ListenError) as error:
         print(f"pointsman controlplane: {error}", file=sys.stderr)
         return 1

@@ -3,6 +3,13 @@
 Reads an Envoy v3 bootstrap (the same file starts real Envoy), refuses unsupported config with
 a message naming the field (exit 1), then serves until SIGTERM / SIGINT. With
 `--concurrency N > 1` the work runs in N worker processes (proxy.workers).
+
+Any error before the sidecar serves ends the process with exit status 1 and one line on stderr,
+`pointsman proxy: <what, naming the field or the address and its setting>`, never a traceback:
+config refused by the translators, a static listener whose network filter cannot be created (an
+inline route naming an unknown cluster), an address in use (`admin.address`, `listener 'x'
+address`). Static listeners are built and bound before "started" is logged. An exception in a
+task of the server (proxy.tasks) ends the process the same way, at any time.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from protos.errors import ConfigError
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
+from proxy.descriptors import raise_descriptor_limit
 from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT
 from proxy.process import install_uvloop, tune_garbage_collector
 
@@ -55,6 +63,7 @@ def main(argv: list[str]) -> int:
     if args.concurrency < 1:
         print("pointsman proxy: --concurrency must be at least 1", file=sys.stderr)
         return 2
+    raise_descriptor_limit()
     try:
         if args.concurrency > 1:
             from proxy.workers import run_workers
@@ -63,7 +72,7 @@ def main(argv: list[str]) -> int:
                                drain_timeout=args.drain_time_s)
         install_uvloop()
         return asyncio.run(serve(bootstrap, drain_timeout=args.drain_time_s))
-    except OSError as error:
+    except (ConfigError, OSError) as error:  # a static listener, an address in use
         print(f"pointsman proxy: {error}", file=sys.stderr)
         return 1
 
@@ -84,8 +93,8 @@ async def serve(bootstrap: Bootstrap, *, drain_timeout: float) -> int:
         await server.start()
         tune_garbage_collector()
         log.info("pointsman proxy started (node %s)", bootstrap.node.id or "-")
-        if await first_of(stop, server.startup_failed) is server.startup_failed:
-            print(f"pointsman proxy: {server.startup_error}", file=sys.stderr)
+        if await first_of(stop, server.failed) is server.failed:
+            print(f"pointsman proxy: {server.failure}", file=sys.stderr)
             return 1
     finally:
         if admin is not None:

@@ -3,10 +3,17 @@
 `Server` holds the current config (static from the bootstrap + dynamic from ADS), applies
 updates as whole state-of-the-world sets (translate everything first: one bad resource NACKs
 the update and the last good config stays), and owns the ClusterManager and the
-ListenerManager. Envoy's initialization (intro/arch_overview/operations/init): listeners start
-accepting only once the first CDS/LDS responses arrived, every cluster has its endpoints (EDS)
-and first health check results, and every referenced route configuration arrived — or
-`initial_fetch_timeout` passed. `/ready` reports it.
+ListenerManager. Listeners are built (network filters created, new addresses bound) when their
+config arrives: the static ones in `start()`, before anything serves, so an error there ends
+the process; an LDS update as a whole before any of it serves, so an error NACKs it and
+changes nothing (proxy.listeners.manager stage/activate). Envoy's initialization
+(intro/arch_overview/operations/init): listeners start accepting only once the first CDS/LDS
+responses arrived, every cluster has its endpoints (EDS) and first health check results, and
+every referenced route configuration arrived — or `initial_fetch_timeout` passed. `/ready`
+reports it.
+
+The server's tasks (ADS client, initialization) have an owner (proxy.tasks): an exception in
+one sets `failed` with a one-line `failure`, and the process exits with it (proxy.main).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 from proxy.observability.grpc_target import refuse_tls_collector
 from proxy.observability.hooks import Observability
 from proxy.stats import Stats
+from proxy.tasks import TaskSet
 from proxy.upstream.manager import ClusterManager
 
 log = logging.getLogger(__name__)
@@ -113,16 +121,17 @@ class Server:
         self.context = ServerContext(self.stats, bootstrap.node, self.cluster_manager,
                                      self.routes, SecretStore(), self.observability)
         self.listener_manager = ListenerManager(self.context, reuse_port=reuse_port,
-                                                drain_timeout=drain_timeout)
+                                                drain_timeout=drain_timeout,
+                                                bind=serve_traffic)
         self.state = ConfigState()
         self.static_listeners = {item.name: item for item in bootstrap.listeners}
         self.static_clusters = {item.name: item for item in bootstrap.clusters}
         self.initialized = asyncio.Event()
-        self.startup_failed = asyncio.Event()
-        self.startup_error = ""
+        self.failed = asyncio.Event()  # the process must end: `failure` says why
+        self.failure = ""
         self.initial_fetch_timeout = initial_fetch_timeout if initial_fetch_timeout is not None \
             else (bootstrap.ads.initial_fetch_timeout if bootstrap.ads else 0.0)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("server", on_error=self._task_failed)
         self._xds_client: Any = None
         self.serve_traffic = serve_traffic
         self.update_observers: list[Any] = []
@@ -148,30 +157,36 @@ class Server:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self, *, xds: bool = True) -> None:
-        """Start clusters, the ADS client (if configured) and, once warm, the listeners."""
+        """Build (and bind) the static listeners, then start clusters, the ADS client (if
+        configured) and, once warm, the listeners. Raises ConfigError or ListenerBindError
+        when a static listener cannot be built or bound; then nothing was started."""
+        self.listener_manager.stage(self._all_listeners())
         if self.bootstrap.ads is not None and xds:
-            self._spawn(self._run_xds())
+            self._tasks.spawn(self._run_xds(), "ADS client")
         if self.serve_traffic:
             await self.cluster_manager.start()
-            self._spawn(self._initialize())
+            self._tasks.spawn(self._initialize(), "initialization")
 
     async def wait_ready(self) -> None:
         await self.initialized.wait()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.listener_manager.close()
         if self.context.http_pools is not None:
             self.context.http_pools.close()
         await self.cluster_manager.close()
         await asyncio.to_thread(self.observability.close)  # bounded drain of exporters
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _fail(self, failure: str) -> None:
+        if not self.failed.is_set():
+            self.failure = failure
+            self.failed.set()
+
+    def _task_failed(self, name: str, error: BaseException) -> None:
+        """proxy.tasks: a server task raised (a bug, or a config error found late)."""
+        detail = str(error) if isinstance(error, ConfigError) else f"internal error: {error!r}"
+        self._fail(f"{name}: {detail}")
 
     async def _initialize(self) -> None:
         loop = asyncio.get_running_loop()
@@ -181,13 +196,10 @@ class Server:
                 log.warning("initial fetch timeout: starting listeners with what is known")
                 break
             await asyncio.sleep(0.02)
-        try:
-            self.listener_manager.apply(self._all_listeners())
-        except ListenerBindError as error:
-            # Envoy exits when a listener of the initial config cannot bind.
-            self.startup_error = (f"listener {error.listener!r}: cannot listen on "
-                                  f"{error.address[0]}:{error.address[1]}: {error.strerror}")
-            self.startup_failed.set()
+        failures = self.listener_manager.activate()
+        if failures:
+            # Envoy exits when a listener of the initial config cannot listen.
+            self._fail(str(failures[0]))
             return
         self.initialized.set()
 
@@ -239,7 +251,7 @@ class Server:
                 {**self.static_clusters, **self.state.models(CLUSTER)}, source="RDS")
             self.state.resources[type_url].update(translated)
             self.routes.update({name: item.model for name, item in translated.items()})
-            self._serve_warm_listeners(self.state.models(LISTENER))  # some may be warm now
+            self._serve_warm_listeners()  # some may be warm now
         else:
             raise ConfigError(f"resource type {type_url!r} is not supported")
         self.state.versions[type_url] = version
@@ -292,14 +304,21 @@ class Server:
             if name in self.static_listeners:
                 raise ConfigError("a static listener has this name", resource=name,
                                   source="LDS")
-        _check_distinct_addresses({**self.static_listeners,
-                                   **{name: item.model for name, item in translated.items()}})
-        listeners = [*self.static_listeners.values(),
-                     *(item.model for item in translated.values())]
+        listeners = {**self.static_listeners,
+                     **{name: item.model for name, item in translated.items()}}
+        _check_distinct_addresses(listeners)
         clusters = {**self.static_clusters, **self.state.models(CLUSTER)}
-        self._refuse_tls_collectors(listeners, clusters.values(), source="LDS")
-        refuse_proxy_protocol_routes(inline_route_configs(listeners), clusters, source="LDS")
-        self._serve_warm_listeners({name: item.model for name, item in translated.items()})
+        self._refuse_tls_collectors(list(listeners.values()), clusters.values(), source="LDS")
+        refuse_proxy_protocol_routes(inline_route_configs(list(listeners.values())), clusters,
+                                     source="LDS")
+        try:
+            self.listener_manager.stage(listeners)  # all built (and bound) or nothing changed
+        except ListenerBindError as error:
+            raise ConfigError(f"cannot listen on {error.address[0]}:{error.address[1]}: "
+                              f"{error.strerror}", source="LDS", resource=error.listener,
+                              field="address") from error
+        except ConfigError as error:
+            raise error.within(source="LDS") from error
         self.state.resources[LISTENER] = translated
         # Route configurations no listener names any more are dropped (unsubscribed).
         wanted = set(self.wanted_names(ROUTE_CONFIGURATION))
@@ -307,27 +326,20 @@ class Server:
         for name in [name for name in routes if name not in wanted]:
             del routes[name]
         self.routes.keep_only(wanted)
+        self._serve_warm_listeners()
 
-    def _serve_warm_listeners(self, dynamic: dict[str, Listener]) -> None:
+    def _serve_warm_listeners(self) -> None:
         """Envoy's listener warming after start-up: a new or updated listener serves once its
         route configurations (RDS) arrived; until then the previous version of the same
-        listener, if any, keeps serving (intro/arch_overview/operations/init)."""
+        listener, if any, keeps serving (intro/arch_overview/operations/init). A removed
+        listener stops at once. A socket that cannot listen() is logged and counted
+        (listener_create_failure): the update was accepted, as in Envoy."""
         if not (self.ready and self.serve_traffic):
             return
-        serving = dict(self.static_listeners)
         known_routes = self.routes.names()
-        active = self.listener_manager.models
-        for name, model in dynamic.items():
-            if set(model.rds_route_config_names) <= known_routes:
-                serving[name] = model
-            elif name in active:
-                serving[name] = active[name]
-        try:
-            self.listener_manager.apply(serving)
-        except ListenerBindError as error:
-            raise ConfigError(f"cannot listen on {error.address[0]}:{error.address[1]}: "
-                              f"{error.strerror}", source="LDS", resource=error.listener,
-                              field="address") from error
+        warm = {name for name, model in self.listener_manager.staged.items()
+                if set(model.rds_route_config_names) <= known_routes}
+        self.listener_manager.activate(warm)
 
     def _apply_clusters(self, translated: dict[str, DynamicResource]) -> None:
         for name in translated:

@@ -35,10 +35,13 @@ from protos.loader import pack_any
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
+from proxy.descriptors import raise_descriptor_limit
+from proxy.listeners.manager import ListenerBindError, bind_listener_socket
 from proxy.main import first_of
 from proxy.process import install_uvloop, tune_garbage_collector
 from proxy.server import Server, ServerAdminSource
 from proxy.stats import Stats
+from proxy.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +162,29 @@ class WorkerPool:
         self.server = Server(bootstrap, serve_traffic=False)
         self.server.update_observers.append(self._fan_out)
         self.workers = [WorkerHandle(index) for index in range(count)]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("worker pool", on_error=self._task_failed)
         self._merged = Stats()
         self._closing = False
-        self.fatal = asyncio.Event()
+        self.fatal = asyncio.Event()  # the process must end: `failure` says why
+        self.failure = ""
 
     def __repr__(self) -> str:
         return f"WorkerPool({self.workers})"
 
     async def start(self) -> None:
+        """Validate the static config (the server builds every static listener: a
+        ConfigError ends the start-up before any worker runs), then start the workers."""
+        await self.server.start()
         for worker in self.workers:
             await self._spawn(worker)
-        await self.server.start()
+
+    def _task_failed(self, name: str, error: BaseException) -> None:
+        self._fail(f"{name}: internal error: {error!r}")
+
+    def _fail(self, failure: str) -> None:
+        if not self.fatal.is_set():
+            self.failure = failure
+            self.fatal.set()
 
     async def _spawn(self, worker: WorkerHandle) -> None:
         parent_end, child_end = socket.socketpair()
@@ -186,9 +200,7 @@ class WorkerPool:
         worker.writer = writer
         for message in self._replay():
             worker.send(message)
-        task = asyncio.get_running_loop().create_task(self._read(worker, reader))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._read(worker, reader), f"worker {worker.index}")
 
     def _replay(self) -> list[dict[str, Any]]:
         """The current dynamic config, for a worker that starts after updates arrived."""
@@ -208,7 +220,7 @@ class WorkerPool:
         assert worker.process is not None
         code = await worker.process.wait()
         if code == STARTUP_FAILED:  # the config cannot start (a port in use): give up
-            self.fatal.set()
+            self._fail(f"worker {worker.index} failed (its error is above)")
             return
         log.error("worker %d exited with %s; restarting it", worker.index, code)
         if worker.writer is not None:
@@ -237,9 +249,7 @@ class WorkerPool:
                     await worker.process.wait()
             if worker.writer is not None:
                 worker.writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     # -- proxy.admin.AdminSource ----------------------------------------------------------------
 
@@ -279,7 +289,17 @@ def run_workers(config_path: Path, bootstrap: Bootstrap, count: int, *,
             print(f"pointsman proxy: listener {listener.name!r}: port 0 or "
                   "enable_reuse_port false need --concurrency 1", file=sys.stderr)
             return 1
+        _check_bindable(listener)
     return asyncio.run(_parent(config_path, bootstrap, count, drain_timeout))
+
+
+def _check_bindable(listener: Any) -> None:
+    """Bind (and close) the address the workers will share: one ListenerBindError from the
+    parent for an address already in use, rather than one per worker."""
+    try:
+        bind_listener_socket(listener, reuse_port=True).close()
+    except OSError as error:
+        raise ListenerBindError(listener.name, listener.address, error) from error
 
 
 async def _parent(config_path: Path, bootstrap: Bootstrap, count: int,
@@ -295,7 +315,8 @@ async def _parent(config_path: Path, bootstrap: Bootstrap, count: int,
             admin = AdminServer(pool, bootstrap.admin_address)
             await admin.start()
         await pool.start()
-        if await first_of(stop, pool.fatal) is pool.fatal:
+        if await first_of(stop, pool.fatal, pool.server.failed) is not stop:
+            print(f"pointsman proxy: {pool.failure or pool.server.failure}", file=sys.stderr)
             return 1
     finally:
         if admin is not None:
@@ -322,16 +343,19 @@ async def _worker(fd: int, config_path: Path, drain_timeout: float) -> int:
             tasks = [group.create_task(_announce_ready(server, writer)),
                      group.create_task(_serve_parent(server, source, reader, writer)),
                      group.create_task(stop.wait()),
-                     group.create_task(server.startup_failed.wait())]
-            # Until the parent goes away (EOF), asks us to stop (SIGTERM), or start-up failed.
+                     group.create_task(server.failed.wait())]
+            # Until the parent goes away (EOF), asks us to stop (SIGTERM), or the server failed.
             await asyncio.wait(tasks[1:], return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
+    except (ConfigError, OSError) as error:  # a static listener that cannot start
+        server.failure = str(error)
+        server.failed.set()
     finally:
         writer.close()
         await server.close()
-    if server.startup_failed.is_set():
-        print(f"pointsman proxy worker: {server.startup_error}", file=sys.stderr)
+    if server.failed.is_set():
+        print(f"pointsman proxy worker: {server.failure}", file=sys.stderr)
         return STARTUP_FAILED
     return 0
 
@@ -371,6 +395,7 @@ def worker_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="[%(asctime)s][worker %(process)d][%(levelname)s] %(message)s")
+    raise_descriptor_limit()
     install_uvloop()
     return asyncio.run(_worker(args.fd, args.c, args.drain_time_s))
 

@@ -101,7 +101,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         negotiated = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         codec_type = self.settings.codec_type
         if codec_type == "HTTP2" or (codec_type == "AUTO" and negotiated == "h2"):
-            self._start_http2()
+            self._start_http2()  # its SETTINGS go out with the answer to the client's bytes
         elif codec_type == "HTTP1" or negotiated == "http/1.1":
             self._start_http1()
         self._arm_timer(self.settings.idle_timeout)  # request_headers_timeout: at a first byte
@@ -131,7 +131,6 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.codec = codec
         if s.request_headers_timeout:
             self._headers_deadline = Http2HeadersDeadline(s.request_headers_timeout)
-        self._flush()
 
     def data_received(self, data: bytes) -> None:
         if self._delayed_close is not None:
@@ -266,10 +265,13 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.tasks.add(task)  # discarded by stream_finished (no done callback per request)
 
     def _on_protocol_failure(self, event: ProtocolFailed) -> None:
-        self.count_stat("downstream_rq_rx_reset" if isinstance(self.codec, Http2Codec)
-                    else "downstream_cx_protocol_error")
+        """A connection-level codec error: Envoy counts downstream_cx_protocol_error for
+        both codecs and logs it at debug; so do we (a flood of junk connections must not
+        flood the log)."""
+        self.count_stat("downstream_cx_protocol_error")
+        log.debug("connection %d: %s", self.connection_id, event.reason)
         if isinstance(self.codec, Http2Codec):
-            self._close()  # flushes the GOAWAY first
+            self._close()  # flushes the GOAWAY first (none after a bad preface)
             return
         # HTTP/1.1: answer with the status (400, 431, 426, 501) and close (RFC 9112 9.6),
         # unless a response already started, in which case closing is all we can do.

@@ -293,7 +293,15 @@ class Http2Codec:
             self.conn.set_local_window_size(self._connection_window)
 
     def data_to_send(self) -> bytes:
-        data = self.conn.data_to_send()
+        try:
+            data = self.conn.data_to_send()
+        except ngh2.NGH2Error:
+            # libnghttp2 ended the session on a fatal error (a client that did not start
+            # with the preface, RFC 9113 3.4): nothing more can be sent, not even a GOAWAY.
+            # Envoy sends nothing either and closes (tests/conformance/http/
+            # test_h2c_junk_vs_envoy.py).
+            self.closed = True
+            data = b""
         if self._pending:
             data, self._pending = self._pending + data, b""
         return data

@@ -1,33 +1,44 @@
 """Listeners at run time: bind, accept, run listener filters, pick a chain, hand over; live
 add / update / remove with draining (Envoy doc: intro/arch_overview/operations/draining).
 
-An update swaps the listener's config: new connections use the new generation at once, while
-connections accepted under the old one keep running and are closed after `drain_timeout`
-(Envoy's --drain-time-s) if still open. A removed listener stops accepting and drains the same
-way. Every connection is a task owned by its generation; every socket closes in `finally`.
+An update is applied in two steps, so that a rejected one changes nothing. `stage()` builds
+every new or changed listener of the whole set (each filter chain's network filter is created:
+that is where errors such as an inline route naming an unknown cluster are found) and binds
+the sockets of new addresses; any error closes what it opened and leaves everything as it
+was. `activate()` then swaps them in, which cannot fail for config reasons: new connections
+use the new generation at once, while connections accepted under the old one keep running and
+are closed after `drain_timeout` (Envoy's --drain-time-s) if still open. A listener staged but
+not activated is warming (Envoy's listener warming: it waits for its RDS route tables); a
+removed listener stops accepting and drains the same way. A staged socket is bound but does not
+listen() until it is activated (Envoy binds at listener creation and listens when the workers
+start it), so a warming port refuses connections.
+
+Every connection is a task owned by its generation; every socket closes in `finally`. At the
+descriptor limit a listener refuses new connections cleanly (proxy.descriptors).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from protos.errors import ConfigError
 from proxy.context import ServerContext
+from proxy.descriptors import RESOURCE_ERRORS, SpareDescriptor, listener_spare
 from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import DownstreamConnection, NetworkFilter
 from proxy.stats import Stats
+from proxy.tasks import TaskSet, log_failure
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT = 600.0  # Envoy's --drain-time-s default
-_RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _MAX_ACCEPT_BACKOFF = 1.0
 _ACCEPT_BATCH = 64
 
@@ -38,12 +49,34 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 class ListenerBindError(OSError):
-    """A listener's address could not be bound; nothing of the update was applied."""
+    """A listener's address could not be bound (or listened on)."""
 
     def __init__(self, listener: str, address: tuple[str, int], error: OSError) -> None:
         super().__init__(error.errno, error.strerror)
         self.listener = listener
         self.address = address
+
+    def __str__(self) -> str:
+        return (f"listener {self.listener!r} address {self.address[0]}:{self.address[1]}: "
+                f"cannot listen: {self.strerror}")
+
+
+def bind_listener_socket(listener: Listener, *, reuse_port: bool) -> socket.socket:
+    """A non-blocking socket bound to the listener's address, not yet listening."""
+    host, port = listener.address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Listener.enable_reuse_port (default true, as in Envoy); workers always need it.
+        if reuse_port or listener.enable_reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class ListenerStats:
@@ -57,6 +90,7 @@ class ListenerStats:
         self.no_chain = stats.counter(scope + "no_filter_chain_match")
         self.pre_cx_timeout = stats.counter(scope + "downstream_pre_cx_timeout")
         self.filter_errors = stats.counter(scope + "downstream_listener_filter_error")
+        self.global_cx_overflow = stats.counter(scope + "downstream_global_cx_overflow")
 
 
 @dataclass(eq=False)
@@ -71,28 +105,57 @@ class _Generation:
 
     @classmethod
     def build(cls, listener: Listener, context: ServerContext) -> _Generation:
-        chains: list[FilterChain] = list(listener.filter_chains)
+        """Create each chain's network filter; a ConfigError names the listener and the chain."""
+        chains: list[tuple[str, FilterChain]] = [
+            (f"filter_chains[{index}]", chain)
+            for index, chain in enumerate(listener.filter_chains)]
         if listener.default_filter_chain is not None:
-            chains.append(listener.default_filter_chain)
-        return cls(listener, {
-            id(chain): chain.filter.factory.create(chain.filter.config, context)
-            for chain in chains
-        }, ListenerStats(context.stats, listener))
+            chains.append(("default_filter_chain", listener.default_filter_chain))
+        filters: dict[int, NetworkFilter] = {}
+        for where, chain in chains:
+            try:
+                filters[id(chain)] = chain.filter.factory.create(chain.filter.config, context)
+            except ConfigError as error:
+                raise error.within(field=f"{where}.filters[0].typed_config",
+                                   resource=listener.name) from error
+        return cls(listener, filters, ListenerStats(context.stats, listener))
+
+
+@dataclass(eq=False)
+class _Staged:
+    """A listener built by `ListenerManager.stage()`, not yet serving: its generation, and its
+    bound socket when it is new or moved to another address (None: it replaces the
+    generation of the listener serving on the same address)."""
+
+    generation: _Generation
+    sock: socket.socket | None
+
+    @property
+    def model(self) -> Listener:
+        return self.generation.listener
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
 
 
 class ActiveListener:
     """One bound listening socket and its accept loop."""
 
     def __init__(self, listener: Listener, context: ServerContext, *, reuse_port: bool,
-                 drain_timeout: float) -> None:
+                 drain_timeout: float, generation: _Generation | None = None,
+                 sock: socket.socket | None = None, spare: SpareDescriptor | None = None
+                 ) -> None:
         self.context = context
         self.reuse_port = reuse_port
         self.drain_timeout = drain_timeout
-        self.current = _Generation.build(listener, context)
-        self.draining: set[asyncio.Task[None]] = set()
-        self.sock: socket.socket | None = None
+        self.current = generation or _Generation.build(listener, context)
+        self.draining = TaskSet(f"listener {listener.name} drain")
+        self.sock = sock
+        self.spare = spare or listener_spare()
         self._accept_task: asyncio.Task[None] | None = None
         self._next_id = 0
+        self._refusing = False
 
     def __repr__(self) -> str:
         return (f"ActiveListener({self.current.listener.name} {self.address}, "
@@ -106,32 +169,26 @@ class ActiveListener:
         return self.current.listener.address
 
     def bind(self) -> None:
-        host, port = self.current.listener.address
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # Listener.enable_reuse_port (default true, as in Envoy); workers always need it.
-            if self.reuse_port or self.current.listener.enable_reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            sock.listen(self.current.listener.backlog)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+        self.sock = bind_listener_socket(self.current.listener, reuse_port=self.reuse_port)
 
     def start(self) -> None:
+        """listen() and accept; OSError (the address was taken since it was bound) changes
+        nothing."""
         if self.sock is None:
             self.bind()
+        assert self.sock is not None
+        self.sock.listen(self.current.listener.backlog)
         self._accept_task = asyncio.get_running_loop().create_task(
             self._accept_loop(), name=f"accept {self.current.listener.name}")
+        self._accept_task.add_done_callback(log_failure)
 
     def update(self, listener: Listener) -> None:
         """New connections use `listener` now; the old generation drains."""
+        self.swap(_Generation.build(listener, self.context))
+
+    def swap(self, generation: _Generation) -> None:
         old = self.current
-        self.current = _Generation.build(listener, self.context)
+        self.current = generation
         self._drain(old)
 
     async def stop(self) -> None:
@@ -143,8 +200,9 @@ class ActiveListener:
         if self.sock is not None:
             self.sock.close()
         self._drain(self.current)
-        if self.draining:
-            await asyncio.gather(*self.draining, return_exceptions=True)
+        pending = list(self.draining)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def close_now(self) -> None:
         """Shut down without draining (process exit)."""
@@ -156,11 +214,9 @@ class ActiveListener:
             start_draining = getattr(network_filter, "start_draining", None)
             if start_draining is not None:  # proxy.network.base.DrainableNetworkFilter
                 start_draining()
-        if not generation.connections:
-            return
-        task = asyncio.get_running_loop().create_task(self._drain_generation(generation))
-        self.draining.add(task)
-        task.add_done_callback(self.draining.discard)
+        if generation.connections:
+            self.draining.spawn(self._drain_generation(generation),
+                                generation.listener.stats_name)
 
     async def _drain_generation(self, generation: _Generation) -> None:
         pending = set(generation.connections)
@@ -172,8 +228,9 @@ class ActiveListener:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _accept_loop(self) -> None:
-        """Accept in batches on readiness (no future per connection); on EMFILE and other
-        resource errors stop reading and retry after a growing pause instead of spinning."""
+        """Accept in batches on readiness (no future per connection). Out of descriptors, the
+        waiting connections are refused cleanly with the spare descriptor; on other resource
+        errors (or no spare) stop reading and retry after a growing pause instead of spinning."""
         assert self.sock is not None
         loop = asyncio.get_running_loop()
         backoff = 0.01
@@ -203,12 +260,45 @@ class ActiveListener:
             except (BlockingIOError, InterruptedError):
                 return None
             except OSError as error:
-                if error.errno in _RESOURCE_ERRORS:
+                if error.errno not in RESOURCE_ERRORS:
+                    log.warning("accept on %s: %s", self.current.listener.name, error)
+                    return None
+                if not self._refuse_waiting(error):
                     return error
-                log.warning("accept on %s: %s", self.current.listener.name, error)
-                return None
+                continue
+            self._refusing = False
             self._spawn(client, peer)
         return None
+
+    def _refuse_waiting(self, error: OSError) -> bool:
+        """Out of descriptors: accept the connections waiting with the spare descriptor and
+        close them at once (proxy.descriptors). Linux reports EMFILE before it looks at the
+        backlog, so there may be none waiting. False when the spare did not help (none, or
+        the freed descriptor was taken first): the caller backs off instead of spinning."""
+        assert self.sock is not None
+        if not self.spare.release():
+            return False
+        refused = 0
+        helped = True
+        try:
+            while refused < _ACCEPT_BATCH:
+                try:
+                    client, _peer = self.sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    break  # nothing (more) waiting
+                except OSError:
+                    helped = refused > 0
+                    break
+                client.close()
+                refused += 1
+        finally:
+            self.spare.restore()
+        self.current.stats.global_cx_overflow.inc(refused)
+        if refused and not self._refusing:
+            log.warning("listener %s: %s; refusing new connections until descriptors free up",
+                        self.current.listener.name, error.strerror)
+        self._refusing = self._refusing or refused > 0
+        return helped
 
     def _spawn(self, client: socket.socket, peer: Any) -> None:
         generation = self.current
@@ -275,79 +365,136 @@ class ActiveListener:
 
 
 class ListenerManager:
-    """The set of active listeners, reconciled with each new set of listener models."""
+    """The listeners serving now (`active`, `models`) and the whole set last staged."""
 
     def __init__(self, context: ServerContext, *, reuse_port: bool = False,
-                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
+                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT, bind: bool = True) -> None:
+        """`bind=False` (the --concurrency parent) builds listeners to validate them but
+        never binds or serves them."""
         self.context = context
         self.reuse_port = reuse_port
         self.drain_timeout = drain_timeout
+        self.bind = bind
         self.active: dict[str, ActiveListener] = {}
         self.models: dict[str, Listener] = {}
-        self._stopping: set[asyncio.Task[None]] = set()
+        self.staged: dict[str, Listener] = {}  # the whole set of the last stage()
+        self._warming: dict[str, _Staged] = {}  # staged listeners built but not serving yet
+        self._stopping = TaskSet("listener manager")
         stats = context.stats
         self.added = stats.counter("listener_manager.listener_added")
         self.modified = stats.counter("listener_manager.listener_modified")
         self.removed = stats.counter("listener_manager.listener_removed")
+        self.create_failure = stats.counter("listener_manager.listener_create_failure")
         self.total_active = stats.gauge("listener_manager.total_listeners_active")
+        self.total_warming = stats.gauge("listener_manager.total_listeners_warming")
 
     def __repr__(self) -> str:
-        return f"ListenerManager({sorted(self.active)})"
+        return f"ListenerManager(active={sorted(self.active)}, warming={sorted(self._warming)})"
 
     def apply(self, listeners: dict[str, Listener]) -> None:
-        """Reconcile with `listeners` (name -> model): add, update in place, or remove.
+        """Stage `listeners` and serve all of them now."""
+        self.stage(listeners)
+        failures = self.activate()
+        if failures:
+            raise failures[0]
 
-        New addresses are bound first, so a bind failure (OSError) changes nothing and the
-        last good config stays (the xDS client NACKs it)."""
-        starting: list[ActiveListener] = []
+    def stage(self, listeners: dict[str, Listener]) -> None:
+        """Build every listener of `listeners` that is new or changed (and bind the sockets
+        of new addresses). All or nothing: a ConfigError (naming the listener and the field)
+        or ListenerBindError closes what this call opened and changes nothing."""
+        built: dict[str, _Staged] = {}
         try:
             for name, model in listeners.items():
-                current = self.active.get(name)
-                if current is not None and current.current.listener.address == model.address:
-                    continue
-                new = ActiveListener(model, self.context, reuse_port=self.reuse_port,
-                                     drain_timeout=self.drain_timeout)
-                try:
-                    new.bind()  # fails before any change is made
-                except OSError as error:
-                    raise ListenerBindError(name, model.address, error) from error
-                starting.append(new)
+                staged = self._build(name, model)
+                if staged is not None:
+                    built[name] = staged
         except BaseException:
-            for new in starting:
-                if new.sock is not None:
-                    new.sock.close()
+            for name, staged in built.items():
+                if self._warming.get(name) is not staged:
+                    staged.close()
             raise
-        replaced = {new.current.listener.name: new for new in starting}
-        for name, model in listeners.items():
-            if name in replaced:
-                if name in self.active:
-                    self.modified.inc()
-                    self._stop_later(self.active[name])
-                else:
-                    self.added.inc()
-                self.active[name] = replaced[name]
-                replaced[name].start()
-            elif self.models.get(name) != model:
-                self.modified.inc()
-                self.active[name].update(model)
-        for name in set(self.active) - set(listeners):
+        for name, staged in self._warming.items():
+            if built.get(name) is not staged:
+                staged.close()
+        self._warming = built
+        self.staged = dict(listeners)
+        if self.bind:  # the --concurrency parent only validates: its listeners never warm
+            self.total_warming.set(len(built))
+
+    def _build(self, name: str, model: Listener) -> _Staged | None:
+        """The staged form of one listener; None when it serves as it is."""
+        kept = self._warming.get(name)
+        if kept is not None and (kept.model is model or kept.model == model):
+            return kept  # staged before (warming): not built twice
+        active = self.active.get(name)
+        if active is not None and (self.models[name] is model or self.models[name] == model):
+            return None
+        generation = _Generation.build(model, self.context)
+        moved = active is None or active.current.listener.address != model.address
+        if not (self.bind and moved):
+            return _Staged(generation, None)
+        try:
+            sock = bind_listener_socket(model, reuse_port=self.reuse_port)
+        except OSError as error:
+            raise ListenerBindError(name, model.address, error) from error
+        return _Staged(generation, sock)
+
+    def activate(self, names: set[str] | None = None) -> list[ListenerBindError]:
+        """Serve the staged listeners (those in `names`, or all); listeners no longer staged
+        stop and drain. A listener whose socket cannot listen() keeps its previous version
+        (counted in listener_create_failure, as Envoy); those errors are returned."""
+        failures: list[ListenerBindError] = []
+        for name in [name for name in self._warming if names is None or name in names]:
+            error = self._serve(name, self._warming.pop(name))
+            if error is not None:
+                failures.append(error)
+        for name in [name for name in self.active if name not in self.staged]:
             self.removed.inc()
+            del self.models[name]
             self._stop_later(self.active.pop(name))
-        self.models = dict(listeners)
         self.total_active.set(len(self.active))
+        if self.bind:
+            self.total_warming.set(len(self._warming))
+        return failures
+
+    def _serve(self, name: str, staged: _Staged) -> ListenerBindError | None:
+        current = self.active.get(name)
+        if current is not None and staged.sock is None:  # same address: a new generation
+            current.swap(staged.generation)
+            self.modified.inc()
+        else:
+            new = ActiveListener(staged.model, self.context, reuse_port=self.reuse_port,
+                                 drain_timeout=self.drain_timeout,
+                                 generation=staged.generation, sock=staged.sock)
+            if self.bind:
+                try:
+                    new.start()
+                except OSError as error:
+                    staged.close()
+                    self.create_failure.inc()
+                    failure = ListenerBindError(name, staged.model.address, error)
+                    log.error("%s", failure)
+                    return failure
+            if current is not None:
+                self.modified.inc()
+                self._stop_later(current)
+            else:
+                self.added.inc()
+            self.active[name] = new
+        self.models[name] = staged.model
+        return None
 
     def _stop_later(self, listener: ActiveListener) -> None:
-        task = asyncio.get_running_loop().create_task(listener.stop())
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._stopping.spawn(listener.stop(), f"stop {listener.current.listener.name}")
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         return {name: active.address for name, active in self.active.items()}
 
     async def close(self) -> None:
+        for staged in self._warming.values():
+            staged.close()
+        self._warming.clear()
         for active in list(self.active.values()):
             await active.close_now()
         self.active.clear()
-        for task in list(self._stopping):
-            task.cancel()
-        await asyncio.gather(*self._stopping, return_exceptions=True)
+        await self._stopping.close()

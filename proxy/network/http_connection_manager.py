@@ -296,9 +296,8 @@ class HttpConnectionManager:
         self.tracer = observability.tracer(self.settings.tracing) \
             if observability is not None else None
         self.filter_makers: list[FilterMaker] = [
-            http_filter_factory(f.config_type).create(f.config, context,
-                                                      stat_prefix=self.settings.stat_prefix)
-            for f in self.settings.http_filters
+            _create_http_filter(index, f, context, self.settings.stat_prefix)
+            for index, f in enumerate(self.settings.http_filters)
         ]
         self.access_logger = _access_logger(self.settings, context)
         self.handlers: set[HttpConnectionHandler] = set()
@@ -367,6 +366,17 @@ class HttpConnectionManager:
                 if handler.tasks:
                     await asyncio.gather(*handler.tasks, return_exceptions=True)
             connection.sock.close()
+
+
+def _create_http_filter(index: int, config: HttpFilterConfig, context: ServerContext,
+                        stat_prefix: str) -> FilterMaker:
+    """A filter factory's create() may refuse its config too: name the filter in the error
+    (http_filters keeps the router last, so `index` is the filter's place in the proto)."""
+    try:
+        return http_filter_factory(config.config_type).create(config.config, context,
+                                                               stat_prefix=stat_prefix)
+    except ConfigError as error:
+        raise error.within(field=f"http_filters[{index}].typed_config") from error
 
 
 def _validate_inline_clusters(routes: RouteConfig | None, context: ServerContext) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from proxy.model.cluster import Cluster, DiscoveryType
 from proxy.model.endpoint import LoadAssignment
 from proxy.stats import Stats
+from proxy.tasks import log_failure
 from proxy.upstream.cluster import ClusterRuntime
 from proxy.upstream.connect import DnsTargets
 from proxy.upstream.health.runner import HealthCheckRunner
@@ -200,6 +201,7 @@ class _ClusterTasks:
     def _spawn(self, coro: Any, what: str) -> None:
         task = asyncio.get_running_loop().create_task(
             coro, name=f"cluster {self.runtime.name} {what}")
+        task.add_done_callback(log_failure)  # a crashed DNS/health/outlier loop is not silent
         self.tasks.append(task)
 
     def cancel(self) -> list[asyncio.Task[None]]:

@@ -20,7 +20,9 @@ class ManagedProcess:
     """A subprocess in its own process group; `stop()` kills the group and reaps it."""
 
     def __init__(self, argv: Sequence[str], *, name: str, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
+        """`preexec_fn` runs in the child before it starts (resource limits, say)."""
         self.name = name
         self.argv = list(argv)
         self.log = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
@@ -29,7 +31,7 @@ class ManagedProcess:
         with open(self.log, "wb") as sink:
             self.popen = subprocess.Popen(
                 self.argv, stdout=sink, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=preexec_fn,
             )
 
     @property

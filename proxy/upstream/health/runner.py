@@ -15,6 +15,7 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from proxy.tasks import log_failure
 from proxy.upstream.health.config import CheckKind, HealthCheck
 from proxy.upstream.health.http_prober import HttpProber
 from proxy.upstream.health.probes import GrpcProber, ProbeTls, tcp_probe
@@ -62,8 +63,10 @@ class HealthCheckRunner:
                 self._tasks.pop(host).cancel()
         for host in current:
             if host not in self._tasks:
-                self._tasks[host] = asyncio.get_running_loop().create_task(
+                task = asyncio.get_running_loop().create_task(
                     self._check_host(host), name=f"health check {runtime.name} {host.key}")
+                task.add_done_callback(log_failure)
+                self._tasks[host] = task
 
     async def _check_host(self, host: Host) -> None:
         state = HostCheckState(self.check)

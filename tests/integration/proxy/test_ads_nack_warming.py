@@ -131,12 +131,14 @@ def test_new_listener_warms_until_its_routes_arrive(backend: TaggedServer) -> No
             with pytest.raises(ConnectionRefusedError):  # warming: not accepting yet
                 socket.create_connection(("127.0.0.1", http_port), timeout=2).close()
             assert _greeting(tcp_port) == "a"  # the other listener is untouched
+            assert proxy.stat("listener_manager.total_listeners_warming") == 1
             routes = parse_message({"name": "routes", "virtual_hosts": [{
                 "name": "all", "domains": ["*"],
                 "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]},
                 route_pb2.RouteConfiguration)
             ads.push(ROUTE_CONFIGURATION, "r1", [routes])
             proxy.wait_until(lambda: _accepts(http_port), 20, "warm")
+            assert proxy.stat("listener_manager.total_listeners_warming") == 0
     finally:
         ads.stop()
 
