@@ -372,6 +372,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         """Called by the stream's task as it ends (in its `finally`)."""
         if stream.task is not None:
             self.tasks.discard(stream.task)
+        if not stream.body.exhausted:
+            stream.body.discard()  # unread request DATA: its window comes back
         self.streams.pop(stream.stream_id, None)
         self._pressured.discard(stream.stream_id)
         if isinstance(self.codec, Http1ServerCodec):

@@ -174,6 +174,17 @@ class UpstreamStream:
     def consumed(self, event: DataReceived) -> None:
         """The router forwarded `event`: return its flow-control credit."""
 
+    def return_unread(self) -> None:
+        """The exchange ended before its response was read out (a reset, the downstream gone):
+        give back the credit of the DATA still queued. Unacknowledged, it would stay charged
+        to the HTTP/2 connection window, which every later stream shares (RFC 9113 6.9.1)."""
+        events = self._events
+        while events:
+            event = events.popleft()
+            if type(event) is DataReceived:
+                self.consumed(event)
+        self._buffered = 0
+
     def send_head_nowait(self, head: RequestHead, *, end_stream: bool) -> bool:
         """Send the head when that needs no waiting: True when sent; False: use send_head()."""
         return False

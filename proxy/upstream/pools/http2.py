@@ -261,6 +261,7 @@ class Http2Stream(UpstreamStream):
         if self.finished:
             return
         self.finished = True
+        self.return_unread()
         if self.stream_id:
             self.connection.codec.reset(self.stream_id, ErrorCodes.CANCEL)
             self.connection.flush()
@@ -270,6 +271,7 @@ class Http2Stream(UpstreamStream):
         if self.finished:
             return
         self.finished = True
+        self.return_unread()
         if self.connection.codec.stream_open(self.stream_id):
             self.connection.codec.reset(self.stream_id, ErrorCodes.NO_ERROR)
             self.connection.flush()
