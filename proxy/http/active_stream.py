@@ -115,6 +115,8 @@ class ActiveStream:
         except asyncio.CancelledError:
             if not self.idle_expired:
                 self.info.set_flag("DC")
+                if not self.complete:
+                    self.info.response_details = "downstream_remote_disconnect"
                 raise
             await self._idle_reply()
         except Exception:
@@ -395,6 +397,7 @@ class ActiveStream:
             response_flags=_envoy_order(info.response_flags),
             upstream_host=info.upstream_host,
             upstream_cluster=info.upstream_cluster, attempt_count=info.attempt_count,
+            upstream_transport_failure_reason=info.upstream_transport_failure_reason,
             route_name=info.route.name if info.route else "",
             bytes_received=info.bytes_received, bytes_sent=info.bytes_sent,
             downstream_remote_address=info.remote_address,

@@ -19,6 +19,7 @@ from proxy.http.events import (
     ConnectionEnded,
     DataReceived,
     ProtocolFailed,
+    ResetReason,
     SettingsChanged,
     StreamReset,
     WindowOpened,
@@ -107,12 +108,13 @@ class Http2Connection(asyncio.Protocol):
         elif isinstance(event, ConnectionEnded):
             self.draining = True
             for stream_id, stream in list(self.streams.items()):
-                if stream_id > event.last_stream_id:
+                if stream_id > event.last_stream_id:  # RFC 9113 6.8: never processed
                     stream.deliver(StreamReset(stream_id, ErrorCodes.REFUSED_STREAM))
         elif isinstance(event, ProtocolFailed):
             self.draining = True
             for stream_id, stream in list(self.streams.items()):
-                stream.deliver(StreamReset(stream_id, event.status))
+                stream.deliver(StreamReset(stream_id, event.status, remote=False,
+                                           reason=ResetReason.PROTOCOL_ERROR))
         elif hasattr(event, "stream_id"):
             target = self.streams.get(event.stream_id)
             if target is not None:
@@ -137,7 +139,7 @@ class Http2Connection(asyncio.Protocol):
         if not self.settled.done():
             self.settled.set_exception(ConnectFailedError("connection closed before SETTINGS"))
         for stream_id, stream in list(self.streams.items()):
-            stream.deliver(StreamReset(stream_id, 0))
+            stream.deliver(StreamReset(stream_id, reason=ResetReason.CONNECTION_TERMINATION))
         self._wake_writers()
         self.pool.connection_closed(self)
 
