@@ -29,7 +29,7 @@ from proxy.http.events import (
 )
 from proxy.http.filter import FilterMaker, LocalReply
 from proxy.http.header_timeout import HeadersDeadline, header_timeout_reply
-from proxy.http.headers import Headers, ResponseHead
+from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.http1 import Http1ServerCodec
 from proxy.http.http2 import PREFACE, ErrorCodes, Http2Codec
 from proxy.http.local_reply import render_local_reply
@@ -586,14 +586,20 @@ class HttpConnectionHandler(asyncio.Protocol):
 
     def _on_request_headers_timeout(self) -> None:
         """Envoy 1.40: 408 "request header timeout" and close; the stream Envoy opened at the
-        first byte counts as a request (downstream_rq_total, downstream_rq_4xx)."""
+        first byte counts as a request (downstream_rq_total, downstream_rq_4xx) and is
+        logged (details request_header_timeout)."""
         self.count_stat("downstream_rq_header_timeout")
         self.count_stat("downstream_rq_total")
+        record = ActiveStream(self, 0, RequestHead(method="", path="", authority="",
+                                                   scheme=self.scheme))
+        record.info.response_details = "request_header_timeout"
         if self.h1_queue or self.transport is None:
             self._close()  # a pipelined response is still being written: only closing is left
+            self.log_stream(record)
             return
-        self.count_stat("downstream_rq_4xx")
         head, body = render_local_reply(header_timeout_reply(), None)
+        record.info.response_code = head.status
+        record.info.bytes_sent = len(body)
         if self.settings.server_header != "PASS_THROUGH":
             head.headers.set("server", self.settings.server_name)
         head.headers.set("date", http_date())
@@ -601,6 +607,7 @@ class HttpConnectionHandler(asyncio.Protocol):
         self.codec.close_after_response = True
         self._write(self.codec.encode_response_head(head, end_stream=not body) + body)
         self._close()
+        self.log_stream(record)  # counts downstream_rq_4xx
 
     def count_stat(self, name: str) -> None:
         if self.stats is None:

@@ -4,8 +4,8 @@ llhttp in strict mode already refuses the request-smuggling shapes (RFC 9112 sec
 Content-Length with Transfer-Encoding, duplicate Content-Length, obs-fold, bare LF, bad token
 and value characters). On top of it we enforce Envoy's limits and rules:
 `max_request_headers_kb` (431), `max_headers_count` (431), HTTP/1.0 refused with 426 unless
-accepted, a Transfer-Encoding other than `chunked` refused with 501 (Envoy
-`http1.invalid_transfer_encoding`), and a missing Host refused with 400.
+accepted, and a Transfer-Encoding other than `chunked` refused with 501 (Envoy
+`http1.invalid_transfer_encoding`). A missing Host is the connection manager's to refuse.
 
 Trailers (Envoy Http1ProtocolOptions.enable_trailers, core/v3/protocol.proto): off by default,
 so trailers received after a chunked body are dropped and trailers to send end the chunked
@@ -208,11 +208,8 @@ class Http1ServerCodec:
             url = httptools.parse_url(self._url)  # absolute-form (RFC 9112 section 3.2.2)
             host = _latin1(url.host or b"") + (f":{url.port}" if url.port else "")
             path = _latin1(url.path or b"/") + (f"?{_latin1(url.query)}" if url.query else "")
-        if not host:
-            if version == "1.0" and self.default_host_for_http_10:
-                host = self.default_host_for_http_10
-            else:
-                raise _Refused(400, "missing host")
+        if not host and version == "1.0" and self.default_host_for_http_10:
+            host = self.default_host_for_http_10  # else empty: the HCM answers 400
         upgrade = ""
         connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
         if method == "CONNECT":

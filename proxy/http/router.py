@@ -373,11 +373,9 @@ class Router:
                                                       downstream, budget)
                 except _AttemptFailed as error:
                     failed, outcome = error, "failed"
-                    stream.set_flag(error.flag)
-                if outcome == "retry" or (
-                    failed is not None and replay.replayable
-                    and retries.should_retry_failure(failed.failure) and budget.acquire()
-                ):
+                retry_wanted = failed is not None and replay.replayable \
+                    and retries.should_retry_failure(failed.failure)
+                if outcome == "retry" or (retry_wanted and budget.acquire()):
                     _count(plan.runtime, "upstream_rq_retry")
                     if not await replay.buffer_during(retries.next_backoff(), stream):
                         # Envoy: the body outgrew the buffer with no attempt in flight.
@@ -388,8 +386,14 @@ class Router:
                     continue
                 if failed is None:
                     return  # the response went downstream
-                if retries.policy is not None and retries.remaining == 0:
+                # Envoy sets flags for the attempt that is answered, not for retried ones, in
+                # this order: why no retry follows (RetryStatus NoOverflow: UO, or
+                # NoRetryLimitExceeded: URX), then the failure itself (onUpstreamAbort).
+                if retry_wanted:
+                    stream.set_flag("UO")
+                elif retries.would_retry_failure(failed.failure):
                     stream.set_flag("URX")
+                stream.set_flag(failed.flag)
                 # Envoy router.cc chargeUpstreamAbort / onPerTryTimeoutCommon: the code of
                 # the local reply counts for the cluster once no retry follows (also when no
                 # request reached the host); a retried failure counts nothing.
@@ -426,6 +430,7 @@ class Router:
         runtime.request_started(host)
         started = time.monotonic()
         status: int | None = None
+        attempt_flag = ""
         pump: asyncio.Task[None] | None = None
         head = plan.head
         if plan.action.auto_host_rewrite and str(getattr(host, "hostname", "")):
@@ -479,22 +484,25 @@ class Router:
             status = response.head.status
             if retries.policy is not None:
                 grpc_status = _grpc_status(response.head.headers)
-                if retries.should_retry_status(status, grpc_status) and replay.replayable \
-                        and budget.acquire():
-                    upstream.reset()
-                    # Envoy router.cc onUpstreamHeaders: a retried response feeds outlier
-                    # detection but charges no upstream_rq_<code> / upstream_rq_completed.
-                    runtime.request_finished(host, http_status=status, charge_code=False)
-                    if pump is not None:
-                        pump.cancel()
-                    return "retry"
-                if retries.would_retry_status(status, grpc_status):
+                if retries.should_retry_status(status, grpc_status) and replay.replayable:
+                    if budget.acquire():
+                        upstream.reset()
+                        # Envoy router.cc onUpstreamHeaders: a retried response feeds outlier
+                        # detection but charges no upstream_rq_<code> / upstream_rq_completed.
+                        runtime.request_finished(host, http_status=status, charge_code=False)
+                        if pump is not None:
+                            pump.cancel()
+                        return "retry"
+                    stream.set_flag("UO")  # Envoy RetryStatus::NoOverflow: max_retries said no
+                elif retries.would_retry_status(status, grpc_status):
                     stream.set_flag("URX")
             await self._stream_response(stream, plan, upstream, response, started, downstream)
             runtime.request_finished(host, http_status=status)
             return "done"
-        except BaseException:
+        except BaseException as error:
             upstream.reset()
+            if isinstance(error, _AttemptFailed):
+                attempt_flag = error.flag  # the attempt's own (Envoy: its upstream span's)
             if status is None:
                 # No response head: the code is charged by whoever answers (_attempts,
                 # _forward), once, as Envoy does.
@@ -505,19 +513,21 @@ class Router:
                 runtime.request_finished(host, http_status=status)
             raise
         finally:
-            self._attempt_finished(stream, client_span, head, status, started)
+            self._attempt_finished(stream, client_span, head, status, started, attempt_flag)
             if pump is not None and not pump.done():
                 pump.cancel()
             if pump is not None:
                 await asyncio.gather(pump, return_exceptions=True)
 
     def _attempt_finished(self, stream: HttpStream, client_span: Any, head: RequestHead,
-                          status: int | None, started: float) -> None:
+                          status: int | None, started: float, attempt_flag: str) -> None:
         duration = time.monotonic() - started
         code = status if status is not None and status > 0 else None
         if client_span is not None and client_span.spawned:  # else nothing to end
-            client_span.finish(status_code=code, response_flags=tuple(stream.response_flags),
-                               duration=duration)
+            flags = tuple(stream.response_flags)
+            if attempt_flag and attempt_flag not in flags:
+                flags += (attempt_flag,)
+            client_span.finish(status_code=code, response_flags=flags, duration=duration)
         if self.observability is not None:
             self.observability.upstream_attempt_finished(
                 duration=duration, method=head.method, status_code=code,
@@ -701,5 +711,6 @@ def _redirect(action: RedirectAction, request: RequestHead, route: Route) -> Loc
     if action.strip_query:
         query = ""
     location = f"{scheme}://{host}{':' + port if port else ''}{path}{'?' + query if query else ''}"
+    # Envoy's router sends redirects as direct responses (details direct_response).
     return LocalReply(action.response_code, headers=Headers([("location", location)]),
-                      details="redirect")
+                      details="direct_response")
