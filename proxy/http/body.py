@@ -39,6 +39,8 @@ class BodyChannel:
 
     def push(self, data: bytes, flow_controlled: int = 0) -> None:
         if self.ended or self.reset:
+            if self._on_consumed and flow_controlled:
+                self._on_consumed(flow_controlled)  # dropped, but its window comes back
             return
         self._chunks.append((data, flow_controlled))
         self._buffered += len(data)
@@ -56,6 +58,17 @@ class BodyChannel:
     def abort(self) -> None:
         self.reset = True
         self._wake()
+
+    def discard(self) -> None:
+        """The stream is over: drop what was never read, giving back its flow-control credit
+        (HTTP/2: the connection window is shared by every stream, RFC 9113 6.9.1)."""
+        self.reset = True
+        chunks, self._chunks = self._chunks, deque()
+        self._buffered = 0
+        if self._on_consumed:
+            credit = sum(flow_controlled for _, flow_controlled in chunks)
+            if credit:
+                self._on_consumed(credit)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

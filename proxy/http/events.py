@@ -6,6 +6,7 @@ Slotted, not frozen: a dozen are created per proxied request, and a frozen datac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from proxy.http.headers import Headers, RequestHead, ResponseHead
 
@@ -51,11 +52,32 @@ class StreamEnded:
     stream_id: int
 
 
+class ResetReason(Enum):
+    """Why an upstream stream ended before its response did (Envoy Http::StreamResetReason);
+    the value is Envoy's text for it (Http::Utility::resetReasonToString), which goes into
+    local-reply bodies and, with "_" for spaces, into %RESPONSE_CODE_DETAILS%."""
+
+    LOCAL_CONNECTION_FAILURE = "local connection failure"
+    REMOTE_CONNECTION_FAILURE = "remote connection failure"
+    CONNECTION_TIMEOUT = "connection timeout"
+    CONNECTION_TERMINATION = "connection termination"
+    LOCAL_RESET = "local reset"
+    LOCAL_REFUSED_STREAM_RESET = "local refused stream reset"
+    OVERFLOW = "overflow"
+    REMOTE_RESET = "remote reset"
+    REMOTE_REFUSED_STREAM_RESET = "remote refused stream reset"
+    PROTOCOL_ERROR = "protocol error"
+
+
 @dataclass(slots=True)
 class StreamReset:
+    """A stream ended before its end: RST_STREAM `error_code` from the peer (`remote`) or from
+    our codec; upstream pools also say why in Envoy's terms (`reason`, see ResetReason)."""
+
     stream_id: int
     error_code: int = 0
     remote: bool = True
+    reason: ResetReason | None = None
 
 
 @dataclass(slots=True)

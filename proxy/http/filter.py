@@ -68,6 +68,8 @@ class HttpStream:
     upstream_cluster: str = ""
     upstream_host: str = ""
     upstream_address: tuple[str, int] | None = None
+    upstream_transport_failure_reason: str = ""
+    informational_received: bool = False  # the upstream sent a 1xx (Envoy: response started)
     attempt_count: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0

@@ -4,8 +4,8 @@ llhttp in strict mode already refuses the request-smuggling shapes (RFC 9112 sec
 Content-Length with Transfer-Encoding, duplicate Content-Length, obs-fold, bare LF, bad token
 and value characters). On top of it we enforce Envoy's limits and rules:
 `max_request_headers_kb` (431), `max_headers_count` (431), HTTP/1.0 refused with 426 unless
-accepted, a Transfer-Encoding other than `chunked` refused with 501 (Envoy
-`http1.invalid_transfer_encoding`), and a missing Host refused with 400.
+accepted, and a Transfer-Encoding other than `chunked` refused with 501 (Envoy
+`http1.invalid_transfer_encoding`). A missing Host is the connection manager's to refuse.
 
 Trailers (Envoy Http1ProtocolOptions.enable_trailers, core/v3/protocol.proto): off by default,
 so trailers received after a chunked body are dropped and trailers to send end the chunked
@@ -116,6 +116,9 @@ class Http1ServerCodec:
         self.pending: deque[_Pending] = deque()
         self._response_chunked = False
         self.close_after_response = False
+        # The response being written answers a request that itself asked to close
+        # (`connection: close`, HTTP/1.0 without keep-alive).
+        self.client_asked_close = False
         # A request head is being received: from its first byte to its last (the HCM's
         # request_headers_timeout runs in between).
         self.receiving_head = False
@@ -205,11 +208,8 @@ class Http1ServerCodec:
             url = httptools.parse_url(self._url)  # absolute-form (RFC 9112 section 3.2.2)
             host = _latin1(url.host or b"") + (f":{url.port}" if url.port else "")
             path = _latin1(url.path or b"/") + (f"?{_latin1(url.query)}" if url.query else "")
-        if not host:
-            if version == "1.0" and self.default_host_for_http_10:
-                host = self.default_host_for_http_10
-            else:
-                raise _Refused(400, "missing host")
+        if not host and version == "1.0" and self.default_host_for_http_10:
+            host = self.default_host_for_http_10  # else empty: the HCM answers 400
         upgrade = ""
         connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
         if method == "CONNECT":
@@ -247,6 +247,7 @@ class Http1ServerCodec:
         no_body = (request.method == "HEAD" or head.status in (204, 304)
                    or 100 <= head.status < 200)
         self._response_chunked = False
+        self.client_asked_close = not request.keep_alive
         keep_alive = request.keep_alive and not self.close_after_response
         tunnel = request.method == "CONNECT" and 200 <= head.status < 300
         if head.status == 101:
@@ -291,19 +292,33 @@ class Http1ServerCodec:
 
 
 class Http1ClientCodec:
-    """Upstream side of one HTTP/1.1 connection: one request at a time (no pipelining)."""
+    """Upstream side of one HTTP/1.1 connection: one request at a time (no pipelining).
 
-    def __init__(self, *, enable_trailers: bool = False) -> None:
+    A response ends at its framing (RFC 9112 section 6.3): Content-Length, the last chunk, or,
+    for a body with neither, the upstream's close. A close anywhere else after the first byte
+    of the response is a truncated answer, a protocol error (ProtocolFailed), as Envoy's codec
+    finds it (llhttp at EOF); a close before any byte of it is a plain connection termination
+    (no event: the pool says so). The head is held to Envoy's limits for upstream responses:
+    `max_headers_kb` (common_http_protocol_options.max_response_headers_kb, 60 KiB) and
+    `max_headers_count` (100); past either it is a protocol error too."""
+
+    def __init__(self, *, enable_trailers: bool = False, max_header_bytes: int = 60 * 1024,
+                 max_headers_count: int = 100) -> None:
         self.enable_trailers = enable_trailers
+        self.max_header_bytes = max_header_bytes
+        self.max_headers_count = max_headers_count
         self._parser = httptools.HttpResponseParser(self)
         self._events: list[Event] = []
         self._headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
         self._trailers: list[tuple[str, str]] | None = None
         self._method = "GET"
         self._request_chunked = False
         self._head_seen = False
         self._complete = False
         self._ended_by_head = False
+        self._close_delimited = False  # the body of the current response ends at the close
+        self._in_message = False  # between the first byte of a response and its end
         self.keep_alive = True
         self.failed = False
         self.tunnel = False
@@ -355,19 +370,30 @@ class Http1ClientCodec:
             rest = data[int(upgrade.args[0]):]
             if rest:
                 self._events.append(DataReceived(self.stream_id, rest))
+        except httptools.HttpParserCallbackError as error:
+            self._fail(str(error.__context__ or error))
         except httptools.HttpParserError as error:
-            self.failed = True
-            self.keep_alive = False
-            self._events.append(ProtocolFailed(str(error), 502))
+            self._fail(str(error))
         events, self._events = self._events, []
         return events
 
-    def receive_eof(self) -> list[Event]:
-        """The upstream closed: ends a close-delimited body, otherwise it is a reset."""
+    def _fail(self, reason: str) -> None:
+        self.failed = True
         self.keep_alive = False
-        if self._head_seen and not self._complete and not self.tunnel:
+        self._events.append(ProtocolFailed(reason, 502))
+
+    def receive_eof(self) -> list[Event]:
+        """The upstream closed: the end of a close-delimited body; a protocol error in the
+        middle of any other response message (truncated); nothing between messages."""
+        self.keep_alive = False
+        if self._complete or self.tunnel or self.failed:
+            return []
+        if self._head_seen and self._close_delimited:
             self._complete = True
             return [StreamEnded(self.stream_id)]
+        if self._in_message:
+            self.failed = True
+            return [ProtocolFailed("upstream closed before the end of the response", 502)]
         return []
 
     @property
@@ -375,14 +401,22 @@ class Http1ClientCodec:
         return self._complete
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._headers = []
+        self._header_bytes = 0
         self._trailers = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Envoy counts header bytes against max_response_headers_kb, trailers included.
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self.max_header_bytes:
+            raise _Refused(502, "response headers exceed max_response_headers_kb")
         if self._trailers is not None:  # after a chunked body: a trailer field
             self._trailers.append((_latin1(name).lower(), _latin1(value)))
-        else:
-            self._headers.append((_latin1(name).lower(), _latin1(value)))
+            return
+        self._headers.append((_latin1(name).lower(), _latin1(value)))
+        if len(self._headers) > self.max_headers_count:
+            raise _Refused(502, "response headers exceed max_headers_count")
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -394,6 +428,10 @@ class Http1ClientCodec:
         self._head_seen = True
         self._trailers = []
         self.keep_alive = self._parser.should_keep_alive()
+        # RFC 9112 6.3: without Content-Length or chunked coding the body ends at the close.
+        self._close_delimited = ("content-length" not in headers
+                                 and "chunked" not in (headers.joined("transfer-encoding")
+                                                       or "").lower())
         connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
         stripped = HOP_BY_HOP | connection - {"close", "keep-alive", ""}
         headers.remove_all(stripped - {"upgrade", "connection"} if status == 101 else stripped)
@@ -408,6 +446,7 @@ class Http1ClientCodec:
         self._events.append(DataReceived(self.stream_id, bytes(body)))
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if not self._head_seen or self._ended_by_head:
             return
         if self._parser.get_status_code() == 101:

@@ -69,6 +69,10 @@ class RetryState:
         """Retriable in kind, budget aside (to set URX when the budget ran out)."""
         return self.policy is not None and status_is_retriable(self.policy, status, grpc_status)
 
+    def would_retry_failure(self, failure: Failure) -> bool:
+        """Retriable in kind, budget aside (Envoy RetryStatus::NoRetryLimitExceeded: URX)."""
+        return self.policy is not None and failure_is_retriable(self.policy, failure)
+
     def abandon(self) -> None:
         """Give up retrying this request (Envoy router: the request body outgrew the retry
         buffer, so `retry_state_` is dropped): no further retry and no URX flag."""

@@ -19,14 +19,23 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from proxy.http import upstream_reset
 from proxy.http.body import BodyChannel
 from proxy.http.deadline import Deadline
-from proxy.http.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
+from proxy.http.events import (
+    DataReceived,
+    InformationalReceived,
+    ResetReason,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+)
 from proxy.http.events import TrailersReceived as TrailersEvent
 from proxy.http.filter import HttpStream, LocalReply
 from proxy.http.hashing import compute_hash
 from proxy.http.header_mutation import apply_request_mutations, ordered_levels, route_levels
 from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.http.http2 import ErrorCodes
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.retry import Failure, RetryState, grpc_timeout_text, parse_grpc_timeout
 from proxy.http.routing import select_cluster
@@ -49,12 +58,6 @@ _NO_PREFERENCE = LbContext()  # no hash key, no excluded host (never mutated)
 _NO_RETRIES = RetryState(None)
 
 BUFFER_LIMIT_TEXT = "exceeded request buffer limit while retrying upstream"
-CONNECT_FAILURE_TEXT = ("upstream connect error or disconnect/reset before headers. "
-                        "reset reason: remote connection failure")
-OVERFLOW_TEXT = ("upstream connect error or disconnect/reset before headers. "
-                 "reset reason: overflow")
-RESET_TEXT = ("upstream connect error or disconnect/reset before headers. "
-              "reset reason: connection termination")
 
 
 class Downstream(Protocol):
@@ -79,11 +82,36 @@ class Downstream(Protocol):
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, failure: Failure, flag: str, text: str) -> None:
-        super().__init__(text)
+    """An attempt that got no response head: `failure` is its retry category, `reason` the
+    upstream reset it was in Envoy's terms (None: the per-try timeout)."""
+
+    def __init__(self, failure: Failure, reason: ResetReason | None,
+                 transport_failure: str = "") -> None:
+        super().__init__(failure)
         self.failure = failure
-        self.flag = flag
-        self.text = text
+        self.reason = reason
+        self.transport_failure = transport_failure
+
+    @property
+    def flag(self) -> str:
+        return "UT" if self.reason is None else upstream_reset.flag_of(self.reason)
+
+    @property
+    def status(self) -> int:
+        return 504 if self.reason is None else upstream_reset.status_of(self.reason)
+
+    def reply(self, headers: Headers, *, retried: bool, informational: bool) -> LocalReply:
+        """The local reply when no retry follows (Envoy onUpstreamReset, onPerTryTimeout).
+        After a 1xx from the upstream Envoy counts the response as started (its details
+        say so), though the status it answers with is still the reset's."""
+        if self.reason is None:
+            return LocalReply(504, "upstream request timeout", headers,
+                              details="upstream_per_try_timeout")
+        return LocalReply(
+            self.status,
+            upstream_reset.reply_text(self.reason, retried=retried),
+            headers, details=upstream_reset.details(self.reason, self.transport_failure,
+                                                    response_started=informational))
 
 
 @dataclass(slots=True)
@@ -304,7 +332,7 @@ class Router:
             else:
                 plan.runtime.charge_code(504)  # Envoy onResponseTimeout
                 await downstream.send_local_reply(LocalReply(
-                    504, "upstream request timeout", details="upstream_response_timeout",
+                    504, "upstream request timeout", details="response_timeout",
                     grpc_status=GRPC_DEADLINE_EXCEEDED))
         finally:
             if deadline is not None:
@@ -345,11 +373,9 @@ class Router:
                                                       downstream, budget)
                 except _AttemptFailed as error:
                     failed, outcome = error, "failed"
-                    stream.set_flag(error.flag)
-                if outcome == "retry" or (
-                    failed is not None and replay.replayable
-                    and retries.should_retry_failure(failed.failure) and budget.acquire()
-                ):
+                retry_wanted = failed is not None and replay.replayable \
+                    and retries.should_retry_failure(failed.failure)
+                if outcome == "retry" or (retry_wanted and budget.acquire()):
                     _count(plan.runtime, "upstream_rq_retry")
                     if not await replay.buffer_during(retries.next_backoff(), stream):
                         # Envoy: the body outgrew the buffer with no attempt in flight.
@@ -360,20 +386,26 @@ class Router:
                     continue
                 if failed is None:
                     return  # the response went downstream
-                if retries.policy is not None and retries.remaining == 0:
+                # Envoy sets flags for the attempt that is answered, not for retried ones, in
+                # this order: why no retry follows (RetryStatus NoOverflow: UO, or
+                # NoRetryLimitExceeded: URX), then the failure itself (onUpstreamAbort).
+                if retry_wanted:
+                    stream.set_flag("UO")
+                elif retries.would_retry_failure(failed.failure):
                     stream.set_flag("URX")
-                status = 504 if failed.failure == "per_try_timeout" else 503
+                stream.set_flag(failed.flag)
                 # Envoy router.cc chargeUpstreamAbort / onPerTryTimeoutCommon: the code of
                 # the local reply counts for the cluster once no retry follows (also when no
                 # request reached the host); a retried failure counts nothing.
-                plan.runtime.charge_code(status)
+                plan.runtime.charge_code(failed.status)
                 headers = Headers()
                 if failed.failure == "overflow" and not self.suppress_envoy_headers:
                     # Envoy router.cc onUpstreamAbort: a request dropped by a circuit
                     # breaker says so (x-envoy-overloaded, router filter docs).
                     headers.set("x-envoy-overloaded", "true")
-                await downstream.send_local_reply(LocalReply(status, failed.text, headers,
-                                                             details=failed.flag))
+                await downstream.send_local_reply(failed.reply(
+                    headers, retried=stream.attempt_count > 1,
+                    informational=stream.informational_received))
                 return
         finally:
             budget.release()
@@ -389,12 +421,16 @@ class Router:
             upstream = self.pools.try_new_stream(runtime, host) \
                 or await self.pools.new_stream(runtime, host)
         except ConnectFailedError as error:
-            raise _AttemptFailed("connect_failure", "UF", CONNECT_FAILURE_TEXT) from error
+            # Envoy onPoolFailure: the transport's words go to the access log too.
+            stream.upstream_transport_failure_reason = error.transport_failure
+            raise _AttemptFailed("connect_failure", error.reset_reason,
+                                 error.transport_failure) from error
         except PoolOverflowError as error:
-            raise _AttemptFailed("overflow", "UO", OVERFLOW_TEXT) from error
+            raise _AttemptFailed("overflow", ResetReason.OVERFLOW) from error
         runtime.request_started(host)
         started = time.monotonic()
         status: int | None = None
+        attempt_flag = ""
         pump: asyncio.Task[None] | None = None
         head = plan.head
         if plan.action.auto_host_rewrite and str(getattr(host, "hostname", "")):
@@ -430,7 +466,7 @@ class Router:
             try:
                 if per_try:
                     async with asyncio.timeout(per_try):
-                        response = await self._await_head(upstream)
+                        response = await self._await_head(upstream, stream)
                 else:
                     # _await_head inline (the common case): one coroutine less per request.
                     while True:
@@ -438,33 +474,35 @@ class Router:
                         if type(event) is ResponseReceived:
                             response = event
                             break
-                        _raise_if_reset(event)
+                        _raise_if_reset(event, stream)
             except TimeoutError:
                 upstream.reset()
                 _count(runtime, "upstream_rq_per_try_timeout")
                 runtime.request_finished(host, http_status=504, charge_code=False)
                 status = -1
-                raise _AttemptFailed("per_try_timeout", "UT", "upstream request timeout") \
-                    from None
+                raise _AttemptFailed("per_try_timeout", None) from None
             status = response.head.status
             if retries.policy is not None:
                 grpc_status = _grpc_status(response.head.headers)
-                if retries.should_retry_status(status, grpc_status) and replay.replayable \
-                        and budget.acquire():
-                    upstream.reset()
-                    # Envoy router.cc onUpstreamHeaders: a retried response feeds outlier
-                    # detection but charges no upstream_rq_<code> / upstream_rq_completed.
-                    runtime.request_finished(host, http_status=status, charge_code=False)
-                    if pump is not None:
-                        pump.cancel()
-                    return "retry"
-                if retries.would_retry_status(status, grpc_status):
+                if retries.should_retry_status(status, grpc_status) and replay.replayable:
+                    if budget.acquire():
+                        upstream.reset()
+                        # Envoy router.cc onUpstreamHeaders: a retried response feeds outlier
+                        # detection but charges no upstream_rq_<code> / upstream_rq_completed.
+                        runtime.request_finished(host, http_status=status, charge_code=False)
+                        if pump is not None:
+                            pump.cancel()
+                        return "retry"
+                    stream.set_flag("UO")  # Envoy RetryStatus::NoOverflow: max_retries said no
+                elif retries.would_retry_status(status, grpc_status):
                     stream.set_flag("URX")
             await self._stream_response(stream, plan, upstream, response, started, downstream)
             runtime.request_finished(host, http_status=status)
             return "done"
-        except BaseException:
+        except BaseException as error:
             upstream.reset()
+            if isinstance(error, _AttemptFailed):
+                attempt_flag = error.flag  # the attempt's own (Envoy: its upstream span's)
             if status is None:
                 # No response head: the code is charged by whoever answers (_attempts,
                 # _forward), once, as Envoy does.
@@ -475,30 +513,33 @@ class Router:
                 runtime.request_finished(host, http_status=status)
             raise
         finally:
-            self._attempt_finished(stream, client_span, head, status, started)
+            self._attempt_finished(stream, client_span, head, status, started, attempt_flag)
             if pump is not None and not pump.done():
                 pump.cancel()
             if pump is not None:
                 await asyncio.gather(pump, return_exceptions=True)
 
     def _attempt_finished(self, stream: HttpStream, client_span: Any, head: RequestHead,
-                          status: int | None, started: float) -> None:
+                          status: int | None, started: float, attempt_flag: str) -> None:
         duration = time.monotonic() - started
         code = status if status is not None and status > 0 else None
         if client_span is not None and client_span.spawned:  # else nothing to end
-            client_span.finish(status_code=code, response_flags=tuple(stream.response_flags),
-                               duration=duration)
+            flags = tuple(stream.response_flags)
+            if attempt_flag and attempt_flag not in flags:
+                flags += (attempt_flag,)
+            client_span.finish(status_code=code, response_flags=flags, duration=duration)
         if self.observability is not None:
             self.observability.upstream_attempt_finished(
                 duration=duration, method=head.method, status_code=code,
                 cluster=stream.upstream_cluster, upstream_host=stream.upstream_host)
 
-    async def _await_head(self, upstream: UpstreamStream) -> ResponseReceived:
+    async def _await_head(self, upstream: UpstreamStream,
+                          stream: HttpStream) -> ResponseReceived:
         while True:
             event = await upstream.next_event()
             if type(event) is ResponseReceived:
                 return event
-            _raise_if_reset(event)
+            _raise_if_reset(event, stream)
 
     async def _stream_response(self, stream: HttpStream, plan: _Plan, upstream: UpstreamStream,
                                response: ResponseReceived, started: float,
@@ -509,6 +550,7 @@ class Router:
             head.headers.set("x-envoy-upstream-service-time", str(elapsed_ms))
         if plan.set_cookie:
             head.headers.add("set-cookie", plan.set_cookie)
+        stream.response_details = "via_upstream"
         await downstream.send_response(head, end_stream=response.end_stream)
         if response.end_stream:
             upstream.release()
@@ -534,16 +576,24 @@ class Router:
                 upstream.release()
                 return
             elif isinstance(event, StreamReset):
-                stream.set_flag("UR")
+                # A truncated or reset answer must not look complete: the downstream stream
+                # is reset too (HTTP/1.1: the connection closes), as Envoy onUpstreamAbort.
+                reason = upstream_reset.reason_of(event)
+                stream.set_flag(upstream_reset.flag_of(reason))
+                stream.response_details = upstream_reset.details(reason,
+                                                                 response_started=True)
                 downstream.reset()
                 return
 
 
-def _raise_if_reset(event: object) -> None:
-    """A reset before the response head fails the attempt (UC)."""
-    if isinstance(event, StreamReset):
-        refused = event.error_code == 7  # RFC 9113 REFUSED_STREAM
-        raise _AttemptFailed("refused_stream" if refused else "reset", "UC", RESET_TEXT)
+def _raise_if_reset(event: object, stream: HttpStream) -> None:
+    """A reset before the response head fails the attempt (a 1xx is only noted)."""
+    if type(event) is InformationalReceived:
+        stream.informational_received = True
+    elif isinstance(event, StreamReset):
+        refused = event.error_code == ErrorCodes.REFUSED_STREAM
+        raise _AttemptFailed("refused_stream" if refused else "reset",
+                             upstream_reset.reason_of(event))
 
 
 def _retry_buffer_limit(stream: HttpStream, downstream: Downstream) -> int:
@@ -661,5 +711,6 @@ def _redirect(action: RedirectAction, request: RequestHead, route: Route) -> Loc
     if action.strip_query:
         query = ""
     location = f"{scheme}://{host}{':' + port if port else ''}{path}{'?' + query if query else ''}"
+    # Envoy's router sends redirects as direct responses (details direct_response).
     return LocalReply(action.response_code, headers=Headers([("location", location)]),
-                      details="redirect")
+                      details="direct_response")

@@ -8,6 +8,7 @@ Request headers steer the reply:
   x-echo-header: name=value   add a response header (repeatable)
   x-echo-size: 100000         answer with this many bytes of "x" instead of JSON
   x-echo-trailer: name=value  (h2c) send a trailer
+The h2c side records the error code of each RST_STREAM it receives in `resets`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class EchoBackend:
         self.port = port or free_port()
         self.requests: Counter[str] = Counter()
         self.seen: list[dict[str, Any]] = []
+        self.resets: list[int] = []  # h2c: error codes of the RST_STREAMs received
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._ready = threading.Event()
@@ -196,8 +198,10 @@ class EchoBackend:
         try:
             while data := await reader.read(65536):
                 for event in connection.receive_data(data):
-                    if isinstance(event, h2.events.WindowUpdated):
-                        window.set()
+                    if isinstance(event, h2.events.WindowUpdated | h2.events.StreamReset):
+                        window.set()  # a reset stream's sender stops waiting for its window
+                    if isinstance(event, h2.events.StreamReset):
+                        self.resets.append(event.error_code)
                     if isinstance(event, h2.events.RequestReceived):
                         streams[event.stream_id] = (list(event.headers), bytearray())
                     elif isinstance(event, h2.events.DataReceived):

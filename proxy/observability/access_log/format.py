@@ -57,7 +57,9 @@ _SIMPLE: dict[str, Callable[[RequestInfo], Value]] = {
     "UPSTREAM_HOST": lambda i: _text(i.upstream_host),
     "UPSTREAM_CLUSTER": lambda i: _text(i.upstream_cluster),
     "UPSTREAM_LOCAL_ADDRESS": lambda i: _text(i.upstream_local_address),
-    "UPSTREAM_TRANSPORT_FAILURE_REASON": lambda i: _text(i.upstream_transport_failure_reason),
+    # Envoy logs it with "_" for spaces ("delayed_connect_error:_Connection_refused").
+    "UPSTREAM_TRANSPORT_FAILURE_REASON": lambda i: _text(
+        "_".join(i.upstream_transport_failure_reason.split(" "))),
     "UPSTREAM_REQUEST_ATTEMPT_COUNT": lambda i: i.attempt_count,
     "ROUTE_NAME": lambda i: _text(i.route_name),
     "VIRTUAL_CLUSTER_NAME": lambda i: _text(i.virtual_cluster_name),

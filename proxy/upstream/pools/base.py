@@ -13,18 +13,38 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from proxy.http.events import DataReceived, Event, StreamEnded, StreamReset
+from proxy.http.events import DataReceived, Event, ResetReason, StreamEnded
 from proxy.http.headers import Headers, RequestHead
 from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.host import Host
 
 
 class ConnectFailedError(Exception):
-    """Connecting to the host failed (response flag UF); `timeout` for connect_timeout."""
+    """Connecting to the host failed (response flag UF); `timeout` for connect_timeout.
 
-    def __init__(self, reason: str, *, timeout: bool = False) -> None:
+    `reset_reason` is the failure in Envoy's terms (a connect timeout, a remote failure, or a
+    local one such as the pool closing) and `transport_failure` the transport's own words
+    (%UPSTREAM_TRANSPORT_FAILURE_REASON%, e.g. "delayed_connect_error: Connection refused")."""
+
+    def __init__(self, reason: str, *, timeout: bool = False, transport_failure: str = "",
+                 local: bool = False) -> None:
         super().__init__(reason)
         self.timeout = timeout
+        self.transport_failure = transport_failure
+        self.local = local
+
+    @property
+    def reset_reason(self) -> ResetReason:
+        if self.timeout:
+            return ResetReason.CONNECTION_TIMEOUT
+        if self.local:
+            return ResetReason.LOCAL_CONNECTION_FAILURE
+        return ResetReason.REMOTE_CONNECTION_FAILURE
+
+    def copy(self) -> ConnectFailedError:
+        """The same failure for another waiter (each raises its own exception object)."""
+        return ConnectFailedError(str(self), timeout=self.timeout,
+                                  transport_failure=self.transport_failure, local=self.local)
 
 
 class PoolOverflowError(Exception):
@@ -174,6 +194,17 @@ class UpstreamStream:
     def consumed(self, event: DataReceived) -> None:
         """The router forwarded `event`: return its flow-control credit."""
 
+    def return_unread(self) -> None:
+        """The exchange ended before its response was read out (a reset, the downstream gone):
+        give back the credit of the DATA still queued. Unacknowledged, it would stay charged
+        to the HTTP/2 connection window, which every later stream shares (RFC 9113 6.9.1)."""
+        events = self._events
+        while events:
+            event = events.popleft()
+            if type(event) is DataReceived:
+                self.consumed(event)
+        self._buffered = 0
+
     def send_head_nowait(self, head: RequestHead, *, end_stream: bool) -> bool:
         """Send the head when that needs no waiting: True when sent; False: use send_head()."""
         return False
@@ -196,6 +227,3 @@ class UpstreamStream:
         """The response was read to its end: the connection may serve another request."""
         raise NotImplementedError
 
-
-def reset_event(stream_id: int, reason: int = 0) -> StreamReset:
-    return StreamReset(stream_id, reason, remote=True)

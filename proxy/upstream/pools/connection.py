@@ -25,8 +25,14 @@ async def open_connection(factory: Callable[[], P], address: str, port: int, *,
                 server_hostname=(server_hostname or address) if ssl_context else None)
     except TimeoutError:
         raise ConnectFailedError("connect timeout", timeout=True) from None
-    except (OSError, ssl.SSLError) as error:
-        raise ConnectFailedError(f"connect failed: {error}") from error
+    except ssl.SSLError as error:
+        raise ConnectFailedError(f"TLS handshake failed: {error}",
+                                 transport_failure=f"TLS_error: {error.reason or error}"
+                                 ) from error
+    except OSError as error:
+        # Envoy's words for a failed non-blocking connect (connection_impl.cc).
+        raise ConnectFailedError(f"connect failed: {error}", transport_failure=(
+            f"delayed_connect_error: {error.strerror or error}")) from error
     sock = transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
-from proxy.http.events import ProtocolFailed, StreamReset
+from proxy.http.events import Event, ProtocolFailed, ResetReason, StreamReset
 from proxy.http.headers import Headers, RequestHead
 from proxy.http.http1 import Http1ClientCodec
 from proxy.upstream.host import Host
@@ -46,15 +46,21 @@ class Http1Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         events = self.codec.receive_data(data)
         stream = self.stream
+        if stream is None:
+            if data:
+                self.close()  # bytes while idle: the connection is unusable
+            return
         for event in events:
-            if stream is None:
-                continue  # bytes while idle: the connection is unusable
-            if isinstance(event, ProtocolFailed):
-                stream.deliver(StreamReset(self.codec.stream_id, event.status))
-            else:
-                stream.deliver(event)
-        if stream is None and data:
-            self.close()
+            self._deliver(stream, event)
+
+    def _deliver(self, stream: Http1Stream, event: Event) -> None:
+        if isinstance(event, ProtocolFailed):
+            # Garbage, a bad status line, an oversized head, a truncated body: Envoy's codec
+            # resets the stream with ProtocolError (502 UPE before the response started).
+            stream.deliver(StreamReset(self.codec.stream_id, remote=False,
+                                       reason=ResetReason.PROTOCOL_ERROR))
+        else:
+            stream.deliver(event)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
@@ -65,9 +71,10 @@ class Http1Connection(asyncio.Protocol):
         stream = self.stream
         if stream is not None:
             for event in self.codec.receive_eof():
-                stream.deliver(event)
-            if not self.codec.response_complete:
-                stream.deliver(StreamReset(self.codec.stream_id, 0))
+                self._deliver(stream, event)
+            if not self.codec.response_complete and not self.codec.failed:
+                stream.deliver(StreamReset(self.codec.stream_id,
+                                           reason=ResetReason.CONNECTION_TERMINATION))
         self.pool.connection_closed(self)
 
     @property
@@ -300,7 +307,7 @@ class Http1Pool:
         waiters, self.pending = self.pending, deque()
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_exception(ConnectFailedError(str(error), timeout=error.timeout))
+                waiter.set_exception(error.copy())
 
     def return_idle(self, connection: Http1Connection) -> None:
         self.busy.discard(connection)
@@ -344,7 +351,7 @@ class Http1Pool:
         self.idle.clear()
         for task in list(self._connect_tasks):
             task.cancel()
-        self._fail_pending(ConnectFailedError("connection pool closed"))
+        self._fail_pending(ConnectFailedError("connection pool closed", local=True))
 
     def __repr__(self) -> str:
         return (f"Http1Pool({self.host.address}:{self.host.port} active={self.active} "

@@ -18,6 +18,7 @@ from proxy.http.events import (
     ConnectionEnded,
     DataReceived,
     ProtocolFailed,
+    ResetReason,
     SettingsChanged,
     StreamReset,
     WindowOpened,
@@ -94,12 +95,13 @@ class Http2Connection(asyncio.Protocol):
         elif isinstance(event, ConnectionEnded):
             self.draining = True
             for stream_id, stream in list(self.streams.items()):
-                if stream_id > event.last_stream_id:
+                if stream_id > event.last_stream_id:  # RFC 9113 6.8: never processed
                     stream.deliver(StreamReset(stream_id, ErrorCodes.REFUSED_STREAM))
         elif isinstance(event, ProtocolFailed):
             self.draining = True
             for stream_id, stream in list(self.streams.items()):
-                stream.deliver(StreamReset(stream_id, event.status))
+                stream.deliver(StreamReset(stream_id, event.status, remote=False,
+                                           reason=ResetReason.PROTOCOL_ERROR))
         elif hasattr(event, "stream_id"):
             target = self.streams.get(event.stream_id)
             if target is not None:
@@ -124,7 +126,7 @@ class Http2Connection(asyncio.Protocol):
         if not self.settled.done():
             self.settled.set_exception(ConnectFailedError("connection closed before SETTINGS"))
         for stream_id, stream in list(self.streams.items()):
-            stream.deliver(StreamReset(stream_id, 0))
+            stream.deliver(StreamReset(stream_id, reason=ResetReason.CONNECTION_TERMINATION))
         self._wake_writers()
         self.pool.connection_closed(self)
 
@@ -248,6 +250,7 @@ class Http2Stream(UpstreamStream):
         if self.finished:
             return
         self.finished = True
+        self.return_unread()
         if self.stream_id:
             self.connection.codec.reset(self.stream_id, ErrorCodes.CANCEL)
             self.connection.flush()
@@ -257,6 +260,7 @@ class Http2Stream(UpstreamStream):
         if self.finished:
             return
         self.finished = True
+        self.return_unread()
         if self.connection.codec.stream_open(self.stream_id):
             self.connection.codec.reset(self.stream_id, ErrorCodes.NO_ERROR)
             self.connection.flush()

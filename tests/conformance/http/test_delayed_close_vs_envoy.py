@@ -6,6 +6,8 @@
 - A request that closes the connection is the last one read: bytes after it are not parsed
   (pipelined garbage must not turn its 200 into a 400).
 - A response that starts before its request ended says `connection: close`.
+- A proxied response to a request that asked to close, read to its end, closes at once (Envoy
+  doEndStream: no race to guard against); local replies keep the delay.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.bootstraps import http_bootstrap
+from tests.support.bootstraps import http_bootstrap, static_cluster
 from tests.support.differential import envoy_and_pointsman
 from tests.support.envoy import Envoy
+from tests.support.http_backends import EchoBackend
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
@@ -104,4 +107,19 @@ async def test_an_answer_before_the_request_ends_says_connection_close_like_envo
         envoy.stop()
         ours.stop()
     assert seen[0] == ([b"HTTP/1.1 200 OK", b"connection: close"], 1)
+    assert seen[1] == seen[0]
+
+
+async def test_a_proxied_answer_to_connection_close_closes_at_once_like_envoy() -> None:
+    with EchoBackend("close") as backend:
+        def proxied(port: int) -> dict[str, Any]:
+            return http_bootstrap(port, [{"match": {"prefix": "/"}, "route": {"cluster": "b"}}],
+                                  [static_cluster("b", [backend.port])], stat_prefix="close")
+
+        seen = []
+        with envoy_and_pointsman(proxied, "close-proxied") as ports:
+            for port in ports:
+                status, held = await _until_closed(port, REQUESTS["connection close"])
+                seen.append((status, held < 0.3))
+    assert seen[0] == (b"200", True)
     assert seen[1] == seen[0]

@@ -30,3 +30,23 @@ async def test_reset_wakes_the_reader() -> None:
     channel.abort()
     with pytest.raises(StreamResetError):
         await channel.read()
+
+
+def test_discard_gives_back_the_credit_of_unread_chunks() -> None:
+    """A stream that ends with request DATA unread returns its window (RFC 9113 6.9.1: the
+    connection window is shared by every stream)."""
+    credit: list[int] = []
+    channel = BodyChannel(on_consumed=credit.append)
+    channel.push(b"abc", 3)
+    channel.push(b"defgh", 9)  # padding counts against the window too
+    channel.discard()
+    assert credit == [12]
+    assert channel.reset
+
+
+def test_data_after_the_end_is_dropped_but_its_credit_returned() -> None:
+    credit: list[int] = []
+    channel = BodyChannel(on_consumed=credit.append)
+    channel.abort()
+    channel.push(b"late", 4)
+    assert credit == [4]
