@@ -13,6 +13,7 @@ Envoy's texts and response flags: UH (no healthy upstream), UF (connect failure)
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from proxy.http import upstream_reset
-from proxy.http.body import BodyChannel
+from proxy.http.body import BodyChannel, StreamResetError
 from proxy.http.deadline import Deadline
 from proxy.http.events import (
     DataReceived,
@@ -53,6 +54,8 @@ from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.lb.base import LbContext
 from proxy.upstream.pools import ConnectFailedError, PoolManager, PoolOverflowError
 from proxy.upstream.pools.base import UpstreamStream
+
+log = logging.getLogger(__name__)
 
 _NO_PREFERENCE = LbContext()  # no hash key, no excluded host (never mutated)
 _NO_RETRIES = RetryState(None)
@@ -517,7 +520,8 @@ class Router:
             if pump is not None and not pump.done():
                 pump.cancel()
             if pump is not None:
-                await asyncio.gather(pump, return_exceptions=True)
+                (pumped,) = await asyncio.gather(pump, return_exceptions=True)
+                _log_pump_failure(pumped)
 
     def _attempt_finished(self, stream: HttpStream, client_span: Any, head: RequestHead,
                           status: int | None, started: float, attempt_flag: str) -> None:
@@ -584,6 +588,14 @@ class Router:
                                                                  response_started=True)
                 downstream.reset()
                 return
+
+
+def _log_pump_failure(outcome: object) -> None:
+    """The request body pump ends with the attempt. A reset downstream body or a closed
+    connection is how an early end looks from there; anything else is a bug, and is logged
+    rather than lost."""
+    if isinstance(outcome, Exception) and not isinstance(outcome, StreamResetError | OSError):
+        log.error("request body pump failed", exc_info=outcome)
 
 
 def _raise_if_reset(event: object, stream: HttpStream) -> None:

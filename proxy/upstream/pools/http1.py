@@ -16,6 +16,7 @@ from typing import Any
 from proxy.http.events import Event, ProtocolFailed, ResetReason, StreamReset
 from proxy.http.headers import Headers, RequestHead
 from proxy.http.http1 import Http1ClientCodec
+from proxy.tasks import log_failure
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import (
     ConnectFailedError,
@@ -285,6 +286,7 @@ class Http1Pool:
             task = asyncio.get_running_loop().create_task(self._connect_one())
             self._connect_tasks.add(task)
             task.add_done_callback(self._connect_tasks.discard)
+            task.add_done_callback(log_failure)  # connect failures are handled inside
 
     async def _connect_one(self) -> None:
         try:
@@ -294,9 +296,12 @@ class Http1Pool:
             self.breakers.connection_gone()
             self._fail_pending(error)
             return
-        except asyncio.CancelledError:
+        except BaseException as error:  # cancelled (the pool closes), or a bug (logged)
             self.connecting -= 1
             self.breakers.connection_gone()
+            if not isinstance(error, asyncio.CancelledError):
+                # Pending requests must not wait for a connection that will never come.
+                self._fail_pending(ConnectFailedError(f"connect failed: {error!r}", local=True))
             raise
         self.connecting -= 1
         self.active += 1

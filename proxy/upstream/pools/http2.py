@@ -10,6 +10,7 @@ host per request, so one downstream connection spreads over every host's pool.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from typing import Any
@@ -35,6 +36,8 @@ from proxy.upstream.pools.base import (
 )
 from proxy.upstream.pools.connection import WriteFlow, open_pooled
 from proxy.upstream.pools.idle import IdleTimer
+
+log = logging.getLogger(__name__)
 
 SETTINGS_TIMEOUT = 5.0
 
@@ -306,7 +309,8 @@ class Http2Pool:
         self.server_hostname = server_hostname
         self.max_concurrent_streams = max_concurrent_streams
         self.connections: list[Http2Connection] = []
-        self._connecting: asyncio.Future[Http2Connection] | None = None
+        self._connecting: asyncio.Task[Http2Connection] | None = None
+        self._slot_taken_over = False  # the connect's max_connections slot went to a connection
         self.closed = False
         self.breakers = PoolBreakers(runtime)
         self._capacity_waiters: list[asyncio.Future[None]] = []
@@ -343,7 +347,11 @@ class Http2Pool:
 
     async def _stream_slot(self) -> Http2Stream:
         """A slot on a connection with room, opening one if max_connections allows; without
-        a connection slot (upstream_cx_overflow counted) wait for a stream to finish."""
+        a connection slot (upstream_cx_overflow counted) wait for a stream to finish.
+
+        The connection is opened by a task of the pool's, not of the request that asked
+        first: every request waiting for it, the first included, may give up (its client
+        gone) without the others waiting forever or the max_connections slot being lost."""
         while True:
             for connection in self.connections:
                 if connection.capacity > 0:
@@ -352,20 +360,33 @@ class Http2Pool:
                 if not self.breakers.may_connect(pool_is_empty=not self.connections):
                     await self._wait_capacity()
                     continue
-                self._connecting = asyncio.get_running_loop().create_future()
-                connecting = self._connecting
-                try:
-                    connection = await self._connect()
-                except ConnectFailedError as error:
-                    self.breakers.connection_gone()
-                    connecting.set_exception(error)
-                    connecting.exception()  # retrieved: waiters re-raise their own copy
-                    raise
-                finally:
-                    self._connecting = None
-                connecting.set_result(connection)
-                return connection.open_stream()
-            await asyncio.shield(self._connecting)
+                self._slot_taken_over = False
+                self._connecting = asyncio.get_running_loop().create_task(
+                    self._connect(), name=f"connect {self.host.address}:{self.host.port}")
+                self._connecting.add_done_callback(self._connect_done)
+            await self._await_connect(self._connecting)
+
+    async def _await_connect(self, connecting: asyncio.Task[Http2Connection]) -> None:
+        try:
+            await asyncio.shield(connecting)
+        except ConnectFailedError as error:
+            raise error.copy() from None  # each waiter raises its own exception object
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if connecting.cancelled() and not (current is not None and current.cancelling()):
+                raise ConnectFailedError("connection pool closed", local=True) from None
+            raise
+
+    def _connect_done(self, connecting: asyncio.Task[Http2Connection]) -> None:
+        self._connecting = None
+        failed = connecting.cancelled() or connecting.exception() is not None
+        if failed and not self._slot_taken_over:
+            self.breakers.connection_gone()  # even when cancelled before it started
+        if not connecting.cancelled():
+            error = connecting.exception()  # retrieved: the waiters raise their own copies
+            if error is not None and not isinstance(error, ConnectFailedError):
+                log.error("connecting to %s:%s failed", self.host.address, self.host.port,
+                          exc_info=error)
 
     async def _wait_capacity(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -394,8 +415,12 @@ class Http2Pool:
                 waiter.set_result(None)
 
     async def _connect(self) -> Http2Connection:
+        """A new connection, settled (the peer's SETTINGS arrived). The max_connections slot
+        the caller took goes with the connection (connection_closed gives it back), or back
+        to the breaker in _connect_done when no connection came of it."""
         connection = await open_pooled(self, lambda: Http2Connection(self))
-        connection.holds_slot = True
+        connection.holds_slot = True  # from here connection_closed gives it back
+        self._slot_taken_over = True
         self.connections.append(connection)
         try:
             async with asyncio.timeout(SETTINGS_TIMEOUT):
@@ -419,6 +444,8 @@ class Http2Pool:
     def close(self) -> None:
         self.closed = True
         self.idle_timer.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()  # its waiters fail with "connection pool closed"
         for connection in list(self.connections):
             if not connection.streams:
                 # GOAWAY goes out (written at once), then the socket closes without waiting
