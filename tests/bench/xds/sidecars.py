@@ -1,0 +1,222 @@
+"""Simulated sidecars for the control-plane benchmark (a script helper, not a test).
+
+Each simulated sidecar has its own channel and its own TCP connection
+(`grpc.use_local_subchannel_pool`: without it grpcio shares one connection among channels with
+the same target and arguments) and subscribes as Envoy does over ADS: CDS (wildcard), then EDS
+for the clusters' EDS service names, then LDS (wildcard), then RDS for the route configuration
+names of the listeners, ACKing every response (with the subscribed names for EDS and RDS).
+A stream that fails is counted by its status code and reopened after Envoy's default backoff
+(jittered, 0.5 s doubling to 30 s).
+
+It records when it holds every type for the first time (converged) and when each EDS version
+arrived, so the driver can time a change per sidecar. Names are read from the resources (a
+cluster's EDS service name, a listener's RDS route name) once per distinct resource body per
+process: the generator's own CPU is reported, and this keeps it small beside the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.service.discovery.v3 import discovery_pb2 as pb
+
+from tests.bench.xds.mesh import CLUSTER, ENDPOINTS, LISTENER, ROUTE
+
+ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),
+                   ("grpc.max_receive_message_length", 64 * 1024 * 1024))
+ORDER = (CLUSTER, ENDPOINTS, LISTENER, ROUTE)
+
+_NAMES: dict[tuple[str, bytes], tuple[str, ...]] = {}
+
+
+def referenced_names(type_url: str, value: bytes) -> tuple[str, ...]:
+    """The EDS (RDS) names a Cluster (Listener) asks for next, memoised per resource body."""
+    key = (type_url, value)
+    found = _NAMES.get(key)
+    if found is None:
+        found = _NAMES[key] = (_eds_names(value) if type_url == CLUSTER
+                               else _rds_names(value))
+    return found
+
+
+def _eds_names(value: bytes) -> tuple[str, ...]:
+    message = cluster_pb2.Cluster.FromString(value)
+    if message.type != cluster_pb2.Cluster.EDS:
+        return ()
+    return (message.eds_cluster_config.service_name or message.name,)
+
+
+def _rds_names(value: bytes) -> tuple[str, ...]:
+    message = listener_pb2.Listener.FromString(value)
+    names = []
+    for chain in message.filter_chains:
+        for network_filter in chain.filters:
+            config = network_filter.typed_config
+            if config.type_url.endswith("HttpConnectionManager"):
+                hcm = hcm_pb2.HttpConnectionManager.FromString(config.value)
+                if hcm.HasField("rds"):
+                    names.append(hcm.rds.route_config_name)
+    return tuple(names)
+
+
+@dataclass
+class Record:
+    """What one simulated sidecar saw."""
+
+    converged_at: float = 0.0
+    eds_version: str = ""
+    eds_updated_at: float = 0.0
+    failures: Counter[str] = field(default_factory=Counter)
+    held: dict[str, int] = field(default_factory=dict)  # type -> resources held
+    bytes_received: int = 0
+
+
+class Backoff:
+    """Envoy's default gRPC stream backoff: jittered, 500 ms doubling to 30 s."""
+
+    def __init__(self) -> None:
+        self.ceiling = 0.5
+
+    def next(self) -> float:
+        delay = random.uniform(0, self.ceiling)
+        self.ceiling = min(30.0, self.ceiling * 2)
+        return delay
+
+
+class SotwSidecar:
+    """One Envoy-like ADS client, state of the world."""
+
+    method = ADS
+
+    def __init__(self, node_id: str, node_cluster: str, on_change: Callable[[], None]) -> None:
+        self.node = {"id": node_id, "cluster": node_cluster}
+        self.record = Record()
+        self.on_change = on_change
+
+    async def run(self, target: str) -> None:
+        backoff = Backoff()
+        async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+            while True:
+                try:
+                    await self.stream(channel)
+                    self.record.failures["EOF"] += 1
+                except grpc.aio.AioRpcError as error:
+                    self.record.failures[f"{error.code().name}: {error.details()}"] += 1
+                await asyncio.sleep(backoff.next())
+
+    def call(self, channel: grpc.aio.Channel) -> Any:
+        return channel.stream_stream(self.method, request_serializer=_bytes,
+                                     response_deserializer=_bytes)()
+
+    async def stream(self, channel: grpc.aio.Channel) -> None:
+        call = self.call(channel)
+        subscribed = {CLUSTER: ()}  # type -> names (wildcard: empty)
+        await call.write(pb.DiscoveryRequest(type_url=CLUSTER, node=self.node)
+                         .SerializeToString())
+        while (raw := await call.read()) is not grpc.aio.EOF:
+            response = pb.DiscoveryResponse.FromString(raw)
+            self.record.bytes_received += len(raw)
+            for request in self.handle(response, subscribed):
+                await call.write(request.SerializeToString())
+
+    def handle(self, response: Any, subscribed: dict[str, tuple[str, ...]]) -> list[Any]:
+        type_url = response.type_url
+        ack = pb.DiscoveryRequest(type_url=type_url, version_info=response.version_info,
+                                  response_nonce=response.nonce,
+                                  resource_names=subscribed.get(type_url, ()))
+        requests = [ack]
+        if type_url in (CLUSTER, LISTENER):
+            self.record.held[type_url] = len(response.resources)
+            wanted = tuple(sorted({name for item in response.resources
+                                   for name in referenced_names(type_url, item.value)}))
+            child = ENDPOINTS if type_url == CLUSTER else ROUTE
+            if subscribed.get(child) != wanted:
+                subscribed[child] = wanted
+                requests.append(pb.DiscoveryRequest(type_url=child, resource_names=wanted))
+        else:
+            # EDS/RDS responses may carry only what changed (xds_protocol.rst, "Grouping
+            # Resources into Responses"): count what this client holds by name.
+            self.record.held[type_url] = max(self.record.held.get(type_url, 0),
+                                             len(response.resources))
+        if type_url == ENDPOINTS:
+            self._endpoints(response.version_info)
+            if LISTENER not in subscribed:  # Envoy asks for listeners once clusters warmed
+                subscribed[LISTENER] = ()
+                requests.append(pb.DiscoveryRequest(type_url=LISTENER))
+        if type_url == ROUTE and not self.record.converged_at:
+            self.record.converged_at = time.time()
+            self.on_change()
+        return requests
+
+    def _endpoints(self, version: str) -> None:
+        if version != self.record.eds_version:
+            self.record.eds_version, self.record.eds_updated_at = version, time.time()
+            self.on_change()
+
+
+class DeltaSidecar(SotwSidecar):
+    """The same subscriptions over incremental xDS (DeltaAggregatedResources)."""
+
+    method = DELTA
+
+    async def stream(self, channel: grpc.aio.Channel) -> None:
+        call = self.call(channel)
+        held: dict[str, dict[str, tuple[str, ...]]] = {type_url: {} for type_url in ORDER}
+        subscribed: dict[str, set[str]] = {CLUSTER: set()}  # type -> names (wildcard: empty)
+        await call.write(pb.DeltaDiscoveryRequest(type_url=CLUSTER, node=self.node)
+                         .SerializeToString())
+        while (raw := await call.read()) is not grpc.aio.EOF:
+            response = pb.DeltaDiscoveryResponse.FromString(raw)
+            self.record.bytes_received += len(raw)
+            for request in self.handle_delta(response, held, subscribed):
+                await call.write(request.SerializeToString())
+
+    def handle_delta(self, response: Any, held: dict[str, dict[str, tuple[str, ...]]],
+                     subscribed: dict[str, set[str]]) -> list[Any]:
+        type_url = response.type_url
+        mine = held[type_url]
+        for name in response.removed_resources:
+            mine.pop(name, None)
+        for item in response.resources:
+            mine[item.name] = (referenced_names(type_url, item.resource.value)
+                               if type_url in (CLUSTER, LISTENER) else ())
+        self.record.held[type_url] = len(mine)
+        requests = [pb.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)]
+        if type_url in (CLUSTER, LISTENER):
+            child = ENDPOINTS if type_url == CLUSTER else ROUTE
+            wanted = {name for names in mine.values() for name in names}
+            names = subscribed.setdefault(child, set())
+            new, gone = sorted(wanted - names), sorted(names - wanted)
+            if new or gone:
+                names.update(new)
+                names.difference_update(gone)
+                requests.append(pb.DeltaDiscoveryRequest(
+                    type_url=child, resource_names_subscribe=new,
+                    resource_names_unsubscribe=gone))
+        if type_url == ENDPOINTS:
+            self._endpoints(response.system_version_info)
+            if LISTENER not in subscribed:  # Envoy asks for listeners once clusters warmed
+                subscribed[LISTENER] = set()
+                requests.append(pb.DeltaDiscoveryRequest(type_url=LISTENER))
+        if type_url == ROUTE and not self.record.converged_at:
+            self.record.converged_at = time.time()
+            self.on_change()
+        return requests
+
+
+def _bytes(data: bytes) -> bytes:
+    return data
