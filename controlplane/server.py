@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import ResponseEncoder, SnapshotCache
+from controlplane.cache import ResourceCache, ResponseEncoder
 from controlplane.logs import now
 from controlplane.observe import Observer
 from controlplane.protocol.delta import DeltaStream
@@ -47,7 +47,7 @@ def _already_bytes(data: bytes) -> bytes:
 class DiscoveryServer:
     """Serves SotW and delta xDS from `cache`; reports every action to `observer`."""
 
-    def __init__(self, cache: SnapshotCache, observer: Observer) -> None:
+    def __init__(self, cache: ResourceCache, observer: Observer) -> None:
         self.cache = cache
         self.observer = observer
         self.encoder = ResponseEncoder()
@@ -78,7 +78,7 @@ class DiscoveryServer:
             return self.encoder.encode_delta(action.type_url, action.version, action.resources,
                                              action.removed, action.nonce)
         return self.encoder.encode(action.type_url, action.version, action.resources,
-                                   action.content_key, action.nonce)
+                                   action.nonce)
 
     def _fetch_behaviour(self, type_url: str
                          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:
@@ -121,7 +121,7 @@ class DiscoveryServer:
                 inbox.put_nowait(_SNAPSHOT_CHANGED)
 
         stream_id = self.observer.opened(stream, service, context.peer())
-        cancel_watch = self.cache.watch(on_change)
+        cancel_watch: Callable[[], None] | None = None
         try:
             async with asyncio.TaskGroup() as tasks:
                 reader = tasks.create_task(self._read_requests(context, inbox))
@@ -135,12 +135,16 @@ class DiscoveryServer:
                         except ProtocolError as error:
                             reader.cancel()
                             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                    if cancel_watch is None and stream.node is not None:
+                        # Woken only when the view this node sees changes (cache/store.py).
+                        cancel_watch = self.cache.subscribe(stream.node, on_change)
                     self.observer.record(stream_id, actions)
                     for action in actions:
                         if isinstance(action, Push | DeltaPush):
                             await context.write(self.encode(action))  # type: ignore[arg-type]
         finally:
-            cancel_watch()
+            if cancel_watch is not None:
+                cancel_watch()
             self.observer.closed(stream_id)
 
     @staticmethod

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import CachedResource, Snapshot, TypeSnapshot
+from controlplane.cache import CachedResource, Snapshot, TypeContent
 from controlplane.protocol.common import identify
 from controlplane.protocol.events import (
     Acked,
@@ -59,7 +59,7 @@ class DeltaSubscription:
     last_nack: NackRecord | None = None
     # The type snapshot `known` fully matches (for the subscribed scope): the next plan only
     # looks at names that changed since, which every stream shares (TypeSnapshot.changed_since).
-    synced: TypeSnapshot | None = None
+    synced: TypeContent | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class DeltaStream:
         return StaleNonceIgnored(subscription.type_url, request.response_nonce)
 
     def _current_version(self, type_url: str, name: str) -> str | None:
-        resource = self.resolve_snapshot().of_type(type_url).resources.get(name)
+        resource = self.resolve_snapshot().of_type(type_url).get(name)
         return resource.version if resource is not None else None
 
     def _record_reply(self, subscription: DeltaSubscription,
@@ -194,7 +194,6 @@ class DeltaStream:
 
     def _plan(self, subscription: DeltaSubscription, snapshot: Snapshot) -> DeltaPlan:
         typed = snapshot.of_type(subscription.type_url)
-        available = typed.resources
         send: list[CachedResource] = []
         removed: list[str] = []
         withheld = False
@@ -202,7 +201,7 @@ class DeltaStream:
         withhold = self.defer_cluster_removal and subscription.type_url in (
             CLUSTER.type_url, ENDPOINT.type_url)
         for name in sorted(self._candidates(subscription, typed)):
-            resource = available.get(name)
+            resource = typed.get(name)
             if resource is not None:
                 if (subscription.wildcard or name in subscription.names) and (
                         name in subscription.forced
@@ -216,16 +215,16 @@ class DeltaStream:
         return DeltaPlan(tuple(send), tuple(removed), complete=not withheld)
 
     @staticmethod
-    def _candidates(subscription: DeltaSubscription, typed: TypeSnapshot) -> set[str]:
+    def _candidates(subscription: DeltaSubscription, typed: TypeContent) -> set[str]:
         """Names that may need sending or removing: with a synced subscription, only the names
         changed since (shared work); otherwise everything in scope."""
         if subscription.synced is not None:
-            if subscription.synced.version == typed.version:
+            if subscription.synced.key == typed.key:
                 return set(subscription.forced)
             return set(typed.changed_since(subscription.synced)) | subscription.forced
         candidates = set(subscription.names) | subscription.forced
         if subscription.wildcard:
-            return candidates | typed.resources.keys() | subscription.known.keys()
+            return candidates | set(typed.names()) | subscription.known.keys()
         return candidates | (subscription.known.keys() & subscription.names)
 
     def _answer(self, subscription: DeltaSubscription, now: float, *, always: bool = False,
