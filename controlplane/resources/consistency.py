@@ -94,9 +94,7 @@ def check_group(shared: Index, group: Index,
     binds (`addresses`: the shared listeners', from `listener_addresses(shared)`, computed
     once). Shared resources cannot break: a group only adds names or replaces them."""
     check_references(group, under=shared)
-    own = group.get(LISTENER_TYPE, {})
-    kept = {key: item for key, item in addresses.items() if item.name not in own}
-    check_listener_addresses({LISTENER_TYPE: own}, under=kept)
+    check_listener_addresses({LISTENER_TYPE: group.get(LISTENER_TYPE, {})}, under=addresses)
 
 
 AddressKey = tuple[str, int, int]
@@ -128,13 +126,17 @@ def check_listener_addresses(index: Index,
     """Two listeners may not bind the same address: Envoy refuses the whole LDS update ("has
     duplicate address ... as existing listener"), so we refuse the file instead. `under`:
     the shared listeners' addresses a group's own are checked against."""
-    owners: dict[AddressKey, LoadedResource] = dict(under or {})
-    for name in sorted(index.get(LISTENER_TYPE, {})):
-        resource = index[LISTENER_TYPE][name]
+    owners: dict[AddressKey, LoadedResource] = {}
+    own = index.get(LISTENER_TYPE, {})
+    for name in sorted(own):
+        resource = own[name]
         key = _address(resource)
         if key is None:
             continue
         first = owners.get(key)
+        if first is None and under is not None and key in under \
+                and under[key].name not in own:  # a shared listener the group does not replace
+            first = under[key]
         if first is not None:
             raise ConfigError(f"address {key[0]}:{key[1]} is already bound by "
                               f"listener {first.name!r} ({first.source})",
