@@ -11,7 +11,6 @@ message descriptors (through `@type` in `Any`, map values and repeated fields).
 from __future__ import annotations
 
 import functools
-
 from typing import Any
 
 from google.protobuf import descriptor_pool
