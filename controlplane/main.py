@@ -31,6 +31,20 @@ from controlplane.sources.files import FileSource, load_snapshots
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
+# gRPC core holds a new call until the application asks for it, and the asyncio server asks
+# from its event loop, one call at a time. In a storm of new streams the loop is busy writing
+# responses, so unrequested calls pile up in core, which cancels them before any response:
+# above `max_pending_requests` (1,000) at random (random early detection), always above its
+# hard limit (3,000), and any that waited 30 s (`server_max_unrequested_time_in_server`). The
+# sidecars saw CANCELLED (and INTERNAL when they wrote on the cancelled call) at 3,000+. A new
+# stream now waits its turn instead; the pacer (controlplane/fanout.py) keeps the loop free
+# enough to take it. (grpc src/core/server/server.h, include/grpc/impl/channel_arg_names.h.)
+INT_MAX = 2**31 - 1
+STORM_OPTIONS = (
+    ("grpc.server.max_pending_requests", INT_MAX),
+    ("grpc.server.max_pending_requests_hard_limit", INT_MAX),
+    ("grpc.server_max_unrequested_time_in_server", 24 * 3600),
+)
 SERVER_OPTIONS = (
     # Find dead peers (a node that vanished without closing) so they leave /status.
     ("grpc.keepalive_time_ms", 60_000),
@@ -44,6 +58,7 @@ SERVER_OPTIONS = (
     # One control plane per address: a second one on the same --listen must fail to start,
     # not share the port and split the sidecars between two configurations.
     ("grpc.so_reuseport", 0),
+    *STORM_OPTIONS,
 )
 
 

@@ -17,6 +17,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.cache import ResourceCache, ResponseEncoder
+from controlplane.fanout import Pacer
 from controlplane.logs import now
 from controlplane.observe import Observer
 from controlplane.protocol.delta import DeltaStream
@@ -47,10 +48,12 @@ def _already_bytes(data: bytes) -> bytes:
 class DiscoveryServer:
     """Serves SotW and delta xDS from `cache`; reports every action to `observer`."""
 
-    def __init__(self, cache: ResourceCache, observer: Observer) -> None:
+    def __init__(self, cache: ResourceCache, observer: Observer,
+                 pacer: Pacer | None = None) -> None:
         self.cache = cache
         self.observer = observer
         self.encoder = ResponseEncoder()
+        self.pacer = pacer or Pacer()
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
@@ -74,11 +77,24 @@ class DiscoveryServer:
         return handlers
 
     def encode(self, action: Push | DeltaPush) -> bytes:
+        return b"".join(self.parts(action))
+
+    def parts(self, action: Push | DeltaPush) -> list[bytes]:
         if isinstance(action, DeltaPush):
-            return self.encoder.encode_delta(action.type_url, action.version, action.resources,
-                                             action.removed, action.nonce)
-        return self.encoder.encode(action.type_url, action.version, action.resources,
-                                   action.nonce)
+            return self.encoder.delta_parts(action.type_url, action.version, action.resources,
+                                            action.removed, action.nonce)
+        return self.encoder.parts(action.type_url, action.version, action.resources,
+                                  action.nonce)
+
+    async def write(self, context: grpc.aio.ServicerContext, action: Push | DeltaPush) -> None:
+        """Encode and write one response within the pacer's budget of bytes in flight."""
+        parts = self.parts(action)
+        size = sum(len(part) for part in parts)
+        await self.pacer.acquire(size)
+        try:
+            await context.write(b"".join(parts))  # type: ignore[arg-type]
+        finally:
+            self.pacer.release(size)
 
     def _fetch_behaviour(self, type_url: str
                          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:
@@ -120,6 +136,9 @@ class DiscoveryServer:
                 change_pending = True
                 inbox.put_nowait(_SNAPSHOT_CHANGED)
 
+        def changed() -> None:
+            self.pacer.changed(on_change)  # held while a burst of changes goes on
+
         stream_id = self.observer.opened(stream, service, context.peer())
         cancel_watch: Callable[[], None] | None = None
         try:
@@ -137,12 +156,13 @@ class DiscoveryServer:
                             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
                     if cancel_watch is None and stream.node is not None:
                         # Woken only when the view this node sees changes (cache/store.py).
-                        cancel_watch = self.cache.subscribe(stream.node, on_change)
+                        cancel_watch = self.cache.subscribe(stream.node, changed)
                     self.observer.record(stream_id, actions)
                     for action in actions:
                         if isinstance(action, Push | DeltaPush):
-                            await context.write(self.encode(action))  # type: ignore[arg-type]
+                            await self.write(context, action)
         finally:
+            self.pacer.forget(on_change)
             if cancel_watch is not None:
                 cancel_watch()
             self.observer.closed(stream_id)

@@ -30,12 +30,21 @@ class ResponseEncoder:
         self.encoded = 0  # delta bodies actually built (tests)
 
     def encode(self, type_url: str, version: str, content: TypeContent, nonce: str) -> bytes:
-        return b"".join([length_delimited(1, version.encode()), *content.chunks(),
-                         self._type_field(type_url),
-                         length_delimited(self.NONCE_FIELD, nonce.encode())])
+        return b"".join(self.parts(type_url, version, content, nonce))
+
+    def parts(self, type_url: str, version: str, content: TypeContent, nonce: str
+              ) -> list[bytes]:
+        """The response in pieces (mostly shared chunks): its size is known before the one
+        copy that joins them."""
+        return [length_delimited(1, version.encode()), *content.chunks(),
+                self._type_field(type_url), length_delimited(self.NONCE_FIELD, nonce.encode())]
 
     def encode_delta(self, type_url: str, version: str, resources: tuple[CachedResource, ...],
                      removed: tuple[str, ...], nonce: str) -> bytes:
+        return b"".join(self.delta_parts(type_url, version, resources, removed, nonce))
+
+    def delta_parts(self, type_url: str, version: str, resources: tuple[CachedResource, ...],
+                    removed: tuple[str, ...], nonce: str) -> list[bytes]:
         """A DeltaDiscoveryResponse; the type version and the names fix the content (resources
         come from the view with that version)."""
         key = (type_url, version, tuple(resource.name for resource in resources), removed)
@@ -46,7 +55,7 @@ class ResponseEncoder:
             self._remember(key, body)
         else:
             self._memo.move_to_end(key)
-        return body + length_delimited(self.NONCE_FIELD, nonce.encode())
+        return [body, length_delimited(self.NONCE_FIELD, nonce.encode())]
 
     def _type_field(self, type_url: str) -> bytes:
         found = self._type_fields.get(type_url)

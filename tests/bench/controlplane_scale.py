@@ -90,7 +90,8 @@ class Run:
             "-m", "controlplane", "--resources", str(self.mesh.root),
             "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
             "--poll-interval", str(self.args.poll_interval), "--log-level", "warning", *extra),
-            name="controlplane-scale", cwd=self.args.server_repo)
+            name="controlplane-scale", cwd=self.args.server_repo,
+            env=dict(item.split("=", 1) for item in self.args.server_env))
         server.wait_until(lambda: ready(admin), timeout=self.args.timeout, what="ready")
         self.result["startup_s"] = time.monotonic() - started
         self.port = port
@@ -162,7 +163,7 @@ class Run:
                             for key, value in percentiles(times).items()})
         self.result["not_converged"] = self.sidecars - len(times)
         self.result["failed_streams"] = sum(failures.values())
-        self.result["failures"] = dict(failures.most_common(5))
+        self.result["failures"] = dict(failures.most_common(8))
         self.result["incomplete_config"] = sum(count for seen, count in held.items()
                                                if seen != expected)
         self.result["mib_received_per_sidecar"] = (
@@ -218,6 +219,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="endpoint changes timed")
     parser.add_argument("--poll-interval", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the control plane (GRPC_TRACE=..., say)")
     parser.add_argument("--server-repo", type=Path, default=REPO,
                         help="run the control plane from this checkout (before/after runs)")
     args = parser.parse_args()

@@ -17,6 +17,7 @@ process: the generator's own CPU is reported, and this keeps it small beside the
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -41,6 +42,7 @@ CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),
 ORDER = (CLUSTER, ENDPOINTS, LISTENER, ROUTE)
 
 _NAMES: dict[tuple[str, bytes], tuple[str, ...]] = {}
+DEBUG_FAILURES = bool(os.environ.get("BENCH_DEBUG_FAILURES"))
 
 
 def referenced_names(type_url: str, value: bytes) -> tuple[str, ...]:
@@ -115,7 +117,10 @@ class SotwSidecar:
                     await self.stream(channel)
                     self.record.failures["EOF"] += 1
                 except grpc.aio.AioRpcError as error:
-                    self.record.failures[f"{error.code().name}: {error.details()}"] += 1
+                    reason = f"{error.code().name}: {error.details()}"
+                    self.record.failures[reason] += 1
+                    if DEBUG_FAILURES:  # what gRPC core says (BENCH_DEBUG_FAILURES=1)
+                        self.record.failures[f"{reason} | {error.debug_error_string()}"] += 1
                 await asyncio.sleep(backoff.next())
 
     def call(self, channel: grpc.aio.Channel) -> Any:
