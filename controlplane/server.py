@@ -49,9 +49,10 @@ class DiscoveryServer:
     """Serves SotW and delta xDS from `cache`; reports every action to `observer`."""
 
     def __init__(self, cache: ResourceCache, observer: Observer,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None, *, partial_updates: bool = True) -> None:
         self.cache = cache
         self.observer = observer
+        self.partial_updates = partial_updates  # SotW EDS/RDS/SDS changes: only what changed
         self.encoder = ResponseEncoder()
         self.pacer = pacer or Pacer()
 
@@ -121,7 +122,13 @@ class DiscoveryServer:
         allowed = (type_url,) if type_url else None
 
         async def behaviour(_requests: Any, context: grpc.aio.ServicerContext) -> None:
-            stream = kind(self.cache.snapshot_for, allowed_types=allowed, default_type=type_url)
+            stream: XdsStream
+            if kind is SotwStream:
+                stream = SotwStream(self.cache.snapshot_for, allowed_types=allowed,
+                                    default_type=type_url, partial_updates=self.partial_updates)
+            else:
+                stream = DeltaStream(self.cache.snapshot_for, allowed_types=allowed,
+                                     default_type=type_url)
             await self.serve_stream(stream, context, service)
         return behaviour
 

@@ -99,8 +99,12 @@ class SotwStream:
     """
 
     def __init__(self, resolve: Callable[[base_pb2.Node], Snapshot], *,
-                 allowed_types: Iterable[str] | None = None, default_type: str = "") -> None:
+                 allowed_types: Iterable[str] | None = None, default_type: str = "",
+                 partial_updates: bool = False) -> None:
         self._resolve = resolve
+        # Changes of EDS/RDS/SDS resources carry only what changed (`_push_changes`); off, a
+        # change resends every subscribed resource of the type.
+        self.partial_updates = partial_updates
         self.allowed_types = frozenset(allowed_types or BY_TYPE_URL)
         self.default_type = default_type
         self.node: base_pb2.Node | None = None
@@ -245,7 +249,32 @@ class SotwStream:
             # Named resources that do not exist yet: answered when they appear. (A full-set type
             # answers with the empty set: that tells the client its resources are gone.)
             return []
+        if self.partial_updates and not force and not full_set and desired.resources \
+                and subscription.sent is not None and not subscription.needs_warm_answer:
+            return self._push_changes(subscription, desired, now)
         return [self._push(subscription, desired, now)]
+
+    def _push_changes(self, subscription: Subscription, desired: Desired,
+                      now: float) -> list[Action]:
+        """Only what changed, for the types whose responses need not hold the state of the world
+        (all but Listener and Cluster: xds_protocol.rst, "Grouping Resources into Responses";
+        Envoy and gRPC keep the resources a response leaves out). An endpoint change then costs
+        each client one small response instead of every endpoint set again. The client is
+        then taken to hold `desired`. Names only removed are not sent (there is no removal in
+        SotW for these types: the client drops them with what referred to them)."""
+        sent = subscription.sent
+        assert sent is not None
+        changed = desired.resources.changed_since(sent)
+        present = [resource for name in sorted(changed)
+                   if (resource := desired.resources.get(name)) is not None]
+        if not present:
+            subscription.sent, subscription.sent_key = desired.resources, desired.key
+            subscription.sent_version = desired.version
+            return []
+        push = self._push(subscription, desired, now)
+        return [Push(push.type_url, push.version, push.nonce,
+                     ResourceSet(subscription.type_url, {item.name: item for item in present},
+                                 version=push.version), push.content_key)]
 
     def _push(self, subscription: Subscription, desired: Desired, now: float) -> Push:
         self._nonces += 1

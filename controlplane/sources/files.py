@@ -226,7 +226,8 @@ def fingerprint(root: Path, known: dict[str, tuple[Mark, int, float]] | None = N
         mark = (path, stat.st_mtime_ns, stat.st_size, digest)
         known[path] = (mark, stat.st_ino, scanned)
         marks.append(mark)
-    for path in [path for path in known if path not in {mark[0] for mark in marks}]:
+    seen = {mark[0] for mark in marks}
+    for path in [path for path in known if path not in seen]:
         del known[path]
     return tuple(marks)
 
