@@ -65,6 +65,14 @@ SERVER_OPTIONS = (
 )
 
 
+def server_options(*, reuseport: bool = False) -> tuple[tuple[str, int], ...]:
+    """SERVER_OPTIONS; a worker of `--workers N` shares --listen with its siblings."""
+    if not reuseport:
+        return SERVER_OPTIONS
+    return (*(item for item in SERVER_OPTIONS if item[0] != "grpc.so_reuseport"),
+            ("grpc.so_reuseport", 1))
+
+
 class ListenError(Exception):
     """An address from the command line cannot be listened on."""
 
@@ -100,11 +108,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         metavar="SECONDS", help="...and no later than this after its first")
     parser.add_argument("--push-budget", type=int, default=DEFAULT_BUDGET // 2**20,
                         metavar="MIB", help="response bytes being written at once")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve xDS from this many worker processes sharing --listen "
+                             "(SO_REUSEPORT); this process loads the configuration")
     parser.add_argument("--check", action="store_true",
                         help="validate --resources, print what each node group gets, and exit")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key")
     host, _ = split_address(args.listen)
@@ -133,10 +146,14 @@ def is_loopback(host: str) -> bool:
 def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
     if not args.tls_cert:
         return None
-    ca = args.client_ca.read_bytes() if args.client_ca else None
-    return grpc.ssl_server_credentials(
-        [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
-        root_certificates=ca, require_client_auth=ca is not None)
+    return read_credentials(args.tls_cert, args.tls_key, args.client_ca)
+
+
+def read_credentials(cert: str | Path, key: str | Path,
+                     client_ca: str | Path | None) -> grpc.ServerCredentials:
+    ca = Path(client_ca).read_bytes() if client_ca else None
+    return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())],
+                                       root_certificates=ca, require_client_auth=ca is not None)
 
 
 def tune_garbage_collector() -> None:
@@ -214,18 +231,33 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
         return 1
     tune_garbage_collector()
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    pacer = Pacer(budget=max(1, args.push_budget) * 2**20,
-                  debounce_after=max(0.0, args.debounce_after),
-                  debounce_max=max(0.0, args.debounce_max))
-    discovery = DiscoveryServer(cache, observer, pacer,
-                                partial_updates=not args.full_state_updates)
-    server.add_generic_rpc_handlers(discovery.generic_handlers())
-    admin = AdminServer(observer, ready=lambda: source.loads > 0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    try:
+        if args.workers > 1:
+            return await serve_workers(args, cache, observer, source, stop)
+        return await serve_here(args, cache, observer, source, stop)
+    finally:
+        if telemetry is not None:
+            telemetry.close()
+
+
+def pacer_of(args: argparse.Namespace) -> Pacer:
+    return Pacer(budget=max(1, args.push_budget) * 2**20,
+                 debounce_after=max(0.0, args.debounce_after),
+                 debounce_max=max(0.0, args.debounce_max))
+
+
+async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
+                     source: FileSource, stop: asyncio.Event) -> int:
+    """One process serves xDS (the default)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    discovery = DiscoveryServer(cache, observer, pacer_of(args),
+                                partial_updates=not args.full_state_updates)
+    server.add_generic_rpc_handlers(discovery.generic_handlers())
+    admin = AdminServer(observer, ready=lambda: source.loads > 0)
     try:
         listen = bind(server, args)
         admin_port = await start_admin(admin, args.admin)
@@ -239,9 +271,46 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         await admin.close()
         await server.stop(grace=1.0)
-        if telemetry is not None:
-            telemetry.close()
     return 0
+
+
+async def serve_workers(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
+                        source: FileSource, stop: asyncio.Event) -> int:
+    """`--workers N`: this process loads the configuration and serves the admin endpoint;
+    N worker processes serve xDS on --listen (controlplane/workers.py)."""
+    from controlplane.workers import WorkerPool, WorkerSpec
+
+    specs = [WorkerSpec(index, args.listen, _text(args.tls_cert), _text(args.tls_key),
+                        _text(args.client_ca), args.log_level,
+                        max(1, args.push_budget) * 2**20, max(0.0, args.debounce_after),
+                        max(0.0, args.debounce_max), not args.full_state_updates)
+             for index in range(args.workers)]
+    pool = WorkerPool(specs, cache)
+    admin = AdminServer(observer, ready=lambda: source.loads > 0, workers=pool)
+    try:
+        await pool.start()
+        admin_port = await start_admin(admin, args.admin)
+        logs.event("serving", listen=args.listen, admin_port=admin_port, workers=args.workers,
+                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
+        assert pool.failed is not None
+        async with asyncio.TaskGroup() as tasks:
+            watcher = tasks.create_task(source.run())
+            stopping = tasks.create_task(stop.wait())
+            waits: list[asyncio.Future[Any]] = [stopping, pool.failed]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            watcher.cancel()
+            stopping.cancel()
+        if pool.failed.done():
+            print(f"pointsman controlplane: {pool.failed.result()}", file=sys.stderr)
+            return 1
+    finally:
+        await admin.close()
+        await pool.close()
+    return 0
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def check(path: Path) -> int:

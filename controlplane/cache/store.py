@@ -66,6 +66,15 @@ class ViewSpec:
     shared: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Committed:
+    """What one commit changed: shared resources (None: deleted) and view specs (None:
+    removed)."""
+
+    shared: Mapping[str, Mapping[str, CachedResource | None]]
+    views: Mapping[str, ViewSpec | None]
+
+
 class _Watch:
     __slots__ = ("callback", "keys", "node")
 
@@ -86,6 +95,7 @@ class ResourceCache:
         self._views: dict[str, View] = {}
         self._watches: dict[str, set[_Watch]] = {}
         self._global: dict[int, Callable[[], None]] = {}
+        self._listeners: dict[int, Callable[[Committed], None]] = {}
         self._next_watch = 0
         self._depth = 0
         self._dirty_types: dict[str, set[str]] = {}
@@ -203,6 +213,23 @@ class ResourceCache:
             for key, view in groups.items():
                 self.set_view(key, own=dict(view.types), shared=nothing)
 
+    def listen(self, callback: Callable[[Committed], None]) -> Callable[[], None]:
+        """Call `callback(committed)` after every commit that changed anything, with what it
+        changed (replication to worker processes: controlplane/cache/replication.py)."""
+        key = self._next_watch
+        self._next_watch += 1
+        self._listeners[key] = callback
+
+        def cancel() -> None:
+            self._listeners.pop(key, None)
+        return cancel
+
+    def state(self) -> Committed:
+        """Everything held, as one change from an empty cache (a new replica starts from it)."""
+        return Committed({type_url: {item.name: item for item in pool}
+                          for type_url, pool in self._pool.items() if len(pool)},
+                         dict(self._specs))
+
     @property
     def watcher_count(self) -> int:
         return len(self._global) + len({id(watch) for watches in self._watches.values()
@@ -277,6 +304,10 @@ class ResourceCache:
         return False
 
     def _commit(self) -> None:
+        committed = Committed(
+            {type_url: {name: self._pool[type_url].get(name) for name in names}
+             for type_url, names in self._dirty_types.items()},
+            {key: self._specs.get(key) for key in self._dirty_views})
         changed: set[str] = set()
         for key, spec in self._specs.items():
             if key in self._dirty_views or self._affected(spec):
@@ -296,6 +327,9 @@ class ResourceCache:
             self._register(watch)  # the view it resolves to may be another one now
         for watch in woken:
             watch.callback()
+        if committed.shared or committed.views:
+            for listener in list(self._listeners.values()):
+                listener(committed)
         for callback in list(self._global.values()):
             callback()
 

@@ -282,3 +282,24 @@ def test_memory_per_view_does_not_grow_with_the_shared_set():
     small, large = _bytes_per_view(20), _bytes_per_view(400)
     assert large < small * 1.5 + 2048, (small, large)
     assert large < 40_000  # a few KiB: its own resources and references, no copy of 400
+
+
+def test_a_replica_fed_the_commits_holds_the_same_views_and_versions():
+    from controlplane.cache import replication
+
+    origin = ResourceCache()
+    origin.put_resources(CLUSTER, clusters("a", "b"))
+    origin.set_view("g", own={CLUSTER: clusters("own")}, shared={CLUSTER: ["a"]})
+    replica = ResourceCache()
+    replication.apply(replica, replication.encode(origin.state()))
+    origin.listen(lambda committed: replication.apply(replica, replication.encode(committed)))
+    assert {key: view.version for key, view in replica.views.items()} == {
+        key: view.version for key, view in origin.views.items()}
+    woken: list[int] = []
+    replica.subscribe(node("g"), lambda: woken.append(1))
+    origin.put_resources(CLUSTER, clusters("b", timeout="5s"))  # outside g's scope
+    origin.put_resources(CLUSTER, clusters("a", timeout="5s"))
+    origin.remove_view("g")
+    assert woken == [1, 1] and "g" not in replica.views
+    assert replica.views[DEFAULT_GROUP].version == origin.views[DEFAULT_GROUP].version
+    assert replica.serialised == 0  # bytes travel as they are
