@@ -48,10 +48,11 @@ async def sidecar(port: int, index: int, versions: list[str], changed: asyncio.E
                 changed.set()
 
 
-async def until(check) -> None:
+async def until(check, changed: asyncio.Event) -> None:
     async with asyncio.timeout(TIMEOUT):
         while not check():
-            await asyncio.sleep(0.05)
+            changed.clear()
+            await changed.wait()
 
 
 @pytest.mark.slow
@@ -65,12 +66,12 @@ async def test_two_workers_share_the_port_and_serve_every_change(tmp_path: Path)
         async with asyncio.TaskGroup() as tasks:
             runners = [tasks.create_task(sidecar(server.port, index, versions[index], changed))
                        for index in range(SIDECARS)]
-            await until(lambda: all(versions))
+            await until(lambda: all(versions), changed)
             status = json.loads((await asyncio.to_thread(server.admin, "/status"))[1])
             assert len(status["nodes"]) == SIDECARS
             assert {node["worker"] for node in status["nodes"]} == {0, 1}
             write_resources(config, [cluster("a"), endpoints("a", 2)])
-            await until(lambda: all(len(seen) == 2 for seen in versions))
+            await until(lambda: all(len(seen) == 2 for seen in versions), changed)
             assert len({seen[-1] for seen in versions}) == 1  # the same version everywhere
             metrics = (await asyncio.to_thread(server.admin, "/metrics"))[1]
             assert f"pointsman_xds_connected_streams {SIDECARS}" in metrics
