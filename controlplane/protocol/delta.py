@@ -35,6 +35,7 @@ from controlplane.protocol.events import (
     StaleNonceIgnored,
     Subscribed,
 )
+from controlplane.protocol.known import KnownVersions
 from controlplane.resources import BY_TYPE_URL, CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 from controlplane.resources.cluster import eds_service_name_of_packed
 
@@ -49,7 +50,9 @@ class DeltaSubscription:
     type_url: str
     wildcard: bool = False
     names: set[str] = field(default_factory=set)
-    known: dict[str, str] = field(default_factory=dict)  # name -> version the client holds
+    # name -> version the client holds; a reference to the content it is in line with, plus
+    # the differences since (controlplane/protocol/known.py)
+    known: KnownVersions = field(default_factory=KnownVersions)
     forced: set[str] = field(default_factory=set)  # answer these next, even if unchanged
     nonce: str = ""
     sent_version: str = ""
@@ -135,7 +138,7 @@ class DeltaStream:
         """The first request of a type: what the client holds, and a legacy wildcard when it
         names nothing at all."""
         subscription = self.subscriptions[type_url] = DeltaSubscription(type_url)
-        subscription.known = dict(request.initial_resource_versions)
+        subscription.known = KnownVersions(request.initial_resource_versions)
         subscription.wildcard = (not request.resource_names_subscribe
                                  and not request.resource_names_unsubscribe)
         return subscription
@@ -241,6 +244,8 @@ class DeltaStream:
             subscription.known[resource.name] = resource.version
         for name in plan.removed:
             subscription.known.pop(name, None)
+        if plan.complete:  # the client holds exactly its scope of this content: no copy
+            subscription.known.rebase(self._scope(subscription, snapshot))
         self._nonces += 1
         subscription.nonce = str(self._nonces)
         subscription.sent_version = snapshot.of_type(subscription.type_url).version
@@ -248,6 +253,11 @@ class DeltaStream:
         subscription.awaiting_reply = True
         return [DeltaPush(subscription.type_url, subscription.sent_version, subscription.nonce,
                           plan.resources, plan.removed)]
+
+    @staticmethod
+    def _scope(subscription: DeltaSubscription, snapshot: Snapshot) -> TypeContent:
+        typed = snapshot.of_type(subscription.type_url)
+        return typed if subscription.wildcard else typed.select(frozenset(subscription.names))
 
     def _answer_warming_endpoints(self, now: float) -> list[Action]:
         eds = self.subscriptions.get(ENDPOINT.type_url)
