@@ -9,9 +9,11 @@ A stream that fails is counted by its status code and reopened after Envoy's def
 (jittered, 0.5 s doubling to 30 s).
 
 It records when it holds every type for the first time (converged) and when each EDS version
-arrived, so the driver can time a change per sidecar. Names are read from the resources (a
-cluster's EDS service name, a listener's RDS route name) once per distinct resource body per
-process: the generator's own CPU is reported, and this keeps it small beside the server's.
+arrived, so the driver can time a change per sidecar. The generator's own CPU is reported and
+shares the machine with the server, so it is kept small: responses are read at the wire level
+(tests/bench/xds/wire.py: version, nonce, type, resources left as bytes), and the names
+resources refer to (a cluster's EDS service name, a listener's RDS route name) are read once
+per type version (SotW) or per resource body (delta) per process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.service.discovery.v3 import discovery_pb2 as pb
 
 from tests.bench.xds.mesh import CLUSTER, ENDPOINTS, LISTENER, ROUTE
+from tests.bench.xds.wire import Response
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 DELTA = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
@@ -42,6 +45,7 @@ CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),
 ORDER = (CLUSTER, ENDPOINTS, LISTENER, ROUTE)
 
 _NAMES: dict[tuple[str, bytes], tuple[str, ...]] = {}
+_WANTED: dict[tuple[str, str], tuple[str, ...]] = {}
 DEBUG_FAILURES = bool(os.environ.get("BENCH_DEBUG_FAILURES"))
 
 
@@ -52,6 +56,16 @@ def referenced_names(type_url: str, value: bytes) -> tuple[str, ...]:
     if found is None:
         found = _NAMES[key] = (_eds_names(value) if type_url == CLUSTER
                                else _rds_names(value))
+    return found
+
+
+def _wanted(type_url: str, response: Response) -> tuple[str, ...]:
+    """The EDS (RDS) names a whole CDS (LDS) response asks for, once per type version."""
+    key = (type_url, response.version)
+    found = _WANTED.get(key)
+    if found is None:
+        found = _WANTED[key] = tuple(sorted({name for value in response.any_values()
+                                             for name in referenced_names(type_url, value)}))
     return found
 
 
@@ -133,21 +147,20 @@ class SotwSidecar:
         await call.write(pb.DiscoveryRequest(type_url=CLUSTER, node=self.node)
                          .SerializeToString())
         while (raw := await call.read()) is not grpc.aio.EOF:
-            response = pb.DiscoveryResponse.FromString(raw)
+            response = Response(raw)
             self.record.bytes_received += len(raw)
             for request in self.handle(response, subscribed):
                 await call.write(request.SerializeToString())
 
-    def handle(self, response: Any, subscribed: dict[str, tuple[str, ...]]) -> list[Any]:
+    def handle(self, response: Response, subscribed: dict[str, tuple[str, ...]]) -> list[Any]:
         type_url = response.type_url
-        ack = pb.DiscoveryRequest(type_url=type_url, version_info=response.version_info,
+        ack = pb.DiscoveryRequest(type_url=type_url, version_info=response.version,
                                   response_nonce=response.nonce,
                                   resource_names=subscribed.get(type_url, ()))
         requests = [ack]
         if type_url in (CLUSTER, LISTENER):
             self.record.held[type_url] = len(response.resources)
-            wanted = tuple(sorted({name for item in response.resources
-                                   for name in referenced_names(type_url, item.value)}))
+            wanted = _wanted(type_url, response)
             child = ENDPOINTS if type_url == CLUSTER else ROUTE
             if subscribed.get(child) != wanted:
                 subscribed[child] = wanted
@@ -158,7 +171,7 @@ class SotwSidecar:
             self.record.held[type_url] = max(self.record.held.get(type_url, 0),
                                              len(response.resources))
         if type_url == ENDPOINTS:
-            self._endpoints(response.version_info)
+            self._endpoints(response.version)
             if LISTENER not in subscribed:  # Envoy asks for listeners once clusters warmed
                 subscribed[LISTENER] = ()
                 requests.append(pb.DiscoveryRequest(type_url=LISTENER))
@@ -185,20 +198,20 @@ class DeltaSidecar(SotwSidecar):
         await call.write(pb.DeltaDiscoveryRequest(type_url=CLUSTER, node=self.node)
                          .SerializeToString())
         while (raw := await call.read()) is not grpc.aio.EOF:
-            response = pb.DeltaDiscoveryResponse.FromString(raw)
+            response = Response(raw)
             self.record.bytes_received += len(raw)
             for request in self.handle_delta(response, held, subscribed):
                 await call.write(request.SerializeToString())
 
-    def handle_delta(self, response: Any, held: dict[str, dict[str, tuple[str, ...]]],
+    def handle_delta(self, response: Response, held: dict[str, dict[str, tuple[str, ...]]],
                      subscribed: dict[str, set[str]]) -> list[Any]:
         type_url = response.type_url
         mine = held[type_url]
-        for name in response.removed_resources:
+        for name in response.removed:
             mine.pop(name, None)
-        for item in response.resources:
-            mine[item.name] = (referenced_names(type_url, item.resource.value)
-                               if type_url in (CLUSTER, LISTENER) else ())
+        for name, value in response.delta_resources():
+            mine[name] = (referenced_names(type_url, value)
+                          if type_url in (CLUSTER, LISTENER) else ())
         self.record.held[type_url] = len(mine)
         requests = [pb.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)]
         if type_url in (CLUSTER, LISTENER):
@@ -213,7 +226,7 @@ class DeltaSidecar(SotwSidecar):
                     type_url=child, resource_names_subscribe=new,
                     resource_names_unsubscribe=gone))
         if type_url == ENDPOINTS:
-            self._endpoints(response.system_version_info)
+            self._endpoints(response.version)
             if LISTENER not in subscribed:  # Envoy asks for listeners once clusters warmed
                 subscribed[LISTENER] = set()
                 requests.append(pb.DeltaDiscoveryRequest(type_url=LISTENER))
