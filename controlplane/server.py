@@ -1,10 +1,13 @@
 """grpcio aio servicers: ADS and the per-type discovery services, state-of-the-world and delta
 (incremental). No protocol logic here.
 
-Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items, the
-cache watch adds a "snapshot changed" item (coalesced), and the loop feeds them to a sans-I/O
-`SotwStream`, writing the Push actions. Responses are pre-encoded bytes (cache.ResponseEncoder),
-so the RPCs are registered with an identity response serialiser.
+Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items;
+once the stream's node is known, the cache wakes it when that node's view changes
+(`ResourceCache.subscribe`), through the pacer's debounce, as a coalesced "snapshot changed"
+item; the loop feeds them to a sans-I/O `SotwStream` / `DeltaStream` and writes the Push
+actions, each within the pacer's budget of bytes in flight (controlplane/fanout.py). Responses
+are pre-encoded bytes (controlplane/cache/encoder.py), so the RPCs are registered with an
+identity response serialiser.
 """
 
 from __future__ import annotations
