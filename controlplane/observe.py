@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controlplane import logs
-from controlplane.cache import DEFAULT_GROUP, SnapshotCache, group_for
+from controlplane.cache import DEFAULT_GROUP, SnapshotCache
 from controlplane.protocol.delta import DeltaStream, DeltaSubscription
 from controlplane.protocol.events import (
     Acked,
@@ -154,7 +154,7 @@ class Observer:
         elif isinstance(action, NodeIdentified):
             logs.event("connect", stream=stream_id, node=action.node.id,
                        cluster=action.node.cluster,
-                       group=group_for(action.node, self.cache.groups) or "(shared)")
+                       group=self._group(action.node) or "(shared)")
             self._warn_if_ungrouped(stream_id, action.node)
         elif isinstance(action, Subscribed):
             logs.event("subscribe", logging.DEBUG, stream=stream_id, node=node,
@@ -163,13 +163,19 @@ class Observer:
         elif isinstance(action, StaleNonceIgnored):
             self.stale_nonces += 1
 
+    def _group(self, node: Any) -> str:
+        """The node's view (group) key: a look-up, whatever the number of groups."""
+        return self.cache.key_for(node) or DEFAULT_GROUP
+
     def ungrouped_warning(self, node: Any) -> str | None:
         """Why a node gets only the shared resources, when named groups exist; else None."""
-        named = sorted(name for name in self.cache.groups if name != DEFAULT_GROUP)
-        if not named or group_for(node, named) != DEFAULT_GROUP:
+        if len(self.cache.groups) <= 1 or self._group(node) != DEFAULT_GROUP:
             return None
+        named = sorted(name for name in self.cache.groups if name != DEFAULT_GROUP)
+        shown = ", ".join(named[:10]) + (f", ... ({len(named)} groups)" if len(named) > 10
+                                         else "")
         return (f"node id {node.id!r} and cluster {node.cluster!r} match no resource group "
-                f"({', '.join(named)}): it gets the shared resources only")
+                f"({shown}): it gets the shared resources only")
 
     def _warn_if_ungrouped(self, stream_id: int, node: Any) -> None:
         warning = self.ungrouped_warning(node)
@@ -203,7 +209,7 @@ class Observer:
             }
         return {"stream": stream_id, "service": record.service, "peer": record.peer,
                 "id": node.id if node else None, "cluster": node.cluster if node else None,
-                "group": group_for(node, self.cache.groups) or "(shared)" if node else None,
+                "group": self._group(node) or "(shared)" if node else None,
                 "warning": self.ungrouped_warning(node) if node else None,
                 "connected_at": record.connected_at, "subscriptions": subscriptions}
 
