@@ -127,11 +127,15 @@ class Run:
             idle_kib = procfs.memory_kib(server.pid)
             pipes, processes = self.start_generator()
             cpu_start = procfs.cpu_seconds(server.pid)
+            by_process = procfs.cpu_by_process(server.pid)
             start_at = time.time() + 1.0
             for pipe in pipes:
                 pipe.send(("start", start_at))
             reports = [pipe.recv()[1] for pipe in pipes]
             self.result["converge_cpu_s"] = procfs.cpu_seconds(server.pid) - cpu_start
+            self.result["converge_cpu_by_process_s"] = sorted(
+                (round(seconds - by_process.get(pid, 0.0), 2) for pid, seconds
+                 in procfs.cpu_by_process(server.pid).items()), reverse=True)
             self._converged(reports, start_at)
             time.sleep(2.0)
             self.result["rss_idle_mib"] = idle_kib / 1024

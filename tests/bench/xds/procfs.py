@@ -43,6 +43,18 @@ def cpu_seconds(root: int) -> float:
     return total / TICKS
 
 
+def cpu_by_process(root: int) -> dict[int, float]:
+    """CPU seconds of each process of the tree (a control plane's parent and workers)."""
+    found = {}
+    for pid in descendants(root):
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        found[pid] = sum(int(value) for value in fields[11:13]) / TICKS
+    return found
+
+
 def memory_kib(root: int, key: str = "VmRSS") -> int:
     """Sum of `key` (VmRSS now, VmHWM peak) over the tree, KiB."""
     total = 0
