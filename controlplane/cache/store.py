@@ -100,9 +100,10 @@ class ResourceCache:
         self._depth = 0
         self._dirty_types: dict[str, set[str]] = {}
         self._dirty_views: set[str] = set()
-        self.generation = 0  # commits so far
+        self.generation = 0  # commits so far (the default view below is not one)
         self.serialised = 0  # resources serialised so far (each version once)
         self.set_view(DEFAULT_GROUP)
+        self.generation = 0
 
     def __repr__(self) -> str:
         return (f"ResourceCache({len(self._views)} views, "
