@@ -85,6 +85,7 @@ class Run:
         self.mesh.write()
         port, admin = free_port(), free_port()
         extra = ["--workers", str(self.args.workers)] if self.args.workers > 1 else []
+        extra += self.args.server_arg
         started = time.monotonic()
         server = ManagedProcess(python_argv(
             "-m", "controlplane", "--resources", str(self.mesh.root),
@@ -223,6 +224,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="endpoint changes timed")
     parser.add_argument("--poll-interval", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="extra control-plane argument (--server-arg=--push-budget=1)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment of the control plane (GRPC_TRACE=..., say)")
     parser.add_argument("--server-repo", type=Path, default=REPO,
