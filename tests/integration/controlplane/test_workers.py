@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from envoy.service.discovery.v3 import discovery_pb2 as pb
 
 from tests.conformance.controlplane.support import ControlPlane, write_resources
+from tests.integration.controlplane.certificates import make_certificates
 from tests.support.processes import ManagedProcess, python_argv
 from tests.unit.controlplane.builders import cluster, endpoints
 
@@ -101,3 +103,24 @@ def test_a_worker_that_dies_ends_the_control_plane(tmp_path: Path):
         time.sleep(0.5)
         assert not Path(f"/proc/{workers[1]}").exists() or "Z" in Path(
             f"/proc/{workers[1]}/stat").read_text().split()[2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_workers_serve_over_tls(tmp_path: Path):
+    certificates = make_certificates(tmp_path)
+    config = tmp_path / "mesh.yaml"
+    write_resources(config, [cluster("a"), endpoints("a", 1)])
+    with ControlPlane(config, "--workers", "2", "--tls-cert", str(tmp_path / "server.pem"),
+                      "--tls-key", str(tmp_path / "server.key")) as server:
+        await asyncio.to_thread(server.wait_ready)
+        credentials = grpc.ssl_channel_credentials(root_certificates=certificates["ca.pem"])
+        async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials) as channel:
+            call = channel.stream_stream(
+                ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
+                response_deserializer=pb.DiscoveryResponse.FromString)()
+            await call.write(pb.DiscoveryRequest(type_url=CDS, node={"id": "tls"}))
+            async with asyncio.timeout(TIMEOUT):
+                response = await call.read()
+            assert response.type_url == CDS and len(response.resources) == 1
+            call.cancel()
