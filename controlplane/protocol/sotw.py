@@ -197,7 +197,8 @@ class SotwStream:
     def _set_initial_names(self, subscription: Subscription, names: Iterable[str]) -> None:
         requested = frozenset(names)
         subscription.wildcard = not requested or WILDCARD in requested
-        subscription.names = shared_names(requested - {WILDCARD})
+        subscription.names = shared_names(requested - {WILDCARD} if subscription.wildcard
+                                          else requested)
 
     def _update_names(self, subscription: Subscription, names: Iterable[str]) -> bool:
         """Apply a request's names; True when the subscription changed."""
