@@ -7,7 +7,7 @@ Writers (the file source's node groups, the mesh compiler's per-sidecar output) 
     cache.delete_resources(type_url, names)
     cache.set_view(key, own={type_url: {name: message}}, shared={type_url: names})
     cache.remove_view(key)
-    with cache.transaction(): ...                      readers see all of it at once, or nothing
+    with cache.transaction(): ...                      readers see all of it at once, or none
 
 A view is its own resources plus references to the shared ones (all of a type by default, or
 only `shared[type_url]`'s names; own replace shared of the same name). Messages are serialised
@@ -114,14 +114,23 @@ class ResourceCache:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Writes inside become visible together when the outermost transaction ends."""
+        """Writes inside become visible together when the outermost transaction ends; if it
+        ends with an exception, none of them does (a rejected change changes nothing)."""
+        outermost = self._depth == 0
+        saved = (dict(self._pool), dict(self._specs)) if outermost else None
         self._depth += 1
         try:
             yield
-        finally:
+        except BaseException:
             self._depth -= 1
-            if self._depth == 0:
-                self._commit()
+            if saved is not None:
+                self._pool, self._specs = saved
+                self._dirty_types.clear()
+                self._dirty_views.clear()
+            raise
+        self._depth -= 1
+        if outermost:
+            self._commit()
 
     def put_resources(self, type_url: str, resources: Mapping[str, Value]) -> None:
         self._change_pool(type_url, resources, exact=False)

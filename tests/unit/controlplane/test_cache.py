@@ -303,3 +303,22 @@ def test_a_replica_fed_the_commits_holds_the_same_views_and_versions():
     assert woken == [1, 1] and "g" not in replica.views
     assert replica.views[DEFAULT_GROUP].version == origin.views[DEFAULT_GROUP].version
     assert replica.serialised == 0  # bytes travel as they are
+
+
+def test_a_transaction_that_fails_changes_nothing():
+    cache = ResourceCache()
+    cache.put_resources(CLUSTER, clusters("a"))
+    views = dict(cache.views)
+    woken: list[int] = []
+    cache.subscribe(node("g"), lambda: woken.append(1))
+    try:
+        with cache.transaction():
+            cache.put_resources(CLUSTER, clusters("a", timeout="9s") | clusters("b"))
+            cache.set_view("g", own={CLUSTER: clusters("own")})
+            raise ValueError("the writer found a problem")
+    except ValueError:
+        pass
+    assert dict(cache.views) == views and woken == []
+    assert sorted(cache.shared(CLUSTER).names()) == ["a"]
+    cache.put_resources(CLUSTER, clusters("c"))  # and the next change goes through alone
+    assert sorted(cache.views[DEFAULT_GROUP].of_type(CLUSTER).names()) == ["a", "c"]
