@@ -276,7 +276,13 @@ class Server:
         if type_url == CLUSTER_LOAD_ASSIGNMENT:
             return self.cluster_manager.eds_resource_names()
         if type_url == ROUTE_CONFIGURATION:
-            return sorted({name for listener in self._all_listeners().values()
+            # The routes of the listeners configured, and of the versions still serving while
+            # their successors warm: those keep their routes until they are replaced, as in
+            # Envoy (a warming listener's predecessor serves on, intro/arch_overview/
+            # operations/init), or their requests would find no route.
+            listeners = [*self._all_listeners().values(),
+                         *self.listener_manager.models.values()]
+            return sorted({name for listener in listeners
                            for name in listener.rds_route_config_names})
         return ()
 
@@ -320,13 +326,16 @@ class Server:
         except ConfigError as error:
             raise error.within(source="LDS") from error
         self.state.resources[LISTENER] = translated
-        # Route configurations no listener names any more are dropped (unsubscribed).
+        self._drop_unwanted_routes()
+        self._serve_warm_listeners()
+
+    def _drop_unwanted_routes(self) -> None:
+        """Route configurations no listener names any more are dropped (unsubscribed)."""
         wanted = set(self.wanted_names(ROUTE_CONFIGURATION))
         routes = self.state.resources[ROUTE_CONFIGURATION]
         for name in [name for name in routes if name not in wanted]:
             del routes[name]
         self.routes.keep_only(wanted)
-        self._serve_warm_listeners()
 
     def _serve_warm_listeners(self) -> None:
         """Envoy's listener warming after start-up: a new or updated listener serves once its
@@ -340,6 +349,7 @@ class Server:
         warm = {name for name, model in self.listener_manager.staged.items()
                 if set(model.rds_route_config_names) <= known_routes}
         self.listener_manager.activate(warm)
+        self._drop_unwanted_routes()  # those only the replaced versions used
 
     def _apply_clusters(self, translated: dict[str, DynamicResource]) -> None:
         for name in translated:
