@@ -71,6 +71,11 @@ def backend_of(port: int, path: str) -> str:
     return str(json.loads(body)["backend"]) if status == 200 else f"<{status}>"
 
 
+def subscribed(control: ControlPlane) -> tuple[list[str], list[str]]:
+    subscriptions = control.node()["subscriptions"]
+    return subscriptions["endpoint"]["names"], subscriptions["route"]["names"]
+
+
 def versions(proxy: Pointsman, kind: str, key: str) -> dict[str, str]:
     dump = json.loads(proxy.admin("/config_dump")[1])
     config = next(c for c in dump["configs"] if c["@type"].endswith(kind))
@@ -103,20 +108,23 @@ def test_delta_updates_nack_and_reconnect(tmp_path: Path, backends: dict[str, Ec
             assert backend_of(http, "/web") == "web-2"
             held = versions(proxy, "ClustersConfigDump", "dynamic_active_clusters")
             assert held["web"] == web_version != held["api"]  # per-resource versions
-            assert control.node()["subscriptions"]["endpoint"]["names"] == ["api", "web"]
+            assert subscribed(control) == (["api", "web"], ["main", "other"])
 
             # Removed: the listener, its routes, the cluster and its endpoints.
             write_resources(config, [*base, endpoints("web", port["web-2"]),
                                      route("main", "web")])
             proxy.wait_until(lambda: backend_of(second, "/api") == "<closed>", 30, "removed")
-            assert backend_of(http, "/api") == "<404>"
-            assert "api::" not in proxy.admin("/clusters")[1]
+            proxy.wait_until(lambda: backend_of(http, "/api") == "<404>", 30, "route gone")
+            # The cluster goes last: the control plane removes it once the listeners and
+            # routes that named it are gone (make before break).
+            proxy.wait_until(lambda: "api::" not in proxy.admin("/clusters")[1], 30,
+                             "cluster gone")
             assert versions(proxy, "RoutesConfigDump", "dynamic_route_configs").keys() == {
                 "main"}
-            subscriptions = control.node()["subscriptions"]
-            assert subscriptions["endpoint"]["names"] == ["web"]  # unsubscribed from api
-            assert subscriptions["route"]["names"] == ["main"]
-            assert proxy.stat("listener_manager.listener_removed") == concurrency  # summed
+            proxy.wait_until(lambda: subscribed(control) == (["web"], ["main"]), 30,
+                             "unsubscribed from the endpoints of api and the routes 'other'")
+            proxy.wait_until(lambda: proxy.stat("listener_manager.listener_removed")
+                             == concurrency, 30, "listener removed by each worker")
 
             # A cluster the sidecar refuses: NACK naming the field, traffic unchanged.
             refused = {**cluster("web"), "lb_policy": "CLUSTER_PROVIDED"}
@@ -142,6 +150,8 @@ def test_delta_updates_nack_and_reconnect(tmp_path: Path, backends: dict[str, Ec
             proxy.wait_until(lambda: backend_of(http, "/web") == "web-1", 60, "reconnected")
             sent = {push["type"]: push["resources"] for push in control.pushes()}
             assert sent == {"cluster": 0, "endpoint": 1, "listener": 0, "route": 0}, sent
+            # Nothing removed either: the sidecar claims none of what it no longer holds.
+            assert not [push for push in control.pushes() if "removed" in push]
             assert proxy.stat("listener_manager.listener_modified") == modified
     finally:
         control.stop()
