@@ -276,6 +276,8 @@ class Server:
     def _emptied_assignments(self, removed: tuple[str, ...]) -> dict[str, DynamicResource]:
         """Removed ClusterLoadAssignments of EDS clusters that never had endpoints: an empty
         assignment each, so that they finish warming (the others keep their endpoints)."""
+        if not removed:
+            return {}
         held = self.state.resources[CLUSTER_LOAD_ASSIGNMENT]
         wanted = set(self.cluster_manager.eds_resource_names())
         return {name: _empty_assignment(name) for name in removed

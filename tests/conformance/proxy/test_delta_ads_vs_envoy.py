@@ -14,6 +14,9 @@ timeout): an EDS cluster whose endpoints are removed before any arrived finishes
 no endpoints; removed route configurations and endpoints keep serving; a removed EDS cluster is
 unsubscribed from.
 
+Script "timeout": with initial_fetch_timeout 1s, endpoints that never come do not hold the
+start-up; the listener serves (and closes connections: no endpoints).
+
 Script "restart" (against `pointsman controlplane`, which restarts with one endpoint moved):
 both clients say what they hold, so only that ClusterLoadAssignment is sent again.
 
@@ -283,6 +286,39 @@ REMOVALS_EXPECTED = {
 @pytest.mark.parametrize("proxy", PROXIES)
 def test_delta_removals_as_envoy(removals: dict[str, dict[str, Any]], proxy: str) -> None:
     assert removals[proxy] == REMOVALS_EXPECTED
+
+
+def timeout_script(proxy_class: type[Envoy] | type[Pointsman]) -> dict[str, Any]:
+    """initial_fetch_timeout 1s (ours: the bootstrap's cds_config/lds_config; Envoy's EDS
+    cluster: its eds_config): endpoints that never come do not hold the start-up."""
+    ads = FakeDeltaAds()
+    listen = free_port()
+    quick = {**NO_TIMEOUT, "initial_fetch_timeout": "1s"}
+    bootstrap = delta_bootstrap(ads.port)
+    bootstrap["dynamic_resources"]["cds_config"] = bootstrap["dynamic_resources"][
+        "lds_config"] = quick
+    seen: dict[str, Any] = {}
+    try:
+        with proxy_class(bootstrap) as proxy:
+            ads.wait_request(CLUSTER)
+            ads.push(CLUSTER, [(("backend", "c1"), eds_cluster(
+                "backend", eds_cluster_config={"eds_config": quick}))])
+            ads.wait_request(CLUSTER_LOAD_ASSIGNMENT)  # never answered
+            ads.wait_request(LISTENER, timeout=30)
+            l4 = parse_message(listener("l4", listen, [{"filters": [tcp_proxy("backend")]}]),
+                               listener_pb2.Listener)
+            ads.push(LISTENER, [(("l4", "l1"), l4)])
+            proxy.wait_ready(timeout=30)
+            seen["ready"] = True
+            seen["served"] = greeting(listen)  # no endpoints: the connection is closed
+    finally:
+        ads.stop()
+    return seen
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_initial_fetch_timeout_as_envoy(proxy: str) -> None:
+    assert timeout_script(PROXIES[proxy]) == {"ready": True, "served": ""}
 
 
 def restart_script(proxy_class: type[Envoy] | type[Pointsman], tmp_path: Path
