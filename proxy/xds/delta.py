@@ -126,20 +126,8 @@ class DeltaProtocol:
         if subscription is None or not subscription.sent_on_stream:
             return None
         subscription.nonce = response.nonce
-        error = _malformed(response)
-        if error:
-            return DeltaReceived(response.type_url, response.system_version_info,
-                                 response.nonce, (), (), error)
-        added = tuple(DeltaResource(item.name, item.version, item.resource, index)
-                      for index, item in enumerate(response.resources)
-                      if subscription.wants(item.name)
-                      and not _heartbeat(item, subscription.held))
-        removed = tuple(name for name in response.removed_resources if subscription.wants(name))
-        empty = next((item for item in added if not item.resource.type_url), None)
-        if empty is not None:
-            error = (f"resources[{empty.index}]: field 'resource' is required (a heartbeat "
-                     f"repeats the version held; {empty.name!r} is not held at "
-                     f"{empty.version!r})")
+        added, removed = _wanted(response, subscription)
+        error = _malformed(response) or _bodiless(added)
         return DeltaReceived(response.type_url, response.system_version_info, response.nonce,
                              () if error else added, () if error else removed, error)
 
@@ -196,6 +184,26 @@ class DeltaProtocol:
             self.first_request_sent = True
         subscription.sent_on_stream = True
         return request
+
+
+def _wanted(response: discovery_pb2.DeltaDiscoveryResponse, subscription: DeltaSubscription
+            ) -> tuple[tuple[DeltaResource, ...], tuple[str, ...]]:
+    """The added resources and removed names we subscribed to, heartbeats left out."""
+    added = tuple(DeltaResource(item.name, item.version, item.resource, index)
+                  for index, item in enumerate(response.resources)
+                  if subscription.wants(item.name) and not _heartbeat(item, subscription.held))
+    removed = tuple(name for name in response.removed_resources if subscription.wants(name))
+    return added, removed
+
+
+def _bodiless(added: tuple[DeltaResource, ...]) -> str:
+    """An added resource without a body that is not a heartbeat: refused."""
+    for item in added:
+        if not item.resource.type_url:
+            return (f"resources[{item.index}]: field 'resource' is required (a heartbeat "
+                    f"repeats the version held; {item.name!r} is not held at "
+                    f"{item.version!r})")
+    return ""
 
 
 def _heartbeat(item: discovery_pb2.Resource, held: dict[str, str]) -> bool:

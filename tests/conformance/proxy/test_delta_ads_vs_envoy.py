@@ -15,7 +15,8 @@ no endpoints; removed route configurations and endpoints keep serving; a removed
 unsubscribed from.
 
 Script "timeout": with initial_fetch_timeout 1s, endpoints that never come do not hold the
-start-up; the listener serves (and closes connections: no endpoints).
+start-up; the listener serves (and closes connections: no endpoints); with
+set_node_on_first_message_only the node is on the stream's first request only.
 
 Script "restart" (against `pointsman controlplane`, which restarts with one endpoint moved):
 both clients say what they hold, so only that ClusterLoadAssignment is sent again.
@@ -297,6 +298,7 @@ def timeout_script(proxy_class: type[Envoy] | type[Pointsman]) -> dict[str, Any]
     bootstrap = delta_bootstrap(ads.port)
     bootstrap["dynamic_resources"]["cds_config"] = bootstrap["dynamic_resources"][
         "lds_config"] = quick
+    bootstrap["dynamic_resources"]["ads_config"]["set_node_on_first_message_only"] = True
     seen: dict[str, Any] = {}
     try:
         with proxy_class(bootstrap) as proxy:
@@ -311,6 +313,8 @@ def timeout_script(proxy_class: type[Envoy] | type[Pointsman]) -> dict[str, Any]
             proxy.wait_ready(timeout=30)
             seen["ready"] = True
             seen["served"] = greeting(listen)  # no endpoints: the connection is closed
+            nodes = [request.HasField("node") for request in ads.requests]
+            seen["node on the first request only"] = nodes[0] and not any(nodes[1:])
     finally:
         ads.stop()
     return seen
@@ -318,7 +322,8 @@ def timeout_script(proxy_class: type[Envoy] | type[Pointsman]) -> dict[str, Any]
 
 @pytest.mark.parametrize("proxy", PROXIES)
 def test_initial_fetch_timeout_as_envoy(proxy: str) -> None:
-    assert timeout_script(PROXIES[proxy]) == {"ready": True, "served": ""}
+    assert timeout_script(PROXIES[proxy]) == {"ready": True, "served": "",
+                                              "node on the first request only": True}
 
 
 def restart_script(proxy_class: type[Envoy] | type[Pointsman], tmp_path: Path
