@@ -25,6 +25,7 @@ and RDS subscription ignore them) is the applier's business: proxy.server.Server
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +36,8 @@ from google.rpc import status_pb2
 
 from protos.errors import ConfigError
 from proxy.xds.protocol import INVALID_ARGUMENT, SUBSCRIPTION_ORDER, WILDCARD_TYPES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,9 @@ class DeltaProtocol:
         if subscription is None or not subscription.sent_on_stream:
             return None
         subscription.nonce = response.nonce
+        for problem in response.resource_errors:  # no config in them: only reported
+            log.warning("%s: the server reports an error for %r: %s", response.type_url,
+                        problem.resource_name.name, problem.error_detail.message)
         added, removed = _wanted(response, subscription)
         error = _malformed(response) or _bodiless(added)
         return DeltaReceived(response.type_url, response.system_version_info, response.nonce,

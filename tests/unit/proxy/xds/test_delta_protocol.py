@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, duration_pb2
@@ -257,3 +258,15 @@ def test_unexpected_errors_are_nacked_not_fatal() -> None:
     [nack] = client.handle(response(CLUSTER, "n1", [("a", "1")]))
     assert nack.error_detail.message.startswith("internal error")
     assert client.protocol.subscriptions[CLUSTER].held == {}
+
+
+def test_resource_errors_are_logged_and_the_response_applied(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client, applier, _, _ = started()
+    reported = response(CLUSTER, "n1", [("a", "1")])
+    reported.resource_errors.add(resource_name={"name": "b"},
+                                 error_detail={"code": 5, "message": "no such cluster"})
+    [ack] = client.handle(reported)
+    assert not ack.HasField("error_detail")
+    assert applier.applied == [(CLUSTER, "", [("a", "1")], [])]
+    assert "'b': no such cluster" in caplog.text
