@@ -39,7 +39,7 @@ from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.http2 import ErrorCodes
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.retry import Failure, RetryState, grpc_timeout_text, parse_grpc_timeout
-from proxy.http.routing import select_cluster
+from proxy.http.routing import CLUSTER_PICK, select_cluster
 from proxy.model.route import (
     DirectResponseAction,
     ForwardAction,
@@ -265,10 +265,13 @@ class Router:
     def _plan(self, stream: HttpStream, config: RouteConfig,
               action: ForwardAction) -> _Plan | LocalReply:
         request = stream.request
-        # The random value matters only for weighted_clusters: drawn only then.
-        cluster_name, entry = (select_cluster(action, request, 0) if action.cluster
-                               else select_cluster(action, request,
-                                                   self.rng.randrange(1 << 30)))
+        # The random value matters only for weighted_clusters: drawn only then, unless a
+        # filter already asked for the route's cluster (routing.route_cluster).
+        if action.cluster:
+            cluster_name, entry = action.cluster, None
+        else:
+            cluster_name, entry = stream.state.get(CLUSTER_PICK) or select_cluster(
+                action, request, self.rng.randrange(1 << 30))
         runtime = self.cluster_manager.get(cluster_name) if cluster_name else None
         stream.upstream_cluster = cluster_name
         if runtime is None:
