@@ -7,7 +7,9 @@ a stream from the host's pool, send the request (body buffered for replay while 
 retry buffer), and read the response. Retries follow the route's retry policy; the route
 timeout bounds the whole exchange, `per_try_timeout` each attempt. Local failures answer with
 Envoy's texts and response flags: UH (no healthy upstream), UF (connect failure), UO
-(overflow), UC/UR (reset), UT (timeout), URX (retries exhausted), NC (no cluster).
+(overflow), UC/UR (reset), UT (timeout), URX (retries exhausted), NC (no cluster). Mirror
+policies start their shadow requests with the first attempt and are fed the body as the
+attempt reads it (`proxy.http.shadow`).
 """
 
 from __future__ import annotations
@@ -40,14 +42,17 @@ from proxy.http.http2 import ErrorCodes
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.retry import Failure, RetryState, grpc_timeout_text, parse_grpc_timeout
 from proxy.http.routing import CLUSTER_PICK, select_cluster
+from proxy.http.shadow import Shadows, ShadowWriter
 from proxy.model.route import (
     DirectResponseAction,
     ForwardAction,
     HeaderMutations,
+    MirrorPolicy,
     RedirectAction,
     RegexRewrite,
     Route,
     RouteConfig,
+    mirror_policies,
     request_buffer_limit,
 )
 from proxy.upstream.circuit_breakers import Resource
@@ -130,6 +135,7 @@ class _Plan:
     response_levels: list[HeaderMutations]
     # The route timeout while it waits for the end of the request to start (see _forward).
     route_timer: Deadline | None = None
+    mirrors: list[MirrorPolicy] | None = None  # the mirror policies drawn for this request
 
 
 class _RetryBudget:
@@ -164,7 +170,7 @@ class _BodyReplay:
     it counts `retry_or_shadow_abandoned` and gives up retrying this request)."""
 
     __slots__ = ("_runtime", "buffering", "channel", "chunks", "limit", "overflowed", "retries",
-                 "route_timer", "size")
+                 "route_timer", "shadows", "size")
 
     def __init__(self, channel: BodyChannel, retries: RetryState, limit: int,
                  runtime: Any = None, route_timer: Deadline | None = None) -> None:
@@ -177,6 +183,7 @@ class _BodyReplay:
         self.size = 0
         self.buffering = retries.policy is not None
         self.overflowed = False
+        self.shadows: Shadows | None = None  # mirrors fed each chunk read, once
 
     @property
     def replayable(self) -> bool:
@@ -203,10 +210,14 @@ class _BodyReplay:
             if data is None:
                 if self.route_timer is not None:
                     self.route_timer.start()
+                if self.shadows is not None:
+                    self.shadows.end(self.channel.trailers)
                 break
             stream.touch()
             stream.bytes_received += len(data)
             self._keep(data)
+            if self.shadows is not None:
+                await self.shadows.feed(data)
             await upstream.send_data(data, end_stream=False)
         if self.channel.trailers is not None:
             await upstream.send_trailers(self.channel.trailers)
@@ -223,11 +234,15 @@ class _BodyReplay:
                     if data is None:
                         if self.route_timer is not None:
                             self.route_timer.start()
+                        if self.shadows is not None:
+                            self.shadows.end(self.channel.trailers)
                         await asyncio.sleep(delay)  # body complete: just wait
                         break
                     stream.touch()
                     stream.bytes_received += len(data)
                     self._keep(data)
+                    if self.shadows is not None:
+                        await self.shadows.feed(data)
         except TimeoutError:
             pass
         return not self.overflowed
@@ -242,6 +257,8 @@ class Router:
         self.pools = pools
         self.suppress_envoy_headers = suppress_envoy_headers
         self.rng = rng or random.Random()
+        self.shadow_writer = ShadowWriter(cluster_manager, pools, rng=self.rng,
+                                          suppress_envoy_headers=suppress_envoy_headers)
 
     def handle(self, stream: HttpStream, config: RouteConfig | None,
                downstream: Downstream) -> Awaitable[None]:
@@ -302,10 +319,15 @@ class Router:
                 head.headers.set("grpc-timeout", grpc_timeout_text(expected))
         apply_request_mutations(head.headers, levels, stream)
         if not action.hash_policies:
-            return _Plan(action, runtime, head, None, None, timeout, levels)
-        hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
-                              _address_text(stream.remote_address))
-        return _Plan(action, runtime, head, hashed.key, hashed.set_cookie, timeout, levels)
+            plan = _Plan(action, runtime, head, None, None, timeout, levels)
+        else:
+            hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
+                                  _address_text(stream.remote_address))
+            plan = _Plan(action, runtime, head, hashed.key, hashed.set_cookie, timeout, levels)
+        policies = mirror_policies(action, stream.virtual_host, config)
+        if policies:  # Envoy draws them in decodeHeaders, before the first attempt
+            plan.mirrors = self.shadow_writer.active_policies(policies, head)
+        return plan
 
     # --- forwarding ----------------------------------------------------------------------------
 
@@ -369,6 +391,8 @@ class Router:
                     await downstream.send_local_reply(LocalReply(
                         503, "no healthy upstream", details="no_healthy_upstream"))
                     return
+                if plan.mirrors and not tried:  # with the first upstream request, as Envoy
+                    replay.shadows = self._start_shadows(stream, plan, downstream)
                 tried.append(host)
                 stream.attempt_count += 1
                 stream.upstream_host = host.address_text
@@ -415,6 +439,17 @@ class Router:
                 return
         finally:
             budget.release()
+            if replay.shadows is not None:
+                replay.shadows.finish(downstream.body)
+
+    def _start_shadows(self, stream: HttpStream, plan: _Plan,
+                       downstream: Downstream) -> Shadows | None:
+        assert plan.mirrors
+        body = downstream.body
+        return self.shadow_writer.start(
+            stream, plan.mirrors, plan.head, plan.timeout,
+            _retry_buffer_limit(stream, downstream),
+            end_stream=body.exhausted and body.trailers is None)
 
     async def _one_attempt(self, stream: HttpStream, plan: _Plan, host: Any,
                            replay: _BodyReplay, retries: RetryState,
