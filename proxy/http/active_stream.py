@@ -343,7 +343,15 @@ class ActiveStream:
                 await self._send_paced(out, index)
                 return
             data = out  # type: ignore[assignment]
-        await self._write_data(data, end_stream)
+        # _write_data inline (the common case): one coroutine less per chunk.
+        self.info.bytes_sent += len(data)
+        connection = self.connection
+        if not connection.write_data_nowait(self, data, end_stream=end_stream):
+            await connection.write_data(self, data, end_stream=end_stream)
+        elif connection.flow.paused:
+            await connection.flow.drained()
+        if end_stream:
+            self.complete = True
 
     async def _send_paced(self, paced: Paced, below: int) -> None:
         """A filter lets the chunk out in pieces: each goes through the filters after it in

@@ -52,7 +52,6 @@ from proxy.model.route import (
     RegexRewrite,
     Route,
     RouteConfig,
-    mirror_policies,
     request_buffer_limit,
 )
 from proxy.upstream.circuit_breakers import Resource
@@ -324,7 +323,9 @@ class Router:
             hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
                                   _address_text(stream.remote_address))
             plan = _Plan(action, runtime, head, hashed.key, hashed.set_cookie, timeout, levels)
-        policies = mirror_policies(action, stream.virtual_host, config)
+        # mirror_policies() inline: route, else virtual host, else route configuration.
+        policies = action.mirror_policies or stream.virtual_host.mirror_policies \
+            or config.mirror_policies
         if policies:  # Envoy draws them in decodeHeaders, before the first attempt
             plan.mirrors = self.shadow_writer.active_policies(policies, head)
         return plan
