@@ -194,9 +194,18 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
     for items in mesh.by_kind.values():
         items.sort(key=precedence_key)
     _index_slices(mesh)
+    addresses: dict[str, MeshObject] = {}
     for service in sorted(mesh.of_kind("Service"), key=lambda item: (item.namespace, item.name)):
         for port in service.spec.ports:
             mesh.by_port[port.port].append(service)
+        address = service.spec.cluster_ip
+        if address is not None and address in addresses:  # one virtual host domain each
+            mesh.problems.append(Problem(
+                "error", "Duplicate", f"clusterIP {address} is also "
+                                      f"{addresses[address].label}'s", service.location(
+                                          ("spec", "clusterIP"))))
+        elif address is not None:
+            addresses[address] = service
     _check_gateways(mesh)
     for kind in ROUTE_KINDS:
         for route in mesh.of_kind(kind):

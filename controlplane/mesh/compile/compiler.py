@@ -113,6 +113,14 @@ class MeshCompiler:
             raise NodeError(f"{node}: instance_ip and outbound_ip must differ (both "
                             f"{node.instance_ip}): inbound and outbound listeners share "
                             "port numbers")
+        if node.outbound_ip == node.app_ip:
+            taken = {port.target_port for port in service.spec.ports} & set(
+                self.mesh.ports_in_use())
+            if taken:
+                raise NodeError(f"{node}: outbound_ip {node.outbound_ip} is also the "
+                                f"application's address, and port(s) {sorted(taken)} are "
+                                "both its targetPort and a Service port its outbound "
+                                "listeners bind: give outbound_ip another address")
         uses: set[ClusterUse] = set()
         if node.instance_ip is not None:
             self._add_part(out, self.unit(

@@ -271,3 +271,12 @@ spec:
 """
     answer = ask(mesh_of(text), "web", "tcp://db:5432")
     assert clusters_of(answer) == {"default/db": 75.0, "default/db-new": 25.0}
+
+
+def test_an_outbound_listener_would_take_the_applications_port() -> None:
+    mesh = mesh_of(SERVICES)  # web's targetPort 80 is also a Service port
+    node = sidecar("web")
+    clash = type(node)(node.id, node.kind, node.name, node.namespace, node.instance_ip,
+                       "127.0.0.5", "127.0.0.5")
+    with pytest.raises(NodeError, match=r"port\(s\) \[80\]"):
+        MeshCompiler(mesh).compile_node(clash)
