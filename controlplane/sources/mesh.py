@@ -75,10 +75,22 @@ class MeshCache(SnapshotCache):
     def mesh(self) -> Mesh:
         return self.compiler.mesh
 
-    def set_mesh(self, mesh: Mesh) -> None:
-        self.compiler.update(mesh=mesh)
+    def set_mesh(self, mesh: Mesh, compiler: MeshCompiler | None = None) -> None:
+        """Serve `mesh`; `compiler` is one `prepare(mesh)` warmed in a worker thread."""
+        if compiler is None:
+            self.compiler.update(mesh=mesh)
+        else:
+            compiler.update(endpoints=self.compiler.endpoints)  # sidecars that came meanwhile
+            self.compiler = compiler
         self.last_change = "mesh"
         self._changed()
+
+    def prepare(self, mesh: Mesh) -> MeshCompiler:
+        """In a worker thread: a compiler for `mesh`, with the units of the nodes connected
+        now already built, so that swapping it in does not compile on the event loop."""
+        compiler = self.compiler.fork(mesh)
+        compiler.warm(list(self._memo.copy()))
+        return compiler
 
     def _changed(self) -> None:
         self.mesh_generation += 1
@@ -193,7 +205,7 @@ class MeshSource:
             await self.poll_in_thread()
             await asyncio.sleep(self.interval)
 
-    def _load_if_changed(self) -> Mesh | ConfigError | None:
+    def _load_if_changed(self) -> tuple[Mesh, MeshCompiler] | ConfigError | None:
         try:
             marks = _fingerprint(self.root)
         except MeshError as error:
@@ -202,7 +214,8 @@ class MeshSource:
             return None
         self._seen = marks
         try:
-            return self._load(marks)
+            mesh = self._load(marks)
+            return mesh, self.cache.prepare(mesh)
         except MeshError as error:
             return error
         except (OSError, RecursionError, ValueError) as error:
@@ -230,7 +243,7 @@ class MeshSource:
             raise MeshError(fatal[0].message, fatal[0].location)
         return mesh
 
-    def _apply(self, result: Mesh | ConfigError | None) -> bool:
+    def _apply(self, result: tuple[Mesh, MeshCompiler] | ConfigError | None) -> bool:
         if result is None:
             return False
         if isinstance(result, ConfigError):
@@ -239,9 +252,10 @@ class MeshSource:
             return False
         self.last_error = None
         self.loads += 1
-        self.cache.set_mesh(result)
+        mesh, compiler = result
+        self.cache.set_mesh(mesh, compiler)
         if self.on_loaded is not None:
-            self.on_loaded(result)
+            self.on_loaded(mesh)
         return True
 
 

@@ -68,11 +68,37 @@ class MeshCompiler:
         self.memo = Memo()
 
     def update(self, mesh: Mesh | None = None, endpoints: Endpoints | None = None) -> None:
+        if mesh is None and (endpoints is None or endpoints is self.endpoints):
+            return
         if mesh is not None:
             self.mesh = mesh
         if endpoints is not None:
             self.endpoints = endpoints
         self.memo.advance()
+
+    def fork(self, mesh: Mesh) -> MeshCompiler:
+        """A compiler for `mesh` starting from this one's units, to be warmed in a worker
+        thread (compile_node on it) while this one keeps serving the loop."""
+        forked = MeshCompiler(mesh, self.endpoints)
+        forked.memo = self.memo.fork()
+        return forked
+
+    def warm(self, nodes: list[MeshNode]) -> None:
+        """Compile `nodes` and a sidecar of every namespace and every Gateway, so that the
+        units all nodes share are built here rather than on the first node's request."""
+        seen: set[str] = set()
+        extra = [MeshNode("warm", "Gateway", item.name, item.namespace)
+                 for item in self.mesh.of_kind("Gateway")]
+        for service in self.mesh.of_kind("Service"):
+            if service.namespace not in seen:
+                seen.add(service.namespace)
+                extra.append(MeshNode("warm", "Service", service.name, service.namespace,
+                                      "192.0.2.10", "192.0.2.12", "192.0.2.11"))
+        for node in [*nodes, *extra]:
+            try:
+                self.compile_node(node)
+            except NodeError:
+                continue
 
     def unit(self, key: Hashable, build):  # type: ignore[no-untyped-def]
         return self.memo.get(key, build, self.mesh, self.endpoints)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from controlplane.cache import CachedResource
@@ -138,6 +138,8 @@ class _Entry(Generic[T]):
 class Memo:
     """Units by key. `generation` increases with every new mesh (or endpoint change)."""
 
+    KEEP = 64
+
     entries: dict[Hashable, _Entry[Any]] = field(default_factory=dict)
     generation: int = 0
     built: Counter[str] = field(default_factory=Counter)  # per unit kind (key[0]): tests, stats
@@ -181,8 +183,19 @@ class Memo:
         return True
 
     def advance(self) -> None:
-        """A new mesh or new endpoints: every unit must be checked again before reuse."""
+        """A new mesh or new endpoints: every unit must be checked again before reuse. Units
+        nobody asked for in the last KEEP generations are dropped (they come back if asked)."""
         self.generation += 1
+        if self.generation % self.KEEP == 0:
+            oldest = self.generation - self.KEEP
+            self.entries = {key: entry for key, entry in self.entries.items()
+                            if entry.checked >= oldest}
+
+    def fork(self) -> Memo:
+        """A copy another thread may warm up while this one keeps serving (controlplane/
+        sources/mesh.py): the entries are copied, to be checked again before reuse."""
+        entries = {key: replace(entry, checked=-1) for key, entry in self.entries.copy().items()}
+        return Memo(entries, 0, Counter(), self._versions)
 
     def forget_unused(self, used: set[Hashable]) -> None:
         for key in [key for key in self.entries if key not in used]:

@@ -99,3 +99,26 @@ def test_a_bad_edit_changes_nothing(tmp_path: Path) -> None:
     path.write_text(MESH + MESH.split("---")[0].join(["---", ""]))  # the same Service twice
     assert not source.poll()
     assert "defined twice" in str(source.last_error)
+
+
+def test_a_new_mesh_is_compiled_before_it_is_swapped_in(tmp_path: Path) -> None:
+    """MeshSource prepares the new mesh's units off the event loop (in the poll thread):
+    the nodes connected then get their snapshots without building anything on the loop."""
+    cache, source, path = loaded(tmp_path)
+    web = node("web", "web-1", "10.0.0.2")
+    before = cache.snapshot_for(web)
+    path.write_text(MESH + """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{group: "", kind: Service, name: api, port: 8080}]
+  rules: [{matches: [{path: {value: /v2}}], backendRefs: [{name: api, port: 8080}]}]
+""")
+    assert source.poll()
+    built = dict(cache.compiler.memo.built)
+    after = cache.snapshot_for(web)
+    assert dict(cache.compiler.memo.built) == built  # nothing compiled here
+    assert after.of_type("type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+                         ).version != before.of_type(
+        "type.googleapis.com/envoy.config.route.v3.RouteConfiguration").version
