@@ -28,7 +28,7 @@ from envoy.config.core.v3 import base_pb2
 from controlplane import logs
 from controlplane.cache import CachedResource, Snapshot, SnapshotCache, TypeSnapshot, set_version
 from controlplane.mesh import MeshError, MeshObject, read_objects, resolve
-from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources
+from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources, ResourceSet
 from controlplane.mesh.compile.memo import Endpoints
 from controlplane.mesh.compile.node import MeshNode, NodeError, node_identity
 from controlplane.mesh.errors import Location
@@ -42,17 +42,50 @@ log = logging.getLogger("pointsman.controlplane.mesh")
 
 
 def snapshot_of(resources: NodeResources) -> Snapshot:
-    """A Snapshot made of already packed resources (nothing is serialised again)."""
+    """A Snapshot made of already packed resources (nothing is serialised again). Per type,
+    a part's resources become a TypeSnapshot once (kept on the part, which every node with
+    that part shares); several parts of one type are merged once per combination."""
     types: dict[str, TypeSnapshot] = {}
     for kind in PUSH_ORDER:
-        items: Mapping[str, CachedResource] = resources.resources.get(kind.type_url, {})
-        ordered = tuple(items[name] for name in sorted(items))
-        types[kind.type_url] = TypeSnapshot(set_version(ordered), MappingProxyType(dict(items)),
-                                            ordered)
+        parts = [part for part in resources.parts if part.by_type.get(kind.type_url)]
+        types[kind.type_url] = _typed(kind.type_url, parts)
     overall = hashlib.blake2b(digest_size=6)
     for type_url in sorted(types):
         overall.update(types[type_url].version.encode())
     return Snapshot(MappingProxyType(types), overall.hexdigest())
+
+
+_EMPTY = TypeSnapshot(set_version(()), MappingProxyType({}), ())
+_MERGED: dict[tuple[int, ...], tuple[list[ResourceSet], TypeSnapshot]] = {}
+MERGED_LIMIT = 4096
+
+
+def _typed(type_url: str, parts: list[ResourceSet]) -> TypeSnapshot:
+    if not parts:
+        return _EMPTY
+    if len(parts) == 1:
+        found = parts[0].typed.get(type_url)
+        if found is None:
+            found = parts[0].typed[type_url] = _type_snapshot(parts[0].by_type[type_url])
+        assert isinstance(found, TypeSnapshot)
+        return found
+    key = (hash(type_url), *(id(part) for part in parts))
+    cached = _MERGED.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], parts, strict=True)):
+        return cached[1]
+    merged: dict[str, CachedResource] = {}
+    for part in parts:
+        merged.update(part.by_type[type_url])
+    typed = _type_snapshot(merged)
+    if len(_MERGED) >= MERGED_LIMIT:
+        _MERGED.clear()
+    _MERGED[key] = (parts, typed)  # the parts are kept alive, so their ids stay theirs
+    return typed
+
+
+def _type_snapshot(items: Mapping[str, CachedResource]) -> TypeSnapshot:
+    ordered = tuple(items[name] for name in sorted(items))
+    return TypeSnapshot(set_version(ordered), MappingProxyType(dict(items)), ordered)
 
 
 class MeshCache(SnapshotCache):
