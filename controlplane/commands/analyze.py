@@ -51,7 +51,14 @@ def read_inputs(names: list[str]) -> tuple[list[MeshObject], list[MeshError]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(parse_args(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `| head`: the reader left; like other command-line tools, quiet
+        sys.stderr.close()
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         objects, errors = read_inputs(args.filename)
     except MeshError as error:  # a path that does not exist

@@ -155,6 +155,9 @@ spec:
     names = [item["name"] for item in
              plain["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]]
     assert "envoy.filters.http.rbac" not in names  # scoped to the https listener
+    answer = ask(mesh_of(text), "gateway/edge", "https://secure.example.com/")
+    assert "authorization at the Gateway: 1 rule(s), default Deny (SecurityPolicy " \
+           "default/admins)" in answer.policies
 
 
 def test_tcp_listener_proxies_to_its_tcproute() -> None:
