@@ -1,18 +1,22 @@
 """The compiler: a resolved mesh and the registered sidecars -> each node's Envoy resources.
 
-`MeshCompiler.compile_node(node)` returns a `NodeResources`: per xDS type, name -> packed
-resource. What a node gets:
+`MeshCompiler.compile_node(node)` returns a `NodeResources`: a list of `ResourceSet` parts
+(type URL -> name -> packed `CachedResource`) and notes on what could not be served. Parts are
+shared objects, which is what a cache with per-node views should key on:
 
-- a sidecar: its inbound listeners and `inbound|PORT` clusters (its own: they name its
-  addresses), an outbound listener per port number used by any Service (its own: it binds its
-  outbound_ip), the route tables `outbound|PORT` (shared by all sidecars of a namespace), and
-  the clusters and endpoints of every Service port (shared by all sidecars);
-- a Gateway's proxy: its listeners and route tables (shared by the Gateway's replicas on the
-  same address) and the clusters and endpoints its routes send to (shared).
+- `("namespace", ns)`: outbound route tables and every cluster and endpoint set they send
+  to; shared by every sidecar of the namespace;
+- `("outbound_listeners", ns, outbound_ip)`: a listener per port number in use; shared by the
+  sidecars with that outbound_ip;
+- `("inbound", ns, name, instance_ip)`: the sidecar's inbound listeners; its own;
+- `("inbound_clusters", ns, name, app_ip)`: clusters to the application; shared by the
+  replicas with that app_ip;
+- `("gateway", ns, name, bind)`: a Gateway's listeners, route tables, clusters and
+  endpoints; shared by the replicas binding there.
 
-Shared resources are packed once (`CachedResource` objects are the same across nodes), so a
-thousand sidecars cost a thousand references, not a thousand serialisations; and a change to
-one route re-serialises one virtual host and one route table per namespace (memo.py).
+Packed resources are the same objects across parts and nodes, so a thousand sidecars cost a
+thousand references, not a thousand serialisations; and a change to one route re-serialises
+one virtual host and one route table per namespace (memo.py).
 """
 
 from __future__ import annotations
