@@ -116,7 +116,15 @@ class MeshCompiler:
         self.memo = Memo()
 
     def update(self, mesh: Mesh | None = None, endpoints: Endpoints | None = None) -> None:
+        """A new mesh: every unit is checked again before reuse. New endpoints alone: only the
+        units that read the Services whose endpoints changed (and their users)."""
         if mesh is None and (endpoints is None or endpoints is self.endpoints):
+            return
+        if mesh is None and endpoints is not None:
+            old, self.endpoints = self.endpoints.by_service, endpoints
+            changed = {key for key in old.keys() | endpoints.by_service.keys()
+                       if old.get(key) != endpoints.by_service.get(key)}
+            self.memo.invalidate([("sidecars", *key) for key in sorted(changed)])
             return
         if mesh is not None:
             self.mesh = mesh
@@ -236,8 +244,7 @@ def _clusters(view: View, uses: Iterable[ClusterUse]) -> list[CachedResource]:
     out: list[CachedResource] = []
     for use in sorted(uses, key=lambda item: item.cluster_name):
         cluster: CachedResource | None = view.unit(
-            ("cluster", use.namespace, use.name, use.port, use.settings, use.base),
-            functools.partial(_cluster_unit, use=use))
+            ("cluster", use.cluster_name), functools.partial(_cluster_unit, use=use))
         if cluster is None:
             continue
         out.append(cluster)

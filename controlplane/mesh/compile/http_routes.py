@@ -23,6 +23,7 @@ cookie hash_policy on a Maglev cluster variant. Unset timeouts disable Envoy's 1
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,8 +66,9 @@ class ClusterUse:
     settings: ClusterSettings
     base: bool  # the Service's own settings: the shared base cluster
 
-    @property
+    @functools.cached_property
     def cluster_name(self) -> str:
+        """Unique per (Service port, settings): also the unit's memo key."""
         if self.base:
             return base_name(self.namespace, self.name, self.port)
         return variant_name(self.namespace, self.name, self.port, self.settings)
