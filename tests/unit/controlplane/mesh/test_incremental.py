@@ -66,7 +66,11 @@ def test_a_new_endpoint_rebuilds_that_services_endpoints_only() -> None:
     before = dict(compiler.memo.built)
     endpoints = Endpoints()
     endpoints.by_service = {("ns1", "svc4"): ("10.0.0.9",)}
+    generation = compiler.memo.generation
+    marked = compiler.memo.invalidate([("sidecars", "ns1", "svc4")])
+    assert marked == 4  # the endpoint set and the 3 namespaces' shared parts, nothing else
     compiler.update(endpoints=endpoints)
+    assert compiler.memo.generation == generation  # no unit is re-checked for it
     compile_all(compiler)
     assert rebuilt(compiler, before) == {"endpoints": 1, "namespace": 3}
 
