@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
@@ -122,3 +123,18 @@ spec:
     assert after.of_type("type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
                          ).version != before.of_type(
         "type.googleapis.com/envoy.config.route.v3.RouteConfiguration").version
+
+
+def test_the_command_line_takes_a_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    from controlplane import main
+    with pytest.raises(SystemExit):
+        main.parse_args([])  # neither --resources nor --mesh
+    assert "--resources PATH, --mesh PATH or both" in capsys.readouterr().err
+    path = tmp_path / "mesh.yaml"
+    path.write_text(MESH)
+    assert main.main(["--mesh", str(path), "--check"]) == 0
+    assert capsys.readouterr().out == "mesh: 2 Service\n"
+    path.write_text(MESH.replace("port: 80,", "port: 80, bad: 1,"))
+    assert main.main(["--mesh", str(path), "--check"]) == 1
+    assert "spec.ports[0].bad: unknown field" in capsys.readouterr().err
