@@ -144,21 +144,17 @@ def explain(mesh: Mesh, caller: str, method: str, url: str, headers: list[tuple[
 
 
 def _set_aside(table: route_pb2.RouteConfiguration) -> dict[str, list[str]]:
-    """Route fields that do not change which route matches and that the sidecar's model
-    does not take yet (docs/mesh.md, "Envoy-only output"): removed from the copy that is
-    matched against, and told in the explanation instead."""
+    """What a route does besides choosing a backend: per-route filter configs (CORS, faults)
+    and mirrors, told in the explanation."""
     found: dict[str, list[str]] = {}
     for vhost in table.virtual_hosts:
         for route in vhost.routes:
             notes = found.setdefault(route.name, [])
             for name in route.typed_per_filter_config:
                 notes.append(f"{name.rsplit('.', 1)[-1]} (per-route {name})")
-            route.ClearField("typed_per_filter_config")
-            if route.HasField("route"):  # touching an unset oneof member would set it
+            if route.HasField("route"):
                 for mirror in route.route.request_mirror_policies:
                     notes.append(f"mirrored to {mirror.cluster}")
-                route.route.ClearField("request_mirror_policies")
-        vhost.ClearField("typed_per_filter_config")
     return found
 
 

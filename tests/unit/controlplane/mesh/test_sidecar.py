@@ -206,7 +206,29 @@ rules:
   sessionPersistence: {sessionName: s, absoluteTimeout: 1h,
                        cookieConfig: {lifetimeType: Permanent}}
 - filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]
+- name: extras
+  matches: [{path: {value: /extras}}]
+  filters:
+  - {type: RequestMirror, requestMirror: {backendRef: {name: api-v1, port: 8080}, percent: 5}}
+  - {type: CORS, cors: {allowOrigins: ["https://*.example.com"], allowMethods: [GET]}}
+  backendRefs: [{name: api-v1, port: 8080}]
 """) + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: faults}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r,
+                sectionName: extras}, {group: "", kind: Service, name: api-v2}]
+  faultInjection: {delay: {fixedDelay: 10ms, percentage: 1}, abort: {httpStatus: 503,
+                                                                     percentage: 0.5}}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: cors}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api-v1}]
+  cors: {allowOrigins: ["*"], allowMethods: [GET, POST], maxAge: 1m}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: grpc}
@@ -223,7 +245,7 @@ spec:
 """
 
 
-@pytest.mark.parametrize("caller", ["web", "api", "grpc"])
+@pytest.mark.parametrize("caller", ["web", "api", "api-v1", "api-v2", "grpc"])
 def test_every_resource_is_accepted_by_the_pointsman_sidecar(caller: str) -> None:
     from proxy.bootstrap import ensure_network_filters
     from proxy.model.cluster import translate_cluster

@@ -1,9 +1,8 @@
-"""Mesh features compiled to Envoy configuration the Pointsman sidecar does not run yet
-(request_mirror_policies, envoy.filters.http.cors, envoy.filters.http.fault: being built in
-the sidecar in parallel), checked with real Envoy sidecars: RequestMirror sends a copy to
-the mirror backend, the CORS filter answers a preflight, a BackendTrafficPolicy's
-faultInjection aborts requests on a route (per-route config at the caller) and on a Service
-(at the Service's sidecars)."""
+"""Mesh features compiled to request_mirror_policies, envoy.filters.http.cors and
+envoy.filters.http.fault (with per-route typed_per_filter_config), the same with Envoy
+sidecars and with Pointsman sidecars: RequestMirror sends a copy to the mirror backend, the
+CORS filter answers a preflight, a BackendTrafficPolicy's faultInjection aborts requests on a
+route (per-route config at the caller) and on a Service (at the Service's sidecars)."""
 
 from __future__ import annotations
 
@@ -75,17 +74,18 @@ spec:
 """
 
 
-def test_envoy_sidecars_mirror_answer_cors_and_inject_faults(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flavour", ["envoy", "pointsman"])
+def test_sidecars_mirror_answer_cors_and_inject_faults(flavour: str, tmp_path: Path) -> None:
     mesh = tmp_path / "mesh.yaml"
     mesh.write_text(MESH)
     with ExitStack() as stack:
         control_plane = MeshControlPlane(mesh)
         stack.enter_context(control_plane)
         control_plane.wait_ready()
-        front = start_sidecar(stack, "envoy", control_plane, "front", 1, NET)
-        api = start_sidecar(stack, "envoy", control_plane, "api", 2, NET, app_port=9081)
-        shadow = start_sidecar(stack, "envoy", control_plane, "shadow", 3, NET, app_port=9082)
-        broken = start_sidecar(stack, "envoy", control_plane, "broken", 4, NET,
+        front = start_sidecar(stack, flavour, control_plane, "front", 1, NET)
+        api = start_sidecar(stack, flavour, control_plane, "api", 2, NET, app_port=9081)
+        shadow = start_sidecar(stack, flavour, control_plane, "shadow", 3, NET, app_port=9082)
+        broken = start_sidecar(stack, flavour, control_plane, "broken", 4, NET,
                                app_port=9083)
         for member in (front, api, shadow, broken):
             member.proxy.wait_ready()
