@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from controlplane.mesh.errors import Location, Problem
+from controlplane.mesh.errors import Problem
 from controlplane.mesh.hostnames import effective
 from controlplane.mesh.kinds.endpointslice import SERVICE_NAME_LABEL
 from controlplane.mesh.kinds.gateway import GatewayListener, GatewaySpec
@@ -567,7 +567,3 @@ def _has_section(target: MeshObject, section: str) -> bool:
     if target.kind == "Service":
         return target.spec.port_named(section) is not None
     return any(getattr(rule, "name", None) == section for rule in target.spec.rules)
-
-
-def location_of(obj: MeshObject, *path: str | int) -> Location:
-    return obj.location(tuple(path))
