@@ -264,7 +264,10 @@ class MeshSource:
         for path, mark in current.items():
             cached = self._parsed.get(path)
             if cached is None or cached[0] != mark:
-                text = Path(path).read_text(encoding="utf-8")
+                try:
+                    text = Path(path).read_text(encoding="utf-8")
+                except UnicodeDecodeError as error:
+                    raise MeshError(f"not UTF-8: {error}", Location(path)) from error
                 found, errors = read_objects(text, path)
                 if errors:
                     raise errors[0]

@@ -138,3 +138,10 @@ def test_the_command_line_takes_a_mesh(tmp_path: Path, capsys: pytest.CaptureFix
     path.write_text(MESH.replace("port: 80,", "port: 80, bad: 1,"))
     assert main.main(["--mesh", str(path), "--check"]) == 1
     assert "spec.ports[0].bad: unknown field" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    _, source, path = loaded(tmp_path)
+    path.write_bytes(b"kind: \xff\n")
+    assert not source.poll()
+    assert str(source.last_error).startswith(f"{path}: not UTF-8")
