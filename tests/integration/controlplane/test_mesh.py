@@ -93,6 +93,8 @@ def test_mesh_changes_reach_the_sidecars(tmp_path: Path) -> None:
         assert "HTTPRoute default/canary" in error and "spec.rules[0].backendRef" in error
         assert backends("/beta/x") == {"api-v2-3"}  # the last good mesh still serves
 
+        assert control_plane.status()["mesh_node_errors"] == {}
+
         api[1].proxy.stop()
         eventually(lambda: backends("/other", 12) == {"api-1"}, "the stopped sidecar gone")
         statuses = {request(via, "/other", host="api", timeout=2)[0] for _ in range(20)}

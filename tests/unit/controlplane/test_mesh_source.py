@@ -145,3 +145,13 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"kind: \xff\n")
     assert not source.poll()
     assert str(source.last_error).startswith(f"{path}: not UTF-8")
+
+
+def test_node_errors_are_in_the_admin_status(tmp_path: Path) -> None:
+    from controlplane.observe import Observer
+    cache, _, _ = loaded(tmp_path)
+    bad = node("api", "api-9", "10.0.0.3")
+    json_format.ParseDict({"kind": "Pod"}, bad.metadata)
+    cache.snapshot_for(bad)
+    assert Observer(cache).status()["mesh_node_errors"] == {
+        "api-9": "node metadata 'kind' must be Service or Gateway, not 'Pod'"}
