@@ -296,7 +296,7 @@ def _passthrough_chains(view: View, gateway: MeshObject, listener: GatewayListen
             continue
         uses |= used
         chain = tcp_proxy_filter(f"gateway_{listener.port}_{attachment.route.name}",
-                           weighted=weighted)
+                                 weighted=weighted, hash_source_ip=_by_source(used))
         chains.append({"name": f"{listener.name}/{attachment.route.namespace}/"
                                f"{attachment.route.name}",
                        "filter_chain_match": _match(fresh), "filters": [chain]})
@@ -320,6 +320,15 @@ def _stream_backends(view: View, route: MeshObject) -> tuple[list[tuple[str, int
     return weighted, uses
 
 
+def _by_source(uses: set[ClusterUse]) -> bool:
+    """A TCP connection can be hashed by its source address only (tcp_proxy hash_policy):
+    when a backend's load balancer is ConsistentHash SourceIP."""
+    return any(use.settings.load_balancer is not None
+               and use.settings.load_balancer.consistent_hash is not None
+               and use.settings.load_balancer.consistent_hash.kind == "SourceIP"
+               for use in uses)
+
+
 # ---- TCP --------------------------------------------------------------------------------------
 
 def _tcp_port(view: View, gateway: MeshObject, bind: str, port: int,
@@ -336,7 +345,8 @@ def _tcp_port(view: View, gateway: MeshObject, bind: str, port: int,
     if not weighted:  # nothing to send to: the port is not listened on
         return Part(notes=(*notes, f"{gateway.label} listener {listener.name}: no TCPRoute "
                                    "with a usable backend"))
-    chain = tcp_proxy_filter(f"gateway_{port}", weighted=weighted)
+    chain = tcp_proxy_filter(f"gateway_{port}", weighted=weighted,
+                             hash_source_ip=_by_source(uses))
     client = view.policy(CTP, gateway.key, listener.name)
     if client is not None and client.spec.timeouts is not None and \
             client.spec.timeouts.tcp_idle is not None:

@@ -186,6 +186,18 @@ spec:
     assert clusters_of(answer) == {"default/pg": 100.0}
     listener = as_dict(compiled(mesh, gateway("db")), LISTENER.type_url, "gateway|5432")
     assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
+    assert "hash_policy" not in listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hashed = mesh_of(text + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: pg}
+spec:
+  targetRefs: [{group: "", kind: Service, name: pg}]
+  loadBalancer: {type: ConsistentHash, consistentHash: {type: SourceIP}}
+""")
+    listener = as_dict(compiled(hashed, gateway("db")), LISTENER.type_url, "gateway|5432")
+    assert listener["filter_chains"][0]["filters"][0]["typed_config"]["hash_policy"] == [
+        {"source_ip": {}}]
 
 
 def test_client_traffic_policy_timeouts_on_a_listener() -> None:
