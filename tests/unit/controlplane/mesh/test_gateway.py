@@ -217,3 +217,18 @@ spec:
             hcm["common_http_protocol_options"]) == ("3600s", "10s", {"idle_timeout": "30s"})
     plain = as_dict(resources, LISTENER.type_url, "gateway|80")
     assert "stream_idle_timeout" not in plain["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_a_gateway_route_takes_its_backend_services_retry_and_timeout() -> None:
+    text = edge(to("api", parent="{name: edge, sectionName: any}")) + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: api}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  retry: {numRetries: 5}
+  timeout: {http: {requestTimeout: 7s}}
+"""
+    answer = ask(mesh_of(text), "gateway/edge", "http://any.org/")
+    assert "timeout: 7s" in answer.policies
+    assert any(item.startswith("retry: 5 on") for item in answer.policies)
