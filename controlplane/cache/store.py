@@ -9,6 +9,10 @@ Writers (the file source's node groups, the mesh compiler's per-sidecar output) 
     cache.remove_view(key)
     with cache.transaction(): ...                      readers see all of it at once, or none
 
+`own[type_url]` may also be a `TypeContent` already packed (a `ResourceSet` or `Overlay` the
+writer shares between views, as the mesh compiler's parts are: sources/mesh.py): it is held by
+reference, never copied.
+
 A view is its own resources plus references to the shared ones (all of a type by default, or
 only `shared[type_url]`'s names; own replace shared of the same name). Messages are serialised
 on the way in, once per resource version: a message that is the same object as, or has the same
@@ -62,7 +66,7 @@ class ViewSpec:
     """What a view is made of: its own sets, and per type the shared names it sees (None:
     all of them; a type missing from `shared` sees all)."""
 
-    own: Mapping[str, ResourceSet] = field(default_factory=dict)
+    own: Mapping[str, TypeContent] = field(default_factory=dict)
     shared: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
 
 
@@ -113,9 +117,13 @@ class ResourceCache:
     # ---- writing --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, quiet: bool = False) -> Iterator[None]:
         """Writes inside become visible together when the outermost transaction ends; if it
-        ends with an exception, none of them does (a rejected change changes nothing)."""
+        ends with an exception, none of them does (a rejected change changes nothing).
+
+        A quiet commit wakes the subscriptions of the views it changed, and listeners, but not
+        `watch` callbacks: for a view made when its node connects (the mesh's), which changes
+        nobody's configuration."""
         outermost = self._depth == 0
         saved = (dict(self._pool), dict(self._specs)) if outermost else None
         self._depth += 1
@@ -130,7 +138,7 @@ class ResourceCache:
             raise
         self._depth -= 1
         if outermost:
-            self._commit()
+            self._commit(quiet=quiet)
 
     def put_resources(self, type_url: str, resources: Mapping[str, Value]) -> None:
         self._change_pool(type_url, resources, exact=False)
@@ -240,6 +248,24 @@ class ResourceCache:
                           for type_url, pool in self._pool.items() if len(pool)},
                          dict(self._specs))
 
+    def resolve_again(self) -> None:
+        """Resolve every subscription's node again, and wake those that resolve to another
+        view now: for a writer whose `candidates` changed (a new mesh makes a node a member,
+        or no longer one)."""
+        moved = []
+        for watch in {watch for watches in self._watches.values() for watch in watches}:
+            before = watch.keys
+            self._register(watch)
+            if watch.keys != before:
+                moved.append(watch)
+        for watch in moved:
+            watch.callback()
+
+    def watched(self, key: str) -> bool:
+        """Whether a subscription resolves to view `key`, or would (a node of it is
+        connected)."""
+        return bool(self._watches.get(key))
+
     @property
     def watcher_count(self) -> int:
         return len(self._global) + len({id(watch) for watches in self._watches.values()
@@ -263,11 +289,9 @@ class ResourceCache:
         return packed
 
     def _own_set(self, type_url: str, resources: Mapping[str, Value] | TypeContent,
-                 held: ResourceSet | None) -> ResourceSet:
-        if isinstance(resources, ResourceSet):
-            return resources
+                 held: TypeContent | None) -> TypeContent:
         if isinstance(resources, TypeContent):
-            return ResourceSet(type_url, {item.name: item for item in resources})
+            return resources  # already packed and shared: held by reference
         packed = {name: self._pack(type_url, name, value,
                                    held.get(name) if held is not None else None)
                   for name, value in resources.items()}
@@ -302,8 +326,10 @@ class ResourceCache:
             pool = self._pool[type_url]
             shared = pool if names is None else pool.select(names)
             own = spec.own.get(type_url)
+            if own is not None and len(shared) and not isinstance(own, ResourceSet):
+                own = ResourceSet(type_url, own.resources)  # an overlay laid over shared ones
             types[type_url] = (shared if own is None else own if not len(shared)
-                               else Overlay(shared, own))
+                               else Overlay(shared, own))  # type: ignore[arg-type]
         return View(types)
 
     def _affected(self, spec: ViewSpec) -> bool:
@@ -313,22 +339,25 @@ class ResourceCache:
                 return True
         return False
 
-    def _commit(self) -> None:
+    def _commit(self, *, quiet: bool = False) -> None:
         committed = Committed(
             {type_url: {name: self._pool[type_url].get(name) for name in names}
              for type_url, names in self._dirty_types.items()},
             {key: self._specs.get(key) for key in self._dirty_views})
         changed: set[str] = set()
-        for key, spec in self._specs.items():
-            if key in self._dirty_views or self._affected(spec):
+        # A change of shared resources may touch any view; a change of views only those.
+        keys = self._specs.keys() if self._dirty_types else self._dirty_views
+        for key in list(keys):
+            spec = self._specs.get(key)
+            if spec is not None and (key in self._dirty_views or self._affected(spec)):
                 view = self._build(spec)
                 old = self._views.get(key)
                 if old is None or old.version != view.version:
                     self._views[key] = view
                     changed.add(key)
-        for key in [key for key in self._views if key not in self._specs]:
-            del self._views[key]
-            changed.add(key)
+        for key in self._dirty_views:
+            if key not in self._specs and self._views.pop(key, None) is not None:
+                changed.add(key)
         self._dirty_types.clear()
         self._dirty_views.clear()
         self.generation += 1
@@ -340,8 +369,9 @@ class ResourceCache:
         if committed.shared or committed.views:
             for listener in list(self._listeners.values()):
                 listener(committed)
-        for callback in list(self._global.values()):
-            callback()
+        if not quiet:
+            for callback in list(self._global.values()):
+                callback()
 
     def _register(self, watch: _Watch) -> None:
         keys = []
