@@ -5,7 +5,9 @@ own connection, spread over `--procs` processes, all opening their streams at th
 and subscribing CDS -> EDS -> LDS -> RDS as Envoy does, against `pointsman controlplane` serving
 a mesh of S services (tests/bench/xds/mesh.py: S+1 listeners, one route configuration with S
 virtual hosts, S+1 clusters, S endpoint sets per sidecar; 1.26 MB at S = 1,000), one shared
-configuration or one view per workload (`--layout groups`). Everything runs on this machine,
+configuration or one view per workload (`--layout groups`), or the same services as mesh
+objects compiled per sidecar (`--layout mesh`, `--mesh`: each sidecar a member of its Service,
+registered as its endpoint once its listeners are ACKed). Everything runs on this machine,
 generator included. Measured:
 
 - start-up: control-plane process start -> /ready;
@@ -22,6 +24,7 @@ generator included. Measured:
     .venv/bin/python tests/bench/controlplane_scale.py                       # 1,000 x 1,000
     .venv/bin/python tests/bench/controlplane_scale.py --sidecars 10000 --procs 6
     .venv/bin/python tests/bench/controlplane_scale.py --sidecars 100 --layout groups
+    .venv/bin/python tests/bench/controlplane_scale.py --layout mesh
     .venv/bin/python tests/bench/controlplane_scale.py --delta
     .venv/bin/python tests/bench/controlplane_scale.py --server-repo /work/wt-old   # compare
 """
@@ -88,7 +91,8 @@ class Run:
         extra += self.args.server_arg
         started = time.monotonic()
         server = ManagedProcess(python_argv(
-            "-m", "controlplane", "--resources", str(self.mesh.root),
+            "-m", "controlplane",
+            "--mesh" if self.args.layout == "mesh" else "--resources", str(self.mesh.root),
             "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
             "--poll-interval", str(self.args.poll_interval), "--log-level", "warning", *extra),
             name="controlplane-scale", cwd=self.args.server_repo,
@@ -109,6 +113,8 @@ class Run:
                 break
             spec = WorkerSpec(f"127.0.0.1:{self.port}", first, count,
                               tuple(self.mesh.node_cluster(first + offset)
+                                    for offset in range(count)),
+                              tuple(self.mesh.node_metadata(first + offset)
                                     for offset in range(count)),
                               self.args.delta, self.args.timeout)
             parent, child = context.Pipe()

@@ -38,6 +38,7 @@ class WorkerSpec:
     first: int  # index of its first sidecar
     count: int
     node_clusters: tuple[str, ...]  # per sidecar
+    node_metadata: tuple[dict[str, str], ...]  # per sidecar ({} for none)
     delta: bool
     timeout: float
 
@@ -57,7 +58,8 @@ async def _wait(event: asyncio.Event, done: Callable[[], bool], deadline: float)
 async def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
     event = asyncio.Event()
     kind = DeltaSidecar if spec.delta else SotwSidecar
-    sidecars = [kind(f"sidecar-{spec.first + offset}", spec.node_clusters[offset], event.set)
+    sidecars = [kind(f"sidecar-{spec.first + offset}", spec.node_clusters[offset], event.set,
+                     spec.node_metadata[offset])
                 for offset in range(spec.count)]
     loop = asyncio.get_running_loop()
     pipe.send(("ready", None))

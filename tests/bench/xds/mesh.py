@@ -7,11 +7,17 @@ inbound listener), one RouteConfiguration `outbound` with a virtual host per ser
 clusters (an EDS cluster per service, a STATIC `inbound` cluster) and S ClusterLoadAssignments
 with three endpoints each. About 1.2 MB of resources at S = 1,000.
 
-Two layouts (docs/controlplane.md, "Node scoping"):
+Three layouts (docs/controlplane.md, "Node scoping"):
 - `shared`: one configuration for every sidecar (files directly in PATH);
 - `groups`: per workload: the outbound side is shared, and each service's folder `PATH/svc-N/`
   holds that workload's own inbound listener and cluster (a node group, chosen by node cluster
   `svc-N`). Every sidecar then has a view of its own.
+- `mesh`: mesh objects for `--mesh` (docs/mesh.md): per service a Service (HTTP, port 80) and
+  an EndpointSlice of three addresses, in namespace `mesh`; each sidecar is a member of its
+  service (node cluster `svc-N`, its own instance_ip), compiled by the control plane: its
+  inbound listener and cluster to its application, one outbound listener (port 80), one route
+  table of S virtual hosts, S clusters and S endpoint sets. Sidecars register as endpoints of
+  their service when their listeners are ACKed, as the mesh does.
 
 Each service is one file (`svc-N.json`: listener, cluster, endpoints), so an endpoint change
 rewrites one small file, as a per-object source (the mesh API) would change one object.
@@ -37,7 +43,7 @@ LOG_FORMAT = ("[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)
               "\"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" "
               "\"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER%\n")
 ADS = {"ads": {}, "resource_api_version": "V3"}
-LAYOUTS = ("shared", "groups")
+LAYOUTS = ("shared", "groups", "mesh")
 
 
 def service(index: int) -> str:
@@ -138,6 +144,10 @@ class Mesh:
 
     def write(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.layout == "mesh":
+            for index in range(self.services):
+                self.write_service(index)
+            return
         for index in range(self.services):
             self.write_service(index)
         _write(self.root / "routes.json", [route_configuration(self.services)])
@@ -150,17 +160,70 @@ class Mesh:
                 _write(folder / "inbound.json", inbound(8080 + index % 1000))
 
     def write_service(self, index: int, generation: int = 0) -> None:
+        if self.layout == "mesh":
+            path = self.root / f"{service(index)}.yaml"
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_text(mesh_service(index, generation))
+            partial.replace(path)
+            return
         _write(self.root / f"{service(index)}.json",
                [outbound_listener(index), cluster(index), endpoints(index, generation)])
 
     def node_cluster(self, sidecar: int) -> str:
-        """The node cluster a sidecar presents: its service's group in the `groups` layout."""
-        return service(sidecar % self.services) if self.layout == "groups" else "mesh"
+        """The node cluster a sidecar presents: its service's group in the `groups` layout,
+        its Service in the `mesh` one."""
+        return service(sidecar % self.services) if self.layout != "shared" else "mesh"
+
+    def node_metadata(self, sidecar: int) -> dict[str, str]:
+        """A mesh member's node metadata (docs/mesh.md): its own instance_ip."""
+        if self.layout != "mesh":
+            return {}
+        return {"namespace": "mesh", "outbound_ip": "127.0.0.2",
+                "instance_ip": f"10.{200 + sidecar // 65536}.{sidecar // 256 % 256}."
+                               f"{sidecar % 256}"}
 
     def expected(self) -> dict[str, int]:
         """How many resources of each type a converged sidecar holds."""
+        if self.layout == "mesh":
+            return compiled_counts(self.root)
         return {CLUSTER: self.services + 1, ENDPOINTS: self.services,
                 LISTENER: self.services + 1, ROUTE: 1}
+
+
+def mesh_service(index: int, generation: int = 0) -> str:
+    """A Service and its EndpointSlice; `generation` moves the first address."""
+    name = service(index)
+    addresses = [f"10.{index // 256 % 256}.{index % 256}.{1 + (generation if host == 1 else 0)}"
+                 if host == 1 else f"10.{index // 256 % 256}.{index % 256}.{100 + host}"
+                 for host in (1, 2, 3)]
+    endpoints_yaml = "".join(f"- addresses: [{address}]\n" for address in addresses)
+    return f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: mesh}}
+spec: {{ports: [{{name: http, port: 80, targetPort: 8080, appProtocol: http}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: mesh, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}]
+endpoints:
+{endpoints_yaml}"""
+
+
+def compiled_counts(root: Path) -> dict[str, int]:
+    """What the control plane compiles for one sidecar of the `mesh` layout, per type."""
+    from controlplane.mesh.compile.compiler import MeshCompiler
+    from controlplane.mesh.compile.node import MeshNode
+    from controlplane.sources.mesh import MeshCache, MeshSource
+
+    source = MeshSource(root, MeshCache())
+    if not source.poll():
+        raise RuntimeError(f"the benchmark's mesh is refused: {source.last_error}")
+    compiler = MeshCompiler(source.cache.mesh)
+    resources = compiler.compile_node(MeshNode("x", "Service", service(0), "mesh", "10.200.0.0",
+                                               outbound_ip="127.0.0.2")).resources
+    return {type_url: len(items) for type_url, items in resources.items() if items}
 
 
 def _write(path: Path, resources: list[dict[str, Any]]) -> None:

@@ -118,8 +118,11 @@ class SotwSidecar:
 
     method = ADS
 
-    def __init__(self, node_id: str, node_cluster: str, on_change: Callable[[], None]) -> None:
-        self.node = {"id": node_id, "cluster": node_cluster}
+    def __init__(self, node_id: str, node_cluster: str, on_change: Callable[[], None],
+                 metadata: dict[str, str] | None = None) -> None:
+        self.node: dict[str, Any] = {"id": node_id, "cluster": node_cluster}
+        if metadata:
+            self.node["metadata"] = metadata
         self.record = Record()
         self.on_change = on_change
 
