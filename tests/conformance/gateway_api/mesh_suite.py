@@ -21,6 +21,7 @@ from tests.conformance.gateway_api.expectations import (
     Request,
     Response,
 )
+from tests.conformance.gateway_api.report import Profile
 
 NS = MESH_NAMESPACE
 
@@ -394,22 +395,14 @@ MESH_EXTENDED_FEATURES = frozenset({
     "MeshHTTPRouteSchemeRedirect", "MeshHTTPRouteRedirectPort", "MeshHTTPRouteRedirectPath",
     "MeshHTTPRouteBackendRequestHeaderModification", "MeshHTTPRouteQueryParamMatching",
     "MeshHTTPRouteNamedRouteRule"})
-PROFILES: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
-    "MESH-HTTP": (frozenset({"Mesh", "HTTPRoute"}), MESH_EXTENDED_FEATURES),
-    "MESH-GRPC": (frozenset({"Mesh", "GRPCRoute"}), MESH_EXTENDED_FEATURES),
-}
+MESH_PROFILES = (
+    Profile("MESH-HTTP", frozenset({"Mesh", "HTTPRoute"}), MESH_EXTENDED_FEATURES),
+    Profile("MESH-GRPC", frozenset({"Mesh", "GRPCRoute"}), MESH_EXTENDED_FEATURES),
+)
 
 
 def profiles_of(test: ConformanceTest) -> tuple[str, ...]:
     """getConformanceProfilesForTest: the profiles whose core and extended features together
     name every feature of the test. A test needing a feature outside them (MeshFrontend needs
     HTTPRouteResponseHeaderModification) counts in no mesh profile, though it runs."""
-    features = frozenset(test.features)
-    return tuple(name for name, (core, extended) in PROFILES.items()
-                 if features <= core | extended)
-
-
-def is_extended(profile: str, test: ConformanceTest) -> bool:
-    """isTestExtended: the test names a feature outside the profile's core."""
-    core, _extended = PROFILES[profile]
-    return not frozenset(test.features) <= core
+    return tuple(profile.name for profile in MESH_PROFILES if profile.has(test))

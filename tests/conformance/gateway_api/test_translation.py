@@ -23,7 +23,7 @@ from tests.conformance.gateway_api.expectations import (
     redirect_mismatch,
     weights_mismatch,
 )
-from tests.conformance.gateway_api.mesh_suite import MESH_TESTS, is_extended, profiles_of
+from tests.conformance.gateway_api.mesh_suite import MESH_PROFILES, MESH_TESTS, profiles_of
 
 UPSTREAM = Path(__file__).parent / "upstream"
 
@@ -110,5 +110,6 @@ def test_profiles_as_the_upstream_report_counts_them() -> None:
     assert profiles_of(by_name["MeshHTTPRouteMatching"]) == ("MESH-HTTP",)
     assert profiles_of(by_name["MeshGRPCRouteWeight"]) == ("MESH-GRPC",)
     assert profiles_of(by_name["MeshFrontend"]) == ()  # needs a GATEWAY-HTTP feature
-    assert not is_extended("MESH-HTTP", by_name["MeshHTTPRouteWeight"])
-    assert is_extended("MESH-HTTP", by_name["MeshHTTPRouteRewritePath"])
+    mesh_http = MESH_PROFILES[0]
+    assert not mesh_http.is_extended(by_name["MeshHTTPRouteWeight"])
+    assert mesh_http.is_extended(by_name["MeshHTTPRouteRewritePath"])
