@@ -193,9 +193,9 @@ def test_a_node_connecting_changes_no_one_elses_view_and_no_configuration(
     assert loads == []  # a view made for a connecting node is not a config load
 
 
-def test_registrations_in_one_loop_turn_are_compiled_once(tmp_path: Path) -> None:
+def test_registrations_arriving_together_are_compiled_once(tmp_path: Path) -> None:
     """A storm of sidecars registering: the connected views are compiled again once per
-    loop turn, not once per sidecar."""
+    batch (ENDPOINT_BATCH), not once per sidecar."""
     import asyncio
 
     cache, _, _ = loaded(tmp_path)
@@ -216,8 +216,8 @@ def test_registrations_in_one_loop_turn_are_compiled_once(tmp_path: Path) -> Non
             api = node("api", f"api-{index}", f"10.0.1.{index}")
             cache.record(index, api.id, [NodeIdentified(api)])
             cache.record(index, api.id, [Acked(LISTENER.type_url, "v1", "n1", 0.01)])
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+            await asyncio.sleep(0)  # each in a loop turn of its own
+        await asyncio.sleep(0.5)
     asyncio.run(storm())
     assert len(compiled) == 1  # web's view, once, for 20 registrations
     assert woken == [1]
