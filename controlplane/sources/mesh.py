@@ -20,9 +20,10 @@ the control plane's resource cache (`pointsman controlplane --mesh PATH`).
   namespace part sends to it).
 - It is also an Observer hook: a sidecar whose listeners were ACKed is registered as an
   endpoint of its Service (its instance_ip on every Service port), until its stream closes.
-  Registrations arriving within 0.1 s of each other are published together (one
-  recompilation per batch, not one per sidecar: a storm of 10,000 sidecars would otherwise
-  recompile every connected view 10,000 times).
+  Registrations arriving together are published together, 0.1 s after the last of a burst
+  and at most 1 s after its first (one recompilation per burst, not one per sidecar: a storm
+  of 10,000 sidecars would otherwise recompile every connected view 10,000 times, and push
+  each of them as many endpoint updates).
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ from controlplane.mesh.errors import Location
 from controlplane.mesh.load import mesh_files
 from controlplane.mesh.resolve import Mesh
 from controlplane.protocol.events import Acked, Action, NodeIdentified
+from controlplane.protocol.pacing import Debounce
 from controlplane.resources import LISTENER
 from controlplane.sources.files import Mark, marks_of
 from protos.errors import ConfigError
 
 log = logging.getLogger("pointsman.controlplane.mesh")
 
-ENDPOINT_BATCH = 0.1  # seconds: sidecars registering within it are published together
+# Sidecars registering in a burst are published together (seconds: after the last of the
+# burst, at most after its first).
+ENDPOINT_BATCH_AFTER = 0.1
+ENDPOINT_BATCH_MAX = 1.0
 MESH_PREFIX = "mesh:"  # the keys of compiled views (node groups are folder names)
 REFUSED_PREFIX = "mesh-refused:"  # never a view: a node resolving there gets nothing
 
@@ -126,6 +131,7 @@ class MeshCache(ResourceCache):
         self._registered: dict[int, tuple[tuple[str, str], str]] = {}
         self._endpoint_counts: Counter[tuple[tuple[str, str], str]] = Counter()
         self._publish_pending = False
+        self._batch = Debounce(after=ENDPOINT_BATCH_AFTER, maximum=ENDPOINT_BATCH_MAX)
         self.node_errors: dict[str, str] = {}  # node id -> why it gets nothing
         self.last_change = ""  # "mesh" (a new mesh was loaded) or "endpoints" (a sidecar)
 
@@ -271,20 +277,31 @@ class MeshCache(ResourceCache):
             self._publish_endpoints()
 
     def _publish_endpoints(self) -> None:
-        """ENDPOINT_BATCH seconds after the first of a batch when a loop runs (registrations
-        arriving together cost one recompilation: istiod debounces endpoint pushes the same
-        way, PILOT_DEBOUNCE_AFTER 100 ms), at once otherwise."""
+        """Debounced when a loop runs, at once otherwise. Registrations arriving together cost
+        one recompilation: published 0.1 s after the last of a burst and at most 1 s after
+        its first (protocol/pacing.py's Debounce, as istiod's PILOT_DEBOUNCE_AFTER/MAX)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self._flush_endpoints()
             return
+        self._batch.changed(loop.time())
         if not self._publish_pending:
             self._publish_pending = True
-            loop.call_later(ENDPOINT_BATCH, self._flush_endpoints)
+            loop.call_later(self._batch.after, self._maybe_flush)
+
+    def _maybe_flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._batch.due(loop.time()):
+            self._flush_endpoints()
+            return
+        deadline = self._batch.deadline()
+        if deadline is not None:
+            loop.call_later(max(0.0, deadline - loop.time()), self._maybe_flush)
 
     def _flush_endpoints(self) -> None:
         self._publish_pending = False
+        self._batch.first = None
         by_service: dict[tuple[str, str], list[str]] = {}
         for (service, address) in self._endpoint_counts:
             by_service.setdefault(service, []).append(address)

@@ -195,7 +195,7 @@ def test_a_node_connecting_changes_no_one_elses_view_and_no_configuration(
 
 def test_registrations_arriving_together_are_compiled_once(tmp_path: Path) -> None:
     """A storm of sidecars registering: the connected views are compiled again once per
-    batch (ENDPOINT_BATCH), not once per sidecar."""
+    burst (ENDPOINT_BATCH_AFTER / ENDPOINT_BATCH_MAX), not once per sidecar."""
     import asyncio
 
     cache, _, _ = loaded(tmp_path)
