@@ -57,7 +57,7 @@ from controlplane.mesh.resolve import Mesh
 from controlplane.protocol.events import Acked, Action, NodeIdentified
 from controlplane.protocol.pacing import Debounce
 from controlplane.resources import LISTENER
-from controlplane.sources.files import Mark, marks_of
+from controlplane.sources.files import Mark, config_paths, marks_of
 from protos.errors import ConfigError
 
 log = logging.getLogger("pointsman.controlplane.mesh")
@@ -404,7 +404,11 @@ def _fingerprint(root: Path, known: dict[str, tuple[Mark, int, float]] | None = 
                  ) -> tuple[Mark, ...]:
     """As FileSource's: a file whose status did not change since a scan well after its mtime
     is not read again (a poll of 1,000 files hashed them all, every 0.5 s)."""
-    marks = marks_of([str(path) for path in mesh_files(root)], known)
+    if not root.exists():
+        mesh_files(root)  # raises the error that names it
+    # mesh_files' files in its order, listed with os.scandir (pathlib's rglob and is_file
+    # were most of a poll's cost at 1,000 files)
+    marks = marks_of(sorted(config_paths(root), key=Path), known)
     if not marks and not root.exists():
         raise MeshError("no such file or folder", Location(str(root)))
     return tuple(marks)
