@@ -21,9 +21,11 @@ the control plane's resource cache (`pointsman controlplane --mesh PATH`).
 - It is also an Observer hook: a sidecar whose listeners were ACKed is registered as an
   endpoint of its Service (its instance_ip on every Service port), until its stream closes.
   Registrations arriving together are published together, 0.1 s after the last of a burst
-  and at most 1 s after its first (one recompilation per burst, not one per sidecar: a storm
+  and at most 5 s after its first (one recompilation per burst, not one per sidecar: a storm
   of 10,000 sidecars would otherwise recompile every connected view 10,000 times, and push
-  each of them as many endpoint updates).
+  each of them as many endpoint updates; istiod's PILOT_DEBOUNCE_AFTER/MAX are 100 ms and
+  10 s). At 3,000 sidecars a 1 s maximum cost 97 CPU-s to converge, 5 s 30 CPU-s
+  (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ log = logging.getLogger("pointsman.controlplane.mesh")
 # Sidecars registering in a burst are published together (seconds: after the last of the
 # burst, at most after its first).
 ENDPOINT_BATCH_AFTER = 0.1
-ENDPOINT_BATCH_MAX = 1.0
+ENDPOINT_BATCH_MAX = 5.0
 MESH_PREFIX = "mesh:"  # the keys of compiled views (node groups are folder names)
 REFUSED_PREFIX = "mesh-refused:"  # never a view: a node resolving there gets nothing
 
@@ -278,7 +280,7 @@ class MeshCache(ResourceCache):
 
     def _publish_endpoints(self) -> None:
         """Debounced when a loop runs, at once otherwise. Registrations arriving together cost
-        one recompilation: published 0.1 s after the last of a burst and at most 1 s after
+        one recompilation: published 0.1 s after the last of a burst and at most 5 s after
         its first (protocol/pacing.py's Debounce, as istiod's PILOT_DEBOUNCE_AFTER/MAX)."""
         try:
             loop = asyncio.get_running_loop()
