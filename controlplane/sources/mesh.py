@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from envoy.config.core.v3 import base_pb2
@@ -46,6 +46,7 @@ from controlplane.cache import (
     ResourceCache,
     ResourceSet,
     TypeContent,
+    View,
     node_group_candidates,
 )
 from controlplane.mesh import MeshError, MeshObject, read_objects, resolve
@@ -142,7 +143,7 @@ class MeshCache(ResourceCache):
         return self.compiler.mesh
 
     @property
-    def groups(self):  # type: ignore[no-untyped-def]
+    def groups(self) -> Mapping[str, View]:
         """The node groups (of --resources), without the compiled views."""
         return {key: view for key, view in self.views.items()
                 if not key.startswith(MESH_PREFIX)}
@@ -223,7 +224,7 @@ class MeshCache(ResourceCache):
         self._resolved[id(node)] = (node, keys, identity)  # node kept: its id stays its own
         return keys, identity
 
-    def view_for(self, node: base_pb2.Node):  # type: ignore[no-untyped-def]
+    def view_for(self, node: base_pb2.Node) -> View:
         """The node's view; a mesh member's is compiled on its first request."""
         keys, identity = self._resolve(node)
         if identity is not None and keys[0] not in self.views:
