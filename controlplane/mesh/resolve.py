@@ -10,7 +10,8 @@ site-src/mesh/index.md):
   `sectionName` (the port's name) pick one port, else every port the route kind fits;
 - a route attaches to a Gateway's listeners that allow its kind and namespace and whose
   hostname intersects the route's; `sectionName` and `port` narrow the listeners;
-- a backendRef to a Service in another namespace needs a ReferenceGrant (RefNotPermitted);
+- a backendRef to a Service in another namespace needs a ReferenceGrant (RefNotPermitted)
+  when the route attaches to a Gateway (mesh routes do not: see `_edge_route`);
   a missing Service or port is BackendNotFound, another kind InvalidKind, a port whose
   appProtocol the route kind cannot carry UnsupportedProtocol;
 - listeners that are not distinct (same port: TCP with anything, HTTP with HTTPS, or the
@@ -140,6 +141,7 @@ class Mesh:
     conditions: dict[ObjectKey, list[Condition]] = field(
         default_factory=lambda: defaultdict(list))
     port_protocols: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    by_port: dict[int, list[MeshObject]] = field(default_factory=lambda: defaultdict(list))
     problems: list[Problem] = field(default_factory=list)
 
     # ---- lookups ----------------------------------------------------------------------------
@@ -152,6 +154,13 @@ class Mesh:
 
     def of_kind(self, kind: str) -> list[MeshObject]:
         return self.by_kind.get(kind, [])
+
+    def services_with_port(self, port: int) -> list[MeshObject]:
+        """Services with that port number, by namespace/name."""
+        return self.by_port.get(port, [])
+
+    def ports_in_use(self) -> tuple[int, ...]:
+        return tuple(sorted(self.by_port))
 
     def protocol(self, namespace: str, name: str, port: int) -> str:
         """The port's protocol as the mesh carries it: http, h2c, grpc, tcp, tls, opaque."""
@@ -184,6 +193,9 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
     for items in mesh.by_kind.values():
         items.sort(key=precedence_key)
     _index_slices(mesh)
+    for service in sorted(mesh.of_kind("Service"), key=lambda item: (item.namespace, item.name)):
+        for port in service.spec.ports:
+            mesh.by_port[port.port].append(service)
     _check_gateways(mesh)
     for kind in ROUTE_KINDS:
         for route in mesh.of_kind(kind):
@@ -452,7 +464,7 @@ def resolve_backend(mesh: Mesh, route: MeshObject, ref: BackendRef) -> Backend:
         return Backend(ref, False, "InvalidKind",
                        f"backends of kind {ref.group or 'core'}/{ref.kind} are not supported "
                        "(Service is)")
-    if namespace != route.namespace and not granted(
+    if namespace != route.namespace and _edge_route(route) and not granted(
             mesh, GATEWAY_GROUP, route.kind, route.namespace, CORE_GROUP, "Service", namespace,
             ref.name):
         return Backend(ref, False, "RefNotPermitted",
@@ -471,6 +483,15 @@ def resolve_backend(mesh: Mesh, route: MeshObject, ref: BackendRef) -> Backend:
                        f"a {route.kind} cannot send to appProtocol {port.app_protocol!r} "
                        f"(Service {namespace}/{ref.name} port {port.port})")
     return Backend(ref, True, "ResolvedRefs", service=service, port=port)
+
+
+def _edge_route(route: MeshObject) -> bool:
+    """A route with a Gateway parent needs a ReferenceGrant to send to another namespace. A
+    mesh route (Service parents only) does not: its callers may call that Service directly
+    (GAMMA consumer routes send to the producer's Service, as the conformance suite's
+    MeshConsumerRoute does, with no grant)."""
+    return any(not (ref.group == CORE_GROUP and ref.kind == "Service")
+               for ref in route.spec.parents)
 
 
 def _route_conditions(mesh: Mesh, route: MeshObject, failures: list[Backend]) -> None:
