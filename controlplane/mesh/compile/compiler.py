@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from controlplane.cache import CachedResource
 from controlplane.mesh.compile.clusters import base_name, cluster, load_assignment
@@ -149,9 +150,16 @@ class MeshCompiler:
 
 
 def _listener_unit(view: View, node: MeshNode, port: int) -> CachedResource | None:
-    found: OutboundPort = view.unit(("outbound", node.namespace, port),
-                                    lambda inner: outbound_port(inner, node.namespace, port))
-    return outbound_listener(port, node.outbound_ip, found)
+    """Reads only the shape of the port (HTTP or TCP, which per-route filters), so a change
+    of routes behind an HTTP port leaves its listeners alone."""
+    def shape(inner: View) -> tuple[bool, frozenset[str], Any]:
+        found: OutboundPort = inner.unit(
+            ("outbound", node.namespace, port),
+            lambda deeper: outbound_port(deeper, node.namespace, port))
+        return found.http, found.features, found.tcp_chain
+    http, features, chain = view.unit(("outbound_shape", node.namespace, port), shape)
+    return outbound_listener(port, node.outbound_ip,
+                             OutboundPort(http, None, chain, frozenset(), features))
 
 
 def _cluster_unit(view: View, use: ClusterUse) -> CachedResource | None:

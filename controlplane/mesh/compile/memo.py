@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from controlplane.cache import CachedResource
 from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Attachment, Backend, Mesh, listener_ready
 
@@ -155,6 +156,11 @@ class Memo:
             return found.value, found.version
         view = View(mesh, endpoints, self)
         value = build(view)
+        if found is not None and same(found.value, value):
+            # Rebuilt to the same result: keep the old object and version, so the units that
+            # used it stay valid ("early cutoff").
+            found.reads, found.checked = view.reads, self.generation
+            return found.value, found.version
         self._versions += 1
         self.entries[key] = _Entry(value, view.reads, build, self._versions, self.generation)
         kind = key[0] if isinstance(key, tuple) and key else str(key)
@@ -181,6 +187,17 @@ class Memo:
     def forget_unused(self, used: set[Hashable]) -> None:
         for key in [key for key in self.entries if key not in used]:
             del self.entries[key]
+
+
+def same(old: Any, new: Any) -> bool:
+    """Whether a rebuilt unit's output is the same as before: packed resources by their
+    content version, anything else by value."""
+    if isinstance(old, CachedResource) and isinstance(new, CachedResource):
+        return (old.type_url, old.name, old.version) == (new.type_url, new.name, new.version)
+    try:
+        return bool(old == new)
+    except Exception:  # values that cannot be compared are not the same
+        return False
 
 
 def fingerprint_of(view: View, read: tuple[Any, ...]) -> Hashable:
