@@ -60,7 +60,9 @@ metadata: {{name: api}}
 spec:
   parentRefs: [{{group: "", kind: Service, name: api, port: 8080}}]
   rules:
-  - matches: [{{path: {{type: PathPrefix, value: /v2}}}}, {{headers: [{{name: x-version, value: two}}]}}]
+  - matches:
+    - {{path: {{type: PathPrefix, value: /v2}}}}
+    - {{headers: [{{name: x-version, value: two}}]}}
     backendRefs: [{{name: api-v2, port: 8080}}]
   - matches: [{{path: {{type: Exact, value: /exact}}}}]
     backendRefs: [{{name: api, port: 8080}}]
@@ -69,8 +71,10 @@ spec:
                path: {{type: ReplacePrefixMatch, replacePrefixMatch: /new}}}}}}]
   - matches: [{{path: {{type: PathPrefix, value: /rw}}}}]
     filters:
-    - {{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}
-    - {{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-mesh, value: rewritten}}]}}}}
+    - type: URLRewrite
+      urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: x-mesh, value: rewritten}}]}}
     backendRefs: [{{name: api-v1, port: 8080}}]
   - matches: [{{path: {{type: PathPrefix, value: /split}}}}]
     backendRefs: [{{name: api-v1, port: 8080, weight: 1}}, {{name: api-v2, port: 8080, weight: 1}}]
