@@ -33,7 +33,7 @@ from controlplane.mesh.compile.node import MeshNode, NodeError
 from controlplane.mesh.compile.vhosts import OTHERS, OWN, service_vhost
 from controlplane.mesh.errors import Location, MeshError, Problem
 from controlplane.mesh.objects import MeshObject
-from controlplane.mesh.resolve import ROUTE_KINDS, Mesh, resolve
+from controlplane.mesh.resolve import POLICY_KINDS, ROUTE_KINDS, Mesh, resolve
 
 RULE_NAME = re.compile(r"^(httproute|grpcroute)/([^/]+)/([^/]+)/rule/(\d+)/match/(\d+)$")
 
@@ -107,7 +107,7 @@ def _protocols(mesh: Mesh) -> list[Problem]:
 
 def _policies(mesh: Mesh) -> list[Problem]:
     out = []
-    for kind in ("BackendTrafficPolicy", "SecurityPolicy"):
+    for kind in POLICY_KINDS:
         for policy in mesh.of_kind(kind):
             for condition in mesh.conditions.get(policy.key, []):
                 if condition.type == "Accepted" and not condition.ok:

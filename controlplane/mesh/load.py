@@ -17,6 +17,7 @@ from typing import Any
 from controlplane.mesh.errors import Location, MeshError
 from controlplane.mesh.fields import Fields
 from controlplane.mesh.kinds.backendtrafficpolicy import parse_backendtrafficpolicy_spec
+from controlplane.mesh.kinds.clienttrafficpolicy import parse_clienttrafficpolicy_spec
 from controlplane.mesh.kinds.endpointslice import parse_endpointslice
 from controlplane.mesh.kinds.gateway import parse_gateway_spec
 from controlplane.mesh.kinds.gatewayclass import parse_gatewayclass_spec
@@ -53,6 +54,7 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("ReferenceGrant", (GW + "v1beta1", GW + "v1"), parse_referencegrant_spec),
     KindSpec("BackendTrafficPolicy", (EG,), parse_backendtrafficpolicy_spec),
     KindSpec("SecurityPolicy", (EG,), parse_securitypolicy_spec),
+    KindSpec("ClientTrafficPolicy", (EG,), parse_clienttrafficpolicy_spec),
 )}
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_OBJECTS = 20_000

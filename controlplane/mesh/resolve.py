@@ -35,7 +35,7 @@ from controlplane.mesh.kinds.service import ServicePort, ServiceSpec
 from controlplane.mesh.objects import MeshObject, ObjectKey
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
-POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy")
+POLICY_KINDS = ("BackendTrafficPolicy", "SecurityPolicy", "ClientTrafficPolicy")
 HTTP_FAMILY = ("http", "h2c", "grpc")
 # Which declared port protocols a route kind can carry (as a parent or a backend).
 FITS = {
@@ -56,6 +56,7 @@ POLICY_TARGETS = {
                              (GATEWAY_GROUP, "TCPRoute"), (GATEWAY_GROUP, "TLSRoute")},
     "SecurityPolicy": {(CORE_GROUP, "Service"), (GATEWAY_GROUP, "Gateway"),
                        (GATEWAY_GROUP, "HTTPRoute"), (GATEWAY_GROUP, "GRPCRoute")},
+    "ClientTrafficPolicy": {(GATEWAY_GROUP, "Gateway")},
 }
 
 

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.cache import CachedResource
-from controlplane.mesh.compile.envoy import DOWNSTREAM_TLS, TLS_INSPECTOR, address, filter_, pack
+from controlplane.mesh.compile.envoy import (
+    DOWNSTREAM_TLS,
+    TLS_INSPECTOR,
+    address,
+    filter_,
+    pack,
+    seconds,
+)
 from controlplane.mesh.compile.hcm import (
     hcm_filter,
     http_connection_manager,
@@ -38,7 +45,13 @@ from controlplane.mesh.compile.http_routes import (
     sorted_routes,
 )
 from controlplane.mesh.compile.memo import View
-from controlplane.mesh.compile.policies import SP, cluster_settings, merge, service_policy
+from controlplane.mesh.compile.policies import (
+    CTP,
+    SP,
+    cluster_settings,
+    merge,
+    service_policy,
+)
 from controlplane.mesh.compile.sidecar import Part, _tcp_proxy
 from controlplane.mesh.compile.vhosts import VirtualHostOut, _vhost_message, route_table
 from controlplane.mesh.hostnames import covers, specificity
@@ -96,29 +109,28 @@ def _http_port(view: View, gateway: MeshObject, bind: str, port: int,
     name = f"gateway|{port}"
     vhosts, uses, features = _route_table(view, gateway, listeners, port, "http")
     filters = per_route_filters(features)
-    security, notes = _shared_security(view, gateway, listeners)
-    if security is not None:
-        filters.append(rbac_filter(security))
-    chain = hcm_filter(http_connection_manager(f"gateway_{port}", rds=name, filters=filters,
-                                               edge=True))
+    security, notes = _shared_policy(view, gateway, listeners, SP)
+    if security is not None and security.spec.authorization is not None:
+        filters.append(rbac_filter(security.spec.authorization))
+    client, more = _shared_policy(view, gateway, listeners, CTP)
+    chain = hcm_filter(http_connection_manager(
+        f"gateway_{port}", rds=name, filters=filters, edge=True,
+        timeouts=client.spec.timeouts if client is not None else None))
     return Part((_listener(name, bind, port, [{"filters": [chain]}]),),
-                (route_table(name, vhosts),), (), uses, notes)
+                (route_table(name, vhosts),), (), uses, notes + more)
 
 
-def _shared_security(view: View, gateway: MeshObject, listeners: list[GatewayListener]
-                     ) -> tuple[Any, tuple[str, ...]]:
-    """The authorization of listeners sharing one connection manager: it must be the same
-    for all of them (a listener-scoped policy cannot tell their requests apart)."""
-    found = {item.name: view.policy(SP, gateway.key, item.name) for item in listeners}
+def _shared_policy(view: View, gateway: MeshObject, listeners: list[GatewayListener],
+                   kind: str) -> tuple[MeshObject | None, tuple[str, ...]]:
+    """The policy of listeners sharing one connection manager: it must be the same for all
+    of them (a listener-scoped policy cannot tell their requests apart)."""
+    found = {item.name: view.policy(kind, gateway.key, item.name) for item in listeners}
     policies = {id(policy): policy for policy in found.values()}
     if len(policies) > 1:
         return None, (f"{gateway.label} port {listeners[0].port}: listeners "
-                      f"{', '.join(sorted(found))} share one port but not one SecurityPolicy; "
+                      f"{', '.join(sorted(found))} share one port but not one {kind}; "
                       "none is applied there",)
-    policy = next(iter(policies.values()))
-    if policy is None or policy.spec.authorization is None:
-        return None, ()
-    return policy.spec.authorization, ()
+    return next(iter(policies.values())), ()
 
 
 def _route_table(view: View, gateway: MeshObject, listeners: list[GatewayListener],
@@ -231,8 +243,10 @@ def _https_chain(view: View, gateway: MeshObject, listener: GatewayListener, por
     policy = view.policy(SP, gateway.key, listener.name)
     if policy is not None and policy.spec.authorization is not None:
         filters.append(rbac_filter(policy.spec.authorization))
-    hcm = hcm_filter(http_connection_manager(f"gateway_{port}_{listener.name}", rds=name,
-                                             filters=filters, edge=True))
+    client = view.policy(CTP, gateway.key, listener.name)
+    hcm = hcm_filter(http_connection_manager(
+        f"gateway_{port}_{listener.name}", rds=name, filters=filters, edge=True,
+        timeouts=client.spec.timeouts if client is not None else None))
     chain = {"name": listener.name,
              "filter_chain_match": _match([listener.hostname] if listener.hostname else []),
              "transport_socket": {"name": "envoy.transport_sockets.tls",
@@ -323,5 +337,9 @@ def _tcp_port(view: View, gateway: MeshObject, bind: str, port: int,
         return Part(notes=(*notes, f"{gateway.label} listener {listener.name}: no TCPRoute "
                                    "with a usable backend"))
     chain = _tcp_proxy(f"gateway_{port}", weighted=weighted)
+    client = view.policy(CTP, gateway.key, listener.name)
+    if client is not None and client.spec.timeouts is not None and \
+            client.spec.timeouts.tcp_idle is not None:
+        chain["typed_config"]["idle_timeout"] = seconds(client.spec.timeouts.tcp_idle)
     return Part((_listener(name, bind, port, [{"filters": [chain]}]),), (), (),
                 frozenset(uses), notes)

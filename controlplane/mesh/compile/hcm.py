@@ -28,7 +28,7 @@ ADS = {"ads": {}, "resource_api_version": "V3"}
 def http_connection_manager(stat_prefix: str, *, rds: str | None = None,
                             route_config: dict[str, Any] | None = None,
                             filters: list[dict[str, Any]] | None = None,
-                            edge: bool = False) -> dict[str, Any]:
+                            edge: bool = False, timeouts: Any = None) -> dict[str, Any]:
     """`edge`: the client's own address is the one the connection comes from
     (use_remote_address, as Envoy Gateway sets on its listeners and as a sidecar's inbound
     listener needs for client-address rules); X-Forwarded-For is appended."""
@@ -43,6 +43,13 @@ def http_connection_manager(stat_prefix: str, *, rds: str | None = None,
         body["route_config"] = route_config
     if edge:
         body["use_remote_address"] = True
+    if timeouts is not None:  # a ClientTrafficPolicy's timeout.http
+        if timeouts.request_received is not None:
+            body["request_timeout"] = seconds(timeouts.request_received)
+        if timeouts.idle is not None:
+            body["common_http_protocol_options"] = {"idle_timeout": seconds(timeouts.idle)}
+        if timeouts.stream_idle is not None:
+            body["stream_idle_timeout"] = seconds(timeouts.stream_idle)
     return body
 
 

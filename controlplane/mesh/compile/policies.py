@@ -23,6 +23,7 @@ from controlplane.mesh.objects import MeshObject, ObjectKey
 
 BTP = "BackendTrafficPolicy"
 SP = "SecurityPolicy"
+CTP = "ClientTrafficPolicy"
 
 
 @dataclass(frozen=True)

@@ -183,3 +183,22 @@ spec:
     assert clusters_of(answer) == {"default/pg": 100.0}
     listener = as_dict(compiled(mesh, gateway("db")), LISTENER.type_url, "gateway|5432")
     assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
+
+
+def test_client_traffic_policy_timeouts_on_a_listener() -> None:
+    text = edge(to("api", parent="{name: edge, sectionName: https}")) + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {name: tunnels}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: edge,
+                sectionName: https}]
+  timeout: {http: {idleTimeout: 30s, streamIdleTimeout: 1h, requestReceivedTimeout: 10s}}
+"""
+    resources = compiled(mesh_of(text), gateway("edge"))
+    chain = as_dict(resources, LISTENER.type_url, "gateway|443")["filter_chains"][0]
+    hcm = chain["filters"][0]["typed_config"]
+    assert (hcm["stream_idle_timeout"], hcm["request_timeout"],
+            hcm["common_http_protocol_options"]) == ("3600s", "10s", {"idle_timeout": "30s"})
+    plain = as_dict(resources, LISTENER.type_url, "gateway|80")
+    assert "stream_idle_timeout" not in plain["filter_chains"][0]["filters"][0]["typed_config"]
