@@ -46,6 +46,7 @@ def analyze(objects: Iterable[MeshObject], load_errors: Iterable[MeshError] = ()
     problems += _references(mesh)
     problems += _protocols(mesh)
     problems += _policies(mesh)
+    problems += _http_only(mesh)
     problems += _gateways(mesh)
     problems += _weights(mesh)
     problems += _shadowed(mesh)
@@ -116,6 +117,36 @@ def _policies(mesh: Mesh) -> list[Problem]:
                 elif condition.message:  # accepted, but some targets were not
                     out.append(Problem("warning", "TargetNotFound", condition.message,
                                        policy.location(("spec", "targetRefs"))))
+    return out
+
+
+def _http_only(mesh: Mesh) -> list[Problem]:
+    """Policies a Service's sidecars enforce on HTTP requests: a TCP port of that Service
+    is not covered (there is no network-level RBAC, rate limit or fault in the sidecar)."""
+    out = []
+    for policy in [*mesh.of_kind("SecurityPolicy"), *mesh.of_kind("BackendTrafficPolicy")]:
+        spec = policy.spec
+        features = [name for name, present in (
+            ("authorization", getattr(spec, "authorization", None) is not None),
+            ("rateLimit", getattr(spec, "rate_limit", None) is not None),
+            ("faultInjection", getattr(spec, "fault", None) is not None)) if present]
+        if not features:
+            continue
+        for index, ref in enumerate(spec.targets):
+            service = mesh.service(policy.namespace, ref.name) if ref.kind == "Service" \
+                else None
+            if service is None:
+                continue
+            for port in service.spec.ports:
+                if ref.section_name not in (None, port.name):
+                    continue
+                protocol = mesh.protocol(service.namespace, service.name, port.port)
+                if protocol not in ("http", "h2c", "grpc"):
+                    out.append(Problem(
+                        "warning", "NotEnforced",
+                        f"{', '.join(features)} applies to HTTP requests: port {port.port} of "
+                        f"{service.label} carries {protocol} and is not covered",
+                        policy.location(("spec", "targetRefs", index))))
     return out
 
 

@@ -84,3 +84,21 @@ def test_load_errors_are_findings_too() -> None:
     found = findings(SERVICES + "---\napiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
                                 "spec: {ports: [{port: 1, color: red}]}\n")
     assert found == [("error", "Invalid", 24, "spec.ports[0].color")]
+
+
+def test_a_policy_enforced_on_http_says_so_for_a_tcp_port() -> None:
+    text = """\
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {ports: [{name: pg, port: 5432, appProtocol: tcp}, {name: web, port: 80,
+                appProtocol: http}]}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: p}
+spec:
+  targetRefs: [{group: "", kind: Service, name: db}]
+  authorization: {defaultAction: Deny}
+"""
+    assert findings(text) == [("warning", "NotEnforced", 11, "spec.targetRefs[0]")]

@@ -248,3 +248,26 @@ def test_every_resource_is_accepted_by_the_pointsman_sidecar(caller: str) -> Non
     if caller == "grpc":
         assert clusters_of(ask(mesh_of(FULL), "web", "http://grpc:9000/pkg.Svc/Get")) == \
             {"default/grpc": 100.0}
+
+
+def test_a_tcproute_on_a_service_splits_its_callers_connections() -> None:
+    text = SERVICES + """---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {ports: [{name: pg, port: 5432, appProtocol: tcp}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db-new}
+spec: {ports: [{name: pg, port: 5432, appProtocol: tcp}]}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: migrate}
+spec:
+  parentRefs: [{group: "", kind: Service, name: db, port: 5432}]
+  rules: [{backendRefs: [{name: db, port: 5432, weight: 3}, {name: db-new, port: 5432}]}]
+"""
+    answer = ask(mesh_of(text), "web", "tcp://db:5432")
+    assert clusters_of(answer) == {"default/db": 75.0, "default/db-new": 25.0}
