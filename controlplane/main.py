@@ -189,8 +189,14 @@ async def serve(args: argparse.Namespace) -> int:
     if isinstance(cache, MeshCache):
         sources.append(MeshSource(args.mesh, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
-    cache.watch(lambda: observer.config_loaded(
-        len(cache.groups), sum(item.count() for item in cache.groups.values())))
+    def loaded() -> None:
+        if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
+            return  # a sidecar came or went (logged as mesh_endpoint_*): not a config load
+        resources = sum(item.count() for item in cache.groups.values())
+        if isinstance(cache, MeshCache):
+            resources += len(cache.mesh.objects)  # mesh objects, before compilation
+        observer.config_loaded(len(cache.groups), resources)
+    cache.watch(loaded)
     for source in sources:
         if not await source.poll_in_thread():
             print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)

@@ -126,11 +126,33 @@ def explain(mesh: Mesh, caller: str, method: str, url: str, headers: list[tuple[
     table = _message(resources, ROUTE.type_url, config["rds"]["routeConfigName"],
                      route_pb2.RouteConfiguration)
     assert table is not None
+    extras = _set_aside(table)
     request = RequestHead(method=method.upper(), path=path, authority=authority, scheme=scheme,
                           headers=Headers([(name.lower(), value) for name, value in headers]))
     _explain_http(out, translate_route_configuration(table), request, resources, mesh,
                   compiler)
+    for feature in extras.get(out.route, []):
+        out.policies.append(feature)
     return out
+
+
+def _set_aside(table: route_pb2.RouteConfiguration) -> dict[str, list[str]]:
+    """Route fields that do not change which route matches and that the sidecar's model
+    does not take yet (docs/mesh.md, "Envoy-only output"): removed from the copy that is
+    matched against, and told in the explanation instead."""
+    found: dict[str, list[str]] = {}
+    for vhost in table.virtual_hosts:
+        for route in vhost.routes:
+            notes = found.setdefault(route.name, [])
+            for name in route.typed_per_filter_config:
+                notes.append(f"{name.rsplit('.', 1)[-1]} (per-route {name})")
+            route.ClearField("typed_per_filter_config")
+            if route.HasField("route"):  # touching an unset oneof member would set it
+                for mirror in route.route.request_mirror_policies:
+                    notes.append(f"mirrored to {mirror.cluster}")
+                route.route.ClearField("request_mirror_policies")
+        vhost.ClearField("typed_per_filter_config")
+    return found
 
 
 def _caller(mesh: Mesh, caller: str, namespace: str) -> MeshNode:

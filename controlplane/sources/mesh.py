@@ -69,6 +69,7 @@ class MeshCache(SnapshotCache):
         self._registered: dict[int, tuple[tuple[str, str], str]] = {}
         self._endpoint_counts: Counter[tuple[tuple[str, str], str]] = Counter()
         self.node_errors: dict[str, str] = {}  # node id -> why it gets nothing
+        self.last_change = ""  # "mesh" (a new mesh was loaded) or "endpoints" (a sidecar)
 
     @property
     def mesh(self) -> Mesh:
@@ -76,6 +77,7 @@ class MeshCache(SnapshotCache):
 
     def set_mesh(self, mesh: Mesh) -> None:
         self.compiler.update(mesh=mesh)
+        self.last_change = "mesh"
         self._changed()
 
     def _changed(self) -> None:
@@ -157,6 +159,7 @@ class MeshCache(SnapshotCache):
         endpoints = Endpoints()
         endpoints.by_service = {key: tuple(sorted(value)) for key, value in by_service.items()}
         self.compiler.update(endpoints=endpoints)
+        self.last_change = "endpoints"
         self._changed()
 
 

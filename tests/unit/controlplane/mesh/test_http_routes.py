@@ -292,3 +292,19 @@ def test_mirror_and_cors_compile_to_envoys_shapes() -> None:
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
     assert [item["name"] for item in filters] == ["envoy.filters.http.cors",
                                                   "envoy.filters.http.router"]
+
+
+def test_explain_tells_envoy_only_fields_without_matching_on_them() -> None:
+    mesh = mesh_of(SERVICES + route("""
+    rules:
+    - filters:
+      - type: RequestMirror
+        requestMirror: {backendRef: {name: api-v2, port: 8080}}
+      - type: CORS
+        cors: {allowOrigins: ["*"]}
+      backendRefs: [{name: api-v1, port: 8080}]
+    """))
+    answer = ask(mesh, "web", "http://api:8080/")
+    assert clusters_of(answer) == {"default/api-v1": 100.0}
+    assert "mirrored to outbound|8080||api-v2.default" in answer.policies
+    assert "cors (per-route envoy.filters.http.cors)" in answer.policies
