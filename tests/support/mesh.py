@@ -83,13 +83,16 @@ class Member:
 
 def start_sidecar(stack: ExitStack, flavour: str, control_plane: MeshControlPlane,
                   service: str, index: int, net: str, *, app_port: int | None = None,
-                  namespace: str = "default", http2: bool = False) -> Member:
+                  namespace: str = "default", http2: bool = False, app: Any = None) -> Member:
     """Sidecar number `index` (1..250) of `service` in `net` (say "127.91"): instance_ip
     NET.1.INDEX, outbound_ip NET.2.INDEX, app_ip NET.3.INDEX with an echo app named
     "<service>-<index>" on `app_port` when given."""
     instance, outbound, app_ip = f"{net}.1.{index}", f"{net}.2.{index}", f"{net}.3.{index}"
-    app = None
-    if app_port is not None:
+    if callable(app):  # builds the application from its address: app(name, host, port)
+        started = app(f"{service}-{index}", app_ip, app_port)
+        stack.callback(started.stop)
+        app = None
+    elif app_port is not None:
         app = EchoBackend(f"{service}-{index}", port=app_port, http2=http2, host=app_ip)
         stack.enter_context(app)
     bootstrap = sidecar_bootstrap(f"{service}-{index}", service, control_plane.port,

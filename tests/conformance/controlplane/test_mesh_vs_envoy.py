@@ -6,21 +6,28 @@ same requests are sent through the caller's sidecar and through the Gateway. Bot
 see what the Gateway API spec says: path, header and exact matches in the spec's precedence,
 a redirect, a prefix rewrite, a request header set, load spread over the two sidecars of
 api-v1 (registered as endpoints when they connect), a weighted split, 503 for a Service with
-no endpoint, 404 for a request no route of a Service with routes matches, and a Gateway
-listener routing by hostname.
+no endpoint, 404 for a request no route of a Service with routes matches, a GRPCRoute
+choosing by method and header for gRPC calls, a Gateway listener routing by hostname, and a
+Gateway TLS listener passing a TLS connection through, by SNI, to a TLSRoute's backend.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import socket
+import ssl
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from tests.integration.proxy.helpers import tls_files
+from tests.support.grpc_backends import GrpcBackend
+from tests.support.http_backends import EchoBackend
 from tests.support.mesh import (
     MeshControlPlane,
     backend_of,
@@ -81,6 +88,41 @@ spec:
   - matches: [{{path: {{type: PathPrefix, value: /}}, method: GET}}]
     backendRefs: [{{name: api-v1, port: 8080}}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {{name: greeter}}
+spec: {{ports: [{{name: grpc, port: 9090, targetPort: 9190, appProtocol: grpc}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: greeter-v2}}
+spec: {{ports: [{{name: grpc, port: 9090, targetPort: 9191, appProtocol: grpc}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: greeter}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: greeter}}]
+  rules:
+  - matches:
+    - {{method: {{service: test.Echo, method: Unary}}, headers: [{{name: x-v, value: two}}]}}
+    backendRefs: [{{name: greeter-v2, port: 9090}}]
+  - matches: [{{method: {{service: test.Echo}}}}]
+    backendRefs: [{{name: greeter, port: 9090}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: secure}}
+spec: {{ports: [{{name: tls, port: 8443, targetPort: 9443, appProtocol: tls}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: secure}}
+spec:
+  parentRefs: [{{name: edge, sectionName: tls}}]
+  hostnames: [secure.tls.example.com]
+  rules: [{{backendRefs: [{{name: secure, port: 8443}}]}}]
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {{name: edge}}
@@ -90,6 +132,11 @@ spec:
   listeners:
   - {{name: www, port: 8088, protocol: HTTP, hostname: www.example.com}}
   - {{name: other, port: 8088, protocol: HTTP}}
+  - name: tls
+    port: 8443
+    protocol: TLS
+    hostname: "*.tls.example.com"
+    tls: {{mode: Passthrough}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -114,7 +161,7 @@ def summary(status: int, headers: dict[str, str], body: bytes) -> tuple[Any, ...
             headers.get("location", ""), seen.get("path", ""), sent.get("x-mesh", ""))
 
 
-def observe(front_outbound: str) -> dict[str, Any]:
+def observe(front_outbound: str, ca: Path) -> dict[str, Any]:
     via = (front_outbound, 8080)
 
     def get(path: str, **headers: str) -> tuple[Any, ...]:
@@ -139,7 +186,34 @@ def observe(front_outbound: str) -> dict[str, Any]:
     gateway = (GATEWAY_IP, 8088)
     seen["gateway www"] = summary(*request(gateway, "/g", host="www.example.com"))[:2]
     seen["gateway other"] = summary(*request(gateway, "/g", host="else.example.org"))[:2]
+    seen["grpc"] = grpc_calls(front_outbound)
+    seen["tls passthrough"] = tls_passthrough(ca)
     return seen
+
+
+def grpc_calls(outbound: str) -> tuple[str, str]:
+    """/test.Echo/Unary with and without the header that picks greeter-v2."""
+    options = [("grpc.default_authority", "greeter:9090")]
+    with grpc.insecure_channel(f"{outbound}:9090", options=options) as channel:
+        unary = channel.unary_unary("/test.Echo/Unary")
+        plain = unary(b"hi", timeout=5)
+        picked = unary(b"hi", timeout=5, metadata=[("x-v", "two")])
+    return plain.decode(), picked.decode()
+
+
+def tls_passthrough(ca: Path) -> tuple[str, str]:
+    """A TLS client to the Gateway naming secure.tls.example.com reaches the backend's own
+    TLS (its certificate verifies), and an HTTP request inside it its application."""
+    context = ssl.create_default_context(cafile=str(ca))
+    raw = socket.create_connection((GATEWAY_IP, 8443), timeout=5)
+    with context.wrap_socket(raw, server_hostname="secure.tls.example.com") as sock:
+        sock.sendall(b"GET /t HTTP/1.1\r\nHost: secure.tls.example.com\r\n"
+                     b"Connection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b" ")[1].decode(), backend_of(body)
 
 
 EXPECTED = {
@@ -157,12 +231,27 @@ EXPECTED = {
     "split": ["api-v1", "api-v2"],
     "gateway www": (200, "api-v2"),
     "gateway other": (200, "api-v1"),
+    "grpc": ("greeter-4:hi", "greeter-v2-5:hi"),
+    "tls passthrough": ("200", "secure-6"),
 }
+
+
+def grpc_app(name: str, host: str, port: int) -> GrpcBackend:
+    return GrpcBackend(name, host=host, port=port).start()
+
+
+def tls_app(certificate: tuple[Path, Path]) -> Any:
+    def start(name: str, host: str, port: int) -> EchoBackend:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*certificate)
+        return EchoBackend(name, host=host, port=port, ssl_context=context).start()
+    return start
 
 
 def run_mesh(flavour: str, tmp_path: Path) -> dict[str, Any]:
     mesh = tmp_path / "mesh.yaml"
     mesh.write_text(MESH)
+    certificates = tls_files(tmp_path, ["secure.tls.example.com"])
     with ExitStack() as stack:
         control_plane = MeshControlPlane(mesh)
         stack.enter_context(control_plane)
@@ -173,12 +262,19 @@ def run_mesh(flavour: str, tmp_path: Path) -> dict[str, Any]:
                    start_sidecar(stack, flavour, control_plane, "api-v1", 2, NET,
                                  app_port=9081),
                    start_sidecar(stack, flavour, control_plane, "api-v2", 3, NET,
-                                 app_port=9082)]
+                                 app_port=9082),
+                   start_sidecar(stack, flavour, control_plane, "greeter", 4, NET,
+                                 app_port=9190, app=grpc_app),
+                   start_sidecar(stack, flavour, control_plane, "greeter-v2", 5, NET,
+                                 app_port=9191, app=grpc_app),
+                   start_sidecar(stack, flavour, control_plane, "secure", 6, NET,
+                                 app_port=9443,
+                                 app=tls_app(certificates["secure.tls.example.com"]))]
         gateway = start_gateway(stack, flavour, control_plane, "edge")
         for proxy in (front.proxy, gateway, *(member.proxy for member in members)):
             proxy.wait_ready()
         wait_converged(front.outbound_ip, front.proxy)
-        return observe(front.outbound_ip)
+        return observe(front.outbound_ip, certificates["ca"][0])
 
 
 def wait_converged(outbound: str, proxy: Any) -> None:
@@ -187,7 +283,9 @@ def wait_converged(outbound: str, proxy: Any) -> None:
         seen = {backend_of(request((outbound, 8080), "/", host="api", timeout=2)[2])
                 for _ in range(6)}
         gateway = request((GATEWAY_IP, 8088), "/", host="www.example.com", timeout=2)[0]
-        return seen == {"api-v1-1", "api-v1-2"} and gateway == 200
+        routed = {backend_of(request((outbound, 8080), "/split", host="api", timeout=2)[2])
+                  for _ in range(8)}
+        return seen == {"api-v1-1", "api-v1-2"} and gateway == 200 and "api-v2-3" in routed
     deadline = time.monotonic() + 45
     while time.monotonic() < deadline:
         try:
