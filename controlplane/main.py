@@ -28,15 +28,19 @@ import grpc
 
 from controlplane import logs
 from controlplane.admin import AdminServer
+from controlplane.api import runtime as api
+from controlplane.api.mirror import StoreMirror
 from controlplane.cache import SnapshotCache
 from controlplane.observe import Observer
 from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
 from controlplane.sources.mesh import MeshCache, MeshSource
+from controlplane.store import StoreError
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
+DEFAULT_STORE = "file:pointsman.state"  # in the working folder, as etcd's default.etcd
 SERVER_OPTIONS = (
     # Find dead peers (a node that vanished without closing) so they leave /status.
     ("grpc.keepalive_time_ms", 60_000),
@@ -83,9 +87,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         choices=["debug", "info", "warning", "error"])
     parser.add_argument("--check", action="store_true",
                         help="validate --resources, print what each node group gets, and exit")
+    api.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.resources is None and args.mesh is None:
-        parser.error("give --resources PATH, --mesh PATH or both")
+    if args.resources is None and args.mesh is None and args.store is None:
+        args.store = DEFAULT_STORE  # the mesh API over the default file store
+    api.check_arguments(parser, args, is_loopback, split_address)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if args.client_ca and not args.tls_cert:
@@ -162,6 +168,16 @@ def check_free(host: str, port: int, setting: str, value: str) -> None:
                 raise ListenError(setting, value, os.strerror(error.errno or 0)) from error
 
 
+def bind_api(runtime: api.ApiRuntime | None, args: argparse.Namespace) -> int | None:
+    if runtime is None:
+        return None
+    host, port = split_address(args.api)
+    try:
+        return runtime.server.bind(host, port)
+    except RuntimeError as error:
+        raise ListenError("--api", args.api, "gRPC could not bind it") from error
+
+
 async def start_admin(admin: AdminServer, value: str | None) -> int | None:
     if not value:
         return None
@@ -176,19 +192,26 @@ async def serve(args: argparse.Namespace) -> int:
     check_free(*split_address(args.listen), "--listen", args.listen)  # before any work
     if args.admin:
         check_free(*split_address(args.admin), "--admin", args.admin)
-    cache = MeshCache() if args.mesh else SnapshotCache()
+    if args.store:
+        check_free(*split_address(args.api), "--api", args.api)
+    cache = MeshCache() if args.mesh or args.store else SnapshotCache()
     telemetry = telemetry_from_environment()
     hooks: tuple[Any, ...] = (telemetry,) if telemetry is not None else ()
     if isinstance(cache, MeshCache):
         hooks += (cache,)  # sidecars register as endpoints of their Service
     observer = Observer(cache, hooks=hooks)
-    sources: list[FileSource | MeshSource] = []
+    sources: list[FileSource | MeshSource | StoreMirror] = []
     if args.resources:
         sources.append(FileSource(args.resources, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
-    if isinstance(cache, MeshCache):
+    if args.mesh and isinstance(cache, MeshCache):
         sources.append(MeshSource(args.mesh, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
+    runtime = None
+    if args.store and isinstance(cache, MeshCache):
+        runtime = await api.open_api(args, cache, observer.config_rejected,
+                                     server_credentials(args))
+        sources.append(runtime.mirror)
     def loaded() -> None:
         if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
             return  # a sidecar came or went (logged as mesh_endpoint_*): not a config load
@@ -200,6 +223,8 @@ async def serve(args: argparse.Namespace) -> int:
     for source in sources:
         if not await source.poll_in_thread():
             print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
+            if runtime is not None:
+                await runtime.close()
             return 1
     server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
@@ -211,9 +236,14 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         listen = bind(server, args)
         admin_port = await start_admin(admin, args.admin)
+        api_port = bind_api(runtime, args)
         await server.start()
+        if runtime is not None:
+            await runtime.server.start()
         logs.event("serving", listen=listen, admin_port=admin_port,
-                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
+                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca),
+                   api=f"{split_address(args.api)[0]}:{api_port}" if api_port else None,
+                   store=args.store)
         async with asyncio.TaskGroup() as tasks:
             watchers = [tasks.create_task(source.run()) for source in sources]
             await stop.wait()
@@ -222,6 +252,8 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         await admin.close()
         await server.stop(grace=1.0)
+        if runtime is not None:
+            await runtime.close()
         if telemetry is not None:
             telemetry.close()
     return 0
@@ -257,6 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         return asyncio.run(serve(args))
-    except (ConfigError, ListenError) as error:
+    except (ConfigError, ListenError, StoreError) as error:
         print(f"pointsman controlplane: {error}", file=sys.stderr)
         return 1
