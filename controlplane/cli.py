@@ -20,6 +20,8 @@ SUBCOMMANDS = {
               "store mesh objects in the control plane (all or none)"),
     "delete": ("controlplane.commands.delete", "delete mesh objects (all or none)"),
     "get": ("controlplane.commands.get", "show mesh objects and their status"),
+    "status": ("controlplane.commands.status",
+               "connected sidecars per xDS type: SYNCED, STALE, NACKED (proxy-status)"),
 }
 
 

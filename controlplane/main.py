@@ -209,8 +209,7 @@ async def serve(args: argparse.Namespace) -> int:
                                   on_error=observer.config_rejected))
     runtime = None
     if args.store and isinstance(cache, MeshCache):
-        runtime = await api.open_api(args, cache, observer.config_rejected,
-                                     server_credentials(args))
+        runtime = await api.open_api(args, cache, observer, server_credentials(args))
         sources.append(runtime.mirror)
     def loaded() -> None:
         if isinstance(cache, MeshCache) and cache.last_change == "endpoints":

@@ -10,6 +10,10 @@ or a token (over TLS, or with `--allow-plaintext`).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +22,10 @@ import grpc
 
 from controlplane.api.handlers import MeshApi
 from controlplane.api.mirror import StoreMirror
+from controlplane.api.proxies import ControlPlaneInfo, LocalProxies, ProxyTracker
 from controlplane.api.server import ApiServer, ApiService
 from controlplane.api.status import StatusView
+from controlplane.observe import Observer
 from controlplane.sources.mesh import MeshCache
 from controlplane.store import Store, StoreError, open_store, parse_store_url
 
@@ -35,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"management API address HOST:PORT (default {DEFAULT_API})")
     group.add_argument("--api-token-file", type=Path,
                        help="file holding the bearer token API calls must carry")
+    group.add_argument("--replica-id", help="this control plane's name among replicas "
+                                            "(default HOSTNAME-PID)")
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -82,12 +90,32 @@ class ApiRuntime:
         await self.store.close()
 
 
-async def open_api(args: argparse.Namespace, cache: MeshCache, on_error: Any,
+async def open_api(args: argparse.Namespace, cache: MeshCache, observer: Observer,
                    credentials: grpc.ServerCredentials | None) -> ApiRuntime:
-    """Open the store and build the API (not serving yet: `bind` then `start`)."""
+    """Open the store and build the API (not serving yet: `bind` then `start`). The proxy
+    tracker joins the observer's hooks: it sees every stream's ACKs and NACKs."""
     token = read_token(args.api_token_file)
     store = open_store(args.store)
     await store.open()
-    mirror = StoreMirror(store, cache, on_error=on_error)
-    service = ApiService(MeshApi(store, mirror), mirror, StatusView(cache), token=token)
+    mirror = StoreMirror(store, cache, on_error=observer.config_rejected)
+    replica = args.replica_id or default_replica_id()
+    started = time.time()
+    tracker = ProxyTracker(cache, replica, lambda: mirror.revision)
+    tracker.attach(observer)
+    observer.hooks = (*observer.hooks, tracker)
+    proxies = LocalProxies(tracker, lambda: ControlPlaneInfo(
+        replica, pointsman_version(), mirror.revision, started))
+    service = ApiService(MeshApi(store, mirror), mirror, StatusView(cache, proxies), proxies,
+                         token=token)
     return ApiRuntime(store, mirror, ApiServer(service, credentials))
+
+
+def default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def pointsman_version() -> str:
+    try:
+        return importlib.metadata.version("pointsman")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

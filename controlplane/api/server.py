@@ -14,7 +14,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2
@@ -23,6 +23,7 @@ from google.rpc import status_pb2
 from controlplane.api import wire
 from controlplane.api.handlers import ApiError, MeshApi
 from controlplane.api.mirror import DELETED, ObjectEvent, StoreMirror
+from controlplane.api.proxies import ControlPlaneInfo, ProxyRecord
 from controlplane.api.status import StatusView
 from controlplane.mesh import ObjectKey
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
@@ -37,18 +38,28 @@ log = logging.getLogger("pointsman.controlplane.api")
 Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
+class Directory(Protocol):
+    """Every connected proxy and control plane (one replica's, or all replicas')."""
+
+    def records(self) -> list[ProxyRecord]: ...
+
+    def control_planes(self) -> list[ControlPlaneInfo]: ...
+
+
 class ApiService:
-    def __init__(self, api: MeshApi, mirror: StoreMirror, status: StatusView, *,
-                 token: str | None = None) -> None:
+    def __init__(self, api: MeshApi, mirror: StoreMirror, status: StatusView,
+                 proxies: Directory, *, token: str | None = None) -> None:
         self.api = api
         self.mirror = mirror
         self.status = status
+        self.proxies = proxies
         self.token = token
 
     def handler(self) -> grpc.GenericRpcHandler:
         unary: dict[str, tuple[Unary, Any]] = {
             "Apply": (self.apply, pb.ApplyRequest), "Delete": (self.delete, pb.DeleteRequest),
-            "Get": (self.get, pb.GetRequest), "List": (self.list, pb.ListRequest)}
+            "Get": (self.get, pb.GetRequest), "List": (self.list, pb.ListRequest),
+            "ProxyStatus": (self.proxy_status, pb.ProxyStatusRequest)}
         methods = {name: grpc.unary_unary_rpc_method_handler(
             self._guarded(behaviour), request_deserializer=kind.FromString,
             response_serializer=_serialise) for name, (behaviour, kind) in unary.items()}
@@ -90,6 +101,19 @@ class ApiService:
             wire.object_message(record, self._status(record.key, objects.get(record.key)))
             for record in records])
 
+    async def proxy_status(self, request: pb.ProxyStatusRequest, _: grpc.aio.ServicerContext
+                           ) -> pb.ProxyStatusResponse:
+        wanted = request.node
+        records = [record for record in self.proxies.records()
+                   if not wanted or wanted in (record.node_id, record.name,
+                                               f"{record.namespace}/{record.name}")]
+        if wanted and not records:
+            raise ApiError("NOT_FOUND", f"no connected proxy is {wanted!r} (a node id, or a "
+                                        "Service as NAME or NAMESPACE/NAME)")
+        return pb.ProxyStatusResponse(
+            control_planes=[wire.control_plane(item) for item in self.proxies.control_planes()],
+            proxies=[wire.proxy_status(record) for record in records])
+
     async def watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[pb.WatchEvent]:
         kind = self.api.kind(request.kind) if request.kind else ""
@@ -122,7 +146,9 @@ class ApiService:
     # ---- helpers ----------------------------------------------------------------------------
 
     def _status(self, key: ObjectKey, obj: Any) -> dict[str, Any]:
-        return self.status.of(key, obj, self.mirror.errors.get(key, ""))
+        record = self.mirror.state.records.get(key)
+        return self.status.of(key, obj, self.mirror.errors.get(key, ""),
+                              record.revision if record is not None else 0)
 
     def _event(self, event: ObjectEvent) -> pb.WatchEvent:
         key = event.record.key

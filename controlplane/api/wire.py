@@ -6,8 +6,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+
 from controlplane.api.apply import Outcome
 from controlplane.api.objects import rendered
+from controlplane.api.proxies import ControlPlaneInfo, ProxyRecord
 from controlplane.mesh import ObjectKey, Problem
 from controlplane.store import Record
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
@@ -38,3 +41,27 @@ def object_message(record: Record, status: dict[str, Any] | None) -> pb.Object:
     return pb.Object(ref=ref(record.key), resource_version=record.revision,
                      generation=int(generation or 0),
                      json=json.dumps(data, ensure_ascii=False).encode())
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def proxy_status(record: ProxyRecord) -> pb.ProxyStatus:
+    return pb.ProxyStatus(
+        node_id=record.node_id, kind=record.kind, namespace=record.namespace, name=record.name,
+        address=record.address, control_plane=record.control_plane,
+        connected=timestamp(record.connected_at), synced_revision=record.synced_revision,
+        error=record.error,
+        types=[pb.TypeStatus(type=item.type, state=item.state,  # type: ignore[arg-type]
+                             sent_version=item.sent_version, acked_version=item.acked_version,
+                             error=item.error, since=timestamp(item.since),
+                             suspects=[ref(key) for key in item.suspects])
+               for item in record.types])
+
+
+def control_plane(info: ControlPlaneInfo) -> pb.ControlPlane:
+    return pb.ControlPlane(id=info.id, version=info.version, revision=info.revision,
+                           started=timestamp(info.started))
