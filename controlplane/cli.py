@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "get": ("controlplane.commands.get", "show mesh objects and their status"),
     "status": ("controlplane.commands.status",
                "connected sidecars per xDS type: SYNCED, STALE, NACKED (proxy-status)"),
+    "describe": ("controlplane.commands.describe",
+                 "a Service: ports, endpoints, routes, policies, sidecars"),
 }
 
 

@@ -21,6 +21,7 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from controlplane.api import wire
+from controlplane.api.describe import describe_service
 from controlplane.api.handlers import ApiError, MeshApi
 from controlplane.api.mirror import DELETED, ObjectEvent, StoreMirror
 from controlplane.api.proxies import ControlPlaneInfo, ProxyRecord
@@ -59,7 +60,8 @@ class ApiService:
         unary: dict[str, tuple[Unary, Any]] = {
             "Apply": (self.apply, pb.ApplyRequest), "Delete": (self.delete, pb.DeleteRequest),
             "Get": (self.get, pb.GetRequest), "List": (self.list, pb.ListRequest),
-            "ProxyStatus": (self.proxy_status, pb.ProxyStatusRequest)}
+            "ProxyStatus": (self.proxy_status, pb.ProxyStatusRequest),
+            "DescribeService": (self.describe_service, pb.DescribeServiceRequest)}
         methods = {name: grpc.unary_unary_rpc_method_handler(
             self._guarded(behaviour), request_deserializer=kind.FromString,
             response_serializer=_serialise) for name, (behaviour, kind) in unary.items()}
@@ -113,6 +115,12 @@ class ApiService:
         return pb.ProxyStatusResponse(
             control_planes=[wire.control_plane(item) for item in self.proxies.control_planes()],
             proxies=[wire.proxy_status(record) for record in records])
+
+    async def describe_service(self, request: pb.DescribeServiceRequest,
+                               _: grpc.aio.ServicerContext) -> pb.ServiceDescription:
+        self.api.get("Service", request.namespace, request.name)  # NOT_FOUND
+        key = ObjectKey("Service", request.namespace or "default", request.name)
+        return describe_service(key, self.mirror, self.status.cache, self.status)
 
     async def watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[pb.WatchEvent]:

@@ -9,12 +9,36 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from tests.integration.controlplane.test_mesh import CANARY, MESH, eventually
 from tests.support.mesh import backend_of, request, start_sidecar
 from tests.support.meshapi import ApiControlPlane, pointsman
 
-NET = "127.93"
+NET = "127.95"
+EXTRA = """
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: lb}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  loadBalancer: {type: RoundRobin}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy}
+spec: {ports: [{name: http, port: 8090, appProtocol: http}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: legacy-1, labels: {kubernetes.io/service-name: legacy}}
+addressType: IPv4
+endpoints:
+- addresses: [127.95.9.1]
+- addresses: [127.95.9.2]
+  conditions: {ready: false}
+ports: [{name: http, port: 9090}]
+"""
 
 
 def test_apply_routes_traffic_and_survives_a_restart(tmp_path: Path) -> None:
@@ -50,6 +74,13 @@ def test_apply_routes_traffic_and_survives_a_restart(tmp_path: Path) -> None:
             in routed.stdout
         eventually(lambda: backends("/beta/x") == {"api-v2-3"}, "re-routed by the HTTPRoute")
 
+        assert pointsman("apply", "-f", "-", server=api, stdin=EXTRA).returncode == 0
+        described = pointsman("describe", "service", "api", "-o", "json", server=api)
+        assert described.returncode == 0, described.stderr
+        check_description(json.loads(described.stdout), api_sidecars, front)
+        text = pointsman("describe", "svc", "legacy", server=api).stdout
+        assert "127.95.9.2   9090   UNHEALTHY   EndpointSlice legacy-1" in text, text
+
         refused = pointsman("apply", "-f", str(tmp_path / "bad.yaml"), server=api)
         assert refused.returncode == 1
         assert f"{tmp_path / 'bad.yaml'}:9: HTTPRoute default/canary: spec.rules[0].backendRef: " \
@@ -68,7 +99,7 @@ def test_apply_routes_traffic_and_survives_a_restart(tmp_path: Path) -> None:
         control_plane.wait_ready()
         listed = pointsman("get", "svc", server=api)
         assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == [
-            "api", "api-v2", "front"]
+            "api", "api-v2", "front", "legacy"]
         eventually(lambda: backends("/beta/x") == {"api-v2-3"}, "served after the restart")
         eventually(lambda: backends("/other") == {"api-1", "api-2"}, "endpoints re-registered")
 
@@ -78,3 +109,17 @@ def test_apply_routes_traffic_and_survives_a_restart(tmp_path: Path) -> None:
         eventually(lambda: backends("/beta/x") == {"api-1", "api-2"}, "the route gone")
         missing = pointsman("get", "httproute", "canary", server=api)
         assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def check_description(found: dict[str, Any], api_sidecars: list[Any], front: Any) -> None:
+    assert [(item["name"], item["port"], item["protocol"]) for item in found["ports"]] == [
+        ("http", 8080, "http")]
+    assert sorted((item["address"], item["health"]) for item in found["endpoints"]) == sorted(
+        (member.instance_ip, "HEALTHY") for member in api_sidecars)
+    routes = {(item["route"]["name"], item["role"]) for item in found["routes"]}
+    assert ("canary", "attached") in routes and ("canary", "backend") in routes
+    assert [(item["policy"]["name"], item["fields"]) for item in found["policies"]] == [
+        ("lb", ["loadBalancer"])]
+    assert sorted(item["nodeId"] for item in found["serving"]) == ["api-1", "api-2"]
+    callers = {item["nodeId"] for item in found["calling"]}
+    assert "front-1" in callers and "api-1" not in callers

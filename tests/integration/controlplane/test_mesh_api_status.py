@@ -15,7 +15,7 @@ from tests.integration.controlplane.test_mesh import MESH, eventually
 from tests.support.mesh import start_sidecar
 from tests.support.meshapi import ApiControlPlane, pointsman
 
-NET = "127.94"
+NET = "127.96"
 BLOCKED = """
 apiVersion: v1
 kind: Service
