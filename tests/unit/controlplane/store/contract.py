@@ -87,10 +87,10 @@ class StoreContract:
         finally:
             await store.close()
 
-    async def test_deleting_nothing_writes_nothing(self, tmp_path: Path) -> None:
+    async def test_an_empty_commit_writes_nothing(self, tmp_path: Path) -> None:
         store = await self.make_store(tmp_path)
         try:
             base = (await store.list()).revision
-            assert await store.commit(base, {}, [A]) == base
+            assert await store.commit(base, {}, []) == base
         finally:
             await store.close()
