@@ -194,7 +194,8 @@ async def serve(args: argparse.Namespace) -> int:
         check_free(*split_address(args.admin), "--admin", args.admin)
     if args.store:
         check_free(*split_address(args.api), "--api", args.api)
-    cache = MeshCache() if args.mesh or args.store else SnapshotCache()
+    cache: SnapshotCache = (api.mesh_cache() if args.store
+                            else MeshCache() if args.mesh else SnapshotCache())
     telemetry = telemetry_from_environment()
     hooks: tuple[Any, ...] = (telemetry,) if telemetry is not None else ()
     if isinstance(cache, MeshCache):
@@ -208,7 +209,7 @@ async def serve(args: argparse.Namespace) -> int:
         sources.append(MeshSource(args.mesh, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
     runtime = None
-    if args.store and isinstance(cache, MeshCache):
+    if args.store and isinstance(cache, api.SharedEndpointsCache):
         runtime = await api.open_api(args, cache, observer, server_credentials(args))
         sources.append(runtime.mirror)
     def loaded() -> None:
@@ -245,6 +246,8 @@ async def serve(args: argparse.Namespace) -> int:
                    store=args.store)
         async with asyncio.TaskGroup() as tasks:
             watchers = [tasks.create_task(source.run()) for source in sources]
+            if runtime is not None:
+                watchers.append(tasks.create_task(runtime.run()))
             await stop.wait()
             for watcher in watchers:
                 watcher.cancel()

@@ -293,21 +293,3 @@ class ControlPlaneInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-class LocalProxies:
-    """One control plane: its own proxies are all there are."""
-
-    def __init__(self, tracker: ProxyTracker, info: Callable[[], ControlPlaneInfo]) -> None:
-        self.tracker = tracker
-        self.info = info
-
-    @property
-    def version(self) -> int:
-        return self.tracker.version
-
-    def records(self) -> list[ProxyRecord]:
-        return self.tracker.records()
-
-    def control_planes(self) -> list[ControlPlaneInfo]:
-        return [self.info()]

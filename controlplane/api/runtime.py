@@ -10,6 +10,7 @@ or a token (over TLS, or with `--allow-plaintext`).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.metadata
 import os
 import socket
@@ -22,12 +23,14 @@ import grpc
 
 from controlplane.api.handlers import MeshApi
 from controlplane.api.mirror import StoreMirror
-from controlplane.api.proxies import ControlPlaneInfo, LocalProxies, ProxyTracker
+from controlplane.api.proxies import ControlPlaneInfo, ProxyTracker
+from controlplane.api.replicas import ReplicaDirectory, SharedEndpointsCache
 from controlplane.api.server import ApiServer, ApiService
 from controlplane.api.status import StatusView
 from controlplane.observe import Observer
-from controlplane.sources.mesh import MeshCache
 from controlplane.store import Store, StoreError, open_store, parse_store_url
+from controlplane.store.etcd import EtcdStore
+from controlplane.store.presence import EtcdPresence, LocalPresence
 
 DEFAULT_API = "127.0.0.1:18001"
 
@@ -43,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="file holding the bearer token API calls must carry")
     group.add_argument("--replica-id", help="this control plane's name among replicas "
                                             "(default HOSTNAME-PID)")
+    group.add_argument("--lease-ttl", type=int, default=10, metavar="SECONDS",
+                       help="etcd store: how long a dead replica's sidecars and status "
+                            "outlive it (default 10)")
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -83,31 +89,59 @@ class ApiRuntime:
     store: Store
     mirror: StoreMirror
     server: ApiServer
-    port: int = 0
+    presence: LocalPresence
+    directory: ReplicaDirectory
+
+    async def run(self) -> None:
+        """What runs beside serving: sharing with the other replicas."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.presence.run(), name="presence")
+            tasks.create_task(self.directory.run(), name="directory")
 
     async def close(self) -> None:
         await self.server.close()
+        await self.presence.close()
         await self.store.close()
 
 
-async def open_api(args: argparse.Namespace, cache: MeshCache, observer: Observer,
+def mesh_cache() -> SharedEndpointsCache:
+    """The mesh cache of a control plane with a store (endpoints shared by replicas)."""
+    return SharedEndpointsCache()
+
+
+async def open_api(args: argparse.Namespace, cache: SharedEndpointsCache, observer: Observer,
                    credentials: grpc.ServerCredentials | None) -> ApiRuntime:
     """Open the store and build the API (not serving yet: `bind` then `start`). The proxy
     tracker joins the observer's hooks: it sees every stream's ACKs and NACKs."""
     token = read_token(args.api_token_file)
+    replica = args.replica_id or default_replica_id()
     store = open_store(args.store)
     await store.open()
+    try:
+        presence = await _presence(store, replica, args.lease_ttl)
+    except Exception as error:
+        await store.close()
+        raise StoreError(f"{store.url}: cannot share presence: {error}") from error
+    cache.share(presence)
     mirror = StoreMirror(store, cache, on_error=observer.config_rejected)
-    replica = args.replica_id or default_replica_id()
     started = time.time()
     tracker = ProxyTracker(cache, replica, lambda: mirror.revision)
     tracker.attach(observer)
     observer.hooks = (*observer.hooks, tracker)
-    proxies = LocalProxies(tracker, lambda: ControlPlaneInfo(
+    directory = ReplicaDirectory(tracker, presence, cache, lambda: ControlPlaneInfo(
         replica, pointsman_version(), mirror.revision, started))
-    service = ApiService(MeshApi(store, mirror), mirror, StatusView(cache, proxies), proxies,
-                         token=token)
-    return ApiRuntime(store, mirror, ApiServer(service, credentials))
+    service = ApiService(MeshApi(store, mirror), mirror, StatusView(cache, directory),
+                         directory, token=token)
+    return ApiRuntime(store, mirror, ApiServer(service, credentials), presence, directory)
+
+
+async def _presence(store: Store, replica: str, ttl: int) -> LocalPresence:
+    if isinstance(store, EtcdStore):
+        presence: LocalPresence = EtcdPresence(store.client, store.prefix, replica, ttl)
+    else:
+        presence = LocalPresence(replica)
+    await presence.start()
+    return presence
 
 
 def default_replica_id() -> str:

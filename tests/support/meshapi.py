@@ -8,6 +8,10 @@ import subprocess
 import sys
 from typing import Any
 
+from tests.support.envoy import Envoy
+from tests.support.http_backends import EchoBackend
+from tests.support.mesh import Member, sidecar_bootstrap
+from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import REPO, ManagedProcess, http_get, python_argv
 
@@ -60,3 +64,31 @@ def pointsman(*args: str, server: str, stdin: str | bytes | None = None,
     return subprocess.CompletedProcess(done.args, done.returncode,
                                        done.stdout.decode(errors="replace"),
                                        done.stderr.decode(errors="replace"))
+
+
+def replicated_sidecar(stack: Any, flavour: str, xds_ports: list[int], service: str,
+                       index: int, net: str, *, app_port: int | None = None,
+                       delta: bool = False) -> Member:
+    """A sidecar (as tests.support.mesh.start_sidecar) whose ADS cluster lists several control
+    planes, tried in turn; `delta` for DELTA_GRPC (Envoy)."""
+    instance, outbound, app_ip = f"{net}.1.{index}", f"{net}.2.{index}", f"{net}.3.{index}"
+    app = None
+    if app_port is not None:
+        app = EchoBackend(f"{service}-{index}", port=app_port, host=app_ip)
+        stack.enter_context(app)
+    bootstrap = sidecar_bootstrap(f"{service}-{index}", service, xds_ports[0],
+                                  instance_ip=instance, outbound_ip=outbound, app_ip=app_ip)
+    cluster = bootstrap["static_resources"]["clusters"][0]
+    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1",
+                                                     "port_value": port}}}}
+        for port in xds_ports]
+    ads = bootstrap["dynamic_resources"]["ads_config"]
+    ads["grpc_services"][0]["envoy_grpc"]["retry_policy"] = {
+        "retry_back_off": {"base_interval": "0.2s", "max_interval": "1s"}}
+    if delta:
+        ads["api_type"] = "DELTA_GRPC"
+    kind = Envoy if flavour == "envoy" else Pointsman
+    proxy = kind(bootstrap, name=f"{flavour}-{service}-{index}")
+    stack.enter_context(proxy)
+    return Member(service, proxy, instance, outbound, app)
