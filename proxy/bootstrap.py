@@ -3,10 +3,10 @@
 Supported (issue 3, start-up): `node` (id, cluster, locality, metadata), `admin.address`,
 `static_resources.listeners` / `.clusters` / `.secrets` (static secrets that TLS contexts name),
 `stats_sinks` (envoy.stat_sinks.open_telemetry) with `stats_flush_interval`, and
-`dynamic_resources.ads_config` (GRPC, `envoy_grpc` naming a static cluster, its
-`retry_policy.retry_back_off` setting the reconnect backoff) with `lds_config` / `cds_config`
-`{ads: {}}`. Anything else that would change behaviour stops
-start-up with a ConfigError naming the field.
+`dynamic_resources.ads_config` (`api_type` GRPC, state of the world, or DELTA_GRPC,
+incremental; `envoy_grpc` naming a static cluster, its `retry_policy.retry_back_off` setting
+the reconnect backoff) with `lds_config` / `cds_config` `{ads: {}}`. Anything else that
+would change behaviour stops start-up with a ConfigError naming the field.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 _BOOTSTRAP_FIELDS = {"node", "static_resources", "dynamic_resources", "admin", "stats_sinks",
                      "stats_flush_interval"}
+# ApiConfigSource.api_type for ads_config: state of the world or incremental, over gRPC.
+_API_TYPES = frozenset({config_source_pb2.ApiConfigSource.GRPC,
+                        config_source_pb2.ApiConfigSource.DELTA_GRPC})
 _NODE_FIELDS = {"id", "cluster", "metadata", "locality", "user_agent_name",
                 "user_agent_version", "client_features"}
 
@@ -56,6 +59,7 @@ class AdsConfig:
     tls: Any = None  # the cluster's UpstreamTls, None for plaintext
     initial_fetch_timeout: float = 15.0  # Envoy's ConfigSource default; 0: wait forever
     node_on_every_request: bool = True  # not set_node_on_first_message_only
+    delta: bool = False  # api_type DELTA_GRPC: incremental xDS (proxy.xds.delta)
     # the reconnect backoff (Envoy: 500 ms, 30 s)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
 
@@ -214,9 +218,9 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
     prefix = "dynamic_resources.ads_config."
     reject_unsupported(ads, {"api_type", "transport_api_version", "grpc_services",
                              "set_node_on_first_message_only"}, prefix=prefix)
-    if ads.api_type != config_source_pb2.ApiConfigSource.GRPC:
+    if ads.api_type not in _API_TYPES:
         raise unsupported(prefix + "api_type",
-                          f"{enum_name(ads, 'api_type')}: state-of-the-world GRPC only")
+                          f"{enum_name(ads, 'api_type')}: GRPC or DELTA_GRPC only")
     if len(ads.grpc_services) != 1:
         raise ConfigError("exactly one grpc_services entry is required",
                           field=prefix + "grpc_services")
@@ -247,6 +251,7 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
                      tls=cluster.upstream_tls,
                      initial_fetch_timeout=_initial_fetch_timeout(dynamic),
                      node_on_every_request=not ads.set_node_on_first_message_only,
+                     delta=ads.api_type == config_source_pb2.ApiConfigSource.DELTA_GRPC,
                      backoff=_ads_backoff(service.envoy_grpc,
                                           prefix + "grpc_services[0].envoy_grpc.retry_policy."))
 

@@ -2,15 +2,16 @@
 
 `Server` holds the current config (static from the bootstrap + dynamic from ADS), applies
 updates as whole state-of-the-world sets (translate everything first: one bad resource NACKs
-the update and the last good config stays), and owns the ClusterManager and the
-ListenerManager. Listeners are built (network filters created, new addresses bound) when their
-config arrives: the static ones in `start()`, before anything serves, so an error there ends
-the process; an LDS update as a whole before any of it serves, so an error NACKs it and
-changes nothing (proxy.listeners.manager stage/activate). Envoy's initialization
-(intro/arch_overview/operations/init): listeners start accepting only once the first CDS/LDS
-responses arrived, every cluster has its endpoints (EDS) and first health check results, and
-every referenced route configuration arrived — or `initial_fetch_timeout` passed. `/ready`
-reports it.
+the update and the last good config stays) or, over delta xDS, as changes to the resources held
+(`apply_delta`: the resulting set is checked and applied the same way), and owns the
+ClusterManager and the ListenerManager. Listeners are built (network filters created, new
+addresses bound) when their config arrives: the static ones in `start()`, before anything
+serves, so an error there ends the process; an LDS update as a whole before any of it serves,
+so an error NACKs it and changes nothing (proxy.listeners.manager stage/activate). Envoy's
+initialization (intro/arch_overview/operations/init): listeners start accepting only once the
+first CDS/LDS responses arrived, every cluster has its endpoints (EDS) and first health check
+results, and every referenced route configuration arrived — or `initial_fetch_timeout` passed.
+`/ready` reports it.
 
 The server's tasks (ADS client, initialization) have an owner (proxy.tasks): an exception in
 one sets `failed` with a one-line `failure`, and the process exits with it (proxy.main).
@@ -23,13 +24,14 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from envoy.config.endpoint.v3 import endpoint_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError
-from protos.loader import unpack_any
+from protos.loader import pack_any, unpack_any
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from proxy.bootstrap import Bootstrap, ensure_network_filters
 from proxy.context import ServerContext
@@ -44,6 +46,9 @@ from proxy.observability.hooks import Observability
 from proxy.stats import Stats
 from proxy.tasks import TaskSet
 from proxy.upstream.manager import ClusterManager
+
+if TYPE_CHECKING:
+    from proxy.xds.delta import DeltaResource
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +223,13 @@ class Server:
     async def _run_xds(self) -> None:
         from proxy.xds.backoff import JitteredBackoff
         from proxy.xds.client import AdsClient
+        from proxy.xds.delta import DeltaProtocol
         from proxy.xds.protocol import AdsProtocol
 
         ads = self.bootstrap.ads
         assert ads is not None
-        protocol = AdsProtocol(self.bootstrap.node_proto,
-                               node_on_every_request=ads.node_on_every_request)
+        protocol = (DeltaProtocol if ads.delta else AdsProtocol)(
+            self.bootstrap.node_proto, node_on_every_request=ads.node_on_every_request)
         protocol.subscribe_wildcard([t for t, on in ((CLUSTER, ads.cds), (LISTENER, ads.lds))
                                      if on])
         self._xds_client = AdsClient(ads.target, protocol, self, self.stats,
@@ -239,6 +245,47 @@ class Server:
     def apply(self, type_url: str, version: str, resources: tuple[Any, ...]) -> None:
         """Apply one state-of-the-world update; ConfigError (-> NACK) changes nothing."""
         translated = self._translate_all(type_url, version, resources)
+        self._apply_translated(type_url, version, translated)
+        for observer in self.update_observers:
+            observer(type_url, version, resources)
+
+    def apply_delta(self, type_url: str, version: str, added: tuple[DeltaResource, ...],
+                    removed: tuple[str, ...]) -> None:
+        """Apply one incremental update (proxy.xds.delta): `added` resources, each with its
+        own version, join or replace those held; the listeners and clusters named in
+        `removed` go. The result is checked and applied as a state-of-the-world update, so a
+        ConfigError (-> NACK) changes nothing. Removed EDS / RDS resources are ignored, as
+        Envoy's EDS cluster and RDS subscription ignore them (the endpoints and routes stay),
+        except that a cluster still waiting for its first endpoints stops warming, empty
+        (EdsClusterImpl::validateUpdateSize)."""
+        translated = _translate_delta(type_url, added)
+        if type_url in (LISTENER, CLUSTER):
+            held = self.state.resources[type_url]
+            translated = {**{name: item for name, item in held.items() if name not in removed},
+                          **translated}
+        elif type_url == CLUSTER_LOAD_ASSIGNMENT:
+            translated = {**self._emptied_assignments(removed), **translated}
+        self._apply_translated(type_url, version, translated)
+        if type_url == ROUTE_CONFIGURATION and removed:
+            log.warning("RDS: the server removed route configurations %s: ignored, as Envoy "
+                        "does (the routes stay)", ", ".join(map(repr, removed)))
+        # Workers (proxy.workers) get the equivalent state-of-the-world update.
+        resources = tuple(pack_any(item.message) for item in translated.values())
+        for observer in self.update_observers:
+            observer(type_url, version, resources)
+
+    def _emptied_assignments(self, removed: tuple[str, ...]) -> dict[str, DynamicResource]:
+        """Removed ClusterLoadAssignments of EDS clusters that never had endpoints: an empty
+        assignment each, so that they finish warming (the others keep their endpoints)."""
+        if not removed:
+            return {}
+        held = self.state.resources[CLUSTER_LOAD_ASSIGNMENT]
+        wanted = set(self.cluster_manager.eds_resource_names())
+        return {name: _empty_assignment(name) for name in removed
+                if name not in held and name in wanted}
+
+    def _apply_translated(self, type_url: str, version: str,
+                          translated: dict[str, DynamicResource]) -> None:
         if type_url == LISTENER:
             self._apply_listeners(translated)
         elif type_url == CLUSTER:
@@ -256,8 +303,6 @@ class Server:
         else:
             raise ConfigError(f"resource type {type_url!r} is not supported")
         self.state.versions[type_url] = version
-        for observer in self.update_observers:
-            observer(type_url, version, resources)
 
     def _check_route_clusters(self, translated: dict[str, DynamicResource]) -> None:
         """RouteConfiguration.validate_clusters over RDS (default false there): when true, a
@@ -277,28 +322,20 @@ class Server:
         if type_url == CLUSTER_LOAD_ASSIGNMENT:
             return self.cluster_manager.eds_resource_names()
         if type_url == ROUTE_CONFIGURATION:
-            return sorted({name for listener in self._all_listeners().values()
+            # The routes of the listeners configured, and of the versions still serving while
+            # their successors warm: those keep their routes until they are replaced, as in
+            # Envoy (a warming listener's predecessor serves on, intro/arch_overview/
+            # operations/init), or their requests would find no route.
+            listeners = [*self._all_listeners().values(),
+                         *self.listener_manager.models.values()]
+            return sorted({name for listener in listeners
                            for name in listener.rds_route_config_names})
         return ()
 
     def _translate_all(self, type_url: str, version: str, resources: tuple[Any, ...]
                        ) -> dict[str, DynamicResource]:
-        translate = _TRANSLATORS.get(type_url)
-        if translate is None:
-            raise ConfigError(f"resource type {type_url!r} is not supported")
-        result: dict[str, DynamicResource] = {}
-        for index, packed in enumerate(resources):
-            try:
-                message = unpack_any(packed, field=f"resources[{index}]")
-                model = translate(message)
-            except ConfigError as error:
-                raise error.within(source=_TYPE_NAMES[type_url]) from error
-            name = _resource_name(model)
-            if name in result:
-                raise ConfigError(f"duplicate resource {name!r}", resource=name,
-                                  source=_TYPE_NAMES[type_url])
-            result[name] = DynamicResource(version, message, model)
-        return result
+        return _by_name(type_url, (_translate_one(type_url, version, packed, f"resources[{index}]")
+                                   for index, packed in enumerate(resources)))
 
     def _apply_listeners(self, translated: dict[str, DynamicResource]) -> None:
         for name in translated:
@@ -321,13 +358,16 @@ class Server:
         except ConfigError as error:
             raise error.within(source="LDS") from error
         self.state.resources[LISTENER] = translated
-        # Route configurations no listener names any more are dropped (unsubscribed).
+        self._drop_unwanted_routes()
+        self._serve_warm_listeners()
+
+    def _drop_unwanted_routes(self) -> None:
+        """Route configurations no listener names any more are dropped (unsubscribed)."""
         wanted = set(self.wanted_names(ROUTE_CONFIGURATION))
         routes = self.state.resources[ROUTE_CONFIGURATION]
         for name in [name for name in routes if name not in wanted]:
             del routes[name]
         self.routes.keep_only(wanted)
-        self._serve_warm_listeners()
 
     def _serve_warm_listeners(self) -> None:
         """Envoy's listener warming after start-up: a new or updated listener serves once its
@@ -341,6 +381,7 @@ class Server:
         warm = {name for name, model in self.listener_manager.staged.items()
                 if set(model.rds_route_config_names) <= known_routes}
         self.listener_manager.activate(warm)
+        self._drop_unwanted_routes()  # those only the replaced versions used
 
     def _apply_clusters(self, translated: dict[str, DynamicResource]) -> None:
         for name in translated:
@@ -438,6 +479,52 @@ def _check_distinct_addresses(listeners: dict[str, Listener]) -> None:
                               f"(listener {seen[listener.address]!r} has it)", source="LDS",
                               resource=name, field="address")
         seen[listener.address] = name
+
+
+def _translate_one(type_url: str, version: str, packed: Any, where: str) -> DynamicResource:
+    translate = _TRANSLATORS.get(type_url)
+    if translate is None:
+        raise ConfigError(f"resource type {type_url!r} is not supported")
+    try:
+        message = unpack_any(packed, field=where)
+        return DynamicResource(version, message, translate(message))
+    except ConfigError as error:
+        raise error.within(source=_TYPE_NAMES[type_url]) from error
+
+
+def _by_name(type_url: str, items: Iterable[DynamicResource]) -> dict[str, DynamicResource]:
+    result: dict[str, DynamicResource] = {}
+    for item in items:
+        name = _resource_name(item.model)
+        if name in result:
+            raise ConfigError(f"duplicate resource {name!r}", resource=name,
+                              source=_TYPE_NAMES[type_url])
+        result[name] = item
+    return result
+
+
+def _translate_delta(type_url: str, added: tuple[DeltaResource, ...]
+                     ) -> dict[str, DynamicResource]:
+    """Each added resource translated once, with its own version. A listener or cluster is
+    known by its own name (Envoy's LDS/CDS use it); a named RDS/EDS resource must be the one
+    its delta name says (Envoy: "Unexpected RDS configuration", "Unexpected EDS cluster")."""
+    items = []
+    for resource in added:
+        item = _translate_one(type_url, resource.version, resource.resource,
+                              f"resources[{resource.index}].resource")
+        own = _resource_name(item.model)
+        if type_url in (ROUTE_CONFIGURATION, CLUSTER_LOAD_ASSIGNMENT) and own != resource.name:
+            field = "cluster_name" if type_url == CLUSTER_LOAD_ASSIGNMENT else "name"
+            raise ConfigError(f"{own!r} is not the resource {resource.name!r} it is sent as",
+                              resource=resource.name, source=_TYPE_NAMES[type_url],
+                              field=f"resources[{resource.index}].resource.{field}")
+        items.append(item)
+    return _by_name(type_url, items)
+
+
+def _empty_assignment(name: str) -> DynamicResource:
+    message = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    return DynamicResource("", message, translate_cluster_load_assignment(message))
 
 
 def _translate_route(message: Message) -> Any:

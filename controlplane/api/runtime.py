@@ -29,7 +29,6 @@ from controlplane.api.server import ApiServer, ApiService
 from controlplane.api.status import StatusView
 from controlplane.observe import Observer
 from controlplane.store import Store, StoreError, open_store, parse_store_url
-from controlplane.store.etcd import EtcdStore
 from controlplane.store.presence import EtcdPresence, LocalPresence
 
 DEFAULT_API = "127.0.0.1:18001"
@@ -136,6 +135,7 @@ async def open_api(args: argparse.Namespace, cache: SharedEndpointsCache, observ
 
 
 async def _presence(store: Store, replica: str, ttl: int) -> LocalPresence:
+    from controlplane.store.etcd import EtcdStore  # aetcd only with an etcd store
     if isinstance(store, EtcdStore):
         presence: LocalPresence = EtcdPresence(store.client, store.prefix, replica, ttl)
     else:

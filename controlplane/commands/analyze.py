@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from controlplane.mesh.analyze import analyze
-from controlplane.mesh.errors import MeshError
+from controlplane.mesh.errors import Location, MeshError
 from controlplane.mesh.load import read_objects, read_path
 from controlplane.mesh.objects import MeshObject
 
@@ -42,7 +42,12 @@ def read_inputs(names: list[str]) -> tuple[list[MeshObject], list[MeshError]]:
     errors: list[MeshError] = []
     for name in names:
         if name == "-":
-            found, failed = read_objects(sys.stdin.read(), "<stdin>")
+            try:
+                text = sys.stdin.buffer.read().decode("utf-8")
+            except UnicodeDecodeError as error:
+                errors.append(MeshError(f"not UTF-8: {error}", Location("<stdin>")))
+                continue
+            found, failed = read_objects(text, "<stdin>")
         else:
             found, failed = read_path(Path(name))
         objects += found
@@ -51,7 +56,14 @@ def read_inputs(names: list[str]) -> tuple[list[MeshObject], list[MeshError]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(parse_args(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `| head`: the reader left; like other command-line tools, quiet
+        sys.stderr.close()
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         objects, errors = read_inputs(args.filename)
     except MeshError as error:  # a path that does not exist

@@ -45,7 +45,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(parse_args(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `| head`: the reader left; like other command-line tools, quiet
+        sys.stderr.close()
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:
     headers = []
     for header in args.header:
         name, sep, value = header.partition(":")

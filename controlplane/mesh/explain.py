@@ -31,8 +31,15 @@ from google.protobuf import json_format
 from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
 from controlplane.mesh.compile.node import MeshNode
-from controlplane.mesh.compile.policies import BTP, SP, merge, route_policies, service_policy
-from controlplane.mesh.objects import MeshObject
+from controlplane.mesh.compile.policies import (
+    BTP,
+    CTP,
+    SP,
+    merge,
+    route_policies,
+    service_policy,
+)
+from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from proxy.http.headers import Headers, RequestHead
@@ -137,21 +144,17 @@ def explain(mesh: Mesh, caller: str, method: str, url: str, headers: list[tuple[
 
 
 def _set_aside(table: route_pb2.RouteConfiguration) -> dict[str, list[str]]:
-    """Route fields that do not change which route matches and that the sidecar's model
-    does not take yet (docs/mesh.md, "Envoy-only output"): removed from the copy that is
-    matched against, and told in the explanation instead."""
+    """What a route does besides choosing a backend: per-route filter configs (CORS, faults)
+    and mirrors, told in the explanation."""
     found: dict[str, list[str]] = {}
     for vhost in table.virtual_hosts:
         for route in vhost.routes:
             notes = found.setdefault(route.name, [])
             for name in route.typed_per_filter_config:
                 notes.append(f"{name.rsplit('.', 1)[-1]} (per-route {name})")
-            route.ClearField("typed_per_filter_config")
-            if route.HasField("route"):  # touching an unset oneof member would set it
+            if route.HasField("route"):
                 for mirror in route.route.request_mirror_policies:
                     notes.append(f"mirrored to {mirror.cluster}")
-                route.route.ClearField("request_mirror_policies")
-        vhost.ClearField("typed_per_filter_config")
     return found
 
 
@@ -230,7 +233,9 @@ def _explain_http(out: Explanation, table: Any, request: RequestHead,
         return
     assert isinstance(action, ForwardAction)
     out.action = "forward"
-    out.policies += _route_policies(action, mesh, rule)
+    gateway, listener = _edge(out, mesh, vhost.name)
+    out.policies += _route_policies(action, mesh, rule, gateway, listener)
+    out.policies += _listener_policies(mesh, gateway, listener)
     entries = [(action.cluster, 1)] if action.cluster else \
         [(item.name, item.weight) for item in action.weighted_clusters]
     total = sum(weight for _, weight in entries) or 1
@@ -270,8 +275,39 @@ def _rule_of(mesh: Mesh, name: str) -> tuple[str, MeshObject, int] | None:
     return label, route, index
 
 
+def _edge(out: Explanation, mesh: Mesh, vhost: str) -> tuple[ObjectKey | None, str | None]:
+    """For a Gateway caller: its key and the listener owning the virtual host (gateway.py
+    names them LISTENER/DOMAIN)."""
+    if not out.caller.startswith("Gateway "):
+        return None, None
+    namespace, name = out.caller.split(" ", 1)[1].split("/", 1)
+    return ObjectKey("Gateway", namespace, name), vhost.split("/", 1)[0]
+
+
+def _listener_policies(mesh: Mesh, gateway: ObjectKey | None, listener: str | None
+                       ) -> list[str]:
+    """What a Gateway listener applies to every request on it."""
+    if gateway is None:
+        return []
+    out = []
+    security = mesh.policy_for(SP, gateway, listener)
+    if security is not None and security.spec.authorization is not None:
+        rules = security.spec.authorization
+        out.append(f"authorization at the Gateway: {len(rules.rules)} rule(s), default "
+                   f"{rules.default_action} ({security.label})")
+    client = mesh.policy_for(CTP, gateway, listener)
+    if client is not None and client.spec.timeouts is not None:
+        found = client.spec.timeouts
+        parts = [f"{label} {value:g}s" for label, value in (
+            ("request received", found.request_received), ("idle", found.idle),
+            ("stream idle", found.stream_idle)) if value is not None]
+        out.append(f"client timeouts: {', '.join(parts)} ({client.label})")
+    return out
+
+
 def _route_policies(action: ForwardAction, mesh: Mesh,
-                    rule: tuple[str, MeshObject, int] | None) -> list[str]:
+                    rule: tuple[str, MeshObject, int] | None, gateway: ObjectKey | None = None,
+                    listener: str | None = None) -> list[str]:
     out = [f"timeout: {action.timeout:g}s" if action.timeout else "timeout: none"]
     retry = action.retry_policy
     if retry is not None:
@@ -288,7 +324,7 @@ def _route_policies(action: ForwardAction, mesh: Mesh,
         view = View(mesh, Endpoints(), Memo())
         route = rule[1]
         name = route.spec.rules[rule[2]].name
-        sources = merge(route_policies(view, route, name)).sources
+        sources = merge(route_policies(view, route, name, gateway, listener)).sources
         if sources:
             out.append("from " + ", ".join(sources))
     return out

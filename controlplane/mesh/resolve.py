@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from controlplane.mesh.errors import Location, Problem
+from controlplane.mesh.errors import Problem
 from controlplane.mesh.hostnames import effective
 from controlplane.mesh.kinds.endpointslice import SERVICE_NAME_LABEL
 from controlplane.mesh.kinds.gateway import GatewayListener, GatewaySpec
@@ -194,9 +194,18 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
     for items in mesh.by_kind.values():
         items.sort(key=precedence_key)
     _index_slices(mesh)
+    addresses: dict[str, MeshObject] = {}
     for service in sorted(mesh.of_kind("Service"), key=lambda item: (item.namespace, item.name)):
         for port in service.spec.ports:
             mesh.by_port[port.port].append(service)
+        address = service.spec.cluster_ip
+        if address is not None and address in addresses:  # one virtual host domain each
+            mesh.problems.append(Problem(
+                "error", "Duplicate", f"clusterIP {address} is also "
+                                      f"{addresses[address].label}'s", service.location(
+                                          ("spec", "clusterIP"))))
+        elif address is not None:
+            addresses[address] = service
     _check_gateways(mesh)
     for kind in ROUTE_KINDS:
         for route in mesh.of_kind(kind):
@@ -558,7 +567,3 @@ def _has_section(target: MeshObject, section: str) -> bool:
     if target.kind == "Service":
         return target.spec.port_named(section) is not None
     return any(getattr(rule, "name", None) == section for rule in target.spec.rules)
-
-
-def location_of(obj: MeshObject, *path: str | int) -> Location:
-    return obj.location(tuple(path))

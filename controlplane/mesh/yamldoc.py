@@ -2,10 +2,11 @@
 
 PyYAML's composer gives each node a start mark; we build the plain data ourselves from the node
 tree so that every mapping key and list item keeps its line (`Document.line_of(path)`). Input is
-hostile until proven otherwise: the depth, the number of nodes built per document (aliases are
-counted each time they are expanded, so an alias bomb stops early) and the number of documents
-are bounded; duplicate keys are an error (as Kubernetes' strict decoding reports them), and
-only YAML's safe tags are constructed. Every failure is a `MeshError` naming the file and line.
+hostile until proven otherwise: the depth, the number of nodes built per document and per
+stream (aliases are counted each time they are expanded, so an alias bomb stops early) and the
+number of documents are bounded; duplicate keys are an error (as Kubernetes' strict decoding
+reports them), and only YAML's safe tags are constructed. Every failure is a `MeshError`
+naming the file and line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 64
 MAX_NODES = 200_000  # per document, aliases counted each time they are expanded
 MAX_DOCUMENTS = 20_000
+MAX_STREAM_NODES = 2_000_000  # over the whole stream
 
 
 @dataclass
@@ -69,6 +71,7 @@ def parse_stream(text: str, source: str) -> list[Document]:
     documents: list[Document] = []
     try:
         index = 0
+        budget = MAX_STREAM_NODES
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -76,7 +79,9 @@ def parse_stream(text: str, source: str) -> list[Document]:
             if len(documents) >= MAX_DOCUMENTS:
                 raise _error(source, node, f"more than {MAX_DOCUMENTS} documents")
             document = Document(None, source, index)
-            document.data = _Builder(loader, document).build(node)
+            builder = _Builder(loader, document, budget)
+            document.data = builder.build(node)
+            budget -= builder.nodes
             index += 1
             if document.data is not None:
                 documents.append(document)
@@ -99,18 +104,21 @@ def _error(source: str, node: yaml.Node, message: str) -> MeshError:
 class _Builder:
     """Plain data from one node tree, recording lines; bounded in depth and size."""
 
-    def __init__(self, loader: Any, document: Document) -> None:
+    def __init__(self, loader: Any, document: Document, budget: int = MAX_STREAM_NODES) -> None:
         self.loader = loader
         self.document = document
         self.nodes = 0
+        self.limit = min(MAX_NODES, budget)
 
     def build(self, node: yaml.Node) -> Any:
         return self._value(node, (), 0)
 
     def _value(self, node: yaml.Node, path: Path, depth: int) -> Any:
         self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise self._fail(node, f"more than {MAX_NODES} values in one object")
+        if self.nodes > self.limit:
+            what = f"more than {MAX_NODES} values in one object" if self.limit == MAX_NODES \
+                else f"more than {MAX_STREAM_NODES} values in one stream"
+            raise self._fail(node, what)
         if depth > MAX_DEPTH:
             raise self._fail(node, f"nested deeper than {MAX_DEPTH} levels")
         self.document.lines.setdefault(path, node.start_mark.line + 1)

@@ -28,7 +28,7 @@ from envoy.config.core.v3 import base_pb2
 from controlplane import logs
 from controlplane.cache import CachedResource, Snapshot, SnapshotCache, TypeSnapshot, set_version
 from controlplane.mesh import MeshError, MeshObject, read_objects, resolve
-from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources
+from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources, ResourceSet
 from controlplane.mesh.compile.memo import Endpoints
 from controlplane.mesh.compile.node import MeshNode, NodeError, node_identity
 from controlplane.mesh.errors import Location
@@ -42,17 +42,50 @@ log = logging.getLogger("pointsman.controlplane.mesh")
 
 
 def snapshot_of(resources: NodeResources) -> Snapshot:
-    """A Snapshot made of already packed resources (nothing is serialised again)."""
+    """A Snapshot made of already packed resources (nothing is serialised again). Per type,
+    a part's resources become a TypeSnapshot once (kept on the part, which every node with
+    that part shares); several parts of one type are merged once per combination."""
     types: dict[str, TypeSnapshot] = {}
     for kind in PUSH_ORDER:
-        items: Mapping[str, CachedResource] = resources.resources.get(kind.type_url, {})
-        ordered = tuple(items[name] for name in sorted(items))
-        types[kind.type_url] = TypeSnapshot(set_version(ordered), MappingProxyType(dict(items)),
-                                            ordered)
+        parts = [part for part in resources.parts if part.by_type.get(kind.type_url)]
+        types[kind.type_url] = _typed(kind.type_url, parts)
     overall = hashlib.blake2b(digest_size=6)
     for type_url in sorted(types):
         overall.update(types[type_url].version.encode())
     return Snapshot(MappingProxyType(types), overall.hexdigest())
+
+
+_EMPTY = TypeSnapshot(set_version(()), MappingProxyType({}), ())
+_MERGED: dict[tuple[int, ...], tuple[list[ResourceSet], TypeSnapshot]] = {}
+MERGED_LIMIT = 4096
+
+
+def _typed(type_url: str, parts: list[ResourceSet]) -> TypeSnapshot:
+    if not parts:
+        return _EMPTY
+    if len(parts) == 1:
+        found = parts[0].typed.get(type_url)
+        if found is None:
+            found = parts[0].typed[type_url] = _type_snapshot(parts[0].by_type[type_url])
+        assert isinstance(found, TypeSnapshot)
+        return found
+    key = (hash(type_url), *(id(part) for part in parts))
+    cached = _MERGED.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], parts, strict=True)):
+        return cached[1]
+    merged: dict[str, CachedResource] = {}
+    for part in parts:
+        merged.update(part.by_type[type_url])
+    typed = _type_snapshot(merged)
+    if len(_MERGED) >= MERGED_LIMIT:
+        _MERGED.clear()
+    _MERGED[key] = (parts, typed)  # the parts are kept alive, so their ids stay theirs
+    return typed
+
+
+def _type_snapshot(items: Mapping[str, CachedResource]) -> TypeSnapshot:
+    ordered = tuple(items[name] for name in sorted(items))
+    return TypeSnapshot(set_version(ordered), MappingProxyType(dict(items)), ordered)
 
 
 class MeshCache(SnapshotCache):
@@ -75,10 +108,22 @@ class MeshCache(SnapshotCache):
     def mesh(self) -> Mesh:
         return self.compiler.mesh
 
-    def set_mesh(self, mesh: Mesh) -> None:
-        self.compiler.update(mesh=mesh)
+    def set_mesh(self, mesh: Mesh, compiler: MeshCompiler | None = None) -> None:
+        """Serve `mesh`; `compiler` is one `prepare(mesh)` warmed in a worker thread."""
+        if compiler is None:
+            self.compiler.update(mesh=mesh)
+        else:
+            compiler.update(endpoints=self.compiler.endpoints)  # sidecars that came meanwhile
+            self.compiler = compiler
         self.last_change = "mesh"
         self._changed()
+
+    def prepare(self, mesh: Mesh) -> MeshCompiler:
+        """In a worker thread: a compiler for `mesh`, with the units of the nodes connected
+        now already built, so that swapping it in does not compile on the event loop."""
+        compiler = self.compiler.fork(mesh)
+        compiler.warm(list(self._memo.copy()))
+        return compiler
 
     def _changed(self) -> None:
         self.mesh_generation += 1
@@ -193,7 +238,7 @@ class MeshSource:
             await self.poll_in_thread()
             await asyncio.sleep(self.interval)
 
-    def _load_if_changed(self) -> Mesh | ConfigError | None:
+    def _load_if_changed(self) -> tuple[Mesh, MeshCompiler] | ConfigError | None:
         try:
             marks = _fingerprint(self.root)
         except MeshError as error:
@@ -202,7 +247,8 @@ class MeshSource:
             return None
         self._seen = marks
         try:
-            return self._load(marks)
+            mesh = self._load(marks)
+            return mesh, self.cache.prepare(mesh)
         except MeshError as error:
             return error
         except (OSError, RecursionError, ValueError) as error:
@@ -218,7 +264,10 @@ class MeshSource:
         for path, mark in current.items():
             cached = self._parsed.get(path)
             if cached is None or cached[0] != mark:
-                text = Path(path).read_text(encoding="utf-8")
+                try:
+                    text = Path(path).read_text(encoding="utf-8")
+                except UnicodeDecodeError as error:
+                    raise MeshError(f"not UTF-8: {error}", Location(path)) from error
                 found, errors = read_objects(text, path)
                 if errors:
                     raise errors[0]
@@ -230,7 +279,7 @@ class MeshSource:
             raise MeshError(fatal[0].message, fatal[0].location)
         return mesh
 
-    def _apply(self, result: Mesh | ConfigError | None) -> bool:
+    def _apply(self, result: tuple[Mesh, MeshCompiler] | ConfigError | None) -> bool:
         if result is None:
             return False
         if isinstance(result, ConfigError):
@@ -239,9 +288,10 @@ class MeshSource:
             return False
         self.last_error = None
         self.loads += 1
-        self.cache.set_mesh(result)
+        mesh, compiler = result
+        self.cache.set_mesh(mesh, compiler)
         if self.on_loaded is not None:
-            self.on_loaded(result)
+            self.on_loaded(mesh)
         return True
 
 

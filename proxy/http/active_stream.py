@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from proxy.http.body import BodyChannel
 from proxy.http.deadline import Deadline
-from proxy.http.filter import HttpFilter, HttpStream, LocalReply
+from proxy.http.filter import HttpFilter, HttpStream, LocalReply, Paced
 from proxy.http.header_mutation import apply_response_mutations, route_levels
 from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import render_local_reply
 from proxy.http.request_headers import mutate_request_headers
-from proxy.http.routing import match_route, select_virtual_host
+from proxy.http.routing import resolve_route
 from proxy.model.route import ForwardAction, RouteConfig, request_buffer_limit
 from proxy.observability.request_info import EMPTY_HEADERS, RequestInfo
 
@@ -205,7 +205,7 @@ class ActiveStream:
             connection.count_stat("downstream_rq_non_relative_path")
             await self.send_local_reply(LocalReply(404, details="absolute_path_rejected"))
             return
-        self.config = connection.route_config()
+        self.config = self.info.route_config = connection.route_config()
         internal_only = self.config.internal_only_headers if self.config else ()
         client, internal = mutate_request_headers(
             request, connection.remote_address[0], connection.scheme, settings, internal_only)
@@ -218,6 +218,8 @@ class ActiveStream:
                 request.headers.set("x-request-id", span.request_id)
         for http_filter in self.filters:
             reply = http_filter.on_request_headers(self.info)
+            if reply is not None and not isinstance(reply, LocalReply):
+                reply = await reply  # the filter holds the request (StopIteration)
             if reply is not None:
                 await self.send_local_reply(reply)
                 return
@@ -247,12 +249,10 @@ class ActiveStream:
     def _resolve_route(self) -> None:
         if self.config is None:
             return
-        vhost = select_virtual_host(self.config, self.info.request.authority)
-        self.info.virtual_host = vhost
+        route = resolve_route(self.info)  # a filter may have looked it up already
+        vhost = self.info.virtual_host
         if vhost is None:
             return
-        route = match_route(vhost, self.info.request)
-        self.info.route = route
         limit = request_buffer_limit(route, vhost)
         if limit is not None:
             # per_request_buffer_limit_bytes replaces the listener's limit for this request's
@@ -336,8 +336,35 @@ class ActiveStream:
 
     async def send_data(self, data: bytes, *, end_stream: bool) -> None:
         self.touch()
-        for http_filter in reversed(self.filters):
-            data = http_filter.on_response_data(self.info, data, end_stream)
+        filters = self.filters
+        for index in range(len(filters) - 1, -1, -1):  # encoder order: the chain reversed
+            out = filters[index].on_response_data(self.info, data, end_stream)
+            if type(out) is Paced:
+                await self._send_paced(out, index)
+                return
+            data = out  # type: ignore[assignment]
+        # _write_data inline (the common case): one coroutine less per chunk.
+        self.info.bytes_sent += len(data)
+        connection = self.connection
+        if not connection.write_data_nowait(self, data, end_stream=end_stream):
+            await connection.write_data(self, data, end_stream=end_stream)
+        elif connection.flow.paused:
+            await connection.flow.drained()
+        if end_stream:
+            self.complete = True
+
+    async def _send_paced(self, paced: Paced, below: int) -> None:
+        """A filter lets the chunk out in pieces: each goes through the filters after it in
+        encoder order (those before it in the chain) and downstream as it comes."""
+        async for piece, end_stream in paced.pieces:
+            self.touch()  # each piece is activity (stream idle timeout)
+            for http_filter in reversed(self.filters[:below]):
+                out = http_filter.on_response_data(self.info, piece, end_stream)
+                assert type(out) is not Paced, "one filter paces a response"
+                piece = out  # type: ignore[assignment]
+            await self._write_data(piece, end_stream)
+
+    async def _write_data(self, data: bytes, end_stream: bool) -> None:
         self.info.bytes_sent += len(data)
         connection = self.connection
         if not connection.write_data_nowait(self, data, end_stream=end_stream):

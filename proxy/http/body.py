@@ -98,6 +98,16 @@ class BodyChannel:
                 self._on_pressure(False)
         return data
 
+    def read_nowait(self) -> bytes | None:
+        """The next chunk already queued, else None (whether or not the body ended)."""
+        if not self._chunks:
+            return None
+        data, flow_controlled = self._chunks.popleft()
+        self._buffered -= len(data)
+        if self._on_consumed and flow_controlled:
+            self._on_consumed(flow_controlled)
+        return data
+
     @property
     def exhausted(self) -> bool:
         """Ended and fully read."""

@@ -2,14 +2,26 @@
 
 A filter is a small object created per stream by its factory. The connection manager calls
 `on_request_headers` in chain order before routing; a filter either lets the request continue
-(returns None) or answers it locally (returns a `LocalReply`, which stops the chain: Envoy's
-`StopIteration` after `sendLocalReply`). `on_response_headers` runs in reverse chain order
-before the response head goes downstream and may edit it. Body hooks see each chunk and may
-replace it. `on_complete` runs once, when the stream is over, for bookkeeping.
+(returns None), answers it locally (returns a `LocalReply`, which stops the chain: Envoy's
+`StopIteration` after `sendLocalReply`), or holds it (returns an awaitable of either: Envoy's
+`StopIteration` until `continueDecoding`, as the fault filter's delay does; the request body
+waits, under the stream's flow control, in the meantime). `on_response_headers` runs in reverse
+chain order before the response head goes downstream and may edit it. Body hooks see each
+chunk and may replace it; `on_response_data` may instead return a `Paced` body, whose pieces
+go on through the rest of the chain as they come (the fault filter's response rate limit, as
+Envoy's StreamRateLimiter). `on_complete` runs once, when the stream is over, for bookkeeping.
+
+The route is looked up when the router needs it, or earlier when a filter asks for it
+(`proxy.http.routing.resolve_route`, Envoy's `decoder_callbacks_->route()`); either way once
+per request, so a filter that asked sees the route the router uses.
 
 Factories are registered by the full proto name of their `typed_config` and by the Envoy
 extension name (`envoy.filters.http.rbac`); each translates its proto once into a frozen
-config. `envoy.filters.http.router` is the terminal filter and must come last.
+config. A factory whose filter has a per-route config (Envoy's route-specific filter config,
+`typed_per_filter_config` on a route, virtual host or route configuration) also names its
+type (`per_route_type`) and translates it (`translate_per_route`); a filter finds it under its
+own name in the HCM's `http_filters` (`create(..., name=)`). `envoy.filters.http.router` is the
+terminal filter and must come last.
 
 Writing a filter in Python (see examples/python_filter/):
 
@@ -22,7 +34,7 @@ Writing a filter in Python (see examples/python_filter/):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,7 +45,7 @@ from proxy.http.headers import Headers, RequestHead, ResponseHead
 
 if TYPE_CHECKING:
     from proxy.context import ServerContext
-    from proxy.model.route import Route, VirtualHost
+    from proxy.model.route import Route, RouteConfig, VirtualHost
 
 
 @dataclass
@@ -47,6 +59,9 @@ class LocalReply:
     flag: str = ""  # Envoy response flag, e.g. "NR", "UH", "RL"
     grpc_status: int | None = None  # forced gRPC status for gRPC requests (else mapped)
     close_connection: bool = False
+    # Sent as it is, never turned into a gRPC trailers-only answer: a response a filter
+    # encodes itself (Envoy `encodeHeaders` from a decoder filter), not `sendLocalReply`.
+    verbatim: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -63,6 +78,10 @@ class HttpStream:
     start_time: float = field(default_factory=time.time)
     start_monotonic: float = field(default_factory=time.monotonic)
     response_flags: list[str] = field(default_factory=list)
+    # The route configuration the stream routes with; `route_resolved` once the virtual host
+    # and route were looked up in it (proxy.http.routing.resolve_route).
+    route_config: RouteConfig | None = None
+    route_resolved: bool = False
     virtual_host: VirtualHost | None = None
     route: Route | None = None
     upstream_cluster: str = ""
@@ -100,10 +119,25 @@ class HttpStream:
             self.response_flags.append(flag)
 
 
+# What on_request_headers returns: continue (None), answer (LocalReply), or hold the request
+# until the awaitable gives one of those.
+HeadersResult = LocalReply | Awaitable[LocalReply | None] | None
+
+
+class Paced:
+    """A response body chunk a filter lets out over time: `pieces` yields (data, end_stream)
+    pairs, the last one ending the stream when the chunk did."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self, pieces: AsyncIterator[tuple[bytes, bool]]) -> None:
+        self.pieces = pieces
+
+
 class HttpFilter:
     """Base class for HTTP filters; override the hooks you need."""
 
-    def on_request_headers(self, stream: HttpStream) -> LocalReply | None:
+    def on_request_headers(self, stream: HttpStream) -> HeadersResult:
         return None
 
     def on_request_data(self, stream: HttpStream, data: bytes, end_stream: bool) -> bytes:
@@ -112,7 +146,8 @@ class HttpFilter:
     def on_response_headers(self, stream: HttpStream, head: ResponseHead) -> None:
         return None
 
-    def on_response_data(self, stream: HttpStream, data: bytes, end_stream: bool) -> bytes:
+    def on_response_data(self, stream: HttpStream, data: bytes,
+                         end_stream: bool) -> bytes | Paced:
         return data
 
     def on_complete(self, stream: HttpStream) -> None:
@@ -127,10 +162,20 @@ class HttpFilterFactory(Protocol):
         """Proto -> frozen config, raising ConfigError naming the bad field."""
 
     def create(self, config: Any, context: ServerContext, *,
-               stat_prefix: str = "") -> FilterMaker:
+               stat_prefix: str = "", name: str = "") -> FilterMaker:
         """Called once per filter chain; the result makes one filter per stream.
         `stat_prefix`: the owning HCM's, under which Envoy names a filter's stats
-        (http.<stat_prefix>.<filter namespace>.)."""
+        (http.<stat_prefix>.<filter namespace>.); `name`: the filter's name in http_filters,
+        under which routes keep its per-route config."""
+
+
+class PerRouteFactory(Protocol):
+    """A factory whose filter takes a per-route config (Envoy's createRouteSpecificFilterConfig)."""
+
+    per_route_type: str  # full proto name of the per-route config
+
+    def translate_per_route(self, message: Message) -> Any:
+        """Proto -> frozen per-route config, raising ConfigError naming the bad field."""
 
 
 class FilterMaker(Protocol):
@@ -138,12 +183,23 @@ class FilterMaker(Protocol):
 
 
 HTTP_FILTERS: dict[str, HttpFilterFactory] = {}
+PER_ROUTE_FILTERS: dict[str, PerRouteFactory] = {}
 ROUTER_CONFIG_TYPE = "envoy.extensions.filters.http.router.v3.Router"
 
 
 def register_http_filter(factory: HttpFilterFactory) -> HttpFilterFactory:
     HTTP_FILTERS[factory.config_type] = factory
+    per_route_type = getattr(factory, "per_route_type", "")
+    if per_route_type:
+        PER_ROUTE_FILTERS[per_route_type] = factory  # type: ignore[assignment]
     return factory
+
+
+def per_route_factory(type_name: str) -> PerRouteFactory | None:
+    """The factory that takes per-route configs of this type (Envoy finds it by the type
+    URL of the typed_per_filter_config entry), None when no filter of ours has one."""
+    _load_builtin()
+    return PER_ROUTE_FILTERS.get(type_name)
 
 
 def http_filter_factory(type_name: str, name: str = "") -> HttpFilterFactory:
@@ -160,6 +216,8 @@ def http_filter_factory(type_name: str, name: str = "") -> HttpFilterFactory:
 
 def _load_builtin() -> None:
     # Importing the modules registers their factories.
+    import proxy.http.filters.cors
+    import proxy.http.filters.fault
     import proxy.http.filters.health_check
     import proxy.http.filters.local_ratelimit
     import proxy.http.filters.python

@@ -291,6 +291,10 @@ class Http1ServerCodec:
             self.pending.popleft()
 
 
+# Room for the status line in the raw bound on a head still arriving (Http1ClientCodec).
+_STATUS_LINE_ALLOWANCE = 8 * 1024
+
+
 class Http1ClientCodec:
     """Upstream side of one HTTP/1.1 connection: one request at a time (no pipelining).
 
@@ -299,8 +303,10 @@ class Http1ClientCodec:
     of the response is a truncated answer, a protocol error (ProtocolFailed), as Envoy's codec
     finds it (llhttp at EOF); a close before any byte of it is a plain connection termination
     (no event: the pool says so). The head is held to Envoy's limits for upstream responses:
-    `max_headers_kb` (common_http_protocol_options.max_response_headers_kb, 60 KiB) and
-    `max_headers_count` (100); past either it is a protocol error too."""
+    `max_headers_kb` (common_http_protocol_options.max_response_headers_kb, 60 KiB of names and
+    values) and `max_headers_count` (100); past either it is a protocol error too. The limits
+    are checked once the head is parsed, and while a head is still arriving its raw bytes are
+    bounded, so nothing is counted per header on the request path."""
 
     def __init__(self, *, enable_trailers: bool = False, max_header_bytes: int = 60 * 1024,
                  max_headers_count: int = 100) -> None:
@@ -310,7 +316,9 @@ class Http1ClientCodec:
         self._parser = httptools.HttpResponseParser(self)
         self._events: list[Event] = []
         self._headers: list[tuple[str, str]] = []
-        self._header_bytes = 0
+        self._head_bytes = 0  # raw bytes of a head still arriving (status line and CRLFs too)
+        self._feeding = 0  # the size of the chunk being parsed
+        self._trailer_bytes = 0
         self._trailers: list[tuple[str, str]] | None = None
         self._method = "GET"
         self._request_chunked = False
@@ -331,6 +339,7 @@ class Http1ClientCodec:
             self._ended_by_head = False
         self._method = head.method
         self._head_seen = self._complete = False
+        self._head_bytes = 0
         headers = head.headers.copy()
         self._request_chunked = False
         target = head.path
@@ -363,6 +372,7 @@ class Http1ClientCodec:
             return [DataReceived(self.stream_id, data)] if data else []
         if self.failed:
             return []
+        self._feeding = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -374,6 +384,14 @@ class Http1ClientCodec:
             self._fail(str(error.__context__ or error))
         except httptools.HttpParserError as error:
             self._fail(str(error))
+        if not self._head_seen and self._in_message and not self.failed:
+            # A head still arriving: all of this chunk was head. Its names and values are at
+            # most its raw size, and its raw size at most names, values, 4 bytes a field
+            # (": ", CRLF) and a status line: past this bound it can only be too large.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes + 4 * self.max_headers_count \
+                    + _STATUS_LINE_ALLOWANCE:
+                self._fail("response headers exceed max_response_headers_kb")
         events, self._events = self._events, []
         return events
 
@@ -403,22 +421,33 @@ class Http1ClientCodec:
     def on_message_begin(self) -> None:
         self._in_message = True
         self._headers = []
-        self._header_bytes = 0
         self._trailers = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Envoy counts header bytes against max_response_headers_kb, trailers included.
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > self.max_header_bytes:
-            raise _Refused(502, "response headers exceed max_response_headers_kb")
         if self._trailers is not None:  # after a chunked body: a trailer field
-            self._trailers.append((_latin1(name).lower(), _latin1(value)))
+            self._trailer(name, value)
             return
         self._headers.append((_latin1(name).lower(), _latin1(value)))
+
+    def _trailer(self, name: bytes, value: bytes) -> None:
+        # Envoy holds trailers to the same limits as the head.
+        self._trailer_bytes += len(name) + len(value)
+        if self._trailer_bytes > self.max_header_bytes \
+                or len(self._trailers or ()) >= self.max_headers_count:
+            raise _Refused(502, "response trailers exceed the header limits")
+        assert self._trailers is not None
+        self._trailers.append((_latin1(name).lower(), _latin1(value)))
+
+    def _check_head_limits(self) -> None:
         if len(self._headers) > self.max_headers_count:
             raise _Refused(502, "response headers exceed max_headers_count")
+        # Only a head that, with the chunk it ends in, could be that large is counted.
+        if self._head_bytes + self._feeding > self.max_header_bytes and sum(
+                len(name) + len(value) for name, value in self._headers) > self.max_header_bytes:
+            raise _Refused(502, "response headers exceed max_response_headers_kb")
 
     def on_headers_complete(self) -> None:
+        self._check_head_limits()
         status = self._parser.get_status_code()
         headers = Headers(self._headers)
         if 100 <= status < 200 and status != 101:
@@ -427,11 +456,14 @@ class Http1ClientCodec:
             return
         self._head_seen = True
         self._trailers = []
+        self._trailer_bytes = 0
         self.keep_alive = self._parser.should_keep_alive()
         # RFC 9112 6.3: without Content-Length or chunked coding the body ends at the close.
-        self._close_delimited = ("content-length" not in headers
-                                 and "chunked" not in (headers.joined("transfer-encoding")
-                                                       or "").lower())
+        # llhttp keeps a connection alive only when the message does not need the close to
+        # end (llhttp_should_keep_alive): the framing is looked at only when it says close.
+        self._close_delimited = not self.keep_alive and (
+            "content-length" not in headers
+            and "chunked" not in (headers.joined("transfer-encoding") or "").lower())
         connection = {t.strip().lower() for t in (headers.joined("connection") or "").split(",")}
         stripped = HOP_BY_HOP | connection - {"close", "keep-alive", ""}
         headers.remove_all(stripped - {"upgrade", "connection"} if status == 101 else stripped)

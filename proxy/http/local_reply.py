@@ -33,7 +33,7 @@ def grpc_status_for_http(status: int) -> int:
 def render_local_reply(reply: LocalReply, request: RequestHead | None) -> tuple[ResponseHead,
                                                                                  bytes]:
     headers = reply.headers.copy()
-    if request is not None and request.is_grpc():
+    if request is not None and request.is_grpc() and not reply.verbatim:
         status = reply.grpc_status if reply.grpc_status is not None \
             else grpc_status_for_http(reply.status)
         headers.set("content-type", "application/grpc")

@@ -7,7 +7,9 @@ a stream from the host's pool, send the request (body buffered for replay while 
 retry buffer), and read the response. Retries follow the route's retry policy; the route
 timeout bounds the whole exchange, `per_try_timeout` each attempt. Local failures answer with
 Envoy's texts and response flags: UH (no healthy upstream), UF (connect failure), UO
-(overflow), UC/UR (reset), UT (timeout), URX (retries exhausted), NC (no cluster).
+(overflow), UC/UR (reset), UT (timeout), URX (retries exhausted), NC (no cluster). Mirror
+policies start their shadow requests with the first attempt and are fed the body as the
+attempt reads it (`proxy.http.shadow`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.http2 import ErrorCodes
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.retry import Failure, RetryState, grpc_timeout_text, parse_grpc_timeout
-from proxy.http.routing import select_cluster
+from proxy.http.routing import CLUSTER_PICK, select_cluster
+from proxy.http.shadow import Shadows, ShadowWriter
 from proxy.model.route import (
     DirectResponseAction,
     ForwardAction,
     HeaderMutations,
+    MirrorPolicy,
     RedirectAction,
     RegexRewrite,
     Route,
@@ -130,6 +134,7 @@ class _Plan:
     response_levels: list[HeaderMutations]
     # The route timeout while it waits for the end of the request to start (see _forward).
     route_timer: Deadline | None = None
+    mirrors: list[MirrorPolicy] | None = None  # the mirror policies drawn for this request
 
 
 class _RetryBudget:
@@ -164,7 +169,7 @@ class _BodyReplay:
     it counts `retry_or_shadow_abandoned` and gives up retrying this request)."""
 
     __slots__ = ("_runtime", "buffering", "channel", "chunks", "limit", "overflowed", "retries",
-                 "route_timer", "size")
+                 "route_timer", "shadows", "size")
 
     def __init__(self, channel: BodyChannel, retries: RetryState, limit: int,
                  runtime: Any = None, route_timer: Deadline | None = None) -> None:
@@ -177,6 +182,7 @@ class _BodyReplay:
         self.size = 0
         self.buffering = retries.policy is not None
         self.overflowed = False
+        self.shadows: Shadows | None = None  # mirrors fed each chunk read, once
 
     @property
     def replayable(self) -> bool:
@@ -203,10 +209,14 @@ class _BodyReplay:
             if data is None:
                 if self.route_timer is not None:
                     self.route_timer.start()
+                if self.shadows is not None:
+                    self.shadows.end(self.channel.trailers)
                 break
             stream.touch()
             stream.bytes_received += len(data)
             self._keep(data)
+            if self.shadows is not None:
+                await self.shadows.feed(data)
             await upstream.send_data(data, end_stream=False)
         if self.channel.trailers is not None:
             await upstream.send_trailers(self.channel.trailers)
@@ -223,11 +233,15 @@ class _BodyReplay:
                     if data is None:
                         if self.route_timer is not None:
                             self.route_timer.start()
+                        if self.shadows is not None:
+                            self.shadows.end(self.channel.trailers)
                         await asyncio.sleep(delay)  # body complete: just wait
                         break
                     stream.touch()
                     stream.bytes_received += len(data)
                     self._keep(data)
+                    if self.shadows is not None:
+                        await self.shadows.feed(data)
         except TimeoutError:
             pass
         return not self.overflowed
@@ -242,6 +256,8 @@ class Router:
         self.pools = pools
         self.suppress_envoy_headers = suppress_envoy_headers
         self.rng = rng or random.Random()
+        self.shadow_writer = ShadowWriter(cluster_manager, pools, rng=self.rng,
+                                          suppress_envoy_headers=suppress_envoy_headers)
 
     def handle(self, stream: HttpStream, config: RouteConfig | None,
                downstream: Downstream) -> Awaitable[None]:
@@ -265,10 +281,13 @@ class Router:
     def _plan(self, stream: HttpStream, config: RouteConfig,
               action: ForwardAction) -> _Plan | LocalReply:
         request = stream.request
-        # The random value matters only for weighted_clusters: drawn only then.
-        cluster_name, entry = (select_cluster(action, request, 0) if action.cluster
-                               else select_cluster(action, request,
-                                                   self.rng.randrange(1 << 30)))
+        # The random value matters only for weighted_clusters: drawn only then, unless a
+        # filter already asked for the route's cluster (routing.route_cluster).
+        if action.cluster:
+            cluster_name, entry = action.cluster, None
+        else:
+            cluster_name, entry = stream.state.get(CLUSTER_PICK) or select_cluster(
+                action, request, self.rng.randrange(1 << 30))
         runtime = self.cluster_manager.get(cluster_name) if cluster_name else None
         stream.upstream_cluster = cluster_name
         if runtime is None:
@@ -299,10 +318,17 @@ class Router:
                 head.headers.set("grpc-timeout", grpc_timeout_text(expected))
         apply_request_mutations(head.headers, levels, stream)
         if not action.hash_policies:
-            return _Plan(action, runtime, head, None, None, timeout, levels)
-        hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
-                              _address_text(stream.remote_address))
-        return _Plan(action, runtime, head, hashed.key, hashed.set_cookie, timeout, levels)
+            plan = _Plan(action, runtime, head, None, None, timeout, levels)
+        else:
+            hashed = compute_hash(action.hash_policies, request, stream.trusted_client_address,
+                                  _address_text(stream.remote_address))
+            plan = _Plan(action, runtime, head, hashed.key, hashed.set_cookie, timeout, levels)
+        # mirror_policies() inline: route, else virtual host, else route configuration.
+        policies = action.mirror_policies or stream.virtual_host.mirror_policies \
+            or config.mirror_policies
+        if policies:  # Envoy draws them in decodeHeaders, before the first attempt
+            plan.mirrors = self.shadow_writer.active_policies(policies, head)
+        return plan
 
     # --- forwarding ----------------------------------------------------------------------------
 
@@ -366,6 +392,8 @@ class Router:
                     await downstream.send_local_reply(LocalReply(
                         503, "no healthy upstream", details="no_healthy_upstream"))
                     return
+                if plan.mirrors and not tried:  # with the first upstream request, as Envoy
+                    replay.shadows = self._start_shadows(stream, plan, downstream)
                 tried.append(host)
                 stream.attempt_count += 1
                 stream.upstream_host = host.address_text
@@ -412,6 +440,17 @@ class Router:
                 return
         finally:
             budget.release()
+            if replay.shadows is not None:
+                replay.shadows.finish(downstream.body)
+
+    def _start_shadows(self, stream: HttpStream, plan: _Plan,
+                       downstream: Downstream) -> Shadows | None:
+        assert plan.mirrors
+        body = downstream.body
+        return self.shadow_writer.start(
+            stream, plan.mirrors, plan.head, plan.timeout,
+            _retry_buffer_limit(stream, downstream),
+            end_stream=body.exhausted and body.trailers is None)
 
     async def _one_attempt(self, stream: HttpStream, plan: _Plan, host: Any,
                            replay: _BodyReplay, retries: RetryState,

@@ -6,10 +6,15 @@
 2. The first route whose match accepts the request (routes are ordered).
 3. For a forward action, the cluster: `cluster`, the value of `cluster_header`, or a weighted
    pick driven by a caller-supplied random value (so tests can be exact).
+
+`resolve_route` does 1 and 2 for a stream once (Envoy's cached route), for the filters that
+ask and for the router; `per_filter_configs` finds a filter's per-route configs there.
 """
 
 from __future__ import annotations
 
+import random
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from proxy.http.headers import RequestHead
@@ -21,7 +26,46 @@ from proxy.model.route import (
     RouteMatch,
     VirtualHost,
     WeightedClusterEntry,
+    per_filter_config,
 )
+
+if TYPE_CHECKING:
+    from proxy.http.filter import HttpStream
+
+
+def resolve_route(stream: HttpStream) -> Route | None:
+    """The stream's route as the request is now, looked up once (Envoy's
+    `decoder_callbacks_->route()` caches it): a filter that asks sees the route the router
+    will use. Sets `virtual_host` and `route` on the stream."""
+    if not stream.route_resolved:
+        stream.route_resolved = True
+        config = stream.route_config
+        if config is not None:
+            vhost = select_virtual_host(config, stream.request.authority)
+            stream.virtual_host = vhost
+            if vhost is not None:
+                stream.route = match_route(vhost, stream.request)
+    return stream.route
+
+
+def per_filter_configs(stream: HttpStream, name: str, extension: str = "") -> list[Any]:
+    """The per-route configs filed under filter `name` for the stream's route, most specific
+    first: route, virtual host, route configuration (Envoy's getAllPerFilterConfig, reversed).
+    When none is filed under `name`, those filed under the filter's `extension` name
+    (Envoy's FilterManager falls back to the factory's name). None without a route: Envoy
+    looks per-route configs up through the route."""
+    route = resolve_route(stream)
+    if route is None:
+        return []
+    levels = (route.per_filter,
+              stream.virtual_host.per_filter if stream.virtual_host is not None else (),
+              stream.route_config.per_filter if stream.route_config is not None else ())
+    for key in (name, extension) if extension and extension != name else (name,):
+        found = [config for config in (per_filter_config(level, key) for level in levels)
+                 if config is not None]
+        if found:
+            return found
+    return []
 
 
 def select_virtual_host(config: RouteConfig, authority: str) -> VirtualHost | None:
@@ -191,3 +235,25 @@ def select_cluster(action: ForwardAction, request: RequestHead,
             return name, entry
         target -= entry.weight
     raise AssertionError("weights sum to total_weight")
+
+
+CLUSTER_PICK = "cluster_pick"  # HttpStream.state key of a weighted pick made before the router
+
+
+def route_cluster(stream: HttpStream) -> str:
+    """The cluster of the stream's route as Envoy's routeEntry()->clusterName() gives it to a
+    filter ("" for no route or one that does not forward). A weighted pick made here is kept
+    in the stream's state, and the router forwards to that cluster (Envoy picks once, when
+    the route is looked up)."""
+    route = resolve_route(stream)
+    if route is None or not isinstance(route.action, ForwardAction):
+        return ""
+    action = route.action
+    if not action.weighted_clusters:
+        return select_cluster(action, stream.request, 0)[0]
+    picked = stream.state.get(CLUSTER_PICK)
+    if picked is None:
+        picked = stream.state[CLUSTER_PICK] = select_cluster(
+            action, stream.request, random.randrange(1 << 30))
+    name: str = picked[0]
+    return name

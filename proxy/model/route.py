@@ -4,6 +4,12 @@ Translated once, at the config boundary: every field that would change behaviour
 not implement is refused by name (`protos.errors.unsupported`), never ignored. Matching over this
 model is a pure function in `proxy.http.routing`; the router in `proxy.http.router` executes the
 actions.
+
+`typed_per_filter_config` (route, virtual host, route configuration) is translated by the HTTP
+filter whose per-route type the entry has (`proxy.http.filter.per_route_factory`), as Envoy
+finds the factory by the type URL; an entry of a type no filter of ours takes is refused naming
+it. `request_mirror_policies` (route, else virtual host, else route configuration, as Envoy
+inherits them) are executed by `proxy.http.shadow`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any, Literal
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
+from protos.loader import unpack_any
+from proxy.http.filter import per_route_factory
 from proxy.http.header_mutation import HeaderMutations, translate_mutations
 from proxy.http.matchers import (
     HeaderMatcher,
@@ -83,6 +91,32 @@ class RegexRewrite:
 
 
 @dataclass(frozen=True)
+class MirrorPolicy:
+    """RouteAction.RequestMirrorPolicy: a copy of the request goes to `cluster` (or the cluster
+    named by the request's `cluster_header`) for `numerator / denominator` of the requests; its
+    answer is ignored (Envoy router.cc, shadow_writer_impl.cc)."""
+
+    cluster: str = ""
+    cluster_header: str = ""
+    numerator: int = 100  # runtime_fraction.default_value; unset: every request
+    denominator: int = 100
+    trace_sampled: bool | None = None  # None: the request's own sampling decision
+    disable_shadow_host_suffix_append: bool = False
+    host_rewrite_literal: str = ""
+
+
+# typed_per_filter_config, translated: (filter name, per-route config) sorted by name.
+PerFilterConfigs = tuple[tuple[str, Any], ...]
+
+
+def per_filter_config(configs: PerFilterConfigs, name: str) -> Any | None:
+    for key, config in configs:
+        if key == name:
+            return config
+    return None
+
+
+@dataclass(frozen=True)
 class ForwardAction:
     """RouteAction: send the request to a cluster."""
 
@@ -105,6 +139,8 @@ class ForwardAction:
     upgrades: frozenset[str] = frozenset()  # "websocket", "connect"
     # Types the route's upgrade_configs turn off (enabled: false): they override the HCM.
     upgrades_disabled: frozenset[str] = frozenset()
+    mirror_policies: tuple[MirrorPolicy, ...] = ()  # the route's own (see mirror_policies())
+    cors: Any = None  # the deprecated RouteAction.cors (proxy.http.filters.cors.CorsPolicy)
 
 
 @dataclass(frozen=True)
@@ -136,6 +172,7 @@ class Route:
     mutations: HeaderMutations = field(default_factory=HeaderMutations)
     decorator: Decorator | None = None
     per_request_buffer_limit_bytes: int | None = None  # see request_buffer_limit()
+    per_filter: PerFilterConfigs = ()  # typed_per_filter_config
 
 
 @dataclass(frozen=True)
@@ -156,6 +193,20 @@ class VirtualHost:
     mutations: HeaderMutations = field(default_factory=HeaderMutations)
     retry_policy: RetryPolicy | None = None
     per_request_buffer_limit_bytes: int | None = None  # see request_buffer_limit()
+    per_filter: PerFilterConfigs = ()  # typed_per_filter_config
+    mirror_policies: tuple[MirrorPolicy, ...] = ()
+    cors: Any = None  # the deprecated VirtualHost.cors (proxy.http.filters.cors.CorsPolicy)
+
+
+def mirror_policies(action: ForwardAction, vhost: VirtualHost | None,
+                    config: RouteConfig | None) -> tuple[MirrorPolicy, ...]:
+    """The request mirror policies a route applies: its own, else its virtual host's, else
+    the route configuration's (Envoy's RouteEntryImplBase inherits them that way)."""
+    if action.mirror_policies:
+        return action.mirror_policies
+    if vhost is not None and vhost.mirror_policies:
+        return vhost.mirror_policies
+    return config.mirror_policies if config is not None else ()
 
 
 def request_buffer_limit(route: Route | None, vhost: VirtualHost | None) -> int | None:
@@ -179,6 +230,8 @@ class RouteConfig:
     most_specific_header_mutations_wins: bool = False
     ignore_port_in_host_matching: bool = False
     validate_clusters: bool | None = None  # None: Envoy's default (true when inline/static)
+    per_filter: PerFilterConfigs = ()  # typed_per_filter_config
+    mirror_policies: tuple[MirrorPolicy, ...] = ()
     # Look-up structures the router derives from this (immutable) configuration, built on
     # first use (proxy.http.routing); not part of its value.
     lookup_cache: dict[str, Any] = field(default_factory=dict, init=False, compare=False,
@@ -186,8 +239,9 @@ class RouteConfig:
 
     def referenced_clusters(self) -> list[tuple[str, str]]:
         """(cluster name, field path) of every statically named cluster."""
-        found = []
+        found = _mirrored_clusters(self.mirror_policies, "")
         for h, vhost in enumerate(self.virtual_hosts):
+            found += _mirrored_clusters(vhost.mirror_policies, f"virtual_hosts[{h}].")
             for r, route in enumerate(vhost.routes):
                 action = route.action
                 where = f"virtual_hosts[{h}].routes[{r}].route"
@@ -198,6 +252,7 @@ class RouteConfig:
                         if entry.name:
                             found.append((entry.name,
                                           f"{where}.weighted_clusters.clusters[{w}].name"))
+                    found += _mirrored_clusters(action.mirror_policies, f"{where}.")
         return found
 
     def refuse_unknown_clusters(self, known: Callable[[str], bool]) -> None:
@@ -206,6 +261,11 @@ class RouteConfig:
         for name, where in self.referenced_clusters():
             if not known(name):
                 raise ConfigError(f"unknown cluster {name!r}", field=where)
+
+
+def _mirrored_clusters(policies: tuple[MirrorPolicy, ...], where: str) -> list[tuple[str, str]]:
+    return [(policy.cluster, f"{where}request_mirror_policies[{index}].cluster")
+            for index, policy in enumerate(policies) if policy.cluster]
 
 
 # --- translation -------------------------------------------------------------------------------
@@ -242,7 +302,7 @@ def translate_route_configuration(message: Message) -> RouteConfig:
     _refuse_unknown(message, _MUTATION_FIELDS | {
         "virtual_hosts", "internal_only_headers", "most_specific_header_mutations_wins",
         "ignore_port_in_host_matching", "max_direct_response_body_size_bytes",
-        "validate_clusters",
+        "validate_clusters", "typed_per_filter_config", "request_mirror_policies",
     })
     m = message
     hosts = tuple(
@@ -263,6 +323,8 @@ def translate_route_configuration(message: Message) -> RouteConfig:
         ignore_port_in_host_matching=m.ignore_port_in_host_matching,  # type: ignore
         validate_clusters=m.validate_clusters.value  # type: ignore[attr-defined]
         if m.HasField("validate_clusters") else None,  # type: ignore[attr-defined]
+        per_filter=translate_per_filter_configs(m.typed_per_filter_config),  # type: ignore
+        mirror_policies=_mirror_policies(m.request_mirror_policies),  # type: ignore
     )
 
 
@@ -296,7 +358,9 @@ def _check_unique_domains(hosts: tuple[VirtualHost, ...]) -> None:
 
 def translate_virtual_host(vh: Message) -> VirtualHost:
     _refuse_unknown(vh, _MUTATION_FIELDS | {"domains", "routes", "retry_policy",
-                                            "per_request_buffer_limit_bytes"})
+                                            "per_request_buffer_limit_bytes",
+                                            "typed_per_filter_config", "request_mirror_policies",
+                                            "cors"})
     domains = tuple(d.lower() for d in vh.domains)  # type: ignore[attr-defined]
     if not domains:
         raise ConfigError("at least one domain is required", field="domains")
@@ -308,6 +372,7 @@ def translate_virtual_host(vh: Message) -> VirtualHost:
     retry = None
     if vh.HasField("retry_policy"):  # type: ignore[attr-defined]
         retry = _within("retry_policy", _retry_policy, vh.retry_policy)  # type: ignore
+    per_filter = translate_per_filter_configs(vh.typed_per_filter_config)  # type: ignore
     return VirtualHost(
         name=vh.name,  # type: ignore[attr-defined]
         domains=domains,
@@ -317,12 +382,17 @@ def translate_virtual_host(vh: Message) -> VirtualHost:
         mutations=translate_mutations(vh),
         retry_policy=retry,
         per_request_buffer_limit_bytes=_optional_u32(vh, "per_request_buffer_limit_bytes"),
+        per_filter=per_filter,
+        mirror_policies=_mirror_policies(vh.request_mirror_policies),  # type: ignore
+        cors=_within("cors", _deprecated_cors, vh.cors)  # type: ignore[attr-defined]
+        if vh.HasField("cors") else None,  # type: ignore[attr-defined]
     )
 
 
 def _route(r: Message) -> Route:
     _refuse_unknown(r, _MUTATION_FIELDS | {"match", "route", "redirect", "direct_response",
-                                           "decorator", "per_request_buffer_limit_bytes"})
+                                           "decorator", "per_request_buffer_limit_bytes",
+                                           "typed_per_filter_config"})
     kind = r.WhichOneof("action")
     action: Action
     if kind == "route":
@@ -342,7 +412,96 @@ def _route(r: Message) -> Route:
         decorator=_within("decorator", _decorator, r.decorator)  # type: ignore[attr-defined]
         if r.HasField("decorator") else None,
         per_request_buffer_limit_bytes=_optional_u32(r, "per_request_buffer_limit_bytes"),
+        per_filter=translate_per_filter_configs(r.typed_per_filter_config),  # type: ignore
     )
+
+
+_FILTER_CONFIG_TYPE = "envoy.config.route.v3.FilterConfig"
+_CORS_POLICY_TYPE = "envoy.extensions.filters.http.cors.v3.CorsPolicy"
+
+
+def translate_per_filter_configs(configs: Any) -> PerFilterConfigs:
+    """typed_per_filter_config: filter name -> its per-route config, translated by the filter
+    that takes that type (Envoy PerFilterConfigs: the factory is found by the type URL; an
+    entry no factory takes is refused unless wrapped in a FilterConfig with is_optional)."""
+    translated = []
+    for name in sorted(configs):
+        where = f"typed_per_filter_config[{name}]"
+        config = _within(where, _per_filter_config, configs[name])
+        if config is not None:
+            translated.append((name, config))
+    return tuple(translated)
+
+
+def _per_filter_config(packed: Any) -> Any | None:
+    message = unpack_any(packed, field="")
+    optional = False
+    if message.DESCRIPTOR.full_name == _FILTER_CONFIG_TYPE:
+        _refuse_unknown(message, {"config", "is_optional", "disabled"})
+        if message.disabled:  # type: ignore[attr-defined]
+            raise unsupported("disabled", "a filter turned off per route")
+        optional = message.is_optional  # type: ignore[attr-defined]
+        if not message.HasField("config"):
+            # Envoy: an empty FilterConfig is only meaningful with disabled.
+            raise ConfigError("config is required", field="config")
+        packed = message.config  # type: ignore[attr-defined]
+        try:
+            message = unpack_any(packed, field="config")
+        except ConfigError:
+            if optional:
+                return None  # Envoy skips an optional config of an unknown type
+            raise
+    type_name = message.DESCRIPTOR.full_name
+    factory = per_route_factory(type_name)
+    if factory is None:
+        if optional:
+            return None
+        raise ConfigError(f"a per-route config of type {type_name} is not supported by "
+                          "Pointsman (no HTTP filter of ours takes it)", field="")
+    return factory.translate_per_route(message)
+
+
+def _deprecated_cors(policy: Message) -> Any:
+    """The deprecated route-level `cors` (config.route.v3.CorsPolicy): the same fields as the
+    CORS filter's per-route CorsPolicy, which the filter uses only when no
+    typed_per_filter_config policy applies (Envoy's CorsFilter::initializeCorsPolicies)."""
+    factory = per_route_factory(_CORS_POLICY_TYPE)
+    assert factory is not None
+    return factory.translate_per_route(policy)
+
+
+def _mirror_policies(policies: Any) -> tuple[MirrorPolicy, ...]:
+    return tuple(_within(f"request_mirror_policies[{index}]", _mirror_policy, policy)
+                 for index, policy in enumerate(policies))
+
+
+def _mirror_policy(p: Any) -> MirrorPolicy:
+    _refuse_unknown(p, {"cluster", "cluster_header", "runtime_fraction", "trace_sampled",
+                        "disable_shadow_host_suffix_append", "host_rewrite_literal"})
+    if p.cluster and p.cluster_header:
+        raise ConfigError(f"Only one of cluster {p.cluster!r} or cluster_header "
+                          f"{p.cluster_header!r} in request mirror policy can be specified",
+                          field="cluster")
+    if not p.cluster and not p.cluster_header:
+        raise ConfigError("Exactly one of cluster or cluster_header in request mirror policy "
+                          "need to be specified", field="cluster")
+    numerator, denominator = 100, 100
+    if p.HasField("runtime_fraction"):
+        # The runtime key names a layer value we never have (no layered_runtime): Envoy then
+        # uses default_value, as we do.
+        _refuse_unknown(p.runtime_fraction, {"default_value", "runtime_key"})
+        fraction = p.runtime_fraction.default_value
+        numerator = fraction.numerator
+        denominator = _DENOMINATORS[fraction.denominator]
+    return MirrorPolicy(
+        cluster=p.cluster, cluster_header=p.cluster_header.lower(),
+        numerator=numerator, denominator=denominator,
+        trace_sampled=p.trace_sampled.value if p.HasField("trace_sampled") else None,
+        disable_shadow_host_suffix_append=p.disable_shadow_host_suffix_append,
+        host_rewrite_literal=p.host_rewrite_literal)
+
+
+_DENOMINATORS = {0: 100, 1: 10_000, 2: 1_000_000}  # envoy.type.v3.FractionalPercent
 
 
 def _optional_u32(message: Message, name: str) -> int | None:
@@ -408,7 +567,8 @@ _FORWARD_FIELDS = {
     "cluster", "cluster_header", "weighted_clusters", "cluster_not_found_response_code",
     "prefix_rewrite", "regex_rewrite", "host_rewrite_literal", "auto_host_rewrite",
     "host_rewrite_header", "timeout", "idle_timeout", "retry_policy", "hash_policy",
-    "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs",
+    "max_grpc_timeout", "grpc_timeout_offset", "upgrade_configs", "request_mirror_policies",
+    "cors",
 }
 
 
@@ -454,6 +614,9 @@ def _forward_action(a: Message) -> ForwardAction:
         if a.HasField("grpc_timeout_offset") else 0.0,  # type: ignore[attr-defined]
         upgrades=upgrades,
         upgrades_disabled=upgrades_disabled,
+        mirror_policies=_mirror_policies(a.request_mirror_policies),  # type: ignore
+        cors=_within("cors", _deprecated_cors, a.cors)  # type: ignore[attr-defined]
+        if a.HasField("cors") else None,  # type: ignore[attr-defined]
     )
 
 

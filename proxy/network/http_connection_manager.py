@@ -374,7 +374,8 @@ def _create_http_filter(index: int, config: HttpFilterConfig, context: ServerCon
     (http_filters keeps the router last, so `index` is the filter's place in the proto)."""
     try:
         return http_filter_factory(config.config_type).create(config.config, context,
-                                                               stat_prefix=stat_prefix)
+                                                               stat_prefix=stat_prefix,
+                                                               name=config.name)
     except ConfigError as error:
         raise error.within(field=f"http_filters[{index}].typed_config") from error
 

@@ -1,8 +1,10 @@
-"""The ADS client's I/O: one grpcio aio bidi stream, driven by proxy.xds.protocol.
+"""The ADS client's I/O: one grpcio aio bidi stream, driven by proxy.xds.protocol (state of
+the world, StreamAggregatedResources) or proxy.xds.delta (incremental, DeltaAggregatedResources).
 
 Connects to the bootstrap's ADS cluster, sends the subscriptions, and for each response asks
-the applier (proxy.server) to apply the resources: success -> ACK, ConfigError -> NACK with
-the error naming resource and field (the last good config stays). After each applied update it
+the applier (proxy.server) to apply the resources (the whole set, or the delta): success ->
+ACK, ConfigError -> NACK with the error naming resource and field (the last good config
+stays). After each applied update it
 re-reads which RDS / EDS names the config needs and changes the subscriptions. When a stream
 fails or ends it opens a new one after a jittered exponential backoff (proxy.xds.backoff:
 Envoy's, from the bootstrap's retry_back_off or 500 ms / 30 s), reset by each response, and
@@ -21,13 +23,14 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from protos.errors import ConfigError
 from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
 from proxy.stats import Stats
 from proxy.xds.backoff import BackoffSettings, JitteredBackoff
-from proxy.xds.protocol import AdsProtocol, ResourcesReceived
+from proxy.xds.delta import DeltaApplier
+from proxy.xds.protocol import SotwApplier
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +40,42 @@ _STAT_SCOPES = {CLUSTER: "cluster_manager.cds.", LISTENER: "listener_manager.lds
                 ROUTE_CONFIGURATION: "rds.", CLUSTER_LOAD_ASSIGNMENT: "eds."}
 
 
-class XdsApplier(Protocol):
-    def apply(self, type_url: str, version: str, resources: tuple[Any, ...]) -> None:
-        """Apply the full state-of-the-world set for `type_url`; raise ConfigError to NACK."""
-
+class XdsApplier(SotwApplier, DeltaApplier, Protocol):
     def wanted_names(self, type_url: str) -> Iterable[str]:
         """RDS / EDS resource names the current config refers to."""
 
 
+class Received(Protocol):
+    """A response to apply: proxy.xds.protocol.ResourcesReceived or delta.DeltaReceived."""
+
+    @property
+    def type_url(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def apply_to(self, applier: Any) -> None: ...
+
+
+class XdsProtocol(Protocol):
+    """The sans-I/O subscription state: proxy.xds.protocol.AdsProtocol (SotW) or
+    proxy.xds.delta.DeltaProtocol; requests and responses are the matching protobufs."""
+
+    method: str
+
+    def stream_started(self) -> list[Any]: ...
+
+    def received(self, response: Any) -> Received | None: ...
+
+    def accept(self, received: Any) -> Any: ...
+
+    def reject(self, received: Any, error: str) -> Any: ...
+
+    def set_names(self, type_url: str, names: Iterable[str]) -> Any | None: ...
+
+
 class AdsClient:
-    def __init__(self, target: str, protocol: AdsProtocol, applier: XdsApplier, stats: Stats,
+    def __init__(self, target: str, protocol: XdsProtocol, applier: XdsApplier, stats: Stats,
                  *, credentials: grpc.ChannelCredentials | None = None,
                  options: tuple[tuple[str, Any], ...] = (),
                  backoff: JitteredBackoff | None = None,
@@ -85,7 +114,7 @@ class AdsClient:
                    if self.credentials else grpc.aio.insecure_channel(self.target))
         try:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-            call = stub.StreamAggregatedResources()
+            call = getattr(stub, self.protocol.method)()
             self._refresh_interest()
             for request in self.protocol.stream_started():
                 await call.write(request)
@@ -100,8 +129,7 @@ class AdsClient:
         finally:
             await channel.close()
 
-    def handle(self, response: discovery_pb2.DiscoveryResponse
-               ) -> list[discovery_pb2.DiscoveryRequest]:
+    def handle(self, response: Any) -> list[Any]:
         """Apply one response; the requests to send (ACK or NACK, then interest changes)."""
         received = self.protocol.received(response)
         if received is None:
@@ -113,11 +141,11 @@ class AdsClient:
                 requests.append(request)
         return requests
 
-    def _apply(self, received: ResourcesReceived) -> discovery_pb2.DiscoveryRequest:
+    def _apply(self, received: Received) -> Any:
         scope = _STAT_SCOPES.get(received.type_url, "xds.")
         self.stats.counter(scope + "update_attempt").inc()
         try:
-            self.applier.apply(received.type_url, received.version, received.resources)
+            received.apply_to(self.applier)
         except ConfigError as error:
             self.stats.counter(scope + "update_rejected").inc()
             log.warning("NACK %s version %r: %s", received.type_url, received.version, error)

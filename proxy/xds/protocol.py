@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -48,12 +49,20 @@ class Subscription:
         return self.wildcard or bool(self.names)
 
 
+class SotwApplier(Protocol):
+    def apply(self, type_url: str, version: str, resources: tuple[Any, ...]) -> None:
+        """Apply the full state-of-the-world set for `type_url`; raise ConfigError to NACK."""
+
+
 @dataclass(frozen=True)
 class ResourcesReceived:
     type_url: str
     version: str
     nonce: str
     resources: tuple[object, ...]  # google.protobuf.Any, unpacked by the applier
+
+    def apply_to(self, applier: SotwApplier) -> None:
+        applier.apply(self.type_url, self.version, self.resources)
 
 
 @dataclass
@@ -63,6 +72,7 @@ class AdsProtocol:
     node_on_every_request: bool = True
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     first_request_sent: bool = False
+    method = "StreamAggregatedResources"  # the ADS stream this protocol speaks
 
     def __post_init__(self) -> None:
         for type_url in SUBSCRIPTION_ORDER:

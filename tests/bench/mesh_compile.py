@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from controlplane.mesh import load_objects, resolve
 from controlplane.mesh.compile.compiler import MeshCompiler
+from controlplane.mesh.compile.memo import Endpoints
 from controlplane.mesh.compile.node import MeshNode
 
 
@@ -75,6 +76,7 @@ def main() -> None:
     nodes = [MeshNode(f"n{index}", "Service", f"svc{index}", f"ns{index % args.namespaces}",
                       "10.0.0.1", "127.0.0.1", "127.0.0.2") for index in range(args.sidecars)]
     first = timed("compile the first sidecar (cold)", lambda: compiler.compile_node(nodes[0]))
+    timed("warm: a sidecar of every namespace (off the loop)", lambda: compiler.warm([]))
     timed(f"compile {args.sidecars} sidecars (warm)",
           lambda: [compiler.compile_node(node) for node in nodes])
     sizes = {type_url.rsplit(".", 1)[-1]: len(items)
@@ -82,13 +84,23 @@ def main() -> None:
     print(f"one sidecar: {sizes}, {first.size() / 1024:.0f} KiB")
     changed = load_objects(mesh_text(args.services, args.namespaces, "x"), "bench")
     new_mesh = timed("resolve after one route changed", lambda: resolve(changed))
-    before = dict(compiler.memo.built)
-    compiler.update(new_mesh)
-    timed(f"recompile {args.sidecars} sidecars after the change",
+    forked = compiler.fork(new_mesh)
+    timed("prepare the new mesh (off the loop: fork, warm)", lambda: forked.warm(nodes))
+    forked.update(endpoints=compiler.endpoints)  # as MeshCache.set_mesh: none came meanwhile
+    compiler = forked
+    timed(f"then {args.sidecars} sidecars' resources (on the loop)",
           lambda: [compiler.compile_node(node) for node in nodes])
-    print("units rebuilt:", {kind: count - before.get(kind, 0)
-                             for kind, count in compiler.memo.built.items()
-                             if count != before.get(kind, 0)})
+    print("units rebuilt:", dict(compiler.memo.built))
+    endpoints = Endpoints()
+    endpoints.by_service = {("ns1", "svc1"): ("10.0.0.9",)}
+    compiler.update(endpoints=endpoints)
+    timed("one sidecar registered: recompile the first sidecar",
+          lambda: compiler.compile_node(nodes[0]))
+    timed(f"  ... and the other {args.sidecars - 1}",
+          lambda: [compiler.compile_node(node) for node in nodes[1:]])
+    from controlplane.sources.mesh import snapshot_of
+    resources = compiler.compile_node(nodes[0])
+    timed("one sidecar's Snapshot from its resources", lambda: snapshot_of(resources))
 
 
 if __name__ == "__main__":

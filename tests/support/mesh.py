@@ -48,14 +48,16 @@ class MeshControlPlane(ManagedProcess):
 
 def sidecar_bootstrap(node_id: str, service: str, xds_port: int, *, namespace: str = "default",
                       instance_ip: str | None = None, outbound_ip: str | None = None,
-                      app_ip: str | None = None, kind: str | None = None) -> dict[str, Any]:
+                      app_ip: str | None = None, kind: str | None = None,
+                      delta: bool = False) -> dict[str, Any]:
     metadata = {key: value for key, value in (
         ("namespace", namespace), ("instance_ip", instance_ip), ("outbound_ip", outbound_ip),
         ("app_ip", app_ip), ("kind", kind)) if value is not None}
     return {
         "node": {"id": node_id, "cluster": service, "metadata": metadata},
         "dynamic_resources": {
-            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+            "ads_config": {"api_type": "DELTA_GRPC" if delta else "GRPC",
+                           "transport_api_version": "V3",
                            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"}},
@@ -83,7 +85,8 @@ class Member:
 
 def start_sidecar(stack: ExitStack, flavour: str, control_plane: MeshControlPlane,
                   service: str, index: int, net: str, *, app_port: int | None = None,
-                  namespace: str = "default", http2: bool = False, app: Any = None) -> Member:
+                  namespace: str = "default", http2: bool = False, app: Any = None,
+                  delta: bool = False) -> Member:
     """Sidecar number `index` (1..250) of `service` in `net` (say "127.91"): instance_ip
     NET.1.INDEX, outbound_ip NET.2.INDEX, app_ip NET.3.INDEX with an echo app named
     "<service>-<index>" on `app_port` when given."""
@@ -97,7 +100,7 @@ def start_sidecar(stack: ExitStack, flavour: str, control_plane: MeshControlPlan
         stack.enter_context(app)
     bootstrap = sidecar_bootstrap(f"{service}-{index}", service, control_plane.port,
                                   namespace=namespace, instance_ip=instance,
-                                  outbound_ip=outbound, app_ip=app_ip)
+                                  outbound_ip=outbound, app_ip=app_ip, delta=delta)
     kind = Envoy if flavour == "envoy" else Pointsman
     proxy = kind(bootstrap, name=f"{flavour}-{service}-{index}")
     stack.enter_context(proxy)

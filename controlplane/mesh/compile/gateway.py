@@ -52,8 +52,8 @@ from controlplane.mesh.compile.policies import (
     merge,
     service_policy,
 )
-from controlplane.mesh.compile.sidecar import Part, _tcp_proxy
-from controlplane.mesh.compile.vhosts import VirtualHostOut, _vhost_message, route_table
+from controlplane.mesh.compile.sidecar import Part, tcp_proxy_filter
+from controlplane.mesh.compile.vhosts import VirtualHostOut, route_table, vhost_message
 from controlplane.mesh.hostnames import covers, specificity
 from controlplane.mesh.kinds.gateway import GatewayListener
 from controlplane.mesh.objects import MeshObject
@@ -157,7 +157,7 @@ def _route_table(view: View, gateway: MeshObject, listeners: list[GatewayListene
         compiled = _compile_served(view, gateway, owner, candidates, domain, port, scheme)
         body = {"name": f"{owner.name}/{domain}", "domains": [domain],
                 "routes": list(sorted_routes(compiled))}
-        vhosts.append(VirtualHostOut(str(body["name"]), _vhost_message(body), frozenset(),
+        vhosts.append(VirtualHostOut(str(body["name"]), vhost_message(body), frozenset(),
                                      frozenset()))
         for item in compiled:
             uses |= item.clusters
@@ -295,8 +295,8 @@ def _passthrough_chains(view: View, gateway: MeshObject, listener: GatewayListen
             notes.append(f"{attachment.route.label}: no usable backend")
             continue
         uses |= used
-        chain = _tcp_proxy(f"gateway_{listener.port}_{attachment.route.name}",
-                           weighted=weighted)
+        chain = tcp_proxy_filter(f"gateway_{listener.port}_{attachment.route.name}",
+                                 weighted=weighted, hash_source_ip=_by_source(used))
         chains.append({"name": f"{listener.name}/{attachment.route.namespace}/"
                                f"{attachment.route.name}",
                        "filter_chain_match": _match(fresh), "filters": [chain]})
@@ -320,6 +320,15 @@ def _stream_backends(view: View, route: MeshObject) -> tuple[list[tuple[str, int
     return weighted, uses
 
 
+def _by_source(uses: set[ClusterUse]) -> bool:
+    """A TCP connection can be hashed by its source address only (tcp_proxy hash_policy):
+    when a backend's load balancer is ConsistentHash SourceIP."""
+    return any(use.settings.load_balancer is not None
+               and use.settings.load_balancer.consistent_hash is not None
+               and use.settings.load_balancer.consistent_hash.kind == "SourceIP"
+               for use in uses)
+
+
 # ---- TCP --------------------------------------------------------------------------------------
 
 def _tcp_port(view: View, gateway: MeshObject, bind: str, port: int,
@@ -336,7 +345,8 @@ def _tcp_port(view: View, gateway: MeshObject, bind: str, port: int,
     if not weighted:  # nothing to send to: the port is not listened on
         return Part(notes=(*notes, f"{gateway.label} listener {listener.name}: no TCPRoute "
                                    "with a usable backend"))
-    chain = _tcp_proxy(f"gateway_{port}", weighted=weighted)
+    chain = tcp_proxy_filter(f"gateway_{port}", weighted=weighted,
+                             hash_source_ip=_by_source(uses))
     client = view.policy(CTP, gateway.key, listener.name)
     if client is not None and client.spec.timeouts is not None and \
             client.spec.timeouts.tcp_idle is not None:

@@ -23,6 +23,7 @@ cookie hash_policy on a Maglev cluster variant. Unset timeouts disable Envoy's 1
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,8 +66,9 @@ class ClusterUse:
     settings: ClusterSettings
     base: bool  # the Service's own settings: the shared base cluster
 
-    @property
+    @functools.cached_property
     def cluster_name(self) -> str:
+        """Unique per (Service port, settings): also the unit's memo key."""
         if self.base:
             return base_name(self.namespace, self.name, self.port)
         return variant_name(self.namespace, self.name, self.port, self.settings)
@@ -99,9 +101,7 @@ def compile_rule(view: View, ctx: RuleContext) -> Compiled:
     rule = route.spec.rules[ctx.rule_index]
     out = Compiled()
     policies = route_policies(view, route, rule.name, ctx.gateway, ctx.listener)
-    parent_policy = service_policy(view, ctx.parent_service, "") \
-        if ctx.parent_service is not None else None
-    traffic = merge([*policies, parent_policy])
+    traffic = merge([*policies, _service_level(view, ctx, rule)])
     action = _action(view, ctx, rule, policies, traffic, out)
     extra = _per_filter(view, ctx, rule.filters.cors, policies, traffic, out)
     common: dict[str, Any] = {**action, **_mutations(rule.filters)}
@@ -119,6 +119,19 @@ def compile_rule(view: View, ctx: RuleContext) -> Compiled:
         out.entries.append(((*key, age, ctx.rule_index, index),
                             {"name": name, "match": match, **common}))
     return out
+
+
+def _service_level(view: View, ctx: RuleContext, rule: Any) -> MeshObject | None:
+    """The least specific BackendTrafficPolicy of a rule: its parent Service's (a mesh route),
+    else its first usable backend Service's (a Gateway route)."""
+    if ctx.parent_service is not None:
+        return service_policy(view, ctx.parent_service, "")
+    for index in range(len(rule.backends)):
+        backend = view.backend(ctx.route.key, ctx.rule_index, index)
+        if backend is not None and backend.ok and backend.service is not None \
+                and backend.port is not None:
+            return service_policy(view, backend.service, backend.port.name)
+    return None
 
 
 # ---- matches ----------------------------------------------------------------------------------

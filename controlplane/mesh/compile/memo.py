@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from controlplane.cache import CachedResource
@@ -116,6 +116,7 @@ class View:
                           list(self.mesh.slices.get((namespace, name), [])))
 
     def sidecars(self, namespace: str, name: str) -> tuple[str, ...]:
+        """The only read of Endpoints: MeshCompiler.update invalidates exactly its users."""
         return self._keep(("sidecars", namespace, name), self.endpoints.of(namespace, name))
 
     def unit(self, key: Hashable, build: Callable[[View], T]) -> T:
@@ -138,10 +139,15 @@ class _Entry(Generic[T]):
 class Memo:
     """Units by key. `generation` increases with every new mesh (or endpoint change)."""
 
+    KEEP = 64
+
     entries: dict[Hashable, _Entry[Any]] = field(default_factory=dict)
     generation: int = 0
     built: Counter[str] = field(default_factory=Counter)  # per unit kind (key[0]): tests, stats
     _versions: int = 0
+    # read -> the units that made it: to invalidate exactly the users of what changed, when
+    # that is known (endpoints), instead of checking every unit again (a new mesh).
+    dependents: dict[Hashable, set[Hashable]] = field(default_factory=dict)
 
     def get(self, key: Hashable, build: Callable[[View], T], mesh: Mesh,
             endpoints: Endpoints) -> T:
@@ -156,6 +162,7 @@ class Memo:
             return found.value, found.version
         view = View(mesh, endpoints, self)
         value = build(view)
+        self._depend(key, view.reads)
         if found is not None and same(found.value, value):
             # Rebuilt to the same result: keep the old object and version, so the units that
             # used it stay valid ("early cutoff").
@@ -180,13 +187,49 @@ class Memo:
                 return False
         return True
 
-    def advance(self) -> None:
-        """A new mesh or new endpoints: every unit must be checked again before reuse."""
-        self.generation += 1
+    def _depend(self, key: Hashable, reads: dict[tuple[Any, ...], Hashable]) -> None:
+        for read in reads:
+            self.dependents.setdefault(read, set()).add(key)
 
-    def forget_unused(self, used: set[Hashable]) -> None:
-        for key in [key for key in self.entries if key not in used]:
-            del self.entries[key]
+    def advance(self) -> None:
+        """A new mesh: every unit must be checked again before reuse. Units nobody asked for
+        in the last KEEP generations are dropped (they come back if asked)."""
+        self.generation += 1
+        if self.generation % self.KEEP == 0:
+            oldest = self.generation - self.KEEP
+            self.entries = {key: entry for key, entry in self.entries.items()
+                            if entry.checked >= oldest}
+            self._reindex()
+
+    def invalidate(self, reads: list[tuple[Any, ...]]) -> int:
+        """Only these reads may answer differently (new endpoints of some Services): the units
+        that made them, and the units that used those, are checked again; no other. Returns
+        how many units were marked."""
+        marked: set[Hashable] = set()
+        frontier = [key for read in reads for key in self.dependents.get(read, ())]
+        while frontier:
+            key = frontier.pop()
+            if key in marked:
+                continue
+            marked.add(key)
+            entry = self.entries.get(key)
+            if entry is not None:
+                entry.checked = -1
+            frontier += self.dependents.get(("unit", key), ())
+        return len(marked)
+
+    def _reindex(self) -> None:
+        self.dependents = {}
+        for key, entry in self.entries.items():
+            self._depend(key, entry.reads)
+
+    def fork(self) -> Memo:
+        """A copy another thread may warm up while this one keeps serving (controlplane/
+        sources/mesh.py): the entries are copied, to be checked again before reuse."""
+        entries = {key: replace(entry, checked=-1) for key, entry in self.entries.copy().items()}
+        forked = Memo(entries, 0, Counter(), self._versions)
+        forked._reindex()
+        return forked
 
 
 def same(old: Any, new: Any) -> bool:

@@ -83,7 +83,7 @@ def inbound(view: View, namespace: str, name: str, instance_ip: str, app_ip: str
         clusters.append(pack(CLUSTER.type_url, cluster_name,
                              _app_cluster(cluster_name, app_ip, port.target_port, protocol)))
         chain = _inbound_http(view, service, port.name, port.port, cluster_name) \
-            if protocol in HTTP_FAMILY else _tcp_proxy(f"inbound_{port.port}", cluster_name)
+            if protocol in HTTP_FAMILY else tcp_proxy_filter(f"inbound_{port.port}", cluster_name)
         listeners.append(pack(LISTENER.type_url, f"inbound|{port.port}", {
             "name": f"inbound|{port.port}", "address": address(instance_ip, port.port),
             "traffic_direction": "INBOUND", "filter_chains": [{"filters": [chain]}]}))
@@ -126,7 +126,7 @@ def _inbound_http(view: View, service: MeshObject, port_name: str, port: int,
         filters=filters, edge=True))
 
 
-def _tcp_proxy(stat_prefix: str, cluster: str | None = None,
+def tcp_proxy_filter(stat_prefix: str, cluster: str | None = None,
                weighted: list[tuple[str, int]] | None = None,
                hash_source_ip: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {"@type": TCP_PROXY, "stat_prefix": stat_prefix}
@@ -209,7 +209,7 @@ def _outbound_tcp(view: View, port: int, services: list[MeshObject]) -> Outbound
         return OutboundPort(False, None, None, frozenset(), frozenset(),
                             (*notes, f"{service.label} port {port}: its TCPRoute has no "
                                      "usable backend"))
-    chain = _tcp_proxy(f"outbound_{port}", weighted=weighted, hash_source_ip=hashing)
+    chain = tcp_proxy_filter(f"outbound_{port}", weighted=weighted, hash_source_ip=hashing)
     return OutboundPort(False, None, chain, frozenset(uses), frozenset(), notes)
 
 

@@ -95,7 +95,7 @@ def service_vhost(view: View, namespace: str, name: str, port: int, seen_as: str
         routes = list(sorted_routes([default]))
     body = {"name": f"{name}.{namespace}:{port}",
             "domains": service_domains(service, own=seen_as == OWN), "routes": routes}
-    message = _vhost_message(body)
+    message = vhost_message(body)
     return VirtualHostOut(str(body["name"]), message,
                           frozenset(use for item in compiled for use in item.clusters),
                           frozenset(feature for item in compiled for feature in item.features))
@@ -129,7 +129,7 @@ def default_route(view: View, service: MeshObject, port: int) -> Compiled:
     return out
 
 
-def _vhost_message(body: dict[str, Any]) -> bytes:
+def vhost_message(body: dict[str, Any]) -> bytes:
     registry.load_all()
     message = route_components_pb2.VirtualHost()
     json_format.ParseDict(body, message)

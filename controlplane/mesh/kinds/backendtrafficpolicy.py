@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controlplane.mesh.fields import Fields, Item
 from controlplane.mesh.kinds.policy import check_target_kinds, parse_targets
@@ -247,18 +247,13 @@ def _active(fields: Fields) -> ActiveHealthCheck:
                               jitter)
     if http is not None:
         path, hostname, method, statuses, expected = http
-        return _replace(check, http_path=path, http_hostname=hostname, http_method=method,
+        return replace(check, http_path=path, http_hostname=hostname, http_method=method,
                         http_statuses=statuses, http_expected=expected)
     if tcp is not None:
-        return _replace(check, tcp_send=tcp[0], tcp_receive=tcp[1])
+        return replace(check, tcp_send=tcp[0], tcp_receive=tcp[1])
     if grpc is not None:
-        return _replace(check, grpc_service=grpc)
+        return replace(check, grpc_service=grpc)
     return check
-
-
-def _replace(check: ActiveHealthCheck, **changes: object) -> ActiveHealthCheck:
-    from dataclasses import replace
-    return replace(check, **changes)  # type: ignore[arg-type]
 
 
 def _http_check(fields: Fields) -> tuple[str, str | None, str | None, tuple[int, ...],
@@ -425,16 +420,11 @@ def _fault(fields: Fields) -> FaultInjection:
         raise fields.error(None, "Delay and abort faults are set at least one.")
     fault = FaultInjection()
     if delay is not None:
-        fault = _replace_fault(fault, delay=delay[0], delay_percent=delay[1])
+        fault = replace(fault, delay=delay[0], delay_percent=delay[1])
     if abort is not None:
-        fault = _replace_fault(fault, abort_http_status=abort[0], abort_grpc_status=abort[1],
+        fault = replace(fault, abort_http_status=abort[0], abort_grpc_status=abort[1],
                                abort_percent=abort[2])
     return fault
-
-
-def _replace_fault(fault: FaultInjection, **changes: object) -> FaultInjection:
-    from dataclasses import replace
-    return replace(fault, **changes)  # type: ignore[arg-type]
 
 
 def _delay(fields: Fields) -> tuple[float, float]:

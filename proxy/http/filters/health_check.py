@@ -81,7 +81,7 @@ class HealthCheckFactory:
         return translate(message)
 
     def create(self, config: HealthCheckConfig, context: ServerContext, *,
-               stat_prefix: str = "") -> FilterMaker:
+               stat_prefix: str = "", name: str = "") -> FilterMaker:
         return lambda: HealthCheckFilter(config, context.cluster_manager)
 
 

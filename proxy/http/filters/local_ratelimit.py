@@ -223,7 +223,7 @@ class LocalRateLimitFactory:
         return translate(message)
 
     def create(self, config: LocalRateLimitConfig, context: ServerContext, *,
-               stat_prefix: str = "",
+               stat_prefix: str = "", name: str = "",
                clock: Callable[[], float] = time.monotonic) -> FilterMaker:
         buckets = Buckets(config.bucket, config.per_connection, clock) \
             if config.bucket is not None else None

@@ -68,7 +68,7 @@ class TypedStructFactory:
         return PythonFilterConfig(load_filter_class(str(value.get("class", ""))), config)
 
     def create(self, config: PythonFilterConfig, context: ServerContext, *,
-               stat_prefix: str = "") -> FilterMaker:
+               stat_prefix: str = "", name: str = "") -> FilterMaker:
         filter_class, settings = config.filter_class, config.config
         return lambda: filter_class(settings)  # type: ignore[call-arg]
 

@@ -183,7 +183,7 @@ class RbacFactory:
         return translate(message)
 
     def create(self, config: RbacConfig, context: ServerContext, *,
-               stat_prefix: str = "") -> FilterMaker:
+               stat_prefix: str = "", name: str = "") -> FilterMaker:
         # Envoy 1.40: http.<HCM stat_prefix>.rbac.[<rules_stat_prefix>.]{allowed,denied}
         rules = f"{config.rules_stat_prefix}." if config.rules_stat_prefix else ""
         prefix = f"http.{stat_prefix}.rbac.{rules}"

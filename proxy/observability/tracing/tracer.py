@@ -63,6 +63,10 @@ class ClientSpan:
     def inject_headers(self) -> list[tuple[str, str]]:
         return inject(self.context)
 
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self._record is not None:
+            self._record.attributes[key] = value
+
     def finish(self, *, status_code: int | None = None, response_flags: tuple[str, ...] = (),
                error: str = "", duration: float | None = None) -> None:
         record, self._record = self._record, None
@@ -182,6 +186,22 @@ class ServerSpan:
                             SPAN_KIND_CLIENT, time.time_ns(), attributes=attributes,
                             tracestate=self.tracestate)
         context = TraceContext(record.trace_id, record.span_id, True, record.tracestate)
+        return ClientSpan(self._tracer.pipeline, record, context)
+
+    def start_mirror_span(self, *, cluster: str, sampled: bool | None) -> ClientSpan:
+        """The "mirror" CLIENT span of a shadow request (Envoy's async client spawns it under
+        the request's span): sampled as the mirror policy's trace_sampled says, else as this
+        span (checked against Envoy 1.40 in tests/conformance/http/test_mirror_vs_envoy.py).
+        Unsampled, it only carries the trace context."""
+        sampled = self.sampled if sampled is None else sampled
+        span_id = new_span_id()
+        context = TraceContext(self.trace_id_int, span_id, sampled, self.tracestate)
+        if not sampled:
+            return ClientSpan(None, None, context)
+        record = SpanRecord(self.trace_id_int, span_id, self.span_id, "mirror",
+                            SPAN_KIND_CLIENT, time.time_ns(),
+                            attributes={"upstream_cluster": cluster},
+                            tracestate=self.tracestate)
         return ClientSpan(self._tracer.pipeline, record, context)
 
     def finish_shaped(self, shape: tuple[object, ...], duration: float,

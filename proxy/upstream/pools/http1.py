@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
-from proxy.http.events import Event, ProtocolFailed, ResetReason, StreamReset
+from proxy.http.events import ProtocolFailed, ResetReason, StreamReset
 from proxy.http.headers import Headers, RequestHead
 from proxy.http.http1 import Http1ClientCodec
 from proxy.tasks import log_failure
@@ -51,17 +51,18 @@ class Http1Connection(asyncio.Protocol):
             if data:
                 self.close()  # bytes while idle: the connection is unusable
             return
-        for event in events:
-            self._deliver(stream, event)
+        deliver = stream.deliver
+        for event in events:  # inline: a few per response on the request path
+            if type(event) is ProtocolFailed:
+                self._protocol_failed(stream)
+            else:
+                deliver(event)
 
-    def _deliver(self, stream: Http1Stream, event: Event) -> None:
-        if isinstance(event, ProtocolFailed):
-            # Garbage, a bad status line, an oversized head, a truncated body: Envoy's codec
-            # resets the stream with ProtocolError (502 UPE before the response started).
-            stream.deliver(StreamReset(self.codec.stream_id, remote=False,
-                                       reason=ResetReason.PROTOCOL_ERROR))
-        else:
-            stream.deliver(event)
+    def _protocol_failed(self, stream: Http1Stream) -> None:
+        """Garbage, a bad status line, an oversized head, a truncated body: Envoy's codec
+        resets the stream with ProtocolError (502 UPE before the response started)."""
+        stream.deliver(StreamReset(self.codec.stream_id, remote=False,
+                                   reason=ResetReason.PROTOCOL_ERROR))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
@@ -72,7 +73,10 @@ class Http1Connection(asyncio.Protocol):
         stream = self.stream
         if stream is not None:
             for event in self.codec.receive_eof():
-                self._deliver(stream, event)
+                if type(event) is ProtocolFailed:
+                    self._protocol_failed(stream)
+                else:
+                    stream.deliver(event)
             if not self.codec.response_complete and not self.codec.failed:
                 stream.deliver(StreamReset(self.codec.stream_id,
                                            reason=ResetReason.CONNECTION_TERMINATION))

@@ -19,10 +19,8 @@ from typing import Any
 import pytest
 
 from tests.support.bootstraps import ROUTER, static_cluster
-from tests.support.envoy import Envoy
+from tests.support.differential import envoy_and_pointsman
 from tests.support.http_backends import EchoBackend
-from tests.support.pointsman import Pointsman
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance
 
@@ -87,19 +85,9 @@ def bootstrap(port: int, backend: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def ports() -> Iterator[tuple[int, int]]:
     """(envoy port, pointsman port), both serving bootstrap() to one echo backend."""
-    with EchoBackend("echo") as backend:
-        envoy_port, ours_port = free_port(), free_port()
-        envoy = Envoy(bootstrap(envoy_port, backend.port), name="envoy-allow-listed")
-        try:
-            ours = Pointsman(bootstrap(ours_port, backend.port), name="pointsman-allow-listed")
-            try:
-                envoy.wait_ready()
-                ours.wait_ready()
-                yield envoy_port, ours_port
-            finally:
-                ours.stop()
-        finally:
-            envoy.stop()
+    with EchoBackend("echo") as backend, envoy_and_pointsman(
+            lambda port: bootstrap(port, backend.port), "allow-listed") as both:
+        yield both
 
 
 def _get(port: int, path: str, headers: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:

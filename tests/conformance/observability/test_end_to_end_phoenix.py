@@ -43,6 +43,9 @@ ENV_DETECTOR = {"name": "envoy.tracers.opentelemetry.resource_detectors.environm
 def sidecar_hcm(name: str, cluster_name: str) -> dict[str, Any]:
     tracing = opentelemetry_tracing("otel", name, spawn_upstream_span=True)
     tracing["provider"]["typed_config"]["resource_detectors"] = [ENV_DETECTOR]
+    # Phoenix is a Python server: on a loaded machine an export can take more than the 1 s
+    # the other tests allow, and a timed-out batch is dropped (no retries, as Envoy's).
+    tracing["provider"]["typed_config"]["grpc_service"]["timeout"] = "10s"
     return hcm(cluster_name, tracing=tracing, stat_prefix=name)
 
 

@@ -31,8 +31,8 @@ CORPUS = Path(__file__).parent / "envoy_configs"
 REFUSED = {
     "brotli_envoy.yaml": "http_filters[0].typed_config",  # envoy.filters.http.compressor
     "zstd_envoy.yaml": "http_filters[0].typed_config",  # envoy.filters.http.compressor
-    "cors_backend_envoy.yaml": "virtual_hosts[0].typed_per_filter_config",
-    "csrf_samesite_envoy.yaml": "virtual_hosts[0].typed_per_filter_config",
+    "csrf_samesite_envoy.yaml":
+        "virtual_hosts[0].typed_per_filter_config[envoy.filters.http.csrf]",
     "ext_authz_config_grpc-service_v3.yaml": "http_filters[0].typed_config",  # ext_authz
     "ext_authz_config_http-service.yaml": "http_filters[0].typed_config",  # ext_authz
     "grpc-bridge_client_envoy-proxy.yaml": "typed_config.add_user_agent",
@@ -42,7 +42,6 @@ REFUSED = {
     "lua-cluster-specifier_envoy.yaml": "route.inline_cluster_specifier_plugin",
     "rbac_envoy.yaml": "http_filters[0].matcher",
     "redis_envoy.yaml": "filters[0].typed_config",  # envoy.filters.network.redis_proxy
-    "route-mirror_envoy.yaml": "route.request_mirror_policies",
     "skywalking_envoy-1.yaml": "tracing.provider.typed_config",  # SkyWalking
     "skywalking_envoy-2.yaml": "tracing.provider.typed_config",  # SkyWalking
     "udp_envoy.yaml": "address.socket_address.protocol",  # UDP listener

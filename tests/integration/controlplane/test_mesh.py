@@ -1,4 +1,5 @@
-"""`pointsman controlplane --mesh` with Pointsman sidecars: a mesh edit re-routes traffic, an
+"""`pointsman controlplane --mesh` with Pointsman sidecars (over delta xDS; the twin test in
+tests/conformance/controlplane uses state of the world): a mesh edit re-routes traffic, an
 invalid edit is refused (named by file and line) while the last good mesh keeps serving,
 and a sidecar that goes away stops being an endpoint of its Service."""
 
@@ -66,11 +67,11 @@ def test_mesh_changes_reach_the_sidecars(tmp_path: Path) -> None:
         control_plane = MeshControlPlane(mesh)
         stack.enter_context(control_plane)
         control_plane.wait_ready()
-        front = start_sidecar(stack, "pointsman", control_plane, "front", 1, NET)
+        front = start_sidecar(stack, "pointsman", control_plane, "front", 1, NET, delta=True)
         api = [start_sidecar(stack, "pointsman", control_plane, "api", index, NET,
-                             app_port=9081) for index in (1, 2)]
+                             app_port=9081, delta=True) for index in (1, 2)]
         beta = start_sidecar(stack, "pointsman", control_plane, "api-v2", 3, NET,
-                             app_port=9082)
+                             app_port=9082, delta=True)
         for member in (front, *api, beta):
             member.proxy.wait_ready()
         via = (front.outbound_ip, 8080)
@@ -91,6 +92,8 @@ def test_mesh_changes_reach_the_sidecars(tmp_path: Path) -> None:
         error = control_plane.status()["last_config_error"]
         assert "HTTPRoute default/canary" in error and "spec.rules[0].backendRef" in error
         assert backends("/beta/x") == {"api-v2-3"}  # the last good mesh still serves
+
+        assert control_plane.status()["mesh_node_errors"] == {}
 
         api[1].proxy.stop()
         eventually(lambda: backends("/other", 12) == {"api-1"}, "the stopped sidecar gone")

@@ -1,6 +1,8 @@
-"""A scripted ADS server for tests: the test pushes DiscoveryResponses and reads the
-sidecar's DiscoveryRequests (ACKs, NACKs, subscriptions) in order. Threads, not asyncio, so
-blocking test code can drive it."""
+"""Scripted ADS servers for tests: the test pushes responses and reads the sidecar's requests
+(ACKs, NACKs, subscriptions) in order. FakeAds speaks state of the world
+(StreamAggregatedResources), FakeDeltaAds incremental xDS (DeltaAggregatedResources).
+Threads, not asyncio, so blocking test code can drive them; `stop()` and a new server on the
+same port make the client reconnect."""
 
 from __future__ import annotations
 
@@ -19,12 +21,12 @@ from protos.loader import pack_any
 from tests.support.ports import free_port
 
 
-class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+class _ScriptedAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.requests: list[discovery_pb2.DiscoveryRequest] = []
+        self.requests: list[Any] = []
         self._arrived = threading.Condition()
-        self._responses: queue.Queue[discovery_pb2.DiscoveryResponse] = queue.Queue()
+        self._responses: queue.Queue[Any] = queue.Queue()
         self._nonce = 0
         self.streams = 0
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -35,8 +37,8 @@ class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def stop(self) -> None:
         self.server.stop(0)
 
-    def StreamAggregatedResources(self, request_iterator: Iterator[Any],
-                                  context: grpc.ServicerContext) -> Iterator[Any]:
+    def _serve(self, request_iterator: Iterator[Any],
+               context: grpc.ServicerContext) -> Iterator[Any]:
         self.streams += 1
         threading.Thread(target=self._read, args=(request_iterator,), daemon=True).start()
         while context.is_active():
@@ -45,7 +47,7 @@ class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             except queue.Empty:
                 continue
 
-    def _read(self, request_iterator: Iterator[discovery_pb2.DiscoveryRequest]) -> None:
+    def _read(self, request_iterator: Iterator[Any]) -> None:
         try:
             for request in request_iterator:
                 with self._arrived:
@@ -54,17 +56,12 @@ class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         except grpc.RpcError:
             pass
 
-    def push(self, type_url: str, version: str, resources: list[Message]) -> str:
-        """Send a response; returns its nonce."""
+    def _next_nonce(self) -> str:
         self._nonce += 1
-        nonce = f"nonce-{self._nonce}"
-        self._responses.put(discovery_pb2.DiscoveryResponse(
-            type_url=type_url, version_info=version, nonce=nonce,
-            resources=[pack_any(item) for item in resources]))
-        return nonce
+        return f"nonce-{self._nonce}"
 
     def wait_request(self, type_url: str, *, nonce: str | None = None,
-                     timeout: float = 20.0, after: int = 0) -> discovery_pb2.DiscoveryRequest:
+                     timeout: float = 20.0, after: int = 0) -> Any:
         """The first request for `type_url` (answering `nonce` if given) at index >= after."""
         deadline = time.monotonic() + timeout
         with self._arrived:
@@ -78,3 +75,36 @@ class FakeAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     raise TimeoutError(f"no {type_url} request (nonce {nonce}): "
                                        f"{[(r.type_url, r.response_nonce) for r in self.requests]}")
                 self._arrived.wait(left)
+
+
+class FakeAds(_ScriptedAds):
+    def StreamAggregatedResources(self, request_iterator: Iterator[Any],
+                                  context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._serve(request_iterator, context)
+
+    def push(self, type_url: str, version: str, resources: list[Message]) -> str:
+        """Send a response; returns its nonce."""
+        nonce = self._next_nonce()
+        self._responses.put(discovery_pb2.DiscoveryResponse(
+            type_url=type_url, version_info=version, nonce=nonce,
+            resources=[pack_any(item) for item in resources]))
+        return nonce
+
+
+class FakeDeltaAds(_ScriptedAds):
+    def DeltaAggregatedResources(self, request_iterator: Iterator[Any],
+                                 context: grpc.ServicerContext) -> Iterator[Any]:
+        return self._serve(request_iterator, context)
+
+    def push(self, type_url: str, resources: list[tuple[tuple[str, str], Message]] | None = None,
+             removed: list[str] | None = None, *, system_version: str = "",
+             raw: list[discovery_pb2.Resource] | None = None) -> str:
+        """Send ((name, version), message) pairs as added resources, `raw` Resource messages
+        as they are, and `removed` names; returns the response's nonce."""
+        nonce = self._next_nonce()
+        items = [discovery_pb2.Resource(name=name, version=version, resource=pack_any(item))
+                 for (name, version), item in (resources or [])]
+        self._responses.put(discovery_pb2.DeltaDiscoveryResponse(
+            type_url=type_url, system_version_info=system_version, nonce=nonce,
+            resources=[*items, *(raw or [])], removed_resources=removed or []))
+        return nonce

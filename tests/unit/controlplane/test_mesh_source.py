@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
@@ -99,3 +100,58 @@ def test_a_bad_edit_changes_nothing(tmp_path: Path) -> None:
     path.write_text(MESH + MESH.split("---")[0].join(["---", ""]))  # the same Service twice
     assert not source.poll()
     assert "defined twice" in str(source.last_error)
+
+
+def test_a_new_mesh_is_compiled_before_it_is_swapped_in(tmp_path: Path) -> None:
+    """MeshSource prepares the new mesh's units off the event loop (in the poll thread):
+    the nodes connected then get their snapshots without building anything on the loop."""
+    cache, source, path = loaded(tmp_path)
+    web = node("web", "web-1", "10.0.0.2")
+    before = cache.snapshot_for(web)
+    path.write_text(MESH + """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{group: "", kind: Service, name: api, port: 8080}]
+  rules: [{matches: [{path: {value: /v2}}], backendRefs: [{name: api, port: 8080}]}]
+""")
+    assert source.poll()
+    built = dict(cache.compiler.memo.built)
+    after = cache.snapshot_for(web)
+    assert dict(cache.compiler.memo.built) == built  # nothing compiled here
+    assert after.of_type("type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+                         ).version != before.of_type(
+        "type.googleapis.com/envoy.config.route.v3.RouteConfiguration").version
+
+
+def test_the_command_line_takes_a_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                       ) -> None:
+    from controlplane import main
+    # neither --resources nor --mesh: the mesh API over the default file store (issue 12)
+    assert main.parse_args([]).store == main.DEFAULT_STORE
+    assert main.parse_args(["--mesh", "x"]).store is None
+    path = tmp_path / "mesh.yaml"
+    path.write_text(MESH)
+    assert main.main(["--mesh", str(path), "--check"]) == 0
+    assert capsys.readouterr().out == "mesh: 2 Service\n"
+    path.write_text(MESH.replace("port: 80,", "port: 80, bad: 1,"))
+    assert main.main(["--mesh", str(path), "--check"]) == 1
+    assert "spec.ports[0].bad: unknown field" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    _, source, path = loaded(tmp_path)
+    path.write_bytes(b"kind: \xff\n")
+    assert not source.poll()
+    assert str(source.last_error).startswith(f"{path}: not UTF-8")
+
+
+def test_node_errors_are_in_the_admin_status(tmp_path: Path) -> None:
+    from controlplane.observe import Observer
+    cache, _, _ = loaded(tmp_path)
+    bad = node("api", "api-9", "10.0.0.3")
+    json_format.ParseDict({"kind": "Pod"}, bad.metadata)
+    cache.snapshot_for(bad)
+    assert Observer(cache).status()["mesh_node_errors"] == {
+        "api-9": "node metadata 'kind' must be Service or Gateway, not 'Pod'"}

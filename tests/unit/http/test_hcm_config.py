@@ -94,10 +94,12 @@ LOCAL_RATELIMIT = {"name": "envoy.filters.http.local_ratelimit", "typed_config":
 
 
 @pytest.mark.parametrize(("filters", "field", "words"), [
-    ([{"name": "envoy.filters.http.cors", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}}, ROUTER],
+    ([{"name": "envoy.filters.http.csrf", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy"}},
+      ROUTER],
      "http_filters[0].typed_config",
-     "HTTP filter 'envoy.filters.http.cors' (envoy.extensions.filters.http.cors.v3.Cors) is not"),
+     "HTTP filter 'envoy.filters.http.csrf' (envoy.extensions.filters.http.csrf.v3.CsrfPolicy) "
+     "is not"),
     ([{"name": "envoy.filters.http.router"}], "http_filters[0].typed_config",
      "HTTP filter 'envoy.filters.http.router' needs a typed_config"),
     ([LOCAL_RATELIMIT], "http_filters[0].name",

@@ -8,7 +8,10 @@ from protos.errors import ConfigError
 from proxy.model.route import (
     DirectResponseAction,
     ForwardAction,
+    MirrorPolicy,
     RedirectAction,
+    mirror_policies,
+    per_filter_config,
     request_buffer_limit,
 )
 from tests.unit.http.routes import one_host, route_config
@@ -113,8 +116,9 @@ def test_header_mutations_at_every_level() -> None:
 
 @pytest.mark.parametrize(("route", "field"), [
     ({"route": {"cluster": "c", "hedge_policy": {}}}, "hedge_policy"),
-    ({"route": {"cluster": "c", "request_mirror_policies": [{"cluster": "m"}]}},
-     "request_mirror_policies"),
+    ({"route": {"cluster": "c", "request_mirror_policies": [{"cluster": "m",
+                                                             "request_headers_mutations": [
+        {"remove": "x-a"}]}]}}, "request_mirror_policies[0].request_headers_mutations"),
     ({"route": {"cluster": "c", "retry_policy": {"retry_on": "magic"}}}, "retry_on"),
     ({"route": {"cluster": "c"}, "tracing": {}}, "tracing"),
     ({"route": {"cluster": "c"}, "stat_prefix": "critical"}, "stat_prefix"),
@@ -137,8 +141,8 @@ def test_unsupported_fields_are_refused_by_name(route: dict[str, object],
 
 
 def test_vhost_level_refusals_and_duplicate_domains() -> None:
-    with pytest.raises(ConfigError, match="cors"):
-        route_config({"virtual_hosts": [{"name": "v", "domains": ["*"], "cors": {}}]})
+    with pytest.raises(ConfigError, match="hedge_policy"):
+        route_config({"virtual_hosts": [{"name": "v", "domains": ["*"], "hedge_policy": {}}]})
     with pytest.raises(ConfigError, match="vhds"):
         route_config({"vhds": {}, "virtual_hosts": []})
     with pytest.raises(ConfigError, match=r"a\.test"):
@@ -166,3 +170,90 @@ def test_per_request_buffer_limit_route_over_virtual_host() -> None:
     assert request_buffer_limit(inherits, limited) == 65536
     assert request_buffer_limit(plain.routes[0], plain) is None  # the listener's limit
     assert request_buffer_limit(None, None) is None
+
+
+FAULT = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+CSRF = "type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy"
+
+
+def _abort(status: int) -> dict[str, object]:
+    return {"@type": FAULT, "abort": {"http_status": status,
+                                      "percentage": {"numerator": 100}}}
+
+
+def test_typed_per_filter_config_at_each_level() -> None:
+    config = route_config({
+        "typed_per_filter_config": {"fault": _abort(500)},
+        "virtual_hosts": [{
+            "name": "v", "domains": ["*"],
+            "typed_per_filter_config": {"fault": {"@type": FILTER_CONFIG,
+                                                  "config": _abort(501)}},
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "c"},
+                        "typed_per_filter_config": {
+                            "fault": _abort(502),
+                            "csrf": {"@type": FILTER_CONFIG, "is_optional": True,
+                                     "config": {"@type": CSRF}}}}]}]})
+    levels = (config, config.virtual_hosts[0], config.virtual_hosts[0].routes[0])
+    assert [per_filter_config(level.per_filter, "fault").abort.http_status
+            for level in levels] == [500, 501, 502]
+    # An optional config no filter of ours takes is skipped, as Envoy skips it.
+    assert per_filter_config(levels[2].per_filter, "csrf") is None
+
+
+@pytest.mark.parametrize(("entry", "words"), [
+    ({"@type": CSRF}, "csrf.v3.CsrfPolicy is not supported by Pointsman"),
+    ({"@type": FILTER_CONFIG, "config": {"@type": CSRF}}, "not supported by Pointsman"),
+    ({"@type": FILTER_CONFIG, "disabled": True}, "disabled"),
+    ({"@type": FAULT, "abort": {"http_status": 700}}, "abort.http_status"),
+])
+def test_per_filter_configs_we_cannot_apply_are_refused_by_name(entry: dict[str, object],
+                                                                 words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        route_config({"virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": "c"},
+             "typed_per_filter_config": {"x": entry}}]}]})
+    assert "virtual_hosts[0].routes[0].typed_per_filter_config[x]" in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_mirror_policies_are_inherited_route_then_vhost_then_config() -> None:
+    config = route_config({
+        "request_mirror_policies": [{"cluster": "top"}],
+        "virtual_hosts": [
+            {"name": "v", "domains": ["v.test"],
+             "request_mirror_policies": [{"cluster": "vhost", "runtime_fraction": {
+                 "default_value": {"numerator": 25, "denominator": "TEN_THOUSAND"},
+                 "runtime_key": "k"}}],
+             "routes": [
+                 {"match": {"prefix": "/own"}, "route": {
+                     "cluster": "c", "request_mirror_policies": [
+                         {"cluster_header": "X-Mirror", "trace_sampled": False,
+                          "disable_shadow_host_suffix_append": True}]}},
+                 {"match": {"prefix": "/"}, "route": {"cluster": "c"}}]},
+            {"name": "w", "domains": ["*"],
+             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "c"}}]}]})
+    own, inherited = config.virtual_hosts[0].routes
+    other = config.virtual_hosts[1].routes[0]
+    assert isinstance(own.action, ForwardAction)
+    assert mirror_policies(own.action, config.virtual_hosts[0], config) == (MirrorPolicy(
+        cluster_header="x-mirror", trace_sampled=False,
+        disable_shadow_host_suffix_append=True),)
+    assert isinstance(inherited.action, ForwardAction) and isinstance(other.action, ForwardAction)
+    assert mirror_policies(inherited.action, config.virtual_hosts[0], config) == (
+        MirrorPolicy(cluster="vhost", numerator=25, denominator=10_000),)
+    assert mirror_policies(other.action, config.virtual_hosts[1], config) == (
+        MirrorPolicy(cluster="top"),)
+    assert ("vhost", "virtual_hosts[0].request_mirror_policies[0].cluster") in \
+        config.referenced_clusters()
+
+
+@pytest.mark.parametrize(("policy", "words"), [
+    ({}, "Exactly one of cluster or cluster_header"),
+    ({"cluster": "a", "cluster_header": "b"}, "Only one of cluster"),
+])
+def test_mirror_policy_needs_one_cluster_specifier(policy: dict[str, object],
+                                                   words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as caught:
+        _action({"route": {"cluster": "c", "request_mirror_policies": [policy]}})
+    assert "request_mirror_policies[0]" in str(caught.value)

@@ -57,6 +57,16 @@ def test_full_bootstrap(tmp_path: Path) -> None:
     assert bootstrap.ads.target == "127.0.0.1:1"
     assert bootstrap.ads.initial_fetch_timeout == 15.0
     assert bootstrap.ads.node_on_every_request
+    assert not bootstrap.ads.delta
+
+
+@pytest.mark.parametrize(("api_type", "delta"), [("GRPC", False), ("DELTA_GRPC", True),
+                                                 ("delta_grpc", True)])
+def test_ads_api_type_grpc_or_delta(tmp_path: Path, api_type: str, delta: bool) -> None:
+    bootstrap = load_bootstrap(write(tmp_path, {
+        "dynamic_resources": {**ADS, "ads_config": {**ADS["ads_config"], "api_type": api_type}},
+        "static_resources": {"clusters": [static_cluster("xds")]}}))
+    assert bootstrap.ads is not None and bootstrap.ads.delta is delta
 
 
 def test_every_ads_endpoint_is_a_target(tmp_path: Path) -> None:
@@ -78,7 +88,7 @@ def test_yaml_is_read(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"overload_manager": {}}, "overload_manager"),
-    ({"dynamic_resources": {**ADS, "ads_config": {**ADS["ads_config"], "api_type": "DELTA_GRPC"}},
+    ({"dynamic_resources": {**ADS, "ads_config": {**ADS["ads_config"], "api_type": "REST"}},
       "static_resources": {"clusters": [static_cluster("xds")]}},
      "dynamic_resources.ads_config.api_type"),
     ({"dynamic_resources": ADS}, "dynamic_resources.ads_config.grpc_services[0].envoy_grpc."

@@ -102,3 +102,20 @@ spec:
   authorization: {defaultAction: Deny}
 """
     assert findings(text) == [("warning", "NotEnforced", 11, "spec.targetRefs[0]")]
+
+
+def test_a_gateway_naming_an_absent_class() -> None:
+    text = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pointsman}
+spec: {controllerName: pointsman.io/mesh}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"""
+    assert findings(text) == [("warning", "InvalidGatewayClass", 10, "spec.gatewayClassName")]

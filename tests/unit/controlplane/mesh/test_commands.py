@@ -67,6 +67,9 @@ def test_the_pointsman_command_dispatches_the_verbs(mesh_file: Path) -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "Outcome:        forwarded" in result.stdout
+    binary = subprocess.run([pointsman, "analyze", "-f", "-"], input=b"kind: \xff\xfe\n",
+                            capture_output=True, check=False)
+    assert binary.returncode == 1 and b"not UTF-8" in binary.stdout
     helped = subprocess.run([pointsman, "analyze", "--help"],
                             capture_output=True, text=True, check=False)
     assert helped.returncode == 0 and "exit status" in helped.stdout

@@ -155,6 +155,9 @@ spec:
     names = [item["name"] for item in
              plain["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]]
     assert "envoy.filters.http.rbac" not in names  # scoped to the https listener
+    answer = ask(mesh_of(text), "gateway/edge", "https://secure.example.com/")
+    assert "authorization at the Gateway: 1 rule(s), default Deny (SecurityPolicy " \
+           "default/admins)" in answer.policies
 
 
 def test_tcp_listener_proxies_to_its_tcproute() -> None:
@@ -183,6 +186,18 @@ spec:
     assert clusters_of(answer) == {"default/pg": 100.0}
     listener = as_dict(compiled(mesh, gateway("db")), LISTENER.type_url, "gateway|5432")
     assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
+    assert "hash_policy" not in listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hashed = mesh_of(text + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: pg}
+spec:
+  targetRefs: [{group: "", kind: Service, name: pg}]
+  loadBalancer: {type: ConsistentHash, consistentHash: {type: SourceIP}}
+""")
+    listener = as_dict(compiled(hashed, gateway("db")), LISTENER.type_url, "gateway|5432")
+    assert listener["filter_chains"][0]["filters"][0]["typed_config"]["hash_policy"] == [
+        {"source_ip": {}}]
 
 
 def test_client_traffic_policy_timeouts_on_a_listener() -> None:
@@ -202,3 +217,18 @@ spec:
             hcm["common_http_protocol_options"]) == ("3600s", "10s", {"idle_timeout": "30s"})
     plain = as_dict(resources, LISTENER.type_url, "gateway|80")
     assert "stream_idle_timeout" not in plain["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def test_a_gateway_route_takes_its_backend_services_retry_and_timeout() -> None:
+    text = edge(to("api", parent="{name: edge, sectionName: any}")) + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: api}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api}]
+  retry: {numRetries: 5}
+  timeout: {http: {requestTimeout: 7s}}
+"""
+    answer = ask(mesh_of(text), "gateway/edge", "http://any.org/")
+    assert "timeout: 7s" in answer.policies
+    assert any(item.startswith("retry: 5 on") for item in answer.policies)

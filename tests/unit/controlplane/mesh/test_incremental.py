@@ -39,8 +39,9 @@ def test_changing_one_route_rebuilds_one_virtual_host_per_view_and_the_route_tab
     compiler.update(mesh_of(MANY + CANARY.replace("/v2", "/v3")))
     second = compile_all(compiler)
     # One virtual host per caller view of `api` (callers in its namespace, and elsewhere),
-    # and the port's route table per caller namespace; no cluster, endpoints or listener.
-    assert rebuilt(compiler, before) == {"vhost": 2, "outbound": 3}
+    # the port's route table per caller namespace and the set a namespace's sidecars share;
+    # no cluster, endpoints or listener.
+    assert rebuilt(compiler, before) == {"vhost": 2, "outbound": 3, "namespace": 3}
     for old, new in zip(first, second, strict=True):
         for type_url in (CLUSTER.type_url, ENDPOINT.type_url, LISTENER.type_url):
             assert all(new[type_url][name] is resource
@@ -65,9 +66,13 @@ def test_a_new_endpoint_rebuilds_that_services_endpoints_only() -> None:
     before = dict(compiler.memo.built)
     endpoints = Endpoints()
     endpoints.by_service = {("ns1", "svc4"): ("10.0.0.9",)}
+    generation = compiler.memo.generation
+    marked = compiler.memo.invalidate([("sidecars", "ns1", "svc4")])
+    assert marked == 4  # the endpoint set and the 3 namespaces' shared parts, nothing else
     compiler.update(endpoints=endpoints)
+    assert compiler.memo.generation == generation  # no unit is re-checked for it
     compile_all(compiler)
-    assert rebuilt(compiler, before) == {"endpoints": 1}
+    assert rebuilt(compiler, before) == {"endpoints": 1, "namespace": 3}
 
 
 def test_a_new_service_is_added_without_rebuilding_the_others() -> None:
@@ -82,4 +87,4 @@ spec: {ports: [{name: http, port: 8080, appProtocol: http}]}
 """))
     compile_all(compiler)
     assert rebuilt(compiler, before) == {"vhost": 2, "outbound": 3, "cluster": 1,
-                                         "endpoints": 1}
+                                         "endpoints": 1, "namespace": 3}

@@ -250,3 +250,10 @@ def test_a_secret_needs_tls_data() -> None:
     assert error_of(text).field == "data.tls.crt"
     opaque = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {}\n"
     assert "type 'Opaque' is not supported" in error_of(opaque).message
+
+
+def test_a_stream_has_a_total_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controlplane.mesh import yamldoc
+    monkeypatch.setattr(yamldoc, "MAX_STREAM_NODES", 40)
+    error = error_of("---\n".join([SERVICE] * 5))
+    assert "more than 40 values in one stream" in error.message

@@ -157,3 +157,11 @@ def test_status_renders_conditions_with_observed_generation() -> None:
         {"type": "ResolvedRefs", "status": "False", "reason": "BackendNotFound",
          "message": "Service default/ghost does not exist", "observedGeneration": 7}]
     assert rendered["parents"][0]["conditions"][0]["reason"] == "Accepted"
+
+
+def test_two_services_with_one_cluster_ip_are_refused() -> None:
+    text = SERVICES.replace("metadata: {name: api}\nspec: {",
+                            "metadata: {name: api}\nspec: {clusterIP: 10.96.0.7, ").replace(
+        "metadata: {name: web}\nspec: {", "metadata: {name: web}\nspec: {clusterIP: 10.96.0.7, ")
+    [problem] = validate(load_objects(text, "m.yaml"))
+    assert problem.location.field == "spec.clusterIP" and "10.96.0.7" in problem.message

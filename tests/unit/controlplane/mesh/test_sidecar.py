@@ -206,7 +206,29 @@ rules:
   sessionPersistence: {sessionName: s, absoluteTimeout: 1h,
                        cookieConfig: {lifetimeType: Permanent}}
 - filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]
+- name: extras
+  matches: [{path: {value: /extras}}]
+  filters:
+  - {type: RequestMirror, requestMirror: {backendRef: {name: api-v1, port: 8080}, percent: 5}}
+  - {type: CORS, cors: {allowOrigins: ["https://*.example.com"], allowMethods: [GET]}}
+  backendRefs: [{name: api-v1, port: 8080}]
 """) + """---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: faults}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r,
+                sectionName: extras}, {group: "", kind: Service, name: api-v2}]
+  faultInjection: {delay: {fixedDelay: 10ms, percentage: 1}, abort: {httpStatus: 503,
+                                                                     percentage: 0.5}}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: SecurityPolicy
+metadata: {name: cors}
+spec:
+  targetRefs: [{group: "", kind: Service, name: api-v1}]
+  cors: {allowOrigins: ["*"], allowMethods: [GET, POST], maxAge: 1m}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: grpc}
@@ -223,7 +245,7 @@ spec:
 """
 
 
-@pytest.mark.parametrize("caller", ["web", "api", "grpc"])
+@pytest.mark.parametrize("caller", ["web", "api", "api-v1", "api-v2", "grpc"])
 def test_every_resource_is_accepted_by_the_pointsman_sidecar(caller: str) -> None:
     from proxy.bootstrap import ensure_network_filters
     from proxy.model.cluster import translate_cluster
@@ -271,3 +293,59 @@ spec:
 """
     answer = ask(mesh_of(text), "web", "tcp://db:5432")
     assert clusters_of(answer) == {"default/db": 75.0, "default/db-new": 25.0}
+
+
+def test_an_outbound_listener_would_take_the_applications_port() -> None:
+    mesh = mesh_of(SERVICES)  # web's targetPort 80 is also a Service port
+    node = sidecar("web")
+    clash = type(node)(node.id, node.kind, node.name, node.namespace, node.instance_ip,
+                       "127.0.0.5", "127.0.0.5")
+    with pytest.raises(NodeError, match=r"port\(s\) \[80\]"):
+        MeshCompiler(mesh).compile_node(clash)
+
+
+@pytest.mark.parametrize(("hashing", "expected"), [
+    ("{type: SourceIP}", [{"connection_properties": {"source_ip": True}}]),
+    ("{type: Headers, headers: [{name: x-a}, {name: x-b}]}",
+     [{"header": {"header_name": "x-a"}}, {"header": {"header_name": "x-b"}}]),
+    ("{type: Cookie, cookie: {name: c, ttl: 1h}}", [{"cookie": {"name": "c", "ttl": "3600s"}}]),
+    ("{type: QueryParams, queryParams: [{name: user}]}", [{"query_parameter": {"name": "user"}}]),
+])
+def test_consistent_hash_kinds(hashing: str, expected: list[dict[str, object]]) -> None:
+    text = SERVICES + f"""---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{name: h}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: api}}]
+  loadBalancer: {{type: ConsistentHash, consistentHash: {hashing}}}
+"""
+    table = as_dict(compiled(mesh_of(text), sidecar("web")), ROUTE.type_url, "outbound|8080")
+    vhost = next(item for item in table["virtual_hosts"] if item["name"] == "api.default:8080")
+    assert vhost["routes"][0]["route"]["hash_policy"] == expected
+
+
+@pytest.mark.parametrize(("check", "expected"), [
+    ("{type: TCP, tcp: {send: {type: Text, text: ping}, receive: {type: Text, text: pong}}}",
+     {"tcp_health_check": {"send": {"text": "70696e67"}, "receive": [{"text": "706f6e67"}]}}),
+    ("{type: GRPC, grpc: {service: health.v1}}",
+     {"grpc_health_check": {"service_name": "health.v1"}}),
+    ("{type: HTTP, http: {path: /h, method: HEAD, hostname: x.example}}",
+     {"http_health_check": {"path": "/h", "method": "HEAD", "host": "x.example",
+                            "expected_statuses": [{"start": "200", "end": "201"}]}}),
+])
+def test_active_health_check_kinds(check: str, expected: dict[str, object]) -> None:
+    text = SERVICES + f"""---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {{name: h}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: api}}]
+  healthCheck: {{active: {check}}}
+"""
+    cluster = as_dict(compiled(mesh_of(text), sidecar("web")), CLUSTER.type_url,
+                      "outbound|8080||api.default")
+    [found] = cluster["health_checks"]
+    assert {key: value for key, value in found.items() if key.endswith("_check")} == expected
+    assert (found["interval"], found["timeout"], found["unhealthy_threshold"],
+            found["healthy_threshold"]) == ("3s", "1s", 3, 1)  # Envoy Gateway's defaults

@@ -21,7 +21,7 @@ class RefusingFactory:
     def translate(self, message: Any) -> Any:
         return message
 
-    def create(self, config: Any, context: Any, *, stat_prefix: str = "") -> Any:
+    def create(self, config: Any, context: Any, *, stat_prefix: str = "", name: str = "") -> Any:
         raise ConfigError("cannot be created", field="some_field")
 
 
