@@ -11,16 +11,21 @@
   have not; False (Invalid) when a proxy NACKed resources made from it since its last good
   configuration, with the proxy and the error; False (Invalid) when the object is not
   Accepted. An object no connected proxy uses is Programmed (nothing is waiting for it).
+
+Every condition carries lastTransitionTime (controlplane/api/transitions.py).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from controlplane.api.proxies import ProxyRecord
+from controlplane.api.transitions import Transitions
 from controlplane.mesh import MeshObject, ObjectKey, status
 from controlplane.mesh.compile.deps import Provenance
 from controlplane.sources.mesh import MeshCache
@@ -41,9 +46,12 @@ def condition(kind: str, ok: bool, reason: str, message: str, generation: int
 
 
 class StatusView:
-    def __init__(self, cache: MeshCache, proxies: Proxies | None = None) -> None:
+    def __init__(self, cache: MeshCache, proxies: Proxies | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cache = cache
         self.proxies = proxies
+        self.transitions = Transitions(clock)
+        self._transitions_generation = -1
         self.provenance = Provenance(cache.compiler.memo)
         self._records: tuple[tuple[int, int], list[ProxyRecord]] = ((-1, -1), [])
         self._deps: dict[tuple[str, str, str, str, str, str], frozenset[ObjectKey]] = {}
@@ -67,6 +75,10 @@ class StatusView:
             conditions.append(self._programmed(key, accepted["status"] == "True", revision,
                                                generation))
         out["conditions"] = conditions
+        if self._transitions_generation != self.cache.mesh_generation:
+            self.transitions.forget_all_but(self.cache.mesh.objects)
+            self._transitions_generation = self.cache.mesh_generation
+        self.transitions.stamp(key, obj.meta.creation_timestamp, out)
         return out
 
     # ---- Programmed -------------------------------------------------------------------------
