@@ -4,7 +4,9 @@ Apply and Delete run one at a time in a replica: read the documents, plan agains
 mirror's current state (off the event loop: a big mesh takes a while to check, and xDS
 serving must not stall), commit to the store only if nothing was committed since (another
 replica may have), and return once the mirror serves the result, so a Get right after shows
-it. A Conflict is planned again against the newer mesh, a few times.
+it. A Conflict is planned again against the newer mesh, a few times. Each apply that changes
+something (or is a dry run, or --strict) is analyzed (controlplane.mesh.analyze) on the whole
+mesh after the change; its findings about the applied objects come back as warnings.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class MeshApi:
                 plan = await asyncio.to_thread(make, state)
                 if plan.errors:
                     raise ApiError(INVALID, _summary(plan.errors), plan.errors)
+                if not (plan.changes or strict or dry_run):
+                    # Nothing to write, nothing to refuse: skip analyze (seconds for a
+                    # thousand Services), the objects were analyzed when they were applied.
+                    return Result(state.revision, plan.outcomes, [])
                 warnings = await asyncio.to_thread(_findings, plan, labels)
                 if strict and any(item.severity == "error" for item in warnings):
                     errors = [item for item in warnings if item.severity == "error"]
