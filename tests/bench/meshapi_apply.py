@@ -12,6 +12,7 @@ instance_ip), connected before anything is applied.
   mesh.yaml` starts (its process included) and stops at the last ACK, once no ACK came for a
   quiet period and every client holds all four types (registrations as endpoints, and the
   EDS pushes they cause, are part of it);
+  then one HTTPRoute changed, applied alone, timed the same way;
 - raw resources: `pointsman controlplane --resources FILE`, the clients connected to an empty
   file; the clock starts as FILE is written with what one mesh sidecar receives (every node
   gets it) and stops the same way (the 0.1 s file poll included).
@@ -149,6 +150,7 @@ async def worker_main(target: str, nodes: list[dict[str, Any]], pipe: Connection
     while await loop.run_in_executor(None, pipe.recv) == "report":
         pipe.send({"complete": sum(sidecar.complete() for sidecar in sidecars),
                    "last_ack": max(sidecar.last_ack for sidecar in sidecars),
+                   "first_ack": min(sidecar.last_ack for sidecar in sidecars),
                    "bytes": [sum(sidecar.bytes.values()) for sidecar in sidecars],
                    "failed": [str(task.exception()) for task in tasks
                               if task.done() and not task.cancelled() and task.exception()]})
@@ -195,7 +197,7 @@ class Clients:
             assert pipe.recv() == "connected"
         self.count = count
 
-    def report(self) -> tuple[int, float, list[int]]:
+    def report(self) -> tuple[int, float, float, list[int]]:
         for pipe in self.pipes:
             pipe.send("report")
         reports = [pipe.recv() for pipe in self.pipes]
@@ -203,16 +205,17 @@ class Clients:
         if failed:
             raise RuntimeError(f"clients failed: {failed[:3]}")
         return (sum(report["complete"] for report in reports),
+                min(report["first_ack"] for report in reports),
                 max(report["last_ack"] for report in reports),
                 [size for report in reports for size in report["bytes"]])
 
     def converged(self, started: float, timeout: float = 600.0) -> tuple[float, list[int]]:
-        """The last ACK's time, once every client holds every type and none ACKed for
-        QUIET seconds."""
+        """The last ACK's time, once every client holds every type, has ACKed something since
+        `started`, and none ACKed for QUIET seconds."""
         while time.time() - started < timeout:
             time.sleep(0.25)
-            complete, last_ack, sizes = self.report()
-            if complete == self.count and last_ack > started and time.time() - last_ack > QUIET:
+            complete, first_ack, last_ack, sizes = self.report()
+            if complete == self.count and first_ack > started and time.time() - last_ack > QUIET:
                 return last_ack, sizes
         raise RuntimeError(f"not converged in {timeout} s")
 
@@ -267,8 +270,24 @@ def measure_api(folder: Path, text: str, args: argparse.Namespace) -> dict[str, 
         if applied.returncode != 0:
             raise RuntimeError(applied.stderr.decode()[-2000:])
         done, sizes = clients.converged(started)
-        return figures(server, started, cpu_before, done, sizes, path="mesh API",
-                       apply_returned_s=round(apply_done - started, 2))
+        result = figures(server, started, cpu_before, done, sizes, path="mesh API",
+                         apply_returned_s=round(apply_done - started, 2))
+        # Then one HTTPRoute changed (svc0's path match), applied alone.
+        route = folder / "route.yaml"
+        route.write_text(mesh_text(args.services, args.namespaces, "x").split("---\n")[1])
+        cpu_before = cpu_seconds(server.pid)
+        started = time.time()
+        applied = subprocess.run([POINTSMAN, "apply", "-f", str(route),
+                                  "--server", f"127.0.0.1:{api_port}"],
+                                 capture_output=True, cwd=REPO, check=False)
+        apply_done = time.time()
+        if applied.returncode != 0:
+            raise RuntimeError(applied.stderr.decode()[-2000:])
+        done, _ = clients.converged(started)
+        result["one_route"] = {"apply_returned_s": round(apply_done - started, 2),
+                               "to_all_acked_s": round(done - started, 2),
+                               "cpu_s": round(cpu_seconds(server.pid) - cpu_before, 2)}
+        return result
     finally:
         if clients is not None:
             clients.close()
