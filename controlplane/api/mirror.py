@@ -2,10 +2,11 @@
 --store`.
 
 `StoreMirror` lists the store once, then follows its watch. After each change it decodes
-only the objects that changed, resolves the whole mesh off the event loop, and publishes it
-into the `MeshCache` (which compiles per sidecar). Changes that arrive together are applied
-together. If the watch breaks (the store restarted, or its history was compacted) the mirror
-lists again from scratch, after a backoff; meanwhile the last mesh keeps serving.
+only the objects that changed, resolves the whole mesh and compiles it for the connected
+sidecars off the event loop (`MeshCache.prepare`), and publishes it into the `MeshCache`.
+Changes that arrive together are applied together. If the watch breaks (the store restarted,
+or its history was compacted) the mirror lists again from scratch, after a backoff; meanwhile
+the last mesh keeps serving.
 
 Other parts ask it for the current `State` (apply plans against it), wait for a revision to
 be reached (`wait_for`: an Apply returns once its own change serves), and subscribe to the
@@ -15,6 +16,7 @@ changes (`subscribe`: the Watch RPC).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from controlplane import logs
 from controlplane.api.apply import State
 from controlplane.api.objects import decode
 from controlplane.mesh import MeshError, MeshObject, ObjectKey, resolve
+from controlplane.mesh.compile.compiler import MeshCompiler
 from controlplane.mesh.resolve import Mesh
 from controlplane.sources.mesh import MeshCache
 from controlplane.store import Change, Record, Store, StoreError
@@ -51,6 +54,7 @@ class Loaded:
     mesh: Mesh
     errors: dict[ObjectKey, str]
     changes: tuple[Change, ...]
+    compiler: MeshCompiler | None = None  # the cache's prepare(mesh): compiled off the loop
 
 
 class StoreMirror:
@@ -93,7 +97,7 @@ class StoreMirror:
         before = self.state
         state = State(listing.revision, before.records, before.objects)
         changes = (_difference(before, records, listing.revision),) if self.loads else ()
-        loaded = await asyncio.to_thread(_load, state, records, self.errors, changes)
+        loaded = await asyncio.to_thread(self._prepared, state, records, changes)
         await self._publish(loaded)
         return True
 
@@ -137,13 +141,20 @@ class StoreMirror:
             for key in change.deletes:
                 records.pop(key, None)
         state = State(changes[-1].revision, self.state.records, self.state.objects)
-        loaded = await asyncio.to_thread(_load, state, records, self.errors, tuple(changes))
+        loaded = await asyncio.to_thread(self._prepared, state, records, tuple(changes))
         await self._publish(loaded)
+
+    def _prepared(self, state: State, records: dict[ObjectKey, Record],
+                  changes: tuple[Change, ...]) -> Loaded:
+        """(In a worker thread.) The new state, resolved, and compiled for the connected
+        nodes, as MeshSource does: swapping it in then compiles nothing on the event loop."""
+        loaded = _load(state, records, self.errors, changes)
+        return dataclasses.replace(loaded, compiler=self.cache.prepare(loaded.mesh))
 
     async def _publish(self, loaded: Loaded) -> None:
         events = _events(self.state, loaded.changes)
         self.state, self.errors = loaded.state, loaded.errors
-        self.cache.set_mesh(loaded.mesh)
+        self.cache.set_mesh(loaded.mesh, loaded.compiler)
         self.loads += 1
         self.last_error = None
         logs.event("store_loaded", revision=self.state.revision,

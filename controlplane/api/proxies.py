@@ -127,7 +127,7 @@ class ProxyTracker:
         self.revision = revision
         self.clock = clock
         self.streams: Callable[[], dict[int, Any]] = dict  # the Observer's, once attached
-        self.provenance = Provenance(cache.compiler.memo)
+        self.provenance = Provenance(lambda: cache.compiler.memo)  # the current one
         self.on_change: list[Callable[[], None]] = []
         self.version = 0  # changes whenever a proxy's state may have
         self._tracks: dict[int, _StreamTrack] = {}

@@ -52,7 +52,7 @@ class StatusView:
         self.proxies = proxies
         self.transitions = Transitions(clock)
         self._transitions_generation = -1
-        self.provenance = Provenance(cache.compiler.memo)
+        self.provenance = Provenance(lambda: cache.compiler.memo)  # the current one
         self._records: tuple[tuple[int, int], list[ProxyRecord]] = ((-1, -1), [])
         self._deps: dict[tuple[str, str, str, str, str, str], frozenset[ObjectKey]] = {}
         self._deps_generation = -1

@@ -12,7 +12,7 @@ and which sidecars an object concerns (Programmed).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from controlplane.cache import CachedResource
@@ -26,10 +26,13 @@ _OBJECT_READS = {"get": 1}  # read name -> index where (kind, namespace, name) s
 
 
 class Provenance:
-    """Objects behind resources, for one memo; the index follows the memo's generation."""
+    """Objects behind resources, for one memo; the index follows the memo's generation. Give
+    a function returning the memo to follow a MeshCache, which swaps in a new compiler (and
+    memo) with each mesh prepared off the loop."""
 
-    def __init__(self, memo: Memo) -> None:
-        self.memo = memo
+    def __init__(self, memo: Memo | Callable[[], Memo]) -> None:
+        self._source: Callable[[], Memo] = memo if callable(memo) else (lambda: memo)
+        self._indexed: Memo | None = None
         self._generation = -1
         self._units: dict[ResourceId, set[Hashable]] = {}
         self._users: dict[str, set[Hashable]] = {}  # cluster name -> units choosing it
@@ -51,9 +54,16 @@ class Provenance:
             found |= self.objects_of(resource)
         return frozenset(found)
 
+    @property
+    def memo(self) -> Memo:
+        return self._source()
+
     def _index(self) -> None:
-        if self._generation == self.memo.generation:
+        if self._indexed is self.memo and self._generation == self.memo.generation:
             return
+        if self._indexed is not self.memo:
+            self._objects = {}  # versions are numbered per memo
+            self._indexed = self.memo
         units: dict[ResourceId, set[Hashable]] = defaultdict(set)
         users: dict[str, set[Hashable]] = defaultdict(set)
         for key, entry in self.memo.entries.items():

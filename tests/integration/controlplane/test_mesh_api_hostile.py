@@ -103,3 +103,41 @@ def test_hostile_applies_are_refused_without_stalling_xds(tmp_path: Path) -> Non
         assert listed.returncode == 0
         assert listed.stdout.split() == ["service/api", "service/api-v2", "service/front"]
         assert control_plane.alive()  # still up
+
+
+def routed_services(count: int) -> str:
+    """`count` Services, each with an HTTPRoute splitting to the next one."""
+    return "".join(
+        f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{index}}}\n"
+        f"spec: {{ports: [{{name: http, port: 80, appProtocol: http}}]}}\n"
+        f"---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n"
+        f"metadata: {{name: s{index}}}\nspec:\n"
+        f"  parentRefs: [{{group: '', kind: Service, name: s{index}, port: 80}}]\n"
+        f"  rules: [{{backendRefs: [{{name: s{index}, port: 80, weight: 9}}, "
+        f"{{name: s{(index + 1) % count}, port: 80, weight: 1}}]}}]\n"
+        for index in range(count))
+
+
+def test_a_big_apply_is_compiled_off_the_event_loop(tmp_path: Path) -> None:
+    """1,000 Services and routes applied while a sidecar fetches: the new mesh is resolved
+    and compiled for it in a worker thread, then swapped in."""
+    (tmp_path / "big.yaml").write_text(MESH + routed_services(1000))
+    with ExitStack() as stack:
+        control_plane = ApiControlPlane(f"file:{tmp_path / 'state'}")
+        stack.enter_context(control_plane)
+        control_plane.wait_ready()
+        assert pointsman("apply", "-f", "-", server=control_plane.api, stdin=MESH
+                         ).returncode == 0
+        fetcher = Fetcher(control_plane.port)
+        fetcher.start()
+        try:
+            time.sleep(0.5)
+            applied = pointsman("apply", "-f", str(tmp_path / "big.yaml"),
+                                server=control_plane.api)
+            assert applied.returncode == 0, applied.stderr
+            time.sleep(1.0)
+        finally:
+            fetcher.done.set()
+            fetcher.join()
+        assert fetcher.answers > 0 and not fetcher.failures, fetcher.failures
+        assert fetcher.slowest < STALL, f"xDS stalled {fetcher.slowest:.2f} s"

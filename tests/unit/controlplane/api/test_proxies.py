@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
@@ -142,11 +143,19 @@ def test_stale_until_acked_then_synced_and_stale_again_when_the_mesh_moves() -> 
     assert programmed(view, cache, ROUTE_KEY, 2)[0] == "Programmed"
 
 
-def test_a_nack_names_the_error_and_the_objects_that_changed() -> None:
+def swap(cache: MeshCache, text: str, prepared: bool) -> None:
+    """A new mesh, compiled on the spot or `prepared` off the loop (a new compiler and memo,
+    as the store mirror and --mesh serve it)."""
+    mesh = resolve(load_objects(textwrap.dedent(text)))
+    cache.set_mesh(mesh, cache.prepare(mesh) if prepared else None)
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_a_nack_names_the_error_and_the_objects_that_changed(prepared: bool) -> None:
     cache, tracker, sidecar, revision, view = setup(MESH + ROUTE_TEXT % 1)
     sidecar.ack_all()
     revision[0] = 2
-    cache.set_mesh(resolve(load_objects(textwrap.dedent(MESH + ROUTE_TEXT % 2))))
+    swap(cache, MESH + ROUTE_TEXT % 2, prepared)
     sidecar.changed()
     sidecar.reply(ROUTE.type_url, error="routes: bad regex")
     sidecar.ack_all()
@@ -159,7 +168,7 @@ def test_a_nack_names_the_error_and_the_objects_that_changed() -> None:
     assert (reason, message) == ("Invalid", "web-1 NACKed RDS: routes: bad regex")
 
     revision[0] = 3  # the route fixed: until the sidecar answers, the old NACK is not its
-    cache.set_mesh(resolve(load_objects(textwrap.dedent(MESH + ROUTE_TEXT % 3))))
+    swap(cache, MESH + ROUTE_TEXT % 3, prepared)
     assert programmed(view, cache, ROUTE_KEY, 3)[0] == "Pending"
     sidecar.changed()
     sidecar.ack_all()
