@@ -16,7 +16,7 @@ refused resources were compiled from, among those that changed since the last AC
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,9 +100,9 @@ class _Nack:
 
 @dataclass
 class _TypeTrack:
-    # nonce -> (resources, removed names or None for a SotW push, which replaces the set,
-    # the store revision of the mesh it came from)
-    pushes: dict[str, tuple[tuple[CachedResource, ...], tuple[str, ...] | None, int]] = field(
+    # nonce -> (resources, removed names or None for a SotW push, the store revision of the
+    # mesh it came from)
+    pushes: dict[str, tuple[Iterable[CachedResource], tuple[str, ...] | None, int]] = field(
         default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)  # name -> version the proxy ACKed
     nack: _Nack | None = None
@@ -180,7 +180,10 @@ class ProxyTracker:
         if sent is None:
             return
         resources, removed, _ = sent
-        held = {} if removed is None else dict(typed.held)  # SotW: the whole set, as sent
+        # A SotW LDS or CDS response is the whole set; an EDS, RDS or SDS one may carry only
+        # the resources that changed (xDS protocol, "state of the world" variants).
+        replaces = removed is None and ack.type_url in (LISTENER.type_url, CLUSTER.type_url)
+        held = {} if replaces else dict(typed.held)
         for name in removed or ():
             held.pop(name, None)
         held.update((resource.name, resource.version) for resource in resources)

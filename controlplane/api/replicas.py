@@ -39,11 +39,12 @@ class SharedEndpointsCache(MeshCache):
         self.presence = presence
         presence.on_change.append(self._presence_changed)
 
-    def _publish_endpoints(self) -> None:
-        """(MeshCache calls this when its own registrations change.)"""
+    def _flush_endpoints(self) -> None:
+        """(MeshCache calls this when its own registrations changed, once per loop turn.)"""
         if self.presence is None:
-            super()._publish_endpoints()
+            super()._flush_endpoints()
             return
+        self._publish_pending = False
         local = {f"{namespace}/{name}/{address}"
                  for (namespace, name), address in self._endpoint_counts}
         for entry in sorted(local - self._published):
@@ -65,8 +66,8 @@ class SharedEndpointsCache(MeshCache):
         endpoints = Endpoints()
         endpoints.by_service = wanted
         self.compiler.update(endpoints=endpoints)
-        self.last_change = "endpoints"
-        self._changed()
+        with self._change("endpoints"):
+            self._recompile()
 
 
 class ReplicaDirectory:
