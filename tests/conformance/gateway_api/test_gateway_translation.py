@@ -1,0 +1,315 @@
+"""The translated gateway tests against what they were translated from: per profile the same
+test names as upstream (the lists below, taken from the Go files' ShortName and Features at the
+recorded commit, bucketed by profiles.go), metadata well-formed, every manifest vendored and
+read by our loader except the recorded gaps (loader_gaps.py), every object a step names present
+in the test's manifests, and the status checks' rules each exercised both ways. No processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controlplane.mesh.load import read_objects
+from controlplane.mesh.yamldoc import parse_stream
+from tests.conformance.gateway_api.gateway_steps import (
+    GatewayConformanceTest,
+    GatewayExchanges,
+    GatewayGRPCExchanges,
+    GatewayWeighted,
+    Step,
+    Subtest,
+    TLSPassthrough,
+)
+from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS, NOT_TRANSLATED
+from tests.conformance.gateway_api.loader_gaps import LOADER_GAPS, Gap
+from tests.conformance.gateway_api.mesh_suite import GATEWAY_PROFILES
+from tests.conformance.gateway_api.status import (
+    CONTROLLER,
+    NN,
+    Condition,
+    GatewayListeners,
+    LatestConditions,
+    ListenerStatus,
+    ParentStatus,
+    RouteCondition,
+    RouteNoAcceptedParents,
+    RouteParents,
+    RoutesAccepted,
+    condition_mismatch,
+    conditions_mismatch,
+    listeners_mismatch,
+    parents_mismatch,
+)
+
+UPSTREAM = Path(__file__).parent / "upstream" / "conformance"
+TESTS = GATEWAY_CONFORMANCE_TESTS
+BY_NAME = {test.short_name: test for test in TESTS}
+
+UPSTREAM_NAMES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "GATEWAY-HTTP": (frozenset({  # 38 core
+        "GatewayClassObservedGenerationBump", "GatewayInvalidParametersRef",
+        "GatewayInvalidRouteKind", "GatewayInvalidTLSConfiguration",
+        "GatewayListenerUnsupportedProtocol", "GatewayModifyListeners", "GatewayNameMaximumLength",
+        "GatewayObservedGenerationBump", "GatewaySecretInvalidReferenceGrant",
+        "GatewaySecretMissingReferenceGrant", "GatewaySecretReferenceGrantAllInNamespace",
+        "GatewaySecretReferenceGrantSpecific", "GatewayWithAttachedRoutes",
+        "HTTPRouteCrossNamespace", "HTTPRouteExactPathMatching", "HTTPRouteHTTPSListener",
+        "HTTPRouteHeaderMatching", "HTTPRouteHostnameIntersection",
+        "HTTPRouteInvalidBackendRefUnknownKind", "HTTPRouteInvalidCrossNamespaceBackendRef",
+        "HTTPRouteInvalidCrossNamespaceParentRef", "HTTPRouteInvalidNonExistentBackendRef",
+        "HTTPRouteInvalidParentRefNotMatchingSectionName", "HTTPRouteInvalidReferenceGrant",
+        "HTTPRouteListenerHostnameMatching", "HTTPRouteMatching", "HTTPRouteMatchingAcrossRoutes",
+        "HTTPRouteMultipleGateways", "HTTPRouteNoBackendRefs", "HTTPRouteObservedGenerationBump",
+        "HTTPRoutePartiallyInvalidViaInvalidReferenceGrant", "HTTPRoutePathMatchOrder",
+        "HTTPRouteRedirectHostAndStatus", "HTTPRouteReferenceGrant",
+        "HTTPRouteRequestHeaderModifier", "HTTPRouteServiceTypes", "HTTPRouteSimpleSameNamespace",
+        "HTTPRouteWeight",}),
+    frozenset({  # 61 extended
+        "BackendTLSPolicy", "BackendTLSPolicyConflictResolution",
+        "BackendTLSPolicyInvalidCACertificateRef", "BackendTLSPolicyInvalidKind",
+        "BackendTLSPolicyObservedGenerationBump", "BackendTLSPolicySANValidation",
+        "GatewayFrontendClientCertificateValidation",
+        "GatewayFrontendClientCertificateValidationInsecureFallback",
+        "GatewayFrontendInvalidDefaultClientCertificateValidation", "GatewayHTTPListenerIsolation",
+        "GatewayInfrastructure", "GatewayInvalidFrontendClientCertificateValidation",
+        "GatewayInvalidTLSBackendConfiguration", "GatewayOptionalAddressValue",
+        "GatewayStaticAddresses", "GatewayTLSBackendClientCertificate",
+        "GatewayWithAttachedRoutesWithPort8080", "HTTPRoute303Redirect", "HTTPRoute307Redirect",
+        "HTTPRoute308Redirect", "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket",
+        "HTTPRouteBackendRequestHeaderModifier", "HTTPRouteBackendRequestRedirect",
+        "HTTPRouteBackendURLRewrite", "HTTPRouteCORS",
+        "HTTPRouteHTTPSListenerDetectMisdirectedRequests",
+        "HTTPRouteInvalidParentRefNotMatchingListenerPort",
+        "HTTPRouteInvalidParentRefSectionNameNotMatchingPort", "HTTPRouteListenerPortMatching",
+        "HTTPRouteMethodMatching", "HTTPRouteNamedRule", "HTTPRouteQueryParamMatching",
+        "HTTPRouteRedirectPath", "HTTPRouteRedirectPort", "HTTPRouteRedirectPortAndScheme",
+        "HTTPRouteRedirectScheme", "HTTPRouteRequestHeaderModifierBackendWeights",
+        "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors",
+        "HTTPRouteRequestPercentageMirror", "HTTPRouteResponseHeaderModifier", "HTTPRouteRetry",
+        "HTTPRouteRetryConnectionError", "HTTPRouteRetryWithTimeouts", "HTTPRouteRewriteHost",
+        "HTTPRouteRewritePath", "HTTPRouteTimeoutBackendRequest", "HTTPRouteTimeoutRequest",
+        "ListenerSetAllowedNamespaceNone", "ListenerSetAllowedNamespaceSame",
+        "ListenerSetAllowedNamespaceSelector", "ListenerSetAllowedRoutesNamespaces",
+        "ListenerSetDefaultNotAllowed", "ListenerSetDualParentRefIndependence",
+        "ListenerSetGatewayParentSectionNameNotFound", "ListenerSetHTTPRouting",
+        "ListenerSetHostnameConflict", "ListenerSetProtocolConflict", "ListenerSetReferenceGrant",
+        "ListenerSetRouteStatusScopedToParentRef",})),
+    "GATEWAY-TLS": (frozenset({  # 21 core
+        "GatewayClassObservedGenerationBump", "GatewayInvalidParametersRef",
+        "GatewayInvalidRouteKind", "GatewayInvalidTLSConfiguration",
+        "GatewayListenerUnsupportedProtocol", "GatewayModifyListeners", "GatewayNameMaximumLength",
+        "GatewayObservedGenerationBump", "GatewaySecretInvalidReferenceGrant",
+        "GatewaySecretMissingReferenceGrant", "GatewaySecretReferenceGrantAllInNamespace",
+        "GatewaySecretReferenceGrantSpecific", "TLSRouteHostnameIntersection",
+        "TLSRouteInvalidBackendRefNonexistent", "TLSRouteInvalidBackendRefUnknownKind",
+        "TLSRouteInvalidNoMatchingListener", "TLSRouteInvalidNoMatchingListenerHostname",
+        "TLSRouteInvalidReferenceGrant", "TLSRouteListenerPassthroughSupportedKinds",
+        "TLSRouteListenerTerminateNotSupported", "TLSRouteSimpleSameNamespace",}),
+    frozenset({  # 16 extended
+        "BackendTLSPolicyTLSRouteTerminate", "GatewayInfrastructure",
+        "GatewayOptionalAddressValue", "GatewayStaticAddresses", "ListenerSetAllowedNamespaceNone",
+        "ListenerSetAllowedNamespaceSame", "ListenerSetAllowedNamespaceSelector",
+        "ListenerSetAllowedRoutesSupportedKinds", "ListenerSetDefaultNotAllowed",
+        "ListenerSetHostnameConflict", "ListenerSetProtocolConflict", "ListenerSetReferenceGrant",
+        "TLSRouteListenerMixedTerminationNotSupported", "TLSRouteListenerTerminateSupportedKinds",
+        "TLSRouteMixedTerminationSameNamespace", "TLSRouteTerminateSimpleSameNamespace",})),
+    "GATEWAY-GRPC": (frozenset({  # 16 core
+        "GRPCExactMethodMatching", "GRPCRouteHeaderMatching", "GRPCRouteListenerHostnameMatching",
+        "GRPCRouteWeight", "GatewayClassObservedGenerationBump", "GatewayInvalidParametersRef",
+        "GatewayInvalidRouteKind", "GatewayInvalidTLSConfiguration",
+        "GatewayListenerUnsupportedProtocol", "GatewayModifyListeners", "GatewayNameMaximumLength",
+        "GatewayObservedGenerationBump", "GatewaySecretInvalidReferenceGrant",
+        "GatewaySecretMissingReferenceGrant", "GatewaySecretReferenceGrantAllInNamespace",
+        "GatewaySecretReferenceGrantSpecific",}),
+    frozenset({  # 11 extended
+        "BackendTLSPolicyGRPCRoute", "GatewayInfrastructure", "GatewayOptionalAddressValue",
+        "GatewayStaticAddresses", "ListenerSetAllowedNamespaceNone",
+        "ListenerSetAllowedNamespaceSame", "ListenerSetAllowedNamespaceSelector",
+        "ListenerSetDefaultNotAllowed", "ListenerSetHostnameConflict",
+        "ListenerSetProtocolConflict", "ListenerSetReferenceGrant",})),
+}
+
+
+def test_every_test_is_translated_once_with_its_upstream_file() -> None:
+    names = [test.short_name for test in TESTS]
+    assert len(names) == len(set(names))
+    assert not set(names) & set(NOT_TRANSLATED)
+    for test in TESTS:
+        assert test.upstream_file.endswith(".go") and test.description
+        assert test.manifests and all(m.startswith("tests/") for m in test.manifests)
+
+
+WHOLE_CORES = ("GATEWAY-HTTP",)  # the profiles whose core is translated whole
+
+
+@pytest.mark.parametrize("profile", GATEWAY_PROFILES, ids=lambda profile: profile.name)
+def test_profile_core_is_translated_or_listed(profile: object) -> None:
+    core, _ = UPSTREAM_NAMES[profile.name]  # type: ignore[attr-defined]
+    translated = {test.short_name for test in TESTS
+                  if profile.has(test) and not profile.is_extended(test)}  # type: ignore
+    assert translated <= core
+    assert core - translated <= set(NOT_TRANSLATED), sorted(core - translated)
+    if profile.name in WHOLE_CORES:  # type: ignore[attr-defined]
+        assert translated == core
+
+
+@pytest.mark.parametrize("profile", GATEWAY_PROFILES, ids=lambda profile: profile.name)
+def test_profile_extended_is_translated_or_listed(profile: object) -> None:
+    _, extended = UPSTREAM_NAMES[profile.name]  # type: ignore[attr-defined]
+    translated = {test.short_name for test in TESTS
+                  if profile.has(test) and profile.is_extended(test)}  # type: ignore
+    assert translated <= extended
+    assert extended - translated <= set(NOT_TRANSLATED), sorted(extended - translated)
+
+
+def test_not_translated_names_are_upstream_names() -> None:
+    known = set().union(*(core | extended for core, extended in UPSTREAM_NAMES.values()))
+    assert set(NOT_TRANSLATED) <= known
+
+
+def _refused(manifest: str) -> set[tuple[str, str]]:
+    _, errors = read_objects((UPSTREAM / manifest).read_text(), manifest)
+    return {(error.location.obj, error.location.field) for error in errors}
+
+
+def _gaps(manifest: str) -> set[tuple[str, str]]:
+    return {(gap.obj, gap.field) for gap in LOADER_GAPS if gap.manifest == manifest}
+
+
+def _manifests() -> list[str]:
+    return sorted({"base/manifests.yaml"} | {m for test in TESTS for m in test.manifests})
+
+
+@pytest.mark.parametrize("manifest", _manifests())
+def test_manifests_load_but_for_the_recorded_gaps(manifest: str) -> None:
+    assert (UPSTREAM / manifest).is_file()
+    objects, _ = read_objects((UPSTREAM / manifest).read_text(), manifest)
+    assert objects or _gaps(manifest), "nothing of it loads and no gap is recorded"
+    assert _refused(manifest) == _gaps(manifest)
+
+
+def test_every_gap_is_for_a_vendored_manifest_with_a_reason() -> None:
+    manifests = set(_manifests())
+    for gap in LOADER_GAPS:
+        assert isinstance(gap, Gap) and gap.manifest in manifests and gap.why
+
+
+def _objects(test: GatewayConformanceTest) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of every object in the base and the test's manifests, read
+    as plain YAML (our loader refuses some)."""
+    found = set()
+    for manifest in ("base/manifests.yaml", *test.manifests):
+        for document in parse_stream((UPSTREAM / manifest).read_text(), manifest):
+            data = document.data
+            if isinstance(data, dict):
+                meta = data.get("metadata") or {}
+                found.add((data.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
+    return found
+
+
+def _walk(steps: tuple[Step, ...]) -> Iterator[Step]:
+    for step in steps:
+        if isinstance(step, Subtest):
+            yield from _walk(step.steps)
+        else:
+            yield step
+
+
+def _named(step: Step) -> Iterator[tuple[str, NN]]:
+    """The objects a step names, as (kind, name)."""
+    if isinstance(step, RoutesAccepted):
+        yield "Gateway", step.gateway.nn
+        for route in step.routes:
+            yield step.kind, route
+    elif isinstance(step, RouteCondition):
+        yield step.kind, step.route
+        yield "Gateway", step.gateway
+    elif isinstance(step, (RouteParents, RouteNoAcceptedParents)):
+        yield step.kind, step.route
+    elif isinstance(step, GatewayListeners):
+        yield "Gateway", step.gateway
+    elif isinstance(step, LatestConditions):
+        yield step.kind, step.name
+    elif isinstance(step, (GatewayExchanges, GatewayGRPCExchanges, GatewayWeighted,
+                           TLSPassthrough)):
+        yield "Gateway", step.gateway.nn
+
+
+@pytest.mark.parametrize("test", TESTS, ids=lambda test: test.short_name)
+def test_steps_name_objects_of_the_manifests(test: GatewayConformanceTest) -> None:
+    objects = _objects(test)
+    for step in _walk(test.steps):
+        for kind, name in _named(step):
+            assert (kind, name.namespace, name.name) in objects, (kind, name)
+
+
+def test_condition_rule_follows_find_condition_in_list() -> None:
+    actual = [{"type": "Accepted", "status": "False", "reason": "NotAllowedByListeners"}]
+    assert condition_mismatch(Condition("Accepted", "False", "NotAllowedByListeners"),
+                              actual) is None
+    assert condition_mismatch(Condition("Accepted"), actual) is None  # any status, any reason
+    assert condition_mismatch(Condition("Accepted", "False"), actual) is None
+    assert condition_mismatch(Condition("Accepted", "True"), actual)
+    assert condition_mismatch(Condition("Accepted", "False", "NoMatchingParent"), actual)
+    assert condition_mismatch(Condition("ResolvedRefs"), actual)
+    assert conditions_mismatch((Condition("Accepted"), Condition("ResolvedRefs")), actual)
+    assert conditions_mismatch((), actual) is None
+
+
+def _parent(**overrides: object) -> dict[str, object]:
+    parent: dict[str, object] = {
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                      "name": "same-namespace", "namespace": "gateway-conformance-infra"},
+        "controllerName": "pointsman.io/gateway",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}
+    parent.update(overrides)
+    return parent
+
+
+def test_parents_rule_follows_parents_for_route_match() -> None:
+    want = RouteParents(NN("r"), (ParentStatus("same-namespace", conditions=(
+        Condition("Accepted", "True", "Accepted"),)),), namespace_required=False)
+    controller = "pointsman.io/gateway"
+    assert want.parents[0].controller == CONTROLLER
+    assert parents_mismatch(want, [_parent()], controller) is None
+    assert parents_mismatch(want, [_parent()], "other.io/gateway")
+    assert parents_mismatch(want, [_parent(conditions=[])], controller)
+    unset = _parent(parentRef={"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                               "name": "same-namespace"})
+    assert parents_mismatch(want, [unset], controller) is None  # namespace not required
+    required = RouteParents(NN("r"), want.parents, namespace_required=True)
+    assert parents_mismatch(required, [unset], controller)
+    other = _parent(parentRef={"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                               "name": "same-namespace", "namespace": "elsewhere"})
+    assert parents_mismatch(want, [other], controller)  # set and different always counts
+    section = RouteParents(NN("r"), (ParentStatus("same-namespace", section_name="http"),))
+    assert parents_mismatch(section, [_parent()], controller)
+
+
+def _listener(**overrides: object) -> dict[str, object]:
+    listener: dict[str, object] = {
+        "name": "http", "attachedRoutes": 1,
+        "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+                           {"kind": "GRPCRoute"}],
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"},
+                       {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"}]}
+    listener.update(overrides)
+    return listener
+
+
+def test_listeners_rule_follows_gateway_listeners_match() -> None:
+    ready = (Condition("Accepted", "True"), Condition("ResolvedRefs", "True"))
+    want = (ListenerStatus("http", ("HTTPRoute", "GRPCRoute"), ready, 1),)
+    assert listeners_mismatch(want, [_listener()]) is None
+    assert listeners_mismatch(want, [_listener(), _listener(name="https")])  # count
+    assert listeners_mismatch(want, [_listener(name="https")])
+    assert listeners_mismatch(want, [_listener(attachedRoutes=2)])
+    assert listeners_mismatch(want, [_listener(supportedKinds=[{"kind": "TLSRoute"}])])
+    assert listeners_mismatch(want, [_listener(conditions=[])])
+    fewer = (ListenerStatus("http", ("HTTPRoute",), ready, 1),)  # more kinds actual: fine
+    assert listeners_mismatch(fewer, [_listener()]) is None
+    none = (ListenerStatus("http", (), (), 1),)  # none expected: none allowed
+    assert listeners_mismatch(none, [_listener()])
+    assert listeners_mismatch(none, [_listener(supportedKinds=[])]) is None
