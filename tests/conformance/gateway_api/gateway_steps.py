@@ -33,6 +33,7 @@ from tests.conformance.gateway_api.status import (
     Update,
 )
 
+UNIMPLEMENTED = 12  # codes.Unimplemented
 V1, V2, V3 = "infra-backend-v1", "infra-backend-v2", "infra-backend-v3"  # InfraBackendServiceNameV*
 INFRA = INFRA_NAMESPACE
 SAME_NAMESPACE = GatewayRef("same-namespace")  # the base manifests' HTTP Gateway on port 80
@@ -73,12 +74,12 @@ class GRPCCase:
     """grpc.ExpectedResponse: EchoRequest / EchoTwoRequest / EchoThreeRequest, the request
     metadata and authority, and what should answer (Backend, Namespace) or the status code."""
 
-    method: str = "Echo"
+    method: str = "Echo"  # EchoRequest; "EchoTwo", "EchoThree"
     metadata: Mapping[str, str] = field(default_factory=dict)
     authority: str = ""
     backend: str = ""
     namespace: str = ""
-    code: int = 0
+    code: int = 0  # codes.OK; UNIMPLEMENTED = 12
     expected_metadata: Mapping[str, str] = field(default_factory=dict)
     absent_metadata: tuple[str, ...] = ()
 
@@ -86,12 +87,13 @@ class GRPCCase:
 @dataclass(frozen=True)
 class GatewayWeighted:
     """The case made consistent first, then sent in batches and the answering backends'
-    shares compared with `weights` (weight.TestWeightedDistribution over http or grpc)."""
+    shares compared with `weights` (weight.TestWeightedDistribution, up to MaxTestRetries
+    attempts; each sample has entropy added and must itself match: CompareRoundTrip for http,
+    status OK for a GRPCCase, the pod read from the echo answer)."""
 
     gateway: GatewayRef
-    expected: ExpectedResponse
+    expected: ExpectedResponse | GRPCCase
     weights: Mapping[str, float]
-    protocol: str = "http"
 
 
 @dataclass(frozen=True)

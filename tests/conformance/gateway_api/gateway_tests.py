@@ -4,12 +4,14 @@ with the reason: what a gateway runner iterates over, and what the report must l
 
 from __future__ import annotations
 
+from tests.conformance.gateway_api.gateway_grpc_suite import GATEWAY_GRPC_CORE_TESTS
 from tests.conformance.gateway_api.gateway_http_suite import GATEWAY_HTTP_CORE_TESTS
 from tests.conformance.gateway_api.gateway_steps import GatewayConformanceTest
 from tests.conformance.gateway_api.gateway_suite import GATEWAY_TESTS
 
 GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
-    *GATEWAY_TESTS, *GATEWAY_HTTP_CORE_TESTS)
+    *GATEWAY_TESTS, *GATEWAY_HTTP_CORE_TESTS,
+    *GATEWAY_GRPC_CORE_TESTS)
 
 _LATER = "not translated yet (time): upstream test stays the reference"
 # Upstream tests of GATEWAY-HTTP, GATEWAY-TLS or GATEWAY-GRPC not translated, and why.
@@ -22,10 +24,6 @@ NOT_TRANSLATED: dict[str, str] = {
     "BackendTLSPolicyObservedGenerationBump": _LATER,
     "BackendTLSPolicySANValidation": _LATER,
     "BackendTLSPolicyTLSRouteTerminate": _LATER,
-    "GRPCExactMethodMatching": _LATER,
-    "GRPCRouteHeaderMatching": _LATER,
-    "GRPCRouteListenerHostnameMatching": _LATER,
-    "GRPCRouteWeight": _LATER,
     "GatewayFrontendClientCertificateValidation": _LATER,
     "GatewayFrontendClientCertificateValidationInsecureFallback": _LATER,
     "GatewayFrontendInvalidDefaultClientCertificateValidation": _LATER,

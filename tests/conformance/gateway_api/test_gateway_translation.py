@@ -141,7 +141,7 @@ def test_every_test_is_translated_once_with_its_upstream_file() -> None:
         assert test.manifests and all(m.startswith("tests/") for m in test.manifests)
 
 
-WHOLE_CORES = ("GATEWAY-HTTP",)  # the profiles whose core is translated whole
+WHOLE_CORES = ("GATEWAY-HTTP", "GATEWAY-GRPC")  # the profiles whose core is translated whole
 
 
 @pytest.mark.parametrize("profile", GATEWAY_PROFILES, ids=lambda profile: profile.name)
