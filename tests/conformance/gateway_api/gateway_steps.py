@@ -39,6 +39,56 @@ INFRA = INFRA_NAMESPACE
 SAME_NAMESPACE = GatewayRef("same-namespace")  # the base manifests' HTTP Gateway on port 80
 
 
+WEB = "gateway-conformance-web-backend"
+APP = "gateway-conformance-app-backend"
+
+
+def _secret(name: str, namespace: str, how: str, names: tuple[str, ...] = (),
+            ca: str = "") -> Create:
+    spec: dict[str, object] = {"type": "kubernetes.io/tls", "generated": how}
+    if names:
+        spec["dnsNames"] = list(names)
+    if ca:
+        spec["signedBy"] = ca
+    return Create("Secret", NN(name, namespace), spec)
+
+
+def _ca(name: str, namespace: str = INFRA) -> Create:
+    return Create("ConfigMap", NN(name, namespace), {"data": {"ca.crt": "a new CA, PEM"}},
+                  "MustCreateCACertConfigMap")
+
+
+# What the suite creates in code after applying base/manifests.yaml (suite.go Setup, "Applying
+# programmatic resources"), in order: the certificates and CAs the gateway tests name. A
+# Secret's `signedBy` is the CA ConfigMap created just before it.
+SUITE_SETUP: tuple[Create, ...] = (
+    _secret("certificate", WEB, "MustCreateSelfSignedCertSecret", ("*",)),
+    _secret("tls-validity-checks-certificate", INFRA, "MustCreateSelfSignedCertSecret",
+            ("*", "*.org", "*.wildcard.org")),
+    _ca("web-backend-cm", WEB),
+    _ca("tls-validity-checks-ca-certificate"),
+    _secret("tls-validity-checks-client-certificate", INFRA,
+            "MustCreateCASignedClientCertSecret", ca="tls-validity-checks-ca-certificate"),
+    _ca("tls-validity-checks-per-port-ca-certificate"),
+    _secret("tls-validity-checks-per-port-client-certificate", INFRA,
+            "MustCreateCASignedClientCertSecret",
+            ca="tls-validity-checks-per-port-ca-certificate"),
+    _ca("tls-checks-ca-certificate"),
+    _secret("tls-checks-certificate", INFRA, "MustCreateCASignedCertSecret",
+            ("abc.example.com", "spiffe://abc.example.com/test-identity", "other.example.com"),
+            ca="tls-checks-ca-certificate"),
+    _secret("tls-checks-client-certificate", INFRA, "MustCreateCASignedClientCertSecret",
+            ca="tls-checks-ca-certificate"),
+    _secret("tls-passthrough-checks-certificate", INFRA, "MustCreateCASignedCertSecret",
+            ("abc.example.com",), ca="tls-checks-ca-certificate"),
+    _secret("tls-passthrough-checks-certificate", APP, "MustCreateCASignedCertSecret",
+            ("abc.example.com",), ca="tls-checks-ca-certificate"),
+    _secret("tls-terminate-checks-certificate", INFRA, "MustCreateCASignedCertSecret",
+            ("tls.example.com",), ca="tls-checks-ca-certificate"),
+    _ca("mismatch-ca-certificate"),  # BackendTLSPolicy: a CA that validates nothing
+)
+
+
 @dataclass(frozen=True)
 class GatewayExchanges:
     """Each case sent by the gateway client to the address of `gateway` (WaitForGatewayAddress:
@@ -97,19 +147,46 @@ class GatewayWeighted:
 
 
 @dataclass(frozen=True)
-class TLSPassthrough:
-    """tls.MakeTLSRequestAndExpectEventuallyConsistentResponse through a TLS passthrough
-    listener: an https request with SNI `server_name` (the Host too), trusting the Secret
-    `server_cert`'s certificate, answered by `backend`; `status` 0 with `expect_failure` means
-    the handshake must fail (MakeTLSRequestAndExpectFailure)."""
+class TLSExchange:
+    """tls.MakeTLSRequestAndExpectEventuallyConsistentResponse: an https request to the address
+    of `gateway` with SNI `server_name`, trusting the certificate of the Secret `server_cert`,
+    checked as CompareRoundTrip checks `expected` (a TLS passthrough or terminate listener)."""
 
     gateway: GatewayRef
     server_name: str
     server_cert: NN
-    backend: str = ""
+    expected: ExpectedResponse
+
+
+@dataclass(frozen=True)
+class TLSRejected:
+    """tls.MakeTLSConnectionAndExpectEventuallyConnectionRejection: a TLS handshake to the
+    address of `gateway` with SNI `server_name` is refused, eventually and consistently."""
+
+    gateway: GatewayRef
+    server_name: str
+
+
+@dataclass(frozen=True)
+class TLSStream:
+    """tcp.MakeTCPRequestAndExpectEventuallyValidResponse over TLS: a TLS connection with SNI
+    `server_name` trusting the CA in ConfigMap `ca` (key ca.crt); the backend (itself TLS
+    when `backend_is_tls`, passthrough) reports its name, namespace and the SNI it saw."""
+
+    gateway: GatewayRef
+    server_name: str
+    ca: NN
+    backend: str
     namespace: str = INFRA_NAMESPACE
-    path: str = "/"
-    expect_failure: bool = False
+    backend_is_tls: bool = True
+
+
+@dataclass(frozen=True)
+class SkipIfSupported:
+    """The Go test returns early (passes, checking nothing) when the implementation claims
+    this feature (suite.SupportedFeatures.Has)."""
+
+    feature: str
 
 
 @dataclass(frozen=True)
@@ -133,7 +210,8 @@ Step = (RoutesAccepted | RouteCondition | RouteParents | RouteNoAcceptedParents
         | GatewayListeners | GatewayCondition | ListenersConditions | GatewayZeroRoutes
         | AttachedListeners | LatestConditions | GatewayClassAccepted | NamespacesReady
         | ObservedGenerationBumped | Apply | Update | Delete | Create | GatewayExchanges
-        | GatewayGRPCExchanges | GatewayWeighted | TLSPassthrough | Never | Subtest)
+        | GatewayGRPCExchanges | GatewayWeighted | TLSExchange | TLSRejected | TLSStream
+        | SkipIfSupported | Never | Subtest)
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,14 @@ class RoutesAccepted:
     following exchanges go to; `use_port` False strips its port), every route has, per listener
     of the ref, a parent {group, kind Gateway, name, namespace, sectionName} from our
     controller with Accepted=True/Accepted (namespace compared only when the route lives in
-    another namespace), and every listener of the Gateway has LISTENER_READY."""
+    another namespace), and every listener of the Gateway has LISTENER_READY (not checked by
+    GatewayAndTLSRoutesMustBeAccepted, which also returns the routes' spec.hostnames)."""
 
     gateway: GatewayRef
     routes: tuple[NN, ...] = ()
     kind: str = "HTTPRoute"
     use_port: bool = True
+    listeners_ready: bool = True  # False: GatewayAndTLSRoutesMustBeAccepted checks none
 
     def expected_parents(self, route: NN) -> tuple[RouteParents, ...]:
         parents = tuple(ParentStatus(self.gateway.name, self.gateway.namespace, section,

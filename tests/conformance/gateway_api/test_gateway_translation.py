@@ -14,13 +14,16 @@ import pytest
 from controlplane.mesh.load import read_objects
 from controlplane.mesh.yamldoc import parse_stream
 from tests.conformance.gateway_api.gateway_steps import (
+    SUITE_SETUP,
     GatewayConformanceTest,
     GatewayExchanges,
     GatewayGRPCExchanges,
     GatewayWeighted,
     Step,
     Subtest,
-    TLSPassthrough,
+    TLSExchange,
+    TLSRejected,
+    TLSStream,
 )
 from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS, NOT_TRANSLATED
 from tests.conformance.gateway_api.loader_gaps import LOADER_GAPS, Gap
@@ -141,7 +144,8 @@ def test_every_test_is_translated_once_with_its_upstream_file() -> None:
         assert test.manifests and all(m.startswith("tests/") for m in test.manifests)
 
 
-WHOLE_CORES = ("GATEWAY-HTTP", "GATEWAY-GRPC")  # the profiles whose core is translated whole
+# the profiles whose core is translated whole
+WHOLE_CORES = ("GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS")
 
 
 @pytest.mark.parametrize("profile", GATEWAY_PROFILES, ids=lambda profile: profile.name)
@@ -199,7 +203,7 @@ def test_every_gap_is_for_a_vendored_manifest_with_a_reason() -> None:
 def _objects(test: GatewayConformanceTest) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of every object in the base and the test's manifests, read
     as plain YAML (our loader refuses some)."""
-    found = set()
+    found = {(step.kind, step.name.namespace, step.name.name) for step in SUITE_SETUP}
     for manifest in ("base/manifests.yaml", *test.manifests):
         for document in parse_stream((UPSTREAM / manifest).read_text(), manifest):
             data = document.data
@@ -233,8 +237,14 @@ def _named(step: Step) -> Iterator[tuple[str, NN]]:
     elif isinstance(step, LatestConditions):
         yield step.kind, step.name
     elif isinstance(step, (GatewayExchanges, GatewayGRPCExchanges, GatewayWeighted,
-                           TLSPassthrough)):
+                           TLSExchange, TLSRejected, TLSStream)):
         yield "Gateway", step.gateway.nn
+        if isinstance(step, TLSExchange):
+            yield "Secret", step.server_cert
+        if isinstance(step, GatewayExchanges) and step.server_cert:
+            yield "Secret", step.server_cert
+        if isinstance(step, TLSStream):
+            yield "ConfigMap", step.ca
 
 
 @pytest.mark.parametrize("test", TESTS, ids=lambda test: test.short_name)
