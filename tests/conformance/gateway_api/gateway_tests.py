@@ -5,13 +5,14 @@ with the reason: what a gateway runner iterates over, and what the report must l
 from __future__ import annotations
 
 from tests.conformance.gateway_api.gateway_grpc_suite import GATEWAY_GRPC_CORE_TESTS
+from tests.conformance.gateway_api.gateway_http_extended_suite import GATEWAY_HTTP_EXTENDED_TESTS
 from tests.conformance.gateway_api.gateway_http_suite import GATEWAY_HTTP_CORE_TESTS
 from tests.conformance.gateway_api.gateway_steps import GatewayConformanceTest
 from tests.conformance.gateway_api.gateway_suite import GATEWAY_TESTS
 from tests.conformance.gateway_api.gateway_tls_suite import GATEWAY_TLS_CORE_TESTS
 
 GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
-    *GATEWAY_TESTS, *GATEWAY_HTTP_CORE_TESTS, *GATEWAY_TLS_CORE_TESTS,
+    *GATEWAY_TESTS, *GATEWAY_HTTP_CORE_TESTS, *GATEWAY_HTTP_EXTENDED_TESTS, *GATEWAY_TLS_CORE_TESTS,
     *GATEWAY_GRPC_CORE_TESTS)
 
 _LATER = "not translated yet (time): upstream test stays the reference"
@@ -36,9 +37,6 @@ NOT_TRANSLATED: dict[str, str] = {
     "GatewayStaticAddresses": _LATER,
     "GatewayTLSBackendClientCertificate": _LATER,
     "GatewayWithAttachedRoutesWithPort8080": _LATER,
-    "HTTPRoute303Redirect": _LATER,
-    "HTTPRoute307Redirect": _LATER,
-    "HTTPRoute308Redirect": _LATER,
     "HTTPRouteBackendProtocolH2C": _LATER,
     "HTTPRouteBackendProtocolWebSocket": _LATER,
     "HTTPRouteBackendRequestHeaderModifier": _LATER,
@@ -52,10 +50,6 @@ NOT_TRANSLATED: dict[str, str] = {
     "HTTPRouteMethodMatching": _LATER,
     "HTTPRouteNamedRule": _LATER,
     "HTTPRouteQueryParamMatching": _LATER,
-    "HTTPRouteRedirectPath": _LATER,
-    "HTTPRouteRedirectPort": _LATER,
-    "HTTPRouteRedirectPortAndScheme": _LATER,
-    "HTTPRouteRedirectScheme": _LATER,
     "HTTPRouteRequestHeaderModifierBackendWeights": _LATER,
     "HTTPRouteRequestMirror": _LATER,
     "HTTPRouteRequestMultipleMirrors": _LATER,
