@@ -88,6 +88,11 @@ class ExpectedResponse:
     backend: str = ""
     namespace: str = ""
     test_case_name: str = ""
+    # gateway tests: headers the echo backend is asked to set on its response
+    # (BackendSetResponseHeaders; sent to it as X-Echo-Set-Header), and the SNI to send
+    # (ServerName)
+    backend_set_response_headers: Mapping[str, str] = field(default_factory=dict)
+    server_name: str = ""
 
     def name(self, index: int) -> str:
         """ExpectedResponse.GetTestCaseName."""

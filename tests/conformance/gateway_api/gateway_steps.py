@@ -147,6 +147,18 @@ class GatewayWeighted:
 
 
 @dataclass(frozen=True)
+class BackendHeaderNamesPod:
+    """HTTPRouteRequestHeaderModifierBackendWeights: `expected` made consistent first, then the
+    same request sent `count` times; each time the backend must have seen exactly one `Backend`
+    request header (set by the backendRef's filter) and the answering pod's name must start with
+    its value."""
+
+    gateway: GatewayRef
+    expected: ExpectedResponse
+    count: int = 100
+
+
+@dataclass(frozen=True)
 class TLSExchange:
     """tls.MakeTLSRequestAndExpectEventuallyConsistentResponse: an https request to the address
     of `gateway` with SNI `server_name`, trusting the certificate of the Secret `server_cert`,
@@ -210,8 +222,8 @@ Step = (RoutesAccepted | RouteCondition | RouteParents | RouteNoAcceptedParents
         | GatewayListeners | GatewayCondition | ListenersConditions | GatewayZeroRoutes
         | AttachedListeners | LatestConditions | GatewayClassAccepted | NamespacesReady
         | ObservedGenerationBumped | Apply | Update | Delete | Create | GatewayExchanges
-        | GatewayGRPCExchanges | GatewayWeighted | TLSExchange | TLSRejected | TLSStream
-        | SkipIfSupported | Never | Subtest)
+        | GatewayGRPCExchanges | GatewayWeighted | BackendHeaderNamesPod | TLSExchange
+        | TLSRejected | TLSStream | SkipIfSupported | Never | Subtest)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from controlplane.mesh.load import read_objects
 from controlplane.mesh.yamldoc import parse_stream
 from tests.conformance.gateway_api.gateway_steps import (
     SUITE_SETUP,
+    BackendHeaderNamesPod,
     GatewayConformanceTest,
     GatewayExchanges,
     GatewayGRPCExchanges,
@@ -237,7 +238,7 @@ def _named(step: Step) -> Iterator[tuple[str, NN]]:
     elif isinstance(step, LatestConditions):
         yield step.kind, step.name
     elif isinstance(step, (GatewayExchanges, GatewayGRPCExchanges, GatewayWeighted,
-                           TLSExchange, TLSRejected, TLSStream)):
+                           BackendHeaderNamesPod, TLSExchange, TLSRejected, TLSStream)):
         yield "Gateway", step.gateway.nn
         if isinstance(step, TLSExchange):
             yield "Secret", step.server_cert
