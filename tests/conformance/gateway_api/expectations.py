@@ -48,6 +48,7 @@ class ExpectedRequest:
     path: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     absent_headers: tuple[str, ...] = ()
+    method: str = ""  # gateway tests (ExpectedRequest embeds Request)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class Response:
     status_codes: tuple[int, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     absent_headers: tuple[str, ...] = ()
+    # gateway tests: a header may take any of several values (ValidHeaderValues), compared with
+    # whitespace ignored when IgnoreWhitespace
+    valid_header_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ignore_whitespace: bool = False
 
     def accepted_statuses(self) -> tuple[int, ...]:
         """makeRequestWithCount: StatusCode is added to StatusCodes; none means 200."""
@@ -75,6 +80,16 @@ class Response:
         if self.status_code and self.status_code not in codes:
             codes = (*codes, self.status_code)
         return codes or (200,)
+
+
+@dataclass(frozen=True)
+class MirroredBackend:
+    """http.MirroredBackend: a backend a request is mirrored to (percent: RequestMirror's
+    percent or fraction, None for every request)."""
+
+    name: str
+    namespace: str
+    percent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,7 @@ class ExpectedResponse:
     # (ServerName)
     backend_set_response_headers: Mapping[str, str] = field(default_factory=dict)
     server_name: str = ""
+    mirrored_to: tuple[MirroredBackend, ...] = ()  # MirroredTo
 
     def name(self, index: int) -> str:
         """ExpectedResponse.GetTestCaseName."""

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from tests.conformance.gateway_api.expectations import (
     ExpectedRequest,
     ExpectedResponse,
+    MirroredBackend,
     RedirectRequest,
     Request,
     Response,
@@ -29,8 +30,24 @@ from tests.conformance.gateway_api.gateway_steps import (
     BackendHeaderNamesPod,
     GatewayConformanceTest,
     GatewayExchanges,
+    MirrorExchanges,
+    PercentMirror,
+    RetryProbe,
+    Subtest,
+    WebSocketEcho,
 )
-from tests.conformance.gateway_api.status import NN, GatewayRef, resolved
+from tests.conformance.gateway_api.status import (
+    NN,
+    Condition,
+    GatewayListeners,
+    GatewayRef,
+    GatewayZeroRoutes,
+    ListenerStatus,
+    NamespacesReady,
+    RouteCondition,
+    RouteNoAcceptedParents,
+    resolved,
+)
 
 SAME = SAME_NAMESPACE.nn
 TLS_CERT = NN("tls-validity-checks-certificate")
@@ -93,6 +110,49 @@ def answer(path: str, backend_sets: Mapping[str, str], headers: Mapping[str, str
         response=Response(headers=dict(headers), absent_headers=absent), backend=V1,
         namespace=INFRA)
 
+
+def mirrored(path: str, *mirrors: tuple[str, int | None], headers: Mapping[str, str] = {},
+             seen_headers: Mapping[str, str] = {}, absent: tuple[str, ...] = ()
+             ) -> ExpectedResponse:
+    """A mirror case: answered by infra-backend-v1 having seen the path (and headers), and
+    mirrored to each (backend, percent)."""
+    return ExpectedResponse(
+        request=Request(path=path, headers=dict(headers)),
+        expected_request=ExpectedRequest(path=path, headers=dict(seen_headers),
+                                         absent_headers=absent),
+        backend=V1, namespace=INFRA,
+        mirrored_to=tuple(MirroredBackend(name, INFRA, percent) for name, percent in mirrors))
+
+
+def retry(name: str, path: str, response: Response, **simulation: str) -> RetryProbe:
+    return RetryProbe(SAME_NAMESPACE, name, path, simulation, response)
+
+
+def _no_parent(short: str, description: str, name: str, route: str, gateway: str, first: str,
+               check_resolved: bool) -> GatewayConformanceTest:
+    """A route whose parentRef matches no listener: Accepted=False/NoMatchingParent, no
+    accepted parent, the Gateway with no route attached."""
+    steps = (resolved(NN(route), NN(gateway)),) if check_resolved else ()
+    return GatewayConformanceTest(
+        short, description, ("Gateway", "HTTPRoute", _NO_PARENT_FEATURE[short]),
+        (f"tests/{name}.yaml",),
+        (*steps,
+         Subtest(first, (RouteCondition(NN(route), NN(gateway),
+                                        Condition("Accepted", "False", "NoMatchingParent")),)),
+         Subtest("Route should not have Parents accepted in status", (
+             RouteNoAcceptedParents(NN(route)),)),
+         Subtest("Gateway should have 0 Routes attached", (GatewayZeroRoutes(NN(gateway)),))),
+        upstream_file=f"{name}.go")
+
+
+_NO_PARENT_FEATURE = {
+    "HTTPRouteInvalidParentRefNotMatchingListenerPort": "HTTPRouteDestinationPortMatching",
+    "HTTPRouteInvalidParentRefSectionNameNotMatchingPort": "HTTPRouteParentRefPort"}
+_ACCEPTED_AND_RESOLVED = (Condition("Accepted", "True"), Condition("ResolvedRefs", "True"))
+_PORTS = GatewayRef("httproute-listener-port-matching")
+_MIRROR_HEADERS = {"X-Header-Remove": "remove-val", "X-Header-Add-Append": "append-val-1"}
+_MIRROR_SEEN = {"X-Header-Add": "header-val-1", "X-Header-Add-Append": "append-val-1,header-val-2",
+                "X-Header-Set": "set-overwrites-values"}
 
 _PORT_80 = GatewayRef("same-namespace")
 _PORT_8080 = GatewayRef("same-namespace-with-http-listener-on-8080")
@@ -319,4 +379,205 @@ GATEWAY_HTTP_EXTENDED_TESTS: tuple[GatewayConformanceTest, ...] = (
         "httproute-named-rule", "http-named-rules", (
             code("/named", 200, namespace=INFRA), code("/unnamed", 200, namespace=INFRA)),
         provisional=True),
+    GatewayConformanceTest(
+        "GatewayWithAttachedRoutesWithPort8080",
+        "A Gateway in the gateway-conformance-infra namespace should be attached to "
+        "routes.",
+        ("Gateway", "GatewayPort8080", "HTTPRoute"),
+        ("tests/gateway-with-attached-routes-with-port-8080.yaml",),
+        (Subtest("Gateway listener should have attached route by specifying the sectionName", (
+            GatewayListeners(NN("gateway-with-two-listeners-and-one-attached-route"), (
+                ListenerStatus("http-unattached", ("HTTPRoute",), _ACCEPTED_AND_RESOLVED, 0),
+                ListenerStatus("http", ("HTTPRoute",), _ACCEPTED_AND_RESOLVED, 1))),)),),
+        upstream_file="gateway-with-attached-routes.go"),
+    GatewayConformanceTest(
+        "HTTPRouteListenerPortMatching",
+        "Multiple HTTP listeners with different ports, each with a different HTTPRoute",
+        ("Gateway", "HTTPRoute", "HTTPRouteParentRefPort"),
+        ("tests/httproute-listener-port-matching.yaml",),
+        (NamespacesReady(),
+         accepted("backend-v1", GatewayRef(_PORTS.name, listeners=("listener-1",))),
+         resolved(NN("backend-v1"), _PORTS.nn),
+         accepted("backend-v2", GatewayRef(_PORTS.name, listeners=("listener-2",))),
+         resolved(NN("backend-v2"), _PORTS.nn),
+         accepted("backend-v3", GatewayRef(_PORTS.name, listeners=("listener-4",))),
+         resolved(NN("backend-v3"), _PORTS.nn),
+         # each case goes to the address of the listener its Host's port names: no port or
+         # another port listener-1's (80), 8080 listener-2's, 8090 listener-4's
+         GatewayExchanges(GatewayRef(_PORTS.name, listeners=("listener-1",)), (
+             to("/", V1, host="foo.com"),)),
+         GatewayExchanges(GatewayRef(_PORTS.name, listeners=("listener-2",)), (
+             to("/", V2, host="foo.com:8080"), to("/", V2, host="bar.com:8080"))),
+         GatewayExchanges(GatewayRef(_PORTS.name, listeners=("listener-4",)), (
+             to("/", V3, host="foo.com:8090"), code("/", 404, host="bar.com:8090")))),
+        upstream_file="httproute-listener-port-matching.go"),
+    _no_parent("HTTPRouteInvalidParentRefNotMatchingListenerPort",
+               "A single HTTPRoute in the gateway-conformance-infra namespace should set the "
+               "Accepted status to False with reason NoMatchingParent when attempting to bind "
+               "to a Gateway that does not have a matching ListenerPort.",
+               "httproute-invalid-parentref-not-matching-listener-port",
+               "httproute-listener-not-matching-route-port", "same-namespace",
+               "HTTPRoute with no matching port in ParentRef has an Accepted Condition with "
+               "status False and Reason NoMatchingParent", True),
+    _no_parent("HTTPRouteInvalidParentRefSectionNameNotMatchingPort",
+               "A single HTTPRoute in the gateway-conformance-infra namespace should set the "
+               "Accepted status to False with reason NoMatchingParent when attempting to bind "
+               "to a Gateway that SectionName does not match Port value.",
+               "httproute-invalid-parentref-section-name-not-matching-port",
+               "httproute-listener-section-name-not-matching-port",
+               "gateway-with-one-not-matching-port-and-section-name-route",
+               "HTTPRoute with sectionName does not match Port in ParentRef has an Accepted "
+               "Condition with status False and Reason NoMatchingParent", False),
+    on_same_namespace(
+        "HTTPRouteTimeoutRequest",
+        "An HTTPRoute with request timeout", ("Gateway", "HTTPRoute", "HTTPRouteRequestTimeout"),
+        "httproute-timeout-request", "request-timeout", (
+            code("/request-timeout", 200, namespace=INFRA),
+            code("/request-timeout?delay=1s", 504, namespace=INFRA),
+            code("/disable-request-timeout?delay=1s", 200, namespace=INFRA))),
+    on_same_namespace(
+        "HTTPRouteTimeoutBackendRequest",
+        "An HTTPRoute with backend request timeout",
+        ("Gateway", "HTTPRoute", "HTTPRouteBackendTimeout"),
+        "httproute-timeout-backend-request", "backend-request-timeout", (
+            code("/backend-timeout", 200, namespace=INFRA),
+            code("/backend-timeout?delay=1s", 504, namespace=INFRA),
+            code("/disable-backend-timeout?delay=1s", 200, namespace=INFRA))),
+    GatewayConformanceTest(
+        "HTTPRouteRequestMirror",
+        "An HTTPRoute with request mirror filter",
+        ("Gateway", "HTTPRoute", "HTTPRouteRequestMirror"),
+        ("tests/httproute-request-mirror.yaml",),
+        # no ResolvedRefs check in the Go test
+        (accepted("request-mirror"), MirrorExchanges(SAME_NAMESPACE, (
+            mirrored("/mirror", (V2, None)),
+            mirrored("/mirror-and-modify-headers", (V2, None), headers=_MIRROR_HEADERS,
+                     seen_headers=_MIRROR_SEEN, absent=("X-Header-Remove",))))),
+        upstream_file="httproute-request-mirror.go"),
+    GatewayConformanceTest(
+        "HTTPRouteRequestMultipleMirrors",
+        "An HTTPRoute with multiple request mirror filters",
+        ("Gateway", "HTTPRoute", "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors"),
+        ("tests/httproute-request-multiple-mirrors.yaml",),
+        (accepted("request-multiple-mirrors"), MirrorExchanges(SAME_NAMESPACE, (
+            mirrored("/multi-mirror", (V2, None), (V3, None)),
+            mirrored("/multi-mirror-and-modify-request-headers", (V2, None), (V3, None),
+                     headers=_MIRROR_HEADERS, seen_headers=_MIRROR_SEEN,
+                     absent=("X-Header-Remove",))))),
+        upstream_file="httproute-request-multiple-mirrors.go"),
+    GatewayConformanceTest(
+        "HTTPRouteRequestPercentageMirror",
+        "An HTTPRoute with percentage based request mirroring",
+        ("Gateway", "HTTPRoute", "HTTPRouteRequestPercentageMirror"),
+        ("tests/httproute-request-percentage-mirror.yaml",),
+        (accepted("request-percentage-mirror"),
+         resolved(NN("request-percentage-mirror"), SAME),
+         PercentMirror(SAME_NAMESPACE, (
+             mirrored("/percent-mirror", (V2, 20)),
+             mirrored("/percent-mirror-fraction", (V2, 50)),
+             mirrored("/percent-mirror-and-modify-headers", (V2, 35), headers=_MIRROR_HEADERS,
+                      seen_headers=_MIRROR_SEEN, absent=("X-Header-Remove",))))),
+        provisional=True, upstream_file="httproute-request-percentage-mirror.go"),
+    GatewayConformanceTest(
+        "HTTPRouteRetry",
+        "An HTTPRoute that has a Retry policy configured should retry failed requests "
+        "according to the specified codes and attempt limits, returning a successful "
+        "response when the backend recovers within the retry budget and surfacing the "
+        "original error when it does not.", ("Gateway", "HTTPRoute", "HTTPRouteRetry"),
+        ("tests/httproute-retry.yaml",),
+        (accepted("retries"), resolved(NN("retries"), SAME),
+         # subtests "<i> request to '<path>' <name>"
+         retry("succeeds after 2 retries when retry is configured for status code 500 and max "
+               "attempts is 3", "/retry/code-500-attempts-3", Response(status_code=200),
+               responseCode="500", succeedAfter="2"),
+         retry("fails when required retries on 500 exceed max attempts",
+               "/retry/code-500-attempts-3", Response(status_code=500),
+               responseCode="500", succeedAfter="4"),
+         retry("does not retry on 503 when retry is only configured for status code 500",
+               "/retry/code-500-attempts-3", Response(status_code=503),
+               responseCode="503", succeedAfter="2"),
+         *(step for code_ in ("500", "502", "503", "504") for step in (
+             retry(f"succeeds after 1 retry on {code_} when retry is configured for all status "
+                   "code and max attempts is 2", "/retry/code-all-attempts-2",
+                   Response(status_code=200), responseCode=code_, succeedAfter="1"),
+             retry(f"fails when required retries on {code_} exceed max attempts",
+                   "/retry/code-all-attempts-2", Response(status_code=int(code_)),
+                   responseCode=code_, succeedAfter="3")))),
+        upstream_file="httproute-retry.go"),
+    GatewayConformanceTest(
+        "HTTPRouteRetryConnectionError",
+        "An HTTPRoute configured with a Retry policy should retry requests that fail "
+        "due to TCP connection resets up to the configured maximum number of attempts, "
+        "returning a successful response only when the backend recovers within the "
+        "retry budget.",
+        ("Gateway", "HTTPRoute", "HTTPRouteRetry", "HTTPRouteRetryConnectionError"),
+        ("tests/httproute-retry-connection-error.yaml",),
+        (accepted("retries-connection-error"), resolved(NN("retries-connection-error"), SAME),
+         retry("succeeds after 2 retries on connection errors and max attempts is 3",
+               "/retry/no-status-code-attempts-3", Response(status_code=200),
+               succeedAfter="2"),
+         retry("fails when required retries on connection errors exceed max attempts",
+               "/retry/no-status-code-attempts-3", Response(status_codes=(500, 503)),
+               succeedAfter="4")),
+        upstream_file="httproute-retry-connection-error.go"),
+    GatewayConformanceTest(
+        "HTTPRouteRetryWithTimeouts",
+        "An HTTPRoute that has both Retry and Timeout policies configured should retry "
+        "failed requests only while the configured timeouts permit, returning a "
+        "successful response when the backend recovers within the timeout budget and "
+        "surfacing a timeout error when retries or backend delays exceed the request "
+        "or backend request timeout.",
+        ("Gateway", "HTTPRoute", "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout",
+         "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout"),
+        ("tests/httproute-retry-with-timeouts.yaml",),
+        (accepted("retries-with-timeouts"), resolved(NN("retries-with-timeouts"), SAME),
+         retry("succeeds after 2 retries on backend timeout with max attempts is 3",
+               "/retry/backend-request-timeout-200ms", Response(status_code=200),
+               responseCode="500", succeedAfter="2", delayRetry="300ms"),
+         retry("fails when required retries on backend timeout exceed max attempts",
+               "/retry/backend-request-timeout-200ms", Response(status_code=504),
+               responseCode="500", succeedAfter="3", delayRetry="300ms"),
+         retry("succeeds when retries complete within the request timeout",
+               "/retry/request-timeout-200ms", Response(status_code=200),
+               responseCode="500", succeedAfter="1"),
+         retry("fails with 504 when retry delays exceed the request timeout",
+               "/retry/request-timeout-200ms", Response(status_code=504),
+               responseCode="500", succeedAfter="4", delayRetry="100ms")),
+        upstream_file="httproute-retry-with-timeouts.go"),
+    GatewayConformanceTest(
+        "HTTPRouteBackendProtocolH2C",
+        "A HTTPRoute with a BackendRef that has an appProtocol kubernetes.io/h2c "
+        "should be functional",
+        ("Gateway", "HTTPRoute", "HTTPRouteBackendProtocolH2C"),
+        ("tests/httproute-backend-protocol-h2c.yaml",),
+        # no ResolvedRefs check; h2c by prior knowledge only (the upgrade is deprecated)
+        (accepted("backend-protocol-h2c"),
+         Subtest("http2 prior knowledge request should reach backend", (GatewayExchanges(
+             SAME_NAMESPACE, (ExpectedResponse(
+                 request=Request(path="/", protocol="H2C_PRIOR_KNOWLEDGE"),
+                 response=Response(status_code=200), backend=V1, namespace=INFRA),)),))),
+        upstream_file="httproute-backend-protocol-h2c.go"),
+    GatewayConformanceTest(
+        "HTTPRouteBackendProtocolWebSocket",
+        "A HTTPRoute with a BackendRef that has an appProtocol kubernetes.io/ws should "
+        "be functional",
+        ("Gateway", "HTTPRoute", "HTTPRouteBackendProtocolWebSocket"),
+        ("tests/httproute-backend-protocol-websocket.yaml",),
+        (accepted("backend-protocol-ws"),
+         Subtest("websocket connection should reach backend", (WebSocketEcho(SAME_NAMESPACE),))),
+        upstream_file="httproute-backend-protocol-websocket.go"),
+    on_same_namespace(
+        "HTTPRouteBackendURLRewrite",
+        "An HTTPRoute with URLRewrite filter applied at the BackendRef level",
+        ("Gateway", "HTTPRoute", "HTTPRouteBackendURLRewrite"),
+        "httproute-backend-url-rewrite", "backend-url-rewrite", (
+            saw("/full/original", V1, "/rewritten-full"),
+            saw("/prefix/original", V1, "/rewritten-prefix/original"))),
+    on_same_namespace(
+        "HTTPRouteBackendRequestRedirect",
+        "An HTTPRoute with RequestRedirect filter applied at the BackendRef level",
+        ("Gateway", "HTTPRoute", "HTTPRouteBackendRequestRedirect"),
+        "httproute-backend-request-redirect", "backend-request-redirect", (
+            redirect("/full/original", 302, to_path="/redirected-full"),
+            redirect("/prefix/original", 302, to_path="/redirected-prefix/original"))),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tests.conformance.gateway_api.expectations import ExpectedResponse
+from tests.conformance.gateway_api.expectations import ExpectedResponse, Response
 from tests.conformance.gateway_api.status import (
     INFRA_NAMESPACE,
     NN,
@@ -159,6 +159,61 @@ class BackendHeaderNamesPod:
 
 
 @dataclass(frozen=True)
+class MirrorExchanges:
+    """HTTPRouteRequestMirror / ...MultipleMirrors: per case a fresh request id is added as the
+    query parameter gateway-api-conformance-request-id (AddRequestIDQueryParam, to the expected
+    path too), the logs of every `mirrored_to` backend are watched from before the request
+    (ExpectMirroredRequest), the request is made consistent, and each mirror must log it."""
+
+    gateway: GatewayRef
+    cases: tuple[ExpectedResponse, ...]
+
+
+@dataclass(frozen=True)
+class PercentMirror:
+    """HTTPRouteRequestPercentageMirror, per case: made consistent first, then up to
+    `checks` rounds of `requests` requests (10 at a time, each with one new request id per
+    round); the mirror's log count must lie within `tolerance_stddevs` binomial standard
+    deviations of requests * percent / 100 (testMirroredRequestsDistribution), 2 s between
+    rounds."""
+
+    gateway: GatewayRef
+    cases: tuple[ExpectedResponse, ...]
+    requests: int = 500
+    checks: int = 5
+    concurrency: int = 10
+    tolerance_stddevs: float = 3.0
+
+
+@dataclass(frozen=True)
+class RetryProbe:
+    """assertConsistentRetryBehaviour: GET path?<simulation>&uuid=<new per probe> (the echo
+    backend's retry simulation: answer `responseCode` until `succeedAfter` attempts, delaying
+    retries by `delayRetry`) until CompareRoundTrip accepts `response` from infra-backend-v3
+    (AwaitConvergence: consistently)."""
+
+    gateway: GatewayRef
+    name: str
+    path: str
+    simulation: Mapping[str, str]
+    response: Response
+    backend: str = "infra-backend-v3"
+    namespace: str = INFRA_NAMESPACE
+
+
+@dataclass(frozen=True)
+class WebSocketEcho:
+    """HTTPRouteBackendProtocolWebSocket: dial ws://<gateway address>/ws (origin
+    ws://gateway/<subtest name>), send a text frame and a binary frame, each echoed back
+    unchanged; retried until it converges."""
+
+    gateway: GatewayRef
+    path: str = "/ws"
+    text: str = "Websocket Support!"
+    binary: bytes = bytes((1, 2, 3, 4, 5, 6, 7))
+
+
+@dataclass(frozen=True)
 class TLSExchange:
     """tls.MakeTLSRequestAndExpectEventuallyConsistentResponse: an https request to the address
     of `gateway` with SNI `server_name`, trusting the certificate of the Secret `server_cert`,
@@ -222,8 +277,9 @@ Step = (RoutesAccepted | RouteCondition | RouteParents | RouteNoAcceptedParents
         | GatewayListeners | GatewayCondition | ListenersConditions | GatewayZeroRoutes
         | AttachedListeners | LatestConditions | GatewayClassAccepted | NamespacesReady
         | ObservedGenerationBumped | Apply | Update | Delete | Create | GatewayExchanges
-        | GatewayGRPCExchanges | GatewayWeighted | BackendHeaderNamesPod | TLSExchange
-        | TLSRejected | TLSStream | SkipIfSupported | Never | Subtest)
+        | GatewayGRPCExchanges | GatewayWeighted | BackendHeaderNamesPod | MirrorExchanges
+        | PercentMirror | RetryProbe | WebSocketEcho | TLSExchange | TLSRejected | TLSStream
+        | SkipIfSupported | Never | Subtest)
 
 
 @dataclass(frozen=True)

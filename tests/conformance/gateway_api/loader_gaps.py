@@ -28,6 +28,9 @@ UNSUPPORTED_FIELD = ("a field our Gateway does not take (spec.infrastructure: pa
                      "where the suite expects the Gateway Accepted=False (InvalidParameters)")
 API_VERSION = ("TLSRoute as gateway.networking.k8s.io/v1 (the suite's TLSRoute manifests are "
                "v1 at this commit; our loader serves TLSRoute as v1alpha2 only)")
+BACKEND_FILTER = ("a backendRef-level filter other than the header modifiers (URLRewrite, "
+                  "RequestRedirect on a backendRef: HTTPRouteBackendURLRewrite, "
+                  "HTTPRouteBackendRequestRedirect)")
 OTHER = "other"
 
 
@@ -124,6 +127,12 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/gatewayclass-observed-generation-bump.yaml',
         'GatewayClass default/gatewayclass-observed-generation-bump',
         'spec.controllerName', PLACEHOLDER),
+    Gap('tests/httproute-backend-request-redirect.yaml',
+        'HTTPRoute gateway-conformance-infra/backend-request-redirect',
+        'spec.rules[0].backendRefs[0].filters[0].type', BACKEND_FILTER),
+    Gap('tests/httproute-backend-url-rewrite.yaml',
+        'HTTPRoute gateway-conformance-infra/backend-url-rewrite',
+        'spec.rules[0].backendRefs[0].filters[0].type', BACKEND_FILTER),
     Gap('tests/tlsroute-hostname-intersection.yaml',
         'TLSRoute gateway-conformance-infra/tlsroute-more-specific-wc-hostname-x-1',
         'apiVersion', API_VERSION),

@@ -20,11 +20,15 @@ from tests.conformance.gateway_api.gateway_steps import (
     GatewayExchanges,
     GatewayGRPCExchanges,
     GatewayWeighted,
+    MirrorExchanges,
+    PercentMirror,
+    RetryProbe,
     Step,
     Subtest,
     TLSExchange,
     TLSRejected,
     TLSStream,
+    WebSocketEcho,
 )
 from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS, NOT_TRANSLATED
 from tests.conformance.gateway_api.loader_gaps import LOADER_GAPS, Gap
@@ -238,7 +242,8 @@ def _named(step: Step) -> Iterator[tuple[str, NN]]:
     elif isinstance(step, LatestConditions):
         yield step.kind, step.name
     elif isinstance(step, (GatewayExchanges, GatewayGRPCExchanges, GatewayWeighted,
-                           BackendHeaderNamesPod, TLSExchange, TLSRejected, TLSStream)):
+                           BackendHeaderNamesPod, MirrorExchanges, PercentMirror, RetryProbe,
+                           WebSocketEcho, TLSExchange, TLSRejected, TLSStream)):
         yield "Gateway", step.gateway.nn
         if isinstance(step, TLSExchange):
             yield "Secret", step.server_cert
