@@ -90,6 +90,14 @@ SUITE_SETUP: tuple[Create, ...] = (
 
 
 @dataclass(frozen=True)
+class GatewayAddress:
+    """WaitForGatewayAddress alone (no status check): the Gateway has an address, the one the
+    following exchanges of this Gateway use."""
+
+    gateway: GatewayRef
+
+
+@dataclass(frozen=True)
 class GatewayExchanges:
     """Each case sent by the gateway client to the address of `gateway` (WaitForGatewayAddress:
     the first listener of the ref, its port kept unless `use_port` is False) and retried until
@@ -106,6 +114,7 @@ class GatewayExchanges:
     use_port: bool = True
     expect_failure: bool = False
     note: str = ""
+    port: str = ""  # set: the portless Gateway address joined with this port
 
 
 @dataclass(frozen=True)
@@ -217,12 +226,17 @@ class WebSocketEcho:
 class TLSExchange:
     """tls.MakeTLSRequestAndExpectEventuallyConsistentResponse: an https request to the address
     of `gateway` with SNI `server_name`, trusting the certificate of the Secret `server_cert`,
-    checked as CompareRoundTrip checks `expected` (a TLS passthrough or terminate listener)."""
+    checked as CompareRoundTrip checks `expected` (a TLS passthrough or terminate listener, or
+    HTTPS). With `expect_failure`, the request must consistently fail (handshake refused or no
+    answer)."""
 
     gateway: GatewayRef
     server_name: str
     server_cert: NN
     expected: ExpectedResponse
+    client_cert: NN | None = None  # a Secret whose certificate and key the client presents
+    port: str = ""  # set: the portless Gateway address joined with this port
+    expect_failure: bool = False  # MakeTLSRequestAndExpectEventuallyConsistentFailureResponse
 
 
 @dataclass(frozen=True)
@@ -276,7 +290,8 @@ class Subtest:
 Step = (RoutesAccepted | RouteCondition | RouteParents | RouteNoAcceptedParents
         | GatewayListeners | GatewayCondition | ListenersConditions | GatewayZeroRoutes
         | AttachedListeners | LatestConditions | GatewayClassAccepted | NamespacesReady
-        | ObservedGenerationBumped | Apply | Update | Delete | Create | GatewayExchanges
+        | ObservedGenerationBumped | Apply | Update | Delete | Create | GatewayAddress
+        | GatewayExchanges
         | GatewayGRPCExchanges | GatewayWeighted | BackendHeaderNamesPod | MirrorExchanges
         | PercentMirror | RetryProbe | WebSocketEcho | TLSExchange | TLSRejected | TLSStream
         | SkipIfSupported | Never | Subtest)

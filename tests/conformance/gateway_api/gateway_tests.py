@@ -5,6 +5,9 @@ with the reason: what a gateway runner iterates over, and what the report must l
 from __future__ import annotations
 
 from tests.conformance.gateway_api.gateway_grpc_suite import GATEWAY_GRPC_CORE_TESTS
+from tests.conformance.gateway_api.gateway_http_extended_listeners import (
+    GATEWAY_HTTP_LISTENER_TESTS,
+)
 from tests.conformance.gateway_api.gateway_http_extended_suite import GATEWAY_HTTP_EXTENDED_TESTS
 from tests.conformance.gateway_api.gateway_http_suite import GATEWAY_HTTP_CORE_TESTS
 from tests.conformance.gateway_api.gateway_steps import GatewayConformanceTest
@@ -12,8 +15,13 @@ from tests.conformance.gateway_api.gateway_suite import GATEWAY_TESTS
 from tests.conformance.gateway_api.gateway_tls_suite import GATEWAY_TLS_CORE_TESTS
 
 GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
-    *GATEWAY_TESTS, *GATEWAY_HTTP_CORE_TESTS, *GATEWAY_HTTP_EXTENDED_TESTS, *GATEWAY_TLS_CORE_TESTS,
-    *GATEWAY_GRPC_CORE_TESTS)
+    *GATEWAY_TESTS,
+    *GATEWAY_HTTP_CORE_TESTS,
+    *GATEWAY_HTTP_LISTENER_TESTS,
+    *GATEWAY_HTTP_EXTENDED_TESTS,
+    *GATEWAY_TLS_CORE_TESTS,
+    *GATEWAY_GRPC_CORE_TESTS,
+)
 
 _LATER = "not translated yet (time): upstream test stays the reference"
 # Upstream tests of GATEWAY-HTTP, GATEWAY-TLS or GATEWAY-GRPC not translated, and why.
@@ -26,18 +34,12 @@ NOT_TRANSLATED: dict[str, str] = {
     "BackendTLSPolicyObservedGenerationBump": _LATER,
     "BackendTLSPolicySANValidation": _LATER,
     "BackendTLSPolicyTLSRouteTerminate": _LATER,
-    "GatewayFrontendClientCertificateValidation": _LATER,
-    "GatewayFrontendClientCertificateValidationInsecureFallback": _LATER,
-    "GatewayFrontendInvalidDefaultClientCertificateValidation": _LATER,
-    "GatewayHTTPListenerIsolation": _LATER,
     "GatewayInfrastructure": _LATER,
-    "GatewayInvalidFrontendClientCertificateValidation": _LATER,
     "GatewayInvalidTLSBackendConfiguration": _LATER,
     "GatewayOptionalAddressValue": _LATER,
     "GatewayStaticAddresses": _LATER,
     "GatewayTLSBackendClientCertificate": _LATER,
     "HTTPRouteCORS": _LATER,
-    "HTTPRouteHTTPSListenerDetectMisdirectedRequests": _LATER,
     "ListenerSetAllowedNamespaceNone": _LATER,
     "ListenerSetAllowedNamespaceSame": _LATER,
     "ListenerSetAllowedNamespaceSelector": _LATER,

@@ -31,6 +31,9 @@ API_VERSION = ("TLSRoute as gateway.networking.k8s.io/v1 (the suite's TLSRoute m
 BACKEND_FILTER = ("a backendRef-level filter other than the header modifiers (URLRewrite, "
                   "RequestRedirect on a backendRef: HTTPRouteBackendURLRewrite, "
                   "HTTPRouteBackendRequestRedirect)")
+GATEWAY_TLS = ("Gateway spec.tls (frontend client certificate validation, default and per port) "
+               "is not a field our Gateway takes")
+OTHER_FIELD = "a field our model does not take"
 OTHER = "other"
 
 
@@ -103,6 +106,9 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('base/manifests.yaml',
         'Deployment gateway-conformance-infra/tcp-backend',
         'kind', WORKLOAD),
+    Gap('tests/gateway-invalid-default-frontend-client-certificate-validation.yaml',
+        'Gateway gateway-conformance-infra/invalid-default-client-validation-config',
+        'spec.tls', BAD_CERT),
     Gap('tests/gateway-invalid-listeners-unsupported-protocol.yaml',
         'Gateway gateway-conformance-infra/gateway-only-unsupported-protocols',
         'spec.listeners[0].protocol', LISTENER_PROTOCOL),
@@ -124,6 +130,15 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/gateway-with-attached-routes.yaml',
         'Gateway gateway-conformance-infra/unresolved-gateway-with-one-attached-unresolved-route',
         'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
+    Gap('tests/gateway-with-clientcertificate-validation-insecure-fallback.yaml',
+        'Gateway gateway-conformance-infra/client-validation-insecure-fallback',
+        'spec.tls', BAD_CERT),
+    Gap('tests/gateway-with-clientcertificate-validation.yaml',
+        'Gateway gateway-conformance-infra/client-validation-default',
+        'spec.tls', BAD_CERT),
+    Gap('tests/gateway-with-invalid-clientcertificate-validation.yaml',
+        'Gateway gateway-conformance-infra/gateway-with-invalid-client-cert-validation',
+        'spec.tls', BAD_CERT),
     Gap('tests/gatewayclass-observed-generation-bump.yaml',
         'GatewayClass default/gatewayclass-observed-generation-bump',
         'spec.controllerName', PLACEHOLDER),

@@ -16,6 +16,7 @@ from controlplane.mesh.yamldoc import parse_stream
 from tests.conformance.gateway_api.gateway_steps import (
     SUITE_SETUP,
     BackendHeaderNamesPod,
+    GatewayAddress,
     GatewayConformanceTest,
     GatewayExchanges,
     GatewayGRPCExchanges,
@@ -37,8 +38,11 @@ from tests.conformance.gateway_api.status import (
     CONTROLLER,
     NN,
     Condition,
+    GatewayCondition,
     GatewayListeners,
+    GatewayZeroRoutes,
     LatestConditions,
+    ListenersConditions,
     ListenerStatus,
     ParentStatus,
     RouteCondition,
@@ -237,7 +241,10 @@ def _named(step: Step) -> Iterator[tuple[str, NN]]:
         yield "Gateway", step.gateway
     elif isinstance(step, (RouteParents, RouteNoAcceptedParents)):
         yield step.kind, step.route
-    elif isinstance(step, GatewayListeners):
+    elif isinstance(step, GatewayAddress):
+        yield "Gateway", step.gateway.nn
+    elif isinstance(step, (GatewayListeners, ListenersConditions, GatewayCondition,
+                           GatewayZeroRoutes)):
         yield "Gateway", step.gateway
     elif isinstance(step, LatestConditions):
         yield step.kind, step.name
@@ -247,6 +254,8 @@ def _named(step: Step) -> Iterator[tuple[str, NN]]:
         yield "Gateway", step.gateway.nn
         if isinstance(step, TLSExchange):
             yield "Secret", step.server_cert
+            if step.client_cert:
+                yield "Secret", step.client_cert
         if isinstance(step, GatewayExchanges) and step.server_cert:
             yield "Secret", step.server_cert
         if isinstance(step, TLSStream):
