@@ -37,7 +37,8 @@ class Request:
     path: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     unfollow_redirect: bool = False
-    protocol: str = ""  # "" is http; "grpc"
+    protocol: str = ""  # "" is http; "grpc"; gateway tests: "H2", "H2C_PRIOR_KNOWLEDGE"
+    sni: str = ""  # gateway tests (Request.SNI): the SNI the backend should report
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class ExpectedRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     absent_headers: tuple[str, ...] = ()
     method: str = ""  # gateway tests (ExpectedRequest embeds Request)
+    sni: str = ""  # the SNI the (TLS) backend saw
 
 
 @dataclass(frozen=True)

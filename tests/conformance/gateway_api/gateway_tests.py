@@ -4,6 +4,7 @@ with the reason: what a gateway runner iterates over, and what the report must l
 
 from __future__ import annotations
 
+from tests.conformance.gateway_api.gateway_backend_tls_suite import GATEWAY_BACKEND_TLS_TESTS
 from tests.conformance.gateway_api.gateway_grpc_suite import GATEWAY_GRPC_CORE_TESTS
 from tests.conformance.gateway_api.gateway_http_extended_listeners import (
     GATEWAY_HTTP_LISTENER_TESTS,
@@ -21,18 +22,13 @@ GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
     *GATEWAY_HTTP_EXTENDED_TESTS,
     *GATEWAY_TLS_CORE_TESTS,
     *GATEWAY_GRPC_CORE_TESTS,
+    *GATEWAY_BACKEND_TLS_TESTS,
 )
 
 _LATER = "not translated yet (time): upstream test stays the reference"
 # Upstream tests of GATEWAY-HTTP, GATEWAY-TLS or GATEWAY-GRPC not translated, and why.
 NOT_TRANSLATED: dict[str, str] = {
-    "BackendTLSPolicy": _LATER,
-    "BackendTLSPolicyConflictResolution": _LATER,
     "BackendTLSPolicyGRPCRoute": _LATER,
-    "BackendTLSPolicyInvalidCACertificateRef": _LATER,
-    "BackendTLSPolicyInvalidKind": _LATER,
-    "BackendTLSPolicyObservedGenerationBump": _LATER,
-    "BackendTLSPolicySANValidation": _LATER,
     "BackendTLSPolicyTLSRouteTerminate": _LATER,
     "GatewayInfrastructure": _LATER,
     "GatewayInvalidTLSBackendConfiguration": _LATER,

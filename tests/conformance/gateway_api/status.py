@@ -307,6 +307,18 @@ class NamespacesReady:
     namespaces: tuple[str, ...] = (INFRA_NAMESPACE,)
 
 
+@dataclass(frozen=True)
+class PolicyCondition:
+    """BackendTLSPolicyMustHaveCondition: some entry of the policy's status.ancestors whose
+    ancestorRef names the Gateway (namespace unset or equal) has the condition, with the
+    latest observedGeneration."""
+
+    policy: NN
+    gateway: NN
+    condition: Condition
+    kind: str = "BackendTLSPolicy"
+
+
 # Procedural steps: what a Go test does to the objects mid-test.
 
 

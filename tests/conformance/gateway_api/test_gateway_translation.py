@@ -45,6 +45,7 @@ from tests.conformance.gateway_api.status import (
     ListenersConditions,
     ListenerStatus,
     ParentStatus,
+    PolicyCondition,
     RouteCondition,
     RouteNoAcceptedParents,
     RouteParents,
@@ -241,6 +242,9 @@ def _named(step: Step) -> Iterator[tuple[str, NN]]:
         yield "Gateway", step.gateway
     elif isinstance(step, (RouteParents, RouteNoAcceptedParents)):
         yield step.kind, step.route
+    elif isinstance(step, PolicyCondition):
+        yield step.kind, step.policy
+        yield "Gateway", step.gateway
     elif isinstance(step, GatewayAddress):
         yield "Gateway", step.gateway.nn
     elif isinstance(step, (GatewayListeners, ListenersConditions, GatewayCondition,
