@@ -126,6 +126,7 @@ class GatewayGRPCExchanges:
 
     gateway: GatewayRef
     cases: tuple[GRPCCase, ...]
+    expect_failure: bool = False  # grpc.MakeRequestAndExpectEventuallyConsistentFailure
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,8 @@ class TLSRejected:
 class TLSStream:
     """tcp.MakeTCPRequestAndExpectEventuallyValidResponse over TLS: a TLS connection with SNI
     `server_name` trusting the CA in ConfigMap `ca` (key ca.crt); the backend (itself TLS
-    when `backend_is_tls`, passthrough) reports its name, namespace and the SNI it saw."""
+    when `backend_is_tls`: passthrough, or re-encrypted by a BackendTLSPolicy) reports its
+    name, namespace and the SNI it saw (`hostname`)."""
 
     gateway: GatewayRef
     server_name: str
@@ -260,6 +262,7 @@ class TLSStream:
     backend: str
     namespace: str = INFRA_NAMESPACE
     backend_is_tls: bool = True
+    hostname: str = ""  # the SNI the backend must report ("" when the Gateway terminates)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from tests.conformance.gateway_api.gateway_http_extended_suite import GATEWAY_HT
 from tests.conformance.gateway_api.gateway_http_suite import GATEWAY_HTTP_CORE_TESTS
 from tests.conformance.gateway_api.gateway_steps import GatewayConformanceTest
 from tests.conformance.gateway_api.gateway_suite import GATEWAY_TESTS
+from tests.conformance.gateway_api.gateway_tls_grpc_extended_suite import (
+    GATEWAY_TLS_GRPC_EXTENDED_TESTS,
+)
 from tests.conformance.gateway_api.gateway_tls_suite import GATEWAY_TLS_CORE_TESTS
 
 GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
@@ -23,13 +26,12 @@ GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
     *GATEWAY_TLS_CORE_TESTS,
     *GATEWAY_GRPC_CORE_TESTS,
     *GATEWAY_BACKEND_TLS_TESTS,
+    *GATEWAY_TLS_GRPC_EXTENDED_TESTS,
 )
 
 _LATER = "not translated yet (time): upstream test stays the reference"
 # Upstream tests of GATEWAY-HTTP, GATEWAY-TLS or GATEWAY-GRPC not translated, and why.
 NOT_TRANSLATED: dict[str, str] = {
-    "BackendTLSPolicyGRPCRoute": _LATER,
-    "BackendTLSPolicyTLSRouteTerminate": _LATER,
     "GatewayInfrastructure": _LATER,
     "GatewayInvalidTLSBackendConfiguration": _LATER,
     "GatewayOptionalAddressValue": _LATER,
@@ -49,8 +51,4 @@ NOT_TRANSLATED: dict[str, str] = {
     "ListenerSetProtocolConflict": _LATER,
     "ListenerSetReferenceGrant": _LATER,
     "ListenerSetRouteStatusScopedToParentRef": _LATER,
-    "TLSRouteListenerMixedTerminationNotSupported": _LATER,
-    "TLSRouteListenerTerminateSupportedKinds": _LATER,
-    "TLSRouteMixedTerminationSameNamespace": _LATER,
-    "TLSRouteTerminateSimpleSameNamespace": _LATER,
 }

@@ -225,6 +225,7 @@ GATEWAY_TLS_CORE_TESTS: tuple[GatewayConformanceTest, ...] = (
          tls_accepted("gateway-tlsroute", "gateway-conformance-infra-test"),
          Subtest("Simple TLS request matching TLSRoute should reach infra-backend", (
              TLSStream(GatewayRef("gateway-tlsroute"), "abc.example.com",
-                       NN("tls-checks-ca-certificate"), "tcp-backend"),))),
+                       NN("tls-checks-ca-certificate"), "tcp-backend",
+                       hostname="abc.example.com"),))),
         upstream_file="tlsroute-simple-same-namespace.go"),
 )

@@ -144,6 +144,18 @@ UPSTREAM_NAMES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         "ListenerSetProtocolConflict", "ListenerSetReferenceGrant",})),
 }
 
+# Provisional: true in the Go files, among the tests of these profiles.
+UPSTREAM_PROVISIONAL = frozenset({
+    "BackendTLSPolicyTLSRouteTerminate", "GatewayInfrastructure", "GatewayOptionalAddressValue",
+    "HTTPRoute303Redirect", "HTTPRoute307Redirect", "HTTPRoute308Redirect", "HTTPRouteNamedRule",
+    "HTTPRouteRequestPercentageMirror", "TLSRouteMixedTerminationSameNamespace",
+    "TLSRouteTerminateSimpleSameNamespace"})
+
+
+def test_provisional_flags_are_upstream_s() -> None:
+    for test in TESTS:
+        assert test.provisional == (test.short_name in UPSTREAM_PROVISIONAL), test.short_name
+
 
 def test_every_test_is_translated_once_with_its_upstream_file() -> None:
     names = [test.short_name for test in TESTS]
