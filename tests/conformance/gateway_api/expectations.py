@@ -39,6 +39,8 @@ class Request:
     unfollow_redirect: bool = False
     protocol: str = ""  # "" is http; "grpc"; gateway tests: "H2", "H2C_PRIOR_KNOWLEDGE"
     sni: str = ""  # gateway tests (Request.SNI): the SNI the backend should report
+    client_cert: str = ""  # gateway tests (Request.ClientCert): the certificate the Gateway
+    # must present to a TLS backend; here the name of the Secret holding it
 
 
 @dataclass(frozen=True)

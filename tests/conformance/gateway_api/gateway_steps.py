@@ -274,6 +274,27 @@ class SkipIfSupported:
 
 
 @dataclass(frozen=True)
+class InfrastructurePropagated:
+    """GatewayInfrastructure: some ServiceAccount, Pod or Service in the Gateway's namespace
+    labelled gateway.networking.k8s.io/gateway-name=<name> appears; the first of each kind
+    found carries every label and annotation of the Gateway's spec.infrastructure."""
+
+    gateway: NN
+
+
+@dataclass(frozen=True)
+class StatusAddresses:
+    """GatewayStaticAddresses' end: status.addresses eventually has exactly `count` entries,
+    containing the spec addresses named in `present` (with their type) and none of `absent`;
+    addresses are named by their index in the Gateway's original spec.addresses."""
+
+    gateway: NN
+    count: int
+    present: tuple[int, ...] = ()
+    absent: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Never:
     """A Go test that waits and checks something does not happen over a period (e.g.
     require.Never / Consistently); `what` says what must never be observed."""
@@ -296,7 +317,8 @@ Step = (RoutesAccepted | RouteCondition | RouteParents | RouteNoAcceptedParents
         | ObservedGenerationBumped | Apply | Update | Delete | Create | GatewayAddress
         | GatewayExchanges
         | GatewayGRPCExchanges | GatewayWeighted | BackendHeaderNamesPod | MirrorExchanges
-        | PercentMirror | RetryProbe | WebSocketEcho | TLSExchange | TLSRejected | TLSStream
+        | PercentMirror | RetryProbe | WebSocketEcho | InfrastructurePropagated | StatusAddresses
+        | TLSExchange | TLSRejected | TLSStream
         | SkipIfSupported | Never | Subtest)
 
 

@@ -5,6 +5,7 @@ with the reason: what a gateway runner iterates over, and what the report must l
 from __future__ import annotations
 
 from tests.conformance.gateway_api.gateway_backend_tls_suite import GATEWAY_BACKEND_TLS_TESTS
+from tests.conformance.gateway_api.gateway_extended_suite import GATEWAY_EXTENDED_TESTS
 from tests.conformance.gateway_api.gateway_grpc_suite import GATEWAY_GRPC_CORE_TESTS
 from tests.conformance.gateway_api.gateway_http_extended_listeners import (
     GATEWAY_HTTP_LISTENER_TESTS,
@@ -27,16 +28,12 @@ GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
     *GATEWAY_GRPC_CORE_TESTS,
     *GATEWAY_BACKEND_TLS_TESTS,
     *GATEWAY_TLS_GRPC_EXTENDED_TESTS,
+    *GATEWAY_EXTENDED_TESTS,
 )
 
 _LATER = "not translated yet (time): upstream test stays the reference"
 # Upstream tests of GATEWAY-HTTP, GATEWAY-TLS or GATEWAY-GRPC not translated, and why.
 NOT_TRANSLATED: dict[str, str] = {
-    "GatewayInfrastructure": _LATER,
-    "GatewayInvalidTLSBackendConfiguration": _LATER,
-    "GatewayOptionalAddressValue": _LATER,
-    "GatewayStaticAddresses": _LATER,
-    "GatewayTLSBackendClientCertificate": _LATER,
     "HTTPRouteCORS": _LATER,
     "ListenerSetAllowedNamespaceNone": _LATER,
     "ListenerSetAllowedNamespaceSame": _LATER,

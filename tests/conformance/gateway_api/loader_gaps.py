@@ -31,8 +31,15 @@ API_VERSION = ("TLSRoute as gateway.networking.k8s.io/v1 (the suite's TLSRoute m
 BACKEND_FILTER = ("a backendRef-level filter other than the header modifiers (URLRewrite, "
                   "RequestRedirect on a backendRef: HTTPRouteBackendURLRewrite, "
                   "HTTPRouteBackendRequestRedirect)")
-GATEWAY_TLS = ("Gateway spec.tls (frontend client certificate validation, default and per port) "
-               "is not a field our Gateway takes")
+GATEWAY_TLS = ("Gateway spec.tls (frontend client certificate validation, default and per "
+               "port; the Gateway's own client certificate towards backends) is not a field our "
+               "Gateway takes")
+ADDRESS_EMPTY = ("a spec.addresses entry with no value (GatewayAddressEmpty: the implementation "
+                 "picks the address) is refused")
+ADDRESS_TYPE = ("a spec.addresses type other than IPAddress is an apply error, where the suite "
+                "expects the Gateway stored and Accepted=False (UnsupportedAddress)")
+SECRET_TYPE = ("a Secret that is not kubernetes.io/tls is an apply error, where the suite expects "
+               "it stored and the reference reported invalid (InvalidClientCertificateRef)")
 OTHER_FIELD = "a field our model does not take"
 BACKEND_TLS_POLICY = ("kind BackendTLSPolicy (gateway.networking.k8s.io/v1) is not in our model: "
                       "TLS from the Gateway to a backend, CA from a ConfigMap, SAN validation")
@@ -186,6 +193,9 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/backendtlspolicy.yaml',
         'BackendTLSPolicy gateway-conformance-infra/reconcile-test',
         'kind', BACKEND_TLS_POLICY),
+    Gap('tests/gateway-infrastructure.yaml',
+        'Gateway gateway-conformance-infra/gateway-with-infrastructure-metadata',
+        'spec.infrastructure', UNSUPPORTED_FIELD),
     Gap('tests/gateway-invalid-default-frontend-client-certificate-validation.yaml',
         'Gateway gateway-conformance-infra/invalid-default-client-validation-config',
         'spec.tls', BAD_CERT),
@@ -198,9 +208,42 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/gateway-invalid-parameters-ref.yaml',
         'Gateway gateway-conformance-infra/gateway-invalid-parameters-ref',
         'spec.infrastructure', UNSUPPORTED_FIELD),
+    Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
+        'Gateway gateway-conformance-infra/gateway-client-certificate-nonexistent-secret',
+        'spec.tls', BAD_CERT),
+    Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
+        'Gateway gateway-conformance-infra/gateway-client-certificate-unsupported-group',
+        'spec.tls', BAD_CERT),
+    Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
+        'Gateway gateway-conformance-infra/gateway-client-certificate-unsupported-kind',
+        'spec.tls', BAD_CERT),
+    Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
+        'Gateway gateway-conformance-infra/gateway-client-certificate-malformed-secret',
+        'spec.tls', BAD_CERT),
+    Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
+        'Secret gateway-conformance-infra/malformed-client-certificate',
+        'type', BAD_CERT),
+    Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
+        'Gateway gateway-conformance-infra/gateway-client-certificate-missing-reference-grant',
+        'spec.tls', BAD_CERT),
     Gap('tests/gateway-invalid-tls-configuration.yaml',
         'Secret gateway-conformance-infra/malformed-certificate',
         'data.tls.crt', BAD_CERT),
+    Gap('tests/gateway-optional-address-value.yaml',
+        'Gateway gateway-conformance-infra/gateway-without-address-value',
+        'spec.addresses[0].value', ADDRESS_EMPTY),
+    Gap('tests/gateway-static-addresses.yaml',
+        'Gateway gateway-conformance-infra/gateway-static-addresses',
+        'spec.addresses[0].type', ADDRESS_TYPE),
+    Gap('tests/gateway-tls-backend-client-certificate.yaml',
+        'Gateway gateway-conformance-infra/gateway-tls-backend-client-certificate',
+        'spec.tls', BAD_CERT),
+    Gap('tests/gateway-tls-backend-client-certificate.yaml',
+        'BackendTLSPolicy gateway-conformance-infra/gateway-tls-backend-client-certificate-test',
+        'kind', BACKEND_TLS_POLICY),
+    Gap('tests/gateway-tls-backend-client-certificate.yaml',
+        'Deployment gateway-conformance-infra/tls-backend-with-client-cert-validation',
+        'kind', WORKLOAD),
     Gap('tests/gateway-with-attached-routes.yaml',
         'Gateway gateway-conformance-infra/gateway-with-one-attached-route',
         'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
