@@ -12,6 +12,7 @@ from tests.conformance.gateway_api.gateway_http_extended_listeners import (
 )
 from tests.conformance.gateway_api.gateway_http_extended_suite import GATEWAY_HTTP_EXTENDED_TESTS
 from tests.conformance.gateway_api.gateway_http_suite import GATEWAY_HTTP_CORE_TESTS
+from tests.conformance.gateway_api.gateway_listenerset_suite import GATEWAY_LISTENERSET_TESTS
 from tests.conformance.gateway_api.gateway_steps import GatewayConformanceTest
 from tests.conformance.gateway_api.gateway_suite import GATEWAY_TESTS
 from tests.conformance.gateway_api.gateway_tls_grpc_extended_suite import (
@@ -29,23 +30,11 @@ GATEWAY_CONFORMANCE_TESTS: tuple[GatewayConformanceTest, ...] = (
     *GATEWAY_BACKEND_TLS_TESTS,
     *GATEWAY_TLS_GRPC_EXTENDED_TESTS,
     *GATEWAY_EXTENDED_TESTS,
+    *GATEWAY_LISTENERSET_TESTS,
 )
 
 _LATER = "not translated yet (time): upstream test stays the reference"
 # Upstream tests of GATEWAY-HTTP, GATEWAY-TLS or GATEWAY-GRPC not translated, and why.
 NOT_TRANSLATED: dict[str, str] = {
     "HTTPRouteCORS": _LATER,
-    "ListenerSetAllowedNamespaceNone": _LATER,
-    "ListenerSetAllowedNamespaceSame": _LATER,
-    "ListenerSetAllowedNamespaceSelector": _LATER,
-    "ListenerSetAllowedRoutesNamespaces": _LATER,
-    "ListenerSetAllowedRoutesSupportedKinds": _LATER,
-    "ListenerSetDefaultNotAllowed": _LATER,
-    "ListenerSetDualParentRefIndependence": _LATER,
-    "ListenerSetGatewayParentSectionNameNotFound": _LATER,
-    "ListenerSetHTTPRouting": _LATER,
-    "ListenerSetHostnameConflict": _LATER,
-    "ListenerSetProtocolConflict": _LATER,
-    "ListenerSetReferenceGrant": _LATER,
-    "ListenerSetRouteStatusScopedToParentRef": _LATER,
 }

@@ -79,11 +79,14 @@ GATEWAY_PROGRAMMED = Condition("Programmed", "True", "Programmed")  # GetGateway
 @dataclass(frozen=True)
 class GatewayRef:
     """kubernetes.NewGatewayRef: a Gateway and the listeners a route's status is checked
-    against; none given means one parentRef with no sectionName (the "" entry)."""
+    against; none given means one parentRef with no sectionName (the "" entry). With kind
+    ListenerSet it is NewResourceRef's ResourceRef (RoutesAndParentMustBeAccepted then expects
+    parents of that kind and checks the ListenerSet's listeners)."""
 
     name: str
     namespace: str = INFRA_NAMESPACE
     listeners: tuple[str, ...] = ("",)
+    kind: str = "Gateway"  # "ListenerSet": NewResourceRef(ListenerSet group kind, ...)
 
     @property
     def nn(self) -> NN:
@@ -123,6 +126,9 @@ class RouteCondition:
     gateway: NN
     condition: Condition
     kind: str = "HTTPRoute"
+    # the helper matches the parent by name (and namespace) only; ListenerSet tests pass a
+    # ListenerSet's name: parent_kind says which object that is
+    parent_kind: str = "Gateway"
 
 
 def resolved(route: NN, gateway: NN, kind: str = "HTTPRoute") -> RouteCondition:
@@ -212,6 +218,7 @@ class GatewayListeners:
 
     gateway: NN
     listeners: tuple[ListenerStatus, ...]
+    kind: str = "Gateway"  # "ListenerSet": ListenerSetStatusMustHaveListeners
 
 
 def _kind_key(kind: str) -> tuple[str, str]:
@@ -249,10 +256,12 @@ def listeners_mismatch(expected: Sequence[ListenerStatus],
 
 @dataclass(frozen=True)
 class GatewayCondition:
-    """GatewayMustHaveCondition: the Gateway's status conditions include this one."""
+    """GatewayMustHaveCondition (ListenerSetMustHaveCondition with kind ListenerSet): the
+    object's status conditions include this one."""
 
     gateway: NN
     condition: Condition
+    kind: str = "Gateway"  # "ListenerSet": ListenerSetMustHaveCondition
 
 
 @dataclass(frozen=True)
@@ -263,6 +272,7 @@ class ListenersConditions:
     gateway: NN
     conditions: tuple[Condition, ...]
     listeners: tuple[str, ...] = ()
+    kind: str = "Gateway"  # "ListenerSet": ListenerSetListenersMustHaveConditions
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from tests.conformance.gateway_api.mesh_suite import GATEWAY_PROFILES
 from tests.conformance.gateway_api.status import (
     CONTROLLER,
     NN,
+    AttachedListeners,
     Condition,
     GatewayCondition,
     GatewayListeners,
@@ -246,12 +247,12 @@ def _walk(steps: tuple[Step, ...]) -> Iterator[Step]:
 def _named(step: Step) -> Iterator[tuple[str, NN]]:
     """The objects a step names, as (kind, name)."""
     if isinstance(step, RoutesAccepted):
-        yield "Gateway", step.gateway.nn
+        yield step.gateway.kind, step.gateway.nn
         for route in step.routes:
             yield step.kind, route
     elif isinstance(step, RouteCondition):
         yield step.kind, step.route
-        yield "Gateway", step.gateway
+        yield step.parent_kind, step.gateway
     elif isinstance(step, (RouteParents, RouteNoAcceptedParents)):
         yield step.kind, step.route
     elif isinstance(step, PolicyCondition):
@@ -259,8 +260,9 @@ def _named(step: Step) -> Iterator[tuple[str, NN]]:
         yield "Gateway", step.gateway
     elif isinstance(step, GatewayAddress):
         yield "Gateway", step.gateway.nn
-    elif isinstance(step, (GatewayListeners, ListenersConditions, GatewayCondition,
-                           GatewayZeroRoutes)):
+    elif isinstance(step, (GatewayListeners, ListenersConditions, GatewayCondition)):
+        yield step.kind, step.gateway
+    elif isinstance(step, (GatewayZeroRoutes, AttachedListeners)):
         yield "Gateway", step.gateway
     elif isinstance(step, LatestConditions):
         yield step.kind, step.name
