@@ -6,6 +6,7 @@ in the test's manifests, and the status checks' rules each exercised both ways. 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,11 @@ from tests.conformance.gateway_api.gateway_steps import (
     TLSStream,
     WebSocketEcho,
 )
-from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS, NOT_TRANSLATED
+from tests.conformance.gateway_api.gateway_tests import (
+    GATEWAY_CONFORMANCE_TESTS,
+    NOT_TRANSLATED,
+    OUTSIDE_PROFILES,
+)
 from tests.conformance.gateway_api.loader_gaps import LOADER_GAPS, Gap
 from tests.conformance.gateway_api.mesh_suite import GATEWAY_PROFILES
 from tests.conformance.gateway_api.status import (
@@ -168,7 +173,7 @@ def test_every_test_is_translated_once_with_its_upstream_file() -> None:
 
 
 # the profiles whose core is translated whole
-WHOLE_CORES = ("GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS")
+WHOLE_CORES = ("GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS")  # all of them
 
 
 @pytest.mark.parametrize("profile", GATEWAY_PROFILES, ids=lambda profile: profile.name)
@@ -194,6 +199,15 @@ def test_profile_extended_is_translated_or_listed(profile: object) -> None:
 def test_not_translated_names_are_upstream_names() -> None:
     known = set().union(*(core | extended for core, extended in UPSTREAM_NAMES.values()))
     assert set(NOT_TRANSLATED) <= known
+    assert not known & set(OUTSIDE_PROFILES)
+
+
+def test_every_profile_is_translated_whole() -> None:
+    """Core and extended of the three profiles: every upstream test is translated; with the
+    139 gateway tests of conformance/tests/*.go, 20 count in none of them (OUTSIDE_PROFILES)."""
+    known = set().union(*(core | extended for core, extended in UPSTREAM_NAMES.values()))
+    assert {test.short_name for test in TESTS} == known and not NOT_TRANSLATED
+    assert len(known) + len(OUTSIDE_PROFILES) == 139  # ShortName: in conformance/tests/*.go
 
 
 def _refused(manifest: str) -> set[tuple[str, str]]:
@@ -223,16 +237,23 @@ def test_every_gap_is_for_a_vendored_manifest_with_a_reason() -> None:
         assert isinstance(gap, Gap) and gap.manifest in manifests and gap.why
 
 
+@functools.cache
+def _manifest_objects(manifest: str) -> frozenset[tuple[str, str, str]]:
+    found = set()
+    for document in parse_stream((UPSTREAM / manifest).read_text(), manifest):
+        data = document.data
+        if isinstance(data, dict):
+            meta = data.get("metadata") or {}
+            found.add((data.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
+    return frozenset(found)
+
+
 def _objects(test: GatewayConformanceTest) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of every object in the base and the test's manifests, read
-    as plain YAML (our loader refuses some)."""
+    as plain YAML (our loader refuses some), and of the suite's programmatic setup."""
     found = {(step.kind, step.name.namespace, step.name.name) for step in SUITE_SETUP}
     for manifest in ("base/manifests.yaml", *test.manifests):
-        for document in parse_stream((UPSTREAM / manifest).read_text(), manifest):
-            data = document.data
-            if isinstance(data, dict):
-                meta = data.get("metadata") or {}
-                found.add((data.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")))
+        found |= _manifest_objects(manifest)
     return found
 
 
