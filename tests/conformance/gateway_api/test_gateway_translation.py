@@ -14,6 +14,15 @@ import pytest
 
 from controlplane.mesh.load import read_objects
 from controlplane.mesh.yamldoc import parse_stream
+from tests.conformance.gateway_api.expectations import (
+    Captured,
+    ExpectedRequest,
+    ExpectedResponse,
+    RedirectRequest,
+    Request,
+    Response,
+    gateway_mismatch,
+)
 from tests.conformance.gateway_api.gateway_steps import (
     SUITE_SETUP,
     BackendHeaderNamesPod,
@@ -377,3 +386,75 @@ def test_listeners_rule_follows_gateway_listeners_match() -> None:
     none = (ListenerStatus("http", (), (), 1),)  # none expected: none allowed
     assert listeners_mismatch(none, [_listener()])
     assert listeners_mismatch(none, [_listener(supportedKinds=[])]) is None
+
+
+def _captured(**overrides: object) -> Captured:
+    values: dict[str, object] = {
+        "status": 200, "host": "example.com", "path": "/v2", "method": "GET",
+        "namespace": "gateway-conformance-infra", "pod": "infra-backend-v2-7f9c-x2x4q",
+        "request_headers": {"Version": ["two"]},
+        "response_headers": {"Access-Control-Allow-Methods": ["OPTIONS, GET"]}}
+    values.update(overrides)
+    return Captured(**values)  # type: ignore[arg-type]
+
+
+def test_gateway_check_follows_compare_round_trip() -> None:
+    case = ExpectedResponse(request=Request(host="example.com", path="/v2",
+                                            headers={"version": "two"}),
+                            backend="infra-backend-v2", namespace="gateway-conformance-infra")
+    url = "http://gw/v2"
+    assert gateway_mismatch(case, url, _captured()) is None  # expected request = the request
+    assert "status code" in str(gateway_mismatch(case, url, _captured(status=404)))
+    assert "path" in str(gateway_mismatch(case, url, _captured(path="/")))
+    assert "host" in str(gateway_mismatch(case, url, _captured(host="other")))
+    assert "method" in str(gateway_mismatch(case, url, _captured(method="POST")))
+    assert "namespace" in str(gateway_mismatch(case, url, _captured(namespace="x")))
+    assert "pod name" in str(gateway_mismatch(case, url, _captured(pod="infra-backend-v1-a-b")))
+    assert "header" in str(gateway_mismatch(case, url, _captured(request_headers={})))
+    # a rewrite: what the backend saw is ExpectedRequest, the host then not compared
+    rewrite = ExpectedResponse(request=Request(path="/prefix/one"),
+                               expected_request=ExpectedRequest(path="/one"),
+                               backend="infra-backend-v2", namespace="gateway-conformance-infra")
+    assert gateway_mismatch(rewrite, url, _captured(path="/one", host="any")) is None
+    assert gateway_mismatch(rewrite, url, _captured(path="/prefix/one"))
+    # a status-only case: a 5xx is not compared further, a timeout passes for a timeout
+    failing = ExpectedResponse(request=Request(path="/"), response=Response(status_code=500))
+    assert gateway_mismatch(failing, url, _captured(status=500, pod="")) is None
+    timeout = ExpectedResponse(response=Response(status_code=504))
+    assert gateway_mismatch(timeout, url, _captured(status=408)) is None
+
+
+def test_gateway_check_response_headers_and_tls() -> None:
+    cors = ExpectedResponse(
+        request=Request(path="/cors", method="OPTIONS"),
+        expected_request=ExpectedRequest(method="OPTIONS"),
+        response=Response(status_codes=(200, 204), valid_header_values={
+            "access-control-allow-methods": ("GET, OPTIONS", "OPTIONS, GET")},
+            absent_headers=("access-control-allow-credentials",), ignore_whitespace=True))
+    preflight = _captured(status=204, host="", path="", method="OPTIONS", namespace="", pod="",
+                          response_headers={"Access-Control-Allow-Methods": ["OPTIONS,GET"]})
+    assert gateway_mismatch(cors, "http://gw/cors", preflight) is None
+    strict = ExpectedResponse(request=cors.request, expected_request=cors.expected_request,
+                              response=Response(status_codes=(204,), valid_header_values={
+                                  "access-control-allow-methods": ("OPTIONS, GET",)}))
+    assert "one of" in str(gateway_mismatch(strict, "http://gw/cors", preflight))
+    leaked = _captured(status=204, host="", path="", method="OPTIONS", namespace="", pod="",
+                       response_headers={"Access-Control-Allow-Methods": ["GET"],
+                                         "Access-Control-Allow-Credentials": ["true"]})
+    assert gateway_mismatch(cors, "http://gw/cors", leaked)
+    tls = ExpectedResponse(request=Request(host="abc.example.com", path="/", sni="abc.example.com",
+                                           client_cert="PEM"), namespace="ns")
+    good = _captured(host="abc.example.com", path="/", namespace="ns", request_headers={},
+                     sni="abc.example.com", peer_certificates=("PEM",))
+    assert gateway_mismatch(tls, "https://gw/", good) is None
+    assert "SNI" in str(gateway_mismatch(tls, "https://gw/", _captured(
+        host="abc.example.com", path="/", namespace="ns", sni="other", peer_certificates=("PEM",))))
+    assert "certificate" in str(gateway_mismatch(tls, "https://gw/", _captured(
+        host="abc.example.com", path="/", namespace="ns", sni="abc.example.com")))
+    redirect = ExpectedResponse(request=Request(path="/old", unfollow_redirect=True),
+                                response=Response(status_code=302),
+                                redirect_request=RedirectRequest(path="/new"))
+    assert gateway_mismatch(redirect, "http://gw/old", _captured(
+        status=302, location="http://gw/new")) is None
+    assert gateway_mismatch(redirect, "http://gw/old", _captured(
+        status=302, location="http://gw/old"))
