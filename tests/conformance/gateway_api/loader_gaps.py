@@ -11,8 +11,10 @@ from dataclasses import dataclass
 # Why an object is refused (the test's `why`).
 NO_NAMESPACE = ("kind Namespace is not in our model: the suite's namespaces, and their labels "
                 "for allowedRoutes.namespaces.from: Selector")
-WORKLOAD = ("a workload kind (Deployment, ConfigMap): the runner starts these as `pointsman "
-            "sidecar`/echo processes instead of applying them")
+WORKLOAD = ("a workload (Deployment): the runner starts these as `pointsman sidecar`/echo "
+            "processes instead of applying them")
+CONFIG_MAP = ("kind ConfigMap is not in our model: CA bundles (BackendTLSPolicy "
+              "caCertificateRefs, frontend client validation) and the coredns configuration")
 UNKNOWN_KIND = "a kind our model does not know"
 SELECTOR = ("allowedRoutes.namespaces.from: Selector is refused (needs Namespace objects with "
             "labels)")
@@ -24,8 +26,10 @@ PLACEHOLDER = ("the suite's {GATEWAY_CONTROLLER_NAME} placeholder: the runner mu
                "our controllerName before applying, as the Go suite does")
 BAD_CERT = ("a malformed certificate Secret is an apply error, where the suite expects it "
             "stored and the listener ResolvedRefs=False (InvalidCertificateRef)")
-UNSUPPORTED_FIELD = ("a field our Gateway does not take (spec.infrastructure: parametersRef), "
-                     "where the suite expects the Gateway Accepted=False (InvalidParameters)")
+UNSUPPORTED_FIELD = ("Gateway spec.infrastructure (labels, annotations, parametersRef) is not a "
+                     "field our Gateway takes; the suite expects it propagated "
+                     "(GatewayInfrastructure) or an invalid parametersRef reported "
+                     "Accepted=False/InvalidParameters")
 API_VERSION = ("TLSRoute as gateway.networking.k8s.io/v1 (the suite's TLSRoute manifests are "
                "v1 at this commit; our loader serves TLSRoute as v1alpha2 only)")
 BACKEND_FILTER = ("a backendRef-level filter other than the header modifiers (URLRewrite, "
@@ -115,7 +119,7 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'kind', WORKLOAD),
     Gap('base/manifests.yaml',
         'ConfigMap gateway-conformance-infra/coredns',
-        'kind', WORKLOAD),
+        'kind', CONFIG_MAP),
     Gap('base/manifests.yaml',
         'Deployment gateway-conformance-infra/tcp-backend',
         'kind', WORKLOAD),
@@ -154,7 +158,7 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'kind', BACKEND_TLS_POLICY),
     Gap('tests/backendtlspolicy-invalid-ca-certificate-ref.yaml',
         'ConfigMap gateway-conformance-infra/malformed-ca-certificate',
-        'kind', WORKLOAD),
+        'kind', CONFIG_MAP),
     Gap('tests/backendtlspolicy-invalid-kind.yaml',
         'BackendTLSPolicy gateway-conformance-infra/invalid-kind',
         'kind', BACKEND_TLS_POLICY),
@@ -202,7 +206,7 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'spec.infrastructure', UNSUPPORTED_FIELD),
     Gap('tests/gateway-invalid-default-frontend-client-certificate-validation.yaml',
         'Gateway gateway-conformance-infra/invalid-default-client-validation-config',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-invalid-listeners-unsupported-protocol.yaml',
         'Gateway gateway-conformance-infra/gateway-only-unsupported-protocols',
         'spec.listeners[0].protocol', LISTENER_PROTOCOL),
@@ -214,22 +218,22 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'spec.infrastructure', UNSUPPORTED_FIELD),
     Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
         'Gateway gateway-conformance-infra/gateway-client-certificate-nonexistent-secret',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
         'Gateway gateway-conformance-infra/gateway-client-certificate-unsupported-group',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
         'Gateway gateway-conformance-infra/gateway-client-certificate-unsupported-kind',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
         'Gateway gateway-conformance-infra/gateway-client-certificate-malformed-secret',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
         'Secret gateway-conformance-infra/malformed-client-certificate',
-        'type', BAD_CERT),
+        'type', SECRET_TYPE),
     Gap('tests/gateway-invalid-tls-backend-configuration.yaml',
         'Gateway gateway-conformance-infra/gateway-client-certificate-missing-reference-grant',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-invalid-tls-configuration.yaml',
         'Secret gateway-conformance-infra/malformed-certificate',
         'data.tls.crt', BAD_CERT),
@@ -241,7 +245,7 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'spec.addresses[0].type', ADDRESS_TYPE),
     Gap('tests/gateway-tls-backend-client-certificate.yaml',
         'Gateway gateway-conformance-infra/gateway-tls-backend-client-certificate',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-tls-backend-client-certificate.yaml',
         'BackendTLSPolicy gateway-conformance-infra/gateway-tls-backend-client-certificate-test',
         'kind', BACKEND_TLS_POLICY),
@@ -259,13 +263,13 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
     Gap('tests/gateway-with-clientcertificate-validation-insecure-fallback.yaml',
         'Gateway gateway-conformance-infra/client-validation-insecure-fallback',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-with-clientcertificate-validation.yaml',
         'Gateway gateway-conformance-infra/client-validation-default',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gateway-with-invalid-clientcertificate-validation.yaml',
         'Gateway gateway-conformance-infra/gateway-with-invalid-client-cert-validation',
-        'spec.tls', BAD_CERT),
+        'spec.tls', GATEWAY_TLS),
     Gap('tests/gatewayclass-observed-generation-bump.yaml',
         'GatewayClass default/gatewayclass-observed-generation-bump',
         'spec.controllerName', PLACEHOLDER),
