@@ -205,7 +205,7 @@ GATEWAY_HTTP_EXTENDED_TESTS: tuple[GatewayConformanceTest, ...] = (
          resolved(NN("http-route-for-listener-on-port-8080"), _PORT_8080.nn),
          accepted("http-route-for-listener-on-port-443", _PORT_443),
          resolved(NN("http-route-for-listener-on-port-443"), _PORT_443.nn),
-         GatewayExchanges(_PORT_80, (  # subtests "http-listener-on-80/<case>"
+         GatewayExchanges(_PORT_80, note="subtests http-listener-on-80/<case name>", cases=(
              redirect("/scheme-nil-and-port-nil", 302, scheme="http", to_host="example.org"),
              redirect("/scheme-nil-and-port-80", 302, scheme="http", to_host="example.org"),
              redirect("/scheme-nil-and-port-8080", 302, scheme="http", port="8080",
@@ -214,13 +214,14 @@ GATEWAY_HTTP_EXTENDED_TESTS: tuple[GatewayConformanceTest, ...] = (
              redirect("/scheme-https-and-port-443", 302, scheme="https", to_host="example.org"),
              redirect("/scheme-https-and-port-8443", 302, scheme="https", port="8443",
                       to_host="example.org"))),
-         GatewayExchanges(_PORT_8080, (  # "http-listener-on-8080/<case>"
+         GatewayExchanges(_PORT_8080, note="subtests http-listener-on-8080/<case name>", cases=(
              redirect("/scheme-nil-and-port-nil", 302, scheme="http", port="8080",
                       to_host="example.org"),
              redirect("/scheme-nil-and-port-80", 302, scheme="http", to_host="example.org"),
              redirect("/scheme-https-and-port-nil", 302, scheme="https",
                       to_host="example.org"))),
-         GatewayExchanges(_PORT_443, (  # "https-listener-on-443/<case>", SNI example.org
+         # SNI example.org
+         GatewayExchanges(_PORT_443, note="subtests https-listener-on-443/<case name>", cases=(
              redirect("/scheme-nil-and-port-nil", 302, host="example.org", scheme="https",
                       to_host="example.org"),
              redirect("/scheme-nil-and-port-443", 302, host="example.org", scheme="https",

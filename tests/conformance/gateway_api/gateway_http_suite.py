@@ -105,14 +105,17 @@ _FILES = {
 
 
 def _rejected(short: str, description: str, name: str, route: NN, condition: Condition,
-              features: tuple[str, ...] = CORE) -> GatewayConformanceTest:
-    """A route whose only backendRef is unusable: Gateway and route Accepted, the route has
-    the ResolvedRefs=False condition, and a GET to it gets 500."""
+              subtests: tuple[str, str], features: tuple[str, ...] = CORE
+              ) -> GatewayConformanceTest:
+    """A route whose only backendRef is unusable: Gateway and route Accepted, then a subtest
+    for the route's ResolvedRefs=False condition and one where a GET to it gets 500."""
     path = "/v2" if "unknown-kind" in name or "partially" in name else "/"
     return GatewayConformanceTest(
         short, description, features, (f"tests/{name}.yaml",),
-        (accepted(route.name), RouteCondition(route, SAME, condition),
-         GatewayExchanges(SAME_NAMESPACE, (code(path, 500, method="GET"),))),
+        (accepted(route.name),
+         Subtest(subtests[0], (RouteCondition(route, SAME, condition),)),
+         Subtest(subtests[1], (GatewayExchanges(SAME_NAMESPACE,
+                                                (code(path, 500, method="GET"),)),))),
         upstream_file=f"{name}.go")
 
 
@@ -268,7 +271,10 @@ GATEWAY_HTTP_CORE_TESTS: tuple[GatewayConformanceTest, ...] = (
               "reason InvalidKind when attempting to bind to a Gateway in the same namespace if "
               "the route has a BackendRef that points to an unknown Kind.",
               "httproute-invalid-backendref-unknown-kind", NN("invalid-backend-ref-unknown-kind"),
-              Condition("ResolvedRefs", "False", "InvalidKind")),
+              Condition("ResolvedRefs", "False", "InvalidKind"),
+              ("HTTPRoute with Invalid Kind has a ResolvedRefs Condition with status False and "
+               "Reason InvalidKind", "HTTP Request to invalid backend with invalid Kind receives "
+               "a 500")),
     _rejected("HTTPRouteInvalidCrossNamespaceBackendRef", "A single HTTPRoute in the "
               "gateway-conformance-infra namespace should set a ResolvedRefs status False with "
               "reason RefNotPermitted when attempting to bind to a Gateway in the same namespace "
@@ -277,6 +283,9 @@ GATEWAY_HTTP_CORE_TESTS: tuple[GatewayConformanceTest, ...] = (
               "not exist", "httproute-invalid-cross-namespace-backend-ref",
               NN("invalid-cross-namespace-backend-ref"),
               Condition("ResolvedRefs", "False", "RefNotPermitted"),
+              ("HTTPRoute with a cross-namespace BackendRef and no ReferenceGrant has a "
+               "ResolvedRefs Condition with status False and Reason RefNotPermitted",
+               "HTTP Request to invalid cross-namespace backend must receive a 500"),
               ("Gateway", "HTTPRoute", "ReferenceGrant")),
     GatewayConformanceTest(
         "HTTPRouteInvalidCrossNamespaceParentRef",
@@ -298,7 +307,10 @@ GATEWAY_HTTP_CORE_TESTS: tuple[GatewayConformanceTest, ...] = (
               "reason BackendNotFound and return 500 when binding to a Gateway in the same "
               "namespace if the route has a BackendRef Service that does not exist",
               "httproute-invalid-nonexistent-backendref", NN("invalid-nonexistent-backend-ref"),
-              Condition("ResolvedRefs", "False", "BackendNotFound")),
+              Condition("ResolvedRefs", "False", "BackendNotFound"),
+              ("HTTPRoute with only a nonexistent BackendRef has a ResolvedRefs Condition with "
+               "status False and Reason BackendNotFound",
+               "HTTP Request to invalid nonexistent backend receive a 500")),
     GatewayConformanceTest(
         "HTTPRouteInvalidParentRefNotMatchingSectionName",
         "A single HTTPRoute in the gateway-conformance-infra namespace should set the "
@@ -322,11 +334,15 @@ GATEWAY_HTTP_CORE_TESTS: tuple[GatewayConformanceTest, ...] = (
         ("Gateway", "HTTPRoute", "ReferenceGrant"),
         ("tests/httproute-invalid-reference-grant.yaml",),
         (accepted("reference-grant"),
-         RouteCondition(NN("reference-grant"), SAME,
-                        Condition("ResolvedRefs", "False", "RefNotPermitted")),
+         Subtest("HTTPRoute with BackendRef in another namespace and no ReferenceGrant covering "
+                 "the Service has a ResolvedRefs Condition with status False and Reason "
+                 "RefNotPermitted", (RouteCondition(
+                     NN("reference-grant"), SAME,
+                     Condition("ResolvedRefs", "False", "RefNotPermitted")),)),
          # Backend and Namespace are set, but with a 500 CompareRoundTrip never reaches them
-         GatewayExchanges(SAME_NAMESPACE, (
-             to("/", "web-backend", method="GET", namespace=WEB_NAMESPACE, status=500),))),
+         Subtest("Simple HTTP request not should reach web-backend", (GatewayExchanges(
+             SAME_NAMESPACE, (to("/", "web-backend", method="GET", namespace=WEB_NAMESPACE,
+                                 status=500),)),))),
         upstream_file="httproute-invalid-reference-grant.go"),
     GatewayConformanceTest(
         "HTTPRouteListenerHostnameMatching", "Multiple HTTP listeners with the same port and "
@@ -512,10 +528,15 @@ GATEWAY_HTTP_CORE_TESTS: tuple[GatewayConformanceTest, ...] = (
                           "headless"))),
          ),
         upstream_file="httproute-service-types.go"),
-    simple("HTTPRouteSimpleSameNamespace", "A single HTTPRoute in the gateway-conformance-infra "
-           "namespace attaches to a Gateway in the same namespace",
-           "gateway-conformance-infra-test",
-           (to("/", V1, status=200),), name="httproute-simple-same-namespace"),
+    GatewayConformanceTest(
+        "HTTPRouteSimpleSameNamespace",
+        "A single HTTPRoute in the gateway-conformance-infra namespace attaches to a Gateway in "
+        "the same namespace", CORE, ("tests/httproute-simple-same-namespace.yaml",),
+        (accepted("gateway-conformance-infra-test"),
+         resolved(NN("gateway-conformance-infra-test"), SAME),
+         Subtest("Simple HTTP request should reach infra-backend", (GatewayExchanges(
+             SAME_NAMESPACE, (to("/", V1, status=200),)),))),
+        upstream_file="httproute-simple-same-namespace.go"),
     GatewayConformanceTest(
         "HTTPRouteWeight", "An HTTPRoute with weighted backends", CORE,
         ("tests/httproute-weight.yaml",),
