@@ -52,10 +52,11 @@ def gateway_ok(gateway: str, attached: int | None) -> tuple[object, ...]:
 
 def ls_state(name: str, status: str, reason: str, namespace: str = INFRA
              ) -> tuple[GatewayCondition, GatewayCondition]:
-    """ListenerSetMustHaveCondition for Accepted and Programmed with the same status; an
-    Accepted=True with reason "" is any reason."""
-    accepted_reason = "" if status == "True" and reason == "" else reason
-    programmed_reason = "Programmed" if status == "True" and reason == "" else reason
+    """ListenerSetMustHaveCondition for Accepted and Programmed with the same status: False
+    with the same reason for both; True with `reason` for Accepted ("" is any) and Programmed
+    for Programmed."""
+    accepted_reason = reason
+    programmed_reason = "Programmed" if status == "True" else reason
     return (GatewayCondition(NN(name, namespace), Condition("Accepted", status, accepted_reason),
                              LS),
             GatewayCondition(NN(name, namespace),
