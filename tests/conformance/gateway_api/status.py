@@ -109,11 +109,13 @@ class RoutesAccepted:
     use_port: bool = True
     listeners_ready: bool = True  # False: GatewayAndTLSRoutesMustBeAccepted checks none
 
-    def expected_parents(self, route: NN) -> tuple[RouteParents, ...]:
+    def expected_parents(self, route: NN) -> RouteParents:
+        """The RouteMustHaveParents expectation the helper builds for one route."""
         parents = tuple(ParentStatus(self.gateway.name, self.gateway.namespace, section,
-                                     (ROUTE_ACCEPTED,)) for section in self.gateway.listeners)
-        return (RouteParents(route, parents, route.namespace != self.gateway.namespace,
-                             self.kind),)
+                                     (ROUTE_ACCEPTED,), kind=self.gateway.kind)
+                        for section in self.gateway.listeners)
+        return RouteParents(route, parents, route.namespace != self.gateway.namespace,
+                            self.kind)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from tests.conformance.gateway_api.status import (
     Condition,
     GatewayCondition,
     GatewayListeners,
+    GatewayRef,
     GatewayZeroRoutes,
     LatestConditions,
     ListenersConditions,
@@ -360,6 +361,22 @@ def test_parents_rule_follows_parents_for_route_match() -> None:
     assert parents_mismatch(want, [other], controller)  # set and different always counts
     section = RouteParents(NN("r"), (ParentStatus("same-namespace", section_name="http"),))
     assert parents_mismatch(section, [_parent()], controller)
+
+
+def test_routes_accepted_builds_the_helper_s_parents() -> None:
+    step = RoutesAccepted(GatewayRef("gw", listeners=("a", "b")), (NN("r", "other"),))
+    expected = step.expected_parents(NN("r", "other"))
+    assert expected.namespace_required  # the route lives in another namespace
+    assert [parent.section_name for parent in expected.parents] == ["a", "b"]
+    actual = [_parent(parentRef={"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                 "name": "gw", "namespace": "gateway-conformance-infra",
+                                 "sectionName": section}) for section in ("a", "b")]
+    assert parents_mismatch(expected, actual, "pointsman.io/gateway") is None
+    assert parents_mismatch(expected, actual[:1], "pointsman.io/gateway")
+    listener_set = RoutesAccepted(GatewayRef("ls", kind="ListenerSet"), (NN("r"),))
+    [parent] = listener_set.expected_parents(NN("r")).parents
+    assert parent.kind == "ListenerSet" and not listener_set.expected_parents(
+        NN("r")).namespace_required
 
 
 def _listener(**overrides: object) -> dict[str, object]:
