@@ -281,3 +281,26 @@ spec: {ports: [{name: tcp, port: 5432}]}
     assert source.poll()
     assert woken == [1]
     assert "inbound|5432" in cache.view_for(newcomer).of_type(LISTENER.type_url).resources
+
+
+def test_a_poll_reads_no_file_whose_status_did_not_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As FileSource: a file last modified well before the scan that hashed it is not read
+    again while its status stays the same (a poll of 1,000 files hashed them all)."""
+    import hashlib
+    import os
+    import time
+
+    _, source, path = loaded(tmp_path)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    assert source.poll()  # the new mtime: hashed again (same content, a new fingerprint)
+    hashed: list[int] = []
+    blake2b = hashlib.blake2b
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        hashed.append(1)
+        return blake2b(*args, **kwargs)
+    monkeypatch.setattr(hashlib, "blake2b", counting)
+    assert not source.poll()
+    assert hashed == []
