@@ -34,6 +34,7 @@ from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
 from controlplane.sources.mesh import MeshCache, MeshSource
+from protos.cli_help import DefaultsHelpFormatter
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
@@ -63,7 +64,8 @@ class ListenError(Exception):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pointsman controlplane",
                                      description="Pointsman's xDS control plane (ADS and per-type "
-                                                 "services, state of the world and delta).")
+                                                 "services, state of the world and delta).",
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--resources", type=Path,
                         help="YAML/JSON file or folder of Envoy filesystem-subscription files")
     parser.add_argument("--mesh", type=Path,
@@ -80,7 +82,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "in clear text: only for trusted networks)")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between scans")
     parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"], help="log level")
     parser.add_argument("--check", action="store_true",
                         help="validate --resources, print what each node group gets, and exit")
     args = parser.parse_args(argv)

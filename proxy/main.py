@@ -21,6 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
+from protos.cli_help import DefaultsHelpFormatter, version
 from protos.errors import ConfigError
 from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
@@ -33,14 +34,16 @@ log = logging.getLogger("proxy")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pointsman proxy",
-                                     description="the Pointsman sidecar (Envoy v3 bootstrap)")
+                                     description="the Pointsman sidecar (Envoy v3 bootstrap)",
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("-c", "--config-path", required=True, type=Path,
                         help="Envoy v3 bootstrap file (YAML or JSON)")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="worker processes sharing the listeners (SO_REUSEPORT)")
     parser.add_argument("--log-level", "-l", default="info",
                         choices=["trace", "debug", "info", "warn", "warning", "error",
-                                 "critical", "off"])
+                                 "critical", "off"], help="log level")
+    parser.add_argument("--version", action="version", version=version())
     parser.add_argument("--drain-time-s", type=float, default=DEFAULT_DRAIN_TIMEOUT,
                         help="how long connections of an updated or removed listener may run")
     return parser.parse_args(argv)
