@@ -14,6 +14,10 @@ from protos.cli_help import version
 SUBCOMMANDS = {
     "controlplane": ("controlplane.main", "the xDS control plane"),
     "proxy": ("proxy.main", "the sidecar proxy (boots from an Envoy v3 bootstrap)"),
+    "sidecar": ("proxy.deploy.sidecar",
+                "a mesh sidecar from a few flags (--service, --server): no bootstrap to write"),
+    "run": ("proxy.deploy.run", "a sidecar and the application beside it, started and "
+                                "stopped in order"),
     "analyze": ("controlplane.commands.analyze",
                 "check mesh objects: unknown references, shadowed rules, ... (file:line)"),
     "explain": ("controlplane.commands.explain",

@@ -498,6 +498,15 @@ class ListenerManager:
     def addresses(self) -> dict[str, tuple[str, int]]:
         return {name: active.address for name, active in self.active.items()}
 
+    async def drain(self, grace: float) -> None:
+        """Shutdown: every listener stops accepting; connections finish what is in flight
+        (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY) for at most `grace` seconds."""
+        stopping = list(self.active.values())
+        self.active.clear()
+        for active in stopping:
+            active.drain_timeout = grace
+        await asyncio.gather(*(active.stop() for active in stopping))
+
     async def close(self) -> None:
         for staged in self._warming.values():
             staged.close()
