@@ -1,5 +1,6 @@
-"""`python -m tests.support.echo_app NAME HOST PORT [--h2]`: an EchoBackend
-(tests.support.http_backends) as an application process, for `pointsman run` tests.
+"""`python -m tests.support.echo_app NAME HOST PORT [H2C_PORT]`: EchoBackends
+(tests.support.http_backends; HTTP/1.1 on PORT, h2c on H2C_PORT) as an application process,
+for `pointsman run` tests.
 
 At start it prints one line, `echo-app NAME started; sidecar /ready: STATUS`, STATUS being
 what the sidecar's admin (`POINTSMAN_ADMIN`, set by `pointsman run`) answered at that moment,
@@ -7,6 +8,7 @@ so a test sees the start order; it prints `echo-app NAME stopping` on SIGTERM.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -25,7 +27,12 @@ def main(argv: list[str]) -> int:
         ready = f"unreachable ({error})"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with EchoBackend(name, host=host, port=port, http2="--h2" in argv):
+    backends = [EchoBackend(name, host=host, port=port)]
+    if len(argv) > 3:
+        backends.append(EchoBackend(name, host=host, port=int(argv[3]), http2=True))
+    with contextlib.ExitStack() as stack:
+        for backend in backends:
+            stack.enter_context(backend)
         print(f"echo-app {name} started; sidecar /ready: {ready}", flush=True)
         stop.wait()
         print(f"echo-app {name} stopping", flush=True)
