@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -320,6 +321,9 @@ class HttpConnectionManager:
 
     def _log(self, stream: ActiveStream) -> None:
         observability = self.context.observability
+        if observability is not None:  # Envoy's http.<prefix>.downstream_rq_time
+            observability.latency.downstream(self.settings.stat_prefix,
+                                             time.monotonic() - stream.info.start_monotonic)
         span = stream.info.state.get("span")
         metrics = observability is not None and observability.metrics is not None
         if not metrics and not self.access_logger:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from proxy.observability.access_log.config import AccessLogConfig
 from proxy.observability.access_log.sinks import AccessLogger, build_sink
 from proxy.observability.grpc_target import ClusterResolver
+from proxy.observability.latency import LatencyHistograms
 from proxy.observability.metrics import RequestMetrics, otlp_reader
 from proxy.observability.request_info import RequestInfo
 from proxy.observability.stat_sink import OtlpStatSink, StatSinkConfig
@@ -54,6 +55,7 @@ class Observability:
                          interval=stats_flush_interval)
             for sink in stat_sinks]
         self.metrics = self._request_metrics(stat_sinks, stats_flush_interval)
+        self.latency = LatencyHistograms(stats)
 
     def _resource(self, service_name: str) -> dict[str, str]:
         resource = {"service.name": service_name or self._environ.get(
@@ -143,6 +145,8 @@ class Observability:
 
     def upstream_attempt_finished(self, *, duration: float, method: str, status_code: int | None,
                                   cluster: str, upstream_host: str) -> None:
+        if status_code is not None and cluster:  # a response came: Envoy's upstream_rq_time
+            self.latency.upstream(cluster, duration)
         if self.metrics is not None:
             self.metrics.record_client(duration=duration, method=method,
                                        status_code=status_code, cluster=cluster,
