@@ -111,6 +111,8 @@ def main(argv: list[str]) -> int:
         return 0
     if args.proxy == "envoy":
         return exec_envoy(bootstrap, args.log_level)
+    # spans name the Service (OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on, docs/observability.md)
+    os.environ.setdefault("OTEL_SERVICE_NAME", spec.service)
     return run_pointsman(bootstrap, args.log_level, args.shutdown_drain_s)
 
 
