@@ -19,6 +19,7 @@ import collections
 import contextlib
 import http.client
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -348,6 +349,9 @@ def main() -> int:
     args = parser.parse_args()
     step_seconds = args.duration / len(STEPS) if args.duration else 20.0
     demo = Demo(args.duration, args.rate, step_seconds)
+    # Ctrl-C, and SIGTERM as well (a shell's background job ignores SIGINT): a clean stop
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return demo.run()
     except KeyboardInterrupt:
