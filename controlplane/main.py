@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import os
 import signal
@@ -29,6 +30,7 @@ import grpc
 from controlplane import logs
 from controlplane.admin import AdminServer
 from controlplane.cache import SnapshotCache
+from controlplane.fanout import DEFAULT_BUDGET, DEFAULT_DEBOUNCE_AFTER, DEFAULT_DEBOUNCE_MAX, Pacer
 from controlplane.observe import Observer
 from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
@@ -38,6 +40,21 @@ from protos.cli_help import DefaultsHelpFormatter
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
+# gRPC core holds a new call until the application asks for it, and the asyncio server asks
+# from its event loop, one call at a time. In a storm of new streams the loop is busy writing
+# responses, and calls wait in core: one held longer than `server_max_unrequested_time_in_server`
+# (30 s) is cancelled, before any response, when the next call arrives. The sidecars saw
+# CANCELLED (and INTERNAL when they wrote on the cancelled call) from 3,000 streams on
+# (tests/integration/controlplane/test_storm.py reproduces it). gRPC's newer call path also
+# refuses calls at random past 1,000 held (`max_pending_requests`) and always past 3,000. A new
+# stream now waits its turn instead; the pacer (controlplane/fanout.py) keeps the loop free
+# enough to take it. (grpc src/core/server/server.cc, include/grpc/impl/channel_arg_names.h.)
+INT_MAX = 2**31 - 1
+STORM_OPTIONS = (
+    ("grpc.server.max_pending_requests", INT_MAX),
+    ("grpc.server.max_pending_requests_hard_limit", INT_MAX),
+    ("grpc.server_max_unrequested_time_in_server", 24 * 3600),
+)
 SERVER_OPTIONS = (
     # Find dead peers (a node that vanished without closing) so they leave /status.
     ("grpc.keepalive_time_ms", 60_000),
@@ -51,7 +68,16 @@ SERVER_OPTIONS = (
     # One control plane per address: a second one on the same --listen must fail to start,
     # not share the port and split the sidecars between two configurations.
     ("grpc.so_reuseport", 0),
+    *STORM_OPTIONS,
 )
+
+
+def server_options(*, reuseport: bool = False) -> tuple[tuple[str, int], ...]:
+    """SERVER_OPTIONS; a worker of `--workers N` shares --listen with its siblings."""
+    if not reuseport:
+        return SERVER_OPTIONS
+    return (*(item for item in SERVER_OPTIONS if item[0] != "grpc.so_reuseport"),
+            ("grpc.so_reuseport", 1))
 
 
 class ListenError(Exception):
@@ -83,6 +109,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between scans")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"], help="log level")
+    parser.add_argument("--full-state-updates", action="store_true",
+                        help="SotW: resend every subscribed EDS/RDS/SDS resource on a change "
+                             "(default: only the changed ones, as xDS allows)")
+    parser.add_argument("--debounce-after", type=float, default=DEFAULT_DEBOUNCE_AFTER,
+                        metavar="SECONDS", help="push a burst of changes this long after its "
+                                                "last change (0: at once)")
+    parser.add_argument("--debounce-max", type=float, default=DEFAULT_DEBOUNCE_MAX,
+                        metavar="SECONDS", help="...and no later than this after its first")
+    parser.add_argument("--push-budget", type=int, default=DEFAULT_BUDGET // 2**20,
+                        metavar="MIB", help="response bytes being written at once")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve xDS from this many worker processes sharing --listen "
+                             "(SO_REUSEPORT); this process loads the configuration")
     parser.add_argument("--check", action="store_true",
                         help="validate --resources, print what each node group gets, and exit")
     args = parser.parse_args(argv)
@@ -90,6 +129,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("give --resources PATH, --mesh PATH or both")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1 and args.mesh is not None:
+        # Worker processes replay the parent's commits (cache/replication.py); a mesh view is
+        # compiled when its node connects, which happens in a worker: not wired yet.
+        parser.error("--workers N with --mesh is not supported yet: serve --mesh with one "
+                     "process (the default)")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key")
     host, _ = split_address(args.listen)
@@ -118,10 +164,24 @@ def is_loopback(host: str) -> bool:
 def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
     if not args.tls_cert:
         return None
-    ca = args.client_ca.read_bytes() if args.client_ca else None
-    return grpc.ssl_server_credentials(
-        [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
-        root_certificates=ca, require_client_auth=ca is not None)
+    return read_credentials(args.tls_cert, args.tls_key, args.client_ca)
+
+
+def read_credentials(cert: str | Path, key: str | Path,
+                     client_ca: str | Path | None) -> grpc.ServerCredentials:
+    ca = Path(client_ca).read_bytes() if client_ca else None
+    return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())],
+                                       root_certificates=ca, require_client_auth=ca is not None)
+
+
+def tune_garbage_collector() -> None:
+    """Once the configuration is loaded: freeze what start-up made (modules, descriptors, the
+    first configuration) out of the cyclic collector's sight and run its young generation
+    less often. Requests and responses are freed by reference counting; with thousands of
+    streams alive, frequent passes cost 5-7% of the CPU of a connection storm (perf)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def telemetry_from_environment() -> Any:
@@ -191,6 +251,7 @@ async def serve(args: argparse.Namespace) -> int:
     if isinstance(cache, MeshCache):
         sources.append(MeshSource(args.mesh, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
+
     def loaded() -> None:
         if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
             return  # a sidecar came or went (logged as mesh_endpoint_*): not a config load
@@ -203,13 +264,34 @@ async def serve(args: argparse.Namespace) -> int:
         if not await source.poll_in_thread():
             print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
             return 1
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
-    admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
+    tune_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    try:
+        if args.workers > 1:
+            return await serve_workers(args, cache, observer, sources, stop)
+        return await serve_here(args, cache, observer, sources, stop)
+    finally:
+        if telemetry is not None:
+            telemetry.close()
+
+
+def pacer_of(args: argparse.Namespace) -> Pacer:
+    return Pacer(budget=max(1, args.push_budget) * 2**20,
+                 debounce_after=max(0.0, args.debounce_after),
+                 debounce_max=max(0.0, args.debounce_max))
+
+
+async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
+                     sources: list[FileSource | MeshSource], stop: asyncio.Event) -> int:
+    """One process serves xDS (the default)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    discovery = DiscoveryServer(cache, observer, pacer_of(args),
+                                partial_updates=not args.full_state_updates)
+    server.add_generic_rpc_handlers(discovery.generic_handlers())
+    admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
     try:
         listen = bind(server, args)
         admin_port = await start_admin(admin, args.admin)
@@ -224,9 +306,48 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         await admin.close()
         await server.stop(grace=1.0)
-        if telemetry is not None:
-            telemetry.close()
     return 0
+
+
+async def serve_workers(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
+                        sources: list[FileSource | MeshSource], stop: asyncio.Event) -> int:
+    """`--workers N`: this process loads the configuration and serves the admin endpoint;
+    N worker processes serve xDS on --listen (controlplane/workers.py)."""
+    from controlplane.workers import WorkerPool, WorkerSpec
+
+    specs = [WorkerSpec(index, args.listen, _text(args.tls_cert), _text(args.tls_key),
+                        _text(args.client_ca), args.log_level,
+                        max(1, args.push_budget) * 2**20, max(0.0, args.debounce_after),
+                        max(0.0, args.debounce_max), not args.full_state_updates)
+             for index in range(args.workers)]
+    pool = WorkerPool(specs, cache)
+    admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources),
+                        workers=pool)
+    try:
+        await pool.start()
+        admin_port = await start_admin(admin, args.admin)
+        logs.event("serving", listen=args.listen, admin_port=admin_port, workers=args.workers,
+                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
+        assert pool.failed is not None
+        async with asyncio.TaskGroup() as tasks:
+            watchers = [tasks.create_task(source.run()) for source in sources]
+            stopping = tasks.create_task(stop.wait())
+            waits: list[asyncio.Future[Any]] = [stopping, pool.failed]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for watcher in watchers:
+                watcher.cancel()
+            stopping.cancel()
+        if pool.failed.done():
+            print(f"pointsman controlplane: {pool.failed.result()}", file=sys.stderr)
+            return 1
+    finally:
+        await admin.close()
+        await pool.close()
+    return 0
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def check(path: Path | None, mesh: Path | None = None) -> int:

@@ -122,7 +122,7 @@ class Server:
             self.stats, node_id=bootstrap.node.id, node_cluster=bootstrap.node.cluster,
             resolve_cluster=self.resolve_cluster,
             stat_sinks=bootstrap.stats_sinks if serve_traffic else (),
-            stats_flush_interval=bootstrap.stats_flush_interval)
+            stats_flush_interval=bootstrap.stats_flush_interval, exporting=serve_traffic)
         self.context = ServerContext(self.stats, bootstrap.node, self.cluster_manager,
                                      self.routes, SecretStore(), self.observability)
         self.listener_manager = ListenerManager(self.context, reuse_port=reuse_port,

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from proxy.observability.access_log.config import AccessLogConfig
-from proxy.observability.access_log.sinks import AccessLogger, build_sink
+from proxy.observability.access_log.sinks import AccessLogger, build_sink, check_sink
 from proxy.observability.grpc_target import ClusterResolver
 from proxy.observability.latency import LatencyHistograms
 from proxy.observability.metrics import RequestMetrics, otlp_reader
@@ -40,8 +40,11 @@ class Observability:
                  resolve_cluster: ClusterResolver | None = None,
                  environ: Mapping[str, str] | None = None,
                  stat_sinks: Sequence[StatSinkConfig] = (),
-                 stats_flush_interval: float = 5.0) -> None:
+                 stats_flush_interval: float = 5.0, exporting: bool = True) -> None:
+        """`exporting=False` (the --concurrency parent, which serves no traffic) validates
+        access logs and tracing as they are built but opens no sink, exporter or thread."""
         self.stats = stats
+        self.exporting = exporting
         self.node_id = node_id
         self.node_cluster = node_cluster
         self._resolve = resolve_cluster
@@ -54,7 +57,8 @@ class Observability:
             OtlpStatSink(sink, stats, resolve=resolve_cluster, resource=self._resource(""),
                          interval=stats_flush_interval)
             for sink in stat_sinks]
-        self.metrics = self._request_metrics(stat_sinks, stats_flush_interval)
+        self.metrics = self._request_metrics(stat_sinks, stats_flush_interval) \
+            if exporting else None
         self.latency = LatencyHistograms(stats)
 
     def _resource(self, service_name: str) -> dict[str, str]:
@@ -115,7 +119,7 @@ class Observability:
                                                       config.max_cache_size))
             pipeline = self._pipelines[key] = SpanPipeline(
                 config, stats=self.stats, settings=settings, resolve=self._resolve,
-                extra_resource=extra)
+                extra_resource=extra, exporting=self.exporting)
         return pipeline
 
     def tcp_span(self, config: TracingConfig | None, *, listener: str, cluster: str,
@@ -130,6 +134,10 @@ class Observability:
     # -- access logs and metrics ---------------------------------------------------------------
 
     def access_logger(self, configs: Sequence[AccessLogConfig]) -> AccessLogger:
+        if not self.exporting:
+            for config in configs:
+                check_sink(config, self._resolve)
+            return AccessLogger([])
         logger = AccessLogger([
             build_sink(config, stats=self.stats, resolve=self._resolve, node_id=self.node_id,
                        cluster=self.node_cluster) for config in configs])
