@@ -73,13 +73,9 @@ def test_envoy_and_pointsman_sidecars_in_one_mesh(tmp_path: Path) -> None:
                 f"http://127.0.0.1:{port}/ready")[0] == 200, 60, "ready")
         # both registered: each is its Service's endpoint (docs/mesh.md)
         control_plane.wait_until(lambda: _registered(control_plane) >= 2, 30, "registered")
-        for _ in range(50):  # EDS reaches the other sidecar a little after registration
-            status, _headers, body = request((f"{NET}.2.1", 8080), "/x", host="api")
-            if status == 200:
-                break
-            time.sleep(0.1)
+        status, body = _until_200((f"{NET}.2.1", 8080), "/x", "api")
         assert (status, backend_of(body)) == (200, "api-app")
-        status, _headers, body = request((f"{NET}.2.2", 8000), "/y", host="front.default")
+        status, body = _until_200((f"{NET}.2.2", 8000), "/y", "front.default")
         assert (status, backend_of(body)) == (200, "front-app")
         status, body = _absolute(f"{NET}.2.1", 8080, "http://api:8080/abs")
         assert (status, backend_of(body), json.loads(body)["path"]) == (200, "api-app", "/abs")
@@ -89,6 +85,17 @@ def test_envoy_and_pointsman_sidecars_in_one_mesh(tmp_path: Path) -> None:
         # the api sidecar really is Envoy: /server_info is Envoy's admin, not ours
         status, info = http_get(f"http://127.0.0.1:{admins['api']}/server_info")
         assert status == 200 and json.loads(info)["state"] == "LIVE"
+
+
+def _until_200(address: tuple[str, int], path: str, host: str) -> tuple[int, bytes]:
+    """EDS reaches the calling sidecar a little after the callee registers (the control
+    plane debounces pushes): 503 until then."""
+    deadline = time.monotonic() + 20
+    while True:
+        status, _headers, body = request(address, path, host=host)
+        if status == 200 or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.1)
 
 
 def _registered(control_plane: MeshControlPlane) -> int:
