@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from examples.demo import screenshot  # noqa: E402
 from examples.demo.mesh import MESH, Inbound, Member, members, quantile, read_inbound  # noqa: E402
 from tests.conformance.observability.backends import (  # noqa: E402
     Phoenix,
@@ -92,8 +93,10 @@ class Traffic:
 
 
 class Demo:
-    def __init__(self, duration: float, rate: float, step_seconds: float) -> None:
+    def __init__(self, duration: float, rate: float, step_seconds: float,
+                 screenshot: Path | None = None) -> None:
         self.duration = duration
+        self.screenshot = screenshot
         self.step_seconds = step_seconds
         self.folder = Path(tempfile.mkdtemp(prefix="pointsman-demo-"))
         self.mesh = self.folder / "mesh" / "mesh.yaml"
@@ -287,6 +290,11 @@ class Demo:
         say(f"{len(whole)} whole traces in Phoenix; one of them, trace "
             f"{trace[0]['context']['trace_id']} (open {self.phoenix.url('/projects')}, "
             f"project {PROJECT}):\n{describe(trace)}")
+        if self.screenshot is not None:
+            url = screenshot.trace_url(self.phoenix.url(""), PROJECT,
+                                       trace[0]["context"]["trace_id"])
+            say(f"screenshot of {url} -> {self.screenshot}")
+            screenshot.take(url, self.screenshot)
         return []
 
     def close(self) -> None:
@@ -346,9 +354,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds; 0: until Ctrl-C (then no checks)")
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second to web")
+    parser.add_argument("--screenshot", type=Path,
+                        help="with --duration: a PNG of one whole trace in Phoenix's UI")
     args = parser.parse_args()
     step_seconds = args.duration / len(STEPS) if args.duration else 20.0
-    demo = Demo(args.duration, args.rate, step_seconds)
+    demo = Demo(args.duration, args.rate, step_seconds, args.screenshot)
     # Ctrl-C, and SIGTERM as well (a shell's background job ignores SIGINT): a clean stop
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -56,6 +56,7 @@ class HttpConnectionManagerConfig:
     """The translated HCM; `rds_route_config_name` tells the xDS client what to subscribe."""
 
     settings: HcmSettings
+    outbound: bool = False  # on a listener with traffic_direction OUTBOUND
 
     @property
     def rds_route_config_name(self) -> str | None:
@@ -69,9 +70,10 @@ class HttpConnectionManagerConfig:
         """This HCM on a listener with traffic_direction OUTBOUND: Envoy's tracing operation
         is then egress (ConnectionManagerTracingConfig; INBOUND and unspecified: ingress)."""
         tracing = self.settings.tracing
-        if tracing is None:
-            return self
-        return replace(self, settings=replace(self.settings, tracing=replace(tracing, egress=True)))
+        if tracing is None:  # tracing from OTEL_* (docs/observability.md) is egress here too
+            return replace(self, outbound=True)
+        return replace(self, settings=replace(self.settings, tracing=replace(tracing, egress=True)),
+                       outbound=True)
 
 
 def _seconds(duration: Any) -> float:
@@ -294,7 +296,7 @@ class HttpConnectionManager:
         self.router = Router(context.cluster_manager, pools_of(context),
                              suppress_envoy_headers=self.settings.suppress_envoy_headers,
                              observability=observability)
-        self.tracer = observability.tracer(self.settings.tracing) \
+        self.tracer = observability.tracer(self.settings.tracing, egress=config.outbound) \
             if observability is not None else None
         self.filter_makers: list[FilterMaker] = [
             _create_http_filter(index, f, context, self.settings.stat_prefix)

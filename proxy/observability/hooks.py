@@ -95,12 +95,15 @@ class Observability:
 
     # -- tracing ------------------------------------------------------------------------------
 
-    def tracer(self, config: TracingConfig | None) -> Tracer | None:
-        """The Tracer for one HCM's tracing config (None: OTEL_* may still turn tracing on)."""
+    def tracer(self, config: TracingConfig | None, *, egress: bool = False) -> Tracer | None:
+        """The Tracer for one HCM's tracing config (None: OTEL_* may still turn tracing on,
+        as egress spans on an OUTBOUND listener, like a configured tracer's)."""
         if config is None:
             config = self._env_tracing
             if config is None:
                 return None
+            if egress:
+                config = replace(config, egress=True)
         else:
             config = apply_environment(config, self._environ)
         return Tracer(config, self._pipeline(config), self.stats)
