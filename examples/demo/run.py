@@ -340,7 +340,7 @@ def _is_whole(group: list[dict[str, Any]]) -> bool:
 
 
 def describe(group: list[dict[str, Any]]) -> str:
-    return "\n".join(f"   {span.get('span_kind', '?'):<8} {span['name']:<34} "
+    return "\n".join(f"   {span['name']:<24} "
                      f"{span.get('attributes', {}).get('upstream_cluster', '')}"
                      for span in sorted(group, key=lambda span: span["start_time"]))
 
