@@ -10,6 +10,8 @@ Service by name through the sidecar's outbound address (`POINTSMAN_OUTBOUND_IP`,
 - `api NAME HOST PORT`: h2c; answers JSON naming itself (`api-v1`, `api-v2`); web asks it
   to wait 5-25 ms (tests.support.http_backends' `x-echo-delay`), so latency shows.
 - `inventory HOST PORT`: gRPC, grpc.health.v1 Health reporting SERVING.
+- `vault HOST PORT CERT KEY`: HTTPS (it terminates TLS itself: the Gateway passes its
+  connections through by SNI); answers JSON naming itself.
 """
 
 from __future__ import annotations
@@ -113,6 +115,17 @@ def inventory(host: str, port: int) -> None:
     server.stop(grace=2).wait()
 
 
+def vault(host: str, port: int, cert: str, key: str) -> None:
+    import ssl
+
+    from tests.support.http_backends import EchoBackend
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with EchoBackend("vault", host=host, port=port, ssl_context=context):
+        _until_sigterm()
+
+
 def main(argv: list[str]) -> int:
     kind, rest = argv[0], argv[1:]
     if kind == "web":
@@ -121,8 +134,10 @@ def main(argv: list[str]) -> int:
         api(rest[0], rest[1], int(rest[2]))
     elif kind == "inventory":
         inventory(rest[0], int(rest[1]))
+    elif kind == "vault":
+        vault(rest[0], int(rest[1]), rest[2], rest[3])
     else:
-        print(f"unknown app {kind!r}: web, api or inventory", file=sys.stderr)
+        print(f"unknown app {kind!r}: web, api, inventory or vault", file=sys.stderr)
         return 2
     return 0
 

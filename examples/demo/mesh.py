@@ -1,8 +1,9 @@
 """The demo's mesh objects (docs/mesh.md) and its live view (proxy stats read back).
 
-Four Services on loopback: `web` (HTTP/1.1) calls `api` (h2c: HTTP/2 between the sidecars and
+Services on loopback: `web` (HTTP/1.1) calls `api` (h2c: HTTP/2 between the sidecars and
 to the app), which an HTTPRoute splits between `api-v1` and `api-v2` (the canary), and
-`inventory` (gRPC).
+`inventory` (gRPC). The edge Gateway `edge` terminates TLS for `shop.example` (to `web`) and
+passes TLS for `vault.example` through, by SNI, to `vault`, which terminates it itself.
 """
 
 from __future__ import annotations
@@ -35,6 +36,50 @@ apiVersion: v1
 kind: Service
 metadata: {{name: inventory}}
 spec: {{ports: [{{name: grpc, port: 9090, targetPort: 9091, appProtocol: grpc}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: vault}}
+spec: {{ports: [{{name: tls, port: 9443, targetPort: 9444, appProtocol: tls}}]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: shop-cert}}
+type: kubernetes.io/tls
+stringData: {{tls.crt: {cert}, tls.key: {key}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge}}
+spec:
+  gatewayClassName: pointsman
+  addresses: [{{type: IPAddress, value: {edge_ip}}}]
+  listeners:
+  - name: https
+    port: 8443
+    protocol: HTTPS
+    hostname: shop.example
+    tls: {{mode: Terminate, certificateRefs: [{{name: shop-cert}}]}}
+  - name: tls
+    port: 9443
+    protocol: TLS
+    hostname: vault.example
+    tls: {{mode: Passthrough}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: shop}}
+spec:
+  parentRefs: [{{name: edge, sectionName: https}}]
+  rules: [{{backendRefs: [{{name: web, port: 8000}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: vault}}
+spec:
+  parentRefs: [{{name: edge, sectionName: tls}}]
+  hostnames: [vault.example]
+  rules: [{{backendRefs: [{{name: vault, port: 9443}}]}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -80,7 +125,11 @@ def members() -> list[Member]:
         Member("api-v1", 2, 9081, ("api", "api-v1", "127.77.2.3", "9081")),
         Member("api-v2", 3, 9082, ("api", "api-v2", "127.77.3.3", "9082")),
         Member("inventory", 4, 9091, ("inventory", "127.77.4.3", "9091")),
+        Member("vault", 5, 9444, ("vault", "127.77.5.3", "9444", "{cert}", "{key}")),
     ]
+
+
+EDGE_IP, EDGE_ADMIN = "127.77.9.1", "127.77.9.2:15000"
 
 
 _SERIES = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
@@ -95,15 +144,20 @@ class Inbound:
     buckets: tuple[tuple[float, int], ...] = ()  # downstream_rq_time (ms), cumulative
 
 
-def read_inbound(text: str) -> Inbound:
-    """Sum over the sidecar's `inbound|PORT` connection managers (the mesh's stat_prefix)."""
+def read_inbound(text: str, prefix: str = "inbound") -> Inbound:
+    """Sum over the sidecar's `inbound|PORT` connection managers (the mesh's stat_prefix; a
+    Gateway's are `gateway_PORT...`), or its tcp_proxy connections for a TLS Service."""
     found = Inbound()
     buckets: dict[float, int] = {}
     for line in text.splitlines():
         match = _SERIES.match(line)
-        if not match or 'envoy_http_conn_manager_prefix="inbound' not in match.group(2):
+        if not match:
             continue
         name, labels, value = match.groups()
+        if name == "envoy_tcp_downstream_cx_total" and f'tcp_prefix="{prefix}' in labels:
+            found.total += int(value)  # a TCP (TLS) port: connections, not requests
+        if f'envoy_http_conn_manager_prefix="{prefix}' not in labels:
+            continue
         if name == "envoy_http_downstream_rq_total":
             found.total += int(value)
         elif name == "envoy_http_downstream_rq_xx" and 'response_code_class="5"' in labels:

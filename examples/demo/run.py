@@ -1,8 +1,10 @@
 """`make demo` (`make demo DURATION=30` for an unattended run that checks itself).
 
-A real mesh on loopback: the control plane serving a mesh folder, four Services each started
-with `pointsman run` (sidecar first, then the app), Arize Phoenix receiving every sidecar's
-spans, Prometheus scraping every sidecar, and a traffic generator calling `web`. The canary
+A real mesh on loopback: the control plane serving a mesh folder, an edge Gateway's proxy
+(`pointsman sidecar --gateway`: HTTPS for shop.example terminated and routed to `web`, TLS for
+vault.example passed through by SNI), five Services each started with `pointsman run`
+(sidecar first, then the app), Arize Phoenix receiving every sidecar's spans, Prometheus
+scraping every sidecar, and a traffic generator calling the Gateway. The canary
 shifts live (HTTPRoute weights 90/10 -> 50/50 -> 0/100) while a terminal view shows requests/s,
 success rate and p50/p99 per sidecar and whether each sidecar is SYNCED with the control plane.
 
@@ -20,6 +22,8 @@ import contextlib
 import http.client
 import json
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,19 +36,29 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from examples.demo import screenshot  # noqa: E402
-from examples.demo.mesh import MESH, Inbound, Member, members, quantile, read_inbound  # noqa: E402
+from examples.demo.mesh import (  # noqa: E402
+    EDGE_ADMIN,
+    EDGE_IP,
+    MESH,
+    Inbound,
+    Member,
+    members,
+    quantile,
+    read_inbound,
+)
 from tests.conformance.observability.backends import (  # noqa: E402
     Phoenix,
     Prometheus,
     phoenix_binary,
     prometheus_binary,
 )
+from tests.integration.proxy.helpers import tls_files  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ManagedProcess, http_get  # noqa: E402
 
 PROJECT = "pointsman-demo"
 STEPS = ((90, 10), (50, 50), (0, 100))
-WEB = ("127.77.1.1", 8000)
+SHOP, VAULT = (EDGE_IP, 8443, "shop.example"), (EDGE_IP, 9443, "vault.example")
 
 
 def say(text: str) -> None:
@@ -52,10 +66,13 @@ def say(text: str) -> None:
 
 
 class Traffic:
-    """Threads calling web's sidecar as a client outside the mesh would; every answer is
-    recorded with the canary step it was sent in."""
+    """Threads calling the edge Gateway as clients outside the mesh do: HTTPS to
+    shop.example (TLS ends at the Gateway, then web), every answer recorded with the canary
+    step it was sent in; and now and then TLS to vault.example (passed through by SNI)."""
 
-    def __init__(self, rate: float, threads: int = 4) -> None:
+    def __init__(self, rate: float, ca: Path, threads: int = 4) -> None:
+        self.context = ssl.create_default_context(cafile=str(ca))
+        self.vault: collections.Counter[str] = collections.Counter()
         self.interval = threads / rate
         self.threads = threads
         self.step = 0
@@ -73,15 +90,46 @@ class Traffic:
             worker.join(10)
 
     def _loop(self) -> None:
+        sent = 0
         while not self.stop.is_set():
             step, began = self.step, time.monotonic()
             self.answers[(step, self._one())] += 1
+            sent += 1
+            if sent % 10 == 0:
+                self.vault[self._vault()] += 1
             self.stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
-    def _one(self) -> str:
-        connection = http.client.HTTPConnection(*WEB, timeout=10)
+    def _connect(self, target: tuple[str, int, str]) -> http.client.HTTPConnection:
+        """HTTP over TLS to the Gateway's address, naming `target`'s host in SNI."""
+        host, port, name = target
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        connection.sock = self.context.wrap_socket(
+            socket.create_connection((host, port), timeout=10), server_hostname=name)
+        return connection
+
+    def _vault(self) -> str:
         try:
-            connection.request("GET", "/checkout", headers={"host": "web"})
+            connection = self._connect(VAULT)
+        except OSError as error:
+            return type(error).__name__
+        try:
+            connection.request("GET", "/secret", headers={"host": VAULT[2]})
+            response = connection.getresponse()
+            body = response.read()
+            return str(json.loads(body).get("backend")) if response.status == 200 else \
+                f"HTTP {response.status}"
+        except (OSError, ValueError) as error:
+            return type(error).__name__
+        finally:
+            connection.close()
+
+    def _one(self) -> str:
+        try:
+            connection = self._connect(SHOP)
+        except OSError as error:
+            return type(error).__name__
+        try:
+            connection.request("GET", "/checkout", headers={"host": SHOP[2]})
             response = connection.getresponse()
             body = response.read()
             return str(json.loads(body).get("api")) if response.status == 200 else \
@@ -103,7 +151,8 @@ class Demo:
         self.processes: list[ManagedProcess] = []
         self.runs: dict[str, ManagedProcess] = {}
         self.members = members()
-        self.traffic = Traffic(rate)
+        self.certificates = tls_files(self.folder, ["shop.example", "vault.example"])
+        self.traffic = Traffic(rate, self.certificates["ca"][0])
         self.phoenix: Phoenix | None = None
         self.prometheus: Prometheus | None = None
         self.control_admin = free_port()
@@ -129,19 +178,26 @@ class Demo:
                 + " ".join(member.app))
             self.runs[member.service] = self._spawn(self._run_argv(member, xds),
                                                     f"run-{member.service}")
+        say(f"edge Gateway: pointsman sidecar --gateway --service edge --admin {EDGE_ADMIN}")
+        edge = self._spawn(["-m", "proxy.deploy", "sidecar", "--gateway", "--service", "edge",
+                            "--server", f"127.0.0.1:{xds}", "--admin", EDGE_ADMIN,
+                            "--log-level", "warning"], "edge")
         for member in self.members:
             run = self.runs[member.service]
             run.wait_until(lambda run=run: "application ready" in run.output(), 90,
                            "application ready")
+        edge.wait_until(lambda: http_get(f"http://{EDGE_ADMIN}/ready")[0] == 200, 60, "ready")
         self.start_prometheus()
 
     def _run_argv(self, member: Member, xds: int) -> list[str]:
+        cert, key = (str(path) for path in self.certificates["vault.example"])
+        app = [arg.format(cert=cert, key=key) for arg in member.app]
         return ["-m", "proxy.deploy", "run", "--service", member.service,
                 "--server", f"127.0.0.1:{xds}", "--instance-ip", member.instance_ip,
                 "--outbound-ip", member.outbound_ip, "--app-ip", member.app_ip,
                 "--admin", member.admin, "--app-port", str(member.app_port),
                 "--log-level", "warning", "--",
-                sys.executable, "-m", "examples.demo.apps", *member.app]
+                sys.executable, "-m", "examples.demo.apps", *app]
 
     def _spawn(self, args: list[str], name: str) -> ManagedProcess:
         env = {"PYTHONPATH": str(REPO)}
@@ -168,7 +224,7 @@ class Demo:
         if binary is None:
             say("Prometheus is not installed (Debian: apt-get install prometheus)")
             return
-        self.prometheus = Prometheus(binary, [m.admin for m in self.members],
+        self.prometheus = Prometheus(binary, [m.admin for m in self.members] + [EDGE_ADMIN],
                                      "/stats/prometheus")
         self.processes.append(self.prometheus)
         self.prometheus.wait_ready()
@@ -178,7 +234,9 @@ class Demo:
     def apply(self, v1: int, v2: int) -> None:
         """Edit the mesh (atomically: the control plane never reads half a file)."""
         partial = self.mesh.with_name(".mesh.yaml.tmp")
-        partial.write_text(MESH.format(v1=v1, v2=v2))
+        cert, key = (path.read_text() for path in self.certificates["shop.example"])
+        partial.write_text(MESH.format(v1=v1, v2=v2, cert=json.dumps(cert), key=json.dumps(key),
+                                       edge_ip=EDGE_IP))
         partial.replace(self.mesh)
 
     def run(self) -> int:
@@ -206,28 +264,32 @@ class Demo:
         synced = self.sync_states()
         rows = [f"{'sidecar':<10} {'state':<7} {'req/s':>6} {'success':>8} {'p50 ms':>7} "
                 f"{'p99 ms':>7}"]
+        rows.append(self._row("edge", EDGE_ADMIN, "gateway", synced.get("edge", "-")))
         for member in self.members:
-            rows.append(self._row(member, synced.get(member.service, "-")))
+            rows.append(self._row(member.service, member.admin, "inbound",
+                                  synced.get(member.service, "-")))
         recent = collections.Counter({api: n for (step, api), n in self.traffic.answers.items()
                                       if step == self.traffic.step})
         rows.append("answers this step: " + ", ".join(f"{api} {n}"
-                                                      for api, n in sorted(recent.items())))
+                                                      for api, n in sorted(recent.items()))
+                    + "; vault (TLS passthrough): " + ", ".join(
+                        f"{answer} {n}" for answer, n in sorted(self.traffic.vault.items())))
         print("\n".join(rows) + "\n", flush=True)
 
-    def _row(self, member: Member, state: str) -> str:
+    def _row(self, name: str, admin: str, prefix: str, state: str) -> str:
         try:
-            text = http_get(f"http://{member.admin}/stats/prometheus")[1]
+            text = http_get(f"http://{admin}/stats/prometheus")[1]
         except OSError:
-            return f"{member.service:<10} {'DOWN':<7}"
-        now, inbound = time.monotonic(), read_inbound(text)
-        then, before = self.last.get(member.service, (now, Inbound()))
-        self.last[member.service] = (now, inbound)
+            return f"{name:<10} {'DOWN':<7}"
+        now, inbound = time.monotonic(), read_inbound(text, prefix)
+        then, before = self.last.get(name, (now, Inbound()))
+        self.last[name] = (now, inbound)
         done = inbound.total - before.total
         rate = done / (now - then) if now > then else 0.0
         success = 100.0 * (1 - (inbound.errors - before.errors) / done) if done else 100.0
         p50 = quantile(0.5, before.buckets, inbound.buckets)
         p99 = quantile(0.99, before.buckets, inbound.buckets)
-        return (f"{member.service:<10} {state:<7} {rate:>6.1f} {success:>7.1f}% "
+        return (f"{name:<10} {state:<7} {rate:>6.1f} {success:>7.1f}% "
                 f"{_ms(p50):>7} {_ms(p99):>7}")
 
     def sync_states(self) -> dict[str, str]:
@@ -259,10 +321,14 @@ class Demo:
 
     def check(self) -> int:
         failures = []
-        for member in self.members:
-            text = http_get(f"http://{member.admin}/stats/prometheus")[1]
-            if read_inbound(text).total == 0:
-                failures.append(f"no traffic through the {member.service} sidecar")
+        for name, admin, prefix in [("edge", EDGE_ADMIN, "gateway")] + [
+                (member.service, member.admin, "inbound") for member in self.members]:
+            text = http_get(f"http://{admin}/stats/prometheus")[1]
+            if read_inbound(text, prefix).total == 0:
+                failures.append(f"no traffic through the {name} sidecar")
+        say(f"vault through the Gateway's TLS passthrough: {dict(self.traffic.vault)}")
+        if not self.traffic.vault.get("vault"):
+            failures.append("no answer from vault through the TLS passthrough")
         for step, (v1, v2) in enumerate(STEPS):
             seen = {api: n for (at, api), n in self.traffic.answers.items() if at == step}
             say(f"step {step} (weights {v1}/{v2}): {seen}")
