@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-phoenix test unit lint demo bench clean
+.PHONY: install install-phoenix protos test unit lint demo bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ $(PHOENIX_STAMP):
 	test -x .venv-phoenix/bin/python || $(PYTHON) -m venv .venv-phoenix
 	.venv-phoenix/bin/pip install -q arize-phoenix
 	touch $(PHOENIX_STAMP)
+
+# Our own API (protos/pointsman/**/*.proto) -> protos/gen/: committed, regenerated here after an
+# edit of a .proto (tests/unit/protos/test_generated.py fails while they differ).
+PROTOS := $(shell find protos/pointsman -name '*.proto')
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=protos/gen --pyi_out=protos/gen \
+	  $(PROTOS)
 
 lint: install
 	$(BIN)/ruff check controlplane proxy protos tests examples

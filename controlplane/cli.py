@@ -22,6 +22,14 @@ SUBCOMMANDS = {
                 "check mesh objects: unknown references, shadowed rules, ... (file:line)"),
     "explain": ("controlplane.commands.explain",
                 "what the mesh does with one request from one Service or Gateway"),
+    "apply": ("controlplane.commands.apply",
+              "store mesh objects in the control plane (all or none)"),
+    "delete": ("controlplane.commands.delete", "delete mesh objects (all or none)"),
+    "get": ("controlplane.commands.get", "show mesh objects and their status"),
+    "status": ("controlplane.commands.status",
+               "connected sidecars per xDS type: SYNCED, STALE, NACKED (proxy-status)"),
+    "describe": ("controlplane.commands.describe",
+                 "a Service: ports, endpoints, routes, policies, sidecars"),
 }
 
 
@@ -46,3 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,6 +29,8 @@ import grpc
 
 from controlplane import logs
 from controlplane.admin import AdminServer
+from controlplane.api import runtime as api
+from controlplane.api.mirror import StoreMirror
 from controlplane.cache import SnapshotCache
 from controlplane.fanout import DEFAULT_BUDGET, DEFAULT_DEBOUNCE_AFTER, DEFAULT_DEBOUNCE_MAX, Pacer
 from controlplane.observe import Observer
@@ -36,10 +38,12 @@ from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
 from controlplane.sources.mesh import MeshCache, MeshSource
+from controlplane.store import StoreError
 from protos.cli_help import DefaultsHelpFormatter
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
+DEFAULT_STORE = "file:pointsman.state"  # in the working folder, as etcd's default.etcd
 # gRPC core holds a new call until the application asks for it, and the asyncio server asks
 # from its event loop, one call at a time. In a storm of new streams the loop is busy writing
 # responses, and calls wait in core: one held longer than `server_max_unrequested_time_in_server`
@@ -124,9 +128,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "(SO_REUSEPORT); this process loads the configuration")
     parser.add_argument("--check", action="store_true",
                         help="validate --resources, print what each node group gets, and exit")
+    api.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.resources is None and args.mesh is None:
-        parser.error("give --resources PATH, --mesh PATH or both")
+    if args.resources is None and args.mesh is None and args.store is None:
+        args.store = DEFAULT_STORE  # the mesh API over the default file store
+    api.check_arguments(parser, args, is_loopback, split_address)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if args.workers < 1:
@@ -136,6 +142,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         # compiled when its node connects, which happens in a worker: not wired yet.
         parser.error("--workers N with --mesh is not supported yet: serve --mesh with one "
                      "process (the default)")
+    if args.workers > 1 and args.store is not None:
+        parser.error("--workers N with the mesh API (--store) is not supported yet: serve it "
+                     "with one process (the default)")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key")
     host, _ = split_address(args.listen)
@@ -224,6 +233,16 @@ def check_free(host: str, port: int, setting: str, value: str) -> None:
                 raise ListenError(setting, value, os.strerror(error.errno or 0)) from error
 
 
+def bind_api(runtime: api.ApiRuntime | None, args: argparse.Namespace) -> int | None:
+    if runtime is None:
+        return None
+    host, port = split_address(args.api)
+    try:
+        return runtime.server.bind(host, port)
+    except RuntimeError as error:
+        raise ListenError("--api", args.api, "gRPC could not bind it") from error
+
+
 async def start_admin(admin: AdminServer, value: str | None) -> int | None:
     if not value:
         return None
@@ -238,19 +257,26 @@ async def serve(args: argparse.Namespace) -> int:
     check_free(*split_address(args.listen), "--listen", args.listen)  # before any work
     if args.admin:
         check_free(*split_address(args.admin), "--admin", args.admin)
-    cache = MeshCache() if args.mesh else SnapshotCache()
+    if args.store:
+        check_free(*split_address(args.api), "--api", args.api)
+    cache: SnapshotCache = (api.mesh_cache() if args.store
+                            else MeshCache() if args.mesh else SnapshotCache())
     telemetry = telemetry_from_environment()
     hooks: tuple[Any, ...] = (telemetry,) if telemetry is not None else ()
     if isinstance(cache, MeshCache):
         hooks += (cache,)  # sidecars register as endpoints of their Service
     observer = Observer(cache, hooks=hooks)
-    sources: list[FileSource | MeshSource] = []
+    sources: list[FileSource | MeshSource | StoreMirror] = []
     if args.resources:
         sources.append(FileSource(args.resources, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
-    if isinstance(cache, MeshCache):
+    if args.mesh and isinstance(cache, MeshCache):
         sources.append(MeshSource(args.mesh, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
+    runtime = None
+    if args.store and isinstance(cache, api.SharedEndpointsCache):
+        runtime = await api.open_api(args, cache, observer, server_credentials(args))
+        sources.append(runtime.mirror)
 
     def loaded() -> None:
         if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
@@ -263,6 +289,8 @@ async def serve(args: argparse.Namespace) -> int:
     for source in sources:
         if not await source.poll_in_thread():
             print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
+            if runtime is not None:
+                await runtime.close()
             return 1
     tune_garbage_collector()
     stop = asyncio.Event()
@@ -272,8 +300,10 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             return await serve_workers(args, cache, observer, sources, stop)
-        return await serve_here(args, cache, observer, sources, stop)
+        return await serve_here(args, cache, observer, sources, stop, runtime)
     finally:
+        if runtime is not None:
+            await runtime.close()
         if telemetry is not None:
             telemetry.close()
 
@@ -285,8 +315,9 @@ def pacer_of(args: argparse.Namespace) -> Pacer:
 
 
 async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
-                     sources: list[FileSource | MeshSource], stop: asyncio.Event) -> int:
-    """One process serves xDS (the default)."""
+                     sources: list[FileSource | MeshSource | StoreMirror], stop: asyncio.Event,
+                     runtime: api.ApiRuntime | None = None) -> int:
+    """One process serves xDS (the default), and the mesh API with a store."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     discovery = DiscoveryServer(cache, observer, pacer_of(args),
                                 partial_updates=not args.full_state_updates)
@@ -295,11 +326,18 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
     try:
         listen = bind(server, args)
         admin_port = await start_admin(admin, args.admin)
+        api_port = bind_api(runtime, args)
         await server.start()
+        if runtime is not None:
+            await runtime.server.start()
         logs.event("serving", listen=listen, admin_port=admin_port,
-                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
+                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca),
+                   api=f"{split_address(args.api)[0]}:{api_port}" if api_port else None,
+                   store=args.store)
         async with asyncio.TaskGroup() as tasks:
             watchers = [tasks.create_task(source.run()) for source in sources]
+            if runtime is not None:
+                watchers.append(tasks.create_task(runtime.run()))
             await stop.wait()
             for watcher in watchers:
                 watcher.cancel()
@@ -310,7 +348,8 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
 
 
 async def serve_workers(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
-                        sources: list[FileSource | MeshSource], stop: asyncio.Event) -> int:
+                        sources: list[FileSource | MeshSource | StoreMirror],
+                        stop: asyncio.Event) -> int:
     """`--workers N`: this process loads the configuration and serves the admin endpoint;
     N worker processes serve xDS on --listen (controlplane/workers.py)."""
     from controlplane.workers import WorkerPool, WorkerSpec
@@ -380,6 +419,6 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         return asyncio.run(serve(args))
-    except (ConfigError, ListenError) as error:
+    except (ConfigError, ListenError, StoreError) as error:
         print(f"pointsman controlplane: {error}", file=sys.stderr)
         return 1

@@ -242,7 +242,8 @@ class Server:
                                      credentials=ads_credentials(ads.tls),
                                      options=(("grpc.ssl_target_name_override", ads.tls.sni),)
                                      if ads.tls is not None and ads.tls.sni else (),
-                                     backoff=JitteredBackoff(ads.backoff, random.Random()))
+                                     backoff=JitteredBackoff(ads.backoff, random.Random()),
+                                     targets=ads.targets)
         await self._xds_client.run()
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------

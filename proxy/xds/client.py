@@ -8,7 +8,10 @@ stays). After each applied update it
 re-reads which RDS / EDS names the config needs and changes the subscriptions. When a stream
 fails or ends it opens a new one after a jittered exponential backoff (proxy.xds.backoff:
 Envoy's, from the bootstrap's retry_back_off or 500 ms / 30 s), reset by each response, and
-resumes with the versions it holds.
+resumes with the versions it holds. With several endpoints in the ADS cluster (several
+control planes), each new stream goes to the next one in turn, as Envoy's ADS cluster picks a
+host per stream with its round-robin load balancer: a dead control plane's sidecars reach
+another at their next attempt.
 """
 
 from __future__ import annotations
@@ -77,8 +80,11 @@ class AdsClient:
     def __init__(self, target: str, protocol: XdsProtocol, applier: XdsApplier, stats: Stats,
                  *, credentials: grpc.ChannelCredentials | None = None,
                  options: tuple[tuple[str, Any], ...] = (),
-                 backoff: JitteredBackoff | None = None) -> None:
+                 backoff: JitteredBackoff | None = None,
+                 targets: tuple[str, ...] = ()) -> None:
         self.target = target
+        self.targets = targets or (target,)
+        self._next_target = 0
         self.options = options
         self.protocol = protocol
         self.applier = applier
@@ -105,6 +111,8 @@ class AdsClient:
             await asyncio.sleep(self.backoff.next_delay())
 
     async def _one_stream(self) -> None:
+        self.target = self.targets[self._next_target % len(self.targets)]
+        self._next_target += 1
         channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
                    if self.credentials else grpc.aio.insecure_channel(self.target))
         try:

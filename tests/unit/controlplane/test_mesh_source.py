@@ -128,9 +128,9 @@ spec:
 def test_the_command_line_takes_a_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                        ) -> None:
     from controlplane import main
-    with pytest.raises(SystemExit):
-        main.parse_args([])  # neither --resources nor --mesh
-    assert "--resources PATH, --mesh PATH or both" in capsys.readouterr().err
+    # neither --resources nor --mesh: the mesh API over the default file store (issue 12)
+    assert main.parse_args([]).store == main.DEFAULT_STORE
+    assert main.parse_args(["--mesh", "x"]).store is None
     path = tmp_path / "mesh.yaml"
     path.write_text(MESH)
     assert main.main(["--mesh", str(path), "--check"]) == 0
