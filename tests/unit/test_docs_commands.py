@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.cli import SUBCOMMANDS
+
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
-PARSERS = {"controlplane": "controlplane.main", "proxy": "proxy.main",
-           "analyze": "controlplane.commands.analyze",
-           "explain": "controlplane.commands.explain",
-           "sidecar": "proxy.deploy.sidecar", "run": "proxy.deploy.run"}
 
 
 def commands() -> list[tuple[str, str]]:
@@ -59,7 +57,7 @@ def test_command_is_valid(where: str, command: str) -> None:
 
 def check_pointsman(argv: list[str]) -> None:
     subcommand, rest = argv[0], argv[1:]
-    module = importlib.import_module(PARSERS[subcommand])
+    module = importlib.import_module(SUBCOMMANDS[subcommand][0])
     module.parse_args(rest)  # argparse exits (SystemExit) on anything it does not take
     for word in rest:
         if word.startswith("examples/"):
