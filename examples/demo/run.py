@@ -1,6 +1,7 @@
 """`make demo` (`make demo DURATION=30` for an unattended run that checks itself).
 
-A real mesh on loopback: the control plane serving a mesh folder, an edge Gateway's proxy
+A real mesh on loopback: the control plane (a file store; the mesh applied, and the canary
+shifted, with `pointsman apply`; sync states from `pointsman status`), an edge Gateway's proxy
 (`pointsman sidecar --gateway`: HTTPS for shop.example terminated and routed to `web`, TLS for
 vault.example passed through by SNI), five Services each started with `pointsman run`
 (sidecar first, then the app), Arize Phoenix receiving every sidecar's spans, Prometheus
@@ -156,26 +157,26 @@ class Demo:
         self.phoenix: Phoenix | None = None
         self.prometheus: Prometheus | None = None
         self.control_admin = free_port()
+        self.api = f"127.0.0.1:{free_port()}"
         self.last: dict[str, tuple[float, Inbound]] = {}
 
     # -- start ------------------------------------------------------------------------------
 
     def start(self) -> None:
         self.mesh.parent.mkdir(parents=True)
-        self.apply(*STEPS[0])
         self.start_phoenix()
         xds = free_port()
-        say("control plane: pointsman controlplane --mesh " + str(self.mesh.parent))
-        control = self._spawn(["-m", "controlplane", "--mesh", str(self.mesh.parent),
-                               "--listen", f"127.0.0.1:{xds}",
-                               "--admin", f"127.0.0.1:{self.control_admin}",
-                               "--poll-interval", "0.2"], "controlplane")
+        say(f"control plane: pointsman controlplane --store file:{self.folder / 'state'}")
+        control = self._spawn(["-m", "controlplane", "--store", f"file:{self.folder / 'state'}",
+                               "--api", self.api, "--listen", f"127.0.0.1:{xds}",
+                               "--admin", f"127.0.0.1:{self.control_admin}"], "controlplane")
         control.wait_until(lambda: http_get(
             f"http://127.0.0.1:{self.control_admin}/ready")[0] == 200, 60, "ready")
+        self.apply(*STEPS[0])
         for member in self.members:
             say(f"{member.service}: pointsman run --service {member.service} "
                 f"--app-port {member.app_port} -- python -m examples.demo.apps "
-                + " ".join(member.app))
+                + " ".join(member.app).replace(" {cert} {key}", " CERT KEY"))
             self.runs[member.service] = self._spawn(self._run_argv(member, xds),
                                                     f"run-{member.service}")
         say(f"edge Gateway: pointsman sidecar --gateway --service edge --admin {EDGE_ADMIN}")
@@ -232,12 +233,22 @@ class Demo:
     # -- the canary -------------------------------------------------------------------------
 
     def apply(self, v1: int, v2: int) -> None:
-        """Edit the mesh (atomically: the control plane never reads half a file)."""
-        partial = self.mesh.with_name(".mesh.yaml.tmp")
+        """`pointsman apply -f mesh.yaml` with the canary's weights (kubectl's output)."""
         cert, key = (path.read_text() for path in self.certificates["shop.example"])
-        partial.write_text(MESH.format(v1=v1, v2=v2, cert=json.dumps(cert), key=json.dumps(key),
-                                       edge_ip=EDGE_IP))
-        partial.replace(self.mesh)
+        self.mesh.write_text(MESH.format(v1=v1, v2=v2, cert=json.dumps(cert),
+                                         key=json.dumps(key), edge_ip=EDGE_IP))
+        done = self.pointsman("apply", "-f", str(self.mesh))
+        say(f"pointsman apply -f {self.mesh}:")
+        print("\n".join(line for line in done.stdout.splitlines()
+                        if "unchanged" not in line) or "(nothing changed)", flush=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"pointsman apply failed: {done.stdout}{done.stderr}")
+
+    def pointsman(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `pointsman` command of this venv, against the demo's control plane."""
+        return subprocess.run([str(Path(sys.executable).parent / "pointsman"), *args,
+                               "--server", self.api], capture_output=True, text=True,
+                              timeout=60, check=False)
 
     def run(self) -> int:
         self.start()
@@ -293,18 +304,17 @@ class Demo:
                 f"{_ms(p50):>7} {_ms(p99):>7}")
 
     def sync_states(self) -> dict[str, str]:
-        """Istio's proxy-status words: SYNCED when every type the control plane sent was ACKed,
-        else STALE (from the control plane's admin /status)."""
+        """`pointsman status -o json` (istioctl proxy-status): a proxy is NACKED if a type is,
+        SYNCED if every type it was sent is, else STALE."""
         try:
-            status = json.loads(http_get(f"http://127.0.0.1:{self.control_admin}/status")[1])
-        except (OSError, ValueError):
+            status = json.loads(self.pointsman("status", "-o", "json").stdout)
+        except (ValueError, subprocess.SubprocessError):
             return {}
         states = {}
-        for node in status.get("nodes", []):
-            subscriptions = node.get("subscriptions", {}).values()
-            fine = all(not sub["awaiting_ack"] and sub["acked_version"] == sub["sent_version"]
-                       for sub in subscriptions)
-            states[node.get("cluster") or "?"] = "SYNCED" if fine else "STALE"
+        for proxy in status.get("proxies", []):
+            seen = {item.get("state") for item in proxy.get("types", [])} - {"NOT_SENT"}
+            states[proxy.get("name", "?")] = "NACKED" if "NACKED" in seen else (
+                "SYNCED" if seen <= {"SYNCED"} else "STALE")
         return states
 
     def where_to_look(self) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Hello mesh, one command: a control plane, api and its canary api-v2 (python's http.server,
-# each behind a sidecar), and 50 calls from web's sidecar by Service name. Prints how many
-# answers each version gave (about 45 and 5), then stops everything (pointsman run drains).
+# Hello mesh, one command: a control plane (the mesh applied with `pointsman apply`), api and
+# its canary api-v2 (python's http.server, each behind a sidecar), and 50 calls from web's
+# sidecar by Service name. Prints how many answers each version gave (about 45 and 5), then
+# stops everything (pointsman run drains).
 set -euo pipefail
 cd "$(dirname "$0")"
 PATH="$(cd ../.. && pwd)/.venv/bin:$PATH"
@@ -9,7 +10,8 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$work"' EXIT
 mkdir -p "$work/v1" "$work/v2" && echo api-v1 > "$work/v1/index.html" && echo api-v2 > "$work/v2/index.html"
 
-pointsman controlplane --mesh mesh.yaml --listen 127.0.0.1:18000 --log-level warning &
+pointsman controlplane --store "file:$work/state" --log-level warning &
+until pointsman apply -f mesh.yaml >/dev/null 2>&1; do sleep 0.2; done
 pointsman run --service api --instance-ip 127.0.10.1 --app-ip 127.0.10.3 --admin 127.0.10.2:15000 --log-level warning \
   -- python3 -m http.server 9080 --bind 127.0.10.3 --directory "$work/v1" 2>/dev/null &
 pointsman run --service api-v2 --instance-ip 127.0.11.1 --app-ip 127.0.11.3 --admin 127.0.11.2:15000 --log-level warning \
