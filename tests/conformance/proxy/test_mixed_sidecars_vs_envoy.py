@@ -20,7 +20,7 @@ from tests.support.processes import ManagedProcess, http_get, python_argv
 
 pytestmark = pytest.mark.conformance
 
-NET = "127.94"
+NET = "127.182"
 MESH = """
 apiVersion: v1
 kind: Service

@@ -20,7 +20,7 @@ from tests.support.mesh import MeshControlPlane, request
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, python_argv
 
-NET = "127.95"
+NET = "127.181"
 INSTANCE = f"{NET}.1.1"
 MESH = """
 apiVersion: v1
