@@ -110,9 +110,14 @@ class AdsClient:
                 self.connected.set(0)
             await asyncio.sleep(self.backoff.next_delay())
 
-    async def _one_stream(self) -> None:
-        self.target = self.targets[self._next_target % len(self.targets)]
+    def next_target(self) -> str:
+        """The control plane a new stream goes to: each in turn."""
+        target = self.targets[self._next_target % len(self.targets)]
         self._next_target += 1
+        return target
+
+    async def _one_stream(self) -> None:
+        self.target = self.next_target()
         channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
                    if self.credentials else grpc.aio.insecure_channel(self.target))
         try:
