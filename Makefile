@@ -48,8 +48,9 @@ test: install lint
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-demo: install
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python examples/demo/run.py
+# `make demo` runs until Ctrl-C; `make demo DURATION=30` runs unattended and checks itself (CI).
+demo: install install-phoenix
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python examples/demo/run.py $(if $(DURATION),--duration $(DURATION))
 
 bench: install
 	for script in tests/bench/*.py; do PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python $$script || exit 1; done

@@ -9,9 +9,15 @@ from __future__ import annotations
 import importlib
 import sys
 
+from protos.cli_help import version
+
 SUBCOMMANDS = {
     "controlplane": ("controlplane.main", "the xDS control plane"),
     "proxy": ("proxy.main", "the sidecar proxy (boots from an Envoy v3 bootstrap)"),
+    "sidecar": ("proxy.deploy.sidecar",
+                "a mesh sidecar from a few flags (--service, --server): no bootstrap to write"),
+    "run": ("proxy.deploy.run", "a sidecar and the application beside it, started and "
+                                "stopped in order"),
     "analyze": ("controlplane.commands.analyze",
                 "check mesh objects: unknown references, shadowed rules, ... (file:line)"),
     "explain": ("controlplane.commands.explain",
@@ -28,8 +34,9 @@ SUBCOMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: pointsman SUBCOMMAND [ARGS...]", "", "subcommands:"]
+    lines = ["usage: pointsman [--version] SUBCOMMAND [ARGS...]", "", "subcommands:"]
     lines += [f"  {name:<14}{text}" for name, (_, text) in SUBCOMMANDS.items()]
+    lines += ["", "`pointsman SUBCOMMAND --help` tells each one's options and their defaults."]
     return "\n".join(lines)
 
 
@@ -38,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(version())
+        return 0
     name, rest = args[0], args[1:]
     if name not in SUBCOMMANDS:
         print(f"pointsman: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)

@@ -39,6 +39,7 @@ from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
 from controlplane.sources.mesh import MeshCache, MeshSource
 from controlplane.store import StoreError
+from protos.cli_help import DefaultsHelpFormatter
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
@@ -93,7 +94,8 @@ class ListenError(Exception):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pointsman controlplane",
                                      description="Pointsman's xDS control plane (ADS and per-type "
-                                                 "services, state of the world and delta).")
+                                                 "services, state of the world and delta).",
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--resources", type=Path,
                         help="YAML/JSON file or folder of Envoy filesystem-subscription files")
     parser.add_argument("--mesh", type=Path,
@@ -110,7 +112,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "in clear text: only for trusted networks)")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between scans")
     parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"], help="log level")
     parser.add_argument("--full-state-updates", action="store_true",
                         help="SotW: resend every subscribed EDS/RDS/SDS resource on a change "
                              "(default: only the changed ones, as xDS allows)")

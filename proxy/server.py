@@ -175,6 +175,12 @@ class Server:
     async def wait_ready(self) -> None:
         await self.initialized.wait()
 
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: end the ADS stream first (the control plane stops sending callers here,
+        docs/mesh.md), then let the listeners drain for at most `grace` seconds."""
+        await self._tasks.close()
+        await self.listener_manager.drain(grace)
+
     async def close(self) -> None:
         await self._tasks.close()
         await self.listener_manager.close()

@@ -30,12 +30,13 @@ from controlplane.commands.client import (
     read_documents,
     run,
 )
+from protos.cli_help import DefaultsHelpFormatter
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="pointsman apply", epilog=EPILOG,
+        prog="pointsman apply", epilog=EPILOG, formatter_class=DefaultsHelpFormatter,
         description="Store mesh objects in the control plane: all of them, checked together "
                     "with the mesh, or none.")
     parser.add_argument("-f", "--filename", action="append", required=True,
@@ -49,7 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="wait until every applied object is Programmed")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="how long --wait waits (default 60)")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="output format")
     add_connection_arguments(parser)
     return parser.parse_args(argv)
 

@@ -24,18 +24,19 @@ from controlplane.commands.client import (
     read_documents,
     run,
 )
+from protos.cli_help import DefaultsHelpFormatter
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="pointsman delete", epilog=EPILOG,
+        prog="pointsman delete", epilog=EPILOG, formatter_class=DefaultsHelpFormatter,
         description="Delete mesh objects from the control plane, all of them or none.")
     parser.add_argument("-f", "--filename", action="append", default=[],
                         help="delete the objects a YAML file (folder, -) names (repeatable)")
     parser.add_argument("names", nargs="*", metavar="KIND NAME",
                         help="or: a kind (svc, httproute, ...) and names")
-    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument("-n", "--namespace", default="default", help="the namespace")
     parser.add_argument("--ignore-not-found", action="store_true")
     parser.add_argument("--dry-run", action="store_true")
     add_connection_arguments(parser)

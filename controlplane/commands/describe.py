@@ -27,17 +27,19 @@ from controlplane.commands.client import (
     run,
 )
 from controlplane.commands.output import age, table
+from protos.cli_help import DefaultsHelpFormatter
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="pointsman describe", epilog=EPILOG,
+        prog="pointsman describe", epilog=EPILOG, formatter_class=DefaultsHelpFormatter,
         description="A Service with its ports, endpoints, routes, policies and sidecars.")
     parser.add_argument("kind", help="service (svc)")
     parser.add_argument("name")
-    parser.add_argument("-n", "--namespace", default="default")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-n", "--namespace", default="default", help="the namespace")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="output format")
     add_connection_arguments(parser)
     return parser.parse_args(argv)
 

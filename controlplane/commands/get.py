@@ -24,15 +24,17 @@ from controlplane.commands.client import (
     run,
 )
 from controlplane.commands.output import age, condition, table, to_yaml
+from protos.cli_help import DefaultsHelpFormatter
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pointsman get", epilog=EPILOG,
+                                     formatter_class=DefaultsHelpFormatter,
                                      description="Show mesh objects and their status.")
     parser.add_argument("kind", help="svc, httproute, gateway, btp, ... (or KIND/NAME)")
     parser.add_argument("names", nargs="*", help="only these objects")
-    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument("-n", "--namespace", default="default", help="the namespace")
     parser.add_argument("-A", "--all-namespaces", action="store_true")
     parser.add_argument("-o", "--output", choices=("wide", "yaml", "json", "name"))
     add_connection_arguments(parser)

@@ -27,6 +27,7 @@ from controlplane.commands.client import (
     run,
 )
 from controlplane.commands.output import since, table
+from protos.cli_help import DefaultsHelpFormatter
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
 
 TYPES = ("CDS", "LDS", "EDS", "RDS")
@@ -34,14 +35,16 @@ TYPES = ("CDS", "LDS", "EDS", "RDS")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="pointsman status", epilog=EPILOG.replace("0 done", "0 all SYNCED").replace(
+        prog="pointsman status", formatter_class=DefaultsHelpFormatter,
+        epilog=EPILOG.replace("0 done", "0 all SYNCED").replace(
             "1 refused by the control plane", "1 some STALE or NACKED"),
         description="Connected sidecars and Gateway proxies, per xDS type: SYNCED, STALE, "
                     "NACKED (with the error), like istioctl proxy-status.")
     parser.add_argument("node", nargs="?", default="",
                         help="only this node id, or the sidecars of this Service "
                              "(NAME or NAMESPACE/NAME)")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="output format")
     add_connection_arguments(parser)
     return parser.parse_args(argv)
 

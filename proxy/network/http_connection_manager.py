@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,6 +56,7 @@ class HttpConnectionManagerConfig:
     """The translated HCM; `rds_route_config_name` tells the xDS client what to subscribe."""
 
     settings: HcmSettings
+    outbound: bool = False  # on a listener with traffic_direction OUTBOUND
 
     @property
     def rds_route_config_name(self) -> str | None:
@@ -68,9 +70,10 @@ class HttpConnectionManagerConfig:
         """This HCM on a listener with traffic_direction OUTBOUND: Envoy's tracing operation
         is then egress (ConnectionManagerTracingConfig; INBOUND and unspecified: ingress)."""
         tracing = self.settings.tracing
-        if tracing is None:
-            return self
-        return replace(self, settings=replace(self.settings, tracing=replace(tracing, egress=True)))
+        if tracing is None:  # tracing from OTEL_* (docs/observability.md) is egress here too
+            return replace(self, outbound=True)
+        return replace(self, settings=replace(self.settings, tracing=replace(tracing, egress=True)),
+                       outbound=True)
 
 
 def _seconds(duration: Any) -> float:
@@ -293,7 +296,7 @@ class HttpConnectionManager:
         self.router = Router(context.cluster_manager, pools_of(context),
                              suppress_envoy_headers=self.settings.suppress_envoy_headers,
                              observability=observability)
-        self.tracer = observability.tracer(self.settings.tracing) \
+        self.tracer = observability.tracer(self.settings.tracing, egress=config.outbound) \
             if observability is not None else None
         self.filter_makers: list[FilterMaker] = [
             _create_http_filter(index, f, context, self.settings.stat_prefix)
@@ -320,6 +323,9 @@ class HttpConnectionManager:
 
     def _log(self, stream: ActiveStream) -> None:
         observability = self.context.observability
+        if observability is not None:  # Envoy's http.<prefix>.downstream_rq_time
+            observability.latency.downstream(self.settings.stat_prefix,
+                                             time.monotonic() - stream.info.start_monotonic)
         span = stream.info.state.get("span")
         metrics = observability is not None and observability.metrics is not None
         if not metrics and not self.access_logger:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from proxy.observability.access_log.config import AccessLogConfig
 from proxy.observability.access_log.sinks import AccessLogger, build_sink, check_sink
 from proxy.observability.grpc_target import ClusterResolver
+from proxy.observability.latency import LatencyHistograms
 from proxy.observability.metrics import RequestMetrics, otlp_reader
 from proxy.observability.request_info import RequestInfo
 from proxy.observability.stat_sink import OtlpStatSink, StatSinkConfig
@@ -58,6 +59,7 @@ class Observability:
             for sink in stat_sinks]
         self.metrics = self._request_metrics(stat_sinks, stats_flush_interval) \
             if exporting else None
+        self.latency = LatencyHistograms(stats)
 
     def _resource(self, service_name: str) -> dict[str, str]:
         resource = {"service.name": service_name or self._environ.get(
@@ -93,12 +95,15 @@ class Observability:
 
     # -- tracing ------------------------------------------------------------------------------
 
-    def tracer(self, config: TracingConfig | None) -> Tracer | None:
-        """The Tracer for one HCM's tracing config (None: OTEL_* may still turn tracing on)."""
+    def tracer(self, config: TracingConfig | None, *, egress: bool = False) -> Tracer | None:
+        """The Tracer for one HCM's tracing config (None: OTEL_* may still turn tracing on,
+        as egress spans on an OUTBOUND listener, like a configured tracer's)."""
         if config is None:
             config = self._env_tracing
             if config is None:
                 return None
+            if egress:
+                config = replace(config, egress=True)
         else:
             config = apply_environment(config, self._environ)
         return Tracer(config, self._pipeline(config), self.stats)
@@ -151,6 +156,8 @@ class Observability:
 
     def upstream_attempt_finished(self, *, duration: float, method: str, status_code: int | None,
                                   cluster: str, upstream_host: str) -> None:
+        if status_code is not None and cluster:  # a response came: Envoy's upstream_rq_time
+            self.latency.upstream(cluster, duration)
         if self.metrics is not None:
             self.metrics.record_client(duration=duration, method=method,
                                        status_code=status_code, cluster=cluster,

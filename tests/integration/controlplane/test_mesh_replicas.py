@@ -6,8 +6,9 @@ here), with sidecars whose bootstrap lists both:
 - an object applied through one replica reaches sidecars connected to the other within 2 s;
 - `pointsman status` through either lists every proxy, with the replica serving it;
 - when a replica is killed, its sidecars reconnect to the other while traffic keeps flowing,
-  and a delta-xDS sidecar (Envoy, DELTA_GRPC) resumes without anything resent: the
-  resources it holds have the same versions on the other replica (initial_resource_versions).
+  and a delta-xDS sidecar (Envoy, DELTA_GRPC) resumes without a resend: the resources it
+  holds have the same versions on the other replica (initial_resource_versions), so at most
+  the endpoint sets that moved meanwhile are sent.
 """
 
 from __future__ import annotations
@@ -138,8 +139,12 @@ def test_replicas_share_one_mesh(tmp_path: Path) -> None:
         assert traffic.statuses and set(traffic.statuses) == {200}, traffic.statuses
         log = survivor.output()[before:]
         assert '"event": "connect"' in log and '"node": "front-2"' in log  # it came here
-        resent = sum(entry["resources"] for entry in pushes_to(log, "front-2"))
-        assert resent == 0, pushes_to(log, "front-2")
+        # Delta: what front-2 holds has the same versions here; only endpoints may have moved
+        # meanwhile (the killed replica's registrations expire with its lease).
+        first = sum(entry["resources"] for entry in pushes_to(doomed.output(), "front-2"))
+        again = [entry for entry in pushes_to(log, "front-2") if entry["resources"]]
+        assert {entry["type"] for entry in again} <= {"EDS"}, again
+        assert sum(entry["resources"] for entry in again) <= 2 < first, (again, first)
         assert sum(entry["resources"] for entry in pushes_to(log, "front-1")) > 0  # SotW
 
         eventually(lambda: [item["id"] for item in json.loads(pointsman(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -79,4 +81,20 @@ def test_not_exporting_validates_but_starts_nothing(tmp_path: Path) -> None:
         observability.access_logger([AccessLogConfig(
             "x", "file", TextFormatter.parse("%RESPONSE_CODE%\n"),
             path=str(tmp_path / "missing" / "a.log"))])
+    observability.close()
+
+
+def test_otel_tracing_on_an_outbound_listener_is_egress() -> None:
+    """As a configured tracer on a traffic_direction OUTBOUND listener: "egress <host>" spans
+    of kind CLIENT (proxy.observability.tracing.tracer), not "ingress"."""
+    from proxy.network.http_connection_manager import HttpConnectionManagerConfig
+
+    observability = Observability(Stats(), environ={
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1",
+        "OTEL_METRICS_EXPORTER": "none"})
+    inbound, outbound = observability.tracer(None), observability.tracer(None, egress=True)
+    assert inbound is not None and not inbound.egress
+    assert outbound is not None and outbound.egress
+    untraced: Any = SimpleNamespace(tracing=None)  # the HCM's settings, tracing unset
+    assert HttpConnectionManagerConfig(untraced).for_outbound_listener().outbound
     observability.close()
