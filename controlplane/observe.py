@@ -178,7 +178,7 @@ class Observer:
 
     def ungrouped_warning(self, node: Any) -> str | None:
         """Why a node gets only the shared resources, when named groups exist; else None."""
-        if len(self.cache.groups) <= 1 or self._group(node) != DEFAULT_GROUP:
+        if self._group(node) != DEFAULT_GROUP or len(self.cache.groups) <= 1:
             return None
         named = sorted(name for name in self.cache.groups if name != DEFAULT_GROUP)
         shown = ", ".join(named[:10]) + (f", ... ({len(named)} groups)" if len(named) > 10

@@ -40,7 +40,7 @@ class SharedEndpointsCache(MeshCache):
         presence.on_change.append(self._presence_changed)
 
     def _flush_endpoints(self) -> None:
-        """(MeshCache calls this when its own registrations changed, once per loop turn.)"""
+        """(MeshCache calls this when its own registrations changed, once per debounced burst.)"""
         if self.presence is None:
             super()._flush_endpoints()
             return

@@ -106,6 +106,7 @@ class ResourceCache:
         self._dirty_views: set[str] = set()
         self.generation = 0  # commits so far (the default view below is not one)
         self.serialised = 0  # resources serialised so far (each version once)
+        self.built = 0  # views (re)built so far: a commit builds only the views it touches
         self.set_view(DEFAULT_GROUP)
         self.generation = 0
 
@@ -351,6 +352,7 @@ class ResourceCache:
             spec = self._specs.get(key)
             if spec is not None and (key in self._dirty_views or self._affected(spec)):
                 view = self._build(spec)
+                self.built += 1
                 old = self._views.get(key)
                 if old is None or old.version != view.version:
                     self._views[key] = view

@@ -207,10 +207,16 @@ def fingerprint(root: Path, known: dict[str, tuple[Mark, int, float]] | None = N
     `known` (path -> (mark, inode, when scanned), updated here), a file whose status is the
     same and whose mtime was more than RACY_SECONDS before the scan that hashed it is not read
     again."""
+    return marks_of(config_paths(root), known)
+
+
+def marks_of(paths: list[str], known: dict[str, tuple[Mark, int, float]] | None = None
+             ) -> tuple[Mark, ...]:
+    """`fingerprint` of these files (the mesh source lists its own)."""
     known = {} if known is None else known
     marks = []
     scanned = time.time()
-    for path in config_paths(root):
+    for path in paths:
         try:
             stat = os.stat(path)
             previous = known.get(path)

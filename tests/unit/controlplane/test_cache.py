@@ -170,7 +170,9 @@ def test_a_view_update_touches_only_that_view_and_wakes_only_its_streams():
     for name in ("a", "b", "other"):  # "other" has no view: it gets the default view
         cache.subscribe(node(name), lambda name=name: woken.append(name))
     view_b, default = cache.views["b"], cache.views[DEFAULT_GROUP]
+    built = cache.built
     cache.set_view("a", own={CLUSTER: clusters("own-a", timeout="5s")})
+    assert cache.built == built + 1  # "a" alone was built again
     assert woken == ["a"]
     assert cache.views["b"] is view_b and cache.views[DEFAULT_GROUP] is default
     woken.clear()

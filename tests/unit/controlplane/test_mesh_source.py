@@ -193,9 +193,9 @@ def test_a_node_connecting_changes_no_one_elses_view_and_no_configuration(
     assert loads == []  # a view made for a connecting node is not a config load
 
 
-def test_registrations_in_one_loop_turn_are_compiled_once(tmp_path: Path) -> None:
+def test_registrations_arriving_together_are_compiled_once(tmp_path: Path) -> None:
     """A storm of sidecars registering: the connected views are compiled again once per
-    loop turn, not once per sidecar."""
+    burst (ENDPOINT_BATCH_AFTER / ENDPOINT_BATCH_MAX), not once per sidecar."""
     import asyncio
 
     cache, _, _ = loaded(tmp_path)
@@ -216,8 +216,8 @@ def test_registrations_in_one_loop_turn_are_compiled_once(tmp_path: Path) -> Non
             api = node("api", f"api-{index}", f"10.0.1.{index}")
             cache.record(index, api.id, [NodeIdentified(api)])
             cache.record(index, api.id, [Acked(LISTENER.type_url, "v1", "n1", 0.01)])
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+            await asyncio.sleep(0)  # each in a loop turn of its own
+        await asyncio.sleep(0.5)
     asyncio.run(storm())
     assert len(compiled) == 1  # web's view, once, for 20 registrations
     assert woken == [1]
@@ -281,3 +281,26 @@ spec: {ports: [{name: tcp, port: 5432}]}
     assert source.poll()
     assert woken == [1]
     assert "inbound|5432" in cache.view_for(newcomer).of_type(LISTENER.type_url).resources
+
+
+def test_a_poll_reads_no_file_whose_status_did_not_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As FileSource: a file last modified well before the scan that hashed it is not read
+    again while its status stays the same (a poll of 1,000 files hashed them all)."""
+    import hashlib
+    import os
+    import time
+
+    _, source, path = loaded(tmp_path)
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    assert source.poll()  # the new mtime: hashed again (same content, a new fingerprint)
+    hashed: list[int] = []
+    blake2b = hashlib.blake2b
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        hashed.append(1)
+        return blake2b(*args, **kwargs)
+    monkeypatch.setattr(hashlib, "blake2b", counting)
+    assert not source.poll()
+    assert hashed == []
