@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import httptools
 
-from proxy.http.events import (
+from proxy.codec.events import (
     DataReceived,
     Event,
     InformationalReceived,
@@ -32,7 +32,7 @@ from proxy.http.events import (
     TrailersReceived,
     TunnelEstablished,
 )
-from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
 
 # RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward.
 HOP_BY_HOP = frozenset({

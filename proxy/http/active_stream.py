@@ -16,11 +16,11 @@ from email.utils import formatdate
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
 from proxy.http.body import BodyChannel
 from proxy.http.deadline import Deadline
 from proxy.http.filter import HttpFilter, HttpStream, LocalReply, Paced
 from proxy.http.header_mutation import apply_response_mutations, route_levels
-from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import render_local_reply
 from proxy.http.request_headers import mutate_request_headers
 from proxy.http.routing import resolve_route

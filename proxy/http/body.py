@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from proxy.http.headers import Headers
+from proxy.codec.headers import Headers
 
 
 class StreamResetError(Exception):

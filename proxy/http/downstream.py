@@ -15,8 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from proxy.http.active_stream import ActiveStream, http_date
-from proxy.http.events import (
+from proxy.codec.events import (
     ConnectionEnded,
     DataReceived,
     Event,
@@ -28,15 +27,17 @@ from proxy.http.events import (
     TunnelEstablished,
     WindowOpened,
 )
+from proxy.codec.flow import WriteFlow, send_flow_controlled
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.http1 import Http1ServerCodec
+from proxy.codec.http2 import PREFACE, ErrorCodes, Http2Codec
+from proxy.http.active_stream import ActiveStream, http_date
 from proxy.http.filter import FilterMaker, LocalReply
 from proxy.http.header_timeout import (
     HeadersDeadline,
     Http2HeadersDeadline,
     header_timeout_reply,
 )
-from proxy.http.headers import Headers, RequestHead, ResponseHead
-from proxy.http.http1 import Http1ServerCodec
-from proxy.http.http2 import PREFACE, ErrorCodes, Http2Codec
 from proxy.http.local_reply import render_local_reply
 from proxy.http.router import Router
 from proxy.http.settings import HcmSettings
@@ -44,8 +45,6 @@ from proxy.http.stream_timers import StreamTimers
 from proxy.http.upstream_reset import LATE_RESET
 from proxy.model.route import RouteConfig
 from proxy.stats import Counter
-from proxy.upstream.pools.connection import WriteFlow
-from proxy.upstream.pools.http2 import send_flow_controlled
 
 log = logging.getLogger(__name__)
 

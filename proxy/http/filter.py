@@ -41,7 +41,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError
-from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
+
+# What a filter works with, importable from here (proxy.codec.headers defines them).
+__all__ = ["FilterMaker", "Headers", "HttpFilter", "HttpFilterFactory", "HttpStream",
+           "LocalReply", "Paced", "RequestHead", "ResponseHead"]
 
 if TYPE_CHECKING:
     from proxy.context import ServerContext

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError
+from proxy.codec.headers import Headers
 from proxy.http.header_format import FormatContext, HeaderTemplate, parse_header_template
-from proxy.http.headers import Headers
 from proxy.http.matchers import refuse_unknown, within
 
 AppendAction = Literal[

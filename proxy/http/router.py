@@ -22,10 +22,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from proxy.http import upstream_reset
-from proxy.http.body import BodyChannel, StreamResetError
-from proxy.http.deadline import Deadline
-from proxy.http.events import (
+from proxy.codec.events import (
     DataReceived,
     InformationalReceived,
     ResetReason,
@@ -33,12 +30,15 @@ from proxy.http.events import (
     StreamEnded,
     StreamReset,
 )
-from proxy.http.events import TrailersReceived as TrailersEvent
+from proxy.codec.events import TrailersReceived as TrailersEvent
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.http2 import ErrorCodes
+from proxy.http import upstream_reset
+from proxy.http.body import BodyChannel, StreamResetError
+from proxy.http.deadline import Deadline
 from proxy.http.filter import HttpStream, LocalReply
 from proxy.http.hashing import compute_hash
 from proxy.http.header_mutation import apply_request_mutations, ordered_levels, route_levels
-from proxy.http.headers import Headers, RequestHead, ResponseHead
-from proxy.http.http2 import ErrorCodes
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.retry import Failure, RetryState, grpc_timeout_text, parse_grpc_timeout
 from proxy.http.routing import CLUSTER_PICK, select_cluster

@@ -34,11 +34,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from proxy.codec.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
+from proxy.codec.headers import Headers, RequestHead
 from proxy.http import upstream_reset
 from proxy.http.body import BodyChannel, StreamResetError
-from proxy.http.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 from proxy.http.filter import HttpStream
-from proxy.http.headers import Headers, RequestHead
 from proxy.http.request_headers import local_interface_address
 from proxy.model.route import MirrorPolicy
 from proxy.tasks import TaskSet

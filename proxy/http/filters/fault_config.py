@@ -27,7 +27,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
-from proxy.http.headers import Headers
+from proxy.codec.headers import Headers
 from proxy.http.matchers import HeaderMatcher, translate_header_matcher, within
 
 DELAY_REQUEST = "x-envoy-fault-delay-request"

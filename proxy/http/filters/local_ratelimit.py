@@ -27,10 +27,10 @@ from typing import Any
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
+from proxy.codec.headers import Headers, ResponseHead
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
 from proxy.http.header_mutation import HeaderAddition, apply_additions, translate_header_additions
-from proxy.http.headers import Headers, ResponseHead
 
 
 class TokenBucket:

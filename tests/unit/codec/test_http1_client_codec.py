@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.http.events import ProtocolFailed, ResponseReceived, StreamEnded
-from proxy.http.headers import Headers, RequestHead
-from proxy.http.http1 import Http1ClientCodec
+from proxy.codec.events import ProtocolFailed, ResponseReceived, StreamEnded
+from proxy.codec.headers import Headers, RequestHead
+from proxy.codec.http1 import Http1ClientCodec
 
 
 def _codec() -> Http1ClientCodec:

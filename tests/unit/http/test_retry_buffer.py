@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+from proxy.codec.headers import Headers, RequestHead
 from proxy.http.body import BodyChannel
 from proxy.http.filter import HttpStream
-from proxy.http.headers import Headers, RequestHead
 from proxy.http.retry import RetryState
 from proxy.http.router import _BodyReplay
 from proxy.model.route import RetryPolicy

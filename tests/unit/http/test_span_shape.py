@@ -7,8 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from proxy.codec.headers import Headers, RequestHead
 from proxy.http.active_stream import ActiveStream
-from proxy.http.headers import Headers, RequestHead
 from proxy.http.stream_timers import StreamTimers
 from proxy.observability.tracing.span_encoder import request_shape
 
