@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from proxy.codec.headers import RequestHead
-from proxy.http.matchers import HeaderMatcher, QueryParameterMatcher
+from proxy.model.matchers import HeaderMatcher, QueryParameterMatcher
 from proxy.model.route import (
     ForwardAction,
     Route,

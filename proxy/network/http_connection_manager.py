@@ -23,6 +23,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf.message import Message
 
+import proxy.http.filters  # noqa: F401  (registers the HTTP filters we ship)
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.context import ServerContext

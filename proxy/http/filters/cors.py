@@ -36,8 +36,8 @@ from protos.errors import unsupported
 from proxy.codec.headers import Headers, ResponseHead
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.matchers import StringMatcher, translate_string_matcher, within
 from proxy.http.routing import per_filter_configs, resolve_route
+from proxy.model.matchers import StringMatcher, translate_string_matcher, within
 from proxy.model.route import ForwardAction
 
 NAME = "envoy.filters.http.cors"

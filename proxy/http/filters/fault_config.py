@@ -28,7 +28,7 @@ from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
 from proxy.codec.headers import Headers
-from proxy.http.matchers import HeaderMatcher, translate_header_matcher, within
+from proxy.model.matchers import HeaderMatcher, translate_header_matcher, within
 
 DELAY_REQUEST = "x-envoy-fault-delay-request"
 DELAY_PERCENTAGE = "x-envoy-fault-delay-request-percentage"

@@ -16,8 +16,8 @@ from google.protobuf.message import Message
 from protos.errors import ConfigError, unsupported
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.matchers import HeaderMatcher, translate_header_matcher
 from proxy.http.routing import header_matches
+from proxy.model.matchers import HeaderMatcher, translate_header_matcher
 
 
 @dataclass(frozen=True)

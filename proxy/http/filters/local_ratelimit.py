@@ -30,7 +30,8 @@ from protos.errors import ConfigError, unsupported
 from proxy.codec.headers import Headers, ResponseHead
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.header_mutation import HeaderAddition, apply_additions, translate_header_additions
+from proxy.http.header_mutation import apply_additions
+from proxy.model.header_mutation import HeaderAddition, translate_header_additions
 
 
 class TokenBucket:
