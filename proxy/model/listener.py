@@ -3,7 +3,7 @@
 Translated once (LDS or the bootstrap); the data path never reads protobuf. Each chain's single
 network filter is translated by its registered factory (proxy.network.base.NETWORK_FILTERS; a
 chain without filters closes its connections, as Envoy: proxy.network.no_filters) and
-its downstream TLS context by proxy.transport.tls. Unsupported fields that would change
+its downstream TLS context by proxy.model.tls. Unsupported fields that would change
 behaviour are refused by name.
 """
 
@@ -23,7 +23,7 @@ from protos.loader import unpack_any
 from protos.registry import type_name
 from proxy.model.extensions import network_filter_translator
 from proxy.model.fields import enum_name, reject_unsupported, seconds
-from proxy.transport.tls import DownstreamTls, translate_downstream_tls
+from proxy.model.tls import DownstreamTls, translate_downstream_tls
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
