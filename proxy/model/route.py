@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.model.extensions import per_route_translator
+from proxy.model.fields import reject_unsupported
 from proxy.model.header_mutation import HeaderMutations, translate_mutations
 from proxy.model.matchers import (
     HeaderMatcher,
@@ -280,10 +281,8 @@ _HARMLESS = {"name", "metadata"}
 
 
 def _refuse_unknown(message: Message, supported: set[str]) -> None:
-    """Reject every set field outside `supported`, naming it (we never ignore config)."""
-    for descriptor, _value in message.ListFields():
-        if descriptor.name not in supported and descriptor.name not in _HARMLESS:
-            raise unsupported(descriptor.name)
+    """Reject every set field outside `supported` (and the harmless ones), naming it."""
+    reject_unsupported(message, supported | _HARMLESS)
 
 
 def _within(prefix: str, call, *args):  # type: ignore[no-untyped-def]
