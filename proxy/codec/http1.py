@@ -291,6 +291,9 @@ class Http1ServerCodec:
             self.pending.popleft()
 
 
+# Requests of these methods should have no body: no `content-length: 0` is sent for them.
+_BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "TRACE", "CONNECT"})
+
 # Room for the status line in the raw bound on a head still arriving (Http1ClientCodec).
 _STATUS_LINE_ALLOWANCE = 8 * 1024
 
@@ -351,6 +354,11 @@ class Http1ClientCodec:
         elif "content-length" not in headers and not end_stream:
             headers.add("transfer-encoding", "chunked")
             self._request_chunked = True
+        elif "content-length" not in headers and head.method not in _BODILESS_METHODS:
+            # Envoy's codec states an empty body (codec_impl.cc encodeHeaders), except for the
+            # methods whose requests should have none (HeaderUtility::requestShouldHaveNoBody;
+            # tests/conformance/http/test_empty_body_vs_envoy.py).
+            headers.add("content-length", "0")
         lines = [f"{head.method} {target} HTTP/1.1", f"host: {head.authority}"]
         lines.extend(f"{name}: {value}" for name, value in headers)
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

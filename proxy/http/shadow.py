@@ -260,9 +260,6 @@ async def _exchange(shadow: ShadowStream, upstream: UpstreamStream, head: Reques
     timeout, counted from the end of the request; the answer's status."""
     body = shadow.body
     end_stream = body.exhausted and body.trailers is None
-    if end_stream and head.method in ("POST", "PUT", "PATCH") \
-            and "content-length" not in head.headers:
-        head.headers.set("content-length", "0")  # as the router states an empty body
     if not upstream.send_head_nowait(head, end_stream=end_stream):
         await upstream.send_head(head, end_stream=end_stream)
     if not end_stream:

@@ -1,8 +1,8 @@
 """One attempt of a forwarded request on one upstream host (Envoy's router UpstreamRequest).
 
 `UpstreamRequest` owns the attempt from the moment the pool hands it a stream: the request
-head as this attempt sends it (the host's name for auto_host_rewrite, an explicit empty body,
-the trace context of its CLIENT span), the body pump (proxy.http.replay), the wait for the
+head as this attempt sends it (the host's name for auto_host_rewrite, the trace context of its
+CLIENT span), the body pump (proxy.http.replay), the wait for the
 response head within the per-try timeout, the response forwarded downstream, and what the
 attempt leaves behind: outlier detection and the cluster's stats (proxy.upstream.cluster
 request_finished; a response the router retries charges no code, an attempt without a
@@ -104,10 +104,6 @@ def pool_failure(error: ConnectFailedError | PoolOverflowError,
     return AttemptFailed("connect_failure", error.reset_reason, error.transport_failure)
 
 
-# Envoy states an empty body explicitly for methods that usually carry one.
-_EMPTY_BODY_STATED = frozenset({"POST", "PUT", "PATCH"})
-
-
 class UpstreamRequest:
     """One attempt: send, await the head, forward or give up; then settle (`finish`)."""
 
@@ -141,10 +137,6 @@ class UpstreamRequest:
         end_stream = body.exhausted and not replay.chunks and body.trailers is None
         if end_stream and plan.route_timer is not None:
             plan.route_timer.start()  # the body ended while we connected
-        if end_stream and head.method in _EMPTY_BODY_STATED \
-                and "content-length" not in head.headers:
-            head = replace(head, headers=head.headers.copy())
-            head.headers.set("content-length", "0")
         self.head = self._traced(head)
         return end_stream
 
