@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# xds-protos ships an old copy of opentelemetry/proto/* that overwrites opentelemetry-proto's and
-# breaks the OTLP exporter (InstrumentationScope); reinstalling opentelemetry-proto afterwards
-# restores it, and Envoy's modules still import (tests/unit/test_dependencies.py checks both).
+# xds-protos ships an old copy of opentelemetry/proto/* that can overwrite opentelemetry-proto's
+# (no InstrumentationScope). The product does not import it (it encodes OTLP itself: a plain
+# `pip install .` works, tests/integration/observability/test_plain_pip_install.py); the tests
+# decode with the generated classes, so the dev venv reinstalls opentelemetry-proto afterwards
+# (tests/unit/test_dependencies.py checks that Envoy's modules still import beside it).
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

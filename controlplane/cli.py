@@ -12,6 +12,10 @@ import sys
 SUBCOMMANDS = {
     "controlplane": ("controlplane.main", "the xDS control plane"),
     "proxy": ("proxy.main", "the sidecar proxy (boots from an Envoy v3 bootstrap)"),
+    "analyze": ("controlplane.commands.analyze",
+                "check mesh objects: unknown references, shadowed rules, ... (file:line)"),
+    "explain": ("controlplane.commands.explain",
+                "what the mesh does with one request from one Service or Gateway"),
 }
 
 

@@ -1,5 +1,9 @@
-"""`pointsman controlplane --resources PATH [--listen HOST:PORT] [--admin HOST:PORT]
-[--tls-cert FILE --tls-key FILE [--client-ca FILE]]`.
+"""`pointsman controlplane (--resources PATH | --mesh PATH) [--listen HOST:PORT]
+[--admin HOST:PORT] [--tls-cert FILE --tls-key FILE [--client-ca FILE]]`.
+
+`--mesh PATH` serves mesh objects (Services, Gateway API routes, policies; docs/mesh.md),
+compiled per sidecar; `--resources PATH` raw Envoy resources per node group. Both may be
+given: mesh members get the compiled mesh, other nodes the raw resources.
 
 An address that cannot be listened on ends the start-up with exit 1 and one line naming the
 setting, `pointsman controlplane: --listen 127.0.0.1:18000: cannot listen: Address already in
@@ -16,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,7 @@ from controlplane.observe import Observer
 from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
+from controlplane.sources.mesh import MeshCache, MeshSource
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
@@ -58,8 +64,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pointsman controlplane",
                                      description="Pointsman's xDS control plane (ADS and per-type "
                                                  "services, state of the world and delta).")
-    parser.add_argument("--resources", required=True, type=Path,
+    parser.add_argument("--resources", type=Path,
                         help="YAML/JSON file or folder of Envoy filesystem-subscription files")
+    parser.add_argument("--mesh", type=Path,
+                        help="YAML file or folder of mesh objects (Services, Gateway API "
+                             "routes, policies), compiled per sidecar (docs/mesh.md)")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, help="xDS gRPC address HOST:PORT")
     parser.add_argument("--admin", default=None, help="admin HTTP address HOST:PORT (optional)")
     parser.add_argument("--tls-cert", type=Path, help="server certificate (PEM): serve over TLS")
@@ -75,6 +84,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true",
                         help="validate --resources, print what each node group gets, and exit")
     args = parser.parse_args(argv)
+    if args.resources is None and args.mesh is None:
+        parser.error("give --resources PATH, --mesh PATH or both")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     if args.client_ca and not args.tls_cert:
@@ -165,19 +176,34 @@ async def serve(args: argparse.Namespace) -> int:
     check_free(*split_address(args.listen), "--listen", args.listen)  # before any work
     if args.admin:
         check_free(*split_address(args.admin), "--admin", args.admin)
-    cache = SnapshotCache()
+    cache = MeshCache() if args.mesh else SnapshotCache()
     telemetry = telemetry_from_environment()
-    observer = Observer(cache, hooks=(telemetry,) if telemetry is not None else ())
-    source = FileSource(args.resources, cache, interval=args.poll_interval,
-                        on_error=observer.config_rejected)
-    cache.watch(lambda: observer.config_loaded(
-        len(cache.groups), sum(item.count() for item in cache.groups.values())))
-    if not await source.poll_in_thread():
-        print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
-        return 1
+    hooks: tuple[Any, ...] = (telemetry,) if telemetry is not None else ()
+    if isinstance(cache, MeshCache):
+        hooks += (cache,)  # sidecars register as endpoints of their Service
+    observer = Observer(cache, hooks=hooks)
+    sources: list[FileSource | MeshSource] = []
+    if args.resources:
+        sources.append(FileSource(args.resources, cache, interval=args.poll_interval,
+                                  on_error=observer.config_rejected))
+    if isinstance(cache, MeshCache):
+        sources.append(MeshSource(args.mesh, cache, interval=args.poll_interval,
+                                  on_error=observer.config_rejected))
+    def loaded() -> None:
+        if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
+            return  # a sidecar came or went (logged as mesh_endpoint_*): not a config load
+        resources = sum(item.count() for item in cache.groups.values())
+        if isinstance(cache, MeshCache):
+            resources += len(cache.mesh.objects)  # mesh objects, before compilation
+        observer.config_loaded(len(cache.groups), resources)
+    cache.watch(loaded)
+    for source in sources:
+        if not await source.poll_in_thread():
+            print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
+            return 1
     server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
-    admin = AdminServer(observer, ready=lambda: source.loads > 0)
+    admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -189,9 +215,10 @@ async def serve(args: argparse.Namespace) -> int:
         logs.event("serving", listen=listen, admin_port=admin_port,
                    tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
         async with asyncio.TaskGroup() as tasks:
-            watcher = tasks.create_task(source.run())
+            watchers = [tasks.create_task(source.run()) for source in sources]
             await stop.wait()
-            watcher.cancel()
+            for watcher in watchers:
+                watcher.cancel()
     finally:
         await admin.close()
         await server.stop(grace=1.0)
@@ -200,8 +227,17 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def check(path: Path) -> int:
+def check(path: Path | None, mesh: Path | None = None) -> int:
     """`--check`: the same validation as serving, then a summary per node group."""
+    if mesh is not None:
+        source = MeshSource(mesh, MeshCache())
+        if not source.poll():
+            print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
+            return 1
+        kinds = Counter(obj.kind for obj in source.cache.mesh.objects.values())
+        print("mesh: " + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))
+    if path is None:
+        return 0
     try:
         snapshots = load_snapshots(path)
     except ConfigError as error:
@@ -217,7 +253,7 @@ def check(path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.check:
-        return check(args.resources)
+        return check(args.resources, args.mesh)
     logs.configure(args.log_level)
     try:
         return asyncio.run(serve(args))

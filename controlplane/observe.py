@@ -184,8 +184,12 @@ class Observer:
                  for stream_id, record in sorted(self.streams.items())]
         groups = {name or "(shared)": snapshot.version
                   for name, snapshot in self.cache.groups.items()}
-        return {"nodes": nodes, "snapshots": groups,
-                "last_config_error": self.last_config_error or None}
+        status = {"nodes": nodes, "snapshots": groups,
+                  "last_config_error": self.last_config_error or None}
+        node_errors = getattr(self.cache, "node_errors", None)  # --mesh: why a node gets nothing
+        if node_errors is not None:
+            status["mesh_node_errors"] = dict(node_errors)
+        return status
 
     def _stream_status(self, stream_id: int, record: StreamRecord) -> dict[str, Any]:
         stream = record.stream

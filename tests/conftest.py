@@ -5,6 +5,12 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Property tests check behaviour, not speed: on a loaded CI machine an example can take longer
+# than Hypothesis's 200 ms default deadline, which would fail a correct test.
+settings.register_profile("pointsman", deadline=None)
+settings.load_profile("pointsman")
 
 # asyncio debug mode in tests: slow callbacks and never-awaited coroutines become visible.
 os.environ.setdefault("PYTHONASYNCIODEBUG", "1")

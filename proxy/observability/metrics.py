@@ -3,14 +3,16 @@
 `http.server.request.duration` per downstream request and `http.client.request.duration` per
 upstream attempt (seconds, the semconv buckets), with method, status, route (`http.route` = the
 route name) and cluster (`upstream_cluster`) attributes; request counts are the histograms'
-counts. Exported over OTLP (PeriodicExportingMetricReader) when a collector is configured. The
-Envoy-named counters and gauges travel through `stat_sink` and `prometheus` instead.
+counts. Exported over OTLP (PeriodicExportingMetricReader; our own encoder and gRPC/HTTP
+sender, not opentelemetry-exporter-otlp) when a collector is configured. The Envoy-named
+counters and gauges travel through `stat_sink` and `prometheus` instead.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -21,7 +23,10 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
+from proxy.observability.otlp_metrics import encode_metrics_data
 from proxy.observability.request_info import RequestInfo
+
+LOG = logging.getLogger(__name__)
 
 # Semconv http.*.request.duration advisory buckets (seconds).
 DURATION_BUCKETS: Sequence[float] = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
@@ -128,11 +133,64 @@ class _DeferredExporter(MetricExporter):
             self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
+METRICS_EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
+
+class OtlpMetricExporter(MetricExporter):
+    """OTLP metrics over gRPC or HTTP, encoded by proxy.observability.otlp_metrics (no
+    generated opentelemetry.proto classes, no opentelemetry-exporter-otlp: see otlp_wire)."""
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **kwargs: Any) -> MetricExportResult:
+        try:
+            self._send(encode_metrics_data(metrics_data))
+        except Exception as error:  # grpc.RpcError, OSError, HTTPError: the SDK retries later
+            LOG.debug("metrics export failed: %s", error)
+            return MetricExportResult.FAILURE
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        return None
+
+
+def grpc_sender(target: str, *, timeout: float, headers: tuple[tuple[str, str], ...] = (),
+                channel_options: tuple[tuple[str, str], ...] = ()) -> Callable[[bytes], None]:
+    """Unary OTLP/gRPC Export calls with the bytes as they are (no serializer)."""
+    import grpc
+
+    channel = grpc.insecure_channel(target, options=channel_options)
+    export = channel.unary_unary(METRICS_EXPORT_METHOD)
+    metadata = headers or None
+
+    def send(body: bytes) -> None:
+        export(body, timeout=timeout, metadata=metadata)
+    return send
+
+
+def http_sender(url: str, *, timeout: float) -> Callable[[bytes], None]:
+    """OTLP/HTTP: POST application/x-protobuf to the metrics URL."""
+    import urllib.request
+
+    def send(body: bytes) -> None:
+        request = urllib.request.Request(url, data=body, headers={
+            "Content-Type": "application/x-protobuf"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    return send
+
+
 def otlp_reader(endpoint: str | Callable[[], str], *, protocol: str = "grpc",
                 interval: float = 5.0, timeout: float = 5.0,
                 headers: tuple[tuple[str, str], ...] = (),
                 channel_options: tuple[tuple[str, str], ...] = ()) -> MetricReader:
-    """A PeriodicExportingMetricReader with the OTLP exporter for `protocol`; `endpoint` may be
+    """A PeriodicExportingMetricReader with an OTLP exporter for `protocol`; `endpoint` may be
     a callable, resolved at the first export. `headers` / `channel_options` (gRPC only): a
     GrpcService's initial_metadata and authority (see GrpcTarget.channel_options)."""
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -140,16 +198,9 @@ def otlp_reader(endpoint: str | Callable[[], str], *, protocol: str = "grpc",
     def make() -> MetricExporter:
         target = endpoint() if callable(endpoint) else endpoint
         if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                OTLPMetricExporter as GrpcMetricExporter,
-            )
-            return GrpcMetricExporter(endpoint=target, insecure=True, timeout=timeout,
-                                      headers=headers or None,
-                                      channel_options=cast(Any, channel_options) or None)
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HttpMetricExporter,
-        )
-        return HttpMetricExporter(endpoint=target, timeout=timeout)
+            return OtlpMetricExporter(grpc_sender(target, timeout=timeout, headers=headers,
+                                                  channel_options=channel_options))
+        return OtlpMetricExporter(http_sender(target, timeout=timeout))
 
     return PeriodicExportingMetricReader(_DeferredExporter(make),
                                          export_interval_millis=interval * 1000,

@@ -21,6 +21,7 @@ from typing import Any
 from protos.errors import ConfigError
 from protos.loader import unpack_any
 from proxy.model.fields import reject_unsupported
+from proxy.observability import otlp_metrics as otlp
 from proxy.observability.grpc_target import ClusterResolver, GrpcTarget, translate_grpc_service
 from proxy.observability.prometheus import extract_tags
 from proxy.stats import Stats
@@ -103,50 +104,39 @@ class StatsToOtlp:
         name = extracted if self._config.use_tag_extracted_name else stat
         return self._config.prefix + name, tags
 
-    def build(self, stats: Stats, now_ns: int | None = None) -> Any:
-        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-        from opentelemetry.proto.metrics.v1 import metrics_pb2
-
+    def build(self, stats: Stats, now_ns: int | None = None) -> bytes:
+        """An ExportMetricsServiceRequest (wire bytes, proxy.observability.otlp_metrics):
+        counters as monotonic sums (cumulative, or deltas), gauges, histograms (cumulative)."""
         now = now_ns or time.time_ns()
-        request = metrics_service_pb2.ExportMetricsServiceRequest()
-        resource_metrics = request.resource_metrics.add()
-        for key, text in sorted(self._resource.items()):
-            attribute = resource_metrics.resource.attributes.add()
-            attribute.key, attribute.value.string_value = key, text
-        scope = resource_metrics.scope_metrics.add()
-        scope.scope.name = "pointsman"
-        metrics: dict[tuple[str, str], Any] = {}
+        start, delta = self._start_ns, self._config.report_counters_as_deltas
+        groups: dict[tuple[str, str], list[Any]] = {}
 
-        def metric(stat: str, kind: str) -> tuple[Any, tuple[tuple[str, str], ...]]:
+        def add(stat: str, kind: str, point: Any) -> None:
             name, tags = self._name_and_tags(stat)
-            found = metrics.get((name, kind))
-            if found is None:
-                found = metrics[(name, kind)] = scope.metrics.add(name=name)
-            return found, tags
+            groups.setdefault((name, kind), []).append((tags, point))
 
         for stat, value in _items(stats.counters):
-            entry, tags = metric(stat, "sum")
-            entry.sum.is_monotonic = True
-            delta = self._config.report_counters_as_deltas
-            entry.sum.aggregation_temporality = (
-                metrics_pb2.AGGREGATION_TEMPORALITY_DELTA if delta
-                else metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE)
             reported = value - self._last_counters.get(stat, 0) if delta else value
             self._last_counters[stat] = value
-            _point(entry.sum.data_points.add(), tags, self._start_ns, now).as_int = reported
+            add(stat, "sum", reported)
         for stat, value in _items(stats.gauges):
-            entry, tags = metric(stat, "gauge")
-            _point(entry.gauge.data_points.add(), tags, self._start_ns, now).as_int = value
-        for stat, histogram in list(stats.histograms.items()):
-            entry, tags = metric(stat, "histogram")
-            entry.histogram.aggregation_temporality = (
-                metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE)
-            point = _point(entry.histogram.data_points.add(), tags, self._start_ns, now)
-            point.count = histogram.samples
-            point.sum = histogram.total
-            point.explicit_bounds.extend(histogram.buckets)
-            point.bucket_counts.extend(histogram.counts)
-        return request
+            add(stat, "gauge", value)
+        for stat, recorded in list(stats.histograms.items()):
+            add(stat, "histogram", recorded)
+        temporality = otlp.TEMPORALITY_DELTA if delta else otlp.TEMPORALITY_CUMULATIVE
+        encoded = []
+        for (name, kind), points in groups.items():
+            if kind == "histogram":
+                data = otlp.histogram((otlp.HistogramPoint(
+                    tags, start, now, item.samples, item.total, tuple(item.counts),
+                    tuple(item.buckets)) for tags, item in points),
+                    temporality=otlp.TEMPORALITY_CUMULATIVE)
+            else:
+                numbers = (otlp.NumberPoint(tags, start, now, value) for tags, value in points)
+                data = otlp.gauge(numbers) if kind == "gauge" else otlp.sum_(
+                    numbers, temporality=temporality, monotonic=True)
+            encoded.append(otlp.metric(name, data))
+        return otlp.request(sorted(self._resource.items()), "pointsman", encoded)
 
 
 def _items(store: dict[str, Any]) -> list[tuple[str, int]]:
@@ -156,15 +146,6 @@ def _items(store: dict[str, Any]) -> list[tuple[str, int]]:
         except RuntimeError:
             continue
     return []
-
-
-def _point(point: Any, tags: tuple[tuple[str, str], ...], start: int, now: int) -> Any:
-    point.start_time_unix_nano = start
-    point.time_unix_nano = now
-    for key, value in tags:
-        attribute = point.attributes.add()
-        attribute.key, attribute.value.string_value = key, value
-    return point
 
 
 class OtlpStatSink:
@@ -191,9 +172,7 @@ class OtlpStatSink:
     def _connect(self) -> Any:
         if self._export is None:
             self._channel = self._config.target.open_channel(self._resolve)
-            self._export = self._channel.unary_unary(
-                METRICS_EXPORT_METHOD,
-                request_serializer=lambda message: message.SerializeToString())
+            self._export = self._channel.unary_unary(METRICS_EXPORT_METHOD)  # bytes as they are
         return self._export
 
     def flush(self) -> None:

@@ -22,9 +22,9 @@ SERVICE = "test.Echo"
 
 
 class GrpcBackend:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.calls: Counter[str] = Counter()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         handlers = {
@@ -35,7 +35,7 @@ class GrpcBackend:
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+        self.server.add_insecure_port(f"{host}:{self.port}")
 
     def start(self) -> GrpcBackend:
         self.server.start()

@@ -32,8 +32,9 @@ from tests.support.tcp_servers import start_server, stop_servers
 class EchoBackend:
     def __init__(self, name: str, *, http2: bool = False, port: int | None = None,
                  fail_status: int | None = None, max_streams: int | None = None,
-                 ssl_context: Any = None) -> None:
+                 ssl_context: Any = None, host: str = "127.0.0.1") -> None:
         self.name = name
+        self.host = host  # any 127.0.0.0/8 address: mesh tests give each app its own
         # TLS: with ALPN set on the context, "h2" picks HTTP/2, anything else HTTP/1.1.
         self.ssl_context = ssl_context
         self.max_streams = max_streams  # h2c: SETTINGS_MAX_CONCURRENT_STREAMS
@@ -76,7 +77,7 @@ class EchoBackend:
         if self.ssl_context is not None:
             handler = self._serve_by_alpn
         self._server = self._loop.run_until_complete(
-            start_server(handler, port=self.port, ssl=self.ssl_context))
+            start_server(handler, host=self.host, port=self.port, ssl=self.ssl_context))
         self._ready.set()
         try:
             self._loop.run_forever()

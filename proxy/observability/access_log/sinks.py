@@ -15,8 +15,18 @@ from typing import IO, Protocol
 from proxy.observability.access_log.config import AccessLogConfig, OtlpLogConfig
 from proxy.observability.batching import BackgroundBatcher
 from proxy.observability.grpc_target import ClusterResolver
+from proxy.observability.otlp_wire import (
+    any_value,
+    encode_attributes,
+    encode_resource,
+    encode_scope,
+    fixed64,
+    length_delimited,
+)
 from proxy.observability.request_info import RequestInfo
 from proxy.stats import Stats
+
+LOGS_EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 
 
 class AccessLogSink(Protocol):
@@ -77,12 +87,12 @@ class OtlpLogSink:
 
     def __init__(self, config: OtlpLogConfig, resolve: ClusterResolver | None,
                  *, node_id: str = "", cluster: str = "", stats: Stats | None = None) -> None:
-        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-
         self._config = config
         self._channel = config.target.open_channel(resolve)
-        self._export = logs_service_pb2_grpc.LogsServiceStub(self._channel).Export
+        self._export = self._channel.unary_unary(LOGS_EXPORT_METHOD)  # bytes as they are
         self._resource = _resource_attributes(config, node_id, cluster)
+        self._encoded_resource = encode_resource(list(self._resource))
+        self._scope = encode_scope(config.log_name or "envoy_access_log")
         dropped = stats.counter("access_logs.otlp.dropped") if stats is not None else None
         self._batcher: BackgroundBatcher[RequestInfo] = BackgroundBatcher(
             self._send, name="access-log-otlp", interval=config.flush_interval,
@@ -93,31 +103,26 @@ class OtlpLogSink:
         self._batcher.add(info)
 
     def _send(self, infos: list[RequestInfo]) -> None:
-        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-
-        request = logs_service_pb2.ExportLogsServiceRequest()
-        resource_logs = request.resource_logs.add()
-        for key, value in self._resource:
-            attribute = resource_logs.resource.attributes.add()
-            attribute.key, attribute.value.string_value = key, value
-        scope_logs = resource_logs.scope_logs.add()
-        scope_logs.scope.name = self._config.log_name or "envoy_access_log"
-        for info in infos:
-            self._fill_record(scope_logs.log_records.add(), info)
+        """One ExportLogsServiceRequest{resource_logs: [{resource 1, scope_logs 2: [{scope 1,
+        log_records 2}]}]} (opentelemetry/proto/logs/v1/logs.proto; encoded by hand, see
+        proxy.observability.otlp_wire)."""
+        records = b"".join(length_delimited(2, self._record(info)) for info in infos)
+        scope_logs = length_delimited(2, self._scope + records)
+        request = length_delimited(1, self._encoded_resource + scope_logs)
         self._export(request, timeout=self._config.target.timeout,
                      metadata=self._config.target.metadata)
 
-    def _fill_record(self, record: object, info: RequestInfo) -> None:
-        record.time_unix_nano = int(info.start_time * 1e9)  # type: ignore[attr-defined]
-        record.observed_time_unix_nano = time.time_ns()  # type: ignore[attr-defined]
+    def _record(self, info: RequestInfo) -> bytes:
+        """A LogRecord: time_unix_nano 1, body 5, attributes 6, trace_id 9, observed 11."""
+        parts = [fixed64(1, int(info.start_time * 1e9))]
         if self._config.body is not None:
-            record.body.string_value = self._config.body.render(info)  # type: ignore[attr-defined]
-        for key, formatter in self._config.attributes:
-            attribute = record.attributes.add()  # type: ignore[attr-defined]
-            attribute.key = key
-            attribute.value.string_value = formatter.render(info)
+            parts.append(length_delimited(5, any_value(self._config.body.render(info))))
+        parts.append(encode_attributes(6, [(key, formatter.render(info))
+                                           for key, formatter in self._config.attributes]))
         if info.trace_id and len(info.trace_id) == 32:
-            record.trace_id = bytes.fromhex(info.trace_id)  # type: ignore[attr-defined]
+            parts.append(length_delimited(9, bytes.fromhex(info.trace_id)))
+        parts.append(fixed64(11, time.time_ns()))
+        return b"".join(parts)
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self._batcher.flush_now(timeout)

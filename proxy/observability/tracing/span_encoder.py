@@ -101,11 +101,16 @@ _REQUEST_ID = _StringAttribute("guid:x-request-id")
 
 
 class ServerSpanEncoder:
-    """Encodes finished SERVER spans of one tracer (its custom tags and path limit)."""
+    """Encodes the finished HCM spans of one tracer (its custom tags and path limit).
+
+    Their kind is SERVER, or CLIENT when the HCM's tracing operation is egress (Envoy's
+    OpenTelemetry tracer, Tracer::startSpan; checked against Envoy 1.40 in
+    tests/conformance/observability/test_traffic_direction_vs_envoy.py)."""
 
     def __init__(self, max_path_tag_length: int,
-                 literal_tags: Sequence[tuple[str, str]] = ()) -> None:
+                 literal_tags: Sequence[tuple[str, str]] = (), *, egress: bool = False) -> None:
         self._max_path = max_path_tag_length
+        self._kind = b"\x30\x03" if egress else b"\x30\x02"  # field 6: CLIENT (3), SERVER (2)
         self._literal_tags = encode_attributes(9, literal_tags)
         self._common: dict[tuple[object, ...], bytes] = {}
         self._blocks: dict[tuple[object, ...], bytes] = {}
@@ -206,7 +211,7 @@ class ServerSpanEncoder:
         encoded = self._names.get(name)
         if encoded is None:
             raw = name.encode()
-            encoded = b"\x2a" + varint(len(raw)) + raw + b"\x30\x02"  # kind SERVER
+            encoded = b"\x2a" + varint(len(raw)) + raw + self._kind
             self._names = _bounded(self._names)
             self._names[name] = encoded
         return encoded

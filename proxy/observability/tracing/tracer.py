@@ -253,7 +253,8 @@ class Tracer:
                    if tag.literal is not None and tag.literal]
         self.header_tags = tuple((tag.tag, tag.request_header, tag.default_value)
                                  for tag in config.custom_tags if tag.literal is None)
-        self.encoder = ServerSpanEncoder(config.max_path_tag_length, literal)
+        self.encoder = ServerSpanEncoder(config.max_path_tag_length, literal,
+                                         egress=config.egress)
         # Envoy 1.40 names the HCM's span after HttpConnectionManager.Tracing.operation, else
         # "ingress", or "egress <host>" on a listener with traffic_direction OUTBOUND
         # (TracerImpl::startSpan; host = :authority). A route decorator's operation overrides

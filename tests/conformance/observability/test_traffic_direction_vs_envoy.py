@@ -3,11 +3,14 @@ ConnectionManagerTracingConfig: OUTBOUND is egress, INBOUND and unspecified are 
 An egress SERVER span is named `egress <host>` (TracerImpl::startSpan, host = :authority); a
 route decorator still names it; x-envoy-decorator-operation is read on ingress only, and on
 egress the decorator's operation is sent upstream instead of back downstream
-(ConnectionManagerImpl::ActiveStream::traceRequest / encodeHeaders)."""
+(ConnectionManagerImpl::ActiveStream::traceRequest / encodeHeaders). The OpenTelemetry tracer
+gives the HCM's span kind CLIENT on egress and SERVER on ingress."""
 
 from __future__ import annotations
 
 import functools
+import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,9 +22,11 @@ from tests.conformance.observability.http_support import (
     hcm,
     http_listener,
     opentelemetry_tracing,
+    traced_proxy,
 )
 from tests.conformance.observability.test_decorator_vs_envoy import observe_decorators
 from tests.conformance.observability.test_tracing_vs_envoy import start_envoy, start_sidecar
+from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.conformance
 
@@ -48,3 +53,24 @@ def test_span_name_and_decorator_follow_the_listener_direction(direction: str | 
     envoy = observe_decorators(start_envoy, config, REQUESTS)
     print(direction, envoy)
     assert observe_decorators(start_sidecar, config, REQUESTS) == envoy
+
+
+def _span_kinds(start: Callable[[dict[str, Any]], ManagedProcess],
+                direction: str | None) -> list[tuple[str, int]]:
+    """The (name, kind) of each exported span, sorted."""
+    config = functools.partial(_config, direction=direction)
+    with traced_proxy(start, config) as (port, _backend, collector):
+        for path, headers in REQUESTS:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+        return sorted((span.name, span.kind)
+                      for _, span in collector.wait_for_spans(len(REQUESTS)))
+
+
+@pytest.mark.parametrize("direction", ["OUTBOUND", "INBOUND"])
+def test_span_kind_follows_the_listener_direction(direction: str) -> None:
+    envoy = _span_kinds(start_envoy, direction)
+    expected_kind = 3 if direction == "OUTBOUND" else 2  # SPAN_KIND_CLIENT / SPAN_KIND_SERVER
+    assert {kind for _, kind in envoy} == {expected_kind}, envoy
+    assert _span_kinds(start_sidecar, direction) == envoy

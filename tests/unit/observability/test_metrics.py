@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from protos.errors import ConfigError
@@ -73,7 +76,7 @@ def test_stats_become_otlp_metrics_with_tags() -> None:
     stats.gauge("cluster.a.membership_healthy").set(3)
     stats.histogram("cluster.a.upstream_rq_time").record(4)
     builder = StatsToOtlp(config, {"service.name": "proxy"})
-    first = builder.build(stats)
+    first = ExportMetricsServiceRequest.FromString(builder.build(stats))
     metrics = {m.name: m for m in first.resource_metrics[0].scope_metrics[0].metrics}
     retry = metrics["cluster.upstream_rq_retry"].sum
     assert retry.is_monotonic and retry.data_points[0].as_int == 2
@@ -81,7 +84,7 @@ def test_stats_become_otlp_metrics_with_tags() -> None:
     assert metrics["cluster.membership_healthy"].gauge.data_points[0].as_int == 3
     assert metrics["cluster.upstream_rq_time"].histogram.data_points[0].count == 1
     stats.counter("cluster.a.upstream_rq_retry").inc(5)
-    second = builder.build(stats)
+    second = ExportMetricsServiceRequest.FromString(builder.build(stats))
     metrics = {m.name: m for m in second.resource_metrics[0].scope_metrics[0].metrics}
     assert metrics["cluster.upstream_rq_retry"].sum.data_points[0].as_int == 5  # delta
 

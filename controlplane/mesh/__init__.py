@@ -1,0 +1,61 @@
+"""The mesh API: Kubernetes-shaped objects (Services, Gateway API routes, Envoy Gateway
+policies) -> validated typed objects -> per-sidecar Envoy resources.
+
+The small API other parts build on (a future `pointsman apply`, status, the stores):
+
+- `load_objects(text, source) -> list[MeshObject]`: parse and validate one YAML stream; raises
+  `MeshError` (file, line, object, field path) on the first bad object. `read_objects` returns
+  every error instead; `load_path`/`read_path` read a file or a folder.
+- `validate(objects) -> list[Problem]`: whole-set errors that make a set unacceptable as a
+  whole (the same object twice). An apply is all or nothing: refuse it when this is not empty.
+- `resolve(objects) -> Mesh`: what attaches to what; `Mesh.conditions[key]` holds each object's
+  Gateway API conditions (Accepted, ResolvedRefs, with reasons), `status(mesh)` renders them.
+- `MeshCompiler(mesh).compile_node(node) -> NodeResources`: a node's Envoy resources
+  (controlplane.mesh.compile), incrementally.
+- `analyze(objects)`, `explain(...)`: the `pointsman analyze` and `explain` verbs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from controlplane.mesh.errors import Location, MeshError, Problem
+from controlplane.mesh.load import load_objects, load_path, read_objects, read_path
+from controlplane.mesh.objects import MeshObject, ObjectKey
+from controlplane.mesh.resolve import Condition, Mesh, resolve
+
+__all__ = ["Condition", "Location", "Mesh", "MeshError", "MeshObject", "ObjectKey", "Problem",
+           "load_objects", "load_path", "read_objects", "read_path", "resolve", "status",
+           "validate"]
+
+
+def validate(objects: Iterable[MeshObject]) -> list[Problem]:
+    """Errors that make a set of objects unacceptable as a whole (each object was checked on
+    its own by load_objects)."""
+    return [problem for problem in resolve(objects).problems if problem.severity == "error"]
+
+
+def status(mesh: Mesh, obj: MeshObject) -> dict[str, object]:
+    """A Gateway API-style status for one object: conditions with observedGeneration (route
+    parents and Gateway listeners are listed the way their specs' status fields are)."""
+    generation = obj.meta.generation
+
+    def render(conditions: Iterable[Condition]) -> list[dict[str, object]]:
+        return [{"type": item.type, "status": item.status, "reason": item.reason,
+                 "message": item.message, "observedGeneration": generation}
+                for item in conditions]
+    out: dict[str, object] = {"conditions": render(mesh.conditions.get(obj.key, []))}
+    if obj.kind in ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute"):
+        out["parents"] = [{"parentRef": {"kind": item.ref.kind, "name": item.ref.name,
+                                         "namespace": item.ref.namespace or obj.namespace},
+                           "controllerName": "pointsman.io/mesh",
+                           "conditions": render([Condition(
+                               "Accepted", "True" if item.accepted else "False", item.reason,
+                               item.message)])}
+                          for item in mesh.attachments.get(obj.key, [])]
+    if obj.kind == "Gateway":
+        out["listeners"] = [{"name": listener.name, "conditions": render(
+            mesh.listener_conditions.get((obj.key, listener.name), [])),
+            "attachedRoutes": len(mesh.on_listener.get((obj.key, listener.name), []))}
+            for listener in obj.spec.listeners]
+    return out
