@@ -21,6 +21,7 @@ from proxy.context import ServerContext
 from proxy.http.active_stream import ActiveStream
 from proxy.http.downstream import HttpConnectionHandler
 from proxy.http.filter import FilterMaker, http_filter_factory
+from proxy.http.manager import ConnectionInfo, HttpManager
 from proxy.http.router import Router
 from proxy.http.settings import HcmSettings, HttpFilterConfig
 from proxy.model.route import RouteConfig
@@ -60,6 +61,9 @@ class HttpConnectionManager:
             for index, f in enumerate(self.settings.http_filters)
         ]
         self.access_logger = _access_logger(self.settings, context)
+        self.manager = HttpManager(self.settings, self.route_config, self.filter_makers,
+                                   self.router, tracer=self.tracer, stats=context.stats,
+                                   on_stream_log=self._log)
         self.handlers: set[HttpConnectionHandler] = set()
         self.draining = False
         _validate_inline_clusters(self.settings.route_config, context)
@@ -100,13 +104,10 @@ class HttpConnectionManager:
         prefix = f"http.{self.settings.stat_prefix}."
         stats.counter(prefix + "downstream_cx_total").inc()
         stats.gauge(prefix + "downstream_cx_active").inc()
-        handler = HttpConnectionHandler(
-            settings=self.settings, route_config=self.route_config,
-            filter_makers=self.filter_makers, router=self.router, tracer=self.tracer,
-            remote_address=connection.remote_address, local_address=connection.local_address,
-            connection_id=connection.connection_id, tls=connection.server_ssl is not None,
-            stats=stats, on_stream_log=self._log,
-            buffer_limit=getattr(connection, "buffer_limit", 1024 * 1024))
+        handler = HttpConnectionHandler(self.manager, ConnectionInfo(
+            connection.remote_address, connection.local_address, connection.connection_id,
+            scheme="https" if connection.server_ssl is not None else "http",
+            buffer_limit=getattr(connection, "buffer_limit", 1024 * 1024)))
         transport: asyncio.BaseTransport | None = None
         try:
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
