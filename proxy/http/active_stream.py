@@ -118,6 +118,8 @@ class ActiveStream:
                                 on_pressure=partial(owner.body_pressure, stream_id),
                                 on_consumed=partial(owner.body_consumed, stream_id))
         self.filters: list[HttpFilter] = [make() for make in manager.filter_makers]
+        if self.filters:
+            self._read_request_data()
         self.head_sent = False
         self.complete = False
         self.config: RouteConfig | None = None
@@ -140,6 +142,13 @@ class ActiveStream:
         return f"ActiveStream({self.stream_id} {request.method} {request.path})"
 
     # --- the request path --------------------------------------------------------------------
+
+    def _read_request_data(self) -> None:
+        """The filters with an on_request_data see the request body as the router reads it."""
+        readers = tuple(f for f in self.filters
+                        if type(f).on_request_data is not HttpFilter.on_request_data)
+        if readers:
+            self.body.transform = partial(_request_data, self.info, readers)
 
     async def run(self) -> None:
         self._arm_idle(self.idle_timeout)
@@ -503,3 +512,12 @@ def _envoy_order(flags: list[str]) -> tuple[str, ...]:
     """Response flags as Envoy 1.40 prints %RESPONSE_FLAGS%: in the order they were set
     (StreamInfoImpl keeps them in a vector; checked in test_response_code_details_vs_envoy)."""
     return tuple(flags) if flags else ()
+
+
+def _request_data(stream: HttpStream, filters: tuple[HttpFilter, ...], data: bytes,
+                  end_stream: bool) -> bytes:
+    """A request body chunk through the filters' on_request_data, in chain order (Envoy's
+    decodeData; BodyChannel.transform says when it is the last)."""
+    for http_filter in filters:
+        data = http_filter.on_request_data(stream, data, end_stream)
+    return data

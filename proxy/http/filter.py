@@ -7,7 +7,11 @@ A filter is a small object created per stream by its factory. The connection man
 `StopIteration` until `continueDecoding`, as the fault filter's delay does; the request body
 waits, under the stream's flow control, in the meantime). `on_response_headers` runs in reverse
 chain order before the response head goes downstream and may edit it. Body hooks see each
-chunk and may replace it; `on_response_data` may instead return a `Paced` body, whose pieces
+chunk and may replace it: `on_request_data` in chain order as the router reads the request
+body (after every filter's `on_request_headers`), `end_stream` on the last call (a request
+without a body gets none; one whose end comes after its last chunk gets a last call with no
+data; one with trailers none with end_stream), as Envoy's decodeData; the response's
+`on_response_data` in reverse order, which may instead return a `Paced` body, whose pieces
 go on through the rest of the chain as they come (the fault filter's response rate limit, as
 Envoy's StreamRateLimiter). `on_complete` runs once, when the stream is over, for bookkeeping.
 
