@@ -172,7 +172,7 @@ class Http1ServerCodec:
         if self._trailers is not None:  # after a chunked body: a trailer field
             self._trailers.append((_latin1(name).lower(), _latin1(value)))
             return
-        self._headers.append((_latin1(name).lower(), _latin1(value)))
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
         if len(self._headers) > self.max_headers_count:
             raise _Refused(431, "too many headers")
 
@@ -198,7 +198,7 @@ class Http1ServerCodec:
         authority = headers.get_all("host")
         if len(authority) > 1:
             raise _Refused(400, "duplicate host")
-        target = _latin1(bytes(self._url))
+        target = bytes(self._url).decode("latin-1")
         host = authority[0] if authority else ""
         if method == "CONNECT":
             path, host = "", target
@@ -269,9 +269,8 @@ class Http1ServerCodec:
             self.close_after_response = True
         version = "HTTP/1.0" if request.http10 else "HTTP/1.1"
         reason = head.reason or REASONS.get(head.status, "Unknown")
-        lines = [f"{version} {head.status} {reason}"]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        return f"{version} {head.status} {reason}\r\n{fields}\r\n".encode("latin-1")
 
     def encode_data(self, data: bytes, *, end_stream: bool) -> bytes:
         if not self._response_chunked:
@@ -359,9 +358,9 @@ class Http1ClientCodec:
             # methods whose requests should have none (HeaderUtility::requestShouldHaveNoBody;
             # tests/conformance/http/test_empty_body_vs_envoy.py).
             headers.add("content-length", "0")
-        lines = [f"{head.method} {target} HTTP/1.1", f"host: {head.authority}"]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        return f"{head.method} {target} HTTP/1.1\r\nhost: {head.authority}\r\n{fields}\r\n" \
+            .encode("latin-1")
 
     def encode_data(self, data: bytes, *, end_stream: bool) -> bytes:
         if not self._request_chunked:
@@ -435,7 +434,7 @@ class Http1ClientCodec:
         if self._trailers is not None:  # after a chunked body: a trailer field
             self._trailer(name, value)
             return
-        self._headers.append((_latin1(name).lower(), _latin1(value)))
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def _trailer(self, name: bytes, value: bytes) -> None:
         # Envoy holds trailers to the same limits as the head.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from proxy.codec.events import Event, ProtocolFailed
+from proxy.codec.events import ProtocolFailed
 from proxy.codec.flow import WriteFlow
 from proxy.codec.headers import Headers, ResponseHead
 from proxy.codec.http1 import Http1ServerCodec
@@ -44,9 +44,6 @@ class Http1ServerConnection(ServerConnection):
 
     # --- reading -------------------------------------------------------------------------------
 
-    def codec_events(self, data: bytes) -> list[Event]:
-        return self.codec.receive_data(data)
-
     def watch_request_head(self, data: bytes) -> None:
         """request_headers_timeout runs from a head's first byte."""
         deadline = self.headers_deadline
@@ -55,9 +52,12 @@ class Http1ServerConnection(ServerConnection):
             self.arm_headers_deadline()
 
     def stream_arrived(self, stream: ActiveStream) -> None:
-        self.queue.append(stream)
-        if len(self.queue) == 1:
-            self.spawn(stream)  # else pipelined: answered after the ones before it
+        queue = self.queue
+        queue.append(stream)
+        if len(queue) == 1:  # else pipelined: answered after the ones before it
+            task = self.loop.create_task(stream.run())  # spawn() inline
+            stream.task = task
+            self.tasks.add(task)
 
     def continue_100(self) -> None:
         self.write(_CONTINUE)

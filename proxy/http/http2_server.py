@@ -23,6 +23,7 @@ from proxy.http.upstream_reset import LATE_RESET
 
 
 class Http2ServerConnection(ServerConnection):
+    codec_writes = True
     def __init__(self, manager: HttpManager, info: ConnectionInfo,
                  transport: asyncio.Transport, loop: asyncio.AbstractEventLoop,
                  flow: WriteFlow) -> None:
@@ -41,9 +42,6 @@ class Http2ServerConnection(ServerConnection):
             self.headers_deadline = Http2HeadersDeadline(s.request_headers_timeout)
 
     # --- reading -------------------------------------------------------------------------------
-
-    def codec_events(self, data: bytes) -> list[Event]:
-        return self.codec.receive_data(data)
 
     def watch_request_head(self, data: bytes) -> None:
         """request_headers_timeout runs from the HEADERS frame opening a header block."""
@@ -65,9 +63,6 @@ class Http2ServerConnection(ServerConnection):
 
     def protocol_failed(self, event: ProtocolFailed) -> None:
         self.close()  # flushes the GOAWAY first (none after a bad preface)
-
-    def pending_output(self) -> bytes:
-        return self.codec.data_to_send()
 
     # --- writing (the streams' StreamOwner calls) ----------------------------------------------
 

@@ -28,7 +28,7 @@ from proxy.http.forward_plan import ForwardPlan, Planner
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.redirect import redirect_reply
 from proxy.http.replay import BodyReplay, RetryBudget, count
-from proxy.http.retry import Answer, Done, Responded, Retry, RetryState
+from proxy.http.retry import DONE, Answer, Done, Responded, Retry, RetryState
 from proxy.http.shadow import Shadows, ShadowWriter
 from proxy.http.upstream_request import (
     AttemptFailed,
@@ -48,6 +48,7 @@ from proxy.upstream.pools import ConnectFailedError, PoolManager, PoolOverflowEr
 
 _NO_PREFERENCE = LbContext()  # no hash key, no excluded host (never mutated)
 _NO_RETRIES = RetryState(None)
+_NO_BUDGET = RetryBudget(None)  # without a retry policy nothing is ever acquired
 
 BUFFER_LIMIT_TEXT = "exceeded request buffer limit while retrying upstream"
 # Envoy: the body outgrew the retry buffer with no attempt in flight.
@@ -170,7 +171,8 @@ class Router:
                     await downstream.send_local_reply(_BUFFER_LIMIT_REPLY)
                     return
         finally:
-            budget.release()
+            if budget.holding:
+                budget.release()
             if replay.shadows is not None:
                 replay.shadows.finish(downstream.body)
 
@@ -182,7 +184,7 @@ class Router:
         replay = BodyReplay(downstream.body, retries,
                             _retry_buffer_limit(stream, downstream) if policy else 0,
                             plan.runtime, plan.route_timer)
-        return retries, replay, RetryBudget(plan.runtime)
+        return retries, replay, RetryBudget(plan.runtime) if policy else _NO_BUDGET
 
     def _choose_host(self, plan: ForwardPlan, tried: list[Any]) -> Any:
         policy = plan.retry_policy
@@ -210,7 +212,7 @@ class Router:
         try:
             await request.send(downstream.body, replay)
             response = await request.response_head(plan.per_try_timeout)
-            decision = retries.after_response(
+            decision = DONE if retries.policy is None else retries.after_response(
                 Responded(response.head.status, _grpc_status(response.head.headers)),
                 replayable=replay.replayable, budget=budget)
             if isinstance(decision, Retry):

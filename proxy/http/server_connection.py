@@ -45,6 +45,11 @@ class ServerConnection:
     """The protocol-neutral part of a downstream connection (the `StreamOwner` of its
     streams). Subclasses set `codec` and implement the hooks marked below."""
 
+    codec: Any  # the protocol's codec: receive_data(bytes) -> events
+    # The codec queues output of its own (HTTP/2 frames: data_to_send()): every read may
+    # have an answer to flush. HTTP/1.1 writes only what the streams write.
+    codec_writes = False
+
     def __init__(self, manager: HttpManager, info: ConnectionInfo,
                  transport: asyncio.Transport, loop: asyncio.AbstractEventLoop,
                  flow: WriteFlow) -> None:
@@ -71,11 +76,12 @@ class ServerConnection:
     def receive(self, data: bytes) -> None:
         if self._delayed_close is not None:
             return  # closing: what the client still sends is dropped (delayed close)
-        for event in self.codec_events(data):
+        for event in self.codec.receive_data(data):
             self._on_event(event)
         if self.headers_deadline is not None:
             self.watch_request_head(data)
-        self.flush()
+        if self.codec_writes or self._out:
+            self.flush()
 
     def peer_closed(self) -> None:
         """The client's FIN. While we wait out a delayed close it is what the delay hoped for;
@@ -152,9 +158,6 @@ class ServerConnection:
 
     # --- the protocol's hooks ------------------------------------------------------------------
 
-    def codec_events(self, data: bytes) -> list[Event]:
-        raise NotImplementedError
-
     def watch_request_head(self, data: bytes) -> None:
         """request_headers_timeout: arm the connection timer when a head starts."""
 
@@ -162,7 +165,9 @@ class ServerConnection:
         """An event for a stream no longer ours."""
 
     def stream_arrived(self, stream: ActiveStream) -> None:
-        self.spawn(stream)
+        task = self.loop.create_task(stream.run())  # spawn() inline: once per request
+        stream.task = task
+        self.tasks.add(task)
 
     def continue_100(self) -> None:
         """Answer `expect: 100-continue` (HTTP/1.1; HTTP/2 clients just send)."""
@@ -172,10 +177,6 @@ class ServerConnection:
 
     def protocol_failed(self, event: ProtocolFailed) -> None:
         raise NotImplementedError
-
-    def pending_output(self) -> bytes:
-        """What the codec queued to send on its own (HTTP/2 frames)."""
-        return b""
 
     def idle_timed_out(self) -> None:
         """The connection idled out; it closes next (HTTP/2 says GOAWAY first)."""
@@ -270,10 +271,11 @@ class ServerConnection:
 
     def flush_now(self) -> None:
         self._flush_scheduled = False
-        pending = self.pending_output()
-        if pending:
-            self._out.append(pending)
         out = self._out
+        if self.codec_writes:
+            pending = self.codec.data_to_send()
+            if pending:
+                out.append(pending)
         if out and not self.transport.is_closing():
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
         out.clear()

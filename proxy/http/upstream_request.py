@@ -127,19 +127,6 @@ class UpstreamRequest:
 
     # --- sending -------------------------------------------------------------------------------
 
-    def prepare_head(self, body: BodyChannel, replay: BodyReplay) -> bool:
-        """This attempt's request head (`self.head`); returns whether it ends the request."""
-        plan = self.plan
-        head = plan.head
-        if plan.action.auto_host_rewrite and str(getattr(self.host, "hostname", "")):
-            # Envoy: the chosen host's hostname (strict_dns / logical_dns clusters only).
-            head = replace(head, headers=head.headers.copy(), authority=self.host.hostname)
-        end_stream = body.exhausted and not replay.chunks and body.trailers is None
-        if end_stream and plan.route_timer is not None:
-            plan.route_timer.start()  # the body ended while we connected
-        self.head = self._traced(head)
-        return end_stream
-
     def _traced(self, head: RequestHead) -> RequestHead:
         """The trace context: a CLIENT span's per attempt when the SERVER span spawns them,
         else the SERVER span's (set on the router's copy)."""
@@ -160,9 +147,17 @@ class UpstreamRequest:
         return head
 
     async def send(self, body: BodyChannel, replay: BodyReplay) -> None:
-        """The head, then the body pumped alongside (its own task: the response may start
-        before the request ends)."""
-        end_stream = self.prepare_head(body, replay)
+        """This attempt's head (`self.head`), then the body pumped alongside (its own task:
+        the response may start before the request ends)."""
+        plan = self.plan
+        head = plan.head
+        if plan.action.auto_host_rewrite and str(getattr(self.host, "hostname", "")):
+            # Envoy: the chosen host's hostname (strict_dns / logical_dns clusters only).
+            head = replace(head, headers=head.headers.copy(), authority=self.host.hostname)
+        end_stream = body.exhausted and not replay.chunks and body.trailers is None
+        if end_stream and plan.route_timer is not None:
+            plan.route_timer.start()  # the body ended while we connected
+        self.head = head if "span" not in self.stream.state else self._traced(head)
         upstream = self.upstream
         if not upstream.send_head_nowait(self.head, end_stream=end_stream):
             await upstream.send_head(self.head, end_stream=end_stream)
