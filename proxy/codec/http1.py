@@ -206,8 +206,14 @@ class Http1ServerCodec:
             path = target  # without allow_absolute_url Envoy keeps any target as the :path
         else:
             url = httptools.parse_url(self._url)  # absolute-form (RFC 9112 section 3.2.2)
-            host = _latin1(url.host or b"") + (f":{url.port}" if url.port else "")
-            path = _latin1(url.path or b"/") + (f"?{_latin1(url.query)}" if url.query else "")
+            # Each part may be None, whatever httptools' stubs say: read untyped, since mypyc
+            # (`make compiled`) checks a typed attribute's value as it reads it.
+            port: int | None = getattr(url, "port")  # noqa: B009
+            query: bytes | None = getattr(url, "query")  # noqa: B009
+            url_host: bytes | None = getattr(url, "host")  # noqa: B009
+            url_path: bytes | None = getattr(url, "path")  # noqa: B009
+            host = _latin1(url_host or b"") + (f":{port}" if port else "")
+            path = _latin1(url_path or b"/") + (f"?{_latin1(query)}" if query else "")
         if not host and version == "1.0" and self.default_host_for_http_10:
             host = self.default_host_for_http_10  # else empty: the HCM answers 400
         upgrade = ""
