@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-phoenix compiled uncompiled test unit lint demo bench clean
+.PHONY: install install-phoenix compiled uncompiled protos test unit lint demo bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,13 @@ compiled: install
 uncompiled:
 	rm -rf build/ proxy/codec/*.so ./*__mypyc*.so
 
+# Our own API (protos/pointsman/**/*.proto) -> protos/gen/: committed, regenerated here after an
+# edit of a .proto (tests/unit/protos/test_generated.py fails while they differ).
+PROTOS := $(shell find protos/pointsman -name '*.proto')
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=protos/gen --pyi_out=protos/gen \
+	  $(PROTOS)
+
 lint: install
 	$(BIN)/ruff check controlplane proxy protos tests examples
 	$(BIN)/mypy
@@ -52,8 +59,9 @@ test: install lint
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-demo: install
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python examples/demo/run.py
+# `make demo` runs until Ctrl-C; `make demo DURATION=30` runs unattended and checks itself (CI).
+demo: install install-phoenix
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python examples/demo/run.py $(if $(DURATION),--duration $(DURATION))
 
 bench: install
 	for script in tests/bench/*.py; do PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python $$script || exit 1; done

@@ -11,17 +11,25 @@ import asyncio
 import json
 import urllib.parse
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from controlplane.observe import Observer
+
+if TYPE_CHECKING:
+    from controlplane.workers import WorkerPool
 
 MAX_REQUEST_BYTES = 16384
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class AdminServer:
-    def __init__(self, observer: Observer, ready: Callable[[], bool]) -> None:
+    """`workers`: with --workers N, /status and /metrics gather the worker processes'."""
+
+    def __init__(self, observer: Observer, ready: Callable[[], bool],
+                 workers: WorkerPool | None = None) -> None:
         self.observer = observer
         self.ready = ready
+        self.workers = workers
         self.server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -32,6 +40,21 @@ class AdminServer:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+    async def route_gathered(self, path: str) -> tuple[int, str, str]:
+        """`route`, with the workers' streams when there are worker processes."""
+        if self.workers is None:
+            return self.route(path)
+        from controlplane.workers import merge_metrics, merge_status
+
+        bare, _, query = path.partition("?")
+        if bare == "/status":
+            status = merge_status(self.observer.status(), await self.workers.ask("status"))
+            return self._status(urllib.parse.parse_qs(query).get("node", []), status)
+        if bare == "/metrics":
+            texts = await self.workers.ask("metrics")
+            return 200, PROMETHEUS_TEXT, merge_metrics([self.observer.metrics_text(), *texts])
+        return self.route(path)
 
     def route(self, path: str) -> tuple[int, str, str]:
         """(status, content type, body) for a GET of `path`."""
@@ -47,10 +70,11 @@ class AdminServer:
             return 200, "text/plain", "/status\n/metrics\n/ready\n"
         return 404, "text/plain", "not found\n"
 
-    def _status(self, wanted: list[str]) -> tuple[int, str, str]:
+    def _status(self, wanted: list[str], status: dict[str, Any] | None = None
+                ) -> tuple[int, str, str]:
         """/status, or with ?node=ID the streams of one node (by node id or node cluster):
         404 when no open stream is that node's."""
-        status = self.observer.status()
+        status = self.observer.status() if status is None else status
         if wanted:
             status["nodes"] = [node for node in status["nodes"]
                                if node["id"] in wanted or node["cluster"] in wanted]
@@ -68,7 +92,7 @@ class AdminServer:
             if method != "GET":
                 status, kind, body = 405, "text/plain", "only GET\n"
             else:
-                status, kind, body = self.route(path)
+                status, kind, body = await self.route_gathered(path)
             payload = body.encode()
             writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n"
                          f"Content-Type: {kind}\r\nContent-Length: {len(payload)}\r\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import os
 import signal
@@ -28,15 +29,36 @@ import grpc
 
 from controlplane import logs
 from controlplane.admin import AdminServer
+from controlplane.api import runtime as api
+from controlplane.api.mirror import StoreMirror
 from controlplane.cache import SnapshotCache
+from controlplane.fanout import DEFAULT_BUDGET, DEFAULT_DEBOUNCE_AFTER, DEFAULT_DEBOUNCE_MAX, Pacer
 from controlplane.observe import Observer
 from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
 from controlplane.sources.mesh import MeshCache, MeshSource
+from controlplane.store import StoreError
+from protos.cli_help import DefaultsHelpFormatter
 from protos.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:18000"
+DEFAULT_STORE = "file:pointsman.state"  # in the working folder, as etcd's default.etcd
+# gRPC core holds a new call until the application asks for it, and the asyncio server asks
+# from its event loop, one call at a time. In a storm of new streams the loop is busy writing
+# responses, and calls wait in core: one held longer than `server_max_unrequested_time_in_server`
+# (30 s) is cancelled, before any response, when the next call arrives. The sidecars saw
+# CANCELLED (and INTERNAL when they wrote on the cancelled call) from 3,000 streams on
+# (tests/integration/controlplane/test_storm.py reproduces it). gRPC's newer call path also
+# refuses calls at random past 1,000 held (`max_pending_requests`) and always past 3,000. A new
+# stream now waits its turn instead; the pacer (controlplane/fanout.py) keeps the loop free
+# enough to take it. (grpc src/core/server/server.cc, include/grpc/impl/channel_arg_names.h.)
+INT_MAX = 2**31 - 1
+STORM_OPTIONS = (
+    ("grpc.server.max_pending_requests", INT_MAX),
+    ("grpc.server.max_pending_requests_hard_limit", INT_MAX),
+    ("grpc.server_max_unrequested_time_in_server", 24 * 3600),
+)
 SERVER_OPTIONS = (
     # Find dead peers (a node that vanished without closing) so they leave /status.
     ("grpc.keepalive_time_ms", 60_000),
@@ -50,7 +72,16 @@ SERVER_OPTIONS = (
     # One control plane per address: a second one on the same --listen must fail to start,
     # not share the port and split the sidecars between two configurations.
     ("grpc.so_reuseport", 0),
+    *STORM_OPTIONS,
 )
+
+
+def server_options(*, reuseport: bool = False) -> tuple[tuple[str, int], ...]:
+    """SERVER_OPTIONS; a worker of `--workers N` shares --listen with its siblings."""
+    if not reuseport:
+        return SERVER_OPTIONS
+    return (*(item for item in SERVER_OPTIONS if item[0] != "grpc.so_reuseport"),
+            ("grpc.so_reuseport", 1))
 
 
 class ListenError(Exception):
@@ -63,7 +94,8 @@ class ListenError(Exception):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="pointsman controlplane",
                                      description="Pointsman's xDS control plane (ADS and per-type "
-                                                 "services, state of the world and delta).")
+                                                 "services, state of the world and delta).",
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--resources", type=Path,
                         help="YAML/JSON file or folder of Envoy filesystem-subscription files")
     parser.add_argument("--mesh", type=Path,
@@ -80,14 +112,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "in clear text: only for trusted networks)")
     parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between scans")
     parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+                        choices=["debug", "info", "warning", "error"], help="log level")
+    parser.add_argument("--full-state-updates", action="store_true",
+                        help="SotW: resend every subscribed EDS/RDS/SDS resource on a change "
+                             "(default: only the changed ones, as xDS allows)")
+    parser.add_argument("--debounce-after", type=float, default=DEFAULT_DEBOUNCE_AFTER,
+                        metavar="SECONDS", help="push a burst of changes this long after its "
+                                                "last change (0: at once)")
+    parser.add_argument("--debounce-max", type=float, default=DEFAULT_DEBOUNCE_MAX,
+                        metavar="SECONDS", help="...and no later than this after its first")
+    parser.add_argument("--push-budget", type=int, default=DEFAULT_BUDGET // 2**20,
+                        metavar="MIB", help="response bytes being written at once")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve xDS from this many worker processes sharing --listen "
+                             "(SO_REUSEPORT); this process loads the configuration")
     parser.add_argument("--check", action="store_true",
                         help="validate --resources, print what each node group gets, and exit")
+    api.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.resources is None and args.mesh is None:
-        parser.error("give --resources PATH, --mesh PATH or both")
+    if args.resources is None and args.mesh is None and args.store is None:
+        args.store = DEFAULT_STORE  # the mesh API over the default file store
+    api.check_arguments(parser, args, is_loopback, split_address)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1 and args.mesh is not None:
+        # Worker processes replay the parent's commits (cache/replication.py); a mesh view is
+        # compiled when its node connects, which happens in a worker: not wired yet.
+        parser.error("--workers N with --mesh is not supported yet: serve --mesh with one "
+                     "process (the default)")
+    if args.workers > 1 and args.store is not None:
+        parser.error("--workers N with the mesh API (--store) is not supported yet: serve it "
+                     "with one process (the default)")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key")
     host, _ = split_address(args.listen)
@@ -116,10 +173,24 @@ def is_loopback(host: str) -> bool:
 def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
     if not args.tls_cert:
         return None
-    ca = args.client_ca.read_bytes() if args.client_ca else None
-    return grpc.ssl_server_credentials(
-        [(args.tls_key.read_bytes(), args.tls_cert.read_bytes())],
-        root_certificates=ca, require_client_auth=ca is not None)
+    return read_credentials(args.tls_cert, args.tls_key, args.client_ca)
+
+
+def read_credentials(cert: str | Path, key: str | Path,
+                     client_ca: str | Path | None) -> grpc.ServerCredentials:
+    ca = Path(client_ca).read_bytes() if client_ca else None
+    return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())],
+                                       root_certificates=ca, require_client_auth=ca is not None)
+
+
+def tune_garbage_collector() -> None:
+    """Once the configuration is loaded: freeze what start-up made (modules, descriptors, the
+    first configuration) out of the cyclic collector's sight and run its young generation
+    less often. Requests and responses are freed by reference counting; with thousands of
+    streams alive, frequent passes cost 5-7% of the CPU of a connection storm (perf)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def telemetry_from_environment() -> Any:
@@ -162,6 +233,16 @@ def check_free(host: str, port: int, setting: str, value: str) -> None:
                 raise ListenError(setting, value, os.strerror(error.errno or 0)) from error
 
 
+def bind_api(runtime: api.ApiRuntime | None, args: argparse.Namespace) -> int | None:
+    if runtime is None:
+        return None
+    host, port = split_address(args.api)
+    try:
+        return runtime.server.bind(host, port)
+    except RuntimeError as error:
+        raise ListenError("--api", args.api, "gRPC could not bind it") from error
+
+
 async def start_admin(admin: AdminServer, value: str | None) -> int | None:
     if not value:
         return None
@@ -176,19 +257,27 @@ async def serve(args: argparse.Namespace) -> int:
     check_free(*split_address(args.listen), "--listen", args.listen)  # before any work
     if args.admin:
         check_free(*split_address(args.admin), "--admin", args.admin)
-    cache = MeshCache() if args.mesh else SnapshotCache()
+    if args.store:
+        check_free(*split_address(args.api), "--api", args.api)
+    cache: SnapshotCache = (api.mesh_cache() if args.store
+                            else MeshCache() if args.mesh else SnapshotCache())
     telemetry = telemetry_from_environment()
     hooks: tuple[Any, ...] = (telemetry,) if telemetry is not None else ()
     if isinstance(cache, MeshCache):
         hooks += (cache,)  # sidecars register as endpoints of their Service
     observer = Observer(cache, hooks=hooks)
-    sources: list[FileSource | MeshSource] = []
+    sources: list[FileSource | MeshSource | StoreMirror] = []
     if args.resources:
         sources.append(FileSource(args.resources, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
-    if isinstance(cache, MeshCache):
+    if args.mesh and isinstance(cache, MeshCache):
         sources.append(MeshSource(args.mesh, cache, interval=args.poll_interval,
                                   on_error=observer.config_rejected))
+    runtime = None
+    if args.store and isinstance(cache, api.SharedEndpointsCache):
+        runtime = await api.open_api(args, cache, observer, server_credentials(args))
+        sources.append(runtime.mirror)
+
     def loaded() -> None:
         if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
             return  # a sidecar came or went (logged as mesh_endpoint_*): not a config load
@@ -200,31 +289,104 @@ async def serve(args: argparse.Namespace) -> int:
     for source in sources:
         if not await source.poll_in_thread():
             print(f"pointsman controlplane: {source.last_error}", file=sys.stderr)
+            if runtime is not None:
+                await runtime.close()
             return 1
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers(DiscoveryServer(cache, observer).generic_handlers())
-    admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
+    tune_garbage_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
+        if args.workers > 1:
+            return await serve_workers(args, cache, observer, sources, stop)
+        return await serve_here(args, cache, observer, sources, stop, runtime)
+    finally:
+        if runtime is not None:
+            await runtime.close()
+        if telemetry is not None:
+            telemetry.close()
+
+
+def pacer_of(args: argparse.Namespace) -> Pacer:
+    return Pacer(budget=max(1, args.push_budget) * 2**20,
+                 debounce_after=max(0.0, args.debounce_after),
+                 debounce_max=max(0.0, args.debounce_max))
+
+
+async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
+                     sources: list[FileSource | MeshSource | StoreMirror], stop: asyncio.Event,
+                     runtime: api.ApiRuntime | None = None) -> int:
+    """One process serves xDS (the default), and the mesh API with a store."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    discovery = DiscoveryServer(cache, observer, pacer_of(args),
+                                partial_updates=not args.full_state_updates)
+    server.add_generic_rpc_handlers(discovery.generic_handlers())
+    admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
+    try:
         listen = bind(server, args)
         admin_port = await start_admin(admin, args.admin)
+        api_port = bind_api(runtime, args)
         await server.start()
+        if runtime is not None:
+            await runtime.server.start()
         logs.event("serving", listen=listen, admin_port=admin_port,
-                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
+                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca),
+                   api=f"{split_address(args.api)[0]}:{api_port}" if api_port else None,
+                   store=args.store)
         async with asyncio.TaskGroup() as tasks:
             watchers = [tasks.create_task(source.run()) for source in sources]
+            if runtime is not None:
+                watchers.append(tasks.create_task(runtime.run()))
             await stop.wait()
             for watcher in watchers:
                 watcher.cancel()
     finally:
         await admin.close()
         await server.stop(grace=1.0)
-        if telemetry is not None:
-            telemetry.close()
     return 0
+
+
+async def serve_workers(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
+                        sources: list[FileSource | MeshSource | StoreMirror],
+                        stop: asyncio.Event) -> int:
+    """`--workers N`: this process loads the configuration and serves the admin endpoint;
+    N worker processes serve xDS on --listen (controlplane/workers.py)."""
+    from controlplane.workers import WorkerPool, WorkerSpec
+
+    specs = [WorkerSpec(index, args.listen, _text(args.tls_cert), _text(args.tls_key),
+                        _text(args.client_ca), args.log_level,
+                        max(1, args.push_budget) * 2**20, max(0.0, args.debounce_after),
+                        max(0.0, args.debounce_max), not args.full_state_updates)
+             for index in range(args.workers)]
+    pool = WorkerPool(specs, cache)
+    admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources),
+                        workers=pool)
+    try:
+        await pool.start()
+        admin_port = await start_admin(admin, args.admin)
+        logs.event("serving", listen=args.listen, admin_port=admin_port, workers=args.workers,
+                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca))
+        assert pool.failed is not None
+        async with asyncio.TaskGroup() as tasks:
+            watchers = [tasks.create_task(source.run()) for source in sources]
+            stopping = tasks.create_task(stop.wait())
+            waits: list[asyncio.Future[Any]] = [stopping, pool.failed]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for watcher in watchers:
+                watcher.cancel()
+            stopping.cancel()
+        if pool.failed.done():
+            print(f"pointsman controlplane: {pool.failed.result()}", file=sys.stderr)
+            return 1
+    finally:
+        await admin.close()
+        await pool.close()
+    return 0
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def check(path: Path | None, mesh: Path | None = None) -> int:
@@ -257,6 +419,6 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         return asyncio.run(serve(args))
-    except (ConfigError, ListenError) as error:
+    except (ConfigError, ListenError, StoreError) as error:
         print(f"pointsman controlplane: {error}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controlplane import logs
-from controlplane.cache import DEFAULT_GROUP, SnapshotCache, group_for
+from controlplane.cache import DEFAULT_GROUP, SnapshotCache
 from controlplane.protocol.delta import DeltaStream, DeltaSubscription
 from controlplane.protocol.events import (
     Acked,
@@ -65,6 +65,10 @@ class StreamRecord:
     service: str
     peer: str
     connected_at: float
+
+
+def _enabled(level: int) -> bool:
+    return logs.LOGGER.isEnabledFor(level)
 
 
 def _short(type_url: str) -> str:
@@ -131,21 +135,25 @@ class Observer:
             hook.record(stream_id, node, actions)
 
     def _record_one(self, stream_id: int, node: str, action: Action) -> None:
+        # Log fields are built only when the level is on: at thousands of streams the
+        # arguments of discarded events (a sorted list of 1,000 names) cost more than the rest.
         if isinstance(action, Push | DeltaPush):
             kind = _short(action.type_url)
             self.pushes[kind] = self.pushes.get(kind, 0) + 1
-            fields: dict[str, Any] = {"stream": stream_id, "node": node, "type": kind,
-                                      "version": action.version, "nonce": action.nonce,
-                                      "resources": len(action.resources)}
-            if isinstance(action, DeltaPush) and action.removed:
-                fields["removed"] = list(action.removed)[:20]
-            logs.event("push", **fields)
+            if _enabled(logging.INFO):
+                fields: dict[str, Any] = {"stream": stream_id, "node": node, "type": kind,
+                                          "version": action.version, "nonce": action.nonce,
+                                          "resources": len(action.resources)}
+                if isinstance(action, DeltaPush) and action.removed:
+                    fields["removed"] = list(action.removed)[:20]
+                logs.event("push", **fields)
         elif isinstance(action, Acked):
             kind = _short(action.type_url)
             self.acks[kind] = self.acks.get(kind, 0) + 1
             self.push_latency.observe(action.latency)
-            logs.event("ack", stream=stream_id, node=node, type=kind, version=action.version,
-                       nonce=action.nonce)
+            if _enabled(logging.INFO):
+                logs.event("ack", stream=stream_id, node=node, type=kind,
+                           version=action.version, nonce=action.nonce)
         elif isinstance(action, Nacked):
             kind = _short(action.type_url)
             self.nacks[kind] = self.nacks.get(kind, 0) + 1
@@ -154,22 +162,29 @@ class Observer:
         elif isinstance(action, NodeIdentified):
             logs.event("connect", stream=stream_id, node=action.node.id,
                        cluster=action.node.cluster,
-                       group=group_for(action.node, self.cache.groups) or "(shared)")
+                       group=self._group(action.node) or "(shared)")
             self._warn_if_ungrouped(stream_id, action.node)
         elif isinstance(action, Subscribed):
-            logs.event("subscribe", logging.DEBUG, stream=stream_id, node=node,
-                       type=_short(action.type_url), wildcard=action.wildcard,
-                       names=sorted(action.names)[:20])
+            if _enabled(logging.DEBUG):
+                logs.event("subscribe", logging.DEBUG, stream=stream_id, node=node,
+                           type=_short(action.type_url), wildcard=action.wildcard,
+                           names=sorted(action.names)[:20])
         elif isinstance(action, StaleNonceIgnored):
             self.stale_nonces += 1
 
+    def _group(self, node: Any) -> str:
+        """The node's view (group) key: a look-up, whatever the number of groups."""
+        return self.cache.key_for(node) or DEFAULT_GROUP
+
     def ungrouped_warning(self, node: Any) -> str | None:
         """Why a node gets only the shared resources, when named groups exist; else None."""
-        named = sorted(name for name in self.cache.groups if name != DEFAULT_GROUP)
-        if not named or group_for(node, named) != DEFAULT_GROUP:
+        if len(self.cache.groups) <= 1 or self._group(node) != DEFAULT_GROUP:
             return None
+        named = sorted(name for name in self.cache.groups if name != DEFAULT_GROUP)
+        shown = ", ".join(named[:10]) + (f", ... ({len(named)} groups)" if len(named) > 10
+                                         else "")
         return (f"node id {node.id!r} and cluster {node.cluster!r} match no resource group "
-                f"({', '.join(named)}): it gets the shared resources only")
+                f"({shown}): it gets the shared resources only")
 
     def _warn_if_ungrouped(self, stream_id: int, node: Any) -> None:
         warning = self.ungrouped_warning(node)
@@ -207,7 +222,7 @@ class Observer:
             }
         return {"stream": stream_id, "service": record.service, "peer": record.peer,
                 "id": node.id if node else None, "cluster": node.cluster if node else None,
-                "group": group_for(node, self.cache.groups) or "(shared)" if node else None,
+                "group": self._group(node) or "(shared)" if node else None,
                 "warning": self.ungrouped_warning(node) if node else None,
                 "connected_at": record.connected_at, "subscriptions": subscriptions}
 

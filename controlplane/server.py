@@ -1,10 +1,13 @@
 """grpcio aio servicers: ADS and the per-type discovery services, state-of-the-world and delta
 (incremental). No protocol logic here.
 
-Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items, the
-cache watch adds a "snapshot changed" item (coalesced), and the loop feeds them to a sans-I/O
-`SotwStream`, writing the Push actions. Responses are pre-encoded bytes (cache.ResponseEncoder),
-so the RPCs are registered with an identity response serialiser.
+Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items;
+once the stream's node is known, the cache wakes it when that node's view changes
+(`ResourceCache.subscribe`), through the pacer's debounce, as a coalesced "snapshot changed"
+item; the loop feeds them to a sans-I/O `SotwStream` / `DeltaStream` and writes the Push
+actions, each within the pacer's budget of bytes in flight (controlplane/fanout.py). Responses
+are pre-encoded bytes (controlplane/cache/encoder.py), so the RPCs are registered with an
+identity response serialiser.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import ResponseEncoder, SnapshotCache
+from controlplane.cache import ResourceCache, ResponseEncoder
+from controlplane.fanout import Pacer
 from controlplane.logs import now
 from controlplane.observe import Observer
 from controlplane.protocol.delta import DeltaStream
@@ -47,10 +51,13 @@ def _already_bytes(data: bytes) -> bytes:
 class DiscoveryServer:
     """Serves SotW and delta xDS from `cache`; reports every action to `observer`."""
 
-    def __init__(self, cache: SnapshotCache, observer: Observer) -> None:
+    def __init__(self, cache: ResourceCache, observer: Observer,
+                 pacer: Pacer | None = None, *, partial_updates: bool = True) -> None:
         self.cache = cache
         self.observer = observer
+        self.partial_updates = partial_updates  # SotW EDS/RDS/SDS changes: only what changed
         self.encoder = ResponseEncoder()
+        self.pacer = pacer or Pacer()
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
@@ -74,11 +81,24 @@ class DiscoveryServer:
         return handlers
 
     def encode(self, action: Push | DeltaPush) -> bytes:
+        return b"".join(self.parts(action))
+
+    def parts(self, action: Push | DeltaPush) -> list[bytes]:
         if isinstance(action, DeltaPush):
-            return self.encoder.encode_delta(action.type_url, action.version, action.resources,
-                                             action.removed, action.nonce)
-        return self.encoder.encode(action.type_url, action.version, action.resources,
-                                   action.content_key, action.nonce)
+            return self.encoder.delta_parts(action.type_url, action.version, action.resources,
+                                            action.removed, action.nonce)
+        return self.encoder.parts(action.type_url, action.version, action.resources,
+                                  action.nonce)
+
+    async def write(self, context: grpc.aio.ServicerContext, action: Push | DeltaPush) -> None:
+        """Encode and write one response within the pacer's budget of bytes in flight."""
+        parts = self.parts(action)
+        size = sum(len(part) for part in parts)
+        await self.pacer.acquire(size)
+        try:
+            await context.write(b"".join(parts))  # type: ignore[arg-type]
+        finally:
+            self.pacer.release(size)
 
     def _fetch_behaviour(self, type_url: str
                          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:
@@ -105,7 +125,13 @@ class DiscoveryServer:
         allowed = (type_url,) if type_url else None
 
         async def behaviour(_requests: Any, context: grpc.aio.ServicerContext) -> None:
-            stream = kind(self.cache.snapshot_for, allowed_types=allowed, default_type=type_url)
+            stream: XdsStream
+            if kind is SotwStream:
+                stream = SotwStream(self.cache.snapshot_for, allowed_types=allowed,
+                                    default_type=type_url, partial_updates=self.partial_updates)
+            else:
+                stream = DeltaStream(self.cache.snapshot_for, allowed_types=allowed,
+                                     default_type=type_url)
             await self.serve_stream(stream, context, service)
         return behaviour
 
@@ -120,8 +146,11 @@ class DiscoveryServer:
                 change_pending = True
                 inbox.put_nowait(_SNAPSHOT_CHANGED)
 
+        def changed() -> None:
+            self.pacer.changed(on_change)  # held while a burst of changes goes on
+
         stream_id = self.observer.opened(stream, service, context.peer())
-        cancel_watch = self.cache.watch(on_change)
+        cancel_watch: Callable[[], None] | None = None
         try:
             async with asyncio.TaskGroup() as tasks:
                 reader = tasks.create_task(self._read_requests(context, inbox))
@@ -135,12 +164,17 @@ class DiscoveryServer:
                         except ProtocolError as error:
                             reader.cancel()
                             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+                    if cancel_watch is None and stream.node is not None:
+                        # Woken only when the view this node sees changes (cache/store.py).
+                        cancel_watch = self.cache.subscribe(stream.node, changed)
                     self.observer.record(stream_id, actions)
                     for action in actions:
                         if isinstance(action, Push | DeltaPush):
-                            await context.write(self.encode(action))  # type: ignore[arg-type]
+                            await self.write(context, action)
         finally:
-            cancel_watch()
+            self.pacer.forget(on_change)
+            if cancel_watch is not None:
+                cancel_watch()
             self.observer.closed(stream_id)
 
     @staticmethod

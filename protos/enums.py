@@ -10,6 +10,7 @@ message descriptors (through `@type` in `Any`, map values and repeated fields).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from google.protobuf import descriptor_pool
@@ -39,8 +40,10 @@ def upper_enum_names(obj: Any, descriptor: Any) -> Any:
             for key, value in obj.items()}
 
 
+@functools.cache
 def _fields(descriptor: Any) -> dict[str, Any]:
-    """Fields by proto name and by JSON name: protobuf's JSON parser accepts both."""
+    """Fields by proto name and by JSON name: protobuf's JSON parser accepts both (once per
+    message type)."""
     found: dict[str, Any] = {}
     for field in descriptor.fields:
         found[field.name] = field

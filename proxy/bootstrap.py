@@ -54,6 +54,8 @@ class AdsConfig:
     lds: bool
     cds: bool
     target: str = ""  # HOST:PORT of the cluster's first endpoint (gRPC resolves names)
+    # every endpoint of the cluster: a new stream goes to the next (several control planes)
+    targets: tuple[str, ...] = ()
     tls: Any = None  # the cluster's UpstreamTls, None for plaintext
     initial_fetch_timeout: float = 15.0  # Envoy's ConfigSource default; 0: wait forever
     node_on_every_request: bool = True  # not set_node_on_first_message_only
@@ -242,9 +244,10 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
         # gRPC opens the ADS channel itself and sends no PROXY header.
         raise unsupported(field_name, f"cluster {cluster_name!r} has an upstream PROXY "
                           "protocol transport_socket, which the ADS client does not send")
-    host = endpoints[0].address
-    target = f"[{host}]:{endpoints[0].port}" if ":" in host else f"{host}:{endpoints[0].port}"
-    return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=target,
+    targets = tuple(f"[{item.address}]:{item.port}" if ":" in item.address
+                    else f"{item.address}:{item.port}" for item in endpoints)
+    return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=targets[0],
+                     targets=targets,
                      tls=cluster.upstream_tls,
                      initial_fetch_timeout=_initial_fetch_timeout(dynamic),
                      node_on_every_request=not ads.set_node_on_first_message_only,

@@ -122,7 +122,7 @@ class Server:
             self.stats, node_id=bootstrap.node.id, node_cluster=bootstrap.node.cluster,
             resolve_cluster=self.resolve_cluster,
             stat_sinks=bootstrap.stats_sinks if serve_traffic else (),
-            stats_flush_interval=bootstrap.stats_flush_interval)
+            stats_flush_interval=bootstrap.stats_flush_interval, exporting=serve_traffic)
         self.context = ServerContext(self.stats, bootstrap.node, self.cluster_manager,
                                      self.routes, SecretStore(), self.observability)
         self.listener_manager = ListenerManager(self.context, reuse_port=reuse_port,
@@ -174,6 +174,12 @@ class Server:
 
     async def wait_ready(self) -> None:
         await self.initialized.wait()
+
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: end the ADS stream first (the control plane stops sending callers here,
+        docs/mesh.md), then let the listeners drain for at most `grace` seconds."""
+        await self._tasks.close()
+        await self.listener_manager.drain(grace)
 
     async def close(self) -> None:
         await self._tasks.close()
@@ -236,7 +242,8 @@ class Server:
                                      credentials=ads_credentials(ads.tls),
                                      options=(("grpc.ssl_target_name_override", ads.tls.sni),)
                                      if ads.tls is not None and ads.tls.sni else (),
-                                     backoff=JitteredBackoff(ads.backoff, random.Random()))
+                                     backoff=JitteredBackoff(ads.backoff, random.Random()),
+                                     targets=ads.targets)
         await self._xds_client.run()
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------

@@ -17,12 +17,14 @@ from controlplane.mesh.analyze import analyze
 from controlplane.mesh.errors import Location, MeshError
 from controlplane.mesh.load import read_objects, read_path
 from controlplane.mesh.objects import MeshObject
+from protos.cli_help import DefaultsHelpFormatter
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter,
         prog="pointsman analyze",
         description="Check mesh objects (Services, Gateway API routes, Envoy Gateway policies) "
                     "for references to nothing, shadowed rules, zero weights, policies "
@@ -32,7 +34,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-f", "--filename", action="append", required=True,
                         help="a YAML file, a folder of them, or - for standard input "
                              "(repeatable)")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="output format")
     parser.add_argument("--strict", action="store_true", help="warnings fail too")
     return parser.parse_args(argv)
 

@@ -19,12 +19,14 @@ from controlplane.commands.analyze import read_inputs
 from controlplane.mesh.errors import MeshError
 from controlplane.mesh.explain import ExplainError, Explanation, explain
 from controlplane.mesh.resolve import resolve
+from protos.cli_help import DefaultsHelpFormatter
 
 EXIT_ROUTED, EXIT_NOT_ROUTED, EXIT_USAGE = 0, 1, 2
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter,
         prog="pointsman explain",
         description="Explain which route, rule, backends, policies and endpoints a request "
                     "from a Service (or a Gateway) gets, as its sidecar would route it.",
@@ -40,7 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("url", help="http://SERVICE:PORT/path?query as the caller sends it")
     parser.add_argument("-H", "--header", action="append", default=[],
                         help="a request header, 'Name: value' (repeatable)")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="output format")
     return parser.parse_args(argv)
 
 

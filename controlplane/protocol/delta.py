@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import CachedResource, Snapshot, TypeSnapshot
+from controlplane.cache import CachedResource, Snapshot, TypeContent
 from controlplane.protocol.common import identify
 from controlplane.protocol.events import (
     Acked,
@@ -35,6 +35,7 @@ from controlplane.protocol.events import (
     StaleNonceIgnored,
     Subscribed,
 )
+from controlplane.protocol.known import KnownVersions
 from controlplane.resources import BY_TYPE_URL, CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 from controlplane.resources.cluster import eds_service_name_of_packed
 
@@ -49,7 +50,9 @@ class DeltaSubscription:
     type_url: str
     wildcard: bool = False
     names: set[str] = field(default_factory=set)
-    known: dict[str, str] = field(default_factory=dict)  # name -> version the client holds
+    # name -> version the client holds; a reference to the content it is in line with, plus
+    # the differences since (controlplane/protocol/known.py)
+    known: KnownVersions = field(default_factory=KnownVersions)
     forced: set[str] = field(default_factory=set)  # answer these next, even if unchanged
     nonce: str = ""
     sent_version: str = ""
@@ -59,7 +62,7 @@ class DeltaSubscription:
     last_nack: NackRecord | None = None
     # The type snapshot `known` fully matches (for the subscribed scope): the next plan only
     # looks at names that changed since, which every stream shares (TypeSnapshot.changed_since).
-    synced: TypeSnapshot | None = None
+    synced: TypeContent | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ class DeltaStream:
         """The first request of a type: what the client holds, and a legacy wildcard when it
         names nothing at all."""
         subscription = self.subscriptions[type_url] = DeltaSubscription(type_url)
-        subscription.known = dict(request.initial_resource_versions)
+        subscription.known = KnownVersions(request.initial_resource_versions)
         subscription.wildcard = (not request.resource_names_subscribe
                                  and not request.resource_names_unsubscribe)
         return subscription
@@ -147,7 +150,7 @@ class DeltaStream:
         return StaleNonceIgnored(subscription.type_url, request.response_nonce)
 
     def _current_version(self, type_url: str, name: str) -> str | None:
-        resource = self.resolve_snapshot().of_type(type_url).resources.get(name)
+        resource = self.resolve_snapshot().of_type(type_url).get(name)
         return resource.version if resource is not None else None
 
     def _record_reply(self, subscription: DeltaSubscription,
@@ -194,7 +197,6 @@ class DeltaStream:
 
     def _plan(self, subscription: DeltaSubscription, snapshot: Snapshot) -> DeltaPlan:
         typed = snapshot.of_type(subscription.type_url)
-        available = typed.resources
         send: list[CachedResource] = []
         removed: list[str] = []
         withheld = False
@@ -202,7 +204,7 @@ class DeltaStream:
         withhold = self.defer_cluster_removal and subscription.type_url in (
             CLUSTER.type_url, ENDPOINT.type_url)
         for name in sorted(self._candidates(subscription, typed)):
-            resource = available.get(name)
+            resource = typed.get(name)
             if resource is not None:
                 if (subscription.wildcard or name in subscription.names) and (
                         name in subscription.forced
@@ -216,16 +218,16 @@ class DeltaStream:
         return DeltaPlan(tuple(send), tuple(removed), complete=not withheld)
 
     @staticmethod
-    def _candidates(subscription: DeltaSubscription, typed: TypeSnapshot) -> set[str]:
+    def _candidates(subscription: DeltaSubscription, typed: TypeContent) -> set[str]:
         """Names that may need sending or removing: with a synced subscription, only the names
         changed since (shared work); otherwise everything in scope."""
         if subscription.synced is not None:
-            if subscription.synced.version == typed.version:
+            if subscription.synced.key == typed.key:
                 return set(subscription.forced)
             return set(typed.changed_since(subscription.synced)) | subscription.forced
         candidates = set(subscription.names) | subscription.forced
         if subscription.wildcard:
-            return candidates | typed.resources.keys() | subscription.known.keys()
+            return candidates | set(typed.names()) | subscription.known.keys()
         return candidates | (subscription.known.keys() & subscription.names)
 
     def _answer(self, subscription: DeltaSubscription, now: float, *, always: bool = False,
@@ -242,6 +244,8 @@ class DeltaStream:
             subscription.known[resource.name] = resource.version
         for name in plan.removed:
             subscription.known.pop(name, None)
+        if plan.complete:  # the client holds exactly its scope of this content: no copy
+            subscription.known.rebase(self._scope(subscription, snapshot))
         self._nonces += 1
         subscription.nonce = str(self._nonces)
         subscription.sent_version = snapshot.of_type(subscription.type_url).version
@@ -249,6 +253,11 @@ class DeltaStream:
         subscription.awaiting_reply = True
         return [DeltaPush(subscription.type_url, subscription.sent_version, subscription.nonce,
                           plan.resources, plan.removed)]
+
+    @staticmethod
+    def _scope(subscription: DeltaSubscription, snapshot: Snapshot) -> TypeContent:
+        typed = snapshot.of_type(subscription.type_url)
+        return typed if subscription.wildcard else typed.select(frozenset(subscription.names))
 
     def _answer_warming_endpoints(self, now: float) -> list[Action]:
         eds = self.subscriptions.get(ENDPOINT.type_url)

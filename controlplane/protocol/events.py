@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 from envoy.config.core.v3 import base_pb2
 
-from controlplane.cache import CachedResource
+from controlplane.cache import CachedResource, TypeContent
 
 
 class ProtocolError(Exception):
@@ -20,8 +20,8 @@ class Push:
     type_url: str
     version: str
     nonce: str
-    resources: tuple[CachedResource, ...]
-    content_key: str = ""  # hash of the resources' names and versions (memoised encoding)
+    resources: TypeContent  # iterating yields the resources, sorted by name
+    content_key: str = ""  # names exactly this content
 
     def __repr__(self) -> str:
         return (f"Push({self.type_url.rsplit('.', 1)[-1]}, v={self.version}, nonce={self.nonce}, "

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.cache import CachedResource, Snapshot, set_version
+from controlplane.cache import CachedResource, ResourceSet, Snapshot, TypeContent, set_version
 from controlplane.protocol.common import identify
 from controlplane.protocol.events import (
     Acked,
@@ -49,7 +49,7 @@ class Desired:
     """What a subscription should hold now: version_info, resources, their content key."""
 
     version: str
-    resources: tuple[CachedResource, ...]
+    resources: TypeContent  # shared with the view (and other streams), never copied
     key: str
 
 
@@ -77,7 +77,7 @@ class Subscription:
     wildcard: bool = False
     names: frozenset[str] = frozenset()
     nonce: str = ""  # of the latest response
-    sent: tuple[CachedResource, ...] = ()  # shared with other streams, never copied
+    sent: TypeContent | None = None  # shared with other streams, never copied
     sent_key: str = ""  # content key of `sent`
     sent_version: str = ""
     sent_at: float = 0.0
@@ -99,8 +99,12 @@ class SotwStream:
     """
 
     def __init__(self, resolve: Callable[[base_pb2.Node], Snapshot], *,
-                 allowed_types: Iterable[str] | None = None, default_type: str = "") -> None:
+                 allowed_types: Iterable[str] | None = None, default_type: str = "",
+                 partial_updates: bool = False) -> None:
         self._resolve = resolve
+        # Changes of EDS/RDS/SDS resources carry only what changed (`_push_changes`); off, a
+        # change resends every subscribed resource of the type.
+        self.partial_updates = partial_updates
         self.allowed_types = frozenset(allowed_types or BY_TYPE_URL)
         self.default_type = default_type
         self.node: base_pb2.Node | None = None
@@ -150,16 +154,19 @@ class SotwStream:
 
     def snapshot_changed(self, now: float) -> list[Action]:
         snapshot = self.resolve_snapshot()
-        clusters = snapshot.of_type(CLUSTER.type_url).resources
+        clusters = snapshot.of_type(CLUSTER.type_url)
         self.retained_clusters = {name: resource for name, resource
                                   in self.retained_clusters.items() if name not in clusters}
         planned = {kind.type_url for kind in PUSH_ORDER if self._differs(kind.type_url, snapshot)}
         routing_moves = bool(planned & set(ROUTING_TYPES)) or self._routing_unacked()
         cds = self.subscriptions.get(CLUSTER.type_url)
-        if cds is not None and routing_moves:
+        if cds is not None and cds.sent is not None and routing_moves:
             # Make before break: keep serving removed clusters until routes stop naming them.
+            # (The names changed between two contents are computed once and shared.)
+            sent = cds.sent
             self.retained_clusters.update(
-                {resource.name: resource for resource in cds.sent if resource.name not in clusters})
+                {name: resource for name in clusters.changed_since(sent)
+                 if name not in clusters and (resource := sent.get(name)) is not None})
         actions: list[Action] = []
         for kind in PUSH_ORDER:
             subscription = self.subscriptions.get(kind.type_url)
@@ -190,7 +197,8 @@ class SotwStream:
     def _set_initial_names(self, subscription: Subscription, names: Iterable[str]) -> None:
         requested = frozenset(names)
         subscription.wildcard = not requested or WILDCARD in requested
-        subscription.names = shared_names(requested - {WILDCARD})
+        subscription.names = shared_names(requested - {WILDCARD} if subscription.wildcard
+                                          else requested)
 
     def _update_names(self, subscription: Subscription, names: Iterable[str]) -> bool:
         """Apply a request's names; True when the subscription changed."""
@@ -210,10 +218,10 @@ class SotwStream:
     def _desired(self, subscription: Subscription, snapshot: Snapshot) -> Desired:
         typed = snapshot.of_type(subscription.type_url)
         if subscription.wildcard:
-            base = Desired(typed.version, typed.ordered, typed.version)
+            base = Desired(typed.version, typed, typed.key)
         else:
-            selection = snapshot.select(subscription.type_url, subscription.names)
-            base = Desired(typed.version, selection.resources, selection.key)
+            selection = typed.select(subscription.names)
+            base = Desired(typed.version, selection, selection.key)
         if subscription.type_url != CLUSTER.type_url or not self.retained_clusters:
             return base
         retained = {name: resource for name, resource in self.retained_clusters.items()
@@ -222,9 +230,9 @@ class SotwStream:
             return base
         chosen = {resource.name: resource for resource in base.resources}
         chosen.update(retained)
-        resources = tuple(chosen[name] for name in sorted(chosen))
+        resources = ResourceSet(subscription.type_url, chosen)
         return Desired(f"{base.version}+{set_version(retained.values())}", resources,
-                       set_version(resources))
+                       resources.key)
 
     def _differs(self, type_url: str, snapshot: Snapshot) -> bool:
         subscription = self.subscriptions.get(type_url)
@@ -242,7 +250,32 @@ class SotwStream:
             # Named resources that do not exist yet: answered when they appear. (A full-set type
             # answers with the empty set: that tells the client its resources are gone.)
             return []
+        if self.partial_updates and not force and not full_set and desired.resources \
+                and subscription.sent is not None and not subscription.needs_warm_answer:
+            return self._push_changes(subscription, desired, now)
         return [self._push(subscription, desired, now)]
+
+    def _push_changes(self, subscription: Subscription, desired: Desired,
+                      now: float) -> list[Action]:
+        """Only what changed, for the types whose responses need not hold the state of the world
+        (all but Listener and Cluster: xds_protocol.rst, "Grouping Resources into Responses";
+        Envoy and gRPC keep the resources a response leaves out). An endpoint change then costs
+        each client one small response instead of every endpoint set again. The client is
+        then taken to hold `desired`. Names only removed are not sent (there is no removal in
+        SotW for these types: the client drops them with what referred to them)."""
+        sent = subscription.sent
+        assert sent is not None
+        changed = desired.resources.changed_since(sent)
+        present = [resource for name in sorted(changed)
+                   if (resource := desired.resources.get(name)) is not None]
+        if not present:
+            subscription.sent, subscription.sent_key = desired.resources, desired.key
+            subscription.sent_version = desired.version
+            return []
+        push = self._push(subscription, desired, now)
+        return [Push(push.type_url, push.version, push.nonce,
+                     ResourceSet(subscription.type_url, {item.name: item for item in present},
+                                 version=push.version), push.content_key)]
 
     def _push(self, subscription: Subscription, desired: Desired, now: float) -> Push:
         self._nonces += 1

@@ -52,8 +52,28 @@ def validate_message(message: Message, path: str = "") -> None:
         if _oneof_required(oneof) and message.WhichOneof(oneof.name) is None:
             choices = ", ".join(field.name for field in oneof.fields)
             raise ConfigError(f"one of {choices} is required", field=_join(path, oneof.name))
+    present: set[str] | None = None
+    for field, ruled in _relevant_fields(descriptor):
+        if not ruled:  # a message field without rules of its own: only its content matters
+            if present is None:
+                present = {item.name for item, _ in message.ListFields()}
+            if field.name not in present:
+                continue
+        _check_field(message, field, _join(path, field.name))
+
+
+@functools.cache
+def _relevant_fields(descriptor: Descriptor) -> tuple[tuple[FieldDescriptor, bool], ...]:
+    """The fields that can break a rule, in declaration order: those with rules (checked even
+    when unset: a rule applies to the default value too) and message fields (their content
+    may). A scalar field without rules never can. Computed once per message type."""
+    found = []
     for field in descriptor.fields:
-        _check_field(message, cast(FieldDescriptor, field), _join(path, field.name))
+        field = cast(FieldDescriptor, field)
+        ruled = _rules(field) is not None
+        if ruled or field.type == FieldDescriptor.TYPE_MESSAGE:
+            found.append((field, ruled))
+    return tuple(found)
 
 
 def _join(path: str, name: str) -> str:

@@ -6,7 +6,15 @@ node id, or else node cluster, is `<name>`; its resources replace shared ones of
 and name, or add to them. Hidden files and folders (`.name`) are ignored.
 
 Polling every 0.5 s compares each file's path, mtime, size and content hash, so it needs no
-inotify and sees edits that keep the size and mtime (fast successive writes).
+inotify and sees edits that keep the size and mtime (fast successive writes). A file whose
+status did not change since a scan that happened well after its mtime is not read again (the
+"racy" window of git's index: only files modified within `RACY_SECONDS` of a scan are hashed
+again while their status stays the same).
+
+What was read is published into the cache (controlplane/cache/) with its write API: shared
+files are the shared resource sets, each group folder a view of its own resources over them.
+Only changed files are parsed again; the checks across files run on the shared set once and on
+each group's own resources against it, so a group costs what it holds, not the shared set.
 """
 
 from __future__ import annotations
@@ -14,19 +22,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.cache import DEFAULT_GROUP, Snapshot, SnapshotCache
+from google.protobuf.message import Message
+
+from controlplane.cache import DEFAULT_GROUP, TYPE_URLS, ResourceCache, View
 from controlplane.resources import BY_TYPE_URL
 from controlplane.resources.consistency import (
     Index,
     LoadedResource,
+    check_group,
     check_listener_addresses,
     check_references,
     index_unique,
-    messages_by_type,
-    overlay,
+    listener_addresses,
 )
 from controlplane.resources.pgv import validate_message
 from controlplane.resources.walk import check_served
@@ -34,6 +47,7 @@ from protos.errors import ConfigError
 from protos.loader import parse_any_resource, read_document
 
 SUFFIXES = (".yaml", ".yml", ".json")
+RACY_SECONDS = 2.0
 log = logging.getLogger("pointsman.controlplane.files")
 
 
@@ -70,7 +84,8 @@ def _read_one(obj: object, source: str, index: int) -> LoadedResource:
         validate_message(message)  # Envoy's own (validate.rules) constraints
     except ConfigError as error:
         raise error.within(field=f"resources[{index}]", resource=name, source=source) from error
-    return LoadedResource(type_url, name, message, source, index)
+    return LoadedResource(type_url, name, message, source, index,
+                          references=tuple(kind.references(message)))
 
 
 def _name_hint(obj: object) -> str:
@@ -99,49 +114,121 @@ def _read_folder_tree(folder: Path, read: Reader) -> list[LoadedResource]:
     return loaded
 
 
-def load_snapshots(root: Path, read: Reader = read_resources) -> dict[str, Snapshot]:
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration: the shared set and each group's own resources."""
+
+    shared: Index
+    groups: Mapping[str, Index] = field(default_factory=dict)
+
+
+def load_config(root: Path, read: Reader = read_resources) -> Config:
     """Read, validate and cross-check everything under `root`; ConfigError on the first problem.
     `read` parses one file (FileSource passes a memoised one)."""
     if not root.exists():
         raise ConfigError("no such file or folder", source=str(root))
     if root.is_file():
-        return {DEFAULT_GROUP: _snapshot(index_unique(read(root)))}
-    shared = index_unique(item for path in config_files(root) for item in read(path))
-    snapshots = {DEFAULT_GROUP: _snapshot(shared)}
+        return Config(_checked(index_unique(read(root))))
+    shared = _checked(index_unique(item for path in config_files(root) for item in read(path)))
+    addresses = listener_addresses(shared)
+    groups = {}
     for folder in group_folders(root):
-        snapshots[folder.name] = _snapshot(overlay(shared,
-                                                   index_unique(_read_folder_tree(folder, read))))
-    return snapshots
+        own = index_unique(_read_folder_tree(folder, read))
+        check_group(shared, own, addresses)
+        groups[folder.name] = own
+    return Config(shared, groups)
+
+
+def _checked(index: Index) -> Index:
+    check_references(index)
+    check_listener_addresses(index)
+    return index
+
+
+def publish(cache: ResourceCache, config: Config) -> None:
+    """Make `config` what `cache` serves, in one commit: the shared sets, a view per group
+    (its own resources over the shared ones), the default view, and no other view."""
+    with cache.transaction():
+        for type_url in TYPE_URLS:
+            cache.set_resources(type_url, _messages(config.shared, type_url))
+        for key in [key for key in cache.views if key not in config.groups]:
+            if key != DEFAULT_GROUP:
+                cache.remove_view(key)
+        cache.set_view(DEFAULT_GROUP)
+        for name, own in config.groups.items():
+            cache.set_view(name, own={type_url: _messages(own, type_url) for type_url in own})
+
+
+def _messages(index: Index, type_url: str) -> dict[str, Message]:
+    return {name: item.message for name, item in index.get(type_url, {}).items()}
+
+
+def load_snapshots(root: Path, read: Reader = read_resources) -> dict[str, View]:
+    """Every group's view of the configuration under `root` (validated as served)."""
+    cache = ResourceCache()
+    publish(cache, load_config(root, read))
+    return dict(cache.views)
 
 
 def _culprit(error: BaseException, root: Path) -> str:
     return str(getattr(error, "filename", None) or root)
 
 
-def _snapshot(index: Index) -> Snapshot:
-    check_references(index)
-    check_listener_addresses(index)
-    return Snapshot.build(messages_by_type(index))
+Mark = tuple[str, int, int, str]  # path, mtime (ns), size, content hash
 
 
-def fingerprint(root: Path) -> tuple[tuple[str, int, int, str], ...]:
-    """What changes when any config file under `root` is added, removed or edited."""
+def config_paths(root: Path) -> list[str]:
+    """Every config file under `root` (symlinks followed, hidden names skipped), sorted."""
     if root.is_file():
-        paths = [root]
-    elif root.is_dir():
-        paths = sorted(path for path in root.rglob("*")
-                       if path.is_file() and path.suffix in SUFFIXES
-                       and not any(part.startswith(".") for part in path.relative_to(root).parts))
-    else:
-        return ()
-    marks = []
-    for path in paths:
+        return [str(root)]
+    found: list[str] = []
+    pending = [str(root)] if root.is_dir() else []
+    while pending:
         try:
-            stat = path.stat()
-            digest = hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    pending.append(entry.path)
+                elif entry.is_file() and os.path.splitext(entry.name)[1] in SUFFIXES:
+                    found.append(entry.path)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def fingerprint(root: Path, known: dict[str, tuple[Mark, int, float]] | None = None
+                ) -> tuple[Mark, ...]:
+    """What changes when any config file under `root` is added, removed or edited. With
+    `known` (path -> (mark, inode, when scanned), updated here), a file whose status is the
+    same and whose mtime was more than RACY_SECONDS before the scan that hashed it is not read
+    again."""
+    known = {} if known is None else known
+    marks = []
+    scanned = time.time()
+    for path in config_paths(root):
+        try:
+            stat = os.stat(path)
+            previous = known.get(path)
+            if previous is not None and previous[0][1:3] == (stat.st_mtime_ns, stat.st_size) \
+                    and previous[1] == stat.st_ino \
+                    and previous[2] - stat.st_mtime_ns / 1e9 > RACY_SECONDS:
+                marks.append(previous[0])
+                continue
+            with open(path, "rb") as handle:
+                digest = hashlib.blake2b(handle.read(), digest_size=8).hexdigest()
         except OSError:
             continue  # removed between listing and reading: the next poll sees it
-        marks.append((str(path), stat.st_mtime_ns, stat.st_size, digest))
+        mark = (path, stat.st_mtime_ns, stat.st_size, digest)
+        known[path] = (mark, stat.st_ino, scanned)
+        marks.append(mark)
+    seen = {mark[0] for mark in marks}
+    for path in [path for path in known if path not in seen]:
+        del known[path]
     return tuple(marks)
 
 
@@ -149,7 +236,7 @@ class FileSource:
     """Publishes `root` into `cache` at start and whenever it changes; keeps the last good
     snapshot when a change is invalid, reporting the error once per bad state."""
 
-    def __init__(self, root: Path, cache: SnapshotCache, *, interval: float = 0.5,
+    def __init__(self, root: Path, cache: ResourceCache, *, interval: float = 0.5,
                  on_error: Callable[[ConfigError], None] | None = None) -> None:
         self.root = root
         self.cache = cache
@@ -158,7 +245,8 @@ class FileSource:
         self.last_error: ConfigError | None = None
         self.loads = 0
         self.files_parsed = 0
-        self._seen: tuple[tuple[str, int, int, str], ...] | None = None
+        self._seen: tuple[Mark, ...] | None = None
+        self._stats: dict[str, tuple[Mark, int, float]] = {}
         # Parsed files by path, with the fingerprint they were parsed at: a change to one file
         # of many re-parses that file only.
         self._parsed: dict[str, tuple[tuple[int, int, str], list[LoadedResource]]] = {}
@@ -181,8 +269,8 @@ class FileSource:
             await self.poll_in_thread()
             await asyncio.sleep(self.interval)
 
-    def _load_if_changed(self) -> dict[str, Snapshot] | ConfigError | None:
-        marks = fingerprint(self.root)
+    def _load_if_changed(self) -> Config | ConfigError | None:
+        marks = fingerprint(self.root, self._stats)
         if marks == self._seen:
             return None
         self._seen = marks
@@ -202,7 +290,7 @@ class FileSource:
             return loaded
 
         try:
-            return load_snapshots(self.root, read)
+            return load_config(self.root, read)
         except ConfigError as error:
             return error
         except (OSError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as error:
@@ -212,7 +300,7 @@ class FileSource:
             log.exception("unexpected error loading %s", self.root)
             return ConfigError(f"internal error while loading: {error!r}", source=str(self.root))
 
-    def _apply(self, result: dict[str, Snapshot] | ConfigError | None) -> bool:
+    def _apply(self, result: Config | ConfigError | None) -> bool:
         if result is None:
             return False
         if isinstance(result, ConfigError):
@@ -221,5 +309,5 @@ class FileSource:
             return False
         self.last_error = None
         self.loads += 1
-        self.cache.set_snapshots(result)
+        publish(self.cache, result)
         return True

@@ -1,112 +1,142 @@
 """Mesh objects from files, compiled per node: the thin adapter between controlplane.mesh and
-the control plane's snapshot cache (`pointsman controlplane --mesh PATH`).
+the control plane's resource cache (`pointsman controlplane --mesh PATH`).
 
 - `MeshSource` watches PATH (a file or a folder of YAML streams, polled like FileSource:
   mtime, size and content hash; a change re-reads only the files that changed), validates the
   whole set (a bad object, or a set that is not acceptable as a whole, keeps the last good
   mesh serving and is reported once) and publishes the resolved mesh.
-- `MeshCache` is a `SnapshotCache` whose `snapshot_for(node)` compiles the node's resources
-  when the node is a mesh member (its cluster names a Service or Gateway; see
-  controlplane.mesh.compile.node) and otherwise falls back to the node groups of
-  `--resources`, if any. Snapshots are memoised per node identity and mesh generation.
+- `MeshCache` is a `ResourceCache` (controlplane/cache/) whose views for mesh members are
+  written by the compiler. A node whose cluster names a Service or Gateway (see
+  controlplane.mesh.compile.node) resolves to the view keyed by its identity, `mesh:...`;
+  other nodes to the node groups of `--resources`, if any. A view is compiled when its node
+  first asks (a connecting node), is recompiled on every mesh or endpoint change while a node
+  of it is connected, and dropped at the first change after none is.
+- A view holds references, never copies: each compiler part (ResourceSet: what a namespace's
+  sidecars share, the outbound listeners of an outbound_ip, a sidecar's inbound listeners...)
+  becomes one cache `ResourceSet` per type once, shared by every view that has the part, and
+  two parts of one type an `Overlay` of the two, made once per pair. So a sidecar costs its
+  references, a change costs one packing per changed resource, and the cache wakes only the
+  streams whose view's version changed (a new endpoint of one Service wakes the sidecars whose
+  namespace part sends to it).
 - It is also an Observer hook: a sidecar whose listeners were ACKed is registered as an
   endpoint of its Service (its instance_ip on every Service port), until its stream closes.
+  Registrations arriving together are published together (one recompilation per loop turn,
+  not one per sidecar: a storm of 10,000 sidecars would otherwise recompile every view 10,000
+  times).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import MappingProxyType
 
 from envoy.config.core.v3 import base_pb2
 
 from controlplane import logs
-from controlplane.cache import CachedResource, Snapshot, SnapshotCache, TypeSnapshot, set_version
+from controlplane.cache import (
+    TYPE_URLS,
+    Overlay,
+    ResourceCache,
+    ResourceSet,
+    TypeContent,
+    node_group_candidates,
+)
 from controlplane.mesh import MeshError, MeshObject, read_objects, resolve
-from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources, ResourceSet
+from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources
+from controlplane.mesh.compile.compiler import ResourceSet as Part
 from controlplane.mesh.compile.memo import Endpoints
 from controlplane.mesh.compile.node import MeshNode, NodeError, node_identity
 from controlplane.mesh.errors import Location
 from controlplane.mesh.load import mesh_files
 from controlplane.mesh.resolve import Mesh
 from controlplane.protocol.events import Acked, Action, NodeIdentified
-from controlplane.resources import LISTENER, PUSH_ORDER
+from controlplane.resources import LISTENER
 from protos.errors import ConfigError
 
 log = logging.getLogger("pointsman.controlplane.mesh")
 
-
-def snapshot_of(resources: NodeResources) -> Snapshot:
-    """A Snapshot made of already packed resources (nothing is serialised again). Per type,
-    a part's resources become a TypeSnapshot once (kept on the part, which every node with
-    that part shares); several parts of one type are merged once per combination."""
-    types: dict[str, TypeSnapshot] = {}
-    for kind in PUSH_ORDER:
-        parts = [part for part in resources.parts if part.by_type.get(kind.type_url)]
-        types[kind.type_url] = _typed(kind.type_url, parts)
-    overall = hashlib.blake2b(digest_size=6)
-    for type_url in sorted(types):
-        overall.update(types[type_url].version.encode())
-    return Snapshot(MappingProxyType(types), overall.hexdigest())
+MESH_PREFIX = "mesh:"  # the keys of compiled views (node groups are folder names)
+REFUSED_PREFIX = "mesh-refused:"  # never a view: a node resolving there gets nothing
 
 
-_EMPTY = TypeSnapshot(set_version(()), MappingProxyType({}), ())
-_MERGED: dict[tuple[int, ...], tuple[list[ResourceSet], TypeSnapshot]] = {}
-MERGED_LIMIT = 4096
+def view_key(node: MeshNode) -> str:
+    return MESH_PREFIX + "|".join((node.kind, node.namespace, node.name, node.id,
+                                   node.instance_ip or "", node.app_ip, node.outbound_ip))
 
 
-def _typed(type_url: str, parts: list[ResourceSet]) -> TypeSnapshot:
-    if not parts:
-        return _EMPTY
-    if len(parts) == 1:
-        found = parts[0].typed.get(type_url)
-        if found is None:
-            found = parts[0].typed[type_url] = _type_snapshot(parts[0].by_type[type_url])
-        assert isinstance(found, TypeSnapshot)
-        return found
-    key = (hash(type_url), *(id(part) for part in parts))
-    cached = _MERGED.get(key)
-    if cached is not None and all(a is b for a, b in zip(cached[0], parts, strict=True)):
+def own_types(resources: NodeResources) -> dict[str, TypeContent]:
+    """A node's content per type, from its parts' shared sets (nothing is serialised or
+    copied: see the module docstring)."""
+    types: dict[str, TypeContent] = {}
+    for type_url in TYPE_URLS:
+        sets = [_part_set(part, type_url) for part in resources.parts
+                if part.by_type.get(type_url)]
+        if sets:
+            types[type_url] = _layered(type_url, sets)
+    return types
+
+
+def _part_set(part: Part, type_url: str) -> ResourceSet:
+    found = part.typed.get(type_url)
+    if not isinstance(found, ResourceSet):
+        found = part.typed[type_url] = ResourceSet(type_url, part.by_type[type_url])
+    return found
+
+
+_PAIRS: dict[tuple[int, ...], tuple[list[ResourceSet], TypeContent]] = {}
+PAIRS_LIMIT = 4096
+
+
+def _layered(type_url: str, sets: list[ResourceSet]) -> TypeContent:
+    """One set as it is; several as an Overlay of the first and the rest, made once per
+    combination (every sidecar of a namespace with the same inbound clusters shares it)."""
+    if len(sets) == 1:
+        return sets[0]
+    key = tuple(id(item) for item in sets)
+    cached = _PAIRS.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], sets, strict=True)):
         return cached[1]
-    merged: dict[str, CachedResource] = {}
-    for part in parts:
-        merged.update(part.by_type[type_url])
-    typed = _type_snapshot(merged)
-    if len(_MERGED) >= MERGED_LIMIT:
-        _MERGED.clear()
-    _MERGED[key] = (parts, typed)  # the parts are kept alive, so their ids stay theirs
-    return typed
+    rest = sets[1] if len(sets) == 2 else ResourceSet(type_url, {
+        item.name: item for part in sets[1:] for item in part})
+    layered = Overlay(sets[0], rest)
+    if len(_PAIRS) >= PAIRS_LIMIT:
+        _PAIRS.clear()
+    _PAIRS[key] = (sets, layered)  # the sets are kept alive, so their ids stay theirs
+    return layered
 
 
-def _type_snapshot(items: Mapping[str, CachedResource]) -> TypeSnapshot:
-    ordered = tuple(items[name] for name in sorted(items))
-    return TypeSnapshot(set_version(ordered), MappingProxyType(dict(items)), ordered)
+class MeshCache(ResourceCache):
+    """Views compiled per mesh node; raw node groups for everyone else."""
 
-
-class MeshCache(SnapshotCache):
-    """Snapshots compiled per mesh node; raw node groups for everyone else."""
-
-    MEMO_LIMIT = 10_000  # node identities remembered (nodes come and go)
+    MEMO_LIMIT = 10_000  # nodes whose identity is remembered (nodes come and go)
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(candidates=self._candidates)
         self.compiler = MeshCompiler()
         self.mesh_generation = 0
-        self._memo: dict[MeshNode, tuple[int, Snapshot]] = {}
+        self._identities: dict[str, MeshNode] = {}  # view key -> the node compiled there
+        self._resolved: dict[int, tuple[base_pb2.Node, tuple[str, ...], MeshNode | None]] = {}
         self._stream_nodes: dict[int, MeshNode] = {}
         self._registered: dict[int, tuple[tuple[str, str], str]] = {}
         self._endpoint_counts: Counter[tuple[tuple[str, str], str]] = Counter()
+        self._publish_pending = False
         self.node_errors: dict[str, str] = {}  # node id -> why it gets nothing
         self.last_change = ""  # "mesh" (a new mesh was loaded) or "endpoints" (a sidecar)
 
     @property
     def mesh(self) -> Mesh:
         return self.compiler.mesh
+
+    @property
+    def groups(self):  # type: ignore[no-untyped-def]
+        """The node groups (of --resources), without the compiled views."""
+        return {key: view for key, view in self.views.items()
+                if not key.startswith(MESH_PREFIX)}
 
     def set_mesh(self, mesh: Mesh, compiler: MeshCompiler | None = None) -> None:
         """Serve `mesh`; `compiler` is one `prepare(mesh)` warmed in a worker thread."""
@@ -115,47 +145,89 @@ class MeshCache(SnapshotCache):
         else:
             compiler.update(endpoints=self.compiler.endpoints)  # sidecars that came meanwhile
             self.compiler = compiler
-        self.last_change = "mesh"
-        self._changed()
+        self.mesh_generation += 1
+        self._resolved.clear()
+        with self._change("mesh"):
+            self._recompile()
+        self.resolve_again()  # a node may be a member now, or no longer, or another one
 
     def prepare(self, mesh: Mesh) -> MeshCompiler:
         """In a worker thread: a compiler for `mesh`, with the units of the nodes connected
         now already built, so that swapping it in does not compile on the event loop."""
         compiler = self.compiler.fork(mesh)
-        compiler.warm(list(self._memo.copy()))
+        compiler.warm(list(self._identities.copy().values()))
         return compiler
 
-    def _changed(self) -> None:
-        self.mesh_generation += 1
-        self.generation += 1
-        for callback in list(self._watchers.values()):
-            callback()
+    @contextlib.contextmanager
+    def _change(self, what: str) -> Iterator[None]:
+        self.last_change = what
+        try:
+            with self.transaction():
+                yield
+        finally:
+            self.last_change = ""
 
-    def snapshot_for(self, node: base_pb2.Node) -> Snapshot:
+    def _recompile(self) -> None:
+        """Every view a connected node resolves to, compiled again (units unchanged are
+        memo hits); views nobody is connected to are dropped."""
+        for key, identity in list(self._identities.items()):
+            if self.watched(key):
+                self._compile(key, identity)
+            else:
+                del self._identities[key]
+                self.remove_view(key)
+
+    def _compile(self, key: str, identity: MeshNode) -> None:
+        try:
+            resources = self.compiler.compile_node(identity)
+        except NodeError as error:
+            self._identities.pop(key, None)
+            self.remove_view(key)
+            self._refused(identity.id, str(error))
+            return
+        self.node_errors.pop(identity.id, None)
+        self._identities[key] = identity
+        self.set_view(key, own=own_types(resources), shared={type_url: ()
+                                                             for type_url in TYPE_URLS})
+
+    # ---- nodes -> views ---------------------------------------------------------------------
+
+    def _candidates(self, node: base_pb2.Node) -> tuple[str, ...]:
+        return self._resolve(node)[0]
+
+    def _resolve(self, node: base_pb2.Node) -> tuple[tuple[str, ...], MeshNode | None]:
+        """The node's view keys and mesh identity, remembered per node object (a stream
+        keeps its node) until the mesh changes."""
+        remembered = self._resolved.get(id(node))
+        if remembered is not None and remembered[0] is node:
+            return remembered[1], remembered[2]
+        identity = None
         try:
             identity = node_identity(node, self.mesh)
         except NodeError as error:
-            return self._refused(node, str(error))
-        if identity is None:
-            return super().snapshot_for(node)
-        cached = self._memo.get(identity)
-        if cached is not None and cached[0] == self.mesh_generation:
-            return cached[1]
-        try:
-            snapshot = snapshot_of(self.compiler.compile_node(identity))
-        except NodeError as error:
-            return self._refused(node, str(error))
-        self.node_errors.pop(node.id, None)
-        if len(self._memo) > self.MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[identity] = (self.mesh_generation, snapshot)
-        return snapshot
+            self._refused(node.id, str(error))
+            keys: tuple[str, ...] = (REFUSED_PREFIX + node.id,)
+        else:
+            keys = node_group_candidates(node) if identity is None else (view_key(identity),)
+        if len(self._resolved) >= self.MEMO_LIMIT:
+            self._resolved.clear()
+        self._resolved[id(node)] = (node, keys, identity)  # node kept: its id stays its own
+        return keys, identity
 
-    def _refused(self, node: base_pb2.Node, message: str) -> Snapshot:
-        if self.node_errors.get(node.id) != message:
-            self.node_errors[node.id] = message
-            logs.event("mesh_node_rejected", logging.ERROR, node=node.id, error=message)
-        return Snapshot.empty()
+    def view_for(self, node: base_pb2.Node):  # type: ignore[no-untyped-def]
+        """The node's view; a mesh member's is compiled on its first request."""
+        keys, identity = self._resolve(node)
+        if identity is not None and keys[0] not in self.views:
+            with self.transaction(quiet=True):  # a node connecting changes no configuration
+                self._compile(keys[0], identity)
+        return super().view_for(node)
+
+    snapshot_for = view_for
+
+    def _refused(self, node_id: str, message: str) -> None:
+        if self.node_errors.get(node_id) != message:
+            self.node_errors[node_id] = message
+            logs.event("mesh_node_rejected", logging.ERROR, node=node_id, error=message)
 
     # ---- endpoint registration (an Observer hook) -------------------------------------------
 
@@ -164,7 +236,7 @@ class MeshCache(SnapshotCache):
             if isinstance(action, NodeIdentified):
                 self._identified(stream_id, action.node)
             elif isinstance(action, Acked) and action.type_url == LISTENER.type_url:
-                self._register(stream_id)
+                self._register_endpoint(stream_id)
 
     def _identified(self, stream_id: int, node: base_pb2.Node) -> None:
         try:
@@ -174,7 +246,7 @@ class MeshCache(SnapshotCache):
         if identity is not None and identity.kind == "Service" and identity.instance_ip:
             self._stream_nodes[stream_id] = identity
 
-    def _register(self, stream_id: int) -> None:
+    def _register_endpoint(self, stream_id: int) -> None:
         node = self._stream_nodes.get(stream_id)
         if node is None or stream_id in self._registered or node.instance_ip is None:
             return
@@ -198,14 +270,27 @@ class MeshCache(SnapshotCache):
             self._publish_endpoints()
 
     def _publish_endpoints(self) -> None:
+        """At the end of this loop turn when a loop runs (registrations arriving together
+        cost one recompilation), at once otherwise."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush_endpoints()
+            return
+        if not self._publish_pending:
+            self._publish_pending = True
+            loop.call_soon(self._flush_endpoints)
+
+    def _flush_endpoints(self) -> None:
+        self._publish_pending = False
         by_service: dict[tuple[str, str], list[str]] = {}
         for (service, address) in self._endpoint_counts:
             by_service.setdefault(service, []).append(address)
         endpoints = Endpoints()
         endpoints.by_service = {key: tuple(sorted(value)) for key, value in by_service.items()}
         self.compiler.update(endpoints=endpoints)
-        self.last_change = "endpoints"
-        self._changed()
+        with self._change("endpoints"):
+            self._recompile()
 
 
 class MeshSource:

@@ -1,215 +1,450 @@
-"""`make demo`: control plane, two sidecars, sample services, traffic, a live change, traces.
+"""`make demo` (`make demo DURATION=30` for an unattended run that checks itself).
 
-Everything runs on 127.0.0.1 with ports picked free, and stops when the demo ends (or on Ctrl-C).
-`--sidecar envoy` runs the very same topology with real Envoy as the sidecars, for comparison.
+A real mesh on loopback: the control plane (a file store; the mesh applied, and the canary
+shifted, with `pointsman apply`; sync states from `pointsman status`), an edge Gateway's proxy
+(`pointsman sidecar --gateway`: HTTPS for shop.example terminated and routed to `web`, TLS for
+vault.example passed through by SNI), five Services each started with `pointsman run`
+(sidecar first, then the app), Arize Phoenix receiving every sidecar's spans, Prometheus
+scraping every sidecar, and a traffic generator calling the Gateway. The canary
+shifts live (HTTPRoute weights 90/10 -> 50/50 -> 0/100) while a terminal view shows requests/s,
+success rate and p50/p99 per sidecar and whether each sidecar is SYNCED with the control plane.
 
-The demo checks what it shows and exits 1 otherwise: three backends answer round robin, after
-the live EDS change backend-3 no longer does, and (unless --no-tracing) every request reached
-the collector as one trace of three spans: the frontend sidecar's ingress span (the root), its
-egress span under it, and the backend sidecar's ingress span under that.
+With DURATION (seconds) it stops by itself and exits 0 only if traffic flowed through every
+sidecar, each canary step showed in the answers, and whole traces (a span from every hop) were
+read back from Phoenix's REST API. Ctrl-C stops everything: each `pointsman run` gets SIGTERM
+and drains its sidecar before stopping its app.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import http.client
 import json
-import shutil
+import signal
+import socket
+import ssl
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
-
-from examples.demo import topology  # noqa: E402
-from tests.support.envoy import envoy_binary  # noqa: E402
+from examples.demo import screenshot  # noqa: E402
+from examples.demo.mesh import (  # noqa: E402
+    EDGE_ADMIN,
+    EDGE_IP,
+    MESH,
+    Inbound,
+    Member,
+    members,
+    quantile,
+    read_inbound,
+)
+from tests.conformance.observability.backends import (  # noqa: E402
+    Phoenix,
+    Prometheus,
+    phoenix_binary,
+    prometheus_binary,
+)
+from tests.integration.proxy.helpers import tls_files  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ManagedProcess, http_get  # noqa: E402
 
+PROJECT = "pointsman-demo"
+STEPS = ((90, 10), (50, 50), (0, 100))
+SHOP, VAULT = (EDGE_IP, 8443, "shop.example"), (EDGE_IP, 9443, "vault.example")
+
 
 def say(text: str) -> None:
-    print(f"\n== {text}", flush=True)
+    print(f"== {text}", flush=True)
 
 
-def write_resources(folder: Path, group: str, resources: list[dict[str, Any]]) -> None:
-    path = folder / group / "resources.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump({"resources": resources}, sort_keys=False))
-    tmp.replace(path)  # atomic: the control plane never reads half a file
+class Traffic:
+    """Threads calling the edge Gateway as clients outside the mesh do: HTTPS to
+    shop.example (TLS ends at the Gateway, then web), every answer recorded with the canary
+    step it was sent in; and now and then TLS to vault.example (passed through by SNI)."""
 
+    def __init__(self, rate: float, ca: Path, threads: int = 4) -> None:
+        self.context = ssl.create_default_context(cafile=str(ca))
+        self.vault: collections.Counter[str] = collections.Counter()
+        self.interval = threads / rate
+        self.threads = threads
+        self.step = 0
+        self.answers: collections.Counter[tuple[int, str]] = collections.Counter()
+        self.stop = threading.Event()
+        self.workers = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
 
+    def close(self) -> None:
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(10)
 
-def is_mesh_trace(spans: list[dict[str, Any]]) -> bool:
-    """One request's trace through both sidecars: sidecar-frontend `ingress` (no parent) ->
-    sidecar-frontend `egress <host>` -> sidecar-backend `ingress`, and nothing else. (The
-    egress span's kind is left out: Envoy exports it as CLIENT.)"""
-    if len(spans) != 3:
-        return False
-    by_parent = {span["parent_span_id"]: span for span in spans}
-    root = by_parent.get("")
-    egress = by_parent.get(root["span_id"]) if root else None
-    backend = by_parent.get(egress["span_id"]) if egress else None
-    if root is None or egress is None or backend is None:
-        return False
-    return ((root["service"], root["name"], root["kind"]) == ("sidecar-frontend", "ingress",
-                                                              "SERVER")
-            and egress["service"] == "sidecar-frontend" and egress["name"].startswith("egress ")
-            and (backend["service"], backend["name"], backend["kind"]) == (
-                "sidecar-backend", "ingress", "SERVER"))
+    def _loop(self) -> None:
+        sent = 0
+        while not self.stop.is_set():
+            step, began = self.step, time.monotonic()
+            self.answers[(step, self._one())] += 1
+            sent += 1
+            if sent % 10 == 0:
+                self.vault[self._vault()] += 1
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def _connect(self, target: tuple[str, int, str]) -> http.client.HTTPConnection:
+        """HTTP over TLS to the Gateway's address, naming `target`'s host in SNI."""
+        host, port, name = target
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        connection.sock = self.context.wrap_socket(
+            socket.create_connection((host, port), timeout=10), server_hostname=name)
+        return connection
+
+    def _vault(self) -> str:
+        try:
+            connection = self._connect(VAULT)
+        except OSError as error:
+            return type(error).__name__
+        try:
+            connection.request("GET", "/secret", headers={"host": VAULT[2]})
+            response = connection.getresponse()
+            body = response.read()
+            return str(json.loads(body).get("backend")) if response.status == 200 else \
+                f"HTTP {response.status}"
+        except (OSError, ValueError) as error:
+            return type(error).__name__
+        finally:
+            connection.close()
+
+    def _one(self) -> str:
+        try:
+            connection = self._connect(SHOP)
+        except OSError as error:
+            return type(error).__name__
+        try:
+            connection.request("GET", "/checkout", headers={"host": SHOP[2]})
+            response = connection.getresponse()
+            body = response.read()
+            return str(json.loads(body).get("api")) if response.status == 200 else \
+                f"HTTP {response.status}"
+        except (OSError, ValueError) as error:
+            return type(error).__name__
+        finally:
+            connection.close()
 
 
 class Demo:
-    def __init__(self, sidecar: str, requests: int, tracing: bool = True) -> None:
-        self.sidecar = sidecar
-        self.tracing = tracing
-        self.requests = requests
-        self.workdir = Path(tempfile.mkdtemp(prefix="pointsman-demo-"))
+    def __init__(self, duration: float, rate: float, step_seconds: float,
+                 screenshot: Path | None = None) -> None:
+        self.duration = duration
+        self.screenshot = screenshot
+        self.step_seconds = step_seconds
+        self.folder = Path(tempfile.mkdtemp(prefix="pointsman-demo-"))
+        self.mesh = self.folder / "mesh" / "mesh.yaml"
         self.processes: list[ManagedProcess] = []
-        self.ports = topology.Ports(
-            xds=free_port(), xds_admin=free_port(), collector_grpc=free_port(),
-            collector_http=free_port(), front_in=free_port(), front_out=free_port(),
-            back_in=free_port(), front_admin=free_port(), back_admin=free_port(),
-            frontend=free_port(), backends=(free_port(), free_port(), free_port()))
+        self.runs: dict[str, ManagedProcess] = {}
+        self.members = members()
+        self.certificates = tls_files(self.folder, ["shop.example", "vault.example"])
+        self.traffic = Traffic(rate, self.certificates["ca"][0])
+        self.phoenix: Phoenix | None = None
+        self.prometheus: Prometheus | None = None
+        self.control_admin = free_port()
+        self.api = f"127.0.0.1:{free_port()}"
+        self.last: dict[str, tuple[float, Inbound]] = {}
 
-    def start(self, argv: list[str], name: str) -> ManagedProcess:
-        process = ManagedProcess(argv, name=name)
+    # -- start ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.mesh.parent.mkdir(parents=True)
+        self.start_phoenix()
+        xds = free_port()
+        say(f"control plane: pointsman controlplane --store file:{self.folder / 'state'}")
+        control = self._spawn(["-m", "controlplane", "--store", f"file:{self.folder / 'state'}",
+                               "--api", self.api, "--listen", f"127.0.0.1:{xds}",
+                               "--admin", f"127.0.0.1:{self.control_admin}"], "controlplane")
+        control.wait_until(lambda: http_get(
+            f"http://127.0.0.1:{self.control_admin}/ready")[0] == 200, 60, "ready")
+        self.apply(*STEPS[0])
+        for member in self.members:
+            say(f"{member.service}: pointsman run --service {member.service} "
+                f"--app-port {member.app_port} -- python -m examples.demo.apps "
+                + " ".join(member.app).replace(" {cert} {key}", " CERT KEY"))
+            self.runs[member.service] = self._spawn(self._run_argv(member, xds),
+                                                    f"run-{member.service}")
+        say(f"edge Gateway: pointsman sidecar --gateway --service edge --admin {EDGE_ADMIN}")
+        edge = self._spawn(["-m", "proxy.deploy", "sidecar", "--gateway", "--service", "edge",
+                            "--server", f"127.0.0.1:{xds}", "--admin", EDGE_ADMIN,
+                            "--log-level", "warning"], "edge")
+        for member in self.members:
+            run = self.runs[member.service]
+            run.wait_until(lambda run=run: "application ready" in run.output(), 90,
+                           "application ready")
+        edge.wait_until(lambda: http_get(f"http://{EDGE_ADMIN}/ready")[0] == 200, 60, "ready")
+        self.start_prometheus()
+
+    def _run_argv(self, member: Member, xds: int) -> list[str]:
+        cert, key = (str(path) for path in self.certificates["vault.example"])
+        app = [arg.format(cert=cert, key=key) for arg in member.app]
+        return ["-m", "proxy.deploy", "run", "--service", member.service,
+                "--server", f"127.0.0.1:{xds}", "--instance-ip", member.instance_ip,
+                "--outbound-ip", member.outbound_ip, "--app-ip", member.app_ip,
+                "--admin", member.admin, "--app-port", str(member.app_port),
+                "--log-level", "warning", "--",
+                sys.executable, "-m", "examples.demo.apps", *app]
+
+    def _spawn(self, args: list[str], name: str) -> ManagedProcess:
+        env = {"PYTHONPATH": str(REPO)}
+        if self.phoenix is not None:  # every sidecar traces (docs/observability.md, OTEL_*)
+            env.update(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:"
+                       f"{self.phoenix.grpc_port}",
+                       OTEL_RESOURCE_ATTRIBUTES=f"openinference.project.name={PROJECT}")
+        process = ManagedProcess([sys.executable, *args], name=name, env=env, cwd=REPO)
         self.processes.append(process)
         return process
 
-    def stop_all(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+    def start_phoenix(self) -> None:
+        binary = phoenix_binary()
+        if binary is None:
+            say("Phoenix is not installed (make install-phoenix): no traces")
+            return
+        say("Phoenix (tracing backend): starting")
+        self.phoenix = Phoenix(binary)
+        self.processes.append(self.phoenix)
+        self.phoenix.wait_ready(120)
 
-    def start_services(self) -> None:
-        p = self.ports
-        say("starting a trace collector, three backend instances and the frontend service")
-        self.start([sys.executable, str(HERE / "collector.py"), "--grpc-port",
-                    str(p.collector_grpc), "--http-port", str(p.collector_http)], "collector")
-        for index, port in enumerate(p.backends, 1):
-            self.start([sys.executable, str(HERE / "service.py"), "--name", f"backend-{index}",
-                        "--port", str(port)], f"backend-{index}")
-        self.start([sys.executable, str(HERE / "service.py"), "--name", "frontend", "--port",
-                    str(p.frontend), "--call", f"http://127.0.0.1:{p.front_out}"], "frontend")
+    def start_prometheus(self) -> None:
+        binary = prometheus_binary()
+        if binary is None:
+            say("Prometheus is not installed (Debian: apt-get install prometheus)")
+            return
+        self.prometheus = Prometheus(binary, [m.admin for m in self.members] + [EDGE_ADMIN],
+                                     "/stats/prometheus")
+        self.processes.append(self.prometheus)
+        self.prometheus.wait_ready()
 
-    def start_control_plane(self) -> None:
-        p = self.ports
-        resources = self.workdir / "resources"
-        write_resources(resources, "frontend", topology.frontend_resources(p, self.tracing))
-        write_resources(resources, "backend",
-                        topology.backend_resources(p, list(p.backends), self.tracing))
-        say(f"starting the control plane on 127.0.0.1:{p.xds} (resources in {resources})")
-        self.start([sys.executable, "-m", "controlplane", "--resources", str(resources),
-                    "--listen", f"127.0.0.1:{p.xds}", "--admin", f"127.0.0.1:{p.xds_admin}"],
-                   "controlplane")
+    # -- the canary -------------------------------------------------------------------------
 
-    def start_sidecars(self) -> None:
-        p = self.ports
-        for node, admin in (("frontend", p.front_admin), ("backend", p.back_admin)):
-            bootstrap = topology.sidecar_bootstrap(f"{node}-1", node, p, admin)
-            path = self.workdir / f"sidecar-{node}.yaml"
-            path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
-            if self.sidecar == "envoy":
-                argv = [envoy_binary(), "-c", str(path), "--base-id", str(admin),
-                        "--concurrency", "1", "--log-level", "warn"]
-            else:
-                argv = [sys.executable, "-m", "proxy", "-c", str(path)]
-            say(f"starting sidecar-{node} ({self.sidecar}), admin on 127.0.0.1:{admin}")
-            self.start(argv, f"sidecar-{node}")
-        for process, admin in zip(self.processes[-2:], (p.front_admin, p.back_admin),
-                                  strict=True):
-            process.wait_until(lambda a=admin: http_get(f"http://127.0.0.1:{a}/ready")[0] == 200,
-                               timeout=30, what="ready (config received over ADS)")
+    def apply(self, v1: int, v2: int) -> None:
+        """`pointsman apply -f mesh.yaml` with the canary's weights (kubectl's output)."""
+        cert, key = (path.read_text() for path in self.certificates["shop.example"])
+        self.mesh.write_text(MESH.format(v1=v1, v2=v2, cert=json.dumps(cert),
+                                         key=json.dumps(key), edge_ip=EDGE_IP))
+        done = self.pointsman("apply", "-f", str(self.mesh))
+        say(f"pointsman apply -f {self.mesh}:")
+        print("\n".join(line for line in done.stdout.splitlines()
+                        if "unchanged" not in line) or "(nothing changed)", flush=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"pointsman apply failed: {done.stdout}{done.stderr}")
 
-    def send_traffic(self, label: str) -> collections.Counter[str]:
-        url = f"http://127.0.0.1:{self.ports.front_in}/hello"
-        answered: collections.Counter[str] = collections.Counter()
-        for _ in range(self.requests):
-            status, body = http_get(url, timeout=5)
-            answered[json.loads(body)["downstream"]["service"] if status == 200 else
-                     f"HTTP {status}"] += 1
-        say(f"{label}: {self.requests} requests, answered by {dict(sorted(answered.items()))}")
-        return answered
-
-    def live_change(self) -> None:
-        p = self.ports
-        say("live change: backend-3 leaves the backend's endpoints (a file edit, pushed over EDS)")
-        write_resources(self.workdir / "resources", "backend",
-                        topology.backend_resources(p, list(p.backends[:2]), self.tracing))
-        time.sleep(2.0)  # the control plane pushes within 2 s of a file change
-
-    def show_status(self) -> None:
-        status = get_json(f"http://127.0.0.1:{self.ports.xds_admin}/status")
-        say("control plane status (admin /status)")
-        print(json.dumps(status, indent=1)[:1500])
-
-    def check_traces(self, sent: int) -> bool:
-        """Wait (Envoy exports every 5 s) until each of the `sent` requests is at the collector
-        as a full mesh trace; show one. False if some are missing or malformed."""
-        deadline = time.monotonic() + 20
-        traces: dict[str, list[dict[str, Any]]] = {}
-        complete: list[str] = []
-        while time.monotonic() < deadline and len(complete) < sent:
-            time.sleep(0.5)
-            traces = get_json(f"http://127.0.0.1:{self.ports.collector_http}/traces")
-            complete = [trace for trace, spans in traces.items() if is_mesh_trace(spans)]
-        spans = sum(len(item) for item in traces.values())
-        say(f"traces: {len(complete)} of {sent} requests traced through both sidecars "
-            f"({len(traces)} traces, {spans} spans at the collector)")
-        for trace_id in complete[:1]:
-            print(f"trace {trace_id}:")
-            for span in sorted(traces[trace_id], key=lambda s: s["duration_ms"], reverse=True):
-                print(f"  {span['service']:<18} {span['kind']:<7} {span['name']:<28} "
-                      f"{span['duration_ms']:7.2f} ms")
-        return len(complete) == sent == len(traces)
-
-    def show_logs(self) -> None:
-        for process in self.processes:
-            say(f"last lines of {process.name} ({process.log})")
-            print("\n".join(process.output().splitlines()[-8:]))
+    def pointsman(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `pointsman` command of this venv, against the demo's control plane."""
+        return subprocess.run([str(Path(sys.executable).parent / "pointsman"), *args,
+                               "--server", self.api], capture_output=True, text=True,
+                              timeout=60, check=False)
 
     def run(self) -> int:
+        self.start()
+        self.where_to_look()
+        self.traffic.start()
+        began = time.monotonic()
+        step = 0
+        say(f"canary: api-v1 {STEPS[0][0]}%, api-v2 {STEPS[0][1]}%")
+        while not self.duration or time.monotonic() - began < self.duration:
+            due = int((time.monotonic() - began) // self.step_seconds)
+            if due > step and step + 1 < len(STEPS):
+                step += 1
+                self.apply(*STEPS[step])
+                self.traffic.step = step
+                say(f"canary: api-v1 {STEPS[step][0]}%, api-v2 {STEPS[step][1]}%")
+            self.show()
+            time.sleep(2.0)
+        self.traffic.close()
+        return self.check()
+
+    # -- the live view ----------------------------------------------------------------------
+
+    def show(self) -> None:
+        synced = self.sync_states()
+        rows = [f"{'sidecar':<10} {'state':<7} {'req/s':>6} {'success':>8} {'p50 ms':>7} "
+                f"{'p99 ms':>7}"]
+        rows.append(self._row("edge", EDGE_ADMIN, "gateway", synced.get("edge", "-")))
+        for member in self.members:
+            rows.append(self._row(member.service, member.admin, "inbound",
+                                  synced.get(member.service, "-")))
+        recent = collections.Counter({api: n for (step, api), n in self.traffic.answers.items()
+                                      if step == self.traffic.step})
+        rows.append("answers this step: " + ", ".join(f"{api} {n}"
+                                                      for api, n in sorted(recent.items()))
+                    + "; vault (TLS passthrough): " + ", ".join(
+                        f"{answer} {n}" for answer, n in sorted(self.traffic.vault.items())))
+        print("\n".join(rows) + "\n", flush=True)
+
+    def _row(self, name: str, admin: str, prefix: str, state: str) -> str:
         try:
-            self.start_services()
-            self.start_control_plane()
-            self.start_sidecars()
-            before = self.send_traffic("round robin over three backends")
-            self.live_change()
-            after = self.send_traffic("after the change")
-            self.show_status()
-            traced = self.check_traces(2 * self.requests) if self.tracing else True
-            ok = traced and len(before) == 3 and "backend-3" not in after and sum(
-                after.values()) == after["backend-1"] + after["backend-2"]
-            say("demo " + ("succeeded" if ok else "FAILED"))
-            if not ok:
-                self.show_logs()
-            return 0 if ok else 1
-        except (OSError, RuntimeError, TimeoutError, KeyError, ValueError) as error:
-            say(f"demo FAILED: {error!r}")
-            self.show_logs()
-            return 1
-        finally:
-            self.stop_all()
+            text = http_get(f"http://{admin}/stats/prometheus")[1]
+        except OSError:
+            return f"{name:<10} {'DOWN':<7}"
+        now, inbound = time.monotonic(), read_inbound(text, prefix)
+        then, before = self.last.get(name, (now, Inbound()))
+        self.last[name] = (now, inbound)
+        done = inbound.total - before.total
+        rate = done / (now - then) if now > then else 0.0
+        success = 100.0 * (1 - (inbound.errors - before.errors) / done) if done else 100.0
+        p50 = quantile(0.5, before.buckets, inbound.buckets)
+        p99 = quantile(0.99, before.buckets, inbound.buckets)
+        return (f"{name:<10} {state:<7} {rate:>6.1f} {success:>7.1f}% "
+                f"{_ms(p50):>7} {_ms(p99):>7}")
+
+    def sync_states(self) -> dict[str, str]:
+        """`pointsman status -o json` (istioctl proxy-status): a proxy is NACKED if a type is,
+        SYNCED if every type it was sent is, else STALE."""
+        try:
+            status = json.loads(self.pointsman("status", "-o", "json").stdout)
+        except (ValueError, subprocess.SubprocessError):
+            return {}
+        states = {}
+        for proxy in status.get("proxies", []):
+            seen = {item.get("state") for item in proxy.get("types", [])} - {"NOT_SENT"}
+            states[proxy.get("name", "?")] = "NACKED" if "NACKED" in seen else (
+                "SYNCED" if seen <= {"SYNCED"} else "STALE")
+        return states
+
+    def where_to_look(self) -> None:
+        if self.phoenix is not None:
+            say(f"traces: {self.phoenix.url('/')} (project {PROJECT})")
+        if self.prometheus is not None:
+            say(f"metrics: http://127.0.0.1:{self.prometheus.port}/graph?g0.expr="
+                "histogram_quantile(0.99%2C%20rate(envoy_http_downstream_rq_time_bucket"
+                "%5B30s%5D))")
+        say("sidecar admin: " + ", ".join(f"{m.service} http://{m.admin}/"
+                                          for m in self.members))
+
+    # -- the checks -------------------------------------------------------------------------
+
+    def check(self) -> int:
+        failures = []
+        for name, admin, prefix in [("edge", EDGE_ADMIN, "gateway")] + [
+                (member.service, member.admin, "inbound") for member in self.members]:
+            text = http_get(f"http://{admin}/stats/prometheus")[1]
+            if read_inbound(text, prefix).total == 0:
+                failures.append(f"no traffic through the {name} sidecar")
+        say(f"vault through the Gateway's TLS passthrough: {dict(self.traffic.vault)}")
+        if not self.traffic.vault.get("vault"):
+            failures.append("no answer from vault through the TLS passthrough")
+        for step, (v1, v2) in enumerate(STEPS):
+            seen = {api: n for (at, api), n in self.traffic.answers.items() if at == step}
+            say(f"step {step} (weights {v1}/{v2}): {seen}")
+            failures += canary_failures(seen, v1, v2)
+        failures += self.trace_failures()
+        for failure in failures:
+            say(f"FAILED: {failure}")
+        if not failures:
+            say("OK: traffic through every sidecar, the canary shift seen, whole traces in "
+                "Phoenix")
+        return 1 if failures else 0
+
+    def trace_failures(self) -> list[str]:
+        if self.phoenix is None:
+            return ["Phoenix is not running: no traces to check"]
+        deadline = time.monotonic() + 30
+        while True:
+            whole = whole_traces(self.phoenix.spans(PROJECT))
+            if whole or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        if not whole:
+            return ["no whole trace (a span from every hop) in Phoenix"]
+        trace = whole[0]
+        say(f"{len(whole)} whole traces in Phoenix; one of them, trace "
+            f"{trace[0]['context']['trace_id']} (open {self.phoenix.url('/projects')}, "
+            f"project {PROJECT}):\n{describe(trace)}")
+        if self.screenshot is not None:
+            url = screenshot.trace_url(self.phoenix.url(""), PROJECT,
+                                       trace[0]["context"]["trace_id"])
+            say(f"screenshot of {url} -> {self.screenshot}")
+            screenshot.take(url, self.screenshot)
+        return []
+
+    def close(self) -> None:
+        self.traffic.close()
+        for run in self.runs.values():  # SIGTERM to `run` only: it drains, then stops its app
+            if run.alive():
+                run.popen.terminate()
+        for run in self.runs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):  # stopped below in any case
+                run.popen.wait(20)
+        for process in reversed(self.processes):
+            process.stop()
+
+
+def canary_failures(seen: dict[str, int], v1: int, v2: int) -> list[str]:
+    """Answers of one step against its weights: the share of api-v2 within 20 points (the
+    first seconds of a step may still see the previous weights), and none from a 0-weight."""
+    total = seen.get("api-v1", 0) + seen.get("api-v2", 0)
+    if total < 10:
+        return [f"weights {v1}/{v2}: only {total} answers"]
+    share = 100.0 * seen.get("api-v2", 0) / total
+    failures = []
+    if abs(share - v2) > 20:
+        failures.append(f"weights {v1}/{v2}: api-v2 answered {share:.0f}%")
+    return failures
+
+
+def whole_traces(spans: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Traces with a span from every hop, one root: web's sidecar in (inbound), out to api and
+    out to inventory (outbound clusters), and api's and inventory's sidecars in."""
+    by_trace: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for span in spans:
+        by_trace[span["context"]["trace_id"]].append(span)
+    return [group for group in by_trace.values() if _is_whole(group)]
+
+
+def _is_whole(group: list[dict[str, Any]]) -> bool:
+    clusters = [str(span.get("attributes", {}).get("upstream_cluster", "")) for span in group]
+    return (sum(1 for span in group if span["parent_id"] is None) == 1
+            and sum(1 for cluster in clusters if cluster.startswith("inbound|")) >= 3
+            and any(cluster.startswith("outbound|8080||api-v") for cluster in clusters)
+            and any(cluster.startswith("outbound|9090||inventory") for cluster in clusters))
+
+
+def describe(group: list[dict[str, Any]]) -> str:
+    return "\n".join(f"   {span['name']:<24} "
+                     f"{span.get('attributes', {}).get('upstream_cluster', '')}"
+                     for span in sorted(group, key=lambda span: span["start_time"]))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sidecar", choices=("pointsman", "envoy"), default="pointsman")
-    parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument("--no-tracing", action="store_true", help="leave tracing unconfigured")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="seconds; 0: until Ctrl-C (then no checks)")
+    parser.add_argument("--rate", type=float, default=20.0, help="requests per second to web")
+    parser.add_argument("--screenshot", type=Path,
+                        help="with --duration: a PNG of one whole trace in Phoenix's UI")
     args = parser.parse_args()
-    return Demo(args.sidecar, args.requests, tracing=not args.no_tracing).run()
+    step_seconds = args.duration / len(STEPS) if args.duration else 20.0
+    demo = Demo(args.duration, args.rate, step_seconds, args.screenshot)
+    # Ctrl-C, and SIGTERM as well (a shell's background job ignores SIGINT): a clean stop
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return demo.run()
+    except KeyboardInterrupt:
+        say("stopping (each pointsman run drains its sidecar, then stops its app)")
+        return 0
+    finally:
+        demo.close()
 
 
 if __name__ == "__main__":

@@ -465,7 +465,10 @@ class ListenerManager:
         for name in [name for name in self.active if name not in self.staged]:
             self.removed.inc()
             del self.models[name]
-            self._stop_later(self.active.pop(name))
+            removed = self.active.pop(name)
+            if self.bind:
+                log.info("listener %s removed (%s:%d, draining)", name, *removed.address)
+            self._stop_later(removed)
         self.total_active.set(len(self.active))
         if self.bind:
             self.total_warming.set(len(self._warming))
@@ -476,6 +479,8 @@ class ListenerManager:
         if current is not None and staged.sock is None:  # same address: a new generation
             current.swap(staged.generation)
             self.modified.inc()
+            if self.bind:
+                log.info("listener %s updated (%s:%d)", name, *current.address)
         else:
             new = ActiveListener(staged.model, self.context, reuse_port=self.reuse_port,
                                  drain_timeout=self.drain_timeout,
@@ -494,6 +499,9 @@ class ListenerManager:
                 self._stop_later(current)
             else:
                 self.added.inc()
+            if self.bind:
+                log.info("listener %s %s (%s:%d)", name,
+                         "added" if current is None else "updated", *new.address)
             self.active[name] = new
         self.models[name] = staged.model
         return None
@@ -503,6 +511,15 @@ class ListenerManager:
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         return {name: active.address for name, active in self.active.items()}
+
+    async def drain(self, grace: float) -> None:
+        """Shutdown: every listener stops accepting; connections finish what is in flight
+        (HTTP/1.1 `connection: close`, HTTP/2 GOAWAY) for at most `grace` seconds."""
+        stopping = list(self.active.values())
+        self.active.clear()
+        for active in stopping:
+            active.drain_timeout = grace
+        await asyncio.gather(*(active.stop() for active in stopping))
 
     async def close(self) -> None:
         for staged in self._warming.values():

@@ -46,6 +46,7 @@ class HttpConnectionManagerConfig:
     """The translated HCM; `rds_route_config_name` tells the xDS client what to subscribe."""
 
     settings: HcmSettings
+    outbound: bool = False  # on a listener with traffic_direction OUTBOUND
 
     @property
     def rds_route_config_name(self) -> str | None:
@@ -59,9 +60,10 @@ class HttpConnectionManagerConfig:
         """This HCM on a listener with traffic_direction OUTBOUND: Envoy's tracing operation
         is then egress (ConnectionManagerTracingConfig; INBOUND and unspecified: ingress)."""
         tracing = self.settings.tracing
-        if tracing is None:
-            return self
-        return replace(self, settings=replace(self.settings, tracing=replace(tracing, egress=True)))
+        if tracing is None:  # tracing from OTEL_* (docs/observability.md) is egress here too
+            return replace(self, outbound=True)
+        return replace(self, settings=replace(self.settings, tracing=replace(tracing, egress=True)),
+                       outbound=True)
 
 
 def translate_http_connection_manager(message: Message) -> HttpConnectionManagerConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Any
 
 from google.protobuf.message import Message
@@ -54,7 +55,7 @@ class HttpConnectionManager:
         self.router = Router(context.cluster_manager, pools_of(context),
                              suppress_envoy_headers=self.settings.suppress_envoy_headers,
                              observability=observability)
-        self.tracer = observability.tracer(self.settings.tracing) \
+        self.tracer = observability.tracer(self.settings.tracing, egress=config.outbound) \
             if observability is not None else None
         self.filter_makers: list[FilterMaker] = [
             _create_http_filter(index, f, context, self.settings.stat_prefix)
@@ -84,6 +85,9 @@ class HttpConnectionManager:
 
     def _log(self, stream: ActiveStream) -> None:
         observability = self.context.observability
+        if observability is not None:  # Envoy's http.<prefix>.downstream_rq_time
+            observability.latency.downstream(self.settings.stat_prefix,
+                                             time.monotonic() - stream.info.start_monotonic)
         span = stream.info.state.get("span")
         metrics = observability is not None and observability.metrics is not None
         if not metrics and not self.access_logger:

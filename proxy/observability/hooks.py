@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from proxy.observability.access_log.config import AccessLogConfig
-from proxy.observability.access_log.sinks import AccessLogger, build_sink
+from proxy.observability.access_log.sinks import AccessLogger, build_sink, check_sink
 from proxy.observability.grpc_target import ClusterResolver
+from proxy.observability.latency import LatencyHistograms
 from proxy.observability.metrics import RequestMetrics, otlp_reader
 from proxy.observability.request_info import RequestInfo
 from proxy.observability.stat_sink import OtlpStatSink, StatSinkConfig
@@ -39,8 +40,11 @@ class Observability:
                  resolve_cluster: ClusterResolver | None = None,
                  environ: Mapping[str, str] | None = None,
                  stat_sinks: Sequence[StatSinkConfig] = (),
-                 stats_flush_interval: float = 5.0) -> None:
+                 stats_flush_interval: float = 5.0, exporting: bool = True) -> None:
+        """`exporting=False` (the --concurrency parent, which serves no traffic) validates
+        access logs and tracing as they are built but opens no sink, exporter or thread."""
         self.stats = stats
+        self.exporting = exporting
         self.node_id = node_id
         self.node_cluster = node_cluster
         self._resolve = resolve_cluster
@@ -53,7 +57,9 @@ class Observability:
             OtlpStatSink(sink, stats, resolve=resolve_cluster, resource=self._resource(""),
                          interval=stats_flush_interval)
             for sink in stat_sinks]
-        self.metrics = self._request_metrics(stat_sinks, stats_flush_interval)
+        self.metrics = self._request_metrics(stat_sinks, stats_flush_interval) \
+            if exporting else None
+        self.latency = LatencyHistograms(stats)
 
     def _resource(self, service_name: str) -> dict[str, str]:
         resource = {"service.name": service_name or self._environ.get(
@@ -89,12 +95,15 @@ class Observability:
 
     # -- tracing ------------------------------------------------------------------------------
 
-    def tracer(self, config: TracingConfig | None) -> Tracer | None:
-        """The Tracer for one HCM's tracing config (None: OTEL_* may still turn tracing on)."""
+    def tracer(self, config: TracingConfig | None, *, egress: bool = False) -> Tracer | None:
+        """The Tracer for one HCM's tracing config (None: OTEL_* may still turn tracing on,
+        as egress spans on an OUTBOUND listener, like a configured tracer's)."""
         if config is None:
             config = self._env_tracing
             if config is None:
                 return None
+            if egress:
+                config = replace(config, egress=True)
         else:
             config = apply_environment(config, self._environ)
         return Tracer(config, self._pipeline(config), self.stats)
@@ -113,7 +122,7 @@ class Observability:
                                                       config.max_cache_size))
             pipeline = self._pipelines[key] = SpanPipeline(
                 config, stats=self.stats, settings=settings, resolve=self._resolve,
-                extra_resource=extra)
+                extra_resource=extra, exporting=self.exporting)
         return pipeline
 
     def tcp_span(self, config: TracingConfig | None, *, listener: str, cluster: str,
@@ -128,6 +137,10 @@ class Observability:
     # -- access logs and metrics ---------------------------------------------------------------
 
     def access_logger(self, configs: Sequence[AccessLogConfig]) -> AccessLogger:
+        if not self.exporting:
+            for config in configs:
+                check_sink(config, self._resolve)
+            return AccessLogger([])
         logger = AccessLogger([
             build_sink(config, stats=self.stats, resolve=self._resolve, node_id=self.node_id,
                        cluster=self.node_cluster) for config in configs])
@@ -143,6 +156,8 @@ class Observability:
 
     def upstream_attempt_finished(self, *, duration: float, method: str, status_code: int | None,
                                   cluster: str, upstream_host: str) -> None:
+        if status_code is not None and cluster:  # a response came: Envoy's upstream_rq_time
+            self.latency.upstream(cluster, duration)
         if self.metrics is not None:
             self.metrics.record_client(duration=duration, method=method,
                                        status_code=status_code, cluster=cluster,

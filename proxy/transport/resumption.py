@@ -7,10 +7,11 @@ max_session_keys) and offers the newest on every new connection of the context
 context_impl.cc, ClientContextImpl::newSsl / newSessionKey).
 
 Python's ssl has no new-session callback, so `ResumingClientContext` collects the session of
-the connections it made when the next one starts: by then a connection that read past its
-handshake holds the server's ticket (`SSLSession.has_ticket`). Every upstream TLS connection
-(pools, tcp_proxy, health checks) goes through `wrap_bio` (asyncio and uvloop alike), so they
-all share the context's sessions, as in Envoy.
+the connections it made when the next one starts: by then a TLS 1.3 connection that read past
+its handshake holds the server's ticket (`SSLSession.has_ticket`), and a TLS 1.2 session is
+complete at the end of the handshake, with a ticket or only a session ID. Every upstream TLS
+connection (pools, tcp_proxy, health checks) goes through `wrap_bio` (asyncio and uvloop
+alike), so they all share the context's sessions, as in Envoy.
 """
 
 from __future__ import annotations
@@ -67,10 +68,20 @@ class ResumingClientContext(ssl.SSLContext):
                 version = connection.version()
             except (ValueError, ssl.SSLError):
                 continue
-            if session is None or not session.has_ticket or session.id == offered:
-                waiting.append((connection, offered))
+            if version is None or session is None:
+                waiting.append((connection, offered))  # handshake not done yet
                 continue
-            self._sessions.appendleft((session, version == "TLSv1.3"))
+            if version != "TLSv1.3":
+                # TLS 1.2 and below: the session is whole once the handshake is (RFC 5246
+                # 7.3), resumable by its ticket (RFC 5077) or by its session ID through the
+                # server's cache (7.4.1.2); a resumed session is not a new one.
+                if not connection.session_reused and (session.has_ticket or session.id):
+                    self._sessions.appendleft((session, False))
+                continue
+            if not session.has_ticket or session.id == offered:
+                waiting.append((connection, offered))  # TLS 1.3: the ticket comes later
+                continue
+            self._sessions.appendleft((session, True))
         self._pending = waiting
         while len(self._sessions) > self.max_session_keys:
             self._sessions.pop()

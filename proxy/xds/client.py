@@ -8,7 +8,10 @@ stays). After each applied update it
 re-reads which RDS / EDS names the config needs and changes the subscriptions. When a stream
 fails or ends it opens a new one after a jittered exponential backoff (proxy.xds.backoff:
 Envoy's, from the bootstrap's retry_back_off or 500 ms / 30 s), reset by each response, and
-resumes with the versions it holds.
+resumes with the versions it holds. With several endpoints in the ADS cluster (several
+control planes), each new stream goes to the next one in turn, as Envoy's ADS cluster picks a
+host per stream with its round-robin load balancer: a dead control plane's sidecars reach
+another at their next attempt.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 # configuration/listeners/lds).
 _STAT_SCOPES = {CLUSTER: "cluster_manager.cds.", LISTENER: "listener_manager.lds.",
                 ROUTE_CONFIGURATION: "rds.", CLUSTER_LOAD_ASSIGNMENT: "eds."}
+_TYPE_NAMES = {CLUSTER: "CDS", LISTENER: "LDS", ROUTE_CONFIGURATION: "RDS",
+               CLUSTER_LOAD_ASSIGNMENT: "EDS"}
 
 
 class XdsApplier(SotwApplier, DeltaApplier, Protocol):
@@ -75,8 +80,11 @@ class AdsClient:
     def __init__(self, target: str, protocol: XdsProtocol, applier: XdsApplier, stats: Stats,
                  *, credentials: grpc.ChannelCredentials | None = None,
                  options: tuple[tuple[str, Any], ...] = (),
-                 backoff: JitteredBackoff | None = None) -> None:
+                 backoff: JitteredBackoff | None = None,
+                 targets: tuple[str, ...] = ()) -> None:
         self.target = target
+        self.targets = targets or (target,)
+        self._next_target = 0
         self.options = options
         self.protocol = protocol
         self.applier = applier
@@ -94,14 +102,22 @@ class AdsClient:
             try:
                 await self._one_stream()
             except grpc.aio.AioRpcError as error:
-                log.warning("ADS stream to %s: %s", self.target, error.code().name)
+                log.warning("ADS stream to %s: %s %s", self.target, error.code().name,
+                            error.details() or "")
             except Exception:
                 log.exception("ADS stream to %s failed", self.target)
             finally:
                 self.connected.set(0)
             await asyncio.sleep(self.backoff.next_delay())
 
+    def next_target(self) -> str:
+        """The control plane a new stream goes to: each in turn."""
+        target = self.targets[self._next_target % len(self.targets)]
+        self._next_target += 1
+        return target
+
     async def _one_stream(self) -> None:
+        self.target = self.next_target()
         channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
                    if self.credentials else grpc.aio.insecure_channel(self.target))
         try:
@@ -115,10 +131,15 @@ class AdsClient:
                 if response is grpc.aio.EOF:
                     return
                 self.backoff.reset()  # Envoy: GrpcStream::onReceiveMessage
-                self.connected.set(1)
+                if not self.connected.value:
+                    log.info("connected to the control plane at %s (%s)", self.target,
+                             self.protocol.method)
+                    self.connected.set(1)
                 for request in self.handle(response):
                     await call.write(request)
         finally:
+            if self.connected.value:
+                log.info("disconnected from the control plane at %s", self.target)
             await channel.close()
 
     def handle(self, response: Any) -> list[Any]:
@@ -140,14 +161,19 @@ class AdsClient:
             received.apply_to(self.applier)
         except ConfigError as error:
             self.stats.counter(scope + "update_rejected").inc()
-            log.warning("NACK %s version %r: %s", received.type_url, received.version, error)
+            log.warning("NACK %s version %r: %s", _TYPE_NAMES.get(received.type_url,
+                                                                  received.type_url),
+                        received.version, error)
             return self.protocol.reject(received, str(error))
         except Exception as error:  # a bug must not end the subscription: NACK and go on
             self.stats.counter(scope + "update_rejected").inc()
-            log.exception("NACK %s version %r: internal error", received.type_url,
+            log.exception("NACK %s version %r: internal error",
+                          _TYPE_NAMES.get(received.type_url, received.type_url),
                           received.version)
             return self.protocol.reject(received, f"internal error: {error!r}")
         self.stats.counter(scope + "update_success").inc()
+        log.debug("ACK %s version %r", _TYPE_NAMES.get(received.type_url, received.type_url),
+                  received.version)
         return self.protocol.accept(received)
 
     def _refresh_interest(self) -> None:

@@ -1,258 +1,255 @@
-"""Control-plane scale benchmark (a script, not a test).
+"""Control plane at scale (a script, run by hand; not a test).
 
-N simulated ADS clients (grpc aio channels, one HTTP/2 connection each, spread over worker
-processes) subscribe to CDS (wildcard) and EDS (all cluster names) of a snapshot of 1,000 EDS
-clusters with 2 endpoints each, and ACK every response. Measured:
-- initial convergence: from the first connect to every client's EDS ACK;
-- change convergence: from rewriting the resources file (one endpoint of every cluster moves)
-  to the last client's ACK of the new endpoints, including the file poll (0.1 s here); the
-  median of --rounds changes;
-- memory per connected client: the control plane's RSS after all clients converged minus its
-  RSS with the snapshot loaded and no client, divided by N.
+An independent load generator: N simulated sidecars (tests/bench/xds/sidecars.py), each on its
+own connection, spread over `--procs` processes, all opening their streams at the same moment
+and subscribing CDS -> EDS -> LDS -> RDS as Envoy does, against `pointsman controlplane` serving
+a mesh of S services (tests/bench/xds/mesh.py: S+1 listeners, one route configuration with S
+virtual hosts, S+1 clusters, S endpoint sets per sidecar; 1.26 MB at S = 1,000), one shared
+configuration or one view per workload (`--layout groups`), or the same services as mesh
+objects compiled per sidecar (`--layout mesh`, `--mesh`: each sidecar a member of its Service,
+registered as its endpoint once its listeners are ACKed). Everything runs on this machine,
+generator included. Measured:
 
-    .venv/bin/python tests/bench/controlplane_scale.py            # N = 100 and 1000
-    .venv/bin/python tests/bench/controlplane_scale.py --clients 100
-    .venv/bin/python tests/bench/controlplane_scale.py --delta --changed 1   # delta xDS
+- start-up: control-plane process start -> /ready;
+- converge: the common start -> each sidecar holds every type (its RDS response), p50/p90/max;
+- change: rewriting one service's file (one endpoint moves) -> each sidecar receives the new
+  EDS version, p50/p90/max over all sidecars and `--rounds` changes; it includes the file poll
+  (`--poll-interval`, 0.1 s here);
+- control-plane CPU seconds (its process tree) for the converge and per change, the generator's;
+- RSS: idle (config loaded, no sidecar), steady (all converged), peak (VmHWM), and the steady
+  minus idle per sidecar;
+- failed streams (by status) and sidecars that did not converge: a run with any is reported
+  as such.
+
+    .venv/bin/python tests/bench/controlplane_scale.py                       # 1,000 x 1,000
+    .venv/bin/python tests/bench/controlplane_scale.py --sidecars 10000 --procs 6
+    .venv/bin/python tests/bench/controlplane_scale.py --sidecars 100 --layout groups
+    .venv/bin/python tests/bench/controlplane_scale.py --layout mesh
+    .venv/bin/python tests/bench/controlplane_scale.py --delta
+    .venv/bin/python tests/bench/controlplane_scale.py --server-repo /work/wt-old   # compare
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
+import shutil
+import statistics
 import sys
 import tempfile
 import time
-from multiprocessing.connection import Connection
+import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.support.ports import free_port, wait_for_port  # noqa: E402
+from tests.bench.xds import procfs  # noqa: E402
+from tests.bench.xds.load import Report, WorkerSpec, worker_entry  # noqa: E402
+from tests.bench.xds.mesh import LAYOUTS, Mesh  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
 
-CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINTS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-DELTA_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p90": float("nan"), "max": float("nan")}
+    ordered = sorted(values)
+    return {"p50": ordered[len(ordered) // 2],
+            "p90": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
+            "max": ordered[-1]}
 
 
-def resources(clusters: int, port_shift: int, changed: int) -> dict[str, Any]:
-    """`changed` clusters (the first ones) get their second endpoint moved by `port_shift`."""
-    items: list[dict[str, Any]] = []
-    for index in range(clusters):
-        name = f"service-{index:04d}"
-        items.append({"@type": CLUSTER, "name": name, "type": "EDS", "connect_timeout": "1s",
-                      "eds_cluster_config": {"eds_config": {"ads": {}}}})
-        ports = (20000 + index, 40000 + index + (port_shift if index < changed else 0))
-        items.append({"@type": ENDPOINTS, "cluster_name": name, "endpoints": [{
-            "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                "address": "127.0.0.1", "port_value": port}}}} for port in ports]}]})
-    return {"resources": items}
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    partial = path.with_name(".partial.json")
-    partial.write_text(json.dumps(document))
-    partial.replace(path)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-# ---- worker process: many simulated ADS clients ---------------------------------------------
-
-class SimulatedClient:
-    """Subscribes like Envoy (CDS wildcard, then EDS for every cluster) and ACKs everything."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.eds_version = ""
-        self.eds_acked_at = 0.0
-        self.converged = asyncio.Event()
-        self.updated = asyncio.Event()
-
-    async def run(self, target: str) -> None:
-        import grpc
-        from envoy.service.discovery.v3 import discovery_pb2 as pb
-
-        async with grpc.aio.insecure_channel(target) as channel:
-            call = channel.stream_stream(ADS_METHOD,
-                                         request_serializer=pb.DiscoveryRequest.SerializeToString,
-                                         response_deserializer=pb.DiscoveryResponse.FromString)()
-            node = {"id": f"bench-{self.index}", "cluster": "bench"}
-            await call.write(pb.DiscoveryRequest(type_url=CLUSTER, node=node))
-            eds_names: list[str] = []
-            while True:
-                response = await call.read()
-                if response is grpc.aio.EOF:
-                    return
-                ack = pb.DiscoveryRequest(type_url=response.type_url,
-                                          version_info=response.version_info,
-                                          response_nonce=response.nonce)
-                if response.type_url == CLUSTER:
-                    await call.write(ack)
-                    if not eds_names:
-                        eds_names = sorted(self._cluster_names(response))
-                        await call.write(pb.DiscoveryRequest(type_url=ENDPOINTS,
-                                                             resource_names=eds_names))
-                else:
-                    ack.resource_names.extend(eds_names)
-                    await call.write(ack)
-                    self._acked(response.version_info)
-
-    @staticmethod
-    def _cluster_names(response: Any) -> list[str]:
-        from envoy.config.cluster.v3 import cluster_pb2
-        return [cluster_pb2.Cluster.FromString(item.value).name for item in response.resources]
-
-    def _acked(self, version: str) -> None:
-        self.eds_version, self.eds_acked_at = version, time.time()
-        self.converged.set()
-        self.updated.set()
-
-
-class DeltaSimulatedClient(SimulatedClient):
-    """The same subscriptions over delta xDS (DeltaAggregatedResources)."""
-
-    async def run(self, target: str) -> None:
-        import grpc
-        from envoy.service.discovery.v3 import discovery_pb2 as pb
-
-        async with grpc.aio.insecure_channel(target) as channel:
-            call = channel.stream_stream(
-                DELTA_METHOD, request_serializer=pb.DeltaDiscoveryRequest.SerializeToString,
-                response_deserializer=pb.DeltaDiscoveryResponse.FromString)()
-            node = {"id": f"bench-delta-{self.index}", "cluster": "bench"}
-            await call.write(pb.DeltaDiscoveryRequest(type_url=CLUSTER, node=node))
-            subscribed = False
-            while True:
-                response = await call.read()
-                if response is grpc.aio.EOF:
-                    return
-                await call.write(pb.DeltaDiscoveryRequest(type_url=response.type_url,
-                                                          response_nonce=response.nonce))
-                if response.type_url == CLUSTER and not subscribed:
-                    subscribed = True
-                    names = sorted(item.name for item in response.resources)
-                    await call.write(pb.DeltaDiscoveryRequest(
-                        type_url=ENDPOINTS, resource_names_subscribe=names))
-                elif response.type_url == ENDPOINTS:
-                    self._acked(response.system_version_info)
-
-
-async def worker_main(target: str, first: int, count: int, delta: bool,
-                      pipe: Connection) -> None:
-    kind = DeltaSimulatedClient if delta else SimulatedClient
-    clients = [kind(first + offset) for offset in range(count)]
-    async with asyncio.TaskGroup() as tasks:
-        runners = [tasks.create_task(client.run(target)) for client in clients]
-        await asyncio.gather(*(client.converged.wait() for client in clients))
-        pipe.send(("converged", max(client.eds_acked_at for client in clients)))
-        loop = asyncio.get_running_loop()
-        while await loop.run_in_executor(None, pipe.recv) == "arm":
-            baselines = [client.eds_version for client in clients]
-            pipe.send(("armed", 0.0))
-            for client, baseline in zip(clients, baselines, strict=True):
-                while client.eds_version == baseline:
-                    client.updated.clear()
-                    await client.updated.wait()
-            pipe.send(("changed", max(client.eds_acked_at for client in clients)))
-        for runner in runners:
-            runner.cancel()
-
-
-def worker_entry(target: str, first: int, count: int, delta: bool, pipe: Connection) -> None:
+def ready(admin: int) -> bool:
     try:
-        asyncio.run(worker_main(target, first, count, delta, pipe))
-    except BaseExceptionGroup as group:  # cancelled runners at stop
-        if not all(isinstance(error, asyncio.CancelledError) for error in group.exceptions):
-            raise
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
-# ---- the run --------------------------------------------------------------------------------
+class Run:
+    """One measurement: a server, a mesh, N sidecars."""
 
-def measure(clients: int, clusters: int, workers: int, rounds: int, delta: bool,
-            changed: int) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="cp-bench-"))
-    config = folder / "resources.json"
-    write_json(config, resources(clusters, 0, changed))
-    port, admin = free_port(), free_port()
-    server = ManagedProcess(python_argv("-m", "controlplane", "--resources", str(config),
-                                        "--listen", f"127.0.0.1:{port}",
-                                        "--admin", f"127.0.0.1:{admin}",
-                                        "--poll-interval", "0.1", "--log-level", "warning"),
-                            name="controlplane-bench", cwd=REPO)
-    context = multiprocessing.get_context("spawn")
-    pipes, processes = [], []
-    try:
-        wait_for_port(port, timeout=60)
-        time.sleep(1.0)
-        rss_before = rss_kib(server.pid)
-        started = time.time()
-        share = -(-clients // workers)
-        for worker in range(workers):
-            first, count = worker * share, min(share, clients - worker * share)
+    def __init__(self, args: argparse.Namespace, sidecars: int) -> None:
+        self.args = args
+        self.sidecars = sidecars
+        self.folder = Path(tempfile.mkdtemp(prefix="cp-scale-"))
+        self.mesh = Mesh(self.folder / "mesh", args.services, args.layout)
+        self.result: dict[str, Any] = {
+            "protocol": "delta" if args.delta else "sotw", "sidecars": sidecars,
+            "services": args.services, "layout": args.layout, "server_workers": args.workers,
+            "server": str(args.server_repo)}
+
+    def start_server(self) -> ManagedProcess:
+        self.mesh.write()
+        port, admin = free_port(), free_port()
+        extra = ["--workers", str(self.args.workers)] if self.args.workers > 1 else []
+        extra += self.args.server_arg
+        started = time.monotonic()
+        server = ManagedProcess(python_argv(
+            "-m", "controlplane",
+            "--mesh" if self.args.layout == "mesh" else "--resources", str(self.mesh.root),
+            "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+            "--poll-interval", str(self.args.poll_interval), "--log-level", "warning", *extra),
+            name="controlplane-scale", cwd=self.args.server_repo,
+            env=dict(item.split("=", 1) for item in self.args.server_env))
+        server.wait_until(lambda: ready(admin), timeout=self.args.timeout, what="ready")
+        self.result["startup_s"] = time.monotonic() - started
+        self.port = port
+        return server
+
+    def start_generator(self) -> tuple[list[Any], list[Any]]:
+        context = multiprocessing.get_context("spawn")
+        share = -(-self.sidecars // self.args.procs)
+        pipes, processes = [], []
+        for worker in range(self.args.procs):
+            first = worker * share
+            count = min(share, self.sidecars - first)
             if count <= 0:
                 break
+            spec = WorkerSpec(f"127.0.0.1:{self.port}", first, count,
+                              tuple(self.mesh.node_cluster(first + offset)
+                                    for offset in range(count)),
+                              tuple(self.mesh.node_metadata(first + offset)
+                                    for offset in range(count)),
+                              self.args.delta, self.args.timeout)
             parent, child = context.Pipe()
-            process = context.Process(target=worker_entry, daemon=True,
-                                      args=(f"127.0.0.1:{port}", first, count, delta, child))
+            process = context.Process(target=worker_entry, args=(spec, child), daemon=True)
             process.start()
             pipes.append(parent)
             processes.append(process)
-        initial = max(pipe.recv()[1] for pipe in pipes) - started
-        time.sleep(1.0)
-        rss_after = rss_kib(server.pid)
-        changes = []
-        for round_number in range(1, rounds + 1):
+        for pipe in pipes:
+            assert pipe.recv()[0] == "ready"
+        return pipes, processes
+
+    def measure(self) -> dict[str, Any]:
+        server = self.start_server()
+        processes: list[Any] = []
+        try:
+            time.sleep(1.0)
+            idle_kib = procfs.memory_kib(server.pid)
+            pipes, processes = self.start_generator()
+            cpu_start = procfs.cpu_seconds(server.pid)
+            by_process = procfs.cpu_by_process(server.pid)
+            start_at = time.time() + 1.0
+            for pipe in pipes:
+                pipe.send(("start", start_at))
+            reports = [pipe.recv()[1] for pipe in pipes]
+            self.result["converge_cpu_s"] = procfs.cpu_seconds(server.pid) - cpu_start
+            self.result["converge_cpu_by_process_s"] = sorted(
+                (round(seconds - by_process.get(pid, 0.0), 2) for pid, seconds
+                 in procfs.cpu_by_process(server.pid).items()), reverse=True)
+            self._converged(reports, start_at)
+            time.sleep(2.0)
+            self.result["rss_idle_mib"] = idle_kib / 1024
+            self.result["rss_steady_mib"] = procfs.memory_kib(server.pid) / 1024
+            self.result["kib_per_sidecar"] = (
+                procfs.memory_kib(server.pid) - idle_kib) / self.sidecars
+            self._changes(pipes, server.pid)
+            self.result["rss_peak_mib"] = procfs.memory_kib(server.pid, "VmHWM") / 1024
+            for pipe in pipes:
+                pipe.send("stop")
+            return self.result
+        finally:
+            for process in processes:
+                process.join(timeout=10)
+                if process.is_alive():
+                    process.kill()
+            server.stop()
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _converged(self, reports: list[Report], start_at: float) -> None:
+        times = [at - start_at for report in reports for at in report.times if at]
+        failures: Counter[str] = Counter()
+        held: Counter[Any] = Counter()
+        for report in reports:
+            failures.update(report.failures)
+            held.update(report.held)
+        expected = tuple(sorted(self.mesh.expected().items()))
+        self.result.update({f"converge_{key}_s": value
+                            for key, value in percentiles(times).items()})
+        self.result["not_converged"] = self.sidecars - len(times)
+        self.result["failed_streams"] = sum(failures.values())
+        self.result["failures"] = dict(failures.most_common(8))
+        self.result["incomplete_config"] = sum(count for seen, count in held.items()
+                                               if seen != expected)
+        self.result["mib_received_per_sidecar"] = (
+            sum(report.bytes_received for report in reports) / self.sidecars / 2**20)
+        self.result["generator_cpu_s"] = sum(report.cpu_seconds for report in reports)
+
+    def _changes(self, pipes: list[Any], server_pid: int) -> None:
+        latencies, cpu, missed = [], [], 0
+        for round_number in range(1, self.args.rounds + 1):
             for pipe in pipes:
                 pipe.send("arm")
             for pipe in pipes:
-                pipe.recv()
+                assert pipe.recv()[0] == "armed"
+            cpu_start = procfs.cpu_seconds(server_pid)
             changed_at = time.time()
-            write_json(config, resources(clusters, round_number, changed))
-            changes.append(max(pipe.recv()[1] for pipe in pipes) - changed_at)
-        for pipe in pipes:
-            pipe.send("stop")
-        return {"protocol": "delta" if delta else "sotw", "clients": clients,
-                "clusters": clusters, "clusters_changed": changed,
-                "initial_convergence_s": initial,
-                "change_to_last_ack_s": sorted(changes)[len(changes) // 2],
-                "change_to_last_ack_all_s": [round(item, 3) for item in changes],
-                "rss_idle_mib": rss_before / 1024, "rss_connected_mib": rss_after / 1024,
-                "kib_per_client": (rss_after - rss_before) / clients}
-    finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
-        server.stop()
+            self.mesh.write_service(round_number % self.args.services, generation=round_number)
+            reports = [pipe.recv()[1] for pipe in pipes]
+            cpu.append(procfs.cpu_seconds(server_pid) - cpu_start)
+            times = [at for report in reports for at in report.times]
+            missed += sum(1 for at in times if not at)
+            latencies += [at - changed_at for at in times if at]
+            time.sleep(1.0)
+        self.result.update({f"change_{key}_s": value
+                            for key, value in percentiles(latencies).items()})
+        self.result["change_missed"] = missed
+        self.result["change_cpu_s"] = statistics.median(cpu) if cpu else float("nan")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", type=int, action="append")
-    parser.add_argument("--clusters", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3, help="file changes timed (median)")
-    parser.add_argument("--delta", action="store_true", help="delta xDS clients instead of SotW")
-    parser.add_argument("--changed", type=int, default=None,
-                        help="clusters whose endpoints change per round (default: all)")
+def row(result: dict[str, Any]) -> str:
+    """One line of the docs/benchmarks.md table."""
+    def ms(key: str) -> str:
+        return f"{result[key]:.2f}"
+    return (f"| {result['protocol']} | {result['sidecars']:,} x {result['services']:,} "
+            f"{result['layout']} | {result['startup_s']:.1f} s | "
+            f"{ms('converge_p50_s')} / {ms('converge_p90_s')} / {ms('converge_max_s')} s | "
+            f"{ms('change_p50_s')} / {ms('change_p90_s')} / {ms('change_max_s')} s | "
+            f"{result['converge_cpu_s']:.1f} / {result['change_cpu_s']:.2f} | "
+            f"{result['generator_cpu_s']:.0f} | "
+            f"{result['rss_idle_mib']:.0f} / {result['rss_steady_mib']:.0f} / "
+            f"{result['rss_peak_mib']:.0f} MiB | {result['kib_per_sidecar']:.0f} KiB | "
+            f"{result['failed_streams']} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sidecars", type=int, action="append",
+                        help="simulated sidecars (repeat for several runs; default 1000)")
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--layout", choices=LAYOUTS, default="shared")
+    parser.add_argument("--delta", action="store_true", help="delta xDS instead of SotW")
+    parser.add_argument("--procs", type=int, default=4, help="generator processes")
+    parser.add_argument("--workers", type=int, default=1, help="control-plane --workers")
+    parser.add_argument("--rounds", type=int, default=3, help="endpoint changes timed")
+    parser.add_argument("--poll-interval", type=float, default=0.1)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="extra control-plane argument (--server-arg=--push-budget=1)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment of the control plane (GRPC_TRACE=..., say)")
+    parser.add_argument("--server-repo", type=Path, default=REPO,
+                        help="run the control plane from this checkout (before/after runs)")
     args = parser.parse_args()
-    for clients in args.clients or [100, 1000]:
-        changed = args.clusters if args.changed is None else args.changed
-        result = measure(clients, args.clusters, args.workers, args.rounds, args.delta, changed)
+    failed = False
+    for sidecars in args.sidecars or [1000]:
+        result = Run(args, sidecars).measure()
         print(json.dumps({key: round(value, 3) if isinstance(value, float) else value
                           for key, value in result.items()}), flush=True)
+        print(row(result), flush=True)
+        failed |= bool(result["not_converged"] or result["incomplete_config"]
+                       or result["change_missed"])
+    if failed:
+        print("benchmark failed: some sidecars did not converge or missed a change",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -151,6 +151,19 @@ def build_sink(config: AccessLogConfig, *, stats: Stats | None = None,
     return StreamSink(config, stats)
 
 
+def check_sink(config: AccessLogConfig, resolve: ClusterResolver | None) -> None:
+    """What building the sink would refuse, without starting it: a file that cannot be opened
+    for appending, an OTLP collector cluster with no endpoint (the --concurrency parent
+    validates each update this way; its workers build the sinks)."""
+    if config.kind == "otlp":
+        assert config.otlp is not None
+        config.otlp.target.endpoint(resolve)
+        return
+    stream, owned = _open_stream(config)
+    if owned:
+        stream.close()
+
+
 class AccessLogger:
     """All the access logs of one HCM or tcp_proxy: `log(info)` fans out to every sink."""
 

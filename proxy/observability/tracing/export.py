@@ -138,7 +138,8 @@ class SpanPipeline:
 
     def __init__(self, config: TracingConfig, *, stats: Stats, settings: BatchSettings,
                  resolve: ClusterResolver | None = None, exporter: TraceExporter | None = None,
-                 extra_resource: dict[str, str] | None = None) -> None:
+                 extra_resource: dict[str, str] | None = None, exporting: bool = True) -> None:
+        """`exporting=False`: no export thread and no exporter; spans are discarded."""
         attributes: dict[str, str] = dict(config.resource_attributes)
         attributes.update(extra_resource or {})
         attributes["service.name"] = config.service_name or DEFAULT_SERVICE_NAME
@@ -147,11 +148,16 @@ class SpanPipeline:
         self.resource = dict(attributes)
         self._resource = encode_resource(sorted(attributes.items()))
         self._scope = encode_scope(INSTRUMENTATION_NAME)
-        self._exporter = exporter or build_exporter(config, resolve)
         self._sent = stats.counter("tracing.opentelemetry.spans_sent")
         self._failures = stats.counter("tracing.opentelemetry.export_failures")
+        self._batcher: BackgroundBatcher[bytes] | None = None
+        if not exporting:  # the --concurrency parent: built to validate, never fed
+            self._exporter: TraceExporter = NoExporter()
+            self._add: Callable[[bytes], None] = _discard
+            return
+        self._exporter = exporter or build_exporter(config, resolve)
         dropped = stats.counter("tracing.opentelemetry.spans_dropped")
-        self._batcher: BackgroundBatcher[bytes] = BackgroundBatcher(
+        self._batcher = BackgroundBatcher(
             self._export, name="otel-span-export", max_queue=settings.max_queue_size,
             max_batch=settings.max_export_batch_size, interval=settings.schedule_delay,
             on_drop=dropped.inc)
@@ -180,14 +186,19 @@ class SpanPipeline:
 
     @property
     def queued(self) -> int:
-        return len(self._batcher)
+        return len(self._batcher) if self._batcher is not None else 0
 
     def flush(self, timeout: float = 5.0) -> bool:
-        return self._batcher.flush_now(timeout)
+        return self._batcher is None or self._batcher.flush_now(timeout)
 
     def close(self) -> None:
-        self._batcher.close(timeout=2.0)
+        if self._batcher is not None:
+            self._batcher.close(timeout=2.0)
         self._exporter.close()
 
     def __repr__(self) -> str:
         return f"SpanPipeline({self.resource.get('service.name')!r}, {self._batcher!r})"
+
+
+def _discard(_span: bytes) -> None:
+    pass

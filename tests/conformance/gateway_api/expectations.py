@@ -37,7 +37,10 @@ class Request:
     path: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     unfollow_redirect: bool = False
-    protocol: str = ""  # "" is http; "grpc"
+    protocol: str = ""  # "" is http; "grpc"; gateway tests: "H2", "H2C_PRIOR_KNOWLEDGE"
+    sni: str = ""  # gateway tests (Request.SNI): the SNI the backend should report
+    client_cert: str = ""  # gateway tests (Request.ClientCert): the certificate the Gateway
+    # must present to a TLS backend; here the name of the Secret holding it
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class ExpectedRequest:
     path: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     absent_headers: tuple[str, ...] = ()
+    method: str = ""  # gateway tests (ExpectedRequest embeds Request)
+    sni: str = ""  # the SNI the (TLS) backend saw
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,11 @@ class Response:
     status_codes: tuple[int, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
     absent_headers: tuple[str, ...] = ()
+    # gateway tests: a header may take any of several values (ValidHeaderValues), compared with
+    # whitespace ignored when IgnoreWhitespace
+    valid_header_values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ignore_whitespace: bool = False
+    protocol: str = ""  # gateway tests: the protocol the answer must come over, when set
 
     def accepted_statuses(self) -> tuple[int, ...]:
         """makeRequestWithCount: StatusCode is added to StatusCodes; none means 200."""
@@ -75,6 +85,16 @@ class Response:
         if self.status_code and self.status_code not in codes:
             codes = (*codes, self.status_code)
         return codes or (200,)
+
+
+@dataclass(frozen=True)
+class MirroredBackend:
+    """http.MirroredBackend: a backend a request is mirrored to (percent: RequestMirror's
+    percent or fraction, None for every request)."""
+
+    name: str
+    namespace: str
+    percent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,12 @@ class ExpectedResponse:
     backend: str = ""
     namespace: str = ""
     test_case_name: str = ""
+    # gateway tests: headers the echo backend is asked to set on its response
+    # (BackendSetResponseHeaders; sent to it as X-Echo-Set-Header), and the SNI to send
+    # (ServerName)
+    backend_set_response_headers: Mapping[str, str] = field(default_factory=dict)
+    server_name: str = ""
+    mirrored_to: tuple[MirroredBackend, ...] = ()  # MirroredTo
 
     def name(self, index: int) -> str:
         """ExpectedResponse.GetTestCaseName."""
@@ -208,3 +234,103 @@ def weights_mismatch(weights: Mapping[str, float], pods: Sequence[str]) -> str |
             errors.append(f"backend {name!r} weighted traffic of {share} not within tolerance "
                           f"{weight} (+/-{WEIGHT_TOLERANCE:f})")
     return "\n".join(sorted(errors)) or None
+
+
+REDIRECT_STATUSES = (300, 301, 302, 303, 304, 305, 307, 308)  # roundtripper.IsRedirect
+TIMEOUT_STATUSES = (408, 504)  # roundtripper.IsTimeoutError
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What the gateway client captured of one round trip (roundtripper.CapturedRequest, as
+    the echo backend reports it, and CapturedResponse): header names in any case, values as
+    lists."""
+
+    status: int
+    host: str = ""
+    path: str = ""
+    method: str = ""
+    namespace: str = ""
+    pod: str = ""
+    request_headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    response_headers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    protocol: str = ""
+    sni: str = ""  # TLS.ServerName the backend saw
+    peer_certificates: tuple[str, ...] = ()  # client certificates the backend saw (PEM)
+    location: str = ""  # a redirect's Location
+
+
+def _lowered(headers: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    return {name.lower(): list(values) for name, values in headers.items()}
+
+
+def gateway_mismatch(expected: ExpectedResponse, request_url: str,
+                     captured: Captured) -> str | None:
+    """http.go CompareRoundTrip for the gateway client, rule for rule. The status must be one
+    of the accepted ones (a 408/504 passes when one is accepted). On 200 or 204, the request
+    the backend saw is compared with ExpectedRequest, which defaults to the request sent
+    (method GET when not set): host when set, path, method, namespace, headers (values joined
+    by ","), absent headers; the response headers exactly, or among ValidHeaderValues (spaces
+    dropped with IgnoreWhitespace), absent response headers; the pod name starting with
+    Backend; SNI and client certificate when set. On a redirect, redirect_mismatch. Names
+    compare case-insensitively. `expected.request.client_cert` names a Secret here: the
+    runner substitutes its PEM before calling."""
+    statuses = expected.response.accepted_statuses()
+    if captured.status in TIMEOUT_STATUSES and any(s in TIMEOUT_STATUSES for s in statuses):
+        return None
+    if captured.status not in statuses:
+        return f"expected status code to be one of {list(statuses)}, got {captured.status}"
+    if expected.response.protocol and expected.response.protocol != captured.protocol:
+        return (f"expected protocol to be {expected.response.protocol}, "
+                f"got {captured.protocol}")
+    if captured.status in (200, 204):
+        request = expected.request
+        wanted = expected.expected_request or ExpectedRequest(
+            host=request.host, path=request.path, headers=request.headers,
+            method=request.method or "GET", sni=request.sni)
+        if wanted.host and wanted.host != captured.host:
+            return f"expected host to be {wanted.host}, got {captured.host}"
+        if wanted.path != captured.path:
+            return f"expected path to be {wanted.path}, got {captured.path}"
+        if (wanted.method or "GET") != captured.method:
+            return f"expected method to be {wanted.method or 'GET'}, got {captured.method}"
+        if expected.namespace != captured.namespace:
+            return f"expected namespace to be {expected.namespace}, got {captured.namespace}"
+        seen = _lowered(captured.request_headers)
+        for name, value in wanted.headers.items():
+            if name.lower() not in seen:
+                return f"expected {name} header to be set, actual headers: {seen}"
+            if ",".join(seen[name.lower()]) != value:
+                return (f"expected {name} header to be set to {value}, "
+                        f"got {','.join(seen[name.lower()])}")
+        answered = _lowered(captured.response_headers)
+        response = expected.response
+        squeeze = (lambda text: text.replace(" ", "")) if response.ignore_whitespace else str
+        for name, values in response.valid_header_values.items():
+            if name.lower() not in answered:
+                return f"expected {name} header to be set, actual headers: {answered}"
+            got = squeeze(",".join(answered[name.lower()]))
+            if got not in [squeeze(value) for value in values]:
+                return f"expected {name} header to be set to one of {list(values)}, got {got}"
+        for name, value in response.headers.items():
+            if name.lower() not in answered:
+                return f"expected {name} header to be set, actual headers: {answered}"
+            got = squeeze(",".join(answered[name.lower()]))
+            if got != squeeze(value):
+                return f"expected {name} header to be set to {value}, got {got}"
+        for name in response.absent_headers:
+            if name.lower() in answered:
+                return f"expected {name} header to not be set, got {answered[name.lower()]}"
+        for name in wanted.absent_headers:
+            if name.lower() in seen:
+                return f"expected {name} header to not be set, got {seen[name.lower()]}"
+        if not captured.pod.startswith(expected.backend):
+            return f"expected pod name to start with {expected.backend}, got {captured.pod}"
+        if wanted.sni and wanted.sni != captured.sni:
+            return f"expected SNI {captured.sni!r} to be equal to {wanted.sni!r}"
+        client_cert = request.client_cert if expected.expected_request is None else ""
+        if client_cert and client_cert not in captured.peer_certificates:
+            return "expected client certificate was not captured"
+    elif captured.status in REDIRECT_STATUSES:
+        return redirect_mismatch(expected, request_url, captured.location)
+    return None

@@ -400,6 +400,41 @@ MESH_PROFILES = (
     Profile("MESH-GRPC", frozenset({"Mesh", "GRPCRoute"}), MESH_EXTENDED_FEATURES),
 )
 
+# The gateway profiles (profiles.go), their extended sets the union of pkg/features' sets as
+# profiles.go names them: GATEWAY-GRPC takes no GRPCRoute extended feature, so the tests of
+# GRPCRouteNamedRouteRule and GRPCRouteRequestHeaderModifier count in no gateway profile.
+GATEWAY_EXTENDED_FEATURES = frozenset({  # features.GatewayExtendedFeatures
+    "GatewayPort8080", "GatewayStaticAddresses", "GatewayHTTPListenerIsolation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests", "GatewayInfrastructurePropagation",
+    "GatewayAddressEmpty", "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback", "ListenerSet"})
+HTTPROUTE_EXTENDED_FEATURES = frozenset({  # features.HTTPRouteExtendedFeatures
+    "HTTPRouteDestinationPortMatching", "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteQueryParamMatching", "HTTPRouteMethodMatching",
+    "HTTPRouteResponseHeaderModification", "HTTPRoutePortRedirect", "HTTPRouteSchemeRedirect",
+    "HTTPRoutePathRedirect", "HTTPRouteHostRewrite", "HTTPRoutePathRewrite",
+    "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror", "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout",
+    "HTTPRouteParentRefPort", "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteNamedRouteRule", "HTTPRouteCORS", "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode", "HTTPRouteRetry",
+    "HTTPRouteRetryBackendTimeout", "HTTPRouteRetryConnectionError",
+    "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect"})
+TLSROUTE_EXTENDED_FEATURES = frozenset({"TLSRouteModeTerminate", "TLSRouteModeMixed"})
+BACKEND_TLS_POLICY_FEATURES = frozenset({  # BackendTLSPolicy core and extended
+    "BackendTLSPolicy", "BackendTLSPolicySANValidation"})
+GATEWAY_HTTP = Profile(
+    "GATEWAY-HTTP", frozenset({"Gateway", "ReferenceGrant", "HTTPRoute"}),
+    GATEWAY_EXTENDED_FEATURES | HTTPROUTE_EXTENDED_FEATURES | BACKEND_TLS_POLICY_FEATURES)
+GATEWAY_TLS = Profile(
+    "GATEWAY-TLS", frozenset({"Gateway", "ReferenceGrant", "TLSRoute"}),
+    GATEWAY_EXTENDED_FEATURES | TLSROUTE_EXTENDED_FEATURES | BACKEND_TLS_POLICY_FEATURES)
+GATEWAY_GRPC = Profile(
+    "GATEWAY-GRPC", frozenset({"Gateway", "ReferenceGrant", "GRPCRoute"}),
+    GATEWAY_EXTENDED_FEATURES | BACKEND_TLS_POLICY_FEATURES)
+GATEWAY_PROFILES = (GATEWAY_HTTP, GATEWAY_TLS, GATEWAY_GRPC)
+
 
 def profiles_of(test: ConformanceTest) -> tuple[str, ...]:
     """getConformanceProfilesForTest: the profiles whose core and extended features together

@@ -198,3 +198,46 @@ def test_real_prometheus_counts_requests_through_the_sidecar(prometheus_binary_p
             prometheus.stop()
         sidecar.stop()
         backend.stop()
+
+
+def _histograms(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], str]:
+    """The latency histograms' series (`le` labels included), the admin listener's left out."""
+    series, types = parse_exposition(text)
+    wanted = ("envoy_cluster_upstream_rq_time", "envoy_http_downstream_rq_time")
+    assert all(types.get(name) == "histogram" for name in wanted), types
+    names = {name + suffix for name in wanted for suffix in ("_bucket", "_sum", "_count")}
+    return {key: value for key, value in series.items() if key[0] in names
+            and ("envoy_http_conn_manager_prefix", "admin") not in key[1]}
+
+
+def test_latency_histograms_as_envoys() -> None:
+    """`upstream_rq_time` and `downstream_rq_time` (ms, Envoy's buckets): the same series and
+    `le` labels from Envoy and from Pointsman after the same 4 requests, each counting 4."""
+    backend = RecordingBackend("backend")
+    seen: dict[str, dict[tuple[str, frozenset[tuple[str, str]]], str]] = {}
+    upstream_count = ("envoy_cluster_upstream_rq_time_count",
+                      frozenset({("envoy_cluster_name", "backend")}))
+    for kind in (Envoy, Pointsman):
+        port = free_port()
+        proxy = kind(bootstrap([http_listener("ingress", port, hcm("backend"))],
+                               [cluster("backend", backend.port)]), name="latency")
+        try:
+            proxy.wait_ready()
+            for _ in range(4):
+                assert get(f"http://127.0.0.1:{port}/x")[0] == 200
+            deadline = time.monotonic() + 20  # Envoy merges histograms on its stats flush (5 s)
+            while True:
+                seen[kind.__name__] = _histograms(proxy.admin("/stats/prometheus")[1])
+                if seen[kind.__name__].get(upstream_count) == "4" \
+                        or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        finally:
+            proxy.stop()
+    backend.stop()
+    envoy, ours = seen["Envoy"], seen["Pointsman"]
+    assert set(envoy) == set(ours)
+    assert len([key for key in ours if key[0].endswith("_bucket")]) == 2 * 20  # 19 + +Inf
+    for key, value in envoy.items():
+        if key[0].endswith("_count") or ("le", "+Inf") in key[1]:
+            assert value == ours[key] == "4", key

@@ -3,7 +3,9 @@ Envoy 1.40 vs ours, through tcp_proxy to a TLS backend that records, per connect
 the session was resumed.
 
 Measured on Envoy 1.40: by default (max_session_keys 1) the first connection makes a full
-handshake and the next ones resume; with max_session_keys 0 none resumes.
+handshake and the next ones resume; with max_session_keys 0 none resumes. The same with a
+TLS 1.2 backend, whether it resumes by session ticket (RFC 5077) or only by session ID
+(RFC 5246 7.4.1.2, the server's session cache).
 """
 
 from __future__ import annotations
@@ -44,10 +46,14 @@ class _Handler(socketserver.BaseRequestHandler):
             return
         with sock:
             self.server.resumed.append(sock.session_reused)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ssl.SSLError):
                 sock.sendall(b"hello\n")
                 while data := sock.recv(4096):
                     sock.sendall(data)
+                # close_notify sent: OpenSSL drops from its session cache a session whose
+                # connection ends without one (ssl_clear_bad_session), which would stop
+                # session-ID resumption whatever the client does.
+                sock.unwrap()
 
 
 class _ResumptionServer(socketserver.ThreadingTCPServer):
@@ -77,16 +83,26 @@ def _sessions(proxy_port: int, count: int) -> None:
             assert sock.recv(1) == b"x"
 
 
+def _backend_context(cert: Path, key: Path, backend: str) -> ssl.SSLContext:
+    context = server_ssl(cert, key)
+    if backend != "tls1.3":
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if backend == "tls1.2-session-id":
+        context.options |= ssl.OP_NO_TICKET
+    return context
+
+
+@pytest.mark.parametrize("backend", ["tls1.3", "tls1.2-ticket", "tls1.2-session-id"])
 @pytest.mark.parametrize(("tls", "expected"), [
     ({}, [False, True, True]),
     ({"max_session_keys": 0}, [False, False, False]),
 ])
 def test_upstream_sessions_resume_like_envoy(tmp_path: Path, tls: dict[str, Any],
-                                             expected: list[bool]) -> None:
+                                             expected: list[bool], backend: str) -> None:
     cert, key = tls_files(tmp_path, ["a.test"])["a.test"]
     seen = {}
     for kind in ("envoy", "pointsman"):
-        server = _ResumptionServer(server_ssl(cert, key))
+        server = _ResumptionServer(_backend_context(cert, key, backend))
         try:
             port = free_port()
             bootstrap = _bootstrap(port, server.server_address[1], **tls)

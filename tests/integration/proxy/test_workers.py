@@ -6,7 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from pathlib import Path
 
+from tests.conformance.observability.http_support import (
+    bootstrap as http_bootstrap,
+)
+from tests.conformance.observability.http_support import (
+    grpc_cluster,
+    hcm,
+    http_listener,
+    opentelemetry_tracing,
+)
 from tests.integration.proxy.helpers import (
     TaggedServer,
     listener,
@@ -50,6 +60,36 @@ def test_two_workers_share_a_listener_and_merge_stats() -> None:
                     assert read_line(sock) == "a"
     finally:
         backend.stop()
+
+
+FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+
+
+def test_the_parent_validates_access_logs_and_tracing_without_running_them(
+        tmp_path: Path) -> None:
+    """The parent builds every listener to NACK what its workers could not apply, but it
+    serves no traffic: it opens no access-log file (nor, tested in tests/unit/observability,
+    any exporter thread); each worker does."""
+    log = tmp_path / "access.log"
+    manager = hcm("backend", tracing=opentelemetry_tracing("otel", "svc"),
+                  access_log=[{"name": "envoy.access_loggers.file",
+                               "typed_config": {"@type": FILE_LOG, "path": str(log)}}])
+    config = http_bootstrap([http_listener("http", free_port(), manager)],
+                            [static_cluster("backend", [free_port()]),
+                             grpc_cluster("otel", free_port())])
+    with Pointsman(config, extra_args=("--concurrency", "2")) as proxy:
+        proxy.wait_ready()
+        children = _children(proxy.pid)
+        assert len(children) == 2, children
+        for worker in children:
+            assert _opens(worker, log)
+        assert not _opens(proxy.pid, log)
+
+
+def _opens(pid: int, path: Path) -> bool:
+    fds = f"/proc/{pid}/fd"
+    return any(os.path.realpath(os.path.join(fds, fd)) == str(path) for fd in os.listdir(fds))
+
 
 
 def _children(pid: int) -> list[int]:

@@ -174,3 +174,15 @@ def test_an_updated_cluster_gets_its_unchanged_endpoints_again_for_warming():
     holder.current = snapshot(cluster("a", "6s"), cluster("c"), *BASE[1:], endpoints("c", 3))
     [new_cluster] = pushes(stream.snapshot_changed(2))  # a new cluster is not warming: its
     assert sent(new_cluster) == ["c"]  # endpoints come when the client subscribes to them
+
+
+def test_a_stream_in_sync_holds_a_reference_not_a_copy_of_what_its_client_holds():
+    stream, holder = new_stream(*BASE)
+    pushes(stream.receive(delta(CLUSTER), 0))
+    known = stream.subscriptions[CLUSTER].known
+    assert dict(known) == {name: item.version for name, item in
+                           holder.current.of_type(CLUSTER).resources.items()}
+    assert known._changes == {}  # in line with the shared content: nothing of its own
+    holder.current = snapshot(cluster("a", "3s"), *BASE[1:])
+    [change] = pushes(stream.snapshot_changed(1))
+    assert known._changes == {} and known["a"] == change.resources[0].version

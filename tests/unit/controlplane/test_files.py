@@ -221,3 +221,15 @@ def test_only_changed_files_are_parsed_again(tmp_path):
     assert source.poll() and source.files_parsed == 2
     write(routes, [listener("http", "main", 10001), route("main", "a")])
     assert source.poll() and source.files_parsed == 3
+
+
+def test_a_group_is_checked_against_the_shared_set_it_is_laid_over(tmp_path):
+    write(tmp_path / "shared.yaml", GOOD)  # listener 'http' on 127.0.0.1:10000
+    write(tmp_path / "edge" / "own.yaml", [listener("http", "main", 10000)])  # replaces it
+    assert sorted(load_snapshots(tmp_path)) == [DEFAULT_GROUP, "edge"]
+    write(tmp_path / "edge" / "own.yaml", [listener("second", "main", 10000)])
+    error = error_for(tmp_path)
+    assert error.resource == "second" and "already bound by listener 'http'" in str(error)
+    write(tmp_path / "edge" / "own.yaml", [route("main", "a", "ghost")])
+    error = error_for(tmp_path)
+    assert "Cluster 'ghost'" in str(error) and error.source.endswith("own.yaml")

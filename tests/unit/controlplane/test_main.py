@@ -26,6 +26,13 @@ def test_tls_options_go_together():
         parse_args(["--resources", "x", "--client-ca", "ca"])
 
 
+def test_workers_with_mesh_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--mesh", "m.yaml", "--workers", "2"])
+    assert "--workers N with --mesh is not supported yet" in capsys.readouterr().err
+    assert parse_args(["--mesh", "m.yaml", "--workers", "1"]).workers == 1
+
+
 def test_addresses():
     assert split_address("[::1]:80") == ("::1", 80)
     assert is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")

@@ -128,9 +128,9 @@ spec:
 def test_the_command_line_takes_a_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                        ) -> None:
     from controlplane import main
-    with pytest.raises(SystemExit):
-        main.parse_args([])  # neither --resources nor --mesh
-    assert "--resources PATH, --mesh PATH or both" in capsys.readouterr().err
+    # neither --resources nor --mesh: the mesh API over the default file store (issue 12)
+    assert main.parse_args([]).store == main.DEFAULT_STORE
+    assert main.parse_args(["--mesh", "x"]).store is None
     path = tmp_path / "mesh.yaml"
     path.write_text(MESH)
     assert main.main(["--mesh", str(path), "--check"]) == 0
@@ -155,3 +155,129 @@ def test_node_errors_are_in_the_admin_status(tmp_path: Path) -> None:
     cache.snapshot_for(bad)
     assert Observer(cache).status()["mesh_node_errors"] == {
         "api-9": "node metadata 'kind' must be Service or Gateway, not 'Pod'"}
+
+
+# ---- the compiled views in the shared cache (controlplane/cache/, issue 18) ---------------
+
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def test_sidecars_views_hold_the_shared_parts_by_reference(tmp_path: Path) -> None:
+    """Two sidecars of one namespace: their route tables, endpoint sets and clusters are the
+    same content objects (one packing, one encoded chunk); their listeners differ only by
+    their own inbound part, laid over the one shared outbound set."""
+    cache, _, _ = loaded(tmp_path)
+    one = cache.view_for(node("web", "web-1", "10.0.0.2"))
+    two = cache.view_for(node("web", "web-2", "10.0.0.4"))
+    assert one is not two
+    for type_url in (ROUTE_TYPE, ENDPOINT.type_url, CLUSTER.type_url):
+        assert one.of_type(type_url) is two.of_type(type_url)
+    listeners = one.of_type(LISTENER.type_url), two.of_type(LISTENER.type_url)
+    assert listeners[0] is not listeners[1]
+    assert listeners[0].shared is listeners[1].shared  # type: ignore[attr-defined]
+    assert "inbound|80" in listeners[1].resources
+
+
+def test_a_node_connecting_changes_no_one_elses_view_and_no_configuration(
+        tmp_path: Path) -> None:
+    cache, _, _ = loaded(tmp_path)
+    web = node("web", "web-1", "10.0.0.2")
+    cache.view_for(web)
+    woken: list[str] = []
+    loads: list[int] = []
+    cache.subscribe(web, lambda: woken.append("web-1"))
+    cache.watch(lambda: loads.append(cache.generation))
+    cache.view_for(node("api", "api-1", "10.0.0.3"))
+    cache.view_for(node("web", "web-2", "10.0.0.4"))
+    assert woken == []
+    assert loads == []  # a view made for a connecting node is not a config load
+
+
+def test_registrations_in_one_loop_turn_are_compiled_once(tmp_path: Path) -> None:
+    """A storm of sidecars registering: the connected views are compiled again once per
+    loop turn, not once per sidecar."""
+    import asyncio
+
+    cache, _, _ = loaded(tmp_path)
+    web = node("web", "web-1", "10.0.0.2")
+    cache.view_for(web)
+    woken: list[int] = []
+    cache.subscribe(web, lambda: woken.append(1))
+    compiled: list[object] = []
+    compile_node = cache.compiler.compile_node
+
+    def counting(identity):  # type: ignore[no-untyped-def]
+        compiled.append(identity)
+        return compile_node(identity)
+    cache.compiler.compile_node = counting  # type: ignore[method-assign]
+
+    async def storm() -> None:
+        for index in range(20):
+            api = node("api", f"api-{index}", f"10.0.1.{index}")
+            cache.record(index, api.id, [NodeIdentified(api)])
+            cache.record(index, api.id, [Acked(LISTENER.type_url, "v1", "n1", 0.01)])
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    asyncio.run(storm())
+    assert len(compiled) == 1  # web's view, once, for 20 registrations
+    assert woken == [1]
+    assert len(endpoints_of(cache.view_for(web), "outbound|8080||api.default")) == 20
+
+
+def test_a_view_nobody_is_connected_to_is_dropped_at_the_next_change(tmp_path: Path) -> None:
+    cache, _, _ = loaded(tmp_path)
+    web, gone = node("web", "web-1", "10.0.0.2"), node("web", "web-9", "10.0.0.9")
+    cache.view_for(web)
+    cancel = cache.subscribe(web, lambda: None)
+    cache.view_for(gone)  # asked once (a Fetch, or a stream that closed)
+    assert len([key for key in cache.views if key.startswith("mesh:")]) == 2
+    api = node("api", "api-1", "10.0.0.3")
+    cache.record(1, "api-1", [NodeIdentified(api), Acked(LISTENER.type_url, "v1", "n", 0.0)])
+    assert [key for key in cache.views if key.startswith("mesh:")] == [
+        "mesh:Service|default|web|web-1|10.0.0.2|127.0.0.1|127.0.0.9"]
+    cancel()
+    cache.stream_closed(1)
+    assert not [key for key in cache.views if key.startswith("mesh:")]
+    assert endpoints_of(cache.view_for(web), "outbound|8080||api.default") == []  # compiled again
+
+
+def test_a_mesh_edit_wakes_only_the_sidecars_whose_view_changed(tmp_path: Path) -> None:
+    """Another namespace's Service changing its targetPort changes its own sidecars'
+    clusters to their application, not what the other sidecars receive."""
+    text = MESH + """---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: data}
+spec: {ports: [{name: tcp, port: 5432, targetPort: 5432}]}
+"""
+    cache, source, path = loaded(tmp_path, text)
+    web, db = node("web", "web-1", "10.0.0.2"), node("db", "db-1", "10.0.0.5")
+    json_format.ParseDict({"namespace": "data", "instance_ip": "10.0.0.5",
+                           "outbound_ip": "127.0.0.9"}, db.metadata)
+    woken: list[str] = []
+    for member, name in ((web, "web"), (db, "db")):
+        cache.view_for(member)
+        cache.subscribe(member, lambda name=name: woken.append(name))  # type: ignore[misc]
+    before = cache.view_for(web)
+    path.write_text(text.replace("targetPort: 5432", "targetPort: 6432"))
+    assert source.poll()
+    assert woken == ["db"]
+    assert cache.view_for(web) is before  # the same object: nothing to send
+
+
+def test_a_mesh_edit_that_makes_a_node_a_member_moves_it_to_its_compiled_view(
+        tmp_path: Path) -> None:
+    cache, source, path = loaded(tmp_path)
+    newcomer = node("db", "db-1", "10.0.0.5")
+    assert cache.view_for(newcomer) is cache.groups[""]  # no Service db yet: not a member
+    woken: list[int] = []
+    cache.subscribe(newcomer, lambda: woken.append(1))
+    path.write_text(MESH + """---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {ports: [{name: tcp, port: 5432}]}
+""")
+    assert source.poll()
+    assert woken == [1]
+    assert "inbound|5432" in cache.view_for(newcomer).of_type(LISTENER.type_url).resources

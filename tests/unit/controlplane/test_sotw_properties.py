@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
+import pytest
 from envoy.config.route.v3 import route_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -129,11 +130,12 @@ snapshots = st.builds(consistent_snapshot, st.frozensets(st.sampled_from(NAMES))
                       st.integers(min_value=1, max_value=3))
 
 
+@pytest.mark.parametrize("partial_updates", [False, True], ids=["full", "partial"])
 @settings(max_examples=60, deadline=None)
 @given(first=snapshots, changes=st.lists(st.tuples(snapshots, st.integers(0, 6)), max_size=5))
-def test_random_changes_converge_without_dangling_routes(first, changes):
+def test_random_changes_converge_without_dangling_routes(partial_updates, first, changes):
     holder = Holder(first)
-    client = FakeEnvoy(SotwStream(holder))
+    client = FakeEnvoy(SotwStream(holder, partial_updates=partial_updates))
     client.start()
     client.settle()
     for current, delivered_before_next in changes:

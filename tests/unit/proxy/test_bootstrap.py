@@ -69,6 +69,17 @@ def test_ads_api_type_grpc_or_delta(tmp_path: Path, api_type: str, delta: bool) 
     assert bootstrap.ads is not None and bootstrap.ads.delta is delta
 
 
+def test_every_ads_endpoint_is_a_target(tmp_path: Path) -> None:
+    """Several control planes in the ADS cluster: the client tries each in turn."""
+    cluster = static_cluster("xds")
+    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"].append(
+        {"endpoint": {"address": {"socket_address": {"address": "::1", "port_value": 2}}}})
+    bootstrap = load_bootstrap(write(tmp_path, {"dynamic_resources": ADS,
+                                                "static_resources": {"clusters": [cluster]}}))
+    assert bootstrap.ads is not None
+    assert bootstrap.ads.targets == ("127.0.0.1:1", "[::1]:2")
+
+
 def test_yaml_is_read(tmp_path: Path) -> None:
     path = tmp_path / "bootstrap.yaml"
     path.write_text("node: {id: yaml-node}\nstatic_resources: {clusters: []}\n")

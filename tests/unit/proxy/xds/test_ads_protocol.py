@@ -47,6 +47,18 @@ def new_client(node_on_every_request: bool = False) -> tuple[AdsClient, FakeAppl
     return AdsClient("127.0.0.1:1", protocol, applier, stats), applier, stats
 
 
+def test_each_new_stream_goes_to_the_next_control_plane() -> None:
+    """Several endpoints in the ADS cluster (replicas): tried in turn, as Envoy's round robin
+    picks a host per stream."""
+    client, _, _ = new_client()
+    assert [client.next_target() for _ in range(2)] == ["127.0.0.1:1"] * 2
+    protocol = AdsProtocol(base_pb2.Node(id="sidecar-1", cluster="web"))
+    several = AdsClient("127.0.0.1:1", protocol, FakeApplier(), Stats(),
+                        targets=("127.0.0.1:1", "[::1]:2"))
+    assert [several.next_target() for _ in range(3)] == ["127.0.0.1:1", "[::1]:2",
+                                                          "127.0.0.1:1"]
+
+
 def test_first_requests_are_wildcard_cds_then_lds_with_node_once() -> None:
     client, _, _ = new_client()
     requests = client.protocol.stream_started()

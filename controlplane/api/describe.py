@@ -1,0 +1,125 @@
+"""`DescribeService`: one Service as an operator needs to see it (`pointsman describe service`).
+
+Its ports (declared, and the protocol the mesh carries them as), its endpoints (registered
+sidecars, HEALTHY while connected with their listeners ACKed; EndpointSlice addresses with
+their ready/terminating conditions), the routes attached to it (GAMMA producer and consumer
+routes) and sending to it, the policies targeting it or its routes, the sidecars that serve
+it and the proxies whose configuration can send to it (their resources were compiled from
+it: controlplane/mesh/compile/deps.py), each with its sync state.
+"""
+
+from __future__ import annotations
+
+from controlplane.api import wire
+from controlplane.api.mirror import StoreMirror
+from controlplane.api.proxies import ProxyRecord
+from controlplane.api.status import StatusView
+from controlplane.mesh import MeshObject, ObjectKey
+from controlplane.mesh.resolve import POLICY_KINDS, Mesh
+from controlplane.sources.mesh import MeshCache
+from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
+
+
+def describe_service(key: ObjectKey, mirror: StoreMirror, cache: MeshCache,
+                     view: StatusView) -> pb.ServiceDescription:
+    record = mirror.state.records[key]
+    service = mirror.state.objects.get(key)
+    out = pb.ServiceDescription(service=wire.object_message(
+        record, view.of(key, service, mirror.errors.get(key, ""), record.revision)))
+    if service is None:
+        return out
+    mesh = cache.mesh
+    records = view.records()
+    out.ports.extend(_ports(mesh, service))
+    out.endpoints.extend(_endpoints(mesh, cache, service, records))
+    out.routes.extend(_routes(mesh, service))
+    out.policies.extend(_policies(mesh, service, {use.route.name for use in out.routes
+                                                  if use.role.startswith("attached")}))
+    out.serving.extend(_proxy_ref(proxy) for proxy in records
+                       if (proxy.kind, proxy.namespace, proxy.name) == key)
+    out.calling.extend(_proxy_ref(proxy) for proxy in records if key in view.deps(proxy)
+                       and (proxy.kind, proxy.namespace, proxy.name) != key)
+    return out
+
+
+def _ports(mesh: Mesh, service: MeshObject) -> list[pb.ServicePort]:
+    return [pb.ServicePort(name=port.name, port=port.port, target_port=port.target_port,
+                           app_protocol=port.app_protocol or "",
+                           protocol=mesh.protocol(service.namespace, service.name, port.port))
+            for port in service.spec.ports]
+
+
+def _endpoints(mesh: Mesh, cache: MeshCache, service: MeshObject,
+               records: list[ProxyRecord]) -> list[pb.ServiceEndpoint]:
+    out = []
+    nodes: dict[str, list[str]] = {}
+    for proxy in records:
+        if (proxy.kind, proxy.namespace, proxy.name) == service.key and proxy.address:
+            nodes.setdefault(proxy.address, []).append(proxy.node_id)
+    for address in cache.compiler.endpoints.of(service.namespace, service.name):
+        names = ", ".join(sorted(nodes.get(address, []))) or "(another replica's)"
+        out.append(pb.ServiceEndpoint(address=address, health="HEALTHY",
+                                      source=f"sidecar {names}"))
+    for item in mesh.slices.get((service.namespace, service.name), []):
+        ports = {port.name: port.port for port in item.spec.ports}
+        for endpoint in item.spec.endpoints:
+            health = "DRAINING" if endpoint.terminating else (
+                "HEALTHY" if endpoint.ready else "UNHEALTHY")
+            for address in endpoint.addresses:
+                for port in service.spec.ports:
+                    out.append(pb.ServiceEndpoint(
+                        address=address, port=ports.get(port.name, port.target_port),
+                        health=health, source=f"EndpointSlice {item.name}"))
+    return out
+
+
+def _routes(mesh: Mesh, service: MeshObject) -> list[pb.RouteUse]:
+    out = []
+    for port in service.spec.ports:
+        for item in mesh.on_service_port.get((service.namespace, service.name, port.port), []):
+            role = (f"attached (consumer route for namespace {item.route.namespace})"
+                    if item.consumer else "attached")
+            out.append(pb.RouteUse(route=wire.ref(item.route.key), role=role, port=port.port,
+                                   accepted=item.accepted, reason=item.reason,
+                                   detail=item.message))
+    seen: set[tuple[ObjectKey, int]] = set()
+    for (route, _rule, _index), backend in sorted(mesh.backends.items()):
+        if backend.service is None or backend.service.key != service.key or backend.port is None:
+            continue
+        if (route, backend.port.port) in seen:
+            continue
+        seen.add((route, backend.port.port))
+        out.append(pb.RouteUse(route=wire.ref(route), role="backend", port=backend.port.port,
+                               accepted=backend.ok, reason=backend.reason,
+                               detail=backend.message))
+    return out
+
+
+def _policies(mesh: Mesh, service: MeshObject, routes: set[str]) -> list[pb.PolicyUse]:
+    out = []
+    for kind in POLICY_KINDS:
+        for policy in mesh.of_kind(kind):
+            for ref in policy.spec.targets:
+                wanted = (ref.kind == "Service" and ref.name == service.name) or (
+                    ref.kind in ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
+                    and ref.name in routes)
+                if not wanted or policy.namespace != service.namespace:
+                    continue
+                target = ObjectKey(ref.kind, policy.namespace, ref.name)
+                applied = any(item.policy.key == policy.key
+                              for item in mesh.policies.get(target, []))
+                reason = next((item.reason for item in mesh.conditions.get(policy.key, [])
+                               if item.type == "Accepted" and not applied), "Accepted")
+                spec = policy.raw.get("spec") or {}
+                out.append(pb.PolicyUse(
+                    policy=wire.ref(policy.key), target=wire.ref(target),
+                    section=ref.section_name or "", accepted=applied, reason=reason,
+                    fields=sorted(name for name in spec if name not in ("targetRefs",
+                                                                         "targetRef"))))
+    return out
+
+
+def _proxy_ref(proxy: ProxyRecord) -> pb.ProxyRef:
+    return pb.ProxyRef(node_id=proxy.node_id, kind=proxy.kind, namespace=proxy.namespace,
+                       name=proxy.name, address=proxy.address,
+                       control_plane=proxy.control_plane, state=proxy.worst)

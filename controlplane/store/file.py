@@ -1,0 +1,119 @@
+"""The default store: one JSON file in a folder, rewritten atomically on every commit.
+
+`FileStore(folder)` keeps every record in `folder/objects.json` (`{"revision": N, "records":
+[...]}`, each record's value being the object's JSON text). A commit writes the whole new state
+to a temporary file in the same folder, fsyncs it, renames it over the old one (rename(2) is
+atomic: a reader, or a control plane restarted after a crash, sees the old state or the new
+one, never a mix) and fsyncs the folder so the rename itself survives a power cut. Only then is
+the change published. One control plane at a time: `folder/lock` is held with flock(2) while
+the store is open, and a second one is refused.
+
+Watches in the past reach back to the commits made since the store was opened; older ones get
+`Compacted` (the mirror then lists again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from controlplane.mesh.objects import ObjectKey
+from controlplane.store.base import Change, MemoryStore, Record, StoreError
+
+STATE_FILE = "objects.json"
+LOCK_FILE = "lock"
+FORMAT = 1
+
+
+class FileStore(MemoryStore):
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+        self.url = f"file:{folder}"
+        self._lock_fd: int | None = None
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise StoreError(f"{self.folder}: {error.strerror}") from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            raise StoreError(f"{self.folder}: in use by another control plane "
+                             "(its lock file is held)") from error
+        self._lock_fd = fd
+        try:
+            self.revision, self.records = read_state(self.folder / STATE_FILE)
+        except StoreError:
+            self._unlock()
+            raise
+
+    async def close(self) -> None:
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    async def persist(self, change: Change) -> None:
+        records = dict(self.records)
+        for record in change.puts:
+            records[record.key] = record
+        for key in change.deletes:
+            records.pop(key, None)
+        await asyncio.to_thread(write_state, self.folder / STATE_FILE, change.revision, records)
+
+
+def read_state(path: Path) -> tuple[int, dict[ObjectKey, Record]]:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return 0, {}
+    except OSError as error:
+        raise StoreError(f"{path}: {error.strerror}") from error
+    try:
+        state = json.loads(text)
+        if state.get("format") != FORMAT:
+            raise ValueError(f"unknown format {state.get('format')!r}")
+        records = [_record(item) for item in state["records"]]
+        return int(state["revision"]), {record.key: record for record in records}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise StoreError(f"{path}: not a Pointsman store file ({error})") from error
+
+
+def _record(item: dict[str, Any]) -> Record:
+    key = ObjectKey(str(item["kind"]), str(item["namespace"]), str(item["name"]))
+    return Record(key, str(item["value"]).encode(), int(item["revision"]), int(item["created"]))
+
+
+def write_state(path: Path, revision: int, records: dict[ObjectKey, Record]) -> None:
+    state = {"format": FORMAT, "revision": revision, "records": [
+        {"kind": key.kind, "namespace": key.namespace, "name": key.name,
+         "revision": record.revision, "created": record.created,
+         "value": record.value.decode()}
+        for key, record in sorted(records.items())]}
+    partial = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(partial, "wb") as sink:
+            sink.write(json.dumps(state, separators=(",", ":")).encode())
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(partial, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError as error:
+        raise StoreError(f"{path}: cannot write: {error.strerror}") from error

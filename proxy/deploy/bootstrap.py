@@ -1,0 +1,99 @@
+"""The Envoy v3 bootstrap of a mesh sidecar, built from `pointsman sidecar`'s flags.
+
+The same document starts a Pointsman sidecar or real Envoy. What it holds is the node identity
+the control plane reads (docs/mesh.md, "Sidecars and Gateways: what connects": `node.cluster`
+is the Service, `node.metadata` carries namespace, kind, instance_ip, app_ip, outbound_ip), an
+ADS stream to the control plane (a static cluster `xds` speaking HTTP/2, Envoy's
+config/bootstrap/v2/overview "ADS" example), LDS and CDS over it, and the admin address. The
+inbound and outbound listeners come from the control plane over LDS: nothing else is static.
+Pure data: no I/O, so it is tested without sockets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+XDS_CLUSTER = "xds"
+_H2_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_H2_TYPE = "type.googleapis.com/" + _H2_OPTIONS
+
+
+@dataclass(frozen=True)
+class SidecarSpec:
+    """What `pointsman sidecar` was told; every address already checked (`parse_address`)."""
+
+    service: str
+    namespace: str
+    node_id: str
+    servers: tuple[tuple[str, int], ...]
+    admin: tuple[str, int]
+    instance_ip: str
+    app_ip: str = "127.0.0.1"
+    outbound_ip: str = "127.0.0.1"
+    kind: str = "Service"
+    delta: bool = False
+
+
+def parse_address(text: str, flag: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` -> (host, port); ValueError naming `flag` otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{flag}: {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def parse_ip(text: str, flag: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not an IP address") from None
+
+
+def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
+    """The bootstrap as a dict (JSON/YAML-ready, proto3 JSON field names)."""
+    metadata = {"namespace": spec.namespace, "kind": spec.kind}
+    if spec.kind == "Service":
+        metadata.update(instance_ip=spec.instance_ip, app_ip=spec.app_ip,
+                        outbound_ip=spec.outbound_ip)
+    elif spec.instance_ip:
+        metadata["instance_ip"] = spec.instance_ip
+    return {
+        "node": {"id": spec.node_id, "cluster": spec.service, "metadata": metadata},
+        "admin": {"address": _socket_address(spec.admin)},
+        "dynamic_resources": {
+            "ads_config": {"api_type": "DELTA_GRPC" if spec.delta else "GRPC",
+                           "transport_api_version": "V3",
+                           "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+            "cds_config": {"ads": {}, "resource_api_version": "V3"}},
+        "static_resources": {"clusters": [_xds_cluster(spec.servers)]},
+    }
+
+
+def _xds_cluster(servers: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+    """The control plane(s): gRPC needs HTTP/2 (Envoy: a cluster used by envoy_grpc must set
+    http2_protocol_options). STRICT_DNS so a host name (a Kubernetes Service) resolves."""
+    named = any(not _is_ip(host) for host, _ in servers)
+    return {
+        "name": XDS_CLUSTER, "type": "STRICT_DNS" if named else "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {_H2_OPTIONS: {
+            "@type": _H2_TYPE, "explicit_http_config": {"http2_protocol_options": {}}}},
+        "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": _socket_address(server)}} for server in servers]}]},
+    }
+
+
+def _socket_address(address: tuple[str, int]) -> dict[str, Any]:
+    return {"socket_address": {"address": address[0], "port_value": address[1]}}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

