@@ -32,7 +32,7 @@ from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
 from proxy.descriptors import raise_descriptor_limit
 from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT
-from proxy.process import install_uvloop, tune_garbage_collector
+from proxy.process import first_of, install_uvloop, tune_garbage_collector
 
 log = logging.getLogger("proxy")
 
@@ -130,14 +130,3 @@ async def shut_down_gracefully(server: Any, grace: float) -> None:
     await server.drain(grace)
     log.info("drained in %.2fs", loop.time() - started)
 
-
-async def first_of(*events: asyncio.Event) -> asyncio.Event:
-    """Wait until one of `events` is set; returns it."""
-    waiters = {asyncio.ensure_future(event.wait()): event for event in events}
-    try:
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-    return waiters[next(iter(done))]

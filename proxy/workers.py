@@ -37,8 +37,7 @@ from proxy.admin import AdminServer
 from proxy.bootstrap import Bootstrap, load_bootstrap
 from proxy.descriptors import raise_descriptor_limit
 from proxy.listeners.manager import ListenerBindError, bind_listener_socket
-from proxy.main import first_of
-from proxy.process import install_uvloop, tune_garbage_collector
+from proxy.process import first_of, install_uvloop, tune_garbage_collector
 from proxy.server import Server, ServerAdminSource
 from proxy.stats import Stats
 from proxy.tasks import TaskSet

@@ -42,8 +42,9 @@ from controlplane.mesh.compile.policies import (
 from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from proxy.http.headers import Headers, RequestHead
-from proxy.http.router import _redirect as redirect_reply
+from proxy.codec.headers import Headers, RequestHead
+from proxy.http import filters as _http_filters  # noqa: F401 (registers per-route configs)
+from proxy.http.redirect import redirect_reply
 from proxy.http.routing import match_route, select_virtual_host
 from proxy.model.route import (
     DirectResponseAction,

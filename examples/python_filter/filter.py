@@ -15,8 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from proxy.http.filter import HttpFilter, HttpStream, LocalReply
-from proxy.http.headers import ResponseHead
+from proxy.http.filter import HttpFilter, HttpStream, LocalReply, ResponseHead
 
 
 class TagFilter(HttpFilter):

@@ -4,6 +4,11 @@ Order, as in Envoy's HCM: request header rules (XFF, x-request-id, internal head
 decoder filters in chain order, then the route lookup, then the router. Every response head,
 local or proxied, passes the route's response header manipulation, the encoder filters (reverse
 order) and the `server`/`date` rules before the codec writes it.
+
+A stream knows its connection only as a `StreamOwner` (below): the connection manager's
+context (`HttpManager`), the connection's facts (`ConnectionInfo`), its timers and write flow,
+and the few calls that write for the stream and end it. The HTTP/1.1 and HTTP/2 connections
+(proxy.http.http1_server, proxy.http.http2_server) implement it; nothing here imports them.
 """
 
 from __future__ import annotations
@@ -14,23 +19,59 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from proxy.codec.flow import WriteFlow
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
 from proxy.http.body import BodyChannel
 from proxy.http.deadline import Deadline
 from proxy.http.filter import HttpFilter, HttpStream, LocalReply, Paced
 from proxy.http.header_mutation import apply_response_mutations, route_levels
-from proxy.http.headers import Headers, RequestHead, ResponseHead
 from proxy.http.local_reply import render_local_reply
+from proxy.http.manager import ConnectionInfo, HttpManager
 from proxy.http.request_headers import mutate_request_headers
 from proxy.http.routing import resolve_route
+from proxy.http.stream_timers import StreamTimers
 from proxy.model.route import ForwardAction, RouteConfig, request_buffer_limit
 from proxy.observability.request_info import EMPTY_HEADERS, RequestInfo
 
-if TYPE_CHECKING:
-    from proxy.http.downstream import HttpConnectionHandler
-
 log = logging.getLogger(__name__)
+
+
+class StreamOwner(Protocol):
+    """The connection a stream belongs to, as the stream sees it."""
+
+    manager: HttpManager
+    info: ConnectionInfo
+    loop: asyncio.AbstractEventLoop
+    timers: StreamTimers  # the streams' idle timeouts and deadlines, one loop timer
+    flow: WriteFlow  # the transport's backpressure: await drained() while paused
+
+    def body_pressure(self, stream_id: int, on: bool) -> None:
+        """The stream's request body queued past its limit (on) or drained below half."""
+
+    def body_consumed(self, stream_id: int, length: int) -> None:
+        """`length` flow-controlled bytes of the request body left our buffers."""
+
+    def write_head(self, stream: ActiveStream, head: ResponseHead, *, end_stream: bool) -> None:
+        """Queue the response head (the caller awaits `flow.drained()` when paused)."""
+
+    def write_data_nowait(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> bool:
+        """Queue DATA when that needs no waiting; False: use write_data()."""
+
+    async def write_data(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> None:
+        """Write DATA, waiting for the peer's flow-control windows as needed."""
+
+    async def write_trailers(self, stream: ActiveStream, trailers: Headers) -> None: ...
+
+    def reset_stream(self, stream: ActiveStream) -> None:
+        """End the response abnormally (HTTP/2 RST_STREAM; HTTP/1.1: the connection goes)."""
+
+    def close_after_response(self) -> None:
+        """Close the connection once this response is out (HTTP/2: GOAWAY)."""
+
+    def stream_finished(self, stream: ActiveStream) -> None:
+        """The stream's task ends: the connection forgets it and logs it."""
 
 
 
@@ -61,11 +102,12 @@ def http_date() -> str:
 
 
 class ActiveStream:
-    def __init__(self, connection: HttpConnectionHandler, stream_id: int,
-                 head: RequestHead) -> None:
-        self.connection = connection
+    def __init__(self, owner: StreamOwner, stream_id: int, head: RequestHead) -> None:
+        self.owner = owner
+        self.manager = manager = owner.manager
         self.stream_id = stream_id
-        settings = connection.settings
+        settings = manager.settings
+        connection = owner.info
         self.info = HttpStream(head, connection.remote_address, connection.local_address,
                                connection.connection_id,
                                connection_state=connection.filter_state)
@@ -73,9 +115,11 @@ class ActiveStream:
         # ~36 objects for the cyclic collector each time (its passes cost ~14 us per request
         # under load); without cycles reference counting frees a finished stream at once.
         self.body = BodyChannel(high_watermark=connection.buffer_limit,
-                                on_pressure=partial(connection.body_pressure, stream_id),
-                                on_consumed=partial(connection.body_consumed, stream_id))
-        self.filters: list[HttpFilter] = [make() for make in connection.filter_makers]
+                                on_pressure=partial(owner.body_pressure, stream_id),
+                                on_consumed=partial(owner.body_consumed, stream_id))
+        self.filters: list[HttpFilter] = [make() for make in manager.filter_makers]
+        if self.filters:
+            self._read_request_data()
         self.head_sent = False
         self.complete = False
         self.config: RouteConfig | None = None
@@ -84,9 +128,9 @@ class ActiveStream:
         # idle_timeout): checked lazily against the last activity, re-armed only on expiry.
         self.idle_timeout = settings.stream_idle_timeout
         self.idle_expired = False
-        self._loop = connection.loop
+        self._loop = owner.loop
         self._activity = _Activity(self._loop.time)
-        self._timers = connection.timers  # the connection's StreamTimers (idle timeout)
+        self._timers = owner.timers  # the connection's StreamTimers (idle timeout)
         self.when = 0.0  # when the idle timeout is next due (StreamTimer), once armed
         self._idle_armed = False
         self._request_timer: asyncio.TimerHandle | None = None
@@ -99,9 +143,16 @@ class ActiveStream:
 
     # --- the request path --------------------------------------------------------------------
 
+    def _read_request_data(self) -> None:
+        """The filters with an on_request_data see the request body as the router reads it."""
+        readers = tuple(f for f in self.filters
+                        if type(f).on_request_data is not HttpFilter.on_request_data)
+        if readers:
+            self.body.transform = partial(_request_data, self.info, readers)
+
     async def run(self) -> None:
         self._arm_idle(self.idle_timeout)
-        request_timeout = self.connection.settings.request_timeout
+        request_timeout = self.manager.settings.request_timeout
         if request_timeout:
             # HCM request_timeout: the whole request must arrive within it (Envoy answers 408
             # "request timeout"), unless a response has started by then.
@@ -189,8 +240,8 @@ class ActiveStream:
             await self.send_local_reply(reply)
 
     async def _process(self) -> None:
-        connection = self.connection
-        settings = connection.settings
+        manager = self.manager
+        settings = manager.settings
         request = self.info.request
         if not request.authority:
             # Envoy's HCM (decodeHeaders): a request without Host / :authority gets an empty
@@ -202,16 +253,17 @@ class ActiveStream:
             # Envoy's HCM takes only origin-form paths at the application layer: an absolute
             # target kept by allow_absolute_url=false, or "*", gets 404 (conn_manager_impl.cc,
             # details absolute_path_rejected, stat downstream_rq_non_relative_path).
-            connection.count_stat("downstream_rq_non_relative_path")
+            manager.count("downstream_rq_non_relative_path")
             await self.send_local_reply(LocalReply(404, details="absolute_path_rejected"))
             return
-        self.config = self.info.route_config = connection.route_config()
+        self.config = self.info.route_config = manager.route_config()
         internal_only = self.config.internal_only_headers if self.config else ()
         client, internal = mutate_request_headers(
-            request, connection.remote_address[0], connection.scheme, settings, internal_only)
+            request, self.info.remote_address[0], self.owner.info.scheme, settings,
+            internal_only)
         self.info.trusted_client_address, self.info.internal = client, internal
-        if connection.tracer is not None:  # Headers' names are lower-case: no HeaderMap copy
-            span = self.info.state["span"] = connection.tracer.start_server_span(
+        if manager.tracer is not None:  # Headers' names are lower-case: no HeaderMap copy
+            span = self.info.state["span"] = manager.tracer.start_server_span(
                 request.headers, method=request.method, path=request.path,
                 authority=request.authority, start_time=self.info.start_time)
             if span.request_id is not None:  # Envoy's pack_trace_reason
@@ -235,7 +287,7 @@ class ActiveStream:
         if not settings.has_router:
             await self._unanswered()
             return
-        await connection.router.handle(self.info, self.config, self)  # returns an awaitable
+        await manager.router.handle(self.info, self.config, self)  # returns an awaitable
 
     async def _unanswered(self) -> None:
         """An HCM without HTTP filters has no router (Envoy 1.40 adds none): nothing answers.
@@ -300,7 +352,7 @@ class ActiveStream:
                 return True
             if kind in route.action.upgrades_disabled:
                 return False  # the route's enabled: false beats the HCM's
-        return kind in self.connection.settings.upgrades
+        return kind in self.manager.settings.upgrades
 
     # --- the response path (the router's Downstream) -----------------------------------------
 
@@ -319,15 +371,15 @@ class ActiveStream:
         self.head_sent = True
         self.info.response = head
         self.info.response_code = head.status
-        connection = self.connection
-        connection.write_head(self, head, end_stream=end_stream)
+        owner = self.owner
+        owner.write_head(self, head, end_stream=end_stream)
         if end_stream:
             self.complete = True
-        if connection.flow.paused:
-            await connection.flow.drained()
+        if owner.flow.paused:
+            await owner.flow.drained()
 
     def _server_and_date(self, headers: Headers) -> None:
-        settings = self.connection.settings
+        settings = self.manager.settings
         if settings.server_header == "OVERWRITE" or (
             settings.server_header == "APPEND_IF_ABSENT" and "server" not in headers
         ):
@@ -345,11 +397,11 @@ class ActiveStream:
             data = out  # type: ignore[assignment]
         # _write_data inline (the common case): one coroutine less per chunk.
         self.info.bytes_sent += len(data)
-        connection = self.connection
-        if not connection.write_data_nowait(self, data, end_stream=end_stream):
-            await connection.write_data(self, data, end_stream=end_stream)
-        elif connection.flow.paused:
-            await connection.flow.drained()
+        owner = self.owner
+        if not owner.write_data_nowait(self, data, end_stream=end_stream):
+            await owner.write_data(self, data, end_stream=end_stream)
+        elif owner.flow.paused:
+            await owner.flow.drained()
         if end_stream:
             self.complete = True
 
@@ -366,16 +418,16 @@ class ActiveStream:
 
     async def _write_data(self, data: bytes, end_stream: bool) -> None:
         self.info.bytes_sent += len(data)
-        connection = self.connection
-        if not connection.write_data_nowait(self, data, end_stream=end_stream):
-            await connection.write_data(self, data, end_stream=end_stream)
-        elif connection.flow.paused:
-            await connection.flow.drained()
+        owner = self.owner
+        if not owner.write_data_nowait(self, data, end_stream=end_stream):
+            await owner.write_data(self, data, end_stream=end_stream)
+        elif owner.flow.paused:
+            await owner.flow.drained()
         if end_stream:
             self.complete = True
 
     async def send_trailers(self, trailers: Headers) -> None:
-        await self.connection.write_trailers(self, trailers)
+        await self.owner.write_trailers(self, trailers)
         self.complete = True
 
     async def send_local_reply(self, reply: LocalReply) -> None:
@@ -386,7 +438,7 @@ class ActiveStream:
             return
         head, body = render_local_reply(reply, self.info.request)
         if reply.close_connection:
-            self.connection.close_after_response()
+            self.owner.close_after_response()
         await self.send_response(head, end_stream=not body)
         if body:
             await self.send_data(body, end_stream=True)
@@ -398,7 +450,7 @@ class ActiveStream:
     def reset(self) -> None:
         if not self.complete:
             self.info.set_flag("LR" if not self.info.response_flags else "")
-            self.connection.reset_stream(self)
+            self.owner.reset_stream(self)
             self.complete = True
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -409,8 +461,7 @@ class ActiveStream:
                 http_filter.on_complete(self.info)
             except Exception:
                 log.exception("filter %r on_complete failed", http_filter)
-        self.connection.stream_finished(self)
-        self.connection.log_stream(self)
+        self.owner.stream_finished(self)
 
     def finish_span(self, span: Any) -> None:
         """End the SERVER span when nothing else reads the request record: the span gets the
@@ -461,3 +512,12 @@ def _envoy_order(flags: list[str]) -> tuple[str, ...]:
     """Response flags as Envoy 1.40 prints %RESPONSE_FLAGS%: in the order they were set
     (StreamInfoImpl keeps them in a vector; checked in test_response_code_details_vs_envoy)."""
     return tuple(flags) if flags else ()
+
+
+def _request_data(stream: HttpStream, filters: tuple[HttpFilter, ...], data: bytes,
+                  end_stream: bool) -> bytes:
+    """A request body chunk through the filters' on_request_data, in chain order (Envoy's
+    decodeData; BodyChannel.transform says when it is the last)."""
+    for http_filter in filters:
+        data = http_filter.on_request_data(stream, data, end_stream)
+    return data

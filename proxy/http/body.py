@@ -5,6 +5,11 @@ told to stop reading (`on_pressure(True)`) and told to resume once the consumer 
 half of it (Envoy's watermark buffers, `per_connection_buffer_limit_bytes`). For HTTP/2 each
 chunk also carries the flow-controlled length to acknowledge once consumed, so the peer's
 window only reopens as fast as we forward.
+
+`transform`, when set, is applied to each chunk as the consumer reads it, with `end_stream`
+when nothing follows (Envoy's decodeData(data, end_stream)): the HTTP filters'
+`on_request_data` (proxy.http.active_stream). A body whose end arrives after its last chunk
+was read gets one more call with no data and end_stream; what it returns is read last.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from proxy.http.headers import Headers
+from proxy.codec.headers import Headers
 
 
 class StreamResetError(Exception):
@@ -34,6 +39,9 @@ class BodyChannel:
         self.reset = False
         self.trailers: Headers | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.transform: Callable[[bytes, bool], bytes] | None = None
+        self._transformed_end = False  # the transform was told end_stream, or need not be
+        self._pushed = False  # a body without data (headers only) is never transformed
 
     # --- producer ------------------------------------------------------------------------------
 
@@ -44,6 +52,7 @@ class BodyChannel:
             return
         self._chunks.append((data, flow_controlled))
         self._buffered += len(data)
+        self._pushed = True
         if not self._pressured and self._buffered > self.high_watermark:
             self._pressured = True
             if self._on_pressure:
@@ -82,7 +91,7 @@ class BodyChannel:
             if self.reset:
                 raise StreamResetError("stream reset")
             if self.ended:
-                return None
+                return self._transform_end()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -96,19 +105,38 @@ class BodyChannel:
             self._pressured = False
             if self._on_pressure:
                 self._on_pressure(False)
-        return data
+        return data if self.transform is None else self._transformed(data)
 
     def read_nowait(self) -> bytes | None:
         """The next chunk already queued, else None (whether or not the body ended)."""
         if not self._chunks:
-            return None
+            return self._transform_end() if self.ended and not self.reset else None
         data, flow_controlled = self._chunks.popleft()
         self._buffered -= len(data)
         if self._on_consumed and flow_controlled:
             self._on_consumed(flow_controlled)
-        return data
+        return data if self.transform is None else self._transformed(data)
+
+    def _transformed(self, data: bytes) -> bytes:
+        assert self.transform is not None
+        end = self.ended and not self._chunks and self.trailers is None
+        self._transformed_end = end
+        return self.transform(data, end)
+
+    def _transform_end(self) -> bytes | None:
+        """At the end: the transform's last call when no chunk carried end_stream."""
+        if not self._end_pending():
+            return None
+        assert self.transform is not None
+        self._transformed_end = True
+        return self.transform(b"", True) or None
+
+    def _end_pending(self) -> bool:
+        return self.transform is not None and self._pushed and not self._transformed_end \
+            and self.trailers is None
 
     @property
     def exhausted(self) -> bool:
-        """Ended and fully read."""
-        return self.ended and not self._chunks
+        """Ended and fully read (the transform told of the end, when there is one)."""
+        return self.ended and not self._chunks and not (
+            self.transform is not None and self._end_pending())

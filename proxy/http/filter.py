@@ -7,7 +7,11 @@ A filter is a small object created per stream by its factory. The connection man
 `StopIteration` until `continueDecoding`, as the fault filter's delay does; the request body
 waits, under the stream's flow control, in the meantime). `on_response_headers` runs in reverse
 chain order before the response head goes downstream and may edit it. Body hooks see each
-chunk and may replace it; `on_response_data` may instead return a `Paced` body, whose pieces
+chunk and may replace it: `on_request_data` in chain order as the router reads the request
+body (after every filter's `on_request_headers`), `end_stream` on the last call (a request
+without a body gets none; one whose end comes after its last chunk gets a last call with no
+data; one with trailers none with end_stream), as Envoy's decodeData; the response's
+`on_response_data` in reverse order, which may instead return a `Paced` body, whose pieces
 go on through the rest of the chain as they come (the fault filter's response rate limit, as
 Envoy's StreamRateLimiter). `on_complete` runs once, when the stream is over, for bookkeeping.
 
@@ -41,7 +45,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError
-from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
+from proxy.model.extensions import register_per_route
+
+# What a filter works with, importable from here (proxy.codec.headers defines them).
+__all__ = ["FilterMaker", "Headers", "HttpFilter", "HttpFilterFactory", "HttpStream",
+           "LocalReply", "Paced", "RequestHead", "ResponseHead"]
 
 if TYPE_CHECKING:
     from proxy.context import ServerContext
@@ -183,42 +192,28 @@ class FilterMaker(Protocol):
 
 
 HTTP_FILTERS: dict[str, HttpFilterFactory] = {}
-PER_ROUTE_FILTERS: dict[str, PerRouteFactory] = {}
+HTTP_FILTERS_BY_NAME: dict[str, HttpFilterFactory] = {}
 ROUTER_CONFIG_TYPE = "envoy.extensions.filters.http.router.v3.Router"
 
 
 def register_http_filter(factory: HttpFilterFactory) -> HttpFilterFactory:
+    """Called by each filter's module for its factory: found by its typed_config type and by
+    its extension name; a per-route config type goes to the model's translators."""
     HTTP_FILTERS[factory.config_type] = factory
+    HTTP_FILTERS_BY_NAME[factory.name] = factory
     per_route_type = getattr(factory, "per_route_type", "")
     if per_route_type:
-        PER_ROUTE_FILTERS[per_route_type] = factory  # type: ignore[assignment]
+        register_per_route(per_route_type, factory.translate_per_route)  # type: ignore[attr-defined]
     return factory
-
-
-def per_route_factory(type_name: str) -> PerRouteFactory | None:
-    """The factory that takes per-route configs of this type (Envoy finds it by the type
-    URL of the typed_per_filter_config entry), None when no filter of ours has one."""
-    _load_builtin()
-    return PER_ROUTE_FILTERS.get(type_name)
 
 
 def http_filter_factory(type_name: str, name: str = "") -> HttpFilterFactory:
     """The factory of a typed_config type; ConfigError naming the filter (its `name` and
-    type) when we have none."""
-    _load_builtin()
+    type) when we have none. The filters we ship are in `proxy.http.filters`, loaded by
+    whoever translates HTTP filters (the HTTP connection manager)."""
     try:
         return HTTP_FILTERS[type_name]
     except KeyError:
         described = f"{name!r} ({type_name})" if name else repr(type_name)
         raise ConfigError(f"HTTP filter {described} is not supported by Pointsman",
                           field="typed_config") from None
-
-
-def _load_builtin() -> None:
-    # Importing the modules registers their factories.
-    import proxy.http.filters.cors
-    import proxy.http.filters.fault
-    import proxy.http.filters.health_check
-    import proxy.http.filters.local_ratelimit
-    import proxy.http.filters.python
-    import proxy.http.filters.rbac  # noqa: F401

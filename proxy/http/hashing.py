@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from proxy.http.headers import RequestHead
+from proxy.codec.headers import RequestHead
 from proxy.model.route import HashPolicy
 from proxy.upstream.lb.base import hash_of
 

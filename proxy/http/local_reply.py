@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
 from proxy.http.filter import LocalReply
-from proxy.http.headers import Headers, RequestHead, ResponseHead
 
 GRPC_OK = 0
 GRPC_UNKNOWN = 2

@@ -23,7 +23,7 @@ import os
 import socket
 import struct
 
-from proxy.http.headers import RequestHead
+from proxy.codec.headers import RequestHead
 from proxy.http.settings import HcmSettings
 
 # ConnectionManagerUtility::cleanInternalHeaders and the router's own control headers.

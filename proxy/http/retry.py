@@ -1,19 +1,67 @@
-"""Retry decisions (Envoy router "x-envoy-retry-on" / "x-envoy-retry-grpc-on"), pure.
+"""Retry decisions (Envoy router "x-envoy-retry-on" / "x-envoy-retry-grpc-on"), sans-I/O.
 
-`RetryState` counts attempts and answers, for each outcome of an attempt, whether to retry
-and after how long (Envoy's jittered exponential back-off: a uniform pick in
-[0, min(base * 2^n, max)) ).
+`RetryState` counts attempts and decides, for each outcome of an attempt, what follows
+(`decide`): `Retry(backoff)` (Envoy's jittered exponential back-off: a uniform pick in
+[0, min(base * 2^n, max)) ), `Answer(flags)` (a failed attempt no retry follows: the router
+answers locally) or `Done(flags)` (the response goes downstream as it is). The flags are
+Envoy's for the answered attempt, in the order Envoy sets them (router.cc): why no retry
+follows (RetryStatus::NoOverflow -> UO, NoRetryLimitExceeded -> URX), then a failure's own.
+The retry budget (the cluster's max_retries circuit breaker) is asked only when a retry would
+follow.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from proxy.model.route import RetryPolicy
 
 Failure = Literal["connect_failure", "reset", "refused_stream", "per_try_timeout", "overflow"]
+
+
+@dataclass(frozen=True, slots=True)
+class Responded:
+    """An attempt got a response head."""
+
+    status: int
+    grpc_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """An attempt got no response head: its retry category and its own response flag."""
+
+    failure: Failure
+    flag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    backoff: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """No retry follows a failed attempt: answer locally, with these flags."""
+
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """No retry follows a response: it goes downstream, with these flags."""
+
+    flags: tuple[str, ...] = ()
+
+
+DONE = Done()
+
+
+class Budget(Protocol):
+    def acquire(self) -> bool:
+        """A slot for one more retry (max_retries), or False (overflow counted)."""
 
 _GRPC_CONDITIONS = {1: "cancelled", 4: "deadline-exceeded", 8: "resource-exhausted",
                     13: "internal", 14: "unavailable"}
@@ -77,6 +125,39 @@ class RetryState:
         """Give up retrying this request (Envoy router: the request body outgrew the retry
         buffer, so `retry_state_` is dropped): no further retry and no URX flag."""
         self.policy = None
+
+    def decide(self, outcome: Responded | Failed, *, replayable: bool,
+               budget: Budget) -> Retry | Answer | Done:
+        """What follows an attempt (Envoy's RetryStateImpl::shouldRetryHeaders / ...Reset and
+        router.cc's use of them). `replayable`: the request can be sent again (its body fit
+        the retry buffer)."""
+        if type(outcome) is Responded:
+            return self.after_response(outcome, replayable=replayable, budget=budget)
+        assert isinstance(outcome, Failed)
+        return self.after_failure(outcome, replayable=replayable, budget=budget)
+
+    def after_failure(self, outcome: Failed, *, replayable: bool,
+                      budget: Budget) -> Retry | Answer:
+        wanted = replayable and self.should_retry_failure(outcome.failure)
+        if wanted and budget.acquire():
+            return Retry(self.next_backoff())
+        if wanted:
+            return Answer(("UO", outcome.flag))  # max_retries said no
+        if self.would_retry_failure(outcome.failure):
+            return Answer(("URX", outcome.flag))
+        return Answer((outcome.flag,))
+
+    def after_response(self, outcome: Responded, *, replayable: bool,
+                       budget: Budget) -> Retry | Done:
+        if self.policy is None:
+            return DONE
+        if self.should_retry_status(outcome.status, outcome.grpc_status) and replayable:
+            if budget.acquire():
+                return Retry(self.next_backoff())
+            return Done(("UO",))
+        if self.would_retry_status(outcome.status, outcome.grpc_status):
+            return Done(("URX",))
+        return DONE
 
     def next_backoff(self) -> float:
         assert self.policy is not None

@@ -17,8 +17,8 @@ import random
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from proxy.http.headers import RequestHead
-from proxy.http.matchers import HeaderMatcher, QueryParameterMatcher
+from proxy.codec.headers import RequestHead
+from proxy.model.matchers import HeaderMatcher, QueryParameterMatcher
 from proxy.model.route import (
     ForwardAction,
     Route,

@@ -34,11 +34,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from proxy.codec.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
+from proxy.codec.headers import Headers, RequestHead
 from proxy.http import upstream_reset
 from proxy.http.body import BodyChannel, StreamResetError
-from proxy.http.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 from proxy.http.filter import HttpStream
-from proxy.http.headers import Headers, RequestHead
 from proxy.http.request_headers import local_interface_address
 from proxy.model.route import MirrorPolicy
 from proxy.tasks import TaskSet
@@ -260,9 +260,6 @@ async def _exchange(shadow: ShadowStream, upstream: UpstreamStream, head: Reques
     timeout, counted from the end of the request; the answer's status."""
     body = shadow.body
     end_stream = body.exhausted and body.trailers is None
-    if end_stream and head.method in ("POST", "PUT", "PATCH") \
-            and "content-length" not in head.headers:
-        head.headers.set("content-length", "0")  # as the router states an empty body
     if not upstream.send_head_nowait(head, end_stream=end_stream):
         await upstream.send_head(head, end_stream=end_stream)
     if not end_stream:

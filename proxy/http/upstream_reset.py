@@ -13,8 +13,8 @@ Envoy's StringUtil::replaceAllEmptySpace makes them.
 
 from __future__ import annotations
 
-from proxy.http.events import ResetReason, StreamReset
-from proxy.http.http2 import ErrorCodes
+from proxy.codec.events import ResetReason, StreamReset
+from proxy.codec.http2 import ErrorCodes
 
 EARLY_RESET = "upstream_reset_before_response_started"
 LATE_RESET = "upstream_reset_after_response_started"

@@ -32,7 +32,13 @@ from proxy.descriptors import RESOURCE_ERRORS, SpareDescriptor, listener_spare
 from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.model.listener import FilterChain, Listener
-from proxy.network.base import DownstreamConnection, NetworkFilter
+from proxy.network.base import (
+    DownstreamConnection,
+    NetworkFilter,
+    NetworkFilterFactory,
+    factory_for,
+)
+from proxy.network.no_filters import NO_FILTERS
 from proxy.stats import Stats
 from proxy.tasks import TaskSet, log_failure
 
@@ -114,11 +120,19 @@ class _Generation:
         filters: dict[int, NetworkFilter] = {}
         for where, chain in chains:
             try:
-                filters[id(chain)] = chain.filter.factory.create(chain.filter.config, context)
+                filters[id(chain)] = _factory(chain).create(chain.filter.config, context)
             except ConfigError as error:
                 raise error.within(field=f"{where}.filters[0].typed_config",
                                    resource=listener.name) from error
         return cls(listener, filters, ListenerStats(context.stats, listener))
+
+
+def _factory(chain: FilterChain) -> NetworkFilterFactory:
+    """The chain's network filter factory; a chain without filters closes its connections
+    (proxy.network.no_filters)."""
+    if not chain.filter.config_type:
+        return NO_FILTERS
+    return factory_for(chain.filter.config_type, chain.filter.name)
 
 
 @dataclass(eq=False)

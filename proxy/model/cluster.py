@@ -18,24 +18,24 @@ from typing import Any
 from envoy.config.cluster.v3 import cluster_pb2
 
 from protos.errors import ConfigError, unsupported
+from proxy.model.circuit_breakers import CircuitBreakers, translate_circuit_breakers
 from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
 from proxy.model.fields import optional_seconds, reject_unsupported, seconds
-from proxy.model.protocol_options import ProtocolOptions, translate_protocol_options
-from proxy.transport.tls import UpstreamTls, translate_upstream_tls
-from proxy.upstream.circuit_breakers import CircuitBreakers, translate_circuit_breakers
-from proxy.upstream.health.config import (
+from proxy.model.health import (
     HealthCheck,
     OutlierDetection,
     translate_health_check,
     translate_outlier_detection,
 )
-from proxy.upstream.lb.config import (
+from proxy.model.lb import (
     LbPolicy,
     LeastRequestConfig,
     MaglevConfig,
     RingHashConfig,
     translate_lb_settings,
 )
+from proxy.model.protocol_options import ProtocolOptions, translate_protocol_options
+from proxy.model.tls import UpstreamTls, translate_upstream_tls
 
 
 class DiscoveryType(enum.IntEnum):

@@ -3,14 +3,14 @@
 Translated once (LDS or the bootstrap); the data path never reads protobuf. Each chain's single
 network filter is translated by its registered factory (proxy.network.base.NETWORK_FILTERS; a
 chain without filters closes its connections, as Envoy: proxy.network.no_filters) and
-its downstream TLS context by proxy.transport.tls. Unsupported fields that would change
+its downstream TLS context by proxy.model.tls. Unsupported fields that would change
 behaviour are refused by name.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2 as core_base_pb2
@@ -21,10 +21,9 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from protos.registry import type_name
+from proxy.model.extensions import network_filter_translator
 from proxy.model.fields import enum_name, reject_unsupported, seconds
-from proxy.network.base import NETWORK_FILTERS, NetworkFilterFactory, factory_for
-from proxy.network.no_filters import NO_FILTERS
-from proxy.transport.tls import DownstreamTls, translate_downstream_tls
+from proxy.model.tls import DownstreamTls, translate_downstream_tls
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -65,10 +64,13 @@ class FilterChainMatch:
 
 @dataclass(frozen=True)
 class NetworkFilterConfig:
+    """A chain's terminal network filter: its typed_config type (empty for a chain without
+    filters, whose connections close at once) and its config, translated by the filter's
+    translator (proxy.model.extensions); the listener manager creates the filter."""
+
     name: str
     config_type: str
     config: Any
-    factory: NetworkFilterFactory = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -227,12 +229,12 @@ def _chain_filter(filters: Any) -> NetworkFilterConfig:
     registered). No filters: Envoy accepts the chain and closes its connections at once
     (proxy.network.no_filters). A filter before the terminal one is refused by its own name."""
     if not filters:
-        return NetworkFilterConfig("", "", None, NO_FILTERS)
+        return NetworkFilterConfig("", "", None)
     last = len(filters) - 1
     for index, item in enumerate(filters[:last]):
         where = f"filters[{index}]"
         _require_typed_config(item, where)
-        if type_name(item.typed_config.type_url) in NETWORK_FILTERS:
+        if network_filter_translator(type_name(item.typed_config.type_url)) is not None:
             # Envoy: "terminal filter named X of type Y must be the last filter in a network
             # filter chain".
             raise ConfigError(f"terminal network filter {_describe(item)} must be the last "
@@ -262,12 +264,15 @@ def _require_typed_config(item: Any, field_name: str) -> None:
 def _translate_network_filter(item: Any, field_name: str) -> NetworkFilterConfig:
     _require_typed_config(item, field_name)
     config_type = type_name(item.typed_config.type_url)
+    translate = network_filter_translator(config_type)
     try:
-        factory = factory_for(config_type, item.name)
-        config = factory.translate(unpack_any(item.typed_config))
+        if translate is None:
+            described = f"{item.name!r} ({config_type})" if item.name else repr(config_type)
+            raise ConfigError(f"network filter {described} is not supported by Pointsman")
+        config = translate(unpack_any(item.typed_config))
     except ConfigError as error:
         raise error.within(field=f"{field_name}.typed_config") from error
-    return NetworkFilterConfig(item.name, config_type, config, factory)
+    return NetworkFilterConfig(item.name, config_type, config)
 
 
 def translate_match(match: listener_components_pb2.FilterChainMatch) -> FilterChainMatch:

@@ -3,13 +3,13 @@
 Translated once, at the config boundary: every field that would change behaviour and that we do
 not implement is refused by name (`protos.errors.unsupported`), never ignored. Matching over this
 model is a pure function in `proxy.http.routing`; the router in `proxy.http.router` executes the
-actions.
+actions. The model imports nothing above it (proxy.model, proxy.codec).
 
 `typed_per_filter_config` (route, virtual host, route configuration) is translated by the HTTP
-filter whose per-route type the entry has (`proxy.http.filter.per_route_factory`), as Envoy
-finds the factory by the type URL; an entry of a type no filter of ours takes is refused naming
-it. `request_mirror_policies` (route, else virtual host, else route configuration, as Envoy
-inherits them) are executed by `proxy.http.shadow`.
+filter whose per-route type the entry has (registered in `proxy.model.extensions` by the
+filter's package), as Envoy finds the factory by the type URL; an entry of a type no filter of
+ours takes is refused naming it. `request_mirror_policies` (route, else virtual host, else
+route configuration, as Envoy inherits them) are executed by `proxy.http.shadow`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
-from proxy.http.filter import per_route_factory
-from proxy.http.header_mutation import HeaderMutations, translate_mutations
-from proxy.http.matchers import (
+from proxy.model.extensions import per_route_translator
+from proxy.model.fields import reject_unsupported
+from proxy.model.header_mutation import HeaderMutations, translate_mutations
+from proxy.model.matchers import (
     HeaderMatcher,
     QueryParameterMatcher,
     translate_header_matcher,
@@ -280,10 +281,8 @@ _HARMLESS = {"name", "metadata"}
 
 
 def _refuse_unknown(message: Message, supported: set[str]) -> None:
-    """Reject every set field outside `supported`, naming it (we never ignore config)."""
-    for descriptor, _value in message.ListFields():
-        if descriptor.name not in supported and descriptor.name not in _HARMLESS:
-            raise unsupported(descriptor.name)
+    """Reject every set field outside `supported` (and the harmless ones), naming it."""
+    reject_unsupported(message, supported | _HARMLESS)
 
 
 def _within(prefix: str, call, *args):  # type: ignore[no-untyped-def]
@@ -452,22 +451,23 @@ def _per_filter_config(packed: Any) -> Any | None:
                 return None  # Envoy skips an optional config of an unknown type
             raise
     type_name = message.DESCRIPTOR.full_name
-    factory = per_route_factory(type_name)
-    if factory is None:
+    translate = per_route_translator(type_name)
+    if translate is None:
         if optional:
             return None
         raise ConfigError(f"a per-route config of type {type_name} is not supported by "
                           "Pointsman (no HTTP filter of ours takes it)", field="")
-    return factory.translate_per_route(message)
+    return translate(message)
 
 
 def _deprecated_cors(policy: Message) -> Any:
     """The deprecated route-level `cors` (config.route.v3.CorsPolicy): the same fields as the
     CORS filter's per-route CorsPolicy, which the filter uses only when no
     typed_per_filter_config policy applies (Envoy's CorsFilter::initializeCorsPolicies)."""
-    factory = per_route_factory(_CORS_POLICY_TYPE)
-    assert factory is not None
-    return factory.translate_per_route(policy)
+    translate = per_route_translator(_CORS_POLICY_TYPE)
+    if translate is None:
+        raise ConfigError("the CORS filter is not loaded", field="")
+    return translate(policy)
 
 
 def _mirror_policies(policies: Any) -> tuple[MirrorPolicy, ...]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError
+from proxy.model.extensions import register_network_filter, unregister_network_filter
 
 if TYPE_CHECKING:
     from proxy.context import ServerContext
@@ -72,8 +73,16 @@ NETWORK_FILTERS: dict[str, NetworkFilterFactory] = {}
 
 
 def register(factory: NetworkFilterFactory) -> NetworkFilterFactory:
+    """Called by each filter's module: its translator goes to the model (listeners are
+    translated with it), the factory stays here (listeners are built with it)."""
     NETWORK_FILTERS[factory.config_type] = factory
+    register_network_filter(factory.config_type, factory.translate)
     return factory
+
+
+def unregister(factory: NetworkFilterFactory) -> None:
+    NETWORK_FILTERS.pop(factory.config_type, None)
+    unregister_network_filter(factory.config_type)
 
 
 def factory_for(type_name: str, name: str = "") -> NetworkFilterFactory:

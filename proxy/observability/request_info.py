@@ -46,7 +46,7 @@ class HeaderMap:
         return self._values.get(name.lower())
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        """(lower-case name, first value) pairs, as proxy.http.headers.Headers iterates."""
+        """(lower-case name, first value) pairs, as proxy.codec.headers.Headers iterates."""
         return iter(self._values.items())
 
     def __repr__(self) -> str:

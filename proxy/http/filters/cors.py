@@ -32,12 +32,12 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.errors import unsupported
+from proxy.codec.headers import Headers, ResponseHead
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.headers import Headers, ResponseHead
-from proxy.http.matchers import StringMatcher, translate_string_matcher, within
 from proxy.http.routing import per_filter_configs, resolve_route
+from proxy.model.fields import reject_unsupported
+from proxy.model.matchers import StringMatcher, translate_string_matcher, within
 from proxy.model.route import ForwardAction
 
 NAME = "envoy.filters.http.cors"
@@ -97,9 +97,7 @@ def translate_policy(message: Message) -> CorsPolicy:
     """extensions.filters.http.cors.v3.CorsPolicy, or the deprecated config.route.v3.CorsPolicy
     (the same fields)."""
     m: Any = message
-    for descriptor, _ in m.ListFields():
-        if descriptor.name not in _POLICY_FIELDS:
-            raise unsupported(descriptor.name)
+    reject_unsupported(m, _POLICY_FIELDS)
     return CorsPolicy(
         allow_origins=tuple(
             within(f"allow_origin_string_match[{index}]", translate_string_matcher, matcher)
@@ -226,8 +224,7 @@ class CorsFactory:
     per_route_type = "envoy.extensions.filters.http.cors.v3.CorsPolicy"
 
     def translate(self, message: Message) -> CorsFilterConfig:
-        for descriptor, _ in message.ListFields():
-            raise unsupported(descriptor.name)
+        reject_unsupported(message, ())  # Cors has no fields of its own
         return CorsFilterConfig()
 
     def translate_per_route(self, message: Message) -> CorsPolicy:

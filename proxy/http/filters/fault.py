@@ -31,6 +31,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from proxy.codec.headers import Headers
 from proxy.context import ServerContext
 from proxy.http.filter import (
     FilterMaker,
@@ -41,7 +42,6 @@ from proxy.http.filter import (
     register_http_filter,
 )
 from proxy.http.filters.fault_config import FaultSettings, translate_fault
-from proxy.http.headers import Headers
 from proxy.http.routing import header_matches, per_filter_configs, resolve_route, route_cluster
 from proxy.http.stream_rate_limiter import RateLimiter, paced
 from proxy.stats import Stats

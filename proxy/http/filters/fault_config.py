@@ -26,9 +26,10 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.errors import ConfigError, unsupported
-from proxy.http.headers import Headers
-from proxy.http.matchers import HeaderMatcher, translate_header_matcher, within
+from protos.errors import ConfigError
+from proxy.codec.headers import Headers
+from proxy.model.fields import reject_unsupported
+from proxy.model.matchers import HeaderMatcher, translate_header_matcher, within
 
 DELAY_REQUEST = "x-envoy-fault-delay-request"
 DELAY_PERCENTAGE = "x-envoy-fault-delay-request-percentage"
@@ -154,19 +155,13 @@ _FIELDS = {"delay", "abort", "upstream_cluster", "headers", "downstream_nodes",
            "max_active_faults", "response_rate_limit", "disable_downstream_cluster_stats"}
 
 
-def _refuse(message: Any, supported: set[str]) -> None:
-    for descriptor, _ in message.ListFields():
-        if descriptor.name not in supported:
-            raise unsupported(descriptor.name)
-
-
 def _percentage(message: Any) -> Percentage:
     fraction = message.percentage
     return Percentage(fraction.numerator, _DENOMINATORS[fraction.denominator])
 
 
 def _delay(message: Any) -> DelayFault:
-    _refuse(message, {"fixed_delay", "header_delay", "percentage"})
+    reject_unsupported(message, {"fixed_delay", "header_delay", "percentage"})
     kind = message.WhichOneof("fault_delay_secifier")  # sic, in Envoy's proto
     if kind == "fixed_delay":
         delay = message.fixed_delay
@@ -180,7 +175,7 @@ def _delay(message: Any) -> DelayFault:
 
 
 def _abort(message: Any) -> AbortFault:
-    _refuse(message, {"http_status", "grpc_status", "header_abort", "percentage"})
+    reject_unsupported(message, {"http_status", "grpc_status", "header_abort", "percentage"})
     kind = message.WhichOneof("error_type")
     if kind == "http_status":
         if not 200 <= message.http_status < 600:
@@ -194,7 +189,7 @@ def _abort(message: Any) -> AbortFault:
 
 
 def _rate_limit(message: Any) -> RateLimitFault:
-    _refuse(message, {"fixed_limit", "header_limit", "percentage"})
+    reject_unsupported(message, {"fixed_limit", "header_limit", "percentage"})
     kind = message.WhichOneof("limit_type")
     if kind == "fixed_limit":
         if message.fixed_limit.limit_kbps < 1:
@@ -208,7 +203,7 @@ def _rate_limit(message: Any) -> RateLimitFault:
 def translate_fault(message: Message) -> FaultSettings:
     """extensions.filters.http.fault.v3.HTTPFault, the filter's config and its per-route one."""
     m: Any = message
-    _refuse(m, _FIELDS | _RUNTIME_KEYS)
+    reject_unsupported(m, _FIELDS | _RUNTIME_KEYS)
     return FaultSettings(
         delay=within("delay", _delay, m.delay) if m.HasField("delay") else None,
         abort=within("abort", _abort, m.abort) if m.HasField("abort") else None,

@@ -13,11 +13,12 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.errors import ConfigError, unsupported
+from protos.errors import ConfigError
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.matchers import HeaderMatcher, translate_header_matcher
 from proxy.http.routing import header_matches
+from proxy.model.fields import reject_unsupported
+from proxy.model.matchers import HeaderMatcher, translate_header_matcher
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,7 @@ class HealthCheckConfig:
 
 def translate(message: Message) -> HealthCheckConfig:
     m: Any = message
-    for descriptor, _ in m.ListFields():
-        if descriptor.name not in ("pass_through_mode", "headers",
-                                   "cluster_min_healthy_percentages"):
-            raise unsupported(descriptor.name)
+    reject_unsupported(m, {"pass_through_mode", "headers", "cluster_min_healthy_percentages"})
     if not m.HasField("pass_through_mode"):
         raise ConfigError("pass_through_mode is required", field="pass_through_mode")
     headers = []

@@ -26,11 +26,13 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.errors import ConfigError, unsupported
+from protos.errors import ConfigError
+from proxy.codec.headers import Headers, ResponseHead
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.header_mutation import HeaderAddition, apply_additions, translate_header_additions
-from proxy.http.headers import Headers, ResponseHead
+from proxy.http.header_mutation import apply_additions
+from proxy.model.fields import reject_unsupported
+from proxy.model.header_mutation import HeaderAddition, translate_header_additions
 
 
 class TokenBucket:
@@ -115,13 +117,11 @@ def _bucket_settings(bucket: Any) -> BucketSettings:
 
 def translate(message: Message) -> LocalRateLimitConfig:
     m: Any = message
-    for descriptor, _ in m.ListFields():
-        if descriptor.name not in {"stat_prefix", "status", "token_bucket", "filter_enabled",
-                                   "filter_enforced", "response_headers_to_add",
-                                   "request_headers_to_add_when_not_enforced",
-                                   "enable_x_ratelimit_headers",
-                                   "local_rate_limit_per_downstream_connection"}:
-            raise unsupported(descriptor.name)
+    reject_unsupported(m, {"stat_prefix", "status", "token_bucket", "filter_enabled",
+                           "filter_enforced", "response_headers_to_add",
+                           "request_headers_to_add_when_not_enforced",
+                           "enable_x_ratelimit_headers",
+                           "local_rate_limit_per_downstream_connection"})
     if not m.stat_prefix:
         raise ConfigError("stat_prefix is required", field="stat_prefix")
     return LocalRateLimitConfig(

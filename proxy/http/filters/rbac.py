@@ -19,8 +19,9 @@ from google.protobuf.message import Message
 from protos.errors import ConfigError, unsupported
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
-from proxy.http.matchers import translate_header_matcher, translate_string_matcher
 from proxy.http.routing import header_matches
+from proxy.model.fields import reject_unsupported
+from proxy.model.matchers import translate_header_matcher, translate_string_matcher
 
 Predicate = Callable[[HttpStream], bool]
 
@@ -124,9 +125,7 @@ def _principal(p: Any) -> Predicate:
 
 def translate(message: Message) -> RbacConfig:
     m: Any = message
-    for descriptor, _ in m.ListFields():
-        if descriptor.name not in ("rules", "rules_stat_prefix"):
-            raise unsupported(descriptor.name)
+    reject_unsupported(m, {"rules", "rules_stat_prefix"})
     if not m.HasField("rules"):
         return RbacConfig("", (), m.rules_stat_prefix)
     rules = m.rules

@@ -17,7 +17,7 @@ import contextlib
 
 import h11
 
-from proxy.upstream.health.config import HttpCheck
+from proxy.model.health import HttpCheck
 from proxy.upstream.health.probes import ProbeTls
 from proxy.upstream.health.state import Verdict
 

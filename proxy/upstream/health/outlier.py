@@ -31,8 +31,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from proxy.model.health import OutlierDetection
 from proxy.stats import Stats
-from proxy.upstream.health.config import OutlierDetection
 from proxy.upstream.host import Host, Result
 
 CONSECUTIVE_5XX = "consecutive_5xx"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from proxy.upstream.health.config import GrpcCheck, TcpCheck
+from proxy.model.health import GrpcCheck, TcpCheck
 from proxy.upstream.health.state import Verdict
 
 

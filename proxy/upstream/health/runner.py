@@ -15,8 +15,8 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from proxy.model.health import CheckKind, HealthCheck
 from proxy.tasks import log_failure
-from proxy.upstream.health.config import CheckKind, HealthCheck
 from proxy.upstream.health.http_prober import HttpProber
 from proxy.upstream.health.probes import GrpcProber, ProbeTls, tcp_probe
 from proxy.upstream.health.state import HostCheckState, Transition, Verdict

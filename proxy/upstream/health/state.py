@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import random
 
-from proxy.upstream.health.config import HealthCheck
+from proxy.model.health import HealthCheck
 from proxy.upstream.host import HealthFlag, Host
 
 

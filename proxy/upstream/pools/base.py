@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from proxy.http.events import DataReceived, Event, ResetReason, StreamEnded
-from proxy.http.headers import Headers, RequestHead
+from proxy.codec.events import DataReceived, Event, ResetReason, StreamEnded
+from proxy.codec.headers import Headers, RequestHead
 from proxy.upstream.circuit_breakers import Resource
 from proxy.upstream.host import Host
 

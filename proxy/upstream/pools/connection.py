@@ -51,36 +51,3 @@ async def open_pooled(pool: Any, factory: Callable[[], P]) -> P:
         raise
     pool.runtime.connection_opened(pool.host)
     return connection
-
-
-class WriteFlow:
-    """Backpressure for transport writes: `await drained()` while the kernel buffer is full."""
-
-    def __init__(self) -> None:
-        # Writers check `paused` before awaiting drained(): no coroutine per write.
-        self.paused = False
-        self._waiters: list[asyncio.Future[None]] = []
-        self.lost = False
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-        self._wake()
-
-    def connection_lost(self) -> None:
-        self.lost = True
-        self._wake()
-
-    def _wake(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._waiters.clear()
-
-    async def drained(self) -> None:
-        while self.paused and not self.lost:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter

@@ -13,9 +13,10 @@ import time
 from collections import deque
 from typing import Any
 
-from proxy.http.events import ProtocolFailed, ResetReason, StreamReset
-from proxy.http.headers import Headers, RequestHead
-from proxy.http.http1 import Http1ClientCodec
+from proxy.codec.events import ProtocolFailed, ResetReason, StreamReset
+from proxy.codec.flow import WriteFlow
+from proxy.codec.headers import Headers, RequestHead
+from proxy.codec.http1 import Http1ClientCodec
 from proxy.tasks import log_failure
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import (
@@ -24,7 +25,7 @@ from proxy.upstream.pools.base import (
     PoolOverflowError,
     UpstreamStream,
 )
-from proxy.upstream.pools.connection import WriteFlow, open_pooled
+from proxy.upstream.pools.connection import open_pooled
 from proxy.upstream.pools.idle import IdleTimer
 
 

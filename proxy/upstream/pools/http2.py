@@ -15,7 +15,7 @@ import ssl
 import time
 from typing import Any
 
-from proxy.http.events import (
+from proxy.codec.events import (
     ConnectionEnded,
     DataReceived,
     ProtocolFailed,
@@ -24,8 +24,9 @@ from proxy.http.events import (
     StreamReset,
     WindowOpened,
 )
-from proxy.http.headers import Headers, RequestHead
-from proxy.http.http2 import ErrorCodes, Http2Codec, StreamRefusedError
+from proxy.codec.flow import WriteFlow, send_flow_controlled
+from proxy.codec.headers import Headers, RequestHead
+from proxy.codec.http2 import ErrorCodes, Http2Codec, StreamRefusedError
 from proxy.model.protocol_options import ENVOY_DEFAULT_WINDOWS, Http2Windows
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import (
@@ -34,7 +35,7 @@ from proxy.upstream.pools.base import (
     PoolOverflowError,
     UpstreamStream,
 )
-from proxy.upstream.pools.connection import WriteFlow, open_pooled
+from proxy.upstream.pools.connection import open_pooled
 from proxy.upstream.pools.idle import IdleTimer
 
 log = logging.getLogger(__name__)
@@ -268,28 +269,6 @@ class Http2Stream(UpstreamStream):
             self.connection.codec.reset(self.stream_id, ErrorCodes.NO_ERROR)
             self.connection.flush()
         self.connection.stream_done(self)
-
-
-async def send_flow_controlled(codec: Http2Codec, stream_id: int, data: bytes, end_stream: bool,
-                               flush: Any, wait_window: Any, gone: Any) -> None:
-    """Send DATA within the peer's windows, waiting for WINDOW_UPDATE when they are shut."""
-    view = memoryview(data)
-    while True:
-        if gone():
-            return
-        allowed = codec.sendable(stream_id)
-        if allowed < 0:
-            return  # the stream is closed
-        if allowed == 0 and view:
-            await wait_window()
-            continue
-        chunk = view[:allowed]
-        view = view[allowed:]
-        last = end_stream and not view
-        codec.send_data(stream_id, bytes(chunk), end_stream=last)
-        flush()
-        if not view:
-            return
 
 
 class Http2Pool:

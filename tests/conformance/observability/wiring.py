@@ -16,7 +16,7 @@ def require_sidecar_tracing(hcm_config: dict[str, Any]) -> None:
         http_connection_manager_pb2,
     )
 
-    from proxy.network.http_connection_manager import translate_http_connection_manager
+    from proxy.network.hcm_config import translate_http_connection_manager
 
     body = {key: value for key, value in hcm_config.items() if key != "@type"}
     message = parse_message(body, http_connection_manager_pb2.HttpConnectionManager)

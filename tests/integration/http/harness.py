@@ -18,7 +18,8 @@ from protos.loader import parse_message
 from proxy.context import NodeInfo, ServerContext
 from proxy.model.cluster import translate_cluster
 from proxy.network.base import DownstreamConnection, factory_for
-from proxy.network.http_connection_manager import CONFIG_TYPE, pools_of
+from proxy.network.hcm_config import CONFIG_TYPE
+from proxy.network.http_connection_manager import pools_of
 from proxy.stats import Stats
 from proxy.upstream.manager import ClusterManager
 from tests.support.bootstraps import H2_OPTIONS, static_cluster  # noqa: F401 (re-exported)

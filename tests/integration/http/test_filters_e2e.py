@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proxy.http.filter import HttpFilter, HttpStream
 from tests.integration.http.clients import H1Client
 from tests.integration.http.harness import Sidecar, hcm, simple_routes, static_cluster
 
@@ -87,3 +88,30 @@ async def test_python_filter_example(backends) -> None:  # type: ignore[no-untyp
     assert tagged.upstream_header("x-request-tag") == "t1"
     assert tagged.header("x-python-filter-ms") is not None
     assert (blocked.status, blocked.body) == (403, b"blocked by the python filter")
+
+
+class UpperBody(HttpFilter):
+    """Upper-cases the request body and marks its end (a Python filter for the test below)."""
+
+    def __init__(self, config: dict[str, object]) -> None:
+        pass
+
+    def on_request_headers(self, stream: HttpStream) -> None:
+        stream.request.headers.remove("content-length")  # the body's length changes
+
+    def on_request_data(self, stream: HttpStream, data: bytes, end_stream: bool) -> bytes:
+        return data.upper() + (b"|end" if end_stream else b"")
+
+
+async def test_on_request_data_rewrites_the_request_body(backends) -> None:  # type: ignore[no-untyped-def]
+    backend = backends("a")
+    python = {"name": "upper", "typed_config": {
+        "@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+        "type_url": "type.googleapis.com/pointsman.filters.http.Python",
+        "value": {"class": "tests.integration.http.test_filters_e2e:UpperBody", "config": {}}}}
+    async with Sidecar(hcm(ROUTES, filters=[python]), [static_cluster("a", [backend.port])]) \
+            as sidecar, H1Client(sidecar.port) as client:
+        chunked = await client.request("POST", "/", body=b"hello")
+        bodiless = await client.request("GET", "/")
+    assert chunked.json()["body"] == "HELLO|end"
+    assert bodiless.json()["body"] == ""

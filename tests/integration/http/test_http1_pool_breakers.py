@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from proxy.http.events import StreamEnded
-from proxy.http.headers import Headers, RequestHead
+from proxy.codec.events import StreamEnded
+from proxy.codec.headers import Headers, RequestHead
 from proxy.stats import Stats
 from proxy.upstream.circuit_breakers import CircuitBreaker, Resource, RoutingPriority, Thresholds
 from proxy.upstream.host import Host

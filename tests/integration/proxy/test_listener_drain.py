@@ -13,7 +13,7 @@ from envoy.extensions.filters.network.echo.v3 import echo_pb2
 
 from proxy.context import ServerContext
 from proxy.listeners.manager import ActiveListener
-from proxy.network.base import NETWORK_FILTERS
+from proxy.network.base import register, unregister
 from proxy.stats import Stats
 from tests.support.ports import free_port
 from tests.unit.proxy.listener_helpers import build, listener_dict
@@ -70,9 +70,9 @@ class HoldingFactory:
 @pytest.fixture
 def factory() -> Iterator[HoldingFactory]:
     found = HoldingFactory()
-    NETWORK_FILTERS[found.config_type] = found
+    register(found)
     yield found
-    del NETWORK_FILTERS[found.config_type]
+    unregister(found)
 
 
 def model(port: int, stat_prefix: str) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from proxy.upstream.health.config import HttpCheck
+from proxy.model.health import HttpCheck
 from proxy.upstream.health.http_prober import HttpProber
 from proxy.upstream.health.state import Verdict
 

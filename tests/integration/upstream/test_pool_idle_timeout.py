@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.http.events import StreamEnded
-from proxy.http.headers import Headers, RequestHead
+from proxy.codec.events import StreamEnded
+from proxy.codec.headers import Headers, RequestHead
 from proxy.upstream.circuit_breakers import Thresholds
 from proxy.upstream.host import Host
 from proxy.upstream.pools.http1 import Http1Pool

@@ -7,7 +7,7 @@ from typing import Any
 from envoy.config.route.v3 import route_pb2
 
 from protos.loader import parse_message
-from proxy.http.headers import Headers, RequestHead
+from proxy.codec.headers import Headers, RequestHead
 from proxy.model.route import RouteConfig, translate_route_configuration
 
 

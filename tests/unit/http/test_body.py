@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.codec.headers import Headers
 from proxy.http.body import BodyChannel, StreamResetError
 
 
@@ -50,3 +51,54 @@ def test_data_after_the_end_is_dropped_but_its_credit_returned() -> None:
     channel.abort()
     channel.push(b"late", 4)
     assert credit == [4]
+
+
+async def test_the_transform_sees_each_chunk_and_the_end() -> None:
+    calls: list[tuple[bytes, bool]] = []
+
+    def upper(data: bytes, end_stream: bool) -> bytes:
+        calls.append((data, end_stream))
+        return data.upper()
+
+    channel = BodyChannel()
+    channel.transform = upper
+    channel.push(b"ab")
+    channel.push(b"cd")
+    channel.end()
+    assert await channel.read() == b"AB"
+    assert channel.read_nowait() == b"CD"
+    assert channel.exhausted and await channel.read() is None
+    assert calls == [(b"ab", False), (b"cd", True)]
+
+
+async def test_an_end_after_the_last_chunk_gets_a_last_call() -> None:
+    calls: list[tuple[bytes, bool]] = []
+
+    def append(data: bytes, end_stream: bool) -> bytes:
+        calls.append((data, end_stream))
+        return data + b"!" if end_stream else data
+
+    channel = BodyChannel()
+    channel.transform = append
+    channel.push(b"ab")
+    assert await channel.read() == b"ab"
+    channel.end()
+    assert not channel.exhausted  # the transform has not been told of the end yet
+    assert await channel.read() == b"!"
+    assert channel.exhausted and await channel.read() is None
+    assert calls == [(b"ab", False), (b"", True)]
+
+
+async def test_no_body_or_trailers_mean_no_end_call() -> None:
+    calls: list[tuple[bytes, bool]] = []
+    headers_only = BodyChannel()
+    headers_only.transform = lambda data, end: calls.append((data, end)) or data  # type: ignore[func-returns-value]
+    headers_only.end()
+    assert headers_only.exhausted and await headers_only.read() is None
+    with_trailers = BodyChannel()
+    with_trailers.transform = lambda data, end: calls.append((data, end)) or data  # type: ignore[func-returns-value]
+    with_trailers.push(b"x")
+    with_trailers.end(Headers([("grpc-status", "0")]))
+    assert await with_trailers.read() == b"x"
+    assert await with_trailers.read() is None
+    assert calls == [(b"x", False)]

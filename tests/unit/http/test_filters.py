@@ -11,10 +11,10 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 
 from protos.errors import ConfigError
 from protos.loader import parse_message
+from proxy.codec.headers import Headers, ResponseHead
 from proxy.http.filter import HttpStream
 from proxy.http.filters import local_ratelimit, rbac
 from proxy.http.filters.local_ratelimit import TokenBucket
-from proxy.http.headers import Headers, ResponseHead
 from proxy.stats import Stats
 from tests.unit.http.routes import request
 

@@ -3,8 +3,8 @@ state it reads, fed byte by byte."""
 
 from __future__ import annotations
 
+from proxy.codec.http1 import Http1ServerCodec
 from proxy.http.header_timeout import HeadersDeadline, header_timeout_reply
-from proxy.http.http1 import Http1ServerCodec
 
 
 def test_deadline_runs_from_the_first_byte_of_a_head() -> None:

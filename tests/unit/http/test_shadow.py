@@ -8,8 +8,8 @@ import random
 
 import pytest
 
+from proxy.codec.headers import Headers
 from proxy.http.body import BodyChannel
-from proxy.http.headers import Headers
 from proxy.http.shadow import Shadows, ShadowStream, ShadowWriter, shadow_authority
 from proxy.model.route import MirrorPolicy
 from tests.unit.http.routes import request

@@ -7,8 +7,9 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from proxy.codec.headers import Headers, RequestHead
 from proxy.http.active_stream import ActiveStream
-from proxy.http.headers import Headers, RequestHead
+from proxy.http.manager import ConnectionInfo
 from proxy.http.stream_timers import StreamTimers
 from proxy.observability.tracing.span_encoder import request_shape
 
@@ -23,14 +24,13 @@ class _Span:
 
 async def test_the_stream_shape_is_the_record_shape() -> None:
     loop = asyncio.get_running_loop()
-    connection = SimpleNamespace(
-        settings=SimpleNamespace(stream_idle_timeout=None), remote_address=("10.0.0.1", 4242),
-        local_address=("127.0.0.1", 80), connection_id=7, buffer_limit=1024,
-        body_pressure=lambda *_: None, body_consumed=lambda *_: None, filter_makers=[],
-        filter_state={},
-        loop=loop, timers=StreamTimers(loop))
+    manager = SimpleNamespace(settings=SimpleNamespace(stream_idle_timeout=None),
+                              filter_makers=[])
+    facts = ConnectionInfo(("10.0.0.1", 4242), ("127.0.0.1", 80), 7, buffer_limit=1024)
+    owner = SimpleNamespace(manager=manager, info=facts, body_pressure=lambda *_: None,
+                            body_consumed=lambda *_: None, loop=loop, timers=StreamTimers(loop))
     head = RequestHead("POST", "/a?b=1", "svc.test", "https", Headers(), "HTTP/2")
-    stream = ActiveStream(connection, 1, head)  # type: ignore[arg-type]
+    stream = ActiveStream(owner, 1, head)  # type: ignore[arg-type]
     info = stream.info
     info.response_code = 503
     info.response_flags.extend(["URX", "UF"])  # Envoy 1.40 prints them in the order set

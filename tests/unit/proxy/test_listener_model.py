@@ -102,11 +102,13 @@ def test_terminal_filter_before_another_is_refused_by_name() -> None:
 def test_chain_without_filters_closes_its_connections() -> None:
     """Envoy accepts `filters: []` (with or without a transport socket) and closes each
     connection of the chain at once (proxy.network.no_filters)."""
+    from proxy.listeners.manager import _factory
     from proxy.network.no_filters import NO_FILTERS
 
     listener = build(listener_dict({"filters": []}, chain("a", server_names=["a.com"])))
-    assert listener.filter_chains[0].filter.factory is NO_FILTERS
-    assert listener.filter_chains[1].filter.factory is not NO_FILTERS
+    assert listener.filter_chains[0].filter.config_type == ""
+    assert _factory(listener.filter_chains[0]) is NO_FILTERS
+    assert _factory(listener.filter_chains[1]) is not NO_FILTERS
 
 
 def test_listener_without_name_is_refused_unless_named_by_the_caller() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from proxy.upstream.health.config import CheckKind, HealthCheck, TcpCheck
+from proxy.model.health import CheckKind, HealthCheck, TcpCheck
 from proxy.upstream.health.state import HostCheckState, Transition, Verdict
 from proxy.upstream.host import Health, HealthFlag, Host
 

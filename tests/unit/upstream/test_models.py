@@ -11,7 +11,7 @@ from protos.errors import ConfigError
 from protos.loader import parse_message
 from proxy.model.cluster import DiscoveryType, LbPolicy, LeastRequestConfig, RingHashConfig
 from proxy.model.endpoint import EdsHealth, translate_cluster_load_assignment
-from proxy.upstream.health.config import CheckKind
+from proxy.model.health import CheckKind
 from tests.unit.upstream.builders import cluster, static_endpoints
 
 HC = {"timeout": "1s", "interval": "2s", "unhealthy_threshold": 3, "healthy_threshold": 2}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from proxy.model.health import OutlierDetection
 from proxy.stats import Stats
-from proxy.upstream.health.config import OutlierDetection
 from proxy.upstream.health.outlier import OutlierDetector
 from proxy.upstream.host import Host, Result
 from tests.unit.upstream.builders import hosts

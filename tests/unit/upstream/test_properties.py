@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.model.health import OutlierDetection
 from proxy.stats import Stats
-from proxy.upstream.health.config import OutlierDetection
 from proxy.upstream.health.outlier import OutlierDetector
 from proxy.upstream.lb.base import LbContext
 from proxy.upstream.lb.maglev import build_table

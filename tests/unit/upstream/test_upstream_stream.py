@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from proxy.http.events import DataReceived, ResponseReceived, StreamEnded
-from proxy.http.headers import Headers, ResponseHead
+from proxy.codec.events import DataReceived, ResponseReceived, StreamEnded
+from proxy.codec.headers import Headers, ResponseHead
 from proxy.upstream.host import Host
 from proxy.upstream.pools.base import UpstreamStream
 

@@ -172,8 +172,8 @@ def test_redirects() -> None:
 ])
 def test_replace_prefix_match_follows_the_spec_table(prefix: str, replacement: str,
                                                      path: str, expected: str) -> None:
-    from proxy.http.headers import Headers, RequestHead
-    from proxy.http.router import _rewrite_path
+    from proxy.codec.headers import Headers, RequestHead
+    from proxy.http.forward_plan import rewrite_path
     from proxy.http.routing import match_route, select_virtual_host
     from proxy.model.route import translate_route_configuration
 
@@ -194,7 +194,7 @@ def test_replace_prefix_match_follows_the_spec_table(prefix: str, replacement: s
     found = match_route(select_virtual_host(table, "api"), request)
     assert found is not None
     action = found.action
-    assert _rewrite_path(path, found, action.prefix_rewrite, action.regex_rewrite) == expected
+    assert rewrite_path(path, found, action.prefix_rewrite, action.regex_rewrite) == expected
 
 
 def test_filters_timeouts_and_retries_compile_to_envoy_fields() -> None:

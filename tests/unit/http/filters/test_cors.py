@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from protos.errors import ConfigError
+from proxy.codec.headers import Headers, ResponseHead
 from proxy.http.filter import HttpStream, LocalReply
 from proxy.http.filters.cors import CorsFactory, CorsFilter
-from proxy.http.headers import Headers, ResponseHead
 from proxy.stats import Stats
 from tests.unit.http.routes import request, route_config
 

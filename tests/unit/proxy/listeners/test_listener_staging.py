@@ -3,6 +3,7 @@ activate() swaps in what was staged (no sockets: `bind=False`, the models are bu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from protos.errors import ConfigError
 from proxy.context import ServerContext
 from proxy.listeners.manager import ListenerManager
 from proxy.model.listener import FilterChain, FilterChainMatch, Listener, NetworkFilterConfig
+from proxy.network.base import register, unregister
 from proxy.stats import Stats
 
 
@@ -45,8 +47,7 @@ FACTORY = TaggedFactory()
 
 def listener(name: str, tag: str, port: int, *, fails: bool = False) -> Listener:
     chain = FilterChain("chain0", FilterChainMatch(),
-                        NetworkFilterConfig("tagged", FACTORY.config_type, Tagged(tag, fails),
-                                            FACTORY))
+                        NetworkFilterConfig("tagged", FACTORY.config_type, Tagged(tag, fails)))
     return Listener(name=name, address=("127.0.0.1", port), stat_prefix=name,
                     filter_chains=(chain,))
 
@@ -64,10 +65,12 @@ def version(tag: str, *, bad_last: bool = False) -> dict[str, Listener]:
 
 
 @pytest.fixture
-def manager() -> ListenerManager:
+def manager() -> Iterator[ListenerManager]:
     FACTORY.created.clear()
+    register(FACTORY)  # type: ignore[arg-type]
     context = ServerContext(Stats(), None, None, None, None)  # type: ignore[arg-type]
-    return ListenerManager(context, bind=False)
+    yield ListenerManager(context, bind=False)
+    unregister(FACTORY)  # type: ignore[arg-type]
 
 
 def test_a_set_with_one_bad_listener_changes_nothing(manager: ListenerManager) -> None:

@@ -18,7 +18,7 @@ from enum import IntEnum
 
 import ngh2
 
-from proxy.http.events import (
+from proxy.codec.events import (
     ConnectionEnded,
     DataReceived,
     Event,
@@ -32,8 +32,8 @@ from proxy.http.events import (
     TrailersReceived,
     WindowOpened,
 )
-from proxy.http.headers import Headers, RequestHead, ResponseHead
-from proxy.http.http1 import HOP_BY_HOP
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.http1 import HOP_BY_HOP
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 

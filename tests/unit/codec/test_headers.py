@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.http.headers import Headers
+from proxy.codec.headers import Headers
 
 
 def test_set_replaces_every_value_at_the_first_position() -> None:

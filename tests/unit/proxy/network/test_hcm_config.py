@@ -11,7 +11,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from protos.errors import ConfigError
 from protos.loader import parse_message
-from proxy.network.http_connection_manager import translate_http_connection_manager
+from proxy.network.hcm_config import translate_http_connection_manager
 
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import httptools
 
-from proxy.http.events import (
+from proxy.codec.events import (
     DataReceived,
     Event,
     InformationalReceived,
@@ -32,7 +32,7 @@ from proxy.http.events import (
     TrailersReceived,
     TunnelEstablished,
 )
-from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
 
 # RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward.
 HOP_BY_HOP = frozenset({
@@ -172,7 +172,7 @@ class Http1ServerCodec:
         if self._trailers is not None:  # after a chunked body: a trailer field
             self._trailers.append((_latin1(name).lower(), _latin1(value)))
             return
-        self._headers.append((_latin1(name).lower(), _latin1(value)))
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
         if len(self._headers) > self.max_headers_count:
             raise _Refused(431, "too many headers")
 
@@ -198,7 +198,7 @@ class Http1ServerCodec:
         authority = headers.get_all("host")
         if len(authority) > 1:
             raise _Refused(400, "duplicate host")
-        target = _latin1(bytes(self._url))
+        target = bytes(self._url).decode("latin-1")
         host = authority[0] if authority else ""
         if method == "CONNECT":
             path, host = "", target
@@ -206,8 +206,14 @@ class Http1ServerCodec:
             path = target  # without allow_absolute_url Envoy keeps any target as the :path
         else:
             url = httptools.parse_url(self._url)  # absolute-form (RFC 9112 section 3.2.2)
-            host = _latin1(url.host or b"") + (f":{url.port}" if url.port else "")
-            path = _latin1(url.path or b"/") + (f"?{_latin1(url.query)}" if url.query else "")
+            # Each part may be None, whatever httptools' stubs say: read untyped, since mypyc
+            # (`make compiled`) checks a typed attribute's value as it reads it.
+            port: int | None = getattr(url, "port")  # noqa: B009
+            query: bytes | None = getattr(url, "query")  # noqa: B009
+            url_host: bytes | None = getattr(url, "host")  # noqa: B009
+            url_path: bytes | None = getattr(url, "path")  # noqa: B009
+            host = _latin1(url_host or b"") + (f":{port}" if port else "")
+            path = _latin1(url_path or b"/") + (f"?{_latin1(query)}" if query else "")
         if not host and version == "1.0" and self.default_host_for_http_10:
             host = self.default_host_for_http_10  # else empty: the HCM answers 400
         upgrade = ""
@@ -269,9 +275,8 @@ class Http1ServerCodec:
             self.close_after_response = True
         version = "HTTP/1.0" if request.http10 else "HTTP/1.1"
         reason = head.reason or REASONS.get(head.status, "Unknown")
-        lines = [f"{version} {head.status} {reason}"]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        return f"{version} {head.status} {reason}\r\n{fields}\r\n".encode("latin-1")
 
     def encode_data(self, data: bytes, *, end_stream: bool) -> bytes:
         if not self._response_chunked:
@@ -290,6 +295,9 @@ class Http1ServerCodec:
         if self.pending:
             self.pending.popleft()
 
+
+# Requests of these methods should have no body: no `content-length: 0` is sent for them.
+_BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "TRACE", "CONNECT"})
 
 # Room for the status line in the raw bound on a head still arriving (Http1ClientCodec).
 _STATUS_LINE_ALLOWANCE = 8 * 1024
@@ -351,9 +359,14 @@ class Http1ClientCodec:
         elif "content-length" not in headers and not end_stream:
             headers.add("transfer-encoding", "chunked")
             self._request_chunked = True
-        lines = [f"{head.method} {target} HTTP/1.1", f"host: {head.authority}"]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        elif "content-length" not in headers and head.method not in _BODILESS_METHODS:
+            # Envoy's codec states an empty body (codec_impl.cc encodeHeaders), except for the
+            # methods whose requests should have none (HeaderUtility::requestShouldHaveNoBody;
+            # tests/conformance/http/test_empty_body_vs_envoy.py).
+            headers.add("content-length", "0")
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        return f"{head.method} {target} HTTP/1.1\r\nhost: {head.authority}\r\n{fields}\r\n" \
+            .encode("latin-1")
 
     def encode_data(self, data: bytes, *, end_stream: bool) -> bytes:
         if not self._request_chunked:
@@ -427,7 +440,7 @@ class Http1ClientCodec:
         if self._trailers is not None:  # after a chunked body: a trailer field
             self._trailer(name, value)
             return
-        self._headers.append((_latin1(name).lower(), _latin1(value)))
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def _trailer(self, name: bytes, value: bytes) -> None:
         # Envoy holds trailers to the same limits as the head.

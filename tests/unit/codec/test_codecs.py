@@ -5,15 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.http.events import (
+from proxy.codec.events import (
     DataReceived,
     ProtocolFailed,
     RequestReceived,
     ResponseReceived,
     StreamEnded,
 )
-from proxy.http.headers import Headers, ResponseHead
-from proxy.http.http1 import Http1ClientCodec, Http1ServerCodec
+from proxy.codec.headers import Headers, ResponseHead
+from proxy.codec.http1 import Http1ClientCodec, Http1ServerCodec
 
 REQUEST = (b"POST /upload?x=1 HTTP/1.1\r\nHost: Example.com\r\nTransfer-Encoding: chunked\r\n"
            b"Connection: keep-alive, x-hop\r\nX-Hop: 1\r\nX-Keep: 2\r\n\r\n"
@@ -54,7 +54,7 @@ def test_response_framing_follows_the_request() -> None:
 
 
 def test_client_codec_head_response_has_no_body() -> None:
-    from proxy.http.headers import RequestHead
+    from proxy.codec.headers import RequestHead
 
     client = Http1ClientCodec()
     client.encode_request_head(RequestHead("HEAD", "/", "a"), end_stream=True)

@@ -14,15 +14,14 @@ from typing import Any, Literal
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
+from proxy.model.fields import reject_unsupported
 
 StringKind = Literal["exact", "prefix", "suffix", "contains", "regex"]
 
 
 def refuse_unknown(message: Message, supported: set[str]) -> None:
     """Reject every set field outside `supported`, naming it (we never ignore config)."""
-    for descriptor, _value in message.ListFields():
-        if descriptor.name not in supported:
-            raise unsupported(descriptor.name)
+    reject_unsupported(message, supported)
 
 
 def within(prefix: str, call: Callable[..., Any], *args: Any) -> Any:

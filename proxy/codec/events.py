@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from proxy.http.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
 
 
 @dataclass(slots=True)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.http.events import (
+from proxy.codec.events import (
     DataReceived,
     RequestReceived,
     ResponseReceived,
     StreamEnded,
     TrailersReceived,
 )
-from proxy.http.headers import Headers, RequestHead, ResponseHead
-from proxy.http.http1 import Http1ClientCodec, Http1ServerCodec
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.http1 import Http1ClientCodec, Http1ServerCodec
 
 REQUEST = (b"POST /p HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nte: trailers\r\n\r\n"
            b"3\r\nabc\r\n0\r\nx-checksum: 42\r\nx-more: 1\r\n\r\n")

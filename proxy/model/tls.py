@@ -18,7 +18,6 @@ frozen model that carries the ready `ssl.SSLContext`. Behaviour follows Envoy's 
 from __future__ import annotations
 
 import dataclasses
-import os
 import ssl
 import tempfile
 from dataclasses import dataclass, field
@@ -34,6 +33,13 @@ from google.protobuf.message import Message
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.model.fields import reject_unsupported
+from proxy.model.secret import (
+    TlsCertificate,
+    ValidationContext,
+    static_secret,
+    translate_certificate,
+    translate_validation,
+)
 from proxy.transport.resumption import ResumingClientContext
 
 TLS_SOCKET_NAME = "envoy.transport_sockets.tls"
@@ -49,17 +55,6 @@ _VERSIONS = {
     common_pb2.TlsParameters.TLSv1_2: ssl.TLSVersion.TLSv1_2,
     common_pb2.TlsParameters.TLSv1_3: ssl.TLSVersion.TLSv1_3,
 }
-
-
-@dataclass(frozen=True)
-class TlsCertificate:
-    certificate_chain: bytes
-    private_key: bytes
-
-
-@dataclass(frozen=True)
-class ValidationContext:
-    trusted_ca: bytes | None
 
 
 @dataclass(frozen=True)
@@ -207,8 +202,6 @@ def _translate_common(common: Any, prefix: str
 def _static_secret(config: Any, field_name: str, kind: str) -> Any:
     """An SdsSecretConfig without sds_config names a static secret of the bootstrap
     (Envoy: configuration/security/secret, "static secrets"). SDS itself is not supported."""
-    from proxy.model.secret import static_secret
-
     reject_unsupported(config, {"name"}, prefix=field_name + ".")
     found = static_secret(config.name)
     value = getattr(found, kind, None) if found is not None else None
@@ -216,45 +209,6 @@ def _static_secret(config: Any, field_name: str, kind: str) -> Any:
         raise ConfigError(f"no static secret {config.name!r} with a {kind}",
                           field=field_name + ".name")
     return value
-
-
-def translate_certificate(message: Any, prefix: str) -> TlsCertificate:
-    reject_unsupported(message, {"certificate_chain", "private_key"}, prefix=prefix)
-    if not message.HasField("certificate_chain") or not message.HasField("private_key"):
-        raise ConfigError("both certificate_chain and private_key are required",
-                          field=prefix.rstrip("."))
-    return TlsCertificate(read_data_source(message.certificate_chain, prefix + "certificate_chain"),
-                          read_data_source(message.private_key, prefix + "private_key"))
-
-
-def translate_validation(message: Any, prefix: str) -> ValidationContext:
-    reject_unsupported(message, {"trusted_ca"}, prefix=prefix)
-    trusted = None
-    if message.HasField("trusted_ca"):
-        trusted = read_data_source(message.trusted_ca, prefix + "trusted_ca")
-    return ValidationContext(trusted)
-
-
-def read_data_source(source: Any, field_name: str) -> bytes:
-    """envoy.config.core.v3.DataSource: filename, inline_bytes, inline_string, env variable."""
-    kind = source.WhichOneof("specifier")
-    if kind == "filename":
-        try:
-            return Path(source.filename).read_bytes()
-        except OSError as error:
-            raise ConfigError(f"cannot read {source.filename!r}: {error.strerror}",
-                              field=field_name + ".filename") from error
-    if kind == "inline_bytes":
-        return bytes(source.inline_bytes)
-    if kind == "inline_string":
-        return str(source.inline_string).encode()
-    if kind == "environment_variable":
-        value = os.environ.get(source.environment_variable)
-        if value is None:
-            raise ConfigError(f"environment variable {source.environment_variable!r} is unset",
-                              field=field_name + ".environment_variable")
-        return value.encode()
-    raise ConfigError("the data source is empty", field=field_name)
 
 
 def _apply_versions(context: ssl.SSLContext, common: Any, default_max: ssl.TLSVersion) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.http.events import ProtocolFailed, ResponseReceived, StreamEnded
-from proxy.http.headers import Headers, RequestHead
-from proxy.http.http1 import Http1ClientCodec
+from proxy.codec.events import ProtocolFailed, ResponseReceived, StreamEnded
+from proxy.codec.headers import Headers, RequestHead
+from proxy.codec.http1 import Http1ClientCodec
 
 
 def _codec() -> Http1ClientCodec:
@@ -74,3 +74,23 @@ def test_the_close_ends_only_a_close_delimited_body(response: bytes,
     codec.receive_data(response)
     events = codec.receive_eof()
     assert [type(event) for event in events] == ([ends] if ends else [])
+
+
+@pytest.mark.parametrize(("method", "stated"), [
+    ("GET", False), ("HEAD", False), ("DELETE", False), ("TRACE", False),
+    ("OPTIONS", True), ("POST", True), ("PUT", True), ("PATCH", True), ("PROPFIND", True)])
+def test_an_empty_request_body_is_stated_unless_the_method_should_have_none(
+        method: str, stated: bool) -> None:
+    """Envoy's HTTP/1.1 codec (HeaderUtility::requestShouldHaveNoBody); a body or a
+    content-length of the request's own is left alone."""
+    codec = Http1ClientCodec()
+    wire = codec.encode_request_head(RequestHead(method, "/", "a", "http", Headers()),
+                                     end_stream=True)
+    assert (b"\r\ncontent-length: 0\r\n" in wire) is stated
+    chunked = Http1ClientCodec().encode_request_head(
+        RequestHead(method, "/", "a", "http", Headers()), end_stream=False)
+    assert b"content-length" not in chunked and b"transfer-encoding: chunked" in chunked
+    own = Http1ClientCodec().encode_request_head(
+        RequestHead(method, "/", "a", "http", Headers([("content-length", "3")])),
+        end_stream=True)
+    assert own.count(b"content-length") == 1

@@ -11,7 +11,7 @@ from envoy.config.core.v3 import base_pb2
 
 from protos.errors import ConfigError
 from protos.loader import parse_message
-from proxy.transport.tls import translate_downstream_tls, translate_upstream_tls
+from proxy.model.tls import translate_downstream_tls, translate_upstream_tls
 from tests.integration.proxy.helpers import DOWNSTREAM_TLS, UPSTREAM_TLS, tls_files
 
 PROXY_PROTOCOL = ("type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3."

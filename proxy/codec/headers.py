@@ -23,7 +23,7 @@ class Headers:
     @classmethod
     def adopt(cls, items: list[tuple[str, str]]) -> Headers:
         """Headers over `items` itself (no copy): the caller built the list and lets it go."""
-        headers = cls.__new__(cls)
+        headers = cls()  # (not cls.__new__: mypyc compiles this module, `make compiled`)
         headers._items = items
         return headers
 

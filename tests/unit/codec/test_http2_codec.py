@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.http.events import (
+from proxy.codec.events import (
     DataReceived,
     ProtocolFailed,
     RequestReceived,
     StreamEnded,
     StreamReset,
 )
-from proxy.http.headers import Headers, RequestHead, ResponseHead
-from proxy.http.http2 import PREFACE, Http2Codec, StreamRefusedError
+from proxy.codec.headers import Headers, RequestHead, ResponseHead
+from proxy.codec.http2 import PREFACE, Http2Codec, StreamRefusedError
 
 
 def _server() -> Http2Codec:
