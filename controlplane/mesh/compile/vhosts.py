@@ -18,6 +18,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from google.protobuf import any_pb2, json_format
 
 from controlplane.cache import CachedResource
+from controlplane.cache.resource import length_delimited
 from controlplane.mesh.compile.envoy import seconds
 from controlplane.mesh.compile.http_routes import (
     ClusterUse,
@@ -141,23 +142,7 @@ def route_table(name: str, vhosts: list[VirtualHostOut]) -> CachedResource:
     prebuilt virtual hosts, by concatenation."""
     head = route_pb2.RouteConfiguration(name=name, ignore_port_in_host_matching=True)
     parts = [head.SerializeToString(deterministic=True)]
-    parts += [_field(2, vhost.encoded) for vhost in vhosts]
+    parts += [length_delimited(2, vhost.encoded) for vhost in vhosts]
     packed = any_pb2.Any(type_url=ROUTE.type_url, value=b"".join(parts))
     digest = hashlib.blake2b(packed.value, digest_size=8).hexdigest()
     return CachedResource(ROUTE.type_url, name, digest, packed)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
