@@ -143,7 +143,7 @@ def test_replicas_share_one_mesh(tmp_path: Path) -> None:
         # meanwhile (the killed replica's registrations expire with its lease).
         first = sum(entry["resources"] for entry in pushes_to(doomed.output(), "front-2"))
         again = [entry for entry in pushes_to(log, "front-2") if entry["resources"]]
-        assert {entry["type"] for entry in again} <= {"EDS"}, again
+        assert {entry["type"] for entry in again} <= {"endpoint"}, again  # EDS, by its short name
         assert sum(entry["resources"] for entry in again) <= 2 < first, (again, first)
         assert sum(entry["resources"] for entry in pushes_to(log, "front-1")) > 0  # SotW
 
