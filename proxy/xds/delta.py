@@ -30,12 +30,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
 from protos.errors import ConfigError
-from proxy.xds.protocol import INVALID_ARGUMENT, SUBSCRIPTION_ORDER, WILDCARD_TYPES
+from proxy.xds.protocol import INVALID_ARGUMENT, AdsBookkeeping, Interest
 
 log = logging.getLogger(__name__)
 
@@ -74,61 +73,22 @@ class DeltaReceived:
 
 
 @dataclass
-class DeltaSubscription:
-    type_url: str
-    wildcard: bool
-    names: frozenset[str] = frozenset()  # named interest (RDS / EDS)
+class DeltaSubscription(Interest):
     held: dict[str, str] = field(default_factory=dict)  # name -> version accepted
-    nonce: str = ""  # last response nonce on the current stream
-    sent_on_stream: bool = False
-    received_once: bool = False
-    last_error: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.wildcard or bool(self.names)
 
     def wants(self, name: str) -> bool:
         return self.wildcard or name in self.names
 
 
 @dataclass
-class DeltaProtocol:
-    node: base_pb2.Node
-    node_on_every_request: bool = True
-    subscriptions: dict[str, DeltaSubscription] = field(default_factory=dict)
-    first_request_sent: bool = False
+class DeltaProtocol(AdsBookkeeping[DeltaSubscription, discovery_pb2.DeltaDiscoveryRequest]):
     method = "DeltaAggregatedResources"  # the ADS stream this protocol speaks
-
-    def __post_init__(self) -> None:
-        for type_url in SUBSCRIPTION_ORDER:
-            self.subscriptions[type_url] = DeltaSubscription(
-                type_url, wildcard=type_url in WILDCARD_TYPES)
-
-    def subscribe_wildcard(self, type_urls: Iterable[str]) -> None:
-        """Which of LDS/CDS to fetch (those the bootstrap puts on ADS); the others off."""
-        wanted = set(type_urls)
-        for type_url in WILDCARD_TYPES:
-            self.subscriptions[type_url].wildcard = type_url in wanted
-
-    def stream_started(self) -> list[discovery_pb2.DeltaDiscoveryRequest]:
-        """A new stream: each active subscription in Envoy's order, with what we hold."""
-        self.first_request_sent = False
-        requests = []
-        for type_url in SUBSCRIPTION_ORDER:
-            subscription = self.subscriptions[type_url]
-            subscription.nonce = ""
-            subscription.sent_on_stream = False
-            if subscription.active:
-                requests.append(self._first_request(subscription))
-        return requests
 
     def received(self, response: discovery_pb2.DeltaDiscoveryResponse) -> DeltaReceived | None:
         """A response: None for a type we did not ask for (Envoy drops it unanswered)."""
-        subscription = self.subscriptions.get(response.type_url)
-        if subscription is None or not subscription.sent_on_stream:
+        subscription = self._answering(response.type_url, response.nonce)
+        if subscription is None:
             return None
-        subscription.nonce = response.nonce
         for problem in response.resource_errors:  # no config in them: only reported
             log.warning("%s: the server reports an error for %r: %s", response.type_url,
                         problem.resource_name.name, problem.error_detail.message)
@@ -185,11 +145,11 @@ class DeltaProtocol:
                  ) -> discovery_pb2.DeltaDiscoveryRequest:
         request = discovery_pb2.DeltaDiscoveryRequest(type_url=subscription.type_url,
                                                       response_nonce=response_nonce)
-        if self.node_on_every_request or not self.first_request_sent:
-            request.node.CopyFrom(self.node)
-            self.first_request_sent = True
-        subscription.sent_on_stream = True
+        self._sending(subscription, request)
         return request
+
+    def _new_subscription(self, type_url: str, wildcard: bool) -> DeltaSubscription:
+        return DeltaSubscription(type_url, wildcard)
 
 
 def _wanted(response: discovery_pb2.DeltaDiscoveryResponse, subscription: DeltaSubscription

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -34,11 +34,12 @@ WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
 
 
 @dataclass
-class Subscription:
+class Interest:
+    """What the SotW and the delta protocol both keep per resource type."""
+
     type_url: str
     wildcard: bool
-    names: frozenset[str] = frozenset()
-    version: str = ""  # last accepted version_info
+    names: frozenset[str] = frozenset()  # named interest (RDS / EDS)
     nonce: str = ""  # last response nonce on the current stream
     sent_on_stream: bool = False
     received_once: bool = False
@@ -47,6 +48,11 @@ class Subscription:
     @property
     def active(self) -> bool:
         return self.wildcard or bool(self.names)
+
+
+@dataclass
+class Subscription(Interest):
+    version: str = ""  # last accepted version_info
 
 
 class SotwApplier(Protocol):
@@ -65,19 +71,26 @@ class ResourcesReceived:
         applier.apply(self.type_url, self.version, self.resources)
 
 
+SubscriptionT = TypeVar("SubscriptionT", bound=Interest)
+RequestT = TypeVar("RequestT")
+
+
 @dataclass
-class AdsProtocol:
+class AdsBookkeeping(Generic[SubscriptionT, RequestT]):
+    """The rules both ADS protocols share: the types subscribed in Envoy's order, which
+    wildcard types are fetched, what a new stream resets and resends, which responses are
+    answered, and the node on every request or on the stream's first only."""
+
     node: base_pb2.Node
     # Envoy sends the node on every request unless set_node_on_first_message_only.
     node_on_every_request: bool = True
-    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    subscriptions: dict[str, SubscriptionT] = field(default_factory=dict)
     first_request_sent: bool = False
-    method = "StreamAggregatedResources"  # the ADS stream this protocol speaks
 
     def __post_init__(self) -> None:
         for type_url in SUBSCRIPTION_ORDER:
-            self.subscriptions[type_url] = Subscription(type_url,
-                                                        wildcard=type_url in WILDCARD_TYPES)
+            self.subscriptions[type_url] = self._new_subscription(
+                type_url, type_url in WILDCARD_TYPES)
 
     def subscribe_wildcard(self, type_urls: Iterable[str]) -> None:
         """Which of LDS/CDS to fetch (those the bootstrap puts on ADS); the others off."""
@@ -85,9 +98,9 @@ class AdsProtocol:
         for type_url in WILDCARD_TYPES:
             self.subscriptions[type_url].wildcard = type_url in wanted
 
-    def stream_started(self) -> list[discovery_pb2.DiscoveryRequest]:
-        """A new stream: forget nonces, (re)send every active subscription with the
-        versions we hold."""
+    def stream_started(self) -> list[RequestT]:
+        """A new stream: forget nonces, (re)send every active subscription in Envoy's order
+        with what we hold."""
         self.first_request_sent = False
         requests = []
         for type_url in SUBSCRIPTION_ORDER:
@@ -95,15 +108,40 @@ class AdsProtocol:
             subscription.nonce = ""
             subscription.sent_on_stream = False
             if subscription.active:
-                requests.append(self._request(subscription))
+                requests.append(self._first_request(subscription))
         return requests
+
+    def _answering(self, type_url: str, nonce: str) -> SubscriptionT | None:
+        """The subscription a response of `type_url` answers (its nonce remembered), or None
+        for a type we did not ask for on this stream (Envoy drops it unanswered)."""
+        subscription = self.subscriptions.get(type_url)
+        if subscription is None or not subscription.sent_on_stream:
+            return None
+        subscription.nonce = nonce
+        return subscription
+
+    def _sending(self, subscription: SubscriptionT, request: Any) -> None:
+        """Bookkeeping of every request sent: the node as configured, sent on this stream."""
+        if self.node_on_every_request or not self.first_request_sent:
+            request.node.CopyFrom(self.node)
+            self.first_request_sent = True
+        subscription.sent_on_stream = True
+
+    def _new_subscription(self, type_url: str, wildcard: bool) -> SubscriptionT:
+        raise NotImplementedError
+
+    def _first_request(self, subscription: SubscriptionT) -> RequestT:
+        raise NotImplementedError
+
+
+@dataclass
+class AdsProtocol(AdsBookkeeping[Subscription, discovery_pb2.DiscoveryRequest]):
+    method = "StreamAggregatedResources"  # the ADS stream this protocol speaks
 
     def received(self, response: discovery_pb2.DiscoveryResponse) -> ResourcesReceived | None:
         """A response: remember its nonce; None for a type we did not ask for."""
-        subscription = self.subscriptions.get(response.type_url)
-        if subscription is None or not subscription.sent_on_stream:
+        if self._answering(response.type_url, response.nonce) is None:
             return None
-        subscription.nonce = response.nonce
         return ResourcesReceived(response.type_url, response.version_info, response.nonce,
                                  tuple(response.resources))
 
@@ -143,8 +181,11 @@ class AdsProtocol:
         )
         if error_detail is not None:
             request.error_detail.CopyFrom(error_detail)
-        if self.node_on_every_request or not self.first_request_sent:
-            request.node.CopyFrom(self.node)
-            self.first_request_sent = True
-        subscription.sent_on_stream = True
+        self._sending(subscription, request)
         return request
+
+    def _new_subscription(self, type_url: str, wildcard: bool) -> Subscription:
+        return Subscription(type_url, wildcard)
+
+    def _first_request(self, subscription: Subscription) -> discovery_pb2.DiscoveryRequest:
+        return self._request(subscription)  # with the version held, so a reconnect resumes
