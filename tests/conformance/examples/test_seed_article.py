@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import collections
 import http.client
-import json
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from examples.mesh.seed_article.run import handler_for
 from tests.integration.proxy.helpers import tls_files
 from tests.support.envoy import Envoy
 from tests.support.pointsman import Pointsman
@@ -41,37 +41,6 @@ POOLS = {
     "ws": [("127.10.20.51", 9000), ("127.10.20.52", 9000)],
     "cdn": [("127.10.20.61", 8080), ("127.10.20.62", 8080)],
 }
-
-
-def handler_for(name: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            if self.headers.get("upgrade", "").lower() == "websocket":
-                self.upgrade()
-                return
-            body = json.dumps({"backend": name, "path": self.path}).encode()
-            self.send_response(200)
-            self.send_header("x-backend", name)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def upgrade(self) -> None:
-            # RFC 6455 section 4.2.2: 101, then the connection is the application's. Echo it.
-            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                             b"Connection: Upgrade\r\nx-backend: " + name.encode() + b"\r\n\r\n")
-            self.wfile.flush()
-            while chunk := self.rfile.read1(65536):
-                self.wfile.write(chunk)
-                self.wfile.flush()
-            self.close_connection = True
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
 
 
 @pytest.fixture(scope="module")
