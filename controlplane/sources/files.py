@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
@@ -238,30 +239,32 @@ def marks_of(paths: list[str], known: dict[str, tuple[Mark, int, float]] | None 
     return tuple(marks)
 
 
-class FileSource:
-    """Publishes `root` into `cache` at start and whenever it changes; keeps the last good
-    snapshot when a change is invalid, reporting the error once per bad state."""
+LoadedT = TypeVar("LoadedT")
 
-    def __init__(self, root: Path, cache: ResourceCache, *, interval: float = 0.5,
-                 on_error: Callable[[ConfigError], None] | None = None) -> None:
+
+class PolledSource(Generic[LoadedT]):
+    """A folder or file polled for changes (FileSource, MeshSource): the reading and parsing
+    (`_load_if_changed`) run in a worker thread so the loop keeps serving; what loaded is
+    published on the loop (`_publish`), atomically; an invalid change keeps the last good one
+    and is reported once per bad state (`on_error`, by default an error log line)."""
+
+    rejected = "config rejected"  # the default report's words
+
+    def __init__(self, root: Path, *, interval: float = 0.5,
+                 on_error: Callable[[ConfigError], None] | None = None,
+                 logger: logging.Logger = log) -> None:
         self.root = root
-        self.cache = cache
         self.interval = interval
-        self.on_error = on_error or (lambda error: log.error("config rejected: %s", error))
+        self.on_error = on_error or (lambda error: logger.error("%s: %s", self.rejected, error))
         self.last_error: ConfigError | None = None
         self.loads = 0
-        self.files_parsed = 0
-        self._seen: tuple[Mark, ...] | None = None
-        self._stats: dict[str, tuple[Mark, int, float]] = {}
-        # Parsed files by path, with the fingerprint they were parsed at: a change to one file
-        # of many re-parses that file only.
-        self._parsed: dict[str, tuple[tuple[int, int, str], list[LoadedResource]]] = {}
+        self._stats: dict[str, tuple[Mark, int, float]] = {}  # marks_of's memory
 
     def __repr__(self) -> str:
-        return f"FileSource({self.root}, loads={self.loads}, error={self.last_error})"
+        return f"{type(self).__name__}({self.root}, loads={self.loads}, error={self.last_error})"
 
     def poll(self) -> bool:
-        """Reload when the files changed; True when a new snapshot was published."""
+        """Reload when the files changed; True when something new was published."""
         return self._apply(self._load_if_changed())
 
     async def poll_in_thread(self) -> bool:
@@ -269,11 +272,44 @@ class FileSource:
         return self._apply(await asyncio.to_thread(self._load_if_changed))
 
     async def run(self) -> None:
-        """Poll forever (cancel to stop). Reading and parsing run in a worker thread so the
-        loop keeps serving; the new snapshots are swapped in on the loop, atomically."""
+        """Poll forever (cancel to stop)."""
         while True:
             await self.poll_in_thread()
             await asyncio.sleep(self.interval)
+
+    def _apply(self, result: LoadedT | ConfigError | None) -> bool:
+        if result is None:
+            return False
+        if isinstance(result, ConfigError):
+            self.last_error = result
+            self.on_error(result)
+            return False
+        self.last_error = None
+        self.loads += 1
+        self._publish(result)
+        return True
+
+    def _load_if_changed(self) -> LoadedT | ConfigError | None:
+        """What changed, loaded (runs in a worker thread); None when nothing did."""
+        raise NotImplementedError
+
+    def _publish(self, loaded: LoadedT) -> None:
+        raise NotImplementedError
+
+
+class FileSource(PolledSource[Config]):
+    """Publishes `root` into `cache` at start and whenever it changes; keeps the last good
+    snapshot when a change is invalid, reporting the error once per bad state."""
+
+    def __init__(self, root: Path, cache: ResourceCache, *, interval: float = 0.5,
+                 on_error: Callable[[ConfigError], None] | None = None) -> None:
+        super().__init__(root, interval=interval, on_error=on_error)
+        self.cache = cache
+        self.files_parsed = 0
+        self._seen: tuple[Mark, ...] | None = None
+        # Parsed files by path, with the fingerprint they were parsed at: a change to one file
+        # of many re-parses that file only.
+        self._parsed: dict[str, tuple[tuple[int, int, str], list[LoadedResource]]] = {}
 
     def _load_if_changed(self) -> Config | ConfigError | None:
         marks = fingerprint(self.root, self._stats)
@@ -306,14 +342,5 @@ class FileSource:
             log.exception("unexpected error loading %s", self.root)
             return ConfigError(f"internal error while loading: {error!r}", source=str(self.root))
 
-    def _apply(self, result: Config | ConfigError | None) -> bool:
-        if result is None:
-            return False
-        if isinstance(result, ConfigError):
-            self.last_error = result
-            self.on_error(result)
-            return False
-        self.last_error = None
-        self.loads += 1
-        publish(self.cache, result)
-        return True
+    def _publish(self, loaded: Config) -> None:
+        publish(self.cache, loaded)

@@ -60,7 +60,7 @@ from controlplane.mesh.resolve import Mesh
 from controlplane.protocol.events import Acked, Action, NodeIdentified
 from controlplane.protocol.pacing import Debounce
 from controlplane.resources import LISTENER
-from controlplane.sources.files import Mark, config_paths, marks_of
+from controlplane.sources.files import Mark, PolledSource, config_paths, marks_of
 from protos.errors import ConfigError
 
 log = logging.getLogger("pointsman.controlplane.mesh")
@@ -315,36 +315,19 @@ class MeshCache(ResourceCache):
             self._recompile()
 
 
-class MeshSource:
+class MeshSource(PolledSource[tuple[Mesh, MeshCompiler]]):
     """Publishes the mesh under `root` into `cache`, at start and whenever it changes."""
+
+    rejected = "mesh rejected"
 
     def __init__(self, root: Path, cache: MeshCache, *, interval: float = 0.5,
                  on_error: Callable[[ConfigError], None] | None = None,
                  on_loaded: Callable[[Mesh], None] | None = None) -> None:
-        self.root = root
+        super().__init__(root, interval=interval, on_error=on_error, logger=log)
         self.cache = cache
-        self.interval = interval
-        self.on_error = on_error or (lambda error: log.error("mesh rejected: %s", error))
         self.on_loaded = on_loaded
-        self.last_error: ConfigError | None = None
-        self.loads = 0
         self._seen: tuple[tuple[str, int, int, str], ...] | None = None
-        self._stats: dict[str, tuple[Mark, int, float]] = {}  # _fingerprint's memory
         self._parsed: dict[str, tuple[tuple[int, int, str], list[MeshObject]]] = {}
-
-    def __repr__(self) -> str:
-        return f"MeshSource({self.root}, loads={self.loads}, error={self.last_error})"
-
-    def poll(self) -> bool:
-        return self._apply(self._load_if_changed())
-
-    async def poll_in_thread(self) -> bool:
-        return self._apply(await asyncio.to_thread(self._load_if_changed))
-
-    async def run(self) -> None:
-        while True:
-            await self.poll_in_thread()
-            await asyncio.sleep(self.interval)
 
     def _load_if_changed(self) -> tuple[Mesh, MeshCompiler] | ConfigError | None:
         try:
@@ -387,20 +370,11 @@ class MeshSource:
             raise MeshError(fatal[0].message, fatal[0].location)
         return mesh
 
-    def _apply(self, result: tuple[Mesh, MeshCompiler] | ConfigError | None) -> bool:
-        if result is None:
-            return False
-        if isinstance(result, ConfigError):
-            self.last_error = result
-            self.on_error(result)
-            return False
-        self.last_error = None
-        self.loads += 1
-        mesh, compiler = result
+    def _publish(self, loaded: tuple[Mesh, MeshCompiler]) -> None:
+        mesh, compiler = loaded
         self.cache.set_mesh(mesh, compiler)
         if self.on_loaded is not None:
             self.on_loaded(mesh)
-        return True
 
 
 def _fingerprint(root: Path, known: dict[str, tuple[Mark, int, float]] | None = None
