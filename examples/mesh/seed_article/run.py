@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
 from tests.support.mesh import MeshControlPlane, start_gateway  # noqa: E402
+from tests.support.proxies import AdminProxy  # noqa: E402
 
 FRONT = "127.10.10.100"
 PG = ("127.10.10.200", 5432)
@@ -252,6 +253,14 @@ def wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     raise TimeoutError(f"not {what} after {timeout:.0f}s")
 
 
+def _healthy(proxy: AdminProxy, addresses: list[tuple[str, int]]) -> bool:
+    """Every address a healthy host of the proxy (its /clusters text, Envoy's format)."""
+    _status, body = proxy.admin("/clusters")
+    healthy = {line.split("::")[1] for line in body.splitlines()
+               if line.endswith("::health_flags::healthy")}
+    return all(f"{host}:{port}" in healthy for host, port in addresses)
+
+
 def _connects(address: tuple[str, int]) -> bool:
     with socket.create_connection(address, timeout=2):
         return True
@@ -272,6 +281,9 @@ def run(sidecar: str) -> dict[str, Any]:
         wait(lambda: get("/api/x")[0] == 200 and get("/")[0] == 200 and
              get("/static/x")[0] == 200, "serving the health-checked pools")
         wait(lambda: _connects(PG), "pg listening")
+        # The replicas too start unhealthy until their first TCP check passes (at a loaded
+        # moment one can lag the HTTP pools): least connections spreads over healthy ones.
+        wait(lambda: _healthy(proxies[1], REPLICAS), "the PostgreSQL replicas healthy")
         return observe()
 
 
