@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from proxy.model.route import RouteConfig
 
-CodecType = Literal["AUTO", "HTTP1", "HTTP2"]
+CodecType = Literal["AUTO", "HTTP1", "HTTP2", "HTTP3"]  # HTTP3: QUIC listeners only
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Envoy 1.40 treats no address as internal unless internal_address_config lists CIDR ranges

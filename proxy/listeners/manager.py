@@ -31,6 +31,7 @@ from proxy.context import ServerContext
 from proxy.descriptors import RESOURCE_ERRORS, SpareDescriptor, listener_spare
 from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
+from proxy.listeners.quic import QuicActiveListener, bind_udp_socket
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import (
     DownstreamConnection,
@@ -68,7 +69,10 @@ class ListenerBindError(OSError):
 
 
 def bind_listener_socket(listener: Listener, *, reuse_port: bool) -> socket.socket:
-    """A non-blocking socket bound to the listener's address, not yet listening."""
+    """A non-blocking socket bound to the listener's address, not yet listening (UDP for a
+    QUIC listener: proxy.listeners.quic)."""
+    if listener.quic is not None:
+        return bind_udp_socket(listener, reuse_port=reuse_port)
     host, port = listener.address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -389,7 +393,7 @@ class ListenerManager:
         self.reuse_port = reuse_port
         self.drain_timeout = drain_timeout
         self.bind = bind
-        self.active: dict[str, ActiveListener] = {}
+        self.active: dict[str, ActiveListener | QuicActiveListener] = {}
         self.models: dict[str, Listener] = {}
         self.staged: dict[str, Listener] = {}  # the whole set of the last stage()
         self._warming: dict[str, _Staged] = {}  # staged listeners built but not serving yet
@@ -444,7 +448,8 @@ class ListenerManager:
         if active is not None and (self.models[name] is model or self.models[name] == model):
             return None
         generation = _Generation.build(model, self.context)
-        moved = active is None or active.current.listener.address != model.address
+        moved = active is None or active.current.listener.address != model.address \
+            or (active.current.listener.quic is None) != (model.quic is None)
         if not (self.bind and moved):
             return _Staged(generation, None)
         try:
@@ -482,9 +487,10 @@ class ListenerManager:
             if self.bind:
                 log.info("listener %s updated (%s:%d)", name, *current.address)
         else:
-            new = ActiveListener(staged.model, self.context, reuse_port=self.reuse_port,
-                                 drain_timeout=self.drain_timeout,
-                                 generation=staged.generation, sock=staged.sock)
+            kind = ActiveListener if staged.model.quic is None else QuicActiveListener
+            new = kind(staged.model, self.context, reuse_port=self.reuse_port,
+                       drain_timeout=self.drain_timeout, generation=staged.generation,
+                       sock=staged.sock)
             if self.bind:
                 try:
                     new.start()
@@ -506,7 +512,7 @@ class ListenerManager:
         self.models[name] = staged.model
         return None
 
-    def _stop_later(self, listener: ActiveListener) -> None:
+    def _stop_later(self, listener: ActiveListener | QuicActiveListener) -> None:
         self._stopping.spawn(listener.stop(), f"stop {listener.current.listener.name}")
 
     def addresses(self) -> dict[str, tuple[str, int]]:

@@ -23,6 +23,12 @@ from protos.loader import unpack_any
 from protos.registry import type_name
 from proxy.model.extensions import network_filter_translator
 from proxy.model.fields import enum_name, reject_unsupported, seconds
+from proxy.model.quic import (
+    QuicListenerOptions,
+    check_quic_listener,
+    translate_quic_transport,
+    translate_udp_listener_config,
+)
 from proxy.model.tls import DownstreamTls, translate_downstream_tls
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,7 +48,7 @@ _LISTENER_FIELDS = {
     "name", "address", "stat_prefix", "filter_chains", "default_filter_chain", "listener_filters",
     "listener_filters_timeout", "continue_on_listener_filters_timeout", "metadata",
     "traffic_direction", "per_connection_buffer_limit_bytes", "enable_reuse_port",
-    "tcp_backlog_size", "drain_type",
+    "tcp_backlog_size", "drain_type", "udp_listener_config",
 }
 _MATCH_FIELDS = {
     "destination_port", "prefix_ranges", "source_type", "source_prefix_ranges", "source_ports",
@@ -104,6 +110,8 @@ class Listener:
     # Envoy's soft limit on a downstream connection's buffers (default 1 MiB).
     per_connection_buffer_limit_bytes: int = 1024 * 1024
     enable_reuse_port: bool = True  # Envoy's default since 1.20: SO_REUSEPORT
+    # A QUIC (HTTP/3) listener on UDP: udp_listener_config.quic_options (proxy.model.quic).
+    quic: QuicListenerOptions | None = None
 
     @property
     def uses_tls_inspector(self) -> bool:
@@ -131,18 +139,22 @@ def _translate(message: listener_pb2.Listener, name: str) -> Listener:
     reject_unsupported(message, _LISTENER_FIELDS)
     if not name:
         raise ConfigError("a listener needs a name", field="name")
-    address = translate_socket_address(message.address, "address")
+    quic = translate_udp_listener_config(message.udp_listener_config) \
+        if message.HasField("udp_listener_config") else None
+    address = translate_socket_address(message.address, "address", udp=quic is not None)
     chains = tuple(
-        _translate_chain(chain, f"filter_chains[{index}]", index)
+        _translate_chain(chain, f"filter_chains[{index}]", index, quic=quic is not None)
         for index, chain in enumerate(message.filter_chains)
     )
     default = None
     if message.HasField("default_filter_chain"):
-        default = _translate_chain(message.default_filter_chain, "default_filter_chain", -1)
+        default = _translate_chain(message.default_filter_chain, "default_filter_chain", -1,
+                                   quic=quic is not None)
     if not chains and default is None:
         raise ConfigError("a listener needs filter_chains or a default_filter_chain",
                           field="filter_chains")
     _check_distinct_matches(chains)
+    check_quic_listener(message, quic, (*chains, *([default] if default else [])))
     if message.traffic_direction == core_base_pb2.TrafficDirection.OUTBOUND:
         chains = tuple(_outbound(chain) for chain in chains)
         default = _outbound(default) if default is not None else None
@@ -169,6 +181,7 @@ def _translate(message: listener_pb2.Listener, name: str) -> Listener:
             if message.HasField("per_connection_buffer_limit_bytes") else 1024 * 1024),
         enable_reuse_port=(message.enable_reuse_port.value
                            if message.HasField("enable_reuse_port") else True),
+        quic=quic,
         rds_route_config_names=tuple(
             rds for chain in every_chain
             if (rds := getattr(chain.filter.config, "rds_route_config_name", None))
@@ -176,16 +189,20 @@ def _translate(message: listener_pb2.Listener, name: str) -> Listener:
     )
 
 
-def translate_socket_address(address: Any, field_name: str) -> tuple[str, int]:
+def translate_socket_address(address: Any, field_name: str, *, udp: bool = False
+                             ) -> tuple[str, int]:
+    """An address's host and port; `udp`: a QUIC listener's, which must say UDP."""
     if address.WhichOneof("address") != "socket_address":
         raise unsupported(f"{field_name}.{address.WhichOneof('address') or 'socket_address'}",
                           "only socket_address listeners")
     socket_address = address.socket_address
     reject_unsupported(socket_address, {"address", "port_value", "protocol"},
                        prefix=f"{field_name}.socket_address.")
-    if socket_address.protocol != 0:
+    if socket_address.protocol != (1 if udp else 0):  # SocketAddress.Protocol TCP 0, UDP 1
         raise unsupported(f"{field_name}.socket_address.protocol",
-                          f"{enum_name(socket_address, 'protocol')}: TCP only")
+                          f"{enum_name(socket_address, 'protocol')}: "
+                          + ("UDP with udp_listener_config.quic_options" if udp
+                             else "TCP only (UDP needs udp_listener_config.quic_options)"))
     try:
         ipaddress.ip_address(socket_address.address)
     except ValueError:
@@ -194,7 +211,8 @@ def translate_socket_address(address: Any, field_name: str) -> tuple[str, int]:
     return socket_address.address, socket_address.port_value
 
 
-def _translate_chain(chain: Any, field_name: str, index: int) -> FilterChain:
+def _translate_chain(chain: Any, field_name: str, index: int, *, quic: bool = False
+                     ) -> FilterChain:
     try:
         reject_unsupported(chain, {"filter_chain_match", "filters", "transport_socket", "name",
                                    "metadata"})
@@ -202,7 +220,8 @@ def _translate_chain(chain: Any, field_name: str, index: int) -> FilterChain:
         tls = None
         if chain.HasField("transport_socket"):
             try:
-                tls = translate_downstream_tls(chain.transport_socket)
+                tls = translate_quic_transport(chain.transport_socket) if quic \
+                    else translate_downstream_tls(chain.transport_socket)
             except ConfigError as error:
                 raise error.within(field="transport_socket") from error
         return FilterChain(

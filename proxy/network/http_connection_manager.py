@@ -22,6 +22,7 @@ from proxy.context import ServerContext
 from proxy.http.active_stream import ActiveStream
 from proxy.http.downstream import HttpConnectionHandler
 from proxy.http.filter import FilterMaker, http_filter_factory
+from proxy.http.http3_server import Http3ServerConnection, QuicLink
 from proxy.http.manager import ConnectionInfo, HttpManager
 from proxy.http.router import Router
 from proxy.http.settings import HcmSettings, HttpFilterConfig
@@ -65,7 +66,7 @@ class HttpConnectionManager:
         self.manager = HttpManager(self.settings, self.route_config, self.filter_makers,
                                    self.router, tracer=self.tracer, stats=context.stats,
                                    on_stream_log=self._log)
-        self.handlers: set[HttpConnectionHandler] = set()
+        self.handlers: set[HttpConnectionHandler | Http3ServerConnection] = set()
         self.draining = False
         _validate_inline_clusters(self.settings.route_config, context)
         context.stats.counter(f"http.{self.settings.stat_prefix}.downstream_cx_total")
@@ -131,6 +132,35 @@ class HttpConnectionManager:
                 if handler.tasks:
                     await asyncio.gather(*handler.tasks, return_exceptions=True)
             connection.sock.close()
+
+
+    def adopt_http3(self, link: QuicLink, *, remote: tuple[str, int], local: tuple[str, int],
+                    connection_id: int, buffer_limit: int) -> Http3ServerConnection:
+        """A QUIC session (proxy.listeners.quic) negotiated h3: its HTTP/3 connection, served
+        by this HCM (drained with it) until the session's `closed` resolves. Stats as Envoy's
+        (http.<prefix>.downstream_cx_total, _active, downstream_cx_http3_total, _active)."""
+        connection = Http3ServerConnection(self.manager, ConnectionInfo(
+            remote, local, connection_id, scheme="https", buffer_limit=buffer_limit),
+            link, asyncio.get_running_loop())
+        stats = self.context.stats
+        prefix = f"http.{self.settings.stat_prefix}."
+        for name in ("downstream_cx_total", "downstream_cx_http3_total"):
+            stats.counter(prefix + name).inc()
+        for name in ("downstream_cx_active", "downstream_cx_http3_active"):
+            stats.gauge(prefix + name).inc()
+        self.handlers.add(connection)
+
+        def ended(_: object) -> None:
+            self.handlers.discard(connection)
+            for name in ("downstream_cx_active", "downstream_cx_http3_active"):
+                stats.gauge(prefix + name).dec()
+
+        link.closed.add_done_callback(ended)
+        if self.settings.idle_timeout:
+            connection.arm_idle_timer()
+        if self.draining:
+            connection.start_draining()
+        return connection
 
 
 def _create_http_filter(index: int, config: HttpFilterConfig, context: ServerContext,

@@ -1,0 +1,166 @@
+"""One downstream HTTP/3 connection (proxy.http.server_connection has what every protocol
+shares): the same streams, filters, routes, retries, tracing and access logs as HTTP/1.1 and
+HTTP/2, over aioquic (proxy.codec.http3).
+
+Its transport is a `QuicLink`, the QUIC session that feeds it (proxy.listeners.quic): the
+session hands over each QUIC event (`receive_quic`) and sends the connection's datagrams when
+it flushes (`transmit`). Streams run concurrently, as in HTTP/2. What a response writes waits
+while aioquic holds more than the connection's buffer limit unacknowledged for the stream
+(`per_connection_buffer_limit_bytes`), so a slow client bounds what we buffer. A stream ends
+by RESET_STREAM / STOP_SENDING, the connection by CONNECTION_CLOSE (RFC 9114 4.1.1, 5.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol, cast
+
+from aioquic.quic.events import QuicEvent
+
+from proxy.codec.flow import WriteFlow
+from proxy.codec.headers import Headers, ResponseHead
+from proxy.codec.http3 import (
+    H3_INTERNAL_ERROR,
+    H3_NO_ERROR,
+    H3_REQUEST_CANCELLED,
+    Http3ServerCodec,
+)
+from proxy.http.active_stream import ActiveStream
+from proxy.http.manager import ConnectionInfo, HttpManager
+from proxy.http.server_connection import ServerConnection
+
+
+class QuicLink(Protocol):
+    """What an HTTP/3 connection asks of its QUIC session (transport-shaped, so that the
+    shared ServerConnection code can close and test it as it does a TCP transport)."""
+
+    quic: Any  # aioquic QuicConnection
+    closed: asyncio.Future[None]  # resolves when the QUIC connection is gone
+
+    def transmit(self) -> None: ...
+    def is_closing(self) -> bool: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class Http3ServerConnection(ServerConnection):
+    codec: Http3ServerCodec
+
+    def __init__(self, manager: HttpManager, info: ConnectionInfo, link: QuicLink,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(manager, info, cast(asyncio.Transport, link), loop, WriteFlow())
+        self.link = link
+        self.codec = Http3ServerCodec(link.quic, scheme=info.scheme)
+        self.buffer_limit = info.buffer_limit
+        self.ack_waiters: list[asyncio.Future[None]] = []
+
+    # --- fed by the QUIC session ---------------------------------------------------------------
+
+    def receive_quic(self, event: QuicEvent) -> None:
+        for event_out in self.codec.receive_quic_event(event):
+            self._on_event(event_out)
+        self.flush()
+
+    def acknowledged(self) -> None:
+        """The session received datagrams (ACKs among them): writers may go on."""
+        waiters, self.ack_waiters = self.ack_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- writing (the streams' StreamOwner calls) ----------------------------------------------
+
+    def flush_now(self) -> None:
+        self._flush_scheduled = False
+        if not self.link.is_closing():
+            self.link.transmit()
+
+    def write_head(self, stream: ActiveStream, head: ResponseHead, *, end_stream: bool) -> None:
+        if not stream.body.ended:
+            self.answered_early()
+        if self.codec.stream_open(stream.stream_id):
+            self.codec.send_response_head(stream.stream_id, head, end_stream=end_stream)
+            self.flush()
+
+    def write_data_nowait(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> bool:
+        codec = self.codec
+        if not codec.stream_open(stream.stream_id):
+            return True  # reset meanwhile: nothing more goes out
+        if codec.buffered(stream.stream_id) > self.buffer_limit:
+            return False
+        codec.send_data(stream.stream_id, data, end_stream=end_stream)
+        self.flush()
+        return True
+
+    async def write_data(self, stream: ActiveStream, data: bytes, *, end_stream: bool) -> None:
+        """write_data_nowait(), else once aioquic's queue for the stream went down."""
+        while not self.write_data_nowait(stream, data, end_stream=end_stream):
+            if self.transport_gone():
+                return
+            waiter = self.loop.create_future()
+            self.ack_waiters.append(waiter)
+            await waiter
+
+    async def write_trailers(self, stream: ActiveStream, trailers: Headers) -> None:
+        if self.codec.stream_open(stream.stream_id):
+            self.codec.send_trailers(stream.stream_id, trailers)
+            self.flush()
+
+    def reset_stream(self, stream: ActiveStream) -> None:
+        self.flush_now()  # what was queued for the stream goes out first
+        self.codec.reset(stream.stream_id, H3_INTERNAL_ERROR,
+                         stop_receiving=not stream.body.ended)
+        self.flush()
+
+    def close_after_response(self) -> None:
+        # HTTP/3 has no "connection: close": no new streams, then CONNECTION_CLOSE.
+        self.closing = True
+
+    # --- streams end ---------------------------------------------------------------------------
+
+    def stream_ended(self, stream: ActiveStream) -> None:
+        codec = self.codec
+        if not stream.complete:
+            codec.reset(stream.stream_id, H3_REQUEST_CANCELLED,
+                        stop_receiving=not stream.body.ended)
+            self.flush()
+        elif not stream.body.ended:
+            # RFC 9114 4.1: a complete response before the request's end asks the client
+            # to stop sending with STOP_SENDING H3_NO_ERROR.
+            codec.reset(stream.stream_id, H3_NO_ERROR)
+            self.flush()
+        codec.finished(stream.stream_id)
+
+    # --- the connection's ends -----------------------------------------------------------------
+
+    def lost(self) -> None:
+        super().lost()
+        self.acknowledged()  # writers waiting see the transport gone
+
+    def idle_timed_out(self) -> None:
+        self.codec.close(H3_NO_ERROR, "idle timeout")
+
+    def request_headers_timed_out(self) -> None:  # never armed: refused for HTTP/3 chains
+        raise AssertionError("request_headers_timeout on HTTP/3")
+
+    def start_draining(self) -> None:
+        """The listener drains: the streams in flight finish, then the connection closes."""
+        self.closing = True
+        if not self.streams:
+            self.close()
+
+    def close(self, *, delayed: bool = True) -> None:
+        """CONNECTION_CLOSE H3_NO_ERROR now: QUIC needs no delayed close (a closing endpoint
+        keeps answering with CONNECTION_CLOSE, RFC 9000 10.2.1)."""
+        if self.link.is_closing():
+            return
+        self.codec.close(H3_NO_ERROR)
+        self.flush_now()
+        self.link.close()
+
+    def shutdown(self) -> None:
+        if not self.link.is_closing():
+            self.codec.close(H3_NO_ERROR)
+            self.flush_now()
+        self.link.abort()
