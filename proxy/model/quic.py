@@ -108,7 +108,7 @@ def translate_quic_transport(socket: Any) -> DownstreamTls:
     QuicDownstreamTransport's `downstream_tls_context` translated by proxy.model.tls (one
     certificate, no client certificates: aioquic's server does not ask for them)."""
     transport = _unwrap(socket)
-    reject_unsupported(transport, {"downstream_tls_context"})
+    reject_unsupported(transport, {"downstream_tls_context"}, prefix="typed_config.")
     if not transport.HasField("downstream_tls_context"):
         raise ConfigError("a QUIC transport needs a downstream_tls_context",
                           field="typed_config.downstream_tls_context")
@@ -169,6 +169,9 @@ def _check_quic_chain(chain: Any, where: str, http3: bool) -> None:
     if not http3:
         raise ConfigError("a QUIC listener's chain takes the http_connection_manager with "
                           "codec_type HTTP3", field=f"{where}.filters")
+    if chain.filter.config.settings.request_headers_timeout is not None:
+        raise unsupported(f"{where}.filters[0].typed_config.request_headers_timeout",
+                          "on HTTP/3")
     match = chain.match
     for name in ("server_names", "transport_protocol", "application_protocols"):
         if getattr(match, name):
