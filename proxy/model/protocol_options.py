@@ -169,6 +169,9 @@ def _translate_http(message: hpo.HttpProtocolOptions, prefix: str) -> UpstreamPr
     if kind == "explicit_http_config":
         explicit = message.explicit_http_config
         where = prefix if deprecated else f"{prefix}explicit_http_config."
+        if explicit.WhichOneof("protocol_config") == "http3_protocol_options":
+            # Upstream HTTP/3 (QUIC to the endpoints) is not implemented: downstream only.
+            raise unsupported(f"{where}http3_protocol_options", "upstream HTTP/3")
         if explicit.WhichOneof("protocol_config") == "http2_protocol_options":
             http2 = explicit.http2_protocol_options
             reject_unsupported(http2, _HTTP2_FIELDS, prefix=f"{where}http2_protocol_options.")
