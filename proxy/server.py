@@ -109,7 +109,7 @@ class Server:
     def __init__(self, bootstrap: Bootstrap, *, stats: Stats | None = None,
                  reuse_port: bool = False, drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
                  initial_fetch_timeout: float | None = None,
-                 serve_traffic: bool = True) -> None:
+                 serve_traffic: bool = True, serve_quic: bool = True) -> None:
         """`serve_traffic=False` is the --concurrency parent (proxy.workers): it keeps and
         validates the config and talks xDS, but binds no listener and runs no health checks;
         `update_observers` receive every applied update to fan it out to the workers."""
@@ -127,7 +127,7 @@ class Server:
                                      self.routes, SecretStore(), self.observability)
         self.listener_manager = ListenerManager(self.context, reuse_port=reuse_port,
                                                 drain_timeout=drain_timeout,
-                                                bind=serve_traffic)
+                                                bind=serve_traffic, serve_quic=serve_quic)
         self.state = ConfigState()
         self.static_listeners = {item.name: item for item in bootstrap.listeners}
         self.static_clusters = {item.name: item for item in bootstrap.clusters}

@@ -192,6 +192,7 @@ class WorkerPool:
                 sys.executable, "-m", "proxy.workers", "--fd", str(child_end.fileno()),
                 "-c", str(self.config_path), "--drain-time-s", str(self.drain_timeout),
                 "--log-level", logging.getLevelName(logging.getLogger().level),
+                *(["--serve-quic"] if worker.index == 0 else []),  # see _worker
                 pass_fds=(child_end.fileno(),))
         finally:
             child_end.close()
@@ -327,9 +328,17 @@ async def _parent(config_path: Path, bootstrap: Bootstrap, count: int,
 # -- the worker process ---------------------------------------------------------------------------
 
 
-async def _worker(fd: int, config_path: Path, drain_timeout: float) -> int:
+async def _worker(fd: int, config_path: Path, drain_timeout: float,
+                  serve_quic: bool = True) -> int:
+    """One worker. QUIC listeners are served by worker 0 alone (`serve_quic`): with
+    SO_REUSEPORT the kernel picks a UDP socket by hashing the datagram's addresses, so a
+    client whose address changes (NAT rebinding, migration: RFC 9000 9) would land on a
+    worker that does not know its connection ID, and a restarted worker reshuffles every
+    client. Envoy routes by connection ID with BPF for that; one QUIC worker is always
+    right (docs/http3.md)."""
     bootstrap = load_bootstrap(config_path)
-    server = Server(bootstrap, reuse_port=True, drain_timeout=drain_timeout)
+    server = Server(bootstrap, reuse_port=True, drain_timeout=drain_timeout,
+                    serve_quic=serve_quic)
     source = ServerAdminSource(server)
     reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
     stop = asyncio.Event()
@@ -391,12 +400,13 @@ def worker_main(argv: list[str]) -> int:
     parser.add_argument("-c", type=Path, required=True)
     parser.add_argument("--drain-time-s", type=float, required=True)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--serve-quic", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="[%(asctime)s][worker %(process)d][%(levelname)s] %(message)s")
     raise_descriptor_limit()
     install_uvloop()
-    return asyncio.run(_worker(args.fd, args.c, args.drain_time_s))
+    return asyncio.run(_worker(args.fd, args.c, args.drain_time_s, args.serve_quic))
 
 
 if __name__ == "__main__":

@@ -386,13 +386,16 @@ class ListenerManager:
     """The listeners serving now (`active`, `models`) and the whole set last staged."""
 
     def __init__(self, context: ServerContext, *, reuse_port: bool = False,
-                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT, bind: bool = True) -> None:
+                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT, bind: bool = True,
+                 serve_quic: bool = True) -> None:
         """`bind=False` (the --concurrency parent) builds listeners to validate them but
-        never binds or serves them."""
+        never binds or serves them; `serve_quic=False` (--concurrency workers but the first,
+        proxy.workers) does so for QUIC listeners only."""
         self.context = context
         self.reuse_port = reuse_port
         self.drain_timeout = drain_timeout
         self.bind = bind
+        self.serve_quic = serve_quic
         self.active: dict[str, ActiveListener | QuicActiveListener] = {}
         self.models: dict[str, Listener] = {}
         self.staged: dict[str, Listener] = {}  # the whole set of the last stage()
@@ -450,7 +453,7 @@ class ListenerManager:
         generation = _Generation.build(model, self.context)
         moved = active is None or active.current.listener.address != model.address \
             or (active.current.listener.quic is None) != (model.quic is None)
-        if not (self.bind and moved):
+        if not (self._binds(model) and moved):
             return _Staged(generation, None)
         try:
             sock = bind_listener_socket(model, reuse_port=self.reuse_port)
@@ -491,7 +494,7 @@ class ListenerManager:
             new = kind(staged.model, self.context, reuse_port=self.reuse_port,
                        drain_timeout=self.drain_timeout, generation=staged.generation,
                        sock=staged.sock)
-            if self.bind:
+            if self._binds(staged.model):
                 try:
                     new.start()
                 except OSError as error:
@@ -511,6 +514,9 @@ class ListenerManager:
             self.active[name] = new
         self.models[name] = staged.model
         return None
+
+    def _binds(self, model: Listener) -> bool:
+        return self.bind and (model.quic is None or self.serve_quic)
 
     def _stop_later(self, listener: ActiveListener | QuicActiveListener) -> None:
         self._stopping.spawn(listener.stop(), f"stop {listener.current.listener.name}")

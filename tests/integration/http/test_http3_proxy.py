@@ -180,3 +180,25 @@ async def test_idle_timeout_closes_the_connection(backends: list[EchoBackend],
                                 lambda: proxy.stat(f"{scope}.downstream_cx_destroy") == 1,
                                 8.0, "connection idled out")
         assert proxy.stat(f"{scope}.downstream_cx_active") == 0
+
+
+def _udp_sockets_on(port: int) -> int:
+    """Sockets bound to UDP `port` on this machine (/proc/net/udp: local_address is HEX:PORT)."""
+    lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if int(line.split()[1].split(":")[1], 16) == port)
+
+
+async def test_with_workers_one_of_them_serves_quic(backends: list[EchoBackend],
+                                                    certificate: tuple[Path, Path]) -> None:
+    """--concurrency 3: worker 0 alone binds the QUIC listener (proxy.workers._worker says
+    why), so every datagram of a connection reaches the one worker knowing its IDs."""
+    port = free_port()
+    with Pointsman(_bootstrap(port, backends, certificate), name="pointsman-h3-workers",
+                   extra_args=("--concurrency", "3")) as proxy:
+        proxy.wait_ready(60)
+        assert _udp_sockets_on(port) == 1
+        for _ in range(4):  # new client ports: each a new 4-tuple for the kernel's hash
+            async with h3_client(port) as client:
+                responses = await asyncio.gather(*(client.request("GET", f"/w{i}")
+                                                   for i in range(5)))
+                assert [r.status for r in responses] == [200] * 5
