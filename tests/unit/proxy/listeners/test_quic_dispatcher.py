@@ -81,7 +81,7 @@ def _counter(owner: FakeOwner, name: str) -> int:
 async def test_a_new_connection_opens_without_retry_when_not_under_load() -> None:
     owner = FakeOwner()
     dispatcher, transport = _dispatcher(owner)
-    client, initial = _client()
+    _client_connection, initial = _client()
     dispatcher.datagram_received(initial, CLIENT)
     header = pull_quic_header(Buffer(data=initial), host_cid_length=8)
     assert owner.opened == [(header.destination_cid, None)]
