@@ -6,8 +6,8 @@ Envoy's HTTP/3, in one run, both proxies `--concurrency 1`, the same backend.
 Backend: an Envoy answering every request with a 100-byte direct_response over HTTP/1.1, so it
 is never the bottleneck. Clients: Debian's h2load (1.52) has no QUIC and curl 7.88 no HTTP/3,
 so the HTTP/3 load is aioquic's client, and the HTTP/2 load the same closed loop over the `h2`
-library (tests/integration/http/clients.py), each in its own process: one connection, `--streams`
-requests in flight, for `--seconds`. Per load: requests/s, p50/p99 latency (ms, client side),
+library (tests/integration/proxy/http/clients.py), each in its own process: one connection,
+`--streams` requests in flight, for `--seconds`. Per load: requests/s, p50/p99 latency (ms, client side),
 and CPU milliseconds per request of the proxy process (utime+stime from /proc), the figure that
 does not depend on the client's own speed. Rounds alternate the order of the loads; the table
 gives medians. Any non-200 answer stops the run.
@@ -91,7 +91,7 @@ async def _client(kind: str, port: int, seconds: float, streams: int) -> list[fl
                 return (await client.request("GET", "/")).status
             await _closed_loop(h3, 0.5, streams)  # warm-up
             return await _closed_loop(h3, seconds, streams)
-    from tests.integration.http.clients import H2Client
+    from tests.integration.proxy.http.clients import H2Client
 
     async with H2Client(port) as h2client:
         async def h2() -> int:
