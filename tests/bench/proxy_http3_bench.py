@@ -8,9 +8,9 @@ is never the bottleneck. Clients: Debian's h2load (1.52) has no QUIC and curl 7.
 so the HTTP/3 load is aioquic's client, and the HTTP/2 load the same closed loop over the `h2`
 library (tests/integration/proxy/http/clients.py), each in its own process: one connection,
 `--streams` requests in flight, for `--seconds`. Per load: requests/s, p50/p99 latency (ms,
-client side), and CPU milliseconds per request of the proxy process (utime+stime from /proc), the figure that
-does not depend on the client's own speed. Rounds alternate the order of the loads; the table
-gives medians. Any non-200 answer stops the run.
+client side), and CPU milliseconds per request of the proxy process (utime+stime from /proc),
+the figure that does not depend on the client's own speed. Rounds alternate the order of the
+loads; the table gives medians. Any non-200 answer stops the run.
 """
 
 from __future__ import annotations
