@@ -10,8 +10,9 @@ request, a later one its trailers (RFC 9114 4.1).
 
 from __future__ import annotations
 
+from aioquic.buffer import encode_uint_var
 from aioquic.h3 import events as h3_events
-from aioquic.h3.connection import H3Connection
+from aioquic.h3.connection import FrameType, H3Connection, encode_frame
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection
 
@@ -99,6 +100,8 @@ class Http3ServerCodec:
         self.scheme = scheme
         self._requests: set[int] = set()  # streams whose request head arrived
         self._sending: set[int] = set()  # streams we may still send on
+        self._next_request = 0  # the lowest client stream ID not seen yet
+        self.goaway_id: int | None = None  # set once we sent GOAWAY
 
     # --- receiving -----------------------------------------------------------------------------
 
@@ -129,15 +132,23 @@ class Http3ServerCodec:
             if event.stream_ended:
                 out.append(StreamEnded(stream_id))
             return
+        if self.goaway_id is not None and stream_id >= self.goaway_id:
+            # RFC 9114 5.2: a request at or above our GOAWAY's ID is not processed.
+            self._refuse(stream_id, H3_REQUEST_REJECTED, event.stream_ended)
+            return
+        self._next_request = max(self._next_request, stream_id + 4)
         head = request_head(event.headers, self.scheme)
         if head is None:  # RFC 9114 4.1.2: a malformed request is a stream error
-            self.quic.reset_stream(stream_id, H3_MESSAGE_ERROR)
-            if not event.stream_ended:
-                self.quic.stop_stream(stream_id, H3_MESSAGE_ERROR)
+            self._refuse(stream_id, H3_MESSAGE_ERROR, event.stream_ended)
             return
         self._requests.add(stream_id)
         self._sending.add(stream_id)
         out.append(RequestReceived(stream_id, head, event.stream_ended))
+
+    def _refuse(self, stream_id: int, code: int, ended: bool) -> None:
+        self.quic.reset_stream(stream_id, code)
+        if not ended:
+            self.quic.stop_stream(stream_id, code)
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -166,6 +177,11 @@ class Http3ServerCodec:
         stream = self.quic._streams.get(stream_id)  # no public accessor in aioquic 1.x
         return len(stream.sender._buffer) if stream is not None else 0
 
+    def unacknowledged(self) -> bool:
+        """Whether any stream still has data the client did not acknowledge (a
+        CONNECTION_CLOSE now would lose it: aioquic retransmits nothing once closing)."""
+        return any(stream.sender._buffer for stream in self.quic._streams.values())
+
     def reset(self, stream_id: int, code: int = H3_REQUEST_CANCELLED,
               *, stop_receiving: bool = True) -> None:
         """End a stream early: RESET_STREAM for our side, STOP_SENDING for the client's."""
@@ -185,6 +201,16 @@ class Http3ServerCodec:
     def _forget(self, stream_id: int) -> None:
         self._requests.discard(stream_id)
         self._sending.discard(stream_id)
+
+    def goaway(self) -> None:
+        """GOAWAY on our control stream (RFC 9114 5.2, 7.2.6): requests already opened are
+        served, later ones refused. aioquic reads GOAWAY but has no call to send it."""
+        control = self.h3._local_control_stream_id
+        if self.goaway_id is not None or control is None:
+            return
+        self.goaway_id = self._next_request
+        self.quic.send_stream_data(
+            control, encode_frame(FrameType.GOAWAY, encode_uint_var(self.goaway_id)))
 
     def close(self, code: int = H3_NO_ERROR, reason: str = "") -> None:
         self.quic.close(error_code=code, reason_phrase=reason)

@@ -54,6 +54,7 @@ class Http3ServerConnection(ServerConnection):
         self.codec = Http3ServerCodec(link.quic, scheme=info.scheme)
         self.buffer_limit = info.buffer_limit
         self.ack_waiters: list[asyncio.Future[None]] = []
+        self._close_when_acked = False
 
     # --- fed by the QUIC session ---------------------------------------------------------------
 
@@ -68,6 +69,9 @@ class Http3ServerConnection(ServerConnection):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if self._close_when_acked and not self.codec.unacknowledged():
+            self._close_when_acked = False
+            self._connection_close()
 
     # --- writing (the streams' StreamOwner calls) ----------------------------------------------
 
@@ -114,7 +118,10 @@ class Http3ServerConnection(ServerConnection):
         self.flush()
 
     def close_after_response(self) -> None:
-        # HTTP/3 has no "connection: close": no new streams, then CONNECTION_CLOSE.
+        # HTTP/3's "connection: close" is GOAWAY (RFC 9114 5.2), as HTTP/2's.
+        if not self.closing:
+            self.codec.goaway()
+            self.flush()
         self.closing = True
 
     # --- streams end ---------------------------------------------------------------------------
@@ -145,14 +152,28 @@ class Http3ServerConnection(ServerConnection):
         raise AssertionError("request_headers_timeout on HTTP/3")
 
     def start_draining(self) -> None:
-        """The listener drains: the streams in flight finish, then the connection closes."""
+        """The listener drains: GOAWAY, the streams in flight finish, then the connection
+        closes (Envoy's drain for HTTP/3 sends GOAWAY too)."""
         self.closing = True
+        self.codec.goaway()
+        self.flush()
         if not self.streams:
             self.close()
 
     def close(self, *, delayed: bool = True) -> None:
-        """CONNECTION_CLOSE H3_NO_ERROR now: QUIC needs no delayed close (a closing endpoint
-        keeps answering with CONNECTION_CLOSE, RFC 9000 10.2.1)."""
+        """CONNECTION_CLOSE H3_NO_ERROR once the client acknowledged every response byte
+        (after a close aioquic retransmits nothing, so a lost packet would cut the last
+        response short). QUIC needs no delayed close: a closing endpoint keeps answering
+        with CONNECTION_CLOSE (RFC 9000 10.2.1). The idle timeouts bound the wait."""
+        if self.link.is_closing():
+            return
+        self.flush_now()
+        if self.codec.unacknowledged():
+            self._close_when_acked = True
+            return
+        self._connection_close()
+
+    def _connection_close(self) -> None:
         if self.link.is_closing():
             return
         self.codec.close(H3_NO_ERROR)

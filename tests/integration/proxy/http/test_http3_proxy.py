@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -202,3 +203,24 @@ async def test_with_workers_one_of_them_serves_quic(backends: list[EchoBackend],
                 responses = await asyncio.gather(*(client.request("GET", f"/w{i}")
                                                    for i in range(5)))
                 assert [r.status for r in responses] == [200] * 5
+
+
+async def test_shutdown_drain_finishes_streams_in_flight_and_refuses_new_ones(
+        backends: list[EchoBackend], certificate: tuple[Path, Path]) -> None:
+    """--shutdown-drain-s: the connection gets GOAWAY (RFC 9114 5.2); the request in flight
+    is answered, a request opened after it is refused with H3_REQUEST_REJECTED."""
+    port = free_port()
+    with Pointsman(_bootstrap(port, backends, certificate), name="pointsman-h3-drain",
+                   extra_args=("--shutdown-drain-s", "10")) as proxy:
+        proxy.wait_ready()
+        async with h3_client(port) as client:
+            assert (await client.request("GET", "/warm")).status == 200
+            slow = asyncio.create_task(client.request("GET", "/slow",
+                                                      headers=[("x-echo-delay", "1.5")]))
+            await asyncio.sleep(0.4)
+            os.kill(proxy.pid, signal.SIGTERM)
+            await asyncio.sleep(0.4)
+            late = await client.request("GET", "/late")
+            assert late.reset == 0x10B  # H3_REQUEST_REJECTED
+            assert (await slow).status == 200
+        await asyncio.to_thread(proxy.popen.wait, 15)
