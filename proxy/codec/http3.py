@@ -10,6 +10,8 @@ request, a later one its trailers (RFC 9114 4.1).
 
 from __future__ import annotations
 
+from typing import Any
+
 from aioquic.buffer import encode_uint_var
 from aioquic.h3 import events as h3_events
 from aioquic.h3.connection import FrameType, H3Connection, encode_frame
@@ -41,6 +43,22 @@ _CONNECTION_SPECIFIC = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
     "http2-settings", "host",
 })
+
+
+class FlowControlledQuicConnection(QuicConnection):
+    """aioquic's QuicConnection whose streams' receive windows can be held. aioquic doubles
+    a stream's MAX_STREAM_DATA as data arrives, not as it is consumed, so a request body
+    would never push back on the client; while a stream is in `held` (its body is over the
+    buffer limit, proxy.http.body) its window stays where it is, as HTTP/2's does until we
+    give it back (RFC 9000 4.1: the receiver grants credit as it sees fit)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: set[int] = set()
+
+    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+        if stream.stream_id not in self.held:
+            super()._write_stream_limits(builder, space, stream)
 
 
 def request_head(raw: list[tuple[bytes, bytes]], scheme: str) -> RequestHead | None:
@@ -177,6 +195,16 @@ class Http3ServerCodec:
         stream = self.quic._streams.get(stream_id)  # no public accessor in aioquic 1.x
         return len(stream.sender._buffer) if stream is not None else 0
 
+    def hold_window(self, stream_id: int, hold: bool) -> None:
+        """Stop (or resume) raising the stream's receive window (FlowControlledQuicConnection)."""
+        held = getattr(self.quic, "held", None)
+        if held is None:
+            return
+        if hold:
+            held.add(stream_id)
+        else:
+            held.discard(stream_id)
+
     def unacknowledged(self) -> bool:
         """Whether any stream still has data the client did not acknowledge (a
         CONNECTION_CLOSE now would lose it: aioquic retransmits nothing once closing)."""
@@ -199,6 +227,7 @@ class Http3ServerCodec:
         self._forget(stream_id)
 
     def _forget(self, stream_id: int) -> None:
+        self.hold_window(stream_id, False)
         self._requests.discard(stream_id)
         self._sending.discard(stream_id)
 

@@ -117,6 +117,13 @@ class Http3ServerConnection(ServerConnection):
                          stop_receiving=not stream.body.ended)
         self.flush()
 
+    def body_pressure(self, stream_id: int, on: bool) -> None:
+        """A request body over the buffer limit: its QUIC window stops growing until the
+        stream drained it (proxy.codec.http3.FlowControlledQuicConnection)."""
+        self.codec.hold_window(stream_id, on)
+        if not on:
+            self.flush()  # the window update goes out
+
     def close_after_response(self) -> None:
         # HTTP/3's "connection: close" is GOAWAY (RFC 9114 5.2), as HTTP/2's.
         if not self.closing:

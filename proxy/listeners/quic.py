@@ -32,7 +32,6 @@ from typing import Any
 
 from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import (
     QuicPacketType,
     encode_quic_retry,
@@ -43,7 +42,7 @@ from aioquic.quic.retry import QuicRetryTokenHandler
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from proxy.codec.http3 import ALPN
+from proxy.codec.http3 import ALPN, FlowControlledQuicConnection
 from proxy.context import ServerContext
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.listeners.quic_session import QuicSession
@@ -309,9 +308,9 @@ class QuicActiveListener:
         if chain is None:
             generation.stats.no_chain.inc()
             return None
-        quic = QuicConnection(configuration=self._configuration(chain),
-                              original_destination_connection_id=original_cid,
-                              retry_source_connection_id=retry_cid)
+        quic = FlowControlledQuicConnection(configuration=self._configuration(chain),
+                                            original_destination_connection_id=original_cid,
+                                            retry_source_connection_id=retry_cid)
         _limit_streams(quic, options.max_concurrent_streams)
         dispatcher = self.dispatcher
         assert dispatcher is not None
@@ -362,7 +361,7 @@ class QuicActiveListener:
                 await asyncio.gather(*session.http.tasks, return_exceptions=True)
 
 
-def _limit_streams(quic: QuicConnection, count: int) -> None:
+def _limit_streams(quic: FlowControlledQuicConnection, count: int) -> None:
     """quic_options.quic_protocol_options.max_concurrent_streams: the initial_max_streams_bidi
     we advertise (RFC 9000 18.2). aioquic hard-codes 128 and grants one more stream as each
     ends, so the limit stays the number of streams open at once; it has no public setter."""

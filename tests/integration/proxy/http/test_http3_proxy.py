@@ -224,3 +224,32 @@ async def test_shutdown_drain_finishes_streams_in_flight_and_refuses_new_ones(
             assert late.reset == 0x10B  # H3_REQUEST_REJECTED
             assert (await slow).status == 200
         await asyncio.to_thread(proxy.popen.wait, 15)
+
+
+async def test_a_request_body_an_upstream_does_not_read_holds_the_clients_window(
+        backends: list[EchoBackend], certificate: tuple[Path, Path]) -> None:
+    """Back-pressure: an upstream that never reads fills its socket, the request body
+    reaches the buffer limit, and the stream's QUIC window stops growing (aioquic alone
+    would double it as data arrives, so the client could push the whole body into us)."""
+    stall = socket.socket()
+    stall.bind(("127.0.0.1", 0))
+    stall.listen()
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster": "stall", "timeout": "0s"}}]
+    port = free_port()
+    bootstrap = quic_bootstrap(port, routes, [static_cluster("stall", [stall.getsockname()[1]])],
+                               *certificate, quic_options={"quic_protocol_options": {
+                                   "initial_stream_window_size": 65536}})
+    body = bytes(64 * 1024 * 1024)
+    try:
+        with Pointsman(bootstrap, name="pointsman-h3-hold") as proxy:
+            proxy.wait_ready()
+            async with h3_client(port) as client:
+                upload = asyncio.create_task(client.request("POST", "/upload", body=body))
+                await asyncio.sleep(6)
+                stream = client.protocol._quic._streams[0]
+                granted = stream.max_stream_data_remote
+                assert granted < len(body) // 2, granted
+                upload.cancel()
+                await asyncio.gather(upload, return_exceptions=True)
+    finally:
+        stall.close()
