@@ -124,6 +124,24 @@ class H3Client:
             return await done
 
 
+    async def reset_after(self, path: str, seconds: float, *,
+                          headers: list[tuple[str, str]] | None = None) -> None:
+        """GET `path` (its request left open), then after `seconds` abandon it: RESET_STREAM
+        and STOP_SENDING H3_REQUEST_CANCELLED (RFC 9114 4.1.1)."""
+        protocol = self.protocol
+        quic = protocol._quic
+        stream_id = quic.get_next_available_stream_id()
+        block = [(b":method", b"GET"), (b":scheme", b"https"),
+                 (b":authority", self.authority.encode()), (b":path", path.encode()),
+                 *((n.encode(), v.encode()) for n, v in headers or [])]
+        protocol.h3.send_headers(stream_id, block, end_stream=False)
+        protocol.transmit()
+        await asyncio.sleep(seconds)
+        quic.reset_stream(stream_id, 0x10C)
+        quic.stop_stream(stream_id, 0x10C)
+        protocol.transmit()
+
+
 @contextlib.asynccontextmanager
 async def h3_client(port: int, *, host: str = "127.0.0.1",
                     authority: str = "example.com",

@@ -65,6 +65,8 @@ async def _exchange(port: int) -> dict[str, Any]:
             headers=[("content-type", "application/grpc"), ("te", "trailers"),
                      ("x-echo-trailer", "grpc-status=0")])
         streams = await asyncio.gather(*(client.request("GET", f"/s{i}") for i in range(60)))
+        await client.reset_after("/reset", 0.5, headers=[("x-echo-delay", "2")])
+        await asyncio.sleep(0.5)
     return {
         "get": (get.status, json.loads(get.body)["path"]),
         "post": (post.status, json.loads(post.body)["body"] == "p" * 20_000),
@@ -104,8 +106,8 @@ def test_http3_downstream_like_envoy(backends: list[EchoBackend], certificate: t
         assert ours == theirs
         assert ours["spread"] == [20, 20, 20]
         assert ours["grpc"] == (200, [("grpc-status", "0")])
-        envoy_log = _log_lines(logs[envoy_port], 64)
-        ours_log = _log_lines(logs[ours_port], 64)
+        envoy_log = _log_lines(logs[envoy_port], 65)
+        ours_log = _log_lines(logs[ours_port], 65)
     assert ours_log == envoy_log
     assert {entry["protocol"] for entry in ours_log} == {"HTTP/3"}
 
