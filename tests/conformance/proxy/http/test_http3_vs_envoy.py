@@ -144,3 +144,44 @@ def _alt_svc(port: int) -> str | None:
     finally:
         connection.close()
 
+
+
+MALFORMED = {  # RFC 9114 4.2 / 4.3.1: each makes the request malformed
+    "no_authority": [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/x")],
+    "te_not_trailers": [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/x"),
+                        (b":authority", b"a"), (b"te", b"gzip")],
+    "connection_header": [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/x"),
+                          (b":authority", b"a"), (b"connection", b"close")],
+}
+
+
+async def _malformed_outcome(port: int, block: list[tuple[bytes, bytes]]) -> str:
+    """How the proxy answers one malformed request: a response, or the connection closed."""
+    async with h3_client(port) as client:
+        protocol = client.protocol
+        stream_id = protocol._quic.get_next_available_stream_id()
+        protocol.h3.send_headers(stream_id, block, end_stream=True)
+        protocol.transmit()
+        try:
+            async with asyncio.timeout(5):
+                await protocol.wait_closed()
+        except TimeoutError:
+            return "still open"
+        return "connection closed"
+
+
+def test_malformed_requests_end_the_connection_like_envoy(
+        backends: list[EchoBackend], certificate: tuple[Path, Path]) -> None:
+    """Both close the connection (Envoy's quiche with H3_FRAME_ERROR
+    "http3.invalid_header_field", aioquic with H3_MESSAGE_ERROR naming the header)."""
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster": "three"}}]
+
+    def bootstrap(port: int) -> dict[str, Any]:
+        return quic_bootstrap(port, routes, [static_cluster("three", [backends[0].port])],
+                              *certificate)
+
+    with envoy_and_pointsman(bootstrap, "h3-malformed") as (envoy_port, ours_port):
+        for case, block in MALFORMED.items():
+            theirs = asyncio.run(_malformed_outcome(envoy_port, block))
+            ours = asyncio.run(_malformed_outcome(ours_port, block))
+            assert (case, ours) == (case, theirs) == (case, "connection closed")
