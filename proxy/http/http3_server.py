@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol, cast
 
-from aioquic.quic.events import QuicEvent
+from aioquic.quic.events import QuicEvent, StopSendingReceived
+from aioquic.quic.events import StreamReset as QuicStreamReset
 
 from proxy.codec.events import StreamReset
 from proxy.codec.flow import WriteFlow
@@ -37,6 +38,8 @@ class QuicLink(Protocol):
 
     quic: Any  # aioquic QuicConnection
     closed: asyncio.Future[None]  # resolves when the QUIC connection is gone
+    version_name: str  # Envoy's name of the QUIC version: "rfc_v1", "rfc_v2"
+    closed_locally: bool  # we closed it (or it idled out), not the client
 
     def transmit(self) -> None: ...
     def is_closing(self) -> bool: ...
@@ -61,11 +64,22 @@ class Http3ServerConnection(ServerConnection):
     # --- fed by the QUIC session ---------------------------------------------------------------
 
     def receive_quic(self, event: QuicEvent) -> None:
+        if isinstance(event, QuicStreamReset | StopSendingReceived):
+            self._count_global("http3.rx_reset")  # Envoy counts both frames
         for event_out in self.codec.receive_quic_event(event):
             if type(event_out) is StreamReset and event_out.stream_id in self.streams:
                 self._reset_by_client.add(event_out.stream_id)
+                self.manager.count("downstream_rq_rx_reset")
             self._on_event(event_out)
         self.flush()
+
+    def _count_global(self, name: str) -> None:
+        if self.manager.stats is not None:
+            self.manager.stats.counter(name).inc()
+
+    def stream_arrived(self, stream: ActiveStream) -> None:
+        self.manager.count("downstream_rq_http3_total")
+        super().stream_arrived(stream)
 
     def acknowledged(self) -> None:
         """The session received datagrams (ACKs among them): writers may go on."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicProtocolVersion
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,18 @@ class QuicSession:
             self.close(0x101, "h3 was not negotiated")  # H3_GENERAL_PROTOCOL_ERROR
 
     # --- QuicLink: what the HTTP/3 connection asks ---------------------------------------------
+
+    @property
+    def version_name(self) -> str:
+        """The QUIC version as Envoy's http3.quic_version_* stats name it."""
+        return "rfc_v2" if self.quic._version == QuicProtocolVersion.VERSION_2 else "rfc_v1"
+
+    @property
+    def closed_locally(self) -> bool:
+        """We closed the connection or it idled out (Envoy: downstream_cx_destroy_local);
+        otherwise the client closed it (downstream_cx_destroy_remote)."""
+        event = self.quic._close_event
+        return self._closing or (event is not None and event.reason_phrase == "Idle timeout")
 
     def transmit(self) -> None:
         if self.closed.done():

@@ -144,16 +144,21 @@ class HttpConnectionManager:
             link, asyncio.get_running_loop())
         stats = self.context.stats
         prefix = f"http.{self.settings.stat_prefix}."
-        for name in ("downstream_cx_total", "downstream_cx_http3_total"):
+        for name in ("downstream_cx_total", "downstream_cx_http3_total",
+                     "downstream_cx_ssl_total"):
             stats.counter(prefix + name).inc()
         for name in ("downstream_cx_active", "downstream_cx_http3_active"):
             stats.gauge(prefix + name).inc()
+        stats.counter(f"http3.quic_version_{link.version_name}").inc()
         self.handlers.add(connection)
 
         def ended(_: object) -> None:
             self.handlers.discard(connection)
             for name in ("downstream_cx_active", "downstream_cx_http3_active"):
                 stats.gauge(prefix + name).dec()
+            stats.counter(prefix + "downstream_cx_destroy").inc()
+            side = "local" if link.closed_locally else "remote"
+            stats.counter(f"{prefix}downstream_cx_destroy_{side}").inc()
 
         link.closed.add_done_callback(ended)
         if self.settings.idle_timeout:

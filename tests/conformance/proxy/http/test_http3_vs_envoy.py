@@ -20,8 +20,11 @@ import pytest
 from tests.integration.proxy.http.test_http3_proxy import make_certificate
 from tests.support.bootstraps import H2_OPTIONS, http_bootstrap, static_cluster
 from tests.support.differential import envoy_and_pointsman
+from tests.support.envoy import Envoy
 from tests.support.http3 import h3_client, quic_bootstrap
 from tests.support.http_backends import EchoBackend
+from tests.support.pointsman import Pointsman
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.conformance
 
@@ -32,6 +35,14 @@ LOG_FORMAT = {
     "cluster": "%UPSTREAM_CLUSTER%", "received": "%BYTES_RECEIVED%", "sent": "%BYTES_SENT%",
     "details": "%RESPONSE_CODE_DETAILS%",
 }
+# Stats with Envoy's names that both keep for this exchange (one connection the client
+# closes; 65 requests, one of them reset by the client with RESET_STREAM and STOP_SENDING).
+STATS = ["http.ingress.downstream_cx_total", "http.ingress.downstream_cx_http3_total",
+         "http.ingress.downstream_cx_ssl_total", "http.ingress.downstream_cx_destroy",
+         "http.ingress.downstream_cx_destroy_remote", "http.ingress.downstream_rq_http3_total",
+         "http.ingress.downstream_rq_rx_reset", "http.ingress.downstream_rq_total",
+         "http.ingress.downstream_rq_2xx", "http.ingress.downstream_rq_4xx",
+         "http3.quic_version_rfc_v1", "http3.rx_reset"]
 ROUTES = [
     {"match": {"prefix": "/grpc"}, "route": {"cluster": "grpc"}},
     {"match": {"prefix": "/direct"}, "direct_response": {"status": 418,
@@ -100,7 +111,11 @@ def test_http3_downstream_like_envoy(backends: list[EchoBackend], certificate: t
             "log_format": {"json_format": LOG_FORMAT}}}]
         return quic_bootstrap(port, ROUTES, clusters, *certificate, access_log=access_log)
 
-    with envoy_and_pointsman(bootstrap, "h3") as (envoy_port, ours_port):
+    envoy_port, ours_port = free_port(), free_port()
+    with Envoy(bootstrap(envoy_port), name="envoy-h3") as envoy, \
+            Pointsman(bootstrap(ours_port), name="pointsman-h3") as ours_proxy:
+        envoy.wait_ready()
+        ours_proxy.wait_ready()
         theirs = asyncio.run(_exchange(envoy_port))
         ours = asyncio.run(_exchange(ours_port))
         assert ours == theirs
@@ -108,6 +123,8 @@ def test_http3_downstream_like_envoy(backends: list[EchoBackend], certificate: t
         assert ours["grpc"] == (200, [("grpc-status", "0")])
         envoy_log = _log_lines(logs[envoy_port], 65)
         ours_log = _log_lines(logs[ours_port], 65)
+        assert {name: ours_proxy.stat(name) for name in STATS} \
+            == {name: envoy.stat(name) for name in STATS}
     assert ours_log == envoy_log
     assert {entry["protocol"] for entry in ours_log} == {"HTTP/3"}
 
