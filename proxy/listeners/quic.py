@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 CID_LENGTH = 8  # aioquic's default host connection ID length
 MIN_INITIAL_SIZE = 1200  # RFC 9000 14.1
 RETRY_THRESHOLD = 64  # handshakes in progress beyond which new clients must Retry first
+_SUPPORTED_VERSIONS = QuicConfiguration().supported_versions
 
 
 def bind_udp_socket(listener: Listener, *, reuse_port: bool) -> socket.socket:
@@ -125,18 +126,26 @@ class QuicDispatcher(asyncio.DatagramProtocol):
             self.counters.dropped.inc()
             return
         session = self.sessions.get(header.destination_cid)
-        if session is None:
-            session = self._new_session(header, data, addr)
-            if session is None:
-                return
         try:
+            if session is None:
+                session = self._new_session(header, data, addr)
+                if session is None:
+                    return
             session.datagram(data, addr)
         except Exception as error:  # a bug must cost one connection, not the listener
-            log.warning("QUIC connection %r failed: %r", session, error)
+            self._failed(session, error)
+
+    def _failed(self, session: QuicSession | None, error: Exception) -> None:
+        """Logged without a traceback: a flood of datagrams hitting one bug must not flood
+        the log with them (the error names itself)."""
+        self.counters.dropped.inc()
+        log.warning("QUIC listener %s: %r failed: %r", self.owner.current.listener.name,
+                    session, error)
+        if session is not None:
             session.abort()
 
     def _new_session(self, header: Any, data: bytes, addr: Any) -> QuicSession | None:
-        versions = QuicConfiguration().supported_versions
+        versions = _SUPPORTED_VERSIONS
         if header.packet_type != QuicPacketType.VERSION_NEGOTIATION \
                 and header.version is not None and header.version not in versions:
             self._send(encode_quic_version_negotiation(
@@ -211,6 +220,7 @@ class QuicActiveListener:
         self._next_id = 0
         self._stopped = False
         self._starting: asyncio.Task[None] | None = None
+        self._handshaking: set[QuicSession] = set()
 
     def __repr__(self) -> str:
         count = len(self.current.connections)
@@ -293,8 +303,8 @@ class QuicActiveListener:
             and len(self.current.connections) < options.max_connections
 
     def handshaking(self) -> int:
-        assert self.dispatcher is not None
-        return sum(1 for s in set(self.dispatcher.sessions.values()) if not s.handshake_done)
+        """Connections still in their handshake (counted, not scanned: asked per Initial)."""
+        return len(self._handshaking)
 
     def open_session(self, header: Any, addr: Any, original_cid: bytes,
                      retry_cid: bytes | None) -> QuicSession | None:
@@ -319,12 +329,14 @@ class QuicActiveListener:
         session = QuicSession(
             quic, loop=dispatcher.loop, send=dispatcher._send,
             handshake_timeout=options.handshake_timeout,
+            on_handshake=self._handshaking.discard,
             on_cid_issued=dispatcher.sessions.__setitem__,
             on_cid_retired=dispatcher.retire,
             start_http=lambda s: self._start_http(s, generation, chain, addr, connection_id))
         for cid in (header.destination_cid, quic.host_cid):
             session.cids.add(cid)
             dispatcher.sessions[cid] = session
+        self._handshaking.add(session)
         generation.stats.cx_total.inc()
         generation.stats.cx_active.inc()
         task = dispatcher.loop.create_task(self._own(generation, session))
@@ -353,6 +365,7 @@ class QuicActiveListener:
             await asyncio.shield(session.closed)
         finally:
             session.abort()
+            self._handshaking.discard(session)
             if self.dispatcher is not None:
                 self.dispatcher.forget(session)
             generation.stats.cx_active.dec()

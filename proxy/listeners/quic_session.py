@@ -28,6 +28,7 @@ Address = tuple[str, int]
 class QuicSession:
     def __init__(self, quic: QuicConnection, *, loop: asyncio.AbstractEventLoop,
                  send: Callable[[bytes, Any], None], handshake_timeout: float,
+                 on_handshake: Callable[[QuicSession], None],
                  on_cid_issued: Callable[[bytes, QuicSession], None],
                  on_cid_retired: Callable[[bytes], None],
                  start_http: Callable[[QuicSession], Any]) -> None:
@@ -37,6 +38,7 @@ class QuicSession:
         self._on_cid_issued = on_cid_issued
         self._on_cid_retired = on_cid_retired
         self._start_http = start_http
+        self._on_handshake = on_handshake
         self.http: Any = None  # proxy.http.http3_server.Http3ServerConnection after ALPN
         self.closed: asyncio.Future[None] = loop.create_future()
         self.cids: set[bytes] = set()
@@ -83,6 +85,7 @@ class QuicSession:
 
     def _handshake_completed(self) -> None:
         self.handshake_done = True
+        self._on_handshake(self)
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
@@ -146,9 +149,13 @@ class QuicSession:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.quic.handle_timer(now=self.loop.time())
-        self._process()
-        self.transmit()
+        try:
+            self.quic.handle_timer(now=self.loop.time())
+            self._process()
+            self.transmit()
+        except Exception as error:  # one connection's bug ends that connection only
+            log.warning("%r: timer failed: %r", self, error)
+            self.abort()
 
     def _handshake_timed_out(self) -> None:
         """quic_options.crypto_handshake_timeout: a handshake not done by then ends."""

@@ -134,3 +134,27 @@ async def test_unknown_versions_get_version_negotiation_and_junk_is_dropped() ->
     assert owner.opened == []
     assert _counter(owner, "udp.downstream_rx_datagram_dropped") == 4
     await asyncio.sleep(0)
+
+
+class _BrokenSession:
+    aborted = False
+    cids: set[bytes] = set()
+
+    def datagram(self, data: bytes, addr: Any) -> None:
+        raise RuntimeError("a bug in one connection")
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_a_failing_connection_is_aborted_and_the_listener_goes_on(
+        caplog: Any) -> None:
+    broken = _BrokenSession()
+    owner = FakeOwner()
+    owner.open_session = lambda *args: broken  # type: ignore[method-assign]
+    dispatcher, _transport = _dispatcher(owner)
+    _client_connection, initial = _client()
+    dispatcher.datagram_received(initial, CLIENT)  # raises nothing
+    assert broken.aborted
+    assert _counter(owner, "udp.downstream_rx_datagram_dropped") == 1
+    assert "a bug in one connection" in caplog.text and "Traceback" not in caplog.text
