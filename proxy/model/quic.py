@@ -173,6 +173,10 @@ def _check_quic_chain(chain: Any, where: str, http3: bool) -> None:
         raise unsupported(f"{where}.filters[0].typed_config.request_headers_timeout",
                           "on HTTP/3")
     match = chain.match
-    for name in ("server_names", "transport_protocol", "application_protocols"):
+    # prefix_ranges and source_type (same IP) need a datagram's destination address, which
+    # takes IP_PKTINFO the UDP socket does not ask for; the bound (maybe wildcard) address
+    # instead would match wrongly.
+    for name in ("server_names", "transport_protocol", "application_protocols",
+                 "prefix_ranges", "source_type"):
         if getattr(match, name):
             raise unsupported(f"{where}.filter_chain_match.{name}", "on a QUIC listener")

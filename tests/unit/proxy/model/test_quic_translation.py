@@ -81,6 +81,9 @@ def test_quic_options_are_translated(listener: dict[str, Any]) -> None:
      "filter_chains[0].filters[0].typed_config.http3_protocol_options.allow_extended_connect"),
     (lambda b: b["filter_chains"][0].update(filter_chain_match={"server_names": ["a"]}),
      "filter_chains[0].filter_chain_match.server_names"),
+    (lambda b: b["filter_chains"][0].update(filter_chain_match={"prefix_ranges": [
+        {"address_prefix": "127.0.0.1", "prefix_len": 32}]}),
+     "filter_chains[0].filter_chain_match.prefix_ranges"),
 ])
 def test_what_we_do_not_implement_is_refused_by_path(listener: dict[str, Any], change: Any,
                                                      field: str) -> None:
