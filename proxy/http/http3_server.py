@@ -42,6 +42,7 @@ class QuicLink(Protocol):
     closed_locally: bool  # we closed it (or it idled out), not the client
 
     def transmit(self) -> None: ...
+    def transmit_soon(self) -> None: ...
     def is_closing(self) -> bool: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...
@@ -93,8 +94,12 @@ class Http3ServerConnection(ServerConnection):
 
     # --- writing (the streams' StreamOwner calls) ----------------------------------------------
 
+    def flush(self) -> None:
+        """Queue a transmit of the session (one per loop iteration, shared by every stream
+        and by the datagrams received in it)."""
+        self.link.transmit_soon()
+
     def flush_now(self) -> None:
-        self._flush_scheduled = False
         if not self.link.is_closing():
             self.link.transmit()
 

@@ -46,6 +46,7 @@ class QuicSession:
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._transmit_scheduled = False
         self._handshake_timer: asyncio.TimerHandle | None = loop.call_later(
             handshake_timeout, self._handshake_timed_out)
 
@@ -60,7 +61,22 @@ class QuicSession:
         self._process()
         if self.http is not None:
             self.http.acknowledged()
-        self.transmit()
+        self.transmit_soon()
+
+    def transmit_soon(self) -> None:
+        """Transmit once at the end of this loop iteration: the datagrams of a burst, and the
+        responses the streams write meanwhile, share their packets (and their ACKs)."""
+        if not self._transmit_scheduled:
+            self._transmit_scheduled = True
+            self.loop.call_soon(self._transmit_now)
+
+    def _transmit_now(self) -> None:
+        self._transmit_scheduled = False
+        try:
+            self.transmit()
+        except Exception as error:  # one connection's bug ends that connection only
+            log.warning("%r: transmit failed: %r", self, error)
+            self.abort()
 
     def _process(self) -> None:
         quic = self.quic
