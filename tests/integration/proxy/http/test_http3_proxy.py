@@ -26,7 +26,14 @@ from tests.support.http_backends import EchoBackend
 from tests.support.pointsman import Pointsman
 from tests.support.ports import free_port
 
+PREVIOUS_HOSTS = ("type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3."
+                  "PreviousHostsPredicate")
 ROUTES = [{"match": {"prefix": "/grpc"}, "route": {"cluster": "grpc"}},
+          {"match": {"prefix": "/flaky"}, "route": {
+              "cluster": "flaky", "retry_policy": {
+                  "retry_on": "5xx", "num_retries": 1, "retry_host_predicate": [
+                      {"name": "envoy.retry_host_predicates.previous_hosts",
+                       "typed_config": {"@type": PREVIOUS_HOSTS}}]}}},
           {"match": {"prefix": "/"}, "route": {"cluster": "three"}}]
 
 
@@ -47,6 +54,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def backends() -> Iterator[list[EchoBackend]]:
     started = [EchoBackend(f"b{i}").start() for i in range(3)]
     started.append(EchoBackend("grpc", http2=True).start())
+    started.append(EchoBackend("failing", fail_status=503).start())
     yield started
     for backend in started:
         backend.stop()
@@ -56,7 +64,8 @@ def _bootstrap(port: int, backends: list[EchoBackend], certificate: tuple[Path, 
                **quic: Any) -> dict[str, Any]:
     clusters = [static_cluster("three", [b.port for b in backends[:3]]),
                 static_cluster("grpc", [backends[3].port],
-                               typed_extension_protocol_options=H2_OPTIONS)]
+                               typed_extension_protocol_options=H2_OPTIONS),
+                static_cluster("flaky", [backends[4].port, backends[0].port])]
     return quic_bootstrap(port, ROUTES, clusters, *certificate, quic_options=quic)
 
 
@@ -253,3 +262,19 @@ async def test_a_request_body_an_upstream_does_not_read_holds_the_clients_window
                 await asyncio.gather(upload, return_exceptions=True)
     finally:
         stall.close()
+
+
+async def test_retries_work_over_http3(sidecar: tuple[Pointsman, int],
+                                       backends: list[EchoBackend]) -> None:
+    """The router is the same for every protocol: a 503 from one host of the cluster is
+    retried on the other (retry_on 5xx, previous_hosts), per request of one HTTP/3
+    connection, its body replayed."""
+    proxy, port = sidecar
+    failed_before = backends[4].total
+    async with h3_client(port) as client:
+        responses = await asyncio.gather(*(client.request("POST", f"/flaky/{i}", body=b"b" * 5000)
+                                           for i in range(6)))
+    assert [r.status for r in responses] == [200] * 6
+    assert {r.header("x-backend") for r in responses} == {"b0"}
+    assert backends[4].total - failed_before >= 1  # some went to the failing host first
+    assert proxy.stat("cluster.flaky.upstream_rq_retry") >= 1
