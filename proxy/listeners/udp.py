@@ -60,15 +60,16 @@ class UdpGeneration:
     """One version of a UDP listener's config and the udp_proxy built from it."""
 
     listener: Listener
-    proxy: UdpProxyFilter
+    proxy: UdpProxyFilter | None  # None: no UDP listener filter, datagrams are dropped
     dropped: Counter  # listener.<name>.udp.downstream_rx_datagram_dropped
 
     @classmethod
     def build(cls, listener: Listener, context: ServerContext) -> UdpGeneration:
-        assert listener.udp is not None and listener.udp.proxy is not None
+        assert listener.udp is not None
         dropped = context.stats.counter(
             f"listener.{listener.stats_name}.udp.downstream_rx_datagram_dropped")
-        return cls(listener, UdpProxyFilter(listener.udp.proxy, context), dropped)
+        config = listener.udp.proxy
+        return cls(listener, UdpProxyFilter(config, context) if config else None, dropped)
 
 
 class ActiveUdpListener:
@@ -85,7 +86,7 @@ class ActiveUdpListener:
 
     def __repr__(self) -> str:
         return (f"ActiveUdpListener({self.current.listener.name} {self.address}, "
-                f"sessions={len(self.current.proxy.table)}, draining={len(self.draining)})")
+                f"proxy={self.current.proxy!r}, draining={len(self.draining)})")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -121,6 +122,8 @@ class ActiveUdpListener:
     def _attach(self, generation: UdpGeneration) -> None:
         assert self.sock is not None
         sock = self.sock
+        if generation.proxy is None:
+            return
         host, port = sock.getsockname()[:2]
 
         def send(data: bytes, peer: tuple[str, int]) -> bool:
@@ -133,6 +136,8 @@ class ActiveUdpListener:
         generation.proxy.attach(send, (host, port))
 
     def _drain(self, generation: UdpGeneration) -> None:
+        if generation.proxy is None:
+            return
         self.draining.spawn(generation.proxy.drain(self.drain_timeout),
                             generation.listener.stats_name)
 
@@ -150,18 +155,20 @@ class ActiveUdpListener:
         """Read what is queued (up to a bound) and hand each datagram to the generation."""
         assert self.sock is not None
         generation = self.current
-        limit = generation.listener.udp.max_rx_datagram_size if generation.listener.udp \
-            else 1500
+        proxy = generation.proxy
+        assert generation.listener.udp is not None
+        limit = generation.listener.udp.max_rx_datagram_size
         for _ in range(_READ_BATCH):
             try:
                 data, peer = self.sock.recvfrom(limit + 1)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:  # e.g. an ICMP error queued on the socket
-                generation.proxy.stats.rx_errors.inc()
+                if proxy is not None:
+                    proxy.stats.rx_errors.inc()
                 log.debug("udp listener %s: %s", generation.listener.name, error)
                 continue
             if len(data) > limit:
                 generation.dropped.inc()
-                continue
-            generation.proxy.datagram_received(data, (peer[0], peer[1]))
+            elif proxy is not None:
+                proxy.datagram_received(data, (peer[0], peer[1]))

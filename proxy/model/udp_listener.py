@@ -8,13 +8,16 @@ filter. Supported:
 - `udp_listener_config.downstream_socket_config.max_rx_datagram_size` (default 1500): a larger
   datagram is truncated by the kernel, dropped and counted in
   `listener.<name>.udp.downstream_rx_datagram_dropped`, as Envoy does.
-- `listener_filters`: exactly one `envoy.filters.udp_listener.udp_proxy`
-  (proxy.model.udp_proxy).
+- `listener_filters`: one `envoy.filters.udp_listener.udp_proxy` (proxy.model.udp_proxy), or
+  none (Envoy 1.40 accepts that listener: its datagrams reach no filter and are dropped).
+- TCP-only fields Envoy accepts on a UDP listener and does not use there (tcp_backlog_size,
+  per_connection_buffer_limit_bytes, listener_filters_timeout,
+  continue_on_listener_filters_timeout) are accepted and have no effect, as in Envoy.
 
-Refused by name: `udp_listener_config.quic_options` (QUIC listeners are served by the HTTP/3
-server, not yet in this tree), `udp_packet_packet_writer_config`, `prefer_gro`, TCP-only
-listener fields set on a UDP listener (`filter_chains` without quic_options, which Envoy
-refuses too).
+Refused: `filter_chains` (Envoy: "filter chain(s) specified for connection-less UDP
+listener"); by name, `udp_listener_config.quic_options` (QUIC listeners are served by the
+HTTP/3 server, not yet in this tree), `udp_packet_packet_writer_config`, `prefer_gro`, a
+second UDP listener filter, and any other listener field.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from proxy.model.udp_proxy import (
 UDP_LISTENER_FIELDS = {
     "name", "address", "stat_prefix", "listener_filters", "udp_listener_config", "metadata",
     "traffic_direction", "enable_reuse_port", "drain_type",
+    # Accepted by Envoy on a UDP listener and unused there.
+    "tcp_backlog_size", "per_connection_buffer_limit_bytes", "listener_filters_timeout",
+    "continue_on_listener_filters_timeout",
 }
 
 
@@ -51,6 +57,10 @@ class UdpListenerSettings:
 
 def translate_udp_listener(message: Any) -> UdpListenerSettings:
     """The UDP parts of a Listener proto; ConfigError names the field."""
+    if message.filter_chains or message.HasField("default_filter_chain"):
+        # Envoy 1.40: "N filter chain(s) specified for connection-less UDP listener".
+        raise ConfigError("filter chains are for TCP and QUIC listeners, not a "
+                          "connection-less UDP listener", field="filter_chains")
     reject_unsupported(message, UDP_LISTENER_FIELDS)
     size = DEFAULT_MAX_RX_DATAGRAM_SIZE
     if message.HasField("udp_listener_config"):
@@ -72,12 +82,9 @@ def _udp_listener_config(config: Any) -> int:
                                    f"{where}.downstream_socket_config")
 
 
-def _udp_proxy_filter(filters: Any) -> UdpProxyConfig:
+def _udp_proxy_filter(filters: Any) -> UdpProxyConfig | None:
     if not filters:
-        # Envoy 1.40 refuses this too: "UDP listener ... must have a UDP listener filter or
-        # quic_options".
-        raise ConfigError("a UDP listener needs a udp_proxy listener filter",
-                          field="listener_filters")
+        return None
     if len(filters) > 1:
         raise unsupported("listener_filters[1]", "one UDP listener filter (udp_proxy)")
     item = filters[0]
