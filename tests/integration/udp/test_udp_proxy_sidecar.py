@@ -158,8 +158,8 @@ def test_oversized_datagrams_are_dropped_and_counted_and_access_logged_sessions(
         finally:
             client.close()
         proxy.wait_until(
-            lambda: proxy.stat("listener.127.0.0.1_%d.udp.downstream_rx_datagram_dropped"
-                               % port) == 1, 10, "dropped")
+            lambda: proxy.stat(f"listener.127.0.0.1_{port}.udp.downstream_rx_datagram_dropped")
+            == 1, 10, "dropped")
         proxy.wait_until(lambda: log_path.exists() and log_path.read_text().strip() != "",
                          10, "access log")
         assert proxy.stat("udp.dns.downstream_sess_rx_datagrams") == 1  # not the big one
