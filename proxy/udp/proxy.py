@@ -123,7 +123,7 @@ class UdpProxyFilter:
                 cluster.rx_errors.inc()
                 continue
             if len(data) > limit:  # truncated by the kernel: dropped
-                cluster.rx_errors.inc()
+                cluster.rx_dropped.inc()
                 continue
             cluster.rx_datagrams.inc()
             cluster.rx_bytes.inc(len(data))

@@ -8,7 +8,10 @@ _tx_datagrams / _tx_errors, downstream_sess_no_route, idle_timeout,
 session_filter_config_missing (always 0: no session filters).
 
 Upstream, per cluster: `cluster.<name>.udp.sess_rx_datagrams` / `sess_rx_errors` /
-`sess_tx_datagrams` / `sess_tx_errors`, and the standard `upstream_cx_tx_bytes_total`,
+`sess_rx_datagrams_dropped` (a reply over upstream_socket_config.max_rx_datagram_size) /
+`sess_tx_datagrams` / `sess_tx_errors`; `sess_tunnel_success` / `_failure` /
+`_buffer_overflow` stay 0 (tunneling_config is refused) but exist, as in Envoy's /stats; and
+the standard `upstream_cx_tx_bytes_total`,
 `upstream_cx_rx_bytes_total`, `upstream_cx_none_healthy`, `upstream_cx_overflow`. Envoy does not
 count a session as an upstream connection (upstream_cx_total stays 0), nor do we.
 
@@ -50,6 +53,7 @@ class UdpProxyStats:
 class ClusterUdpStats:
     rx_datagrams: Counter
     rx_errors: Counter
+    rx_dropped: Counter
     tx_datagrams: Counter
     tx_errors: Counter
     rx_bytes: Counter  # upstream_cx_rx_bytes_total
@@ -58,9 +62,12 @@ class ClusterUdpStats:
     @classmethod
     def create(cls, stats: Stats, cluster: str) -> ClusterUdpStats:
         scope = f"cluster.{cluster}."
+        for unused in ("success", "failure", "buffer_overflow"):
+            stats.counter(f"{scope}udp.sess_tunnel_{unused}")
         return cls(
             rx_datagrams=stats.counter(scope + "udp.sess_rx_datagrams"),
             rx_errors=stats.counter(scope + "udp.sess_rx_errors"),
+            rx_dropped=stats.counter(scope + "udp.sess_rx_datagrams_dropped"),
             tx_datagrams=stats.counter(scope + "udp.sess_tx_datagrams"),
             tx_errors=stats.counter(scope + "udp.sess_tx_errors"),
             rx_bytes=stats.counter(scope + "upstream_cx_rx_bytes_total"),

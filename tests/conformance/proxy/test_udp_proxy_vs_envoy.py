@@ -1,0 +1,162 @@
+"""udp_proxy, the same bootstrap to Envoy 1.40 and `pointsman proxy`, against three DNS-shaped
+backends that answer with their names: the same backend for the same hash policy, the same
+stats (names and values) after a scripted exchange, the same session access-log fields."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.bootstraps import static_cluster
+from tests.support.envoy import Envoy
+from tests.support.pointsman import Pointsman
+from tests.support.ports import free_port
+from tests.support.proxies import AdminProxy
+from tests.support.udp_servers import NamedUdpBackend, query, udp_client, udp_proxy_listener
+
+pytestmark = pytest.mark.conformance
+
+FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+LOG_FIELDS = {
+    "upstream_host": "%UPSTREAM_HOST%", "upstream_cluster": "%UPSTREAM_CLUSTER%",
+    "downstream_remote": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "downstream_local": "%DOWNSTREAM_LOCAL_ADDRESS%", "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%", "flags": "%RESPONSE_FLAGS%", "protocol": "%PROTOCOL%",
+    "response_code": "%RESPONSE_CODE%", "duration": "%DURATION%",
+    "upstream_local": "%UPSTREAM_LOCAL_ADDRESS%", "start": "%START_TIME%",
+}
+
+
+@pytest.fixture(scope="module")
+def backends() -> Any:
+    servers = [NamedUdpBackend(name) for name in ("a", "b", "c")]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def bootstrap(port: int, backends: list[NamedUdpBackend], config: dict[str, Any],
+              **cluster: Any) -> dict[str, Any]:
+    return {"static_resources": {
+        "listeners": [udp_proxy_listener(
+            "dns", port, {"stat_prefix": "dns", "cluster": "backends", **config},
+            stat_prefix="dns_listener",
+            udp_listener_config={"downstream_socket_config": {"max_rx_datagram_size": 512}})],
+        "clusters": [static_cluster("backends", [b.port for b in backends], **cluster)]}}
+
+
+def start(kind: str, config: dict[str, Any]) -> AdminProxy:
+    if kind == "envoy":
+        return Envoy(config, extra_args=("--concurrency", "1", "--file-flush-interval-msec",
+                                         "100"))
+    return Pointsman(config)
+
+
+@pytest.mark.parametrize("lb_policy", ["RING_HASH", "MAGLEV"])
+def test_source_ip_hash_picks_the_backend_envoy_picks(backends: list[NamedUdpBackend],
+                                                      lb_policy: str) -> None:
+    chosen: dict[str, dict[str, str]] = {}
+    for kind in ("envoy", "pointsman"):
+        port = free_port()
+        config = bootstrap(port, backends, {"hash_policies": [{"source_ip": True}]},
+                           lb_policy=lb_policy)
+        with start(kind, config) as proxy:
+            proxy.wait_ready()
+            for last in range(2, 26):
+                ip = f"127.0.0.{last}"
+                client = udp_client(ip)
+                try:
+                    chosen.setdefault(kind, {})[ip] = query(client, ("127.0.0.1", port), last)
+                finally:
+                    client.close()
+    assert chosen["pointsman"] == chosen["envoy"]
+    assert len(set(chosen["envoy"].values())) == 3  # the IPs do reach every backend
+
+
+def _udp_stats(proxy: AdminProxy) -> dict[str, str]:
+    _status, body = proxy.admin("/stats")
+    wanted = ("udp.", "cluster.backends.udp.", "cluster.backends.upstream_cx_",
+              "listener.dns_listener.udp.")
+    found = {}
+    for line in body.splitlines():
+        name, _, value = line.partition(": ")
+        if name.startswith(wanted) and not value.startswith(("P0", "No recorded")):
+            found[name] = value
+    return found
+
+
+def _exchange(proxy: AdminProxy, port: int) -> None:
+    """Three clients, three queries each, one oversized datagram; then every session idles
+    out."""
+    for index in range(3):
+        client = udp_client()
+        try:
+            for ident in range(3):
+                query(client, ("127.0.0.1", port), index * 10 + ident)
+            if index == 0:
+                client.sendto(b"\x00\x63" + b"x" * 700, ("127.0.0.1", port))
+        finally:
+            client.close()
+    proxy.wait_until(lambda: proxy.stat("udp.dns.idle_timeout") == 3, 15, "idle timeouts")
+
+
+def _udp_names(stats: dict[str, str]) -> dict[str, str]:
+    udp = ("udp.", "cluster.backends.udp.", "listener.dns_listener.udp.")
+    return {name: value for name, value in stats.items() if name.startswith(udp)}
+
+
+def _non_zero(stats: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in stats.items() if value != "0"}
+
+
+def test_stats_after_a_scripted_exchange_match_envoy(backends: list[NamedUdpBackend]) -> None:
+    stats = {}
+    for kind in ("envoy", "pointsman"):
+        port = free_port()
+        with start(kind, bootstrap(port, backends, {"idle_timeout": "1s"})) as proxy:
+            proxy.wait_ready()
+            _exchange(proxy, port)
+            time.sleep(0.3)  # let late counters settle
+            stats[kind] = _udp_stats(proxy)
+    assert stats["envoy"]["udp.dns.downstream_sess_total"] == "3"
+    assert stats["envoy"]["listener.dns_listener.udp.downstream_rx_datagram_dropped"] == "1"
+    assert _udp_names(stats["pointsman"]) == _udp_names(stats["envoy"])  # zeros included
+    # Envoy creates every cluster stat at zero; the non-zero ones must agree (a session is not
+    # an upstream connection: upstream_cx_total and _active stay 0 in both).
+    assert _non_zero(stats["pointsman"]) == _non_zero(stats["envoy"])
+
+
+def test_session_access_log_fields_match_envoy(backends: list[NamedUdpBackend],
+                                               tmp_path: Path) -> None:
+    records = {}
+    for kind in ("envoy", "pointsman"):
+        port = free_port()
+        path = tmp_path / f"{kind}.log"
+        log = [{"name": "file", "typed_config": {"@type": FILE_LOG, "path": str(path),
+                                                 "log_format": {"json_format": LOG_FIELDS}}}]
+        config = bootstrap(port, backends[:1], {"idle_timeout": "0.5s", "access_log": log})
+        with start(kind, config) as proxy:
+            proxy.wait_ready()
+            client = udp_client()
+            try:
+                for ident in range(2):
+                    query(client, ("127.0.0.1", port), ident)
+                source = client.getsockname()
+            finally:
+                client.close()
+            proxy.wait_until(lambda path=path: path.exists() and path.read_text().strip(),
+                             15, "access log")
+        record = json.loads(path.read_text().splitlines()[0])
+        assert record["downstream_remote"] == f"127.0.0.1:{source[1]}"
+        assert record["downstream_local"] == f"127.0.0.1:{port}"
+        assert record.pop("upstream_local").startswith("127.0.0.1:")
+        assert 400 <= record.pop("duration") < 5000  # about the idle timeout
+        assert record.pop("start").endswith("Z")
+        del record["downstream_remote"], record["downstream_local"]
+        records[kind] = record
+    assert records["envoy"]["upstream_host"] == f"127.0.0.1:{backends[0].port}"
+    assert records["pointsman"] == records["envoy"]
