@@ -167,3 +167,25 @@ def test_oversized_datagrams_are_dropped_and_counted_and_access_logged_sessions(
     backend = next(b for b in backends if b.name == answer)
     assert record == {"up": f"127.0.0.1:{backend.port}", "down": f"127.0.0.1:{source[1]}",
                       "rx": 13, "tx": 3, "local": f"127.0.0.1:{port}", "flags": "-"}
+
+
+def test_workers_share_the_listener_and_a_client_stays_on_one(
+        backends: list[NamedUdpBackend]) -> None:
+    """--concurrency 2: both workers bind the port with SO_REUSEPORT; the kernel hashes the
+    4-tuple, so each client's datagrams reach one worker and one session (12 clients, 12
+    sessions, each answered by one backend every time)."""
+    port = free_port()
+    config = bootstrap(port, backends, {})
+    with Pointsman(config, extra_args=("--concurrency", "2")) as proxy:
+        proxy.wait_ready()
+        clients = [udp_client() for _ in range(12)]
+        try:
+            rounds = [[query(client, ("127.0.0.1", port), ident) for client in clients]
+                      for ident in range(3)]
+        finally:
+            for client in clients:
+                client.close()
+        assert rounds[0] == rounds[1] == rounds[2]
+        proxy.wait_until(lambda: proxy.stat("udp.dns.downstream_sess_rx_datagrams") == 36, 10,
+                         "merged stats")
+        assert proxy.stat("udp.dns.downstream_sess_total") == 12
