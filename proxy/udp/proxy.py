@@ -20,6 +20,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from proxy.context import ServerContext
 from proxy.model.udp_proxy import UdpProxyConfig
@@ -53,6 +54,7 @@ class UdpProxyFilter:
         self._local: Address | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._empty = asyncio.Event()
+        self._watched: set[Any] = set()  # clusters whose host changes end our sessions
         observability = context.observability
         self.access_logger = (observability.access_logger(config.access_logs)
                               if observability is not None and config.access_logs else None)
@@ -77,6 +79,7 @@ class UdpProxyFilter:
                 self._send_upstream(action.session, action.data)
             elif isinstance(action, SessionOpened):
                 self._open(action.session, loop)
+                self._watch(action.session.cluster)
             elif isinstance(action, SessionClosed):
                 self._closed(action.session, loop)
         if self._timer is None and len(self.table):
@@ -99,6 +102,14 @@ class UdpProxyFilter:
             sock.close()
             raise
         self._sockets[session] = sock
+
+    def _watch(self, cluster: Any) -> None:
+        if cluster not in self._watched:
+            self._watched.add(cluster)
+            cluster.on_hosts_changed(self._hosts_changed)
+
+    def _hosts_changed(self, cluster: Any) -> None:
+        self._apply(self.table.hosts_changed(cluster), asyncio.get_running_loop())
 
     def _send_upstream(self, session: Session, data: bytes) -> None:
         cluster = self.stats.cluster(session.cluster.name)
@@ -180,6 +191,9 @@ class UdpProxyFilter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for cluster in self._watched:
+            cluster.remove_hosts_listener(self._hosts_changed)
+        self._watched.clear()
         for action in self.table.close_all():
             assert isinstance(action, SessionClosed)
             self._closed(action.session, loop)

@@ -7,7 +7,8 @@ upstream socket, until the session has seen no datagram either way for `idle_tim
 With `use_per_packet_load_balancing` a host is picked for every datagram, and a session is
 kept per (client, host). A session whose host has become unhealthy (active health checking)
 is replaced by a new one on the next datagram ("Envoy will attempt to create a new session to
-a healthy host when the next datagram is received").
+a healthy host when the next datagram is received"); a session whose host leaves the cluster
+ends then (`hosts_changed`).
 
 Limits, as Envoy's: each session holds one unit of the cluster's max_connections circuit
 breaker (default 1024; refused datagrams count in `cluster.<name>.upstream_cx_overflow`),
@@ -74,7 +75,7 @@ class SendUpstream:
 @dataclass(frozen=True, slots=True)
 class SessionClosed:
     session: Session
-    reason: str  # "idle_timeout", "unhealthy_host", "closed"
+    reason: str  # "idle_timeout", "unhealthy_host", "host_removed", "closed"
 
 
 Action = SessionOpened | SendUpstream | SessionClosed
@@ -206,6 +207,14 @@ class SessionTable:
             self.stats.idle_timeout.inc()
             closed.append(self._close(session, "idle_timeout"))
         return closed
+
+    def hosts_changed(self, cluster: Any) -> list[Action]:
+        """The cluster's host set changed: sessions on hosts it no longer has end (Envoy's
+        udp_proxy member update callback removes them)."""
+        live = {id(host) for host in cluster.hosts}
+        gone = [session for session in self._sessions.values()
+                if session.cluster is cluster and id(session.host) not in live]
+        return [self._close(session, "host_removed") for session in gone]
 
     def close_all(self) -> list[Action]:
         """Every session ends (listener removed or drained, process exit)."""

@@ -103,3 +103,27 @@ async def test_add_update_move_and_remove_a_udp_listener(context: ServerContext)
     finally:
         client.close()
         await manager.close()
+
+
+async def test_a_session_ends_when_its_host_leaves_the_cluster(
+        context: ServerContext, backend: NamedUdpBackend) -> None:
+    port = free_port()
+    manager = ListenerManager(context)
+    client = client_socket()
+    try:
+        manager.apply({"dns": udp_listener(port, "v1")})
+        assert await ask(client, port, 1) == "a"
+        assert value(context, "udp.v1.downstream_sess_active") == 1
+        other = NamedUdpBackend("b")
+        try:
+            context.cluster_manager.update([cluster(type="STATIC", load_assignment={
+                "cluster_name": "backend", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": "127.0.0.1",
+                                                   "port_value": other.port}}}}]}]})])
+            assert value(context, "udp.v1.downstream_sess_active") == 0  # a's session ended
+            assert await ask(client, port, 2) == "b"  # the next datagram opens one to b
+        finally:
+            other.stop()
+    finally:
+        client.close()
+        await manager.close()

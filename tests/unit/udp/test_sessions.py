@@ -162,3 +162,15 @@ def test_close_all_ends_every_session_and_releases_the_breaker() -> None:
     assert len(closed) == 3 and len(sessions) == 0
     assert _value(stats, "udp.dns.downstream_sess_active") == 0
     assert rt.circuit_breaker().in_use[Resource.CONNECTIONS] == 0
+
+
+def test_sessions_on_a_host_that_leaves_the_cluster_end() -> None:
+    sessions, rt, stats = table()
+    for index in range(3):
+        sessions.downstream_received(("10.1.0.1", 5000 + index), b"q", T0)
+    rt.set_endpoints([resolved(1000), resolved(1001)])  # 1002 is gone
+    closed = sessions.hosts_changed(rt)
+    assert [(action.session.host.port, action.reason) for action in closed] == [
+        (1002, "host_removed")]
+    assert len(sessions) == 2
+    assert _value(stats, "udp.dns.downstream_sess_active") == 2
