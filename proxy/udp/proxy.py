@@ -33,7 +33,7 @@ from proxy.udp.sessions import (
     SessionOpened,
     SessionTable,
 )
-from proxy.udp.stats import UdpProxyStats
+from proxy.udp.stats import ClusterUdpStats, UdpProxyStats
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,8 @@ class UdpProxyFilter:
         self.config = config
         self.stats = UdpProxyStats(context.stats, config.stat_prefix)
         self.table = SessionTable(config, context.cluster_manager.get, self.stats)
-        self._sockets: dict[Session, socket.socket] = {}
+        # Each session's upstream socket and its cluster's stats (one look-up per datagram).
+        self._upstreams: dict[Session, tuple[socket.socket, ClusterUdpStats]] = {}
         self._send_downstream: SendDownstream | None = None
         self._local: Address | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -89,19 +90,20 @@ class UdpProxyFilter:
         host = session.host
         family = socket.AF_INET6 if ":" in host.address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
+        stats = self.stats.cluster(session.cluster.name)
         try:
             sock.setblocking(False)
             sock.connect(host.address_port)  # binds the session's ephemeral port
             local = sock.getsockname()
             session.upstream_local = (local[0], local[1])
-            loop.add_reader(sock.fileno(), self._upstream_readable, session, sock)
-        except OSError as error:
+            loop.add_reader(sock.fileno(), self._upstream_readable, session, sock, stats)
+        except OSError as error:  # its datagrams will count as sess_tx_errors
             log.debug("udp_proxy %s: upstream socket to %s: %s", self.config.stat_prefix,
                       host.address_text, error)
         except BaseException:
             sock.close()
             raise
-        self._sockets[session] = sock
+        self._upstreams[session] = (sock, stats)
 
     def _watch(self, cluster: Any) -> None:
         if cluster not in self._watched:
@@ -112,17 +114,17 @@ class UdpProxyFilter:
         self._apply(self.table.hosts_changed(cluster), asyncio.get_running_loop())
 
     def _send_upstream(self, session: Session, data: bytes) -> None:
-        cluster = self.stats.cluster(session.cluster.name)
+        sock, cluster = self._upstreams[session]
         try:
-            self._sockets[session].send(data)
+            sock.send(data)
         except OSError:
             cluster.tx_errors.inc()
             return
         cluster.tx_datagrams.inc()
         cluster.tx_bytes.inc(len(data))
 
-    def _upstream_readable(self, session: Session, sock: socket.socket) -> None:
-        cluster = self.stats.cluster(session.cluster.name)
+    def _upstream_readable(self, session: Session, sock: socket.socket,
+                           cluster: ClusterUdpStats) -> None:
         limit = self.config.upstream_max_rx_datagram_size
         loop = asyncio.get_running_loop()
         for _ in range(_READ_BATCH):
@@ -150,8 +152,9 @@ class UdpProxyFilter:
         self.stats.tx_bytes.inc(len(data))
 
     def _closed(self, session: Session, loop: asyncio.AbstractEventLoop) -> None:
-        sock = self._sockets.pop(session, None)
-        if sock is not None:
+        upstream = self._upstreams.pop(session, None)
+        if upstream is not None:
+            sock = upstream[0]
             try:
                 loop.remove_reader(sock.fileno())
             finally:

@@ -33,7 +33,7 @@ from typing import Any
 from proxy.model.circuit_breakers import Resource
 from proxy.model.udp_proxy import UdpProxyConfig
 from proxy.udp.stats import UdpProxyStats
-from proxy.upstream.host import Host
+from proxy.upstream.host import Health, Host
 from proxy.upstream.lb.base import LbContext, hash_of
 
 Address = tuple[str, int]
@@ -79,6 +79,12 @@ class SessionClosed:
 
 
 Action = SessionOpened | SendUpstream | SessionClosed
+
+
+def _unhealthy(host: Host) -> bool:
+    """Envoy moves a session only off an Unhealthy host (coarseHealth), not a degraded one.
+    No flags at all is the common case, tested first (IntFlag arithmetic costs ~2 us)."""
+    return bool(host.flags) and host.health is Health.UNHEALTHY
 
 
 class SessionTable:
@@ -140,7 +146,7 @@ class SessionTable:
                         actions: list[Action]) -> Session | None:
         key: SessionKey = (peer, None)
         session = self._sessions.get(key)
-        if session is not None and session.cluster is cluster and session.host.healthy:
+        if session is not None and session.cluster is cluster and not _unhealthy(session.host):
             return session
         if session is not None:  # its host failed its health checks, or the cluster changed
             actions.append(self._close(session, "unhealthy_host"))

@@ -174,3 +174,13 @@ def test_sessions_on_a_host_that_leaves_the_cluster_end() -> None:
         (1002, "host_removed")]
     assert len(sessions) == 2
     assert _value(stats, "udp.dns.downstream_sess_active") == 2
+
+
+def test_a_degraded_host_keeps_its_sessions() -> None:
+    """Envoy moves a session only off an Unhealthy host (coarseHealth), not a degraded one."""
+    sessions, rt, _stats = table()
+    first = sessions.downstream_received(("10.1.0.1", 5000), b"q", T0)
+    first[0].session.host.set_flag(HealthFlag.DEGRADED_ACTIVE_HC, True)
+    rt.health_changed()
+    again = sessions.downstream_received(("10.1.0.1", 5000), b"q", T0 + 1)
+    assert [type(action) for action in again] == [SendUpstream]
