@@ -56,14 +56,16 @@ def start(kind: str, config: dict[str, Any]) -> AdminProxy:
     return Pointsman(config)
 
 
-@pytest.mark.parametrize("lb_policy", ["RING_HASH", "MAGLEV"])
-def test_source_ip_hash_picks_the_backend_envoy_picks(backends: list[NamedUdpBackend],
-                                                      lb_policy: str) -> None:
+@pytest.mark.parametrize(("lb_policy", "policy"), [
+    ("RING_HASH", {"source_ip": True}), ("MAGLEV", {"source_ip": True}),
+    ("RING_HASH", {"key": "tenant-7"})])
+def test_hash_policies_pick_the_backend_envoy_picks(backends: list[NamedUdpBackend],
+                                                    lb_policy: str,
+                                                    policy: dict[str, Any]) -> None:
     chosen: dict[str, dict[str, str]] = {}
     for kind in ("envoy", "pointsman"):
         port = free_port()
-        config = bootstrap(port, backends, {"hash_policies": [{"source_ip": True}]},
-                           lb_policy=lb_policy)
+        config = bootstrap(port, backends, {"hash_policies": [policy]}, lb_policy=lb_policy)
         with start(kind, config) as proxy:
             proxy.wait_ready()
             for last in range(2, 26):
@@ -74,7 +76,8 @@ def test_source_ip_hash_picks_the_backend_envoy_picks(backends: list[NamedUdpBac
                 finally:
                     client.close()
     assert chosen["pointsman"] == chosen["envoy"]
-    assert len(set(chosen["envoy"].values())) == 3  # the IPs do reach every backend
+    # source_ip spreads the IPs over every backend; a fixed key sends them all to one.
+    assert len(set(chosen["envoy"].values())) == (3 if "source_ip" in policy else 1)
 
 
 def _udp_stats(proxy: AdminProxy) -> dict[str, str]:
