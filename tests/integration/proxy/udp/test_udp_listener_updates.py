@@ -19,7 +19,7 @@ from proxy.upstream.manager import ClusterManager
 from tests.support.ports import free_port
 from tests.support.udp_servers import NamedUdpBackend, udp_proxy_listener
 from tests.unit.proxy.listener_helpers import build
-from tests.unit.upstream.builders import cluster
+from tests.unit.proxy.upstream.builders import cluster
 
 
 @pytest.fixture

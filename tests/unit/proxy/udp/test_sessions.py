@@ -12,7 +12,7 @@ from proxy.udp.stats import UdpProxyStats
 from proxy.upstream.cluster import ClusterRuntime
 from proxy.upstream.host import HealthFlag
 from proxy.upstream.lb.base import LbContext, hash_of
-from tests.unit.upstream.builders import cluster, resolved, runtime
+from tests.unit.proxy.upstream.builders import cluster, resolved, runtime
 
 T0 = 100.0
 
