@@ -189,3 +189,31 @@ def test_workers_share_the_listener_and_a_client_stays_on_one(
         proxy.wait_until(lambda: proxy.stat("udp.dns.downstream_sess_rx_datagrams") == 36, 10,
                          "merged stats")
         assert proxy.stat("udp.dns.downstream_sess_total") == 12
+
+
+def test_a_flood_of_sources_is_bounded_by_max_connections(
+        backends: list[NamedUdpBackend]) -> None:
+    """Hostile input: 400 source ports, junk and empty datagrams. Sessions stop at the
+    cluster's max_connections (the rest counted in upstream_cx_overflow), the clients that
+    got a session keep being served, nothing is logged per datagram."""
+    port = free_port()
+    cluster = {"circuit_breakers": {"thresholds": [{"max_connections": 20}]}}
+    with Pointsman(bootstrap(port, backends, {}, **cluster)) as proxy:
+        proxy.wait_ready()
+        first = udp_client()
+        flood = [udp_client() for _ in range(400)]
+        try:
+            assert query(first, ("127.0.0.1", port), 1) in {"a", "b", "c"}
+            for start in range(0, 400, 50):  # paced: the kernel's socket buffer is finite
+                for index in range(start, start + 50):
+                    flood[index].sendto(b"" if index % 2 else b"\xff" * 100,
+                                        ("127.0.0.1", port))
+                proxy.wait_until(lambda start=start: proxy.stat(
+                    "udp.dns.downstream_sess_rx_datagrams") == start + 51, 15, "flood")
+            assert proxy.stat("udp.dns.downstream_sess_active") == 20
+            assert proxy.stat("cluster.backends.upstream_cx_overflow") == 381
+            assert query(first, ("127.0.0.1", port), 2) in {"a", "b", "c"}  # still served
+        finally:
+            for sock in [first, *flood]:
+                sock.close()
+        assert "Traceback" not in proxy.output()
