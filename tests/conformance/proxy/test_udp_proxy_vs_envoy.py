@@ -112,12 +112,20 @@ def _udp_names(stats: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in stats.items() if name.startswith(udp)}
 
 
+def _udp_prometheus(proxy: AdminProxy) -> set[str]:
+    """The udp_proxy samples of /stats/prometheus (`envoy_udp_...{envoy_udp_prefix="dns"}`,
+    `envoy_cluster_udp_...`)."""
+    _status, body = proxy.admin("/stats/prometheus")
+    return {line for line in body.splitlines()
+            if line.startswith(("envoy_udp_", "envoy_cluster_udp_"))}
+
+
 def _non_zero(stats: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in stats.items() if value != "0"}
 
 
 def test_stats_after_a_scripted_exchange_match_envoy(backends: list[NamedUdpBackend]) -> None:
-    stats = {}
+    stats, prometheus = {}, {}
     for kind in ("envoy", "pointsman"):
         port = free_port()
         with start(kind, bootstrap(port, backends, {"idle_timeout": "1s"})) as proxy:
@@ -125,12 +133,14 @@ def test_stats_after_a_scripted_exchange_match_envoy(backends: list[NamedUdpBack
             _exchange(proxy, port)
             time.sleep(0.3)  # let late counters settle
             stats[kind] = _udp_stats(proxy)
+            prometheus[kind] = _udp_prometheus(proxy)
     assert stats["envoy"]["udp.dns.downstream_sess_total"] == "3"
     assert stats["envoy"]["listener.dns_listener.udp.downstream_rx_datagram_dropped"] == "1"
     assert _udp_names(stats["pointsman"]) == _udp_names(stats["envoy"])  # zeros included
     # Envoy creates every cluster stat at zero; the non-zero ones must agree (a session is not
     # an upstream connection: upstream_cx_total and _active stay 0 in both).
     assert _non_zero(stats["pointsman"]) == _non_zero(stats["envoy"])
+    assert prometheus["pointsman"] == prometheus["envoy"]  # names, tags and values
 
 
 def test_session_access_log_fields_match_envoy(backends: list[NamedUdpBackend],
