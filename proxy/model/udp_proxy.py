@@ -4,10 +4,9 @@ Envoy doc: configuration/listeners/udp_filters/udp_proxy and
 api/envoy/extensions/filters/udp/udp_proxy/v3/udp_proxy.proto. Supported fields:
 
 - `stat_prefix` (required): stats under `udp.<stat_prefix>.`.
-- `cluster` (deprecated in Envoy, still accepted) or `matcher` whose only rule is
-  `on_no_match.action` of type `envoy.extensions.filters.udp.udp_proxy.v3.Route`: the cluster
-  every datagram goes to. Matcher lists and trees (routing by source address) are refused by
-  field path.
+- `cluster` (deprecated in Envoy, still accepted): the cluster every datagram goes to; or
+  `matcher` (proxy.model.udp_matcher): a cluster chosen by the client's or the listener's
+  address and port, with Route actions.
 - `idle_timeout` (default 60 s): a session with no datagram either way for this long ends.
 - `hash_policies` (at most one, as Envoy's validation): `source_ip` (xxHash64 of the client's
   IP as text) or `key` (xxHash64 of the key): the hash the cluster's RING_HASH/MAGLEV uses.
@@ -26,16 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from envoy.extensions.filters.udp.udp_proxy.v3 import route_pb2, udp_proxy_pb2
+from envoy.extensions.filters.udp.udp_proxy.v3 import udp_proxy_pb2
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
-from protos.loader import unpack_any
-from protos.registry import type_name
 from proxy.model.fields import reject_unsupported, seconds
+from proxy.model.udp_matcher import UdpMatcher, translate_matcher
 
 CONFIG_TYPE = "envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig"
-ROUTE_TYPE = "envoy.extensions.filters.udp.udp_proxy.v3.Route"
 DEFAULT_IDLE_TIMEOUT = 60.0  # udp_proxy.proto: "If not specified, defaults to 1 minute"
 # udp_socket_config.proto: max_rx_datagram_size "defaults to 1500 bytes".
 DEFAULT_MAX_RX_DATAGRAM_SIZE = 1500
@@ -58,12 +55,19 @@ class UdpHashPolicy:
 @dataclass(frozen=True)
 class UdpProxyConfig:
     stat_prefix: str
-    cluster: str
+    cluster: str  # "" with a matcher
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     hash_policy: UdpHashPolicy | None = None
     per_packet_load_balancing: bool = False
     upstream_max_rx_datagram_size: int = DEFAULT_MAX_RX_DATAGRAM_SIZE
     access_logs: tuple[Any, ...] = ()  # proxy.observability AccessLogConfig
+    matcher: UdpMatcher | None = None
+
+    def route(self, source: tuple[str, int], destination: tuple[str, int]) -> str | None:
+        """The cluster of a datagram from `source` to the listener's `destination`."""
+        if self.matcher is None:
+            return self.cluster
+        return self.matcher.route(source, destination)
 
 
 def translate_udp_proxy(message: Message) -> UdpProxyConfig:
@@ -77,9 +81,11 @@ def translate_udp_proxy(message: Message) -> UdpProxyConfig:
     idle = DEFAULT_IDLE_TIMEOUT
     if message.HasField("idle_timeout"):
         idle = seconds(message.idle_timeout)
+    cluster, matcher = _route(message)
     return UdpProxyConfig(
         stat_prefix=message.stat_prefix,
-        cluster=_cluster(message),
+        cluster=cluster,
+        matcher=matcher,
         idle_timeout=idle,
         hash_policy=_hash_policy(message.hash_policies),
         per_packet_load_balancing=message.use_per_packet_load_balancing,
@@ -88,36 +94,15 @@ def translate_udp_proxy(message: Message) -> UdpProxyConfig:
     )
 
 
-def _cluster(message: udp_proxy_pb2.UdpProxyConfig) -> str:
+def _route(message: udp_proxy_pb2.UdpProxyConfig) -> tuple[str, UdpMatcher | None]:
     kind = message.WhichOneof("route_specifier")
     if kind == "cluster":
         if not message.cluster:
             raise ConfigError("a cluster name is required", field="cluster")
-        return message.cluster
+        return message.cluster, None
     if kind == "matcher":
-        return _matcher_cluster(message.matcher)
+        return "", translate_matcher(message.matcher)
     raise ConfigError("one of cluster or matcher is required", field="cluster")
-
-
-def _matcher_cluster(matcher: Any) -> str:
-    """The cluster of a matcher whose only rule is `on_no_match` with a Route action."""
-    for name in ("matcher_list", "matcher_tree"):
-        if matcher.HasField(name):
-            raise unsupported(f"matcher.{name}", "only on_no_match routing to one cluster")
-    if not matcher.HasField("on_no_match"):
-        raise ConfigError("a matcher needs on_no_match", field="matcher.on_no_match")
-    on_match = matcher.on_no_match
-    reject_unsupported(on_match, {"action"}, prefix="matcher.on_no_match.")
-    where = "matcher.on_no_match.action.typed_config"
-    action = on_match.action
-    if not action.HasField("typed_config") or type_name(action.typed_config.type_url) \
-            != ROUTE_TYPE:
-        raise ConfigError(f"the action must be a {ROUTE_TYPE}", field=where)
-    route = unpack_any(action.typed_config, field=where)
-    assert isinstance(route, route_pb2.Route)
-    if not route.cluster:
-        raise ConfigError("a cluster name is required", field=where + ".cluster")
-    return route.cluster
 
 
 def _hash_policy(policies: Any) -> UdpHashPolicy | None:

@@ -67,6 +67,7 @@ class UdpProxyFilter:
         """The listener's socket: where replies go, and its address (for access logs)."""
         self._send_downstream = send_downstream
         self._local = local
+        self.table.local = local
 
     # -- datagrams ----------------------------------------------------------------------------
 

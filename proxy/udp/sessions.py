@@ -98,6 +98,7 @@ class SessionTable:
         # Oldest activity first: expiry pops from the front (move_to_end on activity).
         self._sessions: OrderedDict[SessionKey, Session] = OrderedDict()
         self._ids = itertools.count(1)
+        self.local: Address = ("0.0.0.0", 0)  # the listener's address (DestinationIPInput)
         self._fixed_hash = (hash_of(config.hash_policy.key)
                             if config.hash_policy and config.hash_policy.key else None)
 
@@ -117,15 +118,11 @@ class SessionTable:
         stats = self.stats
         stats.rx_datagrams.inc()
         stats.rx_bytes.inc(len(data))
-        cluster = self._clusters(self.config.cluster)
-        if cluster is None:
-            stats.no_route.inc()
-            return []
         actions: list[Action] = []
         if self.config.per_packet_load_balancing:
-            session = self._per_packet_session(cluster, peer, now, actions)
+            session = self._per_packet_session(peer, now, actions)
         else:
-            session = self._sticky_session(cluster, peer, now, actions)
+            session = self._sticky_session(peer, now, actions)
         if session is None:
             return actions
         session.rx_bytes += len(data)
@@ -142,19 +139,36 @@ class SessionTable:
         self._touch(session, now)
         return True
 
-    def _sticky_session(self, cluster: Any, peer: Address, now: float,
+    def _route(self, peer: Address) -> Any:
+        """The cluster runtime for a client (the config's cluster or matcher; routing depends
+        on addresses only, so a session keeps its route); None: no route, counted."""
+        name = self.config.route(peer, self.local)
+        cluster = self._clusters(name) if name else None
+        if cluster is None:
+            self.stats.no_route.inc()
+        return cluster
+
+    def _sticky_session(self, peer: Address, now: float,
                         actions: list[Action]) -> Session | None:
         key: SessionKey = (peer, None)
         session = self._sessions.get(key)
-        if session is not None and session.cluster is cluster and not _unhealthy(session.host):
-            return session
-        if session is not None:  # its host failed its health checks, or the cluster changed
+        if session is not None:
+            if (self._clusters(session.cluster.name) is session.cluster
+                    and not _unhealthy(session.host)):
+                return session
+            # Its host failed its health checks, or its cluster was replaced or removed.
             actions.append(self._close(session, "unhealthy_host"))
+        cluster = self._route(peer)
+        if cluster is None:
+            return None
         host = self._choose(cluster, peer)
         return self._open(cluster, key, peer, host, now, actions) if host else None
 
-    def _per_packet_session(self, cluster: Any, peer: Address, now: float,
+    def _per_packet_session(self, peer: Address, now: float,
                             actions: list[Action]) -> Session | None:
+        cluster = self._route(peer)
+        if cluster is None:
+            return None
         host = self._choose(cluster, peer)
         if host is None:
             return None

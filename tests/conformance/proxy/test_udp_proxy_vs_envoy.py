@@ -5,6 +5,7 @@ stats (names and values) after a scripted exchange, the same session access-log 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,59 @@ def test_hash_policies_pick_the_backend_envoy_picks(backends: list[NamedUdpBacke
     assert chosen["pointsman"] == chosen["envoy"]
     # source_ip spreads the IPs over every backend; a fixed key sends them all to one.
     assert len(set(chosen["envoy"].values())) == (3 if "source_ip" in policy else 1)
+
+
+INPUTS = "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3."
+ROUTE = "type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.Route"
+
+
+def _to(cluster: str) -> dict[str, Any]:
+    return {"action": {"name": "route", "typed_config": {"@type": ROUTE, "cluster": cluster}}}
+
+
+def test_matcher_routes_clients_as_envoy_does(backends: list[NamedUdpBackend]) -> None:
+    """Source-IP exact map, then a source-port list under a prefix; other clients have no
+    route. Each backend is its own cluster, so the answer names the cluster chosen."""
+    port_rule = {"single_predicate": {"input": {"name": "port", "typed_config": {
+        "@type": INPUTS + "SourcePortInput"}}, "value_match": {"suffix": "7"}}}
+    matcher = {"matcher_tree": {
+        "input": {"name": "ip", "typed_config": {"@type": INPUTS + "SourceIPInput"}},
+        "prefix_match_map": {"map": {
+            "127.0.0.2": _to("a"),
+            "127.0.0.": {"matcher": {"matcher_list": {"matchers": [
+                {"predicate": port_rule, "on_match": _to("b")}]}, "on_no_match": _to("c")}},
+        }}}}
+    answers: dict[str, list[str]] = {}
+    for kind in ("envoy", "pointsman"):
+        port = free_port()
+        config = {"static_resources": {
+            "listeners": [udp_proxy_listener("dns", port, {"stat_prefix": "dns",
+                                                           "matcher": matcher})],
+            "clusters": [static_cluster(b.name, [b.port]) for b in backends]}}
+        with start(kind, config) as proxy:
+            proxy.wait_ready()
+            for ip, last_digit in (("127.0.0.2", None), ("127.0.0.3", 7),
+                                   ("127.0.0.3", 8), ("127.0.1.1", 7)):
+                client = _client_port_ending(ip, last_digit)
+                try:
+                    answers.setdefault(kind, []).append(
+                        query(client, ("127.0.0.1", port), 1, timeout=1.0))
+                except TimeoutError:
+                    answers.setdefault(kind, []).append("no answer")
+                finally:
+                    client.close()
+            answers[kind].append(str(proxy.stat("udp.dns.downstream_sess_no_route")))
+    assert answers["envoy"] == ["a", "b", "c", "no answer", "1"]
+    assert answers["pointsman"] == answers["envoy"]
+
+
+def _client_port_ending(ip: str, digit: int | None) -> socket.socket:
+    """A client socket on `ip` whose ephemeral port ends in `digit` (any port for None)."""
+    while True:
+        client = udp_client(ip)
+        if digit is None or client.getsockname()[1] % 10 == digit:
+            return client
+        client.close()
 
 
 def _udp_stats(proxy: AdminProxy) -> dict[str, str]:

@@ -67,7 +67,7 @@ def test_the_matcher_form_routes_to_its_on_no_match_cluster() -> None:
     body = udp_proxy_listener("test", 5353, config)
     listener = build(body)
     assert listener.udp is not None and listener.udp.proxy is not None
-    assert listener.udp.proxy.cluster == "other"
+    assert listener.udp.proxy.route(("10.0.0.1", 1), ("127.0.0.1", 5353)) == "other"
 
 
 def test_a_udp_listener_without_filters_is_accepted_as_envoy_does() -> None:
@@ -89,8 +89,13 @@ def test_a_udp_listener_without_filters_is_accepted_as_envoy_does() -> None:
     ({"access_log_options": {"flush_access_log_on_tunnel_connected": True}}, {},
      "listener_filters[0].typed_config.access_log_options"),
     ({"stat_prefix": ""}, {}, "listener_filters[0].typed_config.stat_prefix"),
-    ({"matcher": {"matcher_list": {"matchers": []}}, "cluster": None}, {},
-     "listener_filters[0].typed_config.matcher.matcher_list"),
+    ({"matcher": {"matcher_tree": {"input": {"name": "sni", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3"
+                 ".ServerNameInput"}}, "exact_match_map": {"map": {}}}}, "cluster": None}, {},
+     "listener_filters[0].typed_config.matcher.matcher_tree.input.typed_config"),
+    ({"matcher": {"on_no_match": {"action": {"name": "r", "typed_config": {
+        "@type": ROUTE, "cluster": "x"}}, "keep_matching": True}}, "cluster": None}, {},
+     "listener_filters[0].typed_config.matcher.on_no_match.keep_matching"),
 ])
 def test_what_we_do_not_implement_is_refused_by_path(config: dict[str, Any],
                                                      extra: dict[str, Any], field: str) -> None:

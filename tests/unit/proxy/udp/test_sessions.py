@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from xds.type.matcher.v3 import matcher_pb2
+
+from protos.loader import parse_message
 from proxy.model.circuit_breakers import Resource
+from proxy.model.udp_matcher import translate_matcher
 from proxy.model.udp_proxy import UdpHashPolicy, UdpProxyConfig
 from proxy.stats import Stats
 from proxy.udp.sessions import SendUpstream, SessionClosed, SessionOpened, SessionTable
@@ -184,3 +188,20 @@ def test_a_degraded_host_keeps_its_sessions() -> None:
     rt.health_changed()
     again = sessions.downstream_received(("10.1.0.1", 5000), b"q", T0 + 1)
     assert [type(action) for action in again] == [SendUpstream]
+
+
+def test_a_matcher_routes_each_client_and_a_miss_has_no_route() -> None:
+    rt, stats = runtime(cluster())
+    rt.set_endpoints([resolved(1000)])
+    body = {"matcher_tree": {"input": {"name": "ip", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.network.v3"
+                 ".SourceIPInput"}},
+        "exact_match_map": {"map": {"10.0.0.1": {"action": {"name": "r", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.Route",
+            "cluster": "backend"}}}}}}}
+    config = UdpProxyConfig("dns", "", matcher=translate_matcher(
+        parse_message(body, matcher_pb2.Matcher)))
+    sessions = SessionTable(config, {"backend": rt}.get, UdpProxyStats(stats, "dns"))
+    assert port_of(sessions.downstream_received(("10.0.0.1", 1), b"q", T0)) == 1000
+    assert sessions.downstream_received(("10.0.0.2", 1), b"q", T0) == []
+    assert _value(stats, "udp.dns.downstream_sess_no_route") == 1
