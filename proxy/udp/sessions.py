@@ -115,9 +115,6 @@ class SessionTable:
 
     def downstream_received(self, peer: Address, data: bytes, now: float) -> list[Action]:
         """A datagram from a client: the actions that forward it (none when it is dropped)."""
-        stats = self.stats
-        stats.rx_datagrams.inc()
-        stats.rx_bytes.inc(len(data))
         actions: list[Action] = []
         if self.config.per_packet_load_balancing:
             session = self._per_packet_session(peer, now, actions)
@@ -125,6 +122,10 @@ class SessionTable:
             session = self._sticky_session(peer, now, actions)
         if session is None:
             return actions
+        # Envoy counts only the datagrams a session forwards (not those without a route, a
+        # host or a session slot).
+        self.stats.rx_datagrams.inc()
+        self.stats.rx_bytes.inc(len(data))
         session.rx_bytes += len(data)
         self._touch(session, now)
         actions.append(SendUpstream(session, data))
@@ -195,11 +196,13 @@ class SessionTable:
 
     def _open(self, cluster: Any, key: SessionKey, peer: Address, host: Host, now: float,
               actions: list[Action]) -> Session | None:
+        # Envoy 1.40 counts a session refused by the circuit breaker in downstream_sess_total
+        # (checked in tests/conformance/proxy/test_udp_proxy_vs_envoy.py).
+        self.stats.sess_total.inc()
         if not cluster.circuit_breaker().try_acquire(Resource.CONNECTIONS):
             return None  # counted in upstream_cx_overflow by the breaker
         session = Session(next(self._ids), key, peer, cluster, host, now, last_active=now)
         self._sessions[key] = session
-        self.stats.sess_total.inc()
         self.stats.sess_active.inc()
         actions.append(SessionOpened(session))
         return session

@@ -147,16 +147,21 @@ def _udp_stats(proxy: AdminProxy) -> dict[str, str]:
 
 
 def _exchange(proxy: AdminProxy, port: int) -> None:
-    """Three clients, three queries each, one oversized datagram; then every session idles
-    out."""
-    for index in range(3):
-        client = udp_client()
-        try:
+    """Three clients, three queries each, one oversized datagram; a fourth client past the
+    cluster's max_connections (3) sends two datagrams; then every session idles out."""
+    clients = [udp_client() for _ in range(4)]
+    try:
+        for index, client in enumerate(clients[:3]):
             for ident in range(3):
                 query(client, ("127.0.0.1", port), index * 10 + ident)
             if index == 0:
                 client.sendto(b"\x00\x63" + b"x" * 700, ("127.0.0.1", port))
-        finally:
+        for _ in range(2):
+            clients[3].sendto(b"\x00\x64refused", ("127.0.0.1", port))
+        proxy.wait_until(lambda: proxy.stat("cluster.backends.upstream_cx_overflow") == 2, 10,
+                         "overflow")
+    finally:
+        for client in clients:
             client.close()
     proxy.wait_until(lambda: proxy.stat("udp.dns.idle_timeout") == 3, 15, "idle timeouts")
 
@@ -182,13 +187,16 @@ def test_stats_after_a_scripted_exchange_match_envoy(backends: list[NamedUdpBack
     stats, prometheus = {}, {}
     for kind in ("envoy", "pointsman"):
         port = free_port()
-        with start(kind, bootstrap(port, backends, {"idle_timeout": "1s"})) as proxy:
+        breakers = {"thresholds": [{"max_connections": 3}]}
+        config = bootstrap(port, backends, {"idle_timeout": "2s"}, circuit_breakers=breakers)
+        with start(kind, config) as proxy:
             proxy.wait_ready()
             _exchange(proxy, port)
             time.sleep(0.3)  # let late counters settle
             stats[kind] = _udp_stats(proxy)
             prometheus[kind] = _udp_prometheus(proxy)
-    assert stats["envoy"]["udp.dns.downstream_sess_total"] == "3"
+    assert stats["envoy"]["udp.dns.downstream_sess_total"] == "5"  # refused attempts count
+    assert stats["envoy"]["udp.dns.downstream_sess_rx_datagrams"] == "9"  # they do not
     assert stats["envoy"]["listener.dns_listener.udp.downstream_rx_datagram_dropped"] == "1"
     assert _udp_names(stats["pointsman"]) == _udp_names(stats["envoy"])  # zeros included
     # Envoy creates every cluster stat at zero; the non-zero ones must agree (a session is not

@@ -209,7 +209,7 @@ def test_a_flood_of_sources_is_bounded_by_max_connections(
                     flood[index].sendto(b"" if index % 2 else b"\xff" * 100,
                                         ("127.0.0.1", port))
                 proxy.wait_until(lambda start=start: proxy.stat(
-                    "udp.dns.downstream_sess_rx_datagrams") == start + 51, 15, "flood")
+                    "udp.dns.downstream_sess_total") == start + 51, 15, "flood")
             assert proxy.stat("udp.dns.downstream_sess_active") == 20
             assert proxy.stat("cluster.backends.upstream_cx_overflow") == 381
             assert query(first, ("127.0.0.1", port), 2) in {"a", "b", "c"}  # still served

@@ -144,7 +144,9 @@ def test_max_connections_bounds_the_sessions_of_a_flood_of_sources() -> None:
         sessions.downstream_received((f"10.2.{index // 250}.{index % 250}", 5000), b"q", T0)
     assert len(sessions) == 5
     assert _value(stats, "cluster.backend.upstream_cx_overflow") == 45
-    assert _value(stats, "udp.dns.downstream_sess_rx_datagrams") == 50
+    # As Envoy 1.40: every attempt counts in sess_total, only forwarded datagrams in rx.
+    assert _value(stats, "udp.dns.downstream_sess_total") == 50
+    assert _value(stats, "udp.dns.downstream_sess_rx_datagrams") == 5
     sessions.expire(T0 + 60)  # the slots come back
     assert port_of(sessions.downstream_received(("10.3.0.1", 1), b"q", T0 + 61))
 
@@ -153,6 +155,8 @@ def test_no_cluster_and_no_host_drop_the_datagram_with_envoys_counters() -> None
     sessions, _rt, stats = table(hosts=0)
     assert sessions.downstream_received(("10.1.0.1", 5000), b"q", T0) == []
     assert _value(stats, "cluster.backend.upstream_cx_none_healthy") == 1
+    assert _value(stats, "udp.dns.downstream_sess_total") == 0
+    assert _value(stats, "udp.dns.downstream_sess_rx_datagrams") == 0
     missing = SessionTable(UdpProxyConfig("dns", "nowhere"), {}.get, UdpProxyStats(stats, "dns"))
     assert missing.downstream_received(("10.1.0.1", 5000), b"q", T0) == []
     assert _value(stats, "udp.dns.downstream_sess_no_route") == 1
