@@ -134,6 +134,27 @@ def _client_port_ending(ip: str, digit: int | None) -> socket.socket:
         client.close()
 
 
+def test_per_packet_load_balancing_as_envoy(backends: list[NamedUdpBackend]) -> None:
+    """use_per_packet_load_balancing: one client's datagrams are spread round robin; the
+    sessions and datagrams are counted as Envoy counts them."""
+    seen: dict[str, Any] = {}
+    for kind in ("envoy", "pointsman"):
+        port = free_port()
+        config = bootstrap(port, backends, {"use_per_packet_load_balancing": True})
+        with start(kind, config) as proxy:
+            proxy.wait_ready()
+            client = udp_client()
+            try:
+                names = [query(client, ("127.0.0.1", port), ident) for ident in range(6)]
+            finally:
+                client.close()
+            counts = {name: proxy.stat(f"udp.dns.downstream_sess_{name}")
+                      for name in ("total", "active", "rx_datagrams", "tx_datagrams")}
+            seen[kind] = (sorted(names), names[:3] == names[3:], counts)
+    assert seen["envoy"][0] == ["a", "a", "b", "b", "c", "c"]
+    assert seen["pointsman"] == seen["envoy"]
+
+
 def _udp_stats(proxy: AdminProxy) -> dict[str, str]:
     _status, body = proxy.admin("/stats")
     wanted = ("udp.", "cluster.backends.udp.", "cluster.backends.upstream_cx_",
