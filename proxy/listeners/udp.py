@@ -65,6 +65,9 @@ class UdpGeneration:
 
     @classmethod
     def build(cls, listener: Listener, context: ServerContext) -> UdpGeneration:
+        """The dispatch of a UDP listener's datagrams, in one place: its udp_proxy (or
+        nothing). A QUIC listener (`udp_listener_config.quic_options`, refused by the model
+        for now) is to get its QUIC server here."""
         assert listener.udp is not None
         dropped = context.stats.counter(
             f"listener.{listener.stats_name}.udp.downstream_rx_datagram_dropped")
