@@ -12,6 +12,7 @@ One record per session goes to the `access_log` when the session ends (Envoy's U
 access log), with %START_TIME%, %DURATION%, %UPSTREAM_HOST%, %UPSTREAM_LOCAL_ADDRESS%,
 %DOWNSTREAM_REMOTE_ADDRESS%, %DOWNSTREAM_LOCAL_ADDRESS%, %BYTES_RECEIVED% (from the client),
 %BYTES_SENT% (to the client). %UPSTREAM_CLUSTER% is empty, as Envoy 1.40 logs it for UDP.
+A session the circuit breaker refuses is logged at once with %RESPONSE_FLAGS% UO, as Envoy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from proxy.udp.sessions import (
     Session,
     SessionClosed,
     SessionOpened,
+    SessionRefused,
     SessionTable,
 )
 from proxy.udp.stats import ClusterUdpStats, UdpProxyStats
@@ -84,6 +86,8 @@ class UdpProxyFilter:
                 self._watch(action.session.cluster)
             elif isinstance(action, SessionClosed):
                 self._closed(action.session, loop)
+            elif isinstance(action, SessionRefused) and self.access_logger is not None:
+                self._log_refused(action.downstream, action.start_time)
         if self._timer is None and len(self.table):
             self._arm(loop)
 
@@ -201,6 +205,14 @@ class UdpProxyFilter:
         for action in self.table.close_all():
             assert isinstance(action, SessionClosed)
             self._closed(action.session, loop)
+
+    def _log_refused(self, downstream: Address, start_time: float) -> None:
+        from proxy.observability.request_info import RequestInfo
+
+        assert self.access_logger is not None
+        self.access_logger.log(RequestInfo(
+            start_time=start_time, duration=0.0, response_flags=("UO",),
+            downstream_remote_address=downstream, downstream_local_address=self._local))
 
     def _log(self, session: Session, now: float) -> None:
         from proxy.observability.request_info import RequestInfo

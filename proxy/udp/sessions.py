@@ -78,7 +78,16 @@ class SessionClosed:
     reason: str  # "idle_timeout", "unhealthy_host", "host_removed", "closed"
 
 
-Action = SessionOpened | SendUpstream | SessionClosed
+@dataclass(frozen=True, slots=True)
+class SessionRefused:
+    """The circuit breaker refused a new session: Envoy 1.40 still logs it (flag UO, no
+    upstream host)."""
+
+    downstream: Address
+    start_time: float
+
+
+Action = SessionOpened | SendUpstream | SessionClosed | SessionRefused
 
 
 def _unhealthy(host: Host) -> bool:
@@ -200,7 +209,9 @@ class SessionTable:
         # (checked in tests/conformance/proxy/test_udp_proxy_vs_envoy.py).
         self.stats.sess_total.inc()
         if not cluster.circuit_breaker().try_acquire(Resource.CONNECTIONS):
-            return None  # counted in upstream_cx_overflow by the breaker
+            # Counted in upstream_cx_overflow by the breaker.
+            actions.append(SessionRefused(peer, time.time()))
+            return None
         session = Session(next(self._ids), key, peer, cluster, host, now, last_active=now)
         self._sessions[key] = session
         self.stats.sess_active.inc()

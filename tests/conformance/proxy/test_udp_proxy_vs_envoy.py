@@ -228,31 +228,47 @@ def test_stats_after_a_scripted_exchange_match_envoy(backends: list[NamedUdpBack
 
 def test_session_access_log_fields_match_envoy(backends: list[NamedUdpBackend],
                                                tmp_path: Path) -> None:
+    """One session of two queries, and one the circuit breaker (max_connections 1) refuses:
+    Envoy logs both, the refused one with UO and no upstream."""
     records = {}
     for kind in ("envoy", "pointsman"):
         port = free_port()
         path = tmp_path / f"{kind}.log"
         log = [{"name": "file", "typed_config": {"@type": FILE_LOG, "path": str(path),
                                                  "log_format": {"json_format": LOG_FIELDS}}}]
-        config = bootstrap(port, backends[:1], {"idle_timeout": "0.5s", "access_log": log})
+        config = bootstrap(port, backends[:1], {"idle_timeout": "0.5s", "access_log": log},
+                           circuit_breakers={"thresholds": [{"max_connections": 1}]})
         with start(kind, config) as proxy:
             proxy.wait_ready()
-            client = udp_client()
+            served, refused = udp_client(), udp_client()
             try:
                 for ident in range(2):
-                    query(client, ("127.0.0.1", port), ident)
-                source = client.getsockname()
+                    query(served, ("127.0.0.1", port), ident)
+                refused.sendto(b"\x00\x09refused", ("127.0.0.1", port))
+                names = {served.getsockname(): "served", refused.getsockname(): "refused"}
             finally:
-                client.close()
-            proxy.wait_until(lambda path=path: path.exists() and path.read_text().strip(),
-                             15, "access log")
-        record = json.loads(path.read_text().splitlines()[0])
-        assert record["downstream_remote"] == f"127.0.0.1:{source[1]}"
-        assert record["downstream_local"] == f"127.0.0.1:{port}"
-        assert record.pop("upstream_local").startswith("127.0.0.1:")
-        assert 400 <= record.pop("duration") < 5000  # about the idle timeout
-        assert record.pop("start").endswith("Z")
-        del record["downstream_remote"], record["downstream_local"]
-        records[kind] = record
-    assert records["envoy"]["upstream_host"] == f"127.0.0.1:{backends[0].port}"
+                served.close()
+                refused.close()
+            proxy.wait_until(lambda path=path: len(path.read_text().splitlines()) == 2
+                             if path.exists() else False, 15, "access log")
+        records[kind] = sorted((_normalized(json.loads(line), names, port)
+                                for line in path.read_text().splitlines()),
+                               key=lambda record: str(record["downstream_remote"]))
+    served_record = records["envoy"][1]
+    assert served_record["upstream_host"] == f"127.0.0.1:{backends[0].port}"
+    assert records["envoy"][0]["flags"] == "UO"
     assert records["pointsman"] == records["envoy"]
+
+
+def _normalized(record: dict[str, Any], names: dict[Any, str], port: int) -> dict[str, Any]:
+    """Addresses and times that differ between the two runs, as what they stand for."""
+    host, _, client_port = record["downstream_remote"].rpartition(":")
+    record["downstream_remote"] = names[(host, int(client_port))]
+    assert record.pop("downstream_local") == f"127.0.0.1:{port}"
+    local = record.pop("upstream_local")
+    record["upstream_local"] = bool(local and local.startswith("127.0.0.1:"))
+    duration = record.pop("duration")
+    record["long"] = duration >= 400  # a session lasts about its idle timeout
+    assert duration < 5000
+    assert record.pop("start").endswith("Z")
+    return record
