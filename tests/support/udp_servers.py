@@ -14,14 +14,16 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import time
 from typing import Any
 
 UDP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig"
 
 
 class NamedUdpBackend:
-    def __init__(self, name: str, *, health_port: bool = False) -> None:
+    def __init__(self, name: str, *, health_port: bool = False, delay: float = 0.0) -> None:
         self.name = name
+        self.delay = delay  # seconds before each answer (answers are sent in order)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -66,6 +68,8 @@ class NamedUdpBackend:
                 data, peer = self.sock.recvfrom(65535)
                 self.received += 1
                 self.peers.add(peer)
+                if self.delay:
+                    time.sleep(self.delay)
                 self.sock.sendto(data[:2] + self.name.encode(), peer)
 
     def stop(self) -> None:

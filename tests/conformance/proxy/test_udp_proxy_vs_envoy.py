@@ -155,6 +155,33 @@ def test_per_packet_load_balancing_as_envoy(backends: list[NamedUdpBackend]) -> 
     assert seen["pointsman"] == seen["envoy"]
 
 
+def test_an_upstream_reply_renews_the_idle_timeout_as_in_envoy() -> None:
+    """idle_timeout 2 s; the backend answers after 1.2 s; the client's next query at 2.6 s
+    finds its session alive only if the reply renewed it (at 1.2 s, so it expires at 3.2 s;
+    unrenewed, at 2 s): 0.6 s of margin either way."""
+    slow = NamedUdpBackend("slow", delay=1.2)
+    totals = {}
+    try:
+        for kind in ("envoy", "pointsman"):
+            port = free_port()
+            with start(kind, bootstrap(port, [slow], {"idle_timeout": "2s"})) as proxy:
+                proxy.wait_ready()
+                client = udp_client()
+                try:
+                    began = time.monotonic()
+                    query(client, ("127.0.0.1", port), 1)
+                    time.sleep(max(0.0, began + 2.6 - time.monotonic()))
+                    client.sendto(b"\x00\x02again", ("127.0.0.1", port))
+                    proxy.wait_until(lambda proxy=proxy: proxy.stat(
+                        "udp.dns.downstream_sess_rx_datagrams") == 2, 10, "second query")
+                    totals[kind] = proxy.stat("udp.dns.downstream_sess_total")
+                finally:
+                    client.close()
+    finally:
+        slow.stop()
+    assert totals == {"envoy": 1, "pointsman": 1}
+
+
 def _udp_stats(proxy: AdminProxy) -> dict[str, str]:
     _status, body = proxy.admin("/stats")
     wanted = ("udp.", "cluster.backends.udp.", "cluster.backends.upstream_cx_",
