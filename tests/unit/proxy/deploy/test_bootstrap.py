@@ -85,3 +85,31 @@ def test_print_bootstrap_writes_json(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_ipv6_addresses() -> None:
     assert parse_address("[::1]:15000", "--admin") == ("::1", 15000)
+
+
+def test_a_workload_carries_its_labels_and_named_ports() -> None:
+    spec = spec_from_args(parse_args([
+        "--workload", "echo-v1", "-n", "shop", "--label", "app=echo", "--label", "version=v1",
+        "--port", "http=8080", "--instance-ip", "10.0.0.7", "--outbound-ip", "127.0.0.3"]))
+    bootstrap = build_bootstrap(spec)
+    node = node_identity(parse_message(bootstrap["node"], base_pb2.Node),
+                         resolve(load_objects(MESH, "mesh.yaml")))
+    assert node is not None
+    assert (node.id, node.kind, node.name, node.namespace) == (
+        "echo-v1-10.0.0.7", "Workload", "echo-v1", "shop")
+    assert node.labels == (("app", "echo"), ("version", "v1"))
+    assert node.ports == (("http", 8080),)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--service", "api", "--label", "app=echo"),
+     "--label and --port describe a workload: give --workload NAME"),
+    (("--workload", "w", "--label", "app"), "--label: 'app' is not KEY=VALUE"),
+    (("--workload", "w", "--label", "app=a b"), "--label: 'app=a b' is not KEY=VALUE"),
+    (("--workload", "w", "--port", "http=0"), "--port: 'http=0' is not NAME=NUMBER"),
+    (("--workload", "w", "--port", "8080"), "--port: '8080' is not NAME=NUMBER"),
+])
+def test_bad_workload_flags_are_named(flags: tuple[str, ...], message: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--instance-ip", "10.0.0.1", *flags]) == 2
+    assert message in capsys.readouterr().err
