@@ -33,6 +33,7 @@ from controlplane.mesh.compile.gateway import gateway_part
 from controlplane.mesh.compile.http_routes import ClusterUse
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
 from controlplane.mesh.compile.node import MeshNode, NodeError
+from controlplane.mesh.compile.pods import pod_hosts
 from controlplane.mesh.compile.sidecar import (
     OutboundPort,
     Part,
@@ -128,7 +129,8 @@ class MeshCompiler:
             namespaces = {key for key in old.workloads.keys() | endpoints.workloads.keys()
                           if old.workloads.get(key) != endpoints.workloads.get(key)}
             self.memo.invalidate([("sidecars", *key) for key in sorted(changed)]
-                                 + [("workloads", key) for key in sorted(namespaces)])
+                                 + [("workloads", key) for key in sorted(namespaces)]
+                                 + ([("all_workloads",)] if namespaces else []))
             return
         if mesh is not None:
             self.mesh = mesh
@@ -245,7 +247,8 @@ class MeshCompiler:
 
 def _outbound(view: View, namespace: str, port: int) -> OutboundPort:
     found: OutboundPort = view.unit(("outbound", namespace, port),
-                                    lambda inner: outbound_port(inner, namespace, port))
+                                    lambda inner: outbound_port(inner, namespace, port,
+                                                                pod_hosts))
     return found
 
 
@@ -260,6 +263,7 @@ def _namespace_unit(view: View, namespace: str) -> ResourceSet:
         notes += found.notes
         if found.routes is not None:
             resources.append(found.routes)
+        resources += found.clusters
         uses |= found.uses
     return resource_set([*resources, *_clusters(view, uses)], tuple(notes))
 

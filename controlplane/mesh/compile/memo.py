@@ -143,6 +143,12 @@ class View:
         """The workloads registered in `namespace` (Services with a selector pick theirs)."""
         return self._keep(("workloads", namespace), self.endpoints.workloads_in(namespace))
 
+    def all_workloads(self) -> tuple[tuple[str, Workload], ...]:
+        """Every registered workload with its namespace (pods reached by address: pods.py)."""
+        return self._keep(("all_workloads",), tuple(
+            (namespace, item) for namespace in sorted(self.endpoints.workloads)
+            for item in self.endpoints.workloads[namespace]))
+
     def unit(self, key: Hashable, build: Callable[[View], T]) -> T:
         """Another unit's output; its version is recorded as a read."""
         value, version = self.memo.entry(key, build, self.mesh, self.endpoints)

@@ -54,6 +54,7 @@ def echo_set_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]
 def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -12,7 +12,7 @@ from controlplane.mesh import MeshError, load_objects
 from controlplane.mesh.compile.compiler import MeshCompiler
 from controlplane.mesh.compile.memo import Endpoints, Workload
 from controlplane.mesh.compile.node import MeshNode, NodeError, node_identity
-from controlplane.resources import ENDPOINT, LISTENER
+from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from tests.unit.controlplane.mesh.helpers import as_dict, compiled, mesh_of
 
 NS = "gateway-conformance-mesh"
@@ -162,3 +162,38 @@ def test_namespace_objects_load_with_labels() -> None:
     with pytest.raises(MeshError, match=r"spec\.phase"):
         load_objects("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n"
                      "spec: {phase: Active}\n")
+
+
+def test_a_workload_is_reached_by_its_own_address_with_no_service_route() -> None:
+    route = f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: {NS}}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: echo}}]
+  rules:
+  - filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {{set: [{{name: X-Header-Set, value: set}}]}}
+    backendRefs: [{{name: echo, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: alt, namespace: {NS}}}
+spec: {{selector: {{app: alt}}, ports: [{{name: http, port: 8080, appProtocol: http}}]}}
+"""  # alt makes 8080 a Service port number: an outbound listener to send pod traffic through
+    resources = compiled(mesh_of(SERVICES + route), _client(), _endpoints(V1, V2, OTHER))
+    table = as_dict(resources, ROUTE.type_url, "outbound|8080")
+    pods = {vhost["name"]: vhost for vhost in table["virtual_hosts"]
+            if vhost["name"].startswith("pod|")}
+    # echo-v1 and echo-v2 serve 8080 (echo's and their own Service's targetPort); OTHER nothing
+    assert sorted(pods) == ["pod|8080|10.0.0.1", "pod|8080|10.0.0.2"]
+    vhost = pods["pod|8080|10.0.0.2"]
+    assert vhost["domains"] == ["10.0.0.2"]
+    assert vhost["routes"] == [{"match": {"prefix": "/"},
+                                "route": {"cluster": "pod|8080|10.0.0.2", "timeout": "0s"}}]
+    cluster = as_dict(resources, CLUSTER.type_url, "pod|8080|10.0.0.2")
+    assert cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
+        "address"]["socket_address"] == {"address": "10.0.0.2", "port_value": 8080}
+    # the Service's own virtual host keeps its route; the pod's has none of it
+    assert "response_headers_to_add" not in str(vhost)

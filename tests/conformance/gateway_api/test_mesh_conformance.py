@@ -1,0 +1,47 @@
+"""The Gateway API conformance suite's mesh tests (MESH-HTTP, MESH-GRPC), run end to end: one
+control plane and one set of workloads (the base manifests' echo pods, each an echo server
+behind `pointsman sidecar --workload`) shared by every test, as the Go suite shares its base
+manifests; each test applies its own manifests with `pointsman apply`, sends its cases from the
+client pod through its sidecar, checks them as the suite does (expectations.py) and deletes its
+manifests. A test naming a feature we do not claim (mesh_runner.UNSUPPORTED_FEATURES) is not
+run, as the suite skips it; the last test here says which and why.
+
+`python -m tests.conformance.gateway_api.run_report` runs the same and writes the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conformance.gateway_api.mesh_runner import (
+    SUPPORTED_FEATURES,
+    UNSUPPORTED_FEATURES,
+    MeshHarness,
+    unsupported,
+)
+from tests.conformance.gateway_api.mesh_suite import MESH_TESTS, ConformanceTest
+
+pytestmark = [pytest.mark.conformance, pytest.mark.slow]
+
+RUN = [test for test in MESH_TESTS if unsupported(test) is None]
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[MeshHarness]:
+    with MeshHarness() as started:
+        yield started
+
+
+@pytest.mark.parametrize("test", RUN, ids=[test.short_name for test in RUN])
+def test_mesh(harness: MeshHarness, test: ConformanceTest) -> None:
+    outcome = harness.run(test)
+    assert outcome.result == "passed", f"{test.short_name}: {outcome.reason}"
+
+
+def test_only_the_unclaimed_features_keep_a_test_from_running() -> None:
+    not_run = {test.short_name for test in MESH_TESTS if unsupported(test) is not None}
+    assert not_run == {"MeshFrontendHostname"}
+    assert set(UNSUPPORTED_FEATURES) == {"MeshClusterIPMatching"}
+    assert "MeshConsumerRoute" in SUPPORTED_FEATURES
