@@ -324,7 +324,8 @@ def batch(client: Pod, case: ExpectedResponse, count: int) -> list[str]:
     """The pods answering `count` requests (the echo client's --count: one client, its
     connections kept alive, each request balanced by the sidecar on its own)."""
     if case.request.protocol.lower() == "grpc":
-        return [_pod_of(send(client, case)) for _ in range(count)]
+        with _grpc_channel(client, case) as channel:
+            return [_pod_of(_call(channel, case)) for _ in range(count)]
     _, port = target(case.request.host or "echo")
     connection = http.client.HTTPConnection(client.outbound_ip, port, timeout=5)
     try:
@@ -358,21 +359,28 @@ def _exchange(connection: http.client.HTTPConnection, case: ExpectedResponse) ->
 
 
 def _send_grpc(client: Pod, case: ExpectedResponse) -> Observed:
-    request = case.request
-    host = request.host or "echo"
+    with _grpc_channel(client, case) as channel:
+        return _call(channel, case)
+
+
+def _grpc_channel(client: Pod, case: ExpectedResponse) -> grpc.Channel:
+    host = case.request.host or "echo"
     _, port = target(host, 7070)
-    options = [("grpc.default_authority", host)]
-    with grpc.insecure_channel(f"{client.outbound_ip}:{port}", options=options) as channel:
-        call = channel.unary_unary(GRPC_METHOD)  # bytes in, bytes out: no generated code
-        metadata = [(name.lower(), value) for name, value in request.headers.items()]
-        try:
-            body, state = call.with_call(b"", metadata=metadata, timeout=5)
-        except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
-            return Observed(500 + code.value[0], {}, [], "")
-        headers = [(key, value) for key, value in (state.initial_metadata() or ())
-                   if isinstance(value, str)]
-        return _observed(200, headers, body)
+    return grpc.insecure_channel(f"{client.outbound_ip}:{port}",
+                                 options=[("grpc.default_authority", host)])
+
+
+def _call(channel: grpc.Channel, case: ExpectedResponse) -> Observed:
+    call = channel.unary_unary(GRPC_METHOD)  # bytes in, bytes out: no generated code
+    metadata = [(name.lower(), value) for name, value in case.request.headers.items()]
+    try:
+        body, state = call.with_call(b"", metadata=metadata, timeout=5)
+    except grpc.RpcError as error:
+        code = error.code()  # type: ignore[attr-defined]
+        return Observed(500 + code.value[0], {}, [], "")
+    headers = [(key, value) for key, value in (state.initial_metadata() or ())
+               if isinstance(value, str)]
+    return _observed(200, headers, body)
 
 
 def _observed(status: int, headers: Sequence[tuple[str, str]], body: bytes) -> Observed:

@@ -35,10 +35,10 @@ RESULTS = {"passed": SUCCEEDED, "failed": FAILED, "skipped": NOT_SUPPORTED}
 
 
 def implementation() -> dict[str, Any]:
-    return {"organization": "pointsman", "project": "pointsman",
-            "url": "https://github.com/pointsman/pointsman",
-            "version": f"v{metadata.version('pointsman')}",
-            "contact": ["pointsman maintainers"]}
+    """The project has no public address or contact yet: left empty, to fill in before a
+    report is submitted upstream (docs/conformance/README.md)."""
+    return {"organization": "pointsman", "project": "pointsman", "url": "",
+            "version": f"v{metadata.version('pointsman')}", "contact": []}
 
 
 def results_file(outcomes: list[Outcome], proxy: str) -> dict[str, Any]:
