@@ -6,6 +6,9 @@ client pod through its sidecar, checks them as the suite does (expectations.py) 
 manifests. A test naming a feature we do not claim (mesh_runner.UNSUPPORTED_FEATURES) is not
 run, as the suite skips it; the last test here says which and why.
 
+A few tests run again with Envoy as every sidecar (the reference: the same control plane and
+manifests must pass with it too); `run_report --proxy envoy` runs them all so.
+
 `python -m tests.conformance.gateway_api.run_report` runs the same and writes the report.
 """
 
@@ -26,11 +29,21 @@ from tests.conformance.gateway_api.mesh_suite import MESH_TESTS, ConformanceTest
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
 RUN = [test for test in MESH_TESTS if unsupported(test) is None]
+# with Envoy sidecars: workload selection, consumer routes, pod addresses, gRPC, weights
+WITH_ENVOY = [test for test in RUN if test.short_name in {
+    "MeshConsumerRoute", "MeshFrontend", "MeshPorts", "MeshGRPCRouteRequestHeaderModifier",
+    "MeshHTTPRouteWeight"}]
 
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[MeshHarness]:
     with MeshHarness() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def envoy_harness() -> Iterator[MeshHarness]:
+    with MeshHarness(proxy="envoy") as started:
         yield started
 
 
@@ -40,8 +53,15 @@ def test_mesh(harness: MeshHarness, test: ConformanceTest) -> None:
     assert outcome.result == "passed", f"{test.short_name}: {outcome.reason}"
 
 
+@pytest.mark.parametrize("test", WITH_ENVOY, ids=[test.short_name for test in WITH_ENVOY])
+def test_mesh_with_envoy_sidecars(envoy_harness: MeshHarness, test: ConformanceTest) -> None:
+    outcome = envoy_harness.run(test)
+    assert outcome.result == "passed", f"{test.short_name}: {outcome.reason}"
+
+
 def test_only_the_unclaimed_features_keep_a_test_from_running() -> None:
     not_run = {test.short_name for test in MESH_TESTS if unsupported(test) is not None}
     assert not_run == {"MeshFrontendHostname"}
     assert set(UNSUPPORTED_FEATURES) == {"MeshClusterIPMatching"}
     assert "MeshConsumerRoute" in SUPPORTED_FEATURES
+    assert len(WITH_ENVOY) == 5
