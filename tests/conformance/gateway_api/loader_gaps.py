@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Why an object is refused (the test's `why`).
-NO_NAMESPACE = ("kind Namespace is not in our model: the suite's namespaces, and their labels "
-                "for allowedRoutes.namespaces.from: Selector")
 WORKLOAD = ("a workload (Deployment): the runner starts these as `pointsman sidecar`/echo "
             "processes instead of applying them")
 CONFIG_MAP = ("kind ConfigMap is not in our model: CA bundles (BackendTLSPolicy "
