@@ -14,10 +14,13 @@ manifests must pass with it too); `run_report --proxy envoy` runs them all so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
+from tests.conformance.gateway_api.expectations import ECHO_V1, ECHO_V2
+from tests.conformance.gateway_api.expectations import MESH_NAMESPACE as NS
 from tests.conformance.gateway_api.mesh_runner import (
     SUPPORTED_FEATURES,
     UNSUPPORTED_FEATURES,
@@ -25,6 +28,7 @@ from tests.conformance.gateway_api.mesh_runner import (
     unsupported,
 )
 from tests.conformance.gateway_api.mesh_suite import MESH_TESTS, ConformanceTest
+from tests.support.meshapi import pointsman
 
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
@@ -65,3 +69,23 @@ def test_only_the_unclaimed_features_keep_a_test_from_running() -> None:
     assert set(UNSUPPORTED_FEATURES) == {"MeshClusterIPMatching"}
     assert "MeshConsumerRoute" in SUPPORTED_FEATURES
     assert len(WITH_ENVOY) == 5
+
+
+def test_describe_and_get_show_the_workloads_and_namespaces(harness: MeshHarness) -> None:
+    """`pointsman describe svc echo`: both echo pods back `echo`, at their targetPorts;
+    `pointsman get ns`: the suite's Namespaces with their labels."""
+    assert harness.control_plane is not None
+    server = harness.control_plane.api
+    described = pointsman("describe", "svc", "echo", "-n", NS, "-o", "json", server=server)
+    assert described.returncode == 0, described.stderr
+    found = {(item["address"], item["port"], item["source"])
+             for item in json.loads(described.stdout)["endpoints"]}
+    v1, v2 = harness.client(ECHO_V1, NS), harness.client(ECHO_V2, NS)
+    assert {(v1.instance_ip, 8080, "workload echo-v1"), (v2.instance_ip, 8080,
+            "workload echo-v2"), (v1.instance_ip, 7070, "workload echo-v1")} <= found
+    described = pointsman("describe", "svc", "echo-v1", "-n", NS, "-o", "json", server=server)
+    assert {item["source"] for item in json.loads(described.stdout)["endpoints"]} == {
+        "workload echo-v1"}
+    listed = pointsman("get", "ns", "-o", "yaml", server=server)
+    assert listed.returncode == 0, listed.stderr
+    assert "gateway-conformance: mesh-consumer" in listed.stdout
