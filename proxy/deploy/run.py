@@ -40,7 +40,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(
         prog="pointsman run", formatter_class=DefaultsHelpFormatter,
-        usage="pointsman run --service NAME [options] -- COMMAND [ARGS...]",
+        usage="pointsman run (--service NAME | --workload NAME) [options] -- COMMAND [ARGS...]",
         description="start a sidecar, then the application once the sidecar is ready; on "
                     "SIGTERM drain the sidecar, then stop the application")
     add_sidecar_arguments(parser)

@@ -113,3 +113,18 @@ def test_bad_workload_flags_are_named(flags: tuple[str, ...], message: str,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--instance-ip", "10.0.0.1", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_run_hands_the_workload_flags_to_its_sidecar() -> None:
+    from proxy.deploy.run import parse_args as run_args
+    from proxy.deploy.run import sidecar_argv
+    args, command = run_args(["--workload", "echo-v1", "--label", "app=echo", "--port",
+                              "http=8080", "--instance-ip", "10.0.0.7", "--", "app"])
+    argv = sidecar_argv(args)
+    assert command == ["app"]
+    assert argv[argv.index("--workload") + 1] == "echo-v1" and "--service" not in argv
+    assert argv[argv.index("--label") + 1] == "app=echo"
+    assert argv[argv.index("--port") + 1] == "http=8080"
+    spec = spec_from_args(parse_args(argv[argv.index("sidecar") + 1:]))
+    assert (spec.kind, spec.labels, spec.ports) == ("Workload", (("app", "echo"),),
+                                                    (("http", 8080),))
