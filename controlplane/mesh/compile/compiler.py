@@ -33,7 +33,7 @@ from controlplane.mesh.compile.gateway import gateway_part
 from controlplane.mesh.compile.http_routes import ClusterUse
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
 from controlplane.mesh.compile.node import MeshNode, NodeError
-from controlplane.mesh.compile.pods import pod_hosts
+from controlplane.mesh.compile.pods import pod_hosts_unit
 from controlplane.mesh.compile.sidecar import (
     OutboundPort,
     Part,
@@ -248,7 +248,7 @@ class MeshCompiler:
 def _outbound(view: View, namespace: str, port: int) -> OutboundPort:
     found: OutboundPort = view.unit(("outbound", namespace, port),
                                     lambda inner: outbound_port(inner, namespace, port,
-                                                                pod_hosts))
+                                                                pod_hosts_unit))
     return found
 
 

@@ -12,6 +12,8 @@ Services, not to pods).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from envoy.config.route.v3 import route_components_pb2
 from google.protobuf import json_format
 
@@ -29,7 +31,24 @@ def pod_name(port: int, ip: str) -> str:
     return f"pod|{port}|{ip}"
 
 
-def pod_hosts(view: View, port: int) -> tuple[list[VirtualHostOut], list[CachedResource]]:
+@dataclass(frozen=True)
+class PodHosts:
+    """One port's pod virtual hosts and their clusters; equal when their content is (so a
+    rebuilt unit that found the same keeps its version, and the route tables using it stay)."""
+
+    vhosts: tuple[VirtualHostOut, ...]
+    clusters: tuple[CachedResource, ...] = field(compare=False)
+    versions: tuple[str, ...]  # the clusters' content versions, for equality
+
+
+def pod_hosts_unit(view: View, port: int) -> tuple[list[VirtualHostOut], list[CachedResource]]:
+    """pod_hosts as a unit of its own: a workload registering rebuilds it, and the route
+    tables only when what it found changed."""
+    found: PodHosts = view.unit(("pod_hosts", port), lambda inner: pod_hosts(inner, port))
+    return list(found.vhosts), list(found.clusters)
+
+
+def pod_hosts(view: View, port: int) -> PodHosts:
     """The virtual hosts and clusters of the workloads serving HTTP on `port`."""
     vhosts, clusters = [], []
     for namespace, workload in view.all_workloads():
@@ -41,7 +60,7 @@ def pod_hosts(view: View, port: int) -> tuple[list[VirtualHostOut], list[CachedR
         vhosts.append(_vhost(name, workload.instance_ip))
         clusters.append(pack(CLUSTER.type_url, name,
                              app_cluster(name, workload.instance_ip, port, found[2])))
-    return vhosts, clusters
+    return PodHosts(tuple(vhosts), tuple(clusters), tuple(item.version for item in clusters))
 
 
 def _vhost(cluster: str, ip: str) -> VirtualHostOut:
