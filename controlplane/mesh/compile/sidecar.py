@@ -83,7 +83,7 @@ def inbound(view: View, namespace: str, name: str, instance_ip: str, app_ip: str
         cluster_name = f"inbound|{port.port}"
         clusters.append(pack(CLUSTER.type_url, cluster_name,
                              app_cluster(cluster_name, app_ip, port.target_port, protocol)))
-        chain = _inbound_http(view, service, port.name, port.port, cluster_name) \
+        chain = inbound_http(view, service, port.name, port.port, cluster_name) \
             if protocol in HTTP_FAMILY else tcp_proxy_filter(f"inbound_{port.port}", cluster_name)
         listeners.append(pack(LISTENER.type_url, f"inbound|{port.port}", {
             "name": f"inbound|{port.port}", "address": address(instance_ip, port.port),
@@ -102,7 +102,7 @@ def app_cluster(name: str, ip: str, port: int, protocol: str) -> dict[str, Any]:
     return body
 
 
-def _inbound_http(view: View, service: MeshObject, port_name: str, port: int,
+def inbound_http(view: View, service: MeshObject, port_name: str, port: int,
                   cluster_name: str) -> dict[str, Any]:
     traffic = merge([service_policy(view, service, port_name)])
     security = service_policy(view, service, port_name, SP)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from controlplane.mesh.compile.envoy import address, pack
 from controlplane.mesh.compile.memo import View
-from controlplane.mesh.compile.sidecar import Part, _inbound_http, app_cluster, tcp_proxy_filter
+from controlplane.mesh.compile.sidecar import Part, app_cluster, inbound_http, tcp_proxy_filter
 from controlplane.mesh.kinds.service import ServicePort
 from controlplane.mesh.objects import MeshObject
 from controlplane.mesh.resolve import HTTP_FAMILY
@@ -55,7 +55,7 @@ def workload_inbound(view: View, namespace: str, instance_ip: str, app_ip: str,
         cluster_name = f"inbound|{target}"
         clusters.append(pack(CLUSTER.type_url, cluster_name,
                              app_cluster(cluster_name, app_ip, target, protocol)))
-        chain = _inbound_http(view, service, port.name, target, cluster_name) \
+        chain = inbound_http(view, service, port.name, target, cluster_name) \
             if protocol in HTTP_FAMILY else tcp_proxy_filter(f"inbound_{target}", cluster_name)
         listeners.append(pack(LISTENER.type_url, cluster_name, {
             "name": cluster_name, "address": address(instance_ip, target),
