@@ -192,6 +192,7 @@ class MeshCompiler:
         if node.instance_ip is None or node.instance_ip == node.outbound_ip:
             raise NodeError(f"{node}: instance_ip and outbound_ip must be set and differ: "
                             "inbound and outbound listeners share port numbers")
+        self._check_workload_app(node)
         namespace, instance, app = node.namespace, node.instance_ip, node.app_ip
 
         def build(view: View) -> ResourceSet:
@@ -200,6 +201,22 @@ class MeshCompiler:
         return [*self._outbound_parts(node),
                 self.unit(("workload_inbound", namespace, instance, app, node.labels,
                            node.ports), build)]
+
+    def _check_workload_app(self, node: MeshNode) -> None:
+        """As for a Service's sidecar: the application's ports and the outbound listeners
+        must not share an address and port."""
+        if node.outbound_ip != node.app_ip:
+            return
+        labels, ports = dict(node.labels), dict(node.ports)
+        targets = {port.target_on(ports) for service in self.mesh.of_kind("Service")
+                   if service.namespace == node.namespace and service.spec.selects(labels)
+                   for port in service.spec.ports}
+        taken = targets & set(self.mesh.ports_in_use())
+        if taken:
+            raise NodeError(f"{node}: outbound_ip {node.outbound_ip} is also the "
+                            f"application's address, and port(s) {sorted(taken)} are both "
+                            "a targetPort of a Service selecting it and a Service port its "
+                            "outbound listeners bind: give outbound_ip another address")
 
     def _outbound_parts(self, node: MeshNode) -> list[ResourceSet]:
         namespace = node.namespace

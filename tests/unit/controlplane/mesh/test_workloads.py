@@ -197,3 +197,16 @@ spec: {{selector: {{app: alt}}, ports: [{{name: http, port: 8080, appProtocol: h
         "address"]["socket_address"] == {"address": "10.0.0.2", "port_value": 8080}
     # the Service's own virtual host keeps its route; the pod's has none of it
     assert "response_headers_to_add" not in str(vhost)
+
+
+def test_a_workload_whose_app_would_share_its_outbound_listeners_address_is_refused() -> None:
+    node = MeshNode("v1", "Workload", "echo-v1", NS, "10.0.0.1", "127.0.0.5", "127.0.0.5",
+                    labels=V1.labels)
+    text = SERVICES + "---\napiVersion: v1\nkind: Service\nmetadata: {name: alt, namespace: " \
+        + NS + "}\nspec: {ports: [{name: http, port: 8080}]}\n"
+    # 7070 (echo's grpc port, its own target) and 8080 (alt's port, echo's http target)
+    with pytest.raises(NodeError, match=r"port\(s\) \[7070, 8080\]"):
+        MeshCompiler(mesh_of(text), _endpoints(V1)).compile_node(node)
+    apart = MeshNode("v1", "Workload", "echo-v1", NS, "10.0.0.1", "127.0.0.5", "127.0.0.6",
+                     labels=V1.labels)
+    MeshCompiler(mesh_of(text), _endpoints(V1)).compile_node(apart)
