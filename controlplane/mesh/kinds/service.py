@@ -66,8 +66,7 @@ class ServiceSpec:
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         """Whether a workload with `labels` backs this Service: every selector label has that
-        value (Kubernetes: an equality-based selector; an empty one selects nothing here,
-        as a Service with an empty selector gets no endpoints from the endpoints controller)."""
+        value (Kubernetes: a Service's selector is equality-based); none without a selector."""
         if not self.selector:
             return False
         return all(labels.get(key) == value for key, value in self.selector)
@@ -105,9 +104,11 @@ def parse_service_spec(fields: Fields) -> ServiceSpec:
 
 
 def _selector(fields: Fields) -> tuple[tuple[str, str], ...] | None:
+    """An empty selector is no selector: the API server drops it (`selector,omitempty` in
+    k8s.io/api core/v1 ServiceSpec), and the endpoints controllers skip a nil one."""
     if fields.raw("selector") is None:
         return None
-    return tuple(sorted(fields.text_map("selector").items()))
+    return tuple(sorted(fields.text_map("selector").items())) or None
 
 
 def _check_named_targets(fields: Fields, ports: tuple[ServicePort, ...],

@@ -210,3 +210,9 @@ def test_a_workload_whose_app_would_share_its_outbound_listeners_address_is_refu
     apart = MeshNode("v1", "Workload", "echo-v1", NS, "10.0.0.1", "127.0.0.5", "127.0.0.6",
                      labels=V1.labels)
     MeshCompiler(mesh_of(text), _endpoints(V1)).compile_node(apart)
+
+
+def test_an_empty_selector_is_no_selector() -> None:
+    [service] = load_objects("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
+                             "spec: {selector: {}, ports: [{port: 80}]}\n")
+    assert service.spec.selector is None and not service.spec.selects({"app": "a"})
