@@ -14,8 +14,6 @@ WORKLOAD = ("a workload (Deployment): the runner starts these as `pointsman side
 CONFIG_MAP = ("kind ConfigMap is not in our model: CA bundles (BackendTLSPolicy "
               "caCertificateRefs, frontend client validation) and the coredns configuration")
 UNKNOWN_KIND = "a kind our model does not know"
-SELECTOR = ("allowedRoutes.namespaces.from: Selector is refused (needs Namespace objects with "
-            "labels)")
 UDP_SERVICE = "a Service port with protocol UDP (the suite's coredns)"
 LISTENER_PROTOCOL = ("a listener protocol we do not serve is an apply error, where the suite "
                      "expects the Gateway stored with the listener Accepted=False "
@@ -59,9 +57,6 @@ class Gap:
 
 
 LOADER_GAPS: tuple[Gap, ...] = (
-    Gap('base/manifests.yaml',
-        'Gateway gateway-conformance-infra/backend-namespaces',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
     Gap('base/manifests.yaml',
         'Deployment gateway-conformance-infra/infra-backend-v1',
         'kind', WORKLOAD),
@@ -236,15 +231,6 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/gateway-tls-backend-client-certificate.yaml',
         'Deployment gateway-conformance-infra/tls-backend-with-client-cert-validation',
         'kind', WORKLOAD),
-    Gap('tests/gateway-with-attached-routes.yaml',
-        'Gateway gateway-conformance-infra/gateway-with-one-attached-route',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
-    Gap('tests/gateway-with-attached-routes.yaml',
-        'Gateway gateway-conformance-infra/gateway-with-two-attached-routes',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
-    Gap('tests/gateway-with-attached-routes.yaml',
-        'Gateway gateway-conformance-infra/unresolved-gateway-with-one-attached-unresolved-route',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
     Gap('tests/gateway-with-clientcertificate-validation-insecure-fallback.yaml',
         'Gateway gateway-conformance-infra/client-validation-insecure-fallback',
         'spec.tls', GATEWAY_TLS),
