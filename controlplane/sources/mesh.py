@@ -74,8 +74,8 @@ REFUSED_PREFIX = "mesh-refused:"  # never a view: a node resolving there gets no
 
 
 def view_key(node: MeshNode) -> str:
-    parts: tuple[str, ...] = (node.kind, node.namespace, node.name, node.id, node.instance_ip or "",
-             node.app_ip, node.outbound_ip)
+    parts: tuple[str, ...] = (node.kind, node.namespace, node.name, node.id,
+                              node.instance_ip or "", node.app_ip, node.outbound_ip)
     if node.kind == "Workload":
         parts += (repr(node.labels), repr(node.ports))
     return MESH_PREFIX + "|".join(parts)
