@@ -99,9 +99,6 @@ def main() -> None:
     timed(f"  ... and the other {args.sidecars - 1}",
           lambda: [compiler.compile_node(node) for node in nodes[1:]])
     workload_registered(compiler, endpoints, nodes)
-    from controlplane.sources.mesh import snapshot_of
-    resources = compiler.compile_node(nodes[0])
-    timed("one sidecar's Snapshot from its resources", lambda: snapshot_of(resources))
 
 
 def workload_registered(compiler: MeshCompiler, endpoints: Endpoints,
