@@ -46,6 +46,7 @@ from proxy.codec.http3 import ALPN, FlowControlledQuicConnection
 from proxy.context import ServerContext
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.listeners.quic_session import QuicSession
+from proxy.listeners.udp import bind_udp_socket
 from proxy.model.listener import FilterChain, Listener
 from proxy.model.quic import QuicListenerOptions
 from proxy.stats import Stats
@@ -57,23 +58,6 @@ CID_LENGTH = 8  # aioquic's default host connection ID length
 MIN_INITIAL_SIZE = 1200  # RFC 9000 14.1
 RETRY_THRESHOLD = 64  # handshakes in progress beyond which new clients must Retry first
 _SUPPORTED_VERSIONS = QuicConfiguration().supported_versions
-
-
-def bind_udp_socket(listener: Listener, *, reuse_port: bool) -> socket.socket:
-    """A non-blocking UDP socket bound to the listener's address."""
-    host, port = listener.address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port or listener.enable_reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def quic_configuration(chain: FilterChain, options: QuicListenerOptions) -> QuicConfiguration:

@@ -30,6 +30,7 @@ from proxy.model.quic import (
     translate_udp_listener_config,
 )
 from proxy.model.tls import DownstreamTls, translate_downstream_tls
+from proxy.model.udp_listener import UdpListenerSettings, translate_udp_listener
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -40,6 +41,8 @@ PROXY_PROTOCOL = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProto
 SOURCE_ANY = 0
 SOURCE_SAME_IP_OR_LOOPBACK = 1
 SOURCE_EXTERNAL = 2
+
+_UDP = 1  # SocketAddress.Protocol.UDP
 
 # Envoy's default listener_filters_timeout (listener.proto): 15 s.
 DEFAULT_LISTENER_FILTERS_TIMEOUT = 15.0
@@ -112,6 +115,13 @@ class Listener:
     enable_reuse_port: bool = True  # Envoy's default since 1.20: SO_REUSEPORT
     # A QUIC (HTTP/3) listener on UDP: udp_listener_config.quic_options (proxy.model.quic).
     quic: QuicListenerOptions | None = None
+    # A UDP listener (address.socket_address.protocol: UDP): its datagram settings and its
+    # udp_proxy (proxy.model.udp_listener); None for TCP.
+    udp: UdpListenerSettings | None = None
+
+    @property
+    def is_udp(self) -> bool:
+        return self.udp is not None
 
     @property
     def uses_tls_inspector(self) -> bool:
@@ -136,11 +146,17 @@ def translate_listener(message: listener_pb2.Listener, *, name: str = "") -> Lis
 
 
 def _translate(message: listener_pb2.Listener, name: str) -> Listener:
-    reject_unsupported(message, _LISTENER_FIELDS)
     if not name:
         raise ConfigError("a listener needs a name", field="name")
+    if _is_udp(message) and not _has_quic_options(message):
+        return _translate_udp(message, name)
+    reject_unsupported(message, _LISTENER_FIELDS)
     quic = translate_udp_listener_config(message.udp_listener_config) \
         if message.HasField("udp_listener_config") else None
+    if quic is not None and message.listener_filters and not message.filter_chains:
+        raise ConfigError("quic_options make a QUIC listener, whose filter chains serve HTTP/3; "
+                          "a UDP listener filter (udp_proxy) needs a listener without them",
+                          field="udp_listener_config.quic_options")
     address = translate_socket_address(message.address, "address", udp=quic is not None)
     chains = tuple(
         _translate_chain(chain, f"filter_chains[{index}]", index, quic=quic is not None)
@@ -189,20 +205,43 @@ def _translate(message: listener_pb2.Listener, name: str) -> Listener:
     )
 
 
-def translate_socket_address(address: Any, field_name: str, *, udp: bool = False
-                             ) -> tuple[str, int]:
-    """An address's host and port; `udp`: a QUIC listener's, which must say UDP."""
+def _is_udp(message: listener_pb2.Listener) -> bool:
+    return (message.address.WhichOneof("address") == "socket_address"
+            and message.address.socket_address.protocol == _UDP)
+
+
+def _has_quic_options(message: listener_pb2.Listener) -> bool:
+    """A UDP listener with udp_listener_config.quic_options is a QUIC (HTTP/3) listener, with
+    filter chains as a TCP one has (proxy.model.quic); any other UDP listener is
+    connection-less (proxy.model.udp_listener)."""
+    return message.udp_listener_config.HasField("quic_options")
+
+
+def _translate_udp(message: listener_pb2.Listener, name: str) -> Listener:
+    """A UDP listener: no filter chains, its datagrams go to its UDP listener filter."""
+    settings = translate_udp_listener(message)
+    return Listener(
+        name=name,
+        address=translate_socket_address(message.address, "address", udp=True),
+        stat_prefix=message.stat_prefix,
+        filter_chains=(),
+        enable_reuse_port=(message.enable_reuse_port.value
+                           if message.HasField("enable_reuse_port") else True),
+        udp=settings,
+    )
+
+
+def translate_socket_address(address: Any, field_name: str, *,
+                             udp: bool = False) -> tuple[str, int]:
     if address.WhichOneof("address") != "socket_address":
         raise unsupported(f"{field_name}.{address.WhichOneof('address') or 'socket_address'}",
                           "only socket_address listeners")
     socket_address = address.socket_address
     reject_unsupported(socket_address, {"address", "port_value", "protocol"},
                        prefix=f"{field_name}.socket_address.")
-    if socket_address.protocol != (1 if udp else 0):  # SocketAddress.Protocol TCP 0, UDP 1
+    if socket_address.protocol != (_UDP if udp else 0):
         raise unsupported(f"{field_name}.socket_address.protocol",
-                          f"{enum_name(socket_address, 'protocol')}: "
-                          + ("UDP with udp_listener_config.quic_options" if udp
-                             else "TCP only (UDP needs udp_listener_config.quic_options)"))
+                          f"{enum_name(socket_address, 'protocol')}: TCP or UDP only")
     try:
         ipaddress.ip_address(socket_address.address)
     except ValueError:
