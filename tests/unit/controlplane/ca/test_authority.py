@@ -178,3 +178,14 @@ def test_operator_ca_from_files(tmp_path: Path) -> None:
     with pytest.raises(CaError, match="cannot read"):
         keeper.from_files(tmp_path / "missing.pem", tmp_path / "ca.key",
                           trust_domain="x.y", lifetime=HOUR)
+
+
+def test_command_line_ca_flags() -> None:
+    from controlplane.main import parse_args
+
+    args = parse_args(["--mesh", "m.yaml", "--cert-lifetime", "90s", "--trust-domain", "a.b"])
+    assert args.cert_lifetime == datetime.timedelta(seconds=90) and args.trust_domain == "a.b"
+    assert parse_args(["--mesh", "m.yaml"]).cert_lifetime == datetime.timedelta(hours=24)
+    for bad in (["--cert-lifetime", "soon"], ["--cert-lifetime", "0s"], ["--ca-cert", "x"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--mesh", "m.yaml", *bad])
