@@ -148,6 +148,7 @@ class Server:
             else (bootstrap.ads.initial_fetch_timeout if bootstrap.ads else 0.0)
         self._tasks = TaskSet("server", on_error=self._task_failed)
         self._xds_client: Any = None
+        self._sds_streams: Any = None  # proxy.xds.sds.SdsStreams, when xDS runs here
         self.serve_traffic = serve_traffic
         self.update_observers: list[Any] = []
         self.cluster_manager.update(self.static_clusters.values())
@@ -176,6 +177,12 @@ class Server:
         configured) and, once warm, the listeners. Raises ConfigError or ListenerBindError
         when a static listener cannot be built or bound; then nothing was started."""
         self.listener_manager.stage(self._all_listeners())
+        self._check_sds_sources(self.secret_refs())
+        if xds:
+            from proxy.xds.sds import SdsStreams
+
+            self._sds_streams = SdsStreams(self, self._tasks.spawn, ads_credentials)
+            self._refresh_sds_streams()
         if self.bootstrap.ads is not None and xds:
             self._tasks.spawn(self._run_xds(), "ADS client")
         if self.serve_traffic:
@@ -270,6 +277,7 @@ class Server:
         """Apply one state-of-the-world update; ConfigError (-> NACK) changes nothing."""
         translated = self._translate_all(type_url, version, resources)
         self._apply_translated(type_url, version, translated)
+        self._refresh_sds_streams()
         for observer in self.update_observers:
             observer(type_url, version, resources)
 
@@ -290,6 +298,7 @@ class Server:
         elif type_url == CLUSTER_LOAD_ASSIGNMENT:
             translated = {**self._emptied_assignments(removed), **translated}
         self._apply_translated(type_url, version, translated)
+        self._refresh_sds_streams()
         if type_url == ROUTE_CONFIGURATION and removed:
             log.warning("RDS: the server removed route configurations %s: ignored, as Envoy "
                         "does (the routes stay)", ", ".join(map(repr, removed)))
@@ -374,6 +383,35 @@ class Server:
             return sorted({ref.name for ref in self.secret_refs() if ref.source.ads})
         return ()
 
+    def _check_sds_sources(self, refs: Iterable[SdsRef]) -> None:
+        """`ads: {}` needs the bootstrap's ads_config (Envoy refuses it otherwise)."""
+        from proxy.xds.sds import targets_of
+
+        for ref in refs:
+            if ref.source.ads and self.bootstrap.ads is None:
+                raise ConfigError(f"secret {ref.name!r}: sds_config {{ads: {{}}}} needs the "
+                                  "bootstrap's dynamic_resources.ads_config",
+                                  field="sds_config.ads")
+            if not ref.source.ads:
+                field = "sds_config.api_config_source.grpc_services[0].envoy_grpc.cluster_name"
+                cluster = self.static_clusters.get(ref.source.cluster)
+                if cluster is None:
+                    raise ConfigError(f"secret {ref.name!r}: SDS cluster "
+                                      f"{ref.source.cluster!r} is not a static cluster",
+                                      field=field)
+                targets_of(cluster, field)
+
+    def _refresh_sds_streams(self) -> None:
+        """One SDS stream per api_config_source cluster the configuration names."""
+        if self._sds_streams is None:
+            return
+        wanted: dict[str, set[str]] = {}
+        for ref in self.secret_refs():
+            if not ref.source.ads:
+                wanted.setdefault(ref.source.cluster, set()).add(ref.name)
+        self._sds_streams.refresh({cluster: tuple(sorted(names))
+                                   for cluster, names in wanted.items()})
+
     def secret_refs(self) -> set[SdsRef]:
         """Every SDS secret the listeners (serving, warming, configured) and clusters name."""
         listeners = [*self._all_listeners().values(), *self.listener_manager.models.values(),
@@ -395,6 +433,11 @@ class Server:
         listeners = {**self.static_listeners,
                      **{name: item.model for name, item in translated.items()}}
         _check_distinct_addresses(listeners)
+        try:
+            self._check_sds_sources(ref for tls in _listener_tls(listeners.values())
+                                    for ref in sds_refs(tls))
+        except ConfigError as error:
+            raise error.within(source="LDS") from error
         clusters = {**self.static_clusters, **self.state.models(CLUSTER)}
         self._refuse_tls_collectors(list(listeners.values()), clusters.values(), source="LDS")
         refuse_proxy_protocol_routes(inline_route_configs(list(listeners.values())), clusters,
@@ -441,6 +484,11 @@ class Server:
                                   source="CDS")
         clusters: list[Cluster] = [*self.static_clusters.values(),
                                    *(item.model for item in translated.values())]
+        try:
+            self._check_sds_sources(ref for tls in _cluster_tls(clusters)
+                                    for ref in sds_refs(tls))
+        except ConfigError as error:
+            raise error.within(source="CDS") from error
         self._refuse_tls_collectors(self._all_listeners().values(), clusters, source="CDS")
         refuse_proxy_protocol_routes(self._route_configs(), {c.name: c for c in clusters},
                                      source="CDS")

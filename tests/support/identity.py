@@ -25,6 +25,9 @@ HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_man
        "HttpConnectionManager")
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 SDS_ADS = {"ads": {}, "resource_api_version": "V3"}
+SDS_GRPC = {"api_config_source": {"api_type": "GRPC", "transport_api_version": "V3",
+                                  "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+            "resource_api_version": "V3"}
 
 
 def now() -> datetime.datetime:
@@ -91,17 +94,17 @@ def _tls_socket(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"name": "envoy.transport_sockets.tls", "typed_config": {"@type": TLS + kind, **body}}
 
 
-def _common(peer_id: str | None) -> dict[str, Any]:
+def _common(peer_id: str | None, source: dict[str, Any]) -> dict[str, Any]:
     common: dict[str, Any] = {"tls_certificate_sds_secret_configs": [
-        {"name": "default", "sds_config": SDS_ADS}]}
+        {"name": "default", "sds_config": source}]}
     if peer_id is None:
         common["validation_context_sds_secret_config"] = {"name": "ROOTCA",
-                                                          "sds_config": SDS_ADS}
+                                                          "sds_config": source}
     else:
         common["combined_validation_context"] = {
             "default_validation_context": {"match_typed_subject_alt_names": [
                 {"san_type": "URI", "matcher": {"exact": peer_id}}]},
-            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": SDS_ADS}}
+            "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": source}}
     return common
 
 
@@ -123,14 +126,17 @@ def _http_listener(name: str, address: str, port: int, route: dict[str, Any],
 
 def sds_sidecar_bootstrap(node_id: str, service: str, xds_port: int, *, address: str,
                           inbound_port: int, outbound_port: int, peer: tuple[str, int],
-                          peer_id: str, instance_ip: str, delta: bool = False
-                          ) -> dict[str, Any]:
+                          peer_id: str, instance_ip: str, delta: bool = False,
+                          sds_stream: bool = False) -> dict[str, Any]:
+    """`sds_stream`: the secrets from SecretDiscoveryService (api_config_source) instead of
+    ADS, and no ADS at all."""
+    source = SDS_GRPC if sds_stream else SDS_ADS
     inbound = _http_listener("inbound", address, inbound_port,
                              {"direct_response": {"status": 200,
                                                   "body": {"inline_string": service}}},
                              _tls_socket("DownstreamTlsContext", {
                                  "require_client_certificate": True,
-                                 "common_tls_context": _common(None)}))
+                                 "common_tls_context": _common(None, source)}))
     outbound = _http_listener("outbound", address, outbound_port,
                               {"route": {"cluster": "peer"}}, None)
     xds = {"name": "xds", "type": "STATIC", "connect_timeout": "1s",
@@ -142,20 +148,23 @@ def sds_sidecar_bootstrap(node_id: str, service: str, xds_port: int, *, address:
                    "address": "127.0.0.1", "port_value": xds_port}}}}]}]}}
     peer_cluster = {"name": "peer", "type": "STATIC", "connect_timeout": "2s",
                     "transport_socket": _tls_socket("UpstreamTlsContext",
-                                                    {"common_tls_context": _common(peer_id)}),
+                                                    {"common_tls_context": _common(peer_id,
+                                                                                   source)}),
                     "load_assignment": {"cluster_name": "peer", "endpoints": [{
                         "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
                             "address": peer[0], "port_value": peer[1]}}}}]}]}}
-    return {
+    bootstrap: dict[str, Any] = {
         "node": {"id": node_id, "cluster": service,
                  "metadata": {"namespace": "default", "instance_ip": instance_ip,
                               "outbound_ip": "127.0.0.3"}},
-        "dynamic_resources": {"ads_config": {
-            "api_type": "DELTA_GRPC" if delta else "GRPC", "transport_api_version": "V3",
-            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}},
         "static_resources": {"listeners": [inbound, outbound],
                              "clusters": [xds, peer_cluster]},
     }
+    if not sds_stream:
+        bootstrap["dynamic_resources"] = {"ads_config": {
+            "api_type": "DELTA_GRPC" if delta else "GRPC", "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}}
+    return bootstrap
 
 
 MESH = """

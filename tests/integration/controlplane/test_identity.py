@@ -43,7 +43,8 @@ class Mesh:
                                               "--cert-lifetime", f"{LIFETIME}s")
         stack.enter_context(self.control_plane)
         self.control_plane.wait_ready()
-        self.ports = {name: (free_port(), free_port()) for name in ("alpha", "beta", "gamma")}
+        self.ports = {name: (free_port(), free_port())
+                      for name in ("alpha", "beta", "gamma", "delta", "epsilon")}
         self.alpha = self.sidecar(stack, "alpha", "beta", spiffe_id("cluster.local", "default",
                                                                     "beta"))
         self.beta = self.sidecar(stack, "beta", "alpha", spiffe_id("cluster.local", "default",
@@ -51,16 +52,24 @@ class Mesh:
         # gamma calls beta but expects alpha's identity there: its calls must fail.
         self.gamma = self.sidecar(stack, "alpha", "beta", spiffe_id("cluster.local", "default",
                                                                     "alpha"), ports="gamma")
-        for proxy in (self.alpha, self.beta, self.gamma):
+        # delta: beta's identity from the SecretDiscoveryService stream (no ADS); epsilon:
+        # alpha's over delta ADS.
+        self.delta = self.sidecar(stack, "beta", "alpha", spiffe_id("cluster.local", "default",
+                                                                    "alpha"), ports="delta",
+                                  sds_stream=True)
+        self.epsilon = self.sidecar(stack, "alpha", "beta", spiffe_id("cluster.local",
+                                                                      "default", "beta"),
+                                    ports="epsilon", delta=True)
+        for proxy in (self.alpha, self.beta, self.gamma, self.delta, self.epsilon):
             proxy.wait_ready()
 
     def sidecar(self, stack: ExitStack, service: str, peer: str, peer_id: str, *,
-                ports: str = "") -> Pointsman:
+                ports: str = "", sds_stream: bool = False, delta: bool = False) -> Pointsman:
         inbound, outbound = self.ports[ports or service]
         bootstrap = sds_sidecar_bootstrap(
             f"{ports or service}-1", service, self.control_plane.port, address="127.0.0.1",
             inbound_port=inbound, outbound_port=outbound, peer=("127.0.0.1", self.ports[peer][0]),
-            peer_id=peer_id, instance_ip="127.0.0.2")
+            peer_id=peer_id, instance_ip="127.0.0.2", sds_stream=sds_stream, delta=delta)
         proxy = Pointsman(bootstrap, name=f"pointsman-{ports or service}")
         stack.enter_context(proxy)
         return proxy
@@ -92,6 +101,13 @@ def test_sidecars_serve_mtls_with_the_svids_of_their_services(mesh: Mesh) -> Non
     # Both ways between sidecars: the caller presents its SVID and checks the server's ID.
     assert outbound(mesh, "alpha") == (200, b"beta")
     assert outbound(mesh, "beta") == (200, b"alpha")
+
+
+def test_secrets_over_the_sds_service_and_over_delta_ads(mesh: Mesh) -> None:
+    status, body = https_get(mesh.ports["delta"][0], mesh.client())  # type: ignore[arg-type]
+    assert (status, body) == (200, b"beta")
+    assert outbound(mesh, "delta") == (200, b"alpha")  # delta -> alpha, as beta
+    assert outbound(mesh, "epsilon") == (200, b"beta")  # epsilon -> beta, as alpha
 
 
 def test_a_server_with_another_identity_is_refused_by_the_caller(mesh: Mesh) -> None:
