@@ -88,9 +88,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MixedMesh]:
 def test_envoy_and_pointsman_talk_mtls_both_ways(mesh: MixedMesh) -> None:
     assert mesh.outbound("alpha") == (200, b"beta")  # Envoy -> Pointsman
     assert mesh.outbound("beta") == (200, b"alpha")  # Pointsman -> Envoy
-    # Envoy verified our SVID (its handshakes succeeded) and counts them as Envoy does.
-    assert mesh.alpha.stat("cluster.peer.ssl.handshake") >= 1
-    assert mesh.alpha.stat("cluster.peer.ssl.fail_verify_san") == 0
+    # Envoy verified our SVID (its handshakes succeeded); both count them alike.
+    for proxy in (mesh.alpha, mesh.beta):
+        assert proxy.stat("cluster.peer.ssl.handshake") >= 1
+        assert proxy.stat("cluster.peer.ssl.fail_verify_san") == 0
 
 
 def test_both_serve_the_control_planes_svids(mesh: MixedMesh) -> None:
@@ -114,9 +115,11 @@ def test_attacks_are_refused_by_both(mesh: MixedMesh, attack: str) -> None:
     refused = {name: handshake_refused(mesh.ports[name][0], context)
                for name in ("alpha", "beta")}
     assert refused == {"alpha": True, "beta": True}
-    port = mesh.ports["alpha"][0]
     stat = ("ssl.fail_verify_no_cert" if svid is None else "ssl.fail_verify_error")
-    assert mesh.alpha.stat(f"listener.127.0.0.1_{port}.{stat}") >= 1
+    for name, proxy in (("alpha", mesh.alpha), ("beta", mesh.beta)):  # the same stat
+        port = mesh.ports[name][0]
+        assert proxy.stat(f"listener.127.0.0.1_{port}.{stat}") >= 1, name
+        assert proxy.stat(f"listener.127.0.0.1_{port}.ssl.handshake") >= 1, name
 
 
 def secrets_dump(proxy: AdminProxy) -> dict[str, Any]:
