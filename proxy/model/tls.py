@@ -28,11 +28,8 @@ frozen model that carries the ready `ssl.SSLContext`. Behaviour follows Envoy's 
 from __future__ import annotations
 
 import dataclasses
-import os
 import ssl
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2
@@ -45,9 +42,7 @@ from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.model.fields import reject_unsupported
 from proxy.model.secret import (
-    DYNAMIC,
     SdsRef,
-    Secret,
     TlsCertificate,
     ValidationContext,
     static_secret,
@@ -55,7 +50,11 @@ from proxy.model.secret import (
     translate_sds_source,
     translate_validation,
 )
+from proxy.model.tls_binding import CommonTls, TlsBinding, check_secret
 from proxy.transport.resumption import ResumingClientContext
+
+__all__ = ["DownstreamTls", "TlsBinding", "UpstreamTls", "check_secret", "sds_refs",
+           "translate_downstream_tls", "translate_upstream_tls", "waiting_for"]
 
 TLS_SOCKET_NAME = "envoy.transport_sockets.tls"
 RAW_BUFFER_TYPE = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
@@ -107,162 +106,6 @@ def waiting_for(tls: DownstreamTls | UpstreamTls | None) -> tuple[str, ...]:
     if tls is None or tls.binding is None:
         return ()
     return tls.binding.waiting()
-
-
-@dataclass(frozen=True)
-class _Common:
-    """A CommonTlsContext translated: what is known now, and the SDS secrets it names."""
-
-    certificate: TlsCertificate | None
-    validation: ValidationContext | None
-    alpn: tuple[str, ...]
-    certificate_ref: SdsRef | None = None
-    validation_ref: SdsRef | None = None
-
-    @property
-    def refs(self) -> tuple[SdsRef, ...]:
-        return tuple(ref for ref in (self.certificate_ref, self.validation_ref) if ref)
-
-
-class TlsBinding:
-    """One SSLContext and the secrets it is made of. `reload()` (SecretRegistry.update)
-    loads the current version of its SDS secrets into the same context, for new handshakes;
-    `validation` is the validation context in force (its SAN matchers included)."""
-
-    def __init__(self, context: ssl.SSLContext, common: _Common, *, server: bool,
-                 require_client: bool = False) -> None:
-        self.context = context
-        self.common = common
-        self.server = server
-        self.require_client = require_client
-        self.certificate: TlsCertificate | None = None
-        self.validation: ValidationContext | None = None
-        self.trusted_loaded: bytes | None = None
-        self.counters: dict[str, Any] = {}  # Envoy's ssl.* stats, once a scope is given
-        context.sslobject_class = SanCheckingObject
-        context.pointsman_binding = self  # type: ignore[attr-defined]
-        if common.validation_ref is not None:
-            # Fail closed until the trusted CA arrives: an empty store verifies nobody (a
-            # cluster added after start-up is used before its secret comes; Envoy would keep
-            # it warming).
-            context.verify_mode = (ssl.CERT_REQUIRED if require_client or not server
-                                   else ssl.CERT_OPTIONAL)
-        if common.refs:
-            DYNAMIC.bind([ref.name for ref in common.refs], self)
-
-    def __repr__(self) -> str:
-        return f"TlsBinding(server={self.server}, waiting={self.waiting()})"
-
-    def waiting(self) -> tuple[str, ...]:
-        return tuple(ref.name for ref in self.common.refs
-                     if _dynamic(ref) is None)
-
-    def load(self, certificate: TlsCertificate | None, validation: ValidationContext | None,
-             cert_field: str = "common_tls_context.tls_certificates[0]",
-             ca_field: str = "common_tls_context.validation_context.trusted_ca") -> None:
-        if certificate is not None and certificate != self.certificate:
-            _load_certificate(self.context, certificate, cert_field)
-            self.certificate = certificate
-        self.validation = validation
-        if validation is not None and validation.trusted_ca is not None \
-                and validation.trusted_ca != self.trusted_loaded:
-            # A new bundle is added to the store (OpenSSL cannot remove a trusted CA from a
-            # context in use): the roots of a rotation are trusted side by side.
-            _load_ca(self.context, validation, ca_field)
-            self.trusted_loaded = validation.trusted_ca
-            self.context.verify_mode = (ssl.CERT_REQUIRED if self.require_client or
-                                        not self.server else ssl.CERT_OPTIONAL)
-
-    def reload(self) -> None:
-        certificate = self.common.certificate
-        if self.common.certificate_ref is not None:
-            certificate = _dynamic(self.common.certificate_ref) or certificate
-        validation = _merged_validation(self.common)
-        self.load(certificate, validation)
-
-    def count_into(self, stats: Any, scope: str) -> None:
-        """Count handshakes in `scope` (`listener.<address>.ssl.`, `cluster.<name>.ssl.`):
-        Envoy's handshake, connection_error, fail_verify_no_cert, fail_verify_error and
-        fail_verify_san (docs: configuration/listeners/stats, "TLS statistics")."""
-        self.counters = {name: stats.counter(scope + name) for name in (
-            "handshake", "connection_error", "fail_verify_no_cert", "fail_verify_error",
-            "fail_verify_san")}
-
-    def counted(self, outcome: str) -> None:
-        counter = self.counters.get(outcome)
-        if counter is not None:
-            counter.inc()
-
-    def handshake_failed(self, error: ssl.SSLError) -> None:
-        """A verification failure counts as such, any other error as connection_error
-        (Envoy counts a refused certificate in fail_verify_*, not in connection_error)."""
-        reason = getattr(error, "reason", "") or ""
-        if reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_REQUIRED"):
-            self.counted("fail_verify_no_cert")
-        elif isinstance(error, ssl.SSLCertVerificationError) or \
-                reason == "CERTIFICATE_VERIFY_FAILED":
-            self.counted("fail_verify_error")
-        else:
-            self.counted("connection_error")
-
-    @property
-    def checks_peer(self) -> bool:
-        return bool(self.validation and self.validation.san_matchers)
-
-    def peer_allowed(self, peer: dict[str, Any] | None) -> bool:
-        """match_typed_subject_alt_names against the verified peer certificate."""
-        matchers = self.validation.san_matchers if self.validation else ()
-        if not matchers or not peer:
-            return True
-        sans = peer.get("subjectAltName", ())
-        return any(matcher.matches(sans) for matcher in matchers)
-
-
-class SanCheckingObject(ssl.SSLObject):
-    """Fails the handshake when the peer's SANs match none of the context's matchers
-    (Envoy: "ssl.fail_verify_san"); asyncio and uvloop both drive `do_handshake`."""
-
-    def do_handshake(self) -> None:
-        binding = getattr(self.context, "pointsman_binding", None)
-        try:
-            super().do_handshake()
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise  # not done yet
-        except ssl.SSLError as error:
-            if binding is not None:
-                binding.handshake_failed(error)
-            raise
-        if binding is None:
-            return
-        if not binding.checks_peer or binding.peer_allowed(self.getpeercert()):
-            binding.counted("handshake")
-            return
-        binding.counted("fail_verify_san")
-        refused = ssl.SSLCertVerificationError(
-            1, "certificate verify failed: SAN matcher")  # Envoy's words
-        refused.reason = "CERTIFICATE_VERIFY_FAILED"  # type: ignore[attr-defined]
-        refused.library = "SSL"  # type: ignore[attr-defined]
-        refused.verify_message = "SAN matcher"  # type: ignore[attr-defined]
-        raise refused
-
-
-def _dynamic(ref: SdsRef) -> Any | None:
-    secret = DYNAMIC.get(ref.name)
-    return getattr(secret, ref.kind, None) if secret is not None else None
-
-
-def _merged_validation(common: _Common) -> ValidationContext | None:
-    """combined_validation_context: the dynamic context merged into the default one (its
-    trusted_ca in force, SAN matchers of both), as Envoy merges them."""
-    if common.validation_ref is None:
-        return common.validation
-    dynamic = _dynamic(common.validation_ref)
-    if dynamic is None:
-        return common.validation
-    if common.validation is None:
-        return dynamic  # type: ignore[no-any-return]
-    return ValidationContext(dynamic.trusted_ca or common.validation.trusted_ca,
-                             common.validation.san_matchers + dynamic.san_matchers)
 
 
 def translate_downstream_tls(message: Message) -> DownstreamTls | None:
@@ -364,7 +207,7 @@ def _unwrap(message: Message, cls: type[Any], type_name: str) -> Any | None:
     return message
 
 
-def _translate_common(common: Any, prefix: str) -> _Common:
+def _translate_common(common: Any, prefix: str) -> CommonTls:
     reject_unsupported(common, {"tls_params", "tls_certificates", "validation_context",
                                 "alpn_protocols", "tls_certificate_sds_secret_configs",
                                 "validation_context_sds_secret_config",
@@ -385,7 +228,7 @@ def _translate_common(common: Any, prefix: str) -> _Common:
         raise unsupported(prefix + "tls_certificates[1]", "one certificate per context")
     validation, validation_ref = _translate_validation(common, prefix)
     first = certificates[0] if certificates else None
-    return _Common(first if isinstance(first, TlsCertificate) else None, validation,
+    return CommonTls(first if isinstance(first, TlsCertificate) else None, validation,
                    tuple(common.alpn_protocols),
                    first if isinstance(first, SdsRef) else None, validation_ref)
 
@@ -444,43 +287,6 @@ def _apply_versions(context: ssl.SSLContext, common: Any, default_max: ssl.TLSVe
     context.minimum_version = _VERSIONS.get(params.tls_minimum_protocol_version,
                                             ssl.TLSVersion.TLSv1_2)
     context.maximum_version = _VERSIONS.get(params.tls_maximum_protocol_version, default_max)
-
-
-def check_secret(secret: Secret) -> None:
-    """An SDS secret's certificate and key, or its trusted CA, must load (else NACK)."""
-    if secret.tls_certificate is not None:
-        _load_certificate(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), secret.tls_certificate,
-                          "tls_certificate")
-    validation = secret.validation_context
-    if validation is not None and validation.trusted_ca is not None:
-        _load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), validation,
-                 "validation_context.trusted_ca")
-
-
-def _load_certificate(context: ssl.SSLContext, certificate: TlsCertificate,
-                      field_name: str) -> None:
-    # ssl only loads chains from files: write them to a private directory (mkdtemp: 0700;
-    # the key file 0600), load, delete.
-    with tempfile.TemporaryDirectory(prefix="pointsman-tls-") as directory:
-        chain = Path(directory, "chain.pem")
-        key = Path(directory, "key.pem")
-        chain.write_bytes(certificate.certificate_chain)
-        descriptor = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as sink:
-            sink.write(certificate.private_key)
-        try:
-            context.load_cert_chain(chain, key)
-        except ssl.SSLError as error:
-            raise ConfigError(f"invalid certificate or key: {error.reason or error}",
-                              field=field_name) from error
-
-
-def _load_ca(context: ssl.SSLContext, validation: ValidationContext, field_name: str) -> None:
-    assert validation.trusted_ca is not None
-    try:
-        context.load_verify_locations(cadata=validation.trusted_ca.decode())
-    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
-        raise ConfigError(f"invalid trusted_ca: {error}", field=field_name) from error
 
 
 def _server_context(common: Any, alpn: tuple[str, ...]) -> ssl.SSLContext:

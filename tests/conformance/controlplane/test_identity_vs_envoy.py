@@ -189,5 +189,8 @@ def test_xds_over_tls_with_the_mesh_cas_certificate(tmp_path: Path) -> None:
             proxy.wait_ready()
             assert https_get(inbound, context) == (200, service.encode())
         gamma = proxies["gamma"][0]
+        gamma.wait_until(lambda: "CERTIFICATE_VERIFY_FAILED" in gamma.output(), 30,
+                         "refusing the control plane's certificate")
+        gamma.wait_until(lambda: gamma.admin("/ready")[0] > 0, 30, "serving its admin")
         assert secrets_dump(gamma) == {}  # it never trusted the server, so never connected
         assert gamma.stat("control_plane.connected_state") == 0

@@ -79,11 +79,14 @@ def test_join_tokens_admit_refuse_and_revoke(tmp_path: Path) -> None:
         svid_authority = _authority(root)
         context = client_context(bundle, svid_authority.issue("default", "c", now()), tmp_path)
         assert https_get(inbound, context) == (200, b"beta")
-        time.sleep(1.0)  # the refused ones had time to ask (and be refused) several times
-        assert secrets_held(thief) == set() and secrets_held(anonymous) == set()
+        eventually(lambda: "join token names default/alpha" in control_plane.output()
+                   and "a join token is required" in control_plane.output(),
+                   "the thief and the anonymous sidecar refused")
+        for refused in (thief, anonymous):
+            refused.wait_until(lambda proxy=refused: proxy.admin("/ready")[0] > 0,  # type: ignore[misc]
+                               30, "serving its admin")
+            assert secrets_held(refused) == set()
         assert thief.stat("control_plane.connected_state") == 0
-        assert "join token names default/alpha" in control_plane.output()
-        assert "a join token is required" in control_plane.output()
 
         listed = pointsman("token", "list", server=control_plane.api)
         token_id = next(line.split()[0] for line in listed.stdout.splitlines()
