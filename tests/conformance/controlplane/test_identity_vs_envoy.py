@@ -92,6 +92,8 @@ def test_envoy_and_pointsman_talk_mtls_both_ways(mesh: MixedMesh) -> None:
     for proxy in (mesh.alpha, mesh.beta):
         assert proxy.stat("cluster.peer.ssl.handshake") >= 1
         assert proxy.stat("cluster.peer.ssl.fail_verify_san") == 0
+        prometheus = proxy.admin("/stats/prometheus")[1]  # the same series name and tags
+        assert 'envoy_cluster_ssl_handshake{envoy_cluster_name="peer"}' in prometheus
 
 
 def test_both_serve_the_control_planes_svids(mesh: MixedMesh) -> None:
