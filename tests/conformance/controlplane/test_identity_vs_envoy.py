@@ -7,6 +7,7 @@ redacts the private key the same way; rotation (6 s SVIDs) keeps both working.""
 
 from __future__ import annotations
 
+import copy
 import datetime
 import http.client
 import json
@@ -130,7 +131,7 @@ def secrets_dump(proxy: AdminProxy) -> dict[str, Any]:
     dump = json.loads(body)
     found = next(item for item in dump["configs"] if item["@type"].endswith(
         "SecretsConfigDump"))
-    return {item["name"]: item["secret"] for item in found["dynamic_active_secrets"]}
+    return {item["name"]: item["secret"] for item in found.get("dynamic_active_secrets", [])}
 
 
 def test_private_keys_are_redacted_as_envoy_redacts_them(mesh: MixedMesh) -> None:
@@ -196,3 +197,62 @@ def test_xds_over_tls_with_the_mesh_cas_certificate(tmp_path: Path) -> None:
         gamma.wait_until(lambda: gamma.admin("/ready")[0] > 0, 30, "serving its admin")
         assert secrets_dump(gamma) == {}  # it never trusted the server, so never connected
         assert gamma.stat("control_plane.connected_state") == 0
+
+
+def test_envoy_presents_its_join_token_as_grpc_metadata(tmp_path: Path) -> None:
+    """Envoy sends `initial_metadata` on its xDS streams: with `--require-join-token`, the
+    token naming alpha gets Envoy alpha's SVID; the one naming beta is refused for alpha."""
+    from tests.support.meshapi import ApiControlPlane, pointsman
+
+    (tmp_path / "mesh.yaml").write_text(MESH)
+    with ExitStack() as stack:
+        control_plane = ApiControlPlane(f"file:{tmp_path / 'state'}", "--require-join-token")
+        stack.enter_context(control_plane)
+        control_plane.wait_ready()
+        assert pointsman("apply", "-f", str(tmp_path / "mesh.yaml"),
+                         server=control_plane.api).returncode == 0
+        tokens = {service: pointsman("token", "create", "--service", service,
+                                     server=control_plane.api).stdout.strip()
+                  for service in ("alpha", "beta")}
+        envoys = {}
+        for name, token in (("admitted", tokens["alpha"]), ("refused", tokens["beta"])):
+            inbound = free_port()
+            bootstrap = copy.deepcopy(sds_sidecar_bootstrap(  # shares SDS_GRPC: copied
+                f"alpha-{name}", "alpha", control_plane.port, address="127.0.0.1",
+                inbound_port=inbound, outbound_port=free_port(), peer=("127.0.0.1", 9),
+                peer_id="spiffe://x/y", instance_ip="127.0.0.2", sds_stream="cluster"))
+            for service in _xds_services(bootstrap):
+                service["initial_metadata"] = [{"key": "x-pointsman-join-token",
+                                                "value": token}]
+            envoy = Envoy(bootstrap, name=f"envoy-alpha-{name}")
+            stack.enter_context(envoy)
+            envoys[name] = (envoy, inbound)
+        envoy, inbound = envoys["admitted"]
+        envoy.wait_ready()
+        root = (tmp_path / "state" / "secrets" / "ca-root").read_bytes()
+        certificate, marker, key = root.partition(b"-----BEGIN PRIVATE KEY-----")
+        authority = CertificateAuthority.from_pem(certificate, marker + key)
+        context = client_context(authority.trust_bundle,
+                                 authority.issue("default", "c", now()), tmp_path)
+        assert https_get(inbound, context) == (200, b"alpha")
+        refused = envoys["refused"][0]
+        refused.wait_until(lambda: "names default/beta" in control_plane.output(), 30,
+                           "refused by the control plane")
+        assert secrets_dump(refused) == {}
+
+
+def _xds_services(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every GrpcService that reaches the control plane: ADS and the SDS api_config_sources."""
+    found = list(bootstrap["dynamic_resources"]["ads_config"]["grpc_services"])
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if "api_config_source" in value:
+                found.extend(value["api_config_source"]["grpc_services"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+    walk(bootstrap["static_resources"])
+    return found
