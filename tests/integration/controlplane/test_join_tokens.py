@@ -14,6 +14,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+
 from tests.support.identity import MESH, client_context, https_get, now, sds_sidecar_bootstrap
 from tests.support.meshapi import ApiControlPlane, pointsman
 from tests.support.pointsman import Pointsman
@@ -88,6 +91,13 @@ def test_join_tokens_admit_refuse_and_revoke(tmp_path: Path) -> None:
             assert secrets_held(refused) == set()
         assert thief.stat("control_plane.connected_state") == 0
 
+        # FetchSecrets (unary SDS) is checked the same way.
+        assert fetch_secrets(control_plane.port, "beta", token) == ["ROOTCA", "default"]
+        for wrong in (other, None):
+            with pytest.raises(grpc.RpcError) as refused_fetch:
+                fetch_secrets(control_plane.port, "beta", wrong)
+            assert refused_fetch.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
         listed = pointsman("token", "list", server=control_plane.api)
         token_id = next(line.split()[0] for line in listed.stdout.splitlines()
                         if line.endswith(" beta"))
@@ -97,6 +107,28 @@ def test_join_tokens_admit_refuse_and_revoke(tmp_path: Path) -> None:
         eventually(lambda: "unknown or revoked join token" in control_plane.output(),
                    "the revoked token refused on reconnection")
         assert beta.stat("control_plane.connected_state") == 0
+
+
+def fetch_secrets(port: int, service: str, token: str | None) -> list[str]:
+    from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+    from envoy.service.discovery.v3 import discovery_pb2
+    from envoy.service.secret.v3 import sds_pb2_grpc
+
+    request = discovery_pb2.DiscoveryRequest(
+        resource_names=["default", "ROOTCA"], type_url="type.googleapis.com/" +
+        secret_pb2.Secret.DESCRIPTOR.full_name)
+    request.node.id, request.node.cluster = f"{service}-fetch", service
+    request.node.metadata.update({"instance_ip": "127.0.0.2", "outbound_ip": "127.0.0.3"})
+    metadata = (("x-pointsman-join-token", token),) if token else ()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        response = sds_pb2_grpc.SecretDiscoveryServiceStub(channel).FetchSecrets(
+            request, metadata=metadata, timeout=10)
+    names = []
+    for packed in response.resources:
+        secret = secret_pb2.Secret()
+        packed.Unpack(secret)
+        names.append(secret.name)
+    return sorted(names)
 
 
 def _authority(root: Path) -> Any:
