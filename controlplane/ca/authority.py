@@ -159,6 +159,9 @@ class CertificateAuthority:
         not_before = now - BACKDATE
         not_after = min(now + max(self.lifetime, MIN_LIFETIME),
                         self.certificate.not_valid_after_utc)
+        if not_after <= now:
+            raise CaError(f"the CA certificate expired at "
+                          f"{self.certificate.not_valid_after_utc.isoformat()}: no SVID issued")
         serial = x509.random_serial_number()
         certificate = (x509.CertificateBuilder()
                        .subject_name(x509.Name([])).issuer_name(self.certificate.subject)

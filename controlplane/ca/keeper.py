@@ -28,6 +28,9 @@ def from_files(cert: Path, key: Path, *, trust_domain: str,
                       f"{error.strerror}") from error
     authority = CertificateAuthority.from_pem(certificates, key_pem, source="--ca-cert/--ca-key",
                                               trust_domain=trust_domain, lifetime=lifetime)
+    expires = authority.certificate.not_valid_after_utc
+    if expires <= datetime.datetime.now(datetime.UTC):
+        raise CaError(f"--ca-cert: the CA certificate expired at {expires.isoformat()}")
     _announce(authority, "--ca-cert")
     return authority
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from envoy.config.core.v3 import base_pb2
 
 from controlplane import logs
-from controlplane.ca import IdentitySecrets
+from controlplane.ca import CaError, IdentitySecrets
 from controlplane.cache import (
     TYPE_URLS,
     CachedResource,
@@ -222,7 +222,12 @@ class MeshCache(ResourceCache):
         if self.identity_secrets is None:
             return None
         who = (identity.namespace, identity.name)
-        messages = self.identity_secrets.secrets_for(*who, datetime.datetime.now(datetime.UTC))
+        try:
+            messages = self.identity_secrets.secrets_for(*who,
+                                                         datetime.datetime.now(datetime.UTC))
+        except CaError as error:  # an expired CA: the node gets its config, no SVID
+            self._refused(identity.id, str(error))
+            return None
         held = self._secret_sets.get(who)
         if held is None or held[0] is not messages:
             packed = {name: CachedResource.of(SECRET.type_url, name, message)

@@ -220,3 +220,14 @@ def test_command_line_tls_from_the_ca() -> None:
                             "--tls-key", "y"]):
         with pytest.raises(SystemExit):
             parse_args(["--mesh", "m.yaml", *bad])
+
+
+def test_an_expired_ca_issues_nothing_and_is_refused_at_start(tmp_path: Path) -> None:
+    old = CertificateAuthority.create_root(NOW - datetime.timedelta(days=3651))
+    with pytest.raises(CaError, match="expired"):
+        old.issue("default", "a", NOW)
+    (tmp_path / "ca.pem").write_bytes(old.certificate_pem())
+    (tmp_path / "ca.key").write_bytes(old.key_pem())
+    with pytest.raises(CaError, match="expired"):
+        keeper.from_files(tmp_path / "ca.pem", tmp_path / "ca.key", trust_domain="x",
+                          lifetime=HOUR)
