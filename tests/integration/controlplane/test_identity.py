@@ -215,3 +215,36 @@ def test_requests_under_load_lose_nothing_across_rotations(mesh: Mesh) -> None:
     assert sum(failed for _, failed in results) == 0, results
     assert sum(ok for ok, _ in results) > 100, results
     print(f"{sum(ok for ok, _ in results)} requests in {LIFETIME + 1} s across renewals")
+
+
+def test_delta_secrets_over_the_sds_service(mesh: Mesh) -> None:
+    """SecretDiscoveryService/DeltaSecrets (incremental xDS) serves the same secrets."""
+    import grpc
+    from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+    from envoy.service.discovery.v3 import discovery_pb2
+    from envoy.service.secret.v3 import sds_pb2_grpc
+
+    request = discovery_pb2.DeltaDiscoveryRequest(
+        type_url="type.googleapis.com/" + secret_pb2.Secret.DESCRIPTOR.full_name,
+        resource_names_subscribe=["default", "ROOTCA"])
+    request.node.id, request.node.cluster = "beta-delta", "beta"
+    request.node.metadata.update({"instance_ip": "127.0.0.2", "outbound_ip": "127.0.0.3"})
+    with grpc.insecure_channel(f"127.0.0.1:{mesh.control_plane.port}") as channel:
+        stream = sds_pb2_grpc.SecretDiscoveryServiceStub(channel).DeltaSecrets(
+            iter([request]), timeout=10)
+        response = next(stream)
+        stream.cancel()
+    names = set()
+    for item in response.resources:
+        secret = secret_pb2.Secret()
+        item.resource.Unpack(secret)
+        names.add(secret.name)
+        if secret.name == "default":  # beta's SVID
+            from cryptography import x509
+
+            leaf = x509.load_pem_x509_certificate(
+                secret.tls_certificate.certificate_chain.inline_bytes)
+            assert leaf.extensions.get_extension_for_class(
+                x509.SubjectAlternativeName).value.get_values_for_type(
+                x509.UniformResourceIdentifier) == ["spiffe://cluster.local/ns/default/sa/beta"]
+    assert names == {"default", "ROOTCA"}
