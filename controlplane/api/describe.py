@@ -1,7 +1,8 @@
 """`DescribeService`: one Service as an operator needs to see it (`pointsman describe service`).
 
 Its ports (declared, and the protocol the mesh carries them as), its endpoints (registered
-sidecars, HEALTHY while connected with their listeners ACKed; EndpointSlice addresses with
+sidecars and the workloads its selector picks, one per port at its targetPort, HEALTHY while
+connected with their listeners ACKed; EndpointSlice addresses with
 their ready/terminating conditions), the routes attached to it (GAMMA producer and consumer
 routes) and sending to it, the policies targeting it or its routes, the sidecars that serve
 it and the proxies whose configuration can send to it (their resources were compiled from
@@ -60,6 +61,7 @@ def _endpoints(mesh: Mesh, cache: MeshCache, service: MeshObject,
         names = ", ".join(sorted(nodes.get(address, []))) or "(another replica's)"
         out.append(pb.ServiceEndpoint(address=address, health="HEALTHY",
                                       source=f"sidecar {names}"))
+    out += _workload_endpoints(cache, service)
     for item in mesh.slices.get((service.namespace, service.name), []):
         ports = {port.name: port.port for port in item.spec.ports}
         for endpoint in item.spec.endpoints:
@@ -70,6 +72,24 @@ def _endpoints(mesh: Mesh, cache: MeshCache, service: MeshObject,
                     out.append(pb.ServiceEndpoint(
                         address=address, port=ports.get(port.name, port.target_port),
                         health=health, source=f"EndpointSlice {item.name}"))
+    return out
+
+
+def _workload_endpoints(cache: MeshCache, service: MeshObject) -> list[pb.ServiceEndpoint]:
+    """The workloads the Service's selector picks, per port at its targetPort (a named one as
+    the workload declares it; left out where it does not)."""
+    if service.spec.selector is None:
+        return []
+    out = []
+    for workload in cache.compiler.endpoints.workloads_in(service.namespace):
+        if not service.spec.selects(dict(workload.labels)):
+            continue
+        for port in service.spec.ports:
+            target = port.target_on(dict(workload.ports))
+            if target is not None:
+                out.append(pb.ServiceEndpoint(address=workload.instance_ip, port=target,
+                                              health="HEALTHY",
+                                              source=f"workload {workload.name}"))
     return out
 
 

@@ -2,8 +2,10 @@
 others through the store's presence entries (controlplane/store/presence.py).
 
 - `SharedEndpointsCache`: the mesh cache whose Service endpoints are every replica's
-  registered sidecars, not only its own: a sidecar connected to replica A is an endpoint for
-  callers connected to B. The union is recompiled when any replica's entries change.
+  registered sidecars and workloads, not only its own: a sidecar connected to replica A is an
+  endpoint for callers connected to B. The union is recompiled when any replica's entries
+  change. A workload's entry is `namespace/name/address`, its value its labels and ports
+  (JSON).
 - `ReplicaDirectory`: every connected proxy of the mesh (`pointsman status`, Programmed): this
   replica's, evaluated now, and the others' as they last published them; and the control
   planes that are up. It publishes this replica's own records a moment after they change
@@ -21,11 +23,11 @@ from collections.abc import Callable
 
 from controlplane import logs
 from controlplane.api.proxies import ControlPlaneInfo, ProxyRecord, ProxyTracker
-from controlplane.mesh.compile.memo import Endpoints
+from controlplane.mesh.compile.memo import Endpoints, Workload
 from controlplane.sources.mesh import MeshCache
 from controlplane.store.presence import LocalPresence
 
-ENDPOINT, PROXY, REPLICA = "endpoint", "proxy", "replica"
+ENDPOINT, PROXY, REPLICA, WORKLOAD = "endpoint", "proxy", "replica", "workload"
 PUBLISH_DELAY = 0.1  # seconds: changes within it go out together
 
 
@@ -34,6 +36,7 @@ class SharedEndpointsCache(MeshCache):
         super().__init__()
         self.presence: LocalPresence | None = None
         self._published: set[str] = set()
+        self._published_workloads: dict[str, bytes] = {}
 
     def share(self, presence: LocalPresence) -> None:
         self.presence = presence
@@ -52,22 +55,53 @@ class SharedEndpointsCache(MeshCache):
         for entry in sorted(self._published - local):
             self.presence.set(ENDPOINT, entry, None)
         self._published = local
+        self._publish_workloads()
+
+    def _publish_workloads(self) -> None:
+        assert self.presence is not None
+        local = {f"{namespace}/{item.name}/{item.instance_ip}": json.dumps(
+            {"labels": dict(item.labels), "ports": dict(item.ports)}, sort_keys=True).encode()
+            for namespace, item in self._workload_counts}
+        for entry, value in sorted(local.items()):
+            if self._published_workloads.get(entry) != value:
+                self.presence.set(WORKLOAD, entry, value)
+        for entry in sorted(self._published_workloads.keys() - local.keys()):
+            self.presence.set(WORKLOAD, entry, None)
+        self._published_workloads = local
 
     def _presence_changed(self, kind: str) -> None:
-        if kind != ENDPOINT or self.presence is None:
+        if kind not in (ENDPOINT, WORKLOAD) or self.presence is None:
             return
         by_service: dict[tuple[str, str], set[str]] = {}
         for _replica, entry in self.presence.entries(ENDPOINT):
             namespace, name, address = entry.split("/", 2)
             by_service.setdefault((namespace, name), set()).add(address)
         wanted = {key: tuple(sorted(value)) for key, value in by_service.items()}
-        if wanted == self.compiler.endpoints.by_service:
+        workloads = self._shared_workloads()
+        if wanted == self.compiler.endpoints.by_service \
+                and workloads == self.compiler.endpoints.workloads:
             return
         endpoints = Endpoints()
         endpoints.by_service = wanted
+        endpoints.workloads = workloads
         self.compiler.update(endpoints=endpoints)
         with self._change("endpoints"):
             self._recompile()
+
+
+    def _shared_workloads(self) -> dict[str, tuple[Workload, ...]]:
+        assert self.presence is not None
+        found: dict[str, set[Workload]] = {}
+        for (_replica, entry), value in self.presence.entries(WORKLOAD).items():
+            namespace, name, address = entry.split("/", 2)
+            try:
+                data = json.loads(value)
+                workload = Workload(name, address, tuple(sorted(data["labels"].items())),
+                                    tuple(sorted(data["ports"].items())))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                continue  # another replica's malformed entry: not an endpoint
+            found.setdefault(namespace, set()).add(workload)
+        return {key: tuple(sorted(value)) for key, value in found.items()}
 
 
 class ReplicaDirectory:

@@ -23,6 +23,7 @@ from controlplane.mesh.kinds.gateway import parse_gateway_spec
 from controlplane.mesh.kinds.gatewayclass import parse_gatewayclass_spec
 from controlplane.mesh.kinds.grpcroute import parse_grpcroute_spec
 from controlplane.mesh.kinds.httproute import parse_httproute_spec
+from controlplane.mesh.kinds.namespace import parse_namespace_spec
 from controlplane.mesh.kinds.referencegrant import parse_referencegrant_spec
 from controlplane.mesh.kinds.secret import parse_secret
 from controlplane.mesh.kinds.securitypolicy import parse_securitypolicy_spec
@@ -42,6 +43,7 @@ GW = "gateway.networking.k8s.io/"
 EG = "gateway.envoyproxy.io/v1alpha1"
 KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("Service", ("v1",), parse_service_spec),
+    KindSpec("Namespace", ("v1",), parse_namespace_spec, spec_required=False),
     KindSpec("Secret", ("v1",), parse_top=parse_secret, spec_required=False),
     KindSpec("EndpointSlice", ("discovery.k8s.io/v1",), parse_top=parse_endpointslice,
              spec_required=False),

@@ -399,7 +399,7 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
         if (GATEWAY_GROUP, route.kind) not in listener.allowed_kinds:
             message = f"listener {listener.name} does not allow {route.kind}"
             continue
-        if not _namespace_allowed(listener, gateway.namespace, route.namespace):
+        if not _namespace_allowed(mesh, listener, gateway.namespace, route.namespace):
             message = f"listener {listener.name} does not allow routes from namespace " \
                       f"{route.namespace}"
             continue
@@ -417,13 +417,26 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
     return Attachment(route, index, ref, key, True, "Accepted", listeners=tuple(accepted))
 
 
-def _namespace_allowed(listener: GatewayListener, gateway_namespace: str,
+def _namespace_allowed(mesh: Mesh, listener: GatewayListener, gateway_namespace: str,
                        route_namespace: str) -> bool:
     if listener.namespaces_from == "All":
         return True
     if listener.namespaces_from == "None":
         return False
+    if listener.namespaces_from == "Selector":
+        return listener.namespace_selector is not None and \
+            listener.namespace_selector.matches(namespace_labels(mesh, route_namespace))
     return gateway_namespace == route_namespace
+
+
+def namespace_labels(mesh: Mesh, name: str) -> dict[str, str]:
+    """A namespace's labels: its Namespace object's, if one is among the objects, and the
+    `kubernetes.io/metadata.name` label the API server sets on every Namespace (Kubernetes
+    1.21+, NamespaceDefaultLabelName), so a namespace exists by being named."""
+    found = next((item for item in mesh.of_kind("Namespace") if item.name == name), None)
+    labels = dict(found.meta.labels) if found is not None else {}
+    labels["kubernetes.io/metadata.name"] = name
+    return labels
 
 
 def _infer_protocols(mesh: Mesh) -> None:

@@ -59,7 +59,7 @@ from controlplane.cache import (
 from controlplane.mesh import MeshError, MeshObject, read_objects, resolve
 from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources
 from controlplane.mesh.compile.compiler import ResourceSet as Part
-from controlplane.mesh.compile.memo import Endpoints
+from controlplane.mesh.compile.memo import Endpoints, Workload
 from controlplane.mesh.compile.node import MeshNode, NodeError, node_identity
 from controlplane.mesh.errors import Location
 from controlplane.mesh.load import mesh_files
@@ -81,8 +81,11 @@ REFUSED_PREFIX = "mesh-refused:"  # never a view: a node resolving there gets no
 
 
 def view_key(node: MeshNode) -> str:
-    return MESH_PREFIX + "|".join((node.kind, node.namespace, node.name, node.id,
-                                   node.instance_ip or "", node.app_ip, node.outbound_ip))
+    parts: tuple[str, ...] = (node.kind, node.namespace, node.name, node.id,
+                              node.instance_ip or "", node.app_ip, node.outbound_ip)
+    if node.kind == "Workload":
+        parts += (repr(node.labels), repr(node.ports))
+    return MESH_PREFIX + "|".join(parts)
 
 
 def own_types(resources: NodeResources) -> dict[str, TypeContent]:
@@ -140,6 +143,8 @@ class MeshCache(ResourceCache):
         self._stream_nodes: dict[int, MeshNode] = {}
         self._registered: dict[int, tuple[tuple[str, str], str]] = {}
         self._endpoint_counts: Counter[tuple[tuple[str, str], str]] = Counter()
+        self._workload_streams: dict[int, tuple[str, Workload]] = {}
+        self._workload_counts: Counter[tuple[str, Workload]] = Counter()
         self._publish_pending = False
         self._batch = Debounce(after=ENDPOINT_BATCH_AFTER, maximum=ENDPOINT_BATCH_MAX)
         self.node_errors: dict[str, str] = {}  # node id -> why it gets nothing
@@ -310,12 +315,16 @@ class MeshCache(ResourceCache):
             identity = node_identity(node, self.mesh)
         except NodeError:
             return
-        if identity is not None and identity.kind == "Service" and identity.instance_ip:
+        if identity is not None and identity.kind in ("Service", "Workload") \
+                and identity.instance_ip:
             self._stream_nodes[stream_id] = identity
 
     def _register_endpoint(self, stream_id: int) -> None:
         node = self._stream_nodes.get(stream_id)
         if node is None or stream_id in self._registered or node.instance_ip is None:
+            return
+        if node.kind == "Workload":
+            self._register_workload(stream_id, node, node.instance_ip)
             return
         entry = ((node.namespace, node.name), node.instance_ip)
         self._registered[stream_id] = entry
@@ -325,8 +334,33 @@ class MeshCache(ResourceCache):
                        address=node.instance_ip, node=node.id)
             self._publish_endpoints()
 
+    def _register_workload(self, stream_id: int, node: MeshNode, instance_ip: str) -> None:
+        """A workload's labels and ports, for the Services whose selector picks it."""
+        if stream_id in self._workload_streams:
+            return
+        entry = (node.namespace, Workload(node.name, instance_ip, node.labels, node.ports))
+        self._workload_streams[stream_id] = entry
+        self._workload_counts[entry] += 1
+        if self._workload_counts[entry] == 1:
+            logs.event("mesh_workload_added", workload=f"{node.namespace}/{node.name}",
+                       address=instance_ip, node=node.id,
+                       labels=",".join(f"{key}={value}" for key, value in node.labels))
+            self._publish_endpoints()
+
+    def _workload_closed(self, stream_id: int) -> None:
+        entry = self._workload_streams.pop(stream_id, None)
+        if entry is None:
+            return
+        self._workload_counts[entry] -= 1
+        if self._workload_counts[entry] <= 0:
+            del self._workload_counts[entry]
+            logs.event("mesh_workload_removed", workload=f"{entry[0]}/{entry[1].name}",
+                       address=entry[1].instance_ip)
+            self._publish_endpoints()
+
     def stream_closed(self, stream_id: int) -> None:
         self._stream_nodes.pop(stream_id, None)
+        self._workload_closed(stream_id)
         entry = self._registered.pop(stream_id, None)
         if entry is None:
             return
@@ -367,6 +401,10 @@ class MeshCache(ResourceCache):
             by_service.setdefault(service, []).append(address)
         endpoints = Endpoints()
         endpoints.by_service = {key: tuple(sorted(value)) for key, value in by_service.items()}
+        workloads: dict[str, list[Workload]] = {}
+        for namespace, workload in self._workload_counts:
+            workloads.setdefault(namespace, []).append(workload)
+        endpoints.workloads = {key: tuple(sorted(value)) for key, value in workloads.items()}
         self.compiler.update(endpoints=endpoints)
         with self._change("endpoints"):
             self._recompile()

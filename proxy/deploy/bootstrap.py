@@ -12,11 +12,17 @@ Pure data: no I/O, so it is tested without sockets.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any
 
 XDS_CLUSTER = "xds"
 JOIN_TOKEN_METADATA = "x-pointsman-join-token"  # controlplane/ca/tokens.py METADATA_KEY
+# Kubernetes label syntax (apimachinery validation.IsQualifiedName, IsValidLabelValue)
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+PORT_NAME = re.compile(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # IANA_SVC_NAME
 _H2_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _H2_TYPE = "type.googleapis.com/" + _H2_OPTIONS
 _TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
@@ -34,11 +40,30 @@ class SidecarSpec:
     instance_ip: str
     app_ip: str = "127.0.0.1"
     outbound_ip: str = "127.0.0.1"
-    kind: str = "Service"
+    kind: str = "Service"  # or "Workload" (labels pick its Services) or "Gateway"
     delta: bool = False
     join_token: str = ""  # sent as gRPC metadata on the xDS stream (docs/security.md)
     xds_ca: str = ""  # a file: reach the control plane over TLS, trusting this root
     xds_name: str = ""  # the control plane's name in its certificate (SNI), when not its host
+    labels: tuple[tuple[str, str], ...] = ()  # a Workload's
+    ports: tuple[tuple[str, int], ...] = ()  # a Workload's named ports
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """`--label KEY=VALUE` (a Kubernetes label: key and value as kubectl takes them)."""
+    key, sep, value = text.partition("=")
+    if not sep or not LABEL_KEY.match(key) or not LABEL_VALUE.match(value):
+        raise ValueError(f"--label: {text!r} is not KEY=VALUE (a Kubernetes label)")
+    return key, value
+
+
+def parse_port(text: str) -> tuple[str, int]:
+    """`--port NAME=NUMBER`: a named port of the workload (a container port's name)."""
+    name, sep, number = text.partition("=")
+    if not sep or not PORT_NAME.match(name) or len(name) > 15 or not number.isdigit() \
+            or not 0 < int(number) < 65536:
+        raise ValueError(f"--port: {text!r} is not NAME=NUMBER (a port name, 1-65535)")
+    return name, int(number)
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:
@@ -59,10 +84,12 @@ def parse_ip(text: str, flag: str) -> str:
 
 def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
     """The bootstrap as a dict (JSON/YAML-ready, proto3 JSON field names)."""
-    metadata = {"namespace": spec.namespace, "kind": spec.kind}
-    if spec.kind == "Service":
+    metadata: dict[str, Any] = {"namespace": spec.namespace, "kind": spec.kind}
+    if spec.kind in ("Service", "Workload"):
         metadata.update(instance_ip=spec.instance_ip, app_ip=spec.app_ip,
                         outbound_ip=spec.outbound_ip)
+    if spec.kind == "Workload":
+        metadata.update(labels=dict(spec.labels), ports=dict(spec.ports))
     elif spec.instance_ip:
         metadata["instance_ip"] = spec.instance_ip
     service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}

@@ -40,7 +40,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(
         prog="pointsman run", formatter_class=DefaultsHelpFormatter,
-        usage="pointsman run --service NAME [options] -- COMMAND [ARGS...]",
+        usage="pointsman run (--service NAME | --workload NAME) [options] -- COMMAND [ARGS...]",
         description="start a sidecar, then the application once the sidecar is ready; on "
                     "SIGTERM drain the sidecar, then stop the application")
     add_sidecar_arguments(parser)
@@ -61,7 +61,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def sidecar_argv(args: argparse.Namespace) -> list[str]:
     """`python -m proxy.deploy sidecar` with the sidecar flags `run` was given."""
-    argv = [sys.executable, "-m", "proxy.deploy", "sidecar", "--service", args.service,
+    who = ["--workload", args.workload] if args.workload else ["--service", args.service]
+    argv = [sys.executable, "-m", "proxy.deploy", "sidecar", *who,
             "--namespace", args.namespace, "--app-ip", args.app_ip,
             "--outbound-ip", args.outbound_ip, "--admin", args.admin, "--proxy", args.proxy,
             "--log-level", args.log_level, "--shutdown-drain-s", str(args.shutdown_drain_s)]
@@ -72,6 +73,10 @@ def sidecar_argv(args: argparse.Namespace) -> list[str]:
             argv += [flag, value]
     argv += ["--gateway"] if args.gateway else []
     argv += ["--delta"] if args.delta else []
+    for label in args.label:
+        argv += ["--label", label]
+    for port in args.port:
+        argv += ["--port", port]
     return argv
 
 
@@ -182,7 +187,7 @@ class Supervisor:
         return True
 
     def _app_env(self) -> dict[str, str]:
-        return {**os.environ, "POINTSMAN_SERVICE": self.args.service,
+        return {**os.environ, "POINTSMAN_SERVICE": self.args.service or self.args.workload,
                 "POINTSMAN_OUTBOUND_IP": self.args.outbound_ip,
                 "POINTSMAN_ADMIN": f"{_host(self.admin[0])}:{self.admin[1]}"}
 

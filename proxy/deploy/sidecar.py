@@ -1,5 +1,7 @@
 """`pointsman sidecar --service NAME [--namespace NS] [--server HOST:PORT] ...`: a mesh sidecar
-without a hand-written bootstrap.
+without a hand-written bootstrap. `pointsman sidecar --workload NAME --label app=echo --port
+http=8080 ...` is a workload's sidecar instead: the Services whose selector its labels match
+send to it (as to a Kubernetes pod), at its address and their targetPorts.
 
 The bootstrap (proxy.deploy.bootstrap) is built from the flags; `--print-bootstrap` writes it
 (JSON, which is YAML: `pointsman proxy -c` and `envoy -c` both read it) and exits; otherwise the
@@ -21,7 +23,14 @@ import tempfile
 from pathlib import Path
 
 from protos.cli_help import DefaultsHelpFormatter, version
-from proxy.deploy.bootstrap import SidecarSpec, build_bootstrap, parse_address, parse_ip
+from proxy.deploy.bootstrap import (
+    SidecarSpec,
+    build_bootstrap,
+    parse_address,
+    parse_ip,
+    parse_label,
+    parse_port,
+)
 
 DEFAULT_SERVER = "127.0.0.1:18000"  # pointsman controlplane --listen default
 DEFAULT_ADMIN = "127.0.0.1:15000"  # Istio's sidecar admin port
@@ -31,9 +40,19 @@ LOG_LEVELS = ["trace", "debug", "info", "warn", "warning", "error", "critical", 
 
 def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags `pointsman sidecar` and `pointsman run` share."""
-    parser.add_argument("--service", required=True,
-                        help="the Service this sidecar serves (node.cluster)")
-    parser.add_argument("--namespace", "-n", default="default", help="the Service's namespace")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--service",
+                     help="the Service this sidecar serves (node.cluster)")
+    who.add_argument("--workload", metavar="NAME",
+                     help="be a workload named NAME (node.cluster): the Services whose "
+                          "selector its --label's match send to it, as to a pod")
+    parser.add_argument("--label", action="append", metavar="KEY=VALUE", default=[],
+                        help="a label of the workload (repeatable; --workload)")
+    parser.add_argument("--port", action="append", metavar="NAME=NUMBER", default=[],
+                        help="a named port of the workload, what a Service's named "
+                             "targetPort looks up (repeatable; --workload)")
+    parser.add_argument("--namespace", "-n", default="default",
+                        help="the Service's (or workload's) namespace")
     parser.add_argument("--gateway", action="store_true",
                         help="be the proxy of the Gateway named --service, not a sidecar")
     parser.add_argument("--server", action="append", metavar="HOST:PORT",
@@ -85,13 +104,21 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
     servers = tuple(parse_address(text, "--server") for text in args.server or [DEFAULT_SERVER])
     instance_ip = parse_ip(args.instance_ip, "--instance-ip") if args.instance_ip else (
         "" if args.gateway else host_address())
+    if args.workload is None and (args.label or args.port):
+        raise ValueError("--label and --port describe a workload: give --workload NAME")
+    if args.workload is not None and args.gateway:
+        raise ValueError("--gateway takes --service (the Gateway's name), not --workload")
+    name = args.workload or args.service
+    kind = "Gateway" if args.gateway else ("Workload" if args.workload else "Service")
     return SidecarSpec(
-        service=args.service, namespace=args.namespace,
-        node_id=args.node_id or f"{args.service}-{instance_ip or 'gateway'}",
+        service=name, namespace=args.namespace,
+        node_id=args.node_id or f"{name}-{instance_ip or 'gateway'}",
         servers=servers, admin=parse_address(args.admin, "--admin"), instance_ip=instance_ip,
         app_ip=parse_ip(args.app_ip, "--app-ip"),
         outbound_ip=parse_ip(args.outbound_ip, "--outbound-ip"),
-        kind="Gateway" if args.gateway else "Service", delta=args.delta,
+        kind=kind, delta=args.delta,
+        labels=tuple(sorted(dict(parse_label(text) for text in args.label).items())),
+        ports=tuple(sorted(dict(parse_port(text) for text in args.port).items())),
         join_token=read_join_token(args.join_token),
         xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name)
 

@@ -31,6 +31,7 @@ from proxy.context import ServerContext
 from proxy.descriptors import RESOURCE_ERRORS, SpareDescriptor, listener_spare
 from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
+from proxy.listeners.udp import ActiveUdpListener, UdpGeneration, bind_udp_socket
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import (
     DownstreamConnection,
@@ -68,7 +69,10 @@ class ListenerBindError(OSError):
 
 
 def bind_listener_socket(listener: Listener, *, reuse_port: bool) -> socket.socket:
-    """A non-blocking socket bound to the listener's address, not yet listening."""
+    """A non-blocking socket bound to the listener's address, not yet listening (a UDP
+    listener's datagram socket: proxy.listeners.udp)."""
+    if listener.is_udp:
+        return bind_udp_socket(listener, reuse_port=reuse_port)
     host, port = listener.address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -131,6 +135,14 @@ class _Generation:
         return cls(listener, filters, ListenerStats(context.stats, listener))
 
 
+def _build_generation(listener: Listener, context: ServerContext
+                      ) -> _Generation | UdpGeneration:
+    """A TCP listener's chains and their filters, or a UDP listener's udp_proxy."""
+    if listener.is_udp:
+        return UdpGeneration.build(listener, context)
+    return _Generation.build(listener, context)
+
+
 def _factory(chain: FilterChain) -> NetworkFilterFactory:
     """The chain's network filter factory; a chain without filters closes its connections
     (proxy.network.no_filters)."""
@@ -145,7 +157,7 @@ class _Staged:
     bound socket when it is new or moved to another address (None: it replaces the
     generation of the listener serving on the same address)."""
 
-    generation: _Generation
+    generation: _Generation | UdpGeneration
     sock: socket.socket | None
 
     @property
@@ -393,7 +405,7 @@ class ListenerManager:
         self.reuse_port = reuse_port
         self.drain_timeout = drain_timeout
         self.bind = bind
-        self.active: dict[str, ActiveListener] = {}
+        self.active: dict[str, ActiveListener | ActiveUdpListener] = {}
         self.models: dict[str, Listener] = {}
         self.staged: dict[str, Listener] = {}  # the whole set of the last stage()
         self._warming: dict[str, _Staged] = {}  # staged listeners built but not serving yet
@@ -447,8 +459,9 @@ class ListenerManager:
         active = self.active.get(name)
         if active is not None and (self.models[name] is model or self.models[name] == model):
             return None
-        generation = _Generation.build(model, self.context)
-        moved = active is None or active.current.listener.address != model.address
+        generation = _build_generation(model, self.context)
+        moved = (active is None or active.current.listener.address != model.address
+                 or active.current.listener.is_udp != model.is_udp)
         if not (self.bind and moved):
             return _Staged(generation, None)
         try:
@@ -481,14 +494,12 @@ class ListenerManager:
     def _serve(self, name: str, staged: _Staged) -> ListenerBindError | None:
         current = self.active.get(name)
         if current is not None and staged.sock is None:  # same address: a new generation
-            current.swap(staged.generation)
+            current.swap(staged.generation)  # type: ignore[arg-type]  # same kind (_build)
             self.modified.inc()
             if self.bind:
                 log.info("listener %s updated (%s:%d)", name, *current.address)
         else:
-            new = ActiveListener(staged.model, self.context, reuse_port=self.reuse_port,
-                                 drain_timeout=self.drain_timeout,
-                                 generation=staged.generation, sock=staged.sock)
+            new = self._active_listener(staged)
             if self.bind:
                 try:
                     new.start()
@@ -510,7 +521,15 @@ class ListenerManager:
         self.models[name] = staged.model
         return None
 
-    def _stop_later(self, listener: ActiveListener) -> None:
+    def _active_listener(self, staged: _Staged) -> ActiveListener | ActiveUdpListener:
+        if isinstance(staged.generation, UdpGeneration):
+            return ActiveUdpListener(staged.generation, drain_timeout=self.drain_timeout,
+                                     sock=staged.sock, reuse_port=self.reuse_port)
+        return ActiveListener(staged.model, self.context, reuse_port=self.reuse_port,
+                              drain_timeout=self.drain_timeout, generation=staged.generation,
+                              sock=staged.sock)
+
+    def _stop_later(self, listener: ActiveListener | ActiveUdpListener) -> None:
         self._stopping.spawn(listener.stop(), f"stop {listener.current.listener.name}")
 
     def addresses(self) -> dict[str, tuple[str, int]]:

@@ -24,6 +24,7 @@ from protos.registry import type_name
 from proxy.model.extensions import network_filter_translator
 from proxy.model.fields import enum_name, reject_unsupported, seconds
 from proxy.model.tls import DownstreamTls, translate_downstream_tls
+from proxy.model.udp_listener import UdpListenerSettings, translate_udp_listener
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -34,6 +35,8 @@ PROXY_PROTOCOL = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProto
 SOURCE_ANY = 0
 SOURCE_SAME_IP_OR_LOOPBACK = 1
 SOURCE_EXTERNAL = 2
+
+_UDP = 1  # SocketAddress.Protocol.UDP
 
 # Envoy's default listener_filters_timeout (listener.proto): 15 s.
 DEFAULT_LISTENER_FILTERS_TIMEOUT = 15.0
@@ -104,6 +107,13 @@ class Listener:
     # Envoy's soft limit on a downstream connection's buffers (default 1 MiB).
     per_connection_buffer_limit_bytes: int = 1024 * 1024
     enable_reuse_port: bool = True  # Envoy's default since 1.20: SO_REUSEPORT
+    # A UDP listener (address.socket_address.protocol: UDP): its datagram settings and its
+    # udp_proxy (proxy.model.udp_listener); None for TCP.
+    udp: UdpListenerSettings | None = None
+
+    @property
+    def is_udp(self) -> bool:
+        return self.udp is not None
 
     @property
     def uses_tls_inspector(self) -> bool:
@@ -128,9 +138,11 @@ def translate_listener(message: listener_pb2.Listener, *, name: str = "") -> Lis
 
 
 def _translate(message: listener_pb2.Listener, name: str) -> Listener:
-    reject_unsupported(message, _LISTENER_FIELDS)
     if not name:
         raise ConfigError("a listener needs a name", field="name")
+    if _is_udp(message):
+        return _translate_udp(message, name)
+    reject_unsupported(message, _LISTENER_FIELDS)
     address = translate_socket_address(message.address, "address")
     chains = tuple(
         _translate_chain(chain, f"filter_chains[{index}]", index)
@@ -176,16 +188,36 @@ def _translate(message: listener_pb2.Listener, name: str) -> Listener:
     )
 
 
-def translate_socket_address(address: Any, field_name: str) -> tuple[str, int]:
+def _is_udp(message: listener_pb2.Listener) -> bool:
+    return (message.address.WhichOneof("address") == "socket_address"
+            and message.address.socket_address.protocol == _UDP)
+
+
+def _translate_udp(message: listener_pb2.Listener, name: str) -> Listener:
+    """A UDP listener: no filter chains, its datagrams go to its UDP listener filter."""
+    settings = translate_udp_listener(message)
+    return Listener(
+        name=name,
+        address=translate_socket_address(message.address, "address", udp=True),
+        stat_prefix=message.stat_prefix,
+        filter_chains=(),
+        enable_reuse_port=(message.enable_reuse_port.value
+                           if message.HasField("enable_reuse_port") else True),
+        udp=settings,
+    )
+
+
+def translate_socket_address(address: Any, field_name: str, *,
+                             udp: bool = False) -> tuple[str, int]:
     if address.WhichOneof("address") != "socket_address":
         raise unsupported(f"{field_name}.{address.WhichOneof('address') or 'socket_address'}",
                           "only socket_address listeners")
     socket_address = address.socket_address
     reject_unsupported(socket_address, {"address", "port_value", "protocol"},
                        prefix=f"{field_name}.socket_address.")
-    if socket_address.protocol != 0:
+    if socket_address.protocol != (_UDP if udp else 0):
         raise unsupported(f"{field_name}.socket_address.protocol",
-                          f"{enum_name(socket_address, 'protocol')}: TCP only")
+                          f"{enum_name(socket_address, 'protocol')}: TCP or UDP only")
     try:
         ipaddress.ip_address(socket_address.address)
     except ValueError:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from controlplane.mesh import load_objects, resolve
 from controlplane.mesh.compile.compiler import MeshCompiler
-from controlplane.mesh.compile.memo import Endpoints
+from controlplane.mesh.compile.memo import Endpoints, Workload
 from controlplane.mesh.compile.node import MeshNode
 
 
@@ -98,9 +98,22 @@ def main() -> None:
           lambda: compiler.compile_node(nodes[0]))
     timed(f"  ... and the other {args.sidecars - 1}",
           lambda: [compiler.compile_node(node) for node in nodes[1:]])
-    from controlplane.sources.mesh import snapshot_of
-    resources = compiler.compile_node(nodes[0])
-    timed("one sidecar's Snapshot from its resources", lambda: snapshot_of(resources))
+    workload_registered(compiler, endpoints, nodes)
+
+
+def workload_registered(compiler: MeshCompiler, endpoints: Endpoints,
+                        nodes: list[MeshNode]) -> None:
+    """A workload (`pointsman sidecar --workload`) registering: its address is a virtual host
+    on every HTTP outbound port (compile/pods.py), so every namespace's route tables change;
+    no Service selects it here (the bench's Services have no selector)."""
+    with_workload = Endpoints()
+    with_workload.by_service = endpoints.by_service
+    with_workload.workloads = {"ns1": (Workload("w", "10.0.1.1", (("app", "w"),)),)}
+    compiler.update(endpoints=with_workload)
+    timed("one workload registered: recompile the first sidecar",
+          lambda: compiler.compile_node(nodes[0]))
+    timed(f"  ... and the other {len(nodes) - 1}",
+          lambda: [compiler.compile_node(node) for node in nodes[1:]])
 
 
 if __name__ == "__main__":

@@ -32,13 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.bench.load_checks import LoadError, run_checked  # noqa: E402
-from tests.integration.proxy.helpers import (  # noqa: E402
-    Pointsman,
-    listener,
-    static_cluster,
-    tcp_proxy,
-)
+from tests.integration.proxy.helpers import listener, static_cluster, tcp_proxy  # noqa: E402
 from tests.support.envoy import Envoy  # noqa: E402
+from tests.support.pointsman import Pointsman  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402
 from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
 

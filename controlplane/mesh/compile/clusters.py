@@ -6,7 +6,9 @@ own policies change cluster-level settings (load balancer, health checks, circui
 connection timeouts, session persistence) sends to a variant, `outbound|PORT|<hash>|NAME.NS`,
 that shares the Service's endpoints (EDS service_name is the base cluster's). Endpoints are
 the sidecars registered as the Service (their instance_ip, the Service port: a sidecar's
-inbound listener) and the Service's EndpointSlices (their addresses and ports: direct).
+inbound listener), the workloads its `selector` matches (their instance_ip, the port's
+targetPort: a workload sidecar's inbound listener, as a pod's address and container port in
+Kubernetes) and the Service's EndpointSlices (their addresses and ports: direct).
 
 Envoy Gateway's mapping is followed field by field (internal/xds/translator/cluster.go):
 LeastRequest by default, ConsistentHash is Maglev with tableSize, connect timeout 10 s.
@@ -158,17 +160,33 @@ def circuit_breakers(breaker: CircuitBreaker) -> dict[str, Any]:
 # ---- endpoints --------------------------------------------------------------------------------
 
 def load_assignment(view: View, service: MeshObject, port: int) -> dict[str, Any]:
-    """The endpoints of one Service port: its registered sidecars, then its EndpointSlices."""
+    """The endpoints of one Service port: its registered sidecars, its selected workloads,
+    then its EndpointSlices."""
     spec_port = service.spec.port(port)
     endpoints: list[dict[str, Any]] = [
         {"endpoint": {"address": address(ip, port)}}
         for ip in view.sidecars(service.namespace, service.name)]
+    if service.spec.selector is not None and spec_port is not None:
+        endpoints += _workload_endpoints(view, service, spec_port)
     for item in view.slices(service.namespace, service.name):
         endpoints += _slice_endpoints(item.spec, spec_port.name if spec_port else "")
     body: dict[str, Any] = {"cluster_name": base_name(service.namespace, service.name, port)}
     if endpoints:
         body["endpoints"] = [{"lb_endpoints": endpoints}]
     return body
+
+
+def _workload_endpoints(view: View, service: MeshObject, port: Any) -> list[dict[str, Any]]:
+    """Kubernetes' endpoints controller: each selected workload at its address and the
+    port's targetPort (a named one looked up in the workload's ports; left out if absent)."""
+    out = []
+    for workload in view.workloads(service.namespace):
+        if not service.spec.selects(dict(workload.labels)):
+            continue
+        target = port.target_on(dict(workload.ports))
+        if target is not None:
+            out.append({"endpoint": {"address": address(workload.instance_ip, target)}})
+    return out
 
 
 def _slice_endpoints(spec: EndpointSliceSpec, port_name: str) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from controlplane.mesh.compile.gateway import gateway_part
 from controlplane.mesh.compile.http_routes import ClusterUse
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
 from controlplane.mesh.compile.node import MeshNode, NodeError
+from controlplane.mesh.compile.pods import pod_hosts_unit
 from controlplane.mesh.compile.sidecar import (
     OutboundPort,
     Part,
@@ -40,6 +41,7 @@ from controlplane.mesh.compile.sidecar import (
     outbound_listener,
     outbound_port,
 )
+from controlplane.mesh.compile.workload import workload_inbound
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
@@ -121,10 +123,14 @@ class MeshCompiler:
         if mesh is None and (endpoints is None or endpoints is self.endpoints):
             return
         if mesh is None and endpoints is not None:
-            old, self.endpoints = self.endpoints.by_service, endpoints
-            changed = {key for key in old.keys() | endpoints.by_service.keys()
-                       if old.get(key) != endpoints.by_service.get(key)}
-            self.memo.invalidate([("sidecars", *key) for key in sorted(changed)])
+            old, self.endpoints = self.endpoints, endpoints
+            changed = {key for key in old.by_service.keys() | endpoints.by_service.keys()
+                       if old.by_service.get(key) != endpoints.by_service.get(key)}
+            namespaces = {key for key in old.workloads.keys() | endpoints.workloads.keys()
+                          if old.workloads.get(key) != endpoints.workloads.get(key)}
+            self.memo.invalidate([("sidecars", *key) for key in sorted(changed)]
+                                 + [("workloads", key) for key in sorted(namespaces)]
+                                 + ([("all_workloads",)] if namespaces else []))
             return
         if mesh is not None:
             self.mesh = mesh
@@ -180,17 +186,54 @@ class MeshCompiler:
                                  *_clusters(view, found.uses)], found.notes)
         return [self.unit(("gateway", node.namespace, node.name, bind), build)]
 
+    def _workload(self, node: MeshNode) -> list[ResourceSet]:
+        """A workload sidecar: its namespace's outbound side, and inbound listeners for the
+        ports the Services selecting it send to (compile/workload.py)."""
+        if node.instance_ip is None or node.instance_ip == node.outbound_ip:
+            raise NodeError(f"{node}: instance_ip and outbound_ip must be set and differ: "
+                            "inbound and outbound listeners share port numbers")
+        self._check_workload_app(node)
+        namespace, instance, app = node.namespace, node.instance_ip, node.app_ip
+
+        def build(view: View) -> ResourceSet:
+            part = workload_inbound(view, namespace, instance, app, node.labels, node.ports)
+            return resource_set([*part.listeners, *part.clusters], part.notes)
+        return [*self._outbound_parts(node),
+                self.unit(("workload_inbound", namespace, instance, app, node.labels,
+                           node.ports), build)]
+
+    def _check_workload_app(self, node: MeshNode) -> None:
+        """As for a Service's sidecar: the application's ports and the outbound listeners
+        must not share an address and port."""
+        if node.outbound_ip != node.app_ip:
+            return
+        labels, ports = dict(node.labels), dict(node.ports)
+        targets = {port.target_on(ports) for service in self.mesh.of_kind("Service")
+                   if service.namespace == node.namespace and service.spec.selects(labels)
+                   for port in service.spec.ports}
+        taken = targets & set(self.mesh.ports_in_use())
+        if taken:
+            raise NodeError(f"{node}: outbound_ip {node.outbound_ip} is also the "
+                            f"application's address, and port(s) {sorted(taken)} are both "
+                            "a targetPort of a Service selecting it and a Service port its "
+                            "outbound listeners bind: give outbound_ip another address")
+
+    def _outbound_parts(self, node: MeshNode) -> list[ResourceSet]:
+        namespace = node.namespace
+        return [self.unit(("namespace", namespace),
+                          lambda view: _namespace_unit(view, namespace)),
+                self.unit(("outbound_listeners", namespace, node.outbound_ip),
+                          lambda view: _outbound_listeners(view, namespace, node.outbound_ip))]
+
     def _sidecar(self, node: MeshNode) -> list[ResourceSet]:
+        if node.kind == "Workload":
+            return self._workload(node)
         service = self.mesh.service(node.namespace, node.name)
         if service is None:
             raise NodeError(f"{node}: no such Service")
         self._check_addresses(node, service)
         namespace, name = node.namespace, node.name
-        parts = [self.unit(("namespace", namespace),
-                           lambda view: _namespace_unit(view, namespace)),
-                 self.unit(("outbound_listeners", namespace, node.outbound_ip),
-                           lambda view: _outbound_listeners(view, namespace,
-                                                            node.outbound_ip))]
+        parts = self._outbound_parts(node)
         if node.instance_ip is not None:
             instance, app = node.instance_ip, node.app_ip
             parts.append(self.unit(("inbound", namespace, name, instance),
@@ -221,7 +264,8 @@ class MeshCompiler:
 
 def _outbound(view: View, namespace: str, port: int) -> OutboundPort:
     found: OutboundPort = view.unit(("outbound", namespace, port),
-                                    lambda inner: outbound_port(inner, namespace, port))
+                                    lambda inner: outbound_port(inner, namespace, port,
+                                                                pod_hosts_unit))
     return found
 
 
@@ -236,6 +280,7 @@ def _namespace_unit(view: View, namespace: str) -> ResourceSet:
         notes += found.notes
         if found.routes is not None:
             resources.append(found.routes)
+        resources += found.clusters
         uses |= found.uses
     return resource_set([*resources, *_clusters(view, uses)], tuple(notes))
 

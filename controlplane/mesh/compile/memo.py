@@ -25,14 +25,29 @@ from controlplane.mesh.resolve import Attachment, Backend, Mesh, listener_ready
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, order=True)
+class Workload:
+    """A registered workload sidecar: what a Service's selector and named targetPorts read."""
+
+    name: str
+    instance_ip: str
+    labels: tuple[tuple[str, str], ...] = ()
+    ports: tuple[tuple[str, int], ...] = ()
+
+
 class Endpoints:
-    """Where the sidecars registered as each Service are (filled in by the control plane)."""
+    """Where the sidecars registered as each Service are, and the workloads of each namespace
+    (filled in by the control plane)."""
 
     def __init__(self) -> None:
         self.by_service: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.workloads: dict[str, tuple[Workload, ...]] = {}  # namespace -> sorted
 
     def of(self, namespace: str, name: str) -> tuple[str, ...]:
         return self.by_service.get((namespace, name), ())
+
+    def workloads_in(self, namespace: str) -> tuple[Workload, ...]:
+        return self.workloads.get(namespace, ())
 
 
 def fingerprint(value: Any) -> Hashable:
@@ -68,6 +83,11 @@ class View:
 
     def service(self, namespace: str, name: str) -> MeshObject | None:
         return self.get("Service", namespace, name)
+
+    def services_in(self, namespace: str) -> list[MeshObject]:
+        return self._keep(("services_in", namespace),
+                          [item for item in self.mesh.of_kind("Service")
+                           if item.namespace == namespace])
 
     def services_with_port(self, port: int) -> list[MeshObject]:
         return self._keep(("services_with_port", port), self.mesh.services_with_port(port))
@@ -118,6 +138,16 @@ class View:
     def sidecars(self, namespace: str, name: str) -> tuple[str, ...]:
         """The only read of Endpoints: MeshCompiler.update invalidates exactly its users."""
         return self._keep(("sidecars", namespace, name), self.endpoints.of(namespace, name))
+
+    def workloads(self, namespace: str) -> tuple[Workload, ...]:
+        """The workloads registered in `namespace` (Services with a selector pick theirs)."""
+        return self._keep(("workloads", namespace), self.endpoints.workloads_in(namespace))
+
+    def all_workloads(self) -> tuple[tuple[str, Workload], ...]:
+        """Every registered workload with its namespace (pods reached by address: pods.py)."""
+        return self._keep(("all_workloads",), tuple(
+            (namespace, item) for namespace in sorted(self.endpoints.workloads)
+            for item in self.endpoints.workloads[namespace]))
 
     def unit(self, key: Hashable, build: Callable[[View], T]) -> T:
         """Another unit's output; its version is recorded as a read."""

@@ -1,10 +1,16 @@
 """Which mesh member an xDS client is, from its bootstrap's node.
 
-A sidecar's `node.cluster` is its Service's name; `node.metadata` (a Struct) says:
+A sidecar's `node.cluster` is its Service's name (or, for a workload, its workload's name);
+`node.metadata` (a Struct) says:
 
-- `namespace`: the Service's (or Gateway's) namespace; default `default`;
-- `kind`: `Service` (a sidecar) or `Gateway` (a Gateway's proxy); default: whichever of the
-  two exists with that name;
+- `namespace`: the Service's (or Gateway's, or workload's) namespace; default `default`;
+- `kind`: `Service` (a sidecar registering as that Service), `Workload` (a sidecar whose
+  labels decide which Services it backs: those whose `selector` they match, as Kubernetes
+  pods) or `Gateway` (a Gateway's proxy); default: whichever of Service and Gateway exists
+  with that name;
+- `labels` (Workload): the workload's labels, a Struct of strings;
+- `ports` (Workload): its named ports, name -> number (what a Service's named targetPort
+  looks up, as a container port's name);
 - `instance_ip`: the address a sidecar's inbound listeners bind and that it registers as its
   Service's endpoint (required for a Service with ports); a Gateway's proxy binds its
   listeners there (default: the Gateway's first IPAddress address, else 0.0.0.0);
@@ -42,6 +48,8 @@ class MeshNode:
     instance_ip: str | None = None
     app_ip: str = "127.0.0.1"
     outbound_ip: str = "127.0.0.1"
+    labels: tuple[tuple[str, str], ...] = ()  # a Workload's, sorted
+    ports: tuple[tuple[str, int], ...] = ()  # a Workload's named ports, sorted
 
     @property
     def key(self) -> ObjectKey:
@@ -65,6 +73,8 @@ def node_identity(node: base_pb2.Node, mesh: Mesh) -> MeshNode | None:
     if not name:
         return None
     kind = _text(metadata, "kind")
+    if kind == "Workload":
+        return _workload(node, metadata, namespace)
     if kind is None:
         has_service = mesh.service(namespace, name) is not None
         has_gateway = mesh.get("Gateway", namespace, name) is not None
@@ -75,12 +85,47 @@ def node_identity(node: base_pb2.Node, mesh: Mesh) -> MeshNode | None:
             return None
         kind = "Gateway" if has_gateway else "Service"
     if kind not in ("Service", "Gateway"):
-        raise NodeError(f"node metadata 'kind' must be Service or Gateway, not {kind!r}")
+        raise NodeError(f"node metadata 'kind' must be Service, Workload or Gateway, not "
+                        f"{kind!r}")
     return MeshNode(
         id=node.id, kind=kind, name=name, namespace=namespace,
         instance_ip=_ip(metadata, "instance_ip"),
         app_ip=_ip(metadata, "app_ip") or "127.0.0.1",
         outbound_ip=_ip(metadata, "outbound_ip") or "127.0.0.1")
+
+
+def _workload(node: base_pb2.Node, metadata: dict[str, Any], namespace: str) -> MeshNode:
+    """A workload is a mesh member whatever Services exist: they may select it later."""
+    instance_ip = _ip(metadata, "instance_ip")
+    if instance_ip is None:
+        raise NodeError("a Workload needs the node metadata 'instance_ip' (the address its "
+                        "inbound listeners bind and Services send to)")
+    return MeshNode(
+        id=node.id, kind="Workload", name=node.cluster, namespace=namespace,
+        instance_ip=instance_ip, app_ip=_ip(metadata, "app_ip") or "127.0.0.1",
+        outbound_ip=_ip(metadata, "outbound_ip") or "127.0.0.1",
+        labels=tuple(sorted(_strings(metadata, "labels").items())),
+        ports=tuple(sorted(_port_numbers(metadata).items())))
+
+
+def _strings(metadata: dict[str, Any], key: str) -> dict[str, str]:
+    value = metadata.get(key) or {}
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise NodeError(f"node metadata {key!r} must map names to strings")
+    return value
+
+
+def _port_numbers(metadata: dict[str, Any]) -> dict[str, int]:
+    value = metadata.get("ports") or {}
+    if not isinstance(value, dict):
+        raise NodeError("node metadata 'ports' must map port names to numbers")
+    out = {}
+    for name, number in value.items():
+        if not isinstance(number, int | float) or number != int(number) \
+                or not 0 < number < 65536:
+            raise NodeError(f"node metadata 'ports': {name!r} must be a port number (1-65535)")
+        out[name] = int(number)
+    return out
 
 
 def _text(metadata: dict[str, Any], key: str) -> str | None:

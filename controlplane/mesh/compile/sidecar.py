@@ -19,6 +19,7 @@ namespace/name).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +82,8 @@ def inbound(view: View, namespace: str, name: str, instance_ip: str, app_ip: str
         protocol = view.protocol(namespace, name, port.port)
         cluster_name = f"inbound|{port.port}"
         clusters.append(pack(CLUSTER.type_url, cluster_name,
-                             _app_cluster(cluster_name, app_ip, port.target_port, protocol)))
-        chain = _inbound_http(view, service, port.name, port.port, cluster_name) \
+                             app_cluster(cluster_name, app_ip, port.target_port, protocol)))
+        chain = inbound_http(view, service, port.name, port.port, cluster_name) \
             if protocol in HTTP_FAMILY else tcp_proxy_filter(f"inbound_{port.port}", cluster_name)
         listeners.append(pack(LISTENER.type_url, f"inbound|{port.port}", {
             "name": f"inbound|{port.port}", "address": address(instance_ip, port.port),
@@ -90,7 +91,7 @@ def inbound(view: View, namespace: str, name: str, instance_ip: str, app_ip: str
     return Part(tuple(listeners), (), tuple(clusters))
 
 
-def _app_cluster(name: str, ip: str, port: int, protocol: str) -> dict[str, Any]:
+def app_cluster(name: str, ip: str, port: int, protocol: str) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": name, "type": "STATIC", "connect_timeout": seconds(DEFAULT_CONNECT_TIMEOUT),
         "load_assignment": {"cluster_name": name, "endpoints": [
@@ -101,7 +102,7 @@ def _app_cluster(name: str, ip: str, port: int, protocol: str) -> dict[str, Any]
     return body
 
 
-def _inbound_http(view: View, service: MeshObject, port_name: str, port: int,
+def inbound_http(view: View, service: MeshObject, port_name: str, port: int,
                   cluster_name: str) -> dict[str, Any]:
     traffic = merge([service_policy(view, service, port_name)])
     security = service_policy(view, service, port_name, SP)
@@ -152,9 +153,15 @@ class OutboundPort:
     uses: frozenset[ClusterUse] = frozenset()
     features: frozenset[str] = frozenset()
     notes: tuple[str, ...] = ()
+    clusters: tuple[CachedResource, ...] = ()  # clusters it defines itself (pods, pods.py)
 
 
-def outbound_port(view: View, caller_namespace: str, port: int) -> OutboundPort:
+# More virtual hosts for an HTTP outbound port, and the clusters they send to (pods.py)
+ExtraHosts = Callable[[View, int], tuple[list[VirtualHostOut], list[CachedResource]]]
+
+
+def outbound_port(view: View, caller_namespace: str, port: int,
+                  extra: ExtraHosts | None = None) -> OutboundPort:
     services = view.services_with_port(port)
     http = [svc for svc in services if view.protocol(svc.namespace, svc.name, port)
             in HTTP_FAMILY]
@@ -163,22 +170,23 @@ def outbound_port(view: View, caller_namespace: str, port: int) -> OutboundPort:
                       f"{view.protocol(svc.namespace, svc.name, port)}: not reachable "
                       f"through the HTTP outbound listener on {port}"
                       for svc in services if svc not in http)
-        return _outbound_http(view, caller_namespace, port, http, notes)
+        return _outbound_http(view, caller_namespace, port, http, notes, extra)
     return _outbound_tcp(view, port, services)
 
 
 def _outbound_http(view: View, caller_namespace: str, port: int, services: list[MeshObject],
-                   notes: tuple[str, ...]) -> OutboundPort:
+                   notes: tuple[str, ...], extra: ExtraHosts | None = None) -> OutboundPort:
     vhosts: list[VirtualHostOut] = []
     for service in services:
         consumers = view.consumer_namespaces(service.namespace, service.name, port)
         seen_as = caller_view(caller_namespace, service, consumers)
         vhosts.append(_vhost(view, service, port, seen_as))
-    table = route_table(f"outbound|{port}", vhosts)
+    more, clusters = extra(view, port) if extra is not None else ([], [])
+    table = route_table(f"outbound|{port}", vhosts + more)
     return OutboundPort(True, table, None,
                         frozenset(use for vhost in vhosts for use in vhost.clusters),
                         frozenset(feature for vhost in vhosts for feature in vhost.features),
-                        notes)
+                        notes, tuple(clusters))
 
 
 def _vhost(view: View, service: MeshObject, port: int, seen_as: str) -> VirtualHostOut:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controlplane.mesh.fields import DNS_SUBDOMAIN, HOSTNAME, Fields, Item
+from controlplane.mesh.kinds.labelselector import LabelSelector, parse_label_selector
 from controlplane.mesh.kinds.refs import (
     GATEWAY_GROUP,
     GROUP,
@@ -42,9 +43,11 @@ class GatewayListener:
     protocol: str
     hostname: str | None
     tls: ListenerTls | None
-    namespaces_from: str  # "Same" | "All" | "None"
+    namespaces_from: str  # "Same" | "All" | "Selector" | "None"
     kinds: tuple[tuple[str, str], ...]  # allowed (group, kind)
     index: int
+    # from: Selector: the route namespaces' labels it must match; None selects none
+    namespace_selector: LabelSelector | None = None
 
     @property
     def allowed_kinds(self) -> tuple[tuple[str, str], ...]:
@@ -99,13 +102,15 @@ def _listener(item: Item) -> GatewayListener:
                                       "protocol TLS for Passthrough")
         if protocol == "TCP" and hostname is not None:
             raise fields.error("hostname", "has no meaning for protocol TCP")
-        namespaces_from, kinds = fields.obj("allowedRoutes", _allowed) or ("Same", ())
+        namespaces_from, selector, kinds = fields.obj("allowedRoutes", _allowed) or (
+            "Same", None, ())
         port = fields.integer("port", required=True, minimum=1, maximum=65535)
         assert port is not None
         return GatewayListener(
             name=fields.req_str("name", min_len=1, max_len=253, pattern=DNS_SUBDOMAIN),
             port=port, protocol=protocol, hostname=hostname, tls=tls,
-            namespaces_from=namespaces_from, kinds=kinds, index=item.index)
+            namespaces_from=namespaces_from, kinds=kinds, index=item.index,
+            namespace_selector=selector)
     return item.obj(parse)
 
 
@@ -120,16 +125,18 @@ def _tls(fields: Fields) -> ListenerTls:
     return ListenerTls(mode, refs)
 
 
-def _allowed(fields: Fields) -> tuple[str, tuple[tuple[str, str], ...]]:
-    namespaces = fields.obj("namespaces", _namespaces) or "Same"
+def _allowed(fields: Fields) -> tuple[str, LabelSelector | None, tuple[tuple[str, str], ...]]:
+    namespaces, selector = fields.obj("namespaces", _namespaces) or ("Same", None)
     kinds = fields.obj_list("kinds", _route_kind, max_items=8)
-    return namespaces, kinds
+    return namespaces, selector, kinds
 
 
-def _namespaces(fields: Fields) -> str:
-    value = fields.text("from", default="Same", enum=("Same", "All", "None"))
-    fields.done(unsupported=("selector",))
-    return value or "Same"
+def _namespaces(fields: Fields) -> tuple[str, LabelSelector | None]:
+    """RouteNamespaces: `selector` matters with from: Selector only ("ignored for other values
+    of From", gateway_types.go), and is read (so checked) whatever `from` says."""
+    value = fields.text("from", default="Same", enum=("Same", "All", "Selector", "None"))
+    selector = fields.obj("selector", parse_label_selector)
+    return value or "Same", selector if value == "Selector" else None
 
 
 def _route_kind(fields: Fields) -> tuple[str, str]:

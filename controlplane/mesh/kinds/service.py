@@ -1,5 +1,9 @@
-"""`v1 Service`: a name and ports. Its endpoints are the sidecars registering as it (node
-cluster = the Service's name, namespace in the node metadata) and the EndpointSlices labelled
+"""`v1 Service`: a name and ports. Its endpoints are, without a `selector`, the sidecars
+registering as it (node cluster = the Service's name, namespace in the node metadata); with a
+`selector`, the workloads of its namespace whose labels match it (`pointsman sidecar --workload
+NAME --label k=v`), as Kubernetes picks pods (a workload may back several Services), at their
+address and the port's targetPort, a number or the name of a port the workload declares
+(`--port NAME=NUMBER`, a container port's name); and in both cases the EndpointSlices labelled
 `kubernetes.io/service-name` with its name (controlplane.mesh.kinds.endpointslice).
 
 appProtocol (KEP-3726) chooses what the mesh does with a port: `http` and `kubernetes.io/ws`
@@ -13,12 +17,17 @@ TLSRoute: TLS), else TCP.
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controlplane.mesh.fields import DNS_LABEL, Fields, Item
 
 HTTP_PROTOCOLS = {"http": "http", "kubernetes.io/ws": "http", "kubernetes.io/h2c": "h2c",
                   "grpc": "grpc"}
+# Kubernetes IANA_SVC_NAME (validation.IsValidPortName): at most 15 characters, lower-case
+# letters, digits and inner hyphens, at least one letter, no "--".
+PORT_NAME = re.compile(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 OPAQUE_PROTOCOLS = {"tcp": "tcp", "tls": "tls", "kubernetes.io/wss": "tls"}
 
 
@@ -26,9 +35,17 @@ OPAQUE_PROTOCOLS = {"tcp": "tcp", "tls": "tls", "kubernetes.io/wss": "tls"}
 class ServicePort:
     name: str
     port: int
-    target_port: int
+    target_port: int  # 0 when the targetPort is a name (target_port_name)
     app_protocol: str | None
     index: int
+    target_port_name: str = ""  # a named targetPort: the workload's port of that name
+
+    def target_on(self, workload_ports: Mapping[str, int]) -> int | None:
+        """The port a workload serves this Service port on; None when the targetPort is a
+        name the workload does not declare (Kubernetes then leaves the pod out)."""
+        if self.target_port_name:
+            return workload_ports.get(self.target_port_name)
+        return self.target_port
 
     @property
     def declared(self) -> str | None:
@@ -44,6 +61,15 @@ class ServicePort:
 class ServiceSpec:
     ports: tuple[ServicePort, ...]
     cluster_ip: str | None = None  # an IP the mesh also answers to (a virtual host domain)
+    # spec.selector: None when absent (membership by sidecar registration); label -> value
+    selector: tuple[tuple[str, str], ...] | None = None
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        """Whether a workload with `labels` backs this Service: every selector label has that
+        value (Kubernetes: a Service's selector is equality-based); none without a selector."""
+        if not self.selector:
+            return False
+        return all(labels.get(key) == value for key, value in self.selector)
 
     def port(self, number: int) -> ServicePort | None:
         return next((port for port in self.ports if port.port == number), None)
@@ -63,7 +89,7 @@ def parse_service_spec(fields: Fields) -> ServiceSpec:
     fields.raw("clusterIPs")
     fields.raw("ipFamilies")
     fields.raw("ipFamilyPolicy")
-    fields.raw("selector")  # membership is by sidecar registration (docs/mesh.md)
+    selector = _selector(fields)
     fields.text("sessionAffinity", enum=("None",))
     fields.text("internalTrafficPolicy", enum=("Cluster",))
     if fields.flag("publishNotReadyAddresses"):
@@ -73,7 +99,30 @@ def parse_service_spec(fields: Fields) -> ServiceSpec:
                              "healthCheckNodePort", "sessionAffinityConfig",
                              "allocateLoadBalancerNodePorts", "loadBalancerClass",
                              "trafficDistribution"))
-    return ServiceSpec(ports, cluster_ip)
+    _check_named_targets(fields, ports, selector)
+    return ServiceSpec(ports, cluster_ip, selector)
+
+
+def _selector(fields: Fields) -> tuple[tuple[str, str], ...] | None:
+    """An empty selector is no selector: the API server drops it (`selector,omitempty` in
+    k8s.io/api core/v1 ServiceSpec), and the endpoints controllers skip a nil one."""
+    if fields.raw("selector") is None:
+        return None
+    return tuple(sorted(fields.text_map("selector").items())) or None
+
+
+def _check_named_targets(fields: Fields, ports: tuple[ServicePort, ...],
+                         selector: tuple[tuple[str, str], ...] | None) -> None:
+    """A named targetPort is looked up in the selected workloads' ports; a Service without a
+    selector has none to look in."""
+    if selector is not None:
+        return
+    for port in ports:
+        if port.target_port_name:
+            raise fields.context.error(
+                (*fields.path, "ports", port.index, "targetPort"),
+                "a named targetPort needs a selector (it names a port of the selected "
+                "workloads): give a number")
 
 
 def _cluster_ip(fields: Fields) -> str | None:
@@ -94,16 +143,18 @@ def _port(item: Item) -> ServicePort:
         target = fields.raw("targetPort")
         if target is None:
             target = port
+        target_name = ""
         if isinstance(target, str):
-            raise fields.error("targetPort", "a named targetPort is not supported (there are "
-                                             "no pods to look the name up in): give a number")
-        target_port = fields.integer("targetPort", minimum=1, maximum=65535) or port
+            target_name = fields.text("targetPort", max_len=15, pattern=PORT_NAME) or ""
+            target_port = 0
+        else:
+            target_port = fields.integer("targetPort", minimum=1, maximum=65535) or port
         fields.raw("nodePort")  # allocated by a cluster for NodePort Services; unused here
         return ServicePort(
             name=fields.text("name", default="", max_len=63, pattern=DNS_LABEL) or "",
             port=port, target_port=target_port,
             app_protocol=fields.text("appProtocol", min_len=1, max_len=253),
-            index=item.index)
+            index=item.index, target_port_name=target_name)
     return item.obj(parse)
 
 

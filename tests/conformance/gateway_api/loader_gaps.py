@@ -9,15 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Why an object is refused (the test's `why`).
-NO_NAMESPACE = ("kind Namespace is not in our model: the suite's namespaces, and their labels "
-                "for allowedRoutes.namespaces.from: Selector")
 WORKLOAD = ("a workload (Deployment): the runner starts these as `pointsman sidecar`/echo "
             "processes instead of applying them")
 CONFIG_MAP = ("kind ConfigMap is not in our model: CA bundles (BackendTLSPolicy "
               "caCertificateRefs, frontend client validation) and the coredns configuration")
 UNKNOWN_KIND = "a kind our model does not know"
-SELECTOR = ("allowedRoutes.namespaces.from: Selector is refused (needs Namespace objects with "
-            "labels)")
 UDP_SERVICE = "a Service port with protocol UDP (the suite's coredns)"
 LISTENER_PROTOCOL = ("a listener protocol we do not serve is an apply error, where the suite "
                      "expects the Gateway stored with the listener Accepted=False "
@@ -62,12 +58,6 @@ class Gap:
 
 LOADER_GAPS: tuple[Gap, ...] = (
     Gap('base/manifests.yaml',
-        'Namespace default/gateway-conformance-infra',
-        'kind', NO_NAMESPACE),
-    Gap('base/manifests.yaml',
-        'Gateway gateway-conformance-infra/backend-namespaces',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
-    Gap('base/manifests.yaml',
         'Deployment gateway-conformance-infra/infra-backend-v1',
         'kind', WORKLOAD),
     Gap('base/manifests.yaml',
@@ -83,9 +73,6 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'Deployment gateway-conformance-infra/tls-backend-2',
         'kind', WORKLOAD),
     Gap('base/manifests.yaml',
-        'Namespace default/gateway-conformance-app-backend',
-        'kind', NO_NAMESPACE),
-    Gap('base/manifests.yaml',
         'Deployment gateway-conformance-app-backend/tls-backend',
         'kind', WORKLOAD),
     Gap('base/manifests.yaml',
@@ -94,9 +81,6 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('base/manifests.yaml',
         'Deployment gateway-conformance-app-backend/app-backend-v2',
         'kind', WORKLOAD),
-    Gap('base/manifests.yaml',
-        'Namespace default/gateway-conformance-web-backend',
-        'kind', NO_NAMESPACE),
     Gap('base/manifests.yaml',
         'Deployment gateway-conformance-web-backend/web-backend',
         'kind', WORKLOAD),
@@ -247,15 +231,6 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/gateway-tls-backend-client-certificate.yaml',
         'Deployment gateway-conformance-infra/tls-backend-with-client-cert-validation',
         'kind', WORKLOAD),
-    Gap('tests/gateway-with-attached-routes.yaml',
-        'Gateway gateway-conformance-infra/gateway-with-one-attached-route',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
-    Gap('tests/gateway-with-attached-routes.yaml',
-        'Gateway gateway-conformance-infra/gateway-with-two-attached-routes',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
-    Gap('tests/gateway-with-attached-routes.yaml',
-        'Gateway gateway-conformance-infra/unresolved-gateway-with-one-attached-unresolved-route',
-        'spec.listeners[0].allowedRoutes.namespaces.from', SELECTOR),
     Gap('tests/gateway-with-clientcertificate-validation-insecure-fallback.yaml',
         'Gateway gateway-conformance-infra/client-validation-insecure-fallback',
         'spec.tls', GATEWAY_TLS),
@@ -287,23 +262,14 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'ListenerSet gateway-conformance-infra/listenerset-in-same-namespace',
         'kind', LISTENER_SET),
     Gap('tests/listenerset-allowed-namespace-same.yaml',
-        'Namespace default/gateway-api-listenerset-not-allowed-ns',
-        'kind', NO_NAMESPACE),
-    Gap('tests/listenerset-allowed-namespace-same.yaml',
         'ListenerSet gateway-api-listenerset-not-allowed-ns/listenerset-in-different-namespace',
         'kind', LISTENER_SET),
     Gap('tests/listenerset-allowed-namespace-selector.yaml',
         'Gateway gateway-conformance-infra/gateway-allows-listenerset-in-selected-namespace',
         'spec.allowedListeners', ALLOWED_LISTENERS),
     Gap('tests/listenerset-allowed-namespace-selector.yaml',
-        'Namespace default/gateway-api-listenerset-selector-allowed-ns',
-        'kind', NO_NAMESPACE),
-    Gap('tests/listenerset-allowed-namespace-selector.yaml',
         'ListenerSet gateway-api-listenerset-selector-allowed-ns/listenerset-in-selected-namespace',
         'kind', LISTENER_SET),
-    Gap('tests/listenerset-allowed-namespace-selector.yaml',
-        'Namespace default/gateway-api-listenerset-selector-not-allowed-ns',
-        'kind', NO_NAMESPACE),
     Gap('tests/listenerset-allowed-namespace-selector.yaml',
         'ListenerSet gateway-api-listenerset-selector-not-allowed-ns/listenerset-not-in-selected-namespace',  # noqa: E501
         'kind', LISTENER_SET),
@@ -313,15 +279,6 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/listenerset-allowed-routes-namespaces.yaml',
         'ListenerSet gateway-conformance-infra/listenerset-test-allowed-routes-namespaces',
         'kind', LISTENER_SET),
-    Gap('tests/listenerset-allowed-routes-namespaces.yaml',
-        'Namespace default/gateway-api-routes-allowed-ns',
-        'kind', NO_NAMESPACE),
-    Gap('tests/listenerset-allowed-routes-namespaces.yaml',
-        'Namespace default/gateway-api-routes-not-allowed-ns',
-        'kind', NO_NAMESPACE),
-    Gap('tests/listenerset-allowed-routes-namespaces.yaml',
-        'Namespace default/gateway-api-ls-cross-ns',
-        'kind', NO_NAMESPACE),
     Gap('tests/listenerset-allowed-routes-namespaces.yaml',
         'ListenerSet gateway-api-ls-cross-ns/listenerset-test-allowed-routes-cross-ns',
         'kind', LISTENER_SET),
@@ -391,9 +348,6 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/listenerset-reference-grant.yaml',
         'ListenerSet gateway-conformance-infra/listenerset-with-reference-grant',
         'kind', LISTENER_SET),
-    Gap('tests/listenerset-reference-grant.yaml',
-        'Namespace default/gateway-api-listener-sets-test-reference-grant-ns',
-        'kind', NO_NAMESPACE),
     Gap('tests/listenerset-reference-grant.yaml',
         'ListenerSet gateway-api-listener-sets-test-reference-grant-ns/listenerset-without-reference-grant',  # noqa: E501
         'kind', LISTENER_SET),

@@ -44,7 +44,6 @@ REFUSED = {
     "redis_envoy.yaml": "filters[0].typed_config",  # envoy.filters.network.redis_proxy
     "skywalking_envoy-1.yaml": "tracing.provider.typed_config",  # SkyWalking
     "skywalking_envoy-2.yaml": "tracing.provider.typed_config",  # SkyWalking
-    "udp_envoy.yaml": "address.socket_address.protocol",  # UDP listener
     "zipkin_envoy-1.yaml": "tracing.provider.typed_config",  # Zipkin
     "zipkin_envoy-2.yaml": "tracing.provider.typed_config",  # Zipkin
 }

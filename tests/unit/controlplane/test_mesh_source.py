@@ -154,7 +154,7 @@ def test_node_errors_are_in_the_admin_status(tmp_path: Path) -> None:
     json_format.ParseDict({"kind": "Pod"}, bad.metadata)
     cache.snapshot_for(bad)
     assert Observer(cache).status()["mesh_node_errors"] == {
-        "api-9": "node metadata 'kind' must be Service or Gateway, not 'Pod'"}
+        "api-9": "node metadata 'kind' must be Service, Workload or Gateway, not 'Pod'"}
 
 
 # ---- the compiled views in the shared cache (controlplane/cache/, issue 18) ---------------

@@ -116,3 +116,44 @@ def test_xds_over_tls_trusts_the_mesh_root(tmp_path) -> None:  # type: ignore[no
     assert translated.ads is not None and translated.ads.tls is not None
     assert translated.ads.tls.sni == "cp.mesh"
     assert translated.ads.tls.validation.trusted_ca == root.trust_bundle
+def test_a_workload_carries_its_labels_and_named_ports() -> None:
+    spec = spec_from_args(parse_args([
+        "--workload", "echo-v1", "-n", "shop", "--label", "app=echo", "--label", "version=v1",
+        "--port", "http=8080", "--instance-ip", "10.0.0.7", "--outbound-ip", "127.0.0.3"]))
+    bootstrap = build_bootstrap(spec)
+    node = node_identity(parse_message(bootstrap["node"], base_pb2.Node),
+                         resolve(load_objects(MESH, "mesh.yaml")))
+    assert node is not None
+    assert (node.id, node.kind, node.name, node.namespace) == (
+        "echo-v1-10.0.0.7", "Workload", "echo-v1", "shop")
+    assert node.labels == (("app", "echo"), ("version", "v1"))
+    assert node.ports == (("http", 8080),)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--service", "api", "--label", "app=echo"),
+     "--label and --port describe a workload: give --workload NAME"),
+    (("--workload", "w", "--label", "app"), "--label: 'app' is not KEY=VALUE"),
+    (("--workload", "w", "--label", "app=a b"), "--label: 'app=a b' is not KEY=VALUE"),
+    (("--workload", "w", "--port", "http=0"), "--port: 'http=0' is not NAME=NUMBER"),
+    (("--workload", "w", "--port", "8080"), "--port: '8080' is not NAME=NUMBER"),
+])
+def test_bad_workload_flags_are_named(flags: tuple[str, ...], message: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--instance-ip", "10.0.0.1", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_hands_the_workload_flags_to_its_sidecar() -> None:
+    from proxy.deploy.run import parse_args as run_args
+    from proxy.deploy.run import sidecar_argv
+    args, command = run_args(["--workload", "echo-v1", "--label", "app=echo", "--port",
+                              "http=8080", "--instance-ip", "10.0.0.7", "--", "app"])
+    argv = sidecar_argv(args)
+    assert command == ["app"]
+    assert argv[argv.index("--workload") + 1] == "echo-v1" and "--service" not in argv
+    assert argv[argv.index("--label") + 1] == "app=echo"
+    assert argv[argv.index("--port") + 1] == "http=8080"
+    spec = spec_from_args(parse_args(argv[argv.index("sidecar") + 1:]))
+    assert (spec.kind, spec.labels, spec.ports) == ("Workload", (("app", "echo"),),
+                                                    (("http", 8080),))

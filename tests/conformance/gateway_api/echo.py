@@ -1,0 +1,134 @@
+"""The conformance suite's echo server, as a process: `python -m
+tests.conformance.gateway_api.echo --pod NAME --namespace NS --host IP [--http PORT]...
+[--grpc PORT]...`.
+
+It answers as the suite's echo-basic does (its README and `conformance/utils/http` read it):
+every HTTP request with 200 and a JSON body naming the request as the backend saw it -
+`path`, `host`, `method`, `proto`, `headers` (name -> list of values, names as received),
+`namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
+for. A gRPC call of any method (raw bytes, no generated code: the mesh client only reads what
+the server reports) answers the same JSON, `headers` being the call's metadata and `proto`
+"grpc". Written for these tests, not copied: the upstream images are Go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+
+ECHO_SET_HEADER = "X-Echo-Set-Header"  # echo-basic: headers the response should carry
+
+
+def report(pod: str, namespace: str, *, path: str, host: str, method: str, proto: str,
+           headers: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The JSON body the echo server answers with."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers:
+        grouped.setdefault(name, []).append(value)
+    return {"path": path, "host": host, "method": method, "proto": proto,
+            "headers": grouped, "namespace": namespace, "pod": pod}
+
+
+def echo_set_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`X-Echo-Set-Header: a:1,b:2` -> [("a", "1"), ("b", "2")]."""
+    out = []
+    for name, value in headers:
+        if name.lower() != ECHO_SET_HEADER.lower():
+            continue
+        for item in value.split(","):
+            key, sep, text = item.partition(":")
+            if sep and key.strip():
+                out.append((key.strip(), text.strip()))
+    return out
+
+
+def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            headers = list(self.headers.items())
+            body = json.dumps(report(
+                pod, namespace, path=self.path, host=self.headers.get("Host", ""),
+                method=self.command, proto=self.request_version, headers=headers)).encode()
+            self.send_response(200)
+            for name, value in echo_set_headers(headers):
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
+
+
+class _AnyMethod(grpc.GenericRpcHandler):
+    """Every unary method answers the report (echo-advanced's Echo method reports alike)."""
+
+    def __init__(self, pod: str, namespace: str) -> None:
+        self.pod, self.namespace = pod, namespace
+
+    def service(self, details: Any) -> grpc.RpcMethodHandler:
+        method = details.method
+
+        def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+            metadata = [(key, value) for key, value in context.invocation_metadata()
+                        if isinstance(value, str)]
+            authority = next((value for key, value in metadata if key == ":authority"), "")
+            return json.dumps(report(self.pod, self.namespace, path=method, host=authority,
+                                     method="POST", proto="grpc", headers=metadata)).encode()
+        return grpc.unary_unary_rpc_method_handler(unary)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="echo", description=__doc__)
+    parser.add_argument("--pod", required=True)
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--http", type=int, action="append", default=[])
+    parser.add_argument("--grpc", type=int, action="append", default=[])
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    servers = [ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
+               for port in args.http]
+    threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    grpc_server.add_generic_rpc_handlers((_AnyMethod(args.pod, args.namespace),))
+    for port in args.grpc:
+        grpc_server.add_insecure_port(f"{args.host}:{port}")
+    try:
+        for thread in threads:
+            thread.start()
+        grpc_server.start()
+        print(f"echo {args.namespace}/{args.pod} ready", flush=True)
+        stop.wait()
+    finally:
+        grpc_server.stop(grace=None)
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

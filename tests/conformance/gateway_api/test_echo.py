@@ -1,0 +1,19 @@
+"""The echo server's answer (echo.py), without sockets: the JSON the suite's checks read and
+the response headers X-Echo-Set-Header asks for."""
+
+from __future__ import annotations
+
+from tests.conformance.gateway_api.echo import echo_set_headers, report
+
+
+def test_the_report_groups_repeated_headers_under_the_name_received() -> None:
+    found = report("echo-v1-abc-def", "ns", path="/a?b=1", host="echo", method="GET",
+                   proto="HTTP/1.1", headers=[("X-A", "1"), ("X-A", "2"), ("Host", "echo")])
+    assert found == {"path": "/a?b=1", "host": "echo", "method": "GET", "proto": "HTTP/1.1",
+                     "headers": {"X-A": ["1", "2"], "Host": ["echo"]}, "namespace": "ns",
+                     "pod": "echo-v1-abc-def"}
+
+
+def test_x_echo_set_header_names_the_response_headers() -> None:
+    assert echo_set_headers([("x-echo-set-header", "a:1, b : 2,bad"), ("X-Other", "c:3")]) == [
+        ("a", "1"), ("b", "2")]
