@@ -88,6 +88,9 @@ def inbound_chains(mode: str, filters: list[dict[str, Any]], protocol: str
     if mode == "PERMISSIVE":
         chains.append({"filter_chain_match": {"transport_protocol": "raw_buffer"},
                        "filters": filters})
+    # A client that waits for the server to speak first sends no ClientHello: after
+    # listener_filters_timeout (Envoy's 15 s) it is taken as plaintext (istiod sets the same).
     return {"listener_filters": [{"name": "envoy.filters.listener.tls_inspector",
                                   "typed_config": {"@type": TLS_INSPECTOR}}],
+            "continue_on_listener_filters_timeout": True,
             "filter_chains": chains}

@@ -11,6 +11,7 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 
 from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources
 from controlplane.mesh.errors import MeshError
+from controlplane.mesh.explain import ExplainError, explain
 from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import CLUSTER, LISTENER
@@ -281,3 +282,46 @@ def test_mesh_object_kinds_are_listed() -> None:
                          + _peer_authentication("p", "default", "{}"))
     assert [item.name for item in mesh.of_kind("AuthorizationPolicy")] == ["a"]
     assert [item.name for item in mesh.of_kind("PeerAuthentication")] == ["p"]
+
+
+# ---- explain --from spiffe://... --------------------------------------------------------------
+
+def _admission(extra: str, caller: str, url: str = "http://api:8080/x",
+               identity: MeshIdentity | None = IDENTITY) -> str:
+    answer = explain(mesh_of(MESH + extra), caller, "GET", url, [], identity=identity)
+    [backend] = answer.backends
+    return backend.admission
+
+
+def test_explain_says_whether_a_caller_identity_is_admitted_and_by_which_rule() -> None:
+    extra = _authorization("api", """
+      rules:
+      - from: [{source: {principals: [cluster.local/ns/default/sa/web]}}]
+        to: [{operation: {paths: [/x]}}]""")
+    assert _admission(extra, SPIFFE + "default/sa/web") == (
+        "allowed over mTLS (PERMISSIVE): ALLOW policy rule ns[default]-policy[api]-rule[0]")
+    assert _admission(extra, "web") == (
+        "allowed over mTLS (PERMISSIVE): ALLOW policy rule ns[default]-policy[api]-rule[0]")
+    assert _admission(extra, SPIFFE + "default/sa/api-v1") == (
+        "denied over mTLS (PERMISSIVE): no ALLOW policy rule matches (403)")
+    assert _admission(extra, "web", identity=None) == (
+        "denied over plaintext (DISABLE): no ALLOW policy rule matches (403)")
+    assert _admission("", "web") == ("allowed over mTLS (PERMISSIVE): no AuthorizationPolicy "
+                                     "denies it and none requires an ALLOW")
+
+
+def test_explain_tells_strict_refusing_plaintext_callers() -> None:
+    strict = _peer_authentication("ns", "default", "{mtls: {mode: STRICT}}")
+    assert _admission(strict, "web").startswith("allowed over mTLS (STRICT)")
+    # legacy's endpoints are an EndpointSlice: callers send plaintext, which STRICT refuses.
+    assert _admission(strict, "web", "http://legacy:9090/") == (
+        "denied over plaintext (STRICT): the port takes mTLS only (STRICT): the connection "
+        "is closed")
+    assert _admission(strict, "web", identity=None).startswith("allowed over plaintext "
+                                                                "(DISABLE)")
+
+
+def test_explain_refuses_a_foreign_trust_domain() -> None:
+    with pytest.raises(ExplainError, match="trust domain"):
+        explain(mesh_of(MESH), "spiffe://other.domain/ns/default/sa/web", "GET",
+                "http://api:8080/", [], identity=IDENTITY)
