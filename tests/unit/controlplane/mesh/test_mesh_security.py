@@ -325,3 +325,30 @@ def test_explain_refuses_a_foreign_trust_domain() -> None:
     with pytest.raises(ExplainError, match="trust domain"):
         explain(mesh_of(MESH), "spiffe://other.domain/ns/default/sa/web", "GET",
                 "http://api:8080/", [], identity=IDENTITY)
+
+
+# ---- describe ---------------------------------------------------------------------------------
+
+def test_describe_shows_identity_mtls_per_port_and_the_policies() -> None:
+    from controlplane.api import describe as api_describe
+    from controlplane.commands.describe import render
+    from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
+    mesh = mesh_of(MESH + _peer_authentication("db", "default", "{selector: {matchLabels: "
+                                               "{app: db}}, mtls: {mode: STRICT}}")
+                   + _authorization("any", "{rules: [{}]}"))
+    db = mesh.service("default", "db")
+    assert db is not None
+    ports = api_describe._ports(mesh, db, IDENTITY)
+    assert [(item.mtls_mode, item.mtls_source, item.callers_use_mtls) for item in ports] == [
+        ("STRICT", "PeerAuthentication default/db", True)]
+    assert [(item.mtls_mode, item.callers_use_mtls)
+            for item in api_describe._ports(mesh, db, None)] == [("DISABLE", False)]
+    policies = api_describe._istio_policies(mesh, db, IDENTITY)
+    assert [(item.policy.kind, item.policy.name) for item in policies] == [
+        ("PeerAuthentication", "db"), ("AuthorizationPolicy", "any")]
+    found = pb.ServiceDescription(
+        service=pb.Object(json=b'{"metadata": {"name": "db", "namespace": "default"}}'),
+        ports=ports, identity=IDENTITY.spiffe_id("default", "db"))
+    text = render(found)
+    assert "Identity:      spiffe://cluster.local/ns/default/sa/db" in text
+    assert "STRICT   mTLS      PeerAuthentication default/db" in text

@@ -259,18 +259,24 @@ class DescribeServiceRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ServicePort(_message.Message):
-    __slots__ = ("name", "port", "target_port", "app_protocol", "protocol")
+    __slots__ = ("name", "port", "target_port", "app_protocol", "protocol", "mtls_mode", "mtls_source", "callers_use_mtls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
     APP_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    MTLS_MODE_FIELD_NUMBER: _ClassVar[int]
+    MTLS_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CALLERS_USE_MTLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     port: int
     target_port: int
     app_protocol: str
     protocol: str
-    def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., target_port: _Optional[int] = ..., app_protocol: _Optional[str] = ..., protocol: _Optional[str] = ...) -> None: ...
+    mtls_mode: str
+    mtls_source: str
+    callers_use_mtls: bool
+    def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., target_port: _Optional[int] = ..., app_protocol: _Optional[str] = ..., protocol: _Optional[str] = ..., mtls_mode: _Optional[str] = ..., mtls_source: _Optional[str] = ..., callers_use_mtls: _Optional[bool] = ...) -> None: ...
 
 class ServiceEndpoint(_message.Message):
     __slots__ = ("address", "port", "health", "source")
@@ -335,7 +341,7 @@ class ProxyRef(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., control_plane: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class ServiceDescription(_message.Message):
-    __slots__ = ("service", "ports", "endpoints", "routes", "policies", "serving", "calling")
+    __slots__ = ("service", "ports", "endpoints", "routes", "policies", "serving", "calling", "identity")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
@@ -343,6 +349,7 @@ class ServiceDescription(_message.Message):
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
     CALLING_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
     service: Object
     ports: _containers.RepeatedCompositeFieldContainer[ServicePort]
     endpoints: _containers.RepeatedCompositeFieldContainer[ServiceEndpoint]
@@ -350,4 +357,5 @@ class ServiceDescription(_message.Message):
     policies: _containers.RepeatedCompositeFieldContainer[PolicyUse]
     serving: _containers.RepeatedCompositeFieldContainer[ProxyRef]
     calling: _containers.RepeatedCompositeFieldContainer[ProxyRef]
-    def __init__(self, service: _Optional[_Union[Object, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ServicePort, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[ServiceEndpoint, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteUse, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[PolicyUse, _Mapping]]] = ..., serving: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ..., calling: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ...) -> None: ...
+    identity: str
+    def __init__(self, service: _Optional[_Union[Object, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ServicePort, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[ServiceEndpoint, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteUse, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[PolicyUse, _Mapping]]] = ..., serving: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ..., calling: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ..., identity: _Optional[str] = ...) -> None: ...
