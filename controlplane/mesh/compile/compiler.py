@@ -315,9 +315,9 @@ def mtls_to(view: View, service: Any, port: int) -> bool:
         return False
     spec_port = service.spec.port(port)
     target = spec_port.target_port if spec_port is not None else port
-    mode = port_mode(view.of_kind("PeerAuthentication"), service, target,
-                     identity.root_namespace)
-    return mode.mode != "DISABLE"
+    root = identity.root_namespace
+    policies = view.in_namespaces("PeerAuthentication", (service.namespace, root))
+    return port_mode(policies, service, target, root).mode != "DISABLE"
 
 
 def _endpoints_unit(view: View, use: ClusterUse) -> CachedResource:

@@ -117,9 +117,12 @@ class View:
         return self._keep(("policy", kind, target, section),
                           self.mesh.policy_for(kind, target, section))
 
-    def of_kind(self, kind: str) -> list[MeshObject]:
-        """Every object of a kind (the Istio security policies: few, read whole)."""
-        return self._keep(("of_kind", kind), list(self.mesh.of_kind(kind)))
+    def in_namespaces(self, kind: str, namespaces: tuple[str, ...]) -> list[MeshObject]:
+        """The objects of a kind in these namespaces, oldest first (the Istio security
+        policies of a Service's namespace and the root namespace)."""
+        return self._keep(("in_namespaces", kind, namespaces),
+                          [item for item in self.mesh.of_kind(kind)
+                           if item.namespace in namespaces])
 
     def slices(self, namespace: str, name: str) -> list[MeshObject]:
         return self._keep(("slices", namespace, name),

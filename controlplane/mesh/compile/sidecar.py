@@ -110,13 +110,15 @@ def inbound_mode(view: View, service: MeshObject, target_port: int) -> str:
     identity = view.identity
     if identity is None:
         return "DISABLE"
-    return port_mode(view.of_kind("PeerAuthentication"), service, target_port,
-                     identity.root_namespace).mode
+    root = identity.root_namespace
+    policies = view.in_namespaces("PeerAuthentication", (service.namespace, root))
+    return port_mode(policies, service, target_port, root).mode
 
 
 def _authorization(view: View, service: MeshObject) -> list[MeshObject]:
     root = view.identity.root_namespace if view.identity is not None else ROOT_NAMESPACE
-    return authorization_policies(view.of_kind("AuthorizationPolicy"), service, root)
+    return authorization_policies(
+        view.in_namespaces("AuthorizationPolicy", (service.namespace, root)), service, root)
 
 
 def _app_cluster(name: str, ip: str, port: int, protocol: str) -> dict[str, Any]:

@@ -352,3 +352,17 @@ def test_describe_shows_identity_mtls_per_port_and_the_policies() -> None:
     text = render(found)
     assert "Identity:      spiffe://cluster.local/ns/default/sa/db" in text
     assert "STRICT   mTLS      PeerAuthentication default/db" in text
+
+
+def test_a_policy_elsewhere_rebuilds_nothing_and_one_here_rebuilds_the_inbound_part() -> None:
+    compiler = MeshCompiler(mesh_of(MESH), identity=IDENTITY)
+    compiler.compile_node(sidecar("api"))
+    before = dict(compiler.memo.built)
+    compiler.update(mesh_of(MESH + _authorization("x", "{}", namespace="other")))
+    compiler.compile_node(sidecar("api"))
+    assert compiler.memo.built == before
+    compiler.update(mesh_of(MESH + _authorization("x", "{}")))
+    compiler.compile_node(sidecar("api"))
+    changed = {kind: count - before.get(kind, 0) for kind, count in compiler.memo.built.items()
+               if count != before.get(kind, 0)}
+    assert changed == {"inbound_part": 1, "inbound": 1}
