@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import ipaddress
 import os
@@ -31,6 +32,14 @@ from controlplane import logs
 from controlplane.admin import AdminServer
 from controlplane.api import runtime as api
 from controlplane.api.mirror import StoreMirror
+from controlplane.ca import (
+    DEFAULT_TRUST_DOMAIN,
+    CaError,
+    CertificateAuthority,
+    IdentitySecrets,
+    keeper,
+)
+from controlplane.ca.renewal import keep_renewing, parse_duration
 from controlplane.cache import SnapshotCache
 from controlplane.fanout import DEFAULT_BUDGET, DEFAULT_DEBOUNCE_AFTER, DEFAULT_DEBOUNCE_MAX, Pacer
 from controlplane.observe import Observer
@@ -107,6 +116,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--client-ca", type=Path,
                         help="CA bundle (PEM): require client certificates (mutual TLS)")
+    parser.add_argument("--ca-cert", type=Path,
+                        help="the mesh CA's certificate (PEM; an intermediate first, then its "
+                             "chain up to the root): sign SVIDs with it instead of the store's "
+                             "own root (docs/security.md)")
+    parser.add_argument("--ca-key", type=Path, help="the mesh CA's private key (PEM)")
+    parser.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN,
+                        help="SPIFFE trust domain of the SVIDs (spiffe://DOMAIN/ns/NS/sa/SVC)")
+    parser.add_argument("--cert-lifetime", default="24h", metavar="DURATION",
+                        help="SVID lifetime (s, m, h, d); renewed at half life")
     parser.add_argument("--allow-plaintext", action="store_true",
                         help="serve without TLS on a non-loopback address (Secrets travel "
                              "in clear text: only for trusted networks)")
@@ -135,6 +153,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     api.check_arguments(parser, args, is_loopback, split_address)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if bool(args.ca_cert) != bool(args.ca_key):
+        parser.error("--ca-cert and --ca-key go together")
+    try:
+        args.cert_lifetime = parse_duration(args.cert_lifetime)
+    except ValueError as error:
+        parser.error(f"--cert-lifetime: {error}")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1 and args.mesh is not None:
@@ -278,9 +302,13 @@ async def serve(args: argparse.Namespace) -> int:
         runtime = await api.open_api(args, cache, observer, server_credentials(args))
         sources.append(runtime.mirror)
 
+    authority = await open_authority(args, runtime)
+    if authority is not None and isinstance(cache, MeshCache):
+        cache.identity_secrets = IdentitySecrets(authority)
+
     def loaded() -> None:
-        if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
-            return  # a sidecar came or went (logged as mesh_endpoint_*): not a config load
+        if isinstance(cache, MeshCache) and cache.last_change in ("endpoints", "secrets"):
+            return  # a sidecar came or went (logged as mesh_endpoint_*), or an SVID renewed
         resources = sum(item.count() for item in cache.groups.values())
         if isinstance(cache, MeshCache):
             resources += len(cache.mesh.objects)  # mesh objects, before compilation
@@ -306,6 +334,25 @@ async def serve(args: argparse.Namespace) -> int:
             await runtime.close()
         if telemetry is not None:
             telemetry.close()
+
+
+async def open_authority(args: argparse.Namespace, runtime: api.ApiRuntime | None
+                         ) -> CertificateAuthority | None:
+    """The mesh CA: the operator's (--ca-cert/--ca-key), else the store's root (made at the
+    first start). With neither (--mesh or --resources alone) no SVIDs are issued."""
+    options = {"trust_domain": args.trust_domain, "lifetime": args.cert_lifetime}
+    try:
+        if args.ca_cert:
+            return keeper.from_files(args.ca_cert, args.ca_key, **options)
+        if runtime is not None:
+            return await keeper.from_store(runtime.store, datetime.datetime.now(datetime.UTC),
+                                           **options)
+    except CaError as error:
+        if runtime is not None:
+            await runtime.close()
+        raise ConfigError(str(error)) from error
+    logs.event("ca_off", reason="no --store and no --ca-cert: no SVIDs are issued")
+    return None
 
 
 def pacer_of(args: argparse.Namespace) -> Pacer:
@@ -338,6 +385,8 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
             watchers = [tasks.create_task(source.run()) for source in sources]
             if runtime is not None:
                 watchers.append(tasks.create_task(runtime.run()))
+            if isinstance(cache, MeshCache) and cache.identity_secrets is not None:
+                watchers.append(tasks.create_task(keep_renewing(cache)))
             await stop.wait()
             for watcher in watchers:
                 watcher.cancel()

@@ -13,11 +13,22 @@ frozen model that carries the ready `ssl.SSLContext`. Behaviour follows Envoy's 
   (proxy.transport.resumption);
 - upstream PROXY protocol (ProxyProtocolUpstreamTransport, `config.version` V1/V2) wrapping
   TLS or raw_buffer: the header goes first, in clear, before any TLS handshake.
+- secrets over SDS (`tls_certificate_sds_secret_configs`, `validation_context_sds_secret_config`,
+  `combined_validation_context`; proxy.model.secret): the context's `TlsBinding` loads each
+  version of them into the same SSLContext when it arrives (OpenSSL copies the certificate
+  into each new connection, so open connections keep theirs and new handshakes get the new
+  one; configuration/security/secret, "key rotation"). Until every secret it names arrived
+  the context is `waiting` and the listener or cluster using it warms.
+- `match_typed_subject_alt_names`: after the handshake the peer's certificate must have a SAN
+  matching one of them, else the handshake fails (Envoy's `ssl.fail_verify_san`); checked
+  only when the peer presented a certificate (a server that does not require one lets a
+  client without one through, as Envoy does).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 import tempfile
 from dataclasses import dataclass, field
@@ -34,10 +45,14 @@ from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.model.fields import reject_unsupported
 from proxy.model.secret import (
+    DYNAMIC,
+    SdsRef,
+    Secret,
     TlsCertificate,
     ValidationContext,
     static_secret,
     translate_certificate,
+    translate_sds_source,
     translate_validation,
 )
 from proxy.transport.resumption import ResumingClientContext
@@ -59,11 +74,13 @@ _VERSIONS = {
 
 @dataclass(frozen=True)
 class DownstreamTls:
-    certificate: TlsCertificate
+    certificate: TlsCertificate | None  # None when it comes over SDS (binding.certificate)
     alpn_protocols: tuple[str, ...]
     validation: ValidationContext | None
     require_client_certificate: bool
     ssl_context: ssl.SSLContext = field(compare=False, repr=False)
+    sds: tuple[SdsRef, ...] = ()
+    binding: TlsBinding | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,127 @@ class UpstreamTls:
     validation: ValidationContext | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     proxy_protocol_version: int | None = None  # 1 or 2
+    sds: tuple[SdsRef, ...] = ()
+    binding: TlsBinding | None = field(default=None, compare=False, repr=False)
+
+
+def sds_refs(tls: DownstreamTls | UpstreamTls | None) -> tuple[SdsRef, ...]:
+    return tls.sds if tls is not None else ()
+
+
+def waiting_for(tls: DownstreamTls | UpstreamTls | None) -> tuple[str, ...]:
+    """The SDS secrets this context still waits for (it warms until there are none)."""
+    if tls is None or tls.binding is None:
+        return ()
+    return tls.binding.waiting()
+
+
+@dataclass(frozen=True)
+class _Common:
+    """A CommonTlsContext translated: what is known now, and the SDS secrets it names."""
+
+    certificate: TlsCertificate | None
+    validation: ValidationContext | None
+    alpn: tuple[str, ...]
+    certificate_ref: SdsRef | None = None
+    validation_ref: SdsRef | None = None
+
+    @property
+    def refs(self) -> tuple[SdsRef, ...]:
+        return tuple(ref for ref in (self.certificate_ref, self.validation_ref) if ref)
+
+
+class TlsBinding:
+    """One SSLContext and the secrets it is made of. `reload()` (SecretRegistry.update)
+    loads the current version of its SDS secrets into the same context, for new handshakes;
+    `validation` is the validation context in force (its SAN matchers included)."""
+
+    def __init__(self, context: ssl.SSLContext, common: _Common, *, server: bool,
+                 require_client: bool = False) -> None:
+        self.context = context
+        self.common = common
+        self.server = server
+        self.require_client = require_client
+        self.certificate: TlsCertificate | None = None
+        self.validation: ValidationContext | None = None
+        self.trusted_loaded: bytes | None = None
+        context.sslobject_class = SanCheckingObject
+        context.pointsman_binding = self  # type: ignore[attr-defined]
+        if common.refs:
+            DYNAMIC.bind([ref.name for ref in common.refs], self)
+
+    def __repr__(self) -> str:
+        return f"TlsBinding(server={self.server}, waiting={self.waiting()})"
+
+    def waiting(self) -> tuple[str, ...]:
+        return tuple(ref.name for ref in self.common.refs
+                     if _dynamic(ref) is None)
+
+    def load(self, certificate: TlsCertificate | None, validation: ValidationContext | None,
+             cert_field: str = "common_tls_context.tls_certificates[0]",
+             ca_field: str = "common_tls_context.validation_context.trusted_ca") -> None:
+        if certificate is not None and certificate != self.certificate:
+            _load_certificate(self.context, certificate, cert_field)
+            self.certificate = certificate
+        self.validation = validation
+        if validation is not None and validation.trusted_ca is not None \
+                and validation.trusted_ca != self.trusted_loaded:
+            # A new bundle is added to the store (OpenSSL cannot remove a trusted CA from a
+            # context in use): the roots of a rotation are trusted side by side.
+            _load_ca(self.context, validation, ca_field)
+            self.trusted_loaded = validation.trusted_ca
+            self.context.verify_mode = (ssl.CERT_REQUIRED if self.require_client or
+                                        not self.server else ssl.CERT_OPTIONAL)
+
+    def reload(self) -> None:
+        certificate = self.common.certificate
+        if self.common.certificate_ref is not None:
+            certificate = _dynamic(self.common.certificate_ref) or certificate
+        validation = _merged_validation(self.common)
+        self.load(certificate, validation)
+
+    def peer_allowed(self, peer: dict[str, Any] | None) -> bool:
+        """match_typed_subject_alt_names against the verified peer certificate."""
+        matchers = self.validation.san_matchers if self.validation else ()
+        if not matchers or not peer:
+            return True
+        sans = peer.get("subjectAltName", ())
+        return any(matcher.matches(sans) for matcher in matchers)
+
+
+class SanCheckingObject(ssl.SSLObject):
+    """Fails the handshake when the peer's SANs match none of the context's matchers
+    (Envoy: "ssl.fail_verify_san"); asyncio and uvloop both drive `do_handshake`."""
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        binding = getattr(self.context, "pointsman_binding", None)
+        if binding is not None and not binding.peer_allowed(self.getpeercert()):
+            error = ssl.SSLCertVerificationError(
+                1, "certificate verify failed: SAN matcher")  # Envoy's words
+            error.reason = "CERTIFICATE_VERIFY_FAILED"  # type: ignore[attr-defined]
+            error.library = "SSL"  # type: ignore[attr-defined]
+            error.verify_message = "SAN matcher"  # type: ignore[attr-defined]
+            raise error
+
+
+def _dynamic(ref: SdsRef) -> Any | None:
+    secret = DYNAMIC.get(ref.name)
+    return getattr(secret, ref.kind, None) if secret is not None else None
+
+
+def _merged_validation(common: _Common) -> ValidationContext | None:
+    """combined_validation_context: the dynamic context merged into the default one (its
+    trusted_ca in force, SAN matchers of both), as Envoy merges them."""
+    if common.validation_ref is None:
+        return common.validation
+    dynamic = _dynamic(common.validation_ref)
+    if dynamic is None:
+        return common.validation
+    if common.validation is None:
+        return dynamic  # type: ignore[no-any-return]
+    return ValidationContext(dynamic.trusted_ca or common.validation.trusted_ca,
+                             common.validation.san_matchers + dynamic.san_matchers)
 
 
 def translate_downstream_tls(message: Message) -> DownstreamTls | None:
@@ -86,17 +224,22 @@ def translate_downstream_tls(message: Message) -> DownstreamTls | None:
         return None
     reject_unsupported(context, {"common_tls_context", "require_client_certificate"})
     common = context.common_tls_context
-    certificate, validation, alpn = _translate_common(common, "common_tls_context.")
-    if certificate is None:
+    translated = _translate_common(common, "common_tls_context.")
+    if translated.certificate is None and translated.certificate_ref is None:
         raise ConfigError("a downstream TLS context needs one certificate",
                           field="common_tls_context.tls_certificates")
     require_client = context.HasField("require_client_certificate") and \
         context.require_client_certificate.value
-    if require_client and validation is None:
+    if require_client and translated.validation is None and translated.validation_ref is None:
         raise ConfigError("require_client_certificate needs a validation_context",
                           field="require_client_certificate")
-    ssl_context = _server_context(common, certificate, validation, alpn, require_client)
-    return DownstreamTls(certificate, alpn, validation, require_client, ssl_context)
+    ssl_context = _server_context(common, translated.alpn)
+    binding = TlsBinding(ssl_context, translated, server=True, require_client=require_client)
+    binding.load(translated.certificate, translated.validation)
+    binding.reload()  # what SDS already has
+    static = None if translated.certificate_ref else translated.certificate
+    return DownstreamTls(static, translated.alpn, translated.validation, require_client,
+                         ssl_context, translated.refs, binding)
 
 
 def translate_upstream_tls(message: Message) -> UpstreamTls | None:
@@ -112,12 +255,17 @@ def translate_upstream_tls(message: Message) -> UpstreamTls | None:
     if context.allow_renegotiation:
         raise unsupported("allow_renegotiation")
     common = context.common_tls_context
-    certificate, validation, alpn = _translate_common(common, "common_tls_context.")
-    ssl_context = _client_context(common, certificate, validation, alpn)
+    translated = _translate_common(common, "common_tls_context.")
+    ssl_context = _client_context(common, translated.alpn)
+    binding = TlsBinding(ssl_context, translated, server=False)
+    binding.load(translated.certificate, translated.validation)
+    binding.reload()
     # max_session_keys: sessions kept for resumption (tls.proto: default 1, 0 disables).
     ssl_context.configure_resumption(context.max_session_keys.value
                                      if context.HasField("max_session_keys") else 1)
-    return UpstreamTls(context.sni, alpn, certificate, validation, ssl_context)
+    static = None if translated.certificate_ref else translated.certificate
+    return UpstreamTls(context.sni, translated.alpn, static, translated.validation,
+                       ssl_context, sds=translated.refs, binding=binding)
 
 
 def _proxy_protocol_wrapper(message: Message) -> Any | None:
@@ -168,41 +316,72 @@ def _unwrap(message: Message, cls: type[Any], type_name: str) -> Any | None:
     return message
 
 
-def _translate_common(common: Any, prefix: str
-                      ) -> tuple[TlsCertificate | None, ValidationContext | None, tuple[str, ...]]:
+def _translate_common(common: Any, prefix: str) -> _Common:
     reject_unsupported(common, {"tls_params", "tls_certificates", "validation_context",
                                 "alpn_protocols", "tls_certificate_sds_secret_configs",
-                                "validation_context_sds_secret_config"}, prefix=prefix)
+                                "validation_context_sds_secret_config",
+                                "combined_validation_context"}, prefix=prefix)
     if common.HasField("tls_params"):
         reject_unsupported(common.tls_params,
                            {"tls_minimum_protocol_version", "tls_maximum_protocol_version"},
                            prefix=prefix + "tls_params.")
-    certificates = [
+    certificates: list[TlsCertificate | SdsRef] = [
         translate_certificate(item, f"{prefix}tls_certificates[{index}].")
         for index, item in enumerate(common.tls_certificates)
     ] + [
-        _static_secret(item, f"{prefix}tls_certificate_sds_secret_configs[{index}]",
-                       "tls_certificate")
+        _secret_ref(item, f"{prefix}tls_certificate_sds_secret_configs[{index}]",
+                    "tls_certificate")
         for index, item in enumerate(common.tls_certificate_sds_secret_configs)
     ]
     if len(certificates) > 1:
         raise unsupported(prefix + "tls_certificates[1]", "one certificate per context")
-    validation = None
-    if common.HasField("validation_context"):
-        validation = translate_validation(common.validation_context,
-                                           prefix + "validation_context.")
-    elif common.HasField("validation_context_sds_secret_config"):
-        validation = _static_secret(common.validation_context_sds_secret_config,
-                                    prefix + "validation_context_sds_secret_config",
-                                    "validation_context")
-    return (certificates[0] if certificates else None), validation, \
-        tuple(common.alpn_protocols)
+    validation, validation_ref = _translate_validation(common, prefix)
+    first = certificates[0] if certificates else None
+    return _Common(first if isinstance(first, TlsCertificate) else None, validation,
+                   tuple(common.alpn_protocols),
+                   first if isinstance(first, SdsRef) else None, validation_ref)
 
 
-def _static_secret(config: Any, field_name: str, kind: str) -> Any:
-    """An SdsSecretConfig without sds_config names a static secret of the bootstrap
-    (Envoy: configuration/security/secret, "static secrets"). SDS itself is not supported."""
-    reject_unsupported(config, {"name"}, prefix=field_name + ".")
+def _translate_validation(common: Any, prefix: str
+                          ) -> tuple[ValidationContext | None, SdsRef | None]:
+    """validation_context, validation_context_sds_secret_config or
+    combined_validation_context (default_validation_context + an SDS secret)."""
+    kind = common.WhichOneof("validation_context_type")
+    if kind == "validation_context":
+        return translate_validation(common.validation_context,
+                                    prefix + "validation_context."), None
+    if kind == "validation_context_sds_secret_config":
+        found = _secret_ref(common.validation_context_sds_secret_config,
+                            prefix + "validation_context_sds_secret_config",
+                            "validation_context")
+        return (None, found) if isinstance(found, SdsRef) else (found, None)
+    if kind == "combined_validation_context":
+        combined = common.combined_validation_context
+        where = prefix + "combined_validation_context."
+        reject_unsupported(combined, {"default_validation_context",
+                                      "validation_context_sds_secret_config"}, prefix=where)
+        default = translate_validation(combined.default_validation_context,
+                                       where + "default_validation_context.")
+        found = _secret_ref(combined.validation_context_sds_secret_config,
+                            where + "validation_context_sds_secret_config",
+                            "validation_context")
+        if isinstance(found, SdsRef):
+            return default, found
+        return ValidationContext(found.trusted_ca or default.trusted_ca,
+                                 default.san_matchers + found.san_matchers), None
+    return None, None
+
+
+def _secret_ref(config: Any, field_name: str, kind: str) -> Any:
+    """An SdsSecretConfig: with `sds_config`, a secret over SDS (an SdsRef, the TLS context
+    waits for it); without, a static secret of the bootstrap (Envoy: configuration/security/
+    secret, "static secrets"), returned as its value."""
+    reject_unsupported(config, {"name", "sds_config"}, prefix=field_name + ".")
+    if not config.name:
+        raise ConfigError("a secret name is required", field=field_name + ".name")
+    if config.HasField("sds_config"):
+        return SdsRef(config.name, translate_sds_source(config.sds_config,
+                                                        field_name + ".sds_config"), kind)
     found = static_secret(config.name)
     value = getattr(found, kind, None) if found is not None else None
     if value is None:
@@ -219,14 +398,28 @@ def _apply_versions(context: ssl.SSLContext, common: Any, default_max: ssl.TLSVe
     context.maximum_version = _VERSIONS.get(params.tls_maximum_protocol_version, default_max)
 
 
+def check_secret(secret: Secret) -> None:
+    """An SDS secret's certificate and key, or its trusted CA, must load (else NACK)."""
+    if secret.tls_certificate is not None:
+        _load_certificate(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), secret.tls_certificate,
+                          "tls_certificate")
+    validation = secret.validation_context
+    if validation is not None and validation.trusted_ca is not None:
+        _load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), validation,
+                 "validation_context.trusted_ca")
+
+
 def _load_certificate(context: ssl.SSLContext, certificate: TlsCertificate,
                       field_name: str) -> None:
-    # ssl only loads chains from files: write them to a private directory, load, delete.
+    # ssl only loads chains from files: write them to a private directory (mkdtemp: 0700;
+    # the key file 0600), load, delete.
     with tempfile.TemporaryDirectory(prefix="pointsman-tls-") as directory:
         chain = Path(directory, "chain.pem")
         key = Path(directory, "key.pem")
         chain.write_bytes(certificate.certificate_chain)
-        key.write_bytes(certificate.private_key)
+        descriptor = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as sink:
+            sink.write(certificate.private_key)
         try:
             context.load_cert_chain(chain, key)
         except ssl.SSLError as error:
@@ -242,32 +435,19 @@ def _load_ca(context: ssl.SSLContext, validation: ValidationContext, field_name:
         raise ConfigError(f"invalid trusted_ca: {error}", field=field_name) from error
 
 
-def _server_context(common: Any, certificate: TlsCertificate,
-                    validation: ValidationContext | None, alpn: tuple[str, ...],
-                    require_client: bool) -> ssl.SSLContext:
+def _server_context(common: Any, alpn: tuple[str, ...]) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _apply_versions(context, common, ssl.TLSVersion.TLSv1_3)
-    _load_certificate(context, certificate, "common_tls_context.tls_certificates[0]")
-    if validation is not None and validation.trusted_ca is not None:
-        _load_ca(context, validation, "common_tls_context.validation_context.trusted_ca")
-        context.verify_mode = ssl.CERT_REQUIRED if require_client else ssl.CERT_OPTIONAL
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context
 
 
-def _client_context(common: Any, certificate: TlsCertificate | None,
-                    validation: ValidationContext | None,
-                    alpn: tuple[str, ...]) -> ResumingClientContext:
+def _client_context(common: Any, alpn: tuple[str, ...]) -> ResumingClientContext:
     context = ResumingClientContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     _apply_versions(context, common, ssl.TLSVersion.TLSv1_3)
-    if certificate is not None:
-        _load_certificate(context, certificate, "common_tls_context.tls_certificates[0]")
-    if validation is not None and validation.trusted_ca is not None:
-        _load_ca(context, validation, "common_tls_context.validation_context.trusted_ca")
-        context.verify_mode = ssl.CERT_REQUIRED
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context

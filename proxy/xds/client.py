@@ -26,7 +26,13 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from protos.errors import ConfigError
-from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
+from protos.registry import (
+    CLUSTER,
+    CLUSTER_LOAD_ASSIGNMENT,
+    LISTENER,
+    ROUTE_CONFIGURATION,
+    SECRET,
+)
 from proxy.stats import Stats
 from proxy.xds.backoff import BackoffSettings, JitteredBackoff
 from proxy.xds.delta import DeltaApplier
@@ -37,9 +43,10 @@ log = logging.getLogger(__name__)
 # Envoy's stat scopes for config updates (docs: config/cluster_manager/cluster_stats,
 # configuration/listeners/lds).
 _STAT_SCOPES = {CLUSTER: "cluster_manager.cds.", LISTENER: "listener_manager.lds.",
-                ROUTE_CONFIGURATION: "rds.", CLUSTER_LOAD_ASSIGNMENT: "eds."}
+                ROUTE_CONFIGURATION: "rds.", CLUSTER_LOAD_ASSIGNMENT: "eds.", SECRET: "sds."}
 _TYPE_NAMES = {CLUSTER: "CDS", LISTENER: "LDS", ROUTE_CONFIGURATION: "RDS",
-               CLUSTER_LOAD_ASSIGNMENT: "EDS"}
+               CLUSTER_LOAD_ASSIGNMENT: "EDS", SECRET: "SDS"}
+NAMED_TYPES = (CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION, SECRET)  # subscribed by name
 
 
 class XdsApplier(SotwApplier, DeltaApplier, Protocol):
@@ -81,8 +88,14 @@ class AdsClient:
                  *, credentials: grpc.ChannelCredentials | None = None,
                  options: tuple[tuple[str, Any], ...] = (),
                  backoff: JitteredBackoff | None = None,
-                 targets: tuple[str, ...] = ()) -> None:
+                 targets: tuple[str, ...] = (),
+                 named_types: tuple[str, ...] = NAMED_TYPES,
+                 stub: Any = None) -> None:
         self.target = target
+        self.named_types = named_types
+        # the service the stream belongs to: ADS, or SecretDiscoveryService for an SDS
+        # api_config_source (proxy.xds.sds)
+        self.stub = stub or ads_pb2_grpc.AggregatedDiscoveryServiceStub
         self.targets = targets or (target,)
         self._next_target = 0
         self.options = options
@@ -121,7 +134,7 @@ class AdsClient:
         channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
                    if self.credentials else grpc.aio.insecure_channel(self.target))
         try:
-            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+            stub = self.stub(channel)
             call = getattr(stub, self.protocol.method)()
             self._refresh_interest()
             for request in self.protocol.stream_started():
@@ -148,7 +161,7 @@ class AdsClient:
         if received is None:
             return []
         requests = [self._apply(received)]
-        for type_url in (CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION):
+        for type_url in self.named_types:
             request = self.protocol.set_names(type_url, self.applier.wanted_names(type_url))
             if request is not None:
                 requests.append(request)
@@ -177,5 +190,5 @@ class AdsClient:
         return self.protocol.accept(received)
 
     def _refresh_interest(self) -> None:
-        for type_url in (CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION):
+        for type_url in self.named_types:
             self.protocol.set_names(type_url, self.applier.wanted_names(type_url))
