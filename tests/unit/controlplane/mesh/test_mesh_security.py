@@ -366,3 +366,28 @@ def test_a_policy_elsewhere_rebuilds_nothing_and_one_here_rebuilds_the_inbound_p
     changed = {kind: count - before.get(kind, 0) for kind, count in compiler.memo.built.items()
                if count != before.get(kind, 0)}
     assert changed == {"inbound_part": 1, "inbound": 1}
+
+
+def test_every_secured_resource_is_accepted_by_the_pointsman_sidecar() -> None:
+    from proxy.bootstrap import ensure_network_filters
+    from proxy.model.cluster import translate_cluster
+    from proxy.model.listener import translate_listener
+    from tests.unit.controlplane.mesh.helpers import CLASSES
+
+    ensure_network_filters()
+    extra = _peer_authentication("db", "default", "{selector: {matchLabels: {app: db}}, "
+                                 "mtls: {mode: STRICT}}") + _authorization("all", """
+      rules:
+      - from: [{source: {principals: ["*"], namespaces: [default], ipBlocks: [10.0.0.0/8]}}]
+        to: [{operation: {hosts: ["*.example.com"], methods: [GET], paths: ["/a*"]}}]
+        when: [{key: "request.headers[x-a]", values: ["*"]}]""")
+    translators = {LISTENER.type_url: translate_listener, CLUSTER.type_url: translate_cluster}
+    count = 0
+    for caller in ("api", "db"):
+        for type_url, translate in translators.items():
+            for resource in secured(extra, caller=caller).resources[type_url].values():
+                message = CLASSES[type_url]()
+                resource.packed.Unpack(message)
+                translate(message)  # raises ConfigError naming the field
+                count += 1
+    assert count > 10
