@@ -138,6 +138,7 @@ class TlsBinding:
         self.certificate: TlsCertificate | None = None
         self.validation: ValidationContext | None = None
         self.trusted_loaded: bytes | None = None
+        self.counters: dict[str, Any] = {}  # Envoy's ssl.* stats, once a scope is given
         context.sslobject_class = SanCheckingObject
         context.pointsman_binding = self  # type: ignore[attr-defined]
         if common.refs:
@@ -173,6 +174,31 @@ class TlsBinding:
         validation = _merged_validation(self.common)
         self.load(certificate, validation)
 
+    def count_into(self, stats: Any, scope: str) -> None:
+        """Count handshakes in `scope` (`listener.<address>.ssl.`, `cluster.<name>.ssl.`):
+        Envoy's handshake, connection_error, fail_verify_no_cert, fail_verify_error and
+        fail_verify_san (docs: configuration/listeners/stats, "TLS statistics")."""
+        self.counters = {name: stats.counter(scope + name) for name in (
+            "handshake", "connection_error", "fail_verify_no_cert", "fail_verify_error",
+            "fail_verify_san")}
+
+    def counted(self, outcome: str) -> None:
+        counter = self.counters.get(outcome)
+        if counter is not None:
+            counter.inc()
+
+    def handshake_failed(self, error: ssl.SSLError) -> None:
+        """A verification failure counts as such, any other error as connection_error
+        (Envoy counts a refused certificate in fail_verify_*, not in connection_error)."""
+        reason = getattr(error, "reason", "") or ""
+        if reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_REQUIRED"):
+            self.counted("fail_verify_no_cert")
+        elif isinstance(error, ssl.SSLCertVerificationError) or \
+                reason == "CERTIFICATE_VERIFY_FAILED":
+            self.counted("fail_verify_error")
+        else:
+            self.counted("connection_error")
+
     def peer_allowed(self, peer: dict[str, Any] | None) -> bool:
         """match_typed_subject_alt_names against the verified peer certificate."""
         matchers = self.validation.san_matchers if self.validation else ()
@@ -187,15 +213,27 @@ class SanCheckingObject(ssl.SSLObject):
     (Envoy: "ssl.fail_verify_san"); asyncio and uvloop both drive `do_handshake`."""
 
     def do_handshake(self) -> None:
-        super().do_handshake()
         binding = getattr(self.context, "pointsman_binding", None)
-        if binding is not None and not binding.peer_allowed(self.getpeercert()):
-            error = ssl.SSLCertVerificationError(
-                1, "certificate verify failed: SAN matcher")  # Envoy's words
-            error.reason = "CERTIFICATE_VERIFY_FAILED"  # type: ignore[attr-defined]
-            error.library = "SSL"  # type: ignore[attr-defined]
-            error.verify_message = "SAN matcher"  # type: ignore[attr-defined]
-            raise error
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise  # not done yet
+        except ssl.SSLError as error:
+            if binding is not None:
+                binding.handshake_failed(error)
+            raise
+        if binding is None:
+            return
+        if binding.peer_allowed(self.getpeercert()):
+            binding.counted("handshake")
+            return
+        binding.counted("fail_verify_san")
+        refused = ssl.SSLCertVerificationError(
+            1, "certificate verify failed: SAN matcher")  # Envoy's words
+        refused.reason = "CERTIFICATE_VERIFY_FAILED"  # type: ignore[attr-defined]
+        refused.library = "SSL"  # type: ignore[attr-defined]
+        refused.verify_message = "SAN matcher"  # type: ignore[attr-defined]
+        raise refused
 
 
 def _dynamic(ref: SdsRef) -> Any | None:

@@ -114,6 +114,7 @@ def test_a_server_with_another_identity_is_refused_by_the_caller(mesh: Mesh) -> 
     status, _ = outbound(mesh, "gamma")  # gamma expects alpha's SPIFFE ID from beta
     assert status == 503
     assert mesh.gamma.stat("cluster.peer.upstream_cx_connect_fail") >= 1
+    assert mesh.gamma.stat("cluster.peer.ssl.fail_verify_san") >= 1  # Envoy's stat
 
 
 def test_a_client_without_a_certificate_is_refused(mesh: Mesh) -> None:
