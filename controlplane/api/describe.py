@@ -143,6 +143,16 @@ def _policies(mesh: Mesh, service: MeshObject, routes: set[str],
     return out + _istio_policies(mesh, service, identity)
 
 
+def mtls_summary(mesh: Mesh, service: MeshObject, identity: MeshIdentity) -> str:
+    """`STRICT` when every port has one mode, else `8080:STRICT,5432:DISABLE`."""
+    modes = [(port.port, port_mode(mesh.of_kind("PeerAuthentication"), service,
+                                   port.target_port, identity.root_namespace).mode)
+             for port in service.spec.ports]
+    if len({mode for _, mode in modes}) == 1:
+        return modes[0][1]
+    return ",".join(f"{port}:{mode}" for port, mode in modes)
+
+
 def _istio_policies(mesh: Mesh, service: MeshObject, identity: MeshIdentity | None
                     ) -> list[pb.PolicyUse]:
     """The PeerAuthentications that decide its ports and the AuthorizationPolicies its
