@@ -9,7 +9,8 @@ whether its sidecars admit the caller (mTLS or plaintext, and the AuthorizationP
 that allows or denies it).
 
 Exit status, for scripts: 0 the request is forwarded or redirected, 1 it is not (no listener,
-no route: 404, or every backend invalid: 500), 2 bad usage or unreadable input.
+no route: 404, every backend invalid: 500, or every backend's sidecars refuse the caller), 2
+bad usage or unreadable input.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="pointsman explain",
         description="Explain which route, rule, backends, policies and endpoints a request "
                     "from a Service (or a Gateway) gets, as its sidecar would route it.",
-        epilog="exit status: 0 forwarded or redirected, 1 not routed, 2 bad usage or "
-               "unreadable input")
+        epilog="exit status: 0 forwarded or redirected, 1 not routed or refused, 2 bad "
+               "usage or unreadable input")
     parser.add_argument("-f", "--filename", action="append", required=True,
                         help="a YAML file, a folder of them, or - (repeatable)")
     parser.add_argument("--from", dest="caller", required=True,
@@ -87,7 +88,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(answer.as_dict(), indent=2))
     else:
         print(render(answer))
-    return EXIT_ROUTED if answer.action in ("forward", "redirect") else EXIT_NOT_ROUTED
+    return EXIT_ROUTED if answer.action in ("forward", "redirect") and not _refused(answer) \
+        else EXIT_NOT_ROUTED
+
+
+def _refused(answer: Explanation) -> bool:
+    """Every backend's sidecars refuse the caller (AuthorizationPolicy, or STRICT)."""
+    told = [backend.admission for backend in answer.backends if backend.admission]
+    return bool(told) and len(told) == len(answer.backends) and all(
+        item.startswith("denied") for item in told)
 
 
 def render(answer: Explanation) -> str:
