@@ -170,6 +170,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.workers > 1 and args.store is not None:
         parser.error("--workers N with the mesh API (--store) is not supported yet: serve it "
                      "with one process (the default)")
+    if args.require_join_token and args.store is None:
+        parser.error("--require-join-token needs --store (tokens are kept there)")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key")
     host, _ = split_address(args.listen)
@@ -369,7 +371,9 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
     """One process serves xDS (the default), and the mesh API with a store."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     discovery = DiscoveryServer(cache, observer, pacer_of(args),
-                                partial_updates=not args.full_state_updates)
+                                partial_updates=not args.full_state_updates,
+                                admission=runtime.tokens if runtime is not None
+                                and args.require_join_token else None)
     server.add_generic_rpc_handlers(discovery.generic_handlers())
     admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
     try:

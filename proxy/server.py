@@ -268,7 +268,7 @@ class Server:
                                      options=(("grpc.ssl_target_name_override", ads.tls.sni),)
                                      if ads.tls is not None and ads.tls.sni else (),
                                      backoff=JitteredBackoff(ads.backoff, random.Random()),
-                                     targets=ads.targets)
+                                     targets=ads.targets, metadata=ads.metadata)
         await self._xds_client.run()
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------

@@ -231,9 +231,10 @@ class ApiServer:
     """The grpc.aio server of the management API."""
 
     def __init__(self, service: ApiService,
-                 credentials: grpc.ServerCredentials | None = None) -> None:
+                 credentials: grpc.ServerCredentials | None = None,
+                 extra: tuple[grpc.GenericRpcHandler, ...] = ()) -> None:
         self.server = grpc.aio.server(options=OPTIONS)
-        self.server.add_generic_rpc_handlers([service.handler()])
+        self.server.add_generic_rpc_handlers([service.handler(), *extra])
         self.credentials = credentials
 
     def bind(self, host: str, port: int) -> int:

@@ -105,6 +105,14 @@ class Store(ABC):
         """Keep `value` as `name` unless a secret of that name exists; returns the one kept
         (a replica that lost the race to create it gets the winner's)."""
 
+    @abstractmethod
+    async def delete_secret(self, name: str) -> bool:
+        """Forget the secret `name`; False when there was none."""
+
+    @abstractmethod
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        """The secrets whose name starts with `prefix` (join tokens: their hashes)."""
+
 
 class MemoryStore(Store):
     """A store in memory, with a bounded history for watches that start in the past."""
@@ -183,6 +191,12 @@ class MemoryStore(Store):
 
     async def create_secret(self, name: str, value: bytes) -> bytes:
         return self.secrets.setdefault(name, value)
+
+    async def delete_secret(self, name: str) -> bool:
+        return self.secrets.pop(name, None) is not None
+
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        return {name: value for name, value in self.secrets.items() if name.startswith(prefix)}
 
     def _check_kept(self, seen: int) -> None:
         """Commits after `seen` must all still be in the history."""

@@ -126,6 +126,20 @@ class EtcdStore(Store):
             raise StoreError(f"{self.url}: the secret {name!r} vanished while being created")
         return kept
 
+    async def delete_secret(self, name: str) -> bool:
+        try:
+            return await self.client.delete(self.secrets_prefix + name.encode()) is not None
+        except aetcd.exceptions.ClientError as error:
+            raise StoreError(f"{self.url}: {_reason(error)}") from error
+
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        try:
+            found = await self.client.get_prefix(self.secrets_prefix + prefix.encode())
+        except aetcd.exceptions.ClientError as error:
+            raise StoreError(f"{self.url}: {_reason(error)}") from error
+        start = len(self.secrets_prefix)
+        return {bytes(item.key)[start:].decode(): bytes(item.value) for item in found}
+
     async def watch(self, after: int) -> AsyncIterator[Change]:
         try:
             events = await self.client.watch_prefix(self.mesh_prefix, start_revision=after + 1)

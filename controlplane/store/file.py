@@ -84,6 +84,12 @@ class FileStore(MemoryStore):
     async def create_secret(self, name: str, value: bytes) -> bytes:
         return await asyncio.to_thread(create_secret, self.folder / SECRETS_FOLDER, name, value)
 
+    async def delete_secret(self, name: str) -> bool:
+        return await asyncio.to_thread(delete_secret, self.folder / SECRETS_FOLDER, name)
+
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        return await asyncio.to_thread(list_secrets, self.folder / SECRETS_FOLDER, prefix)
+
 
 def read_secret(folder: Path, name: str) -> bytes | None:
     try:
@@ -117,6 +123,26 @@ def create_secret(folder: Path, name: str, value: bytes) -> bytes:
     except OSError as error:
         raise StoreError(f"{path}: cannot write: {error.strerror}") from error
     return value
+
+
+def delete_secret(folder: Path, name: str) -> bool:
+    try:
+        (folder / _secret_file(name)).unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise StoreError(f"{folder / name}: cannot delete: {error.strerror}") from error
+    return True
+
+
+def list_secrets(folder: Path, prefix: str) -> dict[str, bytes]:
+    try:
+        names = sorted(path.name for path in folder.iterdir()
+                       if path.name.startswith(prefix) and not path.name.startswith("."))
+    except FileNotFoundError:
+        return {}
+    found = {name: read_secret(folder, name) for name in names}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def _secret_file(name: str) -> str:

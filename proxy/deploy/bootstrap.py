@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 XDS_CLUSTER = "xds"
+JOIN_TOKEN_METADATA = "x-pointsman-join-token"  # controlplane/ca/tokens.py METADATA_KEY
 _H2_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _H2_TYPE = "type.googleapis.com/" + _H2_OPTIONS
 
@@ -34,6 +35,7 @@ class SidecarSpec:
     outbound_ip: str = "127.0.0.1"
     kind: str = "Service"
     delta: bool = False
+    join_token: str = ""  # sent as gRPC metadata on the xDS stream (docs/security.md)
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:
@@ -60,13 +62,17 @@ def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
                         outbound_ip=spec.outbound_ip)
     elif spec.instance_ip:
         metadata["instance_ip"] = spec.instance_ip
+    service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    if spec.join_token:
+        # Envoy's GrpcService.initial_metadata: sent with every call of the xDS stream.
+        service["initial_metadata"] = [{"key": JOIN_TOKEN_METADATA, "value": spec.join_token}]
     return {
         "node": {"id": spec.node_id, "cluster": spec.service, "metadata": metadata},
         "admin": {"address": _socket_address(spec.admin)},
         "dynamic_resources": {
             "ads_config": {"api_type": "DELTA_GRPC" if spec.delta else "GRPC",
                            "transport_api_version": "V3",
-                           "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]},
+                           "grpc_services": [service]},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"}},
         "static_resources": {"clusters": [_xds_cluster(spec.servers)]},

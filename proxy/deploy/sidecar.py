@@ -51,6 +51,9 @@ def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
                         help="admin address (/ready, /stats/prometheus, /config_dump)")
     parser.add_argument("--node-id", help="node.id (default: SERVICE-INSTANCE_IP)")
     parser.add_argument("--delta", action="store_true", help="incremental (delta) xDS")
+    parser.add_argument("--join-token", type=Path, metavar="FILE",
+                        help="file holding this Service's join token (pointsman token "
+                             "create), sent to the control plane as gRPC metadata")
     parser.add_argument("--proxy", choices=["pointsman", "envoy"], default="pointsman",
                         help="which sidecar runs the bootstrap")
     parser.add_argument("--log-level", "-l", default="info", choices=LOG_LEVELS,
@@ -82,7 +85,20 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         servers=servers, admin=parse_address(args.admin, "--admin"), instance_ip=instance_ip,
         app_ip=parse_ip(args.app_ip, "--app-ip"),
         outbound_ip=parse_ip(args.outbound_ip, "--outbound-ip"),
-        kind="Gateway" if args.gateway else "Service", delta=args.delta)
+        kind="Gateway" if args.gateway else "Service", delta=args.delta,
+        join_token=read_join_token(args.join_token))
+
+
+def read_join_token(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise ValueError(f"--join-token: {path}: {error.strerror}") from error
+    if not token:
+        raise ValueError(f"--join-token: {path} is empty")
+    return token
 
 
 def host_address() -> str:

@@ -90,7 +90,8 @@ class AdsClient:
                  backoff: JitteredBackoff | None = None,
                  targets: tuple[str, ...] = (),
                  named_types: tuple[str, ...] = NAMED_TYPES,
-                 stub: Any = None) -> None:
+                 stub: Any = None, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self.metadata = metadata  # sent with each stream (GrpcService.initial_metadata)
         self.target = target
         self.named_types = named_types
         # the service the stream belongs to: ADS, or SecretDiscoveryService for an SDS
@@ -135,7 +136,7 @@ class AdsClient:
                    if self.credentials else grpc.aio.insecure_channel(self.target))
         try:
             stub = self.stub(channel)
-            call = getattr(stub, self.protocol.method)()
+            call = getattr(stub, self.protocol.method)(metadata=self.metadata or None)
             self._refresh_interest()
             for request in self.protocol.stream_started():
                 await call.write(request)

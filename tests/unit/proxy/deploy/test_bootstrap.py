@@ -85,3 +85,19 @@ def test_print_bootstrap_writes_json(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_ipv6_addresses() -> None:
     assert parse_address("[::1]:15000", "--admin") == ("::1", 15000)
+
+
+def test_a_join_token_travels_as_grpc_metadata(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "token").write_text("s3cret\n")
+    bootstrap = build_bootstrap(_spec("--instance-ip", "10.0.0.7", "--join-token",
+                                      str(tmp_path / "token")))
+    service = bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]
+    assert service["initial_metadata"] == [{"key": "x-pointsman-join-token",
+                                            "value": "s3cret"}]
+    assert "s3cret" not in json.dumps(bootstrap["node"])  # not in node metadata (logged)
+    translated = translate_bootstrap(parse_message(bootstrap, bootstrap_pb2.Bootstrap))
+    assert translated.ads is not None
+    assert translated.ads.metadata == (("x-pointsman-join-token", "s3cret"),)
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(ValueError, match="--join-token"):
+        _spec("--instance-ip", "10.0.0.7", "--join-token", str(tmp_path / "empty"))
