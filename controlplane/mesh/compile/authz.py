@@ -112,12 +112,17 @@ def _operation(op: Operation) -> dict[str, Any]:
 
 
 def _host(pattern: Pattern) -> dict[str, Any]:
-    # Istio matches hosts case-insensitively against :authority.
+    # istiod (pilot/pkg/security/authz/matcher HostMatcher): `*` is a presence match, the
+    # others match :authority case-insensitively.
+    if pattern.kind == "presence":
+        return {"header": {"name": ":authority", "present_match": True}}
     return {"header": {"name": ":authority",
                        "string_match": {**_string(pattern), "ignore_case": True}}}
 
 
 def _method(pattern: Pattern) -> dict[str, Any]:
+    if pattern.kind == "presence":
+        return {"header": {"name": ":method", "present_match": True}}
     return {"header": {"name": ":method", "string_match": _string(pattern)}}
 
 

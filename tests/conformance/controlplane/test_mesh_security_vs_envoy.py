@@ -66,8 +66,8 @@ spec:
   rules:
   - from: [{source: {principals: [cluster.local/ns/default/sa/web, "*/sa/tool"],
                      remoteIpBlocks: [192.0.2.0/24]}}]
-    to: [{operation: {hosts: ["*.example.com"], methods: [GET, POST], paths: ["*.json"],
-                      ports: ["9080"]}}]
+    to: [{operation: {hosts: ["*.example.com", "*"], methods: [GET, POST, "*"],
+                      paths: ["*.json", "*"], ports: ["9080"]}}]
     when:
     - {key: "request.headers[x-tenant]", values: ["*"], notValues: [test]}
     - {key: source.namespace, values: [default]}
