@@ -10,7 +10,7 @@ install: $(STAMP)
 
 # xds-protos ships an old copy of opentelemetry/proto/* that can overwrite opentelemetry-proto's
 # (no InstrumentationScope). The product does not import it (it encodes OTLP itself: a plain
-# `pip install .` works, tests/integration/observability/test_plain_pip_install.py); the tests
+# `pip install .` works, tests/integration/proxy/observability/test_plain_pip_install.py); the tests
 # decode with the generated classes, so the dev venv reinstalls opentelemetry-proto afterwards
 # (tests/unit/test_dependencies.py checks that Envoy's modules still import beside it).
 $(STAMP): pyproject.toml Makefile
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # Arize Phoenix, the tracing backend of the end-to-end tests, in its own venv: its pytest plugin
-# breaks `-W error` when installed beside the project (tests/conformance/observability/backends.py).
+# breaks `-W error` when installed beside the project (tests/conformance/proxy/observability/backends.py).
 PHOENIX_STAMP := .venv-phoenix/.installed
 install-phoenix: $(PHOENIX_STAMP)
 

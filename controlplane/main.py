@@ -40,6 +40,7 @@ from controlplane.ca import (
     keeper,
 )
 from controlplane.ca.renewal import keep_renewing, parse_duration
+from controlplane.ca.serving import ServingCertificate
 from controlplane.cache import SnapshotCache
 from controlplane.fanout import DEFAULT_BUDGET, DEFAULT_DEBOUNCE_AFTER, DEFAULT_DEBOUNCE_MAX, Pacer
 from controlplane.mesh.identity import MeshIdentity
@@ -117,6 +118,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--client-ca", type=Path,
                         help="CA bundle (PEM): require client certificates (mutual TLS)")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve xDS over TLS with a certificate from the mesh CA, renewed "
+                             "at half life (sidecars trust the mesh's root: docs/security.md)")
+    parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
+                        help="--tls: a DNS name or IP address sidecars reach this control "
+                             "plane by (repeatable; default the --listen host and localhost)")
     parser.add_argument("--ca-cert", type=Path,
                         help="the mesh CA's certificate (PEM; an intermediate first, then its "
                              "chain up to the root): sign SVIDs with it instead of the store's "
@@ -170,12 +177,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.workers > 1 and args.store is not None:
         parser.error("--workers N with the mesh API (--store) is not supported yet: serve it "
                      "with one process (the default)")
+    if args.tls and args.tls_cert:
+        parser.error("--tls (a certificate from the mesh CA) and --tls-cert exclude each other")
+    if args.tls and args.workers > 1:
+        parser.error("--tls with --workers N is not supported yet: give --tls-cert/--tls-key")
+    if args.tls and args.store is None and args.ca_cert is None:
+        parser.error("--tls needs the mesh CA: --store (its root) or --ca-cert/--ca-key")
     if args.require_join_token and args.store is None:
         parser.error("--require-join-token needs --store (tokens are kept there)")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key")
     host, _ = split_address(args.listen)
-    if not args.tls_cert and not is_loopback(host) and not args.allow_plaintext:
+    if not (args.tls_cert or args.tls) and not is_loopback(host) and not args.allow_plaintext:
         parser.error(f"--listen {args.listen} is not loopback: give --tls-cert/--tls-key "
                      "(Secrets must not travel in clear text) or --allow-plaintext")
     return args
@@ -228,10 +241,14 @@ def telemetry_from_environment() -> Any:
     return ControlPlaneTelemetry.from_environment()
 
 
-def bind(server: grpc.aio.Server, args: argparse.Namespace) -> str:
-    """Add the xDS port (TLS when configured); returns the address actually bound. Raises
-    ListenError naming `--listen` when the address is taken (or otherwise refused)."""
+def bind(server: grpc.aio.Server, args: argparse.Namespace,
+         authority: CertificateAuthority | None = None) -> str:
+    """Add the xDS port (TLS when configured; `--tls`: a certificate from `authority`);
+    returns the address actually bound. Raises ListenError naming `--listen` when the
+    address is taken (or otherwise refused)."""
     credentials = server_credentials(args)
+    if args.tls and authority is not None:
+        credentials = ServingCertificate(authority, tls_names(args)).credentials()
     host, port = split_address(args.listen)
     check_free(host, port, "--listen", args.listen)
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -241,6 +258,16 @@ def bind(server: grpc.aio.Server, args: argparse.Namespace) -> str:
     except RuntimeError as error:  # taken since check_free, say; gRPC logs its reason
         raise ListenError("--listen", args.listen, "gRPC could not bind it") from error
     return f"{host}:{bound}"
+
+
+def tls_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The names the --tls certificate carries: --tls-name, else the --listen host (unless a
+    wildcard) and localhost."""
+    if args.tls_name:
+        return tuple(args.tls_name)
+    host, _ = split_address(args.listen)
+    names = [] if host in ("", "0.0.0.0", "::") else [host]
+    return tuple(dict.fromkeys([*names, "localhost"]))
 
 
 def check_free(host: str, port: int, setting: str, value: str) -> None:
@@ -332,7 +359,7 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             return await serve_workers(args, cache, observer, sources, stop)
-        return await serve_here(args, cache, observer, sources, stop, runtime)
+        return await serve_here(args, cache, observer, sources, stop, runtime, authority)
     finally:
         if runtime is not None:
             await runtime.close()
@@ -367,7 +394,8 @@ def pacer_of(args: argparse.Namespace) -> Pacer:
 
 async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
                      sources: list[FileSource | MeshSource | StoreMirror], stop: asyncio.Event,
-                     runtime: api.ApiRuntime | None = None) -> int:
+                     runtime: api.ApiRuntime | None = None,
+                     authority: CertificateAuthority | None = None) -> int:
     """One process serves xDS (the default), and the mesh API with a store."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     discovery = DiscoveryServer(cache, observer, pacer_of(args),
@@ -377,14 +405,14 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
     server.add_generic_rpc_handlers(discovery.generic_handlers())
     admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
     try:
-        listen = bind(server, args)
+        listen = bind(server, args, authority)
         admin_port = await start_admin(admin, args.admin)
         api_port = bind_api(runtime, args)
         await server.start()
         if runtime is not None:
             await runtime.server.start()
         logs.event("serving", listen=listen, admin_port=admin_port,
-                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca),
+                   tls=bool(args.tls_cert or args.tls), mutual_tls=bool(args.client_ca),
                    api=f"{split_address(args.api)[0]}:{api_port}" if api_port else None,
                    store=args.store)
         async with asyncio.TaskGroup() as tasks:

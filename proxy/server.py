@@ -11,7 +11,11 @@ so an error NACKs it and changes nothing (proxy.listeners.manager stage/activate
 initialization (intro/arch_overview/operations/init): listeners start accepting only once the
 first CDS/LDS responses arrived, every cluster has its endpoints (EDS) and first health check
 results, and every referenced route configuration arrived — or `initial_fetch_timeout` passed.
-`/ready` reports it.
+`/ready` reports it. Warming is woken by what can end it (an applied update, a cluster's hosts
+or health changing), not polled.
+
+What differs per xDS type is data in proxy.xds.resource_types (names, translators); what the
+server does with each type is one apply step in `_appliers`.
 
 The server's tasks (ADS client, initialization) have an owner (proxy.tasks): an exception in
 one sets `failed` with a one-line `failure`, and the process exits with it (proxy.main).
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,11 +46,11 @@ from protos.registry import (
 from proxy.bootstrap import Bootstrap, ensure_network_filters
 from proxy.context import ServerContext
 from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerBindError, ListenerManager
-from proxy.model.cluster import Cluster, translate_cluster
-from proxy.model.endpoint import LoadAssignment, translate_cluster_load_assignment
+from proxy.model.cluster import Cluster
+from proxy.model.endpoint import translate_cluster_load_assignment
 from proxy.model.http_clusters import inline_route_configs, refuse_proxy_protocol_routes
-from proxy.model.listener import Listener, translate_listener
-from proxy.model.secret import DYNAMIC, SdsRef, translate_secret
+from proxy.model.listener import Listener
+from proxy.model.secret import DYNAMIC, SdsRef
 from proxy.model.tls import check_secret, sds_refs, waiting_for
 from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 from proxy.observability.grpc_target import refuse_tls_collector
@@ -55,15 +59,12 @@ from proxy.redact import redacted
 from proxy.stats import Stats
 from proxy.tasks import TaskSet
 from proxy.upstream.manager import ClusterManager
+from proxy.xds.resource_types import ResourceType, resource_type
 
 if TYPE_CHECKING:
     from proxy.xds.delta import DeltaResource
 
 log = logging.getLogger(__name__)
-
-_TYPE_NAMES = {LISTENER: "LDS", CLUSTER: "CDS", ROUTE_CONFIGURATION: "RDS",
-               CLUSTER_LOAD_ASSIGNMENT: "EDS", SECRET: "SDS"}
-
 
 class RouteStore:
     """ServerContext.routes: the latest RouteConfig model per name (RDS)."""
@@ -152,6 +153,13 @@ class Server:
         self.serve_traffic = serve_traffic
         self.update_observers: list[Any] = []
         self.cluster_manager.update(self.static_clusters.values())
+        # Set by whatever may finish warming: an applied update, a cluster's hosts or health.
+        self._progress = asyncio.Event()
+        self.cluster_manager.progress_listeners.append(self._progress.set)
+        self._appliers: dict[str, Callable[[dict[str, DynamicResource]], None]] = {
+            LISTENER: self._apply_listeners, CLUSTER: self._apply_clusters,
+            CLUSTER_LOAD_ASSIGNMENT: self._apply_assignments,
+            ROUTE_CONFIGURATION: self._apply_routes, SECRET: self._apply_secrets}
 
     def __repr__(self) -> str:
         return (f"Server(listeners={sorted(self.listener_manager.models)}, "
@@ -217,19 +225,22 @@ class Server:
         self._fail(f"{name}: {detail}")
 
     async def _initialize(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.initial_fetch_timeout
-        while not self._warm():
-            if self.initial_fetch_timeout and loop.time() >= deadline:
-                log.warning("initial fetch timeout: starting listeners with what is known")
-                break
-            await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(self.initial_fetch_timeout or None):
+                await self._until_warm()
+        except TimeoutError:
+            log.warning("initial fetch timeout: starting listeners with what is known")
         failures = self.listener_manager.activate()
         if failures:
             # Envoy exits when a listener of the initial config cannot listen.
             self._fail(str(failures[0]))
             return
         self.initialized.set()
+
+    async def _until_warm(self) -> None:
+        while not self._warm():
+            self._progress.clear()
+            await self._progress.wait()
 
     def _warm(self) -> bool:
         """Envoy's init targets: first CDS/LDS, cluster warming, referenced routes."""
@@ -290,7 +301,7 @@ class Server:
         Envoy's EDS cluster and RDS subscription ignore them (the endpoints and routes stay),
         except that a cluster still waiting for its first endpoints stops warming, empty
         (EdsClusterImpl::validateUpdateSize)."""
-        translated = _translate_delta(type_url, added)
+        translated = _translate_delta(resource_type(type_url), added)
         if type_url in (LISTENER, CLUSTER):
             held = self.state.resources[type_url]
             translated = {**{name: item for name, item in held.items() if name not in removed},
@@ -319,25 +330,21 @@ class Server:
 
     def _apply_translated(self, type_url: str, version: str,
                           translated: dict[str, DynamicResource]) -> None:
-        if type_url == LISTENER:
-            self._apply_listeners(translated)
-        elif type_url == CLUSTER:
-            self._apply_clusters(translated)
-        elif type_url == CLUSTER_LOAD_ASSIGNMENT:
-            self._apply_assignments(translated)
-        elif type_url == SECRET:
-            self._apply_secrets(translated)
-        elif type_url == ROUTE_CONFIGURATION:
-            self._check_route_clusters(translated)
-            refuse_proxy_protocol_routes(
-                [(item.model, f"RouteConfiguration {name!r}") for name, item in translated.items()],
-                {**self.static_clusters, **self.state.models(CLUSTER)}, source="RDS")
-            self.state.resources[type_url].update(translated)
-            self.routes.update({name: item.model for name, item in translated.items()})
-            self._serve_warm_listeners()  # some may be warm now
-        else:
+        apply = self._appliers.get(type_url)
+        if apply is None:
             raise ConfigError(f"resource type {type_url!r} is not supported")
+        apply(translated)
         self.state.versions[type_url] = version
+        self._progress.set()  # warming may be over
+
+    def _apply_routes(self, translated: dict[str, DynamicResource]) -> None:
+        self._check_route_clusters(translated)
+        refuse_proxy_protocol_routes(
+            [(item.model, f"RouteConfiguration {name!r}") for name, item in translated.items()],
+            {**self.static_clusters, **self.state.models(CLUSTER)}, source="RDS")
+        self.state.resources[ROUTE_CONFIGURATION].update(translated)
+        self.routes.update({name: item.model for name, item in translated.items()})
+        self._serve_warm_listeners()  # some may be warm now
 
     def _apply_secrets(self, translated: dict[str, DynamicResource]) -> None:
         """SDS: each secret's certificate and key must load (else NACK, nothing changes);
@@ -422,8 +429,9 @@ class Server:
 
     def _translate_all(self, type_url: str, version: str, resources: tuple[Any, ...]
                        ) -> dict[str, DynamicResource]:
-        return _by_name(type_url, (_translate_one(type_url, version, packed, f"resources[{index}]")
-                                   for index, packed in enumerate(resources)))
+        kind = resource_type(type_url)
+        return _by_name(kind, (_translate_one(kind, version, packed, f"resources[{index}]")
+                               for index, packed in enumerate(resources)))
 
     def _apply_listeners(self, translated: dict[str, DynamicResource]) -> None:
         for name in translated:
@@ -598,72 +606,46 @@ def _check_distinct_addresses(listeners: dict[str, Listener]) -> None:
         seen[listener.address] = name
 
 
-def _translate_one(type_url: str, version: str, packed: Any, where: str) -> DynamicResource:
-    translate = _TRANSLATORS.get(type_url)
-    if translate is None:
-        raise ConfigError(f"resource type {type_url!r} is not supported")
+def _translate_one(kind: ResourceType, version: str, packed: Any, where: str
+                   ) -> DynamicResource:
     try:
         message = unpack_any(packed, field=where)
-        return DynamicResource(version, message, translate(message))
+        return DynamicResource(version, message, kind.translate(message))
     except ConfigError as error:
-        raise error.within(source=_TYPE_NAMES[type_url]) from error
+        raise error.within(source=kind.short_name) from error
 
 
-def _by_name(type_url: str, items: Iterable[DynamicResource]) -> dict[str, DynamicResource]:
+def _by_name(kind: ResourceType, items: Iterable[DynamicResource]) -> dict[str, DynamicResource]:
     result: dict[str, DynamicResource] = {}
     for item in items:
-        name = _resource_name(item.model)
+        name = kind.name_of(item.model)
         if name in result:
             raise ConfigError(f"duplicate resource {name!r}", resource=name,
-                              source=_TYPE_NAMES[type_url])
+                              source=kind.short_name)
         result[name] = item
     return result
 
 
-def _translate_delta(type_url: str, added: tuple[DeltaResource, ...]
+def _translate_delta(kind: ResourceType, added: tuple[DeltaResource, ...]
                      ) -> dict[str, DynamicResource]:
-    """Each added resource translated once, with its own version. A listener or cluster is
-    known by its own name (Envoy's LDS/CDS use it); a named RDS/EDS resource must be the one
-    its delta name says (Envoy: "Unexpected RDS configuration", "Unexpected EDS cluster")."""
+    """Each added resource translated once, with its own version; a resource asked for by
+    name must be the one its delta name says (ResourceType.named_by_subscription)."""
     items = []
     for resource in added:
-        item = _translate_one(type_url, resource.version, resource.resource,
+        item = _translate_one(kind, resource.version, resource.resource,
                               f"resources[{resource.index}].resource")
-        own = _resource_name(item.model)
-        if type_url in (ROUTE_CONFIGURATION, CLUSTER_LOAD_ASSIGNMENT, SECRET) \
-                and own != resource.name:
-            field = "cluster_name" if type_url == CLUSTER_LOAD_ASSIGNMENT else "name"
+        own = kind.name_of(item.model)
+        if kind.named_by_subscription and own != resource.name:
             raise ConfigError(f"{own!r} is not the resource {resource.name!r} it is sent as",
-                              resource=resource.name, source=_TYPE_NAMES[type_url],
-                              field=f"resources[{resource.index}].resource.{field}")
+                              resource=resource.name, source=kind.short_name,
+                              field=f"resources[{resource.index}].resource.{kind.name_field}")
         items.append(item)
-    return _by_name(type_url, items)
+    return _by_name(kind, items)
 
 
 def _empty_assignment(name: str) -> DynamicResource:
     message = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     return DynamicResource("", message, translate_cluster_load_assignment(message))
-
-
-def _translate_route(message: Message) -> Any:
-    from proxy.model.route import translate_route_configuration
-
-    return translate_route_configuration(message)
-
-
-def _resource_name(model: Any) -> str:
-    if isinstance(model, LoadAssignment):
-        return model.cluster_name
-    return str(model.name)
-
-
-_TRANSLATORS: dict[str, Any] = {
-    LISTENER: translate_listener,
-    CLUSTER: translate_cluster,
-    CLUSTER_LOAD_ASSIGNMENT: translate_cluster_load_assignment,
-    ROUTE_CONFIGURATION: _translate_route,
-    SECRET: translate_secret,
-}
 
 
 class ServerAdminSource:

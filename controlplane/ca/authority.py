@@ -21,6 +21,7 @@ backdated a minute for clocks a little behind ours. It is due for re-issue at ha
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,8 +150,13 @@ class CertificateAuthority:
         """The roots a peer's SVID is verified against (PEM)."""
         return b"".join(root.public_bytes(serialization.Encoding.PEM) for root in self.roots)
 
-    def issue(self, namespace: str, service: str, now: datetime.datetime) -> Svid:
+    def issue(self, namespace: str, service: str, now: datetime.datetime, *,
+              hostnames: tuple[str, ...] = ()) -> Svid:
+        """`hostnames`: DNS names or IP addresses added as SANs beside the SPIFFE ID (the
+        X509-SVID spec allows other SAN types; gRPC clients check the server's name)."""
         identity = spiffe_id(self.trust_domain, namespace, service)
+        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity)]
+        names += [_hostname(item) for item in hostnames]
         key = ec.generate_private_key(ec.SECP256R1())
         not_before = now - BACKDATE
         not_after = min(now + max(self.lifetime, MIN_LIFETIME),
@@ -166,8 +172,7 @@ class CertificateAuthority:
                        .add_extension(x509.ExtendedKeyUsage(
                            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
-                       .add_extension(x509.SubjectAlternativeName(
-                           [x509.UniformResourceIdentifier(identity)]), critical=True)
+                       .add_extension(x509.SubjectAlternativeName(names), critical=True)
                        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                            self.key.public_key()), critical=False)
                        .sign(self.key, hashes.SHA256()))
@@ -184,6 +189,13 @@ class CertificateAuthority:
         if self.certificate in self.roots:
             return ()
         return (self.certificate, *self.chain)
+
+
+def _hostname(text: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text))
+    except ValueError:
+        return x509.DNSName(text)
 
 
 def _ca_usage() -> x509.KeyUsage:

@@ -31,7 +31,7 @@ from controlplane.mesh.kinds.secret import parse_secret
 from controlplane.mesh.kinds.securitypolicy import parse_securitypolicy_spec
 from controlplane.mesh.kinds.service import parse_service_spec
 from controlplane.mesh.kinds.tcproute import parse_tcproute_spec
-from controlplane.mesh.kinds.tlsroute import parse_tlsroute_spec
+from controlplane.mesh.kinds.tlsroute import parse_tlsroute_spec, parse_tlsroute_v1_spec
 from controlplane.mesh.objects import (
     KindSpec,
     MeshObject,
@@ -53,7 +53,8 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("HTTPRoute", (GW + "v1", GW + "v1beta1"), parse_httproute_spec),
     KindSpec("GRPCRoute", (GW + "v1",), parse_grpcroute_spec),
     KindSpec("TCPRoute", (GW + "v1alpha2",), parse_tcproute_spec),
-    KindSpec("TLSRoute", (GW + "v1alpha2",), parse_tlsroute_spec),
+    KindSpec("TLSRoute", (GW + "v1", GW + "v1alpha2"), parse_tlsroute_spec,
+             version_parsers=((GW + "v1", parse_tlsroute_v1_spec),)),
     KindSpec("ReferenceGrant", (GW + "v1beta1", GW + "v1"), parse_referencegrant_spec),
     KindSpec("BackendTrafficPolicy", (EG,), parse_backendtrafficpolicy_spec),
     KindSpec("SecurityPolicy", (EG,), parse_securitypolicy_spec),
@@ -158,16 +159,17 @@ def parse_object(document: Document) -> MeshObject:
     meta = read_metadata(fields)
     context.obj = f"{kind_name} {meta.namespace}/{meta.name}"
     fields.raw("status")  # written by the control plane; what the input says is not kept
-    spec = _spec(fields, kind)
+    spec = _spec(fields, kind, api_version)
     raw_spec = {key: value for key, value in document.data.items()
                 if key not in ("status", "metadata")}
     return MeshObject(api_version, kind_name, meta, spec, document,
                       revision_of(api_version, kind_name, meta, raw_spec), document.data)
 
 
-def _spec(fields: Fields, kind: KindSpec) -> Any:
-    if kind.parse_spec is not None:
-        spec = fields.obj("spec", kind.parse_spec, required=kind.spec_required)
+def _spec(fields: Fields, kind: KindSpec, api_version: str) -> Any:
+    parse_spec = kind.spec_parser(api_version)
+    if parse_spec is not None:
+        spec = fields.obj("spec", parse_spec, required=kind.spec_required)
         fields.done()
         return spec
     assert kind.parse_top is not None

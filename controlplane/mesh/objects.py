@@ -98,6 +98,12 @@ class KindSpec:
     parse_spec: SpecParser | None = None
     parse_top: Callable[[Fields], Any] | None = None
     spec_required: bool = True
+    # Where an apiVersion validates differently (TLSRoute v1 requires hostnames, v1alpha2
+    # does not): its own spec parser, else `parse_spec`.
+    version_parsers: tuple[tuple[str, SpecParser], ...] = ()
+
+    def spec_parser(self, api_version: str) -> SpecParser | None:
+        return dict(self.version_parsers).get(api_version, self.parse_spec)
 
 
 def read_metadata(fields: Fields) -> ObjectMeta:

@@ -42,7 +42,9 @@ FITS = {
     "HTTPRoute": ("http", "h2c", "grpc", None),
     "GRPCRoute": ("grpc", "h2c", None),
     "TCPRoute": ("tcp", "tls", "opaque", "http", "h2c", "grpc", None),
-    "TLSRoute": ("tls", "tcp", "opaque", None),
+    # The bytes a TLSRoute carries are the backend's own: still encrypted (Passthrough) or
+    # decrypted by the Gateway (Terminate), where an HTTP server behind it is the usual case.
+    "TLSRoute": ("tls", "tcp", "opaque", "http", "h2c", "grpc", None),
 }
 PARENT_FITS = {
     "HTTPRoute": ("http", "h2c", "grpc", None),

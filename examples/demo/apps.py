@@ -8,7 +8,7 @@ Service by name through the sidecar's outbound address (`POINTSMAN_OUTBOUND_IP`,
   speak HTTP/2 between them and to api, its port is h2c) and `inventory` (gRPC,
   grpc.health.v1 Check), and answers `{"api": <which api answered>, "inventory": <status>}`.
 - `api NAME HOST PORT`: h2c; answers JSON naming itself (`api-v1`, `api-v2`); web asks it
-  to wait 5-25 ms (tests.support.http_backends' `x-echo-delay`), so latency shows.
+  to wait 5-25 ms (`x-echo-delay`), so latency shows (examples/demo/h2c.py).
 - `inventory HOST PORT`: gRPC, grpc.health.v1 Health reporting SERVING.
 - `vault HOST PORT CERT KEY`: HTTPS (it terminates TLS itself: the Gateway passes its
   connections through by SNI); answers JSON naming itself.
@@ -16,11 +16,13 @@ Service by name through the sidecar's outbound address (`POINTSMAN_OUTBOUND_IP`,
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import random
 import signal
+import ssl
 import sys
 import threading
 from concurrent import futures
@@ -29,6 +31,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from examples.demo.h2c import H2cJsonApp
 
 PROPAGATED = ("traceparent", "tracestate", "x-request-id")
 API_PORT, INVENTORY_PORT = 8080, 9090
@@ -100,10 +104,15 @@ def web(host: str, port: int) -> None:
 
 
 def api(name: str, host: str, port: int) -> None:
-    from tests.support.http_backends import EchoBackend  # an h2c server (h2), JSON answers
+    stop = asyncio.Event()
 
-    with EchoBackend(name, http2=True, host=host, port=port):
-        _until_sigterm()
+    async def until_sigterm() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await H2cJsonApp(name).serve(host, port, stop)
+
+    asyncio.run(until_sigterm())
 
 
 def inventory(host: str, port: int) -> None:
@@ -115,15 +124,30 @@ def inventory(host: str, port: int) -> None:
     server.stop(grace=2).wait()
 
 
+class _Vault(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        _Web._reply(self, 200, {"backend": "vault", "path": self.path})  # type: ignore[arg-type]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
 def vault(host: str, port: int, cert: str, key: str) -> None:
-    import ssl
-
-    from tests.support.http_backends import EchoBackend
-
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    with EchoBackend("vault", host=host, port=port, ssl_context=context):
+    server = ThreadingHTTPServer((host, port), _Vault, bind_and_activate=False)
+    server.daemon_threads = True
+    try:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.server_bind()
+        server.server_activate()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
         _until_sigterm()
+        server.shutdown()
+    finally:
+        server.server_close()
 
 
 def main(argv: list[str]) -> int:

@@ -47,7 +47,7 @@ from examples.demo.mesh import (  # noqa: E402
     quantile,
     read_inbound,
 )
-from tests.conformance.observability.backends import (  # noqa: E402
+from tests.conformance.proxy.observability.backends import (  # noqa: E402
     Phoenix,
     Prometheus,
     phoenix_binary,

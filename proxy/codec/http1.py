@@ -362,7 +362,7 @@ class Http1ClientCodec:
         elif "content-length" not in headers and head.method not in _BODILESS_METHODS:
             # Envoy's codec states an empty body (codec_impl.cc encodeHeaders), except for the
             # methods whose requests should have none (HeaderUtility::requestShouldHaveNoBody;
-            # tests/conformance/http/test_empty_body_vs_envoy.py).
+            # tests/conformance/proxy/http/test_empty_body_vs_envoy.py).
             headers.add("content-length", "0")
         fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
         return f"{head.method} {target} HTTP/1.1\r\nhost: {head.authority}\r\n{fields}\r\n" \

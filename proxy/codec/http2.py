@@ -298,7 +298,7 @@ class Http2Codec:
         except ngh2.NGH2Error:
             # libnghttp2 ended the session on a fatal error (a client that did not start
             # with the preface, RFC 9113 3.4): nothing more can be sent, not even a GOAWAY.
-            # Envoy sends nothing either and closes (tests/conformance/http/
+            # Envoy sends nothing either and closes (tests/conformance/proxy/http/
             # test_h2c_junk_vs_envoy.py).
             self.closed = True
             data = b""

@@ -292,7 +292,7 @@ class ActiveStream:
     async def _unanswered(self) -> None:
         """An HCM without HTTP filters has no router (Envoy 1.40 adds none): nothing answers.
         The body is read and dropped, and the stream waits for its stream idle timeout or
-        request_timeout, as Envoy (tests/conformance/http/test_minimal_hcm_vs_envoy.py).
+        request_timeout, as Envoy (tests/conformance/proxy/http/test_minimal_hcm_vs_envoy.py).
         """
         while await self.body.read() is not None:
             pass

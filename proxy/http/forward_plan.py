@@ -148,7 +148,7 @@ def _mutation_levels(stream: HttpStream, config: RouteConfig,
 
 def global_grpc_timeout(action: ForwardAction, request: RequestHead) -> float | None:
     """A gRPC request's timeout under max_grpc_timeout (None: none), as Envoy 1.40 computes
-    it (FilterUtility::finalTimeout, checked in tests/conformance/http): the grpc-timeout
+    it (FilterUtility::finalTimeout, checked in tests/conformance/proxy/http): the grpc-timeout
     header, none or 0 meaning infinity; grpc_timeout_offset subtracted only when smaller than
     it; then capped at max_grpc_timeout unless that is 0. The route `timeout` is not used."""
     grpc = parse_grpc_timeout(request.headers.get("grpc-timeout")) or 0.0

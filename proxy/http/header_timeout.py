@@ -7,7 +7,7 @@ been received." Envoy's HTTP/1.1 codec opens the stream at the first byte of a r
 a connection that sends nothing (that is `idle_timeout`'s business). On expiry Envoy 1.40
 answers `408` with the body "request header timeout", closes the connection, and counts
 `downstream_rq_header_timeout` (also `downstream_rq_total` and `downstream_rq_4xx`: the stream
-existed); measured in tests/conformance/http/test_request_timeouts_vs_envoy.py.
+existed); measured in tests/conformance/proxy/http/test_request_timeouts_vs_envoy.py.
 
 HTTP/2: Envoy's codec opens the stream when a HEADERS frame starts a request (nghttp2's
 on_begin_headers) and the timer ends with the header block, at the END_HEADERS of that HEADERS

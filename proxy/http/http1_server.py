@@ -126,7 +126,7 @@ class Http1ServerConnection(ServerConnection):
             # Envoy (conn_manager_impl doEndStream) skips the delayed close when a proxied
             # response ends a request that was read to its end and asked to close: no race
             # to guard against. Its local replies and error closes keep the delay (measured
-            # against Envoy 1.40 in tests/conformance/http/test_delayed_close_vs_envoy.py).
+            # against Envoy 1.40 in tests/conformance/proxy/http/test_delayed_close_vs_envoy.py).
             at_once = (codec.client_asked_close and stream.body.ended
                        and stream.info.response_details == "via_upstream")
             self.close(delayed=not at_once)  # also when the request was not read to its end

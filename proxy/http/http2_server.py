@@ -144,7 +144,7 @@ class Http2ServerConnection(ServerConnection):
     def request_headers_timed_out(self) -> None:
         """Envoy 1.40: 408 "request header timeout" on the stream whose header block did not
         end in time, then RST_STREAM NO_ERROR; the connection stays (measured in
-        tests/conformance/http/test_request_timeouts_vs_envoy.py)."""
+        tests/conformance/proxy/http/test_request_timeouts_vs_envoy.py)."""
         record = self.header_timeout_record("HTTP/2")
         deadline = self.headers_deadline
         assert isinstance(deadline, Http2HeadersDeadline)
@@ -179,7 +179,7 @@ def _reset_code(stream: ActiveStream) -> int:
     """The RST_STREAM code for a stream we reset. A tunnel (upgrade or CONNECT) whose upstream
     went away (reset or closed) while the client still sends gets CONNECT_ERROR (RFC 9113
     8.5: the TCP connection failed); anything else INTERNAL_ERROR. Both as Envoy 1.40 does,
-    measured in tests/conformance/http/test_websocket_h2_vs_envoy.py."""
+    measured in tests/conformance/proxy/http/test_websocket_h2_vs_envoy.py."""
     info = stream.info
     if info.request.upgrade and not stream.body.ended \
             and info.response_details.startswith(LATE_RESET):

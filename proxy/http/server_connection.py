@@ -88,8 +88,8 @@ class ServerConnection:
         otherwise it ends the connection, streams in flight included (they end with DC,
         downstream_remote_disconnect): Envoy's HTTP connection manager does not half-close,
         an HTTP/1.1 client still awaiting a response included (measured against Envoy 1.40
-        in tests/conformance/http/test_upstream_faults_vs_envoy.py), nor a tunnel
-        (tests/conformance/http/test_websocket_h2_vs_envoy.py)."""
+        in tests/conformance/proxy/http/test_upstream_faults_vs_envoy.py), nor a tunnel
+        (tests/conformance/proxy/http/test_websocket_h2_vs_envoy.py)."""
         if self._delayed_close is not None:
             self._delayed_close.cancel()
             self._delayed_close = None

@@ -13,7 +13,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Envoy 1.40 treats no address as internal unless internal_address_config lists CIDR ranges
 # (runtime feature explicit_internal_address_config; verified against Envoy in
-# tests/conformance/http/test_routing_vs_envoy.py).
+# tests/conformance/proxy/http/test_routing_vs_envoy.py).
 DEFAULT_INTERNAL: tuple[Network, ...] = ()
 
 
@@ -54,7 +54,7 @@ class HcmSettings:
     delayed_close_timeout: float | None = 1.0
     request_timeout: float | None = None
     # Http2ProtocolOptions as Envoy 1.40 applies them when unset (its SETTINGS, measured in
-    # tests/conformance/http/test_h2_protocol_vs_envoy.py): 1024 streams, 16 MiB per stream,
+    # tests/conformance/proxy/http/test_h2_protocol_vs_envoy.py): 1024 streams, 16 MiB per stream,
     # 24 MiB per connection; hpack_table_size None: RFC 7541's 4096, not advertised.
     max_concurrent_streams: int = 1024
     initial_stream_window_size: int = 16 * 1024 * 1024

@@ -215,7 +215,7 @@ def request_buffer_limit(route: Route | None, vhost: VirtualHost | None) -> int 
     per_request_buffer_limit_bytes; None: the listener's per_connection_buffer_limit_bytes.
     Envoy 1.40 lets it replace the listener's limit either way (larger or smaller), both for
     the stream's buffers and for the body kept for retries (measured in
-    tests/conformance/http/test_retry_buffer_vs_envoy.py)."""
+    tests/conformance/proxy/http/test_retry_buffer_vs_envoy.py)."""
     for level in (route, vhost):
         if level is not None and level.per_request_buffer_limit_bytes is not None:
             return level.per_request_buffer_limit_bytes

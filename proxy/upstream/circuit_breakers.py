@@ -9,7 +9,7 @@ with Envoy's overflow stat and returns False at once (fail fast, no queueing):
   pending requests  -> cluster.NAME.upstream_rq_pending_overflow
   requests          -> cluster.NAME.upstream_rq_active_overflow (what Envoy 1.40 counts
                        when max_requests refuses a request; checked against the binary in
-                       tests/conformance/http/test_circuit_breakers_vs_envoy.py)
+                       tests/conformance/proxy/http/test_circuit_breakers_vs_envoy.py)
   retries           -> cluster.NAME.upstream_rq_retry_overflow
 
 While a resource is at its limit the gauge `circuit_breakers.PRIORITY.{cx,rq_pending,rq,

@@ -47,6 +47,8 @@ class ClusterManager:
         # Cancelled tasks not yet finished, awaited by close().
         self._closing: list[asyncio.Task[None]] = []
         self._progress: asyncio.Event | None = None  # set on any host or health change
+        # Called on any host or health change (the server's warming waits on these).
+        self.progress_listeners: list[Callable[[], None]] = []
 
     # -- configuration (synchronous) -----------------------------------------------------------
 
@@ -150,6 +152,8 @@ class ClusterManager:
     def _on_progress(self) -> None:
         if self._progress is not None:
             self._progress.set()
+        for listener in self.progress_listeners:
+            listener()
 
     async def wait_initialized(self) -> None:
         """Return once `all_initialized()` (bound it with `asyncio.timeout`)."""

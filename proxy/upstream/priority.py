@@ -16,7 +16,7 @@ and `LoadBalancerBase::recalculatePerPriorityState`:
 - if every priority is in panic (always so when nothing is available anywhere) load is spread
   across priorities in proportion to their host counts instead (Envoy
   `recalculateLoadInTotalPanic`); checked against real Envoy in
-  tests/conformance/upstream/test_hash_differential.py.
+  tests/conformance/proxy/upstream/test_hash_differential.py.
 """
 
 from __future__ import annotations

@@ -26,27 +26,21 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from protos.errors import ConfigError
-from protos.registry import (
-    CLUSTER,
-    CLUSTER_LOAD_ASSIGNMENT,
-    LISTENER,
-    ROUTE_CONFIGURATION,
-    SECRET,
-)
+from protos.registry import CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION, SECRET
 from proxy.stats import Stats
 from proxy.xds.backoff import BackoffSettings, JitteredBackoff
 from proxy.xds.delta import DeltaApplier
 from proxy.xds.protocol import SotwApplier
+from proxy.xds.resource_types import RESOURCE_TYPES, short_name
 
 log = logging.getLogger(__name__)
 
-# Envoy's stat scopes for config updates (docs: config/cluster_manager/cluster_stats,
-# configuration/listeners/lds).
-_STAT_SCOPES = {CLUSTER: "cluster_manager.cds.", LISTENER: "listener_manager.lds.",
-                ROUTE_CONFIGURATION: "rds.", CLUSTER_LOAD_ASSIGNMENT: "eds.", SECRET: "sds."}
-_TYPE_NAMES = {CLUSTER: "CDS", LISTENER: "LDS", ROUTE_CONFIGURATION: "RDS",
-               CLUSTER_LOAD_ASSIGNMENT: "EDS", SECRET: "SDS"}
 NAMED_TYPES = (CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION, SECRET)  # subscribed by name
+
+
+def _stat_scope(type_url: str) -> str:
+    known = RESOURCE_TYPES.get(type_url)
+    return known.stat_scope if known is not None else "xds."
 
 
 class XdsApplier(SotwApplier, DeltaApplier, Protocol):
@@ -169,25 +163,22 @@ class AdsClient:
         return requests
 
     def _apply(self, received: Received) -> Any:
-        scope = _STAT_SCOPES.get(received.type_url, "xds.")
+        scope = _stat_scope(received.type_url)
         self.stats.counter(scope + "update_attempt").inc()
         try:
             received.apply_to(self.applier)
         except ConfigError as error:
             self.stats.counter(scope + "update_rejected").inc()
-            log.warning("NACK %s version %r: %s", _TYPE_NAMES.get(received.type_url,
-                                                                  received.type_url),
+            log.warning("NACK %s version %r: %s", short_name(received.type_url),
                         received.version, error)
             return self.protocol.reject(received, str(error))
         except Exception as error:  # a bug must not end the subscription: NACK and go on
             self.stats.counter(scope + "update_rejected").inc()
             log.exception("NACK %s version %r: internal error",
-                          _TYPE_NAMES.get(received.type_url, received.type_url),
-                          received.version)
+                          short_name(received.type_url), received.version)
             return self.protocol.reject(received, f"internal error: {error!r}")
         self.stats.counter(scope + "update_success").inc()
-        log.debug("ACK %s version %r", _TYPE_NAMES.get(received.type_url, received.type_url),
-                  received.version)
+        log.debug("ACK %s version %r", short_name(received.type_url), received.version)
         return self.protocol.accept(received)
 
     def _refresh_interest(self) -> None:

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.bench.load_checks import LoadError, wrk_requests_per_second  # noqa: E402
-from tests.conformance.observability.http_support import (  # noqa: E402
+from tests.conformance.proxy.observability.http_support import (  # noqa: E402
     bootstrap,
     cluster,
     grpc_cluster,
@@ -34,7 +34,7 @@ from tests.conformance.observability.http_support import (  # noqa: E402
     http_listener,
     opentelemetry_tracing,
 )
-from tests.integration.observability.collector import FakeCollector  # noqa: E402
+from tests.integration.proxy.observability.collector import FakeCollector  # noqa: E402
 from tests.support.envoy import Envoy  # noqa: E402
 from tests.support.pointsman import Pointsman  # noqa: E402
 from tests.support.ports import free_port, wait_for_port  # noqa: E402

@@ -127,10 +127,13 @@ def _http_listener(name: str, address: str, port: int, route: dict[str, Any],
 def sds_sidecar_bootstrap(node_id: str, service: str, xds_port: int, *, address: str,
                           inbound_port: int, outbound_port: int, peer: tuple[str, int],
                           peer_id: str, instance_ip: str, delta: bool = False,
-                          sds_stream: bool | str = False) -> dict[str, Any]:
-    """`sds_stream`: the secrets from SecretDiscoveryService (api_config_source) instead of
-    ADS, and no ADS at all; "cluster": the cluster's only (Envoy crashes at start-up on a
-    static cluster whose secrets come over ADS: envoyproxy/envoy#15517)."""
+                          sds_stream: bool | str = False,
+                          xds_ca: str | None = None, xds_name: str = "") -> dict[str, Any]:
+    """`xds_ca`: reach the control plane over TLS, trusting this bundle (a file), the server
+    named `xds_name` (SNI and the name checked). `sds_stream`: the secrets from
+    SecretDiscoveryService (api_config_source) instead of ADS, and no ADS at all;
+    "cluster": the cluster's only (Envoy crashes at start-up on a static cluster whose secrets
+    come over ADS: envoyproxy/envoy#15517)."""
     source = SDS_GRPC if sds_stream is True else SDS_ADS
     cluster_source = SDS_GRPC if sds_stream else SDS_ADS
     inbound = _http_listener("inbound", address, inbound_port,
@@ -148,6 +151,10 @@ def sds_sidecar_bootstrap(node_id: str, service: str, xds_port: int, *, address:
            "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [
                {"endpoint": {"address": {"socket_address": {
                    "address": "127.0.0.1", "port_value": xds_port}}}}]}]}}
+    if xds_ca is not None:
+        xds["transport_socket"] = _tls_socket("UpstreamTlsContext", {
+            "sni": xds_name, "common_tls_context": {
+                "validation_context": {"trusted_ca": {"filename": xds_ca}}}})
     peer_cluster = {"name": "peer", "type": "STATIC", "connect_timeout": "2s",
                     "transport_socket": _tls_socket("UpstreamTlsContext",
                                                     {"common_tls_context": _common(

@@ -1,7 +1,7 @@
 """Dependencies: Envoy's generated modules and the generated OTLP classes the tests decode
 with import side by side in the dev venv; the product itself imports no `opentelemetry.proto`
 nor opentelemetry-exporter-otlp (a plain pip install is checked end to end in
-tests/integration/observability/test_plain_pip_install.py)."""
+tests/integration/proxy/observability/test_plain_pip_install.py)."""
 
 import ast
 from pathlib import Path

@@ -5,10 +5,11 @@ node's instance_ip, else the Gateway's first IPAddress address, else 0.0.0.0.
   each hostname a route serves gets a virtual host, owned by the most specific listener
   hostname that covers it (Listener Isolation: a request to foo.example.com is routed with
   the routes of the foo.example.com listener only, not of *.example.com).
-- HTTPS (Terminate) and TLS (Passthrough) listeners sharing a port are filter chains chosen by
-  SNI (tls_inspector): an HTTPS chain terminates TLS with its certificateRefs' Secrets and has
-  its own route table `gateway|PORT|LISTENER`; a TLS chain per TLSRoute hostname proxies the
-  connection untouched to the route's backends.
+- HTTPS (Terminate) and TLS listeners sharing a port are filter chains chosen by SNI
+  (tls_inspector): an HTTPS chain terminates TLS with its certificateRefs' Secrets and has
+  its own route table `gateway|PORT|LISTENER`; a TLS chain per TLSRoute proxies the
+  connection to the route's backends, untouched (mode Passthrough) or decrypted with the
+  listener's certificates (mode Terminate, GATEWAY-TLS extended: the backends get plain bytes).
 - A TCP listener is a tcp_proxy to its TCPRoute's backends (the first accepted TCPRoute).
 
 Within a virtual host the rules of every route serving that hostname are ordered as
@@ -218,7 +219,7 @@ def _tls_port(view: View, gateway: MeshObject, bind: str, port: int,
             routes.append(table)
             uses |= used
         else:
-            found, passed, skipped = _passthrough_chains(view, gateway, listener, chains)
+            found, passed, skipped = _tls_route_chains(view, gateway, listener, chains)
             chains += found
             uses |= passed
             notes += skipped
@@ -255,7 +256,10 @@ def _https_chain(view: View, gateway: MeshObject, listener: GatewayListener, por
     return chain, route_table(name, vhosts), uses
 
 
-def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener) -> dict[str, Any]:
+def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener,
+                 alpn: tuple[str, ...] = ("h2", "http/1.1")) -> dict[str, Any]:
+    """The listener's certificateRefs as a DownstreamTlsContext; `alpn` offered (none for a
+    TLSRoute's decrypted TCP: the bytes inside are the backend's business)."""
     assert listener.tls is not None
     certificates = []
     for ref in listener.tls.certificate_refs:
@@ -265,13 +269,15 @@ def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener) -> 
         certificates.append({
             "certificate_chain": {"inline_string": secret.spec.certificate_chain.decode()},
             "private_key": {"inline_string": secret.spec.private_key.decode()}})
-    return {"@type": DOWNSTREAM_TLS, "common_tls_context": {
-        "tls_certificates": certificates, "alpn_protocols": ["h2", "http/1.1"]}}
+    common: dict[str, Any] = {"tls_certificates": certificates}
+    if alpn:
+        common["alpn_protocols"] = list(alpn)
+    return {"@type": DOWNSTREAM_TLS, "common_tls_context": common}
 
 
-def _passthrough_chains(view: View, gateway: MeshObject, listener: GatewayListener,
-                        existing: list[dict[str, Any]]
-                        ) -> tuple[list[dict[str, Any]], set[ClusterUse], list[str]]:
+def _tls_route_chains(view: View, gateway: MeshObject, listener: GatewayListener,
+                      existing: list[dict[str, Any]]
+                      ) -> tuple[list[dict[str, Any]], set[ClusterUse], list[str]]:
     chains: list[dict[str, Any]] = []
     uses: set[ClusterUse] = set()
     notes: list[str] = []
@@ -297,9 +303,14 @@ def _passthrough_chains(view: View, gateway: MeshObject, listener: GatewayListen
         uses |= used
         chain = tcp_proxy_filter(f"gateway_{listener.port}_{attachment.route.name}",
                                  weighted=weighted, hash_source_ip=_by_source(used))
-        chains.append({"name": f"{listener.name}/{attachment.route.namespace}/"
-                               f"{attachment.route.name}",
-                       "filter_chain_match": _match(fresh), "filters": [chain]})
+        found: dict[str, Any] = {
+            "name": f"{listener.name}/{attachment.route.namespace}/{attachment.route.name}",
+            "filter_chain_match": _match(fresh), "filters": [chain]}
+        if listener.tls is not None and listener.tls.mode == "Terminate":
+            found["transport_socket"] = {"name": "envoy.transport_sockets.tls",
+                                         "typed_config": _tls_context(view, gateway, listener,
+                                                                      alpn=())}
+        chains.append(found)
     return chains, uses, notes
 
 

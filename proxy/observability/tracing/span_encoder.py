@@ -105,7 +105,7 @@ class ServerSpanEncoder:
 
     Their kind is SERVER, or CLIENT when the HCM's tracing operation is egress (Envoy's
     OpenTelemetry tracer, Tracer::startSpan; checked against Envoy 1.40 in
-    tests/conformance/observability/test_traffic_direction_vs_envoy.py)."""
+    tests/conformance/proxy/observability/test_traffic_direction_vs_envoy.py)."""
 
     def __init__(self, max_path_tag_length: int,
                  literal_tags: Sequence[tuple[str, str]] = (), *, egress: bool = False) -> None:

@@ -191,7 +191,7 @@ class ServerSpan:
     def start_mirror_span(self, *, cluster: str, sampled: bool | None) -> ClientSpan:
         """The "mirror" CLIENT span of a shadow request (Envoy's async client spawns it under
         the request's span): sampled as the mirror policy's trace_sampled says, else as this
-        span (checked against Envoy 1.40 in tests/conformance/http/test_mirror_vs_envoy.py).
+        span (checked against Envoy 1.40 in tests/conformance/proxy/http/test_mirror_vs_envoy.py).
         Unsampled, it only carries the trace context."""
         sampled = self.sampled if sampled is None else sampled
         span_id = new_span_id()

@@ -155,3 +155,39 @@ def test_rotation_keeps_both_working(mesh: MixedMesh) -> None:
     assert all(current[name] != first[name] for name in first), current
     assert mesh.outbound("alpha") == (200, b"beta")
     assert mesh.outbound("beta") == (200, b"alpha")
+
+
+def test_xds_over_tls_with_the_mesh_cas_certificate(tmp_path: Path) -> None:
+    """`--tls`: the control plane serves xDS with a certificate from its own CA; Envoy and
+    Pointsman trusting the mesh root get their SVIDs through it; a sidecar trusting another
+    root does not."""
+    (tmp_path / "mesh.yaml").write_text(MESH)
+    authority, flags = write_ca(tmp_path)
+    (tmp_path / "root.pem").write_bytes(authority.trust_bundle)
+    (tmp_path / "other.pem").write_bytes(CertificateAuthority.create_root(now()).trust_bundle)
+    with ExitStack() as stack:
+        control_plane = MeshControlPlane(tmp_path / "mesh.yaml", *flags, "--tls")
+        stack.enter_context(control_plane)
+        control_plane.wait_ready()
+        proxies = {}
+        for kind, service, root in ((Envoy, "alpha", "root.pem"), (Pointsman, "beta", "root.pem"),
+                                    (Pointsman, "gamma", "other.pem")):
+            inbound = free_port()
+            bootstrap = sds_sidecar_bootstrap(
+                f"{service}-tls", "beta" if service == "gamma" else service,
+                control_plane.port, address="127.0.0.1", inbound_port=inbound,
+                outbound_port=free_port(), peer=("127.0.0.1", 9), peer_id="spiffe://x/y",
+                instance_ip="127.0.0.2", xds_ca=str(tmp_path / root),
+                sds_stream="cluster" if kind is Envoy else False)
+            proxy = kind(bootstrap, name=f"{kind.__name__.lower()}-{service}-tls")
+            stack.enter_context(proxy)
+            proxies[service] = (proxy, inbound)
+        svid = authority.issue("default", "client", now())
+        context = client_context(authority.trust_bundle, svid, tmp_path)
+        for service in ("alpha", "beta"):
+            proxy, inbound = proxies[service]
+            proxy.wait_ready()
+            assert https_get(inbound, context) == (200, service.encode())
+        gamma = proxies["gamma"][0]
+        assert secrets_dump(gamma) == {}  # it never trusted the server, so never connected
+        assert gamma.stat("control_plane.connected_state") == 0

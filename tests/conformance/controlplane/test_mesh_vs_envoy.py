@@ -8,7 +8,8 @@ a redirect, a prefix rewrite, a request header set, load spread over the two sid
 api-v1 (registered as endpoints when they connect), a weighted split, 503 for a Service with
 no endpoint, 404 for a request no route of a Service with routes matches, a GRPCRoute
 choosing by method and header for gRPC calls, a Gateway listener routing by hostname, and a
-Gateway TLS listener passing a TLS connection through, by SNI, to a TLSRoute's backend.
+Gateway TLS listener passing a TLS connection through, by SNI, to a TLSRoute's backend, and
+one terminating TLS for a TLSRoute (v1) whose backend gets the plain bytes.
 """
 
 from __future__ import annotations
@@ -137,6 +138,19 @@ spec:
     protocol: TLS
     hostname: "*.tls.example.com"
     tls: {{mode: Passthrough}}
+  - name: term
+    port: 8443
+    protocol: TLS
+    hostname: "*.term.example.com"
+    tls: {{mode: Terminate, certificateRefs: [{{name: term-cert}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: term}}
+spec:
+  parentRefs: [{{name: edge, sectionName: term}}]
+  hostnames: [db.term.example.com]
+  rules: [{{backendRefs: [{{name: api-v2, port: 8080}}]}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -188,6 +202,7 @@ def observe(front_outbound: str, ca: Path) -> dict[str, Any]:
     seen["gateway other"] = summary(*request(gateway, "/g", host="else.example.org"))[:2]
     seen["grpc"] = grpc_calls(front_outbound)
     seen["tls passthrough"] = tls_passthrough(ca)
+    seen["tls terminate"] = tls_passthrough(ca, "db.term.example.com")
     return seen
 
 
@@ -201,14 +216,15 @@ def grpc_calls(outbound: str) -> tuple[str, str]:
     return plain.decode(), picked.decode()
 
 
-def tls_passthrough(ca: Path) -> tuple[str, str]:
-    """A TLS client to the Gateway naming secure.tls.example.com reaches the backend's own
-    TLS (its certificate verifies), and an HTTP request inside it its application."""
+def tls_passthrough(ca: Path, server_name: str = "secure.tls.example.com") -> tuple[str, str]:
+    """A TLS client to the Gateway naming `server_name` gets a certificate that verifies
+    (the backend's own through a Passthrough listener, the listener's where it terminates),
+    and an HTTP request inside it reaches the application."""
     context = ssl.create_default_context(cafile=str(ca))
     raw = socket.create_connection((GATEWAY_IP, 8443), timeout=5)
-    with context.wrap_socket(raw, server_hostname="secure.tls.example.com") as sock:
-        sock.sendall(b"GET /t HTTP/1.1\r\nHost: secure.tls.example.com\r\n"
-                     b"Connection: close\r\n\r\n")
+    with context.wrap_socket(raw, server_hostname=server_name) as sock:
+        sock.sendall(f"GET /t HTTP/1.1\r\nHost: {server_name}\r\n"
+                     "Connection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -233,7 +249,14 @@ EXPECTED = {
     "gateway other": (200, "api-v1"),
     "grpc": ("greeter-4:hi", "greeter-v2-5:hi"),
     "tls passthrough": ("200", "secure-6"),
+    "tls terminate": ("200", "api-v2-3"),
 }
+
+
+def tls_secret(name: str, certificate: Path, key: Path) -> str:
+    data = {"tls.crt": certificate.read_text(), "tls.key": key.read_text()}
+    return (f"---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\n"
+            f"type: kubernetes.io/tls\nstringData: {json.dumps(data)}\n")
 
 
 def grpc_app(name: str, host: str, port: int) -> GrpcBackend:
@@ -249,9 +272,9 @@ def tls_app(certificate: tuple[Path, Path]) -> Any:
 
 
 def run_mesh(flavour: str, tmp_path: Path) -> dict[str, Any]:
+    certificates = tls_files(tmp_path, ["secure.tls.example.com", "db.term.example.com"])
     mesh = tmp_path / "mesh.yaml"
-    mesh.write_text(MESH)
-    certificates = tls_files(tmp_path, ["secure.tls.example.com"])
+    mesh.write_text(MESH + tls_secret("term-cert", *certificates["db.term.example.com"]))
     with ExitStack() as stack:
         control_plane = MeshControlPlane(mesh)
         stack.enter_context(control_plane)

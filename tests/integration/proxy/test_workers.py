@@ -8,10 +8,10 @@ import signal
 import socket
 from pathlib import Path
 
-from tests.conformance.observability.http_support import (
+from tests.conformance.proxy.observability.http_support import (
     bootstrap as http_bootstrap,
 )
-from tests.conformance.observability.http_support import (
+from tests.conformance.proxy.observability.http_support import (
     grpc_cluster,
     hcm,
     http_listener,
@@ -68,7 +68,7 @@ FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAcce
 def test_the_parent_validates_access_logs_and_tracing_without_running_them(
         tmp_path: Path) -> None:
     """The parent builds every listener to NACK what its workers could not apply, but it
-    serves no traffic: it opens no access-log file (nor, tested in tests/unit/observability,
+    serves no traffic: it opens no access-log file (nor, tested in tests/unit/proxy/observability,
     any exporter thread); each worker does."""
     log = tmp_path / "access.log"
     manager = hcm("backend", tracing=opentelemetry_tracing("otel", "svc"),

@@ -3,6 +3,7 @@ kept on a NACK, RDS/EDS interest, config_dump with versions."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -200,3 +201,21 @@ def test_http_routes_to_an_upstream_proxy_protocol_cluster_are_nacked() -> None:
                                     cluster("plain")))
     assert (caught.value.source, caught.value.resource) == ("CDS", "pp")
     assert server.state.versions[CLUSTER] == "2"
+
+
+async def test_warming_ends_on_the_update_that_completes_it_without_polling() -> None:
+    """Envoy's init (intro/arch_overview/operations/init): an EDS cluster warms until its
+    endpoints arrive. The waiter is woken by the update itself, not by a poll: two passes of
+    the event loop after the assignment, it is done (a 20 ms poll would still be asleep)."""
+    server = new_server()
+    server.apply(CLUSTER, "1", (cluster("a"),))
+    waiter = asyncio.ensure_future(server._until_warm())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not waiter.done()  # cluster "a" has no endpoints yet
+    server.apply(CLUSTER_LOAD_ASSIGNMENT, "1", (pack_any(parse_message(
+        {"cluster_name": "a-eds"}, endpoint_pb2.ClusterLoadAssignment)),))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert waiter.done()
+    await waiter

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from tests.integration.http.clients import H2Client
+from tests.integration.proxy.http.clients import H2Client
 from tests.support.mesh import MeshControlPlane, request
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, python_argv
@@ -34,7 +34,7 @@ spec:
 
 
 class _H2At(H2Client):
-    """tests.integration.http.clients.H2Client to another loopback address."""
+    """tests.integration.proxy.http.clients.H2Client to another loopback address."""
 
     def __init__(self, host: str, port: int) -> None:
         super().__init__(port)

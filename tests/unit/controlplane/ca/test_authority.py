@@ -189,3 +189,34 @@ def test_command_line_ca_flags() -> None:
     for bad in (["--cert-lifetime", "soon"], ["--cert-lifetime", "0s"], ["--ca-cert", "x"]):
         with pytest.raises(SystemExit):
             parse_args(["--mesh", "m.yaml", *bad])
+
+
+def test_the_control_planes_serving_certificate_names_and_renewal() -> None:
+    from controlplane.ca.serving import ServingCertificate
+
+    clock = [NOW]
+    authority = CertificateAuthority.create_root(NOW, lifetime=2 * HOUR)
+    serving = ServingCertificate(authority, ("127.0.0.1", "cp.mesh"), clock=lambda: clock[0])
+    leaf = leaf_of(serving.svid.certificate_chain)
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
+        "spiffe://cluster.local/ns/pointsman-system/sa/controlplane"]
+    assert san.get_values_for_type(x509.DNSName) == ["cp.mesh"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert serving.fetch() is None  # gRPC keeps the current one
+    first = serving.svid
+    clock[0] = NOW + HOUR  # half life
+    assert serving.fetch() is not None and serving.svid.serial != first.serial
+    assert serving.fetch() is None
+
+
+def test_command_line_tls_from_the_ca() -> None:
+    from controlplane.main import parse_args, tls_names
+
+    args = parse_args(["--mesh", "m.yaml", "--ca-cert", "c", "--ca-key", "k", "--tls",
+                       "--listen", "10.0.0.5:18000"])
+    assert tls_names(args) == ("10.0.0.5", "localhost")  # off loopback is fine with --tls
+    for bad in (["--tls"], ["--tls", "--ca-cert", "c", "--ca-key", "k", "--tls-cert", "x",
+                            "--tls-key", "y"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--mesh", "m.yaml", *bad])

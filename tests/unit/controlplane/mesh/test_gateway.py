@@ -130,6 +130,49 @@ spec:
     assert chain["filter_chain_match"]["server_names"] == ["vault.tls.example.com"]
     proxy = chain["filters"][0]["typed_config"]
     assert proxy["cluster"] == "outbound|8200||vault.default"
+    assert "transport_socket" not in chain  # Passthrough: the bytes go untouched
+
+
+def test_a_terminating_tls_listener_decrypts_for_its_tlsroute() -> None:
+    """GATEWAY-TLS extended (TLSRouteModeTerminate): a TLS listener in mode Terminate serves
+    its TLSRoutes' connections with the listener's certificates and sends the plain bytes to
+    the backends; no ALPN is offered (what runs inside is the backend's business)."""
+    text = edge() + """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: inner}
+spec:
+  gatewayClassName: pointsman
+  addresses: [{type: IPAddress, value: 10.1.2.4}]
+  listeners:
+  - name: term
+    port: 9443
+    protocol: TLS
+    hostname: "*.term.example.com"
+    tls: {mode: Terminate, certificateRefs: [{name: cert}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: db}
+spec:
+  parentRefs: [{name: inner}]
+  hostnames: [db.term.example.com]
+  rules: [{backendRefs: [{name: db, port: 5432}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {ports: [{name: pg, port: 5432, appProtocol: tcp}]}
+"""
+    listener = as_dict(compiled(mesh_of(text), gateway("inner")), LISTENER.type_url,
+                       "gateway|9443")
+    (chain,) = listener["filter_chains"]
+    assert chain["filter_chain_match"] == {"server_names": ["db.term.example.com"],
+                                           "transport_protocol": "tls"}
+    tls = chain["transport_socket"]["typed_config"]["common_tls_context"]
+    assert tls["tls_certificates"][0]["certificate_chain"]["inline_string"] == PEM
+    assert "alpn_protocols" not in tls
+    assert chain["filters"][0]["typed_config"]["cluster"] == "outbound|5432||db.default"
 
 
 def test_gateway_authorization_on_a_listener_with_its_own_chain() -> None:

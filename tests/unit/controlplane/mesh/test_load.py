@@ -257,3 +257,26 @@ def test_a_stream_has_a_total_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(yamldoc, "MAX_STREAM_NODES", 40)
     error = error_of("---\n".join([SERVICE] * 5))
     assert "more than 40 values in one stream" in error.message
+
+
+def _tlsroute(api_version: str, hostnames: str) -> str:
+    return f"""apiVersion: gateway.networking.k8s.io/{api_version}
+kind: TLSRoute
+metadata: {{name: vault}}
+spec:
+  parentRefs: [{{name: edge}}]
+  {hostnames}
+  rules: [{{backendRefs: [{{name: vault, port: 8200}}]}}]
+"""
+
+
+def test_tlsroute_is_served_as_v1_with_its_own_rules_and_as_v1alpha2() -> None:
+    """apis/v1/tlsroute_types.go: v1 requires 1..1024 hostnames; v1alpha2 took none."""
+    (route,) = load_objects(_tlsroute("v1", "hostnames: [vault.example.com]"))
+    assert route.api_version.endswith("/v1") and route.spec.hostnames == ("vault.example.com",)
+    (old,) = load_objects(_tlsroute("v1alpha2", ""))
+    assert old.spec.hostnames == ()
+    with pytest.raises(MeshError, match=r"spec\.hostnames.*required"):
+        load_objects(_tlsroute("v1", ""))
+    with pytest.raises(MeshError, match=r"spec\.hostnames.*at least 1"):
+        load_objects(_tlsroute("v1", "hostnames: []"))

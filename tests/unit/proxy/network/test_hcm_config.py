@@ -83,7 +83,7 @@ def test_refused_by_name(fields: dict[str, Any], named: str) -> None:
 
 def test_no_http_filters_is_accepted_without_a_router() -> None:
     """Envoy 1.40 accepts an HCM without http_filters and adds no router (its requests wait
-    for the stream idle timeout: tests/conformance/http/test_filters_vs_envoy.py)."""
+    for the stream idle timeout: tests/conformance/proxy/http/test_filters_vs_envoy.py)."""
     assert not _translate(http_filters=[]).settings.has_router
     assert _translate().settings.has_router
 
