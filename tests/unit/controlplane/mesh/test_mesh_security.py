@@ -20,7 +20,7 @@ from proxy.http.filter import HttpStream
 from proxy.http.filters import rbac
 from proxy.http.peer import PEER_KEY, PeerTls
 from tests.unit.controlplane.mesh.helpers import SERVICES, as_dict, mesh_of, sidecar
-from tests.unit.http.routes import request
+from tests.unit.proxy.http.routes import request
 
 IDENTITY = MeshIdentity()
 SPIFFE = "spiffe://cluster.local/ns/"
