@@ -164,3 +164,14 @@ spec:
         ("warning", "NoWorkload", 47, "spec.selector"),
         ("warning", "NotEnforced", 52, "spec"),
     ]
+    sliced = text + """---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [192.0.2.7]}]
+"""
+    # api has an EndpointSlice: its callers send plaintext, which `first` (STRICT) refuses.
+    assert [item for item in findings(sliced) if item[1] == "PlaintextCallers"] == [
+        ("warning", "PlaintextCallers", 29, "spec")]
