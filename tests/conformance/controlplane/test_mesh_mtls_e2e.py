@@ -2,7 +2,8 @@
 SVIDs over SDS, a caller's sidecar reaches a callee's sidecar over mTLS, a STRICT port
 refuses plaintext (no_filter_chain_match), a PERMISSIVE port serves plaintext and mTLS, and
 an ALLOW-by-principal AuthorizationPolicy refuses another service with 403 and counts it in
-the callee's `rbac` stats. The same with Pointsman sidecars and with Envoy sidecars."""
+the callee's `rbac` stats. The same with Pointsman sidecars, with Envoy sidecars, and with
+Envoy callers of Pointsman callees."""
 
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ spec:
   rules:
   - from: [{source: {principals: [cluster.local/ns/default/sa/web]}}]
 """
-NETS = {"pointsman": "127.188", "envoy": "127.189"}
+NETS = {"pointsman": "127.188", "envoy": "127.189", "mixed": "127.187"}
+# Who runs each sidecar: "mixed" has Envoy callers and Pointsman callees.
+FLAVOURS = {"pointsman": ("pointsman",) * 4, "envoy": ("envoy",) * 4,
+            "mixed": ("envoy", "envoy", "pointsman", "pointsman")}
 
 
 @dataclass
@@ -69,7 +73,7 @@ class Mesh:
     locked: Member
 
 
-@pytest.fixture(scope="module", params=["pointsman", "envoy"])
+@pytest.fixture(scope="module", params=["pointsman", "envoy", "mixed"])
 def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Mesh]:
     flavour = request.param
@@ -81,11 +85,11 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         control_plane = MeshControlPlane(folder / "mesh.yaml", *flags)
         stack.enter_context(control_plane)
         control_plane.wait_ready()
-        members = [start_sidecar(stack, flavour, control_plane, name, index, net,
+        members = [start_sidecar(stack, kind, control_plane, name, index, net,
                                  app_port=port)
-                   for index, (name, port) in enumerate((
+                   for index, (kind, (name, port)) in enumerate(zip(FLAVOURS[flavour], (
                        ("web", 9000), ("intruder", 9001), ("open", 9080), ("locked", 9090)),
-                       start=1)]
+                       strict=True), start=1)]
         for member in members:
             member.proxy.wait_ready()
         found = Mesh(folder, authority, *members)
