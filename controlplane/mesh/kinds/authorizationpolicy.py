@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from controlplane.mesh.fields import Fields, Item
 from controlplane.mesh.kinds.istio import Pattern, Selector, parse_selector, patterns
 
-HEADER_KEY = re.compile(r"^request\.headers\[([^\]]+)\]$")
+HEADER_KEY = re.compile(r"^request\.headers\[([^\]]*)\]$")
+TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # a header name (RFC 9110 5.1, 5.6.2)
 PLAIN_KEYS = ("source.ip", "remote.ip", "source.namespace", "source.principal",
               "destination.port")
 
@@ -162,6 +163,8 @@ def _when(fields: Fields) -> WhenCondition:
     if not values and not not_values:
         raise fields.error(None, "needs values or notValues")
     header = HEADER_KEY.match(key)
+    if header is not None and not TOKEN.match(header.group(1)):
+        raise fields.error("key", f"invalid header name {header.group(1)!r}")
     if header is not None:
         for index, value in enumerate((*values, *not_values)):
             if value != "*" and "*" in value[1:-1]:

@@ -271,6 +271,8 @@ def test_tcp_ports_report_authorization_they_cannot_enforce() -> None:
     ("{rules: [{to: [{operation: {ports: ['http']}}]}]}", r"ports\[0\].*invalid port"),
     ("{rules: [{from: [{source: {}}]}]}", r"source.*at least one field"),
     ("{targetRefs: [{kind: Service, name: api}]}", r"targetRefs.*not supported"),
+    ("{rules: [{when: [{key: 'request.headers[a b]', values: [x]}]}]}",
+     r"when\[0\]\.key.*invalid header name 'a b'"),
 ])
 def test_authorization_policy_refuses_by_field_path(spec: str, message: str) -> None:
     with pytest.raises(MeshError, match=message):
@@ -391,3 +393,29 @@ def test_every_secured_resource_is_accepted_by_the_pointsman_sidecar() -> None:
                 translate(message)  # raises ConfigError naming the field
                 count += 1
     assert count > 10
+
+
+@pytest.mark.parametrize("spec", [
+    "[]", "{rules: 7}", "{rules: [7]}", "{rules: [{from: {}}]}", "{rules: [{from: [7]}]}",
+    "{rules: [{from: [{source: {principals: [7]}}]}]}",
+    "{rules: [{from: [{source: {ipBlocks: [not-an-ip]}}]}]}",
+    "{rules: [{to: [{operation: {ports: [0]}}]}]}", "{rules: [{to: [{operation: {}}]}]}",
+    "{rules: [{when: [{key: source.ip, values: [nope]}]}]}",
+    "{rules: [{when: [{key: destination.port, values: ['99999']}]}]}",
+    "{rules: [{when: [{key: source.ip}]}]}", "{selector: {matchLabels: {a: 1}}}",
+    "{action: allow}", "{selector: 5}",
+])
+def test_hostile_authorization_policies_are_refused_with_a_field(spec: str) -> None:
+    with pytest.raises(MeshError, match=r"AuthorizationPolicy default/bad: spec"):
+        mesh_of(MESH + _authorization("bad", spec))
+
+
+@pytest.mark.parametrize("spec", [
+    "{mtls: 7}", "{mtls: {mode: 7}}", "{selector: {matchLabels: {a: b}}, portLevelMtls: 7}",
+    "{selector: {matchLabels: {a: b}}, portLevelMtls: {abc: {mode: STRICT}}}",
+    "{selector: {matchLabels: {a: b}}, portLevelMtls: {80: 7}}",
+    "{selector: {matchLabels: {a: b}}, portLevelMtls: {70000: {mode: STRICT}}}",
+])
+def test_hostile_peer_authentications_are_refused_with_a_field(spec: str) -> None:
+    with pytest.raises(MeshError, match=r"PeerAuthentication default/bad: spec"):
+        mesh_of(MESH + _peer_authentication("bad", "default", spec))
