@@ -2,8 +2,9 @@
 SVIDs over SDS, a caller's sidecar reaches a callee's sidecar over mTLS, a STRICT port
 refuses plaintext (no_filter_chain_match), a PERMISSIVE port serves plaintext and mTLS, and
 an ALLOW-by-principal AuthorizationPolicy refuses another service with 403 and counts it in
-the callee's `rbac` stats. The same with Pointsman sidecars, with Envoy sidecars, and with
-Envoy callers of Pointsman callees."""
+the callee's `rbac` stats; a Gateway's proxy calls sidecars over mTLS with its own identity.
+The same with Pointsman sidecars, with Envoy sidecars, and with Envoy callers (and Gateway)
+of Pointsman callees."""
 
 from __future__ import annotations
 
@@ -17,7 +18,14 @@ import pytest
 from controlplane.ca import CertificateAuthority
 from tests.integration.controlplane.test_mesh import eventually
 from tests.support.identity import client_context, https_get, now, write_ca
-from tests.support.mesh import Member, MeshControlPlane, backend_of, request, start_sidecar
+from tests.support.mesh import (
+    Member,
+    MeshControlPlane,
+    backend_of,
+    request,
+    start_gateway,
+    start_sidecar,
+)
 
 pytestmark = pytest.mark.conformance
 
@@ -56,6 +64,24 @@ spec:
   selector: {matchLabels: {app: locked}}
   rules:
   - from: [{source: {principals: [cluster.local/ns/default/sa/web]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: pointsman
+  addresses: [{type: IPAddress, value: GATEWAY_IP}]
+  listeners: [{name: www, port: 8000, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: www}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - matches: [{path: {value: /locked}}]
+    backendRefs: [{name: locked, port: 8090}]
+  - backendRefs: [{name: open, port: 8080}]
 """
 NETS = {"pointsman": "127.188", "envoy": "127.189", "mixed": "127.187"}
 # Who runs each sidecar: "mixed" has Envoy callers and Pointsman callees.
@@ -71,6 +97,7 @@ class Mesh:
     intruder: Member
     open: Member
     locked: Member
+    gateway_ip: str
 
 
 @pytest.fixture(scope="module", params=["pointsman", "envoy", "mixed"])
@@ -78,9 +105,9 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
          ) -> Iterator[Mesh]:
     flavour = request.param
     folder = tmp_path_factory.mktemp(f"mtls-{flavour}")
-    (folder / "mesh.yaml").write_text(MESH)
-    authority, flags = write_ca(folder)
     net = NETS[flavour]
+    (folder / "mesh.yaml").write_text(MESH.replace("GATEWAY_IP", f"{net}.9.1"))
+    authority, flags = write_ca(folder)
     with ExitStack() as stack:
         control_plane = MeshControlPlane(folder / "mesh.yaml", *flags)
         stack.enter_context(control_plane)
@@ -90,9 +117,10 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                    for index, (kind, (name, port)) in enumerate(zip(FLAVOURS[flavour], (
                        ("web", 9000), ("intruder", 9001), ("open", 9080), ("locked", 9090)),
                        strict=True), start=1)]
-        for member in members:
-            member.proxy.wait_ready()
-        found = Mesh(folder, authority, *members)
+        gateway = start_gateway(stack, FLAVOURS[flavour][0], control_plane, "edge")
+        for proxy in [*(member.proxy for member in members), gateway]:
+            proxy.wait_ready()
+        found = Mesh(folder, authority, *members, f"{net}.9.1")
         eventually(lambda: _call(found.web, "open", 8080)[0] == 200, "web reaching open")
         eventually(lambda: _call(found.web, "locked", 8090)[0] == 200, "web reaching locked")
         yield found
@@ -141,3 +169,14 @@ def test_a_valid_certificate_of_another_service_cannot_pass_for_it(mesh: Mesh) -
     svid = mesh.authority.issue("default", "intruder", now())
     context = client_context(mesh.authority.trust_bundle, svid, mesh.folder)
     assert https_get(8090, context, host=mesh.locked.instance_ip)[0] == 403
+
+
+def test_a_gateway_calls_sidecars_over_mtls_with_its_own_identity(mesh: Mesh) -> None:
+    """The Gateway's proxy presents its own SVID (spiffe://.../sa/edge): a STRICT port takes
+    it, and the ALLOW-by-principal policy (web only) refuses it."""
+    def through_gateway(path: str) -> tuple[int, str]:
+        status, _headers, body = request((mesh.gateway_ip, 8000), path, host="www.test")
+        return status, backend_of(body)
+    eventually(lambda: through_gateway("/")[0] == 200, "the Gateway serving")
+    assert through_gateway("/") == (200, "open-3")
+    assert through_gateway("/locked")[0] == 403
