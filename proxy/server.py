@@ -409,11 +409,19 @@ class Server:
                 targets_of(cluster, field)
 
     def _refresh_sds_streams(self) -> None:
-        """One SDS stream per api_config_source cluster the configuration names."""
+        """One SDS stream per api_config_source cluster the configuration names; secrets no
+        listener or cluster names any more are dropped (Envoy drops an SDS subscription with
+        the last TLS context using it)."""
+        refs = self.secret_refs()
+        named = {ref.name for ref in refs}
+        held = self.state.resources[SECRET]
+        for name in [name for name in held if name not in named]:
+            del held[name]
+        DYNAMIC.keep_only(named)
         if self._sds_streams is None:
             return
         wanted: dict[str, set[str]] = {}
-        for ref in self.secret_refs():
+        for ref in refs:
             if not ref.source.ads:
                 wanted.setdefault(ref.source.cluster, set()).add(ref.name)
         self._sds_streams.refresh({cluster: tuple(sorted(names))

@@ -241,6 +241,12 @@ class MeshCache(ResourceCache):
         are compiled again (their other types are memo hits and keep their versions)."""
         if self.identity_secrets is None:
             return []
+        connected = {(item.namespace, item.name) for key, item in self._identities.items()
+                     if self.watched(key)}
+        for who in self.identity_secrets.identities():
+            if who not in connected:  # no sidecar of it left: issue afresh when one comes
+                self.identity_secrets.forget(who)
+                self._secret_sets.pop(who, None)
         due = self.identity_secrets.renew_due(now)
         if due:
             renewed = set(due)

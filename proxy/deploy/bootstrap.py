@@ -19,6 +19,7 @@ XDS_CLUSTER = "xds"
 JOIN_TOKEN_METADATA = "x-pointsman-join-token"  # controlplane/ca/tokens.py METADATA_KEY
 _H2_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _H2_TYPE = "type.googleapis.com/" + _H2_OPTIONS
+_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class SidecarSpec:
     kind: str = "Service"
     delta: bool = False
     join_token: str = ""  # sent as gRPC metadata on the xDS stream (docs/security.md)
+    xds_ca: str = ""  # a file: reach the control plane over TLS, trusting this root
+    xds_name: str = ""  # the control plane's name in its certificate (SNI), when not its host
 
 
 def parse_address(text: str, flag: str) -> tuple[str, int]:
@@ -75,15 +78,17 @@ def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
                            "grpc_services": [service]},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"}},
-        "static_resources": {"clusters": [_xds_cluster(spec.servers)]},
+        "static_resources": {"clusters": [_xds_cluster(spec.servers, spec.xds_ca,
+                                                        spec.xds_name)]},
     }
 
 
-def _xds_cluster(servers: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+def _xds_cluster(servers: tuple[tuple[str, int], ...], ca: str = "",
+                 name: str = "") -> dict[str, Any]:
     """The control plane(s): gRPC needs HTTP/2 (Envoy: a cluster used by envoy_grpc must set
     http2_protocol_options). STRICT_DNS so a host name (a Kubernetes Service) resolves."""
     named = any(not _is_ip(host) for host, _ in servers)
-    return {
+    cluster: dict[str, Any] = {
         "name": XDS_CLUSTER, "type": "STRICT_DNS" if named else "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {_H2_OPTIONS: {
@@ -91,6 +96,11 @@ def _xds_cluster(servers: tuple[tuple[str, int], ...]) -> dict[str, Any]:
         "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": _socket_address(server)}} for server in servers]}]},
     }
+    if ca:  # `controlplane --tls`: the mesh root verifies the control plane (docs/security.md)
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": _TLS_TYPE, "sni": name,
+            "common_tls_context": {"validation_context": {"trusted_ca": {"filename": ca}}}}}
+    return cluster
 
 
 def _socket_address(address: tuple[str, int]) -> dict[str, Any]:

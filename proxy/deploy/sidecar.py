@@ -54,6 +54,12 @@ def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--join-token", type=Path, metavar="FILE",
                         help="file holding this Service's join token (pointsman token "
                              "create), sent to the control plane as gRPC metadata")
+    parser.add_argument("--xds-ca", type=Path, metavar="FILE",
+                        help="reach the control plane over TLS, trusting this root (the mesh "
+                             "CA's, with `controlplane --tls`)")
+    parser.add_argument("--xds-name", default="", metavar="NAME",
+                        help="--xds-ca: the control plane's name in its certificate, when "
+                             "--server names it otherwise")
     parser.add_argument("--proxy", choices=["pointsman", "envoy"], default="pointsman",
                         help="which sidecar runs the bootstrap")
     parser.add_argument("--log-level", "-l", default="info", choices=LOG_LEVELS,
@@ -86,7 +92,8 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         app_ip=parse_ip(args.app_ip, "--app-ip"),
         outbound_ip=parse_ip(args.outbound_ip, "--outbound-ip"),
         kind="Gateway" if args.gateway else "Service", delta=args.delta,
-        join_token=read_join_token(args.join_token))
+        join_token=read_join_token(args.join_token),
+        xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name)
 
 
 def read_join_token(path: Path | None) -> str:

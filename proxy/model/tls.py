@@ -141,6 +141,12 @@ class TlsBinding:
         self.counters: dict[str, Any] = {}  # Envoy's ssl.* stats, once a scope is given
         context.sslobject_class = SanCheckingObject
         context.pointsman_binding = self  # type: ignore[attr-defined]
+        if common.validation_ref is not None:
+            # Fail closed until the trusted CA arrives: an empty store verifies nobody (a
+            # cluster added after start-up is used before its secret comes; Envoy would keep
+            # it warming).
+            context.verify_mode = (ssl.CERT_REQUIRED if require_client or not server
+                                   else ssl.CERT_OPTIONAL)
         if common.refs:
             DYNAMIC.bind([ref.name for ref in common.refs], self)
 
@@ -199,6 +205,10 @@ class TlsBinding:
         else:
             self.counted("connection_error")
 
+    @property
+    def checks_peer(self) -> bool:
+        return bool(self.validation and self.validation.san_matchers)
+
     def peer_allowed(self, peer: dict[str, Any] | None) -> bool:
         """match_typed_subject_alt_names against the verified peer certificate."""
         matchers = self.validation.san_matchers if self.validation else ()
@@ -224,7 +234,7 @@ class SanCheckingObject(ssl.SSLObject):
             raise
         if binding is None:
             return
-        if binding.peer_allowed(self.getpeercert()):
+        if not binding.checks_peer or binding.peer_allowed(self.getpeercert()):
             binding.counted("handshake")
             return
         binding.counted("fail_verify_san")

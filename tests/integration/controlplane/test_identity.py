@@ -173,3 +173,45 @@ def test_svids_rotate_without_dropping_connections(mesh: Mesh) -> None:
     finally:
         held.close()
     assert outbound(mesh, "beta") == (200, b"alpha")
+
+
+def test_requests_under_load_lose_nothing_across_rotations(mesh: Mesh) -> None:
+    """Four keep-alive clients through alpha -> beta (mTLS) for two renewals of both SVIDs:
+    every request answered (new handshakes take the new certificates, open connections keep
+    going)."""
+    import threading
+
+    port = mesh.ports["beta"][0]
+    svid = mesh.authority.issue("default", "client", now())
+    before = peer_serial(port, mesh.authority.trust_bundle, mesh.folder, svid)
+    stop = time.monotonic() + LIFETIME + 1
+    results: list[tuple[int, int]] = []
+
+    def client() -> None:
+        ok = failed = 0
+        connection = http.client.HTTPConnection("127.0.0.1", mesh.ports["alpha"][1], timeout=5)
+        try:
+            while time.monotonic() < stop:
+                try:
+                    connection.request("GET", "/")
+                    response = connection.getresponse()
+                    body = response.read()
+                    ok, failed = (ok + 1, failed) if (response.status, body) == (
+                        200, b"beta") else (ok, failed + 1)
+                except (OSError, http.client.HTTPException):
+                    failed += 1
+                    connection.close()
+        finally:
+            connection.close()
+            results.append((ok, failed))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = peer_serial(port, mesh.authority.trust_bundle, mesh.folder, svid)
+    assert after != before  # at least one renewal happened meanwhile
+    assert sum(failed for _, failed in results) == 0, results
+    assert sum(ok for ok, _ in results) > 100, results
+    print(f"{sum(ok for ok, _ in results)} requests in {LIFETIME + 1} s across renewals")

@@ -336,13 +336,19 @@ def test_with_a_ca_each_member_gets_its_identitys_svid_and_the_bundle(tmp_path: 
     # Renewal at half life pushes the new SVID to that identity's sidecars only.
     woken: list[str] = []
     cache.subscribe(web, lambda: woken.append("web"))
-    cache.subscribe(node("api", "api-1", "10.0.0.3"), lambda: woken.append("api"))
+    leave_api = cache.subscribe(node("api", "api-1", "10.0.0.3"),
+                                lambda: woken.append("api"))
     assert cache.renew_secrets(now + datetime.timedelta(minutes=30)) == []
     assert set(cache.renew_secrets(now + datetime.timedelta(hours=1, seconds=1))) == {
         ("default", "web"), ("default", "api")}
     renewed = cache.view_for(web).of_type(SECRET.type_url).resources["default"]
     assert renewed.version != secrets["default"].version
     assert sorted(woken) == ["api", "web"]
+    # An identity whose sidecars all left is forgotten, not renewed forever.
+    assert cache.identity_secrets is not None
+    leave_api()
+    assert cache.renew_secrets(now + datetime.timedelta(hours=1, seconds=2)) == []
+    assert cache.identity_secrets.identities() == [("default", "web")]
 
 
 def test_without_a_ca_no_secrets_are_served(tmp_path: Path) -> None:

@@ -119,3 +119,13 @@ def test_an_sds_cluster_must_be_static() -> None:
     server = Server(bootstrap(source, ads=False))
     with pytest.raises(ConfigError, match="not a static cluster"):
         server._check_sds_sources(server.secret_refs())
+
+
+def test_a_context_waiting_for_its_trusted_ca_verifies_nobody() -> None:
+    """Fail closed: until ROOTCA arrives, the cluster's context requires a certificate it
+    cannot verify (an empty store), instead of connecting unverified."""
+    server = Server(bootstrap({"ads": {}}))
+    tls = server.static_clusters["peer"].upstream_tls
+    assert tls is not None and tls.ssl_context is not None
+    assert tls.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert tls.ssl_context.cert_store_stats()["x509_ca"] == 0

@@ -101,3 +101,18 @@ def test_a_join_token_travels_as_grpc_metadata(tmp_path) -> None:  # type: ignor
     (tmp_path / "empty").write_text("")
     with pytest.raises(ValueError, match="--join-token"):
         _spec("--instance-ip", "10.0.0.7", "--join-token", str(tmp_path / "empty"))
+
+
+def test_xds_over_tls_trusts_the_mesh_root(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+
+    from controlplane.ca import CertificateAuthority
+
+    root = CertificateAuthority.create_root(datetime.datetime.now(datetime.UTC))
+    (tmp_path / "root.pem").write_bytes(root.trust_bundle)
+    bootstrap = build_bootstrap(_spec("--instance-ip", "10.0.0.7", "--xds-ca",
+                                      str(tmp_path / "root.pem"), "--xds-name", "cp.mesh"))
+    translated = translate_bootstrap(parse_message(bootstrap, bootstrap_pb2.Bootstrap))
+    assert translated.ads is not None and translated.ads.tls is not None
+    assert translated.ads.tls.sni == "cp.mesh"
+    assert translated.ads.tls.validation.trusted_ca == root.trust_bundle
