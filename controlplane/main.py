@@ -43,6 +43,7 @@ from controlplane.ca.renewal import keep_renewing, parse_duration
 from controlplane.ca.serving import ServingCertificate
 from controlplane.cache import SnapshotCache
 from controlplane.fanout import DEFAULT_BUDGET, DEFAULT_DEBOUNCE_AFTER, DEFAULT_DEBOUNCE_MAX, Pacer
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.observe import Observer
 from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
@@ -334,6 +335,7 @@ async def serve(args: argparse.Namespace) -> int:
     authority = await open_authority(args, runtime)
     if authority is not None and isinstance(cache, MeshCache):
         cache.identity_secrets = IdentitySecrets(authority)
+        cache.use_identity(MeshIdentity(authority.trust_domain))  # automatic mTLS
 
     def loaded() -> None:
         if isinstance(cache, MeshCache) and cache.last_change in ("endpoints", "secrets"):

@@ -31,7 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-DEFAULT_TRUST_DOMAIN = "cluster.local"
+from controlplane.mesh.identity import TRUST_DOMAIN
+
+DEFAULT_TRUST_DOMAIN = TRUST_DOMAIN  # the mesh compiler reads the same (mesh/identity.py)
 DEFAULT_LIFETIME = datetime.timedelta(hours=24)
 ROOT_LIFETIME = datetime.timedelta(days=3650)
 BACKDATE = datetime.timedelta(minutes=1)

@@ -22,9 +22,10 @@ import datetime
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from controlplane.ca.authority import CertificateAuthority, Svid
+from controlplane.mesh.identity import CERTIFICATE_SECRET, TRUST_BUNDLE_SECRET
 
-SVID_SECRET = "default"
-ROOT_SECRET = "ROOTCA"
+SVID_SECRET = CERTIFICATE_SECRET  # the names the mesh compiler's SDS configs use
+ROOT_SECRET = TRUST_BUNDLE_SECRET
 
 Identity = tuple[str, str]  # (namespace, service)
 

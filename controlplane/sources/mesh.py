@@ -62,6 +62,7 @@ from controlplane.mesh.compile.compiler import ResourceSet as Part
 from controlplane.mesh.compile.memo import Endpoints, Workload
 from controlplane.mesh.compile.node import MeshNode, NodeError, node_identity
 from controlplane.mesh.errors import Location
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.load import mesh_files
 from controlplane.mesh.resolve import Mesh
 from controlplane.protocol.events import Acked, Action, NodeIdentified
@@ -155,6 +156,11 @@ class MeshCache(ResourceCache):
     @property
     def mesh(self) -> Mesh:
         return self.compiler.mesh
+
+    def use_identity(self, identity: MeshIdentity) -> None:
+        """Certificates are issued (controlplane/ca): compile automatic mTLS and the Istio
+        security policies with this trust domain (docs/mesh-security.md). Before serving."""
+        self.compiler = MeshCompiler(self.compiler.mesh, self.compiler.endpoints, identity)
 
     @property
     def groups(self) -> Mapping[str, View]:

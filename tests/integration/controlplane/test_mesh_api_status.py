@@ -59,6 +59,13 @@ def test_status_synced_then_nacked_then_fixed(tmp_path: Path) -> None:
         table = pointsman("status", server=api)
         assert table.returncode == 0
         assert "front-1" in table.stdout and "Service default/front" in table.stdout
+        # The store's CA issues SVIDs: mTLS per Service (default PERMISSIVE) and identities.
+        assert "MTLS" in table.stdout and "PERMISSIVE" in table.stdout, table.stdout
+        proxy = next(item for item in status_of(api)["proxies"] if item["nodeId"] == "front-1")
+        assert (proxy["identity"], proxy["mtls"]) == (
+            "spiffe://cluster.local/ns/default/sa/front", "PERMISSIVE")
+        one = pointsman("status", "front-1", server=api).stdout
+        assert "front-1: identity spiffe://cluster.local/ns/default/sa/front" in one, one
         assert programmed(api, "svc", "api")["status"] == "True"
 
         taken = socket.socket()
