@@ -122,6 +122,11 @@ class ApiService:
         if identity is None or not found.kind:
             return found
         found.identity = identity.spiffe_id(found.namespace, found.name)
+        secrets = self.status.cache.identity_secrets
+        svid = secrets.svid((found.namespace, found.name)) if secrets is not None else None
+        if svid is not None:
+            found.certificate_not_after.FromDatetime(svid.not_after)
+            found.certificate_renew_at.FromDatetime(svid.renew_at)
         service = self.status.cache.mesh.service(found.namespace, found.name)
         if found.kind == "Service" and service is not None:
             found.mtls = mtls_summary(self.status.cache.mesh, service, identity)

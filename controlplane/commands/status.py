@@ -13,6 +13,7 @@ unreachable.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 
@@ -80,7 +81,8 @@ def render(response: pb.ProxyStatusResponse, identities: bool = False) -> str:
                      *[state_cell(by_type[kind]) if kind in by_type else "-" for kind in TYPES],
                      proxy.mtls or "-", proxy.control_plane, str(proxy.synced_revision)])
         if proxy.identity and identities:
-            notes.append(f"{proxy.node_id}: identity {proxy.identity}")
+            notes.append(f"{proxy.node_id}: identity {proxy.identity}"
+                         + certificate_validity(proxy))
         if proxy.error:
             notes.append(f"{proxy.node_id}: gets nothing: {proxy.error}")
         for item in proxy.types:
@@ -97,6 +99,16 @@ def render(response: pb.ProxyStatusResponse, identities: bool = False) -> str:
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def certificate_validity(proxy: pb.ProxyStatus) -> str:
+    """", certificate valid until ... (renewed from ...)", or nothing before one is issued."""
+    if not proxy.HasField("certificate_not_after"):
+        return ""
+    until = proxy.certificate_not_after.ToDatetime(datetime.UTC)
+    renew = proxy.certificate_renew_at.ToDatetime(datetime.UTC)
+    return (f", certificate valid until {until:%Y-%m-%dT%H:%M:%SZ} (renewed from "
+            f"{renew:%Y-%m-%dT%H:%M:%SZ})")
 
 
 def main(argv: list[str] | None = None) -> int:
