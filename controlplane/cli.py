@@ -30,6 +30,8 @@ SUBCOMMANDS = {
                "connected sidecars per xDS type: SYNCED, STALE, NACKED (proxy-status)"),
     "describe": ("controlplane.commands.describe",
                  "a Service: ports, endpoints, routes, policies, sidecars"),
+    "token": ("controlplane.commands.token",
+              "join tokens: create (one per Service), list, revoke (docs/security.md)"),
 }
 
 

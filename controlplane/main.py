@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import ipaddress
 import os
@@ -31,8 +32,18 @@ from controlplane import logs
 from controlplane.admin import AdminServer
 from controlplane.api import runtime as api
 from controlplane.api.mirror import StoreMirror
+from controlplane.ca import (
+    DEFAULT_TRUST_DOMAIN,
+    CaError,
+    CertificateAuthority,
+    IdentitySecrets,
+    keeper,
+)
+from controlplane.ca.renewal import keep_renewing, parse_duration
+from controlplane.ca.serving import ServingCertificate
 from controlplane.cache import SnapshotCache
 from controlplane.fanout import DEFAULT_BUDGET, DEFAULT_DEBOUNCE_AFTER, DEFAULT_DEBOUNCE_MAX, Pacer
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.observe import Observer
 from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
@@ -107,6 +118,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tls-key", type=Path, help="server private key (PEM)")
     parser.add_argument("--client-ca", type=Path,
                         help="CA bundle (PEM): require client certificates (mutual TLS)")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve xDS over TLS with a certificate from the mesh CA, renewed "
+                             "at half life (sidecars trust the mesh's root: docs/security.md)")
+    parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
+                        help="--tls: a DNS name or IP address sidecars reach this control "
+                             "plane by (repeatable; default the --listen host and localhost)")
+    parser.add_argument("--ca-cert", type=Path,
+                        help="the mesh CA's certificate (PEM; an intermediate first, then its "
+                             "chain up to the root): sign SVIDs with it instead of the store's "
+                             "own root (docs/security.md)")
+    parser.add_argument("--ca-key", type=Path, help="the mesh CA's private key (PEM)")
+    parser.add_argument("--trust-domain", default=DEFAULT_TRUST_DOMAIN,
+                        help="SPIFFE trust domain of the SVIDs (spiffe://DOMAIN/ns/NS/sa/SVC)")
+    parser.add_argument("--cert-lifetime", default="24h", metavar="DURATION",
+                        help="SVID lifetime (s, m, h, d); renewed at half life")
     parser.add_argument("--allow-plaintext", action="store_true",
                         help="serve without TLS on a non-loopback address (Secrets travel "
                              "in clear text: only for trusted networks)")
@@ -135,6 +161,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     api.check_arguments(parser, args, is_loopback, split_address)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if bool(args.ca_cert) != bool(args.ca_key):
+        parser.error("--ca-cert and --ca-key go together")
+    try:
+        args.cert_lifetime = parse_duration(args.cert_lifetime)
+    except ValueError as error:
+        parser.error(f"--cert-lifetime: {error}")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.workers > 1 and args.mesh is not None:
@@ -145,10 +177,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.workers > 1 and args.store is not None:
         parser.error("--workers N with the mesh API (--store) is not supported yet: serve it "
                      "with one process (the default)")
+    if args.tls and args.tls_cert:
+        parser.error("--tls (a certificate from the mesh CA) and --tls-cert exclude each other")
+    if args.tls and args.workers > 1:
+        parser.error("--tls with --workers N is not supported yet: give --tls-cert/--tls-key")
+    if args.tls and args.store is None and args.ca_cert is None:
+        parser.error("--tls needs the mesh CA: --store (its root) or --ca-cert/--ca-key")
+    if args.require_join_token and args.store is None:
+        parser.error("--require-join-token needs --store (tokens are kept there)")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key")
     host, _ = split_address(args.listen)
-    if not args.tls_cert and not is_loopback(host) and not args.allow_plaintext:
+    if not (args.tls_cert or args.tls) and not is_loopback(host) and not args.allow_plaintext:
         parser.error(f"--listen {args.listen} is not loopback: give --tls-cert/--tls-key "
                      "(Secrets must not travel in clear text) or --allow-plaintext")
     return args
@@ -201,10 +241,14 @@ def telemetry_from_environment() -> Any:
     return ControlPlaneTelemetry.from_environment()
 
 
-def bind(server: grpc.aio.Server, args: argparse.Namespace) -> str:
-    """Add the xDS port (TLS when configured); returns the address actually bound. Raises
-    ListenError naming `--listen` when the address is taken (or otherwise refused)."""
+def bind(server: grpc.aio.Server, args: argparse.Namespace,
+         authority: CertificateAuthority | None = None) -> str:
+    """Add the xDS port (TLS when configured; `--tls`: a certificate from `authority`);
+    returns the address actually bound. Raises ListenError naming `--listen` when the
+    address is taken (or otherwise refused)."""
     credentials = server_credentials(args)
+    if args.tls and authority is not None:
+        credentials = ServingCertificate(authority, tls_names(args)).credentials()
     host, port = split_address(args.listen)
     check_free(host, port, "--listen", args.listen)
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -214,6 +258,16 @@ def bind(server: grpc.aio.Server, args: argparse.Namespace) -> str:
     except RuntimeError as error:  # taken since check_free, say; gRPC logs its reason
         raise ListenError("--listen", args.listen, "gRPC could not bind it") from error
     return f"{host}:{bound}"
+
+
+def tls_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The names the --tls certificate carries: --tls-name, else the --listen host (unless a
+    wildcard) and localhost."""
+    if args.tls_name:
+        return tuple(args.tls_name)
+    host, _ = split_address(args.listen)
+    names = [] if host in ("", "0.0.0.0", "::") else [host]
+    return tuple(dict.fromkeys([*names, "localhost"]))
 
 
 def check_free(host: str, port: int, setting: str, value: str) -> None:
@@ -278,9 +332,14 @@ async def serve(args: argparse.Namespace) -> int:
         runtime = await api.open_api(args, cache, observer, server_credentials(args))
         sources.append(runtime.mirror)
 
+    authority = await open_authority(args, runtime)
+    if authority is not None and isinstance(cache, MeshCache):
+        cache.identity_secrets = IdentitySecrets(authority)
+        cache.use_identity(MeshIdentity(authority.trust_domain))  # automatic mTLS
+
     def loaded() -> None:
-        if isinstance(cache, MeshCache) and cache.last_change == "endpoints":
-            return  # a sidecar came or went (logged as mesh_endpoint_*): not a config load
+        if isinstance(cache, MeshCache) and cache.last_change in ("endpoints", "secrets"):
+            return  # a sidecar came or went (logged as mesh_endpoint_*), or an SVID renewed
         resources = sum(item.count() for item in cache.groups.values())
         if isinstance(cache, MeshCache):
             resources += len(cache.mesh.objects)  # mesh objects, before compilation
@@ -300,12 +359,31 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             return await serve_workers(args, cache, observer, sources, stop)
-        return await serve_here(args, cache, observer, sources, stop, runtime)
+        return await serve_here(args, cache, observer, sources, stop, runtime, authority)
     finally:
         if runtime is not None:
             await runtime.close()
         if telemetry is not None:
             telemetry.close()
+
+
+async def open_authority(args: argparse.Namespace, runtime: api.ApiRuntime | None
+                         ) -> CertificateAuthority | None:
+    """The mesh CA: the operator's (--ca-cert/--ca-key), else the store's root (made at the
+    first start). With neither (--mesh or --resources alone) no SVIDs are issued."""
+    options = {"trust_domain": args.trust_domain, "lifetime": args.cert_lifetime}
+    try:
+        if args.ca_cert:
+            return keeper.from_files(args.ca_cert, args.ca_key, **options)
+        if runtime is not None:
+            return await keeper.from_store(runtime.store, datetime.datetime.now(datetime.UTC),
+                                           **options)
+    except CaError as error:
+        if runtime is not None:
+            await runtime.close()
+        raise ConfigError(str(error)) from error
+    logs.event("ca_off", reason="no --store and no --ca-cert: no SVIDs are issued")
+    return None
 
 
 def pacer_of(args: argparse.Namespace) -> Pacer:
@@ -316,28 +394,33 @@ def pacer_of(args: argparse.Namespace) -> Pacer:
 
 async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,
                      sources: list[FileSource | MeshSource | StoreMirror], stop: asyncio.Event,
-                     runtime: api.ApiRuntime | None = None) -> int:
+                     runtime: api.ApiRuntime | None = None,
+                     authority: CertificateAuthority | None = None) -> int:
     """One process serves xDS (the default), and the mesh API with a store."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
     discovery = DiscoveryServer(cache, observer, pacer_of(args),
-                                partial_updates=not args.full_state_updates)
+                                partial_updates=not args.full_state_updates,
+                                admission=runtime.tokens if runtime is not None
+                                and args.require_join_token else None)
     server.add_generic_rpc_handlers(discovery.generic_handlers())
     admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
     try:
-        listen = bind(server, args)
+        listen = bind(server, args, authority)
         admin_port = await start_admin(admin, args.admin)
         api_port = bind_api(runtime, args)
         await server.start()
         if runtime is not None:
             await runtime.server.start()
         logs.event("serving", listen=listen, admin_port=admin_port,
-                   tls=bool(args.tls_cert), mutual_tls=bool(args.client_ca),
+                   tls=bool(args.tls_cert or args.tls), mutual_tls=bool(args.client_ca),
                    api=f"{split_address(args.api)[0]}:{api_port}" if api_port else None,
                    store=args.store)
         async with asyncio.TaskGroup() as tasks:
             watchers = [tasks.create_task(source.run()) for source in sources]
             if runtime is not None:
                 watchers.append(tasks.create_task(runtime.run()))
+            if isinstance(cache, MeshCache) and cache.identity_secrets is not None:
+                watchers.append(tasks.create_task(keep_renewing(cache)))
             await stop.wait()
             for watcher in watchers:
                 watcher.cancel()

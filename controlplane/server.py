@@ -8,17 +8,23 @@ item; the loop feeds them to a sans-I/O `SotwStream` / `DeltaStream` and writes 
 actions, each within the pacer's budget of bytes in flight (controlplane/fanout.py). Responses
 are pre-encoded bytes (controlplane/cache/encoder.py), so the RPCs are registered with an
 identity response serialiser.
+
+With an `admission` hook (join tokens, controlplane/ca/tokens.py) a stream's node is checked
+once it is known, before any response: a refused node ends the stream with PERMISSION_DENIED,
+and a stream whose token is revoked later ends the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
+from controlplane import logs
 from controlplane.cache import ResourceCache, ResponseEncoder
 from controlplane.fanout import Pacer
 from controlplane.logs import now
@@ -42,6 +48,7 @@ XdsStream = SotwStream | DeltaStream
 
 _SNAPSHOT_CHANGED = object()
 _END = object()
+_REVOKED = object()
 
 
 def _already_bytes(data: bytes) -> bytes:
@@ -52,8 +59,10 @@ class DiscoveryServer:
     """Serves SotW and delta xDS from `cache`; reports every action to `observer`."""
 
     def __init__(self, cache: ResourceCache, observer: Observer,
-                 pacer: Pacer | None = None, *, partial_updates: bool = True) -> None:
+                 pacer: Pacer | None = None, *, partial_updates: bool = True,
+                 admission: Any = None) -> None:
         self.cache = cache
+        self.admission = admission  # JoinTokens, or None: every node is believed
         self.observer = observer
         self.partial_updates = partial_updates  # SotW EDS/RDS/SDS changes: only what changed
         self.encoder = ResponseEncoder()
@@ -108,6 +117,10 @@ class DiscoveryServer:
             gRPC): the current resources, an empty set when none of the names exist."""
             stream = SotwStream(self.cache.snapshot_for, allowed_types=(type_url,),
                                 default_type=type_url)
+            if self.admission is not None:
+                refusal = await self._refusal(request.node, context)
+                if refusal is not None:
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
             try:
                 actions = stream.receive(request, now())
             except ProtocolError as error:
@@ -151,14 +164,26 @@ class DiscoveryServer:
 
         stream_id = self.observer.opened(stream, service, context.peer())
         cancel_watch: Callable[[], None] | None = None
+        untrack: Callable[[], None] | None = None
+        admitted = self.admission is None
         try:
             async with asyncio.TaskGroup() as tasks:
                 reader = tasks.create_task(self._read_requests(context, inbox))
                 while (item := await inbox.get()) is not _END:
+                    if item is _REVOKED:
+                        reader.cancel()
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                            "the join token of this stream was revoked")
                     if item is _SNAPSHOT_CHANGED:
                         change_pending = False
                         actions = stream.snapshot_changed(now())
                     else:
+                        if not admitted:
+                            refusal, untrack = await self._admit(item, context, inbox)
+                            if refusal is not None:
+                                reader.cancel()
+                                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+                            admitted = True
                         try:
                             actions = stream.receive(item, now())  # type: ignore[arg-type]
                         except ProtocolError as error:
@@ -175,7 +200,33 @@ class DiscoveryServer:
             self.pacer.forget(on_change)
             if cancel_watch is not None:
                 cancel_watch()
+            if untrack is not None:
+                untrack()
             self.observer.closed(stream_id)
+
+    async def _admit(self, request: Any, context: grpc.aio.ServicerContext,
+                     inbox: asyncio.Queue[object]
+                     ) -> tuple[str | None, Callable[[], None] | None]:
+        """The first request's node through the admission hook: (refusal, untrack)."""
+        refusal, token_id = await self._check(request.node, context)
+        if refusal is not None or token_id is None:
+            return refusal, None
+        return None, self.admission.track(token_id, lambda: inbox.put_nowait(_REVOKED))
+
+    async def _refusal(self, node: Any, context: grpc.aio.ServicerContext) -> str | None:
+        return (await self._check(node, context))[0]
+
+    async def _check(self, node: Any, context: grpc.aio.ServicerContext
+                     ) -> tuple[str | None, str | None]:
+        """(refusal, the admitting token's id)."""
+        from controlplane.ca.tokens import Refused
+
+        try:
+            token_id = await self.admission.admit(node, context.invocation_metadata() or ())
+        except Refused as error:
+            logs.event("node_refused", logging.WARNING, node=node.id, error=str(error))
+            return str(error), None
+        return None, token_id
 
     @staticmethod
     async def _read_requests(context: grpc.aio.ServicerContext,

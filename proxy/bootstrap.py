@@ -62,6 +62,8 @@ class AdsConfig:
     delta: bool = False  # api_type DELTA_GRPC: incremental xDS (proxy.xds.delta)
     # the reconnect backoff (Envoy: 500 ms, 30 s)
     backoff: BackoffSettings = field(default_factory=BackoffSettings)
+    # GrpcService.initial_metadata: sent with the stream (a join token, docs/security.md)
+    metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,9 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
         raise ConfigError("exactly one grpc_services entry is required",
                           field=prefix + "grpc_services")
     service = ads.grpc_services[0]
-    reject_unsupported(service, {"envoy_grpc", "timeout"}, prefix=prefix + "grpc_services[0].")
+    reject_unsupported(service, {"envoy_grpc", "timeout", "initial_metadata"},
+                       prefix=prefix + "grpc_services[0].")
+    metadata = _initial_metadata(service, prefix + "grpc_services[0].initial_metadata")
     if not service.HasField("envoy_grpc"):
         raise unsupported(prefix + "grpc_services[0].google_grpc", "envoy_grpc only")
     reject_unsupported(service.envoy_grpc, {"cluster_name", "retry_policy"},
@@ -252,8 +256,22 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
                      initial_fetch_timeout=_initial_fetch_timeout(dynamic),
                      node_on_every_request=not ads.set_node_on_first_message_only,
                      delta=ads.api_type == config_source_pb2.ApiConfigSource.DELTA_GRPC,
+                     metadata=metadata,
                      backoff=_ads_backoff(service.envoy_grpc,
                                           prefix + "grpc_services[0].envoy_grpc.retry_policy."))
+
+
+def _initial_metadata(service: Any, field_name: str) -> tuple[tuple[str, str], ...]:
+    """GrpcService.initial_metadata: HeaderValue pairs (keys lower case, as gRPC wants)."""
+    pairs = []
+    for index, item in enumerate(service.initial_metadata):
+        reject_unsupported(item, {"key", "value"}, prefix=f"{field_name}[{index}].")
+        key = item.key.lower()
+        if not key or key.startswith(":") or key.endswith("-bin"):
+            raise ConfigError(f"{item.key!r} cannot be sent as metadata",
+                              field=f"{field_name}[{index}].key")
+        pairs.append((key, item.value))
+    return tuple(pairs)
 
 
 def _ads_backoff(envoy_grpc: Any, prefix: str) -> BackoffSettings:

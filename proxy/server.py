@@ -36,7 +36,13 @@ from google.protobuf.message import Message
 
 from protos.errors import ConfigError
 from protos.loader import pack_any, unpack_any
-from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
+from protos.registry import (
+    CLUSTER,
+    CLUSTER_LOAD_ASSIGNMENT,
+    LISTENER,
+    ROUTE_CONFIGURATION,
+    SECRET,
+)
 from proxy.bootstrap import Bootstrap, ensure_network_filters
 from proxy.context import ServerContext
 from proxy.listeners.manager import DEFAULT_DRAIN_TIMEOUT, ListenerBindError, ListenerManager
@@ -44,9 +50,12 @@ from proxy.model.cluster import Cluster
 from proxy.model.endpoint import translate_cluster_load_assignment
 from proxy.model.http_clusters import inline_route_configs, refuse_proxy_protocol_routes
 from proxy.model.listener import Listener
+from proxy.model.secret import DYNAMIC, SdsRef
+from proxy.model.tls import check_secret, sds_refs, waiting_for
 from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 from proxy.observability.grpc_target import refuse_tls_collector
 from proxy.observability.hooks import Observability
+from proxy.redact import redacted
 from proxy.stats import Stats
 from proxy.tasks import TaskSet
 from proxy.upstream.manager import ClusterManager
@@ -77,12 +86,12 @@ class RouteStore:
 
 
 class SecretStore:
-    """ServerContext.secrets: the bootstrap's static secrets (SDS is not supported)."""
+    """ServerContext.secrets: the bootstrap's static secrets, then those received over SDS."""
 
     def get(self, name: str) -> Any | None:
         from proxy.model.secret import static_secret
 
-        return static_secret(name)
+        return static_secret(name) or DYNAMIC.get(name)
 
 
 @dataclass
@@ -99,7 +108,8 @@ class ConfigState:
     """The dynamic part of the config, by xDS type and resource name (last good values)."""
 
     resources: dict[str, dict[str, DynamicResource]] = field(default_factory=lambda: {
-        LISTENER: {}, CLUSTER: {}, ROUTE_CONFIGURATION: {}, CLUSTER_LOAD_ASSIGNMENT: {}})
+        LISTENER: {}, CLUSTER: {}, ROUTE_CONFIGURATION: {}, CLUSTER_LOAD_ASSIGNMENT: {},
+        SECRET: {}})
     versions: dict[str, str] = field(default_factory=dict)
 
     def models(self, type_url: str) -> dict[str, Any]:
@@ -139,6 +149,7 @@ class Server:
             else (bootstrap.ads.initial_fetch_timeout if bootstrap.ads else 0.0)
         self._tasks = TaskSet("server", on_error=self._task_failed)
         self._xds_client: Any = None
+        self._sds_streams: Any = None  # proxy.xds.sds.SdsStreams, when xDS runs here
         self.serve_traffic = serve_traffic
         self.update_observers: list[Any] = []
         self.cluster_manager.update(self.static_clusters.values())
@@ -148,7 +159,7 @@ class Server:
         self._appliers: dict[str, Callable[[dict[str, DynamicResource]], None]] = {
             LISTENER: self._apply_listeners, CLUSTER: self._apply_clusters,
             CLUSTER_LOAD_ASSIGNMENT: self._apply_assignments,
-            ROUTE_CONFIGURATION: self._apply_routes}
+            ROUTE_CONFIGURATION: self._apply_routes, SECRET: self._apply_secrets}
 
     def __repr__(self) -> str:
         return (f"Server(listeners={sorted(self.listener_manager.models)}, "
@@ -174,6 +185,12 @@ class Server:
         configured) and, once warm, the listeners. Raises ConfigError or ListenerBindError
         when a static listener cannot be built or bound; then nothing was started."""
         self.listener_manager.stage(self._all_listeners())
+        self._check_sds_sources(self.secret_refs())
+        if xds:
+            from proxy.xds.sds import SdsStreams
+
+            self._sds_streams = SdsStreams(self, self._tasks.spawn, ads_credentials)
+            self._refresh_sds_streams()
         if self.bootstrap.ads is not None and xds:
             self._tasks.spawn(self._run_xds(), "ADS client")
         if self.serve_traffic:
@@ -235,7 +252,15 @@ class Server:
                 return False
         if not self.cluster_manager.all_initialized():
             return False
+        if self._waiting_secrets():
+            return False  # Envoy's SDS init targets: listeners and clusters warm on secrets
         return set(self.wanted_names(ROUTE_CONFIGURATION)) <= self.routes.names()
+
+    def _waiting_secrets(self) -> set[str]:
+        listeners = self._all_listeners().values()
+        clusters = [*self.static_clusters.values(), *self.state.models(CLUSTER).values()]
+        return {name for tls in [*_listener_tls(listeners), *_cluster_tls(clusters)]
+                for name in waiting_for(tls)}
 
     async def _run_xds(self) -> None:
         from proxy.xds.backoff import JitteredBackoff
@@ -254,7 +279,7 @@ class Server:
                                      options=(("grpc.ssl_target_name_override", ads.tls.sni),)
                                      if ads.tls is not None and ads.tls.sni else (),
                                      backoff=JitteredBackoff(ads.backoff, random.Random()),
-                                     targets=ads.targets)
+                                     targets=ads.targets, metadata=ads.metadata)
         await self._xds_client.run()
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------
@@ -263,6 +288,7 @@ class Server:
         """Apply one state-of-the-world update; ConfigError (-> NACK) changes nothing."""
         translated = self._translate_all(type_url, version, resources)
         self._apply_translated(type_url, version, translated)
+        self._refresh_sds_streams()
         for observer in self.update_observers:
             observer(type_url, version, resources)
 
@@ -283,6 +309,7 @@ class Server:
         elif type_url == CLUSTER_LOAD_ASSIGNMENT:
             translated = {**self._emptied_assignments(removed), **translated}
         self._apply_translated(type_url, version, translated)
+        self._refresh_sds_streams()
         if type_url == ROUTE_CONFIGURATION and removed:
             log.warning("RDS: the server removed route configurations %s: ignored, as Envoy "
                         "does (the routes stay)", ", ".join(map(repr, removed)))
@@ -319,6 +346,20 @@ class Server:
         self.routes.update({name: item.model for name, item in translated.items()})
         self._serve_warm_listeners()  # some may be warm now
 
+    def _apply_secrets(self, translated: dict[str, DynamicResource]) -> None:
+        """SDS: each secret's certificate and key must load (else NACK, nothing changes);
+        then the TLS contexts bound to them reload for new handshakes, and the listeners
+        that waited for them serve. Secrets left out of a response are kept (SotW SDS is
+        not a full state: xds_protocol.rst, "Grouping Resources into Responses")."""
+        for name, item in translated.items():
+            try:
+                check_secret(item.model)
+            except ConfigError as error:
+                raise error.within(resource=name, source="SDS") from error
+        self.state.resources[SECRET].update(translated)
+        DYNAMIC.update({name: item.model for name, item in translated.items()})
+        self._serve_warm_listeners()
+
     def _check_route_clusters(self, translated: dict[str, DynamicResource]) -> None:
         """RouteConfiguration.validate_clusters over RDS (default false there): when true, a
         route table naming a cluster the cluster manager does not know is refused (NACK), as
@@ -345,7 +386,54 @@ class Server:
                          *self.listener_manager.models.values()]
             return sorted({name for listener in listeners
                            for name in listener.rds_route_config_names})
+        if type_url == SECRET:
+            return sorted({ref.name for ref in self.secret_refs() if ref.source.ads})
         return ()
+
+    def _check_sds_sources(self, refs: Iterable[SdsRef]) -> None:
+        """`ads: {}` needs the bootstrap's ads_config (Envoy refuses it otherwise)."""
+        from proxy.xds.sds import targets_of
+
+        for ref in refs:
+            if ref.source.ads and self.bootstrap.ads is None:
+                raise ConfigError(f"secret {ref.name!r}: sds_config {{ads: {{}}}} needs the "
+                                  "bootstrap's dynamic_resources.ads_config",
+                                  field="sds_config.ads")
+            if not ref.source.ads:
+                field = "sds_config.api_config_source.grpc_services[0].envoy_grpc.cluster_name"
+                cluster = self.static_clusters.get(ref.source.cluster)
+                if cluster is None:
+                    raise ConfigError(f"secret {ref.name!r}: SDS cluster "
+                                      f"{ref.source.cluster!r} is not a static cluster",
+                                      field=field)
+                targets_of(cluster, field)
+
+    def _refresh_sds_streams(self) -> None:
+        """One SDS stream per api_config_source cluster the configuration names; secrets no
+        listener or cluster names any more are dropped (Envoy drops an SDS subscription with
+        the last TLS context using it)."""
+        refs = self.secret_refs()
+        named = {ref.name for ref in refs}
+        held = self.state.resources[SECRET]
+        for name in [name for name in held if name not in named]:
+            del held[name]
+        DYNAMIC.keep_only(named)
+        if self._sds_streams is None:
+            return
+        wanted: dict[str, set[str]] = {}
+        for ref in refs:
+            if not ref.source.ads:
+                wanted.setdefault(ref.source.cluster, set()).add(ref.name)
+        self._sds_streams.refresh({cluster: tuple(sorted(names))
+                                   for cluster, names in wanted.items()})
+
+    def secret_refs(self) -> set[SdsRef]:
+        """Every SDS secret the listeners (serving, warming, configured) and clusters name."""
+        listeners = [*self._all_listeners().values(), *self.listener_manager.models.values(),
+                     *self.listener_manager.staged.values()]
+        clusters = [*self.static_clusters.values(), *self.state.models(CLUSTER).values()]
+        return {ref for tls in [*_listener_tls(listeners), *_cluster_tls(clusters)]
+                for ref in sds_refs(tls)}
 
     def _translate_all(self, type_url: str, version: str, resources: tuple[Any, ...]
                        ) -> dict[str, DynamicResource]:
@@ -361,6 +449,11 @@ class Server:
         listeners = {**self.static_listeners,
                      **{name: item.model for name, item in translated.items()}}
         _check_distinct_addresses(listeners)
+        try:
+            self._check_sds_sources(ref for tls in _listener_tls(listeners.values())
+                                    for ref in sds_refs(tls))
+        except ConfigError as error:
+            raise error.within(source="LDS") from error
         clusters = {**self.static_clusters, **self.state.models(CLUSTER)}
         self._refuse_tls_collectors(list(listeners.values()), clusters.values(), source="LDS")
         refuse_proxy_protocol_routes(inline_route_configs(list(listeners.values())), clusters,
@@ -395,7 +488,8 @@ class Server:
             return
         known_routes = self.routes.names()
         warm = {name for name, model in self.listener_manager.staged.items()
-                if set(model.rds_route_config_names) <= known_routes}
+                if set(model.rds_route_config_names) <= known_routes
+                and not any(waiting_for(tls) for tls in _listener_tls([model]))}
         self.listener_manager.activate(warm)
         self._drop_unwanted_routes()  # those only the replaced versions used
 
@@ -406,6 +500,11 @@ class Server:
                                   source="CDS")
         clusters: list[Cluster] = [*self.static_clusters.values(),
                                    *(item.model for item in translated.values())]
+        try:
+            self._check_sds_sources(ref for tls in _cluster_tls(clusters)
+                                    for ref in sds_refs(tls))
+        except ConfigError as error:
+            raise error.within(source="CDS") from error
         self._refuse_tls_collectors(self._all_listeners().values(), clusters, source="CDS")
         refuse_proxy_protocol_routes(self._route_configs(), {c.name: c for c in clusters},
                                      source="CDS")
@@ -446,7 +545,8 @@ class Server:
         statics = message.static_resources
 
         def dump(item: Message) -> dict[str, Any]:
-            return json_format.MessageToDict(item, preserving_proto_field_name=True)
+            # private keys and other sensitive fields as "[redacted]", as Envoy shows them
+            return json_format.MessageToDict(redacted(item), preserving_proto_field_name=True)
 
         def dynamic(type_url: str, key: str) -> list[dict[str, Any]]:
             return [{"name": name, "version_info": item.version, key: dump(item.message)}
@@ -467,7 +567,24 @@ class Server:
              "dynamic_listeners": dynamic(LISTENER, "listener")},
             {"@type": prefix + "RoutesConfigDump",
              "dynamic_route_configs": dynamic(ROUTE_CONFIGURATION, "route_config")},
+            {"@type": prefix + "SecretsConfigDump",
+             "static_secrets": [{"name": item.name, "secret": dump(pack_any(item))}
+                                for item in statics.secrets],
+             "dynamic_active_secrets": [
+                 {"name": name, "version_info": item.version,
+                  "secret": dump(pack_any(item.message))}
+                 for name, item in sorted(self.state.resources[SECRET].items())]},
         ]}
+
+
+def _listener_tls(listeners: Iterable[Listener]) -> list[Any]:
+    return [chain.tls for listener in listeners
+            for chain in (*listener.filter_chains, listener.default_filter_chain)
+            if chain is not None and chain.tls is not None]
+
+
+def _cluster_tls(clusters: Iterable[Cluster]) -> list[Any]:
+    return [cluster.upstream_tls for cluster in clusters if cluster.upstream_tls is not None]
 
 
 def ads_credentials(tls: Any) -> Any:

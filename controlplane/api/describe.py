@@ -6,7 +6,9 @@ connected with their listeners ACKed; EndpointSlice addresses with
 their ready/terminating conditions), the routes attached to it (GAMMA producer and consumer
 routes) and sending to it, the policies targeting it or its routes, the sidecars that serve
 it and the proxies whose configuration can send to it (their resources were compiled from
-it: controlplane/mesh/compile/deps.py), each with its sync state.
+it: controlplane/mesh/compile/deps.py), each with its sync state; its sidecars' SPIFFE ID,
+each port's inbound mTLS mode (and the PeerAuthentication that set it), whether callers use
+mTLS to it, and the Istio security policies that apply to it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from controlplane.api.mirror import StoreMirror
 from controlplane.api.proxies import ProxyRecord
 from controlplane.api.status import StatusView
 from controlplane.mesh import MeshObject, ObjectKey
+from controlplane.mesh.compile.compiler import mtls_to
+from controlplane.mesh.compile.memo import Endpoints, Memo, View
+from controlplane.mesh.identity import ROOT_NAMESPACE, MeshIdentity
 from controlplane.mesh.resolve import POLICY_KINDS, Mesh
+from controlplane.mesh.security import authorization_policies, peer_policies, port_mode
 from controlplane.sources.mesh import MeshCache
 from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
 
@@ -31,11 +37,15 @@ def describe_service(key: ObjectKey, mirror: StoreMirror, cache: MeshCache,
         return out
     mesh = cache.mesh
     records = view.records()
-    out.ports.extend(_ports(mesh, service))
+    identity = cache.compiler.identity
+    out.ports.extend(_ports(mesh, service, identity))
+    if identity is not None:
+        out.identity = identity.spiffe_id(service.namespace, service.name)
     out.endpoints.extend(_endpoints(mesh, cache, service, records))
     out.routes.extend(_routes(mesh, service))
     out.policies.extend(_policies(mesh, service, {use.route.name for use in out.routes
-                                                  if use.role.startswith("attached")}))
+                                                  if use.role.startswith("attached")},
+                                  identity))
     out.serving.extend(_proxy_ref(proxy) for proxy in records
                        if (proxy.kind, proxy.namespace, proxy.name) == key)
     out.calling.extend(_proxy_ref(proxy) for proxy in records if key in view.deps(proxy)
@@ -43,11 +53,24 @@ def describe_service(key: ObjectKey, mirror: StoreMirror, cache: MeshCache,
     return out
 
 
-def _ports(mesh: Mesh, service: MeshObject) -> list[pb.ServicePort]:
-    return [pb.ServicePort(name=port.name, port=port.port, target_port=port.target_port,
-                           app_protocol=port.app_protocol or "",
-                           protocol=mesh.protocol(service.namespace, service.name, port.port))
-            for port in service.spec.ports]
+def _ports(mesh: Mesh, service: MeshObject, identity: MeshIdentity | None
+           ) -> list[pb.ServicePort]:
+    out = []
+    view = View(mesh, Endpoints(), Memo(identity=identity))
+    for port in service.spec.ports:
+        if identity is None:
+            mode, source = "DISABLE", "no mesh identity"
+        else:
+            found = port_mode(mesh.of_kind("PeerAuthentication"), service, port.target_port,
+                              identity.root_namespace)
+            mode, source = found.mode, found.label
+        out.append(pb.ServicePort(
+            name=port.name, port=port.port, target_port=port.target_port,
+            app_protocol=port.app_protocol or "",
+            protocol=mesh.protocol(service.namespace, service.name, port.port),
+            mtls_mode=mode, mtls_source=source,
+            callers_use_mtls=mtls_to(view, service, port.port)))
+    return out
 
 
 def _endpoints(mesh: Mesh, cache: MeshCache, service: MeshObject,
@@ -115,7 +138,8 @@ def _routes(mesh: Mesh, service: MeshObject) -> list[pb.RouteUse]:
     return out
 
 
-def _policies(mesh: Mesh, service: MeshObject, routes: set[str]) -> list[pb.PolicyUse]:
+def _policies(mesh: Mesh, service: MeshObject, routes: set[str],
+              identity: MeshIdentity | None = None) -> list[pb.PolicyUse]:
     out = []
     for kind in POLICY_KINDS:
         for policy in mesh.of_kind(kind):
@@ -136,7 +160,30 @@ def _policies(mesh: Mesh, service: MeshObject, routes: set[str]) -> list[pb.Poli
                     section=ref.section_name or "", accepted=applied, reason=reason,
                     fields=sorted(name for name in spec if name not in ("targetRefs",
                                                                          "targetRef"))))
-    return out
+    return out + _istio_policies(mesh, service, identity)
+
+
+def mtls_summary(mesh: Mesh, service: MeshObject, identity: MeshIdentity) -> str:
+    """`STRICT` when every port has one mode, else `8080:STRICT,5432:DISABLE`."""
+    modes = [(port.port, port_mode(mesh.of_kind("PeerAuthentication"), service,
+                                   port.target_port, identity.root_namespace).mode)
+             for port in service.spec.ports]
+    if len({mode for _, mode in modes}) == 1:
+        return modes[0][1]
+    return ",".join(f"{port}:{mode}" for port, mode in modes)
+
+
+def _istio_policies(mesh: Mesh, service: MeshObject, identity: MeshIdentity | None
+                    ) -> list[pb.PolicyUse]:
+    """The PeerAuthentications that decide its ports and the AuthorizationPolicies its
+    sidecars enforce (controlplane/mesh/security.py), targeting it by selector or scope."""
+    root = identity.root_namespace if identity is not None else ROOT_NAMESPACE
+    found = [*peer_policies(mesh.of_kind("PeerAuthentication"), service, root),
+             *authorization_policies(mesh.of_kind("AuthorizationPolicy"), service, root)]
+    return [pb.PolicyUse(policy=wire.ref(policy.key), target=wire.ref(service.key),
+                         accepted=True, reason="Accepted",
+                         fields=sorted((policy.raw.get("spec") or {}).keys()))
+            for policy in found]
 
 
 def _proxy_ref(proxy: ProxyRecord) -> pb.ProxyRef:

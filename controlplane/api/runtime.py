@@ -22,11 +22,14 @@ from typing import Any
 import grpc
 
 from controlplane.api.handlers import MeshApi
+from controlplane.api.identity import IdentityApi
 from controlplane.api.mirror import StoreMirror
 from controlplane.api.proxies import ControlPlaneInfo, ProxyTracker
 from controlplane.api.replicas import ReplicaDirectory, SharedEndpointsCache
 from controlplane.api.server import ApiServer, ApiService
 from controlplane.api.status import StatusView
+from controlplane.ca.tokens import JoinTokens, TokenBook
+from controlplane.mesh.compile.node import NodeError, node_identity
 from controlplane.observe import Observer
 from controlplane.store import Store, StoreError, open_store, parse_store_url
 from controlplane.store.presence import EtcdPresence, LocalPresence
@@ -45,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="file holding the bearer token API calls must carry")
     group.add_argument("--replica-id", help="this control plane's name among replicas "
                                             "(default HOSTNAME-PID)")
+    group.add_argument("--require-join-token", action="store_true",
+                       help="a sidecar claiming a Service must present a join token naming "
+                            "it (pointsman token create) to be served (docs/security.md)")
     group.add_argument("--lease-ttl", type=int, default=10, metavar="SECONDS",
                        help="etcd store: how long a dead replica's sidecars and status "
                             "outlive it (default 10)")
@@ -90,6 +96,7 @@ class ApiRuntime:
     server: ApiServer
     presence: LocalPresence
     directory: ReplicaDirectory
+    tokens: JoinTokens
 
     async def run(self) -> None:
         """What runs beside serving: sharing with the other replicas."""
@@ -131,7 +138,20 @@ async def open_api(args: argparse.Namespace, cache: SharedEndpointsCache, observ
         replica, pointsman_version(), mirror.revision, started))
     service = ApiService(MeshApi(store, mirror), mirror, StatusView(cache, directory),
                          directory, token=token)
-    return ApiRuntime(store, mirror, ApiServer(service, credentials), presence, directory)
+    tokens = JoinTokens(TokenBook(store), lambda node: claimed_identity(node, cache))
+    identity = IdentityApi(tokens, service._guarded)
+    return ApiRuntime(store, mirror, ApiServer(service, credentials, (identity.handler(),)),
+                      presence, directory, tokens)
+
+
+def claimed_identity(node: Any, cache: SharedEndpointsCache) -> tuple[str, str] | None:
+    """The (namespace, name) of the mesh member a node says it is; None for any other node
+    (it gets no SVID, so it needs no join token)."""
+    try:
+        member = node_identity(node, cache.mesh)
+    except NodeError:
+        return None
+    return None if member is None else (member.namespace, member.name)
 
 
 async def _presence(store: Store, replica: str, ttl: int) -> LocalPresence:

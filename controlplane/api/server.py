@@ -21,7 +21,7 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from controlplane.api import wire
-from controlplane.api.describe import describe_service
+from controlplane.api.describe import describe_service, mtls_summary
 from controlplane.api.handlers import ApiError, MeshApi
 from controlplane.api.mirror import DELETED, ObjectEvent, StoreMirror
 from controlplane.api.proxies import ControlPlaneInfo, ProxyRecord
@@ -114,7 +114,23 @@ class ApiService:
                                         "Service as NAME or NAMESPACE/NAME)")
         return pb.ProxyStatusResponse(
             control_planes=[wire.control_plane(item) for item in self.proxies.control_planes()],
-            proxies=[wire.proxy_status(record) for record in records])
+            proxies=[self._with_identity(wire.proxy_status(record)) for record in records])
+
+    def _with_identity(self, found: pb.ProxyStatus) -> pb.ProxyStatus:
+        """Its SPIFFE ID and its Service's inbound mTLS modes (controlplane/mesh/security.py)."""
+        identity = self.status.cache.compiler.identity
+        if identity is None or not found.kind:
+            return found
+        found.identity = identity.spiffe_id(found.namespace, found.name)
+        secrets = self.status.cache.identity_secrets
+        svid = secrets.svid((found.namespace, found.name)) if secrets is not None else None
+        if svid is not None:
+            found.certificate_not_after.FromDatetime(svid.not_after)
+            found.certificate_renew_at.FromDatetime(svid.renew_at)
+        service = self.status.cache.mesh.service(found.namespace, found.name)
+        if found.kind == "Service" and service is not None:
+            found.mtls = mtls_summary(self.status.cache.mesh, service, identity)
+        return found
 
     async def describe_service(self, request: pb.DescribeServiceRequest,
                                _: grpc.aio.ServicerContext) -> pb.ServiceDescription:
@@ -220,9 +236,10 @@ class ApiServer:
     """The grpc.aio server of the management API."""
 
     def __init__(self, service: ApiService,
-                 credentials: grpc.ServerCredentials | None = None) -> None:
+                 credentials: grpc.ServerCredentials | None = None,
+                 extra: tuple[grpc.GenericRpcHandler, ...] = ()) -> None:
         self.server = grpc.aio.server(options=OPTIONS)
-        self.server.add_generic_rpc_handlers([service.handler()])
+        self.server.add_generic_rpc_handlers([service.handler(), *extra])
         self.credentials = credentials
 
     def bind(self, host: str, port: int) -> int:

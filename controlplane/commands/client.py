@@ -71,10 +71,11 @@ class Client:
         self.metadata = _metadata(args)
         self.channel = _channel(args)
 
-    def call(self, method: str, request: Any) -> Any:
-        stub = self.channel.unary_unary(SERVICE + method,
-                                        request_serializer=_serialise,
-                                        response_deserializer=RESPONSES[method].FromString)
+    def call(self, method: str, request: Any, *, service: str = SERVICE,
+             response: Any = None) -> Any:
+        kind = response or RESPONSES[method]
+        stub = self.channel.unary_unary(service + method, request_serializer=_serialise,
+                                        response_deserializer=kind.FromString)
         try:
             return stub(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as error:

@@ -78,13 +78,17 @@ def render(found: pb.ServiceDescription) -> str:
              f"Generation:    {metadata.get('generation')} (resourceVersion "
              f"{metadata.get('resourceVersion')})",
              f"Created:       {metadata.get('creationTimestamp')} "
-             f"({age(metadata.get('creationTimestamp', ''))} ago)"]
+             f"({age(metadata.get('creationTimestamp', ''))} ago)",
+             f"Identity:      {found.identity or '<none> (no certificates issued)'}"]
     lines += _section("Conditions", ["TYPE", "STATUS", "REASON", "MESSAGE"],
                       [[item["type"], item["status"], item["reason"], item.get("message", "")]
                        for item in conditions])
-    lines += _section("Ports", ["NAME", "PORT", "TARGET", "APP PROTOCOL", "CARRIED AS"],
+    lines += _section("Ports", ["NAME", "PORT", "TARGET", "APP PROTOCOL", "CARRIED AS", "MTLS",
+                                "CALLERS", "MTLS SET BY"],
                       [[item.name or "-", str(item.port), str(item.target_port),
-                        item.app_protocol or "-", item.protocol] for item in found.ports])
+                        item.app_protocol or "-", item.protocol, item.mtls_mode or "-",
+                        "mTLS" if item.callers_use_mtls else "plaintext",
+                        item.mtls_source or "-"] for item in found.ports])
     lines += _section("Endpoints", ["ADDRESS", "PORT", "HEALTH", "SOURCE"],
                       [[item.address, str(item.port) if item.port else "(service ports)",
                         item.health, item.source] for item in found.endpoints])

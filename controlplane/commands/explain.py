@@ -3,10 +3,14 @@
 Tells what the mesh does with one request from one caller, computed by the sidecar's own
 routing code (controlplane.mesh.explain): the route and rule that match, the backends and
 their weights, the policies that apply, the endpoints that could be picked. `--from
-gateway/NAME` asks about a Gateway's proxy instead (the URL's port picks its listener).
+gateway/NAME` asks about a Gateway's proxy instead (the URL's port picks its listener);
+`--from spiffe://cluster.local/ns/NS/sa/NAME` calls as that identity, and each backend says
+whether its sidecars admit the caller (mTLS or plaintext, and the AuthorizationPolicy rule
+that allows or denies it).
 
 Exit status, for scripts: 0 the request is forwarded or redirected, 1 it is not (no listener,
-no route: 404, or every backend invalid: 500), 2 bad usage or unreadable input.
+no route: 404, every backend invalid: 500, or every backend's sidecars refuse the caller), 2
+bad usage or unreadable input.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 from controlplane.commands.analyze import read_inputs
 from controlplane.mesh.errors import MeshError
 from controlplane.mesh.explain import ExplainError, Explanation, explain
+from controlplane.mesh.identity import TRUST_DOMAIN, MeshIdentity
 from controlplane.mesh.resolve import resolve
 from protos.cli_help import DefaultsHelpFormatter
 
@@ -30,12 +35,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="pointsman explain",
         description="Explain which route, rule, backends, policies and endpoints a request "
                     "from a Service (or a Gateway) gets, as its sidecar would route it.",
-        epilog="exit status: 0 forwarded or redirected, 1 not routed, 2 bad usage or "
-               "unreadable input")
+        epilog="exit status: 0 forwarded or redirected, 1 not routed or refused, 2 bad "
+               "usage or unreadable input")
     parser.add_argument("-f", "--filename", action="append", required=True,
                         help="a YAML file, a folder of them, or - (repeatable)")
     parser.add_argument("--from", dest="caller", required=True,
-                        help="the calling Service (NAME, NAMESPACE/NAME) or gateway/NAME")
+                        help="the calling Service (NAME, NAMESPACE/NAME, or its SPIFFE ID "
+                             "spiffe://DOMAIN/ns/NAMESPACE/sa/NAME) or gateway/NAME")
+    parser.add_argument("--trust-domain", default=TRUST_DOMAIN,
+                        help="the mesh's SPIFFE trust domain (sidecars talk mTLS)")
+    parser.add_argument("--no-mtls", action="store_true",
+                        help="the mesh issues no certificates: sidecars talk plaintext")
     parser.add_argument("-n", "--namespace", default="default",
                         help="the caller's namespace when --from has none")
     parser.add_argument("method", help="GET, POST, ...")
@@ -68,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
         objects, errors = read_inputs(args.filename)
         if errors:
             raise errors[0]
+        identity = None if args.no_mtls else MeshIdentity(args.trust_domain)
         answer = explain(resolve(objects), args.caller, args.method, args.url, headers,
-                         namespace=args.namespace)
+                         namespace=args.namespace, identity=identity)
     except (MeshError, ExplainError) as error:
         print(f"pointsman explain: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -77,7 +88,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(answer.as_dict(), indent=2))
     else:
         print(render(answer))
-    return EXIT_ROUTED if answer.action in ("forward", "redirect") else EXIT_NOT_ROUTED
+    return EXIT_ROUTED if answer.action in ("forward", "redirect") and not _refused(answer) \
+        else EXIT_NOT_ROUTED
+
+
+def _refused(answer: Explanation) -> bool:
+    """Every backend's sidecars refuse the caller (AuthorizationPolicy, or STRICT)."""
+    told = [backend.admission for backend in answer.backends if backend.admission]
+    return bool(told) and len(told) == len(answer.backends) and all(
+        item.startswith("denied") for item in told)
 
 
 def render(answer: Explanation) -> str:
@@ -109,6 +128,8 @@ def render(answer: Explanation) -> str:
             lines.append(f"    circuit breakers: {backend.circuit_breakers}")
         for item in backend.server_side:
             lines.append(f"    at the receiving sidecars: {item}")
+        if backend.admission:
+            lines.append(f"    admission:      {backend.admission}")
         lines.append("    endpoints:")
         lines += [f"      {endpoint}" for endpoint in backend.endpoints]
     if answer.notes:

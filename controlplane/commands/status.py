@@ -13,6 +13,7 @@ unreachable.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 
@@ -59,13 +60,14 @@ def status(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(json_format.MessageToDict(response), indent=2))
     else:
-        print(render(response))
+        print(render(response, identities=bool(args.node)))
     states = {item.state for proxy in response.proxies for item in proxy.types}
     bad = states & {pb.TypeStatus.State.STALE, pb.TypeStatus.State.NACKED}
     return EXIT_REFUSED if bad or any(proxy.error for proxy in response.proxies) else EXIT_OK
 
 
-def render(response: pb.ProxyStatusResponse) -> str:
+def render(response: pb.ProxyStatusResponse, identities: bool = False) -> str:
+    """`identities`: a line per proxy with its SPIFFE ID (`pointsman status NODE`)."""
     planes = ", ".join(f"{item.id} (pointsman {item.version}, revision {item.revision})"
                        for item in response.control_planes)
     lines = [f"Control planes: {planes}", ""]
@@ -77,7 +79,10 @@ def render(response: pb.ProxyStatusResponse) -> str:
             f"{proxy.name} (not a mesh member)"
         rows.append([proxy.node_id, member,
                      *[state_cell(by_type[kind]) if kind in by_type else "-" for kind in TYPES],
-                     proxy.control_plane, str(proxy.synced_revision)])
+                     proxy.mtls or "-", proxy.control_plane, str(proxy.synced_revision)])
+        if proxy.identity and identities:
+            notes.append(f"{proxy.node_id}: identity {proxy.identity}"
+                         + certificate_validity(proxy))
         if proxy.error:
             notes.append(f"{proxy.node_id}: gets nothing: {proxy.error}")
         for item in proxy.types:
@@ -90,10 +95,20 @@ def render(response: pb.ProxyStatusResponse) -> str:
                              + (f"\n  changed by: {suspects}" if suspects else ""))
     if not rows:
         return "\n".join([*lines, "No proxies connected."])
-    lines.append(table(["NAME", "MEMBER", *TYPES, "CONTROL PLANE", "REVISION"], rows))
+    lines.append(table(["NAME", "MEMBER", *TYPES, "MTLS", "CONTROL PLANE", "REVISION"], rows))
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def certificate_validity(proxy: pb.ProxyStatus) -> str:
+    """", certificate valid until ... (renewed from ...)", or nothing before one is issued."""
+    if not proxy.HasField("certificate_not_after"):
+        return ""
+    until = proxy.certificate_not_after.ToDatetime(datetime.UTC)
+    renew = proxy.certificate_renew_at.ToDatetime(datetime.UTC)
+    return (f", certificate valid until {until:%Y-%m-%dT%H:%M:%SZ} (renewed from "
+            f"{renew:%Y-%m-%dT%H:%M:%SZ})")
 
 
 def main(argv: list[str] | None = None) -> int:

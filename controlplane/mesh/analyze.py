@@ -18,7 +18,9 @@ Warnings (it loads, but part of it is dead or surprising):
 - a port without appProtocol (its protocol was guessed from its routes), or with one the mesh
   carries as opaque TCP;
 - what the compiler could not serve (two TCP Services on one port, ...);
-- a Gateway whose gatewayClassName names no GatewayClass among the objects.
+- a Gateway whose gatewayClassName names no GatewayClass among the objects;
+- Istio security policies that select nothing, are shadowed or not enforced
+  (analyze_security.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from controlplane.mesh.analyze_security import security_problems
 from controlplane.mesh.compile.compiler import MeshCompiler
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
 from controlplane.mesh.compile.node import MeshNode, NodeError
@@ -51,6 +54,7 @@ def analyze(objects: Iterable[MeshObject], load_errors: Iterable[MeshError] = ()
     problems += _weights(mesh)
     problems += _shadowed(mesh)
     problems += _compile_notes(mesh)
+    problems += security_problems(mesh)
     return sorted(problems, key=lambda item: (item.location.file, item.location.line,
                                               item.severity != "error"))
 
@@ -200,6 +204,8 @@ def _compile_notes(mesh: Mesh) -> list[Problem]:
         except NodeError as error:
             notes = [str(error)]
         for note in notes:
+            if note.startswith("AuthorizationPolicy "):
+                continue  # analyze_security reports it for every Service, not one sidecar
             out.setdefault(note, Problem("warning", "NotServed", note, _located(mesh, note)))
     return list(out.values())
 

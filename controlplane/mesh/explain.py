@@ -39,6 +39,8 @@ from controlplane.mesh.compile.policies import (
     route_policies,
     service_policy,
 )
+from controlplane.mesh.explain_authz import admission
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -55,6 +57,7 @@ from proxy.model.route import (
 
 CALLER_INSTANCE_IP = "192.0.2.10"  # TEST-NET-1 (RFC 5737): an address no sidecar has
 CALLER_OUTBOUND_IP = "192.0.2.11"
+SPIFFE_ID = re.compile(r"^spiffe://([^/]+)/ns/([^/]+)/sa/([^/]+)$")
 RULE_NAME = re.compile(r"^(httproute|grpcroute)/([^/]+)/([^/]+)/rule/(\d+)/match/(\d+)$")
 
 
@@ -74,6 +77,7 @@ class Backend:
     circuit_breakers: str = ""
     endpoints: list[str] = field(default_factory=list)
     server_side: list[str] = field(default_factory=list)  # policies the receiver applies
+    admission: str = ""  # whether the receiving sidecar lets the caller in (explain_authz)
 
 
 @dataclass
@@ -97,8 +101,14 @@ class Explanation:
 
 
 def explain(mesh: Mesh, caller: str, method: str, url: str, headers: list[tuple[str, str]],
-            *, namespace: str = "default", endpoints: Endpoints | None = None) -> Explanation:
+            *, namespace: str = "default", endpoints: Endpoints | None = None,
+            identity: MeshIdentity | None = None) -> Explanation:
+    """`caller` may also be a SPIFFE ID (spiffe://DOMAIN/ns/NS/sa/NAME): the Service it
+    names calls, presenting that ID. `identity`: the mesh issues certificates (auto mTLS)."""
+    caller, peer = _caller_identity(caller, identity)
     node = _caller(mesh, caller, namespace)
+    if peer is None and identity is not None:
+        peer = identity.spiffe_id(node.namespace, node.name)
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if not parts.hostname:
         raise ExplainError(f"no host in URL {url!r}")
@@ -111,7 +121,7 @@ def explain(mesh: Mesh, caller: str, method: str, url: str, headers: list[tuple[
             authority = value
     out = Explanation(f"{node.kind} {node.namespace}/{node.name}",
                       f"{method.upper()} {scheme}://{authority}{path}")
-    compiler = MeshCompiler(mesh, endpoints or Endpoints())
+    compiler = MeshCompiler(mesh, endpoints or Endpoints(), identity)
     resources = compiler.compile_node(node)
     out.notes += resources.notes
     listener_name = f"outbound|{port}" if node.kind == "Service" else f"gateway|{port}"
@@ -141,7 +151,29 @@ def explain(mesh: Mesh, caller: str, method: str, url: str, headers: list[tuple[
                   compiler)
     for feature in extras.get(out.route, []):
         out.policies.append(feature)
+    _admissions(out, mesh, identity, request, peer)
     return out
+
+
+def _caller_identity(caller: str, identity: MeshIdentity | None) -> tuple[str, str | None]:
+    """A SPIFFE ID names the calling Service (ns/NS/sa/NAME) and is the peer's identity."""
+    found = SPIFFE_ID.match(caller)
+    if found is None:
+        return caller, None
+    if identity is not None and found.group(1) != identity.trust_domain:
+        raise ExplainError(f"{caller} is not of the mesh's trust domain "
+                           f"{identity.trust_domain!r}")
+    return f"{found.group(2)}/{found.group(3)}", caller
+
+
+def _admissions(out: Explanation, mesh: Mesh, identity: MeshIdentity | None,
+                request: RequestHead, peer: str | None) -> None:
+    for backend in out.backends:
+        namespace, _, name = backend.service.partition("/")
+        service = mesh.service(namespace, name) if backend.service else None
+        if service is not None:
+            backend.admission = str(admission(mesh, identity, service, backend.port, request,
+                                              peer, CALLER_INSTANCE_IP))
 
 
 def _set_aside(table: route_pb2.RouteConfiguration) -> dict[str, list[str]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from controlplane.mesh.errors import Location, MeshError
 from controlplane.mesh.fields import Fields
+from controlplane.mesh.kinds.authorizationpolicy import parse_authorizationpolicy_spec
 from controlplane.mesh.kinds.backendtrafficpolicy import parse_backendtrafficpolicy_spec
 from controlplane.mesh.kinds.clienttrafficpolicy import parse_clienttrafficpolicy_spec
 from controlplane.mesh.kinds.endpointslice import parse_endpointslice
@@ -23,7 +24,9 @@ from controlplane.mesh.kinds.gateway import parse_gateway_spec
 from controlplane.mesh.kinds.gatewayclass import parse_gatewayclass_spec
 from controlplane.mesh.kinds.grpcroute import parse_grpcroute_spec
 from controlplane.mesh.kinds.httproute import parse_httproute_spec
+from controlplane.mesh.kinds.istio import SECURITY_V1
 from controlplane.mesh.kinds.namespace import parse_namespace_spec
+from controlplane.mesh.kinds.peerauthentication import parse_peerauthentication_spec
 from controlplane.mesh.kinds.referencegrant import parse_referencegrant_spec
 from controlplane.mesh.kinds.secret import parse_secret
 from controlplane.mesh.kinds.securitypolicy import parse_securitypolicy_spec
@@ -58,6 +61,8 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("BackendTrafficPolicy", (EG,), parse_backendtrafficpolicy_spec),
     KindSpec("SecurityPolicy", (EG,), parse_securitypolicy_spec),
     KindSpec("ClientTrafficPolicy", (EG,), parse_clienttrafficpolicy_spec),
+    KindSpec("PeerAuthentication", SECURITY_V1, parse_peerauthentication_spec),
+    KindSpec("AuthorizationPolicy", SECURITY_V1, parse_authorizationpolicy_spec),
 )}
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_OBJECTS = 20_000

@@ -26,12 +26,17 @@ the control plane's resource cache (`pointsman controlplane --mesh PATH`).
   each of them as many endpoint updates; istiod's PILOT_DEBOUNCE_AFTER/MAX are 100 ms and
   10 s). At 3,000 sidecars a 1 s maximum cost 97 CPU-s to converge, 5 s 30 CPU-s
   (docs/benchmarks.md).
+- With a CA (`identity_secrets`, controlplane/ca), each member's view also holds its
+  identity's Secrets, `default` (its SVID) and `ROOTCA` (the trust bundle), one ResourceSet
+  per identity shared by the sidecars of that Service; `renew_secrets(now)` re-issues the
+  SVIDs due and recompiles only the views of those identities (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -40,8 +45,10 @@ from pathlib import Path
 from envoy.config.core.v3 import base_pb2
 
 from controlplane import logs
+from controlplane.ca import CaError, IdentitySecrets
 from controlplane.cache import (
     TYPE_URLS,
+    CachedResource,
     Overlay,
     ResourceCache,
     ResourceSet,
@@ -55,11 +62,12 @@ from controlplane.mesh.compile.compiler import ResourceSet as Part
 from controlplane.mesh.compile.memo import Endpoints, Workload
 from controlplane.mesh.compile.node import MeshNode, NodeError, node_identity
 from controlplane.mesh.errors import Location
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.load import mesh_files
 from controlplane.mesh.resolve import Mesh
 from controlplane.protocol.events import Acked, Action, NodeIdentified
 from controlplane.protocol.pacing import Debounce
-from controlplane.resources import LISTENER
+from controlplane.resources import LISTENER, SECRET
 from controlplane.sources.files import Mark, PolledSource, config_paths, marks_of
 from protos.errors import ConfigError
 
@@ -141,11 +149,18 @@ class MeshCache(ResourceCache):
         self._publish_pending = False
         self._batch = Debounce(after=ENDPOINT_BATCH_AFTER, maximum=ENDPOINT_BATCH_MAX)
         self.node_errors: dict[str, str] = {}  # node id -> why it gets nothing
-        self.last_change = ""  # "mesh" (a new mesh was loaded) or "endpoints" (a sidecar)
+        self.last_change = ""  # "mesh" (a new mesh was loaded), "endpoints" (a sidecar), "secrets"
+        self.identity_secrets: IdentitySecrets | None = None  # the CA's, when there is one
+        self._secret_sets: dict[tuple[str, str], tuple[object, ResourceSet]] = {}
 
     @property
     def mesh(self) -> Mesh:
         return self.compiler.mesh
+
+    def use_identity(self, identity: MeshIdentity) -> None:
+        """Certificates are issued (controlplane/ca): compile automatic mTLS and the Istio
+        security policies with this trust domain (docs/mesh-security.md). Before serving."""
+        self.compiler = MeshCompiler(self.compiler.mesh, self.compiler.endpoints, identity)
 
     @property
     def groups(self) -> Mapping[str, View]:
@@ -202,8 +217,56 @@ class MeshCache(ResourceCache):
             return
         self.node_errors.pop(identity.id, None)
         self._identities[key] = identity
-        self.set_view(key, own=own_types(resources), shared={type_url: ()
-                                                             for type_url in TYPE_URLS})
+        own = own_types(resources)
+        secrets = self._secrets_of(identity)
+        if secrets is not None:
+            compiled = own.get(SECRET.type_url)
+            own[SECRET.type_url] = secrets if compiled is None else ResourceSet(
+                SECRET.type_url, {**{item.name: item for item in compiled},
+                                  **{item.name: item for item in secrets}})
+        self.set_view(key, own=own, shared={type_url: () for type_url in TYPE_URLS})
+
+    # ---- identities (controlplane/ca) -------------------------------------------------------
+
+    def _secrets_of(self, identity: MeshNode) -> ResourceSet | None:
+        """`default` and `ROOTCA` of the node's identity, one set per SVID issued."""
+        if self.identity_secrets is None:
+            return None
+        who = (identity.namespace, identity.name)
+        try:
+            messages = self.identity_secrets.secrets_for(*who,
+                                                         datetime.datetime.now(datetime.UTC))
+        except CaError as error:  # an expired CA: the node gets its config, no SVID
+            self._refused(identity.id, str(error))
+            return None
+        held = self._secret_sets.get(who)
+        if held is None or held[0] is not messages:
+            packed = {name: CachedResource.of(SECRET.type_url, name, message)
+                      for name, message in messages.items()}
+            held = self._secret_sets[who] = (messages, ResourceSet(SECRET.type_url, packed))
+        return held[1]
+
+    def renew_secrets(self, now: datetime.datetime) -> list[tuple[str, str]]:
+        """Re-issue the SVIDs due at `now` and push them: only the views of those identities
+        are compiled again (their other types are memo hits and keep their versions)."""
+        if self.identity_secrets is None:
+            return []
+        connected = {(item.namespace, item.name) for key, item in self._identities.items()
+                     if self.watched(key)}
+        for who in self.identity_secrets.identities():
+            if who not in connected:  # no sidecar of it left: issue afresh when one comes
+                self.identity_secrets.forget(who)
+                self._secret_sets.pop(who, None)
+        due = self.identity_secrets.renew_due(now)
+        if due:
+            renewed = set(due)
+            with self._change("secrets"):
+                for key, identity in list(self._identities.items()):
+                    if (identity.namespace, identity.name) in renewed and self.watched(key):
+                        self._compile(key, identity)
+            for namespace, service in due:
+                logs.event("svid_renewed", identity=f"{namespace}/{service}")
+        return due
 
     # ---- nodes -> views ---------------------------------------------------------------------
 

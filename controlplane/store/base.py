@@ -93,6 +93,26 @@ class Store(ABC):
         """Every commit after revision `after`, in order, until cancelled. Compacted when
         `after` is older than what the store keeps."""
 
+    # Secrets (the mesh CA's root: controlplane/ca/keeper.py) live beside the objects, never
+    # in them: not listed, watched, returned by the management API, nor logged.
+
+    @abstractmethod
+    async def get_secret(self, name: str) -> bytes | None:
+        """The secret `name`, None when there is none."""
+
+    @abstractmethod
+    async def create_secret(self, name: str, value: bytes) -> bytes:
+        """Keep `value` as `name` unless a secret of that name exists; returns the one kept
+        (a replica that lost the race to create it gets the winner's)."""
+
+    @abstractmethod
+    async def delete_secret(self, name: str) -> bool:
+        """Forget the secret `name`; False when there was none."""
+
+    @abstractmethod
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        """The secrets whose name starts with `prefix` (join tokens: their hashes)."""
+
 
 class MemoryStore(Store):
     """A store in memory, with a bounded history for watches that start in the past."""
@@ -106,6 +126,7 @@ class MemoryStore(Store):
         self.history: list[Change] = []
         self._changed = asyncio.Condition()
         self._writing = asyncio.Lock()  # one commit at a time: check, persist, publish
+        self.secrets: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url}, rev={self.revision}, {len(self.records)})"
@@ -164,6 +185,18 @@ class MemoryStore(Store):
             async with self._changed:
                 if self.revision <= seen:
                     await self._changed.wait()
+
+    async def get_secret(self, name: str) -> bytes | None:
+        return self.secrets.get(name)
+
+    async def create_secret(self, name: str, value: bytes) -> bytes:
+        return self.secrets.setdefault(name, value)
+
+    async def delete_secret(self, name: str) -> bool:
+        return self.secrets.pop(name, None) is not None
+
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        return {name: value for name, value in self.secrets.items() if name.startswith(prefix)}
 
     def _check_kept(self, seen: int) -> None:
         """Commits after `seen` must all still be in the history."""

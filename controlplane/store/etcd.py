@@ -4,6 +4,9 @@
 Keys, under PREFIX (default /pointsman):
 - `mesh/objects/KIND/NAMESPACE/NAME`: each object's JSON; a record's revision is the key's
   mod_revision, its creation revision the key's create_revision (etcd's own revisions);
+- `secrets/NAME`: the mesh CA's root (controlplane/ca/keeper.py), created once by whichever
+  replica comes first (a transaction conditional on the key not existing), outside `mesh/` so
+  that no watch or listing carries it;
 - `mesh/revision`: written by every commit, last in its transaction. A commit is one etcd
   transaction conditional on this key not having changed since the revision the committer
   read (`mod_revision < base + 1`): validation against the whole mesh and the write are one
@@ -45,6 +48,7 @@ class EtcdStore(Store):
         self.mesh_prefix = f"{self.prefix}/mesh/".encode()
         self.objects_prefix = f"{self.prefix}/mesh/objects/".encode()
         self.sentinel = f"{self.prefix}/mesh/revision".encode()
+        self.secrets_prefix = f"{self.prefix}/secrets/".encode()
         self.client = aetcd.Client(host, port, timeout=TIMEOUT, options=CLIENT_OPTIONS)
 
     def __repr__(self) -> str:
@@ -99,6 +103,42 @@ class EtcdStore(Store):
         if not succeeded:
             raise Conflict(base, -1)
         return int(responses[-1].response_put.header.revision)
+
+    async def get_secret(self, name: str) -> bytes | None:
+        try:
+            found = await self.client.get(self.secrets_prefix + name.encode())
+        except aetcd.exceptions.ClientError as error:
+            raise StoreError(f"{self.url}: {_reason(error)}") from error
+        return None if found is None else bytes(found.value)
+
+    async def create_secret(self, name: str, value: bytes) -> bytes:
+        key = self.secrets_prefix + name.encode()
+        txn = self.client.transactions
+        try:
+            succeeded, _ = await self.client.transaction(
+                compare=[txn.version(key) == 0], success=[txn.put(key, value)], failure=[])
+        except aetcd.exceptions.ClientError as error:
+            raise StoreError(f"{self.url}: {_reason(error)}") from error
+        if succeeded:
+            return value
+        kept = await self.get_secret(name)
+        if kept is None:
+            raise StoreError(f"{self.url}: the secret {name!r} vanished while being created")
+        return kept
+
+    async def delete_secret(self, name: str) -> bool:
+        try:
+            return await self.client.delete(self.secrets_prefix + name.encode()) is not None
+        except aetcd.exceptions.ClientError as error:
+            raise StoreError(f"{self.url}: {_reason(error)}") from error
+
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        try:
+            found = await self.client.get_prefix(self.secrets_prefix + prefix.encode())
+        except aetcd.exceptions.ClientError as error:
+            raise StoreError(f"{self.url}: {_reason(error)}") from error
+        start = len(self.secrets_prefix)
+        return {bytes(item.key)[start:].decode(): bytes(item.value) for item in found}
 
     async def watch(self, after: int) -> AsyncIterator[Change]:
         try:

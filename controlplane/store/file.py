@@ -8,6 +8,9 @@ one, never a mix) and fsyncs the folder so the rename itself survives a power cu
 the change published. One control plane at a time: `folder/lock` is held with flock(2) while
 the store is open, and a second one is refused.
 
+Secrets (the mesh CA's root key) are files of their own in `folder/secrets/` (mode 0700), each
+mode 0600 from its creation (O_EXCL, so a secret is never replaced), never in objects.json.
+
 Watches in the past reach back to the commits made since the store was opened; older ones get
 `Compacted` (the mirror then lists again).
 """
@@ -26,6 +29,7 @@ from controlplane.store.base import Change, MemoryStore, Record, StoreError
 
 STATE_FILE = "objects.json"
 LOCK_FILE = "lock"
+SECRETS_FOLDER = "secrets"
 FORMAT = 1
 
 
@@ -73,6 +77,78 @@ class FileStore(MemoryStore):
         for key in change.deletes:
             records.pop(key, None)
         await asyncio.to_thread(write_state, self.folder / STATE_FILE, change.revision, records)
+
+    async def get_secret(self, name: str) -> bytes | None:
+        return await asyncio.to_thread(read_secret, self.folder / SECRETS_FOLDER, name)
+
+    async def create_secret(self, name: str, value: bytes) -> bytes:
+        return await asyncio.to_thread(create_secret, self.folder / SECRETS_FOLDER, name, value)
+
+    async def delete_secret(self, name: str) -> bool:
+        return await asyncio.to_thread(delete_secret, self.folder / SECRETS_FOLDER, name)
+
+    async def list_secrets(self, prefix: str) -> dict[str, bytes]:
+        return await asyncio.to_thread(list_secrets, self.folder / SECRETS_FOLDER, prefix)
+
+
+def read_secret(folder: Path, name: str) -> bytes | None:
+    try:
+        return (folder / _secret_file(name)).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StoreError(f"{folder / _secret_file(name)}: {error.strerror}") from error
+
+
+def create_secret(folder: Path, name: str, value: bytes) -> bytes:
+    """Written to a private temporary file, then linked to its name: link(2) fails when the
+    name exists, so the first secret written stays, and nobody ever reads a partial one."""
+    path = folder / _secret_file(name)
+    partial = folder / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, value)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            return path.read_bytes()
+        finally:
+            partial.unlink(missing_ok=True)
+    except OSError as error:
+        raise StoreError(f"{path}: cannot write: {error.strerror}") from error
+    return value
+
+
+def delete_secret(folder: Path, name: str) -> bool:
+    try:
+        (folder / _secret_file(name)).unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise StoreError(f"{folder / name}: cannot delete: {error.strerror}") from error
+    return True
+
+
+def list_secrets(folder: Path, prefix: str) -> dict[str, bytes]:
+    try:
+        names = sorted(path.name for path in folder.iterdir()
+                       if path.name.startswith(prefix) and not path.name.startswith("."))
+    except FileNotFoundError:
+        return {}
+    found = {name: read_secret(folder, name) for name in names}
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def _secret_file(name: str) -> str:
+    if not name or "/" in name or name.startswith("."):
+        raise StoreError(f"bad secret name {name!r}")
+    return name
 
 
 def read_state(path: Path) -> tuple[int, dict[ObjectKey, Record]]:

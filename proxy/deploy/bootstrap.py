@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 XDS_CLUSTER = "xds"
+JOIN_TOKEN_METADATA = "x-pointsman-join-token"  # controlplane/ca/tokens.py METADATA_KEY
 # Kubernetes label syntax (apimachinery validation.IsQualifiedName, IsValidLabelValue)
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -24,6 +25,7 @@ LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 PORT_NAME = re.compile(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # IANA_SVC_NAME
 _H2_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _H2_TYPE = "type.googleapis.com/" + _H2_OPTIONS
+_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class SidecarSpec:
     outbound_ip: str = "127.0.0.1"
     kind: str = "Service"  # or "Workload" (labels pick its Services) or "Gateway"
     delta: bool = False
+    join_token: str = ""  # sent as gRPC metadata on the xDS stream (docs/security.md)
+    xds_ca: str = ""  # a file: reach the control plane over TLS, trusting this root
+    xds_name: str = ""  # the control plane's name in its certificate (SNI), when not its host
     labels: tuple[tuple[str, str], ...] = ()  # a Workload's
     ports: tuple[tuple[str, int], ...] = ()  # a Workload's named ports
 
@@ -87,24 +92,30 @@ def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
         metadata.update(labels=dict(spec.labels), ports=dict(spec.ports))
     elif spec.instance_ip:
         metadata["instance_ip"] = spec.instance_ip
+    service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    if spec.join_token:
+        # Envoy's GrpcService.initial_metadata: sent with every call of the xDS stream.
+        service["initial_metadata"] = [{"key": JOIN_TOKEN_METADATA, "value": spec.join_token}]
     return {
         "node": {"id": spec.node_id, "cluster": spec.service, "metadata": metadata},
         "admin": {"address": _socket_address(spec.admin)},
         "dynamic_resources": {
             "ads_config": {"api_type": "DELTA_GRPC" if spec.delta else "GRPC",
                            "transport_api_version": "V3",
-                           "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]},
+                           "grpc_services": [service]},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"}},
-        "static_resources": {"clusters": [_xds_cluster(spec.servers)]},
+        "static_resources": {"clusters": [_xds_cluster(spec.servers, spec.xds_ca,
+                                                        spec.xds_name)]},
     }
 
 
-def _xds_cluster(servers: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+def _xds_cluster(servers: tuple[tuple[str, int], ...], ca: str = "",
+                 name: str = "") -> dict[str, Any]:
     """The control plane(s): gRPC needs HTTP/2 (Envoy: a cluster used by envoy_grpc must set
     http2_protocol_options). STRICT_DNS so a host name (a Kubernetes Service) resolves."""
     named = any(not _is_ip(host) for host, _ in servers)
-    return {
+    cluster: dict[str, Any] = {
         "name": XDS_CLUSTER, "type": "STRICT_DNS" if named else "STATIC",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {_H2_OPTIONS: {
@@ -112,6 +123,11 @@ def _xds_cluster(servers: tuple[tuple[str, int], ...]) -> dict[str, Any]:
         "load_assignment": {"cluster_name": XDS_CLUSTER, "endpoints": [{"lb_endpoints": [
             {"endpoint": {"address": _socket_address(server)}} for server in servers]}]},
     }
+    if ca:  # `controlplane --tls`: the mesh root verifies the control plane (docs/security.md)
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": _TLS_TYPE, "sni": name,
+            "common_tls_context": {"validation_context": {"trusted_ca": {"filename": ca}}}}}
+    return cluster
 
 
 def _socket_address(address: tuple[str, int]) -> dict[str, Any]:

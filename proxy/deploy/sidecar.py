@@ -70,6 +70,15 @@ def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
                         help="admin address (/ready, /stats/prometheus, /config_dump)")
     parser.add_argument("--node-id", help="node.id (default: SERVICE-INSTANCE_IP)")
     parser.add_argument("--delta", action="store_true", help="incremental (delta) xDS")
+    parser.add_argument("--join-token", type=Path, metavar="FILE",
+                        help="file holding this Service's join token (pointsman token "
+                             "create), sent to the control plane as gRPC metadata")
+    parser.add_argument("--xds-ca", type=Path, metavar="FILE",
+                        help="reach the control plane over TLS, trusting this root (the mesh "
+                             "CA's, with `controlplane --tls`)")
+    parser.add_argument("--xds-name", default="", metavar="NAME",
+                        help="--xds-ca: the control plane's name in its certificate, when "
+                             "--server names it otherwise")
     parser.add_argument("--proxy", choices=["pointsman", "envoy"], default="pointsman",
                         help="which sidecar runs the bootstrap")
     parser.add_argument("--log-level", "-l", default="info", choices=LOG_LEVELS,
@@ -109,7 +118,21 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         outbound_ip=parse_ip(args.outbound_ip, "--outbound-ip"),
         kind=kind, delta=args.delta,
         labels=tuple(sorted(dict(parse_label(text) for text in args.label).items())),
-        ports=tuple(sorted(dict(parse_port(text) for text in args.port).items())))
+        ports=tuple(sorted(dict(parse_port(text) for text in args.port).items())),
+        join_token=read_join_token(args.join_token),
+        xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name)
+
+
+def read_join_token(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise ValueError(f"--join-token: {path}: {error.strerror}") from error
+    if not token:
+        raise ValueError(f"--join-token: {path} is empty")
+    return token
 
 
 def host_address() -> str:

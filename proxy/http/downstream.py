@@ -18,6 +18,7 @@ from proxy.http.active_stream import ActiveStream
 from proxy.http.http1_server import Http1ServerConnection
 from proxy.http.http2_server import Http2ServerConnection
 from proxy.http.manager import ConnectionInfo, HttpManager
+from proxy.http.peer import PEER_KEY, peer_from_ssl
 from proxy.http.server_connection import ServerConnection
 
 _NO_STREAMS: dict[int, ActiveStream] = {}
@@ -53,6 +54,8 @@ class HttpConnectionHandler(asyncio.Protocol):
         self._made = self.loop.time()
         ssl_object = transport.get_extra_info("ssl_object")
         negotiated = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        if ssl_object is not None:  # RBAC's authenticated principal (proxy.http.peer)
+            self.info.filter_state[PEER_KEY] = peer_from_ssl(ssl_object)
         codec_type = self.manager.settings.codec_type
         if codec_type == "HTTP2" or (codec_type == "AUTO" and negotiated == "h2"):
             self._start(Http2ServerConnection)

@@ -129,6 +129,10 @@ class _Generation:
             except ConfigError as error:
                 raise error.within(field=f"{where}.filters[0].typed_config",
                                    resource=listener.name) from error
+        for _where, chain in chains:
+            if chain.tls is not None and chain.tls.binding is not None:
+                chain.tls.binding.count_into(context.stats,
+                                             f"listener.{listener.stats_name}.ssl.")
         return cls(listener, filters, ListenerStats(context.stats, listener))
 
 

@@ -13,15 +13,23 @@ frozen model that carries the ready `ssl.SSLContext`. Behaviour follows Envoy's 
   (proxy.transport.resumption);
 - upstream PROXY protocol (ProxyProtocolUpstreamTransport, `config.version` V1/V2) wrapping
   TLS or raw_buffer: the header goes first, in clear, before any TLS handshake.
+- secrets over SDS (`tls_certificate_sds_secret_configs`, `validation_context_sds_secret_config`,
+  `combined_validation_context`; proxy.model.secret): the context's `TlsBinding` loads each
+  version of them into the same SSLContext when it arrives (OpenSSL copies the certificate
+  into each new connection, so open connections keep theirs and new handshakes get the new
+  one; configuration/security/secret, "key rotation"). Until every secret it names arrived
+  the context is `waiting` and the listener or cluster using it warms.
+- `match_typed_subject_alt_names`: after the handshake the peer's certificate must have a SAN
+  matching one of them, else the handshake fails (Envoy's `ssl.fail_verify_san`); checked
+  only when the peer presented a certificate (a server that does not require one lets a
+  client without one through, as Envoy does).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ssl
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2, proxy_protocol_pb2
@@ -34,13 +42,19 @@ from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.model.fields import reject_unsupported
 from proxy.model.secret import (
+    SdsRef,
     TlsCertificate,
     ValidationContext,
     static_secret,
     translate_certificate,
+    translate_sds_source,
     translate_validation,
 )
+from proxy.model.tls_binding import CommonTls, TlsBinding, check_secret
 from proxy.transport.resumption import ResumingClientContext
+
+__all__ = ["DownstreamTls", "TlsBinding", "UpstreamTls", "check_secret", "sds_refs",
+           "translate_downstream_tls", "translate_upstream_tls", "waiting_for"]
 
 TLS_SOCKET_NAME = "envoy.transport_sockets.tls"
 RAW_BUFFER_TYPE = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
@@ -59,11 +73,13 @@ _VERSIONS = {
 
 @dataclass(frozen=True)
 class DownstreamTls:
-    certificate: TlsCertificate
+    certificate: TlsCertificate | None  # None when it comes over SDS (binding.certificate)
     alpn_protocols: tuple[str, ...]
     validation: ValidationContext | None
     require_client_certificate: bool
     ssl_context: ssl.SSLContext = field(compare=False, repr=False)
+    sds: tuple[SdsRef, ...] = ()
+    binding: TlsBinding | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,19 @@ class UpstreamTls:
     validation: ValidationContext | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     proxy_protocol_version: int | None = None  # 1 or 2
+    sds: tuple[SdsRef, ...] = ()
+    binding: TlsBinding | None = field(default=None, compare=False, repr=False)
+
+
+def sds_refs(tls: DownstreamTls | UpstreamTls | None) -> tuple[SdsRef, ...]:
+    return tls.sds if tls is not None else ()
+
+
+def waiting_for(tls: DownstreamTls | UpstreamTls | None) -> tuple[str, ...]:
+    """The SDS secrets this context still waits for (it warms until there are none)."""
+    if tls is None or tls.binding is None:
+        return ()
+    return tls.binding.waiting()
 
 
 def translate_downstream_tls(message: Message) -> DownstreamTls | None:
@@ -86,17 +115,22 @@ def translate_downstream_tls(message: Message) -> DownstreamTls | None:
         return None
     reject_unsupported(context, {"common_tls_context", "require_client_certificate"})
     common = context.common_tls_context
-    certificate, validation, alpn = _translate_common(common, "common_tls_context.")
-    if certificate is None:
+    translated = _translate_common(common, "common_tls_context.")
+    if translated.certificate is None and translated.certificate_ref is None:
         raise ConfigError("a downstream TLS context needs one certificate",
                           field="common_tls_context.tls_certificates")
     require_client = context.HasField("require_client_certificate") and \
         context.require_client_certificate.value
-    if require_client and validation is None:
+    if require_client and translated.validation is None and translated.validation_ref is None:
         raise ConfigError("require_client_certificate needs a validation_context",
                           field="require_client_certificate")
-    ssl_context = _server_context(common, certificate, validation, alpn, require_client)
-    return DownstreamTls(certificate, alpn, validation, require_client, ssl_context)
+    ssl_context = _server_context(common, translated.alpn)
+    binding = TlsBinding(ssl_context, translated, server=True, require_client=require_client)
+    binding.load(translated.certificate, translated.validation)
+    binding.reload()  # what SDS already has
+    static = None if translated.certificate_ref else translated.certificate
+    return DownstreamTls(static, translated.alpn, translated.validation, require_client,
+                         ssl_context, translated.refs, binding)
 
 
 def translate_upstream_tls(message: Message) -> UpstreamTls | None:
@@ -112,12 +146,17 @@ def translate_upstream_tls(message: Message) -> UpstreamTls | None:
     if context.allow_renegotiation:
         raise unsupported("allow_renegotiation")
     common = context.common_tls_context
-    certificate, validation, alpn = _translate_common(common, "common_tls_context.")
-    ssl_context = _client_context(common, certificate, validation, alpn)
+    translated = _translate_common(common, "common_tls_context.")
+    ssl_context = _client_context(common, translated.alpn)
+    binding = TlsBinding(ssl_context, translated, server=False)
+    binding.load(translated.certificate, translated.validation)
+    binding.reload()
     # max_session_keys: sessions kept for resumption (tls.proto: default 1, 0 disables).
     ssl_context.configure_resumption(context.max_session_keys.value
                                      if context.HasField("max_session_keys") else 1)
-    return UpstreamTls(context.sni, alpn, certificate, validation, ssl_context)
+    static = None if translated.certificate_ref else translated.certificate
+    return UpstreamTls(context.sni, translated.alpn, static, translated.validation,
+                       ssl_context, sds=translated.refs, binding=binding)
 
 
 def _proxy_protocol_wrapper(message: Message) -> Any | None:
@@ -168,41 +207,72 @@ def _unwrap(message: Message, cls: type[Any], type_name: str) -> Any | None:
     return message
 
 
-def _translate_common(common: Any, prefix: str
-                      ) -> tuple[TlsCertificate | None, ValidationContext | None, tuple[str, ...]]:
+def _translate_common(common: Any, prefix: str) -> CommonTls:
     reject_unsupported(common, {"tls_params", "tls_certificates", "validation_context",
                                 "alpn_protocols", "tls_certificate_sds_secret_configs",
-                                "validation_context_sds_secret_config"}, prefix=prefix)
+                                "validation_context_sds_secret_config",
+                                "combined_validation_context"}, prefix=prefix)
     if common.HasField("tls_params"):
         reject_unsupported(common.tls_params,
                            {"tls_minimum_protocol_version", "tls_maximum_protocol_version"},
                            prefix=prefix + "tls_params.")
-    certificates = [
+    certificates: list[TlsCertificate | SdsRef] = [
         translate_certificate(item, f"{prefix}tls_certificates[{index}].")
         for index, item in enumerate(common.tls_certificates)
     ] + [
-        _static_secret(item, f"{prefix}tls_certificate_sds_secret_configs[{index}]",
-                       "tls_certificate")
+        _secret_ref(item, f"{prefix}tls_certificate_sds_secret_configs[{index}]",
+                    "tls_certificate")
         for index, item in enumerate(common.tls_certificate_sds_secret_configs)
     ]
     if len(certificates) > 1:
         raise unsupported(prefix + "tls_certificates[1]", "one certificate per context")
-    validation = None
-    if common.HasField("validation_context"):
-        validation = translate_validation(common.validation_context,
-                                           prefix + "validation_context.")
-    elif common.HasField("validation_context_sds_secret_config"):
-        validation = _static_secret(common.validation_context_sds_secret_config,
-                                    prefix + "validation_context_sds_secret_config",
-                                    "validation_context")
-    return (certificates[0] if certificates else None), validation, \
-        tuple(common.alpn_protocols)
+    validation, validation_ref = _translate_validation(common, prefix)
+    first = certificates[0] if certificates else None
+    return CommonTls(first if isinstance(first, TlsCertificate) else None, validation,
+                   tuple(common.alpn_protocols),
+                   first if isinstance(first, SdsRef) else None, validation_ref)
 
 
-def _static_secret(config: Any, field_name: str, kind: str) -> Any:
-    """An SdsSecretConfig without sds_config names a static secret of the bootstrap
-    (Envoy: configuration/security/secret, "static secrets"). SDS itself is not supported."""
-    reject_unsupported(config, {"name"}, prefix=field_name + ".")
+def _translate_validation(common: Any, prefix: str
+                          ) -> tuple[ValidationContext | None, SdsRef | None]:
+    """validation_context, validation_context_sds_secret_config or
+    combined_validation_context (default_validation_context + an SDS secret)."""
+    kind = common.WhichOneof("validation_context_type")
+    if kind == "validation_context":
+        return translate_validation(common.validation_context,
+                                    prefix + "validation_context."), None
+    if kind == "validation_context_sds_secret_config":
+        found = _secret_ref(common.validation_context_sds_secret_config,
+                            prefix + "validation_context_sds_secret_config",
+                            "validation_context")
+        return (None, found) if isinstance(found, SdsRef) else (found, None)
+    if kind == "combined_validation_context":
+        combined = common.combined_validation_context
+        where = prefix + "combined_validation_context."
+        reject_unsupported(combined, {"default_validation_context",
+                                      "validation_context_sds_secret_config"}, prefix=where)
+        default = translate_validation(combined.default_validation_context,
+                                       where + "default_validation_context.")
+        found = _secret_ref(combined.validation_context_sds_secret_config,
+                            where + "validation_context_sds_secret_config",
+                            "validation_context")
+        if isinstance(found, SdsRef):
+            return default, found
+        return ValidationContext(found.trusted_ca or default.trusted_ca,
+                                 default.san_matchers + found.san_matchers), None
+    return None, None
+
+
+def _secret_ref(config: Any, field_name: str, kind: str) -> Any:
+    """An SdsSecretConfig: with `sds_config`, a secret over SDS (an SdsRef, the TLS context
+    waits for it); without, a static secret of the bootstrap (Envoy: configuration/security/
+    secret, "static secrets"), returned as its value."""
+    reject_unsupported(config, {"name", "sds_config"}, prefix=field_name + ".")
+    if not config.name:
+        raise ConfigError("a secret name is required", field=field_name + ".name")
+    if config.HasField("sds_config"):
+        return SdsRef(config.name, translate_sds_source(config.sds_config,
+                                                        field_name + ".sds_config"), kind)
     found = static_secret(config.name)
     value = getattr(found, kind, None) if found is not None else None
     if value is None:
@@ -219,55 +289,19 @@ def _apply_versions(context: ssl.SSLContext, common: Any, default_max: ssl.TLSVe
     context.maximum_version = _VERSIONS.get(params.tls_maximum_protocol_version, default_max)
 
 
-def _load_certificate(context: ssl.SSLContext, certificate: TlsCertificate,
-                      field_name: str) -> None:
-    # ssl only loads chains from files: write them to a private directory, load, delete.
-    with tempfile.TemporaryDirectory(prefix="pointsman-tls-") as directory:
-        chain = Path(directory, "chain.pem")
-        key = Path(directory, "key.pem")
-        chain.write_bytes(certificate.certificate_chain)
-        key.write_bytes(certificate.private_key)
-        try:
-            context.load_cert_chain(chain, key)
-        except ssl.SSLError as error:
-            raise ConfigError(f"invalid certificate or key: {error.reason or error}",
-                              field=field_name) from error
-
-
-def _load_ca(context: ssl.SSLContext, validation: ValidationContext, field_name: str) -> None:
-    assert validation.trusted_ca is not None
-    try:
-        context.load_verify_locations(cadata=validation.trusted_ca.decode())
-    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
-        raise ConfigError(f"invalid trusted_ca: {error}", field=field_name) from error
-
-
-def _server_context(common: Any, certificate: TlsCertificate,
-                    validation: ValidationContext | None, alpn: tuple[str, ...],
-                    require_client: bool) -> ssl.SSLContext:
+def _server_context(common: Any, alpn: tuple[str, ...]) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _apply_versions(context, common, ssl.TLSVersion.TLSv1_3)
-    _load_certificate(context, certificate, "common_tls_context.tls_certificates[0]")
-    if validation is not None and validation.trusted_ca is not None:
-        _load_ca(context, validation, "common_tls_context.validation_context.trusted_ca")
-        context.verify_mode = ssl.CERT_REQUIRED if require_client else ssl.CERT_OPTIONAL
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context
 
 
-def _client_context(common: Any, certificate: TlsCertificate | None,
-                    validation: ValidationContext | None,
-                    alpn: tuple[str, ...]) -> ResumingClientContext:
+def _client_context(common: Any, alpn: tuple[str, ...]) -> ResumingClientContext:
     context = ResumingClientContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     _apply_versions(context, common, ssl.TLSVersion.TLSv1_3)
-    if certificate is not None:
-        _load_certificate(context, certificate, "common_tls_context.tls_certificates[0]")
-    if validation is not None and validation.trusted_ca is not None:
-        _load_ca(context, validation, "common_tls_context.validation_context.trusted_ca")
-        context.verify_mode = ssl.CERT_REQUIRED
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context

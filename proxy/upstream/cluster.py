@@ -50,6 +50,9 @@ class ClusterRuntime:
         self.clock = clock
         self.rng = rng or random.Random()
         self.prefix = f"cluster.{config.name}."
+        tls = config.upstream_tls
+        if tls is not None and tls.binding is not None:
+            tls.binding.count_into(stats, self.prefix + "ssl.")
         # Envoy keeps a cluster "warming" until its first endpoints (EDS/DNS) and first
         # round of health checks arrive; `initialized` is True after that.
         self.endpoints_received = False

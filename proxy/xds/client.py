@@ -26,7 +26,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from protos.errors import ConfigError
-from protos.registry import CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION
+from protos.registry import CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION, SECRET
 from proxy.stats import Stats
 from proxy.xds.backoff import BackoffSettings, JitteredBackoff
 from proxy.xds.delta import DeltaApplier
@@ -34,6 +34,9 @@ from proxy.xds.protocol import SotwApplier
 from proxy.xds.resource_types import RESOURCE_TYPES, short_name
 
 log = logging.getLogger(__name__)
+
+NAMED_TYPES = (CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION, SECRET)  # subscribed by name
+
 
 def _stat_scope(type_url: str) -> str:
     known = RESOURCE_TYPES.get(type_url)
@@ -79,8 +82,15 @@ class AdsClient:
                  *, credentials: grpc.ChannelCredentials | None = None,
                  options: tuple[tuple[str, Any], ...] = (),
                  backoff: JitteredBackoff | None = None,
-                 targets: tuple[str, ...] = ()) -> None:
+                 targets: tuple[str, ...] = (),
+                 named_types: tuple[str, ...] = NAMED_TYPES,
+                 stub: Any = None, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        self.metadata = metadata  # sent with each stream (GrpcService.initial_metadata)
         self.target = target
+        self.named_types = named_types
+        # the service the stream belongs to: ADS, or SecretDiscoveryService for an SDS
+        # api_config_source (proxy.xds.sds)
+        self.stub = stub or ads_pb2_grpc.AggregatedDiscoveryServiceStub
         self.targets = targets or (target,)
         self._next_target = 0
         self.options = options
@@ -119,8 +129,8 @@ class AdsClient:
         channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
                    if self.credentials else grpc.aio.insecure_channel(self.target))
         try:
-            stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-            call = getattr(stub, self.protocol.method)()
+            stub = self.stub(channel)
+            call = getattr(stub, self.protocol.method)(metadata=self.metadata or None)
             self._refresh_interest()
             for request in self.protocol.stream_started():
                 await call.write(request)
@@ -146,7 +156,7 @@ class AdsClient:
         if received is None:
             return []
         requests = [self._apply(received)]
-        for type_url in (CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION):
+        for type_url in self.named_types:
             request = self.protocol.set_names(type_url, self.applier.wanted_names(type_url))
             if request is not None:
                 requests.append(request)
@@ -172,5 +182,5 @@ class AdsClient:
         return self.protocol.accept(received)
 
     def _refresh_interest(self) -> None:
-        for type_url in (CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION):
+        for type_url in self.named_types:
             self.protocol.set_names(type_url, self.applier.wanted_names(type_url))

@@ -24,12 +24,19 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
-from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
+from protos.registry import (
+    CLUSTER,
+    CLUSTER_LOAD_ASSIGNMENT,
+    LISTENER,
+    ROUTE_CONFIGURATION,
+    SECRET,
+)
 
 INVALID_ARGUMENT = 3  # google.rpc.Code
 # Envoy subscribes in this order on a new ADS stream: CDS, EDS, LDS, RDS (xds_protocol,
-# "eventual consistency considerations": make-before-break).
-SUBSCRIPTION_ORDER = (CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION)
+# "eventual consistency considerations": make-before-break); SDS, named by the clusters and
+# listeners, last.
+SUBSCRIPTION_ORDER = (CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION, SECRET)
 WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
 
 

@@ -20,11 +20,18 @@ from typing import Any
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError
-from protos.registry import CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION
+from protos.registry import (
+    CLUSTER,
+    CLUSTER_LOAD_ASSIGNMENT,
+    LISTENER,
+    ROUTE_CONFIGURATION,
+    SECRET,
+)
 from proxy.model.cluster import translate_cluster
 from proxy.model.endpoint import translate_cluster_load_assignment
 from proxy.model.listener import translate_listener
 from proxy.model.route import translate_route_configuration
+from proxy.model.secret import translate_secret
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ RESOURCE_TYPES: dict[str, ResourceType] = {item.type_url: item for item in (
                  True),
     ResourceType(CLUSTER_LOAD_ASSIGNMENT, "EDS", "eds.", translate_cluster_load_assignment,
                  "cluster_name", True),
+    # SDS secrets are asked for by name, like RDS (configuration/security/secret)
+    ResourceType(SECRET, "SDS", "sds.", translate_secret, "name", True),
 )}
 
 

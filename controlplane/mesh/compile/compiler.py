@@ -32,6 +32,7 @@ from controlplane.mesh.compile.envoy import pack
 from controlplane.mesh.compile.gateway import gateway_part
 from controlplane.mesh.compile.http_routes import ClusterUse
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
+from controlplane.mesh.compile.mtls import upstream_socket
 from controlplane.mesh.compile.node import MeshNode, NodeError
 from controlplane.mesh.compile.pods import pod_hosts_unit
 from controlplane.mesh.compile.sidecar import (
@@ -42,7 +43,9 @@ from controlplane.mesh.compile.sidecar import (
     outbound_port,
 )
 from controlplane.mesh.compile.workload import workload_inbound
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.resolve import Mesh
+from controlplane.mesh.security import port_mode
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
@@ -112,10 +115,14 @@ class NodeResources:
 class MeshCompiler:
     """Compiles nodes against the current mesh; `update()` swaps the mesh in."""
 
-    def __init__(self, mesh: Mesh | None = None, endpoints: Endpoints | None = None) -> None:
+    def __init__(self, mesh: Mesh | None = None, endpoints: Endpoints | None = None,
+                 identity: MeshIdentity | None = None) -> None:
+        """`identity`: the control plane issues workload certificates, so sidecars talk mTLS
+        (docs/mesh-security.md); None: plaintext between sidecars."""
         self.mesh = mesh or Mesh()
         self.endpoints = endpoints or Endpoints()
-        self.memo = Memo()
+        self.identity = identity
+        self.memo = Memo(identity=identity)
 
     def update(self, mesh: Mesh | None = None, endpoints: Endpoints | None = None) -> None:
         """A new mesh: every unit is checked again before reuse. New endpoints alone: only the
@@ -141,7 +148,7 @@ class MeshCompiler:
     def fork(self, mesh: Mesh) -> MeshCompiler:
         """A compiler for `mesh` starting from this one's units, to be warmed in a worker
         thread (compile_node on it) while this one keeps serving the loop."""
-        forked = MeshCompiler(mesh, self.endpoints)
+        forked = MeshCompiler(mesh, self.endpoints, self.identity)
         forked.memo = self.memo.fork()
         return forked
 
@@ -338,7 +345,40 @@ def _cluster_unit(view: View, use: ClusterUse) -> CachedResource | None:
     protocol = view.protocol(use.namespace, use.name, use.port)
     body = cluster(use.cluster_name, base_name(use.namespace, use.name, use.port), protocol,
                    use.settings)
+    if mtls_to(view, service, use.port):
+        assert view.identity is not None
+        body["transport_socket"] = upstream_socket(
+            view.identity, use.namespace, use.name, use.port, protocol,
+            destination_identities(view, service))
     return pack(CLUSTER.type_url, use.cluster_name, body)
+
+
+def destination_identities(view: View, service: Any) -> list[str]:
+    """The SPIFFE IDs a caller accepts from a Service's endpoints, as istiod lists the service
+    accounts of a Service's pods: the Service's own (its sidecars registered as it) and, for a
+    Service with a selector, those of the workloads it selects (`pointsman sidecar
+    --workload NAME` holds the SVID of NAME). Never empty: an empty list would accept any
+    certificate of the mesh's CA."""
+    identity = view.identity
+    assert identity is not None
+    names = {service.name}
+    if service.spec.selector:
+        names |= {workload.name for workload in view.workloads(service.namespace)
+                  if service.spec.selects(dict(workload.labels))}
+    return [identity.spiffe_id(service.namespace, name) for name in sorted(names)]
+
+
+def mtls_to(view: View, service: Any, port: int) -> bool:
+    """Auto mTLS (Istio's): callers use mTLS to a Service port whose endpoints are sidecars
+    (the Service has no EndpointSlices) unless its PeerAuthentication says DISABLE."""
+    identity = view.identity
+    if identity is None or view.slices(service.namespace, service.name):
+        return False
+    spec_port = service.spec.port(port)
+    target = spec_port.target_port if spec_port is not None else port
+    root = identity.root_namespace
+    policies = view.in_namespaces("PeerAuthentication", (service.namespace, root))
+    return port_mode(policies, service, target, root).mode != "DISABLE"
 
 
 def _endpoints_unit(view: View, use: ClusterUse) -> CachedResource:

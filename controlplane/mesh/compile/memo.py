@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from controlplane.cache import CachedResource
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Attachment, Backend, Mesh, listener_ready
 
@@ -71,6 +72,11 @@ class View:
         self.endpoints = endpoints
         self.memo = memo
         self.reads: dict[tuple[Any, ...], Hashable] = {}
+
+    @property
+    def identity(self) -> MeshIdentity | None:
+        """The compiler's setting (fixed for its Memo's life, so not a read)."""
+        return self.memo.identity
 
     def _keep(self, key: tuple[Any, ...], value: T) -> T:
         self.reads[key] = fingerprint(value)
@@ -131,6 +137,13 @@ class View:
         return self._keep(("policy", kind, target, section),
                           self.mesh.policy_for(kind, target, section))
 
+    def in_namespaces(self, kind: str, namespaces: tuple[str, ...]) -> list[MeshObject]:
+        """The objects of a kind in these namespaces, oldest first (the Istio security
+        policies of a Service's namespace and the root namespace)."""
+        return self._keep(("in_namespaces", kind, namespaces),
+                          [item for item in self.mesh.of_kind(kind)
+                           if item.namespace in namespaces])
+
     def slices(self, namespace: str, name: str) -> list[MeshObject]:
         return self._keep(("slices", namespace, name),
                           list(self.mesh.slices.get((namespace, name), [])))
@@ -178,6 +191,7 @@ class Memo:
     # read -> the units that made it: to invalidate exactly the users of what changed, when
     # that is known (endpoints), instead of checking every unit again (a new mesh).
     dependents: dict[Hashable, set[Hashable]] = field(default_factory=dict)
+    identity: MeshIdentity | None = None  # mTLS between sidecars (compile/mtls.py)
 
     def get(self, key: Hashable, build: Callable[[View], T], mesh: Mesh,
             endpoints: Endpoints) -> T:
@@ -257,7 +271,7 @@ class Memo:
         """A copy another thread may warm up while this one keeps serving (controlplane/
         sources/mesh.py): the entries are copied, to be checked again before reuse."""
         entries = {key: replace(entry, checked=-1) for key, entry in self.entries.copy().items()}
-        forked = Memo(entries, 0, Counter(), self._versions)
+        forked = Memo(entries, 0, Counter(), self._versions, identity=self.identity)
         forked._reindex()
         return forked
 

@@ -2,10 +2,12 @@
 tables for the Service ports it may call, and the clusters those name.
 
 Inbound, per port of its Service, at `instance_ip:port`: HTTP ports get an HTTP connection
-manager whose filters carry the policies that apply to every caller of the Service (a
-SecurityPolicy's authorization and cors, a BackendTrafficPolicy's local rateLimit and
-faultInjection, targeting the Service) and send to `inbound|PORT`, the application at
-`app_ip:targetPort`; other ports are a tcp_proxy to it.
+manager whose filters carry the policies that apply to every caller of the Service (Istio
+AuthorizationPolicies as RBAC, compile/authz.py; a SecurityPolicy's authorization and cors,
+a BackendTrafficPolicy's local rateLimit and faultInjection, targeting the Service) and
+send to `inbound|PORT`, the application at `app_ip:targetPort`; other ports are a tcp_proxy
+to it. With a mesh identity, each port terminates mTLS as its PeerAuthentication mode says
+(compile/mtls.py).
 
 Outbound, per port number in use by any Service, at `outbound_ip:port`: for HTTP ports, an
 HTTP connection manager with the route table `outbound|PORT` shared by every sidecar of one
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.cache import CachedResource
+from controlplane.mesh.compile.authz import rbac_filters
 from controlplane.mesh.compile.clusters import DEFAULT_CONNECT_TIMEOUT, protocol_options
 from controlplane.mesh.compile.envoy import (
     FAULT,
@@ -48,6 +51,7 @@ from controlplane.mesh.compile.http_routes import (
     policy_cors_config,
 )
 from controlplane.mesh.compile.memo import View
+from controlplane.mesh.compile.mtls import inbound_chains
 from controlplane.mesh.compile.policies import SP, cluster_settings, merge, service_policy
 from controlplane.mesh.compile.vhosts import (
     VirtualHostOut,
@@ -55,8 +59,10 @@ from controlplane.mesh.compile.vhosts import (
     route_table,
     service_vhost,
 )
+from controlplane.mesh.identity import ROOT_NAMESPACE
 from controlplane.mesh.objects import MeshObject
 from controlplane.mesh.resolve import HTTP_FAMILY
+from controlplane.mesh.security import authorization_policies, port_mode
 from controlplane.resources import CLUSTER, LISTENER
 
 
@@ -77,18 +83,70 @@ def inbound(view: View, namespace: str, name: str, instance_ip: str, app_ip: str
     service = view.service(namespace, name)
     if service is None:
         return Part()
-    listeners, clusters = [], []
+    listeners, clusters, notes = [], [], []
+    authz = authorizations(view, service)
     for port in service.spec.ports:
         protocol = view.protocol(namespace, name, port.port)
-        cluster_name = f"inbound|{port.port}"
-        clusters.append(pack(CLUSTER.type_url, cluster_name,
-                             app_cluster(cluster_name, app_ip, port.target_port, protocol)))
-        chain = inbound_http(view, service, port.name, port.port, cluster_name) \
-            if protocol in HTTP_FAMILY else tcp_proxy_filter(f"inbound_{port.port}", cluster_name)
-        listeners.append(pack(LISTENER.type_url, f"inbound|{port.port}", {
-            "name": f"inbound|{port.port}", "address": address(instance_ip, port.port),
-            "traffic_direction": "INBOUND", "filter_chains": [{"filters": [chain]}]}))
-    return Part(tuple(listeners), (), tuple(clusters))
+        listener, cluster, said = inbound_port(view, InboundPort(
+            service, port.name, port.port, port.target_port, protocol), instance_ip, app_ip,
+            authz)
+        listeners.append(listener)
+        clusters.append(cluster)
+        notes += said
+    return Part(tuple(listeners), (), tuple(clusters), notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class InboundPort:
+    """One port a sidecar serves for a Service: where it listens (`listen`: the Service port
+    for a Service's sidecar, the target port for a workload's) and the application's port."""
+
+    service: MeshObject
+    port_name: str
+    listen: int
+    target: int
+    protocol: str
+
+
+def inbound_port(view: View, port: InboundPort, instance_ip: str, app_ip: str,
+                 authz: list[MeshObject]) -> tuple[CachedResource, CachedResource, list[str]]:
+    """The listener `inbound|LISTEN` at instance_ip (mTLS as the port's PeerAuthentication
+    mode says, Istio's AuthorizationPolicies as RBAC on HTTP ports) and its cluster, the
+    application at app_ip:target; notes for policies it cannot enforce."""
+    service, protocol = port.service, port.protocol
+    cluster_name = f"inbound|{port.listen}"
+    cluster = pack(CLUSTER.type_url, cluster_name,
+                   app_cluster(cluster_name, app_ip, port.target, protocol))
+    notes: list[str] = []
+    if protocol in HTTP_FAMILY:
+        chain = inbound_http(view, service, port.port_name, port.listen, cluster_name,
+                             rbac_filters(authz, port.target))
+    else:
+        chain = tcp_proxy_filter(f"inbound_{port.listen}", cluster_name)
+        notes = [f"{policy.label} is not enforced on {service.label} port {port.listen} "
+                 f"({protocol}): Pointsman enforces AuthorizationPolicy on HTTP ports only"
+                 for policy in authz]
+    listener = pack(LISTENER.type_url, cluster_name, {
+        "name": cluster_name, "address": address(instance_ip, port.listen),
+        "traffic_direction": "INBOUND",
+        **inbound_chains(inbound_mode(view, service, port.target), [chain], protocol)})
+    return listener, cluster, notes
+
+
+def inbound_mode(view: View, service: MeshObject, target_port: int) -> str:
+    """The port's PeerAuthentication mode; DISABLE when the mesh issues no identities."""
+    identity = view.identity
+    if identity is None:
+        return "DISABLE"
+    root = identity.root_namespace
+    policies = view.in_namespaces("PeerAuthentication", (service.namespace, root))
+    return port_mode(policies, service, target_port, root).mode
+
+
+def authorizations(view: View, service: MeshObject) -> list[MeshObject]:
+    root = view.identity.root_namespace if view.identity is not None else ROOT_NAMESPACE
+    return authorization_policies(
+        view.in_namespaces("AuthorizationPolicy", (service.namespace, root)), service, root)
 
 
 def app_cluster(name: str, ip: str, port: int, protocol: str) -> dict[str, Any]:
@@ -103,10 +161,10 @@ def app_cluster(name: str, ip: str, port: int, protocol: str) -> dict[str, Any]:
 
 
 def inbound_http(view: View, service: MeshObject, port_name: str, port: int,
-                  cluster_name: str) -> dict[str, Any]:
+                 cluster_name: str, authz: list[dict[str, Any]]) -> dict[str, Any]:
     traffic = merge([service_policy(view, service, port_name)])
     security = service_policy(view, service, port_name, SP)
-    filters: list[dict[str, Any]] = []
+    filters: list[dict[str, Any]] = list(authz)  # Istio's RBAC first (compile/authz.py)
     vhost: dict[str, Any] = {"name": "inbound", "domains": ["*"], "routes": [
         {"match": {"prefix": "/"}, "route": {"cluster": cluster_name, "timeout": "0s"}}]}
     features: set[str] = set()

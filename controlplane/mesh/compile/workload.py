@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from controlplane.mesh.compile.envoy import address, pack
 from controlplane.mesh.compile.memo import View
-from controlplane.mesh.compile.sidecar import Part, app_cluster, inbound_http, tcp_proxy_filter
+from controlplane.mesh.compile.sidecar import InboundPort, Part, authorizations, inbound_port
 from controlplane.mesh.kinds.service import ServicePort
 from controlplane.mesh.objects import MeshObject
 from controlplane.mesh.resolve import HTTP_FAMILY
-from controlplane.resources import CLUSTER, LISTENER
 
 Served = tuple[MeshObject, ServicePort, str]  # the Service, its port, the port's protocol
 
@@ -49,15 +47,15 @@ def served_ports(view: View, namespace: str, labels: Mapping[str, str],
 def workload_inbound(view: View, namespace: str, instance_ip: str, app_ip: str,
                      labels: tuple[tuple[str, str], ...],
                      ports: tuple[tuple[str, int], ...]) -> Part:
-    listeners, clusters = [], []
+    """The workload's inbound ports, each served as the Service port that decides it says:
+    its mTLS mode, its AuthorizationPolicies and its policies (compile/sidecar.py)."""
+    listeners, clusters, notes = [], [], []
     for target, (service, port, protocol) in sorted(
             served_ports(view, namespace, dict(labels), dict(ports)).items()):
-        cluster_name = f"inbound|{target}"
-        clusters.append(pack(CLUSTER.type_url, cluster_name,
-                             app_cluster(cluster_name, app_ip, target, protocol)))
-        chain = inbound_http(view, service, port.name, target, cluster_name) \
-            if protocol in HTTP_FAMILY else tcp_proxy_filter(f"inbound_{target}", cluster_name)
-        listeners.append(pack(LISTENER.type_url, cluster_name, {
-            "name": cluster_name, "address": address(instance_ip, target),
-            "traffic_direction": "INBOUND", "filter_chains": [{"filters": [chain]}]}))
-    return Part(tuple(listeners), (), tuple(clusters))
+        listener, cluster, said = inbound_port(
+            view, InboundPort(service, port.name, target, target, protocol), instance_ip,
+            app_ip, authorizations(view, service))
+        listeners.append(listener)
+        clusters.append(cluster)
+        notes += said
+    return Part(tuple(listeners), (), tuple(clusters), notes=tuple(notes))

@@ -4,7 +4,9 @@ Envoy doc: configuration/http/http_filters/rbac_filter, api config/rbac/v3/rbac.
 request matches a policy when any permission and any principal match. ALLOW: requests that
 match no policy are denied; DENY: requests that match a policy are denied. Denied requests get
 403 "RBAC: access denied". `remote_ip` is the trusted client address (XFF rules),
-`direct_remote_ip` the connection's peer. Without `rules` the filter allows everything.
+`direct_remote_ip` the connection's peer. `authenticated` is the downstream TLS peer
+(proxy.http.peer: URI SANs, then DNS SANs, then the subject). Without `rules` the filter
+allows everything.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from google.protobuf.message import Message
 from protos.errors import ConfigError, unsupported
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
+from proxy.http.peer import PEER_KEY, PeerTls
 from proxy.http.routing import header_matches
 from proxy.model.fields import reject_unsupported
 from proxy.model.matchers import translate_header_matcher, translate_string_matcher
@@ -69,6 +72,24 @@ def _header(message: Any) -> Predicate:
     return lambda stream: header_matches(matcher, stream.request)
 
 
+def _authenticated(message: Any) -> Predicate:
+    """Envoy's AuthenticatedMatcher: no TLS never matches; no principal_name matches any TLS
+    connection; else any URI SAN, DNS SAN or the subject matching (rbac.proto)."""
+    if not message.HasField("principal_name"):
+        return lambda stream: isinstance(stream.connection_state.get(PEER_KEY), PeerTls)
+    try:
+        matcher = translate_string_matcher(message.principal_name)
+    except ConfigError as error:
+        raise error.within(field="principal_name") from error
+
+    def matches(stream: HttpStream) -> bool:
+        peer = stream.connection_state.get(PEER_KEY)
+        if not isinstance(peer, PeerTls):
+            return False
+        return any(matcher.matches(name) for name in peer.principal_candidates())
+    return matches
+
+
 def _list(items: Any, build: Callable[[Any], Predicate], prefix: str) -> list[Predicate]:
     return [_within(f"{prefix}[{i}]", build, item) for i, item in enumerate(items)]
 
@@ -113,6 +134,8 @@ def _principal(p: Any) -> Predicate:
     if kind == "remote_ip":
         contains = _cidr(p.remote_ip)
         return lambda stream: contains(stream.trusted_client_address or stream.remote_address[0])
+    if kind == "authenticated":
+        return _within("authenticated", _authenticated, p.authenticated)
     if kind in ("and_ids", "or_ids"):
         ids = _list(getattr(p, kind).ids, _principal, f"{kind}.ids")
         combine = all if kind == "and_ids" else any

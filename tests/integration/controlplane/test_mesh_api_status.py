@@ -6,6 +6,7 @@ sidecar is SYNCED and the object Programmed again."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 from contextlib import ExitStack
@@ -59,6 +60,20 @@ def test_status_synced_then_nacked_then_fixed(tmp_path: Path) -> None:
         table = pointsman("status", server=api)
         assert table.returncode == 0
         assert "front-1" in table.stdout and "Service default/front" in table.stdout
+        # The store's CA issues SVIDs: mTLS per Service (default PERMISSIVE) and identities.
+        assert "MTLS" in table.stdout and "PERMISSIVE" in table.stdout, table.stdout
+        proxy = next(item for item in status_of(api)["proxies"] if item["nodeId"] == "front-1")
+        assert (proxy["identity"], proxy["mtls"]) == (
+            "spiffe://cluster.local/ns/default/sa/front", "PERMISSIVE")
+        one = pointsman("status", "front-1", server=api).stdout
+        assert "front-1: identity spiffe://cluster.local/ns/default/sa/front, certificate " \
+               "valid until " in one, one
+        # The SVID's validity (default lifetime 24 h, renewed at half life, controlplane/ca).
+        until = datetime.datetime.fromisoformat(proxy["certificateNotAfter"])
+        renew = datetime.datetime.fromisoformat(proxy["certificateRenewAt"])
+        left = until - datetime.datetime.now(datetime.UTC)
+        assert datetime.timedelta(hours=23) < left <= datetime.timedelta(hours=24), until
+        assert until - renew == datetime.timedelta(hours=12), (until, renew)
         assert programmed(api, "svc", "api")["status"] == "True"
 
         taken = socket.socket()

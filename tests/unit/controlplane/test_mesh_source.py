@@ -12,7 +12,7 @@ from google.protobuf import json_format
 
 from controlplane.cache import Snapshot
 from controlplane.protocol.events import Acked, NodeIdentified
-from controlplane.resources import CLUSTER, ENDPOINT, LISTENER
+from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, SECRET
 from controlplane.sources.mesh import MeshCache, MeshSource
 
 MESH = """
@@ -304,3 +304,54 @@ def test_a_poll_reads_no_file_whose_status_did_not_change(
     monkeypatch.setattr(hashlib, "blake2b", counting)
     assert not source.poll()
     assert hashed == []
+
+
+def test_with_a_ca_each_member_gets_its_identitys_svid_and_the_bundle(tmp_path: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+
+    from controlplane.ca import CertificateAuthority, IdentitySecrets
+
+    cache, _, _ = loaded(tmp_path)
+    now = datetime.datetime.now(datetime.UTC)
+    authority = CertificateAuthority.create_root(now, lifetime=datetime.timedelta(hours=2))
+    cache.identity_secrets = IdentitySecrets(authority)
+    web = node("web", "web-1", "10.0.0.2")
+    secrets = cache.view_for(web).of_type(SECRET.type_url).resources
+    assert set(secrets) == {"default", "ROOTCA"}
+    svid = secret_pb2.Secret()
+    secrets["default"].packed.Unpack(svid)
+    leaf = x509.load_pem_x509_certificate(svid.tls_certificate.certificate_chain.inline_bytes)
+    assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+        .get_values_for_type(x509.UniformResourceIdentifier) == [
+            "spiffe://cluster.local/ns/default/sa/web"]
+    # Two sidecars of a Service share the identity's set; another Service has its own.
+    other = cache.view_for(node("web", "web-2", "10.0.0.4")).of_type(SECRET.type_url)
+    assert other.resources["default"] is secrets["default"]
+    api = cache.view_for(node("api", "api-1", "10.0.0.3")).of_type(SECRET.type_url)
+    assert api.resources["default"].version != secrets["default"].version
+    assert api.resources["ROOTCA"].version == secrets["ROOTCA"].version
+    # Renewal at half life pushes the new SVID to that identity's sidecars only.
+    woken: list[str] = []
+    cache.subscribe(web, lambda: woken.append("web"))
+    leave_api = cache.subscribe(node("api", "api-1", "10.0.0.3"),
+                                lambda: woken.append("api"))
+    assert cache.renew_secrets(now + datetime.timedelta(minutes=30)) == []
+    assert set(cache.renew_secrets(now + datetime.timedelta(hours=1, seconds=1))) == {
+        ("default", "web"), ("default", "api")}
+    renewed = cache.view_for(web).of_type(SECRET.type_url).resources["default"]
+    assert renewed.version != secrets["default"].version
+    assert sorted(woken) == ["api", "web"]
+    # An identity whose sidecars all left is forgotten, not renewed forever.
+    assert cache.identity_secrets is not None
+    leave_api()
+    assert cache.renew_secrets(now + datetime.timedelta(hours=1, seconds=2)) == []
+    assert cache.identity_secrets.identities() == [("default", "web")]
+
+
+def test_without_a_ca_no_secrets_are_served(tmp_path: Path) -> None:
+    cache, _, _ = loaded(tmp_path)
+    web = cache.view_for(node("web", "web-1", "10.0.0.2"))
+    assert not web.of_type(SECRET.type_url).resources

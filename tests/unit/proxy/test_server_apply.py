@@ -68,8 +68,7 @@ def test_eds_is_merged_and_dumped_with_versions() -> None:
 
 def test_unknown_type_is_rejected() -> None:
     with pytest.raises(ConfigError, match="not supported"):
-        new_server().apply("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
-                           "Secret", "1", ())
+        new_server().apply("type.googleapis.com/envoy.service.runtime.v3.Runtime", "1", ())
     assert list(new_server().wanted_names(ROUTE_CONFIGURATION)) == []
 
 

@@ -119,3 +119,59 @@ spec:
   listeners: [{name: http, port: 80, protocol: HTTP}]
 """
     assert findings(text) == [("warning", "InvalidGatewayClass", 10, "spec.gatewayClassName")]
+
+
+def test_istio_security_policies_that_do_nothing_here() -> None:
+    text = SERVICES + """---
+apiVersion: v1
+kind: Service
+metadata: {name: db, labels: {app: db}}
+spec: {ports: [{name: pg, port: 5432, appProtocol: tcp}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: first, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: second, namespace: default}
+spec: {mtls: {mode: DISABLE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: ports, namespace: default}
+spec:
+  selector: {matchLabels: {app: db}}
+  portLevelMtls: {5433: {mode: DISABLE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: nobody, namespace: default}
+spec:
+  selector: {matchLabels: {app: ghost}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db, namespace: default}
+spec:
+  selector: {matchLabels: {app: db}}
+"""
+    found = [item for item in findings(text) if item[2] > 20]
+    assert found == [
+        ("warning", "Conflicted", 34, "spec"),
+        ("warning", "NoSuchPort", 41, "spec.portLevelMtls"),
+        ("warning", "NoWorkload", 47, "spec.selector"),
+        ("warning", "NotEnforced", 52, "spec"),
+    ]
+    sliced = text + """---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [192.0.2.7]}]
+"""
+    # api has an EndpointSlice: its callers send plaintext, which `first` (STRICT) refuses.
+    assert [item for item in findings(sliced) if item[1] == "PlaintextCallers"] == [
+        ("warning", "PlaintextCallers", 29, "spec")]

@@ -60,6 +60,25 @@ def test_explain_exit_codes_and_json(mesh_file: Path,
                          "-H", "nocolon"]) == 2
 
 
+def test_explain_from_a_spiffe_id(mesh_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    allow = """---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: v2}
+spec:
+  rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/web]}}]}]
+"""
+    mesh_file.write_text(MESH + allow)
+    argv = ["-f", str(mesh_file), "GET", "http://api:8080/v2/x"]
+    assert explain.main(["--from", "spiffe://cluster.local/ns/default/sa/web", *argv]) == 0
+    assert "admission:      allowed over mTLS (PERMISSIVE): ALLOW policy rule " \
+           "ns[default]-policy[v2]-rule[0]" in capsys.readouterr().out
+    assert explain.main(["--from", "spiffe://cluster.local/ns/default/sa/api", *argv]) == 1
+    assert "denied over mTLS" in capsys.readouterr().out
+    assert explain.main(["--from", "web", "--no-mtls", *argv]) == 1
+    assert explain.main(["--from", "spiffe://other/ns/default/sa/web", *argv]) == 2
+
+
 def test_the_pointsman_command_dispatches_the_verbs(mesh_file: Path) -> None:
     pointsman = str(Path(sys.executable).with_name("pointsman"))  # the installed command
     result = subprocess.run([pointsman, "explain", "-f",

@@ -216,3 +216,33 @@ def test_an_empty_selector_is_no_selector() -> None:
     [service] = load_objects("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
                              "spec: {selector: {}, ports: [{port: 80}]}\n")
     assert service.spec.selector is None and not service.spec.selects({"app": "a"})
+
+
+def test_with_mesh_identities_workloads_serve_mtls_and_callers_accept_their_identities() -> None:
+    """Automatic mTLS to a Service with a selector: a workload holds the SVID of its own name
+    (`pointsman sidecar --workload NAME`), so a caller accepts the SPIFFE IDs of the workloads
+    the Service selects (istiod lists the service accounts of a Service's pods); the workload's
+    inbound port terminates mTLS as the Service port's PeerAuthentication mode says
+    (PERMISSIVE by default: a TLS chain and a plaintext one)."""
+    from controlplane.mesh.identity import MeshIdentity
+
+    identity = MeshIdentity("cluster.local")
+    caller = MeshCompiler(mesh_of(SERVICES), _endpoints(V1, V2), identity=identity
+                          ).compile_node(_client())
+    socket = as_dict(caller, CLUSTER.type_url, f"outbound|80||echo-v1.{NS}")["transport_socket"]
+    validation = socket["typed_config"]["common_tls_context"]["combined_validation_context"]
+    accepted = [item["matcher"]["exact"] for item in
+                validation["default_validation_context"]["match_typed_subject_alt_names"]]
+    assert accepted == [f"spiffe://cluster.local/ns/{NS}/sa/echo-v1"]
+    socket = as_dict(caller, CLUSTER.type_url, f"outbound|80||echo.{NS}")["transport_socket"]
+    validation = socket["typed_config"]["common_tls_context"]["combined_validation_context"]
+    assert [item["matcher"]["exact"] for item in
+            validation["default_validation_context"]["match_typed_subject_alt_names"]] == [
+        f"spiffe://cluster.local/ns/{NS}/sa/{name}" for name in ("echo", "echo-v1", "echo-v2")]
+    node = MeshNode("v1", "Workload", "echo-v1", NS, "10.0.0.1", "127.0.0.5", "127.0.0.6",
+                    labels=V1.labels, ports=V1.ports)
+    served = MeshCompiler(mesh_of(SERVICES), _endpoints(V1), identity=identity
+                          ).compile_node(node)
+    chains = as_dict(served, LISTENER.type_url, "inbound|8080")["filter_chains"]
+    assert sorted(chain["filter_chain_match"]["transport_protocol"] for chain in chains) == [
+        "raw_buffer", "tls"]

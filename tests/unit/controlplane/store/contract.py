@@ -94,3 +94,29 @@ class StoreContract:
             assert await store.commit(base, {}, []) == base
         finally:
             await store.close()
+
+    async def test_secrets_are_created_once_and_never_listed(self, tmp_path: Path) -> None:
+        store = await self.make_store(tmp_path)
+        try:
+            assert await store.get_secret("ca-root") is None
+            assert await store.create_secret("ca-root", b"first") == b"first"
+            # a second creator (another replica) gets the one kept, not its own
+            assert await store.create_secret("ca-root", b"second") == b"first"
+            assert await store.get_secret("ca-root") == b"first"
+            listing = await store.list()
+            assert all(b"first" not in record.value for record in listing.records)
+        finally:
+            await store.close()
+
+    async def test_secrets_are_listed_by_prefix_and_deleted(self, tmp_path: Path) -> None:
+        store = await self.make_store(tmp_path)
+        try:
+            await store.create_secret("token-aa", b"1")
+            await store.create_secret("token-bb", b"2")
+            await store.create_secret("ca-root", b"root")
+            assert await store.list_secrets("token-") == {"token-aa": b"1", "token-bb": b"2"}
+            assert await store.delete_secret("token-aa")
+            assert not await store.delete_secret("token-aa")
+            assert await store.list_secrets("token-") == {"token-bb": b"2"}
+        finally:
+            await store.close()

@@ -110,3 +110,23 @@ def test_store_urls() -> None:
         with pytest.raises(ValueError):
             parse_store_url(bad)
     assert isinstance(open_store("memory:"), MemoryStore)
+
+
+async def test_file_store_secrets_are_private_files_that_survive_a_restart(
+        tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "state")
+    await store.open()
+    await store.create_secret("ca-root", b"key material")
+    await store.close()
+    folder = tmp_path / "state" / "secrets"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (folder / "ca-root").stat().st_mode & 0o777 == 0o600
+    assert b"key material" not in (tmp_path / "state" / "objects.json").read_bytes() \
+        if (tmp_path / "state" / "objects.json").exists() else True
+    assert [path.name for path in folder.iterdir()] == ["ca-root"]  # no temporary left
+    again = FileStore(tmp_path / "state")
+    await again.open()
+    try:
+        assert await again.get_secret("ca-root") == b"key material"
+    finally:
+        await again.close()

@@ -87,6 +87,35 @@ def test_ipv6_addresses() -> None:
     assert parse_address("[::1]:15000", "--admin") == ("::1", 15000)
 
 
+def test_a_join_token_travels_as_grpc_metadata(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "token").write_text("s3cret\n")
+    bootstrap = build_bootstrap(_spec("--instance-ip", "10.0.0.7", "--join-token",
+                                      str(tmp_path / "token")))
+    service = bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]
+    assert service["initial_metadata"] == [{"key": "x-pointsman-join-token",
+                                            "value": "s3cret"}]
+    assert "s3cret" not in json.dumps(bootstrap["node"])  # not in node metadata (logged)
+    translated = translate_bootstrap(parse_message(bootstrap, bootstrap_pb2.Bootstrap))
+    assert translated.ads is not None
+    assert translated.ads.metadata == (("x-pointsman-join-token", "s3cret"),)
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(ValueError, match="--join-token"):
+        _spec("--instance-ip", "10.0.0.7", "--join-token", str(tmp_path / "empty"))
+
+
+def test_xds_over_tls_trusts_the_mesh_root(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+
+    from controlplane.ca import CertificateAuthority
+
+    root = CertificateAuthority.create_root(datetime.datetime.now(datetime.UTC))
+    (tmp_path / "root.pem").write_bytes(root.trust_bundle)
+    bootstrap = build_bootstrap(_spec("--instance-ip", "10.0.0.7", "--xds-ca",
+                                      str(tmp_path / "root.pem"), "--xds-name", "cp.mesh"))
+    translated = translate_bootstrap(parse_message(bootstrap, bootstrap_pb2.Bootstrap))
+    assert translated.ads is not None and translated.ads.tls is not None
+    assert translated.ads.tls.sni == "cp.mesh"
+    assert translated.ads.tls.validation.trusted_ca == root.trust_bundle
 def test_a_workload_carries_its_labels_and_named_ports() -> None:
     spec = spec_from_args(parse_args([
         "--workload", "echo-v1", "-n", "shop", "--label", "app=echo", "--label", "version=v1",

@@ -15,6 +15,7 @@ from proxy.codec.headers import Headers, ResponseHead
 from proxy.http.filter import HttpStream
 from proxy.http.filters import local_ratelimit, rbac
 from proxy.http.filters.local_ratelimit import TokenBucket
+from proxy.http.peer import PEER_KEY, PeerTls, peer_from_cert
 from proxy.stats import Stats
 from tests.unit.proxy.http.routes import request
 
@@ -172,8 +173,49 @@ def test_rbac_filter_verdicts() -> None:
 
 
 def test_rbac_refuses_what_it_cannot_check() -> None:
-    with pytest.raises(ConfigError, match="authenticated"):
-        _rbac({"action": "ALLOW", "policies": {"p": {"permissions": [{"any": True}],
-                                                      "principals": [{"authenticated": {}}]}}})
+    with pytest.raises(ConfigError, match="requested_server_name"):
+        _rbac({"action": "ALLOW", "policies": {"p": {"permissions": [
+            {"requested_server_name": {"exact": "a"}}], "principals": [{"any": True}]}}})
     with pytest.raises(ConfigError, match="shadow_rules"):
         rbac.translate(parse_message({"shadow_rules": {}}, rbac_pb2.RBAC))
+
+
+def _tls_stream(peer: PeerTls | None, path: str = "/") -> HttpStream:
+    stream = _stream(path)
+    if peer is not None:
+        stream.connection_state[PEER_KEY] = peer
+    return stream
+
+
+def test_rbac_authenticated_principal_is_uri_san_then_dns_san_then_subject() -> None:
+    config = _rbac({"action": "ALLOW", "policies": {
+        "spiffe": {"permissions": [{"any": True}], "principals": [{"authenticated": {
+            "principal_name": {"exact": "spiffe://cluster.local/ns/default/sa/a"}}}]},
+        "dns": {"permissions": [{"any": True}], "principals": [{"authenticated": {
+            "principal_name": {"exact": "b.example"}}}]},
+        "subject": {"permissions": [{"any": True}], "principals": [{"authenticated": {
+            "principal_name": {"exact": "CN=c,O=Acme\\, Inc"}}}]}}})
+    spiffe = PeerTls(("spiffe://cluster.local/ns/default/sa/a",), ("x.example",), "CN=x")
+    assert rbac.matched_policy(config, _tls_stream(spiffe)) == "spiffe"
+    assert rbac.matched_policy(config, _tls_stream(PeerTls((), ("b.example",), "CN=x"))) \
+        == "dns"
+    cert = {"subject": ((("organizationName", "Acme, Inc"),), (("commonName", "c"),))}
+    assert rbac.matched_policy(config, _tls_stream(peer_from_cert(cert))) == "subject"
+    wrong = PeerTls(("spiffe://cluster.local/ns/default/sa/b",))
+    assert rbac.matched_policy(config, _tls_stream(wrong)) is None
+    assert rbac.matched_policy(config, _tls_stream(None)) is None  # plaintext
+
+
+def test_rbac_authenticated_without_a_name_is_any_tls_connection() -> None:
+    config = _rbac({"action": "ALLOW", "policies": {"tls": {
+        "permissions": [{"any": True}], "principals": [{"authenticated": {}}]}}})
+    assert rbac.matched_policy(config, _tls_stream(PeerTls())) == "tls"
+    assert rbac.matched_policy(config, _tls_stream(None)) is None
+
+
+def test_peer_from_a_verified_certificate() -> None:
+    cert = {"subject": ((("countryName", "US"),), (("commonName", "a"),)),
+            "subjectAltName": (("DNS", "a.test"), ("URI", "spiffe://td/ns/n/sa/a"))}
+    peer = peer_from_cert(cert)
+    assert peer.principal_candidates() == ("spiffe://td/ns/n/sa/a", "a.test", "CN=a,C=US")
+    assert peer_from_cert({}).principal_candidates() == ("",)

@@ -84,8 +84,12 @@ def test_proxy_protocol_wrapping_raw_buffer_and_tls() -> None:
 @pytest.mark.parametrize(("body", "field"), [
     ({"require_sni": True}, "require_sni"),
     ({"common_tls_context": {"tls_certificate_sds_secret_configs": [
-        {"name": "s", "sds_config": {"ads": {}}}]}},
-     "common_tls_context.tls_certificate_sds_secret_configs[0].sds_config"),
+        {"name": "s", "sds_config": {"path_config_source": {"path": "/x"}}}]}},
+     "common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.path_config_source"),
+    ({"common_tls_context": {"tls_certificate_sds_secret_configs": [
+        {"name": "s", "sds_config": {"api_config_source": {"api_type": "REST"}}}]}},
+     "common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source"
+     ".api_type"),
     ({"common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "missing"}]}},
      "common_tls_context.tls_certificate_sds_secret_configs[0].name"),
     ({"common_tls_context": {"tls_params": {"cipher_suites": ["AES128-SHA"]}}},

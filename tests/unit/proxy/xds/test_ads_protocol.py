@@ -35,7 +35,7 @@ class FakeApplier:
         self.applied.append((type_url, version))
 
     def wanted_names(self, type_url: str) -> Iterable[str]:
-        return self.wanted[type_url]
+        return self.wanted.get(type_url, [])
 
 
 def new_client(node_on_every_request: bool = False) -> tuple[AdsClient, FakeApplier, Stats]:

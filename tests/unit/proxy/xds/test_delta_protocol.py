@@ -57,7 +57,7 @@ class FakeApplier:
                              list(removed)))
 
     def wanted_names(self, type_url: str) -> Iterable[str]:
-        return self.wanted[type_url]
+        return self.wanted.get(type_url, [])
 
 
 def new_client(node_on_every_request: bool = True) -> tuple[AdsClient, FakeApplier, Stats]:

@@ -219,7 +219,7 @@ class TypeStatus(_message.Message):
     def __init__(self, type: _Optional[str] = ..., state: _Optional[_Union[TypeStatus.State, str]] = ..., sent_version: _Optional[str] = ..., acked_version: _Optional[str] = ..., error: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suspects: _Optional[_Iterable[_Union[ObjectRef, _Mapping]]] = ...) -> None: ...
 
 class ProxyStatus(_message.Message):
-    __slots__ = ("node_id", "kind", "namespace", "name", "address", "control_plane", "connected", "types", "synced_revision", "error")
+    __slots__ = ("node_id", "kind", "namespace", "name", "address", "control_plane", "connected", "types", "synced_revision", "error", "identity", "mtls", "certificate_not_after", "certificate_renew_at")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +230,10 @@ class ProxyStatus(_message.Message):
     TYPES_FIELD_NUMBER: _ClassVar[int]
     SYNCED_REVISION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    MTLS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_RENEW_AT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     kind: str
     namespace: str
@@ -240,7 +244,11 @@ class ProxyStatus(_message.Message):
     types: _containers.RepeatedCompositeFieldContainer[TypeStatus]
     synced_revision: int
     error: str
-    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., control_plane: _Optional[str] = ..., connected: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., types: _Optional[_Iterable[_Union[TypeStatus, _Mapping]]] = ..., synced_revision: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    identity: str
+    mtls: str
+    certificate_not_after: _timestamp_pb2.Timestamp
+    certificate_renew_at: _timestamp_pb2.Timestamp
+    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., control_plane: _Optional[str] = ..., connected: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., types: _Optional[_Iterable[_Union[TypeStatus, _Mapping]]] = ..., synced_revision: _Optional[int] = ..., error: _Optional[str] = ..., identity: _Optional[str] = ..., mtls: _Optional[str] = ..., certificate_not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificate_renew_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ProxyStatusResponse(_message.Message):
     __slots__ = ("control_planes", "proxies")
@@ -259,18 +267,24 @@ class DescribeServiceRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ServicePort(_message.Message):
-    __slots__ = ("name", "port", "target_port", "app_protocol", "protocol")
+    __slots__ = ("name", "port", "target_port", "app_protocol", "protocol", "mtls_mode", "mtls_source", "callers_use_mtls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
     APP_PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    MTLS_MODE_FIELD_NUMBER: _ClassVar[int]
+    MTLS_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CALLERS_USE_MTLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     port: int
     target_port: int
     app_protocol: str
     protocol: str
-    def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., target_port: _Optional[int] = ..., app_protocol: _Optional[str] = ..., protocol: _Optional[str] = ...) -> None: ...
+    mtls_mode: str
+    mtls_source: str
+    callers_use_mtls: bool
+    def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., target_port: _Optional[int] = ..., app_protocol: _Optional[str] = ..., protocol: _Optional[str] = ..., mtls_mode: _Optional[str] = ..., mtls_source: _Optional[str] = ..., callers_use_mtls: _Optional[bool] = ...) -> None: ...
 
 class ServiceEndpoint(_message.Message):
     __slots__ = ("address", "port", "health", "source")
@@ -335,7 +349,7 @@ class ProxyRef(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., control_plane: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class ServiceDescription(_message.Message):
-    __slots__ = ("service", "ports", "endpoints", "routes", "policies", "serving", "calling")
+    __slots__ = ("service", "ports", "endpoints", "routes", "policies", "serving", "calling", "identity")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
@@ -343,6 +357,7 @@ class ServiceDescription(_message.Message):
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
     CALLING_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
     service: Object
     ports: _containers.RepeatedCompositeFieldContainer[ServicePort]
     endpoints: _containers.RepeatedCompositeFieldContainer[ServiceEndpoint]
@@ -350,4 +365,5 @@ class ServiceDescription(_message.Message):
     policies: _containers.RepeatedCompositeFieldContainer[PolicyUse]
     serving: _containers.RepeatedCompositeFieldContainer[ProxyRef]
     calling: _containers.RepeatedCompositeFieldContainer[ProxyRef]
-    def __init__(self, service: _Optional[_Union[Object, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ServicePort, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[ServiceEndpoint, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteUse, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[PolicyUse, _Mapping]]] = ..., serving: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ..., calling: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ...) -> None: ...
+    identity: str
+    def __init__(self, service: _Optional[_Union[Object, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ServicePort, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[ServiceEndpoint, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RouteUse, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[PolicyUse, _Mapping]]] = ..., serving: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ..., calling: _Optional[_Iterable[_Union[ProxyRef, _Mapping]]] = ..., identity: _Optional[str] = ...) -> None: ...

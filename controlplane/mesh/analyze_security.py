@@ -1,0 +1,96 @@
+"""`analyze` for Istio's security policies (warnings: they load, but part of them does
+nothing here):
+- a selector that matches no Service (a workload is a Service's sidecars; its labels are the
+  Service's `metadata.labels`);
+- a second namespace-wide or mesh-wide PeerAuthentication (the oldest one applies);
+- a portLevelMtls port that is no targetPort of the Services selected;
+- an AuthorizationPolicy on a Service port that is not HTTP (the sidecar has no network RBAC
+  filter: not enforced there);
+- a STRICT port of a Service that also has EndpointSlices: automatic mTLS is decided per
+  Service, so its callers send plaintext, which the STRICT sidecars refuse.
+"""
+
+from __future__ import annotations
+
+from controlplane.mesh.errors import Problem
+from controlplane.mesh.identity import ROOT_NAMESPACE
+from controlplane.mesh.kinds.istio import selects
+from controlplane.mesh.objects import MeshObject
+from controlplane.mesh.resolve import HTTP_FAMILY, Mesh
+from controlplane.mesh.security import (
+    authorization_policies,
+    port_mode,
+    shadowed_peer_policies,
+)
+
+
+def security_problems(mesh: Mesh, root: str = ROOT_NAMESPACE) -> list[Problem]:
+    out = []
+    peers = mesh.of_kind("PeerAuthentication")
+    for policy in [*peers, *mesh.of_kind("AuthorizationPolicy")]:
+        out += _selects_nothing(mesh, policy, root)
+    for ignored, winner in shadowed_peer_policies(peers, root):
+        out.append(Problem("warning", "Conflicted", f"{winner.label} is older and applies to "
+                           f"the same {'mesh' if ignored.namespace == root else 'namespace'}: "
+                           "this one is ignored", ignored.location(("spec",))))
+    for policy in peers:
+        out += _unused_ports(mesh, policy)
+    out += _not_enforced(mesh, root)
+    out += _strict_but_plaintext(mesh, root)
+    return out
+
+
+def _strict_but_plaintext(mesh: Mesh, root: str) -> list[Problem]:
+    out = []
+    peers = mesh.of_kind("PeerAuthentication")
+    for service in mesh.of_kind("Service"):
+        if not mesh.slices.get((service.namespace, service.name)):
+            continue
+        for port in service.spec.ports:
+            found = port_mode(peers, service, port.target_port, root)
+            if found.mode == "STRICT" and found.source is not None:
+                out.append(Problem(
+                    "warning", "PlaintextCallers",
+                    f"{service.label} has EndpointSlices, so its callers reach port "
+                    f"{port.port} in plaintext, which STRICT refuses at its sidecars",
+                    found.source.location(("spec",))))
+    return out
+
+
+def _selected(mesh: Mesh, policy: MeshObject, root: str) -> list[MeshObject]:
+    return [service for service in mesh.of_kind("Service")
+            if (service.namespace == policy.namespace or policy.namespace == root)
+            and selects(policy.spec.selector, service.meta.labels)]
+
+
+def _selects_nothing(mesh: Mesh, policy: MeshObject, root: str) -> list[Problem]:
+    if policy.spec.selector is None or _selected(mesh, policy, root):
+        return []
+    return [Problem("warning", "NoWorkload", "the selector matches no Service's labels",
+                    policy.location(("spec", "selector")))]
+
+
+def _unused_ports(mesh: Mesh, policy: MeshObject) -> list[Problem]:
+    services = [service for service in mesh.of_kind("Service")
+                if service.namespace == policy.namespace
+                and selects(policy.spec.selector, service.meta.labels)]
+    targets = {port.target_port for service in services for port in service.spec.ports}
+    return [Problem("warning", "NoSuchPort", f"port {port} is no targetPort of the selected "
+                    "Services", policy.location(("spec", "portLevelMtls")))
+            for port, _mode in policy.spec.port_modes if services and port not in targets]
+
+
+def _not_enforced(mesh: Mesh, root: str) -> list[Problem]:
+    out = []
+    policies = mesh.of_kind("AuthorizationPolicy")
+    for service in mesh.of_kind("Service"):
+        for policy in authorization_policies(policies, service, root):
+            for port in service.spec.ports:
+                protocol = mesh.protocol(service.namespace, service.name, port.port)
+                if protocol not in HTTP_FAMILY:
+                    out.append(Problem(
+                        "warning", "NotEnforced",
+                        f"port {port.port} of {service.label} carries {protocol}: Pointsman "
+                        "enforces AuthorizationPolicy on HTTP ports only",
+                        policy.location(("spec",))))
+    return out

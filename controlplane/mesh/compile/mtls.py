@@ -1,0 +1,99 @@
+"""Automatic mTLS between sidecars: the transport sockets (docs/mesh-security.md).
+
+Certificates come over SDS on the ADS stream (controlplane/mesh/identity.py): `default` is
+the sidecar's SVID and key, `ROOTCA` the mesh's trust bundle.
+
+- Outbound (a cluster to a Service whose endpoints are sidecars): an UpstreamTlsContext that
+  presents `default`, trusts `ROOTCA` and accepts only the destination's SPIFFE IDs as URI SAN
+  (`combined_validation_context` with `match_typed_subject_alt_names`, as istiod builds it):
+  the Service's own and, for a Service with a selector, its workloads' (compiler.py).
+  SNI is istiod's cluster name form, `outbound_.PORT_._.NAME.NAMESPACE.svc.<trust domain>`;
+  ALPN is the application protocol itself (`h2` for h2c/grpc ports, `http/1.1` for HTTP
+  ones, none for TCP), not Istio's `istio-*` tokens, which only Istio's own proxies read.
+- Inbound: a DownstreamTlsContext that presents `default`, requires a client certificate
+  and trusts `ROOTCA`; STRICT has only that chain, PERMISSIVE adds a plaintext chain, told
+  apart by the tls_inspector (filter_chain_match transport_protocol `tls`/`raw_buffer`, as
+  istiod's inbound listeners do).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.mesh.compile.envoy import DOWNSTREAM_TLS, TLS_INSPECTOR, T
+from controlplane.mesh.identity import (
+    ADS_SOURCE,
+    CERTIFICATE_SECRET,
+    TRUST_BUNDLE_SECRET,
+    MeshIdentity,
+)
+from controlplane.mesh.resolve import HTTP_FAMILY
+
+UPSTREAM_TLS = T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+TLS_SOCKET = "envoy.transport_sockets.tls"
+H2 = ("h2c", "grpc")
+
+
+def alpn(protocol: str) -> list[str]:
+    if protocol in H2:
+        return ["h2"]
+    return ["http/1.1"] if protocol in HTTP_FAMILY else []
+
+
+def sni(identity: MeshIdentity, namespace: str, name: str, port: int) -> str:
+    return f"outbound_.{port}_._.{name}.{namespace}.svc.{identity.trust_domain}"
+
+
+def _certificate() -> list[dict[str, Any]]:
+    return [{"name": CERTIFICATE_SECRET, "sds_config": ADS_SOURCE}]
+
+
+def _trust_bundle() -> dict[str, Any]:
+    return {"name": TRUST_BUNDLE_SECRET, "sds_config": ADS_SOURCE}
+
+
+def upstream_socket(identity: MeshIdentity, namespace: str, name: str, port: int,
+                    protocol: str, spiffe_ids: list[str]) -> dict[str, Any]:
+    """`spiffe_ids`: the identities the destination's endpoints may present (at least one)."""
+    assert spiffe_ids, "an empty SAN list would accept any certificate of the CA"
+    common: dict[str, Any] = {
+        "tls_certificate_sds_secret_configs": _certificate(),
+        "combined_validation_context": {
+            "default_validation_context": {"match_typed_subject_alt_names": [
+                {"san_type": "URI", "matcher": {"exact": spiffe_id}}
+                for spiffe_id in spiffe_ids]},
+            "validation_context_sds_secret_config": _trust_bundle()}}
+    if alpn(protocol):
+        common["alpn_protocols"] = alpn(protocol)
+    return {"name": TLS_SOCKET, "typed_config": {
+        "@type": UPSTREAM_TLS, "sni": sni(identity, namespace, name, port),
+        "common_tls_context": common}}
+
+
+def downstream_socket(protocol: str) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "tls_certificate_sds_secret_configs": _certificate(),
+        "validation_context_sds_secret_config": _trust_bundle()}
+    if protocol in HTTP_FAMILY:
+        common["alpn_protocols"] = ["h2", "http/1.1"]
+    return {"name": TLS_SOCKET, "typed_config": {
+        "@type": DOWNSTREAM_TLS, "require_client_certificate": True,
+        "common_tls_context": common}}
+
+
+def inbound_chains(mode: str, filters: list[dict[str, Any]], protocol: str
+                   ) -> dict[str, Any]:
+    """The listener fields for one inbound port in `mode` (STRICT, PERMISSIVE or DISABLE)."""
+    if mode == "DISABLE":
+        return {"filter_chains": [{"filters": filters}]}
+    chains = [{"filter_chain_match": {"transport_protocol": "tls"},
+               "transport_socket": downstream_socket(protocol), "filters": filters}]
+    if mode == "PERMISSIVE":
+        chains.append({"filter_chain_match": {"transport_protocol": "raw_buffer"},
+                       "filters": filters})
+    # A client that waits for the server to speak first sends no ClientHello: after
+    # listener_filters_timeout (Envoy's 15 s) it is taken as plaintext (istiod sets the same).
+    return {"listener_filters": [{"name": "envoy.filters.listener.tls_inspector",
+                                  "typed_config": {"@type": TLS_INSPECTOR}}],
+            "continue_on_listener_filters_timeout": True,
+            "filter_chains": chains}
