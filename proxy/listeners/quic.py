@@ -64,14 +64,16 @@ def quic_configuration(chain: FilterChain, options: QuicListenerOptions) -> Quic
     """aioquic's server configuration for one chain: its certificate (the QUIC transport
     socket's DownstreamTlsContext) and the listener's quic_options."""
     assert chain.tls is not None  # proxy.model.quic.check_quic_listener
-    certificates = x509.load_pem_x509_certificates(chain.tls.certificate.certificate_chain)
+    certificate = chain.tls.certificate
+    assert certificate is not None  # proxy.model.quic.translate_quic_transport
+    certificates = x509.load_pem_x509_certificates(certificate.certificate_chain)
     configuration = QuicConfiguration(
         is_client=False, alpn_protocols=list(ALPN), connection_id_length=CID_LENGTH,
         idle_timeout=options.idle_timeout, max_data=options.initial_connection_window_size,
         max_stream_data=options.initial_stream_window_size)
     configuration.certificate = certificates[0]
     configuration.certificate_chain = certificates[1:]
-    configuration.private_key = load_pem_private_key(chain.tls.certificate.private_key, None)
+    configuration.private_key = load_pem_private_key(certificate.private_key, None)
     return configuration
 
 

@@ -117,6 +117,13 @@ def translate_quic_transport(socket: Any) -> DownstreamTls:
     except ConfigError as error:
         raise error.within(field="typed_config.downstream_tls_context") from error
     assert tls is not None
+    if tls.certificate is None or tls.sds:
+        # Secrets from an SDS server (rotated at run time) would need the QUIC configuration
+        # rebuilt per rotation; static ones only for now.
+        name = "tls_certificate_sds_secret_configs" if tls.certificate is None \
+            else "validation_context_sds_secret_config"
+        raise unsupported(f"typed_config.downstream_tls_context.common_tls_context.{name}",
+                          "SDS secrets over QUIC")
     if tls.validation is not None:
         raise unsupported("typed_config.downstream_tls_context.common_tls_context."
                           "validation_context", "client certificates over QUIC")

@@ -72,6 +72,11 @@ def test_quic_options_are_translated(listener: dict[str, Any]) -> None:
     (lambda b: b["filter_chains"][0]["transport_socket"]["typed_config"].update(
         enable_early_data=True), "filter_chains[0].transport_socket.typed_config"
                                  ".enable_early_data"),
+    (lambda b: b["filter_chains"][0]["transport_socket"]["typed_config"].update(
+        downstream_tls_context={"common_tls_context": {"tls_certificate_sds_secret_configs": [
+            {"name": "default", "sds_config": {"ads": {}}}]}}),
+     "filter_chains[0].transport_socket.typed_config.downstream_tls_context.common_tls_context"
+     ".tls_certificate_sds_secret_configs"),
     (lambda b: b["filter_chains"][0]["filters"][0]["typed_config"].update(codec_type="HTTP2"),
      "filter_chains[0].filters"),
     (lambda b: b["filter_chains"][0]["filters"][0]["typed_config"].update(
