@@ -17,7 +17,13 @@ import pytest
 
 from controlplane.ca import CertificateAuthority
 from tests.integration.controlplane.test_mesh import eventually
-from tests.support.identity import client_context, https_get, now, write_ca
+from tests.support.identity import (
+    client_context,
+    handshake_refused,
+    https_get,
+    now,
+    write_ca,
+)
 from tests.support.mesh import (
     Member,
     MeshControlPlane,
@@ -153,6 +159,21 @@ def test_permissive_serves_plaintext_and_mtls_on_one_port(mesh: Mesh) -> None:
     context = client_context(mesh.authority.trust_bundle, svid, mesh.folder)
     status, body = https_get(8080, context, host=mesh.open.instance_ip)
     assert (status, backend_of(body)) == (200, "open-3")
+
+
+@pytest.mark.parametrize("alpn", [None, ["http/1.1"], ["h2"], ["istio-peer-exchange", "h2"]])
+def test_tls_without_a_client_certificate_cannot_downgrade_either_mode(mesh: Mesh,
+                                                                       alpn: list[str] | None
+                                                                       ) -> None:
+    """A TLS client that trusts the mesh but presents no certificate, whatever ALPN it offers,
+    gets no answer from a STRICT port nor from a PERMISSIVE one: the chains are told apart
+    by transport protocol only (TLS or not), and the TLS chain requires a client certificate,
+    so PERMISSIVE's plaintext chain is no way around it."""
+    context = client_context(mesh.authority.trust_bundle, None, mesh.folder)
+    if alpn is not None:
+        context.set_alpn_protocols(alpn)
+    assert handshake_refused(8090, context, host=mesh.locked.instance_ip)
+    assert handshake_refused(8080, context, host=mesh.open.instance_ip)
 
 
 def test_allow_by_principal_refuses_another_service(mesh: Mesh) -> None:
