@@ -35,6 +35,7 @@ from proxy.model.lb import (
     translate_lb_settings,
 )
 from proxy.model.protocol_options import ProtocolOptions, translate_protocol_options
+from proxy.model.quic import is_quic_upstream, translate_quic_upstream_transport
 from proxy.model.tls import UpstreamTls, translate_upstream_tls
 
 
@@ -116,6 +117,8 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
     panic = _panic_threshold(message)
     upstream_tls = _upstream_tls(message)
     _check_health_check_support(message, upstream_tls)
+    protocol_options = translate_protocol_options(message)
+    _check_http3_transport(protocol_options, upstream_tls)
     return Cluster(
         name=message.name,
         type=cluster_type,
@@ -141,7 +144,7 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         dns_refresh_rate=optional_seconds(message, "dns_refresh_rate", 5.0) or 5.0,
         dns_lookup_family=DnsLookupFamily(message.dns_lookup_family),
         upstream_tls=upstream_tls,
-        protocol_options=translate_protocol_options(message),
+        protocol_options=protocol_options,
         per_connection_buffer_limit_bytes=(
             message.per_connection_buffer_limit_bytes.value
             if message.HasField("per_connection_buffer_limit_bytes") else 1024 * 1024
@@ -159,6 +162,8 @@ def _check_health_check_support(message: cluster_pb2.Cluster,
                           field="health_checks[1]")
     if upstream_tls is None or not message.health_checks:
         return
+    if upstream_tls.quic:
+        raise unsupported("health_checks", "health checks over QUIC")
     if upstream_tls.proxy_protocol_version is not None:
         raise unsupported("health_checks", "health checks through a PROXY protocol "
                           "transport_socket")
@@ -166,6 +171,19 @@ def _check_health_check_support(message: cluster_pb2.Cluster,
             "grpc_health_check"):
         raise unsupported("health_checks[0].grpc_health_check",
                           "gRPC health checks over a TLS transport_socket")
+
+
+def _check_http3_transport(options: ProtocolOptions, upstream_tls: UpstreamTls | None) -> None:
+    """HTTP/3 needs the QUIC transport socket and the QUIC transport socket needs HTTP/3
+    (Envoy's cluster factory: "HTTP3 requires a QuicUpstreamTransport transport socket")."""
+    quic = upstream_tls is not None and upstream_tls.quic
+    if options.http.http3 and not quic:
+        raise ConfigError("HTTP3 requires a QuicUpstreamTransport transport socket "
+                          "(envoy.transport_sockets.quic)", field="transport_socket")
+    if quic and not options.http.http3:
+        raise ConfigError("a QuicUpstreamTransport transport socket needs "
+                          "explicit_http_config.http3_protocol_options",
+                          field="typed_extension_protocol_options")
 
 
 def _within(translate: Any, message: Any, prefix: str) -> Any:
@@ -275,6 +293,8 @@ def _upstream_tls(message: cluster_pb2.Cluster) -> UpstreamTls | None:
     if not message.HasField("transport_socket"):
         return None
     try:
+        if is_quic_upstream(message.transport_socket):
+            return translate_quic_upstream_transport(message.transport_socket)
         return translate_upstream_tls(message.transport_socket)
     except ConfigError as error:
         raise error.within(field="transport_socket") from error

@@ -7,9 +7,11 @@ options implementation for name: 'KEY'" (upstream_impl.cc, createProtocolOptions
 know two keys and refuse any other by name, so that a misspelled key is an error, not an
 HTTP/2 cluster silently spoken to in HTTP/1.1:
 
-- `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (the HTTP pools): explicit HTTP/1.1
-  or HTTP/2, or `auto_config` (ALPN), with the fields in `_HTTP1_FIELDS` / `_HTTP2_FIELDS` /
-  `_COMMON_FIELDS`; anything else set is refused naming its field;
+- `envoy.extensions.upstreams.http.v3.HttpProtocolOptions` (the HTTP pools): explicit HTTP/1.1,
+  HTTP/2 or HTTP/3 (empty http3_protocol_options; the cluster's transport socket must then be
+  `envoy.transport_sockets.quic`, checked in proxy.model.cluster), or `auto_config` (ALPN),
+  with the fields in `_HTTP1_FIELDS` / `_HTTP2_FIELDS` / `_COMMON_FIELDS`; anything else set
+  is refused naming its field;
 - `envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions`: `idle_timeout` closes an upstream TCP
   connection that no downstream connection uses. tcp_proxy opens one upstream connection per
   downstream connection and closes it with it (no preconnect, a pending connect is abandoned
@@ -77,6 +79,7 @@ class UpstreamProtocol:
     idle_timeout: float | None = 3600.0  # Envoy common_http_protocol_options.idle_timeout: 1h
     http1_trailers: bool = False  # http_protocol_options.enable_trailers (HTTP/1.1 upstreams)
     http2_windows: Http2Windows = ENVOY_DEFAULT_WINDOWS  # http2_protocol_options windows, HPACK
+    http3: bool = False  # explicit_http_config.http3_protocol_options (QUIC transport socket)
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,11 @@ def _translate_http(message: hpo.HttpProtocolOptions, prefix: str) -> UpstreamPr
         explicit = message.explicit_http_config
         where = prefix if deprecated else f"{prefix}explicit_http_config."
         if explicit.WhichOneof("protocol_config") == "http3_protocol_options":
-            # Upstream HTTP/3 (QUIC to the endpoints) is not implemented: downstream only.
-            raise unsupported(f"{where}http3_protocol_options", "upstream HTTP/3")
+            # Upstream HTTP/3 (proxy.upstream.pools.http3): the stream limit is the one the
+            # server advertises (RFC 9000 4.6); no option of ours changes it yet.
+            reject_unsupported(explicit.http3_protocol_options, set(),
+                               prefix=f"{where}http3_protocol_options.")
+            return UpstreamProtocol(idle_timeout=idle or None, http3=True)
         if explicit.WhichOneof("protocol_config") == "http2_protocol_options":
             http2 = explicit.http2_protocol_options
             reject_unsupported(http2, _HTTP2_FIELDS, prefix=f"{where}http2_protocol_options.")

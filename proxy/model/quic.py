@@ -11,6 +11,7 @@ change behaviour is refused by field path; the runtime is proxy.listeners.quic.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,16 @@ from google.protobuf import any_pb2
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.model.fields import reject_unsupported, seconds
-from proxy.model.tls import DownstreamTls, translate_downstream_tls
+from proxy.model.tls import (
+    DownstreamTls,
+    UpstreamTls,
+    translate_downstream_tls,
+    translate_upstream_tls,
+)
 
 QUIC_TRANSPORT_NAME = "envoy.transport_sockets.quic"
 QUIC_DOWNSTREAM_TYPE = "envoy.extensions.transport_sockets.quic.v3.QuicDownstreamTransport"
+QUIC_UPSTREAM_TYPE = "envoy.extensions.transport_sockets.quic.v3.QuicUpstreamTransport"
 
 # quic_config.proto: idle_timeout "if less than 1 ms, 300 s"; crypto_handshake_timeout 20 s.
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -144,6 +151,49 @@ def _unwrap(socket: Any) -> Any:
     if not isinstance(socket, quic_transport_pb2.QuicDownstreamTransport):
         raise ConfigError(f"expected {QUIC_DOWNSTREAM_TYPE}", field="typed_config")
     return socket
+
+
+def is_quic_upstream(socket: Any) -> bool:
+    """Whether a cluster's transport_socket is `envoy.transport_sockets.quic` (by its typed
+    config's type, as Envoy resolves transport sockets; the name alone is only a label)."""
+    packed = socket.typed_config if isinstance(socket, base_pb2.TransportSocket) else socket
+    if isinstance(packed, any_pb2.Any):
+        return packed.type_url.endswith("/" + QUIC_UPSTREAM_TYPE)
+    return isinstance(packed, quic_transport_pb2.QuicUpstreamTransport)
+
+
+# What the upstream QUIC client (aioquic, proxy.upstream.pools.http3) does with the wrapped
+# UpstreamTlsContext: `sni` and common_tls_context.validation_context.trusted_ca. The rest
+# would change behaviour and is refused by path.
+_QUIC_UPSTREAM_TLS = {"common_tls_context", "sni"}
+_QUIC_UPSTREAM_COMMON = {"validation_context", "alpn_protocols"}
+
+
+def translate_quic_upstream_transport(socket: Any) -> UpstreamTls:
+    """A cluster's `envoy.transport_sockets.quic` transport socket: a QuicUpstreamTransport
+    wrapping an UpstreamTlsContext (Envoy docs intro/arch_overview/http/http3, "upstream
+    HTTP/3"; configs/google_com_http3_upstream_proxy.yaml). QUIC always speaks TLS 1.3 with
+    ALPN h3 (RFC 9114 3.1)."""
+    packed = socket.typed_config if isinstance(socket, base_pb2.TransportSocket) else socket
+    transport: Any = unpack_any(packed) if isinstance(packed, any_pb2.Any) else packed
+    where = "typed_config.upstream_tls_context."
+    reject_unsupported(transport, {"upstream_tls_context"}, prefix="typed_config.")
+    context = transport.upstream_tls_context
+    reject_unsupported(context, _QUIC_UPSTREAM_TLS, prefix=where)
+    common = context.common_tls_context
+    reject_unsupported(common, _QUIC_UPSTREAM_COMMON, prefix=where + "common_tls_context.")
+    if any(protocol != "h3" for protocol in common.alpn_protocols):
+        raise unsupported(where + "common_tls_context.alpn_protocols",
+                          "ALPN other than h3 over QUIC")
+    validation = common.validation_context
+    reject_unsupported(validation, {"trusted_ca"},
+                       prefix=where + "common_tls_context.validation_context.")
+    try:
+        tls = translate_upstream_tls(context)
+    except ConfigError as error:
+        raise error.within(field="typed_config.upstream_tls_context") from error
+    assert tls is not None
+    return dataclasses.replace(tls, alpn_protocols=("h3",), quic=True)
 
 
 HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"

@@ -95,6 +95,7 @@ class UpstreamTls:
     proxy_protocol_version: int | None = None  # 1 or 2
     sds: tuple[SdsRef, ...] = ()
     binding: TlsBinding | None = field(default=None, compare=False, repr=False)
+    quic: bool = False  # envoy.transport_sockets.quic (QuicUpstreamTransport): HTTP/3 upstream
 
 
 def sds_refs(tls: DownstreamTls | UpstreamTls | None) -> tuple[SdsRef, ...]:

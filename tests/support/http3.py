@@ -24,7 +24,7 @@ from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamReset
 
-from tests.support.bootstraps import http_bootstrap
+from tests.support.bootstraps import http_bootstrap, static_cluster
 
 QUIC_TRANSPORT = ("type.googleapis.com/"
                   "envoy.extensions.transport_sockets.quic.v3.QuicDownstreamTransport")
@@ -153,3 +153,26 @@ async def h3_client(port: int, *, host: str = "127.0.0.1",
     async with connect(host, port, configuration=configuration,
                        create_protocol=_Protocol, wait_connected=True) as protocol:
         yield H3Client(protocol, authority)  # type: ignore[arg-type]
+
+
+H3_UPSTREAM_OPTIONS = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "explicit_http_config": {"http3_protocol_options": {}}}}
+QUIC_UPSTREAM = ("type.googleapis.com/"
+                 "envoy.extensions.transport_sockets.quic.v3.QuicUpstreamTransport")
+
+
+def h3_cluster(name: str, port: int, trusted_ca: Path | None = None, *,
+               sni: str = "localhost", **extra: Any) -> dict[str, Any]:
+    """A STATIC cluster speaking HTTP/3 to 127.0.0.1:`port`, Envoy's upstream HTTP/3 shape
+    (configs/google_com_http3_upstream_proxy.yaml): explicit http3_protocol_options and the
+    QUIC transport socket wrapping an UpstreamTlsContext (SNI, and trusted_ca when given)."""
+    context: dict[str, Any] = {"sni": sni}
+    if trusted_ca is not None:
+        context["common_tls_context"] = {"validation_context": {
+            "trusted_ca": {"filename": str(trusted_ca)}}}
+    return static_cluster(name, [port], typed_extension_protocol_options=H3_UPSTREAM_OPTIONS,
+                          transport_socket={"name": "envoy.transport_sockets.quic",
+                                            "typed_config": {"@type": QUIC_UPSTREAM,
+                                                             "upstream_tls_context": context}},
+                          **extra)

@@ -2,7 +2,8 @@
 
 The protocol comes from the cluster's `typed_extension_protocol_options`
 `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`, translated with the cluster into
-`UpstreamProtocol` (proxy.model.protocol_options): explicit HTTP/1.1 or HTTP/2; for
+`UpstreamProtocol` (proxy.model.protocol_options): explicit HTTP/1.1, HTTP/2 or HTTP/3
+(QUIC, proxy.upstream.pools.http3); for
 `auto_config`, what TLS ALPN negotiates (proxy.upstream.pools.auto; HTTP/1.1 without TLS);
 HTTP/1.1 when absent, as in Envoy.
 """
@@ -23,6 +24,7 @@ from proxy.upstream.pools.base import (
 )
 from proxy.upstream.pools.http1 import Http1Pool
 from proxy.upstream.pools.http2 import Http2Pool
+from proxy.upstream.pools.http3 import Http3Pool
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ def upstream_protocol(cluster: Any) -> UpstreamProtocol:
 
 
 _DEFAULT = UpstreamProtocol()
+AnyPool = Http1Pool | Http2Pool | Http3Pool | AutoPool
 
 
 class PoolManager:
@@ -45,11 +48,11 @@ class PoolManager:
     fake with the same connection_opened/failed/closed methods)."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[str, str, int, str], Http1Pool | Http2Pool | AutoPool] = {}
+        self._pools: dict[tuple[str, str, int, str], AnyPool] = {}
         self._by_objects: dict[tuple[int, int], tuple[Any, Host,
-                                                      Http1Pool | Http2Pool | AutoPool]] = {}
+                                                      AnyPool]] = {}
 
-    def _find_or_make(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
+    def _find_or_make(self, runtime: Any, host: Host) -> AnyPool:
         """The pool by (cluster name, address, port, protocol kind), made when missing."""
         cluster = runtime.config
         protocol = upstream_protocol(cluster)
@@ -64,14 +67,18 @@ class PoolManager:
                                      "upstreams")
         context: ssl.SSLContext | None = tls.ssl_context if tls is not None else None
         sni = tls.sni if tls is not None and tls.sni else None
-        kind = "h2" if protocol.http2 else "auto" if protocol.auto and context else "h1"
+        kind = "h3" if protocol.http3 else "h2" if protocol.http2 \
+            else "auto" if protocol.auto and context else "h1"
         key = (cluster.name, host.address, host.port, kind)
         pool = self._pools.get(key)
         if pool is None or pool.closed:
             timeout = float(getattr(cluster, "connect_timeout", 5.0))
             # Cluster per_connection_buffer_limit_bytes bounds what one response may queue.
             limit = int(getattr(cluster, "per_connection_buffer_limit_bytes", 1024 * 1024))
-            if kind == "auto":
+            if kind == "h3":
+                pool = Http3Pool(runtime, host, connect_timeout=timeout, tls=tls,
+                                 buffer_limit=limit, idle_timeout=protocol.idle_timeout)
+            elif kind == "auto":
                 assert context is not None
                 pool = AutoPool(runtime, host, connect_timeout=timeout, ssl_context=context,
                                 server_hostname=sni,
@@ -100,7 +107,7 @@ class PoolManager:
     async def new_stream(self, runtime: Any, host: Host) -> UpstreamStream:
         return await self.pool_for(runtime, host).new_stream()
 
-    def pool_for(self, runtime: Any, host: Host) -> Http1Pool | Http2Pool | AutoPool:
+    def pool_for(self, runtime: Any, host: Host) -> AnyPool:
         """The pool, remembered per (cluster model, host) object pair: the lookup by protocol
         and key (_find_or_make) runs once per pair, not once per request."""
         config = runtime.config

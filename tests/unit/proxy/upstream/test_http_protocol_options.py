@@ -67,9 +67,9 @@ def test_http2_windows_default_to_envoys_and_are_honoured() -> None:
     ({"common_http_protocol_options": {"max_requests_per_connection": 1}},
      "common_http_protocol_options.max_requests_per_connection"),
     ({"use_downstream_protocol_config": {}}, "use_downstream_protocol_config"),
-    # Upstream HTTP/3 is not implemented; explicit config once fell through to HTTP/1.1.
-    ({"explicit_http_config": {"http3_protocol_options": {}}},
-     "explicit_http_config.http3_protocol_options"),
+    # Upstream HTTP/3 takes no Http3ProtocolOptions field yet (proxy.upstream.pools.http3).
+    ({"explicit_http_config": {"http3_protocol_options": {"allow_extended_connect": True}}},
+     "explicit_http_config.http3_protocol_options.allow_extended_connect"),
     ({"auto_config": {"http3_protocol_options": {}}}, "auto_config.http3_protocol_options"),
 ])
 def test_anything_else_is_refused_by_name(options: dict[str, Any], field: str) -> None:
