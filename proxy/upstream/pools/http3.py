@@ -10,7 +10,7 @@ transport socket (Envoy docs intro/arch_overview/http/http3, "upstream HTTP/3").
   do without a validation context), ALPN h3 (RFC 9114 3.1).
 - The handshake is the connect: it must finish within the cluster's connect_timeout (UF,
   connection timeout); an ICMP refusal (ECONNREFUSED on the connected socket) fails it at
-  once (UF, remote connection failure).
+  once (UF, local connection failure, as Envoy's QUIC client says).
 - A connection takes streams up to the server's MAX_STREAMS (RFC 9000 4.6); a new connection
   is opened only when every live one is full, and concurrent callers share one attempt.
 - A connection that ends (CONNECTION_CLOSE, idle timeout, ICMP refusal) resets the streams
@@ -60,11 +60,24 @@ def client_configuration(tls: UpstreamTls | None, host: Host) -> QuicConfigurati
     return configuration
 
 
+class ClientQuicConnection(FlowControlledQuicConnection):
+    """Remembers whether we closed the connection (aioquic closes it itself on a protocol or
+    TLS error of the peer's, e.g. a certificate trusted_ca does not sign): Envoy calls such
+    a failed connect a local connection failure, a CONNECTION_CLOSE from the server a remote
+    one."""
+
+    closed_locally = False
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        self.closed_locally = True
+        super().close(*args, **kwargs)
+
+
 class Http3Connection(asyncio.DatagramProtocol):
     def __init__(self, pool: Http3Pool) -> None:
         self.pool = pool
         self.loop = asyncio.get_running_loop()
-        self.quic = FlowControlledQuicConnection(
+        self.quic = ClientQuicConnection(
             configuration=client_configuration(pool.tls, pool.host))
         self.codec = Http3ClientCodec(self.quic)
         self.transport: asyncio.DatagramTransport | None = None
@@ -99,11 +112,13 @@ class Http3Connection(asyncio.DatagramProtocol):
         self.transmit_soon()
 
     def error_received(self, exc: Exception) -> None:
-        """ICMP port unreachable on the connected socket: nobody serves QUIC there."""
+        """ICMP port unreachable on the connected socket: nobody serves QUIC there. Envoy's
+        QUIC client closes the connection itself on that write error: a *local* connection
+        failure (measured: tests/conformance/proxy/http/test_http3_upstream_vs_envoy.py)."""
         log.debug("%r: %r", self, exc)
         if isinstance(exc, ConnectionRefusedError):
-            self._fail(ConnectFailedError(f"connect failed: {exc}", transport_failure=(
-                f"delayed_connect_error: {exc.strerror or exc}")))
+            self._fail(ConnectFailedError(f"connect failed: {exc}", local=True,
+                                          transport_failure=f"QUIC: {exc.strerror or exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectFailedError("connection closed"))
@@ -121,7 +136,8 @@ class Http3Connection(asyncio.DatagramProtocol):
             elif isinstance(event, quic_events.ConnectionTerminated):
                 reason = event.reason_phrase or f"error {event.error_code:#x}"
                 self._fail(ConnectFailedError(f"QUIC connection closed: {reason}",
-                                              transport_failure=f"QUIC: {reason}"))
+                                              transport_failure=f"QUIC: {reason}",
+                                              local=self.quic.closed_locally))
                 return
             else:
                 for ours in self.codec.receive_quic_event(event):

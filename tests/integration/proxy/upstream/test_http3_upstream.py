@@ -126,5 +126,38 @@ def test_upstream_gone_is_503_uf(backend: EchoBackend, certificate: tuple[Path, 
                            "access log written")
         entry = json.loads(log_path.read_text().splitlines()[0])
         assert entry["flags"] == "UF"
-        assert entry["details"].startswith("upstream_reset_before_response_started{")
-        print(entry)
+        # Envoy's QUIC client calls the ICMP refusal a local connection failure.
+        assert entry["details"].startswith(
+            "upstream_reset_before_response_started{local_connection_failure|")
+
+
+def test_upstream_going_away_mid_request_is_503(
+        backend: EchoBackend, certificate: tuple[Path, Path]) -> None:
+    """The HTTP/3 server stops while a request waits for its response: the stream in flight
+    fails (503, reset before headers) and the next request finds nobody (503 too)."""
+    cert, key = certificate
+    upstream_port, port = free_port(), free_port()
+    with h3_server(upstream_port, backend, cert, key) as upstream, \
+            Pointsman(client_side(port, upstream_port, cert), name="h3-client") as sidecar:
+        upstream.wait_ready()
+        sidecar.wait_ready()
+        assert request(port, "/warm")[0] == 200
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(request_with, port, "/slow", [("x-echo-delay", "5")])
+            upstream.wait_until(lambda: backend.requests["/slow"] == 1, 10, "slow request")
+            upstream.stop()
+            status, _, body = slow.result(timeout=30)
+        assert status == 503
+        assert body.startswith(b"upstream connect error or disconnect/reset before headers")
+        assert request(port, "/after")[0] == 503
+        assert sidecar.stat("cluster.h3.upstream_cx_destroy_with_active_rq") == 1
+
+
+def request_with(port: int, path: str, headers: list[tuple[str, str]]
+                 ) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=dict(headers))
+    try:
+        with urllib.request.urlopen(req, timeout=20) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
