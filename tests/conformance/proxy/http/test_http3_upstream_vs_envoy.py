@@ -117,12 +117,12 @@ def test_untrusted_server_and_absent_upstream_like_envoy(
     other_ca, _ = make_certificate(tmp_path)
     for name, port in (("untrusted", upstream_port), ("absent", free_port())):
         logs: dict[int, Path] = {}
-        with envoy_and_pointsman(_bootstrap(port, other_ca, logs, tmp_path / name
-                                            if (tmp_path / name).mkdir() is None else tmp_path),
+        (tmp_path / name).mkdir()
+        with envoy_and_pointsman(_bootstrap(port, other_ca, logs, tmp_path / name),
                                  f"h3up-{name}") as (envoy_port, ours_port):
-            answers = [request(p, "/x") for p in (envoy_port, ours_port)]
-            assert [(s, b) for s, _, b in answers][0] == [(s, b) for s, _, b in answers][1]
-            assert answers[0][0] == 503
+            theirs, ours = (request(p, "/x") for p in (envoy_port, ours_port))
+            assert (ours[0], ours[2]) == (theirs[0], theirs[2])
+            assert ours[0] == 503
             assert _reason(_log(logs[ours_port], 1)) == _reason(_log(logs[envoy_port], 1)), name
 
 
