@@ -32,6 +32,7 @@ from proxy.descriptors import RESOURCE_ERRORS, SpareDescriptor, listener_spare
 from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.listeners.quic import QuicActiveListener
+from proxy.listeners.shared import bound_address, finish_connections
 from proxy.listeners.udp import ActiveUdpListener, UdpGeneration, bind_udp_socket
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import (
@@ -199,10 +200,7 @@ class ActiveListener:
 
     @property
     def address(self) -> tuple[str, int]:
-        if self.sock is not None:
-            host, port = self.sock.getsockname()[:2]
-            return host, port
-        return self.current.listener.address
+        return bound_address(self.sock, self.current.listener.address)
 
     def bind(self) -> None:
         self.sock = bind_listener_socket(self.current.listener, reuse_port=self.reuse_port)
@@ -255,13 +253,7 @@ class ActiveListener:
                                 generation.listener.stats_name)
 
     async def _drain_generation(self, generation: _Generation) -> None:
-        pending = set(generation.connections)
-        if self.drain_timeout > 0:
-            _done, pending = await asyncio.wait(pending, timeout=self.drain_timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await finish_connections(generation.connections, self.drain_timeout)
 
     async def _accept_loop(self) -> None:
         """Accept in batches on readiness (no future per connection). Out of descriptors, the

@@ -46,6 +46,7 @@ from proxy.codec.http3 import ALPN, FlowControlledQuicConnection
 from proxy.context import ServerContext
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.listeners.quic_session import QuicSession
+from proxy.listeners.shared import bound_address, finish_connections
 from proxy.listeners.udp import bind_udp_socket
 from proxy.model.listener import FilterChain, Listener
 from proxy.model.quic import QuicListenerOptions
@@ -214,10 +215,7 @@ class QuicActiveListener:
 
     @property
     def address(self) -> tuple[str, int]:
-        if self.sock is not None:
-            host, port = self.sock.getsockname()[:2]
-            return host, port
-        return self.current.listener.address
+        return bound_address(self.sock, self.current.listener.address)
 
     # --- the listener manager's calls ----------------------------------------------------------
 
@@ -273,13 +271,7 @@ class QuicActiveListener:
                                 generation.listener.stats_name)
 
     async def _drain_generation(self, generation: Any) -> None:
-        pending = set(generation.connections)
-        if self.drain_timeout > 0:
-            _done, pending = await asyncio.wait(pending, timeout=self.drain_timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await finish_connections(generation.connections, self.drain_timeout)
 
     # --- the dispatcher's calls ----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ import socket
 from dataclasses import dataclass
 
 from proxy.context import ServerContext
+from proxy.listeners.shared import bound_address
 from proxy.model.listener import Listener
 from proxy.stats import Counter
 from proxy.tasks import TaskSet
@@ -93,10 +94,7 @@ class ActiveUdpListener:
 
     @property
     def address(self) -> tuple[str, int]:
-        if self.sock is not None:
-            host, port = self.sock.getsockname()[:2]
-            return host, port
-        return self.current.listener.address
+        return bound_address(self.sock, self.current.listener.address)
 
     def start(self) -> None:
         if self.sock is None:
