@@ -90,6 +90,7 @@ class Http3Connection(asyncio.DatagramProtocol):
         self.opened = False  # the handshake completed and the runtime counted it
         self.idle_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._transmit_scheduled = False
 
     # --- asyncio side --------------------------------------------------------------------------
@@ -159,6 +160,10 @@ class Http3Connection(asyncio.DatagramProtocol):
         self._rearm(self.quic.get_timer())
 
     def _rearm(self, when: float | None) -> None:
+        """One loop timer at aioquic's next deadline, left alone when that did not move."""
+        if when == self._timer_at and self._timer is not None:
+            return
+        self._timer_at = when
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
