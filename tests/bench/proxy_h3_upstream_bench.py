@@ -69,7 +69,8 @@ def main() -> None:
         "envoy h3": http_bootstrap(free_port(), ROUTE, [h3_cluster("up", h3_port, cert)]),
     }
     results: dict[str, list[float]] = {name: [] for name in proxies}
-    with Envoy(quic_bootstrap(h3_port, DIRECT, [], cert, key), name="bench-h3-backend") as h3_backend, \
+    h3_bootstrap = quic_bootstrap(h3_port, DIRECT, [], cert, key)
+    with Envoy(h3_bootstrap, name="bench-h3-backend") as h3_backend, \
             Envoy(h2_backend, name="bench-h2-backend") as h2_backend_proc, \
             Pointsman(proxies["pointsman h3"], name="bench-ps-h3", extra_args=ONE) as ps_h3, \
             Pointsman(proxies["pointsman h2"], name="bench-ps-h2", extra_args=ONE) as ps_h2, \
