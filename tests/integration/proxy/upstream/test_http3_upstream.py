@@ -8,6 +8,7 @@ CA validation (a wrong CA fails the handshake: 503 UF), and an upstream that goe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -18,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration.proxy.http.clients import H2Client
 from tests.integration.proxy.http.test_http3_proxy import make_certificate
-from tests.support.bootstraps import http_bootstrap, static_cluster
+from tests.support.bootstraps import H2_OPTIONS, http_bootstrap, static_cluster
 from tests.support.http3 import h3_cluster, quic_bootstrap
 from tests.support.http_backends import EchoBackend
 from tests.support.pointsman import Pointsman
@@ -88,6 +90,37 @@ def test_get_post_and_30_concurrent_on_one_quic_connection(
         assert sidecar.stat("cluster.h3.upstream_cx_total") == 1
         assert upstream.stat("http.h3in.downstream_cx_http3_total") == 1
         assert upstream.stat("http.h3in.downstream_rq_http3_total") == 32
+
+
+def test_grpc_shaped_exchange_with_trailers_both_ways(certificate: tuple[Path, Path]) -> None:
+    """HTTP/2 client -> sidecar -> HTTP/3 -> sidecar -> h2c backend: the request's trailers go
+    up as a trailing HEADERS frame (the server side sees the request complete only after
+    them) and the backend's grpc-status trailer comes back."""
+    cert, key = certificate
+    upstream_port, port = free_port(), free_port()
+    headers = [("content-type", "application/grpc"), ("te", "trailers"),
+               ("x-echo-trailer", "grpc-status=0")]
+    with EchoBackend("grpc", http2=True) as backend:
+        routes = [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]
+        server = quic_bootstrap(upstream_port, routes, [static_cluster(
+            "echo", [backend.port], typed_extension_protocol_options=H2_OPTIONS)],
+            cert, key, stat_prefix="h3in")
+        with Pointsman(server, name="h3-upstream") as upstream, \
+                Pointsman(client_side(port, upstream_port, cert), name="h3-client") as sidecar:
+            upstream.wait_ready()
+            sidecar.wait_ready()
+            response = asyncio.run(_h2_request(port, headers))
+        assert response.status == 200
+        assert response.trailers == [("grpc-status", "0")]
+        assert json.loads(response.body)["body"] == "\x00\x00\x00\x00\x02hi"
+        assert backend.seen[0]["method"] == "POST"
+
+
+async def _h2_request(port: int, headers: list[tuple[str, str]]) -> Any:
+    async with H2Client(port) as client:
+        return await client.request("POST", "/grpc.Echo/Say", headers=headers,
+                                    body=b"\x00\x00\x00\x00\x02hi",
+                                    trailers=[("x-client-trailer", "1")])
 
 
 def test_wrong_trusted_ca_fails_the_handshake(
