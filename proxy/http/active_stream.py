@@ -162,8 +162,12 @@ class ActiveStream:
             await self._process()
         except asyncio.CancelledError:
             if not self.idle_expired:
-                self.info.set_flag("DC")
+                # Envoy flags DC on the streams still active when the downstream connection
+                # closes (ConnectionManagerImpl::onEvent); a stream whose response was sent
+                # whole is done there, whatever cleanup is left here (an HTTP/1.1
+                # `connection: close` answer closes the connection right after it).
                 if not self.complete:
+                    self.info.set_flag("DC")
                     self.info.response_details = "downstream_remote_disconnect"
                 raise
             await self._idle_reply()

@@ -66,6 +66,10 @@ CASES: dict[str, tuple[bytes, str]] = {
                                 headers="connection: upgrade\r\nupgrade: foo\r\n"), "read"),
     "missing_host": (request("missing_host", host=""), "read"),
     "client_fin": (request("client_fin", path="/slow", headers="x-echo-delay: 1\r\n"), "fin"),
+    # A whole answer and then the close the client asked for: not a DC (it was, here).
+    "post_connection_close": (request("post_connection_close", method="POST",
+                                      headers="content-length: 5\r\nconnection: close\r\n",
+                                      body=b"hello"), "read"),
     "request_header_timeout": (b"GET / HTTP/1.1\r\nx-case: request_header_timeout\r\n",
                                "read"),
 }
