@@ -6,7 +6,8 @@ through its sidecar (by Service name and port, or a pod by its own address) and 
 expectations.py.
 
 Every pod has its own loopback addresses (instance_ip for its inbound listeners, app_ip for the
-echo server, outbound_ip for its outbound listeners, in 127.61.0.0/16), so the manifests' fixed
+echo server, outbound_ip for its outbound listeners, in 127.61.0.0/16; with Envoy sidecars in
+127.62.0.0/16, as both harnesses of one test module are alive at once), so the manifests' fixed
 port numbers (80, 8080, 7070...) never collide with anything else on the machine; the control
 plane and the sidecars' admin ports are free ports.
 
@@ -51,7 +52,7 @@ from tests.support.processes import ManagedProcess, http_get, python_argv
 
 UPSTREAM = Path(__file__).parent / "upstream" / "conformance"
 BASE_MANIFESTS = UPSTREAM / "mesh" / "manifests.yaml"
-NET = "127.61"
+NETS = {"pointsman": "127.61", "envoy": "127.62"}  # each flavour's harness its own addresses
 REQUIRED_SUCCESSES = 3  # config.DefaultTimeoutConfig RequiredConsecutiveSuccesses
 GRPC_METHOD = "/proto.EchoTestService/Echo"  # echo-advanced's (the mesh gRPC client calls it)
 ECHO_HTTP_PORTS = (8080,)  # the echo pods' HTTP container port
@@ -136,6 +137,7 @@ class MeshHarness:
     def __init__(self, *, timeout: float = 30.0, proxy: str = "pointsman") -> None:
         self.timeout = timeout
         self.proxy = proxy
+        self.net = NETS[proxy]
         self.stack = ExitStack()
         self.folder = Path(tempfile.mkdtemp(prefix="gateway-conformance-"))
         self.pods: list[Pod] = []
@@ -188,8 +190,8 @@ class MeshHarness:
         namespace = meta.get("namespace", "default")
         index = len(self.pods) + 1
         pod = Pod(pod_name(meta["name"], namespace), meta["name"], namespace,
-                  dict(template["metadata"].get("labels", {})), f"{NET}.{index}.1",
-                  f"{NET}.{index}.2", f"{NET}.{index}.3")
+                  dict(template["metadata"].get("labels", {})), f"{self.net}.{index}.1",
+                  f"{self.net}.{index}.2", f"{self.net}.{index}.3")
         echo = ManagedProcess(python_argv(
             "-m", "tests.conformance.gateway_api.echo", "--pod", pod.name, "--namespace",
             namespace, "--host", pod.app_ip,
