@@ -32,11 +32,11 @@ from proxy.upstream.host import Host
 from proxy.upstream.pools.base import (
     ConnectFailedError,
     PoolBreakers,
-    PoolOverflowError,
     UpstreamStream,
 )
 from proxy.upstream.pools.connection import open_pooled
 from proxy.upstream.pools.idle import IdleTimer
+from proxy.upstream.pools.multiplexed import MultiplexedPool
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ class Http2Stream(UpstreamStream):
         self.connection.stream_done(self)
 
 
-class Http2Pool:
+class Http2Pool(MultiplexedPool):
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
                  max_concurrent_streams: int | None = None,
@@ -294,36 +294,6 @@ class Http2Pool:
         self.breakers = PoolBreakers(runtime)
         self._capacity_waiters: list[asyncio.Future[None]] = []
 
-    def try_new_stream(self) -> Http2Stream | None:
-        """new_stream() without waiting when a connection has a free stream slot now (the
-        usual case); None when the request would have to wait."""
-        for connection in self.connections:
-            if connection.capacity > 0:
-                return self._attach(connection.open_stream())
-        return None
-
-    async def new_stream(self) -> Http2Stream:
-        """A stream with Envoy's pool steps around it (conn_pool_base.cc): without a free
-        stream slot the request is pending (max_pending_requests) until one opens; then it
-        takes a max_requests slot or fails with overflow."""
-        ready = self.try_new_stream()
-        if ready is not None:
-            return ready
-        self.breakers.start_pending()
-        try:
-            stream = await self._stream_slot()
-        finally:
-            self.breakers.end_pending()
-        return self._attach(stream)
-
-    def _attach(self, stream: Http2Stream) -> Http2Stream:
-        try:
-            self.breakers.attach(stream)
-        except PoolOverflowError:
-            stream.reset()  # give the unsent stream slot back
-            raise
-        return stream
-
     async def _stream_slot(self) -> Http2Stream:
         """A slot on a connection with room, opening one if max_connections allows; without
         a connection slot (upstream_cx_overflow counted) wait for a stream to finish.
@@ -344,54 +314,6 @@ class Http2Pool:
                     self._connect(), name=f"connect {self.host.address}:{self.host.port}")
                 self._connecting.add_done_callback(self._connect_done)
             await self._await_connect(self._connecting)
-
-    async def _await_connect(self, connecting: asyncio.Task[Http2Connection]) -> None:
-        try:
-            await asyncio.shield(connecting)
-        except ConnectFailedError as error:
-            raise error.copy() from None  # each waiter raises its own exception object
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if connecting.cancelled() and not (current is not None and current.cancelling()):
-                raise ConnectFailedError("connection pool closed", local=True) from None
-            raise
-
-    def _connect_done(self, connecting: asyncio.Task[Http2Connection]) -> None:
-        self._connecting = None
-        failed = connecting.cancelled() or connecting.exception() is not None
-        if failed and not self._slot_taken_over:
-            self.breakers.connection_gone()  # even when cancelled before it started
-        if not connecting.cancelled():
-            error = connecting.exception()  # retrieved: the waiters raise their own copies
-            if error is not None and not isinstance(error, ConnectFailedError):
-                log.error("connecting to %s:%s failed", self.host.address, self.host.port,
-                          exc_info=error)
-
-    async def _wait_capacity(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._capacity_waiters.append(waiter)
-        await waiter
-
-    def _close_idle_since(self, cutoff: float) -> float | None:
-        """The idle timeout: close (GOAWAY) connections without a stream since `cutoff`; the
-        earliest idle_since of those still idle, or None."""
-        earliest: float | None = None
-        for connection in list(self.connections):
-            since = connection.idle_since
-            if since is None or connection.streams or connection.unsent:
-                continue
-            if since <= cutoff:
-                connection.close()
-            elif earliest is None or since < earliest:
-                earliest = since
-        return earliest
-
-    def capacity_freed(self) -> None:
-        """A stream finished or a connection went: pending requests look again."""
-        waiters, self._capacity_waiters = self._capacity_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     async def _connect(self) -> Http2Connection:
         """A new connection, settled (the peer's SETTINGS arrived). The max_connections slot
@@ -433,8 +355,3 @@ class Http2Pool:
                 connection.close()
                 if connection.transport is not None:
                     connection.transport.abort()
-
-    def __repr__(self) -> str:
-        streams = sum(len(c.streams) for c in self.connections)
-        return (f"Http2Pool({self.host.address}:{self.host.port} "
-                f"connections={len(self.connections)} streams={streams})")

@@ -39,10 +39,10 @@ from proxy.upstream.host import Host
 from proxy.upstream.pools.base import (
     ConnectFailedError,
     PoolBreakers,
-    PoolOverflowError,
     UpstreamStream,
 )
 from proxy.upstream.pools.idle import IdleTimer
+from proxy.upstream.pools.multiplexed import MultiplexedPool
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,9 @@ class Http3Stream(UpstreamStream):
         self.connection.stream_done(self)
 
 
-class Http3Pool:
+class Http3Pool(MultiplexedPool):
+    connect_label = "QUIC connect"
+
     def __init__(self, runtime: Any, host: Host, *, connect_timeout: float,
                  tls: UpstreamTls | None, buffer_limit: int = 1024 * 1024,
                  idle_timeout: float | None = 3600.0) -> None:
@@ -343,33 +345,6 @@ class Http3Pool:
         self.breakers = PoolBreakers(runtime)
         self._capacity_waiters: list[asyncio.Future[None]] = []
 
-    def try_new_stream(self) -> Http3Stream | None:
-        for connection in self.connections:
-            if connection.capacity > 0:
-                return self._attach(connection.open_stream())
-        return None
-
-    async def new_stream(self) -> Http3Stream:
-        """Envoy's pool steps (conn_pool_base.cc), as the HTTP/2 pool: pending until a
-        stream slot opens (max_pending_requests), then a max_requests slot or overflow."""
-        ready = self.try_new_stream()
-        if ready is not None:
-            return ready
-        self.breakers.start_pending()
-        try:
-            stream = await self._stream_slot()
-        finally:
-            self.breakers.end_pending()
-        return self._attach(stream)
-
-    def _attach(self, stream: Http3Stream) -> Http3Stream:
-        try:
-            self.breakers.attach(stream)
-        except PoolOverflowError:
-            stream.reset()
-            raise
-        return stream
-
     async def _stream_slot(self) -> Http3Stream:
         while True:
             for connection in self.connections:
@@ -383,29 +358,9 @@ class Http3Pool:
                 self._connecting = asyncio.get_running_loop().create_task(
                     self._connect(), name=f"QUIC connect {self.host.address}:{self.host.port}")
                 self._connecting.add_done_callback(self._connect_done)
-            connecting = self._connecting
-            try:
-                await asyncio.shield(connecting)
-            except ConnectFailedError as error:
-                raise error.copy() from None
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if connecting.cancelled() and not (current is not None and current.cancelling()):
-                    raise ConnectFailedError("connection pool closed", local=True) from None
-                raise
+            await self._await_connect(self._connecting)
             if all(c.capacity <= 0 for c in self.connections):
                 await self._wait_capacity()  # a full new connection: wait for MAX_STREAMS
-
-    def _connect_done(self, connecting: asyncio.Task[Http3Connection]) -> None:
-        self._connecting = None
-        failed = connecting.cancelled() or connecting.exception() is not None
-        if failed and not self._slot_taken_over:
-            self.breakers.connection_gone()
-        if not connecting.cancelled():
-            error = connecting.exception()
-            if error is not None and not isinstance(error, ConnectFailedError):
-                log.error("QUIC connect to %s:%s failed", self.host.address, self.host.port,
-                          exc_info=error)
 
     async def _connect(self) -> Http3Connection:
         """A connection whose handshake completed within connect_timeout; the outcome is
@@ -449,29 +404,6 @@ class Http3Pool:
             if connection.transport is not None:
                 connection.transport.close()
 
-    async def _wait_capacity(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._capacity_waiters.append(waiter)
-        await waiter
-
-    def capacity_freed(self) -> None:
-        waiters, self._capacity_waiters = self._capacity_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _close_idle_since(self, cutoff: float) -> float | None:
-        earliest: float | None = None
-        for connection in list(self.connections):
-            since = connection.idle_since
-            if since is None or connection.streams or connection.unsent:
-                continue
-            if since <= cutoff:
-                connection.close()
-            elif earliest is None or since < earliest:
-                earliest = since
-        return earliest
-
     def connection_closed(self, connection: Http3Connection) -> None:
         if connection not in self.connections:
             return  # never opened (_abandon), or already counted
@@ -489,8 +421,3 @@ class Http3Pool:
         for connection in list(self.connections):
             if not connection.streams:
                 connection.close()
-
-    def __repr__(self) -> str:
-        streams = sum(len(c.streams) for c in self.connections)
-        return (f"Http3Pool({self.host.address}:{self.host.port} "
-                f"connections={len(self.connections)} streams={streams})")
