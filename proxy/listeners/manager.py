@@ -32,7 +32,7 @@ from proxy.descriptors import RESOURCE_ERRORS, SpareDescriptor, listener_spare
 from proxy.listeners.filters import ListenerFilterRejected, run_listener_filters
 from proxy.listeners.matching import ConnectionFacts, select_filter_chain
 from proxy.listeners.quic import QuicActiveListener
-from proxy.listeners.shared import bound_address, finish_connections
+from proxy.listeners.shared import bind_socket, bound_address, finish_connections
 from proxy.listeners.udp import ActiveUdpListener, UdpGeneration, bind_udp_socket
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import (
@@ -75,20 +75,7 @@ def bind_listener_socket(listener: Listener, *, reuse_port: bool) -> socket.sock
     listener's or a QUIC listener's datagram socket: proxy.listeners.udp, .quic)."""
     if listener.is_udp or listener.quic is not None:
         return bind_udp_socket(listener, reuse_port=reuse_port)
-    host, port = listener.address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Listener.enable_reuse_port (default true, as in Envoy); workers always need it.
-        if reuse_port or listener.enable_reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bind_socket(listener, socket.SOCK_STREAM, reuse_port=reuse_port)
 
 
 class ListenerStats:

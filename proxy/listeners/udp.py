@@ -28,7 +28,7 @@ import socket
 from dataclasses import dataclass
 
 from proxy.context import ServerContext
-from proxy.listeners.shared import bound_address
+from proxy.listeners.shared import bind_socket, bound_address
 from proxy.model.listener import Listener
 from proxy.stats import Counter
 from proxy.tasks import TaskSet
@@ -41,19 +41,7 @@ _READ_BATCH = 64  # datagrams read per readiness event before yielding to the lo
 
 def bind_udp_socket(listener: Listener, *, reuse_port: bool) -> socket.socket:
     """A non-blocking datagram socket bound to the listener's address."""
-    host, port = listener.address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port or listener.enable_reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bind_socket(listener, socket.SOCK_DGRAM, reuse_port=reuse_port)
 
 
 @dataclass(eq=False)
