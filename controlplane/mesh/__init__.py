@@ -17,12 +17,20 @@ The small API other parts build on (a future `pointsman apply`, status, the stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from controlplane.mesh.errors import Location, MeshError, Problem
+from controlplane.mesh.kinds.gateway import GatewayListener
+from controlplane.mesh.kinds.refs import ParentRef
 from controlplane.mesh.load import load_objects, load_path, read_objects, read_path
 from controlplane.mesh.objects import MeshObject, ObjectKey
-from controlplane.mesh.resolve import Condition, Mesh, resolve
+from controlplane.mesh.resolve import (
+    Condition,
+    Mesh,
+    listener_ready,
+    resolve,
+    supported_kinds,
+)
 
 __all__ = ["Condition", "Location", "Mesh", "MeshError", "MeshObject", "ObjectKey", "Problem",
            "load_objects", "load_path", "read_objects", "read_path", "resolve", "status",
@@ -46,16 +54,45 @@ def status(mesh: Mesh, obj: MeshObject) -> dict[str, object]:
                 for item in conditions]
     out: dict[str, object] = {"conditions": render(mesh.conditions.get(obj.key, []))}
     if obj.kind in ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute"):
-        out["parents"] = [{"parentRef": {"kind": item.ref.kind, "name": item.ref.name,
-                                         "namespace": item.ref.namespace or obj.namespace},
+        resolved = [item for item in mesh.conditions.get(obj.key, [])
+                    if item.type == "ResolvedRefs"]
+        out["parents"] = [{"parentRef": _parent_ref(item.ref, obj.namespace),
                            "controllerName": "pointsman.io/mesh",
                            "conditions": render([Condition(
                                "Accepted", "True" if item.accepted else "False", item.reason,
-                               item.message)])}
+                               item.message), *resolved])}
                           for item in mesh.attachments.get(obj.key, [])]
     if obj.kind == "Gateway":
-        out["listeners"] = [{"name": listener.name, "conditions": render(
-            mesh.listener_conditions.get((obj.key, listener.name), [])),
-            "attachedRoutes": len(mesh.on_listener.get((obj.key, listener.name), []))}
-            for listener in obj.spec.listeners]
+        out["listeners"] = [_listener_status(mesh, obj, listener, render)
+                            for listener in obj.spec.listeners]
     return out
+
+
+def _parent_ref(ref: ParentRef, namespace: str) -> dict[str, object]:
+    """A route parent's parentRef as the API server defaults it (group, kind and namespace
+    filled in; sectionName and port only when set), as the suite compares it."""
+    out: dict[str, object] = {"group": ref.group, "kind": ref.kind, "name": ref.name,
+                              "namespace": ref.namespace or namespace}
+    if ref.section_name is not None:
+        out["sectionName"] = ref.section_name
+    if ref.port is not None:
+        out["port"] = ref.port
+    return out
+
+
+def _listener_status(mesh: Mesh, gateway: MeshObject, listener: GatewayListener,
+                     render: Callable[[Iterable[Condition]], list[dict[str, object]]]
+                     ) -> dict[str, object]:
+    """ListenerStatus (gateway_types.go): supportedKinds, attachedRoutes, conditions with
+    Programmed (True when the listener is Accepted and its references resolve: it is served,
+    else False/Invalid)."""
+    conditions = mesh.listener_conditions.get((gateway.key, listener.name), [])
+    ready = listener_ready(mesh, gateway.key, listener.name)
+    programmed = Condition("Programmed", "True", "Programmed") if ready else Condition(
+        "Programmed", "False", "Invalid", "the listener is not Accepted or its references "
+        "do not resolve")
+    return {"name": listener.name,
+            "supportedKinds": [{"group": group, "kind": kind}
+                               for group, kind in supported_kinds(listener)],
+            "conditions": render([*conditions, programmed]),
+            "attachedRoutes": len(mesh.on_listener.get((gateway.key, listener.name), []))}

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from controlplane.mesh.errors import Problem
 from controlplane.mesh.hostnames import effective
 from controlplane.mesh.kinds.endpointslice import SERVICE_NAME_LABEL
-from controlplane.mesh.kinds.gateway import GatewayListener, GatewaySpec
+from controlplane.mesh.kinds.gateway import DEFAULT_KINDS, GatewayListener, GatewaySpec
 from controlplane.mesh.kinds.refs import CORE_GROUP, GATEWAY_GROUP, BackendRef, ParentRef
 from controlplane.mesh.kinds.service import ServicePort, ServiceSpec
 from controlplane.mesh.objects import MeshObject, ObjectKey
@@ -256,7 +256,7 @@ def _check_gateways(mesh: Mesh) -> None:
                 continue
             mesh.listener_conditions[key] += [Condition("Accepted", "True", "Accepted"),
                                               Condition("Conflicted", "False", "NoConflicts")]
-            refs = _certificate_refs(mesh, gateway, listener)
+            refs = _route_kinds(listener) or _certificate_refs(mesh, gateway, listener)
             mesh.listener_conditions[key].append(refs)
         accepted = [name for name in (item.name for item in spec.listeners)
                     if name not in conflicted]
@@ -295,6 +295,25 @@ def _conflicts(listeners: tuple[GatewayListener, ...]) -> dict[str, tuple[str, s
     return out
 
 
+def supported_kinds(listener: GatewayListener) -> tuple[tuple[str, str], ...]:
+    """The listener's allowedRoutes.kinds that its protocol can serve (status.supportedKinds,
+    gateway_types.go ListenerStatus: "the generic kinds of Routes ... supported")."""
+    serves = {(GATEWAY_GROUP, kind) for kind in DEFAULT_KINDS[listener.protocol]}
+    return tuple(kind for kind in listener.allowed_kinds if kind in serves)
+
+
+def _route_kinds(listener: GatewayListener) -> Condition | None:
+    """ResolvedRefs=False/InvalidRouteKinds when allowedRoutes.kinds names a kind the
+    protocol does not serve (ListenerReasonInvalidRouteKinds, gateway_types.go)."""
+    invalid = [kind for group, kind in listener.allowed_kinds
+               if (group, kind) not in supported_kinds(listener)]
+    if not invalid:
+        return None
+    return Condition("ResolvedRefs", "False", "InvalidRouteKinds",
+                     f"{listener.protocol} listener {listener.name} does not serve "
+                     f"{', '.join(invalid)}")
+
+
 def _certificate_refs(mesh: Mesh, gateway: MeshObject, listener: GatewayListener) -> Condition:
     if listener.tls is None or listener.tls.mode != "Terminate":
         return Condition("ResolvedRefs", "True", "ResolvedRefs")
@@ -318,6 +337,14 @@ def _certificate_refs(mesh: Mesh, gateway: MeshObject, listener: GatewayListener
 def listener_ready(mesh: Mesh, gateway: ObjectKey, listener: str) -> bool:
     return all(item.ok for item in mesh.listener_conditions.get((gateway, listener), [])
                if item.type in ("Accepted", "ResolvedRefs"))
+
+
+def listener_accepted(mesh: Mesh, gateway: ObjectKey, listener: str) -> bool:
+    """Routes attach to an Accepted listener even when its references do not resolve (it is
+    then not Programmed, and not served): the suite's GatewayWithAttachedRoutes counts them in
+    attachedRoutes."""
+    return all(item.ok for item in mesh.listener_conditions.get((gateway, listener), [])
+               if item.type == "Accepted")
 
 
 def granted(mesh: Mesh, group: str, kind: str, namespace: str, to_group: str, to_kind: str,
@@ -393,10 +420,10 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
     reason, message = "NotAllowedByListeners", "no listener allows this route"
     accepted: list[tuple[str, tuple[str, ...]]] = []
     for listener in candidates:
-        if not listener_ready(mesh, key, listener.name):
+        if not listener_accepted(mesh, key, listener.name):
             message = f"listener {listener.name} is not accepted"
             continue
-        if (GATEWAY_GROUP, route.kind) not in listener.allowed_kinds:
+        if (GATEWAY_GROUP, route.kind) not in supported_kinds(listener):
             message = f"listener {listener.name} does not allow {route.kind}"
             continue
         if not _namespace_allowed(mesh, listener, gateway.namespace, route.namespace):
