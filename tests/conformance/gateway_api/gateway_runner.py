@@ -26,10 +26,13 @@ against real processes, as the Go suite runs them against a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
 import socket
 import ssl
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from controlplane import cli
 from tests.conformance.gateway_api.expectations import (
     WEIGHT_REQUESTS,
     WEIGHT_RETRIES,
@@ -93,7 +97,7 @@ from tests.conformance.gateway_api.status import (
     listeners_mismatch,
     parents_mismatch,
 )
-from tests.support.meshapi import ApiControlPlane, pointsman
+from tests.support.meshapi import ApiControlPlane
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, http_get, python_argv
 
@@ -143,6 +147,20 @@ KNOWN_GAPS = {
         "it stored and the listener ResolvedRefs=False/InvalidCertificateRef (GAPS.md; the "
         "gwstatus branch)"),
 }
+
+
+def pointsman_verb(*args: str, server: str) -> subprocess.CompletedProcess[str]:
+    """`pointsman ARGS --server SERVER`, run in this process (controlplane.cli.main: the same
+    argument parsing, gRPC calls and output as the command): a process per status poll would
+    cost the suite most of its time in interpreter start-ups."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = [*args, "--server", server]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as stop:  # argparse errors
+            code = stop.code if isinstance(stop.code, int) else 2
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def core_tests(profile: Profile) -> list[GatewayConformanceTest]:
@@ -258,7 +276,7 @@ class GatewayHarness:
         self._applied += 1
         path = self.folder / f"{self._applied:03d}-{name}.yaml"
         path.write_text(yaml.safe_dump_all(list(documents), sort_keys=False))
-        done = pointsman(verb, "-f", str(path), *flags, server=self.api)
+        done = pointsman_verb(verb, "-f", str(path), *flags, server=self.api)
         if done.returncode != 0:
             raise RuntimeError(f"pointsman {verb} {name}: {done.stderr or done.stdout}")
 
@@ -272,14 +290,14 @@ class GatewayHarness:
     def get(self, kind: str, name: NN) -> dict[str, Any] | None:
         """`pointsman get KIND NAME [-n NS] -o json`: the object with its status, or None."""
         scope = ("-n", name.namespace) if name.namespace else ()
-        done = pointsman("get", kind.lower(), name.name, *scope, "-o", "json", server=self.api)
+        done = pointsman_verb("get", kind.lower(), name.name, *scope, "-o", "json", server=self.api)
         if done.returncode != 0:
             return None
         found: dict[str, Any] = json.loads(done.stdout)
         return found
 
     def gateways_in(self, namespace: str) -> list[dict[str, Any]]:
-        done = pointsman("get", "gateway", "-n", namespace, "-o", "json", server=self.api)
+        done = pointsman_verb("get", "gateway", "-n", namespace, "-o", "json", server=self.api)
         if done.returncode != 0:
             return []
         listed = json.loads(done.stdout)
@@ -631,7 +649,7 @@ class GatewayHarness:
 
     def delete_step(self, context: Context, step: Delete) -> str | None:
         scope = ("-n", step.name.namespace) if step.name.namespace else ()
-        done = pointsman("delete", step.kind.lower(), step.name.name, *scope, server=self.api)
+        done = pointsman_verb("delete", step.kind.lower(), step.name.name, *scope, server=self.api)
         return None if done.returncode == 0 else done.stderr or done.stdout
 
     def update_step(self, context: Context, step: Update) -> str | None:
