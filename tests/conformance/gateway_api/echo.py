@@ -6,22 +6,26 @@ It answers as the suite's echo-basic does (its README and `conformance/utils/htt
 every HTTP request with 200 and a JSON body naming the request as the backend saw it -
 `path`, `host`, `method`, `proto`, `headers` (name -> list of values, names as received),
 `namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
-for. A gRPC call of any method (raw bytes, no generated code: the mesh client only reads what
-the server reports) answers the same JSON, `headers` being the call's metadata and `proto`
-"grpc". Written for these tests, not copied: the upstream images are Go.
+for, after waiting as `?delay=1s` asks. A gRPC call of any method (raw bytes, no generated
+code: the mesh client only reads what the server reports) answers the same JSON, `headers`
+being the call's metadata and `proto` "grpc". Written for these tests, not copied: the
+upstream images are Go.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 
@@ -51,12 +55,28 @@ def echo_set_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]
     return out
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+
+
+def query_delay(path: str) -> float:
+    """echo-basic's `?delay=` (a Go duration: `1s`, `300ms`, `1m`): how long to wait before
+    answering, in seconds; 0 when absent or unreadable (the suite's timeout tests send it)."""
+    for value in parse_qs(urlsplit(path).query).get("delay", ()):
+        found = _DURATION.match(value)
+        if found:
+            return float(found[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[found[2]]
+    return 0.0
+
+
 def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
 
         def _answer(self) -> None:
+            delay = query_delay(self.path)
+            if delay:
+                time.sleep(delay)
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)

@@ -60,6 +60,7 @@ from tests.conformance.gateway_api.gateway_certs import (
     suite_certificates,
 )
 from tests.conformance.gateway_api.gateway_steps import (
+    BackendHeaderNamesPod,
     GatewayConformanceTest,
     GatewayExchanges,
     GatewayWeighted,
@@ -730,6 +731,28 @@ class GatewayHarness:
         return problem
 
 
+def backend_header_names_pod(harness: GatewayHarness, context: Context,
+                             step: BackendHeaderNamesPod) -> str | None:
+    """HTTPRouteRequestHeaderModifierBackendWeights: consistent first, then `count` requests;
+    each backend saw exactly one `Backend` header, and the answering pod's name starts with
+    its value."""
+    address = harness.gateway_address(step.gateway)
+    problem = harness.converge(lambda: harness.round_trip("http", address, step.expected))
+    if problem is not None:
+        return problem
+    for index in range(step.count):
+        captured = capture("http", address, step.expected)
+        if isinstance(captured, str):
+            return f"request {index}: {captured}"
+        values = next((list(found) for name, found in captured.request_headers.items()
+                       if name.lower() == "backend"), [])
+        if len(values) != 1:
+            return f"request {index}: expected one Backend header, got {values}"
+        if not captured.pod.startswith(values[0]):
+            return f"request {index}: pod {captured.pod} does not start with {values[0]}"
+    return None
+
+
 # ---- updates: the Go tests' client.Update/Patch calls, translated per test ---------------------
 
 def _backend_name(harness: GatewayHarness, context: Context, step: Update,
@@ -821,6 +844,7 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     Update: GatewayHarness.update_step,
     GatewayExchanges: GatewayHarness.exchanges,
     GatewayWeighted: GatewayHarness.weighted,
+    BackendHeaderNamesPod: backend_header_names_pod,
 }
 
 
