@@ -8,8 +8,9 @@ every HTTP request with 200 and a JSON body naming the request as the backend sa
 `namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
 for, after waiting as `?delay=1s` asks. A gRPC call of any method (raw bytes, no generated
 code: the mesh client only reads what the server reports) answers the same JSON, `headers`
-being the call's metadata and `proto` "grpc". Written for these tests, not copied: the
-upstream images are Go.
+being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves echo-basic's
+GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do. Written for
+these tests, not copied: the upstream images are Go.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
+
+from tests.conformance.gateway_api import grpcecho
 
 ECHO_SET_HEADER = "X-Echo-Set-Header"  # echo-basic: headers the response should carry
 
@@ -119,6 +122,26 @@ class _AnyMethod(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(unary)
 
 
+class _GrpcEcho(grpc.GenericRpcHandler):
+    """echo-basic's GrpcEcho (grpcecho.py): Echo and EchoTwo answer an EchoResponse naming the
+    method, the metadata and the pod; EchoThree and any other method are UNIMPLEMENTED."""
+
+    def __init__(self, pod: str, namespace: str) -> None:
+        self.pod, self.namespace = pod, namespace
+
+    def service(self, details: Any) -> grpc.RpcMethodHandler | None:
+        method = details.method
+        if method not in {grpcecho.full_method(name) for name in grpcecho.METHODS
+                          if name != grpcecho.UNIMPLEMENTED_METHOD}:
+            return None  # grpc answers UNIMPLEMENTED
+
+        def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+            metadata = [(key, value) for key, value in context.invocation_metadata()
+                        if isinstance(value, str)]
+            return grpcecho.echo_response(method, metadata, self.namespace, self.pod)
+        return grpc.unary_unary_rpc_method_handler(unary)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="echo", description=__doc__)
     parser.add_argument("--pod", required=True)
@@ -126,6 +149,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http", type=int, action="append", default=[])
     parser.add_argument("--grpc", type=int, action="append", default=[])
+    parser.add_argument("--grpc-echo", type=int, action="append", default=[],
+                        help="serve echo-basic's GrpcEcho service (the gateway suite's) here")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -136,14 +161,20 @@ def main(argv: list[str]) -> int:
     grpc_server.add_generic_rpc_handlers((_AnyMethod(args.pod, args.namespace),))
     for port in args.grpc:
         grpc_server.add_insecure_port(f"{args.host}:{port}")
+    echo_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    echo_server.add_generic_rpc_handlers((_GrpcEcho(args.pod, args.namespace),))
+    for port in args.grpc_echo:
+        echo_server.add_insecure_port(f"{args.host}:{port}")
     try:
         for thread in threads:
             thread.start()
         grpc_server.start()
+        echo_server.start()
         print(f"echo {args.namespace}/{args.pod} ready", flush=True)
         stop.wait()
     finally:
         grpc_server.stop(grace=None)
+        echo_server.stop(grace=None)
         for server in servers:
             server.shutdown()
             server.server_close()

@@ -37,13 +37,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
 
 from controlplane import cli
+from tests.conformance.gateway_api import grpcecho
 from tests.conformance.gateway_api.expectations import (
     WEIGHT_REQUESTS,
     WEIGHT_RETRIES,
@@ -63,7 +65,9 @@ from tests.conformance.gateway_api.gateway_steps import (
     BackendHeaderNamesPod,
     GatewayConformanceTest,
     GatewayExchanges,
+    GatewayGRPCExchanges,
     GatewayWeighted,
+    GRPCCase,
     SkipIfSupported,
     Step,
     Subtest,
@@ -213,7 +217,7 @@ class GatewayHarness:
     """The control plane, the base manifests, their backends and the Gateway proxies; tests
     apply and delete their own manifests on top."""
 
-    def __init__(self, *, backends: Sequence[tuple[str, str]] = HTTP_BACKENDS,
+    def __init__(self, *, backends: Sequence[tuple[str, str]] = HTTP_BACKENDS + GRPC_BACKENDS,
                  supported: frozenset[str] = frozenset(),
                  status_timeout: float = STATUS_TIMEOUT,
                  exchange_timeout: float = EXCHANGE_TIMEOUT) -> None:
@@ -320,7 +324,7 @@ class GatewayHarness:
         echo = ManagedProcess(python_argv(
             "-m", "tests.conformance.gateway_api.echo", "--pod", pod.name, "--namespace",
             namespace, "--host", pod.app_ip,
-            "--grpc" if grpc_server else "--http", str(ECHO_PORT)),
+            "--grpc-echo" if grpc_server else "--http", str(ECHO_PORT)),
             name=f"echo-{pod.name}")
         self.stack.callback(echo.stop)
         echo.wait_until(lambda: "ready" in echo.output(), 30, "ready")
@@ -716,15 +720,20 @@ class GatewayHarness:
         return gateway_mismatch(case, url, captured)
 
     def weighted(self, context: Context, step: GatewayWeighted) -> str | None:
-        if not isinstance(step.expected, ExpectedResponse):
-            return "the runner does not send weighted gRPC yet"
         address = self.gateway_address(step.gateway)
         case = step.expected
-        problem = self.converge(lambda: self.round_trip("http", address, case))
+        if isinstance(case, GRPCCase):
+            grpc_case = case
+            problem = self.converge(lambda: grpc_mismatch(
+                replace(grpc_case, backend=""), *grpc_call(address, grpc_case)))
+        else:
+            http_case = case
+            problem = self.converge(lambda: self.round_trip("http", address, http_case))
         if problem is not None:
             return problem
         for _ in range(WEIGHT_RETRIES):
-            pods = batch(address, case, WEIGHT_REQUESTS)
+            pods = grpc_batch(address, case, WEIGHT_REQUESTS) if isinstance(
+                case, GRPCCase) else batch(address, case, WEIGHT_REQUESTS)
             problem = weights_mismatch(step.weights, pods)
             if problem is None:
                 return None
@@ -751,6 +760,85 @@ def backend_header_names_pod(harness: GatewayHarness, context: Context,
         if not captured.pod.startswith(values[0]):
             return f"request {index}: pod {captured.pod} does not start with {values[0]}"
     return None
+
+
+# ---- gRPC (grpc.DefaultClient: insecure, h2c to the Gateway address) ---------------------------
+
+def grpc_call(address: str, case: GRPCCase) -> tuple[int, Any]:
+    """One call of the case's method with its metadata (keys lowercased, as Go's
+    metadata.New does) and authority: the status code and the EchoResponse (None unless
+    OK)."""
+    options = [("grpc.default_authority", case.authority)] if case.authority else []
+    with grpc.insecure_channel(address, options=options) as channel:
+        call = channel.unary_unary(grpcecho.full_method(case.method),
+                                   request_serializer=lambda message: message.SerializeToString(),
+                                   response_deserializer=grpcecho.EchoResponse.FromString)
+        try:
+            response = call(grpcecho.EchoRequest(), metadata=_metadata(case),
+                             timeout=10)
+        except grpc.RpcError as error:
+            return error.code().value[0], None  # type: ignore[attr-defined]
+        return 0, response
+
+
+def _metadata(case: GRPCCase) -> list[tuple[str, str]]:
+    return [(key.lower(), value) for key, value in case.metadata.items()]
+
+
+def grpc_mismatch(case: GRPCCase, code: int, response: Any) -> str | None:
+    """grpc.go compareResponse: the code; on OK the method the backend saw, its namespace
+    (when expected) and the pod's name starting with Backend; and the metadata it saw."""
+    if code != case.code:
+        return f"expected status code {case.code}, got {code}"
+    if code != 0:
+        return None
+    assertions = response.assertions
+    if assertions.fully_qualified_method != grpcecho.full_method(case.method):
+        return f"expected path {grpcecho.full_method(case.method)}, got " \
+               f"{assertions.fully_qualified_method}"
+    if case.namespace and case.namespace != assertions.context.namespace:
+        return f"expected namespace {case.namespace}, got {assertions.context.namespace}"
+    if not assertions.context.pod.startswith(case.backend):
+        return f"expected pod name to start with {case.backend}, got {assertions.context.pod}"
+    seen = {header.key.lower(): header.value for header in assertions.headers}
+    for name, value in case.expected_metadata.items():
+        if seen.get(name.lower()) != value:
+            return f"expected metadata {name}={value}, got {seen.get(name.lower())}"
+    for name in case.absent_metadata:
+        if name.lower() in seen:
+            return f"expected no metadata {name}, got {seen[name.lower()]}"
+    return None
+
+
+def grpc_exchanges(harness: GatewayHarness, context: Context, step: GatewayGRPCExchanges
+                   ) -> str | None:
+    address = harness.gateway_address(step.gateway)
+    for index, case in enumerate(step.cases):
+        def attempt(case: GRPCCase = case) -> str | None:
+            return grpc_mismatch(case, *grpc_call(address, case))
+        problem = harness.converge(attempt, step.expect_failure)
+        if problem is not None:
+            return f"case {index} ({case.method} {dict(case.metadata)}): {problem}"
+    return None
+
+
+def grpc_batch(address: str, case: GRPCCase, count: int) -> list[str]:
+    """The pods answering `count` calls on one channel, each balanced on its own."""
+    options = [("grpc.default_authority", case.authority)] if case.authority else []
+    pods = []
+    with grpc.insecure_channel(address, options=options) as channel:
+        call = channel.unary_unary(grpcecho.full_method(case.method),
+                                   request_serializer=lambda message: message.SerializeToString(),
+                                   response_deserializer=grpcecho.EchoResponse.FromString)
+        for _ in range(count):
+            try:
+                response = call(grpcecho.EchoRequest(), metadata=_metadata(case),
+                                timeout=10)
+            except grpc.RpcError:
+                pods.append("")
+                continue
+            pods.append(response.assertions.context.pod)
+    return pods
 
 
 # ---- updates: the Go tests' client.Update/Patch calls, translated per test ---------------------
@@ -845,6 +933,7 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     GatewayExchanges: GatewayHarness.exchanges,
     GatewayWeighted: GatewayHarness.weighted,
     BackendHeaderNamesPod: backend_header_names_pod,
+    GatewayGRPCExchanges: grpc_exchanges,
 }
 
 
