@@ -1,6 +1,7 @@
 """The conformance suite's echo server, as a process: `python -m
 tests.conformance.gateway_api.echo --pod NAME --namespace NS --host IP [--http PORT]...
-[--grpc PORT]...`.
+[--https PORT --cert FILE --key FILE] [--grpc PORT]... [--grpc-echo PORT] [--tcp-echo PORT
+[--tcp-echo-tls PORT]]`.
 
 It answers as the suite's echo-basic does (its README and `conformance/utils/http` read it):
 every HTTP request with 200 and a JSON body naming the request as the backend saw it -
@@ -19,6 +20,8 @@ import argparse
 import json
 import re
 import signal
+import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -104,6 +107,53 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+TCP_WELCOME = b"Gateway API Test TCP Server\n"  # echo-basic tcpserver.WelcomeMessage
+
+
+def tcp_answer(line: bytes, assertions: dict[str, Any]) -> bytes | None:
+    """echo-basic's TCP echo loop: TEST -> the assertions as JSON, IS_TLS -> true/false,
+    PING -> PONG; anything else gets no answer."""
+    command = line.strip()
+    if command == b"TEST":
+        return json.dumps(assertions).encode() + b"\n"
+    if command == b"IS_TLS":
+        return b"true\n" if assertions["isTLS"] else b"false\n"
+    if command == b"PING":
+        return b"PONG\n"
+    return None
+
+
+def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
+                ) -> type[socketserver.StreamRequestHandler]:
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            assertions: dict[str, Any] = {"namespace": namespace, "ingress": "", "service": "",
+                                          "pod": pod, "tcpport": str(port),
+                                          "isTLS": isinstance(self.connection, ssl.SSLSocket)}
+            if tls_port:
+                assertions["tlsport"] = str(tls_port)
+            if assertions["isTLS"]:
+                sock: Any = self.connection
+                assertions["tls"] = {"version": sock.version() or "",
+                                     "serverName": getattr(sock, "sni", "") or "",
+                                     "cipherSuite": (sock.cipher() or ("",))[0]}
+            self.wfile.write(TCP_WELCOME)
+            for line in self.rfile:
+                answer = tcp_answer(line, assertions)
+                if answer is not None:
+                    self.wfile.write(answer)
+    return Handler
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _remember_sni(sock: Any, name: str | None, _context: ssl.SSLContext) -> None:
+    sock.sni = name or ""  # the TLS assertions report the SNI the client sent
+
+
 class _AnyMethod(grpc.GenericRpcHandler):
     """Every unary method answers the report (echo-advanced's Echo method reports alike)."""
 
@@ -149,13 +199,41 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http", type=int, action="append", default=[])
     parser.add_argument("--grpc", type=int, action="append", default=[])
+    parser.add_argument("--https", type=int, action="append", default=[],
+                        help="answer HTTP over TLS here (echo-basic's HTTPS_PORT, 8443)")
+    parser.add_argument("--cert", help="--https: the server certificate (PEM file)")
+    parser.add_argument("--key", help="--https: its private key (PEM file)")
+    parser.add_argument("--tcp-echo", type=int, default=0,
+                        help="echo-basic's TCP echo server (TCP_ECHO_SERVER) on this port")
+    parser.add_argument("--tcp-echo-tls", type=int, default=0,
+                        help="... and over TLS on this port (--cert, --key)")
     parser.add_argument("--grpc-echo", type=int, action="append", default=[],
                         help="serve echo-basic's GrpcEcho service (the gateway suite's) here")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    servers = [ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
-               for port in args.http]
+    servers: list[socketserver.BaseServer] = [
+        ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
+        for port in args.http]
+    if args.https:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        for port in args.https:
+            server = ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            servers.append(server)
+    tcp_servers: list[socketserver.BaseServer] = []
+    if args.tcp_echo:
+        handler = tcp_handler(args.pod, args.namespace, args.tcp_echo, args.tcp_echo_tls)
+        tcp_servers.append(_TCPServer((args.host, args.tcp_echo), handler))
+        if args.tcp_echo_tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(args.cert, args.key)
+            context.sni_callback = _remember_sni
+            tls_server = _TCPServer((args.host, args.tcp_echo_tls), handler)
+            tls_server.socket = context.wrap_socket(tls_server.socket, server_side=True)
+            tcp_servers.append(tls_server)
+    servers += tcp_servers
     threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     grpc_server.add_generic_rpc_handlers((_AnyMethod(args.pod, args.namespace),))
