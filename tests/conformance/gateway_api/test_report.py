@@ -80,7 +80,7 @@ def test_the_run_writes_the_gateway_profiles_into_the_same_report() -> None:
     assert {item.name for item in gateway} <= {test.short_name for test in GATEWAY_TESTS}
     report = report_of(mesh, gateway, "2026-12-07T00:00:00Z")
     profiles = {item["name"]: item for item in report["profiles"]}
-    assert list(profiles)[0] == "MESH-HTTP" and "GATEWAY-HTTP" in profiles
+    assert next(iter(profiles)) == "MESH-HTTP" and "GATEWAY-HTTP" in profiles
     http = profiles["GATEWAY-HTTP"]
     assert http["core"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 1}
     assert http["core"]["skippedTests"] == ["GatewayInvalidParametersRef"]
