@@ -1,9 +1,10 @@
-"""The Gateway API conformance suite's GATEWAY-HTTP core tests, run end to end
+"""The Gateway API conformance suite's GATEWAY-HTTP and GATEWAY-GRPC core tests, run end to end
 (gateway_runner.py): one control plane, the base manifests' backends (echo servers behind
 `pointsman sidecar --workload`) and the Gateways' proxies (`pointsman sidecar --gateway`,
 started on first use) shared by every test, as the Go suite shares its base manifests; each
 test applies its manifests with `pointsman apply`, checks status with `pointsman get -o json`,
-sends its requests to the Gateway and deletes its manifests.
+sends its requests to the Gateway and deletes its manifests. The extended tests and
+GATEWAY-TLS run only from run_report (the time `make test` can give them: about 80 s here).
 
 A test in gateway_runner.KNOWN_GAPS may fail for the reason recorded there (our loader refuses
 what the suite expects stored with a failure status): it is then skipped with that reason.
@@ -18,23 +19,29 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conformance.gateway_api.gateway_runner import GatewayHarness, core_tests
+from tests.conformance.gateway_api.gateway_runner import (
+    GRPC_BACKENDS,
+    HTTP_BACKENDS,
+    GatewayHarness,
+    core_tests,
+)
 from tests.conformance.gateway_api.gateway_steps import GatewayConformanceTest
-from tests.conformance.gateway_api.mesh_suite import GATEWAY_HTTP
+from tests.conformance.gateway_api.mesh_suite import GATEWAY_GRPC, GATEWAY_HTTP
 
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
-CORE = core_tests(GATEWAY_HTTP)
+CORE = core_tests(GATEWAY_HTTP) + [
+    test for test in core_tests(GATEWAY_GRPC) if test not in core_tests(GATEWAY_HTTP)]
 
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[GatewayHarness]:
-    with GatewayHarness() as started:
+    with GatewayHarness(backends=HTTP_BACKENDS + GRPC_BACKENDS) as started:
         yield started
 
 
 @pytest.mark.parametrize("test", CORE, ids=[test.short_name for test in CORE])
-def test_gateway_http_core(harness: GatewayHarness, test: GatewayConformanceTest) -> None:
+def test_gateway_core(harness: GatewayHarness, test: GatewayConformanceTest) -> None:
     outcome = harness.run(test)
     if outcome.result == "skipped":
         pytest.skip(outcome.reason)
