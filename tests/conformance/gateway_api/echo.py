@@ -7,7 +7,8 @@ It answers as the suite's echo-basic does (its README and `conformance/utils/htt
 every HTTP request with 200 and a JSON body naming the request as the backend saw it -
 `path`, `host`, `method`, `proto`, `headers` (name -> list of values, names as received),
 `namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
-for, after waiting as `?delay=1s` asks. A gRPC call of any method (raw bytes, no generated
+for, after waiting as `?delay=1s` asks, logging `Echoing back request made to PATH to client`
+as echo-basic does. A gRPC call of any method (raw bytes, no generated
 code: the mesh client only reads what the server reports) answers the same JSON, `headers`
 being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves echo-basic's
 GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do. Written for
@@ -90,6 +91,10 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
             body = json.dumps(report(
                 pod, namespace, path=self.path, host=self.headers.get("Host", ""),
                 method=self.command, proto=self.request_version, headers=headers)).encode()
+            # echo-basic's log line per request, which the mirror tests look for
+            # (http.GetMirrorLogRegexp)
+            print(f"Echoing back request made to {self.path} to client "
+                  f"({self.client_address[0]})", flush=True)
             self.send_response(200)
             for name, value in echo_set_headers(headers):
                 self.send_header(name, value)
