@@ -178,7 +178,7 @@ SUPPORTED_FEATURES = frozenset({
     "HTTPRouteResponseHeaderModification", "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteNamedRouteRule", "HTTPRouteParentRefPort", "HTTPRouteDestinationPortMatching",
     "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "TLSRouteModeTerminate",
-    "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors", "HTTPRouteCORS",
     "TLSRouteModeMixed",
 })
 _MODEL = "not in our model (GAPS.md)"
@@ -209,9 +209,6 @@ UNSUPPORTED_FEATURES: dict[str, str] = {
     "HTTPRouteBackendProtocolH2C": _RUNNER + "an h2c echo backend and an h2c prior-knowledge "
     "client",
     "HTTPRouteBackendProtocolWebSocket": _RUNNER + "a WebSocket echo backend and client",
-    "HTTPRouteCORS": "a preflight from an origin the policy does not allow is forwarded to the "
-    "backend (Envoy's cors filter, forward_not_matching_preflights defaults to true), where the "
-    "suite expects the Gateway to answer it itself",
 }
 
 
