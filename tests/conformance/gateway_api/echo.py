@@ -33,6 +33,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 
 from tests.conformance.gateway_api import grpcecho
 
@@ -150,6 +153,37 @@ def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
     return Handler
 
 
+def h2c_handler(pod: str, namespace: str) -> type[socketserver.BaseRequestHandler]:
+    """HTTP/2 by prior knowledge (echo-basic's h2c port): each request answered with the
+    same JSON report, `proto` HTTP/2.0, through the h2 library's connection state machine."""
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connection = h2.connection.H2Connection(
+                h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+            connection.initiate_connection()
+            self.request.sendall(connection.data_to_send())
+            heads: dict[int, list[tuple[str, str]]] = {}
+            while data := self.request.recv(65536):
+                for event in connection.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        heads[event.stream_id] = list(event.headers)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self._answer(connection, event.stream_id, heads.pop(event.stream_id, []))
+                self.request.sendall(connection.data_to_send())
+
+        def _answer(self, connection: Any, stream: int, headers: list[tuple[str, str]]) -> None:
+            pseudo = dict(item for item in headers if item[0].startswith(":"))
+            plain = [item for item in headers if not item[0].startswith(":")]
+            body = json.dumps(report(
+                pod, namespace, path=pseudo.get(":path", ""), host=pseudo.get(":authority", ""),
+                method=pseudo.get(":method", ""), proto="HTTP/2.0", headers=plain)).encode()
+            connection.send_headers(stream, [(":status", "200"),
+                                             ("content-type", "application/json"),
+                                             ("content-length", str(len(body)))])
+            connection.send_data(stream, body, end_stream=True)
+    return Handler
+
+
 class _TCPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -208,6 +242,8 @@ def main(argv: list[str]) -> int:
                         help="answer HTTP over TLS here (echo-basic's HTTPS_PORT, 8443)")
     parser.add_argument("--cert", help="--https: the server certificate (PEM file)")
     parser.add_argument("--key", help="--https: its private key (PEM file)")
+    parser.add_argument("--h2c", type=int, action="append", default=[],
+                        help="answer HTTP/2 by prior knowledge here (echo-basic's h2c port)")
     parser.add_argument("--tcp-echo", type=int, default=0,
                         help="echo-basic's TCP echo server (TCP_ECHO_SERVER) on this port")
     parser.add_argument("--tcp-echo-tls", type=int, default=0,
@@ -227,7 +263,9 @@ def main(argv: list[str]) -> int:
             server = ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
             server.socket = context.wrap_socket(server.socket, server_side=True)
             servers.append(server)
-    tcp_servers: list[socketserver.BaseServer] = []
+    tcp_servers: list[socketserver.BaseServer] = [
+        _TCPServer((args.host, port), h2c_handler(args.pod, args.namespace))
+        for port in args.h2c]
     if args.tcp_echo:
         handler = tcp_handler(args.pod, args.namespace, args.tcp_echo, args.tcp_echo_tls)
         tcp_servers.append(_TCPServer((args.host, args.tcp_echo), handler))

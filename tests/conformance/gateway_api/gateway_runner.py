@@ -43,6 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 import yaml
 
 from controlplane import cli
@@ -121,6 +125,7 @@ POD_NET = "127.63"  # pod P: 127.63.P.1 (sidecar inbound), .2 (echo), .3 (sideca
 GATEWAY_NET = "127.64"  # Gateway proxy G binds its listeners at 127.64.G.1
 SKIP_FOR_READINESS = "gateway-api/skip-this-for-readiness"  # NamespacesMustBeReady skips these
 ECHO_PORT = 3000  # echo-basic's HTTP (and, with GRPC_ECHO_SERVER, gRPC) port
+ECHO_H2C_PORT = 3001  # ... its h2c port
 ECHO_HTTPS_PORT = 8443  # ... and its HTTPS port, with TLS_SERVER_CERT (tls-backend)
 NOT_RUN = "not-supported"  # an Outcome's result for a test naming a feature we do not claim
 REQUIRED_SUCCESSES = 3  # config.DefaultTimeoutConfig RequiredConsecutiveSuccesses
@@ -179,6 +184,7 @@ SUPPORTED_FEATURES = frozenset({
     "HTTPRouteNamedRouteRule", "HTTPRouteParentRefPort", "HTTPRouteDestinationPortMatching",
     "HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "TLSRouteModeTerminate",
     "HTTPRouteRequestMirror", "HTTPRouteRequestMultipleMirrors", "HTTPRouteCORS",
+    "HTTPRouteBackendProtocolH2C",
     "TLSRouteModeMixed",
 })
 _MODEL = "not in our model (GAPS.md)"
@@ -206,8 +212,6 @@ UNSUPPORTED_FEATURES: dict[str, str] = {
     "delayRetry per uuid)",
     "HTTPRouteRetryBackendTimeout": _RUNNER + "echo-basic's retry simulation",
     "HTTPRouteRetryConnectionError": _RUNNER + "echo-basic's retry simulation",
-    "HTTPRouteBackendProtocolH2C": _RUNNER + "an h2c echo backend and an h2c prior-knowledge "
-    "client",
     "HTTPRouteBackendProtocolWebSocket": _RUNNER + "a WebSocket echo backend and client",
 }
 
@@ -395,8 +399,10 @@ class GatewayHarness:
         if "TCP_ECHO_SERVER" in env:
             serve = ["--tcp-echo", str(ECHO_PORT), "--tcp-echo-tls", str(ECHO_HTTPS_PORT),
                      *self.https_arguments(pod, template)[2:]]
-        else:
-            serve = ["--grpc-echo" if "GRPC_ECHO_SERVER" in env else "--http", str(ECHO_PORT)]
+        elif "GRPC_ECHO_SERVER" in env:
+            serve = ["--grpc-echo", str(ECHO_PORT)]
+        else:  # echo-basic: HTTP/1.1 on 3000, h2c on 3001 (infra-backend-v1's second-port)
+            serve = ["--http", str(ECHO_PORT), "--h2c", str(ECHO_H2C_PORT)]
         if "TLS_SERVER_CERT" in env and not env & {"GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"}:
             serve += self.https_arguments(pod, template)
         echo = ManagedProcess(python_argv(
@@ -1215,6 +1221,11 @@ def capture(scheme: str, address: str, case: ExpectedResponse, trust: bytes = b"
             ) -> Captured | str:
     """One request as the roundtripper makes it: Host is the case's host (else the address),
     no redirect followed; what the echo backend reported, or why there is no answer."""
+    if case.request.protocol == "H2C_PRIOR_KNOWLEDGE":
+        try:
+            return _h2c_exchange(address, case)
+        except (OSError, h2.exceptions.ProtocolError) as error:
+            return f"request failed: {error!r}"
     connection = _open(scheme, address, case, trust)
     try:
         return _exchange(connection, address, case)
@@ -1253,6 +1264,48 @@ def _exchange(connection: http.client.HTTPConnection, address: str, case: Expect
                     namespace=seen.get("namespace", ""), pod=seen.get("pod", ""),
                     request_headers=seen.get("headers", {}), response_headers=answered,
                     protocol=seen.get("proto", ""), location=response.getheader("Location", ""))
+
+
+def _h2c_exchange(address: str, case: ExpectedResponse) -> Captured:
+    """The roundtripper's H2C_PRIOR_KNOWLEDGE request: HTTP/2 with no upgrade, over plain
+    TCP, through the h2 library's client state machine."""
+    host, port = _split(address)
+    request = case.request
+    connection = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    connection.initiate_connection()
+    headers = [(":method", request.method or "GET"), (":scheme", "http"),
+               (":authority", request.host or address), (":path", request.path or "/"),
+               *[(name.lower(), value) for name, value in request.headers.items()]]
+    stream = connection.get_next_available_stream_id()
+    connection.send_headers(stream, headers, end_stream=True)
+    status, answered, body = 0, [], b""
+    with socket.create_connection((host, port or 80), timeout=10) as sock:
+        sock.sendall(connection.data_to_send())
+        done = False
+        while not done:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("connection closed before the answer ended")
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    answered = [item for item in event.headers if not item[0].startswith(":")]
+                    status = int(dict(event.headers)[":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    connection.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    done = True
+            sock.sendall(connection.data_to_send())
+    seen = json.loads(body) if dict(answered).get("content-type") == "application/json" else {
+        "method": request.method or "GET"}
+    grouped: dict[str, list[str]] = {}
+    for name, value in answered:
+        grouped.setdefault(name, []).append(value)
+    return Captured(status=status, host=seen.get("host", ""), path=seen.get("path", ""),
+                    method=seen.get("method", ""), namespace=seen.get("namespace", ""),
+                    pod=seen.get("pod", ""), request_headers=seen.get("headers", {}),
+                    response_headers=grouped, protocol=seen.get("proto", ""))
 
 
 def batch(address: str, case: ExpectedResponse, count: int) -> list[str]:
