@@ -26,6 +26,7 @@ from controlplane.protocol.events import (
     Acked,
     Action,
     DeltaPush,
+    HealthReported,
     Nacked,
     NackRecord,
     NodeIdentified,
@@ -171,6 +172,10 @@ class Observer:
                            names=sorted(action.names)[:20])
         elif isinstance(action, StaleNonceIgnored):
             self.stale_nonces += 1
+        elif isinstance(action, HealthReported):  # not an ACK or NACK (protocol/health.py)
+            logs.event("health_report", logging.INFO if action.healthy else logging.WARNING,
+                       stream=stream_id, node=node, healthy=action.healthy,
+                       message=action.message)
 
     def _group(self, node: Any) -> str:
         """The node's view (group) key: a look-up, whatever the number of groups."""
