@@ -280,6 +280,10 @@ class Server:
                                      if ads.tls is not None and ads.tls.sni else (),
                                      backoff=JitteredBackoff(ads.backoff, random.Random()),
                                      targets=ads.targets, metadata=ads.metadata)
+        if self.bootstrap.readiness is not None:  # the application's, reported over ADS
+            from proxy.readiness.runner import run_probe
+            self._tasks.spawn(run_probe(self.bootstrap.readiness,
+                                        self._xds_client.report_health), "readiness probe")
         await self._xds_client.run()
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------
