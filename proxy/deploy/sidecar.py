@@ -105,7 +105,7 @@ def add_readiness_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--readiness-path", metavar="PATH",
                        help="probe with an HTTP GET of PATH (200-399 is ready) instead of a "
                             "TCP connect")
-    group.add_argument("--readiness-period-s", type=float, default=10.0,
+    group.add_argument("--readiness-period-s", type=float, default=2.0,
                        help="seconds between probes (periodSeconds)")
     group.add_argument("--readiness-failure-threshold", type=int, default=3,
                        help="consecutive failures that make the application not ready")
