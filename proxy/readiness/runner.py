@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 
 from proxy.readiness.probe import ProbeSettings, ReadinessState
@@ -43,8 +44,8 @@ async def check(settings: ProbeSettings) -> str | None:
             return await _http_get(settings)
     except TimeoutError:
         return f"{target}: timed out after {settings.timeout:g}s"
-    except OSError as error:
-        return f"{target}: {error.strerror or error}"
+    except OSError as error:  # asyncio's connect error hides the reason in errno
+        return f"{target}: {os.strerror(error.errno) if error.errno else error}"
 
 
 async def _tcp(settings: ProbeSettings) -> str | None:
