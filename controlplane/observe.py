@@ -225,11 +225,16 @@ class Observer:
                 "awaiting_ack": sub.awaiting_reply,
                 "last_nack": _nack_status(sub.last_nack),
             }
-        return {"stream": stream_id, "service": record.service, "peer": record.peer,
-                "id": node.id if node else None, "cluster": node.cluster if node else None,
-                "group": self._group(node) or "(shared)" if node else None,
-                "warning": self.ungrouped_warning(node) if node else None,
-                "connected_at": record.connected_at, "subscriptions": subscriptions}
+        status = {"stream": stream_id, "service": record.service, "peer": record.peer,
+                  "id": node.id if node else None, "cluster": node.cluster if node else None,
+                  "group": self._group(node) or "(shared)" if node else None,
+                  "warning": self.ungrouped_warning(node) if node else None,
+                  "connected_at": record.connected_at, "subscriptions": subscriptions}
+        health_of = getattr(self.cache, "health_of", None)  # --mesh: its application's health
+        health, message = health_of(stream_id) if health_of is not None else ("", "")
+        if health:
+            status["health"], status["health_message"] = health, message
+        return status
 
     def metrics_text(self) -> str:
         lines = [

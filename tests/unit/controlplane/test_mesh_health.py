@@ -100,3 +100,17 @@ def test_a_reporting_workload_backs_its_services_only_while_healthy(tmp_path: Pa
         "10.0.0.1"]
     cache.record(3, echo.id, [HealthReported(False, "refused")])
     assert endpoints_of(cache.snapshot_for(client), "outbound|8080||echo.default") == []
+
+
+def test_the_admin_status_shows_a_reporting_node_health(tmp_path: Path) -> None:
+    from controlplane.observe import Observer
+    from controlplane.protocol.sotw import SotwStream
+
+    cache, _, _ = loaded(tmp_path)
+    observer = Observer(cache, hooks=(cache,))
+    stream = SotwStream(cache.snapshot_for)
+    stream.node = reporting("api", "api-1", "10.0.0.3")
+    stream_id = observer.opened(stream, "ADS", "test")
+    observer.record(stream_id, [NodeIdentified(stream.node), HealthReported(False, "refused")])
+    [status] = observer.status()["nodes"]
+    assert (status["health"], status["health_message"]) == ("UNHEALTHY", "refused")
