@@ -45,6 +45,8 @@ class SidecarSpec:
     join_token: str = ""  # sent as gRPC metadata on the xDS stream (docs/security.md)
     xds_ca: str = ""  # a file: reach the control plane over TLS, trusting this root
     xds_name: str = ""  # the control plane's name in its certificate (SNI), when not its host
+    xds_cert: str = ""  # files: the client certificate (chain) and key for xDS over mTLS
+    xds_key: str = ""
     labels: tuple[tuple[str, str], ...] = ()  # a Workload's
     ports: tuple[tuple[str, int], ...] = ()  # a Workload's named ports
 
@@ -106,12 +108,13 @@ def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"}},
         "static_resources": {"clusters": [_xds_cluster(spec.servers, spec.xds_ca,
-                                                        spec.xds_name)]},
+                                                        spec.xds_name, spec.xds_cert,
+                                                        spec.xds_key)]},
     }
 
 
 def _xds_cluster(servers: tuple[tuple[str, int], ...], ca: str = "",
-                 name: str = "") -> dict[str, Any]:
+                 name: str = "", cert: str = "", key: str = "") -> dict[str, Any]:
     """The control plane(s): gRPC needs HTTP/2 (Envoy: a cluster used by envoy_grpc must set
     http2_protocol_options). STRICT_DNS so a host name (a Kubernetes Service) resolves."""
     named = any(not _is_ip(host) for host, _ in servers)
@@ -124,9 +127,12 @@ def _xds_cluster(servers: tuple[tuple[str, int], ...], ca: str = "",
             {"endpoint": {"address": _socket_address(server)}} for server in servers]}]},
     }
     if ca:  # `controlplane --tls`: the mesh root verifies the control plane (docs/security.md)
+        common: dict[str, Any] = {"validation_context": {"trusted_ca": {"filename": ca}}}
+        if cert:  # xDS over mTLS: the sidecar's certificate (istio-agent writes Envoy's too)
+            common["tls_certificates"] = [{"certificate_chain": {"filename": cert},
+                                           "private_key": {"filename": key}}]
         cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
-            "@type": _TLS_TYPE, "sni": name,
-            "common_tls_context": {"validation_context": {"trusted_ca": {"filename": ca}}}}}
+            "@type": _TLS_TYPE, "sni": name, "common_tls_context": common}}
     return cluster
 
 

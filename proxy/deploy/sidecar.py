@@ -14,6 +14,7 @@ ACKed its listeners (the control plane does it, docs/mesh.md); no separate call 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from protos.cli_help import DefaultsHelpFormatter, version
+from proxy.deploy import certificate
 from proxy.deploy.bootstrap import (
     SidecarSpec,
     build_bootstrap,
@@ -79,6 +81,17 @@ def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--xds-name", default="", metavar="NAME",
                         help="--xds-ca: the control plane's name in its certificate, when "
                              "--server names it otherwise")
+    parser.add_argument("--xds-cert", type=Path, metavar="FILE",
+                        help="--xds-ca: present this client certificate (PEM chain) to the "
+                             "control plane (xDS over mTLS), provisioned by the operator; "
+                             "without it, --join-token gets one from the control plane")
+    parser.add_argument("--xds-key", type=Path, metavar="FILE",
+                        help="the private key (PEM) of --xds-cert")
+    parser.add_argument("--ca-server", metavar="HOST:PORT",
+                        help="--join-token with --xds-ca: where to ask for the first "
+                             "certificate (controlplane --ca-listen; default the first --server)")
+    parser.add_argument("--trust-domain", default="cluster.local",
+                        help="the mesh's SPIFFE trust domain (controlplane --trust-domain)")
     parser.add_argument("--proxy", choices=["pointsman", "envoy"], default="pointsman",
                         help="which sidecar runs the bootstrap")
     parser.add_argument("--log-level", "-l", default="info", choices=LOG_LEVELS,
@@ -120,7 +133,52 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         labels=tuple(sorted(dict(parse_label(text) for text in args.label).items())),
         ports=tuple(sorted(dict(parse_port(text) for text in args.port).items())),
         join_token=read_join_token(args.join_token),
-        xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name)
+        xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name,
+        **provisioned_certificate(args))
+
+
+def provisioned_certificate(args: argparse.Namespace) -> dict[str, str]:
+    """--xds-cert/--xds-key, checked: both, with --xds-ca, readable."""
+    if bool(args.xds_cert) != bool(args.xds_key):
+        raise ValueError("--xds-cert and --xds-key go together")
+    if not args.xds_cert:
+        return {}
+    if not args.xds_ca:
+        raise ValueError("--xds-cert needs --xds-ca (xDS over mTLS is TLS to the control plane)")
+    for flag, path in (("--xds-cert", args.xds_cert), ("--xds-key", args.xds_key)):
+        if not path.is_file():
+            raise ValueError(f"{flag}: {path}: no such file")
+    return {"xds_cert": str(args.xds_cert.resolve()), "xds_key": str(args.xds_key.resolve())}
+
+
+def wants_certificate(args: argparse.Namespace) -> bool:
+    """The CSR flow: a join token and the mesh root, and no provisioned certificate."""
+    return bool(args.join_token and args.xds_ca and not args.xds_cert)
+
+
+def obtain_certificate(args: argparse.Namespace, spec: SidecarSpec, folder: Path
+                       ) -> tuple[SidecarSpec, certificate.Renewer]:
+    """Trade the join token for a certificate (docs/security.md, "xDS over mTLS"); the spec
+    then names its files. ValueError naming the flag when the control plane refuses."""
+    identity = f"spiffe://{args.trust_domain}/ns/{spec.namespace}/sa/{spec.service}"
+    ca = Path(spec.xds_ca).read_bytes()
+    first = certificate.Endpoint(args.ca_server or _target(spec.servers[0]), ca, spec.xds_name)
+    request = certificate.new_request(identity)
+    try:
+        chain = certificate.request_certificate(first, request, token=spec.join_token)
+        issued = certificate.Issued.from_chain(chain, request, certificate.utc_now())
+    except certificate.CertificateError as error:
+        flag = "--ca-server" if args.ca_server else "--server"
+        raise ValueError(f"{flag}: no xDS client certificate for {identity}: {error}") from None
+    cert, key = certificate.write_files(folder, issued)
+    renewing = certificate.Endpoint(_target(spec.servers[0]), ca, spec.xds_name)
+    renewer = certificate.Renewer(renewing, folder, issued, identity)
+    return dataclasses.replace(spec, xds_cert=str(cert), xds_key=str(key)), renewer
+
+
+def _target(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def read_join_token(path: Path | None) -> str:
@@ -155,6 +213,26 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         print(f"pointsman sidecar: {error}", file=sys.stderr)
         return 2
+    if args.print_bootstrap or not wants_certificate(args):
+        return start(args, spec, None)
+    if args.proxy == "envoy":
+        # Envoy replaces this process: its files stay (folder 0700, files 0600) while it runs
+        return start(args, *_obtained(args, spec, Path(tempfile.mkdtemp(prefix="pointsman-xds-"))))
+    with tempfile.TemporaryDirectory(prefix="pointsman-xds-") as folder:
+        return start(args, *_obtained(args, spec, Path(folder)))
+
+
+def _obtained(args: argparse.Namespace, spec: SidecarSpec, folder: Path
+              ) -> tuple[SidecarSpec, certificate.Renewer | None]:
+    try:
+        return obtain_certificate(args, spec, folder)
+    except ValueError as error:
+        print(f"pointsman sidecar: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def start(args: argparse.Namespace, spec: SidecarSpec,
+          renewer: certificate.Renewer | None) -> int:
     bootstrap = json.dumps(build_bootstrap(spec), indent=2)
     if args.print_bootstrap:
         print(bootstrap)
@@ -163,7 +241,13 @@ def main(argv: list[str]) -> int:
         return exec_envoy(bootstrap, args.log_level)
     # spans name the Service (OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on, docs/observability.md)
     os.environ.setdefault("OTEL_SERVICE_NAME", spec.service)
-    return run_pointsman(bootstrap, args.log_level, args.shutdown_drain_s)
+    if renewer is not None:
+        renewer.start()
+    try:
+        return run_pointsman(bootstrap, args.log_level, args.shutdown_drain_s)
+    finally:
+        if renewer is not None:
+            renewer.stop()
 
 
 def run_pointsman(bootstrap: str, log_level: str, shutdown_drain: float) -> int:
