@@ -10,9 +10,10 @@ with istiod's `IstioCertificateService`), so that xDS runs over mTLS (docs/secur
 3. `write_files`: the chain (leaf and intermediates) and key to `xds-cert.pem` / `xds-key.pem`
    (mode 0600, in a folder of mode 0700), replaced atomically (rename), which the bootstrap's
    `xds` cluster names in its UpstreamTlsContext `tls_certificates`.
-4. `Renewer`: a thread that renews at half life (Istio's 50%), retrying every `RETRY` seconds
-   until it succeeds; a Pointsman sidecar reads the files again for each new xDS connection
-   (proxy/server.py `_ads_credentials`), so the open stream is not dropped.
+4. `Renewer`: a thread that renews at half life (Istio's 50%) over mTLS, with the join token
+   when that fails (a certificate that expired while the control plane was away), retrying
+   every `RETRY` seconds until it succeeds; a Pointsman sidecar reads the files again for each
+   new xDS connection (proxy/server.py `_ads_credentials`), so the open stream is not dropped.
 
 Issued certificates are decided by `Issued.from_chain` without I/O (tests give `now`).
 """
@@ -154,8 +155,10 @@ class Renewer:
     `stop()`. A thread: the sidecar's proxy owns the event loop, and a call takes < TIMEOUT."""
 
     def __init__(self, endpoint: Endpoint, folder: Path, issued: Issued, spiffe_id: str, *,
+                 fallback: tuple[Endpoint, str] | None = None,
                  clock: Callable[[], datetime.datetime] = utc_now) -> None:
         self.endpoint = endpoint
+        self.fallback = fallback  # (where, join token): when mTLS renewal fails
         self.folder = folder
         self.issued = issued
         self.spiffe_id = spiffe_id
@@ -187,9 +190,18 @@ class Renewer:
         return max(0.0, (self.issued.renew_at - self.clock()).total_seconds())
 
     def renew_once(self) -> Issued:
+        """Over mTLS with the current certificate; if that fails (it expired while the
+        control plane was away, say) and a join token is known, with the token, as at start."""
         request = new_request(self.spiffe_id)
-        chain = request_certificate(self.endpoint, request,
-                                    client=(self.issued.chain_pem, self.issued.key_pem))
+        try:
+            chain = request_certificate(self.endpoint, request,
+                                        client=(self.issued.chain_pem, self.issued.key_pem))
+        except CertificateError as error:
+            if self.fallback is None:
+                raise
+            log.warning("xDS client certificate renewal over mTLS failed (%s): asking %s with "
+                        "the join token", error, self.fallback[0].target)
+            chain = request_certificate(self.fallback[0], request, token=self.fallback[1])
         issued = Issued.from_chain(chain, request, self.clock())
         write_files(self.folder, issued)
         self.issued = issued

@@ -172,7 +172,8 @@ def obtain_certificate(args: argparse.Namespace, spec: SidecarSpec, folder: Path
         raise ValueError(f"{flag}: no xDS client certificate for {identity}: {error}") from None
     cert, key = certificate.write_files(folder, issued)
     renewing = certificate.Endpoint(_target(spec.servers[0]), ca, spec.xds_name)
-    renewer = certificate.Renewer(renewing, folder, issued, identity)
+    renewer = certificate.Renewer(renewing, folder, issued, identity,
+                                  fallback=(first, spec.join_token))
     return dataclasses.replace(spec, xds_cert=str(cert), xds_key=str(key)), renewer
 
 
