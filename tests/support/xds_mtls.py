@@ -110,22 +110,36 @@ def start_mesh(stack: ExitStack, folder: Path, *extra: str) -> MtlsControlPlane:
 
 
 class Sidecar(ManagedProcess):
-    """`python -m proxy.deploy sidecar --service S --join-token F --xds-ca ROOT`."""
+    """`python -m proxy.deploy sidecar --service S --join-token F --xds-ca ROOT`, or with
+    `provisioned` (chain, key files) `--xds-cert/--xds-key` instead of the token."""
 
-    def __init__(self, control_plane: MtlsControlPlane, folder: Path, service: str, token: str,
-                 *, proxy: str = "pointsman", name: str = "") -> None:
+    def __init__(self, control_plane: MtlsControlPlane, folder: Path, service: str,
+                 token: str = "", *, proxy: str = "pointsman", name: str = "",
+                 provisioned: tuple[Path, Path] | None = None) -> None:
         self.admin_port = free_port()
         self.inbound_ip = "127.0.0.2"
-        token_file = folder / f"{name or service}.token"
-        token_file.write_text(token)
+        proof: list[str] = []
+        if token:
+            token_file = folder / f"{name or service}.token"
+            token_file.write_text(token)
+            proof = ["--join-token", str(token_file), "--ca-server", control_plane.ca_server]
+        if provisioned is not None:
+            proof += ["--xds-cert", str(provisioned[0]), "--xds-key", str(provisioned[1])]
         super().__init__(python_argv(
             "-m", "proxy.deploy", "sidecar", "--service", service, "--proxy", proxy,
-            "--server", control_plane.xds, "--ca-server", control_plane.ca_server,
-            "--join-token", str(token_file), "--xds-ca", str(folder / "root.pem"),
+            "--server", control_plane.xds, *proof, "--xds-ca", str(folder / "root.pem"),
             "--instance-ip", self.inbound_ip, "--outbound-ip", "127.0.0.3",
             "--node-id", f"{name or service}-node",
             "--admin", f"127.0.0.1:{self.admin_port}", "--log-level", "info"),
             name=f"sidecar-{name or service}")
+
+    def stat(self, name: str) -> int:
+        """One stat's value from `/stats` (0 when absent, as Envoy omits it)."""
+        for line in self.admin(f"/stats?filter=^{name}$")[1].splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
 
     def admin(self, path: str) -> tuple[int, str]:
         return http_get(f"http://127.0.0.1:{self.admin_port}{path}")
