@@ -440,7 +440,7 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
     if authority is not None:
         certificates = CertificateService(
             authority, runtime.tokens.book if runtime is not None else None,
-            counted=observer.certificate_answered)
+            trust_peers=xds_mutual_tls(args), counted=observer.certificate_answered)
         server.add_generic_rpc_handlers([certificates.handler()])
         if args.ca_listen:
             ca_server = grpc.aio.server()
@@ -484,10 +484,11 @@ def admission_of(args: argparse.Namespace, runtime: api.ApiRuntime | None,
     """Streams over mTLS are bound to their certificate's identity; others need a join token
     with --require-join-token; with neither a CA nor tokens every node is believed."""
     tokens = runtime.tokens if runtime is not None and args.require_join_token else None
-    if authority is None and tokens is None:
+    bind = authority is not None and xds_mutual_tls(args)
+    if not bind and tokens is None:
         return None
     domain = authority.trust_domain if authority is not None else args.trust_domain
-    return XdsAdmission(domain, tokens, refused=observer.stream_refused)
+    return XdsAdmission(domain, tokens, refused=observer.stream_refused, bind=bind)
 
 
 async def serve_workers(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,

@@ -33,22 +33,28 @@ def node_claim(node: Any) -> tuple[str, str]:
 
 class XdsAdmission:
     """`tokens`: the join-token check for streams without a client certificate (None: such
-    streams are believed, as without `--require-join-token`). `refused(reason)` counts."""
+    streams are believed, as without `--require-join-token`). `bind`: client certificates are
+    the mesh CA's SVIDs (`--tls` off loopback), so they name the stream's identity; False
+    for the operator's own PKI (`--client-ca`), whose certificates prove nothing here.
+    `refused(reason)` counts."""
 
     def __init__(self, trust_domain: str, tokens: JoinTokens | None = None,
-                 refused: Callable[[str], None] = lambda reason: None) -> None:
+                 refused: Callable[[str], None] = lambda reason: None, *,
+                 bind: bool = True) -> None:
         self.trust_domain = trust_domain
         self.tokens = tokens
         self.refused = refused
+        self.bind = bind
 
     def __repr__(self) -> str:
-        return f"XdsAdmission({self.trust_domain!r}, tokens={self.tokens is not None})"
+        return (f"XdsAdmission({self.trust_domain!r}, tokens={self.tokens is not None}, "
+                f"bind={self.bind})")
 
     async def admit(self, node: Any, metadata: Iterable[tuple[str, Any]],
                     auth_context: Mapping[str, Sequence[bytes]] | None = None) -> str | None:
         """The admitting token's id (None: no token involved); Refused says why not."""
         try:
-            peer = peer_identity(auth_context or {}, self.trust_domain)
+            peer = peer_identity(auth_context or {}, self.trust_domain) if self.bind else None
         except CsrError as error:
             self.refused("certificate")
             raise Refused(f"node {node.id!r}: {error}") from error

@@ -33,13 +33,17 @@ SERVICE = "pointsman.identity.v1.CertificateService"
 
 class CertificateService:
     """`book`: the join tokens (None: only client certificates prove an identity).
+    `trust_peers`: client certificates are the mesh CA's (xDS over mTLS), so they prove an
+    identity; False where they are the operator's own PKI (`--client-ca`) or never asked for.
     `counted(result)`: issued, denied, unauthenticated, invalid."""
 
     def __init__(self, authority: CertificateAuthority, book: TokenBook | None, *,
+                 trust_peers: bool = True,
                  clock: Callable[[], datetime.datetime] = utc_now,
                  counted: Callable[[str], None] = lambda result: None) -> None:
         self.authority = authority
         self.book = book
+        self.trust_peers = trust_peers
         self.clock = clock
         self.counted = counted
 
@@ -73,7 +77,8 @@ class CertificateService:
         return pb.CertificateResponse(cert_chain=list(issued.chain))
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> tuple[str, str]:
-        peer = peer_identity(context.auth_context() or {}, self.authority.trust_domain)
+        peer = (peer_identity(context.auth_context() or {}, self.authority.trust_domain)
+                if self.trust_peers else None)
         if peer is not None:
             return peer
         token = _token(context.invocation_metadata() or ())

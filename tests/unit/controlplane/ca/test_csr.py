@@ -154,3 +154,16 @@ async def test_without_a_certificate_the_join_token_decides() -> None:
     assert await admission.admit(node("beta"), [], beta) is None
     # Without tokens (no --require-join-token) a stream without a certificate is believed.
     assert await XdsAdmission("cluster.local").admit(node("beta"), [], {}) is None
+
+
+async def test_the_operators_own_pki_binds_nothing() -> None:
+    """`--tls-cert --client-ca`: a client certificate of another PKI is no identity; the join
+    token still decides."""
+    book = TokenBook(MemoryStore())
+    admission = XdsAdmission("cluster.local", JoinTokens(book, lambda n: ("default", n.cluster)),
+                             bind=False)
+    alpha = auth(authority().issue("default", "alpha", NOW).certificate_chain)
+    token, info = await book.create("default", "beta")
+    assert await admission.admit(node("beta"), [(METADATA_KEY, token)], alpha) == info.id
+    with pytest.raises(Refused, match="join token is required"):
+        await admission.admit(node("alpha"), [], alpha)
