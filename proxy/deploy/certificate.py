@@ -24,6 +24,7 @@ import datetime
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +42,16 @@ TOKEN_METADATA = "x-pointsman-join-token"  # controlplane/ca/tokens.py METADATA_
 CERT_FILE, KEY_FILE = "xds-cert.pem", "xds-key.pem"
 TIMEOUT = 10.0
 RETRY = 5.0
+STARTUP_PATIENCE = 60.0  # seconds a starting sidecar waits for an unreachable control plane
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class CertificateError(Exception):
     """The certificate could not be had (names the address and gRPC's status)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable  # the control plane was not reached (yet)
 
 
 @dataclass(frozen=True)
@@ -122,9 +129,29 @@ def request_certificate(endpoint: Endpoint, request: Request, *, token: str = ""
             response = call(pb.CertificateRequest(csr=request.csr_pem), timeout=TIMEOUT,
                             metadata=metadata)
         except grpc.RpcError as error:
-            raise CertificateError(f"{endpoint.target}: {error.code().name}: "  # type: ignore[attr-defined]
-                                   f"{error.details()}") from None  # type: ignore[attr-defined]
+            code = error.code()  # type: ignore[attr-defined]
+            raise CertificateError(f"{endpoint.target}: {code.name}: "
+                                   f"{error.details()}",  # type: ignore[attr-defined]
+                                   retryable=code in RETRYABLE) from None
     return list(response.cert_chain)
+
+
+def first_certificate(endpoint: Endpoint, request: Request, token: str, *,
+                      patience: float = STARTUP_PATIENCE,
+                      ask: Callable[..., list[str]] | None = None,
+                      clock: Callable[[], float] = time.monotonic,
+                      sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """At start: ask, and while the control plane is unreachable ask again every second for
+    `patience` seconds (a sidecar may start before its control plane); a refusal is final."""
+    deadline = clock() + patience
+    while True:
+        try:
+            return (ask or request_certificate)(endpoint, request, token=token)
+        except CertificateError as error:
+            if not error.retryable or clock() >= deadline:
+                raise
+            log.warning("xDS client certificate: %s; asking again", error)
+        sleep(1.0)
 
 
 def _serialize(message: pb.CertificateRequest) -> bytes:

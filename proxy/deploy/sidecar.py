@@ -165,7 +165,7 @@ def obtain_certificate(args: argparse.Namespace, spec: SidecarSpec, folder: Path
     first = certificate.Endpoint(args.ca_server or _target(spec.servers[0]), ca, spec.xds_name)
     request = certificate.new_request(identity)
     try:
-        chain = certificate.request_certificate(first, request, token=spec.join_token)
+        chain = certificate.first_certificate(first, request, spec.join_token)
         issued = certificate.Issued.from_chain(chain, request, certificate.utc_now())
     except certificate.CertificateError as error:
         flag = "--ca-server" if args.ca_server else "--server"

@@ -98,8 +98,8 @@ class MtlsControlPlane(ManagedProcess):
         return created.stdout.strip()
 
 
-def start_mesh(stack: ExitStack, folder: Path, *extra: str) -> MtlsControlPlane:
-    control_plane = MtlsControlPlane(folder / "state", outside_address(), *extra)
+def start_mesh(stack: ExitStack, folder: Path, *extra: str, host: str = "") -> MtlsControlPlane:
+    control_plane = MtlsControlPlane(folder / "state", host or outside_address(), *extra)
     stack.enter_context(control_plane)
     control_plane.wait_ready()
     (folder / "mesh.yaml").write_text(MESH)
@@ -115,14 +115,16 @@ class Sidecar(ManagedProcess):
 
     def __init__(self, control_plane: MtlsControlPlane, folder: Path, service: str,
                  token: str = "", *, proxy: str = "pointsman", name: str = "",
-                 provisioned: tuple[Path, Path] | None = None) -> None:
+                 provisioned: tuple[Path, Path] | None = None,
+                 ca_server: bool = True) -> None:
         self.admin_port = free_port()
         self.inbound_ip = "127.0.0.2"
         proof: list[str] = []
         if token:
             token_file = folder / f"{name or service}.token"
             token_file.write_text(token)
-            proof = ["--join-token", str(token_file), "--ca-server", control_plane.ca_server]
+            proof = ["--join-token", str(token_file)]
+            proof += ["--ca-server", control_plane.ca_server] if ca_server else []
         if provisioned is not None:
             proof += ["--xds-cert", str(provisioned[0]), "--xds-key", str(provisioned[1])]
         super().__init__(python_argv(

@@ -27,15 +27,16 @@ from tests.support.xds_mtls import Sidecar, channel_credentials, now, start_mesh
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 
-def xds_first_response(target: str, credentials: grpc.ChannelCredentials, service: str
-                       ) -> discovery_pb2.DiscoveryResponse:
+def xds_first_response(target: str, credentials: grpc.ChannelCredentials, service: str,
+                       token: str = "") -> discovery_pb2.DiscoveryResponse:
     """Open ADS as a node of `service` and read the first response (raises grpc.RpcError)."""
     request = discovery_pb2.DiscoveryRequest(type_url=LISTENER)
     request.node.id, request.node.cluster = f"{service}-probe", service
     request.node.metadata.update({"namespace": "default", "instance_ip": "127.0.0.2"})
     with grpc.secure_channel(target, credentials) as channel:
         stream = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(
-            iter([request]), timeout=10)
+            iter([request]), timeout=10,
+            metadata=(("x-pointsman-join-token", token),) if token else None)
         return next(stream)
 
 
@@ -141,3 +142,23 @@ def test_certificate_service_refuses_wrong_tokens_and_identities(tmp_path: Path)
         metrics = control_plane.metrics()
         assert 'pointsman_certificates_total{result="denied"} 2' in metrics
         assert 'pointsman_certificates_total{result="unauthenticated"} 2' in metrics
+
+
+def test_on_loopback_xds_stays_server_tls_and_the_csr_flow_works(tmp_path: Path) -> None:
+    """`--tls` on loopback: no client certificate is asked for (today's behaviour: the join
+    token on the stream decides); the sidecar's CSR goes to the xDS port itself."""
+    with ExitStack() as stack:
+        control_plane = start_mesh(stack, tmp_path, host="127.0.0.1")
+        token = control_plane.token("beta")
+        root = control_plane.authority().trust_bundle
+        assert xds_first_response(control_plane.xds, channel_credentials(root, None), "beta",
+                                  token).type_url == LISTENER
+        with pytest.raises(grpc.RpcError) as refused:  # the token still decides
+            xds_first_response(control_plane.xds, channel_credentials(root, None), "alpha",
+                               token)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        sidecar = Sidecar(control_plane, tmp_path, "beta", token, ca_server=False)
+        stack.enter_context(sidecar)
+        sidecar.wait_until(lambda: sidecar.admin("/ready")[0] == 200, 60, "ready")
+        assert sidecar.secrets() == {"default", "ROOTCA"}
+        assert "certificate_issued" in control_plane.output()

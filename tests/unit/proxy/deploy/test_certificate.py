@@ -95,3 +95,32 @@ def test_sidecar_flags(tmp_path: Path) -> None:
               str(tmp_path / "k.pem")], "--xds-cert: .*no such file")):
         with pytest.raises(ValueError, match=message):
             spec_from_args(parse_args(argv))
+
+
+def test_a_starting_sidecar_waits_for_an_unreachable_control_plane_not_a_refusal() -> None:
+    from proxy.deploy.certificate import Endpoint, first_certificate
+
+    clock = [0.0]
+    answers: list[object] = [CertificateError("UNAVAILABLE", retryable=True),
+                             CertificateError("UNAVAILABLE", retryable=True), ["chain"]]
+
+    def ask(_endpoint: object, _request: object, *, token: str) -> list[str]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    where, request = Endpoint("cp:1", b""), new_request(BETA)
+    assert first_certificate(where, request, "t", ask=ask, clock=lambda: clock[0],
+                             sleep=sleep) == ["chain"]
+    assert clock[0] == 2.0
+    answers[:] = [CertificateError("PERMISSION_DENIED")]
+    with pytest.raises(CertificateError, match="PERMISSION_DENIED"):
+        first_certificate(where, request, "t", ask=ask, clock=lambda: clock[0], sleep=sleep)
+    answers[:] = [CertificateError("UNAVAILABLE", retryable=True)] * 100
+    with pytest.raises(CertificateError, match="UNAVAILABLE"):
+        first_certificate(where, request, "t", patience=5, ask=ask, clock=lambda: clock[0],
+                          sleep=sleep)
