@@ -21,6 +21,7 @@ Issued certificates are decided by `Issued.from_chain` without I/O (tests give `
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 import threading
@@ -173,6 +174,30 @@ def write_files(folder: Path, issued: Issued) -> tuple[Path, Path]:
     return paths
 
 
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+SDS_FILE, SDS_SECRET = "xds-client-sds.json", "xds-client"
+
+
+def write_sds_file(folder: Path, issued: Issued) -> Path:
+    """For Envoy: the certificate and key as one SDS Secret `xds-client` in a file (a
+    DiscoveryResponse, Envoy's filesystem subscription), mode 0600, replaced by a rename into
+    its folder, which Envoy watches (`path_config_source.watched_directory`): Envoy reloads
+    the secret and its next connection to the control plane presents the new certificate."""
+    secret = {"@type": SECRET_TYPE, "name": SDS_SECRET, "tls_certificate": {
+        "certificate_chain": {"inline_string": issued.chain_pem.decode()},
+        "private_key": {"inline_string": issued.key_pem.decode()}}}
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / SDS_FILE
+    temporary = folder.parent / f".{folder.name}-{SDS_FILE}.tmp"  # outside the watched folder
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(descriptor, json.dumps({"resources": [secret]}).encode())
+    finally:
+        os.close(descriptor)
+    os.replace(temporary, path)
+    return path
+
+
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -183,8 +208,10 @@ class Renewer:
 
     def __init__(self, endpoint: Endpoint, folder: Path, issued: Issued, spiffe_id: str, *,
                  fallback: tuple[Endpoint, str] | None = None,
+                 write: Callable[[Path, Issued], object] = write_files,
                  clock: Callable[[], datetime.datetime] = utc_now) -> None:
         self.endpoint = endpoint
+        self.write = write  # write_files (Pointsman), write_sds_file (Envoy)
         self.fallback = fallback  # (where, join token): when mTLS renewal fails
         self.folder = folder
         self.issued = issued
@@ -230,7 +257,7 @@ class Renewer:
                         "the join token", error, self.fallback[0].target)
             chain = request_certificate(self.fallback[0], request, token=self.fallback[1])
         issued = Issued.from_chain(chain, request, self.clock())
-        write_files(self.folder, issued)
+        self.write(self.folder, issued)
         self.issued = issued
         self.renewals += 1
         log.info("xDS client certificate renewed: valid until %s", issued.not_after.isoformat())

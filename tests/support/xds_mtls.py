@@ -152,13 +152,16 @@ class Sidecar(ManagedProcess):
     def xds_certificate_files(self) -> tuple[Path, Path]:
         """The files the bootstrap's `xds` cluster presents (tls_certificates); /config_dump
         redacts the key's DataSource (as Envoy does): the key is beside the chain."""
-        bootstrap = self.config_dump()["configs"][0]["bootstrap"]
-        cluster = bootstrap["static_resources"]["clusters"][0]
-        common = cluster["transport_socket"]["typed_config"]["common_tls_context"]
-        certificate = common["tls_certificates"][0]
+        certificate = self.xds_tls()["tls_certificates"][0]
         assert certificate["private_key"] == {"filename": "[redacted]"}, certificate
         chain = Path(certificate["certificate_chain"]["filename"])
         return chain, chain.parent / "xds-key.pem"
+
+    def xds_tls(self) -> dict[str, Any]:
+        """The bootstrap's `xds` cluster's common_tls_context, as /config_dump shows it."""
+        bootstrap = self.config_dump()["configs"][0]["bootstrap"]
+        cluster = bootstrap["static_resources"]["clusters"][0]
+        return dict(cluster["transport_socket"]["typed_config"]["common_tls_context"])
 
     def secrets(self) -> set[str]:
         found = next(item for item in self.config_dump()["configs"]

@@ -124,3 +124,25 @@ def test_a_starting_sidecar_waits_for_an_unreachable_control_plane_not_a_refusal
     with pytest.raises(CertificateError, match="UNAVAILABLE"):
         first_certificate(where, request, "t", patience=5, ask=ask, clock=lambda: clock[0],
                           sleep=sleep)
+
+
+def test_envoys_certificate_is_a_file_based_sds_secret_it_watches(tmp_path: Path) -> None:
+    import json
+
+    from proxy.deploy.certificate import write_sds_file
+
+    chain, request = signed(BETA)
+    issued = Issued.from_chain(chain, request, NOW)  # type: ignore[arg-type]
+    path = write_sds_file(tmp_path / "xds", issued)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [item.name for item in (tmp_path / "xds").iterdir()] == ["xds-client-sds.json"]
+    secret = json.loads(path.read_text())["resources"][0]
+    assert secret["name"] == "xds-client"
+    assert secret["tls_certificate"]["private_key"]["inline_string"].encode() == issued.key_pem
+    cluster = build_bootstrap(spec(xds_ca="/r.pem", xds_sds=str(path)))[
+        "static_resources"]["clusters"][0]
+    common = cluster["transport_socket"]["typed_config"]["common_tls_context"]
+    assert common["tls_certificate_sds_secret_configs"] == [{"name": "xds-client", "sds_config": {
+        "path_config_source": {"path": str(path),
+                               "watched_directory": {"path": str(tmp_path / "xds")}},
+        "resource_api_version": "V3"}}]
