@@ -9,8 +9,9 @@ sidecar runs with it: ours (`pointsman proxy`) by default, real Envoy with `--pr
 (the binary from PATH or beside the Python interpreter, started with `--config-yaml`), so one
 mesh can mix both. With `--join-token` and `--xds-ca` the sidecar first trades its token for
 its xDS client certificate and renews it (proxy/deploy/certificate.py; Envoy then runs as a
-child process rather than in place of this one). The sidecar registers itself as an endpoint of its Service when it has
-ACKed its listeners (the control plane does it, docs/mesh.md); no separate call is needed.
+child process rather than in place of this one). The sidecar registers itself as an endpoint
+of its Service when it has ACKed its listeners (the control plane does it, docs/mesh.md); no
+separate call is needed.
 """
 
 from __future__ import annotations
