@@ -18,6 +18,7 @@ import asyncio
 import datetime
 import gc
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -456,6 +457,7 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
             await ca_server.start()
         if runtime is not None:
             await runtime.server.start()
+        warn_without_ca_listen(args)
         logs.event("serving", listen=listen, admin_port=admin_port, ca_listen=ca_listen,
                    tls=bool(args.tls_cert or args.tls),
                    mutual_tls=bool(args.client_ca) or xds_mutual_tls(args),
@@ -476,6 +478,14 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
         if ca_server is not None:
             await ca_server.stop(grace=1.0)
     return 0
+
+
+def warn_without_ca_listen(args: argparse.Namespace) -> None:
+    if xds_mutual_tls(args) and not args.ca_listen:
+        logs.event("ca_listen_off", logging.WARNING,
+                   reason=f"--listen {args.listen} requires client certificates and no "
+                          "--ca-listen is given: a join token cannot get a sidecar its first "
+                          "certificate (give sidecars --xds-cert/--xds-key)")
 
 
 def admission_of(args: argparse.Namespace, runtime: api.ApiRuntime | None,

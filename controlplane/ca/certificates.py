@@ -23,7 +23,7 @@ import grpc
 
 from controlplane import logs
 from controlplane.ca.authority import CaError, CertificateAuthority
-from controlplane.ca.csr import CsrError, peer_identity, sign_request
+from controlplane.ca.csr import CsrError, peer_identity, requested_validity, sign_request
 from controlplane.ca.serving import utc_now
 from controlplane.ca.tokens import METADATA_KEY, TokenBook
 from protos.gen.pointsman.identity.v1 import identity_pb2 as pb
@@ -60,9 +60,8 @@ class CertificateService:
                                  context: grpc.aio.ServicerContext) -> pb.CertificateResponse:
         try:
             identity = await self._caller(context)
-            validity = (datetime.timedelta(seconds=request.validity_duration)
-                        if request.validity_duration > 0 else None)
-            issued = sign_request(self.authority, request.csr, identity, self.clock(), validity)
+            issued = sign_request(self.authority, request.csr, identity, self.clock(),
+                                  requested_validity(request.validity_duration))
         except CsrError as error:
             code = (grpc.StatusCode.PERMISSION_DENIED if error.denied
                     else grpc.StatusCode.INVALID_ARGUMENT)

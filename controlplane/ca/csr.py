@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from controlplane.ca.authority import CertificateAuthority, spiffe_id
 
 MAX_CSR_BYTES = 16 * 1024
+MAX_VALIDITY = datetime.timedelta(days=3650)  # any int64 asked for is clamped below this
 MIN_RSA_BITS = 2048
 CURVES = (ec.SECP256R1, ec.SECP384R1)
 SPIFFE_PATH = re.compile(r"^spiffe://(?P<domain>[^/]+)/ns/(?P<namespace>[^/]+)/sa/"
@@ -63,6 +64,15 @@ def sign_request(authority: CertificateAuthority, csr_pem: str, identity: tuple[
     parts = (*_split_pem(authority.chain_pem(certificate).decode()),
              *_split_pem(authority.trust_bundle.decode()))
     return Issued(expected, parts, certificate.not_valid_after_utc, certificate.serial_number)
+
+
+def requested_validity(seconds: int) -> datetime.timedelta | None:
+    """CertificateRequest.validity_duration (seconds, int64): None (the CA's lifetime) when
+    not positive; clamped before it could overflow a timedelta."""
+    if seconds <= 0:
+        return None
+    return min(datetime.timedelta(seconds=min(seconds, int(MAX_VALIDITY.total_seconds()))),
+               MAX_VALIDITY)
 
 
 def _load(csr_pem: str) -> x509.CertificateSigningRequest:

@@ -167,3 +167,11 @@ async def test_the_operators_own_pki_binds_nothing() -> None:
     assert await admission.admit(node("beta"), [(METADATA_KEY, token)], alpha) == info.id
     with pytest.raises(Refused, match="join token is required"):
         await admission.admit(node("alpha"), [], alpha)
+
+
+def test_the_requested_validity_is_read_safely() -> None:
+    from controlplane.ca.csr import MAX_VALIDITY, requested_validity
+
+    assert requested_validity(0) is None and requested_validity(-5) is None
+    assert requested_validity(600) == datetime.timedelta(minutes=10)
+    assert requested_validity(2**63 - 1) == MAX_VALIDITY  # int64's largest: no overflow
