@@ -275,7 +275,7 @@ def bind(server: grpc.aio.Server, args: argparse.Namespace,
 def xds_mutual_tls(args: argparse.Namespace) -> bool:
     """`--tls` off loopback: xDS requires a client certificate from the mesh CA. On loopback
     only local processes reach the port, and a sidecar proves itself with a join token
-    (docs/security.md, "xDS over mTLS")."""
+    (docs/mesh-security.md, "The xDS trust model")."""
     return bool(args.tls) and not is_loopback(split_address(args.listen)[0])
 
 
@@ -287,7 +287,10 @@ def bind_certificates(server: grpc.aio.Server | None, args: argparse.Namespace,
     host, port = split_address(args.ca_listen)
     check_free(host, port, "--ca-listen", args.ca_listen)
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    credentials = ServingCertificate(authority, tls_names(args)).credentials()
+    names = tls_names(args)
+    if not args.tls_name and host not in ("", "0.0.0.0", "::"):
+        names = tuple(dict.fromkeys([*names, host]))  # sidecars reach it by this address
+    credentials = ServingCertificate(authority, names).credentials()
     try:
         bound = server.add_secure_port(target, credentials)
     except RuntimeError as error:
