@@ -1,6 +1,7 @@
 """The sidecar's own xDS client certificate, from the control plane's certificate service
 (`pointsman.identity.v1.CertificateService.CreateCertificate`; Istio's agent does the same
-with istiod's `IstioCertificateService`), so that xDS runs over mTLS (docs/security.md).
+with istiod's `IstioCertificateService`), so that xDS runs over mTLS (docs/mesh-security.md,
+"The xDS trust model").
 
 1. `new_request`: a fresh ECDSA P-256 key (it never leaves this process and its files) and a
    PKCS#10 request (RFC 2986) whose only subjectAltName is the sidecar's SPIFFE ID.

@@ -164,8 +164,9 @@ def wants_certificate(args: argparse.Namespace) -> bool:
 
 def obtain_certificate(args: argparse.Namespace, spec: SidecarSpec, folder: Path
                        ) -> tuple[SidecarSpec, certificate.Renewer]:
-    """Trade the join token for a certificate (docs/security.md, "xDS over mTLS"); the spec
-    then names its files. ValueError naming the flag when the control plane refuses."""
+    """Trade the join token for a certificate (docs/mesh-security.md, "The xDS trust
+    model"); the spec then names its files. ValueError naming the flag when the control plane
+    refuses."""
     identity = f"spiffe://{args.trust_domain}/ns/{spec.namespace}/sa/{spec.service}"
     ca = Path(spec.xds_ca).read_bytes()
     first = certificate.Endpoint(args.ca_server or _target(spec.servers[0]), ca, spec.xds_name)

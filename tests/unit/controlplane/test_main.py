@@ -53,8 +53,8 @@ def test_check_validates_and_summarises(tmp_path, capsys):
 
 
 def test_xds_requires_client_certificates_with_tls_off_loopback(capsys):
-    """docs/security.md, "xDS over mTLS": --tls off loopback is mutual TLS; on loopback it
-    stays server TLS (a sidecar proves itself with its join token)."""
+    """docs/mesh-security.md, "The xDS trust model": --tls off loopback is mutual TLS; on
+    loopback it stays server TLS (a sidecar proves itself with its join token)."""
     from controlplane.main import xds_mutual_tls
 
     off = parse_args(["--mesh", "m", "--ca-cert", "c", "--ca-key", "k", "--tls",
