@@ -1,11 +1,12 @@
 """xDS over mTLS off loopback, with real processes (docs/mesh-security.md, "The xDS trust
 model"): the control plane listens on this host's non-loopback address with `--tls`, so xDS
-requires a client certificate from the mesh CA; `pointsman sidecar --join-token --xds-ca` trades its token
-for a certificate on `--ca-listen` (a CSR: its key never leaves it), speaks ADS over mTLS with
-it and renews it at half life without dropping the stream. Each attack fails: xDS without a
-client certificate, with one from another CA, with an expired one, with service A's
-certificate for a node claiming B (PERMISSION_DENIED, counted); a revoked token gets no
-certificate; a CSR for another identity than the token's is PERMISSION_DENIED."""
+requires a client certificate from the mesh CA; `pointsman sidecar --join-token --xds-ca`
+trades its token for a certificate on `--ca-listen` (a CSR: its key never leaves it), speaks
+ADS over mTLS with it and renews it at half life without dropping the stream. Each attack
+fails: xDS without a client certificate, with one from another CA, with an expired one, with
+service A's certificate for a node claiming B (PERMISSION_DENIED, counted); a revoked token
+gets no certificate; a CSR for another identity than the token's is PERMISSION_DENIED. On
+loopback `--tls` stays server TLS and the token decides, as before."""
 
 from __future__ import annotations
 
