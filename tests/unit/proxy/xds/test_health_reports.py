@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import grpc
+import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
@@ -19,6 +20,11 @@ from proxy.xds.protocol import HEALTH_TYPE_URL, AdsProtocol
 from tests.unit.proxy.xds.test_ads_protocol import FakeApplier, response
 
 NODE = base_pb2.Node(id="sidecar-1", cluster="web")
+
+
+class Applier(FakeApplier):
+    def apply_delta(self, type_url: str, version: str, added: Any, removed: Any) -> None:
+        self.applied.append((type_url, version))
 
 
 class FakeCall:
@@ -49,6 +55,8 @@ class FakeStub:
     def StreamAggregatedResources(self, metadata: Any = None) -> FakeCall:
         return FakeStub.calls.pop(0)
 
+    DeltaAggregatedResources = StreamAggregatedResources
+
 
 async def written(call: FakeCall, count: int) -> None:
     async with asyncio.timeout(5):
@@ -70,10 +78,17 @@ def test_reports_carry_the_type_url_and_error_detail_sotw_and_delta() -> None:
     assert isinstance(delta.health_report(True), discovery_pb2.DeltaDiscoveryRequest)
 
 
-async def test_a_report_goes_out_at_once_and_again_on_the_next_stream() -> None:
-    protocol = AdsProtocol(NODE)
+def delta_response(type_url: str, nonce: str) -> discovery_pb2.DeltaDiscoveryResponse:
+    return discovery_pb2.DeltaDiscoveryResponse(type_url=type_url, nonce=nonce,
+                                                system_version_info="v1")
+
+
+@pytest.mark.parametrize("delta", [False, True])
+async def test_a_report_goes_out_at_once_and_again_on_the_next_stream(delta: bool) -> None:
+    protocol: AdsProtocol | DeltaProtocol = DeltaProtocol(NODE) if delta else AdsProtocol(NODE)
     protocol.subscribe_wildcard([CLUSTER, LISTENER])
-    client = AdsClient("127.0.0.1:1", protocol, FakeApplier(), Stats(), stub=FakeStub)
+    applier = Applier()
+    client = AdsClient("127.0.0.1:1", protocol, applier, Stats(), stub=FakeStub)
     first, second = FakeCall(), FakeCall()
     FakeStub.calls = [first, second]
     client.report_health(False, "refused")
@@ -84,9 +99,11 @@ async def test_a_report_goes_out_at_once_and_again_on_the_next_stream() -> None:
     client.report_health(True)  # no response is coming: the report does not wait for one
     await written(first, 4)
     assert first.types()[3] == HEALTH_TYPE_URL and not first.written[3].HasField("error_detail")
-    first.responses.put_nowait(response(CLUSTER, "v1", "n1"))
+    first.responses.put_nowait(delta_response(CLUSTER, "n1") if delta
+                               else response(CLUSTER, "v1", "n1"))
     await written(first, 5)
     assert (first.written[4].type_url, first.written[4].response_nonce) == (CLUSTER, "n1")
+    assert not first.written[4].HasField("error_detail") and applier.applied == [(CLUSTER, "v1")]
     first.responses.put_nowait(grpc.aio.EOF)
     await asyncio.wait_for(stream, 5)
     stream = asyncio.create_task(client._one_stream())  # a reconnect: the last report again
