@@ -126,11 +126,17 @@ class ClusterRuntime:
 
     def _count_socket_matches(self, endpoints: list[ResolvedEndpoint]) -> None:
         """`<match>.total_match_count`: Envoy resolves the transport socket of every host it
-        builds from an update (HostDescriptionImpl), kept or not (proxy.model.socket_match)."""
+        builds from an update (HostDescriptionImpl), kept or not, and once more for a kept
+        host whose metadata the update changed (HostDescriptionImplBase::metadata; measured
+        against Envoy 1.40; proxy.model.socket_match)."""
         for resolved in endpoints:
-            choice = self.config.socket_for(resolved.endpoint.socket_metadata,
-                                            resolved.locality_socket_metadata)
-            self.stats.counter(match_stat_name(self.prefix, choice.name)).inc()
+            metadata = resolved.endpoint.socket_metadata
+            choice = self.config.socket_for(metadata, resolved.locality_socket_metadata)
+            counter = self.stats.counter(match_stat_name(self.prefix, choice.name))
+            counter.inc()
+            kept = self.host_set.get(resolved.key)
+            if kept is not None and kept.socket_metadata != metadata:
+                counter.inc()
 
     def socket_for(self, host: Host) -> SocketChoice:
         """The transport socket `host` connects with (pools, tcp_proxy, health checks)."""

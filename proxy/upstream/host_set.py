@@ -57,6 +57,9 @@ class HostSet:
     def all_hosts(self) -> list[Host]:
         return list(self._hosts.values())
 
+    def get(self, key: tuple[str, int]) -> Host | None:
+        return self._hosts.get(key)
+
     def update(self, endpoints: Iterable[ResolvedEndpoint], *, health_checked: bool,
                keep_healthy_removed: bool = False) -> tuple[list[Host], list[Host]]:
         """Merge a new endpoint list; returns (added, removed) hosts.

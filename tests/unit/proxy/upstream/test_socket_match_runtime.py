@@ -75,3 +75,30 @@ def test_a_host_whose_metadata_changes_gets_a_new_pool() -> None:
     mtls_pool = manager.pool_for(rt, host)
     assert mtls_pool is not plain_pool and mtls_pool.ssl_context is not None
     manager.close()
+
+
+def _checked(**check: Any) -> Any:
+    return cluster(type="EDS", eds_cluster_config={}, transport_socket_matches=MATCHES,
+                   health_checks=[{"timeout": "1s", "interval": "1s",
+                                   "unhealthy_threshold": 1, "healthy_threshold": 1,
+                                   "tcp_health_check": {}, **check}])
+
+
+def test_health_checks_use_each_hosts_socket_or_the_criteria_match() -> None:
+    """Envoy's checks connect with the host's own socket; with
+    transport_socket_match_criteria, with the match those criteria select instead
+    (HostImpl::createHealthCheckConnection)."""
+    import random
+
+    from proxy.upstream.health.runner import HealthCheckRunner
+
+    rt, _ = runtime(_checked())
+    rt.set_endpoints([_endpoint(1, _istio()), _endpoint(2)])
+    mtls_host, plain_host = sorted(rt.hosts, key=lambda host: host.port)
+    runner = HealthCheckRunner(rt, random.Random(1))
+    probe = runner._tls(mtls_host)
+    assert probe is not None and probe.sni == "mtls.test"
+    assert runner._tls(plain_host) is None
+    rt, _ = runtime(_checked(transport_socket_match_criteria={"tlsMode": "istio"}))
+    rt.set_endpoints([_endpoint(2)])
+    assert HealthCheckRunner(rt, random.Random(1))._tls(rt.hosts[0]) is not None
