@@ -91,6 +91,15 @@ class HealthCheckRunner:
                               tls=self._tls(host), reuse_connection=self.check.reuse_connection)
         return None
 
+    async def _follow_socket(self, host: Host, prober: HttpProber) -> None:
+        """An EDS update changed the host's metadata and with it its transport socket: the
+        kept connection was made with the old one, so the next check connects anew (Envoy
+        resolves the socket per new health-check connection)."""
+        tls = self._tls(host)
+        if prober.tls != tls:
+            await prober.close()
+            prober.tls = tls
+
     def _tls(self, host: Host) -> ProbeTls | None:
         """The transport socket Envoy's checks use: the one `transport_socket_match_criteria`
         selects among the cluster's matches (with the host's locality metadata), else the
@@ -125,6 +134,8 @@ class HealthCheckRunner:
         self.runtime.stats.counter(self.prefix + "attempt").inc()
         if isinstance(prober, GrpcProber):
             return await prober.probe(check.timeout)  # the RPC deadline bounds it
+        if isinstance(prober, HttpProber):
+            await self._follow_socket(host, prober)
         try:
             async with asyncio.timeout(check.timeout):
                 if prober is not None:

@@ -102,3 +102,24 @@ def test_health_checks_use_each_hosts_socket_or_the_criteria_match() -> None:
     rt, _ = runtime(_checked(transport_socket_match_criteria={"tlsMode": "istio"}))
     rt.set_endpoints([_endpoint(2)])
     assert HealthCheckRunner(rt, random.Random(1))._tls(rt.hosts[0]) is not None
+
+
+def test_an_http_check_follows_a_hosts_new_socket() -> None:
+    """A kept host relabelled by EDS: its HTTP checker's next connection uses the new socket."""
+    import asyncio
+    import random
+
+    from proxy.upstream.health.runner import HealthCheckRunner
+
+    rt, _ = runtime(cluster(type="EDS", eds_cluster_config={}, transport_socket_matches=MATCHES,
+                            health_checks=[{"timeout": "1s", "interval": "1s",
+                                            "unhealthy_threshold": 1, "healthy_threshold": 1,
+                                            "http_health_check": {"path": "/"}}]))
+    rt.set_endpoints([_endpoint(1)])
+    host = rt.hosts[0]
+    runner = HealthCheckRunner(rt, random.Random(1))
+    prober: Any = runner._prober(host)
+    assert prober.tls is None
+    rt.set_endpoints([_endpoint(1, _istio())])
+    asyncio.run(runner._follow_socket(host, prober))
+    assert prober.tls is not None and prober.tls.sni == "mtls.test"
