@@ -110,7 +110,7 @@ def taken_from(addresses: Iterable[dict[str, Any]], routes: Iterable[dict[str, A
 
 
 def ip_binary() -> str:
-    """`ip`, or a skip saying why (with the rule that needs root)."""
+    """The path of `ip`, or a skip saying what is missing (root, or iproute2)."""
     if os.geteuid() != 0:
         pytest.skip("a network namespace of the test's own needs root (ip netns); CI runs "
                     "as root")
@@ -137,7 +137,8 @@ class NetworkNamespace:
             namespace = cls(ip, choose(os.getpid(), current(ip)))
             if namespace.set_up():
                 return namespace
-        raise RuntimeError("could not create a test network namespace (3 tries, see above)")
+        raise RuntimeError("could not create a test network namespace: the /30 picked was "
+                           "taken meanwhile, 3 times")
 
     @property
     def name(self) -> str:
