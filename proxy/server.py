@@ -605,7 +605,7 @@ def _listener_tls(listeners: Iterable[Listener]) -> list[Any]:
 
 
 def _cluster_tls(clusters: Iterable[Cluster]) -> list[Any]:
-    return [cluster.upstream_tls for cluster in clusters if cluster.upstream_tls is not None]
+    return [tls for cluster in clusters for tls in cluster.all_transports()]
 
 
 def ads_credentials(tls: Any) -> Any:
