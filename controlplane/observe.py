@@ -26,6 +26,7 @@ from controlplane.protocol.events import (
     Acked,
     Action,
     DeltaPush,
+    HealthReported,
     Nacked,
     NackRecord,
     NodeIdentified,
@@ -99,6 +100,8 @@ class Observer:
         self.config_errors = 0
         self.last_config_error = ""
         self.push_latency = Histogram()
+        self.refused: dict[str, int] = {}  # xDS streams refused by admission, by reason
+        self.certificates: dict[str, int] = {}  # CreateCertificate answers, by result
         self._ids = itertools.count(1)
 
     def opened(self, stream: SotwStream | DeltaStream, service: str, peer: str) -> int:
@@ -125,6 +128,14 @@ class Observer:
         self.config_errors += 1
         self.last_config_error = str(error)
         logs.event("config_rejected", logging.ERROR, error=str(error))
+
+    def stream_refused(self, reason: str) -> None:
+        """An xDS stream refused by admission (controlplane/ca/admission.py)."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def certificate_answered(self, result: str) -> None:
+        """A CreateCertificate call answered (controlplane/ca/certificates.py)."""
+        self.certificates[result] = self.certificates.get(result, 0) + 1
 
     def record(self, stream_id: int, actions: list[Action]) -> None:
         record = self.streams.get(stream_id)
@@ -171,6 +182,10 @@ class Observer:
                            names=sorted(action.names)[:20])
         elif isinstance(action, StaleNonceIgnored):
             self.stale_nonces += 1
+        elif isinstance(action, HealthReported):  # not an ACK or NACK (protocol/health.py)
+            logs.event("health_report", logging.INFO if action.healthy else logging.WARNING,
+                       stream=stream_id, node=node, healthy=action.healthy,
+                       message=action.message)
 
     def _group(self, node: Any) -> str:
         """The node's view (group) key: a look-up, whatever the number of groups."""
@@ -220,11 +235,16 @@ class Observer:
                 "awaiting_ack": sub.awaiting_reply,
                 "last_nack": _nack_status(sub.last_nack),
             }
-        return {"stream": stream_id, "service": record.service, "peer": record.peer,
-                "id": node.id if node else None, "cluster": node.cluster if node else None,
-                "group": self._group(node) or "(shared)" if node else None,
-                "warning": self.ungrouped_warning(node) if node else None,
-                "connected_at": record.connected_at, "subscriptions": subscriptions}
+        status = {"stream": stream_id, "service": record.service, "peer": record.peer,
+                  "id": node.id if node else None, "cluster": node.cluster if node else None,
+                  "group": self._group(node) or "(shared)" if node else None,
+                  "warning": self.ungrouped_warning(node) if node else None,
+                  "connected_at": record.connected_at, "subscriptions": subscriptions}
+        health_of = getattr(self.cache, "health_of", None)  # --mesh: its application's health
+        health, message = health_of(stream_id) if health_of is not None else ("", "")
+        if health:
+            status["health"], status["health_message"] = health, message
+        return status
 
     def metrics_text(self) -> str:
         lines = [
@@ -238,6 +258,15 @@ class Observer:
             lines += [f"# HELP {metric} {text}, by resource type.", f"# TYPE {metric} counter"]
             lines += [f'{metric}{{type="{kind}"}} {count}'
                       for kind, count in sorted(counts.items())]
+        for metric, counts, text, label in (
+                ("pointsman_xds_refused_total", self.refused,
+                 "xDS streams refused (identity, certificate, token)", "reason"),
+                ("pointsman_certificates_total", self.certificates,
+                 "CreateCertificate answers (issued, denied, unauthenticated, invalid)",
+                 "result")):
+            lines += [f"# HELP {metric} {text}.", f"# TYPE {metric} counter"]
+            lines += [f'{metric}{{{label}="{key}"}} {count}'
+                      for key, count in sorted(counts.items())]
         lines += ["# HELP pointsman_xds_stale_nonces_total Requests ignored for a stale nonce.",
                   "# TYPE pointsman_xds_stale_nonces_total counter",
                   f"pointsman_xds_stale_nonces_total {self.stale_nonces}",
