@@ -38,6 +38,7 @@ from controlplane.protocol.events import (
     StaleNonceIgnored,
     Subscribed,
 )
+from controlplane.protocol.requests import requested_names, shared_names
 from controlplane.resources import BY_TYPE_URL, CLUSTER, LISTENER, PUSH_ORDER, ROUTE, WARMED_BY
 
 WILDCARD = "*"
@@ -53,20 +54,9 @@ class Desired:
     key: str
 
 
-_NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
-_NAME_SETS_LIMIT = 65536
-
-
-def shared_names(names: Iterable[str]) -> frozenset[str]:
-    """One frozenset object per distinct name set across streams: a thousand Envoys asking EDS
-    for the same thousand clusters hold one set, and its hash is computed once."""
-    requested = frozenset(names)
-    found = _NAME_SETS.get(requested)
-    if found is None:
-        if len(_NAME_SETS) >= _NAME_SETS_LIMIT:
-            _NAME_SETS.clear()
-        found = _NAME_SETS[requested] = requested
-    return found
+def _explicit(requested: frozenset[str]) -> frozenset[str]:
+    """The names of a request without the wildcard, shared across streams."""
+    return shared_names(requested - {WILDCARD}) if WILDCARD in requested else requested
 
 
 @dataclass
@@ -133,7 +123,7 @@ class SotwStream:
                now: float) -> list[Action]:
         """An ACK or NACK of the latest response, possibly changing the names too."""
         actions = [self._record_reply(subscription, request, now)]
-        changed = self._update_names(subscription, request.resource_names)
+        changed = self._update_names(subscription, requested_names(request))
         if changed:
             actions.append(self._subscribed(subscription))
         if changed or subscription.needs_warm_answer:
@@ -147,9 +137,9 @@ class SotwStream:
         before the first response arrived; either way it is answered."""
         if subscription is None:
             subscription = self.subscriptions[type_url] = Subscription(type_url)
-            self._set_initial_names(subscription, request.resource_names)
+            self._set_initial_names(subscription, requested_names(request))
         else:
-            self._update_names(subscription, request.resource_names)
+            self._update_names(subscription, requested_names(request))
         return [self._subscribed(subscription), *self._answer(subscription, now, force=True)]
 
     def snapshot_changed(self, now: float) -> list[Action]:
@@ -194,22 +184,21 @@ class SotwStream:
         return Acked(subscription.type_url, request.version_info, request.response_nonce,
                      max(0.0, now - subscription.sent_at))
 
-    def _set_initial_names(self, subscription: Subscription, names: Iterable[str]) -> None:
-        requested = frozenset(names)
+    def _set_initial_names(self, subscription: Subscription, requested: frozenset[str]) -> None:
         subscription.wildcard = not requested or WILDCARD in requested
-        subscription.names = shared_names(requested - {WILDCARD} if subscription.wildcard
-                                          else requested)
+        subscription.names = _explicit(requested)
 
-    def _update_names(self, subscription: Subscription, names: Iterable[str]) -> bool:
-        """Apply a request's names; True when the subscription changed."""
-        requested = frozenset(names)
+    def _update_names(self, subscription: Subscription, requested: frozenset[str]) -> bool:
+        """Apply a request's names (a shared set: requests.py); True when the subscription
+        changed."""
         if not requested and subscription.wildcard and not subscription.names:
             return False  # a legacy wildcard stays a wildcard on later empty requests
         wildcard = WILDCARD in requested
-        explicit = requested - {WILDCARD}
-        changed = wildcard != subscription.wildcard or explicit != subscription.names
+        explicit = _explicit(requested)
+        changed = wildcard != subscription.wildcard or (
+            explicit is not subscription.names and explicit != subscription.names)
         if changed:
-            subscription.wildcard, subscription.names = wildcard, shared_names(explicit)
+            subscription.wildcard, subscription.names = wildcard, explicit
         return changed
 
     def _subscribed(self, subscription: Subscription) -> Subscribed:
