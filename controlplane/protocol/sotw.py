@@ -254,17 +254,15 @@ class SotwStream:
         SotW for these types: the client drops them with what referred to them)."""
         sent = subscription.sent
         assert sent is not None
-        changed = desired.resources.changed_since(sent)
-        present = [resource for name in sorted(changed)
-                   if (resource := desired.resources.get(name)) is not None]
-        if not present:
+        # One set per (sent, desired) pair, shared by every stream making that move: its key
+        # and encoded chunk are computed once (cache/content.py), and so is the response.
+        present = desired.resources.changes_since(sent, desired.version)
+        if not len(present):
             subscription.sent, subscription.sent_key = desired.resources, desired.key
             subscription.sent_version = desired.version
             return []
         push = self._push(subscription, desired, now)
-        return [Push(push.type_url, push.version, push.nonce,
-                     ResourceSet(subscription.type_url, {item.name: item for item in present},
-                                 version=push.version), push.content_key)]
+        return [Push(push.type_url, push.version, push.nonce, present, push.content_key)]
 
     def _push(self, subscription: Subscription, desired: Desired, now: float) -> Push:
         self._nonces += 1

@@ -128,3 +128,31 @@ def test_the_parse_memo_is_bounded():
     assert len(parser._parsed) == 4
     parser.parse(wire(request(CLUSTER, ("n0",))))
     assert parser.parsed == 11
+
+
+def test_a_partial_update_is_one_set_and_one_response_for_every_stream_making_the_move():
+    cache = shared_cache()
+    server = DiscoveryServer(cache, Observer(cache), partial_updates=True)
+    parser = RequestParser(discovery_pb2.DiscoveryRequest)
+    streams = []
+    for index in range(STREAMS):
+        stream = SotwStream(cache.snapshot_for, partial_updates=True)
+        for message in (request(CLUSTER, node_id=f"node-{index}"),
+                        request(CLUSTER_LOAD_ASSIGNMENT, NAMES)):
+            for push in [a for a in stream.receive(parser.parse(wire(message)), 0)
+                         if isinstance(a, Push)]:
+                names = NAMES if push.type_url == CLUSTER_LOAD_ASSIGNMENT else ()
+                stream.receive(parser.parse(wire(request(
+                    push.type_url, names, nonce=push.nonce, version=push.version))), 0)
+        streams.append(stream)
+    cache.put_resources(CLUSTER_LOAD_ASSIGNMENT, {
+        "svc-3": parse_any_resource(endpoints("svc-3", 9999))})
+    joined = server.encoder.joined
+    updates = [push for stream in streams for push in stream.snapshot_changed(1)
+               if isinstance(push, Push)]
+    assert len(updates) == STREAMS
+    assert len({id(push.resources) for push in updates}) == 1  # one set for all
+    assert [item.name for item in updates[0].resources] == ["svc-3"]
+    bodies = [server.encode(push) for push in updates]  # kept: ids stay theirs
+    assert server.encoder.joined - joined == 2
+    assert len({id(body) for body in bodies}) == 2
