@@ -110,18 +110,28 @@ class DiscoveryServer:
         """Encode and write one response within the pacer's budget of bytes in flight (the
         bytes may be shared with other streams: controlplane/cache/encoder.py; gRPC copies
         them for each call all the same, so each write counts)."""
-        body = None if isinstance(action, DeltaPush) else self.encoder.lookup(
-            action.type_url, action.version, action.resources, action.nonce)
-        parts = [] if body is not None else self.parts(action)
+        body = self._shared_body(action)
+        parts = self.parts(action) if body is None else []
         size = len(body) if body is not None else sum(len(part) for part in parts)
         await self.pacer.acquire(size)  # before the copy below: the budget bounds the copies
         try:
-            if body is None:
-                body = (b"".join(parts) if isinstance(action, DeltaPush) else self.encoder.join(
-                    action.type_url, action.version, action.resources, action.nonce, parts))
-            await context.write(body)  # type: ignore[arg-type]
+            await context.write(body if body is not None  # type: ignore[arg-type]
+                                else self._join(action, parts))
         finally:
             self.pacer.release(size)
+
+    def _shared_body(self, action: Push | DeltaPush) -> bytes | None:
+        """A SotW response another stream already sent (cache/encoder.py)."""
+        if isinstance(action, DeltaPush):
+            return None
+        return self.encoder.lookup(action.type_url, action.version, action.resources,
+                                   action.nonce)
+
+    def _join(self, action: Push | DeltaPush, parts: list[bytes]) -> bytes:
+        if isinstance(action, DeltaPush):
+            return b"".join(parts)
+        return self.encoder.join(action.type_url, action.version, action.resources,
+                                 action.nonce, parts)
 
     def _fetch_behaviour(self, type_url: str
                          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:

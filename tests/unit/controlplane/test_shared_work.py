@@ -156,3 +156,31 @@ def test_a_partial_update_is_one_set_and_one_response_for_every_stream_making_th
     bodies = [server.encode(push) for push in updates]  # kept: ids stay theirs
     assert server.encoder.joined - joined == 2
     assert len({id(body) for body in bodies}) == 2
+
+
+def test_the_server_writes_the_shared_response_object():
+    """DiscoveryServer.write (what each stream awaits) sends the kept bytes, not a copy."""
+    import asyncio
+
+    class Context:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+
+        async def write(self, body: bytes) -> None:
+            self.written.append(body)
+
+    cache = shared_cache()
+    server = DiscoveryServer(cache, Observer(cache))
+    contexts = [Context() for _ in range(4)]
+
+    async def run() -> None:
+        for index, context in enumerate(contexts):
+            stream = SotwStream(cache.snapshot_for)
+            for push in [a for a in stream.receive(request(CLUSTER, node_id=f"n{index}"), 0)
+                         if isinstance(a, Push)]:
+                await server.write(context, push)  # type: ignore[arg-type]
+    asyncio.run(run())
+    assert server.encoder.joined == 2
+    assert contexts[1].written[0] is contexts[2].written[0] is contexts[3].written[0]
+    assert contexts[0].written[0] == contexts[3].written[0]
+    assert server.pacer.budget.used == 0  # every write gave its bytes back
