@@ -95,10 +95,8 @@ class DiscoveryServer:
         return handlers
 
     def encode(self, action: Push | DeltaPush) -> bytes:
-        if isinstance(action, DeltaPush):
-            return b"".join(self.parts(action))
-        return self.encoder.encode(action.type_url, action.version, action.resources,
-                                   action.nonce)
+        found = self._shared_body(action)
+        return found if found is not None else self._join(action, self.parts(action))
 
     def parts(self, action: Push | DeltaPush) -> list[bytes]:
         if isinstance(action, DeltaPush):
@@ -122,15 +120,17 @@ class DiscoveryServer:
             self.pacer.release(size)
 
     def _shared_body(self, action: Push | DeltaPush) -> bytes | None:
-        """A SotW response another stream already sent (cache/encoder.py)."""
+        """A response another stream already sent (cache/encoder.py)."""
         if isinstance(action, DeltaPush):
-            return None
+            return self.encoder.lookup_delta(action.type_url, action.version, action.resources,
+                                             action.removed, action.nonce)
         return self.encoder.lookup(action.type_url, action.version, action.resources,
                                    action.nonce)
 
     def _join(self, action: Push | DeltaPush, parts: list[bytes]) -> bytes:
         if isinstance(action, DeltaPush):
-            return b"".join(parts)
+            return self.encoder.join_delta(action.type_url, action.version, action.resources,
+                                           action.removed, action.nonce, parts)
         return self.encoder.join(action.type_url, action.version, action.resources,
                                  action.nonce, parts)
 

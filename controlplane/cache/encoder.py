@@ -37,7 +37,7 @@ class ResponseEncoder:
         self.encoded = 0  # delta bodies actually built (tests)
         self._sotw = _Memo(sotw_memo_bytes)
         self._seen: set[tuple[str, ...]] = set()
-        self.joined = 0  # SotW responses actually joined (tests, benchmarks)
+        self.joined = 0  # whole responses actually joined (tests, benchmarks)
 
     def encode(self, type_url: str, version: str, content: TypeContent, nonce: str) -> bytes:
         """The whole response: the same bytes object for every stream sending the same content
@@ -51,7 +51,7 @@ class ResponseEncoder:
 
     @property
     def memo_held(self) -> int:
-        """Bytes of SotW responses kept for other streams."""
+        """Bytes of whole responses kept for other streams."""
         return self._sotw.held
 
     def lookup(self, type_url: str, version: str, content: TypeContent, nonce: str
@@ -61,7 +61,27 @@ class ResponseEncoder:
     def join(self, type_url: str, version: str, content: TypeContent, nonce: str,
              parts: list[bytes]) -> bytes:
         """`parts` (from `parts`) in one copy, kept if this response was met before."""
-        key = (type_url, version, content.key, nonce)
+        return self._join_keep((type_url, version, content.key, nonce), parts)
+
+    def lookup_delta(self, type_url: str, version: str, resources: tuple[CachedResource, ...],
+                     removed: tuple[str, ...], nonce: str) -> bytes | None:
+        """A whole delta response another stream sent (streams number their responses alike
+        too: controlplane/protocol/delta.py)."""
+        return self._sotw.get(self._delta_key(type_url, version, resources, removed, nonce))
+
+    def join_delta(self, type_url: str, version: str, resources: tuple[CachedResource, ...],
+                   removed: tuple[str, ...], nonce: str, parts: list[bytes]) -> bytes:
+        """`parts` (from `delta_parts`) in one copy, kept if this response was met before."""
+        return self._join_keep(self._delta_key(type_url, version, resources, removed, nonce),
+                               parts)
+
+    @staticmethod
+    def _delta_key(type_url: str, version: str, resources: tuple[CachedResource, ...],
+                   removed: tuple[str, ...], nonce: str) -> tuple[str, ...]:
+        return ("delta", type_url, version, *(item.name for item in resources), "\0",
+                *removed, "\0", nonce)
+
+    def _join_keep(self, key: tuple[str, ...], parts: list[bytes]) -> bytes:
         body = b"".join(parts)
         self.joined += 1
         if key in self._seen:

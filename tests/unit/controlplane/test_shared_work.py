@@ -184,3 +184,25 @@ def test_the_server_writes_the_shared_response_object():
     assert contexts[1].written[0] is contexts[2].written[0] is contexts[3].written[0]
     assert contexts[0].written[0] == contexts[3].written[0]
     assert server.pacer.budget.used == 0  # every write gave its bytes back
+
+
+def test_equal_delta_responses_are_one_object_too():
+    from envoy.config.core.v3 import base_pb2
+
+    from controlplane.protocol.delta import DeltaStream
+    from controlplane.protocol.events import DeltaPush
+
+    cache = shared_cache()
+    server = DiscoveryServer(cache, Observer(cache))
+    bodies = []
+    for index in range(STREAMS):
+        stream = DeltaStream(cache.snapshot_for)
+        first = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=CLUSTER, node=base_pb2.Node(id=f"node-{index}"))
+        [push] = [a for a in stream.receive(first, 0) if isinstance(a, DeltaPush)]
+        bodies.append(server.encode(push))
+    assert server.encoder.joined == 2
+    assert len({id(body) for body in bodies[1:]}) == 1
+    parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(bodies[-1])
+    assert (parsed.nonce, len(parsed.resources)) == ("1", len(NAMES))
+    assert bodies[0] == bodies[-1]
