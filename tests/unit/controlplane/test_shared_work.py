@@ -206,3 +206,21 @@ def test_equal_delta_responses_are_one_object_too():
     parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(bodies[-1])
     assert (parsed.nonce, len(parsed.resources)) == ("1", len(NAMES))
     assert bodies[0] == bodies[-1]
+
+
+def test_known_versions_get_answers_like_a_mapping_without_raising():
+    from controlplane.protocol.known import KnownVersions
+
+    cache = shared_cache()
+    base = cache.shared(CLUSTER)
+    known = KnownVersions()
+    assert known.get("svc-1") is None and known.get("svc-1", "x") == "x"
+    known.rebase(base)
+    resource = base.get("svc-1")
+    assert resource is not None and known.get("svc-1") == resource.version
+    known["svc-1"] = "v9"
+    del known["svc-2"]
+    assert known.get("svc-1") == "v9" and known.get("svc-2") is None
+    assert known.get("svc-2", "gone") == "gone" and "svc-2" not in known
+    assert known.get("nowhere") is None
+    assert dict(known.items())["svc-3"] == base.get("svc-3").version  # type: ignore[union-attr]
