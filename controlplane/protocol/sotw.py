@@ -147,8 +147,10 @@ class SotwStream:
         clusters = snapshot.of_type(CLUSTER.type_url)
         self.retained_clusters = {name: resource for name, resource
                                   in self.retained_clusters.items() if name not in clusters}
-        planned = {kind.type_url for kind in PUSH_ORDER if self._differs(kind.type_url, snapshot)}
-        routing_moves = bool(planned & set(ROUTING_TYPES)) or self._routing_unacked()
+        # Only the routing types decide whether removed clusters are kept (each type's own
+        # answer below looks at its desired content once).
+        routing_moves = any(self._differs(type_url, snapshot) for type_url in ROUTING_TYPES) \
+            or self._routing_unacked()
         cds = self.subscriptions.get(CLUSTER.type_url)
         if cds is not None and cds.sent is not None and routing_moves:
             # Make before break: keep serving removed clusters until routes stop naming them.
