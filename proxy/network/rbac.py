@@ -20,9 +20,9 @@ matchers are proxy.model.rbac's, shared with the HTTP filter, reading the connec
 CONTINUOUS evaluates both engines on every read. A denied connection is closed without
 flushing (Envoy's close(NoFlush)), its termination details are
 `rbac_access_denied_matched_policy[<policy or none>]` (%CONNECTION_TERMINATION_DETAILS%).
-Stats, as Envoy's generateStats: `<stat_prefix>.rbac.{allowed,denied}` and
-`<stat_prefix>.rbac.<shadow_rules_stat_prefix>shadow_{allowed,denied}` (the '.' after
-stat_prefix is added unless it ends with one). `shadow_rules` only count. Refused by name:
+Stats, as Envoy 1.40 names them: `<stat_prefix>.rbac.{allowed,denied}` and
+`<stat_prefix>.rbac.<shadow_rules_stat_prefix>.shadow_{allowed,denied}` (each '.' is added
+unless the prefix is empty or ends with one). `shadow_rules` only count. Refused by name:
 `matcher`, `shadow_matcher` (the xDS matcher API), `delay_deny`.
 """
 
@@ -69,8 +69,16 @@ class NetworkRbacConfig:
     @property
     def scope(self) -> str:
         """Envoy's statPrefixJoin(stat_prefix, "rbac.")."""
-        joined = self.stat_prefix if self.stat_prefix.endswith(".") else self.stat_prefix + "."
-        return joined + "rbac."
+        return _joined(self.stat_prefix) + "rbac."
+
+    @property
+    def shadow_scope(self) -> str:
+        """Envoy 1.40: `<scope><shadow_rules_stat_prefix>.shadow_` (the '.' joined as above)."""
+        return self.scope + _joined(self.shadow_rules_stat_prefix) + "shadow_"
+
+
+def _joined(prefix: str) -> str:
+    return prefix if not prefix or prefix.endswith(".") else prefix + "."
 
 
 def translate(message: Message) -> NetworkRbacConfig:
@@ -150,8 +158,7 @@ class NetworkRbacFactory:
     def create(self, config: NetworkRbacConfig, context: ServerContext) -> Any:
         stats = context.stats
         engine = _Engine(config.rules, stats, config.scope) if config.rules else None
-        shadow = (_Engine(config.shadow_rules, stats,
-                          f"{config.scope}{config.shadow_rules_stat_prefix}shadow_")
+        shadow = (_Engine(config.shadow_rules, stats, config.shadow_scope)
                   if config.shadow_rules else None)
         return lambda: NetworkRbacFilter(config, engine, shadow)
 

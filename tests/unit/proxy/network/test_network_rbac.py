@@ -133,7 +133,7 @@ def test_shadow_rules_only_count_under_their_prefix() -> None:
             "shadow_rules_stat_prefix": "dry_"}
     results, stats = run(body, connection(), reads=2)
     assert results == [True, True]  # no enforced rules: allowed by default
-    assert counters(stats) == {"tcp.rbac.dry_shadow_denied": 1}
+    assert counters(stats) == {"tcp.rbac.dry_.shadow_denied": 1}
 
 
 def test_termination_details_name_the_policy_with_whitespace_replaced() -> None:
