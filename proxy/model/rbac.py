@@ -119,12 +119,12 @@ def _within(prefix: str, build: Callable[[Any], Predicate[S]], message: Any) -> 
 
 
 def cidr(message: Any) -> Callable[[str], bool]:
-    """A core.v3.CidrRange as a test on an address text (false for a non-IP text)."""
-    length = message.prefix_len.value if message.HasField("prefix_len") else None
+    """A core.v3.CidrRange as a test on an address text (false for a non-IP text). An unset
+    `prefix_len` is 0, as Envoy reads it (CidrRange::create takes prefix_len().value()): the
+    range holds every address of its family (Envoy 1.40, test_network_rbac_vs_envoy.py)."""
     try:
         network = ipaddress.ip_network(
-            message.address_prefix if length is None else f"{message.address_prefix}/{length}",
-            strict=False)
+            f"{message.address_prefix}/{message.prefix_len.value}", strict=False)
     except ValueError as error:
         raise ConfigError(str(error), field="address_prefix") from error
 

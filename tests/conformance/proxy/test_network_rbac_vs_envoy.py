@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.proxy.helpers import (
     DOWNSTREAM_TLS,
+    PROXY_PROTOCOL,
     TaggedServer,
     listener,
     read_line,
@@ -49,6 +50,7 @@ def policy(permissions: list[Any], principals: list[Any], action: str = "ALLOW",
 
 
 ANY = [{"any": True}]
+PP = ("pp_remote", "pp_source", "pp_direct", "pp_no_len")  # listeners behind the PROXY protocol
 # name -> (the filter's config but stat_prefix, what the plain client should see)
 CASES: dict[str, tuple[dict[str, Any], bool]] = {
     # ALLOW with no matching policy; a shadow DENY that matches.
@@ -65,7 +67,8 @@ CASES: dict[str, tuple[dict[str, Any], bool]] = {
                   "shadow_rules": policy(ANY, [{"url_path": {"path": {"prefix": "/"}}}]),
                   "shadow_rules_stat_prefix": "dry_"}, True),
     "log_only": ({"rules": policy(ANY, ANY, "LOG")}, True),
-    "continuous": ({"rules": policy(ANY, [{"remote_ip": {"address_prefix": "127.0.0.1"}}]),
+    "continuous": ({"rules": policy(ANY, [{"remote_ip": {"address_prefix": "127.0.0.1",
+                                                         "prefix_len": 32}}]),
                     "enforcement_type": "CONTINUOUS"}, True),
     "plain_not_tls": ({"rules": policy(ANY, [{"authenticated": {}}])}, False),
 }
@@ -90,6 +93,20 @@ def bootstrap(log: Path, ports: dict[str, int], backend: int, tls: dict[str, Any
             tcp_proxy("up", access_log=access_log)],
         "transport_socket": {"name": "envoy.transport_sockets.tls",
                              "typed_config": {"@type": DOWNSTREAM_TLS, **tls}}}]))
+    # Behind the PROXY protocol: remote_ip and source_ip are the header's client (192.0.2.7),
+    # direct_remote_ip the socket's peer (127.0.0.1).
+    for name, principal in (
+            ("pp_remote", {"remote_ip": {"address_prefix": "192.0.2.7", "prefix_len": 32}}),
+            ("pp_source", {"source_ip": {"address_prefix": "127.0.0.0", "prefix_len": 8}}),
+            ("pp_direct", {"direct_remote_ip": {"address_prefix": "127.0.0.0",
+                                                "prefix_len": 8}}),
+            # prefix_len unset is 0, as Envoy reads it: every IPv4 address
+            ("pp_no_len", {"direct_remote_ip": {"address_prefix": "10.0.0.0"}})):
+        listeners.append(listener(name, ports[name], [{"filters": [
+            rbac(name, {"rules": policy(ANY, [principal])}),
+            tcp_proxy("up", access_log=access_log)]}], listener_filters=[{
+                "name": "envoy.filters.listener.proxy_protocol",
+                "typed_config": {"@type": PROXY_PROTOCOL}}]))
     for name, port in (("http_allowed", ports["http_allowed"]),
                        ("http_denied", ports["http_denied"])):
         principal = {"any": True} if name == "http_allowed" else {"not_id": {"any": True}}
@@ -141,6 +158,11 @@ def drive(ports: dict[str, int], contexts: dict[str, ssl.SSLContext]) -> dict[st
             seen[f"mtls-{who}"] = talk(tls, 1)
     for name in ("http_allowed", "http_denied"):
         seen[name] = http_status(ports[name])
+    for name in PP:
+        with socket.create_connection(("127.0.0.1", ports[name]), timeout=5) as sock:
+            # the header's destination port is the listener's: the log lines name it
+            sock.sendall(f"PROXY TCP4 192.0.2.7 127.0.0.1 4321 {ports[name]}\r\n".encode())
+            seen[name] = talk(sock, 1)
     return seen
 
 
@@ -150,7 +172,8 @@ STATS = [f"{name}.rbac.{kind}" for name in CASES
     "mtls.rbac.allowed", "mtls.rbac.denied", "tcp.tcp.downstream_cx_rx_bytes_total",
     "cluster.up.upstream_cx_tx_bytes_total", "cluster.up.upstream_cx_total",
     "http_allowed.rbac.allowed", "http_denied.rbac.denied", "http.http_denied.downstream_rq_total",
-    "http.http_allowed.downstream_rq_total"]
+    "http.http_allowed.downstream_rq_total",
+    *(f"{name}.rbac.{kind}" for name in PP for kind in ("allowed", "denied"))]
 
 
 def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
@@ -170,8 +193,8 @@ def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
     try:
         for kind in ("envoy", "pointsman"):
             log = tmp_path / f"{kind}.log"
-            ports = {name: free_port()
-                     for name in (*CASES, "mtls", "http_allowed", "http_denied")}
+            ports = {name: free_port() for name in (
+                *CASES, "mtls", "http_allowed", "http_denied", *PP)}
             config = bootstrap(log, ports, backend.port, tls)
             proxy = (Envoy(config, extra_args=("--concurrency", "1",
                                                "--file-flush-interval-msec", "100"))
@@ -179,7 +202,7 @@ def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
             with proxy:
                 proxy.wait_ready()
                 seen = drive(ports, contexts)
-                lines = _wait_for_lines(log, len(CASES) + 2)
+                lines = _wait_for_lines(log, len(CASES) + 2 + len(PP))
                 by_port = {str(port): name for name, port in ports.items()}
                 results[kind] = (seen, sorted(_named(line, by_port) for line in lines),
                                  {name: proxy.stat(name) for name in STATS})
@@ -194,6 +217,7 @@ def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
     assert seen["mtls-frontend"] == ("a", [b"hello"])
     assert seen["mtls-intruder"] == ("a", [b""])
     assert (seen["http_allowed"], seen["http_denied"]) == (b"HTTP/1.1 200 OK", b"")
+    assert [seen[name][1] for name in PP] == [[b"hello"], [b""], [b"hello"], [b"hello"]]
 
 
 def _named(line: str, by_port: dict[str, str]) -> str:

@@ -79,6 +79,11 @@ def counters(stats: Stats) -> dict[str, int]:
     ({"remote_ip": {"address_prefix": "192.168.0.0", "prefix_len": 16}},
      connection(remote="10.0.0.1", direct="192.168.1.1"), False),  # PROXY protocol's client
     ({"source_ip": {"address_prefix": "10.0.0.0", "prefix_len": 8}}, connection(), True),
+    # prefix_len unset is 0 (Envoy's CidrRange): every address of the family
+    ({"remote_ip": {"address_prefix": "192.0.2.1"}}, connection(remote="10.0.0.1"), True),
+    ({"remote_ip": {"address_prefix": "192.0.2.1", "prefix_len": 32}},
+     connection(remote="10.0.0.1"), False),
+    ({"remote_ip": {"address_prefix": "::1"}}, connection(remote="10.0.0.1"), False),
     ({"not_id": {"any": True}}, connection(), False),
     ({"and_ids": {"ids": [{"any": True}, {"remote_ip": {"address_prefix": "10.0.0.1"}}]}},
      connection(), True),
