@@ -19,6 +19,7 @@ import pytest
 from tests.integration.proxy.helpers import (
     DOWNSTREAM_TLS,
     PROXY_PROTOCOL,
+    TLS_INSPECTOR,
     TaggedServer,
     listener,
     read_line,
@@ -50,6 +51,7 @@ def policy(permissions: list[Any], principals: list[Any], action: str = "ALLOW",
 
 
 ANY = [{"any": True}]
+SNI = ("sni_inspected", "sni_terminated")  # TLS listeners with and without tls_inspector
 PP = ("pp_remote", "pp_source", "pp_direct", "pp_no_len")  # listeners behind the PROXY protocol
 # name -> (the filter's config but stat_prefix, what the plain client should see)
 CASES: dict[str, tuple[dict[str, Any], bool]] = {
@@ -93,6 +95,18 @@ def bootstrap(log: Path, ports: dict[str, int], backend: int, tls: dict[str, Any
             tcp_proxy("up", access_log=access_log)],
         "transport_socket": {"name": "envoy.transport_sockets.tls",
                              "typed_config": {"@type": DOWNSTREAM_TLS, **tls}}}]))
+    # requested_server_name is the SNI tls_inspector saw: without it, empty (Envoy 1.40).
+    for name in SNI:
+        inspector = {"listener_filters": [{"name": "envoy.filters.listener.tls_inspector",
+                                           "typed_config": {"@type": TLS_INSPECTOR}}]} \
+            if name == "sni_inspected" else {}
+        listeners.append(listener(name, ports[name], [{
+            "filters": [rbac(name, {"rules": policy(
+                [{"requested_server_name": {"exact": "vault.test"}}], ANY)}),
+                tcp_proxy("up", access_log=access_log)],
+            "transport_socket": {"name": "envoy.transport_sockets.tls",
+                                 "typed_config": {"@type": DOWNSTREAM_TLS, **tls}}}],
+            **inspector))
     # Behind the PROXY protocol: remote_ip and source_ip are the header's client (192.0.2.7),
     # direct_remote_ip the socket's peer (127.0.0.1).
     for name, principal in (
@@ -158,6 +172,11 @@ def drive(ports: dict[str, int], contexts: dict[str, ssl.SSLContext]) -> dict[st
             seen[f"mtls-{who}"] = talk(tls, 1)
     for name in ("http_allowed", "http_denied"):
         seen[name] = http_status(ports[name])
+    for name in SNI:
+        for server_name in ("vault.test", "other.test"):
+            with socket.create_connection(("127.0.0.1", ports[name]), timeout=5) as raw, \
+                    contexts["frontend"].wrap_socket(raw, server_hostname=server_name) as tls:
+                seen[f"{name}-{server_name}"] = talk(tls, 1)
     for name in PP:
         with socket.create_connection(("127.0.0.1", ports[name]), timeout=5) as sock:
             # the header's destination port is the listener's: the log lines name it
@@ -173,7 +192,7 @@ STATS = [f"{name}.rbac.{kind}" for name in CASES
     "cluster.up.upstream_cx_tx_bytes_total", "cluster.up.upstream_cx_total",
     "http_allowed.rbac.allowed", "http_denied.rbac.denied", "http.http_denied.downstream_rq_total",
     "http.http_allowed.downstream_rq_total",
-    *(f"{name}.rbac.{kind}" for name in PP for kind in ("allowed", "denied"))]
+    *(f"{name}.rbac.{kind}" for name in (*PP, *SNI) for kind in ("allowed", "denied"))]
 
 
 def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
@@ -194,7 +213,7 @@ def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
         for kind in ("envoy", "pointsman"):
             log = tmp_path / f"{kind}.log"
             ports = {name: free_port() for name in (
-                *CASES, "mtls", "http_allowed", "http_denied", *PP)}
+                *CASES, "mtls", "http_allowed", "http_denied", *PP, *SNI)}
             config = bootstrap(log, ports, backend.port, tls)
             proxy = (Envoy(config, extra_args=("--concurrency", "1",
                                                "--file-flush-interval-msec", "100"))
@@ -202,7 +221,7 @@ def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
             with proxy:
                 proxy.wait_ready()
                 seen = drive(ports, contexts)
-                lines = _wait_for_lines(log, len(CASES) + 2 + len(PP))
+                lines = _wait_for_lines(log, len(CASES) + 2 + len(PP) + 2 * len(SNI))
                 by_port = {str(port): name for name, port in ports.items()}
                 results[kind] = (seen, sorted(_named(line, by_port) for line in lines),
                                  {name: proxy.stat(name) for name in STATS})
@@ -218,6 +237,8 @@ def test_network_rbac_matches_envoy(tmp_path: Path) -> None:
     assert seen["mtls-intruder"] == ("a", [b""])
     assert (seen["http_allowed"], seen["http_denied"]) == (b"HTTP/1.1 200 OK", b"")
     assert [seen[name][1] for name in PP] == [[b"hello"], [b""], [b"hello"], [b"hello"]]
+    assert [seen[f"{name}-{server_name}"][1] for name in SNI
+            for server_name in ("vault.test", "other.test")] == [[b"hello"], [b""], [b""], [b""]]
 
 
 def _named(line: str, by_port: dict[str, str]) -> str:

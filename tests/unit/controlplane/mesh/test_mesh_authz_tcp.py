@@ -27,9 +27,9 @@ from tests.unit.controlplane.mesh.test_mesh_security import (
 DB = 5432  # the `db` Service's postgresql port: opaque TCP
 
 
-def network_filters(extra: str, port: int = DB) -> list[dict[str, Any]]:
+def network_filters(extra: str, port: int = DB, service: str = "db") -> list[dict[str, Any]]:
     """Every chain's filters but the terminal one (the same in each chain)."""
-    chains = listener(secured(extra, caller="db"), port)["filter_chains"]
+    chains = listener(secured(extra, caller=service), port)["filter_chains"]
     found = [[item for item in chain["filters"][:-1]] for chain in chains]
     assert all(chain["filters"][-1]["name"] == "envoy.filters.network.tcp_proxy"
                for chain in chains)
@@ -131,3 +131,18 @@ def test_explain_runs_the_network_rbac_of_a_tcp_port() -> None:
     assert _admission(extra, SPIFFE + "default/sa/api", "tcp://db:5432") == (
         "denied over mTLS (PERMISSIVE): no ALLOW policy rule matches (the connection is "
         "closed)")
+
+
+def test_a_tls_passthrough_port_gets_network_rbac_too() -> None:
+    extra = """---
+apiVersion: v1
+kind: Service
+metadata: {name: vault, labels: {app: vault}}
+spec: {ports: [{name: tls, port: 8443, appProtocol: tls}]}
+""" + _authorization("vault", """
+      selector: {matchLabels: {app: vault}}
+      rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/web]}}]}]""")
+    filters = network_filters(extra, port=8443, service="vault")
+    assert len(filters) == 1
+    assert verdict(filters, "default/sa/web", port=8443) == "allowed"
+    assert verdict(filters, "default/sa/api", port=8443) != "allowed"
