@@ -8,13 +8,16 @@ its upstream connection, as on any downstream close).
 
 `FilteredProtocol` wraps the terminal filter's protocol (the HCM's connection handler,
 tcp_proxy's stream reader) and does exactly that. It sees the transport after the TLS
-handshake, so the filters read the verified peer (`connection.peer`). The decision itself is
-in the filters (sans-I/O: `on_data` returns a bool); this adapter only feeds and closes.
+handshake, so the filters read the verified peer (`connection.peer`). `splice_gate` does the
+same for tcp_proxy's zero-copy relay between plain sockets (proxy.network.splice), which
+learns each read's size only. The decision itself is in the filters (sans-I/O: `on_data`
+returns a bool); these adapters only feed and close.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, cast
 
 from proxy.http.peer import peer_from_ssl
@@ -89,3 +92,16 @@ class FilteredProtocol(asyncio.Protocol):
 def protocol_for(inner: Any, connection: DownstreamConnection) -> Any:
     """`inner` itself when the chain has no read filters (no cost on that path)."""
     return FilteredProtocol(inner, connection) if connection.read_filters else inner
+
+
+def splice_gate(connection: DownstreamConnection) -> Callable[[int, bool], bool] | None:
+    """The read filters as proxy.network.splice's gate; None without read filters."""
+    if not connection.read_filters:
+        return None
+
+    def gate(size: int, end_stream: bool) -> bool:
+        if run_read_filters(connection, size, end_stream):
+            return True
+        connection.withheld_bytes += size
+        return False
+    return gate

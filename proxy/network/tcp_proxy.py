@@ -33,7 +33,7 @@ from protos.errors import ConfigError, unsupported
 from proxy.context import ServerContext
 from proxy.model.fields import reject_unsupported, seconds
 from proxy.network.base import DownstreamConnection, register
-from proxy.network.read_filters import protocol_for
+from proxy.network.read_filters import protocol_for, splice_gate
 from proxy.network.splice import RelayClosed, SpliceRelay
 from proxy.network.upstream_connect import (
     UpstreamConnectError,
@@ -249,13 +249,12 @@ class TcpProxyFilter:
     async def _relay(self, connection: DownstreamConnection, upstream: UpstreamConnection,
                      record: _ConnectionRecord) -> None:
         try:
-            # Read filters see each read: the splice relay's bytes stay in the kernel.
-            if (connection.server_ssl is None and upstream.streams is None
-                    and not connection.read_filters):
+            if connection.server_ssl is None and upstream.streams is None:
                 relay = SpliceRelay(connection.sock, upstream.sock,
                                     idle_timeout=self.config.idle_timeout,
                                     downstream_buffer=connection.buffer_limit,
-                                    upstream_buffer=upstream.buffer_limit)
+                                    upstream_buffer=upstream.buffer_limit,
+                                    gate=splice_gate(connection))
                 try:
                     await relay.run()
                 finally:
