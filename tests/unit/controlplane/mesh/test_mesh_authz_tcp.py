@@ -5,7 +5,6 @@ them is left out, a DENY rule loses them)."""
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +23,7 @@ from tests.unit.controlplane.mesh.test_mesh_security import (
     secured,
 )
 
+NO_SOCKET: Any = None  # the filter never touches the socket (unit tier: no sockets)
 DB = 5432  # the `db` Service's postgresql port: opaque TCP
 
 
@@ -39,18 +39,17 @@ def network_filters(extra: str, port: int = DB, service: str = "db") -> list[dic
 
 def verdict(filters: list[dict[str, Any]], peer: str | None, port: int = DB) -> str:
     """What the filters, in order, do with a connection's first byte."""
-    with socket.socket() as sock:
-        connection = DownstreamConnection(
-            sock=sock, remote_address=("10.1.2.3", 4000), local_address=("10.0.0.1", port),
-            listener_name="inbound", connection_id=1,
-            peer=PeerTls((SPIFFE + peer,)) if peer else None)
-        for item in filters:
-            assert item["name"] == "envoy.filters.network.rbac"
-            body = {k: v for k, v in item["typed_config"].items() if k != "@type"}
-            config = rbac.translate(parse_message(body, rbac_pb2.RBAC))
-            make = rbac.NetworkRbacFactory().create(config, SimpleNamespace(stats=Stats()))
-            if not make().on_data(connection, 1, False):
-                return connection.termination_details
+    connection = DownstreamConnection(
+        sock=NO_SOCKET, remote_address=("10.1.2.3", 4000), local_address=("10.0.0.1", port),
+        listener_name="inbound", connection_id=1,
+        peer=PeerTls((SPIFFE + peer,)) if peer else None)
+    for item in filters:
+        assert item["name"] == "envoy.filters.network.rbac"
+        body = {k: v for k, v in item["typed_config"].items() if k != "@type"}
+        config = rbac.translate(parse_message(body, rbac_pb2.RBAC))
+        make = rbac.NetworkRbacFactory().create(config, SimpleNamespace(stats=Stats()))
+        if not make().on_data(connection, 1, False):
+            return connection.termination_details
     return "allowed"
 
 

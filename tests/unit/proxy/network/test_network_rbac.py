@@ -3,7 +3,6 @@ decision (ONE_TIME_ON_FIRST_BYTE vs CONTINUOUS, shadow rules, stats, termination
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +17,7 @@ from proxy.network.rbac import NetworkRbacFactory, translate
 from proxy.stats import Stats
 
 SPIFFE = "spiffe://cluster.local/ns/default/sa/frontend"
+NO_SOCKET: Any = None  # the filter never touches the socket (unit tier: no sockets)
 
 
 def config(body: dict[str, Any]) -> Any:
@@ -34,23 +34,9 @@ def connection(*, remote: str = "10.0.0.1", direct: str | None = None, port: int
                local_ip: str = "10.0.0.9", peer: PeerTls | None = None,
                sni: str = "") -> DownstreamConnection:
     return DownstreamConnection(
-        sock=socket.socket(), remote_address=(remote, 5555), local_address=(local_ip, port),
+        sock=NO_SOCKET, remote_address=(remote, 5555), local_address=(local_ip, port),
         listener_name="l", connection_id=1, server_name=sni, peer=peer,
         direct_remote_address=(direct, 5555) if direct else None)
-
-
-@pytest.fixture(autouse=True)
-def _close_sockets(monkeypatch: pytest.MonkeyPatch) -> Any:
-    made: list[socket.socket] = []
-    original = socket.socket
-
-    def tracked(*args: Any, **kwargs: Any) -> socket.socket:
-        made.append(original(*args, **kwargs))
-        return made[-1]
-    monkeypatch.setattr(socket, "socket", tracked)
-    yield
-    for sock in made:
-        sock.close()
 
 
 def run(body: dict[str, Any], conn: DownstreamConnection, reads: int = 1

@@ -3,12 +3,13 @@ filter's protocol; a stop closes without flushing and the terminal protocol sees
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from proxy.http.peer import PeerTls
 from proxy.network.base import DownstreamConnection
 from proxy.network.read_filters import ClosedByFilter, FilteredProtocol, protocol_for
+
+NO_SOCKET: Any = None  # the adapter never touches the socket (unit tier: no sockets)
 
 
 class Recorder:
@@ -65,10 +66,9 @@ class PeerCert:
 
 def wired(gate: Gate, ssl_object: Any = None) -> tuple[FilteredProtocol, Recorder,
                                                        FakeTransport, DownstreamConnection]:
-    with socket.socket() as sock:
-        connection = DownstreamConnection(sock=sock, remote_address=("1.1.1.1", 1),
-                                          local_address=("2.2.2.2", 2), listener_name="l",
-                                          connection_id=1, read_filters=(gate,))
+    connection = DownstreamConnection(sock=NO_SOCKET, remote_address=("1.1.1.1", 1),
+                                      local_address=("2.2.2.2", 2), listener_name="l",
+                                      connection_id=1, read_filters=(gate,))
     inner = Recorder()
     protocol = protocol_for(inner, connection)
     assert isinstance(protocol, FilteredProtocol)
@@ -107,9 +107,8 @@ def test_the_tls_peer_is_known_before_the_first_read() -> None:
 
 
 def test_no_read_filters_no_wrapper() -> None:
-    with socket.socket() as sock:
-        connection = DownstreamConnection(sock=sock, remote_address=("1.1.1.1", 1),
-                                          local_address=("2.2.2.2", 2), listener_name="l",
-                                          connection_id=1)
+    connection = DownstreamConnection(sock=NO_SOCKET, remote_address=("1.1.1.1", 1),
+                                      local_address=("2.2.2.2", 2), listener_name="l",
+                                      connection_id=1)
     inner = Recorder()
     assert protocol_for(inner, connection) is inner
