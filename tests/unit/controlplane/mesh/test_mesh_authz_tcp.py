@@ -10,12 +10,17 @@ from typing import Any
 
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2
 
+from controlplane.mesh.compile.compiler import MeshCompiler
+from controlplane.resources import LISTENER
 from protos.loader import parse_message
 from proxy.http.peer import PeerTls
 from proxy.network import rbac
 from proxy.network.base import DownstreamConnection
 from proxy.stats import Stats
+from tests.unit.controlplane.mesh.helpers import as_dict, mesh_of, sidecar
 from tests.unit.controlplane.mesh.test_mesh_security import (
+    IDENTITY,
+    MESH,
     SPIFFE,
     _admission,
     _authorization,
@@ -145,3 +150,13 @@ spec: {ports: [{name: tls, port: 8443, appProtocol: tls}]}
     assert len(filters) == 1
     assert verdict(filters, "default/sa/web", port=8443) == "allowed"
     assert verdict(filters, "default/sa/api", port=8443) != "allowed"
+
+
+def test_a_policy_change_recompiles_the_tcp_listener() -> None:
+    compiler = MeshCompiler(mesh_of(MESH), identity=IDENTITY)
+    before = as_dict(compiler.compile_node(sidecar("db")), LISTENER.type_url, f"inbound|{DB}")
+    compiler.update(mesh_of(MESH + _authorization("db", "{}")))
+    after = as_dict(compiler.compile_node(sidecar("db")), LISTENER.type_url, f"inbound|{DB}")
+    names = [[item["name"] for item in chain["filters"]] for chain in after["filter_chains"]]
+    assert names[0] == ["envoy.filters.network.rbac", "envoy.filters.network.tcp_proxy"]
+    assert all(len(chain["filters"]) == 1 for chain in before["filter_chains"])
