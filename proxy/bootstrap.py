@@ -249,6 +249,10 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
         # gRPC opens the ADS channel itself and sends no PROXY header.
         raise unsupported(field_name, f"cluster {cluster_name!r} has an upstream PROXY "
                           "protocol transport_socket, which the ADS client does not send")
+    if cluster.socket_matches:
+        # One gRPC channel, one transport: a per-endpoint socket would be ignored.
+        raise unsupported(field_name, f"cluster {cluster_name!r} has transport_socket_matches, "
+                          "which the ADS gRPC channel does not apply per endpoint")
     targets = tuple(f"[{item.address}]:{item.port}" if ":" in item.address
                     else f"{item.address}:{item.port}" for item in endpoints)
     return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=targets[0],

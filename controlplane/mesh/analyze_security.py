@@ -7,9 +7,10 @@ nothing here):
 - an AuthorizationPolicy rule with HTTP-only fields (hosts, methods, paths, request
   headers) on a Service port that is not HTTP: enforced by network RBAC there, where Istio
   leaves such an ALLOW rule out (it allows nothing) and drops those fields from a DENY rule
-  (it denies wider) (compile/authz.py);
-- a STRICT port of a Service that also has EndpointSlices: automatic mTLS is decided per
-  Service, so its callers send plaintext, which the STRICT sidecars refuse.
+  (it denies wider) (compile/authz.py).
+
+A STRICT port of a Service that also has EndpointSlices is no longer a warning: automatic
+mTLS is decided per endpoint (compile/mtls.py), so its sidecars are called over mTLS.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from controlplane.mesh.objects import MeshObject
 from controlplane.mesh.resolve import HTTP_FAMILY, Mesh
 from controlplane.mesh.security import (
     authorization_policies,
-    port_mode,
     shadowed_peer_policies,
 )
 
@@ -39,24 +39,6 @@ def security_problems(mesh: Mesh, root: str = ROOT_NAMESPACE) -> list[Problem]:
     for policy in peers:
         out += _unused_ports(mesh, policy)
     out += _not_enforced(mesh, root)
-    out += _strict_but_plaintext(mesh, root)
-    return out
-
-
-def _strict_but_plaintext(mesh: Mesh, root: str) -> list[Problem]:
-    out = []
-    peers = mesh.of_kind("PeerAuthentication")
-    for service in mesh.of_kind("Service"):
-        if not mesh.slices.get((service.namespace, service.name)):
-            continue
-        for port in service.spec.ports:
-            found = port_mode(peers, service, port.target_port, root)
-            if found.mode == "STRICT" and found.source is not None:
-                out.append(Problem(
-                    "warning", "PlaintextCallers",
-                    f"{service.label} has EndpointSlices, so its callers reach port "
-                    f"{port.port} in plaintext, which STRICT refuses at its sidecars",
-                    found.source.location(("spec",))))
     return out
 
 

@@ -287,16 +287,18 @@ class ServicePort(_message.Message):
     def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., target_port: _Optional[int] = ..., app_protocol: _Optional[str] = ..., protocol: _Optional[str] = ..., mtls_mode: _Optional[str] = ..., mtls_source: _Optional[str] = ..., callers_use_mtls: _Optional[bool] = ...) -> None: ...
 
 class ServiceEndpoint(_message.Message):
-    __slots__ = ("address", "port", "health", "source")
+    __slots__ = ("address", "port", "health", "source", "transport")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
     address: str
     port: int
     health: str
     source: str
-    def __init__(self, address: _Optional[str] = ..., port: _Optional[int] = ..., health: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    transport: str
+    def __init__(self, address: _Optional[str] = ..., port: _Optional[int] = ..., health: _Optional[str] = ..., source: _Optional[str] = ..., transport: _Optional[str] = ...) -> None: ...
 
 class RouteUse(_message.Message):
     __slots__ = ("route", "role", "port", "accepted", "reason", "detail")
