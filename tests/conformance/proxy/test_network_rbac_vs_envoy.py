@@ -73,6 +73,9 @@ CASES: dict[str, tuple[dict[str, Any], bool]] = {
                                                          "prefix_len": 32}}]),
                     "enforcement_type": "CONTINUOUS"}, True),
     "plain_not_tls": ({"rules": policy(ANY, [{"authenticated": {}}])}, False),
+    # rules without a policy: ALLOW denies every connection, DENY none (istiod's empty ALLOW)
+    "allow_empty": ({"rules": {"action": "ALLOW"}}, False),
+    "deny_empty": ({"rules": {"action": "DENY"}}, True),
 }
 
 
