@@ -157,9 +157,10 @@ class NetworkRbacFactory:
 
     def create(self, config: NetworkRbacConfig, context: ServerContext) -> Any:
         stats = context.stats
-        engine = _Engine(config.rules, stats, config.scope) if config.rules else None
+        engine = (_Engine(config.rules, stats, config.scope)
+                  if config.rules is not None else None)
         shadow = (_Engine(config.shadow_rules, stats, config.shadow_scope)
-                  if config.shadow_rules else None)
+                  if config.shadow_rules is not None else None)
         return lambda: NetworkRbacFilter(config, engine, shadow)
 
 
