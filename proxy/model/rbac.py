@@ -203,6 +203,8 @@ class _Builder(Generic[S]):
             contains = _within("destination_ip", cidr, p.destination_ip)
             return lambda subject: contains(local(subject)[0])
         if kind == "requested_server_name":
+            if self.inputs.requested_server_name is None:
+                raise unsupported("requested_server_name")
             return _within("requested_server_name", self.server_name, p.requested_server_name)
         if kind in ("and_rules", "or_rules"):
             rules = self.list(getattr(p, kind).rules, self.permission, f"{kind}.rules")
@@ -215,8 +217,7 @@ class _Builder(Generic[S]):
 
     def server_name(self, message: Any) -> Predicate[S]:
         sni = self.inputs.requested_server_name
-        if sni is None:
-            raise unsupported("requested_server_name")
+        assert sni is not None  # checked by `permission`
         matcher = translate_string_matcher(message)
         return lambda subject: matcher.matches(sni(subject))
 

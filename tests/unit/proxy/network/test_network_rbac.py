@@ -174,3 +174,21 @@ def test_stat_prefix_is_required() -> None:
     with pytest.raises(ConfigError) as caught:
         translate(parse_message({}, rbac_pb2.RBAC))
     assert caught.value.field == "stat_prefix"
+
+
+def test_the_http_filter_shares_the_matchers_but_has_no_sni() -> None:
+    """proxy.http.filters.rbac reads the same matcher model: destination_port_range works
+    there too; requested_server_name, which it has no input for, is refused by path."""
+    from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+
+    from proxy.http.filters import rbac as http_rbac
+
+    def build(permission: dict[str, Any]) -> Any:
+        body = {"rules": {"policies": {"p": {"permissions": [permission],
+                                             "principals": [{"any": True}]}}}}
+        return http_rbac.translate(parse_message(body, http_rbac_pb2.RBAC))
+
+    assert build({"destination_port_range": {"start": 1, "end": 2}}).action == "ALLOW"
+    with pytest.raises(ConfigError) as caught:
+        build({"requested_server_name": {"exact": "a"}})
+    assert caught.value.field == "rules.policies[p].permissions[0].requested_server_name"
