@@ -156,13 +156,16 @@ kind: AuthorizationPolicy
 metadata: {name: db, namespace: default}
 spec:
   selector: {matchLabels: {app: db}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/web]}}]
+  - to: [{operation: {methods: [GET]}}]
 """
     found = [item for item in findings(text) if item[2] > 20]
     assert found == [
         ("warning", "Conflicted", 34, "spec"),
         ("warning", "NoSuchPort", 41, "spec.portLevelMtls"),
         ("warning", "NoWorkload", 47, "spec.selector"),
-        ("warning", "NotEnforced", 52, "spec"),
+        ("warning", "HttpOnlyOnTcp", 56, "spec.rules[1]"),  # rule 0 is enforced on TCP
     ]
     sliced = text + """---
 apiVersion: discovery.k8s.io/v1
@@ -172,9 +175,9 @@ addressType: IPv4
 ports: [{name: http, port: 8080}]
 endpoints: [{addresses: [192.0.2.7]}]
 """
-    # api has an EndpointSlice: its callers send plaintext, which `first` (STRICT) refuses.
-    assert [item for item in findings(sliced) if item[1] == "PlaintextCallers"] == [
-        ("warning", "PlaintextCallers", 29, "spec")]
+    # api has an EndpointSlice too: callers choose mTLS or plaintext per endpoint, so its
+    # STRICT sidecars still get mTLS (no PlaintextCallers warning since per-endpoint mTLS).
+    assert [item for item in findings(sliced) if item[1] == "PlaintextCallers"] == []
 
 
 def test_a_kept_compiler_reuses_the_unchanged_units_and_finds_the_same() -> None:
