@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from controlplane.mesh.errors import Location, MeshError, Problem
 from controlplane.mesh.load import load_objects, load_path, read_objects, read_path
 from controlplane.mesh.objects import MeshObject, ObjectKey
-from controlplane.mesh.resolve import Condition, Mesh, resolve
+from controlplane.mesh.resolve import Condition, Mesh, resolve, supported_kinds
 
 __all__ = ["Condition", "Location", "Mesh", "MeshError", "MeshObject", "ObjectKey", "Problem",
            "load_objects", "load_path", "read_objects", "read_path", "resolve", "status",
@@ -54,8 +54,11 @@ def status(mesh: Mesh, obj: MeshObject) -> dict[str, object]:
                                item.message)])}
                           for item in mesh.attachments.get(obj.key, [])]
     if obj.kind == "Gateway":
-        out["listeners"] = [{"name": listener.name, "conditions": render(
-            mesh.listener_conditions.get((obj.key, listener.name), [])),
+        out["listeners"] = [{"name": listener.name, "supportedKinds": [
+            {"group": group, "kind": kind} for group, kind in supported_kinds(listener)],
+            "conditions": render(mesh.listener_conditions.get((obj.key, listener.name), [])),
             "attachedRoutes": len(mesh.on_listener.get((obj.key, listener.name), []))}
             for listener in obj.spec.listeners]
+        out["addresses"] = [{"type": "IPAddress", "value": value}
+                            for value in obj.spec.addresses]
     return out

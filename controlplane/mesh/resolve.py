@@ -29,8 +29,14 @@ from dataclasses import dataclass, field
 from controlplane.mesh.errors import Problem
 from controlplane.mesh.hostnames import effective
 from controlplane.mesh.kinds.endpointslice import SERVICE_NAME_LABEL
-from controlplane.mesh.kinds.gateway import GatewayListener, GatewaySpec
-from controlplane.mesh.kinds.refs import CORE_GROUP, GATEWAY_GROUP, BackendRef, ParentRef
+from controlplane.mesh.kinds.gateway import DEFAULT_KINDS, GatewayListener, GatewaySpec
+from controlplane.mesh.kinds.refs import (
+    CORE_GROUP,
+    GATEWAY_GROUP,
+    BackendRef,
+    ParentRef,
+    SecretRef,
+)
 from controlplane.mesh.kinds.service import ServicePort, ServiceSpec
 from controlplane.mesh.objects import MeshObject, ObjectKey
 
@@ -245,27 +251,101 @@ def _index_slices(mesh: Mesh) -> None:
 def _check_gateways(mesh: Mesh) -> None:
     for gateway in mesh.of_kind("Gateway"):
         spec: GatewaySpec = gateway.spec
-        conflicted = _conflicts(spec.listeners)
+        served = tuple(item for item in spec.listeners if item.supported_protocol)
+        conflicted = _conflicts(served)
+        invalid = {item.name: ("UnsupportedProtocol", f"protocol {item.protocol} is not "
+                                                      f"supported (HTTP, HTTPS, TLS, TCP are)")
+                   for item in spec.listeners if not item.supported_protocol}
         for listener in spec.listeners:
-            key = (gateway.key, listener.name)
-            reason = conflicted.get(listener.name)
-            if reason:
-                mesh.listener_conditions[key] += [
-                    Condition("Conflicted", "True", reason[0], reason[1]),
-                    Condition("Accepted", "False", reason[0], reason[1])]
-                continue
-            mesh.listener_conditions[key] += [Condition("Accepted", "True", "Accepted"),
-                                              Condition("Conflicted", "False", "NoConflicts")]
-            refs = _certificate_refs(mesh, gateway, listener)
-            mesh.listener_conditions[key].append(refs)
-        accepted = [name for name in (item.name for item in spec.listeners)
-                    if name not in conflicted]
+            mesh.listener_conditions[(gateway.key, listener.name)] += _listener_conditions(
+                mesh, gateway, listener, invalid.get(listener.name) or conflicted.get(
+                    listener.name), listener.name in conflicted)
+        mesh.conditions[gateway.key] += _gateway_conditions(mesh, gateway, {
+            **conflicted, **invalid})
+
+
+def _listener_conditions(mesh: Mesh, gateway: MeshObject, listener: GatewayListener,
+                         problem: tuple[str, str] | None, conflicted: bool) -> list[Condition]:
+    if problem is not None:
+        out = [Condition("Accepted", "False", problem[0], problem[1])]
         if conflicted:
-            mesh.conditions[gateway.key].append(Condition(
-                "Accepted", "True" if accepted else "False", "ListenersNotValid",
-                f"conflicted listeners: {', '.join(sorted(conflicted))}"))
-        else:
-            mesh.conditions[gateway.key].append(Condition("Accepted", "True", "Accepted"))
+            out.insert(0, Condition("Conflicted", "True", problem[0], problem[1]))
+        return out
+    out = [Condition("Accepted", "True", "Accepted"),
+           Condition("Conflicted", "False", "NoConflicts")]
+    refs = _certificate_refs(mesh, gateway, listener)
+    invalid_kinds = [kind for kind in listener.allowed_kinds
+                     if kind not in supported_kinds(listener)]
+    if refs.ok and invalid_kinds:
+        refs = Condition("ResolvedRefs", "False", "InvalidRouteKinds",
+                         f"listener protocol {listener.protocol} cannot serve "
+                         f"{', '.join(kind for _, kind in invalid_kinds)}")
+    return [*out, refs]
+
+
+def supported_kinds(listener: GatewayListener) -> tuple[tuple[str, str], ...]:
+    """The route kinds of allowedRoutes (or the protocol's default) the listener serves: its
+    status supportedKinds (empty for a listener whose protocol is not served)."""
+    if not listener.supported_protocol:
+        return ()
+    serves = {(GATEWAY_GROUP, kind) for kind in DEFAULT_KINDS[listener.protocol]}
+    return tuple(kind for kind in listener.allowed_kinds if kind in serves)
+
+
+def _gateway_conditions(mesh: Mesh, gateway: MeshObject,
+                        invalid: dict[str, tuple[str, str]]) -> list[Condition]:
+    """The Gateway's Accepted (and ResolvedRefs when its own references fail; the listeners'
+    are summed up by status): gateway_types.go GatewayConditionReason."""
+    spec: GatewaySpec = gateway.spec
+    out = []
+    refs = _client_certificate(mesh, gateway)
+    if refs is not None:
+        out.append(refs)
+    parameters = spec.infrastructure.parameters
+    if parameters is not None:
+        return [Condition("Accepted", "False", "InvalidParameters",
+                          f"parametersRef {parameters.group}/{parameters.kind} "
+                          f"{parameters.name}: Pointsman takes no Gateway parameters"), *out]
+    if spec.unsupported_addresses:
+        first = spec.unsupported_addresses[0]
+        return [Condition("Accepted", "False", "UnsupportedAddress",
+                          f"address type {first.type!r} is not supported (IPAddress is)"), *out]
+    if invalid:
+        accepted = any(item.name not in invalid for item in spec.listeners)
+        return [Condition("Accepted", "True" if accepted else "False", "ListenersNotValid",
+                          "invalid listeners: " + ", ".join(
+                              f"{name} ({reason})" for name, (reason, _) in sorted(
+                                  invalid.items()))), *out]
+    return [Condition("Accepted", "True", "Accepted"), *out]
+
+
+def _client_certificate(mesh: Mesh, gateway: MeshObject) -> Condition | None:
+    """spec.tls.backend.clientCertificateRef (GatewayBackendTLS): ResolvedRefs=False with
+    InvalidClientCertificateRef or RefNotPermitted when it cannot be used."""
+    ref = gateway.spec.backend_client_certificate
+    if ref is None:
+        return None
+    problem = _secret_problem(mesh, gateway, ref, "InvalidClientCertificateRef")
+    return None if problem is None else Condition("ResolvedRefs", "False", *problem)
+
+
+def _secret_problem(mesh: Mesh, gateway: MeshObject, ref: SecretRef, invalid: str
+                    ) -> tuple[str, str] | None:
+    """Why a Gateway's reference to a TLS Secret cannot be used (reason, message), if so."""
+    namespace = ref.namespace or gateway.namespace
+    if ref.group != CORE_GROUP or ref.kind != "Secret":
+        return invalid, f"{ref.group or 'core'}/{ref.kind} is not a Secret"
+    if namespace != gateway.namespace and not granted(
+            mesh, GATEWAY_GROUP, "Gateway", gateway.namespace, CORE_GROUP, "Secret",
+            namespace, ref.name):
+        return "RefNotPermitted", (f"no ReferenceGrant in {namespace} lets Gateways of "
+                                   f"{gateway.namespace} use Secret {ref.name}")
+    secret = mesh.get("Secret", namespace, ref.name)
+    if secret is None:
+        return invalid, f"Secret {namespace}/{ref.name} does not exist"
+    if not secret.spec.usable_tls:
+        return invalid, f"Secret {namespace}/{ref.name}: {secret.spec.problem}"
+    return None
 
 
 def _conflicts(listeners: tuple[GatewayListener, ...]) -> dict[str, tuple[str, str]]:
@@ -299,25 +379,20 @@ def _certificate_refs(mesh: Mesh, gateway: MeshObject, listener: GatewayListener
     if listener.tls is None or listener.tls.mode != "Terminate":
         return Condition("ResolvedRefs", "True", "ResolvedRefs")
     for ref in listener.tls.certificate_refs:
-        namespace = ref.namespace or gateway.namespace
-        if ref.group != CORE_GROUP or ref.kind != "Secret":
-            return Condition("ResolvedRefs", "False", "InvalidCertificateRef",
-                             f"{ref.kind} is not a Secret")
-        if namespace != gateway.namespace and not granted(
-                mesh, GATEWAY_GROUP, "Gateway", gateway.namespace, CORE_GROUP, "Secret",
-                namespace, ref.name):
-            return Condition("ResolvedRefs", "False", "RefNotPermitted",
-                             f"no ReferenceGrant in {namespace} lets Gateways of "
-                             f"{gateway.namespace} use Secret {ref.name}")
-        if mesh.get("Secret", namespace, ref.name) is None:
-            return Condition("ResolvedRefs", "False", "InvalidCertificateRef",
-                             f"Secret {namespace}/{ref.name} does not exist")
+        problem = _secret_problem(mesh, gateway, ref, "InvalidCertificateRef")
+        if problem is not None:
+            return Condition("ResolvedRefs", "False", *problem)
     return Condition("ResolvedRefs", "True", "ResolvedRefs")
 
 
 def listener_ready(mesh: Mesh, gateway: ObjectKey, listener: str) -> bool:
+    """Served: the Gateway and the listener are Accepted and the listener's references
+    resolve (a route kind it cannot serve leaves it serving the others)."""
+    if not all(item.ok for item in mesh.conditions.get(gateway, []) if item.type == "Accepted"):
+        return False
     return all(item.ok for item in mesh.listener_conditions.get((gateway, listener), [])
-               if item.type in ("Accepted", "ResolvedRefs"))
+               if item.type == "Accepted" or (item.type == "ResolvedRefs"
+                                              and item.reason != "InvalidRouteKinds"))
 
 
 def granted(mesh: Mesh, group: str, kind: str, namespace: str, to_group: str, to_kind: str,
@@ -396,7 +471,7 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
         if not listener_ready(mesh, key, listener.name):
             message = f"listener {listener.name} is not accepted"
             continue
-        if (GATEWAY_GROUP, route.kind) not in listener.allowed_kinds:
+        if (GATEWAY_GROUP, route.kind) not in supported_kinds(listener):
             message = f"listener {listener.name} does not allow {route.kind}"
             continue
         if not _namespace_allowed(mesh, listener, gateway.namespace, route.namespace):
