@@ -53,6 +53,13 @@ def status(mesh: Mesh, obj: MeshObject) -> dict[str, object]:
                                "Accepted", "True" if item.accepted else "False", item.reason,
                                item.message)])}
                           for item in mesh.attachments.get(obj.key, [])]
+    if obj.kind == "BackendTLSPolicy":  # PolicyStatus: per ancestor (policy_types.go)
+        conditions = out["conditions"]
+        out["ancestors"] = [{"ancestorRef": {"group": "gateway.networking.k8s.io",
+                                             "kind": "Gateway", "namespace": item.namespace,
+                                             "name": item.name},
+                             "controllerName": "pointsman.io/mesh", "conditions": conditions}
+                            for item in mesh.policy_ancestors.get(obj.key, [])]
     if obj.kind == "Gateway":
         out["listeners"] = [{"name": listener.name, "supportedKinds": [
             {"group": group, "kind": kind} for group, kind in supported_kinds(listener)],

@@ -17,8 +17,10 @@ from typing import Any
 from controlplane.mesh.errors import Location, MeshError
 from controlplane.mesh.fields import Fields
 from controlplane.mesh.kinds.authorizationpolicy import parse_authorizationpolicy_spec
+from controlplane.mesh.kinds.backendtlspolicy import parse_backendtlspolicy_spec
 from controlplane.mesh.kinds.backendtrafficpolicy import parse_backendtrafficpolicy_spec
 from controlplane.mesh.kinds.clienttrafficpolicy import parse_clienttrafficpolicy_spec
+from controlplane.mesh.kinds.configmap import parse_configmap
 from controlplane.mesh.kinds.endpointslice import parse_endpointslice
 from controlplane.mesh.kinds.gateway import parse_gateway_spec
 from controlplane.mesh.kinds.gatewayclass import parse_gatewayclass_spec
@@ -48,6 +50,7 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("Service", ("v1",), parse_service_spec),
     KindSpec("Namespace", ("v1",), parse_namespace_spec, spec_required=False),
     KindSpec("Secret", ("v1",), parse_top=parse_secret, spec_required=False),
+    KindSpec("ConfigMap", ("v1",), parse_top=parse_configmap, spec_required=False),
     KindSpec("EndpointSlice", ("discovery.k8s.io/v1",), parse_top=parse_endpointslice,
              spec_required=False),
     KindSpec("Gateway", (GW + "v1", GW + "v1beta1"), parse_gateway_spec),
@@ -58,6 +61,7 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("TLSRoute", (GW + "v1", GW + "v1alpha2"), parse_tlsroute_spec,
              version_parsers=((GW + "v1", parse_tlsroute_v1_spec),)),
     KindSpec("ReferenceGrant", (GW + "v1beta1", GW + "v1"), parse_referencegrant_spec),
+    KindSpec("BackendTLSPolicy", (GW + "v1", GW + "v1alpha3"), parse_backendtlspolicy_spec),
     KindSpec("BackendTrafficPolicy", (EG,), parse_backendtrafficpolicy_spec),
     KindSpec("SecurityPolicy", (EG,), parse_securitypolicy_spec),
     KindSpec("ClientTrafficPolicy", (EG,), parse_clienttrafficpolicy_spec),

@@ -26,6 +26,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from controlplane.mesh.backendtls import (
+    BackendTls,
+    ancestors,
+    gateway_backends,
+    resolve_backend_tls,
+)
 from controlplane.mesh.errors import Problem
 from controlplane.mesh.hostnames import effective
 from controlplane.mesh.kinds.endpointslice import SERVICE_NAME_LABEL
@@ -152,6 +158,10 @@ class Mesh:
     port_protocols: dict[tuple[str, str, int], str] = field(default_factory=dict)
     by_port: dict[int, list[MeshObject]] = field(default_factory=lambda: defaultdict(list))
     problems: list[Problem] = field(default_factory=list)
+    # BackendTLSPolicy: the TLS a Service port's connections use (controlplane.mesh.backendtls)
+    backend_tls: dict[tuple[str, str, int], BackendTls] = field(default_factory=dict)
+    # a policy's ancestors (PolicyStatus): the Gateways its targets are reached through
+    policy_ancestors: dict[ObjectKey, list[ObjectKey]] = field(default_factory=dict)
 
     # ---- lookups ----------------------------------------------------------------------------
 
@@ -215,6 +225,8 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
         elif address is not None:
             addresses[address] = service
     _check_gateways(mesh)
+    mesh.backend_tls, verdicts = resolve_backend_tls(mesh.objects,
+                                                     mesh.of_kind("BackendTLSPolicy"))
     for kind in ROUTE_KINDS:
         for route in mesh.of_kind(kind):
             _attach(mesh, route)
@@ -225,7 +237,24 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
     for kind in POLICY_KINDS:
         for policy in mesh.of_kind(kind):
             _target(mesh, policy)
+    reach = gateway_backends(mesh.attachments, mesh.backends)
+    for policy in mesh.of_kind("BackendTLSPolicy"):
+        verdict = verdicts[policy.key]
+        mesh.conditions[policy.key] += [Condition("Accepted", *verdict.accepted),
+                                        Condition("ResolvedRefs", *verdict.resolved)]
+        mesh.policy_ancestors[policy.key] = ancestors(reach, policy)
     return mesh
+
+
+def declared(mesh: Mesh, service: MeshObject, port: ServicePort) -> str | None:
+    """A port's appProtocol as the mesh reads it. Behind a BackendTLSPolicy the port's TLS is
+    the proxy's business (appProtocol `HTTPS`, `tls`, ...): what runs inside is told by the
+    routes, as for a port without appProtocol."""
+    found = port.declared
+    if found in ("opaque", "tls") and (service.namespace, service.name,
+                                       port.port) in mesh.backend_tls:
+        return None
+    return found
 
 
 def precedence_key(obj: MeshObject) -> tuple[int, str, str, str]:
@@ -528,9 +557,9 @@ def _infer_protocols(mesh: Mesh) -> None:
     for service in mesh.of_kind("Service"):
         for port in service.spec.ports:
             key = (service.namespace, service.name, port.port)
-            declared = port.declared
-            if declared is not None:
-                mesh.port_protocols[key] = declared
+            found = declared(mesh, service, port)
+            if found is not None:
+                mesh.port_protocols[key] = found
                 continue
             kinds = {item.route.kind for item in mesh.on_service_port.get(key, [])}
             kinds = kinds or backend_kinds.get(key, set())
@@ -578,7 +607,7 @@ def resolve_backend(mesh: Mesh, route: MeshObject, ref: BackendRef) -> Backend:
     if port is None:
         return Backend(ref, False, "BackendNotFound",
                        f"Service {namespace}/{ref.name} has no port {ref.port}")
-    if port.declared not in FITS[route.kind]:
+    if declared(mesh, service, port) not in FITS[route.kind]:
         return Backend(ref, False, "UnsupportedProtocol",
                        f"a {route.kind} cannot send to appProtocol {port.app_protocol!r} "
                        f"(Service {namespace}/{ref.name} port {port.port})")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.cache import CachedResource
+from controlplane.mesh.compile.backend_tls import backend_tls_socket
 from controlplane.mesh.compile.clusters import base_name, cluster, load_assignment
 from controlplane.mesh.compile.envoy import pack
 from controlplane.mesh.compile.gateway import gateway_part
@@ -345,7 +346,12 @@ def _cluster_unit(view: View, use: ClusterUse) -> CachedResource | None:
     protocol = view.protocol(use.namespace, use.name, use.port)
     body = cluster(use.cluster_name, base_name(use.namespace, use.name, use.port), protocol,
                    use.settings)
-    if mtls_to(view, service, use.port):
+    tls = view.backend_tls(use.namespace, use.name, use.port)
+    if tls is not None:  # BackendTLSPolicy (compile/backend_tls.py)
+        if not tls.usable:
+            return None  # no valid CA: the port is not served (5xx), never sent in clear
+        body["transport_socket"] = backend_tls_socket(tls, protocol)
+    elif mtls_to(view, service, use.port):
         assert view.identity is not None
         body["transport_socket"] = upstream_socket(
             view.identity, use.namespace, use.name, use.port, protocol,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from controlplane.cache import CachedResource
+from controlplane.mesh.backendtls import BackendTls
 from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Attachment, Backend, Mesh, listener_ready
@@ -115,6 +116,11 @@ class View:
                  for item in self.mesh.on_service_port.get((namespace, name, port), [])
                  if item.route.namespace != namespace}
         return self._keep(("consumer_namespaces", namespace, name, port), tuple(sorted(found)))
+
+    def backend_tls(self, namespace: str, name: str, port: int) -> BackendTls | None:
+        """The BackendTLSPolicy settings of a Service port."""
+        return self._keep(("backend_tls", namespace, name, port),
+                          self.mesh.backend_tls.get((namespace, name, port)))
 
     def routes_on_listener(self, gateway: ObjectKey, listener: str) -> list[Attachment]:
         return self._keep(("routes_on_listener", gateway, listener),

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 # Why an object is refused (the test's `why`).
 WORKLOAD = ("a workload (Deployment): the runner starts these as `pointsman sidecar`/echo "
             "processes instead of applying them")
-CONFIG_MAP = ("kind ConfigMap is not in our model: CA bundles (BackendTLSPolicy "
-              "caCertificateRefs, frontend client validation) and the coredns configuration")
 UNKNOWN_KIND = "a kind our model does not know"
 UDP_SERVICE = "a Service port with protocol UDP (the suite's coredns)"
 PLACEHOLDER = ("the suite's {GATEWAY_CONTROLLER_NAME} placeholder: the runner must substitute "
@@ -21,14 +19,12 @@ BACKEND_FILTER = ("a backendRef-level filter other than the header modifiers (UR
                   "RequestRedirect on a backendRef: HTTPRouteBackendURLRewrite, "
                   "HTTPRouteBackendRequestRedirect)")
 GATEWAY_TLS = ("Gateway spec.tls.frontend (frontend client certificate validation, default "
-               "and per port) is not served (spec.tls.backend, the Gateway's client certificate "
-               "towards backends, is)")
+               "and per port) is not served (spec.tls.backend.clientCertificateRef is taken and "
+               "its status reported)")
 ADDRESS_PLACEHOLDER = ("the suite's PLACEHOLDER_UNUSABLE_ADDRS / PLACEHOLDER_USABLE_ADDRS: the "
                        "runner substitutes addresses before applying, as the Go suite does "
                        "(--usable-network-addresses, --unusable-network-addresses)")
 OTHER_FIELD = "a field our model does not take"
-BACKEND_TLS_POLICY = ("kind BackendTLSPolicy (gateway.networking.k8s.io/v1) is not in our model: "
-                      "TLS from the Gateway to a backend, CA from a ConfigMap, SAN validation")
 LISTENER_SET = ("kind ListenerSet (gateway.networking.k8s.io) is not in our model: listeners "
                 "added to a Gateway from another object, routes attached to it")
 ALLOWED_LISTENERS = ("Gateway spec.allowedListeners (which namespaces may attach ListenerSets) "
@@ -88,95 +84,14 @@ LOADER_GAPS: tuple[Gap, ...] = (
         'Deployment gateway-conformance-infra/coredns',
         'kind', WORKLOAD),
     Gap('base/manifests.yaml',
-        'ConfigMap gateway-conformance-infra/coredns',
-        'kind', CONFIG_MAP),
-    Gap('base/manifests.yaml',
         'Deployment gateway-conformance-infra/tcp-backend',
         'kind', WORKLOAD),
-    Gap('tests/backendtlspolicy-conflict-resolution.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/conflicted-without-section-name-1',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-conflict-resolution.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/conflicted-without-section-name-2',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-conflict-resolution.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/conflicted-with-section-name-1',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-conflict-resolution.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/conflicted-with-section-name-2',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-conflict-resolution.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/not-conflicted-with-section-name',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-conflict-resolution.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/not-conflicted-without-section-name',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-grpcroute.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/grpc-normative-test',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-grpcroute.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/grpc-host-mismatch',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-grpcroute.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/grpc-cert-mismatch',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-invalid-ca-certificate-ref.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/nonexistent-ca-certificate-ref',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-invalid-ca-certificate-ref.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/malformed-ca-certificate-ref',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-invalid-ca-certificate-ref.yaml',
-        'ConfigMap gateway-conformance-infra/malformed-ca-certificate',
-        'kind', CONFIG_MAP),
-    Gap('tests/backendtlspolicy-invalid-kind.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/invalid-kind',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-observed-generation-bump.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/observed-generation-bump',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-san.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/san-dns',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-san.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/san-dns-mismatch',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-san.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/san-uri',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-san.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/san-uri-mismatch',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-san.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/multiple-sans',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-san.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/multiple-mismatch-sans',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy-tlsroute-terminate.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/btls-tlsroute-terminate-test',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/normative-test',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/host-mismatch',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/cert-mismatch',
-        'kind', BACKEND_TLS_POLICY),
-    Gap('tests/backendtlspolicy.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/reconcile-test',
-        'kind', BACKEND_TLS_POLICY),
     Gap('tests/gateway-invalid-default-frontend-client-certificate-validation.yaml',
         'Gateway gateway-conformance-infra/invalid-default-client-validation-config',
         'spec.tls.frontend', GATEWAY_TLS),
     Gap('tests/gateway-static-addresses.yaml',
         'Gateway gateway-conformance-infra/gateway-static-addresses',
         'spec.addresses[1].value', ADDRESS_PLACEHOLDER),
-    Gap('tests/gateway-tls-backend-client-certificate.yaml',
-        'BackendTLSPolicy gateway-conformance-infra/gateway-tls-backend-client-certificate-test',
-        'kind', BACKEND_TLS_POLICY),
     Gap('tests/gateway-tls-backend-client-certificate.yaml',
         'Deployment gateway-conformance-infra/tls-backend-with-client-cert-validation',
         'kind', WORKLOAD),
