@@ -17,6 +17,11 @@ UpstreamTlsContext.
 - `wellKnownCACertificates: System`: the system's CA bundle (`SYSTEM_CA_FILE`, read by the
   proxy); another value is `Accepted=False/Invalid`.
 
+The policy applies to Gateways: a Gateway's route to a targeted port sends to a cluster of its
+own with the TLS settings (compile/backend_tls.py). Sidecars are left alone (the spec leaves
+mesh use to implementations): for them the port carries TLS end to end (protocol `tls`: the
+calling app and the backend speak it, the sidecars pass it through).
+
 The status of a policy is listed per ancestor (PolicyStatus): each Gateway with an accepted
 route sending to a targeted Service, with the same conditions.
 """
@@ -44,6 +49,7 @@ class BackendTls:
     system: bool
     subject_alt_names: tuple[SubjectAltName, ...]
     usable: bool = True
+    inner: str = "tcp"  # what runs inside the TLS (the port's protocol as its routes say)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controlplane.mesh.backendtls import (
     BackendTls,
@@ -231,6 +231,9 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
         for route in mesh.of_kind(kind):
             _attach(mesh, route)
     _infer_protocols(mesh)
+    for key, settings in mesh.backend_tls.items():  # sidecars pass the TLS through
+        mesh.backend_tls[key] = replace(settings, inner=mesh.port_protocols.get(key, "tcp"))
+        mesh.port_protocols[key] = "tls"
     for kind in ROUTE_KINDS:
         for route in mesh.of_kind(kind):
             _route_conditions(mesh, route, _resolve_backends(mesh, route))

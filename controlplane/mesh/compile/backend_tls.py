@@ -10,9 +10,9 @@ UpstreamTlsContext (envoy.extensions.transport_sockets.tls.v3) with
   wildcard SAN of the certificate (CertificateValidationContext docs).
 - `alpn_protocols`: h2 for gRPC and h2c ports, http/1.1 for HTTP ones.
 
-The cluster is the Service port's, shared by sidecars and Gateways, so a sidecar calling the
-port originates the same TLS (the spec leaves the mesh case to implementations); it replaces
-the mesh's mTLS on that port.
+A Gateway's route to such a port sends to a cluster of its own (a variant of the port's:
+compile/http_routes.py `edge_use`), so sidecars calling the port are unchanged: for them the
+port carries TLS end to end (controlplane.mesh.backendtls).
 """
 
 from __future__ import annotations

@@ -344,12 +344,14 @@ def _cluster_unit(view: View, use: ClusterUse) -> CachedResource | None:
     if service is None:
         return None
     protocol = view.protocol(use.namespace, use.name, use.port)
-    body = cluster(use.cluster_name, base_name(use.namespace, use.name, use.port), protocol,
-                   use.settings)
-    tls = view.backend_tls(use.namespace, use.name, use.port)
-    if tls is not None:  # BackendTLSPolicy (compile/backend_tls.py)
+    tls = use.settings.backend_tls  # a Gateway's, by BackendTLSPolicy (compile/backend_tls.py)
+    if tls is not None:
         if not tls.usable:
             return None  # no valid CA: the port is not served (5xx), never sent in clear
+        protocol = tls.inner
+    body = cluster(use.cluster_name, base_name(use.namespace, use.name, use.port), protocol,
+                   use.settings)
+    if tls is not None:
         body["transport_socket"] = backend_tls_socket(tls, protocol)
     elif mtls_to(view, service, use.port):
         assert view.identity is not None

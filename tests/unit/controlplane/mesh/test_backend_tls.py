@@ -15,7 +15,7 @@ from controlplane.mesh import MeshError, load_objects, read_objects, resolve, st
 from controlplane.mesh.backendtls import SYSTEM_CA_FILE
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import CLUSTER
-from tests.unit.controlplane.mesh.helpers import as_dict, compiled, gateway
+from tests.unit.controlplane.mesh.helpers import as_dict, compiled, gateway, sidecar
 
 CONFORMANCE = Path(__file__).parents[4] / "tests/conformance/gateway_api/upstream/conformance"
 NS = "gateway-conformance-infra"
@@ -63,10 +63,14 @@ def conditions(out: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 def tls_of(mesh: Mesh, service: str, port: int = 443, node: str = "same-namespace"
            ) -> dict[str, Any] | None:
+    """The transport socket of the Gateway's cluster for a Service port (its own variant when
+    a policy applies); None when there is no such cluster."""
     resources = compiled(mesh, gateway(node, NS))
-    name = f"outbound|{port}||{service}.{NS}"
-    if name not in resources.resources[CLUSTER.type_url]:
+    names = [name for name in resources.resources[CLUSTER.type_url]
+             if name.startswith(f"outbound|{port}|") and name.endswith(f"|{service}.{NS}")]
+    if not names:
         return None
+    [name] = names
     found = as_dict(resources, CLUSTER.type_url, name)
     return found.get("transport_socket", {}).get("typed_config", {})
 
@@ -91,6 +95,12 @@ def test_a_policy_originates_tls_with_the_configmap_ca_and_hostname() -> None:
     assert route is not None
     assert conditions(status(mesh, route))["ResolvedRefs"] == ("True", "ResolvedRefs")
     assert tls_of(mesh, "backendtlspolicy-host-mismatch-test") is not None
+    # sidecars pass the TLS through: the port is `tls` for them, their cluster is plain
+    assert mesh.protocol(NS, "backendtlspolicy-test", 443) == "tls"
+    caller = compiled(mesh, sidecar("infra-backend-v1", NS))
+    for name in caller.resources[CLUSTER.type_url]:
+        found = as_dict(caller, CLUSTER.type_url, name).get("transport_socket", {})
+        assert found.get("typed_config", {}).get("sni") != "abc.example.com", name
 
 
 def test_a_service_without_a_policy_stays_plain() -> None:
