@@ -1,0 +1,153 @@
+"""BackendTLSPolicy end to end: a Gateway's proxy (real Envoy 1.40, then ours, from the same
+bootstrap and control plane) originates TLS to a TLS echo backend as the policy says.
+
+The backend is reached directly (an EndpointSlice, as a pod without a sidecar) and serves a
+certificate for abc.example.com signed by a CA the ConfigMap holds. Both proxies must: send
+the policy's hostname as SNI and answer 200 (backendtlspolicy.go "HTTP request sent to
+Service with valid BackendTLSPolicy should succeed"); refuse a backend whose certificate
+does not carry the name the policy verifies (subjectAltNames), and one whose policy has no
+valid CA (never sending in clear), with a 5xx.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.proxy.helpers import tls_files
+from tests.support.http_backends import EchoBackend
+from tests.support.mesh import MeshControlPlane, backend_of, request, start_gateway
+
+pytestmark = pytest.mark.conformance
+
+NET = "127.93"
+GATEWAY_IP = f"{NET}.9.1"
+BACKEND_IP = f"{NET}.3.1"
+BACKEND_PORT = 9443
+
+
+def service(name: str) -> str:
+    return f"""---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec: {{ports: [{{name: btls, port: 443, appProtocol: HTTPS}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+endpoints: [{{addresses: [{BACKEND_IP}]}}]
+ports: [{{name: btls, port: {BACKEND_PORT}}}]
+"""
+
+
+def policy(name: str, target: str, configmap: str, extra: str = "") -> str:
+    return f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {{name: {name}}}
+spec:
+  targetRefs: [{{group: "", kind: Service, name: {target}, sectionName: btls}}]
+  validation:
+    caCertificateRefs: [{{group: "", kind: ConfigMap, name: {configmap}}}]
+    hostname: abc.example.com
+{extra}"""
+
+
+def mesh_yaml(ca: Path) -> str:
+    indented = "".join(f"    {line}\n" for line in ca.read_text().splitlines())
+    routes = "".join(f"""  - matches: [{{path: {{type: Exact, value: /{name}}}}}]
+    backendRefs: [{{name: {name}, port: 443}}]
+""" for name in ("good", "san-mismatch", "no-ca"))
+    return (f"""apiVersion: v1
+kind: ConfigMap
+metadata: {{name: backend-ca}}
+data:
+  ca.crt: |
+{indented}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge}}
+spec:
+  gatewayClassName: pointsman
+  addresses: [{{type: IPAddress, value: {GATEWAY_IP}}}]
+  listeners: [{{name: http, port: 8088, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: to-tls}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules:
+{routes}"""
+            + service("good") + service("san-mismatch") + service("no-ca")
+            + policy("good", "good", "backend-ca")
+            + policy("san-mismatch", "san-mismatch", "backend-ca",
+                     "    subjectAltNames: [{type: Hostname, hostname: dce.example.com}]\n")
+            + policy("no-ca", "no-ca", "missing-ca"))
+
+
+def tls_backend(certificate: tuple[Path, Path], seen: list[str]) -> EchoBackend:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+
+    def record(_sock: Any, name: str | None, _context: Any) -> None:
+        seen.append(name or "")
+    context.sni_callback = record
+    return EchoBackend("tls-backend", host=BACKEND_IP, port=BACKEND_PORT, ssl_context=context)
+
+
+def run(flavour: str, tmp_path: Path) -> dict[str, Any]:
+    certificates = tls_files(tmp_path, ["abc.example.com"])
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(mesh_yaml(certificates["ca"][0]))
+    seen: list[str] = []
+    with ExitStack() as stack:
+        backend = tls_backend(certificates["abc.example.com"], seen).start()
+        stack.callback(backend.stop)
+        control_plane = MeshControlPlane(mesh)
+        stack.enter_context(control_plane)
+        control_plane.wait_ready()
+        gateway = start_gateway(stack, flavour, control_plane, "edge")
+        gateway.wait_ready()
+        good = _until_answered(gateway)
+        return {"good": good, "sni": sorted(set(seen)),
+                "san-mismatch": _status("/san-mismatch"), "no-ca": _status("/no-ca")}
+
+
+def _status(path: str) -> int:
+    return request((GATEWAY_IP, 8088), path, host="abc.example.com", timeout=5)[0]
+
+
+def _until_answered(proxy: Any) -> tuple[int, str]:
+    deadline = time.monotonic() + 45
+    last: tuple[int, str] = (0, "")
+    while time.monotonic() < deadline:
+        try:
+            status, _headers, body = request((GATEWAY_IP, 8088), "/good", host="abc.example.com",
+                                             timeout=3)
+            last = (status, backend_of(body))
+            if status == 200:
+                return last
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"no 200 through the Gateway ({last}):\n{proxy.output()[-3000:]}")
+
+
+EXPECTED = {"good": (200, "tls-backend"), "sni": ["abc.example.com"],
+            "san-mismatch": 503, "no-ca": 503}
+
+
+def test_envoy_gateway_originates_tls_as_the_policy_says(tmp_path: Path) -> None:
+    assert run("envoy", tmp_path) == EXPECTED
+
+
+def test_pointsman_gateway_originates_tls_like_envoy(tmp_path: Path) -> None:
+    assert run("pointsman", tmp_path) == EXPECTED
