@@ -29,7 +29,7 @@ route sending to a targeted Service, with the same conditions.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controlplane.mesh.kinds.backendtlspolicy import BackendTLSPolicySpec, SubjectAltName
 from controlplane.mesh.kinds.refs import CORE_GROUP, TargetRef
@@ -50,6 +50,9 @@ class BackendTls:
     subject_alt_names: tuple[SubjectAltName, ...]
     usable: bool = True
     inner: str = "tcp"  # what runs inside the TLS (the port's protocol as its routes say)
+    # the Gateway's spec.tls.backend.clientCertificateRef, presented to the backend
+    client_chain: bytes = b""
+    client_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)

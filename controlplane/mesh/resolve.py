@@ -160,6 +160,8 @@ class Mesh:
     problems: list[Problem] = field(default_factory=list)
     # BackendTLSPolicy: the TLS a Service port's connections use (controlplane.mesh.backendtls)
     backend_tls: dict[tuple[str, str, int], BackendTls] = field(default_factory=dict)
+    # a Gateway's spec.tls.backend.clientCertificateRef when it resolves: (chain, key)
+    client_certificates: dict[ObjectKey, tuple[bytes, bytes]] = field(default_factory=dict)
     # a policy's ancestors (PolicyStatus): the Gateways its targets are reached through
     policy_ancestors: dict[ObjectKey, list[ObjectKey]] = field(default_factory=dict)
 
@@ -358,7 +360,13 @@ def _client_certificate(mesh: Mesh, gateway: MeshObject) -> Condition | None:
     if ref is None:
         return None
     problem = _secret_problem(mesh, gateway, ref, "InvalidClientCertificateRef")
-    return None if problem is None else Condition("ResolvedRefs", "False", *problem)
+    if problem is not None:
+        return Condition("ResolvedRefs", "False", *problem)
+    secret = mesh.get("Secret", ref.namespace or gateway.namespace, ref.name)
+    assert secret is not None
+    mesh.client_certificates[gateway.key] = (secret.spec.certificate_chain,
+                                             secret.spec.private_key)
+    return None
 
 
 def _secret_problem(mesh: Mesh, gateway: MeshObject, ref: SecretRef, invalid: str

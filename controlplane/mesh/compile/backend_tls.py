@@ -8,7 +8,9 @@ UpstreamTlsContext (envoy.extensions.transport_sockets.tls.v3) with
   URI) when given, else `hostname` as a DNS SAN ("Hostname MUST be used for authentication
   [...] unless SubjectAltNames is specified"). Envoy matches a DNS SAN exactly, or against a
   wildcard SAN of the certificate (CertificateValidationContext docs).
-- `alpn_protocols`: h2 for gRPC and h2c ports, http/1.1 for HTTP ones.
+- `alpn_protocols`: h2 for gRPC and h2c ports, http/1.1 for HTTP ones;
+- `tls_certificates`: the Gateway's `spec.tls.backend.clientCertificateRef` Secret, when set
+  and usable (GatewayBackendTLS: "the client certificate to present to backends").
 
 A Gateway's route to such a port sends to a cluster of its own (a variant of the port's:
 compile/http_routes.py `edge_use`), so sidecars calling the port are unchanged: for them the
@@ -33,6 +35,10 @@ def backend_tls_socket(settings: BackendTls, protocol: str) -> dict[str, Any]:
                  {"san_type": "DNS", "matcher": {"exact": settings.hostname}}]
     common: dict[str, Any] = {"validation_context": {"trusted_ca": trusted,
                                                      "match_typed_subject_alt_names": names}}
+    if settings.client_chain:  # the Gateway's spec.tls.backend.clientCertificateRef
+        common["tls_certificates"] = [{
+            "certificate_chain": {"inline_string": settings.client_chain.decode()},
+            "private_key": {"inline_string": settings.client_key.decode()}}]
     if protocol in ("grpc", "h2c"):
         common["alpn_protocols"] = ["h2"]
     elif protocol == "http":

@@ -82,6 +82,9 @@ def edge_use(view: View, ctx: RuleContext, use: ClusterUse) -> ClusterUse:
     tls = view.backend_tls(use.namespace, use.name, use.port)
     if tls is None:
         return use
+    client = view.client_certificate(ctx.gateway)
+    if client is not None:  # spec.tls.backend.clientCertificateRef: a cluster per Gateway
+        tls = replace(tls, client_chain=client[0], client_key=client[1])
     return ClusterUse(use.namespace, use.name, use.port,
                       replace(use.settings, backend_tls=tls), False)
 

@@ -122,6 +122,11 @@ class View:
         return self._keep(("backend_tls", namespace, name, port),
                           self.mesh.backend_tls.get((namespace, name, port)))
 
+    def client_certificate(self, gateway: ObjectKey) -> tuple[bytes, bytes] | None:
+        """A Gateway's certificate for backends (spec.tls.backend), when it resolves."""
+        return self._keep(("client_certificate", gateway),
+                          self.mesh.client_certificates.get(gateway))
+
     def routes_on_listener(self, gateway: ObjectKey, listener: str) -> list[Attachment]:
         return self._keep(("routes_on_listener", gateway, listener),
                           list(self.mesh.on_listener.get((gateway, listener), [])))

@@ -6,7 +6,9 @@ certificate for abc.example.com signed by a CA the ConfigMap holds. Both proxies
 the policy's hostname as SNI and answer 200 (backendtlspolicy.go "HTTP request sent to
 Service with valid BackendTLSPolicy should succeed"); refuse a backend whose certificate
 does not carry the name the policy verifies (subjectAltNames), and one whose policy has no
-valid CA (never sending in clear), with a 5xx.
+valid CA (never sending in clear), with a 5xx; present the Gateway's
+`spec.tls.backend.clientCertificateRef` to a backend that requires a client certificate
+(gateway-tls-backend-client-certificate.go).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ NET = "127.93"
 GATEWAY_IP = f"{NET}.9.1"
 BACKEND_IP = f"{NET}.3.1"
 BACKEND_PORT = 9443
+MTLS_BACKEND_IP = f"{NET}.3.2"
 
 
-def service(name: str) -> str:
+def service(name: str, address: str = BACKEND_IP) -> str:
     return f"""---
 apiVersion: v1
 kind: Service
@@ -42,7 +45,7 @@ apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {{name: {name}, labels: {{kubernetes.io/service-name: {name}}}}}
 addressType: IPv4
-endpoints: [{{addresses: [{BACKEND_IP}]}}]
+endpoints: [{{addresses: [{address}]}}]
 ports: [{{name: btls, port: {BACKEND_PORT}}}]
 """
 
@@ -60,11 +63,25 @@ spec:
 {extra}"""
 
 
-def mesh_yaml(ca: Path) -> str:
+def client_secret(certificate: tuple[Path, Path]) -> str:
+    chain, key = ("".join(f"    {line}\n" for line in path.read_text().splitlines())
+                  for path in certificate)
+    return f"""---
+apiVersion: v1
+kind: Secret
+metadata: {{name: gateway-client}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{chain}  tls.key: |
+{key}"""
+
+
+def mesh_yaml(ca: Path, client: tuple[Path, Path]) -> str:
     indented = "".join(f"    {line}\n" for line in ca.read_text().splitlines())
     routes = "".join(f"""  - matches: [{{path: {{type: Exact, value: /{name}}}}}]
     backendRefs: [{{name: {name}, port: 443}}]
-""" for name in ("good", "san-mismatch", "no-ca"))
+""" for name in ("good", "san-mismatch", "no-ca", "mtls"))
     return (f"""apiVersion: v1
 kind: ConfigMap
 metadata: {{name: backend-ca}}
@@ -78,6 +95,7 @@ spec:
   gatewayClassName: pointsman
   addresses: [{{type: IPAddress, value: {GATEWAY_IP}}}]
   listeners: [{{name: http, port: 8088, protocol: HTTP}}]
+  tls: {{backend: {{clientCertificateRef: {{name: gateway-client}}}}}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -90,27 +108,38 @@ spec:
             + policy("good", "good", "backend-ca")
             + policy("san-mismatch", "san-mismatch", "backend-ca",
                      "    subjectAltNames: [{type: Hostname, hostname: dce.example.com}]\n")
-            + policy("no-ca", "no-ca", "missing-ca"))
+            + policy("no-ca", "no-ca", "missing-ca")
+            + service("mtls", MTLS_BACKEND_IP) + policy("mtls", "mtls", "backend-ca")
+            + client_secret(client))
 
 
-def tls_backend(certificate: tuple[Path, Path], seen: list[str]) -> EchoBackend:
+def tls_backend(certificate: tuple[Path, Path], seen: list[str], *, host: str = BACKEND_IP,
+                client_ca: Path | None = None) -> EchoBackend:
+    """`client_ca`: the backend requires a client certificate signed by it."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*certificate)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=str(client_ca))
 
     def record(_sock: Any, name: str | None, _context: Any) -> None:
         seen.append(name or "")
     context.sni_callback = record
-    return EchoBackend("tls-backend", host=BACKEND_IP, port=BACKEND_PORT, ssl_context=context)
+    name = "tls-backend" if client_ca is None else "mtls-backend"
+    return EchoBackend(name, host=host, port=BACKEND_PORT, ssl_context=context)
 
 
 def run(flavour: str, tmp_path: Path) -> dict[str, Any]:
-    certificates = tls_files(tmp_path, ["abc.example.com"])
+    certificates = tls_files(tmp_path, ["abc.example.com", "gateway-client"])
     mesh = tmp_path / "mesh.yaml"
-    mesh.write_text(mesh_yaml(certificates["ca"][0]))
+    mesh.write_text(mesh_yaml(certificates["ca"][0], certificates["gateway-client"]))
     seen: list[str] = []
     with ExitStack() as stack:
         backend = tls_backend(certificates["abc.example.com"], seen).start()
         stack.callback(backend.stop)
+        mtls = tls_backend(certificates["abc.example.com"], [], host=MTLS_BACKEND_IP,
+                           client_ca=certificates["ca"][0]).start()
+        stack.callback(mtls.stop)
         control_plane = MeshControlPlane(mesh)
         stack.enter_context(control_plane)
         control_plane.wait_ready()
@@ -118,7 +147,8 @@ def run(flavour: str, tmp_path: Path) -> dict[str, Any]:
         gateway.wait_ready()
         good = _until_answered(gateway)
         return {"good": good, "sni": sorted(set(seen)),
-                "san-mismatch": _status("/san-mismatch"), "no-ca": _status("/no-ca")}
+                "san-mismatch": _status("/san-mismatch"), "no-ca": _status("/no-ca"),
+                "mtls": _status("/mtls")}
 
 
 def _status(path: str) -> int:
@@ -142,7 +172,7 @@ def _until_answered(proxy: Any) -> tuple[int, str]:
 
 
 EXPECTED = {"good": (200, "tls-backend"), "sni": ["abc.example.com"],
-            "san-mismatch": 503, "no-ca": 503}
+            "san-mismatch": 503, "no-ca": 503, "mtls": 200}
 
 
 def test_envoy_gateway_originates_tls_as_the_policy_says(tmp_path: Path) -> None:

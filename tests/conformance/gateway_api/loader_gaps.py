@@ -19,8 +19,7 @@ BACKEND_FILTER = ("a backendRef-level filter other than the header modifiers (UR
                   "RequestRedirect on a backendRef: HTTPRouteBackendURLRewrite, "
                   "HTTPRouteBackendRequestRedirect)")
 GATEWAY_TLS = ("Gateway spec.tls.frontend (frontend client certificate validation, default "
-               "and per port) is not served (spec.tls.backend.clientCertificateRef is taken and "
-               "its status reported)")
+               "and per port) is not served (spec.tls.backend.clientCertificateRef is)")
 ADDRESS_PLACEHOLDER = ("the suite's PLACEHOLDER_UNUSABLE_ADDRS / PLACEHOLDER_USABLE_ADDRS: the "
                        "runner substitutes addresses before applying, as the Go suite does "
                        "(--usable-network-addresses, --unusable-network-addresses)")

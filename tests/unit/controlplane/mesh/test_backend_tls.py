@@ -46,8 +46,10 @@ stringData:
 def suite_mesh(*manifests: str, extra: str = CA_CONFIG_MAP) -> Mesh:
     """The base manifests (what loads of them: Deployments are the runner's) and the tests'."""
     objects, _ = read_objects((CONFORMANCE / "base/manifests.yaml").read_text())
-    for name in manifests:
-        objects += load_objects((CONFORMANCE / "tests" / name).read_text(), name)
+    for name in manifests:  # their Deployments are the runner's
+        found, errors = read_objects((CONFORMANCE / "tests" / name).read_text(), name)
+        assert all("Deployment" in error.location.obj for error in errors), errors
+        objects += found
     return resolve(objects + load_objects(extra))
 
 
@@ -224,3 +226,27 @@ def test_options_are_refused_not_ignored() -> None:
     with pytest.raises(MeshError) as caught:
         load_objects(text)
     assert caught.value.field == "spec.options"
+
+
+def test_the_gateway_presents_its_backend_client_certificate() -> None:
+    """GatewayTLSBackendClientCertificate: spec.tls.backend.clientCertificateRef goes into the
+    UpstreamTlsContext of the Gateway's clusters that a BackendTLSPolicy makes TLS."""
+    client = FRONTEND.replace("tls-validity-checks-certificate", "tls-checks-client-certificate")
+    mesh = suite_mesh("gateway-tls-backend-client-certificate.yaml", extra=CA_CONFIG_MAP + client)
+    found = mesh.get("Gateway", NS, "gateway-tls-backend-client-certificate")
+    assert found is not None
+    assert "ResolvedRefs" not in conditions(status(mesh, found))  # the listeners' sum: True
+    tls = tls_of(mesh, "tls-backend-with-client-cert-validation",
+                 node="gateway-tls-backend-client-certificate")
+    assert tls is not None
+    [certificate] = tls["common_tls_context"]["tls_certificates"]
+    assert certificate["certificate_chain"]["inline_string"] == CA_PEM
+    # without the Secret the Gateway reports it, and presents nothing
+    mesh = suite_mesh("gateway-tls-backend-client-certificate.yaml", extra=CA_CONFIG_MAP)
+    found = mesh.get("Gateway", NS, "gateway-tls-backend-client-certificate")
+    assert found is not None
+    assert conditions(status(mesh, found))["ResolvedRefs"] == (
+        "False", "InvalidClientCertificateRef")
+    tls = tls_of(mesh, "tls-backend-with-client-cert-validation",
+                 node="gateway-tls-backend-client-certificate")
+    assert tls is not None and "tls_certificates" not in tls["common_tls_context"]
