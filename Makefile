@@ -54,7 +54,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install lint
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs -p no:cacheprovider
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs -p no:cacheprovider --durations=25
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit

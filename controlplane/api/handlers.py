@@ -25,6 +25,7 @@ from controlplane.api.mirror import StoreMirror
 from controlplane.api.objects import now_timestamp
 from controlplane.mesh import MeshObject, ObjectKey, Problem
 from controlplane.mesh.analyze import analyze
+from controlplane.mesh.compile.compiler import MeshCompiler
 from controlplane.mesh.errors import Location
 from controlplane.store import Conflict, Record, Store, StoreError
 
@@ -57,6 +58,9 @@ class MeshApi:
         self.mirror = mirror
         self.clock = clock
         self._writing = asyncio.Lock()
+        # analyze's compiler, kept from one apply to the next so that a small change reuses the
+        # units of the rest (a thread uses it at a time: changes are serialised by _writing).
+        self._analysis = MeshCompiler()
 
     async def apply(self, sources: list[Source], *, dry_run: bool = False,
                     strict: bool = False) -> Result:
@@ -92,7 +96,7 @@ class MeshApi:
                     # Nothing to write, nothing to refuse: skip analyze (seconds for a
                     # thousand Services), the objects were analyzed when they were applied.
                     return Result(state.revision, plan.outcomes, [])
-                warnings = await asyncio.to_thread(_findings, plan, labels)
+                warnings = await asyncio.to_thread(_findings, plan, labels, self._analysis)
                 if strict and any(item.severity == "error" for item in warnings):
                     errors = [item for item in warnings if item.severity == "error"]
                     raise ApiError(INVALID, _summary(errors), errors)
@@ -143,12 +147,13 @@ async def _bounded(waiting: Awaitable[None], seconds: float) -> None:
         pass
 
 
-def _findings(plan: Plan, labels: set[str]) -> list[Problem]:
+def _findings(plan: Plan, labels: set[str], compiler: MeshCompiler) -> list[Problem]:
     """analyze's findings about the applied objects (run on the whole mesh after the change,
     so a reference to an object already stored resolves)."""
     if not labels:
         return []
-    return [item for item in analyze(plan.objects.values()) if item.location.obj in labels]
+    return [item for item in analyze(plan.objects.values(), compiler=compiler)
+            if item.location.obj in labels]
 
 
 def _summary(problems: list[Problem]) -> str:

@@ -26,14 +26,14 @@ Warnings (it loads, but part of it is dead or surprising):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from controlplane.mesh.analyze_security import security_problems
 from controlplane.mesh.compile.compiler import MeshCompiler
-from controlplane.mesh.compile.memo import Endpoints, Memo, View
+from controlplane.mesh.compile.memo import View
 from controlplane.mesh.compile.node import MeshNode, NodeError
-from controlplane.mesh.compile.vhosts import OTHERS, OWN, service_vhost
+from controlplane.mesh.compile.vhosts import OTHERS, OWN, VirtualHostOut, service_vhost
 from controlplane.mesh.errors import Location, MeshError, Problem
 from controlplane.mesh.objects import MeshObject
 from controlplane.mesh.resolve import POLICY_KINDS, ROUTE_KINDS, Mesh, resolve
@@ -41,10 +41,18 @@ from controlplane.mesh.resolve import POLICY_KINDS, ROUTE_KINDS, Mesh, resolve
 RULE_NAME = re.compile(r"^(httproute|grpcroute)/([^/]+)/([^/]+)/rule/(\d+)/match/(\d+)$")
 
 
-def analyze(objects: Iterable[MeshObject], load_errors: Iterable[MeshError] = ()) -> list[Problem]:
+def analyze(objects: Iterable[MeshObject], load_errors: Iterable[MeshError] = (),
+            compiler: MeshCompiler | None = None) -> list[Problem]:
+    """`compiler`: one kept across calls (the mesh API's, one per apply), so the units of a
+    mesh that barely changed are checked and reused rather than compiled again; its mesh is
+    replaced by these objects'."""
     problems = [Problem("error", "Invalid", error.message, error.location)
                 for error in load_errors]
     mesh = resolve(objects)
+    if compiler is None:
+        compiler = MeshCompiler(mesh)
+    else:
+        compiler.update(mesh=mesh)
     problems += mesh.problems
     problems += _references(mesh)
     problems += _protocols(mesh)
@@ -52,8 +60,8 @@ def analyze(objects: Iterable[MeshObject], load_errors: Iterable[MeshError] = ()
     problems += _http_only(mesh)
     problems += _gateways(mesh)
     problems += _weights(mesh)
-    problems += _shadowed(mesh)
-    problems += _compile_notes(mesh)
+    problems += _shadowed(mesh, compiler)
+    problems += _compile_notes(mesh, compiler)
     problems += security_problems(mesh)
     return sorted(problems, key=lambda item: (item.location.file, item.location.line,
                                               item.severity != "error"))
@@ -185,7 +193,7 @@ def _weights(mesh: Mesh) -> list[Problem]:
     return out
 
 
-def _compile_notes(mesh: Mesh) -> list[Problem]:
+def _compile_notes(mesh: Mesh, compiler: MeshCompiler) -> list[Problem]:
     """What the compiler reports it could not serve, for a sidecar of each namespace and for
     each Gateway."""
     out: dict[str, Problem] = {}
@@ -197,7 +205,6 @@ def _compile_notes(mesh: Mesh) -> list[Problem]:
             seen.add(service.namespace)
             nodes.append(MeshNode("analyze", "Service", service.name, service.namespace,
                                   "192.0.2.10", "127.0.0.1", "192.0.2.11"))
-    compiler = MeshCompiler(mesh)
     for node in nodes:
         try:
             notes = compiler.compile_node(node).notes
@@ -218,20 +225,21 @@ def _located(mesh: Mesh, note: str) -> Location:
 
 # ---- shadowed rules ---------------------------------------------------------------------------
 
-def _shadowed(mesh: Mesh) -> list[Problem]:
+def _shadowed(mesh: Mesh, compiler: MeshCompiler) -> list[Problem]:
     """Over the Envoy routes of every Service port (for each caller view) and every Gateway
-    virtual host, in the order the sidecar tries them: a match covered by an earlier one."""
+    virtual host, in the order the sidecar tries them: a match covered by an earlier one.
+    The virtual hosts are the compiler's units (compile/sidecar.py keys them the same way)."""
     out: dict[tuple[Any, ...], Problem] = {}
-    view = View(mesh, Endpoints(), Memo())
     for (namespace, name, port), attachments in sorted(mesh.on_service_port.items()):
         views = {OWN} | {item.route.namespace for item in attachments
                          if item.route.namespace != namespace}
         for seen_as in sorted(views | ({OTHERS} if len(views) > 1 else set())):
-            vhost = service_vhost(view, namespace, name, port, seen_as)
+            vhost = compiler.unit(("vhost", namespace, name, port, seen_as),
+                                  _vhost_builder(namespace, name, port, seen_as))
             _check_order(mesh, _decode_routes(vhost.encoded), out)
     for gateway in mesh.of_kind("Gateway"):
         try:
-            resources = MeshCompiler(mesh).compile_node(
+            resources = compiler.compile_node(
                 MeshNode("analyze", "Gateway", gateway.name, gateway.namespace))
         except NodeError:
             continue
@@ -240,6 +248,13 @@ def _shadowed(mesh: Mesh) -> list[Problem]:
             for routes in _decode_table(table.packed.value):
                 _check_order(mesh, routes, out)
     return list(out.values())
+
+
+def _vhost_builder(namespace: str, name: str, port: int, seen_as: str
+                   ) -> Callable[[View], VirtualHostOut]:
+    def build(view: View) -> VirtualHostOut:
+        return service_vhost(view, namespace, name, port, seen_as)
+    return build
 
 
 def _decode_routes(encoded: bytes) -> list[dict[str, Any]]:

@@ -18,8 +18,12 @@ the control plane's resource cache (`pointsman controlplane --mesh PATH`).
   references, a change costs one packing per changed resource, and the cache wakes only the
   streams whose view's version changed (a new endpoint of one Service wakes the sidecars whose
   namespace part sends to it).
-- It is also an Observer hook: a sidecar whose listeners were ACKed is registered as an
-  endpoint of its Service (its instance_ip on every Service port), until its stream closes.
+- It is also an Observer hook: a sidecar is registered as an endpoint of its Service (its
+  instance_ip on every Service port), until its stream closes, once it has ACKed its
+  listeners and, when its view holds Secrets (its SVID), its Secrets too: a listener waiting
+  for its certificate is still warming and refuses callers (Envoy's listener warming, "Listener
+  discovery" in Envoy's docs), so registering at the LDS ACK alone let the first callers in
+  before the sidecar could answer them (Istio adds a pod to EDS only once it is ready).
   Registrations arriving together are published together, 0.1 s after the last of a burst
   and at most 5 s after its first (one recompilation per burst, not one per sidecar: a storm
   of 10,000 sidecars would otherwise recompile every connected view 10,000 times, and push
@@ -70,6 +74,8 @@ from controlplane.protocol.pacing import Debounce
 from controlplane.resources import LISTENER, SECRET
 from controlplane.sources.files import Mark, PolledSource, config_paths, marks_of
 from protos.errors import ConfigError
+
+READY_TYPES = frozenset((LISTENER.type_url, SECRET.type_url))  # ACKed: it can serve
 
 log = logging.getLogger("pointsman.controlplane.mesh")
 
@@ -143,6 +149,7 @@ class MeshCache(ResourceCache):
         self._resolved: dict[int, tuple[base_pb2.Node, tuple[str, ...], MeshNode | None]] = {}
         self._stream_nodes: dict[int, MeshNode] = {}
         self._registered: dict[int, tuple[tuple[str, str], str]] = {}
+        self._acked: dict[int, set[str]] = {}  # stream -> the types it has ACKed (LDS, SDS)
         self._endpoint_counts: Counter[tuple[tuple[str, str], str]] = Counter()
         self._workload_streams: dict[int, tuple[str, Workload]] = {}
         self._workload_counts: Counter[tuple[str, Workload]] = Counter()
@@ -313,8 +320,21 @@ class MeshCache(ResourceCache):
         for action in actions:
             if isinstance(action, NodeIdentified):
                 self._identified(stream_id, action.node)
-            elif isinstance(action, Acked) and action.type_url == LISTENER.type_url:
-                self._register_endpoint(stream_id)
+            elif isinstance(action, Acked) and action.type_url in READY_TYPES:
+                self._acked.setdefault(stream_id, set()).add(action.type_url)
+                if self._ready(stream_id):
+                    self._register_endpoint(stream_id)
+
+    def _ready(self, stream_id: int) -> bool:
+        """The stream's sidecar has ACKed its listeners, and its Secrets if its view has any."""
+        acked = self._acked.get(stream_id, ())
+        if LISTENER.type_url not in acked:
+            return False
+        node = self._stream_nodes.get(stream_id)
+        if node is None or SECRET.type_url in acked:
+            return True
+        view = self.views.get(view_key(node))
+        return view is None or not len(view.of_type(SECRET.type_url))
 
     def _identified(self, stream_id: int, node: base_pb2.Node) -> None:
         try:
@@ -366,6 +386,7 @@ class MeshCache(ResourceCache):
 
     def stream_closed(self, stream_id: int) -> None:
         self._stream_nodes.pop(stream_id, None)
+        self._acked.pop(stream_id, None)
         self._workload_closed(stream_id)
         entry = self._registered.pop(stream_id, None)
         if entry is None:

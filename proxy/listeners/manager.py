@@ -516,8 +516,8 @@ class ListenerManager:
     def _active_listener(self, staged: _Staged
                          ) -> ActiveListener | ActiveUdpListener | QuicActiveListener:
         if isinstance(staged.generation, UdpGeneration):
-            return ActiveUdpListener(staged.generation, drain_timeout=self.drain_timeout,
-                                     sock=staged.sock, reuse_port=self.reuse_port)
+            return ActiveUdpListener(staged.generation, sock=staged.sock,
+                                     reuse_port=self.reuse_port)
         kind = QuicActiveListener if staged.model.quic is not None else ActiveListener
         return kind(staged.model, self.context, reuse_port=self.reuse_port,
                     drain_timeout=self.drain_timeout, generation=staged.generation,
@@ -536,7 +536,8 @@ class ListenerManager:
         stopping = list(self.active.values())
         self.active.clear()
         for active in stopping:
-            active.drain_timeout = grace
+            if not isinstance(active, ActiveUdpListener):  # UDP sessions end as it stops
+                active.drain_timeout = grace
         await asyncio.gather(*(active.stop() for active in stopping))
 
     async def close(self) -> None:

@@ -9,11 +9,14 @@ QUIC listener, served by proxy.listeners.quic: the manager picks it by the model
 `listener.<name>.udp.downstream_rx_datagram_dropped`, as Envoy does (it reads one byte more
 than the limit to see the truncation).
 
-Updates and draining follow the TCP listener's (proxy.listeners.manager): the manager stages a
-new generation (a new UdpProxyFilter) and swaps it in; datagrams go to the new one at once,
-while the old one keeps delivering its sessions' replies until they idle out or the drain
-time passes (Envoy: intro/arch_overview/operations/draining). A removed listener closes its
-socket and drains the same way.
+Updates: the manager stages a new generation (a new UdpProxyFilter) and swaps it in;
+datagrams go to the new one at once, and the old one's sessions end there and then (their
+upstream sockets close, each is access-logged), as do a removed listener's. A UDP listener is
+not drained like a TCP one: Envoy stops a UDP listener by destroying it, and its udp_proxy
+sessions with it (envoyproxy/envoy#7465, "UdpListener stops abruptly"); Envoy 1.40 was seen to
+do so on an in-place update and on a removal (tests/conformance/proxy/
+test_udp_listener_update_vs_envoy.py), and the client's next datagram opens a session on the
+new generation.
 
 With `--concurrency N`, every worker binds the listener with SO_REUSEPORT: Linux spreads the
 datagrams over the sockets by a hash of the 4-tuple, so one client (address and port) always
@@ -31,7 +34,6 @@ from proxy.context import ServerContext
 from proxy.listeners.shared import bind_socket, bound_address
 from proxy.model.listener import Listener
 from proxy.stats import Counter
-from proxy.tasks import TaskSet
 from proxy.udp.proxy import UdpProxyFilter
 
 log = logging.getLogger(__name__)
@@ -65,20 +67,18 @@ class UdpGeneration:
 
 
 class ActiveUdpListener:
-    """A bound UDP socket serving one generation; older generations drain."""
+    """A bound UDP socket serving one generation; a replaced generation's sessions end."""
 
-    def __init__(self, generation: UdpGeneration, *, drain_timeout: float,
-                 sock: socket.socket | None = None, reuse_port: bool = False) -> None:
+    def __init__(self, generation: UdpGeneration, *, sock: socket.socket | None = None,
+                 reuse_port: bool = False) -> None:
         self.current = generation
-        self.drain_timeout = drain_timeout
         self.reuse_port = reuse_port
         self.sock = sock
-        self.draining = TaskSet(f"udp listener {generation.listener.name} drain")
         self._reading = False
 
     def __repr__(self) -> str:
         return (f"ActiveUdpListener({self.current.listener.name} {self.address}, "
-                f"proxy={self.current.proxy!r}, draining={len(self.draining)})")
+                f"proxy={self.current.proxy!r})")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -95,17 +95,15 @@ class ActiveUdpListener:
         old = self.current
         self.current = generation
         self._attach(generation)
-        self._drain(old)
+        _end_sessions(old)
 
     async def stop(self) -> None:
         self._stop_reading()
         if self.sock is not None:
             self.sock.close()
-        self._drain(self.current)
-        await self._wait_drained()
+        _end_sessions(self.current)
 
     async def close_now(self) -> None:
-        self.drain_timeout = 0
         await self.stop()
 
     def _attach(self, generation: UdpGeneration) -> None:
@@ -123,17 +121,6 @@ class ActiveUdpListener:
             return True
 
         generation.proxy.attach(send, (host, port))
-
-    def _drain(self, generation: UdpGeneration) -> None:
-        if generation.proxy is None:
-            return
-        self.draining.spawn(generation.proxy.drain(self.drain_timeout),
-                            generation.listener.stats_name)
-
-    async def _wait_drained(self) -> None:
-        pending = list(self.draining)
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
 
     def _stop_reading(self) -> None:
         if self._reading and self.sock is not None:
@@ -161,3 +148,9 @@ class ActiveUdpListener:
                 generation.dropped.inc()
             elif proxy is not None:
                 proxy.datagram_received(data, (peer[0], peer[1]))
+
+
+def _end_sessions(generation: UdpGeneration) -> None:
+    """A generation no datagram reaches any more: its sessions end now (module docstring)."""
+    if generation.proxy is not None:
+        generation.proxy.close()

@@ -56,7 +56,6 @@ class UdpProxyFilter:
         self._send_downstream: SendDownstream | None = None
         self._local: Address | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._empty = asyncio.Event()
         self._watched: set[Any] = set()  # clusters whose host changes end our sessions
         observability = context.observability
         self.access_logger = (observability.access_logger(config.access_logs)
@@ -166,33 +165,19 @@ class UdpProxyFilter:
                 sock.close()
         if self.access_logger is not None:
             self._log(session, loop.time())
-        if not len(self.table):
-            self._empty.set()
 
     # -- the idle timer -----------------------------------------------------------------------
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         when = self.table.next_expiry()
         if when is not None:
-            self._empty.clear()
             self._timer = loop.call_at(when, self._on_timer, loop)
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         self._apply(self.table.expire(loop.time()), loop)
 
-    # -- draining and shutdown ----------------------------------------------------------------
-
-    async def drain(self, grace: float) -> None:
-        """No new datagrams come (the listener was updated or removed): replies still reach
-        the clients until every session idles out or `grace` seconds pass; then all close."""
-        if len(self.table):
-            try:
-                async with asyncio.timeout(grace):
-                    await self._empty.wait()
-            except TimeoutError:
-                pass
-        self.close()
+    # -- shutdown --------------------------------------------------------------------------------
 
     def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -251,7 +251,7 @@ class SessionTable:
         return [self._close(session, "host_removed") for session in gone]
 
     def close_all(self) -> list[Action]:
-        """Every session ends (listener removed or drained, process exit)."""
+        """Every session ends (listener updated or removed, process exit)."""
         return [self._close(session, "closed") for session in list(self._sessions.values())]
 
     def _close(self, session: Session, reason: str) -> SessionClosed:

@@ -355,3 +355,30 @@ def test_without_a_ca_no_secrets_are_served(tmp_path: Path) -> None:
     cache, _, _ = loaded(tmp_path)
     web = cache.view_for(node("web", "web-1", "10.0.0.2"))
     assert not web.of_type(SECRET.type_url).resources
+
+
+def test_with_a_ca_a_sidecar_is_an_endpoint_once_it_has_acked_its_secrets_too(
+        tmp_path: Path) -> None:
+    """Its inbound listener warms only once it holds its SVID (Envoy's listener warming): an
+    endpoint registered at the LDS ACK alone would refuse its first callers."""
+    import datetime
+
+    from controlplane.ca import CertificateAuthority, IdentitySecrets
+
+    cache, _, _ = loaded(tmp_path)
+    now = datetime.datetime.now(datetime.UTC)
+    cache.identity_secrets = IdentitySecrets(
+        CertificateAuthority.create_root(now, lifetime=datetime.timedelta(hours=2)))
+    web, api = node("web", "web-1", "10.0.0.2"), node("api", "api-1", "10.0.0.3")
+    cache.view_for(web)
+    cache.view_for(api)
+    cache.record(1, api.id, [NodeIdentified(api), Acked(LISTENER.type_url, "v1", "n1", 0.0)])
+    assert endpoints_of(cache.view_for(web), "outbound|8080||api.default") == []
+    cache.record(1, api.id, [Acked(SECRET.type_url, "v1", "n2", 0.0)])
+    assert endpoints_of(cache.view_for(web), "outbound|8080||api.default") == ["10.0.0.3"]
+    # The other order (Envoy fetches a cluster's secrets before its listeners) is the same.
+    cache.record(2, "api-2", [NodeIdentified(node("api", "api-2", "10.0.0.4")),
+                              Acked(SECRET.type_url, "v1", "n1", 0.0)])
+    assert len(endpoints_of(cache.view_for(web), "outbound|8080||api.default")) == 1
+    cache.record(2, "api-2", [Acked(LISTENER.type_url, "v1", "n2", 0.0)])
+    assert len(endpoints_of(cache.view_for(web), "outbound|8080||api.default")) == 2

@@ -175,3 +175,47 @@ endpoints: [{addresses: [192.0.2.7]}]
     # api has an EndpointSlice: its callers send plaintext, which `first` (STRICT) refuses.
     assert [item for item in findings(sliced) if item[1] == "PlaintextCallers"] == [
         ("warning", "PlaintextCallers", 29, "spec")]
+
+
+def test_a_kept_compiler_reuses_the_unchanged_units_and_finds_the_same() -> None:
+    """The mesh API keeps one compiler across applies: analyzing a changed mesh builds only
+    the virtual hosts the change touched, and reports what a fresh analysis reports."""
+    from controlplane.mesh.compile import vhosts
+    from controlplane.mesh.compile.compiler import MeshCompiler
+
+    clean = SERVICES + route("""
+    rules:
+    - matches: [{path: {value: /a}}]
+      backendRefs: [{name: api-v1, port: 8080}]
+    """)
+    shadowing = SERVICES + route("""
+    rules:
+    - matches: [{path: {value: /a}}]
+      backendRefs: [{name: api-v1, port: 8080}]
+    - matches: [{path: {value: /a}}]
+      backendRefs: [{name: api-v2, port: 8080}]
+    """)
+    compiler = MeshCompiler()
+    built: list[tuple[str, int]] = []
+    original = vhosts.service_vhost
+
+    def counting(view, namespace, name, port, seen_as):  # type: ignore[no-untyped-def]
+        built.append((name, port))
+        return original(view, namespace, name, port, seen_as)
+    import controlplane.mesh.analyze as analyze_module
+    import controlplane.mesh.compile.sidecar as sidecar_module
+    analyze_module.service_vhost = counting  # type: ignore[assignment]
+    sidecar_module.service_vhost = counting  # type: ignore[attr-defined]
+    try:
+        assert analyze(read_objects(textwrap.dedent(clean))[0], compiler=compiler) == []
+        first = len(built)
+        again = analyze(read_objects(textwrap.dedent(shadowing))[0], compiler=compiler)
+        rebuilt = built[first:]
+    finally:
+        analyze_module.service_vhost = original  # type: ignore[assignment]
+        sidecar_module.service_vhost = original  # type: ignore[attr-defined]
+    assert first > len(set(rebuilt)) > 0
+    assert set(rebuilt) == {("api", 8080)}  # the Service the route attaches to, nothing else
+    fresh = analyze(read_objects(textwrap.dedent(shadowing))[0])
+    assert [str(item) for item in again] == [str(item) for item in fresh]
+    assert [item.reason for item in again] == ["Shadowed"]
