@@ -11,6 +11,7 @@
   have not; False (Invalid) when a proxy NACKed resources made from it since its last good
   configuration, with the proxy and the error; False (Invalid) when the object is not
   Accepted. An object no connected proxy uses is Programmed (nothing is waiting for it).
+- A Gateway's `addresses`: its IPAddress values, else the instance_ip of its connected proxies.
 
 Every condition carries lastTransitionTime (controlplane/api/transitions.py).
 """
@@ -75,11 +76,22 @@ class StatusView:
             conditions.append(self._programmed(key, accepted["status"] == "True", revision,
                                                generation))
         out["conditions"] = conditions
+        if obj.kind == "Gateway" and not out.get("addresses"):
+            out["addresses"] = self._proxy_addresses(key)
         if self._transitions_generation != self.cache.mesh_generation:
             self.transitions.forget_all_but(self.cache.mesh.objects)
             self._transitions_generation = self.cache.mesh_generation
         self.transitions.stamp(key, obj.meta.creation_timestamp, out)
         return out
+
+    def _proxy_addresses(self, key: ObjectKey) -> list[dict[str, str]]:
+        """A Gateway that asks for no address (none, or one without a value: GatewaySpecAddress
+        "the implementation SHOULD automatically assign") is where its connected proxies bind:
+        their instance_ip."""
+        found = sorted({proxy.address for proxy in self.records()
+                        if proxy.kind == "Gateway" and proxy.namespace == key.namespace
+                        and proxy.name == key.name and proxy.address})
+        return [{"type": "IPAddress", "value": address} for address in found]
 
     # ---- Programmed -------------------------------------------------------------------------
 
