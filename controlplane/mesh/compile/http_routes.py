@@ -74,15 +74,16 @@ class ClusterUse:
         return variant_name(self.namespace, self.name, self.port, self.settings)
 
 
-def edge_use(view: View, ctx: RuleContext, use: ClusterUse) -> ClusterUse:
+def edge_use(view: View, gateway: ObjectKey | None, use: ClusterUse) -> ClusterUse:
     """A Gateway's route to a port with a BackendTLSPolicy sends to a cluster of its own that
-    originates the policy's TLS (controlplane.mesh.backendtls); sidecars' stay as they are."""
-    if ctx.gateway is None:
+    originates the policy's TLS (controlplane.mesh.backendtls); sidecars' (`gateway` None)
+    stay as they are."""
+    if gateway is None:
         return use
     tls = view.backend_tls(use.namespace, use.name, use.port)
     if tls is None:
         return use
-    client = view.client_certificate(ctx.gateway)
+    client = view.client_certificate(gateway)
     if client is not None:  # spec.tls.backend.clientCertificateRef: a cluster per Gateway
         tls = replace(tls, client_chain=client[0], client_key=client[1])
     return ClusterUse(use.namespace, use.name, use.port,
@@ -248,7 +249,7 @@ def _weighted_entry(view: View, ctx: RuleContext, rule: Any,
         own = service_policy(view, service, port.name)
         base = cluster_settings(merge([own]))
         settings = cluster_settings(merge([*policies, own]), rule.session)
-        use = edge_use(view, ctx, ClusterUse(service.namespace, service.name, port.port,
+        use = edge_use(view, ctx.gateway, ClusterUse(service.namespace, service.name, port.port,
                                              settings, settings == base))
         out.clusters.add(use)
         entry = {"name": use.cluster_name, "weight": weight}
@@ -384,7 +385,7 @@ def _mirrors(view: View, ctx: RuleContext, rule: Any, out: Compiled) -> list[dic
             continue  # not configured (HTTPRequestMirrorFilter.BackendRef: dropped)
         service = backend.service
         own = cluster_settings(merge([service_policy(view, service, backend.port.name)]))
-        use = edge_use(view, ctx, ClusterUse(service.namespace, service.name,
+        use = edge_use(view, ctx.gateway, ClusterUse(service.namespace, service.name,
                                              backend.port.port, own, True))
         out.clusters.add(use)
         policy: dict[str, Any] = {"cluster": use.cluster_name}

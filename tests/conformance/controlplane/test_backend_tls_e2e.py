@@ -8,11 +8,13 @@ Service with valid BackendTLSPolicy should succeed"); refuse a backend whose cer
 does not carry the name the policy verifies (subjectAltNames), and one whose policy has no
 valid CA (never sending in clear), with a 5xx; present the Gateway's
 `spec.tls.backend.clientCertificateRef` to a backend that requires a client certificate
-(gateway-tls-backend-client-certificate.go).
+(gateway-tls-backend-client-certificate.go); re-encrypt what a TLS listener in mode Terminate
+decrypted for a TLSRoute (backendtlspolicy-tlsroute-terminate.go).
 """
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from contextlib import ExitStack
@@ -77,7 +79,11 @@ stringData:
 {key}"""
 
 
-def mesh_yaml(ca: Path, client: tuple[Path, Path]) -> str:
+def tls_secret(name: str, certificate: tuple[Path, Path]) -> str:
+    return client_secret(certificate).replace("gateway-client", name)
+
+
+def mesh_yaml(ca: Path, client: tuple[Path, Path], frontend: tuple[Path, Path]) -> str:
     indented = "".join(f"    {line}\n" for line in ca.read_text().splitlines())
     routes = "".join(f"""  - matches: [{{path: {{type: Exact, value: /{name}}}}}]
     backendRefs: [{{name: {name}, port: 443}}]
@@ -94,8 +100,22 @@ metadata: {{name: edge}}
 spec:
   gatewayClassName: pointsman
   addresses: [{{type: IPAddress, value: {GATEWAY_IP}}}]
-  listeners: [{{name: http, port: 8088, protocol: HTTP}}]
+  listeners:
+  - {{name: http, port: 8088, protocol: HTTP}}
+  - name: tls
+    port: 8443
+    protocol: TLS
+    hostname: tls.example.com
+    tls: {{mode: Terminate, certificateRefs: [{{name: frontend}}]}}
   tls: {{backend: {{clientCertificateRef: {{name: gateway-client}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: terminated}}
+spec:
+  parentRefs: [{{name: edge, sectionName: tls}}]
+  hostnames: [tls.example.com]
+  rules: [{{backendRefs: [{{name: good, port: 443}}]}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -110,7 +130,7 @@ spec:
                      "    subjectAltNames: [{type: Hostname, hostname: dce.example.com}]\n")
             + policy("no-ca", "no-ca", "missing-ca")
             + service("mtls", MTLS_BACKEND_IP) + policy("mtls", "mtls", "backend-ca")
-            + client_secret(client))
+            + client_secret(client) + tls_secret("frontend", frontend))
 
 
 def tls_backend(certificate: tuple[Path, Path], seen: list[str], *, host: str = BACKEND_IP,
@@ -130,9 +150,10 @@ def tls_backend(certificate: tuple[Path, Path], seen: list[str], *, host: str = 
 
 
 def run(flavour: str, tmp_path: Path) -> dict[str, Any]:
-    certificates = tls_files(tmp_path, ["abc.example.com", "gateway-client"])
+    certificates = tls_files(tmp_path, ["abc.example.com", "gateway-client", "tls.example.com"])
     mesh = tmp_path / "mesh.yaml"
-    mesh.write_text(mesh_yaml(certificates["ca"][0], certificates["gateway-client"]))
+    mesh.write_text(mesh_yaml(certificates["ca"][0], certificates["gateway-client"],
+                              certificates["tls.example.com"]))
     seen: list[str] = []
     with ExitStack() as stack:
         backend = tls_backend(certificates["abc.example.com"], seen).start()
@@ -148,11 +169,25 @@ def run(flavour: str, tmp_path: Path) -> dict[str, Any]:
         good = _until_answered(gateway)
         return {"good": good, "sni": sorted(set(seen)),
                 "san-mismatch": _status("/san-mismatch"), "no-ca": _status("/no-ca"),
-                "mtls": _status("/mtls")}
+                "mtls": _status("/mtls"), "terminated": _terminated(certificates["ca"][0])}
 
 
 def _status(path: str) -> int:
     return request((GATEWAY_IP, 8088), path, host="abc.example.com", timeout=5)[0]
+
+
+def _terminated(ca: Path) -> tuple[str, str]:
+    """Through the TLS listener (the client trusts the listener's certificate), an HTTP request
+    inside reaches the TLS backend: the Gateway re-encrypted it."""
+    context = ssl.create_default_context(cafile=str(ca))
+    raw = socket.create_connection((GATEWAY_IP, 8443), timeout=5)
+    with context.wrap_socket(raw, server_hostname="tls.example.com") as sock:
+        sock.sendall(b"GET /t HTTP/1.1\r\nHost: abc.example.com\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b" ")[1].decode(), backend_of(body)
 
 
 def _until_answered(proxy: Any) -> tuple[int, str]:
@@ -172,7 +207,8 @@ def _until_answered(proxy: Any) -> tuple[int, str]:
 
 
 EXPECTED = {"good": (200, "tls-backend"), "sni": ["abc.example.com"],
-            "san-mismatch": 503, "no-ca": 503, "mtls": 200}
+            "san-mismatch": 503, "no-ca": 503, "mtls": 200,
+            "terminated": ("200", "tls-backend")}
 
 
 def test_envoy_gateway_originates_tls_as_the_policy_says(tmp_path: Path) -> None:

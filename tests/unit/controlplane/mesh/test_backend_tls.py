@@ -250,3 +250,28 @@ def test_the_gateway_presents_its_backend_client_certificate() -> None:
     tls = tls_of(mesh, "tls-backend-with-client-cert-validation",
                  node="gateway-tls-backend-client-certificate")
     assert tls is not None and "tls_certificates" not in tls["common_tls_context"]
+
+
+def test_a_terminating_tls_listener_reencrypts_to_a_policy_backend() -> None:
+    """BackendTLSPolicyTLSRouteTerminate: a TLS listener in mode Terminate decrypts, and the
+    TLSRoute's backend with a policy gets the bytes re-encrypted with the policy's SNI and CA;
+    a Passthrough listener's connections are never re-encrypted."""
+    terminate = FRONTEND.replace("tls-validity-checks-certificate",
+                                 "tls-terminate-checks-certificate")
+    mesh = suite_mesh("backendtlspolicy-tlsroute-terminate.yaml",
+                      extra=CA_CONFIG_MAP + terminate)
+    assert conditions(policy_status(mesh, "btls-tlsroute-terminate-test")) == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+    assert [item["ancestorRef"]["name"] for item in policy_status(
+        mesh, "btls-tlsroute-terminate-test")["ancestors"]] == ["gateway-btls-tlsroute-terminate"]
+    tls = tls_of(mesh, "btls-terminate-tls-backend", 8443,
+                 node="gateway-btls-tlsroute-terminate")
+    assert tls is not None and tls["sni"] == "abc.example.com"
+    assert "alpn_protocols" not in tls["common_tls_context"]  # the client's bytes, as they are
+    passthrough = (CONFORMANCE / "tests/backendtlspolicy-tlsroute-terminate.yaml").read_text(
+    ).replace("mode: Terminate", "mode: Passthrough").replace(
+        "      certificateRefs:\n      - name: tls-terminate-checks-certificate\n", "")
+    base, _ = read_objects((CONFORMANCE / "base/manifests.yaml").read_text())
+    mesh = resolve(base + load_objects(passthrough) + load_objects(CA_CONFIG_MAP))
+    assert tls_of(mesh, "btls-terminate-tls-backend", 8443,
+                  node="gateway-btls-tlsroute-terminate") == {}
