@@ -49,6 +49,8 @@ class BackendTls:
     system: bool
     subject_alt_names: tuple[SubjectAltName, ...]
     usable: bool = True
+    # the objects it was made from (the policy, its ConfigMaps): what a proxy's NACK concerns
+    sources: tuple[ObjectKey, ...] = ()
     inner: str = "tcp"  # what runs inside the TLS (the port's protocol as its routes say)
     # the Gateway's spec.tls.backend.clientCertificateRef, presented to the backend
     client_chain: bytes = b""
@@ -140,8 +142,11 @@ def _settings(objects: dict[ObjectKey, MeshObject], policy: MeshObject
     resolved = problem or ("True", "ResolvedRefs", "")
     if spec.well_known is None and not bundles:
         return None, resolved
+    sources = (policy.key, *(ObjectKey("ConfigMap", policy.namespace, ref.name)
+                             for ref in spec.ca_refs if ref.kind == "ConfigMap"))
     return BackendTls(policy.key, spec.hostname, b"".join(bundles),
-                      spec.well_known == "System", spec.subject_alt_names), resolved
+                      spec.well_known == "System", spec.subject_alt_names,
+                      sources=sources), resolved
 
 
 def _ca(objects: dict[ObjectKey, MeshObject], namespace: str, name: str
@@ -164,7 +169,8 @@ def _by_port(objects: dict[ObjectKey, MeshObject],
         service = objects[ObjectKey("Service", namespace, name)]
         settings, _ = _settings(objects, policy)
         if settings is None or verdicts[policy.key].accepted[0] != "True":
-            settings = BackendTls(policy.key, policy.spec.hostname, b"", False, (), usable=False)
+            settings = BackendTls(policy.key, policy.spec.hostname, b"", False, (), usable=False,
+                                  sources=(policy.key,))
         for port in service.spec.ports:
             if section is None or port.name == section:
                 out[(namespace, name, port.port)] = settings

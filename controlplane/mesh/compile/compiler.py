@@ -346,6 +346,7 @@ def _cluster_unit(view: View, use: ClusterUse) -> CachedResource | None:
     protocol = view.protocol(use.namespace, use.name, use.port)
     tls = use.settings.backend_tls  # a Gateway's, by BackendTLSPolicy (compile/backend_tls.py)
     if tls is not None:
+        view.backend_tls(use.namespace, use.name, use.port)  # read: the policy behind it
         if not tls.usable:
             return None  # no valid CA: the port is not served (5xx), never sent in clear
         protocol = tls.inner

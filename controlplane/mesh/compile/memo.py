@@ -60,6 +60,8 @@ def fingerprint(value: Any) -> Hashable:
                 value.reason, value.ports, value.listeners)
     if isinstance(value, Backend):
         return ("be", value.ok, value.reason, fingerprint(value.service), value.port)
+    if isinstance(value, BackendTls):  # its sources name the objects behind it (deps.py)
+        return ("btls", value.sources, value)
     if isinstance(value, list | tuple):
         return tuple(fingerprint(item) for item in value)
     return value  # scalars; frozen dataclasses (ports, specs) compare by value

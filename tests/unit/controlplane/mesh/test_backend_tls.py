@@ -13,6 +13,9 @@ import pytest
 from controlplane.ca import CertificateAuthority
 from controlplane.mesh import MeshError, load_objects, read_objects, resolve, status
 from controlplane.mesh.backendtls import SYSTEM_CA_FILE
+from controlplane.mesh.compile.compiler import MeshCompiler
+from controlplane.mesh.compile.deps import Provenance
+from controlplane.mesh.objects import ObjectKey
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import CLUSTER
 from tests.unit.controlplane.mesh.helpers import as_dict, compiled, gateway, sidecar
@@ -275,3 +278,17 @@ def test_a_terminating_tls_listener_reencrypts_to_a_policy_backend() -> None:
     mesh = resolve(base + load_objects(passthrough) + load_objects(CA_CONFIG_MAP))
     assert tls_of(mesh, "btls-terminate-tls-backend", 8443,
                   node="gateway-btls-tlsroute-terminate") == {}
+
+
+def test_the_gateway_cluster_comes_from_the_policy_and_its_configmap() -> None:
+    """deps.Provenance: a NACK of the TLS cluster concerns the policy and its ConfigMap, and
+    their Programmed condition follows the Gateway proxies that use them."""
+    mesh = suite_mesh("backendtlspolicy.yaml")
+    compiler = MeshCompiler(mesh)
+    out = compiler.compile_node(gateway("same-namespace", NS))
+    provenance = Provenance(compiler.memo)
+    [name] = [name for name in out.resources[CLUSTER.type_url]
+              if name.endswith(f"|backendtlspolicy-test.{NS}")]
+    found = provenance.objects_of(out.resources[CLUSTER.type_url][name])
+    assert {ObjectKey("BackendTLSPolicy", NS, "normative-test"),
+            ObjectKey("ConfigMap", NS, "tls-checks-ca-certificate")} <= found
