@@ -15,9 +15,6 @@ UNKNOWN_KIND = "a kind our model does not know"
 UDP_SERVICE = "a Service port with protocol UDP (the suite's coredns)"
 PLACEHOLDER = ("the suite's {GATEWAY_CONTROLLER_NAME} placeholder: the runner must substitute "
                "our controllerName before applying, as the Go suite does")
-BACKEND_FILTER = ("a backendRef-level filter other than the header modifiers (URLRewrite, "
-                  "RequestRedirect on a backendRef: HTTPRouteBackendURLRewrite, "
-                  "HTTPRouteBackendRequestRedirect)")
 GATEWAY_TLS = ("Gateway spec.tls.frontend (frontend client certificate validation, default "
                "and per port) is not served (spec.tls.backend.clientCertificateRef is)")
 ADDRESS_PLACEHOLDER = ("the suite's PLACEHOLDER_UNUSABLE_ADDRS / PLACEHOLDER_USABLE_ADDRS: the "
@@ -106,12 +103,6 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('tests/gatewayclass-observed-generation-bump.yaml',
         'GatewayClass default/gatewayclass-observed-generation-bump',
         'spec.controllerName', PLACEHOLDER),
-    Gap('tests/httproute-backend-request-redirect.yaml',
-        'HTTPRoute gateway-conformance-infra/backend-request-redirect',
-        'spec.rules[0].backendRefs[0].filters[0].type', BACKEND_FILTER),
-    Gap('tests/httproute-backend-url-rewrite.yaml',
-        'HTTPRoute gateway-conformance-infra/backend-url-rewrite',
-        'spec.rules[0].backendRefs[0].filters[0].type', BACKEND_FILTER),
     Gap('tests/listenerset-allowed-namespace-none.yaml',
         'Gateway gateway-conformance-infra/gateway-does-not-allow-listenerset',
         'spec.allowedListeners', ALLOWED_LISTENERS),
