@@ -9,8 +9,9 @@
   (controlplane/mesh/compile/deps.py). True (Programmed) once each of them has ACKed a mesh at
   least as new as the object's last change (its resourceVersion); False (Pending) while some
   have not; False (Invalid) when a proxy NACKed resources made from it since its last good
-  configuration, with the proxy and the error; False (Invalid) when the object is not
-  Accepted. An object no connected proxy uses is Programmed (nothing is waiting for it).
+  configuration, with the proxy and the error (a Gateway whose proxy cannot bind its
+  address, EADDRNOTAVAIL: AddressNotUsable); False (Invalid) when the object is not Accepted.
+  An object no connected proxy uses is Programmed (nothing is waiting for it).
 - A Gateway's `addresses`: its IPAddress values, else the instance_ip of its connected proxies.
 
 Every condition carries lastTransitionTime (controlplane/api/transitions.py).
@@ -106,7 +107,7 @@ class StatusView:
             proxy, item = refusals[0]
             others = len({other.node_id for other, _ in refusals}) - 1
             more = f" (and {others} more proxies)" if others else ""
-            return condition("Programmed", False, "Invalid",
+            return condition("Programmed", False, _refusal_reason(key, item.error),
                              f"{proxy.node_id} NACKed {item.type}: {item.error}{more}",
                              generation)
         pending = [proxy for proxy in affected if proxy.synced_revision < revision]
@@ -146,6 +147,17 @@ class StatusView:
                          for resource in typed.resources.values()]
             found = self._deps[identity] = self.provenance.objects_of_all(resources)
         return found
+
+
+# strerror(EADDRNOTAVAIL) on Linux, in Envoy's and Pointsman's bind errors alike
+NOT_LOCAL = "Cannot assign requested address"
+
+
+def _refusal_reason(key: ObjectKey, error: str) -> str:
+    """A Gateway whose proxy cannot bind its listeners' address: AddressNotUsable
+    (gateway_types.go GatewayReasonAddressNotUsable, "one or more Addresses cannot be used";
+    GatewayStaticAddresses); any other refusal: Invalid."""
+    return "AddressNotUsable" if key.kind == "Gateway" and NOT_LOCAL in error else "Invalid"
 
 
 def node_of(proxy: ProxyRecord) -> base_pb2.Node:
