@@ -35,7 +35,7 @@ from controlplane.mesh.backendtls import (
 from controlplane.mesh.errors import Problem
 from controlplane.mesh.hostnames import effective
 from controlplane.mesh.kinds.endpointslice import SERVICE_NAME_LABEL
-from controlplane.mesh.kinds.gateway import DEFAULT_KINDS, GatewayListener, GatewaySpec
+from controlplane.mesh.kinds.gateway import DEFAULT_KINDS, CaRef, GatewayListener, GatewaySpec
 from controlplane.mesh.kinds.refs import (
     CORE_GROUP,
     GATEWAY_GROUP,
@@ -160,6 +160,9 @@ class Mesh:
     problems: list[Problem] = field(default_factory=list)
     # BackendTLSPolicy: the TLS a Service port's connections use (controlplane.mesh.backendtls)
     backend_tls: dict[tuple[str, str, int], BackendTls] = field(default_factory=dict)
+    # spec.tls.frontend for an HTTPS listener: (the CA bundle, the mode) when some CA resolves
+    frontend_validation: dict[tuple[ObjectKey, str], tuple[bytes, str]] = field(
+        default_factory=dict)
     # a Gateway's spec.tls.backend.clientCertificateRef when it resolves: (chain, key)
     client_certificates: dict[ObjectKey, tuple[bytes, bytes]] = field(default_factory=dict)
     # a policy's ancestors (PolicyStatus): the Gateways its targets are reached through
@@ -314,7 +317,57 @@ def _listener_conditions(mesh: Mesh, gateway: MeshObject, listener: GatewayListe
         refs = Condition("ResolvedRefs", "False", "InvalidRouteKinds",
                          f"listener protocol {listener.protocol} cannot serve "
                          f"{', '.join(kind for _, kind in invalid_kinds)}")
+    frontend = _frontend_validation(mesh, gateway, listener)
+    if frontend is not None and refs.ok and not frontend[0].ok:
+        refs = frontend[0]
+    if frontend is not None and not frontend[1]:
+        out[0] = Condition("Accepted", "False", "NoValidCACertificate", frontend[0].message)
     return [*out, refs]
+
+
+def _frontend_validation(mesh: Mesh, gateway: MeshObject, listener: GatewayListener
+                         ) -> tuple[Condition, bool] | None:
+    """spec.tls.frontend for an HTTPS listener (FrontendTLSValidation): its ResolvedRefs and
+    whether some CA resolved; the CAs kept for the compiler. A missing ConfigMap or one
+    without usable `ca.crt`: InvalidCACertificateRef; another kind: InvalidCACertificateKind;
+    another namespace without a ReferenceGrant: RefNotPermitted."""
+    frontend = gateway.spec.frontend
+    validation = frontend.for_port(listener.port) if frontend is not None else None
+    if validation is None or listener.protocol != "HTTPS":
+        return None
+    bundles: list[bytes] = []
+    problem: Condition | None = None
+    for ref in validation.ca_refs:
+        found = _frontend_ca(mesh, gateway, ref)
+        if isinstance(found, bytes):
+            bundles.append(found)
+        else:
+            problem = problem or found
+    if bundles:
+        mesh.frontend_validation[(gateway.key, listener.name)] = (b"".join(bundles),
+                                                                 validation.mode)
+    return problem or Condition("ResolvedRefs", "True", "ResolvedRefs"), bool(bundles)
+
+
+def _frontend_ca(mesh: Mesh, gateway: MeshObject, ref: CaRef) -> bytes | Condition:
+    namespace = ref.namespace or gateway.namespace
+    if ref.group != CORE_GROUP or ref.kind != "ConfigMap":
+        return Condition("ResolvedRefs", "False", "InvalidCACertificateKind",
+                         f"caCertificateRefs {ref.group or 'core'}/{ref.kind} {ref.name}: only "
+                         "ConfigMaps are supported")
+    if namespace != gateway.namespace and not granted(
+            mesh, GATEWAY_GROUP, "Gateway", gateway.namespace, CORE_GROUP, "ConfigMap",
+            namespace, ref.name):
+        return Condition("ResolvedRefs", "False", "RefNotPermitted",
+                         f"no ReferenceGrant in {namespace} lets Gateways of "
+                         f"{gateway.namespace} use ConfigMap {ref.name}")
+    found = mesh.get("ConfigMap", namespace, ref.name)
+    if found is None:
+        return Condition("ResolvedRefs", "False", "InvalidCACertificateRef",
+                         f"ConfigMap {namespace}/{ref.name} does not exist")
+    bundle, why = found.spec.ca_bundle()
+    return bundle or Condition("ResolvedRefs", "False", "InvalidCACertificateRef",
+                               f"ConfigMap {namespace}/{ref.name} {why}")
 
 
 def supported_kinds(listener: GatewayListener) -> tuple[tuple[str, str], ...]:
@@ -335,6 +388,7 @@ def _gateway_conditions(mesh: Mesh, gateway: MeshObject,
     refs = _client_certificate(mesh, gateway)
     if refs is not None:
         out.append(refs)
+    out += _insecure_frontend(spec)
     parameters = spec.infrastructure.parameters
     if parameters is not None:
         return [Condition("Accepted", "False", "InvalidParameters",
@@ -351,6 +405,20 @@ def _gateway_conditions(mesh: Mesh, gateway: MeshObject,
                               f"{name} ({reason})" for name, (reason, _) in sorted(
                                   invalid.items()))), *out]
     return [Condition("Accepted", "True", "Accepted"), *out]
+
+
+def _insecure_frontend(spec: GatewaySpec) -> list[Condition]:
+    """GatewayConditionInsecureFrontendValidationMode: True (ConfigurationChanged) while some
+    frontend validation is AllowInsecureFallback."""
+    frontend = spec.frontend
+    if frontend is None:
+        return []
+    modes = [item.mode for item in (frontend.default, *(tls for _, tls in frontend.per_port))
+             if item is not None]
+    if "AllowInsecureFallback" not in modes:
+        return []
+    return [Condition("InsecureFrontendValidationMode", "True", "ConfigurationChanged",
+                      "client certificates are not required (AllowInsecureFallback)")]
 
 
 def _client_certificate(mesh: Mesh, gateway: MeshObject) -> Condition | None:

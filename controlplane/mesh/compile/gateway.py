@@ -273,7 +273,15 @@ def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener,
     common: dict[str, Any] = {"tls_certificates": certificates}
     if alpn:
         common["alpn_protocols"] = list(alpn)
-    return {"@type": DOWNSTREAM_TLS, "common_tls_context": common}
+    out: dict[str, Any] = {"@type": DOWNSTREAM_TLS, "common_tls_context": common}
+    validation = view.frontend_validation(gateway.key, listener.name)
+    if validation is not None and validation[1] == "AllowValidOnly":
+        # spec.tls.frontend (FrontendTLSValidation): the client certificate must chain to
+        # the CAs. AllowInsecureFallback ("accept connections even if the client certificate
+        # is not presented or fails verification") asks for none.
+        common["validation_context"] = {"trusted_ca": {"inline_string": validation[0].decode()}}
+        out["require_client_certificate"] = True
+    return out
 
 
 def _tls_route_chains(view: View, gateway: MeshObject, listener: GatewayListener,

@@ -124,6 +124,12 @@ class View:
         return self._keep(("backend_tls", namespace, name, port),
                           self.mesh.backend_tls.get((namespace, name, port)))
 
+    def frontend_validation(self, gateway: ObjectKey, listener: str
+                            ) -> tuple[bytes, str] | None:
+        """An HTTPS listener's client certificate validation (CA bundle, mode), if any."""
+        return self._keep(("frontend_validation", gateway, listener),
+                          self.mesh.frontend_validation.get((gateway, listener)))
+
     def client_certificate(self, gateway: ObjectKey) -> tuple[bytes, bytes] | None:
         """A Gateway's certificate for backends (spec.tls.backend), when it resolves."""
         return self._keep(("client_certificate", gateway),

@@ -110,6 +110,39 @@ class Infrastructure:
 
 
 @dataclass(frozen=True)
+class CaRef:
+    """ObjectReference of FrontendTLSValidation.caCertificateRefs."""
+
+    group: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class FrontendValidation:
+    """FrontendTLSValidation: the CAs a client certificate must chain to, and the mode
+    (AllowValidOnly: required and valid; AllowInsecureFallback: anything goes)."""
+
+    ca_refs: tuple[CaRef, ...]
+    mode: str
+
+
+@dataclass(frozen=True)
+class FrontendTls:
+    """FrontendTLSConfig: `default` for HTTPS listeners, overridden per port."""
+
+    default: FrontendValidation | None
+    per_port: tuple[tuple[int, FrontendValidation | None], ...] = ()
+
+    def for_port(self, port: int) -> FrontendValidation | None:
+        for number, found in self.per_port:
+            if number == port:
+                return found
+        return self.default
+
+
+@dataclass(frozen=True)
 class GatewaySpec:
     class_name: str
     listeners: tuple[GatewayListener, ...]
@@ -118,6 +151,7 @@ class GatewaySpec:
     infrastructure: Infrastructure = Infrastructure()
     # spec.tls.backend.clientCertificateRef: the certificate the Gateway presents to backends
     backend_client_certificate: SecretRef | None = None
+    frontend: FrontendTls | None = None  # spec.tls.frontend: client certificate validation
 
     def listener(self, name: str) -> GatewayListener | None:
         return next((item for item in self.listeners if item.name == name), None)
@@ -139,12 +173,12 @@ def parse_gateway_spec(fields: Fields) -> GatewaySpec:
     entries = fields.items("addresses", _address, max_items=16)
     _check_unique_addresses(fields, entries)
     infrastructure = fields.obj("infrastructure", _infrastructure) or Infrastructure()
-    client_certificate = fields.obj("tls", _gateway_tls)
+    client_certificate, frontend = fields.obj("tls", _gateway_tls) or (None, None)
     fields.done(unsupported=("allowedListeners", "defaultScope", "backendTLS"))
     addresses = tuple(item.value for item in entries
                       if item.type == "IPAddress" and item.value is not None)
     return GatewaySpec(class_name, listeners, addresses, entries, infrastructure,
-                       client_certificate)
+                       client_certificate, frontend)
 
 
 def _address(item: Item) -> GatewayAddress:
@@ -209,12 +243,45 @@ def _parameters_ref(fields: Fields) -> ParametersRef:
         name=fields.req_str("name", min_len=1, max_len=253))
 
 
-def _gateway_tls(fields: Fields) -> SecretRef | None:
-    """GatewayTLSConfig: `backend.clientCertificateRef` is taken; `frontend` (client
-    certificate validation) is not served."""
-    found = fields.obj("backend", _backend_tls)
-    fields.done(unsupported=("frontend",))
-    return found
+def _gateway_tls(fields: Fields) -> tuple[SecretRef | None, FrontendTls | None]:
+    """GatewayTLSConfig: `backend.clientCertificateRef`, `frontend` client validation."""
+    return fields.obj("backend", _backend_tls), fields.obj("frontend", _frontend)
+
+
+def _frontend(fields: Fields) -> FrontendTls:
+    default = fields.obj("default", _tls_config, required=True)
+    per_port = fields.obj_list("perPort", _port_config, max_items=64)
+    ports = [port for port, _ in per_port]
+    for index, port in enumerate(ports):
+        if port in ports[:index]:
+            raise fields.context.error((*fields.path, "perPort", index, "port"),
+                                       "Port for TLS configuration must be unique within the "
+                                       "Gateway")
+    return FrontendTls(default, per_port)
+
+
+def _port_config(fields: Fields) -> tuple[int, FrontendValidation | None]:
+    port = fields.integer("port", required=True, minimum=1, maximum=65535)
+    assert port is not None
+    return port, fields.obj("tls", _tls_config, required=True)
+
+
+def _tls_config(fields: Fields) -> FrontendValidation | None:
+    return fields.obj("validation", _validation)
+
+
+def _validation(fields: Fields) -> FrontendValidation:
+    refs = fields.obj_list("caCertificateRefs", _ca_ref, min_items=1, max_items=16)
+    mode = fields.text("mode", default="AllowValidOnly",
+                       enum=("AllowValidOnly", "AllowInsecureFallback")) or "AllowValidOnly"
+    return FrontendValidation(refs, mode)
+
+
+def _ca_ref(fields: Fields) -> CaRef:
+    return CaRef(group=normal_group(fields.req_str("group", max_len=253, pattern=GROUP)),
+                 kind=fields.req_str("kind", min_len=1, max_len=63, pattern=KIND),
+                 name=fields.req_str("name", min_len=1, max_len=253),
+                 namespace=fields.text("namespace", min_len=1, max_len=63))
 
 
 def _backend_tls(fields: Fields) -> SecretRef | None:

@@ -9,7 +9,10 @@ does not carry the name the policy verifies (subjectAltNames), and one whose pol
 valid CA (never sending in clear), with a 5xx; present the Gateway's
 `spec.tls.backend.clientCertificateRef` to a backend that requires a client certificate
 (gateway-tls-backend-client-certificate.go); re-encrypt what a TLS listener in mode Terminate
-decrypted for a TLSRoute (backendtlspolicy-tlsroute-terminate.go).
+decrypted for a TLSRoute (backendtlspolicy-tlsroute-terminate.go); and, on an HTTPS
+listener, require a client certificate from the CA of `spec.tls.frontend`
+(gateway-with-clientcertificate-validation.go): a client with one gets 200, one without is
+refused in the handshake.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def tls_secret(name: str, certificate: tuple[Path, Path]) -> str:
     return client_secret(certificate).replace("gateway-client", name)
 
 
-def mesh_yaml(ca: Path, client: tuple[Path, Path], frontend: tuple[Path, Path]) -> str:
+def mesh_yaml(ca: Path, client: tuple[Path, Path], frontend: tuple[Path, Path],
+              https: tuple[Path, Path]) -> str:
     indented = "".join(f"    {line}\n" for line in ca.read_text().splitlines())
     routes = "".join(f"""  - matches: [{{path: {{type: Exact, value: /{name}}}}}]
     backendRefs: [{{name: {name}, port: 443}}]
@@ -107,7 +111,16 @@ spec:
     protocol: TLS
     hostname: tls.example.com
     tls: {{mode: Terminate, certificateRefs: [{{name: frontend}}]}}
-  tls: {{backend: {{clientCertificateRef: {{name: gateway-client}}}}}}
+  - name: https
+    port: 9443
+    protocol: HTTPS
+    hostname: abc.example.com
+    tls: {{certificateRefs: [{{name: frontend-https}}]}}
+  tls:
+    backend: {{clientCertificateRef: {{name: gateway-client}}}}
+    frontend:
+      default:
+        validation: {{caCertificateRefs: [{{group: "", kind: ConfigMap, name: backend-ca}}]}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: TLSRoute
@@ -121,7 +134,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: to-tls}}
 spec:
-  parentRefs: [{{name: edge}}]
+  parentRefs: [{{name: edge, sectionName: http}}, {{name: edge, sectionName: https}}]
   rules:
 {routes}"""
             + service("good") + service("san-mismatch") + service("no-ca")
@@ -130,7 +143,8 @@ spec:
                      "    subjectAltNames: [{type: Hostname, hostname: dce.example.com}]\n")
             + policy("no-ca", "no-ca", "missing-ca")
             + service("mtls", MTLS_BACKEND_IP) + policy("mtls", "mtls", "backend-ca")
-            + client_secret(client) + tls_secret("frontend", frontend))
+            + client_secret(client) + tls_secret("frontend", frontend)
+            + tls_secret("frontend-https", https))
 
 
 def tls_backend(certificate: tuple[Path, Path], seen: list[str], *, host: str = BACKEND_IP,
@@ -153,7 +167,7 @@ def run(flavour: str, tmp_path: Path) -> dict[str, Any]:
     certificates = tls_files(tmp_path, ["abc.example.com", "gateway-client", "tls.example.com"])
     mesh = tmp_path / "mesh.yaml"
     mesh.write_text(mesh_yaml(certificates["ca"][0], certificates["gateway-client"],
-                              certificates["tls.example.com"]))
+                              certificates["tls.example.com"], certificates["abc.example.com"]))
     seen: list[str] = []
     with ExitStack() as stack:
         backend = tls_backend(certificates["abc.example.com"], seen).start()
@@ -169,7 +183,10 @@ def run(flavour: str, tmp_path: Path) -> dict[str, Any]:
         good = _until_answered(gateway)
         return {"good": good, "sni": sorted(set(seen)),
                 "san-mismatch": _status("/san-mismatch"), "no-ca": _status("/no-ca"),
-                "mtls": _status("/mtls"), "terminated": _terminated(certificates["ca"][0])}
+                "mtls": _status("/mtls"), "terminated": _terminated(certificates["ca"][0]),
+                "client certificate": _https(certificates["ca"][0],
+                                             certificates["gateway-client"]),
+                "no client certificate": _https(certificates["ca"][0], None)}
 
 
 def _status(path: str) -> int:
@@ -190,6 +207,24 @@ def _terminated(ca: Path) -> tuple[str, str]:
     return head.split(b" ")[1].decode(), backend_of(body)
 
 
+def _https(ca: Path, client: tuple[Path, Path] | None) -> str:
+    """GET /good on the HTTPS listener, presenting `client` (or no certificate)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if client is not None:
+        context.load_cert_chain(*client)
+    try:
+        raw = socket.create_connection((GATEWAY_IP, 9443), timeout=5)
+        with context.wrap_socket(raw, server_hostname="abc.example.com") as sock:
+            sock.sendall(b"GET /good HTTP/1.1\r\nHost: abc.example.com\r\n"
+                         b"Connection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    except (ssl.SSLError, ConnectionError):
+        return "refused"
+    return data.split(b" ")[1].decode() if data else "refused"
+
+
 def _until_answered(proxy: Any) -> tuple[int, str]:
     deadline = time.monotonic() + 45
     last: tuple[int, str] = (0, "")
@@ -208,7 +243,8 @@ def _until_answered(proxy: Any) -> tuple[int, str]:
 
 EXPECTED = {"good": (200, "tls-backend"), "sni": ["abc.example.com"],
             "san-mismatch": 503, "no-ca": 503, "mtls": 200,
-            "terminated": ("200", "tls-backend")}
+            "terminated": ("200", "tls-backend"),
+            "client certificate": "200", "no client certificate": "refused"}
 
 
 def test_envoy_gateway_originates_tls_as_the_policy_says(tmp_path: Path) -> None:

@@ -15,8 +15,6 @@ UNKNOWN_KIND = "a kind our model does not know"
 UDP_SERVICE = "a Service port with protocol UDP (the suite's coredns)"
 PLACEHOLDER = ("the suite's {GATEWAY_CONTROLLER_NAME} placeholder: the runner must substitute "
                "our controllerName before applying, as the Go suite does")
-GATEWAY_TLS = ("Gateway spec.tls.frontend (frontend client certificate validation, default "
-               "and per port) is not served (spec.tls.backend.clientCertificateRef is)")
 ADDRESS_PLACEHOLDER = ("the suite's PLACEHOLDER_UNUSABLE_ADDRS / PLACEHOLDER_USABLE_ADDRS: the "
                        "runner substitutes addresses before applying, as the Go suite does "
                        "(--usable-network-addresses, --unusable-network-addresses)")
@@ -82,24 +80,12 @@ LOADER_GAPS: tuple[Gap, ...] = (
     Gap('base/manifests.yaml',
         'Deployment gateway-conformance-infra/tcp-backend',
         'kind', WORKLOAD),
-    Gap('tests/gateway-invalid-default-frontend-client-certificate-validation.yaml',
-        'Gateway gateway-conformance-infra/invalid-default-client-validation-config',
-        'spec.tls.frontend', GATEWAY_TLS),
     Gap('tests/gateway-static-addresses.yaml',
         'Gateway gateway-conformance-infra/gateway-static-addresses',
         'spec.addresses[1].value', ADDRESS_PLACEHOLDER),
     Gap('tests/gateway-tls-backend-client-certificate.yaml',
         'Deployment gateway-conformance-infra/tls-backend-with-client-cert-validation',
         'kind', WORKLOAD),
-    Gap('tests/gateway-with-clientcertificate-validation-insecure-fallback.yaml',
-        'Gateway gateway-conformance-infra/client-validation-insecure-fallback',
-        'spec.tls.frontend', GATEWAY_TLS),
-    Gap('tests/gateway-with-clientcertificate-validation.yaml',
-        'Gateway gateway-conformance-infra/client-validation-default',
-        'spec.tls.frontend', GATEWAY_TLS),
-    Gap('tests/gateway-with-invalid-clientcertificate-validation.yaml',
-        'Gateway gateway-conformance-infra/gateway-with-invalid-client-cert-validation',
-        'spec.tls.frontend', GATEWAY_TLS),
     Gap('tests/gatewayclass-observed-generation-bump.yaml',
         'GatewayClass default/gatewayclass-observed-generation-bump',
         'spec.controllerName', PLACEHOLDER),

@@ -156,9 +156,10 @@ spec:
 """
     mesh = resolve(load_objects(text))
     assert [item["type"] for item in gateway_status(mesh, "g")["conditions"]] == ["Accepted"]
-    with pytest.raises(MeshError) as caught:
-        load_objects(text.replace("backend:", "frontend: {default: {}}, backend:"))
-    assert caught.value.field == "spec.tls.frontend"
+    with pytest.raises(MeshError) as caught:  # FrontendTLSValidation: at least one CA
+        load_objects(text.replace("backend:", "frontend: {default: {validation: "
+                                              "{caCertificateRefs: []}}}, backend:"))
+    assert caught.value.field == "spec.tls.frontend.default.validation.caCertificateRefs"
 
 
 def test_an_unsupported_address_type_is_stored_and_not_accepted() -> None:
