@@ -18,6 +18,7 @@ import asyncio
 import datetime
 import gc
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -39,6 +40,8 @@ from controlplane.ca import (
     IdentitySecrets,
     keeper,
 )
+from controlplane.ca.admission import XdsAdmission
+from controlplane.ca.certificates import CertificateService
 from controlplane.ca.renewal import keep_renewing, parse_duration
 from controlplane.ca.serving import ServingCertificate
 from controlplane.cache import SnapshotCache
@@ -124,6 +127,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tls-name", action="append", default=[], metavar="NAME",
                         help="--tls: a DNS name or IP address sidecars reach this control "
                              "plane by (repeatable; default the --listen host and localhost)")
+    parser.add_argument("--ca-listen", metavar="HOST:PORT",
+                        help="--tls: also serve the certificate service alone on this address, "
+                             "over server TLS without a client certificate: where sidecars "
+                             "trade their join token for their first certificate when --listen "
+                             "requires mTLS (off loopback; docs/security.md)")
     parser.add_argument("--ca-cert", type=Path,
                         help="the mesh CA's certificate (PEM; an intermediate first, then its "
                              "chain up to the root): sign SVIDs with it instead of the store's "
@@ -183,6 +191,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--tls with --workers N is not supported yet: give --tls-cert/--tls-key")
     if args.tls and args.store is None and args.ca_cert is None:
         parser.error("--tls needs the mesh CA: --store (its root) or --ca-cert/--ca-key")
+    if args.ca_listen and not args.tls:
+        parser.error("--ca-listen needs --tls (the certificate service speaks TLS with the mesh "
+                     "CA's certificate)")
     if args.require_join_token and args.store is None:
         parser.error("--require-join-token needs --store (tokens are kept there)")
     if args.client_ca and not args.tls_cert:
@@ -248,7 +259,8 @@ def bind(server: grpc.aio.Server, args: argparse.Namespace,
     address is taken (or otherwise refused)."""
     credentials = server_credentials(args)
     if args.tls and authority is not None:
-        credentials = ServingCertificate(authority, tls_names(args)).credentials()
+        credentials = ServingCertificate(authority, tls_names(args),
+                                         mutual=xds_mutual_tls(args)).credentials()
     host, port = split_address(args.listen)
     check_free(host, port, "--listen", args.listen)
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -257,6 +269,32 @@ def bind(server: grpc.aio.Server, args: argparse.Namespace,
                  else server.add_insecure_port(target))
     except RuntimeError as error:  # taken since check_free, say; gRPC logs its reason
         raise ListenError("--listen", args.listen, "gRPC could not bind it") from error
+    return f"{host}:{bound}"
+
+
+def xds_mutual_tls(args: argparse.Namespace) -> bool:
+    """`--tls` off loopback: xDS requires a client certificate from the mesh CA. On loopback
+    only local processes reach the port, and a sidecar proves itself with a join token
+    (docs/mesh-security.md, "The xDS trust model")."""
+    return bool(args.tls) and not is_loopback(split_address(args.listen)[0])
+
+
+def bind_certificates(server: grpc.aio.Server | None, args: argparse.Namespace,
+                      authority: CertificateAuthority | None) -> str | None:
+    """`--ca-listen`: the certificate service's own port (server TLS only)."""
+    if server is None or authority is None:
+        return None
+    host, port = split_address(args.ca_listen)
+    check_free(host, port, "--ca-listen", args.ca_listen)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    names = tls_names(args)
+    if not args.tls_name and host not in ("", "0.0.0.0", "::"):
+        names = tuple(dict.fromkeys([*names, host]))  # sidecars reach it by this address
+    credentials = ServingCertificate(authority, names).credentials()
+    try:
+        bound = server.add_secure_port(target, credentials)
+    except RuntimeError as error:
+        raise ListenError("--ca-listen", args.ca_listen, "gRPC could not bind it") from error
     return f"{host}:{bound}"
 
 
@@ -400,19 +438,32 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
     server = grpc.aio.server(options=SERVER_OPTIONS)
     discovery = DiscoveryServer(cache, observer, pacer_of(args),
                                 partial_updates=not args.full_state_updates,
-                                admission=runtime.tokens if runtime is not None
-                                and args.require_join_token else None)
+                                admission=admission_of(args, runtime, authority, observer))
     server.add_generic_rpc_handlers(discovery.generic_handlers())
+    ca_server = None
+    if authority is not None:
+        certificates = CertificateService(
+            authority, runtime.tokens.book if runtime is not None else None,
+            trust_peers=xds_mutual_tls(args), counted=observer.certificate_answered)
+        server.add_generic_rpc_handlers([certificates.handler()])
+        if args.ca_listen:
+            ca_server = grpc.aio.server()
+            ca_server.add_generic_rpc_handlers([certificates.handler()])
     admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
     try:
         listen = bind(server, args, authority)
+        ca_listen = bind_certificates(ca_server, args, authority)
         admin_port = await start_admin(admin, args.admin)
         api_port = bind_api(runtime, args)
         await server.start()
+        if ca_server is not None:
+            await ca_server.start()
         if runtime is not None:
             await runtime.server.start()
-        logs.event("serving", listen=listen, admin_port=admin_port,
-                   tls=bool(args.tls_cert or args.tls), mutual_tls=bool(args.client_ca),
+        warn_without_ca_listen(args)
+        logs.event("serving", listen=listen, admin_port=admin_port, ca_listen=ca_listen,
+                   tls=bool(args.tls_cert or args.tls),
+                   mutual_tls=bool(args.client_ca) or xds_mutual_tls(args),
                    api=f"{split_address(args.api)[0]}:{api_port}" if api_port else None,
                    store=args.store)
         async with asyncio.TaskGroup() as tasks:
@@ -427,7 +478,30 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
     finally:
         await admin.close()
         await server.stop(grace=1.0)
+        if ca_server is not None:
+            await ca_server.stop(grace=1.0)
     return 0
+
+
+def warn_without_ca_listen(args: argparse.Namespace) -> None:
+    if xds_mutual_tls(args) and not args.ca_listen:
+        logs.event("ca_listen_off", logging.WARNING,
+                   reason=f"--listen {args.listen} requires client certificates and no "
+                          "--ca-listen is given: a join token cannot get a sidecar its first "
+                          "certificate (give sidecars --xds-cert/--xds-key)")
+
+
+def admission_of(args: argparse.Namespace, runtime: api.ApiRuntime | None,
+                 authority: CertificateAuthority | None, observer: Observer
+                 ) -> XdsAdmission | None:
+    """Streams over mTLS are bound to their certificate's identity; others need a join token
+    with --require-join-token; with neither a CA nor tokens every node is believed."""
+    tokens = runtime.tokens if runtime is not None and args.require_join_token else None
+    bind = authority is not None and xds_mutual_tls(args)
+    if not bind and tokens is None:
+        return None
+    domain = authority.trust_domain if authority is not None else args.trust_domain
+    return XdsAdmission(domain, tokens, refused=observer.stream_refused, bind=bind)
 
 
 async def serve_workers(args: argparse.Namespace, cache: SnapshotCache, observer: Observer,

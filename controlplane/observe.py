@@ -99,6 +99,8 @@ class Observer:
         self.config_errors = 0
         self.last_config_error = ""
         self.push_latency = Histogram()
+        self.refused: dict[str, int] = {}  # xDS streams refused by admission, by reason
+        self.certificates: dict[str, int] = {}  # CreateCertificate answers, by result
         self._ids = itertools.count(1)
 
     def opened(self, stream: SotwStream | DeltaStream, service: str, peer: str) -> int:
@@ -125,6 +127,14 @@ class Observer:
         self.config_errors += 1
         self.last_config_error = str(error)
         logs.event("config_rejected", logging.ERROR, error=str(error))
+
+    def stream_refused(self, reason: str) -> None:
+        """An xDS stream refused by admission (controlplane/ca/admission.py)."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def certificate_answered(self, result: str) -> None:
+        """A CreateCertificate call answered (controlplane/ca/certificates.py)."""
+        self.certificates[result] = self.certificates.get(result, 0) + 1
 
     def record(self, stream_id: int, actions: list[Action]) -> None:
         record = self.streams.get(stream_id)
@@ -238,6 +248,15 @@ class Observer:
             lines += [f"# HELP {metric} {text}, by resource type.", f"# TYPE {metric} counter"]
             lines += [f'{metric}{{type="{kind}"}} {count}'
                       for kind, count in sorted(counts.items())]
+        for metric, counts, text, label in (
+                ("pointsman_xds_refused_total", self.refused,
+                 "xDS streams refused (identity, certificate, token)", "reason"),
+                ("pointsman_certificates_total", self.certificates,
+                 "CreateCertificate answers (issued, denied, unauthenticated, invalid)",
+                 "result")):
+            lines += [f"# HELP {metric} {text}.", f"# TYPE {metric} counter"]
+            lines += [f'{metric}{{{label}="{key}"}} {count}'
+                      for key, count in sorted(counts.items())]
         lines += ["# HELP pointsman_xds_stale_nonces_total Requests ignored for a stale nonce.",
                   "# TYPE pointsman_xds_stale_nonces_total counter",
                   f"pointsman_xds_stale_nonces_total {self.stale_nonces}",

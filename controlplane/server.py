@@ -9,9 +9,10 @@ actions, each within the pacer's budget of bytes in flight (controlplane/fanout.
 are pre-encoded bytes (controlplane/cache/encoder.py), so the RPCs are registered with an
 identity response serialiser.
 
-With an `admission` hook (join tokens, controlplane/ca/tokens.py) a stream's node is checked
-once it is known, before any response: a refused node ends the stream with PERMISSION_DENIED,
-and a stream whose token is revoked later ends the same way.
+With an `admission` hook (controlplane/ca/admission.py: the client certificate's identity over
+mTLS, else join tokens) a stream's node is checked once it is known, before any response: a
+refused node ends the stream with PERMISSION_DENIED, and a stream whose token is revoked later
+ends the same way.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class DiscoveryServer:
                  pacer: Pacer | None = None, *, partial_updates: bool = True,
                  admission: Any = None) -> None:
         self.cache = cache
-        self.admission = admission  # JoinTokens, or None: every node is believed
+        self.admission = admission  # XdsAdmission, or None: every node is believed
         self.observer = observer
         self.partial_updates = partial_updates  # SotW EDS/RDS/SDS changes: only what changed
         self.encoder = ResponseEncoder()
@@ -222,7 +223,8 @@ class DiscoveryServer:
         from controlplane.ca.tokens import Refused
 
         try:
-            token_id = await self.admission.admit(node, context.invocation_metadata() or ())
+            token_id = await self.admission.admit(node, context.invocation_metadata() or (),
+                                                  context.auth_context())
         except Refused as error:
             logs.event("node_refused", logging.WARNING, node=node.id, error=str(error))
             return str(error), None

@@ -51,7 +51,7 @@ from proxy.model.endpoint import translate_cluster_load_assignment
 from proxy.model.http_clusters import inline_route_configs, refuse_proxy_protocol_routes
 from proxy.model.listener import Listener
 from proxy.model.secret import DYNAMIC, SdsRef
-from proxy.model.tls import check_secret, sds_refs, waiting_for
+from proxy.model.tls import check_secret, sds_refs, translate_upstream_tls, waiting_for
 from proxy.observability.collectors import collector_uses, refuse_tls_collectors
 from proxy.observability.grpc_target import refuse_tls_collector
 from proxy.observability.hooks import Observability
@@ -275,12 +275,29 @@ class Server:
         protocol.subscribe_wildcard([t for t, on in ((CLUSTER, ads.cds), (LISTENER, ads.lds))
                                      if on])
         self._xds_client = AdsClient(ads.target, protocol, self, self.stats,
-                                     credentials=ads_credentials(ads.tls),
+                                     credentials=self._ads_credentials,
                                      options=(("grpc.ssl_target_name_override", ads.tls.sni),)
                                      if ads.tls is not None and ads.tls.sni else (),
                                      backoff=JitteredBackoff(ads.backoff, random.Random()),
                                      targets=ads.targets, metadata=ads.metadata)
         await self._xds_client.run()
+
+    def _ads_credentials(self) -> Any:
+        """The ADS channel's credentials, for each new stream: the xDS cluster's TLS context
+        read again, so a client certificate renewed on disk (`pointsman sidecar` renews its
+        xDS certificate at half life, docs/security.md) serves the next connection, and an
+        open stream is not dropped for it. Unreadable now: the context read at start-up."""
+        ads = self.bootstrap.ads
+        assert ads is not None
+        if ads.tls is None or ads.tls.certificate is None:
+            return ads_credentials(ads.tls)
+        try:
+            cluster = next(item for item in self.bootstrap.message.static_resources.clusters
+                           if item.name == ads.cluster_name)
+            return ads_credentials(translate_upstream_tls(cluster.transport_socket))
+        except (ConfigError, OSError, StopIteration) as error:
+            log.warning("xDS client certificate: %s; using the one read at start-up", error)
+            return ads_credentials(ads.tls)
 
     # -- xDS (proxy.xds.client.XdsApplier) ----------------------------------------------------
 

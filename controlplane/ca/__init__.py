@@ -6,6 +6,9 @@
 - `secrets.py`: SVIDs as SDS Secrets under Istio's names (`default`, `ROOTCA`), one per
   identity, re-issued at half life.
 - `keeper.py`: where the root lives (the store, key mode 0600) and the flags that bring one.
+- `csr.py` (sans I/O) and `certificates.py`: sidecars' own certificates from CSRs
+  (`CreateCertificate`), for xDS over mTLS; `admission.py`: an xDS stream bound to its client
+  certificate's identity, else to its join token (`tokens.py`); `serving.py`: `--tls`.
 """
 
 from controlplane.ca.authority import (

@@ -155,36 +155,45 @@ class CertificateAuthority:
         """`hostnames`: DNS names or IP addresses added as SANs beside the SPIFFE ID (the
         X509-SVID spec allows other SAN types; gRPC clients check the server's name)."""
         identity = spiffe_id(self.trust_domain, namespace, service)
-        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity)]
-        names += [_hostname(item) for item in hostnames]
         key = ec.generate_private_key(ec.SECP256R1())
-        not_before = now - BACKDATE
-        not_after = min(now + max(self.lifetime, MIN_LIFETIME),
-                        self.certificate.not_valid_after_utc)
-        if not_after <= now:
-            raise CaError(f"the CA certificate expired at "
-                          f"{self.certificate.not_valid_after_utc.isoformat()}: no SVID issued")
-        serial = x509.random_serial_number()
-        certificate = (x509.CertificateBuilder()
-                       .subject_name(x509.Name([])).issuer_name(self.certificate.subject)
-                       .public_key(key.public_key()).serial_number(serial)
-                       .not_valid_before(not_before).not_valid_after(not_after)
-                       .add_extension(x509.BasicConstraints(ca=False, path_length=None),
-                                      critical=True)
-                       .add_extension(_leaf_usage(), critical=True)
-                       .add_extension(x509.ExtendedKeyUsage(
-                           [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-                       .add_extension(x509.SubjectAlternativeName(names), critical=True)
-                       .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                           self.key.public_key()), critical=False)
-                       .sign(self.key, hashes.SHA256()))
-        chain = b"".join(item.public_bytes(serialization.Encoding.PEM)
-                         for item in (certificate, *self._intermediates()))
+        certificate = self.sign(key.public_key(), identity, now, hostnames=hostnames)
         key_pem = key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-        return Svid(identity, chain, key_pem, not_before, not_after, now, serial)
+        return Svid(identity, self.chain_pem(certificate), key_pem,
+                    certificate.not_valid_before_utc, certificate.not_valid_after_utc, now,
+                    certificate.serial_number)
+
+    def sign(self, public_key: Any, identity: str, now: datetime.datetime, *,
+             hostnames: tuple[str, ...] = (),
+             lifetime: datetime.timedelta | None = None) -> x509.Certificate:
+        """An SVID certificate for `public_key` (the caller's: a CSR's, ca/csr.py), valid
+        for `lifetime` (at most the CA's own --cert-lifetime)."""
+        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity)]
+        names += [_hostname(item) for item in hostnames]
+        span = self.lifetime if lifetime is None else min(lifetime, self.lifetime)
+        not_after = min(now + max(span, MIN_LIFETIME), self.certificate.not_valid_after_utc)
+        if not_after <= now:
+            raise CaError(f"the CA certificate expired at "
+                          f"{self.certificate.not_valid_after_utc.isoformat()}: no SVID issued")
+        return (x509.CertificateBuilder()
+                .subject_name(x509.Name([])).issuer_name(self.certificate.subject)
+                .public_key(public_key).serial_number(x509.random_serial_number())
+                .not_valid_before(now - BACKDATE).not_valid_after(not_after)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(_leaf_usage(), critical=True)
+                .add_extension(x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                    critical=False)
+                .add_extension(x509.SubjectAlternativeName(names), critical=True)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    self.key.public_key()), critical=False)
+                .sign(self.key, hashes.SHA256()))
+
+    def chain_pem(self, certificate: x509.Certificate) -> bytes:
+        """The leaf and the intermediates after it (PEM), as a TLS peer sends them."""
+        return b"".join(item.public_bytes(serialization.Encoding.PEM)
+                        for item in (certificate, *self._intermediates()))
 
     def _intermediates(self) -> tuple[x509.Certificate, ...]:
         """What a leaf's chain carries after it: the signing certificate unless it is a root,

@@ -26,22 +26,26 @@ def utc_now() -> datetime.datetime:
 
 class ServingCertificate:
     def __init__(self, authority: CertificateAuthority, hostnames: tuple[str, ...], *,
-                 clock: Callable[[], datetime.datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime.datetime] = utc_now,
+                 mutual: bool = False) -> None:
         self.authority = authority
+        self.mutual = mutual
         self.hostnames = hostnames
         self.clock = clock
         self._lock = threading.Lock()
         self.svid = self._issue()
 
     def __repr__(self) -> str:
-        return f"ServingCertificate({self.svid.spiffe_id}, {self.hostnames})"
+        return (f"ServingCertificate({self.svid.spiffe_id}, {self.hostnames}, "
+                f"mutual={self.mutual})")
 
     def _issue(self) -> Svid:
         return self.authority.issue(NAMESPACE, ACCOUNT, self.clock(), hostnames=self.hostnames)
 
     def configuration(self) -> Any:
         return grpc.ssl_server_certificate_configuration(
-            [(self.svid.private_key, self.svid.certificate_chain)])
+            [(self.svid.private_key, self.svid.certificate_chain)],
+            root_certificates=self.authority.trust_bundle if self.mutual else None)
 
     def fetch(self) -> Any:
         """A new configuration once the certificate is due, else None (keep the current)."""
@@ -52,4 +56,5 @@ class ServingCertificate:
             return self.configuration()
 
     def credentials(self) -> grpc.ServerCredentials:
-        return grpc.dynamic_ssl_server_credentials(self.configuration(), self.fetch)
+        return grpc.dynamic_ssl_server_credentials(
+            self.configuration(), self.fetch, require_client_authentication=self.mutual)

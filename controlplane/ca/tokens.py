@@ -105,7 +105,8 @@ class JoinTokens:
     def __repr__(self) -> str:
         return f"JoinTokens({sum(map(len, self._streams.values()))} streams)"
 
-    async def admit(self, node: Any, metadata: Iterable[tuple[str, Any]]) -> str | None:
+    async def admit(self, node: Any, metadata: Iterable[tuple[str, Any]],
+                    _auth_context: Any = None) -> str | None:
         """The id of the token admitting `node` (None: no token needed); Refused says why."""
         claimed = self.identity(node)
         if claimed is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 XDS_CLUSTER = "xds"
+XDS_CLIENT_SECRET = "xds-client"  # proxy/deploy/certificate.py SDS_SECRET
 JOIN_TOKEN_METADATA = "x-pointsman-join-token"  # controlplane/ca/tokens.py METADATA_KEY
 # Kubernetes label syntax (apimachinery validation.IsQualifiedName, IsValidLabelValue)
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
@@ -45,6 +46,9 @@ class SidecarSpec:
     join_token: str = ""  # sent as gRPC metadata on the xDS stream (docs/security.md)
     xds_ca: str = ""  # a file: reach the control plane over TLS, trusting this root
     xds_name: str = ""  # the control plane's name in its certificate (SNI), when not its host
+    xds_cert: str = ""  # files: the client certificate (chain) and key for xDS over mTLS
+    xds_key: str = ""
+    xds_sds: str = ""  # instead (Envoy): a file holding the SDS Secret `xds-client`, renewed
     labels: tuple[tuple[str, str], ...] = ()  # a Workload's
     ports: tuple[tuple[str, int], ...] = ()  # a Workload's named ports
 
@@ -106,12 +110,14 @@ def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"}},
         "static_resources": {"clusters": [_xds_cluster(spec.servers, spec.xds_ca,
-                                                        spec.xds_name)]},
+                                                        spec.xds_name, spec.xds_cert,
+                                                        spec.xds_key, spec.xds_sds)]},
     }
 
 
 def _xds_cluster(servers: tuple[tuple[str, int], ...], ca: str = "",
-                 name: str = "") -> dict[str, Any]:
+                 name: str = "", cert: str = "", key: str = "", sds: str = ""
+                 ) -> dict[str, Any]:
     """The control plane(s): gRPC needs HTTP/2 (Envoy: a cluster used by envoy_grpc must set
     http2_protocol_options). STRICT_DNS so a host name (a Kubernetes Service) resolves."""
     named = any(not _is_ip(host) for host, _ in servers)
@@ -124,10 +130,24 @@ def _xds_cluster(servers: tuple[tuple[str, int], ...], ca: str = "",
             {"endpoint": {"address": _socket_address(server)}} for server in servers]}]},
     }
     if ca:  # `controlplane --tls`: the mesh root verifies the control plane (docs/security.md)
+        common: dict[str, Any] = {"validation_context": {"trusted_ca": {"filename": ca}}}
+        if cert:  # xDS over mTLS: the sidecar's certificate (istio-agent writes Envoy's too)
+            common["tls_certificates"] = [{"certificate_chain": {"filename": cert},
+                                           "private_key": {"filename": key}}]
+        elif sds:  # Envoy reloads a file-based SDS secret when it is moved into the folder
+            common["tls_certificate_sds_secret_configs"] = [{"name": XDS_CLIENT_SECRET,
+                                                             "sds_config": _file_source(sds)}]
         cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
-            "@type": _TLS_TYPE, "sni": name,
-            "common_tls_context": {"validation_context": {"trusted_ca": {"filename": ca}}}}}
+            "@type": _TLS_TYPE, "sni": name, "common_tls_context": common}}
     return cluster
+
+
+def _file_source(path: str) -> dict[str, Any]:
+    """Envoy's filesystem subscription (config_source.proto PathConfigSource): the file is
+    reloaded when a file is moved into `watched_directory`."""
+    return {"path_config_source": {"path": path,
+                                   "watched_directory": {"path": path.rpartition("/")[0]}},
+            "resource_api_version": "V3"}
 
 
 def _socket_address(address: tuple[str, int]) -> dict[str, Any]:

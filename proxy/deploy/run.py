@@ -68,9 +68,13 @@ def sidecar_argv(args: argparse.Namespace) -> list[str]:
             "--log-level", args.log_level, "--shutdown-drain-s", str(args.shutdown_drain_s)]
     for server in args.server or []:
         argv += ["--server", server]
-    for flag, value in (("--instance-ip", args.instance_ip), ("--node-id", args.node_id)):
+    for flag, value in (("--instance-ip", args.instance_ip), ("--node-id", args.node_id),
+                        ("--join-token", args.join_token), ("--xds-ca", args.xds_ca),
+                        ("--xds-name", args.xds_name), ("--xds-cert", args.xds_cert),
+                        ("--xds-key", args.xds_key), ("--ca-server", args.ca_server)):
         if value:
-            argv += [flag, value]
+            argv += [flag, str(value)]
+    argv += ["--trust-domain", args.trust_domain]
     argv += ["--gateway"] if args.gateway else []
     argv += ["--delta"] if args.delta else []
     for label in args.label:

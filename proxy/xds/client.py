@@ -77,9 +77,12 @@ class XdsProtocol(Protocol):
     def set_names(self, type_url: str, names: Iterable[str]) -> Any | None: ...
 
 
+Credentials = Any  # grpc.ChannelCredentials, a callable returning them, or None (plaintext)
+
+
 class AdsClient:
     def __init__(self, target: str, protocol: XdsProtocol, applier: XdsApplier, stats: Stats,
-                 *, credentials: grpc.ChannelCredentials | None = None,
+                 *, credentials: Credentials = None,
                  options: tuple[tuple[str, Any], ...] = (),
                  backoff: JitteredBackoff | None = None,
                  targets: tuple[str, ...] = (),
@@ -126,8 +129,10 @@ class AdsClient:
 
     async def _one_stream(self) -> None:
         self.target = self.next_target()
-        channel = (grpc.aio.secure_channel(self.target, self.credentials, options=self.options)
-                   if self.credentials else grpc.aio.insecure_channel(self.target))
+        # a callable is asked again for each new stream (a renewed client certificate)
+        credentials = self.credentials() if callable(self.credentials) else self.credentials
+        channel = (grpc.aio.secure_channel(self.target, credentials, options=self.options)
+                   if credentials else grpc.aio.insecure_channel(self.target))
         try:
             stub = self.stub(channel)
             call = getattr(stub, self.protocol.method)(metadata=self.metadata or None)

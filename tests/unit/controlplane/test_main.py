@@ -50,3 +50,22 @@ def test_check_validates_and_summarises(tmp_path, capsys):
     bad = write(tmp_path / "bad.yaml", GOOD[:3])
     assert main(["--resources", str(bad), "--check"]) == 1
     assert "RouteConfiguration 'main'" in capsys.readouterr().err
+
+
+def test_xds_requires_client_certificates_with_tls_off_loopback(capsys):
+    """docs/mesh-security.md, "The xDS trust model": --tls off loopback is mutual TLS; on
+    loopback it stays server TLS (a sidecar proves itself with its join token)."""
+    from controlplane.main import xds_mutual_tls
+
+    off = parse_args(["--mesh", "m", "--ca-cert", "c", "--ca-key", "k", "--tls",
+                      "--listen", "10.0.0.5:18000", "--ca-listen", "10.0.0.5:18002"])
+    assert xds_mutual_tls(off) and off.ca_listen == "10.0.0.5:18002"
+    assert xds_mutual_tls(parse_args(["--mesh", "m", "--ca-cert", "c", "--ca-key", "k",
+                                      "--tls", "--listen", "0.0.0.0:18000"]))
+    on = parse_args(["--mesh", "m", "--ca-cert", "c", "--ca-key", "k", "--tls"])
+    assert not xds_mutual_tls(on)
+    assert not xds_mutual_tls(parse_args(["--resources", "x", "--listen", "10.0.0.1:1",
+                                          "--tls-cert", "c", "--tls-key", "k"]))
+    with pytest.raises(SystemExit):
+        parse_args(["--mesh", "m", "--ca-listen", "127.0.0.1:18002"])
+    assert "--ca-listen needs --tls" in capsys.readouterr().err

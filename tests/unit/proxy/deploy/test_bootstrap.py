@@ -157,3 +157,21 @@ def test_run_hands_the_workload_flags_to_its_sidecar() -> None:
     spec = spec_from_args(parse_args(argv[argv.index("sidecar") + 1:]))
     assert (spec.kind, spec.labels, spec.ports) == ("Workload", (("app", "echo"),),
                                                     (("http", 8080),))
+
+
+def test_run_hands_the_xds_identity_flags_to_its_sidecar(tmp_path) -> None:
+    """`pointsman run --join-token --xds-ca --ca-server`: the sidecar it starts gets them (it
+    trades the token for its xDS client certificate, docs/mesh-security.md)."""
+    from proxy.deploy.run import parse_args as run_args
+    from proxy.deploy.run import sidecar_argv
+    from proxy.deploy.sidecar import wants_certificate
+
+    (tmp_path / "t").write_text("token")
+    (tmp_path / "r.pem").write_text("root")
+    args, _ = run_args(["--service", "beta", "--join-token", str(tmp_path / "t"), "--xds-ca",
+                        str(tmp_path / "r.pem"), "--ca-server", "10.0.0.5:18002",
+                        "--trust-domain", "mesh.example", "--", "app"])
+    argv = sidecar_argv(args)
+    sidecar = parse_args(argv[argv.index("sidecar") + 1:])
+    assert wants_certificate(sidecar)
+    assert (sidecar.ca_server, sidecar.trust_domain) == ("10.0.0.5:18002", "mesh.example")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pointsman/identity/v1/identity.proto\x12\x15pointsman.identity.v1\"8\n\x12\x43reateTokenRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\";\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\"T\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\x04info\x18\x02 \x01(\x0b\x32 .pointsman.identity.v1.TokenInfo\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"]\n\x13RevokeTokenResponse\x12.\n\x04info\x18\x01 \x01(\x0b\x32 .pointsman.identity.v1.TokenInfo\x12\x16\n\x0e\x63losed_streams\x18\x02 \x01(\x05\"\x13\n\x11ListTokensRequest\"F\n\x12ListTokensResponse\x12\x30\n\x06tokens\x18\x01 \x03(\x0b\x32 .pointsman.identity.v1.TokenInfo2\xc0\x02\n\x0fIdentityService\x12\x64\n\x0b\x43reateToken\x12).pointsman.identity.v1.CreateTokenRequest\x1a*.pointsman.identity.v1.CreateTokenResponse\x12\x64\n\x0bRevokeToken\x12).pointsman.identity.v1.RevokeTokenRequest\x1a*.pointsman.identity.v1.RevokeTokenResponse\x12\x61\n\nListTokens\x12(.pointsman.identity.v1.ListTokensRequest\x1a).pointsman.identity.v1.ListTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pointsman/identity/v1/identity.proto\x12\x15pointsman.identity.v1\"8\n\x12\x43reateTokenRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\";\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\"T\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\x04info\x18\x02 \x01(\x0b\x32 .pointsman.identity.v1.TokenInfo\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"]\n\x13RevokeTokenResponse\x12.\n\x04info\x18\x01 \x01(\x0b\x32 .pointsman.identity.v1.TokenInfo\x12\x16\n\x0e\x63losed_streams\x18\x02 \x01(\x05\"\x13\n\x11ListTokensRequest\"F\n\x12ListTokensResponse\x12\x30\n\x06tokens\x18\x01 \x03(\x0b\x32 .pointsman.identity.v1.TokenInfo\"<\n\x12\x43\x65rtificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\t\x12\x19\n\x11validity_duration\x18\x03 \x01(\x03\")\n\x13\x43\x65rtificateResponse\x12\x12\n\ncert_chain\x18\x01 \x03(\t2\xc0\x02\n\x0fIdentityService\x12\x64\n\x0b\x43reateToken\x12).pointsman.identity.v1.CreateTokenRequest\x1a*.pointsman.identity.v1.CreateTokenResponse\x12\x64\n\x0bRevokeToken\x12).pointsman.identity.v1.RevokeTokenRequest\x1a*.pointsman.identity.v1.RevokeTokenResponse\x12\x61\n\nListTokens\x12(.pointsman.identity.v1.ListTokensRequest\x1a).pointsman.identity.v1.ListTokensResponse2\x80\x01\n\x12\x43\x65rtificateService\x12j\n\x11\x43reateCertificate\x12).pointsman.identity.v1.CertificateRequest\x1a*.pointsman.identity.v1.CertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTOKENSREQUEST']._serialized_end=416
   _globals['_LISTTOKENSRESPONSE']._serialized_start=418
   _globals['_LISTTOKENSRESPONSE']._serialized_end=488
-  _globals['_IDENTITYSERVICE']._serialized_start=491
-  _globals['_IDENTITYSERVICE']._serialized_end=811
+  _globals['_CERTIFICATEREQUEST']._serialized_start=490
+  _globals['_CERTIFICATEREQUEST']._serialized_end=550
+  _globals['_CERTIFICATERESPONSE']._serialized_start=552
+  _globals['_CERTIFICATERESPONSE']._serialized_end=593
+  _globals['_IDENTITYSERVICE']._serialized_start=596
+  _globals['_IDENTITYSERVICE']._serialized_end=916
+  _globals['_CERTIFICATESERVICE']._serialized_start=919
+  _globals['_CERTIFICATESERVICE']._serialized_end=1047
 # @@protoc_insertion_point(module_scope)

@@ -55,3 +55,17 @@ class ListTokensResponse(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     tokens: _containers.RepeatedCompositeFieldContainer[TokenInfo]
     def __init__(self, tokens: _Optional[_Iterable[_Union[TokenInfo, _Mapping]]] = ...) -> None: ...
+
+class CertificateRequest(_message.Message):
+    __slots__ = ("csr", "validity_duration")
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_DURATION_FIELD_NUMBER: _ClassVar[int]
+    csr: str
+    validity_duration: int
+    def __init__(self, csr: _Optional[str] = ..., validity_duration: _Optional[int] = ...) -> None: ...
+
+class CertificateResponse(_message.Message):
+    __slots__ = ("cert_chain",)
+    CERT_CHAIN_FIELD_NUMBER: _ClassVar[int]
+    cert_chain: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cert_chain: _Optional[_Iterable[str]] = ...) -> None: ...
