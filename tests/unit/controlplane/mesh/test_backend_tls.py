@@ -292,3 +292,18 @@ def test_the_gateway_cluster_comes_from_the_policy_and_its_configmap() -> None:
     found = provenance.objects_of(out.resources[CLUSTER.type_url][name])
     assert {ObjectKey("BackendTLSPolicy", NS, "normative-test"),
             ObjectKey("ConfigMap", NS, "tls-checks-ca-certificate")} <= found
+
+
+def test_grpc_inside_the_tls_is_http2_with_alpn_h2() -> None:
+    """BackendTLSPolicyGRPCRoute: a GRPCRoute's backend behind a policy gets h2 inside the
+    TLS (ALPN h2, HTTP/2 protocol options on the Gateway's cluster)."""
+    mesh = suite_mesh("backendtlspolicy-grpcroute.yaml")
+    resources = compiled(mesh, gateway("same-namespace", NS))
+    [name] = [name for name in resources.resources[CLUSTER.type_url]
+              if name.endswith(f"|backendtlspolicy-grpc-test.{NS}")]
+    found = as_dict(resources, CLUSTER.type_url, name)
+    context = found["transport_socket"]["typed_config"]["common_tls_context"]
+    assert context["alpn_protocols"] == ["h2"]
+    options = found["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert options["explicit_http_config"] == {"http2_protocol_options": {}}
