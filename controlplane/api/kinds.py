@@ -12,7 +12,7 @@ GROUPS = {
     "EndpointSlice": "discovery.k8s.io",
     "Gateway": GATEWAY, "GatewayClass": GATEWAY, "HTTPRoute": GATEWAY, "GRPCRoute": GATEWAY,
     "TCPRoute": GATEWAY, "TLSRoute": GATEWAY, "ReferenceGrant": GATEWAY,
-    "BackendTLSPolicy": GATEWAY,
+    "BackendTLSPolicy": GATEWAY, "ListenerSet": GATEWAY,
     "BackendTrafficPolicy": ENVOY_GATEWAY, "SecurityPolicy": ENVOY_GATEWAY,
     "ClientTrafficPolicy": ENVOY_GATEWAY,
     "PeerAuthentication": ISTIO_SECURITY, "AuthorizationPolicy": ISTIO_SECURITY,
@@ -20,6 +20,7 @@ GROUPS = {
 SHORT_NAMES = {
     "svc": "Service", "ns": "Namespace", "gtw": "Gateway", "gc": "GatewayClass",
     "refgrant": "ReferenceGrant", "cm": "ConfigMap", "btlspolicy": "BackendTLSPolicy",
+    "lset": "ListenerSet",
     "btp": "BackendTrafficPolicy", "sp": "SecurityPolicy", "ctp": "ClientTrafficPolicy",
     "pa": "PeerAuthentication", "ap": "AuthorizationPolicy",
 }

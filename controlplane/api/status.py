@@ -98,8 +98,9 @@ class StatusView:
 
     def _programmed(self, key: ObjectKey, accepted: bool, revision: int, generation: int
                     ) -> dict[str, Any]:
-        if not accepted:
-            return condition("Programmed", False, "Invalid", "not Accepted", generation)
+        if not accepted:  # a ListenerSet says why (listenerset_types.go: NotAllowed, ...)
+            reason = self._accepted_reason(key) if key.kind == "ListenerSet" else "Invalid"
+            return condition("Programmed", False, reason, "not Accepted", generation)
         affected = [proxy for proxy in self.records() if key in self.deps(proxy)]
         refusals = [(proxy, item) for proxy in affected for item in proxy.types
                     if key in item.suspects and item.nacked_revision >= revision]
@@ -119,6 +120,11 @@ class StatusView:
         message = (f"ACKed by {len(affected)} proxies" if affected
                    else "no connected proxy uses it")
         return condition("Programmed", True, "Programmed", message, generation)
+
+    def _accepted_reason(self, key: ObjectKey) -> str:
+        found = [item for item in self.cache.mesh.conditions.get(key, [])
+                 if item.type == "Accepted"]
+        return found[0].reason if found else "Invalid"
 
     def records(self) -> list[ProxyRecord]:
         """The proxies' records, evaluated again only when they or the mesh changed."""

@@ -27,6 +27,7 @@ from controlplane.mesh.kinds.gatewayclass import parse_gatewayclass_spec
 from controlplane.mesh.kinds.grpcroute import parse_grpcroute_spec
 from controlplane.mesh.kinds.httproute import parse_httproute_spec
 from controlplane.mesh.kinds.istio import SECURITY_V1
+from controlplane.mesh.kinds.listenerset import parse_listenerset_spec
 from controlplane.mesh.kinds.namespace import parse_namespace_spec
 from controlplane.mesh.kinds.peerauthentication import parse_peerauthentication_spec
 from controlplane.mesh.kinds.referencegrant import parse_referencegrant_spec
@@ -62,6 +63,7 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
              version_parsers=((GW + "v1", parse_tlsroute_v1_spec),)),
     KindSpec("ReferenceGrant", (GW + "v1beta1", GW + "v1"), parse_referencegrant_spec),
     KindSpec("BackendTLSPolicy", (GW + "v1", GW + "v1alpha3"), parse_backendtlspolicy_spec),
+    KindSpec("ListenerSet", (GW + "v1",), parse_listenerset_spec),
     KindSpec("BackendTrafficPolicy", (EG,), parse_backendtrafficpolicy_spec),
     KindSpec("SecurityPolicy", (EG,), parse_securitypolicy_spec),
     KindSpec("ClientTrafficPolicy", (EG,), parse_clienttrafficpolicy_spec),

@@ -44,6 +44,12 @@ from controlplane.mesh.kinds.refs import (
     SecretRef,
 )
 from controlplane.mesh.kinds.service import ServicePort, ServiceSpec
+from controlplane.mesh.listenersets import (
+    admitted,
+    merged_name,
+    parent_of,
+    with_listener_sets,
+)
 from controlplane.mesh.objects import MeshObject, ObjectKey
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
@@ -163,6 +169,10 @@ class Mesh:
     # spec.tls.frontend for an HTTPS listener: (the CA bundle, the mode) when some CA resolves
     frontend_validation: dict[tuple[ObjectKey, str], tuple[bytes, str]] = field(
         default_factory=dict)
+    # ListenerSets: the accepted ones of each Gateway (precedence order), and each one's Gateway
+    listener_sets: dict[ObjectKey, list[ObjectKey]] = field(
+        default_factory=lambda: defaultdict(list))
+    listener_set_parent: dict[ObjectKey, ObjectKey] = field(default_factory=dict)
     # a Gateway's spec.tls.backend.clientCertificateRef when it resolves: (chain, key)
     client_certificates: dict[ObjectKey, tuple[bytes, bytes]] = field(default_factory=dict)
     # a policy's ancestors (PolicyStatus): the Gateways its targets are reached through
@@ -229,6 +239,7 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
                                           ("spec", "clusterIP"))))
         elif address is not None:
             addresses[address] = service
+    _merge_listener_sets(mesh)
     _check_gateways(mesh)
     mesh.backend_tls, verdicts = resolve_backend_tls(mesh.objects,
                                                      mesh.of_kind("BackendTLSPolicy"))
@@ -285,20 +296,85 @@ def _index_slices(mesh: Mesh) -> None:
 
 # ---- gateways ---------------------------------------------------------------------------------
 
+def _merge_listener_sets(mesh: Mesh) -> None:
+    """Accept each ListenerSet its Gateway admits, and serve its listeners with the
+    Gateway's (controlplane.mesh.listenersets)."""
+    for listener_set in mesh.of_kind("ListenerSet"):  # oldest first
+        parent = parent_of(listener_set)
+        gateway = mesh.objects.get(parent) if parent is not None else None
+        if gateway is None:
+            mesh.conditions[listener_set.key].append(Condition(
+                "Accepted", "False", "NotAllowed", "its parentRef names no Gateway"))
+            continue
+        if not admitted(gateway, listener_set, namespace_labels(mesh, listener_set.namespace)):
+            mesh.conditions[listener_set.key].append(Condition(
+                "Accepted", "False", "NotAllowed", f"{gateway.label} does not allow "
+                f"ListenerSets from namespace {listener_set.namespace} (allowedListeners)"))
+            continue
+        mesh.listener_sets[gateway.key].append(listener_set.key)
+        mesh.listener_set_parent[listener_set.key] = gateway.key
+    for key, sets in mesh.listener_sets.items():
+        merged = with_listener_sets(mesh.objects[key], [mesh.objects[item] for item in sets])
+        mesh.objects[key] = merged
+        found = mesh.by_kind["Gateway"]
+        found[next(index for index, item in enumerate(found) if item.key == key)] = merged
+
+
 def _check_gateways(mesh: Mesh) -> None:
     for gateway in mesh.of_kind("Gateway"):
         spec: GatewaySpec = gateway.spec
-        served = tuple(item for item in spec.listeners if item.supported_protocol)
-        conflicted = _conflicts(served)
+        own = tuple(item for item in spec.listeners if item.origin is None)
+        conflicted = _conflicts(tuple(item for item in own if item.supported_protocol))
         invalid = {item.name: ("UnsupportedProtocol", f"protocol {item.protocol} is not "
                                                       f"supported (HTTP, HTTPS, TLS, TCP are)")
                    for item in spec.listeners if not item.supported_protocol}
+        conflicted.update(_later_conflicts(spec, own, conflicted, invalid))
         for listener in spec.listeners:
             mesh.listener_conditions[(gateway.key, listener.name)] += _listener_conditions(
                 mesh, gateway, listener, invalid.get(listener.name) or conflicted.get(
                     listener.name), listener.name in conflicted)
         mesh.conditions[gateway.key] += _gateway_conditions(mesh, gateway, {
-            **conflicted, **invalid})
+            name: found for name, found in {**conflicted, **invalid}.items()
+            if spec.listener(name) in own})
+    for listener_set in mesh.of_kind("ListenerSet"):
+        if listener_set.key in mesh.listener_set_parent:
+            mesh.conditions[listener_set.key].append(_listener_set_accepted(mesh, listener_set))
+
+
+def _later_conflicts(spec: GatewaySpec, own: tuple[GatewayListener, ...],
+                     conflicted: dict[str, tuple[str, str]],
+                     invalid: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """ListenerSet listeners, in precedence order, against every listener kept before them:
+    the later one of a conflicting pair is Conflicted (listenerset_types.go)."""
+    kept = [item for item in own if item.name not in conflicted and item.name not in invalid]
+    out: dict[str, tuple[str, str]] = {}
+    for listener in spec.listeners:
+        if listener.origin is None or listener.name in invalid:
+            continue
+        found = _conflicts((*kept, listener)).get(listener.name)
+        if found is not None:
+            out[listener.name] = found
+            continue
+        kept.append(listener)
+    return out
+
+
+def _listener_set_accepted(mesh: Mesh, listener_set: MeshObject) -> Condition:
+    gateway = mesh.listener_set_parent[listener_set.key]
+    names = [merged_name(listener_set.key, item.name) for item in listener_set.spec.listeners]
+    bad = [name for name in names if not all(
+        item.ok for item in mesh.listener_conditions.get((gateway, name), [])
+        if item.type == "Accepted")]
+    if not all(item.ok for item in mesh.conditions.get(gateway, []) if item.type == "Accepted"):
+        return Condition("Accepted", "False", "ParentNotAccepted",
+                         f"{gateway.kind} {gateway.namespace}/{gateway.name} is not accepted")
+    if len(bad) == len(names):
+        return Condition("Accepted", "False", "ListenersNotValid", "no listener is valid")
+    if bad:
+        return Condition("Accepted", "True", "ListenersNotValid",
+                         "invalid listeners: " + ", ".join(name.rsplit("/", 1)[1]
+                                                           for name in bad))
+    return Condition("Accepted", "True", "Accepted")
 
 
 def _listener_conditions(mesh: Mesh, gateway: MeshObject, listener: GatewayListener,
@@ -518,6 +594,8 @@ def _attach(mesh: Mesh, route: MeshObject) -> None:
             found = _attach_service(mesh, route, index, ref)
         elif ref.group == GATEWAY_GROUP and ref.kind == "Gateway":
             found = _attach_gateway(mesh, route, index, ref)
+        elif ref.group == GATEWAY_GROUP and ref.kind == "ListenerSet":
+            found = _attach_listener_set(mesh, route, index, ref)
         else:
             found = Attachment(route, index, ref, None, False, "NoMatchingParent",
                                f"parents of kind {ref.group or 'core'}/{ref.kind} are not "
@@ -567,9 +645,34 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
         return Attachment(route, index, ref, key, False, "NoMatchingParent",
                           f"Gateway {namespace}/{ref.name} does not exist")
     spec: GatewaySpec = gateway.spec
-    candidates = [item for item in spec.listeners
-                  if (ref.section_name is None or item.name == ref.section_name)
+    candidates = [item for item in spec.listeners if item.origin is None
+                  and (ref.section_name is None or item.name == ref.section_name)
                   and (ref.port is None or item.port == ref.port)]
+    return _attach_listeners(mesh, route, index, ref, key, gateway.namespace, candidates)
+
+
+def _attach_listener_set(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef
+                         ) -> Attachment:
+    """A parentRef of kind ListenerSet: that set's listeners, served by its Gateway."""
+    namespace = ref.namespace or route.namespace
+    key = ObjectKey("ListenerSet", namespace, ref.name)
+    gateway = mesh.listener_set_parent.get(key)
+    if key not in mesh.objects or gateway is None:
+        return Attachment(route, index, ref, key, False, "NoMatchingParent",
+                          f"ListenerSet {namespace}/{ref.name} does not exist or is not "
+                          "accepted")
+    candidates = [item for item in mesh.objects[gateway].spec.listeners if item.origin == key
+                  and (ref.section_name is None or item.entry == ref.section_name)
+                  and (ref.port is None or item.port == ref.port)]
+    found = _attach_listeners(mesh, route, index, ref, gateway, namespace, candidates)
+    return replace(found, parent=gateway) if found.accepted else replace(found, parent=key)
+
+
+def _attach_listeners(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef,
+                      key: ObjectKey, owner_namespace: str,
+                      candidates: list[GatewayListener]) -> Attachment:
+    """A route on some listeners of a Gateway (its own, or one ListenerSet's, whose
+    namespace is `owner_namespace`: what allowedRoutes `Same` means)."""
     if not candidates:
         return Attachment(route, index, ref, key, False, "NoMatchingParent",
                           "no listener has that sectionName/port")
@@ -582,7 +685,7 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
         if (GATEWAY_GROUP, route.kind) not in supported_kinds(listener):
             message = f"listener {listener.name} does not allow {route.kind}"
             continue
-        if not _namespace_allowed(mesh, listener, gateway.namespace, route.namespace):
+        if not _namespace_allowed(mesh, listener, owner_namespace, route.namespace):
             message = f"listener {listener.name} does not allow routes from namespace " \
                       f"{route.namespace}"
             continue

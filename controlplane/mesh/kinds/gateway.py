@@ -35,6 +35,7 @@ from controlplane.mesh.kinds.refs import (
     normal_group,
     parse_secret_ref,
 )
+from controlplane.mesh.objects import ObjectKey
 
 PROTOCOLS = ("HTTP", "HTTPS", "TLS", "TCP")  # the ones served
 # ProtocolType (gateway_types.go): core names, or a domain-prefixed implementation-specific one.
@@ -70,6 +71,10 @@ class GatewayListener:
     index: int
     # from: Selector: the route namespaces' labels it must match; None selects none
     namespace_selector: LabelSelector | None = None
+    # a ListenerSet's listener merged into its Gateway: the ListenerSet's key and its own
+    # name for the listener (controlplane.mesh.listenersets); None for the Gateway's own
+    origin: ObjectKey | None = None
+    entry: str = ""
 
     @property
     def supported_protocol(self) -> bool:
@@ -152,6 +157,9 @@ class GatewaySpec:
     # spec.tls.backend.clientCertificateRef: the certificate the Gateway presents to backends
     backend_client_certificate: SecretRef | None = None
     frontend: FrontendTls | None = None  # spec.tls.frontend: client certificate validation
+    # spec.allowedListeners.namespaces: which ListenerSets may attach (from, selector)
+    listener_sets_from: str = "None"
+    listener_sets_selector: LabelSelector | None = None
 
     def listener(self, name: str) -> GatewayListener | None:
         return next((item for item in self.listeners if item.name == name), None)
@@ -163,6 +171,21 @@ class GatewaySpec:
 
 def parse_gateway_spec(fields: Fields) -> GatewaySpec:
     class_name = fields.req_str("gatewayClassName", min_len=1, max_len=253)
+    listeners = parse_listeners(fields)
+    entries = fields.items("addresses", _address, max_items=16)
+    _check_unique_addresses(fields, entries)
+    infrastructure = fields.obj("infrastructure", _infrastructure) or Infrastructure()
+    client_certificate, frontend = fields.obj("tls", _gateway_tls) or (None, None)
+    allowed = fields.obj("allowedListeners", _allowed_listeners) or ("None", None)
+    fields.done(unsupported=("defaultScope", "backendTLS"))
+    addresses = tuple(item.value for item in entries
+                      if item.type == "IPAddress" and item.value is not None)
+    return GatewaySpec(class_name, listeners, addresses, entries, infrastructure,
+                       client_certificate, frontend, *allowed)
+
+
+def parse_listeners(fields: Fields) -> tuple[GatewayListener, ...]:
+    """`listeners` of a Gateway or a ListenerSet: 1..64, names unique."""
     listeners = fields.items("listeners", _listener, min_items=1, max_items=64)
     names = set()
     for listener in listeners:
@@ -170,15 +193,16 @@ def parse_gateway_spec(fields: Fields) -> GatewaySpec:
             raise fields.context.error((*fields.path, "listeners", listener.index, "name"),
                                        f"listener name {listener.name!r} is not unique")
         names.add(listener.name)
-    entries = fields.items("addresses", _address, max_items=16)
-    _check_unique_addresses(fields, entries)
-    infrastructure = fields.obj("infrastructure", _infrastructure) or Infrastructure()
-    client_certificate, frontend = fields.obj("tls", _gateway_tls) or (None, None)
-    fields.done(unsupported=("allowedListeners", "defaultScope", "backendTLS"))
-    addresses = tuple(item.value for item in entries
-                      if item.type == "IPAddress" and item.value is not None)
-    return GatewaySpec(class_name, listeners, addresses, entries, infrastructure,
-                       client_certificate, frontend)
+    return listeners
+
+
+def _allowed_listeners(fields: Fields) -> tuple[str, LabelSelector | None]:
+    """AllowedListeners: which namespaces' ListenerSets may attach (default None)."""
+    def namespaces(inner: Fields) -> tuple[str, LabelSelector | None]:
+        value = inner.text("from", default="None", enum=("Same", "All", "Selector", "None"))
+        selector = inner.obj("selector", parse_label_selector)
+        return value or "None", selector if value == "Selector" else None
+    return fields.obj("namespaces", namespaces) or ("None", None)
 
 
 def _address(item: Item) -> GatewayAddress:
