@@ -116,3 +116,12 @@ def test_each_parent_ref_is_evaluated_on_its_own() -> None:
     assert [(item["parentRef"]["kind"], item["parentRef"]["name"]) for item in only["parents"]
             ] == [("ListenerSet", "listenerset-parentref")]
     assert status_of(mesh, "Gateway", "gateway-parentref")["attachedListenerSets"] == 1
+
+
+def test_analyze_reports_a_conflicted_set_listener_where_it_is_written() -> None:
+    from controlplane.mesh.analyze import analyze
+    objects, _ = read_objects((CONFORMANCE / "base/manifests.yaml").read_text())
+    objects += load_objects((CONFORMANCE / "tests/listenerset-hostname-conflict.yaml").read_text(),
+                            "conflict.yaml")
+    found = [problem for problem in analyze(objects) if problem.reason == "HostnameConflict"]
+    assert found and all(problem.location.obj.startswith("ListenerSet ") for problem in found)
