@@ -362,9 +362,7 @@ def _later_conflicts(spec: GatewaySpec, own: tuple[GatewayListener, ...],
 def _listener_set_accepted(mesh: Mesh, listener_set: MeshObject) -> Condition:
     gateway = mesh.listener_set_parent[listener_set.key]
     names = [merged_name(listener_set.key, item.name) for item in listener_set.spec.listeners]
-    bad = [name for name in names if not all(
-        item.ok for item in mesh.listener_conditions.get((gateway, name), [])
-        if item.type == "Accepted")]
+    bad = [name for name in names if not listener_ready(mesh, gateway, name)]
     if not all(item.ok for item in mesh.conditions.get(gateway, []) if item.type == "Accepted"):
         return Condition("Accepted", "False", "ParentNotAccepted",
                          f"{gateway.kind} {gateway.namespace}/{gateway.name} is not accepted")
@@ -513,17 +511,18 @@ def _client_certificate(mesh: Mesh, gateway: MeshObject) -> Condition | None:
     return None
 
 
-def _secret_problem(mesh: Mesh, gateway: MeshObject, ref: SecretRef, invalid: str
-                    ) -> tuple[str, str] | None:
-    """Why a Gateway's reference to a TLS Secret cannot be used (reason, message), if so."""
-    namespace = ref.namespace or gateway.namespace
+def _secret_problem(mesh: Mesh, gateway: MeshObject, ref: SecretRef, invalid: str,
+                    owner: ObjectKey | None = None) -> tuple[str, str] | None:
+    """Why a Gateway's (or its ListenerSet `owner`'s) reference to a TLS Secret cannot be
+    used (reason, message), if so."""
+    kind, home = (owner.kind, owner.namespace) if owner else ("Gateway", gateway.namespace)
+    namespace = ref.namespace or home
     if ref.group != CORE_GROUP or ref.kind != "Secret":
         return invalid, f"{ref.group or 'core'}/{ref.kind} is not a Secret"
-    if namespace != gateway.namespace and not granted(
-            mesh, GATEWAY_GROUP, "Gateway", gateway.namespace, CORE_GROUP, "Secret",
-            namespace, ref.name):
-        return "RefNotPermitted", (f"no ReferenceGrant in {namespace} lets Gateways of "
-                                   f"{gateway.namespace} use Secret {ref.name}")
+    if namespace != home and not granted(
+            mesh, GATEWAY_GROUP, kind, home, CORE_GROUP, "Secret", namespace, ref.name):
+        return "RefNotPermitted", (f"no ReferenceGrant in {namespace} lets {kind}s of "
+                                   f"{home} use Secret {ref.name}")
     secret = mesh.get("Secret", namespace, ref.name)
     if secret is None:
         return invalid, f"Secret {namespace}/{ref.name} does not exist"
@@ -563,7 +562,8 @@ def _certificate_refs(mesh: Mesh, gateway: MeshObject, listener: GatewayListener
     if listener.tls is None or listener.tls.mode != "Terminate":
         return Condition("ResolvedRefs", "True", "ResolvedRefs")
     for ref in listener.tls.certificate_refs:
-        problem = _secret_problem(mesh, gateway, ref, "InvalidCertificateRef")
+        problem = _secret_problem(mesh, gateway, ref, "InvalidCertificateRef",
+                                  listener.origin)
         if problem is not None:
             return Condition("ResolvedRefs", "False", *problem)
     return Condition("ResolvedRefs", "True", "ResolvedRefs")

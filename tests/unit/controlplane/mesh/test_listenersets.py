@@ -12,14 +12,16 @@ from controlplane.mesh import load_objects, read_objects, resolve, status
 from controlplane.mesh.resolve import Mesh
 from controlplane.resources import ROUTE
 from tests.unit.controlplane.mesh.helpers import as_dict, compiled, gateway
+from tests.unit.controlplane.mesh.test_backend_tls import FRONTEND
 
 CONFORMANCE = Path(__file__).parents[4] / "tests/conformance/gateway_api/upstream/conformance"
 NS = "gateway-conformance-infra"
 
 
-def mesh_for(manifest: str) -> Mesh:
+def mesh_for(manifest: str, extra: str = "") -> Mesh:
     objects, _ = read_objects((CONFORMANCE / "base/manifests.yaml").read_text())
-    return resolve(objects + load_objects((CONFORMANCE / "tests" / manifest).read_text()))
+    return resolve(objects + load_objects((CONFORMANCE / "tests" / manifest).read_text()
+                                          + extra))
 
 
 def status_of(mesh: Mesh, kind: str, name: str, namespace: str = NS) -> dict[str, Any]:
@@ -125,3 +127,21 @@ def test_analyze_reports_a_conflicted_set_listener_where_it_is_written() -> None
                             "conflict.yaml")
     found = [problem for problem in analyze(objects) if problem.reason == "HostnameConflict"]
     assert found and all(problem.location.obj.startswith("ListenerSet ") for problem in found)
+
+
+def test_a_set_needs_its_own_reference_grant_for_a_certificate() -> None:
+    """ListenerSetReferenceGrant: a grant from ListenerSets, not the Gateway's, lets a set's
+    listener use a Secret of another namespace."""
+    # the suite's setup makes this certificate (gateway_steps.SUITE_SETUP)
+    secret = FRONTEND.replace("tls-validity-checks-certificate", "certificate").replace(
+        NS, "gateway-conformance-web-backend")
+    mesh = mesh_for("listenerset-reference-grant.yaml", secret)
+    good = status_of(mesh, "ListenerSet", "listenerset-with-reference-grant")
+    assert conditions(good["conditions"])["Accepted"] == ("True", "Accepted")
+    assert listeners(good)["listenerset-with-reference-grant-listener"]["ResolvedRefs"] == (
+        "True", "ResolvedRefs")
+    bad = status_of(mesh, "ListenerSet", "listenerset-without-reference-grant",
+                    "gateway-api-listener-sets-test-reference-grant-ns")
+    assert conditions(bad["conditions"])["Accepted"] == ("False", "ListenersNotValid")
+    assert listeners(bad)["listenerset-without-reference-grant-listener"]["ResolvedRefs"] == (
+        "False", "RefNotPermitted")
