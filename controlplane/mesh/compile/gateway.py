@@ -264,7 +264,8 @@ def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener,
     assert listener.tls is not None
     certificates = []
     for ref in listener.tls.certificate_refs:
-        secret = view.get("Secret", ref.namespace or gateway.namespace, ref.name)
+        home = listener.origin.namespace if listener.origin else gateway.namespace
+        secret = view.get("Secret", ref.namespace or home, ref.name)  # a ListenerSet's: its own
         if secret is None:
             continue
         certificates.append({

@@ -10,7 +10,7 @@ from typing import Any
 
 from controlplane.mesh import load_objects, read_objects, resolve, status
 from controlplane.mesh.resolve import Mesh
-from controlplane.resources import ROUTE
+from controlplane.resources import LISTENER, ROUTE
 from tests.unit.controlplane.mesh.helpers import as_dict, compiled, gateway
 from tests.unit.controlplane.mesh.test_backend_tls import FRONTEND
 
@@ -145,3 +145,32 @@ def test_a_set_needs_its_own_reference_grant_for_a_certificate() -> None:
     assert conditions(bad["conditions"])["Accepted"] == ("False", "ListenersNotValid")
     assert listeners(bad)["listenerset-without-reference-grant-listener"]["ResolvedRefs"] == (
         "False", "RefNotPermitted")
+
+
+def test_a_set_in_another_namespace_serves_its_own_certificate() -> None:
+    text = FRONTEND.replace("tls-validity-checks-certificate", "own").replace(NS, "team") + """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: infra}
+spec:
+  gatewayClassName: pointsman
+  allowedListeners: {namespaces: {from: All}}
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: set, namespace: team}
+spec:
+  parentRef: {name: edge, namespace: infra}
+  listeners:
+  - {name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: own}]}}
+"""
+    mesh = resolve(load_objects(text))
+    found = listeners(status_of(mesh, "ListenerSet", "set", "team"))
+    assert found["https"]["ResolvedRefs"] == ("True", "ResolvedRefs")
+    listener = as_dict(compiled(mesh, gateway("edge", "infra")), LISTENER.type_url,
+                       "gateway|443")
+    [chain] = listener["filter_chains"]
+    certificate = chain["transport_socket"]["typed_config"]["common_tls_context"][
+        "tls_certificates"][0]["certificate_chain"]["inline_string"]
+    assert certificate.startswith("-----BEGIN CERTIFICATE-----")
