@@ -26,6 +26,7 @@ from controlplane.protocol.events import (
     Acked,
     Action,
     DeltaPush,
+    HealthReported,
     Nacked,
     NackRecord,
     NodeIdentified,
@@ -181,6 +182,10 @@ class Observer:
                            names=sorted(action.names)[:20])
         elif isinstance(action, StaleNonceIgnored):
             self.stale_nonces += 1
+        elif isinstance(action, HealthReported):  # not an ACK or NACK (protocol/health.py)
+            logs.event("health_report", logging.INFO if action.healthy else logging.WARNING,
+                       stream=stream_id, node=node, healthy=action.healthy,
+                       message=action.message)
 
     def _group(self, node: Any) -> str:
         """The node's view (group) key: a look-up, whatever the number of groups."""
@@ -230,11 +235,16 @@ class Observer:
                 "awaiting_ack": sub.awaiting_reply,
                 "last_nack": _nack_status(sub.last_nack),
             }
-        return {"stream": stream_id, "service": record.service, "peer": record.peer,
-                "id": node.id if node else None, "cluster": node.cluster if node else None,
-                "group": self._group(node) or "(shared)" if node else None,
-                "warning": self.ungrouped_warning(node) if node else None,
-                "connected_at": record.connected_at, "subscriptions": subscriptions}
+        status = {"stream": stream_id, "service": record.service, "peer": record.peer,
+                  "id": node.id if node else None, "cluster": node.cluster if node else None,
+                  "group": self._group(node) or "(shared)" if node else None,
+                  "warning": self.ungrouped_warning(node) if node else None,
+                  "connected_at": record.connected_at, "subscriptions": subscriptions}
+        health_of = getattr(self.cache, "health_of", None)  # --mesh: its application's health
+        health, message = health_of(stream_id) if health_of is not None else ("", "")
+        if health:
+            status["health"], status["health_message"] = health, message
+        return status
 
     def metrics_text(self) -> str:
         lines = [

@@ -33,6 +33,7 @@ from proxy.model.http_clusters import inline_route_configs, refuse_proxy_protoco
 from proxy.model.listener import Listener, translate_listener, translate_socket_address
 from proxy.model.secret import set_static_secrets, translate_secret
 from proxy.observability.collectors import collector_uses, refuse_tls_collectors
+from proxy.readiness.probe import ProbeSettings, probe_from_metadata
 from proxy.xds.backoff import BackoffSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Bootstrap:
                                              compare=False, repr=False)
     stats_sinks: tuple[Any, ...] = ()  # proxy.observability.stat_sink.StatSinkConfig
     stats_flush_interval: float = 5.0  # Envoy's default
+    # node.metadata.readiness_probe: the application's probe, reported over ADS (proxy/readiness)
+    readiness: ProbeSettings | None = None
 
 
 def ensure_network_filters() -> None:
@@ -121,9 +124,11 @@ def translate_bootstrap(message: bootstrap_pb2.Bootstrap, *, source: str = "") -
         ads = _translate_dynamic(message.dynamic_resources, {c.name: c for c in clusters})
     if ads is None:
         _check_no_ads_needed(listeners, clusters)
+    readiness = _readiness(message.node, ads)
     return Bootstrap(
         node=_node_info(message.node),
         node_proto=message.node,
+        readiness=readiness,
         admin_address=_admin_address(message),
         listeners=listeners,
         clusters=clusters,
@@ -182,6 +187,17 @@ def _check_unique(names: list[str], field_name: str) -> None:
         if name in seen:
             raise ConfigError(f"duplicate name {name!r}", field=f"{field_name}[{index}].name")
         seen.add(name)
+
+
+def _readiness(node: base_pb2.Node, ads: AdsConfig | None) -> ProbeSettings | None:
+    """Pointsman's own node metadata (docs/mesh.md, "Application readiness"); Envoy ignores
+    node metadata, so `pointsman sidecar --proxy envoy` refuses --readiness-port."""
+    metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+    settings = probe_from_metadata(metadata)
+    if settings is not None and ads is None:
+        raise ConfigError("a readiness probe is reported over ADS: dynamic_resources."
+                          "ads_config is required", field="node.metadata.readiness_probe")
+    return settings
 
 
 def _node_info(node: base_pb2.Node) -> NodeInfo:
@@ -248,6 +264,10 @@ def _translate_dynamic(dynamic: Any, static_clusters: dict[str, Cluster]) -> Ads
         # gRPC opens the ADS channel itself and sends no PROXY header.
         raise unsupported(field_name, f"cluster {cluster_name!r} has an upstream PROXY "
                           "protocol transport_socket, which the ADS client does not send")
+    if cluster.socket_matches:
+        # One gRPC channel, one transport: a per-endpoint socket would be ignored.
+        raise unsupported(field_name, f"cluster {cluster_name!r} has transport_socket_matches, "
+                          "which the ADS gRPC channel does not apply per endpoint")
     targets = tuple(f"[{item.address}]:{item.port}" if ":" in item.address
                     else f"{item.address}:{item.port}" for item in endpoints)
     return AdsConfig(cluster_name=cluster_name, lds=lds, cds=cds, target=targets[0],

@@ -280,6 +280,10 @@ class Server:
                                      if ads.tls is not None and ads.tls.sni else (),
                                      backoff=JitteredBackoff(ads.backoff, random.Random()),
                                      targets=ads.targets, metadata=ads.metadata)
+        if self.bootstrap.readiness is not None:  # the application's, reported over ADS
+            from proxy.readiness.runner import run_probe
+            self._tasks.spawn(run_probe(self.bootstrap.readiness,
+                                        self._xds_client.report_health), "readiness probe")
         await self._xds_client.run()
 
     def _ads_credentials(self) -> Any:
@@ -601,7 +605,7 @@ def _listener_tls(listeners: Iterable[Listener]) -> list[Any]:
 
 
 def _cluster_tls(clusters: Iterable[Cluster]) -> list[Any]:
-    return [cluster.upstream_tls for cluster in clusters if cluster.upstream_tls is not None]
+    return [tls for cluster in clusters for tls in cluster.all_transports()]
 
 
 def ads_credentials(tls: Any) -> Any:

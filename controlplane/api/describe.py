@@ -8,7 +8,9 @@ routes) and sending to it, the policies targeting it or its routes, the sidecars
 it and the proxies whose configuration can send to it (their resources were compiled from
 it: controlplane/mesh/compile/deps.py), each with its sync state; its sidecars' SPIFFE ID,
 each port's inbound mTLS mode (and the PeerAuthentication that set it), whether callers use
-mTLS to it, and the Istio security policies that apply to it.
+mTLS to its sidecar endpoints, how callers reach each endpoint (automatic mTLS is per
+endpoint: EndpointSlice addresses in plaintext), and the Istio security policies that apply
+to it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def describe_service(key: ObjectKey, mirror: StoreMirror, cache: MeshCache,
     out.ports.extend(_ports(mesh, service, identity))
     if identity is not None:
         out.identity = identity.spiffe_id(service.namespace, service.name)
-    out.endpoints.extend(_endpoints(mesh, cache, service, records))
+    mtls = {port.port: port.callers_use_mtls for port in out.ports}
+    out.endpoints.extend(_endpoints(mesh, cache, service, records, mtls))
     out.routes.extend(_routes(mesh, service))
     out.policies.extend(_policies(mesh, service, {use.route.name for use in out.routes
                                                   if use.role.startswith("attached")},
@@ -73,8 +76,21 @@ def _ports(mesh: Mesh, service: MeshObject, identity: MeshIdentity | None
     return out
 
 
+def _transport(mtls: dict[int, bool], port: int | None = None) -> str:
+    """How callers reach a sidecar endpoint: on `port`, or on every Service port (a registered
+    sidecar serves them all): per endpoint, as the cluster's transport_socket_matches."""
+    if port is not None:
+        return "mTLS" if mtls.get(port) else "plaintext"
+    kinds = {"mTLS" if on else "plaintext" for on in mtls.values()}
+    if len(kinds) <= 1:
+        return kinds.pop() if kinds else "plaintext"
+    return ", ".join(f"{'mTLS' if on else 'plaintext'} on {number}"
+                     for number, on in sorted(mtls.items()))
+
+
 def _endpoints(mesh: Mesh, cache: MeshCache, service: MeshObject,
-               records: list[ProxyRecord]) -> list[pb.ServiceEndpoint]:
+               records: list[ProxyRecord], mtls: dict[int, bool]
+               ) -> list[pb.ServiceEndpoint]:
     out = []
     nodes: dict[str, list[str]] = {}
     for proxy in records:
@@ -83,8 +99,8 @@ def _endpoints(mesh: Mesh, cache: MeshCache, service: MeshObject,
     for address in cache.compiler.endpoints.of(service.namespace, service.name):
         names = ", ".join(sorted(nodes.get(address, []))) or "(another replica's)"
         out.append(pb.ServiceEndpoint(address=address, health="HEALTHY",
-                                      source=f"sidecar {names}"))
-    out += _workload_endpoints(cache, service)
+                                      source=f"sidecar {names}", transport=_transport(mtls)))
+    out += _workload_endpoints(cache, service, mtls)
     for item in mesh.slices.get((service.namespace, service.name), []):
         ports = {port.name: port.port for port in item.spec.ports}
         for endpoint in item.spec.endpoints:
@@ -94,11 +110,13 @@ def _endpoints(mesh: Mesh, cache: MeshCache, service: MeshObject,
                 for port in service.spec.ports:
                     out.append(pb.ServiceEndpoint(
                         address=address, port=ports.get(port.name, port.target_port),
-                        health=health, source=f"EndpointSlice {item.name}"))
+                        health=health, source=f"EndpointSlice {item.name}",
+                        transport="plaintext"))
     return out
 
 
-def _workload_endpoints(cache: MeshCache, service: MeshObject) -> list[pb.ServiceEndpoint]:
+def _workload_endpoints(cache: MeshCache, service: MeshObject, mtls: dict[int, bool]
+                        ) -> list[pb.ServiceEndpoint]:
     """The workloads the Service's selector picks, per port at its targetPort (a named one as
     the workload declares it; left out where it does not)."""
     if service.spec.selector is None:
@@ -112,7 +130,8 @@ def _workload_endpoints(cache: MeshCache, service: MeshObject) -> list[pb.Servic
             if target is not None:
                 out.append(pb.ServiceEndpoint(address=workload.instance_ip, port=target,
                                               health="HEALTHY",
-                                              source=f"workload {workload.name}"))
+                                              source=f"workload {workload.name}",
+                                              transport=_transport(mtls, port.port)))
     return out
 
 

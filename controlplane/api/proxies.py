@@ -27,7 +27,15 @@ from controlplane.mesh import ObjectKey
 from controlplane.mesh.compile.deps import Provenance
 from controlplane.mesh.compile.node import NodeError, metadata_of, node_identity
 from controlplane.protocol.delta import DeltaSubscription
-from controlplane.protocol.events import Acked, Action, DeltaPush, Nacked, NodeIdentified, Push
+from controlplane.protocol.events import (
+    Acked,
+    Action,
+    DeltaPush,
+    HealthReported,
+    Nacked,
+    NodeIdentified,
+    Push,
+)
 from controlplane.protocol.sotw import Subscription
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 from controlplane.sources.mesh import MeshCache
@@ -64,6 +72,10 @@ class ProxyRecord:
     types: tuple[TypeState, ...] = ()
     synced_revision: int = 0
     error: str = ""
+    # Its application's health as the sidecar reports it (sources/readiness.py): "" when it
+    # does not report health, else HEALTHY, UNHEALTHY or NOT_REPORTED (not an endpoint yet).
+    health: str = ""
+    health_message: str = ""
 
     @property
     def worst(self) -> str:
@@ -151,6 +163,8 @@ class ProxyTracker:
             elif isinstance(action, Nacked):
                 self._nacked(track, action)
                 changed = True
+            elif isinstance(action, HealthReported):
+                changed = True
         if changed:
             self.evaluate(stream_id)
             self._changed()
@@ -233,7 +247,12 @@ class ProxyTracker:
             track.synced_revision = self.revision()
         return ProxyRecord(node.id, self.replica, **self._identity(node),
                            connected_at=stream_record.connected_at, types=tuple(types),
-                           synced_revision=track.synced_revision)
+                           synced_revision=track.synced_revision,
+                           **self._health(stream_id))
+
+    def _health(self, stream_id: int) -> dict[str, str]:
+        health, message = self.cache.health_of(stream_id)
+        return {"health": health, "health_message": message}
 
     def _identity(self, node: base_pb2.Node) -> dict[str, Any]:
         try:

@@ -54,7 +54,7 @@ def proxy_status(record: ProxyRecord) -> pb.ProxyStatus:
         node_id=record.node_id, kind=record.kind, namespace=record.namespace, name=record.name,
         address=record.address, control_plane=record.control_plane,
         connected=timestamp(record.connected_at), synced_revision=record.synced_revision,
-        error=record.error,
+        error=record.error, health=record.health, health_message=record.health_message,
         types=[pb.TypeStatus(type=item.type, state=item.state,  # type: ignore[arg-type]
                              sent_version=item.sent_version, acked_version=item.acked_version,
                              error=item.error, since=timestamp(item.since),

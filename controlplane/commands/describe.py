@@ -89,9 +89,10 @@ def render(found: pb.ServiceDescription) -> str:
                         item.app_protocol or "-", item.protocol, item.mtls_mode or "-",
                         "mTLS" if item.callers_use_mtls else "plaintext",
                         item.mtls_source or "-"] for item in found.ports])
-    lines += _section("Endpoints", ["ADDRESS", "PORT", "HEALTH", "SOURCE"],
+    lines += _section("Endpoints", ["ADDRESS", "PORT", "HEALTH", "CALLED WITH", "SOURCE"],
                       [[item.address, str(item.port) if item.port else "(service ports)",
-                        item.health, item.source] for item in found.endpoints])
+                        item.health, item.transport or "-", item.source]
+                       for item in found.endpoints])
     lines += _section("Routes", ["ROUTE", "ROLE", "PORT", "ACCEPTED", "DETAIL"],
                       [[_ref(item.route), item.role, str(item.port),
                         "True" if item.accepted else f"False ({item.reason})", item.detail]

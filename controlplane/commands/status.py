@@ -4,10 +4,11 @@ per xDS type, like `istioctl proxy-status`.
 SYNCED: it ACKed what the control plane has for it now; STALE: a push waits for its ACK, or
 the mesh changed since; NACKED: it refused the last version (the error and since when are
 listed under the table, with the objects that changed what it refused); NOT_SENT: subscribed,
-nothing to send yet; `-`: not subscribed. With several replicas every proxy of the mesh is
-listed, each with the replica serving it. Exit status: 0 every proxy SYNCED (or none
-connected), 1 some STALE or NACKED (or NODE not connected), 2 bad usage, 3 control plane
-unreachable.
+nothing to send yet; `-`: not subscribed. A sidecar that reports its application's health
+(`--readiness-port`) and is not HEALTHY is listed under the table too: it is no endpoint.
+With several replicas every proxy of the mesh is listed, each with the replica serving it.
+Exit status: 0 every proxy SYNCED (or none connected), 1 some STALE or NACKED (or NODE not
+connected), 2 bad usage, 3 control plane unreachable.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def render(response: pb.ProxyStatusResponse, identities: bool = False) -> str:
                          + certificate_validity(proxy))
         if proxy.error:
             notes.append(f"{proxy.node_id}: gets nothing: {proxy.error}")
+        if proxy.health and proxy.health != "HEALTHY":
+            notes.append(f"{proxy.node_id}: application {proxy.health}"
+                         + (f" ({proxy.health_message})" if proxy.health_message else "")
+                         + ": not an endpoint of its Services")
         for item in proxy.types:
             if item.state == pb.TypeStatus.State.NACKED:
                 suspects = ", ".join(f"{ref.kind} {ref.namespace}/{ref.name}"

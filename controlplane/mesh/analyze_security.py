@@ -5,9 +5,10 @@ nothing here):
 - a second namespace-wide or mesh-wide PeerAuthentication (the oldest one applies);
 - a portLevelMtls port that is no targetPort of the Services selected;
 - an AuthorizationPolicy on a Service port that is not HTTP (the sidecar has no network RBAC
-  filter: not enforced there);
-- a STRICT port of a Service that also has EndpointSlices: automatic mTLS is decided per
-  Service, so its callers send plaintext, which the STRICT sidecars refuse.
+  filter: not enforced there).
+
+A STRICT port of a Service that also has EndpointSlices is no longer a warning: automatic
+mTLS is decided per endpoint (compile/mtls.py), so its sidecars are called over mTLS.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from controlplane.mesh.objects import MeshObject
 from controlplane.mesh.resolve import HTTP_FAMILY, Mesh
 from controlplane.mesh.security import (
     authorization_policies,
-    port_mode,
     shadowed_peer_policies,
 )
 
@@ -36,24 +36,6 @@ def security_problems(mesh: Mesh, root: str = ROOT_NAMESPACE) -> list[Problem]:
     for policy in peers:
         out += _unused_ports(mesh, policy)
     out += _not_enforced(mesh, root)
-    out += _strict_but_plaintext(mesh, root)
-    return out
-
-
-def _strict_but_plaintext(mesh: Mesh, root: str) -> list[Problem]:
-    out = []
-    peers = mesh.of_kind("PeerAuthentication")
-    for service in mesh.of_kind("Service"):
-        if not mesh.slices.get((service.namespace, service.name)):
-            continue
-        for port in service.spec.ports:
-            found = port_mode(peers, service, port.target_port, root)
-            if found.mode == "STRICT" and found.source is not None:
-                out.append(Problem(
-                    "warning", "PlaintextCallers",
-                    f"{service.label} has EndpointSlices, so its callers reach port "
-                    f"{port.port} in plaintext, which STRICT refuses at its sidecars",
-                    found.source.location(("spec",))))
     return out
 
 

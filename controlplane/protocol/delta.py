@@ -35,6 +35,7 @@ from controlplane.protocol.events import (
     StaleNonceIgnored,
     Subscribed,
 )
+from controlplane.protocol.health import health_report
 from controlplane.protocol.known import KnownVersions
 from controlplane.resources import BY_TYPE_URL, CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 from controlplane.resources.cluster import eds_service_name_of_packed
@@ -99,6 +100,9 @@ class DeltaStream:
     # ---- inputs -------------------------------------------------------------------------------
 
     def receive(self, request: discovery_pb2.DeltaDiscoveryRequest, now: float) -> list[Action]:
+        report = health_report(self, request)  # not a subscription: never answered
+        if report is not None:
+            return report
         actions, type_url = identify(self, request)
         subscription = self.subscriptions.get(type_url)
         first = subscription is None

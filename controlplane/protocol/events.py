@@ -91,9 +91,18 @@ class NackRecord:
 
 
 @dataclass(frozen=True)
+class HealthReported:
+    """The sidecar's application is ready (healthy) or not, with why (protocol/health.py)."""
+
+    healthy: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class StaleNonceIgnored:
     type_url: str
     nonce: str
 
 
-Action = Push | DeltaPush | NodeIdentified | Subscribed | Acked | Nacked | StaleNonceIgnored
+Action = (Push | DeltaPush | NodeIdentified | Subscribed | Acked | Nacked | StaleNonceIgnored
+          | HealthReported)

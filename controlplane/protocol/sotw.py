@@ -38,6 +38,7 @@ from controlplane.protocol.events import (
     StaleNonceIgnored,
     Subscribed,
 )
+from controlplane.protocol.health import health_report
 from controlplane.resources import BY_TYPE_URL, CLUSTER, LISTENER, PUSH_ORDER, ROUTE, WARMED_BY
 
 WILDCARD = "*"
@@ -119,6 +120,9 @@ class SotwStream:
     # ---- inputs -------------------------------------------------------------------------------
 
     def receive(self, request: discovery_pb2.DiscoveryRequest, now: float) -> list[Action]:
+        report = health_report(self, request)  # not a subscription: never answered
+        if report is not None:
+            return report
         actions, type_url = identify(self, request)
         subscription = self.subscriptions.get(type_url)
         if request.response_nonce and subscription is not None:

@@ -24,6 +24,9 @@ the control plane's resource cache (`pointsman controlplane --mesh PATH`).
   for its certificate is still warming and refuses callers (Envoy's listener warming, "Listener
   discovery" in Envoy's docs), so registering at the LDS ACK alone let the first callers in
   before the sidecar could answer them (Istio adds a pod to EDS only once it is ready).
+  A sidecar whose node says `health_reports: true` is registered only once it has also
+  reported its application healthy over its ADS stream, removed when it reports it unhealthy
+  and added again when healthy (controlplane/sources/readiness.py, protocol/health.py).
   Registrations arriving together are published together, 0.1 s after the last of a burst
   and at most 5 s after its first (one recompilation per burst, not one per sidecar: a storm
   of 10,000 sidecars would otherwise recompile every connected view 10,000 times, and push
@@ -69,10 +72,11 @@ from controlplane.mesh.errors import Location
 from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.load import mesh_files
 from controlplane.mesh.resolve import Mesh
-from controlplane.protocol.events import Acked, Action, NodeIdentified
+from controlplane.protocol.events import Acked, Action, HealthReported, NodeIdentified
 from controlplane.protocol.pacing import Debounce
 from controlplane.resources import LISTENER, SECRET
 from controlplane.sources.files import Mark, PolledSource, config_paths, marks_of
+from controlplane.sources.readiness import StreamReadiness, reports_health
 from protos.errors import ConfigError
 
 READY_TYPES = frozenset((LISTENER.type_url, SECRET.type_url))  # ACKed: it can serve
@@ -149,7 +153,8 @@ class MeshCache(ResourceCache):
         self._resolved: dict[int, tuple[base_pb2.Node, tuple[str, ...], MeshNode | None]] = {}
         self._stream_nodes: dict[int, MeshNode] = {}
         self._registered: dict[int, tuple[tuple[str, str], str]] = {}
-        self._acked: dict[int, set[str]] = {}  # stream -> the types it has ACKed (LDS, SDS)
+        # stream -> the types it has ACKed (LDS, SDS) and its application's health
+        self._readiness: dict[int, StreamReadiness] = {}
         self._endpoint_counts: Counter[tuple[tuple[str, str], str]] = Counter()
         self._workload_streams: dict[int, tuple[str, Workload]] = {}
         self._workload_counts: Counter[tuple[str, Workload]] = Counter()
@@ -321,15 +326,42 @@ class MeshCache(ResourceCache):
             if isinstance(action, NodeIdentified):
                 self._identified(stream_id, action.node)
             elif isinstance(action, Acked) and action.type_url in READY_TYPES:
-                self._acked.setdefault(stream_id, set()).add(action.type_url)
+                self._readiness.setdefault(stream_id, StreamReadiness()).acked.add(
+                    action.type_url)
                 if self._ready(stream_id):
                     self._register_endpoint(stream_id)
+            elif isinstance(action, HealthReported):
+                self._health_reported(stream_id, node_id, action)
+
+    def _health_reported(self, stream_id: int, node_id: str, report: HealthReported) -> None:
+        """The application is ready (registered once the ACKs are there too) or not
+        (deregistered); a report that changes nothing changes nothing."""
+        readiness = self._readiness.setdefault(stream_id, StreamReadiness())
+        if readiness.health == report:
+            return
+        readiness.health = report
+        if readiness.reports_health:
+            logs.event("mesh_app_health", logging.INFO if report.healthy else logging.WARNING,
+                       node=node_id, healthy=report.healthy, message=report.message)
+        if not report.healthy and readiness.reports_health:
+            self._deregister(stream_id)
+        elif self._ready(stream_id):
+            self._register_endpoint(stream_id)
+
+    def health_of(self, stream_id: int) -> tuple[str, str]:
+        """The application health a stream reported and why, for `pointsman status`
+        (readiness.py)."""
+        readiness = self._readiness.get(stream_id)
+        return readiness.status() if readiness is not None else ("", "")
 
     def _ready(self, stream_id: int) -> bool:
-        """The stream's sidecar has ACKed its listeners, and its Secrets if its view has any."""
-        acked = self._acked.get(stream_id, ())
-        if LISTENER.type_url not in acked:
+        """The stream's sidecar has ACKed its listeners, and its Secrets if its view has any,
+        and its application is healthy if it reports health."""
+        readiness = self._readiness.get(stream_id)
+        if readiness is None or LISTENER.type_url not in readiness.acked \
+                or not readiness.healthy:
             return False
+        acked = readiness.acked
         node = self._stream_nodes.get(stream_id)
         if node is None or SECRET.type_url in acked:
             return True
@@ -339,8 +371,11 @@ class MeshCache(ResourceCache):
     def _identified(self, stream_id: int, node: base_pb2.Node) -> None:
         try:
             identity = node_identity(node, self.mesh)
-        except NodeError:
+            health = reports_health(node)
+        except NodeError as error:
+            self._refused(node.id, str(error))
             return
+        self._readiness.setdefault(stream_id, StreamReadiness()).reports_health = health
         if identity is not None and identity.kind in ("Service", "Workload") \
                 and identity.instance_ip:
             self._stream_nodes[stream_id] = identity
@@ -385,8 +420,12 @@ class MeshCache(ResourceCache):
             self._publish_endpoints()
 
     def stream_closed(self, stream_id: int) -> None:
+        self._deregister(stream_id)
         self._stream_nodes.pop(stream_id, None)
-        self._acked.pop(stream_id, None)
+        self._readiness.pop(stream_id, None)
+
+    def _deregister(self, stream_id: int) -> None:
+        """The stream's sidecar is no endpoint (any more)."""
         self._workload_closed(stream_id)
         entry = self._registered.pop(stream_id, None)
         if entry is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 XDS_CLUSTER = "xds"
@@ -51,6 +51,8 @@ class SidecarSpec:
     xds_sds: str = ""  # instead (Envoy): a file holding the SDS Secret `xds-client`, renewed
     labels: tuple[tuple[str, str], ...] = ()  # a Workload's
     ports: tuple[tuple[str, int], ...] = ()  # a Workload's named ports
+    # a Kubernetes readinessProbe of the application, reported over xDS (proxy/readiness)
+    readiness_probe: dict[str, Any] | None = field(default=None, hash=False)
 
 
 def parse_label(text: str) -> tuple[str, str]:
@@ -96,6 +98,8 @@ def build_bootstrap(spec: SidecarSpec) -> dict[str, Any]:
         metadata.update(labels=dict(spec.labels), ports=dict(spec.ports))
     elif spec.instance_ip:
         metadata["instance_ip"] = spec.instance_ip
+    if spec.readiness_probe is not None:  # controlplane/sources/readiness.py
+        metadata.update(health_reports=True, readiness_probe=spec.readiness_probe)
     service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
     if spec.join_token:
         # Envoy's GrpcService.initial_metadata: sent with every call of the xDS stream.

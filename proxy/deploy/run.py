@@ -4,7 +4,9 @@ sidecar and the application beside it, in the right order.
 Start: the sidecar (`python -m proxy.deploy sidecar`, the same flags) first; the application
 only once the sidecar's admin `/ready` answers 200 (its listeners are warm, so the
 application's first outbound call finds them) and, with `--app-port`, `run` reports the
-application ready when it accepts connections there. The application's environment gets
+application ready when it accepts connections there; the sidecar then also probes that port
+(`--readiness-port`, unless given otherwise or `--proxy envoy`) and the control plane makes it
+an endpoint only while the application accepts connections. The application's environment gets
 `POINTSMAN_OUTBOUND_IP` (call `http://SERVICE:PORT` at that address, docs/deploy.md) and
 `POINTSMAN_ADMIN`.
 
@@ -30,7 +32,7 @@ import urllib.request
 
 from protos.cli_help import DefaultsHelpFormatter, version
 from proxy.deploy.bootstrap import parse_address
-from proxy.deploy.sidecar import add_sidecar_arguments
+from proxy.deploy.sidecar import add_sidecar_arguments, readiness_probe
 
 log = logging.getLogger("pointsman.run")
 
@@ -46,7 +48,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     add_sidecar_arguments(parser)
     parser.add_argument("--app-port", type=int, metavar="PORT",
                         help="wait until the application accepts connections at "
-                             "APP_IP:PORT before reporting it ready")
+                             "APP_IP:PORT before reporting it ready, and probe it there "
+                             "(--readiness-port PORT) so that it is an endpoint only while "
+                             "it does")
     parser.add_argument("--ready-timeout-s", type=float, default=60.0,
                         help="how long the sidecar (then the application) may take to be ready")
     parser.add_argument("--app-stop-s", type=float, default=10.0,
@@ -77,11 +81,25 @@ def sidecar_argv(args: argparse.Namespace) -> list[str]:
     argv += ["--trust-domain", args.trust_domain]
     argv += ["--gateway"] if args.gateway else []
     argv += ["--delta"] if args.delta else []
+    argv += readiness_argv(args)
     for label in args.label:
         argv += ["--label", label]
     for port in args.port:
         argv += ["--port", port]
     return argv
+
+
+def readiness_argv(args: argparse.Namespace) -> list[str]:
+    """The probe flags: --app-port turns it on for that port (not with --proxy envoy, which
+    cannot report it; an explicit --readiness-port is refused there by the sidecar)."""
+    port = args.readiness_port
+    if port is None and args.app_port and args.proxy != "envoy" and not args.gateway:
+        port = args.app_port
+    if port is None:
+        return ["--readiness-path", args.readiness_path] if args.readiness_path else []
+    argv = ["--readiness-port", str(port), "--readiness-period-s", str(args.readiness_period_s),
+            "--readiness-failure-threshold", str(args.readiness_failure_threshold)]
+    return argv + (["--readiness-path", args.readiness_path] if args.readiness_path else [])
 
 
 def main(argv: list[str]) -> int:
@@ -90,6 +108,7 @@ def main(argv: list[str]) -> int:
                         format="[%(asctime)s][%(process)d][%(levelname)s][%(name)s] %(message)s")
     try:
         admin = parse_address(args.admin, "--admin")
+        readiness_probe(args)  # the sidecar's own check, before anything starts
     except ValueError as error:
         print(f"pointsman run: {error}", file=sys.stderr)
         return 2

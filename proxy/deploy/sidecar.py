@@ -11,7 +11,11 @@ mesh can mix both. With `--join-token` and `--xds-ca` the sidecar first trades i
 its xDS client certificate and renews it (proxy/deploy/certificate.py; Envoy then runs as a
 child process rather than in place of this one). The sidecar registers itself as an endpoint
 of its Service when it has ACKed its listeners (the control plane does it, docs/mesh.md); no
-separate call is needed.
+separate call is needed. With `--readiness-port PORT` it also probes the application (a TCP
+connect to APP_IP:PORT, or an HTTP GET of `--readiness-path`) and reports its readiness over
+its ADS stream: the control plane makes it an endpoint only while the application is ready
+(node metadata `health_reports` and `readiness_probe`, proxy/readiness). Envoy cannot send
+these reports, so `--proxy envoy` refuses the flag.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from protos.cli_help import DefaultsHelpFormatter, version
 from proxy.deploy import certificate
@@ -102,9 +107,55 @@ def add_sidecar_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which sidecar runs the bootstrap")
     parser.add_argument("--log-level", "-l", default="info", choices=LOG_LEVELS,
                         help="log level")
+    add_readiness_arguments(parser)
     parser.add_argument("--shutdown-drain-s", type=float, default=DEFAULT_SHUTDOWN_DRAIN,
                         help="on SIGTERM, how long in-flight requests may finish (pointsman "
                              "sidecar; Envoy exits at once)")
+
+
+def add_readiness_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "application readiness", "probe the application and report it over xDS: an endpoint "
+        "only while it is ready (a Kubernetes readinessProbe)")
+    group.add_argument("--readiness-port", type=int, metavar="PORT",
+                       help="probe APP_IP:PORT (default: no probe, an endpoint once the "
+                            "sidecar is ready)")
+    group.add_argument("--readiness-path", metavar="PATH",
+                       help="probe with an HTTP GET of PATH (200-399 is ready) instead of a "
+                            "TCP connect")
+    group.add_argument("--readiness-period-s", type=float, default=2.0,
+                       help="seconds between probes (periodSeconds)")
+    group.add_argument("--readiness-failure-threshold", type=int, default=3,
+                       help="consecutive failures that make the application not ready")
+
+
+def readiness_probe(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The flags as a Kubernetes readinessProbe (node.metadata.readiness_probe); ValueError
+    naming the flag."""
+    if args.readiness_port is None:
+        if args.readiness_path is not None:
+            raise ValueError("--readiness-path needs --readiness-port")
+        return None
+    if args.proxy == "envoy":
+        raise ValueError("--readiness-port: --proxy envoy cannot report the application's "
+                         "readiness over xDS (an istio-agent-like reporter is pointsman's "
+                         "own); run the pointsman sidecar, or drop the flag")
+    if args.gateway:
+        raise ValueError("--readiness-port probes a sidecar's application, not a Gateway's")
+    if not 0 < args.readiness_port < 65536:
+        raise ValueError(f"--readiness-port: {args.readiness_port} is not a port (1-65535)")
+    if not args.readiness_period_s > 0:
+        raise ValueError("--readiness-period-s: must be greater than 0")
+    if args.readiness_failure_threshold < 1:
+        raise ValueError("--readiness-failure-threshold: must be at least 1")
+    target: dict[str, Any] = {"host": args.app_ip, "port": args.readiness_port}
+    if args.readiness_path is not None:
+        if not args.readiness_path.startswith("/"):
+            raise ValueError(f"--readiness-path: {args.readiness_path!r} must start with /")
+        target["path"] = args.readiness_path
+    return {"httpGet" if args.readiness_path is not None else "tcpSocket": target,
+            "periodSeconds": args.readiness_period_s,
+            "failureThreshold": args.readiness_failure_threshold}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -140,7 +191,7 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         ports=tuple(sorted(dict(parse_port(text) for text in args.port).items())),
         join_token=read_join_token(args.join_token),
         xds_ca=str(args.xds_ca.resolve()) if args.xds_ca else "", xds_name=args.xds_name,
-        **provisioned_certificate(args))
+        readiness_probe=readiness_probe(args), **provisioned_certificate(args))
 
 
 def provisioned_certificate(args: argparse.Namespace) -> dict[str, str]:

@@ -2,10 +2,12 @@
 
 Translated once at the config boundary. Everything the data path needs is here: discovery type,
 connect timeout, LB policy and its config, inline endpoints, health checks, outlier detection,
-circuit breakers, panic threshold, the upstream TLS context and the protocol options
+circuit breakers, panic threshold, the upstream TLS context, `transport_socket_matches` (a
+transport socket per endpoint by metadata: proxy.model.socket_match) and the protocol options
 (proxy.model.protocol_options: what the HTTP pools and tcp_proxy need; unknown keys refused).
 Any other field that is set and would change behaviour raises ConfigError naming it
-(proxy.model.fields.reject_unsupported).
+(proxy.model.fields.reject_unsupported); among them `transport_socket_matcher`, the newer
+matcher tree that chooses among the named transport_socket_matches.
 """
 
 from __future__ import annotations
@@ -34,8 +36,16 @@ from proxy.model.lb import (
     RingHashConfig,
     translate_lb_settings,
 )
+from proxy.model.metadata import SocketMetadata
 from proxy.model.protocol_options import ProtocolOptions, translate_protocol_options
 from proxy.model.quic import is_quic_upstream, translate_quic_upstream_transport
+from proxy.model.socket_match import (
+    DEFAULT_NAME,
+    SocketChoice,
+    TransportSocketMatch,
+    resolve,
+    translate_socket_matches,
+)
 from proxy.model.tls import UpstreamTls, translate_upstream_tls
 
 
@@ -72,7 +82,9 @@ class Cluster:
     locality_weighted_lb: bool = False  # common_lb_config.locality_weighted_lb_config
     dns_refresh_rate: float = 5.0  # seconds
     dns_lookup_family: DnsLookupFamily = DnsLookupFamily.AUTO
-    upstream_tls: UpstreamTls | None = None
+    upstream_tls: UpstreamTls | None = None  # transport_socket: the default for every host
+    # transport_socket_matches: a per-endpoint choice by metadata (proxy.model.socket_match).
+    socket_matches: tuple[TransportSocketMatch, ...] = ()
     # typed_extension_protocol_options (and the deprecated HTTP option fields), translated:
     # `.http` for the HTTP pools, `.tcp_idle_timeout` (proxy.model.protocol_options).
     protocol_options: ProtocolOptions = field(default_factory=ProtocolOptions)
@@ -84,12 +96,25 @@ class Cluster:
     def eds_resource_name(self) -> str:
         return self.eds_service_name or self.name
 
+    def socket_for(self, endpoint: SocketMetadata | None,
+                   locality: SocketMetadata | None) -> SocketChoice:
+        """The transport socket of a host with this endpoint and locality metadata."""
+        if not self.socket_matches:
+            return SocketChoice(DEFAULT_NAME, self.upstream_tls)
+        return resolve(self.socket_matches, self.upstream_tls, endpoint, locality)
+
+    def all_transports(self) -> tuple[UpstreamTls, ...]:
+        """Every TLS/PROXY transport a host of this cluster may use (SDS, stats)."""
+        found = (self.upstream_tls, *(match.transport for match in self.socket_matches))
+        return tuple(item for item in found if item is not None)
+
 
 _CLUSTER_FIELDS = {
     "name", "type", "eds_cluster_config", "connect_timeout", "lb_policy", "load_assignment",
     "health_checks", "circuit_breakers", "outlier_detection", "common_lb_config",
     "least_request_lb_config", "ring_hash_lb_config", "maglev_lb_config", "round_robin_lb_config",
     "load_balancing_policy", "transport_socket", "typed_extension_protocol_options",
+    "transport_socket_matches",
     "dns_refresh_rate",
     "dns_lookup_family", "metadata", "wait_for_warm_on_init", "per_connection_buffer_limit_bytes",
     # deprecated, said with HttpProtocolOptions when that is absent (proxy.model.protocol_options)
@@ -116,9 +141,13 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
     load_assignment = _load_assignment(message, cluster_type)
     panic = _panic_threshold(message)
     upstream_tls = _upstream_tls(message)
-    _check_health_check_support(message, upstream_tls)
+    socket_matches = translate_socket_matches(message.transport_socket_matches)
+    for transport in (upstream_tls, *(match.transport for match in socket_matches)):
+        _check_health_check_support(message, transport)
     protocol_options = translate_protocol_options(message)
     _check_http3_transport(protocol_options, upstream_tls)
+    if socket_matches and upstream_tls is not None and upstream_tls.quic:
+        raise unsupported("transport_socket_matches", "with a QUIC (HTTP/3) transport_socket")
     return Cluster(
         name=message.name,
         type=cluster_type,
@@ -144,6 +173,7 @@ def _translate(message: cluster_pb2.Cluster) -> Cluster:
         dns_refresh_rate=optional_seconds(message, "dns_refresh_rate", 5.0) or 5.0,
         dns_lookup_family=DnsLookupFamily(message.dns_lookup_family),
         upstream_tls=upstream_tls,
+        socket_matches=socket_matches,
         protocol_options=protocol_options,
         per_connection_buffer_limit_bytes=(
             message.per_connection_buffer_limit_bytes.value

@@ -16,6 +16,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from protos.errors import ConfigError, unsupported
 from proxy.model.fields import reject_unsupported
+from proxy.model.metadata import SocketMetadata, socket_metadata
 
 # Envoy's default overprovisioning factor, in percent (endpoint.proto Policy).
 DEFAULT_OVERPROVISIONING_FACTOR = 140
@@ -63,6 +64,9 @@ class Endpoint:
     health_check_port: int = 0  # 0: use `port`
     health_check_hostname: str = ""
     active_health_check_disabled: bool = False
+    # metadata.filter_metadata["envoy.transport_socket_match"] (proxy.model.socket_match);
+    # None when absent. Other metadata changes nothing we do and is not kept.
+    socket_metadata: SocketMetadata | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class LocalityEndpoints:
     endpoints: tuple[Endpoint, ...]
     priority: int = 0
     weight: int | None = None  # load_balancing_weight; None when unset
+    socket_metadata: SocketMetadata | None = None  # the locality's, as for Endpoint
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,8 @@ def _translate_locality(group: Any, prefix: str) -> LocalityEndpoints:
         _translate_lb_endpoint(lb_endpoint, f"{prefix}.lb_endpoints[{index}]")
         for index, lb_endpoint in enumerate(group.lb_endpoints)
     )
-    return LocalityEndpoints(locality, endpoints, group.priority, weight)
+    return LocalityEndpoints(locality, endpoints, group.priority, weight,
+                             socket_metadata(group.metadata))
 
 
 def _translate_lb_endpoint(lb_endpoint: Any, prefix: str) -> Endpoint:
@@ -159,6 +165,7 @@ def _translate_lb_endpoint(lb_endpoint: Any, prefix: str) -> Endpoint:
         health_check_port=hc.port_value,
         health_check_hostname=hc.hostname,
         active_health_check_disabled=hc.disable_active_health_check,
+        socket_metadata=socket_metadata(message.metadata),
     )
 
 

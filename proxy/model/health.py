@@ -14,6 +14,7 @@ from typing import Any
 
 from protos.errors import ConfigError, unsupported
 from proxy.model.fields import reject_unsupported, seconds
+from proxy.model.metadata import SocketMetadata, canonical_struct
 
 
 class CheckKind(enum.Enum):
@@ -67,6 +68,10 @@ class HealthCheck:
     healthy_edge_interval: float | None = None  # None: interval
     alt_port: int = 0
     reuse_connection: bool = True  # HTTP checks keep one connection per host (Envoy default)
+    # transport_socket_match_criteria: checks connect with the cluster's transport socket
+    # match for this metadata (and the host's locality metadata) instead of the host's own
+    # (health_check.proto; proxy.model.socket_match). None: the host's socket.
+    socket_match_criteria: SocketMetadata | None = None
 
 
 _HC_FIELDS = {
@@ -75,7 +80,7 @@ _HC_FIELDS = {
     "http_health_check", "tcp_health_check", "grpc_health_check", "no_traffic_interval",
     "no_traffic_healthy_interval", "unhealthy_interval", "unhealthy_edge_interval",
     "healthy_edge_interval", "always_log_health_check_failures",
-    "always_log_health_check_success",
+    "always_log_health_check_success", "transport_socket_match_criteria",
 }
 _METHODS = {0: "GET", 1: "GET", 2: "HEAD", 3: "POST", 4: "PUT", 5: "DELETE", 6: "CONNECT",
             7: "OPTIONS", 8: "TRACE", 9: "PATCH"}
@@ -108,6 +113,9 @@ def translate_health_check(message: Any) -> HealthCheck:
         alt_port=message.alt_port.value if message.HasField("alt_port") else 0,
         reuse_connection=(message.reuse_connection.value
                           if message.HasField("reuse_connection") else True),
+        socket_match_criteria=(canonical_struct(message.transport_socket_match_criteria)
+                               if message.HasField("transport_socket_match_criteria")
+                               else None),
     )
 
 

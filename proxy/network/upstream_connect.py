@@ -129,7 +129,10 @@ async def _connect(runtime: Any, host: Any, downstream: DownstreamConnection | N
     deadline = asyncio.get_running_loop().time() + config.connect_timeout
     sock = await connect(host.address, host.port, config.connect_timeout)
     try:
-        transport = config.upstream_tls
+        # The host's own transport socket (cluster transport_socket_matches, else the
+        # cluster's transport_socket: proxy.model.socket_match).
+        transport = config.socket_for(host.socket_metadata,
+                                      host.locality_socket_metadata).transport
         await _send_proxy_header(sock, transport, downstream)
         streams = None
         if transport is not None and transport.ssl_context is not None:

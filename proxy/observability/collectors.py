@@ -35,10 +35,12 @@ def refuse_tls_collectors(uses: Mapping[str, str], clusters: Mapping[str, Any], 
     """ConfigError naming the first collector cluster of `uses` that has a transport_socket."""
     for name, where in sorted(uses.items()):
         cluster = clusters.get(name)
-        if cluster is not None and getattr(cluster, "upstream_tls", None) is not None:
+        if cluster is not None and (getattr(cluster, "upstream_tls", None) is not None
+                                    or bool(getattr(cluster, "socket_matches", None))):
             raise ConfigError(
                 f"cluster {name!r} is a telemetry collector ({where}) and has a "
-                "transport_socket (TLS or PROXY protocol): Pointsman's exporters speak "
+                "transport_socket or transport_socket_matches (TLS or PROXY protocol): "
+                "Pointsman's exporters speak "
                 "plaintext only", field="transport_socket", resource=name, source=source)
 
 

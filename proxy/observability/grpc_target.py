@@ -95,7 +95,8 @@ def refuse_tls_collector(cluster: Any) -> None:
     """Exporters speak plaintext (gRPC, or HTTP for the tracer); Envoy would use the collector
     cluster's transport_socket. Refuse such a cluster rather than send telemetry in clear to a
     TLS port. `cluster`: a proxy.model.cluster.Cluster (upstream_tls: its transport socket)."""
-    if getattr(cluster, "upstream_tls", None) is not None:
+    if getattr(cluster, "upstream_tls", None) is not None \
+            or bool(getattr(cluster, "socket_matches", None)):
         raise ConfigError(f"cluster {cluster.name!r} has a transport_socket (TLS or PROXY "
                           "protocol); Pointsman's exporters (access log, stats sink, tracer) "
                           "only speak plaintext to a collector", field="transport_socket")

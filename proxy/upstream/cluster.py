@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from proxy.model.cluster import Cluster, DiscoveryType
+from proxy.model.socket_match import SocketChoice, match_stat_name
 from proxy.stats import Counter, Stats
 from proxy.upstream.circuit_breakers import CircuitBreaker, RoutingPriority
 from proxy.upstream.health.outlier import OutlierDetector
@@ -50,9 +51,7 @@ class ClusterRuntime:
         self.clock = clock
         self.rng = rng or random.Random()
         self.prefix = f"cluster.{config.name}."
-        tls = config.upstream_tls
-        if tls is not None and tls.binding is not None:
-            tls.binding.count_into(stats, self.prefix + "ssl.")
+        self._count_handshakes(config)
         # Envoy keeps a cluster "warming" until its first endpoints (EDS/DNS) and first
         # round of health checks arrive; `initialized` is True after that.
         self.endpoints_received = False
@@ -84,6 +83,7 @@ class ClusterRuntime:
         when the discovery type and endpoints allow it."""
         old = self.config
         self.config = config
+        self._count_handshakes(config)
         self.host_set.reconfigure(config, picker_factory(config))
         for priority, breaker in self._breakers.items():
             breaker.retune(config.circuit_breakers.for_priority(priority))
@@ -100,6 +100,13 @@ class ClusterRuntime:
             self._clear_flags(HealthFlag.FAILED_ACTIVE_HC | HealthFlag.PENDING_ACTIVE_HC)
         self.health_changed()
 
+    def _count_handshakes(self, config: Cluster) -> None:
+        """One `cluster.<name>.ssl.` scope for every TLS socket of the cluster (its
+        transport_socket and its transport_socket_matches), as Envoy's."""
+        for tls in config.all_transports():
+            if tls.binding is not None:
+                tls.binding.count_into(self.stats, self.prefix + "ssl.")
+
     def _clear_flags(self, flags: HealthFlag) -> None:
         for host in self.hosts:
             host.flags &= ~flags
@@ -109,11 +116,31 @@ class ClusterRuntime:
         (same address and port) keep their health flags and counters; new hosts start
         failed-active-HC when the cluster has health checks, as in Envoy."""
         health_checked = bool(self.config.health_checks)
+        endpoints = list(endpoints)
+        self._count_socket_matches(endpoints)
         added, removed = self.host_set.update(
             endpoints, health_checked=health_checked,
             keep_healthy_removed=health_checked and self.config.type is not DiscoveryType.STATIC)
         self.endpoints_received = True
         self._hosts_changed(added, removed)
+
+    def _count_socket_matches(self, endpoints: list[ResolvedEndpoint]) -> None:
+        """`<match>.total_match_count`: Envoy resolves the transport socket of every host it
+        builds from an update (HostDescriptionImpl), kept or not, and once more for a kept
+        host whose metadata the update changed (HostDescriptionImplBase::metadata; measured
+        against Envoy 1.40; proxy.model.socket_match)."""
+        for resolved in endpoints:
+            metadata = resolved.endpoint.socket_metadata
+            choice = self.config.socket_for(metadata, resolved.locality_socket_metadata)
+            counter = self.stats.counter(match_stat_name(self.prefix, choice.name))
+            counter.inc()
+            kept = self.host_set.get(resolved.key)
+            if kept is not None and kept.socket_metadata != metadata:
+                counter.inc()
+
+    def socket_for(self, host: Host) -> SocketChoice:
+        """The transport socket `host` connects with (pools, tcp_proxy, health checks)."""
+        return self.config.socket_for(host.socket_metadata, host.locality_socket_metadata)
 
     def _hosts_changed(self, added: list[Host], removed: list[Host]) -> None:
         if self.outlier is not None:

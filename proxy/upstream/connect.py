@@ -145,7 +145,8 @@ class DnsTargets:
             if self.cluster.type is DiscoveryType.LOGICAL_DNS:
                 addresses = addresses[:1]
             self.last_good[index] = [
-                ResolvedEndpoint(endpoint, address, group.locality, group.priority, group.weight)
+                ResolvedEndpoint(endpoint, address, group.locality, group.priority, group.weight,
+                                 group.socket_metadata)
                 for address in addresses]
         hosts = [host for index in sorted(self.last_good) for host in self.last_good[index]]
         return hosts, errors

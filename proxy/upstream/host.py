@@ -14,6 +14,7 @@ import enum
 from dataclasses import dataclass, field
 
 from proxy.model.endpoint import EdsHealth, Locality
+from proxy.model.metadata import SocketMetadata
 
 
 class HealthFlag(enum.IntFlag):
@@ -70,6 +71,10 @@ class Host:
     # endpoint health_check_config.hostname: the Host/:authority of HTTP/gRPC checks.
     health_check_hostname: str = ""
     active_health_check_disabled: bool = False
+    # The endpoint's and its locality's `envoy.transport_socket_match` metadata: the cluster
+    # picks this host's transport socket with them (Cluster.socket_for).
+    socket_metadata: SocketMetadata | None = None
+    locality_socket_metadata: SocketMetadata | None = None
     flags: HealthFlag = HealthFlag.NONE
     active_requests: int = 0
     active_connections: int = 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from proxy.model.cluster import Cluster, LbPolicy
 from proxy.model.endpoint import Endpoint, Locality
+from proxy.model.metadata import SocketMetadata
 from proxy.upstream.host import Health, HealthFlag, Host
 from proxy.upstream.lb.base import LbContext, Picker, PickerFactory
 from proxy.upstream.locality import LocalityScheduler, effective_weights
@@ -29,6 +30,7 @@ class ResolvedEndpoint:
     locality: Locality = field(default_factory=Locality)
     priority: int = 0
     locality_weight: int | None = None
+    locality_socket_metadata: SocketMetadata | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -54,6 +56,9 @@ class HostSet:
 
     def all_hosts(self) -> list[Host]:
         return list(self._hosts.values())
+
+    def get(self, key: tuple[str, int]) -> Host | None:
+        return self._hosts.get(key)
 
     def update(self, endpoints: Iterable[ResolvedEndpoint], *, health_checked: bool,
                keep_healthy_removed: bool = False) -> tuple[list[Host], list[Host]]:
@@ -120,6 +125,8 @@ class HostSet:
         host.health_check_port = endpoint.health_check_port
         host.health_check_hostname = endpoint.health_check_hostname
         host.set_eds_health(endpoint.health_status)
+        host.socket_metadata = endpoint.socket_metadata
+        host.locality_socket_metadata = resolved.locality_socket_metadata
 
     def invalidate(self) -> None:
         self._load = None

@@ -138,7 +138,7 @@ class ClusterManager:
         runtime.host_set.set_overprovisioning_factor(assignment.overprovisioning_factor)
         runtime.set_endpoints(
             ResolvedEndpoint(endpoint, endpoint.address, group.locality, group.priority,
-                             group.weight)
+                             group.weight, group.socket_metadata)
             for group in assignment.localities for endpoint in group.endpoints)
 
     # -- asyncio side -------------------------------------------------------------------------
@@ -245,4 +245,5 @@ def _task_inputs(config: Cluster) -> tuple[Any, ...]:
     """What the per-cluster tasks were built from: a change restarts them."""
     return (config.type, config.load_assignment, config.dns_refresh_rate,
             config.dns_lookup_family, config.health_checks, config.upstream_tls,
+            config.socket_matches,
             config.outlier_detection)

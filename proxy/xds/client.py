@@ -12,6 +12,12 @@ resumes with the versions it holds. With several endpoints in the ADS cluster (s
 control planes), each new stream goes to the next one in turn, as Envoy's ADS cluster picks a
 host per stream with its round-robin load balancer: a dead control plane's sidecars reach
 another at their next attempt.
+
+Health reports (`report_health`, from the readiness probe, proxy/readiness) go on the same
+stream: the stream's one loop waits for a response or a report, whichever comes first, and
+does every write, so a report never waits for a response nor interleaves with an ACK; each new
+stream sends the last report again after its subscriptions (a control plane forgets a
+stream's health when it ends).
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ class XdsProtocol(Protocol):
 
     def set_names(self, type_url: str, names: Iterable[str]) -> Any | None: ...
 
+    def health_report(self, healthy: bool, message: str = "") -> Any: ...
+
 
 Credentials = Any  # grpc.ChannelCredentials, a callable returning them, or None (plaintext)
 
@@ -103,6 +111,9 @@ class AdsClient:
         self.credentials = credentials
         self.connected = stats.gauge("control_plane.connected_state")
         self.backoff = backoff or JitteredBackoff(BackoffSettings(), random.Random())
+        self.health: tuple[bool, str] | None = None  # the last report: sent on each stream
+        self._health_due = False
+        self._wake = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"AdsClient({self.target}, connected={self.connected.value})"
@@ -139,21 +150,56 @@ class AdsClient:
             self._refresh_interest()
             for request in self.protocol.stream_started():
                 await call.write(request)
-            while True:
-                response = await call.read()
-                if response is grpc.aio.EOF:
-                    return
-                self.backoff.reset()  # Envoy: GrpcStream::onReceiveMessage
-                if not self.connected.value:
-                    log.info("connected to the control plane at %s (%s)", self.target,
-                             self.protocol.method)
-                    self.connected.set(1)
-                for request in self.handle(response):
-                    await call.write(request)
+            self._health_due = self.health is not None  # again: the server forgot it
+            await self._exchange(call)
         finally:
             if self.connected.value:
                 log.info("disconnected from the control plane at %s", self.target)
             await channel.close()
+
+    def report_health(self, healthy: bool, message: str = "") -> None:
+        """The application is ready or not: sent on the stream now (or on the next one)."""
+        self.health = (healthy, message)
+        self._health_due = True
+        self._wake.set()
+
+    async def _exchange(self, call: Any) -> None:
+        """Until the stream ends: answer each response, and send a health report when one is
+        due without waiting for a response (this loop owns every write of the stream)."""
+        reading: asyncio.Future[Any] = asyncio.ensure_future(call.read())
+        waking: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if self._health_due and self.health is not None:
+                    self._health_due = False
+                    await call.write(self.protocol.health_report(*self.health))
+                if not reading.done():
+                    self._wake.clear()
+                    waking = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait((reading, waking), return_when=asyncio.FIRST_COMPLETED)
+                    waking.cancel()
+                if not reading.done():
+                    continue
+                response = reading.result()
+                if response is grpc.aio.EOF:
+                    return
+                self._received()
+                for request in self.handle(response):
+                    await call.write(request)
+                reading = asyncio.ensure_future(call.read())
+        finally:
+            if waking is not None:
+                waking.cancel()
+            if reading.done() and not reading.cancelled():
+                reading.exception()  # retrieved: raised above, or moot once a write failed
+            reading.cancel()
+
+    def _received(self) -> None:
+        self.backoff.reset()  # Envoy: GrpcStream::onReceiveMessage
+        if not self.connected.value:
+            log.info("connected to the control plane at %s (%s)", self.target,
+                     self.protocol.method)
+            self.connected.set(1)
 
     def handle(self, response: Any) -> list[Any]:
         """Apply one response; the requests to send (ACK or NACK, then interest changes)."""

@@ -83,6 +83,7 @@ class DeltaSubscription(Interest):
 @dataclass
 class DeltaProtocol(AdsBookkeeping[DeltaSubscription, discovery_pb2.DeltaDiscoveryRequest]):
     method = "DeltaAggregatedResources"  # the ADS stream this protocol speaks
+    request_type = discovery_pb2.DeltaDiscoveryRequest
 
     def received(self, response: discovery_pb2.DeltaDiscoveryResponse) -> DeltaReceived | None:
         """A response: None for a type we did not ask for (Envoy drops it unanswered)."""

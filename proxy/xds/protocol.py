@@ -9,7 +9,10 @@ the last *accepted* version and the last nonce seen, and builds the DiscoveryReq
 - an ACK carries the new version and the response's nonce;
 - a NACK carries the previous accepted version, the response's nonce and an error_detail
   (google.rpc.Status INVALID_ARGUMENT with the ConfigError text naming resource and field);
-- a change of interest (new RDS/EDS names) is a request with the current version and nonce.
+- a change of interest (new RDS/EDS names) is a request with the current version and nonce;
+- a health report (`health_report`, both protocols) is a request of Istio's type
+  `type.googleapis.com/istio.v1.HealthInformation`, with an error_detail when the application is
+  not ready (istio-agent's; controlplane/protocol/health.py): no subscription, never answered.
 The adapter (proxy.xds.client) does the I/O and applies resources between `received` and
 `accept` / `reject`.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -33,6 +36,8 @@ from protos.registry import (
 )
 
 INVALID_ARGUMENT = 3  # google.rpc.Code
+UNAVAILABLE = 14  # google.rpc.Code: the code of an unhealthy report
+HEALTH_TYPE_URL = "type.googleapis.com/istio.v1.HealthInformation"
 # Envoy subscribes in this order on a new ADS stream: CDS, EDS, LDS, RDS (xds_protocol,
 # "eventual consistency considerations": make-before-break); SDS, named by the clusters and
 # listeners, last.
@@ -88,6 +93,8 @@ class AdsBookkeeping(Generic[SubscriptionT, RequestT]):
     wildcard types are fetched, what a new stream resets and resends, which responses are
     answered, and the node on every request or on the stream's first only."""
 
+    request_type: ClassVar[Any]  # DiscoveryRequest or DeltaDiscoveryRequest
+
     node: base_pb2.Node
     # Envoy sends the node on every request unless set_node_on_first_message_only.
     node_on_every_request: bool = True
@@ -118,6 +125,17 @@ class AdsBookkeeping(Generic[SubscriptionT, RequestT]):
                 requests.append(self._first_request(subscription))
         return requests
 
+    def health_report(self, healthy: bool, message: str = "") -> RequestT:
+        """The application is ready, or not (and why): a request of the health type, with the
+        node as every request of the stream has it."""
+        request = self.request_type(type_url=HEALTH_TYPE_URL)
+        if not healthy:
+            request.error_detail.CopyFrom(status_pb2.Status(code=UNAVAILABLE, message=message))
+        if self.node_on_every_request or not self.first_request_sent:
+            request.node.CopyFrom(self.node)
+            self.first_request_sent = True
+        return request  # type: ignore[no-any-return]
+
     def _answering(self, type_url: str, nonce: str) -> SubscriptionT | None:
         """The subscription a response of `type_url` answers (its nonce remembered), or None
         for a type we did not ask for on this stream (Envoy drops it unanswered)."""
@@ -144,6 +162,7 @@ class AdsBookkeeping(Generic[SubscriptionT, RequestT]):
 @dataclass
 class AdsProtocol(AdsBookkeeping[Subscription, discovery_pb2.DiscoveryRequest]):
     method = "StreamAggregatedResources"  # the ADS stream this protocol speaks
+    request_type = discovery_pb2.DiscoveryRequest
 
     def received(self, response: discovery_pb2.DiscoveryResponse) -> ResourcesReceived | None:
         """A response: remember its nonce; None for a type we did not ask for."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from envoy.service.secret.v3 import sds_pb2_grpc
 
-from protos.errors import ConfigError
+from protos.errors import ConfigError, unsupported
 from protos.registry import SECRET
 from proxy.xds.backoff import BackoffSettings, JitteredBackoff
 from proxy.xds.client import AdsClient
@@ -62,8 +62,17 @@ def targets_of(cluster: Any, field_name: str) -> tuple[str, ...]:
     if not endpoints:
         raise ConfigError(f"SDS cluster {cluster.name!r} needs an inline endpoint",
                           field=field_name)
+    refuse_socket_matches(cluster, field_name)
     return tuple(f"[{item.address}]:{item.port}" if ":" in item.address
                  else f"{item.address}:{item.port}" for item in endpoints)
+
+
+def refuse_socket_matches(cluster: Any, field_name: str) -> None:
+    """A gRPC channel (ADS, SDS) uses one transport for the cluster: a per-endpoint socket
+    (transport_socket_matches) would be ignored, so it is refused by name."""
+    if getattr(cluster, "socket_matches", ()):
+        raise unsupported(field_name, f"cluster {cluster.name!r} has transport_socket_matches, "
+                          "which the xDS gRPC channel does not apply per endpoint")
 
 
 class SdsStreams:

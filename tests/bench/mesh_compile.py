@@ -2,7 +2,9 @@
 one route changed, and the bytes one sidecar receives.
 
     .venv/bin/python tests/bench/mesh_compile.py [--services 1000] [--namespaces 10]
-                                                  [--sidecars 100]
+                                                  [--sidecars 100] [--mtls]
+
+`--mtls` compiles with a mesh identity (automatic mTLS: docs/mesh-security.md).
 
 The mesh: N HTTP Services spread over the namespaces, one HTTPRoute per Service (a canary
 split and a path rule), a BackendTrafficPolicy per Service (retry, health check). Figures are
@@ -22,6 +24,7 @@ from controlplane.mesh import load_objects, resolve
 from controlplane.mesh.compile.compiler import MeshCompiler
 from controlplane.mesh.compile.memo import Endpoints, Workload
 from controlplane.mesh.compile.node import MeshNode
+from controlplane.mesh.identity import MeshIdentity
 
 
 def mesh_text(services: int, namespaces: int, variant: str = "") -> str:
@@ -68,11 +71,12 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--sidecars", type=int, default=100)
+    parser.add_argument("--mtls", action="store_true", help="compile with a mesh identity")
     args = parser.parse_args()
     text = mesh_text(args.services, args.namespaces)
     objects = timed(f"load {args.services * 3} objects", lambda: load_objects(text, "bench"))
     mesh = timed("resolve", lambda: resolve(objects))
-    compiler = MeshCompiler(mesh)
+    compiler = MeshCompiler(mesh, identity=MeshIdentity() if args.mtls else None)
     nodes = [MeshNode(f"n{index}", "Service", f"svc{index}", f"ns{index % args.namespaces}",
                       "10.0.0.1", "127.0.0.1", "127.0.0.2") for index in range(args.sidecars)]
     first = timed("compile the first sidecar (cold)", lambda: compiler.compile_node(nodes[0]))

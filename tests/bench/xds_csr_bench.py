@@ -3,14 +3,15 @@ trust model"), what a fleet of sidecars starting or renewing at once costs the c
 
     .venv/bin/python tests/bench/xds_csr_bench.py [--seconds 5] [--threads 4]
 
-A control plane with a file store, `--tls` on this host's non-loopback address (so xDS is
-mutual TLS) and `--ca-listen`. For `--seconds`, `--threads` client threads each call
-CreateCertificate in a loop, each call on a new channel (a new TLS connection, as a starting
-sidecar makes): first bootstrap calls (join token, server TLS on --ca-listen), then renewals
-(client certificate, mutual TLS on --listen). Every CSR is for a fresh P-256 key made by the
-client before the timer starts, so the figure is the control plane's side (TLS handshake, the
-token lookup in the store, CSR checks, signing) plus the Python client's handshake. Printed:
-calls/s, p50/p99 latency per kind, and the control plane's CPU seconds per call.
+A control plane with a file store, `--tls` on the veth address of a network namespace of its own
+(tests/support/xds_mtls.py; run as root) so xDS is mutual TLS, and `--ca-listen`. For
+`--seconds`, `--threads` client threads each call CreateCertificate in a loop, each call on a
+new channel (a new TLS connection, as a starting sidecar makes): first bootstrap calls (join
+token, server TLS on --ca-listen), then renewals (client certificate, mutual TLS on --listen).
+Every CSR is for a fresh P-256 key made by the client before the timer starts, so the figure is
+the control plane's side (TLS handshake, the token lookup in the store, CSR checks, signing)
+plus the Python client's handshake. Printed: calls/s, p50/p99 latency per kind, and the control
+plane's CPU seconds per call.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from tests.support.envoy import Envoy
@@ -54,11 +55,13 @@ class ApiControlPlane(ManagedProcess):
 
 
 def pointsman(*args: str, server: str, stdin: str | bytes | None = None,
-              timeout: float = 90.0, env: dict[str, str] | None = None
-              ) -> subprocess.CompletedProcess[str]:
-    """`pointsman ARGS --server SERVER` as a subprocess; output as text."""
+              timeout: float = 90.0, env: dict[str, str] | None = None,
+              prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """`pointsman ARGS --server SERVER` as a subprocess (after `prefix`: `ip netns exec NS`,
+    say); output as text."""
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    done = subprocess.run([sys.executable, "-m", "controlplane.cli", *args, "--server", server],
+    done = subprocess.run([*prefix, sys.executable, "-m", "controlplane.cli", *args,
+                           "--server", server],
                           input=data, capture_output=True, timeout=timeout, cwd=REPO,
                           env=env, check=False)
     return subprocess.CompletedProcess(done.args, done.returncode,

@@ -1,24 +1,30 @@
-"""xDS over mTLS for tests (docs/security.md): a control plane with the mesh API, `--tls` and
-`--require-join-token` on this host's non-loopback address (so xDS requires client
-certificates), and `pointsman sidecar` processes that trade a join token for their certificate.
+"""xDS over mTLS for tests (docs/mesh-security.md, "The xDS trust model"): a control plane
+with the mesh API, `--tls` and `--require-join-token` in a network namespace of the test's own
+(tests/support/netns.py), listening on the namespace's end of its veth pair, an address that is
+not loopback from its own view (so xDS requires client certificates); and `pointsman sidecar`
+processes on this host that trade a join token for their certificate and reach the control
+plane at that address. Traffic goes only to loopback or into the test's namespace.
 
-The non-loopback address is the host's own (its default route's), as `pointsman sidecar`
-finds it; a machine without one skips these tests.
+In the namespace the management API stays on loopback (off loopback it needs `--client-ca` or
+a token over TLS, which `--tls` does not give it: controlplane/api/runtime.py), so the
+`pointsman` verbs run inside the namespace too (`ip netns exec`); the admin endpoint, which has
+no such rule, listens on the namespace's address for the test to read /ready and /metrics.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
 from controlplane.ca import CertificateAuthority
 from tests.support.meshapi import pointsman
+from tests.support.netns import NetworkNamespace
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ManagedProcess, http_get, python_argv
 
@@ -35,34 +41,32 @@ spec: {ports: [{name: http, port: 8080, appProtocol: http}]}
 """
 
 
-def outside_address() -> str:
-    from proxy.deploy.sidecar import host_address
-
-    address = host_address()
-    if address.startswith("127."):
-        pytest.skip("no non-loopback address on this machine")
-    return address
-
-
 class MtlsControlPlane(ManagedProcess):
-    """`python -m controlplane --store file:STATE --tls` with xDS and the certificate service
-    on `host` (not loopback), the management API and admin on loopback."""
+    """`python -m controlplane --store file:STATE --tls --require-join-token` run inside
+    `namespace`: xDS, the certificate service and the admin on its address, the management
+    API on its loopback. Without a namespace, everything on this host's loopback (where xDS
+    stays server TLS)."""
 
-    def __init__(self, state: Path, host: str, *extra: str, ports: tuple[int, ...] = ()
-                 ) -> None:
-        self.host = host
+    def __init__(self, state: Path, namespace: NetworkNamespace | None, *extra: str,
+                 ports: tuple[int, ...] = ()) -> None:
+        self.namespace = namespace
+        self.host = namespace.address if namespace is not None else "127.0.0.1"
         self.state = state
         self.port, self.ca_port, self.api_port, self.admin_port = ports or tuple(
             free_port() for _ in range(4))
         self.extra = extra
-        super().__init__(python_argv(
-            "-m", "controlplane", "--store", f"file:{state}", "--tls", "--tls-name", host,
-            "--listen", f"{host}:{self.port}", "--ca-listen", f"{host}:{self.ca_port}",
-            "--api", f"127.0.0.1:{self.api_port}", "--admin", f"127.0.0.1:{self.admin_port}",
-            "--require-join-token", *extra), name="mtls-cp")
+        argv = python_argv(
+            "-m", "controlplane", "--store", f"file:{state}", "--tls", "--tls-name", self.host,
+            "--listen", self.xds, "--ca-listen", self.ca_server, "--api", self.api,
+            "--admin", f"{self.host}:{self.admin_port}", "--require-join-token", *extra)
+        super().__init__(namespace.argv(argv) if namespace is not None else argv,
+                         name="mtls-cp")
+        if namespace is not None:
+            namespace.adopt(self)
 
     @property
     def api(self) -> str:
+        """On loopback: this host's, or the namespace's (reached by `cli` only)."""
         return f"127.0.0.1:{self.api_port}"
 
     @property
@@ -74,17 +78,20 @@ class MtlsControlPlane(ManagedProcess):
         return f"{self.host}:{self.ca_port}"
 
     def restarted(self) -> MtlsControlPlane:
-        return MtlsControlPlane(self.state, self.host, *self.extra,
+        return MtlsControlPlane(self.state, self.namespace, *self.extra,
                                 ports=(self.port, self.ca_port, self.api_port, self.admin_port))
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        self.wait_until(lambda: http_get(f"http://127.0.0.1:{self.admin_port}/ready")[0] == 200,
-                        timeout, "ready")
+        """Ready on the admin (which answers only once the management API serves too:
+        controlplane/main.py starts it first), and the xDS port accepts."""
+        self.wait_until(lambda: self.admin("/ready")[0] == 200, timeout, "ready")
         wait_for_port(self.port, host=self.host)
-        wait_for_port(self.api_port)
+
+    def admin(self, path: str) -> tuple[int, str]:
+        return http_get(f"http://{self.host}:{self.admin_port}{path}")
 
     def metrics(self) -> str:
-        return http_get(f"http://127.0.0.1:{self.admin_port}/metrics")[1]
+        return self.admin("/metrics")[1]
 
     def authority(self) -> CertificateAuthority:
         """The mesh CA (the root the store made at the first start)."""
@@ -92,18 +99,28 @@ class MtlsControlPlane(ManagedProcess):
             b"-----BEGIN PRIVATE KEY-----")
         return CertificateAuthority.from_pem(certificate, marker + key)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`pointsman ARGS` against the management API, run where it listens."""
+        inside = self.namespace.argv([]) if self.namespace is not None else []
+        return pointsman(*args, server=self.api, prefix=inside)
+
     def token(self, service: str) -> str:
-        created = pointsman("token", "create", "--service", service, server=self.api)
+        created = self.cli("token", "create", "--service", service)
         assert created.returncode == 0, created.stderr
         return created.stdout.strip()
 
 
-def start_mesh(stack: ExitStack, folder: Path, *extra: str, host: str = "") -> MtlsControlPlane:
-    control_plane = MtlsControlPlane(folder / "state", host or outside_address(), *extra)
+def start_mesh(stack: ExitStack, folder: Path, *extra: str, loopback: bool = False
+               ) -> MtlsControlPlane:
+    """The control plane in a network namespace of its own (torn down with `stack`), or on
+    this host's loopback, with the Services alpha and beta applied and the mesh's root in
+    FOLDER/root.pem."""
+    namespace = None if loopback else stack.enter_context(NetworkNamespace.create())
+    control_plane = MtlsControlPlane(folder / "state", namespace, *extra)
     stack.enter_context(control_plane)
     control_plane.wait_ready()
     (folder / "mesh.yaml").write_text(MESH)
-    applied = pointsman("apply", "-f", str(folder / "mesh.yaml"), server=control_plane.api)
+    applied = control_plane.cli("apply", "-f", str(folder / "mesh.yaml"))
     assert applied.returncode == 0, applied.stderr
     (folder / "root.pem").write_bytes(control_plane.authority().trust_bundle)
     return control_plane

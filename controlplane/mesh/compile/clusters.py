@@ -8,7 +8,9 @@ that shares the Service's endpoints (EDS service_name is the base cluster's). En
 the sidecars registered as the Service (their instance_ip, the Service port: a sidecar's
 inbound listener), the workloads its `selector` matches (their instance_ip, the port's
 targetPort: a workload sidecar's inbound listener, as a pod's address and container port in
-Kubernetes) and the Service's EndpointSlices (their addresses and ports: direct).
+Kubernetes) and the Service's EndpointSlices (their addresses and ports: direct). With a mesh
+identity, sidecar endpoints carry `envoy.transport_socket_match: {tlsMode: istio}`, which the
+cluster's transport_socket_matches read (automatic mTLS per endpoint, compile/mtls.py).
 
 Envoy Gateway's mapping is followed field by field (internal/xds/translator/cluster.go):
 LeastRequest by default, ConsistentHash is Maglev with tableSize, connect timeout 10 s.
@@ -21,6 +23,7 @@ from typing import Any
 
 from controlplane.mesh.compile.envoy import HTTP_OPTIONS, HTTP_OPTIONS_KEY, address, seconds
 from controlplane.mesh.compile.memo import View
+from controlplane.mesh.compile.mtls import SIDECAR_METADATA
 from controlplane.mesh.compile.policies import ClusterSettings
 from controlplane.mesh.kinds.backendtrafficpolicy import (
     ActiveHealthCheck,
@@ -162,18 +165,30 @@ def circuit_breakers(breaker: CircuitBreaker) -> dict[str, Any]:
 def load_assignment(view: View, service: MeshObject, port: int) -> dict[str, Any]:
     """The endpoints of one Service port: its registered sidecars, its selected workloads,
     then its EndpointSlices."""
+    endpoints = sidecar_endpoints(view, service, port)
+    if view.identity is not None:
+        # Automatic mTLS per endpoint: the sidecars' own label (compile/mtls.py).
+        for entry in endpoints:
+            entry["metadata"] = SIDECAR_METADATA
     spec_port = service.spec.port(port)
-    endpoints: list[dict[str, Any]] = [
-        {"endpoint": {"address": address(ip, port)}}
-        for ip in view.sidecars(service.namespace, service.name)]
-    if service.spec.selector is not None and spec_port is not None:
-        endpoints += _workload_endpoints(view, service, spec_port)
     for item in view.slices(service.namespace, service.name):
         endpoints += _slice_endpoints(item.spec, spec_port.name if spec_port else "")
     body: dict[str, Any] = {"cluster_name": base_name(service.namespace, service.name, port)}
     if endpoints:
         body["endpoints"] = [{"lb_endpoints": endpoints}]
     return body
+
+
+def sidecar_endpoints(view: View, service: MeshObject, port: int) -> list[dict[str, Any]]:
+    """The endpoints of one Service port that are sidecars: its registered sidecars and its
+    selected workloads."""
+    spec_port = service.spec.port(port)
+    endpoints: list[dict[str, Any]] = [
+        {"endpoint": {"address": address(ip, port)}}
+        for ip in view.sidecars(service.namespace, service.name)]
+    if service.spec.selector is not None and spec_port is not None:
+        endpoints += _workload_endpoints(view, service, spec_port)
+    return endpoints
 
 
 def _workload_endpoints(view: View, service: MeshObject, port: Any) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from controlplane.mesh.compile.envoy import pack
 from controlplane.mesh.compile.gateway import gateway_part
 from controlplane.mesh.compile.http_routes import ClusterUse
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
-from controlplane.mesh.compile.mtls import upstream_socket
+from controlplane.mesh.compile.mtls import socket_matches
 from controlplane.mesh.compile.node import MeshNode, NodeError
 from controlplane.mesh.compile.pods import pod_hosts_unit
 from controlplane.mesh.compile.sidecar import (
@@ -355,8 +355,11 @@ def _cluster_unit(view: View, use: ClusterUse) -> CachedResource | None:
     if tls is not None:
         body["transport_socket"] = backend_tls_socket(tls, protocol)
     elif mtls_to(view, service, use.port):
+        # Per endpoint, as istiod's auto mTLS: mTLS to the endpoints labelled as sidecars,
+        # plaintext to the others. On every cluster of the port, whatever its endpoints are
+        # now, so a Service's first sidecar changes its EDS only (compile/mtls.py).
         assert view.identity is not None
-        body["transport_socket"] = upstream_socket(
+        body["transport_socket_matches"] = socket_matches(
             view.identity, use.namespace, use.name, use.port, protocol,
             destination_identities(view, service))
     return pack(CLUSTER.type_url, use.cluster_name, body)
@@ -378,10 +381,11 @@ def destination_identities(view: View, service: Any) -> list[str]:
 
 
 def mtls_to(view: View, service: Any, port: int) -> bool:
-    """Auto mTLS (Istio's): callers use mTLS to a Service port whose endpoints are sidecars
-    (the Service has no EndpointSlices) unless its PeerAuthentication says DISABLE."""
+    """Auto mTLS (Istio's): callers use mTLS to the sidecar endpoints of a Service port
+    unless its PeerAuthentication says DISABLE; EndpointSlice addresses are always called in
+    plaintext (the cluster's transport_socket_matches, compile/mtls.py)."""
     identity = view.identity
-    if identity is None or view.slices(service.namespace, service.name):
+    if identity is None:
         return False
     spec_port = service.spec.port(port)
     target = spec_port.target_port if spec_port is not None else port

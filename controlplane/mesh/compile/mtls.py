@@ -3,10 +3,18 @@
 Certificates come over SDS on the ADS stream (controlplane/mesh/identity.py): `default` is
 the sidecar's SVID and key, `ROOTCA` the mesh's trust bundle.
 
-- Outbound (a cluster to a Service whose endpoints are sidecars): an UpstreamTlsContext that
-  presents `default`, trusts `ROOTCA` and accepts only the destination's SPIFFE IDs as URI SAN
-  (`combined_validation_context` with `match_typed_subject_alt_names`, as istiod builds it):
-  the Service's own and, for a Service with a selector, its workloads' (compiler.py).
+- Outbound, per endpoint (Istio's auto mTLS): sidecar endpoints (registered sidecars and
+  selected workloads) carry the metadata `envoy.transport_socket_match: {tlsMode: istio}`,
+  EndpointSlice addresses none (clusters.py). Every cluster to a Service port gets istiod's
+  two `transport_socket_matches` (as istiod does with auto mTLS, whatever the endpoints are:
+  a Service's first sidecar then changes its EDS only, and no EDS update can label an
+  endpoint before its cluster has the matches): `tlsMode-istio` (match
+  `{tlsMode: istio}`) with an UpstreamTlsContext that presents `default`, trusts `ROOTCA` and
+  accepts only the destination's SPIFFE IDs as URI SAN (`combined_validation_context` with
+  `match_typed_subject_alt_names`, as istiod builds it): the Service's own and, for a Service
+  with a selector, its workloads' (compiler.py); then `tlsMode-disabled` (match `{}`,
+  raw_buffer) for every other endpoint. A port whose PeerAuthentication is DISABLE gets
+  neither (istiod: buildAutoMtlsSettings returns no TLS for MTLSDisable).
   SNI is istiod's cluster name form, `outbound_.PORT_._.NAME.NAMESPACE.svc.<trust domain>`;
   ALPN is the application protocol itself (`h2` for h2c/grpc ports, `http/1.1` for HTTP
   ones, none for TCP), not Istio's `istio-*` tokens, which only Istio's own proxies read.
@@ -31,6 +39,11 @@ from controlplane.mesh.resolve import HTTP_FAMILY
 
 UPSTREAM_TLS = T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 TLS_SOCKET = "envoy.transport_sockets.tls"
+RAW_BUFFER = {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {
+    "@type": T + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}
+# istiod's label of a sidecar endpoint and its match names (cluster.proto TransportSocketMatch).
+TLS_MODE = {"tlsMode": "istio"}
+SIDECAR_METADATA = {"filter_metadata": {"envoy.transport_socket_match": TLS_MODE}}
 H2 = ("h2c", "grpc")
 
 
@@ -68,6 +81,16 @@ def upstream_socket(identity: MeshIdentity, namespace: str, name: str, port: int
     return {"name": TLS_SOCKET, "typed_config": {
         "@type": UPSTREAM_TLS, "sni": sni(identity, namespace, name, port),
         "common_tls_context": common}}
+
+
+def socket_matches(identity: MeshIdentity, namespace: str, name: str, port: int,
+                   protocol: str, spiffe_ids: list[str]) -> list[dict[str, Any]]:
+    """mTLS to the endpoints labelled as sidecars, plaintext to the others (EndpointSlice
+    addresses): the cluster's `transport_socket_matches`, istiod's names and order."""
+    return [{"name": "tlsMode-istio", "match": TLS_MODE,
+             "transport_socket": upstream_socket(identity, namespace, name, port, protocol,
+                                                 spiffe_ids)},
+            {"name": "tlsMode-disabled", "match": {}, "transport_socket": RAW_BUFFER}]
 
 
 def downstream_socket(protocol: str) -> dict[str, Any]:

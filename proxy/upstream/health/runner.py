@@ -36,9 +36,6 @@ class HealthCheckRunner:
         self.prefix = f"cluster.{runtime.name}.health_check."
         self._tasks: dict[Host, asyncio.Task[None]] = {}
         self._stopped = asyncio.Event()
-        tls = runtime.config.upstream_tls
-        self.tls = (ProbeTls(tls.ssl_context, tls.sni)
-                    if tls is not None and tls.ssl_context is not None else None)
 
     async def run(self) -> None:
         """Check every host until cancelled; follows host-set changes."""
@@ -91,8 +88,32 @@ class HealthCheckRunner:
         if self.check.kind is CheckKind.HTTP:
             assert self.check.http is not None
             return HttpProber(address, port, self.check.http, self._authority(host),
-                              tls=self.tls, reuse_connection=self.check.reuse_connection)
+                              tls=self._tls(host), reuse_connection=self.check.reuse_connection)
         return None
+
+    async def _follow_socket(self, host: Host, prober: HttpProber) -> None:
+        """An EDS update changed the host's metadata and with it its transport socket: the
+        kept connection was made with the old one, so the next check connects anew (Envoy
+        resolves the socket per new health-check connection)."""
+        tls = self._tls(host)
+        if prober.tls != tls:
+            await prober.close()
+            prober.tls = tls
+
+    def _tls(self, host: Host) -> ProbeTls | None:
+        """The transport socket Envoy's checks use: the one `transport_socket_match_criteria`
+        selects among the cluster's matches (with the host's locality metadata), else the
+        host's own (HealthCheckerImplBase, HostImpl::createHealthCheckConnection)."""
+        config = self.runtime.config
+        criteria = self.check.socket_match_criteria
+        if criteria is not None:
+            tls = config.socket_for(criteria, host.locality_socket_metadata).transport
+        else:
+            tls = config.socket_for(host.socket_metadata,
+                                    host.locality_socket_metadata).transport
+        if tls is None or tls.ssl_context is None:
+            return None
+        return ProbeTls(tls.ssl_context, tls.sni)
 
     def _target(self, host: Host) -> tuple[str, int]:
         # Envoy: the endpoint's health_check_config.port_value, else the cluster check's
@@ -113,12 +134,14 @@ class HealthCheckRunner:
         self.runtime.stats.counter(self.prefix + "attempt").inc()
         if isinstance(prober, GrpcProber):
             return await prober.probe(check.timeout)  # the RPC deadline bounds it
+        if isinstance(prober, HttpProber):
+            await self._follow_socket(host, prober)
         try:
             async with asyncio.timeout(check.timeout):
                 if prober is not None:
                     return await prober.probe()
                 assert check.tcp is not None
-                return await tcp_probe(address, port, check.tcp, self.tls)
+                return await tcp_probe(address, port, check.tcp, self._tls(host))
         except TimeoutError:
             return Verdict.TIMEOUT
 

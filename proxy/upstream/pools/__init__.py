@@ -48,15 +48,19 @@ class PoolManager:
     fake with the same connection_opened/failed/closed methods)."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[str, str, int, str], AnyPool] = {}
-        self._by_objects: dict[tuple[int, int], tuple[Any, Host,
+        self._pools: dict[tuple[str, str, int, str, str], AnyPool] = {}
+        self._by_objects: dict[tuple[int, int], tuple[Any, Host, Any,
                                                       AnyPool]] = {}
 
     def _find_or_make(self, runtime: Any, host: Host) -> AnyPool:
-        """The pool by (cluster name, address, port, protocol kind), made when missing."""
+        """The pool by (cluster name, address, port, protocol kind, transport socket match),
+        made when missing. Envoy keys pools by host and transport socket factory: a
+        connection made with one socket (mTLS) is never shared with a host resolved to
+        another (plaintext) (cluster.proto transport_socket_matches)."""
         cluster = runtime.config
         protocol = upstream_protocol(cluster)
-        tls = getattr(cluster, "upstream_tls", None)
+        socket = cluster.socket_for(host.socket_metadata, host.locality_socket_metadata)
+        tls = socket.transport
         if tls is not None and tls.proxy_protocol_version is not None:
             # Envoy keys HTTP pools by the downstream addresses the PROXY header carries; our
             # pools do not yet, and sending pooled requests without the header would ignore
@@ -69,7 +73,7 @@ class PoolManager:
         sni = tls.sni if tls is not None and tls.sni else None
         kind = "h3" if protocol.http3 else "h2" if protocol.http2 \
             else "auto" if protocol.auto and context else "h1"
-        key = (cluster.name, host.address, host.port, kind)
+        key = (cluster.name, host.address, host.port, kind, socket.name)
         pool = self._pools.get(key)
         if pool is None or pool.closed:
             timeout = float(getattr(cluster, "connect_timeout", 5.0))
@@ -109,16 +113,18 @@ class PoolManager:
 
     def pool_for(self, runtime: Any, host: Host) -> AnyPool:
         """The pool, remembered per (cluster model, host) object pair: the lookup by protocol
-        and key (_find_or_make) runs once per pair, not once per request."""
+        and key (_find_or_make) runs once per pair, not once per request (again when an EDS
+        update changed the host's transport socket metadata)."""
         config = runtime.config
         found = self._by_objects.get((id(config), id(host)))
         if found is not None and found[0] is config and found[1] is host \
-                and not found[2].closed:
-            return found[2]
+                and _same_socket_metadata(found[2], host) and not found[3].closed:
+            return found[3]
         pool = self._find_or_make(runtime, host)
         if len(self._by_objects) > 4096:
             self._by_objects.clear()
-        self._by_objects[(id(config), id(host))] = (config, host, pool)
+        metadata = (host.socket_metadata, host.locality_socket_metadata)
+        self._by_objects[(id(config), id(host))] = (config, host, metadata, pool)
         return pool
 
     def close(self) -> None:
@@ -129,3 +135,10 @@ class PoolManager:
 
     def __repr__(self) -> str:
         return f"PoolManager({len(self._pools)} pools)"
+
+
+def _same_socket_metadata(remembered: tuple[Any, Any], host: Host) -> bool:
+    """Whether the host's transport socket metadata is still the one its pool was chosen
+    with (an update replaces the metadata tuples rather than mutating them)."""
+    return remembered[0] is host.socket_metadata \
+        and remembered[1] is host.locality_socket_metadata

@@ -2,8 +2,9 @@
 model"): `pointsman sidecar --proxy envoy --join-token F --xds-ca ROOT` trades the token for a
 certificate (a CSR; the key stays in a 0600 file), hands it to Envoy's bootstrap `xds` cluster
 (UpstreamTlsContext `tls_certificate_sds_secret_configs` from a file Envoy watches), and Envoy,
-against a control plane that requires client certificates off loopback, gets its SVID over
-that stream. At half life the certificate is renewed and Envoy reloads it: after the first one
+against a control plane that requires client certificates off loopback (in a network namespace
+of the test's own, on its veth address: tests/support/xds_mtls.py), gets its SVID over that
+stream. At half life the certificate is renewed and Envoy reloads it: after the first one
 expired, a restarted control plane admits Envoy's reconnection. An Envoy given
 (`--xds-cert/--xds-key`) a valid certificate of alpha while claiming beta is refused
 (PERMISSION_DENIED, counted)."""

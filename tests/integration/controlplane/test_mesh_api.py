@@ -79,7 +79,8 @@ def test_apply_routes_traffic_and_survives_a_restart(tmp_path: Path) -> None:
         assert described.returncode == 0, described.stderr
         check_description(json.loads(described.stdout), api_sidecars, front)
         text = pointsman("describe", "svc", "legacy", server=api).stdout
-        assert "127.95.9.2   9090   UNHEALTHY   EndpointSlice legacy-1" in text, text
+        assert "127.95.9.2   9090   UNHEALTHY   plaintext     EndpointSlice legacy-1" in text, \
+            text
 
         refused = pointsman("apply", "-f", str(tmp_path / "bad.yaml"), server=api)
         assert refused.returncode == 1

@@ -1,12 +1,13 @@
 """xDS over mTLS off loopback, with real processes (docs/mesh-security.md, "The xDS trust
-model"): the control plane listens on this host's non-loopback address with `--tls`, so xDS
-requires a client certificate from the mesh CA; `pointsman sidecar --join-token --xds-ca`
-trades its token for a certificate on `--ca-listen` (a CSR: its key never leaves it), speaks
-ADS over mTLS with it and renews it at half life without dropping the stream. Each attack
-fails: xDS without a client certificate, with one from another CA, with an expired one, with
-service A's certificate for a node claiming B (PERMISSION_DENIED, counted); a revoked token
-gets no certificate; a CSR for another identity than the token's is PERMISSION_DENIED. On
-loopback `--tls` stays server TLS and the token decides, as before."""
+model"): the control plane runs in a network namespace of the test's own and listens with
+`--tls` on the namespace's veth address (not loopback from its view), so xDS requires a client
+certificate from the mesh CA. On this host, `pointsman sidecar --join-token --xds-ca` trades
+its token for a certificate on `--ca-listen` (a CSR: its key never leaves it), speaks ADS over
+mTLS with it and renews it at half life without dropping the stream. Each attack fails: xDS
+without a client certificate, with one from another CA, with an expired one, with service A's
+certificate for a node claiming B (PERMISSION_DENIED, counted); a revoked token gets no
+certificate; a CSR for another identity than the token's is PERMISSION_DENIED. On loopback
+`--tls` stays server TLS and the token decides, as before."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.ca import CertificateAuthority
 from proxy.deploy import certificate
-from tests.support.meshapi import pointsman
 from tests.support.xds_mtls import Sidecar, channel_credentials, now, start_mesh
 
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -126,9 +126,9 @@ def test_certificate_service_refuses_wrong_tokens_and_identities(tmp_path: Path)
         # No token; then a revoked one.
         with pytest.raises(certificate.CertificateError, match="UNAUTHENTICATED"):
             certificate.request_certificate(bootstrap, beta)
-        listed = pointsman("token", "list", server=control_plane.api).stdout
+        listed = control_plane.cli("token", "list").stdout
         token_id = next(line.split()[0] for line in listed.splitlines() if line.endswith("beta"))
-        assert pointsman("token", "revoke", token_id, server=control_plane.api).returncode == 0
+        assert control_plane.cli("token", "revoke", token_id).returncode == 0
         with pytest.raises(certificate.CertificateError,
                            match="UNAUTHENTICATED: unknown or revoked join token"):
             certificate.request_certificate(bootstrap, beta, token=beta_token)
@@ -149,7 +149,7 @@ def test_on_loopback_xds_stays_server_tls_and_the_csr_flow_works(tmp_path: Path)
     """`--tls` on loopback: no client certificate is asked for (today's behaviour: the join
     token on the stream decides); the sidecar's CSR goes to the xDS port itself."""
     with ExitStack() as stack:
-        control_plane = start_mesh(stack, tmp_path, host="127.0.0.1")
+        control_plane = start_mesh(stack, tmp_path, loopback=True)
         token = control_plane.token("beta")
         root = control_plane.authority().trust_bundle
         assert xds_first_response(control_plane.xds, channel_credentials(root, None), "beta",

@@ -180,3 +180,43 @@ def test_a_closed_stream_leaves() -> None:
     _, tracker, sidecar, _, _ = setup(MESH)
     sidecar.observer.closed(sidecar.id)
     assert tracker.records() == []
+
+
+def test_the_application_health_a_sidecar_reports_is_in_its_status() -> None:
+    """`health_reports: true` sidecars (--readiness-port): NOT_REPORTED, then what they report,
+    in the record, on the wire and under `pointsman status`'s table; others show nothing."""
+    from controlplane.api.wire import proxy_status
+    from controlplane.commands.status import render
+    from controlplane.protocol.health import HEALTH_TYPE_URL
+    from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
+
+    _, plain, _, _, _ = setup(MESH)
+    assert plain.records()[0].health == ""  # it said nothing about health
+    cache = MeshCache()
+    cache.set_mesh(resolve(load_objects(textwrap.dedent(MESH))))
+    tracker = ProxyTracker(cache, "cp-1", lambda: 1, clock=lambda: 1000.0)
+    observer = Observer(cache, hooks=(cache, tracker))
+    tracker.attach(observer)
+    stream = SotwStream(cache.snapshot_for)
+    stream_id = observer.opened(stream, "ADS", "test")
+    node = base_pb2.Node(id="api-1", cluster="api")
+    json_format.ParseDict({"instance_ip": "10.0.0.2", "outbound_ip": "127.0.0.9",
+                           "health_reports": True}, node.metadata)
+    observer.record(stream_id, stream.receive(
+        discovery_pb2.DiscoveryRequest(node=node, type_url=LISTENER.type_url), 0.0))
+    assert (tracker.records()[0].health, tracker.records()[0].health_message) == (
+        "NOT_REPORTED", "")
+    sick = discovery_pb2.DiscoveryRequest(type_url=HEALTH_TYPE_URL)
+    sick.error_detail.CopyFrom(status_pb2.Status(code=14, message="connection refused"))
+    version = tracker.version
+    observer.record(stream_id, stream.receive(sick, 0.0))
+    assert tracker.version > version  # replicas see it
+    record = tracker.records()[0]
+    assert (record.health, record.health_message) == ("UNHEALTHY", "connection refused")
+    text = render(pb.ProxyStatusResponse(proxies=[proxy_status(record)]))
+    assert "api-1: application UNHEALTHY (connection refused): not an endpoint" in text
+    observer.record(stream_id, stream.receive(
+        discovery_pb2.DiscoveryRequest(type_url=HEALTH_TYPE_URL), 0.0))
+    assert tracker.records()[0].health == "HEALTHY"
+    assert "application UNHEALTHY" not in render(pb.ProxyStatusResponse(
+        proxies=[proxy_status(tracker.records()[0])]))

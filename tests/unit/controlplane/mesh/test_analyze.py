@@ -172,9 +172,9 @@ addressType: IPv4
 ports: [{name: http, port: 8080}]
 endpoints: [{addresses: [192.0.2.7]}]
 """
-    # api has an EndpointSlice: its callers send plaintext, which `first` (STRICT) refuses.
-    assert [item for item in findings(sliced) if item[1] == "PlaintextCallers"] == [
-        ("warning", "PlaintextCallers", 29, "spec")]
+    # api has an EndpointSlice too: callers choose mTLS or plaintext per endpoint, so its
+    # STRICT sidecars still get mTLS (no PlaintextCallers warning since per-endpoint mTLS).
+    assert [item for item in findings(sliced) if item[1] == "PlaintextCallers"] == []
 
 
 def test_a_kept_compiler_reuses_the_unchanged_units_and_finds_the_same() -> None:

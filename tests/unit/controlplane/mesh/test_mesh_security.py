@@ -10,11 +10,12 @@ import pytest
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 
 from controlplane.mesh.compile.compiler import MeshCompiler, NodeResources
+from controlplane.mesh.compile.memo import Endpoints
 from controlplane.mesh.errors import MeshError
 from controlplane.mesh.explain import ExplainError, explain
 from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.resolve import Mesh
-from controlplane.resources import CLUSTER, LISTENER
+from controlplane.resources import CLUSTER, ENDPOINT, LISTENER
 from protos.loader import parse_message
 from proxy.http.filter import HttpStream
 from proxy.http.filters import rbac
@@ -73,9 +74,25 @@ spec: {spec}
 
 # ---- automatic mTLS, outbound -----------------------------------------------------------------
 
-def test_callers_use_mtls_to_services_with_sidecars() -> None:
+RAW_BUFFER = {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}
+SIDECAR_LABEL = {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"}}}
+
+
+def _mtls_socket(cluster: dict[str, Any]) -> dict[str, Any]:
+    """The TLS socket of istiod's auto-mTLS matches, checking their names, order and default."""
+    matches = cluster["transport_socket_matches"]
+    assert [(item["name"], item.get("match", {})) for item in matches] == [
+        ("tlsMode-istio", {"tlsMode": "istio"}), ("tlsMode-disabled", {})]
+    assert matches[1]["transport_socket"] == RAW_BUFFER
+    assert "transport_socket" not in cluster  # the default: plaintext
+    socket: dict[str, Any] = matches[0]["transport_socket"]
+    return socket
+
+
+def test_callers_use_mtls_to_sidecar_endpoints() -> None:
     cluster = as_dict(secured(), CLUSTER.type_url, "outbound|8080||api.default")
-    socket = cluster["transport_socket"]
+    socket = _mtls_socket(cluster)
     assert socket["name"] == "envoy.transport_sockets.tls"
     context = socket["typed_config"]
     assert context["sni"] == "outbound_.8080_._.api.default.svc.cluster.local"
@@ -88,22 +105,68 @@ def test_callers_use_mtls_to_services_with_sidecars() -> None:
             "san_type": "URI", "matcher": {"exact": SPIFFE + "default/sa/api"}}]},
         "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": ads}}
     assert common["alpn_protocols"] == ["http/1.1"]
-    db = as_dict(secured(), CLUSTER.type_url, "outbound|5432||db.default")
-    assert "alpn_protocols" not in db["transport_socket"]["typed_config"]["common_tls_context"]
+    db = _mtls_socket(as_dict(secured(), CLUSTER.type_url, "outbound|5432||db.default"))
+    assert "alpn_protocols" not in db["typed_config"]["common_tls_context"]
 
 
-def test_services_without_sidecars_and_meshes_without_identity_stay_plaintext() -> None:
-    assert "transport_socket" not in as_dict(secured(), CLUSTER.type_url,
-                                             "outbound|9090||legacy.default")
-    assert "transport_socket" not in as_dict(secured(identity=None), CLUSTER.type_url,
-                                             "outbound|8080||api.default")
+def _mixed_endpoints() -> Endpoints:
+    endpoints = Endpoints()
+    endpoints.by_service = {("default", "legacy"): ("10.0.0.8",),
+                            ("default", "api"): ("10.0.0.9",)}
+    return endpoints
+
+
+def test_sidecar_endpoints_are_labelled_and_endpoint_slice_addresses_are_not() -> None:
+    """A Service with a sidecar and an EndpointSlice address: the sidecar is called over mTLS,
+    the address in plaintext, through one cluster (Istio's per-endpoint auto mTLS)."""
+    resources = MeshCompiler(mesh_of(MESH), _mixed_endpoints(), identity=IDENTITY
+                             ).compile_node(sidecar("web"))
+    _mtls_socket(as_dict(resources, CLUSTER.type_url, "outbound|9090||legacy.default"))
+    assignment = as_dict(resources, ENDPOINT.type_url, "outbound|9090||legacy.default")
+    labels = {item["endpoint"]["address"]["socket_address"]["address"]: item.get("metadata")
+              for item in assignment["endpoints"][0]["lb_endpoints"]}
+    assert labels == {"10.0.0.8": SIDECAR_LABEL, "192.0.2.7": None}
+
+
+def test_the_proxy_model_picks_mtls_for_the_sidecar_and_plaintext_for_the_address() -> None:
+    """The compiled cluster and endpoints, translated by the sidecar's own model, choose a
+    socket per endpoint as Envoy would (proxy.model.socket_match)."""
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.endpoint.v3 import endpoint_pb2
+
+    from proxy.model.cluster import translate_cluster
+    from proxy.model.endpoint import translate_cluster_load_assignment
+    resources = MeshCompiler(mesh_of(MESH), _mixed_endpoints(), identity=IDENTITY
+                             ).compile_node(sidecar("web"))
+    name = "outbound|9090||legacy.default"
+    cluster = cluster_pb2.Cluster()
+    resources.resources[CLUSTER.type_url][name].packed.Unpack(cluster)
+    assignment = endpoint_pb2.ClusterLoadAssignment()
+    resources.resources[ENDPOINT.type_url][name].packed.Unpack(assignment)
+    model = translate_cluster(cluster)
+    chosen = {endpoint.address: model.socket_for(endpoint.socket_metadata, None)
+              for endpoint in translate_cluster_load_assignment(assignment).all_endpoints()}
+    assert chosen["10.0.0.8"].name == "tlsMode-istio"
+    assert chosen["10.0.0.8"].transport is not None
+    assert (chosen["192.0.2.7"].name, chosen["192.0.2.7"].transport) == ("tlsMode-disabled",
+                                                                          None)
+
+
+def test_meshes_without_identity_stay_plaintext_and_unlabelled() -> None:
+    plain = MeshCompiler(mesh_of(MESH), _mixed_endpoints()).compile_node(sidecar("web"))
+    cluster = as_dict(plain, CLUSTER.type_url, "outbound|8080||api.default")
+    assert "transport_socket" not in cluster and "transport_socket_matches" not in cluster
+    assignment = as_dict(plain, ENDPOINT.type_url, "outbound|9090||legacy.default")
+    assert all("metadata" not in item for item in assignment["endpoints"][0]["lb_endpoints"])
 
 
 def test_callers_send_plaintext_to_a_port_whose_peer_authentication_disables_mtls() -> None:
+    """DISABLE: no matches at all, so even a sidecar endpoint is called in plaintext (istiod's
+    buildAutoMtlsSettings gives no TLS for MTLSDisable)."""
     extra = _peer_authentication("api", "default", "{selector: {matchLabels: {app: db}}, "
                                  "portLevelMtls: {5432: {mode: DISABLE}}}")
-    assert "transport_socket" not in as_dict(secured(extra), CLUSTER.type_url,
-                                             "outbound|5432||db.default")
+    db = as_dict(secured(extra), CLUSTER.type_url, "outbound|5432||db.default")
+    assert "transport_socket" not in db and "transport_socket_matches" not in db
 
 
 # ---- PeerAuthentication, inbound --------------------------------------------------------------
@@ -315,10 +378,12 @@ def test_explain_says_whether_a_caller_identity_is_admitted_and_by_which_rule() 
 def test_explain_tells_strict_refusing_plaintext_callers() -> None:
     strict = _peer_authentication("ns", "default", "{mtls: {mode: STRICT}}")
     assert _admission(strict, "web").startswith("allowed over mTLS (STRICT)")
-    # legacy's endpoints are an EndpointSlice: callers send plaintext, which STRICT refuses.
-    assert _admission(strict, "web", "http://legacy:9090/") == (
-        "denied over plaintext (STRICT): the port takes mTLS only (STRICT): the connection "
-        "is closed")
+    # legacy also has an EndpointSlice address, but callers choose per endpoint: its sidecars
+    # are called over mTLS (before per-endpoint auto mTLS, plaintext that STRICT refused).
+    assert _admission(strict, "web", "http://legacy:9090/").startswith(
+        "allowed over mTLS (STRICT)")
+    disabled = _peer_authentication("ns", "default", "{mtls: {mode: DISABLE}}")
+    assert _admission(disabled, "web").startswith("allowed over plaintext (DISABLE)")
     assert _admission(strict, "web", identity=None).startswith("allowed over plaintext "
                                                                 "(DISABLE)")
 
@@ -419,3 +484,32 @@ def test_hostile_authorization_policies_are_refused_with_a_field(spec: str) -> N
 def test_hostile_peer_authentications_are_refused_with_a_field(spec: str) -> None:
     with pytest.raises(MeshError, match=r"PeerAuthentication default/bad: spec"):
         mesh_of(MESH + _peer_authentication("bad", "default", spec))
+
+
+def test_describe_shows_how_callers_reach_each_endpoint() -> None:
+    """Automatic mTLS is per endpoint: the sidecar is called with mTLS, the EndpointSlice
+    address in plaintext (a port whose PeerAuthentication disables mTLS: plaintext too)."""
+    import types
+
+    from controlplane.api import describe as api_describe
+    from controlplane.commands.describe import render
+    from protos.gen.pointsman.mesh.v1 import mesh_pb2 as pb
+    mesh = mesh_of(MESH)
+    legacy = mesh.service("default", "legacy")
+    assert legacy is not None
+    cache: Any = types.SimpleNamespace(compiler=types.SimpleNamespace(
+        endpoints=_mixed_endpoints()))
+    mtls = {item.port: item.callers_use_mtls
+            for item in api_describe._ports(mesh, legacy, IDENTITY)}
+    assert mtls == {9090: True}
+    endpoints = api_describe._endpoints(mesh, cache, legacy, [], mtls)
+    assert [(item.address, item.transport) for item in endpoints] == [
+        ("10.0.0.8", "mTLS"), ("192.0.2.7", "plaintext")]
+    assert api_describe._transport({8080: True, 5432: False}) == \
+        "plaintext on 5432, mTLS on 8080"
+    found = pb.ServiceDescription(
+        service=pb.Object(json=b'{"metadata": {"name": "legacy", "namespace": "default"}}'),
+        endpoints=endpoints)
+    text = render(found)
+    assert "CALLED WITH" in text and "plaintext     EndpointSlice legacy-1" in text
+    assert "mTLS          sidecar (another replica's)" in text

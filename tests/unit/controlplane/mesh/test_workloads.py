@@ -229,12 +229,14 @@ def test_with_mesh_identities_workloads_serve_mtls_and_callers_accept_their_iden
     identity = MeshIdentity("cluster.local")
     caller = MeshCompiler(mesh_of(SERVICES), _endpoints(V1, V2), identity=identity
                           ).compile_node(_client())
-    socket = as_dict(caller, CLUSTER.type_url, f"outbound|80||echo-v1.{NS}")["transport_socket"]
+    socket = as_dict(caller, CLUSTER.type_url, f"outbound|80||echo-v1.{NS}"
+                     )["transport_socket_matches"][0]["transport_socket"]
     validation = socket["typed_config"]["common_tls_context"]["combined_validation_context"]
     accepted = [item["matcher"]["exact"] for item in
                 validation["default_validation_context"]["match_typed_subject_alt_names"]]
     assert accepted == [f"spiffe://cluster.local/ns/{NS}/sa/echo-v1"]
-    socket = as_dict(caller, CLUSTER.type_url, f"outbound|80||echo.{NS}")["transport_socket"]
+    socket = as_dict(caller, CLUSTER.type_url, f"outbound|80||echo.{NS}"
+                     )["transport_socket_matches"][0]["transport_socket"]
     validation = socket["typed_config"]["common_tls_context"]["combined_validation_context"]
     assert [item["matcher"]["exact"] for item in
             validation["default_validation_context"]["match_typed_subject_alt_names"]] == [

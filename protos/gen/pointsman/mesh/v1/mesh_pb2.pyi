@@ -219,7 +219,7 @@ class TypeStatus(_message.Message):
     def __init__(self, type: _Optional[str] = ..., state: _Optional[_Union[TypeStatus.State, str]] = ..., sent_version: _Optional[str] = ..., acked_version: _Optional[str] = ..., error: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suspects: _Optional[_Iterable[_Union[ObjectRef, _Mapping]]] = ...) -> None: ...
 
 class ProxyStatus(_message.Message):
-    __slots__ = ("node_id", "kind", "namespace", "name", "address", "control_plane", "connected", "types", "synced_revision", "error", "identity", "mtls", "certificate_not_after", "certificate_renew_at")
+    __slots__ = ("node_id", "kind", "namespace", "name", "address", "control_plane", "connected", "types", "synced_revision", "error", "identity", "mtls", "certificate_not_after", "certificate_renew_at", "health", "health_message")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +234,8 @@ class ProxyStatus(_message.Message):
     MTLS_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_RENEW_AT_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     kind: str
     namespace: str
@@ -248,7 +250,9 @@ class ProxyStatus(_message.Message):
     mtls: str
     certificate_not_after: _timestamp_pb2.Timestamp
     certificate_renew_at: _timestamp_pb2.Timestamp
-    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., control_plane: _Optional[str] = ..., connected: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., types: _Optional[_Iterable[_Union[TypeStatus, _Mapping]]] = ..., synced_revision: _Optional[int] = ..., error: _Optional[str] = ..., identity: _Optional[str] = ..., mtls: _Optional[str] = ..., certificate_not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificate_renew_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    health: str
+    health_message: str
+    def __init__(self, node_id: _Optional[str] = ..., kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., control_plane: _Optional[str] = ..., connected: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., types: _Optional[_Iterable[_Union[TypeStatus, _Mapping]]] = ..., synced_revision: _Optional[int] = ..., error: _Optional[str] = ..., identity: _Optional[str] = ..., mtls: _Optional[str] = ..., certificate_not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., certificate_renew_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., health: _Optional[str] = ..., health_message: _Optional[str] = ...) -> None: ...
 
 class ProxyStatusResponse(_message.Message):
     __slots__ = ("control_planes", "proxies")
@@ -287,16 +291,18 @@ class ServicePort(_message.Message):
     def __init__(self, name: _Optional[str] = ..., port: _Optional[int] = ..., target_port: _Optional[int] = ..., app_protocol: _Optional[str] = ..., protocol: _Optional[str] = ..., mtls_mode: _Optional[str] = ..., mtls_source: _Optional[str] = ..., callers_use_mtls: _Optional[bool] = ...) -> None: ...
 
 class ServiceEndpoint(_message.Message):
-    __slots__ = ("address", "port", "health", "source")
+    __slots__ = ("address", "port", "health", "source", "transport")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
     address: str
     port: int
     health: str
     source: str
-    def __init__(self, address: _Optional[str] = ..., port: _Optional[int] = ..., health: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+    transport: str
+    def __init__(self, address: _Optional[str] = ..., port: _Optional[int] = ..., health: _Optional[str] = ..., source: _Optional[str] = ..., transport: _Optional[str] = ...) -> None: ...
 
 class RouteUse(_message.Message):
     __slots__ = ("route", "role", "port", "accepted", "reason", "detail")
