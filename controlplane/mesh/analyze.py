@@ -134,7 +134,8 @@ def _policies(mesh: Mesh) -> list[Problem]:
 
 def _http_only(mesh: Mesh) -> list[Problem]:
     """Policies a Service's sidecars enforce on HTTP requests: a TCP port of that Service
-    is not covered (there is no network-level RBAC, rate limit or fault in the sidecar)."""
+    is not covered (these are HTTP filters; Istio's AuthorizationPolicy, by contrast, is
+    compiled to network RBAC on TCP ports: analyze_security.py)."""
     out = []
     for policy in [*mesh.of_kind("SecurityPolicy"), *mesh.of_kind("BackendTrafficPolicy")]:
         spec = policy.spec
