@@ -173,11 +173,14 @@ def _gateways(mesh: Mesh) -> list[Problem]:
                                "GatewayClass among the objects",
                                gateway.location(("spec", "gatewayClassName"))))
         for listener in gateway.spec.listeners:
+            # a ListenerSet's listener (served by the Gateway) is reported where it is written
+            owner = mesh.objects.get(listener.origin, gateway) if listener.origin else gateway
+            name = listener.entry or listener.name
             for condition in mesh.listener_conditions.get((gateway.key, listener.name), []):
                 if condition.type in ("Accepted", "ResolvedRefs") and not condition.ok:
                     out.append(Problem("error", condition.reason,
-                                       f"listener {listener.name}: {condition.message}",
-                                       gateway.location(("spec", "listeners", listener.index))))
+                                       f"listener {name}: {condition.message}",
+                                       owner.location(("spec", "listeners", listener.index))))
     return out
 
 
