@@ -32,6 +32,7 @@ from controlplane.logs import now
 from controlplane.observe import Observer
 from controlplane.protocol.delta import DeltaStream
 from controlplane.protocol.events import DeltaPush, ProtocolError, Push
+from controlplane.protocol.requests import RequestParser
 from controlplane.protocol.sotw import SotwStream
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
@@ -68,6 +69,9 @@ class DiscoveryServer:
         self.partial_updates = partial_updates  # SotW EDS/RDS/SDS changes: only what changed
         self.encoder = ResponseEncoder()
         self.pacer = pacer or Pacer()
+        # Identical requests (ACKs, EDS/RDS subscriptions of a mesh) parsed once for all streams.
+        self.requests = RequestParser(discovery_pb2.DiscoveryRequest)
+        self.delta_requests = RequestParser(discovery_pb2.DeltaDiscoveryRequest)
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         handlers = []
@@ -76,11 +80,11 @@ class DiscoveryServer:
             methods = {
                 f"Stream{suffix}": grpc.stream_stream_rpc_method_handler(
                     self._stream_behaviour(SotwStream, short, type_url),
-                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    request_deserializer=self.requests.parse,
                     response_serializer=_already_bytes),
                 f"Delta{suffix}": grpc.stream_stream_rpc_method_handler(
                     self._stream_behaviour(DeltaStream, f"{short}(delta)", type_url),
-                    request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                    request_deserializer=self.delta_requests.parse,
                     response_serializer=_already_bytes)}
             if type_url:
                 methods[f"Fetch{suffix}"] = grpc.unary_unary_rpc_method_handler(
@@ -91,7 +95,8 @@ class DiscoveryServer:
         return handlers
 
     def encode(self, action: Push | DeltaPush) -> bytes:
-        return b"".join(self.parts(action))
+        found = self._shared_body(action)
+        return found if found is not None else self._join(action, self.parts(action))
 
     def parts(self, action: Push | DeltaPush) -> list[bytes]:
         if isinstance(action, DeltaPush):
@@ -101,14 +106,33 @@ class DiscoveryServer:
                                   action.nonce)
 
     async def write(self, context: grpc.aio.ServicerContext, action: Push | DeltaPush) -> None:
-        """Encode and write one response within the pacer's budget of bytes in flight."""
-        parts = self.parts(action)
-        size = sum(len(part) for part in parts)
-        await self.pacer.acquire(size)
+        """Encode and write one response within the pacer's budget of bytes in flight (the
+        bytes may be shared with other streams: controlplane/cache/encoder.py; gRPC copies
+        them for each call all the same, so each write counts)."""
+        body = self._shared_body(action)
+        parts = self.parts(action) if body is None else []
+        size = len(body) if body is not None else sum(len(part) for part in parts)
+        await self.pacer.acquire(size)  # before the copy below: the budget bounds the copies
         try:
-            await context.write(b"".join(parts))  # type: ignore[arg-type]
+            await context.write(body if body is not None  # type: ignore[arg-type]
+                                else self._join(action, parts))
         finally:
             self.pacer.release(size)
+
+    def _shared_body(self, action: Push | DeltaPush) -> bytes | None:
+        """A response another stream already sent (cache/encoder.py)."""
+        if isinstance(action, DeltaPush):
+            return self.encoder.lookup_delta(action.type_url, action.version, action.resources,
+                                             action.removed, action.nonce)
+        return self.encoder.lookup(action.type_url, action.version, action.resources,
+                                   action.nonce)
+
+    def _join(self, action: Push | DeltaPush, parts: list[bytes]) -> bytes:
+        if isinstance(action, DeltaPush):
+            return self.encoder.join_delta(action.type_url, action.version, action.resources,
+                                           action.removed, action.nonce, parts)
+        return self.encoder.join(action.type_url, action.version, action.resources,
+                                 action.nonce, parts)
 
     def _fetch_behaviour(self, type_url: str
                          ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[bytes]]:

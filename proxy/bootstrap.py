@@ -85,8 +85,9 @@ class Bootstrap:
 
 
 def ensure_network_filters() -> None:
-    """Register every network filter factory we ship (tcp_proxy; the HCM if present)."""
+    """Register every network filter factory we ship (tcp_proxy, rbac; the HCM if present)."""
     importlib.import_module("proxy.network.tcp_proxy")
+    importlib.import_module("proxy.network.rbac")
     with contextlib.suppress(ModuleNotFoundError):
         importlib.import_module("proxy.network.http_connection_manager")
 

@@ -8,16 +8,19 @@ GATEWAY = "gateway.networking.k8s.io"
 ENVOY_GATEWAY = "gateway.envoyproxy.io"
 ISTIO_SECURITY = "security.istio.io"
 GROUPS = {
-    "Service": "", "Namespace": "", "Secret": "", "EndpointSlice": "discovery.k8s.io",
+    "Service": "", "Namespace": "", "Secret": "", "ConfigMap": "",
+    "EndpointSlice": "discovery.k8s.io",
     "Gateway": GATEWAY, "GatewayClass": GATEWAY, "HTTPRoute": GATEWAY, "GRPCRoute": GATEWAY,
     "TCPRoute": GATEWAY, "TLSRoute": GATEWAY, "ReferenceGrant": GATEWAY,
+    "BackendTLSPolicy": GATEWAY, "ListenerSet": GATEWAY,
     "BackendTrafficPolicy": ENVOY_GATEWAY, "SecurityPolicy": ENVOY_GATEWAY,
     "ClientTrafficPolicy": ENVOY_GATEWAY,
     "PeerAuthentication": ISTIO_SECURITY, "AuthorizationPolicy": ISTIO_SECURITY,
 }
 SHORT_NAMES = {
     "svc": "Service", "ns": "Namespace", "gtw": "Gateway", "gc": "GatewayClass",
-    "refgrant": "ReferenceGrant",
+    "refgrant": "ReferenceGrant", "cm": "ConfigMap", "btlspolicy": "BackendTLSPolicy",
+    "lset": "ListenerSet",
     "btp": "BackendTrafficPolicy", "sp": "SecurityPolicy", "ctp": "ClientTrafficPolicy",
     "pa": "PeerAuthentication", "ap": "AuthorizationPolicy",
 }

@@ -9,8 +9,10 @@
   (controlplane/mesh/compile/deps.py). True (Programmed) once each of them has ACKed a mesh at
   least as new as the object's last change (its resourceVersion); False (Pending) while some
   have not; False (Invalid) when a proxy NACKed resources made from it since its last good
-  configuration, with the proxy and the error; False (Invalid) when the object is not
-  Accepted. An object no connected proxy uses is Programmed (nothing is waiting for it).
+  configuration, with the proxy and the error (a Gateway whose proxy cannot bind its
+  address, EADDRNOTAVAIL: AddressNotUsable); False (Invalid) when the object is not Accepted.
+  An object no connected proxy uses is Programmed (nothing is waiting for it).
+- A Gateway's `addresses`: its IPAddress values, else the instance_ip of its connected proxies.
 
 Every condition carries lastTransitionTime (controlplane/api/transitions.py).
 """
@@ -75,18 +77,30 @@ class StatusView:
             conditions.append(self._programmed(key, accepted["status"] == "True", revision,
                                                generation))
         out["conditions"] = conditions
+        if obj.kind == "Gateway" and not out.get("addresses"):
+            out["addresses"] = self._proxy_addresses(key)
         if self._transitions_generation != self.cache.mesh_generation:
             self.transitions.forget_all_but(self.cache.mesh.objects)
             self._transitions_generation = self.cache.mesh_generation
         self.transitions.stamp(key, obj.meta.creation_timestamp, out)
         return out
 
+    def _proxy_addresses(self, key: ObjectKey) -> list[dict[str, str]]:
+        """A Gateway that asks for no address (none, or one without a value: GatewaySpecAddress
+        "the implementation SHOULD automatically assign") is where its connected proxies bind:
+        their instance_ip."""
+        found = sorted({proxy.address for proxy in self.records()
+                        if proxy.kind == "Gateway" and proxy.namespace == key.namespace
+                        and proxy.name == key.name and proxy.address})
+        return [{"type": "IPAddress", "value": address} for address in found]
+
     # ---- Programmed -------------------------------------------------------------------------
 
     def _programmed(self, key: ObjectKey, accepted: bool, revision: int, generation: int
                     ) -> dict[str, Any]:
-        if not accepted:
-            return condition("Programmed", False, "Invalid", "not Accepted", generation)
+        if not accepted:  # a ListenerSet says why (listenerset_types.go: NotAllowed, ...)
+            reason = self._accepted_reason(key) if key.kind == "ListenerSet" else "Invalid"
+            return condition("Programmed", False, reason, "not Accepted", generation)
         affected = [proxy for proxy in self.records() if key in self.deps(proxy)]
         refusals = [(proxy, item) for proxy in affected for item in proxy.types
                     if key in item.suspects and item.nacked_revision >= revision]
@@ -94,7 +108,7 @@ class StatusView:
             proxy, item = refusals[0]
             others = len({other.node_id for other, _ in refusals}) - 1
             more = f" (and {others} more proxies)" if others else ""
-            return condition("Programmed", False, "Invalid",
+            return condition("Programmed", False, _refusal_reason(key, item.error),
                              f"{proxy.node_id} NACKed {item.type}: {item.error}{more}",
                              generation)
         pending = [proxy for proxy in affected if proxy.synced_revision < revision]
@@ -106,6 +120,11 @@ class StatusView:
         message = (f"ACKed by {len(affected)} proxies" if affected
                    else "no connected proxy uses it")
         return condition("Programmed", True, "Programmed", message, generation)
+
+    def _accepted_reason(self, key: ObjectKey) -> str:
+        found = [item for item in self.cache.mesh.conditions.get(key, [])
+                 if item.type == "Accepted"]
+        return found[0].reason if found else "Invalid"
 
     def records(self) -> list[ProxyRecord]:
         """The proxies' records, evaluated again only when they or the mesh changed."""
@@ -134,6 +153,17 @@ class StatusView:
                          for resource in typed.resources.values()]
             found = self._deps[identity] = self.provenance.objects_of_all(resources)
         return found
+
+
+# strerror(EADDRNOTAVAIL) on Linux, in Envoy's and Pointsman's bind errors alike
+NOT_LOCAL = "Cannot assign requested address"
+
+
+def _refusal_reason(key: ObjectKey, error: str) -> str:
+    """A Gateway whose proxy cannot bind its listeners' address: AddressNotUsable
+    (gateway_types.go GatewayReasonAddressNotUsable, "one or more Addresses cannot be used";
+    GatewayStaticAddresses); any other refusal: Invalid."""
+    return "AddressNotUsable" if key.kind == "Gateway" and NOT_LOCAL in error else "Invalid"
 
 
 def node_of(proxy: ProxyRecord) -> base_pb2.Node:

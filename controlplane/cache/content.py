@@ -95,8 +95,25 @@ class TypeContent(ABC):
             _remember(memo, older.key, found)
         return found
 
+    def changes_since(self, older: TypeContent, version: str) -> ResourceSet:
+        """The resources added or changed since `older` (names only removed are left out), as
+        a set reporting `version`; computed once per pair of contents and shared by every
+        stream moving from one to the other (SotW partial updates: protocol/sotw.py)."""
+        memo = self._changes
+        key = (older.key, version)
+        found = memo.get(key)
+        if found is None:
+            present = {name: resource for name in self.changed_since(older)
+                       if (resource := self.get(name)) is not None}
+            found = _remember(memo, key, ResourceSet(self.type_url, present, version=version))
+        return found
+
     @functools.cached_property
     def _diffs(self) -> dict[str, frozenset[str]]:
+        return {}
+
+    @functools.cached_property
+    def _changes(self) -> dict[tuple[str, str], ResourceSet]:
         return {}
 
 

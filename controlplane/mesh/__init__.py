@@ -22,15 +22,10 @@ from collections.abc import Callable, Iterable
 from controlplane.mesh.errors import Location, MeshError, Problem
 from controlplane.mesh.kinds.gateway import GatewayListener
 from controlplane.mesh.kinds.refs import ParentRef
+from controlplane.mesh.listenersets import merged_name
 from controlplane.mesh.load import load_objects, load_path, read_objects, read_path
 from controlplane.mesh.objects import MeshObject, ObjectKey
-from controlplane.mesh.resolve import (
-    Condition,
-    Mesh,
-    listener_ready,
-    resolve,
-    supported_kinds,
-)
+from controlplane.mesh.resolve import Condition, Mesh, listener_ready, resolve, supported_kinds
 
 __all__ = ["Condition", "Location", "Mesh", "MeshError", "MeshObject", "ObjectKey", "Problem",
            "load_objects", "load_path", "read_objects", "read_path", "resolve", "status",
@@ -62,10 +57,47 @@ def status(mesh: Mesh, obj: MeshObject) -> dict[str, object]:
                                "Accepted", "True" if item.accepted else "False", item.reason,
                                item.message), *resolved])}
                           for item in mesh.attachments.get(obj.key, [])]
+    if obj.kind == "BackendTLSPolicy":  # PolicyStatus: per ancestor (policy_types.go)
+        conditions = out["conditions"]
+        out["ancestors"] = [{"ancestorRef": {"group": "gateway.networking.k8s.io",
+                                             "kind": "Gateway", "namespace": item.namespace,
+                                             "name": item.name},
+                             "controllerName": "pointsman.io/mesh", "conditions": conditions}
+                            for item in mesh.policy_ancestors.get(obj.key, [])]
     if obj.kind == "Gateway":
-        out["listeners"] = [_listener_status(mesh, obj, listener, render)
-                            for listener in obj.spec.listeners]
+        out["listeners"] = [_listener(mesh, obj.key, listener, listener.name, render)
+                            for listener in obj.spec.listeners if listener.origin is None]
+        out["addresses"] = [{"type": "IPAddress", "value": value}
+                            for value in obj.spec.addresses]
+        # AttachedListenerSets: those selected, with a valid parentRef and Accepted
+        out["attachedListenerSets"] = sum(
+            1 for key in mesh.listener_sets.get(obj.key, [])
+            if all(item.ok for item in mesh.conditions.get(key, []) if item.type == "Accepted"))
+    if obj.kind == "ListenerSet":  # ListenerSetStatus: its entries, as its Gateway serves them
+        gateway = mesh.listener_set_parent.get(obj.key)
+        out["listeners"] = [] if gateway is None else [
+            _listener(mesh, gateway, listener, merged_name(obj.key, listener.name), render)
+            for listener in obj.spec.listeners]
     return out
+
+
+def _listener(mesh: Mesh, gateway: ObjectKey, listener: GatewayListener, name: str,
+              render: Callable[[Iterable[Condition]], list[dict[str, object]]]
+              ) -> dict[str, object]:
+    """ListenerStatus (ListenerEntryStatus): conditions, with Programmed (served by the
+    Gateway's proxy, else the reason it is not), supportedKinds and attachedRoutes."""
+    conditions = list(mesh.listener_conditions.get((gateway, name), []))
+    if listener_ready(mesh, gateway, name):
+        conditions.append(Condition("Programmed", "True", "Programmed"))
+    else:
+        why = next((item for item in conditions if item.type == "Accepted" and not item.ok),
+                   None)
+        conditions.append(Condition("Programmed", "False", why.reason if why else "Invalid",
+                                    why.message if why else "not served"))
+    return {"name": listener.name, "supportedKinds": [
+        {"group": group, "kind": kind} for group, kind in supported_kinds(listener)],
+        "conditions": render(conditions),
+        "attachedRoutes": len(mesh.on_listener.get((gateway, name), []))}
 
 
 def _parent_ref(ref: ParentRef, namespace: str) -> dict[str, object]:
@@ -78,21 +110,3 @@ def _parent_ref(ref: ParentRef, namespace: str) -> dict[str, object]:
     if ref.port is not None:
         out["port"] = ref.port
     return out
-
-
-def _listener_status(mesh: Mesh, gateway: MeshObject, listener: GatewayListener,
-                     render: Callable[[Iterable[Condition]], list[dict[str, object]]]
-                     ) -> dict[str, object]:
-    """ListenerStatus (gateway_types.go): supportedKinds, attachedRoutes, conditions with
-    Programmed (True when the listener is Accepted and its references resolve: it is served,
-    else False/Invalid)."""
-    conditions = mesh.listener_conditions.get((gateway.key, listener.name), [])
-    ready = listener_ready(mesh, gateway.key, listener.name)
-    programmed = Condition("Programmed", "True", "Programmed") if ready else Condition(
-        "Programmed", "False", "Invalid", "the listener is not Accepted or its references "
-        "do not resolve")
-    return {"name": listener.name,
-            "supportedKinds": [{"group": group, "kind": kind}
-                               for group, kind in supported_kinds(listener)],
-            "conditions": render([*conditions, programmed]),
-            "attachedRoutes": len(mesh.on_listener.get((gateway.key, listener.name), []))}

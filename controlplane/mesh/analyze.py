@@ -134,7 +134,8 @@ def _policies(mesh: Mesh) -> list[Problem]:
 
 def _http_only(mesh: Mesh) -> list[Problem]:
     """Policies a Service's sidecars enforce on HTTP requests: a TCP port of that Service
-    is not covered (there is no network-level RBAC, rate limit or fault in the sidecar)."""
+    is not covered (these are HTTP filters; Istio's AuthorizationPolicy, by contrast, is
+    compiled to network RBAC on TCP ports: analyze_security.py)."""
     out = []
     for policy in [*mesh.of_kind("SecurityPolicy"), *mesh.of_kind("BackendTrafficPolicy")]:
         spec = policy.spec
@@ -172,11 +173,14 @@ def _gateways(mesh: Mesh) -> list[Problem]:
                                "GatewayClass among the objects",
                                gateway.location(("spec", "gatewayClassName"))))
         for listener in gateway.spec.listeners:
+            # a ListenerSet's listener (served by the Gateway) is reported where it is written
+            owner = mesh.objects.get(listener.origin, gateway) if listener.origin else gateway
+            name = listener.entry or listener.name
             for condition in mesh.listener_conditions.get((gateway.key, listener.name), []):
                 if condition.type in ("Accepted", "ResolvedRefs") and not condition.ok:
                     out.append(Problem("error", condition.reason,
-                                       f"listener {listener.name}: {condition.message}",
-                                       gateway.location(("spec", "listeners", listener.index))))
+                                       f"listener {name}: {condition.message}",
+                                       owner.location(("spec", "listeners", listener.index))))
     return out
 
 

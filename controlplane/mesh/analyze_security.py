@@ -4,8 +4,10 @@ nothing here):
   Service's `metadata.labels`);
 - a second namespace-wide or mesh-wide PeerAuthentication (the oldest one applies);
 - a portLevelMtls port that is no targetPort of the Services selected;
-- an AuthorizationPolicy on a Service port that is not HTTP (the sidecar has no network RBAC
-  filter: not enforced there).
+- an AuthorizationPolicy rule with HTTP-only fields (hosts, methods, paths, request
+  headers) on a Service port that is not HTTP: enforced by network RBAC there, where Istio
+  leaves such an ALLOW rule out (it allows nothing) and drops those fields from a DENY rule
+  (it denies wider) (compile/authz.py).
 
 A STRICT port of a Service that also has EndpointSlices is no longer a warning: automatic
 mTLS is decided per endpoint (compile/mtls.py), so its sidecars are called over mTLS.
@@ -13,6 +15,7 @@ mTLS is decided per endpoint (compile/mtls.py), so its sidecars are called over 
 
 from __future__ import annotations
 
+from controlplane.mesh.compile.authz import http_only_fields
 from controlplane.mesh.errors import Problem
 from controlplane.mesh.identity import ROOT_NAMESPACE
 from controlplane.mesh.kinds.istio import selects
@@ -66,13 +69,27 @@ def _not_enforced(mesh: Mesh, root: str) -> list[Problem]:
     out = []
     policies = mesh.of_kind("AuthorizationPolicy")
     for service in mesh.of_kind("Service"):
+        tcp_ports = [port.port for port in service.spec.ports
+                     if mesh.protocol(service.namespace, service.name, port.port)
+                     not in HTTP_FAMILY]
+        if not tcp_ports:
+            continue
         for policy in authorization_policies(policies, service, root):
-            for port in service.spec.ports:
-                protocol = mesh.protocol(service.namespace, service.name, port.port)
-                if protocol not in HTTP_FAMILY:
-                    out.append(Problem(
-                        "warning", "NotEnforced",
-                        f"port {port.port} of {service.label} carries {protocol}: Pointsman "
-                        "enforces AuthorizationPolicy on HTTP ports only",
-                        policy.location(("spec",))))
+            for index, rule in enumerate(policy.spec.rules):
+                fields = http_only_fields(rule)
+                if fields:
+                    out.append(_http_only_on_tcp(policy, index, fields, service, tcp_ports))
     return out
+
+
+def _http_only_on_tcp(policy: MeshObject, index: int, fields: list[str], service: MeshObject,
+                      ports: list[int]) -> Problem:
+    effect = ("this ALLOW rule is left out there: it allows no connection"
+              if policy.spec.action == "ALLOW" else
+              "they are dropped from this DENY rule there: it denies every connection the "
+              "rest of it matches")
+    named = ", ".join(fields)
+    listed = ", ".join(str(port) for port in ports)
+    return Problem("warning", "HttpOnlyOnTcp",
+                   f"{named} cannot match on TCP port(s) {listed} of {service.label}; as "
+                   f"Istio does, {effect}", policy.location(("spec", "rules", index)))

@@ -140,7 +140,9 @@ def explain(mesh: Mesh, caller: str, method: str, url: str, headers: list[tuple[
         return out
     config = chain[0]["typedConfig"]
     if "rds" not in config:
-        return _explain_tcp(out, config, resources, mesh, compiler)
+        _explain_tcp(out, config, resources, mesh, compiler)
+        _admissions(out, mesh, identity, None, peer)  # network RBAC at the destination
+        return out
     table = _message(resources, ROUTE.type_url, config["rds"]["routeConfigName"],
                      route_pb2.RouteConfiguration)
     assert table is not None
@@ -167,7 +169,7 @@ def _caller_identity(caller: str, identity: MeshIdentity | None) -> tuple[str, s
 
 
 def _admissions(out: Explanation, mesh: Mesh, identity: MeshIdentity | None,
-                request: RequestHead, peer: str | None) -> None:
+                request: RequestHead | None, peer: str | None) -> None:
     for backend in out.backends:
         namespace, _, name = backend.service.partition("/")
         service = mesh.service(namespace, name) if backend.service else None

@@ -4,18 +4,21 @@ control plane would send it, the filter chain its listener would pick for the ca
 connection (mTLS or plaintext: automatic mTLS and the port's PeerAuthentication mode) is
 taken, and its RBAC filters (DENY, then ALLOW) are run by the sidecar's own RBAC filter
 (proxy.http.filters.rbac) on the request, with the caller's SPIFFE ID as the peer's URI SAN.
+On a TCP port the filters are network RBAC (proxy.network.rbac), run on the connection.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
 from controlplane.mesh.compile.compiler import MeshCompiler, mtls_to
 from controlplane.mesh.compile.memo import Endpoints, Memo, View
@@ -29,6 +32,9 @@ from proxy.codec.headers import RequestHead
 from proxy.http.filter import HttpStream
 from proxy.http.filters import rbac
 from proxy.http.peer import PEER_KEY, PeerTls
+from proxy.model.rbac import Rules
+from proxy.network import rbac as network_rbac
+from proxy.network.base import DownstreamConnection
 
 DESTINATION_IP = "192.0.2.20"  # TEST-NET-1 (RFC 5737)
 DESTINATION_OUTBOUND_IP = "192.0.2.21"
@@ -47,7 +53,8 @@ class Admission:
 
 
 def admission(mesh: Mesh, identity: MeshIdentity | None, service: MeshObject, port: int,
-              request: RequestHead, peer: str | None, source_ip: str) -> Admission:
+              request: RequestHead | None, peer: str | None, source_ip: str) -> Admission:
+    """`request` None: a TCP connection (the port's network RBAC decides)."""
     view = View(mesh, Endpoints(), Memo(identity=identity))
     tls = mtls_to(view, service, port)
     spec_port = service.spec.port(port)
@@ -59,19 +66,46 @@ def admission(mesh: Mesh, identity: MeshIdentity | None, service: MeshObject, po
     if chain is None:
         return Admission(transport, mode, False, "the port takes mTLS only (STRICT): the "
                                                  "connection is closed")
+    peer_tls = PeerTls((peer,)) if tls and peer else None
+    if request is None:  # a TCP port: the connection
+        connection = cast(DownstreamConnection, SimpleNamespace(
+            remote_address=(source_ip, 40000), local_address=(DESTINATION_IP, port),
+            direct_remote_address=None, peer=peer_tls, server_name=""))
+        return _decide(transport, mode, [(rules, connection) for rules in _network(chain)],
+                       "the connection is closed")
     stream = HttpStream(request, (source_ip, 40000), (DESTINATION_IP, port), 1)
-    if tls and peer:
-        stream.connection_state[PEER_KEY] = PeerTls((peer,))
-    for config in _rbac_configs(chain):
-        matched = rbac.matched_policy(config, stream)
-        if (matched is not None) != (config.action == "ALLOW"):
+    if peer_tls is not None:
+        stream.connection_state[PEER_KEY] = peer_tls
+    checks = [(config.rules, stream) for config in _rbac_configs(chain)
+              if config.rules is not None]
+    return _decide(transport, mode, checks, "403")
+
+
+def _decide(transport: str, mode: str, checks: list[tuple[Rules[Any], Any]],
+            refused: str) -> Admission:
+    """The RBAC filters in order (DENY, then ALLOW), as the sidecar runs them."""
+    for rules, subject in checks:
+        allowed, matched = rules.evaluate(subject)
+        if not allowed:
             return Admission(transport, mode, False,
                              f"DENY policy rule {matched}" if matched
-                             else "no ALLOW policy rule matches (403)")
-        if config.action == "ALLOW":
+                             else f"no ALLOW policy rule matches ({refused})")
+        if rules.action == "ALLOW":
             return Admission(transport, mode, True, f"ALLOW policy rule {matched}")
     return Admission(transport, mode, True, "no AuthorizationPolicy denies it and none "
                                             "requires an ALLOW")
+
+
+def _network(chain: Any) -> list[Rules[DownstreamConnection]]:
+    out = []
+    for item in chain.filters:
+        if item.name == "envoy.filters.network.rbac":
+            message = network_rbac_pb2.RBAC()
+            item.typed_config.Unpack(message)
+            rules = network_rbac.translate(message).rules
+            if rules is not None:
+                out.append(rules)
+    return out
 
 
 def _inbound(mesh: Mesh, identity: MeshIdentity | None, service: MeshObject, port: int
@@ -101,7 +135,7 @@ def _chain(listener: listener_pb2.Listener | None, tls: bool) -> Any:
 def _rbac_configs(chain: Any) -> list[rbac.RbacConfig]:
     hcm = http_connection_manager_pb2.HttpConnectionManager()
     if not chain.filters or not chain.filters[0].typed_config.Unpack(hcm):
-        return []  # a TCP port: no HTTP RBAC (docs/mesh-security.md)
+        return []  # a TCP port: network RBAC (_network)
     out = []
     for item in hcm.http_filters:
         if item.name == "envoy.filters.http.rbac":

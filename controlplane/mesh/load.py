@@ -17,14 +17,17 @@ from typing import Any
 from controlplane.mesh.errors import Location, MeshError
 from controlplane.mesh.fields import Fields
 from controlplane.mesh.kinds.authorizationpolicy import parse_authorizationpolicy_spec
+from controlplane.mesh.kinds.backendtlspolicy import parse_backendtlspolicy_spec
 from controlplane.mesh.kinds.backendtrafficpolicy import parse_backendtrafficpolicy_spec
 from controlplane.mesh.kinds.clienttrafficpolicy import parse_clienttrafficpolicy_spec
+from controlplane.mesh.kinds.configmap import parse_configmap
 from controlplane.mesh.kinds.endpointslice import parse_endpointslice
 from controlplane.mesh.kinds.gateway import parse_gateway_spec
 from controlplane.mesh.kinds.gatewayclass import parse_gatewayclass_spec
 from controlplane.mesh.kinds.grpcroute import parse_grpcroute_spec
 from controlplane.mesh.kinds.httproute import parse_httproute_spec
 from controlplane.mesh.kinds.istio import SECURITY_V1
+from controlplane.mesh.kinds.listenerset import parse_listenerset_spec
 from controlplane.mesh.kinds.namespace import parse_namespace_spec
 from controlplane.mesh.kinds.peerauthentication import parse_peerauthentication_spec
 from controlplane.mesh.kinds.referencegrant import parse_referencegrant_spec
@@ -48,6 +51,7 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("Service", ("v1",), parse_service_spec),
     KindSpec("Namespace", ("v1",), parse_namespace_spec, spec_required=False),
     KindSpec("Secret", ("v1",), parse_top=parse_secret, spec_required=False),
+    KindSpec("ConfigMap", ("v1",), parse_top=parse_configmap, spec_required=False),
     KindSpec("EndpointSlice", ("discovery.k8s.io/v1",), parse_top=parse_endpointslice,
              spec_required=False),
     KindSpec("Gateway", (GW + "v1", GW + "v1beta1"), parse_gateway_spec),
@@ -58,6 +62,8 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in (
     KindSpec("TLSRoute", (GW + "v1", GW + "v1alpha2"), parse_tlsroute_spec,
              version_parsers=((GW + "v1", parse_tlsroute_v1_spec),)),
     KindSpec("ReferenceGrant", (GW + "v1beta1", GW + "v1"), parse_referencegrant_spec),
+    KindSpec("BackendTLSPolicy", (GW + "v1", GW + "v1alpha3"), parse_backendtlspolicy_spec),
+    KindSpec("ListenerSet", (GW + "v1",), parse_listenerset_spec),
     KindSpec("BackendTrafficPolicy", (EG,), parse_backendtrafficpolicy_spec),
     KindSpec("SecurityPolicy", (EG,), parse_securitypolicy_spec),
     KindSpec("ClientTrafficPolicy", (EG,), parse_clienttrafficpolicy_spec),

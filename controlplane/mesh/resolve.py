@@ -24,14 +24,32 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from controlplane.mesh.backendtls import (
+    BackendTls,
+    ancestors,
+    gateway_backends,
+    resolve_backend_tls,
+)
 from controlplane.mesh.errors import Problem
 from controlplane.mesh.hostnames import effective
 from controlplane.mesh.kinds.endpointslice import SERVICE_NAME_LABEL
-from controlplane.mesh.kinds.gateway import DEFAULT_KINDS, GatewayListener, GatewaySpec
-from controlplane.mesh.kinds.refs import CORE_GROUP, GATEWAY_GROUP, BackendRef, ParentRef
+from controlplane.mesh.kinds.gateway import DEFAULT_KINDS, CaRef, GatewayListener, GatewaySpec
+from controlplane.mesh.kinds.refs import (
+    CORE_GROUP,
+    GATEWAY_GROUP,
+    BackendRef,
+    ParentRef,
+    SecretRef,
+)
 from controlplane.mesh.kinds.service import ServicePort, ServiceSpec
+from controlplane.mesh.listenersets import (
+    admitted,
+    merged_name,
+    parent_of,
+    with_listener_sets,
+)
 from controlplane.mesh.objects import MeshObject, ObjectKey
 
 ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute")
@@ -146,6 +164,19 @@ class Mesh:
     port_protocols: dict[tuple[str, str, int], str] = field(default_factory=dict)
     by_port: dict[int, list[MeshObject]] = field(default_factory=lambda: defaultdict(list))
     problems: list[Problem] = field(default_factory=list)
+    # BackendTLSPolicy: the TLS a Service port's connections use (controlplane.mesh.backendtls)
+    backend_tls: dict[tuple[str, str, int], BackendTls] = field(default_factory=dict)
+    # spec.tls.frontend for an HTTPS listener: (the CA bundle, the mode) when some CA resolves
+    frontend_validation: dict[tuple[ObjectKey, str], tuple[bytes, str]] = field(
+        default_factory=dict)
+    # ListenerSets: the accepted ones of each Gateway (precedence order), and each one's Gateway
+    listener_sets: dict[ObjectKey, list[ObjectKey]] = field(
+        default_factory=lambda: defaultdict(list))
+    listener_set_parent: dict[ObjectKey, ObjectKey] = field(default_factory=dict)
+    # a Gateway's spec.tls.backend.clientCertificateRef when it resolves: (chain, key)
+    client_certificates: dict[ObjectKey, tuple[bytes, bytes]] = field(default_factory=dict)
+    # a policy's ancestors (PolicyStatus): the Gateways its targets are reached through
+    policy_ancestors: dict[ObjectKey, list[ObjectKey]] = field(default_factory=dict)
 
     # ---- lookups ----------------------------------------------------------------------------
 
@@ -208,18 +239,41 @@ def resolve(objects: Iterable[MeshObject]) -> Mesh:
                                           ("spec", "clusterIP"))))
         elif address is not None:
             addresses[address] = service
+    _merge_listener_sets(mesh)
     _check_gateways(mesh)
+    mesh.backend_tls, verdicts = resolve_backend_tls(mesh.objects,
+                                                     mesh.of_kind("BackendTLSPolicy"))
     for kind in ROUTE_KINDS:
         for route in mesh.of_kind(kind):
             _attach(mesh, route)
     _infer_protocols(mesh)
+    for key, settings in mesh.backend_tls.items():  # sidecars pass the TLS through
+        mesh.backend_tls[key] = replace(settings, inner=mesh.port_protocols.get(key, "tcp"))
+        mesh.port_protocols[key] = "tls"
     for kind in ROUTE_KINDS:
         for route in mesh.of_kind(kind):
             _route_conditions(mesh, route, _resolve_backends(mesh, route))
     for kind in POLICY_KINDS:
         for policy in mesh.of_kind(kind):
             _target(mesh, policy)
+    reach = gateway_backends(mesh.attachments, mesh.backends)
+    for policy in mesh.of_kind("BackendTLSPolicy"):
+        verdict = verdicts[policy.key]
+        mesh.conditions[policy.key] += [Condition("Accepted", *verdict.accepted),
+                                        Condition("ResolvedRefs", *verdict.resolved)]
+        mesh.policy_ancestors[policy.key] = ancestors(reach, policy)
     return mesh
+
+
+def declared(mesh: Mesh, service: MeshObject, port: ServicePort) -> str | None:
+    """A port's appProtocol as the mesh reads it. Behind a BackendTLSPolicy the port's TLS is
+    the proxy's business (appProtocol `HTTPS`, `tls`, ...): what runs inside is told by the
+    routes, as for a port without appProtocol."""
+    found = port.declared
+    if found in ("opaque", "tls") and (service.namespace, service.name,
+                                       port.port) in mesh.backend_tls:
+        return None
+    return found
 
 
 def precedence_key(obj: MeshObject) -> tuple[int, str, str, str]:
@@ -242,30 +296,239 @@ def _index_slices(mesh: Mesh) -> None:
 
 # ---- gateways ---------------------------------------------------------------------------------
 
+def _merge_listener_sets(mesh: Mesh) -> None:
+    """Accept each ListenerSet its Gateway admits, and serve its listeners with the
+    Gateway's (controlplane.mesh.listenersets)."""
+    for listener_set in mesh.of_kind("ListenerSet"):  # oldest first
+        parent = parent_of(listener_set)
+        gateway = mesh.objects.get(parent) if parent is not None else None
+        if gateway is None:
+            mesh.conditions[listener_set.key].append(Condition(
+                "Accepted", "False", "NotAllowed", "its parentRef names no Gateway"))
+            continue
+        if not admitted(gateway, listener_set, namespace_labels(mesh, listener_set.namespace)):
+            mesh.conditions[listener_set.key].append(Condition(
+                "Accepted", "False", "NotAllowed", f"{gateway.label} does not allow "
+                f"ListenerSets from namespace {listener_set.namespace} (allowedListeners)"))
+            continue
+        mesh.listener_sets[gateway.key].append(listener_set.key)
+        mesh.listener_set_parent[listener_set.key] = gateway.key
+    for key, sets in mesh.listener_sets.items():
+        merged = with_listener_sets(mesh.objects[key], [mesh.objects[item] for item in sets])
+        mesh.objects[key] = merged
+        found = mesh.by_kind["Gateway"]
+        found[next(index for index, item in enumerate(found) if item.key == key)] = merged
+
+
 def _check_gateways(mesh: Mesh) -> None:
     for gateway in mesh.of_kind("Gateway"):
         spec: GatewaySpec = gateway.spec
-        conflicted = _conflicts(spec.listeners)
+        own = tuple(item for item in spec.listeners if item.origin is None)
+        conflicted = _conflicts(tuple(item for item in own if item.supported_protocol))
+        invalid = {item.name: ("UnsupportedProtocol", f"protocol {item.protocol} is not "
+                                                      f"supported (HTTP, HTTPS, TLS, TCP are)")
+                   for item in spec.listeners if not item.supported_protocol}
+        conflicted.update(_later_conflicts(spec, own, conflicted, invalid))
         for listener in spec.listeners:
-            key = (gateway.key, listener.name)
-            reason = conflicted.get(listener.name)
-            if reason:
-                mesh.listener_conditions[key] += [
-                    Condition("Conflicted", "True", reason[0], reason[1]),
-                    Condition("Accepted", "False", reason[0], reason[1])]
-                continue
-            mesh.listener_conditions[key] += [Condition("Accepted", "True", "Accepted"),
-                                              Condition("Conflicted", "False", "NoConflicts")]
-            refs = _route_kinds(listener) or _certificate_refs(mesh, gateway, listener)
-            mesh.listener_conditions[key].append(refs)
-        accepted = [name for name in (item.name for item in spec.listeners)
-                    if name not in conflicted]
+            mesh.listener_conditions[(gateway.key, listener.name)] += _listener_conditions(
+                mesh, gateway, listener, invalid.get(listener.name) or conflicted.get(
+                    listener.name), listener.name in conflicted)
+        mesh.conditions[gateway.key] += _gateway_conditions(mesh, gateway, {
+            name: found for name, found in {**conflicted, **invalid}.items()
+            if spec.listener(name) in own})
+    for listener_set in mesh.of_kind("ListenerSet"):
+        if listener_set.key in mesh.listener_set_parent:
+            mesh.conditions[listener_set.key].append(_listener_set_accepted(mesh, listener_set))
+
+
+def _later_conflicts(spec: GatewaySpec, own: tuple[GatewayListener, ...],
+                     conflicted: dict[str, tuple[str, str]],
+                     invalid: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """ListenerSet listeners, in precedence order, against every listener kept before them:
+    the later one of a conflicting pair is Conflicted (listenerset_types.go)."""
+    kept = [item for item in own if item.name not in conflicted and item.name not in invalid]
+    out: dict[str, tuple[str, str]] = {}
+    for listener in spec.listeners:
+        if listener.origin is None or listener.name in invalid:
+            continue
+        found = _conflicts((*kept, listener)).get(listener.name)
+        if found is not None:
+            out[listener.name] = found
+            continue
+        kept.append(listener)
+    return out
+
+
+def _listener_set_accepted(mesh: Mesh, listener_set: MeshObject) -> Condition:
+    gateway = mesh.listener_set_parent[listener_set.key]
+    names = [merged_name(listener_set.key, item.name) for item in listener_set.spec.listeners]
+    bad = [name for name in names if not listener_ready(mesh, gateway, name)]
+    if not all(item.ok for item in mesh.conditions.get(gateway, []) if item.type == "Accepted"):
+        return Condition("Accepted", "False", "ParentNotAccepted",
+                         f"{gateway.kind} {gateway.namespace}/{gateway.name} is not accepted")
+    if len(bad) == len(names):
+        return Condition("Accepted", "False", "ListenersNotValid", "no listener is valid")
+    if bad:
+        return Condition("Accepted", "True", "ListenersNotValid",
+                         "invalid listeners: " + ", ".join(name.rsplit("/", 1)[1]
+                                                           for name in bad))
+    return Condition("Accepted", "True", "Accepted")
+
+
+def _listener_conditions(mesh: Mesh, gateway: MeshObject, listener: GatewayListener,
+                         problem: tuple[str, str] | None, conflicted: bool) -> list[Condition]:
+    if problem is not None:
+        out = [Condition("Accepted", "False", problem[0], problem[1])]
         if conflicted:
-            mesh.conditions[gateway.key].append(Condition(
-                "Accepted", "True" if accepted else "False", "ListenersNotValid",
-                f"conflicted listeners: {', '.join(sorted(conflicted))}"))
+            out.insert(0, Condition("Conflicted", "True", problem[0], problem[1]))
+        return out
+    out = [Condition("Accepted", "True", "Accepted"),
+           Condition("Conflicted", "False", "NoConflicts")]
+    refs = _certificate_refs(mesh, gateway, listener)
+    invalid_kinds = [kind for kind in listener.allowed_kinds
+                     if kind not in supported_kinds(listener)]
+    if refs.ok and invalid_kinds:
+        refs = Condition("ResolvedRefs", "False", "InvalidRouteKinds",
+                         f"listener protocol {listener.protocol} cannot serve "
+                         f"{', '.join(kind for _, kind in invalid_kinds)}")
+    frontend = _frontend_validation(mesh, gateway, listener)
+    if frontend is not None and refs.ok and not frontend[0].ok:
+        refs = frontend[0]
+    if frontend is not None and not frontend[1]:
+        out[0] = Condition("Accepted", "False", "NoValidCACertificate", frontend[0].message)
+    return [*out, refs]
+
+
+def _frontend_validation(mesh: Mesh, gateway: MeshObject, listener: GatewayListener
+                         ) -> tuple[Condition, bool] | None:
+    """spec.tls.frontend for an HTTPS listener (FrontendTLSValidation): its ResolvedRefs and
+    whether some CA resolved; the CAs kept for the compiler. A missing ConfigMap or one
+    without usable `ca.crt`: InvalidCACertificateRef; another kind: InvalidCACertificateKind;
+    another namespace without a ReferenceGrant: RefNotPermitted."""
+    frontend = gateway.spec.frontend
+    validation = frontend.for_port(listener.port) if frontend is not None else None
+    if validation is None or listener.protocol != "HTTPS":
+        return None
+    bundles: list[bytes] = []
+    problem: Condition | None = None
+    for ref in validation.ca_refs:
+        found = _frontend_ca(mesh, gateway, ref)
+        if isinstance(found, bytes):
+            bundles.append(found)
         else:
-            mesh.conditions[gateway.key].append(Condition("Accepted", "True", "Accepted"))
+            problem = problem or found
+    if bundles:
+        mesh.frontend_validation[(gateway.key, listener.name)] = (b"".join(bundles),
+                                                                 validation.mode)
+    return problem or Condition("ResolvedRefs", "True", "ResolvedRefs"), bool(bundles)
+
+
+def _frontend_ca(mesh: Mesh, gateway: MeshObject, ref: CaRef) -> bytes | Condition:
+    namespace = ref.namespace or gateway.namespace
+    if ref.group != CORE_GROUP or ref.kind != "ConfigMap":
+        return Condition("ResolvedRefs", "False", "InvalidCACertificateKind",
+                         f"caCertificateRefs {ref.group or 'core'}/{ref.kind} {ref.name}: only "
+                         "ConfigMaps are supported")
+    if namespace != gateway.namespace and not granted(
+            mesh, GATEWAY_GROUP, "Gateway", gateway.namespace, CORE_GROUP, "ConfigMap",
+            namespace, ref.name):
+        return Condition("ResolvedRefs", "False", "RefNotPermitted",
+                         f"no ReferenceGrant in {namespace} lets Gateways of "
+                         f"{gateway.namespace} use ConfigMap {ref.name}")
+    found = mesh.get("ConfigMap", namespace, ref.name)
+    if found is None:
+        return Condition("ResolvedRefs", "False", "InvalidCACertificateRef",
+                         f"ConfigMap {namespace}/{ref.name} does not exist")
+    bundle, why = found.spec.ca_bundle()
+    return bundle or Condition("ResolvedRefs", "False", "InvalidCACertificateRef",
+                               f"ConfigMap {namespace}/{ref.name} {why}")
+
+
+def supported_kinds(listener: GatewayListener) -> tuple[tuple[str, str], ...]:
+    """The route kinds of allowedRoutes (or the protocol's default) the listener serves: its
+    status supportedKinds (empty for a listener whose protocol is not served)."""
+    if not listener.supported_protocol:
+        return ()
+    serves = {(GATEWAY_GROUP, kind) for kind in DEFAULT_KINDS[listener.protocol]}
+    return tuple(kind for kind in listener.allowed_kinds if kind in serves)
+
+
+def _gateway_conditions(mesh: Mesh, gateway: MeshObject,
+                        invalid: dict[str, tuple[str, str]]) -> list[Condition]:
+    """The Gateway's Accepted (and ResolvedRefs when its own references fail; the listeners'
+    are summed up by status): gateway_types.go GatewayConditionReason."""
+    spec: GatewaySpec = gateway.spec
+    out = []
+    refs = _client_certificate(mesh, gateway)
+    if refs is not None:
+        out.append(refs)
+    out += _insecure_frontend(spec)
+    parameters = spec.infrastructure.parameters
+    if parameters is not None:
+        return [Condition("Accepted", "False", "InvalidParameters",
+                          f"parametersRef {parameters.group}/{parameters.kind} "
+                          f"{parameters.name}: Pointsman takes no Gateway parameters"), *out]
+    if spec.unsupported_addresses:
+        first = spec.unsupported_addresses[0]
+        return [Condition("Accepted", "False", "UnsupportedAddress",
+                          f"address type {first.type!r} is not supported (IPAddress is)"), *out]
+    if invalid:
+        accepted = any(item.name not in invalid for item in spec.listeners)
+        return [Condition("Accepted", "True" if accepted else "False", "ListenersNotValid",
+                          "invalid listeners: " + ", ".join(
+                              f"{name} ({reason})" for name, (reason, _) in sorted(
+                                  invalid.items()))), *out]
+    return [Condition("Accepted", "True", "Accepted"), *out]
+
+
+def _insecure_frontend(spec: GatewaySpec) -> list[Condition]:
+    """GatewayConditionInsecureFrontendValidationMode: True (ConfigurationChanged) while some
+    frontend validation is AllowInsecureFallback."""
+    frontend = spec.frontend
+    if frontend is None:
+        return []
+    modes = [item.mode for item in (frontend.default, *(tls for _, tls in frontend.per_port))
+             if item is not None]
+    if "AllowInsecureFallback" not in modes:
+        return []
+    return [Condition("InsecureFrontendValidationMode", "True", "ConfigurationChanged",
+                      "client certificates are not required (AllowInsecureFallback)")]
+
+
+def _client_certificate(mesh: Mesh, gateway: MeshObject) -> Condition | None:
+    """spec.tls.backend.clientCertificateRef (GatewayBackendTLS): ResolvedRefs=False with
+    InvalidClientCertificateRef or RefNotPermitted when it cannot be used."""
+    ref = gateway.spec.backend_client_certificate
+    if ref is None:
+        return None
+    problem = _secret_problem(mesh, gateway, ref, "InvalidClientCertificateRef")
+    if problem is not None:
+        return Condition("ResolvedRefs", "False", *problem)
+    secret = mesh.get("Secret", ref.namespace or gateway.namespace, ref.name)
+    assert secret is not None
+    mesh.client_certificates[gateway.key] = (secret.spec.certificate_chain,
+                                             secret.spec.private_key)
+    return None
+
+
+def _secret_problem(mesh: Mesh, gateway: MeshObject, ref: SecretRef, invalid: str,
+                    owner: ObjectKey | None = None) -> tuple[str, str] | None:
+    """Why a Gateway's (or its ListenerSet `owner`'s) reference to a TLS Secret cannot be
+    used (reason, message), if so."""
+    kind, home = (owner.kind, owner.namespace) if owner else ("Gateway", gateway.namespace)
+    namespace = ref.namespace or home
+    if ref.group != CORE_GROUP or ref.kind != "Secret":
+        return invalid, f"{ref.group or 'core'}/{ref.kind} is not a Secret"
+    if namespace != home and not granted(
+            mesh, GATEWAY_GROUP, kind, home, CORE_GROUP, "Secret", namespace, ref.name):
+        return "RefNotPermitted", (f"no ReferenceGrant in {namespace} lets {kind}s of "
+                                   f"{home} use Secret {ref.name}")
+    secret = mesh.get("Secret", namespace, ref.name)
+    if secret is None:
+        return invalid, f"Secret {namespace}/{ref.name} does not exist"
+    if not secret.spec.usable_tls:
+        return invalid, f"Secret {namespace}/{ref.name}: {secret.spec.problem}"
+    return None
 
 
 def _conflicts(listeners: tuple[GatewayListener, ...]) -> dict[str, tuple[str, str]]:
@@ -295,48 +558,25 @@ def _conflicts(listeners: tuple[GatewayListener, ...]) -> dict[str, tuple[str, s
     return out
 
 
-def supported_kinds(listener: GatewayListener) -> tuple[tuple[str, str], ...]:
-    """The listener's allowedRoutes.kinds that its protocol can serve (status.supportedKinds,
-    gateway_types.go ListenerStatus: "the generic kinds of Routes ... supported")."""
-    serves = {(GATEWAY_GROUP, kind) for kind in DEFAULT_KINDS[listener.protocol]}
-    return tuple(kind for kind in listener.allowed_kinds if kind in serves)
-
-
-def _route_kinds(listener: GatewayListener) -> Condition | None:
-    """ResolvedRefs=False/InvalidRouteKinds when allowedRoutes.kinds names a kind the
-    protocol does not serve (ListenerReasonInvalidRouteKinds, gateway_types.go)."""
-    invalid = [kind for group, kind in listener.allowed_kinds
-               if (group, kind) not in supported_kinds(listener)]
-    if not invalid:
-        return None
-    return Condition("ResolvedRefs", "False", "InvalidRouteKinds",
-                     f"{listener.protocol} listener {listener.name} does not serve "
-                     f"{', '.join(invalid)}")
-
-
 def _certificate_refs(mesh: Mesh, gateway: MeshObject, listener: GatewayListener) -> Condition:
     if listener.tls is None or listener.tls.mode != "Terminate":
         return Condition("ResolvedRefs", "True", "ResolvedRefs")
     for ref in listener.tls.certificate_refs:
-        namespace = ref.namespace or gateway.namespace
-        if ref.group != CORE_GROUP or ref.kind != "Secret":
-            return Condition("ResolvedRefs", "False", "InvalidCertificateRef",
-                             f"{ref.kind} is not a Secret")
-        if namespace != gateway.namespace and not granted(
-                mesh, GATEWAY_GROUP, "Gateway", gateway.namespace, CORE_GROUP, "Secret",
-                namespace, ref.name):
-            return Condition("ResolvedRefs", "False", "RefNotPermitted",
-                             f"no ReferenceGrant in {namespace} lets Gateways of "
-                             f"{gateway.namespace} use Secret {ref.name}")
-        if mesh.get("Secret", namespace, ref.name) is None:
-            return Condition("ResolvedRefs", "False", "InvalidCertificateRef",
-                             f"Secret {namespace}/{ref.name} does not exist")
+        problem = _secret_problem(mesh, gateway, ref, "InvalidCertificateRef",
+                                  listener.origin)
+        if problem is not None:
+            return Condition("ResolvedRefs", "False", *problem)
     return Condition("ResolvedRefs", "True", "ResolvedRefs")
 
 
 def listener_ready(mesh: Mesh, gateway: ObjectKey, listener: str) -> bool:
+    """Served: the Gateway and the listener are Accepted and the listener's references
+    resolve (a route kind it cannot serve leaves it serving the others)."""
+    if not all(item.ok for item in mesh.conditions.get(gateway, []) if item.type == "Accepted"):
+        return False
     return all(item.ok for item in mesh.listener_conditions.get((gateway, listener), [])
-               if item.type in ("Accepted", "ResolvedRefs"))
+               if item.type == "Accepted" or (item.type == "ResolvedRefs"
+                                              and item.reason != "InvalidRouteKinds"))
 
 
 def listener_accepted(mesh: Mesh, gateway: ObjectKey, listener: str) -> bool:
@@ -362,6 +602,8 @@ def _attach(mesh: Mesh, route: MeshObject) -> None:
             found = _attach_service(mesh, route, index, ref)
         elif ref.group == GATEWAY_GROUP and ref.kind == "Gateway":
             found = _attach_gateway(mesh, route, index, ref)
+        elif ref.group == GATEWAY_GROUP and ref.kind == "ListenerSet":
+            found = _attach_listener_set(mesh, route, index, ref)
         else:
             found = Attachment(route, index, ref, None, False, "NoMatchingParent",
                                f"parents of kind {ref.group or 'core'}/{ref.kind} are not "
@@ -411,9 +653,34 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
         return Attachment(route, index, ref, key, False, "NoMatchingParent",
                           f"Gateway {namespace}/{ref.name} does not exist")
     spec: GatewaySpec = gateway.spec
-    candidates = [item for item in spec.listeners
-                  if (ref.section_name is None or item.name == ref.section_name)
+    candidates = [item for item in spec.listeners if item.origin is None
+                  and (ref.section_name is None or item.name == ref.section_name)
                   and (ref.port is None or item.port == ref.port)]
+    return _attach_listeners(mesh, route, index, ref, key, gateway.namespace, candidates)
+
+
+def _attach_listener_set(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef
+                         ) -> Attachment:
+    """A parentRef of kind ListenerSet: that set's listeners, served by its Gateway."""
+    namespace = ref.namespace or route.namespace
+    key = ObjectKey("ListenerSet", namespace, ref.name)
+    gateway = mesh.listener_set_parent.get(key)
+    if key not in mesh.objects or gateway is None:
+        return Attachment(route, index, ref, key, False, "NoMatchingParent",
+                          f"ListenerSet {namespace}/{ref.name} does not exist or is not "
+                          "accepted")
+    candidates = [item for item in mesh.objects[gateway].spec.listeners if item.origin == key
+                  and (ref.section_name is None or item.entry == ref.section_name)
+                  and (ref.port is None or item.port == ref.port)]
+    found = _attach_listeners(mesh, route, index, ref, gateway, namespace, candidates)
+    return replace(found, parent=gateway) if found.accepted else replace(found, parent=key)
+
+
+def _attach_listeners(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef,
+                      key: ObjectKey, owner_namespace: str,
+                      candidates: list[GatewayListener]) -> Attachment:
+    """A route on some listeners of a Gateway (its own, or one ListenerSet's, whose
+    namespace is `owner_namespace`: what allowedRoutes `Same` means)."""
     if not candidates:
         return Attachment(route, index, ref, key, False, "NoMatchingParent",
                           "no listener has that sectionName/port")
@@ -426,7 +693,7 @@ def _attach_gateway(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef) -
         if (GATEWAY_GROUP, route.kind) not in supported_kinds(listener):
             message = f"listener {listener.name} does not allow {route.kind}"
             continue
-        if not _namespace_allowed(mesh, listener, gateway.namespace, route.namespace):
+        if not _namespace_allowed(mesh, listener, owner_namespace, route.namespace):
             message = f"listener {listener.name} does not allow routes from namespace " \
                       f"{route.namespace}"
             continue
@@ -480,9 +747,9 @@ def _infer_protocols(mesh: Mesh) -> None:
     for service in mesh.of_kind("Service"):
         for port in service.spec.ports:
             key = (service.namespace, service.name, port.port)
-            declared = port.declared
-            if declared is not None:
-                mesh.port_protocols[key] = declared
+            found = declared(mesh, service, port)
+            if found is not None:
+                mesh.port_protocols[key] = found
                 continue
             kinds = {item.route.kind for item in mesh.on_service_port.get(key, [])}
             kinds = kinds or backend_kinds.get(key, set())
@@ -530,7 +797,7 @@ def resolve_backend(mesh: Mesh, route: MeshObject, ref: BackendRef) -> Backend:
     if port is None:
         return Backend(ref, False, "BackendNotFound",
                        f"Service {namespace}/{ref.name} has no port {ref.port}")
-    if port.declared not in FITS[route.kind]:
+    if declared(mesh, service, port) not in FITS[route.kind]:
         return Backend(ref, False, "UnsupportedProtocol",
                        f"a {route.kind} cannot send to appProtocol {port.app_protocol!r} "
                        f"(Service {namespace}/{ref.name} port {port.port})")

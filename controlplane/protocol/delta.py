@@ -244,12 +244,13 @@ class DeltaStream:
             return []
         if subscription.type_url == CLUSTER.type_url:
             self._warm_endpoints_of(plan.resources, subscription)
-        for resource in plan.resources:
-            subscription.known[resource.name] = resource.version
-        for name in plan.removed:
-            subscription.known.pop(name, None)
         if plan.complete:  # the client holds exactly its scope of this content: no copy
             subscription.known.rebase(self._scope(subscription, snapshot))
+        else:  # (a rebase replaces all of it: no need to record each name first)
+            for resource in plan.resources:
+                subscription.known[resource.name] = resource.version
+            for name in plan.removed:
+                subscription.known.pop(name, None)
         self._nonces += 1
         subscription.nonce = str(self._nonces)
         subscription.sent_version = snapshot.of_type(subscription.type_url).version

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, MutableMapping
 
 from controlplane.cache import TypeContent
 
+_MISSING = object()
+
 
 class KnownVersions(MutableMapping[str, str]):
     __slots__ = ("_base", "_changes")
@@ -39,6 +41,15 @@ class KnownVersions(MutableMapping[str, str]):
         if resource is None:
             raise KeyError(name)
         return resource.version
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        """`Mapping.get` without the KeyError it would raise and catch per unknown name (a
+        first sync asks for a thousand names the client does not hold)."""
+        version = self._changes.get(name, _MISSING)
+        if version is not _MISSING:
+            return default if version is None else version  # type: ignore[return-value]
+        resource = self._base.get(name) if self._base is not None else None
+        return default if resource is None else resource.version
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):

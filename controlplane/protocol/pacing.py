@@ -3,6 +3,12 @@
 `Debounce` coalesces a burst of changes into one push, as istiod's PILOT_DEBOUNCE_AFTER /
 PILOT_DEBOUNCE_MAX do: the push happens `after` seconds after the last change of a burst, and
 no later than `maximum` seconds after its first, so a steady stream of changes still goes out.
+With a `cooldown` factor it also adapts to load: after a push whose own work took `cost`
+seconds (`done`), the next waits until `cooldown * cost` seconds have passed (still no later
+than `maximum` after its first change). A push that is cheap (few streams, a quiet machine)
+keeps the short `after`; one that is dear (every connected sidecar woken, a loaded machine)
+spaces the next, so pushes take at most about 1 / (1 + cooldown) of the time however many
+changes come.
 
 `Budget` bounds the bytes of responses being written at once (admission control and
 backpressure): a stream asks before it encodes a response and gives the bytes back when the
@@ -25,8 +31,10 @@ class Debounce:
 
     after: float = 0.1
     maximum: float = 1.0
+    cooldown: float = 0.0
     first: float | None = None
     last: float = 0.0
+    not_before: float = 0.0
 
     def changed(self, now: float) -> None:
         if self.first is None:
@@ -37,7 +45,11 @@ class Debounce:
         """When to look again (None: nothing pending)."""
         if self.first is None:
             return None
-        return min(self.last + self.after, self.first + self.maximum)
+        return min(max(self.last + self.after, self.not_before), self.first + self.maximum)
+
+    def done(self, now: float, cost: float) -> None:
+        """The push ended at `now`, its own work took `cost` seconds: space the next one."""
+        self.not_before = now + self.cooldown * max(0.0, cost)
 
     def due(self, now: float) -> bool:
         """True (and the burst is over) when the pending changes should be pushed now."""

@@ -39,6 +39,7 @@ from controlplane.protocol.events import (
     Subscribed,
 )
 from controlplane.protocol.health import health_report
+from controlplane.protocol.requests import requested_names, shared_names
 from controlplane.resources import BY_TYPE_URL, CLUSTER, LISTENER, PUSH_ORDER, ROUTE, WARMED_BY
 
 WILDCARD = "*"
@@ -54,20 +55,9 @@ class Desired:
     key: str
 
 
-_NAME_SETS: dict[frozenset[str], frozenset[str]] = {}
-_NAME_SETS_LIMIT = 65536
-
-
-def shared_names(names: Iterable[str]) -> frozenset[str]:
-    """One frozenset object per distinct name set across streams: a thousand Envoys asking EDS
-    for the same thousand clusters hold one set, and its hash is computed once."""
-    requested = frozenset(names)
-    found = _NAME_SETS.get(requested)
-    if found is None:
-        if len(_NAME_SETS) >= _NAME_SETS_LIMIT:
-            _NAME_SETS.clear()
-        found = _NAME_SETS[requested] = requested
-    return found
+def _explicit(requested: frozenset[str]) -> frozenset[str]:
+    """The names of a request without the wildcard, shared across streams."""
+    return shared_names(requested - {WILDCARD}) if WILDCARD in requested else requested
 
 
 @dataclass
@@ -137,7 +127,7 @@ class SotwStream:
                now: float) -> list[Action]:
         """An ACK or NACK of the latest response, possibly changing the names too."""
         actions = [self._record_reply(subscription, request, now)]
-        changed = self._update_names(subscription, request.resource_names)
+        changed = self._update_names(subscription, requested_names(request))
         if changed:
             actions.append(self._subscribed(subscription))
         if changed or subscription.needs_warm_answer:
@@ -151,9 +141,9 @@ class SotwStream:
         before the first response arrived; either way it is answered."""
         if subscription is None:
             subscription = self.subscriptions[type_url] = Subscription(type_url)
-            self._set_initial_names(subscription, request.resource_names)
+            self._set_initial_names(subscription, requested_names(request))
         else:
-            self._update_names(subscription, request.resource_names)
+            self._update_names(subscription, requested_names(request))
         return [self._subscribed(subscription), *self._answer(subscription, now, force=True)]
 
     def snapshot_changed(self, now: float) -> list[Action]:
@@ -161,8 +151,10 @@ class SotwStream:
         clusters = snapshot.of_type(CLUSTER.type_url)
         self.retained_clusters = {name: resource for name, resource
                                   in self.retained_clusters.items() if name not in clusters}
-        planned = {kind.type_url for kind in PUSH_ORDER if self._differs(kind.type_url, snapshot)}
-        routing_moves = bool(planned & set(ROUTING_TYPES)) or self._routing_unacked()
+        # Only the routing types decide whether removed clusters are kept (each type's own
+        # answer below looks at its desired content once).
+        routing_moves = any(self._differs(type_url, snapshot) for type_url in ROUTING_TYPES) \
+            or self._routing_unacked()
         cds = self.subscriptions.get(CLUSTER.type_url)
         if cds is not None and cds.sent is not None and routing_moves:
             # Make before break: keep serving removed clusters until routes stop naming them.
@@ -198,22 +190,21 @@ class SotwStream:
         return Acked(subscription.type_url, request.version_info, request.response_nonce,
                      max(0.0, now - subscription.sent_at))
 
-    def _set_initial_names(self, subscription: Subscription, names: Iterable[str]) -> None:
-        requested = frozenset(names)
+    def _set_initial_names(self, subscription: Subscription, requested: frozenset[str]) -> None:
         subscription.wildcard = not requested or WILDCARD in requested
-        subscription.names = shared_names(requested - {WILDCARD} if subscription.wildcard
-                                          else requested)
+        subscription.names = _explicit(requested)
 
-    def _update_names(self, subscription: Subscription, names: Iterable[str]) -> bool:
-        """Apply a request's names; True when the subscription changed."""
-        requested = frozenset(names)
+    def _update_names(self, subscription: Subscription, requested: frozenset[str]) -> bool:
+        """Apply a request's names (a shared set: requests.py); True when the subscription
+        changed."""
         if not requested and subscription.wildcard and not subscription.names:
             return False  # a legacy wildcard stays a wildcard on later empty requests
         wildcard = WILDCARD in requested
-        explicit = requested - {WILDCARD}
-        changed = wildcard != subscription.wildcard or explicit != subscription.names
+        explicit = _explicit(requested)
+        changed = wildcard != subscription.wildcard or (
+            explicit is not subscription.names and explicit != subscription.names)
         if changed:
-            subscription.wildcard, subscription.names = wildcard, shared_names(explicit)
+            subscription.wildcard, subscription.names = wildcard, explicit
         return changed
 
     def _subscribed(self, subscription: Subscription) -> Subscribed:
@@ -269,17 +260,15 @@ class SotwStream:
         SotW for these types: the client drops them with what referred to them)."""
         sent = subscription.sent
         assert sent is not None
-        changed = desired.resources.changed_since(sent)
-        present = [resource for name in sorted(changed)
-                   if (resource := desired.resources.get(name)) is not None]
-        if not present:
+        # One set per (sent, desired) pair, shared by every stream making that move: its key
+        # and encoded chunk are computed once (cache/content.py), and so is the response.
+        present = desired.resources.changes_since(sent, desired.version)
+        if not len(present):
             subscription.sent, subscription.sent_key = desired.resources, desired.key
             subscription.sent_version = desired.version
             return []
         push = self._push(subscription, desired, now)
-        return [Push(push.type_url, push.version, push.nonce,
-                     ResourceSet(subscription.type_url, {item.name: item for item in present},
-                                 version=push.version), push.content_key)]
+        return [Push(push.type_url, push.version, push.nonce, present, push.content_key)]
 
     def _push(self, subscription: Subscription, desired: Desired, now: float) -> Push:
         self._nonces += 1

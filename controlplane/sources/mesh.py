@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -87,6 +88,10 @@ log = logging.getLogger("pointsman.controlplane.mesh")
 # burst, at most after its first).
 ENDPOINT_BATCH_AFTER = 0.1
 ENDPOINT_BATCH_MAX = 5.0
+# A flush recompiles every connected view and wakes each stream whose view changed (an EDS
+# push to every sidecar that sees the Service): the next one waits 8 times as long as this one
+# took, so registrations cost at most about a ninth of the loop, however fast they come.
+ENDPOINT_BATCH_COOLDOWN = 8.0
 MESH_PREFIX = "mesh:"  # the keys of compiled views (node groups are folder names)
 REFUSED_PREFIX = "mesh-refused:"  # never a view: a node resolving there gets nothing
 
@@ -159,7 +164,8 @@ class MeshCache(ResourceCache):
         self._workload_streams: dict[int, tuple[str, Workload]] = {}
         self._workload_counts: Counter[tuple[str, Workload]] = Counter()
         self._publish_pending = False
-        self._batch = Debounce(after=ENDPOINT_BATCH_AFTER, maximum=ENDPOINT_BATCH_MAX)
+        self._batch = Debounce(after=ENDPOINT_BATCH_AFTER, maximum=ENDPOINT_BATCH_MAX,
+                               cooldown=ENDPOINT_BATCH_COOLDOWN)
         self.node_errors: dict[str, str] = {}  # node id -> why it gets nothing
         self.last_change = ""  # "mesh" (a new mesh was loaded), "endpoints" (a sidecar), "secrets"
         self.identity_secrets: IdentitySecrets | None = None  # the CA's, when there is one
@@ -439,7 +445,8 @@ class MeshCache(ResourceCache):
     def _publish_endpoints(self) -> None:
         """Debounced when a loop runs, at once otherwise. Registrations arriving together cost
         one recompilation: published 0.1 s after the last of a burst and at most 5 s after
-        its first (protocol/pacing.py's Debounce, as istiod's PILOT_DEBOUNCE_AFTER/MAX)."""
+        its first (protocol/pacing.py's Debounce, as istiod's PILOT_DEBOUNCE_AFTER/MAX), and
+        not before 8 times the previous flush's own time has passed (ENDPOINT_BATCH_COOLDOWN)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -453,7 +460,9 @@ class MeshCache(ResourceCache):
     def _maybe_flush(self) -> None:
         loop = asyncio.get_running_loop()
         if self._batch.due(loop.time()):
+            started = time.perf_counter()
             self._flush_endpoints()
+            self._batch.done(loop.time(), time.perf_counter() - started)
             return
         deadline = self._batch.deadline()
         if deadline is not None:

@@ -94,10 +94,10 @@ class Traffic:
         sent = 0
         while not self.stop.is_set():
             step, began = self.step, time.monotonic()
-            self.answers[(step, self._one())] += 1
+            self.answers[(step, self.checkout())] += 1
             sent += 1
             if sent % 10 == 0:
-                self.vault[self._vault()] += 1
+                self.vault[self.secret()] += 1
             self.stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def _connect(self, target: tuple[str, int, str]) -> http.client.HTTPConnection:
@@ -108,7 +108,8 @@ class Traffic:
             socket.create_connection((host, port), timeout=10), server_hostname=name)
         return connection
 
-    def _vault(self) -> str:
+    def secret(self) -> str:
+        """One TLS-passthrough call to vault: the backend's name, or what went wrong."""
         try:
             connection = self._connect(VAULT)
         except OSError as error:
@@ -124,7 +125,9 @@ class Traffic:
         finally:
             connection.close()
 
-    def _one(self) -> str:
+    def checkout(self) -> str:
+        """One HTTPS call through the edge to web (and api): the api's name, or what went
+        wrong."""
         try:
             connection = self._connect(SHOP)
         except OSError as error:
@@ -189,6 +192,18 @@ class Demo:
                            "application ready")
         edge.wait_until(lambda: http_get(f"http://{EDGE_ADMIN}/ready")[0] == 200, 60, "ready")
         self.start_prometheus()
+        self.wait_for_answers()
+
+    def wait_for_answers(self, timeout: float = 60.0) -> None:
+        """Each application becomes an endpoint once its sidecar's readiness probe passes
+        (`run --app-port`, docs/deploy.md), up to a probe period after it listens: the traffic
+        starts once a checkout and a vault call are answered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.traffic.checkout().startswith("api-") and self.traffic.secret() == "vault":
+                return
+            time.sleep(0.5)
+        say(f"the mesh did not answer within {timeout:.0f}s; starting the traffic anyway")
 
     def _run_argv(self, member: Member, xds: int) -> list[str]:
         cert, key = (str(path) for path in self.certificates["vault.example"])

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,11 @@ from proxy.listeners.shared import bind_socket, bound_address, finish_connection
 from proxy.listeners.udp import ActiveUdpListener, UdpGeneration, bind_udp_socket
 from proxy.model.listener import FilterChain, Listener
 from proxy.network.base import (
+    READ_FILTERS,
     DownstreamConnection,
     NetworkFilter,
     NetworkFilterFactory,
+    ReadFilter,
     factory_for,
 )
 from proxy.network.no_filters import NO_FILTERS
@@ -101,6 +104,11 @@ class _Generation:
     filters: dict[int, NetworkFilter]  # id(chain) -> the chain's filter instance
     stats: ListenerStats
     connections: set[asyncio.Task[None]] = field(default_factory=set)
+    # id(chain) -> what makes each connection's read filters (network rbac), in chain order.
+    read_makers: dict[int, tuple[Callable[[], ReadFilter], ...]] = field(default_factory=dict)
+
+    def read_filters(self, chain: FilterChain) -> tuple[ReadFilter, ...]:
+        return tuple(make() for make in self.read_makers.get(id(chain), ()))
 
     @classmethod
     def build(cls, listener: Listener, context: ServerContext) -> _Generation:
@@ -111,17 +119,24 @@ class _Generation:
         if listener.default_filter_chain is not None:
             chains.append(("default_filter_chain", listener.default_filter_chain))
         filters: dict[int, NetworkFilter] = {}
+        read_makers: dict[int, tuple[Callable[[], ReadFilter], ...]] = {}
         for where, chain in chains:
+            last = len(chain.read_filters)
             try:
                 filters[id(chain)] = _factory(chain).create(chain.filter.config, context)
             except ConfigError as error:
-                raise error.within(field=f"{where}.filters[0].typed_config",
+                raise error.within(field=f"{where}.filters[{last}].typed_config",
                                    resource=listener.name) from error
+            if chain.read_filters:
+                read_makers[id(chain)] = tuple(
+                    READ_FILTERS[item.config_type].create(item.config, context)
+                    for item in chain.read_filters)
         for _where, chain in chains:
             if chain.tls is not None and chain.tls.binding is not None:
                 chain.tls.binding.count_into(context.stats,
                                              f"listener.{listener.stats_name}.ssl.")
-        return cls(listener, filters, ListenerStats(context.stats, listener))
+        return cls(listener, filters, ListenerStats(context.stats, listener),
+                   read_makers=read_makers)
 
 
 def _build_generation(listener: Listener, context: ServerContext
@@ -351,6 +366,8 @@ class ActiveListener:
                 transport_protocol=facts.transport_protocol,
                 server_ssl=chain.tls.ssl_context if chain.tls else None,
                 buffer_limit=listener.per_connection_buffer_limit_bytes,
+                read_filters=generation.read_filters(chain),
+                direct_remote_address=peer,
             )
             await generation.filters[id(chain)].on_new_connection(connection)
         except OSError as error:

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 Translate = Callable[[Message], Any]
 
 _NETWORK_FILTERS: dict[str, Translate] = {}
+_READ_FILTERS: dict[str, Translate] = {}
 _PER_ROUTE_CONFIGS: dict[str, Translate] = {}
 
 
@@ -32,6 +33,20 @@ def network_filter_translator(type_name: str) -> Translate | None:
 
 def unregister_network_filter(type_name: str) -> None:
     _NETWORK_FILTERS.pop(type_name, None)
+
+
+def register_read_filter(type_name: str, translate: Translate) -> None:
+    """A non-terminal network filter's translator: a read filter that sees the downstream
+    bytes before the chain's terminal filter (Envoy's Network::ReadFilter, e.g. rbac)."""
+    _READ_FILTERS[type_name] = translate
+
+
+def read_filter_translator(type_name: str) -> Translate | None:
+    return _READ_FILTERS.get(type_name)
+
+
+def unregister_read_filter(type_name: str) -> None:
+    _READ_FILTERS.pop(type_name, None)
 
 
 def register_per_route(type_name: str, translate: Translate) -> None:

@@ -21,7 +21,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from protos.registry import type_name
-from proxy.model.extensions import network_filter_translator
+from proxy.model.extensions import network_filter_translator, read_filter_translator
 from proxy.model.fields import enum_name, reject_unsupported, seconds
 from proxy.model.quic import (
     QuicListenerOptions,
@@ -88,6 +88,8 @@ class FilterChain:
     match: FilterChainMatch
     filter: NetworkFilterConfig  # the chain's terminal network filter
     tls: DownstreamTls | None = None
+    # The non-terminal filters before it (Envoy's read filters, e.g. network rbac), in order.
+    read_filters: tuple[NetworkFilterConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ def _translate_chain(chain: Any, field_name: str, index: int, *, quic: bool = Fa
     try:
         reject_unsupported(chain, {"filter_chain_match", "filters", "transport_socket", "name",
                                    "metadata"})
-        network_filter = _chain_filter(chain.filters)
+        read_filters, network_filter = _chain_filters(chain.filters)
         tls = None
         if chain.HasField("transport_socket"):
             try:
@@ -268,6 +270,7 @@ def _translate_chain(chain: Any, field_name: str, index: int, *, quic: bool = Fa
             match=translate_match(chain.filter_chain_match),
             filter=network_filter,
             tls=tls,
+            read_filters=read_filters,
         )
     except ConfigError as error:
         raise error.within(field=field_name) from error
@@ -282,25 +285,39 @@ def _outbound(chain: FilterChain) -> FilterChain:
     return replace(chain, filter=replace(chain.filter, config=hook()))
 
 
-def _chain_filter(filters: Any) -> NetworkFilterConfig:
-    """The chain's one terminal network filter (tcp_proxy or the HCM, whose factories are
-    registered). No filters: Envoy accepts the chain and closes its connections at once
-    (proxy.network.no_filters). A filter before the terminal one is refused by its own name."""
+def _chain_filters(filters: Any) -> tuple[tuple[NetworkFilterConfig, ...], NetworkFilterConfig]:
+    """The chain's read filters (registered in proxy.model.extensions by proxy.network: rbac)
+    and its one terminal network filter (tcp_proxy or the HCM), which must come last, as
+    Envoy requires. No filters: Envoy accepts the chain and closes its connections at once
+    (proxy.network.no_filters). Any other filter is refused by its own name."""
     if not filters:
-        return NetworkFilterConfig("", "", None)
+        return (), NetworkFilterConfig("", "", None)
     last = len(filters) - 1
+    read_filters = []
     for index, item in enumerate(filters[:last]):
         where = f"filters[{index}]"
         _require_typed_config(item, where)
-        if network_filter_translator(type_name(item.typed_config.type_url)) is not None:
+        kind = type_name(item.typed_config.type_url)
+        if read_filter_translator(kind) is not None:
+            read_filters.append(_translate_filter(item, where, read_filter_translator(kind)))
+            continue
+        if network_filter_translator(kind) is not None:
             # Envoy: "terminal filter named X of type Y must be the last filter in a network
             # filter chain".
             raise ConfigError(f"terminal network filter {_describe(item)} must be the last "
                               "filter of its chain", field=f"{where}.name")
         raise ConfigError(f"network filter {_describe(item)} is not supported by Pointsman "
-                          "(a chain takes one terminal filter: tcp_proxy or "
+                          "(supported: rbac, then one terminal filter: tcp_proxy or "
                           "http_connection_manager)", field=f"{where}.typed_config")
-    return _translate_network_filter(filters[last], f"filters[{last}]")
+    where = f"filters[{last}]"
+    _require_typed_config(filters[last], where)
+    if read_filter_translator(type_name(filters[last].typed_config.type_url)) is not None:
+        # Envoy: "non-terminal filter named X of type Y is the last filter in a network
+        # filter chain."
+        raise ConfigError(f"non-terminal filter {_describe(filters[last])} is the last filter "
+                          "of its chain (a chain ends with tcp_proxy or "
+                          "http_connection_manager)", field=f"{where}.name")
+    return tuple(read_filters), _translate_network_filter(filters[last], where)
 
 
 def _describe(item: Any) -> str:
@@ -321,8 +338,12 @@ def _require_typed_config(item: Any, field_name: str) -> None:
 
 def _translate_network_filter(item: Any, field_name: str) -> NetworkFilterConfig:
     _require_typed_config(item, field_name)
+    translate = network_filter_translator(type_name(item.typed_config.type_url))
+    return _translate_filter(item, field_name, translate)
+
+
+def _translate_filter(item: Any, field_name: str, translate: Any) -> NetworkFilterConfig:
     config_type = type_name(item.typed_config.type_url)
-    translate = network_filter_translator(config_type)
     try:
         if translate is None:
             described = f"{item.name!r} ({config_type})" if item.name else repr(config_type)

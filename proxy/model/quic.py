@@ -226,6 +226,9 @@ def _check_quic_chain(chain: Any, where: str, http3: bool) -> None:
     if not http3:
         raise ConfigError("a QUIC listener's chain takes the http_connection_manager with "
                           "codec_type HTTP3", field=f"{where}.filters")
+    if chain.read_filters:
+        raise unsupported(f"{where}.filters[0]", "network filters before the HCM of a QUIC "
+                          "listener")
     if chain.filter.config.settings.request_headers_timeout is not None:
         raise unsupported(f"{where}.filters[0].typed_config.request_headers_timeout",
                           "on HTTP/3")

@@ -4,6 +4,11 @@ A listener accepts a socket, runs listener filters (which only peek or consume e
 own bytes), picks a filter chain, and hands a `DownstreamConnection` to the chain's terminal
 network filter. The filter owns the socket from then on and must close it in `finally`.
 
+A chain may also hold non-terminal filters before the terminal one (Envoy's
+Network::ReadFilter, e.g. `envoy.filters.network.rbac`): each sees every read from the
+downstream (and its end) before the terminal filter does, and may close the connection
+(proxy.network.read_filters runs them).
+
 Factories are registered by the full protobuf name of their `typed_config` (Envoy resolves
 extensions by type URL; the `name` field is informational). Each factory translates its proto
 once, at config time, into a frozen config object, and creates filter instances from it.
@@ -13,13 +18,19 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from google.protobuf.message import Message
 
 from protos.errors import ConfigError
-from proxy.model.extensions import register_network_filter, unregister_network_filter
+from proxy.model.extensions import (
+    register_network_filter,
+    register_read_filter,
+    unregister_network_filter,
+    unregister_read_filter,
+)
 
 if TYPE_CHECKING:
     from proxy.context import ServerContext
@@ -42,11 +53,43 @@ class DownstreamConnection:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The listener's per_connection_buffer_limit_bytes (Envoy's default 1 MiB).
     buffer_limit: int = 1024 * 1024
+    # The chain's read filters, one instance each for this connection, in chain order.
+    read_filters: tuple[ReadFilter, ...] = ()
+    # The socket's peer before the PROXY protocol rewrote remote_address (RBAC's
+    # direct_remote_ip); None: the same as remote_address.
+    direct_remote_address: tuple[str, int] | None = None
+    # Set once TLS is up (proxy.http.peer.PeerTls), for the read filters; None without TLS.
+    peer: Any = None
+    # Why a filter closed the connection (Envoy's %CONNECTION_TERMINATION_DETAILS%).
+    termination_details: str = ""
+    # Bytes read from the downstream that a read filter kept from the terminal filter (the
+    # read that made it close the connection): still counted as received, as Envoy does.
+    withheld_bytes: int = 0
 
 
 class NetworkFilter(Protocol):
     async def on_new_connection(self, connection: DownstreamConnection) -> None:
         """Serve the connection until it ends; close `connection.sock` in `finally`."""
+
+
+class ReadFilter(Protocol):
+    """One connection's non-terminal network filter (Envoy `Network::ReadFilter::onData`)."""
+
+    def on_data(self, connection: DownstreamConnection, size: int, end_stream: bool) -> bool:
+        """Before the terminal filter sees a read of `size` bytes (`end_stream`: the
+        downstream's FIN). False: stop, the connection is to be closed without flushing
+        (Envoy's close(NoFlush) and StopIteration); the filter set termination_details."""
+
+
+class ReadFilterFactory(Protocol):
+    # Full proto name of the typed_config this factory accepts.
+    config_type: str
+
+    def translate(self, message: Message) -> Any:
+        """Proto -> frozen config, raising ConfigError naming the bad field."""
+
+    def create(self, config: Any, context: ServerContext) -> Callable[[], ReadFilter]:
+        """For one filter chain: makes the filter instance of each new connection."""
 
 
 class DrainableNetworkFilter(NetworkFilter, Protocol):
@@ -78,6 +121,21 @@ def register(factory: NetworkFilterFactory) -> NetworkFilterFactory:
     NETWORK_FILTERS[factory.config_type] = factory
     register_network_filter(factory.config_type, factory.translate)
     return factory
+
+
+READ_FILTERS: dict[str, ReadFilterFactory] = {}
+
+
+def register_read(factory: ReadFilterFactory) -> ReadFilterFactory:
+    """As `register`, for a non-terminal (read) filter."""
+    READ_FILTERS[factory.config_type] = factory
+    register_read_filter(factory.config_type, factory.translate)
+    return factory
+
+
+def unregister_read(factory: ReadFilterFactory) -> None:
+    READ_FILTERS.pop(factory.config_type, None)
+    unregister_read_filter(factory.config_type)
 
 
 def unregister(factory: NetworkFilterFactory) -> None:

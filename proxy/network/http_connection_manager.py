@@ -33,6 +33,7 @@ from proxy.network.hcm_config import (
     HttpConnectionManagerConfig,
     translate_http_connection_manager,
 )
+from proxy.network.read_filters import protocol_for
 from proxy.upstream.pools import PoolManager
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,9 @@ class HttpConnectionManager:
         transport: asyncio.BaseTransport | None = None
         try:
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            protocol = protocol_for(handler, connection)  # network rbac before the HCM
             transport, _ = await loop.connect_accepted_socket(
-                lambda: handler, connection.sock, ssl=connection.server_ssl)
+                lambda: protocol, connection.sock, ssl=connection.server_ssl)
             self.handlers.add(handler)
             if self.draining:
                 handler.start_draining()

@@ -6,6 +6,10 @@ add_writer); Python only sees byte counts. Half-close follows Envoy's tcp_proxy:
 side is passed on as shutdown(SHUT_WR) to the other once its pipe is empty, and the relay ends
 when both directions have ended, on an error (both sides then close), or after `idle_timeout`
 seconds without bytes in either direction.
+
+A `gate` (the connection's read filters, proxy.network.read_filters) sees each read from the
+downstream, by its size, once it is in the pipe and before it goes on; a refused read stays
+in the pipe, which is dropped, and the relay ends (RelayClosed with `filtered`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import fcntl
 import os
 import socket
 import time
+from collections.abc import Callable
+
+# (bytes read, end of stream) -> go on; the connection's read filters (network rbac)
+Gate = Callable[[int, bool], bool]
 
 PIPE_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size is 1 MiB by default
 _DEFAULT_PIPE_SIZE = 1 << 16
@@ -26,17 +34,19 @@ _MAX_ROUNDS_PER_WAKEUP = 16  # bound the work per callback so other connections 
 class RelayClosed(Exception):
     """A relay ended early: a reset or broken pipe (`idle` False) or the idle timeout."""
 
-    def __init__(self, message: str, *, idle: bool = False) -> None:
+    def __init__(self, message: str, *, idle: bool = False, filtered: bool = False) -> None:
         super().__init__(message)
         self.idle = idle
+        self.filtered = filtered  # a read filter closed the connection
 
 
 class _Direction:
     """One way: `source` socket -> pipe -> `destination` socket."""
 
     def __init__(self, relay: SpliceRelay, source: socket.socket, destination: socket.socket,
-                 buffer_limit: int, *, from_upstream: bool) -> None:
+                 buffer_limit: int, *, from_upstream: bool, gate: Gate | None = None) -> None:
         self.relay = relay
+        self.gate = gate
         self.from_upstream = from_upstream  # the source is the upstream socket
         self.source = source.fileno()
         self.destination = destination
@@ -76,6 +86,10 @@ class _Direction:
                 return
             except OSError as error:
                 self.relay.fail(error, upstream=self.from_upstream)
+                return
+            if self.gate is not None and not self.gate(moved, moved == 0):
+                self._read_off()  # nothing more is read, nor shown to the gate
+                self.relay.filtered()
                 return
             if moved == 0:
                 self.source_ended = True
@@ -144,13 +158,13 @@ class SpliceRelay:
 
     def __init__(self, downstream: socket.socket, upstream: socket.socket, *,
                  idle_timeout: float | None, downstream_buffer: int = PIPE_SIZE,
-                 upstream_buffer: int = PIPE_SIZE) -> None:
+                 upstream_buffer: int = PIPE_SIZE, gate: Gate | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.idle_timeout = idle_timeout
         self.last_activity = time.monotonic()
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.upstream_bound = _Direction(self, downstream, upstream, downstream_buffer,
-                                         from_upstream=False)
+                                         from_upstream=False, gate=gate)
         self.downstream_bound = _Direction(self, upstream, downstream, upstream_buffer,
                                            from_upstream=True)
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -188,6 +202,12 @@ class SpliceRelay:
         if not self.done.done():
             self.upstream_closed_last = upstream
             self.done.set_exception(RelayClosed(str(error)))
+
+    def filtered(self) -> None:
+        """The gate refused a downstream read: end now, nothing more is relayed."""
+        if not self.done.done():
+            self.upstream_closed_last = False  # we close both
+            self.done.set_exception(RelayClosed("closed by a read filter", filtered=True))
 
     def _idle_out(self) -> None:
         if not self.done.done():

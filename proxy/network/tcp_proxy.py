@@ -33,6 +33,7 @@ from protos.errors import ConfigError, unsupported
 from proxy.context import ServerContext
 from proxy.model.fields import reject_unsupported, seconds
 from proxy.network.base import DownstreamConnection, register
+from proxy.network.read_filters import protocol_for, splice_gate
 from proxy.network.splice import RelayClosed, SpliceRelay
 from proxy.network.upstream_connect import (
     UpstreamConnectError,
@@ -152,6 +153,8 @@ class _ConnectionRecord:
     # The upstream's end (FIN or error) was the last event: Envoy counts the upstream close as
     # remote (upstream_cx_destroy_remote*), else as local.
     upstream_closed_last: bool = False
+    # Read from the downstream but kept from the upstream by a read filter (network rbac).
+    withheld: int = 0
 
 
 class TcpProxyFilter:
@@ -196,6 +199,7 @@ class TcpProxyFilter:
             record.upstream_host = f"{upstream.host.address}:{upstream.host.port}"
             await self._relay(connection, upstream, record)
         finally:
+            self._count_withheld(connection, record)
             if upstream is not None:
                 upstream.closed_by_peer = record.upstream_closed_last
                 upstream.release()
@@ -203,6 +207,12 @@ class TcpProxyFilter:
             connection.sock.close()
             if self.access_logger is not None or span is not None:
                 self._log(connection, record, span)
+
+    def _count_withheld(self, connection: DownstreamConnection,
+                        record: _ConnectionRecord) -> None:
+        """Bytes a read filter stopped: Envoy's connection counted them as received."""
+        record.withheld = connection.withheld_bytes
+        self.cx_rx_bytes.inc(record.withheld)
 
     def _count_upstream_bytes(self, record: _ConnectionRecord) -> None:
         # Envoy's cluster stats: what went to (tx) and came from (rx) the upstream.
@@ -225,11 +235,12 @@ class TcpProxyFilter:
         info = RequestInfo(
             start_time=record.start_time, duration=time.monotonic() - record.started,
             response_flags=tuple(record.response_flags), upstream_host=record.upstream_host,
-            upstream_cluster=record.cluster, bytes_received=record.received,
+            upstream_cluster=record.cluster, bytes_received=record.received + record.withheld,
             bytes_sent=record.sent, downstream_remote_address=connection.remote_address,
             downstream_local_address=connection.local_address,
             requested_server_name=connection.server_name,
-            connection_id=connection.connection_id)
+            connection_id=connection.connection_id,
+            connection_termination_details=connection.termination_details)
         if span is not None:
             span.finish(info)
         if self.access_logger is not None:
@@ -242,7 +253,8 @@ class TcpProxyFilter:
                 relay = SpliceRelay(connection.sock, upstream.sock,
                                     idle_timeout=self.config.idle_timeout,
                                     downstream_buffer=connection.buffer_limit,
-                                    upstream_buffer=upstream.buffer_limit)
+                                    upstream_buffer=upstream.buffer_limit,
+                                    gate=splice_gate(connection))
                 try:
                     await relay.run()
                 finally:
@@ -265,7 +277,7 @@ class TcpProxyFilter:
     async def _relay_streams(self, connection: DownstreamConnection,
                              upstream: UpstreamConnection, record: _ConnectionRecord) -> None:
         down_reader, down_writer = await accepted_streams(connection.sock,
-                                                          connection.server_ssl)
+                                                          connection.server_ssl, connection)
         try:
             up_reader, up_writer = upstream.streams or await asyncio.open_connection(
                 sock=upstream.sock)
@@ -337,13 +349,16 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, touc
     writer.write_eof()
 
 
-async def accepted_streams(sock: socket.socket, server_ssl: ssl.SSLContext | None
+async def accepted_streams(sock: socket.socket, server_ssl: ssl.SSLContext | None,
+                           connection: DownstreamConnection | None = None
                            ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Streams over an accepted socket, terminating TLS with `server_ssl` when given."""
+    """Streams over an accepted socket, terminating TLS with `server_ssl` when given; the
+    connection's read filters (proxy.network.read_filters) see each read first."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_READ_SIZE)
     protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock, ssl=server_ssl)
+    wrapped = protocol if connection is None else protocol_for(protocol, connection)
+    transport, _ = await loop.connect_accepted_socket(lambda: wrapped, sock, ssl=server_ssl)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     return reader, writer
 

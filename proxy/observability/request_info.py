@@ -93,6 +93,8 @@ class RequestInfo:
     downstream_local_address: tuple[str, int] | None = None
     requested_server_name: str = ""  # SNI
     connection_id: int | None = None
+    # Why a filter closed the connection (%CONNECTION_TERMINATION_DETAILS%, e.g. network rbac).
+    connection_termination_details: str = ""
     trace_id: str = ""  # 32 hex digits when the request was traced
     request_headers: HeaderAccessor = field(default=EMPTY_HEADERS)
     response_headers: HeaderAccessor = field(default=EMPTY_HEADERS)

@@ -99,7 +99,7 @@ class Run:
             env=dict(item.split("=", 1) for item in self.args.server_env))
         server.wait_until(lambda: ready(admin), timeout=self.args.timeout, what="ready")
         self.result["startup_s"] = time.monotonic() - started
-        self.port = port
+        self.port, self.admin = port, admin
         return server
 
     def start_generator(self) -> tuple[list[Any], list[Any]]:
@@ -135,11 +135,14 @@ class Run:
             pipes, processes = self.start_generator()
             cpu_start = procfs.cpu_seconds(server.pid)
             by_process = procfs.cpu_by_process(server.pid)
+            counts = self._counts(server.pid)
             start_at = time.time() + 1.0
             for pipe in pipes:
                 pipe.send(("start", start_at))
             reports = [pipe.recv()[1] for pipe in pipes]
             self.result["converge_cpu_s"] = procfs.cpu_seconds(server.pid) - cpu_start
+            self.result.update({f"converge_{key}": value - counts[key]
+                                for key, value in self._counts(server.pid).items()})
             self.result["converge_cpu_by_process_s"] = sorted(
                 (round(seconds - by_process.get(pid, 0.0), 2) for pid, seconds
                  in procfs.cpu_by_process(server.pid).items()), reverse=True)
@@ -161,6 +164,17 @@ class Run:
                     process.kill()
             server.stop()
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _counts(self, pid: int) -> dict[str, int]:
+        """Counts that load on the machine does not move: responses sent (/metrics), minor
+        page faults, context switches of the threads alive (a lower bound)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics",
+                                    timeout=30) as answer:
+            text = answer.read().decode()
+        pushes = sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+                     if line.startswith("pointsman_xds_pushes_total"))
+        return {"responses": pushes, "minor_faults": procfs.minor_faults(pid),
+                "context_switches": procfs.context_switches(pid)}
 
     def _converged(self, reports: list[Report], start_at: float) -> None:
         times = [at - start_at for report in reports for at in report.times if at]

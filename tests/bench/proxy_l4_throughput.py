@@ -7,7 +7,11 @@ each proxy's CPU seconds per GB moved (utime+stime of the proxy process tree fro
 Both sides of the sidecar are plain TCP, so Pointsman relays with os.splice (zero copy).
 
     .venv/bin/python tests/bench/proxy_l4_throughput.py [--seconds 5] [--streams 1]
-        [--rounds 3] [--concurrency 1]
+        [--rounds 3] [--concurrency 1] [--rbac]
+
+`--rbac` puts an `envoy.filters.network.rbac` (ALLOW, any peer) before the tcp_proxy: what
+the mesh compiles for a TCP port with an AuthorizationPolicy (Pointsman still splices; the
+filter sees each read's size).
 
 Needs iperf3 (Debian package `iperf3`). On a shared 2-core machine the client, the server and
 the proxy compete for CPU: compare the ratios of one run, not absolute numbers across runs.
@@ -41,9 +45,16 @@ from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def bootstrap(listen_port: int, backend_port: int) -> dict[str, Any]:
+RBAC = {"name": "envoy.filters.network.rbac", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+    "stat_prefix": "bench", "rules": {"policies": {"any": {
+        "permissions": [{"any": True}], "principals": [{"any": True}]}}}}}
+
+
+def bootstrap(listen_port: int, backend_port: int, rbac: bool = False) -> dict[str, Any]:
+    filters = [*([RBAC] if rbac else []), tcp_proxy("backend")]
     return {"static_resources": {
-        "listeners": [listener("bench", listen_port, [{"filters": [tcp_proxy("backend")]}])],
+        "listeners": [listener("bench", listen_port, [{"filters": filters}])],
         "clusters": [static_cluster("backend", [backend_port])],
     }}
 
@@ -129,7 +140,7 @@ def measure(kind: str, args: argparse.Namespace, iperf_port: int,
     results: dict[str, float] = {}
     for what, backend in (("bulk", iperf_port), ("cps", cps_port)):
         listen_port = free_port()
-        config = bootstrap(listen_port, backend)
+        config = bootstrap(listen_port, backend, args.rbac)
         concurrency = ("--concurrency", str(args.concurrency))
         proxy = (Envoy(config, extra_args=concurrency) if kind == "envoy"
                  else Pointsman(config, extra_args=concurrency))
@@ -155,6 +166,8 @@ def main() -> int:
                         help="workers for both proxies (Envoy threads, Pointsman processes)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate Envoy and Pointsman this many times; report medians")
+    parser.add_argument("--rbac", action="store_true",
+                        help="a network RBAC filter (ALLOW any) before the tcp_proxy")
     args = parser.parse_args()
     if shutil.which("iperf3") is None:
         print("iperf3 not found: apt-get install -y iperf3", file=sys.stderr)
@@ -169,7 +182,8 @@ def main() -> int:
             for kind in rounds:
                 rounds[kind].append(measure(kind, args, iperf_port, cps_port))
     envoy, ours = (_medians(rounds["envoy"]), _medians(rounds["pointsman"]))
-    print(f"tcp_proxy, --concurrency {args.concurrency}, iperf3 {args.seconds:g}s x "
+    print(f"{'rbac + ' if args.rbac else ''}tcp_proxy, --concurrency {args.concurrency}, "
+          f"iperf3 {args.seconds:g}s x "
           f"{args.streams} stream(s), median of {args.rounds} interleaved rounds")
     print(f"{'':22}{'envoy':>12}{'pointsman':>12}{'ratio':>8}")
     rows = [("throughput Gbit/s", "gbit_per_s"), ("connections/s", "cps"),

@@ -15,6 +15,16 @@ request."):
   `/ns/n/`; ipBlocks are `direct_remote_ip`, remoteIpBlocks `remote_ip`;
 - ports (`to.operation.ports`, `destination.port`) are workload ports; a listener serves one,
   so they are decided here: a rule naming other ports is left out (it cannot match).
+
+On a TCP port (opaque TCP, TLS passthrough) the same policies become network RBAC filters
+(`envoy.filters.network.rbac`, stat_prefix `tcp.` as istiod's) before the tcp_proxy, deciding
+on the connection: the peer's identity and addresses, the port. HTTP-only fields (hosts,
+methods, paths and their `not` forms, `request.headers` conditions) cannot match there, and
+istiod (pilot/pkg/security/authz/model, checkError) treats them by action, as Istio's
+"Authorization for TCP traffic" task shows: in an ALLOW policy a rule using any of them is
+left out (it allows nothing: the smaller allow), in a DENY policy those fields are dropped
+and the rest of the rule applies (the wider deny: `to: [{operation: {methods: [GET]}}]`
+denies every connection).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import ipaddress
 import re
 from typing import Any
 
-from controlplane.mesh.compile.envoy import RBAC, filter_
+from controlplane.mesh.compile.envoy import NETWORK_RBAC, RBAC, filter_
 from controlplane.mesh.kinds.authorizationpolicy import (
     AuthorizationRule,
     Operation,
@@ -47,14 +57,62 @@ def rbac_filters(policies: list[MeshObject], target_port: int) -> list[dict[str,
     return out
 
 
-def rbac_rules(policies: list[MeshObject], action: str, target_port: int) -> dict[str, Any]:
+def network_rbac_filters(policies: list[MeshObject], target_port: int
+                         ) -> list[dict[str, Any]]:
+    """The DENY then ALLOW network RBAC filters for a TCP port (before its tcp_proxy)."""
+    out = []
+    for action in ("DENY", "ALLOW"):
+        chosen = [policy for policy in policies if policy.spec.action == action]
+        if chosen:
+            out.append(filter_("envoy.filters.network.rbac", NETWORK_RBAC, {
+                "stat_prefix": "tcp.",
+                "rules": rbac_rules(chosen, action, target_port, tcp=True)}))
+    return out
+
+
+def rbac_rules(policies: list[MeshObject], action: str, target_port: int, *,
+               tcp: bool = False) -> dict[str, Any]:
     envoy_policies: dict[str, Any] = {}
     for policy in policies:
         for index, rule in enumerate(policy.spec.rules):
+            if tcp:
+                tcp_rule = rule_for_tcp(rule, action)
+                if tcp_rule is None:
+                    continue
+                rule = tcp_rule
             compiled = rule_policy(rule, target_port)
             if compiled is not None:
                 envoy_policies[policy_name(policy, index)] = compiled
     return {"action": action, "policies": envoy_policies}
+
+
+def http_only_fields(rule: AuthorizationRule) -> list[str]:
+    """The rule's fields a TCP connection has no value for, named as in the policy."""
+    found = []
+    for index, op in enumerate(rule.operations):
+        for name, values in (("hosts", op.hosts), ("notHosts", op.not_hosts),
+                             ("methods", op.methods), ("notMethods", op.not_methods),
+                             ("paths", op.paths), ("notPaths", op.not_paths)):
+            if values:
+                found.append(f"to[{index}].operation.{name}")
+    for index, condition in enumerate(rule.conditions):
+        if condition.key == "request.headers":
+            found.append(f"when[{index}] (request.headers[{condition.header}])")
+    return found
+
+
+def rule_for_tcp(rule: AuthorizationRule, action: str) -> AuthorizationRule | None:
+    """The rule as istiod builds it for a TCP filter chain: None (left out) for an ALLOW
+    rule with HTTP-only fields; a DENY rule without them."""
+    if not http_only_fields(rule):
+        return rule
+    if action == "ALLOW":
+        return None
+    return AuthorizationRule(
+        sources=rule.sources,
+        operations=tuple(Operation(ports=op.ports, not_ports=op.not_ports)
+                         for op in rule.operations),
+        conditions=tuple(c for c in rule.conditions if c.key != "request.headers"))
 
 
 def policy_name(policy: MeshObject, index: int) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.cache import CachedResource
+from controlplane.mesh.compile.backend_tls import backend_tls_socket
 from controlplane.mesh.compile.clusters import base_name, cluster, load_assignment
 from controlplane.mesh.compile.envoy import pack
 from controlplane.mesh.compile.gateway import gateway_part
@@ -343,9 +344,17 @@ def _cluster_unit(view: View, use: ClusterUse) -> CachedResource | None:
     if service is None:
         return None
     protocol = view.protocol(use.namespace, use.name, use.port)
+    tls = use.settings.backend_tls  # a Gateway's, by BackendTLSPolicy (compile/backend_tls.py)
+    if tls is not None:
+        view.backend_tls(use.namespace, use.name, use.port)  # read: the policy behind it
+        if not tls.usable:
+            return None  # no valid CA: the port is not served (5xx), never sent in clear
+        protocol = tls.inner
     body = cluster(use.cluster_name, base_name(use.namespace, use.name, use.port), protocol,
                    use.settings)
-    if mtls_to(view, service, use.port):
+    if tls is not None:
+        body["transport_socket"] = backend_tls_socket(tls, protocol)
+    elif mtls_to(view, service, use.port):
         # Per endpoint, as istiod's auto mTLS: mTLS to the endpoints labelled as sidecars,
         # plaintext to the others. On every cluster of the port, whatever its endpoints are
         # now, so a Service's first sidecar changes its EDS only (compile/mtls.py).

@@ -67,7 +67,7 @@ class Provenance:
         units: dict[ResourceId, set[Hashable]] = defaultdict(set)
         users: dict[str, set[Hashable]] = defaultdict(set)
         for key, entry in self.memo.entries.items():
-            for item in _contents(entry.value):
+            for item in _contents(_whole_gateway(key, entry.value)):
                 if isinstance(item, CachedResource):
                     units[_identity(item)].add(key)
                 elif isinstance(item, ClusterUse):
@@ -97,6 +97,15 @@ class Provenance:
             keys.update(_keys_in(seen))
         found = self._objects[memo_key] = frozenset(keys)
         return found
+
+
+def _whole_gateway(key: Hashable, value: Any) -> Any:
+    """A Gateway is compiled as one unit (compiler.MeshCompiler._gateway) returning a
+    ResourceSet: each of its resources comes from all that unit read. (A sidecar's
+    ResourceSets gather other units' resources, which name their own sources.)"""
+    if isinstance(key, tuple) and key[:1] == ("gateway",) and hasattr(value, "by_type"):
+        return [item for items in value.by_type.values() for item in items.values()]
+    return value
 
 
 def _identity(resource: CachedResource) -> ResourceId:

@@ -24,6 +24,7 @@ HCM = T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConne
 TCP_PROXY = T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 ROUTER = T + "envoy.extensions.filters.http.router.v3.Router"
 RBAC = T + "envoy.extensions.filters.http.rbac.v3.RBAC"
+NETWORK_RBAC = T + "envoy.extensions.filters.network.rbac.v3.RBAC"
 LOCAL_RATELIMIT = T + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
 FAULT = T + "envoy.extensions.filters.http.fault.v3.HTTPFault"
 CORS = T + "envoy.extensions.filters.http.cors.v3.Cors"

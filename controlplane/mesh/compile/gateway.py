@@ -43,6 +43,7 @@ from controlplane.mesh.compile.http_routes import (
     Compiled,
     RuleContext,
     compile_rule,
+    edge_use,
     sorted_routes,
 )
 from controlplane.mesh.compile.memo import View
@@ -57,7 +58,7 @@ from controlplane.mesh.compile.sidecar import Part, tcp_proxy_filter
 from controlplane.mesh.compile.vhosts import VirtualHostOut, route_table, vhost_message
 from controlplane.mesh.hostnames import covers, specificity
 from controlplane.mesh.kinds.gateway import GatewayListener
-from controlplane.mesh.objects import MeshObject
+from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Attachment, precedence_key
 from controlplane.resources import LISTENER
 
@@ -263,7 +264,8 @@ def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener,
     assert listener.tls is not None
     certificates = []
     for ref in listener.tls.certificate_refs:
-        secret = view.get("Secret", ref.namespace or gateway.namespace, ref.name)
+        home = listener.origin.namespace if listener.origin else gateway.namespace
+        secret = view.get("Secret", ref.namespace or home, ref.name)  # a ListenerSet's: its own
         if secret is None:
             continue
         certificates.append({
@@ -272,7 +274,15 @@ def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener,
     common: dict[str, Any] = {"tls_certificates": certificates}
     if alpn:
         common["alpn_protocols"] = list(alpn)
-    return {"@type": DOWNSTREAM_TLS, "common_tls_context": common}
+    out: dict[str, Any] = {"@type": DOWNSTREAM_TLS, "common_tls_context": common}
+    validation = view.frontend_validation(gateway.key, listener.name)
+    if validation is not None and validation[1] == "AllowValidOnly":
+        # spec.tls.frontend (FrontendTLSValidation): the client certificate must chain to
+        # the CAs. AllowInsecureFallback ("accept connections even if the client certificate
+        # is not presented or fails verification") asks for none.
+        common["validation_context"] = {"trusted_ca": {"inline_string": validation[0].decode()}}
+        out["require_client_certificate"] = True
+    return out
 
 
 def _tls_route_chains(view: View, gateway: MeshObject, listener: GatewayListener,
@@ -296,7 +306,11 @@ def _tls_route_chains(view: View, gateway: MeshObject, listener: GatewayListener
         if not fresh:
             continue
         taken |= set(fresh)
-        weighted, used = _stream_backends(view, attachment.route)
+        terminate = listener.tls is not None and listener.tls.mode == "Terminate"
+        # decrypted here: re-encrypted towards a backend with a BackendTLSPolicy (GEP-1897:
+        # "TLSRoute with termination"); passed through untouched otherwise
+        weighted, used = _stream_backends(view, attachment.route,
+                                          gateway.key if terminate else None)
         if not weighted:
             notes.append(f"{attachment.route.label}: no usable backend")
             continue
@@ -314,8 +328,8 @@ def _tls_route_chains(view: View, gateway: MeshObject, listener: GatewayListener
     return chains, uses, notes
 
 
-def _stream_backends(view: View, route: MeshObject) -> tuple[list[tuple[str, int]],
-                                                             set[ClusterUse]]:
+def _stream_backends(view: View, route: MeshObject, reencrypt: ObjectKey | None = None
+                     ) -> tuple[list[tuple[str, int]], set[ClusterUse]]:
     weighted: list[tuple[str, int]] = []
     uses: set[ClusterUse] = set()
     for index, ref in enumerate(route.spec.rules[0].backends):
@@ -324,8 +338,9 @@ def _stream_backends(view: View, route: MeshObject) -> tuple[list[tuple[str, int
                 or backend.port is None or ref.weight == 0:
             continue
         own = merge([service_policy(view, backend.service, backend.port.name)])
-        use = ClusterUse(backend.service.namespace, backend.service.name, backend.port.port,
-                         cluster_settings(own), True)
+        use = edge_use(view, reencrypt, ClusterUse(
+            backend.service.namespace, backend.service.name, backend.port.port,
+            cluster_settings(own), True))
         uses.add(use)
         weighted.append((use.cluster_name, ref.weight))
     return weighted, uses

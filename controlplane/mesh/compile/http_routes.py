@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controlplane.mesh.compile.clusters import base_name, variant_name
@@ -72,6 +72,22 @@ class ClusterUse:
         if self.base:
             return base_name(self.namespace, self.name, self.port)
         return variant_name(self.namespace, self.name, self.port, self.settings)
+
+
+def edge_use(view: View, gateway: ObjectKey | None, use: ClusterUse) -> ClusterUse:
+    """A Gateway's route to a port with a BackendTLSPolicy sends to a cluster of its own that
+    originates the policy's TLS (controlplane.mesh.backendtls); sidecars' (`gateway` None)
+    stay as they are."""
+    if gateway is None:
+        return use
+    tls = view.backend_tls(use.namespace, use.name, use.port)
+    if tls is None:
+        return use
+    client = view.client_certificate(gateway)
+    if client is not None:  # spec.tls.backend.clientCertificateRef: a cluster per Gateway
+        tls = replace(tls, client_chain=client[0], client_key=client[1])
+    return ClusterUse(use.namespace, use.name, use.port,
+                      replace(use.settings, backend_tls=tls), False)
 
 
 @dataclass(frozen=True)
@@ -233,8 +249,8 @@ def _weighted_entry(view: View, ctx: RuleContext, rule: Any,
         own = service_policy(view, service, port.name)
         base = cluster_settings(merge([own]))
         settings = cluster_settings(merge([*policies, own]), rule.session)
-        use = ClusterUse(service.namespace, service.name, port.port, settings,
-                         settings == base)
+        use = edge_use(view, ctx.gateway, ClusterUse(service.namespace, service.name, port.port,
+                                             settings, settings == base))
         out.clusters.add(use)
         entry = {"name": use.cluster_name, "weight": weight}
     for backend_filters in backend.ref.filters:
@@ -369,7 +385,8 @@ def _mirrors(view: View, ctx: RuleContext, rule: Any, out: Compiled) -> list[dic
             continue  # not configured (HTTPRequestMirrorFilter.BackendRef: dropped)
         service = backend.service
         own = cluster_settings(merge([service_policy(view, service, backend.port.name)]))
-        use = ClusterUse(service.namespace, service.name, backend.port.port, own, True)
+        use = edge_use(view, ctx.gateway, ClusterUse(service.namespace, service.name,
+                                             backend.port.port, own, True))
         out.clusters.add(use)
         policy: dict[str, Any] = {"cluster": use.cluster_name}
         if mirror.percent < 100:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from controlplane.cache import CachedResource
+from controlplane.mesh.backendtls import BackendTls
 from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.objects import MeshObject, ObjectKey
 from controlplane.mesh.resolve import Attachment, Backend, Mesh, listener_ready
@@ -59,6 +60,8 @@ def fingerprint(value: Any) -> Hashable:
                 value.reason, value.ports, value.listeners)
     if isinstance(value, Backend):
         return ("be", value.ok, value.reason, fingerprint(value.service), value.port)
+    if isinstance(value, BackendTls):  # its sources name the objects behind it (deps.py)
+        return ("btls", value.sources, value)
     if isinstance(value, list | tuple):
         return tuple(fingerprint(item) for item in value)
     return value  # scalars; frozen dataclasses (ports, specs) compare by value
@@ -115,6 +118,22 @@ class View:
                  for item in self.mesh.on_service_port.get((namespace, name, port), [])
                  if item.route.namespace != namespace}
         return self._keep(("consumer_namespaces", namespace, name, port), tuple(sorted(found)))
+
+    def backend_tls(self, namespace: str, name: str, port: int) -> BackendTls | None:
+        """The BackendTLSPolicy settings of a Service port."""
+        return self._keep(("backend_tls", namespace, name, port),
+                          self.mesh.backend_tls.get((namespace, name, port)))
+
+    def frontend_validation(self, gateway: ObjectKey, listener: str
+                            ) -> tuple[bytes, str] | None:
+        """An HTTPS listener's client certificate validation (CA bundle, mode), if any."""
+        return self._keep(("frontend_validation", gateway, listener),
+                          self.mesh.frontend_validation.get((gateway, listener)))
+
+    def client_certificate(self, gateway: ObjectKey) -> tuple[bytes, bytes] | None:
+        """A Gateway's certificate for backends (spec.tls.backend), when it resolves."""
+        return self._keep(("client_certificate", gateway),
+                          self.mesh.client_certificates.get(gateway))
 
     def routes_on_listener(self, gateway: ObjectKey, listener: str) -> list[Attachment]:
         return self._keep(("routes_on_listener", gateway, listener),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controlplane.mesh.backendtls import BackendTls
 from controlplane.mesh.compile.memo import View
 from controlplane.mesh.kinds.backendtrafficpolicy import (
     BackendTrafficPolicySpec,
@@ -52,6 +53,7 @@ class ClusterSettings:
     connect_timeout: float | None = None
     idle_timeout: float | None = None
     session: SessionPersistence | None = None
+    backend_tls: BackendTls | None = None  # a Gateway's route to a BackendTLSPolicy's port
 
 
 def merge(policies: list[MeshObject | None]) -> TrafficSettings:

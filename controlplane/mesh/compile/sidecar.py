@@ -6,7 +6,8 @@ manager whose filters carry the policies that apply to every caller of the Servi
 AuthorizationPolicies as RBAC, compile/authz.py; a SecurityPolicy's authorization and cors,
 a BackendTrafficPolicy's local rateLimit and faultInjection, targeting the Service) and
 send to `inbound|PORT`, the application at `app_ip:targetPort`; other ports are a tcp_proxy
-to it. With a mesh identity, each port terminates mTLS as its PeerAuthentication mode says
+to it, behind the AuthorizationPolicies as network RBAC filters (compile/authz.py). With a
+mesh identity, each port terminates mTLS as its PeerAuthentication mode says
 (compile/mtls.py).
 
 Outbound, per port number in use by any Service, at `outbound_ip:port`: for HTTP ports, an
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.cache import CachedResource
-from controlplane.mesh.compile.authz import rbac_filters
+from controlplane.mesh.compile.authz import network_rbac_filters, rbac_filters
 from controlplane.mesh.compile.clusters import DEFAULT_CONNECT_TIMEOUT, protocol_options
 from controlplane.mesh.compile.envoy import (
     FAULT,
@@ -111,25 +112,24 @@ class InboundPort:
 def inbound_port(view: View, port: InboundPort, instance_ip: str, app_ip: str,
                  authz: list[MeshObject]) -> tuple[CachedResource, CachedResource, list[str]]:
     """The listener `inbound|LISTEN` at instance_ip (mTLS as the port's PeerAuthentication
-    mode says, Istio's AuthorizationPolicies as RBAC on HTTP ports) and its cluster, the
-    application at app_ip:target; notes for policies it cannot enforce."""
+    mode says, Istio's AuthorizationPolicies as HTTP RBAC on HTTP ports, network RBAC on the
+    others) and its cluster, the application at app_ip:target."""
     service, protocol = port.service, port.protocol
     cluster_name = f"inbound|{port.listen}"
     cluster = pack(CLUSTER.type_url, cluster_name,
                    app_cluster(cluster_name, app_ip, port.target, protocol))
     notes: list[str] = []
     if protocol in HTTP_FAMILY:
-        chain = inbound_http(view, service, port.port_name, port.listen, cluster_name,
-                             rbac_filters(authz, port.target))
+        filters = [inbound_http(view, service, port.port_name, port.listen, cluster_name,
+                                rbac_filters(authz, port.target))]
     else:
-        chain = tcp_proxy_filter(f"inbound_{port.listen}", cluster_name)
-        notes = [f"{policy.label} is not enforced on {service.label} port {port.listen} "
-                 f"({protocol}): Pointsman enforces AuthorizationPolicy on HTTP ports only"
-                 for policy in authz]
+        # TCP and TLS passthrough: Istio's policies as network RBAC before the tcp_proxy.
+        filters = [*network_rbac_filters(authz, port.target),
+                   tcp_proxy_filter(f"inbound_{port.listen}", cluster_name)]
     listener = pack(LISTENER.type_url, cluster_name, {
         "name": cluster_name, "address": address(instance_ip, port.listen),
         "traffic_direction": "INBOUND",
-        **inbound_chains(inbound_mode(view, service, port.target), [chain], protocol)})
+        **inbound_chains(inbound_mode(view, service, port.target), filters, protocol)})
     return listener, cluster, notes
 
 

@@ -8,7 +8,7 @@ Regular expressions are Python's `re` syntax, the dialect the Pointsman sidecar 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controlplane.mesh.fields import HEADER_NAME, Fields, Item
 from controlplane.mesh.kinds.filters import (
@@ -111,6 +111,7 @@ def _rule(item: Item) -> HttpRule:
         if filters.redirect is not None and backends:
             raise fields.error("filters", "RequestRedirect filter must not be used together "
                                           "with backendRefs")
+        filters, backends = _hoist_backend_filters(fields, filters, backends)
         _check_prefix_rewrites(fields, filters, matches)
         timeouts = fields.obj("timeouts", _timeouts)
         return HttpRule(rule_name(fields), matches, filters, backends, timeouts,
@@ -122,9 +123,39 @@ def _rule(item: Item) -> HttpRule:
 def _backend(fields: Fields) -> BackendRef:
     ref = parse_backend_ref(fields)
     filters = parse_filters(fields, "filters", ("RequestHeaderModifier",
-                                                "ResponseHeaderModifier"))
+                                                "ResponseHeaderModifier", "URLRewrite",
+                                                "RequestRedirect"))
     return BackendRef(ref.group, ref.kind, ref.name, ref.namespace, ref.port, ref.weight,
                       (filters,))
+
+
+def _hoist_backend_filters(fields: Fields, filters: Filters, backends: tuple[BackendRef, ...]
+                           ) -> tuple[Filters, tuple[BackendRef, ...]]:
+    """URLRewrite and RequestRedirect on a backendRef (HTTPBackendRef.Filters: "Support:
+    Implementation-specific" for these; HTTPRouteBackendURLRewrite and ...RequestRedirect in
+    the conformance suite). With one backendRef, the rule's requests all go to it, so the
+    filter is the rule's: served as the rule's rewrite or redirect. With several, Envoy's
+    weighted clusters cannot rewrite or redirect per cluster: refused, not ignored."""
+    found = [(index, ref.filters[0]) for index, ref in enumerate(backends)
+             if ref.filters and isinstance(ref.filters[0], Filters)
+             and (ref.filters[0].rewrite is not None or ref.filters[0].redirect is not None)]
+    if not found:
+        return filters, backends
+    index, own = found[0]
+    path = (*fields.path, "backendRefs", index, "filters")
+    if len(backends) != 1:
+        raise fields.context.error(path, "URLRewrite and RequestRedirect on a backendRef are "
+                                         "supported when the rule has that one backendRef "
+                                         "(Envoy cannot rewrite per weighted cluster)")
+    if (own.rewrite is not None and (filters.rewrite or filters.redirect)) or (
+            own.redirect is not None and filters.rewrite):
+        raise fields.context.error(path, "the rule has its own URLRewrite or RequestRedirect: "
+                                         "only one of them can apply")
+    merged = replace(filters, rewrite=own.rewrite or filters.rewrite,
+                     redirect=own.redirect or filters.redirect)
+    ref = backends[0]
+    kept = replace(ref, filters=(replace(own, rewrite=None, redirect=None),))
+    return merged, (kept,)
 
 
 def _check_prefix_rewrites(fields: Fields, filters: Filters, matches: tuple[HttpMatch, ...]

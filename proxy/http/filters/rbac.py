@@ -1,182 +1,79 @@
 """`envoy.filters.http.rbac`: allow or deny by source IP, headers, path and port.
 
-Envoy doc: configuration/http/http_filters/rbac_filter, api config/rbac/v3/rbac.proto. A
-request matches a policy when any permission and any principal match. ALLOW: requests that
-match no policy are denied; DENY: requests that match a policy are denied. Denied requests get
-403 "RBAC: access denied". `remote_ip` is the trusted client address (XFF rules),
-`direct_remote_ip` the connection's peer. `authenticated` is the downstream TLS peer
-(proxy.http.peer: URI SANs, then DNS SANs, then the subject). Without `rules` the filter
-allows everything.
+Envoy doc: configuration/http/http_filters/rbac_filter, api config/rbac/v3/rbac.proto. The
+matchers are proxy.model.rbac's, shared with the network filter (proxy.network.rbac); here
+they read the request. ALLOW: requests that match no policy are denied; DENY: requests that
+match a policy are denied. Denied requests get 403 "RBAC: access denied". `remote_ip` is the
+trusted client address (XFF rules), `direct_remote_ip` the connection's peer. `authenticated`
+is the downstream TLS peer (proxy.http.peer: URI SANs, then DNS SANs, then the subject).
+Without `rules` the filter allows everything.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
 
-from protos.errors import ConfigError, unsupported
+from protos.errors import ConfigError
 from proxy.context import ServerContext
 from proxy.http.filter import FilterMaker, HttpFilter, HttpStream, LocalReply, register_http_filter
 from proxy.http.peer import PEER_KEY, PeerTls
 from proxy.http.routing import header_matches
 from proxy.model.fields import reject_unsupported
-from proxy.model.matchers import translate_header_matcher, translate_string_matcher
-
-Predicate = Callable[[HttpStream], bool]
+from proxy.model.matchers import translate_header_matcher
+from proxy.model.rbac import Predicate, RbacInputs, Rules, response_detail, translate_rules
 
 
 @dataclass(frozen=True)
 class RbacConfig:
-    action: str  # "ALLOW", "DENY", "LOG"; "" when no rules (allow all)
-    policies: tuple[tuple[str, Predicate, Predicate], ...]
+    rules: Rules[HttpStream] | None  # None when no rules (allow all)
     rules_stat_prefix: str = ""  # an extra prefix for the allowed/denied stats
 
-
-def _within(prefix: str, build: Callable[[Any], Predicate], message: Any) -> Predicate:
-    try:
-        return build(message)
-    except ConfigError as error:
-        raise error.within(field=prefix) from error
+    @property
+    def action(self) -> str:
+        return self.rules.action if self.rules is not None else ""
 
 
-def _cidr(message: Any) -> Callable[[str], bool]:
-    length = message.prefix_len.value if message.HasField("prefix_len") else None
-    try:
-        network = ipaddress.ip_network(
-            message.address_prefix if length is None else f"{message.address_prefix}/{length}",
-            strict=False)
-    except ValueError as error:
-        raise ConfigError(str(error), field="address_prefix") from error
-
-    def contains(address: str) -> bool:
-        try:
-            return ipaddress.ip_address(address) in network
-        except ValueError:
-            return False
-    return contains
-
-
-def _path(message: Any) -> Predicate:
-    if message.WhichOneof("rule") != "path":
-        raise unsupported("url_path")
-    matcher = translate_string_matcher(message.path)
-    return lambda stream: matcher.matches(stream.request.path_only)
-
-
-def _header(message: Any) -> Predicate:
+def _header(message: Any) -> Predicate[HttpStream]:
     matcher = translate_header_matcher(message)
     return lambda stream: header_matches(matcher, stream.request)
 
 
-def _authenticated(message: Any) -> Predicate:
-    """Envoy's AuthenticatedMatcher: no TLS never matches; no principal_name matches any TLS
-    connection; else any URI SAN, DNS SAN or the subject matching (rbac.proto)."""
-    if not message.HasField("principal_name"):
-        return lambda stream: isinstance(stream.connection_state.get(PEER_KEY), PeerTls)
-    try:
-        matcher = translate_string_matcher(message.principal_name)
-    except ConfigError as error:
-        raise error.within(field="principal_name") from error
-
-    def matches(stream: HttpStream) -> bool:
-        peer = stream.connection_state.get(PEER_KEY)
-        if not isinstance(peer, PeerTls):
-            return False
-        return any(matcher.matches(name) for name in peer.principal_candidates())
-    return matches
+def _peer(stream: HttpStream) -> PeerTls | None:
+    peer = stream.connection_state.get(PEER_KEY)
+    return peer if isinstance(peer, PeerTls) else None
 
 
-def _list(items: Any, build: Callable[[Any], Predicate], prefix: str) -> list[Predicate]:
-    return [_within(f"{prefix}[{i}]", build, item) for i, item in enumerate(items)]
-
-
-def _permission(p: Any) -> Predicate:
-    kind = p.WhichOneof("rule")
-    if kind == "any":
-        return lambda stream: True
-    if kind == "header":
-        return _within("header", _header, p.header)
-    if kind == "url_path":
-        return _within("url_path", _path, p.url_path)
-    if kind == "destination_port":
-        port = p.destination_port
-        return lambda stream: stream.local_address[1] == port
-    if kind == "destination_ip":
-        contains = _cidr(p.destination_ip)
-        return lambda stream: contains(stream.local_address[0])
-    if kind in ("and_rules", "or_rules"):
-        rules = _list(getattr(p, kind).rules, _permission, f"{kind}.rules")
-        combine = all if kind == "and_rules" else any
-        return lambda stream: combine(rule(stream) for rule in rules)
-    if kind == "not_rule":
-        inner = _within("not_rule", _permission, p.not_rule)
-        return lambda stream: not inner(stream)
-    raise unsupported(str(kind or "rule"))
-
-
-def _principal(p: Any) -> Predicate:
-    kind = p.WhichOneof("identifier")
-    if kind == "any":
-        return lambda stream: True
-    if kind == "header":
-        return _within("header", _header, p.header)
-    if kind == "url_path":
-        return _within("url_path", _path, p.url_path)
-    if kind in ("direct_remote_ip", "source_ip"):
-        # rbac.proto: source_ip (deprecated for direct_remote_ip) "will honor proxy protocol,
-        # but will not honor XFF"; remote_address already carries the PROXY header's address.
-        contains = _cidr(getattr(p, kind))
-        return lambda stream: contains(stream.remote_address[0])
-    if kind == "remote_ip":
-        contains = _cidr(p.remote_ip)
-        return lambda stream: contains(stream.trusted_client_address or stream.remote_address[0])
-    if kind == "authenticated":
-        return _within("authenticated", _authenticated, p.authenticated)
-    if kind in ("and_ids", "or_ids"):
-        ids = _list(getattr(p, kind).ids, _principal, f"{kind}.ids")
-        combine = all if kind == "and_ids" else any
-        return lambda stream: combine(rule(stream) for rule in ids)
-    if kind == "not_id":
-        inner = _within("not_id", _principal, p.not_id)
-        return lambda stream: not inner(stream)
-    raise unsupported(str(kind or "identifier"))
+# `source_ip` (deprecated for direct_remote_ip) "will honor proxy protocol, but will not honor
+# XFF" (rbac.proto); remote_address already carries the PROXY header's address.
+HTTP_INPUTS: RbacInputs[HttpStream] = RbacInputs(
+    local_address=lambda stream: stream.local_address,
+    direct_remote_ip=lambda stream: stream.remote_address[0],
+    source_ip=lambda stream: stream.remote_address[0],
+    remote_ip=lambda stream: stream.trusted_client_address or stream.remote_address[0],
+    peer=_peer,
+    requested_server_name=None,
+    header=_header,
+    path=lambda stream: stream.request.path_only,
+)
 
 
 def translate(message: Message) -> RbacConfig:
     m: Any = message
     reject_unsupported(m, {"rules", "rules_stat_prefix"})
     if not m.HasField("rules"):
-        return RbacConfig("", (), m.rules_stat_prefix)
-    rules = m.rules
-    if rules.HasField("audit_logging_options"):
-        raise unsupported("rules.audit_logging_options")
-    action = {0: "ALLOW", 1: "DENY", 2: "LOG"}[rules.action]
-    policies = []
-    for name in sorted(rules.policies):
-        policy = rules.policies[name]
-        where = f"rules.policies[{name}]"
-        for descriptor, _ in policy.ListFields():
-            if descriptor.name not in ("permissions", "principals"):
-                raise unsupported(f"{where}.{descriptor.name}")
-        permissions = _list(policy.permissions, _permission, f"{where}.permissions")
-        principals = _list(policy.principals, _principal, f"{where}.principals")
-        policies.append((name, _any_of(permissions), _any_of(principals)))
-    return RbacConfig(action, tuple(policies), m.rules_stat_prefix)
-
-
-def _any_of(predicates: list[Predicate]) -> Predicate:
-    return lambda stream: any(predicate(stream) for predicate in predicates)
+        return RbacConfig(None, m.rules_stat_prefix)
+    try:
+        rules = translate_rules(m.rules, HTTP_INPUTS)
+    except ConfigError as error:
+        raise error.within(field="rules") from error
+    return RbacConfig(rules, m.rules_stat_prefix)
 
 
 def matched_policy(config: RbacConfig, stream: HttpStream) -> str | None:
-    for name, permission, principal in config.policies:
-        if permission(stream) and principal(stream):
-            return name
-    return None
+    return config.rules.matched_policy(stream) if config.rules is not None else None
 
 
 class RbacFilter(HttpFilter):
@@ -193,8 +90,7 @@ class RbacFilter(HttpFilter):
         self.stats.counter(f"{self.prefix}{'allowed' if allowed else 'denied'}").inc()
         if allowed:
             return None
-        return LocalReply(403, "RBAC: access denied", details="rbac_access_denied_matched_policy"
-                          f"[{matched or 'none'}]")
+        return LocalReply(403, "RBAC: access denied", details=response_detail(matched))
 
 
 class RbacFactory:

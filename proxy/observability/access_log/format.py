@@ -75,6 +75,7 @@ _SIMPLE: dict[str, Callable[[RequestInfo], Value]] = {
         i.downstream_local_address[1] if i.downstream_local_address else None),
     "REQUESTED_SERVER_NAME": lambda i: _text(i.requested_server_name),
     "CONNECTION_ID": lambda i: i.connection_id,
+    "CONNECTION_TERMINATION_DETAILS": lambda i: _text(i.connection_termination_details),
     "TRACE_ID": lambda i: _text(i.trace_id),
 }
 

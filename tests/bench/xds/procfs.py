@@ -67,3 +67,34 @@ def memory_kib(root: int, key: str = "VmRSS") -> int:
             if line.startswith(f"{key}:"):
                 total += int(line.split()[1])
     return total
+
+
+def minor_faults(root: int) -> int:
+    """Minor page faults of the tree (every thread of each process: /proc/PID/stat minflt)."""
+    total = 0
+    for pid in descendants(root):
+        try:
+            total += int(_stat(pid)[7])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def context_switches(root: int) -> int:
+    """Voluntary + involuntary context switches of the threads alive now (threads that
+    exited are not counted: a lower bound when thread pools shrink)."""
+    total = 0
+    for pid in descendants(root):
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                lines = (task / "status").read_text().splitlines()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in lines
+                         if line.startswith(("voluntary_ctxt_switches:",
+                                             "nonvoluntary_ctxt_switches:")))
+    return total

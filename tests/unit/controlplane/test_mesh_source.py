@@ -224,6 +224,39 @@ def test_registrations_arriving_together_are_compiled_once(tmp_path: Path) -> No
     assert len(endpoints_of(cache.view_for(web), "outbound|8080||api.default")) == 20
 
 
+def test_registrations_coming_steadily_are_flushed_less_often_when_a_flush_is_dear(
+        tmp_path: Path) -> None:
+    """Registrations spaced just over ENDPOINT_BATCH_AFTER apart: each would be a flush of its
+    own; a flush that took `cost` seconds holds the next one for `cooldown * cost`."""
+    import asyncio
+    import time
+
+    cache, _, _ = loaded(tmp_path)
+    cache._batch.cooldown = 40.0
+    web = node("web", "web-1", "10.0.0.2")
+    cache.view_for(web)
+    cache.subscribe(web, lambda: None)
+    flushes: list[float] = []
+    compile_node = cache.compiler.compile_node
+
+    def dear(identity):  # type: ignore[no-untyped-def]
+        flushes.append(time.monotonic())
+        time.sleep(0.02)  # a flush of 0.02 s: the next waits 0.8 s
+        return compile_node(identity)
+    cache.compiler.compile_node = dear  # type: ignore[method-assign]
+
+    async def steady() -> None:
+        for index in range(8):
+            api = node("api", f"api-{index}", f"10.0.1.{index}")
+            cache.record(index, api.id, [NodeIdentified(api)])
+            cache.record(index, api.id, [Acked(LISTENER.type_url, "v1", "n1", 0.01)])
+            await asyncio.sleep(0.15)
+        await asyncio.sleep(1.5)
+    asyncio.run(steady())
+    assert 2 <= len(flushes) <= 3  # without the cooldown: one per registration (8)
+    assert len(endpoints_of(cache.view_for(web), "outbound|8080||api.default")) == 8
+
+
 def test_a_view_nobody_is_connected_to_is_dropped_at_the_next_change(tmp_path: Path) -> None:
     cache, _, _ = loaded(tmp_path)
     web, gone = node("web", "web-1", "10.0.0.2"), node("web", "web-9", "10.0.0.9")

@@ -46,3 +46,25 @@ def test_a_waiter_that_gives_up_frees_its_place():
     budget.forget(late)
     budget.release(10)
     assert got == [] and budget.used == 0 and not budget.waiting
+
+
+def test_a_dear_push_spaces_the_next_one_within_the_maximum():
+    debounce = Debounce(after=0.1, maximum=5.0, cooldown=8.0)
+    debounce.changed(0.0)
+    assert debounce.due(0.1)
+    debounce.done(0.5, cost=0.4)  # the push took 0.4 s: the next waits until 0.5 + 3.2
+    debounce.changed(0.6)
+    assert abs((debounce.deadline() or 0.0) - 3.7) < 1e-9
+    assert not debounce.due(0.8) and not debounce.due(3.6) and debounce.due(3.7)
+    debounce.done(3.7, cost=10.0)  # dearer than the maximum allows
+    debounce.changed(4.0)
+    assert not debounce.due(8.9) and debounce.due(9.0)  # 5 s after the burst's first change
+
+
+def test_a_cheap_push_keeps_the_short_delay():
+    debounce = Debounce(after=0.1, maximum=5.0, cooldown=8.0)
+    debounce.changed(0.0)
+    assert debounce.due(0.1)
+    debounce.done(0.1, cost=0.001)
+    debounce.changed(0.2)
+    assert debounce.due(0.31)

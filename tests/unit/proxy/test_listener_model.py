@@ -151,3 +151,34 @@ def test_traffic_direction_reaches_the_http_connection_manager_tracing(
     assert listener.filter_chains[0].filter.config.settings.tracing.egress is egress
     untraced = build(listener_dict(_hcm_chain(False), **extra))
     assert untraced.filter_chains[0].filter.config.settings.tracing is None
+
+
+_NETWORK_RBAC = {"name": "envoy.filters.network.rbac", "typed_config": {
+    "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+    "stat_prefix": "r", "rules": {"policies": {}}}}
+
+
+def test_network_rbac_is_a_read_filter_before_the_terminal_one() -> None:
+    import proxy.network.rbac  # noqa: F401  (registers the rbac read filter)
+
+    body = listener_dict(chain("a"))
+    body["filter_chains"][0]["filters"].insert(0, _NETWORK_RBAC)
+    found = build(body).filter_chains[0]
+    assert [item.name for item in found.read_filters] == ["envoy.filters.network.rbac"]
+    assert found.filter.name == "envoy.filters.network.tcp_proxy"
+    body["filter_chains"][0]["filters"][0]["typed_config"]["rules"] = {"policies": {"p": {
+        "permissions": [{"header": {"name": "x", "present_match": True}}],
+        "principals": [{"any": True}]}}}
+    with pytest.raises(ConfigError) as caught:
+        build(body)
+    assert caught.value.field == ("filter_chains[0].filters[0].typed_config.rules"
+                                  ".policies[p].permissions[0].header")
+
+
+def test_network_rbac_last_is_refused_as_envoy_does() -> None:
+    import proxy.network.rbac  # noqa: F401
+
+    with pytest.raises(ConfigError) as caught:
+        build(listener_dict({"filters": [_NETWORK_RBAC]}))
+    assert caught.value.field == "filter_chains[0].filters[0].name"
+    assert "non-terminal filter 'envoy.filters.network.rbac'" in caught.value.message

@@ -156,13 +156,16 @@ kind: AuthorizationPolicy
 metadata: {name: db, namespace: default}
 spec:
   selector: {matchLabels: {app: db}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/web]}}]
+  - to: [{operation: {methods: [GET]}}]
 """
     found = [item for item in findings(text) if item[2] > 20]
     assert found == [
         ("warning", "Conflicted", 34, "spec"),
         ("warning", "NoSuchPort", 41, "spec.portLevelMtls"),
         ("warning", "NoWorkload", 47, "spec.selector"),
-        ("warning", "NotEnforced", 52, "spec"),
+        ("warning", "HttpOnlyOnTcp", 56, "spec.rules[1]"),  # rule 0 is enforced on TCP
     ]
     sliced = text + """---
 apiVersion: discovery.k8s.io/v1

@@ -8,7 +8,7 @@ from controlplane.mesh.compile.compiler import MeshCompiler
 from controlplane.mesh.compile.deps import Provenance
 from controlplane.mesh.objects import ObjectKey
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from tests.unit.controlplane.mesh.helpers import mesh_of, sidecar
+from tests.unit.controlplane.mesh.helpers import gateway, mesh_of, sidecar
 
 MESH = """
 apiVersion: v1
@@ -63,3 +63,21 @@ def test_the_answer_follows_a_recompilation() -> None:
     found = objects_by_resource(compiler)
     assert POLICY not in found[(CLUSTER.type_url, "outbound|8080||api.default")]
     assert found[(ROUTE.type_url, "outbound|8080")] == {API, ROUTE_KEY}
+
+
+def test_a_gateways_resources_name_the_gateway() -> None:
+    """A Gateway's unit returns a ResourceSet: its listeners come from the Gateway (so a
+    Gateway proxy's NACK concerns it, and its Programmed follows that proxy)."""
+    text = MESH + """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: pointsman
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"""
+    compiler = MeshCompiler(mesh_of(text))
+    out = compiler.compile_node(gateway("edge"))
+    provenance = Provenance(compiler.memo)
+    assert ObjectKey("Gateway", "default", "edge") in provenance.objects_of(
+        out.resources[LISTENER.type_url]["gateway|80"])

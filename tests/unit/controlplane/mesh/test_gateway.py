@@ -4,7 +4,9 @@ precedence by hostname), HTTPS termination from Secrets, TLS passthrough, TCP.""
 from __future__ import annotations
 
 import base64
+import datetime
 
+from controlplane.ca import CertificateAuthority
 from controlplane.resources import LISTENER, ROUTE
 from tests.unit.controlplane.mesh.helpers import (
     SERVICES,
@@ -17,8 +19,10 @@ from tests.unit.controlplane.mesh.helpers import (
     route,
 )
 
-PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+# A real certificate and key: Secrets are checked (a malformed one is reported, not served).
+_AUTHORITY = CertificateAuthority.create_root(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+PEM = _AUTHORITY.certificate_pem().decode()
+KEY = _AUTHORITY.key_pem().decode()
 EDGE = SERVICES + f"""---
 apiVersion: v1
 kind: Secret

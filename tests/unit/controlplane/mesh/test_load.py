@@ -244,12 +244,24 @@ def test_a_folder_is_read_in_order_skipping_hidden_files(tmp_path: Path) -> None
     assert [obj.name for obj in load_path(tmp_path)] == ["a", "b", "c"]
 
 
-def test_a_secret_needs_tls_data() -> None:
+def test_a_secret_is_refused_only_where_the_api_server_refuses_it() -> None:
+    """ValidateSecret: data is base64, a kubernetes.io/tls Secret has tls.crt and tls.key.
+    Anything else is stored (an Opaque Secret, a certificate that is not PEM) and reported
+    where it is referenced."""
     text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n" \
            "data: {tls.crt: '!!notbase64'}\n"
     assert error_of(text).field == "data.tls.crt"
-    opaque = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {}\n"
-    assert "type 'Opaque' is not supported" in error_of(opaque).message
+    keyless = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n" \
+              "stringData: {tls.crt: x}\n"
+    assert "needs 'tls.key'" in error_of(keyless).message
+    [opaque] = load_objects("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {}\n")
+    assert opaque.spec.type == "Opaque"
+    assert opaque.spec.problem == "type 'Opaque' is not kubernetes.io/tls"
+    [hello] = load_objects("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n"
+                           "type: kubernetes.io/tls\n"
+                           "stringData: {tls.crt: hello, tls.key: hello}\n")
+    assert hello.spec.problem == "tls.crt is not a PEM X.509 certificate"
+    assert "hello" not in repr(hello.spec)
 
 
 def test_a_stream_has_a_total_budget(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -317,12 +317,6 @@ def test_policies_select_workloads_by_service_labels_and_root_namespace() -> Non
     assert _rbac_filters(secured(other, caller="api"), 8080) == []
 
 
-def test_tcp_ports_report_authorization_they_cannot_enforce() -> None:
-    resources = secured(_authorization("db", "{}"), caller="db")
-    assert any("not enforced on Service default/db port 5432" in note
-               for note in resources.notes)
-
-
 @pytest.mark.parametrize(("spec", "message"), [
     ("{action: AUDIT}", r"spec\.action.*AUDIT is not supported"),
     ("{action: CUSTOM, provider: {name: x}}", r"CUSTOM is not supported"),

@@ -187,7 +187,7 @@ def test_listener_status_has_supported_kinds_and_programmed() -> None:
 
 def test_an_unservable_allowed_kind_is_invalid_route_kinds() -> None:
     """ResolvedRefs=False/InvalidRouteKinds (ListenerReasonInvalidRouteKinds); the kinds that
-    can be served stay in supportedKinds, and the listener is not Programmed."""
+    can be served stay in supportedKinds, and the listener serves them (Programmed)."""
     text = GATEWAY.replace(
         "  - {name: tcp, port: 9000, protocol: TCP}",
         "  - {name: mixed, port: 81, protocol: HTTP, allowedRoutes: {kinds: "
@@ -199,7 +199,7 @@ def test_an_unservable_allowed_kind_is_invalid_route_kinds() -> None:
     by_type = {item["type"]: item for item in mixed["conditions"]}
     assert (by_type["ResolvedRefs"]["status"], by_type["ResolvedRefs"]["reason"]) == (
         "False", "InvalidRouteKinds")
-    assert by_type["Programmed"]["status"] == "False"
+    assert by_type["Programmed"]["status"] == "True"
 
 
 def test_routes_attach_to_a_listener_whose_refs_do_not_resolve() -> None:

@@ -107,3 +107,17 @@ def test_http3_codec_on_a_tcp_listener_is_refused_like_envoy(listener: dict[str,
     body["address"]["socket_address"]["protocol"] = "TCP"
     with pytest.raises(ConfigError, match="HTTP/3 codec configured on non-QUIC listener"):
         build(body)
+
+
+def test_network_rbac_before_the_hcm_of_a_quic_listener_is_refused(
+        listener: dict[str, Any]) -> None:
+    import proxy.network.rbac  # noqa: F401  (registers the network rbac read filter)
+
+    body = copy.deepcopy(listener)
+    body["filter_chains"][0]["filters"].insert(0, {
+        "name": "envoy.filters.network.rbac", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
+            "stat_prefix": "r"}})
+    with pytest.raises(ConfigError) as caught:
+        build(body)
+    assert caught.value.field == "filter_chains[0].filters[0]"
