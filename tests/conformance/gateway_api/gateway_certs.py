@@ -2,8 +2,8 @@
 (gateway_steps.SUITE_SETUP, suite.go "Applying programmatic resources": the
 MustCreateSelfSignedCertSecret, MustCreateCASignedCertSecret and
 MustCreateCASignedClientCertSecret helpers of conformance/utils/kubernetes/certificate.go),
-made with `cryptography` as Secrets of type kubernetes.io/tls. The CA ConfigMaps are kept as PEM
-for the clients only: the ConfigMap kind is not in our model (GAPS.md).
+made with `cryptography` as Secrets of type kubernetes.io/tls, and the CAs as ConfigMaps
+(`ca.crt`), kept as PEM for the clients too.
 """
 
 from __future__ import annotations
@@ -97,6 +97,13 @@ def secret_manifest(name: NN, pem: Pem) -> dict[str, object]:
             "metadata": {"name": name.name, "namespace": name.namespace},
             "type": "kubernetes.io/tls",
             "stringData": {"tls.crt": pem.cert.decode(), "tls.key": pem.key.decode()}}
+
+
+def config_map_manifest(name: NN, ca: bytes) -> dict[str, object]:
+    """MustCreateCACertConfigMap: the CA certificate under `ca.crt`."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name.name, "namespace": name.namespace},
+            "data": {"ca.crt": ca.decode()}}
 
 
 def go_hostname_match(pattern: str, host: str) -> bool:
