@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 from controlplane.mesh.errors import Location, MeshError, Problem
 from controlplane.mesh.kinds.gateway import GatewayListener
+from controlplane.mesh.kinds.refs import ParentRef
 from controlplane.mesh.listenersets import merged_name
 from controlplane.mesh.load import load_objects, load_path, read_objects, read_path
 from controlplane.mesh.objects import MeshObject, ObjectKey
@@ -48,12 +49,13 @@ def status(mesh: Mesh, obj: MeshObject) -> dict[str, object]:
                 for item in conditions]
     out: dict[str, object] = {"conditions": render(mesh.conditions.get(obj.key, []))}
     if obj.kind in ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute"):
-        out["parents"] = [{"parentRef": {"kind": item.ref.kind, "name": item.ref.name,
-                                         "namespace": item.ref.namespace or obj.namespace},
+        resolved = [item for item in mesh.conditions.get(obj.key, [])
+                    if item.type == "ResolvedRefs"]
+        out["parents"] = [{"parentRef": _parent_ref(item.ref, obj.namespace),
                            "controllerName": "pointsman.io/mesh",
                            "conditions": render([Condition(
                                "Accepted", "True" if item.accepted else "False", item.reason,
-                               item.message)])}
+                               item.message), *resolved])}
                           for item in mesh.attachments.get(obj.key, [])]
     if obj.kind == "BackendTLSPolicy":  # PolicyStatus: per ancestor (policy_types.go)
         conditions = out["conditions"]
@@ -96,3 +98,15 @@ def _listener(mesh: Mesh, gateway: ObjectKey, listener: GatewayListener, name: s
         {"group": group, "kind": kind} for group, kind in supported_kinds(listener)],
         "conditions": render(conditions),
         "attachedRoutes": len(mesh.on_listener.get((gateway, name), []))}
+
+
+def _parent_ref(ref: ParentRef, namespace: str) -> dict[str, object]:
+    """A route parent's parentRef as the API server defaults it (group, kind and namespace
+    filled in; sectionName and port only when set), as the suite compares it."""
+    out: dict[str, object] = {"group": ref.group, "kind": ref.kind, "name": ref.name,
+                              "namespace": ref.namespace or namespace}
+    if ref.section_name is not None:
+        out["sectionName"] = ref.section_name
+    if ref.port is not None:
+        out["port"] = ref.port
+    return out

@@ -579,6 +579,14 @@ def listener_ready(mesh: Mesh, gateway: ObjectKey, listener: str) -> bool:
                                               and item.reason != "InvalidRouteKinds"))
 
 
+def listener_accepted(mesh: Mesh, gateway: ObjectKey, listener: str) -> bool:
+    """Routes attach to an Accepted listener even when its references do not resolve (it is
+    then not Programmed, and not served): the suite's GatewayWithAttachedRoutes counts them in
+    attachedRoutes."""
+    return all(item.ok for item in mesh.listener_conditions.get((gateway, listener), [])
+               if item.type == "Accepted")
+
+
 def granted(mesh: Mesh, group: str, kind: str, namespace: str, to_group: str, to_kind: str,
             to_namespace: str, to_name: str) -> bool:
     return any(grant.namespace == to_namespace and grant.spec.allows(
@@ -679,7 +687,7 @@ def _attach_listeners(mesh: Mesh, route: MeshObject, index: int, ref: ParentRef,
     reason, message = "NotAllowedByListeners", "no listener allows this route"
     accepted: list[tuple[str, tuple[str, ...]]] = []
     for listener in candidates:
-        if not listener_ready(mesh, key, listener.name):
+        if not listener_accepted(mesh, key, listener.name):
             message = f"listener {listener.name} is not accepted"
             continue
         if (GATEWAY_GROUP, route.kind) not in supported_kinds(listener):

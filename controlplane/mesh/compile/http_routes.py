@@ -442,10 +442,15 @@ def _per_filter(view: View, ctx: RuleContext, cors: Cors | None,
 
 
 def route_cors(cors: Cors) -> dict[str, Any]:
-    """HTTPCORSFilter -> CorsPolicy (envoy.extensions.filters.http.cors.v3)."""
+    """HTTPCORSFilter -> CorsPolicy (envoy.extensions.filters.http.cors.v3). A preflight from
+    an origin not allowed is answered, not forwarded: "If the request Origin does not match
+    the configured allowed origins, the gateway returns 204/200 response but doesn't set the
+    relevant cross-origin response headers" (httproute_types.go, HTTPCORSFilter.AllowOrigins;
+    the conformance suite's HTTPRouteCORS checks it)."""
     body: dict[str, Any] = {"@type": CORS_POLICY,
                             "allow_origin_string_match": [_origin(item)
-                                                          for item in cors.allow_origins]}
+                                                          for item in cors.allow_origins],
+                            "forward_not_matching_preflights": False}
     if cors.allow_methods:
         body["allow_methods"] = ",".join(cors.allow_methods)
     if cors.allow_headers:

@@ -1,29 +1,43 @@
 """The conformance suite's echo server, as a process: `python -m
 tests.conformance.gateway_api.echo --pod NAME --namespace NS --host IP [--http PORT]...
-[--grpc PORT]...`.
+[--https PORT --cert FILE --key FILE] [--grpc PORT]... [--grpc-echo PORT] [--tcp-echo PORT
+[--tcp-echo-tls PORT]]`.
 
 It answers as the suite's echo-basic does (its README and `conformance/utils/http` read it):
 every HTTP request with 200 and a JSON body naming the request as the backend saw it -
 `path`, `host`, `method`, `proto`, `headers` (name -> list of values, names as received),
 `namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
-for. A gRPC call of any method (raw bytes, no generated code: the mesh client only reads what
-the server reports) answers the same JSON, `headers` being the call's metadata and `proto`
-"grpc". Written for these tests, not copied: the upstream images are Go.
+for, after waiting as `?delay=1s` asks, logging `Echoing back request made to PATH to client`
+as echo-basic does. A gRPC call of any method (raw bytes, no generated
+code: the mesh client only reads what the server reports) answers the same JSON, `headers`
+being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves echo-basic's
+GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do. Written for
+these tests, not copied: the upstream images are Go.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
+import socketserver
+import ssl
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
+
+from tests.conformance.gateway_api import grpcecho
 
 ECHO_SET_HEADER = "X-Echo-Set-Header"  # echo-basic: headers the response should carry
 
@@ -51,12 +65,28 @@ def echo_set_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]
     return out
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+
+
+def query_delay(path: str) -> float:
+    """echo-basic's `?delay=` (a Go duration: `1s`, `300ms`, `1m`): how long to wait before
+    answering, in seconds; 0 when absent or unreadable (the suite's timeout tests send it)."""
+    for value in parse_qs(urlsplit(path).query).get("delay", ()):
+        found = _DURATION.match(value)
+        if found:
+            return float(found[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[found[2]]
+    return 0.0
+
+
 def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
 
         def _answer(self) -> None:
+            delay = query_delay(self.path)
+            if delay:
+                time.sleep(delay)
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
@@ -64,6 +94,10 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
             body = json.dumps(report(
                 pod, namespace, path=self.path, host=self.headers.get("Host", ""),
                 method=self.command, proto=self.request_version, headers=headers)).encode()
+            # echo-basic's log line per request, which the mirror tests look for
+            # (http.GetMirrorLogRegexp)
+            print(f"Echoing back request made to {self.path} to client "
+                  f"({self.client_address[0]})", flush=True)
             self.send_response(200)
             for name, value in echo_set_headers(headers):
                 self.send_header(name, value)
@@ -79,6 +113,84 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
             return
 
     return Handler
+
+
+TCP_WELCOME = b"Gateway API Test TCP Server\n"  # echo-basic tcpserver.WelcomeMessage
+
+
+def tcp_answer(line: bytes, assertions: dict[str, Any]) -> bytes | None:
+    """echo-basic's TCP echo loop: TEST -> the assertions as JSON, IS_TLS -> true/false,
+    PING -> PONG; anything else gets no answer."""
+    command = line.strip()
+    if command == b"TEST":
+        return json.dumps(assertions).encode() + b"\n"
+    if command == b"IS_TLS":
+        return b"true\n" if assertions["isTLS"] else b"false\n"
+    if command == b"PING":
+        return b"PONG\n"
+    return None
+
+
+def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
+                ) -> type[socketserver.StreamRequestHandler]:
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            assertions: dict[str, Any] = {"namespace": namespace, "ingress": "", "service": "",
+                                          "pod": pod, "tcpport": str(port),
+                                          "isTLS": isinstance(self.connection, ssl.SSLSocket)}
+            if tls_port:
+                assertions["tlsport"] = str(tls_port)
+            if assertions["isTLS"]:
+                sock: Any = self.connection
+                assertions["tls"] = {"version": sock.version() or "",
+                                     "serverName": getattr(sock, "sni", "") or "",
+                                     "cipherSuite": (sock.cipher() or ("",))[0]}
+            self.wfile.write(TCP_WELCOME)
+            for line in self.rfile:
+                answer = tcp_answer(line, assertions)
+                if answer is not None:
+                    self.wfile.write(answer)
+    return Handler
+
+
+def h2c_handler(pod: str, namespace: str) -> type[socketserver.BaseRequestHandler]:
+    """HTTP/2 by prior knowledge (echo-basic's h2c port): each request answered with the
+    same JSON report, `proto` HTTP/2.0, through the h2 library's connection state machine."""
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connection = h2.connection.H2Connection(
+                h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+            connection.initiate_connection()
+            self.request.sendall(connection.data_to_send())
+            heads: dict[int, list[tuple[str, str]]] = {}
+            while data := self.request.recv(65536):
+                for event in connection.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        heads[event.stream_id] = list(event.headers)
+                    elif isinstance(event, h2.events.StreamEnded):
+                        self._answer(connection, event.stream_id, heads.pop(event.stream_id, []))
+                self.request.sendall(connection.data_to_send())
+
+        def _answer(self, connection: Any, stream: int, headers: list[tuple[str, str]]) -> None:
+            pseudo = dict(item for item in headers if item[0].startswith(":"))
+            plain = [item for item in headers if not item[0].startswith(":")]
+            body = json.dumps(report(
+                pod, namespace, path=pseudo.get(":path", ""), host=pseudo.get(":authority", ""),
+                method=pseudo.get(":method", ""), proto="HTTP/2.0", headers=plain)).encode()
+            connection.send_headers(stream, [(":status", "200"),
+                                             ("content-type", "application/json"),
+                                             ("content-length", str(len(body)))])
+            connection.send_data(stream, body, end_stream=True)
+    return Handler
+
+
+class _TCPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _remember_sni(sock: Any, name: str | None, _context: ssl.SSLContext) -> None:
+    sock.sni = name or ""  # the TLS assertions report the SNI the client sent
 
 
 class _AnyMethod(grpc.GenericRpcHandler):
@@ -99,6 +211,26 @@ class _AnyMethod(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(unary)
 
 
+class _GrpcEcho(grpc.GenericRpcHandler):
+    """echo-basic's GrpcEcho (grpcecho.py): Echo and EchoTwo answer an EchoResponse naming the
+    method, the metadata and the pod; EchoThree and any other method are UNIMPLEMENTED."""
+
+    def __init__(self, pod: str, namespace: str) -> None:
+        self.pod, self.namespace = pod, namespace
+
+    def service(self, details: Any) -> grpc.RpcMethodHandler | None:
+        method = details.method
+        if method not in {grpcecho.full_method(name) for name in grpcecho.METHODS
+                          if name != grpcecho.UNIMPLEMENTED_METHOD}:
+            return None  # grpc answers UNIMPLEMENTED
+
+        def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+            metadata = [(key, value) for key, value in context.invocation_metadata()
+                        if isinstance(value, str)]
+            return grpcecho.echo_response(method, metadata, self.namespace, self.pod)
+        return grpc.unary_unary_rpc_method_handler(unary)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="echo", description=__doc__)
     parser.add_argument("--pod", required=True)
@@ -106,24 +238,64 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--http", type=int, action="append", default=[])
     parser.add_argument("--grpc", type=int, action="append", default=[])
+    parser.add_argument("--https", type=int, action="append", default=[],
+                        help="answer HTTP over TLS here (echo-basic's HTTPS_PORT, 8443)")
+    parser.add_argument("--cert", help="--https: the server certificate (PEM file)")
+    parser.add_argument("--key", help="--https: its private key (PEM file)")
+    parser.add_argument("--h2c", type=int, action="append", default=[],
+                        help="answer HTTP/2 by prior knowledge here (echo-basic's h2c port)")
+    parser.add_argument("--tcp-echo", type=int, default=0,
+                        help="echo-basic's TCP echo server (TCP_ECHO_SERVER) on this port")
+    parser.add_argument("--tcp-echo-tls", type=int, default=0,
+                        help="... and over TLS on this port (--cert, --key)")
+    parser.add_argument("--grpc-echo", type=int, action="append", default=[],
+                        help="serve echo-basic's GrpcEcho service (the gateway suite's) here")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    servers = [ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
-               for port in args.http]
+    servers: list[socketserver.BaseServer] = [
+        ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
+        for port in args.http]
+    if args.https:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        for port in args.https:
+            server = ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            servers.append(server)
+    tcp_servers: list[socketserver.BaseServer] = [
+        _TCPServer((args.host, port), h2c_handler(args.pod, args.namespace))
+        for port in args.h2c]
+    if args.tcp_echo:
+        handler = tcp_handler(args.pod, args.namespace, args.tcp_echo, args.tcp_echo_tls)
+        tcp_servers.append(_TCPServer((args.host, args.tcp_echo), handler))
+        if args.tcp_echo_tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(args.cert, args.key)
+            context.sni_callback = _remember_sni
+            tls_server = _TCPServer((args.host, args.tcp_echo_tls), handler)
+            tls_server.socket = context.wrap_socket(tls_server.socket, server_side=True)
+            tcp_servers.append(tls_server)
+    servers += tcp_servers
     threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
     grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     grpc_server.add_generic_rpc_handlers((_AnyMethod(args.pod, args.namespace),))
     for port in args.grpc:
         grpc_server.add_insecure_port(f"{args.host}:{port}")
+    echo_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    echo_server.add_generic_rpc_handlers((_GrpcEcho(args.pod, args.namespace),))
+    for port in args.grpc_echo:
+        echo_server.add_insecure_port(f"{args.host}:{port}")
     try:
         for thread in threads:
             thread.start()
         grpc_server.start()
+        echo_server.start()
         print(f"echo {args.namespace}/{args.pod} ready", flush=True)
         stop.wait()
     finally:
         grpc_server.stop(grace=None)
+        echo_server.stop(grace=None)
         for server in servers:
             server.shutdown()
             server.server_close()

@@ -3,7 +3,7 @@ the response headers X-Echo-Set-Header asks for."""
 
 from __future__ import annotations
 
-from tests.conformance.gateway_api.echo import echo_set_headers, report
+from tests.conformance.gateway_api.echo import echo_set_headers, query_delay, report
 
 
 def test_the_report_groups_repeated_headers_under_the_name_received() -> None:
@@ -17,3 +17,10 @@ def test_the_report_groups_repeated_headers_under_the_name_received() -> None:
 def test_x_echo_set_header_names_the_response_headers() -> None:
     assert echo_set_headers([("x-echo-set-header", "a:1, b : 2,bad"), ("X-Other", "c:3")]) == [
         ("a", "1"), ("b", "2")]
+
+
+def test_delay_takes_a_go_duration_from_the_query() -> None:
+    """echo-basic's ?delay= (the timeout tests send /request-timeout?delay=1s)."""
+    assert query_delay("/request-timeout?delay=1s") == 1.0
+    assert query_delay("/x?a=b&delay=300ms") == 0.3
+    assert query_delay("/x?delay=soon") == 0.0 and query_delay("/x") == 0.0

@@ -62,3 +62,28 @@ def test_skips_make_partial_and_unsupported_count_nowhere() -> None:
 def test_provisional_passes_are_listed() -> None:
     report = _report((_Test("P", ("Mesh", "HTTPRoute"), provisional=True), SUCCEEDED))
     assert report["succeededProvisionalTests"] == ["P"]
+
+
+def test_the_run_writes_the_gateway_profiles_into_the_same_report() -> None:
+    """run_report.report_of: the mesh profiles, then the gateway ones; a gateway core test
+    skipped for a known gap counts as a skip (partial), one naming a feature not claimed
+    counts nowhere, and supportedFeatures are the gateway runner's claims."""
+    from tests.conformance.gateway_api import gateway_runner
+    from tests.conformance.gateway_api.mesh_runner import Outcome
+    from tests.conformance.gateway_api.run_report import GATEWAY_TESTS, report_of
+
+    mesh = [Outcome("MeshBasic", "passed")]
+    gateway = [Outcome("HTTPRouteSimpleSameNamespace", "passed"),
+               Outcome("GatewayInvalidParametersRef", "skipped", "a known gap"),
+               Outcome("HTTPRouteRetry", gateway_runner.NOT_RUN, "not claimed"),
+               Outcome("HTTPRouteRedirectPath", "passed")]
+    assert {item.name for item in gateway} <= {test.short_name for test in GATEWAY_TESTS}
+    report = report_of(mesh, gateway, "2026-12-07T00:00:00Z")
+    profiles = {item["name"]: item for item in report["profiles"]}
+    assert next(iter(profiles)) == "MESH-HTTP" and "GATEWAY-HTTP" in profiles
+    http = profiles["GATEWAY-HTTP"]
+    assert http["core"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 1}
+    assert http["core"]["skippedTests"] == ["GatewayInvalidParametersRef"]
+    assert http["extended"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
+    assert "HTTPRoutePathRedirect" in http["extended"]["supportedFeatures"]
+    assert "HTTPRouteRetry" in http["extended"]["unsupportedFeatures"]

@@ -51,14 +51,16 @@ def test_a_transition_moves_the_time_and_nothing_else_does() -> None:
     assert times(view.of(KEY, route)) == {
         "Accepted": ("True", "2027-01-15T08:00:00Z"),
         "ResolvedRefs": ("False", "2027-01-15T08:00:00Z"),
-        "parent Accepted": ("True", "2027-01-15T08:00:00Z")}
+        "parent Accepted": ("True", "2027-01-15T08:00:00Z"),
+        "parent ResolvedRefs": ("False", "2027-01-15T08:00:00Z")}
     now[0] += 60
     assert times(view.of(KEY, route))["ResolvedRefs"] == ("False", "2027-01-15T08:00:00Z")
     route = served(cache, SERVICE + "---" + ROUTE % "api")
     assert times(view.of(KEY, route)) == {
         "Accepted": ("True", "2027-01-15T08:00:00Z"),
         "ResolvedRefs": ("True", "2027-01-15T08:01:00Z"),
-        "parent Accepted": ("True", "2027-01-15T08:00:00Z")}
+        "parent Accepted": ("True", "2027-01-15T08:00:00Z"),
+        "parent ResolvedRefs": ("True", "2027-01-15T08:01:00Z")}
     now[0] += 60
     again = dataclasses.replace(route, meta=dataclasses.replace(
         route.meta, creation_timestamp="2027-01-15T08:02:00Z"))  # deleted and created again

@@ -287,6 +287,8 @@ def test_mirror_and_cors_compile_to_envoys_shapes() -> None:
         "regex": r"https://[^/]*\.example\.com"}}]
     assert cors["allow_methods"] == "GET,POST" and cors["allow_credentials"] is True
     assert cors["max_age"] == "60"
+    # HTTPCORSFilter: the gateway answers a preflight from an origin not allowed itself
+    assert cors["forward_not_matching_preflights"] is False
     listener = as_dict(resources, "type.googleapis.com/envoy.config.listener.v3.Listener",
                        "outbound|8080")
     filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]

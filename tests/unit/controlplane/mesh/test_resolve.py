@@ -165,3 +165,76 @@ def test_two_services_with_one_cluster_ip_are_refused() -> None:
         "metadata: {name: web}\nspec: {", "metadata: {name: web}\nspec: {clusterIP: 10.96.0.7, ")
     [problem] = validate(load_objects(text, "m.yaml"))
     assert problem.location.field == "spec.clusterIP" and "10.96.0.7" in problem.message
+
+
+def _gateway_status(text: str, name: str = "edge") -> dict[str, object]:
+    mesh = mesh_of(text)
+    return status(mesh, mesh.objects[ObjectKey("Gateway", "default", name)])
+
+
+def test_listener_status_has_supported_kinds_and_programmed() -> None:
+    """ListenerStatus (gateway_types.go): supportedKinds are the allowed kinds the protocol
+    serves; Programmed follows Accepted and ResolvedRefs."""
+    listeners = _gateway_status(GATEWAY)["listeners"]
+    assert isinstance(listeners, list)
+    by_name = {item["name"]: item for item in listeners}
+    assert [kind["kind"] for kind in by_name["foo"]["supportedKinds"]] == [
+        "HTTPRoute", "GRPCRoute"]
+    assert [kind["kind"] for kind in by_name["tcp"]["supportedKinds"]] == ["TCPRoute"]
+    programmed = {item["type"]: item for item in by_name["foo"]["conditions"]}["Programmed"]
+    assert (programmed["status"], programmed["reason"]) == ("True", "Programmed")
+
+
+def test_an_unservable_allowed_kind_is_invalid_route_kinds() -> None:
+    """ResolvedRefs=False/InvalidRouteKinds (ListenerReasonInvalidRouteKinds); the kinds that
+    can be served stay in supportedKinds, and the listener serves them (Programmed)."""
+    text = GATEWAY.replace(
+        "  - {name: tcp, port: 9000, protocol: TCP}",
+        "  - {name: mixed, port: 81, protocol: HTTP, allowedRoutes: {kinds: "
+        "[{kind: InvalidRoute}, {kind: HTTPRoute}]}}")
+    listeners = _gateway_status(text)["listeners"]
+    assert isinstance(listeners, list)
+    mixed = next(item for item in listeners if item["name"] == "mixed")
+    assert [kind["kind"] for kind in mixed["supportedKinds"]] == ["HTTPRoute"]
+    by_type = {item["type"]: item for item in mixed["conditions"]}
+    assert (by_type["ResolvedRefs"]["status"], by_type["ResolvedRefs"]["reason"]) == (
+        "False", "InvalidRouteKinds")
+    assert by_type["Programmed"]["status"] == "True"
+
+
+def test_routes_attach_to_a_listener_whose_refs_do_not_resolve() -> None:
+    """GatewayWithAttachedRoutes: attachedRoutes counts a route on an Accepted HTTPS listener
+    whose certificate is missing; the listener is not Programmed (not served)."""
+    text = SERVICES + """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: pointsman
+  listeners:
+  - name: tls
+    port: 443
+    protocol: HTTPS
+    tls: {mode: Terminate, certificateRefs: [{kind: Secret, name: does-not-exist}]}
+""" + route("rules: [{backendRefs: [{name: web, port: 80}]}]",
+            parent="{name: edge, sectionName: tls}")
+    mesh = mesh_of(text)
+    [listener] = status(mesh, mesh.objects[ObjectKey("Gateway", "default", "edge")])[
+        "listeners"]  # type: ignore[misc]
+    assert listener["attachedRoutes"] == 1
+    by_type = {item["type"]: item["status"] for item in listener["conditions"]}
+    assert by_type["ResolvedRefs"] == "False" and by_type["Programmed"] == "False"
+
+
+def test_route_parent_status_names_the_parent_ref_and_resolved_refs() -> None:
+    """RouteParentStatus: parentRef as written with group, kind and namespace defaulted
+    (sectionName, port when set), and per parent Accepted and ResolvedRefs."""
+    text = GATEWAY + route("rules: [{backendRefs: [{name: ghost, port: 80}]}]",
+                           parent="{name: edge, sectionName: foo}")
+    mesh = mesh_of(text)
+    [parent] = status(mesh, mesh.objects[ObjectKey("HTTPRoute", "default", "r")])[
+        "parents"]  # type: ignore[misc]
+    assert parent["parentRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                   "name": "edge", "namespace": "default", "sectionName": "foo"}
+    assert {item["type"]: item["reason"] for item in parent["conditions"]} == {
+        "Accepted": "Accepted", "ResolvedRefs": "BackendNotFound"}

@@ -1,0 +1,87 @@
+"""The gateway runner's pieces that need no processes: the suite's placeholders, Go's
+certificate name rules, request ids, the TCP echo protocol and the gRPC echo messages."""
+
+from __future__ import annotations
+
+from tests.conformance.gateway_api import grpcecho
+from tests.conformance.gateway_api.echo import tcp_answer
+from tests.conformance.gateway_api.expectations import ExpectedRequest, ExpectedResponse, Request
+from tests.conformance.gateway_api.gateway_certs import go_hostname_match
+from tests.conformance.gateway_api.gateway_runner import (
+    CONTROLLER_NAME,
+    GATEWAY_CLASS,
+    SUPPORTED_FEATURES,
+    UNSUPPORTED_FEATURES,
+    applicable,
+    substitute,
+    with_request_id,
+)
+
+
+def test_placeholders_are_substituted_and_workloads_set_apart() -> None:
+    text = """
+kind: GatewayClass
+metadata: {name: c}
+spec: {controllerName: "{GATEWAY_CONTROLLER_NAME}"}
+---
+kind: Gateway
+metadata: {name: g}
+spec: {gatewayClassName: "{GATEWAY_CLASS_NAME}"}
+---
+kind: Deployment
+metadata: {name: d}
+---
+kind: ConfigMap
+metadata: {name: coredns}
+"""
+    assert substitute("{GATEWAY_CLASS_NAME} {GATEWAY_CONTROLLER_NAME}") == \
+        f"{GATEWAY_CLASS} {CONTROLLER_NAME}"
+    keep, deployments = applicable(text)
+    assert [item["kind"] for item in keep] == ["GatewayClass", "Gateway"]
+    assert keep[0]["spec"]["controllerName"] == CONTROLLER_NAME
+    assert keep[1]["spec"]["gatewayClassName"] == GATEWAY_CLASS
+    assert [item["metadata"]["name"] for item in deployments] == ["d"]
+
+
+def test_go_hostname_rules() -> None:
+    """crypto/x509: a wildcard is one whole leftmost label; `*` alone matches no dotted name."""
+    assert go_hostname_match("*.org", "example.org")
+    assert go_hostname_match("*.wildcard.org", "Foo.Wildcard.org.")
+    assert not go_hostname_match("*.wildcard.org", "a.b.wildcard.org")
+    assert not go_hostname_match("*", "example.org")
+    assert go_hostname_match("example.org", "example.org")
+
+
+def test_request_id_goes_to_the_request_and_the_expected_path() -> None:
+    case = ExpectedResponse(request=Request(path="/mirror?a=b"),
+                            expected_request=ExpectedRequest(path="/mirror?a=b"))
+    found = with_request_id(case)
+    assert found.request.path.startswith("/mirror?a=b&gateway-api-conformance-request-id=")
+    assert found.expected_request is not None
+    assert found.expected_request.path == found.request.path
+    assert with_request_id(case).request.path != found.request.path  # a fresh id each time
+
+
+def test_tcp_echo_answers_as_echo_basic() -> None:
+    assertions = {"namespace": "ns", "pod": "tcp-backend-x-y", "isTLS": True}
+    assert tcp_answer(b"PING\n", assertions) == b"PONG\n"
+    assert tcp_answer(b"IS_TLS\n", assertions) == b"true\n"
+    assert tcp_answer(b"TEST\n", assertions) == (
+        b'{"namespace": "ns", "pod": "tcp-backend-x-y", "isTLS": true}\n')
+    assert tcp_answer(b"HELLO\n", assertions) is None
+
+
+def test_grpc_echo_response_round_trips() -> None:
+    data = grpcecho.echo_response(grpcecho.full_method("EchoTwo"),
+                                  [(":authority", "gw"), ("x-a", "1")], "ns", "pod-1")
+    response = grpcecho.EchoResponse.FromString(data)
+    assert response.assertions.fully_qualified_method == \
+        "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/EchoTwo"
+    assert response.assertions.authority == "gw"
+    assert (response.assertions.context.namespace, response.assertions.context.pod) == (
+        "ns", "pod-1")
+    assert [(item.key, item.value) for item in response.assertions.headers][1] == ("x-a", "1")
+
+
+def test_claimed_and_unclaimed_features_do_not_overlap() -> None:
+    assert not SUPPORTED_FEATURES & set(UNSUPPORTED_FEATURES)
