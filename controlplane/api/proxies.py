@@ -294,8 +294,23 @@ def _in_sync(subscription: Subscription | DeltaSubscription, snapshot: Snapshot)
     typed = snapshot.of_type(subscription.type_url)
     if subscription.wildcard:
         return subscription.sent_key == typed.version
-    return subscription.sent_key == snapshot.select(subscription.type_url,
-                                                    subscription.names).key
+    if subscription.sent_key == snapshot.select(subscription.type_url, subscription.names).key:
+        return True
+    return _holds(subscription, _desired(subscription, snapshot))
+
+
+def _holds(subscription: Subscription, desired: dict[str, str]) -> bool:
+    """Whether what was sent, less the names the client has since dropped, is what it asks
+    for now. A SotW client that stops asking for names of a type whose responses need not hold
+    the state of the world (EDS, RDS, SDS) gets no response for it (xds_protocol.rst,
+    "Unsubscribing from resources"): it holds the rest of what it was sent."""
+    sent = subscription.sent
+    held: dict[str, str] = {}
+    for name in subscription.names:
+        resource = sent.get(name) if sent is not None else None
+        if resource is not None:
+            held[name] = resource.version
+    return held == desired
 
 
 XDS_NAMES = {CLUSTER.type_url: "CDS", ENDPOINT.type_url: "EDS", LISTENER.type_url: "LDS",

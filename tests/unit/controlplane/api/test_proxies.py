@@ -143,6 +143,31 @@ def test_stale_until_acked_then_synced_and_stale_again_when_the_mesh_moves() -> 
     assert programmed(view, cache, ROUTE_KEY, 2)[0] == "Programmed"
 
 
+
+def test_a_proxy_that_stops_asking_for_every_name_of_a_type_is_synced() -> None:
+    """A SotW client that drops the names of a type whose responses need not hold the state of
+    the world gets no response (xds_protocol.rst, "Unsubscribing from resources"): it is in
+    sync with what it asks for, and later revisions reach it (a Gateway proxy whose clusters no
+    longer use its SVID stops asking for `default` and `ROOTCA`: it stayed STALE, and every
+    Gateway it was compiled from Pending)."""
+    cache, tracker, sidecar, revision, view = setup(MESH + ROUTE_TEXT % 1)
+    sidecar.ack_all()
+    last = tracker.records()[0].types
+    rds = next(item for item in last if item.type == "RDS")
+    sidecar.send(discovery_pb2.DiscoveryRequest(
+        type_url=ROUTE.type_url, version_info=rds.acked_version,
+        response_nonce=sidecar.stream.subscriptions[ROUTE.type_url].nonce))
+    assert not sidecar.pushes
+    assert states(tracker) == {"CDS": SYNCED, "LDS": SYNCED, "RDS": SYNCED}
+
+    revision[0] = 2
+    cache.set_mesh(resolve(load_objects(textwrap.dedent(MESH + ROUTE_TEXT % 2))))
+    sidecar.changed()
+    sidecar.ack_all()
+    assert states(tracker)["RDS"] == SYNCED
+    assert tracker.records()[0].synced_revision == 2
+
+
 def swap(cache: MeshCache, text: str, prepared: bool) -> None:
     """A new mesh, compiled on the spot or `prepared` off the loop (a new compiler and memo,
     as the store mirror and --mesh serve it)."""
