@@ -166,6 +166,8 @@ def test_a_proxy_that_stops_asking_for_every_name_of_a_type_is_synced() -> None:
     sidecar.ack_all()
     assert states(tracker)["RDS"] == SYNCED
     assert tracker.records()[0].synced_revision == 2
+    gateway = ObjectKey("Gateway", "default", "edge")
+    assert programmed(view, cache, gateway, 2)[0] == "Programmed"
 
 
 def swap(cache: MeshCache, text: str, prepared: bool) -> None:
