@@ -8,11 +8,12 @@ every HTTP request with 200 and a JSON body naming the request as the backend sa
 `path`, `host`, `method`, `proto`, `headers` (name -> list of values, names as received),
 `namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
 for, after waiting as `?delay=1s` asks, logging `Echoing back request made to PATH to client`
-as echo-basic does. A gRPC call of any method (raw bytes, no generated
-code: the mesh client only reads what the server reports) answers the same JSON, `headers`
-being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves echo-basic's
-GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do. Written for
-these tests, not copied: the upstream images are Go.
+as echo-basic does. Under `/retry/` it plays echo-basic's retry simulation (RetrySimulation:
+`uuid`, `succeedAfter`, `responseCode`, `delayRetry`). A gRPC call of any method (raw bytes,
+no generated code: the mesh client only reads what the server reports) answers the same JSON,
+`headers` being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves
+echo-basic's GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do.
+Written for these tests, not copied: the upstream images are Go.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import argparse
 import json
 import re
 import signal
+import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -68,22 +72,112 @@ def echo_set_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 
 
-def query_delay(path: str) -> float:
+def query_delay(path: str, name: str = "delay") -> float:
     """echo-basic's `?delay=` (a Go duration: `1s`, `300ms`, `1m`): how long to wait before
-    answering, in seconds; 0 when absent or unreadable (the suite's timeout tests send it)."""
-    for value in parse_qs(urlsplit(path).query).get("delay", ()):
+    answering, in seconds; 0 when absent or unreadable (the suite's timeout tests send it).
+    The retry simulation reads `delayRetry` alike."""
+    for value in parse_qs(urlsplit(path).query).get(name, ()):
         found = _DURATION.match(value)
         if found:
             return float(found[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[found[2]]
     return 0.0
 
 
+RETRY_PREFIX = "/retry/"  # echo-basic routes these to its retry simulation
+
+
+@dataclass(frozen=True)
+class Fail:
+    """One failed attempt: answer `code` with no body, or reset the connection when None;
+    after `delay` seconds."""
+
+    code: int | None
+    delay: float
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """A request the simulation cannot play: 400 with `text`."""
+
+    text: str
+
+
+class RetrySimulation:
+    """echo-basic's retrySimulationHandler, without sockets: attempts are counted per `uuid`
+    query parameter; while fewer than `succeedAfter` were made, the attempt fails (with the
+    status `responseCode` when it is an integer, else a TCP reset), after `delayRetry` (a Go
+    duration); from then on the request is echoed. Returns None for an echo."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: dict[str, int] = {}
+
+    def attempt(self, path: str) -> Fail | Refuse | None:
+        query = parse_qs(urlsplit(path).query)
+        uuid = (query.get("uuid") or [""])[0]
+        if not uuid:
+            return Refuse("uuid is required")
+        try:
+            succeed_after = int((query.get("succeedAfter") or [""])[0])
+        except ValueError:
+            return Refuse("succeedAfter is required")
+        try:
+            code: int | None = int((query.get("responseCode") or [""])[0])
+        except ValueError:
+            code = None  # the default failure: the connection reset
+        with self._lock:
+            made = self._attempts.get(uuid, 0)
+            if made >= succeed_after:
+                return None
+            self._attempts[uuid] = made + 1
+        return Fail(code, query_delay(path, "delayRetry"))
+
+
 def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
+    retries = RetrySimulation()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
 
         def _answer(self) -> None:
+            if urlsplit(self.path).path.startswith(RETRY_PREFIX):
+                outcome = retries.attempt(self.path)
+                if outcome is not None:
+                    self._fail(outcome)
+                    return
+            self._echo()
+
+        def _fail(self, outcome: Fail | Refuse) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            if isinstance(outcome, Refuse):
+                self._plain(400, outcome.text.encode())
+                return
+            # not in echo-basic: which attempt failed how, for a reader of the logs
+            print(f"Failing attempt made to {self.path}: "
+                  f"{outcome.code or 'connection reset'}", flush=True)
+            if outcome.delay:
+                time.sleep(outcome.delay)
+            if outcome.code is not None:
+                self._plain(outcome.code, b"")
+                return
+            # echo-basic hijacks the connection and closes it with SO_LINGER 0: an RST
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.rfile.close()
+            self.wfile.close()
+            self.connection.close()
+
+        def _plain(self, code: int, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _echo(self) -> None:
             delay = query_delay(self.path)
             if delay:
                 time.sleep(delay)
