@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import socket
 import ssl
 import subprocess
@@ -36,6 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,6 +80,7 @@ from tests.conformance.gateway_api.gateway_steps import (
     GatewayWeighted,
     GRPCCase,
     MirrorExchanges,
+    PercentMirror,
     RetryProbe,
     SkipIfSupported,
     Step,
@@ -182,7 +185,7 @@ SUPPORTED_FEATURES = frozenset({
     "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
     "GatewayAddressEmpty",
     "TLSRouteModeMixed",
-    "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout",
+    "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout", "HTTPRouteRequestPercentageMirror",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
@@ -204,8 +207,6 @@ UNSUPPORTED_FEATURES: dict[str, str] = {
     "BackendTLSPolicy": "re-encrypted requests to the TLS backends answer 503 here (not "
     "investigated); the status tests (InvalidCACertificateRef, InvalidKind) pass",
     "BackendTLSPolicySANValidation": "needs BackendTLSPolicy, not claimed",
-    "HTTPRouteRequestPercentageMirror": _RUNNER + "the PercentMirror steps (rounds of "
-    "requests, the mirror's log count against a binomial tolerance)",
     "HTTPRouteRetryConnectionError": "the backend's connection reset reaches the Gateway as "
     "the backend sidecar's 503 (Envoy's local reply for an upstream reset), not as a reset, so "
     "a retry policy without code 503 does not retry it (succeedAfter=2 answers 503)",
@@ -791,9 +792,9 @@ class GatewayHarness:
                 return f"{case.name(index)}: {problem}"
         return None
 
-    def converge(self, attempt: Callable[[], str | None], expect_failure: bool = False
-                 ) -> str | None:
-        """http.AwaitConvergence: REQUIRED_SUCCESSES results in a row before the timeout."""
+    def converge(self, attempt: Callable[[], str | None], expect_failure: bool = False,
+                 required: int = REQUIRED_SUCCESSES) -> str | None:
+        """http.AwaitConvergence: `required` results in a row before the timeout."""
         deadline = time.monotonic() + self.exchange_timeout
         streak, problem = 0, "no request made"
         while time.monotonic() < deadline:
@@ -801,7 +802,7 @@ class GatewayHarness:
             ok = (problem is not None and problem.startswith("request failed")) \
                 if expect_failure else problem is None
             streak = streak + 1 if ok else 0
-            if streak >= REQUIRED_SUCCESSES:
+            if streak >= required:
                 return None
             if not ok:
                 time.sleep(0.2)
@@ -1000,6 +1001,80 @@ def mirror_exchanges(harness: GatewayHarness, context: Context, step: MirrorExch
     return None
 
 
+def mirror_count_mismatch(name: str, count: int, percent: int, requests: int,
+                          stddevs: float) -> str | None:
+    """testMirroredRequestsDistribution: each request is mirrored with probability p, so the
+    count is Binomial(requests, p); it must lie within `stddevs` standard deviations
+    (sqrt(n p (1 - p))) of n p."""
+    p = percent / 100
+    expected = requests * p
+    margin = stddevs * math.sqrt(requests * p * (1 - p))
+    if expected - margin <= count <= expected + margin:
+        return None
+    return (f"pod {name} did not meet the mirroring percentage within tolerance: expected "
+            f"between {expected - margin:.1f} and {expected + margin:.1f}, got {count}")
+
+
+class _RequestFailed(Exception):
+    """A request of a distribution round did not get its answer (the Go test's goroutine
+    fails the test)."""
+
+
+def _mirror_round(harness: GatewayHarness, address: str, case: ExpectedResponse,
+                  step: PercentMirror) -> str | None:
+    """`step.requests` requests, `step.concurrency` at a time, each made consistent once
+    (RequiredConsecutiveSuccesses 1); then each mirror's count of the log line for the path
+    (GetMirrorLogRegexp), which must lie within the tolerance."""
+    def one(_: int) -> str | None:
+        return harness.converge(lambda: harness.round_trip("http", address, case), required=1)
+    with ThreadPoolExecutor(max_workers=step.concurrency) as pool:
+        failed = next((found for found in pool.map(one, range(step.requests)) if found), None)
+    if failed is not None:
+        raise _RequestFailed(failed)
+    line = f"Echoing back request made to {case.request.path} to client"
+    problems = []
+    for mirror in case.mirrored_to:
+        count = sum(harness.echoes[pod.name].output().count(line) for pod in harness.pods
+                    if pod.deployment == mirror.name and pod.namespace == mirror.namespace)
+        problems.append(mirror_count_mismatch(mirror.name, count, mirror.percent or 100,
+                                              step.requests, step.tolerance_stddevs))
+    return "; ".join(item for item in problems if item) or None
+
+
+PERCENT_MIRROR_PAUSE = 2.0  # the Go test sleeps 2 s after each failed distribution check
+
+
+def _distribution(harness: GatewayHarness, address: str, original: ExpectedResponse,
+                  step: PercentMirror) -> str | None:
+    """Up to `step.checks` rounds, each with a new request id, until one's counts hold."""
+    problem = None
+    for check in range(step.checks):
+        try:
+            problem = _mirror_round(harness, address, with_request_id(original), step)
+        except _RequestFailed as failed:
+            return str(failed)
+        if problem is None:
+            return None
+        problem = f"check {check + 1}/{step.checks}: {problem}"
+        time.sleep(PERCENT_MIRROR_PAUSE)
+    return f"percentage based mirror distribution tests failed (last {problem})"
+
+
+def percent_mirror(harness: GatewayHarness, context: Context, step: PercentMirror
+                   ) -> str | None:
+    """HTTPRouteRequestPercentageMirror, per case: consistent first, then the distribution
+    checks."""
+    address = harness.gateway_address(step.gateway)
+    for index, original in enumerate(step.cases):
+        problem = harness.converge(lambda case=original: harness.round_trip("http", address,
+                                                                            case))
+        if problem is None:
+            problem = _distribution(harness, address, original, step)
+        if problem is not None:
+            return f"{original.name(index)}: {problem}"
+    return None
+
+
 def retry_request(step: RetryProbe) -> ExpectedResponse:
     """assertConsistentRetryBehaviour's probe: the path with the simulation's parameters and a
     fresh `uuid` (url.Values.Encode: keys sorted), answered by `step.backend` as
@@ -1144,6 +1219,7 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     GatewayGRPCExchanges: grpc_exchanges,
     MirrorExchanges: mirror_exchanges,
     RetryProbe: retry_probe,
+    PercentMirror: percent_mirror,
     GatewayAddress: gateway_address_step,
     PolicyCondition: policy_condition,
     TLSExchange: tls_exchange,

@@ -18,6 +18,7 @@ from tests.conformance.gateway_api.gateway_runner import (
     SUPPORTED_FEATURES,
     UNSUPPORTED_FEATURES,
     applicable,
+    mirror_count_mismatch,
     retry_request,
     substitute,
     with_request_id,
@@ -106,3 +107,13 @@ def test_a_retry_probe_sends_the_simulation_with_a_fresh_uuid() -> None:
     assert (path, names) == ("/retry/x", ["responseCode", "succeedAfter", "uuid"])
     assert first.request.path != second.request.path
     assert (first.response, first.backend) == (Response(status_code=500), "infra-backend-v3")
+
+
+def test_a_mirror_count_must_lie_within_three_binomial_deviations() -> None:
+    """testMirroredRequestsDistribution: 500 requests at 20 %: 100 +- 3 * sqrt(80) (26.8)."""
+    assert mirror_count_mismatch("v2", 100, 20, 500, 3.0) is None
+    assert mirror_count_mismatch("v2", 74, 20, 500, 3.0) is None
+    assert mirror_count_mismatch("v2", 126, 20, 500, 3.0) is None
+    found = mirror_count_mismatch("v2", 73, 20, 500, 3.0)
+    assert found is not None and "between 73.2 and 126.8, got 73" in found
+    assert mirror_count_mismatch("v2", 127, 20, 500, 3.0) is not None
