@@ -9,7 +9,8 @@ every HTTP request with 200 and a JSON body naming the request as the backend sa
 `namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
 for, after waiting as `?delay=1s` asks, logging `Echoing back request made to PATH to client`
 as echo-basic does. Under `/retry/` it plays echo-basic's retry simulation (RetrySimulation:
-`uuid`, `succeedAfter`, `responseCode`, `delayRetry`). A gRPC call of any method (raw bytes,
+`uuid`, `succeedAfter`, `responseCode`, `delayRetry`); `/ws` is a WebSocket echo (echo-basic's
+wsHandler: each message sent back). A gRPC call of any method (raw bytes,
 no generated code: the mesh client only reads what the server reports) answers the same JSON,
 `headers` being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves
 echo-basic's GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do.
@@ -41,7 +42,7 @@ import h2.config
 import h2.connection
 import h2.events
 
-from tests.conformance.gateway_api import grpcecho
+from tests.conformance.gateway_api import grpcecho, websocket
 
 ECHO_SET_HEADER = "X-Echo-Set-Header"  # echo-basic: headers the response should carry
 
@@ -133,6 +134,19 @@ class RetrySimulation:
         return Fail(code, query_delay(path, "delayRetry"))
 
 
+WEBSOCKET_PATH = "/ws"  # echo-basic's WebSocket echo
+
+
+def websocket_answer(frame: websocket.Frame) -> websocket.Frame | None:
+    """What the echo sends back for a client's frame: the data frame itself (io.Copy of the
+    connection), a pong for a ping, the close echoed (RFC 6455 5.5.1)."""
+    if frame.opcode == websocket.PING:
+        return websocket.Frame(websocket.PONG, frame.payload)
+    if frame.opcode == websocket.PONG:
+        return None
+    return frame
+
+
 def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
     retries = RetrySimulation()
 
@@ -141,6 +155,9 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
 
         def _answer(self) -> None:
+            if urlsplit(self.path).path == WEBSOCKET_PATH:
+                self._websocket()
+                return
             if urlsplit(self.path).path.startswith(RETRY_PREFIX):
                 outcome = retries.attempt(self.path)
                 if outcome is not None:
@@ -170,6 +187,30 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
             self.rfile.close()
             self.wfile.close()
             self.connection.close()
+
+        def _websocket(self) -> None:
+            """x/net/websocket's server: the handshake (400 when the request is not one),
+            then every data frame sent back as it came, a ping answered, until a close."""
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            if self.headers.get("Upgrade", "").lower() != "websocket" or not key or \
+                    self.headers.get("Sec-WebSocket-Version") != "13":
+                self._plain(400, b"Bad Request")
+                return
+            self.send_response(101, "Switching Protocols")
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", websocket.accept_value(key))
+            self.end_headers()
+            self.close_connection = True
+            print(f"established websocket connection {self.client_address[0]}", flush=True)
+            reader = websocket.FrameReader(expect_masked=True)
+            while data := self.rfile.read1(65536):
+                for frame in reader.feed(data):
+                    answer = websocket_answer(frame)
+                    if answer is not None:
+                        self.wfile.write(websocket.encode(answer))
+                    if frame.opcode == websocket.CLOSE:
+                        return
 
         def _plain(self, code: int, body: bytes) -> None:
             self.send_response(code)

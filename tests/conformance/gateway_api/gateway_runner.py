@@ -70,6 +70,7 @@ from tests.conformance.gateway_api.gateway_client import (
     grpc_mismatch,
     split_address,
     tls_context,
+    websocket_echo,
 )
 from tests.conformance.gateway_api.gateway_steps import (
     BackendHeaderNamesPod,
@@ -88,6 +89,7 @@ from tests.conformance.gateway_api.gateway_steps import (
     TLSExchange,
     TLSRejected,
     TLSStream,
+    WebSocketEcho,
 )
 from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS
 from tests.conformance.gateway_api.mesh_runner import Outcome, Pod, pod_name
@@ -121,6 +123,7 @@ from tests.conformance.gateway_api.status import (
     listeners_mismatch,
     parents_mismatch,
 )
+from tests.conformance.gateway_api.websocket import BINARY, TEXT, Frame
 from tests.support.meshapi import ApiControlPlane
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, http_get, python_argv
@@ -186,6 +189,7 @@ SUPPORTED_FEATURES = frozenset({
     "GatewayAddressEmpty",
     "TLSRouteModeMixed",
     "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout", "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteBackendProtocolWebSocket",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
@@ -210,7 +214,6 @@ UNSUPPORTED_FEATURES: dict[str, str] = {
     "HTTPRouteRetryConnectionError": "the backend's connection reset reaches the Gateway as "
     "the backend sidecar's 503 (Envoy's local reply for an upstream reset), not as a reset, so "
     "a retry policy without code 503 does not retry it (succeedAfter=2 answers 503)",
-    "HTTPRouteBackendProtocolWebSocket": _RUNNER + "a WebSocket echo backend and client",
 }
 
 
@@ -1094,6 +1097,19 @@ def retry_probe(harness: GatewayHarness, context: Context, step: RetryProbe) -> 
     return None if problem is None else f"request to '{step.path}' {step.name}: {problem}"
 
 
+WEBSOCKET_SUBTEST = "websocket_connection_should_reach_backend"  # t.Name()'s last part
+
+
+def websocket_step(harness: GatewayHarness, context: Context, step: WebSocketEcho
+                   ) -> str | None:
+    """HTTPRouteBackendProtocolWebSocket: dial ws://ADDRESS/ws with the Origin
+    ws://gateway/<t.Name()>, a text frame then a binary frame each echoed back; converged."""
+    address = harness.gateway_address(step.gateway)
+    origin = f"ws://gateway/TestConformance/{context.test.short_name}/{WEBSOCKET_SUBTEST}"
+    messages = (Frame(TEXT, step.text.encode()), Frame(BINARY, step.binary))
+    return harness.converge(lambda: websocket_echo(address, step.path, origin, messages))
+
+
 def gateway_address_step(harness: GatewayHarness, context: Context, step: GatewayAddress
                          ) -> str | None:
     """WaitForGatewayAddress alone: the Gateway exists (its proxy started, at its address)."""
@@ -1220,6 +1236,7 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     MirrorExchanges: mirror_exchanges,
     RetryProbe: retry_probe,
     PercentMirror: percent_mirror,
+    WebSocketEcho: websocket_step,
     GatewayAddress: gateway_address_step,
     PolicyCondition: policy_condition,
     TLSExchange: tls_exchange,
