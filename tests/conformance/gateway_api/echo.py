@@ -47,6 +47,12 @@ from tests.conformance.gateway_api import grpcecho, websocket
 ECHO_SET_HEADER = "X-Echo-Set-Header"  # echo-basic: headers the response should carry
 
 
+def ready_line(namespace: str, pod: str) -> str:
+    """What the echo prints once it serves: the runners wait for this line, not for the word
+    "ready", which "Address already in use" contains."""
+    return f"echo {namespace}/{pod} ready"
+
+
 def report(pod: str, namespace: str, *, path: str, host: str, method: str, proto: str,
            headers: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The JSON body the echo server answers with."""
@@ -426,7 +432,7 @@ def main(argv: list[str]) -> int:
             thread.start()
         grpc_server.start()
         echo_server.start()
-        print(f"echo {args.namespace}/{args.pod} ready", flush=True)
+        print(ready_line(args.namespace, args.pod), flush=True)
         stop.wait()
     finally:
         grpc_server.stop(grace=None)

@@ -47,7 +47,7 @@ from urllib.parse import urlencode
 import yaml
 
 from controlplane import cli
-from tests.conformance.gateway_api.echo import TCP_WELCOME
+from tests.conformance.gateway_api.echo import TCP_WELCOME, ready_line
 from tests.conformance.gateway_api.expectations import (
     WEIGHT_REQUESTS,
     WEIGHT_RETRIES,
@@ -411,7 +411,8 @@ class GatewayHarness:
             "-m", "tests.conformance.gateway_api.echo", "--pod", pod.name, "--namespace",
             namespace, "--host", pod.app_ip, *serve), name=f"echo-{pod.name}")
         self.stack.callback(echo.stop)
-        echo.wait_until(lambda: "ready" in echo.output(), 30, "ready")
+        line = ready_line(namespace, pod.name)
+        echo.wait_until(lambda: line in echo.output(), 30, "ready")
         self.echoes[pod.name] = echo
         pod.admin = free_port()
         labels = [arg for key, value in sorted(pod.labels.items())

@@ -9,6 +9,7 @@ from tests.conformance.gateway_api.echo import (
     RetrySimulation,
     echo_set_headers,
     query_delay,
+    ready_line,
     report,
 )
 
@@ -59,3 +60,12 @@ def test_the_retry_simulation_needs_a_uuid_and_succeed_after() -> None:
     assert simulation.attempt("/retry/x?succeedAfter=1") == Refuse("uuid is required")
     assert simulation.attempt("/retry/x?uuid=a&succeedAfter=soon") == \
         Refuse("succeedAfter is required")
+
+
+def test_a_bind_failure_is_not_the_ready_line() -> None:
+    """The runners wait for ready_line: an echo that could not bind (another harness holds the
+    address) must not pass for ready, as it did when they looked for the word "ready"."""
+    failed = "OSError: [Errno 98] Address already in use\n"
+    assert "ready" in failed
+    assert ready_line("ns", "pod-1") not in failed
+    assert ready_line("ns", "pod-1") in f"{ready_line('ns', 'pod-1')}\n"
