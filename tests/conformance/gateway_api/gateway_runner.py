@@ -189,7 +189,7 @@ SUPPORTED_FEATURES = frozenset({
     "GatewayAddressEmpty",
     "TLSRouteModeMixed",
     "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout", "HTTPRouteRequestPercentageMirror",
-    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendProtocolWebSocket", "HTTPRouteRetryConnectionError",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
@@ -211,9 +211,6 @@ UNSUPPORTED_FEATURES: dict[str, str] = {
     "BackendTLSPolicy": "re-encrypted requests to the TLS backends answer 503 here (not "
     "investigated); the status tests (InvalidCACertificateRef, InvalidKind) pass",
     "BackendTLSPolicySANValidation": "needs BackendTLSPolicy, not claimed",
-    "HTTPRouteRetryConnectionError": "the backend's connection reset reaches the Gateway as "
-    "the backend sidecar's 503 (Envoy's local reply for an upstream reset), not as a reset, so "
-    "a retry policy without code 503 does not retry it (succeedAfter=2 answers 503)",
 }
 
 
