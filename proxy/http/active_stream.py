@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from email.utils import formatdate
 from functools import partial
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from proxy.http.deadline import Deadline
 from proxy.http.filter import HttpFilter, HttpStream, LocalReply, Paced
 from proxy.http.header_mutation import apply_response_mutations, route_levels
 from proxy.http.local_reply import render_local_reply
+from proxy.http.local_reply_config import mapped
 from proxy.http.manager import ConnectionInfo, HttpManager
 from proxy.http.request_headers import mutate_request_headers
 from proxy.http.routing import resolve_route
@@ -440,6 +442,10 @@ class ActiveStream:
         if self.head_sent:
             self.reset()
             return
+        mappers = self.manager.settings.local_reply_mappers
+        if mappers:
+            reply = replace(reply, headers=mapped(mappers, self.info.response_flags,
+                                                  reply.headers))
         head, body = render_local_reply(reply, self.info.request)
         if reply.close_connection:
             self.owner.close_after_response()

@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from proxy.codec.headers import ResponseHead
+from proxy.http.routing import header_matches
 from proxy.model.route import RetryPolicy
 
 Failure = Literal["connect_failure", "reset", "refused_stream", "per_try_timeout", "overflow"]
@@ -27,6 +29,7 @@ class Responded:
 
     status: int
     grpc_status: int | None = None
+    retriable_header: bool = False  # a header the policy's retriable_headers match
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,31 @@ _GRPC_CONDITIONS = {1: "cancelled", 4: "deadline-exceeded", 8: "resource-exhaust
                     13: "internal", 14: "unavailable"}
 
 
-def status_is_retriable(policy: RetryPolicy, status: int, grpc_status: int | None) -> bool:
+@dataclass(frozen=True, slots=True)
+class _ResponseHeaders:
+    """A response head as header matchers read it (`:status` the pseudo-header)."""
+
+    head: ResponseHead
+
+    def header(self, name: str) -> str | None:
+        return str(self.head.status) if name == ":status" else self.head.headers.joined(name)
+
+
+def retriable_header(policy: RetryPolicy | None, head: ResponseHead) -> bool:
+    """retry_on "retriable-headers": the response carries a header one of the policy's
+    `retriable_headers` matches (router.md "x-envoy-retry-on"; the request's
+    x-envoy-retriable-header-names is not read)."""
+    if policy is None or not policy.retriable_headers:
+        return False
+    view = _ResponseHeaders(head)
+    return any(header_matches(matcher, view) for matcher in policy.retriable_headers)
+
+
+def status_is_retriable(policy: RetryPolicy, status: int, grpc_status: int | None,
+                        retriable_header: bool = False) -> bool:
     on = policy.retry_on
+    if "retriable-headers" in on and retriable_header:
+        return True
     if "5xx" in on and status >= 500:
         return True
     if "gateway-error" in on and status in (502, 503, 504):
@@ -105,17 +131,20 @@ class RetryState:
     def remaining(self) -> int:
         return 0 if self.policy is None else self.policy.num_retries - self.retries_done
 
-    def should_retry_status(self, status: int, grpc_status: int | None) -> bool:
+    def should_retry_status(self, status: int, grpc_status: int | None,
+                            retriable_header: bool = False) -> bool:
         return self.policy is not None and self.remaining > 0 and \
-            status_is_retriable(self.policy, status, grpc_status)
+            status_is_retriable(self.policy, status, grpc_status, retriable_header)
 
     def should_retry_failure(self, failure: Failure) -> bool:
         return self.policy is not None and self.remaining > 0 and \
             failure_is_retriable(self.policy, failure)
 
-    def would_retry_status(self, status: int, grpc_status: int | None) -> bool:
+    def would_retry_status(self, status: int, grpc_status: int | None,
+                           retriable_header: bool = False) -> bool:
         """Retriable in kind, budget aside (to set URX when the budget ran out)."""
-        return self.policy is not None and status_is_retriable(self.policy, status, grpc_status)
+        return self.policy is not None and status_is_retriable(self.policy, status, grpc_status,
+                                                               retriable_header)
 
     def would_retry_failure(self, failure: Failure) -> bool:
         """Retriable in kind, budget aside (Envoy RetryStatus::NoRetryLimitExceeded: URX)."""
@@ -151,11 +180,13 @@ class RetryState:
                        budget: Budget) -> Retry | Done:
         if self.policy is None:
             return DONE
-        if self.should_retry_status(outcome.status, outcome.grpc_status) and replayable:
+        if self.should_retry_status(outcome.status, outcome.grpc_status,
+                                    outcome.retriable_header) and replayable:
             if budget.acquire():
                 return Retry(self.next_backoff())
             return Done(("UO",))
-        if self.would_retry_status(outcome.status, outcome.grpc_status):
+        if self.would_retry_status(outcome.status, outcome.grpc_status,
+                                   outcome.retriable_header):
             return Done(("URX",))
         return DONE
 

@@ -28,7 +28,15 @@ from proxy.http.forward_plan import ForwardPlan, Planner
 from proxy.http.local_reply import GRPC_DEADLINE_EXCEEDED
 from proxy.http.redirect import redirect_reply
 from proxy.http.replay import BodyReplay, RetryBudget, count
-from proxy.http.retry import DONE, Answer, Done, Responded, Retry, RetryState
+from proxy.http.retry import (
+    DONE,
+    Answer,
+    Done,
+    Responded,
+    Retry,
+    RetryState,
+    retriable_header,
+)
 from proxy.http.shadow import Shadows, ShadowWriter
 from proxy.http.upstream_request import (
     AttemptFailed,
@@ -213,7 +221,8 @@ class Router:
             await request.send(downstream.body, replay)
             response = await request.response_head(plan.per_try_timeout)
             decision = DONE if retries.policy is None else retries.after_response(
-                Responded(response.head.status, _grpc_status(response.head.headers)),
+                Responded(response.head.status, _grpc_status(response.head.headers),
+                          retriable_header(retries.policy, response.head)),
                 replayable=replay.replayable, budget=budget)
             if isinstance(decision, Retry):
                 request.retried(response.head.status)

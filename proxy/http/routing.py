@@ -14,7 +14,7 @@ ask and for the router; `per_filter_configs` finds a filter's per-route configs 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from proxy.codec.headers import RequestHead
@@ -179,7 +179,13 @@ def _without_fragment(path: str) -> str:
     return path.split("#", 1)[0]
 
 
-def header_matches(matcher: HeaderMatcher, request: RequestHead) -> bool:
+class HeaderSource(Protocol):
+    def header(self, name: str) -> str | None: ...
+
+
+def header_matches(matcher: HeaderMatcher, request: HeaderSource) -> bool:
+    """RouteMatch.headers on a request; also RetryPolicy.retriable_headers on a response
+    (proxy.http.router.ResponseHeaders)."""
     found = request.header(matcher.name)
     if found is None:
         if matcher.present is not None:

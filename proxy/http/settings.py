@@ -71,6 +71,8 @@ class HcmSettings:
     http1_enable_trailers: bool = False  # http_protocol_options.enable_trailers
     upgrades: frozenset[str] = field(default_factory=frozenset)
     access_logs: tuple[Any, ...] = ()
+    # local_reply_config: headers added to local replies by response flag
+    local_reply_mappers: tuple[Any, ...] = ()  # proxy.http.local_reply_config.LocalReplyMapper
     tracing: Any = None  # proxy.observability.tracing.config.TracingConfig
 
     @property

@@ -61,6 +61,8 @@ class RetryPolicy:
     backoff_max: float = 0.25
     avoid_previous_hosts: bool = False
     host_selection_retry_max_attempts: int = 1
+    # retry_on "retriable-headers": a response carrying a header one of these match
+    retriable_headers: tuple[HeaderMatcher, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -666,7 +668,7 @@ def _weighted(w: Message) -> tuple[tuple[WeightedClusterEntry, ...], int]:
 # router/router.md "x-envoy-retry-on" and "x-envoy-retry-grpc-on".
 RETRY_ON = frozenset({
     "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure",
-    "retriable-4xx", "refused-stream", "retriable-status-codes",
+    "retriable-4xx", "refused-stream", "retriable-status-codes", "retriable-headers",
     "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
 })
 
@@ -674,7 +676,7 @@ RETRY_ON = frozenset({
 def _retry_policy(p: Message) -> RetryPolicy:
     _refuse_unknown(p, {"retry_on", "num_retries", "per_try_timeout", "retriable_status_codes",
                         "retry_back_off", "retry_host_predicate",
-                        "host_selection_retry_max_attempts"})
+                        "host_selection_retry_max_attempts", "retriable_headers"})
     retry_on = frozenset(s.strip() for s in p.retry_on.split(",") if s.strip())  # type: ignore
     for condition in retry_on - RETRY_ON:
         raise unsupported("retry_on", f"condition {condition!r}")
@@ -701,6 +703,9 @@ def _retry_policy(p: Message) -> RetryPolicy:
         backoff_max=maximum,
         avoid_previous_hosts=avoid,
         host_selection_retry_max_attempts=max(1, p.host_selection_retry_max_attempts),  # type: ignore
+        retriable_headers=tuple(
+            _within(f"retriable_headers[{i}]", translate_header_matcher, h)
+            for i, h in enumerate(p.retriable_headers)),  # type: ignore[attr-defined]
     )
 
 

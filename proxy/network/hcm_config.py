@@ -22,6 +22,7 @@ import proxy.http.filters  # noqa: F401  (registers the HTTP filters we ship)
 from protos.errors import ConfigError, unsupported
 from protos.loader import unpack_any
 from proxy.http.filter import ROUTER_CONFIG_TYPE, http_filter_factory
+from proxy.http.local_reply_config import translate_local_reply_config
 from proxy.http.settings import HcmSettings, HttpFilterConfig
 from proxy.model.fields import optional_seconds, reject_unsupported
 from proxy.model.route import RouteConfig, translate_route_configuration
@@ -38,6 +39,7 @@ _SUPPORTED = {
     "delayed_close_timeout", "access_log", "use_remote_address", "xff_num_trusted_hops",
     "internal_address_config", "skip_xff_append", "generate_request_id",
     "preserve_external_request_id", "upgrade_configs", "tracing", "http3_protocol_options",
+    "local_reply_config",
 }
 
 
@@ -112,6 +114,12 @@ def translate_http_connection_manager(message: Message) -> HttpConnectionManager
     settings = _protocol_options(m, settings)
     settings = _internal_addresses(m, settings)
     settings = _filters(m, settings)
+    if m.HasField("local_reply_config"):
+        try:
+            mappers = translate_local_reply_config(m.local_reply_config)
+        except ConfigError as error:
+            raise error.within(field="local_reply_config") from error
+        settings = replace(settings, local_reply_mappers=mappers)
     if m.access_log:
         from proxy.observability.access_log.config import translate_access_logs
 

@@ -24,14 +24,34 @@ from controlplane.mesh.kinds.securitypolicy import Authorization, AuthorizationR
 
 ADS = {"ads": {}, "resource_api_version": "V3"}
 
+# A sidecar's inbound answers its application's connection failure or reset with a local
+# 503 (Envoy's "upstream connect error or disconnect/reset before headers"), which the caller
+# cannot tell from the application's own 503. It marks that reply with this header
+# (local_reply_config, by response flag), and a route whose retry policy retries connection
+# errors (GEP-1731: disconnect, reset, TCP failure) retries a response carrying it
+# (retry_on retriable-headers), as it would retry the reset had there been no sidecar.
+UPSTREAM_RESET_HEADER = "x-pointsman-upstream-reset"
+UPSTREAM_RESET_FLAGS = ("UF", "UC", "UR")  # connection failure, termination, remote reset
+
+
+def upstream_reset_marker() -> dict[str, Any]:
+    """The inbound HCM's local_reply_config: UPSTREAM_RESET_HEADER on the local reply of a
+    stream with one of UPSTREAM_RESET_FLAGS."""
+    return {"mappers": [{
+        "filter": {"response_flag_filter": {"flags": list(UPSTREAM_RESET_FLAGS)}},
+        "headers_to_add": [{"header": {"key": UPSTREAM_RESET_HEADER, "value": "true"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}]}
+
 
 def http_connection_manager(stat_prefix: str, *, rds: str | None = None,
                             route_config: dict[str, Any] | None = None,
                             filters: list[dict[str, Any]] | None = None,
-                            edge: bool = False, timeouts: Any = None) -> dict[str, Any]:
+                            edge: bool = False, timeouts: Any = None,
+                            local_reply: dict[str, Any] | None = None) -> dict[str, Any]:
     """`edge`: the client's own address is the one the connection comes from
     (use_remote_address, as Envoy Gateway sets on its listeners and as a sidecar's inbound
-    listener needs for client-address rules); X-Forwarded-For is appended."""
+    listener needs for client-address rules); X-Forwarded-For is appended. `local_reply`:
+    the local_reply_config."""
     body: dict[str, Any] = {
         "@type": HCM, "stat_prefix": stat_prefix, "codec_type": "AUTO",
         "upgrade_configs": [{"upgrade_type": "websocket"}],
@@ -43,6 +63,8 @@ def http_connection_manager(stat_prefix: str, *, rds: str | None = None,
         body["route_config"] = route_config
     if edge:
         body["use_remote_address"] = True
+    if local_reply is not None:
+        body["local_reply_config"] = local_reply
     if timeouts is not None:  # a ClientTrafficPolicy's timeout.http
         if timeouts.request_received is not None:
             body["request_timeout"] = seconds(timeouts.request_received)

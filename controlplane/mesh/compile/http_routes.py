@@ -31,6 +31,7 @@ from typing import Any
 
 from controlplane.mesh.compile.clusters import base_name, variant_name
 from controlplane.mesh.compile.envoy import CORS_POLICY, FAULT, seconds
+from controlplane.mesh.compile.hcm import UPSTREAM_RESET_HEADER
 from controlplane.mesh.compile.memo import View
 from controlplane.mesh.compile.policies import (
     SP,
@@ -51,7 +52,9 @@ from controlplane.mesh.resolve import Backend, precedence_key
 
 REDIRECT_CODES = {301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER",
                   307: "TEMPORARY_REDIRECT", 308: "PERMANENT_REDIRECT"}
-RETRY_ON_CONNECTION = "connect-failure,refused-stream,reset"  # GEP-1731: SHOULD retry these
+# GEP-1731: SHOULD retry connection errors; retriable-headers: their answer by a backend's
+# sidecar (UPSTREAM_RESET_HEADER)
+RETRY_ON_CONNECTION = "connect-failure,refused-stream,reset,retriable-headers"
 CORS_FILTER = "envoy.filters.http.cors"
 FAULT_FILTER = "envoy.filters.http.fault"
 
@@ -270,7 +273,9 @@ def _timeouts_and_retries(rule: Any, traffic: TrafficSettings) -> dict[str, Any]
     if own is not None:
         retry = {"retry_on": RETRY_ON_CONNECTION + (",retriable-status-codes"
                                                      if own.codes else ""),
-                 "num_retries": 2 if own.attempts is None else own.attempts}
+                 "num_retries": 2 if own.attempts is None else own.attempts,
+                 # a backend sidecar's answer to its application's reset (hcm.py)
+                 "retriable_headers": [{"name": UPSTREAM_RESET_HEADER, "present_match": True}]}
         if own.codes:
             retry["retriable_status_codes"] = list(own.codes)
         if own.backoff:

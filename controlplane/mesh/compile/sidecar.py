@@ -44,6 +44,7 @@ from controlplane.mesh.compile.hcm import (
     local_ratelimit_filter,
     per_route_filters,
     rbac_filter,
+    upstream_reset_marker,
 )
 from controlplane.mesh.compile.http_routes import (
     CORS_FILTER,
@@ -182,7 +183,7 @@ def inbound_http(view: View, service: MeshObject, port_name: str, port: int,
         filters.append(filter_("envoy.filters.http.fault", FAULT, fault))
     return hcm_filter(http_connection_manager(
         f"inbound_{port}", route_config={"name": f"inbound|{port}", "virtual_hosts": [vhost]},
-        filters=filters, edge=True))
+        filters=filters, edge=True, local_reply=upstream_reset_marker()))
 
 
 def tcp_proxy_filter(stat_prefix: str, cluster: str | None = None,

@@ -8,11 +8,13 @@ every HTTP request with 200 and a JSON body naming the request as the backend sa
 `path`, `host`, `method`, `proto`, `headers` (name -> list of values, names as received),
 `namespace`, `pod` - and with the response headers `X-Echo-Set-Header: name:value,...` asks
 for, after waiting as `?delay=1s` asks, logging `Echoing back request made to PATH to client`
-as echo-basic does. A gRPC call of any method (raw bytes, no generated
-code: the mesh client only reads what the server reports) answers the same JSON, `headers`
-being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves echo-basic's
-GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do. Written for
-these tests, not copied: the upstream images are Go.
+as echo-basic does. Under `/retry/` it plays echo-basic's retry simulation (RetrySimulation:
+`uuid`, `succeedAfter`, `responseCode`, `delayRetry`); `/ws` is a WebSocket echo (echo-basic's
+wsHandler: each message sent back). A gRPC call of any method (raw bytes,
+no generated code: the mesh client only reads what the server reports) answers the same JSON,
+`headers` being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves
+echo-basic's GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do.
+Written for these tests, not copied: the upstream images are Go.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import argparse
 import json
 import re
 import signal
+import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -37,9 +42,15 @@ import h2.config
 import h2.connection
 import h2.events
 
-from tests.conformance.gateway_api import grpcecho
+from tests.conformance.gateway_api import grpcecho, websocket
 
 ECHO_SET_HEADER = "X-Echo-Set-Header"  # echo-basic: headers the response should carry
+
+
+def ready_line(namespace: str, pod: str) -> str:
+    """What the echo prints once it serves: the runners wait for this line, not for the word
+    "ready", which "Address already in use" contains."""
+    return f"echo {namespace}/{pod} ready"
 
 
 def report(pod: str, namespace: str, *, path: str, host: str, method: str, proto: str,
@@ -68,22 +79,152 @@ def echo_set_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 
 
-def query_delay(path: str) -> float:
+def query_delay(path: str, name: str = "delay") -> float:
     """echo-basic's `?delay=` (a Go duration: `1s`, `300ms`, `1m`): how long to wait before
-    answering, in seconds; 0 when absent or unreadable (the suite's timeout tests send it)."""
-    for value in parse_qs(urlsplit(path).query).get("delay", ()):
+    answering, in seconds; 0 when absent or unreadable (the suite's timeout tests send it).
+    The retry simulation reads `delayRetry` alike."""
+    for value in parse_qs(urlsplit(path).query).get(name, ()):
         found = _DURATION.match(value)
         if found:
             return float(found[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[found[2]]
     return 0.0
 
 
+RETRY_PREFIX = "/retry/"  # echo-basic routes these to its retry simulation
+
+
+@dataclass(frozen=True)
+class Fail:
+    """One failed attempt: answer `code` with no body, or reset the connection when None;
+    after `delay` seconds."""
+
+    code: int | None
+    delay: float
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """A request the simulation cannot play: 400 with `text`."""
+
+    text: str
+
+
+class RetrySimulation:
+    """echo-basic's retrySimulationHandler, without sockets: attempts are counted per `uuid`
+    query parameter; while fewer than `succeedAfter` were made, the attempt fails (with the
+    status `responseCode` when it is an integer, else a TCP reset), after `delayRetry` (a Go
+    duration); from then on the request is echoed. Returns None for an echo."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: dict[str, int] = {}
+
+    def attempt(self, path: str) -> Fail | Refuse | None:
+        query = parse_qs(urlsplit(path).query)
+        uuid = (query.get("uuid") or [""])[0]
+        if not uuid:
+            return Refuse("uuid is required")
+        try:
+            succeed_after = int((query.get("succeedAfter") or [""])[0])
+        except ValueError:
+            return Refuse("succeedAfter is required")
+        try:
+            code: int | None = int((query.get("responseCode") or [""])[0])
+        except ValueError:
+            code = None  # the default failure: the connection reset
+        with self._lock:
+            made = self._attempts.get(uuid, 0)
+            if made >= succeed_after:
+                return None
+            self._attempts[uuid] = made + 1
+        return Fail(code, query_delay(path, "delayRetry"))
+
+
+WEBSOCKET_PATH = "/ws"  # echo-basic's WebSocket echo
+
+
+def websocket_answer(frame: websocket.Frame) -> websocket.Frame | None:
+    """What the echo sends back for a client's frame: the data frame itself (io.Copy of the
+    connection), a pong for a ping, the close echoed (RFC 6455 5.5.1)."""
+    if frame.opcode == websocket.PING:
+        return websocket.Frame(websocket.PONG, frame.payload)
+    if frame.opcode == websocket.PONG:
+        return None
+    return frame
+
+
 def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
+    retries = RetrySimulation()
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
 
         def _answer(self) -> None:
+            if urlsplit(self.path).path == WEBSOCKET_PATH:
+                self._websocket()
+                return
+            if urlsplit(self.path).path.startswith(RETRY_PREFIX):
+                outcome = retries.attempt(self.path)
+                if outcome is not None:
+                    self._fail(outcome)
+                    return
+            self._echo()
+
+        def _fail(self, outcome: Fail | Refuse) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            if isinstance(outcome, Refuse):
+                self._plain(400, outcome.text.encode())
+                return
+            # not in echo-basic: which attempt failed how, for a reader of the logs
+            print(f"Failing attempt made to {self.path}: "
+                  f"{outcome.code or 'connection reset'}", flush=True)
+            if outcome.delay:
+                time.sleep(outcome.delay)
+            if outcome.code is not None:
+                self._plain(outcome.code, b"")
+                return
+            # echo-basic hijacks the connection and closes it with SO_LINGER 0: an RST
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.rfile.close()
+            self.wfile.close()
+            self.connection.close()
+
+        def _websocket(self) -> None:
+            """x/net/websocket's server: the handshake (400 when the request is not one),
+            then every data frame sent back as it came, a ping answered, until a close."""
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            if self.headers.get("Upgrade", "").lower() != "websocket" or not key or \
+                    self.headers.get("Sec-WebSocket-Version") != "13":
+                self._plain(400, b"Bad Request")
+                return
+            self.send_response(101, "Switching Protocols")
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", websocket.accept_value(key))
+            self.end_headers()
+            self.close_connection = True
+            print(f"established websocket connection {self.client_address[0]}", flush=True)
+            reader = websocket.FrameReader(expect_masked=True)
+            while data := self.rfile.read1(65536):
+                for frame in reader.feed(data):
+                    answer = websocket_answer(frame)
+                    if answer is not None:
+                        self.wfile.write(websocket.encode(answer))
+                    if frame.opcode == websocket.CLOSE:
+                        return
+
+        def _plain(self, code: int, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _echo(self) -> None:
             delay = query_delay(self.path)
             if delay:
                 time.sleep(delay)
@@ -291,7 +432,7 @@ def main(argv: list[str]) -> int:
             thread.start()
         grpc_server.start()
         echo_server.start()
-        print(f"echo {args.namespace}/{args.pod} ready", flush=True)
+        print(ready_line(args.namespace, args.pod), flush=True)
         stop.wait()
     finally:
         grpc_server.stop(grace=None)

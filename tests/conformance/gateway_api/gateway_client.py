@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import ssl
 from typing import Any
@@ -20,7 +21,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-from tests.conformance.gateway_api import grpcecho
+from tests.conformance.gateway_api import grpcecho, websocket
 from tests.conformance.gateway_api.expectations import Captured, ExpectedResponse
 from tests.conformance.gateway_api.gateway_certs import certificate_names, go_hostname_match
 from tests.conformance.gateway_api.gateway_steps import GRPCCase
@@ -276,3 +277,69 @@ def grpc_batch(address: str, case: GRPCCase, count: int) -> list[str]:
                 continue
             pods.append(response.assertions.context.pod)
     return pods
+
+
+# ---- WebSocket (golang.org/x/net/websocket's Dial and Message codec) -------------------------
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The response head up to its blank line, and what came after it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed before the handshake's answer: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def handshake_mismatch(head: bytes, key: str) -> str | None:
+    """x/net/websocket hybiClientHandshake's checks of the answer: 101, Upgrade websocket,
+    Connection Upgrade, Sec-WebSocket-Accept of our key (RFC 6455 4.1)."""
+    status, *lines = head.decode("latin-1").split("\r\n")
+    if status.split(" ")[1:2] != ["101"]:
+        return f"handshake answered {status!r}"
+    headers = {name.strip().lower(): value.strip() for name, _, value in
+               (line.partition(":") for line in lines)}
+    if headers.get("upgrade", "").lower() != "websocket" or \
+            headers.get("connection", "").lower() != "upgrade":
+        return f"handshake answer without Upgrade: websocket: {headers}"
+    if headers.get("sec-websocket-accept") != websocket.accept_value(key):
+        return "handshake answer with a wrong Sec-WebSocket-Accept"
+    return None
+
+
+def websocket_echo(address: str, path: str, origin: str,
+                   messages: tuple[websocket.Frame, ...]) -> str | None:
+    """Dial ws://ADDRESS/PATH with Origin, send each message as one masked frame and read one
+    frame back, which must carry the same payload (Message.Receive takes a text or binary
+    frame alike); None when every one came back."""
+    host, port = split_address(address)
+    key = websocket.new_key()
+    request = (f"GET {path} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nOrigin: {origin}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n")
+    try:
+        with socket.create_connection((host, port or 80), timeout=10) as sock:
+            sock.sendall(request.encode())
+            head, rest = _read_head(sock)
+            problem = handshake_mismatch(head, key)
+            if problem is not None:
+                return problem
+            reader = websocket.FrameReader(expect_masked=False)
+            pending = reader.feed(rest)
+            for message in messages:
+                sock.sendall(websocket.encode(message, os.urandom(4)))
+                while not pending:
+                    data = sock.recv(65536)
+                    if not data:
+                        return "connection closed before the reply"
+                    pending = reader.feed(data)
+                reply = pending.pop(0)
+                if reply.payload != message.payload:
+                    return f"unexpected reply - want: {message.payload!r} got: {reply.payload!r}"
+            sock.sendall(websocket.encode(websocket.Frame(websocket.CLOSE, b"\x03\xe8"),
+                                          os.urandom(4)))
+    except (OSError, websocket.ProtocolError) as error:
+        return f"request failed: {error!r}"
+    return None

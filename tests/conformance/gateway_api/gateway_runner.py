@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import socket
 import ssl
 import subprocess
@@ -36,19 +37,22 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 
 from controlplane import cli
-from tests.conformance.gateway_api.echo import TCP_WELCOME
+from tests.conformance.gateway_api.echo import TCP_WELCOME, ready_line
 from tests.conformance.gateway_api.expectations import (
     WEIGHT_REQUESTS,
     WEIGHT_RETRIES,
     ExpectedResponse,
+    Request,
     gateway_mismatch,
     weights_mismatch,
 )
@@ -66,6 +70,7 @@ from tests.conformance.gateway_api.gateway_client import (
     grpc_mismatch,
     split_address,
     tls_context,
+    websocket_echo,
 )
 from tests.conformance.gateway_api.gateway_steps import (
     BackendHeaderNamesPod,
@@ -76,12 +81,15 @@ from tests.conformance.gateway_api.gateway_steps import (
     GatewayWeighted,
     GRPCCase,
     MirrorExchanges,
+    PercentMirror,
+    RetryProbe,
     SkipIfSupported,
     Step,
     Subtest,
     TLSExchange,
     TLSRejected,
     TLSStream,
+    WebSocketEcho,
 )
 from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS
 from tests.conformance.gateway_api.mesh_runner import Outcome, Pod, pod_name
@@ -115,6 +123,7 @@ from tests.conformance.gateway_api.status import (
     listeners_mismatch,
     parents_mismatch,
 )
+from tests.conformance.gateway_api.websocket import BINARY, TEXT, Frame
 from tests.support.meshapi import ApiControlPlane
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, http_get, python_argv
@@ -179,6 +188,8 @@ SUPPORTED_FEATURES = frozenset({
     "HTTPRouteBackendProtocolH2C", "HTTPRouteBackendURLRewrite", "HTTPRouteBackendRequestRedirect",
     "GatewayAddressEmpty",
     "TLSRouteModeMixed",
+    "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout", "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteBackendProtocolWebSocket", "HTTPRouteRetryConnectionError",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
@@ -200,13 +211,6 @@ UNSUPPORTED_FEATURES: dict[str, str] = {
     "BackendTLSPolicy": "re-encrypted requests to the TLS backends answer 503 here (not "
     "investigated); the status tests (InvalidCACertificateRef, InvalidKind) pass",
     "BackendTLSPolicySANValidation": "needs BackendTLSPolicy, not claimed",
-    "HTTPRouteRequestPercentageMirror": _RUNNER + "the PercentMirror steps (rounds of "
-    "requests, the mirror's log count against a binomial tolerance)",
-    "HTTPRouteRetry": _RUNNER + "echo-basic's retry simulation (responseCode, succeedAfter, "
-    "delayRetry per uuid)",
-    "HTTPRouteRetryBackendTimeout": _RUNNER + "echo-basic's retry simulation",
-    "HTTPRouteRetryConnectionError": _RUNNER + "echo-basic's retry simulation",
-    "HTTPRouteBackendProtocolWebSocket": _RUNNER + "a WebSocket echo backend and client",
 }
 
 
@@ -404,7 +408,8 @@ class GatewayHarness:
             "-m", "tests.conformance.gateway_api.echo", "--pod", pod.name, "--namespace",
             namespace, "--host", pod.app_ip, *serve), name=f"echo-{pod.name}")
         self.stack.callback(echo.stop)
-        echo.wait_until(lambda: "ready" in echo.output(), 30, "ready")
+        line = ready_line(namespace, pod.name)
+        echo.wait_until(lambda: line in echo.output(), 30, "ready")
         self.echoes[pod.name] = echo
         pod.admin = free_port()
         labels = [arg for key, value in sorted(pod.labels.items())
@@ -788,9 +793,9 @@ class GatewayHarness:
                 return f"{case.name(index)}: {problem}"
         return None
 
-    def converge(self, attempt: Callable[[], str | None], expect_failure: bool = False
-                 ) -> str | None:
-        """http.AwaitConvergence: REQUIRED_SUCCESSES results in a row before the timeout."""
+    def converge(self, attempt: Callable[[], str | None], expect_failure: bool = False,
+                 required: int = REQUIRED_SUCCESSES) -> str | None:
+        """http.AwaitConvergence: `required` results in a row before the timeout."""
         deadline = time.monotonic() + self.exchange_timeout
         streak, problem = 0, "no request made"
         while time.monotonic() < deadline:
@@ -798,7 +803,7 @@ class GatewayHarness:
             ok = (problem is not None and problem.startswith("request failed")) \
                 if expect_failure else problem is None
             streak = streak + 1 if ok else 0
-            if streak >= REQUIRED_SUCCESSES:
+            if streak >= required:
                 return None
             if not ok:
                 time.sleep(0.2)
@@ -997,6 +1002,112 @@ def mirror_exchanges(harness: GatewayHarness, context: Context, step: MirrorExch
     return None
 
 
+def mirror_count_mismatch(name: str, count: int, percent: int, requests: int,
+                          stddevs: float) -> str | None:
+    """testMirroredRequestsDistribution: each request is mirrored with probability p, so the
+    count is Binomial(requests, p); it must lie within `stddevs` standard deviations
+    (sqrt(n p (1 - p))) of n p."""
+    p = percent / 100
+    expected = requests * p
+    margin = stddevs * math.sqrt(requests * p * (1 - p))
+    if expected - margin <= count <= expected + margin:
+        return None
+    return (f"pod {name} did not meet the mirroring percentage within tolerance: expected "
+            f"between {expected - margin:.1f} and {expected + margin:.1f}, got {count}")
+
+
+class _RequestFailed(Exception):
+    """A request of a distribution round did not get its answer (the Go test's goroutine
+    fails the test)."""
+
+
+def _mirror_round(harness: GatewayHarness, address: str, case: ExpectedResponse,
+                  step: PercentMirror) -> str | None:
+    """`step.requests` requests, `step.concurrency` at a time, each made consistent once
+    (RequiredConsecutiveSuccesses 1); then each mirror's count of the log line for the path
+    (GetMirrorLogRegexp), which must lie within the tolerance."""
+    def one(_: int) -> str | None:
+        return harness.converge(lambda: harness.round_trip("http", address, case), required=1)
+    with ThreadPoolExecutor(max_workers=step.concurrency) as pool:
+        failed = next((found for found in pool.map(one, range(step.requests)) if found), None)
+    if failed is not None:
+        raise _RequestFailed(failed)
+    line = f"Echoing back request made to {case.request.path} to client"
+    problems = []
+    for mirror in case.mirrored_to:
+        count = sum(harness.echoes[pod.name].output().count(line) for pod in harness.pods
+                    if pod.deployment == mirror.name and pod.namespace == mirror.namespace)
+        problems.append(mirror_count_mismatch(mirror.name, count, mirror.percent or 100,
+                                              step.requests, step.tolerance_stddevs))
+    return "; ".join(item for item in problems if item) or None
+
+
+PERCENT_MIRROR_PAUSE = 2.0  # the Go test sleeps 2 s after each failed distribution check
+
+
+def _distribution(harness: GatewayHarness, address: str, original: ExpectedResponse,
+                  step: PercentMirror) -> str | None:
+    """Up to `step.checks` rounds, each with a new request id, until one's counts hold."""
+    problem = None
+    for check in range(step.checks):
+        try:
+            problem = _mirror_round(harness, address, with_request_id(original), step)
+        except _RequestFailed as failed:
+            return str(failed)
+        if problem is None:
+            return None
+        problem = f"check {check + 1}/{step.checks}: {problem}"
+        time.sleep(PERCENT_MIRROR_PAUSE)
+    return f"percentage based mirror distribution tests failed (last {problem})"
+
+
+def percent_mirror(harness: GatewayHarness, context: Context, step: PercentMirror
+                   ) -> str | None:
+    """HTTPRouteRequestPercentageMirror, per case: consistent first, then the distribution
+    checks."""
+    address = harness.gateway_address(step.gateway)
+    for index, original in enumerate(step.cases):
+        problem = harness.converge(lambda case=original: harness.round_trip("http", address,
+                                                                            case))
+        if problem is None:
+            problem = _distribution(harness, address, original, step)
+        if problem is not None:
+            return f"{original.name(index)}: {problem}"
+    return None
+
+
+def retry_request(step: RetryProbe) -> ExpectedResponse:
+    """assertConsistentRetryBehaviour's probe: the path with the simulation's parameters and a
+    fresh `uuid` (url.Values.Encode: keys sorted), answered by `step.backend` as
+    `step.response` says."""
+    values = {**step.simulation, "uuid": str(uuid.uuid4())}
+    path = f"{step.path}?{urlencode(sorted(values.items()))}"
+    return ExpectedResponse(request=Request(path=path), response=step.response,
+                            backend=step.backend, namespace=step.namespace)
+
+
+def retry_probe(harness: GatewayHarness, context: Context, step: RetryProbe) -> str | None:
+    """Each probe a new uuid, so that the echo backend counts its attempts apart; converged
+    as http.AwaitConvergence does (REQUIRED_SUCCESSES in a row)."""
+    address = harness.gateway_address(step.gateway)
+    problem = harness.converge(lambda: harness.round_trip("http", address,
+                                                          retry_request(step)))
+    return None if problem is None else f"request to '{step.path}' {step.name}: {problem}"
+
+
+WEBSOCKET_SUBTEST = "websocket_connection_should_reach_backend"  # t.Name()'s last part
+
+
+def websocket_step(harness: GatewayHarness, context: Context, step: WebSocketEcho
+                   ) -> str | None:
+    """HTTPRouteBackendProtocolWebSocket: dial ws://ADDRESS/ws with the Origin
+    ws://gateway/<t.Name()>, a text frame then a binary frame each echoed back; converged."""
+    address = harness.gateway_address(step.gateway)
+    origin = f"ws://gateway/TestConformance/{context.test.short_name}/{WEBSOCKET_SUBTEST}"
+    messages = (Frame(TEXT, step.text.encode()), Frame(BINARY, step.binary))
+    return harness.converge(lambda: websocket_echo(address, step.path, origin, messages))
+
+
 def gateway_address_step(harness: GatewayHarness, context: Context, step: GatewayAddress
                          ) -> str | None:
     """WaitForGatewayAddress alone: the Gateway exists (its proxy started, at its address)."""
@@ -1121,6 +1232,9 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     BackendHeaderNamesPod: backend_header_names_pod,
     GatewayGRPCExchanges: grpc_exchanges,
     MirrorExchanges: mirror_exchanges,
+    RetryProbe: retry_probe,
+    PercentMirror: percent_mirror,
+    WebSocketEcho: websocket_step,
     GatewayAddress: gateway_address_step,
     PolicyCondition: policy_condition,
     TLSExchange: tls_exchange,

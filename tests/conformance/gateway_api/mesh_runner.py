@@ -31,6 +31,7 @@ from typing import Any
 import grpc
 import yaml
 
+from tests.conformance.gateway_api.echo import ready_line
 from tests.conformance.gateway_api.expectations import (
     POD_ADDRESS_OF_ECHO_V2,
     WEIGHT_REQUESTS,
@@ -199,7 +200,8 @@ class MeshHarness:
             *[arg for port in ECHO_GRPC_PORTS for arg in ("--grpc", str(port))]),
             name=f"echo-{pod.name}")
         self.stack.callback(echo.stop)
-        echo.wait_until(lambda: "ready" in echo.output(), 30, "ready")
+        line = ready_line(namespace, pod.name)
+        echo.wait_until(lambda: line in echo.output(), 30, "ready")
         pod.admin = free_port()
         labels = [arg for key, value in sorted(pod.labels.items())
                   for arg in ("--label", f"{key}={value}")]

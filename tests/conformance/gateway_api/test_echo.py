@@ -1,9 +1,17 @@
-"""The echo server's answer (echo.py), without sockets: the JSON the suite's checks read and
-the response headers X-Echo-Set-Header asks for."""
+"""The echo server's answer (echo.py), without sockets: the JSON the suite's checks read, the
+response headers X-Echo-Set-Header asks for and the retry simulation's decisions."""
 
 from __future__ import annotations
 
-from tests.conformance.gateway_api.echo import echo_set_headers, query_delay, report
+from tests.conformance.gateway_api.echo import (
+    Fail,
+    Refuse,
+    RetrySimulation,
+    echo_set_headers,
+    query_delay,
+    ready_line,
+    report,
+)
 
 
 def test_the_report_groups_repeated_headers_under_the_name_received() -> None:
@@ -24,3 +32,40 @@ def test_delay_takes_a_go_duration_from_the_query() -> None:
     assert query_delay("/request-timeout?delay=1s") == 1.0
     assert query_delay("/x?a=b&delay=300ms") == 0.3
     assert query_delay("/x?delay=soon") == 0.0 and query_delay("/x") == 0.0
+
+
+def test_the_retry_simulation_fails_succeed_after_attempts_per_uuid_then_echoes() -> None:
+    """echo-basic's retrySimulationHandler: `succeedAfter` failed attempts per uuid, with
+    `responseCode`, then the echo; another uuid counts apart."""
+    simulation = RetrySimulation()
+    path = "/retry/x?responseCode=503&succeedAfter=2&uuid=a"
+    assert simulation.attempt(path) == Fail(503, 0.0)
+    assert simulation.attempt("/retry/x?responseCode=503&succeedAfter=2&uuid=b") == \
+        Fail(503, 0.0)
+    assert simulation.attempt(path) == Fail(503, 0.0)
+    assert simulation.attempt(path) is None
+    assert simulation.attempt(path) is None
+
+
+def test_the_retry_simulation_resets_without_a_response_code_and_delays_retries() -> None:
+    simulation = RetrySimulation()
+    assert simulation.attempt("/retry/x?succeedAfter=1&uuid=a&delayRetry=300ms") == \
+        Fail(None, 0.3)
+    assert simulation.attempt("/retry/x?succeedAfter=1&uuid=a&delayRetry=300ms") is None
+    assert simulation.attempt("/retry/x?succeedAfter=0&uuid=c&responseCode=500") is None
+
+
+def test_the_retry_simulation_needs_a_uuid_and_succeed_after() -> None:
+    simulation = RetrySimulation()
+    assert simulation.attempt("/retry/x?succeedAfter=1") == Refuse("uuid is required")
+    assert simulation.attempt("/retry/x?uuid=a&succeedAfter=soon") == \
+        Refuse("succeedAfter is required")
+
+
+def test_a_bind_failure_is_not_the_ready_line() -> None:
+    """The runners wait for ready_line: an echo that could not bind (another harness holds the
+    address) must not pass for ready, as it did when they looked for the word "ready"."""
+    failed = "OSError: [Errno 98] Address already in use\n"
+    assert "ready" in failed
+    assert ready_line("ns", "pod-1") not in failed
+    assert ready_line("ns", "pod-1") in f"{ready_line('ns', 'pod-1')}\n"

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from tests.conformance.gateway_api import grpcecho
 from tests.conformance.gateway_api.echo import tcp_answer
-from tests.conformance.gateway_api.expectations import ExpectedRequest, ExpectedResponse, Request
+from tests.conformance.gateway_api.expectations import (
+    ExpectedRequest,
+    ExpectedResponse,
+    Request,
+    Response,
+)
 from tests.conformance.gateway_api.gateway_certs import go_hostname_match
 from tests.conformance.gateway_api.gateway_runner import (
     CONTROLLER_NAME,
@@ -13,9 +18,12 @@ from tests.conformance.gateway_api.gateway_runner import (
     SUPPORTED_FEATURES,
     UNSUPPORTED_FEATURES,
     applicable,
+    mirror_count_mismatch,
+    retry_request,
     substitute,
     with_request_id,
 )
+from tests.conformance.gateway_api.gateway_steps import SAME_NAMESPACE, RetryProbe
 
 
 def test_placeholders_are_substituted_and_workloads_set_apart() -> None:
@@ -85,3 +93,27 @@ def test_grpc_echo_response_round_trips() -> None:
 
 def test_claimed_and_unclaimed_features_do_not_overlap() -> None:
     assert not SUPPORTED_FEATURES & set(UNSUPPORTED_FEATURES)
+
+
+def test_a_retry_probe_sends_the_simulation_with_a_fresh_uuid() -> None:
+    """assertConsistentRetryBehaviour: path?<values sorted by key, uuid among them>, a new uuid
+    per probe, answered by infra-backend-v3 as the step says."""
+    step = RetryProbe(SAME_NAMESPACE, "n", "/retry/x", {"succeedAfter": "2",
+                                                         "responseCode": "500"},
+                      Response(status_code=500))
+    first, second = retry_request(step), retry_request(step)
+    path, _, query = first.request.path.partition("?")
+    names = [item.partition("=")[0] for item in query.split("&")]
+    assert (path, names) == ("/retry/x", ["responseCode", "succeedAfter", "uuid"])
+    assert first.request.path != second.request.path
+    assert (first.response, first.backend) == (Response(status_code=500), "infra-backend-v3")
+
+
+def test_a_mirror_count_must_lie_within_three_binomial_deviations() -> None:
+    """testMirroredRequestsDistribution: 500 requests at 20 %: 100 +- 3 * sqrt(80) (26.8)."""
+    assert mirror_count_mismatch("v2", 100, 20, 500, 3.0) is None
+    assert mirror_count_mismatch("v2", 74, 20, 500, 3.0) is None
+    assert mirror_count_mismatch("v2", 126, 20, 500, 3.0) is None
+    found = mirror_count_mismatch("v2", 73, 20, 500, 3.0)
+    assert found is not None and "between 73.2 and 126.8, got 73" in found
+    assert mirror_count_mismatch("v2", 127, 20, 500, 3.0) is not None

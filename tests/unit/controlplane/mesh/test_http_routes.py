@@ -229,9 +229,12 @@ def test_filters_timeouts_and_retries_compile_to_envoy_fields() -> None:
     assert action["host_rewrite_literal"] == "internal.example"
     assert action["timeout"] == "10s"
     assert action["retry_policy"] == {
-        "retry_on": "connect-failure,refused-stream,reset,retriable-status-codes",
+        "retry_on": "connect-failure,refused-stream,reset,retriable-headers,"
+                    "retriable-status-codes",
         "num_retries": 3, "per_try_timeout": "2s", "retriable_status_codes": [502, 503],
-        "retry_back_off": {"base_interval": "0.100s"}}
+        "retry_back_off": {"base_interval": "0.100s"},
+        # a backend sidecar's 503 for its application's reset is retried as the reset
+        "retriable_headers": [{"name": "x-pointsman-upstream-reset", "present_match": True}]}
     [backend] = action["weighted_clusters"]["clusters"]
     assert backend["request_headers_to_add"][0]["header"] == {"key": "X-Backend",
                                                               "value": "v1"}

@@ -99,6 +99,12 @@ def test_inbound_listener_enforces_the_policies_for_callers() -> None:
     assert rules["default-allow"]["principals"] == [{"not_id": deny}]
     bucket = hcm["http_filters"][1]["typed_config"]["token_bucket"]
     assert bucket == {"max_tokens": 5, "tokens_per_fill": 5, "fill_interval": "60s"}
+    # its local reply to the application's connection failure or reset says so, for a
+    # caller's retry policy (hcm.UPSTREAM_RESET_HEADER)
+    assert hcm["local_reply_config"] == {"mappers": [{
+        "filter": {"response_flag_filter": {"flags": ["UF", "UC", "UR"]}},
+        "headers_to_add": [{"header": {"key": "x-pointsman-upstream-reset", "value": "true"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}]}
     cluster = as_dict(resources, CLUSTER.type_url, "inbound|8080")
     assert cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
         "address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8080}

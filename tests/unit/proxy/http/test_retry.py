@@ -118,3 +118,29 @@ def test_each_retry_doubles_the_backoff_ceiling_up_to_the_maximum() -> None:
         decision = state.decide(Responded(503), replayable=True, budget=_Budget(1))
         assert isinstance(decision, Retry) and decision.backoff < ceilings[-1]
     assert ceilings == [0.025, 0.05, 0.1, 0.2, 0.25, 0.25]
+
+
+def test_retriable_headers_retry_a_response_carrying_a_matched_header() -> None:
+    """retry_on retriable-headers with RetryPolicy.retriable_headers (router.md): a response
+    is retried when one of its headers (or :status) matches, whatever its status."""
+    from proxy.codec.headers import Headers, ResponseHead
+    from proxy.http.replay import RetryBudget
+    from proxy.http.retry import retriable_header
+    from proxy.model.matchers import HeaderMatcher
+
+    policy = RetryPolicy(retry_on=frozenset({"retriable-headers"}), num_retries=1,
+                         retriable_headers=(HeaderMatcher("x-reset", present=True),
+                                            HeaderMatcher(":status", int_range=(418, 419))))
+    marked = ResponseHead(503, Headers([("x-reset", "true")]))
+    assert retriable_header(policy, marked)
+    assert retriable_header(policy, ResponseHead(418))
+    assert not retriable_header(policy, ResponseHead(503))
+    assert not retriable_header(None, marked)
+    state = RetryState(policy)
+    assert isinstance(state.after_response(Responded(503, None, True), replayable=True,
+                                           budget=RetryBudget(None)), Retry)
+    assert state.after_response(Responded(503), replayable=True,
+                                budget=RetryBudget(None)) == Done()
+    without = RetryState(RetryPolicy(retry_on=frozenset({"reset"}), num_retries=1))
+    assert without.after_response(Responded(503, None, True), replayable=True,
+                                  budget=RetryBudget(None)) == Done()

@@ -60,6 +60,16 @@ def test_defaults_follow_envoy() -> None:
     assert retry.num_retries == 1 and retry.backoff_base == 0.025
 
 
+def test_retriable_headers_are_translated_as_header_matchers() -> None:
+    retry = _action({"route": {"cluster": "c", "retry_policy": {
+        "retry_on": "reset,retriable-headers",
+        "retriable_headers": [{"name": "X-Upstream-Reset", "present_match": True}]}}}
+    ).retry_policy
+    assert retry.retry_on == {"reset", "retriable-headers"}
+    [matcher] = retry.retriable_headers
+    assert (matcher.name, matcher.present) == ("x-upstream-reset", True)
+
+
 def test_regex_rewrite_substitutes_groups() -> None:
     action = _action({"route": {"cluster": "c", "regex_rewrite": {
         "pattern": {"regex": "^/service/([^/]+)(/.*)$"}, "substitution": "\\2/instance/\\1"}}})

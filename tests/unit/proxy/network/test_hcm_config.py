@@ -133,3 +133,38 @@ def test_router_dynamic_stats_false_is_refused_true_accepted() -> None:
     assert _translate(http_filters=[_router(dynamic_stats=True)]).settings is not None
     with pytest.raises(ConfigError, match="dynamic_stats"):
         _translate(http_filters=[_router(dynamic_stats=False)])
+
+
+def test_local_reply_mappers_add_headers_by_response_flag() -> None:
+    """local_reply_config: the first mapper whose response_flag_filter has one of the stream's
+    flags adds its headers (Envoy LocalReplyImpl::rewrite); an empty flag list matches any
+    flag, never a reply without one."""
+    from proxy.codec.headers import Headers
+    from proxy.http.local_reply_config import mapped
+
+    mappers = _translate(local_reply_config={"mappers": [
+        {"filter": {"response_flag_filter": {"flags": ["UC", "UF"]}},
+         "headers_to_add": [{"header": {"key": "X-Reset", "value": "true"},
+                             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]},
+        {"filter": {"response_flag_filter": {}},
+         "headers_to_add": [{"header": {"key": "x-any", "value": "1"}}]}]}
+    ).settings.local_reply_mappers
+    assert list(mapped(mappers, ["URX", "UC"], Headers([("x-reset", "no")]))) == [
+        ("x-reset", "true")]
+    assert list(mapped(mappers, ["NR"], Headers())) == [("x-any", "1")]
+    assert list(mapped(mappers, [], Headers())) == []
+
+
+@pytest.mark.parametrize(("mapper", "named"), [
+    ({"filter": {"status_code_filter": {"comparison": {"value": {"default_value": 503,
+                                                                 "runtime_key": "k"}}}}},
+     "status_code_filter"),
+    ({"filter": {"response_flag_filter": {}}, "status_code": 500}, "status_code"),
+    ({"filter": {"response_flag_filter": {}},
+      "headers_to_add": [{"header": {"key": "x", "value": "%START_TIME%"}}]}, "header.value"),
+])
+def test_local_reply_mappers_we_do_not_implement_are_refused(mapper: dict[str, Any],
+                                                             named: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        _translate(local_reply_config={"mappers": [mapper]})
+    assert named in str(error.value) and "local_reply_config" in str(error.value)
