@@ -91,9 +91,11 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
             if length:
                 self.rfile.read(length)
             headers = list(self.headers.items())
-            body = json.dumps(report(
-                pod, namespace, path=self.path, host=self.headers.get("Host", ""),
-                method=self.command, proto=self.request_version, headers=headers)).encode()
+            seen = report(pod, namespace, path=self.path, host=self.headers.get("Host", ""),
+                          method=self.command, proto=self.request_version, headers=headers)
+            if isinstance(self.connection, ssl.SSLSocket):  # echo-basic's TLSAssertions
+                seen["tls"] = tls_assertions(self.connection)
+            body = json.dumps(seen).encode()
             # echo-basic's log line per request, which the mirror tests look for
             # (http.GetMirrorLogRegexp)
             print(f"Echoing back request made to {self.path} to client "
@@ -131,6 +133,14 @@ def tcp_answer(line: bytes, assertions: dict[str, Any]) -> bytes | None:
     return None
 
 
+def tls_assertions(sock: Any) -> dict[str, str]:
+    """What echo-basic reports of a TLS connection (its TLSAssertions): the version, the SNI
+    the client sent (kept by _remember_sni), the ALPN protocol and the cipher suite."""
+    return {"version": sock.version() or "", "serverName": getattr(sock, "sni", "") or "",
+            "negotiatedProtocol": sock.selected_alpn_protocol() or "",
+            "cipherSuite": (sock.cipher() or ("",))[0]}
+
+
 def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
                 ) -> type[socketserver.StreamRequestHandler]:
     class Handler(socketserver.StreamRequestHandler):
@@ -141,10 +151,7 @@ def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
             if tls_port:
                 assertions["tlsport"] = str(tls_port)
             if assertions["isTLS"]:
-                sock: Any = self.connection
-                assertions["tls"] = {"version": sock.version() or "",
-                                     "serverName": getattr(sock, "sni", "") or "",
-                                     "cipherSuite": (sock.cipher() or ("",))[0]}
+                assertions["tls"] = tls_assertions(self.connection)
             self.wfile.write(TCP_WELCOME)
             for line in self.rfile:
                 answer = tcp_answer(line, assertions)
@@ -259,6 +266,7 @@ def main(argv: list[str]) -> int:
     if args.https:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)
+        context.sni_callback = _remember_sni
         for port in args.https:
             server = ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
             server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -124,7 +124,14 @@ def _exchange(connection: http.client.HTTPConnection, address: str, case: Expect
                     path=seen.get("path", ""), method=seen.get("method", ""),
                     namespace=seen.get("namespace", ""), pod=seen.get("pod", ""),
                     request_headers=seen.get("headers", {}), response_headers=answered,
-                    protocol=seen.get("proto", ""), location=response.getheader("Location", ""))
+                    protocol=seen.get("proto", ""), location=response.getheader("Location", ""),
+                    sni=_tls_of(seen).get("serverName", ""))
+
+
+def _tls_of(seen: dict[str, Any]) -> dict[str, Any]:
+    """The backend's report of the TLS it terminated (echo-basic's `tls`), or {}."""
+    found = seen.get("tls")
+    return found if isinstance(found, dict) else {}
 
 
 def _h2_socket(scheme: str, address: str, case: ExpectedResponse, trust: bytes

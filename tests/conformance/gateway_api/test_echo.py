@@ -3,7 +3,12 @@ the response headers X-Echo-Set-Header asks for."""
 
 from __future__ import annotations
 
-from tests.conformance.gateway_api.echo import echo_set_headers, query_delay, report
+from tests.conformance.gateway_api.echo import (
+    echo_set_headers,
+    query_delay,
+    report,
+    tls_assertions,
+)
 
 
 def test_the_report_groups_repeated_headers_under_the_name_received() -> None:
@@ -24,3 +29,26 @@ def test_delay_takes_a_go_duration_from_the_query() -> None:
     assert query_delay("/request-timeout?delay=1s") == 1.0
     assert query_delay("/x?a=b&delay=300ms") == 0.3
     assert query_delay("/x?delay=soon") == 0.0 and query_delay("/x") == 0.0
+
+
+class _TlsConnection:
+    """What tls_assertions reads of an ssl.SSLSocket, with the SNI _remember_sni kept."""
+
+    sni = "abc.example.com"
+
+    def version(self) -> str:
+        return "TLSv1.3"
+
+    def selected_alpn_protocol(self) -> str | None:
+        return "http/1.1"
+
+    def cipher(self) -> tuple[str, str, int]:
+        return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
+
+
+def test_tls_requests_report_the_sni_the_client_sent() -> None:
+    """echo-basic's TLSAssertions: the BackendTLSPolicy tests compare serverName with the
+    policy's hostname."""
+    assert tls_assertions(_TlsConnection()) == {
+        "version": "TLSv1.3", "serverName": "abc.example.com", "negotiatedProtocol": "http/1.1",
+        "cipherSuite": "TLS_AES_128_GCM_SHA256"}
