@@ -46,6 +46,7 @@ import yaml
 from controlplane import cli
 from tests.conformance.gateway_api.echo import TCP_WELCOME
 from tests.conformance.gateway_api.expectations import (
+    TIMEOUT_STATUSES,
     WEIGHT_REQUESTS,
     WEIGHT_RETRIES,
     ExpectedResponse,
@@ -94,6 +95,7 @@ from tests.conformance.gateway_api.status import (
     NN,
     Apply,
     AttachedListeners,
+    Create,
     Delete,
     GatewayClassAccepted,
     GatewayCondition,
@@ -279,6 +281,10 @@ class Context:
     test: GatewayConformanceTest
     generations: dict[tuple[str, NN], int] = field(default_factory=dict)
     address: dict[NN, str] = field(default_factory=dict)
+    # what an Update replaced that a later one restores (the Go test keeps it in a variable)
+    saved: dict[tuple[str, NN], Any] = field(default_factory=dict)
+    # objects Create steps made, deleted with the test's manifests (MustApplyObjectsWithCleanup)
+    created: list[dict[str, Any]] = field(default_factory=list)
 
 
 class GatewayHarness:
@@ -509,6 +515,8 @@ class GatewayHarness:
                 return Outcome(test.short_name, "failed", problem)
             return Outcome(test.short_name, "passed")
         finally:
+            if context.created:
+                self.delete_documents(context.created, "created")
             for documents, name in reversed(applied):
                 for document in documents:
                     if document["kind"] == "Gateway":
@@ -752,6 +760,30 @@ class GatewayHarness:
         done = pointsman_verb("delete", step.kind.lower(), step.name.name, *scope, server=self.api)
         return None if done.returncode == 0 else done.stderr or done.stdout
 
+    def create_step(self, context: Context, step: Create) -> str | None:
+        """client.Create of an object the Go test builds in code: ConfigMaps, whose data may
+        copy a suite CA (`{ca.crt of ConfigMap NAME}`)."""
+        if step.kind != "ConfigMap":
+            return f"the runner does not create {step.kind} objects: {step.note}"
+        document = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": step.name.name, "namespace": step.name.namespace},
+                    "data": {key: self.filled(value, step.name.namespace)
+                             for key, value in dict(step.spec.get("data", {})).items()}}
+        try:
+            self.apply_documents([document], f"create-{step.name.name}"[:60])
+        except RuntimeError as error:
+            return str(error)
+        context.created.append(document)
+        return None
+
+    def filled(self, value: str, namespace: str) -> str:
+        """A Create's or Update's value with `{ca.crt of ConfigMap NAME}` replaced by that
+        suite CA's PEM (what the Go test read from the ConfigMap)."""
+        prefix = "{ca.crt of ConfigMap "
+        if not (value.startswith(prefix) and value.endswith("}")):
+            return value
+        return self.cas[NN(value[len(prefix):-1], namespace)].decode()
+
     def update_step(self, context: Context, step: Update) -> str | None:
         found = self.get(step.kind, step.name)
         if found is None:
@@ -782,11 +814,33 @@ class GatewayHarness:
             address = address.rsplit(":", 1)[0]
         trust = self.secrets[step.server_cert].cert if step.server_cert else b""
         for index, case in enumerate(step.cases):
-            problem = self.converge(lambda case=case: self.round_trip(
-                step.scheme, address, case, trust), step.expect_failure)
+            if step.expect_failure and step.scheme == "http":
+                problem = self.consistent_failure(address, case)
+            else:
+                problem = self.converge(lambda case=case: self.round_trip(
+                    step.scheme, address, case, trust), step.expect_failure)
             if problem is not None:
                 return f"{case.name(index)}: {problem}"
         return None
+
+    def consistent_failure(self, address: str, case: ExpectedResponse) -> str | None:
+        """http.WaitForConsistentFailureResponse (MakeRequestAndExpectFailure): an answer
+        that is neither 200 nor a timeout (408, 504), REQUIRED_SUCCESSES in a row; a request
+        that gets no answer is not ready yet, a 200 fails the test at once."""
+        deadline = time.monotonic() + self.exchange_timeout
+        streak, seen = 0, "no request made"
+        while time.monotonic() < deadline:
+            captured = capture("http", address, case, b"")
+            if not isinstance(captured, str) and captured.status == 200:
+                return "the request succeeded (200), it should have failed"
+            ok = not isinstance(captured, str) and captured.status not in TIMEOUT_STATUSES
+            seen = captured if isinstance(captured, str) else f"status {captured.status}"
+            streak = streak + 1 if ok else 0
+            if streak >= REQUIRED_SUCCESSES:
+                return None
+            if not ok:
+                time.sleep(0.2)
+        return f"no consistent failure response after {self.exchange_timeout:.0f}s: {seen}"
 
     def converge(self, attempt: Callable[[], str | None], expect_failure: bool = False
                  ) -> str | None:
@@ -1089,7 +1143,41 @@ def _description(harness: GatewayHarness, context: Context, step: Update,
     return None
 
 
+def _ca_refs(harness: GatewayHarness, context: Context, step: Update,
+             document: dict[str, Any]) -> str | None:
+    """The reconcile subtest's patches of the policy's caCertificateRefs: to a ConfigMap of
+    its own, then back to the refs it had (`{the original refs}`)."""
+    refs = step.change["spec.validation.caCertificateRefs"]
+    validation = document["spec"]["validation"]
+    key = ("caCertificateRefs", step.name)
+    if refs == "{the original refs}":
+        if key not in context.saved:
+            return "no caCertificateRefs were saved to restore"
+        validation["caCertificateRefs"] = context.saved.pop(key)
+        return None
+    context.saved.setdefault(key, validation.get("caCertificateRefs"))
+    validation["caCertificateRefs"] = refs
+    return None
+
+
+def _config_map_ca(harness: GatewayHarness, context: Context, step: Update,
+                   document: dict[str, Any]) -> str | None:
+    """patchConfigMapCACert: the ConfigMap's `ca.crt` set (emptied, or a suite CA again)."""
+    document.setdefault("data", {})["ca.crt"] = harness.filled(step.change["data.ca.crt"],
+                                                               step.name.namespace)
+    return None
+
+
+def _policy_hostname(harness: GatewayHarness, context: Context, step: Update,
+                     document: dict[str, Any]) -> str | None:
+    document["spec"]["validation"]["hostname"] = step.change["spec.validation.hostname"]
+    return None
+
+
 UPDATES: dict[tuple[str, str], Callable[..., str | None]] = {
+    ("BackendTLSPolicy", "BackendTLSPolicy"): _ca_refs,
+    ("BackendTLSPolicy", "ConfigMap"): _config_map_ca,
+    ("BackendTLSPolicyObservedGenerationBump", "BackendTLSPolicy"): _policy_hostname,
     ("HTTPRouteObservedGenerationBump", "HTTPRoute"): _backend_name,
     ("HTTPRouteServiceTypes", "EndpointSlice"): _fill_endpoint_slice,
     ("GatewayModifyListeners", "Gateway"): _gateway_listeners,
@@ -1116,6 +1204,7 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     Apply: GatewayHarness.apply_step,
     Delete: GatewayHarness.delete_step,
     Update: GatewayHarness.update_step,
+    Create: GatewayHarness.create_step,
     GatewayExchanges: GatewayHarness.exchanges,
     GatewayWeighted: GatewayHarness.weighted,
     BackendHeaderNamesPod: backend_header_names_pod,
