@@ -1,7 +1,7 @@
 """The conformance suite's echo server, as a process: `python -m
 tests.conformance.gateway_api.echo --pod NAME --namespace NS --host IP [--http PORT]...
-[--https PORT --cert FILE --key FILE] [--grpc PORT]... [--grpc-echo PORT] [--tcp-echo PORT
-[--tcp-echo-tls PORT]]`.
+[--https PORT --cert FILE --key FILE] [--grpc PORT]... [--grpc-echo PORT [--grpc-echo-tls PORT]]
+[--tcp-echo PORT [--tcp-echo-tls PORT]]`.
 
 It answers as the suite's echo-basic does (its README and `conformance/utils/http` read it):
 every HTTP request with 200 and a JSON body naming the request as the backend saw it -
@@ -11,7 +11,8 @@ for, after waiting as `?delay=1s` asks, logging `Echoing back request made to PA
 as echo-basic does. A gRPC call of any method (raw bytes, no generated
 code: the mesh client only reads what the server reports) answers the same JSON, `headers`
 being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves echo-basic's
-GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do. Written for
+GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do (and over
+TLS with `--grpc-echo-tls`, grpc-infra-backend-v1's TLS_SERVER_CERT). Written for
 these tests, not copied: the upstream images are Go.
 """
 
@@ -257,6 +258,9 @@ def main(argv: list[str]) -> int:
                         help="... and over TLS on this port (--cert, --key)")
     parser.add_argument("--grpc-echo", type=int, action="append", default=[],
                         help="serve echo-basic's GrpcEcho service (the gateway suite's) here")
+    parser.add_argument("--grpc-echo-tls", type=int, default=0,
+                        help="... and over TLS on this port (--cert, --key), as echo-basic "
+                             "serves it on HTTPS_PORT with TLS_SERVER_CERT")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -294,6 +298,10 @@ def main(argv: list[str]) -> int:
     echo_server.add_generic_rpc_handlers((_GrpcEcho(args.pod, args.namespace),))
     for port in args.grpc_echo:
         echo_server.add_insecure_port(f"{args.host}:{port}")
+    if args.grpc_echo_tls:
+        with open(args.key, "rb") as key, open(args.cert, "rb") as cert:
+            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+        echo_server.add_secure_port(f"{args.host}:{args.grpc_echo_tls}", credentials)
     try:
         for thread in threads:
             thread.start()

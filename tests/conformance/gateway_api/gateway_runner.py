@@ -402,6 +402,9 @@ class GatewayHarness:
                      *self.https_arguments(pod, template)[2:]]
         elif "GRPC_ECHO_SERVER" in env:
             serve = ["--grpc-echo", str(ECHO_PORT)]
+            if "TLS_SERVER_CERT" in env:  # grpc-infra-backend-v1: GrpcEcho over TLS too
+                serve += ["--grpc-echo-tls", str(ECHO_HTTPS_PORT),
+                          *self.https_arguments(pod, template)[2:]]
         else:  # echo-basic: HTTP/1.1 on 3000, h2c on 3001 (infra-backend-v1's second-port)
             serve = ["--http", str(ECHO_PORT), "--h2c", str(ECHO_H2C_PORT)]
         if "TLS_SERVER_CERT" in env and not env & {"GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"}:
@@ -1002,7 +1005,16 @@ def grpc_exchanges(harness: GatewayHarness, context: Context, step: GatewayGRPCE
     for index, case in enumerate(step.cases):
         def attempt(case: GRPCCase = case) -> str | None:
             return grpc_mismatch(case, *grpc_call(address, case))
-        problem = harness.converge(attempt, step.expect_failure)
+
+        def failure(case: GRPCCase = case) -> str | None:
+            """MakeRequestAndExpectEventuallyConsistentFailure: any status but OK (the RPC's
+            error is its status: SendRPC fails only when it cannot make a connection)."""
+            code, _ = grpc_call(address, case)
+            if code == 0:
+                raise AssertionError("the RPC succeeded (OK), it should have failed")
+            return f"request failed: status {code}"
+        problem = harness.converge(failure if step.expect_failure else attempt,
+                                   step.expect_failure)
         if problem is not None:
             return f"case {index} ({case.method} {dict(case.metadata)}): {problem}"
     return None
