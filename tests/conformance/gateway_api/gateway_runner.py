@@ -60,6 +60,7 @@ from tests.conformance.gateway_api.gateway_certs import (
     suite_certificates,
 )
 from tests.conformance.gateway_api.gateway_client import (
+    ClientCertificate,
     batch,
     capture,
     grpc_batch,
@@ -441,6 +442,15 @@ class GatewayHarness:
         cert.write_bytes(pem.cert)
         key.write_bytes(pem.key)
         return ["--https", str(ECHO_HTTPS_PORT), "--cert", str(cert), "--key", str(key)]
+
+    def client_files(self, secret: NN) -> ClientCertificate:
+        """The Secret's certificate and key as files, for a client presenting them."""
+        pem = self.secrets[secret]
+        cert = self.folder / f"client-{secret.namespace}-{secret.name}.crt"
+        key = cert.with_suffix(".key")
+        cert.write_bytes(pem.cert)
+        key.write_bytes(pem.key)
+        return str(cert), str(key)
 
     def pod(self, deployment: str) -> Pod:
         return next(pod for pod in self.pods if pod.deployment == deployment)
@@ -864,8 +874,8 @@ class GatewayHarness:
         return f"not consistent after {self.exchange_timeout:.0f}s: {problem}"
 
     def round_trip(self, scheme: str, address: str, case: ExpectedResponse,
-                   trust: bytes = b"") -> str | None:
-        captured = capture(scheme, address, case, trust)
+                   trust: bytes = b"", client: ClientCertificate | None = None) -> str | None:
+        captured = capture(scheme, address, case, trust, client)
         if isinstance(captured, str):
             return captured
         url = f"{scheme}://{case.request.host or address}{case.request.path or '/'}"
@@ -922,12 +932,11 @@ def tls_exchange(harness: GatewayHarness, context: Context, step: TLSExchange) -
     address = harness.gateway_address(step.gateway)
     if step.port:
         address = f"{address.rsplit(':', 1)[0]}:{step.port}"
-    if step.client_cert is not None:
-        return "the runner does not present client certificates yet"
     trust = harness.secrets[step.server_cert].cert
+    client = harness.client_files(step.client_cert) if step.client_cert else None
     case = replace(step.expected, server_name=step.server_name)
-    problem = harness.converge(lambda: harness.round_trip("https", address, case, trust),
-                               step.expect_failure)
+    problem = harness.converge(lambda: harness.round_trip("https", address, case, trust,
+                                                          client), step.expect_failure)
     if problem is None:
         return None
     return f"SNI {step.server_name}, Host {case.request.host}: {problem}"
