@@ -3,6 +3,8 @@ certificate name rules, request ids, the TCP echo protocol and the gRPC echo mes
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conformance.gateway_api import grpcecho
 from tests.conformance.gateway_api.echo import tcp_answer
 from tests.conformance.gateway_api.expectations import ExpectedRequest, ExpectedResponse, Request
@@ -12,10 +14,16 @@ from tests.conformance.gateway_api.gateway_runner import (
     GATEWAY_CLASS,
     SUPPORTED_FEATURES,
     UNSUPPORTED_FEATURES,
+    Context,
+    GatewayHarness,
+    _ca_refs,
+    _config_map_ca,
     applicable,
     substitute,
     with_request_id,
 )
+from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS
+from tests.conformance.gateway_api.status import NN, Update
 
 
 def test_placeholders_are_substituted_and_workloads_set_apart() -> None:
@@ -85,3 +93,28 @@ def test_grpc_echo_response_round_trips() -> None:
 
 def test_claimed_and_unclaimed_features_do_not_overlap() -> None:
     assert not SUPPORTED_FEATURES & set(UNSUPPORTED_FEATURES)
+
+
+def test_the_reconcile_subtest_patches_the_refs_and_restores_them() -> None:
+    """backendtlspolicy.go's reconcile subtest: the refs point at a ConfigMap of the test's,
+    the ConfigMap's ca.crt is emptied and set to a suite CA again, the old refs come back."""
+    harness = GatewayHarness.__new__(GatewayHarness)  # no processes: only its CAs are read
+    harness.cas = {NN("tls-checks-ca-certificate", "ns"): b"PEM"}
+    context = Context(GATEWAY_CONFORMANCE_TESTS[0])
+    original = [{"group": "", "kind": "ConfigMap", "name": "tls-checks-ca-certificate"}]
+    policy = {"spec": {"validation": {"caCertificateRefs": list(original)}}}
+    mine = [{"group": "", "kind": "ConfigMap", "name": "mine"}]
+    name = NN("reconcile-test", "ns")
+    assert _ca_refs(harness, context, Update("BackendTLSPolicy", name, {
+        "spec.validation.caCertificateRefs": mine}), policy) is None
+    assert policy["spec"]["validation"]["caCertificateRefs"] == mine
+    config_map: dict[str, Any] = {"data": {"ca.crt": "PEM"}}
+    for value, seen in (("", ""), ("{ca.crt of ConfigMap tls-checks-ca-certificate}", "PEM")):
+        assert _config_map_ca(harness, context, Update("ConfigMap", NN("mine", "ns"), {
+            "data.ca.crt": value}), config_map) is None
+        assert config_map["data"]["ca.crt"] == seen
+    assert _ca_refs(harness, context, Update("BackendTLSPolicy", name, {
+        "spec.validation.caCertificateRefs": "{the original refs}"}), policy) is None
+    assert policy["spec"]["validation"]["caCertificateRefs"] == original
+    assert _ca_refs(harness, context, Update("BackendTLSPolicy", name, {
+        "spec.validation.caCertificateRefs": "{the original refs}"}), policy) is not None
