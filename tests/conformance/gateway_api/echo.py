@@ -1,7 +1,7 @@
 """The conformance suite's echo server, as a process: `python -m
 tests.conformance.gateway_api.echo --pod NAME --namespace NS --host IP [--http PORT]...
-[--https PORT --cert FILE --key FILE] [--grpc PORT]... [--grpc-echo PORT [--grpc-echo-tls PORT]]
-[--tcp-echo PORT [--tcp-echo-tls PORT]]`.
+[--https PORT --cert FILE --key FILE [--client-ca FILE]] [--grpc PORT]...
+[--grpc-echo PORT [--grpc-echo-tls PORT]] [--tcp-echo PORT [--tcp-echo-tls PORT]]`.
 
 It answers as the suite's echo-basic does (its README and `conformance/utils/http` read it):
 every HTTP request with 200 and a JSON body naming the request as the backend saw it -
@@ -134,12 +134,19 @@ def tcp_answer(line: bytes, assertions: dict[str, Any]) -> bytes | None:
     return None
 
 
-def tls_assertions(sock: Any) -> dict[str, str]:
+def tls_assertions(sock: Any) -> dict[str, Any]:
     """What echo-basic reports of a TLS connection (its TLSAssertions): the version, the SNI
-    the client sent (kept by _remember_sni), the ALPN protocol and the cipher suite."""
-    return {"version": sock.version() or "", "serverName": getattr(sock, "sni", "") or "",
-            "negotiatedProtocol": sock.selected_alpn_protocol() or "",
-            "cipherSuite": (sock.cipher() or ("",))[0]}
+    the client sent (kept by _remember_sni), the ALPN protocol, the cipher suite and the
+    client's certificate as PEM when it presented one (`peerCertificates`, omitted when
+    empty; with --client-ca only, VerifyClientCertIfGiven)."""
+    found: dict[str, Any] = {
+        "version": sock.version() or "", "serverName": getattr(sock, "sni", "") or "",
+        "negotiatedProtocol": sock.selected_alpn_protocol() or "",
+        "cipherSuite": (sock.cipher() or ("",))[0]}
+    peer = sock.getpeercert(binary_form=True)
+    if peer:
+        found["peerCertificates"] = [ssl.DER_cert_to_PEM_cert(peer)]
+    return found
 
 
 def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
@@ -250,6 +257,8 @@ def main(argv: list[str]) -> int:
                         help="answer HTTP over TLS here (echo-basic's HTTPS_PORT, 8443)")
     parser.add_argument("--cert", help="--https: the server certificate (PEM file)")
     parser.add_argument("--key", help="--https: its private key (PEM file)")
+    parser.add_argument("--client-ca", help="--https: verify a client certificate when one is "
+                                            "given, against these CAs (TLS_CLIENT_CACERTS)")
     parser.add_argument("--h2c", type=int, action="append", default=[],
                         help="answer HTTP/2 by prior knowledge here (echo-basic's h2c port)")
     parser.add_argument("--tcp-echo", type=int, default=0,
@@ -271,6 +280,9 @@ def main(argv: list[str]) -> int:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)
         context.sni_callback = _remember_sni
+        if args.client_ca:  # echo-basic: tls.VerifyClientCertIfGiven
+            context.load_verify_locations(args.client_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL
         for port in args.https:
             server = ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
             server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -134,7 +134,8 @@ def _exchange(connection: http.client.HTTPConnection, address: str, case: Expect
                     namespace=seen.get("namespace", ""), pod=seen.get("pod", ""),
                     request_headers=seen.get("headers", {}), response_headers=answered,
                     protocol=seen.get("proto", ""), location=response.getheader("Location", ""),
-                    sni=_tls_of(seen).get("serverName", ""))
+                    sni=_tls_of(seen).get("serverName", ""),
+                    peer_certificates=tuple(_tls_of(seen).get("peerCertificates") or ()))
 
 
 def _tls_of(seen: dict[str, Any]) -> dict[str, Any]:

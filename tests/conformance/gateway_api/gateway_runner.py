@@ -340,9 +340,24 @@ class GatewayHarness:
             if (meta.get("namespace", "default"), meta["name"]) in wanted:
                 self.start_backend(deployment)
         for pod in self.pods:
-            assert pod.sidecar is not None
-            url = f"http://127.0.0.1:{pod.admin}/ready"
-            pod.sidecar.wait_until(lambda url=url: http_get(url)[0] == 200, 60, "ready")
+            self.wait_ready(pod)
+
+    def wait_ready(self, pod: Pod) -> None:
+        assert pod.sidecar is not None
+        url = f"http://127.0.0.1:{pod.admin}/ready"
+        pod.sidecar.wait_until(lambda: http_get(url)[0] == 200, 60, "ready")
+
+    def start_test_backends(self, deployments: Sequence[dict[str, Any]]) -> None:
+        """A test's own Deployments (gateway-tls-backend-client-certificate.yaml's backend):
+        one pod each, started on the test's first run and kept for the harness's life (their
+        Services go with the test's manifests)."""
+        for deployment in deployments:
+            meta = deployment["metadata"]
+            namespace = meta.get("namespace", "default")
+            if any(pod.deployment == meta["name"] and pod.namespace == namespace
+                   for pod in self.pods):
+                continue
+            self.wait_ready(self.start_backend(deployment))
 
     # ---- the API ----------------------------------------------------------------------------
 
@@ -407,6 +422,8 @@ class GatewayHarness:
             serve = ["--http", str(ECHO_PORT), "--h2c", str(ECHO_H2C_PORT)]
         if "TLS_SERVER_CERT" in env and not env & {"GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"}:
             serve += self.https_arguments(pod, template)
+            if "TLS_CLIENT_CACERTS" in env:
+                serve += ["--client-ca", self.client_ca_file(pod, template)]
         echo = ManagedProcess(python_argv(
             "-m", "tests.conformance.gateway_api.echo", "--pod", pod.name, "--namespace",
             namespace, "--host", pod.app_ip, *serve), name=f"echo-{pod.name}")
@@ -448,6 +465,14 @@ class GatewayHarness:
         cert.write_bytes(pem.cert)
         key.write_bytes(pem.key)
         return str(cert), str(key)
+
+    def client_ca_file(self, pod: Pod, template: dict[str, Any]) -> str:
+        """TLS_CLIENT_CACERTS: the CA of the ConfigMap the pod's volume mounts, as a file."""
+        name = next(volume["configMap"]["name"]
+                    for volume in template["spec"].get("volumes", ()) if "configMap" in volume)
+        path = self.folder / f"{pod.name}-client-ca.crt"
+        path.write_bytes(self.cas[NN(name, pod.namespace)])
+        return str(path)
 
     def pod(self, deployment: str) -> Pod:
         return next(pod for pod in self.pods if pod.deployment == deployment)
@@ -513,13 +538,16 @@ class GatewayHarness:
         applied: list[tuple[list[dict[str, Any]], str]] = []
         context = Context(test)
         try:
+            deployments: list[dict[str, Any]] = []
             try:
                 for path in test.manifests:
-                    documents = applicable((UPSTREAM / path).read_text())[0]
+                    documents, found = applicable((UPSTREAM / path).read_text())
                     self.apply_documents(documents, Path(path).stem)
                     applied.append((documents, Path(path).stem))
+                    deployments += found
             except RuntimeError as error:
                 return Outcome(test.short_name, "failed", f"apply: {error}")
+            self.start_test_backends(deployments)
             problem = self.steps(context, test.steps)
             if problem is not None:
                 return Outcome(test.short_name, "failed", problem)
@@ -824,6 +852,9 @@ class GatewayHarness:
             address = address.rsplit(":", 1)[0]
         trust = self.secrets[step.server_cert].cert if step.server_cert else b""
         for index, case in enumerate(step.cases):
+            if case.request.client_cert:  # the Secret's certificate, as the Go test reads it
+                pem = self.secrets[NN(case.request.client_cert, case.namespace)].cert.decode()
+                case = replace(case, request=replace(case.request, client_cert=pem))
             if step.expect_failure and step.scheme == "http":
                 problem = self.consistent_failure(address, case)
             else:

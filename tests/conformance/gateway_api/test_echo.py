@@ -45,6 +45,9 @@ class _TlsConnection:
     def cipher(self) -> tuple[str, str, int]:
         return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
 
+    def getpeercert(self, binary_form: bool = False) -> bytes | None:
+        return None  # no client certificate presented
+
 
 def test_tls_requests_report_the_sni_the_client_sent() -> None:
     """echo-basic's TLSAssertions: the BackendTLSPolicy tests compare serverName with the
@@ -52,3 +55,14 @@ def test_tls_requests_report_the_sni_the_client_sent() -> None:
     assert tls_assertions(_TlsConnection()) == {
         "version": "TLSv1.3", "serverName": "abc.example.com", "negotiatedProtocol": "http/1.1",
         "cipherSuite": "TLS_AES_128_GCM_SHA256"}
+
+
+class _ClientCertified(_TlsConnection):
+    def getpeercert(self, binary_form: bool = False) -> bytes | None:
+        return b"\x30\x03\x02\x01\x01"  # DER bytes, as ssl returns them
+
+
+def test_a_client_certificate_is_reported_as_pem() -> None:
+    """GatewayTLSBackendClientCertificate looks for the Gateway's certificate there."""
+    assert tls_assertions(_ClientCertified())["peerCertificates"] == [
+        "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"]
