@@ -186,14 +186,10 @@ SUPPORTED_FEATURES = frozenset({
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "GatewayBackendClientCertificate",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
-    "GatewayBackendClientCertificate": _RUNNER + "its GatewayTLSBackendClientCertificate test "
-    "deploys a backend of its own (tls-backend-with-client-cert-validation, "
-    "TLS_CLIENT_CACERTS), and the runner starts only the base manifests' Deployments; echo.py "
-    "neither asks for nor reports client certificates (its "
-    "GatewayInvalidTLSBackendConfiguration test passes)",
     "GatewayInfrastructurePropagation": _RUNNER + "the InfrastructurePropagated step (there "
     "are no Pods, Services or ServiceAccounts to carry the labels)",
     "GatewayStaticAddresses": "the loader refuses the suite's PLACEHOLDER_UNUSABLE_ADDRS "
