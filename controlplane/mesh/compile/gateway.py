@@ -23,6 +23,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from envoy.config.route.v3 import route_components_pb2
+
 from controlplane.cache import CachedResource
 from controlplane.mesh.compile.envoy import (
     DOWNSTREAM_TLS,
@@ -213,9 +215,10 @@ def _tls_port(view: View, gateway: MeshObject, bind: str, port: int,
     uses: set[ClusterUse] = set()
     notes: list[str] = []
     ordered = sorted(listeners, key=lambda item: specificity(item.hostname or "*"))
+    https = [item for item in ordered if item.protocol == "HTTPS"]
     for listener in ordered:
         if listener.protocol == "HTTPS":
-            chain, table, used = _https_chain(view, gateway, listener, port)
+            chain, table, used = _https_chain(view, gateway, listener, port, https)
             chains.append(chain)
             routes.append(table)
             uses |= used
@@ -237,10 +240,12 @@ def _match(hostnames: list[str]) -> dict[str, Any]:
     return match
 
 
-def _https_chain(view: View, gateway: MeshObject, listener: GatewayListener, port: int
+def _https_chain(view: View, gateway: MeshObject, listener: GatewayListener, port: int,
+                 https: list[GatewayListener]
                  ) -> tuple[dict[str, Any], CachedResource, frozenset[ClusterUse]]:
     name = f"gateway|{port}|{listener.name}"
     vhosts, uses, features = _route_table(view, gateway, [listener], port, "https")
+    vhosts = _misdirected(listener, https, vhosts)
     filters = per_route_filters(features)
     policy = view.policy(SP, gateway.key, listener.name)
     if policy is not None and policy.spec.authorization is not None:
@@ -255,6 +260,48 @@ def _https_chain(view: View, gateway: MeshObject, listener: GatewayListener, por
                                   "typed_config": _tls_context(view, gateway, listener)},
              "filters": [hcm]}
     return chain, route_table(name, vhosts), uses
+
+
+MISDIRECTED = 421  # RFC 9110 section 15.5.20 Misdirected Request
+
+
+def _misdirected(listener: GatewayListener, https: list[GatewayListener],
+                 vhosts: list[VirtualHostOut]) -> list[VirtualHostOut]:
+    """The route table of an HTTPS listener's filter chain (chosen by SNI) with the Hosts it
+    must not serve on this connection (gateway_types.go Listener.Hostname, RFC 9110 15.5.20,
+    RFC 7540 9.1.2 connection reuse): a Host whose most specific HTTPS listener of the port is
+    another one answers 421 - another listener's hostname, and, when another listener takes
+    any name, every Host outside this listener's hostname. A Host no other listener takes keeps
+    the 404 of an unrouted name (a virtual host for the listener's own hostname, when its
+    routes do not cover it all, keeps it from the 421 catch-all)."""
+    others = [item for item in https if item.name != listener.name]
+    if not others:
+        return vhosts
+    domains = {_domain(vhost): vhost for vhost in vhosts}
+    wanted = [*domains, *(item.hostname for item in others if item.hostname)]
+    owners = _owners([listener, *others], wanted)
+    kept = [vhost for domain, vhost in domains.items()
+            if owners.get(domain, listener) is listener]
+    refused = sorted({domain for domain in wanted
+                      if owners.get(domain, listener) is not listener}, key=specificity)
+    own = listener.hostname
+    if own is not None and any(item.hostname is None for item in others):
+        refused.append("*")
+        if own not in domains:
+            kept.append(_direct_vhost(listener, own, 404))
+    return kept + [_direct_vhost(listener, domain, MISDIRECTED) for domain in refused]
+
+
+def _domain(vhost: VirtualHostOut) -> str:
+    """The one domain of a Gateway's virtual host (_route_table makes one per domain)."""
+    message = route_components_pb2.VirtualHost.FromString(vhost.encoded)
+    return str(message.domains[0])
+
+
+def _direct_vhost(listener: GatewayListener, domain: str, status: int) -> VirtualHostOut:
+    body = {"name": f"{listener.name}/{domain}", "domains": [domain], "routes": [
+        {"match": {"prefix": "/"}, "direct_response": {"status": status}}]}
+    return VirtualHostOut(str(body["name"]), vhost_message(body), frozenset(), frozenset())
 
 
 def _tls_context(view: View, gateway: MeshObject, listener: GatewayListener,

@@ -22,6 +22,13 @@ the sidecar's SVID and key, `ROOTCA` the mesh's trust bundle.
   and trusts `ROOTCA`; STRICT has only that chain, PERMISSIVE adds a plaintext chain, told
   apart by the tls_inspector (filter_chain_match transport_protocol `tls`/`raw_buffer`, as
   istiod's inbound listeners do).
+- Inbound TLS that is not the mesh's: a Gateway originating a BackendTLSPolicy's TLS to the
+  workload (compile/backend_tls.py) sends the policy's `validation.hostname` as SNI, never
+  the mesh's `outbound_.` form. In PERMISSIVE mode a chain matching those SNIs
+  (filter_chain_match `server_names`, which Envoy tries before `transport_protocol`) passes the
+  TLS through to the application, which terminates it, as istiod's passthrough chain passes
+  TLS without its `istio` ALPN; the mTLS chain would answer with the mesh's certificate and
+  ask for a client one. STRICT admits the mesh's mTLS only.
 """
 
 from __future__ import annotations
@@ -104,9 +111,12 @@ def downstream_socket(protocol: str) -> dict[str, Any]:
         "common_tls_context": common}}
 
 
-def inbound_chains(mode: str, filters: list[dict[str, Any]], protocol: str
-                   ) -> dict[str, Any]:
-    """The listener fields for one inbound port in `mode` (STRICT, PERMISSIVE or DISABLE)."""
+def inbound_chains(mode: str, filters: list[dict[str, Any]], protocol: str, *,
+                   passthrough: tuple[str, ...] = (),
+                   passthrough_filters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The listener fields for one inbound port in `mode` (STRICT, PERMISSIVE or DISABLE).
+    `passthrough`: the SNIs of TLS that is the application's own (BackendTLSPolicy
+    hostnames), sent on to it through `passthrough_filters` (a tcp_proxy) in PERMISSIVE mode."""
     if mode == "DISABLE":
         return {"filter_chains": [{"filters": filters}]}
     chains = [{"filter_chain_match": {"transport_protocol": "tls"},
@@ -114,6 +124,10 @@ def inbound_chains(mode: str, filters: list[dict[str, Any]], protocol: str
     if mode == "PERMISSIVE":
         chains.append({"filter_chain_match": {"transport_protocol": "raw_buffer"},
                        "filters": filters})
+        if passthrough:
+            chains.insert(0, {"filter_chain_match": {"server_names": sorted(passthrough),
+                                                     "transport_protocol": "tls"},
+                              "filters": passthrough_filters or filters})
     # A client that waits for the server to speak first sends no ClientHello: after
     # listener_filters_timeout (Envoy's 15 s) it is taken as plaintext (istiod sets the same).
     return {"listener_filters": [{"name": "envoy.filters.listener.tls_inspector",

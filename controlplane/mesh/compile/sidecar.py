@@ -90,8 +90,8 @@ def inbound(view: View, namespace: str, name: str, instance_ip: str, app_ip: str
     for port in service.spec.ports:
         protocol = view.protocol(namespace, name, port.port)
         listener, cluster, said = inbound_port(view, InboundPort(
-            service, port.name, port.port, port.target_port, protocol), instance_ip, app_ip,
-            authz)
+            service, port.name, port.port, port.target_port, protocol,
+            tls_hostnames(view, [(service, port.port)])), instance_ip, app_ip, authz)
         listeners.append(listener)
         clusters.append(cluster)
         notes += said
@@ -108,6 +108,16 @@ class InboundPort:
     listen: int
     target: int
     protocol: str
+    # the hostnames (SNI) of the BackendTLSPolicies of the Service ports sending here: TLS that
+    # Gateways originate to the application, passed through (compile/mtls.py)
+    passthrough: tuple[str, ...] = ()
+
+
+def tls_hostnames(view: View, ports: list[tuple[MeshObject, int]]) -> tuple[str, ...]:
+    """The `validation.hostname` of the BackendTLSPolicy of each (Service, port), if any."""
+    found = {tls.hostname for service, number in ports
+             if (tls := view.backend_tls(service.namespace, service.name, number)) is not None}
+    return tuple(sorted(found))
 
 
 def inbound_port(view: View, port: InboundPort, instance_ip: str, app_ip: str,
@@ -120,17 +130,18 @@ def inbound_port(view: View, port: InboundPort, instance_ip: str, app_ip: str,
     cluster = pack(CLUSTER.type_url, cluster_name,
                    app_cluster(cluster_name, app_ip, port.target, protocol))
     notes: list[str] = []
+    # TCP and TLS passthrough: Istio's policies as network RBAC before the tcp_proxy.
+    tcp = [*network_rbac_filters(authz, port.target),
+           tcp_proxy_filter(f"inbound_{port.listen}", cluster_name)]
+    filters = tcp
     if protocol in HTTP_FAMILY:
         filters = [inbound_http(view, service, port.port_name, port.listen, cluster_name,
                                 rbac_filters(authz, port.target))]
-    else:
-        # TCP and TLS passthrough: Istio's policies as network RBAC before the tcp_proxy.
-        filters = [*network_rbac_filters(authz, port.target),
-                   tcp_proxy_filter(f"inbound_{port.listen}", cluster_name)]
     listener = pack(LISTENER.type_url, cluster_name, {
         "name": cluster_name, "address": address(instance_ip, port.listen),
         "traffic_direction": "INBOUND",
-        **inbound_chains(inbound_mode(view, service, port.target), filters, protocol)})
+        **inbound_chains(inbound_mode(view, service, port.target), filters, protocol,
+                         passthrough=port.passthrough, passthrough_filters=tcp)})
     return listener, cluster, notes
 
 

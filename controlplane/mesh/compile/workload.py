@@ -14,7 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from controlplane.mesh.compile.memo import View
-from controlplane.mesh.compile.sidecar import InboundPort, Part, authorizations, inbound_port
+from controlplane.mesh.compile.sidecar import (
+    InboundPort,
+    Part,
+    authorizations,
+    inbound_port,
+    tls_hostnames,
+)
 from controlplane.mesh.kinds.service import ServicePort
 from controlplane.mesh.objects import MeshObject
 from controlplane.mesh.resolve import HTTP_FAMILY
@@ -52,8 +58,12 @@ def workload_inbound(view: View, namespace: str, instance_ip: str, app_ip: str,
     listeners, clusters, notes = [], [], []
     for target, (service, port, protocol) in sorted(
             served_ports(view, namespace, dict(labels), dict(ports)).items()):
+        sending = [(other, item.port) for other in selecting_services(view, namespace,
+                                                                      dict(labels))
+                   for item in other.spec.ports if item.target_on(dict(ports)) == target]
         listener, cluster, said = inbound_port(
-            view, InboundPort(service, port.name, target, target, protocol), instance_ip,
+            view, InboundPort(service, port.name, target, target, protocol,
+                              tls_hostnames(view, sending)), instance_ip,
             app_ip, authorizations(view, service))
         listeners.append(listener)
         clusters.append(cluster)

@@ -1,7 +1,7 @@
 """The conformance suite's echo server, as a process: `python -m
 tests.conformance.gateway_api.echo --pod NAME --namespace NS --host IP [--http PORT]...
-[--https PORT --cert FILE --key FILE] [--grpc PORT]... [--grpc-echo PORT] [--tcp-echo PORT
-[--tcp-echo-tls PORT]]`.
+[--https PORT --cert FILE --key FILE [--client-ca FILE]] [--grpc PORT]...
+[--grpc-echo PORT [--grpc-echo-tls PORT]] [--tcp-echo PORT [--tcp-echo-tls PORT]]`.
 
 It answers as the suite's echo-basic does (its README and `conformance/utils/http` read it):
 every HTTP request with 200 and a JSON body naming the request as the backend saw it -
@@ -13,7 +13,8 @@ as echo-basic does. Under `/retry/` it plays echo-basic's retry simulation (Retr
 wsHandler: each message sent back). A gRPC call of any method (raw bytes,
 no generated code: the mesh client only reads what the server reports) answers the same JSON,
 `headers` being the call's metadata and `proto` "grpc". With `--grpc-echo PORT` it serves
-echo-basic's GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do.
+echo-basic's GrpcEcho instead (grpcecho.py), as the gateway suite's grpc-infra-backend pods do
+(and over TLS with `--grpc-echo-tls`, grpc-infra-backend-v1's TLS_SERVER_CERT).
 Written for these tests, not copied: the upstream images are Go.
 """
 
@@ -232,9 +233,11 @@ def http_handler(pod: str, namespace: str) -> type[BaseHTTPRequestHandler]:
             if length:
                 self.rfile.read(length)
             headers = list(self.headers.items())
-            body = json.dumps(report(
-                pod, namespace, path=self.path, host=self.headers.get("Host", ""),
-                method=self.command, proto=self.request_version, headers=headers)).encode()
+            seen = report(pod, namespace, path=self.path, host=self.headers.get("Host", ""),
+                          method=self.command, proto=self.request_version, headers=headers)
+            if isinstance(self.connection, ssl.SSLSocket):  # echo-basic's TLSAssertions
+                seen["tls"] = tls_assertions(self.connection)
+            body = json.dumps(seen).encode()
             # echo-basic's log line per request, which the mirror tests look for
             # (http.GetMirrorLogRegexp)
             print(f"Echoing back request made to {self.path} to client "
@@ -272,6 +275,21 @@ def tcp_answer(line: bytes, assertions: dict[str, Any]) -> bytes | None:
     return None
 
 
+def tls_assertions(sock: Any) -> dict[str, Any]:
+    """What echo-basic reports of a TLS connection (its TLSAssertions): the version, the SNI
+    the client sent (kept by _remember_sni), the ALPN protocol, the cipher suite and the
+    client's certificate as PEM when it presented one (`peerCertificates`, omitted when
+    empty; with --client-ca only, VerifyClientCertIfGiven)."""
+    found: dict[str, Any] = {
+        "version": sock.version() or "", "serverName": getattr(sock, "sni", "") or "",
+        "negotiatedProtocol": sock.selected_alpn_protocol() or "",
+        "cipherSuite": (sock.cipher() or ("",))[0]}
+    peer = sock.getpeercert(binary_form=True)
+    if peer:
+        found["peerCertificates"] = [ssl.DER_cert_to_PEM_cert(peer)]
+    return found
+
+
 def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
                 ) -> type[socketserver.StreamRequestHandler]:
     class Handler(socketserver.StreamRequestHandler):
@@ -282,10 +300,7 @@ def tcp_handler(pod: str, namespace: str, port: int, tls_port: int
             if tls_port:
                 assertions["tlsport"] = str(tls_port)
             if assertions["isTLS"]:
-                sock: Any = self.connection
-                assertions["tls"] = {"version": sock.version() or "",
-                                     "serverName": getattr(sock, "sni", "") or "",
-                                     "cipherSuite": (sock.cipher() or ("",))[0]}
+                assertions["tls"] = tls_assertions(self.connection)
             self.wfile.write(TCP_WELCOME)
             for line in self.rfile:
                 answer = tcp_answer(line, assertions)
@@ -383,6 +398,8 @@ def main(argv: list[str]) -> int:
                         help="answer HTTP over TLS here (echo-basic's HTTPS_PORT, 8443)")
     parser.add_argument("--cert", help="--https: the server certificate (PEM file)")
     parser.add_argument("--key", help="--https: its private key (PEM file)")
+    parser.add_argument("--client-ca", help="--https: verify a client certificate when one is "
+                                            "given, against these CAs (TLS_CLIENT_CACERTS)")
     parser.add_argument("--h2c", type=int, action="append", default=[],
                         help="answer HTTP/2 by prior knowledge here (echo-basic's h2c port)")
     parser.add_argument("--tcp-echo", type=int, default=0,
@@ -391,6 +408,9 @@ def main(argv: list[str]) -> int:
                         help="... and over TLS on this port (--cert, --key)")
     parser.add_argument("--grpc-echo", type=int, action="append", default=[],
                         help="serve echo-basic's GrpcEcho service (the gateway suite's) here")
+    parser.add_argument("--grpc-echo-tls", type=int, default=0,
+                        help="... and over TLS on this port (--cert, --key), as echo-basic "
+                             "serves it on HTTPS_PORT with TLS_SERVER_CERT")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -400,6 +420,10 @@ def main(argv: list[str]) -> int:
     if args.https:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)
+        context.sni_callback = _remember_sni
+        if args.client_ca:  # echo-basic: tls.VerifyClientCertIfGiven
+            context.load_verify_locations(args.client_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL
         for port in args.https:
             server = ThreadingHTTPServer((args.host, port), http_handler(args.pod, args.namespace))
             server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -427,6 +451,10 @@ def main(argv: list[str]) -> int:
     echo_server.add_generic_rpc_handlers((_GrpcEcho(args.pod, args.namespace),))
     for port in args.grpc_echo:
         echo_server.add_insecure_port(f"{args.host}:{port}")
+    if args.grpc_echo_tls:
+        with open(args.key, "rb") as key, open(args.cert, "rb") as cert:
+            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+        echo_server.add_secure_port(f"{args.host}:{args.grpc_echo_tls}", credentials)
     try:
         for thread in threads:
             thread.start()

@@ -34,10 +34,17 @@ def split_address(address: str) -> tuple[str, int | None]:
     return address, None
 
 
-def tls_context(trust: bytes) -> ssl.SSLContext:
+# a client certificate to present: its certificate chain and key, as PEM files
+ClientCertificate = tuple[str, str]
+
+
+def tls_context(trust: bytes, client: ClientCertificate | None = None) -> ssl.SSLContext:
     """Trusts the Secret's certificate; the name is checked with Go's rules (go_hostname_match)
-    after the handshake, OpenSSL refusing wildcards such as `*.org` that Go takes."""
+    after the handshake, OpenSSL refusing wildcards such as `*.org` that Go takes. `client`:
+    the certificate presented when the server asks for one (GetClientCertificateHook)."""
     context = ssl.create_default_context(cadata=trust.decode() if trust else None)
+    if client is not None:
+        context.load_cert_chain(*client)
     # Go's RootCAs takes a leaf as an anchor (AppendCertsFromPEM of the server's certificate)
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     context.check_hostname = False
@@ -48,8 +55,9 @@ def tls_context(trust: bytes) -> ssl.SSLContext:
 class _SNIConnection(http.client.HTTPSConnection):
     """An HTTPS connection to an address whose SNI (and verified name) is another name."""
 
-    def __init__(self, host: str, port: int, server_name: str, trust: bytes) -> None:
-        super().__init__(host, port, timeout=10, context=tls_context(trust))
+    def __init__(self, host: str, port: int, server_name: str, trust: bytes,
+                 client: ClientCertificate | None = None) -> None:
+        super().__init__(host, port, timeout=10, context=tls_context(trust, client))
         self.server_name = server_name
         self.trust = trust
 
@@ -70,25 +78,26 @@ class _SNIConnection(http.client.HTTPSConnection):
                 f"certificate is not valid for {self.server_name}")
 
 
-def _open(scheme: str, address: str, case: ExpectedResponse, trust: bytes
-          ) -> http.client.HTTPConnection:
+def _open(scheme: str, address: str, case: ExpectedResponse, trust: bytes,
+          client: ClientCertificate | None = None) -> http.client.HTTPConnection:
     host, port = split_address(address)
     if scheme == "https":
         server_name = split_address(case.server_name or case.request.host or host)[0]
-        return _SNIConnection(host, port or 443, server_name, trust)
+        return _SNIConnection(host, port or 443, server_name, trust, client)
     return http.client.HTTPConnection(host, port or 80, timeout=10)
 
 
-def capture(scheme: str, address: str, case: ExpectedResponse, trust: bytes = b""
-            ) -> Captured | str:
+def capture(scheme: str, address: str, case: ExpectedResponse, trust: bytes = b"",
+            client: ClientCertificate | None = None) -> Captured | str:
     """One request as the roundtripper makes it: Host is the case's host (else the address),
-    no redirect followed; what the echo backend reported, or why there is no answer."""
+    no redirect followed; what the echo backend reported, or why there is no answer. `client`:
+    the certificate presented over TLS."""
     if case.request.protocol in ("H2C_PRIOR_KNOWLEDGE", "H2"):
         try:
-            return _h2_exchange(scheme, address, case, trust)
+            return _h2_exchange(scheme, address, case, trust, client)
         except (OSError, h2.exceptions.ProtocolError) as error:
             return f"request failed: {error!r}"
-    connection = _open(scheme, address, case, trust)
+    connection = _open(scheme, address, case, trust, client)
     try:
         return _exchange(connection, address, case)
     except (OSError, http.client.HTTPException) as error:
@@ -125,11 +134,19 @@ def _exchange(connection: http.client.HTTPConnection, address: str, case: Expect
                     path=seen.get("path", ""), method=seen.get("method", ""),
                     namespace=seen.get("namespace", ""), pod=seen.get("pod", ""),
                     request_headers=seen.get("headers", {}), response_headers=answered,
-                    protocol=seen.get("proto", ""), location=response.getheader("Location", ""))
+                    protocol=seen.get("proto", ""), location=response.getheader("Location", ""),
+                    sni=_tls_of(seen).get("serverName", ""),
+                    peer_certificates=tuple(_tls_of(seen).get("peerCertificates") or ()))
 
 
-def _h2_socket(scheme: str, address: str, case: ExpectedResponse, trust: bytes
-               ) -> socket.socket:
+def _tls_of(seen: dict[str, Any]) -> dict[str, Any]:
+    """The backend's report of the TLS it terminated (echo-basic's `tls`), or {}."""
+    found = seen.get("tls")
+    return found if isinstance(found, dict) else {}
+
+
+def _h2_socket(scheme: str, address: str, case: ExpectedResponse, trust: bytes,
+               client: ClientCertificate | None = None) -> socket.socket:
     """Plain TCP (h2c by prior knowledge), or TLS with ALPN h2 and SNI the case's server name
     (else its host), the name checked with Go's rules."""
     host, port = split_address(address)
@@ -138,7 +155,7 @@ def _h2_socket(scheme: str, address: str, case: ExpectedResponse, trust: bytes
     if scheme != "https":
         return raw
     server_name = split_address(case.server_name or case.request.host or host)[0]
-    context = tls_context(trust)
+    context = tls_context(trust, client)
     context.set_alpn_protocols(["h2"])
     try:
         tls = context.wrap_socket(raw, server_hostname=server_name)
@@ -154,8 +171,8 @@ def _h2_socket(scheme: str, address: str, case: ExpectedResponse, trust: bytes
     return tls
 
 
-def _h2_exchange(scheme: str, address: str, case: ExpectedResponse, trust: bytes
-                 ) -> Captured:
+def _h2_exchange(scheme: str, address: str, case: ExpectedResponse, trust: bytes,
+                 client: ClientCertificate | None = None) -> Captured:
     """The roundtripper's H2C_PRIOR_KNOWLEDGE and H2 requests: HTTP/2 with no upgrade, over
     plain TCP or TLS (ALPN h2), through the h2 library's client state machine."""
     request = case.request
@@ -168,7 +185,7 @@ def _h2_exchange(scheme: str, address: str, case: ExpectedResponse, trust: bytes
     stream = connection.get_next_available_stream_id()
     connection.send_headers(stream, headers, end_stream=True)
     status, answered, body = 0, [], b""
-    with _h2_socket(scheme, address, case, trust) as sock:
+    with _h2_socket(scheme, address, case, trust, client) as sock:
         sock.sendall(connection.data_to_send())
         done = False
         while not done:

@@ -49,6 +49,7 @@ import yaml
 from controlplane import cli
 from tests.conformance.gateway_api.echo import TCP_WELCOME, ready_line
 from tests.conformance.gateway_api.expectations import (
+    TIMEOUT_STATUSES,
     WEIGHT_REQUESTS,
     WEIGHT_RETRIES,
     ExpectedResponse,
@@ -63,6 +64,7 @@ from tests.conformance.gateway_api.gateway_certs import (
     suite_certificates,
 )
 from tests.conformance.gateway_api.gateway_client import (
+    ClientCertificate,
     batch,
     capture,
     grpc_batch,
@@ -102,6 +104,7 @@ from tests.conformance.gateway_api.status import (
     NN,
     Apply,
     AttachedListeners,
+    Create,
     Delete,
     GatewayClassAccepted,
     GatewayCondition,
@@ -190,27 +193,20 @@ SUPPORTED_FEATURES = frozenset({
     "TLSRouteModeMixed",
     "HTTPRouteRetry", "HTTPRouteRetryBackendTimeout", "HTTPRouteRequestPercentageMirror",
     "HTTPRouteBackendProtocolWebSocket", "HTTPRouteRetryConnectionError",
+    "BackendTLSPolicy", "BackendTLSPolicySANValidation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "GatewayBackendClientCertificate",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
-    "GatewayHTTPSListenerDetectMisdirectedRequests": "an HTTPS filter chain answers a Host it "
-    "does not serve with 404 (its own route table), where the suite expects 421 for a Host of "
-    "another listener of the port (SNI example.org, Host second-example.org)",
-    "GatewayFrontendClientCertificateValidation": _RUNNER + "a client presenting a "
-    "certificate (TLSExchange client_cert)",
-    "GatewayFrontendClientCertificateValidationInsecureFallback": _RUNNER + "a client "
-    "presenting a certificate",
-    "GatewayBackendClientCertificate": "its GatewayTLSBackendClientCertificate test needs "
-    "BackendTLSPolicy, not claimed",
     "GatewayInfrastructurePropagation": _RUNNER + "the InfrastructurePropagated step (there "
     "are no Pods, Services or ServiceAccounts to carry the labels)",
     "GatewayStaticAddresses": "the loader refuses the suite's PLACEHOLDER_UNUSABLE_ADDRS "
     "address value (spec.addresses[1].value: invalid IP address)",
     "ListenerSet": _RUNNER + "routes whose parent is a ListenerSet (RoutesAccepted and the "
     "address of its Gateway); 7 of its 13 tests pass",
-    "BackendTLSPolicy": "re-encrypted requests to the TLS backends answer 503 here (not "
-    "investigated); the status tests (InvalidCACertificateRef, InvalidKind) pass",
-    "BackendTLSPolicySANValidation": "needs BackendTLSPolicy, not claimed",
 }
 
 
@@ -283,6 +279,10 @@ class Context:
     test: GatewayConformanceTest
     generations: dict[tuple[str, NN], int] = field(default_factory=dict)
     address: dict[NN, str] = field(default_factory=dict)
+    # what an Update replaced that a later one restores (the Go test keeps it in a variable)
+    saved: dict[tuple[str, NN], Any] = field(default_factory=dict)
+    # objects Create steps made, deleted with the test's manifests (MustApplyObjectsWithCleanup)
+    created: list[dict[str, Any]] = field(default_factory=list)
 
 
 class GatewayHarness:
@@ -340,9 +340,24 @@ class GatewayHarness:
             if (meta.get("namespace", "default"), meta["name"]) in wanted:
                 self.start_backend(deployment)
         for pod in self.pods:
-            assert pod.sidecar is not None
-            url = f"http://127.0.0.1:{pod.admin}/ready"
-            pod.sidecar.wait_until(lambda url=url: http_get(url)[0] == 200, 60, "ready")
+            self.wait_ready(pod)
+
+    def wait_ready(self, pod: Pod) -> None:
+        assert pod.sidecar is not None
+        url = f"http://127.0.0.1:{pod.admin}/ready"
+        pod.sidecar.wait_until(lambda: http_get(url)[0] == 200, 60, "ready")
+
+    def start_test_backends(self, deployments: Sequence[dict[str, Any]]) -> None:
+        """A test's own Deployments (gateway-tls-backend-client-certificate.yaml's backend):
+        one pod each, started on the test's first run and kept for the harness's life (their
+        Services go with the test's manifests)."""
+        for deployment in deployments:
+            meta = deployment["metadata"]
+            namespace = meta.get("namespace", "default")
+            if any(pod.deployment == meta["name"] and pod.namespace == namespace
+                   for pod in self.pods):
+                continue
+            self.wait_ready(self.start_backend(deployment))
 
     # ---- the API ----------------------------------------------------------------------------
 
@@ -400,10 +415,15 @@ class GatewayHarness:
                      *self.https_arguments(pod, template)[2:]]
         elif "GRPC_ECHO_SERVER" in env:
             serve = ["--grpc-echo", str(ECHO_PORT)]
+            if "TLS_SERVER_CERT" in env:  # grpc-infra-backend-v1: GrpcEcho over TLS too
+                serve += ["--grpc-echo-tls", str(ECHO_HTTPS_PORT),
+                          *self.https_arguments(pod, template)[2:]]
         else:  # echo-basic: HTTP/1.1 on 3000, h2c on 3001 (infra-backend-v1's second-port)
             serve = ["--http", str(ECHO_PORT), "--h2c", str(ECHO_H2C_PORT)]
         if "TLS_SERVER_CERT" in env and not env & {"GRPC_ECHO_SERVER", "TCP_ECHO_SERVER"}:
             serve += self.https_arguments(pod, template)
+            if "TLS_CLIENT_CACERTS" in env:
+                serve += ["--client-ca", self.client_ca_file(pod, template)]
         echo = ManagedProcess(python_argv(
             "-m", "tests.conformance.gateway_api.echo", "--pod", pod.name, "--namespace",
             namespace, "--host", pod.app_ip, *serve), name=f"echo-{pod.name}")
@@ -437,6 +457,23 @@ class GatewayHarness:
         cert.write_bytes(pem.cert)
         key.write_bytes(pem.key)
         return ["--https", str(ECHO_HTTPS_PORT), "--cert", str(cert), "--key", str(key)]
+
+    def client_files(self, secret: NN) -> ClientCertificate:
+        """The Secret's certificate and key as files, for a client presenting them."""
+        pem = self.secrets[secret]
+        cert = self.folder / f"client-{secret.namespace}-{secret.name}.crt"
+        key = cert.with_suffix(".key")
+        cert.write_bytes(pem.cert)
+        key.write_bytes(pem.key)
+        return str(cert), str(key)
+
+    def client_ca_file(self, pod: Pod, template: dict[str, Any]) -> str:
+        """TLS_CLIENT_CACERTS: the CA of the ConfigMap the pod's volume mounts, as a file."""
+        name = next(volume["configMap"]["name"]
+                    for volume in template["spec"].get("volumes", ()) if "configMap" in volume)
+        path = self.folder / f"{pod.name}-client-ca.crt"
+        path.write_bytes(self.cas[NN(name, pod.namespace)])
+        return str(path)
 
     def pod(self, deployment: str) -> Pod:
         return next(pod for pod in self.pods if pod.deployment == deployment)
@@ -502,18 +539,23 @@ class GatewayHarness:
         applied: list[tuple[list[dict[str, Any]], str]] = []
         context = Context(test)
         try:
+            deployments: list[dict[str, Any]] = []
             try:
                 for path in test.manifests:
-                    documents = applicable((UPSTREAM / path).read_text())[0]
+                    documents, found = applicable((UPSTREAM / path).read_text())
                     self.apply_documents(documents, Path(path).stem)
                     applied.append((documents, Path(path).stem))
+                    deployments += found
             except RuntimeError as error:
                 return Outcome(test.short_name, "failed", f"apply: {error}")
+            self.start_test_backends(deployments)
             problem = self.steps(context, test.steps)
             if problem is not None:
                 return Outcome(test.short_name, "failed", problem)
             return Outcome(test.short_name, "passed")
         finally:
+            if context.created:
+                self.delete_documents(context.created, "created")
             for documents, name in reversed(applied):
                 for document in documents:
                     if document["kind"] == "Gateway":
@@ -757,6 +799,30 @@ class GatewayHarness:
         done = pointsman_verb("delete", step.kind.lower(), step.name.name, *scope, server=self.api)
         return None if done.returncode == 0 else done.stderr or done.stdout
 
+    def create_step(self, context: Context, step: Create) -> str | None:
+        """client.Create of an object the Go test builds in code: ConfigMaps, whose data may
+        copy a suite CA (`{ca.crt of ConfigMap NAME}`)."""
+        if step.kind != "ConfigMap":
+            return f"the runner does not create {step.kind} objects: {step.note}"
+        document = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": step.name.name, "namespace": step.name.namespace},
+                    "data": {key: self.filled(value, step.name.namespace)
+                             for key, value in dict(step.spec.get("data", {})).items()}}
+        try:
+            self.apply_documents([document], f"create-{step.name.name}"[:60])
+        except RuntimeError as error:
+            return str(error)
+        context.created.append(document)
+        return None
+
+    def filled(self, value: str, namespace: str) -> str:
+        """A Create's or Update's value with `{ca.crt of ConfigMap NAME}` replaced by that
+        suite CA's PEM (what the Go test read from the ConfigMap)."""
+        prefix = "{ca.crt of ConfigMap "
+        if not (value.startswith(prefix) and value.endswith("}")):
+            return value
+        return self.cas[NN(value[len(prefix):-1], namespace)].decode()
+
     def update_step(self, context: Context, step: Update) -> str | None:
         found = self.get(step.kind, step.name)
         if found is None:
@@ -787,11 +853,36 @@ class GatewayHarness:
             address = address.rsplit(":", 1)[0]
         trust = self.secrets[step.server_cert].cert if step.server_cert else b""
         for index, case in enumerate(step.cases):
-            problem = self.converge(lambda case=case: self.round_trip(
-                step.scheme, address, case, trust), step.expect_failure)
+            if case.request.client_cert:  # the Secret's certificate, as the Go test reads it
+                pem = self.secrets[NN(case.request.client_cert, case.namespace)].cert.decode()
+                case = replace(case, request=replace(case.request, client_cert=pem))
+            if step.expect_failure and step.scheme == "http":
+                problem = self.consistent_failure(address, case)
+            else:
+                problem = self.converge(lambda case=case: self.round_trip(
+                    step.scheme, address, case, trust), step.expect_failure)
             if problem is not None:
                 return f"{case.name(index)}: {problem}"
         return None
+
+    def consistent_failure(self, address: str, case: ExpectedResponse) -> str | None:
+        """http.WaitForConsistentFailureResponse (MakeRequestAndExpectFailure): an answer
+        that is neither 200 nor a timeout (408, 504), REQUIRED_SUCCESSES in a row; a request
+        that gets no answer is not ready yet, a 200 fails the test at once."""
+        deadline = time.monotonic() + self.exchange_timeout
+        streak, seen = 0, "no request made"
+        while time.monotonic() < deadline:
+            captured = capture("http", address, case, b"")
+            if not isinstance(captured, str) and captured.status == 200:
+                return "the request succeeded (200), it should have failed"
+            ok = not isinstance(captured, str) and captured.status not in TIMEOUT_STATUSES
+            seen = captured if isinstance(captured, str) else f"status {captured.status}"
+            streak = streak + 1 if ok else 0
+            if streak >= REQUIRED_SUCCESSES:
+                return None
+            if not ok:
+                time.sleep(0.2)
+        return f"no consistent failure response after {self.exchange_timeout:.0f}s: {seen}"
 
     def converge(self, attempt: Callable[[], str | None], expect_failure: bool = False,
                  required: int = REQUIRED_SUCCESSES) -> str | None:
@@ -812,8 +903,8 @@ class GatewayHarness:
         return f"not consistent after {self.exchange_timeout:.0f}s: {problem}"
 
     def round_trip(self, scheme: str, address: str, case: ExpectedResponse,
-                   trust: bytes = b"") -> str | None:
-        captured = capture(scheme, address, case, trust)
+                   trust: bytes = b"", client: ClientCertificate | None = None) -> str | None:
+        captured = capture(scheme, address, case, trust, client)
         if isinstance(captured, str):
             return captured
         url = f"{scheme}://{case.request.host or address}{case.request.path or '/'}"
@@ -870,12 +961,11 @@ def tls_exchange(harness: GatewayHarness, context: Context, step: TLSExchange) -
     address = harness.gateway_address(step.gateway)
     if step.port:
         address = f"{address.rsplit(':', 1)[0]}:{step.port}"
-    if step.client_cert is not None:
-        return "the runner does not present client certificates yet"
     trust = harness.secrets[step.server_cert].cert
+    client = harness.client_files(step.client_cert) if step.client_cert else None
     case = replace(step.expected, server_name=step.server_name)
-    problem = harness.converge(lambda: harness.round_trip("https", address, case, trust),
-                               step.expect_failure)
+    problem = harness.converge(lambda: harness.round_trip("https", address, case, trust,
+                                                          client), step.expect_failure)
     if problem is None:
         return None
     return f"SNI {step.server_name}, Host {case.request.host}: {problem}"
@@ -953,7 +1043,16 @@ def grpc_exchanges(harness: GatewayHarness, context: Context, step: GatewayGRPCE
     for index, case in enumerate(step.cases):
         def attempt(case: GRPCCase = case) -> str | None:
             return grpc_mismatch(case, *grpc_call(address, case))
-        problem = harness.converge(attempt, step.expect_failure)
+
+        def failure(case: GRPCCase = case) -> str | None:
+            """MakeRequestAndExpectEventuallyConsistentFailure: any status but OK (the RPC's
+            error is its status: SendRPC fails only when it cannot make a connection)."""
+            code, _ = grpc_call(address, case)
+            if code == 0:
+                raise AssertionError("the RPC succeeded (OK), it should have failed")
+            return f"request failed: status {code}"
+        problem = harness.converge(failure if step.expect_failure else attempt,
+                                   step.expect_failure)
         if problem is not None:
             return f"case {index} ({case.method} {dict(case.metadata)}): {problem}"
     return None
@@ -1200,7 +1299,41 @@ def _description(harness: GatewayHarness, context: Context, step: Update,
     return None
 
 
+def _ca_refs(harness: GatewayHarness, context: Context, step: Update,
+             document: dict[str, Any]) -> str | None:
+    """The reconcile subtest's patches of the policy's caCertificateRefs: to a ConfigMap of
+    its own, then back to the refs it had (`{the original refs}`)."""
+    refs = step.change["spec.validation.caCertificateRefs"]
+    validation = document["spec"]["validation"]
+    key = ("caCertificateRefs", step.name)
+    if refs == "{the original refs}":
+        if key not in context.saved:
+            return "no caCertificateRefs were saved to restore"
+        validation["caCertificateRefs"] = context.saved.pop(key)
+        return None
+    context.saved.setdefault(key, validation.get("caCertificateRefs"))
+    validation["caCertificateRefs"] = refs
+    return None
+
+
+def _config_map_ca(harness: GatewayHarness, context: Context, step: Update,
+                   document: dict[str, Any]) -> str | None:
+    """patchConfigMapCACert: the ConfigMap's `ca.crt` set (emptied, or a suite CA again)."""
+    document.setdefault("data", {})["ca.crt"] = harness.filled(step.change["data.ca.crt"],
+                                                               step.name.namespace)
+    return None
+
+
+def _policy_hostname(harness: GatewayHarness, context: Context, step: Update,
+                     document: dict[str, Any]) -> str | None:
+    document["spec"]["validation"]["hostname"] = step.change["spec.validation.hostname"]
+    return None
+
+
 UPDATES: dict[tuple[str, str], Callable[..., str | None]] = {
+    ("BackendTLSPolicy", "BackendTLSPolicy"): _ca_refs,
+    ("BackendTLSPolicy", "ConfigMap"): _config_map_ca,
+    ("BackendTLSPolicyObservedGenerationBump", "BackendTLSPolicy"): _policy_hostname,
     ("HTTPRouteObservedGenerationBump", "HTTPRoute"): _backend_name,
     ("HTTPRouteServiceTypes", "EndpointSlice"): _fill_endpoint_slice,
     ("GatewayModifyListeners", "Gateway"): _gateway_listeners,
@@ -1227,6 +1360,7 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     Apply: GatewayHarness.apply_step,
     Delete: GatewayHarness.delete_step,
     Update: GatewayHarness.update_step,
+    Create: GatewayHarness.create_step,
     GatewayExchanges: GatewayHarness.exchanges,
     GatewayWeighted: GatewayHarness.weighted,
     BackendHeaderNamesPod: backend_header_names_pod,

@@ -104,8 +104,10 @@ class GatewayExchanges:
     consistent (http.MakeRequestAndExpectEventuallyConsistentResponse, checked with
     CompareRoundTrip). With scheme "https" each case goes over TLS
     (tls.MakeTLSRequestAndExpectEventuallyConsistentResponse), SNI = the case's host, trusting
-    the certificate of the Secret `server_cert`. `expect_failure`: the request must
-    consistently fail to connect (http.MakeRequestAndExpectFailure)."""
+    the certificate of the Secret `server_cert`. `expect_failure` over HTTP: every answer
+    must be an error status, neither 200 nor a timeout (http.MakeRequestAndExpectFailure,
+    WaitForConsistentFailureResponse); over HTTPS the request must fail (the TLS helper's
+    MakeTLSRequestAndExpectEventuallyConsistentFailureResponse)."""
 
     gateway: GatewayRef
     cases: tuple[ExpectedResponse, ...]

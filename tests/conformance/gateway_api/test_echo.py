@@ -11,6 +11,7 @@ from tests.conformance.gateway_api.echo import (
     query_delay,
     ready_line,
     report,
+    tls_assertions,
 )
 
 
@@ -69,3 +70,40 @@ def test_a_bind_failure_is_not_the_ready_line() -> None:
     assert "ready" in failed
     assert ready_line("ns", "pod-1") not in failed
     assert ready_line("ns", "pod-1") in f"{ready_line('ns', 'pod-1')}\n"
+
+
+class _TlsConnection:
+    """What tls_assertions reads of an ssl.SSLSocket, with the SNI _remember_sni kept."""
+
+    sni = "abc.example.com"
+
+    def version(self) -> str:
+        return "TLSv1.3"
+
+    def selected_alpn_protocol(self) -> str | None:
+        return "http/1.1"
+
+    def cipher(self) -> tuple[str, str, int]:
+        return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
+
+    def getpeercert(self, binary_form: bool = False) -> bytes | None:
+        return None  # no client certificate presented
+
+
+def test_tls_requests_report_the_sni_the_client_sent() -> None:
+    """echo-basic's TLSAssertions: the BackendTLSPolicy tests compare serverName with the
+    policy's hostname."""
+    assert tls_assertions(_TlsConnection()) == {
+        "version": "TLSv1.3", "serverName": "abc.example.com", "negotiatedProtocol": "http/1.1",
+        "cipherSuite": "TLS_AES_128_GCM_SHA256"}
+
+
+class _ClientCertified(_TlsConnection):
+    def getpeercert(self, binary_form: bool = False) -> bytes | None:
+        return b"\x30\x03\x02\x01\x01"  # DER bytes, as ssl returns them
+
+
+def test_a_client_certificate_is_reported_as_pem() -> None:
+    """GatewayTLSBackendClientCertificate looks for the Gateway's certificate there."""
+    assert tls_assertions(_ClientCertified())["peerCertificates"] == [
+        "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"]

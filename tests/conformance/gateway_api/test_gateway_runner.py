@@ -3,6 +3,8 @@ certificate name rules, request ids, the TCP echo protocol and the gRPC echo mes
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conformance.gateway_api import grpcecho
 from tests.conformance.gateway_api.echo import tcp_answer
 from tests.conformance.gateway_api.expectations import (
@@ -17,6 +19,10 @@ from tests.conformance.gateway_api.gateway_runner import (
     GATEWAY_CLASS,
     SUPPORTED_FEATURES,
     UNSUPPORTED_FEATURES,
+    Context,
+    GatewayHarness,
+    _ca_refs,
+    _config_map_ca,
     applicable,
     mirror_count_mismatch,
     retry_request,
@@ -24,6 +30,8 @@ from tests.conformance.gateway_api.gateway_runner import (
     with_request_id,
 )
 from tests.conformance.gateway_api.gateway_steps import SAME_NAMESPACE, RetryProbe
+from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS
+from tests.conformance.gateway_api.status import NN, Update
 
 
 def test_placeholders_are_substituted_and_workloads_set_apart() -> None:
@@ -117,3 +125,28 @@ def test_a_mirror_count_must_lie_within_three_binomial_deviations() -> None:
     found = mirror_count_mismatch("v2", 73, 20, 500, 3.0)
     assert found is not None and "between 73.2 and 126.8, got 73" in found
     assert mirror_count_mismatch("v2", 127, 20, 500, 3.0) is not None
+
+
+def test_the_reconcile_subtest_patches_the_refs_and_restores_them() -> None:
+    """backendtlspolicy.go's reconcile subtest: the refs point at a ConfigMap of the test's,
+    the ConfigMap's ca.crt is emptied and set to a suite CA again, the old refs come back."""
+    harness = GatewayHarness.__new__(GatewayHarness)  # no processes: only its CAs are read
+    harness.cas = {NN("tls-checks-ca-certificate", "ns"): b"PEM"}
+    context = Context(GATEWAY_CONFORMANCE_TESTS[0])
+    original = [{"group": "", "kind": "ConfigMap", "name": "tls-checks-ca-certificate"}]
+    policy = {"spec": {"validation": {"caCertificateRefs": list(original)}}}
+    mine = [{"group": "", "kind": "ConfigMap", "name": "mine"}]
+    name = NN("reconcile-test", "ns")
+    assert _ca_refs(harness, context, Update("BackendTLSPolicy", name, {
+        "spec.validation.caCertificateRefs": mine}), policy) is None
+    assert policy["spec"]["validation"]["caCertificateRefs"] == mine
+    config_map: dict[str, Any] = {"data": {"ca.crt": "PEM"}}
+    for value, seen in (("", ""), ("{ca.crt of ConfigMap tls-checks-ca-certificate}", "PEM")):
+        assert _config_map_ca(harness, context, Update("ConfigMap", NN("mine", "ns"), {
+            "data.ca.crt": value}), config_map) is None
+        assert config_map["data"]["ca.crt"] == seen
+    assert _ca_refs(harness, context, Update("BackendTLSPolicy", name, {
+        "spec.validation.caCertificateRefs": "{the original refs}"}), policy) is None
+    assert policy["spec"]["validation"]["caCertificateRefs"] == original
+    assert _ca_refs(harness, context, Update("BackendTLSPolicy", name, {
+        "spec.validation.caCertificateRefs": "{the original refs}"}), policy) is not None

@@ -15,9 +15,11 @@ from controlplane.mesh import MeshError, load_objects, read_objects, resolve, st
 from controlplane.mesh.backendtls import SYSTEM_CA_FILE
 from controlplane.mesh.compile.compiler import MeshCompiler
 from controlplane.mesh.compile.deps import Provenance
+from controlplane.mesh.compile.node import MeshNode
+from controlplane.mesh.identity import MeshIdentity
 from controlplane.mesh.objects import ObjectKey
 from controlplane.mesh.resolve import Mesh
-from controlplane.resources import CLUSTER
+from controlplane.resources import CLUSTER, LISTENER
 from tests.unit.controlplane.mesh.helpers import as_dict, compiled, gateway, sidecar
 
 CONFORMANCE = Path(__file__).parents[4] / "tests/conformance/gateway_api/upstream/conformance"
@@ -307,3 +309,50 @@ def test_grpc_inside_the_tls_is_http2_with_alpn_h2() -> None:
     options = found["typed_extension_protocol_options"][
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     assert options["explicit_http_config"] == {"http2_protocol_options": {}}
+
+
+def _inbound_chains(mesh: Mesh, port: int = 8443) -> list[dict[str, Any]]:
+    """The filter chains of the tls-backend workload's sidecar at its TLS port, with the
+    mesh's identities on (PERMISSIVE unless a PeerAuthentication says otherwise)."""
+    node = MeshNode("tls-backend-1", "Workload", "tls-backend", NS, "10.0.0.4", "127.0.0.1",
+                    "127.0.0.2", labels=(("app", "tls-backend"),))
+    resources = MeshCompiler(mesh, identity=MeshIdentity()).compile_node(node)
+    chains: list[dict[str, Any]] = as_dict(resources, LISTENER.type_url,
+                                           f"inbound|{port}")["filter_chains"]
+    return chains
+
+
+def test_the_backend_sidecar_passes_the_policy_tls_through_to_the_application() -> None:
+    """The Gateway's TLS (SNI: the policies' hostnames) reaches the application, which holds
+    the certificate the policy trusts; the mesh's mTLS chain would answer with the mesh's
+    certificate and ask for a client one (a 503 at the Gateway)."""
+    chains = _inbound_chains(suite_mesh("backendtlspolicy.yaml"))
+    passthrough = [chain for chain in chains
+                   if chain.get("filter_chain_match", {}).get("server_names")]
+    assert len(passthrough) == 1
+    [chain] = passthrough
+    assert chain["filter_chain_match"] == {
+        "server_names": ["abc.example.com", "mismatch.example.com"],
+        "transport_protocol": "tls"}
+    assert "transport_socket" not in chain  # not terminated here
+    assert [item["name"] for item in chain["filters"]] == ["envoy.filters.network.tcp_proxy"]
+    assert chain["filters"][0]["typed_config"]["cluster"] == "inbound|8443"
+    # the mesh's mTLS and plaintext chains stay
+    matches = [chain.get("filter_chain_match") for chain in chains]
+    assert {"transport_protocol": "tls"} in matches
+    assert {"transport_protocol": "raw_buffer"} in matches
+
+
+def test_no_policy_or_strict_mtls_keeps_the_port_to_the_mesh() -> None:
+    without = _inbound_chains(suite_mesh())
+    assert not any(chain.get("filter_chain_match", {}).get("server_names")
+                   for chain in without)
+    strict = f"""---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: strict, namespace: {NS}}}
+spec: {{mtls: {{mode: STRICT}}}}
+"""
+    chains = _inbound_chains(suite_mesh("backendtlspolicy.yaml", extra=CA_CONFIG_MAP + strict))
+    assert [chain.get("filter_chain_match") for chain in chains] == [
+        {"transport_protocol": "tls"}]
