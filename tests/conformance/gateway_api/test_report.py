@@ -75,7 +75,7 @@ def test_the_run_writes_the_gateway_profiles_into_the_same_report() -> None:
     mesh = [Outcome("MeshBasic", "passed")]
     gateway = [Outcome("HTTPRouteSimpleSameNamespace", "passed"),
                Outcome("GatewayInvalidParametersRef", "skipped", "a known gap"),
-               Outcome("HTTPRouteHTTPSListenerDetectMisdirectedRequests", gateway_runner.NOT_RUN,
+               Outcome("ListenerSetAllowedRoutesNamespaces", gateway_runner.NOT_RUN,
                        "not claimed"),
                Outcome("HTTPRouteRedirectPath", "passed")]
     assert {item.name for item in gateway} <= {test.short_name for test in GATEWAY_TESTS}
@@ -87,6 +87,7 @@ def test_the_run_writes_the_gateway_profiles_into_the_same_report() -> None:
     assert http["core"]["skippedTests"] == ["GatewayInvalidParametersRef"]
     assert http["extended"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
     assert "HTTPRoutePathRedirect" in http["extended"]["supportedFeatures"]
+    assert "ListenerSet" in http["extended"]["unsupportedFeatures"]
     assert "GatewayHTTPSListenerDetectMisdirectedRequests" in \
-        http["extended"]["unsupportedFeatures"]
+        http["extended"]["supportedFeatures"]
     assert "HTTPRouteRetry" in http["extended"]["supportedFeatures"]
