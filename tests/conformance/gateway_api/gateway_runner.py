@@ -96,6 +96,7 @@ from tests.conformance.gateway_api.gateway_steps import (
 from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS
 from tests.conformance.gateway_api.mesh_runner import Outcome, Pod, pod_name
 from tests.conformance.gateway_api.mesh_suite import GATEWAY_PROFILES
+from tests.conformance.gateway_api.nets import NETS
 from tests.conformance.gateway_api.report import Profile
 from tests.conformance.gateway_api.status import (
     GATEWAY_ACCEPTED,
@@ -135,8 +136,8 @@ UPSTREAM = Path(__file__).parent / "upstream" / "conformance"
 BASE_MANIFESTS = UPSTREAM / "base" / "manifests.yaml"
 CONTROLLER_NAME = "pointsman.io/mesh"  # what the control plane writes as controllerName
 GATEWAY_CLASS = "pointsman"  # the suite's --gateway-class
-POD_NET = "127.63"  # pod P: 127.63.P.1 (sidecar inbound), .2 (echo), .3 (sidecar outbound)
-GATEWAY_NET = "127.64"  # Gateway proxy G binds its listeners at 127.64.G.1
+POD_NET = NETS.pods  # pod P: 127.63.P.1 (sidecar inbound), .2 (echo), .3 (sidecar outbound)
+GATEWAY_NET = NETS.gateways  # Gateway proxy G binds its listeners at 127.64.G.1 (nets.py)
 SKIP_FOR_READINESS = "gateway-api/skip-this-for-readiness"  # NamespacesMustBeReady skips these
 ECHO_PORT = 3000  # echo-basic's HTTP (and, with GRPC_ECHO_SERVER, gRPC) port
 ECHO_H2C_PORT = 3001  # ... its h2c port
