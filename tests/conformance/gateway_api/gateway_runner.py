@@ -199,6 +199,7 @@ SUPPORTED_FEATURES = frozenset({
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayBackendClientCertificate",
+    "ListenerSet",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
@@ -206,8 +207,6 @@ UNSUPPORTED_FEATURES: dict[str, str] = {
     "are no Pods, Services or ServiceAccounts to carry the labels)",
     "GatewayStaticAddresses": "the loader refuses the suite's PLACEHOLDER_UNUSABLE_ADDRS "
     "address value (spec.addresses[1].value: invalid IP address)",
-    "ListenerSet": _RUNNER + "routes whose parent is a ListenerSet (RoutesAccepted and the "
-    "address of its Gateway); 7 of its 13 tests pass",
 }
 
 
@@ -610,8 +609,12 @@ class GatewayHarness:
         return status
 
     def routes_accepted(self, context: Context, step: RoutesAccepted) -> str | None:
+        """GatewayAndRoutesMustBeAccepted, or RoutesAndParentMustBeAccepted when the ref is a
+        ListenerSet (NewResourceRef): the routes' parents are then of that kind and the
+        listeners checked are the ListenerSet's (ResourceListenersMustHaveConditions); the
+        address the exchanges go to stays its Gateway's (GatewayExchanges)."""
         def check() -> str | None:
-            gateway = self._status("Gateway", step.gateway.nn)
+            gateway = self._status(step.gateway.kind, step.gateway.nn)
             if isinstance(gateway, str):
                 return gateway
             if step.listeners_ready:
