@@ -57,6 +57,12 @@ from tests.conformance.gateway_api.expectations import (
     gateway_mismatch,
     weights_mismatch,
 )
+from tests.conformance.gateway_api.gateway_addresses import (
+    USABLE_ADDRESSES,
+    overlay_addresses,
+    status_addresses_mismatch,
+    without,
+)
 from tests.conformance.gateway_api.gateway_certs import (
     Pem,
     config_map_manifest,
@@ -86,6 +92,7 @@ from tests.conformance.gateway_api.gateway_steps import (
     PercentMirror,
     RetryProbe,
     SkipIfSupported,
+    StatusAddresses,
     Step,
     Subtest,
     TLSExchange,
@@ -96,6 +103,7 @@ from tests.conformance.gateway_api.gateway_steps import (
 from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS
 from tests.conformance.gateway_api.mesh_runner import Outcome, Pod, pod_name
 from tests.conformance.gateway_api.mesh_suite import GATEWAY_PROFILES
+from tests.conformance.gateway_api.nets import NETS
 from tests.conformance.gateway_api.report import Profile
 from tests.conformance.gateway_api.status import (
     GATEWAY_ACCEPTED,
@@ -135,8 +143,8 @@ UPSTREAM = Path(__file__).parent / "upstream" / "conformance"
 BASE_MANIFESTS = UPSTREAM / "base" / "manifests.yaml"
 CONTROLLER_NAME = "pointsman.io/mesh"  # what the control plane writes as controllerName
 GATEWAY_CLASS = "pointsman"  # the suite's --gateway-class
-POD_NET = "127.63"  # pod P: 127.63.P.1 (sidecar inbound), .2 (echo), .3 (sidecar outbound)
-GATEWAY_NET = "127.64"  # Gateway proxy G binds its listeners at 127.64.G.1
+POD_NET = NETS.pods  # pod P: 127.63.P.1 (sidecar inbound), .2 (echo), .3 (sidecar outbound)
+GATEWAY_NET = NETS.gateways  # Gateway proxy G binds its listeners at 127.64.G.1 (nets.py)
 SKIP_FOR_READINESS = "gateway-api/skip-this-for-readiness"  # NamespacesMustBeReady skips these
 ECHO_PORT = 3000  # echo-basic's HTTP (and, with GRPC_ECHO_SERVER, gRPC) port
 ECHO_H2C_PORT = 3001  # ... its h2c port
@@ -198,15 +206,12 @@ SUPPORTED_FEATURES = frozenset({
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayBackendClientCertificate",
+    "ListenerSet", "GatewayStaticAddresses",
 })
 _RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
     "GatewayInfrastructurePropagation": _RUNNER + "the InfrastructurePropagated step (there "
     "are no Pods, Services or ServiceAccounts to carry the labels)",
-    "GatewayStaticAddresses": "the loader refuses the suite's PLACEHOLDER_UNUSABLE_ADDRS "
-    "address value (spec.addresses[1].value: invalid IP address)",
-    "ListenerSet": _RUNNER + "routes whose parent is a ListenerSet (RoutesAccepted and the "
-    "address of its Gateway); 7 of its 13 tests pass",
 }
 
 
@@ -257,11 +262,23 @@ def applicable(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         kind, name = document.get("kind"), document.get("metadata", {}).get("name")
         if kind == "Deployment":
             deployments.append(document)
-        elif kind in BASE_LEFT_OUT or f"{kind} {name}" in BASE_LEFT_OUT:
             continue
-        else:
-            keep.append(document)
+        if kind == "Gateway":
+            overlay_addresses(document)  # the suite's address placeholders (apply.go)
+        if kind in BASE_LEFT_OUT or f"{kind} {name}" in BASE_LEFT_OUT:
+            continue
+        keep.append(document)
     return keep, deployments
+
+
+def static_gateways(documents: Sequence[dict[str, Any]]) -> list[NN]:
+    """The Gateways whose spec.addresses got the suite's usable addresses (overlay_addresses):
+    their proxies bind spec.addresses (the model's bind address when a proxy names none)."""
+    usable = {item["value"] for item in USABLE_ADDRESSES}
+    return [NN(item["metadata"]["name"], item["metadata"].get("namespace", "default"))
+            for item in documents if item.get("kind") == "Gateway"
+            and usable & {address.get("value")
+                          for address in item.get("spec", {}).get("addresses") or ()}]
 
 
 @dataclass
@@ -270,6 +287,7 @@ class GatewayProxy:
     address: str
     admin: int
     process: ManagedProcess
+    static: bool = False  # binds the Gateway's spec.addresses (no --instance-ip)
 
 
 @dataclass
@@ -478,24 +496,29 @@ class GatewayHarness:
     def pod(self, deployment: str) -> Pod:
         return next(pod for pod in self.pods if pod.deployment == deployment)
 
-    def gateway_proxy(self, name: NN) -> GatewayProxy:
-        """The Gateway's data plane, started on first use."""
+    def gateway_proxy(self, name: NN, static: str | None = None) -> GatewayProxy:
+        """The Gateway's data plane, started on first use; `static`: the Gateway has static
+        addresses (spec.addresses, this one usable) and its proxy binds those: no
+        --instance-ip (controlplane/mesh/compile/compiler.py `_gateway`)."""
         found = self.proxies.get(name)
         if found is not None and found.process.alive():
             return found
         assert self.control_plane is not None
-        address = found.address if found else f"{GATEWAY_NET}.{len(self.proxies) + 1}.1"
+        address = found.address if found else (
+            static or f"{GATEWAY_NET}.{len(self.proxies) + 1}.1")
+        binds_spec = static is not None or (found is not None and found.static)
+        instance = () if binds_spec else ("--instance-ip", address)
         admin = free_port()
         process = ManagedProcess(python_argv(
             "-m", "proxy.deploy", "sidecar", "--gateway", "--service", name.name,
-            "-n", name.namespace, "--instance-ip", address,
+            "-n", name.namespace, *instance,
             "--node-id", f"gateway-{name.namespace}-{name.name}"[:200],
             "--server", f"127.0.0.1:{self.control_plane.port}",
             "--admin", f"127.0.0.1:{admin}", "--log-level", "warning",
             "--shutdown-drain-s", "0"),  # nothing in flight to drain between tests
             name=f"gateway-{name.name}"[:60])
         self.stack.callback(process.stop)
-        proxy = self.proxies[name] = GatewayProxy(name, address, admin, process)
+        proxy = self.proxies[name] = GatewayProxy(name, address, admin, process, binds_spec)
         return proxy
 
     def stop_gateway_proxy(self, name: NN) -> None:
@@ -549,6 +572,9 @@ class GatewayHarness:
             except RuntimeError as error:
                 return Outcome(test.short_name, "failed", f"apply: {error}")
             self.start_test_backends(deployments)
+            for documents, _ in applied:  # the implementation deploys these at once: the
+                for gateway in static_gateways(documents):  # status says if they bind
+                    self.gateway_proxy(gateway, USABLE_ADDRESSES[0]["value"])
             problem = self.steps(context, test.steps)
             if problem is not None:
                 return Outcome(test.short_name, "failed", problem)
@@ -609,8 +635,12 @@ class GatewayHarness:
         return status
 
     def routes_accepted(self, context: Context, step: RoutesAccepted) -> str | None:
+        """GatewayAndRoutesMustBeAccepted, or RoutesAndParentMustBeAccepted when the ref is a
+        ListenerSet (NewResourceRef): the routes' parents are then of that kind and the
+        listeners checked are the ListenerSet's (ResourceListenersMustHaveConditions); the
+        address the exchanges go to stays its Gateway's (GatewayExchanges)."""
         def check() -> str | None:
-            gateway = self._status("Gateway", step.gateway.nn)
+            gateway = self._status(step.gateway.kind, step.gateway.nn)
             if isinstance(gateway, str):
                 return gateway
             if step.listeners_ready:
@@ -1330,7 +1360,35 @@ def _policy_hostname(harness: GatewayHarness, context: Context, step: Update,
     return None
 
 
+def _static_addresses(harness: GatewayHarness, context: Context, step: Update,
+                      document: dict[str, Any]) -> str | None:
+    """gateway-static-addresses.go's patches: spec.addresses without the entries the change
+    names by their index in the Gateway's original spec.addresses (filterAddr)."""
+    original = context.saved.setdefault(("addresses", step.name),
+                                        list(document["spec"].get("addresses", ())))
+    document["spec"]["addresses"] = without(document["spec"].get("addresses", ()), original,
+                                            step.change["spec.addresses"])
+    return None
+
+
+def status_addresses(harness: GatewayHarness, context: Context, step: StatusAddresses
+                     ) -> str | None:
+    """The end of GatewayStaticAddresses: status.addresses against the original spec's."""
+    original = context.saved.get(("addresses", step.gateway))
+    if original is None:
+        return "no spec.addresses recorded by an earlier Update"
+
+    def check() -> str | None:
+        status = harness._status("Gateway", step.gateway)
+        if isinstance(status, str):
+            return status
+        return status_addresses_mismatch(status.get("addresses", ()), original, step.count,
+                                         step.present, step.absent)
+    return harness.eventually(check)
+
+
 UPDATES: dict[tuple[str, str], Callable[..., str | None]] = {
+    ("GatewayStaticAddresses", "Gateway"): _static_addresses,
     ("BackendTLSPolicy", "BackendTLSPolicy"): _ca_refs,
     ("BackendTLSPolicy", "ConfigMap"): _config_map_ca,
     ("BackendTLSPolicyObservedGenerationBump", "BackendTLSPolicy"): _policy_hostname,
@@ -1370,6 +1428,7 @@ STEP_HANDLERS: dict[type, Callable[..., str | None]] = {
     PercentMirror: percent_mirror,
     WebSocketEcho: websocket_step,
     GatewayAddress: gateway_address_step,
+    StatusAddresses: status_addresses,
     PolicyCondition: policy_condition,
     TLSExchange: tls_exchange,
     TLSRejected: tls_rejected,

@@ -7,9 +7,9 @@ expectations.py.
 
 Every pod has its own loopback addresses (instance_ip for its inbound listeners, app_ip for the
 echo server, outbound_ip for its outbound listeners, in 127.61.0.0/16; with Envoy sidecars in
-127.62.0.0/16, as both harnesses of one test module are alive at once), so the manifests' fixed
-port numbers (80, 8080, 7070...) never collide with anything else on the machine; the control
-plane and the sidecars' admin ports are free ports.
+127.62.0.0/16, as both harnesses of one test module are alive at once; nets.py moves both), so
+the manifests' fixed port numbers (80, 8080, 7070...) never collide with anything else on the
+machine; the control plane and the sidecars' admin ports are free ports.
 
 Convergence follows `http.AwaitConvergence`: a case passes once it matched
 `REQUIRED_SUCCESSES` times in a row before `timeout` (the suite: 3 in a row, 30 s).
@@ -47,13 +47,14 @@ from tests.conformance.gateway_api.mesh_suite import (
     Exchanges,
     Weighted,
 )
+from tests.conformance.gateway_api.nets import NETS as CONFORMANCE_NETS
 from tests.support.meshapi import ApiControlPlane, pointsman
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, http_get, python_argv
 
 UPSTREAM = Path(__file__).parent / "upstream" / "conformance"
 BASE_MANIFESTS = UPSTREAM / "mesh" / "manifests.yaml"
-NETS = {"pointsman": "127.61", "envoy": "127.62"}  # each flavour's harness its own addresses
+NETS = CONFORMANCE_NETS.mesh  # each flavour's harness its own addresses (nets.py)
 REQUIRED_SUCCESSES = 3  # config.DefaultTimeoutConfig RequiredConsecutiveSuccesses
 GRPC_METHOD = "/proto.EchoTestService/Echo"  # echo-advanced's (the mesh gRPC client calls it)
 ECHO_HTTP_PORTS = (8080,)  # the echo pods' HTTP container port

@@ -31,7 +31,7 @@ from tests.conformance.gateway_api.gateway_runner import (
 )
 from tests.conformance.gateway_api.gateway_steps import SAME_NAMESPACE, RetryProbe
 from tests.conformance.gateway_api.gateway_tests import GATEWAY_CONFORMANCE_TESTS
-from tests.conformance.gateway_api.status import NN, Update
+from tests.conformance.gateway_api.status import NN, GatewayRef, RoutesAccepted, Update
 
 
 def test_placeholders_are_substituted_and_workloads_set_apart() -> None:
@@ -150,3 +150,45 @@ def test_the_reconcile_subtest_patches_the_refs_and_restores_them() -> None:
     assert policy["spec"]["validation"]["caCertificateRefs"] == original
     assert _ca_refs(harness, context, Update("BackendTLSPolicy", name, {
         "spec.validation.caCertificateRefs": "{the original refs}"}), policy) is not None
+
+
+class _StoredHarness(GatewayHarness):
+    """A harness whose `get` reads objects from a dict (kind, name) -> object: no processes."""
+
+    def __init__(self, objects: dict[tuple[str, NN], dict[str, Any]]) -> None:
+        self.objects = objects
+        self.status_timeout = 0.01
+
+    def get(self, kind: str, name: NN) -> dict[str, Any] | None:
+        return self.objects.get((kind, name))
+
+
+_READY = [{"type": kind, "status": "True", "reason": kind}
+          for kind in ("ResolvedRefs", "Accepted", "Programmed")]
+
+
+def _parented_route(kind: str) -> dict[str, Any]:
+    return {"status": {"parents": [{
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": kind, "name": "ls",
+                      "namespace": "infra"},
+        "controllerName": CONTROLLER_NAME,
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}]}}
+
+
+def test_routes_accepted_by_a_listener_set_check_its_parents_and_listeners() -> None:
+    """RoutesAndParentMustBeAccepted(NewResourceRef(ListenerSet, ...)): the route's parent is
+    the ListenerSet and the listeners checked are the ListenerSet's, which exists with no
+    Gateway of its name."""
+    step = RoutesAccepted(GatewayRef("ls", "infra", kind="ListenerSet"), (NN("r", "infra"),))
+    listener_set = {"status": {"listeners": [{"name": "l", "conditions": _READY}]}}
+    objects = {("ListenerSet", NN("ls", "infra")): listener_set,
+               ("HTTPRoute", NN("r", "infra")): _parented_route("ListenerSet")}
+    context = Context(GATEWAY_CONFORMANCE_TESTS[0])
+    assert _StoredHarness(objects).routes_accepted(context, step) is None
+    listener_set["status"]["listeners"][0]["conditions"] = [
+        *_READY[:2], {"type": "Programmed", "status": "False", "reason": "Invalid"}]
+    found = _StoredHarness(objects).routes_accepted(context, step)
+    assert found is not None and "listener l" in found and "Programmed" in found
+    listener_set["status"]["listeners"][0]["conditions"] = _READY
+    objects[("HTTPRoute", NN("r", "infra"))] = _parented_route("Gateway")
+    assert _StoredHarness(objects).routes_accepted(context, step) is not None

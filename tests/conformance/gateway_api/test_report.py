@@ -75,8 +75,7 @@ def test_the_run_writes_the_gateway_profiles_into_the_same_report() -> None:
     mesh = [Outcome("MeshBasic", "passed")]
     gateway = [Outcome("HTTPRouteSimpleSameNamespace", "passed"),
                Outcome("GatewayInvalidParametersRef", "skipped", "a known gap"),
-               Outcome("ListenerSetAllowedRoutesNamespaces", gateway_runner.NOT_RUN,
-                       "not claimed"),
+               Outcome("GatewayInfrastructure", gateway_runner.NOT_RUN, "not claimed"),
                Outcome("HTTPRouteRedirectPath", "passed")]
     assert {item.name for item in gateway} <= {test.short_name for test in GATEWAY_TESTS}
     report = report_of(mesh, gateway, "2026-12-07T00:00:00Z")
@@ -87,7 +86,8 @@ def test_the_run_writes_the_gateway_profiles_into_the_same_report() -> None:
     assert http["core"]["skippedTests"] == ["GatewayInvalidParametersRef"]
     assert http["extended"]["statistics"] == {"Failed": 0, "Passed": 1, "Skipped": 0}
     assert "HTTPRoutePathRedirect" in http["extended"]["supportedFeatures"]
-    assert "ListenerSet" in http["extended"]["unsupportedFeatures"]
+    assert "GatewayInfrastructurePropagation" in http["extended"]["unsupportedFeatures"]
+    assert "ListenerSet" in http["extended"]["supportedFeatures"]
     assert "GatewayHTTPSListenerDetectMisdirectedRequests" in \
         http["extended"]["supportedFeatures"]
     assert "HTTPRouteRetry" in http["extended"]["supportedFeatures"]
