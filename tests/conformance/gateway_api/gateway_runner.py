@@ -208,10 +208,10 @@ SUPPORTED_FEATURES = frozenset({
     "GatewayBackendClientCertificate",
     "ListenerSet", "GatewayStaticAddresses",
 })
-_RUNNER = "the sidecar implements it but this runner cannot check it yet: "
 UNSUPPORTED_FEATURES: dict[str, str] = {
-    "GatewayInfrastructurePropagation": _RUNNER + "the InfrastructurePropagated step (there "
-    "are no Pods, Services or ServiceAccounts to carry the labels)",
+    "GatewayInfrastructurePropagation": "Pointsman creates no Pods, Services or "
+    "ServiceAccounts for a Gateway (its proxy is started by hand), so spec.infrastructure's "
+    "labels and annotations are taken and shown but applied to nothing (docs/mesh.md)",
 }
 
 
