@@ -445,7 +445,7 @@ class ActiveStream:
         mappers = self.manager.settings.local_reply_mappers
         if mappers:
             reply = replace(reply, headers=mapped(mappers, self.info.response_flags,
-                                                  reply.headers))
+                                                  reply.headers, self.info))
         head, body = render_local_reply(reply, self.info.request)
         if reply.close_connection:
             self.owner.close_after_response()

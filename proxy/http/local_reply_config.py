@@ -17,6 +17,8 @@ from google.protobuf.message import Message
 
 from protos.errors import ConfigError, unsupported
 from proxy.codec.headers import Headers
+from proxy.http.header_mutation import apply_additions
+from proxy.model.header_format import FormatContext
 from proxy.model.header_mutation import HeaderAddition, translate_header_additions
 from proxy.model.matchers import refuse_unknown, within
 
@@ -51,23 +53,13 @@ def _mapper(message: Message) -> LocalReplyMapper:
     return LocalReplyMapper(frozenset(m.filter.response_flag_filter.flags), additions)
 
 
-def mapped(mappers: Sequence[LocalReplyMapper], flags: Sequence[str], headers: Headers
-           ) -> Headers:
-    """The local reply's headers with the first matching mapper's additions."""
+def mapped(mappers: Sequence[LocalReplyMapper], flags: Sequence[str], headers: Headers,
+           context: FormatContext) -> Headers:
+    """The local reply's headers with the first matching mapper's additions (applied as the
+    route's header additions are, append_action and keep_empty_value included)."""
     mapper = next((item for item in mappers if item.matches(flags)), None)
     if mapper is None:
         return headers
     out = headers.copy()
-    for addition in mapper.headers_to_add:
-        value = "".join(part for part in addition.value.parts if isinstance(part, str))
-        if not value and not addition.keep_empty_value:
-            continue
-        action = addition.append_action
-        if action == "APPEND_IF_EXISTS_OR_ADD":
-            out.add(addition.name, value)
-        elif action == "ADD_IF_ABSENT":
-            if addition.name not in out:
-                out.add(addition.name, value)
-        elif action == "OVERWRITE_IF_EXISTS_OR_ADD" or addition.name in out:
-            out.set(addition.name, value)
+    apply_additions(out, mapper.headers_to_add, context)
     return out
