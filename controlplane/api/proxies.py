@@ -294,9 +294,10 @@ def _in_sync(subscription: Subscription | DeltaSubscription, snapshot: Snapshot)
     typed = snapshot.of_type(subscription.type_url)
     if subscription.wildcard:
         return subscription.sent_key == typed.version
-    if subscription.sent_key == snapshot.select(subscription.type_url, subscription.names).key:
+    selected = snapshot.select(subscription.type_url, subscription.names)
+    if subscription.sent_key == selected.key:
         return True
-    return _holds(subscription, _desired(subscription, snapshot))
+    return _holds(subscription, {resource.name: resource.version for resource in selected})
 
 
 def _holds(subscription: Subscription, desired: dict[str, str]) -> bool:
