@@ -52,6 +52,7 @@ from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
 from controlplane.sources.mesh import MeshCache, MeshSource
+from controlplane.transport.h2_server import H2Server
 from controlplane.store import StoreError
 from protos.cli_help import DefaultsHelpFormatter
 from protos.errors import ConfigError
@@ -157,6 +158,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         metavar="SECONDS", help="...and no later than this after its first")
     parser.add_argument("--push-budget", type=int, default=DEFAULT_BUDGET // 2**20,
                         metavar="MIB", help="response bytes being written at once")
+    parser.add_argument("--xds-transport", choices=["auto", "native", "grpcio"],
+                        default="auto",
+                        help="serve xDS with Pointsman's own HTTP/2 on the event loop "
+                             "(native: plaintext only) or with grpcio; auto: native unless "
+                             "xDS is served over TLS (docs/controlplane.md)")
     parser.add_argument("--workers", type=int, default=1,
                         help="serve xDS from this many worker processes sharing --listen "
                              "(SO_REUSEPORT); this process loads the configuration")
@@ -191,6 +197,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--tls with --workers N is not supported yet: give --tls-cert/--tls-key")
     if args.tls and args.store is None and args.ca_cert is None:
         parser.error("--tls needs the mesh CA: --store (its root) or --ca-cert/--ca-key")
+    if args.xds_transport == "native" and (args.tls or args.tls_cert):
+        parser.error("--xds-transport native serves plaintext only: --tls and --tls-cert need "
+                     "--xds-transport grpcio (or auto, the default)")
+    if args.xds_transport == "auto":
+        args.xds_transport = "grpcio" if args.tls or args.tls_cert else "native"
     if args.ca_listen and not args.tls:
         parser.error("--ca-listen needs --tls (the certificate service speaks TLS with the mesh "
                      "CA's certificate)")
@@ -269,6 +280,17 @@ def bind(server: grpc.aio.Server, args: argparse.Namespace,
                  else server.add_insecure_port(target))
     except RuntimeError as error:  # taken since check_free, say; gRPC logs its reason
         raise ListenError("--listen", args.listen, "gRPC could not bind it") from error
+    return f"{host}:{bound}"
+
+
+async def bind_native(server: H2Server, args: argparse.Namespace) -> str:
+    """`--xds-transport native`: listen on --listen (ListenError naming it when refused)."""
+    host, port = split_address(args.listen)
+    check_free(host, port, "--listen", args.listen)
+    try:
+        bound = await server.start(host, port)
+    except OSError as error:
+        raise ListenError("--listen", args.listen, error.strerror or str(error)) from error
     return f"{host}:{bound}"
 
 
@@ -435,27 +457,39 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
                      runtime: api.ApiRuntime | None = None,
                      authority: CertificateAuthority | None = None) -> int:
     """One process serves xDS (the default), and the mesh API with a store."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
     discovery = DiscoveryServer(cache, observer, pacer_of(args),
                                 partial_updates=not args.full_state_updates,
                                 admission=admission_of(args, runtime, authority, observer))
-    server.add_generic_rpc_handlers(discovery.generic_handlers())
+    native = args.xds_transport == "native"
+    server = None if native else grpc.aio.server(options=SERVER_OPTIONS)
+    methods = discovery.native_methods() if native else {}
+    if server is not None:
+        server.add_generic_rpc_handlers(discovery.generic_handlers())
     ca_server = None
     if authority is not None:
         certificates = CertificateService(
             authority, runtime.tokens.book if runtime is not None else None,
             trust_peers=xds_mutual_tls(args), counted=observer.certificate_answered)
-        server.add_generic_rpc_handlers([certificates.handler()])
+        if server is not None:
+            server.add_generic_rpc_handlers([certificates.handler()])
+        else:
+            methods.update([certificates.native_method()])
         if args.ca_listen:
             ca_server = grpc.aio.server()
             ca_server.add_generic_rpc_handlers([certificates.handler()])
+    native_server = H2Server(methods) if native else None
     admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources))
     try:
-        listen = bind(server, args, authority)
+        if native_server is not None:
+            listen = await bind_native(native_server, args)
+        else:
+            assert server is not None
+            listen = bind(server, args, authority)
         ca_listen = bind_certificates(ca_server, args, authority)
         admin_port = await start_admin(admin, args.admin)
         api_port = bind_api(runtime, args)
-        await server.start()
+        if server is not None:
+            await server.start()
         if ca_server is not None:
             await ca_server.start()
         if runtime is not None:
@@ -477,7 +511,10 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
                 watcher.cancel()
     finally:
         await admin.close()
-        await server.stop(grace=1.0)
+        if server is not None:
+            await server.stop(grace=1.0)
+        if native_server is not None:
+            await native_server.close()
         if ca_server is not None:
             await ca_server.stop(grace=1.0)
     return 0
@@ -514,7 +551,8 @@ async def serve_workers(args: argparse.Namespace, cache: SnapshotCache, observer
     specs = [WorkerSpec(index, args.listen, _text(args.tls_cert), _text(args.tls_key),
                         _text(args.client_ca), args.log_level,
                         max(1, args.push_budget) * 2**20, max(0.0, args.debounce_after),
-                        max(0.0, args.debounce_max), not args.full_state_updates)
+                        max(0.0, args.debounce_max), not args.full_state_updates,
+                        args.xds_transport == "native")
              for index in range(args.workers)]
     pool = WorkerPool(specs, cache)
     admin = AdminServer(observer, ready=lambda: all(item.loads > 0 for item in sources),

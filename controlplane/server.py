@@ -1,5 +1,7 @@
-"""grpcio aio servicers: ADS and the per-type discovery services, state-of-the-world and delta
-(incremental). No protocol logic here.
+"""The servicers: ADS and the per-type discovery services, state-of-the-world and delta
+(incremental), registered with grpcio aio (`generic_handlers`) or with the native transport
+(`native_methods`, controlplane/transport/h2_server.py, whose calls offer the part of grpcio's
+ServicerContext used here). No protocol logic here.
 
 Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items;
 once the stream's node is known, the cache wakes it when that node's view changes
@@ -35,6 +37,7 @@ from controlplane.protocol.events import DeltaPush, ProtocolError, Push
 from controlplane.protocol.requests import RequestParser
 from controlplane.protocol.sotw import SotwStream
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from controlplane.transport.h2_server import Method
 
 # service -> (its type, or "" for ADS which serves them all; its method prefix). Methods are
 # Stream<X> (SotW), Delta<X> (incremental) and Fetch<X> (unary; not on ADS).
@@ -94,6 +97,23 @@ class DiscoveryServer:
             handlers.append(grpc.method_handlers_generic_handler(service, methods))
         return handlers
 
+    def native_methods(self) -> dict[str, Method]:
+        """The same methods for the native transport (controlplane/transport/h2_server.py),
+        by path."""
+        methods: dict[str, Method] = {}
+        for service, (type_url, suffix) in SERVICES.items():
+            short = service.rsplit(".", 1)[-1]
+            methods[f"/{service}/Stream{suffix}"] = Method(
+                self._stream_behaviour(SotwStream, short, type_url), self.requests.parse, True)
+            methods[f"/{service}/Delta{suffix}"] = Method(
+                self._stream_behaviour(DeltaStream, f"{short}(delta)", type_url),
+                self.delta_requests.parse, True)
+            if type_url:
+                methods[f"/{service}/Fetch{suffix}"] = Method(
+                    self._fetch_behaviour(type_url), discovery_pb2.DiscoveryRequest.FromString,
+                    False)
+        return methods
+
     def encode(self, action: Push | DeltaPush) -> bytes:
         found = self._shared_body(action)
         return found if found is not None else self._join(action, self.parts(action))
@@ -109,6 +129,9 @@ class DiscoveryServer:
         """Encode and write one response within the pacer's budget of bytes in flight (the
         bytes may be shared with other streams: controlplane/cache/encoder.py; gRPC copies
         them for each call all the same, so each write counts)."""
+        ready = getattr(context, "ready_to_write", None)
+        if ready is not None:  # the native transport: a stalled peer waits here, holding no budget
+            await ready()
         body = self._shared_body(action)
         parts = self.parts(action) if body is None else []
         size = len(body) if body is not None else sum(len(part) for part in parts)

@@ -53,6 +53,7 @@ class WorkerSpec:
     debounce_after: float
     debounce_max: float
     partial_updates: bool
+    native: bool = False  # --xds-transport: controlplane/transport/ instead of grpcio
 
 
 class _Worker:
@@ -212,6 +213,7 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
     from controlplane.main import server_options, tune_garbage_collector
     from controlplane.observe import Observer
     from controlplane.server import DiscoveryServer
+    from controlplane.transport.h2_server import H2Server
 
     cache = ResourceCache()
     observer = Observer(cache)
@@ -220,18 +222,23 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
     tune_garbage_collector()
     pacer = Pacer(budget=spec.push_budget, debounce_after=spec.debounce_after,
                   debounce_max=spec.debounce_max)
-    server = grpc.aio.server(options=server_options(reuseport=True))
-    server.add_generic_rpc_handlers(DiscoveryServer(
-        cache, observer, pacer, partial_updates=spec.partial_updates).generic_handlers())
+    discovery = DiscoveryServer(cache, observer, pacer, partial_updates=spec.partial_updates)
     host, _, port = spec.listen.rpartition(":")
-    target = f"[{host.strip('[]')}]:{port}" if ":" in host.strip("[]") else spec.listen
-    if spec.tls_cert and spec.tls_key:
-        from controlplane.main import read_credentials
-        server.add_secure_port(target, read_credentials(spec.tls_cert, spec.tls_key,
-                                                        spec.client_ca))
+    native = H2Server(discovery.native_methods()) if spec.native else None
+    server = None if native else grpc.aio.server(options=server_options(reuseport=True))
+    if native is not None:
+        await native.start(host.strip("[]"), int(port), reuse_port=True)
     else:
-        server.add_insecure_port(target)
-    await server.start()
+        assert server is not None
+        server.add_generic_rpc_handlers(discovery.generic_handlers())
+        target = f"[{host.strip('[]')}]:{port}" if ":" in host.strip("[]") else spec.listen
+        if spec.tls_cert and spec.tls_key:
+            from controlplane.main import read_credentials
+            server.add_secure_port(target, read_credentials(spec.tls_cert, spec.tls_key,
+                                                            spec.client_ca))
+        else:
+            server.add_insecure_port(target)
+        await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -257,7 +264,10 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
         await stop.wait()
     finally:
         loop.remove_reader(conn.fileno())
-        await server.stop(grace=1.0)
+        if server is not None:
+            await server.stop(grace=1.0)
+        if native is not None:
+            await native.close()
 
 
 # ---- gathering the workers' views -----------------------------------------------------------

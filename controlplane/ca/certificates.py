@@ -26,6 +26,7 @@ from controlplane.ca.authority import CaError, CertificateAuthority
 from controlplane.ca.csr import CsrError, peer_identity, requested_validity, sign_request
 from controlplane.ca.serving import utc_now
 from controlplane.ca.tokens import METADATA_KEY, TokenBook
+from controlplane.transport.h2_server import Method
 from protos.gen.pointsman.identity.v1 import identity_pb2 as pb
 
 SERVICE = "pointsman.identity.v1.CertificateService"
@@ -55,6 +56,12 @@ class CertificateService:
             self.create_certificate, request_deserializer=pb.CertificateRequest.FromString,
             response_serializer=lambda message: bytes(message.SerializeToString()))
         return grpc.method_handlers_generic_handler(SERVICE, {"CreateCertificate": method})
+
+    def native_method(self) -> tuple[str, Method]:
+        """The same method for the native xDS transport (controlplane/transport/)."""
+        return (f"/{SERVICE}/CreateCertificate",
+                Method(self.create_certificate, pb.CertificateRequest.FromString, False,
+                       lambda message: bytes(message.SerializeToString())))
 
     async def create_certificate(self, request: pb.CertificateRequest,
                                  context: grpc.aio.ServicerContext) -> pb.CertificateResponse:

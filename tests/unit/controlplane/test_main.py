@@ -69,3 +69,16 @@ def test_xds_requires_client_certificates_with_tls_off_loopback(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--mesh", "m", "--ca-listen", "127.0.0.1:18002"])
     assert "--ca-listen needs --tls" in capsys.readouterr().err
+
+
+def test_xds_transport_is_native_for_plaintext_and_grpcio_for_tls(capsys):
+    assert parse_args(["--resources", "x"]).xds_transport == "native"
+    assert parse_args(["--resources", "x", "--tls-cert", "c",
+                       "--tls-key", "k"]).xds_transport == "grpcio"
+    assert parse_args(["--mesh", "m", "--ca-cert", "c", "--ca-key", "k",
+                       "--tls"]).xds_transport == "grpcio"
+    assert parse_args(["--resources", "x", "--xds-transport", "grpcio"]).xds_transport == "grpcio"
+    with pytest.raises(SystemExit):
+        parse_args(["--resources", "x", "--tls-cert", "c", "--tls-key", "k",
+                    "--xds-transport", "native"])
+    assert "--xds-transport native serves plaintext only" in capsys.readouterr().err

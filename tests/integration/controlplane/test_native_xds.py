@@ -1,0 +1,138 @@
+"""The discovery server over the native transport (controlplane/transport/), on loopback: the
+byte budget is not held hostage by a client that takes nothing, and a storm of new streams
+while the event loop is busy is answered (grpcio's core cancelled such streams:
+test_storm.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import ngh2
+import pytest
+import yaml
+from envoy.service.discovery.v3 import discovery_pb2 as pb
+
+from controlplane.cache import ResourceCache
+from controlplane.fanout import Pacer
+from controlplane.observe import Observer
+from controlplane.server import DiscoveryServer
+from controlplane.sources.files import FileSource
+from controlplane.transport.grpc_messages import prefix
+from controlplane.transport.h2_server import H2Server
+from protos.registry import CLUSTER
+from tests.unit.controlplane.builders import cluster, endpoints
+
+ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+
+
+def request(node: str) -> pb.DiscoveryRequest:
+    return pb.DiscoveryRequest(type_url=CLUSTER, node={"id": node})
+
+
+async def serve(tmp_path: Path, *, budget: int, drain_grace: float
+                ) -> tuple[H2Server, int]:
+    config = tmp_path / "mesh.yaml"
+    config.write_text(yaml.safe_dump({"resources": [
+        *(item for index in range(50) for item in (cluster(f"c{index}"),
+                                                    endpoints(f"c{index}", 1)))]}))
+    cache = ResourceCache()
+    assert FileSource(config, cache).poll()
+    discovery = DiscoveryServer(cache, Observer(cache), Pacer(budget=budget))
+    server = H2Server(discovery.native_methods(), drain_grace=drain_grace)
+    return server, await server.start("127.0.0.1", 0)
+
+
+@pytest.fixture
+async def stalled_server(tmp_path: Path) -> AsyncIterator[tuple[H2Server, int]]:
+    server, port = await serve(tmp_path, budget=1, drain_grace=0.3)  # one write at a time
+    try:
+        yield server, port
+    finally:
+        await server.close()
+
+
+async def open_stalled_stream(port: int) -> asyncio.StreamWriter:
+    """An ADS stream from a client whose flow-control window is 0 (RFC 9113 6.9.2): the
+    server can send it no DATA at all."""
+    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
+    conn.initiate_connection({int(ngh2.Setting.INITIAL_WINDOW_SIZE): 0})
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    stream_id = conn.send_request([
+        (b":method", b"POST"), (b":scheme", b"http"), (b":path", ADS.encode()),
+        (b":authority", b"cp"), (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+    body = request("stalled").SerializeToString()
+    conn.send_data(stream_id, prefix(len(body)) + body)
+    writer.write(conn.data_to_send())
+    await writer.drain()
+    return writer
+
+
+async def test_a_client_that_takes_nothing_does_not_hold_the_budget(
+        stalled_server: tuple[H2Server, int]) -> None:
+    server, port = stalled_server
+    stalled = await open_stalled_stream(port)
+    try:
+        await asyncio.sleep(0.2)  # its response is queued and holds the whole budget
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.stream_stream(
+                ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
+                response_deserializer=pb.DiscoveryResponse.FromString)()
+            await call.write(request("healthy"))
+            answer = await asyncio.wait_for(call.read(), 5)
+            assert len(answer.resources) == 50
+            call.cancel()
+        stalls = [call.stalled for connection in server.connections
+                  for call in connection.calls.values()]
+        assert 1 in stalls  # the stalled client's write gave the budget back
+    finally:
+        stalled.close()
+
+
+STREAMS = 200
+
+
+def open_streams(port: int, started: threading.Event, outcome: Counter[str]) -> None:
+    """From another thread while the server's loop is blocked: a connection per stream, as
+    sidecars have, every stream started at once, then each one's first response read."""
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}",
+                                      options=(("grpc.use_local_subchannel_pool", 1),))
+                for _ in range(STREAMS)]
+    try:
+        started.set()
+        calls = [channel.stream_stream(
+            ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
+            response_deserializer=pb.DiscoveryResponse.FromString)(iter([request("storm")]),
+                                                                   timeout=60)
+            for channel in channels]
+        for call in calls:
+            try:
+                outcome["answered" if next(call).resources else "empty"] += 1
+            except grpc.RpcError as error:
+                outcome[error.code().name] += 1
+            call.cancel()
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+@pytest.mark.timeout(120)
+async def test_streams_opened_while_the_loop_is_busy_are_answered(tmp_path: Path) -> None:
+    server, port = await serve(tmp_path, budget=64 << 20, drain_grace=10.0)
+    outcome: Counter[str] = Counter()
+    started = threading.Event()
+    client = threading.Thread(target=open_streams, args=(port, started, outcome))
+    try:
+        client.start()
+        await asyncio.to_thread(started.wait, 60)
+        time.sleep(4.0)  # noqa: ASYNC251 (the point: connections and streams wait meanwhile)
+        await asyncio.to_thread(client.join, 90)
+    finally:
+        await server.close()
+        client.join(timeout=30)
+    assert outcome == Counter({"answered": STREAMS})
