@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import statistics
 import sys
@@ -52,6 +53,11 @@ from tests.bench.xds.load import Report, WorkerSpec, worker_entry  # noqa: E402
 from tests.bench.xds.mesh import LAYOUTS, Mesh  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
+
+
+GENERATOR_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
+                    "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20),
+                    "MALLOC_TOP_PAD_": str(16 * 2**20)}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -82,7 +88,7 @@ class Run:
         self.result: dict[str, Any] = {
             "protocol": "delta" if args.delta else "sotw", "sidecars": sidecars,
             "services": args.services, "layout": args.layout, "server_workers": args.workers,
-            "server": str(args.server_repo)}
+            "server": str(args.server_repo), "client": args.client}
 
     def start_server(self) -> ManagedProcess:
         self.mesh.write()
@@ -104,6 +110,11 @@ class Run:
 
     def start_generator(self) -> tuple[list[Any], list[Any]]:
         context = multiprocessing.get_context("spawn")
+        # The generator's responses are megabytes each: glibc's malloc gave them fresh pages
+        # from mmap, and the kernel zeroing those pages was half the generator's CPU at
+        # 10,000 sidecars. Big blocks from the heap, kept, are reused instead (mallopt(3)
+        # through its environment variables, read when the spawned processes start).
+        os.environ.update(GENERATOR_MALLOC)
         share = -(-self.sidecars // self.args.procs)
         pipes, processes = [], []
         for worker in range(self.args.procs):
@@ -116,7 +127,8 @@ class Run:
                                     for offset in range(count)),
                               tuple(self.mesh.node_metadata(first + offset)
                                     for offset in range(count)),
-                              self.args.delta, self.args.timeout)
+                              self.args.delta, self.args.timeout,
+                              self.args.client == "native")
             parent, child = context.Pipe()
             process = context.Process(target=worker_entry, args=(spec, child), daemon=True)
             process.start()
@@ -244,6 +256,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="endpoint changes timed")
     parser.add_argument("--poll-interval", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--client", choices=["grpcio", "native"], default="grpcio",
+                        help="the simulated sidecars' gRPC: grpcio, or libnghttp2 on uvloop "
+                             "(tests/bench/xds/h2client.py: a cheaper generator)")
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="extra control-plane argument (--server-arg=--push-budget=1)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",

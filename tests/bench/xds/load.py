@@ -41,6 +41,7 @@ class WorkerSpec:
     node_metadata: tuple[dict[str, str], ...]  # per sidecar ({} for none)
     delta: bool
     timeout: float
+    native_client: bool = False  # tests/bench/xds/h2client.py instead of grpcio
 
 
 async def _wait(event: asyncio.Event, done: Callable[[], bool], deadline: float) -> None:
@@ -68,7 +69,8 @@ async def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
     cpu_at_start = time.process_time()
     target = spec.target
     async with asyncio.TaskGroup() as tasks:
-        runners = [tasks.create_task(sidecar.run(target)) for sidecar in sidecars]
+        runners = [tasks.create_task(sidecar.run(target, native=spec.native_client))
+                   for sidecar in sidecars]
         await _wait(event, lambda: all(item.record.converged_at for item in sidecars),
                     start_at + spec.timeout)
         pipe.send(("converged", _report(sidecars, [item.record.converged_at
@@ -97,7 +99,11 @@ def _report(sidecars: list[SotwSidecar], times: list[float], cpu_at_start: float
 
 def worker_entry(spec: WorkerSpec, pipe: Connection) -> None:
     try:
-        asyncio.run(worker_main(spec, pipe))
+        if spec.native_client:  # grpcio needs asyncio's own loop; the native client does not
+            import uvloop
+            uvloop.run(worker_main(spec, pipe))
+        else:
+            asyncio.run(worker_main(spec, pipe))
     except BaseExceptionGroup as group:  # the cancelled sidecars at stop
         if not all(isinstance(error, asyncio.CancelledError) for error in group.exceptions):
             raise

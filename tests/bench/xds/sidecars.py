@@ -10,8 +10,8 @@ A stream that fails is counted by its status code and reopened after Envoy's def
 
 It records when it holds every type for the first time (converged) and when each EDS version
 arrived, so the driver can time a change per sidecar. The generator's own CPU is reported and
-shares the machine with the server, so it is kept small: responses are read at the wire level
-(tests/bench/xds/wire.py: version, nonce, type, resources left as bytes), and the names
+shares the machine with the server, so it is kept small: responses are parsed by protobuf's upb
+backend with no Python object per resource (tests/bench/xds/wire.py), and the names
 resources refer to (a cluster's EDS service name, a listener's RDS route name) are read once
 per type version (SotW) or per resource body (delta) per process.
 """
@@ -35,6 +35,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.service.discovery.v3 import discovery_pb2 as pb
 
+from tests.bench.xds.h2client import CallFailed, NativeChannel
 from tests.bench.xds.mesh import CLUSTER, ENDPOINTS, LISTENER, ROUTE
 from tests.bench.xds.wire import Response
 
@@ -126,7 +127,10 @@ class SotwSidecar:
         self.record = Record()
         self.on_change = on_change
 
-    async def run(self, target: str) -> None:
+    async def run(self, target: str, native: bool = False) -> None:
+        if native:
+            await self.run_native(target)
+            return
         backoff = Backoff()
         async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
             while True:
@@ -139,6 +143,21 @@ class SotwSidecar:
                     if DEBUG_FAILURES:  # what gRPC core says (BENCH_DEBUG_FAILURES=1)
                         self.record.failures[f"{reason} | {error.debug_error_string()}"] += 1
                 await asyncio.sleep(backoff.next())
+
+    async def run_native(self, target: str) -> None:
+        """The same over tests/bench/xds/h2client.py: a new connection per attempt, as Envoy
+        reconnects."""
+        backoff = Backoff()
+        while True:
+            try:
+                async with NativeChannel(target) as channel:
+                    await self.stream(channel)  # type: ignore[arg-type]
+                self.record.failures["EOF"] += 1
+            except CallFailed as error:
+                self.record.failures[error.reason] += 1
+            except OSError as error:
+                self.record.failures[f"UNAVAILABLE: connect: {error.strerror}"] += 1
+            await asyncio.sleep(backoff.next())
 
     def call(self, channel: grpc.aio.Channel) -> Any:
         return channel.stream_stream(self.method, request_serializer=_bytes,
@@ -201,7 +220,7 @@ class DeltaSidecar(SotwSidecar):
         await call.write(pb.DeltaDiscoveryRequest(type_url=CLUSTER, node=self.node)
                          .SerializeToString())
         while (raw := await call.read()) is not grpc.aio.EOF:
-            response = Response(raw)
+            response = Response(raw, delta=True)
             self.record.bytes_received += len(raw)
             for request in self.handle_delta(response, held, subscribed):
                 await call.write(request.SerializeToString())
