@@ -52,8 +52,8 @@ from controlplane.resources import PUSH_ORDER
 from controlplane.server import DiscoveryServer
 from controlplane.sources.files import FileSource, load_snapshots
 from controlplane.sources.mesh import MeshCache, MeshSource
-from controlplane.transport.h2_server import H2Server
 from controlplane.store import StoreError
+from controlplane.transport.h2_server import H2Server
 from protos.cli_help import DefaultsHelpFormatter
 from protos.errors import ConfigError
 

@@ -32,8 +32,8 @@ def read_document(path: Path) -> Any:
 
 def parse_message(obj: Any, cls: type[M], *, source: str = "", resource: str = "") -> M:
     """Protobuf's JSON mapping of `obj` into `cls`; unknown fields and bad values are errors.
-    Enum names are taken in any case, as Envoy's parser takes them (protos.enums)."""
-    registry.load_all()
+    Enum names are taken in any case, as Envoy's parser takes them (protos.enums). Every
+    nested `@type` is resolved (its module imported) before protobuf parses."""
     try:
         _check_any_types(obj, "")
     except ConfigError as error:

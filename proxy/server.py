@@ -42,6 +42,7 @@ from protos.registry import (
     LISTENER,
     ROUTE_CONFIGURATION,
     SECRET,
+    load_all,
 )
 from proxy.bootstrap import Bootstrap, ensure_network_filters
 from proxy.context import ServerContext
@@ -562,6 +563,7 @@ class Server:
 
     def config_dump(self) -> dict[str, Any]:
         """Envoy's /config_dump shape: static and dynamic resources with their versions."""
+        load_all()  # JSON of an Any needs its type, even one nothing else resolved
         message = self.bootstrap.message
         statics = message.static_resources
 

@@ -221,32 +221,31 @@ class H2Connection(asyncio.Protocol):
     # --- events ----------------------------------------------------------------------------
 
     def _on_event(self, event: ngh2.Event) -> None:
-        kind = type(event)
-        if kind is ngh2.DataReceived:
+        if isinstance(event, ngh2.DataReceived):
             call = self.calls.get(event.stream_id)
             if call is not None:
                 call.received(event.data, event.end_stream)
-        elif kind is ngh2.RequestReceived:
+        elif isinstance(event, ngh2.RequestReceived):
             self._start(event.stream_id, event.headers, event.end_stream)
-        elif kind is ngh2.WindowUpdated:
+        elif isinstance(event, ngh2.WindowUpdated):
             self.writable.set()
-        elif kind is ngh2.StreamReset or kind is ngh2.StreamClosed:
+        elif isinstance(event, ngh2.StreamReset | ngh2.StreamClosed):
             call = self.calls.pop(event.stream_id, None)
             if call is not None and not call.closed:
                 call.cancel()  # RST_STREAM from the client: gRPC cancels the call
             self.writable.set()
             self._close_when_idle()
-        elif kind is ngh2.PingAcknowledged:
+        elif isinstance(event, ngh2.PingAcknowledged):
             self.ping_outstanding = False
-        elif kind is ngh2.TrailersReceived:
+        elif isinstance(event, ngh2.TrailersReceived):
             call = self.calls.get(event.stream_id)
             if call is not None:
                 call.received(b"", True)
-        elif kind is ngh2.GoAwayReceived:
+        elif isinstance(event, ngh2.GoAwayReceived):
             # The client will open no new stream (RFC 9113 6.8): close once its calls end.
             self.goaway_received = True
             self._close_when_idle()
-        elif kind is ngh2.ConnectionClosed:
+        elif isinstance(event, ngh2.ConnectionClosed):
             self.close()
 
     def _close_when_idle(self) -> None:

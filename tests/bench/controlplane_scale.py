@@ -54,7 +54,6 @@ from tests.bench.xds.mesh import LAYOUTS, Mesh  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
 
-
 GENERATOR_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
                     "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20),
                     "MALLOC_TOP_PAD_": str(16 * 2**20)}

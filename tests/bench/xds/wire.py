@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from envoy.service.discovery.v3 import discovery_pb2 as pb
 
 
-
 class Response:
     """A DiscoveryResponse (or, `delta=True`, a DeltaDiscoveryResponse)."""
 
