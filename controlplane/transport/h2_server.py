@@ -88,6 +88,12 @@ class AbortError(Exception):
         self.details = details
 
 
+@dataclass(frozen=True, slots=True)
+class _Received:
+    value: Any
+    size: int  # on the wire, prefix included
+
+
 class ServerCall:
     """The `grpc.aio.ServicerContext` of one call: read, write, abort, peer, metadata."""
 
@@ -105,15 +111,20 @@ class ServerCall:
         self.deadline: asyncio.TimerHandle | None = None
         self.timed_out = False
         self.stalled = 0  # writes that returned before the peer took them (drain_grace)
+        self.unacked = 0  # received bytes not yet given back to the client's window
 
     async def read(self) -> Any:
+        """The next request (grpc.aio.EOF at the end). Its bytes go back to the client's
+        flow-control window only now: a client cannot queue more unread requests than its
+        window (1 MiB per stream, 16 MiB per connection)."""
         item = await self.inbox.get()
         if item is _END:
             self.inbox.put_nowait(_END)  # every later read sees the end too
             return grpc.aio.EOF
         if isinstance(item, FramingError):
             raise AbortError(item.status, str(item))
-        return item
+        self.connection.acknowledge(self, item.size)
+        return item.value
 
     async def write(self, body: bytes) -> None:
         await self.connection.send_message(self, body)
@@ -135,9 +146,11 @@ class ServerCall:
         return {}  # plaintext: no peer identity (grpcio answers the same without TLS)
 
     def received(self, data: bytes, end_stream: bool) -> None:
+        self.unacked += len(data)
         try:
             for message in self.reader.feed(data):
-                self.inbox.put_nowait(self.method.deserialize(message))
+                self.inbox.put_nowait(_Received(self.method.deserialize(message),
+                                                len(message) + 5))
         except FramingError as error:
             self.inbox.put_nowait(error)
             return
@@ -163,7 +176,7 @@ class H2Connection(asyncio.Protocol):
     def __init__(self, server: H2Server) -> None:
         self.server = server
         self.conn = ngh2.Connection(ngh2.Role.SERVER, ngh2.Configuration(
-            auto_window_update=True, max_inbound_header_list_size=16 * 1024))
+            auto_window_update=False, max_inbound_header_list_size=16 * 1024))
         self.transport: asyncio.Transport | None = None
         self.peer = "unknown"
         self.calls: dict[int, ServerCall] = {}
@@ -225,14 +238,18 @@ class H2Connection(asyncio.Protocol):
             call = self.calls.get(event.stream_id)
             if call is not None:
                 call.received(event.data, event.end_stream)
+            elif event.data:  # no call reads it: the connection's window gets it back now
+                self._give_back(event.stream_id, len(event.data))
         elif isinstance(event, ngh2.RequestReceived):
             self._start(event.stream_id, event.headers, event.end_stream)
         elif isinstance(event, ngh2.WindowUpdated):
             self.writable.set()
         elif isinstance(event, ngh2.StreamReset | ngh2.StreamClosed):
             call = self.calls.pop(event.stream_id, None)
-            if call is not None and not call.closed:
-                call.cancel()  # RST_STREAM from the client: gRPC cancels the call
+            if call is not None:
+                self._release(call)
+                if not call.closed:
+                    call.cancel()  # RST_STREAM from the client: gRPC cancels the call
             self.writable.set()
             self._close_when_idle()
         elif isinstance(event, ngh2.PingAcknowledged):
@@ -362,6 +379,7 @@ class H2Connection(asyncio.Protocol):
 
     def _finish(self, call: ServerCall, status: int, details: str) -> None:
         self.calls.pop(call.stream_id, None)
+        self._release(call)
         if call.closed or self.lost:
             return
         trailers = status_headers(status, details)
@@ -373,6 +391,27 @@ class H2Connection(asyncio.Protocol):
         call.closed = True
         self.flush()
         self._close_when_idle()
+
+    def acknowledge(self, call: ServerCall, size: int) -> None:
+        """A request was read: its bytes go back to the client's windows."""
+        call.unacked -= size
+        self._give_back(call.stream_id, size)
+        self.flush()
+
+    def _release(self, call: ServerCall) -> None:
+        """The call ends: what it received and never read goes back too (the connection's
+        window counts it whatever became of the stream)."""
+        if call.unacked > 0:
+            self._give_back(call.stream_id, call.unacked)
+            call.unacked = 0
+
+    def _give_back(self, stream_id: int, size: int) -> None:
+        if self.lost:
+            return
+        try:
+            self.conn.acknowledge_received_data(size, stream_id)
+        except ngh2.NGH2Error:
+            pass  # the session already ended
 
     def _trailers_only(self, stream_id: int, status: int, details: str) -> None:
         self.conn.send_response(stream_id, [*_RESPONSE_HEADERS, *status_headers(status, details)],

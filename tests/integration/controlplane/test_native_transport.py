@@ -299,3 +299,80 @@ async def wait_until(condition: Any) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("condition not met in 5 s")
+
+
+async def test_a_client_cannot_queue_more_than_its_window_of_unread_requests(
+        served: tuple[H2Server, Echo, int]) -> None:
+    """3 MiB of requests to a call that reads none: the server holds at most its 1 MiB stream
+    window of them; the rest waits in the client (RFC 9113 6.9: flow control)."""
+    server, _, port = served
+    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
+    conn.initiate_connection({})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        stream_id = conn.send_request(request_headers("/test.Echo/Hang"))
+        message = prefix(100_000) + b"r" * 100_000
+        for _ in range(30):
+            conn.send_data(stream_id, message)
+        for _ in range(20):  # let the exchange settle: SETTINGS, DATA up to the window
+            writer.write(conn.data_to_send())
+            try:
+                conn.receive_data(await asyncio.wait_for(reader.read(65536), 0.2))
+            except TimeoutError:
+                pass
+            conn.events()
+        calls = [call for connection in server.connections for call in connection.calls.values()]
+        assert len(calls) == 1
+        assert 0 < calls[0].unacked <= 1024 * 1024
+        assert conn.queued_body_size(stream_id) >= 3_000_150 - 1024 * 1024
+    finally:
+        writer.close()
+
+
+async def test_requests_read_give_the_window_back(served: tuple[H2Server, Echo, int]) -> None:
+    """3 MiB through a 1 MiB stream window: each request read returns its bytes."""
+    _, _, port = served
+    async with channel(port) as chan:
+        call = streaming(chan, "Stream")()
+        for index in range(30):
+            await call.write(bytes([97 + index % 26]) * 100_000)
+            answer = await asyncio.wait_for(call.read(), 5)
+            assert answer == bytes([65 + index % 26]) * 100_000
+        await call.done_writing()
+        assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_data_nobody_reads_goes_back_to_the_connection_window(
+        served: tuple[H2Server, Echo, int]) -> None:
+    """20 MiB of request bodies to a method that does not exist, on one connection whose window
+    is 16 MiB: each is answered UNIMPLEMENTED and the connection still serves a real call."""
+    _, _, port = served
+    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
+    conn.initiate_connection({})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = prefix(1_000_000) + b"u" * 1_000_000
+    try:
+        for path, expected in [*([("/test.Echo/Missing", b"12")] * 20),
+                               ("/test.Echo/Unary", b"0")]:
+            stream_id = conn.send_request(request_headers(path))
+            conn.send_data(stream_id, body, end_stream=True)
+            status = b""
+            while not status:
+                writer.write(conn.data_to_send())
+                data = await asyncio.wait_for(reader.read(1 << 20), 5)
+                assert data, "the connection closed"
+                conn.receive_data(data)
+                for event in conn.events():
+                    if (isinstance(event, ngh2.ResponseReceived | ngh2.TrailersReceived)
+                            and event.stream_id == stream_id):
+                        status = dict(event.headers).get(b"grpc-status", b"")
+            assert status == expected
+            for _ in range(50):  # the rest of the body, until the stream is done with
+                if not conn.queued_body_size(stream_id):
+                    break
+                writer.write(conn.data_to_send())
+                data = await asyncio.wait_for(reader.read(1 << 20), 5)
+                conn.receive_data(data)
+                conn.events()
+    finally:
+        writer.close()
