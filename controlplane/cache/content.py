@@ -15,13 +15,16 @@ from __future__ import annotations
 import functools
 import heapq
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from controlplane.cache.resource import CachedResource, combine, set_version
 
 MEMO_LIMIT = 1024  # distinct selections (or diffs) remembered per set; cleared past it
+
+
+_MISSING = object()
 
 
 def _remember(memo: dict[Any, Any], key: Any, value: Any) -> Any:
@@ -107,6 +110,19 @@ class TypeContent(ABC):
                        if (resource := self.get(name)) is not None}
             found = _remember(memo, key, ResourceSet(self.type_url, present, version=version))
         return found
+
+    def shared(self, key: Any, make: Callable[[], Any]) -> Any:
+        """A value derived from this content and `key` alone, made once and shared by every
+        stream that needs it (delta's first plans: protocol/delta.py)."""
+        memo = self._shared
+        found = memo.get(key, _MISSING)
+        if found is _MISSING:
+            found = _remember(memo, key, make())
+        return found
+
+    @functools.cached_property
+    def _shared(self) -> dict[Any, Any]:
+        return {}
 
     @functools.cached_property
     def _diffs(self) -> dict[str, frozenset[str]]:

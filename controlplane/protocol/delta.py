@@ -201,6 +201,16 @@ class DeltaStream:
 
     def _plan(self, subscription: DeltaSubscription, snapshot: Snapshot) -> DeltaPlan:
         typed = snapshot.of_type(subscription.type_url)
+        if subscription.synced is None and not subscription.known:
+            # A first sync, nothing held: the plan depends on the content and the scope alone,
+            # and the streams of a mesh ask for the same scope: made once for all of them.
+            key = ("first", subscription.wildcard, frozenset(subscription.names),
+                   frozenset(subscription.forced))
+            plan: DeltaPlan = typed.shared(key, lambda: self._make_plan(subscription, typed))
+            return plan
+        return self._make_plan(subscription, typed)
+
+    def _make_plan(self, subscription: DeltaSubscription, typed: TypeContent) -> DeltaPlan:
         send: list[CachedResource] = []
         removed: list[str] = []
         withheld = False

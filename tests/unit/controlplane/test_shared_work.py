@@ -208,6 +208,41 @@ def test_equal_delta_responses_are_one_object_too():
     assert bodies[0] == bodies[-1]
 
 
+def test_a_delta_first_sync_is_planned_once_for_every_stream_with_that_scope(monkeypatch):
+    """The plan of a first sync (nothing held) depends on the content and the scope alone:
+    made once, the same resources tuple for every stream; a stream holding something, or
+    asking for another scope, gets its own."""
+    from envoy.config.core.v3 import base_pb2
+
+    from controlplane.protocol.delta import DeltaStream
+    from controlplane.protocol.events import DeltaPush
+
+    cache = shared_cache()
+    made = []
+    original = DeltaStream._make_plan
+
+    def counted(self, subscription, typed):  # type: ignore[no-untyped-def]
+        made.append(subscription.type_url)
+        return original(self, subscription, typed)
+
+    monkeypatch.setattr(DeltaStream, "_make_plan", counted)
+
+    def first_push(index: int, names: tuple[str, ...]) -> DeltaPush:
+        stream = DeltaStream(cache.snapshot_for)
+        subscribe = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=CLUSTER_LOAD_ASSIGNMENT, node=base_pb2.Node(id=f"node-{index}"),
+            resource_names_subscribe=names)
+        [push] = [a for a in stream.receive(subscribe, 0) if isinstance(a, DeltaPush)]
+        return push
+
+    pushes = [first_push(index, NAMES) for index in range(STREAMS)]
+    assert made == [CLUSTER_LOAD_ASSIGNMENT]
+    assert len({id(push.resources) for push in pushes}) == 1
+    assert len(pushes[0].resources) == len(NAMES)
+    other = first_push(STREAMS, NAMES[:3])  # another scope: planned for itself
+    assert len(made) == 2 and len(other.resources) == 3
+
+
 def test_known_versions_get_answers_like_a_mapping_without_raising():
     from controlplane.protocol.known import KnownVersions
 
