@@ -111,17 +111,17 @@ class TypeContent(ABC):
             found = _remember(memo, key, ResourceSet(self.type_url, present, version=version))
         return found
 
-    def shared(self, key: Any, make: Callable[[], Any]) -> Any:
+    def memoised(self, key: Any, make: Callable[[], Any]) -> Any:
         """A value derived from this content and `key` alone, made once and shared by every
         stream that needs it (delta's first plans: protocol/delta.py)."""
-        memo = self._shared
+        memo = self._memoised
         found = memo.get(key, _MISSING)
         if found is _MISSING:
             found = _remember(memo, key, make())
         return found
 
     @functools.cached_property
-    def _shared(self) -> dict[Any, Any]:
+    def _memoised(self) -> dict[Any, Any]:
         return {}
 
     @functools.cached_property

@@ -206,7 +206,7 @@ class DeltaStream:
             # and the streams of a mesh ask for the same scope: made once for all of them.
             key = ("first", subscription.wildcard, frozenset(subscription.names),
                    frozenset(subscription.forced))
-            plan: DeltaPlan = typed.shared(key, lambda: self._make_plan(subscription, typed))
+            plan: DeltaPlan = typed.memoised(key, lambda: self._make_plan(subscription, typed))
             return plan
         return self._make_plan(subscription, typed)
 
