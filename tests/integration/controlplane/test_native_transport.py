@@ -127,39 +127,22 @@ async def test_a_message_larger_than_the_clients_window(
         assert await call.code() == grpc.StatusCode.OK
 
 
-async def test_abort_ends_the_call_with_its_status_and_message(
-        served: tuple[H2Server, Echo, int]) -> None:
+@pytest.mark.parametrize(("method", "payload", "code", "details"), [
+    ("Abort", b"x", grpc.StatusCode.INVALID_ARGUMENT, "nope: 100% \u00e9"),  # abort()
+    ("Raise", b"x", grpc.StatusCode.UNKNOWN, "Exception calling application"),  # a bug
+    ("Missing", b"x", grpc.StatusCode.UNIMPLEMENTED, "Method not found: /test.Echo/Missing"),
+    ("Unary", b"x" * ((1 << 20) + 1), grpc.StatusCode.RESOURCE_EXHAUSTED, None),  # too big
+])
+async def test_a_failed_call_ends_with_its_status(
+        served: tuple[H2Server, Echo, int], method: str, payload: bytes,
+        code: grpc.StatusCode, details: str | None) -> None:
     _, _, port = served
     async with channel(port) as chan:
         with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await unary(chan, "Abort")(b"x")
-    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert failed.value.details() == "nope: 100% \u00e9"
-
-
-async def test_an_exception_in_a_method_is_unknown(served: tuple[H2Server, Echo, int]) -> None:
-    _, _, port = served
-    async with channel(port) as chan:
-        with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await unary(chan, "Raise")(b"x")
-    assert failed.value.code() == grpc.StatusCode.UNKNOWN
-
-
-async def test_an_unknown_method_is_unimplemented(served: tuple[H2Server, Echo, int]) -> None:
-    _, _, port = served
-    async with channel(port) as chan:
-        with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await unary(chan, "Missing")(b"x")
-    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
-async def test_a_message_over_the_limit_is_resource_exhausted(
-        served: tuple[H2Server, Echo, int]) -> None:
-    _, _, port = served
-    async with channel(port) as chan:
-        with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await unary(chan, "Unary")(b"x" * ((1 << 20) + 1))
-    assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            await unary(chan, method)(payload)
+    assert failed.value.code() == code
+    if details is not None:
+        assert failed.value.details() == details
 
 
 async def test_a_client_cancel_cancels_the_call_and_leaves_nothing(
@@ -179,9 +162,7 @@ async def test_a_client_cancel_cancels_the_call_and_leaves_nothing(
 
 async def test_a_lost_connection_cancels_its_calls(served: tuple[H2Server, Echo, int]) -> None:
     server, echo, port = served
-    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
-    conn.initiate_connection({})
-    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn, _reader, writer = await raw_connection(port)
     try:
         stream_id = conn.send_request(request_headers("/test.Echo/Hang"))
         conn.send_data(stream_id, prefix(1) + b"x")
@@ -246,6 +227,15 @@ class RawAnswer:
         self.grpc_status = b""
 
 
+async def raw_connection(port: int) -> tuple[ngh2.Connection, asyncio.StreamReader,
+                                             asyncio.StreamWriter]:
+    """A libnghttp2 client session and its socket (the preface is sent with the first write)."""
+    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
+    conn.initiate_connection({})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return conn, reader, writer
+
+
 def request_headers(path: str, method: bytes = b"POST",
                     content_type: bytes = b"application/grpc",
                     extra: tuple[tuple[bytes, bytes], ...] = ()) -> list[tuple[bytes, bytes]]:
@@ -259,9 +249,7 @@ async def raw_call(port: int, path: str, *, method: bytes = b"POST",
                    extra: tuple[tuple[bytes, bytes], ...] = (),
                    body: bytes | None = None) -> RawAnswer:
     """One request over libnghttp2's client, the stream left open unless a body is given."""
-    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
-    conn.initiate_connection({})
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn, reader, writer = await raw_connection(port)
     answer = RawAnswer()
     try:
         stream_id = conn.send_request(request_headers(path, method, content_type, extra))
@@ -306,9 +294,7 @@ async def test_a_client_cannot_queue_more_than_its_window_of_unread_requests(
     """3 MiB of requests to a call that reads none: the server holds at most its 1 MiB stream
     window of them; the rest waits in the client (RFC 9113 6.9: flow control)."""
     server, _, port = served
-    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
-    conn.initiate_connection({})
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn, reader, writer = await raw_connection(port)
     try:
         stream_id = conn.send_request(request_headers("/test.Echo/Hang"))
         message = prefix(100_000) + b"r" * 100_000
@@ -347,9 +333,7 @@ async def test_data_nobody_reads_goes_back_to_the_connection_window(
     """20 MiB of request bodies to a method that does not exist, on one connection whose window
     is 16 MiB: each is answered UNIMPLEMENTED and the connection still serves a real call."""
     _, _, port = served
-    conn = ngh2.Connection(ngh2.Role.CLIENT, ngh2.Configuration())
-    conn.initiate_connection({})
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn, reader, writer = await raw_connection(port)
     body = prefix(1_000_000) + b"u" * 1_000_000
     try:
         for path, expected in [*([("/test.Echo/Missing", b"12")] * 20),

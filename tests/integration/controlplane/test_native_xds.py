@@ -1,7 +1,6 @@
 """The discovery server over the native transport (controlplane/transport/), on loopback: the
-byte budget is not held hostage by a client that takes nothing, and a storm of new streams
-while the event loop is busy is answered (grpcio's core cancelled such streams:
-test_storm.py)."""
+byte budget is not held hostage by a client that takes nothing, and test_storm.py's storm of
+new streams while the event loop is busy is answered (grpcio's core cancelled such streams)."""
 
 from __future__ import annotations
 
@@ -26,6 +25,7 @@ from controlplane.sources.files import FileSource
 from controlplane.transport.grpc_messages import prefix
 from controlplane.transport.h2_server import H2Server
 from protos.registry import CLUSTER
+from tests.integration.controlplane.test_storm import STREAMS, open_streams
 from tests.unit.controlplane.builders import cluster, endpoints
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
@@ -94,39 +94,12 @@ async def test_a_client_that_takes_nothing_does_not_hold_the_budget(
         stalled.close()
 
 
-STREAMS = 200
-
-
-def open_streams(port: int, started: threading.Event, outcome: Counter[str]) -> None:
-    """From another thread while the server's loop is blocked: a connection per stream, as
-    sidecars have, every stream started at once, then each one's first response read."""
-    channels = [grpc.insecure_channel(f"127.0.0.1:{port}",
-                                      options=(("grpc.use_local_subchannel_pool", 1),))
-                for _ in range(STREAMS)]
-    try:
-        started.set()
-        calls = [channel.stream_stream(
-            ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
-            response_deserializer=pb.DiscoveryResponse.FromString)(iter([request("storm")]),
-                                                                   timeout=60)
-            for channel in channels]
-        for call in calls:
-            try:
-                outcome["answered" if next(call).resources else "empty"] += 1
-            except grpc.RpcError as error:
-                outcome[error.code().name] += 1
-            call.cancel()
-    finally:
-        for channel in channels:
-            channel.close()
-
-
 @pytest.mark.timeout(120)
 async def test_streams_opened_while_the_loop_is_busy_are_answered(tmp_path: Path) -> None:
     server, port = await serve(tmp_path, budget=64 << 20, drain_grace=10.0)
     outcome: Counter[str] = Counter()
     started = threading.Event()
-    client = threading.Thread(target=open_streams, args=(port, started, outcome))
+    client = threading.Thread(target=open_streams, args=(port, 2.0, started, outcome))
     try:
         client.start()
         await asyncio.to_thread(started.wait, 60)
