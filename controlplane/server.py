@@ -127,8 +127,9 @@ class DiscoveryServer:
 
     async def write(self, context: grpc.aio.ServicerContext, action: Push | DeltaPush) -> None:
         """Encode and write one response within the pacer's budget of bytes in flight (the
-        bytes may be shared with other streams: controlplane/cache/encoder.py; gRPC copies
-        them for each call all the same, so each write counts)."""
+        bytes may be shared with other streams: controlplane/cache/encoder.py; grpcio copies
+        them for each call all the same, so each write counts). The native transport takes
+        the response's pieces as they are: nothing is joined for it."""
         ready = getattr(context, "ready_to_write", None)
         if ready is not None:  # the native transport: a stalled peer waits here, holding no budget
             await ready()
@@ -137,8 +138,12 @@ class DiscoveryServer:
         size = len(body) if body is not None else sum(len(part) for part in parts)
         await self.pacer.acquire(size)  # before the copy below: the budget bounds the copies
         try:
-            await context.write(body if body is not None  # type: ignore[arg-type]
-                                else self._join(action, parts))
+            write_parts = getattr(context, "write_parts", None)
+            if body is None and write_parts is not None:
+                await write_parts(parts)  # the native transport: the pieces, joined by nobody
+            else:
+                await context.write(body if body is not None  # type: ignore[arg-type]
+                                    else self._join(action, parts))
         finally:
             self.pacer.release(size)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -127,7 +127,13 @@ class ServerCall:
         return item.value
 
     async def write(self, body: bytes) -> None:
-        await self.connection.send_message(self, body)
+        await self.connection.send_message(self, (body,))
+
+    async def write_parts(self, parts: Sequence[bytes]) -> None:
+        """One message given in pieces: they go to libnghttp2 as they are (it holds
+        references and cuts frames across them), so a response made of shared chunks is
+        never joined into one buffer (controlplane/cache/encoder.py `parts`)."""
+        await self.connection.send_message(self, parts)
 
     async def ready_to_write(self) -> None:
         """Until the earlier messages of this call have left (see `send_message`)."""
@@ -340,7 +346,7 @@ class H2Connection(asyncio.Protocol):
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def send_message(self, call: ServerCall, body: bytes) -> None:
+    async def send_message(self, call: ServerCall, parts: Sequence[bytes]) -> None:
         """Queue one message and wait until it has left for the socket (the peer's
         flow-control window took it and the transport's buffer is below its high-water mark):
         the caller's byte budget (controlplane/fanout.py) counts until then. A peer that does
@@ -354,8 +360,10 @@ class H2Connection(asyncio.Protocol):
         if not call.headers_sent:
             conn.send_response(stream_id, _RESPONSE_HEADERS)
             call.headers_sent = True
-        conn.send_data(stream_id, prefix(len(body)))
-        conn.send_data(stream_id, body)
+        conn.send_data(stream_id, prefix(sum(len(part) for part in parts)))
+        for part in parts:
+            if part:
+                conn.send_data(stream_id, part)
         self.flush()
         if self._pending(call):
             try:
