@@ -37,6 +37,12 @@ def request(node: str) -> pb.DiscoveryRequest:
 
 async def serve(tmp_path: Path, *, budget: int, drain_grace: float
                 ) -> tuple[H2Server, int]:
+    server, port, _ = await serve_discovery(tmp_path, budget=budget, drain_grace=drain_grace)
+    return server, port
+
+
+async def serve_discovery(tmp_path: Path, *, budget: int, drain_grace: float
+                          ) -> tuple[H2Server, int, DiscoveryServer]:
     config = tmp_path / "mesh.yaml"
     config.write_text(yaml.safe_dump({"resources": [
         *(item for index in range(50) for item in (cluster(f"c{index}"),
@@ -45,7 +51,7 @@ async def serve(tmp_path: Path, *, budget: int, drain_grace: float
     assert FileSource(config, cache).poll()
     discovery = DiscoveryServer(cache, Observer(cache), Pacer(budget=budget))
     server = H2Server(discovery.native_methods(), drain_grace=drain_grace)
-    return server, await server.start("127.0.0.1", 0)
+    return server, await server.start("127.0.0.1", 0), discovery
 
 
 @pytest.fixture
@@ -109,3 +115,22 @@ async def test_streams_opened_while_the_loop_is_busy_are_answered(tmp_path: Path
         await server.close()
         client.join(timeout=30)
     assert outcome == Counter({"answered": STREAMS})
+
+
+async def test_a_response_goes_out_in_its_pieces_never_joined(tmp_path: Path) -> None:
+    """grpcio needs one bytes object per response (cache/encoder.py joins the shared chunks);
+    the native transport hands libnghttp2 the pieces and the client gets the same message."""
+    server, port, discovery = await serve_discovery(tmp_path, budget=64 << 20, drain_grace=10.0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.stream_stream(
+                ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
+                response_deserializer=pb.DiscoveryResponse.FromString)()
+            await call.write(request("pieces"))
+            answer = await asyncio.wait_for(call.read(), 5)
+            call.cancel()
+    finally:
+        await server.close()
+    assert sorted(resource.value for resource in answer.resources)  # whole, parseable
+    assert (len(answer.resources), answer.type_url, answer.nonce) == (50, CLUSTER, "1")
+    assert discovery.encoder.joined == 0
