@@ -112,6 +112,7 @@ class ServerCall:
         self.timed_out = False
         self.stalled = 0  # writes that returned before the peer took them (drain_grace)
         self.unacked = 0  # received bytes not yet given back to the client's window
+        self.broken = False  # the request stream failed to parse: nothing more is read
 
     async def read(self) -> Any:
         """The next request (grpc.aio.EOF at the end). Its bytes go back to the client's
@@ -153,14 +154,18 @@ class ServerCall:
 
     def received(self, data: bytes, end_stream: bool) -> None:
         self.unacked += len(data)
+        if self.broken:
+            return  # the call ends on the error already queued; its bytes go back then
         try:
             for message in self.reader.feed(data):
                 self.inbox.put_nowait(_Received(self.method.deserialize(message),
                                                 len(message) + 5))
         except FramingError as error:
+            self.broken = True
             self.inbox.put_nowait(error)
             return
         except Exception as error:  # the deserialiser refused the bytes
+            self.broken = True
             self.inbox.put_nowait(FramingError(INTERNAL, f"cannot parse the request: {error}"))
             return
         if end_stream:
