@@ -462,7 +462,7 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
                                 admission=admission_of(args, runtime, authority, observer))
     native = args.xds_transport == "native"
     server = None if native else grpc.aio.server(options=SERVER_OPTIONS)
-    methods = discovery.native_methods() if native else {}
+    methods = discovery.methods() if native else {}
     if server is not None:
         server.add_generic_rpc_handlers(discovery.generic_handlers())
     ca_server = None
@@ -473,7 +473,7 @@ async def serve_here(args: argparse.Namespace, cache: SnapshotCache, observer: O
         if server is not None:
             server.add_generic_rpc_handlers([certificates.handler()])
         else:
-            methods.update([certificates.native_method()])
+            methods.update(certificates.methods())
         if args.ca_listen:
             ca_server = grpc.aio.server()
             ca_server.add_generic_rpc_handlers([certificates.handler()])

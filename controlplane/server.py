@@ -1,7 +1,7 @@
 """The servicers: ADS and the per-type discovery services, state-of-the-world and delta
-(incremental), registered with grpcio aio (`generic_handlers`) or with the native transport
-(`native_methods`, controlplane/transport/h2_server.py, whose calls offer the part of grpcio's
-ServicerContext used here). No protocol logic here.
+(incremental), described once (`methods`) and registered with the native transport
+(controlplane/transport/h2_server.py, whose calls offer the part of grpcio's ServicerContext
+used here) or with grpcio aio (`generic_handlers`). No protocol logic here.
 
 Each stream runs one loop: a reader task turns incoming DiscoveryRequests into inbox items;
 once the stream's node is known, the cache wakes it when that node's view changes
@@ -37,7 +37,7 @@ from controlplane.protocol.events import DeltaPush, ProtocolError, Push
 from controlplane.protocol.requests import RequestParser
 from controlplane.protocol.sotw import SotwStream
 from controlplane.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
-from controlplane.transport.h2_server import Method
+from controlplane.transport.h2_server import Method, grpcio_handlers
 
 # service -> (its type, or "" for ADS which serves them all; its method prefix). Methods are
 # Stream<X> (SotW), Delta<X> (incremental) and Fetch<X> (unary; not on ADS).
@@ -56,10 +56,6 @@ _END = object()
 _REVOKED = object()
 
 
-def _already_bytes(data: bytes) -> bytes:
-    return data
-
-
 class DiscoveryServer:
     """Serves SotW and delta xDS from `cache`; reports every action to `observer`."""
 
@@ -76,30 +72,8 @@ class DiscoveryServer:
         self.requests = RequestParser(discovery_pb2.DiscoveryRequest)
         self.delta_requests = RequestParser(discovery_pb2.DeltaDiscoveryRequest)
 
-    def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
-        handlers = []
-        for service, (type_url, suffix) in SERVICES.items():
-            short = service.rsplit(".", 1)[-1]
-            methods = {
-                f"Stream{suffix}": grpc.stream_stream_rpc_method_handler(
-                    self._stream_behaviour(SotwStream, short, type_url),
-                    request_deserializer=self.requests.parse,
-                    response_serializer=_already_bytes),
-                f"Delta{suffix}": grpc.stream_stream_rpc_method_handler(
-                    self._stream_behaviour(DeltaStream, f"{short}(delta)", type_url),
-                    request_deserializer=self.delta_requests.parse,
-                    response_serializer=_already_bytes)}
-            if type_url:
-                methods[f"Fetch{suffix}"] = grpc.unary_unary_rpc_method_handler(
-                    self._fetch_behaviour(type_url),
-                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                    response_serializer=_already_bytes)
-            handlers.append(grpc.method_handlers_generic_handler(service, methods))
-        return handlers
-
-    def native_methods(self) -> dict[str, Method]:
-        """The same methods for the native transport (controlplane/transport/h2_server.py),
-        by path."""
+    def methods(self) -> dict[str, Method]:
+        """Every method by path (`/package.Service/Method`), for either transport."""
         methods: dict[str, Method] = {}
         for service, (type_url, suffix) in SERVICES.items():
             short = service.rsplit(".", 1)[-1]
@@ -113,6 +87,9 @@ class DiscoveryServer:
                     self._fetch_behaviour(type_url), discovery_pb2.DiscoveryRequest.FromString,
                     False)
         return methods
+
+    def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
+        return grpcio_handlers(self.methods())
 
     def encode(self, action: Push | DeltaPush) -> bytes:
         found = self._shared_body(action)

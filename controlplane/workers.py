@@ -224,7 +224,7 @@ async def _serve(spec: WorkerSpec, conn: Connection) -> None:
                   debounce_max=spec.debounce_max)
     discovery = DiscoveryServer(cache, observer, pacer, partial_updates=spec.partial_updates)
     host, _, port = spec.listen.rpartition(":")
-    native = H2Server(discovery.native_methods()) if spec.native else None
+    native = H2Server(discovery.methods()) if spec.native else None
     server = None if native else grpc.aio.server(options=server_options(reuseport=True))
     if native is not None:
         await native.start(host.strip("[]"), int(port), reuse_port=True)

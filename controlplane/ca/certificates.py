@@ -26,7 +26,7 @@ from controlplane.ca.authority import CaError, CertificateAuthority
 from controlplane.ca.csr import CsrError, peer_identity, requested_validity, sign_request
 from controlplane.ca.serving import utc_now
 from controlplane.ca.tokens import METADATA_KEY, TokenBook
-from controlplane.transport.h2_server import Method
+from controlplane.transport.h2_server import Method, grpcio_handlers
 from protos.gen.pointsman.identity.v1 import identity_pb2 as pb
 
 SERVICE = "pointsman.identity.v1.CertificateService"
@@ -51,17 +51,15 @@ class CertificateService:
     def __repr__(self) -> str:
         return f"CertificateService({self.authority!r}, tokens={self.book is not None})"
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        method = grpc.unary_unary_rpc_method_handler(
-            self.create_certificate, request_deserializer=pb.CertificateRequest.FromString,
-            response_serializer=lambda message: bytes(message.SerializeToString()))
-        return grpc.method_handlers_generic_handler(SERVICE, {"CreateCertificate": method})
+    def methods(self) -> dict[str, Method]:
+        """The method by path, for either transport (controlplane/transport/)."""
+        return {f"/{SERVICE}/CreateCertificate": Method(
+            self.create_certificate, pb.CertificateRequest.FromString, False,
+            lambda message: bytes(message.SerializeToString()))}
 
-    def native_method(self) -> tuple[str, Method]:
-        """The same method for the native xDS transport (controlplane/transport/)."""
-        return (f"/{SERVICE}/CreateCertificate",
-                Method(self.create_certificate, pb.CertificateRequest.FromString, False,
-                       lambda message: bytes(message.SerializeToString())))
+    def handler(self) -> grpc.GenericRpcHandler:
+        [handler] = grpcio_handlers(self.methods())
+        return handler
 
     async def create_certificate(self, request: pb.CertificateRequest,
                                  context: grpc.aio.ServicerContext) -> pb.CertificateResponse:

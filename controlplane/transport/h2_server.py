@@ -79,6 +79,28 @@ class Method:
     serialize: Callable[[Any], bytes] = bytes  # responses: DiscoveryServer's are bytes already
 
 
+def grpcio_handler(method: Method) -> grpc.RpcMethodHandler:
+    """The same method for a grpcio server (TLS, `--xds-transport grpcio`)."""
+    if method.streaming:
+        return grpc.stream_stream_rpc_method_handler(
+            method.behaviour, request_deserializer=method.deserialize,
+            response_serializer=method.serialize)
+    return grpc.unary_unary_rpc_method_handler(
+        method.behaviour, request_deserializer=method.deserialize,
+        response_serializer=method.serialize)
+
+
+def grpcio_handlers(methods: dict[str, Method]) -> list[grpc.GenericRpcHandler]:
+    """`methods` by path (`/package.Service/Method`) as grpcio's generic handlers, one per
+    service."""
+    services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+    for path, method in methods.items():
+        service, name = path.lstrip("/").split("/", 1)
+        services.setdefault(service, {})[name] = grpcio_handler(method)
+    return [grpc.method_handlers_generic_handler(service, handlers)
+            for service, handlers in services.items()]
+
+
 class AbortError(Exception):
     """`ServerCall.abort`: ends the call with this status (grpc.aio.AbortError's role)."""
 

@@ -36,13 +36,7 @@ def request(node: str) -> pb.DiscoveryRequest:
 
 
 async def serve(tmp_path: Path, *, budget: int, drain_grace: float
-                ) -> tuple[H2Server, int]:
-    server, port, _ = await serve_discovery(tmp_path, budget=budget, drain_grace=drain_grace)
-    return server, port
-
-
-async def serve_discovery(tmp_path: Path, *, budget: int, drain_grace: float
-                          ) -> tuple[H2Server, int, DiscoveryServer]:
+                ) -> tuple[H2Server, int, DiscoveryServer]:
     config = tmp_path / "mesh.yaml"
     config.write_text(yaml.safe_dump({"resources": [
         *(item for index in range(50) for item in (cluster(f"c{index}"),
@@ -50,13 +44,25 @@ async def serve_discovery(tmp_path: Path, *, budget: int, drain_grace: float
     cache = ResourceCache()
     assert FileSource(config, cache).poll()
     discovery = DiscoveryServer(cache, Observer(cache), Pacer(budget=budget))
-    server = H2Server(discovery.native_methods(), drain_grace=drain_grace)
+    server = H2Server(discovery.methods(), drain_grace=drain_grace)
     return server, await server.start("127.0.0.1", 0), discovery
+
+
+async def first_response(port: int, node: str) -> pb.DiscoveryResponse:
+    """A grpcio ADS stream subscribing to clusters as `node`: its first response."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.stream_stream(
+            ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
+            response_deserializer=pb.DiscoveryResponse.FromString)()
+        await call.write(request(node))
+        answer: pb.DiscoveryResponse = await asyncio.wait_for(call.read(), 5)
+        call.cancel()
+    return answer
 
 
 @pytest.fixture
 async def stalled_server(tmp_path: Path) -> AsyncIterator[tuple[H2Server, int]]:
-    server, port = await serve(tmp_path, budget=1, drain_grace=0.3)  # one write at a time
+    server, port, _ = await serve(tmp_path, budget=1, drain_grace=0.3)  # one write at a time
     try:
         yield server, port
     finally:
@@ -85,14 +91,8 @@ async def test_a_client_that_takes_nothing_does_not_hold_the_budget(
     stalled = await open_stalled_stream(port)
     try:
         await asyncio.sleep(0.2)  # its response is queued and holds the whole budget
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.stream_stream(
-                ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
-                response_deserializer=pb.DiscoveryResponse.FromString)()
-            await call.write(request("healthy"))
-            answer = await asyncio.wait_for(call.read(), 5)
-            assert len(answer.resources) == 50
-            call.cancel()
+        answer = await first_response(port, "healthy")
+        assert len(answer.resources) == 50
         stalls = [call.stalled for connection in server.connections
                   for call in connection.calls.values()]
         assert 1 in stalls  # the stalled client's write gave the budget back
@@ -102,7 +102,7 @@ async def test_a_client_that_takes_nothing_does_not_hold_the_budget(
 
 @pytest.mark.timeout(120)
 async def test_streams_opened_while_the_loop_is_busy_are_answered(tmp_path: Path) -> None:
-    server, port = await serve(tmp_path, budget=64 << 20, drain_grace=10.0)
+    server, port, _ = await serve(tmp_path, budget=64 << 20, drain_grace=10.0)
     outcome: Counter[str] = Counter()
     started = threading.Event()
     client = threading.Thread(target=open_streams, args=(port, 2.0, started, outcome))
@@ -120,15 +120,9 @@ async def test_streams_opened_while_the_loop_is_busy_are_answered(tmp_path: Path
 async def test_a_response_goes_out_in_its_pieces_never_joined(tmp_path: Path) -> None:
     """grpcio needs one bytes object per response (cache/encoder.py joins the shared chunks);
     the native transport hands libnghttp2 the pieces and the client gets the same message."""
-    server, port, discovery = await serve_discovery(tmp_path, budget=64 << 20, drain_grace=10.0)
+    server, port, discovery = await serve(tmp_path, budget=64 << 20, drain_grace=10.0)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.stream_stream(
-                ADS, request_serializer=pb.DiscoveryRequest.SerializeToString,
-                response_deserializer=pb.DiscoveryResponse.FromString)()
-            await call.write(request("pieces"))
-            answer = await asyncio.wait_for(call.read(), 5)
-            call.cancel()
+        answer = await first_response(port, "pieces")
     finally:
         await server.close()
     assert sorted(resource.value for resource in answer.resources)  # whole, parseable
