@@ -497,10 +497,6 @@ class H2Connection(asyncio.Protocol):
     def _ping(self) -> None:
         if self.lost:
             return
-        if self.ping_outstanding:  # the last PING's ACK did not come back in time
-            logs.event("xds_keepalive_timeout", logging.WARNING, peer=self.peer)
-            self.close()
-            return
         self.ping_outstanding = True
         self.conn.ping(b"keepaliv")
         self.flush()
