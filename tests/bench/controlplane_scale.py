@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import shutil
 import statistics
 import sys
@@ -53,10 +52,6 @@ from tests.bench.xds.load import Report, WorkerSpec, worker_entry  # noqa: E402
 from tests.bench.xds.mesh import LAYOUTS, Mesh  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ManagedProcess, python_argv  # noqa: E402
-
-GENERATOR_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
-                    "MALLOC_TRIM_THRESHOLD_": str(512 * 2**20),
-                    "MALLOC_TOP_PAD_": str(16 * 2**20)}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -109,11 +104,6 @@ class Run:
 
     def start_generator(self) -> tuple[list[Any], list[Any]]:
         context = multiprocessing.get_context("spawn")
-        # The generator's responses are megabytes each: glibc's malloc gave them fresh pages
-        # from mmap, and the kernel zeroing those pages was half the generator's CPU at
-        # 10,000 sidecars. Big blocks from the heap, kept, are reused instead (mallopt(3)
-        # through its environment variables, read when the spawned processes start).
-        os.environ.update(GENERATOR_MALLOC)
         share = -(-self.sidecars // self.args.procs)
         pipes, processes = [], []
         for worker in range(self.args.procs):

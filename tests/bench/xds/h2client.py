@@ -17,6 +17,8 @@ from typing import Any, cast
 import grpc
 import ngh2
 
+from controlplane.transport.grpc_messages import prefix
+
 _WINDOW = 256 * 1024 * 1024  # what Envoy advertises for its xDS gRPC streams
 _END = object()
 
@@ -37,7 +39,7 @@ class _Call:
         self.needed = -1  # the current message's length, once its prefix is read
 
     async def write(self, message: bytes) -> None:
-        self.channel.send(self.stream_id, b"\x00" + len(message).to_bytes(4, "big") + message)
+        self.channel.send(self.stream_id, prefix(len(message)) + message)
 
     async def read(self) -> Any:
         item = await self.inbox.get()
