@@ -235,7 +235,8 @@ class H2Connection(asyncio.Protocol):
         try:
             self.conn.receive_data(data)
         except ngh2.NGH2Error:
-            # libnghttp2 queued the GOAWAY naming the error when it could (RFC 9113 5.4.1).
+            # libnghttp2 queued the GOAWAY naming the error when it could (RFC 9113 5.4.1);
+            # after a fatal one (no client preface, RFC 9113 3.4) nothing can be sent.
             self.flush()
             self.close()
             return
@@ -471,9 +472,10 @@ class H2Connection(asyncio.Protocol):
                 if not data:
                     break
                 transport.write(data)
-        except ngh2.NGH2Error:
-            pass  # the session ended on a fatal error: nothing more can be sent
-        if not conn.want_read and not conn.want_write:
+            done = not conn.want_read and not conn.want_write
+        except ngh2.NGH2Error:  # the session ended on a fatal error: nothing more can be sent
+            done = True
+        if done:
             self.close()
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ cancellation, deadlines, flow control of large messages, and that nothing is lef
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -209,7 +210,9 @@ async def test_a_request_cut_mid_message_is_internal(served: tuple[H2Server, Ech
 
 
 async def test_garbage_instead_of_http2_closes_the_connection(
-        served: tuple[H2Server, Echo, int]) -> None:
+        served: tuple[H2Server, Echo, int], caplog: pytest.LogCaptureFixture) -> None:
+    """No client preface (RFC 9113 3.4): the connection closes, and nothing is logged as an
+    error (a peer's bytes never put a traceback in the log)."""
     server, _, port = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -219,6 +222,7 @@ async def test_garbage_instead_of_http2_closes_the_connection(
     finally:
         writer.close()
     await wait_until(lambda: not server.connections)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 class RawAnswer:
