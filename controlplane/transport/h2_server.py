@@ -131,10 +131,11 @@ class ServerCall:
         self.closed = False  # the stream is gone (reset, or the connection lost)
         self.task: asyncio.Task[None] | None = None
         self.deadline: asyncio.TimerHandle | None = None
-        self.timed_out = False
+        # The status the transport ended the call with (a deadline, a request that does not
+        # parse); the method is cancelled and nothing more is read.
+        self.ended_with: tuple[int, str] | None = None
         self.stalled = 0  # writes that returned before the peer took them (drain_grace)
         self.unacked = 0  # received bytes not yet given back to the client's window
-        self.broken = False  # the request stream failed to parse: nothing more is read
 
     async def read(self) -> Any:
         """The next request (grpc.aio.EOF at the end). Its bytes go back to the client's
@@ -144,8 +145,6 @@ class ServerCall:
         if item is _END:
             self.inbox.put_nowait(_END)  # every later read sees the end too
             return grpc.aio.EOF
-        if isinstance(item, FramingError):
-            raise AbortError(item.status, str(item))
         self.connection.acknowledge(self, item.size)
         return item.value
 
@@ -176,24 +175,34 @@ class ServerCall:
 
     def received(self, data: bytes, end_stream: bool) -> None:
         self.unacked += len(data)
-        if self.broken:
-            return  # the call ends on the error already queued; its bytes go back then
+        if self.ended_with is not None:
+            return  # the call is ending; its bytes go back then
         try:
             for message in self.reader.feed(data):
                 self.inbox.put_nowait(_Received(self.method.deserialize(message),
                                                 len(message) + 5))
         except FramingError as error:
-            self.broken = True
-            self.inbox.put_nowait(error)
+            self.end(error.status, str(error))
             return
-        except Exception as error:  # the deserialiser refused the bytes
-            self.broken = True
-            self.inbox.put_nowait(FramingError(INTERNAL, f"cannot parse the request: {error}"))
+        except Exception as error:  # the deserialiser refused the bytes, as grpcio: INTERNAL
+            self.end(INTERNAL, f"cannot parse the request: {error}")
             return
         if end_stream:
             if self.reader.partial:
-                self.inbox.put_nowait(FramingError(INTERNAL, "the request ended mid-message"))
+                self.end(INTERNAL, "the request ended mid-message")
+                return
             self.inbox.put_nowait(_END)
+
+    def end(self, status: int, details: str) -> None:
+        """End the call with `status` whatever its method is doing: the method is cancelled
+        (on the loop's next turn, so that a task not started yet starts first and answers)."""
+        if self.ended_with is None:
+            self.ended_with = (status, details)
+            asyncio.get_running_loop().call_soon(self._cancel_method)
+
+    def _cancel_method(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     def cancel(self) -> None:
         self.closed = True
@@ -336,15 +345,10 @@ class H2Connection(asyncio.Protocol):
         self.calls[stream_id] = call
         if timeout is not None:
             call.deadline = asyncio.get_running_loop().call_later(
-                timeout, self._deadline_passed, call)
+                timeout, call.end, DEADLINE_EXCEEDED, "Deadline Exceeded")
         call.task = self.server.spawn(self._run(call))
         if end_stream:
             call.received(b"", True)
-
-    def _deadline_passed(self, call: ServerCall) -> None:
-        call.timed_out = True
-        if call.task is not None:
-            call.task.cancel()
 
     async def _run(self, call: ServerCall) -> None:
         status, details = OK, ""
@@ -360,9 +364,9 @@ class H2Connection(asyncio.Protocol):
         except AbortError as error:
             status, details = error.status, error.details
         except asyncio.CancelledError:
-            if not call.timed_out or call.closed:
-                return  # the client went away: nothing to answer
-            status, details = DEADLINE_EXCEEDED, "Deadline Exceeded"
+            if call.ended_with is None or call.closed:
+                return  # the client went away (or the server stops): nothing to answer
+            status, details = call.ended_with
         except Exception as error:  # grpcio answers UNKNOWN "Exception calling application"
             logs.event("xds_call_failed", logging.ERROR, peer=self.peer, error=repr(error),
                        traceback=traceback.format_exc())

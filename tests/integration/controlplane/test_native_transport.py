@@ -21,6 +21,11 @@ def identity(data: bytes) -> bytes:
     return data
 
 
+def number(data: bytes) -> bytes:
+    """A deserialiser that refuses what is not digits."""
+    return str(int(data)).encode()
+
+
 class Echo:
     """Test methods: what each call saw, and whether it was cancelled."""
 
@@ -68,6 +73,7 @@ async def served() -> AsyncIterator[tuple[H2Server, Echo, int]]:
         "/test.Echo/Abort": Method(echo.abort, identity, False),
         "/test.Echo/Raise": Method(echo.raises, identity, False),
         "/test.Echo/Hang": Method(echo.hang, identity, True),
+        "/test.Echo/Numbers": Method(echo.stream, number, True),  # requests are digits
     }, max_message=1 << 20)
     port = await server.start("127.0.0.1", 0)
     try:
@@ -201,6 +207,17 @@ async def test_a_compressed_message_is_unimplemented(served: tuple[H2Server, Ech
     answer = await raw_call(port, "/test.Echo/Unary",
                             body=b"\x01" + (3).to_bytes(4, "big") + b"abc")
     assert answer.grpc_status == b"12"
+
+
+async def test_a_request_that_does_not_parse_ends_the_stream_with_internal(
+        served: tuple[H2Server, Echo, int], caplog: pytest.LogCaptureFixture) -> None:
+    """As grpcio: a request message its deserialiser refuses ends the call with INTERNAL
+    (the method, blocked in read(), is cancelled); nothing is logged as an error."""
+    server, _, port = served
+    answer = await raw_call(port, "/test.Echo/Numbers", body=prefix(3) + b"abc")
+    assert answer.grpc_status == b"13"
+    await wait_until(lambda: not server.tasks)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 async def test_a_request_cut_mid_message_is_internal(served: tuple[H2Server, Echo, int]) -> None:

@@ -5,6 +5,7 @@ new streams while the event loop is busy is answered (grpcio's core cancelled su
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import Counter
@@ -25,6 +26,7 @@ from controlplane.sources.files import FileSource
 from controlplane.transport.grpc_messages import prefix
 from controlplane.transport.h2_server import H2Server
 from protos.registry import CLUSTER
+from tests.integration.controlplane.test_native_transport import raw_call, wait_until
 from tests.integration.controlplane.test_storm import STREAMS, open_streams
 from tests.unit.controlplane.builders import cluster, endpoints
 
@@ -128,3 +130,17 @@ async def test_a_response_goes_out_in_its_pieces_never_joined(tmp_path: Path) ->
     assert sorted(resource.value for resource in answer.resources)  # whole, parseable
     assert (len(answer.resources), answer.type_url, answer.nonce) == (50, CLUSTER, "1")
     assert discovery.encoder.joined == 0
+
+
+async def test_a_request_that_is_no_discovery_request_ends_the_stream_with_internal(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The ADS stream reads in a task of its own (server.py); a request that does not parse
+    still ends the call with INTERNAL, as grpcio ends it, and logs no error."""
+    server, port, _ = await serve(tmp_path, budget=64 << 20, drain_grace=10.0)
+    try:
+        answer = await raw_call(port, ADS, body=prefix(4) + b"\xff\xff\xff\xff")
+        await wait_until(lambda: not server.tasks)
+    finally:
+        await server.close()
+    assert answer.grpc_status == b"13"
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
